@@ -1,0 +1,66 @@
+"""Service configuration: one nameko YAML file per service with ``${ENV:default}`` substitution.
+
+Development defaults are allowed so that ``make run`` works on a fresh machine. Every default secret
+starts with ``dev-insecure-``; with ``CREDENCE_ENV=production`` a service refuses to start while any
+``*_SECRET`` or ``*_PASSWORD`` setting still holds such a value, and names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+INSECURE_DEFAULT_PREFIX = "dev-insecure-"
+SECRET_SUFFIXES = ("_SECRET", "_PASSWORD", "_KEY")
+
+
+class ConfigurationRefused(SystemExit):
+    """Raised at start-up when the configuration is unsafe for the current environment."""
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    from nameko.cli.main import setup_yaml_parser
+
+    setup_yaml_parser()
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    return config
+
+
+def is_production(environ=None) -> bool:
+    environ = os.environ if environ is None else environ
+    return environ.get("CREDENCE_ENV", "development").strip().lower() == "production"
+
+
+def insecure_settings(config: dict) -> list[str]:
+    """Names of secret settings that still hold a development default."""
+    return sorted(
+        key
+        for key, value in config.items()
+        if key.upper().endswith(SECRET_SUFFIXES)
+        and (value is None or str(value) == "" or str(value).startswith(INSECURE_DEFAULT_PREFIX))
+    )
+
+
+def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
+    if not is_production(environ):
+        return
+    problems = insecure_settings(config)
+    if problems:
+        raise ConfigurationRefused(
+            f"{service_name}: refusing to start with CREDENCE_ENV=production because these settings "
+            f"still hold a development default or are empty: {', '.join(problems)}. "
+            "Set them in the environment."
+        )
+
+
+def ensure_sqlite_directory(db_uri: str, base: Path | None = None) -> None:
+    """``sqlite:///var/x.sqlite`` lives in a folder that may not exist yet on a fresh checkout."""
+    prefix = "sqlite:///"
+    if db_uri.startswith(prefix) and not db_uri.startswith(prefix + ":memory:"):
+        path = Path(db_uri[len(prefix):])
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,130 @@
+"""The public event contract. Downstream systems subscribe to these; ``docs/events.md`` is generated
+from this module (``python -m credence_common.contracts.docs``) and a test fails when they drift.
+
+Personal data rule: no payload carries a full resident ID number or mobile number, only masked forms.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from credence_common.events import EventPayload
+
+
+class CandidateRegisteredV1(EventPayload):
+    event_type: ClassVar[str] = "credence.candidate.registered.v1"
+    publisher: ClassVar[str] = "identity"
+    description: ClassVar[str] = "A candidate pre-registered under their real name (identity not yet confirmed)."
+
+    candidate_id: str
+    exam_region: str = Field(description="Two-digit exam region code")
+    registered_at: datetime
+
+
+class CandidateIdentityConfirmedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.candidate.identity_confirmed.v1"
+    publisher: ClassVar[str] = "identity"
+    description: ClassVar[str] = "A candidate's identity was confirmed and an admission ticket number issued."
+
+    candidate_id: str
+    ticket_number: str
+    full_name: str
+    resident_id_number_masked: str
+    exam_region: str
+    method: Literal["online", "on_site"]
+    confirmed_at: datetime
+
+
+class ScorePublishedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.score.published.v1"
+    publisher: ClassVar[str] = "scoring"
+    description: ClassVar[str] = "An exam result was released to the candidate (the embargo ended)."
+
+    result_id: str
+    candidate_id: str
+    ticket_number: str
+    program_code: str
+    sitting: str = Field(description="Exam sitting, e.g. 2026-11")
+    final_score: int = Field(ge=0, le=100)
+    outcome: Literal["passed", "failed"]
+    published_at: datetime
+
+
+class CandidateQualifiedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.candidate.qualified.v1"
+    publisher: ClassVar[str] = "scoring"
+    description: ClassVar[str] = "A candidate passed a program and qualifies for its certificate."
+
+    result_id: str
+    candidate_id: str
+    ticket_number: str
+    full_name: str
+    resident_id_number_masked: str
+    program_code: str
+    program_name: str
+    sitting: str
+    final_score: int = Field(ge=0, le=100)
+    qualified_at: datetime
+
+
+class CertificateAwaitingPaymentV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.awaiting_payment.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = "A certificate was created and waits for its certificate fee."
+
+    certificate_id: str
+    candidate_id: str
+    payer_kind: Literal["candidate", "institution"]
+    payer_id: str
+    certificate_fee_fen: int = Field(ge=0, description="Amount due in fen (1 yuan = 100 fen)")
+    program_code: str
+    created_at: datetime
+
+
+class PaymentSucceededV1(EventPayload):
+    event_type: ClassVar[str] = "credence.payment.succeeded.v1"
+    publisher: ClassVar[str] = "payments"
+    description: ClassVar[str] = "A payment order was paid (confirmed by a signed provider callback)."
+
+    order_number: str
+    purpose: Literal["certificate_fee"]
+    reference_id: str = Field(description="What was paid for: the certificate id for a certificate fee")
+    payer_kind: Literal["candidate", "institution"]
+    payer_id: str
+    amount_fen: int = Field(ge=0)
+    provider: str
+    provider_transaction_id: str
+    paid_at: datetime
+
+
+class CertificateIssuedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.issued.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = "A certificate was issued with its certificate number and can be verified."
+
+    certificate_id: str
+    certificate_number: str
+    candidate_id: str
+    ticket_number: str
+    holder_name: str
+    resident_id_number_masked: str
+    program_code: str
+    program_name: str
+    issued_on: date
+    issued_at: datetime
+
+
+ALL_EVENTS: tuple[type[EventPayload], ...] = (
+    CandidateRegisteredV1,
+    CandidateIdentityConfirmedV1,
+    ScorePublishedV1,
+    CandidateQualifiedV1,
+    CertificateAwaitingPaymentV1,
+    PaymentSucceededV1,
+    CertificateIssuedV1,
+)
+
+EVENTS_BY_TYPE = {model.event_type: model for model in ALL_EVENTS}

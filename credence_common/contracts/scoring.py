@@ -1,0 +1,59 @@
+"""RPC and HTTP schemas of the scoring service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ResultLine(BaseModel):
+    model_config = Strict
+
+    ticket_number: str = Field(pattern=r"^\d{12}$", description="The candidate's 12-digit admission ticket number")
+    program_code: str = Field(min_length=1, max_length=32)
+    sitting: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Exam sitting as YYYY-MM")
+    final_score: int = Field(ge=0, le=100, strict=True)
+
+
+class RecordResults(BaseModel):
+    model_config = Strict
+
+    results: list[ResultLine] = Field(min_length=1, max_length=5000)
+
+
+class RecordResultsOutcome(BaseModel):
+    recorded: int
+
+
+class PublishResults(BaseModel):
+    model_config = Strict
+
+    program_code: str = Field(min_length=1, max_length=32)
+    sitting: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class PublishResultsOutcome(BaseModel):
+    program_code: str
+    sitting: str
+    published: int
+    passed: int
+    failed: int
+
+
+class ResultView(BaseModel):
+    result_id: str
+    ticket_number: str
+    program_code: str
+    program_name: str
+    sitting: str
+    status: Literal["evaluating", "passed", "failed"]
+    final_score: int | None = Field(default=None, description="Withheld until the result is published")
+    published_at: datetime | None = None
+
+
+class ResultList(BaseModel):
+    results: list[ResultView]

@@ -1,0 +1,53 @@
+"""Who consumes which event inside the platform.
+
+Publishers declare these queues at start-up (besides the consumers themselves) because nameko's
+dispatcher publishes with ``mandatory`` off: an event sent before its queue exists would be dropped
+silently. Declaring the queue from both sides makes the start order of services irrelevant.
+A test checks this table against the ``@event_handler`` entrypoints of the services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from credence_common.contracts.events import (
+    CandidateIdentityConfirmedV1,
+    CandidateQualifiedV1,
+    CertificateAwaitingPaymentV1,
+    CertificateIssuedV1,
+    PaymentSucceededV1,
+)
+from credence_common.events import EventPayload
+
+
+@dataclass(frozen=True)
+class Subscription:
+    consumer: str
+    handler: str
+    event: type[EventPayload]
+
+    @property
+    def publisher(self) -> str:
+        return self.event.publisher
+
+    @property
+    def queue_name(self) -> str:
+        # nameko's SERVICE_POOL naming, so the handler consumes from the very queue we declare.
+        return f"evt-{self.publisher}-{self.event.event_type}--{self.consumer}.{self.handler}"
+
+
+SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    Subscription("scoring", "handle_identity_confirmed", CandidateIdentityConfirmedV1),
+    Subscription("certificates", "handle_candidate_qualified", CandidateQualifiedV1),
+    Subscription("payments", "handle_certificate_awaiting_payment", CertificateAwaitingPaymentV1),
+    Subscription("certificates", "handle_payment_succeeded", PaymentSucceededV1),
+    Subscription("verification", "handle_certificate_issued", CertificateIssuedV1),
+)
+
+
+def subscriptions_published_by(service_name: str) -> list[Subscription]:
+    return [s for s in SUBSCRIPTIONS if s.publisher == service_name]
+
+
+def subscribers_of(event_type: str) -> list[Subscription]:
+    return [s for s in SUBSCRIPTIONS if s.event.event_type == event_type]

@@ -1,0 +1,122 @@
+"""Database access for a service: engine per container, a session per worker, a unit of work per
+transaction. The same code runs on SQLite (the embedded default) and PostgreSQL (through pg8000, a
+pure-Python driver, so that eventlet can switch green threads while a query waits)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import eventlet
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from credence_common.config import ensure_sqlite_directory
+
+log = logging.getLogger(__name__)
+
+
+def normalise_db_uri(db_uri: str) -> str:
+    """Accept ``postgresql://`` and pick the green-friendly driver for it."""
+    if db_uri.startswith("postgresql://") or db_uri.startswith("postgres://"):
+        return "postgresql+pg8000://" + db_uri.split("://", 1)[1]
+    return db_uri
+
+
+def make_engine(db_uri: str) -> Engine:
+    db_uri = normalise_db_uri(db_uri)
+    if db_uri.startswith("sqlite"):
+        ensure_sqlite_directory(db_uri)
+        engine = create_engine(db_uri, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            # WAL lets the outbox relay read while a worker writes; the busy timeout rides out
+            # the short write locks instead of failing with "database is locked".
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(db_uri, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+
+
+class CommitSignal:
+    """Wakes the outbox relay as soon as a transaction that wrote an event commits, so events leave
+    within milliseconds instead of waiting for the next poll."""
+
+    def __init__(self):
+        self._event = eventlet.event.Event()
+
+    def notify(self):
+        if not self._event.ready():
+            self._event.send(True)
+
+    def wait(self, timeout: float) -> None:
+        with eventlet.Timeout(timeout, False):
+            self._event.wait()
+        self._event = eventlet.event.Event()
+
+
+class UnitOfWork:
+    """What a worker sees as ``self.db``."""
+
+    def __init__(self, engine: Engine, commit_signal: CommitSignal):
+        self.engine = engine
+        self._commit_signal = commit_signal
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = Session(self.engine, expire_on_commit=False)
+        return self._session
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One atomic step: the state change and its outbox events commit together or not at all."""
+        session = self.session
+        if session.in_transaction():
+            session.rollback()
+        with session.begin():
+            yield session
+        self._commit_signal.notify()
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+class Database(DependencyProvider):
+    """nameko dependency: engine in ``setup``, a session per worker, closed in ``worker_teardown``.
+
+    (nameko-sqlalchemy does not support SQLAlchemy 2, hence this small provider.)"""
+
+    def __init__(self, config_key: str = "DB_URI"):
+        self.config_key = config_key
+        self.engine: Engine | None = None
+        self.commit_signal = CommitSignal()
+
+    def setup(self):
+        self.engine = make_engine(self.container.config[self.config_key])
+
+    def stop(self):
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return UnitOfWork(self.engine, self.commit_signal)
+
+    def worker_teardown(self, worker_ctx):
+        dependency = worker_ctx.service.__dict__.get(self.attr_name)
+        if isinstance(dependency, UnitOfWork):
+            dependency.close()

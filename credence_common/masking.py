@@ -1,0 +1,29 @@
+"""Masking of personal data. Every response and log line shows only these masked forms."""
+
+from __future__ import annotations
+
+
+def mask_resident_id(resident_id_number: str) -> str:
+    """``110105194912310021`` -> ``1101**********0021``: the region prefix and last four stay."""
+    value = (resident_id_number or "").strip()
+    if len(value) <= 8:
+        return "*" * len(value)
+    return value[:4] + "*" * (len(value) - 8) + value[-4:]
+
+
+def mask_mobile(mobile: str) -> str:
+    """``13812345678`` -> ``138****5678``."""
+    value = (mobile or "").strip()
+    if len(value) <= 7:
+        return "*" * len(value)
+    return value[:3] + "*" * (len(value) - 7) + value[-4:]
+
+
+def mask_name(full_name: str) -> str:
+    """For public answers: ``张三丰`` -> ``张*丰``, ``李四`` -> ``李*``, ``Ann Lee`` -> ``A*****e``."""
+    value = (full_name or "").strip()
+    if len(value) <= 1:
+        return value
+    if len(value) == 2:
+        return value[0] + "*"
+    return value[0] + "*" * (len(value) - 2) + value[-1]

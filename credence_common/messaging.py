@@ -1,0 +1,96 @@
+"""Outbox and processed-event tables, shared by every service's own database.
+
+``outbox``: an event is written here in the same transaction as the state change that caused it;
+the relay publishes it afterwards (at least once) and stamps ``published_at``.
+``processed_events``: a consumer records each event id in the same transaction as the handler's
+effect, so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from pydantic import ValidationError
+from sqlalchemy import DateTime, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from credence_common.events import EventEnvelope, EventPayload, ReceivedEvent, make_envelope, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def messaging_models(Base):
+    """Create the outbox and processed-event mapped classes on a service's own declarative base."""
+
+    class OutboxEvent(Base):
+        __tablename__ = "outbox"
+        __table_args__ = (Index("ix_outbox_pending", "published_at", "seq"),)
+
+        seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+        event_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+        event_type: Mapped[str] = mapped_column(String(120), nullable=False)
+        envelope_json: Mapped[str] = mapped_column(Text, nullable=False)
+        created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+        published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+        attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    class ProcessedEvent(Base):
+        __tablename__ = "processed_events"
+
+        event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+        event_type: Mapped[str] = mapped_column(String(120), nullable=False)
+        processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    return OutboxEvent, ProcessedEvent
+
+
+class Outbox:
+    """Adds events to the current transaction."""
+
+    def __init__(self, outbox_model):
+        self.model = outbox_model
+
+    def add(self, session: Session, payload: EventPayload, subject: str | None = None) -> EventEnvelope:
+        envelope = make_envelope(payload, subject)
+        session.add(
+            self.model(
+                event_id=envelope.id,
+                event_type=envelope.type,
+                envelope_json=envelope.model_dump_json(),
+                created_at=envelope.time,
+                attempts=0,
+            )
+        )
+        return envelope
+
+
+class Inbox:
+    """Idempotent consumption: ``first_delivery`` is true once per event id, ever."""
+
+    def __init__(self, processed_model):
+        self.model = processed_model
+
+    def first_delivery(self, session: Session, envelope: EventEnvelope) -> bool:
+        if session.execute(select(self.model.event_id).where(self.model.event_id == envelope.id)).first():
+            log.info("duplicate event %s (%s) ignored", envelope.id, envelope.type)
+            return False
+        # A concurrent duplicate fails on the primary key at commit and is redelivered, then skipped.
+        session.add(self.model(event_id=envelope.id, event_type=envelope.type, processed_at=utcnow()))
+        return True
+
+
+class MalformedEvent(Exception):
+    pass
+
+
+def read_event(message: dict, payload_model: type[EventPayload]) -> ReceivedEvent:
+    """Parse a delivered message into its envelope and typed payload."""
+    try:
+        envelope = EventEnvelope.model_validate(message)
+        if envelope.type != payload_model.event_type:
+            raise MalformedEvent(f"expected {payload_model.event_type}, got {envelope.type}")
+        data = payload_model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise MalformedEvent(str(exc)) from None
+    return ReceivedEvent[payload_model](envelope=envelope, data=data)

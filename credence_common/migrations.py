@@ -1,0 +1,61 @@
+"""Alembic migrations, one history per service, each applied to that service's own database.
+
+    python -m credence_common.migrations identity sqlite:///var/identity.sqlite
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from credence_common.db import make_engine
+
+SERVICES = ("identity", "scoring", "certificates", "payments", "verification")
+
+
+def alembic_config(service: str) -> Config:
+    package = importlib.import_module(f"services.{service}")
+    script_location = Path(package.__file__).parent / "migrations"
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    return config
+
+
+def upgrade(service: str, db_uri: str, revision: str = "head") -> None:
+    config = alembic_config(service)
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def run_env(target_metadata) -> None:
+    """Body of every service's ``migrations/env.py``."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through credence_common.migrations.upgrade")
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in SERVICES:
+        print(f"usage: python -m credence_common.migrations {{{','.join(SERVICES)}}} DB_URI", file=sys.stderr)
+        return 2
+    upgrade(argv[0], argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

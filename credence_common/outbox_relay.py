@@ -1,0 +1,157 @@
+"""Publishes the outbox to RabbitMQ, at least once, with publisher confirms.
+
+Runs as a green thread inside the service container. A round reads pending events in a short read,
+publishes each (the broker confirms every message before the next), then stamps them published in a
+short write transaction. No database lock is held while talking to the broker. A crash between the
+publish and the stamp republishes the event on the next round: consumers are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import eventlet
+from kombu import Connection, Exchange, Producer, Queue
+from nameko.extensions import DependencyProvider
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from credence_common.contracts.topology import subscriptions_published_by
+from credence_common.db import Database
+from credence_common.events import exchange_name, utcnow
+from credence_common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+
+def event_exchange(publisher: str) -> Exchange:
+    # Must match nameko's get_event_exchange declaration exactly, or the broker refuses it.
+    return Exchange(exchange_name(publisher), type="topic", durable=True, delivery_mode=2, auto_delete=False)
+
+
+def declare_topology(channel, publisher: str) -> None:
+    """The exchange this service publishes to and the queues of every internal subscriber."""
+    exchange = event_exchange(publisher)
+    exchange(channel).declare()
+    for subscription in subscriptions_published_by(publisher):
+        Queue(
+            subscription.queue_name,
+            exchange=exchange,
+            routing_key=subscription.event.event_type,
+            durable=True,
+            auto_delete=False,
+            exclusive=False,
+        )(channel).declare()
+
+
+class OutboxRelay(DependencyProvider):
+    def __init__(self, outbox_model, batch_size: int = 200, poll_interval: float = 1.0):
+        self.outbox_model = outbox_model
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._running = False
+        self._connection: Connection | None = None
+        self._producer: Producer | None = None
+
+    def setup(self):
+        self.service_name = self.container.service_name
+        self.amqp_uri = self.container.config["AMQP_URI"]
+        self.poll_interval = float(self.container.config.get("OUTBOX_POLL_INTERVAL", self.poll_interval))
+        self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+        self.exchange = event_exchange(self.service_name)
+
+    def start(self):
+        self._running = True
+        self._connect()  # fail fast at start-up if the broker is unreachable; declares the queues
+        self.container.spawn_managed_thread(self._run, identifier=f"{self.service_name}.outbox_relay")
+
+    def stop(self):
+        self._running = False
+        self.database.commit_signal.notify()
+        self._disconnect()
+
+    def kill(self):
+        self.stop()
+
+    def _connect(self):
+        if self._producer is not None:
+            return
+        connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+        connection.ensure_connection(max_retries=3)
+        channel = connection.channel()
+        declare_topology(channel, self.service_name)
+        self._connection = connection
+        self._producer = Producer(channel, exchange=self.exchange)
+
+    def _disconnect(self):
+        connection, self._connection, self._producer = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # the connection may already be dead; nothing to save
+                pass
+
+    def _run(self):
+        backoff = self.poll_interval
+        while self._running:
+            try:
+                published = self.relay_once()
+                backoff = self.poll_interval
+            except Exception:
+                OUTBOX_PUBLISH_FAILURES.labels(self.service_name).inc()
+                log.warning("%s: outbox relay round failed; retrying in %.1fs", self.service_name, backoff,
+                            exc_info=True)
+                self._disconnect()
+                eventlet.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if published < self.batch_size:
+                self.database.commit_signal.wait(self.poll_interval)
+
+    def pending_count(self) -> int:
+        with Session(self.database.engine) as session:
+            return session.scalar(
+                select(func.count()).select_from(self.outbox_model).where(self.outbox_model.published_at.is_(None))
+            )
+
+    def relay_once(self) -> int:
+        model = self.outbox_model
+        with Session(self.database.engine) as session:
+            rows = session.execute(
+                select(model.seq, model.event_id, model.event_type, model.envelope_json)
+                .where(model.published_at.is_(None))
+                .order_by(model.seq)
+                .limit(self.batch_size)
+            ).all()
+        if not rows:
+            OUTBOX_BACKLOG.labels(self.service_name).set(0)
+            return 0
+        self._connect()
+        published_seqs = []
+        try:
+            for row in rows:
+                self._producer.publish(
+                    row.envelope_json,
+                    routing_key=row.event_type,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    message_id=row.event_id,
+                    type=row.event_type,
+                    retry=False,
+                )
+                published_seqs.append(row.seq)
+        finally:
+            if published_seqs:
+                with Session(self.database.engine) as session, session.begin():
+                    session.execute(
+                        update(model)
+                        .where(model.seq.in_(published_seqs))
+                        .values(published_at=utcnow(), attempts=model.attempts + 1)
+                    )
+                OUTBOX_PUBLISHED.labels(self.service_name).inc(len(published_seqs))
+        if len(rows) < self.batch_size:
+            OUTBOX_BACKLOG.labels(self.service_name).set(0)
+        else:
+            OUTBOX_BACKLOG.labels(self.service_name).set(self.pending_count())
+        return len(published_seqs)

@@ -1,0 +1,149 @@
+"""One candidate's whole journey through the gateway: the script behind ``make demo`` and the
+end-to-end test. Each step is printed; every wait for an event-driven step is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+import requests
+from stdnum.cn import ric
+
+from credence_common.masking import mask_resident_id
+from services.payments.domain import sign_callback
+
+DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
+DEV_CALLBACK_SECRET = "dev-insecure-payment-callback-secret"
+PROGRAM_CODE = "PSY-COUNSELLOR"
+
+
+class JourneyFailed(AssertionError):
+    pass
+
+
+def random_resident_id(rng: random.Random) -> str:
+    body = f"110105{rng.randint(1970, 2004)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    return body + ric.calc_check_digit(body + "0")  # stdnum expects a placeholder check digit
+
+
+def random_mobile(rng: random.Random) -> str:
+    return f"1{rng.choice('3456789')}{rng.randint(0, 10**9 - 1):09d}"
+
+
+class Client:
+    def __init__(self, base_url: str, timeout: float = 15.0):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, token: str | None = None, expect: int | tuple = 200, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self.session.request(method, self.base_url + path, headers=headers, timeout=self.timeout,
+                                        **kwargs)
+        expected = (expect,) if isinstance(expect, int) else expect
+        if response.status_code not in expected:
+            raise JourneyFailed(f"{method} {path}: expected {expected}, got {response.status_code}: "
+                                f"{response.text[:500]}")
+        return response.json() if response.content else None
+
+
+def wait_until(description: str, probe: Callable[[], object], timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise JourneyFailed(f"timed out after {timeout:.0f}s waiting until {description}")
+        time.sleep(interval)
+
+
+def run_journey(base_url: str, say: Callable[[str], None] = print, staff_password: str | None = None,
+                callback_secret: str | None = None, seed: int | None = None) -> dict:
+    staff_password = staff_password or os.environ.get("BOOTSTRAP_STAFF_PASSWORD", DEV_STAFF_PASSWORD)
+    callback_secret = callback_secret or os.environ.get("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)
+    rng = random.Random(seed)
+    client = Client(base_url)
+    resident_id = random_resident_id(rng)
+    full_name = rng.choice(["王小明", "李静", "张伟", "刘洋", "陈晨", "杨帆"])
+    password = uuid.uuid4().hex
+
+    say(f"1. Register {full_name} (ID {mask_resident_id(resident_id)})")
+    candidate = client.request("POST", "/api/v1/candidates", expect=201, json={
+        "full_name": full_name, "resident_id_number": resident_id, "mobile": random_mobile(rng),
+        "password": password})
+    say(f"   -> candidate {candidate['candidate_id']} is {candidate['status']}")
+
+    token = client.request("POST", "/api/v1/auth/candidate-token",
+                           json={"resident_id_number": resident_id, "password": password})["access_token"]
+    say("2. Signed in as the candidate; confirm identity online (sandbox verifier)")
+    confirmed = client.request("POST", "/api/v1/me/identity-confirmation", token=token, json={"method": "online"})
+    ticket_number = confirmed["ticket_number"]
+    say(f"   -> admission ticket number {ticket_number}")
+
+    staff_token = client.request("POST", "/api/v1/auth/staff-token",
+                                 json={"username": "admin", "password": staff_password})["access_token"]
+    sitting = time.strftime("%Y-%m")
+    say(f"3. Staff record a final score of 82 in {PROGRAM_CODE} for sitting {sitting}")
+
+    def record():
+        response = client.session.post(base_url + "/api/v1/exam-results", timeout=15,
+                                       headers={"Authorization": f"Bearer {staff_token}"},
+                                       json={"results": [{"ticket_number": ticket_number, "program_code": PROGRAM_CODE,
+                                                          "sitting": sitting, "final_score": 82}]})
+        if response.status_code == 422 and response.json()["error"]["code"] == "unknown_ticket_number":
+            return None  # scoring has not yet received the confirmation event
+        if response.status_code != 200:
+            raise JourneyFailed(f"recording results failed: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    wait_until("scoring knows the ticket number", record)
+    results = client.request("GET", "/api/v1/me/results", token=token)["results"]
+    say(f"   -> before release the candidate sees: {results[0]['status']}")
+
+    published = client.request("POST", "/api/v1/exam-results/publication", token=staff_token,
+                               json={"program_code": PROGRAM_CODE, "sitting": sitting})
+    say(f"4. Staff publish the sitting: {published['published']} published, {published['passed']} passed")
+    results = client.request("GET", "/api/v1/me/results", token=token)["results"]
+    say(f"   -> the candidate sees: {results[0]['status']} with {results[0]['final_score']}")
+
+    say("5. Certificates reacts to the qualification: a certificate awaiting payment")
+    certificate = wait_until("a certificate exists", lambda: (client.request(
+        "GET", "/api/v1/me/certificates", token=token)["certificates"] or [None])[0])
+    say(f"   -> certificate {certificate['certificate_id']} is {certificate['status']}, "
+        f"fee {certificate['certificate_fee_fen']} fen")
+
+    order = wait_until("a payment order exists", lambda: (client.request(
+        "GET", "/api/v1/me/payment-orders", token=token)["orders"] or [None])[0])
+    say(f"6. Payments opened order {order['order_number']} for {order['amount_fen']} fen ({order['status']})")
+
+    callback = json.dumps({"order_number": order["order_number"], "provider_transaction_id": f"SBX{uuid.uuid4().hex}",
+                           "amount_fen": order["amount_fen"], "status": "SUCCESS"}).encode()
+    ack = client.request("POST", "/api/v1/payments/callbacks/sandbox", data=callback,
+                         headers={"Content-Type": "application/json",
+                                  "X-Credence-Signature": sign_callback(callback_secret, callback)})
+    say(f"7. The signed sandbox callback arrives: order {ack['status']}")
+
+    issued = wait_until("the certificate is issued", lambda: next(
+        (c for c in client.request("GET", "/api/v1/me/certificates", token=token)["certificates"]
+         if c["status"] == "issued"), None))
+    say(f"8. Certificate issued: number {issued['certificate_number']}")
+
+    def check():
+        response = client.session.post(base_url + "/api/v1/certificate-checks", timeout=15, json={
+            "holder_name": full_name, "certificate_number": issued["certificate_number"]})
+        return response.json() if response.status_code == 200 else None
+
+    verdict = wait_until("verification has the certificate", check)
+    details = verdict["certificate"]
+    say(f"9. Public check by name + number: {verdict['result']} — {details['holder_name_masked']}, "
+        f"{details['resident_id_number_masked']}, {details['program_name']}, issued {details['issued_on']}")
+    return {"full_name": full_name, "resident_id_number": resident_id, "ticket_number": ticket_number,
+            "certificate": issued, "order": order, "verdict": verdict, "candidate_token": token,
+            "staff_token": staff_token}

@@ -1,0 +1,176 @@
+"""Start, watch and stop the whole platform as separate processes (``make run`` and the e2e tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from credence_common.migrations import upgrade
+from deploy.processes import PROCESSES, SERVICE_NAMES, ProcessSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def broker_problem(amqp_uri: str) -> str | None:
+    """None when RabbitMQ answers, else a sentence saying what to do."""
+    from kombu import Connection
+
+    try:
+        with Connection(amqp_uri, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+        return None
+    except Exception as exc:
+        shown = amqp_uri.split("@")[-1]
+        return (f"RabbitMQ is not reachable at {shown} ({type(exc).__name__}). Start it with "
+                "'rabbitmq-server -detached' (or 'sudo systemctl start rabbitmq-server'), "
+                "or point AMQP_URI at a running broker.")
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Platform:
+    """The processes of one platform instance, sharing an environment (broker URI, databases, ports)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, cwd: Path = REPO_ROOT):
+        self.env = env
+        self.log_dir = log_dir
+        self.cwd = cwd
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def db_uri(self, service: str) -> str:
+        return self.env.get(f"{service.upper()}_DB_URI", f"sqlite:///var/{service}.sqlite")
+
+    def metrics_port(self, spec: ProcessSpec) -> int | None:
+        if spec.metrics_port_env is None:
+            return None
+        return int(self.env.get(spec.metrics_port_env, spec.default_metrics_port))
+
+    @property
+    def gateway_port(self) -> int:
+        return int(self.env.get("GATEWAY_ADDRESS", "127.0.0.1:8000").rsplit(":", 1)[1])
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def migrate(self) -> None:
+        previous = Path.cwd()
+        os.chdir(self.cwd)  # relative SQLite paths are relative to the repository
+        try:
+            for service in SERVICE_NAMES:
+                upgrade(service, self.db_uri(service))
+        finally:
+            os.chdir(previous)
+
+    def start(self, names=None, timeout: float = 60.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        specs = [s for s in PROCESSES if names is None or s.name in names]
+        for spec in specs:
+            self.start_one(spec)
+        for spec in specs:
+            port = self.metrics_port(spec) if spec.name != "gateway" else self.gateway_port
+            if not wait_for_port(port, timeout, self.processes[spec.name]):
+                raise RuntimeError(f"{spec.name} did not start; see {self.log_dir / (spec.name + '.log')}:\n"
+                                   + self.log_tail(spec.name))
+
+    def start_one(self, spec: ProcessSpec) -> None:
+        log = open(self.log_dir / f"{spec.name}.log", "ab")
+        self.processes[spec.name] = subprocess.Popen(
+            spec.command(), cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self, name: str) -> None:
+        """Kill a process abruptly (SIGKILL), as a crash would."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self.processes.clear()
+
+
+def main() -> int:
+    env = dict(os.environ)
+    amqp_uri = env.setdefault("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
+    problem = broker_problem(amqp_uri)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    platform = Platform(env, REPO_ROOT / "var" / "log")
+    print("Applying database migrations ...", flush=True)
+    platform.migrate()
+    print("Starting identity, scoring, certificates, payments, verification and the gateway ...", flush=True)
+    try:
+        platform.start()
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        platform.stop()
+        return 1
+    print(f"\nCredence is running.\n  Gateway:      {platform.gateway_url}\n"
+          f"  API docs:     {platform.gateway_url}/openapi.json\n"
+          f"  Verify page:  {platform.gateway_url}/verify\n"
+          f"  Logs:         {platform.log_dir}/\n"
+          "Run 'make demo' in another terminal for one candidate's whole journey. Ctrl-C stops everything.",
+          flush=True)
+    stopping = False
+
+    def _stop(_signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    reported: set[str] = set()
+    while not stopping:
+        for name, process in platform.processes.items():
+            if process.poll() is not None and name not in reported:
+                reported.add(name)
+                print(f"{name} exited with code {process.returncode}; last lines of its log:\n"
+                      f"{platform.log_tail(name)}", file=sys.stderr, flush=True)
+        time.sleep(0.5)
+    print("\nStopping ...", flush=True)
+    platform.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The platform's processes: one per service plus the gateway. ``make run``, docker-compose and the
+end-to-end tests all start exactly these (a test checks docker-compose.yml against this table)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    config: str
+    service_class: str
+    metrics_port_env: str | None
+    default_metrics_port: int | None
+    db_env: str | None
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "credence_common.runner", self.config, self.service_class]
+
+
+SERVICE_NAMES = ("identity", "scoring", "certificates", "payments", "verification")
+
+PROCESSES: tuple[ProcessSpec, ...] = tuple(
+    ProcessSpec(
+        name=name,
+        config=f"services/{name}/config.yml",
+        service_class=f"services.{name}.service:{name.capitalize()}Service",
+        metrics_port_env=f"{name.upper()}_METRICS_PORT",
+        default_metrics_port=9101 + index,
+        db_env=f"{name.upper()}_DB_URI",
+    )
+    for index, name in enumerate(SERVICE_NAMES)
+) + (
+    ProcessSpec(name="gateway", config="gateway/config.yml", service_class="gateway.service:GatewayService",
+                metrics_port_env=None, default_metrics_port=None, db_env=None),
+)
+
+BY_NAME = {spec.name: spec for spec in PROCESSES}

@@ -1,0 +1,1 @@
+import credence_common  # noqa: F401  (quiets eventlet's import-time notice)

@@ -1,0 +1,88 @@
+"""OpenAPI 3.1 document generated from the route table and its pydantic models."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic.json_schema import models_json_schema
+
+from credence_common.contracts.common import ErrorResponse
+from gateway.api import ROUTES, Route
+
+ERROR_STATUSES = {
+    "400": "Malformed request (e.g. body is not JSON)",
+    "401": "Missing, invalid or expired token, or bad credentials/signature",
+    "403": "The token's role may not do this",
+    "404": "Not found",
+    "409": "Conflicts with the current state",
+    "422": "Invalid input (fields named in error.details)",
+    "429": "Too many requests",
+    "503": "A service did not answer in time",
+}
+
+
+def _openapi_path(path: str) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", path)
+
+
+def _models(routes: tuple[Route, ...]):
+    models = {ErrorResponse}
+    for route in routes:
+        for model in (route.request_model, route.response_model):
+            if model is not None:
+                models.add(model)
+    return sorted(models, key=lambda m: m.__name__)
+
+
+def build_openapi(version: str = "0.1.0") -> dict:
+    models = _models(ROUTES)
+    key_map, schema = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    refs = {model: key_map[(model, "validation")]["$ref"] for model in models}
+    paths: dict = {}
+    for route in ROUTES:
+        operation = {
+            "operationId": route.name,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "responses": {
+                str(route.success_status): {
+                    "description": "Success",
+                    "content": {"application/json": {"schema": {"$ref": refs[route.response_model]}}}
+                    if route.response_model else {},
+                },
+                **{
+                    status: {"description": text,
+                             "content": {"application/json": {"schema": {"$ref": refs[ErrorResponse]}}}}
+                    for status, text in ERROR_STATUSES.items()
+                },
+            },
+            "x-roles": list(route.roles),
+        }
+        if "public" not in route.roles:
+            operation["security"] = [{"bearerAuth": []}]
+        if route.request_model is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": refs[route.request_model]}}},
+            }
+        if route.raw_body:
+            operation["parameters"] = [{"name": "X-Credence-Signature", "in": "header", "required": True,
+                                        "schema": {"type": "string"}}]
+            operation["requestBody"] = {"required": True,
+                                        "content": {"application/json": {"schema": {"type": "object"}}}}
+        paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = operation
+    for path, summary in (("/health", "Liveness"), ("/ready", "Readiness (the broker answers)")):
+        paths[path] = {"get": {"operationId": path.strip("/"), "summary": summary, "tags": ["operations"],
+                               "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Credence API", "version": version,
+                 "description": "Registration, scores, certificates, payments and public verification."},
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

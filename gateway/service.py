@@ -1,0 +1,229 @@
+"""The HTTP front door, bound to nameko ``@http``. It authenticates, validates, forwards to a service
+over RabbitMQ RPC and maps typed errors to HTTP statuses; it holds no business rule.
+
+Every API entrypoint is generated from ``gateway.api.ROUTES``; replacing nameko's web server means
+rewriting only this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import parse_qs
+
+import eventlet
+from kombu import Connection
+from nameko.exceptions import RemoteError
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
+from nameko.web.handlers import http
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+
+from credence_common.errors import (
+    BadRequest,
+    CredenceError,
+    Forbidden,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from credence_common.metrics import Metrics
+from credence_common.validation import parse
+from gateway import web
+from gateway.api import ROUTES, Call, Route
+from gateway.auth import TokenService
+from gateway.openapi import build_openapi
+from gateway.ratelimit import TokenBucketLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff"}
+HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
+SERVICES = ("identity", "scoring", "certificates", "payments", "verification")
+
+
+def json_response(status: int, payload) -> tuple:
+    return status, JSON_HEADERS, json.dumps(payload, ensure_ascii=False)
+
+
+def error_response(error: CredenceError) -> tuple:
+    return json_response(error.http_status, error.to_body())
+
+
+class ServiceCalls:
+    """RPC to the services with a deadline: nameko's service-to-service proxy would wait forever."""
+
+    def __init__(self, gateway, timeout: float):
+        self._gateway = gateway
+        self._timeout = timeout
+
+    def call(self, service: str, method: str, *args):
+        proxy = getattr(self._gateway, f"{service}_rpc")
+        timer = eventlet.Timeout(self._timeout)
+        try:
+            return getattr(proxy, method)(*args)
+        except eventlet.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise ServiceUnavailable("service_timeout",
+                                     f"The {service} service did not answer in time; try again shortly.") from None
+        finally:
+            timer.cancel()
+
+
+class GatewayState(DependencyProvider):
+    """What every request shares: token service, rate limiter, the OpenAPI document, the route map."""
+
+    def setup(self):
+        config = self.container.config
+        self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 3600)))
+        self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
+        self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
+        self.amqp_uri = config["AMQP_URI"]
+        self.openapi_json = json.dumps(build_openapi())
+        self.route_map = Map([Rule(r.path, methods=[r.method], endpoint=r.name) for r in ROUTES])
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+class GatewayService:
+    name = "gateway"
+
+    identity_rpc = RpcProxy("identity")
+    scoring_rpc = RpcProxy("scoring")
+    certificates_rpc = RpcProxy("certificates")
+    payments_rpc = RpcProxy("payments")
+    verification_rpc = RpcProxy("verification")
+    state = GatewayState()
+    metrics = Metrics()
+
+    # --- the API, generated from ROUTES (bound below the class) ------------------------------------
+
+    def _dispatch(self, route: Route, request, params: dict):
+        try:
+            principal = self.state.tokens.principal_from_header(request.headers.get("Authorization"))
+            if "public" not in route.roles and principal.role not in route.roles:
+                if principal.is_public:
+                    raise Unauthorized("authentication_required", "Sign in and send 'Authorization: Bearer <token>'.")
+                raise Forbidden("forbidden", f"A {principal.role} may not do this.")
+            if route.rate_limited and not self.state.limiter.allow(f"{route.name}:{request.remote_addr}"):
+                raise RateLimited("rate_limited", "Too many requests; wait a minute and try again.")
+            raw = self._read_body(request)
+            body = None
+            if route.request_model is not None:
+                body = parse(route.request_model, self._decode_json(raw))
+            call = Call(principal=principal, body=body, params=params,
+                        rpc=ServiceCalls(self, self.state.rpc_timeout), tokens=self.state.tokens,
+                        raw_body=raw, headers=dict(request.headers))
+            return json_response(route.success_status, route.handler(call))
+        except CredenceError as error:
+            return error_response(error)
+        except RemoteError as error:
+            log.error("%s: a service failed: %s", route.name, error.exc_type)
+            return json_response(502, {"error": {"code": "upstream_error",
+                                                 "message": "A service failed to answer; try again."}})
+        except Exception:
+            log.exception("%s: unexpected failure", route.name)
+            return json_response(500, {"error": {"code": "internal_error", "message": "Something went wrong."}})
+
+    @staticmethod
+    def _read_body(request) -> bytes:
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise BadRequest("payload_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+        return request.get_data(cache=True) or b""
+
+    @staticmethod
+    def _decode_json(raw: bytes):
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("malformed_json", "The request body is not valid JSON.") from None
+
+    @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
+    def unknown_api_route(self, request, rest):
+        try:
+            self.state.route_map.bind("gateway").match(request.path, method=request.method)
+        except MethodNotAllowed:
+            return json_response(405, {"error": {"code": "method_not_allowed",
+                                                 "message": f"{request.method} is not allowed here."}})
+        except RouteNotFound:
+            pass
+        return json_response(404, {"error": {"code": "route_not_found", "message": "No such endpoint."}})
+
+    # --- operations ---------------------------------------------------------------------------------
+
+    @http("GET", "/health")
+    def health(self, request):
+        return json_response(200, {"status": "ok"})
+
+    @http("GET", "/ready")
+    def ready(self, request):
+        started = time.perf_counter()
+        try:
+            with Connection(self.state.amqp_uri, connect_timeout=2) as connection:
+                connection.ensure_connection(max_retries=1)
+        except Exception as exc:
+            return json_response(503, {"status": "not_ready", "broker": f"unreachable: {type(exc).__name__}"})
+        return json_response(200, {"status": "ready", "broker": "ok",
+                                   "broker_check_ms": round((time.perf_counter() - started) * 1000, 1)})
+
+    @http("GET", "/metrics")
+    def prometheus_metrics(self, request):
+        return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode("utf-8")
+
+    @http("GET", "/openapi.json")
+    def openapi(self, request):
+        return 200, JSON_HEADERS, self.state.openapi_json
+
+    # --- the public verification page ---------------------------------------------------------------
+
+    @http("GET", "/verify")
+    def verify_page(self, request):
+        return 200, HTML_HEADERS, web.render_page()
+
+    @http("POST", "/verify")
+    def verify_submit(self, request):
+        raw = request.get_data(cache=True)[:4096].decode("utf-8", "replace")
+        form = {key: values[0] for key, values in parse_qs(raw).items()}
+        holder_name = form.get("holder_name", "")
+        certificate_number = form.get("certificate_number", "")
+        status = 200
+        try:
+            if not self.state.limiter.allow(f"verify_page:{request.remote_addr}"):
+                raise RateLimited("rate_limited", "Too many checks; wait a minute and try again.")
+            answer = ServiceCalls(self, self.state.rpc_timeout).call(
+                "verification", "public_check",
+                {"holder_name": holder_name, "certificate_number": certificate_number})
+            result_html = web.render_valid(answer["certificate"])
+        except CredenceError as error:
+            status = error.http_status
+            result_html = web.render_refusal(error.message)
+        except Exception:
+            log.exception("verify page failed")
+            status = 503
+            result_html = web.render_refusal("The check could not be completed; please try again.")
+        return status, HTML_HEADERS, web.render_page(holder_name, certificate_number, result_html)
+
+
+def _bind(route: Route):
+    def entrypoint(self, request, **params):
+        return self._dispatch(route, request, params)
+
+    entrypoint.__name__ = route.name
+    entrypoint.__doc__ = route.summary
+    return http(route.method, route.path)(entrypoint)
+
+
+for _route in ROUTES:
+    setattr(GatewayService, _route.name, _bind(_route))

@@ -1,0 +1,56 @@
+"""The public verification web page: a plain HTML form, no script, usable on any phone."""
+
+from __future__ import annotations
+
+from html import escape
+
+PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>证书查询 · Certificate check · Credence</title>
+<style>
+body{{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;background:#f4f6f8;color:#1d2733}}
+main{{max-width:34rem;margin:2rem auto;background:#fff;padding:1.5rem 2rem;border-radius:10px;box-shadow:0 1px 4px #0002}}
+h1{{font-size:1.35rem;margin-top:0}} label{{display:block;margin:.9rem 0 .3rem;font-weight:600}}
+input{{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #9aa7b4;border-radius:6px}}
+button{{margin-top:1.2rem;padding:.65rem 1.4rem;font-size:1rem;background:#1f5fa8;color:#fff;border:0;border-radius:6px;cursor:pointer}}
+.result{{margin-top:1.5rem;padding:1rem;border-radius:8px}} .valid{{background:#e6f4ea;border:1px solid #34a853}}
+.invalid{{background:#fdecea;border:1px solid #d93025}} dt{{font-weight:600;margin-top:.4rem}} dd{{margin:0}}
+small{{color:#5f6b7a}}
+</style></head><body><main>
+<h1>证书查询 <small>Certificate check</small></h1>
+<p><small>非本人查询：输入获证人姓名与证书编码。Enter the holder's name and the certificate number.</small></p>
+<form method="post" action="/verify">
+<label for="holder_name">获证人姓名 Holder name</label>
+<input id="holder_name" name="holder_name" required maxlength="40" value="{holder_name}" autocomplete="off">
+<label for="certificate_number">证书编码 Certificate number</label>
+<input id="certificate_number" name="certificate_number" required maxlength="40" inputmode="numeric"
+ value="{certificate_number}" autocomplete="off">
+<button type="submit" id="check">查询 Check</button>
+</form>
+{result}
+</main></body></html>
+"""
+
+
+def render_page(holder_name: str = "", certificate_number: str = "", result_html: str = "") -> str:
+    return PAGE.format(holder_name=escape(holder_name), certificate_number=escape(certificate_number),
+                       result=result_html)
+
+
+def render_valid(certificate: dict) -> str:
+    rows = [
+        ("证书编码 Certificate number", certificate["certificate_number"]),
+        ("获证人 Holder", certificate["holder_name_masked"]),
+        ("身份证号 ID number", certificate["resident_id_number_masked"]),
+        ("项目 Program", certificate["program_name"]),
+        ("发证日期 Issued on", certificate["issued_on"]),
+    ]
+    details = "".join(f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>" for label, value in rows)
+    return (f'<section class="result valid" id="result" data-result="valid"><strong>有效 Valid</strong>'
+            f"<dl>{details}</dl></section>")
+
+
+def render_refusal(message: str) -> str:
+    return (f'<section class="result invalid" id="result" data-result="not_valid"><strong>未通过 Not verified'
+            f"</strong><p>{escape(message)}</p></section>")

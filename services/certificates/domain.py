@@ -1,0 +1,20 @@
+"""Certificate rules in plain Python."""
+
+from __future__ import annotations
+
+CERTIFICATE_FEE_FEN = 6000  # 60 yuan, per the certificate fee schedule
+
+AWAITING_PAYMENT = ("awaiting_candidate_payment", "awaiting_institution_payment")
+
+
+def initial_status(payer_kind: str) -> str:
+    return {"candidate": "awaiting_candidate_payment", "institution": "awaiting_institution_payment"}[payer_kind]
+
+
+def may_issue(status: str, paid_fen: int, fee_fen: int) -> bool:
+    """Issue only a certificate still awaiting payment, and only once the whole fee is paid."""
+    return status in AWAITING_PAYMENT and paid_fen >= fee_fen
+
+
+def serial_sequence_name(year: int, exam_region: str) -> str:
+    return f"certificate:{year}:{exam_region}"

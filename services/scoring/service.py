@@ -1,0 +1,45 @@
+"""Scoring service entrypoints."""
+
+from __future__ import annotations
+
+from nameko.events import event_handler
+from nameko.rpc import rpc
+
+from credence_common.consumers import consume
+from credence_common.contracts.events import CandidateIdentityConfirmedV1
+from credence_common.contracts.scoring import PublishResults, RecordResults
+from credence_common.db import Database
+from credence_common.metrics import Metrics
+from credence_common.outbox_relay import OutboxRelay
+from credence_common.validation import parse
+from services.scoring import usecases
+from services.scoring.models import OutboxEvent, ProcessedEvent
+
+
+class ScoringService:
+    name = "scoring"
+
+    db = Database()
+    outbox_relay = OutboxRelay(OutboxEvent)
+    metrics = Metrics()
+
+    @rpc
+    def record_results(self, request: dict) -> dict:
+        batch = parse(RecordResults, request)
+        with self.db.transaction() as session:
+            return usecases.record_results(session, batch).model_dump(mode="json")
+
+    @rpc
+    def publish_results(self, request: dict) -> dict:
+        publication = parse(PublishResults, request)
+        with self.db.transaction() as session:
+            return usecases.publish_results(session, publication).model_dump(mode="json")
+
+    @rpc
+    def results_for_candidate(self, candidate_id: str) -> dict:
+        with self.db.transaction() as session:
+            return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")
+
+    @event_handler("identity", CandidateIdentityConfirmedV1.event_type, requeue_on_error=True)
+    def handle_identity_confirmed(self, message: dict) -> None:
+        consume(self, message, CandidateIdentityConfirmedV1, ProcessedEvent, usecases.add_to_roster)

@@ -1,0 +1,34 @@
+"""Verification service entrypoints."""
+
+from __future__ import annotations
+
+from nameko.events import event_handler
+from nameko.rpc import rpc
+
+from credence_common.consumers import consume
+from credence_common.contracts.events import CertificateIssuedV1
+from credence_common.contracts.verification import PublicCheck
+from credence_common.db import Database
+from credence_common.metrics import Metrics
+from credence_common.outbox_relay import OutboxRelay
+from credence_common.validation import parse
+from services.verification import usecases
+from services.verification.models import OutboxEvent, ProcessedEvent
+
+
+class VerificationService:
+    name = "verification"
+
+    db = Database()
+    outbox_relay = OutboxRelay(OutboxEvent)
+    metrics = Metrics()
+
+    @rpc
+    def public_check(self, request: dict) -> dict:
+        check = parse(PublicCheck, request)
+        with self.db.transaction() as session:
+            return usecases.public_check(session, check).model_dump(mode="json")
+
+    @event_handler("certificates", CertificateIssuedV1.event_type, requeue_on_error=True)
+    def handle_certificate_issued(self, message: dict) -> None:
+        consume(self, message, CertificateIssuedV1, ProcessedEvent, usecases.record_issued_certificate)

@@ -22,8 +22,7 @@ demo: $(STAMP)
 	$(PY) -m deploy.demo
 
 migrate: $(STAMP)
-	@for s in identity scoring certificates payments verification; do \
-	  $(PY) -m credence_common.migrations $$s "$${DB_URI_PREFIX:-sqlite:///var/}$$s.sqlite" || exit 1; done
+	$(PY) -m credence_common.migrations all
 
 # Every test: unit, integration (SQLite and PostgreSQL) and end-to-end (SQLite and PostgreSQL).
 test: $(STAMP)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -49,9 +50,21 @@ def run_env(target_metadata) -> None:
         context.run_migrations()
 
 
+def db_uri_from_environment(service: str, environ=None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(f"{service.upper()}_DB_URI", f"sqlite:///var/{service}.sqlite")
+
+
 def main(argv: list[str]) -> int:
+    """``all`` migrates every service's database named by ``<SERVICE>_DB_URI`` (default: SQLite under var/)."""
+    if argv == ["all"]:
+        for service in SERVICES:
+            upgrade(service, db_uri_from_environment(service))
+            print(f"{service}: migrated")
+        return 0
     if len(argv) != 2 or argv[0] not in SERVICES:
-        print(f"usage: python -m credence_common.migrations {{{','.join(SERVICES)}}} DB_URI", file=sys.stderr)
+        print(f"usage: python -m credence_common.migrations all | {{{','.join(SERVICES)}}} DB_URI",
+              file=sys.stderr)
         return 2
     upgrade(argv[0], argv[1])
     return 0

@@ -21,6 +21,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 
 from credence_common.config import ConfigurationRefused, assert_safe_for_environment, load_config  # noqa: E402
+from credence_common.entrypoints import install_log_filters  # noqa: E402
 
 
 def load_service_class(path: str):
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> int:
         level=config.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_filters()
     logging.getLogger("kombu").setLevel(logging.WARNING)
     logging.getLogger("amqp").setLevel(logging.WARNING)
     service_cls = load_service_class(service_path)

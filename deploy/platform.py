@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from credence_common.migrations import upgrade
+from credence_common.migrations import db_uri_from_environment, upgrade
 from deploy.processes import PROCESSES, SERVICE_NAMES, ProcessSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ class Platform:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def db_uri(self, service: str) -> str:
-        return self.env.get(f"{service.upper()}_DB_URI", f"sqlite:///var/{service}.sqlite")
+        return db_uri_from_environment(service, self.env)
 
     def metrics_port(self, spec: ProcessSpec) -> int | None:
         if spec.metrics_port_env is None:

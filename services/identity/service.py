@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from nameko.rpc import rpc
-
 from credence_common.contracts.identity import (
     CandidateCredentials,
     ConfirmIdentity,
@@ -11,6 +9,7 @@ from credence_common.contracts.identity import (
     StaffCredentials,
 )
 from credence_common.db import Database
+from credence_common.entrypoints import rpc
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from nameko.events import event_handler
-from nameko.rpc import rpc
 
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateIdentityConfirmedV1
 from credence_common.contracts.scoring import PublishResults, RecordResults
 from credence_common.db import Database
+from credence_common.entrypoints import rpc
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse

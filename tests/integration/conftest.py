@@ -1,0 +1,187 @@
+"""Integration fixtures: real RabbitMQ (a fresh vhost per test, from nameko's ``rabbit_config``) and a
+real database per service, on SQLite and again on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+from nameko.standalone.rpc import ServiceRpcProxy
+from sqlalchemy import create_engine, text
+
+from credence_common.db import make_engine, normalise_db_uri
+from credence_common.events import EventPayload, make_envelope
+from credence_common.migrations import upgrade
+from credence_common.outbox_relay import event_exchange
+
+POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+class Databases:
+    """Creates one migrated database per service for a test, on the chosen backend."""
+
+    def __init__(self, backend: str, tmp_path):
+        self.backend = backend
+        self.tmp_path = tmp_path
+        self.created: list[str] = []
+        self._admin = None
+
+    def admin(self):
+        if self._admin is None:
+            self._admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
+        return self._admin
+
+    def create(self, service: str) -> str:
+        if self.backend == "sqlite":
+            uri = f"sqlite:///{self.tmp_path / service}.sqlite"
+        else:
+            name = f"credence_test_{service}_{uuid.uuid4().hex[:10]}"
+            with self.admin().connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            self.created.append(name)
+            uri = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+        upgrade(service, uri)
+        return uri
+
+    def drop_all(self):
+        if self._admin is None:
+            return
+        with self._admin.connect() as connection:
+            for name in self.created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request, tmp_path):
+    dbs = Databases(request.param, tmp_path)
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture
+def service_config(rabbit_config, databases):
+    """``service_config("identity")`` -> (config dict for a container, the service's DB URI)."""
+
+    def make(service: str, **overrides) -> dict:
+        config = {
+            "AMQP_URI": rabbit_config["AMQP_URI"],
+            "DB_URI": databases.create(service),
+            "METRICS_PORT": 0,
+            "OUTBOX_POLL_INTERVAL": 0.2,
+            "PAYMENT_CALLBACK_SECRET": "test-callback-secret",
+            "BOOTSTRAP_STAFF_USERNAME": "admin",
+            "BOOTSTRAP_STAFF_PASSWORD": "test-staff-password",
+            "CERTIFICATE_FEE_FEN": 6000,
+            "IDENTITY_VERIFIER": "sandbox",
+        }
+        config.update(overrides)
+        return config
+
+    return make
+
+
+@pytest.fixture
+def start_service(container_factory, service_config):
+    """Start a service class in a real nameko container; returns (container, config)."""
+
+    def start(service_cls, **overrides):
+        config = service_config(service_cls.name, **overrides)
+        container = container_factory(service_cls, config)
+        container.start()
+        return container, config
+
+    return start
+
+
+def rpc_proxy(service_name: str, config: dict) -> ServiceRpcProxy:
+    return ServiceRpcProxy(service_name, {"AMQP_URI": config["AMQP_URI"]}, timeout=30)
+
+
+def query(db_uri: str, sql: str, **params) -> list:
+    engine = make_engine(db_uri)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def wait_for(probe, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def publish_event(amqp_uri: str, payload: EventPayload, envelope=None) -> dict:
+    """Publish an event as its publisher's relay would; returns the envelope as sent."""
+    envelope = envelope or make_envelope(payload)
+    body = envelope.model_dump_json()
+    with Connection(amqp_uri) as connection:
+        producer = Producer(connection.channel(), exchange=event_exchange(payload.publisher))
+        producer.publish(body, routing_key=payload.event_type, content_type="application/json",
+                         content_encoding="utf-8", delivery_mode=2, declare=[event_exchange(payload.publisher)])
+    return json.loads(body)
+
+
+class EventSpy:
+    """A queue bound to a publisher's exchange that collects what the relay publishes."""
+
+    def __init__(self, amqp_uri: str, publisher: str, event_type: str = "#"):
+        self.connection = Connection(amqp_uri)
+        self.channel = self.connection.channel()
+        exchange: Exchange = event_exchange(publisher)
+        exchange(self.channel).declare()
+        self.queue = Queue(f"spy-{publisher}-{uuid.uuid4().hex[:8]}", exchange=exchange, routing_key=event_type,
+                           exclusive=True, auto_delete=True)(self.channel)
+        self.queue.declare()
+
+    def collect(self, count: int, timeout: float = 15.0) -> list[dict]:
+        received = []
+        deadline = time.monotonic() + timeout
+        while len(received) < count and time.monotonic() < deadline:
+            message = self.queue.get(no_ack=True)
+            if message is None:
+                time.sleep(0.05)
+                continue
+            received.append(json.loads(message.body))
+        return received
+
+    def drain(self, settle: float = 0.5) -> list[dict]:
+        time.sleep(settle)
+        received = []
+        while (message := self.queue.get(no_ack=True)) is not None:
+            received.append(json.loads(message.body))
+        return received
+
+    def close(self):
+        self.connection.release()
+
+
+@pytest.fixture
+def event_spy(rabbit_config):
+    spies = []
+
+    def make(publisher: str, event_type: str = "#") -> EventSpy:
+        spy = EventSpy(rabbit_config["AMQP_URI"], publisher, event_type)
+        spies.append(spy)
+        return spy
+
+    yield make
+    for spy in spies:
+        spy.close()

@@ -1,0 +1,80 @@
+"""Scoring in a real container: the roster from identity's events, batch recording, release."""
+
+from __future__ import annotations
+
+import pytest
+
+from credence_common.contracts.events import CandidateIdentityConfirmedV1
+from credence_common.errors import Conflict, InvalidInput
+from credence_common.events import make_envelope, utcnow
+from services.scoring.service import ScoringService
+from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+
+
+def confirmed(ticket_number: str, candidate_id: str, name: str = "王小明") -> CandidateIdentityConfirmedV1:
+    return CandidateIdentityConfirmedV1(candidate_id=candidate_id, ticket_number=ticket_number, full_name=name,
+                                        resident_id_number_masked="1101**********002X", exam_region="11",
+                                        method="online", confirmed_at=utcnow())
+
+
+def line(ticket: str, score: int, sitting: str = "2026-11") -> dict:
+    return {"ticket_number": ticket, "program_code": "PSY-COUNSELLOR", "sitting": sitting, "final_score": score}
+
+
+def test_results_are_embargoed_until_published_and_passing_candidates_qualify(start_service, event_spy):
+    container, config = start_service(ScoringService)
+    amqp = config["AMQP_URI"]
+    spy = event_spy("scoring")
+    roster_event = make_envelope(confirmed("112600000001", "cand-1"))
+    publish_event(amqp, confirmed("112600000001", "cand-1"), roster_event)
+    publish_event(amqp, confirmed("112600000001", "cand-1"), roster_event)  # redelivered: no effect
+    publish_event(amqp, confirmed("112600000002", "cand-2", "李四"))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(2,)], what="roster")
+    assert query(config["DB_URI"], "select count(*) from processed_events") == [(2,)]
+
+    with rpc_proxy("scoring", config) as scoring:
+        assert scoring.record_results({"results": [line("112600000001", 82), line("112600000002", 41)]}) == {
+            "recorded": 2}
+        before = scoring.results_for_candidate("cand-1")["results"]
+        assert before[0]["status"] == "evaluating" and before[0]["final_score"] is None
+
+        outcome = scoring.publish_results({"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        assert outcome == {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11", "published": 2, "passed": 1,
+                           "failed": 1}
+        after = scoring.results_for_candidate("cand-1")["results"]
+        assert after[0]["status"] == "passed" and after[0]["final_score"] == 82
+        assert scoring.results_for_candidate("cand-2")["results"][0]["status"] == "failed"
+
+        with pytest.raises(Conflict) as already:
+            scoring.record_results({"results": [line("112600000001", 90)]})
+        assert already.value.code == "result_already_published"
+        again = scoring.publish_results({"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        assert again["published"] == 0
+
+    events = spy.collect(3)
+    types = sorted(e["type"] for e in events)
+    assert types == ["credence.candidate.qualified.v1", "credence.score.published.v1",
+                     "credence.score.published.v1"]
+    qualified = next(e for e in events if e["type"] == "credence.candidate.qualified.v1")
+    assert qualified["data"]["candidate_id"] == "cand-1" and qualified["data"]["full_name"] == "王小明"
+    assert qualified["data"]["program_name"] == "Psychological Counsellor (Foundation)"
+    assert spy.drain() == []
+
+
+def test_a_batch_with_one_bad_line_records_nothing(start_service):
+    container, config = start_service(ScoringService)
+    publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(1,)], what="roster")
+    with rpc_proxy("scoring", config) as scoring:
+        with pytest.raises(InvalidInput) as unknown:
+            scoring.record_results({"results": [line("112600000001", 70), line("119999999999", 70)]})
+        assert unknown.value.code == "unknown_ticket_number"
+        assert unknown.value.details == [{"field": "results.1.ticket_number", "message": "unknown ticket number"}]
+        with pytest.raises(InvalidInput) as out_of_range:
+            scoring.record_results({"results": [line("112600000001", 101)]})
+        assert out_of_range.value.details[0]["field"] == "results.0.final_score"
+        with pytest.raises(InvalidInput):
+            scoring.record_results({"results": [dict(line("112600000001", 70), final_score="70")]})
+        with pytest.raises(InvalidInput):
+            scoring.record_results({"results": []})
+    assert query(config["DB_URI"], "select count(*) from exam_results") == [(0,)]

@@ -1,0 +1,83 @@
+"""The outbox relay: events survive a publisher that starts before its consumers, and a crash between
+commit and publish."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from credence_common.contracts.events import CandidateQualifiedV1, CertificateIssuedV1, PaymentSucceededV1
+from credence_common.contracts.topology import subscribers_of
+from credence_common.db import make_engine
+from credence_common.events import make_envelope, utcnow
+from services.certificates.models import OutboxEvent
+from services.certificates.service import CertificatesService
+from services.verification.service import VerificationService
+from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+
+
+def qualified(result_id: str) -> CandidateQualifiedV1:
+    return CandidateQualifiedV1(result_id=result_id, candidate_id="cand-1", ticket_number="112600000001",
+                                full_name="王小明", resident_id_number_masked="1101**********002X",
+                                program_code="PSY-COUNSELLOR", program_name="Psychological Counsellor (Foundation)",
+                                sitting="2026-11", final_score=82, qualified_at=utcnow())
+
+
+def test_publisher_declares_consumer_queues_so_start_order_does_not_matter(
+        container_factory, service_config, rabbit_manager, rabbit_config):
+    """certificates issues a certificate while verification has never run; verification, started later,
+    still receives the certificate.issued event (nameko alone would have dropped it)."""
+    certificates_config = service_config("certificates")
+    certificates = container_factory(CertificatesService, certificates_config)
+    certificates.start()
+    queue = subscribers_of(CertificateIssuedV1.event_type)[0].queue_name
+    vhost = rabbit_config["vhost"]
+    assert queue in {q["name"] for q in rabbit_manager.get_queues(vhost)}
+
+    amqp = certificates_config["AMQP_URI"]
+    publish_event(amqp, qualified("res-1"))
+    db = certificates_config["DB_URI"]
+    certificate_id = wait_for(lambda: query(db, "select certificate_id from certificates"), what="certificate")[0][0]
+    publish_event(amqp, PaymentSucceededV1(order_number="P1", purpose="certificate_fee", reference_id=certificate_id,
+                                           payer_kind="candidate", payer_id="cand-1", amount_fen=6000,
+                                           provider="sandbox", provider_transaction_id="SBX-1", paid_at=utcnow()))
+    number = wait_for(lambda: query(db, "select certificate_number from certificates where status = 'issued'"),
+                      what="issued")[0][0]
+    wait_for(lambda: query(db, "select count(*) from outbox where published_at is null") == [(0,)], what="relay")
+
+    verification_config = service_config("verification", AMQP_URI=amqp)
+    verification = container_factory(VerificationService, verification_config)
+    verification.start()
+    with rpc_proxy("verification", verification_config) as proxy:
+        answer = wait_for(lambda: _check(proxy, number), what="verification received the event")
+    assert answer["result"] == "valid"
+
+
+def _check(proxy, number):
+    try:
+        return proxy.public_check({"holder_name": "王小明", "certificate_number": number})
+    except Exception:
+        return None
+
+
+def test_events_left_in_the_outbox_by_a_crash_are_published_on_start(container_factory, service_config, event_spy):
+    """A process that committed a state change and died before publishing leaves the event in the
+    outbox; the next start publishes it."""
+    config = service_config("certificates")
+    engine = make_engine(config["DB_URI"])
+    payload = qualified("res-9")  # any event type: the relay publishes what the outbox holds
+    envelope = make_envelope(payload)
+    with Session(engine) as session, session.begin():
+        session.add(OutboxEvent(event_id=envelope.id, event_type="credence.certificate.awaiting_payment.v1",
+                                envelope_json=envelope.model_dump_json(), created_at=envelope.time, attempts=0))
+    engine.dispose()
+    spy = event_spy("certificates")
+    container = container_factory(CertificatesService, config)
+    container.start()
+    received = spy.collect(1)
+    assert [e["id"] for e in received] == [envelope.id]
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from outbox where published_at is not null") == [(1,)],
+             what="stamped published")
+    assert spy.drain() == []
+    assert uuid.UUID(envelope.id)

@@ -33,3 +33,12 @@ class ExpectedErrorFilter(logging.Filter):
 
 def install_log_filters() -> None:
     logging.getLogger("nameko.containers").addFilter(ExpectedErrorFilter())
+
+
+class HealthCheck:
+    """Mixed into every service: ``health`` answers once the service consumes its RPC queue, which
+    is what "started" means to a caller (the launcher and the gateway's /ready use it)."""
+
+    @rpc
+    def health(self) -> dict:
+        return {"service": self.name, "status": "ok"}

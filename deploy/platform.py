@@ -44,6 +44,24 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     return False
 
 
+def wait_for_service(amqp_uri: str, service: str, timeout: float,
+                     process: subprocess.Popen | None = None) -> bool:
+    """True once ``service`` answers its ``health`` RPC: its queue exists and it consumes."""
+    from nameko.exceptions import UnknownService
+    from nameko.standalone.rpc import ServiceRpcProxy
+
+    deadline = time.monotonic() + timeout
+    with ServiceRpcProxy(service, {"AMQP_URI": amqp_uri}, timeout=5) as proxy:
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                return False
+            try:
+                return proxy.health()["status"] == "ok"
+            except UnknownService:
+                time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -90,10 +108,17 @@ class Platform:
         for spec in specs:
             self.start_one(spec)
         for spec in specs:
-            port = self.metrics_port(spec) if spec.name != "gateway" else self.gateway_port
-            if not wait_for_port(port, timeout, self.processes[spec.name]):
-                raise RuntimeError(f"{spec.name} did not start; see {self.log_dir / (spec.name + '.log')}:\n"
-                                   + self.log_tail(spec.name))
+            self.wait_until_ready(spec, timeout)
+
+    def wait_until_ready(self, spec: ProcessSpec, timeout: float = 60.0) -> None:
+        process = self.processes[spec.name]
+        if spec.name == "gateway":
+            ready = wait_for_port(self.gateway_port, timeout, process)
+        else:
+            ready = wait_for_service(self.env["AMQP_URI"], spec.name, timeout, process)
+        if not ready:
+            raise RuntimeError(f"{spec.name} did not start; see {self.log_dir / (spec.name + '.log')}:\n"
+                               + self.log_tail(spec.name))
 
     def start_one(self, spec: ProcessSpec) -> None:
         log = open(self.log_dir / f"{spec.name}.log", "ab")

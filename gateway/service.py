@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import eventlet
 from kombu import Connection
-from nameko.exceptions import RemoteError
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
@@ -70,6 +70,9 @@ class ServiceCalls:
         timer = eventlet.Timeout(self._timeout)
         try:
             return getattr(proxy, method)(*args)
+        except UnknownService:
+            raise ServiceUnavailable("service_unavailable",
+                                     f"The {service} service is not running; try again shortly.") from None
         except eventlet.Timeout as exc:
             if exc is not timer:
                 raise
@@ -169,14 +172,26 @@ class GatewayService:
 
     @http("GET", "/ready")
     def ready(self, request):
+        """Ready when the broker answers. Each service's health is reported too, but a service being
+        down does not make the gateway unready: it can still serve everything else."""
         started = time.perf_counter()
         try:
             with Connection(self.state.amqp_uri, connect_timeout=2) as connection:
                 connection.ensure_connection(max_retries=1)
         except Exception as exc:
             return json_response(503, {"status": "not_ready", "broker": f"unreachable: {type(exc).__name__}"})
-        return json_response(200, {"status": "ready", "broker": "ok",
-                                   "broker_check_ms": round((time.perf_counter() - started) * 1000, 1)})
+        broker_ms = round((time.perf_counter() - started) * 1000, 1)
+        calls = ServiceCalls(self, timeout=2.0)
+
+        def probe(service):
+            try:
+                return service, calls.call(service, "health")["status"]
+            except Exception:
+                return service, "unavailable"
+
+        services = dict(eventlet.GreenPool(len(SERVICES)).imap(probe, SERVICES))
+        return json_response(200, {"status": "ready", "broker": "ok", "broker_check_ms": broker_ms,
+                                   "services": services})
 
     @http("GET", "/metrics")
     def prometheus_metrics(self, request):

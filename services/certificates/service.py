@@ -9,7 +9,7 @@ from nameko.events import event_handler
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateQualifiedV1, PaymentSucceededV1
 from credence_common.db import Database
-from credence_common.entrypoints import rpc
+from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
@@ -17,7 +17,7 @@ from services.certificates import domain, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
 
 
-class CertificatesService:
+class CertificatesService(HealthCheck):
     name = "certificates"
 
     db = Database()

@@ -9,7 +9,7 @@ from credence_common.contracts.identity import (
     StaffCredentials,
 )
 from credence_common.db import Database
-from credence_common.entrypoints import rpc
+from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
@@ -19,7 +19,7 @@ from services.identity.models import OutboxEvent
 from services.identity.verifier import IdentityVerifier
 
 
-class IdentityService:
+class IdentityService(HealthCheck):
     name = "identity"
 
     db = Database()

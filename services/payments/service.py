@@ -7,7 +7,7 @@ from nameko.events import event_handler
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateAwaitingPaymentV1
 from credence_common.db import Database
-from credence_common.entrypoints import rpc
+from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import InvalidInput
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
@@ -18,7 +18,7 @@ from services.payments.models import OutboxEvent, ProcessedEvent
 PAYER_KINDS = ("candidate", "institution")
 
 
-class PaymentsService:
+class PaymentsService(HealthCheck):
     name = "payments"
 
     db = Database()

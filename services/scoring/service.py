@@ -8,7 +8,7 @@ from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateIdentityConfirmedV1
 from credence_common.contracts.scoring import PublishResults, RecordResults
 from credence_common.db import Database
-from credence_common.entrypoints import rpc
+from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse
@@ -16,7 +16,7 @@ from services.scoring import usecases
 from services.scoring.models import OutboxEvent, ProcessedEvent
 
 
-class ScoringService:
+class ScoringService(HealthCheck):
     name = "scoring"
 
     db = Database()

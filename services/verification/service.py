@@ -8,7 +8,7 @@ from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateIssuedV1
 from credence_common.contracts.verification import PublicCheck
 from credence_common.db import Database
-from credence_common.entrypoints import rpc
+from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse
@@ -16,7 +16,7 @@ from services.verification import usecases
 from services.verification.models import OutboxEvent, ProcessedEvent
 
 
-class VerificationService:
+class VerificationService(HealthCheck):
     name = "verification"
 
     db = Database()

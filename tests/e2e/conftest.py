@@ -1,0 +1,97 @@
+"""End-to-end fixtures: the whole platform as separate processes (as ``make run`` starts it) on a
+fresh RabbitMQ vhost, on SQLite files and again on PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from credence_common.db import normalise_db_uri
+from deploy.platform import REPO_ROOT, Platform, free_port
+from deploy.processes import PROCESSES, SERVICE_NAMES
+
+MANAGEMENT = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672").rstrip("/")
+POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRETS = {
+    "JWT_SECRET": "e2e-jwt-secret",
+    "BOOTSTRAP_STAFF_PASSWORD": "e2e-staff-password",
+    "PAYMENT_CALLBACK_SECRET": "e2e-callback-secret",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _management(method: str, path: str, **kwargs):
+    response = requests.request(method, MANAGEMENT + path, timeout=10, **kwargs)
+    response.raise_for_status()
+    return response
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def platform(request, tmp_path_factory):
+    backend = request.param
+    vhost = f"credence_e2e_{uuid.uuid4().hex[:10]}"
+    _management("PUT", f"/api/vhosts/{vhost}")
+    _management("PUT", f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})
+    workdir: Path = tmp_path_factory.mktemp(f"platform-{backend}")
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
+    env.update(SECRETS)
+    env.update({
+        "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}",
+        "OUTBOX_POLL_INTERVAL": "0.2",
+        "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000",
+        "PYTHONPATH": str(REPO_ROOT),
+    })
+    for spec in PROCESSES:
+        if spec.metrics_port_env:
+            env[spec.metrics_port_env] = str(free_port())
+    databases = []
+    admin = None
+    if backend == "postgresql":
+        admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
+    for service in SERVICE_NAMES:
+        if backend == "sqlite":
+            env[f"{service.upper()}_DB_URI"] = f"sqlite:///{workdir / service}.sqlite"
+        else:
+            name = f"credence_e2e_{service}_{uuid.uuid4().hex[:8]}"
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            databases.append(name)
+            env[f"{service.upper()}_DB_URI"] = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+
+    instance = Platform(env, workdir / "log")
+    instance.backend = backend
+    try:
+        instance.migrate()
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        if admin is not None:
+            with admin.connect() as connection:
+                for name in databases:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        _management("DELETE", f"/api/vhosts/{vhost}")
+
+
+@pytest.fixture(scope="module")
+def journey(platform):
+    from deploy.journey import run_journey
+
+    lines: list[str] = []
+    result = run_journey(platform.gateway_url, say=lines.append,
+                         staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"],
+                         callback_secret=SECRETS["PAYMENT_CALLBACK_SECRET"])
+    result["lines"] = lines
+    return result

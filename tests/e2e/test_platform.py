@@ -1,0 +1,148 @@
+"""The whole platform over HTTP: one candidate's journey, bad input, roles, operations, and public
+verification surviving the death of the certificates service."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+
+import requests
+
+from credence_common.certificate_numbers import format_certificate_number
+from services.payments.domain import sign_callback
+from tests.e2e.conftest import SECRETS
+
+
+def post(platform, path, token=None, **kwargs):
+    headers = kwargs.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.post(platform.gateway_url + path, headers=headers, timeout=15, **kwargs)
+
+
+def get(platform, path, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(platform.gateway_url + path, headers=headers, timeout=15)
+
+
+def error_code(response) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["message"], body
+    return body["error"]["code"]
+
+
+def test_the_journey_ends_in_a_valid_public_check_with_masked_details(platform, journey):
+    verdict = journey["verdict"]
+    assert verdict["result"] == "valid"
+    certificate = verdict["certificate"]
+    assert certificate["certificate_number"] == journey["certificate"]["certificate_number"]
+    assert re.fullmatch(r"\d{15}", certificate["certificate_number"])
+    assert certificate["resident_id_number_masked"] == journey["resident_id_number"][:4] + "*" * 10 + \
+        journey["resident_id_number"][-4:]
+    assert "*" in certificate["holder_name_masked"]
+    assert journey["order"]["amount_fen"] == 6000
+    assert len(journey["lines"]) >= 9
+
+
+def test_personal_data_never_appears_in_responses_or_logs(platform, journey):
+    me = get(platform, "/api/v1/me", journey["candidate_token"])
+    assert me.status_code == 200
+    resident_id = journey["resident_id_number"]
+    assert resident_id not in me.text and me.json()["mobile_masked"].count("*") == 4
+    for spec_log in platform.log_dir.glob("*.log"):
+        text = spec_log.read_text(errors="replace")
+        assert resident_id not in text, f"resident ID number leaked into {spec_log.name}"
+        assert resident_id[:-1] not in text
+
+
+def test_bad_input_gets_a_clear_4xx_and_changes_nothing(platform, journey):
+    malformed = post(platform, "/api/v1/candidates", data="{not json", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and error_code(malformed) == "malformed_json"
+
+    missing = post(platform, "/api/v1/candidates", json={"full_name": "王小明"})
+    assert missing.status_code == 422 and error_code(missing) == "invalid_input"
+    assert {d["field"] for d in missing.json()["error"]["details"]} >= {"resident_id_number", "mobile"}
+
+    mistyped = post(platform, "/api/v1/exam-results", journey["staff_token"],
+                    json={"results": [{"ticket_number": journey["ticket_number"], "program_code": "PSY-COUNSELLOR",
+                                       "sitting": "2026-11", "final_score": "eighty"}]})
+    assert mistyped.status_code == 422
+
+    unknown = post(platform, "/api/v1/certificate-checks", json={
+        "holder_name": journey["full_name"], "certificate_number": format_certificate_number(1999, "11", 1)})
+    assert unknown.status_code == 404 and error_code(unknown) == "certificate_not_found"
+
+    number = journey["certificate"]["certificate_number"]
+    typo = number[:-2] + number[-1] + number[-2]
+    if typo != number:
+        mistyped_number = post(platform, "/api/v1/certificate-checks",
+                               json={"holder_name": journey["full_name"], "certificate_number": typo})
+        assert mistyped_number.status_code in (404, 422)
+
+    orders_before = get(platform, "/api/v1/me/payment-orders", journey["candidate_token"]).json()
+    body = json.dumps({"order_number": journey["order"]["order_number"], "provider_transaction_id": "forged",
+                       "amount_fen": 1, "status": "SUCCESS"}).encode()
+    forged = post(platform, "/api/v1/payments/callbacks/sandbox", data=body,
+                  headers={"X-Credence-Signature": sign_callback("not-the-secret", body)})
+    assert forged.status_code == 401 and error_code(forged) == "invalid_signature"
+    replay = json.dumps({"order_number": journey["order"]["order_number"], "provider_transaction_id": "other-txn",
+                         "amount_fen": 6000, "status": "SUCCESS"}).encode()
+    second = post(platform, "/api/v1/payments/callbacks/sandbox", data=replay,
+                  headers={"X-Credence-Signature": sign_callback(SECRETS["PAYMENT_CALLBACK_SECRET"], replay)})
+    assert second.status_code == 409
+    assert get(platform, "/api/v1/me/payment-orders", journey["candidate_token"]).json() == orders_before
+    certificates = get(platform, "/api/v1/me/certificates", journey["candidate_token"]).json()["certificates"]
+    assert len(certificates) == 1 and certificates[0]["certificate_number"] == number
+
+
+def test_roles_and_tokens_are_enforced(platform, journey):
+    anonymous = get(platform, "/api/v1/me")
+    assert anonymous.status_code == 401 and error_code(anonymous) == "authentication_required"
+    garbage = get(platform, "/api/v1/me", "not-a-jwt")
+    assert garbage.status_code == 401 and error_code(garbage) == "invalid_token"
+    candidate_as_staff = post(platform, "/api/v1/exam-results/publication", journey["candidate_token"],
+                              json={"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+    assert candidate_as_staff.status_code == 403
+    wrong_password = post(platform, "/api/v1/auth/staff-token", json={"username": "admin", "password": "guess"})
+    assert wrong_password.status_code == 401 and error_code(wrong_password) == "invalid_credentials"
+    nowhere = get(platform, "/api/v1/nowhere")
+    assert nowhere.status_code == 404 and error_code(nowhere) == "route_not_found"
+    wrong_method = get(platform, "/api/v1/certificate-checks")
+    assert wrong_method.status_code == 405 and error_code(wrong_method) == "method_not_allowed"
+
+
+def test_operations_endpoints(platform, journey):
+    assert get(platform, "/health").json() == {"status": "ok"}
+    ready = get(platform, "/ready")
+    assert ready.status_code == 200 and ready.json()["broker"] == "ok"
+    assert ready.json()["services"] == {name: "ok" for name in
+                                        ("identity", "scoring", "certificates", "payments", "verification")}
+    metrics = get(platform, "/metrics").text
+    assert 'credence_entrypoint_calls_total{entrypoint="register_candidate",kind="http",outcome="ok",' \
+           'service="gateway"}' in metrics
+    for spec_name, port_env in (("identity", "IDENTITY_METRICS_PORT"), ("certificates", "CERTIFICATES_METRICS_PORT")):
+        service_metrics = requests.get(f"http://127.0.0.1:{platform.env[port_env]}/metrics", timeout=5).text
+        assert f'credence_outbox_backlog{{service="{spec_name}"}}' in service_metrics
+        assert f'service="{spec_name}"' in service_metrics
+    spec = get(platform, "/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and "/api/v1/certificate-checks" in spec["paths"]
+
+
+def test_public_verification_survives_the_certificates_service_dying(platform, journey):
+    number = journey["certificate"]["certificate_number"]
+    platform.kill("certificates")
+    try:
+        answer = post(platform, "/api/v1/certificate-checks",
+                      json={"holder_name": journey["full_name"], "certificate_number": number})
+        assert answer.status_code == 200 and answer.json()["result"] == "valid"
+        form = urllib.parse.urlencode({"holder_name": journey["full_name"], "certificate_number": number})
+        page = post(platform, "/verify", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert page.status_code == 200 and 'data-result="valid"' in page.text and number in page.text
+    finally:
+        from deploy.processes import BY_NAME
+
+        platform.start_one(BY_NAME["certificates"])
+        platform.wait_until_ready(BY_NAME["certificates"])
+    mine = get(platform, "/api/v1/me/certificates", journey["candidate_token"])
+    assert mine.status_code == 200 and mine.json()["certificates"][0]["status"] == "issued"

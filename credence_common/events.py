@@ -20,9 +20,12 @@ def utcnow() -> datetime:
 
 
 class EventPayload(BaseModel):
-    """Base of every event's ``data``. Subclasses set ``event_type`` and ``publisher``."""
+    """Base of every event's ``data``. Subclasses set ``event_type`` and ``publisher``.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Tolerant reader: unknown fields are ignored, so a consumer keeps working when a later release
+    adds an optional field within the same version."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_type: ClassVar[str]
     publisher: ClassVar[str]

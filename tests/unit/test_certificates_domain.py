@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from services.certificates import domain
+
+
+@pytest.mark.parametrize(
+    "payer_kind, status",
+    [("candidate", "awaiting_candidate_payment"), ("institution", "awaiting_institution_payment")],
+)
+def test_initial_status_depends_on_who_pays(payer_kind, status):
+    assert domain.initial_status(payer_kind) == status
+    assert status in domain.AWAITING_PAYMENT
+
+
+@pytest.mark.parametrize("payer_kind", ["", "Candidate", "staff", "public"])
+def test_initial_status_refuses_unknown_payer_kind(payer_kind):
+    with pytest.raises(KeyError):
+        domain.initial_status(payer_kind)
+
+
+def test_certificate_fee_is_sixty_yuan_in_fen():
+    assert domain.CERTIFICATE_FEE_FEN == 6000
+    assert isinstance(domain.CERTIFICATE_FEE_FEN, int)
+
+
+@pytest.mark.parametrize(
+    "status, paid, fee, allowed",
+    [
+        ("awaiting_candidate_payment", 6000, 6000, True),
+        ("awaiting_institution_payment", 6000, 6000, True),
+        ("awaiting_candidate_payment", 6001, 6000, True),
+        ("awaiting_candidate_payment", 5999, 6000, False),
+        ("awaiting_institution_payment", 0, 6000, False),
+        ("issued", 6000, 6000, False),  # never issued twice
+        ("cancelled", 6000, 6000, False),
+        ("", 6000, 6000, False),
+        ("awaiting_candidate_payment", 0, 0, True),  # a free certificate
+    ],
+)
+def test_may_issue(status, paid, fee, allowed):
+    assert domain.may_issue(status, paid, fee) is allowed
+
+
+def test_serial_sequence_is_per_year_and_region():
+    assert domain.serial_sequence_name(2026, "11") == "certificate:2026:11"
+    assert domain.serial_sequence_name(2026, "11") != domain.serial_sequence_name(2027, "11")

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from credence_common.config import (
+    ConfigurationRefused,
+    assert_safe_for_environment,
+    insecure_settings,
+    is_production,
+    load_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_FILES = sorted(ROOT.glob("services/*/config.yml")) + [ROOT / "gateway" / "config.yml"]
+ENV_REFERENCE = re.compile(r"^(\w+):\s*\$\{(\w+)(?::[^}]*)?\}", re.MULTILINE)
+PRODUCTION = {"CREDENCE_ENV": "production"}
+
+
+def service_name(path: Path) -> str:
+    return path.parent.name
+
+
+def env_references(path: Path) -> dict[str, str]:
+    """Setting name -> environment variable that overrides it."""
+    return dict(ENV_REFERENCE.findall(path.read_text(encoding="utf-8")))
+
+
+def is_secret(key: str) -> bool:
+    return key.upper().endswith(("_SECRET", "_PASSWORD", "_KEY"))
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No environment override for any variable the real config files refer to."""
+    for path in CONFIG_FILES:
+        for variable in env_references(path).values():
+            monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+# --- insecure_settings ------------------------------------------------------------------------------
+
+def test_insecure_settings_finds_default_and_empty_secrets():
+    config = {
+        "JWT_SECRET": "dev-insecure-jwt-secret",
+        "DB_PASSWORD": "",
+        "API_KEY": None,
+        "SIGNING_KEY": "dev-insecure-",
+        "lower_case_secret": "dev-insecure-x",
+        "STRONG_SECRET": "k3y-from-vault-8f2c1a",
+        "STRONG_PASSWORD": "correct horse battery staple",
+        "LOG_LEVEL": "dev-insecure-not-a-secret-name",
+        "DB_URI": "",
+        "KEYRING": "",
+    }
+    assert insecure_settings(config) == ["API_KEY", "DB_PASSWORD", "JWT_SECRET", "SIGNING_KEY", "lower_case_secret"]
+
+
+def test_insecure_settings_of_a_safe_config_is_empty():
+    assert insecure_settings({"JWT_SECRET": "x9", "AMQP_URI": "pyamqp://", "max_workers": 10}) == []
+    assert insecure_settings({}) == []
+
+
+def test_prefix_must_be_at_the_start():
+    assert insecure_settings({"JWT_SECRET": "prod-dev-insecure-lookalike"}) == []
+
+
+# --- assert_safe_for_environment --------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_value", ["production", "PRODUCTION", " Production "])
+def test_production_refuses_insecure_settings_and_names_them(env_value):
+    config = {"JWT_SECRET": "dev-insecure-jwt-secret", "DB_PASSWORD": "", "AMQP_URI": "pyamqp://"}
+    with pytest.raises(ConfigurationRefused) as info:
+        assert_safe_for_environment("gateway", config, environ={"CREDENCE_ENV": env_value})
+    message = str(info.value)
+    assert message.startswith("gateway:")
+    assert "JWT_SECRET" in message and "DB_PASSWORD" in message
+    assert "AMQP_URI" not in message
+    assert "dev-insecure-jwt-secret" not in message  # the value itself is never printed
+
+
+def test_configuration_refused_stops_the_process():
+    assert issubclass(ConfigurationRefused, SystemExit)
+
+
+@pytest.mark.parametrize("environ", [{}, {"CREDENCE_ENV": "development"}, {"CREDENCE_ENV": "staging"},
+                                     {"CREDENCE_ENV": ""}, {"OTHER": "production"}])
+def test_outside_production_insecure_defaults_are_allowed(environ):
+    assert is_production(environ) is False
+    assert assert_safe_for_environment("gateway", {"JWT_SECRET": "dev-insecure-jwt-secret"}, environ=environ) is None
+
+
+def test_production_with_real_secrets_is_allowed():
+    config = {"JWT_SECRET": "9b1f-real-secret", "BOOTSTRAP_STAFF_PASSWORD": "from-the-vault"}
+    assert is_production(PRODUCTION) is True
+    assert assert_safe_for_environment("identity", config, environ=PRODUCTION) is None
+
+
+# --- load_config ------------------------------------------------------------------------------------
+
+def test_load_config_substitutes_environment_with_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("CREDENCE_UNIT_VALUE", "from-env")
+    monkeypatch.setenv("CREDENCE_UNIT_HOST", "rabbit.internal")
+    monkeypatch.setenv("CREDENCE_UNIT_PORT", "5673")
+    for name in ("CREDENCE_UNIT_UNSET", "CREDENCE_UNIT_UNSET_NUMBER", "CREDENCE_UNIT_UNSET_EMPTY"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "PLAIN: hello\n"
+        "FROM_ENV: ${CREDENCE_UNIT_VALUE:fallback}\n"
+        "DEFAULTED: ${CREDENCE_UNIT_UNSET:fallback-value}\n"
+        "NUMBER: ${CREDENCE_UNIT_UNSET_NUMBER:42}\n"
+        "PORT: ${CREDENCE_UNIT_PORT:5672}\n"
+        "EMPTY: ${CREDENCE_UNIT_UNSET_EMPTY:}\n"
+        "EMBEDDED: pyamqp://${CREDENCE_UNIT_HOST:localhost}:5672/\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config["PLAIN"] == "hello"
+    assert config["FROM_ENV"] == "from-env"
+    assert config["DEFAULTED"] == "fallback-value"
+    assert config["NUMBER"] == 42
+    assert config["PORT"] == 5673
+    assert config["EMPTY"] is None
+    assert config["EMBEDDED"] == "pyamqp://rabbit.internal:5672/"
+
+
+def test_load_config_of_an_empty_file_is_an_empty_dict(tmp_path):
+    path = tmp_path / "empty.yml"
+    path.write_text("# nothing\n", encoding="utf-8")
+    assert load_config(path) == {}
+
+
+def test_an_empty_default_secret_is_refused_in_production(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENCE_UNIT_SECRET", raising=False)
+    path = tmp_path / "config.yml"
+    path.write_text("MY_SECRET: ${CREDENCE_UNIT_SECRET:}\n", encoding="utf-8")
+    config = load_config(path)
+    assert insecure_settings(config) == ["MY_SECRET"]
+    with pytest.raises(ConfigurationRefused, match="MY_SECRET"):
+        assert_safe_for_environment("unit", config, environ=PRODUCTION)
+
+
+# --- the real config files --------------------------------------------------------------------------
+
+def test_every_service_has_a_config_file():
+    names = {service_name(p) for p in CONFIG_FILES}
+    assert {"identity", "scoring", "certificates", "payments", "verification", "gateway"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=service_name)
+def test_real_config_loads_with_an_amqp_uri(path, clean_env):
+    config = load_config(path)
+    assert isinstance(config, dict) and config
+    assert isinstance(config.get("AMQP_URI"), str)
+    assert config["AMQP_URI"].startswith(("pyamqp://", "amqp://", "amqps://"))
+    assert not any("${" in str(value) for value in config.values()), "every placeholder is substituted"
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=service_name)
+def test_real_config_secrets_all_have_insecure_defaults(path, clean_env):
+    """A secret default that does not look like one would slip through the production check."""
+    config = load_config(path)
+    secrets = sorted(key for key in config if is_secret(key))
+    assert insecure_settings(config) == secrets
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=service_name)
+def test_production_without_overrides_refuses_every_service_holding_secrets(path, clean_env):
+    config = load_config(path)
+    secrets = [key for key in config if is_secret(key)]
+    if not secrets:
+        assert assert_safe_for_environment(service_name(path), config, environ=PRODUCTION) is None
+        return
+    with pytest.raises(ConfigurationRefused) as info:
+        assert_safe_for_environment(service_name(path), config, environ=PRODUCTION)
+    for key in secrets:
+        assert key in str(info.value)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=service_name)
+def test_production_with_secrets_from_the_environment_is_allowed(path, clean_env):
+    for key, variable in env_references(path).items():
+        if is_secret(key):
+            clean_env.setenv(variable, f"vault-{variable.lower()}-Zq8")
+    config = load_config(path)
+    assert assert_safe_for_environment(service_name(path), config, environ=PRODUCTION) is None
+
+
+def test_the_services_known_to_hold_secrets_are_refused_in_production(clean_env):
+    refused = set()
+    for path in CONFIG_FILES:
+        try:
+            assert_safe_for_environment(service_name(path), load_config(path), environ=PRODUCTION)
+        except ConfigurationRefused:
+            refused.add(service_name(path))
+    assert {"identity", "payments", "gateway"} <= refused

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.api import ROUTES
+from gateway.openapi import _openapi_path, build_openapi
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return build_openapi()
+
+
+def operation(document: dict, route) -> dict:
+    return document["paths"][_openapi_path(route.path)][route.method.lower()]
+
+
+def iter_refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from iter_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from iter_refs(item)
+
+
+def test_document_header(document):
+    assert document["openapi"] == "3.1.0"
+    assert document["info"]["title"] == "Credence API"
+    assert document["info"]["version"] == "0.1.0"
+    assert build_openapi("9.9.9")["info"]["version"] == "9.9.9"
+    json.dumps(document)  # serialisable as served
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
+def test_every_route_is_documented_with_method_and_operation_id(document, route):
+    op = operation(document, route)
+    assert op["operationId"] == route.name
+    assert op["summary"] == route.summary
+    assert op["tags"] == [route.tag]
+    assert op["x-roles"] == list(route.roles)
+    assert str(route.success_status) in op["responses"]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
+def test_security_follows_roles(document, route):
+    op = operation(document, route)
+    if "public" in route.roles:
+        assert "security" not in op
+    else:
+        assert op["security"] == [{"bearerAuth": []}]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
+def test_request_and_response_models_are_referenced(document, route):
+    op = operation(document, route)
+    if route.response_model is not None:
+        schema = op["responses"][str(route.success_status)]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{route.response_model.__name__}"}
+    if route.request_model is not None:
+        assert op["requestBody"]["required"] is True
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
+    if route.raw_body:
+        names = [p["name"] for p in op["parameters"] if p["in"] == "header" and p["required"]]
+        assert names == ["X-Credence-Signature"]
+        assert op["requestBody"]["required"] is True
+
+
+def test_operation_ids_are_unique(document):
+    ids = [op["operationId"] for methods in document["paths"].values() for op in methods.values()]
+    assert len(ids) == len(set(ids))
+    assert len(ids) == len(ROUTES) + 2  # plus /health and /ready
+
+
+def test_route_count_matches(document):
+    documented = {(path, method) for path, methods in document["paths"].items() for method in methods}
+    for route in ROUTES:
+        assert (_openapi_path(route.path), route.method.lower()) in documented
+
+
+def test_every_ref_resolves_to_a_component_schema(document):
+    schemas = document["components"]["schemas"]
+    refs = list(iter_refs(document))
+    assert refs, "the document references schemas"
+    prefix = "#/components/schemas/"
+    for ref in refs:
+        assert ref.startswith(prefix), ref
+        assert ref[len(prefix):] in schemas, ref
+    assert "ErrorResponse" in schemas
+
+
+def test_errors_are_described_with_error_response(document):
+    for methods in document["paths"].values():
+        for op in methods.values():
+            if op["operationId"] in ("health", "ready"):
+                continue
+            for status in ("401", "422", "503"):
+                ref = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/ErrorResponse"
+
+
+def test_bearer_security_scheme(document):
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+@pytest.mark.parametrize(
+    "werkzeug, openapi",
+    [("/a/<thing_id>", "/a/{thing_id}"), ("/a/<string:thing_id>/b/<int:n>", "/a/{thing_id}/b/{n}"),
+     ("/plain", "/plain")],
+)
+def test_path_parameters_are_converted(werkzeug, openapi):
+    assert _openapi_path(werkzeug) == openapi

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from services.scoring.domain import evaluate, visible_status
+
+
+@pytest.mark.parametrize(
+    "score, pass_mark, outcome",
+    [
+        (60, 60, "passed"),  # at the pass mark
+        (59, 60, "failed"),  # just below
+        (61, 60, "passed"),  # just above
+        (0, 60, "failed"),
+        (100, 60, "passed"),
+        (100, 100, "passed"),
+        (99, 100, "failed"),
+        (0, 0, "passed"),
+    ],
+)
+def test_evaluate(score, pass_mark, outcome):
+    assert evaluate(score, pass_mark) == outcome
+
+
+@pytest.mark.parametrize("score", [-1, 101, 1000, -100])
+def test_evaluate_refuses_score_out_of_range(score):
+    with pytest.raises(ValueError, match="final_score"):
+        evaluate(score, 60)
+
+
+@pytest.mark.parametrize(
+    "published, outcome, shown",
+    [
+        (False, "passed", "evaluating"),
+        (False, "failed", "evaluating"),
+        (False, None, "evaluating"),
+        (True, None, "evaluating"),
+        (True, "", "evaluating"),
+        (True, "passed", "passed"),
+        (True, "failed", "failed"),
+    ],
+)
+def test_visible_status_hides_outcome_until_published(published, outcome, shown):
+    assert visible_status(published, outcome) == shown

@@ -40,7 +40,7 @@ def insecure_settings(config: dict) -> list[str]:
         key
         for key, value in config.items()
         if key.upper().endswith(SECRET_SUFFIXES)
-        and (value is None or str(value) == "" or str(value).startswith(INSECURE_DEFAULT_PREFIX))
+        and (value is None or str(value).strip() == "" or str(value).startswith(INSECURE_DEFAULT_PREFIX))
     )
 
 

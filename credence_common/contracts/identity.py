@@ -18,7 +18,7 @@ class RegisterCandidate(BaseModel):
     mobile: str = Field(min_length=11, max_length=11, description="Mainland mobile number, 11 digits")
     password: str = Field(min_length=8, max_length=128, description="At least 8 characters")
     exam_region: str | None = Field(
-        default=None, pattern=r"^\d{2}$", description="Two-digit exam region; defaults to the ID's province"
+        default=None, pattern=r"^[0-9]{2}$", description="Two-digit exam region; defaults to the ID's province"
     )
 
 

@@ -9,14 +9,17 @@ from stdnum.exceptions import ValidationError as StdnumValidationError
 
 from credence_common.errors import InvalidInput
 
-MOBILE_PATTERN = re.compile(r"^1[3-9]\d{9}$")
+MOBILE_PATTERN = re.compile(r"^1[3-9][0-9]{9}$")
 NAME_PATTERN = re.compile(r"^[^\d\s<>\"'`;{}\\/][^\d<>\"'`;{}\\/]*$")
 
 
 def normalise_resident_id(value: str) -> str:
     """Validate a resident ID number (GB 11643: birth date and check digit) and return it upper-case."""
+    value = value.strip().upper()
     try:
-        return ric.validate(value.strip().upper())
+        if not value.isascii():  # full-width digits would make a second, different-looking record
+            raise StdnumValidationError()
+        return ric.validate(value)
     except StdnumValidationError:
         raise InvalidInput(
             "invalid_resident_id_number",
@@ -27,7 +30,7 @@ def normalise_resident_id(value: str) -> str:
 
 def normalise_mobile(value: str) -> str:
     value = value.strip().replace(" ", "").replace("-", "")
-    if not MOBILE_PATTERN.match(value):
+    if not MOBILE_PATTERN.fullmatch(value):
         raise InvalidInput(
             "invalid_mobile",
             "The mobile number must be 11 digits starting with 1.",
@@ -54,7 +57,7 @@ def default_exam_region(resident_id_number: str) -> str:
 
 def format_ticket_number(exam_region: str, year: int, serial: int) -> str:
     """12 digits: exam region (2), year (2), serial within region and year (8)."""
-    if not (len(exam_region) == 2 and exam_region.isdigit()):
+    if not (len(exam_region) == 2 and exam_region.isascii() and exam_region.isdigit()):
         raise ValueError("exam_region must be two digits")
     if not (0 < serial < 10**8):
         raise ValueError("ticket serial out of range")

@@ -17,7 +17,9 @@ def sign_callback(secret: str, raw_body: bytes) -> str:
 def signature_is_valid(secret: str, raw_body: bytes, signature: str | None) -> bool:
     if not signature or not secret:
         return False
-    return hmac.compare_digest(sign_callback(secret, raw_body), signature.strip())
+    expected = sign_callback(secret, raw_body).encode("ascii")
+    # compare bytes: compare_digest refuses non-ASCII str, and a header may carry anything
+    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
 
 
 def new_order_number(now: datetime) -> str:

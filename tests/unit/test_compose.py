@@ -29,7 +29,7 @@ COMPOSE_ONLY_ENV = {"CREDENCE_ENV"}  # read by credence_common.config, not throu
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)")
-SETTING_FROM_ENV = re.compile(r"^([A-Za-z0-9_]+)\s*:\s*\$\{([A-Z0-9_]+)", re.MULTILINE)
+SETTING_FROM_ENV = re.compile(r"^([A-Za-z0-9_]+)\s*:\s*(?:!raw_env_var\s+)?\$\{([A-Z0-9_]+)", re.MULTILINE)
 REQUIRED_FROM_HOST = re.compile(r"^\$\{([A-Z0-9_]+):\?[^}]+\}$")
 COMPOSE_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 CREATE_DATABASE = re.compile(r"^\s*CREATE\s+DATABASE\s+\"?([a-z0-9_]+)\"?\s*;", re.IGNORECASE | re.MULTILINE)

@@ -15,7 +15,7 @@ from credence_common.config import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILES = sorted(ROOT.glob("services/*/config.yml")) + [ROOT / "gateway" / "config.yml"]
-ENV_REFERENCE = re.compile(r"^(\w+):\s*\$\{(\w+)(?::[^}]*)?\}", re.MULTILINE)
+ENV_REFERENCE = re.compile(r"^(\w+):\s*(?:!raw_env_var\s+)?\$\{(\w+)(?::[^}]*)?\}", re.MULTILINE)
 PRODUCTION = {"CREDENCE_ENV": "production"}
 
 
@@ -198,3 +198,16 @@ def test_the_services_known_to_hold_secrets_are_refused_in_production(clean_env)
         except ConfigurationRefused:
             refused.add(service_name(path))
     assert {"identity", "payments", "gateway"} <= refused
+
+
+def test_secrets_stay_strings_whatever_they_look_like(clean_env):
+    clean_env.setenv("PAYMENT_CALLBACK_SECRET", "00112233")
+    clean_env.setenv("JWT_SECRET", "yes")
+    payments = load_config(next(p for p in CONFIG_FILES if "payments" in str(p)))
+    gateway = load_config(next(p for p in CONFIG_FILES if "gateway" in str(p)))
+    assert payments["PAYMENT_CALLBACK_SECRET"] == "00112233"
+    assert gateway["JWT_SECRET"] == "yes"
+
+
+def test_a_whitespace_secret_counts_as_empty():
+    assert insecure_settings({"JWT_SECRET": "   "}) == ["JWT_SECRET"]

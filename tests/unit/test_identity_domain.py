@@ -174,3 +174,19 @@ def test_ticket_sequence_is_per_region_and_year():
     assert domain.ticket_sequence_name("11", 2026) == "ticket:11:2026"
     assert domain.ticket_sequence_name("11", 2026) != domain.ticket_sequence_name("11", 2027)
     assert domain.ticket_sequence_name("11", 2026) != domain.ticket_sequence_name("12", 2026)
+
+
+@pytest.mark.parametrize("value", ["138１２３４５６７８", "13812345678\n0"])
+def test_full_width_or_trailing_digits_are_not_a_mobile_number(value):
+    with pytest.raises(InvalidInput):
+        domain.normalise_mobile(value)
+
+
+def test_a_full_width_resident_id_is_refused():
+    with pytest.raises(InvalidInput):
+        domain.normalise_resident_id("１１０１０５１９４９１２３１００２Ｘ")
+
+
+def test_a_full_width_exam_region_cannot_make_a_ticket_number():
+    with pytest.raises(ValueError):
+        domain.format_ticket_number("１１", 2026, 1)

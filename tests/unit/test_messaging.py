@@ -43,7 +43,6 @@ def test_a_message_of_another_type_is_malformed():
     [
         {"candidate_id": "c-1", "exam_region": "11"},  # missing field
         {"candidate_id": "c-1", "exam_region": "11", "registered_at": "not a time"},
-        {"candidate_id": "c-1", "exam_region": "11", "registered_at": "2026-01-15T08:30:00Z", "mobile": "1"},
     ],
 )
 def test_invalid_data_is_malformed(data):

@@ -105,3 +105,7 @@ def test_order_numbers_are_unique_over_many_calls():
 )
 def test_check_amount(order, paid, ok):
     assert check_amount(order, paid) is ok
+
+
+def test_a_non_ascii_signature_is_simply_invalid():
+    assert signature_is_valid("s", b"{}", "sha256=é") is False

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run demo migrate test test-unit test-integration test-e2e lint docs clean
+.PHONY: install run demo migrate test test-unit test-integration test-e2e lint docs bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m credence_common.contracts.docs > docs/events.md
+
+bench: $(STAMP)
+	$(PY) -m bench.public_check
 
 clean:
 	rm -rf var .pytest_cache

@@ -17,6 +17,8 @@ from credence_common.config import ensure_sqlite_directory
 
 log = logging.getLogger(__name__)
 
+OUTBOX_WRITTEN = "credence.outbox_written"  # session.info flag set by Outbox.add
+
 
 def normalise_db_uri(db_uri: str) -> str:
     """Accept ``postgresql://`` and pick the green-friendly driver for it."""
@@ -85,7 +87,9 @@ class UnitOfWork:
             session.rollback()
         with session.begin():
             yield session
-        self._commit_signal.notify()
+            wrote_events = session.info.pop(OUTBOX_WRITTEN, False)
+        if wrote_events:  # read-only and event-free transactions leave the relay asleep
+            self._commit_signal.notify()
 
     def close(self):
         if self._session is not None:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import DateTime, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from credence_common.db import OUTBOX_WRITTEN
 from credence_common.events import EventEnvelope, EventPayload, ReceivedEvent, make_envelope, utcnow
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Outbox:
 
     def add(self, session: Session, payload: EventPayload, subject: str | None = None) -> EventEnvelope:
         envelope = make_envelope(payload, subject)
+        session.info[OUTBOX_WRITTEN] = True
         session.add(
             self.model(
                 event_id=envelope.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -153,7 +154,15 @@ class Platform:
         self.processes.clear()
 
 
+def quiet_client_logging() -> None:
+    """The launcher's own AMQP clients (readiness probes) should not chatter on the console."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("amqp").setLevel(logging.ERROR)
+    logging.getLogger("kombu").setLevel(logging.ERROR)
+
+
 def main() -> int:
+    quiet_client_logging()
     env = dict(os.environ)
     amqp_uri = env.setdefault("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
     problem = broker_problem(amqp_uri)

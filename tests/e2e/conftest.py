@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from credence_common.db import normalise_db_uri
-from deploy.platform import REPO_ROOT, Platform, free_port
+from deploy.platform import REPO_ROOT, Platform, free_port, quiet_client_logging
 from deploy.processes import PROCESSES, SERVICE_NAMES
 
 MANAGEMENT = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672").rstrip("/")
@@ -39,6 +39,7 @@ def _management(method: str, path: str, **kwargs):
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def platform(request, tmp_path_factory):
     backend = request.param
+    quiet_client_logging()
     vhost = f"credence_e2e_{uuid.uuid4().hex[:10]}"
     _management("PUT", f"/api/vhosts/{vhost}")
     _management("PUT", f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})

@@ -140,9 +140,13 @@ class GatewayService:
 
     @staticmethod
     def _read_body(request) -> bytes:
+        too_large = BadRequest("payload_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
         if (request.content_length or 0) > MAX_BODY_BYTES:
-            raise BadRequest("payload_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
-        return request.get_data(cache=True) or b""
+            raise too_large
+        body = request.stream.read(MAX_BODY_BYTES + 1)  # bounded even without a Content-Length
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+        return body or b""
 
     @staticmethod
     def _decode_json(raw: bytes):

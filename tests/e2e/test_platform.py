@@ -60,6 +60,9 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(platform, journey):
     malformed = post(platform, "/api/v1/candidates", data="{not json", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and error_code(malformed) == "malformed_json"
 
+    huge = post(platform, "/api/v1/candidates", data=b"x" * (3 * 1024 * 1024))
+    assert huge.status_code == 400 and error_code(huge) == "payload_too_large"
+
     missing = post(platform, "/api/v1/candidates", json={"full_name": "王小明"})
     assert missing.status_code == 422 and error_code(missing) == "invalid_input"
     assert {d["field"] for d in missing.json()["error"]["details"]} >= {"resident_id_number", "mobile"}

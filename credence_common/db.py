@@ -11,9 +11,11 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
+from credence_common.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ def make_engine(db_uri: str) -> Engine:
     db_uri = normalise_db_uri(db_uri)
     if db_uri.startswith("sqlite"):
         ensure_sqlite_directory(db_uri)
-        engine = create_engine(db_uri, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(db_uri, connect_args={"timeout": 30, "check_same_thread": False},
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -45,7 +48,8 @@ def make_engine(db_uri: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(db_uri, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    return create_engine(db_uri, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800,
+                         hide_parameters=True)
 
 
 class CommitSignal:
@@ -85,9 +89,16 @@ class UnitOfWork:
         session = self.session
         if session.in_transaction():
             session.rollback()
-        with session.begin():
-            yield session
-            wrote_events = session.info.pop(OUTBOX_WRITTEN, False)
+        try:
+            with session.begin():
+                yield session
+                wrote_events = session.info.pop(OUTBOX_WRITTEN, False)
+        except IntegrityError:
+            # A concurrent request won a uniqueness race; nothing of this one was kept.
+            session.info.pop(OUTBOX_WRITTEN, None)
+            raise Conflict("concurrent_change",
+                           "Another request changed the same record at the same time; nothing was saved. "
+                           "Try again.") from None
         if wrote_events:  # read-only and event-free transactions leave the relay asleep
             self._commit_signal.notify()
 

@@ -12,11 +12,12 @@ import logging
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import DateTime, Index, Integer, String, Text, select
+from sqlalchemy import Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from credence_common.db import OUTBOX_WRITTEN
 from credence_common.events import EventEnvelope, EventPayload, ReceivedEvent, make_envelope, utcnow
+from credence_common.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def messaging_models(Base):
         event_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
         event_type: Mapped[str] = mapped_column(String(120), nullable=False)
         envelope_json: Mapped[str] = mapped_column(Text, nullable=False)
-        created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-        published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+        created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+        published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
         attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     class ProcessedEvent(Base):
@@ -41,7 +42,7 @@ def messaging_models(Base):
 
         event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
         event_type: Mapped[str] = mapped_column(String(120), nullable=False)
-        processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+        processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
     return OutboxEvent, ProcessedEvent
 

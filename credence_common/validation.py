@@ -19,6 +19,22 @@ def describe_validation_error(exc: ValidationError) -> list[dict]:
     return details
 
 
+def control_character_fields(data, path: str = "") -> list[str]:
+    """Fields holding control characters (NUL, escape, ...): never legitimate in this domain, and
+    PostgreSQL refuses NUL outright."""
+    found = []
+    if isinstance(data, str):
+        if any(ord(ch) < 32 and ch not in "\t\n\r" or ord(ch) == 127 for ch in data):
+            found.append(path or "(body)")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            found += control_character_fields(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found += control_character_fields(value, f"{path}.{index}" if path else str(index))
+    return found
+
+
 def parse(model: type[Model], data) -> Model:
     """Validate ``data`` (a dict from the wire) into ``model`` or raise ``InvalidInput``.
 
@@ -27,6 +43,10 @@ def parse(model: type[Model], data) -> Model:
     """
     if isinstance(data, model):
         return data
+    bad_fields = control_character_fields(data)
+    if bad_fields:
+        raise InvalidInput("invalid_characters", f"Control characters are not allowed in: {', '.join(bad_fields)}",
+                           [{"field": field, "message": "contains control characters"} for field in bad_fields])
     try:
         return model.model_validate(data)
     except ValidationError as exc:

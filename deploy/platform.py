@@ -48,7 +48,7 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
 def wait_for_service(amqp_uri: str, service: str, timeout: float,
                      process: subprocess.Popen | None = None) -> bool:
     """True once ``service`` answers its ``health`` RPC: its queue exists and it consumes."""
-    from nameko.exceptions import UnknownService
+    from nameko.exceptions import RpcTimeout, UnknownService
     from nameko.standalone.rpc import ServiceRpcProxy
 
     deadline = time.monotonic() + timeout
@@ -58,7 +58,8 @@ def wait_for_service(amqp_uri: str, service: str, timeout: float,
                 return False
             try:
                 return proxy.health()["status"] == "ok"
-            except UnknownService:
+            except (UnknownService, RpcTimeout):
+                # no queue yet, or (durable queue from an earlier run) nobody consuming it yet
                 time.sleep(0.1)
     return False
 
@@ -170,37 +171,46 @@ def main() -> int:
         print(problem, file=sys.stderr)
         return 1
     platform = Platform(env, REPO_ROOT / "var" / "log")
-    print("Applying database migrations ...", flush=True)
-    platform.migrate()
-    print("Starting identity, scoring, certificates, payments, verification and the gateway ...", flush=True)
-    try:
-        platform.start()
-    except RuntimeError as exc:
-        print(exc, file=sys.stderr)
-        platform.stop()
-        return 1
-    print(f"\nCredence is running.\n  Gateway:      {platform.gateway_url}\n"
-          f"  API docs:     {platform.gateway_url}/openapi.json\n"
-          f"  Verify page:  {platform.gateway_url}/verify\n"
-          f"  Logs:         {platform.log_dir}/\n"
-          "Run 'make demo' in another terminal for one candidate's whole journey. Ctrl-C stops everything.",
-          flush=True)
     stopping = False
 
     def _stop(_signum, _frame):
         nonlocal stopping
+        if stopping:
+            return
         stopping = True
+        raise KeyboardInterrupt  # interrupts a start-up wait as well as the watch loop
 
+    # Installed before anything starts, so Ctrl-C during start-up never leaves orphan processes.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    reported: set[str] = set()
-    while not stopping:
-        for name, process in platform.processes.items():
-            if process.poll() is not None and name not in reported:
-                reported.add(name)
-                print(f"{name} exited with code {process.returncode}; last lines of its log:\n"
-                      f"{platform.log_tail(name)}", file=sys.stderr, flush=True)
-        time.sleep(0.5)
+    try:
+        print("Applying database migrations ...", flush=True)
+        platform.migrate()
+        print("Starting identity, scoring, certificates, payments, verification and the gateway ...", flush=True)
+        platform.start()
+        print(f"\nCredence is running.\n  Gateway:      {platform.gateway_url}\n"
+              f"  API docs:     {platform.gateway_url}/openapi.json\n"
+              f"  Verify page:  {platform.gateway_url}/verify\n"
+              f"  Logs:         {platform.log_dir}/\n"
+              "Run 'make demo' in another terminal for one candidate's whole journey. Ctrl-C stops everything.",
+              flush=True)
+        reported: set[str] = set()
+        while True:
+            for name, process in platform.processes.items():
+                if process.poll() is not None and name not in reported:
+                    reported.add(name)
+                    print(f"{name} exited with code {process.returncode}; last lines of its log:\n"
+                          f"{platform.log_tail(name)}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        print(exc, file=sys.stderr)
+        platform.stop()
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("\nStopping ...", flush=True)
     platform.stop()
     return 0

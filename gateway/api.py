@@ -18,7 +18,7 @@ from credence_common.contracts.identity import (
     RegisterCandidate,
     StaffCredentials,
 )
-from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList
+from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
 from credence_common.contracts.scoring import (
     PublishResults,
     PublishResultsOutcome,
@@ -61,6 +61,7 @@ class Route:
     response_model: type[BaseModel] | None = None
     success_status: int = 200
     raw_body: bool = False  # the handler needs the exact bytes (signed callbacks)
+    documented_body: type[BaseModel] | None = None  # schema of a raw body, for the OpenAPI document only
     rate_limited: bool = False
     tag: str = "api"
 
@@ -154,7 +155,8 @@ ROUTES: tuple[Route, ...] = (
           PublishResultsOutcome, tag="scoring"),
     Route("sandbox_payment_callback", "POST", "/api/v1/payments/callbacks/sandbox",
           "Payment provider callback (HMAC-SHA256 signature in X-Credence-Signature)", ("public",),
-          sandbox_payment_callback, None, CallbackAcknowledgement, raw_body=True, tag="payments"),
+          sandbox_payment_callback, None, CallbackAcknowledgement, raw_body=True, tag="payments",
+          documented_body=SandboxCallback),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
           "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification"),

@@ -16,8 +16,11 @@ ERROR_STATUSES = {
     "404": "Not found",
     "409": "Conflicts with the current state",
     "422": "Invalid input (fields named in error.details)",
+    "405": "Method not allowed on this path",
     "429": "Too many requests",
-    "503": "A service did not answer in time",
+    "500": "Unexpected failure in the gateway (no details are given)",
+    "502": "A service failed unexpectedly",
+    "503": "A service is not running or did not answer in time",
 }
 
 
@@ -28,7 +31,7 @@ def _openapi_path(path: str) -> str:
 def _models(routes: tuple[Route, ...]):
     models = {ErrorResponse}
     for route in routes:
-        for model in (route.request_model, route.response_model):
+        for model in (route.request_model, route.response_model, route.documented_body):
             if model is not None:
                 models.add(model)
     return sorted(models, key=lambda m: m.__name__)
@@ -62,16 +65,17 @@ def build_openapi(version: str = "0.1.0") -> dict:
         }
         if "public" not in route.roles:
             operation["security"] = [{"bearerAuth": []}]
-        if route.request_model is not None:
+        body_model = route.request_model or route.documented_body
+        if body_model is not None:
+            every_field_optional = not any(f.is_required() for f in body_model.model_fields.values())
             operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": refs[route.request_model]}}},
+                "required": not every_field_optional,
+                "content": {"application/json": {"schema": {"$ref": refs[body_model]}}},
             }
         if route.raw_body:
             operation["parameters"] = [{"name": "X-Credence-Signature", "in": "header", "required": True,
+                                        "description": "sha256=<hex HMAC-SHA256 of the raw body>",
                                         "schema": {"type": "string"}}]
-            operation["requestBody"] = {"required": True,
-                                        "content": {"application/json": {"schema": {"type": "object"}}}}
         paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = operation
     for path, summary in (("/health", "Liveness"), ("/ready", "Readiness (the broker answers)")):
         paths[path] = {"get": {"operationId": path.strip("/"), "summary": summary, "tags": ["operations"],

@@ -42,6 +42,7 @@ from gateway.ratelimit import TokenBucketLimiter
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+VERIFY_FORM_MAX_BYTES = 4096
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff"}
 HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
@@ -154,7 +155,7 @@ class GatewayService:
             return {}
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("malformed_json", "The request body is not valid JSON.") from None
 
     @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
@@ -213,7 +214,9 @@ class GatewayService:
 
     @http("POST", "/verify")
     def verify_submit(self, request):
-        raw = request.get_data(cache=True)[:4096].decode("utf-8", "replace")
+        if (request.content_length or 0) > VERIFY_FORM_MAX_BYTES:
+            return 400, HTML_HEADERS, web.render_page(result_html=web.render_refusal("The form is too large."))
+        raw = request.stream.read(VERIFY_FORM_MAX_BYTES).decode("utf-8", "replace")
         form = {key: values[0] for key, values in parse_qs(raw).items()}
         holder_name = form.get("holder_name", "")
         certificate_number = form.get("certificate_number", "")

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
 from credence_common.sequences import sequence_model
+from credence_common.types import UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -35,5 +36,5 @@ class Certificate(Base):
     certificate_fee_fen: Mapped[int] = mapped_column(Integer, nullable=False)
     certificate_number: Mapped[str | None] = mapped_column(String(15), unique=True, nullable=True)
     payment_order_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
 from credence_common.sequences import sequence_model
+from credence_common.types import UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -29,8 +30,8 @@ class Candidate(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     ticket_number: Mapped[str | None] = mapped_column(String(12), unique=True, nullable=True)
     confirmation_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
-    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class StaffAccount(Base):
@@ -39,4 +40,4 @@ class StaffAccount(Base):
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(80), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -10,6 +10,7 @@ from credence_common.contracts.identity import (
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
+from credence_common.errors import Conflict
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
@@ -57,9 +58,13 @@ class IdentityService(HealthCheck):
     @rpc
     def authenticate_staff(self, request: dict) -> dict:
         credentials = parse(StaffCredentials, request)
-        with self.db.transaction() as session:
-            usecases.ensure_bootstrap_staff(session, self.settings.get("BOOTSTRAP_STAFF_USERNAME"),
-                                            self.settings.get("BOOTSTRAP_STAFF_PASSWORD"))
+        try:
+            with self.db.transaction() as session:
+                usecases.ensure_bootstrap_staff(session, self.settings.get("BOOTSTRAP_STAFF_USERNAME"),
+                                                self.settings.get("BOOTSTRAP_STAFF_PASSWORD"))
+        except Conflict:
+            pass  # a concurrent first sign-in created the account
+
         with self.db.transaction() as session:
             principal = usecases.authenticate_staff(session, credentials.username, credentials.password)
             return principal.model_dump(mode="json")

@@ -81,15 +81,16 @@ def register_candidate(session: Session, request: RegisterCandidate) -> Candidat
     return candidate_view(candidate)
 
 
-def get_candidate(session: Session, candidate_id: str) -> Candidate:
-    candidate = session.get(Candidate, candidate_id)
+def get_candidate(session: Session, candidate_id: str, for_update: bool = False) -> Candidate:
+    candidate = session.get(Candidate, candidate_id, with_for_update=for_update)
     if candidate is None:
         raise NotFound("candidate_not_found", "No such candidate.")
     return candidate
 
 
 def confirm_identity(session: Session, candidate_id: str, method: str, verifier) -> CandidateView:
-    candidate = get_candidate(session, candidate_id)
+    # Locked: a double click must not hand one candidate two ticket numbers.
+    candidate = get_candidate(session, candidate_id, for_update=True)
     if candidate.status == "confirmed":
         return candidate_view(candidate)  # a second click shows the same ticket number
     verifier.verify(candidate.full_name, candidate.resident_id_number)

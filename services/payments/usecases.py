@@ -58,7 +58,7 @@ def handle_sandbox_callback(session: Session, secret: str, raw_body: bytes,
         raise Unauthorized("invalid_signature", "The callback signature is missing or does not match.")
     try:
         document = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("malformed_json", "The callback body is not valid JSON.") from None
     callback = parse(SandboxCallback, document)
     order = session.get(PaymentOrder, callback.order_number, with_for_update=True)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
+from credence_common.types import UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -45,5 +46,5 @@ class ExamResult(Base):
     sitting: Mapped[str] = mapped_column(String(7), nullable=False)
     final_score: Mapped[int] = mapped_column(Integer, nullable=False)
     outcome: Mapped[str | None] = mapped_column(String(10), nullable=True)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

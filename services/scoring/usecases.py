@@ -61,6 +61,7 @@ def record_results(session: Session, request: RecordResults) -> RecordResultsOut
             select(ExamResult).where(ExamResult.ticket_number == line.ticket_number,
                                      ExamResult.program_code == line.program_code,
                                      ExamResult.sitting == line.sitting)
+            .with_for_update()  # a concurrent publication must not slip between the check and the update
         ).scalar_one_or_none()
         if existing is not None:
             if existing.published_at is not None:
@@ -85,6 +86,7 @@ def publish_results(session: Session, request: PublishResults) -> PublishResults
         select(ExamResult).where(ExamResult.program_code == request.program_code,
                                  ExamResult.sitting == request.sitting,
                                  ExamResult.published_at.is_(None))
+        .with_for_update()  # two concurrent publications must not both publish a result
     ).all()
     now = utcnow()
     passed = 0

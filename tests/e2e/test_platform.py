@@ -60,6 +60,13 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(platform, journey):
     malformed = post(platform, "/api/v1/candidates", data="{not json", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and error_code(malformed) == "malformed_json"
 
+    nested = post(platform, "/api/v1/certificate-checks", data=b"[" * 5000)
+    assert nested.status_code == 400 and error_code(nested) == "malformed_json"
+    not_an_object = post(platform, "/api/v1/certificate-checks", json=[1, 2])
+    assert not_an_object.status_code == 422
+    nul = post(platform, "/api/v1/auth/candidate-token", json={"resident_id_number": "\u0000", "password": "x"})
+    assert nul.status_code == 422 and error_code(nul) == "invalid_characters"
+
     huge = post(platform, "/api/v1/candidates", data=b"x" * (3 * 1024 * 1024))
     assert huge.status_code == 400 and error_code(huge) == "payload_too_large"
 

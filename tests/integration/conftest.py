@@ -17,6 +17,7 @@ from credence_common.db import make_engine, normalise_db_uri
 from credence_common.events import EventPayload, make_envelope
 from credence_common.migrations import upgrade
 from credence_common.outbox_relay import event_exchange
+from deploy.journey import wait_until
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -118,14 +119,7 @@ def query(db_uri: str, sql: str, **params) -> list:
 
 
 def wait_for(probe, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+    return wait_until(what, probe, timeout=timeout, interval=interval)
 
 
 def publish_event(amqp_uri: str, payload: EventPayload, envelope=None) -> dict:

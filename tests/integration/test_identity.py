@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import eventlet
 import pytest
 
 from credence_common.errors import Conflict, InvalidInput, Unauthorized
@@ -85,3 +86,31 @@ def test_sign_in_checks_the_password_and_the_bootstrap_staff_account(start_servi
         assert staff["role"] == "staff"
         with pytest.raises(Unauthorized):
             identity.authenticate_staff({"username": "admin", "password": "dev-insecure-staff-password"})
+
+
+def test_concurrent_confirmations_give_one_ticket_number(start_service, event_spy):
+    container, config = start_service(IdentityService)
+    spy = event_spy("identity", "credence.candidate.identity_confirmed.v1")
+    with rpc_proxy("identity", config) as identity:
+        candidate = identity.register_candidate(registration())
+        assert candidate["registered_at"].endswith(("Z", "+00:00"))  # aware UTC on every backend
+
+    def confirm(_):
+        with rpc_proxy("identity", config) as proxy:
+            return proxy.confirm_identity(candidate["candidate_id"], {"method": "online"})["ticket_number"]
+
+    tickets = list(eventlet.GreenPool(6).imap(confirm, range(6)))
+    assert len(set(tickets)) == 1
+    assert query(config["DB_URI"], "select ticket_number from candidates") == [(tickets[0],)]
+    assert len(spy.collect(1)) == 1 and spy.drain() == []
+
+
+def test_control_characters_are_refused_before_they_reach_the_database(start_service):
+    container, config = start_service(IdentityService)
+    with rpc_proxy("identity", config) as identity:
+        with pytest.raises(InvalidInput) as nul:
+            identity.authenticate_candidate({"resident_id_number": "\u0000", "password": "x"})
+        assert nul.value.code == "invalid_characters"
+        with pytest.raises(InvalidInput):
+            identity.register_candidate(registration(full_name="王\u0000明"))
+    assert query(config["DB_URI"], "select count(*) from candidates") == [(0,)]

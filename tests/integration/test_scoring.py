@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import eventlet
 import pytest
 
 from credence_common.contracts.events import CandidateIdentityConfirmedV1
@@ -78,3 +79,24 @@ def test_a_batch_with_one_bad_line_records_nothing(start_service):
         with pytest.raises(InvalidInput):
             scoring.record_results({"results": []})
     assert query(config["DB_URI"], "select count(*) from exam_results") == [(0,)]
+
+
+def test_concurrent_publications_publish_each_result_once(start_service, event_spy):
+    container, config = start_service(ScoringService)
+    tickets = [f"1126000000{n:02d}" for n in range(1, 7)]
+    for n, ticket in enumerate(tickets):
+        publish_event(config["AMQP_URI"], confirmed(ticket, f"cand-{n}"))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(6,)], what="roster")
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results({"results": [line(t, 50 + n * 5) for n, t in enumerate(tickets)]})
+    spy = event_spy("scoring", "credence.score.published.v1")
+
+    def publish(_):
+        with rpc_proxy("scoring", config) as proxy:
+            try:
+                return proxy.publish_results({"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})["published"]
+            except Conflict:
+                return 0
+
+    assert sum(eventlet.GreenPool(4).imap(publish, range(4))) == 6
+    assert len(spy.collect(6)) == 6 and spy.drain() == []

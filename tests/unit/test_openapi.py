@@ -63,13 +63,16 @@ def test_request_and_response_models_are_referenced(document, route):
         schema = op["responses"][str(route.success_status)]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{route.response_model.__name__}"}
     if route.request_model is not None:
-        assert op["requestBody"]["required"] is True
+        optional_body = not any(f.is_required() for f in route.request_model.model_fields.values())
+        assert op["requestBody"]["required"] is not optional_body
         schema = op["requestBody"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
     if route.raw_body:
         names = [p["name"] for p in op["parameters"] if p["in"] == "header" and p["required"]]
         assert names == ["X-Credence-Signature"]
         assert op["requestBody"]["required"] is True
+        documented = op["requestBody"]["content"]["application/json"]["schema"]
+        assert documented == {"$ref": f"#/components/schemas/{route.documented_body.__name__}"}
 
 
 def test_operation_ids_are_unique(document):

@@ -74,3 +74,24 @@ def test_missing_fields_are_listed():
     err = parse_error(Batch, {})
     assert sorted(d["field"] for d in err.details) == ["items", "sitting"]
     assert err.message.startswith("Invalid or missing fields:")
+
+
+@pytest.mark.parametrize("value", ["\x00", "a\x1bb", "x\x7f"])
+def test_control_characters_are_refused_with_the_field_named(value):
+    from credence_common.contracts.identity import StaffCredentials
+
+    with pytest.raises(InvalidInput) as info:
+        parse(StaffCredentials, {"username": value, "password": "secret-pass"})
+    assert info.value.code == "invalid_characters"
+    assert info.value.details == [{"field": "username", "message": "contains control characters"}]
+    assert value not in info.value.message
+
+
+def test_control_characters_deep_in_a_batch_are_located():
+    from credence_common.contracts.scoring import RecordResults
+
+    batch = {"results": [{"ticket_number": "112600000001", "program_code": "P\x00", "sitting": "2026-11",
+                          "final_score": 1}]}
+    with pytest.raises(InvalidInput) as info:
+        parse(RecordResults, batch)
+    assert info.value.details[0]["field"] == "results.0.program_code"

@@ -45,7 +45,7 @@ def upgrade() -> None:
     sa.Column('certificate_number', sa.String(length=15), nullable=False),
     sa.Column('certificate_id', sa.String(length=36), nullable=False),
     sa.Column('holder_name', sa.String(length=40), nullable=False),
-    sa.Column('holder_name_key', sa.String(length=80), nullable=False),
+    sa.Column('holder_name_key', sa.Text(), nullable=False),
     sa.Column('resident_id_number_masked', sa.String(length=18), nullable=False),
     sa.Column('program_code', sa.String(length=32), nullable=False),
     sa.Column('program_name', sa.String(length=120), nullable=False),

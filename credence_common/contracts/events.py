@@ -15,7 +15,7 @@ from credence_common.events import EventPayload
 
 
 class CandidateRegisteredV1(EventPayload):
-    event_type: ClassVar[str] = "credence.candidate.registered.v1"
+    event_type: ClassVar[str] = "credence.identity.candidate_registered.v1"
     publisher: ClassVar[str] = "identity"
     description: ClassVar[str] = "A candidate pre-registered under their real name (identity not yet confirmed)."
 
@@ -24,8 +24,8 @@ class CandidateRegisteredV1(EventPayload):
     registered_at: datetime
 
 
-class CandidateIdentityConfirmedV1(EventPayload):
-    event_type: ClassVar[str] = "credence.candidate.identity_confirmed.v1"
+class CandidateConfirmedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.identity.candidate_confirmed.v1"
     publisher: ClassVar[str] = "identity"
     description: ClassVar[str] = "A candidate's identity was confirmed and an admission ticket number issued."
 
@@ -38,8 +38,8 @@ class CandidateIdentityConfirmedV1(EventPayload):
     confirmed_at: datetime
 
 
-class ScorePublishedV1(EventPayload):
-    event_type: ClassVar[str] = "credence.score.published.v1"
+class ResultPublishedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.scoring.result_published.v1"
     publisher: ClassVar[str] = "scoring"
     description: ClassVar[str] = "An exam result was released to the candidate (the embargo ended)."
 
@@ -54,7 +54,7 @@ class ScorePublishedV1(EventPayload):
 
 
 class CandidateQualifiedV1(EventPayload):
-    event_type: ClassVar[str] = "credence.candidate.qualified.v1"
+    event_type: ClassVar[str] = "credence.scoring.candidate_qualified.v1"
     publisher: ClassVar[str] = "scoring"
     description: ClassVar[str] = "A candidate passed a program and qualifies for its certificate."
 
@@ -85,7 +85,7 @@ class CertificateAwaitingPaymentV1(EventPayload):
 
 
 class PaymentSucceededV1(EventPayload):
-    event_type: ClassVar[str] = "credence.payment.succeeded.v1"
+    event_type: ClassVar[str] = "credence.payments.payment_succeeded.v1"
     publisher: ClassVar[str] = "payments"
     description: ClassVar[str] = "A payment order was paid (confirmed by a signed provider callback)."
 
@@ -119,8 +119,8 @@ class CertificateIssuedV1(EventPayload):
 
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CandidateRegisteredV1,
-    CandidateIdentityConfirmedV1,
-    ScorePublishedV1,
+    CandidateConfirmedV1,
+    ResultPublishedV1,
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     PaymentSucceededV1,

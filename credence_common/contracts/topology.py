@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from credence_common.contracts.events import (
-    CandidateIdentityConfirmedV1,
+    CandidateConfirmedV1,
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
@@ -37,7 +37,7 @@ class Subscription:
 
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
-    Subscription("scoring", "handle_identity_confirmed", CandidateIdentityConfirmedV1),
+    Subscription("scoring", "handle_candidate_confirmed", CandidateConfirmedV1),
     Subscription("certificates", "handle_candidate_qualified", CandidateQualifiedV1),
     Subscription("payments", "handle_certificate_awaiting_payment", CertificateAwaitingPaymentV1),
     Subscription("certificates", "handle_payment_succeeded", PaymentSucceededV1),

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CandidateIdentityConfirmedV1, CandidateRegisteredV1
+from credence_common.contracts.events import CandidateConfirmedV1, CandidateRegisteredV1
 from credence_common.contracts.identity import (
     AuthenticatedPrincipal,
     CandidateView,
@@ -103,7 +103,7 @@ def confirm_identity(session: Session, candidate_id: str, method: str, verifier)
     candidate.confirmed_at = now
     outbox.add(
         session,
-        CandidateIdentityConfirmedV1(
+        CandidateConfirmedV1(
             candidate_id=candidate.candidate_id,
             ticket_number=candidate.ticket_number,
             full_name=candidate.full_name,

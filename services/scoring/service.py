@@ -5,7 +5,7 @@ from __future__ import annotations
 from nameko.events import event_handler
 
 from credence_common.consumers import consume
-from credence_common.contracts.events import CandidateIdentityConfirmedV1
+from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.contracts.scoring import PublishResults, RecordResults
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
@@ -40,6 +40,6 @@ class ScoringService(HealthCheck):
         with self.db.transaction() as session:
             return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")
 
-    @event_handler("identity", CandidateIdentityConfirmedV1.event_type, requeue_on_error=True)
-    def handle_identity_confirmed(self, message: dict) -> None:
-        consume(self, message, CandidateIdentityConfirmedV1, ProcessedEvent, usecases.add_to_roster)
+    @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
+    def handle_candidate_confirmed(self, message: dict) -> None:
+        consume(self, message, CandidateConfirmedV1, ProcessedEvent, usecases.add_to_roster)

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import (
-    CandidateIdentityConfirmedV1,
+    CandidateConfirmedV1,
     CandidateQualifiedV1,
-    ScorePublishedV1,
+    ResultPublishedV1,
 )
 from credence_common.contracts.scoring import (
     PublishResults,
@@ -29,7 +29,7 @@ from services.scoring.models import ExamResult, OutboxEvent, Program, RosterEntr
 outbox = Outbox(OutboxEvent)
 
 
-def add_to_roster(session: Session, event: CandidateIdentityConfirmedV1) -> None:
+def add_to_roster(session: Session, event: CandidateConfirmedV1) -> None:
     entry = session.get(RosterEntry, event.ticket_number)
     if entry is None:
         session.add(RosterEntry(ticket_number=event.ticket_number, candidate_id=event.candidate_id,
@@ -93,7 +93,7 @@ def publish_results(session: Session, request: PublishResults) -> PublishResults
     for result in pending:
         result.outcome = domain.evaluate(result.final_score, program.pass_mark)
         result.published_at = now
-        outbox.add(session, ScorePublishedV1(
+        outbox.add(session, ResultPublishedV1(
             result_id=result.result_id, candidate_id=result.candidate_id, ticket_number=result.ticket_number,
             program_code=result.program_code, sitting=result.sitting, final_score=result.final_score,
             outcome=result.outcome, published_at=now), subject=result.candidate_id)

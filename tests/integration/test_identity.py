@@ -37,8 +37,8 @@ def test_registration_then_confirmation_issues_a_ticket_and_publishes_events(sta
         assert again["ticket_number"] == confirmed["ticket_number"]
 
     events = spy.collect(2)
-    assert [e["type"] for e in events] == ["credence.candidate.registered.v1",
-                                           "credence.candidate.identity_confirmed.v1"]
+    assert [e["type"] for e in events] == ["credence.identity.candidate_registered.v1",
+                                           "credence.identity.candidate_confirmed.v1"]
     confirmed_event = events[1]
     assert confirmed_event["specversion"] == "1.0" and confirmed_event["source"] == "/credence/identity"
     assert confirmed_event["data"]["ticket_number"] == confirmed["ticket_number"]
@@ -90,7 +90,7 @@ def test_sign_in_checks_the_password_and_the_bootstrap_staff_account(start_servi
 
 def test_concurrent_confirmations_give_one_ticket_number(start_service, event_spy):
     container, config = start_service(IdentityService)
-    spy = event_spy("identity", "credence.candidate.identity_confirmed.v1")
+    spy = event_spy("identity", "credence.identity.candidate_confirmed.v1")
     with rpc_proxy("identity", config) as identity:
         candidate = identity.register_candidate(registration())
         assert candidate["registered_at"].endswith(("Z", "+00:00"))  # aware UTC on every backend

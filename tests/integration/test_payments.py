@@ -73,6 +73,6 @@ def test_one_order_per_certificate_and_a_signed_callback_pays_it_once(start_serv
             payments.handle_sandbox_callback(other, sign_callback(SECRET, other.encode()))
 
     succeeded = spy.collect(1)
-    assert succeeded[0]["type"] == "credence.payment.succeeded.v1"
+    assert succeeded[0]["type"] == "credence.payments.payment_succeeded.v1"
     assert succeeded[0]["data"]["reference_id"] == "cert-1" and succeeded[0]["data"]["amount_fen"] == 6000
     assert spy.drain() == []

@@ -5,15 +5,15 @@ from __future__ import annotations
 import eventlet
 import pytest
 
-from credence_common.contracts.events import CandidateIdentityConfirmedV1
+from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 
 
-def confirmed(ticket_number: str, candidate_id: str, name: str = "王小明") -> CandidateIdentityConfirmedV1:
-    return CandidateIdentityConfirmedV1(candidate_id=candidate_id, ticket_number=ticket_number, full_name=name,
+def confirmed(ticket_number: str, candidate_id: str, name: str = "王小明") -> CandidateConfirmedV1:
+    return CandidateConfirmedV1(candidate_id=candidate_id, ticket_number=ticket_number, full_name=name,
                                         resident_id_number_masked="1101**********002X", exam_region="11",
                                         method="online", confirmed_at=utcnow())
 
@@ -54,9 +54,9 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
 
     events = spy.collect(3)
     types = sorted(e["type"] for e in events)
-    assert types == ["credence.candidate.qualified.v1", "credence.score.published.v1",
-                     "credence.score.published.v1"]
-    qualified = next(e for e in events if e["type"] == "credence.candidate.qualified.v1")
+    assert types == ["credence.scoring.candidate_qualified.v1", "credence.scoring.result_published.v1",
+                     "credence.scoring.result_published.v1"]
+    qualified = next(e for e in events if e["type"] == "credence.scoring.candidate_qualified.v1")
     assert qualified["data"]["candidate_id"] == "cand-1" and qualified["data"]["full_name"] == "王小明"
     assert qualified["data"]["program_name"] == "Psychological Counsellor (Foundation)"
     assert spy.drain() == []
@@ -89,7 +89,7 @@ def test_concurrent_publications_publish_each_result_once(start_service, event_s
     wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(6,)], what="roster")
     with rpc_proxy("scoring", config) as scoring:
         scoring.record_results({"results": [line(t, 50 + n * 5) for n, t in enumerate(tickets)]})
-    spy = event_spy("scoring", "credence.score.published.v1")
+    spy = event_spy("scoring", "credence.scoring.result_published.v1")
 
     def publish(_):
         with rpc_proxy("scoring", config) as proxy:

@@ -36,7 +36,7 @@ def test_make_envelope_sets_cloudevents_attributes():
     after = datetime.now(UTC)
     assert envelope.specversion == SPEC_VERSION == "1.0"
     assert envelope.source == "/credence/identity"
-    assert envelope.type == "credence.candidate.registered.v1"
+    assert envelope.type == "credence.identity.candidate_registered.v1"
     assert envelope.subject == "c-1"
     assert envelope.datacontenttype == "application/json"
     assert envelope.time.tzinfo is not None and envelope.time.utcoffset() == timedelta(0)

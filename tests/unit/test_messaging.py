@@ -24,7 +24,7 @@ def test_a_valid_message_parses_into_envelope_and_typed_payload():
     assert isinstance(received.data, CandidateRegisteredV1)
     assert received.data == REGISTERED
     assert received.envelope.id == wire["id"]
-    assert received.envelope.type == "credence.candidate.registered.v1"
+    assert received.envelope.type == "credence.identity.candidate_registered.v1"
     assert received.envelope.subject == "c-1"
 
 
@@ -50,7 +50,7 @@ def test_invalid_data_is_malformed(data):
         read_event(message(data=data), CandidateRegisteredV1)
 
 
-@pytest.mark.parametrize("wire", [None, "text", [], {}, {"type": "credence.candidate.registered.v1"}])
+@pytest.mark.parametrize("wire", [None, "text", [], {}, {"type": "credence.identity.candidate_registered.v1"}])
 def test_something_that_is_not_an_envelope_is_malformed(wire):
     with pytest.raises(MalformedEvent):
         read_event(wire, CandidateRegisteredV1)
@@ -58,5 +58,5 @@ def test_something_that_is_not_an_envelope_is_malformed(wire):
 
 def test_a_type_mismatch_is_detected_before_data_validation():
     wire = message(type="credence.candidate.something_else.v1")
-    with pytest.raises(MalformedEvent, match="expected credence.candidate.registered.v1"):
+    with pytest.raises(MalformedEvent, match="expected credence.identity.candidate_registered.v1"):
         read_event(wire, CandidateRegisteredV1)

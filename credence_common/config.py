@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 INSECURE_DEFAULT_PREFIX = "dev-insecure-"
-SECRET_SUFFIXES = ("_SECRET", "_PASSWORD", "_KEY")
+SECRET_SUFFIXES = ("_SECRET", "_PASSWORD", "_KEY", "_KEYS")
 
 
 class ConfigurationRefused(SystemExit):
@@ -40,7 +40,7 @@ def insecure_settings(config: dict) -> list[str]:
         key
         for key, value in config.items()
         if key.upper().endswith(SECRET_SUFFIXES)
-        and (value is None or str(value).strip() == "" or str(value).startswith(INSECURE_DEFAULT_PREFIX))
+        and (value is None or str(value).strip() == "" or INSECURE_DEFAULT_PREFIX in str(value))
     )
 
 

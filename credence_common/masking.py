@@ -27,3 +27,11 @@ def mask_name(full_name: str) -> str:
     if len(value) == 2:
         return value[0] + "*"
     return value[0] + "*" * (len(value) - 2) + value[-1]
+
+
+def mask_email(email: str) -> str:
+    """``ann.lee@example.com`` -> ``a******@example.com``: enough for the owner to recognise it."""
+    local, _, domain = (email or "").partition("@")
+    if not domain:
+        return "*" * len(local)
+    return (local[:1] + "*" * max(len(local) - 1, 1)) + "@" + domain

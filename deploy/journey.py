@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from collections.abc import Callable
 import requests
 from stdnum.cn import ric
 
-from credence_common.masking import mask_resident_id
+from credence_common.masking import mask_mobile, mask_resident_id
 from services.payments.domain import sign_callback
 
 DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
@@ -53,6 +54,15 @@ class Client:
         return response.json() if response.content else None
 
 
+def read_dev_code(client: Client, mobile: str) -> str:
+    """The newest code the development SMS adapter kept for this number."""
+    messages = client.request("POST", "/api/v1/dev/sms-messages", json={"mobile": mobile})["messages"]
+    match = re.search(r"\b(\d{6})\b", messages[0]) if messages else None
+    if not match:
+        raise JourneyFailed("no code was texted (is SMS_ADAPTER=dev?)")
+    return match.group(1)
+
+
 def wait_until(description: str, probe: Callable[[], object], timeout: float = 30.0, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:
@@ -72,20 +82,28 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     client = Client(base_url)
     resident_id = random_resident_id(rng)
     full_name = rng.choice(["王小明", "李静", "张伟", "刘洋", "陈晨", "杨帆"])
-    password = uuid.uuid4().hex
+    mobile = random_mobile(rng)
+    email = f"candidate.{uuid.uuid4().hex[:10]}@example.com"
+    password = f"Journey-{uuid.uuid4().hex[:12]}"
 
-    say(f"1. Register {full_name} (ID {mask_resident_id(resident_id)})")
+    say(f"1. {full_name} asks for a registration code on {mask_mobile(mobile)}")
+    client.request("POST", "/api/v1/mobile-codes", expect=202, json={"mobile": mobile, "purpose": "registration"})
+    code = read_dev_code(client, mobile)
+    say(f"   -> the (development) SMS adapter delivered code {code}")
+    say(f"   Register {full_name} (ID {mask_resident_id(resident_id)}) with that code")
     candidate = client.request("POST", "/api/v1/candidates", expect=201, json={
-        "full_name": full_name, "resident_id_number": resident_id, "mobile": random_mobile(rng),
-        "password": password})
+        "full_name": full_name, "resident_id_number": resident_id, "mobile": mobile, "mobile_code": code,
+        "email": email, "password": password, "exam_region": "11"})
     say(f"   -> candidate {candidate['candidate_id']} is {candidate['status']}")
 
-    token = client.request("POST", "/api/v1/auth/candidate-token",
-                           json={"resident_id_number": resident_id, "password": password})["access_token"]
-    say("2. Signed in as the candidate; confirm identity online (sandbox verifier)")
-    confirmed = client.request("POST", "/api/v1/me/identity-confirmation", token=token, json={"method": "online"})
+    tokens = client.request("POST", "/api/v1/auth/login", json={"login": email, "password": password})
+    token = tokens["access_token"]
+    say("2. Signed in by email; confirm identity online (ID card image + liveness, sandbox verifier)")
+    confirmed = client.request("POST", "/api/v1/me/identity-confirmation", token=token, json={
+        "method": "online", "id_card_image_ref": f"upload/{uuid.uuid4().hex}.jpg",
+        "liveness_ref": f"liveness/{uuid.uuid4().hex}.mp4"})
     ticket_number = confirmed["ticket_number"]
-    say(f"   -> admission ticket number {ticket_number}")
+    say(f"   -> {confirmed['status']}: admission ticket number {ticket_number}")
 
     staff_token = client.request("POST", "/api/v1/auth/staff-token",
                                  json={"username": "admin", "password": staff_password})["access_token"]
@@ -145,5 +163,6 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say(f"9. Public check by name + number: {verdict['result']} — {details['holder_name_masked']}, "
         f"{details['resident_id_number_masked']}, {details['program_name']}, issued {details['issued_on']}")
     return {"full_name": full_name, "resident_id_number": resident_id, "ticket_number": ticket_number,
+            "mobile": mobile, "email": email, "password": password, "refresh_token": tokens["refresh_token"],
             "certificate": issued, "order": order, "verdict": verdict, "candidate_token": token,
             "staff_token": staff_token}

@@ -12,11 +12,26 @@ from pydantic import BaseModel
 
 from credence_common.contracts.certificates import CertificateList
 from credence_common.contracts.identity import (
-    CandidateCredentials,
     CandidateView,
-    ConfirmIdentity,
+    ChangePassword,
+    ConfirmIdentityOnline,
+    ConfirmIdentityOnSite,
+    DevSmsMessages,
+    DevSmsQuery,
+    Done,
+    Login,
+    MobileCodeSent,
+    RefreshTokenRequest,
     RegisterCandidate,
+    RequestMobileCode,
+    ResetPasswordWithAnswer,
+    ResetPasswordWithCode,
+    SecurityQuestionRequest,
+    SecurityQuestionView,
+    SetSecurityQuestion,
     StaffCredentials,
+    TicketLookup,
+    TicketLookupResult,
 )
 from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
 from credence_common.contracts.scoring import (
@@ -34,6 +49,7 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: str
     expires_in: int
+    refresh_token: str | None = None
 
 
 @dataclass
@@ -47,6 +63,12 @@ class Call:
     tokens: Any  # gateway.auth.TokenService
     raw_body: bytes = b""
     headers: dict = field(default_factory=dict)
+    client_address: str = ""
+
+    @property
+    def actor(self) -> dict:
+        """Who asks, passed to services that check access themselves."""
+        return {"subject": self.principal.subject, "role": self.principal.role}
 
 
 @dataclass(frozen=True)
@@ -72,26 +94,79 @@ def _dump(model: BaseModel | None) -> dict | None:
 
 # --- handlers: forward, never decide -------------------------------------------------------------
 
+def request_mobile_code(call: Call):
+    return call.rpc.call("identity", "request_mobile_code", _dump(call.body), call.client_address)
+
+
 def register_candidate(call: Call):
     return call.rpc.call("identity", "register_candidate", _dump(call.body))
 
 
-def candidate_token(call: Call):
-    principal = call.rpc.call("identity", "authenticate_candidate", _dump(call.body))
-    return call.tokens.issue(principal["subject"], principal["role"])
+def _tokens(call: Call, principal: dict) -> dict:
+    tokens = call.tokens.issue(principal["subject"], principal["role"])
+    tokens["refresh_token"] = principal.get("refresh_token")
+    return tokens
+
+
+def login(call: Call):
+    return _tokens(call, call.rpc.call("identity", "login", _dump(call.body)))
+
+
+def refresh_session(call: Call):
+    return _tokens(call, call.rpc.call("identity", "refresh_session", _dump(call.body)))
+
+
+def logout(call: Call):
+    return call.rpc.call("identity", "logout", _dump(call.body))
 
 
 def staff_token(call: Call):
-    principal = call.rpc.call("identity", "authenticate_staff", _dump(call.body))
-    return call.tokens.issue(principal["subject"], principal["role"])
+    return _tokens(call, call.rpc.call("identity", "authenticate_staff", _dump(call.body)))
+
+
+def reset_password_with_code(call: Call):
+    return call.rpc.call("identity", "reset_password_with_code", _dump(call.body))
+
+
+def security_question(call: Call):
+    return call.rpc.call("identity", "security_question", _dump(call.body))
+
+
+def reset_password_with_answer(call: Call):
+    return call.rpc.call("identity", "reset_password_with_answer", _dump(call.body))
+
+
+def lookup_ticket(call: Call):
+    return call.rpc.call("identity", "lookup_ticket", _dump(call.body))
+
+
+def dev_sms_messages(call: Call):
+    return call.rpc.call("identity", "dev_sms_messages", _dump(call.body))
 
 
 def my_profile(call: Call):
-    return call.rpc.call("identity", "get_candidate", call.principal.subject)
+    return call.rpc.call("identity", "get_candidate", call.actor, call.principal.subject)
+
+
+def candidate_profile(call: Call):
+    return call.rpc.call("identity", "get_candidate", call.actor, call.params["candidate_id"])
 
 
 def confirm_my_identity(call: Call):
-    return call.rpc.call("identity", "confirm_identity", call.principal.subject, _dump(call.body))
+    return call.rpc.call("identity", "confirm_identity", call.actor, call.principal.subject, _dump(call.body))
+
+
+def confirm_identity_on_site(call: Call):
+    return call.rpc.call("identity", "confirm_identity_on_site", call.actor, call.params["candidate_id"],
+                         _dump(call.body))
+
+
+def change_my_password(call: Call):
+    return call.rpc.call("identity", "change_password", call.actor, _dump(call.body))
+
+
+def set_my_security_question(call: Call):
+    return call.rpc.call("identity", "set_security_question", call.actor, _dump(call.body))
 
 
 def my_results(call: Call):
@@ -131,17 +206,51 @@ def public_certificate_check(call: Call):
 ANY_SIGNED_IN = ("candidate", "institution", "staff")
 
 ROUTES: tuple[Route, ...] = (
+    Route("request_mobile_code", "POST", "/api/v1/mobile-codes",
+          "Text a 6-digit code to a mobile number (registration, password reset, ticket look-up)",
+          ("public",), request_mobile_code, RequestMobileCode, MobileCodeSent, 202, rate_limited=True,
+          tag="candidates"),
     Route("register_candidate", "POST", "/api/v1/candidates", "Pre-register a candidate under their real name",
-          ("public",), register_candidate, RegisterCandidate, CandidateView, 201, tag="candidates"),
-    Route("candidate_token", "POST", "/api/v1/auth/candidate-token", "Sign in as a candidate",
-          ("public",), candidate_token, CandidateCredentials, TokenResponse, rate_limited=True, tag="auth"),
+          ("public",), register_candidate, RegisterCandidate, CandidateView, 201, rate_limited=True,
+          tag="candidates"),
+    Route("login", "POST", "/api/v1/auth/login", "Sign in with email or mobile and password",
+          ("public",), login, Login, TokenResponse, rate_limited=True, tag="auth"),
+    Route("refresh_session", "POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens",
+          ("public",), refresh_session, RefreshTokenRequest, TokenResponse, rate_limited=True, tag="auth"),
+    Route("logout", "POST", "/api/v1/auth/logout", "Revoke a refresh token",
+          ("public",) + ANY_SIGNED_IN, logout, RefreshTokenRequest, Done, tag="auth"),
     Route("staff_token", "POST", "/api/v1/auth/staff-token", "Sign in as staff",
           ("public",), staff_token, StaffCredentials, TokenResponse, rate_limited=True, tag="auth"),
+    Route("reset_password_with_code", "POST", "/api/v1/password-resets/by-code",
+          "Set a new password with a code texted for 'password_reset'", ("public",), reset_password_with_code,
+          ResetPasswordWithCode, Done, rate_limited=True, tag="auth"),
+    Route("security_question", "POST", "/api/v1/password-resets/security-question",
+          "The security question of a login name", ("public",), security_question, SecurityQuestionRequest,
+          SecurityQuestionView, rate_limited=True, tag="auth"),
+    Route("reset_password_with_answer", "POST", "/api/v1/password-resets/by-answer",
+          "Set a new password by answering the security question", ("public",), reset_password_with_answer,
+          ResetPasswordWithAnswer, Done, rate_limited=True, tag="auth"),
+    Route("lookup_ticket", "POST", "/api/v1/ticket-lookups",
+          "A forgotten admission ticket number, with a code texted for 'ticket_lookup'", ("public",),
+          lookup_ticket, TicketLookup, TicketLookupResult, rate_limited=True, tag="candidates"),
+    Route("dev_sms_messages", "POST", "/api/v1/dev/sms-messages",
+          "Development only: texts the dev SMS adapter kept for a number (404 elsewhere)", ("public",),
+          dev_sms_messages, DevSmsQuery, DevSmsMessages, tag="development"),
     Route("my_profile", "GET", "/api/v1/me", "The signed-in candidate's registration (masked)",
           ("candidate",), my_profile, None, CandidateView, tag="candidates"),
     Route("confirm_my_identity", "POST", "/api/v1/me/identity-confirmation",
-          "Confirm identity and receive the admission ticket number",
-          ("candidate",), confirm_my_identity, ConfirmIdentity, CandidateView, tag="candidates"),
+          "Confirm identity online (ID card image + liveness) and receive the admission ticket number",
+          ("candidate",), confirm_my_identity, ConfirmIdentityOnline, CandidateView, tag="candidates"),
+    Route("change_my_password", "POST", "/api/v1/me/password", "Change the password (ends every other session)",
+          ("candidate",), change_my_password, ChangePassword, Done, tag="auth"),
+    Route("set_my_security_question", "PUT", "/api/v1/me/security-question",
+          "Set the security question used for password reset", ("candidate",), set_my_security_question,
+          SetSecurityQuestion, Done, tag="auth"),
+    Route("candidate_profile", "GET", "/api/v1/candidates/<candidate_id>", "A candidate's registration (staff)",
+          ("staff",), candidate_profile, None, CandidateView, tag="candidates"),
+    Route("confirm_identity_on_site", "POST", "/api/v1/candidates/<candidate_id>/identity-confirmation",
+          "Approve or reject a candidate's identity on site (staff)", ("staff",), confirm_identity_on_site,
+          ConfirmIdentityOnSite, CandidateView, tag="candidates"),
     Route("my_results", "GET", "/api/v1/me/results", "The candidate's exam results (scores hidden until release)",
           ("candidate",), my_results, None, ResultList, tag="scoring"),
     Route("my_certificates", "GET", "/api/v1/me/certificates", "The candidate's certificates",

@@ -88,7 +88,7 @@ class GatewayState(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 3600)))
+        self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 900)))
         self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
@@ -127,7 +127,7 @@ class GatewayService:
                 body = parse(route.request_model, self._decode_json(raw))
             call = Call(principal=principal, body=body, params=params,
                         rpc=ServiceCalls(self, self.state.rpc_timeout), tokens=self.state.tokens,
-                        raw_body=raw, headers=dict(request.headers))
+                        raw_body=raw, headers=dict(request.headers), client_address=request.remote_addr or "")
             return json_response(route.success_status, route.handler(call))
         except CredenceError as error:
             return error_response(error)

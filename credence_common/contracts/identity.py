@@ -8,6 +8,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
+CodePurpose = Literal["registration", "password_reset", "ticket_lookup"]
+Password = Field(min_length=1, max_length=256, description="8 to 64 characters; common passwords are refused")
+
+
+class RequestMobileCode(BaseModel):
+    model_config = Strict
+
+    mobile: str = Field(min_length=1, max_length=20, description="Mainland mobile number")
+    purpose: CodePurpose
+
+
+class MobileCodeSent(BaseModel):
+    status: Literal["sent"] = "sent"
+    expires_in: int = Field(description="Seconds the code stays valid")
+    message: str
 
 
 class RegisterCandidate(BaseModel):
@@ -15,11 +30,16 @@ class RegisterCandidate(BaseModel):
 
     full_name: str = Field(min_length=2, max_length=40, description="Real name as on the resident ID card")
     resident_id_number: str = Field(min_length=18, max_length=18, description="18-character resident ID number")
-    mobile: str = Field(min_length=11, max_length=11, description="Mainland mobile number, 11 digits")
-    password: str = Field(min_length=8, max_length=128, description="At least 8 characters")
-    exam_region: str | None = Field(
-        default=None, pattern=r"^[0-9]{2}$", description="Two-digit exam region; defaults to the ID's province"
-    )
+    mobile: str = Field(min_length=1, max_length=20, description="Mainland mobile number; also a login name")
+    mobile_code: str = Field(min_length=6, max_length=6, description="The 6-digit code texted for 'registration'")
+    email: str = Field(min_length=3, max_length=254, description="Email address; also a login name")
+    password: str = Password
+    exam_region: str = Field(pattern=r"^[0-9]{2}$", description="Two-digit exam region the candidate chooses")
+    security_question: str | None = Field(default=None, min_length=5, max_length=200)
+    security_answer: str | None = Field(default=None, min_length=2, max_length=100)
+
+
+CandidateStatus = Literal["pre_registered", "confirmed", "rejected"]
 
 
 class CandidateView(BaseModel):
@@ -27,25 +47,97 @@ class CandidateView(BaseModel):
     full_name: str
     resident_id_number_masked: str
     mobile_masked: str
+    email_masked: str
     exam_region: str
-    status: Literal["pre_registered", "confirmed"]
+    status: CandidateStatus
+    rejection_reason: str | None = None
     ticket_number: str | None = None
     confirmation_method: Literal["online", "on_site"] | None = None
+    has_security_question: bool = False
     registered_at: datetime
     confirmed_at: datetime | None = None
 
 
-class ConfirmIdentity(BaseModel):
+class ConfirmIdentityOnline(BaseModel):
     model_config = Strict
 
-    method: Literal["online", "on_site"] = "online"
+    method: Literal["online"] = "online"
+    id_card_image_ref: str = Field(min_length=1, max_length=200, description="Reference of the uploaded ID card image")
+    liveness_ref: str = Field(min_length=1, max_length=200, description="Reference of the liveness/face video")
 
 
-class CandidateCredentials(BaseModel):
+class ConfirmIdentityOnSite(BaseModel):
     model_config = Strict
 
-    resident_id_number: str = Field(min_length=1, max_length=18)
-    password: str = Field(min_length=1, max_length=128)
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(default=None, max_length=200, description="Required when rejecting")
+
+
+class Login(BaseModel):
+    model_config = Strict
+
+    login: str = Field(min_length=1, max_length=254, description="Email address or mobile number")
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshTokenRequest(BaseModel):
+    model_config = Strict
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class ChangePassword(BaseModel):
+    model_config = Strict
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Password
+
+
+class SetSecurityQuestion(BaseModel):
+    model_config = Strict
+
+    current_password: str = Field(min_length=1, max_length=256)
+    security_question: str = Field(min_length=5, max_length=200)
+    security_answer: str = Field(min_length=2, max_length=100)
+
+
+class ResetPasswordWithCode(BaseModel):
+    model_config = Strict
+
+    mobile: str = Field(min_length=1, max_length=20)
+    code: str = Field(min_length=6, max_length=6)
+    new_password: str = Password
+
+
+class SecurityQuestionRequest(BaseModel):
+    model_config = Strict
+
+    login: str = Field(min_length=1, max_length=254)
+
+
+class SecurityQuestionView(BaseModel):
+    security_question: str
+
+
+class ResetPasswordWithAnswer(BaseModel):
+    model_config = Strict
+
+    login: str = Field(min_length=1, max_length=254)
+    security_answer: str = Field(min_length=1, max_length=100)
+    new_password: str = Password
+
+
+class TicketLookup(BaseModel):
+    model_config = Strict
+
+    mobile: str = Field(min_length=1, max_length=20)
+    code: str = Field(min_length=6, max_length=6)
+
+
+class TicketLookupResult(BaseModel):
+    full_name: str
+    status: CandidateStatus
+    ticket_number: str | None
 
 
 class StaffCredentials(BaseModel):
@@ -59,3 +151,19 @@ class AuthenticatedPrincipal(BaseModel):
     subject: str
     role: Literal["candidate", "institution", "staff"]
     display_name: str
+    refresh_token: str | None = None
+
+
+class Done(BaseModel):
+    status: Literal["done"] = "done"
+    message: str
+
+
+class DevSmsQuery(BaseModel):
+    model_config = Strict
+
+    mobile: str = Field(min_length=1, max_length=20)
+
+
+class DevSmsMessages(BaseModel):
+    messages: list[str]

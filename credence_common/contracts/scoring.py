@@ -13,7 +13,8 @@ Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
 class ResultLine(BaseModel):
     model_config = Strict
 
-    ticket_number: str = Field(pattern=r"^[0-9]{12}$", description="The candidate's 12-digit admission ticket number")
+    ticket_number: str = Field(pattern=r"^[0-9]{11}[0-9X]$",
+                               description="The candidate's 12-character admission ticket number")
     program_code: str = Field(min_length=1, max_length=32)
     sitting: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="Exam sitting as YYYY-MM")
     final_score: int = Field(ge=0, le=100, strict=True)

@@ -1,68 +1,137 @@
-"""Identity rules in plain Python: who may register, and the admission ticket number's shape."""
+"""Identity rules in plain Python: who may register, what a login name is, the admission ticket
+number's shape, and how sign-in failures slow an attacker down."""
 
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta
 
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 from stdnum.cn import ric
+from stdnum.exceptions import InvalidChecksum, InvalidComponent
 from stdnum.exceptions import ValidationError as StdnumValidationError
+from stdnum.iso7064 import mod_11_2
 
 from credence_common.errors import InvalidInput
 
-MOBILE_PATTERN = re.compile(r"^1[3-9][0-9]{9}$")
 NAME_PATTERN = re.compile(r"^[^\d\s<>\"'`;{}\\/][^\d<>\"'`;{}\\/]*$")
+EXAM_REGION_PATTERN = re.compile(r"^[0-9]{2}$")
+TICKET_NUMBER_PATTERN = re.compile(r"^[0-9]{11}[0-9X]$")
+
+LOCKOUT_FREE_FAILURES = 5
+LOCKOUT_MAX = timedelta(minutes=15)
 
 
-def normalise_resident_id(value: str) -> str:
-    """Validate a resident ID number (GB 11643: birth date and check digit) and return it upper-case."""
+def _refusal(code: str, field: str, message: str, detail: str) -> InvalidInput:
+    return InvalidInput(code, message, [{"field": field, "message": detail}])
+
+
+def _refuse(code: str, field: str, message: str, detail: str):
+    raise _refusal(code, field, message, detail)
+
+
+def normalise_resident_id(value: str, today: date | None = None) -> str:
+    """A resident ID number (GB 11643): 18 characters, a real region, a real birth date in the past and
+    the check character. Returned upper-case."""
     value = value.strip().upper()
+    if not value.isascii():  # full-width digits would make a second, different-looking record
+        _refuse("invalid_resident_id_number", "resident_id_number",
+                "The resident ID number must be written with ordinary digits.", "not ASCII digits")
+    problem = None
     try:
-        if not value.isascii():  # full-width digits would make a second, different-looking record
-            raise StdnumValidationError()
-        return ric.validate(value)
+        ric.validate(value)
+    except InvalidChecksum:
+        problem = ("The resident ID number's last character does not match the others: check for a typing mistake.",
+                   "wrong check character")
+    except InvalidComponent:
+        problem = ("The resident ID number holds an impossible birth date or an unknown region.",
+                   "impossible birth date or region")
     except StdnumValidationError:
-        raise InvalidInput(
-            "invalid_resident_id_number",
-            "The resident ID number is not valid: check the 18 characters and the last check digit.",
-            [{"field": "resident_id_number", "message": "not a valid resident ID number"}],
-        ) from None
+        problem = ("The resident ID number must be 18 characters: 17 digits and a digit or X.", "wrong format")
+    if problem:  # raised outside the except block: the library's exception is noise in the logs
+        _refuse("invalid_resident_id_number", "resident_id_number", *problem)
+    if ric.get_birth_date(value) > (today or date.today()):
+        _refuse("invalid_resident_id_number", "resident_id_number",
+                "The resident ID number holds a birth date in the future.", "impossible birth date")
+    return value
+
+
+def birth_date_of(resident_id_number: str) -> date:
+    return ric.get_birth_date(resident_id_number)
 
 
 def normalise_mobile(value: str) -> str:
-    value = value.strip().replace(" ", "").replace("-", "")
-    if not MOBILE_PATTERN.fullmatch(value):
-        raise InvalidInput(
-            "invalid_mobile",
-            "The mobile number must be 11 digits starting with 1.",
-            [{"field": "mobile", "message": "not a valid mobile number"}],
-        )
-    return value
+    """A mainland mobile number as its 11 national digits (accepts +86, spaces and dashes)."""
+    value = (value or "").strip()
+    if not value.isascii():
+        _refuse("invalid_mobile", "mobile", "The mobile number must be written with ordinary digits.", "not ASCII")
+    try:
+        number = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        number = None
+    if (number is None or number.country_code != 86 or not phonenumbers.is_valid_number(number)
+            or phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE):
+        _refuse("invalid_mobile", "mobile", "The mobile number must be a valid mainland China mobile number.",
+                "not a valid mobile number")
+    return str(number.national_number)
+
+
+def normalise_email(value: str) -> str:
+    """Syntax only (no DNS look-up: registration must not depend on the network). Lower-cased, because
+    mail providers treat addresses case-insensitively and one person must not register twice."""
+    try:
+        return validate_email((value or "").strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        pass
+    _refuse("invalid_email", "email", "The email address is not valid.", "not a valid email address")
+
+
+def classify_login(login: str) -> tuple[str, str]:
+    """A login name is an email address or a mobile number: ('email'|'mobile', normalised value)."""
+    login = (login or "").strip()
+    if "@" in login:
+        return "email", normalise_email(login)
+    return "mobile", normalise_mobile(login)
 
 
 def normalise_full_name(value: str) -> str:
     value = " ".join(value.split())
     if not (2 <= len(value) <= 40) or not NAME_PATTERN.match(value):
-        raise InvalidInput(
-            "invalid_full_name",
-            "The name must be the real name as written on the ID card (2 to 40 letters, no digits).",
-            [{"field": "full_name", "message": "not a valid name"}],
-        )
+        _refuse("invalid_full_name", "full_name",
+                "The name must be the real name as written on the ID card (2 to 40 letters, no digits).",
+                "not a valid name")
     return value
 
 
-def default_exam_region(resident_id_number: str) -> str:
-    """Candidates sit exams in their home province unless they choose otherwise."""
-    return resident_id_number[:2]
+def check_exam_region(value: str) -> str:
+    if not EXAM_REGION_PATTERN.fullmatch(value or ""):
+        _refuse("invalid_exam_region", "exam_region", "The exam region is a two-digit code.", "not two digits")
+    return value
 
 
 def format_ticket_number(exam_region: str, year: int, serial: int) -> str:
-    """12 digits: exam region (2), year (2), serial within region and year (8)."""
+    """12 characters: exam region (2), year (2), serial within region and year (7), and an ISO 7064
+    MOD 11-2 check character (0-9 or X, as on resident ID cards) that catches any single typo."""
     if not (len(exam_region) == 2 and exam_region.isascii() and exam_region.isdigit()):
         raise ValueError("exam_region must be two digits")
-    if not (0 < serial < 10**8):
+    if not (0 < serial < 10**7):
         raise ValueError("ticket serial out of range")
-    return f"{exam_region}{year % 100:02d}{serial:08d}"
+    body = f"{exam_region}{year % 100:02d}{serial:07d}"
+    return body + mod_11_2.calc_check_digit(body)
+
+
+def is_valid_ticket_number(value: str) -> bool:
+    return bool(TICKET_NUMBER_PATTERN.fullmatch(value or "")) and mod_11_2.is_valid(value)
 
 
 def ticket_sequence_name(exam_region: str, year: int) -> str:
     return f"ticket:{exam_region}:{year}"
+
+
+def lockout_until(failures: int, now: datetime) -> datetime | None:
+    """After five free failures each further one doubles the wait (1 s, 2 s, 4 s ... 15 min at most)."""
+    if failures < LOCKOUT_FREE_FAILURES:
+        return None
+    delay = min(timedelta(seconds=2 ** (failures - LOCKOUT_FREE_FAILURES)), LOCKOUT_MAX)
+    return now + delay

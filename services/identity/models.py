@@ -1,8 +1,12 @@
+"""The identity service's own tables. Resident ID numbers, mobiles and emails are stored encrypted
+(``*_encrypted``, with the key id inside the token so keys can rotate), found through keyed blind
+indexes (``*_index``), and shown through the stored masked form (``*_masked``)."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
@@ -23,15 +27,92 @@ class Candidate(Base):
 
     candidate_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     full_name: Mapped[str] = mapped_column(String(40), nullable=False)
-    resident_id_number: Mapped[str] = mapped_column(String(18), unique=True, nullable=False)
-    mobile: Mapped[str] = mapped_column(String(11), nullable=False)
+    resident_id_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    resident_id_index: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    resident_id_masked: Mapped[str] = mapped_column(String(18), nullable=False)
+    mobile_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    mobile_index: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    mobile_masked: Mapped[str] = mapped_column(String(11), nullable=False)
+    email_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    email_index: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    email_masked: Mapped[str] = mapped_column(String(320), nullable=False)
     exam_region: Mapped[str] = mapped_column(String(2), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
+    security_question: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    security_answer_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
+    rejection_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     ticket_number: Mapped[str | None] = mapped_column(String(12), unique=True, nullable=True)
     confirmation_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class IdentityConfirmation(Base):
+    """Every confirmation attempt with its evidence references and the verdict: the audit trail."""
+
+    __tablename__ = "identity_confirmations"
+
+    confirmation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("candidates.candidate_id"), nullable=False, index=True)
+    method: Mapped[str] = mapped_column(String(10), nullable=False)
+    id_card_image_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    liveness_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    face_match_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    verifier: Mapped[str] = mapped_column(String(60), nullable=False)
+    decision: Mapped[str] = mapped_column(String(10), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_by: Mapped[str] = mapped_column(String(80), nullable=False)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class OneTimeCode(Base):
+    __tablename__ = "one_time_codes"
+
+    code_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    mobile_index: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    client_index: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    purpose: Mapped[str] = mapped_column(String(20), nullable=False)
+    code_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    wrong_tries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DevSmsMessage(Base):
+    """What the development SMS adapter 'sent': read by tests and ``make demo``; unused in production."""
+
+    __tablename__ = "dev_sms_messages"
+
+    message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mobile_index: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    body: Mapped[str] = mapped_column(String(500), nullable=False)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per login name, kept the same way whether or not the account exists, so the
+    lockout itself does not reveal which names are registered."""
+
+    __tablename__ = "login_throttle"
+
+    login_index: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(80), nullable=False, index=True)
+    role: Mapped[str] = mapped_column(String(12), nullable=False)
+    token_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class StaffAccount(Base):

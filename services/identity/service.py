@@ -1,23 +1,51 @@
-"""Identity service entrypoints: thin, validated, one transaction each."""
+"""Identity service entrypoints: thin, validated, one transaction each.
+
+Use cases that must keep a failure counter (wrong code, failed sign-in) return their refusal; it is
+raised here, after the counter has been committed."""
 
 from __future__ import annotations
 
+from credence_common.actors import require_role, require_self_or_staff
 from credence_common.contracts.identity import (
-    CandidateCredentials,
-    ConfirmIdentity,
+    ChangePassword,
+    ConfirmIdentityOnline,
+    ConfirmIdentityOnSite,
+    DevSmsQuery,
+    Login,
+    RefreshTokenRequest,
     RegisterCandidate,
+    RequestMobileCode,
+    ResetPasswordWithAnswer,
+    ResetPasswordWithCode,
+    SecurityQuestionRequest,
+    SetSecurityQuestion,
     StaffCredentials,
+    TicketLookup,
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Conflict
+from credence_common.errors import Conflict, CredenceError, NotFound
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.identity import usecases
 from services.identity.models import OutboxEvent
+from services.identity.protection import Protection
+from services.identity.sms import Sms
 from services.identity.verifier import IdentityVerifier
+
+
+def _dump(outcome):
+    if isinstance(outcome, CredenceError):
+        raise outcome
+    return outcome.model_dump(mode="json") if hasattr(outcome, "model_dump") else outcome
+
+
+def _done(outcome, message: str) -> dict:
+    if isinstance(outcome, CredenceError):
+        raise outcome
+    return {"status": "done", "message": message}
 
 
 class IdentityService(HealthCheck):
@@ -27,33 +55,58 @@ class IdentityService(HealthCheck):
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     verifier = IdentityVerifier()
+    protection = Protection()
+    sms = Sms()
     settings = Settings()
+
+    # --- codes and registration ---------------------------------------------------------------------
+
+    @rpc
+    def request_mobile_code(self, request: dict, client_address: str) -> dict:
+        wanted = parse(RequestMobileCode, request)
+        with self.db.transaction() as session:
+            outcome = usecases.request_code(session, self.protection, self.sms, wanted.mobile, wanted.purpose,
+                                            client_address)
+        return _dump(outcome)
 
     @rpc
     def register_candidate(self, request: dict) -> dict:
         registration = parse(RegisterCandidate, request)
         with self.db.transaction() as session:
-            return usecases.register_candidate(session, registration).model_dump(mode="json")
+            outcome = usecases.register_candidate(session, self.protection, registration)
+        return _dump(outcome)
 
     @rpc
-    def confirm_identity(self, candidate_id: str, request: dict) -> dict:
-        confirmation = parse(ConfirmIdentity, request)
+    def dev_sms_messages(self, request: dict) -> dict:
+        """Development only: what the dev SMS adapter 'sent' to a number, newest first."""
+        query = parse(DevSmsQuery, request)
+        if not getattr(self.sms, "readable", False):
+            raise NotFound("route_not_found", "No such endpoint.")
         with self.db.transaction() as session:
-            view = usecases.confirm_identity(session, candidate_id, confirmation.method, self.verifier)
-            return view.model_dump(mode="json")
+            return {"messages": usecases.dev_sms_messages(session, self.protection, query.mobile)}
+
+    # --- sessions -------------------------------------------------------------------------------------
 
     @rpc
-    def get_candidate(self, candidate_id: str) -> dict:
+    def login(self, request: dict) -> dict:
+        credentials = parse(Login, request)
         with self.db.transaction() as session:
-            return usecases.candidate_view(usecases.get_candidate(session, candidate_id)).model_dump(mode="json")
+            outcome = usecases.login(session, self.protection, credentials.login, credentials.password)
+        return _dump(outcome)
 
     @rpc
-    def authenticate_candidate(self, request: dict) -> dict:
-        credentials = parse(CandidateCredentials, request)
+    def refresh_session(self, request: dict) -> dict:
+        token = parse(RefreshTokenRequest, request)
         with self.db.transaction() as session:
-            principal = usecases.authenticate_candidate(session, credentials.resident_id_number,
-                                                        credentials.password)
-            return principal.model_dump(mode="json")
+            outcome = usecases.refresh(session, self.protection, token.refresh_token)
+        return _dump(outcome)
+
+    @rpc
+    def logout(self, request: dict) -> dict:
+        token = parse(RefreshTokenRequest, request)
+        with self.db.transaction() as session:
+            usecases.logout(session, self.protection, token.refresh_token)
+        return {"status": "done", "message": "Signed out."}
 
     @rpc
     def authenticate_staff(self, request: dict) -> dict:
@@ -64,7 +117,82 @@ class IdentityService(HealthCheck):
                                                 self.settings.get("BOOTSTRAP_STAFF_PASSWORD"))
         except Conflict:
             pass  # a concurrent first sign-in created the account
-
         with self.db.transaction() as session:
-            principal = usecases.authenticate_staff(session, credentials.username, credentials.password)
-            return principal.model_dump(mode="json")
+            outcome = usecases.authenticate_staff(session, self.protection, credentials.username,
+                                                  credentials.password)
+        return _dump(outcome)
+
+    # --- the candidate's record -----------------------------------------------------------------------
+
+    @rpc
+    def get_candidate(self, actor: dict, candidate_id: str) -> dict:
+        require_self_or_staff(actor, candidate_id)
+        with self.db.transaction() as session:
+            return _dump(usecases.candidate_view(usecases.get_candidate(session, candidate_id)))
+
+    @rpc
+    def confirm_identity(self, actor: dict, candidate_id: str, request: dict) -> dict:
+        require_role(actor, "candidate")
+        require_self_or_staff(actor, candidate_id)
+        evidence = parse(ConfirmIdentityOnline, request)
+        with self.db.transaction() as session:
+            return _dump(usecases.confirm_online(session, self.protection, candidate_id, evidence.id_card_image_ref,
+                                                 evidence.liveness_ref, self.verifier))
+
+    @rpc
+    def confirm_identity_on_site(self, actor: dict, candidate_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        decision = parse(ConfirmIdentityOnSite, request)
+        with self.db.transaction() as session:
+            return _dump(usecases.confirm_on_site(session, candidate_id, staff.subject,
+                                                  decision.decision == "approve", decision.reason))
+
+    @rpc
+    def change_password(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        change = parse(ChangePassword, request)
+        with self.db.transaction() as session:
+            outcome = usecases.change_password(session, self.protection, candidate.subject, change.current_password,
+                                               change.new_password)
+        return _done(outcome, "Password changed; every other session has been signed out.")
+
+    @rpc
+    def set_security_question(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        change = parse(SetSecurityQuestion, request)
+        with self.db.transaction() as session:
+            outcome = usecases.set_security_question(session, self.protection, candidate.subject,
+                                                     change.current_password, change.security_question,
+                                                     change.security_answer)
+        return _done(outcome, "Security question saved.")
+
+    # --- recovery -------------------------------------------------------------------------------------
+
+    @rpc
+    def reset_password_with_code(self, request: dict) -> dict:
+        reset = parse(ResetPasswordWithCode, request)
+        with self.db.transaction() as session:
+            outcome = usecases.reset_password_with_code(session, self.protection, reset.mobile, reset.code,
+                                                        reset.new_password)
+        return _done(outcome, "Password changed; sign in with the new password.")
+
+    @rpc
+    def security_question(self, request: dict) -> dict:
+        wanted = parse(SecurityQuestionRequest, request)
+        with self.db.transaction() as session:
+            return {"security_question": usecases.security_question_for(session, self.protection, wanted.login)}
+
+    @rpc
+    def reset_password_with_answer(self, request: dict) -> dict:
+        reset = parse(ResetPasswordWithAnswer, request)
+        with self.db.transaction() as session:
+            outcome = usecases.reset_password_with_answer(session, self.protection, reset.login,
+                                                          reset.security_answer, reset.new_password)
+        return _done(outcome, "Password changed; sign in with the new password.")
+
+    @rpc
+    def lookup_ticket(self, request: dict) -> dict:
+        lookup = parse(TicketLookup, request)
+        with self.db.transaction() as session:
+            outcome = usecases.lookup_ticket(session, self.protection, lookup.mobile, lookup.code)
+        return _dump(outcome)

@@ -1,12 +1,16 @@
-"""Identity service layer: each function is one transaction's worth of work on a given session."""
+"""Identity service layer: each function is one transaction's worth of work on a given session.
+
+Functions that must *persist* a failure (a wrong code's try counter, a failed sign-in) return the
+refusal instead of raising it, so the service commits the counter and raises afterwards.
+"""
 
 from __future__ import annotations
 
+import secrets
 import uuid
+from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,70 +19,59 @@ from credence_common.contracts.identity import (
     AuthenticatedPrincipal,
     CandidateView,
     RegisterCandidate,
+    TicketLookupResult,
 )
-from credence_common.errors import Conflict, NotFound, Unauthorized
+from credence_common.errors import (
+    Conflict,
+    CredenceError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from credence_common.events import utcnow
-from credence_common.masking import mask_mobile, mask_resident_id
+from credence_common.masking import mask_email, mask_mobile, mask_resident_id
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
-from services.identity import domain
-from services.identity.models import Candidate, NumberSequence, OutboxEvent, StaffAccount
+from services.identity import codes, domain, passwords
+from services.identity.models import (
+    Candidate,
+    DevSmsMessage,
+    IdentityConfirmation,
+    LoginThrottle,
+    NumberSequence,
+    OneTimeCode,
+    OutboxEvent,
+    RefreshToken,
+    StaffAccount,
+)
+from services.identity.protection import PersonalDataProtection
 
 outbox = Outbox(OutboxEvent)
-password_hasher = PasswordHasher()
+REFRESH_TOKEN_TTL = timedelta(days=30)
 # Verifying against this when the account does not exist keeps the response time the same, so
-# timing does not reveal which ID numbers are registered.
-_DUMMY_HASH = password_hasher.hash("credence-timing-equaliser")
+# timing does not reveal which login names are registered.
+_DUMMY_HASH = passwords.hash_password("credence-timing-equaliser-2026")
+DECOY_QUESTIONS = (
+    "What was the name of your first school?",
+    "In which city were your parents married?",
+    "What was your childhood nickname?",
+    "What is the name of the street you grew up on?",
+)
+INVALID_CODE = ("invalid_code", "The code is wrong, used or expired; request a new one.")
 
+
+# --- views ---------------------------------------------------------------------------------------
 
 def candidate_view(candidate: Candidate) -> CandidateView:
     return CandidateView(
-        candidate_id=candidate.candidate_id,
-        full_name=candidate.full_name,
-        resident_id_number_masked=mask_resident_id(candidate.resident_id_number),
-        mobile_masked=mask_mobile(candidate.mobile),
-        exam_region=candidate.exam_region,
-        status=candidate.status,
-        ticket_number=candidate.ticket_number,
+        candidate_id=candidate.candidate_id, full_name=candidate.full_name,
+        resident_id_number_masked=candidate.resident_id_masked, mobile_masked=candidate.mobile_masked,
+        email_masked=candidate.email_masked, exam_region=candidate.exam_region, status=candidate.status,
+        rejection_reason=candidate.rejection_reason, ticket_number=candidate.ticket_number,
         confirmation_method=candidate.confirmation_method,
-        registered_at=candidate.registered_at,
-        confirmed_at=candidate.confirmed_at,
-    )
-
-
-def register_candidate(session: Session, request: RegisterCandidate) -> CandidateView:
-    full_name = domain.normalise_full_name(request.full_name)
-    resident_id_number = domain.normalise_resident_id(request.resident_id_number)
-    mobile = domain.normalise_mobile(request.mobile)
-    exam_region = request.exam_region or domain.default_exam_region(resident_id_number)
-    exists = session.execute(
-        select(Candidate.candidate_id).where(Candidate.resident_id_number == resident_id_number)
-    ).first()
-    if exists:
-        raise Conflict("already_registered", "A candidate with this resident ID number is already registered.")
-    candidate = Candidate(
-        candidate_id=str(uuid.uuid4()),
-        full_name=full_name,
-        resident_id_number=resident_id_number,
-        mobile=mobile,
-        exam_region=exam_region,
-        password_hash=password_hasher.hash(request.password),
-        status="pre_registered",
-        registered_at=utcnow(),
-    )
-    session.add(candidate)
-    try:
-        session.flush()
-    except IntegrityError:
-        raise Conflict("already_registered",
-                       "A candidate with this resident ID number is already registered.") from None
-    outbox.add(
-        session,
-        CandidateRegisteredV1(candidate_id=candidate.candidate_id, exam_region=exam_region,
-                              registered_at=candidate.registered_at),
-        subject=candidate.candidate_id,
-    )
-    return candidate_view(candidate)
+        has_security_question=candidate.security_question is not None,
+        registered_at=candidate.registered_at, confirmed_at=candidate.confirmed_at)
 
 
 def get_candidate(session: Session, candidate_id: str, for_update: bool = False) -> Candidate:
@@ -88,63 +81,395 @@ def get_candidate(session: Session, candidate_id: str, for_update: bool = False)
     return candidate
 
 
-def confirm_identity(session: Session, candidate_id: str, method: str, verifier) -> CandidateView:
+def _candidate_by_mobile(session: Session, protection: PersonalDataProtection, mobile: str) -> Candidate | None:
+    index = protection.index(mobile, "mobile")
+    return session.execute(select(Candidate).where(Candidate.mobile_index == index)).scalar_one_or_none()
+
+
+def _candidate_by_login(session: Session, protection: PersonalDataProtection, login: str) -> Candidate | None:
+    kind, value = domain.classify_login(login)
+    column = Candidate.email_index if kind == "email" else Candidate.mobile_index
+    index = protection.index(value, kind)
+    return session.execute(select(Candidate).where(column == index)).scalar_one_or_none()
+
+
+# --- mobile codes ----------------------------------------------------------------------------------
+
+def request_code(session: Session, protection: PersonalDataProtection, sms, mobile: str, purpose: str,
+                 client_address: str, now: datetime | None = None) -> dict | CredenceError:
+    """The same answer whether or not the number is registered; only registered numbers (or any number,
+    for registration) actually receive a text."""
+    now = now or utcnow()
+    mobile = domain.normalise_mobile(mobile)
+    mobile_index = protection.index(mobile, "mobile")
+    client_index = protection.index(client_address or "unknown", "client")
+    day = codes.start_of_day(now)
+    last_sent = session.scalar(select(func.max(OneTimeCode.created_at)).where(
+        OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose))
+    to_mobile = session.scalar(select(func.count()).select_from(OneTimeCode).where(
+        OneTimeCode.mobile_index == mobile_index, OneTimeCode.created_at >= day))
+    from_client = session.scalar(select(func.count()).select_from(OneTimeCode).where(
+        OneTimeCode.client_index == client_index, OneTimeCode.created_at >= day))
+    refusal = codes.send_refusal(now, last_sent, to_mobile, from_client)
+    if refusal is not None:
+        return RateLimited(refusal.code, refusal.message, [{"field": "retry_after_seconds",
+                                                             "message": str(refusal.retry_after_seconds)}])
+    code = codes.new_code()
+    code_id = str(uuid.uuid4())
+    session.add(OneTimeCode(code_id=code_id, mobile_index=mobile_index, client_index=client_index, purpose=purpose,
+                            code_digest=codes.code_digest(protection.code_key, code_id, mobile_index, purpose, code),
+                            created_at=now, expires_at=now + codes.CODE_TTL, wrong_tries=0))
+    if purpose == "registration" or _candidate_by_mobile(session, protection, mobile) is not None:
+        sms.send(session, mobile, mobile_index,
+                 f"[Credence] Your code is {code}. It is valid for 5 minutes. Never share it with anyone.")
+    return {"status": "sent", "expires_in": int(codes.CODE_TTL.total_seconds()),
+            "message": "If the number can receive it, a code has been sent."}
+
+
+def consume_code(session: Session, protection: PersonalDataProtection, mobile: str, purpose: str, code: str,
+                 now: datetime | None = None) -> InvalidInput | None:
+    """None when the code is right (and it is now used up); otherwise the refusal to raise after commit."""
+    now = now or utcnow()
+    mobile_index = protection.index(mobile, "mobile")
+    row = session.execute(
+        select(OneTimeCode).where(OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose)
+        .order_by(OneTimeCode.created_at.desc()).limit(1).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or not codes.code_is_usable(now, row.expires_at, row.wrong_tries, row.consumed_at):
+        return InvalidInput(*INVALID_CODE)
+    expected = codes.code_digest(protection.code_key, row.code_id, mobile_index, purpose, code)
+    if not secrets.compare_digest(expected, row.code_digest):
+        row.wrong_tries += 1
+        return InvalidInput(*INVALID_CODE)
+    row.consumed_at = now
+    return None
+
+
+def dev_sms_messages(session: Session, protection: PersonalDataProtection, mobile: str) -> list[str]:
+    index = protection.index(domain.normalise_mobile(mobile), "mobile")
+    rows = session.scalars(select(DevSmsMessage.body).where(DevSmsMessage.mobile_index == index)
+                           .order_by(DevSmsMessage.message_id.desc()).limit(20))
+    return list(rows)
+
+
+# --- registration ---------------------------------------------------------------------------------
+
+def register_candidate(session: Session, protection: PersonalDataProtection, request: RegisterCandidate,
+                       now: datetime | None = None) -> CandidateView | CredenceError:
+    now = now or utcnow()
+    full_name = domain.normalise_full_name(request.full_name)
+    resident_id_number = domain.normalise_resident_id(request.resident_id_number, today=now.date())
+    mobile = domain.normalise_mobile(request.mobile)
+    email = domain.normalise_email(request.email)
+    exam_region = domain.check_exam_region(request.exam_region)
+    passwords.check_password(request.password, birth_date=domain.birth_date_of(resident_id_number),
+                             personal_values=_personal_values(resident_id_number, mobile, email))
+    if (request.security_question is None) != (request.security_answer is None):
+        raise InvalidInput("invalid_security_question", "Give both a security question and its answer, or neither.")
+    refusal = consume_code(session, protection, mobile, "registration", request.mobile_code, now)
+    if refusal is not None:
+        return refusal
+    indexes = {"resident_id_index": protection.index(resident_id_number, "resident_id"),
+               "mobile_index": protection.index(mobile, "mobile"), "email_index": protection.index(email, "email")}
+    taken = session.execute(select(Candidate.candidate_id).where(
+        (Candidate.resident_id_index == indexes["resident_id_index"])
+        | (Candidate.mobile_index == indexes["mobile_index"])
+        | (Candidate.email_index == indexes["email_index"]))).first()
+    if taken:
+        raise _already_registered()
+    candidate = Candidate(
+        candidate_id=str(uuid.uuid4()), full_name=full_name,
+        resident_id_encrypted=protection.encrypt(resident_id_number),
+        resident_id_masked=mask_resident_id(resident_id_number),
+        mobile_encrypted=protection.encrypt(mobile), mobile_masked=mask_mobile(mobile),
+        email_encrypted=protection.encrypt(email), email_masked=mask_email(email),
+        exam_region=exam_region, password_hash=passwords.hash_password(request.password),
+        security_question=request.security_question,
+        security_answer_hash=(passwords.hash_password(_answer_key(request.security_answer))
+                              if request.security_answer else None),
+        status="pre_registered", registered_at=now, **indexes)
+    session.add(candidate)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise _already_registered() from None
+    outbox.add(session, CandidateRegisteredV1(candidate_id=candidate.candidate_id, exam_region=exam_region,
+                                              registered_at=now), subject=candidate.candidate_id)
+    return candidate_view(candidate)
+
+
+def _already_registered() -> Conflict:
+    # Deliberately silent about which detail matched and about the existing account.
+    return Conflict("already_registered", "These details are already registered. If this is you, sign in or "
+                                          "reset your password.")
+
+
+def _personal_values(resident_id_number: str, mobile: str, email: str) -> tuple[str, ...]:
+    return (resident_id_number, resident_id_number[-6:], mobile, email.split("@")[0])
+
+
+def _answer_key(answer: str) -> str:
+    return " ".join(answer.split()).casefold()
+
+
+# --- identity confirmation ------------------------------------------------------------------------
+
+def confirm_online(session: Session, protection: PersonalDataProtection, candidate_id: str, id_card_image_ref: str,
+                   liveness_ref: str, verifier, now: datetime | None = None) -> CandidateView:
     # Locked: a double click must not hand one candidate two ticket numbers.
     candidate = get_candidate(session, candidate_id, for_update=True)
     if candidate.status == "confirmed":
         return candidate_view(candidate)  # a second click shows the same ticket number
-    verifier.verify(candidate.full_name, candidate.resident_id_number)
-    now = utcnow()
-    year = now.year
-    serial = next_value(session, NumberSequence, domain.ticket_sequence_name(candidate.exam_region, year))
-    candidate.ticket_number = domain.format_ticket_number(candidate.exam_region, year, serial)
-    candidate.status = "confirmed"
-    candidate.confirmation_method = method
-    candidate.confirmed_at = now
-    outbox.add(
-        session,
-        CandidateConfirmedV1(
-            candidate_id=candidate.candidate_id,
-            ticket_number=candidate.ticket_number,
-            full_name=candidate.full_name,
-            resident_id_number_masked=mask_resident_id(candidate.resident_id_number),
-            exam_region=candidate.exam_region,
-            method=method,
-            confirmed_at=now,
-        ),
-        subject=candidate.candidate_id,
-    )
+    verdict = verifier.verify(candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
+                              id_card_image_ref, liveness_ref)
+    _record_decision(session, candidate, "online", verdict.approved, verdict.reason, verdict.verifier,
+                     f"verifier:{verdict.verifier}", now or utcnow(), id_card_image_ref=id_card_image_ref,
+                     liveness_ref=liveness_ref, face_match_score=verdict.face_match_score)
     return candidate_view(candidate)
 
 
-def _verify_password(password_hash: str | None, password: str) -> bool:
-    try:
-        return password_hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except VerificationError:
-        return False
+def confirm_on_site(session: Session, candidate_id: str, staff_subject: str, approve: bool, reason: str | None,
+                    now: datetime | None = None) -> CandidateView:
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if candidate.status == "confirmed":
+        raise Conflict("already_confirmed", "This candidate's identity is already confirmed.")
+    if not approve and not reason:
+        raise InvalidInput("reason_required", "Say why the identity is rejected; the candidate will see it.",
+                           [{"field": "reason", "message": "required when rejecting"}])
+    _record_decision(session, candidate, "on_site", approve, reason, "staff", staff_subject, now or utcnow())
+    return candidate_view(candidate)
 
 
-def authenticate_candidate(session: Session, resident_id_number: str, password: str) -> AuthenticatedPrincipal:
-    candidate = session.execute(
-        select(Candidate).where(Candidate.resident_id_number == resident_id_number.strip().upper())
-    ).scalar_one_or_none()
-    if not _verify_password(candidate.password_hash if candidate else None, password):
-        raise Unauthorized("invalid_credentials", "The ID number or password is wrong.")
-    return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate",
-                                  display_name=candidate.full_name)
+def _record_decision(session: Session, candidate: Candidate, method: str, approved: bool, reason: str | None,
+                     verifier: str, decided_by: str, now: datetime, **evidence) -> None:
+    session.add(IdentityConfirmation(confirmation_id=str(uuid.uuid4()), candidate_id=candidate.candidate_id,
+                                     method=method, verifier=verifier, decision="approved" if approved else "rejected",
+                                     reason=reason, decided_by=decided_by, decided_at=now, **evidence))
+    if not approved:
+        candidate.status = "rejected"  # the candidate may try again
+        candidate.rejection_reason = reason
+        return
+    serial = next_value(session, NumberSequence, domain.ticket_sequence_name(candidate.exam_region, now.year))
+    candidate.ticket_number = domain.format_ticket_number(candidate.exam_region, now.year, serial)
+    candidate.status = "confirmed"
+    candidate.rejection_reason = None
+    candidate.confirmation_method = method
+    candidate.confirmed_at = now
+    outbox.add(session, CandidateConfirmedV1(
+        candidate_id=candidate.candidate_id, ticket_number=candidate.ticket_number, full_name=candidate.full_name,
+        resident_id_number_masked=candidate.resident_id_masked, exam_region=candidate.exam_region, method=method,
+        confirmed_at=now), subject=candidate.candidate_id)
 
+
+# --- sign-in and sessions -------------------------------------------------------------------------
+
+def _throttle(session: Session, login_index: str, now: datetime) -> LoginThrottle:
+    row = session.get(LoginThrottle, login_index, with_for_update=True)
+    if row is None:
+        row = LoginThrottle(login_index=login_index, failures=0)
+        session.add(row)
+    return row
+
+
+def _locked(row: LoginThrottle, now: datetime) -> RateLimited | None:
+    if row.locked_until is not None and row.locked_until > now:
+        wait = int((row.locked_until - now).total_seconds()) + 1
+        return RateLimited("too_many_attempts", f"Too many failed attempts; try again in {wait} s.",
+                           [{"field": "retry_after_seconds", "message": str(wait)}])
+    return None
+
+
+def _fail(row: LoginThrottle, now: datetime) -> None:
+    row.failures += 1
+    row.last_failure_at = now
+    row.locked_until = domain.lockout_until(row.failures, now)
+
+
+def _issue_refresh_token(session: Session, protection: PersonalDataProtection, subject: str, role: str,
+                         now: datetime) -> str:
+    token_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+    session.add(RefreshToken(token_id=token_id, subject=subject, role=role,
+                             token_digest=protection.token_digest(secret), issued_at=now,
+                             expires_at=now + REFRESH_TOKEN_TTL))
+    return f"{token_id}.{secret}"
+
+
+def login(session: Session, protection: PersonalDataProtection, login_name: str, password: str,
+          now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+    now = now or utcnow()
+    kind, value = domain.classify_login(login_name)
+    throttle = _throttle(session, protection.index(value, f"login:{kind}"), now)
+    locked = _locked(throttle, now)
+    if locked:
+        return locked
+    candidate = _candidate_by_login(session, protection, login_name)
+    if not _password_matches(candidate.password_hash if candidate else None, password):
+        _fail(throttle, now)
+        return Unauthorized("invalid_credentials", "The login name or password is wrong.")
+    throttle.failures, throttle.locked_until = 0, None
+    if passwords.needs_rehash(candidate.password_hash):
+        candidate.password_hash = passwords.hash_password(password)
+    return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
+                                  refresh_token=_issue_refresh_token(session, protection, candidate.candidate_id,
+                                                                     "candidate", now))
+
+
+def _password_matches(password_hash: str | None, password: str) -> bool:
+    matched = passwords.verify_password(password_hash or _DUMMY_HASH, password)
+    return matched and password_hash is not None
+
+
+def refresh(session: Session, protection: PersonalDataProtection, refresh_token: str,
+            now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+    """Rotates the token. Presenting a token that was already rotated away means it leaked: every
+    session of that subject is revoked."""
+    now = now or utcnow()
+    token_id, _, secret = refresh_token.partition(".")
+    row = session.get(RefreshToken, token_id, with_for_update=True) if token_id else None
+    if row is None or not secrets.compare_digest(row.token_digest, protection.token_digest(secret)):
+        return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+    if row.revoked_at is not None:
+        revoke_all(session, row.subject, now)
+        return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+    if row.expires_at <= now:
+        return Unauthorized("refresh_token_expired", "The session has expired; sign in again.")
+    row.revoked_at = now
+    candidate = session.get(Candidate, row.subject)
+    display_name = candidate.full_name if candidate else row.subject
+    return AuthenticatedPrincipal(subject=row.subject, role=row.role, display_name=display_name,
+                                  refresh_token=_issue_refresh_token(session, protection, row.subject, row.role, now))
+
+
+def logout(session: Session, protection: PersonalDataProtection, refresh_token: str,
+           now: datetime | None = None) -> None:
+    token_id, _, secret = refresh_token.partition(".")
+    row = session.get(RefreshToken, token_id) if token_id else None
+    if row is not None and secrets.compare_digest(row.token_digest, protection.token_digest(secret)):
+        row.revoked_at = row.revoked_at or now or utcnow()
+
+
+def revoke_all(session: Session, subject: str, now: datetime | None = None) -> None:
+    session.execute(update(RefreshToken).where(RefreshToken.subject == subject, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now or utcnow()))
+
+
+# --- passwords ------------------------------------------------------------------------------------
+
+def _set_password(session: Session, protection: PersonalDataProtection, candidate: Candidate, new_password: str,
+                  now: datetime) -> None:
+    resident_id_number = protection.decrypt(candidate.resident_id_encrypted)
+    passwords.check_password(new_password, birth_date=domain.birth_date_of(resident_id_number),
+                             personal_values=_personal_values(resident_id_number,
+                                                              protection.decrypt(candidate.mobile_encrypted),
+                                                              protection.decrypt(candidate.email_encrypted)))
+    candidate.password_hash = passwords.hash_password(new_password)
+    revoke_all(session, candidate.candidate_id, now)  # every other session ends with the old password
+
+
+def change_password(session: Session, protection: PersonalDataProtection, candidate_id: str, current_password: str,
+                    new_password: str, now: datetime | None = None) -> CredenceError | None:
+    now = now or utcnow()
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    throttle = _throttle(session, protection.index(candidate_id, "login:change"), now)
+    locked = _locked(throttle, now)
+    if locked:
+        return locked
+    if not _password_matches(candidate.password_hash, current_password):
+        _fail(throttle, now)
+        return Unauthorized("invalid_credentials", "The current password is wrong.")
+    _set_password(session, protection, candidate, new_password, now)
+    return None
+
+
+def set_security_question(session: Session, protection: PersonalDataProtection, candidate_id: str,
+                          current_password: str, question: str, answer: str) -> CredenceError | None:
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if not _password_matches(candidate.password_hash, current_password):
+        return Unauthorized("invalid_credentials", "The current password is wrong.")
+    candidate.security_question = question
+    candidate.security_answer_hash = passwords.hash_password(_answer_key(answer))
+    return None
+
+
+def reset_password_with_code(session: Session, protection: PersonalDataProtection, mobile: str, code: str,
+                             new_password: str, now: datetime | None = None) -> CredenceError | None:
+    now = now or utcnow()
+    mobile = domain.normalise_mobile(mobile)
+    refusal = consume_code(session, protection, mobile, "password_reset", code, now)
+    if refusal is not None:
+        return refusal
+    candidate = _candidate_by_mobile(session, protection, mobile)
+    if candidate is None:  # nobody could have received the code; answer as for a wrong one
+        return InvalidInput(*INVALID_CODE)
+    _set_password(session, protection, candidate, new_password, now)
+    return None
+
+
+def security_question_for(session: Session, protection: PersonalDataProtection, login_name: str) -> str:
+    """Unknown login names get a stable decoy question, so the answer reveals nothing."""
+    candidate = _candidate_by_login(session, protection, login_name)
+    if candidate is not None and candidate.security_question:
+        return candidate.security_question
+    kind, value = domain.classify_login(login_name)
+    return DECOY_QUESTIONS[int(protection.index(value, "decoy")[:8], 16) % len(DECOY_QUESTIONS)]
+
+
+def reset_password_with_answer(session: Session, protection: PersonalDataProtection, login_name: str, answer: str,
+                               new_password: str, now: datetime | None = None) -> CredenceError | None:
+    now = now or utcnow()
+    kind, value = domain.classify_login(login_name)
+    throttle = _throttle(session, protection.index(value, f"reset:{kind}"), now)
+    locked = _locked(throttle, now)
+    if locked:
+        return locked
+    candidate = _candidate_by_login(session, protection, login_name)
+    answer_hash = candidate.security_answer_hash if candidate else None
+    if not _password_matches(answer_hash, _answer_key(answer)):
+        _fail(throttle, now)
+        return Unauthorized("invalid_credentials", "The login name or answer is wrong.")
+    throttle.failures, throttle.locked_until = 0, None
+    _set_password(session, protection, candidate, new_password, now)
+    return None
+
+
+# --- owner-only look-ups --------------------------------------------------------------------------
+
+def lookup_ticket(session: Session, protection: PersonalDataProtection, mobile: str, code: str,
+                  now: datetime | None = None) -> TicketLookupResult | CredenceError:
+    """A forgotten ticket number, for the owner of the registered mobile only (never by ID number + name)."""
+    mobile = domain.normalise_mobile(mobile)
+    refusal = consume_code(session, protection, mobile, "ticket_lookup", code, now)
+    if refusal is not None:
+        return refusal
+    candidate = _candidate_by_mobile(session, protection, mobile)
+    if candidate is None:
+        return InvalidInput(*INVALID_CODE)
+    return TicketLookupResult(full_name=candidate.full_name, status=candidate.status,
+                              ticket_number=candidate.ticket_number)
+
+
+# --- staff ----------------------------------------------------------------------------------------
 
 def ensure_bootstrap_staff(session: Session, username: str | None, password: str | None) -> None:
     """The first staff account comes from the environment so that a new deployment can sign in."""
     if not username or not password or session.get(StaffAccount, username) is not None:
         return
     session.add(StaffAccount(username=username, display_name=username,
-                             password_hash=password_hasher.hash(password), created_at=utcnow()))
+                             password_hash=passwords.hash_password(password), created_at=utcnow()))
 
 
-def authenticate_staff(session: Session, username: str, password: str) -> AuthenticatedPrincipal:
+def authenticate_staff(session: Session, protection: PersonalDataProtection, username: str, password: str,
+                       now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+    now = now or utcnow()
+    throttle = _throttle(session, protection.index(username, "login:staff"), now)
+    locked = _locked(throttle, now)
+    if locked:
+        return locked
     account = session.get(StaffAccount, username)
-    if not _verify_password(account.password_hash if account else None, password):
-        raise Unauthorized("invalid_credentials", "The username or password is wrong.")
-    return AuthenticatedPrincipal(subject=f"staff:{account.username}", role="staff",
-                                  display_name=account.display_name)
+    if not _password_matches(account.password_hash if account else None, password):
+        _fail(throttle, now)
+        return Unauthorized("invalid_credentials", "The username or password is wrong.")
+    throttle.failures, throttle.locked_until = 0, None
+    subject = f"staff:{account.username}"
+    return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
+                                  refresh_token=_issue_refresh_token(session, protection, subject, "staff", now))

@@ -1,23 +1,41 @@
-"""Identity verification against the public-security ID registry: a sandbox until a provider is chosen."""
+"""Online identity verification (ID card image + liveness/face match) behind an adapter.
+
+The sandbox is deterministic so tests and demos can ask for either verdict: evidence references that
+contain ``reject`` fail the face match, ``spoof`` fails the liveness check; anything else passes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nameko.extensions import DependencyProvider
 
-from credence_common.errors import InvalidInput
+
+@dataclass(frozen=True)
+class Verdict:
+    approved: bool
+    face_match_score: float
+    reason: str | None
+    verifier: str
 
 
 class SandboxIdentityVerifier:
-    """Approves every well-formed identity, as the real registry would for a genuine person."""
+    name = "sandbox"
 
-    def verify(self, full_name: str, resident_id_number: str) -> None:
-        return None
+    def verify(self, full_name: str, resident_id_number: str, id_card_image_ref: str, liveness_ref: str) -> Verdict:
+        evidence = f"{id_card_image_ref} {liveness_ref}".lower()
+        if "spoof" in evidence:
+            return Verdict(False, 0.0, "liveness_failed", self.name)
+        if "reject" in evidence:
+            return Verdict(False, 0.12, "face_mismatch", self.name)
+        return Verdict(True, 0.97, None, self.name)
 
 
 class RejectingIdentityVerifier:
-    def verify(self, full_name: str, resident_id_number: str) -> None:
-        raise InvalidInput("identity_not_verified",
-                           "The name and resident ID number do not match the national registry.")
+    name = "reject"
+
+    def verify(self, full_name: str, resident_id_number: str, id_card_image_ref: str, liveness_ref: str) -> Verdict:
+        return Verdict(False, 0.0, "registry_mismatch", self.name)
 
 
 VERIFIERS = {"sandbox": SandboxIdentityVerifier, "reject": RejectingIdentityVerifier}

@@ -64,7 +64,7 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(platform, journey):
     assert nested.status_code == 400 and error_code(nested) == "malformed_json"
     not_an_object = post(platform, "/api/v1/certificate-checks", json=[1, 2])
     assert not_an_object.status_code == 422
-    nul = post(platform, "/api/v1/auth/candidate-token", json={"resident_id_number": "\u0000", "password": "x"})
+    nul = post(platform, "/api/v1/auth/login", json={"login": "\u0000", "password": "x"})
     assert nul.status_code == 422 and error_code(nul) == "invalid_characters"
 
     huge = post(platform, "/api/v1/candidates", data=b"x" * (3 * 1024 * 1024))
@@ -156,3 +156,37 @@ def test_public_verification_survives_the_certificates_service_dying(platform, j
         platform.wait_until_ready(BY_NAME["certificates"])
     mine = get(platform, "/api/v1/me/certificates", journey["candidate_token"])
     assert mine.status_code == 200 and mine.json()["certificates"][0]["status"] == "issued"
+
+
+def test_accounts_over_http_sessions_recovery_and_owner_only_lookup(platform, journey):
+    from deploy.journey import Client, read_dev_code
+
+    client = Client(platform.gateway_url)
+    login = post(platform, "/api/v1/auth/login", json={"login": journey["mobile"], "password": journey["password"]})
+    assert login.status_code == 200
+    tokens = login.json()
+    assert tokens["expires_in"] == 900 and tokens["refresh_token"]
+    refreshed = post(platform, "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200 and refreshed.json()["refresh_token"] != tokens["refresh_token"]
+    replayed = post(platform, "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert replayed.status_code == 401 and error_code(replayed) == "invalid_refresh_token"
+
+    wrong = post(platform, "/api/v1/auth/login", json={"login": journey["email"], "password": "Not-the-one-1"})
+    unknown = post(platform, "/api/v1/auth/login", json={"login": "nobody@example.com", "password": "Not-the-one-1"})
+    assert wrong.status_code == unknown.status_code == 401 and wrong.json() == unknown.json()
+
+    sent = post(platform, "/api/v1/mobile-codes", json={"mobile": journey["mobile"], "purpose": "ticket_lookup"})
+    assert sent.status_code == 202
+    code = read_dev_code(client, journey["mobile"])
+    found = post(platform, "/api/v1/ticket-lookups", json={"mobile": journey["mobile"], "code": code})
+    assert found.status_code == 200 and found.json()["ticket_number"] == journey["ticket_number"]
+    again = post(platform, "/api/v1/ticket-lookups", json={"mobile": journey["mobile"], "code": code})
+    assert again.status_code == 422 and error_code(again) == "invalid_code"
+    too_soon = post(platform, "/api/v1/mobile-codes", json={"mobile": journey["mobile"], "purpose": "ticket_lookup"})
+    assert too_soon.status_code == 429 and error_code(too_soon) == "code_resend_too_soon"
+
+    weak = post(platform, "/api/v1/me/password", journey["candidate_token"],
+                json={"current_password": journey["password"], "new_password": "12345678"})
+    assert weak.status_code == 422 and error_code(weak) == "weak_password"
+    other = get(platform, "/api/v1/candidates/" + "0" * 36, journey["candidate_token"])
+    assert other.status_code == 403

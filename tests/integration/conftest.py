@@ -85,6 +85,10 @@ def service_config(rabbit_config, databases):
             "BOOTSTRAP_STAFF_PASSWORD": "test-staff-password",
             "CERTIFICATE_FEE_FEN": 6000,
             "IDENTITY_VERIFIER": "sandbox",
+            "SMS_ADAPTER": "dev",
+            "IDENTITY_DATA_KEYS": "k1=test-identity-data-key",
+            "IDENTITY_DATA_ACTIVE_KEY_ID": "k1",
+            "IDENTITY_INDEX_KEY": "test-identity-index-key",
         }
         config.update(overrides)
         return config

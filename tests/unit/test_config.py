@@ -29,7 +29,7 @@ def env_references(path: Path) -> dict[str, str]:
 
 
 def is_secret(key: str) -> bool:
-    return key.upper().endswith(("_SECRET", "_PASSWORD", "_KEY"))
+    return key.upper().endswith(("_SECRET", "_PASSWORD", "_KEY", "_KEYS"))
 
 
 @pytest.fixture
@@ -64,8 +64,10 @@ def test_insecure_settings_of_a_safe_config_is_empty():
     assert insecure_settings({}) == []
 
 
-def test_prefix_must_be_at_the_start():
-    assert insecure_settings({"JWT_SECRET": "prod-dev-insecure-lookalike"}) == []
+def test_a_development_marker_anywhere_in_the_value_counts():
+    # key specs such as "k1=dev-insecure-..." hold the marker after the key id
+    assert insecure_settings({"IDENTITY_DATA_KEYS": "k1=dev-insecure-identity-data-key"}) == ["IDENTITY_DATA_KEYS"]
+    assert insecure_settings({"IDENTITY_DATA_KEYS": "k1=9f2c4e-real-material"}) == []
 
 
 # --- assert_safe_for_environment --------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_wrong_check_digit_is_refused(wrong):
     err = info.value
     assert err.code == "invalid_resident_id_number"
     assert err.http_status == 422
-    assert err.details == [{"field": "resident_id_number", "message": "not a valid resident ID number"}]
+    assert err.details == [{"field": "resident_id_number", "message": "wrong check character"}]
     assert value not in str(err) and value not in err.message  # personal data is never echoed
 
 
@@ -78,22 +78,23 @@ def test_malformed_resident_id_is_refused(value):
 
 @pytest.mark.parametrize(
     "raw",
-    ["13812345678", " 13812345678 ", "138 1234 5678", "138-1234-5678", "138 - 1234 - 5678"],
+    ["13812345678", " 13812345678 ", "138 1234 5678", "138-1234-5678", "+8613812345678", "+86 138 1234 5678",
+     "138.1234.5678"],
 )
 def test_mobile_is_normalised_to_eleven_digits(raw):
     assert domain.normalise_mobile(raw) == "13812345678"
 
 
-@pytest.mark.parametrize("second_digit", "3456789")
-def test_mobile_second_digit_three_to_nine_is_accepted(second_digit):
-    value = "1" + second_digit + "012345678"
+@pytest.mark.parametrize("prefix", ["130", "138", "150", "159", "177", "186", "189", "199"])
+def test_mobile_prefixes_in_use_are_accepted(prefix):
+    value = prefix + "12345678"
     assert domain.normalise_mobile(value) == value
 
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "12812345678", "10812345678", "23812345678", "1381234567", "138123456789", "+8613812345678",
-     "1381234567a", "138.1234.5678"],
+    ["", "12812345678", "10812345678", "23812345678", "1381234567", "138123456789", "+1 650 253 0000",
+     "1381234567a", "01012345678"],
 )
 def test_invalid_mobile_is_refused(raw):
     with pytest.raises(InvalidInput) as info:
@@ -138,27 +139,45 @@ def test_invalid_full_name_is_refused(raw):
 
 # --- exam region and ticket number ------------------------------------------------------------------
 
-@pytest.mark.parametrize("resident_id, region", [(VALID_ID, "11"), (with_check_digit("44030419900307123"), "44")])
-def test_default_exam_region_is_the_home_province(resident_id, region):
-    assert domain.default_exam_region(resident_id) == region
+@pytest.mark.parametrize("value", ["11", "44", "65"])
+def test_exam_region_is_two_digits(value):
+    assert domain.check_exam_region(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "1", "123", "ab", "１１"])
+def test_a_bad_exam_region_is_refused(value):
+    with pytest.raises(InvalidInput) as info:
+        domain.check_exam_region(value)
+    assert info.value.code == "invalid_exam_region"
 
 
 @pytest.mark.parametrize(
-    "region, year, serial, expected",
+    "region, year, serial, body",
     [
-        ("11", 2026, 1, "112600000001"),
-        ("44", 2031, 12345678, "443112345678"),
-        ("65", 2100, 99999999, "650099999999"),
-        ("09", 2009, 42, "090900000042"),
+        ("11", 2026, 1, "11260000001"),
+        ("44", 2031, 1234567, "44311234567"),
+        ("65", 2100, 9999999, "65009999999"),
+        ("09", 2009, 42, "09090000042"),
     ],
 )
-def test_format_ticket_number(region, year, serial, expected):
+def test_format_ticket_number(region, year, serial, body):
     number = domain.format_ticket_number(region, year, serial)
-    assert number == expected
-    assert len(number) == 12 and number.isdigit()
+    assert number[:11] == body and len(number) == 12
+    assert number[-1] in "0123456789X"
+    assert domain.is_valid_ticket_number(number)
 
 
-@pytest.mark.parametrize("serial", [0, -1, 10**8, 10**9])
+def test_the_ticket_check_character_catches_every_single_typo():
+    number = domain.format_ticket_number("11", 2026, 1)
+    assert number == "11260000001X"
+    for position in range(12):
+        for replacement in "0123456789X":
+            if replacement != number[position]:
+                typo = number[:position] + replacement + number[position + 1:]
+                assert not domain.is_valid_ticket_number(typo), typo
+
+
+@pytest.mark.parametrize("serial", [0, -1, 10**7, 10**9])
 def test_ticket_serial_out_of_range_is_refused(serial):
     with pytest.raises(ValueError, match="serial"):
         domain.format_ticket_number("11", 2026, serial)
@@ -190,3 +209,37 @@ def test_a_full_width_resident_id_is_refused():
 def test_a_full_width_exam_region_cannot_make_a_ticket_number():
     with pytest.raises(ValueError):
         domain.format_ticket_number("１１", 2026, 1)
+
+
+@pytest.mark.parametrize("login, kind, value", [
+    ("Ann.Lee@Example.COM", "email", "ann.lee@example.com"),
+    (" 138 1234 5678 ", "mobile", "13812345678"),
+    ("+8613812345678", "mobile", "13812345678"),
+])
+def test_a_login_name_is_an_email_or_a_mobile(login, kind, value):
+    assert domain.classify_login(login) == (kind, value)
+
+
+@pytest.mark.parametrize("value", ["not-an-email@", "a@b", "@example.com"])
+def test_a_bad_email_is_refused(value):
+    with pytest.raises(InvalidInput) as info:
+        domain.normalise_email(value)
+    assert info.value.code == "invalid_email"
+
+
+def test_a_birth_date_in_the_future_is_refused():
+    from datetime import date
+
+    future = with_check_digit("11010520990101001")
+    with pytest.raises(InvalidInput):
+        domain.normalise_resident_id(future, today=date(2026, 11, 23))
+
+
+def test_lockout_grows_after_five_failures_and_is_capped():
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    assert domain.lockout_until(4, now) is None
+    assert domain.lockout_until(5, now) == now + timedelta(seconds=1)
+    assert domain.lockout_until(8, now) == now + timedelta(seconds=8)
+    assert domain.lockout_until(40, now) == now + timedelta(minutes=15)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:16:09.954268
+Create Date: 2026-11-23 16:44:21.884193
 
 """
 from typing import Sequence, Union
@@ -24,24 +24,70 @@ def upgrade() -> None:
     op.create_table('candidates',
     sa.Column('candidate_id', sa.String(length=36), nullable=False),
     sa.Column('full_name', sa.String(length=40), nullable=False),
-    sa.Column('resident_id_number', sa.String(length=18), nullable=False),
-    sa.Column('mobile', sa.String(length=11), nullable=False),
+    sa.Column('resident_id_encrypted', sa.Text(), nullable=False),
+    sa.Column('resident_id_index', sa.String(length=64), nullable=False),
+    sa.Column('resident_id_masked', sa.String(length=18), nullable=False),
+    sa.Column('mobile_encrypted', sa.Text(), nullable=False),
+    sa.Column('mobile_index', sa.String(length=64), nullable=False),
+    sa.Column('mobile_masked', sa.String(length=11), nullable=False),
+    sa.Column('email_encrypted', sa.Text(), nullable=False),
+    sa.Column('email_index', sa.String(length=64), nullable=False),
+    sa.Column('email_masked', sa.String(length=320), nullable=False),
     sa.Column('exam_region', sa.String(length=2), nullable=False),
     sa.Column('password_hash', sa.String(length=200), nullable=False),
+    sa.Column('security_question', sa.String(length=200), nullable=True),
+    sa.Column('security_answer_hash', sa.String(length=200), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('rejection_reason', sa.String(length=200), nullable=True),
     sa.Column('ticket_number', sa.String(length=12), nullable=True),
     sa.Column('confirmation_method', sa.String(length=10), nullable=True),
     sa.Column('registered_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('candidate_id'),
-    sa.UniqueConstraint('resident_id_number'),
+    sa.UniqueConstraint('email_index'),
+    sa.UniqueConstraint('mobile_index'),
+    sa.UniqueConstraint('resident_id_index'),
     sa.UniqueConstraint('ticket_number')
+    )
+    op.create_table('dev_sms_messages',
+    sa.Column('message_id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('mobile_index', sa.String(length=64), nullable=False),
+    sa.Column('body', sa.String(length=500), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('message_id')
+    )
+    with op.batch_alter_table('dev_sms_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_dev_sms_messages_mobile_index'), ['mobile_index'], unique=False)
+
+    op.create_table('login_throttle',
+    sa.Column('login_index', sa.String(length=64), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('login_index')
     )
     op.create_table('number_sequences',
     sa.Column('name', sa.String(length=60), nullable=False),
     sa.Column('last_value', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('one_time_codes',
+    sa.Column('code_id', sa.String(length=36), nullable=False),
+    sa.Column('mobile_index', sa.String(length=64), nullable=False),
+    sa.Column('client_index', sa.String(length=64), nullable=False),
+    sa.Column('purpose', sa.String(length=20), nullable=False),
+    sa.Column('code_digest', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('wrong_tries', sa.Integer(), nullable=False),
+    sa.Column('consumed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('code_id')
+    )
+    with op.batch_alter_table('one_time_codes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_one_time_codes_client_index'), ['client_index'], unique=False)
+        batch_op.create_index(batch_op.f('ix_one_time_codes_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_one_time_codes_mobile_index'), ['mobile_index'], unique=False)
+
     op.create_table('outbox',
     sa.Column('seq', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
@@ -62,6 +108,19 @@ def upgrade() -> None:
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id')
     )
+    op.create_table('refresh_tokens',
+    sa.Column('token_id', sa.String(length=36), nullable=False),
+    sa.Column('subject', sa.String(length=80), nullable=False),
+    sa.Column('role', sa.String(length=12), nullable=False),
+    sa.Column('token_digest', sa.String(length=64), nullable=False),
+    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('token_id')
+    )
+    with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_refresh_tokens_subject'), ['subject'], unique=False)
+
     op.create_table('staff_accounts',
     sa.Column('username', sa.String(length=64), nullable=False),
     sa.Column('display_name', sa.String(length=80), nullable=False),
@@ -69,18 +128,55 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('username')
     )
+    op.create_table('identity_confirmations',
+    sa.Column('confirmation_id', sa.String(length=36), nullable=False),
+    sa.Column('candidate_id', sa.String(length=36), nullable=False),
+    sa.Column('method', sa.String(length=10), nullable=False),
+    sa.Column('id_card_image_ref', sa.String(length=200), nullable=True),
+    sa.Column('liveness_ref', sa.String(length=200), nullable=True),
+    sa.Column('face_match_score', sa.Float(), nullable=True),
+    sa.Column('verifier', sa.String(length=60), nullable=False),
+    sa.Column('decision', sa.String(length=10), nullable=False),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('decided_by', sa.String(length=80), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['candidate_id'], ['candidates.candidate_id'], ),
+    sa.PrimaryKeyConstraint('confirmation_id')
+    )
+    with op.batch_alter_table('identity_confirmations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_identity_confirmations_candidate_id'), ['candidate_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('identity_confirmations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_identity_confirmations_candidate_id'))
+
+    op.drop_table('identity_confirmations')
     op.drop_table('staff_accounts')
+    with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_refresh_tokens_subject'))
+
+    op.drop_table('refresh_tokens')
     op.drop_table('processed_events')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_pending')
 
     op.drop_table('outbox')
+    with op.batch_alter_table('one_time_codes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_one_time_codes_mobile_index'))
+        batch_op.drop_index(batch_op.f('ix_one_time_codes_created_at'))
+        batch_op.drop_index(batch_op.f('ix_one_time_codes_client_index'))
+
+    op.drop_table('one_time_codes')
     op.drop_table('number_sequences')
+    op.drop_table('login_throttle')
+    with op.batch_alter_table('dev_sms_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dev_sms_messages_mobile_index'))
+
+    op.drop_table('dev_sms_messages')
     op.drop_table('candidates')
     # ### end Alembic commands ###

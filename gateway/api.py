@@ -12,15 +12,25 @@ from pydantic import BaseModel
 
 from credence_common.contracts.certificates import CertificateList
 from credence_common.contracts.identity import (
+    CandidateList,
     CandidateView,
     ChangePassword,
+    ChoosePrimaryTicket,
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
+    CreateInstitution,
+    DecidePriorEducation,
     DevSmsMessages,
     DevSmsQuery,
     Done,
+    ImportLegacyTickets,
+    ImportOutcome,
+    InstitutionCredentials,
+    InstitutionView,
     Login,
+    MergeTickets,
     MobileCodeSent,
+    MyTickets,
     RefreshTokenRequest,
     RegisterCandidate,
     RequestMobileCode,
@@ -30,6 +40,8 @@ from credence_common.contracts.identity import (
     SecurityQuestionView,
     SetSecurityQuestion,
     StaffCredentials,
+    SubmitPriorEducation,
+    SubmitPriorEducationProof,
     TicketLookup,
     TicketLookupResult,
 )
@@ -169,6 +181,47 @@ def set_my_security_question(call: Call):
     return call.rpc.call("identity", "set_security_question", call.actor, _dump(call.body))
 
 
+def institution_token(call: Call):
+    return _tokens(call, call.rpc.call("identity", "authenticate_institution", _dump(call.body)))
+
+
+def create_institution(call: Call):
+    return call.rpc.call("identity", "create_institution", call.actor, _dump(call.body))
+
+
+def institution_students(call: Call):
+    return call.rpc.call("identity", "institution_students", call.actor)
+
+
+def import_legacy_tickets(call: Call):
+    return call.rpc.call("identity", "import_legacy_tickets", call.actor, _dump(call.body))
+
+
+def my_tickets(call: Call):
+    return call.rpc.call("identity", "my_tickets", call.actor)
+
+
+def choose_primary_ticket(call: Call):
+    return call.rpc.call("identity", "choose_primary_ticket", call.actor, _dump(call.body))
+
+
+def merge_tickets(call: Call):
+    return call.rpc.call("identity", "merge_tickets", call.actor, _dump(call.body))
+
+
+def submit_prior_education(call: Call):
+    return call.rpc.call("identity", "submit_prior_education", call.actor, _dump(call.body))
+
+
+def submit_prior_education_proof(call: Call):
+    return call.rpc.call("identity", "submit_prior_education_proof", call.actor, _dump(call.body))
+
+
+def decide_prior_education(call: Call):
+    return call.rpc.call("identity", "decide_prior_education", call.actor, call.params["candidate_id"],
+                         _dump(call.body))
+
+
 def my_results(call: Call):
     return call.rpc.call("scoring", "results_for_candidate", call.principal.subject)
 
@@ -246,11 +299,39 @@ ROUTES: tuple[Route, ...] = (
     Route("set_my_security_question", "PUT", "/api/v1/me/security-question",
           "Set the security question used for password reset", ("candidate",), set_my_security_question,
           SetSecurityQuestion, Done, tag="auth"),
-    Route("candidate_profile", "GET", "/api/v1/candidates/<candidate_id>", "A candidate's registration (staff)",
-          ("staff",), candidate_profile, None, CandidateView, tag="candidates"),
+    Route("candidate_profile", "GET", "/api/v1/candidates/<candidate_id>",
+          "A candidate's registration (staff; an institution for its own students)", ("staff", "institution"),
+          candidate_profile, None, CandidateView, tag="candidates"),
     Route("confirm_identity_on_site", "POST", "/api/v1/candidates/<candidate_id>/identity-confirmation",
-          "Approve or reject a candidate's identity on site (staff)", ("staff",), confirm_identity_on_site,
-          ConfirmIdentityOnSite, CandidateView, tag="candidates"),
+          "Approve or reject a candidate's identity on site (staff; an institution for its own students)",
+          ("staff", "institution"), confirm_identity_on_site, ConfirmIdentityOnSite, CandidateView,
+          tag="candidates"),
+    Route("institution_token", "POST", "/api/v1/auth/institution-token", "Sign in as a training institution's staff",
+          ("public",), institution_token, InstitutionCredentials, TokenResponse, rate_limited=True, tag="auth"),
+    Route("create_institution", "POST", "/api/v1/institutions",
+          "Register a training institution and its first staff account (staff)", ("staff",), create_institution,
+          CreateInstitution, InstitutionView, 201, tag="institutions"),
+    Route("institution_students", "GET", "/api/v1/institution/students", "The institution's own candidates",
+          ("institution",), institution_students, None, CandidateList, tag="institutions"),
+    Route("import_legacy_tickets", "POST", "/api/v1/legacy-tickets",
+          "Import admission ticket numbers issued before this platform (all or none; staff)", ("staff",),
+          import_legacy_tickets, ImportLegacyTickets, ImportOutcome, tag="candidates"),
+    Route("my_tickets", "GET", "/api/v1/me/tickets", "The candidate's primary and other ticket numbers",
+          ("candidate",), my_tickets, None, MyTickets, tag="candidates"),
+    Route("choose_primary_ticket", "POST", "/api/v1/me/tickets/primary", "Choose which ticket number is primary",
+          ("candidate",), choose_primary_ticket, ChoosePrimaryTicket, MyTickets, tag="candidates"),
+    Route("merge_tickets", "POST", "/api/v1/me/ticket-merges",
+          "Merge other ticket numbers into the primary one (their results move too)", ("candidate",),
+          merge_tickets, MergeTickets, MyTickets, tag="candidates"),
+    Route("submit_prior_education", "POST", "/api/v1/me/prior-education",
+          "Degree-upgrade candidates: have the prior degree checked against the registry", ("candidate",),
+          submit_prior_education, SubmitPriorEducation, CandidateView, tag="candidates"),
+    Route("submit_prior_education_proof", "POST", "/api/v1/me/prior-education/proof",
+          "Upload a proof of the prior degree when the registry has no record", ("candidate",),
+          submit_prior_education_proof, SubmitPriorEducationProof, CandidateView, tag="candidates"),
+    Route("decide_prior_education", "POST", "/api/v1/candidates/<candidate_id>/prior-education/decision",
+          "Approve or reject an uploaded prior-degree proof (staff)", ("staff",), decide_prior_education,
+          DecidePriorEducation, CandidateView, tag="candidates"),
     Route("my_results", "GET", "/api/v1/me/results", "The candidate's exam results (scores hidden until release)",
           ("candidate",), my_results, None, ResultList, tag="scoring"),
     Route("my_certificates", "GET", "/api/v1/me/certificates", "The candidate's certificates",

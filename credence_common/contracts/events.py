@@ -38,6 +38,32 @@ class CandidateConfirmedV1(EventPayload):
     confirmed_at: datetime
 
 
+class TicketsLinkedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.identity.tickets_linked.v1"
+    publisher: ClassVar[str] = "identity"
+    description: ClassVar[str] = ("Older admission ticket numbers were found to belong to a confirmed candidate; "
+                                  "results recorded under them are that candidate's.")
+
+    candidate_id: str
+    primary_ticket_number: str
+    ticket_numbers: list[str]
+    full_name: str
+    resident_id_number_masked: str
+    linked_at: datetime
+
+
+class TicketsMergedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.identity.tickets_merged.v1"
+    publisher: ClassVar[str] = "identity"
+    description: ClassVar[str] = ("A candidate merged other ticket numbers into their primary one; their results "
+                                  "move to the primary number.")
+
+    candidate_id: str
+    primary_ticket_number: str
+    merged_ticket_numbers: list[str]
+    merged_at: datetime
+
+
 class ResultPublishedV1(EventPayload):
     event_type: ClassVar[str] = "credence.scoring.result_published.v1"
     publisher: ClassVar[str] = "scoring"
@@ -120,6 +146,8 @@ class CertificateIssuedV1(EventPayload):
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CandidateRegisteredV1,
     CandidateConfirmedV1,
+    TicketsLinkedV1,
+    TicketsMergedV1,
     ResultPublishedV1,
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,

@@ -37,6 +37,9 @@ class RegisterCandidate(BaseModel):
     exam_region: str = Field(pattern=r"^[0-9]{2}$", description="Two-digit exam region the candidate chooses")
     security_question: str | None = Field(default=None, min_length=5, max_length=200)
     security_answer: str | None = Field(default=None, min_length=2, max_length=100)
+    institution_id: str | None = Field(default=None, max_length=36,
+                                       description="The training institution registering this candidate, if any")
+    degree_upgrade: bool = Field(default=False, description="Degree-upgrade candidate: a prior degree is checked")
 
 
 CandidateStatus = Literal["pre_registered", "confirmed", "rejected"]
@@ -53,6 +56,9 @@ class CandidateView(BaseModel):
     rejection_reason: str | None = None
     ticket_number: str | None = None
     confirmation_method: Literal["online", "on_site"] | None = None
+    institution_id: str | None = None
+    prior_education_status: Literal["not_required", "required", "verified", "proof_required", "proof_submitted",
+                                    "rejected"] = "not_required"
     has_security_question: bool = False
     registered_at: datetime
     confirmed_at: datetime | None = None
@@ -167,3 +173,90 @@ class DevSmsQuery(BaseModel):
 
 class DevSmsMessages(BaseModel):
     messages: list[str]
+
+
+class CandidateList(BaseModel):
+    candidates: list[CandidateView]
+
+
+class CreateInstitution(BaseModel):
+    model_config = Strict
+
+    name: str = Field(min_length=2, max_length=120)
+    admin_username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9._-]+$")
+    admin_password: str = Password
+
+
+class InstitutionView(BaseModel):
+    institution_id: str
+    name: str
+    admin_username: str
+
+
+class InstitutionCredentials(BaseModel):
+    model_config = Strict
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LegacyTicketLine(BaseModel):
+    model_config = Strict
+
+    ticket_number: str = Field(pattern=r"^[0-9]{11}[0-9X]$")
+    resident_id_number: str = Field(min_length=18, max_length=18)
+    exam_region: str = Field(pattern=r"^[0-9]{2}$")
+
+
+class ImportLegacyTickets(BaseModel):
+    model_config = Strict
+
+    tickets: list[LegacyTicketLine] = Field(min_length=1, max_length=5000)
+
+
+class ImportOutcome(BaseModel):
+    imported: int
+    linked_to_confirmed_candidates: int
+
+
+class HeldTicket(BaseModel):
+    ticket_number: str
+    status: Literal["held", "merged"]
+    merged_into: str | None = None
+
+
+class MyTickets(BaseModel):
+    primary_ticket_number: str | None
+    other_tickets: list[HeldTicket]
+
+
+class ChoosePrimaryTicket(BaseModel):
+    model_config = Strict
+
+    ticket_number: str = Field(pattern=r"^[0-9]{11}[0-9X]$")
+
+
+class MergeTickets(BaseModel):
+    model_config = Strict
+
+    ticket_numbers: list[str] = Field(min_length=1, max_length=20)
+
+
+class SubmitPriorEducation(BaseModel):
+    model_config = Strict
+
+    degree_certificate_number: str = Field(pattern=r"^[0-9]{18}$",
+                                           description="18-digit number of the prior degree certificate")
+
+
+class SubmitPriorEducationProof(BaseModel):
+    model_config = Strict
+
+    proof_ref: str = Field(min_length=1, max_length=200, description="Reference of the uploaded proof")
+
+
+class DecidePriorEducation(BaseModel):
+    model_config = Strict
+
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(default=None, max_length=200)

@@ -16,6 +16,8 @@ from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
     PaymentSucceededV1,
+    TicketsLinkedV1,
+    TicketsMergedV1,
 )
 from credence_common.events import EventPayload
 
@@ -38,6 +40,8 @@ class Subscription:
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("scoring", "handle_candidate_confirmed", CandidateConfirmedV1),
+    Subscription("scoring", "handle_tickets_linked", TicketsLinkedV1),
+    Subscription("scoring", "handle_tickets_merged", TicketsMergedV1),
     Subscription("certificates", "handle_candidate_qualified", CandidateQualifiedV1),
     Subscription("payments", "handle_certificate_awaiting_payment", CertificateAwaitingPaymentV1),
     Subscription("certificates", "handle_payment_succeeded", PaymentSucceededV1),

@@ -22,6 +22,27 @@ OutboxEvent, ProcessedEvent = messaging_models(Base)
 NumberSequence = sequence_model(Base)
 
 
+class Institution(Base):
+    """A training institution (助学单位): it registers and may pay for its students, and its staff
+    confirm their own students' identity."""
+
+    __tablename__ = "institutions"
+
+    institution_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class InstitutionAccount(Base):
+    __tablename__ = "institution_accounts"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.institution_id"), nullable=False, index=True)
+    display_name: Mapped[str] = mapped_column(String(80), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
 class Candidate(Base):
     __tablename__ = "candidates"
 
@@ -43,9 +64,47 @@ class Candidate(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     rejection_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     ticket_number: Mapped[str | None] = mapped_column(String(12), unique=True, nullable=True)
-    confirmation_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    confirmation_method: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    institution_id: Mapped[str | None] = mapped_column(ForeignKey("institutions.institution_id"), nullable=True,
+                                                       index=True)
+    prior_education_status: Mapped[str] = mapped_column(String(20), nullable=False, default="not_required",
+                                                        server_default="not_required")
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LegacyTicket(Base):
+    """Admission ticket numbers issued before this platform (imported by staff). A confirmed candidate
+    with the same resident ID number holds them; they may pick one as primary and merge the others."""
+
+    __tablename__ = "legacy_tickets"
+
+    ticket_number: Mapped[str] = mapped_column(String(12), primary_key=True)
+    resident_id_index: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    exam_region: Mapped[str] = mapped_column(String(2), nullable=False)
+    candidate_id: Mapped[str | None] = mapped_column(ForeignKey("candidates.candidate_id"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(12), nullable=False)  # unclaimed | held | merged
+    merged_into: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class PriorEducationCheck(Base):
+    """Degree-upgrade candidates (专升本) must hold a prior degree; checked against the degree registry,
+    or by staff from an uploaded proof when the registry has no record."""
+
+    __tablename__ = "prior_education_checks"
+
+    check_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("candidates.candidate_id"), nullable=False, index=True)
+    certificate_number_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    registry_name: Mapped[str] = mapped_column(String(40), nullable=False)
+    registry_result: Mapped[str] = mapped_column(String(20), nullable=False)  # found | not_found
+    proof_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(10), nullable=True)  # approved | rejected
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class IdentityConfirmation(Base):

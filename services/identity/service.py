@@ -8,10 +8,16 @@ from __future__ import annotations
 from credence_common.actors import require_role, require_self_or_staff
 from credence_common.contracts.identity import (
     ChangePassword,
+    ChoosePrimaryTicket,
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
+    CreateInstitution,
+    DecidePriorEducation,
     DevSmsQuery,
+    ImportLegacyTickets,
+    InstitutionCredentials,
     Login,
+    MergeTickets,
     RefreshTokenRequest,
     RegisterCandidate,
     RequestMobileCode,
@@ -20,6 +26,8 @@ from credence_common.contracts.identity import (
     SecurityQuestionRequest,
     SetSecurityQuestion,
     StaffCredentials,
+    SubmitPriorEducation,
+    SubmitPriorEducationProof,
     TicketLookup,
 )
 from credence_common.db import Database
@@ -29,8 +37,10 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.identity import usecases
+from services.identity import institutions, prior_education, tickets, usecases
+from services.identity.access import authorize
 from services.identity.models import OutboxEvent
+from services.identity.prior_education import DegreeRegistry
 from services.identity.protection import Protection
 from services.identity.sms import Sms
 from services.identity.verifier import IdentityVerifier
@@ -57,6 +67,7 @@ class IdentityService(HealthCheck):
     verifier = IdentityVerifier()
     protection = Protection()
     sms = Sms()
+    degree_registry = DegreeRegistry()
     settings = Settings()
 
     # --- codes and registration ---------------------------------------------------------------------
@@ -126,9 +137,10 @@ class IdentityService(HealthCheck):
 
     @rpc
     def get_candidate(self, actor: dict, candidate_id: str) -> dict:
-        require_self_or_staff(actor, candidate_id)
         with self.db.transaction() as session:
-            return _dump(usecases.candidate_view(usecases.get_candidate(session, candidate_id)))
+            candidate = usecases.get_candidate(session, candidate_id)
+            authorize(session, actor, candidate)
+            return _dump(usecases.candidate_view(candidate))
 
     @rpc
     def confirm_identity(self, actor: dict, candidate_id: str, request: dict) -> dict:
@@ -141,11 +153,89 @@ class IdentityService(HealthCheck):
 
     @rpc
     def confirm_identity_on_site(self, actor: dict, candidate_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        """Authority staff for anyone; an institution's staff for its own students."""
+        checker = require_role(actor, "staff", "institution")
         decision = parse(ConfirmIdentityOnSite, request)
         with self.db.transaction() as session:
-            return _dump(usecases.confirm_on_site(session, candidate_id, staff.subject,
+            authorize(session, checker, usecases.get_candidate(session, candidate_id))
+            return _dump(usecases.confirm_on_site(session, candidate_id, checker.subject,
                                                   decision.decision == "approve", decision.reason))
+
+    # --- institutions ---------------------------------------------------------------------------------
+
+    @rpc
+    def create_institution(self, actor: dict, request: dict) -> dict:
+        require_role(actor, "staff")
+        institution = parse(CreateInstitution, request)
+        with self.db.transaction() as session:
+            return _dump(institutions.create_institution(session, institution))
+
+    @rpc
+    def authenticate_institution(self, request: dict) -> dict:
+        credentials = parse(InstitutionCredentials, request)
+        with self.db.transaction() as session:
+            outcome = institutions.authenticate(session, self.protection, credentials.username,
+                                                credentials.password)
+        return _dump(outcome)
+
+    @rpc
+    def institution_students(self, actor: dict) -> dict:
+        with self.db.transaction() as session:
+            return _dump(institutions.students(session, require_role(actor, "institution")))
+
+    # --- existing candidates' older ticket numbers --------------------------------------------------
+
+    @rpc
+    def import_legacy_tickets(self, actor: dict, request: dict) -> dict:
+        require_role(actor, "staff")
+        batch = parse(ImportLegacyTickets, request)
+        with self.db.transaction() as session:
+            return _dump(tickets.import_legacy(session, self.protection, batch))
+
+    @rpc
+    def my_tickets(self, actor: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return _dump(tickets.my_tickets(session, candidate.subject))
+
+    @rpc
+    def choose_primary_ticket(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        choice = parse(ChoosePrimaryTicket, request)
+        with self.db.transaction() as session:
+            return _dump(tickets.choose_primary(session, candidate.subject, choice.ticket_number))
+
+    @rpc
+    def merge_tickets(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        merge = parse(MergeTickets, request)
+        with self.db.transaction() as session:
+            return _dump(tickets.merge(session, candidate.subject, merge.ticket_numbers))
+
+    # --- prior education (degree-upgrade candidates) ------------------------------------------------
+
+    @rpc
+    def submit_prior_education(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        submission = parse(SubmitPriorEducation, request)
+        with self.db.transaction() as session:
+            return _dump(prior_education.submit(session, self.protection, self.degree_registry, candidate.subject,
+                                                submission.degree_certificate_number))
+
+    @rpc
+    def submit_prior_education_proof(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        proof = parse(SubmitPriorEducationProof, request)
+        with self.db.transaction() as session:
+            return _dump(prior_education.submit_proof(session, candidate.subject, proof.proof_ref))
+
+    @rpc
+    def decide_prior_education(self, actor: dict, candidate_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        decision = parse(DecidePriorEducation, request)
+        with self.db.transaction() as session:
+            return _dump(prior_education.decide(session, candidate_id, staff.subject,
+                                                decision.decision == "approve", decision.reason))
 
     @rpc
     def change_password(self, actor: dict, request: dict) -> dict:

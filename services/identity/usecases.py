@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CandidateConfirmedV1, CandidateRegisteredV1
+from credence_common.contracts.events import CandidateConfirmedV1, CandidateRegisteredV1, TicketsLinkedV1
 from credence_common.contracts.identity import (
     AuthenticatedPrincipal,
     CandidateView,
@@ -38,6 +38,8 @@ from services.identity.models import (
     Candidate,
     DevSmsMessage,
     IdentityConfirmation,
+    Institution,
+    LegacyTicket,
     LoginThrottle,
     NumberSequence,
     OneTimeCode,
@@ -69,7 +71,8 @@ def candidate_view(candidate: Candidate) -> CandidateView:
         resident_id_number_masked=candidate.resident_id_masked, mobile_masked=candidate.mobile_masked,
         email_masked=candidate.email_masked, exam_region=candidate.exam_region, status=candidate.status,
         rejection_reason=candidate.rejection_reason, ticket_number=candidate.ticket_number,
-        confirmation_method=candidate.confirmation_method,
+        confirmation_method=candidate.confirmation_method, institution_id=candidate.institution_id,
+        prior_education_status=candidate.prior_education_status,
         has_security_question=candidate.security_question is not None,
         registered_at=candidate.registered_at, confirmed_at=candidate.confirmed_at)
 
@@ -166,6 +169,9 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
                              personal_values=_personal_values(resident_id_number, mobile, email))
     if (request.security_question is None) != (request.security_answer is None):
         raise InvalidInput("invalid_security_question", "Give both a security question and its answer, or neither.")
+    if request.institution_id is not None and session.get(Institution, request.institution_id) is None:
+        raise InvalidInput("unknown_institution", "No training institution has this id.",
+                           [{"field": "institution_id", "message": "unknown institution"}])
     refusal = consume_code(session, protection, mobile, "registration", request.mobile_code, now)
     if refusal is not None:
         return refusal
@@ -187,7 +193,9 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
         security_question=request.security_question,
         security_answer_hash=(passwords.hash_password(_answer_key(request.security_answer))
                               if request.security_answer else None),
-        status="pre_registered", registered_at=now, **indexes)
+        status="pre_registered", institution_id=request.institution_id,
+        prior_education_status="required" if request.degree_upgrade else "not_required",
+        registered_at=now, **indexes)
     session.add(candidate)
     try:
         session.flush()
@@ -228,15 +236,16 @@ def confirm_online(session: Session, protection: PersonalDataProtection, candida
     return candidate_view(candidate)
 
 
-def confirm_on_site(session: Session, candidate_id: str, staff_subject: str, approve: bool, reason: str | None,
+def confirm_on_site(session: Session, candidate_id: str, decided_by: str, approve: bool, reason: str | None,
                     now: datetime | None = None) -> CandidateView:
+    """By authority staff, or by an institution's staff for its own students (checked by the caller)."""
     candidate = get_candidate(session, candidate_id, for_update=True)
     if candidate.status == "confirmed":
         raise Conflict("already_confirmed", "This candidate's identity is already confirmed.")
     if not approve and not reason:
         raise InvalidInput("reason_required", "Say why the identity is rejected; the candidate will see it.",
                            [{"field": "reason", "message": "required when rejecting"}])
-    _record_decision(session, candidate, "on_site", approve, reason, "staff", staff_subject, now or utcnow())
+    _record_decision(session, candidate, "on_site", approve, reason, "staff", decided_by, now or utcnow())
     return candidate_view(candidate)
 
 
@@ -259,11 +268,27 @@ def _record_decision(session: Session, candidate: Candidate, method: str, approv
         candidate_id=candidate.candidate_id, ticket_number=candidate.ticket_number, full_name=candidate.full_name,
         resident_id_number_masked=candidate.resident_id_masked, exam_region=candidate.exam_region, method=method,
         confirmed_at=now), subject=candidate.candidate_id)
+    link_legacy_tickets(session, candidate, now)
+
+
+def link_legacy_tickets(session: Session, candidate: Candidate, now: datetime) -> int:
+    """Give a confirmed candidate the older tickets issued to their ID number; tell scoring."""
+    unclaimed = session.scalars(select(LegacyTicket).where(
+        LegacyTicket.resident_id_index == candidate.resident_id_index, LegacyTicket.status == "unclaimed")).all()
+    for ticket in unclaimed:
+        ticket.candidate_id = candidate.candidate_id
+        ticket.status = "held"
+    if unclaimed:
+        outbox.add(session, TicketsLinkedV1(
+            candidate_id=candidate.candidate_id, primary_ticket_number=candidate.ticket_number,
+            ticket_numbers=sorted(t.ticket_number for t in unclaimed), full_name=candidate.full_name,
+            resident_id_number_masked=candidate.resident_id_masked, linked_at=now), subject=candidate.candidate_id)
+    return len(unclaimed)
 
 
 # --- sign-in and sessions -------------------------------------------------------------------------
 
-def _throttle(session: Session, login_index: str, now: datetime) -> LoginThrottle:
+def throttle_for(session: Session, login_index: str, now: datetime) -> LoginThrottle:
     row = session.get(LoginThrottle, login_index, with_for_update=True)
     if row is None:
         row = LoginThrottle(login_index=login_index, failures=0)
@@ -271,7 +296,7 @@ def _throttle(session: Session, login_index: str, now: datetime) -> LoginThrottl
     return row
 
 
-def _locked(row: LoginThrottle, now: datetime) -> RateLimited | None:
+def lockout_refusal(row: LoginThrottle, now: datetime) -> RateLimited | None:
     if row.locked_until is not None and row.locked_until > now:
         wait = int((row.locked_until - now).total_seconds()) + 1
         return RateLimited("too_many_attempts", f"Too many failed attempts; try again in {wait} s.",
@@ -279,13 +304,13 @@ def _locked(row: LoginThrottle, now: datetime) -> RateLimited | None:
     return None
 
 
-def _fail(row: LoginThrottle, now: datetime) -> None:
+def record_failure(row: LoginThrottle, now: datetime) -> None:
     row.failures += 1
     row.last_failure_at = now
     row.locked_until = domain.lockout_until(row.failures, now)
 
 
-def _issue_refresh_token(session: Session, protection: PersonalDataProtection, subject: str, role: str,
+def issue_refresh_token(session: Session, protection: PersonalDataProtection, subject: str, role: str,
                          now: datetime) -> str:
     token_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
     session.add(RefreshToken(token_id=token_id, subject=subject, role=role,
@@ -298,23 +323,23 @@ def login(session: Session, protection: PersonalDataProtection, login_name: str,
           now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
-    throttle = _throttle(session, protection.index(value, f"login:{kind}"), now)
-    locked = _locked(throttle, now)
+    throttle = throttle_for(session, protection.index(value, f"login:{kind}"), now)
+    locked = lockout_refusal(throttle, now)
     if locked:
         return locked
     candidate = _candidate_by_login(session, protection, login_name)
-    if not _password_matches(candidate.password_hash if candidate else None, password):
-        _fail(throttle, now)
+    if not password_matches(candidate.password_hash if candidate else None, password):
+        record_failure(throttle, now)
         return Unauthorized("invalid_credentials", "The login name or password is wrong.")
     throttle.failures, throttle.locked_until = 0, None
     if passwords.needs_rehash(candidate.password_hash):
         candidate.password_hash = passwords.hash_password(password)
     return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
-                                  refresh_token=_issue_refresh_token(session, protection, candidate.candidate_id,
+                                  refresh_token=issue_refresh_token(session, protection, candidate.candidate_id,
                                                                      "candidate", now))
 
 
-def _password_matches(password_hash: str | None, password: str) -> bool:
+def password_matches(password_hash: str | None, password: str) -> bool:
     matched = passwords.verify_password(password_hash or _DUMMY_HASH, password)
     return matched and password_hash is not None
 
@@ -337,7 +362,7 @@ def refresh(session: Session, protection: PersonalDataProtection, refresh_token:
     candidate = session.get(Candidate, row.subject)
     display_name = candidate.full_name if candidate else row.subject
     return AuthenticatedPrincipal(subject=row.subject, role=row.role, display_name=display_name,
-                                  refresh_token=_issue_refresh_token(session, protection, row.subject, row.role, now))
+                                  refresh_token=issue_refresh_token(session, protection, row.subject, row.role, now))
 
 
 def logout(session: Session, protection: PersonalDataProtection, refresh_token: str,
@@ -370,12 +395,12 @@ def change_password(session: Session, protection: PersonalDataProtection, candid
                     new_password: str, now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
-    throttle = _throttle(session, protection.index(candidate_id, "login:change"), now)
-    locked = _locked(throttle, now)
+    throttle = throttle_for(session, protection.index(candidate_id, "login:change"), now)
+    locked = lockout_refusal(throttle, now)
     if locked:
         return locked
-    if not _password_matches(candidate.password_hash, current_password):
-        _fail(throttle, now)
+    if not password_matches(candidate.password_hash, current_password):
+        record_failure(throttle, now)
         return Unauthorized("invalid_credentials", "The current password is wrong.")
     _set_password(session, protection, candidate, new_password, now)
     return None
@@ -384,7 +409,7 @@ def change_password(session: Session, protection: PersonalDataProtection, candid
 def set_security_question(session: Session, protection: PersonalDataProtection, candidate_id: str,
                           current_password: str, question: str, answer: str) -> CredenceError | None:
     candidate = get_candidate(session, candidate_id, for_update=True)
-    if not _password_matches(candidate.password_hash, current_password):
+    if not password_matches(candidate.password_hash, current_password):
         return Unauthorized("invalid_credentials", "The current password is wrong.")
     candidate.security_question = question
     candidate.security_answer_hash = passwords.hash_password(_answer_key(answer))
@@ -418,14 +443,14 @@ def reset_password_with_answer(session: Session, protection: PersonalDataProtect
                                new_password: str, now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
-    throttle = _throttle(session, protection.index(value, f"reset:{kind}"), now)
-    locked = _locked(throttle, now)
+    throttle = throttle_for(session, protection.index(value, f"reset:{kind}"), now)
+    locked = lockout_refusal(throttle, now)
     if locked:
         return locked
     candidate = _candidate_by_login(session, protection, login_name)
     answer_hash = candidate.security_answer_hash if candidate else None
-    if not _password_matches(answer_hash, _answer_key(answer)):
-        _fail(throttle, now)
+    if not password_matches(answer_hash, _answer_key(answer)):
+        record_failure(throttle, now)
         return Unauthorized("invalid_credentials", "The login name or answer is wrong.")
     throttle.failures, throttle.locked_until = 0, None
     _set_password(session, protection, candidate, new_password, now)
@@ -461,15 +486,15 @@ def ensure_bootstrap_staff(session: Session, username: str | None, password: str
 def authenticate_staff(session: Session, protection: PersonalDataProtection, username: str, password: str,
                        now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
-    throttle = _throttle(session, protection.index(username, "login:staff"), now)
-    locked = _locked(throttle, now)
+    throttle = throttle_for(session, protection.index(username, "login:staff"), now)
+    locked = lockout_refusal(throttle, now)
     if locked:
         return locked
     account = session.get(StaffAccount, username)
-    if not _password_matches(account.password_hash if account else None, password):
-        _fail(throttle, now)
+    if not password_matches(account.password_hash if account else None, password):
+        record_failure(throttle, now)
         return Unauthorized("invalid_credentials", "The username or password is wrong.")
     throttle.failures, throttle.locked_until = 0, None
     subject = f"staff:{account.username}"
     return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
-                                  refresh_token=_issue_refresh_token(session, protection, subject, "staff", now))
+                                  refresh_token=issue_refresh_token(session, protection, subject, "staff", now))

@@ -33,6 +33,7 @@ class RosterEntry(Base):
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     full_name: Mapped[str] = mapped_column(String(40), nullable=False)
     resident_id_number_masked: Mapped[str] = mapped_column(String(18), nullable=False)
+    merged_into: Mapped[str | None] = mapped_column(String(12), nullable=True)
 
 
 class ExamResult(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nameko.events import event_handler
 
 from credence_common.consumers import consume
-from credence_common.contracts.events import CandidateConfirmedV1
+from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
 from credence_common.contracts.scoring import PublishResults, RecordResults
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
@@ -43,3 +43,11 @@ class ScoringService(HealthCheck):
     @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
     def handle_candidate_confirmed(self, message: dict) -> None:
         consume(self, message, CandidateConfirmedV1, ProcessedEvent, usecases.add_to_roster)
+
+    @event_handler("identity", TicketsLinkedV1.event_type, requeue_on_error=True)
+    def handle_tickets_linked(self, message: dict) -> None:
+        consume(self, message, TicketsLinkedV1, ProcessedEvent, usecases.link_tickets)
+
+    @event_handler("identity", TicketsMergedV1.event_type, requeue_on_error=True)
+    def handle_tickets_merged(self, message: dict) -> None:
+        consume(self, message, TicketsMergedV1, ProcessedEvent, usecases.merge_tickets)

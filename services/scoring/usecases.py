@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from sqlalchemy import select
@@ -11,6 +12,8 @@ from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
     ResultPublishedV1,
+    TicketsLinkedV1,
+    TicketsMergedV1,
 )
 from credence_common.contracts.scoring import (
     PublishResults,
@@ -26,6 +29,7 @@ from credence_common.messaging import Outbox
 from services.scoring import domain
 from services.scoring.models import ExamResult, OutboxEvent, Program, RosterEntry
 
+log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
 
 
@@ -35,6 +39,34 @@ def add_to_roster(session: Session, event: CandidateConfirmedV1) -> None:
         session.add(RosterEntry(ticket_number=event.ticket_number, candidate_id=event.candidate_id,
                                 full_name=event.full_name,
                                 resident_id_number_masked=event.resident_id_number_masked))
+
+
+def link_tickets(session: Session, event: TicketsLinkedV1) -> None:
+    for ticket_number in event.ticket_numbers:
+        if session.get(RosterEntry, ticket_number) is None:
+            session.add(RosterEntry(ticket_number=ticket_number, candidate_id=event.candidate_id,
+                                    full_name=event.full_name,
+                                    resident_id_number_masked=event.resident_id_number_masked))
+
+
+def merge_tickets(session: Session, event: TicketsMergedV1) -> None:
+    """Results move to the primary number. A result that clashes with one already under the primary
+    number for the same program and sitting stays where it is (nothing is ever deleted) and is logged."""
+    primary = event.primary_ticket_number
+    for ticket_number in event.merged_ticket_numbers:
+        entry = session.get(RosterEntry, ticket_number, with_for_update=True)
+        if entry is not None:
+            entry.merged_into = primary
+        for result in session.scalars(select(ExamResult).where(ExamResult.ticket_number == ticket_number)
+                                      .with_for_update()).all():
+            clash = session.execute(select(ExamResult.result_id).where(
+                ExamResult.ticket_number == primary, ExamResult.program_code == result.program_code,
+                ExamResult.sitting == result.sitting)).first()
+            if clash:
+                log.warning("result %s stays under merged ticket: %s already has %s %s", result.result_id,
+                            "the primary ticket", result.program_code, result.sitting)
+                continue
+            result.ticket_number = primary
 
 
 def record_results(session: Session, request: RecordResults) -> RecordResultsOutcome:
@@ -57,8 +89,10 @@ def record_results(session: Session, request: RecordResults) -> RecordResultsOut
 
     now = utcnow()
     for line in request.results:
+        # a result recorded under a merged ticket number belongs under the candidate's primary number
+        ticket_number = roster[line.ticket_number].merged_into or line.ticket_number
         existing = session.execute(
-            select(ExamResult).where(ExamResult.ticket_number == line.ticket_number,
+            select(ExamResult).where(ExamResult.ticket_number == ticket_number,
                                      ExamResult.program_code == line.program_code,
                                      ExamResult.sitting == line.sitting)
             .with_for_update()  # a concurrent publication must not slip between the check and the update
@@ -71,7 +105,7 @@ def record_results(session: Session, request: RecordResults) -> RecordResultsOut
             existing.final_score = line.final_score
             existing.recorded_at = now
             continue
-        session.add(ExamResult(result_id=str(uuid.uuid4()), ticket_number=line.ticket_number,
+        session.add(ExamResult(result_id=str(uuid.uuid4()), ticket_number=ticket_number,
                                candidate_id=roster[line.ticket_number].candidate_id,
                                program_code=line.program_code, sitting=line.sitting,
                                final_score=line.final_score, recorded_at=now))

@@ -325,3 +325,116 @@ def test_control_characters_are_refused_before_they_reach_the_database(start_ser
             identity.login({"login": "\u0000", "password": "x"})
         assert nul.value.code == "invalid_characters"
     assert query(config["DB_URI"], "select count(*) from login_throttle") == [(0,)]
+
+
+STAFF = {"subject": "staff:admin", "role": "staff"}
+
+
+def test_institutions_confirm_their_own_students_only(start_service):
+    container, config = start_service(IdentityService)
+    with rpc_proxy("identity", config) as identity:
+        with pytest.raises(Forbidden):
+            identity.create_institution({"subject": "x", "role": "candidate"},
+                                        {"name": "Sunrise School", "admin_username": "sunrise",
+                                         "admin_password": "Amber-fox 31 lantern"})
+        school = identity.create_institution(STAFF, {"name": "Sunrise School", "admin_username": "sunrise",
+                                                     "admin_password": "Amber-fox 31 lantern"})
+        other_school = identity.create_institution(STAFF, {"name": "Moon School", "admin_username": "moon",
+                                                           "admin_password": "Olive-crane 64 harbour"})
+        with pytest.raises(Conflict):
+            identity.create_institution(STAFF, {"name": "Sunrise School", "admin_username": "sunrise2",
+                                                "admin_password": "Amber-fox 31 lantern"})
+        with pytest.raises(InvalidInput) as unknown:
+            identity.register_candidate(registration(texted_code(identity), institution_id="no-such-school"))
+        assert unknown.value.code == "unknown_institution"
+        age_codes(config["DB_URI"])
+        student = register(identity, institution_id=school["institution_id"])
+        outsider = register(identity, mobile="13912345678", email="li.si@example.com",
+                            resident_id_number="110105197001010011", full_name="李四")
+        principal = identity.authenticate_institution({"username": "sunrise", "password": "Amber-fox 31 lantern"})
+        assert principal["role"] == "institution" and principal["refresh_token"]
+        sunrise = {"subject": principal["subject"], "role": "institution"}
+        moon = {"subject": "institution:moon", "role": "institution"}
+        assert [c["candidate_id"] for c in identity.institution_students(sunrise)["candidates"]] == [
+            student["candidate_id"]]
+        assert identity.institution_students(moon)["candidates"] == []
+        with pytest.raises(Forbidden):
+            identity.get_candidate(sunrise, outsider["candidate_id"])
+        with pytest.raises(Forbidden):
+            identity.confirm_identity_on_site(moon, student["candidate_id"], {"decision": "approve"})
+        confirmed = identity.confirm_identity_on_site(sunrise, student["candidate_id"], {"decision": "approve"})
+        assert confirmed["status"] == "confirmed" and confirmed["institution_id"] == school["institution_id"]
+        assert other_school["institution_id"] != school["institution_id"]
+    assert query(config["DB_URI"], "select decided_by from identity_confirmations") == [("institution:sunrise",)]
+
+
+def test_older_ticket_numbers_are_linked_chosen_and_merged(start_service, event_spy):
+    container, config = start_service(IdentityService)
+    linked_spy = event_spy("identity", "credence.identity.tickets_linked.v1")
+    merged_spy = event_spy("identity", "credence.identity.tickets_merged.v1")
+    with rpc_proxy("identity", config) as identity:
+        imported = identity.import_legacy_tickets(STAFF, {"tickets": [
+            {"ticket_number": "440912345678", "resident_id_number": VALID_ID, "exam_region": "44"},
+            {"ticket_number": "441012345678", "resident_id_number": VALID_ID, "exam_region": "44"},
+            {"ticket_number": "310955555555", "resident_id_number": "110105197001010011", "exam_region": "31"}]})
+        assert imported == {"imported": 3, "linked_to_confirmed_candidates": 0}
+        with pytest.raises(InvalidInput):  # all or none: one known ticket rejects the batch
+            identity.import_legacy_tickets(STAFF, {"tickets": [
+                {"ticket_number": "440912345678", "resident_id_number": VALID_ID, "exam_region": "44"},
+                {"ticket_number": "449999999999", "resident_id_number": VALID_ID, "exam_region": "44"}]})
+        candidate = register(identity)
+        actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+        confirmed = identity.confirm_identity(actor, candidate["candidate_id"],
+                                              {"id_card_image_ref": "c", "liveness_ref": "l"})
+        mine = identity.my_tickets(actor)
+        assert mine["primary_ticket_number"] == confirmed["ticket_number"]
+        assert [t["ticket_number"] for t in mine["other_tickets"]] == ["440912345678", "441012345678"]
+
+        chosen = identity.choose_primary_ticket(actor, {"ticket_number": "440912345678"})
+        assert chosen["primary_ticket_number"] == "440912345678"
+        assert confirmed["ticket_number"] in [t["ticket_number"] for t in chosen["other_tickets"]]
+        with pytest.raises(InvalidInput):
+            identity.choose_primary_ticket(actor, {"ticket_number": "310955555555"})  # someone else's
+        with pytest.raises(InvalidInput):
+            identity.merge_tickets(actor, {"ticket_numbers": ["310955555555"]})
+        merged = identity.merge_tickets(actor, {"ticket_numbers": ["441012345678", confirmed["ticket_number"]]})
+        assert {t["status"] for t in merged["other_tickets"]} == {"merged"}
+        assert {t["merged_into"] for t in merged["other_tickets"]} == {"440912345678"}
+    linked = linked_spy.collect(1)[0]["data"]
+    assert linked["ticket_numbers"] == ["440912345678", "441012345678"]
+    merge_event = merged_spy.collect(1)[0]["data"]
+    assert merge_event["primary_ticket_number"] == "440912345678"
+    assert sorted(merge_event["merged_ticket_numbers"]) == sorted(["441012345678", confirmed["ticket_number"]])
+
+
+def test_prior_education_is_checked_then_proof_decided_by_staff(start_service):
+    container, config = start_service(IdentityService)
+    with rpc_proxy("identity", config) as identity:
+        candidate = register(identity, degree_upgrade=True)
+        assert candidate["prior_education_status"] == "required"
+        actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+        unknown = identity.submit_prior_education(actor, {"degree_certificate_number": "999991234567890123"})
+        assert unknown["prior_education_status"] == "proof_required"
+        with pytest.raises(Conflict):
+            identity.decide_prior_education(STAFF, candidate["candidate_id"], {"decision": "approve"})
+        submitted = identity.submit_prior_education_proof(actor, {"proof_ref": "upload/diploma.pdf"})
+        assert submitted["prior_education_status"] == "proof_submitted"
+        with pytest.raises(Forbidden):
+            identity.decide_prior_education(actor, candidate["candidate_id"], {"decision": "approve"})
+        with pytest.raises(InvalidInput):
+            identity.decide_prior_education(STAFF, candidate["candidate_id"], {"decision": "reject"})
+        rejected = identity.decide_prior_education(STAFF, candidate["candidate_id"],
+                                                   {"decision": "reject", "reason": "unreadable scan"})
+        assert rejected["prior_education_status"] == "rejected"
+        identity.submit_prior_education_proof(actor, {"proof_ref": "upload/diploma-clear.pdf"})
+        approved = identity.decide_prior_education(STAFF, candidate["candidate_id"], {"decision": "approve"})
+        assert approved["prior_education_status"] == "verified"
+
+        age_codes(config["DB_URI"])
+        other = register(identity, mobile="13912345678", email="li.si@example.com",
+                         resident_id_number="110105197001010011", full_name="李四", degree_upgrade=True)
+        found = identity.submit_prior_education({"subject": other["candidate_id"], "role": "candidate"},
+                                                 {"degree_certificate_number": "100011202405000123"})
+        assert found["prior_education_status"] == "verified"
+    stored = repr(query(config["DB_URI"], "select * from prior_education_checks"))
+    assert "100011202405000123" not in stored and "999991234567890123" not in stored

@@ -100,3 +100,29 @@ def test_concurrent_publications_publish_each_result_once(start_service, event_s
 
     assert sum(eventlet.GreenPool(4).imap(publish, range(4))) == 6
     assert len(spy.collect(6)) == 6 and spy.drain() == []
+
+
+def test_merged_tickets_move_results_to_the_primary_number(start_service):
+    from credence_common.contracts.events import TicketsLinkedV1, TicketsMergedV1
+
+    container, config = start_service(ScoringService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    publish_event(amqp, confirmed("112600000001", "cand-1"))
+    wait_for(lambda: query(db, "select count(*) from roster") == [(1,)], what="roster")
+    publish_event(amqp, TicketsLinkedV1(candidate_id="cand-1", primary_ticket_number="112600000001",
+                                        ticket_numbers=["440912345678", "441012345678"], full_name="王小明",
+                                        resident_id_number_masked="1101**********002X", linked_at=utcnow()))
+    wait_for(lambda: query(db, "select count(*) from roster") == [(3,)], what="linked tickets")
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results({"results": [line("440912345678", 70, "2025-04"), line("441012345678", 65, "2025-10"),
+                                            line("112600000001", 80, "2025-10")]})
+    publish_event(amqp, TicketsMergedV1(candidate_id="cand-1", primary_ticket_number="112600000001",
+                                        merged_ticket_numbers=["440912345678", "441012345678"], merged_at=utcnow()))
+    wait_for(lambda: query(db, "select count(*) from roster where merged_into is not null") == [(2,)], what="merge")
+    rows = sorted(query(db, "select ticket_number, sitting, final_score from exam_results"))
+    # the 2025-10 result under 441012345678 clashes with the primary's own and stays put; nothing is lost
+    assert rows == [("112600000001", "2025-04", 70), ("112600000001", "2025-10", 80),
+                    ("441012345678", "2025-10", 65)]
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results({"results": [line("440912345678", 90, "2026-11")]})  # under a merged number
+    assert query(db, "select ticket_number from exam_results where sitting = '2026-11'") == [("112600000001",)]

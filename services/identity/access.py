@@ -1,0 +1,38 @@
+"""Who may see or act on a candidate's record, decided here in the service (the gateway checks roles
+too, but a service never relies on that alone). See docs/access.md."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from credence_common.actors import Actor, as_actor
+from credence_common.errors import Forbidden
+from services.identity.models import Candidate, InstitutionAccount
+
+INSTITUTION_SUBJECT_PREFIX = "institution:"
+
+
+def institution_subject(username: str) -> str:
+    return f"{INSTITUTION_SUBJECT_PREFIX}{username}"
+
+
+def institution_of(session: Session, actor: Actor) -> str:
+    """The institution an institution account belongs to."""
+    if actor.role != "institution" or not actor.subject.startswith(INSTITUTION_SUBJECT_PREFIX):
+        raise Forbidden("forbidden", "Only a training institution's staff may do this.")
+    account = session.get(InstitutionAccount, actor.subject[len(INSTITUTION_SUBJECT_PREFIX):])
+    if account is None:
+        raise Forbidden("forbidden", "This institution account no longer exists.")
+    return account.institution_id
+
+
+def authorize(session: Session, actor: dict | Actor, candidate: Candidate) -> Actor:
+    """Staff: anyone. A candidate: themselves. An institution: its own students."""
+    actor = as_actor(actor)
+    if actor.role == "staff":
+        return actor
+    if actor.role == "candidate" and actor.subject == candidate.candidate_id:
+        return actor
+    if actor.role == "institution" and candidate.institution_id == institution_of(session, actor):
+        return actor
+    raise Forbidden("forbidden", "You may only see and change records you are responsible for.")

@@ -1,0 +1,93 @@
+"""Prior-education check for degree-upgrade candidates, against a degree registry adapter modelled on
+CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credence_common.contracts.identity import CandidateView
+from credence_common.errors import Conflict, InvalidInput
+from credence_common.events import utcnow
+from services.identity.models import PriorEducationCheck
+from services.identity.protection import PersonalDataProtection
+from services.identity.usecases import candidate_view, get_candidate
+
+
+@dataclass(frozen=True)
+class RegistryAnswer:
+    found: bool
+    registry: str
+
+
+class SandboxDegreeRegistry:
+    """Deterministic: numbers starting with 99999 are unknown to the registry, all others are found."""
+
+    name = "sandbox-degree-registry"
+
+    def look_up(self, full_name: str, resident_id_number: str, certificate_number: str) -> RegistryAnswer:
+        return RegistryAnswer(found=not certificate_number.startswith("99999"), registry=self.name)
+
+
+class DegreeRegistry(DependencyProvider):
+    def setup(self):
+        kind = self.container.config.get("DEGREE_REGISTRY", "sandbox")
+        if kind != "sandbox":
+            raise ValueError(f"DEGREE_REGISTRY must be 'sandbox' (the only adapter so far), not {kind!r}")
+        self.registry = SandboxDegreeRegistry()
+
+    def get_dependency(self, worker_ctx):
+        return self.registry
+
+
+def _latest(session: Session, candidate_id: str) -> PriorEducationCheck | None:
+    return session.scalars(select(PriorEducationCheck).where(PriorEducationCheck.candidate_id == candidate_id)
+                           .order_by(PriorEducationCheck.created_at.desc()).limit(1)).first()
+
+
+def submit(session: Session, protection: PersonalDataProtection, registry, candidate_id: str,
+           certificate_number: str, now: datetime | None = None) -> CandidateView:
+    now = now or utcnow()
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if candidate.prior_education_status in ("not_required", "verified"):
+        raise Conflict("prior_education_not_pending", "No prior-education check is pending for this candidate.")
+    answer = registry.look_up(candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
+                              certificate_number)
+    session.add(PriorEducationCheck(check_id=str(uuid.uuid4()), candidate_id=candidate_id,
+                                    certificate_number_encrypted=protection.encrypt(certificate_number),
+                                    registry_name=answer.registry,
+                                    registry_result="found" if answer.found else "not_found",
+                                    created_at=now))
+    candidate.prior_education_status = "verified" if answer.found else "proof_required"
+    return candidate_view(candidate)
+
+
+def submit_proof(session: Session, candidate_id: str, proof_ref: str) -> CandidateView:
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    check = _latest(session, candidate_id)
+    if candidate.prior_education_status not in ("proof_required", "rejected") or check is None:
+        raise Conflict("proof_not_requested", "A proof is needed only after the registry could not find the degree.")
+    check.proof_ref = proof_ref
+    check.decision = check.reason = check.decided_by = check.decided_at = None
+    candidate.prior_education_status = "proof_submitted"
+    return candidate_view(candidate)
+
+
+def decide(session: Session, candidate_id: str, staff_subject: str, approve: bool, reason: str | None,
+           now: datetime | None = None) -> CandidateView:
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    check = _latest(session, candidate_id)
+    if candidate.prior_education_status != "proof_submitted" or check is None:
+        raise Conflict("no_proof_to_decide", "There is no submitted proof waiting for a decision.")
+    if not approve and not reason:
+        raise InvalidInput("reason_required", "Say why the proof is rejected; the candidate will see it.",
+                           [{"field": "reason", "message": "required when rejecting"}])
+    check.decision = "approved" if approve else "rejected"
+    check.reason, check.decided_by, check.decided_at = reason, staff_subject, now or utcnow()
+    candidate.prior_education_status = "verified" if approve else "rejected"
+    return candidate_view(candidate)

@@ -25,7 +25,8 @@ def seed(engine, protection, count: int) -> None:
         with Session(engine) as session, session.begin():
             code_id = f"code-{n}"
             mobile_index = protection.index(mobile, "mobile")
-            session.add(OneTimeCode(code_id=code_id, mobile_index=mobile_index, client_index="c", purpose="registration",
+            session.add(OneTimeCode(code_id=code_id, mobile_index=mobile_index, client_index="c",
+                                    purpose="registration",
                                     code_digest=codes.code_digest(protection.code_key, code_id, mobile_index,
                                                                   "registration", "123456"),
                                     created_at=utcnow(), expires_at=utcnow() + codes.CODE_TTL, wrong_tries=0))

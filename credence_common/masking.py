@@ -4,11 +4,12 @@ from __future__ import annotations
 
 
 def mask_resident_id(resident_id_number: str) -> str:
-    """``110105194912310021`` -> ``1101**********0021``: the region prefix and last four stay."""
+    """``110105194912310021`` -> ``110105********0021``: the six-digit region code and the last four
+    stay (as on CHSI reports); the birth date is hidden."""
     value = (resident_id_number or "").strip()
-    if len(value) <= 8:
+    if len(value) <= 10:
         return "*" * len(value)
-    return value[:4] + "*" * (len(value) - 8) + value[-4:]
+    return value[:6] + "*" * (len(value) - 10) + value[-4:]
 
 
 def mask_mobile(mobile: str) -> str:

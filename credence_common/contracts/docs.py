@@ -49,7 +49,7 @@ alongside the old one for a deprecation period.
 ## Personal data
 
 No event carries a full resident ID number or mobile number: only masked forms
-(`1101**********002X`). Names are carried because certificates are issued in the holder's name.
+(`110105********002X`). Names are carried because certificates are issued in the holder's name.
 """
 
 

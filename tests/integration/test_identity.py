@@ -57,7 +57,7 @@ def test_registration_with_a_texted_code_stores_personal_data_encrypted(start_se
     with rpc_proxy("identity", config) as identity:
         candidate = register(identity)
         assert candidate["status"] == "pre_registered"
-        assert candidate["resident_id_number_masked"] == "1101**********002X"
+        assert candidate["resident_id_number_masked"] == "110105********002X"
         assert candidate["mobile_masked"] == "138****5678"
         assert candidate["email_masked"].endswith("@example.com") and "wang" not in candidate["email_masked"]
         assert candidate["registered_at"].endswith(("Z", "+00:00"))

@@ -19,7 +19,7 @@ from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 
 def qualified(result_id: str) -> CandidateQualifiedV1:
     return CandidateQualifiedV1(result_id=result_id, candidate_id="cand-1", ticket_number="112600000001",
-                                full_name="王小明", resident_id_number_masked="1101**********002X",
+                                full_name="王小明", resident_id_number_masked="110105********002X",
                                 program_code="PSY-COUNSELLOR", program_name="Psychological Counsellor (Foundation)",
                                 sitting="2026-11", final_score=82, qualified_at=utcnow())
 

@@ -14,7 +14,7 @@ from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 
 def confirmed(ticket_number: str, candidate_id: str, name: str = "王小明") -> CandidateConfirmedV1:
     return CandidateConfirmedV1(candidate_id=candidate_id, ticket_number=ticket_number, full_name=name,
-                                        resident_id_number_masked="1101**********002X", exam_region="11",
+                                        resident_id_number_masked="110105********002X", exam_region="11",
                                         method="online", confirmed_at=utcnow())
 
 
@@ -111,7 +111,7 @@ def test_merged_tickets_move_results_to_the_primary_number(start_service):
     wait_for(lambda: query(db, "select count(*) from roster") == [(1,)], what="roster")
     publish_event(amqp, TicketsLinkedV1(candidate_id="cand-1", primary_ticket_number="112600000001",
                                         ticket_numbers=["440912345678", "441012345678"], full_name="王小明",
-                                        resident_id_number_masked="1101**********002X", linked_at=utcnow()))
+                                        resident_id_number_masked="110105********002X", linked_at=utcnow()))
     wait_for(lambda: query(db, "select count(*) from roster") == [(3,)], what="linked tickets")
     with rpc_proxy("scoring", config) as scoring:
         scoring.record_results({"results": [line("440912345678", 70, "2025-04"), line("441012345678", 65, "2025-10"),

@@ -19,7 +19,7 @@ NUMBER = format_certificate_number(2026, "11", 42)
 def issued(number=NUMBER) -> CertificateIssuedV1:
     return CertificateIssuedV1(certificate_id="cert-1", certificate_number=number, candidate_id="cand-1",
                                ticket_number="112600000001", holder_name="王小明",
-                               resident_id_number_masked="1101**********002X", program_code="PSY-COUNSELLOR",
+                               resident_id_number_masked="110105********002X", program_code="PSY-COUNSELLOR",
                                program_name="Psychological Counsellor (Foundation)", issued_on=date(2026, 11, 23),
                                issued_at=utcnow())
 
@@ -36,7 +36,7 @@ def test_public_check_answers_from_the_read_model(start_service):
         answer = verification.public_check({"holder_name": " 王小明 ", "certificate_number": spaced})
         assert answer == {"result": "valid", "certificate": {
             "certificate_number": NUMBER, "holder_name_masked": "王*明",
-            "resident_id_number_masked": "1101**********002X", "program_code": "PSY-COUNSELLOR",
+            "resident_id_number_masked": "110105********002X", "program_code": "PSY-COUNSELLOR",
             "program_name": "Psychological Counsellor (Foundation)", "issued_on": "2026-11-23"}}
 
         with pytest.raises(NotFound) as wrong_name:

@@ -123,7 +123,7 @@ def test_payloads_are_frozen():
 def test_certificate_issued_example_validates():
     payload = CertificateIssuedV1(
         certificate_id="cert-1", certificate_number="202611000000018", candidate_id="c-1",
-        ticket_number="112600000001", holder_name="张三", resident_id_number_masked="1101**********002X",
+        ticket_number="112600000001", holder_name="张三", resident_id_number_masked="110105********002X",
         program_code="P1", program_name="Program", issued_on="2026-01-15", issued_at=REGISTERED_AT,
     )
     envelope = make_envelope(payload)

@@ -44,6 +44,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m credence_common.contracts.docs > docs/events.md
+	$(PY) -m gateway.access_doc > docs/access.md
 
 bench: $(STAMP)
 	$(PY) -m bench.public_check

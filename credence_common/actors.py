@@ -37,6 +37,14 @@ def require_role(actor: dict | Actor | None, *roles: str) -> Actor:
     return actor
 
 
+def require_self(actor: dict | Actor | None, candidate_id: str) -> Actor:
+    """Only the candidate themself (e.g. online identity confirmation with their own face)."""
+    actor = require_role(actor, "candidate")
+    if actor.subject != candidate_id:
+        raise Forbidden("forbidden", "A candidate may only act on their own record.")
+    return actor
+
+
 def require_self_or_staff(actor: dict | Actor | None, candidate_id: str) -> Actor:
     """A candidate acts only on their own record; authority staff on anyone's."""
     actor = require_role(actor, "candidate", "staff")

@@ -2,7 +2,8 @@
 
 Development defaults are allowed so that ``make run`` works on a fresh machine. Every default secret
 starts with ``dev-insecure-``; with ``CREDENCE_ENV=production`` a service refuses to start while any
-``*_SECRET`` or ``*_PASSWORD`` setting still holds such a value, and names the setting.
+``*_SECRET``, ``*_PASSWORD``, ``*_KEY`` or ``*_KEYS`` setting is empty or still holds such a value, and
+names the setting.
 """
 
 from __future__ import annotations

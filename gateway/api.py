@@ -31,6 +31,7 @@ from credence_common.contracts.identity import (
     MergeTickets,
     MobileCodeSent,
     MyTickets,
+    PriorEducationView,
     RefreshTokenRequest,
     RegisterCandidate,
     RequestMobileCode,
@@ -189,6 +190,14 @@ def create_institution(call: Call):
     return call.rpc.call("identity", "create_institution", call.actor, _dump(call.body))
 
 
+def register_student(call: Call):
+    return call.rpc.call("identity", "register_student", call.actor, _dump(call.body))
+
+
+def prior_education_of(call: Call):
+    return call.rpc.call("identity", "prior_education_of", call.actor, call.params["candidate_id"])
+
+
 def institution_students(call: Call):
     return call.rpc.call("identity", "institution_students", call.actor)
 
@@ -223,23 +232,23 @@ def decide_prior_education(call: Call):
 
 
 def my_results(call: Call):
-    return call.rpc.call("scoring", "results_for_candidate", call.principal.subject)
+    return call.rpc.call("scoring", "results_for_candidate", call.actor, call.principal.subject)
 
 
 def my_certificates(call: Call):
-    return call.rpc.call("certificates", "certificates_for_candidate", call.principal.subject)
+    return call.rpc.call("certificates", "certificates_for_candidate", call.actor, call.principal.subject)
 
 
 def my_payment_orders(call: Call):
-    return call.rpc.call("payments", "orders_for_payer", "candidate", call.principal.subject)
+    return call.rpc.call("payments", "orders_for_payer", call.actor, "candidate", call.principal.subject)
 
 
 def record_results(call: Call):
-    return call.rpc.call("scoring", "record_results", _dump(call.body))
+    return call.rpc.call("scoring", "record_results", call.actor, _dump(call.body))
 
 
 def publish_results(call: Call):
-    return call.rpc.call("scoring", "publish_results", _dump(call.body))
+    return call.rpc.call("scoring", "publish_results", call.actor, _dump(call.body))
 
 
 def sandbox_payment_callback(call: Call):
@@ -294,7 +303,7 @@ ROUTES: tuple[Route, ...] = (
     Route("confirm_my_identity", "POST", "/api/v1/me/identity-confirmation",
           "Confirm identity online (ID card image + liveness) and receive the admission ticket number",
           ("candidate",), confirm_my_identity, ConfirmIdentityOnline, CandidateView, tag="candidates"),
-    Route("change_my_password", "POST", "/api/v1/me/password", "Change the password (ends every other session)",
+    Route("change_my_password", "POST", "/api/v1/me/password", "Change the password (every session must sign in again)",
           ("candidate",), change_my_password, ChangePassword, Done, tag="auth"),
     Route("set_my_security_question", "PUT", "/api/v1/me/security-question",
           "Set the security question used for password reset", ("candidate",), set_my_security_question,
@@ -313,6 +322,12 @@ ROUTES: tuple[Route, ...] = (
           CreateInstitution, InstitutionView, 201, tag="institutions"),
     Route("institution_students", "GET", "/api/v1/institution/students", "The institution's own candidates",
           ("institution",), institution_students, None, CandidateList, tag="institutions"),
+    Route("register_student", "POST", "/api/v1/institution/students",
+          "Register a student of this institution (the student hands over the texted code)", ("institution",),
+          register_student, RegisterCandidate, CandidateView, 201, tag="institutions"),
+    Route("prior_education_of", "GET", "/api/v1/candidates/<candidate_id>/prior-education",
+          "The latest prior-degree check with its proof reference (staff)", ("staff",), prior_education_of, None,
+          PriorEducationView, tag="candidates"),
     Route("import_legacy_tickets", "POST", "/api/v1/legacy-tickets",
           "Import admission ticket numbers issued before this platform (all or none; staff)", ("staff",),
           import_legacy_tickets, ImportLegacyTickets, ImportOutcome, tag="candidates"),

@@ -28,7 +28,7 @@ PUBLIC = Principal(subject="anonymous", role="public")
 
 
 class TokenService:
-    def __init__(self, secret: str, lifetime_seconds: int = 3600):
+    def __init__(self, secret: str, lifetime_seconds: int = 900):
         if not secret:
             raise ValueError("JWT_SECRET is empty")
         self.secret = secret

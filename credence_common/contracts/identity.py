@@ -37,8 +37,6 @@ class RegisterCandidate(BaseModel):
     exam_region: str = Field(pattern=r"^[0-9]{2}$", description="Two-digit exam region the candidate chooses")
     security_question: str | None = Field(default=None, min_length=5, max_length=200)
     security_answer: str | None = Field(default=None, min_length=2, max_length=100)
-    institution_id: str | None = Field(default=None, max_length=36,
-                                       description="The training institution registering this candidate, if any")
     degree_upgrade: bool = Field(default=False, description="Degree-upgrade candidate: a prior degree is checked")
 
 
@@ -150,7 +148,7 @@ class StaffCredentials(BaseModel):
     model_config = Strict
 
     username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=256)
 
 
 class AuthenticatedPrincipal(BaseModel):
@@ -260,3 +258,13 @@ class DecidePriorEducation(BaseModel):
 
     decision: Literal["approve", "reject"]
     reason: str | None = Field(default=None, max_length=200)
+
+
+class PriorEducationView(BaseModel):
+    candidate_id: str
+    status: str
+    registry_result: Literal["found", "not_found"] | None = None
+    proof_ref: str | None = None
+    decision: Literal["approved", "rejected"] | None = None
+    reason: str | None = None
+    checked_at: datetime | None = None

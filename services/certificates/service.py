@@ -7,6 +7,7 @@ from functools import partial
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 
+from credence_common.actors import require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateQualifiedV1, PaymentSucceededV1
 from credence_common.db import Database
@@ -37,7 +38,8 @@ class CertificatesService(HealthCheck):
     certificate_fee_fen = CertificateFee()
 
     @rpc
-    def certificates_for_candidate(self, candidate_id: str) -> dict:
+    def certificates_for_candidate(self, actor: dict, candidate_id: str) -> dict:
+        require_self_or_staff(actor, candidate_id)
         with self.db.transaction() as session:
             return usecases.certificates_for_candidate(session, candidate_id).model_dump(mode="json")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from credence_common.actors import Actor, as_actor
-from credence_common.errors import Forbidden
+from credence_common.errors import Forbidden, NotFound
 from services.identity.models import Candidate, InstitutionAccount
 
 INSTITUTION_SUBJECT_PREFIX = "institution:"
@@ -24,6 +24,19 @@ def institution_of(session: Session, actor: Actor) -> str:
     if account is None:
         raise Forbidden("forbidden", "This institution account no longer exists.")
     return account.institution_id
+
+
+def visible_candidate(session: Session, actor: dict | Actor, candidate_id: str) -> Candidate:
+    """The candidate, if this actor may see them. An unknown id looks exactly like someone else's record
+    to everyone but staff, so ids cannot be probed."""
+    actor = as_actor(actor)
+    candidate = session.get(Candidate, candidate_id)
+    if candidate is None:
+        if actor.role == "staff":
+            raise NotFound("candidate_not_found", "No such candidate.")
+        raise Forbidden("forbidden", "You may only see and change records you are responsible for.")
+    authorize(session, actor, candidate)
+    return candidate
 
 
 def authorize(session: Session, actor: dict | Actor, candidate: Candidate) -> Actor:

@@ -44,7 +44,8 @@ def send_refusal(now: datetime, last_sent_at: datetime | None, sent_today_to_mob
         wait = int((RESEND_INTERVAL - (now - last_sent_at)).total_seconds()) + 1
         return SendRefusal("code_resend_too_soon", f"A code was sent less than a minute ago; wait {wait} s.", wait)
     if sent_today_to_mobile >= DAILY_CAP_PER_MOBILE or sent_today_from_client >= DAILY_CAP_PER_CLIENT:
-        return SendRefusal("code_daily_limit", "Too many codes today; try again tomorrow.", 3600)
+        until_midnight = int((start_of_day(now) + timedelta(days=1) - now).total_seconds()) + 1
+        return SendRefusal("code_daily_limit", "Too many codes today; try again tomorrow.", until_midnight)
     return None
 
 

@@ -130,7 +130,8 @@ def ticket_sequence_name(exam_region: str, year: int) -> str:
 
 
 def lockout_until(failures: int, now: datetime) -> datetime | None:
-    """After five free failures each further one doubles the wait (1 s, 2 s, 4 s ... 15 min at most)."""
+    """Four failures are free; from the fifth on each failure doubles the wait (1 s, 2 s, 4 s ... at most
+    15 min). A successful sign-in clears the count."""
     if failures < LOCKOUT_FREE_FAILURES:
         return None
     delay = min(timedelta(seconds=2 ** (failures - LOCKOUT_FREE_FAILURES)), LOCKOUT_MAX)

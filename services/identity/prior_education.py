@@ -11,7 +11,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.identity import CandidateView
+from credence_common.contracts.identity import CandidateView, PriorEducationView
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
 from services.identity.models import PriorEducationCheck
@@ -91,3 +91,12 @@ def decide(session: Session, candidate_id: str, staff_subject: str, approve: boo
     check.reason, check.decided_by, check.decided_at = reason, staff_subject, now or utcnow()
     candidate.prior_education_status = "verified" if approve else "rejected"
     return candidate_view(candidate)
+
+
+def view(session: Session, candidate_id: str) -> PriorEducationView:
+    candidate = get_candidate(session, candidate_id)
+    check = _latest(session, candidate_id)
+    return PriorEducationView(candidate_id=candidate_id, status=candidate.prior_education_status,
+                              registry_result=check.registry_result if check else None,
+                              proof_ref=check.proof_ref if check else None, decision=check.decision if check else None,
+                              reason=check.reason if check else None, checked_at=check.created_at if check else None)

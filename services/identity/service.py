@@ -5,7 +5,7 @@ raised here, after the counter has been committed."""
 
 from __future__ import annotations
 
-from credence_common.actors import require_role, require_self_or_staff
+from credence_common.actors import require_role, require_self
 from credence_common.contracts.identity import (
     ChangePassword,
     ChoosePrimaryTicket,
@@ -38,7 +38,7 @@ from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.identity import institutions, prior_education, tickets, usecases
-from services.identity.access import authorize
+from services.identity.access import institution_of, visible_candidate
 from services.identity.models import OutboxEvent
 from services.identity.prior_education import DegreeRegistry
 from services.identity.protection import Protection
@@ -138,14 +138,11 @@ class IdentityService(HealthCheck):
     @rpc
     def get_candidate(self, actor: dict, candidate_id: str) -> dict:
         with self.db.transaction() as session:
-            candidate = usecases.get_candidate(session, candidate_id)
-            authorize(session, actor, candidate)
-            return _dump(usecases.candidate_view(candidate))
+            return _dump(usecases.candidate_view(visible_candidate(session, actor, candidate_id)))
 
     @rpc
     def confirm_identity(self, actor: dict, candidate_id: str, request: dict) -> dict:
-        require_role(actor, "candidate")
-        require_self_or_staff(actor, candidate_id)
+        require_self(actor, candidate_id)
         evidence = parse(ConfirmIdentityOnline, request)
         with self.db.transaction() as session:
             return _dump(usecases.confirm_online(session, self.protection, candidate_id, evidence.id_card_image_ref,
@@ -157,7 +154,7 @@ class IdentityService(HealthCheck):
         checker = require_role(actor, "staff", "institution")
         decision = parse(ConfirmIdentityOnSite, request)
         with self.db.transaction() as session:
-            authorize(session, checker, usecases.get_candidate(session, candidate_id))
+            visible_candidate(session, checker, candidate_id)
             return _dump(usecases.confirm_on_site(session, candidate_id, checker.subject,
                                                   decision.decision == "approve", decision.reason))
 
@@ -176,6 +173,17 @@ class IdentityService(HealthCheck):
         with self.db.transaction() as session:
             outcome = institutions.authenticate(session, self.protection, credentials.username,
                                                 credentials.password)
+        return _dump(outcome)
+
+    @rpc
+    def register_student(self, actor: dict, request: dict) -> dict:
+        """An institution's staff register their own student, with the code texted to the student."""
+        checker = require_role(actor, "institution")
+        registration = parse(RegisterCandidate, request)
+        with self.db.transaction() as session:
+            institution_id = institution_of(session, checker)
+            outcome = usecases.register_candidate(session, self.protection, registration,
+                                                  institution_id=institution_id)
         return _dump(outcome)
 
     @rpc
@@ -230,6 +238,12 @@ class IdentityService(HealthCheck):
             return _dump(prior_education.submit_proof(session, candidate.subject, proof.proof_ref))
 
     @rpc
+    def prior_education_of(self, actor: dict, candidate_id: str) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return _dump(prior_education.view(session, candidate_id))
+
+    @rpc
     def decide_prior_education(self, actor: dict, candidate_id: str, request: dict) -> dict:
         staff = require_role(actor, "staff")
         decision = parse(DecidePriorEducation, request)
@@ -244,7 +258,7 @@ class IdentityService(HealthCheck):
         with self.db.transaction() as session:
             outcome = usecases.change_password(session, self.protection, candidate.subject, change.current_password,
                                                change.new_password)
-        return _done(outcome, "Password changed; every other session has been signed out.")
+        return _done(outcome, "Password changed; every session (this one included) must sign in again.")
 
     @rpc
     def set_security_question(self, actor: dict, request: dict) -> dict:

@@ -64,6 +64,11 @@ def choose_primary(session: Session, candidate_id: str, ticket_number: str) -> M
     candidate = get_candidate(session, candidate_id, for_update=True)
     if candidate.ticket_number == ticket_number:
         return my_tickets(session, candidate_id)
+    if session.execute(select(LegacyTicket.ticket_number).where(LegacyTicket.candidate_id == candidate_id,
+                                                                LegacyTicket.status == "merged")).first():
+        # results were moved onto the current primary; moving the primary now would strand them
+        raise Conflict("primary_fixed_after_merge",
+                       "Other tickets were already merged into your primary ticket number; it cannot change now.")
     chosen = session.get(LegacyTicket, ticket_number, with_for_update=True)
     if chosen is None or chosen.candidate_id != candidate_id or chosen.status != "held":
         raise InvalidInput("not_your_ticket", "Choose one of your own ticket numbers that is not merged.",

@@ -158,7 +158,9 @@ def dev_sms_messages(session: Session, protection: PersonalDataProtection, mobil
 # --- registration ---------------------------------------------------------------------------------
 
 def register_candidate(session: Session, protection: PersonalDataProtection, request: RegisterCandidate,
-                       now: datetime | None = None) -> CandidateView | CredenceError:
+                       now: datetime | None = None, institution_id: str | None = None) -> CandidateView | CredenceError:
+    """``institution_id`` is set only when an institution's staff register their own student (the texted
+    code, which the student hands over, is the student's consent)."""
     now = now or utcnow()
     full_name = domain.normalise_full_name(request.full_name)
     resident_id_number = domain.normalise_resident_id(request.resident_id_number, today=now.date())
@@ -169,9 +171,8 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
                              personal_values=_personal_values(resident_id_number, mobile, email))
     if (request.security_question is None) != (request.security_answer is None):
         raise InvalidInput("invalid_security_question", "Give both a security question and its answer, or neither.")
-    if request.institution_id is not None and session.get(Institution, request.institution_id) is None:
-        raise InvalidInput("unknown_institution", "No training institution has this id.",
-                           [{"field": "institution_id", "message": "unknown institution"}])
+    if institution_id is not None and session.get(Institution, institution_id) is None:
+        raise InvalidInput("unknown_institution", "No training institution has this id.")
     refusal = consume_code(session, protection, mobile, "registration", request.mobile_code, now)
     if refusal is not None:
         return refusal
@@ -193,7 +194,7 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
         security_question=request.security_question,
         security_answer_hash=(passwords.hash_password(_answer_key(request.security_answer))
                               if request.security_answer else None),
-        status="pre_registered", institution_id=request.institution_id,
+        status="pre_registered", institution_id=institution_id,
         prior_education_status="required" if request.degree_upgrade else "not_required",
         registered_at=now, **indexes)
     session.add(candidate)
@@ -388,7 +389,7 @@ def _set_password(session: Session, protection: PersonalDataProtection, candidat
                                                               protection.decrypt(candidate.mobile_encrypted),
                                                               protection.decrypt(candidate.email_encrypted)))
     candidate.password_hash = passwords.hash_password(new_password)
-    revoke_all(session, candidate.candidate_id, now)  # every other session ends with the old password
+    revoke_all(session, candidate.candidate_id, now)  # every session ends with the old password
 
 
 def change_password(session: Session, protection: PersonalDataProtection, candidate_id: str, current_password: str,
@@ -407,9 +408,16 @@ def change_password(session: Session, protection: PersonalDataProtection, candid
 
 
 def set_security_question(session: Session, protection: PersonalDataProtection, candidate_id: str,
-                          current_password: str, question: str, answer: str) -> CredenceError | None:
+                          current_password: str, question: str, answer: str,
+                          now: datetime | None = None) -> CredenceError | None:
+    now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
+    throttle = throttle_for(session, protection.index(candidate_id, "login:change"), now)
+    locked = lockout_refusal(throttle, now)
+    if locked:
+        return locked
     if not password_matches(candidate.password_hash, current_password):
+        record_failure(throttle, now)
         return Unauthorized("invalid_credentials", "The current password is wrong.")
     candidate.security_question = question
     candidate.security_answer_hash = passwords.hash_password(_answer_key(answer))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from nameko.events import event_handler
 
+from credence_common.actors import require_role
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateAwaitingPaymentV1
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import InvalidInput
+from credence_common.errors import Forbidden, InvalidInput
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
@@ -27,7 +28,10 @@ class PaymentsService(HealthCheck):
     settings = Settings()
 
     @rpc
-    def orders_for_payer(self, payer_kind: str, payer_id: str) -> dict:
+    def orders_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:
+        who = require_role(actor, "candidate", "institution", "staff")
+        if who.role != "staff" and (who.role != payer_kind or who.subject != payer_id):
+            raise Forbidden("forbidden", "You may only see your own payment orders.")
         if payer_kind not in PAYER_KINDS:
             raise InvalidInput("invalid_payer_kind", f"payer_kind must be one of {', '.join(PAYER_KINDS)}.")
         with self.db.transaction() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nameko.events import event_handler
 
+from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
 from credence_common.contracts.scoring import PublishResults, RecordResults
@@ -24,19 +25,22 @@ class ScoringService(HealthCheck):
     metrics = Metrics()
 
     @rpc
-    def record_results(self, request: dict) -> dict:
+    def record_results(self, actor: dict, request: dict) -> dict:
+        require_role(actor, "staff")
         batch = parse(RecordResults, request)
         with self.db.transaction() as session:
             return usecases.record_results(session, batch).model_dump(mode="json")
 
     @rpc
-    def publish_results(self, request: dict) -> dict:
+    def publish_results(self, actor: dict, request: dict) -> dict:
+        require_role(actor, "staff")
         publication = parse(PublishResults, request)
         with self.db.transaction() as session:
             return usecases.publish_results(session, publication).model_dump(mode="json")
 
     @rpc
-    def results_for_candidate(self, candidate_id: str) -> dict:
+    def results_for_candidate(self, actor: dict, candidate_id: str) -> dict:
+        require_self_or_staff(actor, candidate_id)
         with self.db.transaction() as session:
             return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")
 

@@ -56,7 +56,8 @@ def test_qualification_creates_one_certificate_and_payment_issues_it_once(start_
     assert spy.drain() == []  # no second awaiting_payment, no second issued
 
     with rpc_proxy("certificates", config) as certificates:
-        mine = certificates.certificates_for_candidate("cand-1")["certificates"]
+        owner = {"subject": "cand-1", "role": "candidate"}
+        mine = certificates.certificates_for_candidate(owner, "cand-1")["certificates"]
     assert len(mine) == 1 and mine[0]["status"] == "issued" and mine[0]["certificate_number"] == number
     assert query(db, "select count(*) from outbox where event_type = 'credence.certificate.issued.v1'") == [(1,)]
 

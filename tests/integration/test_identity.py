@@ -344,17 +344,20 @@ def test_institutions_confirm_their_own_students_only(start_service):
         with pytest.raises(Conflict):
             identity.create_institution(STAFF, {"name": "Sunrise School", "admin_username": "sunrise2",
                                                 "admin_password": "Amber-fox 31 lantern"})
-        with pytest.raises(InvalidInput) as unknown:
-            identity.register_candidate(registration(texted_code(identity), institution_id="no-such-school"))
-        assert unknown.value.code == "unknown_institution"
-        age_codes(config["DB_URI"])
-        student = register(identity, institution_id=school["institution_id"])
-        outsider = register(identity, mobile="13912345678", email="li.si@example.com",
-                            resident_id_number="110105197001010011", full_name="李四")
+        code = texted_code(identity)
+        with pytest.raises(InvalidInput):  # a candidate cannot declare themself an institution's student
+            identity.register_candidate(dict(registration(code), institution_id=school["institution_id"]))
         principal = identity.authenticate_institution({"username": "sunrise", "password": "Amber-fox 31 lantern"})
         assert principal["role"] == "institution" and principal["refresh_token"]
         sunrise = {"subject": principal["subject"], "role": "institution"}
         moon = {"subject": "institution:moon", "role": "institution"}
+        with pytest.raises(Forbidden):
+            identity.register_student({"subject": "cand", "role": "candidate"}, registration(code))
+        student = identity.register_student(sunrise, registration(code))  # the student handed over the code
+        outsider = register(identity, mobile="13912345678", email="li.si@example.com",
+                            resident_id_number="110105197001010011", full_name="李四")
+        with pytest.raises(Forbidden):  # an unknown id looks like someone else's record
+            identity.get_candidate(sunrise, "no-such-candidate")
         assert [c["candidate_id"] for c in identity.institution_students(sunrise)["candidates"]] == [
             student["candidate_id"]]
         assert identity.institution_students(moon)["candidates"] == []

@@ -37,7 +37,7 @@ def test_one_order_per_certificate_and_a_signed_callback_pays_it_once(start_serv
     publish_event(amqp, awaiting())
     wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="events handled")
     with rpc_proxy("payments", config) as payments:
-        orders = payments.orders_for_payer("candidate", "cand-1")["orders"]
+        orders = payments.orders_for_payer({"subject": "cand-1", "role": "candidate"}, "candidate", "cand-1")["orders"]
         assert len(orders) == 1
         order = orders[0]
         assert order["amount_fen"] == 6000 and order["status"] == "pending"

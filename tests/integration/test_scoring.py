@@ -11,6 +11,8 @@ from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 
+STAFF = {"subject": "staff:clerk", "role": "staff"}
+
 
 def confirmed(ticket_number: str, candidate_id: str, name: str = "王小明") -> CandidateConfirmedV1:
     return CandidateConfirmedV1(candidate_id=candidate_id, ticket_number=ticket_number, full_name=name,
@@ -34,22 +36,22 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
     assert query(config["DB_URI"], "select count(*) from processed_events") == [(2,)]
 
     with rpc_proxy("scoring", config) as scoring:
-        assert scoring.record_results({"results": [line("112600000001", 82), line("112600000002", 41)]}) == {
+        assert scoring.record_results(STAFF, {"results": [line("112600000001", 82), line("112600000002", 41)]}) == {
             "recorded": 2}
-        before = scoring.results_for_candidate("cand-1")["results"]
+        before = scoring.results_for_candidate(STAFF, "cand-1")["results"]
         assert before[0]["status"] == "evaluating" and before[0]["final_score"] is None
 
-        outcome = scoring.publish_results({"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        outcome = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
         assert outcome == {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11", "published": 2, "passed": 1,
                            "failed": 1}
-        after = scoring.results_for_candidate("cand-1")["results"]
+        after = scoring.results_for_candidate(STAFF, "cand-1")["results"]
         assert after[0]["status"] == "passed" and after[0]["final_score"] == 82
-        assert scoring.results_for_candidate("cand-2")["results"][0]["status"] == "failed"
+        assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "failed"
 
         with pytest.raises(Conflict) as already:
-            scoring.record_results({"results": [line("112600000001", 90)]})
+            scoring.record_results(STAFF, {"results": [line("112600000001", 90)]})
         assert already.value.code == "result_already_published"
-        again = scoring.publish_results({"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        again = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
         assert again["published"] == 0
 
     events = spy.collect(3)
@@ -68,16 +70,16 @@ def test_a_batch_with_one_bad_line_records_nothing(start_service):
     wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(1,)], what="roster")
     with rpc_proxy("scoring", config) as scoring:
         with pytest.raises(InvalidInput) as unknown:
-            scoring.record_results({"results": [line("112600000001", 70), line("119999999999", 70)]})
+            scoring.record_results(STAFF, {"results": [line("112600000001", 70), line("119999999999", 70)]})
         assert unknown.value.code == "unknown_ticket_number"
         assert unknown.value.details == [{"field": "results.1.ticket_number", "message": "unknown ticket number"}]
         with pytest.raises(InvalidInput) as out_of_range:
-            scoring.record_results({"results": [line("112600000001", 101)]})
+            scoring.record_results(STAFF, {"results": [line("112600000001", 101)]})
         assert out_of_range.value.details[0]["field"] == "results.0.final_score"
         with pytest.raises(InvalidInput):
-            scoring.record_results({"results": [dict(line("112600000001", 70), final_score="70")]})
+            scoring.record_results(STAFF, {"results": [dict(line("112600000001", 70), final_score="70")]})
         with pytest.raises(InvalidInput):
-            scoring.record_results({"results": []})
+            scoring.record_results(STAFF, {"results": []})
     assert query(config["DB_URI"], "select count(*) from exam_results") == [(0,)]
 
 
@@ -88,13 +90,14 @@ def test_concurrent_publications_publish_each_result_once(start_service, event_s
         publish_event(config["AMQP_URI"], confirmed(ticket, f"cand-{n}"))
     wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(6,)], what="roster")
     with rpc_proxy("scoring", config) as scoring:
-        scoring.record_results({"results": [line(t, 50 + n * 5) for n, t in enumerate(tickets)]})
+        scoring.record_results(STAFF, {"results": [line(t, 50 + n * 5) for n, t in enumerate(tickets)]})
     spy = event_spy("scoring", "credence.scoring.result_published.v1")
 
     def publish(_):
         with rpc_proxy("scoring", config) as proxy:
             try:
-                return proxy.publish_results({"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})["published"]
+                outcome = proxy.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+                return outcome["published"]
             except Conflict:
                 return 0
 
@@ -114,8 +117,9 @@ def test_merged_tickets_move_results_to_the_primary_number(start_service):
                                         resident_id_number_masked="110105********002X", linked_at=utcnow()))
     wait_for(lambda: query(db, "select count(*) from roster") == [(3,)], what="linked tickets")
     with rpc_proxy("scoring", config) as scoring:
-        scoring.record_results({"results": [line("440912345678", 70, "2025-04"), line("441012345678", 65, "2025-10"),
-                                            line("112600000001", 80, "2025-10")]})
+        scoring.record_results(STAFF, {"results": [line("440912345678", 70, "2025-04"),
+                                                   line("441012345678", 65, "2025-10"),
+                                                   line("112600000001", 80, "2025-10")]})
     publish_event(amqp, TicketsMergedV1(candidate_id="cand-1", primary_ticket_number="112600000001",
                                         merged_ticket_numbers=["440912345678", "441012345678"], merged_at=utcnow()))
     wait_for(lambda: query(db, "select count(*) from roster where merged_into is not null") == [(2,)], what="merge")
@@ -124,5 +128,20 @@ def test_merged_tickets_move_results_to_the_primary_number(start_service):
     assert rows == [("112600000001", "2025-04", 70), ("112600000001", "2025-10", 80),
                     ("441012345678", "2025-10", 65)]
     with rpc_proxy("scoring", config) as scoring:
-        scoring.record_results({"results": [line("440912345678", 90, "2026-11")]})  # under a merged number
+        scoring.record_results(STAFF, {"results": [line("440912345678", 90, "2026-11")]})  # under a merged number
     assert query(db, "select ticket_number from exam_results where sitting = '2026-11'") == [("112600000001",)]
+
+
+def test_scoring_checks_who_asks_itself(start_service):
+    from credence_common.errors import Forbidden
+
+    container, config = start_service(ScoringService)
+    candidate = {"subject": "cand-1", "role": "candidate"}
+    with rpc_proxy("scoring", config) as scoring:
+        with pytest.raises(Forbidden):
+            scoring.record_results(candidate, {"results": [line("112600000001", 99)]})
+        with pytest.raises(Forbidden):
+            scoring.publish_results(candidate, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        with pytest.raises(Forbidden):
+            scoring.results_for_candidate(candidate, "cand-2")
+        assert scoring.results_for_candidate(candidate, "cand-1") == {"results": []}

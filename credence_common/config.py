@@ -30,9 +30,24 @@ def load_config(path: str | os.PathLike) -> dict:
     return config
 
 
-def is_production(environ=None) -> bool:
+ENVIRONMENTS = ("development", "staging", "production")
+
+
+def environment(environ=None) -> str:
+    """development: dev secrets, readable dev SMS, sandboxes. staging: real secrets, sandboxes allowed
+    (no real identity-verification or degree-registry adapter yet), no dev SMS. production: real secrets,
+    no sandbox and no dev SMS. Unset means development, so ``make run`` works on a fresh machine."""
     environ = os.environ if environ is None else environ
-    return environ.get("CREDENCE_ENV", "development").strip().lower() == "production"
+    value = environ.get("CREDENCE_ENV", "").strip().lower() or "development"
+    return value if value in ENVIRONMENTS else "production"  # an unknown name gets the strictest rules
+
+
+def is_production(environ=None) -> bool:
+    return environment(environ) == "production"
+
+
+def is_development(environ=None) -> bool:
+    return environment(environ) == "development"
 
 
 def insecure_settings(config: dict) -> list[str]:
@@ -46,12 +61,12 @@ def insecure_settings(config: dict) -> list[str]:
 
 
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
-    if not is_production(environ):
+    if is_development(environ):
         return
     problems = insecure_settings(config)
     if problems:
         raise ConfigurationRefused(
-            f"{service_name}: refusing to start with CREDENCE_ENV=production because these settings "
+            f"{service_name}: refusing to start with CREDENCE_ENV={environment(environ)} because these settings "
             f"still hold a development default or are empty: {', '.join(problems)}. "
             "Set them in the environment."
         )

@@ -31,8 +31,12 @@ def random_resident_id(rng: random.Random) -> str:
     return body + ric.calc_check_digit(body + "0")  # stdnum expects a placeholder check digit
 
 
+MOBILE_PREFIXES = ("130", "131", "135", "136", "137", "138", "139", "150", "151", "158", "159", "177", "186",
+                   "187", "188", "189", "199")  # ranges that carriers have assigned
+
+
 def random_mobile(rng: random.Random) -> str:
-    return f"1{rng.choice('3456789')}{rng.randint(0, 10**9 - 1):09d}"
+    return f"{rng.choice(MOBILE_PREFIXES)}{rng.randint(0, 10**8 - 1):08d}"
 
 
 class Client:

@@ -34,6 +34,7 @@ from credence_common.contracts.identity import (
     PriorEducationView,
     RefreshTokenRequest,
     RegisterCandidate,
+    RegisterStudent,
     RequestMobileCode,
     ResetPasswordWithAnswer,
     ResetPasswordWithCode,
@@ -122,7 +123,7 @@ def _tokens(call: Call, principal: dict) -> dict:
 
 
 def login(call: Call):
-    return _tokens(call, call.rpc.call("identity", "login", _dump(call.body)))
+    return _tokens(call, call.rpc.call("identity", "login", _dump(call.body), call.client_address))
 
 
 def refresh_session(call: Call):
@@ -134,7 +135,7 @@ def logout(call: Call):
 
 
 def staff_token(call: Call):
-    return _tokens(call, call.rpc.call("identity", "authenticate_staff", _dump(call.body)))
+    return _tokens(call, call.rpc.call("identity", "authenticate_staff", _dump(call.body), call.client_address))
 
 
 def reset_password_with_code(call: Call):
@@ -146,7 +147,7 @@ def security_question(call: Call):
 
 
 def reset_password_with_answer(call: Call):
-    return call.rpc.call("identity", "reset_password_with_answer", _dump(call.body))
+    return call.rpc.call("identity", "reset_password_with_answer", _dump(call.body), call.client_address)
 
 
 def lookup_ticket(call: Call):
@@ -183,7 +184,8 @@ def set_my_security_question(call: Call):
 
 
 def institution_token(call: Call):
-    return _tokens(call, call.rpc.call("identity", "authenticate_institution", _dump(call.body)))
+    return _tokens(call, call.rpc.call("identity", "authenticate_institution", _dump(call.body),
+                                       call.client_address))
 
 
 def create_institution(call: Call):
@@ -323,8 +325,8 @@ ROUTES: tuple[Route, ...] = (
     Route("institution_students", "GET", "/api/v1/institution/students", "The institution's own candidates",
           ("institution",), institution_students, None, CandidateList, tag="institutions"),
     Route("register_student", "POST", "/api/v1/institution/students",
-          "Register a student of this institution (the student hands over the texted code)", ("institution",),
-          register_student, RegisterCandidate, CandidateView, 201, tag="institutions"),
+          "Register a student (with the code texted to the student; the student then sets a password by reset)",
+          ("institution",), register_student, RegisterStudent, CandidateView, 201, tag="institutions"),
     Route("prior_education_of", "GET", "/api/v1/candidates/<candidate_id>/prior-education",
           "The latest prior-degree check with its proof reference (staff)", ("staff",), prior_education_of, None,
           PriorEducationView, tag="candidates"),

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
 CodePurpose = Literal["registration", "password_reset", "ticket_lookup"]
 Password = Field(min_length=1, max_length=256, description="8 to 64 characters; common passwords are refused")
+# A fixed list: with free-text questions, the question shown for a login name would tell a real account
+# from an unknown one (which gets a decoy from this same list).
+SecurityQuestion = Literal[
+    "What was the name of your first school?",
+    "In which city were your parents married?",
+    "What was your childhood nickname?",
+    "What is the name of the street you grew up on?",
+    "What was the name of your first teacher?",
+    "What was the first book you loved?",
+]
+SECURITY_QUESTIONS: tuple[str, ...] = get_args(SecurityQuestion)
+Answer = Field(min_length=3, max_length=100)
 
 
 class RequestMobileCode(BaseModel):
@@ -35,9 +47,24 @@ class RegisterCandidate(BaseModel):
     email: str = Field(min_length=3, max_length=254, description="Email address; also a login name")
     password: str = Password
     exam_region: str = Field(pattern=r"^[0-9]{2}$", description="Two-digit exam region the candidate chooses")
-    security_question: str | None = Field(default=None, min_length=5, max_length=200)
-    security_answer: str | None = Field(default=None, min_length=2, max_length=100)
+    security_question: SecurityQuestion | None = None
+    security_answer: str | None = Field(default=None, min_length=3, max_length=100)
     degree_upgrade: bool = Field(default=False, description="Degree-upgrade candidate: a prior degree is checked")
+
+
+class RegisterStudent(BaseModel):
+    """An institution registers its student. No password: the institution must never know it; the
+    student sets one with a password-reset code texted to their own mobile."""
+
+    model_config = Strict
+
+    full_name: str = Field(min_length=2, max_length=40)
+    resident_id_number: str = Field(min_length=18, max_length=18)
+    mobile: str = Field(min_length=1, max_length=20)
+    mobile_code: str = Field(min_length=6, max_length=6, description="The student's 'registration' code")
+    email: str = Field(min_length=3, max_length=254)
+    exam_region: str = Field(pattern=r"^[0-9]{2}$")
+    degree_upgrade: bool = False
 
 
 CandidateStatus = Literal["pre_registered", "confirmed", "rejected"]
@@ -101,8 +128,8 @@ class SetSecurityQuestion(BaseModel):
     model_config = Strict
 
     current_password: str = Field(min_length=1, max_length=256)
-    security_question: str = Field(min_length=5, max_length=200)
-    security_answer: str = Field(min_length=2, max_length=100)
+    security_question: SecurityQuestion
+    security_answer: str = Answer
 
 
 class ResetPasswordWithCode(BaseModel):

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 CODE_LENGTH = 6
 CODE_TTL = timedelta(minutes=5)
 MAX_WRONG_TRIES = 5
+MAX_WRONG_TRIES_PER_DAY = 10  # per number and purpose, across however many codes were requested
 RESEND_INTERVAL = timedelta(seconds=60)
 DAILY_CAP_PER_MOBILE = 10
 DAILY_CAP_PER_CLIENT = 30

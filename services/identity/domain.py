@@ -19,7 +19,7 @@ NAME_PATTERN = re.compile(r"^[^\d\s<>\"'`;{}\\/][^\d<>\"'`;{}\\/]*$")
 EXAM_REGION_PATTERN = re.compile(r"^[0-9]{2}$")
 TICKET_NUMBER_PATTERN = re.compile(r"^[0-9]{11}[0-9X]$")
 
-LOCKOUT_FREE_FAILURES = 5
+LOCKOUT_FREE_FAILURES = 4
 LOCKOUT_MAX = timedelta(minutes=15)
 
 
@@ -129,10 +129,10 @@ def ticket_sequence_name(exam_region: str, year: int) -> str:
     return f"ticket:{exam_region}:{year}"
 
 
-def lockout_until(failures: int, now: datetime) -> datetime | None:
-    """Four failures are free; from the fifth on each failure doubles the wait (1 s, 2 s, 4 s ... at most
-    15 min). A successful sign-in clears the count."""
-    if failures < LOCKOUT_FREE_FAILURES:
+def lockout_until(failures: int, now: datetime, free_failures: int = LOCKOUT_FREE_FAILURES) -> datetime | None:
+    """``free_failures`` cost nothing; after them each failure doubles the wait (1 s, 2 s, 4 s ... at most
+    15 min). The exponent is capped before it is computed, so no count can overflow."""
+    if failures <= free_failures:
         return None
-    delay = min(timedelta(seconds=2 ** (failures - LOCKOUT_FREE_FAILURES)), LOCKOUT_MAX)
+    delay = min(timedelta(seconds=2 ** min(failures - free_failures - 1, 10)), LOCKOUT_MAX)
     return now + delay

@@ -20,6 +20,7 @@ from services.identity import passwords, usecases
 from services.identity.access import institution_of, institution_subject
 from services.identity.models import Candidate, Institution, InstitutionAccount
 from services.identity.protection import PersonalDataProtection
+from services.identity.throttling import guard
 
 
 def create_institution(session: Session, request: CreateInstitution, now: datetime | None = None) -> InstitutionView:
@@ -40,17 +41,18 @@ def create_institution(session: Session, request: CreateInstitution, now: dateti
 
 
 def authenticate(session: Session, protection: PersonalDataProtection, username: str, password: str,
+                 client_address: str | None = None,
                  now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
-    throttle = usecases.throttle_for(session, protection.index(username, "login:institution"), now)
-    locked = usecases.lockout_refusal(throttle, now)
+    attempts = guard(session, protection, "institution-login", username, client_address or "unknown", now)
+    locked = attempts.refusal(now)
     if locked:
         return locked
     account = session.get(InstitutionAccount, username)
     if not usecases.password_matches(account.password_hash if account else None, password):
-        usecases.record_failure(throttle, now)
+        attempts.failed(now)
         return Unauthorized("invalid_credentials", "The username or password is wrong.")
-    throttle.failures, throttle.locked_until = 0, None
+    attempts.succeeded()
     subject = institution_subject(username)
     return AuthenticatedPrincipal(subject=subject, role="institution", display_name=account.display_name,
                                   refresh_token=usecases.issue_refresh_token(session, protection, subject,

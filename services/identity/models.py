@@ -150,6 +150,21 @@ class DevSmsMessage(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+class SmsQueue(Base):
+    """Texts waiting for the SMS gateway. Sending happens after commit, off the request path, so a
+    request for a registered number takes as long as one for an unknown number."""
+
+    __tablename__ = "sms_queue"
+
+    message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mobile_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    text_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    state: Mapped[str] = mapped_column(String(10), nullable=False, default="pending")  # pending|sent|expired
+
+
 class LoginThrottle(Base):
     """Failed sign-ins per login name, kept the same way whether or not the account exists, so the
     lockout itself does not reveal which names are registered."""

@@ -5,6 +5,8 @@ raised here, after the counter has been committed."""
 
 from __future__ import annotations
 
+import secrets
+
 from credence_common.actors import require_role, require_self
 from credence_common.contracts.identity import (
     ChangePassword,
@@ -20,6 +22,7 @@ from credence_common.contracts.identity import (
     MergeTickets,
     RefreshTokenRequest,
     RegisterCandidate,
+    RegisterStudent,
     RequestMobileCode,
     ResetPasswordWithAnswer,
     ResetPasswordWithCode,
@@ -99,10 +102,11 @@ class IdentityService(HealthCheck):
     # --- sessions -------------------------------------------------------------------------------------
 
     @rpc
-    def login(self, request: dict) -> dict:
+    def login(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(Login, request)
         with self.db.transaction() as session:
-            outcome = usecases.login(session, self.protection, credentials.login, credentials.password)
+            outcome = usecases.login(session, self.protection, credentials.login, credentials.password,
+                                     client_address)
         return _dump(outcome)
 
     @rpc
@@ -120,7 +124,7 @@ class IdentityService(HealthCheck):
         return {"status": "done", "message": "Signed out."}
 
     @rpc
-    def authenticate_staff(self, request: dict) -> dict:
+    def authenticate_staff(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(StaffCredentials, request)
         try:
             with self.db.transaction() as session:
@@ -130,7 +134,7 @@ class IdentityService(HealthCheck):
             pass  # a concurrent first sign-in created the account
         with self.db.transaction() as session:
             outcome = usecases.authenticate_staff(session, self.protection, credentials.username,
-                                                  credentials.password)
+                                                  credentials.password, client_address)
         return _dump(outcome)
 
     # --- the candidate's record -----------------------------------------------------------------------
@@ -168,18 +172,20 @@ class IdentityService(HealthCheck):
             return _dump(institutions.create_institution(session, institution))
 
     @rpc
-    def authenticate_institution(self, request: dict) -> dict:
+    def authenticate_institution(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(InstitutionCredentials, request)
         with self.db.transaction() as session:
             outcome = institutions.authenticate(session, self.protection, credentials.username,
-                                                credentials.password)
+                                                credentials.password, client_address)
         return _dump(outcome)
 
     @rpc
     def register_student(self, actor: dict, request: dict) -> dict:
         """An institution's staff register their own student, with the code texted to the student."""
         checker = require_role(actor, "institution")
-        registration = parse(RegisterCandidate, request)
+        student = parse(RegisterStudent, request)
+        # a random password nobody knows; the student sets their own with a texted reset code
+        registration = RegisterCandidate(**student.model_dump(), password=f"Aa1-{secrets.token_urlsafe(32)}")
         with self.db.transaction() as session:
             institution_id = institution_of(session, checker)
             outcome = usecases.register_candidate(session, self.protection, registration,
@@ -287,11 +293,12 @@ class IdentityService(HealthCheck):
             return {"security_question": usecases.security_question_for(session, self.protection, wanted.login)}
 
     @rpc
-    def reset_password_with_answer(self, request: dict) -> dict:
+    def reset_password_with_answer(self, request: dict, client_address: str | None = None) -> dict:
         reset = parse(ResetPasswordWithAnswer, request)
         with self.db.transaction() as session:
             outcome = usecases.reset_password_with_answer(session, self.protection, reset.login,
-                                                          reset.security_answer, reset.new_password)
+                                                          reset.security_answer, reset.new_password,
+                                                          client_address)
         return _done(outcome, "Password changed; sign in with the new password.")
 
     @rpc

@@ -1,5 +1,11 @@
-"""Sending text messages. ``dev`` keeps them in the identity database for tests and ``make demo``;
-``webhook`` posts them, signed, to an SMS gateway of the operator's choice."""
+"""Sending text messages.
+
+``dev`` keeps them in the identity database where tests and ``make demo`` read them (development only).
+``webhook`` queues them in the same transaction as the code, and a dispatcher in the service posts them,
+signed, to the operator's SMS gateway: the request path never waits on the network, so a request for a
+registered number looks exactly like one for an unknown number, and a gateway outage delays texts
+instead of failing requests.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,22 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 
+import eventlet
 import requests
 from nameko.extensions import DependencyProvider
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from credence_common.config import is_production
-from credence_common.errors import ServiceUnavailable
+from credence_common.config import is_development
+from credence_common.db import Database
 from credence_common.events import utcnow
 from credence_common.masking import mask_mobile
-from services.identity.models import DevSmsMessage
+from services.identity.models import DevSmsMessage, SmsQueue
 
 log = logging.getLogger(__name__)
+GIVE_UP_AFTER = timedelta(minutes=10)  # a code is worthless after five minutes anyway
 
 
 class DevSms:
@@ -28,37 +39,97 @@ class DevSms:
         log.info("dev SMS to %s stored", mask_mobile(mobile))
 
 
-class WebhookSms:
+class QueuedSms:
     readable = False
 
-    def __init__(self, url: str, secret: str, timeout: float = 5.0):
-        self.url, self.secret, self.timeout = url, secret, timeout
+    def __init__(self, protection):
+        self.protection = protection
 
     def send(self, session, mobile: str, mobile_index: str, text: str) -> None:
-        body = json.dumps({"to": f"+86{mobile}", "text": text}, ensure_ascii=False).encode()
-        signature = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-        try:
-            response = requests.post(self.url, data=body, timeout=self.timeout,
-                                     headers={"Content-Type": "application/json", "X-Credence-Signature": signature})
-            response.raise_for_status()
-        except requests.RequestException:
-            log.warning("SMS gateway refused a message to %s", mask_mobile(mobile))
-            raise ServiceUnavailable("sms_unavailable", "The text message could not be sent; try again shortly.") \
-                from None
+        now = utcnow()
+        session.add(SmsQueue(mobile_encrypted=self.protection.encrypt(mobile),
+                             text_encrypted=self.protection.encrypt(text), created_at=now, next_attempt_at=now,
+                             attempts=0, state="pending"))
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class Sms(DependencyProvider):
     def setup(self):
         config = self.container.config
-        kind = config.get("SMS_ADAPTER", "dev")
-        if kind == "dev":
-            if is_production():
-                raise ValueError("SMS_ADAPTER=dev keeps codes readable; set SMS_ADAPTER=webhook in production")
+        self.kind = config.get("SMS_ADAPTER", "dev")
+        self._running = False
+        if self.kind == "dev":
+            if not is_development():
+                raise ValueError("SMS_ADAPTER=dev keeps codes readable by anyone; it runs only with "
+                                 "CREDENCE_ENV=development. Set SMS_ADAPTER=webhook.")
             self.adapter = DevSms()
-        elif kind == "webhook":
-            self.adapter = WebhookSms(config["SMS_WEBHOOK_URL"], str(config["SMS_WEBHOOK_SECRET"]))
+        elif self.kind == "webhook":
+            self.url = config["SMS_WEBHOOK_URL"]
+            self.secret = str(config["SMS_WEBHOOK_SECRET"])
+            self.poll_interval = float(config.get("SMS_POLL_INTERVAL", 1.0))
+            protection = next(d for d in self.container.dependencies if type(d).__name__ == "Protection")
+            self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+            self._protection_provider = protection
+            self.adapter = None  # built in start(), once the protection keys are set up
         else:
-            raise ValueError(f"SMS_ADAPTER must be 'dev' or 'webhook', not {kind!r}")
+            raise ValueError(f"SMS_ADAPTER must be 'dev' or 'webhook', not {self.kind!r}")
+
+    def start(self):
+        if self.kind == "webhook":
+            self.adapter = QueuedSms(self._protection_provider.protection)
+            self._running = True
+            self.container.spawn_managed_thread(self._dispatch_forever, identifier="identity.sms_dispatcher")
+
+    def stop(self):
+        self._running = False
+
+    def kill(self):
+        self._running = False
 
     def get_dependency(self, worker_ctx):
         return self.adapter
+
+    def _dispatch_forever(self):
+        while self._running:
+            try:
+                sent = self.dispatch_once()
+            except Exception:
+                log.warning("SMS dispatch round failed", exc_info=True)
+                sent = 0
+            if not sent:
+                eventlet.sleep(self.poll_interval)
+
+    def dispatch_once(self, limit: int = 50) -> int:
+        now = utcnow()
+        protection = self.adapter.protection
+        with Session(self.database.engine) as session:
+            due = session.scalars(select(SmsQueue).where(SmsQueue.state == "pending", SmsQueue.next_attempt_at <= now)
+                                  .order_by(SmsQueue.message_id).limit(limit)).all()
+            work = [(m.message_id, m.created_at, protection.decrypt(m.mobile_encrypted),
+                     protection.decrypt(m.text_encrypted)) for m in due]
+        outcomes = {}
+        for message_id, created_at, mobile, text in work:
+            if now - created_at > GIVE_UP_AFTER:
+                outcomes[message_id] = "expired"
+                continue
+            body = json.dumps({"to": f"+86{mobile}", "text": text}, ensure_ascii=False).encode()
+            try:
+                response = requests.post(self.url, data=body, timeout=5, headers={
+                    "Content-Type": "application/json", "X-Credence-Signature": sign(self.secret, body)})
+                response.raise_for_status()
+                outcomes[message_id] = "sent"
+            except requests.RequestException:
+                log.warning("SMS gateway refused a text to %s; will retry", mask_mobile(mobile))
+                outcomes[message_id] = "retry"
+        with Session(self.database.engine) as session, session.begin():
+            for message_id, outcome in outcomes.items():
+                message = session.get(SmsQueue, message_id)
+                message.attempts += 1
+                if outcome == "retry":
+                    message.next_attempt_at = now + timedelta(seconds=min(2 ** message.attempts, 60))
+                else:
+                    message.state = outcome
+        return sum(1 for outcome in outcomes.values() if outcome == "sent")

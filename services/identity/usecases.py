@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import CandidateConfirmedV1, CandidateRegisteredV1, TicketsLinkedV1
 from credence_common.contracts.identity import (
+    SECURITY_QUESTIONS,
     AuthenticatedPrincipal,
     CandidateView,
     RegisterCandidate,
@@ -40,7 +41,6 @@ from services.identity.models import (
     IdentityConfirmation,
     Institution,
     LegacyTicket,
-    LoginThrottle,
     NumberSequence,
     OneTimeCode,
     OutboxEvent,
@@ -48,18 +48,14 @@ from services.identity.models import (
     StaffAccount,
 )
 from services.identity.protection import PersonalDataProtection
+from services.identity.throttling import guard, lock
 
 outbox = Outbox(OutboxEvent)
 REFRESH_TOKEN_TTL = timedelta(days=30)
 # Verifying against this when the account does not exist keeps the response time the same, so
 # timing does not reveal which login names are registered.
 _DUMMY_HASH = passwords.hash_password("credence-timing-equaliser-2026")
-DECOY_QUESTIONS = (
-    "What was the name of your first school?",
-    "In which city were your parents married?",
-    "What was your childhood nickname?",
-    "What is the name of the street you grew up on?",
-)
+DECOY_QUESTIONS = SECURITY_QUESTIONS
 INVALID_CODE = ("invalid_code", "The code is wrong, used or expired; request a new one.")
 
 
@@ -107,6 +103,10 @@ def request_code(session: Session, protection: PersonalDataProtection, sms, mobi
     mobile_index = protection.index(mobile, "mobile")
     client_index = protection.index(client_address or "unknown", "client")
     day = codes.start_of_day(now)
+    # Serialises requests for one number, so a parallel burst cannot slip past the limits below.
+    lock(session, protection, f"codes|{mobile_index}", now)
+    if _wrong_tries_today(session, mobile_index, purpose, now) >= codes.MAX_WRONG_TRIES_PER_DAY:
+        return RateLimited("code_daily_limit", "Too many wrong codes today; try again tomorrow.")
     last_sent = session.scalar(select(func.max(OneTimeCode.created_at)).where(
         OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose))
     to_mobile = session.scalar(select(func.count()).select_from(OneTimeCode).where(
@@ -134,6 +134,8 @@ def consume_code(session: Session, protection: PersonalDataProtection, mobile: s
     """None when the code is right (and it is now used up); otherwise the refusal to raise after commit."""
     now = now or utcnow()
     mobile_index = protection.index(mobile, "mobile")
+    if _wrong_tries_today(session, mobile_index, purpose, now) >= codes.MAX_WRONG_TRIES_PER_DAY:
+        return InvalidInput(*INVALID_CODE)  # new codes do not buy new guesses
     row = session.execute(
         select(OneTimeCode).where(OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose)
         .order_by(OneTimeCode.created_at.desc()).limit(1).with_for_update()
@@ -146,6 +148,12 @@ def consume_code(session: Session, protection: PersonalDataProtection, mobile: s
         return InvalidInput(*INVALID_CODE)
     row.consumed_at = now
     return None
+
+
+def _wrong_tries_today(session: Session, mobile_index: str, purpose: str, now: datetime) -> int:
+    return session.scalar(select(func.coalesce(func.sum(OneTimeCode.wrong_tries), 0)).where(
+        OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose,
+        OneTimeCode.created_at >= codes.start_of_day(now))) or 0
 
 
 def dev_sms_messages(session: Session, protection: PersonalDataProtection, mobile: str) -> list[str]:
@@ -183,7 +191,7 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
         | (Candidate.mobile_index == indexes["mobile_index"])
         | (Candidate.email_index == indexes["email_index"]))).first()
     if taken:
-        raise _already_registered()
+        return _already_registered()  # returned, not raised: the used-up code stays used up
     candidate = Candidate(
         candidate_id=str(uuid.uuid4()), full_name=full_name,
         resident_id_encrypted=protection.encrypt(resident_id_number),
@@ -259,8 +267,12 @@ def _record_decision(session: Session, candidate: Candidate, method: str, approv
         candidate.status = "rejected"  # the candidate may try again
         candidate.rejection_reason = reason
         return
-    serial = next_value(session, NumberSequence, domain.ticket_sequence_name(candidate.exam_region, now.year))
-    candidate.ticket_number = domain.format_ticket_number(candidate.exam_region, now.year, serial)
+    while True:  # skip numbers that an imported older ticket already holds
+        serial = next_value(session, NumberSequence, domain.ticket_sequence_name(candidate.exam_region, now.year))
+        ticket_number = domain.format_ticket_number(candidate.exam_region, now.year, serial)
+        if session.get(LegacyTicket, ticket_number) is None:
+            break
+    candidate.ticket_number = ticket_number
     candidate.status = "confirmed"
     candidate.rejection_reason = None
     candidate.confirmation_method = method
@@ -289,28 +301,6 @@ def link_legacy_tickets(session: Session, candidate: Candidate, now: datetime) -
 
 # --- sign-in and sessions -------------------------------------------------------------------------
 
-def throttle_for(session: Session, login_index: str, now: datetime) -> LoginThrottle:
-    row = session.get(LoginThrottle, login_index, with_for_update=True)
-    if row is None:
-        row = LoginThrottle(login_index=login_index, failures=0)
-        session.add(row)
-    return row
-
-
-def lockout_refusal(row: LoginThrottle, now: datetime) -> RateLimited | None:
-    if row.locked_until is not None and row.locked_until > now:
-        wait = int((row.locked_until - now).total_seconds()) + 1
-        return RateLimited("too_many_attempts", f"Too many failed attempts; try again in {wait} s.",
-                           [{"field": "retry_after_seconds", "message": str(wait)}])
-    return None
-
-
-def record_failure(row: LoginThrottle, now: datetime) -> None:
-    row.failures += 1
-    row.last_failure_at = now
-    row.locked_until = domain.lockout_until(row.failures, now)
-
-
 def issue_refresh_token(session: Session, protection: PersonalDataProtection, subject: str, role: str,
                          now: datetime) -> str:
     token_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
@@ -321,18 +311,18 @@ def issue_refresh_token(session: Session, protection: PersonalDataProtection, su
 
 
 def login(session: Session, protection: PersonalDataProtection, login_name: str, password: str,
-          now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+          client_address: str | None = None, now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
-    throttle = throttle_for(session, protection.index(value, f"login:{kind}"), now)
-    locked = lockout_refusal(throttle, now)
+    attempts = guard(session, protection, "login", f"{kind}:{value}", client_address or "unknown", now)
+    locked = attempts.refusal(now)
     if locked:
         return locked
     candidate = _candidate_by_login(session, protection, login_name)
     if not password_matches(candidate.password_hash if candidate else None, password):
-        record_failure(throttle, now)
+        attempts.failed(now)
         return Unauthorized("invalid_credentials", "The login name or password is wrong.")
-    throttle.failures, throttle.locked_until = 0, None
+    attempts.succeeded()
     if passwords.needs_rehash(candidate.password_hash):
         candidate.password_hash = passwords.hash_password(password)
     return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
@@ -396,13 +386,14 @@ def change_password(session: Session, protection: PersonalDataProtection, candid
                     new_password: str, now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
-    throttle = throttle_for(session, protection.index(candidate_id, "login:change"), now)
-    locked = lockout_refusal(throttle, now)
+    attempts = guard(session, protection, "current-password", candidate_id, None, now)
+    locked = attempts.refusal(now)
     if locked:
         return locked
     if not password_matches(candidate.password_hash, current_password):
-        record_failure(throttle, now)
+        attempts.failed(now)
         return Unauthorized("invalid_credentials", "The current password is wrong.")
+    attempts.succeeded()
     _set_password(session, protection, candidate, new_password, now)
     return None
 
@@ -412,13 +403,14 @@ def set_security_question(session: Session, protection: PersonalDataProtection, 
                           now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
-    throttle = throttle_for(session, protection.index(candidate_id, "login:change"), now)
-    locked = lockout_refusal(throttle, now)
+    attempts = guard(session, protection, "current-password", candidate_id, None, now)
+    locked = attempts.refusal(now)
     if locked:
         return locked
     if not password_matches(candidate.password_hash, current_password):
-        record_failure(throttle, now)
+        attempts.failed(now)
         return Unauthorized("invalid_credentials", "The current password is wrong.")
+    attempts.succeeded()
     candidate.security_question = question
     candidate.security_answer_hash = passwords.hash_password(_answer_key(answer))
     return None
@@ -448,19 +440,22 @@ def security_question_for(session: Session, protection: PersonalDataProtection, 
 
 
 def reset_password_with_answer(session: Session, protection: PersonalDataProtection, login_name: str, answer: str,
-                               new_password: str, now: datetime | None = None) -> CredenceError | None:
+                               new_password: str, client_address: str | None = None,
+                               now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
-    throttle = throttle_for(session, protection.index(value, f"reset:{kind}"), now)
-    locked = lockout_refusal(throttle, now)
+    candidate = _candidate_by_login(session, protection, login_name)
+    # one guessing budget per account, however many of its login names are tried
+    name = candidate.candidate_id if candidate else f"{kind}:{value}"
+    attempts = guard(session, protection, "security-answer", name, client_address or "unknown", now)
+    locked = attempts.refusal(now)
     if locked:
         return locked
-    candidate = _candidate_by_login(session, protection, login_name)
     answer_hash = candidate.security_answer_hash if candidate else None
     if not password_matches(answer_hash, _answer_key(answer)):
-        record_failure(throttle, now)
+        attempts.failed(now)
         return Unauthorized("invalid_credentials", "The login name or answer is wrong.")
-    throttle.failures, throttle.locked_until = 0, None
+    attempts.succeeded()
     _set_password(session, protection, candidate, new_password, now)
     return None
 
@@ -492,17 +487,18 @@ def ensure_bootstrap_staff(session: Session, username: str | None, password: str
 
 
 def authenticate_staff(session: Session, protection: PersonalDataProtection, username: str, password: str,
+                       client_address: str | None = None,
                        now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
-    throttle = throttle_for(session, protection.index(username, "login:staff"), now)
-    locked = lockout_refusal(throttle, now)
+    attempts = guard(session, protection, "staff-login", username, client_address or "unknown", now)
+    locked = attempts.refusal(now)
     if locked:
         return locked
     account = session.get(StaffAccount, username)
     if not password_matches(account.password_hash if account else None, password):
-        record_failure(throttle, now)
+        attempts.failed(now)
         return Unauthorized("invalid_credentials", "The username or password is wrong.")
-    throttle.failures, throttle.locked_until = 0, None
+    attempts.succeeded()
     subject = f"staff:{account.username}"
     return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
                                   refresh_token=issue_refresh_token(session, protection, subject, "staff", now))

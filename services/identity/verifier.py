@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
+from credence_common.config import is_production
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -46,6 +48,9 @@ class IdentityVerifier(DependencyProvider):
         kind = self.container.config.get("IDENTITY_VERIFIER", "sandbox")
         if kind not in VERIFIERS:
             raise ValueError(f"IDENTITY_VERIFIER must be one of {sorted(VERIFIERS)}, not {kind!r}")
+        if kind == "sandbox" and is_production():
+            # the sandbox approves any evidence: in production it would confirm anyone as anyone
+            raise ValueError("IDENTITY_VERIFIER=sandbox approves every identity; it is refused in production")
         self.verifier = VERIFIERS[kind]()
 
     def get_dependency(self, worker_ctx):

@@ -83,14 +83,17 @@ malformed actor is refused with `401 authentication_required`, a wrong role or s
 
 | RPC | the service itself enforces |
 |---|---|
-| `get_candidate` | `authorize`: staff see anyone; a candidate only their own record; an institution only a \
-candidate whose `institution_id` is the institution of its (still existing) account. An unknown candidate id \
-answers `404 candidate_not_found` before the check. |
+| `get_candidate` | `visible_candidate`: staff see anyone; a candidate only their own record; an institution \
+only a candidate whose `institution_id` is the institution of its (still existing) account. An unknown \
+candidate id answers `403 forbidden` like someone else's record (`404` only to staff), so ids cannot be probed. |
 | `confirm_identity` | role `candidate`, and only for the candidate's own id. |
 | `confirm_identity_on_site` | role `staff` or `institution`, then `authorize` on the candidate: an \
 institution approves or rejects only its own students. |
 | `create_institution` | role `staff`. |
 | `institution_students` | role `institution`; lists only the candidates of that account's institution. |
+| `register_student` | role `institution`; the student is registered with that account's institution, with \
+the code texted to the student and no password (the student sets one by reset). |
+| `prior_education_of` | role `staff`. |
 | `import_legacy_tickets` | role `staff`. |
 | `my_tickets`, `choose_primary_ticket`, `merge_tickets` | role `candidate`; always the caller's own record, \
 and only ticket numbers the caller holds and has not merged. |
@@ -106,10 +109,11 @@ a refresh token (`refresh_session`, `logout`), a code texted to the mobile numbe
 `request_mobile_code` and `security_question` give the same answer whether or not an account exists, and \
 `dev_sms_messages` answers `404` unless identity runs with `SMS_ADAPTER=dev`.
 
-The scoring, certificates and payments RPCs take no actor. For the candidate's own lists the gateway passes \
-the signed-in subject (`results_for_candidate`, `certificates_for_candidate`, `orders_for_payer`), and \
-`record_results` and `publish_results` rely on the gateway's `staff` check alone. The payment callback is \
-checked by payments itself: the HMAC signature and the exact amount.
+Scoring, certificates and payments check the actor too: `record_results`, `publish_results`, `import_results`, \
+`import_report` and `result_history` need role `staff`; `results_for_candidate` and \
+`certificates_for_candidate` answer only for the candidate themself or staff; `orders_for_payer` only for the \
+payer themself or staff. `list_programs` is public. The payment callback is checked by payments itself: the \
+HMAC signature and the exact amount.
 """
 
 

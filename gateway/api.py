@@ -49,6 +49,8 @@ from credence_common.contracts.identity import (
 )
 from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
 from credence_common.contracts.scoring import (
+    ImportReportView,
+    ProgramList,
     PublishResults,
     PublishResultsOutcome,
     RecordResults,
@@ -78,6 +80,7 @@ class Call:
     raw_body: bytes = b""
     headers: dict = field(default_factory=dict)
     client_address: str = ""
+    query: dict = field(default_factory=dict)
 
     @property
     def actor(self) -> dict:
@@ -98,6 +101,8 @@ class Route:
     success_status: int = 200
     raw_body: bool = False  # the handler needs the exact bytes (signed callbacks)
     documented_body: type[BaseModel] | None = None  # schema of a raw body, for the OpenAPI document only
+    max_body_bytes: int = 2 * 1024 * 1024
+    signed: bool = False  # the body carries an HMAC signature header (provider callbacks)
     rate_limited: bool = False
     tag: str = "api"
 
@@ -233,6 +238,26 @@ def decide_prior_education(call: Call):
                          _dump(call.body))
 
 
+def import_results(call: Call):
+    import base64
+
+    file_format = call.query.get("format", "csv")
+    return call.rpc.call("scoring", "import_results", call.actor, {
+        "file_format": file_format, "content_base64": base64.b64encode(call.raw_body).decode("ascii")})
+
+
+def import_report(call: Call):
+    return call.rpc.call("scoring", "import_report", call.actor, call.params["batch_id"])
+
+
+def result_history(call: Call):
+    return call.rpc.call("scoring", "result_history", call.actor, call.params["result_id"])
+
+
+def list_programs(call: Call):
+    return call.rpc.call("scoring", "list_programs")
+
+
 def my_results(call: Call):
     return call.rpc.call("scoring", "results_for_candidate", call.actor, call.principal.subject)
 
@@ -355,6 +380,17 @@ ROUTES: tuple[Route, ...] = (
           ("candidate",), my_certificates, None, CertificateList, tag="certificates"),
     Route("my_payment_orders", "GET", "/api/v1/me/payment-orders", "Payment orders the candidate has to pay",
           ("candidate",), my_payment_orders, None, PaymentOrderList, tag="payments"),
+    Route("list_programs", "GET", "/api/v1/programs", "Exam programs with their rules and courses",
+          ("public",) + ANY_SIGNED_IN, list_programs, None, ProgramList, tag="scoring"),
+    Route("import_results", "POST", "/api/v1/result-imports",
+          "Import an exam centre's result file (body: the CSV or JSON Lines file; ?format=csv|jsonl); all rows "
+          "or none, idempotent", ("staff",), import_results, None, ImportReportView, raw_body=True,
+          max_body_bytes=16 * 1024 * 1024, tag="scoring"),
+    Route("import_report", "GET", "/api/v1/result-imports/<batch_id>",
+          "An import batch with its row-error report (staff)", ("staff",), import_report, None, None, tag="scoring"),
+    Route("result_history", "GET", "/api/v1/results/<result_id>/history",
+          "Every change to a result: who, when, before, after, why (staff)", ("staff",), result_history, None,
+          None, tag="scoring"),
     Route("record_results", "POST", "/api/v1/exam-results", "Record a batch of exam results (all or none)",
           ("staff",), record_results, RecordResults, RecordResultsOutcome, tag="scoring"),
     Route("publish_results", "POST", "/api/v1/exam-results/publication",
@@ -363,7 +399,7 @@ ROUTES: tuple[Route, ...] = (
     Route("sandbox_payment_callback", "POST", "/api/v1/payments/callbacks/sandbox",
           "Payment provider callback (HMAC-SHA256 signature in X-Credence-Signature)", ("public",),
           sandbox_payment_callback, None, CallbackAcknowledgement, raw_body=True, tag="payments",
-          documented_body=SandboxCallback),
+          documented_body=SandboxCallback, signed=True),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
           "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification"),

@@ -72,7 +72,12 @@ def build_openapi(version: str = "0.1.0") -> dict:
                 "required": not every_field_optional,
                 "content": {"application/json": {"schema": {"$ref": refs[body_model]}}},
             }
-        if route.raw_body:
+        if route.raw_body and not route.documented_body:
+            operation["requestBody"] = {"required": True, "content": {
+                "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}
+            operation["parameters"] = [{"name": "format", "in": "query", "required": False,
+                                        "schema": {"type": "string", "enum": ["csv", "jsonl"]}}]
+        if route.signed:
             operation["parameters"] = [{"name": "X-Credence-Signature", "in": "header", "required": True,
                                         "description": "sha256=<hex HMAC-SHA256 of the raw body>",
                                         "schema": {"type": "string"}}]

@@ -121,13 +121,14 @@ class GatewayService:
                 raise Forbidden("forbidden", f"A {principal.role} may not do this.")
             if route.rate_limited and not self.state.limiter.allow(f"{route.name}:{request.remote_addr}"):
                 raise RateLimited("rate_limited", "Too many requests; wait a minute and try again.")
-            raw = self._read_body(request)
+            raw = self._read_body(request, route.max_body_bytes)
             body = None
             if route.request_model is not None:
                 body = parse(route.request_model, self._decode_json(raw))
             call = Call(principal=principal, body=body, params=params,
                         rpc=ServiceCalls(self, self.state.rpc_timeout), tokens=self.state.tokens,
-                        raw_body=raw, headers=dict(request.headers), client_address=request.remote_addr or "")
+                        raw_body=raw, headers=dict(request.headers), client_address=request.remote_addr or "",
+                        query=dict(request.args))
             return json_response(route.success_status, route.handler(call))
         except CredenceError as error:
             return error_response(error)
@@ -140,12 +141,12 @@ class GatewayService:
             return json_response(500, {"error": {"code": "internal_error", "message": "Something went wrong."}})
 
     @staticmethod
-    def _read_body(request) -> bytes:
-        too_large = BadRequest("payload_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
-        if (request.content_length or 0) > MAX_BODY_BYTES:
+    def _read_body(request, limit: int = MAX_BODY_BYTES) -> bytes:
+        too_large = BadRequest("payload_too_large", f"The body may be at most {limit} bytes.")
+        if (request.content_length or 0) > limit:
             raise too_large
-        body = request.stream.read(MAX_BODY_BYTES + 1)  # bounded even without a Content-Length
-        if len(body) > MAX_BODY_BYTES:
+        body = request.stream.read(limit + 1)  # bounded even without a Content-Length
+        if len(body) > limit:
             raise too_large
         return body or b""
 

@@ -58,3 +58,40 @@ class ResultView(BaseModel):
 
 class ResultList(BaseModel):
     results: list[ResultView]
+
+
+class ResultUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_format: Literal["csv", "jsonl"]
+    content_base64: str = Field(min_length=1, max_length=30_000_000)
+
+
+class ImportReportView(BaseModel):
+    batch_id: str
+    status: Literal["imported", "already_imported", "rejected"]
+    row_count: int
+    recorded: int
+    unchanged: int
+    error_count: int
+
+
+class CourseView(BaseModel):
+    course_code: str
+    course_name: str
+    course_kind: Literal["written", "practical"]
+    pass_mark: int
+    required: bool
+
+
+class ProgramView(BaseModel):
+    program_code: str
+    program_name: str
+    kind: Literal["composite", "course_based"]
+    pass_mark: int
+    rules: str
+    courses: list[CourseView] = []
+
+
+class ProgramList(BaseModel):
+    programs: list[ProgramView]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from credence_common.config import load_config
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
-from services.identity.models import Candidate, PriorEducationCheck
+from services.identity.models import Candidate, PriorEducationCheck, SmsQueue
 
 app = typer.Typer(help="Identity service operations.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -34,6 +34,7 @@ ENCRYPTED = (
     (Candidate, Candidate.candidate_id,
      (Candidate.resident_id_encrypted, Candidate.mobile_encrypted, Candidate.email_encrypted)),
     (PriorEducationCheck, PriorEducationCheck.check_id, (PriorEducationCheck.certificate_number_encrypted,)),
+    (SmsQueue, SmsQueue.message_id, (SmsQueue.mobile_encrypted, SmsQueue.text_encrypted)),
 )
 
 

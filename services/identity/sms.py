@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credence_common.config import is_development
+from credence_common.crypto import DecryptionError
 from credence_common.db import Database
 from credence_common.events import utcnow
 from credence_common.masking import mask_mobile
@@ -108,11 +109,16 @@ class Sms(DependencyProvider):
         with Session(self.database.engine) as session:
             due = session.scalars(select(SmsQueue).where(SmsQueue.state == "pending", SmsQueue.next_attempt_at <= now)
                                   .order_by(SmsQueue.message_id).limit(limit)).all()
-            work = [(m.message_id, m.created_at, protection.decrypt(m.mobile_encrypted),
-                     protection.decrypt(m.text_encrypted)) for m in due]
+            work = []
+            for m in due:
+                try:
+                    work.append((m.message_id, m.created_at, protection.decrypt(m.mobile_encrypted),
+                                 protection.decrypt(m.text_encrypted)))
+                except DecryptionError:  # its key was removed: one lost text must not stop all the others
+                    work.append((m.message_id, m.created_at, None, None))
         outcomes = {}
         for message_id, created_at, mobile, text in work:
-            if now - created_at > GIVE_UP_AFTER:
+            if mobile is None or now - created_at > GIVE_UP_AFTER:
                 outcomes[message_id] = "expired"
                 continue
             body = json.dumps({"to": f"+86{mobile}", "text": text}, ensure_ascii=False).encode()

@@ -59,7 +59,10 @@ class Guard:
             row.locked_until = domain.lockout_until(row.failures, now, free)
 
     def succeeded(self) -> None:
-        for row, _free in self.counters:
+        """Only this address's counter is cleared: the owner signing in must not give a guesser
+        elsewhere a fresh budget on the name (that one forgets after a quiet day)."""
+        row, _free = self.counters[0]
+        if len(self.counters) > 1:
             row.failures, row.locked_until = 0, None
 
 

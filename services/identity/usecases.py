@@ -106,7 +106,9 @@ def request_code(session: Session, protection: PersonalDataProtection, sms, mobi
     # Serialises requests for one number, so a parallel burst cannot slip past the limits below.
     lock(session, protection, f"codes|{mobile_index}", now)
     if _wrong_tries_today(session, mobile_index, purpose, now) >= codes.MAX_WRONG_TRIES_PER_DAY:
-        return RateLimited("code_daily_limit", "Too many wrong codes today; try again tomorrow.")
+        until_midnight = int((day + timedelta(days=1) - now).total_seconds()) + 1
+        return RateLimited("code_daily_limit", "Too many wrong codes today; try again tomorrow.",
+                           [{"field": "retry_after_seconds", "message": str(until_midnight)}])
     last_sent = session.scalar(select(func.max(OneTimeCode.created_at)).where(
         OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose))
     to_mobile = session.scalar(select(func.count()).select_from(OneTimeCode).where(

@@ -1,14 +1,94 @@
-"""Scoring rules in plain Python."""
+"""Scoring rules in plain Python: how a program turns marks into an outcome.
+
+Two kinds of program. *Composite* (like the psychological-counsellor exam): the final score is computed
+from the machine-exam score and the observed practical drill score with per-program weights; a violation
+deducts points or disqualifies; a failed qualification review or incomplete homework fails the candidate
+whatever the score. *Course-based* (like the self-study exam): every course is scored 0-100 against its own
+pass mark; retakes are allowed (the best attempt counts) and the program is complete when every required
+course has been passed.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 Outcome = Literal["passed", "failed"]
+VIOLATIONS = ("none", "deduction", "disqualification")
+
+
+@dataclass(frozen=True)
+class CompositeRules:
+    pass_mark: int = 60
+    machine_exam_weight_percent: int = 70
+    drill_weight_percent: int = 30
+    violation_deduction: int = 10
+    requires_qualification_review: bool = True
+    requires_homework: bool = True
+
+    def __post_init__(self):
+        if self.machine_exam_weight_percent + self.drill_weight_percent != 100:
+            raise ValueError("the weights of the machine exam and the drill must add up to 100")
+        if not 0 <= self.pass_mark <= 100 or self.violation_deduction < 0:
+            raise ValueError("pass mark must be 0-100 and the deduction not negative")
+
+    @classmethod
+    def from_json(cls, text: str) -> CompositeRules:
+        return cls(**json.loads(text))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def describe(self) -> str:
+        """The formula as staff read it on the program page."""
+        parts = [f"final = round({self.machine_exam_weight_percent}% × machine exam + "
+                 f"{self.drill_weight_percent}% × practical drill)",
+                 f"minus {self.violation_deduction} for a violation; 0 if disqualified",
+                 f"passed at {self.pass_mark} or more"]
+        if self.requires_qualification_review:
+            parts.append("only with a passed qualification review")
+        if self.requires_homework:
+            parts.append("only with homework complete")
+        return "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class CompositeMarks:
+    machine_exam_score: int
+    drill_score: int
+    violation: str = "none"
+    qualification_review: str = "pass"
+    homework_completion: str = "complete"
+
+
+def composite_final_score(rules: CompositeRules, marks: CompositeMarks) -> int:
+    for score in (marks.machine_exam_score, marks.drill_score):
+        if not 0 <= score <= 100:
+            raise ValueError("scores must be between 0 and 100")
+    if marks.violation == "disqualification":
+        return 0
+    # integer arithmetic, rounding half up: no float ever decides a pass
+    weighted = (marks.machine_exam_score * rules.machine_exam_weight_percent
+                + marks.drill_score * rules.drill_weight_percent)
+    final = (weighted + 50) // 100
+    if marks.violation == "deduction":
+        final -= rules.violation_deduction
+    return max(0, min(100, final))
+
+
+def composite_outcome(rules: CompositeRules, marks: CompositeMarks) -> Outcome:
+    if marks.violation == "disqualification":
+        return "failed"
+    if rules.requires_qualification_review and marks.qualification_review != "pass":
+        return "failed"
+    if rules.requires_homework and marks.homework_completion != "complete":
+        return "failed"
+    return "passed" if composite_final_score(rules, marks) >= rules.pass_mark else "failed"
 
 
 def evaluate(final_score: int, pass_mark: int) -> Outcome:
-    """The expert panel's evaluation of a final score: passed at or above the program's pass mark."""
+    """A course (or a plain final score) against its pass mark."""
     if not 0 <= final_score <= 100:
         raise ValueError("final_score must be between 0 and 100")
     return "passed" if final_score >= pass_mark else "failed"
@@ -17,3 +97,8 @@ def evaluate(final_score: int, pass_mark: int) -> Outcome:
 def visible_status(published: bool, outcome: str | None) -> str:
     """Before release a candidate sees only 'evaluating' (正在评定), never the score."""
     return outcome if published and outcome else "evaluating"
+
+
+def graduated(required_courses: set[str], passed_courses: set[str]) -> bool:
+    """Course-based programs: complete once every required course has been passed at some sitting."""
+    return bool(required_courses) and required_courses <= passed_courses

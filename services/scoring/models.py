@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
@@ -17,11 +17,60 @@ OutboxEvent, ProcessedEvent = messaging_models(Base)
 
 
 class Program(Base):
+    """An exam program, as data: its kind and its rules (see domain.py)."""
+
     __tablename__ = "programs"
 
     program_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     program_name: Mapped[str] = mapped_column(String(120), nullable=False)
     pass_mark: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="composite", server_default="composite")
+    rules_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # CompositeRules for composite programs
+
+
+class Course(Base):
+    __tablename__ = "courses"
+
+    program_code: Mapped[str] = mapped_column(ForeignKey("programs.program_code"), primary_key=True)
+    course_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    course_name: Mapped[str] = mapped_column(String(120), nullable=False)
+    course_kind: Mapped[str] = mapped_column(String(10), nullable=False)  # written | practical
+    pass_mark: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
+    required: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class ImportBatch(Base):
+    """One uploaded result file. Its content hash makes a re-import of the same file a no-op."""
+
+    __tablename__ = "import_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    file_format: Mapped[str] = mapped_column(String(8), nullable=False)
+    encoding: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status: Mapped[str] = mapped_column(String(10), nullable=False)  # imported | rejected
+    row_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    recorded: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    errors_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(80), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ResultAudit(Base):
+    """Append-only history of every change to a result: who, when, before, after, why."""
+
+    __tablename__ = "result_audit"
+
+    audit_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    result_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    actor: Mapped[str] = mapped_column(String(80), nullable=False)
+    action: Mapped[str] = mapped_column(String(20), nullable=False)
+    before_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    after_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class RosterEntry(Base):
@@ -38,14 +87,18 @@ class RosterEntry(Base):
 
 class ExamResult(Base):
     __tablename__ = "exam_results"
-    __table_args__ = (UniqueConstraint("ticket_number", "program_code", "sitting", name="uq_result_sitting"),)
+    __table_args__ = (UniqueConstraint("ticket_number", "program_code", "course_code", "sitting",
+                                       name="uq_result_course_sitting"),)
 
     result_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     ticket_number: Mapped[str] = mapped_column(String(12), nullable=False, index=True)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     program_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    course_code: Mapped[str] = mapped_column(String(32), nullable=False, default="", server_default="")
     sitting: Mapped[str] = mapped_column(String(7), nullable=False)
     final_score: Mapped[int] = mapped_column(Integer, nullable=False)
+    components_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(10), nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

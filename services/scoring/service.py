@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+
 from nameko.events import event_handler
 
 from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
-from credence_common.contracts.scoring import PublishResults, RecordResults
+from credence_common.contracts.scoring import PublishResults, RecordResults, ResultUpload
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
+from credence_common.errors import InvalidInput, NotFound
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse
 from services.scoring import usecases
-from services.scoring.models import OutboxEvent, ProcessedEvent
+from services.scoring.import_runner import run_import_bytes
+from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
 
 
 class ScoringService(HealthCheck):
@@ -26,17 +32,54 @@ class ScoringService(HealthCheck):
 
     @rpc
     def record_results(self, actor: dict, request: dict) -> dict:
-        require_role(actor, "staff")
+        staff = require_role(actor, "staff")
         batch = parse(RecordResults, request)
         with self.db.transaction() as session:
-            return usecases.record_results(session, batch).model_dump(mode="json")
+            return usecases.record_results(session, batch, staff.subject).model_dump(mode="json")
 
     @rpc
     def publish_results(self, actor: dict, request: dict) -> dict:
-        require_role(actor, "staff")
+        staff = require_role(actor, "staff")
         publication = parse(PublishResults, request)
         with self.db.transaction() as session:
-            return usecases.publish_results(session, publication).model_dump(mode="json")
+            return usecases.publish_results(session, publication, staff.subject).model_dump(mode="json")
+
+    @rpc
+    def import_results(self, actor: dict, request: dict) -> dict:
+        """An exam centre's file, all rows or none (large files: the import-results CLI)."""
+        staff = require_role(actor, "staff")
+        upload = parse(ResultUpload, request)
+        try:
+            content = base64.b64decode(upload.content_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("invalid_upload", "The file content is not valid base64.") from None
+        report = run_import_bytes(self.db.engine, content, upload.file_format, staff.subject)
+        return report.as_dict()
+
+    @rpc
+    def import_report(self, actor: dict, batch_id: str) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            batch = session.get(ImportBatch, batch_id)
+            if batch is None:
+                raise NotFound("import_not_found", "No such import batch.")
+            return {"batch_id": batch.batch_id, "status": batch.status, "file_format": batch.file_format,
+                    "encoding": batch.encoding, "row_count": batch.row_count, "recorded": batch.recorded,
+                    "unchanged": batch.unchanged, "error_count": batch.error_count,
+                    "errors": json.loads(batch.errors_json) if batch.errors_json else [],
+                    "created_by": batch.created_by, "created_at": batch.created_at.isoformat()}
+
+    @rpc
+    def result_history(self, actor: dict, result_id: str) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return {"result_id": result_id, "history": usecases.result_history(session, result_id)}
+
+    @rpc
+    def list_programs(self) -> dict:
+        """Programs with their rules in words, as staff and candidates read them."""
+        with self.db.transaction() as session:
+            return usecases.list_programs(session)
 
     @rpc
     def results_for_candidate(self, actor: dict, candidate_id: str) -> dict:

@@ -67,7 +67,7 @@ def test_request_and_response_models_are_referenced(document, route):
         assert op["requestBody"]["required"] is not optional_body
         schema = op["requestBody"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
-    if route.raw_body:
+    if route.signed:
         names = [p["name"] for p in op["parameters"] if p["in"] == "header" and p["required"]]
         assert names == ["X-Credence-Signature"]
         assert op["requestBody"]["required"] is True

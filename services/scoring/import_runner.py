@@ -1,0 +1,56 @@
+"""Running one import: hashing, parsing and the transaction boundaries, shared by the RPC and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from credence_common.errors import InvalidInput
+from services.scoring import imports
+from services.scoring.importing import UnsupportedEncoding, detect_encoding, read_rows
+
+FORMATS = ("csv", "jsonl")
+
+
+def file_sha256(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def run_import(engine, stream: BinaryIO, file_format: str, actor: str,
+               on_rows: Callable[[int], None] | None = None) -> imports.ImportReport:
+    """All rows in one transaction, or none; a rejected batch is recorded with its row errors."""
+    if file_format not in FORMATS:
+        raise InvalidInput("unknown_format", "The file format must be csv or jsonl.")
+    sha = file_sha256(stream)
+    head = stream.read(65536)
+    stream.seek(0)
+    try:
+        encoding = detect_encoding(head)
+    except UnsupportedEncoding as exc:
+        raise InvalidInput("unsupported_encoding", str(exc)) from None
+    try:
+        with Session(engine) as session, session.begin():
+            return imports.import_rows(session, read_rows(stream, file_format), file_sha256=sha,
+                                       file_format=file_format, encoding=encoding, actor=actor, on_rows=on_rows)
+    except imports.ImportRejected as rejected:
+        report = rejected.report
+        with Session(engine) as session, session.begin():
+            imports.record_rejection(session, report, file_sha256=sha, file_format=file_format, encoding=encoding,
+                                     actor=actor)
+        shown = [{"field": f"line {e['line']}" + (f": {e['field']}" if e["field"] else ""), "message": e["message"]}
+                 for e in report.errors[:100]]
+        raise InvalidInput("import_rejected",
+                           f"{report.error_count} row error(s) in batch {report.batch_id}; nothing was imported. "
+                           f"The full report: GET /api/v1/result-imports/{report.batch_id}.", shown) from None
+
+
+def run_import_bytes(engine, content: bytes, file_format: str, actor: str) -> imports.ImportReport:
+    return run_import(engine, io.BytesIO(content), file_format, actor)

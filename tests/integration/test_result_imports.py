@@ -1,0 +1,148 @@
+"""Bulk result import, programs as data and the audit trail, on a real database and broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from credence_common.contracts.events import CandidateConfirmedV1
+from credence_common.errors import InvalidInput
+from credence_common.events import utcnow
+from services.scoring.cli import app
+from services.scoring.service import ScoringService
+from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+
+STAFF = {"subject": "staff:clerk", "role": "staff"}
+TICKETS = ["112600000011", "112600000012", "112600000013"]
+HEADER = "ticket_number,program_code,course_code,sitting,score\n"
+
+
+def roster(config) -> None:
+    for n, ticket in enumerate(TICKETS):
+        publish_event(config["AMQP_URI"], CandidateConfirmedV1(
+            candidate_id=f"cand-{n}", ticket_number=ticket, full_name="王小明",
+            resident_id_number_masked="110105********002X", exam_region="11", method="online",
+            confirmed_at=utcnow()))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(len(TICKETS),)], what="roster")
+
+
+def upload(scoring, text: str, file_format: str = "csv") -> dict:
+    return scoring.import_results(STAFF, {"file_format": file_format,
+                                          "content_base64": base64.b64encode(text.encode()).decode()})
+
+
+def test_course_results_import_all_or_nothing_and_idempotently(start_service):
+    container, config = start_service(ScoringService)
+    roster(config)
+    db = config["DB_URI"]
+    first = HEADER + "".join(f"{t},ZK-LAW,00015,2026-04,{70 + n}\n" for n, t in enumerate(TICKETS))
+    with rpc_proxy("scoring", config) as scoring:
+        report = upload(scoring, first)
+        assert report["status"] == "imported" and report["recorded"] == 3 and report["row_count"] == 3
+        again = upload(scoring, first)
+        assert again["status"] == "already_imported" and again["batch_id"] == report["batch_id"]
+        overlapping = HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,70\n{TICKETS[0]},ZK-LAW,00227,2026-04,55\n"
+        assert upload(scoring, overlapping) | {"batch_id": None} == {
+            "batch_id": None, "status": "imported", "row_count": 2, "recorded": 1, "unchanged": 1, "error_count": 0}
+
+        bad = (HEADER + f"{TICKETS[1]},ZK-LAW,00230,2026-04,66\n"      # fine, but the batch fails
+               f"{TICKETS[0]},ZK-LAW,00015,2026-04,99\n"               # disagrees with the recorded 70
+               f"119999999999,ZK-LAW,00015,2026-04,50\n"               # unknown ticket
+               f"{TICKETS[2]},ZK-LAW,99999,2026-04,50\n"               # unknown course
+               f"{TICKETS[2]},ZK-LAW,00233,2026-04,101\n"              # out of range
+               f"{TICKETS[2]},ZK-LAW,00233,2026-04,60\n{TICKETS[2]},ZK-LAW,00233,2026-04,61\n")  # duplicate rows
+        with pytest.raises(InvalidInput) as rejected:
+            upload(scoring, bad)
+        assert rejected.value.code == "import_rejected"
+        lines = {(d["field"].split(":")[0], d["message"].split(";")[0]) for d in rejected.value.details}
+        assert {line for line, _ in lines} == {"line 3", "line 4", "line 5", "line 6", "line 8"}
+        batch_id = rejected.value.message.split("batch ")[1].split(";")[0]
+        saved = scoring.import_report(STAFF, batch_id)
+        assert saved["status"] == "rejected" and saved["error_count"] == 5
+        assert {e["line"] for e in saved["errors"]} == {3, 4, 5, 6, 8}
+    assert query(db, "select count(*) from exam_results") == [(4,)]  # nothing from the rejected batch
+    assert query(db, f"select final_score from exam_results where ticket_number = '{TICKETS[0]}' "
+                     "and course_code = '00015'") == [(70,)]
+
+
+def test_composite_results_follow_the_programs_formula(start_service, event_spy):
+    container, config = start_service(ScoringService)
+    roster(config)
+    spy = event_spy("scoring", "credence.scoring.candidate_qualified.v1")
+    rows = [
+        {"ticket_number": TICKETS[0], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+         "machine_exam_score": 80, "drill_score": 70},                                   # 77 passed
+        {"ticket_number": TICKETS[1], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+         "machine_exam_score": 95, "drill_score": 95, "homework_completion": "incomplete"},  # 95 but failed
+        {"ticket_number": TICKETS[2], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+         "machine_exam_score": 70, "drill_score": 60, "violation": "deduction"},          # 67 - 10 = 57 failed
+    ]
+    with rpc_proxy("scoring", config) as scoring:
+        upload(scoring, "\n".join(json.dumps(r) for r in rows) + "\n", "jsonl")
+        assert sorted(query(config["DB_URI"], "select ticket_number, final_score from exam_results")) == [
+            (TICKETS[0], 77), (TICKETS[1], 95), (TICKETS[2], 57)]
+        before = scoring.results_for_candidate(STAFF, "cand-0")["results"]
+        assert before[0]["status"] == "evaluating" and before[0]["final_score"] is None
+        outcome = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        assert (outcome["passed"], outcome["failed"]) == (1, 2)
+        programs = scoring.list_programs()["programs"]
+        psy = next(p for p in programs if p["program_code"] == "PSY-COUNSELLOR")
+        assert "70% × machine exam" in psy["rules"] and "homework" in psy["rules"]
+    qualified = spy.collect(1)
+    assert [e["data"]["candidate_id"] for e in qualified] == ["cand-0"] and spy.drain() == []
+
+
+def test_passing_every_required_course_qualifies_once(start_service, event_spy):
+    container, config = start_service(ScoringService)
+    roster(config)
+    spy = event_spy("scoring", "credence.scoring.candidate_qualified.v1")
+    ticket = TICKETS[0]
+    april = HEADER + "".join(f"{ticket},ZK-LAW,{c},2026-04,{s}\n"
+                             for c, s in (("00015", 61), ("00227", 75), ("00230", 40), ("00249", 80)))
+    october = HEADER + f"{ticket},ZK-LAW,00230,2026-10,64\n{ticket},ZK-LAW,00233,2026-10,30\n"
+    with rpc_proxy("scoring", config) as scoring:
+        upload(scoring, april)
+        scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
+        assert spy.drain() == []  # 00230 failed: not yet complete
+        upload(scoring, october)  # the retake passes; the optional 00233 fails and does not matter
+        scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-10"})
+    graduation = spy.collect(1)
+    assert graduation[0]["data"]["program_code"] == "ZK-LAW" and spy.drain() == []
+
+
+def test_every_change_to_a_result_is_in_its_history(start_service):
+    container, config = start_service(ScoringService)
+    roster(config)
+    line = {"ticket_number": TICKETS[0], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11", "final_score": 58}
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results(STAFF, {"results": [line]})
+        scoring.record_results({"subject": "staff:second", "role": "staff"},
+                               {"results": [dict(line, final_score=61)]})
+        scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        result_id = query(config["DB_URI"], "select result_id from exam_results")[0][0]
+        history = scoring.result_history(STAFF, result_id)["history"]
+    assert [(h["action"], h["actor"]) for h in history] == [
+        ("recorded", "staff:clerk"), ("corrected", "staff:second"), ("published", "staff:clerk")]
+    assert history[1]["before"] == {"final_score": 58} and history[1]["after"] == {"final_score": 61}
+
+
+def test_the_cli_streams_a_file_into_the_database(databases, tmp_path, start_service):
+    container, config = start_service(ScoringService)
+    roster(config)
+    results = tmp_path / "centre-11.csv"
+    results.write_text(HEADER + "".join(f"{t},ZK-LAW,00015,2026-04,{60 + n}\n" for n, t in enumerate(TICKETS)))
+    settings = tmp_path / "scoring.yml"
+    settings.write_text(yaml.safe_dump({"DB_URI": config["DB_URI"]}))
+    runner = CliRunner()
+    outcome = runner.invoke(app, ["import-results", str(results), "--config", str(settings), "--actor", "centre-11"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "imported: 3 rows, 3 recorded" in outcome.output
+    broken = tmp_path / "broken.csv"
+    broken.write_text(HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,abc\n")
+    refused = runner.invoke(app, ["import-results", str(broken), "--config", str(settings)])
+    assert refused.exit_code == 1 and "line 2" in refused.output
+    assert query(config["DB_URI"], "select count(*) from exam_results") == [(3,)]

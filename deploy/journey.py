@@ -20,6 +20,7 @@ from services.payments.domain import sign_callback
 DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
 DEV_CALLBACK_SECRET = "dev-insecure-payment-callback-secret"
 PROGRAM_CODE = "PSY-COUNSELLOR"
+SECOND_EXPERT_PASSWORD = "Expert-panel 2026 review"  # development only
 
 
 class JourneyFailed(AssertionError):
@@ -128,6 +129,19 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     wait_until("scoring knows the ticket number", record)
     results = client.request("GET", "/api/v1/me/results", token=token)["results"]
     say(f"   -> before release the candidate sees: {results[0]['status']}")
+
+    say("   Two experts sign the result off (the expert-panel rule for composite programs)")
+    client.request("POST", "/api/v1/staff-accounts", token=staff_token, expect=(201, 409), json={
+        "username": "expert2", "display_name": "Second expert", "password": SECOND_EXPERT_PASSWORD})
+    second_expert = client.request("POST", "/api/v1/auth/staff-token", json={
+        "username": "expert2", "password": SECOND_EXPERT_PASSWORD})["access_token"]
+    queue = client.request("GET", f"/api/v1/evaluations?program_code={PROGRAM_CODE}&sitting={sitting}",
+                           token=staff_token)["items"]
+    item = next(i for i in queue if i["ticket_number"] == ticket_number)
+    for expert in (staff_token, second_expert):
+        signed = client.request("POST", f"/api/v1/results/{item['result_id']}/evaluations", token=expert,
+                                json={"decision": item["suggested_outcome"]})
+    say(f"   -> {signed['state']}: {signed['evaluated_outcome']}")
 
     published = client.request("POST", "/api/v1/exam-results/publication", token=staff_token,
                                json={"program_code": PROGRAM_CODE, "sitting": sitting})

@@ -19,6 +19,7 @@ from credence_common.contracts.identity import (
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
     CreateInstitution,
+    CreateStaffAccount,
     DecidePriorEducation,
     DevSmsMessages,
     DevSmsQuery,
@@ -41,6 +42,7 @@ from credence_common.contracts.identity import (
     SecurityQuestionRequest,
     SecurityQuestionView,
     SetSecurityQuestion,
+    StaffAccountView,
     StaffCredentials,
     SubmitPriorEducation,
     SubmitPriorEducationProof,
@@ -49,6 +51,9 @@ from credence_common.contracts.identity import (
 )
 from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
 from credence_common.contracts.scoring import (
+    DecideHeldResult,
+    EvaluateResult,
+    EvaluationQueue,
     ImportReportView,
     ProgramList,
     PublishResults,
@@ -258,6 +263,23 @@ def list_programs(call: Call):
     return call.rpc.call("scoring", "list_programs")
 
 
+def create_staff_account(call: Call):
+    return call.rpc.call("identity", "create_staff_account", call.actor, _dump(call.body))
+
+
+def evaluation_queue(call: Call):
+    return call.rpc.call("scoring", "evaluation_queue", call.actor, call.query.get("program_code", ""),
+                         call.query.get("sitting", ""))
+
+
+def evaluate_result(call: Call):
+    return call.rpc.call("scoring", "evaluate_result", call.actor, call.params["result_id"], _dump(call.body))
+
+
+def decide_held_result(call: Call):
+    return call.rpc.call("scoring", "decide_held_result", call.actor, call.params["result_id"], _dump(call.body))
+
+
 def my_results(call: Call):
     return call.rpc.call("scoring", "results_for_candidate", call.actor, call.principal.subject)
 
@@ -391,6 +413,17 @@ ROUTES: tuple[Route, ...] = (
     Route("result_history", "GET", "/api/v1/results/<result_id>/history",
           "Every change to a result: who, when, before, after, why (staff)", ("staff",), result_history, None,
           None, tag="scoring"),
+    Route("create_staff_account", "POST", "/api/v1/staff-accounts", "Create another staff account (staff)",
+          ("staff",), create_staff_account, CreateStaffAccount, StaffAccountView, 201, tag="auth"),
+    Route("evaluation_queue", "GET", "/api/v1/evaluations",
+          "Composite results awaiting the experts (?program_code=&sitting=), with the formula's suggestion",
+          ("staff",), evaluation_queue, None, EvaluationQueue, tag="scoring"),
+    Route("evaluate_result", "POST", "/api/v1/results/<result_id>/evaluations",
+          "An expert signs a composite result passed or failed; two different experts must agree", ("staff",),
+          evaluate_result, EvaluateResult, None, tag="scoring"),
+    Route("decide_held_result", "POST", "/api/v1/results/<result_id>/decision",
+          "Settle a result the two experts disagree on (a third member of staff)", ("staff",), decide_held_result,
+          DecideHeldResult, None, tag="scoring"),
     Route("record_results", "POST", "/api/v1/exam-results", "Record a batch of exam results (all or none)",
           ("staff",), record_results, RecordResults, RecordResultsOutcome, tag="scoring"),
     Route("publish_results", "POST", "/api/v1/exam-results/publication",

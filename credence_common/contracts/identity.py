@@ -295,3 +295,16 @@ class PriorEducationView(BaseModel):
     decision: Literal["approved", "rejected"] | None = None
     reason: str | None = None
     checked_at: datetime | None = None
+
+
+class CreateStaffAccount(BaseModel):
+    model_config = Strict
+
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9._-]+$")
+    display_name: str = Field(min_length=1, max_length=80)
+    password: str = Password
+
+
+class StaffAccountView(BaseModel):
+    username: str
+    display_name: str

@@ -35,14 +35,47 @@ class PublishResults(BaseModel):
 
     program_code: str = Field(min_length=1, max_length=32)
     sitting: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    publish_at: datetime | None = Field(default=None, description="Release later, at this time (UTC); now if absent")
 
 
 class PublishResultsOutcome(BaseModel):
     program_code: str
     sitting: str
-    published: int
-    passed: int
-    failed: int
+    release_id: str | None = None
+    state: Literal["published", "scheduled"] = "published"
+    publish_at: datetime | None = None
+    published: int = 0
+    passed: int = 0
+    failed: int = 0
+    awaiting_evaluation: int = Field(default=0, description="Composite results without two agreeing experts yet")
+
+
+class EvaluateResult(BaseModel):
+    model_config = Strict
+
+    decision: Literal["passed", "failed"]
+
+
+class DecideHeldResult(BaseModel):
+    model_config = Strict
+
+    decision: Literal["passed", "failed"]
+    reason: str = Field(min_length=3, max_length=200)
+
+
+class EvaluationItem(BaseModel):
+    result_id: str
+    ticket_number: str
+    sitting: str
+    final_score: int
+    suggested_outcome: Literal["passed", "failed"]
+    state: Literal["pending", "agreed", "held", "decided"]
+    reviewers: list[str]
+    evaluated_outcome: Literal["passed", "failed"] | None = None
+
+
+class EvaluationQueue(BaseModel):
+    items: list[EvaluationItem]
 
 
 class ResultView(BaseModel):

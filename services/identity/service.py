@@ -14,6 +14,7 @@ from credence_common.contracts.identity import (
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
     CreateInstitution,
+    CreateStaffAccount,
     DecidePriorEducation,
     DevSmsQuery,
     ImportLegacyTickets,
@@ -161,6 +162,13 @@ class IdentityService(HealthCheck):
             visible_candidate(session, checker, candidate_id)
             return _dump(usecases.confirm_on_site(session, candidate_id, checker.subject,
                                                   decision.decision == "approve", decision.reason))
+
+    @rpc
+    def create_staff_account(self, actor: dict, request: dict) -> dict:
+        require_role(actor, "staff")
+        account = parse(CreateStaffAccount, request)
+        with self.db.transaction() as session:
+            return usecases.create_staff_account(session, account.username, account.display_name, account.password)
 
     # --- institutions ---------------------------------------------------------------------------------
 

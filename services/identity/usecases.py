@@ -504,3 +504,12 @@ def authenticate_staff(session: Session, protection: PersonalDataProtection, use
     subject = f"staff:{account.username}"
     return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
                                   refresh_token=issue_refresh_token(session, protection, subject, "staff", now))
+
+
+def create_staff_account(session: Session, username: str, display_name: str, password: str) -> dict:
+    passwords.check_password(password, personal_values=(username,))
+    if session.get(StaffAccount, username) is not None:
+        raise Conflict("username_taken", "This username is taken; choose another.")
+    session.add(StaffAccount(username=username, display_name=display_name,
+                             password_hash=passwords.hash_password(password), created_at=utcnow()))
+    return {"username": username, "display_name": display_name}

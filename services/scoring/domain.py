@@ -102,3 +102,14 @@ def visible_status(published: bool, outcome: str | None) -> str:
 def graduated(required_courses: set[str], passed_courses: set[str]) -> bool:
     """Course-based programs: complete once every required course has been passed at some sitting."""
     return bool(required_courses) and required_courses <= passed_courses
+
+
+def evaluation_state(decisions: dict[str, str]) -> tuple[str, str | None]:
+    """Two different experts must sign off: agreement settles the outcome, a disagreement is held for a
+    decision. Returns (state, outcome)."""
+    if len(decisions) < 2:
+        return "pending", None
+    outcomes = set(decisions.values())
+    if len(outcomes) == 1:
+        return "agreed", outcomes.pop()
+    return "held", None

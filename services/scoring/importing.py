@@ -54,6 +54,7 @@ _SCORES = ("score", "machine_exam_score", "drill_score")
 # ASCII digits only: int() would also take "８２" or "+82", and an unbounded digit string is a cost of its own.
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,3}")
 _SCORE_MESSAGE = "must be a whole number from 0 to 100"
+_UNSUPPORTED = "The file is neither UTF-8 nor GBK/GB18030 text."
 # "\r" alone counts too: a stray one would otherwise reach the csv module as a line break inside an unquoted field.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -94,15 +95,16 @@ def detect_encoding(head: bytes) -> str:
     head may stop in the middle of a character; an incomplete sequence at its end is not held against it.
     """
     if head.startswith(codecs.BOM_UTF8):
-        # The mark declares UTF-8; reading what follows as GB18030 would turn the mark itself into text.
         if _decodes(head[len(codecs.BOM_UTF8) :], "utf-8"):
             return "utf-8-sig"
-    elif _decodes(head, "utf-8"):
+        # The mark declares UTF-8; falling back to GB18030 would only turn the mark itself into two characters of text.
+        raise UnsupportedEncoding(_UNSUPPORTED)
+    if _decodes(head, "utf-8"):
         return "utf-8"
-    # Exam centres' exports are often GBK; GB18030 decodes every GBK file and then some.
-    elif _decodes(head, "gb18030"):
+    # Exam centres' exports are often GBK, and GB18030 decodes every GBK file.
+    if _decodes(head, "gb18030"):
         return "gb18030"
-    raise UnsupportedEncoding("The file is neither UTF-8 nor GBK/GB18030 text.")
+    raise UnsupportedEncoding(_UNSUPPORTED)
 
 
 def read_rows(stream: BinaryIO, file_format: str, chunk_size: int = 65536) -> Iterator[ResultRow | RowError]:
@@ -175,6 +177,7 @@ class _Lines:
         decoder = codecs.getincrementaldecoder(encoding)()
         label = "utf-8" if encoding == "utf-8-sig" else encoding
         chunk: bytes | None = head
+        del head  # the first chunk is not kept for the life of the file
         first = True
         pending = ""
         while True:

@@ -172,6 +172,7 @@ def _apply(session: Session, chunk: list[ResultRow], programs: dict, rules: dict
         session.add(ExamResult(result_id=str(uuid.uuid4()), ticket_number=key[0], candidate_id=entry.candidate_id,
                                program_code=row.program_code, course_code=key[2], sitting=row.sitting,
                                final_score=final_score, components_json=components, batch_id=report.batch_id,
+                               evaluation_state="pending" if program.kind == "composite" else None,
                                recorded_at=now))
         report.recorded += 1
     session.flush()

@@ -100,5 +100,35 @@ class ExamResult(Base):
     components_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    # expert evaluation (composite programs): pending -> agreed | held -> decided; the panel's verdict
+    evaluation_state: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    evaluated_outcome: Mapped[str | None] = mapped_column(String(10), nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ResultEvaluation(Base):
+    """One expert's sign-off on a composite result; two different experts must agree."""
+
+    __tablename__ = "result_evaluations"
+
+    result_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(80), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(10), nullable=False)  # passed | failed
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class Release(Base):
+    """Lifting the embargo on one program's sitting, now or at a set time."""
+
+    __tablename__ = "releases"
+
+    release_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    program_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    sitting: Mapped[str] = mapped_column(String(7), nullable=False)
+    publish_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    state: Mapped[str] = mapped_column(String(10), nullable=False)  # scheduled | published | cancelled
+    published: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_by: Mapped[str] = mapped_column(String(80), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

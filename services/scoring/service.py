@@ -7,11 +7,18 @@ import binascii
 import json
 
 from nameko.events import event_handler
+from nameko.timer import timer
 
 from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
-from credence_common.contracts.scoring import PublishResults, RecordResults, ResultUpload
+from credence_common.contracts.scoring import (
+    DecideHeldResult,
+    EvaluateResult,
+    PublishResults,
+    RecordResults,
+    ResultUpload,
+)
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import InvalidInput, NotFound
@@ -21,6 +28,8 @@ from credence_common.validation import parse
 from services.scoring import usecases
 from services.scoring.import_runner import run_import_bytes
 from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
+
+RELEASE_POLL_SECONDS = 2.0
 
 
 class ScoringService(HealthCheck):
@@ -74,6 +83,33 @@ class ScoringService(HealthCheck):
         require_role(actor, "staff")
         with self.db.transaction() as session:
             return {"result_id": result_id, "history": usecases.result_history(session, result_id)}
+
+    @rpc
+    def evaluation_queue(self, actor: dict, program_code: str, sitting: str) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.evaluation_queue(session, program_code, sitting).model_dump(mode="json")
+
+    @rpc
+    def evaluate_result(self, actor: dict, result_id: str, request: dict) -> dict:
+        expert = require_role(actor, "staff")
+        evaluation = parse(EvaluateResult, request)
+        with self.db.transaction() as session:
+            return usecases.evaluate_result(session, result_id, expert.subject, evaluation.decision)
+
+    @rpc
+    def decide_held_result(self, actor: dict, result_id: str, request: dict) -> dict:
+        decider = require_role(actor, "staff")
+        decision = parse(DecideHeldResult, request)
+        with self.db.transaction() as session:
+            return usecases.decide_held_result(session, result_id, decider.subject, decision.decision,
+                                               decision.reason)
+
+    @timer(interval=RELEASE_POLL_SECONDS)
+    def publish_due_releases(self) -> None:
+        """Scheduled releases are published here, within seconds of their time."""
+        with self.db.transaction() as session:
+            usecases.publish_due_releases(session)
 
     @rpc
     def list_programs(self) -> dict:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import (
@@ -18,6 +19,8 @@ from credence_common.contracts.events import (
 )
 from credence_common.contracts.scoring import (
     CourseView,
+    EvaluationItem,
+    EvaluationQueue,
     ProgramList,
     ProgramView,
     PublishResults,
@@ -31,7 +34,16 @@ from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from services.scoring import domain
-from services.scoring.models import Course, ExamResult, OutboxEvent, Program, ResultAudit, RosterEntry
+from services.scoring.models import (
+    Course,
+    ExamResult,
+    OutboxEvent,
+    Program,
+    Release,
+    ResultAudit,
+    ResultEvaluation,
+    RosterEntry,
+)
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
@@ -112,28 +124,59 @@ def record_results(session: Session, request: RecordResults, actor: str = "syste
             if existing.final_score != line.final_score:
                 audit(session, existing, actor, "corrected", before={"final_score": existing.final_score},
                       after={"final_score": line.final_score}, reason="re-recorded before publication")
+            if existing.final_score != line.final_score and existing.evaluation_state is not None:
+                # the experts signed a different score: their sign-offs no longer apply
+                session.execute(delete(ResultEvaluation).where(ResultEvaluation.result_id == existing.result_id))
+                existing.evaluation_state, existing.evaluated_outcome = "pending", None
             existing.final_score = line.final_score
             existing.recorded_at = now
             continue
         result = ExamResult(result_id=str(uuid.uuid4()), ticket_number=ticket_number,
                             candidate_id=roster[line.ticket_number].candidate_id,
                             program_code=line.program_code, course_code="", sitting=line.sitting,
-                            final_score=line.final_score, recorded_at=now)
+                            final_score=line.final_score, recorded_at=now,
+                            evaluation_state="pending" if programs[line.program_code].kind == "composite" else None)
         session.add(result)
         audit(session, result, actor, "recorded", after={"final_score": line.final_score})
     return RecordResultsOutcome(recorded=len(request.results))
 
 
-def publish_results(session: Session, request: PublishResults, actor: str = "system") -> PublishResultsOutcome:
+def publish_results(session: Session, request: PublishResults, actor: str = "system",
+                    now: datetime | None = None) -> PublishResultsOutcome:
+    """Lift the embargo on a sitting now, or schedule it (a timer in the service publishes it when due)."""
+    now = now or utcnow()
     program = session.get(Program, request.program_code)
     if program is None:
         raise NotFound("program_not_found", f"No program {request.program_code}.")
+    publish_at = request.publish_at or now
+    release = Release(release_id=str(uuid.uuid4()), program_code=program.program_code, sitting=request.sitting,
+                      publish_at=publish_at, state="scheduled", published=0, created_by=actor, created_at=now)
+    session.add(release)
+    if publish_at > now:
+        return PublishResultsOutcome(program_code=program.program_code, sitting=request.sitting,
+                                     release_id=release.release_id, state="scheduled", publish_at=publish_at)
+    return _publish(session, program, release, actor, now)
+
+
+def publish_due_releases(session: Session, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    due = session.scalars(select(Release).where(Release.state == "scheduled", Release.publish_at <= now)
+                          .order_by(Release.publish_at).with_for_update()).all()
+    for release in due:
+        _publish(session, session.get(Program, release.program_code), release, release.created_by, now)
+    return len(due)
+
+
+def _publish(session: Session, program: Program, release: Release, actor: str,
+             now: datetime) -> PublishResultsOutcome:
     pending = session.scalars(
-        select(ExamResult).where(ExamResult.program_code == request.program_code,
-                                 ExamResult.sitting == request.sitting,
+        select(ExamResult).where(ExamResult.program_code == program.program_code,
+                                 ExamResult.sitting == release.sitting,
                                  ExamResult.published_at.is_(None))
         .with_for_update()  # two concurrent publications must not both publish a result
     ).all()
+    awaiting = [r for r in pending if r.evaluation_state in ("pending", "held")]
+    pending = [r for r in pending if r.evaluation_state not in ("pending", "held")]
     now = utcnow()
     passed = 0
     rules = domain.CompositeRules.from_json(program.rules_json) if program.rules_json else None
@@ -141,7 +184,7 @@ def publish_results(session: Session, request: PublishResults, actor: str = "sys
         Course.program_code == program.program_code))}
     graduated_before = {c: _graduated(session, c, program, courses) for c in {r.candidate_id for r in pending}}
     for result in pending:
-        result.outcome = _outcome(result, program, rules, courses)
+        result.outcome = result.evaluated_outcome or _outcome(result, program, rules, courses)
         result.published_at = now
         audit(session, result, actor, "published", before={"published": False},
               after={"published": True, "outcome": result.outcome})
@@ -165,8 +208,11 @@ def publish_results(session: Session, request: PublishResults, actor: str = "sys
         for candidate_id, before in graduated_before.items():
             if not before and _graduated(session, candidate_id, program, courses):
                 _qualify_by_graduation(session, candidate_id, program, now)
-    return PublishResultsOutcome(program_code=request.program_code, sitting=request.sitting,
-                                 published=len(pending), passed=passed, failed=len(pending) - passed)
+    release.state, release.published, release.published_at = "published", len(pending), now
+    return PublishResultsOutcome(program_code=program.program_code, sitting=release.sitting,
+                                 release_id=release.release_id, state="published", publish_at=release.publish_at,
+                                 published=len(pending), passed=passed, failed=len(pending) - passed,
+                                 awaiting_evaluation=len(awaiting))
 
 
 def _outcome(result: ExamResult, program: Program, rules, courses: dict) -> str:
@@ -251,3 +297,67 @@ def list_programs(session: Session) -> dict:
                                  kind=program.kind, pass_mark=program.pass_mark, rules=rules,
                                  courses=[CourseView.model_validate(c, from_attributes=True) for c in courses]))
     return ProgramList(programs=views).model_dump(mode="json")
+
+
+# --- expert evaluation ------------------------------------------------------------------------------
+
+def _evaluable(session: Session, result_id: str) -> ExamResult:
+    result = session.get(ExamResult, result_id, with_for_update=True)
+    if result is None:
+        raise NotFound("result_not_found", "No such result.")
+    if result.evaluation_state is None:
+        raise Conflict("no_evaluation_needed", "This program's results are not evaluated by experts.")
+    if result.published_at is not None:
+        raise Conflict("result_already_published", "The result is already published.")
+    return result
+
+
+def evaluate_result(session: Session, result_id: str, reviewer: str, decision: str) -> dict:
+    result = _evaluable(session, result_id)
+    if result.evaluation_state in ("agreed", "decided"):
+        raise Conflict("already_evaluated", "Two experts have already settled this result.")
+    decisions = {e.reviewer: e.decision for e in session.scalars(
+        select(ResultEvaluation).where(ResultEvaluation.result_id == result_id))}
+    if reviewer in decisions:
+        raise Conflict("already_signed", "You have already signed this result; a second, different expert must.")
+    if result.evaluation_state == "held":
+        raise Conflict("held_for_decision", "The two experts disagree; the result waits for a decision.")
+    session.add(ResultEvaluation(result_id=result_id, reviewer=reviewer, decision=decision, decided_at=utcnow()))
+    decisions[reviewer] = decision
+    before = result.evaluation_state
+    result.evaluation_state, result.evaluated_outcome = domain.evaluation_state(decisions)
+    audit(session, result, reviewer, "evaluated", before={"evaluation_state": before},
+          after={"evaluation_state": result.evaluation_state, "decision": decision})
+    return {"result_id": result_id, "state": result.evaluation_state, "evaluated_outcome": result.evaluated_outcome}
+
+
+def decide_held_result(session: Session, result_id: str, decider: str, decision: str, reason: str) -> dict:
+    result = _evaluable(session, result_id)
+    if result.evaluation_state != "held":
+        raise Conflict("not_held", "Only a result the experts disagree on waits for a decision.")
+    reviewers = set(session.scalars(select(ResultEvaluation.reviewer).where(ResultEvaluation.result_id == result_id)))
+    if decider in reviewers:
+        raise Conflict("reviewer_cannot_decide", "One of the two disagreeing experts cannot settle the disagreement.")
+    result.evaluation_state, result.evaluated_outcome = "decided", decision
+    audit(session, result, decider, "decided", before={"evaluation_state": "held"},
+          after={"evaluation_state": "decided", "outcome": decision}, reason=reason)
+    return {"result_id": result_id, "state": "decided", "evaluated_outcome": decision}
+
+
+def evaluation_queue(session: Session, program_code: str, sitting: str) -> EvaluationQueue:
+    program = session.get(Program, program_code)
+    if program is None:
+        raise NotFound("program_not_found", f"No program {program_code}.")
+    rules = domain.CompositeRules.from_json(program.rules_json) if program.rules_json else None
+    results = session.scalars(select(ExamResult).where(
+        ExamResult.program_code == program_code, ExamResult.sitting == sitting,
+        ExamResult.evaluation_state.is_not(None), ExamResult.published_at.is_(None))
+        .order_by(ExamResult.ticket_number)).all()
+    signatures: dict[str, list[str]] = {}
+    for evaluation in session.scalars(select(ResultEvaluation).where(
+            ResultEvaluation.result_id.in_([r.result_id for r in results]))):
+        signatures.setdefault(evaluation.result_id, []).append(evaluation.reviewer)
+    return EvaluationQueue(items=[EvaluationItem(
+        result_id=r.result_id, ticket_number=r.ticket_number, sitting=r.sitting, final_score=r.final_score,
+        suggested_outcome=_outcome(r, program, rules, {}), state=r.evaluation_state,
+        reviewers=sorted(signatures.get(r.result_id, [])), evaluated_outcome=r.evaluated_outcome) for r in results])

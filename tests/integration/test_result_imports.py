@@ -15,6 +15,7 @@ from credence_common.events import utcnow
 from services.scoring.cli import app
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.test_scoring import sign_off
 
 STAFF = {"subject": "staff:clerk", "role": "staff"}
 TICKETS = ["112600000011", "112600000012", "112600000013"]
@@ -87,6 +88,9 @@ def test_composite_results_follow_the_programs_formula(start_service, event_spy)
             (TICKETS[0], 77), (TICKETS[1], 95), (TICKETS[2], 57)]
         before = scoring.results_for_candidate(STAFF, "cand-0")["results"]
         assert before[0]["status"] == "evaluating" and before[0]["final_score"] is None
+        queue = scoring.evaluation_queue(STAFF, "PSY-COUNSELLOR", "2026-11")["items"]
+        assert sorted(i["suggested_outcome"] for i in queue) == ["failed", "failed", "passed"]
+        sign_off(scoring)
         outcome = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
         assert (outcome["passed"], outcome["failed"]) == (1, 2)
         programs = scoring.list_programs()["programs"]
@@ -122,11 +126,13 @@ def test_every_change_to_a_result_is_in_its_history(start_service):
         scoring.record_results(STAFF, {"results": [line]})
         scoring.record_results({"subject": "staff:second", "role": "staff"},
                                {"results": [dict(line, final_score=61)]})
+        sign_off(scoring)
         scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
         result_id = query(config["DB_URI"], "select result_id from exam_results")[0][0]
         history = scoring.result_history(STAFF, result_id)["history"]
     assert [(h["action"], h["actor"]) for h in history] == [
-        ("recorded", "staff:clerk"), ("corrected", "staff:second"), ("published", "staff:clerk")]
+        ("recorded", "staff:clerk"), ("corrected", "staff:second"), ("evaluated", "staff:clerk"),
+        ("evaluated", "staff:expert2"), ("published", "staff:clerk")]
     assert history[1]["before"] == {"final_score": 58} and history[1]["after"] == {"final_score": 61}
 
 

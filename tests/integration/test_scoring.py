@@ -14,6 +14,16 @@ from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 STAFF = {"subject": "staff:clerk", "role": "staff"}
 
 
+EXPERT = {"subject": "staff:expert2", "role": "staff"}
+
+
+def sign_off(scoring, program_code: str = "PSY-COUNSELLOR", sitting: str = "2026-11") -> None:
+    """Both experts agree with the formula's suggestion for every result awaiting evaluation."""
+    for item in scoring.evaluation_queue(STAFF, program_code, sitting)["items"]:
+        for expert in (STAFF, EXPERT):
+            scoring.evaluate_result(expert, item["result_id"], {"decision": item["suggested_outcome"]})
+
+
 def confirmed(ticket_number: str, candidate_id: str, name: str = "王小明") -> CandidateConfirmedV1:
     return CandidateConfirmedV1(candidate_id=candidate_id, ticket_number=ticket_number, full_name=name,
                                         resident_id_number_masked="110105********002X", exam_region="11",
@@ -41,9 +51,12 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
         before = scoring.results_for_candidate(STAFF, "cand-1")["results"]
         assert before[0]["status"] == "evaluating" and before[0]["final_score"] is None
 
+        held_back = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        assert held_back["published"] == 0 and held_back["awaiting_evaluation"] == 2  # no experts yet
+        sign_off(scoring)
         outcome = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
-        assert outcome == {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11", "published": 2, "passed": 1,
-                           "failed": 1}
+        assert {k: outcome[k] for k in ("published", "passed", "failed", "awaiting_evaluation", "state")} == {
+            "published": 2, "passed": 1, "failed": 1, "awaiting_evaluation": 0, "state": "published"}
         after = scoring.results_for_candidate(STAFF, "cand-1")["results"]
         assert after[0]["status"] == "passed" and after[0]["final_score"] == 82
         assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "failed"
@@ -92,6 +105,8 @@ def test_concurrent_publications_publish_each_result_once(start_service, event_s
     with rpc_proxy("scoring", config) as scoring:
         scoring.record_results(STAFF, {"results": [line(t, 50 + n * 5) for n, t in enumerate(tickets)]})
     spy = event_spy("scoring", "credence.scoring.result_published.v1")
+    with rpc_proxy("scoring", config) as scoring:
+        sign_off(scoring)
 
     def publish(_):
         with rpc_proxy("scoring", config) as proxy:
@@ -145,3 +160,57 @@ def test_scoring_checks_who_asks_itself(start_service):
         with pytest.raises(Forbidden):
             scoring.results_for_candidate(candidate, "cand-2")
         assert scoring.results_for_candidate(candidate, "cand-1") == {"results": []}
+
+
+def test_two_different_experts_must_agree_and_a_disagreement_waits_for_a_decision(start_service):
+    container, config = start_service(ScoringService)
+    publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
+    publish_event(config["AMQP_URI"], confirmed("112600000002", "cand-2"))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(2,)], what="roster")
+    third = {"subject": "staff:chief", "role": "staff"}
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results(STAFF, {"results": [line("112600000001", 75), line("112600000002", 62)]})
+        items = {i["ticket_number"]: i for i in scoring.evaluation_queue(STAFF, "PSY-COUNSELLOR", "2026-11")["items"]}
+        first, second = items["112600000001"]["result_id"], items["112600000002"]["result_id"]
+        assert scoring.evaluate_result(STAFF, first, {"decision": "passed"})["state"] == "pending"
+        with pytest.raises(Conflict) as same_expert:
+            scoring.evaluate_result(STAFF, first, {"decision": "passed"})
+        assert same_expert.value.code == "already_signed"
+        assert scoring.evaluate_result(EXPERT, first, {"decision": "passed"}) == {
+            "result_id": first, "state": "agreed", "evaluated_outcome": "passed"}
+
+        scoring.evaluate_result(STAFF, second, {"decision": "passed"})
+        assert scoring.evaluate_result(EXPERT, second, {"decision": "failed"})["state"] == "held"
+        with pytest.raises(Conflict) as reviewer_decides:
+            scoring.decide_held_result(EXPERT, second, {"decision": "failed", "reason": "drill video reviewed"})
+        assert reviewer_decides.value.code == "reviewer_cannot_decide"
+        published = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        assert (published["published"], published["awaiting_evaluation"]) == (1, 1)  # the held one waits
+        assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "evaluating"
+        scoring.decide_held_result(third, second, {"decision": "failed", "reason": "drill video reviewed"})
+        scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "failed"
+        history = scoring.result_history(STAFF, second)["history"]
+    assert [h["action"] for h in history] == ["recorded", "evaluated", "evaluated", "decided", "published"]
+
+
+def test_a_scheduled_release_keeps_results_sealed_until_its_time(start_service):
+    from datetime import timedelta
+
+    container, config = start_service(ScoringService)
+    publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(1,)], what="roster")
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results(STAFF, {"results": [line("112600000001", 75)]})
+        sign_off(scoring)
+        later = (utcnow() + timedelta(seconds=3)).isoformat()
+        scheduled = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+                                                    "publish_at": later})
+        assert scheduled["state"] == "scheduled" and scheduled["published"] == 0
+        sealed = scoring.results_for_candidate({"subject": "cand-1", "role": "candidate"}, "cand-1")["results"]
+        assert sealed[0]["status"] == "evaluating" and sealed[0]["final_score"] is None
+        released = wait_for(lambda: scoring.results_for_candidate(STAFF, "cand-1")["results"][0]["status"]
+                            != "evaluating", timeout=20, what="the timer published the release")
+        assert released
+        assert scoring.results_for_candidate(STAFF, "cand-1")["results"][0]["final_score"] == 75
+    assert query(config["DB_URI"], "select state, published from releases") == [("published", 1)]

@@ -1,0 +1,208 @@
+"""Benchmark the bulk import of exam results against a raw PostgreSQL COPY of the same rows.
+
+Creates a throw-away PostgreSQL database (credence_bench_<random>), migrates the scoring schema into it, loads a
+roster of confirmed candidates with COPY, writes a CSV file of N course results for the course-based program ZK-LAW
+and then measures, in the same database and the same run:
+  1. the real import path (services.scoring.import_runner.run_import), in a child process of its own so that its
+     peak memory is measured alone;
+  2. a raw COPY of the same file into a scratch table with the same columns (the ceiling for this driver and server).
+Prints time, rows/s and the child's peak RSS, the ratio import/COPY and whether every row was stored. The database is
+dropped at the end, also on failure. Nothing is asserted: this prints figures.
+
+    make bench-import     # or: .venv/bin/python -m bench.result_import --rows 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from credence_common.db import make_engine, normalise_db_uri
+from credence_common.migrations import upgrade
+
+ADMIN_URI = os.environ.get("CREDENCE_BENCH_POSTGRES",
+                           os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
+REPO = Path(__file__).resolve().parents[1]
+PROGRAM = "ZK-LAW"
+COURSES = ("00015", "00227", "00230", "00233", "00249")  # seeded by scoring migration 0004
+SITTING = "2026-04"
+HEADER = "ticket_number,program_code,course_code,sitting,score\n"
+COPY_COLUMNS = "ticket_number, program_code, course_code, sitting, score"
+RATIO_TARGET = 0.50
+PEAK_TARGET_MB = 300
+WRITE_BATCH = 10_000  # lines per write while generating files
+
+# Runs in the child: `python -c CHILD <db_uri> <csv_path>`; prints one JSON line with its own figures.
+CHILD = """
+import json, resource, sys, time
+from credence_common.db import make_engine
+from services.scoring.import_runner import run_import
+engine = make_engine(sys.argv[1])
+with open(sys.argv[2], "rb") as stream:
+    started = time.perf_counter()
+    report = run_import(engine, stream, "csv", "bench")
+    seconds = time.perf_counter() - started
+engine.dispose()
+print(json.dumps({"seconds": seconds, "report": report.as_dict(),
+                  "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def ticket(n: int) -> str:
+    return f"1126{n:08d}"
+
+
+def write_lines(path: Path, header: str | None, lines) -> None:
+    """Stream lines to a file in batches, never holding the whole file."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        if header:
+            out.write(header)
+        batch: list[str] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= WRITE_BATCH:
+                out.writelines(batch)
+                batch.clear()
+        out.writelines(batch)
+
+
+def roster_lines(tickets: int):
+    for n in range(tickets):
+        # ticket_number, candidate_id, full_name, resident_id_number_masked, merged_into (empty = NULL in CSV)
+        yield f"{ticket(n)},00000000-0000-4000-8000-{n:012d},Candidate {n},110101********{n % 10000:04d},\n"
+
+
+def result_lines(rows: int, seed: int):
+    rng = random.Random(seed)
+    for i in range(rows):
+        yield f"{ticket(i // len(COURSES))},{PROGRAM},{COURSES[i % len(COURSES)]},{SITTING},{rng.randint(0, 100)}\n"
+
+
+def copy_file(engine, sql: str, path: Path) -> float:
+    """COPY ... FROM STDIN streaming the file through pg8000; returns the seconds taken, commit included."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        with open(path, "rb") as stream:
+            started = time.perf_counter()
+            cursor.execute(sql, stream=stream)
+            connection.commit()
+            seconds = time.perf_counter() - started
+        cursor.close()
+    finally:
+        connection.close()
+    return seconds
+
+
+def checkpoint(engine) -> None:
+    """Start each measurement with no dirty pages left over from the previous step."""
+    with engine.connect() as connection:
+        connection.execute(text("CHECKPOINT"))
+        connection.commit()
+
+
+def run_child(db_uri: str, csv_path: Path) -> tuple[dict, float, float]:
+    """(child's JSON figures, wall seconds of the whole child process, the child's peak RSS in MB)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CHILD, db_uri, str(csv_path)], cwd=REPO,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise RuntimeError(f"the import child exited with status {done.returncode}")
+    # ru_maxrss is the largest of the waited-for children; this is the only child this process ever starts.
+    # On Linux it is in KiB.
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return json.loads(done.stdout.strip().splitlines()[-1]), wall, peak_mb
+
+
+def row(path: str, rows: int, seconds: float, peak: str) -> str:
+    return f"{path:<36} {rows:>10,} {seconds:>9.2f} {rows / seconds:>11,.0f} {peak:>9}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="result rows in the file (default 1,000,000)")
+    parser.add_argument("--seed", type=int, default=2026, help="seed for the scores")
+    args = parser.parse_args()
+    if args.rows < 1:
+        parser.error("--rows must be positive")
+    rows = args.rows
+    tickets = -(-rows // len(COURSES))
+
+    name = f"credence_bench_{uuid.uuid4().hex[:10]}"
+    db_uri = ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+    admin = create_engine(normalise_db_uri(ADMIN_URI), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="credence-bench-import-") as workdir:
+            print(f"Result import benchmark: {rows:,} course results for {tickets:,} candidates "
+                  f"(PostgreSQL, database {name})")
+            t0 = time.perf_counter()
+            upgrade("scoring", db_uri)
+            engine = make_engine(db_uri)
+            roster_csv = Path(workdir) / "roster.csv"
+            write_lines(roster_csv, None, roster_lines(tickets))
+            copy_file(engine, "COPY roster (ticket_number, candidate_id, full_name, resident_id_number_masked, "
+                              "merged_into) FROM STDIN WITH (FORMAT csv)", roster_csv)
+            results_csv = Path(workdir) / "results.csv"
+            write_lines(results_csv, HEADER, result_lines(rows, args.seed))
+            with engine.begin() as connection:
+                connection.execute(text("ANALYZE roster"))
+                connection.execute(text("CREATE TABLE exam_results_copy (ticket_number VARCHAR(12) NOT NULL, "
+                                        "program_code VARCHAR(32) NOT NULL, course_code VARCHAR(32) NOT NULL, "
+                                        "sitting VARCHAR(7) NOT NULL, score INTEGER NOT NULL)"))
+            size_mb = results_csv.stat().st_size / 1e6
+            print(f"setup (migrate, roster COPY, {size_mb:.1f} MB CSV): {time.perf_counter() - t0:.1f}s\n")
+
+            checkpoint(engine)
+            figures, child_wall, peak_mb = run_child(db_uri, results_csv)
+            import_seconds = figures["seconds"]
+            report = figures["report"]
+
+            checkpoint(engine)
+            copy_seconds = copy_file(engine, f"COPY exam_results_copy ({COPY_COLUMNS}) FROM STDIN "
+                                             "WITH (FORMAT csv, HEADER true)", results_csv)
+
+            with engine.connect() as connection:
+                stored = connection.execute(text("SELECT count(*) FROM exam_results")).scalar_one()
+                copied = connection.execute(text("SELECT count(*) FROM exam_results_copy")).scalar_one()
+
+        print(f"{'path':<36} {'rows':>10} {'seconds':>9} {'rows/s':>11} {'peak MB':>9}")
+        print(row("run_import (child process)", rows, import_seconds, f"{peak_mb:.0f}"))
+        print(row("raw COPY into exam_results_copy", rows, copy_seconds, "-"))
+        print(f"\n(child process wall time, interpreter start and imports included: {child_wall:.2f}s)")
+        print(f"import report: status {report['status']}, recorded {report['recorded']:,}, "
+              f"unchanged {report['unchanged']:,}, errors {report['error_count']:,}")
+        ratio = copy_seconds / import_seconds
+        print(f"\nratio import/COPY: {ratio:.2f} (target >= {RATIO_TARGET:.2f})"
+              f"{'' if ratio >= RATIO_TARGET else '  -- below target'}")
+        print(f"peak memory: {peak_mb:.0f} MB (target < {PEAK_TARGET_MB} MB)"
+              f"{'' if peak_mb < PEAK_TARGET_MB else '  -- above target'}")
+        exact = stored == rows and copied == rows
+        print(f"stored: {stored:,} results in exam_results, {copied:,} rows in exam_results_copy "
+              f"({'exactly' if exact else 'NOT'} {rows:,})")
+    finally:
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

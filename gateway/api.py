@@ -51,16 +51,22 @@ from credence_common.contracts.identity import (
 )
 from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
 from credence_common.contracts.scoring import (
+    CandidateRecord,
+    CloseScoreReview,
     DecideHeldResult,
     EvaluateResult,
     EvaluationQueue,
+    GrantExemption,
     ImportReportView,
     ProgramList,
     PublishResults,
     PublishResultsOutcome,
     RecordResults,
     RecordResultsOutcome,
+    RequestScoreReview,
     ResultList,
+    ScoreReviewList,
+    ScoreReviewView,
 )
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult
 from gateway.auth import Principal
@@ -280,6 +286,30 @@ def decide_held_result(call: Call):
     return call.rpc.call("scoring", "decide_held_result", call.actor, call.params["result_id"], _dump(call.body))
 
 
+def request_score_review(call: Call):
+    return call.rpc.call("scoring", "request_score_review", call.actor, call.params["result_id"], _dump(call.body))
+
+
+def my_score_reviews(call: Call):
+    return call.rpc.call("scoring", "score_reviews", call.actor, call.principal.subject)
+
+
+def close_score_review(call: Call):
+    return call.rpc.call("scoring", "close_score_review", call.actor, call.params["review_id"], _dump(call.body))
+
+
+def grant_exemption(call: Call):
+    return call.rpc.call("scoring", "grant_exemption", call.actor, _dump(call.body))
+
+
+def my_record(call: Call):
+    return call.rpc.call("scoring", "candidate_record", call.actor, call.principal.subject)
+
+
+def candidate_record(call: Call):
+    return call.rpc.call("scoring", "candidate_record", call.actor, call.params["candidate_id"])
+
+
 def my_results(call: Call):
     return call.rpc.call("scoring", "results_for_candidate", call.actor, call.principal.subject)
 
@@ -424,6 +454,21 @@ ROUTES: tuple[Route, ...] = (
     Route("decide_held_result", "POST", "/api/v1/results/<result_id>/decision",
           "Settle a result the two experts disagree on (a third member of staff)", ("staff",), decide_held_result,
           DecideHeldResult, None, tag="scoring"),
+    Route("request_score_review", "POST", "/api/v1/me/results/<result_id>/review",
+          "Ask for a re-check (复查) of one released result, within the program's window", ("candidate",),
+          request_score_review, RequestScoreReview, ScoreReviewView, 201, tag="scoring"),
+    Route("my_score_reviews", "GET", "/api/v1/me/score-reviews", "The candidate's re-check requests",
+          ("candidate",), my_score_reviews, None, ScoreReviewList, tag="scoring"),
+    Route("close_score_review", "POST", "/api/v1/score-reviews/<review_id>/closure",
+          "Close a re-check as unchanged or corrected (a correction republishes the outcome; staff)", ("staff",),
+          close_score_review, CloseScoreReview, ScoreReviewView, tag="scoring"),
+    Route("grant_exemption", "POST", "/api/v1/exemptions", "Exempt a candidate from a course (免考; staff)",
+          ("staff",), grant_exemption, GrantExemption, CandidateRecord, 201, tag="scoring"),
+    Route("my_record", "GET", "/api/v1/me/record",
+          "The exam record (考籍): tickets, passed and exempted courses, violations, graduation", ("candidate",),
+          my_record, None, CandidateRecord, tag="scoring"),
+    Route("candidate_record", "GET", "/api/v1/candidates/<candidate_id>/record", "A candidate's exam record (staff)",
+          ("staff",), candidate_record, None, CandidateRecord, tag="scoring"),
     Route("record_results", "POST", "/api/v1/exam-results", "Record a batch of exam results (all or none)",
           ("staff",), record_results, RecordResults, RecordResultsOutcome, tag="scoring"),
     Route("publish_results", "POST", "/api/v1/exam-results/publication",

@@ -79,6 +79,25 @@ class ResultPublishedV1(EventPayload):
     published_at: datetime
 
 
+class ResultCorrectedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.scoring.result_corrected.v1"
+    publisher: ClassVar[str] = "scoring"
+    description: ClassVar[str] = "A published result was corrected after a score review (复查); the outcome may change."
+
+    result_id: str
+    review_id: str
+    candidate_id: str
+    ticket_number: str
+    program_code: str
+    course_code: str = Field(description="Empty for composite programs")
+    sitting: str
+    old_score: int = Field(ge=0, le=100)
+    new_score: int = Field(ge=0, le=100)
+    old_outcome: Literal["passed", "failed"]
+    new_outcome: Literal["passed", "failed"]
+    corrected_at: datetime
+
+
 class CandidateQualifiedV1(EventPayload):
     event_type: ClassVar[str] = "credence.scoring.candidate_qualified.v1"
     publisher: ClassVar[str] = "scoring"
@@ -149,6 +168,7 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     TicketsLinkedV1,
     TicketsMergedV1,
     ResultPublishedV1,
+    ResultCorrectedV1,
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     PaymentSucceededV1,

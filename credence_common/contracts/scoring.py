@@ -128,3 +128,77 @@ class ProgramView(BaseModel):
 
 class ProgramList(BaseModel):
     programs: list[ProgramView]
+
+
+class RequestScoreReview(BaseModel):
+    model_config = Strict
+
+    reason: str = Field(min_length=3, max_length=300)
+
+
+class CloseScoreReview(BaseModel):
+    model_config = Strict
+
+    resolution: Literal["unchanged", "corrected"]
+    new_score: int | None = Field(default=None, ge=0, le=100, strict=True, description="Required when corrected")
+    note: str = Field(min_length=3, max_length=300)
+
+
+class ScoreReviewView(BaseModel):
+    review_id: str
+    result_id: str
+    state: Literal["open", "unchanged", "corrected"]
+    reason: str
+    old_score: int
+    new_score: int | None = None
+    note: str | None = None
+    requested_at: datetime
+    closed_at: datetime | None = None
+
+
+class ScoreReviewList(BaseModel):
+    reviews: list[ScoreReviewView]
+
+
+class GrantExemption(BaseModel):
+    model_config = Strict
+
+    candidate_id: str = Field(min_length=1, max_length=36)
+    program_code: str = Field(min_length=1, max_length=32)
+    course_code: str = Field(min_length=1, max_length=32)
+    reason: str = Field(min_length=3, max_length=200)
+
+
+class CourseRecord(BaseModel):
+    course_code: str
+    course_name: str
+    course_kind: Literal["written", "practical"]
+    required: bool
+    state: Literal["passed", "exempted", "failed", "not_taken"]
+    best_score: int | None = None
+    sitting: str | None = None
+
+
+class ProgramRecord(BaseModel):
+    program_code: str
+    program_name: str
+    kind: Literal["composite", "course_based"]
+    courses: list[CourseRecord] = []
+    graduated: bool | None = Field(default=None, description="Course-based programs: every required course passed")
+    outcome: Literal["passed", "failed"] | None = Field(default=None, description="Composite: the latest outcome")
+
+
+class ViolationRecord(BaseModel):
+    program_code: str
+    sitting: str
+    violation: Literal["deduction", "disqualification"]
+
+
+class CandidateRecord(BaseModel):
+    """The exam record (考籍): tickets, programs with passed and exempted courses, violations, graduation."""
+
+    candidate_id: str
+    ticket_numbers: list[str]
+    programs: list[ProgramRecord]
+    violations: list[ViolationRecord]
+    transfers: list[dict] = Field(default_factory=list, description="Transfers between regions (none recorded yet)")

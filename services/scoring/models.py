@@ -25,6 +25,7 @@ class Program(Base):
     program_name: Mapped[str] = mapped_column(String(120), nullable=False)
     pass_mark: Mapped[int] = mapped_column(Integer, nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="composite", server_default="composite")
+    review_window_days: Mapped[int] = mapped_column(Integer, nullable=False, default=15, server_default="15")
     rules_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # CompositeRules for composite programs
 
 
@@ -132,3 +133,34 @@ class Release(Base):
     created_by: Mapped[str] = mapped_column(String(80), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ScoreReview(Base):
+    """A candidate's request to re-check one published result (复查), and how staff closed it."""
+
+    __tablename__ = "score_reviews"
+
+    review_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    result_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)  # one re-check per result
+    candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    reason: Mapped[str] = mapped_column(String(300), nullable=False)
+    state: Mapped[str] = mapped_column(String(10), nullable=False)  # open | unchanged | corrected
+    old_score: Mapped[int] = mapped_column(Integer, nullable=False)
+    new_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    closed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CourseExemption(Base):
+    """A course the candidate need not sit (免考), e.g. credited from an earlier degree; counts as passed."""
+
+    __tablename__ = "course_exemptions"
+
+    candidate_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    program_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    course_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False)
+    granted_by: Mapped[str] = mapped_column(String(80), nullable=False)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

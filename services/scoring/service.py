@@ -13,10 +13,13 @@ from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
 from credence_common.contracts.scoring import (
+    CloseScoreReview,
     DecideHeldResult,
     EvaluateResult,
+    GrantExemption,
     PublishResults,
     RecordResults,
+    RequestScoreReview,
     ResultUpload,
 )
 from credence_common.db import Database
@@ -25,7 +28,7 @@ from credence_common.errors import InvalidInput, NotFound
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse
-from services.scoring import usecases
+from services.scoring import records, usecases
 from services.scoring.import_runner import run_import_bytes
 from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
 
@@ -110,6 +113,41 @@ class ScoringService(HealthCheck):
         """Scheduled releases are published here, within seconds of their time."""
         with self.db.transaction() as session:
             usecases.publish_due_releases(session)
+
+    @rpc
+    def request_score_review(self, actor: dict, result_id: str, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        review = parse(RequestScoreReview, request)
+        with self.db.transaction() as session:
+            return records.request_review(session, candidate.subject, result_id, review.reason).model_dump(mode="json")
+
+    @rpc
+    def close_score_review(self, actor: dict, review_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        closing = parse(CloseScoreReview, request)
+        with self.db.transaction() as session:
+            return records.close_review(session, review_id, staff.subject, closing.resolution, closing.new_score,
+                                        closing.note).model_dump(mode="json")
+
+    @rpc
+    def score_reviews(self, actor: dict, candidate_id: str) -> dict:
+        require_self_or_staff(actor, candidate_id)
+        with self.db.transaction() as session:
+            return records.reviews_of(session, candidate_id).model_dump(mode="json")
+
+    @rpc
+    def grant_exemption(self, actor: dict, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        exemption = parse(GrantExemption, request)
+        with self.db.transaction() as session:
+            return records.grant_exemption(session, staff.subject, exemption.candidate_id, exemption.program_code,
+                                           exemption.course_code, exemption.reason).model_dump(mode="json")
+
+    @rpc
+    def candidate_record(self, actor: dict, candidate_id: str) -> dict:
+        require_self_or_staff(actor, candidate_id)
+        with self.db.transaction() as session:
+            return records.candidate_record(session, candidate_id).model_dump(mode="json")
 
     @rpc
     def list_programs(self) -> dict:

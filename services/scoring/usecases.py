@@ -36,6 +36,7 @@ from credence_common.messaging import Outbox
 from services.scoring import domain
 from services.scoring.models import (
     Course,
+    CourseExemption,
     ExamResult,
     OutboxEvent,
     Program,
@@ -229,6 +230,8 @@ def _graduated(session: Session, candidate_id: str, program: Program, courses: d
     passed = set(session.scalars(select(ExamResult.course_code).where(
         ExamResult.candidate_id == candidate_id, ExamResult.program_code == program.program_code,
         ExamResult.published_at.is_not(None), ExamResult.outcome == "passed")))
+    passed |= set(session.scalars(select(CourseExemption.course_code).where(
+        CourseExemption.candidate_id == candidate_id, CourseExemption.program_code == program.program_code)))
     return domain.graduated({code for code, c in courses.items() if c.required}, passed)
 
 
@@ -236,13 +239,18 @@ def _qualify_by_graduation(session: Session, candidate_id: str, program: Program
     last = session.scalars(select(ExamResult).where(
         ExamResult.candidate_id == candidate_id, ExamResult.program_code == program.program_code,
         ExamResult.outcome == "passed").order_by(ExamResult.sitting.desc())).first()
-    holder = session.get(RosterEntry, last.ticket_number)
+    holder = (session.get(RosterEntry, last.ticket_number) if last is not None else session.scalars(
+        select(RosterEntry).where(RosterEntry.candidate_id == candidate_id, RosterEntry.merged_into.is_(None))).first())
+    if holder is None:
+        log.error("candidate %s completed %s but has no ticket number here", candidate_id, program.program_code)
+        return
     # a stable id: certificates issues one certificate per graduation, however often this is sent
     outbox.add(session, CandidateQualifiedV1(
         result_id=f"graduation:{candidate_id}:{program.program_code}"[:36], candidate_id=candidate_id,
-        ticket_number=last.ticket_number, full_name=holder.full_name,
+        ticket_number=holder.ticket_number, full_name=holder.full_name,
         resident_id_number_masked=holder.resident_id_number_masked, program_code=program.program_code,
-        program_name=program.program_name, sitting=last.sitting, final_score=last.final_score, qualified_at=now),
+        program_name=program.program_name, sitting=last.sitting if last else now.strftime("%Y-%m"),
+        final_score=last.final_score if last else 100, qualified_at=now),
         subject=candidate_id)
 
 

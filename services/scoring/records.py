@@ -1,0 +1,183 @@
+"""After release: score reviews (复查), exemptions (免考) and the candidate's exam record (考籍)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from credence_common.contracts.events import CandidateQualifiedV1, ResultCorrectedV1
+from credence_common.contracts.scoring import (
+    CandidateRecord,
+    CourseRecord,
+    ProgramRecord,
+    ScoreReviewList,
+    ScoreReviewView,
+    ViolationRecord,
+)
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credence_common.events import utcnow
+from services.scoring import domain
+from services.scoring.models import (
+    Course,
+    CourseExemption,
+    ExamResult,
+    Program,
+    RosterEntry,
+    ScoreReview,
+)
+from services.scoring.usecases import _graduated, _qualify_by_graduation, audit, outbox
+
+
+def request_review(session: Session, candidate_id: str, result_id: str, reason: str,
+                   now: datetime | None = None) -> ScoreReviewView:
+    now = now or utcnow()
+    result = session.get(ExamResult, result_id)
+    if result is None or result.candidate_id != candidate_id:
+        raise Forbidden("forbidden", "You may ask for a re-check of your own results only.")
+    if result.published_at is None:
+        raise Conflict("not_published", "A result can be re-checked only after it is released.")
+    program = session.get(Program, result.program_code)
+    if now > result.published_at + timedelta(days=program.review_window_days):
+        raise Conflict("review_window_closed",
+                       f"Re-checks must be asked for within {program.review_window_days} days of the release.")
+    review = ScoreReview(review_id=str(uuid.uuid4()), result_id=result_id, candidate_id=candidate_id, reason=reason,
+                         state="open", old_score=result.final_score, requested_at=now)
+    session.add(review)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("already_reviewed", "This result has already been re-checked once.") from None
+    return ScoreReviewView.model_validate(review, from_attributes=True)
+
+
+def close_review(session: Session, review_id: str, staff: str, resolution: str, new_score: int | None, note: str,
+                 now: datetime | None = None) -> ScoreReviewView:
+    now = now or utcnow()
+    review = session.get(ScoreReview, review_id, with_for_update=True)
+    if review is None:
+        raise NotFound("review_not_found", "No such score review.")
+    if review.state != "open":
+        raise Conflict("review_closed", "This score review is already closed.")
+    review.state, review.note, review.closed_by, review.closed_at = resolution, note, staff, now
+    if resolution == "unchanged":
+        return ScoreReviewView.model_validate(review, from_attributes=True)
+    if new_score is None:
+        raise InvalidInput("new_score_required", "A correction needs the corrected score.",
+                           [{"field": "new_score", "message": "required when corrected"}])
+    result = session.get(ExamResult, review.result_id, with_for_update=True)
+    program = session.get(Program, result.program_code)
+    courses = {c.course_code: c for c in session.scalars(select(Course).where(
+        Course.program_code == program.program_code))}
+    old_score, old_outcome = result.final_score, result.outcome
+    graduated_before = program.kind == "course_based" and _graduated(session, result.candidate_id, program, courses)
+    result.final_score = new_score
+    result.outcome = _outcome_for(program, result, courses, new_score)
+    review.new_score = new_score
+    audit(session, result, staff, "corrected", before={"final_score": old_score, "outcome": old_outcome},
+          after={"final_score": new_score, "outcome": result.outcome}, reason=f"score review {review_id}: {note}")
+    outbox.add(session, ResultCorrectedV1(
+        result_id=result.result_id, review_id=review_id, candidate_id=result.candidate_id,
+        ticket_number=result.ticket_number, program_code=result.program_code, course_code=result.course_code,
+        sitting=result.sitting, old_score=old_score, new_score=new_score, old_outcome=old_outcome,
+        new_outcome=result.outcome, corrected_at=now), subject=result.candidate_id)
+    if old_outcome == "failed" and result.outcome == "passed":
+        if program.kind == "course_based":
+            session.flush()
+            if not graduated_before and _graduated(session, result.candidate_id, program, courses):
+                _qualify_by_graduation(session, result.candidate_id, program, now)
+        else:
+            holder = session.get(RosterEntry, result.ticket_number)
+            outbox.add(session, CandidateQualifiedV1(
+                result_id=result.result_id, candidate_id=result.candidate_id, ticket_number=result.ticket_number,
+                full_name=holder.full_name, resident_id_number_masked=holder.resident_id_number_masked,
+                program_code=program.program_code, program_name=program.program_name, sitting=result.sitting,
+                final_score=new_score, qualified_at=now), subject=result.candidate_id)
+    return ScoreReviewView.model_validate(review, from_attributes=True)
+
+
+def _outcome_for(program: Program, result: ExamResult, courses: dict, score: int) -> str:
+    if program.kind == "course_based":
+        course = courses.get(result.course_code)
+        return domain.evaluate(score, course.pass_mark if course else program.pass_mark)
+    gates_passed = True
+    if result.components_json and program.rules_json:
+        rules = domain.CompositeRules.from_json(program.rules_json)
+        marks = domain.CompositeMarks(**json.loads(result.components_json))
+        gates_passed = marks.violation != "disqualification" and \
+            (not rules.requires_qualification_review or marks.qualification_review == "pass") and \
+            (not rules.requires_homework or marks.homework_completion == "complete")
+    return domain.evaluate(score, program.pass_mark) if gates_passed else "failed"
+
+
+def reviews_of(session: Session, candidate_id: str) -> ScoreReviewList:
+    rows = session.scalars(select(ScoreReview).where(ScoreReview.candidate_id == candidate_id)
+                           .order_by(ScoreReview.requested_at)).all()
+    return ScoreReviewList(reviews=[ScoreReviewView.model_validate(r, from_attributes=True) for r in rows])
+
+
+def grant_exemption(session: Session, staff: str, candidate_id: str, program_code: str, course_code: str,
+                    reason: str, now: datetime | None = None) -> CandidateRecord:
+    now = now or utcnow()
+    program = session.get(Program, program_code)
+    course = session.get(Course, (program_code, course_code))
+    if program is None or course is None:
+        raise NotFound("course_not_found", "No such course in this program.")
+    if session.get(CourseExemption, (candidate_id, program_code, course_code)) is not None:
+        raise Conflict("already_exempted", "This course is already exempted for the candidate.")
+    courses = {c.course_code: c for c in session.scalars(select(Course).where(Course.program_code == program_code))}
+    graduated_before = _graduated(session, candidate_id, program, courses)
+    session.add(CourseExemption(candidate_id=candidate_id, program_code=program_code, course_code=course_code,
+                                reason=reason, granted_by=staff, granted_at=now))
+    session.flush()
+    if not graduated_before and _graduated(session, candidate_id, program, courses):
+        _qualify_by_graduation(session, candidate_id, program, now)
+    return candidate_record(session, candidate_id)
+
+
+def candidate_record(session: Session, candidate_id: str) -> CandidateRecord:
+    """Only released results appear: the embargo holds here too."""
+    results = session.scalars(select(ExamResult).where(ExamResult.candidate_id == candidate_id,
+                                                       ExamResult.published_at.is_not(None))
+                              .order_by(ExamResult.sitting)).all()
+    exemptions = {(e.program_code, e.course_code) for e in session.scalars(
+        select(CourseExemption).where(CourseExemption.candidate_id == candidate_id))}
+    program_codes = {r.program_code for r in results} | {p for p, _c in exemptions}
+    programs = []
+    for program in session.scalars(select(Program).where(Program.program_code.in_(program_codes))
+                                   .order_by(Program.program_code)):
+        mine = [r for r in results if r.program_code == program.program_code]
+        if program.kind == "course_based":
+            records = []
+            for course in session.scalars(select(Course).where(Course.program_code == program.program_code)
+                                          .order_by(Course.course_code)):
+                attempts = [r for r in mine if r.course_code == course.course_code]
+                best = max(attempts, key=lambda r: (r.outcome == "passed", r.final_score), default=None)
+                state = ("exempted" if (program.program_code, course.course_code) in exemptions
+                         else "not_taken" if best is None else best.outcome)
+                records.append(CourseRecord(course_code=course.course_code, course_name=course.course_name,
+                                            course_kind=course.course_kind, required=course.required, state=state,
+                                            best_score=best.final_score if best else None,
+                                            sitting=best.sitting if best else None))
+            required = {c.course_code for c in records if c.required}
+            done = {c.course_code for c in records if c.state in ("passed", "exempted")}
+            programs.append(ProgramRecord(program_code=program.program_code, program_name=program.program_name,
+                                          kind="course_based", courses=records,
+                                          graduated=domain.graduated(required, done)))
+        else:
+            latest = mine[-1] if mine else None
+            programs.append(ProgramRecord(program_code=program.program_code, program_name=program.program_name,
+                                          kind="composite", outcome=latest.outcome if latest else None))
+    violations = []
+    for result in results:
+        if result.components_json:
+            violation = json.loads(result.components_json).get("violation", "none")
+            if violation in ("deduction", "disqualification"):
+                violations.append(ViolationRecord(program_code=result.program_code, sitting=result.sitting,
+                                                  violation=violation))
+    tickets = sorted(session.scalars(select(RosterEntry.ticket_number).where(RosterEntry.candidate_id == candidate_id)))
+    return CandidateRecord(candidate_id=candidate_id, ticket_numbers=tickets, programs=programs, violations=violations)

@@ -1,0 +1,103 @@
+"""After release: re-checks (复查), exemptions (免考) and the exam record (考籍), on a real database and broker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from credence_common.errors import Conflict, Forbidden, InvalidInput
+from credence_common.events import utcnow
+from services.scoring.service import ScoringService
+from tests.integration.conftest import query, rpc_proxy
+from tests.integration.test_result_imports import HEADER, STAFF, TICKETS, roster, upload
+from tests.integration.test_scoring import sign_off
+
+OWNER = {"subject": "cand-0", "role": "candidate"}
+
+
+def released_course_results(scoring) -> dict:
+    ticket = TICKETS[0]
+    upload(scoring, HEADER + f"{ticket},ZK-LAW,00015,2026-04,58\n{ticket},ZK-LAW,00227,2026-04,75\n"
+                             f"{ticket},ZK-LAW,00230,2026-04,80\n")
+    scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
+    return {r["course_code"] if "course_code" in r else r["result_id"]: r
+            for r in scoring.results_for_candidate(OWNER, "cand-0")["results"]}
+
+
+def test_a_recheck_that_corrects_a_fail_republishes_and_completes_the_program(start_service, event_spy):
+    container, config = start_service(ScoringService)
+    roster(config)
+    corrected_spy = event_spy("scoring", "credence.scoring.result_corrected.v1")
+    qualified_spy = event_spy("scoring", "credence.scoring.candidate_qualified.v1")
+    with rpc_proxy("scoring", config) as scoring:
+        released_course_results(scoring)
+        scoring.grant_exemption(STAFF, {"candidate_id": "cand-0", "program_code": "ZK-LAW", "course_code": "00249",
+                                        "reason": "credited from an earlier diploma"})
+        record = scoring.candidate_record(OWNER, "cand-0")
+        law = record["programs"][0]
+        states = {c["course_code"]: c["state"] for c in law["courses"]}
+        assert states == {"00015": "failed", "00227": "passed", "00230": "passed", "00233": "not_taken",
+                          "00249": "exempted"} and law["graduated"] is False
+        failed_id = query(config["DB_URI"], "select result_id from exam_results where course_code = '00015'")[0][0]
+        with pytest.raises(Forbidden):
+            scoring.request_score_review({"subject": "cand-1", "role": "candidate"}, failed_id, {"reason": "mine?"})
+        review = scoring.request_score_review(OWNER, failed_id, {"reason": "I believe question 7 was misgraded"})
+        assert review["state"] == "open" and review["old_score"] == 58
+        with pytest.raises(Conflict):
+            scoring.request_score_review(OWNER, failed_id, {"reason": "again please"})
+        with pytest.raises(InvalidInput):
+            scoring.close_score_review(STAFF, review["review_id"], {"resolution": "corrected", "note": "re-marked"})
+        closed = scoring.close_score_review(STAFF, review["review_id"], {
+            "resolution": "corrected", "new_score": 61, "note": "question 7 re-marked"})
+        assert closed["state"] == "corrected" and closed["new_score"] == 61
+        with pytest.raises(Conflict):
+            scoring.close_score_review(STAFF, review["review_id"], {"resolution": "unchanged", "note": "twice"})
+        assert scoring.candidate_record(OWNER, "cand-0")["programs"][0]["graduated"] is True
+        assert [r["state"] for r in scoring.score_reviews(OWNER, "cand-0")["reviews"]] == ["corrected"]
+        history = scoring.result_history(STAFF, failed_id)["history"]
+    assert history[-1]["action"] == "corrected" and history[-1]["after"] == {"final_score": 61, "outcome": "passed"}
+    correction = corrected_spy.collect(1)[0]["data"]
+    assert (correction["old_outcome"], correction["new_outcome"]) == ("failed", "passed")
+    assert [e["data"]["program_code"] for e in qualified_spy.collect(1)] == ["ZK-LAW"]
+
+
+def test_rechecks_only_within_the_window_and_only_after_release(start_service):
+    container, config = start_service(ScoringService)
+    roster(config)
+    with rpc_proxy("scoring", config) as scoring:
+        upload(scoring, HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,40\n")
+        sealed_id = query(config["DB_URI"], "select result_id from exam_results")[0][0]
+        with pytest.raises(Conflict) as sealed:
+            scoring.request_score_review(OWNER, sealed_id, {"reason": "too early"})
+        assert sealed.value.code == "not_published"
+        assert scoring.candidate_record(OWNER, "cand-0")["programs"] == []  # the embargo holds in the record too
+        scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
+    from sqlalchemy.orm import Session
+
+    from credence_common.db import make_engine
+    from services.scoring import records
+
+    engine = make_engine(config["DB_URI"])
+    with Session(engine) as session, session.begin():
+        with pytest.raises(Conflict) as late:
+            records.request_review(session, "cand-0", sealed_id, "too late", now=utcnow() + timedelta(days=16))
+        assert late.value.code == "review_window_closed"
+    engine.dispose()
+
+
+def test_violations_appear_in_the_record(start_service):
+    import json
+
+    container, config = start_service(ScoringService)
+    roster(config)
+    with rpc_proxy("scoring", config) as scoring:
+        upload(scoring, json.dumps({"ticket_number": TICKETS[0], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+                                    "machine_exam_score": 90, "drill_score": 90, "violation": "deduction"}) + "\n",
+               "jsonl")
+        sign_off(scoring)
+        scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        record = scoring.candidate_record(OWNER, "cand-0")
+    assert record["violations"] == [{"program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+                                     "violation": "deduction"}]
+    assert record["programs"][0]["outcome"] == "passed" and record["ticket_numbers"] == [TICKETS[0]]

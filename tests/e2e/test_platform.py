@@ -190,3 +190,33 @@ def test_accounts_over_http_sessions_recovery_and_owner_only_lookup(platform, jo
     assert weak.status_code == 422 and error_code(weak) == "weak_password"
     other = get(platform, "/api/v1/candidates/" + "0" * 36, journey["candidate_token"])
     assert other.status_code == 403
+
+
+def test_result_files_upload_through_the_gateway(platform, journey):
+    staff = journey["staff_token"]
+    ticket = journey["ticket_number"]
+    csv_file = ("ticket_number,program_code,course_code,sitting,score\n"
+                f"{ticket},ZK-LAW,00015,2026-04,72\n{ticket},ZK-LAW,00227,2026-04,55\n").encode()
+    first = post(platform, "/api/v1/result-imports?format=csv", staff, data=csv_file,
+                 headers={"Content-Type": "text/csv"})
+    assert first.status_code == 200 and first.json()["recorded"] == 2
+    again = post(platform, "/api/v1/result-imports?format=csv", staff, data=csv_file)
+    assert again.json()["status"] == "already_imported"
+    bad = post(platform, "/api/v1/result-imports?format=csv", staff,
+               data=b"ticket_number,program_code,course_code,sitting,score\n" + f"{ticket},ZK-LAW,00015,2026-04,99\n"
+               .encode())
+    assert bad.status_code == 422 and error_code(bad) == "import_rejected"
+    batch_id = bad.json()["error"]["message"].split("batch ")[1].split(";")[0]
+    report = get(platform, f"/api/v1/result-imports/{batch_id}", staff).json()
+    assert report["status"] == "rejected" and report["errors"][0]["line"] == 2
+    latin1 = post(platform, "/api/v1/result-imports?format=csv", staff, data="caf\xe9,1\n".encode("latin-1"))
+    assert latin1.status_code == 422 and error_code(latin1) == "unsupported_encoding"
+    as_candidate = post(platform, "/api/v1/result-imports?format=csv", journey["candidate_token"], data=csv_file)
+    assert as_candidate.status_code == 403
+
+    assert get(platform, "/api/v1/me/record", journey["candidate_token"]).json()["programs"][0]["program_code"] \
+        == "PSY-COUNSELLOR"  # the law results are still sealed
+    post(platform, "/api/v1/exam-results/publication", staff, json={"program_code": "ZK-LAW", "sitting": "2026-04"})
+    record = get(platform, "/api/v1/me/record", journey["candidate_token"]).json()
+    law = next(p for p in record["programs"] if p["program_code"] == "ZK-LAW")
+    assert {c["course_code"]: c["state"] for c in law["courses"]}["00015"] == "passed" and law["graduated"] is False

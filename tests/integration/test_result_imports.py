@@ -152,3 +152,34 @@ def test_the_cli_streams_a_file_into_the_database(databases, tmp_path, start_ser
     refused = runner.invoke(app, ["import-results", str(broken), "--config", str(settings)])
     assert refused.exit_code == 1 and "line 2" in refused.output
     assert query(config["DB_URI"], "select count(*) from exam_results") == [(3,)]
+
+
+def test_postgresql_csv_files_take_the_copy_fast_path(start_service, databases):
+    import io
+
+    from sqlalchemy.orm import Session
+
+    from credence_common.db import make_engine
+    from services.scoring import fast_import
+
+    if databases.backend != "postgresql":
+        pytest.skip("the COPY fast path exists only on PostgreSQL")
+    container, config = start_service(ScoringService)
+    roster(config)
+    body = (HEADER + "".join(f"{t},ZK-LAW,00015,2026-04,{50 + n}\n\n" for n, t in enumerate(TICKETS))).encode()
+    engine = make_engine(config["DB_URI"])
+    report = fast_import.new_report()
+    with Session(engine) as session, session.begin():
+        fast_import.stage_and_check(session.connection(), io.BytesIO(body), "utf-8", report, "test")
+    engine.dispose()
+    assert (report.row_count, report.recorded, report.error_count) == (3, 3, 0)
+    assert sorted(query(config["DB_URI"], "select final_score from exam_results")) == [(50,), (51,), (52,)]
+    broken = fast_import.new_report()
+    engine = make_engine(config["DB_URI"])
+    with Session(engine) as session, session.begin():
+        fast_import.stage_and_check(session.connection(), io.BytesIO(
+            (HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,51\n\n{TICKETS[1]},ZK-LAW,00015,2026-04,x\n").encode()),
+            "utf-8", broken, "test")
+        session.rollback()
+    engine.dispose()
+    assert [(e["line"], e["field"]) for e in broken.errors] == [(2, "score"), (4, "score")]

@@ -1,0 +1,143 @@
+"""The PostgreSQL fast path for course-result CSV files: COPY into a staging table, check every row with
+set-based SQL, then one INSERT ... SELECT. Python only numbers the lines and streams bytes, so a million
+rows import at a rate comparable to a raw COPY, in flat memory.
+
+Same rules as the row-by-row path (imports.py): all rows or none, idempotent, conflicts reported with line
+numbers. Files it does not handle (JSON Lines, composite programs, structural CSV damage it cannot number)
+go to the row-by-row path, which reports them in full.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from credence_common.events import utcnow
+from services.scoring.importing import FIELDS, REQUIRED
+from services.scoring.imports import MAX_REPORTED_ERRORS, ImportReport
+
+COPY_CHUNK = 256 * 1024
+PG_ENCODINGS = {"utf-8": "UTF8", "utf-8-sig": "UTF8", "gb18030": "GB18030"}
+
+
+class NotForFastPath(Exception):
+    """The file needs the row-by-row path (which will explain any problem in full)."""
+
+
+def header_columns(stream: BinaryIO, encoding: str) -> list[str]:
+    first = stream.readline()
+    columns = [c.strip() for c in next(csv.reader([first.decode(encoding).strip()]), [])]
+    if not columns or any(c not in FIELDS for c in columns) or not set(REQUIRED) <= set(columns) or \
+            len(set(columns)) != len(columns):
+        raise NotForFastPath("header")
+    return columns
+
+
+def numbered_lines(stream: BinaryIO, first_line: int = 2) -> Iterator[bytes]:
+    """Prefixes each non-blank line with its physical line number, in chunks for COPY."""
+    buffer = bytearray()
+    for number, line in enumerate(stream, start=first_line):
+        if not line.strip():
+            continue
+        buffer += str(number).encode() + b"," + line.rstrip(b"\r\n") + b"\n"
+        if len(buffer) >= COPY_CHUNK:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+CHECKS = """
+WITH staged AS (
+    SELECT s.*, p.kind AS program_kind, c.pass_mark AS course_pass_mark, r.candidate_id,
+           COALESCE(r.merged_into, s.ticket_number) AS primary_ticket,
+           -- CASE, not AND: SQL does not promise to test the pattern before attempting the cast
+           CASE WHEN s.score ~ '^[0-9]{1,3}$' THEN s.score::int END AS score_int
+    FROM import_staging s
+    LEFT JOIN programs p ON p.program_code = s.program_code
+    LEFT JOIN courses c ON c.program_code = s.program_code AND c.course_code = COALESCE(s.course_code, '')
+    LEFT JOIN roster r ON r.ticket_number = s.ticket_number
+), valid AS (
+    -- rows that pass every check of their own; only these can repeat or contradict each other
+    SELECT * FROM staged
+    WHERE ticket_number ~ '^[0-9]{11}[0-9X]$' AND sitting ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
+      AND score_int IS NOT NULL AND score_int <= 100 AND candidate_id IS NOT NULL
+      AND program_kind = 'course_based' AND course_pass_mark IS NOT NULL
+), keyed AS (
+    SELECT valid.*,
+           first_value(line) OVER w AS first_line, first_value(score_int) OVER w AS first_score
+    FROM valid
+    WINDOW w AS (PARTITION BY primary_ticket, program_code, COALESCE(course_code, ''), sitting ORDER BY line)
+), problems AS (
+    SELECT line, 'ticket_number' AS field, 'not a valid ticket number' AS message FROM staged
+        WHERE ticket_number IS NULL OR ticket_number !~ '^[0-9]{11}[0-9X]$'
+    UNION ALL SELECT line, 'sitting', 'not a valid sitting (YYYY-MM)' FROM staged
+        WHERE sitting IS NULL OR sitting !~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
+    UNION ALL SELECT line, 'score', 'must be a whole number from 0 to 100' FROM staged
+        WHERE score_int IS NULL OR score_int > 100
+    UNION ALL SELECT line, 'program_code', 'unknown program' FROM staged WHERE program_kind IS NULL
+    UNION ALL SELECT line, 'course_code', 'unknown course for this program' FROM staged
+        WHERE program_kind = 'course_based' AND course_pass_mark IS NULL
+    UNION ALL SELECT line, 'ticket_number', 'unknown ticket number' FROM staged
+        WHERE candidate_id IS NULL AND ticket_number ~ '^[0-9]{11}[0-9X]$'
+    UNION ALL SELECT line, 'score', 'conflicts with line ' || first_line || '; change a recorded result by correction'
+        FROM keyed WHERE line <> first_line AND score_int <> first_score
+    UNION ALL SELECT k.line, 'score', 'conflicts with the recorded result; change a recorded result by correction'
+        FROM keyed k JOIN exam_results e ON e.ticket_number = k.primary_ticket AND e.program_code = k.program_code
+            AND e.course_code = COALESCE(k.course_code, '') AND e.sitting = k.sitting
+        WHERE e.final_score <> k.score_int
+)
+SELECT line, field, message, count(*) OVER () AS total FROM problems ORDER BY line, field LIMIT :limit
+"""
+
+INSERT = """
+INSERT INTO exam_results (result_id, ticket_number, candidate_id, program_code, course_code, sitting, final_score,
+                          batch_id, recorded_at)
+SELECT gen_random_uuid()::text, k.primary_ticket, k.candidate_id, k.program_code, COALESCE(k.course_code, ''),
+       k.sitting, k.score::int, :batch_id, :now
+FROM (SELECT DISTINCT ON (primary_ticket, program_code, COALESCE(course_code, ''), sitting)
+             s.*, COALESCE(r.merged_into, s.ticket_number) AS primary_ticket, r.candidate_id
+      FROM import_staging s JOIN roster r ON r.ticket_number = s.ticket_number
+      ORDER BY primary_ticket, program_code, COALESCE(course_code, ''), sitting, line) k
+WHERE NOT EXISTS (SELECT 1 FROM exam_results e WHERE e.ticket_number = k.primary_ticket
+                  AND e.program_code = k.program_code AND e.course_code = COALESCE(k.course_code, '')
+                  AND e.sitting = k.sitting)
+"""
+
+
+def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, report: ImportReport, actor: str,
+                    now=None) -> None:
+    """Runs inside the caller's transaction. Raises NotForFastPath before writing anything it cannot judge."""
+    now = now or utcnow()
+    columns = header_columns(stream, "utf-8-sig" if encoding == "utf-8-sig" else encoding)
+    connection.execute(text("CREATE TEMP TABLE import_staging (line bigint PRIMARY KEY, "
+                            + ", ".join(f"{name} text" for name in FIELDS) + ") ON COMMIT DROP"))
+    raw = connection.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        cursor.execute(f"COPY import_staging (line, {', '.join(columns)}) FROM STDIN "
+                       f"WITH (FORMAT csv, ENCODING '{PG_ENCODINGS[encoding]}')", stream=numbered_lines(stream))
+    except Exception as exc:  # a damaged line COPY cannot read: the row-by-row path explains it
+        raise NotForFastPath(str(exc)) from None
+    kinds = {row[0] for row in connection.execute(text(
+        "SELECT DISTINCT p.kind FROM import_staging s JOIN programs p ON p.program_code = s.program_code"))}
+    if "composite" in kinds:
+        raise NotForFastPath("composite results are computed row by row")
+    report.row_count = connection.execute(text("SELECT count(*) FROM import_staging")).scalar()
+    for line, field, message, total in connection.execute(text(CHECKS), {"limit": MAX_REPORTED_ERRORS}):
+        report.errors.append({"line": line, "field": field, "message": message})
+        report.error_count = total
+    if report.error_count:
+        return
+    report.recorded = connection.execute(text(INSERT), {"batch_id": report.batch_id, "now": now}).rowcount
+    report.unchanged = report.row_count - report.recorded
+
+
+def new_report() -> ImportReport:
+    return ImportReport(batch_id=str(uuid.uuid4()), status="imported")
+

@@ -14,13 +14,12 @@ from credence_common.contracts.identity import (
     CreateInstitution,
     InstitutionView,
 )
-from credence_common.errors import Conflict, CredenceError, Unauthorized
+from credence_common.errors import Conflict, CredenceError
 from credence_common.events import utcnow
 from services.identity import passwords, usecases
 from services.identity.access import institution_of, institution_subject
 from services.identity.models import Candidate, Institution, InstitutionAccount
 from services.identity.protection import PersonalDataProtection
-from services.identity.throttling import guard
 
 
 def create_institution(session: Session, request: CreateInstitution, now: datetime | None = None) -> InstitutionView:
@@ -44,15 +43,12 @@ def authenticate(session: Session, protection: PersonalDataProtection, username:
                  client_address: str | None = None,
                  now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
-    attempts = guard(session, protection, "institution-login", username, client_address or "unknown", now)
-    locked = attempts.refusal(now)
-    if locked:
-        return locked
     account = session.get(InstitutionAccount, username)
-    if not usecases.password_matches(account.password_hash if account else None, password):
-        attempts.failed(now)
-        return Unauthorized("invalid_credentials", "The username or password is wrong.")
-    attempts.succeeded()
+    refusal = usecases.check_secret(session, protection, "institution-login", username, client_address or "unknown",
+                                    account.password_hash if account else None, password, now,
+                                    "The username or password is wrong.")
+    if refusal:
+        return refusal
     subject = institution_subject(username)
     return AuthenticatedPrincipal(subject=subject, role="institution", display_name=account.display_name,
                                   refresh_token=usecases.issue_refresh_token(session, protection, subject,

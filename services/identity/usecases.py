@@ -316,20 +316,33 @@ def login(session: Session, protection: PersonalDataProtection, login_name: str,
           client_address: str | None = None, now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
-    attempts = guard(session, protection, "login", f"{kind}:{value}", client_address or "unknown", now)
-    locked = attempts.refusal(now)
-    if locked:
-        return locked
     candidate = _candidate_by_login(session, protection, login_name)
-    if not password_matches(candidate.password_hash if candidate else None, password):
-        attempts.failed(now)
-        return Unauthorized("invalid_credentials", "The login name or password is wrong.")
-    attempts.succeeded()
+    refusal = check_secret(session, protection, "login", f"{kind}:{value}", client_address or "unknown",
+                           candidate.password_hash if candidate else None, password, now,
+                           "The login name or password is wrong.")
+    if refusal:
+        return refusal
     if passwords.needs_rehash(candidate.password_hash):
         candidate.password_hash = passwords.hash_password(password)
     return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
                                   refresh_token=issue_refresh_token(session, protection, candidate.candidate_id,
                                                                      "candidate", now))
+
+
+def check_secret(session: Session, protection: PersonalDataProtection, scope: str, name: str,
+                 client_address: str | None, stored_hash: str | None, secret: str, now: datetime,
+                 refusal: str) -> CredenceError | None:
+    """Every password or security-answer check: slowed by the guessing limits, and equally slow (dummy hash)
+    whether or not an account exists. None when the secret is right."""
+    attempts = guard(session, protection, scope, name, client_address, now)
+    locked = attempts.refusal(now)
+    if locked:
+        return locked
+    if not password_matches(stored_hash, secret):
+        attempts.failed(now)
+        return Unauthorized("invalid_credentials", refusal)
+    attempts.succeeded()
+    return None
 
 
 def password_matches(password_hash: str | None, password: str) -> bool:
@@ -388,14 +401,10 @@ def change_password(session: Session, protection: PersonalDataProtection, candid
                     new_password: str, now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
-    attempts = guard(session, protection, "current-password", candidate_id, None, now)
-    locked = attempts.refusal(now)
-    if locked:
-        return locked
-    if not password_matches(candidate.password_hash, current_password):
-        attempts.failed(now)
-        return Unauthorized("invalid_credentials", "The current password is wrong.")
-    attempts.succeeded()
+    refusal = check_secret(session, protection, "current-password", candidate_id, None, candidate.password_hash,
+                           current_password, now, "The current password is wrong.")
+    if refusal:
+        return refusal
     _set_password(session, protection, candidate, new_password, now)
     return None
 
@@ -405,14 +414,10 @@ def set_security_question(session: Session, protection: PersonalDataProtection, 
                           now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
-    attempts = guard(session, protection, "current-password", candidate_id, None, now)
-    locked = attempts.refusal(now)
-    if locked:
-        return locked
-    if not password_matches(candidate.password_hash, current_password):
-        attempts.failed(now)
-        return Unauthorized("invalid_credentials", "The current password is wrong.")
-    attempts.succeeded()
+    refusal = check_secret(session, protection, "current-password", candidate_id, None, candidate.password_hash,
+                           current_password, now, "The current password is wrong.")
+    if refusal:
+        return refusal
     candidate.security_question = question
     candidate.security_answer_hash = passwords.hash_password(_answer_key(answer))
     return None
@@ -449,15 +454,11 @@ def reset_password_with_answer(session: Session, protection: PersonalDataProtect
     candidate = _candidate_by_login(session, protection, login_name)
     # one guessing budget per account, however many of its login names are tried
     name = candidate.candidate_id if candidate else f"{kind}:{value}"
-    attempts = guard(session, protection, "security-answer", name, client_address or "unknown", now)
-    locked = attempts.refusal(now)
-    if locked:
-        return locked
-    answer_hash = candidate.security_answer_hash if candidate else None
-    if not password_matches(answer_hash, _answer_key(answer)):
-        attempts.failed(now)
-        return Unauthorized("invalid_credentials", "The login name or answer is wrong.")
-    attempts.succeeded()
+    refusal = check_secret(session, protection, "security-answer", name, client_address or "unknown",
+                           candidate.security_answer_hash if candidate else None, _answer_key(answer), now,
+                           "The login name or answer is wrong.")
+    if refusal:
+        return refusal
     _set_password(session, protection, candidate, new_password, now)
     return None
 
@@ -492,15 +493,12 @@ def authenticate_staff(session: Session, protection: PersonalDataProtection, use
                        client_address: str | None = None,
                        now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
     now = now or utcnow()
-    attempts = guard(session, protection, "staff-login", username, client_address or "unknown", now)
-    locked = attempts.refusal(now)
-    if locked:
-        return locked
     account = session.get(StaffAccount, username)
-    if not password_matches(account.password_hash if account else None, password):
-        attempts.failed(now)
-        return Unauthorized("invalid_credentials", "The username or password is wrong.")
-    attempts.succeeded()
+    refusal = check_secret(session, protection, "staff-login", username, client_address or "unknown",
+                           account.password_hash if account else None, password, now,
+                           "The username or password is wrong.")
+    if refusal:
+        return refusal
     subject = f"staff:{account.username}"
     return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
                                   refresh_token=issue_refresh_token(session, protection, subject, "staff", now))

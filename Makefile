@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run demo migrate test test-unit test-integration test-e2e lint docs bench clean
+.PHONY: install run demo migrate test test-unit test-integration test-e2e lint docs bench bench-import clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.public_check
+
+bench-import: $(STAMP)
+	$(PY) -m bench.result_import
 
 clean:
 	rm -rf var .pytest_cache

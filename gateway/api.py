@@ -53,6 +53,7 @@ from credence_common.contracts.payments import CallbackAcknowledgement, PaymentO
 from credence_common.contracts.scoring import (
     CandidateRecord,
     CloseScoreReview,
+    CorrectResult,
     DecideHeldResult,
     EvaluateResult,
     EvaluationQueue,
@@ -298,6 +299,14 @@ def close_score_review(call: Call):
     return call.rpc.call("scoring", "close_score_review", call.actor, call.params["review_id"], _dump(call.body))
 
 
+def open_score_reviews(call: Call):
+    return call.rpc.call("scoring", "open_score_reviews", call.actor)
+
+
+def correct_result(call: Call):
+    return call.rpc.call("scoring", "correct_result", call.actor, call.params["result_id"], _dump(call.body))
+
+
 def grant_exemption(call: Call):
     return call.rpc.call("scoring", "grant_exemption", call.actor, _dump(call.body))
 
@@ -460,8 +469,13 @@ ROUTES: tuple[Route, ...] = (
     Route("my_score_reviews", "GET", "/api/v1/me/score-reviews", "The candidate's re-check requests",
           ("candidate",), my_score_reviews, None, ScoreReviewList, tag="scoring"),
     Route("close_score_review", "POST", "/api/v1/score-reviews/<review_id>/closure",
-          "Close a re-check as unchanged or corrected (a correction republishes the outcome; staff)", ("staff",),
+          "Close a re-check as unchanged or corrected (a correction emits result_corrected; staff)", ("staff",),
           close_score_review, CloseScoreReview, ScoreReviewView, tag="scoring"),
+    Route("open_score_reviews", "GET", "/api/v1/score-reviews", "Open re-check requests, oldest first (staff)",
+          ("staff",), open_score_reviews, None, ScoreReviewList, tag="scoring"),
+    Route("correct_result", "POST", "/api/v1/results/<result_id>/correction",
+          "Correct a result before its release, with a reason (staff; experts sign again)", ("staff",),
+          correct_result, CorrectResult, None, tag="scoring"),
     Route("grant_exemption", "POST", "/api/v1/exemptions", "Exempt a candidate from a course (免考; staff)",
           ("staff",), grant_exemption, GrantExemption, CandidateRecord, 201, tag="scoring"),
     Route("my_record", "GET", "/api/v1/me/record",

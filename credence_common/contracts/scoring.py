@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -35,7 +35,8 @@ class PublishResults(BaseModel):
 
     program_code: str = Field(min_length=1, max_length=32)
     sitting: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-    publish_at: datetime | None = Field(default=None, description="Release later, at this time (UTC); now if absent")
+    publish_at: AwareDatetime | None = Field(default=None,
+                                             description="Release later, at this time (with its UTC offset)")
 
 
 class PublishResultsOutcome(BaseModel):
@@ -83,6 +84,7 @@ class ResultView(BaseModel):
     ticket_number: str
     program_code: str
     program_name: str
+    course_code: str | None = Field(default=None, description="Course-based programs: which course")
     sitting: str
     status: Literal["evaluating", "passed", "failed"]
     final_score: int | None = Field(default=None, description="Withheld until the result is published")
@@ -202,3 +204,10 @@ class CandidateRecord(BaseModel):
     programs: list[ProgramRecord]
     violations: list[ViolationRecord]
     transfers: list[dict] = Field(default_factory=list, description="Transfers between regions (none recorded yet)")
+
+
+class CorrectResult(BaseModel):
+    model_config = Strict
+
+    new_score: int = Field(ge=0, le=100, strict=True)
+    reason: str = Field(min_length=3, max_length=200)

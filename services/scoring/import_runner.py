@@ -7,9 +7,10 @@ import io
 from collections.abc import Callable
 from typing import BinaryIO
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.errors import InvalidInput
+from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
 from services.scoring import fast_import, imports
 from services.scoring.importing import UnsupportedEncoding, detect_encoding, read_rows
@@ -28,6 +29,15 @@ def file_sha256(stream: BinaryIO) -> str:
 
 def run_import(engine, stream: BinaryIO, file_format: str, actor: str,
                on_rows: Callable[[int], None] | None = None) -> imports.ImportReport:
+    try:
+        return _run_import(engine, stream, file_format, actor, on_rows)
+    except IntegrityError:
+        raise Conflict("concurrent_change", "Another import wrote the same results at the same time; nothing of "
+                                            "this one was kept. Import the file again.") from None
+
+
+def _run_import(engine, stream: BinaryIO, file_format: str, actor: str,
+                on_rows: Callable[[int], None] | None = None) -> imports.ImportReport:
     """All rows in one transaction, or none; a rejected batch is recorded with its row errors."""
     if file_format not in FORMATS:
         raise InvalidInput("unknown_format", "The file format must be csv or jsonl.")

@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from services.scoring.models import (
     CourseExemption,
     ExamResult,
     Program,
+    ResultEvaluation,
     RosterEntry,
     ScoreReview,
 )
@@ -104,14 +105,16 @@ def _outcome_for(program: Program, result: ExamResult, courses: dict, score: int
     if program.kind == "course_based":
         course = courses.get(result.course_code)
         return domain.evaluate(score, course.pass_mark if course else program.pass_mark)
-    gates_passed = True
+    gates_passed, pass_mark = True, program.pass_mark
+    if program.rules_json:
+        pass_mark = domain.CompositeRules.from_json(program.rules_json).pass_mark
     if result.components_json and program.rules_json:
         rules = domain.CompositeRules.from_json(program.rules_json)
         marks = domain.CompositeMarks(**json.loads(result.components_json))
         gates_passed = marks.violation != "disqualification" and \
             (not rules.requires_qualification_review or marks.qualification_review == "pass") and \
             (not rules.requires_homework or marks.homework_completion == "complete")
-    return domain.evaluate(score, program.pass_mark) if gates_passed else "failed"
+    return domain.evaluate(score, pass_mark) if gates_passed else "failed"
 
 
 def reviews_of(session: Session, candidate_id: str) -> ScoreReviewList:
@@ -181,3 +184,27 @@ def candidate_record(session: Session, candidate_id: str) -> CandidateRecord:
                                                   violation=violation))
     tickets = sorted(session.scalars(select(RosterEntry.ticket_number).where(RosterEntry.candidate_id == candidate_id)))
     return CandidateRecord(candidate_id=candidate_id, ticket_numbers=tickets, programs=programs, violations=violations)
+
+
+def open_reviews(session: Session) -> ScoreReviewList:
+    rows = session.scalars(select(ScoreReview).where(ScoreReview.state == "open")
+                           .order_by(ScoreReview.requested_at)).all()
+    return ScoreReviewList(reviews=[ScoreReviewView.model_validate(r, from_attributes=True) for r in rows])
+
+
+def correct_before_release(session: Session, result_id: str, staff: str, new_score: int, reason: str) -> dict:
+    """A wrong score caught before release: corrected with its reason in the audit; experts sign again."""
+    result = session.get(ExamResult, result_id, with_for_update=True)
+    if result is None:
+        raise NotFound("result_not_found", "No such result.")
+    if result.published_at is not None:
+        raise Conflict("result_already_published", "After release a result changes only through a re-check.")
+    old = result.final_score
+    if old != new_score:
+        result.final_score = new_score
+        if result.evaluation_state is not None:
+            session.execute(delete(ResultEvaluation).where(ResultEvaluation.result_id == result_id))
+            result.evaluation_state, result.evaluated_outcome = "pending", None
+        audit(session, result, staff, "corrected", before={"final_score": old}, after={"final_score": new_score},
+              reason=reason)
+    return {"result_id": result_id, "final_score": new_score}

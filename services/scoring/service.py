@@ -14,6 +14,7 @@ from credence_common.consumers import consume
 from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
 from credence_common.contracts.scoring import (
     CloseScoreReview,
+    CorrectResult,
     DecideHeldResult,
     EvaluateResult,
     GrantExemption,
@@ -134,6 +135,20 @@ class ScoringService(HealthCheck):
         require_self_or_staff(actor, candidate_id)
         with self.db.transaction() as session:
             return records.reviews_of(session, candidate_id).model_dump(mode="json")
+
+    @rpc
+    def open_score_reviews(self, actor: dict) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return records.open_reviews(session).model_dump(mode="json")
+
+    @rpc
+    def correct_result(self, actor: dict, result_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        correction = parse(CorrectResult, request)
+        with self.db.transaction() as session:
+            return records.correct_before_release(session, result_id, staff.subject, correction.new_score,
+                                                  correction.reason)
 
     @rpc
     def grant_exemption(self, actor: dict, request: dict) -> dict:

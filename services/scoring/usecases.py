@@ -47,6 +47,7 @@ from services.scoring.models import (
 )
 
 log = logging.getLogger(__name__)
+GRADUATION_NAMESPACE = uuid.UUID("6f1c3c2e-7d4a-4f8e-9a51-2b7c0f3e9d10")  # stable ids for program completions
 outbox = Outbox(OutboxEvent)
 
 
@@ -78,7 +79,7 @@ def merge_tickets(session: Session, event: TicketsMergedV1) -> None:
                                       .with_for_update()).all():
             clash = session.execute(select(ExamResult.result_id).where(
                 ExamResult.ticket_number == primary, ExamResult.program_code == result.program_code,
-                ExamResult.sitting == result.sitting)).first()
+                ExamResult.course_code == result.course_code, ExamResult.sitting == result.sitting)).first()
             if clash:
                 log.warning("result %s stays under merged ticket: %s already has %s %s", result.result_id,
                             "the primary ticket", result.program_code, result.sitting)
@@ -246,7 +247,8 @@ def _qualify_by_graduation(session: Session, candidate_id: str, program: Program
         return
     # a stable id: certificates issues one certificate per graduation, however often this is sent
     outbox.add(session, CandidateQualifiedV1(
-        result_id=f"graduation:{candidate_id}:{program.program_code}"[:36], candidate_id=candidate_id,
+        result_id=str(uuid.uuid5(GRADUATION_NAMESPACE, f"{candidate_id}:{program.program_code}")),
+        candidate_id=candidate_id,
         ticket_number=holder.ticket_number, full_name=holder.full_name,
         resident_id_number_masked=holder.resident_id_number_masked, program_code=program.program_code,
         program_name=program.program_name, sitting=last.sitting if last else now.strftime("%Y-%m"),
@@ -283,7 +285,8 @@ def results_for_candidate(session: Session, candidate_id: str) -> ResultList:
         published = result.published_at is not None
         views.append(ResultView(
             result_id=result.result_id, ticket_number=result.ticket_number,
-            program_code=result.program_code, program_name=program_name, sitting=result.sitting,
+            program_code=result.program_code, program_name=program_name, course_code=result.course_code or None,
+            sitting=result.sitting,
             status=domain.visible_status(published, result.outcome),
             final_score=result.final_score if published else None,
             published_at=result.published_at))

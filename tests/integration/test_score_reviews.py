@@ -101,3 +101,24 @@ def test_violations_appear_in_the_record(start_service):
     assert record["violations"] == [{"program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
                                      "violation": "deduction"}]
     assert record["programs"][0]["outcome"] == "passed" and record["ticket_numbers"] == [TICKETS[0]]
+
+
+def test_staff_correct_before_release_and_find_open_rechecks(start_service):
+    container, config = start_service(ScoringService)
+    roster(config)
+    with rpc_proxy("scoring", config) as scoring:
+        upload(scoring, HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,48\n")
+        result_id = query(config["DB_URI"], "select result_id from exam_results")[0][0]
+        scoring.correct_result(STAFF, result_id, {"new_score": 84, "reason": "transcription error at the centre"})
+        with pytest.raises(InvalidInput):
+            scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04",
+                                            "publish_at": "2030-01-01T00:00:00"})  # no UTC offset: ambiguous
+        scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
+        with pytest.raises(Conflict):
+            scoring.correct_result(STAFF, result_id, {"new_score": 85, "reason": "too late for this route"})
+        mine = scoring.results_for_candidate(OWNER, "cand-0")["results"]
+        assert mine[0]["course_code"] == "00015" and mine[0]["final_score"] == 84
+        review = scoring.request_score_review(OWNER, result_id, {"reason": "please check the essay"})
+        assert [r["review_id"] for r in scoring.open_score_reviews(STAFF)["reviews"]] == [review["review_id"]]
+        history = scoring.result_history(STAFF, result_id)["history"]
+    assert history[0]["action"] == "corrected" and history[0]["reason"] == "transcription error at the centre"

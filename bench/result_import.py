@@ -5,7 +5,9 @@ roster of confirmed candidates with COPY, writes a CSV file of N course results 
 and then measures, in the same database and the same run:
   1. the real import path (services.scoring.import_runner.run_import), in a child process of its own so that its
      peak memory is measured alone;
-  2. a raw COPY of the same file into a scratch table with the same columns (the ceiling for this driver and server).
+  2. a raw COPY of the same file into a scratch table with the same columns (the ceiling for this driver and server);
+  3. for reference, a raw COPY of the same rows into exam_results_ref, a twin of exam_results with its primary key,
+     unique constraint and indexes: what writing the stored rows costs at the least, whatever the import does.
 Prints time, rows/s and the child's peak RSS, the ratio import/COPY and whether every row was stored. The database is
 dropped at the end, also on failure. Nothing is asserted: this prints figures.
 
@@ -40,6 +42,10 @@ COURSES = ("00015", "00227", "00230", "00233", "00249")  # seeded by scoring mig
 SITTING = "2026-04"
 HEADER = "ticket_number,program_code,course_code,sitting,score\n"
 COPY_COLUMNS = "ticket_number, program_code, course_code, sitting, score"
+# exam_results_ref is a twin of exam_results (LIKE ... INCLUDING ALL: same primary key, unique constraint and
+# indexes), filled by a raw COPY: the fastest any import can write the rows it stores.
+REF_COLUMNS = ("result_id, ticket_number, candidate_id, program_code, course_code, sitting, final_score, batch_id, "
+               "recorded_at")
 RATIO_TARGET = 0.50
 PEAK_TARGET_MB = 300
 WRITE_BATCH = 10_000  # lines per write while generating files
@@ -49,8 +55,14 @@ WRITE_BATCH = 10_000  # lines per write while generating files
 CHILD = """
 import json, resource, sys, time
 from credence_common.db import make_engine
+from services.scoring import imports
 from services.scoring.import_runner import run_import
 engine = make_engine(sys.argv[1])
+row_by_row = []
+def import_rows(*args, _real=imports.import_rows, **kwargs):
+    row_by_row.append(True)
+    return _real(*args, **kwargs)
+imports.import_rows = import_rows  # only noted, to say which path the import took
 step = max(int(sys.argv[3]) // 10, 1000)
 mark = [step]
 def progress(count):
@@ -62,7 +74,7 @@ with open(sys.argv[2], "rb") as stream:
     report = run_import(engine, stream, "csv", "bench", on_rows=progress)
     seconds = time.perf_counter() - started
 engine.dispose()
-print(json.dumps({"seconds": seconds, "report": report.as_dict(),
+print(json.dumps({"seconds": seconds, "report": report.as_dict(), "row_by_row": bool(row_by_row),
                   "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -85,16 +97,31 @@ def write_lines(path: Path, header: str | None, lines) -> None:
         out.writelines(batch)
 
 
+def roster_candidate(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
 def roster_lines(tickets: int):
     for n in range(tickets):
         # ticket_number, candidate_id, full_name, resident_id_number_masked, merged_into (empty = NULL in CSV)
-        yield f"{ticket(n)},00000000-0000-4000-8000-{n:012d},Candidate {n},110101********{n % 10000:04d},\n"
+        yield f"{ticket(n)},{roster_candidate(n)},Candidate {n},110101********{n % 10000:04d},\n"
 
 
 def result_lines(rows: int, seed: int):
     rng = random.Random(seed)
     for i in range(rows):
         yield f"{ticket(i // len(COURSES))},{PROGRAM},{COURSES[i % len(COURSES)]},{SITTING},{rng.randint(0, 100)}\n"
+
+
+def reference_lines(results_csv: Path, batch_id: str, recorded_at: str):
+    """The results file as exam_results rows (ids and stamps added), for the COPY into an indexed twin."""
+    with open(results_csv, encoding="utf-8") as source:
+        next(source)
+        for line in source:
+            ticket_number, program_code, course_code, sitting, score = line.rstrip("\n").split(",")
+            candidate = roster_candidate(int(ticket_number[4:]))
+            yield (f"{uuid.uuid4()},{ticket_number},{candidate},{program_code},{course_code},{sitting},{score},"
+                   f"{batch_id},{recorded_at}\n")
 
 
 def copy_file(engine, sql: str, path: Path) -> float:
@@ -166,6 +193,7 @@ def main() -> int:
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     engine = None
+    ref_problem = ""
     try:
         with tempfile.TemporaryDirectory(prefix="credence-bench-import-") as workdir:
             print(f"Result import benchmark: {rows:,} course results for {tickets:,} candidates "
@@ -184,6 +212,11 @@ def main() -> int:
                 connection.execute(text("CREATE TABLE exam_results_copy (ticket_number VARCHAR(12) NOT NULL, "
                                         "program_code VARCHAR(32) NOT NULL, course_code VARCHAR(32) NOT NULL, "
                                         "sitting VARCHAR(7) NOT NULL, score INTEGER NOT NULL)"))
+            reference_csv = Path(workdir) / "reference.csv"
+            write_lines(reference_csv, None,
+                        reference_lines(results_csv, str(uuid.uuid4()), "2026-04-30T00:00:00+00:00"))
+            with engine.begin() as connection:
+                connection.execute(text("CREATE TABLE exam_results_ref (LIKE exam_results INCLUDING ALL)"))
             size_mb = results_csv.stat().st_size / 1e6
             print(f"setup (migrate, roster COPY, {size_mb:.1f} MB CSV): {time.perf_counter() - t0:.1f}s\n")
 
@@ -197,6 +230,13 @@ def main() -> int:
             copy_seconds = copy_file(engine, f"COPY exam_results_copy ({COPY_COLUMNS}) FROM STDIN "
                                              "WITH (FORMAT csv, HEADER true)", results_csv)
 
+            checkpoint(engine)
+            try:
+                ref_seconds = copy_file(engine, f"COPY exam_results_ref ({REF_COLUMNS}) FROM STDIN WITH (FORMAT csv)",
+                                        reference_csv)
+            except Exception as exc:  # the schema moved on (say, a new NOT NULL column): the reference is optional
+                ref_seconds, ref_problem = None, str(exc).splitlines()[0][:200]
+
             with engine.connect() as connection:
                 stored = connection.execute(text("SELECT count(*) FROM exam_results")).scalar_one()
                 copied = connection.execute(text("SELECT count(*) FROM exam_results_copy")).scalar_one()
@@ -204,12 +244,20 @@ def main() -> int:
         print(f"{'path':<36} {'rows':>10} {'seconds':>9} {'rows/s':>11} {'peak MB':>9}")
         print(row("run_import (child process)", rows, import_seconds, f"{peak_mb:.0f}"))
         print(row("raw COPY into exam_results_copy", rows, copy_seconds, "-"))
-        print(f"\n(child process wall time, interpreter start and imports included: {child_wall:.2f}s)")
-        print(f"import report: status {report['status']}, recorded {report['recorded']:,}, "
+        if ref_seconds is not None:
+            print(row("raw COPY into exam_results_ref (*)", rows, ref_seconds, "-"))
+        print("\n(*) a twin of exam_results with its primary key, unique constraint and indexes"
+              if ref_seconds is not None else f"\nraw COPY into exam_results_ref failed: {ref_problem}")
+        print(f"(child process wall time, interpreter start and imports included: {child_wall:.2f}s)")
+        print(f"path taken: {'row by row (imports.import_rows)' if figures['row_by_row'] else 'set-based fast path'}; "
+              f"import report: status {report['status']}, recorded {report['recorded']:,}, "
               f"unchanged {report['unchanged']:,}, errors {report['error_count']:,}")
         ratio = copy_seconds / import_seconds
         print(f"\nratio import/COPY: {ratio:.2f} (target >= {RATIO_TARGET:.2f})"
               f"{'' if ratio >= RATIO_TARGET else f'  -- below target: COPY is {1 / ratio:.0f}x faster'}")
+        if ref_seconds is not None:
+            print(f"ratio import/COPY into the indexed twin: {ref_seconds / import_seconds:.2f} "
+                  f"(how close the import comes to the cost of writing exam_results' indexes)")
         print(f"peak memory: {peak_mb:.0f} MB (target < {PEAK_TARGET_MB} MB)"
               f"{'' if peak_mb < PEAK_TARGET_MB else '  -- above target'}")
         exact = stored == rows and copied == rows

@@ -64,6 +64,8 @@ from credence_common.contracts.scoring import (
     PublishResultsOutcome,
     RecordResults,
     RecordResultsOutcome,
+    ReleaseList,
+    ReleaseView,
     RequestScoreReview,
     ResultList,
     ScoreReviewList,
@@ -115,6 +117,7 @@ class Route:
     documented_body: type[BaseModel] | None = None  # schema of a raw body, for the OpenAPI document only
     max_body_bytes: int = 2 * 1024 * 1024
     signed: bool = False  # the body carries an HMAC signature header (provider callbacks)
+    content_type: str = "application/json"  # anything else: the handler returns the body as text
     rate_limited: bool = False
     tag: str = "api"
 
@@ -260,6 +263,27 @@ def import_results(call: Call):
 
 def import_report(call: Call):
     return call.rpc.call("scoring", "import_report", call.actor, call.params["batch_id"])
+
+
+def list_releases(call: Call):
+    return call.rpc.call("scoring", "list_releases", call.actor)
+
+
+def cancel_release(call: Call):
+    return call.rpc.call("scoring", "cancel_release", call.actor, call.params["release_id"])
+
+
+def import_errors_csv(call: Call) -> str:
+    import csv
+    import io
+
+    report = call.rpc.call("scoring", "import_report", call.actor, call.params["batch_id"])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["line", "field", "message"])
+    for error in report["errors"]:
+        writer.writerow([error["line"], error["field"] or "", error["message"]])
+    return out.getvalue()
 
 
 def result_history(call: Call):
@@ -449,6 +473,14 @@ ROUTES: tuple[Route, ...] = (
           max_body_bytes=16 * 1024 * 1024, tag="scoring"),
     Route("import_report", "GET", "/api/v1/result-imports/<batch_id>",
           "An import batch with its row-error report (staff)", ("staff",), import_report, None, None, tag="scoring"),
+    Route("list_releases", "GET", "/api/v1/releases", "Releases, newest first: scheduled, published, cancelled "
+          "(staff)", ("staff",), list_releases, None, ReleaseList, tag="scoring"),
+    Route("cancel_release", "POST", "/api/v1/releases/<release_id>/cancellation",
+          "Cancel a scheduled release before its time (staff)", ("staff",), cancel_release, None, ReleaseView,
+          tag="scoring"),
+    Route("import_errors_csv", "GET", "/api/v1/result-imports/<batch_id>/errors.csv",
+          "The row-error report of an import as a CSV file, to open next to the uploaded file (staff)", ("staff",),
+          import_errors_csv, None, None, content_type="text/csv; charset=utf-8", tag="scoring"),
     Route("result_history", "GET", "/api/v1/results/<result_id>/history",
           "Every change to a result: who, when, before, after, why (staff)", ("staff",), result_history, None,
           None, tag="scoring"),

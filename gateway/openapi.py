@@ -53,7 +53,9 @@ def build_openapi(version: str = "0.1.0") -> dict:
                 str(route.success_status): {
                     "description": "Success",
                     "content": {"application/json": {"schema": {"$ref": refs[route.response_model]}}}
-                    if route.response_model else {},
+                    if route.response_model else
+                    {route.content_type.split(";")[0]: {"schema": {"type": "string"}}}
+                    if route.content_type != "application/json" else {},
                 },
                 **{
                     status: {"description": text,

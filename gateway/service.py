@@ -129,7 +129,11 @@ class GatewayService:
                         rpc=ServiceCalls(self, self.state.rpc_timeout), tokens=self.state.tokens,
                         raw_body=raw, headers=dict(request.headers), client_address=request.remote_addr or "",
                         query=dict(request.args))
-            return json_response(route.success_status, route.handler(call))
+            answer = route.handler(call)
+            if route.content_type != "application/json":
+                return route.success_status, {"Content-Type": route.content_type, "Cache-Control": "no-store",
+                                              "X-Content-Type-Options": "nosniff"}, answer
+            return json_response(route.success_status, answer)
         except CredenceError as error:
             return error_response(error)
         except RemoteError as error:

@@ -211,3 +211,18 @@ class CorrectResult(BaseModel):
 
     new_score: int = Field(ge=0, le=100, strict=True)
     reason: str = Field(min_length=3, max_length=200)
+
+
+class ReleaseView(BaseModel):
+    release_id: str
+    program_code: str
+    sitting: str
+    publish_at: datetime
+    state: Literal["scheduled", "published", "cancelled"]
+    published: int
+    created_by: str
+    published_at: datetime | None = None
+
+
+class ReleaseList(BaseModel):
+    releases: list[ReleaseView]

@@ -92,7 +92,8 @@ class ExamResult(Base):
                                        name="uq_result_course_sitting"),)
 
     result_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    ticket_number: Mapped[str] = mapped_column(String(12), nullable=False, index=True)
+    # no index of its own: the unique constraint above leads with ticket_number and serves those look-ups
+    ticket_number: Mapped[str] = mapped_column(String(12), nullable=False)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     program_code: Mapped[str] = mapped_column(String(32), nullable=False)
     course_code: Mapped[str] = mapped_column(String(32), nullable=False, default="", server_default="")

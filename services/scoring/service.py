@@ -109,6 +109,18 @@ class ScoringService(HealthCheck):
             return usecases.decide_held_result(session, result_id, decider.subject, decision.decision,
                                                decision.reason)
 
+    @rpc
+    def list_releases(self, actor: dict) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.list_releases(session).model_dump(mode="json")
+
+    @rpc
+    def cancel_release(self, actor: dict, release_id: str) -> dict:
+        staff = require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.cancel_release(session, release_id, staff.subject).model_dump(mode="json")
+
     @timer(interval=RELEASE_POLL_SECONDS)
     def publish_due_releases(self) -> None:
         """Scheduled releases are published here, within seconds of their time."""

@@ -27,6 +27,8 @@ from credence_common.contracts.scoring import (
     PublishResultsOutcome,
     RecordResults,
     RecordResultsOutcome,
+    ReleaseList,
+    ReleaseView,
     ResultList,
     ResultView,
 )
@@ -372,3 +374,20 @@ def evaluation_queue(session: Session, program_code: str, sitting: str) -> Evalu
         result_id=r.result_id, ticket_number=r.ticket_number, sitting=r.sitting, final_score=r.final_score,
         suggested_outcome=_outcome(r, program, rules, {}), state=r.evaluation_state,
         reviewers=sorted(signatures.get(r.result_id, [])), evaluated_outcome=r.evaluated_outcome) for r in results])
+
+
+def list_releases(session: Session) -> ReleaseList:
+    rows = session.scalars(select(Release).order_by(Release.publish_at.desc()).limit(200)).all()
+    return ReleaseList(releases=[ReleaseView.model_validate(r, from_attributes=True) for r in rows])
+
+
+def cancel_release(session: Session, release_id: str, actor: str) -> ReleaseView:
+    release = session.get(Release, release_id, with_for_update=True)
+    if release is None:
+        raise NotFound("release_not_found", "No such release.")
+    if release.state != "scheduled":
+        raise Conflict("release_not_scheduled",
+                       f"Only a scheduled release can be cancelled; this one is {release.state}.")
+    release.state = "cancelled"
+    log.info("release %s cancelled by %s", release_id, actor)
+    return ReleaseView.model_validate(release, from_attributes=True)

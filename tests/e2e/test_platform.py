@@ -209,6 +209,10 @@ def test_result_files_upload_through_the_gateway(platform, journey):
     batch_id = bad.json()["error"]["message"].split("batch ")[1].split(";")[0]
     report = get(platform, f"/api/v1/result-imports/{batch_id}", staff).json()
     assert report["status"] == "rejected" and report["errors"][0]["line"] == 2
+    download = get(platform, f"/api/v1/result-imports/{batch_id}/errors.csv", staff)
+    assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
+    rows = download.text.splitlines()
+    assert rows[0] == "line,field,message" and rows[1].startswith("2,score,")
     latin1 = post(platform, "/api/v1/result-imports?format=csv", staff, data="caf\xe9,1\n".encode("latin-1"))
     assert latin1.status_code == 422 and error_code(latin1) == "unsupported_encoding"
     as_candidate = post(platform, "/api/v1/result-imports?format=csv", journey["candidate_token"], data=csv_file)

@@ -6,7 +6,7 @@ import eventlet
 import pytest
 
 from credence_common.contracts.events import CandidateConfirmedV1
-from credence_common.errors import Conflict, InvalidInput
+from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
@@ -214,3 +214,23 @@ def test_a_scheduled_release_keeps_results_sealed_until_its_time(start_service):
         assert released
         assert scoring.results_for_candidate(STAFF, "cand-1")["results"][0]["final_score"] == 75
     assert query(config["DB_URI"], "select state, published from releases") == [("published", 1)]
+
+
+def test_a_scheduled_release_can_be_cancelled_before_its_time(start_service):
+    from datetime import timedelta
+
+    container, config = start_service(ScoringService)
+    publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(1,)], what="roster")
+    with rpc_proxy("scoring", config) as scoring:
+        scoring.record_results(STAFF, {"results": [line("112600000001", 75)]})
+        sign_off(scoring)
+        later = (utcnow() + timedelta(days=1)).isoformat()
+        scheduled = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+                                                    "publish_at": later})
+        assert [r["state"] for r in scoring.list_releases(STAFF)["releases"]] == ["scheduled"]
+        assert scoring.cancel_release(STAFF, scheduled["release_id"])["state"] == "cancelled"
+        with pytest.raises(Conflict):
+            scoring.cancel_release(STAFF, scheduled["release_id"])
+        with pytest.raises(Forbidden):
+            scoring.list_releases({"subject": "cand-1", "role": "candidate"})

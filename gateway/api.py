@@ -48,6 +48,7 @@ from credence_common.contracts.identity import (
     SubmitPriorEducationProof,
     TicketLookup,
     TicketLookupResult,
+    TransferRegion,
 )
 from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
 from credence_common.contracts.scoring import (
@@ -294,6 +295,10 @@ def list_programs(call: Call):
     return call.rpc.call("scoring", "list_programs")
 
 
+def transfer_region(call: Call):
+    return call.rpc.call("identity", "transfer_region", call.actor, call.params["candidate_id"], _dump(call.body))
+
+
 def create_staff_account(call: Call):
     return call.rpc.call("identity", "create_staff_account", call.actor, _dump(call.body))
 
@@ -484,6 +489,9 @@ ROUTES: tuple[Route, ...] = (
     Route("result_history", "GET", "/api/v1/results/<result_id>/history",
           "Every change to a result: who, when, before, after, why (staff)", ("staff",), result_history, None,
           None, tag="scoring"),
+    Route("transfer_region", "POST", "/api/v1/candidates/<candidate_id>/transfer",
+          "Move a candidate's exam record to another exam region (转考; staff)", ("staff",), transfer_region,
+          TransferRegion, CandidateView, tag="candidates"),
     Route("create_staff_account", "POST", "/api/v1/staff-accounts", "Create another staff account (staff)",
           ("staff",), create_staff_account, CreateStaffAccount, StaffAccountView, 201, tag="auth"),
     Route("evaluation_queue", "GET", "/api/v1/evaluations",

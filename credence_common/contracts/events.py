@@ -38,6 +38,19 @@ class CandidateConfirmedV1(EventPayload):
     confirmed_at: datetime
 
 
+class CandidateTransferredV1(EventPayload):
+    event_type: ClassVar[str] = "credence.identity.candidate_transferred.v1"
+    publisher: ClassVar[str] = "identity"
+    description: ClassVar[str] = "A candidate's exam record moved to another exam region (转考)."
+
+    transfer_id: str
+    candidate_id: str
+    from_region: str
+    to_region: str
+    reason: str
+    transferred_at: datetime
+
+
 class TicketsLinkedV1(EventPayload):
     event_type: ClassVar[str] = "credence.identity.tickets_linked.v1"
     publisher: ClassVar[str] = "identity"
@@ -165,6 +178,7 @@ class CertificateIssuedV1(EventPayload):
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CandidateRegisteredV1,
     CandidateConfirmedV1,
+    CandidateTransferredV1,
     TicketsLinkedV1,
     TicketsMergedV1,
     ResultPublishedV1,

@@ -308,3 +308,10 @@ class CreateStaffAccount(BaseModel):
 class StaffAccountView(BaseModel):
     username: str
     display_name: str
+
+
+class TransferRegion(BaseModel):
+    model_config = Strict
+
+    to_region: str = Field(pattern=r"^[0-9]{2}$", description="The exam region the record moves to")
+    reason: str = Field(min_length=3, max_length=200)

@@ -190,6 +190,13 @@ class ProgramRecord(BaseModel):
     outcome: Literal["passed", "failed"] | None = Field(default=None, description="Composite: the latest outcome")
 
 
+class TransferRecord(BaseModel):
+    from_region: str
+    to_region: str
+    reason: str
+    transferred_at: datetime
+
+
 class ViolationRecord(BaseModel):
     program_code: str
     sitting: str
@@ -203,7 +210,7 @@ class CandidateRecord(BaseModel):
     ticket_numbers: list[str]
     programs: list[ProgramRecord]
     violations: list[ViolationRecord]
-    transfers: list[dict] = Field(default_factory=list, description="Transfers between regions (none recorded yet)")
+    transfers: list[TransferRecord] = Field(default_factory=list, description="Transfers between exam regions")
 
 
 class CorrectResult(BaseModel):

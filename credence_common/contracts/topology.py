@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
+    CandidateTransferredV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
     PaymentSucceededV1,
@@ -41,6 +42,7 @@ class Subscription:
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("scoring", "handle_candidate_confirmed", CandidateConfirmedV1),
     Subscription("scoring", "handle_tickets_linked", TicketsLinkedV1),
+    Subscription("scoring", "handle_candidate_transferred", CandidateTransferredV1),
     Subscription("scoring", "handle_tickets_merged", TicketsMergedV1),
     Subscription("certificates", "handle_candidate_qualified", CandidateQualifiedV1),
     Subscription("payments", "handle_certificate_awaiting_payment", CertificateAwaitingPaymentV1),

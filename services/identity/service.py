@@ -33,6 +33,7 @@ from credence_common.contracts.identity import (
     SubmitPriorEducation,
     SubmitPriorEducationProof,
     TicketLookup,
+    TransferRegion,
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
@@ -169,6 +170,14 @@ class IdentityService(HealthCheck):
         account = parse(CreateStaffAccount, request)
         with self.db.transaction() as session:
             return usecases.create_staff_account(session, account.username, account.display_name, account.password)
+
+    @rpc
+    def transfer_region(self, actor: dict, candidate_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        transfer = parse(TransferRegion, request)
+        with self.db.transaction() as session:
+            return _dump(usecases.transfer_region(session, candidate_id, transfer.to_region, transfer.reason,
+                                                  staff.subject))
 
     # --- institutions ---------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ refusal instead of raising it, so the service commits the counter and raises aft
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -14,7 +15,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CandidateConfirmedV1, CandidateRegisteredV1, TicketsLinkedV1
+from credence_common.contracts.events import (
+    CandidateConfirmedV1,
+    CandidateRegisteredV1,
+    CandidateTransferredV1,
+    TicketsLinkedV1,
+)
 from credence_common.contracts.identity import (
     SECURITY_QUESTIONS,
     AuthenticatedPrincipal,
@@ -50,6 +56,7 @@ from services.identity.models import (
 from services.identity.protection import PersonalDataProtection
 from services.identity.throttling import guard, lock
 
+log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
 REFRESH_TOKEN_TTL = timedelta(days=30)
 # Verifying against this when the account does not exist keeps the response time the same, so
@@ -511,3 +518,19 @@ def create_staff_account(session: Session, username: str, display_name: str, pas
     session.add(StaffAccount(username=username, display_name=display_name,
                              password_hash=passwords.hash_password(password), created_at=utcnow()))
     return {"username": username, "display_name": display_name}
+
+
+def transfer_region(session: Session, candidate_id: str, to_region: str, reason: str, staff: str,
+                    now: datetime | None = None) -> CandidateView:
+    """A transfer (转考) moves the candidate's exam record to another region; the ticket numbers stay."""
+    now = now or utcnow()
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    to_region = domain.check_exam_region(to_region)
+    if candidate.exam_region == to_region:
+        raise Conflict("same_region", "The candidate is already registered in this exam region.")
+    from_region, candidate.exam_region = candidate.exam_region, to_region
+    outbox.add(session, CandidateTransferredV1(
+        transfer_id=str(uuid.uuid4()), candidate_id=candidate_id, from_region=from_region, to_region=to_region,
+        reason=reason, transferred_at=now), subject=candidate_id)
+    log.info("candidate %s transferred from region %s to %s by %s", candidate_id, from_region, to_region, staff)
+    return candidate_view(candidate)

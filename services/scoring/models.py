@@ -165,3 +165,16 @@ class CourseExemption(Base):
     reason: Mapped[str] = mapped_column(String(200), nullable=False)
     granted_by: Mapped[str] = mapped_column(String(80), nullable=False)
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class RegionTransfer(Base):
+    """Transfers of a candidate's exam record between regions (转考), from identity's events."""
+
+    __tablename__ = "region_transfers"
+
+    transfer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    from_region: Mapped[str] = mapped_column(String(2), nullable=False)
+    to_region: Mapped[str] = mapped_column(String(2), nullable=False)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False)
+    transferred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -17,6 +17,7 @@ from credence_common.contracts.scoring import (
     ProgramRecord,
     ScoreReviewList,
     ScoreReviewView,
+    TransferRecord,
     ViolationRecord,
 )
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -27,6 +28,7 @@ from services.scoring.models import (
     CourseExemption,
     ExamResult,
     Program,
+    RegionTransfer,
     ResultEvaluation,
     RosterEntry,
     ScoreReview,
@@ -183,7 +185,12 @@ def candidate_record(session: Session, candidate_id: str) -> CandidateRecord:
                 violations.append(ViolationRecord(program_code=result.program_code, sitting=result.sitting,
                                                   violation=violation))
     tickets = sorted(session.scalars(select(RosterEntry.ticket_number).where(RosterEntry.candidate_id == candidate_id)))
-    return CandidateRecord(candidate_id=candidate_id, ticket_numbers=tickets, programs=programs, violations=violations)
+    transfers = [TransferRecord(from_region=t.from_region, to_region=t.to_region, reason=t.reason,
+                                transferred_at=t.transferred_at)
+                 for t in session.scalars(select(RegionTransfer).where(RegionTransfer.candidate_id == candidate_id)
+                                          .order_by(RegionTransfer.transferred_at))]
+    return CandidateRecord(candidate_id=candidate_id, ticket_numbers=tickets, programs=programs, violations=violations,
+                           transfers=transfers)
 
 
 def open_reviews(session: Session) -> ScoreReviewList:

@@ -11,7 +11,12 @@ from nameko.timer import timer
 
 from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
-from credence_common.contracts.events import CandidateConfirmedV1, TicketsLinkedV1, TicketsMergedV1
+from credence_common.contracts.events import (
+    CandidateConfirmedV1,
+    CandidateTransferredV1,
+    TicketsLinkedV1,
+    TicketsMergedV1,
+)
 from credence_common.contracts.scoring import (
     CloseScoreReview,
     CorrectResult,
@@ -195,6 +200,10 @@ class ScoringService(HealthCheck):
     @event_handler("identity", TicketsLinkedV1.event_type, requeue_on_error=True)
     def handle_tickets_linked(self, message: dict) -> None:
         consume(self, message, TicketsLinkedV1, ProcessedEvent, usecases.link_tickets)
+
+    @event_handler("identity", CandidateTransferredV1.event_type, requeue_on_error=True)
+    def handle_candidate_transferred(self, message: dict) -> None:
+        consume(self, message, CandidateTransferredV1, ProcessedEvent, usecases.record_transfer)
 
     @event_handler("identity", TicketsMergedV1.event_type, requeue_on_error=True)
     def handle_tickets_merged(self, message: dict) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
+    CandidateTransferredV1,
     ResultPublishedV1,
     TicketsLinkedV1,
     TicketsMergedV1,
@@ -42,6 +43,7 @@ from services.scoring.models import (
     ExamResult,
     OutboxEvent,
     Program,
+    RegionTransfer,
     Release,
     ResultAudit,
     ResultEvaluation,
@@ -391,3 +393,10 @@ def cancel_release(session: Session, release_id: str, actor: str) -> ReleaseView
     release.state = "cancelled"
     log.info("release %s cancelled by %s", release_id, actor)
     return ReleaseView.model_validate(release, from_attributes=True)
+
+
+def record_transfer(session: Session, event: CandidateTransferredV1) -> None:
+    if session.get(RegionTransfer, event.transfer_id) is None:
+        session.add(RegionTransfer(transfer_id=event.transfer_id, candidate_id=event.candidate_id,
+                                   from_region=event.from_region, to_region=event.to_region, reason=event.reason,
+                                   transferred_at=event.transferred_at))

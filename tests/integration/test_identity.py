@@ -444,3 +444,19 @@ def test_prior_education_is_checked_then_proof_decided_by_staff(start_service):
         assert found["prior_education_status"] == "verified"
     stored = repr(query(config["DB_URI"], "select * from prior_education_checks"))
     assert "100011202405000123" not in stored and "999991234567890123" not in stored
+
+
+def test_staff_transfer_a_candidate_to_another_region(start_service, event_spy):
+    container, config = start_service(IdentityService)
+    spy = event_spy("identity", "credence.identity.candidate_transferred.v1")
+    with rpc_proxy("identity", config) as identity:
+        candidate = register(identity)
+        with pytest.raises(Forbidden):
+            identity.transfer_region(dict(CANDIDATE, subject=candidate["candidate_id"]), candidate["candidate_id"],
+                                     {"to_region": "44", "reason": "moved"})
+        moved = identity.transfer_region(STAFF, candidate["candidate_id"], {"to_region": "44", "reason": "moved"})
+        assert moved["exam_region"] == "44"
+        with pytest.raises(Conflict):
+            identity.transfer_region(STAFF, candidate["candidate_id"], {"to_region": "44", "reason": "again"})
+    event = spy.collect(1)[0]["data"]
+    assert (event["from_region"], event["to_region"]) == ("11", "44")

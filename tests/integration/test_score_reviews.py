@@ -122,3 +122,19 @@ def test_staff_correct_before_release_and_find_open_rechecks(start_service):
         assert [r["review_id"] for r in scoring.open_score_reviews(STAFF)["reviews"]] == [review["review_id"]]
         history = scoring.result_history(STAFF, result_id)["history"]
     assert history[0]["action"] == "corrected" and history[0]["reason"] == "transcription error at the centre"
+
+
+def test_a_transfer_between_regions_appears_in_the_record(start_service):
+    from credence_common.contracts.events import CandidateTransferredV1
+    from tests.integration.conftest import publish_event, wait_for
+
+    container, config = start_service(ScoringService)
+    roster(config)
+    transfer = CandidateTransferredV1(transfer_id="tr-1", candidate_id="cand-0", from_region="11", to_region="44",
+                                      reason="moved to Guangzhou for work", transferred_at=utcnow())
+    publish_event(config["AMQP_URI"], transfer)
+    publish_event(config["AMQP_URI"], transfer)  # a redelivery records nothing twice
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from region_transfers") == [(1,)], what="transfer")
+    with rpc_proxy("scoring", config) as scoring:
+        record = scoring.candidate_record(OWNER, "cand-0")
+    assert [(t["from_region"], t["to_region"]) for t in record["transfers"]] == [("11", "44")]

@@ -194,18 +194,24 @@ def test_two_different_experts_must_agree_and_a_disagreement_waits_for_a_decisio
     assert [h["action"] for h in history] == ["recorded", "evaluated", "evaluated", "decided", "published"]
 
 
-def test_a_scheduled_release_keeps_results_sealed_until_its_time(start_service):
-    from datetime import timedelta
-
+def schedule_one_signed_result(start_service, delay):
+    """A signed-off result of cand-1 with its release scheduled ``delay`` from now."""
     container, config = start_service(ScoringService)
     publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
     wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(1,)], what="roster")
     with rpc_proxy("scoring", config) as scoring:
         scoring.record_results(STAFF, {"results": [line("112600000001", 75)]})
         sign_off(scoring)
-        later = (utcnow() + timedelta(seconds=3)).isoformat()
         scheduled = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
-                                                    "publish_at": later})
+                                                    "publish_at": (utcnow() + delay).isoformat()})
+    return config, scheduled
+
+
+def test_a_scheduled_release_keeps_results_sealed_until_its_time(start_service):
+    from datetime import timedelta
+
+    config, scheduled = schedule_one_signed_result(start_service, timedelta(seconds=3))
+    with rpc_proxy("scoring", config) as scoring:
         assert scheduled["state"] == "scheduled" and scheduled["published"] == 0
         sealed = scoring.results_for_candidate({"subject": "cand-1", "role": "candidate"}, "cand-1")["results"]
         assert sealed[0]["status"] == "evaluating" and sealed[0]["final_score"] is None
@@ -219,15 +225,8 @@ def test_a_scheduled_release_keeps_results_sealed_until_its_time(start_service):
 def test_a_scheduled_release_can_be_cancelled_before_its_time(start_service):
     from datetime import timedelta
 
-    container, config = start_service(ScoringService)
-    publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
-    wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(1,)], what="roster")
+    config, scheduled = schedule_one_signed_result(start_service, timedelta(days=1))
     with rpc_proxy("scoring", config) as scoring:
-        scoring.record_results(STAFF, {"results": [line("112600000001", 75)]})
-        sign_off(scoring)
-        later = (utcnow() + timedelta(days=1)).isoformat()
-        scheduled = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
-                                                    "publish_at": later})
         assert [r["state"] for r in scoring.list_releases(STAFF)["releases"]] == ["scheduled"]
         assert scoring.cancel_release(STAFF, scheduled["release_id"])["state"] == "cancelled"
         with pytest.raises(Conflict):

@@ -233,3 +233,22 @@ def test_a_scheduled_release_can_be_cancelled_before_its_time(start_service):
             scoring.cancel_release(STAFF, scheduled["release_id"])
         with pytest.raises(Forbidden):
             scoring.list_releases({"subject": "cand-1", "role": "candidate"})
+
+
+def test_reading_a_candidates_results_is_one_query_on_an_index(databases):
+    from sqlalchemy import event, inspect
+    from sqlalchemy.orm import Session
+
+    from credence_common.db import make_engine
+    from services.scoring import usecases
+
+    engine = make_engine(databases.create("scoring"))
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with Session(engine) as session:
+        usecases.results_for_candidate(session, "cand-1")
+    reading = list(statements)
+    indexed = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("exam_results")}
+    engine.dispose()
+    assert len(reading) == 1 and "WHERE exam_results.candidate_id" in reading[0]
+    assert ("candidate_id",) in indexed

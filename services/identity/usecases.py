@@ -404,12 +404,19 @@ def _set_password(session: Session, protection: PersonalDataProtection, candidat
     revoke_all(session, candidate.candidate_id, now)  # every session ends with the old password
 
 
-def change_password(session: Session, protection: PersonalDataProtection, candidate_id: str, current_password: str,
-                    new_password: str, now: datetime | None = None) -> CredenceError | None:
-    now = now or utcnow()
+def _with_current_password(session: Session, protection: PersonalDataProtection, candidate_id: str,
+                           current_password: str, now: datetime) -> tuple[Candidate | None, CredenceError | None]:
+    """Changes to an account's secrets ask for the current password, under the guessing limits."""
     candidate = get_candidate(session, candidate_id, for_update=True)
     refusal = check_secret(session, protection, "current-password", candidate_id, None, candidate.password_hash,
                            current_password, now, "The current password is wrong.")
+    return (None, refusal) if refusal else (candidate, None)
+
+
+def change_password(session: Session, protection: PersonalDataProtection, candidate_id: str, current_password: str,
+                    new_password: str, now: datetime | None = None) -> CredenceError | None:
+    now = now or utcnow()
+    candidate, refusal = _with_current_password(session, protection, candidate_id, current_password, now)
     if refusal:
         return refusal
     _set_password(session, protection, candidate, new_password, now)
@@ -420,9 +427,7 @@ def set_security_question(session: Session, protection: PersonalDataProtection, 
                           current_password: str, question: str, answer: str,
                           now: datetime | None = None) -> CredenceError | None:
     now = now or utcnow()
-    candidate = get_candidate(session, candidate_id, for_update=True)
-    refusal = check_secret(session, protection, "current-password", candidate_id, None, candidate.password_hash,
-                           current_password, now, "The current password is wrong.")
+    candidate, refusal = _with_current_password(session, protection, candidate_id, current_password, now)
     if refusal:
         return refusal
     candidate.security_question = question

@@ -123,7 +123,7 @@ SELECT (SELECT count(*) FROM import_staging)
 """
 
 
-def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, report: ImportReport, actor: str,
+def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, report: ImportReport,
                     now=None) -> None:
     """Runs inside the caller's transaction. Raises NotForFastPath before writing anything it cannot judge."""
     now = now or utcnow()

@@ -78,7 +78,7 @@ def _fast_import(engine, stream: BinaryIO, sha: str, encoding: str, actor: str,
                  on_rows: Callable[[int], None] | None) -> imports.ImportReport:
     report = fast_import.new_report()
     with Session(engine) as session, session.begin():
-        fast_import.stage_and_check(session.connection(), stream, encoding, report, actor)
+        fast_import.stage_and_check(session.connection(), stream, encoding, report)
         if report.error_count:
             report.status = "rejected"
             raise imports.ImportRejected(report)

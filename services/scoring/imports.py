@@ -62,11 +62,8 @@ def previous_import(session: Session, file_sha256: str) -> ImportBatch | None:
 
 def import_rows(session: Session, rows: Iterable[ResultRow | RowError], *, file_sha256: str, file_format: str,
                 encoding: str | None, actor: str, on_rows: Callable[[int], None] | None = None) -> ImportReport:
-    """Raises ImportRejected (after reading the whole file) when any row is wrong; the caller rolls back."""
-    done = previous_import(session, file_sha256)
-    if done is not None:
-        return ImportReport(batch_id=done.batch_id, status="already_imported", row_count=done.row_count,
-                            recorded=0, unchanged=done.row_count)
+    """Raises ImportRejected (after reading the whole file) when any row is wrong; the caller rolls back.
+    The caller has already answered a file imported before (import_runner.run_import)."""
     report = ImportReport(batch_id=str(uuid.uuid4()), status="imported")
     programs = {p.program_code: p for p in session.scalars(select(Program))}
     rules = {code: domain.CompositeRules.from_json(p.rules_json) for code, p in programs.items() if p.rules_json}

@@ -188,7 +188,9 @@ def _publish(session: Session, program: Program, release: Release, actor: str,
     rules = domain.CompositeRules.from_json(program.rules_json) if program.rules_json else None
     courses = {c.course_code: c for c in session.scalars(select(Course).where(
         Course.program_code == program.program_code))}
-    graduated_before = {c: _graduated(session, c, program, courses) for c in {r.candidate_id for r in pending}}
+    # only course-based programs complete by graduation; composite ones need no look-up per candidate
+    graduated_before = ({c: _graduated(session, c, program, courses) for c in {r.candidate_id for r in pending}}
+                        if program.kind == "course_based" else {})
     for result in pending:
         result.outcome = result.evaluated_outcome or _outcome(result, program, rules, courses)
         result.published_at = now

@@ -170,7 +170,7 @@ def test_postgresql_csv_files_take_the_copy_fast_path(start_service, databases):
     engine = make_engine(config["DB_URI"])
     report = fast_import.new_report()
     with Session(engine) as session, session.begin():
-        fast_import.stage_and_check(session.connection(), io.BytesIO(body), "utf-8", report, "test")
+        fast_import.stage_and_check(session.connection(), io.BytesIO(body), "utf-8", report)
     engine.dispose()
     assert (report.row_count, report.recorded, report.error_count) == (3, 3, 0)
     assert sorted(query(config["DB_URI"], "select final_score from exam_results")) == [(50,), (51,), (52,)]
@@ -179,7 +179,7 @@ def test_postgresql_csv_files_take_the_copy_fast_path(start_service, databases):
     with Session(engine) as session, session.begin():
         fast_import.stage_and_check(session.connection(), io.BytesIO(
             (HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,51\n\n{TICKETS[1]},ZK-LAW,00015,2026-04,x\n").encode()),
-            "utf-8", broken, "test")
+            "utf-8", broken)
         session.rollback()
     engine.dispose()
     assert [(e["line"], e["field"]) for e in broken.errors] == [(2, "score"), (4, "score")]

@@ -3,7 +3,6 @@ end-to-end test. Each step is printed; every wait for an event-driven step is bo
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -15,10 +14,8 @@ import requests
 from stdnum.cn import ric
 
 from credence_common.masking import mask_mobile, mask_resident_id
-from services.payments.domain import sign_callback
 
 DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
-DEV_CALLBACK_SECRET = "dev-insecure-payment-callback-secret"
 PROGRAM_CODE = "PSY-COUNSELLOR"
 SECOND_EXPERT_PASSWORD = "Expert-panel 2026 review"  # development only
 
@@ -80,9 +77,8 @@ def wait_until(description: str, probe: Callable[[], object], timeout: float = 3
 
 
 def run_journey(base_url: str, say: Callable[[str], None] = print, staff_password: str | None = None,
-                callback_secret: str | None = None, seed: int | None = None) -> dict:
+                seed: int | None = None) -> dict:
     staff_password = staff_password or os.environ.get("BOOTSTRAP_STAFF_PASSWORD", DEV_STAFF_PASSWORD)
-    callback_secret = callback_secret or os.environ.get("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)
     rng = random.Random(seed)
     client = Client(base_url)
     resident_id = random_resident_id(rng)
@@ -155,16 +151,23 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say(f"   -> certificate {certificate['certificate_id']} is {certificate['status']}, "
         f"fee {certificate['certificate_fee_fen']} fen")
 
-    order = wait_until("a payment order exists", lambda: (client.request(
-        "GET", "/api/v1/me/payment-orders", token=token)["orders"] or [None])[0])
-    say(f"6. Payments opened order {order['order_number']} for {order['amount_fen']} fen ({order['status']})")
+    due = wait_until("payments has the fee due", lambda: (client.request(
+        "GET", "/api/v1/me/payment-dues", token=token)["dues"] or [None])[0])
+    say(f"6. Payments holds a due of {due['amount_fen']} fen for {due['purpose']}; the candidate opens an order")
+    order_request = {"due_ids": [due["due_id"]], "invoice": {"title": full_name}}
+    idempotency_key = uuid.uuid4().hex
+    order = client.request("POST", "/api/v1/payment-orders", token=token, expect=201, json=order_request,
+                           headers={"Idempotency-Key": idempotency_key})
+    again = client.request("POST", "/api/v1/payment-orders", token=token, expect=201, json=order_request,
+                           headers={"Idempotency-Key": idempotency_key})
+    if again["order_number"] != order["order_number"]:
+        raise JourneyFailed("a repeated order request opened a second order")
+    say(f"   -> order {order['order_number']} for {order['amount_fen']} fen, pay at {order['pay_url']}")
 
-    callback = json.dumps({"order_number": order["order_number"], "provider_transaction_id": f"SBX{uuid.uuid4().hex}",
-                           "amount_fen": order["amount_fen"], "status": "SUCCESS"}).encode()
-    ack = client.request("POST", "/api/v1/payments/callbacks/sandbox", data=callback,
-                         headers={"Content-Type": "application/json",
-                                  "X-Credence-Signature": sign_callback(callback_secret, callback)})
-    say(f"7. The signed sandbox callback arrives: order {ack['status']}")
+    paid = client.request("POST", f"/api/v1/sandbox-provider/orders/{order['order_number']}/payment", token=token,
+                          json={})
+    say(f"7. The candidate pays at the sandbox provider; its signed notification arrives: order "
+        f"{paid['acknowledgement']['status']}")
 
     issued = wait_until("the certificate is issued", lambda: next(
         (c for c in client.request("GET", "/api/v1/me/certificates", token=token)["certificates"]
@@ -182,5 +185,5 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
         f"{details['resident_id_number_masked']}, {details['program_name']}, issued {details['issued_on']}")
     return {"full_name": full_name, "resident_id_number": resident_id, "ticket_number": ticket_number,
             "mobile": mobile, "email": email, "password": password, "refresh_token": tokens["refresh_token"],
-            "certificate": issued, "order": order, "verdict": verdict, "candidate_token": token,
+            "certificate": issued, "order": order, "payment": paid, "verdict": verdict, "candidate_token": token,
             "staff_token": staff_token}

@@ -50,7 +50,24 @@ from credence_common.contracts.identity import (
     TicketLookupResult,
     TransferRegion,
 )
-from credence_common.contracts.payments import CallbackAcknowledgement, PaymentOrderList, SandboxCallback
+from credence_common.contracts.payments import (
+    CreatePaymentOrder,
+    DueList,
+    FeeSchedule,
+    FeeView,
+    IncidentList,
+    NotificationAcknowledgement,
+    PaymentOrderList,
+    PaymentOrderView,
+    ReconciliationReport,
+    RefundList,
+    RefundView,
+    RequestRefund,
+    SandboxNotification,
+    SandboxPayment,
+    SandboxPaymentOutcome,
+    SetFee,
+)
 from credence_common.contracts.scoring import (
     CandidateRecord,
     CloseScoreReview,
@@ -117,7 +134,7 @@ class Route:
     raw_body: bool = False  # the handler needs the exact bytes (signed callbacks)
     documented_body: type[BaseModel] | None = None  # schema of a raw body, for the OpenAPI document only
     max_body_bytes: int = 2 * 1024 * 1024
-    signed: bool = False  # the body carries an HMAC signature header (provider callbacks)
+    header_params: tuple[tuple[str, bool, str], ...] = ()  # (name, required, description), for OpenAPI
     content_type: str = "application/json"  # anything else: the handler returns the body as text
     rate_limited: bool = False
     tag: str = "api"
@@ -368,14 +385,76 @@ def publish_results(call: Call):
     return call.rpc.call("scoring", "publish_results", call.actor, _dump(call.body))
 
 
-def sandbox_payment_callback(call: Call):
+def fee_schedule(call: Call):
+    return call.rpc.call("payments", "fee_schedule")
+
+
+def set_fee(call: Call):
+    return call.rpc.call("payments", "set_fee", call.actor, call.params["fee_code"], _dump(call.body))
+
+
+def my_payment_dues(call: Call):
+    return call.rpc.call("payments", "dues_for_payer", call.actor, "candidate", call.principal.subject)
+
+
+def institution_payment_dues(call: Call):
+    return call.rpc.call("payments", "dues_for_payer", call.actor, "institution", call.principal.subject)
+
+
+def institution_payment_orders(call: Call):
+    return call.rpc.call("payments", "orders_for_payer", call.actor, "institution", call.principal.subject)
+
+
+def _header(call: Call, name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in call.headers.items() if key.lower() == wanted), None)
+
+
+def create_payment_order(call: Call):
+    return call.rpc.call("payments", "create_order", call.actor, _dump(call.body), _header(call, "Idempotency-Key"))
+
+
+def payment_order(call: Call):
+    return call.rpc.call("payments", "order", call.actor, call.params["order_number"])
+
+
+def close_payment_order(call: Call):
+    return call.rpc.call("payments", "close_order", call.actor, call.params["order_number"])
+
+
+NOT_FORWARDED_TO_PROVIDER_HANDLING = ("authorization", "cookie")
+
+
+def payment_notification(call: Call):
     from credence_common.errors import BadRequest
 
     try:
         text = call.raw_body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest("malformed_body", "The callback body must be UTF-8 JSON.") from None
-    return call.rpc.call("payments", "handle_sandbox_callback", text, call.headers.get("X-Credence-Signature"))
+        raise BadRequest("malformed_body", "The notification body must be UTF-8 JSON.") from None
+    headers = {k: v for k, v in call.headers.items() if k.lower() not in NOT_FORWARDED_TO_PROVIDER_HANDLING}
+    return call.rpc.call("payments", "handle_notification", call.params["provider"], text, headers)
+
+
+def sandbox_provider_payment(call: Call):
+    return call.rpc.call("payments", "sandbox_pay", call.actor, call.params["order_number"], _dump(call.body))
+
+
+def request_refund(call: Call):
+    return call.rpc.call("payments", "request_refund", call.actor, _dump(call.body))
+
+
+def list_refunds(call: Call):
+    return call.rpc.call("payments", "refunds", call.actor, call.query.get("overdue") in ("1", "true", "yes"),
+                         call.query.get("order_number") or None)
+
+
+def payment_incidents(call: Call):
+    return call.rpc.call("payments", "incidents", call.actor, call.query.get("flagged") in ("1", "true", "yes"))
+
+
+def payment_reconciliation(call: Call):
+    return call.rpc.call("payments", "reconcile", call.actor, call.params["day"])
 
 
 def public_certificate_check(call: Call):
@@ -528,10 +607,55 @@ ROUTES: tuple[Route, ...] = (
     Route("publish_results", "POST", "/api/v1/exam-results/publication",
           "Release a sitting's results to candidates", ("staff",), publish_results, PublishResults,
           PublishResultsOutcome, tag="scoring"),
-    Route("sandbox_payment_callback", "POST", "/api/v1/payments/callbacks/sandbox",
-          "Payment provider callback (HMAC-SHA256 signature in X-Credence-Signature)", ("public",),
-          sandbox_payment_callback, None, CallbackAcknowledgement, raw_body=True, tag="payments",
-          documented_body=SandboxCallback, signed=True),
+    Route("fee_schedule", "GET", "/api/v1/fees", "The fee schedule (amounts in fen)", ("public",) + ANY_SIGNED_IN,
+          fee_schedule, None, FeeSchedule, tag="payments"),
+    Route("set_fee", "PUT", "/api/v1/fees/<fee_code>", "Add a fee or change its amount (staff; open dues keep "
+          "their price)", ("staff",), set_fee, SetFee, FeeView, tag="payments"),
+    Route("my_payment_dues", "GET", "/api/v1/me/payment-dues", "What the candidate has to pay, and what they paid",
+          ("candidate",), my_payment_dues, None, DueList, tag="payments"),
+    Route("institution_payment_dues", "GET", "/api/v1/institution/payment-dues",
+          "Fees the institution pays for its candidates (待机构代缴)", ("institution",), institution_payment_dues,
+          None, DueList, tag="payments"),
+    Route("institution_payment_orders", "GET", "/api/v1/institution/payment-orders",
+          "The institution's payment orders", ("institution",), institution_payment_orders, None, PaymentOrderList,
+          tag="payments"),
+    Route("create_payment_order", "POST", "/api/v1/payment-orders",
+          "Open an order for one or more of your dues (an institution: many candidates at once); the same "
+          "Idempotency-Key, or the same dues while the order is open, returns the same order",
+          ("candidate", "institution"), create_payment_order, CreatePaymentOrder, PaymentOrderView, 201,
+          tag="payments", header_params=(("Idempotency-Key", False, "Your key for this request (1-64 ASCII); "
+                                          "a retry with it never opens a second order"),)),
+    Route("payment_order", "GET", "/api/v1/payment-orders/<order_number>",
+          "One order (its payer; staff also see the payer, the provider transaction and the invoice details)",
+          ("candidate", "institution", "staff"), payment_order, None, PaymentOrderView, tag="payments"),
+    Route("close_payment_order", "POST", "/api/v1/payment-orders/<order_number>/closure",
+          "Close an unpaid order (its payer or staff); the provider is asked first, so a payment on its way counts",
+          ("candidate", "institution", "staff"), close_payment_order, None, PaymentOrderView, tag="payments"),
+    Route("payment_notification", "POST", "/api/v1/payments/notifications/<provider>",
+          "A payment provider's asynchronous notification, signed with its private key", ("public",),
+          payment_notification, None, NotificationAcknowledgement, raw_body=True, max_body_bytes=64 * 1024,
+          tag="payments", documented_body=SandboxNotification,
+          header_params=(("Sandbox-Timestamp", True, "Unix seconds; refused when more than 300 s off"),
+                         ("Sandbox-Nonce", True, "Random; a notification seen before is a replay"),
+                         ("Sandbox-Signature", True, "base64 Ed25519 or RSA-SHA256 signature of "
+                          "timestamp\\nnonce\\nbody\\n"),
+                         ("Sandbox-Serial", False, "Which provider key signed"))),
+    Route("sandbox_provider_payment", "POST", "/api/v1/sandbox-provider/orders/<order_number>/payment",
+          "Development and staging: pay an order at the sandbox provider (it then notifies us, signed)",
+          ("candidate", "institution", "staff"), sandbox_provider_payment, SandboxPayment, SandboxPaymentOutcome,
+          tag="development"),
+    Route("request_refund", "POST", "/api/v1/refunds",
+          "Refund part or all of a paid order to the original payment path (staff; never more than was paid)",
+          ("staff",), request_refund, RequestRefund, RefundView, 201, tag="payments"),
+    Route("list_refunds", "GET", "/api/v1/refunds",
+          "Refunds with their 3-working-day promise (?overdue=true, ?order_number=; staff)", ("staff",),
+          list_refunds, None, RefundList, tag="payments"),
+    Route("payment_incidents", "GET", "/api/v1/payment-incidents",
+          "Refused notifications and requests (?flagged=true: money may sit at the provider; staff)", ("staff",),
+          payment_incidents, None, IncidentList, tag="payments"),
+    Route("payment_reconciliation", "GET", "/api/v1/payment-reconciliations/<day>",
+          "The provider's statement for a Beijing business day against our ledger, every mismatch listed (staff)",
+          ("staff",), payment_reconciliation, None, ReconciliationReport, tag="payments"),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
           "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification"),

@@ -79,10 +79,10 @@ def build_openapi(version: str = "0.1.0") -> dict:
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}
             operation["parameters"] = [{"name": "format", "in": "query", "required": False,
                                         "schema": {"type": "string", "enum": ["csv", "jsonl"]}}]
-        if route.signed:
-            operation["parameters"] = [{"name": "X-Credence-Signature", "in": "header", "required": True,
-                                        "description": "sha256=<hex HMAC-SHA256 of the raw body>",
-                                        "schema": {"type": "string"}}]
+        if route.header_params:
+            operation.setdefault("parameters", []).extend(
+                {"name": name, "in": "header", "required": required, "description": text,
+                 "schema": {"type": "string"}} for name, required, text in route.header_params)
         paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = operation
     for path, summary in (("/health", "Liveness"), ("/ready", "Readiness (the broker answers)")):
         paths[path] = {"get": {"operationId": path.strip("/"), "summary": summary, "tags": ["operations"],

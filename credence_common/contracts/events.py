@@ -145,17 +145,40 @@ class CertificateAwaitingPaymentV1(EventPayload):
 class PaymentSucceededV1(EventPayload):
     event_type: ClassVar[str] = "credence.payments.payment_succeeded.v1"
     publisher: ClassVar[str] = "payments"
-    description: ClassVar[str] = "A payment order was paid (confirmed by a signed provider callback)."
+    description: ClassVar[str] = ("A due was paid (confirmed by a signed provider notification or the provider's "
+                                  "query API). An order paying several dues (an institution paying for many "
+                                  "candidates) emits one event per due.")
 
     order_number: str
-    purpose: Literal["certificate_fee"]
+    due_id: str
+    purpose: str = Field(description="Fee code from the fee schedule, e.g. certificate_fee")
     reference_id: str = Field(description="What was paid for: the certificate id for a certificate fee")
+    candidate_id: str
     payer_kind: Literal["candidate", "institution"]
     payer_id: str
-    amount_fen: int = Field(ge=0)
+    amount_fen: int = Field(ge=0, description="This due's amount in fen")
+    order_amount_fen: int = Field(ge=0, description="The whole order's amount in fen")
     provider: str
     provider_transaction_id: str
     paid_at: datetime
+
+
+class PaymentRefundedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.payments.payment_refunded.v1"
+    publisher: ClassVar[str] = "payments"
+    description: ClassVar[str] = "Money went back to the payer along the original payment path (fully or partly)."
+
+    refund_number: str
+    order_number: str
+    reference_id: str | None = Field(default=None, description="The due's reference the refund is for, if one")
+    payer_kind: Literal["candidate", "institution"]
+    payer_id: str
+    amount_fen: int = Field(gt=0, description="This refund in fen")
+    order_refunded_fen: int = Field(ge=0, description="All refunds of the order so far, in fen")
+    fully_refunded: bool
+    reason: str
+    provider: str
+    refunded_at: datetime
 
 
 class CertificateIssuedV1(EventPayload):
@@ -186,6 +209,7 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     PaymentSucceededV1,
+    PaymentRefundedV1,
     CertificateIssuedV1,
 )
 

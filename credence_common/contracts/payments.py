@@ -1,40 +1,243 @@
-"""RPC and HTTP schemas of the payments service."""
+"""RPC and HTTP schemas of the payments service. Amounts are integer fen (1 yuan = 100 fen)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from stdnum.cn import uscc
+
+PayerKind = Literal["candidate", "institution"]
+OrderStatus = Literal["created", "paid", "partially_refunded", "refunded", "closed", "expired"]
+FEE_CODE_PATTERN = r"^[a-z][a-z0-9_]{2,31}$"
+
+
+class FeeView(BaseModel):
+    fee_code: str
+    description: str
+    amount_fen: int
+    updated_at: datetime
+
+
+class FeeSchedule(BaseModel):
+    fees: list[FeeView]
+
+
+class SetFee(BaseModel):
+    """Add a fee (an exam fee, say) or change one. Changing a fee does not reprice dues already open."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(min_length=1, max_length=120)
+    amount_fen: int = Field(ge=0, le=100_000_000, strict=True)
+
+
+class OpenDue(BaseModel):
+    """Another service (or staff) asks for money for one thing; the price comes from the fee schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(pattern=FEE_CODE_PATTERN)
+    reference_id: str = Field(min_length=1, max_length=64)
+    candidate_id: str = Field(min_length=1, max_length=36)
+    payer_kind: PayerKind
+    payer_id: str = Field(min_length=1, max_length=64)
+
+
+class DueView(BaseModel):
+    due_id: str
+    purpose: str
+    reference_id: str
+    candidate_id: str
+    payer_kind: PayerKind
+    amount_fen: int
+    status: Literal["open", "paid", "cancelled"]
+    open_order_number: str | None = None
+    paid_order_number: str | None = None
+    created_at: datetime
+
+
+class DueList(BaseModel):
+    dues: list[DueView]
+
+
+class InvoiceDetails(BaseModel):
+    """What goes on the invoice (发票): a title, and for an organisation its tax number (统一社会信用代码)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=100)
+    tax_number: str | None = Field(default=None, max_length=20)
+
+    @field_validator("tax_number")
+    @classmethod
+    def _valid_tax_number(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip().upper()
+        if not uscc.is_valid(value):
+            raise ValueError("not a valid unified social credit code (18 characters with a check character)")
+        return value
+
+
+class CreatePaymentOrder(BaseModel):
+    """Pay one or more dues in one order. An institution pays for many of its candidates at once (代缴)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    due_ids: list[str] = Field(min_length=1, max_length=500)
+    invoice: InvoiceDetails | None = None
+
+    @field_validator("due_ids")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each due may appear once")
+        if any(not item or len(item) > 36 for item in value):
+            raise ValueError("due ids are 1 to 36 characters")
+        return value
+
+
+class OrderItemView(BaseModel):
+    due_id: str
+    purpose: str
+    reference_id: str
+    candidate_id: str
+    amount_fen: int
 
 
 class PaymentOrderView(BaseModel):
     order_number: str
-    purpose: Literal["certificate_fee"]
-    reference_id: str
-    payer_kind: Literal["candidate", "institution"]
+    payer_kind: PayerKind
     amount_fen: int
-    status: Literal["pending", "paid"]
+    currency: str
+    status: OrderStatus
+    pay_url: str
+    refunded_fen: int
+    items: list[OrderItemView]
     created_at: datetime
+    expires_at: datetime
     paid_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class StaffOrderView(PaymentOrderView):
+    """The order as staff see it: with the payer, the provider transaction and the invoice details."""
+
+    payer_id: str
+    provider: str
+    provider_transaction_id: str | None = None
+    invoice: InvoiceDetails | None = None
 
 
 class PaymentOrderList(BaseModel):
     orders: list[PaymentOrderView]
 
 
-class SandboxCallback(BaseModel):
-    """What the sandbox payment provider posts, signed with HMAC-SHA256 in ``X-Credence-Signature``."""
+class NotificationAcknowledgement(BaseModel):
+    """What we answer a provider's notification with; ``duplicate`` means it changed nothing."""
+
+    order_number: str
+    status: OrderStatus
+    duplicate: bool = False
+
+
+class SandboxNotification(BaseModel):
+    """The sandbox provider's notification body, shaped like WeChat Pay v3's decrypted transaction resource.
+    Signed (headers Sandbox-Timestamp, -Nonce, -Signature) over ``timestamp\\nnonce\\nbody\\n``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=64)
+    event_type: Literal["TRANSACTION.SUCCESS", "TRANSACTION.CLOSED"]
+    mchid: str = Field(min_length=1, max_length=32)
+    out_trade_no: str = Field(min_length=1, max_length=40)
+    transaction_id: str = Field(min_length=1, max_length=64)
+    trade_state: Literal["SUCCESS", "CLOSED"]
+    amount: dict[str, int | str]
+    success_time: datetime | None = None
+
+
+class SandboxPayment(BaseModel):
+    """Development and staging: act as the payer at the sandbox provider. ``amount_fen`` makes the sandbox
+    pay a wrong amount on purpose (to see it refused)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    order_number: str = Field(min_length=1, max_length=40)
-    provider_transaction_id: str = Field(min_length=1, max_length=64)
-    amount_fen: int = Field(ge=0, strict=True)
-    status: Literal["SUCCESS", "FAILED"]
+    amount_fen: int | None = Field(default=None, ge=0, strict=True)
 
 
-class CallbackAcknowledgement(BaseModel):
+class SandboxPaymentOutcome(BaseModel):
     order_number: str
-    status: Literal["pending", "paid"]
-    duplicate: bool = False
+    provider_transaction_id: str
+    notification_body: str
+    notification_headers: dict[str, str]
+    acknowledgement: NotificationAcknowledgement | None = None
+    refused: dict | None = None
+
+
+class RequestRefund(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_number: str = Field(min_length=1, max_length=40)
+    amount_fen: int = Field(gt=0, strict=True)
+    reason: str = Field(min_length=1, max_length=200)
+    reference_id: str | None = Field(default=None, max_length=64)
+    request_key: str = Field(min_length=1, max_length=64,
+                             description="The caller's own key for this request: asking again with it returns "
+                                         "the same refund instead of a second one")
+
+
+class RefundView(BaseModel):
+    refund_number: str
+    order_number: str
+    amount_fen: int
+    reason: str
+    reference_id: str | None = None
+    requested_by: str
+    status: Literal["pending", "succeeded"]
+    attempts: int
+    last_error: str | None = None
+    requested_at: datetime
+    promised_by: date
+    completed_at: datetime | None = None
+    overdue: bool = False
+
+
+class RefundList(BaseModel):
+    refunds: list[RefundView]
+
+
+class IncidentView(BaseModel):
+    incident_id: int
+    occurred_at: datetime
+    code: str
+    message: str
+    actor: str
+    order_number: str | None = None
+    provider_transaction_id: str | None = None
+    flagged: bool
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentView]
+
+
+class MismatchView(BaseModel):
+    kind: Literal["missing_at_provider", "missing_in_credence", "amount_differs"]
+    entry: Literal["payment", "refund"]
+    reference: str
+    order_number: str
+    credence_amount_fen: int | None = None
+    provider_amount_fen: int | None = None
+
+
+class ReconciliationReport(BaseModel):
+    day: date
+    provider: str
+    payments_matched: int
+    refunds_matched: int
+    credence_total_fen: int
+    provider_total_fen: int
+    mismatches: list[MismatchView]

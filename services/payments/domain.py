@@ -1,25 +1,37 @@
-"""Payment rules in plain Python. Money is integer fen everywhere."""
+"""Payment rules in plain Python. Money is integer fen everywhere; a float never touches an amount."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import hmac
 import secrets
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
-SIGNATURE_SCHEME = "sha256="
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+CURRENCY = "CNY"
 
-def sign_callback(secret: str, raw_body: bytes) -> str:
-    return SIGNATURE_SCHEME + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+# The fees the authority started with; the live schedule is data (table ``fees``), changed by staff.
+STARTING_FEES = {
+    "certificate_fee": (6000, "Certificate fee (证书费)"),
+    "certificate_reissue": (10000, "Certificate reissue (证书补发)"),
+    "certificate_correction": (20000, "Certificate correction and replacement (证书更正换发)"),
+}
 
+# Order states. created -> paid -> partially_refunded -> refunded; created -> closed (by the payer or staff)
+# or expired (nobody paid in time).
+CREATED, PAID, PARTIALLY_REFUNDED, REFUNDED, CLOSED, EXPIRED = (
+    "created", "paid", "partially_refunded", "refunded", "closed", "expired")
+PAID_STATES = (PAID, PARTIALLY_REFUNDED, REFUNDED)
+ENDED_UNPAID = (CLOSED, EXPIRED)
 
-def signature_is_valid(secret: str, raw_body: bytes, signature: str | None) -> bool:
-    if not signature or not secret:
-        return False
-    expected = sign_callback(secret, raw_body).encode("ascii")
-    # compare bytes: compare_digest refuses non-ASCII str, and a header may carry anything
-    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
+# Due (an amount somebody owes for one thing) states.
+DUE_OPEN, DUE_PAID, DUE_CANCELLED = "open", "paid", "cancelled"
 
 
 def new_order_number(now: datetime) -> str:
@@ -27,7 +39,137 @@ def new_order_number(now: datetime) -> str:
     return f"P{now:%Y%m%d}{secrets.randbelow(10**10):010d}"
 
 
+def new_refund_number(now: datetime) -> str:
+    """Generated once per refund and sent on every retry, so the provider refunds once."""
+    return f"R{now:%Y%m%d}{secrets.randbelow(10**10):010d}"
+
+
+def is_whole_fen(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_amount(order_amount_fen: int, paid_amount_fen: int) -> bool:
-    if not isinstance(paid_amount_fen, int) or isinstance(paid_amount_fen, bool):
+    return is_whole_fen(paid_amount_fen) and paid_amount_fen == order_amount_fen
+
+
+def order_status_after_refund(paid_fen: int, refunded_fen: int) -> str:
+    return REFUNDED if refunded_fen >= paid_fen else PARTIALLY_REFUNDED
+
+
+def refundable_fen(paid_fen: int, refunded_or_pending_fen: int) -> int:
+    """What may still be refunded: never more than was paid, counting refunds still in flight."""
+    return max(paid_fen - refunded_or_pending_fen, 0)
+
+
+# --- signed provider notifications ------------------------------------------------------------------
+# Modelled on WeChat Pay API v3: the provider signs "timestamp\nnonce\nbody\n" with its private key and
+# sends timestamp, nonce, signature and key serial in headers. Alipay signs a parameter string instead;
+# either way the signature covers the exact bytes we received, so we verify before parsing anything.
+
+def signing_message(timestamp: str, nonce: str, raw_body: bytes) -> bytes:
+    return timestamp.encode("ascii") + b"\n" + nonce.encode("ascii") + b"\n" + raw_body + b"\n"
+
+
+def load_private_key(text: str):
+    """A PEM private key (Ed25519 or RSA), or any other string as the seed of a sandbox Ed25519 key."""
+    if text.lstrip().startswith("-----BEGIN"):
+        key = serialization.load_pem_private_key(text.encode(), password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("the provider signing key must be Ed25519 or RSA")
+        return key
+    if not text:
+        raise ValueError("the provider signing key is empty")
+    return ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(text.encode()).digest())
+
+
+def load_public_key(text: str):
+    key = serialization.load_pem_public_key(text.encode())
+    if not isinstance(key, ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise ValueError("the provider public key must be Ed25519 or RSA")
+    return key
+
+
+def public_key_pem(key) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def sign(private_key, message: bytes) -> str:
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        signature = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        signature = private_key.sign(message)
+    return base64.b64encode(signature).decode("ascii")
+
+
+def signature_is_valid(public_key, message: bytes, signature_b64: str | None) -> bool:
+    """Ed25519, or RSA-SHA256 (PKCS#1 v1.5) as Alipay and WeChat Pay use."""
+    if not signature_b64:
         return False
-    return paid_amount_fen == order_amount_fen
+    try:
+        signature = base64.b64decode(signature_b64.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            public_key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def timestamp_is_fresh(timestamp: str | None, now: datetime, tolerance_seconds: int) -> bool:
+    """Unix seconds within ``tolerance_seconds`` of now either way: an old captured notification is stale."""
+    if not timestamp or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    return abs(int(timestamp) - now.timestamp()) <= tolerance_seconds
+
+
+# --- refund promise -----------------------------------------------------------------------------------
+
+def add_working_days(start: date, days: int, holidays: Iterable[date] = ()) -> date:
+    """The date ``days`` working days after ``start``: weekends and listed public holidays do not count."""
+    closed = set(holidays)
+    current = start
+    remaining = days
+    while remaining > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5 and current not in closed:
+            remaining -= 1
+    return current
+
+
+def parse_holidays(text: str | None) -> tuple[date, ...]:
+    """``2026-10-01,2026-10-02`` -> dates; a malformed entry stops the service at start-up."""
+    if not text:
+        return ()
+    return tuple(date.fromisoformat(part.strip()) for part in str(text).split(",") if part.strip())
+
+
+# --- reconciliation -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mismatch:
+    kind: str  # missing_at_provider | missing_in_credence | amount_differs
+    entry: str  # payment | refund
+    reference: str  # provider transaction id or refund number
+    order_number: str
+    credence_amount_fen: int | None
+    provider_amount_fen: int | None
+
+
+def reconcile(entry: str, ours: dict[str, tuple[str, int]], theirs: dict[str, tuple[str, int]]) -> list[Mismatch]:
+    """Compare two ledgers keyed by the provider's reference: ``{reference: (order_number, amount_fen)}``."""
+    mismatches = []
+    for reference in sorted(ours.keys() | theirs.keys()):
+        our = ours.get(reference)
+        their = theirs.get(reference)
+        if their is None:
+            mismatches.append(Mismatch("missing_at_provider", entry, reference, our[0], our[1], None))
+        elif our is None:
+            mismatches.append(Mismatch("missing_in_credence", entry, reference, their[0], None, their[1]))
+        elif our[1] != their[1]:
+            mismatches.append(Mismatch("amount_differs", entry, reference, our[0], our[1], their[1]))
+    return mismatches

@@ -1,22 +1,88 @@
-"""Payments service entrypoints."""
+"""Payments service entrypoints: thin; the rules are in ``usecases`` and ``domain``."""
 
 from __future__ import annotations
 
-from nameko.events import event_handler
+import logging
+import re
 
-from credence_common.actors import require_role
+from nameko.events import event_handler
+from nameko.extensions import DependencyProvider
+from nameko.timer import timer
+
+from credence_common.actors import Actor, require_role
+from credence_common.config import is_production
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateAwaitingPaymentV1
+from credence_common.contracts.payments import (
+    CreatePaymentOrder,
+    OpenDue,
+    RequestRefund,
+    SandboxPayment,
+    SandboxPaymentOutcome,
+    SetFee,
+)
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Forbidden, InvalidInput
+from credence_common.errors import Conflict, CredenceError, Forbidden, InvalidInput, NotFound
+from credence_common.events import utcnow
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
-from credence_common.settings import Settings
-from services.payments import usecases
+from credence_common.validation import parse
+from services.payments import domain, usecases
 from services.payments.models import OutboxEvent, ProcessedEvent
+from services.payments.providers import ProviderError, SandboxBank, SandboxProvider, sandbox_db_uri
+
+log = logging.getLogger(__name__)
 
 PAYER_KINDS = ("candidate", "institution")
+FEE_CODE = re.compile(r"^[a-z][a-z0-9_]{2,31}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
+# Services that may ask for money or refunds on the bus (the gateway never passes this role).
+SERVICE_CALLERS = ("certificates", "scoring", "identity", "verification")
+
+
+class Payments(DependencyProvider):
+    """The configured provider, its sandbox bank (development and staging only) and the payment rules."""
+
+    def setup(self):
+        config = self.container.config
+        kind = config.get("PAYMENT_PROVIDER", "sandbox")
+        if kind != "sandbox":
+            raise ValueError(f"PAYMENT_PROVIDER={kind!r}: only 'sandbox' exists so far")
+        if is_production():
+            # the sandbox pays anything anyone asks it to: in production it would hand out free certificates
+            raise ValueError("PAYMENT_PROVIDER=sandbox is refused in production")
+        private_key = domain.load_private_key(str(config["PAYMENT_SANDBOX_SIGNING_KEY"]))
+        public_pem = str(config.get("PAYMENT_PROVIDER_PUBLIC_PEM") or "") or domain.public_key_pem(private_key)
+        self.bank = SandboxBank(sandbox_db_uri(config.get("PAYMENT_SANDBOX_DB_URI"), config["DB_URI"]), private_key)
+        self.provider = SandboxProvider(
+            self.bank, domain.load_public_key(public_pem), str(config.get("PAYMENT_MERCHANT_ID", "1900000001")),
+            str(config.get("PAYMENT_SANDBOX_PAY_URL", "/api/v1/sandbox-provider/orders")),
+            int(config.get("PAYMENT_NOTIFY_TOLERANCE_SECONDS", 300)))
+        self.rules = usecases.PaymentRules(
+            order_ttl_seconds=int(config.get("PAYMENT_ORDER_TTL_SECONDS", 1800)),
+            refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS", 3)),
+            holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")))
+
+    def stop(self):
+        self.bank.close_engine()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+def payer_of(actor: dict) -> Actor:
+    return require_role(actor, "candidate", "institution")
+
+
+def require_staff_or_service(actor: dict) -> str:
+    """Staff, or another Credence service calling on the bus (``{"role": "service", "subject": name}``)."""
+    if isinstance(actor, dict) and actor.get("role") == "service" and actor.get("subject") in SERVICE_CALLERS:
+        return f"service:{actor['subject']}"
+    return "staff:" + require_role(actor, "staff").subject
 
 
 class PaymentsService(HealthCheck):
@@ -25,26 +91,230 @@ class PaymentsService(HealthCheck):
     db = Database()
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
-    settings = Settings()
+    payments = Payments()
+
+    def _refused(self, error: CredenceError, actor: str, context: usecases.IncidentContext) -> None:
+        """Every refusal is kept, in its own transaction (the refused one was rolled back)."""
+        with self.db.transaction() as session:
+            usecases.record_incident(session, error.code, error.message, actor, context)
+
+    def _with_one_retry(self, step):
+        """A lost race (``concurrent_change``) is retried once: the second run sees the winner's result,
+        so concurrent duplicates end as one effect and a calm answer."""
+        try:
+            return step()
+        except Conflict as error:
+            if error.code != "concurrent_change":
+                raise
+            return step()
+
+    # --- fee schedule ---------------------------------------------------------------------------------
 
     @rpc
-    def orders_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:
-        who = require_role(actor, "candidate", "institution", "staff")
-        if who.role != "staff" and (who.role != payer_kind or who.subject != payer_id):
-            raise Forbidden("forbidden", "You may only see your own payment orders.")
-        if payer_kind not in PAYER_KINDS:
-            raise InvalidInput("invalid_payer_kind", f"payer_kind must be one of {', '.join(PAYER_KINDS)}.")
+    def fee_schedule(self) -> dict:
         with self.db.transaction() as session:
-            return usecases.orders_for_payer(session, payer_kind, payer_id).model_dump(mode="json")
+            return usecases.fee_schedule(session).model_dump(mode="json")
 
     @rpc
-    def handle_sandbox_callback(self, raw_body: str, signature: str | None) -> dict:
-        secret = self.settings["PAYMENT_CALLBACK_SECRET"]
+    def set_fee(self, actor: dict, fee_code: str, change: dict) -> dict:
+        staff = require_role(actor, "staff")
+        if not isinstance(fee_code, str) or not FEE_CODE.match(fee_code):
+            raise InvalidInput("invalid_fee_code", "A fee code is 3-32 lower-case letters, digits or _, starting "
+                               "with a letter (e.g. exam_fee_written).")
+        change = parse(SetFee, change)
         with self.db.transaction() as session:
-            ack = usecases.handle_sandbox_callback(session, secret, raw_body.encode("utf-8"), signature)
-            return ack.model_dump(mode="json")
+            return usecases.set_fee(session, staff.subject, fee_code, change).model_dump(mode="json")
+
+    # --- dues and orders ------------------------------------------------------------------------------
+
+    @rpc
+    def open_due(self, actor: dict, request: dict) -> dict:
+        require_staff_or_service(actor)
+        request = parse(OpenDue, request)
+        with self.db.transaction() as session:
+            return usecases.open_due(session, request).model_dump(mode="json")
 
     @event_handler("certificates", CertificateAwaitingPaymentV1.event_type, requeue_on_error=True)
     def handle_certificate_awaiting_payment(self, message: dict) -> None:
-        consume(self, message, CertificateAwaitingPaymentV1, ProcessedEvent,
-                usecases.create_certificate_fee_order)
+        consume(self, message, CertificateAwaitingPaymentV1, ProcessedEvent, usecases.open_certificate_fee_due)
+
+    @rpc
+    def dues_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:
+        self._check_payer_access(actor, payer_kind, payer_id)
+        with self.db.transaction() as session:
+            return usecases.dues_for_payer(session, payer_kind, payer_id).model_dump(mode="json")
+
+    @rpc
+    def orders_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:
+        self._check_payer_access(actor, payer_kind, payer_id)
+        with self.db.transaction() as session:
+            return usecases.orders_for_payer(session, payer_kind, payer_id).model_dump(mode="json")
+
+    @staticmethod
+    def _check_payer_access(actor: dict, payer_kind: str, payer_id: str) -> None:
+        who = require_role(actor, "candidate", "institution", "staff")
+        if payer_kind not in PAYER_KINDS:
+            raise InvalidInput("invalid_payer_kind", f"payer_kind must be one of {', '.join(PAYER_KINDS)}.")
+        if who.role != "staff" and (who.role != payer_kind or who.subject != payer_id):
+            raise Forbidden("forbidden", "You may only see your own dues and payment orders.")
+
+    @rpc
+    def create_order(self, actor: dict, request: dict, idempotency_key: str | None = None) -> dict:
+        payer = payer_of(actor)
+        request = parse(CreatePaymentOrder, request)
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(str(idempotency_key)):
+            raise InvalidInput("invalid_idempotency_key", "An Idempotency-Key is 1-64 printable ASCII characters.")
+        context = usecases.IncidentContext(detail={"due_ids": request.due_ids[:20]})
+
+        def step():
+            with self.db.transaction() as session:
+                return usecases.create_order(session, self.payments.provider, self.payments.rules, payer.role,
+                                             payer.subject, request, idempotency_key).model_dump(mode="json")
+        try:
+            return self._with_one_retry(step)
+        except Forbidden as error:
+            self._refused(error, f"{payer.role}:{payer.subject}", context)
+            raise
+
+    @rpc
+    def order(self, actor: dict, order_number: str) -> dict:
+        who = require_role(actor, "candidate", "institution", "staff")
+        with self.db.transaction() as session:
+            return usecases.order_for(session, who.role, who.subject, order_number)
+
+    @rpc
+    def close_order(self, actor: dict, order_number: str) -> dict:
+        who = require_role(actor, "candidate", "institution", "staff")
+        context = usecases.IncidentContext(order_number=order_number)
+        try:
+            with self.db.transaction() as session:
+                return usecases.close_order(session, self.payments.provider, who.role, who.subject,
+                                            order_number).model_dump(mode="json")
+        except CredenceError as error:
+            if error.code in usecases.FLAGGED_CODES:
+                self._refused(error, f"{who.role}:{who.subject}", context)
+            raise
+
+    @timer(interval=10)
+    def expire_orders(self) -> None:
+        """Unpaid orders past their time end here; the provider is asked first, so a late payment counts."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            due = usecases.expired_order_numbers(session, now)
+        for order_number in due:
+            context = usecases.IncidentContext(order_number=order_number)
+            try:
+                with self.db.transaction() as session:
+                    usecases.expire_order(session, self.payments.provider, order_number, now)
+            except CredenceError as error:
+                self._refused(error, "timer:expire_orders", context)
+            except ProviderError as error:
+                log.warning("could not expire %s: the provider said %s", order_number, error.code)
+
+    # --- notifications --------------------------------------------------------------------------------
+
+    @rpc
+    def handle_notification(self, provider: str, raw_body: str, headers: dict) -> dict:
+        if provider != self.payments.provider.name:
+            raise NotFound("unknown_provider", f"No payment provider {provider!r} is configured.")
+        body = raw_body.encode("utf-8") if isinstance(raw_body, str) else bytes(raw_body)
+        headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        context = usecases.IncidentContext()
+
+        def step():
+            with self.db.transaction() as session:
+                return usecases.handle_notification(session, self.payments.provider, body, headers,
+                                                    context).model_dump(mode="json")
+        try:
+            return self._with_one_retry(step)
+        except CredenceError as error:
+            self._refused(error, f"provider:{provider}", context)
+            raise
+
+    @rpc
+    def sandbox_pay(self, actor: dict, order_number: str, request: dict | None = None) -> dict:
+        """Development and staging: be the payer at the sandbox provider. The bank then delivers its signed
+        notification to us, as the real provider would by HTTP."""
+        who = require_role(actor, "candidate", "institution", "staff")
+        request = parse(SandboxPayment, request or {})
+        with self.db.transaction() as session:
+            usecases.order_for(session, who.role, who.subject, order_number)  # yours, or staff
+        try:
+            trade = self.payments.bank.pay(self.payments.provider.merchant_id, order_number, request.amount_fen)
+        except ProviderError as error:
+            raise Conflict(error.code.lower(), str(error)) from None
+        body, headers = self.payments.bank.notification(trade)
+        outcome = {"order_number": order_number, "provider_transaction_id": trade.transaction_id,
+                   "notification_body": body.decode(), "notification_headers": headers}
+        try:
+            outcome["acknowledgement"] = self.handle_notification("sandbox", body.decode(), headers)
+        except CredenceError as error:
+            outcome["refused"] = {"code": error.code, "message": error.message}
+        return SandboxPaymentOutcome.model_validate(outcome).model_dump(mode="json")
+
+    @rpc
+    def incidents(self, actor: dict, flagged_only: bool = False) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.incidents(session, bool(flagged_only)).model_dump(mode="json")
+
+    # --- refunds --------------------------------------------------------------------------------------
+
+    @rpc
+    def request_refund(self, actor: dict, request: dict) -> dict:
+        requested_by = require_staff_or_service(actor)
+        request = parse(RequestRefund, request)
+        context = usecases.IncidentContext()
+        try:
+            with self.db.transaction() as session:
+                refund = usecases.request_refund(session, self.payments.rules, requested_by, request, context)
+        except CredenceError as error:
+            self._refused(error, requested_by, context)
+            raise
+        self._submit_refund(refund.refund_number)  # at once; the timer retries what fails
+        with self.db.transaction() as session:
+            return usecases.find_refund(session, refund.refund_number).model_dump(mode="json")
+
+    def _submit_refund(self, refund_number: str) -> None:
+        with self.db.transaction() as session:
+            pending = usecases.refund_to_submit(session, refund_number)
+        if pending is None:
+            return
+        provider = self.payments.provider
+        try:
+            done = provider.refund(pending.refund_number, pending.order_number, pending.transaction_id,
+                                   pending.amount_fen)
+        except ProviderError as error:
+            log.warning("refund %s not done yet: %s (%s)", refund_number, error.code,
+                        "will retry" if error.retryable else "needs a person")
+            with self.db.transaction() as session:
+                usecases.note_refund_attempt_failed(session, refund_number, f"{error.code}: {error}")
+            return
+        with self.db.transaction() as session:
+            usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
+
+    @timer(interval=15)
+    def submit_pending_refunds(self) -> None:
+        """Retries refunds the provider has not confirmed; the same refund number every time."""
+        with self.db.transaction() as session:
+            numbers = usecases.pending_refund_numbers(session)
+        for number in numbers:
+            self._submit_refund(number)
+
+    @rpc
+    def refunds(self, actor: dict, overdue_only: bool = False, order_number: str | None = None) -> dict:
+        require_staff_or_service(actor)
+        with self.db.transaction() as session:
+            return usecases.refunds(session, bool(overdue_only), order_number).model_dump(mode="json")
+
+    # --- reconciliation -------------------------------------------------------------------------------
+
+    @rpc
+    def reconcile(self, actor: dict, day: str) -> dict:
+        require_staff_or_service(actor)
+        try:
+            wanted = domain.date.fromisoformat(str(day))
+        except ValueError:
+            raise InvalidInput("invalid_date", "day must be a date like 2026-11-23.") from None
+        with self.db.transaction() as session:
+            return usecases.reconcile(session, self.payments.provider, wanted).model_dump(mode="json")

@@ -1,92 +1,522 @@
-"""Payments service layer."""
+"""Payments service layer. Each function runs inside the caller's unit of work (one transaction); calls to
+the provider that must not be rolled back with our data (refunds) are made between transactions by the
+service."""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CertificateAwaitingPaymentV1, PaymentSucceededV1
+from credence_common.contracts.events import CertificateAwaitingPaymentV1, PaymentRefundedV1, PaymentSucceededV1
 from credence_common.contracts.payments import (
-    CallbackAcknowledgement,
+    CreatePaymentOrder,
+    DueList,
+    DueView,
+    FeeSchedule,
+    FeeView,
+    IncidentList,
+    IncidentView,
+    InvoiceDetails,
+    MismatchView,
+    NotificationAcknowledgement,
+    OpenDue,
+    OrderItemView,
     PaymentOrderList,
     PaymentOrderView,
-    SandboxCallback,
+    ReconciliationReport,
+    RefundList,
+    RefundView,
+    RequestRefund,
+    SetFee,
+    StaffOrderView,
 )
-from credence_common.errors import BadRequest, Conflict, InvalidInput, NotFound, Unauthorized
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
-from credence_common.validation import parse
 from services.payments import domain
-from services.payments.models import OutboxEvent, PaymentOrder
+from services.payments.models import (
+    Fee,
+    NotificationNonce,
+    OutboxEvent,
+    PaymentDue,
+    PaymentIncident,
+    PaymentOrder,
+    PaymentOrderItem,
+    ProviderPayment,
+    Refund,
+)
+from services.payments.providers import PROVIDER_ZONE, PaymentProvider, business_day
 
+log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
-SANDBOX_PROVIDER = "sandbox"
+
+# Refusals after which money may sit at the provider without a paid order here: a person must look.
+FLAGGED_CODES = frozenset({"order_not_found", "order_closed", "order_already_paid", "amount_mismatch",
+                           "transaction_already_used", "currency_mismatch", "merchant_mismatch"})
 
 
-def order_view(order: PaymentOrder) -> PaymentOrderView:
-    return PaymentOrderView.model_validate(order, from_attributes=True)
+@dataclass(frozen=True)
+class PaymentRules:
+    order_ttl_seconds: int = 1800
+    refund_promise_working_days: int = 3
+    holidays: tuple[date, ...] = ()
 
 
-def create_certificate_fee_order(session: Session, event: CertificateAwaitingPaymentV1) -> None:
-    exists = session.execute(
-        select(PaymentOrder.order_number).where(PaymentOrder.purpose == "certificate_fee",
-                                                PaymentOrder.reference_id == event.certificate_id)
-    ).first()
-    if exists:
-        return
+@dataclass
+class IncidentContext:
+    """What a refused step had learned before it was refused, for the incident record."""
+
+    order_number: str | None = None
+    provider_transaction_id: str | None = None
+    body_sha256: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+# --- the fee schedule --------------------------------------------------------------------------------
+
+def fee_schedule(session: Session) -> FeeSchedule:
+    fees = session.scalars(select(Fee).order_by(Fee.fee_code)).all()
+    return FeeSchedule(fees=[FeeView.model_validate(fee, from_attributes=True) for fee in fees])
+
+
+def set_fee(session: Session, staff_id: str, fee_code: str, change: SetFee) -> FeeView:
+    fee = session.get(Fee, fee_code, with_for_update=True)
     now = utcnow()
-    session.add(PaymentOrder(order_number=domain.new_order_number(now), purpose="certificate_fee",
-                             reference_id=event.certificate_id, payer_kind=event.payer_kind,
-                             payer_id=event.payer_id, amount_fen=event.certificate_fee_fen, status="pending",
-                             created_at=now))
+    if fee is None:
+        fee = Fee(fee_code=fee_code)
+        session.add(fee)
+    fee.description, fee.amount_fen, fee.updated_at, fee.updated_by = (change.description, change.amount_fen,
+                                                                       now, staff_id)
+    log.info("fee %s set to %s fen by %s", fee_code, change.amount_fen, staff_id)
+    return FeeView.model_validate(fee, from_attributes=True)
+
+
+# --- dues ---------------------------------------------------------------------------------------------
+
+def due_view(due: PaymentDue) -> DueView:
+    return DueView.model_validate(due, from_attributes=True)
+
+
+def open_due(session: Session, request: OpenDue) -> DueView:
+    """One due per (purpose, reference), however often it is asked for; priced from the fee schedule."""
+    existing = session.scalars(select(PaymentDue).where(PaymentDue.purpose == request.purpose,
+                                                        PaymentDue.reference_id == request.reference_id)).first()
+    if existing is not None:
+        return due_view(existing)
+    fee = session.get(Fee, request.purpose)
+    if fee is None:
+        raise NotFound("unknown_fee", f"There is no fee {request.purpose!r} in the fee schedule.")
+    due = PaymentDue(due_id=str(uuid.uuid4()), purpose=request.purpose, reference_id=request.reference_id,
+                     candidate_id=request.candidate_id, payer_kind=request.payer_kind, payer_id=request.payer_id,
+                     amount_fen=fee.amount_fen, status=domain.DUE_OPEN, created_at=utcnow())
+    session.add(due)
+    session.flush()
+    return due_view(due)
+
+
+def open_certificate_fee_due(session: Session, event: CertificateAwaitingPaymentV1) -> None:
+    open_due(session, OpenDue(purpose="certificate_fee", reference_id=event.certificate_id,
+                              candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
+
+
+def dues_for_payer(session: Session, payer_kind: str, payer_id: str) -> DueList:
+    dues = session.scalars(select(PaymentDue).where(PaymentDue.payer_kind == payer_kind,
+                                                    PaymentDue.payer_id == payer_id)
+                           .order_by(PaymentDue.created_at)).all()
+    return DueList(dues=[due_view(due) for due in dues])
+
+
+# --- orders -------------------------------------------------------------------------------------------
+
+def order_items(session: Session, order_number: str) -> list[OrderItemView]:
+    rows = session.execute(
+        select(PaymentOrderItem.due_id, PaymentDue.purpose, PaymentDue.reference_id, PaymentDue.candidate_id,
+               PaymentOrderItem.amount_fen)
+        .join(PaymentDue, PaymentDue.due_id == PaymentOrderItem.due_id)
+        .where(PaymentOrderItem.order_number == order_number).order_by(PaymentOrderItem.due_id)).all()
+    return [OrderItemView(due_id=r[0], purpose=r[1], reference_id=r[2], candidate_id=r[3], amount_fen=r[4])
+            for r in rows]
+
+
+def order_view(session: Session, order: PaymentOrder) -> PaymentOrderView:
+    return PaymentOrderView.model_validate({**_order_fields(order), "items": order_items(session, order.order_number)})
+
+
+def staff_order_view(session: Session, order: PaymentOrder) -> StaffOrderView:
+    invoice = (InvoiceDetails(title=order.invoice_title, tax_number=order.invoice_tax_number)
+               if order.invoice_title else None)
+    return StaffOrderView.model_validate({**_order_fields(order), "items": order_items(session, order.order_number),
+                                          "payer_id": order.payer_id, "provider": order.provider,
+                                          "provider_transaction_id": order.provider_transaction_id,
+                                          "invoice": invoice})
+
+
+def _order_fields(order: PaymentOrder) -> dict:
+    return {name: getattr(order, name) for name in (
+        "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "refunded_fen", "created_at",
+        "expires_at", "paid_at", "ended_at")}
+
+
+def create_order(session: Session, provider: PaymentProvider, rules: PaymentRules, payer_kind: str, payer_id: str,
+                 request: CreatePaymentOrder, idempotency_key: str | None) -> PaymentOrderView:
+    """One order for the payer's chosen dues. The same idempotency key, or the same dues while their order
+    is still open, returns that order: a double click or a retried request never opens a second one."""
+    if idempotency_key:
+        earlier = session.scalars(select(PaymentOrder).where(
+            PaymentOrder.payer_kind == payer_kind, PaymentOrder.payer_id == payer_id,
+            PaymentOrder.idempotency_key == idempotency_key)).first()
+        if earlier is not None:
+            if sorted(i.due_id for i in order_items(session, earlier.order_number)) != sorted(request.due_ids):
+                raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for an order of other "
+                               "dues; use a new key for a new order.")
+            return order_view(session, earlier)
+    dues = session.scalars(select(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids))
+                           .with_for_update()).all()
+    found = {due.due_id: due for due in dues}
+    missing = [due_id for due_id in request.due_ids if due_id not in found]
+    if missing:
+        raise NotFound("due_not_found", f"No due {missing[0]}.")
+    for due in dues:
+        if due.payer_kind != payer_kind or due.payer_id != payer_id:
+            code = "not_your_candidate" if payer_kind == "institution" else "not_your_due"
+            raise Forbidden(code, f"Due {due.due_id} is not yours to pay: it is for {due.payer_kind} payment "
+                            "by someone else.")
+        if due.status == domain.DUE_PAID:
+            raise Conflict("due_already_paid", f"Due {due.due_id} is already paid (order {due.paid_order_number}).")
+        if due.status == domain.DUE_CANCELLED:
+            raise Conflict("due_cancelled", f"Due {due.due_id} was cancelled; nothing to pay.")
+    open_orders = {due.open_order_number for due in dues if due.open_order_number}
+    if open_orders:
+        if len(open_orders) == 1:
+            current = session.get(PaymentOrder, open_orders.pop())
+            if sorted(i.due_id for i in order_items(session, current.order_number)) == sorted(request.due_ids):
+                return order_view(session, current)
+        raise Conflict("due_in_open_order", "Some of these dues are already in an open order; pay or close that "
+                       "order first.")
+    now = utcnow()
+    order_number = domain.new_order_number(now)
+    claimed = session.execute(
+        update(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids), PaymentDue.open_order_number.is_(None),
+                                 PaymentDue.status == domain.DUE_OPEN)
+        .values(open_order_number=order_number).execution_options(synchronize_session=False)).rowcount
+    if claimed != len(request.due_ids):
+        raise Conflict("concurrent_change", "Another request is opening an order for these dues; try again.")
+    amount_fen = sum(due.amount_fen for due in dues)
+    expires_at = now + timedelta(seconds=rules.order_ttl_seconds)
+    purposes = ", ".join(sorted({due.purpose for due in dues}))
+    pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
+    order = PaymentOrder(order_number=order_number, payer_kind=payer_kind, payer_id=payer_id,
+                         idempotency_key=idempotency_key or uuid.uuid4().hex, amount_fen=amount_fen,
+                         currency=domain.CURRENCY, status=domain.CREATED, provider=provider.name, pay_url=pay_url,
+                         refunded_fen=0, created_at=now, expires_at=expires_at,
+                         invoice_title=request.invoice.title if request.invoice else None,
+                         invoice_tax_number=request.invoice.tax_number if request.invoice else None)
+    session.add(order)
+    session.flush()
+    session.add_all(PaymentOrderItem(order_number=order_number, due_id=due.due_id, amount_fen=due.amount_fen)
+                    for due in dues)
+    session.flush()
+    return order_view(session, order)
+
+
+def find_order(session: Session, order_number: str, lock: bool = False) -> PaymentOrder:
+    order = session.get(PaymentOrder, order_number, with_for_update=lock)
+    if order is None:
+        raise NotFound("order_not_found", f"No payment order {order_number}.")
+    return order
+
+
+def order_for(session: Session, role: str, subject: str, order_number: str) -> dict:
+    order = find_order(session, order_number)
+    if role == "staff":
+        return staff_order_view(session, order).model_dump(mode="json")
+    if order.payer_kind != role or order.payer_id != subject:
+        raise NotFound("order_not_found", f"No payment order {order_number}.")  # not yours = not there
+    return order_view(session, order).model_dump(mode="json")
 
 
 def orders_for_payer(session: Session, payer_kind: str, payer_id: str) -> PaymentOrderList:
     rows = session.scalars(
         select(PaymentOrder).where(PaymentOrder.payer_kind == payer_kind, PaymentOrder.payer_id == payer_id)
-        .order_by(PaymentOrder.created_at)
-    ).all()
-    return PaymentOrderList(orders=[order_view(o) for o in rows])
+        .order_by(PaymentOrder.created_at)).all()
+    return PaymentOrderList(orders=[order_view(session, order) for order in rows])
 
 
-def handle_sandbox_callback(session: Session, secret: str, raw_body: bytes,
-                            signature: str | None) -> CallbackAcknowledgement:
-    """A provider's word that an order was paid. Trusted only when signed; applied at most once."""
-    if not domain.signature_is_valid(secret, raw_body, signature):
-        raise Unauthorized("invalid_signature", "The callback signature is missing or does not match.")
-    try:
-        document = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("malformed_json", "The callback body is not valid JSON.") from None
-    callback = parse(SandboxCallback, document)
-    order = session.get(PaymentOrder, callback.order_number, with_for_update=True)
-    if order is None:
-        raise NotFound("order_not_found", f"No payment order {callback.order_number}.")
-    if order.status == "paid":
-        if order.provider_transaction_id == callback.provider_transaction_id:
-            return CallbackAcknowledgement(order_number=order.order_number, status="paid", duplicate=True)
-        raise Conflict("order_already_paid",
-                       "This order was already paid by another transaction; refund the second one.")
-    if callback.status != "SUCCESS":
-        return CallbackAcknowledgement(order_number=order.order_number, status=order.status)
-    if not domain.check_amount(order.amount_fen, callback.amount_fen):
-        raise InvalidInput("amount_mismatch",
-                           f"The callback pays {callback.amount_fen} fen but the order is for "
-                           f"{order.amount_fen} fen; the order stays unpaid.")
-    taken = session.execute(select(PaymentOrder.order_number).where(
-        PaymentOrder.provider_transaction_id == callback.provider_transaction_id)).first()
-    if taken:
-        raise Conflict("transaction_already_used", "This provider transaction already paid another order.")
+def end_unpaid_order(session: Session, provider: PaymentProvider, order: PaymentOrder, ending: str,
+                     now: datetime) -> None:
+    """Close or expire an unpaid order. Ask the provider first: a payment whose notification has not
+    arrived yet is credited instead of lost."""
+    trade = provider.query(order.order_number)
+    if trade is not None and trade.trade_state in ("SUCCESS", "REFUND") and trade.transaction_id:
+        apply_payment(session, order, provider, trade.transaction_id, trade.amount_fen, "query", now,
+                      IncidentContext(order.order_number, trade.transaction_id))
+        return
+    provider.close(order.order_number)
+    ended = session.execute(update(PaymentOrder).where(PaymentOrder.order_number == order.order_number,
+                                                       PaymentOrder.status == domain.CREATED)
+                            .values(status=ending, ended_at=now).execution_options(synchronize_session=False))
+    if ended.rowcount != 1:
+        raise Conflict("concurrent_change", "The order changed while it was being closed; look again.")
+    session.execute(update(PaymentDue).where(PaymentDue.open_order_number == order.order_number)
+                    .values(open_order_number=None).execution_options(synchronize_session=False))
+    session.refresh(order)
+
+
+def close_order(session: Session, provider: PaymentProvider, role: str, subject: str,
+                order_number: str) -> PaymentOrderView:
+    order = find_order(session, order_number, lock=True)
+    if role != "staff" and (order.payer_kind != role or order.payer_id != subject):
+        raise NotFound("order_not_found", f"No payment order {order_number}.")
+    if order.status != domain.CREATED:
+        raise Conflict("order_not_open", f"Order {order_number} is {order.status}; only an unpaid order can be "
+                       "closed.")
+    end_unpaid_order(session, provider, order, domain.CLOSED, utcnow())
+    return order_view(session, order)
+
+
+def expired_order_numbers(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    return list(session.scalars(select(PaymentOrder.order_number).where(
+        PaymentOrder.status == domain.CREATED, PaymentOrder.expires_at < now)
+        .order_by(PaymentOrder.expires_at).limit(limit)))
+
+
+def expire_order(session: Session, provider: PaymentProvider, order_number: str, now: datetime) -> None:
+    order = find_order(session, order_number, lock=True)
+    if order.status == domain.CREATED and order.expires_at < now:
+        end_unpaid_order(session, provider, order, domain.EXPIRED, now)
+
+
+# --- crediting a payment ------------------------------------------------------------------------------
+
+def handle_notification(session: Session, provider: PaymentProvider, raw_body: bytes, headers: Mapping[str, str],
+                        context: IncidentContext) -> NotificationAcknowledgement:
+    """A provider says an order was paid. The signature on the raw bytes is checked before anything in
+    them is read; then the merchant, the currency, the order, the amount; then the order moves from
+    created to paid once, under the unique (provider, transaction id) key."""
     now = utcnow()
-    order.status = "paid"
-    order.provider = SANDBOX_PROVIDER
-    order.provider_transaction_id = callback.provider_transaction_id
-    order.paid_at = now
-    outbox.add(session, PaymentSucceededV1(
-        order_number=order.order_number, purpose=order.purpose, reference_id=order.reference_id,
-        payer_kind=order.payer_kind, payer_id=order.payer_id, amount_fen=order.amount_fen,
-        provider=SANDBOX_PROVIDER, provider_transaction_id=callback.provider_transaction_id, paid_at=now),
-        subject=order.order_number)
-    return CallbackAcknowledgement(order_number=order.order_number, status="paid")
+    context.body_sha256 = hashlib.sha256(raw_body).hexdigest()
+    notification = provider.verify_notification(raw_body, headers, now)
+    context.order_number = notification.order_number
+    context.provider_transaction_id = notification.transaction_id
+    try:
+        with session.begin_nested():
+            session.add(NotificationNonce(provider=provider.name, nonce=notification.nonce, received_at=now))
+            session.flush()
+    except IntegrityError:
+        raise Conflict("replayed_notification", "This exact notification was received before; a copy of it "
+                       "changes nothing.") from None
+    if notification.merchant_id != provider.merchant_id:
+        raise InvalidInput("merchant_mismatch", "The notification is for another merchant.")
+    if notification.currency != domain.CURRENCY:
+        raise InvalidInput("currency_mismatch", f"The notification is in {notification.currency}, not "
+                           f"{domain.CURRENCY}.")
+    order = session.get(PaymentOrder, notification.order_number, with_for_update=True)
+    if order is None:
+        raise NotFound("order_not_found", f"No payment order {notification.order_number}.")
+    if notification.trade_state != "SUCCESS":
+        return NotificationAcknowledgement(order_number=order.order_number, status=order.status)
+    return apply_payment(session, order, provider, notification.transaction_id, notification.amount_fen,
+                         "notification", now, context)
+
+
+def apply_payment(session: Session, order: PaymentOrder, provider: PaymentProvider, transaction_id: str,
+                  amount_fen: int, source: str, now: datetime, context: IncidentContext) -> NotificationAcknowledgement:
+    credited = session.scalars(select(ProviderPayment).where(
+        ProviderPayment.provider == provider.name, ProviderPayment.provider_transaction_id == transaction_id)).first()
+    if credited is not None:
+        if credited.order_number == order.order_number:
+            return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=True)
+        raise Conflict("transaction_already_used", "This provider transaction already paid another order.")
+    if order.status in domain.PAID_STATES:
+        raise Conflict("order_already_paid", f"Order {order.order_number} was already paid by another transaction; "
+                       "this second payment must be refunded.")
+    if order.status in domain.ENDED_UNPAID:
+        raise Conflict("order_closed", f"Order {order.order_number} is {order.status}; the payment is not "
+                       "credited and must be refunded.")
+    if not domain.check_amount(order.amount_fen, amount_fen):
+        context.detail = {"order_amount_fen": order.amount_fen, "paid_amount_fen": amount_fen}
+        raise InvalidInput("amount_mismatch", f"The provider reports {amount_fen} fen paid but the order is for "
+                           f"{order.amount_fen} fen; the order stays unpaid.")
+    paid = session.execute(update(PaymentOrder).where(PaymentOrder.order_number == order.order_number,
+                                                      PaymentOrder.status == domain.CREATED)
+                           .values(status=domain.PAID, provider_transaction_id=transaction_id, paid_at=now)
+                           .execution_options(synchronize_session=False))
+    if paid.rowcount != 1:
+        raise Conflict("concurrent_change", "The order changed while the payment was applied; try again.")
+    session.add(ProviderPayment(provider=provider.name, provider_transaction_id=transaction_id,
+                                order_number=order.order_number, amount_fen=amount_fen, credited_at=now,
+                                source=source))
+    items = session.execute(select(PaymentDue).join(PaymentOrderItem, PaymentOrderItem.due_id == PaymentDue.due_id)
+                            .where(PaymentOrderItem.order_number == order.order_number)).scalars().all()
+    for due in items:
+        due.status, due.paid_order_number, due.open_order_number = domain.DUE_PAID, order.order_number, None
+        outbox.add(session, PaymentSucceededV1(
+            order_number=order.order_number, due_id=due.due_id, purpose=due.purpose, reference_id=due.reference_id,
+            candidate_id=due.candidate_id, payer_kind=order.payer_kind, payer_id=order.payer_id,
+            amount_fen=due.amount_fen, order_amount_fen=order.amount_fen, provider=provider.name,
+            provider_transaction_id=transaction_id, paid_at=now), subject=due.due_id)
+    session.flush()
+    session.refresh(order)
+    return NotificationAcknowledgement(order_number=order.order_number, status=order.status)
+
+
+# --- incidents ----------------------------------------------------------------------------------------
+
+def record_incident(session: Session, code: str, message: str, actor: str, context: IncidentContext) -> None:
+    session.add(PaymentIncident(occurred_at=utcnow(), code=code, message=message[:300], actor=actor[:80],
+                                order_number=context.order_number,
+                                provider_transaction_id=context.provider_transaction_id,
+                                body_sha256=context.body_sha256, flagged=code in FLAGGED_CODES,
+                                detail=str(context.detail) if context.detail else None))
+    log.warning("payments refused %s (%s) for %s: %s", code, actor, context.order_number or "-", message)
+
+
+def incidents(session: Session, flagged_only: bool, limit: int = 200) -> IncidentList:
+    query = select(PaymentIncident).order_by(PaymentIncident.incident_id.desc()).limit(limit)
+    if flagged_only:
+        query = query.where(PaymentIncident.flagged.is_(True))
+    return IncidentList(incidents=[IncidentView.model_validate(i, from_attributes=True)
+                                   for i in session.scalars(query)])
+
+
+# --- refunds ------------------------------------------------------------------------------------------
+
+def refund_view(refund: Refund, today: date | None = None) -> RefundView:
+    today = today or business_day(utcnow())
+    view = RefundView.model_validate(refund, from_attributes=True)
+    view.overdue = refund.status != "succeeded" and refund.promised_by < today
+    return view
+
+
+def request_refund(session: Session, rules: PaymentRules, requested_by: str, request: RequestRefund,
+                   context: IncidentContext) -> RefundView:
+    """A refund along the original payment path, numbered once here and reused on every retry."""
+    context.order_number = request.order_number
+    earlier = session.scalars(select(Refund).where(Refund.requested_by == requested_by,
+                                                   Refund.request_key == request.request_key)).first()
+    if earlier is not None:
+        if earlier.order_number != request.order_number or earlier.amount_fen != request.amount_fen:
+            raise Conflict("request_key_reused", "This request key was used for another refund.")
+        return refund_view(earlier)
+    order = find_order(session, request.order_number, lock=True)
+    if order.status not in domain.PAID_STATES:
+        raise Conflict("order_not_paid", f"Order {order.order_number} is {order.status}; there is nothing to refund.")
+    in_flight = session.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+        Refund.order_number == order.order_number, Refund.status == "pending"))
+    refundable = domain.refundable_fen(order.amount_fen, order.refunded_fen + in_flight)
+    if request.amount_fen > refundable:
+        context.detail = {"requested_fen": request.amount_fen, "refundable_fen": refundable}
+        raise InvalidInput("refund_exceeds_payment", f"At most {refundable} fen of order {order.order_number} can "
+                           f"still be refunded ({order.amount_fen} paid, {order.refunded_fen} refunded, "
+                           f"{in_flight} being refunded).")
+    now = utcnow()
+    refund = Refund(refund_number=domain.new_refund_number(now), order_number=order.order_number,
+                    amount_fen=request.amount_fen, reason=request.reason, reference_id=request.reference_id,
+                    requested_by=requested_by, request_key=request.request_key, status="pending", attempts=0,
+                    requested_at=now, promised_by=domain.add_working_days(business_day(now),
+                                                                         rules.refund_promise_working_days,
+                                                                         rules.holidays))
+    session.add(refund)
+    session.flush()
+    return refund_view(refund)
+
+
+@dataclass(frozen=True)
+class RefundToSubmit:
+    refund_number: str
+    order_number: str
+    transaction_id: str
+    amount_fen: int
+
+
+def refund_to_submit(session: Session, refund_number: str) -> RefundToSubmit | None:
+    refund = session.get(Refund, refund_number)
+    if refund is None or refund.status != "pending":
+        return None
+    order = find_order(session, refund.order_number)
+    return RefundToSubmit(refund.refund_number, order.order_number, order.provider_transaction_id, refund.amount_fen)
+
+
+def pending_refund_numbers(session: Session, limit: int = 100) -> list[str]:
+    return list(session.scalars(select(Refund.refund_number).where(Refund.status == "pending")
+                                .order_by(Refund.requested_at).limit(limit)))
+
+
+def note_refund_attempt_failed(session: Session, refund_number: str, error: str) -> None:
+    session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
+                    .values(attempts=Refund.attempts + 1, last_error=error[:200]))
+
+
+def complete_refund(session: Session, provider_name: str, refund_number: str, provider_refund_id: str) -> bool:
+    """The provider refunded. Applied once: a second worker finishing the same refund changes nothing."""
+    now = utcnow()
+    done = session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
+                           .values(status="succeeded", completed_at=now, provider_refund_id=provider_refund_id,
+                                   attempts=Refund.attempts + 1)
+                           .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        return False
+    refund = session.get(Refund, refund_number)
+    session.refresh(refund)
+    order = find_order(session, refund.order_number, lock=True)
+    order.refunded_fen += refund.amount_fen
+    order.status = domain.order_status_after_refund(order.amount_fen, order.refunded_fen)
+    outbox.add(session, PaymentRefundedV1(
+        refund_number=refund.refund_number, order_number=order.order_number, reference_id=refund.reference_id,
+        payer_kind=order.payer_kind, payer_id=order.payer_id, amount_fen=refund.amount_fen,
+        order_refunded_fen=order.refunded_fen, fully_refunded=order.status == domain.REFUNDED,
+        reason=refund.reason, provider=provider_name, refunded_at=now), subject=refund.refund_number)
+    return True
+
+
+def refunds(session: Session, overdue_only: bool, order_number: str | None = None) -> RefundList:
+    today = business_day(utcnow())
+    query = select(Refund).order_by(Refund.requested_at)
+    if order_number:
+        query = query.where(Refund.order_number == order_number)
+    if overdue_only:
+        query = query.where(Refund.status != "succeeded", Refund.promised_by < today)
+    return RefundList(refunds=[refund_view(refund, today) for refund in session.scalars(query)])
+
+
+def find_refund(session: Session, refund_number: str) -> RefundView:
+    refund = session.get(Refund, refund_number)
+    if refund is None:
+        raise NotFound("refund_not_found", f"No refund {refund_number}.")
+    return refund_view(refund)
+
+
+# --- reconciliation -----------------------------------------------------------------------------------
+
+def reconcile(session: Session, provider: PaymentProvider, day: date) -> ReconciliationReport:
+    """Our ledger for a Beijing business day against the provider's statement for it."""
+    start = datetime(day.year, day.month, day.day, tzinfo=PROVIDER_ZONE).astimezone(UTC)
+    end = start + timedelta(days=1)
+    lines = provider.statement(day)
+    theirs_paid = {line.reference: (line.order_number, line.amount_fen) for line in lines if line.entry == "payment"}
+    theirs_refunded = {line.reference: (line.order_number, line.amount_fen) for line in lines
+                       if line.entry == "refund"}
+    ours_paid = {p.provider_transaction_id: (p.order_number, p.amount_fen) for p in session.scalars(
+        select(ProviderPayment).where(ProviderPayment.provider == provider.name,
+                                      ProviderPayment.credited_at >= start, ProviderPayment.credited_at < end))}
+    ours_refunded = {r.refund_number: (r.order_number, r.amount_fen) for r in session.scalars(
+        select(Refund).where(Refund.status == "succeeded", Refund.completed_at >= start, Refund.completed_at < end))}
+    mismatches = (domain.reconcile("payment", ours_paid, theirs_paid)
+                  + domain.reconcile("refund", ours_refunded, theirs_refunded))
+    return ReconciliationReport(
+        day=day, provider=provider.name,
+        payments_matched=len(ours_paid.keys() & theirs_paid.keys()) - sum(
+            1 for m in mismatches if m.entry == "payment" and m.kind == "amount_differs"),
+        refunds_matched=len(ours_refunded.keys() & theirs_refunded.keys()) - sum(
+            1 for m in mismatches if m.entry == "refund" and m.kind == "amount_differs"),
+        credence_total_fen=sum(a for _, a in ours_paid.values()) - sum(a for _, a in ours_refunded.values()),
+        provider_total_fen=sum(a for _, a in theirs_paid.values()) - sum(a for _, a in theirs_refunded.values()),
+        mismatches=[MismatchView(**m.__dict__) for m in mismatches])

@@ -20,7 +20,7 @@ POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://post
 SECRETS = {
     "JWT_SECRET": "e2e-jwt-secret",
     "BOOTSTRAP_STAFF_PASSWORD": "e2e-staff-password",
-    "PAYMENT_CALLBACK_SECRET": "e2e-callback-secret",
+    "PAYMENT_SANDBOX_SIGNING_KEY": "e2e-sandbox-signing-key",
 }
 
 
@@ -92,7 +92,6 @@ def journey(platform):
 
     lines: list[str] = []
     result = run_journey(platform.gateway_url, say=lines.append,
-                         staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"],
-                         callback_secret=SECRETS["PAYMENT_CALLBACK_SECRET"])
+                         staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"])
     result["lines"] = lines
     return result

@@ -3,15 +3,13 @@ verification surviving the death of the certificates service."""
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 
 import requests
 
 from credence_common.certificate_numbers import format_certificate_number
-from services.payments.domain import sign_callback
-from tests.e2e.conftest import SECRETS
+from services.payments import domain as payments_domain
 
 
 def post(platform, path, token=None, **kwargs):
@@ -91,16 +89,16 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(platform, journey):
         assert mistyped_number.status_code in (404, 422)
 
     orders_before = get(platform, "/api/v1/me/payment-orders", journey["candidate_token"]).json()
-    body = json.dumps({"order_number": journey["order"]["order_number"], "provider_transaction_id": "forged",
-                       "amount_fen": 1, "status": "SUCCESS"}).encode()
-    forged = post(platform, "/api/v1/payments/callbacks/sandbox", data=body,
-                  headers={"X-Credence-Signature": sign_callback("not-the-secret", body)})
+    payment = journey["payment"]
+    body = payment["notification_body"].encode()
+    headers = dict(payment["notification_headers"])
+    forger = payments_domain.load_private_key("not-the-provider's-key")
+    forged_headers = {**headers, "Sandbox-Nonce": "forged-nonce", "Sandbox-Signature": payments_domain.sign(
+        forger, payments_domain.signing_message(headers["Sandbox-Timestamp"], "forged-nonce", body))}
+    forged = post(platform, "/api/v1/payments/notifications/sandbox", data=body, headers=forged_headers)
     assert forged.status_code == 401 and error_code(forged) == "invalid_signature"
-    replay = json.dumps({"order_number": journey["order"]["order_number"], "provider_transaction_id": "other-txn",
-                         "amount_fen": 6000, "status": "SUCCESS"}).encode()
-    second = post(platform, "/api/v1/payments/callbacks/sandbox", data=replay,
-                  headers={"X-Credence-Signature": sign_callback(SECRETS["PAYMENT_CALLBACK_SECRET"], replay)})
-    assert second.status_code == 409
+    replayed = post(platform, "/api/v1/payments/notifications/sandbox", data=body, headers=headers)
+    assert replayed.status_code == 409 and error_code(replayed) == "replayed_notification"
     assert get(platform, "/api/v1/me/payment-orders", journey["candidate_token"]).json() == orders_before
     certificates = get(platform, "/api/v1/me/certificates", journey["candidate_token"]).json()["certificates"]
     assert len(certificates) == 1 and certificates[0]["certificate_number"] == number

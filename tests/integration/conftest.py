@@ -80,7 +80,7 @@ def service_config(rabbit_config, databases):
             "DB_URI": databases.create(service),
             "METRICS_PORT": 0,
             "OUTBOX_POLL_INTERVAL": 0.2,
-            "PAYMENT_CALLBACK_SECRET": "test-callback-secret",
+            "PAYMENT_SANDBOX_SIGNING_KEY": "test-sandbox-signing-key",
             "BOOTSTRAP_STAFF_USERNAME": "admin",
             "BOOTSTRAP_STAFF_PASSWORD": "test-staff-password",
             "CERTIFICATE_FEE_FEN": 6000,

@@ -19,6 +19,7 @@ def qualified(result_id="res-1", candidate_id="cand-1") -> CandidateQualifiedV1:
 
 def paid(certificate_id: str, amount_fen: int = 6000, order="P202611230000000001") -> PaymentSucceededV1:
     return PaymentSucceededV1(order_number=order, purpose="certificate_fee", reference_id=certificate_id,
+                              due_id=f"due-{order}", candidate_id="cand-1", order_amount_fen=amount_fen,
                               payer_kind="candidate", payer_id="cand-1", amount_fen=amount_fen, provider="sandbox",
                               provider_transaction_id=f"SBX-{order}", paid_at=utcnow())
 

@@ -1,78 +1,423 @@
-"""Payments in a real container: orders from certificate events, signed callbacks applied once."""
+"""Payments in a real container on SQLite and PostgreSQL: fee schedule, dues from certificate events, orders
+(candidates and institutions), signed sandbox notifications credited once, refunds, reconciliation."""
 
 from __future__ import annotations
 
 import json
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import CertificateAwaitingPaymentV1
-from credence_common.errors import BadRequest, Conflict, InvalidInput, NotFound, Unauthorized
+from credence_common.db import make_engine
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from credence_common.events import make_envelope, utcnow
-from services.payments.domain import sign_callback
+from services.payments import domain, usecases
+from services.payments.providers import SandboxBank, SandboxProvider, business_day, sandbox_db_uri
 from services.payments.service import PaymentsService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 
-SECRET = "test-callback-secret"
+MERCHANT = "1900000001"
+SIGNING_SEED = "test-sandbox-signing-key"
+STAFF = {"subject": "staff-1", "role": "staff"}
+CERTIFICATES = {"subject": "certificates", "role": "service"}
 
 
-def awaiting(certificate_id="cert-1") -> CertificateAwaitingPaymentV1:
-    return CertificateAwaitingPaymentV1(certificate_id=certificate_id, candidate_id="cand-1", payer_kind="candidate",
-                                        payer_id="cand-1", certificate_fee_fen=6000, program_code="PSY-COUNSELLOR",
-                                        created_at=utcnow())
+def candidate(candidate_id="cand-1") -> dict:
+    return {"subject": candidate_id, "role": "candidate"}
 
 
-def callback(order_number: str, amount_fen=6000, txn="SBX-1", status="SUCCESS") -> str:
-    return json.dumps({"order_number": order_number, "provider_transaction_id": txn, "amount_fen": amount_fen,
-                       "status": status})
+def institution(institution_id="inst-1") -> dict:
+    return {"subject": institution_id, "role": "institution"}
 
 
-def test_one_order_per_certificate_and_a_signed_callback_pays_it_once(start_service, event_spy):
+def awaiting(certificate_id="cert-1", candidate_id="cand-1", payer_kind="candidate", payer_id=None):
+    return CertificateAwaitingPaymentV1(certificate_id=certificate_id, candidate_id=candidate_id, payer_kind=payer_kind,
+                                        payer_id=payer_id or candidate_id, certificate_fee_fen=6000,
+                                        program_code="PSY-COUNSELLOR", created_at=utcnow())
+
+
+@pytest.fixture
+def payments_service(start_service):
     container, config = start_service(PaymentsService)
-    amqp, db = config["AMQP_URI"], config["DB_URI"]
-    spy = event_spy("payments")
-    event = make_envelope(awaiting())
-    publish_event(amqp, awaiting(), event)
-    publish_event(amqp, awaiting(), event)
-    publish_event(amqp, awaiting())
-    wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="events handled")
-    with rpc_proxy("payments", config) as payments:
-        orders = payments.orders_for_payer({"subject": "cand-1", "role": "candidate"}, "candidate", "cand-1")["orders"]
-        assert len(orders) == 1
-        order = orders[0]
-        assert order["amount_fen"] == 6000 and order["status"] == "pending"
-        number = order["order_number"]
+    bank = SandboxBank(sandbox_db_uri(None, config["DB_URI"]), domain.load_private_key(SIGNING_SEED))
+    yield config, bank
+    bank.close_engine()
 
-        body = callback(number)
-        with pytest.raises(Unauthorized) as unsigned:
-            payments.handle_sandbox_callback(body, None)
-        assert unsigned.value.code == "invalid_signature"
-        with pytest.raises(Unauthorized):
-            payments.handle_sandbox_callback(body, sign_callback("another-secret", body.encode()))
-        tampered = callback(number, amount_fen=1)
-        with pytest.raises(Unauthorized):
-            payments.handle_sandbox_callback(tampered, sign_callback(SECRET, body.encode()))
-        wrong_amount = callback(number, amount_fen=600)
-        with pytest.raises(InvalidInput) as mismatch:
-            payments.handle_sandbox_callback(wrong_amount, sign_callback(SECRET, wrong_amount.encode()))
-        assert mismatch.value.code == "amount_mismatch"
-        unknown = callback("P000")
+
+def dues_of(config, actor, kind, payer_id, count):
+    with rpc_proxy("payments", config) as payments:
+        return wait_for(lambda: (lambda d: d if len(d) == count else None)(
+            payments.dues_for_payer(actor, kind, payer_id)["dues"]), what=f"{count} dues")
+
+
+def signed(bank: SandboxBank, trade, now=None):
+    body, headers = bank.notification(trade, now=now)
+    return body.decode(), headers
+
+
+def test_fee_schedule_is_data_staff_change_it_and_dues_take_its_price(payments_service):
+    config, _ = payments_service
+    with rpc_proxy("payments", config) as payments:
+        fees = {f["fee_code"]: f["amount_fen"] for f in payments.fee_schedule()["fees"]}
+        assert fees == {"certificate_fee": 6000, "certificate_reissue": 10000, "certificate_correction": 20000}
+        with pytest.raises(Forbidden):
+            payments.set_fee(candidate(), "exam_fee_written", {"description": "Written exam", "amount_fen": 3000})
+        with pytest.raises(InvalidInput):
+            payments.set_fee(STAFF, "exam_fee_written", {"description": "Written exam", "amount_fen": 30.5})
+        with pytest.raises(InvalidInput):
+            payments.set_fee(STAFF, "Bad Code!", {"description": "x", "amount_fen": 1})
+        added = payments.set_fee(STAFF, "exam_fee_written", {"description": "Written exam, per course",
+                                                            "amount_fen": 3000})
+        assert added["amount_fen"] == 3000
+        due = payments.open_due(CERTIFICATES, {"purpose": "exam_fee_written", "reference_id": "enrol-1",
+                                               "candidate_id": "cand-9", "payer_kind": "candidate",
+                                               "payer_id": "cand-9"})
+        assert due["amount_fen"] == 3000 and due["status"] == "open"
+        again = payments.open_due(CERTIFICATES, {"purpose": "exam_fee_written", "reference_id": "enrol-1",
+                                                 "candidate_id": "cand-9", "payer_kind": "candidate",
+                                                 "payer_id": "cand-9"})
+        assert again["due_id"] == due["due_id"]
+        payments.set_fee(STAFF, "exam_fee_written", {"description": "Written exam, per course", "amount_fen": 3500})
+        assert payments.dues_for_payer(STAFF, "candidate", "cand-9")["dues"][0]["amount_fen"] == 3000
+        with pytest.raises(NotFound) as unknown:
+            payments.open_due(STAFF, {"purpose": "no_such_fee", "reference_id": "x", "candidate_id": "c",
+                                      "payer_kind": "candidate", "payer_id": "c"})
+        assert unknown.value.code == "unknown_fee"
+        with pytest.raises(Forbidden):
+            payments.open_due(candidate(), {"purpose": "certificate_fee", "reference_id": "x", "candidate_id": "c",
+                                            "payer_kind": "candidate", "payer_id": "c"})
+
+
+def test_a_candidate_pays_once_through_a_signed_notification(payments_service, event_spy):
+    config, bank = payments_service
+    db = config["DB_URI"]
+    spy = event_spy("payments")
+    envelope = make_envelope(awaiting())
+    publish_event(config["AMQP_URI"], awaiting(), envelope)
+    publish_event(config["AMQP_URI"], awaiting(), envelope)  # redelivered: still one due
+    due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
+    assert due["amount_fen"] == 6000 and due["purpose"] == "certificate_fee"
+
+    with rpc_proxy("payments", config) as payments:
+        with pytest.raises(Forbidden):
+            payments.dues_for_payer(candidate("cand-2"), "candidate", "cand-1")
+        request = {"due_ids": [due["due_id"]], "invoice": {"title": "王小明"}}
+        order = payments.create_order(candidate(), request, "key-1")
+        assert order["status"] == "created" and order["amount_fen"] == 6000 and order["currency"] == "CNY"
+        assert order["pay_url"].endswith(f"/{order['order_number']}/payment")
+        assert payments.create_order(candidate(), request, "key-1")["order_number"] == order["order_number"]
+        # a double click without a key: the due is in an open order, which is returned
+        assert payments.create_order(candidate(), request, None)["order_number"] == order["order_number"]
+        with pytest.raises(Conflict) as reused:
+            payments.create_order(candidate(), {"due_ids": ["other"]}, "key-1")
+        assert reused.value.code == "idempotency_key_reused"
         with pytest.raises(NotFound):
-            payments.handle_sandbox_callback(unknown, sign_callback(SECRET, unknown.encode()))
-        with pytest.raises(BadRequest):
-            payments.handle_sandbox_callback("{not json", sign_callback(SECRET, b"{not json"))
-        assert query(db, "select status from payment_orders") == [("pending",)]
+            payments.order(candidate("cand-2"), order["order_number"])
+        assert query(db, "select count(*) from payment_orders") == [(1,)]
+
+        trade = bank.pay(MERCHANT, order["order_number"])
+        body, headers = signed(bank, trade)
+
+        forger = domain.load_private_key("somebody else's key")
+        forged_headers = {**headers, "Sandbox-Signature": domain.sign(forger, domain.signing_message(
+            headers["Sandbox-Timestamp"], headers["Sandbox-Nonce"], body.encode()))}
+        with pytest.raises(Unauthorized) as forged:
+            payments.handle_notification("sandbox", body, forged_headers)
+        assert forged.value.code == "invalid_signature"
+        tampered = body.replace('"total":6000', '"total":600')
+        with pytest.raises(Unauthorized):
+            payments.handle_notification("sandbox", tampered, headers)
+        with pytest.raises(Unauthorized):
+            payments.handle_notification("sandbox", body, {k: v for k, v in headers.items()
+                                                            if k != "Sandbox-Signature"})
+        stale_body, stale_headers = signed(bank, trade, now=datetime.now(UTC) - timedelta(minutes=10))
+        with pytest.raises(Unauthorized) as stale:
+            payments.handle_notification("sandbox", stale_body, stale_headers)
+        assert stale.value.code == "stale_notification"
+        assert query(db, "select status from payment_orders") == [("created",)]
         assert query(db, "select count(*) from outbox") == [(0,)]
 
-        ack = payments.handle_sandbox_callback(body, sign_callback(SECRET, body.encode()))
-        assert ack == {"order_number": number, "status": "paid", "duplicate": False}
-        repeat = payments.handle_sandbox_callback(body, sign_callback(SECRET, body.encode()))
-        assert repeat["duplicate"] is True
-        other = callback(number, txn="SBX-2")
-        with pytest.raises(Conflict):
-            payments.handle_sandbox_callback(other, sign_callback(SECRET, other.encode()))
+        ack = payments.handle_notification("sandbox", body, headers)
+        assert ack == {"order_number": order["order_number"], "status": "paid", "duplicate": False}
+        with pytest.raises(Conflict) as replay:
+            payments.handle_notification("sandbox", body, headers)
+        assert replay.value.code == "replayed_notification"
+        retry_body, retry_headers = signed(bank, trade)  # the provider retries: signed afresh
+        assert payments.handle_notification("sandbox", retry_body, retry_headers)["duplicate"] is True
+        with pytest.raises(Conflict) as paid_due:
+            payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, "key-2")
+        assert paid_due.value.code == "due_already_paid"
 
-    succeeded = spy.collect(1)
-    assert succeeded[0]["type"] == "credence.payments.payment_succeeded.v1"
-    assert succeeded[0]["data"]["reference_id"] == "cert-1" and succeeded[0]["data"]["amount_fen"] == 6000
+        staff_view = payments.order(STAFF, order["order_number"])
+        assert staff_view["invoice"] == {"title": "王小明", "tax_number": None}
+        assert staff_view["provider_transaction_id"] == trade.transaction_id
+        assert "invoice" not in payments.order(candidate(), order["order_number"])
+        codes = [i["code"] for i in payments.incidents(STAFF)["incidents"]]
+        assert sorted(codes) == sorted(["invalid_signature", "invalid_signature", "invalid_signature",
+                                        "stale_notification", "replayed_notification"])
+        assert payments.incidents(STAFF, True)["incidents"] == []
+
+    events = spy.collect(1)
+    assert events[0]["type"] == "credence.payments.payment_succeeded.v1"
+    data = events[0]["data"]
+    assert (data["reference_id"], data["due_id"], data["amount_fen"], data["order_amount_fen"]) == (
+        "cert-1", due["due_id"], 6000, 6000)
     assert spy.drain() == []
+    assert query(db, "select count(*) from provider_payments") == [(1,)]
+
+
+def test_wrong_amounts_and_payments_for_closed_orders_are_refused_recorded_and_flagged(payments_service):
+    config, bank = payments_service
+    db = config["DB_URI"]
+    publish_event(config["AMQP_URI"], awaiting("cert-1"))
+    publish_event(config["AMQP_URI"], awaiting("cert-2"))
+    dues = dues_of(config, candidate(), "candidate", "cand-1", 2)
+    with rpc_proxy("payments", config) as payments:
+        first = payments.create_order(candidate(), {"due_ids": [dues[0]["due_id"]]}, "a")
+        short = payments.sandbox_pay(candidate(), first["order_number"], {"amount_fen": 1})
+        assert short["refused"]["code"] == "amount_mismatch" and short["acknowledgement"] is None
+        assert payments.order(candidate(), first["order_number"])["status"] == "created"
+
+        second = payments.create_order(candidate(), {"due_ids": [dues[1]["due_id"]]}, "b")
+        closed = payments.close_order(candidate(), second["order_number"])
+        assert closed["status"] == "closed" and closed["ended_at"]
+        assert payments.dues_for_payer(candidate(), "candidate", "cand-1")["dues"][1]["open_order_number"] is None
+        with pytest.raises(Conflict):
+            payments.sandbox_pay(candidate(), second["order_number"], {})  # the provider refuses a closed order
+        late = bank.pay(MERCHANT, second["order_number"], even_if_closed=True)  # ... unless it raced the close
+        body, headers = signed(bank, late)
+        with pytest.raises(Conflict) as refused:
+            payments.handle_notification("sandbox", body, headers)
+        assert refused.value.code == "order_closed"
+        assert payments.order(candidate(), second["order_number"])["status"] == "closed"
+
+        flagged = payments.incidents(STAFF, True)["incidents"]
+        assert {(i["code"], i["order_number"]) for i in flagged} == {
+            ("amount_mismatch", first["order_number"]), ("order_closed", second["order_number"])}
+        assert next(i for i in flagged if i["code"] == "order_closed")["provider_transaction_id"] == \
+            late.transaction_id
+        # the due of the closed order can be paid in a new order
+        third = payments.create_order(candidate(), {"due_ids": [dues[1]["due_id"]]}, "c")
+        assert third["order_number"] != second["order_number"]
+    assert query(db, "select count(*) from provider_payments") == [(0,)]
+    assert query(db, "select count(*) from outbox") == [(0,)]
+
+
+def test_an_institution_pays_for_many_candidates_in_one_order_and_only_its_own(payments_service, event_spy):
+    config, _ = payments_service
+    spy = event_spy("payments")
+    for cert, cand, inst in (("c-1", "s-1", "inst-1"), ("c-2", "s-2", "inst-1"), ("c-3", "s-3", "inst-2")):
+        publish_event(config["AMQP_URI"], awaiting(cert, cand, "institution", inst))
+    mine = dues_of(config, institution(), "institution", "inst-1", 2)
+    theirs = dues_of(config, institution("inst-2"), "institution", "inst-2", 1)
+    with rpc_proxy("payments", config) as payments:
+        with pytest.raises(Forbidden) as not_theirs:
+            payments.create_order(institution(), {"due_ids": [mine[0]["due_id"], theirs[0]["due_id"]]}, "k")
+        assert not_theirs.value.code == "not_your_candidate"
+        with pytest.raises(Forbidden):
+            payments.create_order(candidate("s-1"), {"due_ids": [mine[0]["due_id"]]}, "k")  # institution pays it
+        with pytest.raises(InvalidInput):
+            payments.create_order(institution(), {"due_ids": [mine[0]["due_id"]],
+                                                  "invoice": {"title": "某培训学校", "tax_number": "91110000600037341X"}},
+                                  "k")
+        order = payments.create_order(institution(), {
+            "due_ids": [d["due_id"] for d in mine],
+            "invoice": {"title": "北京某职业培训学校", "tax_number": "91110000600037341l"}}, "k")
+        assert order["amount_fen"] == 12000 and len(order["items"]) == 2
+        assert {i["candidate_id"] for i in order["items"]} == {"s-1", "s-2"}
+        assert payments.order(STAFF, order["order_number"])["invoice"]["tax_number"] == "91110000600037341L"
+        ack = payments.sandbox_pay(institution(), order["order_number"], {})["acknowledgement"]
+        assert ack["status"] == "paid"
+        assert [o["status"] for o in payments.orders_for_payer(institution(), "institution", "inst-1")["orders"]] \
+            == ["paid"]
+        refusals = payments.incidents(STAFF)["incidents"]
+        assert [i["code"] for i in refusals].count("not_your_candidate") == 1
+    events = spy.collect(2)
+    assert sorted(e["data"]["reference_id"] for e in events) == ["c-1", "c-2"]
+    assert {e["data"]["payer_id"] for e in events} == {"inst-1"}
+    assert {e["data"]["order_amount_fen"] for e in events} == {12000}
+    assert spy.drain() == []
+
+
+def test_many_concurrent_duplicate_notifications_credit_once(payments_service):
+    config, bank = payments_service
+    db = config["DB_URI"]
+    publish_event(config["AMQP_URI"], awaiting())
+    due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
+    with rpc_proxy("payments", config) as payments:
+        order = payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, "k")
+    trade = bank.pay(MERCHANT, order["order_number"])
+    deliveries = [signed(bank, trade) for _ in range(8)]
+    answers, errors = [], []
+
+    def deliver(body, headers):
+        try:
+            with rpc_proxy("payments", config) as payments:
+                answers.append(payments.handle_notification("sandbox", body, headers))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver, args=d) for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 7
+    assert query(db, "select count(*) from provider_payments") == [(1,)]
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_succeeded.v1'") \
+        == [(1,)]
+
+
+def paid_order(config, bank, certificate_id="cert-1") -> dict:
+    publish_event(config["AMQP_URI"], awaiting(certificate_id))
+    due = wait_for(lambda: next((d for d in rpc_dues(config) if d["reference_id"] == certificate_id), None),
+                   what="due")
+    with rpc_proxy("payments", config) as payments:
+        order = payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, certificate_id)
+        assert payments.sandbox_pay(candidate(), order["order_number"], {})["acknowledgement"]["status"] == "paid"
+        return payments.order(STAFF, order["order_number"])
+
+
+def rpc_dues(config) -> list:
+    with rpc_proxy("payments", config) as payments:
+        return payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
+
+
+def test_refunds_go_back_once_never_exceed_the_payment_and_carry_a_promise(payments_service, event_spy):
+    config, bank = payments_service
+    db = config["DB_URI"]
+    order = paid_order(config, bank)
+    spy = event_spy("payments", "credence.payments.payment_refunded.v1")
+    number = order["order_number"]
+    with rpc_proxy("payments", config) as payments:
+        with pytest.raises(Forbidden):
+            payments.request_refund(candidate(), {"order_number": number, "amount_fen": 100, "reason": "x",
+                                                  "request_key": "r0"})
+        with pytest.raises(InvalidInput) as too_much:
+            payments.request_refund(STAFF, {"order_number": number, "amount_fen": 6001, "reason": "too much",
+                                            "request_key": "r1"})
+        assert too_much.value.code == "refund_exceeds_payment"
+        with pytest.raises(InvalidInput):
+            payments.request_refund(STAFF, {"order_number": number, "amount_fen": 20.5, "reason": "float",
+                                            "request_key": "r1"})
+        part = payments.request_refund(CERTIFICATES, {"order_number": number, "amount_fen": 2000,
+                                                      "reason": "reissue application cancelled",
+                                                      "reference_id": "cert-1", "request_key": "reissue-7"})
+        assert part["status"] == "succeeded" and part["requested_by"] == "service:certificates"
+        assert payments.request_refund(CERTIFICATES, {"order_number": number, "amount_fen": 2000,
+                                                      "reason": "reissue application cancelled",
+                                                      "reference_id": "cert-1", "request_key": "reissue-7"}
+                                       )["refund_number"] == part["refund_number"]
+        requested = datetime.fromisoformat(part["requested_at"])
+        assert part["promised_by"] == domain.add_working_days(business_day(requested), 3).isoformat()
+        assert payments.order(STAFF, number)["status"] == "partially_refunded"
+        with pytest.raises(InvalidInput):
+            payments.request_refund(STAFF, {"order_number": number, "amount_fen": 4001, "reason": "rest+1",
+                                            "request_key": "r2"})
+        rest = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 4000, "reason": "rest",
+                                               "request_key": "r3"})
+        assert rest["status"] == "succeeded"
+        after = payments.order(STAFF, number)
+        assert after["status"] == "refunded" and after["refunded_fen"] == 6000
+        with pytest.raises(InvalidInput):
+            payments.request_refund(STAFF, {"order_number": number, "amount_fen": 1, "reason": "more",
+                                            "request_key": "r4"})
+        assert [r["amount_fen"] for r in payments.refunds(STAFF, False, number)["refunds"]] == [2000, 4000]
+        assert payments.refunds(STAFF, True)["refunds"] == []
+        assert [i["code"] for i in payments.incidents(STAFF)["incidents"]].count("refund_exceeds_payment") == 3
+    events = spy.collect(2)
+    assert [(e["data"]["amount_fen"], e["data"]["fully_refunded"]) for e in events] == [(2000, False), (4000, True)]
+    assert query(sandbox_db_uri(None, db), "select count(*), sum(amount_fen) from sandbox_provider_refunds") == [(2, 6000)]
+
+
+def test_a_refund_the_provider_could_not_make_is_retried_with_the_same_number(payments_service):
+    config, bank = payments_service
+    order = paid_order(config, bank)
+    engine = make_engine(config["DB_URI"])
+    rules = usecases.PaymentRules()
+    try:
+        with Session(engine) as session, session.begin():
+            refund = usecases.request_refund(session, rules, "staff:s", usecases.RequestRefund(
+                order_number=order["order_number"], amount_fen=6000, reason="r", request_key="k"),
+                usecases.IncidentContext())
+        provider = SandboxProvider(bank, domain.load_private_key(SIGNING_SEED).public_key(), MERCHANT, "/pay")
+        first = provider.refund(refund.refund_number, order["order_number"], order["provider_transaction_id"], 6000)
+        # our commit was lost (a crash after the provider refunded): the retry sends the same number
+        again = provider.refund(refund.refund_number, order["order_number"], order["provider_transaction_id"], 6000)
+        assert again.provider_refund_id == first.provider_refund_id
+        with Session(engine) as session, session.begin():
+            assert usecases.complete_refund(session, "sandbox", refund.refund_number, again.provider_refund_id)
+        with Session(engine) as session, session.begin():
+            assert not usecases.complete_refund(session, "sandbox", refund.refund_number, again.provider_refund_id)
+    finally:
+        engine.dispose()
+    assert query(sandbox_db_uri(None, config["DB_URI"]), "select count(*) from sandbox_provider_refunds") == [(1,)]
+    assert query(config["DB_URI"], "select refunded_fen, status from payment_orders") == [(6000, "refunded")]
+
+
+def test_an_unpaid_order_expires_but_a_payment_whose_notification_was_lost_is_credited(payments_service):
+    config, bank = payments_service
+    publish_event(config["AMQP_URI"], awaiting("cert-1"))
+    publish_event(config["AMQP_URI"], awaiting("cert-2"))
+    dues = dues_of(config, candidate(), "candidate", "cand-1", 2)
+    with rpc_proxy("payments", config) as payments:
+        unpaid = payments.create_order(candidate(), {"due_ids": [dues[0]["due_id"]]}, "u")
+        lost = payments.create_order(candidate(), {"due_ids": [dues[1]["due_id"]]}, "l")
+    bank.pay(MERCHANT, lost["order_number"])  # paid, but the notification never arrives
+    provider = SandboxProvider(bank, domain.load_private_key(SIGNING_SEED).public_key(), MERCHANT, "/pay")
+    engine = make_engine(config["DB_URI"])
+    later = utcnow() + timedelta(hours=1)
+    try:
+        with Session(engine) as session, session.begin():
+            assert sorted(usecases.expired_order_numbers(session, later)) == sorted(
+                [unpaid["order_number"], lost["order_number"]])
+        for number in (unpaid["order_number"], lost["order_number"]):
+            with Session(engine) as session, session.begin():
+                usecases.expire_order(session, provider, number, later)
+    finally:
+        engine.dispose()
+    with rpc_proxy("payments", config) as payments:
+        assert payments.order(candidate(), unpaid["order_number"])["status"] == "expired"
+        assert payments.order(candidate(), lost["order_number"])["status"] == "paid"
+        with pytest.raises(Conflict):
+            payments.sandbox_pay(candidate(), unpaid["order_number"], {})
+    assert query(config["DB_URI"], "select source from provider_payments") == [("query",)]
+
+
+def test_reconciliation_lists_every_mismatch_with_the_provider_statement(payments_service):
+    config, bank = payments_service
+    db = config["DB_URI"]
+    matched = paid_order(config, bank, "cert-1")
+    differs = paid_order(config, bank, "cert-2")
+    with rpc_proxy("payments", config) as payments:
+        payments.request_refund(STAFF, {"order_number": matched["order_number"], "amount_fen": 1000,
+                                        "reason": "partial", "request_key": "k"})
+    # the provider took a payment we never heard of, and we booked one amount wrong
+    bank.prepay(MERCHANT, "P-STRAY", 5000, "stray", utcnow() + timedelta(minutes=30))
+    stray = bank.pay(MERCHANT, "P-STRAY")
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE provider_payments SET amount_fen = 5999 WHERE order_number = "
+                                       f"'{differs['order_number']}'")
+    finally:
+        engine.dispose()
+    today = business_day(utcnow()).isoformat()
+    with rpc_proxy("payments", config) as payments:
+        report = payments.reconcile(STAFF, today)
+        with pytest.raises(InvalidInput):
+            payments.reconcile(STAFF, "yesterday")
+        with pytest.raises(Forbidden):
+            payments.reconcile(candidate(), today)
+    assert report["payments_matched"] == 1 and report["refunds_matched"] == 1
+    assert {(m["kind"], m["entry"], m["order_number"]) for m in report["mismatches"]} == {
+        ("missing_in_credence", "payment", "P-STRAY"), ("amount_differs", "payment", differs["order_number"])}
+    stray_line = next(m for m in report["mismatches"] if m["order_number"] == "P-STRAY")
+    assert stray_line["reference"] == stray.transaction_id and stray_line["provider_amount_fen"] == 5000
+    assert report["provider_total_fen"] == 6000 + 6000 + 5000 - 1000
+    assert report["credence_total_fen"] == 6000 + 5999 - 1000
+    assert json.dumps(report)  # plain JSON for the CLI and the staff route

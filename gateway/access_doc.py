@@ -111,9 +111,14 @@ a refresh token (`refresh_session`, `logout`), a code texted to the mobile numbe
 
 Scoring, certificates and payments check the actor too: `record_results`, `publish_results`, `import_results`, \
 `import_report` and `result_history` need role `staff`; `results_for_candidate` and \
-`certificates_for_candidate` answer only for the candidate themself or staff; `orders_for_payer` only for the \
-payer themself or staff. `list_programs` is public. The payment callback is checked by payments itself: the \
-HMAC signature and the exact amount.
+`certificates_for_candidate` answer only for the candidate themself or staff; `dues_for_payer`, \
+`orders_for_payer`, `order` and `close_order` only for the payer themself or staff, and `create_order` only \
+for the payer a due names (an institution for its own candidates). `set_fee`, `incidents` and `reconcile` \
+need staff; `open_due`, `request_refund` and `refunds` take staff or another Credence service on the bus \
+(`{"role": "service", "subject": "certificates"}`; the gateway never sends that role). `list_programs` and \
+`fee_schedule` are public. A payment notification carries no actor: payments checks the provider's signature \
+on the raw body (with the provider's public key), its freshness and nonce, then merchant, currency, order \
+and exact amount.
 """
 
 

@@ -12,14 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CASES = [
     ("gateway/config.yml", "gateway.service:GatewayService", "JWT_SECRET"),
-    ("services/payments/config.yml", "services.payments.service:PaymentsService", "PAYMENT_CALLBACK_SECRET"),
+    ("services/payments/config.yml", "services.payments.service:PaymentsService", "PAYMENT_SANDBOX_SIGNING_KEY"),
     ("services/identity/config.yml", "services.identity.service:IdentityService", "BOOTSTRAP_STAFF_PASSWORD"),
 ]
 
 
 def run_runner(config: str, service: str, **env) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("JWT_SECRET", "PAYMENT_CALLBACK_SECRET", "BOOTSTRAP_STAFF_PASSWORD")}
+                   if k not in ("JWT_SECRET", "PAYMENT_SANDBOX_SIGNING_KEY", "BOOTSTRAP_STAFF_PASSWORD")}
     environment.update(env)
     # An unreachable broker: if the guard did not refuse, start-up would fail differently (and slowly).
     environment["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:1/"

@@ -174,7 +174,7 @@ def test_secrets_are_required_from_the_host(services, spec):
 def test_the_secret_scan_finds_the_secrets():
     """Guards the scan itself: if the regex stopped matching, the test above would pass vacuously."""
     found = set().union(*(secret_env_names(spec) for spec in PROCESSES))
-    assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_CALLBACK_SECRET"} <= found
+    assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY"} <= found
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)

@@ -203,11 +203,11 @@ def test_the_services_known_to_hold_secrets_are_refused_in_production(clean_env)
 
 
 def test_secrets_stay_strings_whatever_they_look_like(clean_env):
-    clean_env.setenv("PAYMENT_CALLBACK_SECRET", "00112233")
+    clean_env.setenv("PAYMENT_SANDBOX_SIGNING_KEY", "00112233")
     clean_env.setenv("JWT_SECRET", "yes")
     payments = load_config(next(p for p in CONFIG_FILES if "payments" in str(p)))
     gateway = load_config(next(p for p in CONFIG_FILES if "gateway" in str(p)))
-    assert payments["PAYMENT_CALLBACK_SECRET"] == "00112233"
+    assert payments["PAYMENT_SANDBOX_SIGNING_KEY"] == "00112233"
     assert gateway["JWT_SECRET"] == "yes"
 
 

@@ -67,9 +67,10 @@ def test_request_and_response_models_are_referenced(document, route):
         assert op["requestBody"]["required"] is not optional_body
         schema = op["requestBody"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
-    if route.signed:
-        names = [p["name"] for p in op["parameters"] if p["in"] == "header" and p["required"]]
-        assert names == ["X-Credence-Signature"]
+    if route.header_params:
+        documented = {p["name"]: p["required"] for p in op["parameters"] if p["in"] == "header"}
+        assert documented == {name: required for name, required, _ in route.header_params}
+    if route.documented_body is not None:
         assert op["requestBody"]["required"] is True
         documented = op["requestBody"]["content"]["application/json"]["schema"]
         assert documented == {"$ref": f"#/components/schemas/{route.documented_body.__name__}"}

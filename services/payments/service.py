@@ -10,7 +10,6 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 
 from credence_common.actors import Actor, require_role
-from credence_common.config import is_production
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateAwaitingPaymentV1
 from credence_common.contracts.payments import (
@@ -29,8 +28,9 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse
 from services.payments import domain, usecases
+from services.payments.configuration import configured_payments
 from services.payments.models import OutboxEvent, ProcessedEvent
-from services.payments.providers import ProviderError, SandboxBank, SandboxProvider, sandbox_db_uri
+from services.payments.providers import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +45,11 @@ class Payments(DependencyProvider):
     """The configured provider, its sandbox bank (development and staging only) and the payment rules."""
 
     def setup(self):
-        config = self.container.config
-        kind = config.get("PAYMENT_PROVIDER", "sandbox")
-        if kind != "sandbox":
-            raise ValueError(f"PAYMENT_PROVIDER={kind!r}: only 'sandbox' exists so far")
-        if is_production():
-            # the sandbox pays anything anyone asks it to: in production it would hand out free certificates
-            raise ValueError("PAYMENT_PROVIDER=sandbox is refused in production")
-        private_key = domain.load_private_key(str(config["PAYMENT_SANDBOX_SIGNING_KEY"]))
-        public_pem = str(config.get("PAYMENT_PROVIDER_PUBLIC_PEM") or "") or domain.public_key_pem(private_key)
-        self.bank = SandboxBank(sandbox_db_uri(config.get("PAYMENT_SANDBOX_DB_URI"), config["DB_URI"]), private_key)
-        self.provider = SandboxProvider(
-            self.bank, domain.load_public_key(public_pem), str(config.get("PAYMENT_MERCHANT_ID", "1900000001")),
-            str(config.get("PAYMENT_SANDBOX_PAY_URL", "/api/v1/sandbox-provider/orders")),
-            int(config.get("PAYMENT_NOTIFY_TOLERANCE_SECONDS", 300)))
-        self.rules = usecases.PaymentRules(
-            order_ttl_seconds=int(config.get("PAYMENT_ORDER_TTL_SECONDS", 1800)),
-            refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS", 3)),
-            holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")))
+        self.setup_ = configured_payments(self.container.config)
+        self.provider, self.bank, self.rules = self.setup_.provider, self.setup_.bank, self.setup_.rules
 
     def stop(self):
-        self.bank.close_engine()
+        self.setup_.close()
 
     def kill(self):
         self.stop()

@@ -9,7 +9,9 @@ import urllib.parse
 import requests
 
 from credence_common.certificate_numbers import format_certificate_number
+from credence_common.events import utcnow
 from services.payments import domain as payments_domain
+from services.payments.providers import business_day
 
 
 def post(platform, path, token=None, **kwargs):
@@ -222,3 +224,52 @@ def test_result_files_upload_through_the_gateway(platform, journey):
     record = get(platform, "/api/v1/me/record", journey["candidate_token"]).json()
     law = next(p for p in record["programs"] if p["program_code"] == "ZK-LAW")
     assert {c["course_code"]: c["state"] for c in law["courses"]}["00015"] == "passed" and law["graduated"] is False
+
+
+def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, journey):
+    staff, candidate = journey["staff_token"], journey["candidate_token"]
+    order_number = journey["order"]["order_number"]
+    fees = get(platform, "/api/v1/fees").json()["fees"]
+    assert {f["fee_code"]: f["amount_fen"] for f in fees}["certificate_reissue"] == 10000
+    changed = requests.put(platform.gateway_url + "/api/v1/fees/exam_fee_practical", timeout=15,
+                           headers={"Authorization": f"Bearer {staff}"},
+                           json={"description": "Practical exam", "amount_fen": 4500})
+    assert changed.status_code == 200 and changed.json()["amount_fen"] == 4500
+    floaty = requests.put(platform.gateway_url + "/api/v1/fees/exam_fee_practical", timeout=15,
+                          headers={"Authorization": f"Bearer {staff}"},
+                          json={"description": "Practical exam", "amount_fen": 45.5})
+    assert floaty.status_code == 422
+
+    dues = get(platform, "/api/v1/me/payment-dues", candidate).json()["dues"]
+    assert [d["status"] for d in dues] == ["paid"]
+    bad_key = post(platform, "/api/v1/payment-orders", candidate, json={"due_ids": [dues[0]["due_id"]]},
+                   headers={"Idempotency-Key": "ü" * 3})
+    assert bad_key.status_code == 422 and error_code(bad_key) == "invalid_idempotency_key"
+    again = post(platform, "/api/v1/payment-orders", candidate, json={"due_ids": [dues[0]["due_id"]]})
+    assert again.status_code == 409 and error_code(again) == "due_already_paid"
+    mine = get(platform, f"/api/v1/payment-orders/{order_number}", candidate).json()
+    assert mine["status"] in ("paid", "partially_refunded") and "invoice" not in mine
+    assert get(platform, f"/api/v1/payment-orders/{order_number}", staff).json()["invoice"]["title"] == \
+        journey["full_name"]
+
+    refund_request = {"order_number": order_number, "amount_fen": 1000, "reason": "goodwill",
+                      "request_key": "e2e-goodwill"}
+    assert post(platform, "/api/v1/refunds", candidate, json=refund_request).status_code == 403
+    too_much = post(platform, "/api/v1/refunds", staff, json={**refund_request, "amount_fen": 999999,
+                                                              "request_key": "e2e-too-much"})
+    assert too_much.status_code == 422 and error_code(too_much) == "refund_exceeds_payment"
+    refund = post(platform, "/api/v1/refunds", staff, json=refund_request)
+    assert refund.status_code == 201 and refund.json()["status"] == "succeeded"
+    assert post(platform, "/api/v1/refunds", staff, json=refund_request).json()["refund_number"] == \
+        refund.json()["refund_number"]
+    listed = get(platform, f"/api/v1/refunds?order_number={order_number}", staff).json()["refunds"]
+    assert [r["amount_fen"] for r in listed] == [1000]
+    assert get(platform, f"/api/v1/payment-orders/{order_number}", candidate).json()["status"] == \
+        "partially_refunded"
+
+    report = get(platform, f"/api/v1/payment-reconciliations/{business_day(utcnow()).isoformat()}", staff)
+    assert report.status_code == 200, report.text
+    assert report.json()["mismatches"] == [] and report.json()["refunds_matched"] >= 1
+    assert get(platform, "/api/v1/payment-reconciliations/not-a-date", staff).status_code == 422
+    incidents = get(platform, "/api/v1/payment-incidents", staff).json()["incidents"]
+    assert "refund_exceeds_payment" in {i["code"] for i in incidents}

@@ -220,9 +220,8 @@ def test_an_institution_pays_for_many_candidates_in_one_order_and_only_its_own(p
         with pytest.raises(Forbidden):
             payments.create_order(candidate("s-1"), {"due_ids": [mine[0]["due_id"]]}, "k")  # institution pays it
         with pytest.raises(InvalidInput):
-            payments.create_order(institution(), {"due_ids": [mine[0]["due_id"]],
-                                                  "invoice": {"title": "某培训学校", "tax_number": "91110000600037341X"}},
-                                  "k")
+            bad_tax_number = {"title": "某培训学校", "tax_number": "91110000600037341X"}
+            payments.create_order(institution(), {"due_ids": [mine[0]["due_id"]], "invoice": bad_tax_number}, "k")
         order = payments.create_order(institution(), {
             "due_ids": [d["due_id"] for d in mine],
             "invoice": {"title": "北京某职业培训学校", "tax_number": "91110000600037341l"}}, "k")
@@ -331,7 +330,8 @@ def test_refunds_go_back_once_never_exceed_the_payment_and_carry_a_promise(payme
         assert [i["code"] for i in payments.incidents(STAFF)["incidents"]].count("refund_exceeds_payment") == 3
     events = spy.collect(2)
     assert [(e["data"]["amount_fen"], e["data"]["fully_refunded"]) for e in events] == [(2000, False), (4000, True)]
-    assert query(sandbox_db_uri(None, db), "select count(*), sum(amount_fen) from sandbox_provider_refunds") == [(2, 6000)]
+    bank_ledger = sandbox_db_uri(None, db)
+    assert query(bank_ledger, "select count(*), sum(amount_fen) from sandbox_provider_refunds") == [(2, 6000)]
 
 
 def test_a_refund_the_provider_could_not_make_is_retried_with_the_same_number(payments_service):
@@ -421,3 +421,43 @@ def test_reconciliation_lists_every_mismatch_with_the_provider_statement(payment
     assert report["provider_total_fen"] == 6000 + 6000 + 5000 - 1000
     assert report["credence_total_fen"] == 6000 + 5999 - 1000
     assert json.dumps(report)  # plain JSON for the CLI and the staff route
+
+
+def test_the_cli_reconciles_and_lists_refunds_and_incidents(payments_service, tmp_path, monkeypatch):
+    import yaml
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from services.payments import cli
+    from services.payments.cli import app
+
+    monkeypatch.setattr(cli, "console", Console(width=200))
+
+    config, bank = payments_service
+    order = paid_order(config, bank)
+    settings = tmp_path / "payments.yml"
+    settings.write_text(yaml.safe_dump({"DB_URI": config["DB_URI"], "PAYMENT_SANDBOX_SIGNING_KEY": SIGNING_SEED}))
+    today = business_day(utcnow()).isoformat()
+    runner = CliRunner()
+    clean = runner.invoke(app, ["reconcile", today, "--config", str(settings)])
+    assert clean.exit_code == 0, clean.output
+    assert "1 payments and 0 refunds match" in clean.output and "No mismatches" in clean.output
+    bank.prepay(MERCHANT, "P-STRAY", 5000, "stray", utcnow() + timedelta(minutes=30))
+    bank.pay(MERCHANT, "P-STRAY")
+    found = runner.invoke(app, ["reconcile", today, "--config", str(settings), "--json"])
+    assert found.exit_code == 1
+    report = json.loads(found.output)
+    assert [(m["kind"], m["order_number"]) for m in report["mismatches"]] == [("missing_in_credence", "P-STRAY")]
+    assert runner.invoke(app, ["reconcile", "not-a-day", "--config", str(settings)]).exit_code == 2
+    with rpc_proxy("payments", config) as payments:
+        payments.request_refund(STAFF, {"order_number": order["order_number"], "amount_fen": 6000, "reason": "r",
+                                        "request_key": "k"})
+        with pytest.raises(InvalidInput):
+            payments.request_refund(STAFF, {"order_number": order["order_number"], "amount_fen": 1,
+                                            "reason": "r", "request_key": "k2"})
+    listed = runner.invoke(app, ["refunds", "--config", str(settings)])
+    assert listed.exit_code == 0 and "succeeded" in listed.output and "60.00" in listed.output
+    assert "No refunds." in runner.invoke(app, ["refunds", "--overdue", "--config", str(settings)]).output
+    incidents = runner.invoke(app, ["incidents", "--config", str(settings)])
+    assert "refund_exceeds_payment" in incidents.output
+    assert "No incidents." in runner.invoke(app, ["incidents", "--flagged", "--config", str(settings)]).output

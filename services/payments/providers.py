@@ -240,8 +240,8 @@ class SandboxBank:
             trade = session.get(SandboxTrade, (merchant_id, order_number), with_for_update=True)
             if trade is None:
                 raise ProviderError("ORDER_NOT_EXIST", "The provider has no such order.", retryable=False)
-            if trade.trade_state == "SUCCESS":
-                return trade
+            if trade.trade_state in ("SUCCESS", "REFUND"):
+                return trade  # paying twice is the provider's "already paid", not a second charge
             if trade.trade_state == "CLOSED" and not even_if_closed:
                 raise ProviderError("ORDER_CLOSED", "The order is closed at the provider.", retryable=False)
             trade.trade_state = "SUCCESS"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -241,31 +240,19 @@ def test_an_institution_pays_for_many_candidates_in_one_order_and_only_its_own(p
     assert spy.drain() == []
 
 
-def test_many_concurrent_duplicate_notifications_credit_once(payments_service):
+def test_a_hundred_concurrent_duplicate_notifications_credit_once(payments_service):
     config, bank = payments_service
     db = config["DB_URI"]
     publish_event(config["AMQP_URI"], awaiting())
     due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
     with rpc_proxy("payments", config) as payments:
         order = payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, "k")
-    trade = bank.pay(MERCHANT, order["order_number"])
-    deliveries = [signed(bank, trade) for _ in range(8)]
-    answers, errors = [], []
-
-    def deliver(body, headers):
-        try:
-            with rpc_proxy("payments", config) as payments:
-                answers.append(payments.handle_notification("sandbox", body, headers))
-        except Exception as error:  # noqa: BLE001 - collected and asserted below
-            errors.append(error)
-
-    threads = [threading.Thread(target=deliver, args=d) for d in deliveries]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
-    assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 7
+        trade = bank.pay(MERCHANT, order["order_number"])
+        # the provider retries, each delivery signed afresh; all of them in flight at once
+        pending = [payments.handle_notification.call_async("sandbox", *signed(bank, trade)) for _ in range(100)]
+        answers = [reply.result() for reply in pending]
+    assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 99
+    assert {a["status"] for a in answers} == {"paid"}
     assert query(db, "select count(*) from provider_payments") == [(1,)]
     assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_succeeded.v1'") \
         == [(1,)]
@@ -461,3 +448,58 @@ def test_the_cli_reconciles_and_lists_refunds_and_incidents(payments_service, tm
     incidents = runner.invoke(app, ["incidents", "--config", str(settings)])
     assert "refund_exceeds_payment" in incidents.output
     assert "No incidents." in runner.invoke(app, ["incidents", "--flagged", "--config", str(settings)]).output
+
+
+def test_a_crash_between_crediting_and_publishing_delivers_payment_succeeded_once_to_certificates(
+        start_service, container_factory, event_spy):
+    from services.certificates.service import CertificatesService
+    from tests.integration.test_certificates import qualified
+
+    certificates, certificates_config = start_service(CertificatesService)
+    payments, config = start_service(PaymentsService, AMQP_URI=certificates_config["AMQP_URI"])
+    db, certificates_db = config["DB_URI"], certificates_config["DB_URI"]
+    spy = event_spy("payments", "credence.payments.payment_succeeded.v1")
+    publish_event(config["AMQP_URI"], qualified())
+    due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
+    with rpc_proxy("payments", config) as rpc:
+        order = rpc.create_order(candidate(), {"due_ids": [due["due_id"]]}, "k")
+    payments.stop()  # the payments process is gone ...
+
+    # ... right after it committed the credit and its outbox row, before the relay published anything
+    bank = SandboxBank(sandbox_db_uri(None, db), domain.load_private_key(SIGNING_SEED))
+    provider = SandboxProvider(bank, domain.load_private_key(SIGNING_SEED).public_key(), MERCHANT, "/pay")
+    body, headers = bank.notification(bank.pay(MERCHANT, order["order_number"]))
+    engine = make_engine(db)
+    try:
+        with Session(engine) as session, session.begin():
+            usecases.handle_notification(session, provider, body, headers, usecases.IncidentContext())
+    finally:
+        engine.dispose()
+        bank.close_engine()
+    assert query(db, "select count(*) from outbox where published_at is null") == [(1,)]
+    assert spy.drain() == []
+    assert query(certificates_db, "select status from certificates") == [("awaiting_candidate_payment",)]
+
+    container_factory(PaymentsService, config).start()  # the restarted process publishes what was left
+    issued = wait_for(lambda: query(certificates_db, "select certificate_number from certificates "
+                                                     "where status = 'issued'"), what="certificate issued")
+    first = spy.collect(1)
+    assert len(first) == 1
+
+    # the other crash point: published, but the process died before marking the row published
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE outbox SET published_at = NULL")
+    finally:
+        engine.dispose()
+    container_factory(PaymentsService, config).start()
+    again = spy.collect(1)
+    assert [e["id"] for e in again] == [first[0]["id"]]  # the same event, delivered a second time
+    wait_for(lambda: query(db, "select count(*) from outbox where published_at is null") == [(0,)], what="relay")
+    wait_for(lambda: query(certificates_db, "select count(*) from processed_events where event_type = "
+                                            "'credence.payments.payment_succeeded.v1'") == [(1,)], what="inbox")
+    spy.drain()
+    assert query(certificates_db, "select certificate_number, status from certificates") == [(issued[0][0], "issued")]
+    assert query(certificates_db, "select count(*) from outbox where event_type = "
+                                  "'credence.certificate.issued.v1'") == [(1,)]

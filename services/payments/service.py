@@ -277,7 +277,7 @@ class PaymentsService(HealthCheck):
         with self.db.transaction() as session:
             usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
 
-    @timer(interval=15)
+    @timer(interval=5)
     def submit_pending_refunds(self) -> None:
         """Retries refunds the provider has not confirmed; the same refund number every time."""
         with self.db.transaction() as session:

@@ -503,3 +503,63 @@ def test_a_crash_between_crediting_and_publishing_delivers_payment_succeeded_onc
     assert query(certificates_db, "select certificate_number, status from certificates") == [(issued[0][0], "issued")]
     assert query(certificates_db, "select count(*) from outbox where event_type = "
                                   "'credence.certificate.issued.v1'") == [(1,)]
+
+
+def test_notifications_for_unknown_orders_other_merchants_or_currencies_are_refused_and_flagged(payments_service):
+    config, bank = payments_service
+    db = config["DB_URI"]
+    publish_event(config["AMQP_URI"], awaiting())
+    due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
+    with rpc_proxy("payments", config) as payments:
+        order = payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, "k")
+        bank.prepay(MERCHANT, "P-NOT-OURS", 6000, "unknown", utcnow() + timedelta(minutes=30))
+        with pytest.raises(NotFound) as unknown:
+            payments.handle_notification("sandbox", *signed(bank, bank.pay(MERCHANT, "P-NOT-OURS")))
+        assert unknown.value.code == "order_not_found"
+
+        bank.prepay("1900000999", order["order_number"], 6000, "other merchant", utcnow() + timedelta(minutes=30))
+        with pytest.raises(InvalidInput) as merchant:
+            payments.handle_notification("sandbox", *signed(bank, bank.pay("1900000999", order["order_number"])))
+        assert merchant.value.code == "merchant_mismatch"
+
+        key = domain.load_private_key(SIGNING_SEED)  # the provider's own key: only the currency is wrong
+        body = json.dumps({"id": "n-usd", "event_type": "TRANSACTION.SUCCESS", "mchid": MERCHANT,
+                           "out_trade_no": order["order_number"], "transaction_id": "T-USD",
+                           "trade_state": "SUCCESS", "amount": {"total": 6000, "currency": "USD"}})
+        timestamp = str(int(utcnow().timestamp()))
+        headers = {"Sandbox-Timestamp": timestamp, "Sandbox-Nonce": "n-usd", "Sandbox-Signature": domain.sign(
+            key, domain.signing_message(timestamp, "n-usd", body.encode()))}
+        with pytest.raises(InvalidInput) as currency:
+            payments.handle_notification("sandbox", body, headers)
+        assert currency.value.code == "currency_mismatch"
+        with pytest.raises(NotFound):
+            payments.handle_notification("alipay", body, headers)
+        flagged = {i["code"]: i for i in payments.incidents(STAFF, True)["incidents"]}
+        assert set(flagged) == {"order_not_found", "merchant_mismatch", "currency_mismatch"}
+        assert flagged["order_not_found"]["order_number"] == "P-NOT-OURS"
+        assert payments.order(candidate(), order["order_number"])["status"] == "created"
+    assert query(db, "select count(*) from provider_payments") == [(0,)]
+
+
+def test_refunds_past_their_promise_are_listed_as_overdue(payments_service):
+    config, bank = payments_service
+    order = paid_order(config, bank)
+    engine = make_engine(config["DB_URI"])
+    try:
+        with Session(engine) as session, session.begin():  # requested, never submitted (provider down)
+            usecases.request_refund(session, usecases.PaymentRules(), "staff:s", usecases.RequestRefund(
+                order_number=order["order_number"], amount_fen=100, reason="late", request_key="late"),
+                usecases.IncidentContext())
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE refunds SET promised_by = '2026-01-05'")
+    finally:
+        engine.dispose()
+    with rpc_proxy("payments", config) as payments:
+        overdue = payments.refunds(STAFF, True)["refunds"]
+        assert [(r["amount_fen"], r["status"], r["overdue"]) for r in overdue] == [(100, "pending", True)]
+        # the retry timer submits it with the number it was given
+        refund_number = overdue[0]["refund_number"]
+        wait_for(lambda: payments.refunds(STAFF, False)["refunds"][0]["status"] == "succeeded", timeout=30,
+                 what="the timer submits the refund")
+        assert payments.refunds(STAFF, True)["refunds"] == []
+        assert payments.refunds(STAFF, False)["refunds"][0]["refund_number"] == refund_number

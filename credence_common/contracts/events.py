@@ -150,14 +150,15 @@ class PaymentSucceededV1(EventPayload):
                                   "candidates) emits one event per due.")
 
     order_number: str
-    due_id: str
+    due_id: str | None = Field(default=None, description="The due paid (absent in events before 2026-11-23)")
     purpose: str = Field(description="Fee code from the fee schedule, e.g. certificate_fee")
     reference_id: str = Field(description="What was paid for: the certificate id for a certificate fee")
-    candidate_id: str
+    candidate_id: str | None = Field(default=None, description="Whose due it was (absent before 2026-11-23)")
     payer_kind: Literal["candidate", "institution"]
     payer_id: str
     amount_fen: int = Field(ge=0, description="This due's amount in fen")
-    order_amount_fen: int = Field(ge=0, description="The whole order's amount in fen")
+    order_amount_fen: int | None = Field(default=None, ge=0, description="The whole order's amount in fen "
+                                         "(absent before 2026-11-23)")
     provider: str
     provider_transaction_id: str
     paid_at: datetime

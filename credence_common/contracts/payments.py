@@ -165,7 +165,7 @@ class SandboxPayment(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount_fen: int | None = Field(default=None, ge=0, strict=True)
+    amount_fen: int | None = Field(default=None, ge=0, le=1_000_000_000, strict=True)
 
 
 class SandboxPaymentOutcome(BaseModel):
@@ -181,7 +181,7 @@ class RequestRefund(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_number: str = Field(min_length=1, max_length=40)
-    amount_fen: int = Field(gt=0, strict=True)
+    amount_fen: int = Field(gt=0, le=1_000_000_000, strict=True)
     reason: str = Field(min_length=1, max_length=200)
     reference_id: str | None = Field(default=None, max_length=64)
     request_key: str = Field(min_length=1, max_length=64,
@@ -196,7 +196,7 @@ class RefundView(BaseModel):
     reason: str
     reference_id: str | None = None
     requested_by: str
-    status: Literal["pending", "succeeded"]
+    status: Literal["pending", "succeeded", "failed"]
     attempts: int
     last_error: str | None = None
     requested_at: datetime

@@ -18,9 +18,10 @@ def initial_status(payer_kind: str) -> str:
     return {"candidate": "awaiting_candidate_payment", "institution": "awaiting_institution_payment"}[payer_kind]
 
 
-def may_issue(status: str, paid_fen: int, fee_fen: int) -> bool:
-    """Issue only a certificate still awaiting payment, and only once the whole fee is paid."""
-    return status in AWAITING_PAYMENT and paid_fen >= fee_fen
+def may_issue(status: str) -> bool:
+    """Issue only a certificate still awaiting payment. Payments prices the fee from its fee schedule and
+    announces a payment only when the due was paid exactly, so its word is the whole fee."""
+    return status in AWAITING_PAYMENT
 
 
 def serial_sequence_name(year: int, exam_region: str) -> str:

@@ -57,10 +57,9 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1) -> None:
     if certificate is None:
         log.error("payment %s names unknown certificate %s", event.order_number, event.reference_id)
         return
-    if not domain.may_issue(certificate.status, event.amount_fen, certificate.certificate_fee_fen):
-        log.warning("payment %s does not issue certificate %s (status %s, paid %s of %s fen)",
-                    event.order_number, certificate.certificate_id, certificate.status, event.amount_fen,
-                    certificate.certificate_fee_fen)
+    if not domain.may_issue(certificate.status):
+        log.warning("payment %s does not issue certificate %s (status %s)", event.order_number,
+                    certificate.certificate_id, certificate.status)
         return
     now = utcnow()
     region = certificate.ticket_number[:2]
@@ -69,6 +68,7 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1) -> None:
     certificate.status = "issued"
     certificate.issued_at = now
     certificate.payment_order_number = event.order_number
+    certificate.certificate_fee_fen = event.amount_fen  # what was paid, at the price payments' schedule set
     outbox.add(session, CertificateIssuedV1(
         certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
         candidate_id=certificate.candidate_id, ticket_number=certificate.ticket_number,

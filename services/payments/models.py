@@ -66,6 +66,9 @@ class PaymentOrder(Base):
     pay_url: Mapped[str] = mapped_column(String(300), nullable=False)
     provider_transaction_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     refunded_fen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Refunds asked for and not yet confirmed: reserved by a conditional update, so concurrent requests can
+    # never together ask for more than was paid.
+    refund_reserved_fen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     invoice_title: Mapped[str | None] = mapped_column(String(100), nullable=True)
     invoice_tax_number: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
@@ -94,6 +97,7 @@ class ProviderPayment(Base):
     order_number: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
     amount_fen: Mapped[int] = mapped_column(Integer, nullable=False)
     credited_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    paid_at_provider: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # for reconciliation
     source: Mapped[str] = mapped_column(String(12), nullable=False)  # notification | query
 
 
@@ -120,7 +124,7 @@ class Refund(Base):
     reference_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
     request_key: Mapped[str] = mapped_column(String(64), nullable=False)
-    status: Mapped[str] = mapped_column(String(12), nullable=False)  # pending | succeeded
+    status: Mapped[str] = mapped_column(String(12), nullable=False)  # pending | succeeded | failed
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -51,6 +51,7 @@ class Notification:
     trade_state: str
     amount_fen: int
     currency: str
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class ProviderTrade:
     transaction_id: str | None
     amount_fen: int
     currency: str
+    paid_at: datetime | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.trade_state in ("SUCCESS", "REFUND") and bool(self.transaction_id)
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,10 @@ class PaymentProvider(Protocol):
     def prepare(self, order_number: str, amount_fen: int, description: str, expires_at: datetime) -> str: ...
     def verify_notification(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> Notification: ...
     def query(self, order_number: str) -> ProviderTrade | None: ...
-    def close(self, order_number: str) -> None: ...
+    def close(self, order_number: str) -> ProviderTrade | None:
+        """Close an unpaid order; answers the trade as it stands afterwards, so a payment that won the race
+        is seen (WeChat Pay answers ORDERPAID)."""
+        ...
     def refund(self, refund_number: str, order_number: str, transaction_id: str, amount_fen: int) -> ProviderRefund: ...
     def statement(self, day: date) -> list[StatementLine]: ...
 
@@ -126,7 +135,8 @@ class SandboxProvider:
     def verify_notification(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> Notification:
         timestamp, nonce = header(headers, HEADER_TIMESTAMP), header(headers, HEADER_NONCE)
         signature = header(headers, HEADER_SIGNATURE)
-        if not timestamp or not nonce or not signature or len(nonce) > 64 or not nonce.isascii():
+        if (not timestamp or not nonce or not signature or len(nonce) > 64 or not nonce.isascii()
+                or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12):
             raise Unauthorized("invalid_signature", "The notification's signature headers are missing.")
         if not domain.signature_is_valid(self.public_key, domain.signing_message(timestamp, nonce, raw_body),
                                          signature):
@@ -145,13 +155,13 @@ class SandboxProvider:
             raise BadRequest("malformed_amount", "The notification's amount must be a whole number of fen with "
                              "a currency.")
         return Notification(self.name, nonce, body.mchid, body.out_trade_no, body.transaction_id,
-                            body.trade_state, total, currency)
+                            body.trade_state, total, currency, body.success_time)
 
     def query(self, order_number):
         return self.bank.query(self.merchant_id, order_number)
 
     def close(self, order_number):
-        self.bank.close(self.merchant_id, order_number)
+        return self.bank.close(self.merchant_id, order_number)
 
     def refund(self, refund_number, order_number, transaction_id, amount_fen):
         return self.bank.refund(self.merchant_id, refund_number, transaction_id, amount_fen)
@@ -198,8 +208,13 @@ def sandbox_db_uri(configured: str | None, service_db_uri: str) -> str:
     waiting for the bank."""
     if configured:
         return configured
-    if service_db_uri.startswith("sqlite:///") and service_db_uri.endswith(".sqlite"):
-        return service_db_uri[: -len(".sqlite")] + "-sandbox-provider.sqlite"
+    if service_db_uri.startswith("sqlite"):
+        if not service_db_uri.startswith("sqlite:///") or service_db_uri in ("sqlite:///", "sqlite:///:memory:"):
+            raise ValueError("the sandbox provider needs a SQLite file of its own: set PAYMENT_SANDBOX_DB_URI")
+        stem, dot, suffix = service_db_uri.rpartition(".")
+        if dot and "/" not in suffix:
+            return f"{stem}-sandbox-provider.{suffix}"
+        return service_db_uri + "-sandbox-provider"
     return service_db_uri
 
 
@@ -270,15 +285,22 @@ class SandboxBank:
             trade = session.get(SandboxTrade, (merchant_id, order_number))
             if trade is None:
                 return None
-            amount = trade.paid_fen if trade.paid_fen is not None else trade.amount_fen
-            return ProviderTrade(trade.order_number, trade.trade_state, trade.transaction_id, amount,
-                                 domain.CURRENCY)
+            return self._trade(trade)
 
-    def close(self, merchant_id, order_number):
+    @staticmethod
+    def _trade(trade: SandboxTrade) -> ProviderTrade:
+        amount = trade.paid_fen if trade.paid_fen is not None else trade.amount_fen
+        return ProviderTrade(trade.order_number, trade.trade_state, trade.transaction_id, amount, domain.CURRENCY,
+                             trade.paid_at)
+
+    def close(self, merchant_id, order_number) -> ProviderTrade | None:
         with self._session() as session, session.begin():
             trade = session.get(SandboxTrade, (merchant_id, order_number), with_for_update=True)
-            if trade is not None and trade.trade_state == "NOTPAY":
+            if trade is None:
+                return None
+            if trade.trade_state == "NOTPAY":
                 trade.trade_state = "CLOSED"
+            return self._trade(trade)
 
     def refund(self, merchant_id, refund_number, transaction_id, amount_fen) -> ProviderRefund:
         """Refunds once per refund number: asking again returns the first answer."""

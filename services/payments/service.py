@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
@@ -22,7 +23,7 @@ from credence_common.contracts.payments import (
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Conflict, CredenceError, Forbidden, InvalidInput, NotFound
+from credence_common.errors import BadRequest, Conflict, CredenceError, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
@@ -146,7 +147,8 @@ class PaymentsService(HealthCheck):
     def create_order(self, actor: dict, request: dict, idempotency_key: str | None = None) -> dict:
         payer = payer_of(actor)
         request = parse(CreatePaymentOrder, request)
-        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(str(idempotency_key)):
+        if idempotency_key is not None and (not isinstance(idempotency_key, str)
+                                            or not IDEMPOTENCY_KEY.match(idempotency_key)):
             raise InvalidInput("invalid_idempotency_key", "An Idempotency-Key is 1-64 printable ASCII characters.")
         context = usecases.IncidentContext(detail={"due_ids": request.due_ids[:20]})
 
@@ -184,6 +186,7 @@ class PaymentsService(HealthCheck):
         """Unpaid orders past their time end here; the provider is asked first, so a late payment counts."""
         now = utcnow()
         with self.db.transaction() as session:
+            usecases.prune_nonces(session, now - timedelta(days=1))
             due = usecases.expired_order_numbers(session, now)
         for order_number in due:
             context = usecases.IncidentContext(order_number=order_number)
@@ -201,8 +204,10 @@ class PaymentsService(HealthCheck):
     def handle_notification(self, provider: str, raw_body: str, headers: dict) -> dict:
         if provider != self.payments.provider.name:
             raise NotFound("unknown_provider", f"No payment provider {provider!r} is configured.")
-        body = raw_body.encode("utf-8") if isinstance(raw_body, str) else bytes(raw_body)
-        headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        if not isinstance(raw_body, str) or not isinstance(headers, dict):
+            raise BadRequest("malformed_notification", "A notification is a text body and a map of headers.")
+        body = raw_body.encode("utf-8")
+        headers = {str(k): str(v) for k, v in headers.items()}
         context = usecases.IncidentContext()
 
         def step():
@@ -226,7 +231,9 @@ class PaymentsService(HealthCheck):
         try:
             trade = self.payments.bank.pay(self.payments.provider.merchant_id, order_number, request.amount_fen)
         except ProviderError as error:
-            raise Conflict(error.code.lower(), str(error)) from None
+            refused = Conflict("payment_refused_by_provider", f"The provider refused the payment: {error}")
+            self._refused(refused, f"{who.role}:{who.subject}", usecases.IncidentContext(order_number=order_number))
+            raise refused from None
         body, headers = self.payments.bank.notification(trade)
         outcome = {"order_number": order_number, "provider_transaction_id": trade.transaction_id,
                    "notification_body": body.decode(), "notification_headers": headers}
@@ -249,9 +256,12 @@ class PaymentsService(HealthCheck):
         requested_by = require_staff_or_service(actor)
         request = parse(RequestRefund, request)
         context = usecases.IncidentContext()
-        try:
+
+        def step():
             with self.db.transaction() as session:
-                refund = usecases.request_refund(session, self.payments.rules, requested_by, request, context)
+                return usecases.request_refund(session, self.payments.rules, requested_by, request, context)
+        try:
+            refund = self._with_one_retry(step)
         except CredenceError as error:
             self._refused(error, requested_by, context)
             raise
@@ -269,10 +279,14 @@ class PaymentsService(HealthCheck):
             done = provider.refund(pending.refund_number, pending.order_number, pending.transaction_id,
                                    pending.amount_fen)
         except ProviderError as error:
-            log.warning("refund %s not done yet: %s (%s)", refund_number, error.code,
-                        "will retry" if error.retryable else "needs a person")
+            log.warning("refund %s not done: %s (%s)", refund_number, error.code,
+                        "will retry" if error.retryable else "refused for good, flagged")
             with self.db.transaction() as session:
-                usecases.note_refund_attempt_failed(session, refund_number, f"{error.code}: {error}")
+                if error.retryable:
+                    usecases.note_refund_attempt_failed(session, refund_number, f"{error.code}: {error}")
+                else:
+                    usecases.fail_refund(session, refund_number, f"{error.code}: {error}",
+                                         usecases.IncidentContext())
             return
         with self.db.transaction() as session:
             usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)

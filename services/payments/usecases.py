@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import CertificateAwaitingPaymentV1, PaymentRefundedV1, PaymentSucceededV1
@@ -38,7 +39,7 @@ from credence_common.contracts.payments import (
     SetFee,
     StaffOrderView,
 )
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credence_common.errors import Conflict, CredenceError, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from services.payments import domain
@@ -60,7 +61,8 @@ outbox = Outbox(OutboxEvent)
 
 # Refusals after which money may sit at the provider without a paid order here: a person must look.
 FLAGGED_CODES = frozenset({"order_not_found", "order_closed", "order_already_paid", "amount_mismatch",
-                           "transaction_already_used", "currency_mismatch", "merchant_mismatch"})
+                           "transaction_already_used", "currency_mismatch", "merchant_mismatch", "refund_refused"})
+MAX_ORDER_FEN = 1_000_000_000  # ten million yuan: far above any real order, far below a 32-bit column's end
 
 
 @dataclass(frozen=True)
@@ -201,22 +203,28 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
                 return order_view(session, current)
         raise Conflict("due_in_open_order", "Some of these dues are already in an open order; pay or close that "
                        "order first.")
+    amount_fen = sum(due.amount_fen for due in dues)
+    if amount_fen > MAX_ORDER_FEN:
+        raise InvalidInput("order_too_large", f"One order may be for at most {MAX_ORDER_FEN} fen; split the dues "
+                           "over several orders.")
     now = utcnow()
     order_number = domain.new_order_number(now)
+    expires_at = now + timedelta(seconds=rules.order_ttl_seconds)
+    purposes = ", ".join(sorted({due.purpose for due in dues}))
+    # Before our first write: the provider is another system, and this transaction should hold no lock while
+    # we wait for it. A request that then loses the race below leaves an unpaid order at the provider, which
+    # expires there.
+    pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
     claimed = session.execute(
         update(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids), PaymentDue.open_order_number.is_(None),
                                  PaymentDue.status == domain.DUE_OPEN)
         .values(open_order_number=order_number).execution_options(synchronize_session=False)).rowcount
     if claimed != len(request.due_ids):
         raise Conflict("concurrent_change", "Another request is opening an order for these dues; try again.")
-    amount_fen = sum(due.amount_fen for due in dues)
-    expires_at = now + timedelta(seconds=rules.order_ttl_seconds)
-    purposes = ", ".join(sorted({due.purpose for due in dues}))
-    pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
     order = PaymentOrder(order_number=order_number, payer_kind=payer_kind, payer_id=payer_id,
                          idempotency_key=idempotency_key or uuid.uuid4().hex, amount_fen=amount_fen,
                          currency=domain.CURRENCY, status=domain.CREATED, provider=provider.name, pay_url=pay_url,
-                         refunded_fen=0, created_at=now, expires_at=expires_at,
+                         refunded_fen=0, refund_reserved_fen=0, created_at=now, expires_at=expires_at,
                          invoice_title=request.invoice.title if request.invoice else None,
                          invoice_tax_number=request.invoice.tax_number if request.invoice else None)
     session.add(order)
@@ -251,15 +259,23 @@ def orders_for_payer(session: Session, payer_kind: str, payer_id: str) -> Paymen
 
 
 def end_unpaid_order(session: Session, provider: PaymentProvider, order: PaymentOrder, ending: str,
-                     now: datetime) -> None:
-    """Close or expire an unpaid order. Ask the provider first: a payment whose notification has not
-    arrived yet is credited instead of lost."""
-    trade = provider.query(order.order_number)
-    if trade is not None and trade.trade_state in ("SUCCESS", "REFUND") and trade.transaction_id:
-        apply_payment(session, order, provider, trade.transaction_id, trade.amount_fen, "query", now,
-                      IncidentContext(order.order_number, trade.transaction_id))
-        return
-    provider.close(order.order_number)
+                     now: datetime, actor: str) -> None:
+    """Close or expire an unpaid order. The provider closes its side first and tells us how the trade stands:
+    a payment whose notification has not arrived (or that raced the closing) is credited instead of lost; a
+    payment we cannot credit (a wrong amount) is flagged for a refund and the order ends anyway, so it
+    neither stays open forever nor holds its dues."""
+    trade = provider.close(order.order_number)
+    if trade is not None and trade.paid:
+        context = IncidentContext(order.order_number, trade.transaction_id)
+        try:
+            apply_payment(session, order, provider, trade.transaction_id, trade.amount_fen, "query", now, context,
+                          trade.paid_at)
+            return
+        except CredenceError as refused:
+            if refused.code == "concurrent_change":
+                raise
+            # apply_payment refuses before it writes anything, so this transaction is still clean
+            record_incident(session, refused.code, refused.message, actor, context)
     ended = session.execute(update(PaymentOrder).where(PaymentOrder.order_number == order.order_number,
                                                        PaymentOrder.status == domain.CREATED)
                             .values(status=ending, ended_at=now).execution_options(synchronize_session=False))
@@ -278,7 +294,7 @@ def close_order(session: Session, provider: PaymentProvider, role: str, subject:
     if order.status != domain.CREATED:
         raise Conflict("order_not_open", f"Order {order_number} is {order.status}; only an unpaid order can be "
                        "closed.")
-    end_unpaid_order(session, provider, order, domain.CLOSED, utcnow())
+    end_unpaid_order(session, provider, order, domain.CLOSED, utcnow(), f"{role}:{subject}")
     return order_view(session, order)
 
 
@@ -291,7 +307,12 @@ def expired_order_numbers(session: Session, now: datetime, limit: int = 100) -> 
 def expire_order(session: Session, provider: PaymentProvider, order_number: str, now: datetime) -> None:
     order = find_order(session, order_number, lock=True)
     if order.status == domain.CREATED and order.expires_at < now:
-        end_unpaid_order(session, provider, order, domain.EXPIRED, now)
+        end_unpaid_order(session, provider, order, domain.EXPIRED, now, "timer:expire_orders")
+
+
+def prune_nonces(session: Session, before: datetime) -> None:
+    """A nonce older than the timestamp tolerance cannot come back: its notification would be stale."""
+    session.execute(delete(NotificationNonce).where(NotificationNonce.received_at < before))
 
 
 # --- crediting a payment ------------------------------------------------------------------------------
@@ -306,13 +327,9 @@ def handle_notification(session: Session, provider: PaymentProvider, raw_body: b
     notification = provider.verify_notification(raw_body, headers, now)
     context.order_number = notification.order_number
     context.provider_transaction_id = notification.transaction_id
-    try:
-        with session.begin_nested():
-            session.add(NotificationNonce(provider=provider.name, nonce=notification.nonce, received_at=now))
-            session.flush()
-    except IntegrityError:
+    if not remember_nonce(session, provider.name, notification.nonce, now):
         raise Conflict("replayed_notification", "This exact notification was received before; a copy of it "
-                       "changes nothing.") from None
+                       "changes nothing.")
     if notification.merchant_id != provider.merchant_id:
         raise InvalidInput("merchant_mismatch", "The notification is for another merchant.")
     if notification.currency != domain.CURRENCY:
@@ -324,11 +341,22 @@ def handle_notification(session: Session, provider: PaymentProvider, raw_body: b
     if notification.trade_state != "SUCCESS":
         return NotificationAcknowledgement(order_number=order.order_number, status=order.status)
     return apply_payment(session, order, provider, notification.transaction_id, notification.amount_fen,
-                         "notification", now, context)
+                         "notification", now, context, notification.paid_at)
+
+
+def remember_nonce(session: Session, provider_name: str, nonce: str, now: datetime) -> bool:
+    """False when the nonce was seen before. An INSERT that skips a conflict, inside the transaction: a
+    savepoint would not do on SQLite, where pysqlite commits a released savepoint on its own."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    inserted = session.execute(insert(NotificationNonce).values(provider=provider_name, nonce=nonce, received_at=now)
+                               .on_conflict_do_nothing())
+    return inserted.rowcount == 1
 
 
 def apply_payment(session: Session, order: PaymentOrder, provider: PaymentProvider, transaction_id: str,
-                  amount_fen: int, source: str, now: datetime, context: IncidentContext) -> NotificationAcknowledgement:
+                  amount_fen: int, source: str, now: datetime, context: IncidentContext,
+                  paid_at_provider: datetime | None = None) -> NotificationAcknowledgement:
     credited = session.scalars(select(ProviderPayment).where(
         ProviderPayment.provider == provider.name, ProviderPayment.provider_transaction_id == transaction_id)).first()
     if credited is not None:
@@ -353,7 +381,7 @@ def apply_payment(session: Session, order: PaymentOrder, provider: PaymentProvid
         raise Conflict("concurrent_change", "The order changed while the payment was applied; try again.")
     session.add(ProviderPayment(provider=provider.name, provider_transaction_id=transaction_id,
                                 order_number=order.order_number, amount_fen=amount_fen, credited_at=now,
-                                source=source))
+                                paid_at_provider=paid_at_provider, source=source))
     items = session.execute(select(PaymentDue).join(PaymentOrderItem, PaymentOrderItem.due_id == PaymentDue.due_id)
                             .where(PaymentOrderItem.order_number == order.order_number)).scalars().all()
     for due in items:
@@ -398,25 +426,33 @@ def refund_view(refund: Refund, today: date | None = None) -> RefundView:
 
 def request_refund(session: Session, rules: PaymentRules, requested_by: str, request: RequestRefund,
                    context: IncidentContext) -> RefundView:
-    """A refund along the original payment path, numbered once here and reused on every retry."""
+    """A refund along the original payment path, numbered once here and reused on every retry. The amount is
+    reserved on the order with a conditional update, so requests racing each other (on any database) can
+    never together ask for more than was paid."""
     context.order_number = request.order_number
+    order = find_order(session, request.order_number, lock=True)  # first: a double click waits here
     earlier = session.scalars(select(Refund).where(Refund.requested_by == requested_by,
                                                    Refund.request_key == request.request_key)).first()
     if earlier is not None:
         if earlier.order_number != request.order_number or earlier.amount_fen != request.amount_fen:
             raise Conflict("request_key_reused", "This request key was used for another refund.")
         return refund_view(earlier)
-    order = find_order(session, request.order_number, lock=True)
     if order.status not in domain.PAID_STATES:
         raise Conflict("order_not_paid", f"Order {order.order_number} is {order.status}; there is nothing to refund.")
-    in_flight = session.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
-        Refund.order_number == order.order_number, Refund.status == "pending"))
-    refundable = domain.refundable_fen(order.amount_fen, order.refunded_fen + in_flight)
-    if request.amount_fen > refundable:
+    reserved = session.execute(
+        update(PaymentOrder).where(
+            PaymentOrder.order_number == order.order_number, PaymentOrder.status.in_(domain.PAID_STATES),
+            PaymentOrder.refunded_fen + PaymentOrder.refund_reserved_fen + request.amount_fen
+            <= PaymentOrder.amount_fen)
+        .values(refund_reserved_fen=PaymentOrder.refund_reserved_fen + request.amount_fen)
+        .execution_options(synchronize_session=False))
+    if reserved.rowcount != 1:
+        session.refresh(order)
+        refundable = domain.refundable_fen(order.amount_fen, order.refunded_fen + order.refund_reserved_fen)
         context.detail = {"requested_fen": request.amount_fen, "refundable_fen": refundable}
         raise InvalidInput("refund_exceeds_payment", f"At most {refundable} fen of order {order.order_number} can "
                            f"still be refunded ({order.amount_fen} paid, {order.refunded_fen} refunded, "
-                           f"{in_flight} being refunded).")
+                           f"{order.refund_reserved_fen} being refunded).")
     now = utcnow()
     refund = Refund(refund_number=domain.new_refund_number(now), order_number=order.order_number,
                     amount_fen=request.amount_fen, reason=request.reason, reference_id=request.reference_id,
@@ -468,12 +504,31 @@ def complete_refund(session: Session, provider_name: str, refund_number: str, pr
     session.refresh(refund)
     order = find_order(session, refund.order_number, lock=True)
     order.refunded_fen += refund.amount_fen
+    order.refund_reserved_fen -= refund.amount_fen
     order.status = domain.order_status_after_refund(order.amount_fen, order.refunded_fen)
     outbox.add(session, PaymentRefundedV1(
         refund_number=refund.refund_number, order_number=order.order_number, reference_id=refund.reference_id,
         payer_kind=order.payer_kind, payer_id=order.payer_id, amount_fen=refund.amount_fen,
         order_refunded_fen=order.refunded_fen, fully_refunded=order.status == domain.REFUNDED,
         reason=refund.reason, provider=provider_name, refunded_at=now), subject=refund.refund_number)
+    return True
+
+
+def fail_refund(session: Session, refund_number: str, error: str, context: IncidentContext) -> bool:
+    """The provider refused for good (not a timeout): stop retrying, release the reservation, flag it."""
+    failed = session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
+                             .values(status="failed", attempts=Refund.attempts + 1, last_error=error[:200])
+                             .execution_options(synchronize_session=False))
+    if failed.rowcount != 1:
+        return False
+    refund = session.get(Refund, refund_number)
+    session.refresh(refund)
+    order = find_order(session, refund.order_number, lock=True)
+    order.refund_reserved_fen -= refund.amount_fen
+    context.order_number = order.order_number
+    context.detail = {"refund_number": refund_number}
+    record_incident(session, "refund_refused", f"The provider refused refund {refund_number}: {error}",
+                    "timer:submit_pending_refunds", context)
     return True
 
 
@@ -504,9 +559,10 @@ def reconcile(session: Session, provider: PaymentProvider, day: date) -> Reconci
     theirs_paid = {line.reference: (line.order_number, line.amount_fen) for line in lines if line.entry == "payment"}
     theirs_refunded = {line.reference: (line.order_number, line.amount_fen) for line in lines
                        if line.entry == "refund"}
+    paid_when = func.coalesce(ProviderPayment.paid_at_provider, ProviderPayment.credited_at)
     ours_paid = {p.provider_transaction_id: (p.order_number, p.amount_fen) for p in session.scalars(
-        select(ProviderPayment).where(ProviderPayment.provider == provider.name,
-                                      ProviderPayment.credited_at >= start, ProviderPayment.credited_at < end))}
+        select(ProviderPayment).where(ProviderPayment.provider == provider.name, paid_when >= start,
+                                      paid_when < end))}
     ours_refunded = {r.refund_number: (r.order_number, r.amount_fen) for r in session.scalars(
         select(Refund).where(Refund.status == "succeeded", Refund.completed_at >= start, Refund.completed_at < end))}
     mismatches = (domain.reconcile("payment", ours_paid, theirs_paid)

@@ -42,7 +42,7 @@ class Databases:
             self._admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
         return self._admin
 
-    def create(self, service: str) -> str:
+    def create(self, service: str, revision: str = "head") -> str:
         if self.backend == "sqlite":
             uri = f"sqlite:///{self.tmp_path / service}.sqlite"
         else:
@@ -51,7 +51,7 @@ class Databases:
                 connection.execute(text(f'CREATE DATABASE "{name}"'))
             self.created.append(name)
             uri = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(service, uri)
+        upgrade(service, uri, revision)
         return uri
 
     def drop_all(self):

@@ -40,15 +40,18 @@ def test_qualification_creates_one_certificate_and_payment_issues_it_once(start_
     wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="both event ids handled")
     assert query(db, "select status from certificates") == [("awaiting_candidate_payment",)]
 
-    underpaid = paid(certificate_id, amount_fen=5999, order="P202611230000000009")
-    publish_event(amqp, underpaid)
-    wait_for(lambda: query(db, "select count(*) from processed_events") == [(3,)], what="underpayment handled")
+    other_purpose = paid(certificate_id, order="P202611230000000009").model_copy(
+        update={"purpose": "certificate_reissue"})
+    publish_event(amqp, other_purpose)
+    publish_event(amqp, paid("no-such-certificate", order="P202611230000000008"))
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(4,)], what="other payments handled")
     assert query(db, "select status, certificate_number from certificates") == [
         ("awaiting_candidate_payment", None)]
 
-    payment = make_envelope(paid(certificate_id))
-    publish_event(amqp, paid(certificate_id), payment)
-    publish_event(amqp, paid(certificate_id), payment)
+    # payments' fee schedule set the price (here 7000): its word that the due is paid issues the certificate
+    payment = make_envelope(paid(certificate_id, amount_fen=7000))
+    publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
+    publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
     issued = [e for e in spy.collect(1) if e["type"] == "credence.certificate.issued.v1"]
     assert len(issued) == 1
     number = issued[0]["data"]["certificate_number"]
@@ -60,6 +63,7 @@ def test_qualification_creates_one_certificate_and_payment_issues_it_once(start_
         owner = {"subject": "cand-1", "role": "candidate"}
         mine = certificates.certificates_for_candidate(owner, "cand-1")["certificates"]
     assert len(mine) == 1 and mine[0]["status"] == "issued" and mine[0]["certificate_number"] == number
+    assert mine[0]["certificate_fee_fen"] == 7000
     assert query(db, "select count(*) from outbox where event_type = 'credence.certificate.issued.v1'") == [(1,)]
 
 

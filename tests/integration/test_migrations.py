@@ -26,3 +26,34 @@ def test_migrations_match_the_models(databases, service):
     finally:
         engine.dispose()
     assert differences == [], f"{service}: models and migrations differ: {differences}"
+
+
+def test_payments_0002_turns_each_old_order_into_a_due_and_an_order_item(databases):
+    from credence_common.migrations import upgrade
+    from tests.integration.conftest import query
+
+    db_uri = databases.create("payments", revision="0001")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO payment_orders (order_number, purpose, reference_id, payer_kind, payer_id, amount_fen, "
+                "status, provider, provider_transaction_id, created_at, paid_at) VALUES "
+                "('P1', 'certificate_fee', 'cert-1', 'candidate', 'cand-1', 6000, 'paid', 'sandbox', 'T1', "
+                "'2026-11-20 10:00:00+00:00', '2026-11-20 10:05:00+00:00'), "
+                "('P2', 'certificate_fee', 'cert-2', 'candidate', 'cand-2', 6000, 'pending', NULL, NULL, "
+                "'2026-11-21 10:00:00+00:00', NULL)")
+    finally:
+        engine.dispose()
+    upgrade("payments", db_uri)
+    assert query(db_uri, "select order_number, status, provider, refunded_fen from payment_orders "
+                         "order by order_number") == [("P1", "paid", "sandbox", 0), ("P2", "created", "sandbox", 0)]
+    assert query(db_uri, "select due_id, reference_id, candidate_id, status, open_order_number, paid_order_number "
+                         "from payment_dues order by due_id") == [
+        ("due-P1", "cert-1", "cand-1", "paid", None, "P1"), ("due-P2", "cert-2", "cand-2", "open", "P2", None)]
+    assert query(db_uri, "select order_number, due_id, amount_fen from payment_order_items order by order_number") \
+        == [("P1", "due-P1", 6000), ("P2", "due-P2", 6000)]
+    assert query(db_uri, "select provider_transaction_id, order_number, amount_fen from provider_payments") == [
+        ("T1", "P1", 6000)]
+    assert query(db_uri, "select fee_code, amount_fen from fees order by amount_fen") == [
+        ("certificate_fee", 6000), ("certificate_reissue", 10000), ("certificate_correction", 20000)]

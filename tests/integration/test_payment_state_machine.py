@@ -184,10 +184,11 @@ class PaymentsMachine(RuleBasedStateMachine):
                 assert credited == (1 if order.status in domain.PAID_STATES else 0), order.order_number
                 succeeded = session.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
                     Refund.order_number == order.order_number, Refund.status == "succeeded"))
-                every = session.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
-                    Refund.order_number == order.order_number))
-                assert succeeded == order.refunded_fen <= order.amount_fen
-                assert every <= (order.amount_fen if order.status in domain.PAID_STATES else 0)
+                pending = session.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+                    Refund.order_number == order.order_number, Refund.status == "pending"))
+                assert succeeded == order.refunded_fen and pending == order.refund_reserved_fen
+                paid = order.amount_fen if order.status in domain.PAID_STATES else 0
+                assert order.refunded_fen + order.refund_reserved_fen <= paid
             paid_orders_per_due = session.execute(
                 select(PaymentOrderItem.due_id, func.count()).join(
                     PaymentOrder, PaymentOrder.order_number == PaymentOrderItem.order_number)

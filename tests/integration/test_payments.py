@@ -348,12 +348,15 @@ def test_a_refund_the_provider_could_not_make_is_retried_with_the_same_number(pa
 
 def test_an_unpaid_order_expires_but_a_payment_whose_notification_was_lost_is_credited(payments_service):
     config, bank = payments_service
-    publish_event(config["AMQP_URI"], awaiting("cert-1"))
-    publish_event(config["AMQP_URI"], awaiting("cert-2"))
-    dues = dues_of(config, candidate(), "candidate", "cand-1", 2)
+    for certificate_id in ("cert-1", "cert-2", "cert-3"):
+        publish_event(config["AMQP_URI"], awaiting(certificate_id))
+    dues = dues_of(config, candidate(), "candidate", "cand-1", 3)
     with rpc_proxy("payments", config) as payments:
         unpaid = payments.create_order(candidate(), {"due_ids": [dues[0]["due_id"]]}, "u")
         lost = payments.create_order(candidate(), {"due_ids": [dues[1]["due_id"]]}, "l")
+        short = payments.create_order(candidate(), {"due_ids": [dues[2]["due_id"]]}, "s")
+        assert payments.sandbox_pay(candidate(), short["order_number"], {"amount_fen": 100})["refused"]["code"] \
+            == "amount_mismatch"
     bank.pay(MERCHANT, lost["order_number"])  # paid, but the notification never arrives
     provider = SandboxProvider(bank, domain.load_private_key(SIGNING_SEED).public_key(), MERCHANT, "/pay")
     engine = make_engine(config["DB_URI"])
@@ -361,8 +364,8 @@ def test_an_unpaid_order_expires_but_a_payment_whose_notification_was_lost_is_cr
     try:
         with Session(engine) as session, session.begin():
             assert sorted(usecases.expired_order_numbers(session, later)) == sorted(
-                [unpaid["order_number"], lost["order_number"]])
-        for number in (unpaid["order_number"], lost["order_number"]):
+                [unpaid["order_number"], lost["order_number"], short["order_number"]])
+        for number in (unpaid["order_number"], lost["order_number"], short["order_number"]):
             with Session(engine) as session, session.begin():
                 usecases.expire_order(session, provider, number, later)
     finally:
@@ -370,8 +373,14 @@ def test_an_unpaid_order_expires_but_a_payment_whose_notification_was_lost_is_cr
     with rpc_proxy("payments", config) as payments:
         assert payments.order(candidate(), unpaid["order_number"])["status"] == "expired"
         assert payments.order(candidate(), lost["order_number"])["status"] == "paid"
+        # paid with a wrong amount: not credited, but not open forever either; flagged for a refund
+        assert payments.order(candidate(), short["order_number"])["status"] == "expired"
+        assert [(i["code"], i["order_number"]) for i in payments.incidents(STAFF, True)["incidents"]] == [
+            ("amount_mismatch", short["order_number"]), ("amount_mismatch", short["order_number"])]
         with pytest.raises(Conflict):
             payments.sandbox_pay(candidate(), unpaid["order_number"], {})
+        again = payments.create_order(candidate(), {"due_ids": [dues[2]["due_id"]]}, "s2")  # the due is free
+        assert again["status"] == "created"
     assert query(config["DB_URI"], "select source from provider_payments") == [("query",)]
 
 
@@ -563,3 +572,29 @@ def test_refunds_past_their_promise_are_listed_as_overdue(payments_service):
                  what="the timer submits the refund")
         assert payments.refunds(STAFF, True)["refunds"] == []
         assert payments.refunds(STAFF, False)["refunds"][0]["refund_number"] == refund_number
+
+
+def test_a_refund_the_provider_refuses_for_good_is_failed_flagged_and_frees_its_amount(payments_service):
+    config, bank = payments_service
+    order = paid_order(config, bank)
+    engine = make_engine(config["DB_URI"])
+    try:
+        with Session(engine) as session, session.begin():
+            refund = usecases.request_refund(session, usecases.PaymentRules(), "staff:s", usecases.RequestRefund(
+                order_number=order["order_number"], amount_fen=6000, reason="r", request_key="k"),
+                usecases.IncidentContext())
+        with Session(engine) as session, session.begin():
+            assert usecases.fail_refund(session, refund.refund_number, "TRADE_NOT_PAID: no",
+                                        usecases.IncidentContext())
+        with Session(engine) as session, session.begin():
+            assert not usecases.fail_refund(session, refund.refund_number, "again", usecases.IncidentContext())
+    finally:
+        engine.dispose()
+    with rpc_proxy("payments", config) as payments:
+        assert [r["status"] for r in payments.refunds(STAFF)["refunds"]] == ["failed"]
+        assert [i["code"] for i in payments.incidents(STAFF, True)["incidents"]] == ["refund_refused"]
+        retried = payments.request_refund(STAFF, {"order_number": order["order_number"], "amount_fen": 6000,
+                                                  "reason": "again", "request_key": "k2"})
+        assert retried["status"] == "succeeded"
+    assert query(config["DB_URI"], "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (6000, 0, "refunded")]

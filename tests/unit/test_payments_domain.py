@@ -134,6 +134,10 @@ def test_the_sandbox_bank_keeps_its_sqlite_ledger_in_a_file_of_its_own():
     assert sandbox_db_uri(None, "sqlite:///var/payments.sqlite") == "sqlite:///var/payments-sandbox-provider.sqlite"
     assert sandbox_db_uri("", "postgresql://h/payments") == "postgresql://h/payments"
     assert sandbox_db_uri("sqlite:///x.sqlite", "sqlite:///var/payments.sqlite") == "sqlite:///x.sqlite"
+    assert sandbox_db_uri(None, "sqlite:///var/payments.db") == "sqlite:///var/payments-sandbox-provider.db"
+    assert sandbox_db_uri(None, "sqlite:////srv/data/payments") == "sqlite:////srv/data/payments-sandbox-provider"
+    with pytest.raises(ValueError):
+        sandbox_db_uri(None, "sqlite:///:memory:")
 
 
 def test_the_starting_fees_are_integer_fen():

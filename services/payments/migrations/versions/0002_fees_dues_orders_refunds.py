@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("order_number", sa.String(length=40), nullable=False),
         sa.Column("amount_fen", sa.Integer(), nullable=False),
         sa.Column("credited_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("paid_at_provider", sa.DateTime(timezone=True), nullable=True),
         sa.Column("source", sa.String(length=12), nullable=False),
         sa.PrimaryKeyConstraint("payment_id"),
         sa.UniqueConstraint("provider", "provider_transaction_id", name="uq_provider_transaction"),
@@ -80,8 +81,8 @@ def upgrade() -> None:
     op.create_index("ix_provider_payments_order_number", "provider_payments", ["order_number"])
     op.execute("""
         INSERT INTO provider_payments (provider, provider_transaction_id, order_number, amount_fen, credited_at,
-                                       source)
-        SELECT COALESCE(provider, 'sandbox'), provider_transaction_id, order_number, amount_fen, paid_at,
+                                       paid_at_provider, source)
+        SELECT COALESCE(provider, 'sandbox'), provider_transaction_id, order_number, amount_fen, paid_at, paid_at,
                'notification'
         FROM payment_orders WHERE status = 'paid' AND provider_transaction_id IS NOT NULL""")
 
@@ -93,6 +94,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("currency", sa.String(length=3), nullable=False, server_default="CNY"))
         batch.add_column(sa.Column("pay_url", sa.String(length=300), nullable=False, server_default=""))
         batch.add_column(sa.Column("refunded_fen", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("refund_reserved_fen", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("invoice_title", sa.String(length=100), nullable=True))
         batch.add_column(sa.Column("invoice_tax_number", sa.String(length=20), nullable=True))
         batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
@@ -100,18 +102,6 @@ def upgrade() -> None:
     op.execute("UPDATE payment_orders SET idempotency_key = order_number, expires_at = created_at, "
                "provider = COALESCE(provider, 'sandbox'), status = CASE WHEN status = 'paid' THEN 'paid' "
                "ELSE 'created' END")
-
-    op.create_table(
-        "payment_order_items",
-        sa.Column("order_number", sa.String(length=40), nullable=False),
-        sa.Column("due_id", sa.String(length=36), nullable=False),
-        sa.Column("amount_fen", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["due_id"], ["payment_dues.due_id"]),
-        sa.ForeignKeyConstraint(["order_number"], ["payment_orders.order_number"]),
-        sa.PrimaryKeyConstraint("order_number", "due_id"),
-    )
-    op.execute("INSERT INTO payment_order_items (order_number, due_id, amount_fen) "
-               "SELECT order_number, 'due-' || order_number, amount_fen FROM payment_orders")
 
     with op.batch_alter_table("payment_orders") as batch:
         batch.drop_column("purpose")
@@ -122,6 +112,19 @@ def upgrade() -> None:
         batch.create_unique_constraint("uq_order_idempotency", ["payer_kind", "payer_id", "idempotency_key"])
         batch.create_index("ix_payment_orders_payer", ["payer_kind", "payer_id"])
         batch.create_index("ix_payment_orders_status_expiry", ["status", "expires_at"])
+
+    op.create_table(
+        "payment_order_items",
+        sa.Column("order_number", sa.String(length=40), nullable=False),
+        sa.Column("due_id", sa.String(length=36), nullable=False),
+        sa.Column("amount_fen", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["due_id"], ["payment_dues.due_id"]),
+        sa.ForeignKeyConstraint(["order_number"], ["payment_orders.order_number"]),
+        sa.PrimaryKeyConstraint("order_number", "due_id"),
+    )
+    # after payment_orders is rebuilt (SQLite rebuilds a table by copying it): items point at the new table
+    op.execute("INSERT INTO payment_order_items (order_number, due_id, amount_fen) "
+               "SELECT order_number, 'due-' || order_number, amount_fen FROM payment_orders")
 
     op.create_table(
         "notification_nonces",

@@ -148,8 +148,11 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say("5. Certificates reacts to the qualification: a certificate awaiting payment")
     certificate = wait_until("a certificate exists", lambda: (client.request(
         "GET", "/api/v1/me/certificates", token=token)["certificates"] or [None])[0])
-    say(f"   -> certificate {certificate['certificate_id']} is {certificate['status']}, "
-        f"fee {certificate['certificate_fee_fen']} fen")
+    say(f"   -> application {certificate['certificate_id']} is {certificate['status']}: "
+        f"{certificate['holder_name']}, {certificate['program_name']}, qualified {certificate['qualified_on']}")
+    certificate = client.request("POST", f"/api/v1/me/certificates/{certificate['certificate_id']}/confirmation",
+                                 token=token, json={"photo_reference": f"photos/{uuid.uuid4().hex}.jpg"})
+    say(f"   The candidate confirms what will be printed -> {certificate['status']}")
 
     due = wait_until("payments has the fee due", lambda: (client.request(
         "GET", "/api/v1/me/payment-dues", token=token)["dues"] or [None])[0])

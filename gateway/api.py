@@ -10,7 +10,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from credence_common.contracts.certificates import CertificateList
+from credence_common.contracts.certificates import (
+    CertificateHistoryView,
+    CertificateList,
+    CertificateView,
+    ConfirmCertificate,
+    CorrectionRequestList,
+    CorrectionRequestView,
+    DecideCorrection,
+    RequestCorrection,
+    RevokeCertificate,
+)
 from credence_common.contracts.identity import (
     CandidateList,
     CandidateView,
@@ -373,6 +383,39 @@ def my_certificates(call: Call):
     return call.rpc.call("certificates", "certificates_for_candidate", call.actor, call.principal.subject)
 
 
+def my_certificate(call: Call):
+    return call.rpc.call("certificates", "certificate", call.actor, call.params["certificate_id"])
+
+
+def certificate_history(call: Call):
+    return call.rpc.call("certificates", "certificate_history", call.actor, call.params["certificate_id"])
+
+
+def confirm_certificate(call: Call):
+    return call.rpc.call("certificates", "confirm_certificate", call.actor, call.params["certificate_id"],
+                         _dump(call.body))
+
+
+def request_certificate_correction(call: Call):
+    return call.rpc.call("certificates", "request_correction", call.actor, call.params["certificate_id"],
+                         _dump(call.body))
+
+
+def certificate_correction_requests(call: Call):
+    return call.rpc.call("certificates", "correction_requests", call.actor, call.query.get("all") not in
+                         ("1", "true", "yes"))
+
+
+def decide_certificate_correction(call: Call):
+    return call.rpc.call("certificates", "decide_correction", call.actor, call.params["request_id"],
+                         _dump(call.body))
+
+
+def revoke_certificate(call: Call):
+    return call.rpc.call("certificates", "revoke_certificate", call.actor, call.params["certificate_id"],
+                         _dump(call.body))
+
+
 def my_payment_orders(call: Call):
     return call.rpc.call("payments", "orders_for_payer", call.actor, "candidate", call.principal.subject)
 
@@ -547,6 +590,30 @@ ROUTES: tuple[Route, ...] = (
           ("candidate",), my_results, None, ResultList, tag="scoring"),
     Route("my_certificates", "GET", "/api/v1/me/certificates", "The candidate's certificates",
           ("candidate",), my_certificates, None, CertificateList, tag="certificates"),
+    Route("my_certificate", "GET", "/api/v1/me/certificates/<certificate_id>", "One of the candidate's "
+          "certificates (or applications)", ("candidate",), my_certificate, None, CertificateView,
+          tag="certificates"),
+    Route("confirm_certificate", "POST", "/api/v1/me/certificates/<certificate_id>/confirmation",
+          "Confirm what will be printed (locks it; the fee falls due to you or your institution)", ("candidate",),
+          confirm_certificate, ConfirmCertificate, CertificateView, tag="certificates"),
+    Route("request_certificate_correction", "POST", "/api/v1/me/certificates/<certificate_id>/correction-requests",
+          "Before confirming: ask staff to correct the name or photo to be printed", ("candidate",),
+          request_certificate_correction, RequestCorrection, CorrectionRequestView, 201, tag="certificates"),
+    Route("my_certificate_history", "GET", "/api/v1/me/certificates/<certificate_id>/history",
+          "Every step of the certificate, in order", ("candidate",), certificate_history, None,
+          CertificateHistoryView, tag="certificates"),
+    Route("certificate_history", "GET", "/api/v1/certificates/<certificate_id>/history",
+          "Every step of a certificate, in order (staff)", ("staff",), certificate_history, None,
+          CertificateHistoryView, tag="certificates"),
+    Route("certificate_correction_requests", "GET", "/api/v1/certificate-correction-requests",
+          "Open correction requests, oldest first (?all=true: decided ones too; staff)", ("staff",),
+          certificate_correction_requests, None, CorrectionRequestList, tag="certificates"),
+    Route("decide_certificate_correction", "POST", "/api/v1/certificate-correction-requests/<request_id>/decision",
+          "Accept (the printed detail changes) or reject a correction request, with a note (staff)", ("staff",),
+          decide_certificate_correction, DecideCorrection, CorrectionRequestView, tag="certificates"),
+    Route("revoke_certificate", "POST", "/api/v1/certificates/<certificate_id>/revocation",
+          "Revoke an issued certificate with a reason (staff); public checks stop answering valid",
+          ("staff",), revoke_certificate, RevokeCertificate, CertificateView, tag="certificates"),
     Route("my_payment_orders", "GET", "/api/v1/me/payment-orders", "Payment orders the candidate has to pay",
           ("candidate",), my_payment_orders, None, PaymentOrderList, tag="payments"),
     Route("list_programs", "GET", "/api/v1/programs", "Exam programs with their rules and courses",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-CertificateStatus = Literal["awaiting_candidate_payment", "awaiting_institution_payment", "issued"]
+CertificateStatus = Literal["pending_confirmation", "correction_requested", "awaiting_candidate_payment",
+                            "awaiting_institution_payment", "issued", "revoked", "superseded"]
 
 
 class CertificateView(BaseModel):
@@ -19,12 +20,83 @@ class CertificateView(BaseModel):
     ticket_number: str
     program_code: str
     program_name: str
+    level: str | None = None
+    qualified_on: date | None = None
+    photo_reference: str | None = None
     sitting: str
     certificate_fee_fen: int
     payer_kind: Literal["candidate", "institution"]
     created_at: datetime
+    confirmed_at: datetime | None = None
     issued_at: datetime | None = None
+    report_available_on: date | None = None
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
+    version: int
 
 
 class CertificateList(BaseModel):
     certificates: list[CertificateView]
+
+
+class ConfirmCertificate(BaseModel):
+    """The candidate confirms what will be printed; from then on it is locked."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    photo_reference: str | None = Field(default=None, min_length=1, max_length=200,
+                                        description="The certificate photo (a stored file's reference); needed "
+                                                    "when the application has none yet")
+
+
+class RequestCorrection(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    field: Literal["holder_name", "photo_reference"]
+    requested_value: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class DecideCorrection(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: Literal["accept", "reject"]
+    note: str = Field(min_length=1, max_length=200, description="Shown to the candidate")
+
+
+class CorrectionRequestView(BaseModel):
+    request_id: str
+    certificate_id: str
+    field: str
+    current_value: str | None = None
+    requested_value: str
+    reason: str
+    status: Literal["open", "accepted", "rejected"]
+    decided_by: str | None = None
+    decision_note: str | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+class CorrectionRequestList(BaseModel):
+    requests: list[CorrectionRequestView]
+
+
+class RevokeCertificate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    at: datetime
+    action: str
+    status: CertificateStatus
+    actor: str
+    detail: dict | None = None
+
+
+class CertificateHistoryView(BaseModel):
+    certificate_id: str
+    entries: list[HistoryEntry]

@@ -36,6 +36,8 @@ class CandidateConfirmedV1(EventPayload):
     exam_region: str
     method: Literal["online", "on_site"]
     confirmed_at: datetime
+    institution_id: str | None = Field(default=None, description="The training institution that registered the "
+                                       "candidate, which pays their certificate fee (代缴); absent: none")
 
 
 class CandidateTransferredV1(EventPayload):
@@ -126,6 +128,8 @@ class CandidateQualifiedV1(EventPayload):
     sitting: str
     final_score: int = Field(ge=0, le=100)
     qualified_at: datetime
+    level: str | None = Field(default=None, description="The qualification level printed on the certificate, "
+                              "when the program has one")
 
 
 class CertificateAwaitingPaymentV1(EventPayload):
@@ -140,6 +144,8 @@ class CertificateAwaitingPaymentV1(EventPayload):
     certificate_fee_fen: int = Field(ge=0, description="Amount due in fen (1 yuan = 100 fen)")
     program_code: str
     created_at: datetime
+    sequence: int | None = Field(default=None, ge=1, description="This certificate's version: increases with "
+                                 "every change, so a subscriber can order its events (gaps are normal)")
 
 
 class PaymentSucceededV1(EventPayload):
@@ -197,6 +203,26 @@ class CertificateIssuedV1(EventPayload):
     program_name: str
     issued_on: date
     issued_at: datetime
+    sequence: int | None = Field(default=None, ge=1, description="This certificate's version: increases with "
+                                 "every change, so a subscriber can order its events (gaps are normal)")
+    level: str | None = None
+    qualified_on: date | None = None
+    payer_kind: Literal["candidate", "institution"] | None = None
+    report_available_on: date | None = Field(default=None, description="The online verification report opens "
+                                             "on this day (working days after payment)")
+
+
+class CertificateRevokedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.revoked.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = "Staff revoked an issued certificate; it no longer verifies as valid."
+
+    certificate_id: str
+    certificate_number: str
+    candidate_id: str
+    reason: str
+    revoked_at: datetime
+    sequence: int = Field(ge=1, description="This certificate's version (see certificate.issued.v1)")
 
 
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
@@ -212,6 +238,7 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     PaymentSucceededV1,
     PaymentRefundedV1,
     CertificateIssuedV1,
+    CertificateRevokedV1,
 )
 
 EVENTS_BY_TYPE = {model.event_type: model for model in ALL_EVENTS}

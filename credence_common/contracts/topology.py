@@ -16,6 +16,7 @@ from credence_common.contracts.events import (
     CandidateTransferredV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
+    CertificateRevokedV1,
     PaymentSucceededV1,
     TicketsLinkedV1,
     TicketsMergedV1,
@@ -44,10 +45,12 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("scoring", "handle_tickets_linked", TicketsLinkedV1),
     Subscription("scoring", "handle_candidate_transferred", CandidateTransferredV1),
     Subscription("scoring", "handle_tickets_merged", TicketsMergedV1),
+    Subscription("certificates", "handle_candidate_confirmed", CandidateConfirmedV1),
     Subscription("certificates", "handle_candidate_qualified", CandidateQualifiedV1),
     Subscription("payments", "handle_certificate_awaiting_payment", CertificateAwaitingPaymentV1),
     Subscription("certificates", "handle_payment_succeeded", PaymentSucceededV1),
     Subscription("verification", "handle_certificate_issued", CertificateIssuedV1),
+    Subscription("verification", "handle_certificate_revoked", CertificateRevokedV1),
 )
 
 

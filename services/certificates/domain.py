@@ -1,10 +1,67 @@
-"""Certificate rules in plain Python."""
+"""Certificate rules in plain Python: the life of a certificate as a state machine."""
 
 from __future__ import annotations
 
-CERTIFICATE_FEE_FEN = 6000  # 60 yuan, per the certificate fee schedule
+from dataclasses import dataclass
 
-AWAITING_PAYMENT = ("awaiting_candidate_payment", "awaiting_institution_payment")
+CERTIFICATE_FEE_FEN = 6000  # 60 yuan: shown until payments' fee schedule prices the due
+
+# The application, then the certificate. Every change goes through ``next_status``.
+PENDING_CONFIRMATION = "pending_confirmation"  # the candidate checks what will be printed
+CORRECTION_REQUESTED = "correction_requested"  # ... and asked staff to correct something
+AWAITING_CANDIDATE_PAYMENT = "awaiting_candidate_payment"  # 待考生付款
+AWAITING_INSTITUTION_PAYMENT = "awaiting_institution_payment"  # 待机构代缴
+ISSUED = "issued"
+REVOKED = "revoked"
+SUPERSEDED = "superseded"
+
+AWAITING_PAYMENT = (AWAITING_CANDIDATE_PAYMENT, AWAITING_INSTITUTION_PAYMENT)
+STATUSES = (PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT, ISSUED, REVOKED, SUPERSEDED)
+
+# action -> (the statuses it may start from, the status it leads to; None: decided by the action itself)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "request_correction": ((PENDING_CONFIRMATION,), CORRECTION_REQUESTED),
+    "decide_correction": ((CORRECTION_REQUESTED,), PENDING_CONFIRMATION),
+    "confirm": ((PENDING_CONFIRMATION,), None),  # who pays decides which awaiting status
+    "pay": (AWAITING_PAYMENT, ISSUED),
+    "revoke": ((ISSUED,), REVOKED),
+    "supersede": ((ISSUED,), SUPERSEDED),
+}
+
+CORRECTABLE_FIELDS = ("holder_name", "photo_reference")
+
+
+class IllegalTransition(Exception):
+    def __init__(self, action: str, status: str):
+        super().__init__(f"cannot {action.replace('_', ' ')} a certificate that is {status.replace('_', ' ')}")
+        self.action = action
+        self.status = status
+
+
+def next_status(status: str, action: str, payer_kind: str | None = None) -> str:
+    allowed_from, target = TRANSITIONS[action]
+    if status not in allowed_from:
+        raise IllegalTransition(action, status)
+    if action == "confirm":
+        return awaiting_status(payer_kind or "candidate")
+    return target
+
+
+def awaiting_status(payer_kind: str) -> str:
+    return {"candidate": AWAITING_CANDIDATE_PAYMENT, "institution": AWAITING_INSTITUTION_PAYMENT}[payer_kind]
+
+
+@dataclass(frozen=True)
+class Payer:
+    kind: str  # candidate | institution
+    payer_id: str
+
+
+def payer_for(candidate_id: str, institution_id: str | None) -> Payer:
+    """A candidate registered through a training institution is paid for by it (代缴); others pay themselves."""
+    if institution_id:
+        return Payer("institution", institution_id)
+    return Payer("candidate", candidate_id)
 
 
 def parse_fee_fen(value) -> int:
@@ -12,16 +69,6 @@ def parse_fee_fen(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"CERTIFICATE_FEE_FEN must be a whole number of fen (e.g. 6000), not {value!r}")
     return value
-
-
-def initial_status(payer_kind: str) -> str:
-    return {"candidate": "awaiting_candidate_payment", "institution": "awaiting_institution_payment"}[payer_kind]
-
-
-def may_issue(status: str) -> bool:
-    """Issue only a certificate still awaiting payment. Payments prices the fee from its fee schedule and
-    announces a payment only when the due was paid exactly, so its word is the whole fee."""
-    return status in AWAITING_PAYMENT
 
 
 def serial_sequence_name(year: int, exam_region: str) -> str:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
@@ -38,3 +38,56 @@ class Certificate(Base):
     payment_order_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    level: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    qualified_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
+    photo_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The online verification report opens this many working days after payment (3 by default).
+    report_available_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Raised on every change; events carry it as ``sequence`` so a subscriber can put them in order.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class CandidatePayer(Base):
+    """Who pays a candidate's certificate, learnt from identity's candidate_confirmed events."""
+
+    __tablename__ = "candidate_payers"
+
+    candidate_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    institution_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class CorrectionRequest(Base):
+    """Before confirming, the candidate asks staff to correct what will be printed."""
+
+    __tablename__ = "correction_requests"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.certificate_id"), nullable=False,
+                                                index=True)
+    field: Mapped[str] = mapped_column(String(32), nullable=False)
+    current_value: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    requested_value: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(12), nullable=False)  # open | accepted | rejected
+    decided_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    decision_note: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CertificateHistory(Base):
+    """Every change to a certificate, in order: what its holder and staff see as its timeline."""
+
+    __tablename__ = "certificate_history"
+
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.certificate_id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    actor: Mapped[str] = mapped_column(String(80), nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,4 +1,4 @@
-"""Certificates service entrypoints."""
+"""Certificates service entrypoints: thin; the rules are in ``usecases`` and ``domain``."""
 
 from __future__ import annotations
 
@@ -7,26 +7,39 @@ from functools import partial
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 
-from credence_common.actors import require_self_or_staff
+from credence_common import calendar
+from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
-from credence_common.contracts.events import CandidateQualifiedV1, PaymentSucceededV1
+from credence_common.contracts.certificates import (
+    ConfirmCertificate,
+    DecideCorrection,
+    RequestCorrection,
+    RevokeCertificate,
+)
+from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
+from credence_common.errors import Forbidden
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
+from credence_common.validation import parse
 from services.certificates import domain, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
 
 
-class CertificateFee(DependencyProvider):
-    """The certificate fee in fen, checked when the service starts rather than when a candidate pays."""
+class Rules(DependencyProvider):
+    """The certificate fee shown before payments prices it, and the report's working-day delay, checked when
+    the service starts rather than when a candidate pays."""
 
     def setup(self):
-        self.fee_fen = domain.parse_fee_fen(self.container.config.get("CERTIFICATE_FEE_FEN",
-                                                                      domain.CERTIFICATE_FEE_FEN))
+        config = self.container.config
+        self.rules = usecases.CertificateRules(
+            fee_fen=domain.parse_fee_fen(config.get("CERTIFICATE_FEE_FEN", domain.CERTIFICATE_FEE_FEN)),
+            report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", 3)),
+            holidays=calendar.parse_holidays(config.get("CERTIFICATE_HOLIDAYS", "")))
 
     def get_dependency(self, worker_ctx):
-        return self.fee_fen
+        return self.rules
 
 
 class CertificatesService(HealthCheck):
@@ -35,7 +48,7 @@ class CertificatesService(HealthCheck):
     db = Database()
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
-    certificate_fee_fen = CertificateFee()
+    rules = Rules()
 
     @rpc
     def certificates_for_candidate(self, actor: dict, candidate_id: str) -> dict:
@@ -43,11 +56,74 @@ class CertificatesService(HealthCheck):
         with self.db.transaction() as session:
             return usecases.certificates_for_candidate(session, candidate_id).model_dump(mode="json")
 
+    @rpc
+    def certificate(self, actor: dict, certificate_id: str) -> dict:
+        who = require_role(actor, "candidate", "staff")
+        with self.db.transaction() as session:
+            certificate = self._readable(session, who, certificate_id)
+            return usecases.certificate_view(certificate).model_dump(mode="json")
+
+    @rpc
+    def certificate_history(self, actor: dict, certificate_id: str) -> dict:
+        who = require_role(actor, "candidate", "staff")
+        with self.db.transaction() as session:
+            certificate = self._readable(session, who, certificate_id)
+            return usecases.history(session, certificate).model_dump(mode="json")
+
+    @staticmethod
+    def _readable(session, who, certificate_id):
+        certificate = usecases.find_certificate(session, certificate_id)
+        if who.role == "candidate" and certificate.candidate_id != who.subject:
+            raise Forbidden("not_your_certificate", "This certificate is someone else's.")
+        return certificate
+
+    @rpc
+    def confirm_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        confirmation = parse(ConfirmCertificate, request or {})
+        with self.db.transaction() as session:
+            return usecases.confirm(session, candidate.subject, certificate_id,
+                                    confirmation.photo_reference).model_dump(mode="json")
+
+    @rpc
+    def request_correction(self, actor: dict, certificate_id: str, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        correction = parse(RequestCorrection, request)
+        with self.db.transaction() as session:
+            return usecases.request_correction(session, candidate.subject, certificate_id,
+                                               correction).model_dump(mode="json")
+
+    @rpc
+    def correction_requests(self, actor: dict, open_only: bool = True) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.correction_requests(session, bool(open_only)).model_dump(mode="json")
+
+    @rpc
+    def decide_correction(self, actor: dict, request_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        decision = parse(DecideCorrection, request)
+        with self.db.transaction() as session:
+            return usecases.decide_correction(session, staff.subject, request_id, decision.decision,
+                                              decision.note).model_dump(mode="json")
+
+    @rpc
+    def revoke_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        revocation = parse(RevokeCertificate, request)
+        with self.db.transaction() as session:
+            return usecases.revoke(session, staff.subject, certificate_id, revocation.reason).model_dump(mode="json")
+
+    @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
+    def handle_candidate_confirmed(self, message: dict) -> None:
+        consume(self, message, CandidateConfirmedV1, ProcessedEvent, usecases.record_candidate_payer)
+
     @event_handler("scoring", CandidateQualifiedV1.event_type, requeue_on_error=True)
     def handle_candidate_qualified(self, message: dict) -> None:
         consume(self, message, CandidateQualifiedV1, ProcessedEvent,
-                partial(usecases.create_for_qualified_candidate, fee_fen=self.certificate_fee_fen))
+                partial(usecases.create_for_qualified_candidate, rules=self.rules))
 
     @event_handler("payments", PaymentSucceededV1.event_type, requeue_on_error=True)
     def handle_payment_succeeded(self, message: dict) -> None:
-        consume(self, message, PaymentSucceededV1, ProcessedEvent, usecases.issue_on_payment)
+        consume(self, message, PaymentSucceededV1, ProcessedEvent,
+                partial(usecases.issue_on_payment, rules=self.rules))

@@ -1,84 +1,253 @@
-"""Certificates service layer."""
+"""Certificates service layer: each function runs inside the caller's unit of work (one transaction), and
+every change to a certificate goes through ``_change`` (the state machine, the version, the timeline)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credence_common import calendar
 from credence_common.certificate_numbers import format_certificate_number
-from credence_common.contracts.certificates import CertificateList, CertificateView
+from credence_common.contracts.certificates import (
+    CertificateHistoryView,
+    CertificateList,
+    CertificateView,
+    CorrectionRequestList,
+    CorrectionRequestView,
+    HistoryEntry,
+    RequestCorrection,
+)
 from credence_common.contracts.events import (
+    CandidateConfirmedV1,
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
+    CertificateRevokedV1,
     PaymentSucceededV1,
 )
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
 from services.certificates import domain
-from services.certificates.models import Certificate, NumberSequence, OutboxEvent
+from services.certificates.models import (
+    CandidatePayer,
+    Certificate,
+    CertificateHistory,
+    CorrectionRequest,
+    NumberSequence,
+    OutboxEvent,
+)
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
+
+
+@dataclass(frozen=True)
+class CertificateRules:
+    fee_fen: int = domain.CERTIFICATE_FEE_FEN
+    report_delay_working_days: int = 3
+    holidays: tuple[date, ...] = ()
 
 
 def certificate_view(certificate: Certificate) -> CertificateView:
     return CertificateView.model_validate(certificate, from_attributes=True)
 
 
-def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1,
-                                   fee_fen: int = domain.CERTIFICATE_FEE_FEN) -> None:
+def find_certificate(session: Session, certificate_id: str, lock: bool = False) -> Certificate:
+    certificate = session.get(Certificate, certificate_id, with_for_update=lock)
+    if certificate is None:
+        raise NotFound("certificate_not_found", f"No certificate {certificate_id}.")
+    return certificate
+
+
+def owned_certificate(session: Session, candidate_id: str, certificate_id: str, lock: bool = False) -> Certificate:
+    certificate = find_certificate(session, certificate_id, lock)
+    if certificate.candidate_id != candidate_id:
+        raise Forbidden("not_your_certificate", "This certificate application is someone else's.")
+    return certificate
+
+
+def _change(session: Session, certificate: Certificate, action: str, actor: str, detail: dict | None = None,
+            payer_kind: str | None = None) -> None:
+    """Move the certificate along the state machine, raise its version and add the step to its timeline."""
+    try:
+        certificate.status = domain.next_status(certificate.status, action, payer_kind)
+    except domain.IllegalTransition as illegal:
+        raise Conflict("illegal_transition", f"You {illegal}.") from None
+    certificate.version = (certificate.version or 0) + 1
+    session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=certificate.version,
+                                   at=utcnow(), action=action, status=certificate.status, actor=actor,
+                                   detail=json.dumps(detail, ensure_ascii=False) if detail else None))
+
+
+# --- who pays ------------------------------------------------------------------------------------------
+
+def record_candidate_payer(session: Session, event: CandidateConfirmedV1) -> None:
+    payer = session.get(CandidatePayer, event.candidate_id)
+    if payer is None:
+        session.add(CandidatePayer(candidate_id=event.candidate_id, institution_id=event.institution_id,
+                                   updated_at=utcnow()))
+    else:
+        payer.institution_id, payer.updated_at = event.institution_id, utcnow()
+
+
+def payer_of(session: Session, candidate_id: str) -> domain.Payer:
+    known = session.get(CandidatePayer, candidate_id)
+    return domain.payer_for(candidate_id, known.institution_id if known else None)
+
+
+# --- the application ----------------------------------------------------------------------------------
+
+def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1, rules: CertificateRules) -> None:
+    """An application holding exactly what will be printed, for the candidate to check and confirm."""
     if session.execute(select(Certificate.certificate_id).where(Certificate.result_id == event.result_id)).first():
         return  # one certificate per qualifying result, however often the event comes
-    payer_kind = "candidate"
+    payer = payer_of(session, event.candidate_id)
     now = utcnow()
     certificate = Certificate(
         certificate_id=str(uuid.uuid4()), result_id=event.result_id, candidate_id=event.candidate_id,
         ticket_number=event.ticket_number, holder_name=event.full_name,
         resident_id_number_masked=event.resident_id_number_masked, program_code=event.program_code,
-        program_name=event.program_name, sitting=event.sitting, status=domain.initial_status(payer_kind),
-        payer_kind=payer_kind, payer_id=event.candidate_id, certificate_fee_fen=fee_fen, created_at=now,
-    )
+        program_name=event.program_name, level=event.level, qualified_on=calendar.business_day(event.qualified_at),
+        sitting=event.sitting, status=domain.PENDING_CONFIRMATION, payer_kind=payer.kind, payer_id=payer.payer_id,
+        certificate_fee_fen=rules.fee_fen, created_at=now, version=1)
     session.add(certificate)
+    session.flush()
+    session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=1, at=now, action="created",
+                                   status=certificate.status, actor="scoring",
+                                   detail=json.dumps({"result_id": event.result_id})))
+
+
+def confirm(session: Session, candidate_id: str, certificate_id: str, photo_reference: str | None) -> CertificateView:
+    """The candidate confirms what will be printed, which locks it, and the fee falls due."""
+    certificate = owned_certificate(session, candidate_id, certificate_id, lock=True)
+    if photo_reference:
+        if certificate.status == domain.PENDING_CONFIRMATION:
+            certificate.photo_reference = photo_reference
+    if certificate.status == domain.PENDING_CONFIRMATION and not certificate.photo_reference:
+        raise InvalidInput("photo_required", "Add the certificate photo (photo_reference) to confirm.")
+    payer = payer_of(session, certificate.candidate_id)
+    _change(session, certificate, "confirm", f"candidate:{candidate_id}", {"payer_kind": payer.kind},
+            payer_kind=payer.kind)
+    now = utcnow()
+    certificate.payer_kind, certificate.payer_id, certificate.confirmed_at = payer.kind, payer.payer_id, now
     outbox.add(session, CertificateAwaitingPaymentV1(
         certificate_id=certificate.certificate_id, candidate_id=certificate.candidate_id,
-        payer_kind=payer_kind, payer_id=certificate.payer_id, certificate_fee_fen=fee_fen,
-        program_code=certificate.program_code, created_at=now), subject=certificate.certificate_id)
+        payer_kind=certificate.payer_kind, payer_id=certificate.payer_id,
+        certificate_fee_fen=certificate.certificate_fee_fen, program_code=certificate.program_code, created_at=now,
+        sequence=certificate.version), subject=certificate.certificate_id)
+    return certificate_view(certificate)
 
 
-def issue_on_payment(session: Session, event: PaymentSucceededV1) -> None:
+def request_correction(session: Session, candidate_id: str, certificate_id: str,
+                       request: RequestCorrection) -> CorrectionRequestView:
+    certificate = owned_certificate(session, candidate_id, certificate_id, lock=True)
+    current = getattr(certificate, request.field)
+    _change(session, certificate, "request_correction", f"candidate:{candidate_id}",
+            {"field": request.field, "reason": request.reason})
+    correction = CorrectionRequest(request_id=str(uuid.uuid4()), certificate_id=certificate_id, field=request.field,
+                                   current_value=current, requested_value=request.requested_value,
+                                   reason=request.reason, status="open", created_at=utcnow())
+    session.add(correction)
+    session.flush()
+    return CorrectionRequestView.model_validate(correction, from_attributes=True)
+
+
+def decide_correction(session: Session, staff_id: str, request_id: str, decision: str,
+                      note: str) -> CorrectionRequestView:
+    correction = session.get(CorrectionRequest, request_id, with_for_update=True)
+    if correction is None:
+        raise NotFound("correction_request_not_found", f"No correction request {request_id}.")
+    if correction.status != "open":
+        raise Conflict("correction_already_decided", f"This request was already {correction.status}.")
+    certificate = find_certificate(session, correction.certificate_id, lock=True)
+    _change(session, certificate, "decide_correction", f"staff:{staff_id}",
+            {"field": correction.field, "decision": decision, "note": note})
+    if decision == "accept":
+        setattr(certificate, correction.field, correction.requested_value)
+    correction.status = "accepted" if decision == "accept" else "rejected"
+    correction.decided_by, correction.decision_note, correction.decided_at = f"staff:{staff_id}", note, utcnow()
+    return CorrectionRequestView.model_validate(correction, from_attributes=True)
+
+
+def correction_requests(session: Session, open_only: bool = True,
+                        certificate_id: str | None = None) -> CorrectionRequestList:
+    query = select(CorrectionRequest).order_by(CorrectionRequest.created_at)
+    if open_only:
+        query = query.where(CorrectionRequest.status == "open")
+    if certificate_id:
+        query = query.where(CorrectionRequest.certificate_id == certificate_id)
+    return CorrectionRequestList(requests=[CorrectionRequestView.model_validate(r, from_attributes=True)
+                                           for r in session.scalars(query)])
+
+
+# --- issuance and after ---------------------------------------------------------------------------------
+
+def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: CertificateRules) -> None:
     if event.purpose != "certificate_fee":
         return
     certificate = session.get(Certificate, event.reference_id, with_for_update=True)
     if certificate is None:
         log.error("payment %s names unknown certificate %s", event.order_number, event.reference_id)
         return
-    if not domain.may_issue(certificate.status):
-        log.warning("payment %s does not issue certificate %s (status %s)", event.order_number,
-                    certificate.certificate_id, certificate.status)
+    if certificate.status not in domain.AWAITING_PAYMENT:
+        # Payments credits a due once, so this is a second due for the same certificate or a bug: keep the
+        # certificate as it is, say so loudly (the money is refundable in payments).
+        log.error("payment %s for certificate %s which is %s: nothing issued", event.order_number,
+                  certificate.certificate_id, certificate.status)
         return
     now = utcnow()
     region = certificate.ticket_number[:2]
     serial = next_value(session, NumberSequence, domain.serial_sequence_name(now.year, region))
     certificate.certificate_number = format_certificate_number(now.year, region, serial)
-    certificate.status = "issued"
     certificate.issued_at = now
     certificate.payment_order_number = event.order_number
     certificate.certificate_fee_fen = event.amount_fen  # what was paid, at the price payments' schedule set
+    certificate.report_available_on = calendar.add_working_days(
+        calendar.business_day(event.paid_at), rules.report_delay_working_days, rules.holidays)
+    _change(session, certificate, "pay", f"payments:{event.order_number}",
+            {"certificate_number": certificate.certificate_number, "paid_fen": event.amount_fen})
     outbox.add(session, CertificateIssuedV1(
         certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
         candidate_id=certificate.candidate_id, ticket_number=certificate.ticket_number,
         holder_name=certificate.holder_name, resident_id_number_masked=certificate.resident_id_number_masked,
         program_code=certificate.program_code, program_name=certificate.program_name,
-        issued_on=now.date(), issued_at=now), subject=certificate.certificate_number)
+        issued_on=calendar.business_day(now), issued_at=now, sequence=certificate.version, level=certificate.level,
+        qualified_on=certificate.qualified_on, payer_kind=certificate.payer_kind,
+        report_available_on=certificate.report_available_on), subject=certificate.certificate_number)
 
+
+def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) -> CertificateView:
+    certificate = find_certificate(session, certificate_id, lock=True)
+    _change(session, certificate, "revoke", f"staff:{staff_id}", {"reason": reason})
+    now = utcnow()
+    certificate.revoked_at, certificate.revocation_reason = now, reason
+    outbox.add(session, CertificateRevokedV1(
+        certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
+        candidate_id=certificate.candidate_id, reason=reason, revoked_at=now, sequence=certificate.version),
+        subject=certificate.certificate_number)
+    return certificate_view(certificate)
+
+
+# --- reading --------------------------------------------------------------------------------------------
 
 def certificates_for_candidate(session: Session, candidate_id: str) -> CertificateList:
     rows = session.scalars(
         select(Certificate).where(Certificate.candidate_id == candidate_id).order_by(Certificate.created_at)
     ).all()
     return CertificateList(certificates=[certificate_view(c) for c in rows])
+
+
+def history(session: Session, certificate: Certificate) -> CertificateHistoryView:
+    entries = session.scalars(select(CertificateHistory).where(
+        CertificateHistory.certificate_id == certificate.certificate_id).order_by(CertificateHistory.version))
+    return CertificateHistoryView(certificate_id=certificate.certificate_id, entries=[
+        HistoryEntry(version=e.version, at=e.at, action=e.action, status=e.status, actor=e.actor,
+                     detail=json.loads(e.detail) if e.detail else None) for e in entries])

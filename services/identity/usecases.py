@@ -289,7 +289,7 @@ def _record_decision(session: Session, candidate: Candidate, method: str, approv
     outbox.add(session, CandidateConfirmedV1(
         candidate_id=candidate.candidate_id, ticket_number=candidate.ticket_number, full_name=candidate.full_name,
         resident_id_number_masked=candidate.resident_id_masked, exam_region=candidate.exam_region, method=method,
-        confirmed_at=now), subject=candidate.candidate_id)
+        confirmed_at=now, institution_id=candidate.institution_id), subject=candidate.candidate_id)
     link_legacy_tickets(session, candidate, now)
 
 

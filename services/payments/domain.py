@@ -6,13 +6,14 @@ import base64
 import binascii
 import hashlib
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from credence_common import calendar
 
 CURRENCY = "CNY"
 
@@ -127,25 +128,10 @@ def timestamp_is_fresh(timestamp: str | None, now: datetime, tolerance_seconds: 
     return abs(int(timestamp) - now.timestamp()) <= tolerance_seconds
 
 
-# --- refund promise -----------------------------------------------------------------------------------
+# --- refund promise: working days are shared with certificates ----------------------------------------
 
-def add_working_days(start: date, days: int, holidays: Iterable[date] = ()) -> date:
-    """The date ``days`` working days after ``start``: weekends and listed public holidays do not count."""
-    closed = set(holidays)
-    current = start
-    remaining = days
-    while remaining > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5 and current not in closed:
-            remaining -= 1
-    return current
-
-
-def parse_holidays(text: str | None) -> tuple[date, ...]:
-    """``2026-10-01,2026-10-02`` -> dates; a malformed entry stops the service at start-up."""
-    if not text:
-        return ()
-    return tuple(date.fromisoformat(part.strip()) for part in str(text).split(",") if part.strip())
+add_working_days = calendar.add_working_days
+parse_holidays = calendar.parse_holidays
 
 
 # --- reconciliation -----------------------------------------------------------------------------------

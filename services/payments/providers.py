@@ -26,6 +26,7 @@ from sqlalchemy import Integer, String, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from credence_common import calendar
 from credence_common.contracts.payments import SandboxNotification
 from credence_common.db import make_engine
 from credence_common.errors import BadRequest, Unauthorized
@@ -219,7 +220,7 @@ def sandbox_db_uri(configured: str | None, service_db_uri: str) -> str:
 
 
 def business_day(moment: datetime) -> date:
-    return moment.astimezone(PROVIDER_ZONE).date()
+    return calendar.business_day(moment)
 
 
 class SandboxBank:

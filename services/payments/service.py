@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
@@ -28,7 +28,7 @@ from credence_common.events import utcnow
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.validation import parse
-from services.payments import domain, usecases
+from services.payments import usecases
 from services.payments.configuration import configured_payments
 from services.payments.models import OutboxEvent, ProcessedEvent
 from services.payments.providers import ProviderError
@@ -67,7 +67,8 @@ def require_staff_or_service(actor: dict) -> str:
     """Staff, or another Credence service calling on the bus (``{"role": "service", "subject": name}``)."""
     if isinstance(actor, dict) and actor.get("role") == "service" and actor.get("subject") in SERVICE_CALLERS:
         return f"service:{actor['subject']}"
-    return "staff:" + require_role(actor, "staff").subject
+    subject = require_role(actor, "staff").subject
+    return subject if subject.startswith("staff:") else f"staff:{subject}"
 
 
 class PaymentsService(HealthCheck):
@@ -311,7 +312,7 @@ class PaymentsService(HealthCheck):
     def reconcile(self, actor: dict, day: str) -> dict:
         require_staff_or_service(actor)
         try:
-            wanted = domain.date.fromisoformat(str(day))
+            wanted = date.fromisoformat(str(day))
         except ValueError:
             raise InvalidInput("invalid_date", "day must be a date like 2026-11-23.") from None
         with self.db.transaction() as session:

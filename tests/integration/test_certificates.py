@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
-from credence_common.contracts.events import CandidateQualifiedV1, PaymentSucceededV1
+import pytest
+
+from credence_common.calendar import add_working_days
+from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
+from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.certificates.service import CertificatesService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
@@ -24,7 +29,17 @@ def paid(certificate_id: str, amount_fen: int = 6000, order="P202611230000000001
                               provider_transaction_id=f"SBX-{order}", paid_at=utcnow())
 
 
-def test_qualification_creates_one_certificate_and_payment_issues_it_once(start_service, event_spy):
+CANDIDATE = {"subject": "cand-1", "role": "candidate"}
+STAFF = {"subject": "staff-1", "role": "staff"}
+PHOTO = {"photo_reference": "photos/cand-1.jpg"}
+
+
+def application(db: str, result_id: str = "res-1") -> str:
+    return wait_for(lambda: query(db, "select certificate_id from certificates where result_id = :r", r=result_id),
+                    what="application")[0][0]
+
+
+def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_once(start_service, event_spy):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     spy = event_spy("certificates")
@@ -33,12 +48,35 @@ def test_qualification_creates_one_certificate_and_payment_issues_it_once(start_
     publish_event(amqp, qualified(), first)
     publish_event(amqp, qualified(), first)  # the same event redelivered
     publish_event(amqp, qualified())  # the same qualification under a new event id
+    certificate_id = application(db)
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="both event ids handled")
+    assert query(db, "select status, payer_kind from certificates") == [("pending_confirmation", "candidate")]
+    assert spy.drain() == []  # nothing is due before the candidate confirms
+
+    with rpc_proxy("certificates", config) as certificates:
+        mine = certificates.certificate(CANDIDATE, certificate_id)
+        assert (mine["holder_name"], mine["resident_id_number_masked"]) == ("王小明", "110105********002X")
+        assert mine["qualified_on"] is not None and mine["photo_reference"] is None
+        with pytest.raises(Forbidden) as not_theirs:
+            certificates.confirm_certificate({"subject": "cand-2", "role": "candidate"}, certificate_id, PHOTO)
+        assert not_theirs.value.code == "not_your_certificate"
+        with pytest.raises(Forbidden):
+            certificates.certificate({"subject": "cand-2", "role": "candidate"}, certificate_id)
+        with pytest.raises(InvalidInput) as no_photo:
+            certificates.confirm_certificate(CANDIDATE, certificate_id, {})
+        assert no_photo.value.code == "photo_required"
+        confirmed = certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+        assert confirmed["status"] == "awaiting_candidate_payment" and confirmed["photo_reference"] == PHOTO[
+            "photo_reference"]
+        with pytest.raises(Conflict) as twice:
+            certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+        assert twice.value.code == "illegal_transition"
+        with pytest.raises(Conflict):
+            certificates.request_correction(CANDIDATE, certificate_id, {
+                "field": "holder_name", "requested_value": "王晓明", "reason": "locked now"})
     awaiting = spy.collect(1)
     assert awaiting[0]["type"] == "credence.certificate.awaiting_payment.v1"
-    assert awaiting[0]["data"]["certificate_fee_fen"] == 6000 and awaiting[0]["data"]["payer_kind"] == "candidate"
-    certificate_id = awaiting[0]["data"]["certificate_id"]
-    wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="both event ids handled")
-    assert query(db, "select status from certificates") == [("awaiting_candidate_payment",)]
+    assert awaiting[0]["data"]["payer_kind"] == "candidate" and awaiting[0]["data"]["sequence"] == 2
 
     other_purpose = paid(certificate_id, order="P202611230000000009").model_copy(
         update={"purpose": "certificate_reissue"})
@@ -52,28 +90,124 @@ def test_qualification_creates_one_certificate_and_payment_issues_it_once(start_
     payment = make_envelope(paid(certificate_id, amount_fen=7000))
     publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
     publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
+    publish_event(amqp, paid(certificate_id, order="P202611230000000007"))  # a second due paid: no second issue
     issued = [e for e in spy.collect(1) if e["type"] == "credence.certificate.issued.v1"]
     assert len(issued) == 1
-    number = issued[0]["data"]["certificate_number"]
+    data = issued[0]["data"]
+    number = data["certificate_number"]
     assert re.fullmatch(r"\d{4}11\d{9}", number)
-    assert issued[0]["data"]["holder_name"] == "王小明" and issued[0]["subject"] == number
+    assert data["holder_name"] == "王小明" and issued[0]["subject"] == number and data["sequence"] == 3
+    paid_day = date.fromisoformat(data["issued_on"])
+    assert data["report_available_on"] == add_working_days(paid_day, 3).isoformat()
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(6,)], what="second payment handled")
     assert spy.drain() == []  # no second awaiting_payment, no second issued
 
     with rpc_proxy("certificates", config) as certificates:
-        owner = {"subject": "cand-1", "role": "candidate"}
-        mine = certificates.certificates_for_candidate(owner, "cand-1")["certificates"]
+        mine = certificates.certificates_for_candidate(CANDIDATE, "cand-1")["certificates"]
+        timeline = certificates.certificate_history(CANDIDATE, certificate_id)["entries"]
+        assert certificates.certificate_history(STAFF, certificate_id)["entries"] == timeline
     assert len(mine) == 1 and mine[0]["status"] == "issued" and mine[0]["certificate_number"] == number
-    assert mine[0]["certificate_fee_fen"] == 7000
+    assert mine[0]["certificate_fee_fen"] == 7000 and mine[0]["version"] == 3
+    assert [(e["version"], e["action"], e["status"]) for e in timeline] == [
+        (1, "created", "pending_confirmation"), (2, "confirm", "awaiting_candidate_payment"), (3, "pay", "issued")]
+    assert timeline[2]["detail"]["certificate_number"] == number
     assert query(db, "select count(*) from outbox where event_type = 'credence.certificate.issued.v1'") == [(1,)]
+
+
+def test_corrections_are_asked_before_confirming_and_decided_by_staff(start_service):
+    container, config = start_service(CertificatesService)
+    publish_event(config["AMQP_URI"], qualified())
+    certificate_id = application(config["DB_URI"])
+    with rpc_proxy("certificates", config) as certificates:
+        name_fix = certificates.request_correction(CANDIDATE, certificate_id, {
+            "field": "holder_name", "requested_value": "王晓明", "reason": "晓, not 小"})
+        assert name_fix["current_value"] == "王小明" and name_fix["status"] == "open"
+        with pytest.raises(Conflict):
+            certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)  # not while a request is open
+        with pytest.raises(Conflict):
+            certificates.request_correction(CANDIDATE, certificate_id, {
+                "field": "photo_reference", "requested_value": "x", "reason": "one at a time"})
+        with pytest.raises(InvalidInput):
+            certificates.request_correction(CANDIDATE, certificate_id, {
+                "field": "resident_id_number_masked", "requested_value": "x", "reason": "not correctable here"})
+        with pytest.raises(Forbidden):
+            certificates.decide_correction(CANDIDATE, name_fix["request_id"], {"decision": "accept", "note": "me"})
+        assert [r["request_id"] for r in certificates.correction_requests(STAFF)["requests"]] == [
+            name_fix["request_id"]]
+        rejected = certificates.decide_correction(STAFF, name_fix["request_id"], {
+            "decision": "reject", "note": "The ID card says 小"})
+        assert rejected["status"] == "rejected" and rejected["decision_note"] == "The ID card says 小"
+        with pytest.raises(Conflict) as again:
+            certificates.decide_correction(STAFF, name_fix["request_id"], {"decision": "accept", "note": "x"})
+        assert again.value.code == "correction_already_decided"
+        assert certificates.certificate(CANDIDATE, certificate_id)["holder_name"] == "王小明"
+
+        photo_fix = certificates.request_correction(CANDIDATE, certificate_id, {
+            "field": "photo_reference", "requested_value": "photos/new.jpg", "reason": "a newer photo"})
+        certificates.decide_correction(STAFF, photo_fix["request_id"], {"decision": "accept", "note": "fine"})
+        after = certificates.certificate(CANDIDATE, certificate_id)
+        assert after["photo_reference"] == "photos/new.jpg" and after["status"] == "pending_confirmation"
+        assert certificates.confirm_certificate(CANDIDATE, certificate_id, {})["status"] == \
+            "awaiting_candidate_payment"
+        actions = [e["action"] for e in certificates.certificate_history(CANDIDATE, certificate_id)["entries"]]
+    assert actions == ["created", "request_correction", "decide_correction", "request_correction",
+                       "decide_correction", "confirm"]
+
+
+def test_an_institutions_candidate_awaits_the_institutions_payment(start_service, event_spy):
+    container, config = start_service(CertificatesService)
+    spy = event_spy("certificates", "credence.certificate.awaiting_payment.v1")
+    publish_event(config["AMQP_URI"], CandidateConfirmedV1(
+        candidate_id="cand-1", ticket_number="112600000001", full_name="王小明",
+        resident_id_number_masked="110105********002X", exam_region="11", method="on_site", confirmed_at=utcnow(),
+        institution_id="inst-7"))
+    wait_for(lambda: query(config["DB_URI"], "select institution_id from candidate_payers") == [("inst-7",)],
+             what="payer known")
+    publish_event(config["AMQP_URI"], qualified())
+    certificate_id = application(config["DB_URI"])
+    with rpc_proxy("certificates", config) as certificates:
+        confirmed = certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+    assert confirmed["status"] == "awaiting_institution_payment" and confirmed["payer_kind"] == "institution"
+    event = spy.collect(1)[0]["data"]
+    assert (event["payer_kind"], event["payer_id"], event["candidate_id"]) == ("institution", "inst-7", "cand-1")
+
+
+def test_staff_revoke_an_issued_certificate_and_subscribers_see_issue_then_revoke(start_service, event_spy):
+    container, config = start_service(CertificatesService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    spy = event_spy("certificates", "credence.certificate.#")
+    publish_event(amqp, qualified())
+    certificate_id = application(db)
+    with rpc_proxy("certificates", config) as certificates:
+        with pytest.raises(Conflict):
+            certificates.revoke_certificate(STAFF, certificate_id, {"reason": "not issued yet"})
+        certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+        publish_event(amqp, paid(certificate_id))
+        wait_for(lambda: query(db, "select status from certificates") == [("issued",)], what="issued")
+        with pytest.raises(Forbidden):
+            certificates.revoke_certificate(CANDIDATE, certificate_id, {"reason": "mine"})
+        with pytest.raises(InvalidInput):
+            certificates.revoke_certificate(STAFF, certificate_id, {"reason": ""})
+        revoked = certificates.revoke_certificate(STAFF, certificate_id, {"reason": "Obtained by fraud"})
+        assert revoked["status"] == "revoked" and revoked["revocation_reason"] == "Obtained by fraud"
+        with pytest.raises(Conflict):
+            certificates.revoke_certificate(STAFF, certificate_id, {"reason": "twice"})
+    events = spy.collect(3)
+    assert [(e["type"].split(".")[2], e["data"]["sequence"]) for e in events] == [
+        ("awaiting_payment", 2), ("issued", 3), ("revoked", 4)]
+    assert {e["data"]["certificate_id"] for e in events} == {certificate_id}
+    assert events[2]["data"]["reason"] == "Obtained by fraud"
 
 
 def test_certificate_numbers_are_unique_and_sequential(start_service, event_spy):
     container, config = start_service(CertificatesService)
     amqp = config["AMQP_URI"]
-    spy = event_spy("certificates", "credence.certificate.awaiting_payment.v1")
     for n in range(5):
         publish_event(amqp, qualified(result_id=f"res-{n}", candidate_id=f"cand-{n}"))
-    certificate_ids = [e["data"]["certificate_id"] for e in spy.collect(5)]
+    certificate_ids = [application(config["DB_URI"], f"res-{n}") for n in range(5)]
+    with rpc_proxy("certificates", config) as certificates:
+        for n, certificate_id in enumerate(certificate_ids):
+            certificates.confirm_certificate({"subject": f"cand-{n}", "role": "candidate"}, certificate_id, PHOTO)
     issued_spy = event_spy("certificates", "credence.certificate.issued.v1")
     for n, certificate_id in enumerate(certificate_ids):
         publish_event(amqp, paid(certificate_id, order=f"P2026112300000000{n:02d}"))

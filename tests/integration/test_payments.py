@@ -469,6 +469,10 @@ def test_a_crash_between_crediting_and_publishing_delivers_payment_succeeded_onc
     db, certificates_db = config["DB_URI"], certificates_config["DB_URI"]
     spy = event_spy("payments", "credence.payments.payment_succeeded.v1")
     publish_event(config["AMQP_URI"], qualified())
+    certificate_id = wait_for(lambda: query(certificates_db, "select certificate_id from certificates"),
+                              what="application")[0][0]
+    with rpc_proxy("certificates", certificates_config) as rpc:
+        rpc.confirm_certificate(candidate(), certificate_id, {"photo_reference": "photos/cand-1.jpg"})
     due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
     with rpc_proxy("payments", config) as rpc:
         order = rpc.create_order(candidate(), {"due_ids": [due["due_id"]]}, "k")

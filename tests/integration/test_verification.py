@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from credence_common.certificate_numbers import format_certificate_number
-from credence_common.contracts.events import CertificateIssuedV1
+from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1
 from credence_common.errors import InvalidInput, NotFound
 from credence_common.events import make_envelope, utcnow
 from services.verification.service import VerificationService
@@ -52,3 +52,31 @@ def test_public_check_answers_from_the_read_model(start_service):
         with pytest.raises(InvalidInput):
             verification.public_check({"holder_name": "", "certificate_number": NUMBER})
     assert query(config["DB_URI"], "select count(*) from processed_events") == [(1,)]
+
+
+def revoked(number=NUMBER) -> CertificateRevokedV1:
+    return CertificateRevokedV1(certificate_id="cert-1", certificate_number=number, candidate_id="cand-1",
+                                reason="Obtained by fraud", revoked_at=utcnow(), sequence=4)
+
+
+def test_a_revoked_certificate_stops_verifying_even_when_the_revocation_overtakes_the_issue(start_service):
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    other = format_certificate_number(2026, "11", 44)
+    publish_event(config["AMQP_URI"], revoked(other))  # arrives first: retried until the issue is in
+    publish_event(config["AMQP_URI"], issued(NUMBER))
+    publish_event(config["AMQP_URI"], issued(other).model_copy(update={"certificate_id": "cert-2"}))
+    wait_for(lambda: query(db, "select status from verifiable_certificates where certificate_number = :n",
+                           n=other) == [("revoked",)], what="the early revocation applied after the issue")
+    with rpc_proxy("verification", config) as verification:
+        assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER})["result"] == "valid"
+        publish_event(config["AMQP_URI"], revoked(NUMBER))
+        wait_for(lambda: query(db, "select status from verifiable_certificates where certificate_number = :n",
+                               n=NUMBER) == [("revoked",)], what="revoked")
+        publish_event(config["AMQP_URI"], issued(NUMBER))  # a late duplicate of the issue changes nothing
+        wait_for(lambda: query(db, "select count(*) from processed_events") == [(5,)], what="all handled")
+        for number in (NUMBER, other):
+            with pytest.raises(NotFound):
+                verification.public_check({"holder_name": "王小明", "certificate_number": number})
+    assert query(db, "select status from verifiable_certificates where certificate_number = :n", n=NUMBER) == [
+        ("revoked",)]

@@ -9,34 +9,56 @@ from services.certificates import domain
     "payer_kind, status",
     [("candidate", "awaiting_candidate_payment"), ("institution", "awaiting_institution_payment")],
 )
-def test_initial_status_depends_on_who_pays(payer_kind, status):
-    assert domain.initial_status(payer_kind) == status
+def test_confirming_makes_the_fee_due_from_whoever_pays(payer_kind, status):
+    assert domain.next_status(domain.PENDING_CONFIRMATION, "confirm", payer_kind) == status
     assert status in domain.AWAITING_PAYMENT
 
 
 @pytest.mark.parametrize("payer_kind", ["", "Candidate", "staff", "public"])
-def test_initial_status_refuses_unknown_payer_kind(payer_kind):
+def test_an_unknown_payer_kind_is_refused(payer_kind):
     with pytest.raises(KeyError):
-        domain.initial_status(payer_kind)
+        domain.awaiting_status(payer_kind)
+
+
+def test_a_candidate_of_an_institution_is_paid_for_by_it():
+    assert domain.payer_for("cand-1", "inst-9") == domain.Payer("institution", "inst-9")
+    assert domain.payer_for("cand-1", None) == domain.Payer("candidate", "cand-1")
+    assert domain.payer_for("cand-1", "") == domain.Payer("candidate", "cand-1")
+
+
+LEGAL = {
+    ("pending_confirmation", "request_correction"): "correction_requested",
+    ("correction_requested", "decide_correction"): "pending_confirmation",
+    ("pending_confirmation", "confirm"): "awaiting_candidate_payment",
+    ("awaiting_candidate_payment", "pay"): "issued",
+    ("awaiting_institution_payment", "pay"): "issued",
+    ("issued", "revoke"): "revoked",
+    ("issued", "supersede"): "superseded",
+}
+
+
+@pytest.mark.parametrize("status", domain.STATUSES)
+@pytest.mark.parametrize("action", list(domain.TRANSITIONS))
+def test_every_transition_is_either_legal_or_refused(status, action):
+    """The whole table: each (status, action) pair leads where LEGAL says, or is refused."""
+    if (status, action) in LEGAL:
+        assert domain.next_status(status, action, "candidate") == LEGAL[(status, action)]
+    else:
+        with pytest.raises(domain.IllegalTransition) as refused:
+            domain.next_status(status, action, "candidate")
+        assert status.replace("_", " ") in str(refused.value)
+
+
+def test_nothing_leaves_a_revoked_or_superseded_certificate():
+    for status in (domain.REVOKED, domain.SUPERSEDED):
+        for action in domain.TRANSITIONS:
+            with pytest.raises(domain.IllegalTransition):
+                domain.next_status(status, action)
 
 
 def test_certificate_fee_is_sixty_yuan_in_fen():
     assert domain.CERTIFICATE_FEE_FEN == 6000
     assert isinstance(domain.CERTIFICATE_FEE_FEN, int)
-
-
-@pytest.mark.parametrize(
-    "status, allowed",
-    [
-        ("awaiting_candidate_payment", True),
-        ("awaiting_institution_payment", True),
-        ("issued", False),  # never issued twice
-        ("cancelled", False),
-        ("", False),
-    ],
-)
-def test_may_issue(status, allowed):
-    assert domain.may_issue(status) is allowed
 
 
 def test_serial_sequence_is_per_year_and_region():

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from credence_common.contracts.certificates import (
+    ApplyForReplacement,
+    CancelReplacement,
     CertificateHistoryView,
     CertificateList,
     CertificateView,
@@ -18,6 +20,8 @@ from credence_common.contracts.certificates import (
     CorrectionRequestList,
     CorrectionRequestView,
     DecideCorrection,
+    ReplacementApplicationList,
+    ReplacementApplicationView,
     RequestCorrection,
     RevokeCertificate,
 )
@@ -416,6 +420,28 @@ def revoke_certificate(call: Call):
                          _dump(call.body))
 
 
+def apply_for_replacement(call: Call):
+    return call.rpc.call("certificates", "apply_for_replacement", call.actor, call.params["certificate_id"],
+                         _dump(call.body))
+
+
+def replacement_applications(call: Call):
+    return call.rpc.call("certificates", "replacement_applications", call.actor, call.query.get("status") or None)
+
+
+def start_replacement(call: Call):
+    return call.rpc.call("certificates", "start_replacement", call.actor, call.params["application_id"])
+
+
+def complete_replacement(call: Call):
+    return call.rpc.call("certificates", "complete_replacement", call.actor, call.params["application_id"])
+
+
+def cancel_replacement(call: Call):
+    return call.rpc.call("certificates", "cancel_replacement", call.actor, call.params["application_id"],
+                         _dump(call.body))
+
+
 def my_payment_orders(call: Call):
     return call.rpc.call("payments", "orders_for_payer", call.actor, "candidate", call.principal.subject)
 
@@ -614,6 +640,25 @@ ROUTES: tuple[Route, ...] = (
     Route("revoke_certificate", "POST", "/api/v1/certificates/<certificate_id>/revocation",
           "Revoke an issued certificate with a reason (staff); public checks stop answering valid",
           ("staff",), revoke_certificate, RevokeCertificate, CertificateView, tag="certificates"),
+    Route("apply_for_replacement", "POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications",
+          "Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with the "
+          "identity video); it cannot be withdrawn", ("candidate",), apply_for_replacement, ApplyForReplacement,
+          ReplacementApplicationView, 201, tag="certificates"),
+    Route("my_replacement_applications", "GET", "/api/v1/me/replacement-applications",
+          "The candidate's reissue and correction applications, with any cancellation reason", ("candidate",),
+          replacement_applications, None, ReplacementApplicationList, tag="certificates"),
+    Route("replacement_applications", "GET", "/api/v1/replacement-applications",
+          "Reissue and correction applications (?status=pending|processing|...; staff)", ("staff",),
+          replacement_applications, None, ReplacementApplicationList, tag="certificates"),
+    Route("start_replacement", "POST", "/api/v1/replacement-applications/<application_id>/start",
+          "Take a paid application into processing (办理中; staff)", ("staff",), start_replacement, None,
+          ReplacementApplicationView, tag="certificates"),
+    Route("complete_replacement", "POST", "/api/v1/replacement-applications/<application_id>/completion",
+          "Issue the new certificate; the old one is superseded (staff)", ("staff",), complete_replacement, None,
+          ReplacementApplicationView, tag="certificates"),
+    Route("cancel_replacement", "POST", "/api/v1/replacement-applications/<application_id>/cancellation",
+          "Cancel a paid application with a reason the candidate reads; the fee is refunded (staff)", ("staff",),
+          cancel_replacement, CancelReplacement, ReplacementApplicationView, tag="certificates"),
     Route("my_payment_orders", "GET", "/api/v1/me/payment-orders", "Payment orders the candidate has to pay",
           ("candidate",), my_payment_orders, None, PaymentOrderList, tag="payments"),
     Route("list_programs", "GET", "/api/v1/programs", "Exam programs with their rules and courses",

@@ -100,3 +100,42 @@ class HistoryEntry(BaseModel):
 class CertificateHistoryView(BaseModel):
     certificate_id: str
     entries: list[HistoryEntry]
+
+
+class ApplyForReplacement(BaseModel):
+    """补办 (reissue: lost or damaged) or 勘误更换 (correction: something printed is wrong). Cannot be withdrawn."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["reissue", "correction"]
+    reason: str = Field(min_length=1, max_length=200)
+    identity_video_reference: str | None = Field(default=None, min_length=1, max_length=200,
+                                                 description="Required for a correction: the recorded identity "
+                                                             "video")
+    corrected_holder_name: str | None = Field(default=None, min_length=1, max_length=40,
+                                              description="A correction of the printed name")
+
+
+class CancelReplacement(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=1, max_length=200, description="Shown to the candidate")
+
+
+class ReplacementApplicationView(BaseModel):
+    application_id: str
+    certificate_id: str
+    kind: Literal["reissue", "correction"]
+    status: Literal["awaiting_payment", "pending", "processing", "completed", "cancelled"]
+    reason: str
+    identity_video_reference: str | None = None
+    corrected_holder_name: str | None = None
+    fee_fen: int | None = None
+    new_certificate_id: str | None = None
+    cancel_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReplacementApplicationList(BaseModel):
+    applications: list[ReplacementApplicationView]

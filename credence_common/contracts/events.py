@@ -146,6 +146,10 @@ class CertificateAwaitingPaymentV1(EventPayload):
     created_at: datetime
     sequence: int | None = Field(default=None, ge=1, description="This certificate's version: increases with "
                                  "every change, so a subscriber can order its events (gaps are normal)")
+    purpose: str = Field(default="certificate_fee", description="The fee code due: certificate_fee, or "
+                         "certificate_reissue / certificate_correction for a replacement application")
+    reference_id: str | None = Field(default=None, description="What the fee is for when it is not the certificate "
+                                     "itself: the replacement application's id")
 
 
 class PaymentSucceededV1(EventPayload):
@@ -225,6 +229,38 @@ class CertificateRevokedV1(EventPayload):
     sequence: int = Field(ge=1, description="This certificate's version (see certificate.issued.v1)")
 
 
+class CertificateSupersededV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.superseded.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = ("A reissue or correction replaced an issued certificate with a new one (issued "
+                                  "under its own number); the old one no longer verifies as valid.")
+
+    certificate_id: str
+    certificate_number: str
+    candidate_id: str
+    superseded_by_certificate_id: str
+    superseded_by_certificate_number: str
+    reason: Literal["reissue", "correction"]
+    superseded_at: datetime
+    sequence: int = Field(ge=1, description="This (old) certificate's version (see certificate.issued.v1)")
+
+
+class CertificateReplacementCancelledV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.replacement_cancelled.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = ("Staff cancelled a paid reissue or correction application; payments refunds its "
+                                  "fee along the original payment path.")
+
+    application_id: str
+    certificate_id: str
+    candidate_id: str
+    kind: Literal["reissue", "correction"]
+    payment_order_number: str
+    amount_fen: int = Field(gt=0)
+    reason: str
+    cancelled_at: datetime
+
+
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CandidateRegisteredV1,
     CandidateConfirmedV1,
@@ -239,6 +275,8 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     PaymentRefundedV1,
     CertificateIssuedV1,
     CertificateRevokedV1,
+    CertificateSupersededV1,
+    CertificateReplacementCancelledV1,
 )
 
 EVENTS_BY_TYPE = {model.event_type: model for model in ALL_EVENTS}

@@ -16,7 +16,9 @@ from credence_common.contracts.events import (
     CandidateTransferredV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
+    CertificateReplacementCancelledV1,
     CertificateRevokedV1,
+    CertificateSupersededV1,
     PaymentSucceededV1,
     TicketsLinkedV1,
     TicketsMergedV1,
@@ -49,8 +51,10 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("certificates", "handle_candidate_qualified", CandidateQualifiedV1),
     Subscription("payments", "handle_certificate_awaiting_payment", CertificateAwaitingPaymentV1),
     Subscription("certificates", "handle_payment_succeeded", PaymentSucceededV1),
+    Subscription("payments", "handle_replacement_cancelled", CertificateReplacementCancelledV1),
     Subscription("verification", "handle_certificate_issued", CertificateIssuedV1),
     Subscription("verification", "handle_certificate_revoked", CertificateRevokedV1),
+    Subscription("verification", "handle_certificate_superseded", CertificateSupersededV1),
 )
 
 

@@ -30,10 +30,35 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
 
 CORRECTABLE_FIELDS = ("holder_name", "photo_reference")
 
+# Replacement applications: reissue (补办, a lost or damaged certificate) and correction-and-replacement
+# (勘误更换, something printed was wrong). Submitted ones cannot be withdrawn by the candidate.
+REPLACEMENT_KINDS = {"reissue": "certificate_reissue", "correction": "certificate_correction"}  # -> fee code
+REPLACEMENT_FEES_FEN = {"reissue": 10000, "correction": 20000}  # shown until payments prices the due
+APPLICATION_AWAITING_PAYMENT = "awaiting_payment"
+APPLICATION_PENDING = "pending"  # 待办理: paid, waiting for staff
+APPLICATION_PROCESSING = "processing"  # 办理中
+APPLICATION_COMPLETED = "completed"  # 已完成办理: the new certificate is issued, the old one superseded
+APPLICATION_CANCELLED = "cancelled"  # 已取消办理: with a reason; the fee goes back
+APPLICATION_ACTIVE = (APPLICATION_AWAITING_PAYMENT, APPLICATION_PENDING, APPLICATION_PROCESSING)
+
+APPLICATION_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pay": ((APPLICATION_AWAITING_PAYMENT,), APPLICATION_PENDING),
+    "start": ((APPLICATION_PENDING,), APPLICATION_PROCESSING),
+    "complete": ((APPLICATION_PROCESSING,), APPLICATION_COMPLETED),
+    "cancel": ((APPLICATION_PENDING, APPLICATION_PROCESSING), APPLICATION_CANCELLED),
+}
+
+
+def next_application_status(status: str, action: str) -> str:
+    allowed_from, target = APPLICATION_TRANSITIONS[action]
+    if status not in allowed_from:
+        raise IllegalTransition(action, status, "replacement application")
+    return target
+
 
 class IllegalTransition(Exception):
-    def __init__(self, action: str, status: str):
-        super().__init__(f"cannot {action.replace('_', ' ')} a certificate that is {status.replace('_', ' ')}")
+    def __init__(self, action: str, status: str, thing: str = "certificate"):
+        super().__init__(f"cannot {action.replace('_', ' ')} a {thing} that is {status.replace('_', ' ')}")
         self.action = action
         self.status = status
 

@@ -48,6 +48,7 @@ class Certificate(Base):
     revocation_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # Raised on every change; events carry it as ``sequence`` so a subscriber can put them in order.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    replaces_certificate_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class CandidatePayer(Base):
@@ -91,3 +92,26 @@ class CertificateHistory(Base):
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     actor: Mapped[str] = mapped_column(String(80), nullable=False)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ReplacementApplication(Base):
+    """A reissue (补办) or correction-and-replacement (勘误更换) of an issued certificate."""
+
+    __tablename__ = "replacement_applications"
+
+    application_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.certificate_id"), nullable=False,
+                                                index=True)
+    candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(12), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False)
+    identity_video_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    corrected_holder_name: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    fee_fen: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payment_order_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    new_certificate_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    cancel_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    handled_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -11,6 +11,8 @@ from credence_common import calendar
 from credence_common.actors import require_role, require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.certificates import (
+    ApplyForReplacement,
+    CancelReplacement,
     ConfirmCertificate,
     DecideCorrection,
     RequestCorrection,
@@ -113,6 +115,42 @@ class CertificatesService(HealthCheck):
         revocation = parse(RevokeCertificate, request)
         with self.db.transaction() as session:
             return usecases.revoke(session, staff.subject, certificate_id, revocation.reason).model_dump(mode="json")
+
+    @rpc
+    def apply_for_replacement(self, actor: dict, certificate_id: str, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        application = parse(ApplyForReplacement, request)
+        with self.db.transaction() as session:
+            return usecases.apply_for_replacement(session, candidate.subject, certificate_id,
+                                                  application).model_dump(mode="json")
+
+    @rpc
+    def replacement_applications(self, actor: dict, status: str | None = None) -> dict:
+        who = require_role(actor, "candidate", "staff")
+        with self.db.transaction() as session:
+            candidate_id = who.subject if who.role == "candidate" else None
+            return usecases.replacement_applications(session, candidate_id, status).model_dump(mode="json")
+
+    @rpc
+    def start_replacement(self, actor: dict, application_id: str) -> dict:
+        staff = require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.start_replacement(session, staff.subject, application_id).model_dump(mode="json")
+
+    @rpc
+    def complete_replacement(self, actor: dict, application_id: str) -> dict:
+        staff = require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.complete_replacement(session, staff.subject, application_id,
+                                                 self.rules).model_dump(mode="json")
+
+    @rpc
+    def cancel_replacement(self, actor: dict, application_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        cancellation = parse(CancelReplacement, request)
+        with self.db.transaction() as session:
+            return usecases.cancel_replacement(session, staff.subject, application_id,
+                                               cancellation.reason).model_dump(mode="json")
 
     @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
     def handle_candidate_confirmed(self, message: dict) -> None:

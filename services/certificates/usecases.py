@@ -15,12 +15,15 @@ from sqlalchemy.orm import Session
 from credence_common import calendar
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.contracts.certificates import (
+    ApplyForReplacement,
     CertificateHistoryView,
     CertificateList,
     CertificateView,
     CorrectionRequestList,
     CorrectionRequestView,
     HistoryEntry,
+    ReplacementApplicationList,
+    ReplacementApplicationView,
     RequestCorrection,
 )
 from credence_common.contracts.events import (
@@ -28,7 +31,9 @@ from credence_common.contracts.events import (
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
+    CertificateReplacementCancelledV1,
     CertificateRevokedV1,
+    CertificateSupersededV1,
     PaymentSucceededV1,
 )
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -43,6 +48,7 @@ from services.certificates.models import (
     CorrectionRequest,
     NumberSequence,
     OutboxEvent,
+    ReplacementApplication,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +87,14 @@ def _change(session: Session, certificate: Certificate, action: str, actor: str,
         certificate.status = domain.next_status(certificate.status, action, payer_kind)
     except domain.IllegalTransition as illegal:
         raise Conflict("illegal_transition", f"You {illegal}.") from None
+    certificate.version = (certificate.version or 0) + 1
+    session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=certificate.version,
+                                   at=utcnow(), action=action, status=certificate.status, actor=actor,
+                                   detail=json.dumps(detail, ensure_ascii=False) if detail else None))
+
+
+def _note(session: Session, certificate: Certificate, action: str, actor: str, detail: dict | None = None) -> None:
+    """A step in the certificate's timeline that does not change its status (a replacement asked for)."""
     certificate.version = (certificate.version or 0) + 1
     session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=certificate.version,
                                    at=utcnow(), action=action, status=certificate.status, actor=actor,
@@ -190,7 +204,27 @@ def correction_requests(session: Session, open_only: bool = True,
 
 # --- issuance and after ---------------------------------------------------------------------------------
 
+def _new_number(session: Session, certificate: Certificate, now) -> str:
+    region = certificate.ticket_number[:2]
+    serial = next_value(session, NumberSequence, domain.serial_sequence_name(now.year, region))
+    return format_certificate_number(now.year, region, serial)
+
+
+def _issued_event(certificate: Certificate, now) -> CertificateIssuedV1:
+    return CertificateIssuedV1(
+        certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
+        candidate_id=certificate.candidate_id, ticket_number=certificate.ticket_number,
+        holder_name=certificate.holder_name, resident_id_number_masked=certificate.resident_id_number_masked,
+        program_code=certificate.program_code, program_name=certificate.program_name,
+        issued_on=calendar.business_day(now), issued_at=now, sequence=certificate.version, level=certificate.level,
+        qualified_on=certificate.qualified_on, payer_kind=certificate.payer_kind,
+        report_available_on=certificate.report_available_on)
+
+
 def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: CertificateRules) -> None:
+    if event.purpose in domain.REPLACEMENT_KINDS.values():
+        replacement_paid(session, event)
+        return
     if event.purpose != "certificate_fee":
         return
     certificate = session.get(Certificate, event.reference_id, with_for_update=True)
@@ -204,9 +238,7 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
                   certificate.certificate_id, certificate.status)
         return
     now = utcnow()
-    region = certificate.ticket_number[:2]
-    serial = next_value(session, NumberSequence, domain.serial_sequence_name(now.year, region))
-    certificate.certificate_number = format_certificate_number(now.year, region, serial)
+    certificate.certificate_number = _new_number(session, certificate, now)
     certificate.issued_at = now
     certificate.payment_order_number = event.order_number
     certificate.certificate_fee_fen = event.amount_fen  # what was paid, at the price payments' schedule set
@@ -214,14 +246,7 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
         calendar.business_day(event.paid_at), rules.report_delay_working_days, rules.holidays)
     _change(session, certificate, "pay", f"payments:{event.order_number}",
             {"certificate_number": certificate.certificate_number, "paid_fen": event.amount_fen})
-    outbox.add(session, CertificateIssuedV1(
-        certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
-        candidate_id=certificate.candidate_id, ticket_number=certificate.ticket_number,
-        holder_name=certificate.holder_name, resident_id_number_masked=certificate.resident_id_number_masked,
-        program_code=certificate.program_code, program_name=certificate.program_name,
-        issued_on=calendar.business_day(now), issued_at=now, sequence=certificate.version, level=certificate.level,
-        qualified_on=certificate.qualified_on, payer_kind=certificate.payer_kind,
-        report_available_on=certificate.report_available_on), subject=certificate.certificate_number)
+    outbox.add(session, _issued_event(certificate, now), subject=certificate.certificate_number)
 
 
 def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) -> CertificateView:
@@ -234,6 +259,146 @@ def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) ->
         candidate_id=certificate.candidate_id, reason=reason, revoked_at=now, sequence=certificate.version),
         subject=certificate.certificate_number)
     return certificate_view(certificate)
+
+
+# --- reissue and correction-and-replacement -----------------------------------------------------------
+
+def application_view(application: ReplacementApplication) -> ReplacementApplicationView:
+    return ReplacementApplicationView.model_validate(application, from_attributes=True)
+
+
+def find_application(session: Session, application_id: str, lock: bool = False) -> ReplacementApplication:
+    application = session.get(ReplacementApplication, application_id, with_for_update=lock)
+    if application is None:
+        raise NotFound("application_not_found", f"No replacement application {application_id}.")
+    return application
+
+
+def _move(application: ReplacementApplication, action: str) -> None:
+    try:
+        application.status = domain.next_application_status(application.status, action)
+    except domain.IllegalTransition as illegal:
+        raise Conflict("illegal_transition", f"You {illegal}.") from None
+    application.updated_at = utcnow()
+
+
+def apply_for_replacement(session: Session, candidate_id: str, certificate_id: str,
+                          request: ApplyForReplacement) -> ReplacementApplicationView:
+    certificate = owned_certificate(session, candidate_id, certificate_id, lock=True)
+    if certificate.status != domain.ISSUED:
+        raise Conflict("illegal_transition", f"Only an issued certificate can be reissued or corrected; this one "
+                       f"is {certificate.status.replace('_', ' ')}.")
+    if request.kind == "correction" and not request.identity_video_reference:
+        raise InvalidInput("identity_video_required", "A correction needs the recorded identity video "
+                           "(identity_video_reference).")
+    if request.kind == "reissue" and request.corrected_holder_name:
+        raise InvalidInput("correction_only", "A reissue prints the certificate as it was; apply for a correction "
+                           "to change the name.")
+    active = session.scalars(select(ReplacementApplication.application_id).where(
+        ReplacementApplication.certificate_id == certificate_id,
+        ReplacementApplication.status.in_(domain.APPLICATION_ACTIVE))).first()
+    if active:
+        raise Conflict("replacement_in_progress", f"Application {active} for this certificate is still open.")
+    now = utcnow()
+    application = ReplacementApplication(
+        application_id=str(uuid.uuid4()), certificate_id=certificate_id, candidate_id=candidate_id,
+        kind=request.kind, status=domain.APPLICATION_AWAITING_PAYMENT, reason=request.reason,
+        identity_video_reference=request.identity_video_reference,
+        corrected_holder_name=request.corrected_holder_name, fee_fen=domain.REPLACEMENT_FEES_FEN[request.kind],
+        created_at=now, updated_at=now)
+    session.add(application)
+    _note(session, certificate, f"{request.kind}_requested", f"candidate:{candidate_id}",
+          {"application_id": application.application_id, "reason": request.reason})
+    outbox.add(session, CertificateAwaitingPaymentV1(
+        certificate_id=certificate_id, candidate_id=candidate_id, payer_kind="candidate", payer_id=candidate_id,
+        certificate_fee_fen=application.fee_fen, program_code=certificate.program_code, created_at=now,
+        sequence=certificate.version, purpose=domain.REPLACEMENT_KINDS[request.kind],
+        reference_id=application.application_id), subject=certificate_id)
+    session.flush()
+    return application_view(application)
+
+
+def replacement_paid(session: Session, event: PaymentSucceededV1) -> None:
+    application = session.get(ReplacementApplication, event.reference_id, with_for_update=True)
+    if application is None or application.status != domain.APPLICATION_AWAITING_PAYMENT:
+        log.error("payment %s for replacement %s which is %s: nothing changed", event.order_number,
+                  event.reference_id, application.status if application else "unknown")
+        return
+    _move(application, "pay")
+    application.payment_order_number, application.fee_fen = event.order_number, event.amount_fen
+
+
+def start_replacement(session: Session, staff_id: str, application_id: str) -> ReplacementApplicationView:
+    application = find_application(session, application_id, lock=True)
+    _move(application, "start")
+    application.handled_by = f"staff:{staff_id}"
+    return application_view(application)
+
+
+def complete_replacement(session: Session, staff_id: str, application_id: str,
+                         rules: CertificateRules) -> ReplacementApplicationView:
+    """The new certificate is issued under a new number; the old one is superseded."""
+    application = find_application(session, application_id, lock=True)
+    _move(application, "complete")
+    old = find_certificate(session, application.certificate_id, lock=True)
+    if old.status != domain.ISSUED:  # revoked while the application was processed
+        raise Conflict("illegal_transition", f"The certificate is {old.status} now; cancel the application.")
+    now = utcnow()
+    new = Certificate(
+        certificate_id=str(uuid.uuid4()), result_id=application.application_id, candidate_id=old.candidate_id,
+        ticket_number=old.ticket_number, holder_name=application.corrected_holder_name or old.holder_name,
+        resident_id_number_masked=old.resident_id_number_masked, program_code=old.program_code,
+        program_name=old.program_name, level=old.level, qualified_on=old.qualified_on,
+        photo_reference=old.photo_reference, sitting=old.sitting, status=domain.ISSUED, payer_kind="candidate",
+        payer_id=old.candidate_id, certificate_fee_fen=application.fee_fen or 0, created_at=now,
+        confirmed_at=now, issued_at=now, payment_order_number=application.payment_order_number,
+        report_available_on=calendar.add_working_days(calendar.business_day(now), rules.report_delay_working_days,
+                                                      rules.holidays),
+        replaces_certificate_id=old.certificate_id, version=1)
+    new.certificate_number = _new_number(session, new, now)
+    session.add(new)
+    session.flush()
+    session.add(CertificateHistory(certificate_id=new.certificate_id, version=1, at=now, action=application.kind,
+                                   status=domain.ISSUED, actor=f"staff:{staff_id}",
+                                   detail=json.dumps({"replaces": old.certificate_number,
+                                                      "application_id": application.application_id})))
+    _change(session, old, "supersede", f"staff:{staff_id}",
+            {"superseded_by": new.certificate_number, "application_id": application.application_id})
+    application.new_certificate_id = new.certificate_id
+    application.handled_by = f"staff:{staff_id}"
+    outbox.add(session, _issued_event(new, now), subject=new.certificate_number)
+    outbox.add(session, CertificateSupersededV1(
+        certificate_id=old.certificate_id, certificate_number=old.certificate_number, candidate_id=old.candidate_id,
+        superseded_by_certificate_id=new.certificate_id, superseded_by_certificate_number=new.certificate_number,
+        reason=application.kind, superseded_at=now, sequence=old.version), subject=old.certificate_number)
+    return application_view(application)
+
+
+def cancel_replacement(session: Session, staff_id: str, application_id: str,
+                       reason: str) -> ReplacementApplicationView:
+    """Cancelled with a reason the candidate reads; the fee goes back through payments, automatically."""
+    application = find_application(session, application_id, lock=True)
+    _move(application, "cancel")
+    application.cancel_reason, application.handled_by = reason, f"staff:{staff_id}"
+    certificate = find_certificate(session, application.certificate_id, lock=True)
+    _note(session, certificate, f"{application.kind}_cancelled", f"staff:{staff_id}",
+          {"application_id": application_id, "reason": reason})
+    outbox.add(session, CertificateReplacementCancelledV1(
+        application_id=application_id, certificate_id=application.certificate_id,
+        candidate_id=application.candidate_id, kind=application.kind,
+        payment_order_number=application.payment_order_number, amount_fen=application.fee_fen, reason=reason,
+        cancelled_at=utcnow()), subject=application_id)
+    return application_view(application)
+
+
+def replacement_applications(session: Session, candidate_id: str | None = None,
+                             status: str | None = None) -> ReplacementApplicationList:
+    query = select(ReplacementApplication).order_by(ReplacementApplication.created_at)
+    if candidate_id:
+        query = query.where(ReplacementApplication.candidate_id == candidate_id)
+    if status:
+        query = query.where(ReplacementApplication.status == status)
+    return ReplacementApplicationList(applications=[application_view(a) for a in session.scalars(query)])
 
 
 # --- reading --------------------------------------------------------------------------------------------

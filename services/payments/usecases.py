@@ -16,7 +16,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CertificateAwaitingPaymentV1, PaymentRefundedV1, PaymentSucceededV1
+from credence_common.contracts.events import (
+    CertificateAwaitingPaymentV1,
+    CertificateReplacementCancelledV1,
+    PaymentRefundedV1,
+    PaymentSucceededV1,
+)
 from credence_common.contracts.payments import (
     CreatePaymentOrder,
     DueList,
@@ -125,8 +130,20 @@ def open_due(session: Session, request: OpenDue) -> DueView:
 
 
 def open_certificate_fee_due(session: Session, event: CertificateAwaitingPaymentV1) -> None:
-    open_due(session, OpenDue(purpose="certificate_fee", reference_id=event.certificate_id,
+    """A certificate fee, or a reissue / correction fee (then the reference is the application)."""
+    open_due(session, OpenDue(purpose=event.purpose, reference_id=event.reference_id or event.certificate_id,
                               candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
+
+
+def refund_cancelled_replacement(session: Session, event: CertificateReplacementCancelledV1,
+                                 rules: PaymentRules) -> None:
+    """Certificates cancelled a paid application: refund its fee once (the application id is the request key,
+    so a redelivered event finds the same refund)."""
+    context = IncidentContext()
+    request_refund(session, rules, "service:certificates", RequestRefund(
+        order_number=event.payment_order_number, amount_fen=event.amount_fen,
+        reason=f"{event.kind} application cancelled: {event.reason}"[:200], reference_id=event.application_id,
+        request_key=event.application_id), context)
 
 
 def dues_for_payer(session: Session, payer_kind: str, payer_id: str) -> DueList:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nameko.events import event_handler
 
 from credence_common.consumers import consume
-from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1
+from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.contracts.verification import PublicCheck
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
@@ -36,3 +36,7 @@ class VerificationService(HealthCheck):
     @event_handler("certificates", CertificateRevokedV1.event_type, requeue_on_error=True)
     def handle_certificate_revoked(self, message: dict) -> None:
         consume(self, message, CertificateRevokedV1, ProcessedEvent, usecases.record_revoked_certificate)
+
+    @event_handler("certificates", CertificateSupersededV1.event_type, requeue_on_error=True)
+    def handle_certificate_superseded(self, message: dict) -> None:
+        consume(self, message, CertificateSupersededV1, ProcessedEvent, usecases.record_superseded_certificate)

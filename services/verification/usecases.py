@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from credence_common.certificate_numbers import normalise_certificate_number
-from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1
+from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult, VerifiedCertificate
 from credence_common.errors import InvalidInput, NotFound
 from credence_common.events import utcnow
@@ -26,18 +26,26 @@ def record_issued_certificate(session: Session, event: CertificateIssuedV1) -> N
     row.program_code = event.program_code
     row.program_name = event.program_name
     row.issued_on = event.issued_on
-    if row.status != "revoked":  # a redelivered issue event never brings a revoked certificate back
+    if row.status not in ("revoked", "superseded"):  # a redelivered issue never brings a withdrawn one back
         row.status = "valid"
     row.updated_at = utcnow()
 
 
+def record_superseded_certificate(session: Session, event: CertificateSupersededV1) -> None:
+    _withdraw(session, event.certificate_number, "superseded")
+
+
 def record_revoked_certificate(session: Session, event: CertificateRevokedV1) -> None:
-    row = session.get(VerifiableCertificate, event.certificate_number)
+    _withdraw(session, event.certificate_number, "revoked")
+
+
+def _withdraw(session: Session, certificate_number: str, status: str) -> None:
+    row = session.get(VerifiableCertificate, certificate_number)
     if row is None:
         # Events crossed (two workers, a redelivery): the issue is still on its way. Refuse, so the message
         # goes back to the queue and is applied after the issue event.
-        raise RuntimeError(f"revocation of {event.certificate_number} arrived before its issue; retried later")
-    row.status = "revoked"
+        raise RuntimeError(f"{status} {certificate_number} arrived before its issue; retried later")
+    row.status = status
     row.updated_at = utcnow()
 
 

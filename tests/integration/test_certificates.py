@@ -214,3 +214,114 @@ def test_certificate_numbers_are_unique_and_sequential(start_service, event_spy)
     numbers = [e["data"]["certificate_number"] for e in issued_spy.collect(5)]
     assert len(set(numbers)) == 5
     assert sorted(int(n[6:14]) for n in numbers) == [1, 2, 3, 4, 5]
+
+
+def issued_certificate(config, spy=None) -> str:
+    """A certificate taken through confirmation and payment; returns its id."""
+    publish_event(config["AMQP_URI"], qualified())
+    certificate_id = application(config["DB_URI"])
+    with rpc_proxy("certificates", config) as certificates:
+        certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+    publish_event(config["AMQP_URI"], paid(certificate_id))
+    wait_for(lambda: query(config["DB_URI"], "select status from certificates") == [("issued",)], what="issued")
+    return certificate_id
+
+
+def replacement_paid(application: dict, order="P202611230000000077", fee=10000) -> PaymentSucceededV1:
+    return paid(application["application_id"], amount_fen=fee, order=order).model_copy(
+        update={"purpose": f"certificate_{application['kind']}"})
+
+
+def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissue_revoke(start_service, event_spy):
+    container, config = start_service(CertificatesService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    spy = event_spy("certificates", "credence.certificate.#")
+    old_id = issued_certificate(config)
+    with rpc_proxy("certificates", config) as certificates:
+        with pytest.raises(InvalidInput) as no_video:
+            certificates.apply_for_replacement(CANDIDATE, old_id, {"kind": "correction", "reason": "typo"})
+        assert no_video.value.code == "identity_video_required"
+        with pytest.raises(Forbidden):
+            certificates.apply_for_replacement({"subject": "cand-2", "role": "candidate"}, old_id,
+                                               {"kind": "reissue", "reason": "lost"})
+        reissue = certificates.apply_for_replacement(CANDIDATE, old_id, {"kind": "reissue", "reason": "Lost it"})
+        assert reissue["status"] == "awaiting_payment" and reissue["fee_fen"] == 10000
+        with pytest.raises(Conflict) as twice:
+            certificates.apply_for_replacement(CANDIDATE, old_id, {"kind": "reissue", "reason": "again"})
+        assert twice.value.code == "replacement_in_progress"
+        application_id = reissue["application_id"]
+        with pytest.raises(Conflict):
+            certificates.start_replacement(STAFF, application_id)  # not paid yet
+        with pytest.raises(Conflict):
+            certificates.cancel_replacement(STAFF, application_id, {"reason": "unpaid"})  # nothing to cancel yet
+        publish_event(amqp, replacement_paid(reissue))
+        wait_for(lambda: query(db, "select status from replacement_applications") == [("pending",)], what="paid")
+        with pytest.raises(Conflict):
+            certificates.complete_replacement(STAFF, application_id)  # not processing yet
+        with pytest.raises(Forbidden):
+            certificates.start_replacement(CANDIDATE, application_id)
+        assert certificates.start_replacement(STAFF, application_id)["status"] == "processing"
+        done = certificates.complete_replacement(STAFF, application_id)
+        assert done["status"] == "completed" and done["new_certificate_id"]
+        with pytest.raises(Conflict):
+            certificates.cancel_replacement(STAFF, application_id, {"reason": "too late"})
+        mine = {c["certificate_id"]: c for c in certificates.certificates_for_candidate(CANDIDATE, "cand-1")[
+            "certificates"]}
+        assert mine[old_id]["status"] == "superseded" and mine[done["new_certificate_id"]]["status"] == "issued"
+        with pytest.raises(Conflict):  # a superseded certificate cannot be replaced or revoked again
+            certificates.apply_for_replacement(CANDIDATE, old_id, {"kind": "reissue", "reason": "lost again"})
+        certificates.revoke_certificate(STAFF, done["new_certificate_id"], {"reason": "Obtained by fraud"})
+        with pytest.raises(Conflict):  # nor can a revoked one
+            certificates.apply_for_replacement(CANDIDATE, done["new_certificate_id"],
+                                               {"kind": "reissue", "reason": "lost"})
+        old_timeline = [e["action"] for e in certificates.certificate_history(CANDIDATE, old_id)["entries"]]
+    assert old_timeline == ["created", "confirm", "pay", "reissue_requested", "supersede"]
+    events = spy.collect(6)
+    seen = [(e["type"].split(".")[2], e["data"]["certificate_id"] == old_id, e["data"].get("sequence")) for e in events]
+    assert seen == [("awaiting_payment", True, 2), ("issued", True, 3), ("awaiting_payment", True, 4),
+                    ("issued", False, 1), ("superseded", True, 5), ("revoked", False, 2)]
+    assert spy.drain() == []
+    superseded = next(e for e in events if e["type"].endswith("superseded.v1"))["data"]
+    new_issued = [e for e in events if e["type"].endswith("issued.v1")][1]["data"]
+    assert superseded["superseded_by_certificate_number"] == new_issued["certificate_number"]
+    assert new_issued["certificate_number"] != superseded["certificate_number"]
+
+
+def test_a_cancelled_correction_is_refunded_through_payments(start_service, event_spy):
+    from services.payments.service import PaymentsService
+    from tests.integration.test_payments import SIGNING_SEED, dues_of
+    from tests.integration.test_payments import candidate as payer
+
+    container, config = start_service(CertificatesService)
+    payments_container, payments_config = start_service(PaymentsService, AMQP_URI=config["AMQP_URI"])
+    refunds_spy = event_spy("payments", "credence.payments.payment_refunded.v1")
+    assert SIGNING_SEED
+    certificate_id = issued_certificate(config)
+    with rpc_proxy("certificates", config) as certificates:
+        correction = certificates.apply_for_replacement(CANDIDATE, certificate_id, {
+            "kind": "correction", "reason": "My name is printed wrong", "identity_video_reference": "videos/1.mp4",
+            "corrected_holder_name": "王晓明"})
+    due = next(d for d in dues_of(payments_config, payer(), "candidate", "cand-1", 2)
+               if d["purpose"] == "certificate_correction")
+    assert due["amount_fen"] == 20000 and due["reference_id"] == correction["application_id"]
+    with rpc_proxy("payments", payments_config) as payments:
+        order = payments.create_order(payer(), {"due_ids": [due["due_id"]]}, "corr")
+        assert payments.sandbox_pay(payer(), order["order_number"], {})["acknowledgement"]["status"] == "paid"
+    wait_for(lambda: query(config["DB_URI"], "select status from replacement_applications") == [("pending",)],
+             what="the application is paid")
+    with rpc_proxy("certificates", config) as certificates:
+        cancelled = certificates.cancel_replacement(STAFF, correction["application_id"], {
+            "reason": "The video does not show your face clearly; please record it again"})
+        assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"].startswith("The video")
+        assert certificates.replacement_applications(CANDIDATE)["applications"][0]["cancel_reason"] == \
+            cancelled["cancel_reason"]
+        # the candidate may submit again
+        again = certificates.apply_for_replacement(CANDIDATE, certificate_id, {
+            "kind": "correction", "reason": "New video", "identity_video_reference": "videos/2.mp4",
+            "corrected_holder_name": "王晓明"})
+        assert again["status"] == "awaiting_payment"
+    refunded = refunds_spy.collect(1, timeout=30)
+    assert [(e["data"]["order_number"], e["data"]["amount_fen"], e["data"]["fully_refunded"]) for e in refunded] == [
+        (order["order_number"], 20000, True)]
+    assert refunds_spy.drain() == []
+    assert query(payments_config["DB_URI"], "select status, refunded_fen from payment_orders") == [("refunded", 20000)]

@@ -12,6 +12,8 @@ from pydantic import BaseModel
 
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
+    BatchList,
+    BatchView,
     CancelReplacement,
     CertificateHistoryView,
     CertificateList,
@@ -24,6 +26,7 @@ from credence_common.contracts.certificates import (
     ReplacementApplicationView,
     RequestCorrection,
     RevokeCertificate,
+    ShipCertificate,
 )
 from credence_common.contracts.identity import (
     CandidateList,
@@ -442,6 +445,37 @@ def cancel_replacement(call: Call):
                          _dump(call.body))
 
 
+def production_batches(call: Call):
+    return call.rpc.call("certificates", "production_batches", call.actor)
+
+
+def close_batch(call: Call):
+    return call.rpc.call("certificates", "close_batch", call.actor, call.params["batch_id"])
+
+
+def batch_csv(call: Call):
+    return call.rpc.call("certificates", "batch_csv", call.actor, call.params["batch_id"])
+
+
+def batch_proof_pdf(call: Call):
+    import base64
+
+    return base64.b64decode(call.rpc.call("certificates", "batch_proof_pdf", call.actor, call.params["batch_id"]))
+
+
+def ship_certificate(call: Call):
+    return call.rpc.call("certificates", "ship_certificate", call.actor, call.params["certificate_id"],
+                         _dump(call.body))
+
+
+def mark_delivered(call: Call):
+    return call.rpc.call("certificates", "mark_delivered", call.actor, call.params["certificate_id"])
+
+
+def overdue_shipments(call: Call):
+    return call.rpc.call("certificates", "overdue_shipments", call.actor)
+
+
 def my_payment_orders(call: Call):
     return call.rpc.call("payments", "orders_for_payer", call.actor, "candidate", call.principal.subject)
 
@@ -659,6 +693,27 @@ ROUTES: tuple[Route, ...] = (
     Route("cancel_replacement", "POST", "/api/v1/replacement-applications/<application_id>/cancellation",
           "Cancel a paid application with a reason the candidate reads; the fee is refunded (staff)", ("staff",),
           cancel_replacement, CancelReplacement, ReplacementApplicationView, tag="certificates"),
+    Route("production_batches", "GET", "/api/v1/production-batches",
+          "Production batches, newest first, with how many certificates each holds (staff)", ("staff",),
+          production_batches, None, BatchList, tag="certificates"),
+    Route("close_batch", "POST", "/api/v1/production-batches/<batch_id>/closure",
+          "Close a batch for the printer; certificates issued from now on join the next one (staff)", ("staff",),
+          close_batch, None, BatchView, tag="certificates"),
+    Route("batch_csv", "GET", "/api/v1/production-batches/<batch_id>/export.csv",
+          "The batch for the printer, as CSV (UTF-8 with BOM; staff)", ("staff",), batch_csv, None, None,
+          content_type="text/csv; charset=utf-8", tag="certificates"),
+    Route("batch_proof_pdf", "GET", "/api/v1/production-batches/<batch_id>/proof.pdf",
+          "The batch's proof sheet, as PDF (staff)", ("staff",), batch_proof_pdf, None, None,
+          content_type="application/pdf", tag="certificates"),
+    Route("ship_certificate", "POST", "/api/v1/certificates/<certificate_id>/shipment",
+          "Record the courier and tracking number of a printed certificate (staff)", ("staff",), ship_certificate,
+          ShipCertificate, CertificateView, tag="certificates"),
+    Route("mark_delivered", "POST", "/api/v1/certificates/<certificate_id>/delivery",
+          "Record that a shipped certificate was delivered (staff)", ("staff",), mark_delivered, None,
+          CertificateView, tag="certificates"),
+    Route("overdue_shipments", "GET", "/api/v1/certificates/overdue-shipments",
+          "Issued certificates not shipped within their 30-working-day promise (staff)", ("staff",),
+          overdue_shipments, None, CertificateList, tag="certificates"),
     Route("my_payment_orders", "GET", "/api/v1/me/payment-orders", "Payment orders the candidate has to pay",
           ("candidate",), my_payment_orders, None, PaymentOrderList, tag="payments"),
     Route("list_programs", "GET", "/api/v1/programs", "Exam programs with their rules and courses",

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Response
 
 from credence_common.errors import (
     BadRequest,
@@ -131,8 +132,11 @@ class GatewayService:
                         query=dict(request.args))
             answer = route.handler(call)
             if route.content_type != "application/json":
-                return route.success_status, {"Content-Type": route.content_type, "Cache-Control": "no-store",
-                                              "X-Content-Type-Options": "nosniff"}, answer
+                headers = {"Content-Type": route.content_type, "Cache-Control": "no-store",
+                           "X-Content-Type-Options": "nosniff"}
+                if isinstance(answer, bytes):  # nameko's @http takes only text payloads; a PDF is bytes
+                    return Response(answer, status=route.success_status, headers=headers)
+                return route.success_status, headers, answer
             return json_response(route.success_status, answer)
         except CredenceError as error:
             return error_response(error)

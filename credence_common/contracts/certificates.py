@@ -33,6 +33,15 @@ class CertificateView(BaseModel):
     revoked_at: datetime | None = None
     revocation_reason: str | None = None
     version: int
+    delivery_status: Literal["none", "queued", "printing", "shipped", "delivered"] = "none"
+    delivery_address: str | None = None
+    batch_id: str | None = None
+    ship_by: date | None = Field(default=None, description="Shipping is promised within 30 working days of issue")
+    courier: str | None = None
+    tracking_number: str | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    replaces_certificate_id: str | None = None
 
 
 class CertificateList(BaseModel):
@@ -47,6 +56,8 @@ class ConfirmCertificate(BaseModel):
     photo_reference: str | None = Field(default=None, min_length=1, max_length=200,
                                         description="The certificate photo (a stored file's reference); needed "
                                                     "when the application has none yet")
+    delivery_address: str | None = Field(default=None, min_length=1, max_length=200,
+                                         description="Where the printed certificate is mailed")
 
 
 class RequestCorrection(BaseModel):
@@ -132,6 +143,7 @@ class ReplacementApplicationView(BaseModel):
     corrected_holder_name: str | None = None
     fee_fen: int | None = None
     new_certificate_id: str | None = None
+    tracking_number: str | None = Field(default=None, description="The new certificate's, once shipped")
     cancel_reason: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -139,3 +151,24 @@ class ReplacementApplicationView(BaseModel):
 
 class ReplacementApplicationList(BaseModel):
     applications: list[ReplacementApplicationView]
+
+
+class BatchView(BaseModel):
+    batch_id: str
+    batch_number: int
+    status: Literal["open", "closed"]
+    certificate_count: int
+    created_at: datetime
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+
+
+class BatchList(BaseModel):
+    batches: list[BatchView]
+
+
+class ShipCertificate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    courier: str = Field(min_length=1, max_length=40, description="e.g. EMS, SF Express")
+    tracking_number: str = Field(min_length=4, max_length=40, pattern=r"^[A-Za-z0-9-]+$")

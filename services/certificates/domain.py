@@ -98,3 +98,26 @@ def parse_fee_fen(value) -> int:
 
 def serial_sequence_name(year: int, exam_region: str) -> str:
     return f"certificate:{year}:{exam_region}"
+
+
+# Production and mailing, alongside the certificate's status: an issued certificate joins the open production
+# batch; staff close the batch for the printer; then each certificate is shipped and delivered.
+DELIVERY_NONE, DELIVERY_QUEUED, DELIVERY_PRINTING, DELIVERY_SHIPPED, DELIVERY_DELIVERED = (
+    "none", "queued", "printing", "shipped", "delivered")
+DELIVERY_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "queue": ((DELIVERY_NONE,), DELIVERY_QUEUED),
+    "print": ((DELIVERY_QUEUED,), DELIVERY_PRINTING),
+    "ship": ((DELIVERY_PRINTING,), DELIVERY_SHIPPED),
+    "deliver": ((DELIVERY_SHIPPED,), DELIVERY_DELIVERED),
+}
+SHIPPING_PROMISE_WORKING_DAYS = 30
+
+
+def next_delivery_status(status: str, action: str, certificate_status: str) -> str:
+    """Only an issued certificate is printed, shipped or delivered: not one unpaid, revoked or superseded."""
+    allowed_from, target = DELIVERY_TRANSITIONS[action]
+    if certificate_status != ISSUED:
+        raise IllegalTransition(action, certificate_status)
+    if status not in allowed_from:
+        raise IllegalTransition(action, status, "certificate whose delivery")
+    return target

@@ -49,6 +49,28 @@ class Certificate(Base):
     # Raised on every change; events carry it as ``sequence`` so a subscriber can put them in order.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     replaces_certificate_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    delivery_address: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delivery_status: Mapped[str] = mapped_column(String(12), nullable=False, default="none")
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("production_batches.batch_id"), nullable=True,
+                                                 index=True)
+    ship_by: Mapped[date | None] = mapped_column(Date(), nullable=True)
+    courier: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    tracking_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ProductionBatch(Base):
+    """Paid certificates wait in the open batch; staff close it and send it to the printer."""
+
+    __tablename__ = "production_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    batch_number: Mapped[int] = mapped_column(Integer, nullable=False, unique=True)
+    status: Mapped[str] = mapped_column(String(12), nullable=False)  # open | closed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class CandidatePayer(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from functools import partial
 
 from nameko.events import event_handler
@@ -17,6 +18,7 @@ from credence_common.contracts.certificates import (
     DecideCorrection,
     RequestCorrection,
     RevokeCertificate,
+    ShipCertificate,
 )
 from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
 from credence_common.db import Database
@@ -38,6 +40,8 @@ class Rules(DependencyProvider):
         self.rules = usecases.CertificateRules(
             fee_fen=domain.parse_fee_fen(config.get("CERTIFICATE_FEE_FEN", domain.CERTIFICATE_FEE_FEN)),
             report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", 3)),
+            shipping_promise_working_days=int(config.get("SHIPPING_PROMISE_WORKING_DAYS",
+                                                         domain.SHIPPING_PROMISE_WORKING_DAYS)),
             holidays=calendar.parse_holidays(config.get("CERTIFICATE_HOLIDAYS", "")))
 
     def get_dependency(self, worker_ctx):
@@ -84,8 +88,8 @@ class CertificatesService(HealthCheck):
         candidate = require_role(actor, "candidate")
         confirmation = parse(ConfirmCertificate, request or {})
         with self.db.transaction() as session:
-            return usecases.confirm(session, candidate.subject, certificate_id,
-                                    confirmation.photo_reference).model_dump(mode="json")
+            return usecases.confirm(session, candidate.subject, certificate_id, confirmation.photo_reference,
+                                    confirmation.delivery_address).model_dump(mode="json")
 
     @rpc
     def request_correction(self, actor: dict, certificate_id: str, request: dict) -> dict:
@@ -151,6 +155,51 @@ class CertificatesService(HealthCheck):
         with self.db.transaction() as session:
             return usecases.cancel_replacement(session, staff.subject, application_id,
                                                cancellation.reason).model_dump(mode="json")
+
+    @rpc
+    def production_batches(self, actor: dict) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.batches(session).model_dump(mode="json")
+
+    @rpc
+    def close_batch(self, actor: dict, batch_id: str) -> dict:
+        staff = require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.close_batch(session, staff.subject, batch_id).model_dump(mode="json")
+
+    @rpc
+    def batch_csv(self, actor: dict, batch_id: str) -> str:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.batch_csv(session, batch_id)
+
+    @rpc
+    def batch_proof_pdf(self, actor: dict, batch_id: str) -> str:
+        """Base64: the bus carries JSON."""
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return base64.b64encode(usecases.batch_proof_pdf(session, batch_id)).decode("ascii")
+
+    @rpc
+    def ship_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        shipment = parse(ShipCertificate, request)
+        with self.db.transaction() as session:
+            return usecases.ship(session, staff.subject, certificate_id, shipment.courier,
+                                 shipment.tracking_number).model_dump(mode="json")
+
+    @rpc
+    def mark_delivered(self, actor: dict, certificate_id: str) -> dict:
+        staff = require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.mark_delivered(session, staff.subject, certificate_id).model_dump(mode="json")
+
+    @rpc
+    def overdue_shipments(self, actor: dict) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.overdue_shipments(session).model_dump(mode="json")
 
     @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
     def handle_candidate_confirmed(self, message: dict) -> None:

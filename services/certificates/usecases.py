@@ -3,19 +3,23 @@ every change to a certificate goes through ``_change`` (the state machine, the v
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from credence_common import calendar
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
+    BatchList,
+    BatchView,
     CertificateHistoryView,
     CertificateList,
     CertificateView,
@@ -40,7 +44,7 @@ from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
-from services.certificates import domain
+from services.certificates import domain, proof_sheet
 from services.certificates.models import (
     CandidatePayer,
     Certificate,
@@ -48,6 +52,7 @@ from services.certificates.models import (
     CorrectionRequest,
     NumberSequence,
     OutboxEvent,
+    ProductionBatch,
     ReplacementApplication,
 )
 
@@ -60,6 +65,7 @@ class CertificateRules:
     fee_fen: int = domain.CERTIFICATE_FEE_FEN
     report_delay_working_days: int = 3
     holidays: tuple[date, ...] = ()
+    shipping_promise_working_days: int = domain.SHIPPING_PROMISE_WORKING_DAYS
 
 
 def certificate_view(certificate: Certificate) -> CertificateView:
@@ -131,7 +137,7 @@ def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1
         resident_id_number_masked=event.resident_id_number_masked, program_code=event.program_code,
         program_name=event.program_name, level=event.level, qualified_on=calendar.business_day(event.qualified_at),
         sitting=event.sitting, status=domain.PENDING_CONFIRMATION, payer_kind=payer.kind, payer_id=payer.payer_id,
-        certificate_fee_fen=rules.fee_fen, created_at=now, version=1)
+        certificate_fee_fen=rules.fee_fen, created_at=now, version=1, delivery_status=domain.DELIVERY_NONE)
     session.add(certificate)
     session.flush()
     session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=1, at=now, action="created",
@@ -139,12 +145,13 @@ def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1
                                    detail=json.dumps({"result_id": event.result_id})))
 
 
-def confirm(session: Session, candidate_id: str, certificate_id: str, photo_reference: str | None) -> CertificateView:
+def confirm(session: Session, candidate_id: str, certificate_id: str, photo_reference: str | None,
+            delivery_address: str | None = None) -> CertificateView:
     """The candidate confirms what will be printed, which locks it, and the fee falls due."""
     certificate = owned_certificate(session, candidate_id, certificate_id, lock=True)
-    if photo_reference:
-        if certificate.status == domain.PENDING_CONFIRMATION:
-            certificate.photo_reference = photo_reference
+    if certificate.status == domain.PENDING_CONFIRMATION:
+        certificate.photo_reference = photo_reference or certificate.photo_reference
+        certificate.delivery_address = delivery_address or certificate.delivery_address
     if certificate.status == domain.PENDING_CONFIRMATION and not certificate.photo_reference:
         raise InvalidInput("photo_required", "Add the certificate photo (photo_reference) to confirm.")
     payer = payer_of(session, certificate.candidate_id)
@@ -246,7 +253,9 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
         calendar.business_day(event.paid_at), rules.report_delay_working_days, rules.holidays)
     _change(session, certificate, "pay", f"payments:{event.order_number}",
             {"certificate_number": certificate.certificate_number, "paid_fen": event.amount_fen})
-    outbox.add(session, _issued_event(certificate, now), subject=certificate.certificate_number)
+    issued = _issued_event(certificate, now)  # the version of the issue itself; joining a batch follows it
+    join_open_batch(session, certificate, now, rules)
+    outbox.add(session, issued, subject=certificate.certificate_number)
 
 
 def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) -> CertificateView:
@@ -263,8 +272,12 @@ def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) ->
 
 # --- reissue and correction-and-replacement -----------------------------------------------------------
 
-def application_view(application: ReplacementApplication) -> ReplacementApplicationView:
-    return ReplacementApplicationView.model_validate(application, from_attributes=True)
+def application_view(application: ReplacementApplication, session: Session | None = None) -> ReplacementApplicationView:
+    view = ReplacementApplicationView.model_validate(application, from_attributes=True)
+    if session is not None and application.new_certificate_id:
+        new = session.get(Certificate, application.new_certificate_id)
+        view.tracking_number = new.tracking_number if new else None
+    return view
 
 
 def find_application(session: Session, application_id: str, lock: bool = False) -> ReplacementApplication:
@@ -354,7 +367,8 @@ def complete_replacement(session: Session, staff_id: str, application_id: str,
         confirmed_at=now, issued_at=now, payment_order_number=application.payment_order_number,
         report_available_on=calendar.add_working_days(calendar.business_day(now), rules.report_delay_working_days,
                                                       rules.holidays),
-        replaces_certificate_id=old.certificate_id, version=1)
+        replaces_certificate_id=old.certificate_id, delivery_address=old.delivery_address, delivery_status="none",
+        version=1)
     new.certificate_number = _new_number(session, new, now)
     session.add(new)
     session.flush()
@@ -362,11 +376,13 @@ def complete_replacement(session: Session, staff_id: str, application_id: str,
                                    status=domain.ISSUED, actor=f"staff:{staff_id}",
                                    detail=json.dumps({"replaces": old.certificate_number,
                                                       "application_id": application.application_id})))
+    new_issued = _issued_event(new, now)
+    join_open_batch(session, new, now, rules)  # accepted applications join the next batch
     _change(session, old, "supersede", f"staff:{staff_id}",
             {"superseded_by": new.certificate_number, "application_id": application.application_id})
     application.new_certificate_id = new.certificate_id
     application.handled_by = f"staff:{staff_id}"
-    outbox.add(session, _issued_event(new, now), subject=new.certificate_number)
+    outbox.add(session, new_issued, subject=new.certificate_number)
     outbox.add(session, CertificateSupersededV1(
         certificate_id=old.certificate_id, certificate_number=old.certificate_number, candidate_id=old.candidate_id,
         superseded_by_certificate_id=new.certificate_id, superseded_by_certificate_number=new.certificate_number,
@@ -398,7 +414,122 @@ def replacement_applications(session: Session, candidate_id: str | None = None,
         query = query.where(ReplacementApplication.candidate_id == candidate_id)
     if status:
         query = query.where(ReplacementApplication.status == status)
-    return ReplacementApplicationList(applications=[application_view(a) for a in session.scalars(query)])
+    return ReplacementApplicationList(applications=[application_view(a, session) for a in session.scalars(query)])
+
+
+# --- production and mailing ---------------------------------------------------------------------------
+
+def _deliver_step(session: Session, certificate: Certificate, action: str, actor: str,
+                  detail: dict | None = None) -> None:
+    try:
+        certificate.delivery_status = domain.next_delivery_status(certificate.delivery_status, action,
+                                                                  certificate.status)
+    except domain.IllegalTransition as illegal:
+        raise Conflict("illegal_transition", f"You {illegal}.") from None
+    _note(session, certificate, {"queue": "queued", "print": "printing", "ship": "shipped",
+                                 "deliver": "delivered"}[action], actor, detail)
+
+
+def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules) -> None:
+    batch = session.scalars(select(ProductionBatch).where(ProductionBatch.status == "open")
+                            .order_by(ProductionBatch.batch_number).limit(1)).first()
+    if batch is None:
+        batch = ProductionBatch(batch_id=str(uuid.uuid4()), batch_number=next_value(session, NumberSequence, "batch"),
+                                status="open", created_at=now)
+        session.add(batch)
+        session.flush()
+    certificate.batch_id = batch.batch_id
+    certificate.ship_by = calendar.add_working_days(calendar.business_day(now), rules.shipping_promise_working_days,
+                                                    rules.holidays)
+    _deliver_step(session, certificate, "queue", "certificates", {"batch_number": batch.batch_number})
+
+
+def batch_view(session: Session, batch: ProductionBatch) -> BatchView:
+    count = session.scalar(select(func.count()).select_from(Certificate).where(Certificate.batch_id == batch.batch_id))
+    return BatchView(batch_id=batch.batch_id, batch_number=batch.batch_number, status=batch.status,
+                     certificate_count=count, created_at=batch.created_at, closed_at=batch.closed_at,
+                     closed_by=batch.closed_by)
+
+
+def batches(session: Session) -> BatchList:
+    rows = session.scalars(select(ProductionBatch).order_by(ProductionBatch.batch_number.desc()))
+    return BatchList(batches=[batch_view(session, b) for b in rows])
+
+
+def find_batch(session: Session, batch_id: str, lock: bool = False) -> ProductionBatch:
+    batch = session.get(ProductionBatch, batch_id, with_for_update=lock)
+    if batch is None:
+        raise NotFound("batch_not_found", f"No production batch {batch_id}.")
+    return batch
+
+
+def close_batch(session: Session, staff_id: str, batch_id: str) -> BatchView:
+    """The batch goes to the printer; certificates issued from now on join a new one."""
+    batch = find_batch(session, batch_id, lock=True)
+    if batch.status != "open":
+        raise Conflict("batch_closed", f"Batch {batch.batch_number} was already closed.")
+    batch.status, batch.closed_at, batch.closed_by = "closed", utcnow(), f"staff:{staff_id}"
+    for certificate in session.scalars(select(Certificate).where(
+            Certificate.batch_id == batch_id, Certificate.status == domain.ISSUED,
+            Certificate.delivery_status == domain.DELIVERY_QUEUED).with_for_update()):
+        _deliver_step(session, certificate, "print", f"staff:{staff_id}", {"batch_number": batch.batch_number})
+    return batch_view(session, batch)
+
+
+PRINTER_COLUMNS = ("certificate_number", "holder_name", "resident_id_number_masked", "program_name", "level",
+                   "qualified_on", "issued_on", "photo_reference", "delivery_address")
+
+
+def printable(session: Session, batch_id: str) -> list[dict]:
+    """What the printer prints: issued certificates of the batch (one revoked meanwhile is left out)."""
+    rows = session.scalars(select(Certificate).where(Certificate.batch_id == batch_id,
+                                                     Certificate.status == domain.ISSUED)
+                           .order_by(Certificate.certificate_number))
+    return [{"certificate_number": c.certificate_number, "holder_name": c.holder_name,
+             "resident_id_number_masked": c.resident_id_number_masked, "program_name": c.program_name,
+             "level": c.level or "", "qualified_on": c.qualified_on.isoformat() if c.qualified_on else "",
+             "issued_on": calendar.business_day(c.issued_at).isoformat() if c.issued_at else "",
+             "photo_reference": c.photo_reference or "", "delivery_address": c.delivery_address or ""}
+            for c in rows]
+
+
+def batch_csv(session: Session, batch_id: str) -> str:
+    find_batch(session, batch_id)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=PRINTER_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(printable(session, batch_id))
+    return "\ufeff" + out.getvalue()  # a BOM, so spreadsheet programs read the Chinese names as UTF-8
+
+
+def batch_proof_pdf(session: Session, batch_id: str) -> bytes:
+    """A proof sheet: one line per certificate, for the printer and staff to check before printing."""
+    batch = find_batch(session, batch_id)
+    return proof_sheet.render(batch.batch_number, printable(session, batch_id))
+
+
+def ship(session: Session, staff_id: str, certificate_id: str, courier: str, tracking_number: str) -> CertificateView:
+    certificate = find_certificate(session, certificate_id, lock=True)
+    _deliver_step(session, certificate, "ship", f"staff:{staff_id}",
+                  {"courier": courier, "tracking_number": tracking_number})
+    certificate.courier, certificate.tracking_number, certificate.shipped_at = courier, tracking_number, utcnow()
+    return certificate_view(certificate)
+
+
+def mark_delivered(session: Session, staff_id: str, certificate_id: str) -> CertificateView:
+    certificate = find_certificate(session, certificate_id, lock=True)
+    _deliver_step(session, certificate, "deliver", f"staff:{staff_id}")
+    certificate.delivered_at = utcnow()
+    return certificate_view(certificate)
+
+
+def overdue_shipments(session: Session, today: date | None = None) -> CertificateList:
+    today = today or calendar.business_day(utcnow())
+    rows = session.scalars(select(Certificate).where(
+        Certificate.status == domain.ISSUED,
+        Certificate.delivery_status.in_((domain.DELIVERY_QUEUED, domain.DELIVERY_PRINTING)),
+        Certificate.ship_by < today).order_by(Certificate.ship_by))
+    return CertificateList(certificates=[certificate_view(c) for c in rows])
 
 
 # --- reading --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import requests
 
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.events import utcnow
+from deploy.journey import wait_until
 from services.payments import domain as payments_domain
 from services.payments.providers import business_day
 
@@ -273,3 +274,67 @@ def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, jou
     assert get(platform, "/api/v1/payment-reconciliations/not-a-date", staff).status_code == 422
     incidents = get(platform, "/api/v1/payment-incidents", staff).json()["incidents"]
     assert "refund_exceeds_payment" in {i["code"] for i in incidents}
+
+
+def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, journey):
+    staff, candidate = journey["staff_token"], journey["candidate_token"]
+    certificate = journey["certificate"]
+    number = certificate["certificate_number"]
+    batches = get(platform, "/api/v1/production-batches", staff).json()["batches"]
+    batch = next(b for b in batches if b["status"] == "open")
+    closed = post(platform, f"/api/v1/production-batches/{batch['batch_id']}/closure", staff)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    csv_file = requests.get(platform.gateway_url + f"/api/v1/production-batches/{batch['batch_id']}/export.csv",
+                            headers={"Authorization": f"Bearer {staff}"}, timeout=15)
+    assert csv_file.status_code == 200 and csv_file.headers["Content-Type"].startswith("text/csv")
+    assert number in csv_file.text and journey["resident_id_number"] not in csv_file.text
+    pdf = requests.get(platform.gateway_url + f"/api/v1/production-batches/{batch['batch_id']}/proof.pdf",
+                       headers={"Authorization": f"Bearer {staff}"}, timeout=15)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    assert get(platform, f"/api/v1/production-batches/{batch['batch_id']}/export.csv", candidate).status_code == 403
+
+    certificate_id = certificate["certificate_id"]
+    shipped = post(platform, f"/api/v1/certificates/{certificate_id}/shipment", staff,
+                   json={"courier": "EMS", "tracking_number": "EA123456789CN"})
+    assert shipped.status_code == 200 and shipped.json()["delivery_status"] == "shipped"
+    mine = get(platform, f"/api/v1/me/certificates/{certificate_id}", candidate).json()
+    assert mine["tracking_number"] == "EA123456789CN"
+    history = get(platform, f"/api/v1/me/certificates/{certificate_id}/history", candidate).json()["entries"]
+    assert [e["action"] for e in history][-3:] == ["queued", "printing", "shipped"]
+
+    # 补办: a reissue, paid at the sandbox, processed by staff; the old number stops verifying
+    applied = post(platform, f"/api/v1/me/certificates/{certificate_id}/replacement-applications", candidate,
+                   json={"kind": "reissue", "reason": "Lost in a move"})
+    assert applied.status_code == 201, applied.text
+    application_id = applied.json()["application_id"]
+    again = post(platform, f"/api/v1/me/certificates/{certificate_id}/replacement-applications", candidate,
+                 json={"kind": "reissue", "reason": "twice"})
+    assert again.status_code == 409 and error_code(again) == "replacement_in_progress"
+
+    def reissue_due():
+        dues = get(platform, "/api/v1/me/payment-dues", candidate).json()["dues"]
+        return next((d for d in dues if d["reference_id"] == application_id), None)
+
+    due = wait_until("the reissue fee is due", reissue_due)
+    assert due["amount_fen"] == 10000 and due["purpose"] == "certificate_reissue"
+    order = post(platform, "/api/v1/payment-orders", candidate, json={"due_ids": [due["due_id"]]},
+                 headers={"Idempotency-Key": "reissue-1"}).json()
+    paid = post(platform, f"/api/v1/sandbox-provider/orders/{order['order_number']}/payment", candidate, json={})
+    assert paid.json()["acknowledgement"]["status"] == "paid"
+    wait_until("the application is paid", lambda: get(
+        platform, "/api/v1/me/replacement-applications", candidate).json()["applications"][0]["status"] == "pending")
+    assert post(platform, f"/api/v1/replacement-applications/{application_id}/start", candidate).status_code == 403
+    assert post(platform, f"/api/v1/replacement-applications/{application_id}/start", staff).json()["status"] == \
+        "processing"
+    done = post(platform, f"/api/v1/replacement-applications/{application_id}/completion", staff).json()
+    assert done["status"] == "completed"
+    new = get(platform, f"/api/v1/me/certificates/{done['new_certificate_id']}", candidate).json()
+    assert new["status"] == "issued" and new["certificate_number"] != number
+
+    def check(certificate_number):
+        return post(platform, "/api/v1/certificate-checks",
+                    json={"holder_name": journey["full_name"], "certificate_number": certificate_number})
+
+    wait_until("the new number verifies", lambda: check(new["certificate_number"]).status_code == 200)
+    wait_until("the old number stops verifying", lambda: check(number).status_code == 404)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import date
 
@@ -9,6 +10,7 @@ import pytest
 
 from credence_common.calendar import add_working_days
 from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
+from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.certificates.service import CertificatesService
@@ -107,9 +109,10 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
         timeline = certificates.certificate_history(CANDIDATE, certificate_id)["entries"]
         assert certificates.certificate_history(STAFF, certificate_id)["entries"] == timeline
     assert len(mine) == 1 and mine[0]["status"] == "issued" and mine[0]["certificate_number"] == number
-    assert mine[0]["certificate_fee_fen"] == 7000 and mine[0]["version"] == 3
+    assert mine[0]["certificate_fee_fen"] == 7000 and mine[0]["version"] == 4
     assert [(e["version"], e["action"], e["status"]) for e in timeline] == [
-        (1, "created", "pending_confirmation"), (2, "confirm", "awaiting_candidate_payment"), (3, "pay", "issued")]
+        (1, "created", "pending_confirmation"), (2, "confirm", "awaiting_candidate_payment"), (3, "pay", "issued"),
+        (4, "queued", "issued")]
     assert timeline[2]["detail"]["certificate_number"] == number
     assert query(db, "select count(*) from outbox where event_type = 'credence.certificate.issued.v1'") == [(1,)]
 
@@ -194,7 +197,7 @@ def test_staff_revoke_an_issued_certificate_and_subscribers_see_issue_then_revok
             certificates.revoke_certificate(STAFF, certificate_id, {"reason": "twice"})
     events = spy.collect(3)
     assert [(e["type"].split(".")[2], e["data"]["sequence"]) for e in events] == [
-        ("awaiting_payment", 2), ("issued", 3), ("revoked", 4)]
+        ("awaiting_payment", 2), ("issued", 3), ("revoked", 5)]
     assert {e["data"]["certificate_id"] for e in events} == {certificate_id}
     assert events[2]["data"]["reason"] == "Obtained by fraud"
 
@@ -275,11 +278,11 @@ def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissu
             certificates.apply_for_replacement(CANDIDATE, done["new_certificate_id"],
                                                {"kind": "reissue", "reason": "lost"})
         old_timeline = [e["action"] for e in certificates.certificate_history(CANDIDATE, old_id)["entries"]]
-    assert old_timeline == ["created", "confirm", "pay", "reissue_requested", "supersede"]
+    assert old_timeline == ["created", "confirm", "pay", "queued", "reissue_requested", "supersede"]
     events = spy.collect(6)
     seen = [(e["type"].split(".")[2], e["data"]["certificate_id"] == old_id, e["data"].get("sequence")) for e in events]
-    assert seen == [("awaiting_payment", True, 2), ("issued", True, 3), ("awaiting_payment", True, 4),
-                    ("issued", False, 1), ("superseded", True, 5), ("revoked", False, 2)]
+    assert seen == [("awaiting_payment", True, 2), ("issued", True, 3), ("awaiting_payment", True, 5),
+                    ("issued", False, 1), ("superseded", True, 6), ("revoked", False, 3)]
     assert spy.drain() == []
     superseded = next(e for e in events if e["type"].endswith("superseded.v1"))["data"]
     new_issued = [e for e in events if e["type"].endswith("issued.v1")][1]["data"]
@@ -325,3 +328,77 @@ def test_a_cancelled_correction_is_refunded_through_payments(start_service, even
         (order["order_number"], 20000, True)]
     assert refunds_spy.drain() == []
     assert query(payments_config["DB_URI"], "select status, refunded_fen from payment_orders") == [("refunded", 20000)]
+
+
+def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_service):
+    container, config = start_service(CertificatesService)
+    db = config["DB_URI"]
+    for n in range(2):
+        publish_event(config["AMQP_URI"], qualified(result_id=f"res-{n}", candidate_id=f"cand-{n}"))
+    ids = [application(db, f"res-{n}") for n in range(2)]
+    with rpc_proxy("certificates", config) as certificates:
+        for n, certificate_id in enumerate(ids):
+            certificates.confirm_certificate({"subject": f"cand-{n}", "role": "candidate"}, certificate_id, {
+                "photo_reference": f"photos/{n}.jpg", "delivery_address": f"北京市海淀区{n}号"})
+        with pytest.raises(Conflict) as unpaid:
+            certificates.ship_certificate(STAFF, ids[0], {"courier": "EMS", "tracking_number": "EA123456789CN"})
+        assert unpaid.value.code == "illegal_transition"  # mail before paid
+        for n, certificate_id in enumerate(ids):
+            publish_event(config["AMQP_URI"], paid(certificate_id, order=f"P20261123000000010{n}"))
+        wait_for(lambda: query(db, "select count(*) from certificates where delivery_status = 'queued'") == [(2,)],
+                 what="both queued")
+        batch = certificates.production_batches(STAFF)["batches"][0]
+        assert (batch["status"], batch["certificate_count"]) == ("open", 2)
+        first = certificates.certificate(STAFF, ids[0])
+        assert first["batch_id"] == batch["batch_id"] and first["ship_by"] > first["issued_at"][:10]
+        with pytest.raises(Conflict):
+            certificates.ship_certificate(STAFF, ids[0], {"courier": "EMS", "tracking_number": "EA123456789CN"})
+
+        certificates.revoke_certificate(STAFF, ids[1], {"reason": "Obtained by fraud"})  # left out of printing
+        closed = certificates.close_batch(STAFF, batch["batch_id"])
+        assert closed["status"] == "closed"
+        with pytest.raises(Conflict) as again:
+            certificates.close_batch(STAFF, batch["batch_id"])
+        assert again.value.code == "batch_closed"
+        with pytest.raises(Forbidden):
+            certificates.batch_csv(CANDIDATE, batch["batch_id"])
+        exported = certificates.batch_csv(STAFF, batch["batch_id"])
+        lines = exported.lstrip("\ufeff").splitlines()
+        assert lines[0].startswith("certificate_number,holder_name,resident_id_number_masked")
+        assert len(lines) == 2 and "北京市海淀区0号" in lines[1] and "photos/0.jpg" in lines[1]
+        pdf = base64.b64decode(certificates.batch_proof_pdf(STAFF, batch["batch_id"]))
+        assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
+
+        with pytest.raises(InvalidInput):
+            certificates.ship_certificate(STAFF, ids[0], {"courier": "EMS", "tracking_number": "x y"})
+        with pytest.raises(Conflict):
+            certificates.mark_delivered(STAFF, ids[0])  # not shipped yet
+        shipped = certificates.ship_certificate(STAFF, ids[0], {"courier": "EMS", "tracking_number": "EA123456789CN"})
+        assert (shipped["delivery_status"], shipped["tracking_number"]) == ("shipped", "EA123456789CN")
+        with pytest.raises(Conflict):
+            certificates.ship_certificate(STAFF, ids[1], {"courier": "EMS", "tracking_number": "EA000000000CN"})
+        assert certificates.mark_delivered(STAFF, ids[0])["delivery_status"] == "delivered"
+        timeline = [e["action"] for e in certificates.certificate_history(
+            {"subject": "cand-0", "role": "candidate"}, ids[0])["entries"]]
+        assert timeline == ["created", "confirm", "pay", "queued", "printing", "shipped", "delivered"]
+        assert certificates.overdue_shipments(STAFF)["certificates"] == []
+
+        # a newly issued certificate opens the next batch
+        publish_event(config["AMQP_URI"], qualified(result_id="res-9", candidate_id="cand-9"))
+        late = application(db, "res-9")
+        certificates.confirm_certificate({"subject": "cand-9", "role": "candidate"}, late, PHOTO)
+        publish_event(config["AMQP_URI"], paid(late, order="P202611230000000199"))
+        wait_for(lambda: len(certificates.production_batches(STAFF)["batches"]) == 2, what="a second batch")
+        newest = certificates.production_batches(STAFF)["batches"][0]
+        assert (newest["batch_number"], newest["status"], newest["certificate_count"]) == (
+            batch["batch_number"] + 1, "open", 1)
+    # promised dates in the past: listed as overdue
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE certificates SET ship_by = '2026-01-05' WHERE result_id = 'res-9'")
+    finally:
+        engine.dispose()
+    with rpc_proxy("certificates", config) as certificates:
+        overdue = certificates.overdue_shipments(STAFF)["certificates"]
+    assert [c["certificate_id"] for c in overdue] == [late]

@@ -34,13 +34,13 @@ def test_a_registry_keeps_in_step_with_issue_and_revoke_whatever_the_delivery_or
     assert handled == 3
     registry = sqlite3.connect(registry_db)
     row = registry.execute("SELECT status, sequence, certificate_number, holder_name FROM certificates").fetchall()
-    assert row == [("revoked", 4, issued["data"]["certificate_number"], "王小明")]
+    assert row == [("revoked", 5, issued["data"]["certificate_number"], "王小明")]
 
     # a redelivered issue event and a late duplicate of the revocation change nothing
     assert registry_subscriber.apply(registry, issued) is False
     assert registry_subscriber.apply(registry, revoked) is False
     assert registry_subscriber.apply(registry, awaiting) is False  # not a state the registry keeps
-    assert registry.execute("SELECT status, sequence FROM certificates").fetchall() == [("revoked", 4)]
+    assert registry.execute("SELECT status, sequence FROM certificates").fetchall() == [("revoked", 5)]
     registry.close()
 
 

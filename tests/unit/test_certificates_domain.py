@@ -74,3 +74,36 @@ def test_a_fee_that_is_not_whole_fen_is_refused(value):
 
 def test_a_whole_fee_is_accepted():
     assert domain.parse_fee_fen(6000) == 6000 and domain.parse_fee_fen(0) == 0
+
+
+DELIVERY_LEGAL = {("none", "queue"): "queued", ("queued", "print"): "printing", ("printing", "ship"): "shipped",
+                  ("shipped", "deliver"): "delivered"}
+
+
+@pytest.mark.parametrize("delivery", ["none", "queued", "printing", "shipped", "delivered"])
+@pytest.mark.parametrize("action", list(domain.DELIVERY_TRANSITIONS))
+def test_delivery_steps_follow_in_order_and_only_for_issued_certificates(delivery, action):
+    if (delivery, action) in DELIVERY_LEGAL:
+        assert domain.next_delivery_status(delivery, action, domain.ISSUED) == DELIVERY_LEGAL[(delivery, action)]
+    else:
+        with pytest.raises(domain.IllegalTransition):
+            domain.next_delivery_status(delivery, action, domain.ISSUED)
+    for not_issued in (domain.AWAITING_CANDIDATE_PAYMENT, domain.REVOKED, domain.SUPERSEDED):
+        with pytest.raises(domain.IllegalTransition):  # mail before paid, or a withdrawn certificate
+            domain.next_delivery_status(delivery, action, not_issued)
+
+
+APPLICATION_LEGAL = {("awaiting_payment", "pay"): "pending", ("pending", "start"): "processing",
+                     ("processing", "complete"): "completed", ("pending", "cancel"): "cancelled",
+                     ("processing", "cancel"): "cancelled"}
+
+
+@pytest.mark.parametrize("status", ["awaiting_payment", "pending", "processing", "completed", "cancelled"])
+@pytest.mark.parametrize("action", list(domain.APPLICATION_TRANSITIONS))
+def test_replacement_applications_move_only_forward(status, action):
+    if (status, action) in APPLICATION_LEGAL:
+        assert domain.next_application_status(status, action) == APPLICATION_LEGAL[(status, action)]
+    else:
+        with pytest.raises(domain.IllegalTransition) as refused:
+            domain.next_application_status(status, action)
+        assert "replacement application" in str(refused.value)

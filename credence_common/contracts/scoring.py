@@ -123,6 +123,7 @@ class ProgramView(BaseModel):
     program_code: str
     program_name: str
     kind: Literal["composite", "course_based"]
+    level: str | None = None
     pass_mark: int
     rules: str
     courses: list[CourseView] = []

@@ -27,6 +27,7 @@ class Program(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="composite", server_default="composite")
     review_window_days: Mapped[int] = mapped_column(Integer, nullable=False, default=15, server_default="15")
     rules_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # CompositeRules for composite programs
+    level: Mapped[str | None] = mapped_column(String(40), nullable=True)  # printed on the certificate
 
 
 class Course(Base):

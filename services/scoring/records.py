@@ -99,7 +99,7 @@ def close_review(session: Session, review_id: str, staff: str, resolution: str, 
                 result_id=result.result_id, candidate_id=result.candidate_id, ticket_number=result.ticket_number,
                 full_name=holder.full_name, resident_id_number_masked=holder.resident_id_number_masked,
                 program_code=program.program_code, program_name=program.program_name, sitting=result.sitting,
-                final_score=new_score, qualified_at=now), subject=result.candidate_id)
+                final_score=new_score, qualified_at=now, level=program.level), subject=result.candidate_id)
     return ScoreReviewView.model_validate(review, from_attributes=True)
 
 

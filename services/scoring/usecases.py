@@ -209,8 +209,8 @@ def _publish(session: Session, program: Program, release: Release, actor: str,
                 ticket_number=result.ticket_number, full_name=holder.full_name,
                 resident_id_number_masked=holder.resident_id_number_masked,
                 program_code=program.program_code, program_name=program.program_name,
-                sitting=result.sitting, final_score=result.final_score, qualified_at=now),
-                subject=result.candidate_id)
+                sitting=result.sitting, final_score=result.final_score, qualified_at=now,
+                level=program.level), subject=result.candidate_id)
     if program.kind == "course_based":
         session.flush()
         for candidate_id, before in graduated_before.items():
@@ -258,7 +258,7 @@ def _qualify_by_graduation(session: Session, candidate_id: str, program: Program
         ticket_number=holder.ticket_number, full_name=holder.full_name,
         resident_id_number_masked=holder.resident_id_number_masked, program_code=program.program_code,
         program_name=program.program_name, sitting=last.sitting if last else now.strftime("%Y-%m"),
-        final_score=last.final_score if last else 100, qualified_at=now),
+        final_score=last.final_score if last else 100, qualified_at=now, level=program.level),
         subject=candidate_id)
 
 
@@ -311,7 +311,7 @@ def list_programs(session: Session) -> dict:
             rules = domain.CompositeRules.from_json(program.rules_json).describe() if program.rules_json else \
                 f"passed at {program.pass_mark} or more."
         views.append(ProgramView(program_code=program.program_code, program_name=program.program_name,
-                                 kind=program.kind, pass_mark=program.pass_mark, rules=rules,
+                                 kind=program.kind, level=program.level, pass_mark=program.pass_mark, rules=rules,
                                  courses=[CourseView.model_validate(c, from_attributes=True) for c in courses]))
     return ProgramList(programs=views).model_dump(mode="json")
 

@@ -300,6 +300,7 @@ def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, jo
     assert shipped.status_code == 200 and shipped.json()["delivery_status"] == "shipped"
     mine = get(platform, f"/api/v1/me/certificates/{certificate_id}", candidate).json()
     assert mine["tracking_number"] == "EA123456789CN"
+    assert mine["level"] == "三级 Level 3" and mine["qualified_on"] and mine["photo_reference"]
     history = get(platform, f"/api/v1/me/certificates/{certificate_id}/history", candidate).json()["entries"]
     assert [e["action"] for e in history][-3:] == ["queued", "printing", "shipped"]
 

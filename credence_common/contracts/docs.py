@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import get_args
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
@@ -40,6 +41,11 @@ routing key, persistent, after the state change has committed (transactional out
 Bind a durable queue of your own to that exchange with the type you need as binding key, and
 de-duplicate on `id`. Delivery is at least once and, across different subjects, unordered.
 
+Certificate events carry the stable `certificate_id` and `sequence`, the certificate's version after the
+change: it only grows (gaps are normal), so a subscriber keeps the highest sequence it applied per
+certificate and skips anything not newer. `deploy/registry_subscriber.py` is a complete example subscriber
+(pika) that does exactly this.
+
 ## Versioning
 
 A type's payload may gain optional fields within a version; consumers must ignore fields they do not
@@ -62,6 +68,48 @@ def _type_name(field: FieldInfo) -> str:
     return {"str": "string", "int": "integer", "datetime": "date-time", "date": "date"}.get(name, name)
 
 
+# Plausible values by field name, for the examples; anything else is derived from the field's type.
+EXAMPLE_VALUES = {
+    "candidate_id": "4f7d2c1e-8a7b-4c55-9d0e-2b1f6a3c9e10", "certificate_id": "9b2e7d4a-1c3f-4e8b-a6d5-7f0c2e1b3a48",
+    "certificate_number": "202611000000018", "ticket_number": "11260000001X", "primary_ticket_number": "11260000001X",
+    "full_name": "王小明", "holder_name": "王小明", "resident_id_number_masked": "110105********002X",
+    "exam_region": "11", "from_region": "11", "to_region": "31", "program_code": "PSY-COUNSELLOR",
+    "program_name": "Psychological Counsellor (Foundation)", "level": "三级 Level 3", "sitting": "2026-11",
+    "course_code": "", "final_score": 82, "old_score": 58, "new_score": 61, "result_id": "res-3c1d9e7a",
+    "order_number": "P202611230123456789", "payment_order_number": "P202611230123456789",
+    "refund_number": "R202611230123456789", "provider": "sandbox",
+    "provider_transaction_id": "SBX20261123A1B2C3D4E5F6A7B8C9D0", "payer_id": "4f7d2c1e-8a7b-4c55-9d0e-2b1f6a3c9e10",
+    "amount_fen": 6000, "order_amount_fen": 6000, "certificate_fee_fen": 6000, "order_refunded_fen": 6000,
+    "purpose": "certificate_fee", "reason": "Obtained by fraud", "sequence": 3,
+    "institution_id": None, "reference_id": "9b2e7d4a-1c3f-4e8b-a6d5-7f0c2e1b3a48",
+}
+EXAMPLE_TIME = "2026-11-23T02:15:00Z"
+
+
+def _example_value(name: str, field: FieldInfo):
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, UnionType):  # Optional[X]: an example of X
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)[0]
+    if name in EXAMPLE_VALUES:
+        return EXAMPLE_VALUES[name]
+    if get_origin(annotation) is list:
+        return ["11250000002X"]
+    return {"str": "example", "int": 1, "bool": False, "datetime": EXAMPLE_TIME, "date": "2026-11-23"}.get(
+        getattr(annotation, "__name__", ""), "example")
+
+
+def example(model) -> dict:
+    """A complete envelope for ``model``; the generator checks that it parses, so examples cannot rot."""
+    data = {name: _example_value(name, field) for name, field in model.model_fields.items()}
+    model.model_validate(data)
+    return {"specversion": "1.0", "id": "0b8f5d2e-6c1a-4f3b-9e7d-5a2c4b6d8e01",
+            "source": f"/credence/{model.publisher}", "type": model.event_type, "time": EXAMPLE_TIME,
+            "subject": data.get("certificate_number") or data.get("order_number") or data.get("candidate_id"),
+            "datacontenttype": "application/json", "data": data}
+
+
 def render() -> str:
     parts = [HEADER, "\n## Events\n"]
     parts.append("| type | publisher | internal subscribers |\n|---|---|---|\n")
@@ -79,6 +127,9 @@ def render() -> str:
         for name, field in model.model_fields.items():
             parts.append(f"| `{name}` | {_type_name(field)} | {'yes' if field.is_required() else 'no'} "
                          f"| {field.description or ''} |\n")
+        parts.append("\nExample:\n\n```json\n")
+        parts.append(json.dumps(example(model), indent=2, ensure_ascii=False))
+        parts.append("\n```\n")
         parts.append("\n<details><summary>JSON Schema of <code>data</code></summary>\n\n```json\n")
         parts.append(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
         parts.append("\n```\n</details>\n")

@@ -18,3 +18,15 @@ def test_every_event_type_and_field_is_documented():
         assert f"### {model.event_type}" in text
         for field in model.model_fields:
             assert f"| `{field}` |" in text
+
+
+def test_every_event_has_an_example_envelope_that_parses():
+    from credence_common.contracts.docs import example
+    from credence_common.events import EventEnvelope
+
+    text = DOC.read_text(encoding="utf-8")
+    for model in ALL_EVENTS:
+        envelope = EventEnvelope.model_validate(example(model))
+        assert envelope.type == model.event_type
+        model.model_validate(envelope.data)
+        assert f'"type": "{model.event_type}"' in text

@@ -11,7 +11,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
@@ -98,6 +98,13 @@ class UnitOfWork:
             session.info.pop(OUTBOX_WRITTEN, None)
             raise Conflict("concurrent_change",
                            "Another request changed the same record at the same time; nothing was saved. "
+                           "Try again.") from None
+        except OperationalError as error:
+            session.info.pop(OUTBOX_WRITTEN, None)
+            if "database is locked" not in str(error):
+                raise
+            # SQLite: another writer held the database past the busy timeout; nothing of this one was kept.
+            raise Conflict("concurrent_change", "The database was busy with another change; nothing was saved. "
                            "Try again.") from None
         if wrote_events:  # read-only and event-free transactions leave the relay asleep
             self._commit_signal.notify()

@@ -30,9 +30,24 @@ def upgrade(service: str, db_uri: str, revision: str = "head") -> None:
     config = alembic_config(service)
     engine = make_engine(db_uri)
     try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite changes a table by copying it and dropping the old one; with foreign keys enforced
+                # that drop fails as soon as another table points at a row. Off for the migration (the pragma
+                # only works outside a transaction), and checked in full before it commits.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"{service}: the migration left rows pointing nowhere: {broken[:5]}")
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
     finally:
         engine.dispose()
 

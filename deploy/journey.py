@@ -151,7 +151,8 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say(f"   -> application {certificate['certificate_id']} is {certificate['status']}: "
         f"{certificate['holder_name']}, {certificate['program_name']}, qualified {certificate['qualified_on']}")
     certificate = client.request("POST", f"/api/v1/me/certificates/{certificate['certificate_id']}/confirmation",
-                                 token=token, json={"photo_reference": f"photos/{uuid.uuid4().hex}.jpg"})
+                                 token=token, json={"photo_reference": f"photos/{uuid.uuid4().hex}.jpg",
+                                                   "delivery_address": "北京市海淀区学院路1号 100083"})
     say(f"   The candidate confirms what will be printed -> {certificate['status']}")
 
     due = wait_until("payments has the fee due", lambda: (client.request(

@@ -45,21 +45,30 @@ def open_registry(path: str) -> sqlite3.Connection:
 def apply(registry: sqlite3.Connection, envelope: dict) -> bool:
     """Apply one CloudEvents envelope; True when it changed the registry."""
     status = STATUS_BY_EVENT.get(envelope.get("type"))
-    data = envelope.get("data") or {}
-    if status is None or "certificate_id" not in data or not data.get("sequence"):
+    data = envelope.get("data")
+    if status is None or not isinstance(data, dict) or "certificate_id" not in data or not data.get("sequence"):
         return False  # not an event this registry keeps, or one from before sequences existed
     held = registry.execute("SELECT sequence FROM certificates WHERE certificate_id = ?",
                             (data["certificate_id"],)).fetchone()
     if held is not None and held[0] >= data["sequence"]:
-        return False  # a redelivery, or an older event that arrived late
+        # A redelivery, or an older event that arrived late: its status is stale, but details the registry
+        # has not seen yet (an issue overtaken by its revocation) are still filled in.
+        registry.execute("UPDATE certificates SET certificate_number = COALESCE(certificate_number, ?), "
+                         "holder_name = COALESCE(holder_name, ?), program_name = COALESCE(program_name, ?), "
+                         "issued_on = COALESCE(issued_on, ?) WHERE certificate_id = ?",
+                         (data.get("certificate_number"), data.get("holder_name"), data.get("program_name"),
+                          data.get("issued_on"), data["certificate_id"]))
+        registry.commit()
+        return False
     if held is None:
         registry.execute("INSERT INTO certificates (certificate_id, status, sequence, last_event_id) "
-                         "VALUES (?, ?, ?, ?)", (data["certificate_id"], status, data["sequence"], envelope["id"]))
+                         "VALUES (?, ?, ?, ?)", (data["certificate_id"], status, data["sequence"],
+                                                 str(envelope.get("id"))))
     registry.execute("UPDATE certificates SET status = ?, sequence = ?, last_event_id = ?, "
                      "certificate_number = COALESCE(?, certificate_number), "
                      "holder_name = COALESCE(?, holder_name), program_name = COALESCE(?, program_name), "
                      "issued_on = COALESCE(?, issued_on) WHERE certificate_id = ?",
-                     (status, data["sequence"], envelope["id"], data.get("certificate_number"),
+                     (status, data["sequence"], str(envelope.get("id")), data.get("certificate_number"),
                       data.get("holder_name"), data.get("program_name"), data.get("issued_on"),
                       data["certificate_id"]))
     registry.commit()
@@ -88,12 +97,14 @@ def run(amqp_uri: str, db_path: str, queue: str, max_messages: int | None = None
                 break  # idle for idle_timeout seconds
             try:
                 envelope = json.loads(body)
+                if not isinstance(envelope, dict):
+                    raise ValueError("not an object")
             except ValueError:
-                log.error("dropping a message that is not JSON")
+                log.error("dropping a message that is not a JSON object")
                 channel.basic_ack(method.delivery_tag)
                 continue
             if apply(registry, envelope):
-                log.info("%s %s -> sequence %s", envelope["type"], envelope["data"]["certificate_id"],
+                log.info("%s %s -> sequence %s", envelope.get("type"), envelope["data"]["certificate_id"],
                          envelope["data"]["sequence"])
             channel.basic_ack(method.delivery_tag)  # after the commit: a crash before it redelivers
             handled += 1

@@ -394,6 +394,10 @@ def my_certificate(call: Call):
     return call.rpc.call("certificates", "certificate", call.actor, call.params["certificate_id"])
 
 
+def certificate_by_number(call: Call):
+    return call.rpc.call("certificates", "certificate_by_number", call.actor, call.params["certificate_number"])
+
+
 def certificate_history(call: Call):
     return call.rpc.call("certificates", "certificate_history", call.actor, call.params["certificate_id"])
 
@@ -662,6 +666,9 @@ ROUTES: tuple[Route, ...] = (
     Route("my_certificate_history", "GET", "/api/v1/me/certificates/<certificate_id>/history",
           "Every step of the certificate, in order", ("candidate",), certificate_history, None,
           CertificateHistoryView, tag="certificates"),
+    Route("certificate_by_number", "GET", "/api/v1/certificates/by-number/<certificate_number>",
+          "A certificate found by its number, with its id, status and delivery (staff)", ("staff",),
+          certificate_by_number, None, CertificateView, tag="certificates"),
     Route("certificate_history", "GET", "/api/v1/certificates/<certificate_id>/history",
           "Every step of a certificate, in order (staff)", ("staff",), certificate_history, None,
           CertificateHistoryView, tag="certificates"),

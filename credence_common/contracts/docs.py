@@ -41,9 +41,11 @@ routing key, persistent, after the state change has committed (transactional out
 Bind a durable queue of your own to that exchange with the type you need as binding key, and
 de-duplicate on `id`. Delivery is at least once and, across different subjects, unordered.
 
-Certificate events carry the stable `certificate_id` and `sequence`, the certificate's version after the
-change: it only grows (gaps are normal), so a subscriber keeps the highest sequence it applied per
-certificate and skips anything not newer. `deploy/registry_subscriber.py` is a complete example subscriber
+The events about a certificate's state (`awaiting_payment`, `issued`, `revoked`, `superseded`) carry the
+stable `certificate_id` and `sequence`, the certificate's version after the change: it only grows (gaps
+are normal). Their `subject` changes over a certificate's life (its id before it has a number, the number
+after), so order them by `certificate_id` and `sequence`, not by subject: keep the highest sequence applied
+per certificate and skip anything not newer. `deploy/registry_subscriber.py` is a complete example subscriber
 (pika) that does exactly this.
 
 ## Versioning
@@ -61,11 +63,19 @@ No event carries a full resident ID number or mobile number: only masked forms
 
 def _type_name(field: FieldInfo) -> str:
     annotation = field.annotation
+    optional = get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation)
+    if optional:
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
     args = get_args(annotation)
-    if getattr(annotation, "__name__", "") == "Literal" or (args and all(isinstance(a, str) for a in args)):
-        return " \\| ".join(f"`{a}`" for a in args)
-    name = getattr(annotation, "__name__", None) or str(annotation)
-    return {"str": "string", "int": "integer", "datetime": "date-time", "date": "date"}.get(name, name)
+    if get_origin(annotation) is Literal:
+        name = " or ".join(f"`{a}`" for a in args)
+    elif get_origin(annotation) is list:
+        name = f"list of {getattr(args[0], '__name__', str(args[0]))}" if args else "list"
+    else:
+        name = getattr(annotation, "__name__", None) or str(annotation)
+        name = {"str": "string", "int": "integer", "datetime": "date-time", "date": "date", "bool": "boolean"}.get(
+            name, name)
+    return f"{name} or null" if optional else name
 
 
 # Plausible values by field name, for the examples; anything else is derived from the field's type.
@@ -82,6 +92,9 @@ EXAMPLE_VALUES = {
     "amount_fen": 6000, "order_amount_fen": 6000, "certificate_fee_fen": 6000, "order_refunded_fen": 6000,
     "purpose": "certificate_fee", "reason": "Obtained by fraud", "sequence": 3,
     "institution_id": None, "reference_id": "9b2e7d4a-1c3f-4e8b-a6d5-7f0c2e1b3a48",
+    "report_available_on": "2026-11-26", "replaces_certificate_id": None,
+    "due_id": "d5b1e0c2-7a3f-4b8e-9c1d-2e4f6a8b0c13",
+    "refund_request_id": "cancel:3e9a1f7c-5b2d-4c8e-a0f6-1d3b5c7e9a24",
 }
 EXAMPLE_TIME = "2026-11-23T02:15:00Z"
 

@@ -214,6 +214,8 @@ class CertificateIssuedV1(EventPayload):
     payer_kind: Literal["candidate", "institution"] | None = None
     report_available_on: date | None = Field(default=None, description="The online verification report opens "
                                              "on this day (working days after payment)")
+    replaces_certificate_id: str | None = Field(default=None, description="For a reissue or correction: the "
+                                                "certificate this one supersedes")
 
 
 class CertificateRevokedV1(EventPayload):
@@ -245,20 +247,22 @@ class CertificateSupersededV1(EventPayload):
     sequence: int = Field(ge=1, description="This (old) certificate's version (see certificate.issued.v1)")
 
 
-class CertificateReplacementCancelledV1(EventPayload):
-    event_type: ClassVar[str] = "credence.certificate.replacement_cancelled.v1"
+class CertificateRefundRequestedV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.refund_requested.v1"
     publisher: ClassVar[str] = "certificates"
-    description: ClassVar[str] = ("Staff cancelled a paid reissue or correction application; payments refunds its "
-                                  "fee along the original payment path.")
+    description: ClassVar[str] = ("Certificates will not use money it was paid: a paid reissue or correction "
+                                  "application was cancelled (staff, or the certificate was revoked), or a payment "
+                                  "arrived for something no longer awaiting it. Payments refunds it along the "
+                                  "original payment path, once per refund_request_id.")
 
-    application_id: str
+    refund_request_id: str = Field(description="Stable per refund: a redelivered event asks for the same refund")
     certificate_id: str
     candidate_id: str
-    kind: Literal["reissue", "correction"]
-    payment_order_number: str
+    reference_id: str = Field(description="What was paid for: the application id or the certificate id")
+    order_number: str
     amount_fen: int = Field(gt=0)
     reason: str
-    cancelled_at: datetime
+    requested_at: datetime
 
 
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
@@ -276,7 +280,7 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CertificateIssuedV1,
     CertificateRevokedV1,
     CertificateSupersededV1,
-    CertificateReplacementCancelledV1,
+    CertificateRefundRequestedV1,
 )
 
 EVENTS_BY_TYPE = {model.event_type: model for model in ALL_EVENTS}

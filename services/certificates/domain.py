@@ -46,6 +46,7 @@ APPLICATION_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "start": ((APPLICATION_PENDING,), APPLICATION_PROCESSING),
     "complete": ((APPLICATION_PROCESSING,), APPLICATION_COMPLETED),
     "cancel": ((APPLICATION_PENDING, APPLICATION_PROCESSING), APPLICATION_CANCELLED),
+    "void": (APPLICATION_ACTIVE, APPLICATION_CANCELLED),  # the certificate was revoked: nothing left to replace
 }
 
 

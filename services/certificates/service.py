@@ -70,6 +70,12 @@ class CertificatesService(HealthCheck):
             return usecases.certificate_view(certificate).model_dump(mode="json")
 
     @rpc
+    def certificate_by_number(self, actor: dict, certificate_number: str) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return usecases.find_by_number(session, str(certificate_number)).model_dump(mode="json")
+
+    @rpc
     def certificate_history(self, actor: dict, certificate_id: str) -> dict:
         who = require_role(actor, "candidate", "staff")
         with self.db.transaction() as session:

@@ -35,7 +35,7 @@ from credence_common.contracts.events import (
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
-    CertificateReplacementCancelledV1,
+    CertificateRefundRequestedV1,
     CertificateRevokedV1,
     CertificateSupersededV1,
     PaymentSucceededV1,
@@ -107,6 +107,17 @@ def _note(session: Session, certificate: Certificate, action: str, actor: str, d
                                    detail=json.dumps(detail, ensure_ascii=False) if detail else None))
 
 
+def _refund(session: Session, certificate_id: str, candidate_id: str, reference_id: str, order_number: str | None,
+            amount_fen: int | None, reason: str, refund_request_id: str) -> None:
+    """Money certificates will not use goes back, through payments (the outbox makes sure it is asked)."""
+    if not order_number or not amount_fen or amount_fen <= 0:
+        return
+    outbox.add(session, CertificateRefundRequestedV1(
+        refund_request_id=refund_request_id, certificate_id=certificate_id, candidate_id=candidate_id,
+        reference_id=reference_id, order_number=order_number, amount_fen=amount_fen, reason=reason[:200],
+        requested_at=utcnow()), subject=refund_request_id)
+
+
 # --- who pays ------------------------------------------------------------------------------------------
 
 def record_candidate_payer(session: Session, event: CandidateConfirmedV1) -> None:
@@ -154,6 +165,9 @@ def confirm(session: Session, candidate_id: str, certificate_id: str, photo_refe
         certificate.delivery_address = delivery_address or certificate.delivery_address
     if certificate.status == domain.PENDING_CONFIRMATION and not certificate.photo_reference:
         raise InvalidInput("photo_required", "Add the certificate photo (photo_reference) to confirm.")
+    if certificate.status == domain.PENDING_CONFIRMATION and not certificate.delivery_address:
+        raise InvalidInput("delivery_address_required", "Add where the printed certificate is to be mailed "
+                           "(delivery_address) to confirm.")
     payer = payer_of(session, certificate.candidate_id)
     _change(session, certificate, "confirm", f"candidate:{candidate_id}", {"payer_kind": payer.kind},
             payer_kind=payer.kind)
@@ -170,6 +184,8 @@ def confirm(session: Session, candidate_id: str, certificate_id: str, photo_refe
 def request_correction(session: Session, candidate_id: str, certificate_id: str,
                        request: RequestCorrection) -> CorrectionRequestView:
     certificate = owned_certificate(session, candidate_id, certificate_id, lock=True)
+    if request.field == "holder_name" and len(request.requested_value) > 40:
+        raise InvalidInput("name_too_long", "A name on a certificate has at most 40 characters.")
     current = getattr(certificate, request.field)
     _change(session, certificate, "request_correction", f"candidate:{candidate_id}",
             {"field": request.field, "reason": request.reason})
@@ -213,8 +229,9 @@ def correction_requests(session: Session, open_only: bool = True,
 
 def _new_number(session: Session, certificate: Certificate, now) -> str:
     region = certificate.ticket_number[:2]
-    serial = next_value(session, NumberSequence, domain.serial_sequence_name(now.year, region))
-    return format_certificate_number(now.year, region, serial)
+    year = calendar.business_day(now).year  # the year of the issue date printed beside it, in Beijing
+    serial = next_value(session, NumberSequence, domain.serial_sequence_name(year, region))
+    return format_certificate_number(year, region, serial)
 
 
 def _issued_event(certificate: Certificate, now) -> CertificateIssuedV1:
@@ -225,7 +242,8 @@ def _issued_event(certificate: Certificate, now) -> CertificateIssuedV1:
         program_code=certificate.program_code, program_name=certificate.program_name,
         issued_on=calendar.business_day(now), issued_at=now, sequence=certificate.version, level=certificate.level,
         qualified_on=certificate.qualified_on, payer_kind=certificate.payer_kind,
-        report_available_on=certificate.report_available_on)
+        report_available_on=certificate.report_available_on,
+        replaces_certificate_id=certificate.replaces_certificate_id)
 
 
 def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: CertificateRules) -> None:
@@ -235,14 +253,14 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
     if event.purpose != "certificate_fee":
         return
     certificate = session.get(Certificate, event.reference_id, with_for_update=True)
-    if certificate is None:
-        log.error("payment %s names unknown certificate %s", event.order_number, event.reference_id)
-        return
-    if certificate.status not in domain.AWAITING_PAYMENT:
-        # Payments credits a due once, so this is a second due for the same certificate or a bug: keep the
-        # certificate as it is, say so loudly (the money is refundable in payments).
-        log.error("payment %s for certificate %s which is %s: nothing issued", event.order_number,
-                  certificate.certificate_id, certificate.status)
+    if certificate is None or certificate.status not in domain.AWAITING_PAYMENT:
+        # Paid twice, or for something no longer awaiting payment: nothing is issued and the money goes back.
+        log.error("payment %s for certificate %s which is %s: nothing issued, refund requested", event.order_number,
+                  event.reference_id, certificate.status if certificate else "unknown")
+        _refund(session, event.reference_id, event.candidate_id or (certificate.candidate_id if certificate else ""),
+                event.reference_id, event.order_number, event.amount_fen,
+                "Paid for a certificate that was not awaiting payment", f"unused:{event.order_number}:"
+                f"{event.due_id or event.reference_id}")
         return
     now = utcnow()
     certificate.certificate_number = _new_number(session, certificate, now)
@@ -263,6 +281,17 @@ def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) ->
     _change(session, certificate, "revoke", f"staff:{staff_id}", {"reason": reason})
     now = utcnow()
     certificate.revoked_at, certificate.revocation_reason = now, reason
+    for application in session.scalars(select(ReplacementApplication).where(
+            ReplacementApplication.certificate_id == certificate_id,
+            ReplacementApplication.status.in_(domain.APPLICATION_ACTIVE)).with_for_update()):
+        paid = application.status != domain.APPLICATION_AWAITING_PAYMENT
+        _move(application, "void")
+        application.cancel_reason = "The certificate was revoked."
+        if paid:
+            _refund(session, certificate_id, application.candidate_id, application.application_id,
+                    application.payment_order_number, application.fee_fen,
+                    f"{application.kind} application void: the certificate was revoked",
+                    f"cancel:{application.application_id}")
     outbox.add(session, CertificateRevokedV1(
         certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
         candidate_id=certificate.candidate_id, reason=reason, revoked_at=now, sequence=certificate.version),
@@ -334,8 +363,12 @@ def apply_for_replacement(session: Session, candidate_id: str, certificate_id: s
 def replacement_paid(session: Session, event: PaymentSucceededV1) -> None:
     application = session.get(ReplacementApplication, event.reference_id, with_for_update=True)
     if application is None or application.status != domain.APPLICATION_AWAITING_PAYMENT:
-        log.error("payment %s for replacement %s which is %s: nothing changed", event.order_number,
+        log.error("payment %s for replacement %s which is %s: refund requested", event.order_number,
                   event.reference_id, application.status if application else "unknown")
+        _refund(session, application.certificate_id if application else event.reference_id,
+                event.candidate_id or (application.candidate_id if application else ""), event.reference_id,
+                event.order_number, event.amount_fen, "Paid for an application no longer awaiting payment",
+                f"unused:{event.order_number}:{event.due_id or event.reference_id}")
         return
     _move(application, "pay")
     application.payment_order_number, application.fee_fen = event.order_number, event.amount_fen
@@ -399,11 +432,9 @@ def cancel_replacement(session: Session, staff_id: str, application_id: str,
     certificate = find_certificate(session, application.certificate_id, lock=True)
     _note(session, certificate, f"{application.kind}_cancelled", f"staff:{staff_id}",
           {"application_id": application_id, "reason": reason})
-    outbox.add(session, CertificateReplacementCancelledV1(
-        application_id=application_id, certificate_id=application.certificate_id,
-        candidate_id=application.candidate_id, kind=application.kind,
-        payment_order_number=application.payment_order_number, amount_fen=application.fee_fen, reason=reason,
-        cancelled_at=utcnow()), subject=application_id)
+    _refund(session, application.certificate_id, application.candidate_id, application_id,
+            application.payment_order_number, application.fee_fen,
+            f"{application.kind} application cancelled: {reason}", f"cancel:{application_id}")
     return application_view(application)
 
 
@@ -431,8 +462,10 @@ def _deliver_step(session: Session, certificate: Certificate, action: str, actor
 
 
 def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules) -> None:
+    # Locked, so a batch being closed at this moment is waited for and then skipped (PostgreSQL re-reads the
+    # row after the wait): a certificate never lands in a batch that already went to the printer.
     batch = session.scalars(select(ProductionBatch).where(ProductionBatch.status == "open")
-                            .order_by(ProductionBatch.batch_number).limit(1)).first()
+                            .order_by(ProductionBatch.batch_number).limit(1).with_for_update()).first()
     if batch is None:
         batch = ProductionBatch(batch_id=str(uuid.uuid4()), batch_number=next_value(session, NumberSequence, "batch"),
                                 status="open", created_at=now)
@@ -476,8 +509,8 @@ def close_batch(session: Session, staff_id: str, batch_id: str) -> BatchView:
     return batch_view(session, batch)
 
 
-PRINTER_COLUMNS = ("certificate_number", "holder_name", "resident_id_number_masked", "program_name", "level",
-                   "qualified_on", "issued_on", "photo_reference", "delivery_address")
+PRINTER_COLUMNS = ("certificate_id", "certificate_number", "holder_name", "resident_id_number_masked",
+                   "program_name", "level", "qualified_on", "issued_on", "photo_reference", "delivery_address")
 
 
 def printable(session: Session, batch_id: str) -> list[dict]:
@@ -485,7 +518,8 @@ def printable(session: Session, batch_id: str) -> list[dict]:
     rows = session.scalars(select(Certificate).where(Certificate.batch_id == batch_id,
                                                      Certificate.status == domain.ISSUED)
                            .order_by(Certificate.certificate_number))
-    return [{"certificate_number": c.certificate_number, "holder_name": c.holder_name,
+    return [{"certificate_id": c.certificate_id, "certificate_number": c.certificate_number,
+             "holder_name": c.holder_name,
              "resident_id_number_masked": c.resident_id_number_masked, "program_name": c.program_name,
              "level": c.level or "", "qualified_on": c.qualified_on.isoformat() if c.qualified_on else "",
              "issued_on": calendar.business_day(c.issued_at).isoformat() if c.issued_at else "",
@@ -498,8 +532,13 @@ def batch_csv(session: Session, batch_id: str) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=PRINTER_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(printable(session, batch_id))
+    writer.writerows({key: _cell(value) for key, value in row.items()} for row in printable(session, batch_id))
     return "\ufeff" + out.getvalue()  # a BOM, so spreadsheet programs read the Chinese names as UTF-8
+
+
+def _cell(value: str) -> str:
+    """A value a spreadsheet would run as a formula is written as text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def batch_proof_pdf(session: Session, batch_id: str) -> bytes:
@@ -533,6 +572,14 @@ def overdue_shipments(session: Session, today: date | None = None) -> Certificat
 
 
 # --- reading --------------------------------------------------------------------------------------------
+
+def find_by_number(session: Session, certificate_number: str) -> CertificateView:
+    certificate = session.scalars(select(Certificate).where(
+        Certificate.certificate_number == certificate_number)).first()
+    if certificate is None:
+        raise NotFound("certificate_not_found", f"No certificate numbered {certificate_number}.")
+    return certificate_view(certificate)
+
 
 def certificates_for_candidate(session: Session, candidate_id: str) -> CertificateList:
     rows = session.scalars(

@@ -13,7 +13,7 @@ from nameko.timer import timer
 
 from credence_common.actors import Actor, require_role
 from credence_common.consumers import consume
-from credence_common.contracts.events import CertificateAwaitingPaymentV1, CertificateReplacementCancelledV1
+from credence_common.contracts.events import CertificateAwaitingPaymentV1, CertificateRefundRequestedV1
 from credence_common.contracts.payments import (
     CreatePaymentOrder,
     OpenDue,
@@ -125,11 +125,11 @@ class PaymentsService(HealthCheck):
     def handle_certificate_awaiting_payment(self, message: dict) -> None:
         consume(self, message, CertificateAwaitingPaymentV1, ProcessedEvent, usecases.open_certificate_fee_due)
 
-    @event_handler("certificates", CertificateReplacementCancelledV1.event_type, requeue_on_error=True)
-    def handle_replacement_cancelled(self, message: dict) -> None:
+    @event_handler("certificates", CertificateRefundRequestedV1.event_type, requeue_on_error=True)
+    def handle_refund_requested(self, message: dict) -> None:
         """The refund is recorded with the event (so it is never lost); the timer submits it within seconds."""
-        consume(self, message, CertificateReplacementCancelledV1, ProcessedEvent,
-                partial(usecases.refund_cancelled_replacement, rules=self.payments.rules))
+        consume(self, message, CertificateRefundRequestedV1, ProcessedEvent,
+                partial(usecases.refund_for_certificates, rules=self.payments.rules))
 
     @rpc
     def dues_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:

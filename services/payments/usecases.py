@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
-    CertificateReplacementCancelledV1,
+    CertificateRefundRequestedV1,
     PaymentRefundedV1,
     PaymentSucceededV1,
 )
@@ -135,15 +135,20 @@ def open_certificate_fee_due(session: Session, event: CertificateAwaitingPayment
                               candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
 
 
-def refund_cancelled_replacement(session: Session, event: CertificateReplacementCancelledV1,
-                                 rules: PaymentRules) -> None:
-    """Certificates cancelled a paid application: refund its fee once (the application id is the request key,
-    so a redelivered event finds the same refund)."""
-    context = IncidentContext()
-    request_refund(session, rules, "service:certificates", RequestRefund(
-        order_number=event.payment_order_number, amount_fen=event.amount_fen,
-        reason=f"{event.kind} application cancelled: {event.reason}"[:200], reference_id=event.application_id,
-        request_key=event.application_id), context)
+def refund_for_certificates(session: Session, event: CertificateRefundRequestedV1, rules: PaymentRules) -> None:
+    """Certificates will not use money it was paid: refund it once (the request id is the refund's key, so a
+    redelivered event finds the same refund). A refund that cannot be made (the order was refunded by hand
+    meanwhile) is recorded and flagged for a person instead of blocking the queue for ever."""
+    context = IncidentContext(order_number=event.order_number, detail={"refund_request_id": event.refund_request_id})
+    try:
+        request_refund(session, rules, "service:certificates", RequestRefund(
+            order_number=event.order_number, amount_fen=event.amount_fen, reason=event.reason[:200],
+            reference_id=event.reference_id, request_key=event.refund_request_id[:64]), context)
+    except (Conflict, InvalidInput, NotFound) as refused:
+        if refused.code == "concurrent_change":
+            raise
+        record_incident(session, refused.code, f"certificates asked for a refund that cannot be made: "
+                        f"{refused.message}", "service:certificates", context, flagged=True)
 
 
 def dues_for_payer(session: Session, payer_kind: str, payer_id: str) -> DueList:
@@ -415,11 +420,13 @@ def apply_payment(session: Session, order: PaymentOrder, provider: PaymentProvid
 
 # --- incidents ----------------------------------------------------------------------------------------
 
-def record_incident(session: Session, code: str, message: str, actor: str, context: IncidentContext) -> None:
+def record_incident(session: Session, code: str, message: str, actor: str, context: IncidentContext,
+                    flagged: bool | None = None) -> None:
     session.add(PaymentIncident(occurred_at=utcnow(), code=code, message=message[:300], actor=actor[:80],
                                 order_number=context.order_number,
                                 provider_transaction_id=context.provider_transaction_id,
-                                body_sha256=context.body_sha256, flagged=code in FLAGGED_CODES,
+                                body_sha256=context.body_sha256,
+                                flagged=code in FLAGGED_CODES if flagged is None else flagged,
                                 detail=str(context.detail) if context.detail else None))
     log.warning("payments refused %s (%s) for %s: %s", code, actor, context.order_number or "-", message)
 

@@ -33,7 +33,7 @@ def paid(certificate_id: str, amount_fen: int = 6000, order="P202611230000000001
 
 CANDIDATE = {"subject": "cand-1", "role": "candidate"}
 STAFF = {"subject": "staff-1", "role": "staff"}
-PHOTO = {"photo_reference": "photos/cand-1.jpg"}
+PHOTO = {"photo_reference": "photos/cand-1.jpg", "delivery_address": "北京市海淀区学院路1号 100083"}
 
 
 def application(db: str, result_id: str = "res-1") -> str:
@@ -93,8 +93,13 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
     publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
     publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
     publish_event(amqp, paid(certificate_id, order="P202611230000000007"))  # a second due paid: no second issue
-    issued = [e for e in spy.collect(1) if e["type"] == "credence.certificate.issued.v1"]
+    events = spy.collect(4)
+    issued = [e for e in events if e["type"] == "credence.certificate.issued.v1"]
     assert len(issued) == 1
+    # the money that issued nothing goes back: a reissue fee with no application, an unknown certificate, the
+    # second payment of an issued one
+    assert sorted(e["data"]["order_number"] for e in events if e["type"].endswith("refund_requested.v1")) == [
+        "P202611230000000007", "P202611230000000008", "P202611230000000009"]
     data = issued[0]["data"]
     number = data["certificate_number"]
     assert re.fullmatch(r"\d{4}11\d{9}", number)
@@ -150,8 +155,11 @@ def test_corrections_are_asked_before_confirming_and_decided_by_staff(start_serv
         certificates.decide_correction(STAFF, photo_fix["request_id"], {"decision": "accept", "note": "fine"})
         after = certificates.certificate(CANDIDATE, certificate_id)
         assert after["photo_reference"] == "photos/new.jpg" and after["status"] == "pending_confirmation"
-        assert certificates.confirm_certificate(CANDIDATE, certificate_id, {})["status"] == \
-            "awaiting_candidate_payment"
+        with pytest.raises(InvalidInput) as no_address:
+            certificates.confirm_certificate(CANDIDATE, certificate_id, {})
+        assert no_address.value.code == "delivery_address_required"
+        confirmed = certificates.confirm_certificate(CANDIDATE, certificate_id, {"delivery_address": "上海市1号"})
+        assert confirmed["status"] == "awaiting_candidate_payment" and confirmed["photo_reference"] == "photos/new.jpg"
         actions = [e["action"] for e in certificates.certificate_history(CANDIDATE, certificate_id)["entries"]]
     assert actions == ["created", "request_correction", "decide_correction", "request_correction",
                        "decide_correction", "confirm"]
@@ -364,7 +372,7 @@ def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_ser
             certificates.batch_csv(CANDIDATE, batch["batch_id"])
         exported = certificates.batch_csv(STAFF, batch["batch_id"])
         lines = exported.lstrip("\ufeff").splitlines()
-        assert lines[0].startswith("certificate_number,holder_name,resident_id_number_masked")
+        assert lines[0].startswith("certificate_id,certificate_number,holder_name,resident_id_number_masked")
         assert len(lines) == 2 and "北京市海淀区0号" in lines[1] and "photos/0.jpg" in lines[1]
         pdf = base64.b64decode(certificates.batch_proof_pdf(STAFF, batch["batch_id"]))
         assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
@@ -402,3 +410,31 @@ def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_ser
     with rpc_proxy("certificates", config) as certificates:
         overdue = certificates.overdue_shipments(STAFF)["certificates"]
     assert [c["certificate_id"] for c in overdue] == [late]
+
+
+def test_revoking_voids_open_replacements_and_money_that_arrives_later_goes_back(start_service, event_spy):
+    container, config = start_service(CertificatesService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    refunds = event_spy("certificates", "credence.certificate.refund_requested.v1")
+    certificate_id = issued_certificate(config)
+    with rpc_proxy("certificates", config) as certificates:
+        reissue = certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "lost"})
+        with pytest.raises(InvalidInput) as long_name:
+            certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "x",
+                                                                           "corrected_holder_name": "王"})
+        assert long_name.value.code == "correction_only"
+        certificates.revoke_certificate(STAFF, certificate_id, {"reason": "Obtained by fraud"})
+        void = certificates.replacement_applications(CANDIDATE)["applications"][0]
+        assert (void["status"], void["cancel_reason"]) == ("cancelled", "The certificate was revoked.")
+    assert refunds.drain() == []  # it was not paid: nothing to give back
+    late = replacement_paid(reissue, order="P202611230000000555")
+    publish_event(amqp, late)
+    publish_event(amqp, paid(certificate_id, order="P202611230000000556"))  # the fee paid twice, say
+    asked = refunds.collect(2)
+    assert sorted((e["data"]["order_number"], e["data"]["amount_fen"]) for e in asked) == [
+        ("P202611230000000555", 10000), ("P202611230000000556", 6000)]
+    publish_event(amqp, late)  # redelivered under a new id: the same refund request id
+    again = refunds.collect(1)
+    assert again[0]["data"]["refund_request_id"] == next(
+        e for e in asked if e["data"]["order_number"] == "P202611230000000555")["data"]["refund_request_id"]
+    assert query(db, "select status from certificates") == [("revoked",)]

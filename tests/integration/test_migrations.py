@@ -57,3 +57,33 @@ def test_payments_0002_turns_each_old_order_into_a_due_and_an_order_item(databas
         ("T1", "P1", 6000)]
     assert query(db_uri, "select fee_code, amount_fen from fees order by amount_fen") == [
         ("certificate_fee", 6000), ("certificate_reissue", 10000), ("certificate_correction", 20000)]
+
+
+def test_certificates_migrations_keep_existing_certificates_and_queue_issued_ones_for_printing(databases):
+    from credence_common.migrations import upgrade
+    from tests.integration.conftest import query
+
+    db_uri = databases.create("certificates", revision="0001")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO certificates (certificate_id, result_id, candidate_id, ticket_number, holder_name, "
+                "resident_id_number_masked, program_code, program_name, sitting, status, payer_kind, payer_id, "
+                "certificate_fee_fen, certificate_number, payment_order_number, created_at, issued_at) VALUES "
+                "('c1', 'r1', 'cand-1', '112600000001', '王小明', '110105********002X', 'PSY-COUNSELLOR', 'P', "
+                "'2026-11', 'issued', 'candidate', 'cand-1', 6000, '202611000000018', 'P1', "
+                "'2026-11-20 10:00:00+00:00', '2026-11-20 10:05:00+00:00'), "
+                "('c2', 'r2', 'cand-2', '112600000002', '李静', '110105********0021', 'PSY-COUNSELLOR', 'P', "
+                "'2026-11', 'awaiting_candidate_payment', 'candidate', 'cand-2', 6000, NULL, NULL, "
+                "'2026-11-21 10:00:00+00:00', NULL)")
+    finally:
+        engine.dispose()
+    upgrade("certificates", db_uri)
+    assert query(db_uri, "select certificate_id, status, version, delivery_status, batch_id is not null "
+                         "from certificates order by certificate_id") == [
+        ("c1", "issued", 1, "queued", True), ("c2", "awaiting_candidate_payment", 1, "none", False)]
+    assert query(db_uri, "select certificate_id, action from certificate_history order by certificate_id") == [
+        ("c1", "migrated"), ("c2", "migrated")]
+    assert query(db_uri, "select batch_number, status from production_batches") == [(1, "open")]
+    assert query(db_uri, "select ship_by is not null from certificates where certificate_id = 'c1'") == [(True,)]

@@ -41,7 +41,7 @@ def test_publisher_declares_consumer_queues_so_start_order_does_not_matter(
     certificate_id = wait_for(lambda: query(db, "select certificate_id from certificates"), what="certificate")[0][0]
     with rpc_proxy("certificates", certificates_config) as proxy:
         proxy.confirm_certificate({"subject": "cand-1", "role": "candidate"}, certificate_id,
-                                  {"photo_reference": "photos/cand-1.jpg"})
+                                  {"photo_reference": "photos/cand-1.jpg", "delivery_address": "北京市海淀区1号"})
     publish_event(amqp, PaymentSucceededV1(order_number="P1", purpose="certificate_fee", reference_id=certificate_id,
                                            due_id="due-1", candidate_id="cand-1", order_amount_fen=6000,
                                            payer_kind="candidate", payer_id="cand-1", amount_fen=6000,

@@ -472,7 +472,8 @@ def test_a_crash_between_crediting_and_publishing_delivers_payment_succeeded_onc
     certificate_id = wait_for(lambda: query(certificates_db, "select certificate_id from certificates"),
                               what="application")[0][0]
     with rpc_proxy("certificates", certificates_config) as rpc:
-        rpc.confirm_certificate(candidate(), certificate_id, {"photo_reference": "photos/cand-1.jpg"})
+        rpc.confirm_certificate(candidate(), certificate_id, {"photo_reference": "photos/cand-1.jpg",
+                                                              "delivery_address": "北京市海淀区1号"})
     due = dues_of(config, candidate(), "candidate", "cand-1", 1)[0]
     with rpc_proxy("payments", config) as rpc:
         order = rpc.create_order(candidate(), {"due_ids": [due["due_id"]]}, "k")
@@ -602,3 +603,25 @@ def test_a_refund_the_provider_refuses_for_good_is_failed_flagged_and_frees_its_
         assert retried["status"] == "succeeded"
     assert query(config["DB_URI"], "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
         (6000, 0, "refunded")]
+
+
+def test_a_refund_certificates_asks_for_that_cannot_be_made_is_flagged_not_retried_forever(payments_service):
+    from credence_common.contracts.events import CertificateRefundRequestedV1
+
+    config, bank = payments_service
+    order = paid_order(config, bank)
+    ask = CertificateRefundRequestedV1(
+        refund_request_id="cancel:app-1", certificate_id="cert-1", candidate_id="cand-1", reference_id="app-1",
+        order_number=order["order_number"], amount_fen=6000, reason="reissue application cancelled",
+        requested_at=utcnow())
+    publish_event(config["AMQP_URI"], ask)
+    publish_event(config["AMQP_URI"], ask)  # redelivered under a new event id: the same refund
+    impossible = ask.model_copy(update={"refund_request_id": "unused:P-GONE:x", "order_number": "P-GONE"})
+    publish_event(config["AMQP_URI"], impossible)
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from processed_events where event_type = "
+                           "'credence.certificate.refund_requested.v1'") == [(3,)], what="all three handled")
+    with rpc_proxy("payments", config) as payments:
+        wait_for(lambda: [r["status"] for r in payments.refunds(STAFF)["refunds"]] == ["succeeded"], timeout=30,
+                 what="one refund made")
+        flagged = payments.incidents(STAFF, True)["incidents"]
+    assert [(i["code"], i["order_number"]) for i in flagged] == [("order_not_found", "P-GONE")]

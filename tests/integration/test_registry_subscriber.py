@@ -53,7 +53,9 @@ def test_events_that_overtake_each_other_end_in_the_same_state(tmp_path):
                "data": {"certificate_id": "c1", "sequence": 4, "certificate_number": "202611000000011"}}
     assert registry_subscriber.apply(registry, revoked) is True
     assert registry_subscriber.apply(registry, issued) is False  # older: skipped
-    assert registry.execute("SELECT status, sequence, certificate_number FROM certificates").fetchall() == [
-        ("revoked", 4, "202611000000011")]
+    held = registry.execute("SELECT status, sequence, certificate_number, holder_name, issued_on FROM certificates")
+    assert held.fetchall() == [("revoked", 4, "202611000000011", "王小明", "2026-11-23")]
+    assert registry_subscriber.apply(registry, {"id": "x", "type": "credence.certificate.revoked.v1",
+                                                "data": "not an object"}) is False
     assert registry_subscriber.apply(registry, {"id": "e3", "type": "credence.certificate.issued.v2",
                                                 "data": {"certificate_id": "c1", "sequence": 9}}) is False

@@ -95,7 +95,8 @@ def test_delivery_steps_follow_in_order_and_only_for_issued_certificates(deliver
 
 APPLICATION_LEGAL = {("awaiting_payment", "pay"): "pending", ("pending", "start"): "processing",
                      ("processing", "complete"): "completed", ("pending", "cancel"): "cancelled",
-                     ("processing", "cancel"): "cancelled"}
+                     ("processing", "cancel"): "cancelled", ("awaiting_payment", "void"): "cancelled",
+                     ("pending", "void"): "cancelled", ("processing", "void"): "cancelled"}
 
 
 @pytest.mark.parametrize("status", ["awaiting_payment", "pending", "processing", "completed", "cancelled"])
@@ -107,3 +108,11 @@ def test_replacement_applications_move_only_forward(status, action):
         with pytest.raises(domain.IllegalTransition) as refused:
             domain.next_application_status(status, action)
         assert "replacement application" in str(refused.value)
+
+
+@pytest.mark.parametrize("value, written", [("=HYPERLINK(1)", "'=HYPERLINK(1)"), ("+86", "'+86"), ("-1", "'-1"),
+                                            ("@x", "'@x"), ("王小明", "王小明"), ("", "")])
+def test_printer_csv_cells_never_run_as_spreadsheet_formulas(value, written):
+    from services.certificates.usecases import _cell
+
+    assert _cell(value) == written

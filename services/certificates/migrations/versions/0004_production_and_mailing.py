@@ -1,12 +1,17 @@
 """production batches and mailing
 
-Certificates issued before this revision stay out of any batch (delivery_status 'none').
+Certificates issued before this revision join a first open batch, promised to ship 30 working days from now.
 
 Revision ID: 0004
 Revises: 0003
 """
+import uuid
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
+
+from credence_common.calendar import add_working_days, business_day
 
 revision = "0004"
 down_revision = "0003"
@@ -37,6 +42,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True))
         batch.create_index("ix_certificates_batch_id", ["batch_id"])
         batch.create_foreign_key("fk_certificates_batch_id", "production_batches", ["batch_id"], ["batch_id"])
+
+    connection = op.get_bind()
+    issued = connection.execute(sa.text("SELECT certificate_id FROM certificates WHERE status = 'issued'")).fetchall()
+    if issued:
+        now = datetime.now(UTC)
+        batch_id = str(uuid.uuid4())
+        connection.execute(sa.text("INSERT INTO production_batches (batch_id, batch_number, status, created_at) "
+                                   "VALUES (:b, 1, 'open', :now)"), {"b": batch_id, "now": now})
+        connection.execute(sa.text("INSERT INTO number_sequences (name, last_value) VALUES ('batch', 1)"))
+        connection.execute(sa.text("UPDATE certificates SET batch_id = :b, delivery_status = 'queued', "
+                                   "ship_by = :ship_by WHERE status = 'issued'"),
+                           {"b": batch_id, "ship_by": add_working_days(business_day(now), 30)})
 
 
 def downgrade() -> None:

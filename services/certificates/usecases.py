@@ -93,14 +93,12 @@ def _change(session: Session, certificate: Certificate, action: str, actor: str,
         certificate.status = domain.next_status(certificate.status, action, payer_kind)
     except domain.IllegalTransition as illegal:
         raise Conflict("illegal_transition", f"You {illegal}.") from None
-    certificate.version = (certificate.version or 0) + 1
-    session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=certificate.version,
-                                   at=utcnow(), action=action, status=certificate.status, actor=actor,
-                                   detail=json.dumps(detail, ensure_ascii=False) if detail else None))
+    _note(session, certificate, action, actor, detail)
 
 
 def _note(session: Session, certificate: Certificate, action: str, actor: str, detail: dict | None = None) -> None:
-    """A step in the certificate's timeline that does not change its status (a replacement asked for)."""
+    """A step in the certificate's timeline (after ``_change`` set a new status, or on its own for a step that
+    leaves the status as it is, such as a replacement asked for): a new version, one history row."""
     certificate.version = (certificate.version or 0) + 1
     session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=certificate.version,
                                    at=utcnow(), action=action, status=certificate.status, actor=actor,

@@ -565,7 +565,7 @@ def payment_reconciliation(call: Call):
 
 
 def public_certificate_check(call: Call):
-    return call.rpc.call("verification", "public_check", _dump(call.body))
+    return call.rpc.call("verification", "public_check", _dump(call.body), call.client_address)
 
 
 ANY_SIGNED_IN = ("candidate", "institution", "staff")

@@ -235,8 +235,8 @@ class GatewayService:
                 raise RateLimited("rate_limited", "Too many checks; wait a minute and try again.")
             answer = ServiceCalls(self, self.state.rpc_timeout).call(
                 "verification", "public_check",
-                {"holder_name": holder_name, "certificate_number": certificate_number})
-            result_html = web.render_valid(answer["certificate"])
+                {"holder_name": holder_name, "certificate_number": certificate_number}, request.remote_addr or "")
+            result_html = web.render_valid(answer["certificate"], answer["result"])
         except CredenceError as error:
             status = error.http_status
             result_html = web.render_refusal(error.message)

@@ -38,7 +38,11 @@ def render_page(holder_name: str = "", certificate_number: str = "", result_html
                        result=result_html)
 
 
-def render_valid(certificate: dict) -> str:
+VERDICTS = {"valid": "有效 Valid", "superseded": "已被新证书取代 Superseded by a newer certificate",
+            "revoked": "已撤销 Revoked"}
+
+
+def render_valid(certificate: dict, result: str = "valid") -> str:
     rows = [
         ("证书编码 Certificate number", certificate["certificate_number"]),
         ("获证人 Holder", certificate["holder_name_masked"]),
@@ -47,8 +51,9 @@ def render_valid(certificate: dict) -> str:
         ("发证日期 Issued on", certificate["issued_on"]),
     ]
     details = "".join(f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>" for label, value in rows)
-    return (f'<section class="result valid" id="result" data-result="valid"><strong>有效 Valid</strong>'
-            f"<dl>{details}</dl></section>")
+    css = "valid" if result == "valid" else "invalid"
+    return (f'<section class="result {css}" id="result" data-result="{escape(result)}">'
+            f"<strong>{escape(VERDICTS.get(result, result))}</strong><dl>{details}</dl></section>")
 
 
 def render_refusal(message: str) -> str:

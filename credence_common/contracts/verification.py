@@ -27,5 +27,8 @@ class VerifiedCertificate(BaseModel):
 
 
 class PublicCheckResult(BaseModel):
-    result: Literal["valid"]
+    """``superseded``: a reissue or correction replaced it (the holder has a newer certificate);
+    ``revoked``: the authority withdrew it. No match at all is ``404 certificate_not_found``."""
+
+    result: Literal["valid", "superseded", "revoked"]
     certificate: VerifiedCertificate

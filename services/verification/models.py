@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, String, Text
+from sqlalchemy import Date, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
@@ -33,3 +33,29 @@ class VerifiableCertificate(Base):
     issued_on: Mapped[date] = mapped_column(Date, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # the newest event applied
+
+
+class ReceivedEvent(Base):
+    """Every certificate event applied to the read model, in the order applied: what a rebuild replays."""
+
+    __tablename__ = "received_events"
+
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    event_type: Mapped[str] = mapped_column(String(120), nullable=False)
+    envelope_json: Mapped[str] = mapped_column(Text, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class CheckLogEntry(Base):
+    """Every public check, for audit and for the per-number limit. The name asked for is not kept."""
+
+    __tablename__ = "check_log"
+    __table_args__ = (Index("ix_check_log_number_time", "certificate_number", "checked_at"),)
+
+    check_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    certificate_number: Mapped[str] = mapped_column(String(40), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    client: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -1,23 +1,42 @@
-"""Verification service layer."""
+"""Verification service layer: the read model built from certificate events, its rebuild, and public checks."""
 
 from __future__ import annotations
 
+import hmac
+import json
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from credence_common.certificate_numbers import normalise_certificate_number
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult, VerifiedCertificate
-from credence_common.errors import InvalidInput, NotFound
-from credence_common.events import utcnow
+from credence_common.errors import InvalidInput, NotFound, RateLimited
+from credence_common.events import EventEnvelope, utcnow
 from credence_common.masking import mask_name
 from services.verification import domain
-from services.verification.models import VerifiableCertificate
+from services.verification.models import CheckLogEntry, ReceivedEvent, VerifiableCertificate
+
+WITHDRAWN = {CertificateRevokedV1.event_type: "revoked", CertificateSupersededV1.event_type: "superseded"}
+PAYLOADS = {model.event_type: model for model in (CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1)}
+NOT_FOUND_MESSAGE = "No certificate matches this holder name and number."
 
 
-def record_issued_certificate(session: Session, event: CertificateIssuedV1) -> None:
+# --- the read model -------------------------------------------------------------------------------------
+
+def apply_event(session: Session, event_type: str, event) -> None:
+    """One certificate event applied to the read model; the same code serves live events and rebuilds."""
+    if event_type == CertificateIssuedV1.event_type:
+        _apply_issued(session, event)
+    else:
+        _apply_withdrawn(session, event.certificate_number, WITHDRAWN[event_type], event.sequence)
+
+
+def _apply_issued(session: Session, event: CertificateIssuedV1) -> None:
     row = session.get(VerifiableCertificate, event.certificate_number)
     if row is None:
-        row = VerifiableCertificate(certificate_number=event.certificate_number)
+        row = VerifiableCertificate(certificate_number=event.certificate_number, sequence=0)
         session.add(row)
     row.certificate_id = event.certificate_id
     row.holder_name = event.holder_name
@@ -28,40 +47,82 @@ def record_issued_certificate(session: Session, event: CertificateIssuedV1) -> N
     row.issued_on = event.issued_on
     if row.status not in ("revoked", "superseded"):  # a redelivered issue never brings a withdrawn one back
         row.status = "valid"
+    row.sequence = max(row.sequence or 0, event.sequence or 0)
     row.updated_at = utcnow()
 
 
-def record_superseded_certificate(session: Session, event: CertificateSupersededV1) -> None:
-    _withdraw(session, event.certificate_number, "superseded")
-
-
-def record_revoked_certificate(session: Session, event: CertificateRevokedV1) -> None:
-    _withdraw(session, event.certificate_number, "revoked")
-
-
-def _withdraw(session: Session, certificate_number: str, status: str) -> None:
+def _apply_withdrawn(session: Session, certificate_number: str, status: str, sequence: int) -> None:
     row = session.get(VerifiableCertificate, certificate_number)
     if row is None:
         # Events crossed (two workers, a redelivery): the issue is still on its way. Refuse, so the message
         # goes back to the queue and is applied after the issue event.
         raise RuntimeError(f"{status} {certificate_number} arrived before its issue; retried later")
     row.status = status
+    row.sequence = max(row.sequence or 0, sequence or 0)
     row.updated_at = utcnow()
 
 
-def public_check(session: Session, check: PublicCheck) -> PublicCheckResult:
+def record_event(session: Session, event, message: dict) -> None:
+    """Apply a live event and keep it in the log a rebuild replays, in the same transaction."""
+    apply_event(session, message["type"], event)
+    session.add(ReceivedEvent(event_id=message["id"], event_type=message["type"],
+                              envelope_json=json.dumps(message, ensure_ascii=False), received_at=utcnow()))
+
+
+def rebuild(session: Session, on_progress=None) -> int:
+    """Throw the read model away and replay every event from the start, in the order first applied."""
+    session.execute(delete(VerifiableCertificate))
+    replayed = 0
+    for entry in session.scalars(select(ReceivedEvent).order_by(ReceivedEvent.position)).yield_per(1000):
+        envelope = EventEnvelope.model_validate_json(entry.envelope_json)
+        apply_event(session, entry.event_type, PAYLOADS[entry.event_type].model_validate(envelope.data))
+        session.flush()
+        replayed += 1
+        if on_progress and replayed % 1000 == 0:
+            on_progress(replayed)
+    return replayed
+
+
+def read_model_snapshot(session: Session) -> list[tuple]:
+    return [tuple(row) for row in session.execute(select(
+        VerifiableCertificate.certificate_number, VerifiableCertificate.certificate_id,
+        VerifiableCertificate.holder_name, VerifiableCertificate.status, VerifiableCertificate.sequence,
+        VerifiableCertificate.issued_on).order_by(VerifiableCertificate.certificate_number))]
+
+
+# --- public checks --------------------------------------------------------------------------------------
+
+def public_check(session: Session, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
+                 ) -> PublicCheckResult:
+    """Valid, superseded or revoked with masked details, or no match. A wrong name and an unknown number are
+    one answer, reached by the same work; every check is logged, and one number checked too often from
+    anywhere is throttled (enumeration from one address is throttled by the gateway)."""
+    now = utcnow()
     number = normalise_certificate_number(check.certificate_number)
     if number is None:
+        _log(session, check.certificate_number[:40], "invalid", client, now)
         raise InvalidInput("invalid_certificate_number",
                            "A certificate number has 15 digits and its last digit is a check digit; "
                            "please check for a typing mistake.",
                            [{"field": "certificate_number", "message": "not a valid certificate number"}])
+    if per_number_per_minute > 0 and session.scalar(select(func.count()).select_from(CheckLogEntry).where(
+            CheckLogEntry.certificate_number == number,
+            CheckLogEntry.checked_at > now - timedelta(minutes=1))) >= per_number_per_minute:
+        _log(session, number, "rate_limited", client, now)
+        raise RateLimited("rate_limited", "This certificate number was checked too often; wait a minute.")
     row = session.get(VerifiableCertificate, number)
-    # The same answer for a wrong name as for an unknown number: a check must not reveal whose
-    # number it is.
-    if row is None or row.holder_name_key != domain.name_key(check.holder_name) or row.status != "valid":
-        raise NotFound("certificate_not_found", "No valid certificate matches this holder name and number.")
-    return PublicCheckResult(result="valid", certificate=VerifiedCertificate(
+    # Compare against something even when there is no row, so both refusals cost the same.
+    expected = row.holder_name_key if row is not None else domain.name_key("\u0000" + number)
+    matches = hmac.compare_digest(expected.encode(), domain.name_key(check.holder_name).encode())
+    if row is None or not matches:
+        _log(session, number, "no_match", client, now)
+        raise NotFound("certificate_not_found", NOT_FOUND_MESSAGE)
+    _log(session, number, row.status, client, now)
+    return PublicCheckResult(result=row.status, certificate=VerifiedCertificate(
         certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
         resident_id_number_masked=row.resident_id_number_masked, program_code=row.program_code,
         program_name=row.program_name, issued_on=row.issued_on))
+
+
+def _log(session: Session, number: str, outcome: str, client: str, now) -> None:
+    session.add(CheckLogEntry(checked_at=now, certificate_number=number, outcome=outcome, client=client[:64]))

@@ -51,6 +51,7 @@ def platform(request, tmp_path_factory):
         "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}",
         "OUTBOX_POLL_INTERVAL": "0.2",
         "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000",
+        "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
         "PYTHONPATH": str(REPO_ROOT),
     })
     for spec in PROCESSES:

@@ -338,4 +338,7 @@ def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, jo
                     json={"holder_name": journey["full_name"], "certificate_number": certificate_number})
 
     wait_until("the new number verifies", lambda: check(new["certificate_number"]).status_code == 200)
-    wait_until("the old number stops verifying", lambda: check(number).status_code == 404)
+    wait_until("the old number answers superseded", lambda: check(number).json()["result"] == "superseded")
+    page = requests.post(platform.gateway_url + "/verify", timeout=15,
+                         data={"holder_name": journey["full_name"], "certificate_number": number})
+    assert 'data-result="superseded"' in page.text

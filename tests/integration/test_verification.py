@@ -7,8 +7,9 @@ from datetime import date
 import pytest
 
 from credence_common.certificate_numbers import format_certificate_number
-from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1
-from credence_common.errors import InvalidInput, NotFound
+from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
+from credence_common.db import make_engine
+from credence_common.errors import InvalidInput, NotFound, RateLimited
 from credence_common.events import make_envelope, utcnow
 from services.verification.service import VerificationService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
@@ -76,7 +77,97 @@ def test_a_revoked_certificate_stops_verifying_even_when_the_revocation_overtake
         publish_event(config["AMQP_URI"], issued(NUMBER))  # a late duplicate of the issue changes nothing
         wait_for(lambda: query(db, "select count(*) from processed_events") == [(5,)], what="all handled")
         for number in (NUMBER, other):
-            with pytest.raises(NotFound):
-                verification.public_check({"holder_name": "王小明", "certificate_number": number})
+            answer = verification.public_check({"holder_name": "王小明", "certificate_number": number})
+            assert answer["result"] == "revoked" and answer["certificate"]["holder_name_masked"] == "王*明"
+            with pytest.raises(NotFound):  # a wrong name learns nothing, not even that it was revoked
+                verification.public_check({"holder_name": "李四", "certificate_number": number})
     assert query(db, "select status from verifiable_certificates where certificate_number = :n", n=NUMBER) == [
         ("revoked",)]
+
+
+def superseded(number=NUMBER) -> CertificateSupersededV1:
+    return CertificateSupersededV1(certificate_id="cert-1", certificate_number=number, candidate_id="cand-1",
+                                   superseded_by_certificate_id="cert-9",
+                                   superseded_by_certificate_number=format_certificate_number(2026, "11", 90),
+                                   reason="reissue", superseded_at=utcnow(), sequence=6)
+
+
+def test_checks_are_logged_a_much_checked_number_is_throttled_and_the_answers_do_not_tell_names_apart(
+        start_service):
+    container, config = start_service(VerificationService, CHECKS_PER_NUMBER_PER_MINUTE=5)
+    db = config["DB_URI"]
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    unknown = format_certificate_number(2026, "11", 43)
+    with rpc_proxy("verification", config) as verification:
+        assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.0.0.1")[
+            "result"] == "valid"
+        answers = []
+        for name, number in (("李四", NUMBER), ("王小明", unknown)):
+            with pytest.raises(NotFound) as refused:
+                verification.public_check({"holder_name": name, "certificate_number": number}, "10.0.0.2")
+            answers.append((refused.value.code, refused.value.message, refused.value.details))
+        assert answers[0] == answers[1]  # wrong name and unknown number: one answer
+        for _ in range(3):
+            verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.0.0.3")
+        with pytest.raises(RateLimited):  # the sixth check of one number within a minute, from anywhere
+            verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.0.0.4")
+        with pytest.raises(InvalidInput):
+            verification.public_check({"holder_name": "王小明", "certificate_number": "123"}, "10.0.0.5")
+    log = query(db, "select certificate_number, outcome, client from check_log order by check_id")
+    assert [(outcome, client) for _, outcome, client in log] == [
+        ("valid", "10.0.0.1"), ("no_match", "10.0.0.2"), ("no_match", "10.0.0.2"), ("valid", "10.0.0.3"),
+        ("valid", "10.0.0.3"), ("valid", "10.0.0.3"), ("rate_limited", "10.0.0.4"), ("invalid", "10.0.0.5")]
+    assert all("王" not in str(row) for row in log)  # the name asked for is not kept
+
+
+def test_a_rebuild_replays_every_event_into_the_same_read_model(start_service, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from services.verification.cli import app
+
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    second = format_certificate_number(2026, "11", 44)
+    publish_event(config["AMQP_URI"], revoked(second))  # early: applied only after its issue
+    publish_event(config["AMQP_URI"], issued(NUMBER))
+    publish_event(config["AMQP_URI"], issued(second).model_copy(update={"certificate_id": "cert-2", "sequence": 3}))
+    publish_event(config["AMQP_URI"], superseded(NUMBER))
+    wait_for(lambda: query(db, "select count(*) from received_events") == [(4,)], what="four events applied")
+    snapshot = query(db, "select certificate_number, certificate_id, status, sequence, holder_name "
+                         "from verifiable_certificates order by certificate_number")
+    assert [row[2] for row in snapshot] == ["superseded", "revoked"]
+    with rpc_proxy("verification", config) as verification:
+        assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER})["result"] == \
+            "superseded"
+    settings = tmp_path / "verification.yml"
+    settings.write_text(yaml.safe_dump({"DB_URI": db}))
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:  # damage the read model: a rebuild must not care
+            connection.exec_driver_sql("UPDATE verifiable_certificates SET status = 'valid', holder_name = 'x'")
+    finally:
+        engine.dispose()
+    outcome = CliRunner().invoke(app, ["rebuild", "--config", str(settings)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "replayed 4 events: 2 certificates" in outcome.output
+    assert query(db, "select certificate_number, certificate_id, status, sequence, holder_name "
+                     "from verifiable_certificates order by certificate_number") == snapshot
+
+
+def test_a_revocation_is_the_answer_as_soon_as_verification_has_applied_it(start_service):
+    """No cache between the read model and the answer: the first check after the revocation event is
+    applied already says revoked. (How soon after the certificates service revokes: bench/freshness.py.)"""
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(1,)], what="issued applied")
+    with rpc_proxy("verification", config) as verification:
+        for _ in range(3):  # warm whatever could cache
+            assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER})[
+                "result"] == "valid"
+        publish_event(config["AMQP_URI"], revoked())
+        wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="revocation applied")
+        assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER})["result"] == \
+            "revoked"

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-
-from credence_common import calendar
+from credence_common import calendar, signing
 
 CURRENCY = "CNY"
 
@@ -71,54 +64,12 @@ def signing_message(timestamp: str, nonce: str, raw_body: bytes) -> bytes:
     return timestamp.encode("ascii") + b"\n" + nonce.encode("ascii") + b"\n" + raw_body + b"\n"
 
 
-def load_private_key(text: str):
-    """A PEM private key (Ed25519 or RSA), or any other string as the seed of a sandbox Ed25519 key."""
-    if text.lstrip().startswith("-----BEGIN"):
-        key = serialization.load_pem_private_key(text.encode(), password=None)
-        if not isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
-            raise ValueError("the provider signing key must be Ed25519 or RSA")
-        return key
-    if not text:
-        raise ValueError("the provider signing key is empty")
-    return ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(text.encode()).digest())
-
-
-def load_public_key(text: str):
-    key = serialization.load_pem_public_key(text.encode())
-    if not isinstance(key, ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
-        raise ValueError("the provider public key must be Ed25519 or RSA")
-    return key
-
-
-def public_key_pem(key) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def sign(private_key, message: bytes) -> str:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        signature = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        signature = private_key.sign(message)
-    return base64.b64encode(signature).decode("ascii")
-
-
-def signature_is_valid(public_key, message: bytes, signature_b64: str | None) -> bool:
-    """Ed25519, or RSA-SHA256 (PKCS#1 v1.5) as Alipay and WeChat Pay use."""
-    if not signature_b64:
-        return False
-    try:
-        signature = base64.b64decode(signature_b64.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            public_key.verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
+# The key handling is shared with verification's signed reports (credence_common/signing.py).
+load_private_key = signing.load_private_key
+load_public_key = signing.load_public_key
+public_key_pem = signing.public_key_pem
+sign = signing.sign
+signature_is_valid = signing.signature_is_valid
 
 
 def timestamp_is_fresh(timestamp: str | None, now: datetime, tolerance_seconds: int) -> bool:

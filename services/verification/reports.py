@@ -1,0 +1,89 @@
+"""Verification reports (like CHSI's online verification report): a signed statement of a certificate's facts,
+with a random report code, a 30-day expiry and a QR code that opens the online page.
+
+Plain Python with ``cryptography`` only, so that anyone can verify a downloaded report offline:
+
+    python -m services.verification.reports verify report.json --public-key credence-reports.pem [--qr TEXT]
+
+The signature covers the canonical JSON of ``document`` (keys sorted, no spaces, UTF-8). Offline
+verification proves the document is the authority's and not expired; the online page (``verify_url``) is the
+authoritative answer and shows whether the certificate was revoked or superseded since.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from credence_common import signing
+
+LIFETIME = timedelta(days=30)
+ALGORITHM = "Ed25519"
+
+
+def new_report_code() -> str:
+    """160 random bits in base32 (32 characters, no padding): unguessable, and easy to read out or type."""
+    return base64.b32encode(secrets.token_bytes(20)).decode("ascii")
+
+
+def canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign_report(private_key, document: dict) -> dict:
+    return {"document": document, "algorithm": ALGORITHM, "key_id": signing.key_id(private_key.public_key()),
+            "signature": signing.sign(private_key, canonical(document))}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # valid | invalid_signature | expired | qr_mismatch | malformed
+    message: str
+
+
+def verify_report(signed: dict, public_key, now: datetime, qr_payload: str | None = None) -> Verdict:
+    """What a downloaded report proves on its own. ``qr_payload``: the text read from its QR code."""
+    try:
+        document = signed["document"]
+        expires_at = datetime.fromisoformat(document["expires_at"])
+        verify_url = document["verify_url"]
+        signature = signed["signature"]
+    except (KeyError, TypeError, ValueError):
+        return Verdict("malformed", "This is not a Credence verification report.")
+    if signed.get("algorithm") != ALGORITHM or not signing.signature_is_valid(public_key, canonical(document),
+                                                                            signature):
+        return Verdict("invalid_signature", "The signature does not match: the report was changed or is not "
+                                            "the authority's.")
+    if qr_payload is not None and qr_payload != verify_url:
+        return Verdict("qr_mismatch", "The QR code does not lead to this report's page: do not trust it.")
+    if now >= expires_at:
+        return Verdict("expired", f"The report expired at {expires_at.isoformat()}; ask the holder for a new one.")
+    return Verdict("valid", f"Signed by the authority and valid until {expires_at.isoformat()}. The online page "
+                            f"{verify_url} shows whether the certificate is still valid today.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.verification.reports",
+                                     description="Verify a downloaded Credence verification report offline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify", help="check the signature, the expiry and (optionally) the QR code")
+    verify.add_argument("report", help="the report's JSON file")
+    verify.add_argument("--public-key", required=True, help="the authority's public key (PEM)")
+    verify.add_argument("--qr", help="the text read from the report's QR code")
+    args = parser.parse_args(argv)
+    with open(args.report, encoding="utf-8") as file:
+        signed = json.load(file)
+    with open(args.public_key, encoding="utf-8") as file:
+        public_key = signing.load_public_key(file.read())
+    outcome = verify_report(signed, public_key, datetime.now(UTC), args.qr)
+    print(f"{outcome.verdict}: {outcome.message}")
+    return 0 if outcome.verdict == "valid" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

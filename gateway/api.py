@@ -106,7 +106,15 @@ from credence_common.contracts.scoring import (
     ScoreReviewList,
     ScoreReviewView,
 )
-from credence_common.contracts.verification import PublicCheck, PublicCheckResult
+from credence_common.contracts.verification import (
+    PublicCheck,
+    PublicCheckResult,
+    ReportAnswer,
+    ReportList,
+    ReportPublicKey,
+    ReportView,
+    RequestReport,
+)
 from gateway.auth import Principal
 
 
@@ -564,6 +572,36 @@ def payment_reconciliation(call: Call):
     return call.rpc.call("payments", "reconcile", call.actor, call.params["day"])
 
 
+def request_report(call: Call):
+    return call.rpc.call("verification", "request_report", call.actor, _dump(call.body))
+
+
+def my_reports(call: Call):
+    return call.rpc.call("verification", "my_reports", call.actor)
+
+
+def close_report(call: Call):
+    return call.rpc.call("verification", "close_report", call.actor, call.params["report_code"])
+
+
+def extend_report(call: Call):
+    return call.rpc.call("verification", "extend_report", call.actor, call.params["report_code"])
+
+
+def report_pdf(call: Call):
+    import base64
+
+    return base64.b64decode(call.rpc.call("verification", "report_pdf", call.actor, call.params["report_code"]))
+
+
+def report_answer(call: Call):
+    return call.rpc.call("verification", "report_answer", call.params["report_code"])
+
+
+def report_public_key(call: Call):
+    return call.rpc.call("verification", "report_public_key")
+
+
 def public_certificate_check(call: Call):
     return call.rpc.call("verification", "public_check", _dump(call.body), call.client_address)
 
@@ -830,6 +868,25 @@ ROUTES: tuple[Route, ...] = (
     Route("payment_reconciliation", "GET", "/api/v1/payment-reconciliations/<day>",
           "The provider's statement for a Beijing business day against our ledger, every mismatch listed (staff)",
           ("staff",), payment_reconciliation, None, ReconciliationReport, tag="payments"),
+    Route("request_report", "POST", "/api/v1/me/verification-reports",
+          "Ask for a signed verification report of one of your certificates (valid 30 days, with a QR code)",
+          ("candidate",), request_report, RequestReport, ReportView, 201, tag="verification"),
+    Route("my_reports", "GET", "/api/v1/me/verification-reports", "Your verification reports, newest first",
+          ("candidate",), my_reports, None, ReportList, tag="verification"),
+    Route("close_report", "POST", "/api/v1/me/verification-reports/<report_code>/closure",
+          "Close a report before it expires", ("candidate",), close_report, None, ReportView, tag="verification"),
+    Route("extend_report", "POST", "/api/v1/me/verification-reports/<report_code>/extension",
+          "Keep a report open for 30 more days from today", ("candidate",), extend_report, None, ReportView,
+          tag="verification"),
+    Route("report_pdf", "GET", "/api/v1/me/verification-reports/<report_code>/report.pdf",
+          "The report as PDF, with its QR code", ("candidate",), report_pdf, None, None,
+          content_type="application/pdf", tag="verification"),
+    Route("report_answer", "GET", "/api/v1/verification-reports/<report_code>",
+          "Today's answer for a report code (what its QR code opens), with the signed document",
+          ("public",) + ANY_SIGNED_IN, report_answer, None, ReportAnswer, rate_limited=True, tag="verification"),
+    Route("report_public_key", "GET", "/api/v1/verification-reports/public-key",
+          "The Ed25519 public key that verifies downloaded reports offline", ("public",) + ANY_SIGNED_IN,
+          report_public_key, None, ReportPublicKey, tag="verification"),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
           "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification"),

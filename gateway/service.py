@@ -247,6 +247,22 @@ class GatewayService:
         return status, HTML_HEADERS, web.render_page(holder_name, certificate_number, result_html)
 
 
+def _report_page(self, request, report_code):
+    if not self.state.limiter.allow(f"report_page:{request.remote_addr}"):
+        return 429, HTML_HEADERS, web.render_report(None, "Too many requests; wait a minute and try again.")
+    try:
+        answer = ServiceCalls(self, self.state.rpc_timeout).call("verification", "report_answer", report_code)
+        return 200, HTML_HEADERS, web.render_report(answer)
+    except CredenceError as error:
+        return error.http_status, HTML_HEADERS, web.render_report(None, error.message)
+    except Exception:
+        log.exception("report page failed")
+        return 503, HTML_HEADERS, web.render_report(None, "The report could not be read; please try again.")
+
+
+GatewayService.report_page = http("GET", "/r/<report_code>")(_report_page)
+
+
 def _bind(route: Route):
     def entrypoint(self, request, **params):
         return self._dispatch(route, request, params)

@@ -59,3 +59,34 @@ def render_valid(certificate: dict, result: str = "valid") -> str:
 def render_refusal(message: str) -> str:
     return (f'<section class="result invalid" id="result" data-result="not_valid"><strong>未通过 Not verified'
             f"</strong><p>{escape(message)}</p></section>")
+
+
+REPORT_VERDICTS = {"valid": "有效 Valid", "expired": "报告已过期 Report expired", "closed": "报告已关闭 Report closed",
+                   "revoked": "证书已撤销 Certificate revoked",
+                   "superseded": "证书已被新证书取代 Certificate superseded"}
+REPORT_PAGE_HEAD = PAGE.split("<h1>")[0]
+
+
+def render_report(answer: dict | None, refusal: str | None = None) -> str:
+    """The page a report's QR code opens: today's answer, authoritative, readable on a phone, no script."""
+    if answer is None:
+        body = render_refusal(refusal or "No report has this code.")
+    else:
+        certificate = answer["certificate"]
+        rows = [("报告编号 Report code", answer["report_code"]),
+                ("证书编码 Certificate number", certificate["certificate_number"]),
+                ("获证人 Holder", certificate["holder_name_masked"]),
+                ("身份证号 ID number", certificate["resident_id_number_masked"]),
+                ("项目 Program", certificate["program_name"]), ("发证日期 Issued on", certificate["issued_on"]),
+                ("有效期至 Report valid until", answer["expires_at"][:10])]
+        details = "".join(f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>" for label, value in rows)
+        state = answer["state"]
+        css = "valid" if state == "valid" else "invalid"
+        body = (f'<section class="result {css}" id="result" data-result="{escape(state)}">'
+                f"<strong>{escape(REPORT_VERDICTS.get(state, state))}</strong><p>{escape(answer['message'])}</p>"
+                f"<dl>{details}</dl></section>")
+    return (REPORT_PAGE_HEAD.replace("<title>证书查询 · Certificate check · Credence</title>",
+                                     "<title>验证报告 · Verification report · Credence</title>")
+            + "<h1>证书在线验证报告 <small>Verification report</small></h1>"
+            + "<p><small>本页为权威结果，显示证书当前状态。This page is the authoritative answer and shows the "
+              "certificate's status today.</small></p>" + body + "</main></body></html>\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,3 +32,47 @@ class PublicCheckResult(BaseModel):
 
     result: Literal["valid", "superseded", "revoked"]
     certificate: VerifiedCertificate
+
+
+class RequestReport(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    certificate_number: str = Field(min_length=1, max_length=40)
+
+
+ReportState = Literal["valid", "expired", "closed", "revoked", "superseded"]
+
+
+class ReportView(BaseModel):
+    """One of the holder's reports."""
+
+    report_code: str
+    certificate_number: str
+    state: ReportState
+    requested_at: datetime
+    expires_at: datetime
+    closed_at: datetime | None = None
+    verify_url: str
+
+
+class ReportList(BaseModel):
+    reports: list[ReportView]
+
+
+class ReportAnswer(BaseModel):
+    """The online page's answer for a report code: authoritative, and always today's status."""
+
+    report_code: str
+    state: ReportState
+    message: str
+    certificate: VerifiedCertificate
+    requested_at: datetime
+    expires_at: datetime
+    signed_report: dict = Field(description="The document as signed, its Ed25519 signature and key id: "
+                                            "verifiable offline with the public key")
+
+
+class ReportPublicKey(BaseModel):
+    key_id: str
+    algorithm: Literal["Ed25519"]
+    public_key_pem: str

@@ -34,6 +34,22 @@ class VerifiableCertificate(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # the newest event applied
+    candidate_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)  # the holder
+    level: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class VerificationReport(Base):
+    """A signed report the holder asked for: the document as signed, and what has happened to it since."""
+
+    __tablename__ = "verification_reports"
+
+    report_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    certificate_number: Mapped[str] = mapped_column(String(15), nullable=False, index=True)
+    candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    signed_json: Mapped[str] = mapped_column(Text, nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ReceivedEvent(Base):

@@ -67,6 +67,26 @@ def verify_report(signed: dict, public_key, now: datetime, qr_payload: str | Non
                             f"{verify_url} shows whether the certificate is still valid today.")
 
 
+STATE_MESSAGES = {
+    "valid": "The certificate is valid.",
+    "expired": "This report has expired; ask the holder for a new one.",
+    "closed": "The holder closed this report.",
+    "revoked": "The certificate was revoked by the authority after this report was made.",
+    "superseded": "The certificate was replaced by a newer one (reissue or correction) after this report was made.",
+}
+
+
+def report_state(now: datetime, expires_at: datetime, closed_at: datetime | None, certificate_status: str) -> str:
+    """What the online page says today: closed or expired reports say so first; then the certificate's fate."""
+    if closed_at is not None:
+        return "closed"
+    if now >= expires_at:
+        return "expired"
+    if certificate_status in ("revoked", "superseded"):
+        return certificate_status
+    return "valid"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.verification.reports",
                                      description="Verify a downloaded Credence verification report offline.")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from functools import partial
 
 from nameko.events import event_handler
+from nameko.extensions import DependencyProvider
 
+from credence_common import signing
+from credence_common.actors import require_role
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
-from credence_common.contracts.verification import PublicCheck
+from credence_common.contracts.verification import PublicCheck, RequestReport
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import CredenceError
@@ -16,8 +20,21 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.verification import usecases
+from services.verification import report_usecases, usecases
 from services.verification.models import OutboxEvent, ProcessedEvent
+
+
+class ReportKeys(DependencyProvider):
+    """The key that signs verification reports, and the public address their QR codes lead to."""
+
+    def setup(self):
+        config = self.container.config
+        self.signer = report_usecases.ReportSigner(
+            signing.load_private_key(str(config["VERIFICATION_REPORT_SIGNING_KEY"])),
+            str(config.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")))
+
+    def get_dependency(self, worker_ctx):
+        return self.signer
 
 
 class VerificationService(HealthCheck):
@@ -27,6 +44,52 @@ class VerificationService(HealthCheck):
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     settings = Settings()
+    report_signer = ReportKeys()
+
+    @rpc
+    def request_report(self, actor: dict, request: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        wanted = parse(RequestReport, request)
+        with self.db.transaction() as session:
+            return report_usecases.request_report(session, self.report_signer, candidate.subject,
+                                                  wanted.certificate_number).model_dump(mode="json")
+
+    @rpc
+    def my_reports(self, actor: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return report_usecases.my_reports(session, self.report_signer, candidate.subject).model_dump(mode="json")
+
+    @rpc
+    def close_report(self, actor: dict, report_code: str) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return report_usecases.close_report(session, self.report_signer, candidate.subject,
+                                                report_code).model_dump(mode="json")
+
+    @rpc
+    def extend_report(self, actor: dict, report_code: str) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return report_usecases.extend_report(session, self.report_signer, candidate.subject,
+                                                 report_code).model_dump(mode="json")
+
+    @rpc
+    def report_pdf(self, actor: dict, report_code: str) -> str:
+        """Base64: the bus carries JSON."""
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return base64.b64encode(report_usecases.report_pdf(session, self.report_signer, candidate.subject,
+                                                               report_code)).decode("ascii")
+
+    @rpc
+    def report_answer(self, report_code: str) -> dict:
+        with self.db.transaction() as session:
+            return report_usecases.report_answer(session, report_code).model_dump(mode="json")
+
+    @rpc
+    def report_public_key(self) -> dict:
+        return self.report_signer.public_key().model_dump(mode="json")
 
     @rpc
     def public_check(self, request: dict, client: str = "") -> dict:

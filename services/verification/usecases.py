@@ -45,6 +45,8 @@ def _apply_issued(session: Session, event: CertificateIssuedV1) -> None:
     row.program_code = event.program_code
     row.program_name = event.program_name
     row.issued_on = event.issued_on
+    row.candidate_id = event.candidate_id
+    row.level = event.level
     if row.status not in ("revoked", "superseded"):  # a redelivered issue never brings a withdrawn one back
         row.status = "valid"
     row.sequence = max(row.sequence or 0, event.sequence or 0)

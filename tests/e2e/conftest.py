@@ -21,6 +21,7 @@ SECRETS = {
     "JWT_SECRET": "e2e-jwt-secret",
     "BOOTSTRAP_STAFF_PASSWORD": "e2e-staff-password",
     "PAYMENT_SANDBOX_SIGNING_KEY": "e2e-sandbox-signing-key",
+    "VERIFICATION_REPORT_SIGNING_KEY": "e2e-verification-report-key",
 }
 
 

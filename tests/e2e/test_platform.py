@@ -276,6 +276,36 @@ def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, jou
     assert "refund_exceeds_payment" in {i["code"] for i in incidents}
 
 
+def test_verification_reports_over_http_and_their_qr_page(platform, journey):
+    candidate = journey["candidate_token"]
+    number = journey["certificate"]["certificate_number"]
+    made = post(platform, "/api/v1/me/verification-reports", candidate, json={"certificate_number": number})
+    assert made.status_code == 201, made.text
+    report = made.json()
+    assert report["verify_url"].endswith(f"/r/{report['report_code']}")
+    page = requests.get(platform.gateway_url + f"/r/{report['report_code']}", timeout=15)
+    assert page.status_code == 200 and 'data-result="valid"' in page.text
+    assert journey["resident_id_number"] not in page.text and journey["full_name"] not in page.text
+    unknown = requests.get(platform.gateway_url + "/r/" + "A" * 32, timeout=15)
+    assert unknown.status_code == 404 and 'data-result="not_valid"' in unknown.text
+    key = get(platform, "/api/v1/verification-reports/public-key").json()
+    assert key["algorithm"] == "Ed25519" and "BEGIN PUBLIC KEY" in key["public_key_pem"]
+    answer = get(platform, f"/api/v1/verification-reports/{report['report_code']}").json()
+    from credence_common import signing
+    from services.verification import reports
+
+    verdict = reports.verify_report(answer["signed_report"], signing.load_public_key(key["public_key_pem"]),
+                                    utcnow(), report["verify_url"])
+    assert verdict.verdict == "valid"
+    pdf = requests.get(platform.gateway_url + f"/api/v1/me/verification-reports/{report['report_code']}/report.pdf",
+                       headers={"Authorization": f"Bearer {candidate}"}, timeout=15)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    closed = post(platform, f"/api/v1/me/verification-reports/{report['report_code']}/closure", candidate)
+    assert closed.json()["state"] == "closed"
+    page = requests.get(platform.gateway_url + f"/r/{report['report_code']}", timeout=15)
+    assert 'data-result="closed"' in page.text
+
+
 def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, journey):
     staff, candidate = journey["staff_token"], journey["candidate_token"]
     certificate = journey["certificate"]

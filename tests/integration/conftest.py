@@ -81,6 +81,7 @@ def service_config(rabbit_config, databases):
             "METRICS_PORT": 0,
             "OUTBOX_POLL_INTERVAL": 0.2,
             "PAYMENT_SANDBOX_SIGNING_KEY": "test-sandbox-signing-key",
+            "VERIFICATION_REPORT_SIGNING_KEY": "test-verification-report-key",
             "BOOTSTRAP_STAFF_USERNAME": "admin",
             "BOOTSTRAP_STAFF_PASSWORD": "test-staff-password",
             "CERTIFICATE_FEE_FEN": 6000,

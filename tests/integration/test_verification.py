@@ -9,7 +9,7 @@ import pytest
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.db import make_engine
-from credence_common.errors import InvalidInput, NotFound, RateLimited
+from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited
 from credence_common.events import make_envelope, utcnow
 from services.verification.service import VerificationService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
@@ -171,3 +171,61 @@ def test_a_revocation_is_the_answer_as_soon_as_verification_has_applied_it(start
         wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="revocation applied")
         assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER})["result"] == \
             "revoked"
+
+
+def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(start_service):
+    import base64
+
+    from credence_common import signing
+    from services.verification import reports
+
+    container, config = start_service(VerificationService, PUBLIC_BASE_URL="https://verify.example.org")
+    db = config["DB_URI"]
+    holder = {"subject": "cand-1", "role": "candidate"}
+    publish_event(config["AMQP_URI"], issued().model_copy(update={"sequence": 3, "level": "三级 Level 3"}))
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    with rpc_proxy("verification", config) as verification:
+        with pytest.raises(NotFound):
+            verification.request_report({"subject": "cand-2", "role": "candidate"}, {"certificate_number": NUMBER})
+        report = verification.request_report(holder, {"certificate_number": NUMBER})
+        code = report["report_code"]
+        assert report["state"] == "valid" and len(code) == 32
+        assert report["verify_url"] == f"https://verify.example.org/r/{code}"
+        answer = verification.report_answer(code)
+        assert answer["state"] == "valid" and answer["certificate"]["holder_name_masked"] == "王*明"
+        key = verification.report_public_key()
+        public_key = signing.load_public_key(key["public_key_pem"])
+        assert answer["signed_report"]["key_id"] == key["key_id"]
+        offline = reports.verify_report(answer["signed_report"], public_key, utcnow(), report["verify_url"])
+        assert offline.verdict == "valid"
+        assert answer["signed_report"]["document"]["certificate"]["level"] == "三级 Level 3"
+        pdf = base64.b64decode(verification.report_pdf(holder, code))
+        assert pdf.startswith(b"%PDF")
+        with pytest.raises(NotFound):
+            verification.report_pdf({"subject": "cand-2", "role": "candidate"}, code)
+        for bad in ("x", code[:-1] + "!", "A" * 32):
+            with pytest.raises((InvalidInput, NotFound)):
+                verification.report_answer(bad)
+
+        second = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
+        assert verification.close_report(holder, second)["state"] == "closed"
+        assert verification.report_answer(second)["state"] == "closed"
+        with pytest.raises(Conflict):
+            verification.extend_report(holder, second)
+        before = verification.report_answer(code)["expires_at"]
+        assert verification.extend_report(holder, code)["expires_at"] >= before
+        engine = make_engine(db)
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("UPDATE verification_reports SET expires_at = '2026-01-01 00:00:00+00:00' "
+                                           f"WHERE report_code = '{code}'")
+        finally:
+            engine.dispose()
+        assert verification.report_answer(code)["state"] == "expired"
+        third = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
+        publish_event(config["AMQP_URI"], revoked())
+        wait_for(lambda: verification.report_answer(third)["state"] == "revoked", what="the report shows it")
+        with pytest.raises(Conflict) as not_valid:
+            verification.request_report(holder, {"certificate_number": NUMBER})
+        assert not_valid.value.code == "certificate_not_valid"
+        assert [r["state"] for r in verification.my_reports(holder)["reports"]] == ["revoked", "closed", "expired"]

@@ -1,0 +1,177 @@
+"""Verification reports: the holder asks for one, closes or extends it; anyone with the code reads today's
+answer; the holder downloads it as PDF with its QR code."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import segno
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen import canvas
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credence_common import signing
+from credence_common.certificate_numbers import normalise_certificate_number
+from credence_common.contracts.verification import (
+    ReportAnswer,
+    ReportList,
+    ReportPublicKey,
+    ReportView,
+    VerifiedCertificate,
+)
+from credence_common.errors import Conflict, InvalidInput, NotFound
+from credence_common.events import utcnow
+from credence_common.masking import mask_name
+from services.verification import reports
+from services.verification.models import VerifiableCertificate, VerificationReport
+
+FONT = "STSong-Light"
+pdfmetrics.registerFont(UnicodeCIDFont(FONT))
+
+
+@dataclass(frozen=True)
+class ReportSigner:
+    private_key: object
+    public_base_url: str  # where the QR code and verify_url lead: the gateway's public address
+
+    def verify_url(self, code: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/r/{code}"
+
+    def public_key(self) -> ReportPublicKey:
+        public = self.private_key.public_key()
+        return ReportPublicKey(key_id=signing.key_id(public), algorithm="Ed25519",
+                               public_key_pem=signing.public_key_pem(self.private_key))
+
+
+def _details(row: VerifiableCertificate) -> VerifiedCertificate:
+    return VerifiedCertificate(certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
+                               resident_id_number_masked=row.resident_id_number_masked,
+                               program_code=row.program_code, program_name=row.program_name, issued_on=row.issued_on)
+
+
+def _view(report: VerificationReport, certificate_status: str, signer: ReportSigner) -> ReportView:
+    return ReportView(report_code=report.report_code, certificate_number=report.certificate_number,
+                      state=reports.report_state(utcnow(), report.expires_at, report.closed_at, certificate_status),
+                      requested_at=report.requested_at, expires_at=report.expires_at, closed_at=report.closed_at,
+                      verify_url=signer.verify_url(report.report_code))
+
+
+def request_report(session: Session, signer: ReportSigner, candidate_id: str, certificate_number: str) -> ReportView:
+    number = normalise_certificate_number(certificate_number)
+    row = session.get(VerifiableCertificate, number) if number else None
+    if row is None or row.candidate_id != candidate_id:
+        raise NotFound("certificate_not_found", "You hold no certificate with this number.")
+    if row.status != "valid":
+        raise Conflict("certificate_not_valid", f"This certificate is {row.status}; no report can be made for it.")
+    now = utcnow()
+    code = reports.new_report_code()
+    expires_at = now + reports.LIFETIME
+    details = _details(row).model_dump(mode="json")
+    details["level"] = row.level
+    document = {"report_code": code, "kind": "certificate", "issuer": "Credence", "certificate": details,
+                "status_when_requested": row.status, "requested_at": now.isoformat(),
+                "expires_at": expires_at.isoformat(), "verify_url": signer.verify_url(code)}
+    signed = reports.sign_report(signer.private_key, document)
+    report = VerificationReport(report_code=code, certificate_number=row.certificate_number, candidate_id=candidate_id,
+                                signed_json=json.dumps(signed, ensure_ascii=False), requested_at=now,
+                                expires_at=expires_at)
+    session.add(report)
+    return _view(report, row.status, signer)
+
+
+def _own_report(session: Session, candidate_id: str, code: str, lock: bool = False) -> VerificationReport:
+    report = session.get(VerificationReport, str(code)[:32], with_for_update=lock)
+    if report is None or report.candidate_id != candidate_id:
+        raise NotFound("report_not_found", "You have no report with this code.")
+    return report
+
+
+def _status_of(session: Session, report: VerificationReport) -> str:
+    row = session.get(VerifiableCertificate, report.certificate_number)
+    return row.status if row else "revoked"
+
+
+def my_reports(session: Session, signer: ReportSigner, candidate_id: str) -> ReportList:
+    rows = session.scalars(select(VerificationReport).where(VerificationReport.candidate_id == candidate_id)
+                           .order_by(VerificationReport.requested_at.desc()))
+    return ReportList(reports=[_view(r, _status_of(session, r), signer) for r in rows])
+
+
+def close_report(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> ReportView:
+    report = _own_report(session, candidate_id, code, lock=True)
+    if report.closed_at is None:
+        report.closed_at = utcnow()
+    return _view(report, _status_of(session, report), signer)
+
+
+def extend_report(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> ReportView:
+    """Another 30 days from today. The signed document keeps its expiry: the online page is what counts, and
+    a downloaded copy past its printed expiry should be fetched again."""
+    report = _own_report(session, candidate_id, code, lock=True)
+    if report.closed_at is not None:
+        raise Conflict("report_closed", "A closed report cannot be extended; ask for a new one.")
+    report.expires_at = max(report.expires_at, utcnow()) + reports.LIFETIME
+    return _view(report, _status_of(session, report), signer)
+
+
+def report_answer(session: Session, code: str) -> ReportAnswer:
+    """Anyone holding the code: today's authoritative answer. An unknown code says nothing more than that."""
+    if not isinstance(code, str) or not code.isalnum() or len(code) != 32:
+        raise InvalidInput("invalid_report_code", "A report code has 32 letters and digits.")
+    report = session.get(VerificationReport, code.upper())
+    if report is None:
+        raise NotFound("report_not_found", "No report has this code.")
+    row = session.get(VerifiableCertificate, report.certificate_number)
+    state = reports.report_state(utcnow(), report.expires_at, report.closed_at, row.status if row else "revoked")
+    signed = json.loads(report.signed_json)
+    return ReportAnswer(report_code=report.report_code, state=state, message=reports.STATE_MESSAGES[state],
+                        certificate=VerifiedCertificate.model_validate(
+                            {k: v for k, v in signed["document"]["certificate"].items() if k != "level"}),
+                        requested_at=report.requested_at, expires_at=report.expires_at, signed_report=signed)
+
+
+def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> bytes:
+    report = _own_report(session, candidate_id, code)
+    signed = json.loads(report.signed_json)
+    document = signed["document"]
+    buffer = io.BytesIO()
+    width, height = A4
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    pdf.setTitle(f"Credence verification report {report.report_code}")
+    pdf.setFont(FONT, 16)
+    pdf.drawString(60, height - 70, "证书在线验证报告 Certificate verification report")
+    pdf.setFont(FONT, 11)
+    lines = [("报告编号 Report code", document["report_code"]),
+             ("证书编号 Certificate number", document["certificate"]["certificate_number"]),
+             ("获证人 Holder", document["certificate"]["holder_name_masked"]),
+             ("身份证号 ID number", document["certificate"]["resident_id_number_masked"]),
+             ("项目 Program", document["certificate"]["program_name"]),
+             ("等级 Level", document["certificate"].get("level") or "—"),
+             ("发证日期 Issued on", document["certificate"]["issued_on"]),
+             ("报告生成 Requested", document["requested_at"][:19].replace("T", " ") + " UTC"),
+             ("有效期至 Valid until", document["expires_at"][:19].replace("T", " ") + " UTC")]
+    y = height - 110
+    for label, value in lines:
+        pdf.drawString(60, y, label)
+        pdf.drawString(250, y, str(value))
+        y -= 22
+    qr = segno.make(document["verify_url"], error="m")
+    size = 4  # points per module
+    top = y - 20
+    for row_index, row in enumerate(qr.matrix):
+        for column_index, dark in enumerate(row):
+            if dark:
+                pdf.rect(60 + column_index * size, top - row_index * size, size, size, stroke=0, fill=1)
+    y = top - len(qr.matrix) * size - 24
+    pdf.setFont(FONT, 9)
+    pdf.drawString(60, y, f"扫码或访问 Scan or open: {document['verify_url']}")
+    pdf.drawString(60, y - 16, "在线页面为准 The online page is the authoritative answer. Offline: python -m "
+                               "services.verification.reports verify")
+    pdf.drawString(60, y - 32, f"Ed25519 key {signed['key_id']}; signature {signed['signature'][:44]}...")
+    pdf.save()
+    return buffer.getvalue()

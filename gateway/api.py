@@ -107,6 +107,10 @@ from credence_common.contracts.scoring import (
     ScoreReviewView,
 )
 from credence_common.contracts.verification import (
+    AccessList,
+    CreateShareCode,
+    FullReport,
+    OpenSharedReport,
     PublicCheck,
     PublicCheckResult,
     ReportAnswer,
@@ -114,6 +118,8 @@ from credence_common.contracts.verification import (
     ReportPublicKey,
     ReportView,
     RequestReport,
+    ShareCodeCreated,
+    ShareCodeList,
 )
 from gateway.auth import Principal
 
@@ -602,6 +608,27 @@ def report_public_key(call: Call):
     return call.rpc.call("verification", "report_public_key")
 
 
+def create_share_code(call: Call):
+    return call.rpc.call("verification", "create_share_code", call.actor, call.params["report_code"],
+                         _dump(call.body))
+
+
+def my_share_codes(call: Call):
+    return call.rpc.call("verification", "share_codes", call.actor)
+
+
+def revoke_share_code(call: Call):
+    return call.rpc.call("verification", "revoke_share_code", call.actor, call.params["share_id"])
+
+
+def open_shared_report(call: Call):
+    return call.rpc.call("verification", "open_shared_report", _dump(call.body))
+
+
+def my_accesses(call: Call):
+    return call.rpc.call("verification", "my_accesses", call.actor)
+
+
 def public_certificate_check(call: Call):
     return call.rpc.call("verification", "public_check", _dump(call.body), call.client_address)
 
@@ -887,6 +914,21 @@ ROUTES: tuple[Route, ...] = (
     Route("report_public_key", "GET", "/api/v1/verification-reports/public-key",
           "The Ed25519 public key that verifies downloaded reports offline", ("public",) + ANY_SIGNED_IN,
           report_public_key, None, ReportPublicKey, tag="verification"),
+    Route("create_share_code", "POST", "/api/v1/me/verification-reports/<report_code>/share-codes",
+          "A one-time code that opens the full report for an employer, for a limited time (shown once)",
+          ("candidate",), create_share_code, CreateShareCode, ShareCodeCreated, 201, tag="verification"),
+    Route("my_share_codes", "GET", "/api/v1/me/share-codes", "Your share codes and whether each is still open",
+          ("candidate",), my_share_codes, None, ShareCodeList, tag="verification"),
+    Route("revoke_share_code", "POST", "/api/v1/me/share-codes/<share_id>/revocation",
+          "Withdraw a share code before it is used", ("candidate",), revoke_share_code, None, ShareCodeList,
+          tag="verification"),
+    Route("my_accesses", "GET", "/api/v1/me/certificate-accesses",
+          "Who opened your full reports (with who they said they are and why) and when your certificates were "
+          "checked", ("candidate",), my_accesses, None, AccessList, tag="verification"),
+    Route("open_shared_report", "POST", "/api/v1/shared-reports",
+          "A verifier opens a full report with the holder's share code, stating who they are and why (once)",
+          ("public",) + ANY_SIGNED_IN, open_shared_report, OpenSharedReport, FullReport, rate_limited=True,
+          tag="verification"),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
           "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification"),

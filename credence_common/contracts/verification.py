@@ -76,3 +76,64 @@ class ReportPublicKey(BaseModel):
     key_id: str
     algorithm: Literal["Ed25519"]
     public_key_pem: str
+
+
+class CreateShareCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    valid_hours: int = Field(default=72, ge=1, le=720, strict=True,
+                             description="How long the code opens the report (it opens it once)")
+
+
+class ShareCodeCreated(BaseModel):
+    share_id: str
+    share_code: str = Field(description="Shown once: hand it to the employer; only its digest is kept")
+    report_code: str
+    expires_at: datetime
+
+
+class ShareCodeView(BaseModel):
+    share_id: str
+    report_code: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    used_at: datetime | None = None
+    state: Literal["open", "used", "expired", "revoked"]
+
+
+class ShareCodeList(BaseModel):
+    share_codes: list[ShareCodeView]
+
+
+class OpenSharedReport(BaseModel):
+    """A verifier opens the full report with the holder's share code, and says who they are and why."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    share_code: str = Field(min_length=1, max_length=64)
+    verifier_name: str = Field(min_length=1, max_length=60)
+    organisation: str = Field(min_length=1, max_length=100)
+    purpose: str = Field(min_length=1, max_length=200)
+
+
+class FullReport(BaseModel):
+    """What a share code opens: the report's answer with the holder's name in full (the ID number stays masked)."""
+
+    holder_name: str
+    level: str | None = None
+    report: ReportAnswer
+
+
+class AccessView(BaseModel):
+    kind: Literal["full_report", "public_check"]
+    at: datetime
+    certificate_number: str
+    verifier_name: str | None = None
+    organisation: str | None = None
+    purpose: str | None = None
+    outcome: str | None = None
+
+
+class AccessList(BaseModel):
+    accesses: list[AccessView]

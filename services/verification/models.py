@@ -75,3 +75,35 @@ class CheckLogEntry(Base):
     certificate_number: Mapped[str] = mapped_column(String(40), nullable=False)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     client: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class ShareCode(Base):
+    """A one-time code the holder hands an employer: it opens the full report once, for a limited time. Only
+    its digest is kept, so the table cannot be read back into working codes."""
+
+    __tablename__ = "share_codes"
+
+    share_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    code_digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    report_code: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ReportAccess(Base):
+    """Someone opened a holder's full report: who they said they are, why, and when. The holder sees it."""
+
+    __tablename__ = "report_accesses"
+
+    access_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    report_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    certificate_number: Mapped[str] = mapped_column(String(15), nullable=False)
+    share_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    verifier_name: Mapped[str] = mapped_column(String(60), nullable=False)
+    organisation: Mapped[str] = mapped_column(String(100), nullable=False)
+    purpose: Mapped[str] = mapped_column(String(200), nullable=False)
+    accessed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -3,32 +3,48 @@ answer; the holder downloads it as PDF with its QR code."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import segno
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from credence_common import signing
 from credence_common.certificate_numbers import normalise_certificate_number
 from credence_common.contracts.verification import (
+    AccessList,
+    AccessView,
+    FullReport,
+    OpenSharedReport,
     ReportAnswer,
     ReportList,
     ReportPublicKey,
     ReportView,
+    ShareCodeCreated,
+    ShareCodeList,
+    ShareCodeView,
     VerifiedCertificate,
 )
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.masking import mask_name
 from services.verification import reports
-from services.verification.models import VerifiableCertificate, VerificationReport
+from services.verification.models import (
+    CheckLogEntry,
+    ReportAccess,
+    ShareCode,
+    VerifiableCertificate,
+    VerificationReport,
+)
 
 FONT = "STSong-Light"
 pdfmetrics.registerFont(UnicodeCIDFont(FONT))
@@ -175,3 +191,95 @@ def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, code: 
     pdf.drawString(60, y - 32, f"Ed25519 key {signed['key_id']}; signature {signed['signature'][:44]}...")
     pdf.save()
     return buffer.getvalue()
+
+
+# --- consent: share codes and who looked ---------------------------------------------------------------
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode("utf-8")).hexdigest()
+
+
+def create_share_code(session: Session, candidate_id: str, report_code: str, valid_hours: int) -> ShareCodeCreated:
+    report = _own_report(session, candidate_id, report_code)
+    now = utcnow()
+    if report.closed_at is not None or now >= report.expires_at:
+        raise Conflict("report_not_open", "This report is closed or expired; share a report that is open.")
+    code = reports.new_report_code()
+    share = ShareCode(share_id=str(uuid.uuid4()), code_digest=_digest(code), report_code=report.report_code,
+                      candidate_id=candidate_id, created_at=now,
+                      expires_at=min(now + timedelta(hours=valid_hours), report.expires_at))
+    session.add(share)
+    return ShareCodeCreated(share_id=share.share_id, share_code=code, report_code=report.report_code,
+                            expires_at=share.expires_at)
+
+
+def _share_state(share: ShareCode, now) -> str:
+    if share.revoked_at is not None:
+        return "revoked"
+    if share.used_at is not None:
+        return "used"
+    if now >= share.expires_at:
+        return "expired"
+    return "open"
+
+
+def share_codes(session: Session, candidate_id: str) -> ShareCodeList:
+    now = utcnow()
+    rows = session.scalars(select(ShareCode).where(ShareCode.candidate_id == candidate_id)
+                           .order_by(ShareCode.created_at.desc()))
+    return ShareCodeList(share_codes=[ShareCodeView(share_id=s.share_id, report_code=s.report_code,
+                                                    created_at=s.created_at, expires_at=s.expires_at,
+                                                    revoked_at=s.revoked_at, used_at=s.used_at,
+                                                    state=_share_state(s, now)) for s in rows])
+
+
+def revoke_share_code(session: Session, candidate_id: str, share_id: str) -> None:
+    share = session.get(ShareCode, str(share_id)[:36], with_for_update=True)
+    if share is None or share.candidate_id != candidate_id:
+        raise NotFound("share_code_not_found", "You have no share code with this id.")
+    if share.revoked_at is None:
+        share.revoked_at = utcnow()
+
+
+def open_shared_report(session: Session, request: OpenSharedReport) -> FullReport:
+    """Once: the first verifier to present the code opens the full report, and the holder sees who and why."""
+    share = session.scalars(select(ShareCode).where(ShareCode.code_digest == _digest(request.share_code))
+                            .with_for_update()).first()
+    if share is None:
+        raise NotFound("share_code_not_found", "No report is shared under this code.")
+    now = utcnow()
+    state = _share_state(share, now)
+    if state != "open":
+        raise Conflict(f"share_code_{state}", {"used": "This share code was already used; ask the holder for a "
+                                                       "new one.",
+                                               "expired": "This share code has expired; ask the holder for a new "
+                                                          "one.",
+                                               "revoked": "The holder withdrew this share code."}[state])
+    opened = session.execute(update(ShareCode).where(ShareCode.share_id == share.share_id,
+                                                     ShareCode.used_at.is_(None))
+                             .values(used_at=now).execution_options(synchronize_session=False))
+    if opened.rowcount != 1:  # another verifier presented it at the same moment and won
+        raise Conflict("share_code_used", "This share code was already used; ask the holder for a new one.")
+    answer = report_answer(session, share.report_code)
+    row = session.get(VerifiableCertificate, answer.certificate.certificate_number)
+    session.add(ReportAccess(candidate_id=share.candidate_id, report_code=share.report_code,
+                             certificate_number=answer.certificate.certificate_number, share_id=share.share_id,
+                             verifier_name=request.verifier_name, organisation=request.organisation,
+                             purpose=request.purpose, accessed_at=now))
+    return FullReport(holder_name=row.holder_name if row else answer.certificate.holder_name_masked,
+                      level=row.level if row else None, report=answer)
+
+
+def accesses(session: Session, candidate_id: str) -> AccessList:
+    """Everyone who looked: verifiers who opened a full report (with what they said), and public checks of
+    the holder's certificate numbers (when and with what answer; not who)."""
+    full = [AccessView(kind="full_report", at=a.accessed_at, certificate_number=a.certificate_number,
+                       verifier_name=a.verifier_name, organisation=a.organisation, purpose=a.purpose)
+            for a in session.scalars(select(ReportAccess).where(ReportAccess.candidate_id == candidate_id))]
+    numbers = list(session.scalars(select(VerifiableCertificate.certificate_number).where(
+        VerifiableCertificate.candidate_id == candidate_id)))
+    checks = [AccessView(kind="public_check", at=c.checked_at, certificate_number=c.certificate_number,
+                         outcome=c.outcome)
+              for c in session.scalars(select(CheckLogEntry).where(CheckLogEntry.certificate_number.in_(numbers))
+                                       .order_by(CheckLogEntry.checked_at.desc()).limit(500))] if numbers else []
+    return AccessList(accesses=sorted(full + checks, key=lambda a: a.at, reverse=True))

@@ -12,7 +12,7 @@ from credence_common import signing
 from credence_common.actors import require_role
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
-from credence_common.contracts.verification import PublicCheck, RequestReport
+from credence_common.contracts.verification import CreateShareCode, OpenSharedReport, PublicCheck, RequestReport
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import CredenceError
@@ -86,6 +86,39 @@ class VerificationService(HealthCheck):
     def report_answer(self, report_code: str) -> dict:
         with self.db.transaction() as session:
             return report_usecases.report_answer(session, report_code).model_dump(mode="json")
+
+    @rpc
+    def create_share_code(self, actor: dict, report_code: str, request: dict | None = None) -> dict:
+        candidate = require_role(actor, "candidate")
+        wanted = parse(CreateShareCode, request or {})
+        with self.db.transaction() as session:
+            return report_usecases.create_share_code(session, candidate.subject, report_code,
+                                                     wanted.valid_hours).model_dump(mode="json")
+
+    @rpc
+    def share_codes(self, actor: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return report_usecases.share_codes(session, candidate.subject).model_dump(mode="json")
+
+    @rpc
+    def revoke_share_code(self, actor: dict, share_id: str) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            report_usecases.revoke_share_code(session, candidate.subject, share_id)
+            return report_usecases.share_codes(session, candidate.subject).model_dump(mode="json")
+
+    @rpc
+    def open_shared_report(self, request: dict) -> dict:
+        opening = parse(OpenSharedReport, request)
+        with self.db.transaction() as session:
+            return report_usecases.open_shared_report(session, opening).model_dump(mode="json")
+
+    @rpc
+    def my_accesses(self, actor: dict) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return report_usecases.accesses(session, candidate.subject).model_dump(mode="json")
 
     @rpc
     def report_public_key(self) -> dict:

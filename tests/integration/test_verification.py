@@ -229,3 +229,63 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
             verification.request_report(holder, {"certificate_number": NUMBER})
         assert not_valid.value.code == "certificate_not_valid"
         assert [r["state"] for r in verification.my_reports(holder)["reports"]] == ["revoked", "closed", "expired"]
+
+
+def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_and_why(start_service):
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    holder = {"subject": "cand-1", "role": "candidate"}
+    publish_event(config["AMQP_URI"], issued().model_copy(update={"sequence": 3}))
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    employer = {"verifier_name": "张经理", "organisation": "某某科技有限公司 HR", "purpose": "入职背景核查 hiring"}
+    with rpc_proxy("verification", config) as verification:
+        report = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
+        verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.1.1.1")
+        with pytest.raises(NotFound):
+            verification.create_share_code({"subject": "cand-2", "role": "candidate"}, report, {})
+        with pytest.raises(InvalidInput):
+            verification.create_share_code(holder, report, {"valid_hours": 0})
+        shared = verification.create_share_code(holder, report, {"valid_hours": 48})
+        code = shared["share_code"]
+        assert len(code) == 32 and query(db, "select count(*) from share_codes where code_digest = :c",
+                                         c=code) == [(0,)]  # only its digest is kept
+        with pytest.raises(InvalidInput):
+            verification.open_shared_report({"share_code": code, "verifier_name": "", "organisation": "x",
+                                             "purpose": "x"})
+        full = verification.open_shared_report({"share_code": code.lower(), **employer})
+        assert full["holder_name"] == "王小明" and full["report"]["state"] == "valid"
+        assert full["report"]["certificate"]["resident_id_number_masked"] == "110105********002X"
+        with pytest.raises(Conflict) as twice:
+            verification.open_shared_report({"share_code": code, **employer})
+        assert twice.value.code == "share_code_used"
+        with pytest.raises(NotFound):
+            verification.open_shared_report({"share_code": "B" * 32, **employer})
+
+        withdrawn = verification.create_share_code(holder, report, {})
+        codes = verification.revoke_share_code(holder, withdrawn["share_id"])["share_codes"]
+        assert {c["share_id"]: c["state"] for c in codes} == {shared["share_id"]: "used",
+                                                              withdrawn["share_id"]: "revoked"}
+        with pytest.raises(Conflict) as revoked_code:
+            verification.open_shared_report({"share_code": withdrawn["share_code"], **employer})
+        assert revoked_code.value.code == "share_code_revoked"
+        late = verification.create_share_code(holder, report, {"valid_hours": 1})
+        engine = make_engine(db)
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("UPDATE share_codes SET expires_at = '2026-01-01 00:00:00+00:00' "
+                                           f"WHERE share_id = '{late['share_id']}'")
+        finally:
+            engine.dispose()
+        with pytest.raises(Conflict) as expired:
+            verification.open_shared_report({"share_code": late["share_code"], **employer})
+        assert expired.value.code == "share_code_expired"
+
+        looked = verification.my_accesses(holder)["accesses"]
+        full_reports = [a for a in looked if a["kind"] == "full_report"]
+        assert [(a["verifier_name"], a["organisation"], a["purpose"]) for a in full_reports] == [
+            (employer["verifier_name"], employer["organisation"], employer["purpose"])]
+        assert [a["outcome"] for a in looked if a["kind"] == "public_check"] == ["valid"]
+        assert verification.my_accesses({"subject": "cand-2", "role": "candidate"})["accesses"] == []
+        verification.close_report(holder, report)
+        with pytest.raises(Conflict):
+            verification.create_share_code(holder, report, {})

@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run demo migrate test test-unit test-integration test-e2e lint docs bench bench-import clean
+.PHONY: install browser run demo migrate test test-unit test-integration test-e2e lint docs bench bench-import clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +15,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
+
+# The browser test drives Debian's Chromium headless (and a Chinese font, so its screenshots are readable);
+# installed here when missing.
+BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-zenhei
+browser:
+	@{ command -v chromedriver >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q .; } || { \
+	  echo "Installing Debian's $(BROWSER_PACKAGES) (browser test)"; \
+	  $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }; }
 
 run: $(STAMP)
 	$(PY) -m deploy.platform
@@ -25,7 +35,7 @@ migrate: $(STAMP)
 	$(PY) -m credence_common.migrations all
 
 # Every test: unit, integration (SQLite and PostgreSQL) and end-to-end (SQLite and PostgreSQL).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m deploy.preflight
 	$(PY) -m ruff check .
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
@@ -36,7 +46,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -166,6 +166,8 @@ def main() -> int:
     quiet_client_logging()
     env = dict(os.environ)
     amqp_uri = env.setdefault("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
+    # report QR codes lead to this gateway unless a public address is given
+    env.setdefault("PUBLIC_BASE_URL", "http://" + env.get("GATEWAY_ADDRESS", "127.0.0.1:8000"))
     problem = broker_problem(amqp_uri)
     if problem:
         print(problem, file=sys.stderr)

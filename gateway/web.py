@@ -15,7 +15,8 @@ h1{{font-size:1.35rem;margin-top:0}} label{{display:block;margin:.9rem 0 .3rem;f
 input{{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #9aa7b4;border-radius:6px}}
 button{{margin-top:1.2rem;padding:.65rem 1.4rem;font-size:1rem;background:#1f5fa8;color:#fff;border:0;border-radius:6px;cursor:pointer}}
 .result{{margin-top:1.5rem;padding:1rem;border-radius:8px}} .valid{{background:#e6f4ea;border:1px solid #34a853}}
-.invalid{{background:#fdecea;border:1px solid #d93025}} dt{{font-weight:600;margin-top:.4rem}} dd{{margin:0}}
+.invalid{{background:#fdecea;border:1px solid #d93025}} dt{{font-weight:600;margin-top:.4rem}}
+dd{{margin:0;overflow-wrap:anywhere}}
 small{{color:#5f6b7a}}
 </style></head><body><main>
 <h1>证书查询 <small>Certificate check</small></h1>
@@ -64,7 +65,7 @@ def render_refusal(message: str) -> str:
 REPORT_VERDICTS = {"valid": "有效 Valid", "expired": "报告已过期 Report expired", "closed": "报告已关闭 Report closed",
                    "revoked": "证书已撤销 Certificate revoked",
                    "superseded": "证书已被新证书取代 Certificate superseded"}
-REPORT_PAGE_HEAD = PAGE.split("<h1>")[0]
+REPORT_PAGE_HEAD = PAGE.split("<h1>")[0].replace("{{", "{").replace("}}", "}")  # PAGE is a format string
 
 
 def render_report(answer: dict | None, refusal: str | None = None) -> str:

@@ -1,6 +1,12 @@
 # eventlet must patch the standard library before anything imports sockets or threads: nameko's
 # containers run on green threads, and the test process hosts them.
-import eventlet
+import os
+
+# trio (which selenium brings along) registers a hypothesis plugin that cannot import on eventlet's green
+# sockets; hypothesis needs no plugins here.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

@@ -53,6 +53,9 @@ def platform(request, tmp_path_factory):
         "OUTBOX_POLL_INTERVAL": "0.2",
         "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000",
         "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
+    })
+    env.update({
+        "PUBLIC_BASE_URL": "http://" + env["GATEWAY_ADDRESS"],
         "PYTHONPATH": str(REPO_ROOT),
     })
     for spec in PROCESSES:

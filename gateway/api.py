@@ -33,6 +33,7 @@ from credence_common.contracts.identity import (
     CandidateView,
     ChangePassword,
     ChoosePrimaryTicket,
+    CodeLogin,
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
     CreateInstitution,
@@ -193,6 +194,10 @@ def _tokens(call: Call, principal: dict) -> dict:
 
 def login(call: Call):
     return _tokens(call, call.rpc.call("identity", "login", _dump(call.body), call.client_address))
+
+
+def login_with_code(call: Call):
+    return _tokens(call, call.rpc.call("identity", "login_with_code", _dump(call.body)))
 
 
 def refresh_session(call: Call):
@@ -645,6 +650,9 @@ ROUTES: tuple[Route, ...] = (
           tag="candidates"),
     Route("login", "POST", "/api/v1/auth/login", "Sign in with email or mobile and password",
           ("public",), login, Login, TokenResponse, rate_limited=True, tag="auth"),
+    Route("login_with_code", "POST", "/api/v1/auth/code-login",
+          "本人查询: sign in with a code texted for 'sign_in' to your registered mobile", ("public",),
+          login_with_code, CodeLogin, TokenResponse, rate_limited=True, tag="auth"),
     Route("refresh_session", "POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens",
           ("public",), refresh_session, RefreshTokenRequest, TokenResponse, rate_limited=True, tag="auth"),
     Route("logout", "POST", "/api/v1/auth/logout", "Revoke a refresh token",

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
-CodePurpose = Literal["registration", "password_reset", "ticket_lookup"]
+CodePurpose = Literal["registration", "password_reset", "ticket_lookup", "sign_in"]
 Password = Field(min_length=1, max_length=256, description="8 to 64 characters; common passwords are refused")
 # A fixed list: with free-text questions, the question shown for a login name would tell a real account
 # from an unknown one (which gets a decoy from this same list).
@@ -159,6 +159,15 @@ class ResetPasswordWithAnswer(BaseModel):
 
 
 class TicketLookup(BaseModel):
+    model_config = Strict
+
+    mobile: str = Field(min_length=1, max_length=20)
+    code: str = Field(min_length=6, max_length=6)
+
+
+class CodeLogin(BaseModel):
+    """本人查询: the holder signs in with a code texted (purpose ``sign_in``) to their registered mobile."""
+
     model_config = Strict
 
     mobile: str = Field(min_length=1, max_length=20)

@@ -20,7 +20,7 @@ MAX_WRONG_TRIES_PER_DAY = 10  # per number and purpose, across however many code
 RESEND_INTERVAL = timedelta(seconds=60)
 DAILY_CAP_PER_MOBILE = 10
 DAILY_CAP_PER_CLIENT = 30
-PURPOSES = ("registration", "password_reset", "ticket_lookup")
+PURPOSES = ("registration", "password_reset", "ticket_lookup", "sign_in")
 
 
 def new_code() -> str:

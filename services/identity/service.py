@@ -11,6 +11,7 @@ from credence_common.actors import require_role, require_self
 from credence_common.contracts.identity import (
     ChangePassword,
     ChoosePrimaryTicket,
+    CodeLogin,
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
     CreateInstitution,
@@ -109,6 +110,13 @@ class IdentityService(HealthCheck):
         with self.db.transaction() as session:
             outcome = usecases.login(session, self.protection, credentials.login, credentials.password,
                                      client_address)
+        return _dump(outcome)
+
+    @rpc
+    def login_with_code(self, request: dict) -> dict:
+        credentials = parse(CodeLogin, request)
+        with self.db.transaction() as session:
+            outcome = usecases.login_with_code(session, self.protection, credentials.mobile, credentials.code)
         return _dump(outcome)
 
     @rpc

@@ -491,6 +491,23 @@ def lookup_ticket(session: Session, protection: PersonalDataProtection, mobile: 
                               ticket_number=candidate.ticket_number)
 
 
+def login_with_code(session: Session, protection: PersonalDataProtection, mobile: str, code: str,
+                    now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+    """Sign in with a code texted to the registered mobile (purpose ``sign_in``): single use, five minutes,
+    the same wrong-try limits as every code. An unregistered number never received one."""
+    now = now or utcnow()
+    mobile = domain.normalise_mobile(mobile)
+    refusal = consume_code(session, protection, mobile, "sign_in", code, now)
+    if refusal is not None:
+        return refusal
+    candidate = _candidate_by_mobile(session, protection, mobile)
+    if candidate is None:
+        return InvalidInput(*INVALID_CODE)
+    return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
+                                  refresh_token=issue_refresh_token(session, protection, candidate.candidate_id,
+                                                                     "candidate", now))
+
+
 # --- staff ----------------------------------------------------------------------------------------
 
 def ensure_bootstrap_staff(session: Session, username: str | None, password: str | None) -> None:

@@ -277,7 +277,18 @@ def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, jou
 
 
 def test_verification_reports_over_http_and_their_qr_page(platform, journey):
-    candidate = journey["candidate_token"]
+    from deploy.journey import Client, read_dev_code
+
+    # 本人查询: the holder signs in with a texted code, and sees their certificates and exam record
+    asked = post(platform, "/api/v1/mobile-codes", json={"mobile": journey["mobile"], "purpose": "sign_in"})
+    assert asked.status_code == 202, asked.text
+    code = read_dev_code(Client(platform.gateway_url), journey["mobile"])
+    signed_in = post(platform, "/api/v1/auth/code-login", json={"mobile": journey["mobile"], "code": code})
+    assert signed_in.status_code == 200, signed_in.text
+    candidate = signed_in.json()["access_token"]
+    mine = get(platform, "/api/v1/me/certificates", candidate).json()["certificates"]
+    assert [c["certificate_number"] for c in mine] == [journey["certificate"]["certificate_number"]]
+    assert get(platform, "/api/v1/me/record", candidate).status_code == 200
     number = journey["certificate"]["certificate_number"]
     made = post(platform, "/api/v1/me/verification-reports", candidate, json={"certificate_number": number})
     assert made.status_code == 201, made.text

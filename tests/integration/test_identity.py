@@ -272,6 +272,18 @@ def test_confirmation_online_rejected_then_retried_on_site_and_owner_only_ticket
         assert found == {"full_name": "王小明", "status": "confirmed", "ticket_number": confirmed["ticket_number"]}
         with pytest.raises(InvalidInput):
             identity.lookup_ticket({"mobile": MOBILE, "code": lookup_code})  # single use
+
+        # 本人查询: the holder signs in with a texted code instead of the password
+        sign_in = texted_code(identity, purpose="sign_in", client="10.0.0.4")
+        with pytest.raises(InvalidInput):
+            identity.login_with_code({"mobile": MOBILE, "code": lookup_code})  # a code for another purpose
+        with pytest.raises(InvalidInput):
+            identity.login_with_code({"mobile": "13800138999", "code": sign_in})  # another number
+        signed_in = identity.login_with_code({"mobile": MOBILE, "code": sign_in})
+        assert signed_in["subject"] == candidate["candidate_id"] and signed_in["role"] == "candidate"
+        assert signed_in["refresh_token"]
+        with pytest.raises(InvalidInput):
+            identity.login_with_code({"mobile": MOBILE, "code": sign_in})  # single use
         with pytest.raises(NotFound):
             identity.get_candidate(staff, "no-such-candidate")
     events = spy.collect(2)

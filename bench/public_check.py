@@ -1,12 +1,16 @@
 """Benchmark the public check, the platform's hottest read path.
 
 Starts its own platform (SQLite, a throw-away RabbitMQ vhost, free ports), issues one certificate via
-the demo journey, then measures:
+the demo journey, then measures, in the same run:
   1. the verification service over nameko RPC, sequential (the service's own cost plus one hop);
-  2. the same check over HTTP through the gateway, sequential and with concurrent clients.
-Prints requests per second, latency percentiles and the gateway's overhead as a ratio.
+  2. the same check over HTTP through the gateway, sequential and with concurrent clients;
+  3. baseline: a single-process threaded WSGI app doing the same lookup straight from verification's
+     database (bench/baselines.py), with the same concurrent clients;
+  4. baseline: a raw RabbitMQ RPC round trip (pika, direct reply-to), sequential and concurrent;
+  5. freshness: staff revoke the certificate, and the gateway is asked until it answers "revoked".
+Prints requests per second, latency percentiles and the ratios to the baselines.
 
-    make bench            # or: .venv/bin/python -m bench.public_check --seconds 5 --clients 16
+    make bench            # or: .venv/bin/python -m bench.public_check --seconds 5 --clients 32
 """
 
 from __future__ import annotations
@@ -67,10 +71,70 @@ def concurrent(seconds: float, clients: int, make_call) -> tuple[list[float], fl
     return [x for r in results for x in r], time.perf_counter() - started
 
 
+def baselines(args, env, workdir: Path, check: dict) -> tuple[float, float]:
+    import subprocess
+    import sys
+
+    from bench.baselines import EchoClient
+
+    port = free_port()
+    wsgi = subprocess.Popen([sys.executable, "-m", "bench.baselines", "wsgi", str(port),
+                             env["VERIFICATION_DB_URI"]], stdout=subprocess.PIPE, text=True)
+    queue = f"bench-echo-{uuid.uuid4().hex[:8]}"
+    amqp = env["AMQP_URI"].replace("pyamqp://", "amqp://", 1)
+    echo = subprocess.Popen([sys.executable, "-m", "bench.baselines", "echo", amqp, queue], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wsgi.stdout.readline().strip() == "ready" and echo.stdout.readline().strip() == "ready"
+        url = f"http://127.0.0.1:{port}/"
+
+        def wsgi_client():
+            session = requests.Session()
+            return lambda: session.post(url, json=check, timeout=10).raise_for_status()
+
+        report("baseline: one-process WSGI + DB, sequential", *run_for(args.seconds, wsgi_client()))
+        wsgi_rate = report(f"baseline: one-process WSGI + DB, {args.clients} clients",
+                           *concurrent(args.seconds, args.clients, wsgi_client))
+        client = EchoClient(amqp, queue)
+        report("baseline: raw RabbitMQ RPC echo, sequential", *run_for(args.seconds, client.call))
+        client.close()
+
+        def echo_client():
+            own = EchoClient(amqp, queue)
+            return own.call
+
+        echo_rate = report(f"baseline: raw RabbitMQ RPC echo, {args.clients} clients",
+                           *concurrent(args.seconds, args.clients, echo_client))
+        return wsgi_rate, echo_rate
+    finally:
+        wsgi.terminate()
+        echo.terminate()
+
+
+def freshness(platform, journey: dict, check: dict) -> None:
+    """How long a revocation takes to become the public answer: certificates' transaction, the outbox relay,
+    the broker, verification's consumer, then the next check."""
+    certificate_id = journey["certificate"]["certificate_id"]
+    session = requests.Session()
+    staff = {"Authorization": f"Bearer {journey['staff_token']}"}
+    url = platform.gateway_url + "/api/v1/certificate-checks"
+    started = time.perf_counter()
+    session.post(platform.gateway_url + f"/api/v1/certificates/{certificate_id}/revocation", headers=staff,
+                 json={"reason": "benchmark"}, timeout=10).raise_for_status()
+    revoked_at = time.perf_counter()
+    while session.post(url, json=check, timeout=10).json().get("result") != "revoked":
+        if time.perf_counter() - started > 30:
+            print("freshness: the revocation did not reach the public answer within 30 s")
+            return
+    answered = time.perf_counter()
+    print(f"freshness: revocation committed in {(revoked_at - started) * 1000:.0f} ms, public answer 'revoked' "
+          f"{(answered - revoked_at) * 1000:.0f} ms later (aim < 1000 ms)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
     args = parser.parse_args()
     quiet_client_logging()
 
@@ -113,8 +177,13 @@ def main() -> int:
         http_rate = report("gateway HTTP -> RPC, sequential", *run_for(args.seconds, http_client()))
         parallel_rate = report(f"gateway HTTP -> RPC, {args.clients} clients",
                                *concurrent(args.seconds, args.clients, http_client))
+        wsgi_rate, echo_rate = baselines(args, env, workdir, check)
         print(f"\nratio gateway/RPC sequential: {http_rate / rpc_rate:.2f}   "
               f"concurrency gain ({args.clients} clients / 1): {parallel_rate / http_rate:.2f}")
+        print(f"ratio gateway / single-process WSGI baseline ({args.clients} clients): {parallel_rate / wsgi_rate:.2f}"
+              f" (aim >= 1.00)")
+        print(f"ratio gateway / raw RabbitMQ round trip ({args.clients} clients): {parallel_rate / echo_rate:.2f}")
+        freshness(platform, journey, check)
     finally:
         platform.stop()
         requests.delete(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10)

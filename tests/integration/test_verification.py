@@ -158,7 +158,7 @@ def test_a_rebuild_replays_every_event_into_the_same_read_model(start_service, t
 
 def test_a_revocation_is_the_answer_as_soon_as_verification_has_applied_it(start_service):
     """No cache between the read model and the answer: the first check after the revocation event is
-    applied already says revoked. (How soon after the certificates service revokes: bench/freshness.py.)"""
+    applied already says revoked. (How soon after the certificates service revokes: `make bench` prints it.)"""
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
     publish_event(config["AMQP_URI"], issued())

@@ -1,0 +1,105 @@
+"""The two baselines the public-check benchmark measures the platform against, each run as its own process:
+
+    python -m bench.baselines wsgi PORT DB_URI       # a plain threaded WSGI app: the same lookup, straight from
+                                                     # verification's database, in one process
+    python -m bench.baselines echo AMQP_URI QUEUE    # a raw RabbitMQ RPC echo (pika): the bus's own round trip
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socketserver
+import sys
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pika
+from sqlalchemy import text
+
+from credence_common.certificate_numbers import normalise_certificate_number
+from credence_common.db import make_engine
+from services.verification.domain import name_key
+
+
+class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def wsgi_app(db_uri: str):
+    engine = make_engine(db_uri)
+    query = text("SELECT holder_name_key, status FROM verifiable_certificates WHERE certificate_number = :n")
+
+    def app(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        number = normalise_certificate_number(str(body.get("certificate_number", "")))
+        with engine.connect() as connection:
+            row = connection.execute(query, {"n": number}).first() if number else None
+        found = row is not None and hmac.compare_digest(row[0].encode(), name_key(body.get("holder_name", "")).encode())
+        status = "200 OK" if found else "404 Not Found"
+        payload = json.dumps({"result": row[1]} if found else {"error": {"code": "certificate_not_found"}}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    return app
+
+
+def serve_wsgi(port: int, db_uri: str) -> None:
+    with make_server("127.0.0.1", port, wsgi_app(db_uri), server_class=ThreadingWSGIServer,
+                     handler_class=QuietHandler) as server:
+        print("ready", flush=True)
+        server.serve_forever()
+
+
+def serve_echo(amqp_uri: str, queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    channel = connection.channel()
+    channel.queue_declare(queue, auto_delete=True)
+
+    def reply(ch, method, properties, body):
+        ch.basic_publish("", properties.reply_to, body,
+                         pika.BasicProperties(correlation_id=properties.correlation_id))
+        ch.basic_ack(method.delivery_tag)
+
+    channel.basic_qos(prefetch_count=64)
+    channel.basic_consume(queue, reply)
+    print("ready", flush=True)
+    channel.start_consuming()
+
+
+class EchoClient:
+    """One connection, direct reply-to: the shortest RPC RabbitMQ offers."""
+
+    def __init__(self, amqp_uri: str, queue: str):
+        self.connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+        self.channel = self.connection.channel()
+        self.queue = queue
+        self.answer = None
+        self.channel.basic_consume("amq.rabbitmq.reply-to", self._on_reply, auto_ack=True)
+
+    def _on_reply(self, ch, method, properties, body):
+        self.answer = body
+
+    def call(self, body: bytes = b'{"holder_name":"x","certificate_number":"202611000000018"}') -> bytes:
+        self.answer = None
+        self.channel.basic_publish("", self.queue, body,
+                                   pika.BasicProperties(reply_to="amq.rabbitmq.reply-to", correlation_id="1"))
+        while self.answer is None:
+            self.connection.process_data_events(time_limit=1)
+        return self.answer
+
+    def close(self):
+        self.connection.close()
+
+
+if __name__ == "__main__":
+    kind, *rest = sys.argv[1:]
+    if kind == "wsgi":
+        serve_wsgi(int(rest[0]), rest[1])
+    else:
+        serve_echo(rest[0], rest[1])

@@ -170,6 +170,10 @@ def order_items(session: Session, order_number: str) -> list[OrderItemView]:
             for r in rows]
 
 
+def _due_ids(session: Session, order_number: str) -> list[str]:
+    return sorted(item.due_id for item in order_items(session, order_number))
+
+
 def order_view(session: Session, order: PaymentOrder) -> PaymentOrderView:
     return PaymentOrderView.model_validate({**_order_fields(order), "items": order_items(session, order.order_number)})
 
@@ -198,7 +202,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
             PaymentOrder.payer_kind == payer_kind, PaymentOrder.payer_id == payer_id,
             PaymentOrder.idempotency_key == idempotency_key)).first()
         if earlier is not None:
-            if sorted(i.due_id for i in order_items(session, earlier.order_number)) != sorted(request.due_ids):
+            if _due_ids(session, earlier.order_number) != sorted(request.due_ids):
                 raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for an order of other "
                                "dues; use a new key for a new order.")
             return order_view(session, earlier)
@@ -221,7 +225,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     if open_orders:
         if len(open_orders) == 1:
             current = session.get(PaymentOrder, open_orders.pop())
-            if sorted(i.due_id for i in order_items(session, current.order_number)) == sorted(request.due_ids):
+            if _due_ids(session, current.order_number) == sorted(request.due_ids):
                 return order_view(session, current)
         raise Conflict("due_in_open_order", "Some of these dues are already in an open order; pay or close that "
                        "order first.")

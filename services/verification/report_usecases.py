@@ -36,7 +36,6 @@ from credence_common.contracts.verification import (
 )
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
-from credence_common.masking import mask_name
 from services.verification import reports
 from services.verification.models import (
     CheckLogEntry,
@@ -45,6 +44,7 @@ from services.verification.models import (
     VerifiableCertificate,
     VerificationReport,
 )
+from services.verification.usecases import public_details
 
 FONT = "STSong-Light"
 pdfmetrics.registerFont(UnicodeCIDFont(FONT))
@@ -64,12 +64,6 @@ class ReportSigner:
                                public_key_pem=signing.public_key_pem(self.private_key))
 
 
-def _details(row: VerifiableCertificate) -> VerifiedCertificate:
-    return VerifiedCertificate(certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
-                               resident_id_number_masked=row.resident_id_number_masked,
-                               program_code=row.program_code, program_name=row.program_name, issued_on=row.issued_on)
-
-
 def _view(report: VerificationReport, certificate_status: str, signer: ReportSigner) -> ReportView:
     return ReportView(report_code=report.report_code, certificate_number=report.certificate_number,
                       state=reports.report_state(utcnow(), report.expires_at, report.closed_at, certificate_status),
@@ -87,7 +81,7 @@ def request_report(session: Session, signer: ReportSigner, candidate_id: str, ce
     now = utcnow()
     code = reports.new_report_code()
     expires_at = now + reports.LIFETIME
-    details = _details(row).model_dump(mode="json")
+    details = public_details(row).model_dump(mode="json")
     details["level"] = row.level
     document = {"report_code": code, "kind": "certificate", "issuer": "Credence", "certificate": details,
                 "status_when_requested": row.status, "requested_at": now.isoformat(),

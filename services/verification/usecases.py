@@ -120,10 +120,14 @@ def public_check(session: Session, check: PublicCheck, client: str = "", per_num
         _log(session, number, "no_match", client, now)
         raise NotFound("certificate_not_found", NOT_FOUND_MESSAGE)
     _log(session, number, row.status, client, now)
-    return PublicCheckResult(result=row.status, certificate=VerifiedCertificate(
-        certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
-        resident_id_number_masked=row.resident_id_number_masked, program_code=row.program_code,
-        program_name=row.program_name, issued_on=row.issued_on))
+    return PublicCheckResult(result=row.status, certificate=public_details(row))
+
+
+def public_details(row: VerifiableCertificate) -> VerifiedCertificate:
+    """What anyone may see of a certificate: the name and ID number masked."""
+    return VerifiedCertificate(certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
+                               resident_id_number_masked=row.resident_id_number_masked,
+                               program_code=row.program_code, program_name=row.program_name, issued_on=row.issued_on)
 
 
 def _log(session: Session, number: str, outcome: str, client: str, now) -> None:

@@ -904,7 +904,8 @@ ROUTES: tuple[Route, ...] = (
           "The provider's statement for a Beijing business day against our ledger, every mismatch listed (staff)",
           ("staff",), payment_reconciliation, None, ReconciliationReport, tag="payments"),
     Route("request_report", "POST", "/api/v1/me/verification-reports",
-          "Ask for a signed verification report of one of your certificates (valid 30 days, with a QR code)",
+          "Ask for a signed verification report of one of your certificates or of your exam record (valid 30 days, "
+          "with a QR code)",
           ("candidate",), request_report, RequestReport, ReportView, 201, tag="verification"),
     Route("my_reports", "GET", "/api/v1/me/verification-reports", "Your verification reports, newest first",
           ("candidate",), my_reports, None, ReportList, tag="verification"),

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import eventlet
 from kombu import Connection
-from nameko.exceptions import RemoteError, UnknownService
+from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
@@ -29,10 +29,10 @@ from credence_common.errors import (
     CredenceError,
     Forbidden,
     RateLimited,
-    ServiceUnavailable,
     Unauthorized,
 )
 from credence_common.metrics import Metrics
+from credence_common.remote import call_with_deadline
 from credence_common.validation import parse
 from gateway import web
 from gateway.api import ROUTES, Call, Route
@@ -68,20 +68,8 @@ class ServiceCalls:
         self._timeout = timeout
 
     def call(self, service: str, method: str, *args):
-        proxy = getattr(self._gateway, f"{service}_rpc")
-        timer = eventlet.Timeout(self._timeout)
-        try:
-            return getattr(proxy, method)(*args)
-        except UnknownService:
-            raise ServiceUnavailable("service_unavailable",
-                                     f"The {service} service is not running; try again shortly.") from None
-        except eventlet.Timeout as exc:
-            if exc is not timer:
-                raise
-            raise ServiceUnavailable("service_timeout",
-                                     f"The {service} service did not answer in time; try again shortly.") from None
-        finally:
-            timer.cancel()
+        return call_with_deadline(getattr(self._gateway, f"{service}_rpc"), service, method, *args,
+                                  timeout=self._timeout)
 
 
 class GatewayState(DependencyProvider):

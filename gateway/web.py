@@ -64,7 +64,8 @@ def render_refusal(message: str) -> str:
 
 REPORT_VERDICTS = {"valid": "有效 Valid", "expired": "报告已过期 Report expired", "closed": "报告已关闭 Report closed",
                    "revoked": "证书已撤销 Certificate revoked",
-                   "superseded": "证书已被新证书取代 Certificate superseded"}
+                   "superseded": "证书已被新证书取代 Certificate superseded",
+                   "corrected": "考籍成绩已更正 Exam record corrected since"}
 REPORT_PAGE_HEAD = PAGE.split("<h1>")[0].replace("{{", "{").replace("}}", "}")  # PAGE is a format string
 
 
@@ -73,12 +74,7 @@ def render_report(answer: dict | None, refusal: str | None = None) -> str:
     if answer is None:
         body = render_refusal(refusal or "No report has this code.")
     else:
-        certificate = answer["certificate"]
-        rows = [("报告编号 Report code", answer["report_code"]),
-                ("证书编码 Certificate number", certificate["certificate_number"]),
-                ("获证人 Holder", certificate["holder_name_masked"]),
-                ("身份证号 ID number", certificate["resident_id_number_masked"]),
-                ("项目 Program", certificate["program_name"]), ("发证日期 Issued on", certificate["issued_on"]),
+        rows = [("报告编号 Report code", answer["report_code"]), *_subject_rows(answer),
                 ("有效期至 Report valid until", answer["expires_at"][:10])]
         details = "".join(f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>" for label, value in rows)
         state = answer["state"]
@@ -88,6 +84,27 @@ def render_report(answer: dict | None, refusal: str | None = None) -> str:
                 f"<dl>{details}</dl></section>")
     return (REPORT_PAGE_HEAD.replace("<title>证书查询 · Certificate check · Credence</title>",
                                      "<title>验证报告 · Verification report · Credence</title>")
-            + "<h1>证书在线验证报告 <small>Verification report</small></h1>"
-            + "<p><small>本页为权威结果，显示证书当前状态。This page is the authoritative answer and shows the "
-              "certificate's status today.</small></p>" + body + "</main></body></html>\n")
+            + ("<h1>考籍在线验证报告 <small>Exam record verification report</small></h1>"
+               if answer and answer.get("kind") == "education_record"
+               else "<h1>证书在线验证报告 <small>Verification report</small></h1>")
+            + "<p><small>本页为权威结果，显示当前状态。This page is the authoritative answer and shows the "
+              "status today.</small></p>" + body + "</main></body></html>\n")
+
+
+def _subject_rows(answer: dict) -> list[tuple[str, str]]:
+    if answer.get("kind") == "education_record":
+        record = answer["education_record"]
+        rows = [("姓名 Holder", record["holder_name_masked"]), ("身份证号 ID number", record["resident_id_number_masked"])]
+        for program in record["programs"]:
+            standing = ("毕业 Graduated" if program.get("graduated") else "合格 Passed" if program.get("outcome")
+                        else "在读 In progress")
+            courses = "; ".join(f"{c['course_name']} " + (f"{c['score']} ({c['sitting']})" if c["state"] == "passed"
+                                                            else "免考 exempted") for c in program["courses"])
+            rows.append((f"专业 Program {program['program_code']}",
+                         f"{program['program_name']} · {standing}" + (f" — {courses}" if courses else "")))
+        return rows
+    certificate = answer["certificate"]
+    return [("证书编码 Certificate number", certificate["certificate_number"]),
+            ("获证人 Holder", certificate["holder_name_masked"]),
+            ("身份证号 ID number", certificate["resident_id_number_masked"]),
+            ("项目 Program", certificate["program_name"]), ("发证日期 Issued on", certificate["issued_on"])]

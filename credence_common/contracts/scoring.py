@@ -208,6 +208,8 @@ class CandidateRecord(BaseModel):
     """The exam record (考籍): tickets, programs with passed and exempted courses, violations, graduation."""
 
     candidate_id: str
+    holder_name: str | None = Field(default=None, description="As confirmed by identity; absent if not on the roster")
+    resident_id_number_masked: str | None = None
     ticket_numbers: list[str]
     programs: list[ProgramRecord]
     violations: list[ViolationRecord]

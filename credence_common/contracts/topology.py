@@ -20,6 +20,7 @@ from credence_common.contracts.events import (
     CertificateRevokedV1,
     CertificateSupersededV1,
     PaymentSucceededV1,
+    ResultCorrectedV1,
     TicketsLinkedV1,
     TicketsMergedV1,
 )
@@ -55,6 +56,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("verification", "handle_certificate_issued", CertificateIssuedV1),
     Subscription("verification", "handle_certificate_revoked", CertificateRevokedV1),
     Subscription("verification", "handle_certificate_superseded", CertificateSupersededV1),
+    Subscription("verification", "handle_result_corrected", ResultCorrectedV1),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PublicCheck(BaseModel):
@@ -35,19 +35,34 @@ class PublicCheckResult(BaseModel):
 
 
 class RequestReport(BaseModel):
+    """A report on one certificate, or on the holder's education record (考籍: passed and exempted courses,
+    programs completed), as scoring holds it when the report is made."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    certificate_number: str = Field(min_length=1, max_length=40)
+    kind: Literal["certificate", "education_record"] = "certificate"
+    certificate_number: str | None = Field(default=None, min_length=1, max_length=40,
+                                           description="Required for a certificate report; absent for a record")
+
+    @model_validator(mode="after")
+    def _number_matches_kind(self):
+        if self.kind == "certificate" and not self.certificate_number:
+            raise ValueError("certificate_number is required for a certificate report")
+        if self.kind == "education_record" and self.certificate_number:
+            raise ValueError("an education-record report names no certificate")
+        return self
 
 
-ReportState = Literal["valid", "expired", "closed", "revoked", "superseded"]
+ReportState = Literal["valid", "expired", "closed", "revoked", "superseded", "corrected"]
+ReportKind = Literal["certificate", "education_record"]
 
 
 class ReportView(BaseModel):
     """One of the holder's reports."""
 
     report_code: str
-    certificate_number: str
+    kind: ReportKind = "certificate"
+    certificate_number: str | None = None
     state: ReportState
     requested_at: datetime
     expires_at: datetime
@@ -59,13 +74,41 @@ class ReportList(BaseModel):
     reports: list[ReportView]
 
 
+class RecordCourse(BaseModel):
+    course_code: str
+    course_name: str
+    state: Literal["passed", "exempted"]
+    score: int | None = None
+    sitting: str | None = None
+
+
+class RecordProgram(BaseModel):
+    program_code: str
+    program_name: str
+    kind: Literal["composite", "course_based"]
+    graduated: bool | None = Field(default=None, description="Course-based: every required course passed (毕业)")
+    outcome: Literal["passed"] | None = Field(default=None, description="Composite: passed")
+    courses: list[RecordCourse] = []
+
+
+class VerifiedEducationRecord(BaseModel):
+    """What an education-record report states: achievements only (failed attempts and violations stay in the
+    holder's own record), the name and ID number masked."""
+
+    holder_name_masked: str
+    resident_id_number_masked: str
+    programs: list[RecordProgram]
+
+
 class ReportAnswer(BaseModel):
     """The online page's answer for a report code: authoritative, and always today's status."""
 
     report_code: str
+    kind: ReportKind = "certificate"
     state: ReportState
     message: str
-    certificate: VerifiedCertificate
+    certificate: VerifiedCertificate | None = Field(default=None, description="A certificate report")
+    education_record: VerifiedEducationRecord | None = Field(default=None, description="An education-record report")
     requested_at: datetime
     expires_at: datetime
     signed_report: dict = Field(description="The document as signed, its Ed25519 signature and key id: "
@@ -128,7 +171,8 @@ class FullReport(BaseModel):
 class AccessView(BaseModel):
     kind: Literal["full_report", "public_check"]
     at: datetime
-    certificate_number: str
+    certificate_number: str | None = Field(default=None, description="Absent for an education-record report")
+    report_code: str | None = None
     verifier_name: str | None = None
     organisation: str | None = None
     purpose: str | None = None

@@ -184,13 +184,16 @@ def candidate_record(session: Session, candidate_id: str) -> CandidateRecord:
             if violation in ("deduction", "disqualification"):
                 violations.append(ViolationRecord(program_code=result.program_code, sitting=result.sitting,
                                                   violation=violation))
-    tickets = sorted(session.scalars(select(RosterEntry.ticket_number).where(RosterEntry.candidate_id == candidate_id)))
+    roster = session.scalars(select(RosterEntry).where(RosterEntry.candidate_id == candidate_id)
+                             .order_by(RosterEntry.merged_into.is_not(None), RosterEntry.ticket_number)).all()
+    tickets = sorted(entry.ticket_number for entry in roster)
     transfers = [TransferRecord(from_region=t.from_region, to_region=t.to_region, reason=t.reason,
                                 transferred_at=t.transferred_at)
                  for t in session.scalars(select(RegionTransfer).where(RegionTransfer.candidate_id == candidate_id)
                                           .order_by(RegionTransfer.transferred_at))]
-    return CandidateRecord(candidate_id=candidate_id, ticket_numbers=tickets, programs=programs, violations=violations,
-                           transfers=transfers)
+    return CandidateRecord(candidate_id=candidate_id, holder_name=roster[0].full_name if roster else None,
+                           resident_id_number_masked=roster[0].resident_id_number_masked if roster else None,
+                           ticket_numbers=tickets, programs=programs, violations=violations, transfers=transfers)
 
 
 def open_reviews(session: Session) -> ScoreReviewList:

@@ -36,6 +36,8 @@ class VerifiableCertificate(Base):
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # the newest event applied
     candidate_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)  # the holder
     level: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # 缴费3个工作日后可查看证书验证报告: public checks answer at once, the holder's report opens on this day
+    report_available_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class VerificationReport(Base):
@@ -44,8 +46,12 @@ class VerificationReport(Base):
     __tablename__ = "verification_reports"
 
     report_code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    certificate_number: Mapped[str] = mapped_column(String(15), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False, default="certificate",
+                                      server_default="certificate")
+    certificate_number: Mapped[str | None] = mapped_column(String(15), nullable=True, index=True)  # certificate kind
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    # Education-record reports: the full name, shown only to a verifier the holder gave a share code.
+    holder_name: Mapped[str | None] = mapped_column(String(40), nullable=True)
     signed_json: Mapped[str] = mapped_column(Text, nullable=False)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
@@ -101,9 +107,19 @@ class ReportAccess(Base):
     access_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     report_code: Mapped[str] = mapped_column(String(32), nullable=False)
-    certificate_number: Mapped[str] = mapped_column(String(15), nullable=False)
+    certificate_number: Mapped[str | None] = mapped_column(String(15), nullable=True)
     share_id: Mapped[str] = mapped_column(String(36), nullable=False)
     verifier_name: Mapped[str] = mapped_column(String(60), nullable=False)
     organisation: Mapped[str] = mapped_column(String(100), nullable=False)
     purpose: Mapped[str] = mapped_column(String(200), nullable=False)
     accessed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class RecordCorrection(Base):
+    """When a candidate's released results were last corrected (from scoring's result_corrected events): an
+    education-record report made before then may state an old score, and its page says so."""
+
+    __tablename__ = "record_corrections"
+
+    candidate_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    corrected_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -19,12 +19,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from credence_common import signing
+from credence_common.calendar import business_day
 from credence_common.certificate_numbers import normalise_certificate_number
 from credence_common.contracts.verification import (
     AccessList,
     AccessView,
     FullReport,
     OpenSharedReport,
+    RecordCourse,
+    RecordProgram,
     ReportAnswer,
     ReportList,
     ReportPublicKey,
@@ -33,12 +36,15 @@ from credence_common.contracts.verification import (
     ShareCodeList,
     ShareCodeView,
     VerifiedCertificate,
+    VerifiedEducationRecord,
 )
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
+from credence_common.masking import mask_name
 from services.verification import reports
 from services.verification.models import (
     CheckLogEntry,
+    RecordCorrection,
     ReportAccess,
     ShareCode,
     VerifiableCertificate,
@@ -64,9 +70,9 @@ class ReportSigner:
                                public_key_pem=signing.public_key_pem(self.private_key))
 
 
-def _view(report: VerificationReport, certificate_status: str, signer: ReportSigner) -> ReportView:
-    return ReportView(report_code=report.report_code, certificate_number=report.certificate_number,
-                      state=reports.report_state(utcnow(), report.expires_at, report.closed_at, certificate_status),
+def _view(report: VerificationReport, subject_status: str, signer: ReportSigner) -> ReportView:
+    return ReportView(report_code=report.report_code, kind=report.kind, certificate_number=report.certificate_number,
+                      state=reports.report_state(utcnow(), report.expires_at, report.closed_at, subject_status),
                       requested_at=report.requested_at, expires_at=report.expires_at, closed_at=report.closed_at,
                       verify_url=signer.verify_url(report.report_code))
 
@@ -78,20 +84,67 @@ def request_report(session: Session, signer: ReportSigner, candidate_id: str, ce
         raise NotFound("certificate_not_found", "You hold no certificate with this number.")
     if row.status != "valid":
         raise Conflict("certificate_not_valid", f"This certificate is {row.status}; no report can be made for it.")
+    if row.report_available_on is not None and business_day(utcnow()) < row.report_available_on:
+        raise Conflict("report_not_yet_available",
+                       f"The verification report of this certificate opens on {row.report_available_on.isoformat()}"
+                       " (working days after the fee was paid); public checks already answer.",
+                       [{"field": "certificate_number", "message": f"opens on {row.report_available_on.isoformat()}"}])
+    details = public_details(row).model_dump(mode="json")
+    details["level"] = row.level
+    report = _signed_report(session, signer, candidate_id, "certificate", {"certificate": details,
+                                                                            "status_when_requested": row.status})
+    report.certificate_number = row.certificate_number
+    return _view(report, row.status, signer)
+
+
+def achievements(record: dict) -> VerifiedEducationRecord | None:
+    """What an education-record report states, from scoring's exam record: passed and exempted courses, passed
+    composite programs and graduation. None when there is nothing to state."""
+    programs = []
+    for program in record.get("programs", []):
+        courses = [RecordCourse(course_code=c["course_code"], course_name=c["course_name"], state=c["state"],
+                                score=c.get("best_score") if c["state"] == "passed" else None,
+                                sitting=c.get("sitting") if c["state"] == "passed" else None)
+                   for c in program.get("courses", []) if c["state"] in ("passed", "exempted")]
+        passed = program["kind"] == "composite" and program.get("outcome") == "passed"
+        if courses or passed:
+            programs.append(RecordProgram(program_code=program["program_code"], program_name=program["program_name"],
+                                          kind=program["kind"], graduated=program.get("graduated"),
+                                          outcome="passed" if passed else None, courses=courses))
+    if not programs or not record.get("holder_name"):
+        return None
+    return VerifiedEducationRecord(holder_name_masked=mask_name(record["holder_name"]),
+                                   resident_id_number_masked=record.get("resident_id_number_masked") or "",
+                                   programs=programs)
+
+
+def request_record_report(session: Session, signer: ReportSigner, candidate_id: str, record: dict) -> ReportView:
+    """``record``: the candidate's exam record as scoring answered it just before this transaction."""
+    if record.get("candidate_id") != candidate_id:
+        raise Conflict("record_mismatch", "The exam record does not belong to you.")
+    stated = achievements(record)
+    if stated is None:
+        raise Conflict("nothing_to_report", "Your exam record has no passed course or program yet; a report can be "
+                                            "made once a result is released.")
+    report = _signed_report(session, signer, candidate_id, "education_record",
+                            {"education_record": stated.model_dump(mode="json")})
+    report.holder_name = record["holder_name"]
+    return _view(report, "valid", signer)
+
+
+def _signed_report(session: Session, signer: ReportSigner, candidate_id: str, kind: str, subject: dict
+                   ) -> VerificationReport:
     now = utcnow()
     code = reports.new_report_code()
     expires_at = now + reports.LIFETIME
-    details = public_details(row).model_dump(mode="json")
-    details["level"] = row.level
-    document = {"report_code": code, "kind": "certificate", "issuer": "Credence", "certificate": details,
-                "status_when_requested": row.status, "requested_at": now.isoformat(),
+    document = {"report_code": code, "kind": kind, "issuer": "Credence", **subject, "requested_at": now.isoformat(),
                 "expires_at": expires_at.isoformat(), "verify_url": signer.verify_url(code)}
     signed = reports.sign_report(signer.private_key, document)
-    report = VerificationReport(report_code=code, certificate_number=row.certificate_number, candidate_id=candidate_id,
+    report = VerificationReport(report_code=code, kind=kind, candidate_id=candidate_id,
                                 signed_json=json.dumps(signed, ensure_ascii=False), requested_at=now,
                                 expires_at=expires_at)
     session.add(report)
-    return _view(report, row.status, signer)
+    return report
 
 
 def _own_report(session: Session, candidate_id: str, code: str, lock: bool = False) -> VerificationReport:
@@ -102,6 +155,10 @@ def _own_report(session: Session, candidate_id: str, code: str, lock: bool = Fal
 
 
 def _status_of(session: Session, report: VerificationReport) -> str:
+    """Today's status of what the report is about: the certificate's, or whether the record was corrected."""
+    if report.kind == "education_record":
+        correction = session.get(RecordCorrection, report.candidate_id)
+        return "corrected" if correction is not None and correction.corrected_at > report.requested_at else "valid"
     row = session.get(VerifiableCertificate, report.certificate_number)
     return row.status if row else "revoked"
 
@@ -136,12 +193,16 @@ def report_answer(session: Session, code: str) -> ReportAnswer:
     report = session.get(VerificationReport, code.upper())
     if report is None:
         raise NotFound("report_not_found", "No report has this code.")
-    row = session.get(VerifiableCertificate, report.certificate_number)
-    state = reports.report_state(utcnow(), report.expires_at, report.closed_at, row.status if row else "revoked")
-    signed = json.loads(report.signed_json)
-    return ReportAnswer(report_code=report.report_code, state=state, message=reports.STATE_MESSAGES[state],
-                        certificate=VerifiedCertificate.model_validate(
-                            {k: v for k, v in signed["document"]["certificate"].items() if k != "level"}),
+    state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
+    document = (signed := json.loads(report.signed_json))["document"]
+    if report.kind == "education_record":
+        subject = {"education_record": VerifiedEducationRecord.model_validate(document["education_record"])}
+        message = reports.RECORD_VALID_MESSAGE if state == "valid" else reports.STATE_MESSAGES[state]
+    else:
+        subject = {"certificate": VerifiedCertificate.model_validate(
+            {k: v for k, v in document["certificate"].items() if k != "level"})}
+        message = reports.STATE_MESSAGES[state]
+    return ReportAnswer(report_code=report.report_code, kind=report.kind, state=state, message=message, **subject,
                         requested_at=report.requested_at, expires_at=report.expires_at, signed_report=signed)
 
 
@@ -153,25 +214,24 @@ def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, code: 
     width, height = A4
     pdf = canvas.Canvas(buffer, pagesize=A4)
     pdf.setTitle(f"Credence verification report {report.report_code}")
+    title, lines = _pdf_lines(document)
     pdf.setFont(FONT, 16)
-    pdf.drawString(60, height - 70, "证书在线验证报告 Certificate verification report")
+    pdf.drawString(60, height - 70, title)
     pdf.setFont(FONT, 11)
-    lines = [("报告编号 Report code", document["report_code"]),
-             ("证书编号 Certificate number", document["certificate"]["certificate_number"]),
-             ("获证人 Holder", document["certificate"]["holder_name_masked"]),
-             ("身份证号 ID number", document["certificate"]["resident_id_number_masked"]),
-             ("项目 Program", document["certificate"]["program_name"]),
-             ("等级 Level", document["certificate"].get("level") or "—"),
-             ("发证日期 Issued on", document["certificate"]["issued_on"]),
-             ("报告生成 Requested", document["requested_at"][:19].replace("T", " ") + " UTC"),
-             ("有效期至 Valid until", document["expires_at"][:19].replace("T", " ") + " UTC")]
     y = height - 110
     for label, value in lines:
+        if y < 60:  # a long exam record runs onto more pages
+            pdf.showPage()
+            pdf.setFont(FONT, 11)
+            y = height - 70
         pdf.drawString(60, y, label)
         pdf.drawString(250, y, str(value))
         y -= 22
     qr = segno.make(document["verify_url"], error="m")
     size = 4  # points per module
+    if y - 20 - len(qr.matrix) * size - 60 < 30:
+        pdf.showPage()
+        y = height - 70
     top = y - 20
     for row_index, row in enumerate(qr.matrix):
         for column_index, dark in enumerate(row):
@@ -185,6 +245,32 @@ def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, code: 
     pdf.drawString(60, y - 32, f"Ed25519 key {signed['key_id']}; signature {signed['signature'][:44]}...")
     pdf.save()
     return buffer.getvalue()
+
+
+def _pdf_lines(document: dict) -> tuple[str, list[tuple[str, str]]]:
+    dates = [("报告生成 Requested", document["requested_at"][:19].replace("T", " ") + " UTC"),
+             ("有效期至 Valid until", document["expires_at"][:19].replace("T", " ") + " UTC")]
+    if document.get("kind") == "education_record":
+        record = document["education_record"]
+        lines = [("报告编号 Report code", document["report_code"]), ("姓名 Holder", record["holder_name_masked"]),
+                 ("身份证号 ID number", record["resident_id_number_masked"])]
+        for program in record["programs"]:
+            standing = ("毕业 Graduated" if program.get("graduated") else "合格 Passed" if program.get("outcome")
+                        else "在读 In progress")
+            lines.append((f"专业 {program['program_code']}", f"{program['program_name']} · {standing}"))
+            for course in program["courses"]:
+                result = (f"{course['score']} ({course['sitting']})" if course["state"] == "passed"
+                          else "免考 Exempted")
+                lines.append((f"  {course['course_code']}", f"{course['course_name']} · {result}"))
+        return "考籍在线验证报告 Exam record verification report", lines + dates
+    certificate = document["certificate"]
+    return "证书在线验证报告 Certificate verification report", [
+        ("报告编号 Report code", document["report_code"]),
+        ("证书编号 Certificate number", certificate["certificate_number"]),
+        ("获证人 Holder", certificate["holder_name_masked"]),
+        ("身份证号 ID number", certificate["resident_id_number_masked"]),
+        ("项目 Program", certificate["program_name"]), ("等级 Level", certificate.get("level") or "—"),
+        ("发证日期 Issued on", certificate["issued_on"]), *dates]
 
 
 # --- consent: share codes and who looked ---------------------------------------------------------------
@@ -255,11 +341,14 @@ def open_shared_report(session: Session, request: OpenSharedReport) -> FullRepor
     if opened.rowcount != 1:  # another verifier presented it at the same moment and won
         raise Conflict("share_code_used", "This share code was already used; ask the holder for a new one.")
     answer = report_answer(session, share.report_code)
-    row = session.get(VerifiableCertificate, answer.certificate.certificate_number)
+    report = session.get(VerificationReport, share.report_code)
     session.add(ReportAccess(candidate_id=share.candidate_id, report_code=share.report_code,
-                             certificate_number=answer.certificate.certificate_number, share_id=share.share_id,
+                             certificate_number=report.certificate_number, share_id=share.share_id,
                              verifier_name=request.verifier_name, organisation=request.organisation,
                              purpose=request.purpose, accessed_at=now))
+    if report.kind == "education_record":
+        return FullReport(holder_name=report.holder_name or answer.education_record.holder_name_masked, report=answer)
+    row = session.get(VerifiableCertificate, report.certificate_number)
     return FullReport(holder_name=row.holder_name if row else answer.certificate.holder_name_masked,
                       level=row.level if row else None, report=answer)
 
@@ -268,7 +357,8 @@ def accesses(session: Session, candidate_id: str) -> AccessList:
     """Everyone who looked: verifiers who opened a full report (with what they said), and public checks of
     the holder's certificate numbers (when and with what answer; not who)."""
     full = [AccessView(kind="full_report", at=a.accessed_at, certificate_number=a.certificate_number,
-                       verifier_name=a.verifier_name, organisation=a.organisation, purpose=a.purpose)
+                       report_code=a.report_code, verifier_name=a.verifier_name, organisation=a.organisation,
+                       purpose=a.purpose)
             for a in session.scalars(select(ReportAccess).where(ReportAccess.candidate_id == candidate_id))]
     numbers = list(session.scalars(select(VerifiableCertificate.certificate_number).where(
         VerifiableCertificate.candidate_id == candidate_id)))
@@ -277,3 +367,12 @@ def accesses(session: Session, candidate_id: str) -> AccessList:
               for c in session.scalars(select(CheckLogEntry).where(CheckLogEntry.certificate_number.in_(numbers))
                                        .order_by(CheckLogEntry.checked_at.desc()).limit(500))] if numbers else []
     return AccessList(accesses=sorted(full + checks, key=lambda a: a.at, reverse=True))
+
+
+def record_corrected(session: Session, event) -> None:
+    """A released result was corrected: record reports of this candidate made before now are out of date."""
+    correction = session.get(RecordCorrection, event.candidate_id, with_for_update=True)
+    if correction is None:
+        session.add(RecordCorrection(candidate_id=event.candidate_id, corrected_at=event.corrected_at))
+    elif event.corrected_at > correction.corrected_at:
+        correction.corrected_at = event.corrected_at

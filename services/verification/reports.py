@@ -63,8 +63,10 @@ def verify_report(signed: dict, public_key, now: datetime, qr_payload: str | Non
         return Verdict("qr_mismatch", "The QR code does not lead to this report's page: do not trust it.")
     if now >= expires_at:
         return Verdict("expired", f"The report expired at {expires_at.isoformat()}; ask the holder for a new one.")
+    subject = "the exam record is unchanged" if document.get("kind") == "education_record" else \
+        "the certificate is still valid"
     return Verdict("valid", f"Signed by the authority and valid until {expires_at.isoformat()}. The online page "
-                            f"{verify_url} shows whether the certificate is still valid today.")
+                            f"{verify_url} shows whether {subject} today.")
 
 
 STATE_MESSAGES = {
@@ -73,17 +75,21 @@ STATE_MESSAGES = {
     "closed": "The holder closed this report.",
     "revoked": "The certificate was revoked by the authority after this report was made.",
     "superseded": "The certificate was replaced by a newer one (reissue or correction) after this report was made.",
+    "corrected": "A result in this exam record was corrected after a re-check since this report was made; ask the "
+                 "holder for a new report.",
 }
+RECORD_VALID_MESSAGE = "The exam record is as stated in this report."
 
 
-def report_state(now: datetime, expires_at: datetime, closed_at: datetime | None, certificate_status: str) -> str:
-    """What the online page says today: closed or expired reports say so first; then the certificate's fate."""
+def report_state(now: datetime, expires_at: datetime, closed_at: datetime | None, subject_status: str) -> str:
+    """What the online page says today: closed or expired reports say so first; then what became of the
+    subject since (a certificate revoked or superseded, an exam record corrected)."""
     if closed_at is not None:
         return "closed"
     if now >= expires_at:
         return "expired"
-    if certificate_status in ("revoked", "superseded"):
-        return certificate_status
+    if subject_status in ("revoked", "superseded", "corrected"):
+        return subject_status
     return "valid"
 
 

@@ -7,17 +7,24 @@ from functools import partial
 
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
 
 from credence_common import signing
 from credence_common.actors import require_role
 from credence_common.consumers import consume
-from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
+from credence_common.contracts.events import (
+    CertificateIssuedV1,
+    CertificateRevokedV1,
+    CertificateSupersededV1,
+    ResultCorrectedV1,
+)
 from credence_common.contracts.verification import CreateShareCode, OpenSharedReport, PublicCheck, RequestReport
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import CredenceError
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
+from credence_common.remote import call_with_deadline
 from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.verification import report_usecases, usecases
@@ -45,11 +52,19 @@ class VerificationService(HealthCheck):
     metrics = Metrics()
     settings = Settings()
     report_signer = ReportKeys()
+    scoring_rpc = RpcProxy("scoring")  # only to read the exam record an education-record report states
 
     @rpc
     def request_report(self, actor: dict, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         wanted = parse(RequestReport, request)
+        if wanted.kind == "education_record":
+            # asked before the transaction opens, so no database lock waits on another service
+            record = call_with_deadline(self.scoring_rpc, "scoring", "candidate_record", actor, candidate.subject,
+                                        timeout=float(self.settings.get("RPC_TIMEOUT_SECONDS", 10)))
+            with self.db.transaction() as session:
+                return report_usecases.request_record_report(session, self.report_signer, candidate.subject,
+                                                             record).model_dump(mode="json")
         with self.db.transaction() as session:
             return report_usecases.request_report(session, self.report_signer, candidate.subject,
                                                   wanted.certificate_number).model_dump(mode="json")
@@ -148,3 +163,7 @@ class VerificationService(HealthCheck):
     def handle_certificate_superseded(self, message: dict) -> None:
         consume(self, message, CertificateSupersededV1, ProcessedEvent,
                 partial(usecases.record_event, message=message))
+
+    @event_handler("scoring", ResultCorrectedV1.event_type, requeue_on_error=True)
+    def handle_result_corrected(self, message: dict) -> None:
+        consume(self, message, ResultCorrectedV1, ProcessedEvent, report_usecases.record_corrected)

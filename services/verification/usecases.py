@@ -47,6 +47,7 @@ def _apply_issued(session: Session, event: CertificateIssuedV1) -> None:
     row.issued_on = event.issued_on
     row.candidate_id = event.candidate_id
     row.level = event.level
+    row.report_available_on = event.report_available_on
     if row.status not in ("revoked", "superseded"):  # a redelivered issue never brings a withdrawn one back
         row.status = "valid"
     row.sequence = max(row.sequence or 0, event.sequence or 0)

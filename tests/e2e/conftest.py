@@ -53,6 +53,7 @@ def platform(request, tmp_path_factory):
         "OUTBOX_POLL_INTERVAL": "0.2",
         "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000",
         "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
+        "REPORT_DELAY_WORKING_DAYS": "0",  # the holder's report opens on the day of payment, not 3 working days on
     })
     env.update({
         "PUBLIC_BASE_URL": "http://" + env["GATEWAY_ADDRESS"],

@@ -316,6 +316,17 @@ def test_verification_reports_over_http_and_their_qr_page(platform, journey):
     page = requests.get(platform.gateway_url + f"/r/{report['report_code']}", timeout=15)
     assert 'data-result="closed"' in page.text
 
+    # a report on the exam record (考籍): verification asks scoring for it, signs what was achieved
+    record_report = post(platform, "/api/v1/me/verification-reports", candidate, json={"kind": "education_record"})
+    assert record_report.status_code == 201, record_report.text
+    assert record_report.json()["kind"] == "education_record"
+    page = requests.get(platform.gateway_url + f"/r/{record_report.json()['report_code']}", timeout=15)
+    assert page.status_code == 200 and 'data-result="valid"' in page.text and "考籍在线验证报告" in page.text
+    assert journey["full_name"] not in page.text and journey["resident_id_number"] not in page.text
+    both = post(platform, "/api/v1/me/verification-reports", candidate,
+                json={"kind": "education_record", "certificate_number": number})
+    assert both.status_code == 422, both.text
+
 
 def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, journey):
     staff, candidate = journey["staff_token"], journey["candidate_token"]

@@ -289,3 +289,32 @@ def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_
         verification.close_report(holder, report)
         with pytest.raises(Conflict):
             verification.create_share_code(holder, report, {})
+
+
+def test_a_certificates_report_opens_on_its_day_while_public_checks_answer_at_once(start_service):
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from credence_common.calendar import business_day
+
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    holder = {"subject": "cand-1", "role": "candidate"}
+    opens_on = business_day(utcnow()) + timedelta(days=3)
+    publish_event(config["AMQP_URI"], issued().model_copy(update={"report_available_on": opens_on}))
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    with rpc_proxy("verification", config) as verification:
+        assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER})["result"] == "valid"
+        with pytest.raises(Conflict) as early:
+            verification.request_report(holder, {"certificate_number": NUMBER})
+        assert early.value.code == "report_not_yet_available" and opens_on.isoformat() in early.value.message
+        engine = make_engine(db)
+        try:
+            with engine.begin() as connection:  # three days on: as if the clock had moved
+                connection.execute(text("UPDATE verifiable_certificates SET report_available_on = :today"),
+                                   {"today": business_day(utcnow())})
+        finally:
+            engine.dispose()
+        assert verification.request_report(holder, {"certificate_number": NUMBER})["state"] == "valid"
+    assert query(db, "select count(*) from verification_reports") == [(1,)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -67,3 +67,60 @@ def test_the_offline_command_verifies_a_downloaded_report(tmp_path, name, exit_c
                              "--qr", vector["qr_payload"]], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == exit_code, result.stdout + result.stderr
     assert result.stdout.startswith(vector["expected"] if name != "valid" else "valid")
+
+
+def test_a_report_page_shows_what_became_of_its_subject_after_closure_and_expiry():
+    now, later = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC)
+    assert reports.report_state(now, later, None, "corrected") == "corrected"
+    assert reports.report_state(now, later, None, "valid") == "valid"
+    assert reports.report_state(later, later, None, "corrected") == "expired"
+    assert reports.report_state(now, later, now, "revoked") == "closed"
+    assert set(reports.STATE_MESSAGES) == {"valid", "expired", "closed", "revoked", "superseded", "corrected"}
+
+
+RECORD = {"candidate_id": "cand-0", "holder_name": "王小明", "resident_id_number_masked": "110105********002X",
+          "ticket_numbers": ["112600000011"], "violations": [], "programs": [
+              {"program_code": "ZK-LAW", "program_name": "Law", "kind": "course_based", "graduated": False, "courses": [
+                  {"course_code": "00015", "course_name": "English", "course_kind": "written", "required": True,
+                   "state": "failed", "best_score": 58, "sitting": "2026-04"},
+                  {"course_code": "00227", "course_name": "Company law", "course_kind": "written", "required": True,
+                   "state": "passed", "best_score": 75, "sitting": "2026-04"},
+                  {"course_code": "00249", "course_name": "Statistics", "course_kind": "written", "required": True,
+                   "state": "exempted", "best_score": None, "sitting": None}]},
+              {"program_code": "PSY", "program_name": "Counsellor", "kind": "composite", "outcome": "failed",
+               "courses": []}]}
+
+
+def test_an_education_record_report_states_achievements_only():
+    from services.verification.report_usecases import achievements
+
+    stated = achievements(RECORD)
+    assert stated.holder_name_masked == "王*明"
+    [law] = stated.programs  # the failed composite program is not stated
+    assert [(c.course_code, c.state, c.score) for c in law.courses] == [("00227", "passed", 75),
+                                                                         ("00249", "exempted", None)]
+    nothing = {**RECORD, "programs": [RECORD["programs"][1]]}
+    assert achievements(nothing) is None
+
+
+def test_a_report_request_names_a_certificate_or_the_record_not_both():
+    from pydantic import ValidationError
+
+    from credence_common.contracts.verification import RequestReport
+
+    assert RequestReport.model_validate({"kind": "education_record"}).certificate_number is None
+    assert RequestReport.model_validate({"certificate_number": "1"}).kind == "certificate"
+    for wrong in ({}, {"kind": "education_record", "certificate_number": "1"}, {"kind": "diploma"}):
+        with pytest.raises(ValidationError):
+            RequestReport.model_validate(wrong)
+
+
+def test_the_report_page_of_an_exam_record_lists_programs_without_the_full_name():
+    from gateway import web
+    from services.verification.report_usecases import achievements
+
+    answer = {"report_code": "A" * 32, "kind": "education_record", "state": "corrected", "message": "corrected",
+              "education_record": achievements(RECORD).model_dump(mode="json"), "expires_at": "2026-12-31T00:00:00"}
+    page = web.render_report(answer)
+    assert "考籍在线验证报告" in page and 'data-result="corrected"' in page and "Company law 75 (2026-04)" in page
+    assert "王小明" not in page and "English" not in page

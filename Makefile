@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser run demo migrate test test-unit test-integration test-e2e lint docs bench bench-import clean
+.PHONY: install browser run demo migrate test test-unit test-integration test-e2e lint docs bench bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -56,8 +56,13 @@ docs: $(STAMP)
 	$(PY) -m credence_common.contracts.docs > docs/events.md
 	$(PY) -m gateway.access_doc > docs/access.md
 
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(PY) -m bench.public_check
+
+bench-tools:
+	@command -v wrk >/dev/null || { echo "Installing Debian's wrk (HTTP load generator)"; \
+	  $(SUDO) apt-get install -y -q wrk >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q wrk >/dev/null; }; }
 
 bench-import: $(STAMP)
 	$(PY) -m bench.result_import

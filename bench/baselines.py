@@ -23,6 +23,7 @@ from services.verification.domain import name_key
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops connections at 32 clients: seconds-long p99
 
 
 class QuietHandler(WSGIRequestHandler):

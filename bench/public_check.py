@@ -25,6 +25,7 @@ from pathlib import Path
 
 import requests
 
+from bench.load import post_json, wrk_available
 from deploy.journey import run_journey
 from deploy.platform import Platform, free_port, quiet_client_logging
 from deploy.processes import PROCESSES, SERVICE_NAMES
@@ -71,6 +72,24 @@ def concurrent(seconds: float, clients: int, make_call) -> tuple[list[float], fl
     return [x for r in results for x in r], time.perf_counter() - started
 
 
+def http_load(label: str, url: str, check: dict, args, workdir: Path) -> tuple[float, float]:
+    """Concurrent HTTP clients from wrk (a separate C process), or Python threads if wrk is missing.
+    Returns (requests/s, p99 ms)."""
+    if wrk_available():
+        result = post_json(url, check, args.seconds, args.clients, workdir)
+        print(f"{label:<44} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:6.1f} ms   "
+              f"p99 {result.p99_ms:6.1f} ms   n={result.requests}"
+              + (f"   ERRORS {result.errors}" if result.errors else ""))
+        return result.requests_per_second, result.p99_ms
+
+    def client():
+        session = requests.Session()
+        return lambda: session.post(url, json=check, timeout=10).raise_for_status()
+
+    latencies, elapsed = concurrent(args.seconds, args.clients, client)
+    return report(label + " (python clients)", latencies, elapsed), percentile(latencies, 0.99)
+
+
 def baselines(args, env, workdir: Path, check: dict) -> tuple[float, float]:
     import subprocess
     import sys
@@ -93,8 +112,8 @@ def baselines(args, env, workdir: Path, check: dict) -> tuple[float, float]:
             return lambda: session.post(url, json=check, timeout=10).raise_for_status()
 
         report("baseline: one-process WSGI + DB, sequential", *run_for(args.seconds, wsgi_client()))
-        wsgi_rate = report(f"baseline: one-process WSGI + DB, {args.clients} clients",
-                           *concurrent(args.seconds, args.clients, wsgi_client))
+        wsgi_rate, _ = http_load(f"baseline: one-process WSGI + DB, {args.clients} clients", url, check, args,
+                                 workdir)
         client = EchoClient(amqp, queue)
         report("baseline: raw RabbitMQ RPC echo, sequential", *run_for(args.seconds, client.call))
         client.close()
@@ -175,14 +194,15 @@ def main() -> int:
             return lambda: session.post(url, json=check, timeout=10).raise_for_status()
 
         http_rate = report("gateway HTTP -> RPC, sequential", *run_for(args.seconds, http_client()))
-        parallel_rate = report(f"gateway HTTP -> RPC, {args.clients} clients",
-                               *concurrent(args.seconds, args.clients, http_client))
+        parallel_rate, parallel_p99 = http_load(f"gateway HTTP -> RPC, {args.clients} clients", url, check, args,
+                                                workdir)
         wsgi_rate, echo_rate = baselines(args, env, workdir, check)
         print(f"\nratio gateway/RPC sequential: {http_rate / rpc_rate:.2f}   "
               f"concurrency gain ({args.clients} clients / 1): {parallel_rate / http_rate:.2f}")
         print(f"ratio gateway / single-process WSGI baseline ({args.clients} clients): {parallel_rate / wsgi_rate:.2f}"
               f" (aim >= 1.00)")
         print(f"ratio gateway / raw RabbitMQ round trip ({args.clients} clients): {parallel_rate / echo_rate:.2f}")
+        print(f"gateway p99 at {args.clients} clients: {parallel_p99:.1f} ms (aim < 50 ms)")
         freshness(platform, journey, check)
     finally:
         platform.stop()

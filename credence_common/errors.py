@@ -84,3 +84,13 @@ class ServiceUnavailable(CredenceError):
 
 ERROR_CLASSES = (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, InvalidInput, RateLimited,
                  ServiceUnavailable)
+
+
+def refusal_to_wire(error: CredenceError) -> dict:
+    """A refusal as data, for answers that carry many outcomes (a batch) instead of raising one."""
+    return {"type": type(error).__name__, "code": error.code, "message": error.message, "details": error.details}
+
+
+def refusal_from_wire(wire: dict) -> CredenceError:
+    by_name = {cls.__name__: cls for cls in ERROR_CLASSES}
+    return by_name.get(wire.get("type"), BadRequest)(wire.get("code"), wire.get("message", ""), wire.get("details"))

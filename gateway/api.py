@@ -635,7 +635,7 @@ def my_accesses(call: Call):
 
 
 def public_certificate_check(call: Call):
-    return call.rpc.call("verification", "public_check", _dump(call.body), call.client_address)
+    return call.rpc.public_check(_dump(call.body), call.client_address)
 
 
 ANY_SIGNED_IN = ("candidate", "institution", "staff")

@@ -30,6 +30,7 @@ from credence_common.errors import (
     Forbidden,
     RateLimited,
     Unauthorized,
+    refusal_from_wire,
 )
 from credence_common.metrics import Metrics
 from credence_common.remote import call_with_deadline
@@ -37,6 +38,7 @@ from credence_common.validation import parse
 from gateway import web
 from gateway.api import ROUTES, Call, Route
 from gateway.auth import TokenService
+from gateway.batching import Batcher
 from gateway.openapi import build_openapi
 from gateway.ratelimit import TokenBucketLimiter
 
@@ -71,6 +73,15 @@ class ServiceCalls:
         return call_with_deadline(getattr(self._gateway, f"{service}_rpc"), service, method, *args,
                                   timeout=self._timeout)
 
+    def public_check(self, request: dict, client: str) -> dict:
+        """Rides with the other checks of the moment in one ``public_checks`` round trip."""
+        outcome = self._gateway.state.check_batcher.submit(
+            {"request": request, "client": client},
+            lambda items: self.call("verification", "public_checks", items))
+        if "refusal" in outcome:
+            raise refusal_from_wire(outcome["refusal"])
+        return outcome["answer"]
+
 
 class GatewayState(DependencyProvider):
     """What every request shares: token service, rate limiter, the OpenAPI document, the route map."""
@@ -83,6 +94,8 @@ class GatewayState(DependencyProvider):
         self.amqp_uri = config["AMQP_URI"]
         self.openapi_json = json.dumps(build_openapi())
         self.route_map = Map([Rule(r.path, methods=[r.method], endpoint=r.name) for r in ROUTES])
+        self.check_batcher = Batcher(max_batch=int(config.get("PUBLIC_CHECK_BATCH_MAX", 64)),
+                                     max_in_flight=int(config.get("PUBLIC_CHECK_BATCHES_IN_FLIGHT", 2)))
 
     def get_dependency(self, worker_ctx):
         return self
@@ -221,8 +234,7 @@ class GatewayService:
         try:
             if not self.state.limiter.allow(f"verify_page:{request.remote_addr}"):
                 raise RateLimited("rate_limited", "Too many checks; wait a minute and try again.")
-            answer = ServiceCalls(self, self.state.rpc_timeout).call(
-                "verification", "public_check",
+            answer = ServiceCalls(self, self.state.rpc_timeout).public_check(
                 {"holder_name": holder_name, "certificate_number": certificate_number}, request.remote_addr or "")
             result_html = web.render_valid(answer["certificate"], answer["result"])
         except CredenceError as error:

@@ -21,7 +21,7 @@ from credence_common.contracts.events import (
 from credence_common.contracts.verification import CreateShareCode, OpenSharedReport, PublicCheck, RequestReport
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import CredenceError
+from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.remote import call_with_deadline
@@ -29,6 +29,8 @@ from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.verification import report_usecases, usecases
 from services.verification.models import OutboxEvent, ProcessedEvent
+
+MAX_CHECKS_PER_BATCH = 256
 
 
 class ReportKeys(DependencyProvider):
@@ -150,6 +152,31 @@ class VerificationService(HealthCheck):
             except CredenceError as refused:
                 pending = refused
         raise pending
+
+    @rpc
+    def public_checks(self, checks: list) -> list:
+        """Many public checks in one round trip and one transaction: the gateway sends the checks that arrive
+        together (gateway/batching.py). Each item is checked, logged and limited exactly as ``public_check``
+        does it, and answers ``{"answer": ...}`` or ``{"refusal": ...}`` on its own."""
+        if not isinstance(checks, list) or len(checks) > MAX_CHECKS_PER_BATCH:
+            raise InvalidInput("invalid_batch", f"Send a list of at most {MAX_CHECKS_PER_BATCH} checks.")
+        limit = int(self.settings.get("CHECKS_PER_NUMBER_PER_MINUTE", 20))
+        outcomes: list = [None] * len(checks)
+        well_formed: list[tuple[int, tuple]] = []
+        for position, item in enumerate(checks):
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidInput("invalid_batch", "Each check is an object with request and client.")
+                well_formed.append((position, (parse(PublicCheck, item.get("request")),
+                                               str(item.get("client") or ""))))
+            except CredenceError as refused:
+                outcomes[position] = {"refusal": refusal_to_wire(refused)}
+        with self.db.transaction() as session:
+            answers = usecases.public_checks(session, [check for _position, check in well_formed], limit)
+        for (position, _check), answer in zip(well_formed, answers, strict=True):
+            outcomes[position] = ({"refusal": refusal_to_wire(answer)} if isinstance(answer, CredenceError)
+                                  else {"answer": answer.model_dump(mode="json")})
+        return outcomes
 
     @event_handler("certificates", CertificateIssuedV1.event_type, requeue_on_error=True)
     def handle_certificate_issued(self, message: dict) -> None:

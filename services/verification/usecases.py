@@ -6,13 +6,13 @@ import hmac
 import json
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from credence_common.certificate_numbers import normalise_certificate_number
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult, VerifiedCertificate
-from credence_common.errors import InvalidInput, NotFound, RateLimited
+from credence_common.errors import CredenceError, InvalidInput, NotFound, RateLimited
 from credence_common.events import EventEnvelope, utcnow
 from credence_common.masking import mask_name
 from services.verification import domain
@@ -100,28 +100,60 @@ def public_check(session: Session, check: PublicCheck, client: str = "", per_num
     """Valid, superseded or revoked with masked details, or no match. A wrong name and an unknown number are
     one answer, reached by the same work; every check is logged, and one number checked too often from
     anywhere is throttled (enumeration from one address is throttled by the gateway)."""
+    [outcome] = public_checks(session, [(check, client)], per_number_per_minute)
+    if isinstance(outcome, CredenceError):
+        raise outcome
+    return outcome
+
+
+def public_checks(session: Session, checks: list[tuple[PublicCheck, str]], per_number_per_minute: int = 20
+                  ) -> list[PublicCheckResult | CredenceError]:
+    """Each check answered as ``public_check`` answers it alone, in order; the work is shared: one query for
+    the certificates, one for the recent counts, one insert for the log."""
     now = utcnow()
-    number = normalise_certificate_number(check.certificate_number)
-    if number is None:
-        _log(session, check.certificate_number[:40], "invalid", client, now)
-        raise InvalidInput("invalid_certificate_number",
-                           "A certificate number has 15 digits and its last digit is a check digit; "
-                           "please check for a typing mistake.",
-                           [{"field": "certificate_number", "message": "not a valid certificate number"}])
-    if per_number_per_minute > 0 and session.scalar(select(func.count()).select_from(CheckLogEntry).where(
-            CheckLogEntry.certificate_number == number,
-            CheckLogEntry.checked_at > now - timedelta(minutes=1))) >= per_number_per_minute:
-        _log(session, number, "rate_limited", client, now)
-        raise RateLimited("rate_limited", "This certificate number was checked too often; wait a minute.")
-    row = session.get(VerifiableCertificate, number)
-    # Compare against something even when there is no row, so both refusals cost the same.
-    expected = row.holder_name_key if row is not None else domain.name_key("\u0000" + number)
-    matches = hmac.compare_digest(expected.encode(), domain.name_key(check.holder_name).encode())
-    if row is None or not matches:
-        _log(session, number, "no_match", client, now)
-        raise NotFound("certificate_not_found", NOT_FOUND_MESSAGE)
-    _log(session, number, row.status, client, now)
-    return PublicCheckResult(result=row.status, certificate=public_details(row))
+    numbers = [normalise_certificate_number(check.certificate_number) for check, _client in checks]
+    wanted = {number for number in numbers if number}
+    rows = {row.certificate_number: row for row in session.scalars(
+        select(VerifiableCertificate).where(VerifiableCertificate.certificate_number.in_(wanted)))} if wanted else {}
+    recent: dict[str, int] = {}
+    if per_number_per_minute > 0 and wanted:
+        recent = dict(session.execute(select(CheckLogEntry.certificate_number, func.count()).where(
+            CheckLogEntry.certificate_number.in_(wanted), CheckLogEntry.checked_at > now - timedelta(minutes=1))
+            .group_by(CheckLogEntry.certificate_number)).all())
+    log_rows: list[dict] = []
+    outcomes: list[PublicCheckResult | CredenceError] = []
+
+    def log(number: str, outcome: str, client: str) -> None:
+        log_rows.append({"checked_at": now, "certificate_number": number, "outcome": outcome,
+                         "client": client[:64]})
+        recent[number] = recent.get(number, 0) + 1
+
+    for (check, client), number in zip(checks, numbers, strict=True):
+        if number is None:
+            log(check.certificate_number[:40], "invalid", client)
+            outcomes.append(InvalidInput(
+                "invalid_certificate_number", "A certificate number has 15 digits and its last digit is a check "
+                "digit; please check for a typing mistake.",
+                [{"field": "certificate_number", "message": "not a valid certificate number"}]))
+            continue
+        if per_number_per_minute > 0 and recent.get(number, 0) >= per_number_per_minute:
+            log(number, "rate_limited", client)
+            outcomes.append(RateLimited("rate_limited", "This certificate number was checked too often; wait a "
+                                                        "minute."))
+            continue
+        row = rows.get(number)
+        # Compare against something even when there is no row, so both refusals cost the same.
+        expected = row.holder_name_key if row is not None else domain.name_key("\u0000" + number)
+        matches = hmac.compare_digest(expected.encode(), domain.name_key(check.holder_name).encode())
+        if row is None or not matches:
+            log(number, "no_match", client)
+            outcomes.append(NotFound("certificate_not_found", NOT_FOUND_MESSAGE))
+            continue
+        log(number, row.status, client)
+        outcomes.append(PublicCheckResult(result=row.status, certificate=public_details(row)))
+    if log_rows:
+        session.execute(insert(CheckLogEntry), log_rows)
+    return outcomes
 
 
 def public_details(row: VerifiableCertificate) -> VerifiedCertificate:
@@ -130,6 +162,3 @@ def public_details(row: VerifiableCertificate) -> VerifiedCertificate:
                                resident_id_number_masked=row.resident_id_number_masked,
                                program_code=row.program_code, program_name=row.program_name, issued_on=row.issued_on)
 
-
-def _log(session: Session, number: str, outcome: str, client: str, now) -> None:
-    session.add(CheckLogEntry(checked_at=now, certificate_number=number, outcome=outcome, client=client[:64]))

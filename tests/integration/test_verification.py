@@ -318,3 +318,31 @@ def test_a_certificates_report_opens_on_its_day_while_public_checks_answer_at_on
             engine.dispose()
         assert verification.request_report(holder, {"certificate_number": NUMBER})["state"] == "valid"
     assert query(db, "select count(*) from verification_reports") == [(1,)]
+
+
+def test_a_batch_of_checks_answers_each_on_its_own_and_logs_and_limits_each(start_service):
+    container, config = start_service(VerificationService, CHECKS_PER_NUMBER_PER_MINUTE="3")
+    db = config["DB_URI"]
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    right = {"holder_name": "王小明", "certificate_number": NUMBER}
+    wrong = {"holder_name": "李四", "certificate_number": NUMBER}
+    unknown = {"holder_name": "王小明", "certificate_number": format_certificate_number(2026, "11", 43)}
+    with rpc_proxy("verification", config) as verification:
+        outcomes = verification.public_checks([
+            {"request": right, "client": "10.0.0.1"}, {"request": wrong, "client": "10.0.0.2"},
+            {"request": unknown, "client": "10.0.0.3"}, {"request": {"holder_name": "x"}, "client": "10.0.0.4"},
+            "not a check", {"request": right, "client": "10.0.0.5"}])
+        assert outcomes[0]["answer"]["result"] == "valid"
+        assert outcomes[1]["refusal"] == outcomes[2]["refusal"]  # wrong name and unknown number: one answer
+        assert outcomes[1]["refusal"]["code"] == "certificate_not_found"
+        assert outcomes[3]["refusal"]["type"] == "InvalidInput" and outcomes[4]["refusal"]["code"] == "invalid_batch"
+        # right, wrong and right again are three checks of NUMBER in this minute: the limit of 3 is reached
+        assert outcomes[5]["answer"]["result"] == "valid"
+        over = verification.public_checks([{"request": right, "client": "10.0.0.6"}])
+        assert over[0]["refusal"]["code"] == "rate_limited"
+        with pytest.raises(InvalidInput):
+            verification.public_checks([{"request": right}] * 257)
+    logged = query(db, "select outcome, client from check_log order by check_id")
+    assert logged == [("valid", "10.0.0.1"), ("no_match", "10.0.0.2"), ("no_match", "10.0.0.3"),
+                      ("valid", "10.0.0.5"), ("rate_limited", "10.0.0.6")]

@@ -16,6 +16,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
+import gc  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -28,6 +29,16 @@ def load_service_class(path: str):
     module_name, _, class_name = path.partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
+
+
+def tune_garbage_collector() -> None:
+    """Everything imported so far lives as long as the process: move it out of the collector's sight
+    (gc.freeze) and collect the young generation less often. Full collections over the modules' objects
+    otherwise pause a busy process for tens of milliseconds and make the slowest 1% of requests (p99)
+    two to three times slower than the median (measured with bench/public_check.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def main(argv: list[str]) -> int:
@@ -52,6 +63,7 @@ def main(argv: list[str]) -> int:
     from nameko.cli.run import run
 
     logging.getLogger(__name__).info("starting %s", service_cls.name)
+    tune_garbage_collector()
     run([service_cls], config)
     return 0
 

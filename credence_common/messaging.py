@@ -83,8 +83,12 @@ class Inbox:
         return True
 
 
-class MalformedEvent(Exception):
-    pass
+class PermanentFailure(Exception):
+    """Retrying cannot help: the message goes to the dead-letter queue at once (credence_common.reliable_events)."""
+
+
+class MalformedEvent(PermanentFailure):
+    """Not a valid envelope, or not the schema and version this handler reads."""
 
 
 def read_event(message: dict, payload_model: type[EventPayload]) -> ReceivedEvent:

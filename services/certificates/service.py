@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from functools import partial
 
-from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 
 from credence_common import calendar
@@ -26,6 +25,7 @@ from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import Forbidden
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
+from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.certificates import domain, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
@@ -207,16 +207,16 @@ class CertificatesService(HealthCheck):
         with self.db.transaction() as session:
             return usecases.overdue_shipments(session).model_dump(mode="json")
 
-    @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("identity", CandidateConfirmedV1.event_type)
     def handle_candidate_confirmed(self, message: dict) -> None:
         consume(self, message, CandidateConfirmedV1, ProcessedEvent, usecases.record_candidate_payer)
 
-    @event_handler("scoring", CandidateQualifiedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("scoring", CandidateQualifiedV1.event_type)
     def handle_candidate_qualified(self, message: dict) -> None:
         consume(self, message, CandidateQualifiedV1, ProcessedEvent,
                 partial(usecases.create_for_qualified_candidate, rules=self.rules))
 
-    @event_handler("payments", PaymentSucceededV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("payments", PaymentSucceededV1.event_type)
     def handle_payment_succeeded(self, message: dict) -> None:
         consume(self, message, PaymentSucceededV1, ProcessedEvent,
                 partial(usecases.issue_on_payment, rules=self.rules))

@@ -7,7 +7,6 @@ import re
 from datetime import date, timedelta
 from functools import partial
 
-from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 
@@ -28,6 +27,7 @@ from credence_common.errors import BadRequest, Conflict, CredenceError, Forbidde
 from credence_common.events import utcnow
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
+from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.payments import usecases
 from services.payments.configuration import configured_payments
@@ -121,11 +121,11 @@ class PaymentsService(HealthCheck):
         with self.db.transaction() as session:
             return usecases.open_due(session, request).model_dump(mode="json")
 
-    @event_handler("certificates", CertificateAwaitingPaymentV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("certificates", CertificateAwaitingPaymentV1.event_type)
     def handle_certificate_awaiting_payment(self, message: dict) -> None:
         consume(self, message, CertificateAwaitingPaymentV1, ProcessedEvent, usecases.open_certificate_fee_due)
 
-    @event_handler("certificates", CertificateRefundRequestedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("certificates", CertificateRefundRequestedV1.event_type)
     def handle_refund_requested(self, message: dict) -> None:
         """The refund is recorded with the event (so it is never lost); the timer submits it within seconds."""
         consume(self, message, CertificateRefundRequestedV1, ProcessedEvent,

@@ -6,7 +6,6 @@ import base64
 import binascii
 import json
 
-from nameko.events import event_handler
 from nameko.timer import timer
 
 from credence_common.actors import require_role, require_self_or_staff
@@ -33,6 +32,7 @@ from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import InvalidInput, NotFound
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
+from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.scoring import records, usecases
 from services.scoring.import_runner import run_import_bytes
@@ -193,18 +193,18 @@ class ScoringService(HealthCheck):
         with self.db.transaction() as session:
             return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")
 
-    @event_handler("identity", CandidateConfirmedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("identity", CandidateConfirmedV1.event_type)
     def handle_candidate_confirmed(self, message: dict) -> None:
         consume(self, message, CandidateConfirmedV1, ProcessedEvent, usecases.add_to_roster)
 
-    @event_handler("identity", TicketsLinkedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("identity", TicketsLinkedV1.event_type)
     def handle_tickets_linked(self, message: dict) -> None:
         consume(self, message, TicketsLinkedV1, ProcessedEvent, usecases.link_tickets)
 
-    @event_handler("identity", CandidateTransferredV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("identity", CandidateTransferredV1.event_type)
     def handle_candidate_transferred(self, message: dict) -> None:
         consume(self, message, CandidateTransferredV1, ProcessedEvent, usecases.record_transfer)
 
-    @event_handler("identity", TicketsMergedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("identity", TicketsMergedV1.event_type)
     def handle_tickets_merged(self, message: dict) -> None:
         consume(self, message, TicketsMergedV1, ProcessedEvent, usecases.merge_tickets)

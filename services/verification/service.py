@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from functools import partial
 
-from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 
@@ -24,6 +23,7 @@ from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
+from credence_common.reliable_events import reliable_event_handler
 from credence_common.remote import call_with_deadline
 from credence_common.settings import Settings
 from credence_common.validation import parse
@@ -178,19 +178,19 @@ class VerificationService(HealthCheck):
                                   else {"answer": answer.model_dump(mode="json")})
         return outcomes
 
-    @event_handler("certificates", CertificateIssuedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("certificates", CertificateIssuedV1.event_type)
     def handle_certificate_issued(self, message: dict) -> None:
         consume(self, message, CertificateIssuedV1, ProcessedEvent, partial(usecases.record_event, message=message))
 
-    @event_handler("certificates", CertificateRevokedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("certificates", CertificateRevokedV1.event_type)
     def handle_certificate_revoked(self, message: dict) -> None:
         consume(self, message, CertificateRevokedV1, ProcessedEvent, partial(usecases.record_event, message=message))
 
-    @event_handler("certificates", CertificateSupersededV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("certificates", CertificateSupersededV1.event_type)
     def handle_certificate_superseded(self, message: dict) -> None:
         consume(self, message, CertificateSupersededV1, ProcessedEvent,
                 partial(usecases.record_event, message=message))
 
-    @event_handler("scoring", ResultCorrectedV1.event_type, requeue_on_error=True)
+    @reliable_event_handler("scoring", ResultCorrectedV1.event_type)
     def handle_result_corrected(self, message: dict) -> None:
         consume(self, message, ResultCorrectedV1, ProcessedEvent, report_usecases.record_corrected)

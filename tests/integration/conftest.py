@@ -90,6 +90,7 @@ def service_config(rabbit_config, databases):
             "IDENTITY_DATA_KEYS": "k1=test-identity-data-key",
             "IDENTITY_DATA_ACTIVE_KEY_ID": "k1",
             "IDENTITY_INDEX_KEY": "test-identity-index-key",
+            "EVENT_RETRY_BASE_SECONDS": 0.1,  # a crossed or failing event is retried within a test's patience
         }
         config.update(overrides)
         return config

@@ -79,6 +79,10 @@ def build_openapi(version: str = "0.1.0") -> dict:
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}
             operation["parameters"] = [{"name": "format", "in": "query", "required": False,
                                         "schema": {"type": "string", "enum": ["csv", "jsonl"]}}]
+        path_names = re.findall(r"<(?:[^:>]+:)?([^>]+)>", route.path)
+        if path_names:
+            operation.setdefault("parameters", []).extend(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in path_names)
         if route.header_params:
             operation.setdefault("parameters", []).extend(
                 {"name": name, "in": "header", "required": required, "description": text,

@@ -121,3 +121,14 @@ def test_bearer_security_scheme(document):
 )
 def test_path_parameters_are_converted(werkzeug, openapi):
     assert _openapi_path(werkzeug) == openapi
+
+
+def test_every_path_parameter_is_declared():
+    import re
+
+    from gateway.openapi import build_openapi
+
+    for path, operations in build_openapi()["paths"].items():
+        for method, operation in operations.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert declared == set(re.findall(r"{([^}]+)}", path)), f"{method.upper()} {path}"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
 from credence_common.errors import Conflict
+from credence_common.idempotency import IdempotentCall
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,11 @@ class CommitSignal:
 class UnitOfWork:
     """What a worker sees as ``self.db``."""
 
-    def __init__(self, engine: Engine, commit_signal: CommitSignal):
+    def __init__(self, engine: Engine, commit_signal: CommitSignal, idempotent_call: IdempotentCall | None = None):
         self.engine = engine
         self._commit_signal = commit_signal
         self._session: Session | None = None
+        self.idempotent_call = idempotent_call
 
     @property
     def session(self) -> Session:
@@ -91,11 +93,15 @@ class UnitOfWork:
             session.rollback()
         try:
             with session.begin():
+                if self.idempotent_call is not None and not self.idempotent_call.attempted:
+                    self.idempotent_call.claim(session)  # in the same transaction as the effect
                 yield session
                 wrote_events = session.info.pop(OUTBOX_WRITTEN, False)
         except IntegrityError:
             # A concurrent request won a uniqueness race; nothing of this one was kept.
             session.info.pop(OUTBOX_WRITTEN, None)
+            if self.idempotent_call is not None:
+                self.idempotent_call.claimed = False
             raise Conflict("concurrent_change",
                            "Another request changed the same record at the same time; nothing was saved. "
                            "Try again.") from None
@@ -136,7 +142,10 @@ class Database(DependencyProvider):
         self.stop()
 
     def get_dependency(self, worker_ctx):
-        return UnitOfWork(self.engine, self.commit_signal)
+        # only an RPC entrypoint answers a caller who may retry with the same Idempotency-Key
+        idempotent = IdempotentCall.from_worker(worker_ctx) if getattr(worker_ctx.entrypoint, "idempotent", False) \
+            else None
+        return UnitOfWork(self.engine, self.commit_signal, idempotent)
 
     def worker_teardown(self, worker_ctx):
         dependency = worker_ctx.service.__dict__.get(self.attr_name)

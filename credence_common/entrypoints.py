@@ -8,16 +8,52 @@ from __future__ import annotations
 
 import logging
 
-from nameko.rpc import rpc as nameko_rpc
+from nameko.rpc import Rpc
 
 from credence_common.errors import CredenceError
+from credence_common.idempotency import StoredAnswer, replay
+
+log = logging.getLogger(__name__)
+
+
+class IdempotentRpc(Rpc):
+    """nameko's RPC entrypoint, plus ``Idempotency-Key`` (credence_common/idempotency.py): a replayed call
+    answers what the first one answered, and a first call stores its answer before the reply leaves."""
+
+    idempotent = True
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        if exc_info is not None and isinstance(exc_info[1], StoredAnswer):
+            result, error = replay(exc_info[1].answer)
+            exc_info = None if error is None else (type(error), error, None)
+        else:
+            self._store_answer(worker_ctx, result, exc_info)
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+    @staticmethod
+    def _store_answer(worker_ctx, result, exc_info) -> None:
+        from credence_common.db import UnitOfWork
+
+        for dependency in vars(worker_ctx.service).values():
+            call = getattr(dependency, "idempotent_call", None) if isinstance(dependency, UnitOfWork) else None
+            if call is None or not call.claimed:
+                continue
+            if exc_info is not None and not isinstance(exc_info[1], CredenceError):
+                return  # a fault: the record stays without an answer, and a retry is told so (409)
+            try:
+                with dependency.transaction() as session:
+                    call.store(session, result if exc_info is None else None,
+                               exc_info[1] if exc_info is not None else None)
+            except Exception:
+                log.exception("%s: the answer to an idempotent request was not stored", call.target)
+            return
 
 
 def rpc(fn=None, **kwargs):
     kwargs.setdefault("expected_exceptions", CredenceError)
     if fn is None:
-        return nameko_rpc(**kwargs)
-    return nameko_rpc(**kwargs)(fn)
+        return IdempotentRpc.decorator(**kwargs)
+    return IdempotentRpc.decorator(**kwargs)(fn)
 
 
 class ExpectedErrorFilter(logging.Filter):

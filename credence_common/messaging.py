@@ -44,6 +44,10 @@ def messaging_models(Base):
         event_type: Mapped[str] = mapped_column(String(120), nullable=False)
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
+    # every service answers Idempotency-Key retries from its own database (credence_common/idempotency.py)
+    from credence_common.idempotency import IDEMPOTENCY_RECORDS
+
+    IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
     return OutboxEvent, ProcessedEvent
 
 

@@ -170,6 +170,8 @@ class Route:
     content_type: str = "application/json"  # anything else: the handler returns the body as text
     rate_limited: bool = False
     tag: str = "api"
+    # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks)
+    replayable: bool = True
 
 
 def _dump(model: BaseModel | None) -> dict | None:
@@ -940,5 +942,6 @@ ROUTES: tuple[Route, ...] = (
           tag="verification"),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
           "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
-          public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification"),
+          public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification",
+          replayable=False),
 )

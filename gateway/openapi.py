@@ -83,6 +83,11 @@ def build_openapi(version: str = "0.1.0") -> dict:
         if path_names:
             operation.setdefault("parameters", []).extend(
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in path_names)
+        if route.method != "GET" and route.replayable:
+            operation.setdefault("parameters", []).append(
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "description": "Any unique string (a UUID): a retry with the same key and request gets the first "
+                                "answer, and the effect happens once", "schema": {"type": "string", "maxLength": 200}})
         if route.header_params:
             operation.setdefault("parameters", []).extend(
                 {"name": name, "in": "header", "required": required, "description": text,

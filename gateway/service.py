@@ -24,6 +24,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
+from credence_common import idempotency
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -101,6 +102,13 @@ class GatewayState(DependencyProvider):
         return self
 
 
+class CallContext(DependencyProvider):
+    """The worker's context: what is set in its ``data`` travels as headers with every RPC it makes."""
+
+    def get_dependency(self, worker_ctx):
+        return worker_ctx
+
+
 class GatewayService:
     name = "gateway"
 
@@ -111,6 +119,7 @@ class GatewayService:
     verification_rpc = RpcProxy("verification")
     state = GatewayState()
     metrics = Metrics()
+    call_context = CallContext()
 
     # --- the API, generated from ROUTES (bound below the class) ------------------------------------
 
@@ -124,6 +133,11 @@ class GatewayService:
             if route.rate_limited and not self.state.limiter.allow(f"{route.name}:{request.remote_addr}"):
                 raise RateLimited("rate_limited", "Too many requests; wait a minute and try again.")
             raw = self._read_body(request, route.max_body_bytes)
+            key = request.headers.get("Idempotency-Key")
+            if key is not None and route.method != "GET" and route.replayable:
+                # travels in the RPC's context headers; the service keeps the first answer with its effect
+                self.call_context.data.update(idempotency.request_headers(
+                    key, f"{principal.role}:{principal.subject}", route.name, route.method, request.path, raw))
             body = None
             if route.request_model is not None:
                 body = parse(route.request_model, self._decode_json(raw))

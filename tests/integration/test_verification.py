@@ -346,3 +346,49 @@ def test_a_batch_of_checks_answers_each_on_its_own_and_logs_and_limits_each(star
     logged = query(db, "select outcome, client from check_log order by check_id")
     assert logged == [("valid", "10.0.0.1"), ("no_match", "10.0.0.2"), ("no_match", "10.0.0.3"),
                       ("valid", "10.0.0.5"), ("rate_limited", "10.0.0.6")]
+
+
+def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_nothing(start_service):
+    from nameko.standalone.rpc import ServiceRpcProxy
+    from sqlalchemy import text
+
+    from credence_common import idempotency
+
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    holder = {"subject": "cand-1", "role": "candidate"}
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    body = b'{"certificate_number": "%s"}' % NUMBER.encode()
+
+    def proxy(key: str, request_body: bytes = body):
+        headers = idempotency.request_headers(key, "candidate:cand-1", "request_report", "POST",
+                                              "/api/v1/me/verification-reports", request_body)
+        return ServiceRpcProxy("verification", {"AMQP_URI": config["AMQP_URI"]}, timeout=30, context_data=headers)
+
+    with proxy("key-1") as first, proxy("key-1") as retry:
+        made = first.request_report(holder, {"certificate_number": NUMBER})
+        again = retry.request_report(holder, {"certificate_number": NUMBER})
+    assert again == made  # the first answer, not a second report
+    assert query(db, "select count(*) from verification_reports") == [(1,)]
+    with proxy("key-1", b'{"certificate_number": "other"}') as reused, pytest.raises(InvalidInput) as refused:
+        reused.request_report(holder, {"certificate_number": NUMBER})
+    assert refused.value.code == "idempotency_key_reused"
+    with proxy("key-2") as other_key:
+        assert other_key.request_report(holder, {"certificate_number": NUMBER})["report_code"] != made["report_code"]
+    assert query(db, "select count(*) from verification_reports") == [(2,)]
+
+    # the first attempt committed its effect but its answer was never stored (a crash in between)
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE idempotency_records SET answer_json = NULL"))
+    finally:
+        engine.dispose()
+    with proxy("key-1") as after_crash, pytest.raises(Conflict) as pending:
+        after_crash.request_report(holder, {"certificate_number": NUMBER})
+    assert pending.value.code == "idempotent_request_pending"
+    assert query(db, "select count(*) from verification_reports") == [(2,)]
+    with rpc_proxy("verification", config) as no_key:  # without a key nothing changes
+        no_key.request_report(holder, {"certificate_number": NUMBER})
+    assert query(db, "select count(*) from verification_reports") == [(3,)]

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser run demo migrate test test-unit test-integration test-e2e lint docs bench bench-tools bench-import clean
+.PHONY: install browser run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -48,6 +48,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP) browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-faults: $(STAMP)
+	$(PY) -m tests.faults.suite
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

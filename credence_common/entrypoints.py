@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from kombu.exceptions import OperationalError
 from nameko.rpc import Rpc
 
 from credence_common.errors import CredenceError
@@ -28,7 +29,16 @@ class IdempotentRpc(Rpc):
             exc_info = None if error is None else (type(error), error, None)
         else:
             self._store_answer(worker_ctx, result, exc_info)
-        return super().handle_result(message, worker_ctx, result, exc_info)
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except (OperationalError, ConnectionError, OSError) as exc:
+            # The broker went away while the reply was being sent. nameko would let this kill the whole
+            # container (found by the fault suite: a broker restart took services down for good). The request
+            # stays unacknowledged, so the broker redelivers it; a retry with the same Idempotency-Key is
+            # answered from the stored answer, and the caller has timed out on this reply anyway.
+            log.warning("%s.%s: the reply could not be sent (%s); the request will be redelivered",
+                        worker_ctx.container.service_name, worker_ctx.entrypoint.method_name, exc)
+            return result, exc_info
 
     @staticmethod
     def _store_answer(worker_ctx, result, exc_info) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import eventlet
+from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 
 from credence_common.errors import ServiceUnavailable
@@ -22,5 +23,8 @@ def call_with_deadline(proxy, service: str, method: str, *args, timeout: float):
             raise
         raise ServiceUnavailable("service_timeout",
                                  f"The {service} service did not answer in time; try again shortly.") from None
+    except (OperationalError, ConnectionError) as exc:  # the broker is restarting or unreachable
+        raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be reached right "
+                                                       "now; try again shortly.") from exc
     finally:
         timer.cancel()

@@ -37,23 +37,70 @@ def random_mobile(rng: random.Random) -> str:
     return f"{rng.choice(MOBILE_PREFIXES)}{rng.randint(0, 10**8 - 1):08d}"
 
 
+TRANSIENT_CONFLICTS = {"concurrent_change", "idempotent_request_pending"}
+
+
+class _SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, source_address: str):
+        self.source_address = (source_address, 0)
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = self.source_address
+        super().init_poolmanager(*args, **kwargs)
+
+
 class Client:
-    def __init__(self, base_url: str, timeout: float = 15.0):
+    """``patience`` > 0 (the fault suite): keep retrying what a fault explains (no connection, 5xx, 429, a
+    concurrent change, an answer not known yet) for that many seconds, resending an unsafe request with the
+    same ``Idempotency-Key`` so that it takes effect once."""
+
+    def __init__(self, base_url: str, timeout: float = 15.0, patience: float = 0.0,
+                 source_address: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        if source_address:  # call from this local address (loopback has all of 127.0.0.0/8)
+            self.session.mount("http://", _SourceAddressAdapter(source_address))
         self.timeout = timeout
+        self.patience = patience
 
     def request(self, method: str, path: str, token: str | None = None, expect: int | tuple = 200, **kwargs):
         headers = kwargs.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = self.session.request(method, self.base_url + path, headers=headers, timeout=self.timeout,
-                                        **kwargs)
+        if self.patience and method != "GET":
+            headers.setdefault("Idempotency-Key", uuid.uuid4().hex)  # the same for every try of this request
         expected = (expect,) if isinstance(expect, int) else expect
+        deadline = time.monotonic() + self.patience
+        while True:
+            try:
+                response = self.session.request(method, self.base_url + path, headers=headers,
+                                                timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise JourneyFailed(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+            if response.status_code in expected or not self._transient(response) \
+                    or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         if response.status_code not in expected:
             raise JourneyFailed(f"{method} {path}: expected {expected}, got {response.status_code}: "
                                 f"{response.text[:500]}")
         return response.json() if response.content else None
+
+    def _transient(self, response) -> bool:
+        if not self.patience:
+            return False
+        if response.status_code >= 500 or response.status_code == 429:
+            return True
+        if response.status_code == 409:
+            try:
+                return response.json()["error"]["code"] in TRANSIENT_CONFLICTS
+            except (ValueError, KeyError, TypeError):
+                return False
+        return False
 
 
 def read_dev_code(client: Client, mobile: str) -> str:
@@ -77,10 +124,12 @@ def wait_until(description: str, probe: Callable[[], object], timeout: float = 3
 
 
 def run_journey(base_url: str, say: Callable[[str], None] = print, staff_password: str | None = None,
-                seed: int | None = None) -> dict:
+                seed: int | None = None, patience: float = 0.0, source_address: str | None = None) -> dict:
+    """``patience`` and ``source_address``: see ``Client``; event-driven waits last at least ``patience``."""
     staff_password = staff_password or os.environ.get("BOOTSTRAP_STAFF_PASSWORD", DEV_STAFF_PASSWORD)
     rng = random.Random(seed)
-    client = Client(base_url)
+    client = Client(base_url, patience=patience, source_address=source_address)
+    waiting = max(30.0, patience)
     resident_id = random_resident_id(rng)
     full_name = rng.choice(["王小明", "李静", "张伟", "刘洋", "陈晨", "杨帆"])
     mobile = random_mobile(rng)
@@ -112,17 +161,24 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say(f"3. Staff record a final score of 82 in {PROGRAM_CODE} for sitting {sitting}")
 
     def record():
-        response = client.session.post(base_url + "/api/v1/exam-results", timeout=15,
-                                       headers={"Authorization": f"Bearer {staff_token}"},
-                                       json={"results": [{"ticket_number": ticket_number, "program_code": PROGRAM_CODE,
-                                                          "sitting": sitting, "final_score": 82}]})
+        try:
+            response = client.session.post(
+                base_url + "/api/v1/exam-results", timeout=15, headers={"Authorization": f"Bearer {staff_token}"},
+                json={"results": [{"ticket_number": ticket_number, "program_code": PROGRAM_CODE, "sitting": sitting,
+                                   "final_score": 82}]})
+        except requests.RequestException:
+            if client.patience:
+                return None  # a fault: ask again
+            raise
         if response.status_code == 422 and response.json()["error"]["code"] == "unknown_ticket_number":
             return None  # scoring has not yet received the confirmation event
+        if client._transient(response):
+            return None
         if response.status_code != 200:
             raise JourneyFailed(f"recording results failed: {response.status_code} {response.text[:300]}")
         return response.json()
 
-    wait_until("scoring knows the ticket number", record)
+    wait_until("scoring knows the ticket number", record, timeout=waiting)
     results = client.request("GET", "/api/v1/me/results", token=token)["results"]
     say(f"   -> before release the candidate sees: {results[0]['status']}")
 
@@ -147,7 +203,7 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
 
     say("5. Certificates reacts to the qualification: a certificate awaiting payment")
     certificate = wait_until("a certificate exists", lambda: (client.request(
-        "GET", "/api/v1/me/certificates", token=token)["certificates"] or [None])[0])
+        "GET", "/api/v1/me/certificates", token=token)["certificates"] or [None])[0], timeout=waiting)
     say(f"   -> application {certificate['certificate_id']} is {certificate['status']}: "
         f"{certificate['holder_name']}, {certificate['program_name']}, qualified {certificate['qualified_on']}")
     certificate = client.request("POST", f"/api/v1/me/certificates/{certificate['certificate_id']}/confirmation",
@@ -156,7 +212,7 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say(f"   The candidate confirms what will be printed -> {certificate['status']}")
 
     due = wait_until("payments has the fee due", lambda: (client.request(
-        "GET", "/api/v1/me/payment-dues", token=token)["dues"] or [None])[0])
+        "GET", "/api/v1/me/payment-dues", token=token)["dues"] or [None])[0], timeout=waiting)
     say(f"6. Payments holds a due of {due['amount_fen']} fen for {due['purpose']}; the candidate opens an order")
     order_request = {"due_ids": [due["due_id"]], "invoice": {"title": full_name}}
     idempotency_key = uuid.uuid4().hex
@@ -175,15 +231,20 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
 
     issued = wait_until("the certificate is issued", lambda: next(
         (c for c in client.request("GET", "/api/v1/me/certificates", token=token)["certificates"]
-         if c["status"] == "issued"), None))
+         if c["status"] == "issued"), None), timeout=waiting)
     say(f"8. Certificate issued: number {issued['certificate_number']}")
 
     def check():
-        response = client.session.post(base_url + "/api/v1/certificate-checks", timeout=15, json={
-            "holder_name": full_name, "certificate_number": issued["certificate_number"]})
+        try:
+            response = client.session.post(base_url + "/api/v1/certificate-checks", timeout=15, json={
+                "holder_name": full_name, "certificate_number": issued["certificate_number"]})
+        except requests.RequestException:
+            if client.patience:
+                return None
+            raise
         return response.json() if response.status_code == 200 else None
 
-    verdict = wait_until("verification has the certificate", check)
+    verdict = wait_until("verification has the certificate", check, timeout=waiting)
     details = verdict["certificate"]
     say(f"9. Public check by name + number: {verdict['result']} — {details['holder_name_masked']}, "
         f"{details['resident_id_number_masked']}, {details['program_name']}, issued {details['issued_on']}")

@@ -883,7 +883,7 @@ ROUTES: tuple[Route, ...] = (
     Route("payment_notification", "POST", "/api/v1/payments/notifications/<provider>",
           "A payment provider's asynchronous notification, signed with its private key", ("public",),
           payment_notification, None, NotificationAcknowledgement, raw_body=True, max_body_bytes=64 * 1024,
-          tag="payments", documented_body=SandboxNotification,
+          tag="payments", documented_body=SandboxNotification, replayable=False,  # nonce and transaction id
           header_params=(("Sandbox-Timestamp", True, "Unix seconds; refused when more than 300 s off"),
                          ("Sandbox-Nonce", True, "Random; a notification seen before is a replay"),
                          ("Sandbox-Signature", True, "base64 Ed25519 or RSA-SHA256 signature of "

@@ -1,0 +1,277 @@
+"""The fault suite: candidate journeys keep flowing through the gateway while faults strike one at a time,
+then the databases and a downstream subscriber are counted: nothing lost, nothing doubled.
+
+    make test-faults                          # alone (`make test` runs it too, via tests/faults/test_faults.py)
+    .venv/bin/python -m tests.faults.suite    # the same, printing the table
+
+It runs as a plain process: the test process is monkey-patched by eventlet for nameko's fixtures, and
+threads, pipes and sockets of this driver do not mix with that.
+
+The platform runs as separate processes (as `make run` starts it) on SQLite files, against a RabbitMQ node of
+the suite's own (tests/faults/broker.py: free ports, a temporary directory; the shared broker is never
+touched) reached through a TCP fault proxy (tests/faults/proxy.py). Journeys are `deploy.journey.run_journey`
+with patience: a request a fault breaks is resent with the same Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+from credence_common.outbox_relay import event_exchange
+from deploy.journey import DEV_STAFF_PASSWORD, run_journey
+from deploy.platform import Platform, free_port
+from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES
+from tests.faults.broker import TestBroker, rabbitmq_available
+from tests.faults.proxy import FaultProxy
+
+JOURNEY_THREADS = 3
+PATIENCE = 150.0  # seconds a journey keeps retrying what a fault broke
+ISSUED = "credence.certificate.issued.v1"
+
+
+class Subscriber(threading.Thread):
+    """A downstream system: its own durable queue on the certificate events, straight on the broker (not
+    through the proxy), reconnecting whenever the broker goes away. Records every delivery."""
+
+    def __init__(self, amqp_uri: str):
+        super().__init__(daemon=True)
+        self.amqp_uri = amqp_uri
+        self.deliveries: list[tuple[str, str]] = []  # (event id, certificate id)
+        self.envelopes: dict[str, dict] = {}
+        self.stopping = False
+        self.queue = Queue("faults.downstream-registry", exchange=event_exchange("certificates"), routing_key=ISSUED,
+                           durable=True)
+        with Connection(amqp_uri) as connection:
+            self.queue(connection.channel()).declare()  # before any event: none is published into the void
+
+    def run(self) -> None:
+        while not self.stopping:
+            try:
+                with Connection(self.amqp_uri, heartbeat=10) as connection, \
+                        Consumer(connection.channel(), queues=[self.queue], callbacks=[self._on_message],
+                                 accept=["json"]):
+                    while not self.stopping:
+                        try:
+                            connection.drain_events(timeout=0.5)
+                        except TimeoutError:
+                            continue
+            except Exception:
+                time.sleep(0.5)
+
+    def _on_message(self, body, message) -> None:
+        envelope = body if isinstance(body, dict) else json.loads(body)
+        self.deliveries.append((envelope["id"], envelope["data"]["certificate_id"]))
+        self.envelopes[envelope["id"]] = envelope
+        message.ack()
+
+
+class Journeys:
+    """Candidates going through the whole journey, ``JOURNEY_THREADS`` at a time, until stopped."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.started = 0
+        self.completed: list[dict] = []
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(n + 1,), daemon=True)
+                         for n in range(JOURNEY_THREADS)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def _loop(self, thread: int) -> None:
+        journeys = 0
+        while not self._stop.is_set():
+            self.started += 1
+            journeys += 1
+            # each journey calls from an address of its own (127.0.<thread>.<n>), as candidates do: the
+            # per-address limits (texted codes per day) would otherwise stop a single test client
+            source_address = f"127.0.{thread}.{journeys % 250 + 1}"
+            try:
+                self.completed.append(run_journey(self.base_url, say=lambda _line: None,
+                                                  staff_password=DEV_STAFF_PASSWORD, patience=PATIENCE,
+                                                  source_address=source_address))
+            except Exception as exc:  # counted and reported; a failed journey is not by itself a loss
+                self.failed.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=PATIENCE * 3)
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db, timeout=30) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def rig(workdir: Path):
+    broker = TestBroker(workdir / "broker")
+    broker.start()
+    proxy = FaultProxy(broker.port)
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
+    env.update({"AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/",
+                "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}", "OUTBOX_POLL_INTERVAL": "0.2",
+                "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000", "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
+                "REPORT_DELAY_WORKING_DAYS": "0", "EVENT_RETRY_BASE_SECONDS": "0.5", "RPC_TIMEOUT_SECONDS": "8",
+                "LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    env["PUBLIC_BASE_URL"] = "http://" + env["GATEWAY_ADDRESS"]
+    for spec in PROCESSES:
+        if spec.metrics_port_env:
+            env[spec.metrics_port_env] = str(free_port())
+    for service in SERVICE_NAMES:
+        env[f"{service.upper()}_DB_URI"] = f"sqlite:///{workdir / service}.sqlite"
+    platform = Platform(env, workdir / "log")
+    return platform, broker, proxy
+
+
+def restart(platform: Platform, name: str) -> None:
+    platform.start_one(BY_NAME[name])
+    platform.wait_until_ready(BY_NAME[name], timeout=90)
+
+
+def second_instance(platform: Platform, name: str, seconds: float) -> None:
+    """Scale a service to two instances for a while, then stop the second one gracefully (SIGTERM)."""
+    log = open(platform.log_dir / f"{name}-2.log", "ab")
+    extra = subprocess.Popen(BY_NAME[name].command(), cwd=platform.cwd, env=platform.env, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    time.sleep(seconds)
+    extra.terminate()
+    extra.wait(timeout=30)
+
+
+def duplicate_and_reorder(amqp_uri: str, subscriber: Subscriber) -> int:
+    """Publish every certificate.issued event seen so far again, twice, newest first."""
+    envelopes = list(subscriber.envelopes.values())[::-1]
+    exchange: Exchange = event_exchange("certificates")
+    with Connection(amqp_uri) as connection:
+        producer = Producer(connection.channel(), exchange=exchange)
+        for envelope in envelopes + envelopes:
+            producer.publish(json.dumps(envelope), routing_key=ISSUED, content_type="application/json",
+                             content_encoding="utf-8", delivery_mode=2)
+    return 2 * len(envelopes)
+
+
+def main() -> int:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # reconnecting clients chatter while the broker is away
+    if not rabbitmq_available():
+        print("fault suite: no rabbitmq-server on this machine")
+        return 2
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="credence-faults-"))
+    platform, broker, proxy = rig(workdir)
+    try:
+        platform.migrate()
+        platform.start()
+        return run_faults(platform, broker, proxy, workdir)
+    finally:
+        platform.stop()
+        proxy.close()
+        broker.stop()
+
+
+def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, workdir: Path) -> int:
+    subscriber = Subscriber(broker.amqp_uri)
+    subscriber.start()
+    journeys = Journeys(platform.gateway_url)
+    journeys.start()
+    faults: list[tuple[str, float]] = []
+
+    def fault(name: str, action) -> None:
+        began = time.monotonic()
+        action()
+        faults.append((name, time.monotonic() - began))
+        time.sleep(4)  # journeys make progress between faults
+
+    time.sleep(8)
+    for service in (*SERVICE_NAMES, "gateway"):
+        fault(f"SIGKILL {service}, restart", lambda s=service: (platform.kill(s), restart(platform, s)))
+    for service in ("verification", "scoring"):
+        fault(f"second {service} instance for 8 s", lambda s=service: second_instance(platform, s, 8))
+    fault("broker restart", broker.restart)
+    fault("broker link dropped", proxy.drop)
+    fault("broker link stalled 5 s", lambda: proxy.stall(5))
+    fault("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber))
+    time.sleep(6)
+    journeys.stop()
+
+    dbs = {service: workdir / f"{service}.sqlite" for service in SERVICE_NAMES}
+
+    def paid_certificates() -> set[str]:
+        return {r[0] for r in rows(dbs["payments"], "SELECT reference_id FROM payment_dues WHERE purpose = "
+                                                    "'certificate_fee' AND status = 'paid'")}
+
+    def issued() -> dict[str, str]:
+        return dict(rows(dbs["certificates"], "SELECT certificate_id, certificate_number FROM certificates "
+                                              "WHERE status = 'issued'"))
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # let every event settle
+        done = issued()
+        verified = {r[0] for r in rows(dbs["verification"], "SELECT certificate_number FROM verifiable_certificates")}
+        if paid_certificates() <= set(done) and set(done.values()) <= verified \
+                and set(done) <= {c for _e, c in subscriber.deliveries}:
+            break
+        time.sleep(1)
+    subscriber.stopping = True
+
+    paid, done = paid_certificates(), issued()
+    verified = {r[0] for r in rows(dbs["verification"], "SELECT certificate_number FROM verifiable_certificates")}
+    received = {c for _e, c in subscriber.deliveries}
+    issue_events_per_certificate = Counter(c for _e, c in set(subscriber.deliveries))
+    credits_per_order = Counter(r[0] for r in rows(dbs["payments"], "SELECT order_number FROM provider_payments"))
+    certificates_per_result = Counter(r[0] for r in rows(dbs["certificates"], "SELECT candidate_id || '/' || "
+                                                                              "program_code FROM certificates"))
+    lost = {
+        "payments without their certificate": len(paid - set(done)),
+        "certificates issued without a payment": len(set(done) - paid),
+        "certificates verification does not know": len(set(done.values()) - verified),
+        "certificate.issued events the subscriber never got": len(set(done) - received),
+        "completed journeys without an issued certificate": sum(
+            j["certificate"]["certificate_id"] not in done for j in journeys.completed),
+    }
+    duplicated = {
+        "orders credited twice": sum(n > 1 for n in credits_per_order.values()),
+        "certificates per candidate and program > 1": sum(n > 1 for n in certificates_per_result.values()),
+        "certificates issued by two different events": sum(n > 1 for n in issue_events_per_certificate.values()),
+    }
+    internal_errors = sum(log.read_text(errors="replace").count("unexpected failure")
+                          for log in platform.log_dir.glob("gateway*.log"))
+    report = [f"{'fault':<46} seconds"] + [f"{name:<46} {seconds:6.1f}" for name, seconds in faults]
+    report += ["", f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
+                   f"failed {len(journeys.failed)}",
+               f"payments credited {len(credits_per_order)}, certificates issued {len(done)}, "
+               f"issued events received {len(subscriber.deliveries)} ({len(received)} certificates)",
+               f"lost = {sum(lost.values())}   duplicated = {sum(duplicated.values())}   "
+               f"answers 500 = {internal_errors}"]
+    report += [f"  {what}: {count}" for what, count in {**lost, **duplicated}.items() if count]
+    report += [f"  failed journey: {reason}" for reason in journeys.failed[:10]]
+    enough = len(journeys.completed) >= 5  # the faults did not simply stop all work
+    report.append("PASSED" if not sum(lost.values()) and not sum(duplicated.values()) and enough
+                  and not internal_errors else
+                  "FAILED" + ("" if enough else f": only {len(journeys.completed)} journeys completed"))
+    text = "\n".join(report) + "\n"
+    print(text, end="")
+    target = Path(os.environ.get("FAULT_SUITE_REPORT", "var/fault-suite.txt"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return 0 if report[-1] == "PASSED" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import eventlet
 from kombu.exceptions import OperationalError
 from nameko.rpc import Rpc
 
@@ -50,12 +51,19 @@ class IdempotentRpc(Rpc):
                 continue
             if exc_info is not None and not isinstance(exc_info[1], CredenceError):
                 return  # a fault: the record stays without an answer, and a retry is told so (409)
-            try:
-                with dependency.transaction() as session:
-                    call.store(session, result if exc_info is None else None,
-                               exc_info[1] if exc_info is not None else None)
-            except Exception:
-                log.exception("%s: the answer to an idempotent request was not stored", call.target)
+            # The effect is committed: keep trying to store its answer for a while (a database that refuses
+            # connections for a few seconds), or a retry of this request is told "pending" for good.
+            for delay in (0.2, 0.5, 1, 2, 4, 8, None):
+                try:
+                    with dependency.transaction() as session:
+                        call.store(session, result if exc_info is None else None,
+                                   exc_info[1] if exc_info is not None else None)
+                    return
+                except Exception:
+                    if delay is None:
+                        log.exception("%s: the answer to an idempotent request was not stored", call.target)
+                        return
+                    eventlet.sleep(delay)
             return
 
 

@@ -1,6 +1,6 @@
 """A small TCP fault proxy on loopback: the services reach the test broker (or a database) through it, and
-the suite makes the link stall (bytes stop moving, connections stay open) or drop (every connection is cut;
-new ones are accepted again at once)."""
+the suite makes the link stall (bytes stop moving, connections stay open), drop (every connection is cut;
+new ones are accepted again at once) or refuse (cut, and new connections turned away for a while)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class FaultProxy:
         self._links: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._stalled = threading.Event()
+        self._refusing = threading.Event()
         self._closing = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -28,12 +29,17 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._refusing.is_set():  # the server "refuses": the connection is cut at once
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), 5)
                 upstream.settimeout(None)  # the 5 s was for connecting: an idle AMQP link is normal
             except OSError:
                 client.close()
                 continue
+            for end in (client, upstream):  # small protocol messages must not wait for Nagle (40 ms each)
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._links.append((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
@@ -61,6 +67,13 @@ class FaultProxy:
         self._stalled.set()
         time.sleep(seconds)
         self._stalled.clear()
+
+    def refuse(self, seconds: float) -> None:
+        """Cut every connection and turn new ones away for a while, as a server that is down would."""
+        self._refusing.set()
+        self.drop()
+        time.sleep(seconds)
+        self._refusing.clear()
 
     def drop(self) -> int:
         with self._lock:

@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -111,12 +112,27 @@ class Journeys:
             thread.join(timeout=PATIENCE * 3)
 
 
-def rows(db: Path, sql: str) -> list[tuple]:
+def rows(db: str, sql: str) -> list[tuple]:
+    """``db``: a SQLite file path or a PostgreSQL URI (read directly, not through the fault proxy)."""
+    if db.startswith("postgresql"):
+        from sqlalchemy import create_engine, text
+
+        from credence_common.db import normalise_db_uri
+
+        engine = create_engine(normalise_db_uri(db))
+        try:
+            with engine.connect() as connection:
+                return [tuple(r) for r in connection.execute(text(sql))]
+        finally:
+            engine.dispose()
     with sqlite3.connect(db, timeout=30) as connection:
         return connection.execute(sql).fetchall()
 
 
-def rig(workdir: Path):
+POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def rig(workdir: Path, backend: str):
     broker = TestBroker(workdir / "broker")
     broker.start()
     proxy = FaultProxy(broker.port)
@@ -130,10 +146,41 @@ def rig(workdir: Path):
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
-    for service in SERVICE_NAMES:
-        env[f"{service.upper()}_DB_URI"] = f"sqlite:///{workdir / service}.sqlite"
+    databases: dict[str, str] = {}  # service -> where the suite reads it (not through the proxy)
+    database_proxy = None
+    if backend == "postgresql":
+        from sqlalchemy import create_engine, text
+
+        from credence_common.db import normalise_db_uri
+
+        host, port = POSTGRES_ADMIN_URI.split("@", 1)[1].split("/", 1)[0].split(":")
+        database_proxy = FaultProxy(int(port))
+        admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
+        for service in SERVICE_NAMES:
+            name = f"credence_faults_{service}_{uuid.uuid4().hex[:8]}"
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            databases[service] = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+            env[f"{service.upper()}_DB_URI"] = f"postgresql://postgres@127.0.0.1:{database_proxy.port}/{name}"
+        admin.dispose()
+    else:
+        for service in SERVICE_NAMES:
+            databases[service] = str(workdir / f"{service}.sqlite")
+            env[f"{service.upper()}_DB_URI"] = f"sqlite:///{databases[service]}"
     platform = Platform(env, workdir / "log")
-    return platform, broker, proxy
+    return platform, broker, proxy, database_proxy, databases
+
+
+def drop_databases(databases: dict[str, str]) -> None:
+    from sqlalchemy import create_engine, text
+
+    from credence_common.db import normalise_db_uri
+
+    admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for uri in databases.values():
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{uri.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def restart(platform: Platform, name: str) -> None:
@@ -144,12 +191,18 @@ def restart(platform: Platform, name: str) -> None:
 def second_instance(platform: Platform, name: str, seconds: float) -> None:
     """Scale a service to two instances for a while, then stop the second one gracefully (SIGTERM)."""
     log = open(platform.log_dir / f"{name}-2.log", "ab")
-    extra = subprocess.Popen(BY_NAME[name].command(), cwd=platform.cwd, env=platform.env, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    spec = BY_NAME[name]
+    env = dict(platform.env, **{spec.metrics_port_env: str(free_port())})  # its own metrics port
+    extra = subprocess.Popen(spec.command(), cwd=platform.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     log.close()
-    time.sleep(seconds)
-    extra.terminate()
-    extra.wait(timeout=30)
+    try:
+        time.sleep(seconds)
+        if extra.poll() is not None:
+            raise RuntimeError(f"the second {name} instance exited with {extra.returncode}; see its log")
+    finally:
+        extra.terminate()
+        extra.wait(timeout=30)
 
 
 def duplicate_and_reorder(amqp_uri: str, subscriber: Subscriber) -> int:
@@ -164,28 +217,35 @@ def duplicate_and_reorder(amqp_uri: str, subscriber: Subscriber) -> int:
     return 2 * len(envelopes)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
     import logging
+    import tempfile
 
+    parser = argparse.ArgumentParser(description="The fault suite (see the module's docstring).")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # reconnecting clients chatter while the broker is away
     if not rabbitmq_available():
         print("fault suite: no rabbitmq-server on this machine")
         return 2
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix="credence-faults-"))
-    platform, broker, proxy = rig(workdir)
+    workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
+    platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend)
     try:
         platform.migrate()
         platform.start()
-        return run_faults(platform, broker, proxy, workdir)
+        return run_faults(platform, broker, proxy, database_proxy, databases, args.backend)
     finally:
         platform.stop()
         proxy.close()
         broker.stop()
+        if database_proxy is not None:
+            database_proxy.close()
+            drop_databases(databases)
 
 
-def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, workdir: Path) -> int:
+def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, database_proxy: FaultProxy | None,
+               dbs: dict[str, str], backend: str) -> int:
     subscriber = Subscriber(broker.amqp_uri)
     subscriber.start()
     journeys = Journeys(platform.gateway_url)
@@ -206,11 +266,11 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, workdi
     fault("broker restart", broker.restart)
     fault("broker link dropped", proxy.drop)
     fault("broker link stalled 5 s", lambda: proxy.stall(5))
+    if database_proxy is not None:
+        fault("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5))
     fault("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber))
     time.sleep(6)
     journeys.stop()
-
-    dbs = {service: workdir / f"{service}.sqlite" for service in SERVICE_NAMES}
 
     def paid_certificates() -> set[str]:
         return {r[0] for r in rows(dbs["payments"], "SELECT reference_id FROM payment_dues WHERE purpose = "
@@ -252,7 +312,8 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, workdi
     }
     internal_errors = sum(log.read_text(errors="replace").count("unexpected failure")
                           for log in platform.log_dir.glob("gateway*.log"))
-    report = [f"{'fault':<46} seconds"] + [f"{name:<46} {seconds:6.1f}" for name, seconds in faults]
+    report = [f"fault suite on {backend}", f"{'fault':<46} seconds"]
+    report += [f"{name:<46} {seconds:6.1f}" for name, seconds in faults]
     report += ["", f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
                    f"failed {len(journeys.failed)}",
                f"payments credited {len(credits_per_order)}, certificates issued {len(done)}, "
@@ -267,7 +328,7 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, workdi
                   "FAILED" + ("" if enough else f": only {len(journeys.completed)} journeys completed"))
     text = "\n".join(report) + "\n"
     print(text, end="")
-    target = Path(os.environ.get("FAULT_SUITE_REPORT", "var/fault-suite.txt"))
+    target = Path(os.environ.get("FAULT_SUITE_REPORT", f"var/fault-suite-{backend}.txt"))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return 0 if report[-1] == "PASSED" else 1

@@ -1,15 +1,22 @@
-"""Prometheus metrics for every service: entrypoint counts, latency, errors, outbox backlog.
+"""Prometheus metrics for every service: entrypoint counts, latency, errors, outbox backlog; and the
+service's probes.
 
-Each service serves them on its own port (``METRICS_PORT``; 0 or absent means not served, which the
-in-process tests use)."""
+Each service serves, on its own port (``METRICS_PORT``; 0 or absent means not served, which the in-process
+tests use): ``/metrics``; ``/health`` (the process answers: a liveness probe); ``/ready`` (200 when its
+database and the broker answer within two seconds, else 503 naming which does not: a readiness probe)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import socketserver
+import threading
 import time
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from nameko.extensions import DependencyProvider
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 from credence_common.errors import CredenceError
 
@@ -40,17 +47,79 @@ _KINDS = {"Rpc": "rpc", "EventHandler": "event", "HttpRequestHandler": "http", "
 _served_ports: set[int] = set()
 
 
-def serve_metrics(port: int, address: str = "0.0.0.0") -> None:
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):  # probes every few seconds would drown the log
+        pass
+
+
+def check_database(db_uri: str | None) -> str:
+    if not db_uri:
+        return "ok"
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from credence_common.db import normalise_db_uri
+
+    uri = normalise_db_uri(db_uri)
+    engine = create_engine(uri, poolclass=NullPool, connect_args={"timeout": 2})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    finally:
+        engine.dispose()
+
+
+def check_broker(amqp_uri: str | None) -> str:
+    from kombu import Connection
+
+    try:
+        with Connection(amqp_uri, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+        return "ok"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+
+
+def probe_app(readiness: Callable[[], dict] | None):
+    metrics_app = make_wsgi_app()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/health", "/ready"):
+            return metrics_app(environ, start_response)
+        checks = (readiness() if readiness else {}) if path == "/ready" else {}
+        ready = all(value == "ok" for value in checks.values())
+        body = json.dumps({"status": ("ok" if path == "/health" else "ready" if ready else "not_ready"),
+                           **checks}).encode()
+        start_response("200 OK" if ready else "503 Service Unavailable",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def serve_metrics(port: int, address: str = "0.0.0.0", readiness: Callable[[], dict] | None = None) -> None:
     if port and port not in _served_ports:
-        start_http_server(port, addr=address)
+        server = make_server(address, port, probe_app(readiness), server_class=_ThreadingServer,
+                             handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
         _served_ports.add(port)
-        log.info("metrics on http://%s:%s/metrics", address, port)
+        log.info("metrics and probes on http://%s:%s/metrics, /health, /ready", address, port)
 
 
 class Metrics(DependencyProvider):
     def setup(self):
-        serve_metrics(int(self.container.config.get("METRICS_PORT") or 0),
-                      self.container.config.get("METRICS_ADDRESS", "0.0.0.0"))
+        config = self.container.config
+        serve_metrics(int(config.get("METRICS_PORT") or 0), config.get("METRICS_ADDRESS", "0.0.0.0"),
+                      lambda: {"database": check_database(config.get("DB_URI")),
+                               "broker": check_broker(config.get("AMQP_URI"))})
         self._started: dict[int, float] = {}
 
     def worker_setup(self, worker_ctx):

@@ -138,6 +138,12 @@ def test_operations_endpoints(platform, journey):
         assert f'service="{spec_name}"' in service_metrics
     spec = get(platform, "/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/api/v1/certificate-checks" in spec["paths"]
+    for service in ("identity", "scoring", "certificates", "payments", "verification"):
+        probes = f"http://127.0.0.1:{platform.env[service.upper() + '_METRICS_PORT']}"
+        assert requests.get(probes + "/health", timeout=5).json() == {"status": "ok"}
+        ready = requests.get(probes + "/ready", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
 
 
 def test_public_verification_survives_the_certificates_service_dying(platform, journey):

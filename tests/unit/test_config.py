@@ -213,3 +213,18 @@ def test_secrets_stay_strings_whatever_they_look_like(clean_env):
 
 def test_a_whitespace_secret_counts_as_empty():
     assert insecure_settings({"JWT_SECRET": "   "}) == ["JWT_SECRET"]
+
+
+def test_readiness_names_what_does_not_answer():
+    import json
+
+    from credence_common.metrics import check_broker, check_database, probe_app
+
+    assert check_database("postgresql://postgres@127.0.0.1:1/nothing").startswith("unreachable")
+    assert check_broker("pyamqp://guest:guest@127.0.0.1:1/").startswith("unreachable")
+    statuses = []
+    app = probe_app(lambda: {"database": "ok", "broker": "unreachable: OSError"})
+    body = b"".join(app({"PATH_INFO": "/ready"}, lambda status, headers: statuses.append(status)))
+    assert statuses == ["503 Service Unavailable"] and json.loads(body)["broker"] == "unreachable: OSError"
+    body = b"".join(app({"PATH_INFO": "/health"}, lambda status, headers: statuses.append(status)))
+    assert statuses[-1] == "200 OK" and json.loads(body) == {"status": "ok"}

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from credence_common.contracts.topology import subscriptions_published_by
 from credence_common.db import Database
 from credence_common.events import exchange_name, utcnow
+from credence_common.messaging import wait_for_broker
 from credence_common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class OutboxRelay(DependencyProvider):
 
     def start(self):
         self._running = True
-        self._connect()  # fail fast at start-up if the broker is unreachable; declares the queues
+        wait_for_broker(self.amqp_uri, self.service_name)  # start-up waits for the broker instead of crashing
+        self._connect()  # declares the queues
         self.container.spawn_managed_thread(self._run, identifier=f"{self.service_name}.outbox_relay")
 
     def stop(self):

@@ -33,7 +33,7 @@ from nameko.extensions import SharedExtension
 from nameko.messaging import QueueConsumer
 from prometheus_client import Gauge
 
-from credence_common.messaging import PermanentFailure
+from credence_common.messaging import PermanentFailure, wait_for_broker
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class ReliableEventHandler(EventHandler):
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
         self.max_attempts = max(1, int(config.get("EVENT_MAX_ATTEMPTS", 6)))
         self.delays = retry_delays(float(config.get("EVENT_RETRY_BASE_SECONDS", 1.0)), self.max_attempts)
+        wait_for_broker(self.amqp_uri, self.container.service_name)  # start-up waits instead of crashing
         with Connection(self.amqp_uri) as connection:
             declare_dead_letter_topology(connection, self.container.service_name, self.delays)
 

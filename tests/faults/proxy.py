@@ -70,9 +70,15 @@ class FaultProxy:
 
     def refuse(self, seconds: float) -> None:
         """Cut every connection and turn new ones away for a while, as a server that is down would."""
+        self.start_refusing()
+        time.sleep(seconds)
+        self.stop_refusing()
+
+    def start_refusing(self) -> None:
         self._refusing.set()
         self.drop()
-        time.sleep(seconds)
+
+    def stop_refusing(self) -> None:
         self._refusing.clear()
 
     def drop(self) -> int:

@@ -205,6 +205,20 @@ def second_instance(platform: Platform, name: str, seconds: float) -> None:
         extra.wait(timeout=30)
 
 
+def start_while_broker_unreachable(platform: Platform, proxy: FaultProxy, name: str) -> None:
+    """Restart a service while the broker cannot be reached: it must wait for it, not crash."""
+    proxy.start_refusing()
+    try:
+        platform.kill(name)
+        platform.start_one(BY_NAME[name])
+        time.sleep(6)
+        if platform.processes[name].poll() is not None:
+            raise RuntimeError(f"{name} exited while the broker was unreachable; see its log")
+    finally:
+        proxy.stop_refusing()
+    platform.wait_until_ready(BY_NAME[name], timeout=90)
+
+
 def duplicate_and_reorder(amqp_uri: str, subscriber: Subscriber) -> int:
     """Publish every certificate.issued event seen so far again, twice, newest first."""
     envelopes = list(subscriber.envelopes.values())[::-1]
@@ -266,6 +280,8 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
     fault("broker restart", broker.restart)
     fault("broker link dropped", proxy.drop)
     fault("broker link stalled 5 s", lambda: proxy.stall(5))
+    fault("payments restarted while the broker is unreachable", lambda: start_while_broker_unreachable(
+        platform, proxy, "payments"))
     if database_proxy is not None:
         fault("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5))
     fault("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber))
@@ -312,8 +328,8 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
     }
     internal_errors = sum(log.read_text(errors="replace").count("unexpected failure")
                           for log in platform.log_dir.glob("gateway*.log"))
-    report = [f"fault suite on {backend}", f"{'fault':<46} seconds"]
-    report += [f"{name:<46} {seconds:6.1f}" for name, seconds in faults]
+    report = [f"fault suite on {backend}", f"{'fault':<52} seconds"]
+    report += [f"{name:<52} {seconds:6.1f}" for name, seconds in faults]
     report += ["", f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
                    f"failed {len(journeys.failed)}",
                f"payments credited {len(credits_per_order)}, certificates issued {len(done)}, "

@@ -1,7 +1,7 @@
 """Benchmark the public check, the platform's hottest read path.
 
-Starts its own platform (SQLite, a throw-away RabbitMQ vhost, free ports), issues one certificate via
-the demo journey, then measures, in the same run:
+Starts its own platform (SQLite, or PostgreSQL with --backend postgresql; a throw-away RabbitMQ vhost, free
+ports), issues one certificate via the demo journey, then measures, in the same run:
   1. the verification service over nameko RPC, sequential (the service's own cost plus one hop);
   2. the same check over HTTP through the gateway, sequential and with concurrent clients;
   3. baseline: a single-process threaded WSGI app doing the same lookup straight from verification's
@@ -154,6 +154,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="the services' databases (and the WSGI baseline's): SQLite files or PostgreSQL "
+                             "databases created for the run on CREDENCE_BENCH_POSTGRES (default the local server)")
     args = parser.parse_args()
     quiet_client_logging()
 
@@ -169,8 +172,7 @@ def main() -> int:
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
-    for service in SERVICE_NAMES:
-        env[f"{service.upper()}_DB_URI"] = f"sqlite:///{workdir / service}.sqlite"
+    databases = create_databases(args.backend, workdir, env)
     platform = Platform(env, workdir / "log")
     try:
         platform.migrate()
@@ -178,7 +180,8 @@ def main() -> int:
         journey = run_journey(platform.gateway_url, say=lambda _line: None)
         check = {"holder_name": journey["full_name"],
                  "certificate_number": journey["certificate"]["certificate_number"]}
-        print(f"Public check benchmark ({args.seconds:.0f}s each, SQLite, loopback, 2 cores)\n")
+        print(f"Public check benchmark ({args.seconds:.0f}s each, {args.backend}, loopback, "
+              f"{os.cpu_count()} cores)\n")
 
         from nameko.standalone.rpc import ServiceRpcProxy
 
@@ -207,7 +210,49 @@ def main() -> int:
     finally:
         platform.stop()
         requests.delete(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10)
+        drop_databases(databases)
     return 0
+
+
+POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_BENCH_POSTGRES",
+                                    os.environ.get("CREDENCE_TEST_POSTGRES",
+                                                   "postgresql://postgres@127.0.0.1:5432/postgres"))
+
+
+def create_databases(backend: str, workdir: Path, env: dict) -> list[str]:
+    """Point each service at its database; PostgreSQL ones are created here and dropped at the end."""
+    if backend == "sqlite":
+        for service in SERVICE_NAMES:
+            env[f"{service.upper()}_DB_URI"] = f"sqlite:///{workdir / service}.sqlite"
+        return []
+    from sqlalchemy import create_engine, text
+
+    from credence_common.db import normalise_db_uri
+
+    admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
+    names = []
+    with admin.connect() as connection:
+        for service in SERVICE_NAMES:
+            name = f"credence_bench_{service}_{uuid.uuid4().hex[:8]}"
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            names.append(name)
+            env[f"{service.upper()}_DB_URI"] = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+    admin.dispose()
+    return names
+
+
+def drop_databases(names: list[str]) -> None:
+    if not names:
+        return
+    from sqlalchemy import create_engine, text
+
+    from credence_common.db import normalise_db_uri
+
+    admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ class IdempotentRpc(Rpc):
 
 
 def rpc(fn=None, **kwargs):
-    kwargs.setdefault("expected_exceptions", CredenceError)
+    # a replayed answer is an outcome, not a fault: logged in one line, like a refusal
+    kwargs.setdefault("expected_exceptions", (CredenceError, StoredAnswer))
     if fn is None:
         return IdempotentRpc.decorator(**kwargs)
     return IdempotentRpc.decorator(**kwargs)(fn)

@@ -245,17 +245,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
     platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend)
+    outcome = 1
     try:
         platform.migrate()
         platform.start()
-        return run_faults(platform, broker, proxy, database_proxy, databases, args.backend)
+        outcome = run_faults(platform, broker, proxy, database_proxy, databases, args.backend)
+        return outcome
     finally:
         platform.stop()
         proxy.close()
         broker.stop()
         if database_proxy is not None:
             database_proxy.close()
-            drop_databases(databases)
+            if outcome == 0:
+                drop_databases(databases)
+            else:  # kept for the post-mortem, with the logs in the work directory
+                print(f"kept for inspection: {workdir} and databases {sorted(databases.values())}")
 
 
 def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, database_proxy: FaultProxy | None,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import eventlet
+from kombu import Connection
 from pydantic import ValidationError
 from sqlalchemy import Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -110,11 +112,6 @@ def read_event(message: dict, payload_model: type[EventPayload]) -> ReceivedEven
 def wait_for_broker(amqp_uri: str, who: str, first_delay: float = 0.5, longest_delay: float = 10.0) -> None:
     """Block until the broker accepts a connection, retrying with backoff: a service started before its
     broker (or during a broker restart) waits instead of crashing into a restart loop."""
-    import logging
-
-    import eventlet
-    from kombu import Connection
-
     delay = first_delay
     while True:
         try:
@@ -122,7 +119,7 @@ def wait_for_broker(amqp_uri: str, who: str, first_delay: float = 0.5, longest_d
                 connection.ensure_connection(max_retries=1)
             return
         except Exception as exc:
-            logging.getLogger(__name__).warning("%s: waiting for the broker (%s: %s); next try in %.1f s", who,
-                                                type(exc).__name__, exc, delay)
+            log.warning("%s: waiting for the broker (%s: %s); next try in %.1f s", who, type(exc).__name__, exc,
+                        delay)
             eventlet.sleep(delay)
             delay = min(longest_delay, delay * 2)

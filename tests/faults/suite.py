@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="The fault suite (see the module's docstring).")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--only", metavar="TEXT", help="strike only the faults whose name contains TEXT")
+    parser.add_argument("--rounds", type=int, default=1, help="strike the faults this many times (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # reconnecting clients chatter while the broker is away
     if not rabbitmq_available():
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         platform.migrate()
         platform.start()
-        outcome = run_faults(platform, broker, proxy, database_proxy, databases, args.backend)
+        outcome = run_faults(platform, broker, proxy, database_proxy, databases, args.backend, args.only,
+                             args.rounds)
         return outcome
     finally:
         platform.stop()
@@ -264,32 +267,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, database_proxy: FaultProxy | None,
-               dbs: dict[str, str], backend: str) -> int:
+               dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1) -> int:
     subscriber = Subscriber(broker.amqp_uri)
     subscriber.start()
     journeys = Journeys(platform.gateway_url)
     journeys.start()
     faults: list[tuple[str, float]] = []
 
-    def fault(name: str, action) -> None:
-        began = time.monotonic()
-        action()
-        faults.append((name, time.monotonic() - began))
-        time.sleep(4)  # journeys make progress between faults
+    plan: list[tuple[str, object]] = []
+    for service in (*SERVICE_NAMES, "gateway"):
+        plan.append((f"SIGKILL {service}, restart", lambda s=service: (platform.kill(s), restart(platform, s))))
+    for service in ("verification", "scoring"):
+        plan.append((f"second {service} instance for 8 s", lambda s=service: second_instance(platform, s, 8)))
+    plan += [("broker restart", broker.restart),
+             ("broker link dropped", proxy.drop),
+             ("broker link stalled 5 s", lambda: proxy.stall(5)),
+             ("payments restarted while the broker is unreachable",
+              lambda: start_while_broker_unreachable(platform, proxy, "payments"))]
+    if database_proxy is not None:
+        plan.append(("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5)))
+    plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))
+    plan = [(name, action) for name, action in plan if not only or only in name]
+    if not plan:
+        raise SystemExit(f"no fault's name contains {only!r}")
 
     time.sleep(8)
-    for service in (*SERVICE_NAMES, "gateway"):
-        fault(f"SIGKILL {service}, restart", lambda s=service: (platform.kill(s), restart(platform, s)))
-    for service in ("verification", "scoring"):
-        fault(f"second {service} instance for 8 s", lambda s=service: second_instance(platform, s, 8))
-    fault("broker restart", broker.restart)
-    fault("broker link dropped", proxy.drop)
-    fault("broker link stalled 5 s", lambda: proxy.stall(5))
-    fault("payments restarted while the broker is unreachable", lambda: start_while_broker_unreachable(
-        platform, proxy, "payments"))
-    if database_proxy is not None:
-        fault("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5))
-    fault("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber))
+    for _round in range(rounds):
+        for name, action in plan:
+            began = time.monotonic()
+            action()
+            faults.append((name, time.monotonic() - began))
+            time.sleep(4)  # journeys make progress between faults
     time.sleep(6)
     journeys.stop()
 

@@ -21,6 +21,7 @@ from credence_common.db import Database
 from credence_common.events import exchange_name, utcnow
 from credence_common.messaging import wait_for_broker
 from credence_common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from credence_common.queues import QUORUM, declare_event_queue, preferred_queue_type
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,19 @@ def event_exchange(publisher: str) -> Exchange:
     return Exchange(exchange_name(publisher), type="topic", durable=True, delivery_mode=2, auto_delete=False)
 
 
-def declare_topology(channel, publisher: str) -> None:
+def declare_topology(connection: Connection, publisher: str, queue_type: str = QUORUM) -> None:
     """The exchange this service publishes to and the queues of every internal subscriber."""
     exchange = event_exchange(publisher)
-    exchange(channel).declare()
+    channel = connection.channel()
+    try:
+        exchange(channel).declare()
+    finally:
+        channel.close()
     for subscription in subscriptions_published_by(publisher):
-        Queue(
-            subscription.queue_name,
-            exchange=exchange,
-            routing_key=subscription.event.event_type,
-            durable=True,
-            auto_delete=False,
-            exclusive=False,
-        )(channel).declare()
+        # the same declaration as the consumer's (credence_common.reliable_events), or the broker refuses one
+        declare_event_queue(connection, Queue(subscription.queue_name, exchange=exchange,
+                                              routing_key=subscription.event.event_type, durable=True),
+                            queue_type)
 
 
 class OutboxRelay(DependencyProvider):
@@ -60,6 +61,7 @@ class OutboxRelay(DependencyProvider):
         self.poll_interval = float(self.container.config.get("OUTBOX_POLL_INTERVAL", self.poll_interval))
         self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.exchange = event_exchange(self.service_name)
+        self.queue_type = preferred_queue_type(self.container.config)
 
     def start(self):
         self._running = True
@@ -80,8 +82,8 @@ class OutboxRelay(DependencyProvider):
             return
         connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
         connection.ensure_connection(max_retries=3)
+        declare_topology(connection, self.service_name, self.queue_type)
         channel = connection.channel()
-        declare_topology(channel, self.service_name)
         self._connection = connection
         self._producer = Producer(channel, exchange=self.exchange)
 

@@ -34,6 +34,7 @@ from nameko.messaging import QueueConsumer
 from prometheus_client import Gauge
 
 from credence_common.messaging import PermanentFailure, wait_for_broker
+from credence_common.queues import QUORUM, declare_event_queue, preferred_queue_type
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,21 @@ def retry_queue_name(service: str, delay_seconds: float) -> str:
     return f"credence.retry.{service}.{round(delay_seconds * 1000)}ms"
 
 
-def declare_dead_letter_topology(connection: Connection, service: str, delays: list[float]) -> None:
+def retry_queue_arguments(delay_seconds: float) -> dict:
+    return {"x-message-ttl": max(1, round(delay_seconds * 1000)), "x-dead-letter-exchange": ""}
+
+
+def declare_dead_letter_topology(connection: Connection, service: str, delays: list[float],
+                                 queue_type: str = QUORUM) -> None:
     """The service's dead-letter queue and one delay queue per retry delay (idempotent)."""
-    channel = connection.channel()
-    try:
-        Queue(dead_letter_queue_name(service), durable=True)(channel).declare()
-        for delay in delays:
-            name = retry_queue_name(service, delay)
-            # fanout: the routing key is left alone, and on expiry the message is dead-lettered through the
-            # default exchange with that key, which is the name of the handler queue it came from
-            Queue(name, exchange=Exchange(name, type="fanout", durable=True), durable=True,
-                  queue_arguments={"x-message-ttl": max(1, round(delay * 1000)),
-                                   "x-dead-letter-exchange": ""})(channel).declare()
-    finally:
-        channel.close()
+    declare_event_queue(connection, Queue(dead_letter_queue_name(service), durable=True), queue_type)
+    for delay in delays:
+        name = retry_queue_name(service, delay)
+        # fanout: the routing key is left alone, and on expiry the message is dead-lettered through the
+        # default exchange with that key, which is the name of the handler queue it came from
+        declare_event_queue(connection, Queue(name, exchange=Exchange(name, type="fanout", durable=True),
+                                              durable=True, queue_arguments=retry_queue_arguments(delay)),
+                            queue_type)
 
 
 def _copy_headers(message) -> dict:
@@ -135,9 +137,12 @@ class ReliableEventHandler(EventHandler):
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
         self.max_attempts = max(1, int(config.get("EVENT_MAX_ATTEMPTS", 6)))
         self.delays = retry_delays(float(config.get("EVENT_RETRY_BASE_SECONDS", 1.0)), self.max_attempts)
+        queue_type = preferred_queue_type(config)
         wait_for_broker(self.amqp_uri, self.container.service_name)  # start-up waits instead of crashing
         with Connection(self.amqp_uri) as connection:
-            declare_dead_letter_topology(connection, self.container.service_name, self.delays)
+            declare_dead_letter_topology(connection, self.container.service_name, self.delays, queue_type)
+            # fixes the queue's arguments before nameko's consumer declares it (again on every reconnection)
+            declare_event_queue(connection, self.queue, queue_type)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:

@@ -1,0 +1,180 @@
+"""Event queues are quorum queues on a real broker; a platform upgraded from classic queues keeps running on
+them, and `python -m credence_common.queues migrate` converts them without losing a message."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from kombu import Connection, Producer, Queue
+
+from credence_common import queues
+from credence_common.contracts.events import CertificateIssuedV1
+from credence_common.contracts.topology import SUBSCRIPTIONS
+from credence_common.events import make_envelope
+from credence_common.outbox_relay import declare_topology, event_exchange
+from credence_common.queues import CLASSIC, QUORUM, EventQueue, QueueBusy, declare_event_queue, queue_state
+from credence_common.reliable_events import dead_letter_queue_name, retry_queue_name
+from services.verification.service import VerificationService
+from tests.integration.conftest import publish_event, query, wait_for
+from tests.integration.test_verification import issued, revoked
+
+ISSUED_QUEUE = next(s for s in SUBSCRIPTIONS if s.event is CertificateIssuedV1)
+
+
+def event_queue(name: str = "test.events") -> EventQueue:
+    return EventQueue(name, "verification", [(event_exchange("certificates"), CertificateIssuedV1.event_type)])
+
+
+def publish(amqp_uri: str, count: int) -> list[str]:
+    ids = []
+    with Connection(amqp_uri) as connection:
+        producer = Producer(connection.channel(), exchange=event_exchange("certificates"))
+        for _ in range(count):
+            envelope = make_envelope(issued())
+            producer.publish(envelope.model_dump_json(), routing_key=CertificateIssuedV1.event_type,
+                             content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                             headers={"x-credence-attempt": 2}, declare=[event_exchange("certificates")])
+            ids.append(envelope.id)
+    return ids
+
+
+def drain(amqp_uri: str, name: str) -> list[tuple[str, dict]]:
+    taken = []
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        while (message := channel.basic_get(name, no_ack=True)) is not None:
+            taken.append((json.loads(message.body)["id"], dict(message.headers or {})))
+    return taken
+
+
+def test_a_new_queue_is_a_quorum_queue_and_its_declaration_can_be_repeated(rabbit_config):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:
+        queue = event_queue().queue(QUORUM)
+        assert declare_event_queue(connection, queue, QUORUM) == QUORUM
+        assert queue.queue_arguments == {"x-queue-type": "quorum"}
+        assert declare_event_queue(connection, queue, QUORUM) == QUORUM  # again: a no-op, not a refusal
+        assert queue_state(connection, event_queue()).queue_type == QUORUM
+    publish(amqp, 2)
+    with Connection(amqp) as connection:
+        assert queue_state(connection, event_queue()).messages == 2  # bound to the publisher's exchange
+
+
+def test_an_existing_classic_queue_is_kept_and_named_in_the_log(rabbit_config, caplog):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:
+        Queue("test.events", exchange=event_exchange("certificates"), routing_key=CertificateIssuedV1.event_type,
+              durable=True)(connection.channel()).declare()  # as an earlier release declared it
+        queue = event_queue().queue(QUORUM)
+        with caplog.at_level(logging.WARNING, logger="credence_common.queues"):
+            assert declare_event_queue(connection, queue, QUORUM) == CLASSIC
+        assert "credence_common.queues migrate" in caplog.text
+        assert queue.queue_arguments["x-queue-type"] == CLASSIC  # what nameko's consumer will declare too
+
+
+def test_migrate_keeps_every_message_its_headers_and_its_binding(rabbit_config):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:
+        Queue("test.events", exchange=event_exchange("certificates"), routing_key=CertificateIssuedV1.event_type,
+              durable=True)(connection.channel()).declare()
+    waiting = publish(amqp, 5)
+    with Connection(amqp) as connection:
+        assert queues.migrate_queue(connection, event_queue(), QUORUM) == 5
+        state = queue_state(connection, event_queue())
+        assert (state.queue_type, state.messages) == (QUORUM, 5)
+        assert queue_state(connection, event_queue("test.events.migrating")).queue_type is None  # cleaned up
+        assert queues.migrate_queue(connection, event_queue(), QUORUM) == 0  # already done: nothing to do
+    later = publish(amqp, 1)  # still bound after the conversion
+    taken = drain(amqp, "test.events")
+    assert [event_id for event_id, _headers in taken] == waiting + later  # in order, none lost, none doubled
+    assert all(headers.get("x-credence-attempt") == 2 for _id, headers in taken)
+
+
+def test_migrate_refuses_a_queue_with_consumers_or_with_retries_on_their_way(rabbit_config):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:
+        channel = connection.channel()
+        Queue("test.events", durable=True)(channel).declare()
+        channel.basic_consume("test.events", callback=lambda message: None)
+        with Connection(amqp) as other:
+            with pytest.raises(QueueBusy, match="consumer"):
+                queues.migrate_queue(other, event_queue(), QUORUM)
+        channel.close()
+        pending = queues.QueueState("credence.retry.verification.100ms", "verification", QUORUM, 1, 0)
+        with pytest.raises(QueueBusy, match="retr"):
+            queues.migrate_queue(connection, event_queue(), QUORUM, [pending])
+        assert queue_state(connection, event_queue()).queue_type == CLASSIC  # refused: nothing changed
+
+
+def test_a_service_declares_quorum_queues_and_retries_through_them(start_service):
+    container, config = start_service(VerificationService, EVENT_MAX_ATTEMPTS=3, EVENT_RETRY_BASE_SECONDS=0.05)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    declared = {q.name: q for q in queues.platform_queues(0.05, 3)}
+    with Connection(amqp) as connection:
+        for name in (ISSUED_QUEUE.queue_name, dead_letter_queue_name("verification"),
+                     retry_queue_name("verification", 0.05), retry_queue_name("verification", 0.2)):
+            assert queue_state(connection, declared[name]).queue_type == QUORUM, name
+        declare_topology(connection, "certificates")  # the publisher's declaration agrees with the consumer's
+    publish_event(amqp, revoked())  # fails until its issue arrives: retried through the quorum delay queues
+    publish_event(amqp, issued())
+    wait_for(lambda: query(db, "select status from verifiable_certificates") == [("revoked",)],
+             what="the issue applied, then the retried revocation")
+
+
+def test_a_service_started_on_classic_queues_keeps_them_and_migrate_converts_them(rabbit_config, start_service):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:  # an earlier release: classic queues, one event waiting
+        Queue(ISSUED_QUEUE.queue_name, exchange=event_exchange("certificates"),
+              routing_key=CertificateIssuedV1.event_type, durable=True)(connection.channel()).declare()
+    container, config = start_service(VerificationService, EVENT_RETRY_BASE_SECONDS=0.05)
+    publish_event(amqp, issued())
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from verifiable_certificates") == [(1,)],
+             what="applied from the classic queue")
+    container.stop()  # the operator stops the service's consumers, then converts its queues
+    issued_queue = EventQueue(ISSUED_QUEUE.queue_name, "verification",
+                              [(event_exchange("certificates"), CertificateIssuedV1.event_type)])
+    with Connection(amqp) as connection:
+        assert queue_state(connection, issued_queue).queue_type == CLASSIC
+        publish(amqp, 1)  # arrives while the service is down
+        assert queues.migrate_queue(connection, issued_queue, QUORUM) == 1
+    container, config = start_service(VerificationService, EVENT_RETRY_BASE_SECONDS=0.05)  # on a fresh database
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from verifiable_certificates") == [(1,)],
+             what="the event that waited through the conversion applied")
+    with Connection(amqp) as connection:
+        assert queue_state(connection, issued_queue).queue_type == QUORUM
+
+
+def test_the_command_line_shows_and_migrates_a_services_queues(rabbit_config, monkeypatch, capsys):
+    amqp = rabbit_config["AMQP_URI"]
+    monkeypatch.setenv("AMQP_URI", amqp)
+    monkeypatch.setenv("EVENT_RETRY_BASE_SECONDS", "0.05")
+    monkeypatch.setenv("EVENT_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("COLUMNS", "200")  # the table in full, as on a wide terminal
+    with Connection(amqp) as connection:
+        channel = connection.channel()
+        Queue(ISSUED_QUEUE.queue_name, exchange=event_exchange("certificates"),
+              routing_key=CertificateIssuedV1.event_type, durable=True)(channel).declare()
+        Queue(dead_letter_queue_name("verification"), durable=True)(channel).declare()
+    publish(amqp, 3)
+    assert queues.main(["status", "verification"]) == 0
+    shown = capsys.readouterr().out
+    assert ISSUED_QUEUE.queue_name[:30] in shown and "classic" in shown and "not declared" in shown
+    assert queues.main(["migrate", "verification"]) == 0
+    out = capsys.readouterr().out
+    assert "3 moved" in out
+    with Connection(amqp) as connection:
+        for name in (ISSUED_QUEUE.queue_name, dead_letter_queue_name("verification")):
+            assert queue_state(connection, EventQueue(name, "verification")).queue_type == QUORUM
+        assert queue_state(connection, EventQueue(ISSUED_QUEUE.queue_name, "verification")).messages == 3
+    assert queues.main(["migrate", "nobody"]) == 2
+
+
+def test_an_unknown_queue_type_setting_is_refused():
+    with pytest.raises(ValueError, match="quorum"):
+        queues.preferred_queue_type({"EVENT_QUEUE_TYPE": "mirrored"})
+    assert queues.preferred_queue_type({}) == QUORUM
+    assert queues.queue_arguments(QUORUM, {"x-message-ttl": 5, "x-dead-letter-exchange": ""}) == {
+        "x-message-ttl": 5, "x-dead-letter-exchange": "", "x-queue-type": "quorum",
+        "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}

@@ -147,6 +147,10 @@ class ReliableEventHandler(EventHandler):
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
+            retried = int((message.headers or {}).get(ATTEMPT_HEADER, 0))
+            if retried:  # the end of the warnings logged for its failed attempts
+                log.warning("%s: attempt %d on %s succeeded", self.container.service_name, retried + 1,
+                            self.queue.name)
             return
         error = exc_info[1]
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0)) + 1

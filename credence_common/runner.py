@@ -60,12 +60,72 @@ def main(argv: list[str]) -> int:
     except ConfigurationRefused as refusal:
         print(refusal, file=sys.stderr)
         return 3
-    from nameko.cli.run import run
-
     logging.getLogger(__name__).info("starting %s", service_cls.name)
     tune_garbage_collector()
-    run([service_cls], config)
-    return 0
+    return run(service_cls, config, grace_seconds=float(config.get("SHUTDOWN_GRACE_SECONDS", 25)))
+
+
+def run(service_cls, config: dict, grace_seconds: float) -> int:
+    """``nameko run``, with a shutdown that cannot hang.
+
+    SIGTERM (or SIGINT) drains: nameko stops taking messages, lets the running workers finish (their replies
+    and acks go out) and stops. If that takes longer than ``grace_seconds`` (a broker that is gone keeps
+    nameko's consumer in its reconnect loop, and its stop would wait for ever), or a second signal comes,
+    the service is killed: unacknowledged messages go back to their queues and are redelivered, which the
+    consumers' idempotence makes harmless. Returns 0 after a drain, 1 after a kill. The default 25 s stays
+    under Kubernetes' 30 s before SIGKILL."""
+    import os
+    import signal
+
+    from nameko.runners import ServiceRunner
+
+    log = logging.getLogger(__name__)
+    runner = ServiceRunner(config)
+    runner.add_service(service_cls)
+    outcome = {"code": 0, "stopping": False}
+
+    def kill(reason: str) -> None:
+        if outcome["code"] != 0:
+            return
+        outcome["code"] = 1
+        log.error("%s: %s; killing it (unacknowledged messages are redelivered)", service_cls.name, reason)
+        eventlet.spawn_n(runner.kill)
+        # nameko's kill can block in the same reconnect loop as its stop: the process ends regardless, and
+        # the broker puts back whatever it had handed to this process when its connection goes
+        eventlet.sleep(2)
+        logging.shutdown()
+        os._exit(1)
+
+    def drain() -> None:
+        log.info("%s: stopping: no new work, waiting for running workers (at most %.0f s)", service_cls.name,
+                 grace_seconds)
+        watchdog = eventlet.spawn_after(grace_seconds, kill, f"did not stop within {grace_seconds:.0f} s")
+        runner.stop()
+        watchdog.cancel()
+
+    def on_signal(signum, _frame) -> None:
+        # a signal handler runs on the main loop and cannot block on eventlet: the work goes to a green thread
+        if outcome["stopping"]:
+            eventlet.spawn_n(kill, f"second {signal.Signals(signum).name}")
+            return
+        outcome["stopping"] = True
+        eventlet.spawn_n(drain)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.start()
+    waiter = eventlet.spawn(runner.wait)
+    while True:
+        try:
+            waiter.wait()
+            break
+        except InterruptedError:  # a signal arrived while the main green thread waited: keep waiting
+            continue
+        except Exception:  # a container died: nameko has already logged why
+            log.exception("%s: stopped by an error", service_cls.name)
+            return 1
+    log.info("%s: stopped", service_cls.name)
+    return outcome["code"]
 
 
 if __name__ == "__main__":

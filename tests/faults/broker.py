@@ -66,6 +66,13 @@ class TestBroker:
     def stop(self) -> None:
         subprocess.run([_ctl(), "-n", self.node, "stop"], env=self.env, capture_output=True, timeout=60)
 
+    def queues(self) -> list[str]:
+        """Every queue with its ready and unacknowledged messages and consumers (for a post-mortem)."""
+        listed = subprocess.run([_ctl(), "-n", self.node, "list_queues", "-q", "name", "type", "messages_ready",
+                                 "messages_unacknowledged", "consumers"], env=self.env, capture_output=True,
+                                text=True, timeout=60)
+        return listed.stdout.splitlines()
+
     def restart(self) -> float:
         """Stop and start again (durable queues and persistent messages survive); returns the seconds it was
         down."""

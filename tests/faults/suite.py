@@ -309,12 +309,21 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
         return dict(rows(dbs["certificates"], "SELECT certificate_id, certificate_number FROM certificates "
                                               "WHERE status = 'issued'"))
 
+    def awaiting_payment() -> set[str]:
+        return {r[0] for r in rows(dbs["certificates"], "SELECT certificate_id FROM certificates WHERE status IN "
+                                                        "('awaiting_candidate_payment', "
+                                                        "'awaiting_institution_payment')")}
+
+    def fee_dues() -> set[str]:
+        return {r[0] for r in rows(dbs["payments"], "SELECT reference_id FROM payment_dues WHERE purpose = "
+                                                    "'certificate_fee'")}
+
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # let every event settle
         done = issued()
         verified = {r[0] for r in rows(dbs["verification"], "SELECT certificate_number FROM verifiable_certificates")}
         if paid_certificates() <= set(done) and set(done.values()) <= verified \
-                and set(done) <= {c for _e, c in subscriber.deliveries}:
+                and set(done) <= {c for _e, c in subscriber.deliveries} and awaiting_payment() <= fee_dues():
             break
         time.sleep(1)
     subscriber.stopping = True
@@ -326,7 +335,9 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
     credits_per_order = Counter(r[0] for r in rows(dbs["payments"], "SELECT order_number FROM provider_payments"))
     certificates_per_result = Counter(r[0] for r in rows(dbs["certificates"], "SELECT candidate_id || '/' || "
                                                                               "program_code FROM certificates"))
+    unbilled = awaiting_payment() - fee_dues()
     lost = {
+        "certificates awaiting payment that payments has no due for": len(unbilled),
         "payments without their certificate": len(paid - set(done)),
         "certificates issued without a payment": len(set(done) - paid),
         "certificates verification does not know": len(set(done.values()) - verified),
@@ -351,6 +362,11 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
                f"answers 500 = {internal_errors}"]
     report += [f"  {what}: {count}" for what, count in {**lost, **duplicated}.items() if count]
     report += [f"  failed journey: {reason}" for reason in journeys.failed[:10]]
+    if sum(lost.values()):  # for the post-mortem: which ones, and where their messages are
+        report += [f"  unbilled certificate: {c}" for c in sorted(unbilled)[:5]]
+        report += [f"  paid, not issued: {c}" for c in sorted(paid - set(done))[:5]]
+        report += ["  queues (name, type, ready, unacknowledged, consumers):"]
+        report += [f"    {line}" for line in broker.queues()]
     enough = len(journeys.completed) >= 5  # the faults did not simply stop all work
     report.append("PASSED" if not sum(lost.values()) and not sum(duplicated.values()) and enough
                   and not internal_errors else

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 
 import eventlet
 from nameko.extensions import DependencyProvider
@@ -50,7 +51,21 @@ def make_engine(db_uri: str) -> Engine:
 
         return engine
     return create_engine(db_uri, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800,
-                         hide_parameters=True)
+                         hide_parameters=True, connect_args=postgresql_connect_args())
+
+
+def postgresql_connect_args() -> dict:
+    """No worker may wait for ever on the database, nor hold its locks for ever.
+
+    The fault suite found a worker that stopped half-way through a transaction (its link to the server had
+    gone quiet without closing): it held a row lock that every later login queued behind, and the message it
+    was handling was neither done nor returned. The server now ends a transaction left idle for
+    ``DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`` (60; its locks go with it, and closing the connection wakes
+    the client), and the client gives up on a socket silent for ``DB_SOCKET_TIMEOUT_SECONDS`` (300: a bulk
+    import's single statement can run for a minute without a byte coming back)."""
+    idle_seconds = float(os.environ.get("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 60))
+    return {"timeout": float(os.environ.get("DB_SOCKET_TIMEOUT_SECONDS", 300)),
+            "startup_params": {"idle_in_transaction_session_timeout": str(int(idle_seconds * 1000))}}
 
 
 class CommitSignal:

@@ -65,6 +65,20 @@ def main(argv: list[str]) -> int:
     return run(service_cls, config, grace_seconds=float(config.get("SHUTDOWN_GRACE_SECONDS", 25)))
 
 
+def dump_green_threads() -> str:
+    """The stack of every green thread, for ``kill -USR1 <pid>``: py-spy and friends see only the hub's OS
+    thread, not the workers waiting on a socket or a lock."""
+    import traceback
+
+    import greenlet
+
+    stacks = []
+    for candidate in gc.get_objects():
+        if isinstance(candidate, greenlet.greenlet) and candidate.gr_frame is not None:
+            stacks.append("".join(traceback.format_stack(candidate.gr_frame)))
+    return f"{len(stacks)} green threads\n" + "\n".join(stacks)
+
+
 def run(service_cls, config: dict, grace_seconds: float) -> int:
     """``nameko run``, with a shutdown that cannot hang.
 
@@ -113,6 +127,8 @@ def run(service_cls, config: dict, grace_seconds: float) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: eventlet.spawn_n(
+        lambda: log.warning("%s: SIGUSR1: %s", service_cls.name, dump_green_threads())))
     runner.start()
     waiter = eventlet.spawn(runner.wait)
     while True:

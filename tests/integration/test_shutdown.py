@@ -111,3 +111,21 @@ def test_a_service_that_cannot_drain_is_killed_after_its_grace_period(rabbit_con
         if probe.poll() is None:
             probe.kill()
             probe.wait()
+
+
+def test_sigusr1_logs_where_every_green_thread_is_waiting(rabbit_config, tmp_path):
+    amqp = rabbit_config["AMQP_URI"]
+    probe = start_probe(tmp_path, amqp)
+    try:
+        wait_until_serving(amqp, probe)
+        marker = tmp_path / "started"
+        running = eventlet.spawn(call, amqp, 3, marker)
+        wait_for(marker.exists, what="the slow request started")
+        probe.send_signal(signal.SIGUSR1)
+        log = tmp_path / "probe.log"
+        wait_for(lambda: "green threads" in log.read_text(), what="the stacks logged")
+        assert 'shutdown_probe.py", line' in log.read_text() and "in work" in log.read_text()  # the worker
+        assert running.wait() == "done" and probe.poll() is None  # and the service goes on
+    finally:
+        probe.kill()
+        probe.wait()

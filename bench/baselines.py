@@ -3,6 +3,8 @@
     python -m bench.baselines wsgi PORT DB_URI       # a plain threaded WSGI app: the same lookup, straight from
                                                      # verification's database, in one process
     python -m bench.baselines echo AMQP_URI QUEUE    # a raw RabbitMQ RPC echo (pika): the bus's own round trip
+    python -m bench.baselines results PORT DB_URI JWT_SECRET   # a candidate's results: the token checked as the
+                                                     # gateway does, the same query as scoring, in one process
 """
 
 from __future__ import annotations
@@ -50,8 +52,32 @@ def wsgi_app(db_uri: str):
     return app
 
 
-def serve_wsgi(port: int, db_uri: str) -> None:
-    with make_server("127.0.0.1", port, wsgi_app(db_uri), server_class=ThreadingWSGIServer,
+def results_app(db_uri: str, jwt_secret: str):
+    from gateway.auth import TokenService
+
+    tokens = TokenService(jwt_secret)
+    engine = make_engine(db_uri)
+    query = text("SELECT r.result_id, r.ticket_number, r.program_code, p.program_name, r.course_code, r.sitting, "
+                 "r.outcome, r.final_score, r.published_at FROM exam_results r JOIN programs p "
+                 "ON p.program_code = r.program_code WHERE r.candidate_id = :candidate "
+                 "ORDER BY r.sitting, r.program_code")
+
+    def app(environ, start_response):
+        principal = tokens.principal_from_header(environ.get("HTTP_AUTHORIZATION"))
+        with engine.connect() as connection:
+            rows = connection.execute(query, {"candidate": principal.subject}).all()
+        payload = json.dumps({"results": [
+            {"result_id": r[0], "ticket_number": r[1], "program_code": r[2], "program_name": r[3],
+             "course_code": r[4] or None, "sitting": r[5], "status": r[6], "final_score": r[7],
+             "published_at": r[8].isoformat() if r[8] else None} for r in rows]}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    return app
+
+
+def serve_wsgi(port: int, db_uri: str, app=None) -> None:
+    with make_server("127.0.0.1", port, app or wsgi_app(db_uri), server_class=ThreadingWSGIServer,
                      handler_class=QuietHandler) as server:
         print("ready", flush=True)
         server.serve_forever()
@@ -102,5 +128,7 @@ if __name__ == "__main__":
     kind, *rest = sys.argv[1:]
     if kind == "wsgi":
         serve_wsgi(int(rest[0]), rest[1])
+    elif kind == "results":
+        serve_wsgi(int(rest[0]), rest[1], results_app(rest[1], rest[2]))
     else:
         serve_echo(rest[0], rest[1])

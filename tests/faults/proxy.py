@@ -57,7 +57,15 @@ class FaultProxy:
         except (OSError, EOFError):  # eventlet reports a socket closed under it as EOFError
             pass
         finally:
+            # shutdown, not just close: the other direction's thread is blocked in recv on the same socket, and
+            # a close() then sends nothing until that recv returns, which it never does (the server waits for
+            # the client). Without it a killed client's database session stayed open, holding its row locks,
+            # and work queued behind them for ever.
             for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     end.close()
                 except OSError:

@@ -1,0 +1,306 @@
+"""``make bench``: every hot path against its baseline, measured in one run, on PostgreSQL.
+
+Starts the whole platform as ``make run`` does (PostgreSQL databases created for the run, a throw-away RabbitMQ
+vhost, free ports), then, one scenario after another:
+
+  public check      POST /api/v1/certificate-checks, 32 clients (wrk)   vs a one-process WSGI app doing the same
+                                                                        look-up, and vs a raw pika RPC echo
+  result reading    GET /api/v1/me/results, N candidates' tokens in      vs a one-process WSGI app checking the same
+                    turn, 64 clients (wrk)                               token and running the same query; pika echo
+  journeys          whole candidate journeys through the gateway,       (no baseline: the figure is the figure)
+                    a few at a time
+  issuance          N certificates paid, issued, their events delivered  vs raw pika publishing of N messages with
+                    to a subscriber                                      confirms
+  import            N course results imported (bench/result_import.py)   vs PostgreSQL COPY of the same rows
+
+and prints one table (throughput, p50, p99, baseline, ratio, target) and the peak memory of every process.
+The table also goes to ``var/bench-latest.md``; ``docs/performance.md`` keeps the one of record. Load comes
+from other processes (wrk, pika clients); nothing here asserts a time.
+
+    make bench                                  # the full run (about 15 minutes)
+    .venv/bin/python -m bench.suite --quick     # smaller sizes and shorter loads (about 3 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from bench import issuance, result_reading
+from bench.load import post_json, wrk_available
+from bench.public_check import MANAGEMENT, concurrent, create_databases, drop_databases, percentile
+from deploy.journey import run_journey
+from deploy.platform import Platform, free_port, quiet_client_logging
+from deploy.processes import PROCESSES
+
+JWT_SECRET = "bench-jwt-secret-" + "x" * 32
+
+
+@dataclass
+class Row:
+    scenario: str
+    throughput: float
+    unit: str
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    baseline: str = ""
+    baseline_throughput: float | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline_throughput:
+            return None
+        return self.throughput / self.baseline_throughput
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(rows: list[Row], memory: dict[str, float]) -> str:
+    lines = ["| scenario | throughput | p50 ms | p99 ms | baseline | baseline throughput | ratio | target | met |",
+             "|---|---:|---:|---:|---|---:|---:|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.scenario} | {_fmt(row.throughput)} {row.unit} | {_fmt(row.p50_ms, 1)} | "
+                     f"{_fmt(row.p99_ms, 1)} | {row.baseline or '-'} | "
+                     f"{_fmt(row.baseline_throughput)}{' ' + row.unit if row.baseline_throughput else ''} | "
+                     f"{_fmt(row.ratio, 2)} | {row.target or '-'} | "
+                     f"{'-' if row.met is None else ('yes' if row.met else 'NO')} |")
+    notes = [f"- {row.scenario}: {row.note}" for row in rows if row.note]
+    memory_line = ", ".join(f"{name} {mb:.0f}" for name, mb in memory.items())
+    return "\n".join(lines + [""] + notes + ["", f"Peak memory (MB, VmHWM): {memory_line}"]) + "\n"
+
+
+def peak_memory_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def start_baseline(*arguments: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "bench.baselines", *arguments], stdout=subprocess.PIPE,
+                               text=True)
+    if process.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"baseline {arguments[0]} did not start")
+    return process
+
+
+def echo_rate(amqp_uri: str, clients: int, seconds: float) -> tuple[float, float, float]:
+    """The raw RabbitMQ round trip (pika, direct reply-to) with ``clients`` concurrent callers."""
+    from bench.baselines import EchoClient
+
+    queue = f"bench-echo-{uuid.uuid4().hex[:8]}"
+    amqp = amqp_uri.replace("pyamqp://", "amqp://", 1)
+    echo = start_baseline("echo", amqp, queue)
+    try:
+        latencies, elapsed = concurrent(seconds, clients, lambda: EchoClient(amqp, queue).call)
+        return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
+    finally:
+        echo.terminate()
+
+
+def public_check(platform: Platform, env: dict, check: dict, args, workdir: Path, echo: float) -> Row:
+    url = platform.gateway_url + "/api/v1/certificate-checks"
+    gateway = post_json(url, check, args.seconds, 32, workdir)
+    port = free_port()
+    wsgi = start_baseline("wsgi", str(port), env["VERIFICATION_DB_URI"])
+    try:
+        baseline = post_json(f"http://127.0.0.1:{port}/", check, args.seconds, 32, workdir)
+    finally:
+        wsgi.terminate()
+    met = gateway.requests_per_second >= baseline.requests_per_second and gateway.p99_ms < 50 and not gateway.errors
+    return Row("public check, 32 clients", gateway.requests_per_second, "req/s", gateway.p50_ms, gateway.p99_ms,
+               "one-process WSGI + PostgreSQL", baseline.requests_per_second, ">= 1.0 x baseline, p99 < 50 ms", met,
+               f"baseline p99 {baseline.p99_ms:.1f} ms; raw pika RPC echo at 32 clients {echo:,.0f} calls/s "
+               f"(ratio {gateway.requests_per_second / echo:.2f})"
+               + (f"; {gateway.errors} errors" if gateway.errors else ""))
+
+
+def result_reads(platform: Platform, env: dict, args, workdir: Path) -> Row:
+    result_reading.seed_results(env["SCORING_DB_URI"], args.candidates, workdir)
+    tokens = result_reading.write_tokens(JWT_SECRET, args.candidates, workdir / "tokens.txt")
+    first = tokens.read_text().split("\n", 1)[0]
+    answer = requests.get(platform.gateway_url + "/api/v1/me/results", headers={"Authorization": f"Bearer {first}"},
+                          timeout=10)
+    answer.raise_for_status()
+    assert len(answer.json()["results"]) == len(result_reading.COURSES), answer.text
+    gateway = result_reading.get_with_tokens(platform.gateway_url + "/api/v1/me/results", tokens, args.seconds, 64,
+                                             workdir)
+    port = free_port()
+    wsgi = start_baseline("results", str(port), env["SCORING_DB_URI"], JWT_SECRET)
+    try:
+        baseline = result_reading.get_with_tokens(f"http://127.0.0.1:{port}/", tokens, args.seconds, 64, workdir)
+    finally:
+        wsgi.terminate()
+    echo, _p50, _p99 = echo_rate(env["AMQP_URI"], 64, args.seconds)
+    met = gateway.requests_per_second >= 0.8 * baseline.requests_per_second and gateway.p99_ms < 100 \
+        and not gateway.errors
+    return Row(f"result reading, {args.candidates:,} candidates, 64 clients", gateway.requests_per_second, "req/s",
+               gateway.p50_ms, gateway.p99_ms, "one-process WSGI + PostgreSQL", baseline.requests_per_second,
+               ">= 0.8 x baseline, p99 < 100 ms", met,
+               f"baseline p99 {baseline.p99_ms:.1f} ms; raw pika RPC echo at 64 clients {echo:,.0f} calls/s "
+               f"(ratio {gateway.requests_per_second / echo:.2f})"
+               + (f"; {gateway.errors} errors" if gateway.errors else ""))
+
+
+def journeys(platform: Platform, args) -> Row:
+    """Whole journeys (register, confirm, results, certificate, pay, verify) by ``args.journey_clients`` at once."""
+    durations: list[float] = []
+    failures: list[str] = []
+    stop = time.monotonic() + args.journey_seconds
+
+    def loop(client: int) -> None:
+        count = 0
+        while time.monotonic() < stop:
+            count += 1
+            began = time.perf_counter()
+            try:
+                run_journey(platform.gateway_url, say=lambda _line: None,
+                            source_address=f"127.0.{client + 1}.{count % 250 + 1}")
+                durations.append(time.perf_counter() - began)
+            except Exception as exc:  # reported, not raised: the figure counts completed journeys
+                failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(args.journey_clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    note = f"{len(durations)} journeys by {args.journey_clients} clients in {elapsed:.0f} s"
+    if failures:
+        note += f"; {len(failures)} failed, first: {failures[0]}"
+    return Row("whole candidate journeys", len(durations) / elapsed, "journeys/s",
+               percentile(durations, 0.5) if durations else None, percentile(durations, 0.99) if durations else None,
+               note=note)
+
+
+def bulk_issuance(platform: Platform, env: dict, args, workdir: Path) -> Row:
+    result = issuance.measure(platform, env["AMQP_URI"], args.certificates, workdir)
+    complete = result.events_received == result.count and result.issued_in_database >= result.count
+    return Row(f"issuance of {result.count:,} certificates, events delivered", result.issue_rate, "certificates/s",
+               baseline="raw pika publish with confirms", baseline_throughput=result.publish_rate,
+               target=">= 0.5 x baseline, every event delivered",
+               met=complete and result.issue_rate >= 0.5 * result.publish_rate,
+               note=f"{result.issued_in_database:,} issued in the database, {result.events_received:,} events "
+                    f"received in {result.issue_seconds:.1f} s; baseline published {result.count:,} in "
+                    f"{result.publish_seconds:.1f} s")
+
+
+def result_import(args) -> Row:
+    completed = subprocess.run([sys.executable, "-m", "bench.result_import", "--rows", str(args.import_rows)],
+                               capture_output=True, text=True, check=True)
+    out = completed.stdout
+    import_rate = float(re.search(r"^run_import \(child process\)\s+[\d,]+\s+[\d.]+\s+([\d,]+)", out, re.M)
+                        .group(1).replace(",", ""))
+    copy_rate = float(re.search(r"^raw COPY into exam_results_copy\s+[\d,]+\s+[\d.]+\s+([\d,]+)", out, re.M)
+                      .group(1).replace(",", ""))
+    peak = float(re.search(r"peak memory: (\d+) MB", out).group(1))
+    twin = re.search(r"ratio import/COPY into the indexed twin: ([\d.]+)", out)
+    return Row(f"import of {args.import_rows:,} course results", import_rate, "rows/s",
+               baseline="PostgreSQL COPY, bare table", baseline_throughput=copy_rate,
+               target=">= 0.5 x baseline, peak < 300 MB", met=import_rate >= 0.5 * copy_rate and peak < 300,
+               note=f"peak memory of the importing process {peak:.0f} MB"
+                    + (f"; against a COPY into a twin with exam_results' indexes: {twin.group(1)}" if twin else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each HTTP load")
+    parser.add_argument("--candidates", type=int, default=10_000)
+    parser.add_argument("--certificates", type=int, default=100_000)
+    parser.add_argument("--import-rows", type=int, default=1_000_000)
+    parser.add_argument("--journey-clients", type=int, default=4)
+    parser.add_argument("--journey-seconds", type=float, default=30.0)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes, 5-second loads")
+    parser.add_argument("--only", default="", help="comma-separated scenarios: check,read,journeys,issue,import")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.journey_seconds = 5.0, 15.0
+        args.candidates, args.certificates, args.import_rows = 1_000, 5_000, 100_000
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if not wrk_available():
+        print("wrk is missing: `make bench-tools` installs it")
+        return 2
+    quiet_client_logging()
+
+    vhost = f"credence_bench_{uuid.uuid4().hex[:8]}"
+    requests.put(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10).raise_for_status()
+    requests.put(f"{MANAGEMENT}/api/permissions/{vhost}/guest", timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    workdir = Path(tempfile.mkdtemp(prefix="credence-bench-"))
+    env = dict(os.environ, AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
+               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
+               CHECKS_PER_NUMBER_PER_MINUTE="0", OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING",
+               JWT_SECRET=JWT_SECRET, REPORT_DELAY_WORKING_DAYS="0")
+    for spec in PROCESSES:
+        if spec.metrics_port_env:
+            env[spec.metrics_port_env] = str(free_port())
+    databases = create_databases(args.backend, workdir, env)
+    platform = Platform(env, workdir / "log")
+    rows: list[Row] = []
+    memory: dict[str, float] = {}
+    try:
+        platform.migrate()
+        platform.start()
+        print(f"Credence benchmark on {args.backend}, {os.cpu_count()} cores, loopback "
+              f"({time.strftime('%Y-%m-%d %H:%M')})", flush=True)
+
+        def scenario(name: str, run) -> None:
+            if only and name not in only:
+                return
+            began = time.monotonic()
+            print(f"  {name} ...", end="", flush=True)
+            row = run()
+            rows.append(row)
+            print(f" {row.throughput:,.1f} {row.unit} ({time.monotonic() - began:.0f} s)", flush=True)
+
+        if not only or "check" in only:
+            journey = run_journey(platform.gateway_url, say=lambda _line: None)
+            check = {"holder_name": journey["full_name"],
+                     "certificate_number": journey["certificate"]["certificate_number"]}
+            echo32, _p50, _p99 = echo_rate(env["AMQP_URI"], 32, args.seconds)
+            scenario("check", lambda: public_check(platform, env, check, args, workdir, echo32))
+        scenario("read", lambda: result_reads(platform, env, args, workdir))
+        scenario("journeys", lambda: journeys(platform, args))
+        scenario("issue", lambda: bulk_issuance(platform, env, args, workdir))
+        for name, process in platform.processes.items():
+            peak = peak_memory_mb(process.pid)
+            if peak is not None:
+                memory[name] = peak
+        if args.backend == "postgresql":
+            scenario("import", lambda: result_import(args))
+    finally:
+        platform.stop()
+        requests.delete(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10)
+        drop_databases(databases)
+    text = table(rows, memory)
+    print("\n" + text, end="")
+    target = Path("var/bench-latest.md")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(f"Credence benchmark, {args.backend}, {os.cpu_count()} cores, "
+                      f"{time.strftime('%Y-%m-%d %H:%M')}{' (--quick)' if args.quick else ''}\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-tools bench-import clean
+.PHONY: install browser run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -60,7 +60,13 @@ docs: $(STAMP)
 	$(PY) -m gateway.access_doc > docs/access.md
 
 bench: $(STAMP) bench-tools
-	$(PY) -m bench.public_check
+	$(PY) -m bench.suite
+
+bench-quick: $(STAMP) bench-tools
+	$(PY) -m bench.suite --quick
+
+bench-check: $(STAMP) bench-tools
+	$(PY) -m bench.public_check --backend postgresql
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "Installing Debian's wrk (HTTP load generator)"; \

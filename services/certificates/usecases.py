@@ -43,7 +43,7 @@ from credence_common.contracts.events import (
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
-from credence_common.sequences import next_value
+from credence_common.sequences import next_value, next_value_outside
 from services.certificates import domain, proof_sheet
 from services.certificates.models import (
     CandidatePayer,
@@ -228,7 +228,7 @@ def correction_requests(session: Session, open_only: bool = True,
 def _new_number(session: Session, certificate: Certificate, now) -> str:
     region = certificate.ticket_number[:2]
     year = calendar.business_day(now).year  # the year of the issue date printed beside it, in Beijing
-    serial = next_value(session, NumberSequence, domain.serial_sequence_name(year, region))
+    serial = next_value_outside(session, NumberSequence, domain.serial_sequence_name(year, region))
     return format_certificate_number(year, region, serial)
 
 
@@ -460,10 +460,11 @@ def _deliver_step(session: Session, certificate: Certificate, action: str, actor
 
 
 def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules) -> None:
-    # Locked, so a batch being closed at this moment is waited for and then skipped (PostgreSQL re-reads the
-    # row after the wait): a certificate never lands in a batch that already went to the printer.
+    # Share-locked: issuers do not wait for each other, but a batch being closed at this moment (closing takes
+    # the row's update lock) is waited for and then skipped (PostgreSQL re-reads the row after the wait), so a
+    # certificate never lands in a batch that already went to the printer.
     batch = session.scalars(select(ProductionBatch).where(ProductionBatch.status == "open")
-                            .order_by(ProductionBatch.batch_number).limit(1).with_for_update()).first()
+                            .order_by(ProductionBatch.batch_number).limit(1).with_for_update(read=True)).first()
     if batch is None:
         batch = ProductionBatch(batch_id=str(uuid.uuid4()), batch_number=next_value(session, NumberSequence, "batch"),
                                 status="open", created_at=now)

@@ -75,7 +75,8 @@ def table(rows: list[Row], memory: dict[str, float]) -> str:
     lines = ["| scenario | throughput | p50 ms | p99 ms | baseline | baseline throughput | ratio | target | met |",
              "|---|---:|---:|---:|---|---:|---:|---|---|"]
     for row in rows:
-        lines.append(f"| {row.scenario} | {_fmt(row.throughput)} {row.unit} | {_fmt(row.p50_ms, 1)} | "
+        digits = 1 if row.throughput < 100 else 0  # journeys per second are few
+        lines.append(f"| {row.scenario} | {_fmt(row.throughput, digits)} {row.unit} | {_fmt(row.p50_ms, 1)} | "
                      f"{_fmt(row.p99_ms, 1)} | {row.baseline or '-'} | "
                      f"{_fmt(row.baseline_throughput)}{' ' + row.unit if row.baseline_throughput else ''} | "
                      f"{_fmt(row.ratio, 2)} | {row.target or '-'} | "

@@ -30,3 +30,19 @@ def test_wrk_figures_are_read_with_their_units():
 def test_microseconds_are_read_as_fractions_of_a_millisecond():
     result = parse_wrk(WRK_OUTPUT.replace("20.36ms", "850.00us"))
     assert result.p50_ms == 0.85
+
+
+def test_the_benchmark_table_shows_ratios_targets_and_memory():
+    from bench.suite import Row, table
+
+    rows = [Row("public check, 32 clients", 1500.0, "req/s", 12.0, 41.5, "one-process WSGI", 1000.0,
+                ">= 1.0 x baseline", True),
+            Row("issuance", 100.0, "certificates/s", baseline="raw publish", baseline_throughput=1000.0,
+                target=">= 0.5 x baseline", met=False, note="every event delivered"),
+            Row("whole candidate journeys", 2.5, "journeys/s")]
+    text = table(rows, {"gateway": 97.4, "scoring": 120.0})
+    assert "| public check, 32 clients | 1,500 req/s | 12.0 | 41.5 | one-process WSGI | 1,000 req/s | 1.50 |" in text
+    assert "| 0.10 | >= 0.5 x baseline | NO |" in text
+    assert "| whole candidate journeys | 2.5 journeys/s | - | - | - | - | - | - | - |" in text
+    assert "- issuance: every event delivered" in text
+    assert "Peak memory (MB, VmHWM): gateway 97, scoring 120" in text

@@ -9,6 +9,8 @@ vhost, free ports), then, one scenario after another:
                     turn, 64 clients (wrk)                               token and running the same query; pika echo
   journeys          whole candidate journeys through the gateway,       (no baseline: the figure is the figure)
                     a few at a time
+  scale             the first two loads again with a second verification and a second scoring instance, and
+                    how the calls divided between the instances (from each one's metrics)
   issuance          N certificates paid, issued, their events delivered  vs raw pika publishing of N messages with
                     to a subscriber                                      confirms
   import            N course results imported (bench/result_import.py)   vs PostgreSQL COPY of the same rows
@@ -223,6 +225,58 @@ def result_import(args) -> Row:
                     + (f"; against a COPY into a twin with exam_results' indexes: {twin.group(1)}" if twin else ""))
 
 
+def entrypoint_calls(metrics_port: int, entrypoint: str) -> float:
+    """``credence_entrypoint_calls_total`` of one entrypoint, from one process's metrics port."""
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    return sum(float(value) for value in re.findall(
+        r'^credence_entrypoint_calls_total\{[^}]*entrypoint="' + re.escape(entrypoint) + r'"[^}]*\} ([\d.e+]+)$',
+        text, re.M))
+
+
+def scale_out(platform: Platform, env: dict, check: dict | None, args, workdir: Path) -> list[Row]:
+    """A second instance of verification and of scoring (each its own process and metrics port, the same
+    queues): the loads again, and how the calls divided between the two instances."""
+    from deploy.processes import BY_NAME
+
+    extra: dict[str, tuple[subprocess.Popen, int]] = {}
+    rows = []
+    try:
+        for name in ("verification", "scoring"):
+            spec = BY_NAME[name]
+            port = free_port()
+            log = open(workdir / "log" / f"{name}-2.log", "ab")
+            extra[name] = (subprocess.Popen(spec.command(), cwd=platform.cwd,
+                                            env=dict(platform.env, **{spec.metrics_port_env: str(port)}),
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True), port)
+            log.close()
+        time.sleep(8)  # both consuming
+        first = {name: platform.metrics_port(BY_NAME[name]) for name in extra}
+        before = {(name, i): entrypoint_calls(port, entry) for name, entry in
+                  (("verification", "public_checks"), ("scoring", "results_for_candidate"))
+                  for i, port in enumerate((first[name], extra[name][1]))}
+        if check is not None:
+            url = platform.gateway_url + "/api/v1/certificate-checks"
+            load = post_json(url, check, args.seconds, 32, workdir)
+            calls = [entrypoint_calls(port, "public_checks") - before[("verification", i)]
+                     for i, port in enumerate((first["verification"], extra["verification"][1]))]
+            rows.append(Row("public check, 2 verification instances", load.requests_per_second, "req/s",
+                            load.p50_ms, load.p99_ms, note=f"batches per instance {calls[0]:.0f} / {calls[1]:.0f}"))
+        tokens = workdir / "tokens.txt"
+        if tokens.exists():
+            load = result_reading.get_with_tokens(platform.gateway_url + "/api/v1/me/results", tokens, args.seconds,
+                                                  64, workdir)
+            calls = [entrypoint_calls(port, "results_for_candidate") - before[("scoring", i)]
+                     for i, port in enumerate((first["scoring"], extra["scoring"][1]))]
+            rows.append(Row("result reading, 2 scoring instances", load.requests_per_second, "req/s",
+                            load.p50_ms, load.p99_ms, note=f"calls per instance {calls[0]:.0f} / {calls[1]:.0f}"))
+    finally:
+        for process, _port in extra.values():
+            process.terminate()
+        for process, _port in extra.values():
+            process.wait(timeout=40)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
@@ -233,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journey-clients", type=int, default=4)
     parser.add_argument("--journey-seconds", type=float, default=30.0)
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes, 5-second loads")
-    parser.add_argument("--only", default="", help="comma-separated scenarios: check,read,journeys,issue,import")
+    parser.add_argument("--only", default="",
+                        help="comma-separated scenarios: check,read,journeys,scale,issue,import")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.journey_seconds = 5.0, 15.0
@@ -275,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f" {row.throughput:,.1f} {row.unit} ({time.monotonic() - began:.0f} s)", flush=True)
 
+        check = None
         if not only or "check" in only:
             journey = run_journey(platform.gateway_url, say=lambda _line: None)
             check = {"holder_name": journey["full_name"],
@@ -283,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
             scenario("check", lambda: public_check(platform, env, check, args, workdir, echo32))
         scenario("read", lambda: result_reads(platform, env, args, workdir))
         scenario("journeys", lambda: journeys(platform, args))
+        if not only or "scale" in only:
+            began = time.monotonic()
+            print("  scale ...", end="", flush=True)
+            scaled = scale_out(platform, env, check if (not only or "check" in only) else None, args, workdir)
+            rows.extend(scaled)
+            print(f" {len(scaled)} loads ({time.monotonic() - began:.0f} s)", flush=True)
         scenario("issue", lambda: bulk_issuance(platform, env, args, workdir))
         for name, process in platform.processes.items():
             peak = peak_memory_mb(process.pid)

@@ -404,7 +404,7 @@ def candidate_record(call: Call):
 
 
 def my_results(call: Call):
-    return call.rpc.call("scoring", "results_for_candidate", call.actor, call.principal.subject)
+    return call.rpc.candidate_results(call.actor, call.principal.subject)
 
 
 def my_certificates(call: Call):

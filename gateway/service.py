@@ -83,6 +83,16 @@ class ServiceCalls:
             raise refusal_from_wire(outcome["refusal"])
         return outcome["answer"]
 
+    def candidate_results(self, actor: dict, candidate_id: str) -> dict:
+        """A candidate's results, riding with the other reads of the moment in one ``results_for_candidates``
+        round trip (release day: thousands of candidates reading at once)."""
+        outcome = self._gateway.state.results_batcher.submit(
+            {"actor": actor, "candidate_id": candidate_id},
+            lambda items: self.call("scoring", "results_for_candidates", items))
+        if "refusal" in outcome:
+            raise refusal_from_wire(outcome["refusal"])
+        return outcome["answer"]
+
 
 class GatewayState(DependencyProvider):
     """What every request shares: token service, rate limiter, the OpenAPI document, the route map."""
@@ -97,6 +107,8 @@ class GatewayState(DependencyProvider):
         self.route_map = Map([Rule(r.path, methods=[r.method], endpoint=r.name) for r in ROUTES])
         self.check_batcher = Batcher(max_batch=int(config.get("PUBLIC_CHECK_BATCH_MAX", 64)),
                                      max_in_flight=int(config.get("PUBLIC_CHECK_BATCHES_IN_FLIGHT", 2)))
+        self.results_batcher = Batcher(max_batch=int(config.get("RESULT_READ_BATCH_MAX", 64)),
+                                       max_in_flight=int(config.get("RESULT_READ_BATCHES_IN_FLIGHT", 2)))
 
     def get_dependency(self, worker_ctx):
         return self

@@ -29,7 +29,7 @@ from credence_common.contracts.scoring import (
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import InvalidInput, NotFound
+from credence_common.errors import CredenceError, InvalidInput, NotFound, refusal_to_wire
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
@@ -39,6 +39,7 @@ from services.scoring.import_runner import run_import_bytes
 from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
 
 RELEASE_POLL_SECONDS = 2.0
+MAX_READS_PER_BATCH = 200
 
 
 class ScoringService(HealthCheck):
@@ -192,6 +193,31 @@ class ScoringService(HealthCheck):
         require_self_or_staff(actor, candidate_id)
         with self.db.transaction() as session:
             return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")
+
+    @rpc
+    def results_for_candidates(self, reads: list) -> list:
+        """Many candidates' results in one round trip and one query (the gateway sends the reads that arrive
+        together, gateway/batching.py). Each item is ``{"actor": ..., "candidate_id": ...}`` and is checked on
+        its own, exactly as ``results_for_candidate`` checks it; each answers ``{"answer": ...}`` or
+        ``{"refusal": ...}``."""
+        if not isinstance(reads, list) or len(reads) > MAX_READS_PER_BATCH:
+            raise InvalidInput("invalid_batch", f"Send a list of at most {MAX_READS_PER_BATCH} reads.")
+        outcomes: list = [None] * len(reads)
+        allowed: list[tuple[int, str]] = []
+        for position, item in enumerate(reads):
+            try:
+                if not isinstance(item, dict) or not isinstance(item.get("candidate_id"), str):
+                    raise InvalidInput("invalid_batch", "Each read is an object with actor and candidate_id.")
+                require_self_or_staff(item.get("actor"), item["candidate_id"])
+                allowed.append((position, item["candidate_id"]))
+            except CredenceError as refused:
+                outcomes[position] = {"refusal": refusal_to_wire(refused)}
+        if allowed:
+            with self.db.transaction() as session:
+                found = usecases.results_for_candidates(session, [candidate for _position, candidate in allowed])
+            for position, candidate in allowed:
+                outcomes[position] = {"answer": found[candidate].model_dump(mode="json")}
+        return outcomes
 
     @reliable_event_handler("identity", CandidateConfirmedV1.event_type)
     def handle_candidate_confirmed(self, message: dict) -> None:

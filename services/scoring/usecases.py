@@ -280,23 +280,29 @@ def result_history(session: Session, result_id: str) -> list[dict]:
 
 
 def results_for_candidate(session: Session, candidate_id: str) -> ResultList:
+    return results_for_candidates(session, [candidate_id])[candidate_id]
+
+
+def results_for_candidates(session: Session, candidate_ids: list[str]) -> dict[str, ResultList]:
+    """Each candidate's results, for many candidates in one query (the gateway batches the reads that arrive
+    together on release day)."""
+    found: dict[str, list[ResultView]] = {candidate_id: [] for candidate_id in candidate_ids}
     rows = session.execute(
         select(ExamResult, Program.program_name)
         .join(Program, Program.program_code == ExamResult.program_code)
-        .where(ExamResult.candidate_id == candidate_id)
-        .order_by(ExamResult.sitting, ExamResult.program_code)
+        .where(ExamResult.candidate_id.in_(sorted(found)))
+        .order_by(ExamResult.candidate_id, ExamResult.sitting, ExamResult.program_code)
     ).all()
-    views = []
     for result, program_name in rows:
         published = result.published_at is not None
-        views.append(ResultView(
+        found[result.candidate_id].append(ResultView(
             result_id=result.result_id, ticket_number=result.ticket_number,
             program_code=result.program_code, program_name=program_name, course_code=result.course_code or None,
             sitting=result.sitting,
             status=domain.visible_status(published, result.outcome),
             final_score=result.final_score if published else None,
             published_at=result.published_at))
-    return ResultList(results=views)
+    return {candidate_id: ResultList(results=views) for candidate_id, views in found.items()}
 
 
 def list_programs(session: Session) -> dict:

@@ -61,6 +61,20 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
         assert after[0]["status"] == "passed" and after[0]["final_score"] == 82
         assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "failed"
 
+        # the batched read the gateway uses: one query, each read checked and answered on its own
+        own, other = {"subject": "cand-1", "role": "candidate"}, {"subject": "cand-2", "role": "candidate"}
+        outcomes = scoring.results_for_candidates([
+            {"actor": own, "candidate_id": "cand-1"}, {"actor": other, "candidate_id": "cand-1"},
+            {"actor": STAFF, "candidate_id": "cand-2"}, {"actor": own, "candidate_id": "nobody"},
+            {"candidate_id": 7}])
+        assert outcomes[0] == {"answer": {"results": after}}
+        assert outcomes[1]["refusal"]["code"] == "forbidden"
+        assert outcomes[2]["answer"]["results"][0]["final_score"] == 41
+        assert outcomes[3]["refusal"]["code"] == "forbidden"
+        assert outcomes[4]["refusal"]["code"] == "invalid_batch"
+        with pytest.raises(InvalidInput):
+            scoring.results_for_candidates([{"actor": STAFF, "candidate_id": "cand-1"}] * 201)
+
         with pytest.raises(Conflict) as already:
             scoring.record_results(STAFF, {"results": [line("112600000001", 90)]})
         assert already.value.code == "result_already_published"

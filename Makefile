@@ -51,6 +51,7 @@ test-e2e: $(STAMP) browser
 
 test-faults: $(STAMP)
 	$(PY) -m tests.faults.suite
+	$(PY) -m tests.faults.suite --backend postgresql
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -17,9 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.faults
 @pytest.mark.timeout(1200)
 @pytest.mark.skipif(not rabbitmq_available(), reason="no rabbitmq-server on this machine")
-# PostgreSQL is left out of `make test` until the loss it found once is understood (docs/reliability.md, "Open");
-# run it with `.venv/bin/python -m tests.faults.suite --backend postgresql`.
-@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_no_journey_loses_or_doubles_anything_under_faults(backend):
     run = subprocess.run([sys.executable, "-m", "tests.faults.suite", "--backend", backend], cwd=REPO,
                          capture_output=True, text=True, timeout=1100)

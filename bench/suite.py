@@ -252,7 +252,7 @@ def scale_out(platform: Platform, env: dict, check: dict | None, args, workdir: 
         time.sleep(8)  # both consuming
         first = {name: platform.metrics_port(BY_NAME[name]) for name in extra}
         before = {(name, i): entrypoint_calls(port, entry) for name, entry in
-                  (("verification", "public_checks"), ("scoring", "results_for_candidate"))
+                  (("verification", "public_checks"), ("scoring", "results_for_candidates"))
                   for i, port in enumerate((first[name], extra[name][1]))}
         if check is not None:
             url = platform.gateway_url + "/api/v1/certificate-checks"
@@ -265,7 +265,7 @@ def scale_out(platform: Platform, env: dict, check: dict | None, args, workdir: 
         if tokens.exists():
             load = result_reading.get_with_tokens(platform.gateway_url + "/api/v1/me/results", tokens, args.seconds,
                                                   64, workdir)
-            calls = [entrypoint_calls(port, "results_for_candidate") - before[("scoring", i)]
+            calls = [entrypoint_calls(port, "results_for_candidates") - before[("scoring", i)]
                      for i, port in enumerate((first["scoring"], extra["scoring"][1]))]
             rows.append(Row("result reading, 2 scoring instances", load.requests_per_second, "req/s",
                             load.p50_ms, load.p99_ms, note=f"calls per instance {calls[0]:.0f} / {calls[1]:.0f}"))

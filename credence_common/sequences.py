@@ -62,12 +62,14 @@ _COUNTER_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _counter_engine(engine: Engine) -> Engine:
     """A few connections of their own for these one-statement transactions. Taken from the caller's pool, a
     worker would hold two connections at once: the pool's overflow then opens and closes connections all the
-    time (tens of milliseconds each), which cost more than the lock it saves."""
+    time (tens of milliseconds each), which cost more than the lock it saves. No overflow here either: a
+    caller waits a moment for one of the four. No ping before each use (it would double the round trips): a
+    connection that died makes that one caller's transaction fail and be retried, and the pool then reconnects."""
     counters = _COUNTER_ENGINES.get(engine)
     if counters is None:
         from credence_common.db import postgresql_connect_args
 
-        counters = create_engine(engine.url, pool_size=2, max_overflow=2, pool_pre_ping=True, hide_parameters=True,
+        counters = create_engine(engine.url, pool_size=4, max_overflow=0, pool_timeout=30, hide_parameters=True,
                                  connect_args=postgresql_connect_args())
         _COUNTER_ENGINES[engine] = counters
     return counters

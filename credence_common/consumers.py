@@ -29,3 +29,41 @@ def consume(service, message: dict, payload_model: type[EventPayload], processed
             return False
         effect(session, event.data)
     return True
+
+
+def consume_batch(service, messages: list[dict], payload_model: type[EventPayload], processed_model,
+                  effect: Callable[..., None], pass_message: bool = False,
+                  prepare: Callable[[Session, list], None] | None = None) -> int:
+    """``consume`` for many messages in one transaction (``@reliable_event_handler(batch_size=N)``): each event is
+    applied once, in the order it arrived, and they commit together. Returns how many were applied.
+
+    A malformed message, or any failure, fails the whole batch; the handler then tries each message on its
+    own, so only the one at fault is retried or dead-lettered. ``pass_message``: the effect also gets the raw
+    message (``effect(session, data, message=...)``). ``prepare(session, payloads)`` runs first, in the same
+    transaction, with the payloads about to be applied (to lock or load their rows in one query)."""
+    from sqlalchemy import select
+
+    from credence_common.events import utcnow
+
+    events = [(read_event(message, payload_model), message) for message in messages]
+    unique: dict[str, tuple] = {}
+    for event, message in events:
+        unique.setdefault(event.envelope.id, (event, message))
+    with service.db.transaction() as session:
+        seen = set(session.scalars(select(processed_model.event_id)
+                                   .where(processed_model.event_id.in_(sorted(unique)))))
+        fresh = [(event_id, event, message) for event_id, (event, message) in unique.items() if event_id not in seen]
+        if prepare is not None and fresh:
+            prepare(session, [event.data for _event_id, event, _message in fresh])
+        applied = 0
+        for event_id, event, message in fresh:
+            session.add(processed_model(event_id=event_id, event_type=event.envelope.type, processed_at=utcnow()))
+            if pass_message:
+                effect(session, event.data, message=message)
+            else:
+                effect(session, event.data)
+            applied += 1
+    duplicates = len(events) - applied
+    if duplicates:
+        EVENTS_DUPLICATE.labels(service.name, payload_model.event_type).inc(duplicates)
+    return applied

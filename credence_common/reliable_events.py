@@ -29,6 +29,7 @@ from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import get_producer
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.events import EventHandler
+from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import SharedExtension
 from nameko.messaging import QueueConsumer
 from prometheus_client import Gauge
@@ -83,7 +84,13 @@ def _copy_headers(message) -> dict:
 
 class DeadLetterQueueConsumer(QueueConsumer):
     """nameko's queue consumer, except that a message it cannot decode is dead-lettered instead of raising
-    in the consumer thread (which would kill the container and redeliver the same message on restart)."""
+    in the consumer thread (which would kill the container and redeliver the same message on restart), and
+    that it lets a batching handler have enough messages in hand to fill its batches."""
+
+    @property
+    def prefetch_count(self):
+        batches = [getattr(provider, "batch_size", 1) for provider in self._providers]
+        return max([self.container.max_workers] + [2 * size for size in batches])
 
     def get_consumers(self, consumer_cls, channel):
         consumers = super().get_consumers(consumer_cls, channel)
@@ -127,9 +134,61 @@ class ReliableEventHandler(EventHandler):
     queue_consumer = DeadLetterQueueConsumer()
     monitor = DeadLetterMonitor()
 
-    def __init__(self, source_service, event_type, **kwargs):
+    def __init__(self, source_service, event_type, batch_size: int = 1, **kwargs):
+        """``batch_size`` > 1: the method gets a list of messages (those that arrived together, up to that many)
+        and applies them in one transaction (``credence_common.consumers.consume_batch``); if the batch fails,
+        each message is tried again on its own, and only a message that fails alone is retried later or
+        dead-lettered. Bulk issuing and release day are where one transaction per event costs too much."""
         kwargs.pop("requeue_on_error", None)
         super().__init__(source_service, event_type, requeue_on_error=False, **kwargs)
+        self.batch_size = max(1, int(batch_size))
+        self._waiting: list = []
+        self._gathering = False
+        self.batches = 0  # for tests and metrics: how many batches carried how many messages
+        self.batched_messages = 0
+        self.largest_batch = 0
+
+    def handle_message(self, body, message):
+        if self.batch_size == 1:
+            return super().handle_message(body, message)
+        self._waiting.append((body, message))
+        if not self._gathering:
+            self._gathering = True
+            self.container.spawn_managed_thread(self._gather, identifier=f"{self.method_name}.batches")
+
+    def _gather(self):
+        try:
+            eventlet.sleep(0.005)  # the messages prefetched with this one arrive in the meantime
+            while self._waiting:
+                chunk, self._waiting = self._waiting[:self.batch_size], self._waiting[self.batch_size:]
+                self._dispatch(chunk)
+        finally:
+            self._gathering = False
+
+    def _dispatch(self, chunk: list) -> None:
+        try:
+            self.container.spawn_worker(self, ([body for body, _message in chunk],), {},
+                                        context_data=self.unpack_message_headers(chunk[0][1]),
+                                        handle_result=partial(self._batch_processed, chunk))
+        except ContainerBeingKilled:
+            for _body, message in chunk:
+                self.queue_consumer.requeue_message(message)
+
+    def _batch_processed(self, chunk, worker_ctx, result=None, exc_info=None):
+        if len(chunk) == 1 or exc_info is None:
+            if exc_info is None:
+                self.batches += 1
+                self.batched_messages += len(chunk)
+                self.largest_batch = max(self.largest_batch, len(chunk))
+            for _body, message in chunk:
+                self.handle_message_processed(message, result, exc_info)
+        else:
+            log.warning("%s: a batch of %d on %s failed (%s: %s); trying each message on its own",
+                        self.container.service_name, len(chunk), self.queue.name, exc_info[0].__name__,
+                        str(exc_info[1])[:300])
+            for item in chunk:
+                self._dispatch([item])
+        return result, exc_info
 
     def setup(self):
         super().setup()

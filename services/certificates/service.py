@@ -9,7 +9,7 @@ from nameko.extensions import DependencyProvider
 
 from credence_common import calendar
 from credence_common.actors import require_role, require_self_or_staff
-from credence_common.consumers import consume
+from credence_common.consumers import consume, consume_batch
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
     CancelReplacement,
@@ -46,6 +46,9 @@ class Rules(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.rules
+
+
+EVENT_BATCH_SIZE = 50
 
 
 class CertificatesService(HealthCheck):
@@ -216,7 +219,8 @@ class CertificatesService(HealthCheck):
         consume(self, message, CandidateQualifiedV1, ProcessedEvent,
                 partial(usecases.create_for_qualified_candidate, rules=self.rules))
 
-    @reliable_event_handler("payments", PaymentSucceededV1.event_type)
-    def handle_payment_succeeded(self, message: dict) -> None:
-        consume(self, message, PaymentSucceededV1, ProcessedEvent,
-                partial(usecases.issue_on_payment, rules=self.rules))
+    @reliable_event_handler("payments", PaymentSucceededV1.event_type, batch_size=EVENT_BATCH_SIZE)
+    def handle_payment_succeeded(self, messages: list) -> None:
+        # batched: an institution paying for a class, or a day's payments after an outage, arrive together
+        consume_batch(self, messages, PaymentSucceededV1, ProcessedEvent,
+                      partial(usecases.issue_on_payment, rules=self.rules), prepare=usecases.lock_for_payments)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from credence_common import calendar
@@ -40,6 +41,7 @@ from credence_common.contracts.events import (
     CertificateSupersededV1,
     PaymentSucceededV1,
 )
+from credence_common.db import transaction_scope
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
@@ -244,13 +246,30 @@ def _issued_event(certificate: Certificate, now) -> CertificateIssuedV1:
         replaces_certificate_id=certificate.replaces_certificate_id)
 
 
+LOCKED_FOR_PAYMENT = "certificates locked for payment"
+OPEN_BATCH = "open production batch"
+
+
+def lock_for_payments(session: Session, events: list[PaymentSucceededV1]) -> None:
+    """Before a batch of payments: every certificate they pay for, locked in one query (in one order, so two
+    batches cannot deadlock), for ``issue_on_payment`` to find. With no query left per payment, what each one
+    writes is flushed together at commit instead of statement by statement."""
+    ids = sorted({event.reference_id for event in events if event.purpose == "certificate_fee"})
+    found = {certificate.certificate_id: certificate for certificate in session.scalars(
+        select(Certificate).where(Certificate.certificate_id.in_(ids)).order_by(Certificate.certificate_id)
+        .with_for_update())} if ids else {}
+    transaction_scope(session)[LOCKED_FOR_PAYMENT] = {certificate: found.get(certificate) for certificate in ids}
+
+
 def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: CertificateRules) -> None:
     if event.purpose in domain.REPLACEMENT_KINDS.values():
         replacement_paid(session, event)
         return
     if event.purpose != "certificate_fee":
         return
-    certificate = session.get(Certificate, event.reference_id, with_for_update=True)
+    locked = transaction_scope(session).get(LOCKED_FOR_PAYMENT, {})
+    certificate = locked[event.reference_id] if event.reference_id in locked else \
+        session.get(Certificate, event.reference_id, with_for_update=True)
     if certificate is None or certificate.status not in domain.AWAITING_PAYMENT:
         # Paid twice, or for something no longer awaiting payment: nothing is issued and the money goes back.
         log.error("payment %s for certificate %s which is %s: nothing issued, refund requested", event.order_number,
@@ -459,17 +478,34 @@ def _deliver_step(session: Session, certificate: Certificate, action: str, actor
                                  "deliver": "delivered"}[action], actor, detail)
 
 
-def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules) -> None:
+def _open_batch(session: Session) -> ProductionBatch | None:
     # Share-locked: issuers do not wait for each other, but a batch being closed at this moment (closing takes
     # the row's update lock) is waited for and then skipped (PostgreSQL re-reads the row after the wait), so a
     # certificate never lands in a batch that already went to the printer.
-    batch = session.scalars(select(ProductionBatch).where(ProductionBatch.status == "open")
-                            .order_by(ProductionBatch.batch_number).limit(1).with_for_update(read=True)).first()
+    return session.scalars(select(ProductionBatch).where(ProductionBatch.status == "open")
+                           .order_by(ProductionBatch.batch_number).limit(1).with_for_update(read=True)).first()
+
+
+def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules) -> None:
+    batch = transaction_scope(session).get(OPEN_BATCH)  # share-locked earlier in this transaction (a batch)
     if batch is None:
-        batch = ProductionBatch(batch_id=str(uuid.uuid4()), batch_number=next_value(session, NumberSequence, "batch"),
-                                status="open", created_at=now)
-        session.add(batch)
-        session.flush()
+        batch = _open_batch(session)
+    if batch is None:
+        # Only one issuer may open the next batch: it locks the batch counter's row until commit, so a second
+        # issuer waits here, then finds the batch the first one opened (each statement sees what was committed
+        # before it) instead of opening another.
+        # (insert-or-ignore first: before the very first batch there is no row to lock, and an insert of the same
+        # key waits for the other transaction's insert to commit or roll back)
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(insert(NumberSequence).values(name="batch", last_value=0).on_conflict_do_nothing())
+        session.execute(select(NumberSequence.name).where(NumberSequence.name == "batch").with_for_update())
+        batch = _open_batch(session)
+        if batch is None:
+            batch = ProductionBatch(batch_id=str(uuid.uuid4()), status="open", created_at=now,
+                                    batch_number=next_value(session, NumberSequence, "batch"))
+            session.add(batch)
+            session.flush()
+    transaction_scope(session)[OPEN_BATCH] = batch
     certificate.batch_id = batch.batch_id
     certificate.ship_by = calendar.add_working_days(calendar.business_day(now), rules.shipping_promise_working_days,
                                                     rules.holidays)

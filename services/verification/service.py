@@ -10,7 +10,7 @@ from nameko.rpc import RpcProxy
 
 from credence_common import signing
 from credence_common.actors import require_role
-from credence_common.consumers import consume
+from credence_common.consumers import consume, consume_batch
 from credence_common.contracts.events import (
     CertificateIssuedV1,
     CertificateRevokedV1,
@@ -178,9 +178,10 @@ class VerificationService(HealthCheck):
                                   else {"answer": answer.model_dump(mode="json")})
         return outcomes
 
-    @reliable_event_handler("certificates", CertificateIssuedV1.event_type)
-    def handle_certificate_issued(self, message: dict) -> None:
-        consume(self, message, CertificateIssuedV1, ProcessedEvent, partial(usecases.record_event, message=message))
+    @reliable_event_handler("certificates", CertificateIssuedV1.event_type, batch_size=50)
+    def handle_certificate_issued(self, messages: list) -> None:
+        # batched: issuing comes in bursts (a paid class, a production batch), and each would be a transaction
+        consume_batch(self, messages, CertificateIssuedV1, ProcessedEvent, usecases.record_event, pass_message=True)
 
     @reliable_event_handler("certificates", CertificateRevokedV1.event_type)
     def handle_certificate_revoked(self, message: dict) -> None:

@@ -33,6 +33,19 @@ from deploy.processes import PROCESSES, SERVICE_NAMES
 MANAGEMENT = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672").rstrip("/")
 
 
+def create_vhost() -> str:
+    """A throw-away RabbitMQ vhost for one benchmark run (deleted at its end with ``delete_vhost``)."""
+    vhost = f"credence_bench_{uuid.uuid4().hex[:8]}"
+    requests.put(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10).raise_for_status()
+    requests.put(f"{MANAGEMENT}/api/permissions/{vhost}/guest", timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    return vhost
+
+
+def delete_vhost(vhost: str) -> None:
+    requests.delete(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10)
+
+
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
@@ -160,10 +173,7 @@ def main() -> int:
     args = parser.parse_args()
     quiet_client_logging()
 
-    vhost = f"credence_bench_{uuid.uuid4().hex[:8]}"
-    requests.put(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10).raise_for_status()
-    requests.put(f"{MANAGEMENT}/api/permissions/{vhost}/guest", timeout=10,
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    vhost = create_vhost()
     workdir = Path(tempfile.mkdtemp(prefix="credence-bench-"))
     env = dict(os.environ, AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
@@ -209,7 +219,7 @@ def main() -> int:
         freshness(platform, journey, check)
     finally:
         platform.stop()
-        requests.delete(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10)
+        delete_vhost(vhost)
         drop_databases(databases)
     return 0
 

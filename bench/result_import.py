@@ -124,6 +124,18 @@ def reference_lines(results_csv: Path, batch_id: str, recorded_at: str):
                    f"{batch_id},{recorded_at}\n")
 
 
+def copy_lines(db_uri: str, sql: str, lines, path: Path) -> None:
+    """Write ``lines`` (CSV) to ``path`` and COPY them into ``db_uri`` with ``sql``: seeding for the benchmarks."""
+    from credence_common.db import make_engine
+
+    write_lines(path, None, lines)
+    engine = make_engine(db_uri)
+    try:
+        copy_file(engine, sql, path)
+    finally:
+        engine.dispose()
+
+
 def copy_file(engine, sql: str, path: Path) -> float:
     """COPY ... FROM STDIN streaming the file through pg8000; returns the seconds taken, commit included."""
     connection = engine.raw_connection()

@@ -27,24 +27,20 @@ def candidate_id(n: int) -> str:
 
 def seed_results(db_uri: str, candidates: int, workdir: Path) -> None:
     """``candidates`` x four published results in scoring's ``exam_results``."""
-    from bench.result_import import copy_file
-    from credence_common.db import make_engine
+    from bench.result_import import copy_lines
 
     now = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
-    path = workdir / "published-results.csv"
-    with open(path, "w", encoding="utf-8") as out:
+
+    def lines():
         for n in range(candidates):
             for index, course in enumerate(COURSES):
                 score = 40 + (n * 7 + index * 13) % 60
-                out.write(f"{uuid.uuid4()},8826{n:08d},{candidate_id(n)},{PROGRAM},{course},{SITTING},{score},"
-                          f"{'passed' if score >= 60 else 'failed'},{now},{now}\n")
-    engine = make_engine(db_uri)
-    try:
-        copy_file(engine, "COPY exam_results (result_id, ticket_number, candidate_id, program_code, course_code, "
-                          "sitting, final_score, outcome, recorded_at, published_at) FROM STDIN WITH (FORMAT csv)",
-                  path)
-    finally:
-        engine.dispose()
+                yield (f"{uuid.uuid4()},8826{n:08d},{candidate_id(n)},{PROGRAM},{course},{SITTING},{score},"
+                       f"{'passed' if score >= 60 else 'failed'},{now},{now}\n")
+
+    copy_lines(db_uri, "COPY exam_results (result_id, ticket_number, candidate_id, program_code, course_code, "
+                       "sitting, final_score, outcome, recorded_at, published_at) FROM STDIN WITH (FORMAT csv)",
+               lines(), workdir / "published-results.csv")
 
 
 def write_tokens(jwt_secret: str, candidates: int, path: Path) -> Path:

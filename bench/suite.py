@@ -41,7 +41,14 @@ import requests
 
 from bench import issuance, result_reading
 from bench.load import post_json, wrk_available
-from bench.public_check import MANAGEMENT, concurrent, create_databases, drop_databases, percentile
+from bench.public_check import (
+    concurrent,
+    create_databases,
+    create_vhost,
+    delete_vhost,
+    drop_databases,
+    percentile,
+)
 from deploy.journey import run_journey
 from deploy.platform import Platform, free_port, quiet_client_logging
 from deploy.processes import PROCESSES
@@ -311,10 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_client_logging()
     speed = machine_speed()
 
-    vhost = f"credence_bench_{uuid.uuid4().hex[:8]}"
-    requests.put(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10).raise_for_status()
-    requests.put(f"{MANAGEMENT}/api/permissions/{vhost}/guest", timeout=10,
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    vhost = create_vhost()
     workdir = Path(tempfile.mkdtemp(prefix="credence-bench-"))
     env = dict(os.environ, AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario("import", lambda: result_import(args))
     finally:
         platform.stop()
-        requests.delete(f"{MANAGEMENT}/api/vhosts/{vhost}", timeout=10)
+        delete_vhost(vhost)
         drop_databases(databases)
     text = table(rows, memory) + f"\nMachine speed: a 10-million-iteration Python loop took {speed:.2f} s.\n"
     print("\n" + text, end="")

@@ -76,19 +76,17 @@ class ServiceCalls:
 
     def public_check(self, request: dict, client: str) -> dict:
         """Rides with the other checks of the moment in one ``public_checks`` round trip."""
-        outcome = self._gateway.state.check_batcher.submit(
-            {"request": request, "client": client},
-            lambda items: self.call("verification", "public_checks", items))
-        if "refusal" in outcome:
-            raise refusal_from_wire(outcome["refusal"])
-        return outcome["answer"]
+        return self._batched(self._gateway.state.check_batcher, {"request": request, "client": client},
+                             "verification", "public_checks")
 
     def candidate_results(self, actor: dict, candidate_id: str) -> dict:
         """A candidate's results, riding with the other reads of the moment in one ``results_for_candidates``
         round trip (release day: thousands of candidates reading at once)."""
-        outcome = self._gateway.state.results_batcher.submit(
-            {"actor": actor, "candidate_id": candidate_id},
-            lambda items: self.call("scoring", "results_for_candidates", items))
+        return self._batched(self._gateway.state.results_batcher, {"actor": actor, "candidate_id": candidate_id},
+                             "scoring", "results_for_candidates")
+
+    def _batched(self, batcher, item: dict, service: str, method: str) -> dict:
+        outcome = batcher.submit(item, lambda items: self.call(service, method, items))
         if "refusal" in outcome:
             raise refusal_from_wire(outcome["refusal"])
         return outcome["answer"]

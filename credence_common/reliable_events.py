@@ -142,7 +142,8 @@ class ReliableEventHandler(EventHandler):
         kwargs.pop("requeue_on_error", None)
         super().__init__(source_service, event_type, requeue_on_error=False, **kwargs)
         self.batch_size = max(1, int(batch_size))
-        self._waiting: list = []
+        self._waiting: list = []  # (body, message) that arrived, not yet handed to a worker
+        self._alone: list = []  # from a failed batch: each to be tried on its own
         self._gathering = False
         self.batches = 0  # for tests and metrics: how many batches carried how many messages
         self.batched_messages = 0
@@ -152,16 +153,24 @@ class ReliableEventHandler(EventHandler):
         if self.batch_size == 1:
             return super().handle_message(body, message)
         self._waiting.append((body, message))
+        self._start_gathering()
+
+    def _start_gathering(self) -> None:
         if not self._gathering:
             self._gathering = True
             self.container.spawn_managed_thread(self._gather, identifier=f"{self.method_name}.batches")
 
     def _gather(self):
+        # Workers are started from this thread only: a worker that started others from its own result handler
+        # would wait for a free worker while holding one, and ten of them at once wait for ever.
         try:
             eventlet.sleep(0.005)  # the messages prefetched with this one arrive in the meantime
-            while self._waiting:
-                chunk, self._waiting = self._waiting[:self.batch_size], self._waiting[self.batch_size:]
-                self._dispatch(chunk)
+            while self._alone or self._waiting:
+                if self._alone:
+                    self._dispatch([self._alone.pop(0)])
+                else:
+                    chunk, self._waiting = self._waiting[:self.batch_size], self._waiting[self.batch_size:]
+                    self._dispatch(chunk)
         finally:
             self._gathering = False
 
@@ -186,8 +195,8 @@ class ReliableEventHandler(EventHandler):
             log.warning("%s: a batch of %d on %s failed (%s: %s); trying each message on its own",
                         self.container.service_name, len(chunk), self.queue.name, exc_info[0].__name__,
                         str(exc_info[1])[:300])
-            for item in chunk:
-                self._dispatch([item])
+            self._alone.extend(chunk)
+            self._start_gathering()
         return result, exc_info
 
     def setup(self):

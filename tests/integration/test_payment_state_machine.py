@@ -217,8 +217,10 @@ def test_random_orders_notifications_and_refunds_never_pay_twice_or_refund_too_m
     PaymentsMachine.provider = SandboxProvider(bank, domain.load_private_key("state-machine-key").public_key(),
                                                MERCHANT, "/pay")
     try:
+        # derandomize: the same cases every run, so the closing "money moved both ways" check does not depend
+        # on luck (a random run once produced no successful refund)
         run_state_machine_as_test(PaymentsMachine, settings=settings(
-            max_examples=40, stateful_step_count=40, deadline=None, database=None,
+            max_examples=40, stateful_step_count=40, deadline=None, database=None, derandomize=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
         with Session(engine) as session:  # the machine got past the refusals: money moved both ways
             paid = session.scalar(select(func.count()).select_from(ProviderPayment))

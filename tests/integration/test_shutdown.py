@@ -52,6 +52,15 @@ def wait_until_serving(amqp_uri: str, process: subprocess.Popen) -> None:
     wait_for(answers, what="the probe serving", timeout=60, interval=0.3)
 
 
+def slow_request_in_flight(amqp_uri: str, process: subprocess.Popen, seconds: float, tmp_path: Path):
+    """Once the probe serves, a request that takes ``seconds``; returns when the probe has started it."""
+    wait_until_serving(amqp_uri, process)
+    marker = tmp_path / "started"
+    running = eventlet.spawn(call, amqp_uri, seconds, marker)
+    wait_for(marker.exists, what="the slow request started")
+    return running
+
+
 def exit_code(process: subprocess.Popen, within: float) -> int | None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -66,10 +75,7 @@ def test_sigterm_lets_running_work_finish_takes_no_new_work_and_exits_cleanly(ra
     first = start_probe(tmp_path, amqp, "first.log")
     second = None
     try:
-        wait_until_serving(amqp, first)
-        marker = tmp_path / "started"
-        running = eventlet.spawn(call, amqp, 5, marker)
-        wait_for(marker.exists, what="the slow request started")
+        running = slow_request_in_flight(amqp, first, 5, tmp_path)
         first.send_signal(signal.SIGTERM)
         # nameko cancels its consumers on its consumer loop's next turn (within a second); what it took before
         # that is drained like the rest
@@ -117,10 +123,7 @@ def test_sigusr1_logs_where_every_green_thread_is_waiting(rabbit_config, tmp_pat
     amqp = rabbit_config["AMQP_URI"]
     probe = start_probe(tmp_path, amqp)
     try:
-        wait_until_serving(amqp, probe)
-        marker = tmp_path / "started"
-        running = eventlet.spawn(call, amqp, 3, marker)
-        wait_for(marker.exists, what="the slow request started")
+        running = slow_request_in_flight(amqp, probe, 3, tmp_path)
         probe.send_signal(signal.SIGUSR1)
         log = tmp_path / "probe.log"
         wait_for(lambda: "green threads" in log.read_text(), what="the stacks logged")

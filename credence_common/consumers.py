@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from credence_common.events import EventPayload
+from credence_common.logs import correlation_id_of_event, correlation_scope, current_correlation_id
 from credence_common.messaging import Inbox, read_event
 from credence_common.metrics import EVENTS_DUPLICATE
 
@@ -58,10 +59,12 @@ def consume_batch(service, messages: list[dict], payload_model: type[EventPayloa
         applied = 0
         for event_id, event, message in fresh:
             session.add(processed_model(event_id=event_id, event_type=event.envelope.type, processed_at=utcnow()))
-            if pass_message:
-                effect(session, event.data, message=message)
-            else:
-                effect(session, event.data)
+            # the events this one causes carry its correlation id, not the batch's first
+            with correlation_scope(correlation_id_of_event(message) or current_correlation_id()):
+                if pass_message:
+                    effect(session, event.data, message=message)
+                else:
+                    effect(session, event.data)
             applied += 1
     duplicates = len(events) - applied
     if duplicates:

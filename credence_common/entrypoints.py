@@ -14,6 +14,7 @@ from nameko.rpc import Rpc
 
 from credence_common.errors import CredenceError
 from credence_common.idempotency import StoredAnswer, replay
+from credence_common.logs import CorrelationContext
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,10 @@ def install_log_filters() -> None:
 
 class HealthCheck:
     """Mixed into every service: ``health`` answers once the service consumes its RPC queue, which
-    is what "started" means to a caller (the launcher and the gateway's /ready use it)."""
+    is what "started" means to a caller (the launcher and the gateway's /ready use it). It also gives
+    every worker its correlation id (credence_common/logs.py)."""
+
+    correlation = CorrelationContext()
 
     @rpc
     def health(self) -> dict:

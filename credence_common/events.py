@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from credence_common.logs import ENVELOPE_ATTRIBUTE, current_correlation_id, new_correlation_id
+
 SPEC_VERSION = "1.0"
 
 
@@ -63,6 +65,8 @@ def make_envelope(payload: EventPayload, subject: str | None = None) -> EventEnv
         type=payload.event_type,
         subject=subject,
         data=payload.model_dump(mode="json"),
+        # the request (or timer run) that caused the event, so its consumers' log lines can be found with it
+        **{ENVELOPE_ATTRIBUTE: current_correlation_id() or new_correlation_id()},
     )
 
 

@@ -23,6 +23,7 @@ import sys  # noqa: E402
 
 from credence_common.config import ConfigurationRefused, assert_safe_for_environment, load_config  # noqa: E402
 from credence_common.entrypoints import install_log_filters  # noqa: E402
+from credence_common.logs import configure_logging, log_format  # noqa: E402
 
 
 def load_service_class(path: str):
@@ -47,14 +48,16 @@ def main(argv: list[str]) -> int:
         return 2
     config_path, service_path = argv
     config = load_config(config_path)
-    logging.basicConfig(
-        level=config.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    service_cls = load_service_class(service_path)
+    try:
+        fmt = log_format(config)
+    except ValueError as refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+    configure_logging(service_cls.name, level=config.get("LOG_LEVEL", "INFO"), fmt=fmt)
     install_log_filters()
     logging.getLogger("kombu").setLevel(logging.WARNING)
     logging.getLogger("amqp").setLevel(logging.WARNING)
-    service_cls = load_service_class(service_path)
     try:
         assert_safe_for_environment(service_cls.name, config)
     except ConfigurationRefused as refusal:

@@ -10,21 +10,23 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from urllib.parse import parse_qs
 
 import eventlet
+from eventlet.event import Event
 from kombu import Connection
 from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import http
+from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from credence_common import idempotency
+from credence_common import idempotency, logs
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -112,6 +114,38 @@ class GatewayState(DependencyProvider):
         return self
 
 
+class TracedHttp(HttpRequestHandler):
+    """nameko's ``@http``, plus the correlation id (credence_common/logs.py): the caller's ``X-Request-Id`` when
+    it is a sane token, else a new one; the worker runs under it, every RPC carries it on, and the response
+    answers it in ``X-Request-Id`` so that a client can quote it to the operators."""
+
+    def handle_request(self, request):
+        request.shallow = False
+        started = time.perf_counter()
+        correlation_id = logs.sane(request.headers.get(logs.HEADER)) or logs.new_correlation_id()
+        try:
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data={logs.CONTEXT_KEY: correlation_id},
+                                        handle_result=partial(self.handle_result, event))
+            response = self.response_from_result(event.wait())
+        except Exception as exc:
+            response = self.response_from_exception(exc)
+        response.headers[logs.HEADER] = correlation_id
+        # The access log names the route's rule, not the path: a path may hold a report code.
+        with logs.correlation_scope(correlation_id):
+            # probes and scrapes come every few seconds and would drown the requests people make
+            access_log.log(logging.DEBUG if self.url in QUIET_ROUTES else logging.INFO, "%s %s %d %.1fms",
+                           request.method, self.url, response.status_code, (time.perf_counter() - started) * 1000)
+        return response
+
+
+http = TracedHttp.decorator
+access_log = logging.getLogger("gateway.access")
+QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+
+
 class CallContext(DependencyProvider):
     """The worker's context: what is set in its ``data`` travels as headers with every RPC it makes."""
 
@@ -130,6 +164,7 @@ class GatewayService:
     state = GatewayState()
     metrics = Metrics()
     call_context = CallContext()
+    correlation = logs.CorrelationContext()
 
     # --- the API, generated from ROUTES (bound below the class) ------------------------------------
 

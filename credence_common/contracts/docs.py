@@ -32,6 +32,9 @@ Every event is a JSON message in a [CloudEvents 1.0](https://cloudevents.io) env
 | `time` | when the state change happened (ISO 8601, UTC) |
 | `subject` | what the event is about (candidate id, certificate number, order number) |
 | `datacontenttype` | always `"application/json"` |
+| `correlationid` | extension attribute: the id of the request (or timer run) that caused the event, as the \
+gateway answered it in `X-Request-Id`; for following one request through the logs, not for de-duplication. \
+Events written before it existed lack it |
 | `data` | the payload described below |
 
 ## Subscribing
@@ -120,7 +123,8 @@ def example(model) -> dict:
     return {"specversion": "1.0", "id": "0b8f5d2e-6c1a-4f3b-9e7d-5a2c4b6d8e01",
             "source": f"/credence/{model.publisher}", "type": model.event_type, "time": EXAMPLE_TIME,
             "subject": data.get("certificate_number") or data.get("order_number") or data.get("candidate_id"),
-            "datacontenttype": "application/json", "data": data}
+            "datacontenttype": "application/json", "correlationid": "5f0c2a9e4b7d4e21a3c8d6f1b2e4a7c9",
+            "data": data}
 
 
 def render() -> str:

@@ -15,6 +15,7 @@ import eventlet
 from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from credence_common.logs import read_json_log
 from tests.faults.proxy import FaultProxy
 from tests.integration.conftest import wait_for
 
@@ -24,6 +25,13 @@ AMQP_URI: ${AMQP_URI}
 SHUTDOWN_GRACE_SECONDS: ${SHUTDOWN_GRACE_SECONDS:25}
 LOG_LEVEL: INFO
 """
+
+
+def log_text(path: Path) -> str:
+    """The probe's log (JSON lines, as every process writes) as plain text: each line's message and traceback."""
+    records = read_json_log(path.read_text())
+    assert records and all("level" in record for record in records[:1]), "the log is not JSON lines"
+    return "\n".join(record.get("message", "") + "\n" + record.get("exception", "") for record in records)
 
 
 def start_probe(tmp_path: Path, amqp_uri: str, log_name: str = "probe.log", **env) -> subprocess.Popen:
@@ -86,7 +94,7 @@ def test_sigterm_lets_running_work_finish_takes_no_new_work_and_exits_cleanly(ra
         assert not arriving.dead, arriving.wait()  # nobody took it: the stopping instance did not
         second = start_probe(tmp_path, amqp, "second.log")
         assert arriving.wait() == "done"  # it waited in the queue for the next instance
-        log = (tmp_path / "first.log").read_text()
+        log = log_text(tmp_path / "first.log")
         assert "stopping: no new work" in log and "shutdown_probe: stopped" in log and "Traceback" not in log
     finally:
         for process in (first, second):
@@ -107,7 +115,7 @@ def test_a_service_that_cannot_drain_is_killed_after_its_grace_period(rabbit_con
         eventlet.sleep(1)
         probe.send_signal(signal.SIGTERM)
         code = exit_code(probe, within=30)
-        log = (tmp_path / "probe.log").read_text()
+        log = log_text(tmp_path / "probe.log")
         assert code is not None, "the service did not exit after SIGTERM:\n" + log[-3000:]
         assert code in (0, 1)
         if code == 1:
@@ -126,8 +134,8 @@ def test_sigusr1_logs_where_every_green_thread_is_waiting(rabbit_config, tmp_pat
         running = slow_request_in_flight(amqp, probe, 3, tmp_path)
         probe.send_signal(signal.SIGUSR1)
         log = tmp_path / "probe.log"
-        wait_for(lambda: "green threads" in log.read_text(), what="the stacks logged")
-        assert 'shutdown_probe.py", line' in log.read_text() and "in work" in log.read_text()  # the worker
+        wait_for(lambda: "green threads" in log_text(log), what="the stacks logged")
+        assert 'shutdown_probe.py", line' in log_text(log) and "in work" in log_text(log)  # the worker
         assert running.wait() == "done" and probe.poll() is None  # and the service goes on
     finally:
         probe.kill()

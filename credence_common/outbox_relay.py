@@ -1,19 +1,21 @@
 """Publishes the outbox to RabbitMQ, at least once, with publisher confirms.
 
-Runs as a green thread inside the service container. A round reads pending events in a short read,
-publishes each (the broker confirms every message before the next), then stamps them published in a
-short write transaction. No database lock is held while talking to the broker. A crash between the
-publish and the stamp republishes the event on the next round: consumers are idempotent.
+Runs as a green thread inside the service container; with several replicas of a service, one relays at a time
+(``relay_turn``, an advisory lock: no row is locked). A round reads pending events in a short read, publishes
+each (the broker confirms every message before the next), then stamps them published in a short write
+transaction. A crash between the publish and the stamp republishes the event on the next round: consumers are
+idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import eventlet
 from kombu import Connection, Exchange, Producer, Queue
 from nameko.extensions import DependencyProvider
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.topology import subscriptions_published_by
@@ -44,6 +46,20 @@ def declare_topology(connection: Connection, publisher: str, queue_type: str = Q
         declare_event_queue(connection, Queue(subscription.queue_name, exchange=exchange,
                                               routing_key=subscription.event.event_type, durable=True),
                             queue_type)
+
+
+@contextmanager
+def relay_turn(engine, service: str):
+    """Yields True when this process may relay now. On PostgreSQL only one replica of a service relays at a
+    time: a transaction-scoped advisory lock, held for the round, so events leave in the order they were
+    written and none is published twice by two replicas; the lock goes with the transaction, so a replica
+    that dies hands over at once. SQLite has one process per database file: always its turn."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as connection, connection.begin():
+        yield bool(connection.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
+                                      {"key": f"credence.outbox_relay.{service}"}).scalar())
 
 
 class OutboxRelay(DependencyProvider):
@@ -119,6 +135,13 @@ class OutboxRelay(DependencyProvider):
             )
 
     def relay_once(self) -> int:
+        with relay_turn(self.database.engine, self.service_name) as mine:
+            if not mine:  # another replica of this service is relaying; this one stands by
+                OUTBOX_BACKLOG.labels(self.service_name).set(self.pending_count())
+                return 0
+            return self._relay_rows()
+
+    def _relay_rows(self) -> int:
         model = self.outbox_model
         with Session(self.database.engine) as session:
             rows = session.execute(

@@ -18,7 +18,7 @@ from datetime import timedelta
 import eventlet
 import requests
 from nameko.extensions import DependencyProvider
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from credence_common.config import is_development
@@ -55,6 +55,30 @@ class QueuedSms:
 
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# Texts are claimed a few at a time: each claim pushes their next attempt a lease into the future, so another
+# identity replica polling meanwhile skips them and no text is sent twice. A replica that dies mid-round only
+# delays its claimed texts by the lease. CLAIM_SIZE texts at the gateway's 5 s timeout fit well inside it.
+CLAIM_SIZE = 10
+CLAIM_LEASE = timedelta(seconds=60)
+
+
+def claim_due_texts(engine, now, limit: int = CLAIM_SIZE) -> list[int]:
+    """Message ids of up to ``limit`` due texts, now this process's to send. The conditional UPDATE is the
+    claim: of two replicas that read the same due rows, only one's update still matches each row."""
+    with Session(engine) as session, session.begin():
+        due = session.scalars(select(SmsQueue.message_id)
+                              .where(SmsQueue.state == "pending", SmsQueue.next_attempt_at <= now)
+                              .order_by(SmsQueue.message_id).limit(limit)).all()
+        if not due:
+            return []
+        claimed = session.scalars(update(SmsQueue)
+                                  .where(SmsQueue.message_id.in_(due), SmsQueue.state == "pending",
+                                         SmsQueue.next_attempt_at <= now)
+                                  .values(next_attempt_at=now + CLAIM_LEASE)
+                                  .returning(SmsQueue.message_id)).all()
+    return sorted(claimed)
 
 
 class Sms(DependencyProvider):
@@ -103,12 +127,13 @@ class Sms(DependencyProvider):
             if not sent:
                 eventlet.sleep(self.poll_interval)
 
-    def dispatch_once(self, limit: int = 50) -> int:
+    def dispatch_once(self, limit: int = CLAIM_SIZE) -> int:
         now = utcnow()
         protection = self.adapter.protection
+        claimed = claim_due_texts(self.database.engine, now, limit)
         with Session(self.database.engine) as session:
-            due = session.scalars(select(SmsQueue).where(SmsQueue.state == "pending", SmsQueue.next_attempt_at <= now)
-                                  .order_by(SmsQueue.message_id).limit(limit)).all()
+            due = session.scalars(select(SmsQueue).where(SmsQueue.message_id.in_(claimed))
+                                  .order_by(SmsQueue.message_id)).all() if claimed else []
             work = []
             for m in due:
                 try:

@@ -245,7 +245,8 @@ def _selected(queues: Iterable[EventQueue], service: str | None) -> list[EventQu
     return [q for q in queues if service in (None, q.service)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_app():
+    """The queues' typer app (also mounted as ``credence queues``)."""
     import typer
     from rich.console import Console
     from rich.table import Table
@@ -290,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
                     raise typer.Exit(1) from None
                 console.print(f"{event_queue.name}: {to_type}" + (f" ({moved} moved)" if moved else ""))
 
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    import typer
+
+    app = build_app()
     try:
         outcome = app(argv, standalone_mode=False)  # click hands back typer.Exit's code here
     except typer.Exit as exc:

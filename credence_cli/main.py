@@ -1,0 +1,299 @@
+"""``credence``: the operator's command line, one place for every routine and emergency task.
+
+    credence status                          every service: answering?, consumers, outbox backlog, dead letters
+    credence migrate [SERVICE]               bring the databases to the code's schema (all by default)
+    credence staff create USERNAME           a staff account (password asked for, or --password-stdin)
+    credence results import FILE             an exam centre's results file (CSV or JSON Lines), streamed
+    credence batches list | close BATCH_ID   certificate production batches
+    credence payments reconcile [DAY]        the provider's statement against our ledger (and refunds, incidents)
+    credence outbox                          events written but not yet published, per service
+    credence dead-letters list|show|replay|purge SERVICE
+    credence verification rebuild            the public read model, replayed from its event log
+    credence queues status|migrate           the event queues and their type
+    credence identity key-status|rotate-keys the keys that protect personal data
+
+Settings come from the environment, as the services read them: ``AMQP_URI`` and ``<SERVICE>_DB_URI`` (each
+command needs only what it touches; on Kubernetes run it in that service's pod, or in a toolbox pod with the
+Secrets mounted). Commands that change what a running service owns in memory (closing a batch, creating an
+account) go through the service by RPC; the others act on the service's database with its own code, inside one
+transaction each. Every run has a correlation id, printed by the commands that call a service, so its traces
+can be found in the services' logs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+import services
+from credence_cli.rpc import RemoteRefusal, RpcClient, Unanswered, pika_parameters
+from credence_common import dead_letters, logs, migrations, queues
+from credence_common.config import load_config
+from deploy.processes import SERVICE_NAMES
+from services.identity import cli as identity_cli
+from services.payments import cli as payments_cli
+from services.scoring import cli as scoring_cli
+from services.verification import cli as verification_cli
+
+DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1:5672/"
+SERVICES_DIR = Path(services.__file__).resolve().parent
+
+app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None)
+staff_app = typer.Typer(help="Staff accounts of the authority.", no_args_is_help=True)
+results_app = typer.Typer(help="Exam results.", no_args_is_help=True)
+batches_app = typer.Typer(help="Certificate production batches.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+app.add_typer(results_app, name="results")
+app.add_typer(batches_app, name="batches")
+app.add_typer(payments_cli.app, name="payments", help="Payments: reconciliation, refunds, incidents.")
+app.add_typer(dead_letters.app, name="dead-letters", help="Messages the event handlers gave up on.")
+app.add_typer(verification_cli.app, name="verification", help="The public verification read model.")
+app.add_typer(queues.build_app(), name="queues", help="The event queues: type, depth, consumers.")
+app.add_typer(identity_cli.app, name="identity", help="The keys that protect personal data.")
+results_app.command("import")(scoring_cli.import_results)
+
+console = Console()
+CORRELATION_ID = "cli-" + logs.new_correlation_id()
+
+
+def amqp_uri() -> str:
+    return os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+
+
+def service_settings(service: str) -> dict:
+    """The service's own config file, read with this environment (so ``<SERVICE>_DB_URI`` applies)."""
+    return load_config(SERVICES_DIR / service / "config.yml")
+
+
+def operator() -> str:
+    return f"cli:{os.environ.get('CREDENCE_OPERATOR') or getpass.getuser()}"
+
+
+def staff_actor() -> dict:
+    # The services trust the bus: whoever can publish on it is inside the platform already. The subject
+    # names the operator, for the records that say who did it (e.g. a batch's closed_by).
+    return {"subject": operator(), "role": "staff"}
+
+
+def call(service: str, method: str, *args, timeout: float = 30.0):
+    """An RPC to the running service; a refusal or silence ends the command with a clear message."""
+    try:
+        with RpcClient(amqp_uri(), CORRELATION_ID, timeout=timeout) as client:
+            return client.call(service, method, *args)
+    except RemoteRefusal as refusal:
+        console.print(f"[red]{service} refused: {refusal.message}[/red]" + (f" ({refusal.code})" if refusal.code
+                                                                            else ""))
+        raise typer.Exit(1) from None
+    except Unanswered as silence:
+        console.print(f"[red]{silence}[/red]")
+        raise typer.Exit(3) from None
+    except OSError as exc:  # pika's AMQPConnectionError is one
+        console.print(f"[red]the broker at {pika_parameters(amqp_uri()).host} cannot be reached: {exc}[/red]")
+        raise typer.Exit(3) from None
+    finally:
+        # on standard error, so that --json output stays parseable
+        Console(stderr=True).print(f"[dim]correlation id {CORRELATION_ID}[/dim]", highlight=False)
+
+
+def chosen_services(service: str | None) -> tuple[str, ...]:
+    if service is None or service == "all":
+        return SERVICE_NAMES
+    if service not in SERVICE_NAMES:
+        console.print(f"[red]{service!r} is not a service; choose one of {', '.join(SERVICE_NAMES)}[/red]")
+        raise typer.Exit(2)
+    return (service,)
+
+
+# --- migrate -------------------------------------------------------------------------------------------
+
+@app.command()
+def migrate(service: str = typer.Argument(None, help="only this service's database (default: all)")) -> None:
+    """Bring each service's database to the schema this code expects (alembic; a no-op when it already is)."""
+    names = chosen_services(service)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("migrating", total=len(names))
+        for name in names:
+            progress.update(task, description=f"migrating {name}")
+            migrations.upgrade(name, service_settings(name)["DB_URI"])
+            progress.advance(task)
+    console.print(f"migrated: {', '.join(names)}")
+
+
+# --- staff ---------------------------------------------------------------------------------------------
+
+@staff_app.command("create")
+def create_staff(username: str = typer.Argument(..., help="the login name"),
+                 display_name: str = typer.Option(None, "--display-name", help="shown in records (default: username)"),
+                 password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                     help="read the password from standard input")) -> None:
+    """Create a staff account (identity checks the password's strength and that the name is free)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    account = call("identity", "create_staff_account", staff_actor(),
+                   {"username": username, "display_name": display_name or username, "password": password})
+    console.print(f"staff account [bold]{account['username']}[/bold] ({account['display_name']}) created")
+
+
+# --- production batches --------------------------------------------------------------------------------
+
+@batches_app.command("list")
+def list_batches(as_json: bool = typer.Option(False, "--json", help="print the batches as JSON")) -> None:
+    """Every production batch, newest first."""
+    answer = call("certificates", "production_batches", staff_actor())
+    if as_json:
+        print(json.dumps(answer["batches"], ensure_ascii=False, indent=2))
+        return
+    table = Table("batch id", "number", "status", "certificates", "created", "closed", "closed by")
+    for batch in answer["batches"]:
+        table.add_row(batch["batch_id"], str(batch["batch_number"]), batch["status"], str(batch["certificate_count"]),
+                      batch["created_at"][:16], (batch.get("closed_at") or "")[:16], batch.get("closed_by") or "")
+    console.print(table)
+
+
+@batches_app.command("close")
+def close_batch(batch_id: str = typer.Argument(..., help="as `credence batches list` shows it")) -> None:
+    """Close a batch for printing: no certificate joins it afterwards (new ones open the next batch)."""
+    batch = call("certificates", "close_batch", staff_actor(), batch_id)
+    console.print(f"batch {batch['batch_number']} closed with {batch['certificate_count']} certificates "
+                  f"by {batch.get('closed_by')}")
+
+
+# --- outbox --------------------------------------------------------------------------------------------
+
+def outbox_state(service: str) -> dict:
+    """Pending events, the age of the oldest and the most attempts one has taken, read from the service's
+    own database (one short read)."""
+    from sqlalchemy import text
+
+    from credence_common.db import make_engine
+
+    engine = make_engine(service_settings(service)["DB_URI"])
+    try:
+        with engine.connect() as connection:
+            pending, oldest, attempts = connection.execute(text(
+                "SELECT count(*), min(created_at), max(attempts) FROM outbox WHERE published_at IS NULL")).one()
+            published = connection.execute(text(
+                "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")).scalar_one()
+    finally:
+        engine.dispose()
+    age = None
+    if oldest is not None:
+        oldest = datetime.fromisoformat(str(oldest)) if not isinstance(oldest, datetime) else oldest
+        age = (datetime.now(UTC) - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds()
+    return {"pending": pending, "oldest_pending_seconds": age, "max_attempts": attempts or 0,
+            "published": published}
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+@app.command()
+def outbox(service: str = typer.Argument(None, help="only this service (default: all)")) -> None:
+    """Events written but not yet published: a backlog that grows or ages means the relay cannot publish."""
+    table = Table("service", "pending", "oldest pending", "most attempts", "published (kept)")
+    troubled = False
+    for name in chosen_services(service):
+        try:
+            state = outbox_state(name)
+        except Exception as exc:  # one unreachable database must not hide the others
+            table.add_row(name, f"[red]unreachable: {type(exc).__name__}[/red]", "", "", "")
+            troubled = True
+            continue
+        stale = (state["oldest_pending_seconds"] or 0) > 60
+        troubled |= stale
+        oldest = ("[red]" if stale else "") + seconds(state["oldest_pending_seconds"])
+        table.add_row(name, str(state["pending"]), oldest, str(state["max_attempts"]), f"{state['published']:,}")
+    console.print(table)
+    raise typer.Exit(1 if troubled else 0)
+
+
+# --- status --------------------------------------------------------------------------------------------
+
+def broker_state(names) -> dict[str, dict]:
+    """Per service: consumers on its RPC queue and messages in its dead-letter queue (passive declares)."""
+    import pika
+
+    state = {}
+    connection = pika.BlockingConnection(pika_parameters(amqp_uri()))
+    try:
+        for name in names:
+            row = {}
+            for key, queue in (("rpc", f"rpc-{name}"), ("dead", dead_letters.dead_letter_queue_name(name))):
+                channel = connection.channel()  # a passive declare of a missing queue closes its channel
+                try:
+                    declared = channel.queue_declare(queue, passive=True).method
+                    row[key] = (declared.message_count, declared.consumer_count)
+                except pika.exceptions.ChannelClosedByBroker:
+                    row[key] = None
+                finally:
+                    if channel.is_open:
+                        channel.close()
+            state[name] = row
+    finally:
+        connection.close()
+    return state
+
+
+def health(name: str) -> str:
+    try:
+        with RpcClient(amqp_uri(), CORRELATION_ID, timeout=5) as client:
+            return client.call(name, "health")["status"]
+    except (Unanswered, RemoteRefusal):
+        return "unavailable"
+
+
+@app.command()
+def status() -> None:
+    """The platform at a glance; exit code 1 when something needs a person."""
+    try:
+        broker = broker_state(SERVICE_NAMES)
+    except Exception as exc:
+        console.print(f"[red]the broker cannot be reached: {type(exc).__name__}[/red]")
+        raise typer.Exit(3) from None
+    table = Table("service", "answers", "rpc consumers", "waiting calls", "outbox pending", "oldest pending",
+                  "dead letters")
+    attention = False
+    for name in SERVICE_NAMES:
+        answers = health(name)
+        rpc = broker[name].get("rpc")
+        dead = broker[name].get("dead")
+        try:
+            box = outbox_state(name)
+            pending, oldest = str(box["pending"]), seconds(box["oldest_pending_seconds"])
+            stale = (box["oldest_pending_seconds"] or 0) > 60
+        except Exception as exc:
+            pending, oldest, stale = f"unreachable: {type(exc).__name__}", "", True
+        dead_count = dead[0] if dead else 0
+        problem = answers != "ok" or not rpc or rpc[1] == 0 or stale or dead_count > 0
+        attention |= problem
+        table.add_row(("[red]" if problem else "[green]") + name, answers,
+                      str(rpc[1]) if rpc else "no queue", str(rpc[0]) if rpc else "-", pending, oldest,
+                      str(dead_count))
+    console.print(table)
+    console.print("[red]needs attention[/red]" if attention else "[green]all well[/green]")
+    raise typer.Exit(1 if attention else 0)
+
+
+def main() -> None:
+    with logs.correlation_scope(CORRELATION_ID):
+        app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,737 @@
+"""deploy/k8s (the kustomize base and the staging and production overlays), checked against Kubernetes' schemas
+and against the code.
+
+Each of the three is rendered with ``kubectl kustomize`` (kubectl must be installed: without it these tests fail,
+saying so, rather than pass by skipping). Then:
+
+- every object of a built-in kind is validated against the Kubernetes 1.32 JSON schemas that the
+  kubernetes-validate package bundles (strict: an unknown or misspelt field is an error; no network needed);
+- the RabbitmqCluster custom resource, which those schemas do not cover, gets a structural check: its spec against
+  ``RABBITMQ_CLUSTER_SCHEMA`` below (the fields, types and limits of the RabbitMQ cluster operator's
+  rabbitmq.com/v1beta1 API, ``api/v1beta1/rabbitmqcluster_types.go``), and its core-type parts (resources,
+  affinity) against the Pod schema by placing them in a Pod;
+- the manifests are compared with the code: the process table (``deploy.processes.PROCESSES``), the
+  ``${ENV:default}`` names each process's config file reads, the secret rule of ``credence_common.config``,
+  nameko's RPC queue names, the migrations and the production guards of identity and payments.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from nameko.rpc import RPC_QUEUE_TEMPLATE
+
+from credence_common.config import ENVIRONMENTS, SECRET_SUFFIXES
+from credence_common.migrations import SERVICES as MIGRATED_SERVICES
+from deploy.processes import PROCESSES, ProcessSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = REPO_ROOT / "deploy" / "k8s"
+SECRETS_EXAMPLE_DIR = K8S_DIR / "secrets.example"
+ADAPTER_RULES = K8S_DIR / "prometheus-adapter" / "rules.yaml"
+DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
+
+RENDERINGS = ("base", "overlays/staging", "overlays/production")
+NAMESPACES = {"base": None, "overlays/staging": "credence-staging", "overlays/production": "credence-production"}
+KUBERNETES_VERSION = "1.32"
+
+PER_PROCESS_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+EXPECTED_KINDS = {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job",
+                  "RabbitmqCluster"}
+CUSTOM_KINDS = {("rabbitmq.com/v1beta1", "RabbitmqCluster")}
+RABBITMQ = "credence-rabbitmq"
+MIGRATE_JOB = "credence-migrate"
+MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
+CONTAINER = "credence"
+GATEWAY_PORT = 8000
+QUEUE_METRIC = "credence_rabbitmq_queue_messages_ready"
+
+# Read by credence_common itself (os.environ), not through a config file; test_direct_names_are_read checks it.
+READ_DIRECTLY = ("CREDENCE_ENV", "LOG_FORMAT")
+# Credentials that the secret suffix rule does not name: both URIs carry a password.
+CREDENTIAL_NAMES = {"AMQP_URI"}
+
+SERVICE_PROCESSES = [spec for spec in PROCESSES if spec.db_env is not None]
+GATEWAY = next(spec for spec in PROCESSES if spec.db_env is None)
+
+SETTING_FROM_ENV = re.compile(r"^([A-Za-z0-9_]+)\s*:\s*(?:!raw_env_var\s+)?\$\{([A-Z0-9_]+)", re.MULTILINE)
+ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)")
+SHUTDOWN_GRACE = re.compile(r"^SHUTDOWN_GRACE_SECONDS:\s*\$\{SHUTDOWN_GRACE_SECONDS:(\d+)\}", re.MULTILINE)
+PLUGIN = re.compile(r"^\w+$")  # the operator's pattern for additionalPlugins items
+
+
+def ids(spec: ProcessSpec) -> str:
+    return spec.name
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+@functools.cache
+def render(rendering: str) -> tuple[dict, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed: these tests render deploy/k8s with `kubectl kustomize` "
+                    "(kubectl 1.27 or newer, which includes kustomize v5); install it, e.g. the kubectl package")
+    result = subprocess.run([kubectl, "kustomize", str(K8S_DIR / rendering)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, f"kubectl kustomize {rendering} failed:\n{result.stderr}"
+    documents = tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    assert documents, f"kubectl kustomize {rendering} rendered nothing"
+    return documents
+
+
+def objects(rendering: str, kind: str) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for doc in render(rendering):
+        if doc["kind"] == kind:
+            name = doc["metadata"]["name"]
+            assert name not in found, f"{rendering}: two {kind} objects named {name}"
+            found[name] = doc
+    return found
+
+
+def config_map(rendering: str) -> dict:
+    maps = objects(rendering, "ConfigMap")
+    assert len(maps) == 1, f"{rendering}: expected the one generated credence-config, found {sorted(maps)}"
+    (only,) = maps.values()
+    assert only["metadata"]["name"].startswith("credence-config")
+    return only
+
+
+def deployment(rendering: str, spec: ProcessSpec) -> dict:
+    return objects(rendering, "Deployment")[spec.name]
+
+
+def pod_spec(workload: dict) -> dict:
+    return workload["spec"]["template"]["spec"]
+
+
+def container(workload: dict) -> dict:
+    containers = pod_spec(workload)["containers"]
+    assert [c["name"] for c in containers] == [CONTAINER], "one container, named credence (pod-defaults.yaml)"
+    assert not pod_spec(workload).get("initContainers")
+    return containers[0]
+
+
+def env_sources(rendering: str, workload: dict) -> dict[str, tuple[str, ...]]:
+    """Each variable's source: ("value", v), ("config", resolved value) or ("secret", secret name, key)."""
+    item = container(workload)
+    assert not item.get("envFrom"), "envFrom would hand a process every key, including names it does not read"
+    cm = config_map(rendering)
+    sources: dict[str, tuple[str, ...]] = {}
+    for var in item.get("env", []):
+        name = var["name"]
+        assert name not in sources, f"{name} is set twice"
+        value_from = var.get("valueFrom")
+        if value_from is None:
+            sources[name] = ("value", str(var.get("value", "")))
+        elif "configMapKeyRef" in value_from:
+            ref = value_from["configMapKeyRef"]
+            assert not ref.get("optional"), f"{name}: an optional reference would start the process without it"
+            assert ref["name"] == cm["metadata"]["name"], f"{name} refers to a ConfigMap that is not rendered"
+            assert ref["key"] in cm["data"], f"{name}: credence-config has no key {ref['key']}"
+            sources[name] = ("config", cm["data"][ref["key"]])
+        elif "secretKeyRef" in value_from:
+            ref = value_from["secretKeyRef"]
+            assert not ref.get("optional"), f"{name}: an optional secret would start the process without it"
+            sources[name] = ("secret", ref["name"], ref["key"])
+        else:
+            pytest.fail(f"{name}: unexpected source {value_from}")
+    return sources
+
+
+def plain_value(sources: dict, name: str) -> str:
+    assert name in sources, f"{name} is not set"
+    assert sources[name][0] in ("value", "config"), f"{name} should be a plain setting, not {sources[name][0]}"
+    return sources[name][1]
+
+
+def config_text(spec: ProcessSpec) -> str:
+    return (REPO_ROOT / spec.config).read_text(encoding="utf-8")
+
+
+def env_names_read(spec: ProcessSpec) -> set[str]:
+    return set(ENV_REFERENCE.findall(config_text(spec)))
+
+
+def secret_env_names(spec: ProcessSpec) -> set[str]:
+    """Environment variables behind the config's secret settings (``*_SECRET``, ``*_PASSWORD``, ``*_KEY(S)``)."""
+    return {env_name for setting, env_name in SETTING_FROM_ENV.findall(config_text(spec))
+            if setting.upper().endswith(SECRET_SUFFIXES)}
+
+
+def credential_env_names(spec: ProcessSpec) -> set[str]:
+    names = secret_env_names(spec) | CREDENTIAL_NAMES
+    return names | {spec.db_env} if spec.db_env else names
+
+
+def shutdown_grace_seconds(spec: ProcessSpec) -> int:
+    match = SHUTDOWN_GRACE.search(config_text(spec))
+    assert match, f"{spec.config} no longer reads SHUTDOWN_GRACE_SECONDS as expected"
+    return int(match.group(1))
+
+
+def service_name(spec: ProcessSpec) -> str:
+    """The nameko service name the process runs, which names its RPC queue."""
+    module, _, cls = spec.service_class.partition(":")
+    return getattr(importlib.import_module(module), cls).name
+
+
+def serving_port(spec: ProcessSpec) -> int:
+    return GATEWAY_PORT if spec is GATEWAY else spec.default_metrics_port
+
+
+def port_number(item: dict, port) -> int:
+    if isinstance(port, int):
+        return port
+    numbers = [p["containerPort"] for p in item.get("ports", []) if p.get("name") == port]
+    assert len(numbers) == 1, f"no container port named {port!r}"
+    return numbers[0]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) == {"matchLabels"}, "only matchLabels selectors are used here"
+    return selector["matchLabels"].items() <= labels.items()
+
+
+def quantity(value) -> float:
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, factor in units.items():
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+@pytest.fixture(params=RENDERINGS)
+def rendering(request) -> str:
+    return request.param
+
+
+# --- what is rendered ----------------------------------------------------------------------------
+
+def test_renders_the_expected_kinds_and_no_secret(rendering):
+    kinds = {doc["kind"] for doc in render(rendering)}
+    assert kinds == EXPECTED_KINDS
+    # Secrets are created in the cluster from git-ignored files (README.md "Secrets"), never rendered.
+    assert "Secret" not in kinds
+
+
+@pytest.mark.parametrize("kind", PER_PROCESS_KINDS)
+def test_every_process_has_exactly_one_of_each_kind(rendering, kind):
+    expected = {spec.name for spec in PROCESSES}
+    if kind == "PodDisruptionBudget":
+        expected.add(RABBITMQ)
+    assert set(objects(rendering, kind)) == expected
+
+
+def test_namespace(rendering):
+    wanted = NAMESPACES[rendering]
+    for doc in render(rendering):
+        assert doc["metadata"].get("namespace") == wanted, f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+# --- Kubernetes' schemas -------------------------------------------------------------------------
+
+def validate(doc: dict) -> str:
+    try:
+        return kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError as missing:
+        pytest.fail(missing.message)
+    except kubernetes_validate.ValidationError as invalid:
+        location = "/".join(str(part) for part in invalid.path)
+        pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {location}: {invalid.message}")
+
+
+def test_builtin_objects_match_the_kubernetes_schemas(rendering):
+    checked = 0
+    for doc in render(rendering):
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            continue
+        assert validate(doc) == KUBERNETES_VERSION, "the bundled schemas lack this Kubernetes version"
+        checked += 1
+    assert checked >= len(PROCESSES) * len(PER_PROCESS_KINDS) + 3  # + the ConfigMap, the Job, RabbitMQ's PDB
+
+
+@pytest.mark.parametrize("breakage", ["unknown field", "wrong type", "missing required field"])
+def test_schema_validation_catches_mistakes(breakage):
+    """Guards the validation above: it must reject a broken Deployment with the bundled schemas alone."""
+    broken = copy.deepcopy(deployment("base", GATEWAY))
+    item = broken["spec"]["template"]["spec"]["containers"][0]
+    if breakage == "unknown field":
+        item["livenessprobe"] = item["livenessProbe"]
+    elif breakage == "wrong type":
+        item["ports"][0]["containerPort"] = "eight thousand"
+    else:
+        del broken["spec"]["selector"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+# --- the RabbitMQ cluster (a custom resource) ----------------------------------------------------
+
+QUANTITY = {"anyOf": [{"type": "string", "pattern": r"^[0-9.]+(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"}, {"type": "integer"}]}
+# The spec of rabbitmq.com/v1beta1 RabbitmqCluster, from the operator's api/v1beta1/rabbitmqcluster_types.go:
+# its fields (nothing else is accepted), their types and the kubebuilder limits. resources and affinity are core
+# types, checked against the Pod schema below; override is the operator's partial StatefulSet, checked for the
+# one part used here.
+RABBITMQ_CLUSTER_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "rabbitmq.com/v1beta1"},
+        "kind": {"const": "RabbitmqCluster"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "replicas": {"type": "integer", "minimum": 0},
+                "image": {"type": "string"},
+                "imagePullSecrets": {"type": "array"},
+                "service": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"type": {"enum": ["ClusterIP", "LoadBalancer", "NodePort"]},
+                                   "annotations": {"type": "object"}},
+                },
+                "persistence": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"storageClassName": {"type": "string"}, "storage": QUANTITY},
+                },
+                "resources": {"type": "object"},
+                "affinity": {"type": "object"},
+                "tolerations": {"type": "array"},
+                "rabbitmq": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "additionalPlugins": {"type": "array", "maxItems": 100,
+                                              "items": {"type": "string", "pattern": PLUGIN.pattern,
+                                                        "maxLength": 100}},
+                        "additionalConfig": {"type": "string", "maxLength": 2000},
+                        "advancedConfig": {"type": "string", "maxLength": 100000},
+                        "envConfig": {"type": "string", "maxLength": 100000},
+                    },
+                },
+                "tls": {"type": "object"},
+                "override": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"statefulSet": {"type": "object"}, "service": {"type": "object"}},
+                },
+                "skipPostDeploySteps": {"type": "boolean"},
+                "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+                "secretBackend": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+def rabbitmq_cluster(rendering: str) -> dict:
+    clusters = objects(rendering, "RabbitmqCluster")
+    assert list(clusters) == [RABBITMQ]
+    return clusters[RABBITMQ]
+
+
+def rabbitmq_config(cluster: dict) -> dict[str, str]:
+    lines = cluster["spec"]["rabbitmq"].get("additionalConfig", "").splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert all(len(pair) == 2 for pair in pairs), "rabbitmq.conf lines are key = value"
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_rabbitmq_cluster_structure(rendering):
+    cluster = rabbitmq_cluster(rendering)
+    jsonschema.validate(cluster, RABBITMQ_CLUSTER_SCHEMA)
+    spec = cluster["spec"]
+    # the core-type parts, against Kubernetes' own schema
+    validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rabbitmq-parts"},
+              "spec": {"containers": [{"name": "rabbitmq", "image": spec["image"], "resources": spec["resources"]}],
+                       "affinity": spec.get("affinity", {})}})
+    template = spec["override"]["statefulSet"]["spec"]["template"]
+    assert set(spec["override"]["statefulSet"]["spec"]) == {"template"}
+    assert set(template) == {"metadata"} and set(template["metadata"]) <= {"labels", "annotations"}
+
+
+def test_rabbitmq_cluster_is_three_nodes_of_the_tested_version_with_per_queue_metrics(rendering):
+    spec = rabbitmq_cluster(rendering)["spec"]
+    assert spec["replicas"] == 3, "quorum queues need a majority: three nodes survive the loss of one"
+    assert spec["image"] == "rabbitmq:3.10-management", "the version docker-compose.yml and the tests use"
+    assert quantity(spec["persistence"]["storage"]) >= 2**30
+    resources = spec["resources"]
+    assert quantity(resources["requests"]["memory"]) == quantity(resources["limits"]["memory"])
+    assert "rabbitmq_prometheus" in spec["rabbitmq"]["additionalPlugins"]
+    assert rabbitmq_config(rabbitmq_cluster(rendering)).get("prometheus.return_per_object_metrics") == "true"
+    annotations = spec["override"]["statefulSet"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "15692"  # rabbitmq_prometheus' port
+
+
+def test_rabbitmq_disruption_budget_keeps_a_majority(rendering):
+    budget = objects(rendering, "PodDisruptionBudget")[RABBITMQ]["spec"]
+    assert budget.get("maxUnavailable") == 1
+    # the operator labels the cluster's pods app.kubernetes.io/name=<cluster name>
+    assert budget["selector"] == {"matchLabels": {"app.kubernetes.io/name": RABBITMQ}}
+
+
+# --- processes against the process table ---------------------------------------------------------
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_command_is_the_process_table_command(rendering, spec):
+    item = container(deployment(rendering, spec))
+    assert item["command"] == spec.command(python="python")
+    assert "args" not in item
+    assert (REPO_ROOT / spec.config).is_file()
+
+
+def test_every_container_runs_the_one_pinned_credence_image(rendering):
+    workloads = list(objects(rendering, "Deployment").values()) + list(objects(rendering, "Job").values())
+    images = {container(workload)["image"] for workload in workloads}
+    assert len(images) == 1, f"processes and the migration would run different code: {sorted(images)}"
+    (image,) = images
+    repository, _, tag = image.rpartition(":")
+    assert repository.rsplit("/", 1)[-1] == "credence"
+    assert tag and tag != "latest" and "/" not in tag, f"{image}: pin a release tag (kustomize images:)"
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_deployment_leaves_the_replica_count_to_its_autoscaler(rendering, spec):
+    assert "replicas" not in deployment(rendering, spec)["spec"]
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+def test_direct_names_are_read_by_credence_common():
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (REPO_ROOT / "credence_common").glob("*.py"))
+    for name in READ_DIRECTLY:
+        assert re.search(rf"environ\.get\(\s*[\"']{name}[\"']", source), f"credence_common no longer reads {name}"
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_sets_only_names_the_process_reads(rendering, spec):
+    read = env_names_read(spec)
+    assert "AMQP_URI" in read, f"could not find the ${{NAME:...}} references in {spec.config}"
+    unknown = set(env_sources(rendering, deployment(rendering, spec))) - read - set(READ_DIRECTLY)
+    assert not unknown, f"{spec.name}: {sorted(unknown)} are not read by {spec.config} (misspelt?)"
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_no_service_links_inject_variables(rendering, spec):
+    # Kubernetes would otherwise add <SERVICE>_PORT, <SERVICE>_SERVICE_HOST... for every Service in the namespace
+    assert pod_spec(deployment(rendering, spec)).get("enableServiceLinks") is False
+
+
+def test_the_secret_scan_finds_the_secrets():
+    """Guards the scan itself: if the regex stopped matching, the test below would pass vacuously."""
+    found = set().union(*(secret_env_names(spec) for spec in PROCESSES))
+    assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY", "IDENTITY_DATA_KEYS"} <= found
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_every_credential_comes_from_the_process_secret(rendering, spec):
+    sources = env_sources(rendering, deployment(rendering, spec))
+    for name in sorted(credential_env_names(spec)):
+        assert name in sources, f"{spec.name}: {spec.config} reads {name}, which is not set (the dev default)"
+        assert sources[name] == ("secret", f"credence-{spec.name}", name), \
+            f"{spec.name}: {name} must come from key {name} of Secret credence-{spec.name}, not {sources[name]}"
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_process_sees_only_its_own_database(rendering, spec):
+    sources = env_sources(rendering, deployment(rendering, spec))
+    databases = sorted(name for name in sources if name.endswith("_DB_URI"))
+    assert databases == ([spec.db_env] if spec.db_env else [])
+    keys = sorted(source[2] for source in sources.values() if source[0] == "secret" and source[2].endswith("_DB_URI"))
+    assert keys == databases
+
+
+def test_config_map_holds_no_credential(rendering):
+    for key, value in config_map(rendering)["data"].items():
+        assert not key.endswith(SECRET_SUFFIXES) and not key.endswith("_DB_URI") and key not in CREDENTIAL_NAMES, key
+        assert not re.search(r"://[^/@\s]*:[^/@\s]*@", value), f"{key} holds a URI with a password"
+
+
+def test_config_map_settings(rendering):
+    data = config_map(rendering)["data"]
+    assert data["EVENT_QUEUE_TYPE"] == "quorum"
+    assert data["LOG_FORMAT"] == "json"
+    assert data["CREDENCE_ENV"] in ENVIRONMENTS and data["CREDENCE_ENV"] != "development"
+    assert data["SMS_ADAPTER"] == "webhook", "identity refuses the dev SMS adapter outside development"
+    if rendering != "base":
+        assert re.match(r"^https://[a-z0-9.-]+$", data["PUBLIC_BASE_URL"]) and ".invalid" not in data["PUBLIC_BASE_URL"]
+
+
+# Processes that production rules refuse to start today, so the production overlay runs them with staging rules
+# (overlays/production/sandboxes-stay-on-staging.yaml). Each maps to the check of the code that refuses it.
+def _identity_refused_in_production() -> None:
+    from services.identity.prior_education import DegreeRegistry
+
+    registry = DegreeRegistry()
+    registry.container = type("Container", (), {"config": {}})()  # the defaults: DEGREE_REGISTRY=sandbox
+    registry.setup()
+
+
+def _payments_refused_in_production() -> None:
+    from services.payments.configuration import configured_payments
+
+    configured_payments({})  # the default: PAYMENT_PROVIDER=sandbox
+
+
+KEPT_ON_STAGING = {"identity": _identity_refused_in_production, "payments": _payments_refused_in_production}
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_credence_env(rendering, spec):
+    sources = env_sources(rendering, deployment(rendering, spec))
+    value = plain_value(sources, "CREDENCE_ENV")
+    if rendering == "overlays/production" and spec.name not in KEPT_ON_STAGING:
+        assert value == "production"
+    else:
+        assert value == "staging"
+
+
+@pytest.mark.parametrize("name", sorted(KEPT_ON_STAGING))
+def test_processes_kept_on_staging_are_still_refused_by_production(monkeypatch, name):
+    """If this fails, production rules accept the process now: remove it from sandboxes-stay-on-staging.yaml and
+    from KEPT_ON_STAGING."""
+    monkeypatch.setenv("CREDENCE_ENV", "production")
+    with pytest.raises(ValueError, match="refused in production"):
+        KEPT_ON_STAGING[name]()
+
+
+# --- ports, probes, Services ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", SERVICE_PROCESSES, ids=ids)
+def test_metrics_port_is_set_exposed_and_scraped(rendering, spec):
+    workload = deployment(rendering, spec)
+    item = container(workload)
+    port = int(plain_value(env_sources(rendering, workload), spec.metrics_port_env))
+    assert port == spec.default_metrics_port
+    assert {"name": "metrics", "containerPort": port} in item["ports"]
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations.get("prometheus.io/path", "/metrics") == "/metrics"
+
+
+def test_gateway_listens_on_all_interfaces_and_is_scraped(rendering):
+    workload = deployment(rendering, GATEWAY)
+    assert plain_value(env_sources(rendering, workload), "GATEWAY_ADDRESS") == f"0.0.0.0:{GATEWAY_PORT}"
+    assert {"name": "http", "containerPort": GATEWAY_PORT} in container(workload)["ports"]
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == str(GATEWAY_PORT)
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_probes_hit_the_process_port(rendering, spec):
+    item = container(deployment(rendering, spec))
+    expected = {"livenessProbe": "/health", "readinessProbe": "/ready", "startupProbe": "/health"}
+    for probe, path in expected.items():
+        if probe == "startupProbe" and probe not in item:
+            continue
+        get = item[probe]["httpGet"]
+        assert get["path"] == path, f"{probe} should ask {path}"
+        assert port_number(item, get["port"]) == serving_port(spec), f"{probe} asks the wrong port"
+        assert get.get("scheme", "HTTP") == "HTTP"
+    # /ready waits up to 2 s for each of the database and the broker
+    assert item["readinessProbe"].get("timeoutSeconds", 1) >= 5
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_service_exposes_the_process_port_to_its_pods_only(rendering, spec):
+    service = objects(rendering, "Service")[spec.name]["spec"]
+    item = container(deployment(rendering, spec))
+    (port,) = service["ports"]
+    assert port["name"] == ("http" if spec is GATEWAY else "metrics")
+    assert port["port"] == serving_port(spec)
+    assert port_number(item, port["targetPort"]) == serving_port(spec)
+    for other in PROCESSES:
+        labels = deployment(rendering, other)["spec"]["template"]["metadata"]["labels"]
+        assert selects({"matchLabels": service["selector"]}, labels) == (other is spec), other.name
+
+
+# --- shutdown, security, resources ---------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_termination_grace_covers_the_drain(rendering, spec):
+    pod = pod_spec(deployment(rendering, spec))
+    item = container(deployment(rendering, spec))
+    env = env_sources(rendering, deployment(rendering, spec))
+    drain = int(plain_value(env, "SHUTDOWN_GRACE_SECONDS")) if "SHUTDOWN_GRACE_SECONDS" in env \
+        else shutdown_grace_seconds(spec)
+    pre_stop = item.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + 10
+
+
+def image_user() -> tuple[int, int]:
+    users = [line.split()[1] for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
+             if line.strip().upper().startswith("USER ")]
+    assert users, "deploy/Dockerfile has no USER"
+    user, _, group = users[-1].partition(":")
+    return int(user), int(group or user)
+
+
+def workloads(rendering: str) -> list[dict]:
+    return list(objects(rendering, "Deployment").values()) + list(objects(rendering, "Job").values())
+
+
+def test_pods_run_unprivileged_on_a_read_only_root(rendering):
+    uid, gid = image_user()
+    for workload in workloads(rendering):
+        name = workload["metadata"]["name"]
+        pod = pod_spec(workload)
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (uid, gid), name
+        assert pod.get("automountServiceAccountToken") is False, name
+        item = container(workload)
+        context = item["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context["capabilities"]["drop"] == ["ALL"] and not context["capabilities"].get("add"), name
+        assert not context.get("privileged"), name
+        mounts = {mount["mountPath"]: mount["name"] for mount in item["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]], f"{name}: /tmp must be writable"
+
+
+def test_containers_have_requests_and_limits(rendering):
+    for workload in workloads(rendering):
+        resources = container(workload)["resources"]
+        for resource in ("cpu", "memory"):
+            request, limit = resources["requests"][resource], resources["limits"][resource]
+            assert 0 < quantity(request) <= quantity(limit), f"{workload['metadata']['name']} {resource}"
+
+
+# --- autoscaling and disruption budgets ----------------------------------------------------------
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_autoscaler_targets_the_deployment(rendering, spec):
+    hpa = objects(rendering, "HorizontalPodAutoscaler")[spec.name]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name}
+    minimum, maximum = hpa["spec"].get("minReplicas", 1), hpa["spec"]["maxReplicas"]
+    assert 1 <= minimum <= maximum
+    if rendering == "overlays/production":
+        assert minimum >= 2, "with one replica a drain or a crash leaves the process's queue without a consumer"
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_autoscaler_metrics(rendering, spec):
+    metrics = objects(rendering, "HorizontalPodAutoscaler")[spec.name]["spec"]["metrics"]
+    cpu = [m for m in metrics if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert len(cpu) == 1 and cpu[0]["resource"]["target"]["type"] == "Utilization"
+    assert 0 < cpu[0]["resource"]["target"]["averageUtilization"] <= 100
+    external = [m["external"] for m in metrics if m["type"] == "External"]
+    if spec is GATEWAY:
+        assert external == [], "the gateway consumes no queue"
+        return
+    assert len(external) == 1
+    assert external[0]["metric"]["name"] == QUEUE_METRIC
+    queue = RPC_QUEUE_TEMPLATE.format(service_name(spec))
+    assert external[0]["metric"]["selector"] == {"matchLabels": {"queue": queue}}
+    assert external[0]["target"]["type"] == "AverageValue", "per replica, so more replicas lower it"
+    assert quantity(external[0]["target"]["averageValue"]) > 0
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_pod_selectors_match_only_the_process_pods(rendering, spec):
+    workload = deployment(rendering, spec)
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    assert selects(workload["spec"]["selector"], labels)
+    budget = objects(rendering, "PodDisruptionBudget")[spec.name]["spec"]
+    assert budget.get("maxUnavailable") == 1 and "minAvailable" not in budget
+    for other in PROCESSES:
+        other_labels = deployment(rendering, other)["spec"]["template"]["metadata"]["labels"]
+        assert selects(budget["selector"], other_labels) == (other is spec), other.name
+        if other is not spec:
+            assert not selects(workload["spec"]["selector"], other_labels), other.name
+
+
+# --- the migration Job ---------------------------------------------------------------------------
+
+def test_migrate_job_migrates_every_service_database_from_the_service_secrets(rendering):
+    jobs = objects(rendering, "Job")
+    assert list(jobs) == [MIGRATE_JOB]
+    job = jobs[MIGRATE_JOB]
+    item = container(job)
+    assert item["command"] == MIGRATE_COMMAND and "args" not in item
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    sources = env_sources(rendering, job)
+    assert sorted(sources) == sorted(f"{name.upper()}_DB_URI" for name in MIGRATED_SERVICES)
+    assert sorted(MIGRATED_SERVICES) == sorted(spec.name for spec in SERVICE_PROCESSES)
+    for spec in SERVICE_PROCESSES:
+        # the very reference the service uses: the Job migrates the database the service will open
+        assert sources[spec.db_env] == env_sources(rendering, deployment(rendering, spec))[spec.db_env]
+        assert sources[spec.db_env][0] == "secret"
+
+
+def test_deploy_steps_select_by_component(rendering):
+    """README.md applies the broker, then the migration Job, then the rest, by app.kubernetes.io/component."""
+    def component(value: str) -> set[tuple[str, str]]:
+        return {(doc["kind"], doc["metadata"]["name"]) for doc in render(rendering)
+                if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") == value}
+
+    assert component("migration") == {("Job", MIGRATE_JOB)}
+    assert component("broker") == {("RabbitmqCluster", RABBITMQ), ("PodDisruptionBudget", RABBITMQ)}
+
+
+# --- secrets, documented but not committed -------------------------------------------------------
+
+def example_secrets() -> dict[str, set[str]]:
+    found = {}
+    for path in sorted(SECRETS_EXAMPLE_DIR.glob("*.env")):
+        keys = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, separator, value = line.partition("=")
+                assert separator and key == key.strip() and re.fullmatch(r"[A-Z0-9_]+", key), f"{path.name}: {line}"
+                assert "dev-insecure-" not in value, f"{path.name}: {key} holds a development default"
+                keys.add(key)
+        found[path.stem] = keys
+    return found
+
+
+def test_example_secrets_document_exactly_the_referenced_keys(rendering):
+    referenced: dict[str, set[str]] = {}
+    for workload in workloads(rendering):
+        for source in env_sources(rendering, workload).values():
+            if source[0] == "secret":
+                referenced.setdefault(source[1], set()).add(source[2])
+    assert referenced == example_secrets()
+
+
+def test_real_secret_files_are_ignored_by_git():
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.fail("git and the repository's .git are needed to check deploy/k8s/.gitignore")
+    for secret in example_secrets():
+        path = f"deploy/k8s/secrets/production/{secret}.env"
+        result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO_ROOT)
+        assert result.returncode == 0, f"{path} would not be ignored by git"
+
+
+# --- the queue metric the autoscalers use ----------------------------------------------------------
+
+def test_prometheus_adapter_serves_the_queue_metric_for_every_rpc_queue():
+    rules = yaml.safe_load(ADAPTER_RULES.read_text(encoding="utf-8"))["rules"]["external"]
+    serving = [rule for rule in rules if rule["name"]["as"] == QUEUE_METRIC]
+    assert len(serving) == 1
+    rule = serving[0]
+    series = re.fullmatch(r"(\w+)\{(.*)\}", rule["seriesQuery"])
+    assert series and series.group(1) == "rabbitmq_queue_messages_ready"  # rabbitmq_prometheus' per-queue gauge
+    assert re.fullmatch(rule["name"]["matches"].strip("^$"), series.group(1))
+    queue_regex = re.search(r'queue=~"([^"]+)"', series.group(2))
+    assert queue_regex, "the rule should select queues by name"
+    for spec in SERVICE_PROCESSES:
+        assert re.fullmatch(queue_regex.group(1), RPC_QUEUE_TEMPLATE.format(service_name(spec))), spec.name
+    # the HPA's selector (queue=...) and namespace reach the query, which answers per queue
+    assert "<<.LabelMatchers>>" in rule["metricsQuery"] and "by (queue)" in rule["metricsQuery"]
+    assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}

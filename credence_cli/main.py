@@ -6,7 +6,7 @@
     credence results import FILE             an exam centre's results file (CSV or JSON Lines), streamed
     credence batches list | close BATCH_ID   certificate production batches
     credence payments reconcile [DAY]        the provider's statement against our ledger (and refunds, incidents)
-    credence outbox                          events written but not yet published, per service
+    credence outbox status | republish       events not yet published, per service; publish again after a restore
     credence dead-letters list|show|replay|purge SERVICE
     credence verification rebuild            the public read model, replayed from its event log
     credence queues status|migrate           the event queues and their type
@@ -47,11 +47,14 @@ from services.verification import cli as verification_cli
 DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1:5672/"
 SERVICES_DIR = Path(services.__file__).resolve().parent
 
-app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False,
-                  rich_markup_mode=None)
+app = typer.Typer(help="Credence operations: the operator's command line (docs/operations.md).",
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 staff_app = typer.Typer(help="Staff accounts of the authority.", no_args_is_help=True)
 results_app = typer.Typer(help="Exam results.", no_args_is_help=True)
 batches_app = typer.Typer(help="Certificate production batches.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Each service's outbox: events written with the change that caused them.",
+                         no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 app.add_typer(staff_app, name="staff")
 app.add_typer(results_app, name="results")
 app.add_typer(batches_app, name="batches")
@@ -171,28 +174,42 @@ def close_batch(batch_id: str = typer.Argument(..., help="as `credence batches l
                   f"by {batch.get('closed_by')}")
 
 
-# --- outbox --------------------------------------------------------------------------------------------
+# --- outbox ----------------------------------------------------------------------------------------------
+
+def _outbox_table():
+    # the columns the CLI touches, typed as every service's outbox is (credence_common/messaging.py), so that
+    # times compare and read back the same way on SQLite and PostgreSQL
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from credence_common.types import UTCDateTime
+
+    return Table("outbox", MetaData(), Column("seq", Integer, primary_key=True), Column("event_type", String),
+                 Column("created_at", UTCDateTime()), Column("published_at", UTCDateTime()),
+                 Column("attempts", Integer))
+
+
+OUTBOX = _outbox_table()
+
 
 def outbox_state(service: str) -> dict:
     """Pending events, the age of the oldest and the most attempts one has taken, read from the service's
     own database (one short read)."""
-    from sqlalchemy import text
+    from sqlalchemy import func, select
 
     from credence_common.db import make_engine
 
     engine = make_engine(service_settings(service)["DB_URI"])
     try:
         with engine.connect() as connection:
-            pending, oldest, attempts = connection.execute(text(
-                "SELECT count(*), min(created_at), max(attempts) FROM outbox WHERE published_at IS NULL")).one()
-            published = connection.execute(text(
-                "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")).scalar_one()
+            pending, attempts = connection.execute(
+                select(func.count(), func.max(OUTBOX.c.attempts)).where(OUTBOX.c.published_at.is_(None))).one()
+            oldest = connection.execute(select(OUTBOX.c.created_at).where(OUTBOX.c.published_at.is_(None))
+                                        .order_by(OUTBOX.c.seq).limit(1)).scalar()
+            published = connection.execute(
+                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_not(None))).scalar_one()
     finally:
         engine.dispose()
-    age = None
-    if oldest is not None:
-        oldest = datetime.fromisoformat(str(oldest)) if not isinstance(oldest, datetime) else oldest
-        age = (datetime.now(UTC) - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds()
+    age = None if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
     return {"pending": pending, "oldest_pending_seconds": age, "max_attempts": attempts or 0,
             "published": published}
 
@@ -203,24 +220,59 @@ def seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
 
 
-@app.command()
-def outbox(service: str = typer.Argument(None, help="only this service (default: all)")) -> None:
-    """Events written but not yet published: a backlog that grows or ages means the relay cannot publish."""
+@outbox_app.command("status")
+def outbox_status(service: str = typer.Argument(None, help="only this service (default: all)"),
+                  as_json: bool = typer.Option(False, "--json", help="print the state as JSON")) -> None:
+    """Events written but not yet published: a backlog that grows or ages means the relay cannot publish.
+    Exit code 1 when an event has waited over a minute or a database cannot be read."""
     table = Table("service", "pending", "oldest pending", "most attempts", "published (kept)")
-    troubled = False
+    states, troubled = {}, False
     for name in chosen_services(service):
         try:
-            state = outbox_state(name)
+            state = states[name] = outbox_state(name)
         except Exception as exc:  # one unreachable database must not hide the others
-            table.add_row(name, f"[red]unreachable: {type(exc).__name__}[/red]", "", "", "")
+            states[name] = {"error": f"unreachable: {type(exc).__name__}"}
+            table.add_row(name, f"[red]{states[name]['error']}[/red]", "", "", "")
             troubled = True
             continue
         stale = (state["oldest_pending_seconds"] or 0) > 60
         troubled |= stale
         oldest = ("[red]" if stale else "") + seconds(state["oldest_pending_seconds"])
         table.add_row(name, str(state["pending"]), oldest, str(state["max_attempts"]), f"{state['published']:,}")
-    console.print(table)
+    if as_json:
+        print(json.dumps(states, indent=2))
+    else:
+        console.print(table)
     raise typer.Exit(1 if troubled else 0)
+
+
+@outbox_app.command("republish")
+def outbox_republish(service: str = typer.Argument(..., help="the service whose events to publish again"),
+                     since: datetime = typer.Option(..., "--since", formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+                                                    help="events written at or after this UTC time"),
+                     event_type: str = typer.Option(None, "--type", help="only this event type"),
+                     yes: bool = typer.Option(False, "--yes", help="really do it")) -> None:
+    """Publish a service's events again (the outbox keeps them): after a consumer's database was restored to an
+    earlier point, it gets back what it lost. Consumers that already had an event ignore it (by its id)."""
+    from sqlalchemy import update
+
+    from credence_common.db import make_engine
+
+    (name,) = chosen_services(service)
+    if not yes:
+        console.print("This publishes the events again to every subscriber; add --yes.")
+        raise typer.Exit(2)
+    engine = make_engine(service_settings(name)["DB_URI"])
+    statement = (update(OUTBOX).values(published_at=None)
+                 .where(OUTBOX.c.published_at.is_not(None), OUTBOX.c.created_at >= since.replace(tzinfo=UTC)))
+    if event_type:
+        statement = statement.where(OUTBOX.c.event_type == event_type)
+    try:
+        with engine.begin() as connection:
+            count = connection.execute(statement).rowcount
+    finally:
+        engine.dispose()
+    console.print(f"{count:,} {name} event(s) queued for publishing again; the running relay sends them.")
 
 
 # --- status --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ followed through the logs by its correlation id."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from credence_common.contracts.events import CertificateIssuedV1, PaymentSucceed
 from credence_common.events import utcnow
 from credence_common.logs import read_json_log
 from deploy.journey import wait_until
+from deploy.processes import BY_NAME
 from services.payments.providers import business_day
 
 
@@ -116,9 +118,31 @@ def test_reconcile_finds_the_journeys_payment_matching(platform, journey):
 
 
 def test_outbox_shows_every_service_with_nothing_stale(platform, journey):
-    table = ok(credence(platform, "outbox"))
+    table = ok(credence(platform, "outbox", "status"))
     for service in ("identity", "scoring", "certificates", "payments", "verification"):
         assert service in table
+
+
+def test_outbox_republish_sends_events_again_and_consumers_ignore_what_they_had(platform, journey):
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3600))
+    assert credence(platform, "outbox", "republish", "certificates", "--since", since).returncode == 2  # no --yes
+    again = ok(credence(platform, "outbox", "republish", "certificates", "--since", since,
+                        "--type", CertificateIssuedV1.event_type, "--yes"))
+    assert re.search(r"\b[1-9][0-9]* certificates event\(s\) queued", again), again
+    wait_until("the relay published them again", lambda: json.loads(ok(credence(
+        platform, "outbox", "status", "certificates", "--json")))["certificates"]["pending"] == 0, 30)
+    duplicates = wait_until("verification recognised the duplicates", lambda: metric(
+        platform, "verification", "credence_events_duplicate_total", CertificateIssuedV1.event_type), 30)
+    assert duplicates >= 1
+    check = requests.post(platform.gateway_url + "/api/v1/certificate-checks", timeout=15, json={
+        "holder_name": journey["full_name"], "certificate_number": journey["certificate"]["certificate_number"]})
+    assert check.json()["result"] == "valid"
+
+
+def metric(platform, service: str, name: str, event_type: str) -> float:
+    text = requests.get(f"http://127.0.0.1:{platform.metrics_port(BY_NAME[service])}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and f'event_type="{event_type}"' in line)
 
 
 def test_a_dead_letter_shows_in_status_and_is_replayed_then_purged(platform, journey):

@@ -12,7 +12,11 @@ saying so, rather than pass by skipping). Then:
   affinity) against the Pod schema by placing them in a Pod;
 - the manifests are compared with the code: the process table (``deploy.processes.PROCESSES``), the
   ``${ENV:default}`` names each process's config file reads, the secret rule of ``credence_common.config``,
-  nameko's RPC queue names, the migrations and the production guards of identity and payments.
+  nameko's RPC queue names, the migrations and the production guards of identity and payments;
+- the Prometheus scrape job ``rabbitmq-queues`` (``prometheus/scrape-configs.yaml``) and prometheus-adapter's rule are
+  compared with compose's monitoring (``deploy/observability``, read only): the same RabbitMQ endpoint and job name
+  as its Prometheus, the series its shared alert rules and dashboard use. ``promtool check config`` validates the
+  scrape job (promtool must be installed: ``make promtool``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -39,6 +44,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 SECRETS_EXAMPLE_DIR = K8S_DIR / "secrets.example"
 ADAPTER_RULES = K8S_DIR / "prometheus-adapter" / "rules.yaml"
+SCRAPE_CONFIGS = K8S_DIR / "prometheus" / "scrape-configs.yaml"
+# compose's monitoring, shared with Kubernetes (owned there; only read here)
+OBSERVABILITY = REPO_ROOT / "deploy" / "observability"
+COMPOSE_PROMETHEUS = OBSERVABILITY / "prometheus" / "prometheus.yml"
+SHARED_ALERTS = OBSERVABILITY / "prometheus" / "alerts.yml"
+SHARED_DASHBOARD = OBSERVABILITY / "grafana" / "dashboards" / "credence.json"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 
 RENDERINGS = ("base", "overlays/staging", "overlays/production")
@@ -55,6 +66,8 @@ MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
 CONTAINER = "credence"
 GATEWAY_PORT = 8000
 QUEUE_METRIC = "credence_rabbitmq_queue_messages_ready"
+QUEUES_JOB = "rabbitmq-queues"
+RABBITMQ_METRICS_PORT = 15692  # rabbitmq_prometheus' port
 
 # Read by credence_common itself (os.environ), not through a config file; test_direct_names_are_read checks it.
 READ_DIRECTLY = ("CREDENCE_ENV", "LOG_FORMAT")
@@ -362,7 +375,7 @@ def test_rabbitmq_cluster_structure(rendering):
     assert set(template) == {"metadata"} and set(template["metadata"]) <= {"labels", "annotations"}
 
 
-def test_rabbitmq_cluster_is_three_nodes_of_the_tested_version_with_per_queue_metrics(rendering):
+def test_rabbitmq_cluster_is_three_nodes_of_the_tested_version_without_per_object_metrics(rendering):
     spec = rabbitmq_cluster(rendering)["spec"]
     assert spec["replicas"] == 3, "quorum queues need a majority: three nodes survive the loss of one"
     assert spec["image"] == "rabbitmq:3.10-management", "the version docker-compose.yml and the tests use"
@@ -370,10 +383,13 @@ def test_rabbitmq_cluster_is_three_nodes_of_the_tested_version_with_per_queue_me
     resources = spec["resources"]
     assert quantity(resources["requests"]["memory"]) == quantity(resources["limits"]["memory"])
     assert "rabbitmq_prometheus" in spec["rabbitmq"]["additionalPlugins"]
-    assert rabbitmq_config(rabbitmq_cluster(rendering)).get("prometheus.return_per_object_metrics") == "true"
+    # The per-queue series come from /metrics/detailed (the rabbitmq-queues job), as in compose; per-object
+    # metrics would make every family of /metrics per object, every connection and channel too.
+    assert "prometheus.return_per_object_metrics" not in rabbitmq_config(rabbitmq_cluster(rendering))
     annotations = spec["override"]["statefulSet"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "15692"  # rabbitmq_prometheus' port
+    assert annotations["prometheus.io/port"] == str(RABBITMQ_METRICS_PORT)
+    assert annotations.get("prometheus.io/path", "/metrics") == "/metrics", "the aggregated broker health"
 
 
 def test_rabbitmq_disruption_budget_keeps_a_majority(rendering):
@@ -726,7 +742,8 @@ def test_prometheus_adapter_serves_the_queue_metric_for_every_rpc_queue():
     assert len(serving) == 1
     rule = serving[0]
     series = re.fullmatch(r"(\w+)\{(.*)\}", rule["seriesQuery"])
-    assert series and series.group(1) == "rabbitmq_queue_messages_ready"  # rabbitmq_prometheus' per-queue gauge
+    # rabbitmq_prometheus' per-queue gauge on /metrics/detailed, read by the rabbitmq-queues job
+    assert series and series.group(1) == "rabbitmq_detailed_queue_messages_ready"
     assert re.fullmatch(rule["name"]["matches"].strip("^$"), series.group(1))
     queue_regex = re.search(r'queue=~"([^"]+)"', series.group(2))
     assert queue_regex, "the rule should select queues by name"
@@ -735,3 +752,208 @@ def test_prometheus_adapter_serves_the_queue_metric_for_every_rpc_queue():
     # the HPA's selector (queue=...) and namespace reach the query, which answers per queue
     assert "<<.LabelMatchers>>" in rule["metricsQuery"] and "by (queue)" in rule["metricsQuery"]
     assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
+
+
+# --- Prometheus: the per-queue scrape job, shared with compose's monitoring -----------------------
+
+# What RabbitMQ's /metrics/detailed returns for each family (rabbitmq_prometheus, RabbitMQ 3.10+): per queue,
+# labelled vhost and queue. A series outside the families the job asks for would silently match nothing.
+DETAILED_FAMILIES = {
+    "queue_coarse_metrics": {"rabbitmq_detailed_queue_messages_ready", "rabbitmq_detailed_queue_messages_unacked",
+                             "rabbitmq_detailed_queue_messages", "rabbitmq_detailed_queue_process_reductions_total"},
+    "queue_consumer_count": {"rabbitmq_detailed_queue_consumers"},
+}
+DETAILED_SERIES = re.compile(r"\brabbitmq_detailed_[a-z0-9_]+\b")
+UP_OF_JOB = re.compile(r'\bup\{job="([^"]+)"\}')
+# Prometheus' Kubernetes service discovery (discovery/kubernetes): the fields of one kubernetes_sd_configs entry
+# used here, its roles, and the selector roles each role accepts.
+KUBERNETES_SD_FIELDS = {"role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"}
+KUBERNETES_SD_SELECTOR_ROLES = {"pod": {"pod"}, "endpoints": {"pod", "service", "endpoints"},
+                                "endpointslice": {"pod", "service", "endpointslice"}}
+# Debian's build of Prometheus leaves Kubernetes service discovery out (its client library is not packaged), so
+# its promtool rejects the field itself; an upstream promtool checks it.
+NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if not found:
+        pytest.fail("promtool is not installed: run `make promtool` (it installs Debian's prometheus package, "
+                    "which ships promtool), or apt-get install --no-install-recommends prometheus")
+    return found
+
+
+def scrape_configs() -> list[dict]:
+    jobs = yaml.safe_load(SCRAPE_CONFIGS.read_text(encoding="utf-8"))
+    assert isinstance(jobs, list) and all(isinstance(job, dict) for job in jobs), \
+        "a list of scrape_configs entries (additionalScrapeConfigs, or pasted under scrape_configs:)"
+    return jobs
+
+
+def scrape_job(jobs: list[dict], name: str, where: str) -> dict:
+    found = [job for job in jobs if job.get("job_name") == name]
+    assert len(found) == 1, f"{where} has {len(found)} scrape jobs named {name}"
+    return found[0]
+
+
+def shared_alert_expressions() -> dict[str, str]:
+    groups = yaml.safe_load(SHARED_ALERTS.read_text(encoding="utf-8"))["groups"]
+    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def shared_dashboard_expressions() -> list[str]:
+    dashboard = json.loads(SHARED_DASHBOARD.read_text(encoding="utf-8"))
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return queries + [variable["definition"] for variable in dashboard["templating"]["list"]
+                      if variable.get("type") == "query"]
+
+
+def requested_series(job: dict) -> set[str]:
+    families = job["params"]["family"]
+    unknown = set(families) - set(DETAILED_FAMILIES)
+    assert not unknown, f"families this test does not know: {sorted(unknown)}"
+    return set().union(*(DETAILED_FAMILIES[family] for family in families))
+
+
+def relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus' relabelling for the actions used here (replace, keep, drop): the target's labels, or None."""
+    labels = dict(labels)
+    for rule in rules:
+        action = rule.get("action", "replace")
+        assert action in ("replace", "keep", "drop"), f"this test does not simulate action {action}"
+        value = rule.get("separator", ";").join(labels.get(name, "") for name in rule.get("source_labels", []))
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if (action == "keep" and not match) or (action == "drop" and match):
+            return None
+        if action == "replace" and match:
+            replacement = re.sub(r"\$\{?(\d+)\}?", lambda group, found=match: found.group(int(group.group(1))) or "",
+                                 rule.get("replacement", "$1"))
+            labels[rule["target_label"]] = replacement
+    labels.setdefault("instance", labels["__address__"])
+    return {name: value for name, value in labels.items() if not name.startswith("__")}
+
+
+def discovered_rabbitmq_pod(namespace: str, name: str) -> list[dict[str, str]]:
+    """The targets Prometheus' pod role discovers for one node of the cluster: one per declared container port
+    (the ports the RabbitMQ cluster operator declares) and one port-free target for its init container."""
+    common = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": name,
+              "__meta_kubernetes_pod_label_app_kubernetes_io_name": RABBITMQ,
+              "__meta_kubernetes_pod_label_app_kubernetes_io_component": "rabbitmq"}
+    targets = [{**common, "__address__": "10.0.0.7", "__meta_kubernetes_pod_container_name": "setup-container",
+                "__meta_kubernetes_pod_container_init": "true"}]
+    for port_name, port in (("epmd", 4369), ("amqp", 5672), ("management", 15672),
+                            ("prometheus", RABBITMQ_METRICS_PORT)):
+        targets.append({**common, "__address__": f"10.0.0.7:{port}", "__meta_kubernetes_pod_container_name": "rabbitmq",
+                        "__meta_kubernetes_pod_container_init": "false",
+                        "__meta_kubernetes_pod_container_port_name": port_name,
+                        "__meta_kubernetes_pod_container_port_number": str(port),
+                        "__meta_kubernetes_pod_container_port_protocol": "TCP"})
+    return targets
+
+
+def test_queue_job_reads_what_compose_reads():
+    """One set of alert rules and one dashboard serve both: the same endpoint, families and vhost as compose."""
+    job = scrape_job(scrape_configs(), QUEUES_JOB, "deploy/k8s/prometheus/scrape-configs.yaml")
+    assert job["metrics_path"] == "/metrics/detailed"
+    assert job["params"]["vhost"] == ["/"]
+    assert sorted(job["params"]["family"]) == ["queue_coarse_metrics", "queue_consumer_count"]
+    assert set(job["params"]) == {"vhost", "family"}
+    compose = scrape_job(yaml.safe_load(COMPOSE_PROMETHEUS.read_text(encoding="utf-8"))["scrape_configs"],
+                         QUEUES_JOB, "deploy/observability/prometheus/prometheus.yml")
+    assert (job["metrics_path"], job["params"]) == (compose["metrics_path"], compose["params"])
+    # the job's name is what the alerts check (below): no rule may rename it
+    assert all(rule.get("target_label") != "job" for rule in job.get("relabel_configs", []))
+
+
+def test_queue_job_scrapes_every_rabbitmq_node_of_the_overlays_namespaces():
+    job = scrape_job(scrape_configs(), QUEUES_JOB, "deploy/k8s/prometheus/scrape-configs.yaml")
+    assert "static_configs" not in job
+    (discovery,) = job["kubernetes_sd_configs"]
+    assert set(discovery) <= KUBERNETES_SD_FIELDS, f"unknown fields {sorted(set(discovery) - KUBERNETES_SD_FIELDS)}"
+    # Each node reports only the queues it hosts: every pod is a target of its own, never the Service.
+    assert discovery["role"] == "pod"
+    assert set(discovery["namespaces"]) == {"names"}
+    assert sorted(discovery["namespaces"]["names"]) == sorted(ns for ns in NAMESPACES.values() if ns)
+    for selector in discovery.get("selectors", []):
+        assert set(selector) <= {"role", "label", "field"}
+        assert selector["role"] in KUBERNETES_SD_SELECTOR_ROLES[discovery["role"]]
+    labels = [selector["label"] for selector in discovery.get("selectors", []) if "label" in selector]
+    # the label the operator puts on the cluster's pods, the one RabbitMQ's PodDisruptionBudget selects
+    budget = objects("base", "PodDisruptionBudget")[RABBITMQ]["spec"]["selector"]["matchLabels"]
+    assert labels == [",".join(f"{key}={value}" for key, value in budget.items())]
+
+    for namespace in discovery["namespaces"]["names"]:
+        pod = f"{RABBITMQ}-server-1"
+        targets = [relabel(job["relabel_configs"], found) for found in discovered_rabbitmq_pod(namespace, pod)]
+        kept = [target for target in targets if target is not None]
+        # one target per node, on rabbitmq_prometheus' port, labelled with its namespace (prometheus-adapter
+        # selects the HPA's broker by it) and its pod
+        assert kept == [{"instance": f"10.0.0.7:{RABBITMQ_METRICS_PORT}", "namespace": namespace, "pod": pod}]
+
+
+def test_scrape_configs_pass_promtool_check_config(promtool, tmp_path):
+    """The file as kube-prometheus-stack or a prometheus.yml would take it, checked by Prometheus' own parser."""
+    jobs = scrape_configs()
+
+    def check(scrape: list[dict]) -> str:
+        config = tmp_path / "prometheus.yml"
+        config.write_text(yaml.safe_dump({"global": {"scrape_interval": "15s", "evaluation_interval": "15s",
+                                                     "scrape_timeout": "10s"},
+                                          "scrape_configs": scrape}, sort_keys=False), encoding="utf-8")
+        done = subprocess.run([promtool, "check", "config", config.name], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        output = done.stdout + done.stderr
+        if NO_KUBERNETES_SD not in output:
+            assert done.returncode == 0 and "SUCCESS" in output, f"promtool check config failed:\n{output}"
+        return output
+
+    if NO_KUBERNETES_SD in check(jobs):
+        # Debian's promtool: check everything but the discovery (test_queue_job_scrapes_every_rabbitmq_node_...
+        # checks that) with a stand-in target where the pods would be.
+        stand_in = [{**{key: value for key, value in job.items() if key != "kubernetes_sd_configs"},
+                     "static_configs": [{"targets": [f"{RABBITMQ}-server-0:{RABBITMQ_METRICS_PORT}"]}]}
+                    for job in jobs]
+        assert NO_KUBERNETES_SD not in check(stand_in)
+
+
+def test_promtool_check_config_catches_a_broken_scrape_job(promtool, tmp_path):
+    """Guards the check above: with the discovery left out, promtool still rejects a broken relabelling."""
+    job = scrape_job(scrape_configs(), QUEUES_JOB, "deploy/k8s/prometheus/scrape-configs.yaml")
+    broken = {**{key: value for key, value in job.items() if key != "kubernetes_sd_configs"},
+              "relabel_configs": [{**job["relabel_configs"][0], "action": "kepp"}]}
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"scrape_configs": [broken]}), encoding="utf-8")
+    done = subprocess.run([promtool, "check", "config", config.name], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0 and "kepp" in done.stdout + done.stderr
+
+
+def test_adapter_reads_a_series_of_the_shared_alerts_and_dashboard_family():
+    rules = yaml.safe_load(ADAPTER_RULES.read_text(encoding="utf-8"))["rules"]["external"]
+    (rule,) = [rule for rule in rules if rule["name"]["as"] == QUEUE_METRIC]
+    series = re.match(r"\w+", rule["seriesQuery"]).group(0)
+    assert series.startswith("rabbitmq_detailed_queue_"), "the family compose's alerts and dashboard read"
+    job = scrape_job(scrape_configs(), QUEUES_JOB, "deploy/k8s/prometheus/scrape-configs.yaml")
+    assert series in requested_series(job), f"{series} is not among the families {QUEUES_JOB} asks for"
+    # and the shared alerts and dashboard read only series that job brings, and read some
+    shared = set()
+    for expression in [*shared_alert_expressions().values(), *shared_dashboard_expressions()]:
+        shared |= set(DETAILED_SERIES.findall(expression))
+    assert shared, "the shared alerts and dashboard no longer read rabbitmq_detailed_* series: update this test"
+    assert shared <= requested_series(job), f"not scraped on Kubernetes: {sorted(shared - requested_series(job))}"
+
+
+def test_queue_job_is_the_one_the_shared_alerts_check():
+    """An alert on the per-queue series holds itself back unless up{job="..."} of their job is 1: a job of
+    another name would silence it rather than fail."""
+    checked = {}
+    for alert, expression in shared_alert_expressions().items():
+        if DETAILED_SERIES.search(expression):
+            checked[alert] = set(UP_OF_JOB.findall(expression))
+    assert checked, "no shared alert reads the per-queue series any more: update this test"
+    jobs = {job["job_name"] for job in scrape_configs()}
+    for alert, names in checked.items():
+        assert names, f"{alert} no longer checks up{{job=...}}: update this test"
+        assert names <= jobs, f"{alert} checks up of {sorted(names)}; scrape-configs.yaml has {sorted(jobs)}"
+    assert {QUEUES_JOB} == set().union(*checked.values())

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-tools bench-import clean
+.PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -25,6 +25,20 @@ browser:
 	  $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }; }
 
+# The observability tests check Prometheus' configuration, the alert rules (and their unit tests) and the
+# dashboard's queries with promtool, from Debian's prometheus package; installed here when missing. The
+# package enables the Prometheus server it ships at boot and starts it unless policy-rc.d forbids it (as on
+# these machines): nothing here wants a server on 9090, so it is stopped and disabled straight away.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "Installing Debian's prometheus (promtool, for the observability tests)"; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && \
+	    $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1; \
+	  else $(SUDO) service prometheus stop >/dev/null 2>&1; $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1; fi; \
+	  command -v promtool >/dev/null; }
+
 run: $(STAMP)
 	$(PY) -m deploy.platform
 
@@ -35,12 +49,12 @@ migrate: $(STAMP)
 	$(PY) -m credence_common.migrations all
 
 # Every test: unit, integration (SQLite and PostgreSQL) and end-to-end (SQLite and PostgreSQL).
-test: $(STAMP) browser
+test: $(STAMP) browser promtool
 	$(PY) -m deploy.preflight
 	$(PY) -m ruff check .
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) promtool
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP)

@@ -2,7 +2,8 @@
 
 No Docker engine is needed: the compose file is read as YAML and compared with the process table
 (``deploy.processes.PROCESSES``), the ``${ENV:default}`` names each process's config file reads and the
-secret rule of ``credence_common.config``.
+secret rule of ``credence_common.config``; Prometheus' scrape targets are compared with the processes'
+metrics ports. The contents of the Prometheus and Grafana files are checked in test_observability.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
-INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate"}
+INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "prometheus", "grafana"}
 COMPOSE_ONLY_ENV = {"CREDENCE_ENV"}  # read by credence_common.config, not through a config file
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
 
@@ -32,7 +33,11 @@ ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)")
 SETTING_FROM_ENV = re.compile(r"^([A-Za-z0-9_]+)\s*:\s*(?:!raw_env_var\s+)?\$\{([A-Z0-9_]+)", re.MULTILINE)
 REQUIRED_FROM_HOST = re.compile(r"^\$\{([A-Z0-9_]+):\?[^}]+\}$")
 COMPOSE_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
+PYTHON_PATCH_RELEASE = re.compile(r"^python:3\.11\.\d+-slim-[a-z]+$")
+PINNED_EXAMPLE = "python:3.11.14-slim-bookworm"
 CREATE_DATABASE = re.compile(r"^\s*CREATE\s+DATABASE\s+\"?([a-z0-9_]+)\"?\s*;", re.IGNORECASE | re.MULTILINE)
+
+RABBITMQ_METRICS_TARGET = "rabbitmq:15692"  # rabbitmq_prometheus, enabled in the official image
 
 SERVICE_PROCESSES = [spec for spec in PROCESSES if spec.db_env is not None]
 METRICS_PROCESSES = [spec for spec in PROCESSES if spec.metrics_port_env is not None]
@@ -254,6 +259,150 @@ def test_service_uses_the_database_migrate_migrated(services, spec):
     assert environment(services[spec.name])[spec.db_env] == environment(services["migrate"])[spec.db_env]
 
 
+# --- observability -------------------------------------------------------------------------------
+
+def bind_mounts(service: dict) -> dict[str, Path]:
+    """A compose service's bind mounts (short syntax, host path first): container path -> host path."""
+    mounts = {}
+    for entry in service.get("volumes") or []:
+        source, _, rest = str(entry).partition(":")
+        if source.startswith((".", "/")):
+            mounts[rest.split(":")[0]] = (COMPOSE_FILE.parent / source).resolve()
+    return mounts
+
+
+def host_path(service: dict, container_path: str) -> Path:
+    """Where a container path of a compose service comes from on the host, through its bind mounts."""
+    for target, source in sorted(bind_mounts(service).items(), key=lambda item: -len(item[0])):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / Path(container_path).relative_to(target)
+    raise AssertionError(f"{container_path} is not mounted from the repository")
+
+
+def command_option(service: dict, option: str) -> str:
+    for argument in service.get("command") or []:
+        if str(argument).startswith(option + "="):
+            return str(argument).split("=", 1)[1]
+    raise AssertionError(f"the command does not set {option}")
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services) -> dict:
+    config_file = host_path(services["prometheus"], command_option(services["prometheus"], "--config.file"))
+    assert config_file.is_file(), f"{config_file} does not exist"
+    return yaml.safe_load(config_file.read_text(encoding="utf-8"))
+
+
+def scraped(config: dict) -> dict[str, set[tuple[str, str]]]:
+    """Every scrape job: its (target, metrics path) pairs."""
+    return {job["job_name"]: {(target, job.get("metrics_path", "/metrics"))
+                              for static in job.get("static_configs", []) for target in static["targets"]}
+            for job in config["scrape_configs"]}
+
+
+def expected_process_targets(services) -> dict[str, tuple[str, str]]:
+    """Each process's metrics endpoint, from the compose environment: a service's metrics port, the
+    gateway's HTTP address (it serves /metrics itself)."""
+    expected = {}
+    for spec in PROCESSES:
+        env = environment(services[spec.name])
+        if spec.metrics_port_env is not None:
+            port = env[spec.metrics_port_env]
+        else:
+            port = env["GATEWAY_ADDRESS"].rsplit(":", 1)[1]
+        expected[spec.name] = (f"{spec.name}:{port}", "/metrics")
+    return expected
+
+
+def published(service: dict) -> list[str]:
+    return [str(entry) for entry in service.get("ports") or []]
+
+
+def test_prometheus_scrapes_every_process_and_rabbitmq_and_nothing_else(services, prometheus_config):
+    jobs = scraped(prometheus_config)
+    expected = expected_process_targets(services)
+    for name, endpoint in expected.items():
+        assert jobs.get(name) == {endpoint}, f"job {name} must scrape exactly {endpoint}, not {jobs.get(name)}"
+    others = {name: pairs for name, pairs in jobs.items() if name not in expected}
+    assert others, "RabbitMQ is not scraped"
+    for name, pairs in others.items():
+        assert {target for target, _path in pairs} == {RABBITMQ_METRICS_TARGET}, f"job {name} scrapes {pairs}"
+    paths = {path for pairs in others.values() for _target, path in pairs}
+    assert paths == {"/metrics", "/metrics/detailed"}, "RabbitMQ: its health, and the per-queue figures"
+
+
+@pytest.mark.parametrize("spec", METRICS_PROCESSES, ids=ids)
+def test_compose_uses_the_process_tables_metrics_ports(services, spec):
+    # prometheus.yml names the ports, so compose and the process table must agree on them
+    assert int(environment(services[spec.name])[spec.metrics_port_env]) == spec.default_metrics_port
+
+
+def test_prometheus_targets_are_compose_services(services, prometheus_config):
+    for pairs in scraped(prometheus_config).values():
+        for target, _path in pairs:
+            assert target.split(":")[0] in services, f"{target} is not a compose service"
+
+
+def test_the_prometheus_mount_carries_its_alert_rules(services, prometheus_config):
+    prometheus = services["prometheus"]
+    config_path = command_option(prometheus, "--config.file")
+    rule_files = prometheus_config.get("rule_files") or []
+    assert rule_files, "prometheus.yml loads no alert rules"
+    for rule_file in rule_files:
+        in_container = str(Path(config_path).parent / rule_file)
+        assert host_path(prometheus, in_container).is_file(), f"{rule_file} is not mounted next to prometheus.yml"
+
+
+def test_grafana_provisions_the_prometheus_of_compose_and_the_dashboards(services):
+    grafana = services["grafana"]
+    datasources_dir = host_path(grafana, "/etc/grafana/provisioning/datasources")
+    providers_dir = host_path(grafana, "/etc/grafana/provisioning/dashboards")
+    sources = [source for path in sorted(datasources_dir.glob("*.yml"))
+               for source in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]]
+    assert [source["type"] for source in sources] == ["prometheus"]
+    url = urlsplit(sources[0]["url"])
+    assert url.hostname == "prometheus" and url.port == 9090
+    providers = [provider for path in sorted(providers_dir.glob("*.yml"))
+                 for provider in yaml.safe_load(path.read_text(encoding="utf-8"))["providers"]]
+    assert providers, "no dashboard provider"
+    for provider in providers:
+        assert provider["type"] == "file"
+        dashboards = sorted(host_path(grafana, provider["options"]["path"]).glob("*.json"))
+        assert dashboards, f"nothing mounted at {provider['options']['path']}"
+    home = environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        assert host_path(grafana, home).is_file()
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_every_bind_mount_exists_and_is_read_only(services, name):
+    mounts = [str(entry) for entry in services[name].get("volumes") or [] if str(entry).startswith((".", "/"))]
+    assert mounts
+    for mount in mounts:
+        source = (COMPOSE_FILE.parent / mount.split(":")[0]).resolve()
+        assert source.exists() and source.is_relative_to(REPO_ROOT / "deploy" / "observability"), mount
+        assert mount.endswith(":ro"), f"{mount}: the containers only read these"
+
+
+@pytest.mark.parametrize("name, port", [("prometheus", 9090), ("grafana", 3000)])
+def test_observability_is_published_on_loopback_only(services, name, port):
+    assert published(services[name]) == [f"127.0.0.1:{port}:{port}"]
+
+
+@pytest.mark.parametrize("name, image", [("prometheus", r"prom/prometheus:v2\.\d+\.\d+"),
+                                         ("grafana", r"grafana/grafana(-oss)?:\d+\.\d+\.\d+")])
+def test_observability_images_are_pinned(services, name, image):
+    assert re.fullmatch(image, services[name]["image"]), services[name]["image"]
+
+
+def test_grafana_needs_a_password_from_the_host(services):
+    env = environment(services["grafana"])
+    required = REQUIRED_FROM_HOST.match(env.get("GF_SECURITY_ADMIN_PASSWORD", ""))
+    assert required, "GF_SECURITY_ADMIN_PASSWORD must be '${NAME:?...}', never a default"
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
+    assert env.get("GF_USERS_ALLOW_SIGN_UP") == "false"
+
+
 # --- the image -----------------------------------------------------------------------------------
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -267,29 +416,92 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def test_dockerfile_builds_on_python_311_slim():
-    assert DOCKERFILE.is_file()
-    froms = [rest for keyword, rest in dockerfile_instructions() if keyword == "FROM"]
-    assert froms and froms[0].split()[0] == "python:3.11-slim"
+def dockerfile_stages() -> list[dict]:
+    """Each build stage: its base image, its name (``AS``) and its instructions after FROM."""
+    stages = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "FROM":
+            words = rest.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append({"base": words[0], "name": name, "instructions": []})
+        else:
+            assert stages, f"{keyword} before the first FROM"
+            stages[-1]["instructions"].append((keyword, rest))
+    return stages
 
 
-def test_dockerfile_installs_the_project():
-    instructions = dockerfile_instructions()
-    runs = [rest for keyword, rest in instructions if keyword == "RUN"]
-    assert any(re.search(r"\bpip install\s+\.(\s|$)", run) for run in runs), "the image must 'pip install .'"
-    copied = {part.rstrip("/") for keyword, rest in instructions if keyword == "COPY" for part in rest.split()[:-1]}
+def stage_env(stage: dict) -> dict[str, str]:
+    env = {}
+    for keyword, rest in stage["instructions"]:
+        if keyword == "ENV":
+            env.update(item.split("=", 1) for item in rest.split() if "=" in item)
+    return env
+
+
+def test_every_stage_builds_on_one_python_311_patch_release():
+    stages = dockerfile_stages()
+    names = {stage["name"] for stage in stages if stage["name"]}
+    bases = [stage["base"] for stage in stages if stage["base"] not in names]
+    assert bases, "no FROM"
+    for base in bases:
+        assert PYTHON_PATCH_RELEASE.match(base), f"{base}: pin the patch and Debian releases, e.g. {PINNED_EXAMPLE}"
+    assert len(set(bases)) == 1, f"the wheels are built for one interpreter: use the same base everywhere: {bases}"
+
+
+def test_a_builder_stage_builds_wheels_of_the_project():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "build wheels in a builder stage, install them in the runtime stage"
+    builder = next((stage for stage in stages if stage["name"] == "builder"), None)
+    assert builder is not None and builder is not stages[-1], "no stage named builder before the runtime stage"
+    copied = {part.rstrip("/") for keyword, rest in builder["instructions"] if keyword == "COPY"
+              for part in rest.split()[:-1]}
     needed = {"pyproject.toml", "credence_common", "services", "gateway", "deploy"}
-    assert "." in copied or needed <= copied, f"the image lacks {sorted(needed - copied)}"
+    assert "." in copied or needed <= copied, f"the builder lacks {sorted(needed - copied)}"
+    runs = [rest for keyword, rest in builder["instructions"] if keyword == "RUN"]
+    assert any(re.search(r"\bpip wheel\b.*(\s|^)\.(\s|$)", run) for run in runs), "the builder must 'pip wheel .'"
+
+
+def test_the_runtime_stage_installs_only_the_builders_wheels():
+    runtime = dockerfile_stages()[-1]
+    installs = [rest for keyword, rest in runtime["instructions"] if keyword == "RUN" and "pip install" in rest]
+    assert len(installs) == 1, f"one pip install in the runtime stage: {installs}"
+    install = installs[0]
+    assert "--no-index" in install, "the runtime stage must not download anything"
+    mounted = re.search(r"--mount=type=bind,(?=[^ ]*from=builder)[^ ]*target=(\S+?)(,|\s)", install)
+    copied = [rest for keyword, rest in runtime["instructions"] if keyword == "COPY" and "--from=builder" in rest]
+    assert mounted or copied, "install the wheels from the builder stage (RUN --mount=...,from=builder or COPY --from)"
+    if mounted:
+        assert f"--find-links={mounted.group(1)}" in install or f"--find-links {mounted.group(1)}" in install
+    no_cache = stage_env(runtime).get("PIP_NO_CACHE_DIR") in ("1", "true", "on") or "--no-cache-dir" in install
+    assert no_cache, "no pip cache in the image"
+    for keyword, rest in runtime["instructions"]:
+        assert not (keyword == "RUN" and re.search(r"\b(gcc|build-essential|pip wheel)\b", rest)), rest
+
+
+def test_the_runtime_stage_holds_the_source_tree_the_runner_reads():
+    runtime = dockerfile_stages()[-1]
+    copied = {part.rstrip("/") for keyword, rest in runtime["instructions"] if keyword == "COPY"
+              for part in rest.split()[:-1] if not part.startswith("--")}
+    needed = {"credence_common", "services", "gateway", "deploy"}
+    assert "." in copied or needed <= copied, f"the runtime stage lacks {sorted(needed - copied)}"
 
 
 def test_dockerfile_runs_as_a_non_root_user():
-    users = [rest.split(":")[0] for keyword, rest in dockerfile_instructions() if keyword == "USER"]
-    assert users, "the image must switch to a non-root USER"
-    assert users[-1] not in ("root", "0")
+    runtime = dockerfile_stages()[-1]
+    users = [rest.split(":")[0] for keyword, rest in runtime["instructions"] if keyword == "USER"]
+    assert users, "the runtime stage must switch to a non-root USER"
+    assert users[-1] == "10001", "numeric, so that Kubernetes' runAsNonRoot can verify it"
+
+
+def test_dockerfile_logs_json_in_production():
+    env = stage_env(dockerfile_stages()[-1])
+    assert env.get("LOG_FORMAT") == "json"
+    assert env.get("CREDENCE_ENV") == "production"
 
 
 def test_dockerignore_keeps_the_sources_in_the_build_context():
     ignored = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
                if line.strip() and not line.startswith("#")}
     assert ".venv" in ignored and ".git" in ignored
-    assert not ignored & {"pyproject.toml", "credence_common", "services", "gateway", "deploy", "."}
+    assert not ignored & {"pyproject.toml", "credence_common", "credence_cli", "services", "gateway", "deploy", "."}
+    assert "deploy/observability" in ignored, "Prometheus' and Grafana's files do not belong in the application image"

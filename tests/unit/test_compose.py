@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from credence_common.config import SECRET_SUFFIXES
 from credence_common.migrations import SERVICES as MIGRATED_SERVICES
 from credence_common.migrations import db_uri_from_environment
 from deploy.processes import PROCESSES, SERVICE_NAMES, ProcessSpec
+from tests.unit.process_config import env_names_read, secret_env_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -29,8 +29,6 @@ INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "prometheus", "grafana"}
 COMPOSE_ONLY_ENV = {"CREDENCE_ENV"}  # read by credence_common.config, not through a config file
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
 
-ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)")
-SETTING_FROM_ENV = re.compile(r"^([A-Za-z0-9_]+)\s*:\s*(?:!raw_env_var\s+)?\$\{([A-Z0-9_]+)", re.MULTILINE)
 REQUIRED_FROM_HOST = re.compile(r"^\$\{([A-Z0-9_]+):\?[^}]+\}$")
 COMPOSE_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 PYTHON_PATCH_RELEASE = re.compile(r"^python:3\.11\.\d+-slim-[a-z]+$")
@@ -76,20 +74,6 @@ def interpolate(value: str) -> str:
         return "placeholder"
 
     return COMPOSE_VARIABLE.sub(replace, value)
-
-
-def config_text(spec: ProcessSpec) -> str:
-    return (REPO_ROOT / spec.config).read_text(encoding="utf-8")
-
-
-def env_names_read(spec: ProcessSpec) -> set[str]:
-    return set(ENV_REFERENCE.findall(config_text(spec)))
-
-
-def secret_env_names(spec: ProcessSpec) -> set[str]:
-    """Environment variables behind the config's secret settings (``*_SECRET``, ``*_PASSWORD``, ``*_KEY``)."""
-    return {env_name for setting, env_name in SETTING_FROM_ENV.findall(config_text(spec))
-            if setting.upper().endswith(SECRET_SUFFIXES)}
 
 
 def db_uri_keys(env: dict) -> list[str]:

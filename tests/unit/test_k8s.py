@@ -39,6 +39,7 @@ from nameko.rpc import RPC_QUEUE_TEMPLATE
 from credence_common.config import ENVIRONMENTS, SECRET_SUFFIXES
 from credence_common.migrations import SERVICES as MIGRATED_SERVICES
 from deploy.processes import PROCESSES, ProcessSpec
+from tests.unit.process_config import config_text, env_names_read, secret_env_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
@@ -77,8 +78,6 @@ CREDENTIAL_NAMES = {"AMQP_URI"}
 SERVICE_PROCESSES = [spec for spec in PROCESSES if spec.db_env is not None]
 GATEWAY = next(spec for spec in PROCESSES if spec.db_env is None)
 
-SETTING_FROM_ENV = re.compile(r"^([A-Za-z0-9_]+)\s*:\s*(?:!raw_env_var\s+)?\$\{([A-Z0-9_]+)", re.MULTILINE)
-ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)")
 SHUTDOWN_GRACE = re.compile(r"^SHUTDOWN_GRACE_SECONDS:\s*\$\{SHUTDOWN_GRACE_SECONDS:(\d+)\}", re.MULTILINE)
 PLUGIN = re.compile(r"^\w+$")  # the operator's pattern for additionalPlugins items
 
@@ -167,20 +166,6 @@ def plain_value(sources: dict, name: str) -> str:
     assert name in sources, f"{name} is not set"
     assert sources[name][0] in ("value", "config"), f"{name} should be a plain setting, not {sources[name][0]}"
     return sources[name][1]
-
-
-def config_text(spec: ProcessSpec) -> str:
-    return (REPO_ROOT / spec.config).read_text(encoding="utf-8")
-
-
-def env_names_read(spec: ProcessSpec) -> set[str]:
-    return set(ENV_REFERENCE.findall(config_text(spec)))
-
-
-def secret_env_names(spec: ProcessSpec) -> set[str]:
-    """Environment variables behind the config's secret settings (``*_SECRET``, ``*_PASSWORD``, ``*_KEY(S)``)."""
-    return {env_name for setting, env_name in SETTING_FROM_ENV.findall(config_text(spec))
-            if setting.upper().endswith(SECRET_SUFFIXES)}
 
 
 def credential_env_names(spec: ProcessSpec) -> set[str]:
@@ -773,15 +758,6 @@ KUBERNETES_SD_SELECTOR_ROLES = {"pod": {"pod"}, "endpoints": {"pod", "service", 
 # Debian's build of Prometheus leaves Kubernetes service discovery out (its client library is not packaged), so
 # its promtool rejects the field itself; an upstream promtool checks it.
 NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if not found:
-        pytest.fail("promtool is not installed: run `make promtool` (it installs Debian's prometheus package, "
-                    "which ships promtool), or apt-get install --no-install-recommends prometheus")
-    return found
 
 
 def scrape_configs() -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -68,14 +67,6 @@ HEADING = re.compile(r"^#{2,4}\s+(.+?)\s*$", re.MULTILINE)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if not found:
-        pytest.fail("promtool is not installed: it comes with Debian's prometheus package "
-                    "(`make promtool`, or apt-get install --no-install-recommends prometheus)")
-    return found
 
 
 def run_promtool(promtool: str, *args: str, cwd: Path = PROMETHEUS_DIR) -> str:

@@ -47,6 +47,15 @@ _KINDS = {"Rpc": "rpc", "EventHandler": "event", "HttpRequestHandler": "http", "
 _served_ports: set[int] = set()
 
 
+def entrypoint_kind(entrypoint) -> str:
+    """rpc, event, http or timer, for nameko's entrypoints and our subclasses of them (IdempotentRpc,
+    ReliableEventHandler, the gateway's TracedHttp), so that dashboards and alerts can select by kind."""
+    for cls in type(entrypoint).__mro__:
+        if cls.__name__ in _KINDS:
+            return _KINDS[cls.__name__]
+    return type(entrypoint).__name__.lower()
+
+
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
@@ -128,7 +137,7 @@ class Metrics(DependencyProvider):
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started = self._started.pop(id(worker_ctx), None)
         entrypoint = worker_ctx.entrypoint
-        kind = _KINDS.get(type(entrypoint).__name__, type(entrypoint).__name__.lower())
+        kind = entrypoint_kind(entrypoint)
         labels = (self.container.service_name, entrypoint.method_name, kind)
         if exc_info is None:
             outcome = "ok"

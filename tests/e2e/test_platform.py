@@ -136,6 +136,8 @@ def test_operations_endpoints(platform, journey):
         service_metrics = requests.get(f"http://127.0.0.1:{platform.env[port_env]}/metrics", timeout=5).text
         assert f'credence_outbox_backlog{{service="{spec_name}"}}' in service_metrics
         assert f'service="{spec_name}"' in service_metrics
+        # the kinds the dashboard and the alerts select on (an entrypoint subclass must not become a kind)
+        assert f'kind="rpc",outcome="ok",service="{spec_name}"' in service_metrics
     spec = get(platform, "/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/api/v1/certificate-checks" in spec["paths"]
     for service in ("identity", "scoring", "certificates", "payments", "verification"):

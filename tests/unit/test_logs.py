@@ -163,3 +163,4 @@ def test_warnings_and_crashes_become_json_lines(capsys):
     assert any("the key is short" in line["message"] and line["logger"] == "py.warnings" for line in lines)
     crash = [line for line in lines if line["level"] == "CRITICAL"]
     assert crash and "KeyError" in crash[0]["exception"] and crash[0]["service"] == "gateway"
+

@@ -23,21 +23,29 @@ def sequence_model(Base):
     return NumberSequence
 
 
-def next_value(session: Session, model, name: str) -> int:
+def next_value(session: Session, model, name: str, count: int = 1) -> int:
+    """The next value, or with ``count`` the last of the next ``count`` values (a block for a batch)."""
     for _ in range(3):
         value = session.execute(
-            update(model).where(model.name == name).values(last_value=model.last_value + 1)
+            update(model).where(model.name == name).values(last_value=model.last_value + count)
             .returning(model.last_value)
         ).scalar()
         if value is not None:
             return value
         try:
             with session.begin_nested():
-                session.execute(insert(model).values(name=name, last_value=1))
-            return 1
+                session.execute(insert(model).values(name=name, last_value=count))
+            return count
         except IntegrityError:
             continue  # another worker created the counter first; take the next value from it
     raise RuntimeError(f"could not allocate a value from sequence {name}")
+
+
+def next_values_outside(session: Session, model, name: str, count: int) -> list[int]:
+    """``count`` consecutive values in one statement (``next_value_outside`` for a batch): what a batch does not
+    use becomes a gap."""
+    last = _outside(session, lambda own: next_value(own, model, name, count))
+    return list(range(last - count + 1, last + 1))
 
 
 def next_value_outside(session: Session, model, name: str) -> int:
@@ -49,11 +57,15 @@ def next_value_outside(session: Session, model, name: str) -> int:
     The price is a gap when the caller's transaction then fails, which these counters accept. On SQLite the
     caller's transaction may already hold the database's single write lock, so a second connection would
     wait for it: there the value comes from the caller's transaction as before."""
+    return _outside(session, lambda own: next_value(own, model, name))
+
+
+def _outside(session: Session, allocate):
     engine = session.get_bind()
     if engine.dialect.name != "postgresql":
-        return next_value(session, model, name)
+        return allocate(session)
     with Session(_counter_engine(engine)) as own, own.begin():
-        return next_value(own, model, name)
+        return allocate(own)
 
 
 _COUNTER_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

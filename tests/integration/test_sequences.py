@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from credence_common.db import make_engine
-from credence_common.sequences import next_value, next_value_outside
+from credence_common.sequences import next_value, next_value_outside, next_values_outside
 from services.certificates.models import NumberSequence
 
 
@@ -45,3 +45,13 @@ def test_a_second_caller_does_not_wait_for_the_firsts_transaction(certificates_d
     finally:
         first.close()
         second.close()
+
+
+def test_a_batch_takes_a_block_of_consecutive_values_in_one_statement(certificates_db):
+    with Session(certificates_db) as session, session.begin():
+        assert next_values_outside(session, NumberSequence, "serial-block", 3) == [1, 2, 3]  # a new counter
+        assert next_value_outside(session, NumberSequence, "serial-block") == 4
+        assert next_values_outside(session, NumberSequence, "serial-block", 50) == list(range(5, 55))
+        assert next_values_outside(session, NumberSequence, "other-region", 2) == [1, 2]  # counters are separate
+    with Session(certificates_db) as session, session.begin():
+        assert next_value(session, NumberSequence, "serial-block") == 55

@@ -181,8 +181,7 @@ class VerificationService(HealthCheck):
     @reliable_event_handler("certificates", CertificateIssuedV1.event_type, batch_size=50)
     def handle_certificate_issued(self, messages: list) -> None:
         # batched: issuing comes in bursts (a paid class, a production batch), and each would be a transaction
-        consume_batch(self, messages, CertificateIssuedV1, ProcessedEvent, usecases.record_event, pass_message=True,
-                      prepare=usecases.prepare_issued)
+        consume_batch(self, messages, CertificateIssuedV1, ProcessedEvent, usecases.record_event, pass_message=True)
 
     @reliable_event_handler("certificates", CertificateRevokedV1.event_type)
     def handle_certificate_revoked(self, message: dict) -> None:

@@ -3,6 +3,7 @@ fresh RabbitMQ vhost, on SQLite files and again on PostgreSQL databases."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -37,14 +38,14 @@ def _management(method: str, path: str, **kwargs):
     return response
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def platform(request, tmp_path_factory):
-    backend = request.param
+@contextlib.contextmanager
+def running_platform(backend: str, workdir: Path, **overrides: str):
+    """The whole platform on a fresh vhost and fresh databases of ``backend``; ``overrides`` replace the
+    test environment's settings (the security tests run with production-like limits)."""
     quiet_client_logging()
     vhost = f"credence_e2e_{uuid.uuid4().hex[:10]}"
     _management("PUT", f"/api/vhosts/{vhost}")
     _management("PUT", f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})
-    workdir: Path = tmp_path_factory.mktemp(f"platform-{backend}")
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
     env.update(SECRETS)
     env.update({
@@ -62,6 +63,7 @@ def platform(request, tmp_path_factory):
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
+    env.update(overrides)
     databases = []
     admin = None
     if backend == "postgresql":
@@ -90,6 +92,12 @@ def platform(request, tmp_path_factory):
                     connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
         _management("DELETE", f"/api/vhosts/{vhost}")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def platform(request, tmp_path_factory):
+    with running_platform(request.param, tmp_path_factory.mktemp(f"platform-{request.param}")) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")

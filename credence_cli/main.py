@@ -11,6 +11,7 @@
     credence verification rebuild            the public read model, replayed from its event log
     credence queues status|migrate           the event queues and their type
     credence identity key-status|rotate-keys the keys that protect personal data
+    credence certificates key-status|rotate-keys    ... and those of certificates (names, addresses)
 
 Settings come from the environment, as the services read them: ``AMQP_URI`` and ``<SERVICE>_DB_URI`` (each
 command needs only what it touches; on Kubernetes run it in that service's pod, or in a toolbox pod with the
@@ -39,6 +40,7 @@ from credence_cli.rpc import RemoteRefusal, RpcClient, Unanswered, pika_paramete
 from credence_common import dead_letters, logs, migrations, queues
 from credence_common.config import load_config
 from deploy.processes import SERVICE_NAMES
+from services.certificates import cli as certificates_cli
 from services.identity import cli as identity_cli
 from services.payments import cli as payments_cli
 from services.scoring import cli as scoring_cli
@@ -63,6 +65,7 @@ app.add_typer(dead_letters.app, name="dead-letters", help="Messages the event ha
 app.add_typer(verification_cli.app, name="verification", help="The public verification read model.")
 app.add_typer(queues.build_app(), name="queues", help="The event queues: type, depth, consumers.")
 app.add_typer(identity_cli.app, name="identity", help="The keys that protect personal data.")
+app.add_typer(certificates_cli.app, name="certificates", help="The keys that protect personal data in certificates.")
 results_app.command("import")(scoring_cli.import_results)
 
 console = Console()

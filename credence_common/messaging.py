@@ -24,8 +24,11 @@ from credence_common.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 
-def messaging_models(Base):
-    """Create the outbox and processed-event mapped classes on a service's own declarative base."""
+def messaging_models(Base, envelope_type=Text):
+    """Create the outbox and processed-event mapped classes on a service's own declarative base.
+
+    ``envelope_type``: a service whose events carry personal data stores envelopes encrypted (a TypeDecorator
+    over Text, e.g. certificates' ``Sealed``); the relay reads them back through the same type."""
 
     class OutboxEvent(Base):
         __tablename__ = "outbox"
@@ -34,7 +37,7 @@ def messaging_models(Base):
         seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
         event_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
         event_type: Mapped[str] = mapped_column(String(120), nullable=False)
-        envelope_json: Mapped[str] = mapped_column(Text, nullable=False)
+        envelope_json: Mapped[str] = mapped_column(envelope_type, nullable=False)
         created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
         published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
         attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -8,13 +8,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from credence_common.messaging import messaging_models
 from credence_common.sequences import sequence_model
 from credence_common.types import UTCDateTime
+from services.certificates.protection import Sealed
 
 
 class Base(DeclarativeBase):
     pass
 
 
-OutboxEvent, ProcessedEvent = messaging_models(Base)
+# Sealed envelopes: a certificate.issued event carries the holder's name, and published events are kept.
+OutboxEvent, ProcessedEvent = messaging_models(Base, envelope_type=Sealed)
 NumberSequence = sequence_model(Base)
 
 
@@ -25,7 +27,8 @@ class Certificate(Base):
     result_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     ticket_number: Mapped[str] = mapped_column(String(12), nullable=False)
-    holder_name: Mapped[str] = mapped_column(String(40), nullable=False)
+    # Personal data is Sealed (encrypted at rest, services/certificates/protection.py); the column names say so.
+    holder_name: Mapped[str] = mapped_column("holder_name_encrypted", Sealed(), nullable=False)
     resident_id_number_masked: Mapped[str] = mapped_column(String(18), nullable=False)
     program_code: Mapped[str] = mapped_column(String(32), nullable=False)
     program_name: Mapped[str] = mapped_column(String(120), nullable=False)
@@ -40,7 +43,7 @@ class Certificate(Base):
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     level: Mapped[str | None] = mapped_column(String(40), nullable=True)
     qualified_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
-    photo_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    photo_reference: Mapped[str | None] = mapped_column("photo_reference_encrypted", Sealed(), nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The online verification report opens this many working days after payment (3 by default).
     report_available_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
@@ -49,7 +52,7 @@ class Certificate(Base):
     # Raised on every change; events carry it as ``sequence`` so a subscriber can put them in order.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     replaces_certificate_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    delivery_address: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delivery_address: Mapped[str | None] = mapped_column("delivery_address_encrypted", Sealed(), nullable=True)
     delivery_status: Mapped[str] = mapped_column(String(12), nullable=False, default="none")
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("production_batches.batch_id"), nullable=True,
                                                  index=True)
@@ -92,8 +95,9 @@ class CorrectionRequest(Base):
     certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.certificate_id"), nullable=False,
                                                 index=True)
     field: Mapped[str] = mapped_column(String(32), nullable=False)
-    current_value: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    requested_value: Mapped[str] = mapped_column(String(200), nullable=False)
+    # a name or a photo reference (CORRECTABLE_FIELDS)
+    current_value: Mapped[str | None] = mapped_column("current_value_encrypted", Sealed(), nullable=True)
+    requested_value: Mapped[str] = mapped_column("requested_value_encrypted", Sealed(), nullable=False)
     reason: Mapped[str] = mapped_column(String(200), nullable=False)
     status: Mapped[str] = mapped_column(String(12), nullable=False)  # open | accepted | rejected
     decided_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
@@ -128,8 +132,10 @@ class ReplacementApplication(Base):
     kind: Mapped[str] = mapped_column(String(12), nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     reason: Mapped[str] = mapped_column(String(200), nullable=False)
-    identity_video_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    corrected_holder_name: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    identity_video_reference: Mapped[str | None] = mapped_column("identity_video_reference_encrypted", Sealed(),
+                                                                 nullable=True)
+    corrected_holder_name: Mapped[str | None] = mapped_column("corrected_holder_name_encrypted", Sealed(),
+                                                              nullable=True)
     fee_fen: Mapped[int | None] = mapped_column(Integer, nullable=True)
     payment_order_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
     new_certificate_id: Mapped[str | None] = mapped_column(String(36), nullable=True)

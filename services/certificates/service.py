@@ -29,6 +29,7 @@ from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.certificates import domain, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
+from services.certificates.protection import Protection
 
 
 class Rules(DependencyProvider):
@@ -58,6 +59,7 @@ class CertificatesService(HealthCheck):
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     rules = Rules()
+    data_keys = Protection()  # installs the keys of the Sealed columns before the first worker runs
 
     @rpc
     def certificates_for_candidate(self, actor: dict, candidate_id: str) -> dict:

@@ -87,3 +87,112 @@ def test_certificates_migrations_keep_existing_certificates_and_queue_issued_one
         ("c1", "migrated"), ("c2", "migrated")]
     assert query(db_uri, "select batch_number, status from production_batches") == [(1, "open")]
     assert query(db_uri, "select ship_by is not null from certificates where certificate_id = 'c1'") == [(True,)]
+
+
+def _downgrade(service: str, db_uri: str, revision: str) -> None:
+    from alembic import command
+
+    from credence_common.migrations import alembic_config
+
+    config = alembic_config(service)
+    engine = make_engine(db_uri)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":  # as credence_common.migrations.upgrade does
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.downgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and_its_downgrade_decrypts(
+        databases, monkeypatch):
+    from credence_common.crypto import KeyRing
+    from credence_common.migrations import upgrade
+    from tests.integration.conftest import query
+
+    # the keys the environment gives, as the migrate job runs with the service's CERTIFICATES_DATA_KEYS
+    monkeypatch.setenv("CERTIFICATES_DATA_KEYS", "m1=test-migration-certificates-key")
+    monkeypatch.setenv("CERTIFICATES_DATA_ACTIVE_KEY_ID", "m1")
+    keyring = KeyRing.from_spec("m1=test-migration-certificates-key", "m1")
+    db_uri = databases.create("certificates", revision="0005")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO certificates (certificate_id, result_id, candidate_id, ticket_number, holder_name, "
+                "resident_id_number_masked, program_code, program_name, sitting, status, payer_kind, payer_id, "
+                "certificate_fee_fen, created_at, photo_reference, delivery_address, version, delivery_status) "
+                "VALUES ('c1', 'r1', 'cand-1', '112600000001', '王小明', '110105********002X', 'PSY-COUNSELLOR', "
+                "'P', '2026-11', 'correction_requested', 'candidate', 'cand-1', 6000, "
+                "'2026-11-20 10:00:00+00:00', 'photos/wang.jpg', '北京市海淀区学院路1号', 2, 'none'), "
+                "('c2', 'r2', 'cand-2', '112600000002', '李静', '110105********0021', 'PSY-COUNSELLOR', 'P', "
+                "'2026-11', 'pending_confirmation', 'candidate', 'cand-2', 6000, '2026-11-21 10:00:00+00:00', "
+                "NULL, NULL, 1, 'none')")
+            connection.exec_driver_sql(
+                "INSERT INTO correction_requests (request_id, certificate_id, field, current_value, requested_value, "
+                "reason, status, created_at) VALUES ('q1', 'c1', 'holder_name', '王小明', '王晓明', 'typo', 'open', "
+                "'2026-11-20 11:00:00+00:00')")
+            connection.exec_driver_sql(
+                "INSERT INTO replacement_applications (application_id, certificate_id, candidate_id, kind, status, "
+                "reason, identity_video_reference, corrected_holder_name, created_at, updated_at) VALUES "
+                "('a1', 'c1', 'cand-1', 'correction', 'awaiting_payment', 'name', 'videos/wang.mp4', '王晓明', "
+                "'2026-11-20 12:00:00+00:00', '2026-11-20 12:00:00+00:00')")
+            connection.exec_driver_sql(
+                "INSERT INTO outbox (event_id, event_type, envelope_json, created_at, attempts) VALUES "
+                "('e1', 'credence.certificate.issued.v1', '{\"data\": {\"holder_name\": \"王小明\"}}', "
+                "'2026-11-20 10:05:00+00:00', 1)")
+    finally:
+        engine.dispose()
+
+    upgrade("certificates", db_uri)
+    stored = query(db_uri, "select holder_name_encrypted, photo_reference_encrypted, delivery_address_encrypted "
+                           "from certificates order by certificate_id")
+    assert [tuple(None if v is None else keyring.decrypt(v) for v in row) for row in stored] == [
+        ("王小明", "photos/wang.jpg", "北京市海淀区学院路1号"), ("李静", None, None)]
+    assert [keyring.decrypt(v) for v in query(db_uri, "select current_value_encrypted, requested_value_encrypted "
+                                                      "from correction_requests")[0]] == ["王小明", "王晓明"]
+    assert [keyring.decrypt(v) for v in query(
+        db_uri, "select identity_video_reference_encrypted, corrected_holder_name_encrypted "
+                "from replacement_applications")[0]] == ["videos/wang.mp4", "王晓明"]
+    (envelope,), = query(db_uri, "select envelope_json from outbox")
+    assert keyring.decrypt(envelope) == '{"data": {"holder_name": "王小明"}}'
+    everything = repr([query(db_uri, f"select * from {table}") for table in
+                       ("certificates", "correction_requests", "replacement_applications", "outbox")])
+    for clear in ("王小明", "王晓明", "李静", "北京", "photos/wang", "videos/wang"):
+        assert clear not in everything
+
+    _downgrade("certificates", db_uri, "0005")
+    assert query(db_uri, "select holder_name, photo_reference, delivery_address from certificates "
+                         "order by certificate_id") == [("王小明", "photos/wang.jpg", "北京市海淀区学院路1号"),
+                                                        ("李静", None, None)]
+    assert query(db_uri, "select current_value, requested_value from correction_requests") == [("王小明", "王晓明")]
+    assert query(db_uri, "select identity_video_reference, corrected_holder_name from replacement_applications") \
+        == [("videos/wang.mp4", "王晓明")]
+    assert query(db_uri, "select envelope_json from outbox") == [('{"data": {"holder_name": "王小明"}}',)]
+
+
+def test_certificates_0006_refuses_the_development_key_outside_development(databases, monkeypatch):
+    from credence_common.config import ConfigurationRefused
+    from credence_common.migrations import upgrade
+    from tests.integration.conftest import query
+
+    db_uri = databases.create("certificates", revision="0005")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO outbox (event_id, event_type, envelope_json, created_at, attempts) VALUES "
+                "('e1', 'credence.certificate.issued.v1', '{}', '2026-11-20 10:05:00+00:00', 1)")
+    finally:
+        engine.dispose()
+    monkeypatch.delenv("CERTIFICATES_DATA_KEYS", raising=False)
+    monkeypatch.setenv("CREDENCE_ENV", "staging")
+    with pytest.raises(ConfigurationRefused, match="CERTIFICATES_DATA_KEYS"):
+        upgrade("certificates", db_uri)
+    # nothing changed: the migration's transaction rolled back
+    assert query(db_uri, "select version_num from alembic_version") == [("0005",)]
+    assert query(db_uri, "select envelope_json from outbox") == [("{}",)]

@@ -434,7 +434,8 @@ def test_no_service_links_inject_variables(rendering, spec):
 def test_the_secret_scan_finds_the_secrets():
     """Guards the scan itself: if the regex stopped matching, the test below would pass vacuously."""
     found = set().union(*(secret_env_names(spec) for spec in PROCESSES))
-    assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY", "IDENTITY_DATA_KEYS"} <= found
+    assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY", "IDENTITY_DATA_KEYS",
+            "CERTIFICATES_DATA_KEYS"} <= found
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
@@ -659,6 +660,9 @@ def test_pod_selectors_match_only_the_process_pods(rendering, spec):
 
 # --- the migration Job ---------------------------------------------------------------------------
 
+MIGRATION_KEYS = ("CREDENCE_ENV", "CERTIFICATES_DATA_KEYS", "CERTIFICATES_DATA_ACTIVE_KEY_ID")
+
+
 def test_migrate_job_migrates_every_service_database_from_the_service_secrets(rendering):
     jobs = objects(rendering, "Job")
     assert list(jobs) == [MIGRATE_JOB]
@@ -667,7 +671,13 @@ def test_migrate_job_migrates_every_service_database_from_the_service_secrets(re
     assert item["command"] == MIGRATE_COMMAND and "args" not in item
     assert pod_spec(job)["restartPolicy"] == "Never"
     sources = env_sources(rendering, job)
-    assert sorted(sources) == sorted(f"{name.upper()}_DB_URI" for name in MIGRATED_SERVICES)
+    assert sorted(sources) == sorted([f"{name.upper()}_DB_URI" for name in MIGRATED_SERVICES]
+                                     + list(MIGRATION_KEYS))
+    certificates = env_sources(rendering, deployment(rendering, next(
+        spec for spec in SERVICE_PROCESSES if spec.name == "certificates")))
+    for name in MIGRATION_KEYS:
+        # certificates' migration 0006 encrypts existing rows: with the service's own keys and environment
+        assert sources[name] == certificates[name], name
     assert sorted(MIGRATED_SERVICES) == sorted(spec.name for spec in SERVICE_PROCESSES)
     for spec in SERVICE_PROCESSES:
         # the very reference the service uses: the Job migrates the database the service will open

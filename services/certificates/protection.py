@@ -52,6 +52,10 @@ class DataKeys:
     def install(self, keyring: KeyRing) -> None:
         self._keyring = keyring
 
+    def reset(self) -> None:
+        """Back to the config file's keys on next use (a test that installed others cleans up with this)."""
+        self._keyring = None
+
     @property
     def keyring(self) -> KeyRing:
         if self._keyring is None:

@@ -31,21 +31,20 @@ app = typer.Typer(help="The keys that protect personal data in certificates.", n
 console = Console()
 
 
-def sealed_tables() -> list[tuple[str, str, tuple[str, ...]]]:
-    """(table, primary key, sealed columns) for every table with a Sealed column, read from the models so that a
-    column sealed later is rotated too."""
+def sealed_tables() -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(table, primary key columns, sealed columns) for every table with a Sealed column, read from the models so
+    that a column sealed later is rotated too, and the Idempotency-Key answers (sealed by the service's Database)."""
     found = []
     for model_table in Base.metadata.sorted_tables:
         sealed = tuple(c.name for c in model_table.columns if isinstance(c.type, Sealed))
         if sealed:
-            (key,) = (c.name for c in model_table.primary_key.columns)
-            found.append((model_table.name, key, sealed))
-    return found
+            found.append((model_table.name, tuple(c.name for c in model_table.primary_key.columns), sealed))
+    return found + [("idempotency_records", ("record_key", "target"), ("answer_json",))]
 
 
-def _raw(name: str, key: str, columns: tuple[str, ...]):
+def _raw(name: str, keys: tuple[str, ...], columns: tuple[str, ...]):
     # untyped columns: the tokens as stored, not decrypted by Sealed
-    return table(name, column(key), *(column(c) for c in columns))
+    return table(name, *(column(k) for k in keys), *(column(c) for c in columns))
 
 
 def _stale(rows, columns, active_key_id: str):
@@ -56,20 +55,20 @@ def _stale(rows, columns, active_key_id: str):
 def rotate(engine, keyring: KeyRing, batch_size: int = 500, progress: Progress | None = None) -> int:
     """Re-encrypt every value not under the active key. Returns the number of rows rewritten."""
     rewritten = 0
-    for name, key, columns in sealed_tables():
-        rows = _raw(name, key, columns)
+    for name, keys, columns in sealed_tables():
+        rows = _raw(name, keys, columns)
         stale = _stale(rows, columns, keyring.active_key_id)
         with engine.connect() as connection:
             total = connection.scalar(select(func.count()).select_from(rows).where(stale))
         task = progress.add_task(name, total=total) if progress else None
         while True:
             with engine.begin() as connection:
-                found = connection.execute(select(rows).where(stale).order_by(rows.c[key]).limit(batch_size)
-                                           .with_for_update()).mappings().all()
+                found = connection.execute(select(rows).where(stale).order_by(*(rows.c[k] for k in keys))
+                                           .limit(batch_size).with_for_update()).mappings().all()
                 for row in found:
                     changes = {c: keyring.reencrypt(row[c]) for c in columns
                                if row[c] is not None and keyring.needs_rotation(row[c])}
-                    connection.execute(update(rows).where(rows.c[key] == row[key]).values(**changes))
+                    connection.execute(update(rows).where(*(rows.c[k] == row[k] for k in keys)).values(**changes))
             rewritten += len(found)
             if progress is not None:
                 progress.advance(task, len(found))
@@ -81,8 +80,8 @@ def rotate(engine, keyring: KeyRing, batch_size: int = 500, progress: Progress |
 def key_usage(engine, keyring: KeyRing) -> Counter:
     usage: Counter = Counter()
     with engine.connect() as connection:
-        for name, key, columns in sealed_tables():
-            rows = _raw(name, key, columns)
+        for name, keys, columns in sealed_tables():
+            rows = _raw(name, keys, columns)
             for c in columns:
                 for (token,) in connection.execute(select(rows.c[c]).where(rows.c[c].is_not(None))):
                     usage[keyring.key_id_of(token)] += 1

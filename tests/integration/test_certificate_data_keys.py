@@ -3,10 +3,14 @@ PostgreSQL: stored encrypted, read back in clear by staff and the printer's expo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
+from nameko.standalone.rpc import ServiceRpcProxy
 from typer.testing import CliRunner
 
+from credence_common import idempotency
 from credence_common.crypto import DecryptionError, KeyRing
 from credence_common.db import make_engine
 from services.certificates.cli import app, key_usage, rotate, sealed_tables
@@ -42,9 +46,16 @@ def issue_one(config: dict, result_id: str = "res-1", order: str = "P20261123000
     publish_event(config["AMQP_URI"], qualified(result_id))
     certificate_id = wait_for(lambda: query(db, "select certificate_id from certificates where result_id = :r",
                                             r=result_id), what="application")[0][0]
-    with rpc_proxy("certificates", config) as certificates:
-        certificates.confirm_certificate(CANDIDATE, certificate_id,
-                                         {"photo_reference": f"photos/{result_id}.jpg", "delivery_address": ADDRESS})
+    request = {"photo_reference": f"photos/{result_id}.jpg", "delivery_address": ADDRESS}
+    # with an Idempotency-Key: the answer kept for a retry holds the name and the address too
+    headers = idempotency.request_headers(f"confirm-{result_id}", "candidate:cand-1", "confirm_certificate", "POST",
+                                          f"/api/v1/me/certificates/{certificate_id}/confirmation",
+                                          json.dumps(request).encode())
+    with ServiceRpcProxy("certificates", {"AMQP_URI": config["AMQP_URI"]}, timeout=30,
+                         context_data=headers) as certificates:
+        confirmed = certificates.confirm_certificate(CANDIDATE, certificate_id, request)
+        assert certificates.confirm_certificate(CANDIDATE, certificate_id, request) == confirmed  # replayed
+    assert (confirmed["holder_name"], confirmed["delivery_address"]) == ("王小明", ADDRESS)
     publish_event(config["AMQP_URI"], paid(certificate_id, order=order))
     wait_for(lambda: query(db, "select status from certificates where certificate_id = :c", c=certificate_id)
              == [("issued",)], what="issued")
@@ -58,6 +69,8 @@ def test_names_addresses_and_events_are_stored_encrypted_and_read_in_clear(start
     certificate_id = issue_one(config)
 
     stored = every_stored_text(config["DB_URI"])
+    assert query(config["DB_URI"], "select count(*) from idempotency_records where answer_json like 'k1$%'") \
+        == [(1,)]
     assert "王小明" not in stored and "学院路" not in stored and "photos/res-1" not in stored
     (holder, address, photo), = query(config["DB_URI"], "select holder_name_encrypted, delivery_address_encrypted, "
                                                         "photo_reference_encrypted from certificates")

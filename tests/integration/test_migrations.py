@@ -145,6 +145,11 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
                 "INSERT INTO outbox (event_id, event_type, envelope_json, created_at, attempts) VALUES "
                 "('e1', 'credence.certificate.issued.v1', '{\"data\": {\"holder_name\": \"王小明\"}}', "
                 "'2026-11-20 10:05:00+00:00', 1)")
+            connection.exec_driver_sql(
+                "INSERT INTO idempotency_records (record_key, target, fingerprint, created_at, answer_json) VALUES "
+                "('r1', 'certificates.confirm_certificate', 'f1', '2026-11-20 10:00:00+00:00', "
+                "'{\"result\": {\"holder_name\": \"王小明\"}}'), "
+                "('r2', 'certificates.confirm_certificate', 'f2', '2026-11-20 10:00:00+00:00', NULL)")
     finally:
         engine.dispose()
 
@@ -160,8 +165,12 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
                 "from replacement_applications")[0]] == ["videos/wang.mp4", "王晓明"]
     (envelope,), = query(db_uri, "select envelope_json from outbox")
     assert keyring.decrypt(envelope) == '{"data": {"holder_name": "王小明"}}'
+    assert [None if v is None else keyring.decrypt(v) for (v,) in query(
+        db_uri, "select answer_json from idempotency_records order by record_key")] == [
+        '{"result": {"holder_name": "王小明"}}', None]
     everything = repr([query(db_uri, f"select * from {table}") for table in
-                       ("certificates", "correction_requests", "replacement_applications", "outbox")])
+                       ("certificates", "correction_requests", "replacement_applications", "outbox",
+                        "idempotency_records")])
     for clear in ("王小明", "王晓明", "李静", "北京", "photos/wang", "videos/wang"):
         assert clear not in everything
 
@@ -173,6 +182,8 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
     assert query(db_uri, "select identity_video_reference, corrected_holder_name from replacement_applications") \
         == [("videos/wang.mp4", "王晓明")]
     assert query(db_uri, "select envelope_json from outbox") == [('{"data": {"holder_name": "王小明"}}',)]
+    assert query(db_uri, "select answer_json from idempotency_records order by record_key") == [
+        ('{"result": {"holder_name": "王小明"}}',), (None,)]
 
 
 def test_certificates_0006_refuses_the_development_key_outside_development(databases, monkeypatch):

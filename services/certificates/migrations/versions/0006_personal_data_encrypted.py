@@ -1,7 +1,9 @@
-"""personal data encrypted at rest: names, addresses, photo and video references, correction values, envelopes
+"""personal data encrypted at rest: names, addresses, photo and video references, correction values, envelopes,
+idempotent answers
 
 Each column moves to ``<name>_encrypted`` (Text, a ``credence_common.crypto`` token under the active
-``CERTIFICATES_DATA_KEYS`` key); the outbox's envelopes are encrypted in place. Existing rows are encrypted in
+``CERTIFICATES_DATA_KEYS`` key); the outbox's envelopes and the stored Idempotency-Key answers are encrypted in
+place. Existing rows are encrypted in
 this transaction with the keys the environment gives (refused outside development while they are the
 development key), so run it with the service's ``CERTIFICATES_DATA_KEYS``. The old code cannot read the new
 columns: stop certificates for the migration (events wait in their queues meanwhile).
@@ -27,6 +29,10 @@ COLUMNS = {
     "replacement_applications": ("application_id", (("identity_video_reference", sa.String(length=200), True),
                                                     ("corrected_holder_name", sa.String(length=40), True))),
 }
+# encrypted where they are: the outbox's envelopes (certificate.issued carries the holder's name) and the answers
+# kept for Idempotency-Key retries (a certificate's view holds the name and address)
+SEALED_IN_PLACE = (("outbox", "seq", "envelope_json"),
+                   ("idempotency_records", ("record_key", "target"), "answer_json"))
 BATCH = 1000
 
 
@@ -43,24 +49,26 @@ class _Keys:
         return self.ring
 
 
-def _rewrite(table: str, key: str, pairs: tuple[tuple[str, str], ...], change) -> None:
+def _rewrite(table: str, key: str | tuple[str, ...], pairs: tuple[tuple[str, str], ...], change) -> None:
     """Copies each ``source`` column into ``target`` through ``change`` (None stays None), in key order."""
     connection = op.get_bind()
-    names = {name for pair in pairs for name in pair}
-    rows = sa.table(table, sa.column(key), *(sa.column(name) for name in names))
+    keys = (key,) if isinstance(key, str) else key
+    names = {name for pair in pairs for name in pair} - set(keys)
+    rows = sa.table(table, *(sa.column(name) for name in keys), *(sa.column(name) for name in names))
     last = None
     while True:
-        query = sa.select(rows).order_by(rows.c[key]).limit(BATCH)
+        query = sa.select(rows).order_by(*(rows.c[k] for k in keys)).limit(BATCH)
         if last is not None:
-            query = query.where(rows.c[key] > last)
+            query = query.where(sa.tuple_(*(rows.c[k] for k in keys)) > sa.tuple_(*last))
         found = connection.execute(query).mappings().all()
         if not found:
             return
         connection.execute(
-            sa.update(rows).where(rows.c[key] == sa.bindparam("_key")),
-            [{"_key": row[key], **{target: None if row[source] is None else change(row[source])
-                                   for source, target in pairs}} for row in found])
-        last = found[-1][key]
+            sa.update(rows).where(*(rows.c[k] == sa.bindparam(f"_key_{k}") for k in keys)),
+            [{**{f"_key_{k}": row[k] for k in keys},
+              **{target: None if row[source] is None else change(row[source]) for source, target in pairs}}
+             for row in found])
+        last = tuple(found[-1][k] for k in keys)
 
 
 def upgrade() -> None:
@@ -76,12 +84,14 @@ def upgrade() -> None:
                 batch.drop_column(name)
                 if not nullable:
                     batch.alter_column(f"{name}_encrypted", existing_type=sa.Text(), nullable=False)
-    _rewrite("outbox", "seq", (("envelope_json", "envelope_json"),), lambda value: keys().encrypt(value))
+    for table, key, column in SEALED_IN_PLACE:
+        _rewrite(table, key, ((column, column),), lambda value: keys().encrypt(value))
 
 
 def downgrade() -> None:
     keys = _Keys()
-    _rewrite("outbox", "seq", (("envelope_json", "envelope_json"),), lambda value: keys().decrypt(value))
+    for table, key, column in SEALED_IN_PLACE:
+        _rewrite(table, key, ((column, column),), lambda value: keys().decrypt(value))
     for table, (key, columns) in COLUMNS.items():
         with op.batch_alter_table(table) as batch:
             for name, old_type, _ in columns:

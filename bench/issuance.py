@@ -47,12 +47,15 @@ def certificate_id(n: int) -> str:
 
 def seed_awaiting_payment(db_uri: str, count: int, workdir: Path) -> None:
     from bench.result_import import copy_lines
+    from services.certificates.protection import keyring_from_environment
 
     now = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
-    lines = (f"{certificate_id(n)},{uuid.uuid4()},{uuid.uuid4()},8827{n:08d},Holder {n},"
+    keyring = keyring_from_environment()  # the names are stored encrypted, with the keys the platform runs with
+    lines = (f"{certificate_id(n)},{uuid.uuid4()},{uuid.uuid4()},8827{n:08d},{keyring.encrypt(f'Holder {n}')},"
              f"110101********{n % 10000:04d},ZK-LAW,Law (self-study),2026-10,awaiting_candidate_payment,"
              f"candidate,{uuid.uuid4()},6000,{now},1,none\n" for n in range(count))
-    copy_lines(db_uri, "COPY certificates (certificate_id, result_id, candidate_id, ticket_number, holder_name, "
+    copy_lines(db_uri, "COPY certificates (certificate_id, result_id, candidate_id, ticket_number, "
+                       "holder_name_encrypted, "
                        "resident_id_number_masked, program_code, program_name, sitting, status, payer_kind, "
                        "payer_id, certificate_fee_fen, created_at, version, delivery_status) "
                        "FROM STDIN WITH (FORMAT csv)", lines, workdir / "awaiting-payment.csv")

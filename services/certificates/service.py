@@ -29,7 +29,7 @@ from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.certificates import domain, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
-from services.certificates.protection import DATA_KEYS, Protection
+from services.certificates.protection import DATA_KEYS, protection
 
 
 class Rules(DependencyProvider):
@@ -60,7 +60,7 @@ class CertificatesService(HealthCheck):
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     rules = Rules()
-    data_keys = Protection()  # installs the keys of the Sealed columns before the first worker runs
+    data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
 
     @rpc
     def certificates_for_candidate(self, actor: dict, candidate_id: str) -> dict:

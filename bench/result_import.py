@@ -102,9 +102,12 @@ def roster_candidate(n: int) -> str:
 
 
 def roster_lines(tickets: int):
+    from services.scoring.protection import DATA_KEYS
+
+    keyring = DATA_KEYS.from_environment()  # the roster's names are stored encrypted, as scoring stores them
     for n in range(tickets):
         # ticket_number, candidate_id, full_name, resident_id_number_masked, merged_into (empty = NULL in CSV)
-        yield f"{ticket(n)},{roster_candidate(n)},Candidate {n},110101********{n % 10000:04d},\n"
+        yield f"{ticket(n)},{roster_candidate(n)},{keyring.encrypt(f'Candidate {n}')},110101********{n % 10000:04d},\n"
 
 
 def result_lines(rows: int, seed: int):
@@ -215,8 +218,8 @@ def main() -> int:
             engine = make_engine(db_uri)
             roster_csv = Path(workdir) / "roster.csv"
             write_lines(roster_csv, None, roster_lines(tickets))
-            copy_file(engine, "COPY roster (ticket_number, candidate_id, full_name, resident_id_number_masked, "
-                              "merged_into) FROM STDIN WITH (FORMAT csv)", roster_csv)
+            copy_file(engine, "COPY roster (ticket_number, candidate_id, full_name_encrypted, "
+                              "resident_id_number_masked, merged_into) FROM STDIN WITH (FORMAT csv)", roster_csv)
             results_csv = Path(workdir) / "results.csv"
             write_lines(results_csv, HEADER, result_lines(rows, args.seed))
             with engine.begin() as connection:

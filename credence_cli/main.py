@@ -12,6 +12,7 @@
     credence queues status|migrate           the event queues and their type
     credence identity key-status|rotate-keys the keys that protect personal data
     credence certificates key-status|rotate-keys    ... and those of certificates (names, addresses)
+    credence scoring key-status|rotate-keys         ... and those of scoring (the roster's names)
 
 Settings come from the environment, as the services read them: ``AMQP_URI`` and ``<SERVICE>_DB_URI`` (each
 command needs only what it touches; on Kubernetes run it in that service's pod, or in a toolbox pod with the
@@ -44,6 +45,7 @@ from services.certificates import cli as certificates_cli
 from services.identity import cli as identity_cli
 from services.payments import cli as payments_cli
 from services.scoring import cli as scoring_cli
+from services.scoring import keys_cli as scoring_keys_cli
 from services.verification import cli as verification_cli
 
 DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1:5672/"
@@ -66,6 +68,7 @@ app.add_typer(verification_cli.app, name="verification", help="The public verifi
 app.add_typer(queues.build_app(), name="queues", help="The event queues: type, depth, consumers.")
 app.add_typer(identity_cli.app, name="identity", help="The keys that protect personal data.")
 app.add_typer(certificates_cli.app, name="certificates", help="The keys that protect personal data in certificates.")
+app.add_typer(scoring_keys_cli.app, name="scoring", help="The keys that protect personal data in scoring.")
 results_app.command("import")(scoring_cli.import_results)
 
 console = Console()

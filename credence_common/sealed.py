@@ -100,6 +100,32 @@ class Protection(DependencyProvider):
         return self.keys.keyring
 
 
+# --- migrations ------------------------------------------------------------------------------------------
+
+def rewrite(connection, table_name: str, key, pairs, change, batch: int = 1000) -> None:
+    """For a migration that seals (or unseals) existing rows: copies each ``(source, target)`` column through
+    ``change`` (None stays None), ``batch`` rows at a time in key order; ``key`` is a column or a tuple of them."""
+    from sqlalchemy import bindparam, tuple_
+
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    names = {name for pair in pairs for name in pair} - set(keys)
+    rows = table(table_name, *(column(k) for k in keys), *(column(name) for name in names))
+    last = None
+    while True:
+        query = select(rows).order_by(*(rows.c[k] for k in keys)).limit(batch)
+        if last is not None:
+            query = query.where(tuple_(*(rows.c[k] for k in keys)) > tuple_(*last))
+        found = connection.execute(query).mappings().all()
+        if not found:
+            return
+        connection.execute(
+            update(rows).where(*(rows.c[k] == bindparam(f"_key_{k}") for k in keys)),
+            [{**{f"_key_{k}": row[k] for k in keys},
+              **{target: None if row[source] is None else change(row[source]) for source, target in pairs}}
+             for row in found])
+        last = tuple(found[-1][k] for k in keys)
+
+
 # --- rotation --------------------------------------------------------------------------------------------
 
 IDEMPOTENT_ANSWERS = ("idempotency_records", ("record_key", "target"), ("answer_json",))

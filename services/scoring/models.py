@@ -7,13 +7,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
 from credence_common.types import UTCDateTime
+from services.scoring.protection import Sealed
 
 
 class Base(DeclarativeBase):
     pass
 
 
-OutboxEvent, ProcessedEvent = messaging_models(Base)
+# Sealed envelopes: a candidate_qualified event carries the full name, and published events are kept.
+OutboxEvent, ProcessedEvent = messaging_models(Base, envelope_type=Sealed)
 
 
 class Program(Base):
@@ -82,7 +84,8 @@ class RosterEntry(Base):
 
     ticket_number: Mapped[str] = mapped_column(String(12), primary_key=True)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
-    full_name: Mapped[str] = mapped_column(String(40), nullable=False)
+    # encrypted at rest (services/scoring/protection.py)
+    full_name: Mapped[str] = mapped_column("full_name_encrypted", Sealed(), nullable=False)
     resident_id_number_masked: Mapped[str] = mapped_column(String(18), nullable=False)
     merged_into: Mapped[str | None] = mapped_column(String(12), nullable=True)
 

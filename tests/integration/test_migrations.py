@@ -207,3 +207,47 @@ def test_certificates_0006_refuses_the_development_key_outside_development(datab
     # nothing changed: the migration's transaction rolled back
     assert query(db_uri, "select version_num from alembic_version") == [("0005",)]
     assert query(db_uri, "select envelope_json from outbox") == [("{}",)]
+
+
+def test_scoring_0011_encrypts_the_rosters_names_envelopes_and_answers_and_its_downgrade_decrypts(
+        databases, monkeypatch):
+    from credence_common.crypto import KeyRing
+    from credence_common.migrations import upgrade
+    from tests.integration.conftest import query
+
+    monkeypatch.setenv("SCORING_DATA_KEYS", "s1=test-migration-scoring-key")
+    monkeypatch.setenv("SCORING_DATA_ACTIVE_KEY_ID", "s1")
+    keyring = KeyRing.from_spec("s1=test-migration-scoring-key", "s1")
+    db_uri = databases.create("scoring", revision="0010")
+    engine = make_engine(db_uri)
+    envelope = '{"data": {"full_name": "王小明"}}'
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO roster (ticket_number, candidate_id, full_name, resident_id_number_masked) VALUES "
+                "('112600000001', 'cand-1', '王小明', '110105********002X'), "
+                "('112600000002', 'cand-2', '李静', '110105********0021')")
+            connection.exec_driver_sql(
+                "INSERT INTO outbox (event_id, event_type, envelope_json, created_at, attempts) VALUES "
+                f"('e1', 'credence.scoring.candidate_qualified.v1', '{envelope}', '2026-11-20 10:05:00+00:00', 1)")
+            connection.exec_driver_sql(
+                "INSERT INTO idempotency_records (record_key, target, fingerprint, created_at, answer_json) VALUES "
+                "('r1', 'scoring.record_results', 'f1', '2026-11-20 10:00:00+00:00', '{\"result\": \"王小明\"}')")
+    finally:
+        engine.dispose()
+
+    upgrade("scoring", db_uri)
+    assert [keyring.decrypt(v) for (v,) in query(db_uri, "select full_name_encrypted from roster "
+                                                         "order by ticket_number")] == ["王小明", "李静"]
+    assert [keyring.decrypt(v) for (v,) in query(db_uri, "select envelope_json from outbox")] == [envelope]
+    assert [keyring.decrypt(v) for (v,) in query(db_uri, "select answer_json from idempotency_records")] == [
+        '{"result": "王小明"}']
+    everything = repr([query(db_uri, f"select * from {table}") for table in
+                       ("roster", "outbox", "idempotency_records")])
+    assert "王小明" not in everything and "李静" not in everything
+
+    _downgrade("scoring", db_uri, "0010")
+    assert query(db_uri, "select ticket_number, full_name from roster order by ticket_number") == [
+        ("112600000001", "王小明"), ("112600000002", "李静")]
+    assert query(db_uri, "select envelope_json from outbox") == [(envelope,)]
+    assert query(db_uri, "select answer_json from idempotency_records") == [('{"result": "王小明"}',)]

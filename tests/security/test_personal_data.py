@@ -55,3 +55,10 @@ def test_a_copy_of_the_certificates_database_reveals_no_holder_name_or_delivery_
     assert export.status_code == 200, export.text
     printed = export.content.decode("utf-8-sig")
     assert journey["full_name"] in printed and journey["certificate"]["delivery_address"] in printed
+
+
+def test_a_copy_of_the_scoring_database_reveals_no_candidate_name(secure_platform, journey):
+    # the journey's candidate qualified, so scoring holds the name in its roster and its candidate_qualified event
+    stored, counts = every_stored_value(secure_platform.env["SCORING_DB_URI"])
+    assert counts["roster"] >= 1 and counts["outbox"] >= 1, counts
+    assert journey["full_name"] not in stored, "the candidate's name is stored in clear in scoring"

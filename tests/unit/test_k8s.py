@@ -435,7 +435,7 @@ def test_the_secret_scan_finds_the_secrets():
     """Guards the scan itself: if the regex stopped matching, the test below would pass vacuously."""
     found = set().union(*(secret_env_names(spec) for spec in PROCESSES))
     assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY", "IDENTITY_DATA_KEYS",
-            "CERTIFICATES_DATA_KEYS"} <= found
+            "CERTIFICATES_DATA_KEYS", "SCORING_DATA_KEYS"} <= found
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
@@ -660,7 +660,10 @@ def test_pod_selectors_match_only_the_process_pods(rendering, spec):
 
 # --- the migration Job ---------------------------------------------------------------------------
 
-MIGRATION_KEYS = ("CREDENCE_ENV", "CERTIFICATES_DATA_KEYS", "CERTIFICATES_DATA_ACTIVE_KEY_ID")
+# the settings migrations read besides the databases: the data keys of the services whose migrations encrypt
+MIGRATION_KEYS = {"CREDENCE_ENV": "certificates", "CERTIFICATES_DATA_KEYS": "certificates",
+                  "CERTIFICATES_DATA_ACTIVE_KEY_ID": "certificates", "SCORING_DATA_KEYS": "scoring",
+                  "SCORING_DATA_ACTIVE_KEY_ID": "scoring"}
 
 
 def test_migrate_job_migrates_every_service_database_from_the_service_secrets(rendering):
@@ -673,11 +676,10 @@ def test_migrate_job_migrates_every_service_database_from_the_service_secrets(re
     sources = env_sources(rendering, job)
     assert sorted(sources) == sorted([f"{name.upper()}_DB_URI" for name in MIGRATED_SERVICES]
                                      + list(MIGRATION_KEYS))
-    certificates = env_sources(rendering, deployment(rendering, next(
-        spec for spec in SERVICE_PROCESSES if spec.name == "certificates")))
-    for name in MIGRATION_KEYS:
-        # certificates' migration 0006 encrypts existing rows: with the service's own keys and environment
-        assert sources[name] == certificates[name], name
+    for name, service in MIGRATION_KEYS.items():
+        # migrations that encrypt existing rows do it with the service's own keys and environment
+        assert sources[name] == env_sources(rendering, deployment(rendering, next(
+            spec for spec in SERVICE_PROCESSES if spec.name == service)))[name], name
     assert sorted(MIGRATED_SERVICES) == sorted(spec.name for spec in SERVICE_PROCESSES)
     for spec in SERVICE_PROCESSES:
         # the very reference the service uses: the Job migrates the database the service will open

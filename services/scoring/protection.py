@@ -1,0 +1,22 @@
+"""Personal data at rest in scoring: the roster's full names (from identity's confirmation events) and the
+outbox's event envelopes (a candidate_qualified event carries the full name, and the outbox keeps published
+events); the answers kept for Idempotency-Key retries are sealed by the service's ``Database(answer_seal=...)``.
+
+Sealed with ``SCORING_DATA_KEYS`` (active: ``SCORING_DATA_ACTIVE_KEY_ID``) as ``credence_common/sealed.py``
+describes; ``credence scoring rotate-keys`` moves old values to the active key. Nothing in scoring looks a
+candidate up by name (the ticket number is the key), so no blind index is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from credence_common.sealed import DataKeys, Protection, sealed_type
+
+CONFIG_FILE = Path(__file__).with_name("config.yml")
+DATA_KEYS = DataKeys("scoring", CONFIG_FILE)
+Sealed = sealed_type(DATA_KEYS)
+
+
+def protection() -> Protection:
+    return Protection(DATA_KEYS)

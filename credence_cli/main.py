@@ -13,6 +13,7 @@
     credence identity key-status|rotate-keys the keys that protect personal data
     credence certificates key-status|rotate-keys    ... and those of certificates (names, addresses)
     credence scoring key-status|rotate-keys         ... and those of scoring (the roster's names)
+    credence payments key-status|rotate-keys        ... and those of payments (invoice details)
 
 Settings come from the environment, as the services read them: ``AMQP_URI`` and ``<SERVICE>_DB_URI`` (each
 command needs only what it touches; on Kubernetes run it in that service's pod, or in a toolbox pod with the
@@ -44,6 +45,7 @@ from deploy.processes import SERVICE_NAMES
 from services.certificates import cli as certificates_cli
 from services.identity import cli as identity_cli
 from services.payments import cli as payments_cli
+from services.payments import keys_cli as payments_keys_cli
 from services.scoring import cli as scoring_cli
 from services.scoring import keys_cli as scoring_keys_cli
 from services.verification import cli as verification_cli
@@ -69,6 +71,8 @@ app.add_typer(queues.build_app(), name="queues", help="The event queues: type, d
 app.add_typer(identity_cli.app, name="identity", help="The keys that protect personal data.")
 app.add_typer(certificates_cli.app, name="certificates", help="The keys that protect personal data in certificates.")
 app.add_typer(scoring_keys_cli.app, name="scoring", help="The keys that protect personal data in scoring.")
+# beside reconciliation and refunds, as `credence payments key-status|rotate-keys`
+payments_cli.app.registered_commands.extend(payments_keys_cli.app.registered_commands)
 results_app.command("import")(scoring_cli.import_results)
 
 console = Console()

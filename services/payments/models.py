@@ -7,6 +7,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
 from credence_common.types import UTCDateTime
+from services.payments.protection import Sealed
 
 
 class Base(DeclarativeBase):
@@ -69,8 +70,9 @@ class PaymentOrder(Base):
     # Refunds asked for and not yet confirmed: reserved by a conditional update, so concurrent requests can
     # never together ask for more than was paid.
     refund_reserved_fen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    invoice_title: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    invoice_tax_number: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # encrypted at rest (services/payments/protection.py): a personal invoice's title is the payer's name
+    invoice_title: Mapped[str | None] = mapped_column("invoice_title_encrypted", Sealed(), nullable=True)
+    invoice_tax_number: Mapped[str | None] = mapped_column("invoice_tax_number_encrypted", Sealed(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -251,3 +251,48 @@ def test_scoring_0011_encrypts_the_rosters_names_envelopes_and_answers_and_its_d
         ("112600000001", "王小明"), ("112600000002", "李静")]
     assert query(db_uri, "select envelope_json from outbox") == [(envelope,)]
     assert query(db_uri, "select answer_json from idempotency_records") == [('{"result": "王小明"}',)]
+
+
+def test_payments_0004_encrypts_invoice_details_and_answers_and_its_downgrade_decrypts(databases, monkeypatch):
+    from credence_common.crypto import KeyRing
+    from credence_common.migrations import upgrade
+    from tests.integration.conftest import query
+
+    monkeypatch.setenv("PAYMENTS_DATA_KEYS", "p1=test-migration-payments-key")
+    monkeypatch.setenv("PAYMENTS_DATA_ACTIVE_KEY_ID", "p1")
+    keyring = KeyRing.from_spec("p1=test-migration-payments-key", "p1")
+    db_uri = databases.create("payments", revision="0003")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO payment_orders (order_number, payer_kind, payer_id, idempotency_key, amount_fen, "
+                "currency, status, provider, pay_url, refunded_fen, refund_reserved_fen, invoice_title, "
+                "invoice_tax_number, created_at, expires_at) VALUES "
+                "('P1', 'candidate', 'cand-1', 'k1', 6000, 'CNY', 'created', 'sandbox', 'https://pay/1', 0, 0, "
+                "'王小明', NULL, '2026-11-20 10:00:00+00:00', '2026-11-20 10:30:00+00:00'), "
+                "('P2', 'institution', 'inst-1', 'k2', 6000, 'CNY', 'created', 'sandbox', 'https://pay/2', 0, 0, "
+                "'北京培训学校', '91110105MA01ABCD2X', '2026-11-20 10:00:00+00:00', '2026-11-20 10:30:00+00:00'), "
+                "('P3', 'candidate', 'cand-3', 'k3', 6000, 'CNY', 'created', 'sandbox', 'https://pay/3', 0, 0, "
+                "NULL, NULL, '2026-11-20 10:00:00+00:00', '2026-11-20 10:30:00+00:00')")
+            connection.exec_driver_sql(
+                "INSERT INTO idempotency_records (record_key, target, fingerprint, created_at, answer_json) VALUES "
+                "('r1', 'payments.open_order', 'f1', '2026-11-20 10:00:00+00:00', "
+                "'{\"result\": {\"invoice\": {\"title\": \"王小明\"}}}')")
+    finally:
+        engine.dispose()
+
+    upgrade("payments", db_uri)
+    assert [tuple(None if v is None else keyring.decrypt(v) for v in row) for row in query(
+        db_uri, "select invoice_title_encrypted, invoice_tax_number_encrypted from payment_orders "
+                "order by order_number")] == [("王小明", None), ("北京培训学校", "91110105MA01ABCD2X"), (None, None)]
+    assert keyring.decrypt(query(db_uri, "select answer_json from idempotency_records")[0][0]) == \
+        '{"result": {"invoice": {"title": "王小明"}}}'
+    everything = repr([query(db_uri, f"select * from {table}") for table in ("payment_orders", "idempotency_records")])
+    assert "王小明" not in everything and "北京培训学校" not in everything and "91110105MA01ABCD2X" not in everything
+
+    _downgrade("payments", db_uri, "0003")
+    assert query(db_uri, "select invoice_title, invoice_tax_number from payment_orders order by order_number") == [
+        ("王小明", None), ("北京培训学校", "91110105MA01ABCD2X"), (None, None)]
+    assert query(db_uri, "select answer_json from idempotency_records") == [
+        ('{"result": {"invoice": {"title": "王小明"}}}',)]

@@ -62,3 +62,10 @@ def test_a_copy_of_the_scoring_database_reveals_no_candidate_name(secure_platfor
     stored, counts = every_stored_value(secure_platform.env["SCORING_DB_URI"])
     assert counts["roster"] >= 1 and counts["outbox"] >= 1, counts
     assert journey["full_name"] not in stored, "the candidate's name is stored in clear in scoring"
+
+
+def test_a_copy_of_the_payments_database_reveals_no_invoice_title(secure_platform, journey):
+    # the journey's candidate asked for a personal invoice: its title is the candidate's name
+    stored, counts = every_stored_value(secure_platform.env["PAYMENTS_DB_URI"])
+    assert counts["payment_orders"] >= 1, counts
+    assert journey["full_name"] not in stored, "the invoice title (the candidate's name) is stored in clear"

@@ -164,7 +164,7 @@ def test_the_secret_scan_finds_the_secrets():
     """Guards the scan itself: if the regex stopped matching, the test above would pass vacuously."""
     found = set().union(*(secret_env_names(spec) for spec in PROCESSES))
     assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY", "CERTIFICATES_DATA_KEYS",
-            "SCORING_DATA_KEYS"} <= found
+            "SCORING_DATA_KEYS", "PAYMENTS_DATA_KEYS"} <= found
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
@@ -237,9 +237,9 @@ def test_migrate_job_migrates_every_service_database(services):
         scheme, host, database = database_of(db_uri_from_environment(name, env))
         assert (scheme, host, database) == ("postgresql", "postgres", name)
     assert migrate.get("depends_on", {}).get("postgres", {}).get("condition") == "service_healthy"
-    # certificates' migration 0006 and scoring's 0011 encrypt existing rows: with the service's keys, the dev
-    # key refused
-    for service in ("certificates", "scoring"):
+    # certificates' migration 0006, scoring's 0011 and payments' 0004 encrypt existing rows: with the service's
+    # keys, the dev key refused
+    for service in ("certificates", "scoring", "payments"):
         own = environment(services[service])
         assert env["CREDENCE_ENV"] == own["CREDENCE_ENV"] == "staging"
         for name in (f"{service.upper()}_DATA_KEYS", f"{service.upper()}_DATA_ACTIVE_KEY_ID"):

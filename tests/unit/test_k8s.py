@@ -435,7 +435,7 @@ def test_the_secret_scan_finds_the_secrets():
     """Guards the scan itself: if the regex stopped matching, the test below would pass vacuously."""
     found = set().union(*(secret_env_names(spec) for spec in PROCESSES))
     assert {"JWT_SECRET", "BOOTSTRAP_STAFF_PASSWORD", "PAYMENT_SANDBOX_SIGNING_KEY", "IDENTITY_DATA_KEYS",
-            "CERTIFICATES_DATA_KEYS", "SCORING_DATA_KEYS"} <= found
+            "CERTIFICATES_DATA_KEYS", "SCORING_DATA_KEYS", "PAYMENTS_DATA_KEYS"} <= found
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
@@ -663,7 +663,8 @@ def test_pod_selectors_match_only_the_process_pods(rendering, spec):
 # the settings migrations read besides the databases: the data keys of the services whose migrations encrypt
 MIGRATION_KEYS = {"CREDENCE_ENV": "certificates", "CERTIFICATES_DATA_KEYS": "certificates",
                   "CERTIFICATES_DATA_ACTIVE_KEY_ID": "certificates", "SCORING_DATA_KEYS": "scoring",
-                  "SCORING_DATA_ACTIVE_KEY_ID": "scoring"}
+                  "SCORING_DATA_ACTIVE_KEY_ID": "scoring", "PAYMENTS_DATA_KEYS": "payments",
+                  "PAYMENTS_DATA_ACTIVE_KEY_ID": "payments"}
 
 
 def test_migrate_job_migrates_every_service_database_from_the_service_secrets(rendering):

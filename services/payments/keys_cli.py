@@ -1,0 +1,16 @@
+"""``credence payments key-status|rotate-keys``: the keys that protect invoice details and kept answers
+(rotation as for certificates: README.md, "Data keys")."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from credence_common import sealed
+from services.payments.models import Base
+from services.payments.protection import DATA_KEYS, Sealed
+
+sealed_tables = partial(sealed.sealed_tables, Base.metadata, Sealed)
+app = sealed.key_commands(DATA_KEYS, sealed_tables, "The keys that protect personal data in payments.")
+
+if __name__ == "__main__":
+    app()

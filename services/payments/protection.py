@@ -1,0 +1,20 @@
+"""Personal data at rest in payments: the invoice details of an order (a personal invoice's title is the
+payer's name) and the answers kept for Idempotency-Key retries (an order's answer holds them), sealed with
+``PAYMENTS_DATA_KEYS`` (active: ``PAYMENTS_DATA_ACTIVE_KEY_ID``) as ``credence_common/sealed.py`` describes;
+``credence payments rotate-keys`` moves old values to the active key. Nothing looks an order up by its
+invoice details, so no blind index is kept. Payments' events carry no names: its outbox stays as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from credence_common.sealed import DataKeys, Protection, sealed_type
+
+CONFIG_FILE = Path(__file__).with_name("config.yml")
+DATA_KEYS = DataKeys("payments", CONFIG_FILE)
+Sealed = sealed_type(DATA_KEYS)
+
+
+def protection() -> Protection:
+    return Protection(DATA_KEYS)

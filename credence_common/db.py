@@ -155,11 +155,8 @@ class Database(DependencyProvider):
 
     (nameko-sqlalchemy does not support SQLAlchemy 2, hence this small provider.)"""
 
-    def __init__(self, config_key: str = "DB_URI", answer_seal=None):
+    def __init__(self, config_key: str = "DB_URI"):
         self.config_key = config_key
-        # () -> an object with encrypt(str) and decrypt(str) (a KeyRing): stored Idempotency-Key answers are
-        # encrypted with it, for a service whose answers carry personal data (certificates)
-        self.answer_seal = answer_seal
         self.engine: Engine | None = None
         self.commit_signal = CommitSignal()
 
@@ -177,8 +174,6 @@ class Database(DependencyProvider):
         # only an RPC entrypoint answers a caller who may retry with the same Idempotency-Key
         idempotent = IdempotentCall.from_worker(worker_ctx) if getattr(worker_ctx.entrypoint, "idempotent", False) \
             else None
-        if idempotent is not None and self.answer_seal is not None:
-            idempotent.seal = self.answer_seal()
         return UnitOfWork(self.engine, self.commit_signal, idempotent)
 
     def worker_teardown(self, worker_ctx):

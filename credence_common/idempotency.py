@@ -72,7 +72,6 @@ class IdempotentCall:
     target: str
     attempted: bool = False  # the entrypoint opened its first transaction
     claimed: bool = False  # ... and this attempt took the key, so it stores the answer
-    seal: object | None = None  # encrypt/decrypt of the stored answer (Database's answer_seal), or kept as is
 
     @classmethod
     def from_worker(cls, worker_ctx) -> IdempotentCall | None:
@@ -100,14 +99,13 @@ class IdempotentCall:
         if found.answer_json is None:
             raise Conflict("idempotent_request_pending", "A request with this Idempotency-Key took effect but its "
                                                          "answer is not known yet; look the result up instead.")
-        raise StoredAnswer(json.loads(found.answer_json if self.seal is None else self.seal.decrypt(found.answer_json)))
+        raise StoredAnswer(json.loads(found.answer_json))
 
     def store(self, session: Session, result=None, error: CredenceError | None = None) -> None:
         answer = {"refusal": refusal_to_wire(error)} if error is not None else {"result": result}
-        answer_json = json.dumps(answer, ensure_ascii=False, default=str)
         session.execute(update(IDEMPOTENCY_RECORDS).where(
             IDEMPOTENCY_RECORDS.c.record_key == self.record_key, IDEMPOTENCY_RECORDS.c.target == self.target)
-            .values(answer_json=answer_json if self.seal is None else self.seal.encrypt(answer_json)))
+            .values(answer_json=json.dumps(answer, ensure_ascii=False, default=str)))
 
 
 def replay(answer: dict):

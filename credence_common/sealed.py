@@ -128,19 +128,17 @@ def rewrite(connection, table_name: str, key, pairs, change, batch: int = 1000) 
 
 # --- rotation --------------------------------------------------------------------------------------------
 
-IDEMPOTENT_ANSWERS = ("idempotency_records", ("record_key", "target"), ("answer_json",))
-
-
-def sealed_tables(metadata, sealed: type[TypeDecorator], extra=(IDEMPOTENT_ANSWERS,)):
+def sealed_tables(metadata, sealed: type[TypeDecorator]):
     """(table, primary key columns, sealed columns) for every table with a column of type ``sealed``, read from
-    the models so that a column sealed later is rotated too, plus ``extra`` (the answers kept for Idempotency-Key
-    retries, sealed by the service's ``Database(answer_seal=...)``)."""
+    the models so that a column sealed later is rotated too. (The answers kept for Idempotency-Key retries are
+    not among them: they are encrypted with a key derived from the client's Idempotency-Key, see
+    ``credence_common/idempotency.py``.)"""
     found = []
     for model_table in metadata.sorted_tables:
         columns = tuple(c.name for c in model_table.columns if isinstance(c.type, sealed))
         if columns:
             found.append((model_table.name, tuple(c.name for c in model_table.primary_key.columns), columns))
-    return found + list(extra)
+    return found
 
 
 def _raw(name: str, keys: tuple[str, ...], columns: tuple[str, ...]):

@@ -1,7 +1,8 @@
 """Personal data at rest in certificates: the holder's name, the delivery address, the photo and identity-video
 references, the values of correction requests, and the outbox's event envelopes (a certificate.issued event
-carries the holder's name, and the outbox keeps published events for ``credence outbox republish``); the
-answers kept for Idempotency-Key retries are sealed by the service's ``Database(answer_seal=...)``.
+carries the holder's name, and the outbox keeps published events for ``credence outbox republish``). The
+answers kept for Idempotency-Key retries are encrypted with a key derived from the client's Idempotency-Key
+(``credence_common/idempotency.py``), not with these keys.
 
 Each such column has the type ``Sealed`` (``credence_common/sealed.py``): the code reads and writes plaintext,
 the database holds a token encrypted with ``CERTIFICATES_DATA_KEYS`` (active: ``CERTIFICATES_DATA_ACTIVE_KEY_ID``);

@@ -29,7 +29,7 @@ from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.certificates import domain, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
-from services.certificates.protection import DATA_KEYS, protection
+from services.certificates.protection import protection
 
 
 class Rules(DependencyProvider):
@@ -55,8 +55,7 @@ EVENT_BATCH_SIZE = 50
 class CertificatesService(HealthCheck):
     name = "certificates"
 
-    # its answers hold names and addresses: those kept for Idempotency-Key retries are sealed like the columns
-    db = Database(answer_seal=lambda: DATA_KEYS.keyring)
+    db = Database()
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     rules = Rules()

@@ -1,5 +1,5 @@
-"""``credence payments key-status|rotate-keys``: the keys that protect invoice details and kept answers
-(rotation as for certificates: README.md, "Data keys")."""
+"""``credence payments key-status|rotate-keys``: the keys that protect invoice details (rotation as for
+certificates: README.md, "Data keys")."""
 
 from __future__ import annotations
 

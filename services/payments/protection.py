@@ -1,8 +1,9 @@
 """Personal data at rest in payments: the invoice details of an order (a personal invoice's title is the
-payer's name) and the answers kept for Idempotency-Key retries (an order's answer holds them), sealed with
-``PAYMENTS_DATA_KEYS`` (active: ``PAYMENTS_DATA_ACTIVE_KEY_ID``) as ``credence_common/sealed.py`` describes;
-``credence payments rotate-keys`` moves old values to the active key. Nothing looks an order up by its
-invoice details, so no blind index is kept. Payments' events carry no names: its outbox stays as it is.
+payer's name), sealed with ``PAYMENTS_DATA_KEYS`` (active: ``PAYMENTS_DATA_ACTIVE_KEY_ID``) as
+``credence_common/sealed.py`` describes; ``credence payments rotate-keys`` moves old values to the active key.
+Nothing looks an order up by its invoice details, so no blind index is kept. Payments' events carry no names:
+its outbox stays as it is. The answers kept for Idempotency-Key retries (an order's answer holds the invoice
+details) are encrypted with a key derived from the client's Idempotency-Key (``credence_common/idempotency.py``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from credence_common.validation import parse
 from services.payments import usecases
 from services.payments.configuration import configured_payments
 from services.payments.models import OutboxEvent, ProcessedEvent
-from services.payments.protection import DATA_KEYS, protection
+from services.payments.protection import protection
 from services.payments.providers import ProviderError
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ def require_staff_or_service(actor: dict) -> str:
 class PaymentsService(HealthCheck):
     name = "payments"
 
-    # answers kept for Idempotency-Key retries hold invoice titles: sealed like the orders' invoice details
-    db = Database(answer_seal=lambda: DATA_KEYS.keyring)
+    db = Database()
     data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()

@@ -1,6 +1,7 @@
 """Personal data at rest in scoring: the roster's full names (from identity's confirmation events) and the
 outbox's event envelopes (a candidate_qualified event carries the full name, and the outbox keeps published
-events); the answers kept for Idempotency-Key retries are sealed by the service's ``Database(answer_seal=...)``.
+events). The answers kept for Idempotency-Key retries are encrypted with a key derived from the client's
+Idempotency-Key (``credence_common/idempotency.py``), not with these keys.
 
 Sealed with ``SCORING_DATA_KEYS`` (active: ``SCORING_DATA_ACTIVE_KEY_ID``) as ``credence_common/sealed.py``
 describes; ``credence scoring rotate-keys`` moves old values to the active key. Nothing in scoring looks a

@@ -37,7 +37,7 @@ from credence_common.validation import parse
 from services.scoring import records, usecases
 from services.scoring.import_runner import run_import_bytes
 from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
-from services.scoring.protection import DATA_KEYS, protection
+from services.scoring.protection import protection
 
 RELEASE_POLL_SECONDS = 2.0
 MAX_READS_PER_BATCH = 200
@@ -46,8 +46,7 @@ MAX_READS_PER_BATCH = 200
 class ScoringService(HealthCheck):
     name = "scoring"
 
-    # answers kept for Idempotency-Key retries are sealed like the roster's names
-    db = Database(answer_seal=lambda: DATA_KEYS.keyring)
+    db = Database()
     data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()

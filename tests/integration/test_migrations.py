@@ -145,11 +145,6 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
                 "INSERT INTO outbox (event_id, event_type, envelope_json, created_at, attempts) VALUES "
                 "('e1', 'credence.certificate.issued.v1', '{\"data\": {\"holder_name\": \"王小明\"}}', "
                 "'2026-11-20 10:05:00+00:00', 1)")
-            connection.exec_driver_sql(
-                "INSERT INTO idempotency_records (record_key, target, fingerprint, created_at, answer_json) VALUES "
-                "('r1', 'certificates.confirm_certificate', 'f1', '2026-11-20 10:00:00+00:00', "
-                "'{\"result\": {\"holder_name\": \"王小明\"}}'), "
-                "('r2', 'certificates.confirm_certificate', 'f2', '2026-11-20 10:00:00+00:00', NULL)")
     finally:
         engine.dispose()
 
@@ -165,12 +160,8 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
                 "from replacement_applications")[0]] == ["videos/wang.mp4", "王晓明"]
     (envelope,), = query(db_uri, "select envelope_json from outbox")
     assert keyring.decrypt(envelope) == '{"data": {"holder_name": "王小明"}}'
-    assert [None if v is None else keyring.decrypt(v) for (v,) in query(
-        db_uri, "select answer_json from idempotency_records order by record_key")] == [
-        '{"result": {"holder_name": "王小明"}}', None]
     everything = repr([query(db_uri, f"select * from {table}") for table in
-                       ("certificates", "correction_requests", "replacement_applications", "outbox",
-                        "idempotency_records")])
+                       ("certificates", "correction_requests", "replacement_applications", "outbox")])
     for clear in ("王小明", "王晓明", "李静", "北京", "photos/wang", "videos/wang"):
         assert clear not in everything
 
@@ -182,8 +173,6 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
     assert query(db_uri, "select identity_video_reference, corrected_holder_name from replacement_applications") \
         == [("videos/wang.mp4", "王晓明")]
     assert query(db_uri, "select envelope_json from outbox") == [('{"data": {"holder_name": "王小明"}}',)]
-    assert query(db_uri, "select answer_json from idempotency_records order by record_key") == [
-        ('{"result": {"holder_name": "王小明"}}',), (None,)]
 
 
 def test_certificates_0006_refuses_the_development_key_outside_development(databases, monkeypatch):
@@ -209,7 +198,7 @@ def test_certificates_0006_refuses_the_development_key_outside_development(datab
     assert query(db_uri, "select envelope_json from outbox") == [("{}",)]
 
 
-def test_scoring_0011_encrypts_the_rosters_names_envelopes_and_answers_and_its_downgrade_decrypts(
+def test_scoring_0011_encrypts_the_rosters_names_and_envelopes_and_its_downgrade_decrypts(
         databases, monkeypatch):
     from credence_common.crypto import KeyRing
     from credence_common.migrations import upgrade
@@ -230,9 +219,6 @@ def test_scoring_0011_encrypts_the_rosters_names_envelopes_and_answers_and_its_d
             connection.exec_driver_sql(
                 "INSERT INTO outbox (event_id, event_type, envelope_json, created_at, attempts) VALUES "
                 f"('e1', 'credence.scoring.candidate_qualified.v1', '{envelope}', '2026-11-20 10:05:00+00:00', 1)")
-            connection.exec_driver_sql(
-                "INSERT INTO idempotency_records (record_key, target, fingerprint, created_at, answer_json) VALUES "
-                "('r1', 'scoring.record_results', 'f1', '2026-11-20 10:00:00+00:00', '{\"result\": \"王小明\"}')")
     finally:
         engine.dispose()
 
@@ -240,20 +226,16 @@ def test_scoring_0011_encrypts_the_rosters_names_envelopes_and_answers_and_its_d
     assert [keyring.decrypt(v) for (v,) in query(db_uri, "select full_name_encrypted from roster "
                                                          "order by ticket_number")] == ["王小明", "李静"]
     assert [keyring.decrypt(v) for (v,) in query(db_uri, "select envelope_json from outbox")] == [envelope]
-    assert [keyring.decrypt(v) for (v,) in query(db_uri, "select answer_json from idempotency_records")] == [
-        '{"result": "王小明"}']
-    everything = repr([query(db_uri, f"select * from {table}") for table in
-                       ("roster", "outbox", "idempotency_records")])
+    everything = repr([query(db_uri, f"select * from {table}") for table in ("roster", "outbox")])
     assert "王小明" not in everything and "李静" not in everything
 
     _downgrade("scoring", db_uri, "0010")
     assert query(db_uri, "select ticket_number, full_name from roster order by ticket_number") == [
         ("112600000001", "王小明"), ("112600000002", "李静")]
     assert query(db_uri, "select envelope_json from outbox") == [(envelope,)]
-    assert query(db_uri, "select answer_json from idempotency_records") == [('{"result": "王小明"}',)]
 
 
-def test_payments_0004_encrypts_invoice_details_and_answers_and_its_downgrade_decrypts(databases, monkeypatch):
+def test_payments_0004_encrypts_invoice_details_and_its_downgrade_decrypts(databases, monkeypatch):
     from credence_common.crypto import KeyRing
     from credence_common.migrations import upgrade
     from tests.integration.conftest import query
@@ -275,10 +257,6 @@ def test_payments_0004_encrypts_invoice_details_and_answers_and_its_downgrade_de
                 "'北京培训学校', '91110105MA01ABCD2X', '2026-11-20 10:00:00+00:00', '2026-11-20 10:30:00+00:00'), "
                 "('P3', 'candidate', 'cand-3', 'k3', 6000, 'CNY', 'created', 'sandbox', 'https://pay/3', 0, 0, "
                 "NULL, NULL, '2026-11-20 10:00:00+00:00', '2026-11-20 10:30:00+00:00')")
-            connection.exec_driver_sql(
-                "INSERT INTO idempotency_records (record_key, target, fingerprint, created_at, answer_json) VALUES "
-                "('r1', 'payments.open_order', 'f1', '2026-11-20 10:00:00+00:00', "
-                "'{\"result\": {\"invoice\": {\"title\": \"王小明\"}}}')")
     finally:
         engine.dispose()
 
@@ -286,13 +264,9 @@ def test_payments_0004_encrypts_invoice_details_and_answers_and_its_downgrade_de
     assert [tuple(None if v is None else keyring.decrypt(v) for v in row) for row in query(
         db_uri, "select invoice_title_encrypted, invoice_tax_number_encrypted from payment_orders "
                 "order by order_number")] == [("王小明", None), ("北京培训学校", "91110105MA01ABCD2X"), (None, None)]
-    assert keyring.decrypt(query(db_uri, "select answer_json from idempotency_records")[0][0]) == \
-        '{"result": {"invoice": {"title": "王小明"}}}'
-    everything = repr([query(db_uri, f"select * from {table}") for table in ("payment_orders", "idempotency_records")])
+    everything = repr(query(db_uri, "select * from payment_orders"))
     assert "王小明" not in everything and "北京培训学校" not in everything and "91110105MA01ABCD2X" not in everything
 
     _downgrade("payments", db_uri, "0003")
     assert query(db_uri, "select invoice_title, invoice_tax_number from payment_orders order by order_number") == [
         ("王小明", None), ("北京培训学校", "91110105MA01ABCD2X"), (None, None)]
-    assert query(db_uri, "select answer_json from idempotency_records") == [
-        ('{"result": {"invoice": {"title": "王小明"}}}',)]

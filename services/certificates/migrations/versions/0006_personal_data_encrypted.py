@@ -1,9 +1,7 @@
-"""personal data encrypted at rest: names, addresses, photo and video references, correction values, envelopes,
-idempotent answers
+"""personal data encrypted at rest: names, addresses, photo and video references, correction values, envelopes
 
 Each column moves to ``<name>_encrypted`` (Text, a ``credence_common.crypto`` token under the active
-``CERTIFICATES_DATA_KEYS`` key); the outbox's envelopes and the stored Idempotency-Key answers are encrypted in
-place. Existing rows are encrypted in
+``CERTIFICATES_DATA_KEYS`` key); the outbox's envelopes are encrypted in place. Existing rows are encrypted in
 this transaction with the keys the environment gives (refused outside development while they are the
 development key), so run it with the service's ``CERTIFICATES_DATA_KEYS``. The old code cannot read the new
 columns: stop certificates for the migration (events wait in their queues meanwhile).
@@ -29,10 +27,8 @@ COLUMNS = {
     "replacement_applications": ("application_id", (("identity_video_reference", sa.String(length=200), True),
                                                     ("corrected_holder_name", sa.String(length=40), True))),
 }
-# encrypted where they are: the outbox's envelopes (certificate.issued carries the holder's name) and the answers
-# kept for Idempotency-Key retries (a certificate's view holds the name and address)
-SEALED_IN_PLACE = (("outbox", "seq", "envelope_json"),
-                   ("idempotency_records", ("record_key", "target"), "answer_json"))
+# encrypted where they are: the outbox's envelopes (certificate.issued carries the holder's name)
+SEALED_IN_PLACE = (("outbox", "seq", "envelope_json"),)
 BATCH = 1000
 
 

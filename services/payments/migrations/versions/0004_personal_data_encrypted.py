@@ -1,10 +1,10 @@
-"""personal data encrypted at rest: orders' invoice details, idempotent answers
+"""personal data encrypted at rest: orders' invoice details
 
 ``payment_orders.invoice_title`` and ``invoice_tax_number`` move to ``*_encrypted`` (Text, a
-``credence_common.crypto`` token under the active ``PAYMENTS_DATA_KEYS`` key); the answers kept for
-Idempotency-Key retries are encrypted in place. Existing rows are encrypted in this transaction with the keys
-the environment gives (refused outside development while they are the development key), so run it with the
-service's ``PAYMENTS_DATA_KEYS``. The old code cannot read the new columns: stop payments for the migration.
+``credence_common.crypto`` token under the active ``PAYMENTS_DATA_KEYS`` key). Existing rows are encrypted in
+this transaction with the keys the environment gives (refused outside development while they are the
+development key), so run it with the service's ``PAYMENTS_DATA_KEYS``. The old code cannot read the new
+columns: stop payments for the migration.
 
 Revision ID: 0004
 Revises: 0003
@@ -20,7 +20,6 @@ branch_labels = None
 depends_on = None
 
 COLUMNS = (("invoice_title", sa.String(length=100)), ("invoice_tax_number", sa.String(length=20)))
-ANSWERS = ("idempotency_records", ("record_key", "target"), "answer_json")
 
 
 class _Keys:
@@ -46,14 +45,10 @@ def upgrade() -> None:
     with op.batch_alter_table("payment_orders") as batch:
         for name, _ in COLUMNS:
             batch.drop_column(name)
-    table, key, column = ANSWERS
-    rewrite(op.get_bind(), table, key, ((column, column),), lambda value: keys().encrypt(value))
 
 
 def downgrade() -> None:
     keys = _Keys()
-    table, key, column = ANSWERS
-    rewrite(op.get_bind(), table, key, ((column, column),), lambda value: keys().decrypt(value))
     with op.batch_alter_table("payment_orders") as batch:
         for name, old_type in COLUMNS:
             batch.add_column(sa.Column(name, old_type, nullable=True))

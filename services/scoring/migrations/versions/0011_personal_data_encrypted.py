@@ -1,11 +1,10 @@
-"""personal data encrypted at rest: the roster's full names, event envelopes, idempotent answers
+"""personal data encrypted at rest: the roster's full names, event envelopes
 
 ``roster.full_name`` moves to ``full_name_encrypted`` (Text, a ``credence_common.crypto`` token under the
-active ``SCORING_DATA_KEYS`` key); the outbox's envelopes (candidate_qualified carries the name) and the answers
-kept for Idempotency-Key retries are encrypted in place. Existing rows are encrypted in this transaction with
-the keys the environment gives (refused outside development while they are the development key), so run it
-with the service's ``SCORING_DATA_KEYS``. The old code cannot read the new column: stop scoring for the
-migration (events wait in their queues meanwhile).
+active ``SCORING_DATA_KEYS`` key); the outbox's envelopes (candidate_qualified carries the name) are encrypted
+in place. Existing rows are encrypted in this transaction with the keys the environment gives (refused outside
+development while they are the development key), so run it with the service's ``SCORING_DATA_KEYS``. The old
+code cannot read the new column: stop scoring for the migration (events wait in their queues meanwhile).
 
 Revision ID: 0011
 Revises: 0010
@@ -20,8 +19,7 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-SEALED_IN_PLACE = (("outbox", "seq", "envelope_json"),
-                   ("idempotency_records", ("record_key", "target"), "answer_json"))
+SEALED_IN_PLACE = (("outbox", "seq", "envelope_json"),)
 
 
 class _Keys:

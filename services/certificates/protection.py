@@ -22,7 +22,7 @@ Sealed = sealed_type(DATA_KEYS)
 
 
 def keyring_from_environment(environ=None):
-    """The keys as the service's config file reads them here; migration 0006 encrypts existing rows with them."""
+    """The keys as the service's config file reads them here; migration 0007 encrypts existing rows with them."""
     return DATA_KEYS.from_environment(environ)
 
 

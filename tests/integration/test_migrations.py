@@ -108,7 +108,7 @@ def _downgrade(service: str, db_uri: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and_its_downgrade_decrypts(
+def test_certificates_0007_encrypts_names_addresses_references_and_envelopes_and_its_downgrade_decrypts(
         databases, monkeypatch):
     from credence_common.crypto import KeyRing
     from credence_common.migrations import upgrade
@@ -118,7 +118,7 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
     monkeypatch.setenv("CERTIFICATES_DATA_KEYS", "m1=test-migration-certificates-key")
     monkeypatch.setenv("CERTIFICATES_DATA_ACTIVE_KEY_ID", "m1")
     keyring = KeyRing.from_spec("m1=test-migration-certificates-key", "m1")
-    db_uri = databases.create("certificates", revision="0005")
+    db_uri = databases.create("certificates", revision="0006")
     engine = make_engine(db_uri)
     try:
         with engine.begin() as connection:
@@ -165,7 +165,7 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
     for clear in ("王小明", "王晓明", "李静", "北京", "photos/wang", "videos/wang"):
         assert clear not in everything
 
-    _downgrade("certificates", db_uri, "0005")
+    _downgrade("certificates", db_uri, "0006")
     assert query(db_uri, "select holder_name, photo_reference, delivery_address from certificates "
                          "order by certificate_id") == [("王小明", "photos/wang.jpg", "北京市海淀区学院路1号"),
                                                         ("李静", None, None)]
@@ -175,12 +175,12 @@ def test_certificates_0006_encrypts_names_addresses_references_and_envelopes_and
     assert query(db_uri, "select envelope_json from outbox") == [('{"data": {"holder_name": "王小明"}}',)]
 
 
-def test_certificates_0006_refuses_the_development_key_outside_development(databases, monkeypatch):
+def test_certificates_0007_refuses_the_development_key_outside_development(databases, monkeypatch):
     from credence_common.config import ConfigurationRefused
     from credence_common.migrations import upgrade
     from tests.integration.conftest import query
 
-    db_uri = databases.create("certificates", revision="0005")
+    db_uri = databases.create("certificates", revision="0006")
     engine = make_engine(db_uri)
     try:
         with engine.begin() as connection:
@@ -194,11 +194,11 @@ def test_certificates_0006_refuses_the_development_key_outside_development(datab
     with pytest.raises(ConfigurationRefused, match="CERTIFICATES_DATA_KEYS"):
         upgrade("certificates", db_uri)
     # nothing changed: the migration's transaction rolled back
-    assert query(db_uri, "select version_num from alembic_version") == [("0005",)]
+    assert query(db_uri, "select version_num from alembic_version") == [("0006",)]
     assert query(db_uri, "select envelope_json from outbox") == [("{}",)]
 
 
-def test_scoring_0011_encrypts_the_rosters_names_and_envelopes_and_its_downgrade_decrypts(
+def test_scoring_0012_encrypts_the_rosters_names_and_envelopes_and_its_downgrade_decrypts(
         databases, monkeypatch):
     from credence_common.crypto import KeyRing
     from credence_common.migrations import upgrade
@@ -207,7 +207,7 @@ def test_scoring_0011_encrypts_the_rosters_names_and_envelopes_and_its_downgrade
     monkeypatch.setenv("SCORING_DATA_KEYS", "s1=test-migration-scoring-key")
     monkeypatch.setenv("SCORING_DATA_ACTIVE_KEY_ID", "s1")
     keyring = KeyRing.from_spec("s1=test-migration-scoring-key", "s1")
-    db_uri = databases.create("scoring", revision="0010")
+    db_uri = databases.create("scoring", revision="0011")
     engine = make_engine(db_uri)
     envelope = '{"data": {"full_name": "王小明"}}'
     try:
@@ -229,13 +229,13 @@ def test_scoring_0011_encrypts_the_rosters_names_and_envelopes_and_its_downgrade
     everything = repr([query(db_uri, f"select * from {table}") for table in ("roster", "outbox")])
     assert "王小明" not in everything and "李静" not in everything
 
-    _downgrade("scoring", db_uri, "0010")
+    _downgrade("scoring", db_uri, "0011")
     assert query(db_uri, "select ticket_number, full_name from roster order by ticket_number") == [
         ("112600000001", "王小明"), ("112600000002", "李静")]
     assert query(db_uri, "select envelope_json from outbox") == [(envelope,)]
 
 
-def test_payments_0004_encrypts_invoice_details_and_its_downgrade_decrypts(databases, monkeypatch):
+def test_payments_0005_encrypts_invoice_details_and_its_downgrade_decrypts(databases, monkeypatch):
     from credence_common.crypto import KeyRing
     from credence_common.migrations import upgrade
     from tests.integration.conftest import query
@@ -243,7 +243,7 @@ def test_payments_0004_encrypts_invoice_details_and_its_downgrade_decrypts(datab
     monkeypatch.setenv("PAYMENTS_DATA_KEYS", "p1=test-migration-payments-key")
     monkeypatch.setenv("PAYMENTS_DATA_ACTIVE_KEY_ID", "p1")
     keyring = KeyRing.from_spec("p1=test-migration-payments-key", "p1")
-    db_uri = databases.create("payments", revision="0003")
+    db_uri = databases.create("payments", revision="0004")
     engine = make_engine(db_uri)
     try:
         with engine.begin() as connection:
@@ -267,6 +267,6 @@ def test_payments_0004_encrypts_invoice_details_and_its_downgrade_decrypts(datab
     everything = repr(query(db_uri, "select * from payment_orders"))
     assert "王小明" not in everything and "北京培训学校" not in everything and "91110105MA01ABCD2X" not in everything
 
-    _downgrade("payments", db_uri, "0003")
+    _downgrade("payments", db_uri, "0004")
     assert query(db_uri, "select invoice_title, invoice_tax_number from payment_orders order by order_number") == [
         ("王小明", None), ("北京培训学校", "91110105MA01ABCD2X"), (None, None)]

@@ -237,7 +237,7 @@ def test_migrate_job_migrates_every_service_database(services):
         scheme, host, database = database_of(db_uri_from_environment(name, env))
         assert (scheme, host, database) == ("postgresql", "postgres", name)
     assert migrate.get("depends_on", {}).get("postgres", {}).get("condition") == "service_healthy"
-    # certificates' migration 0006, scoring's 0011 and payments' 0004 encrypt existing rows: with the service's
+    # certificates' migration 0007, scoring's 0012 and payments' 0005 encrypt existing rows: with the service's
     # keys, the dev key refused
     for service in ("certificates", "scoring", "payments"):
         own = environment(services[service])

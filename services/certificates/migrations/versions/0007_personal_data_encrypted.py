@@ -6,14 +6,14 @@ this transaction with the keys the environment gives (refused outside developmen
 development key), so run it with the service's ``CERTIFICATES_DATA_KEYS``. The old code cannot read the new
 columns: stop certificates for the migration (events wait in their queues meanwhile).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -6,16 +6,16 @@ this transaction with the keys the environment gives (refused outside developmen
 development key), so run it with the service's ``PAYMENTS_DATA_KEYS``. The old code cannot read the new
 columns: stop payments for the migration.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 import sqlalchemy as sa
 from alembic import op
 
 from credence_common.sealed import rewrite
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

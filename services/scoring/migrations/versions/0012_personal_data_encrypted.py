@@ -6,16 +6,16 @@ in place. Existing rows are encrypted in this transaction with the keys the envi
 development while they are the development key), so run it with the service's ``SCORING_DATA_KEYS``. The old
 code cannot read the new column: stop scoring for the migration (events wait in their queues meanwhile).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 import sqlalchemy as sa
 from alembic import op
 
 from credence_common.sealed import rewrite
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

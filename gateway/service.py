@@ -20,7 +20,6 @@ from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import HttpRequestHandler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
@@ -143,7 +142,7 @@ class TracedHttp(HttpRequestHandler):
 
 http = TracedHttp.decorator
 access_log = logging.getLogger("gateway.access")
-QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+QUIET_ROUTES = frozenset({"/health", "/ready"})
 
 
 class CallContext(DependencyProvider):
@@ -266,10 +265,6 @@ class GatewayService:
         services = dict(eventlet.GreenPool(len(SERVICES)).imap(probe, SERVICES))
         return json_response(200, {"status": "ready", "broker": "ok", "broker_check_ms": broker_ms,
                                    "services": services})
-
-    @http("GET", "/metrics")
-    def prometheus_metrics(self, request):
-        return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode("utf-8")
 
     @http("GET", "/openapi.json")
     def openapi(self, request):

@@ -69,9 +69,10 @@ Served by the gateway itself, not listed in `ROUTES`; nobody needs a token.
 |---|---|---|---|
 | GET | `/health` | the gateway process is up | no |
 | GET | `/ready` | the broker answers; each service's health is reported alongside | no |
-| GET | `/metrics` | Prometheus metrics of the gateway | no |
 | GET | `/openapi.json` | the OpenAPI document generated from `ROUTES` | no |
 | GET, POST | `/verify` | the public certificate check page | POST: yes |
+
+The gateway's Prometheus metrics are on its metrics port (`GATEWAY_METRICS_PORT`, 9106), not here.
 """
 
 SERVICE_CHECKS = """## Checked again inside the services

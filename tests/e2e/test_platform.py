@@ -129,7 +129,8 @@ def test_operations_endpoints(platform, journey):
     assert ready.status_code == 200 and ready.json()["broker"] == "ok"
     assert ready.json()["services"] == {name: "ok" for name in
                                         ("identity", "scoring", "certificates", "payments", "verification")}
-    metrics = get(platform, "/metrics").text
+    assert get(platform, "/metrics").status_code == 404  # not on the public port: on the gateway's metrics port
+    metrics = requests.get(f"http://127.0.0.1:{platform.env['GATEWAY_METRICS_PORT']}/metrics", timeout=5).text
     assert 'credence_entrypoint_calls_total{entrypoint="register_candidate",kind="http",outcome="ok",' \
            'service="gateway"}' in metrics
     for spec_name, port_env in (("identity", "IDENTITY_METRICS_PORT"), ("certificates", "CERTIFICATES_METRICS_PORT")):

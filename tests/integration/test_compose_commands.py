@@ -121,10 +121,11 @@ def test_the_migrate_job_and_every_process_start_with_the_environment_compose_gi
             env = compose_environment(spec.name, host, compose_databases, amqp_uri)
             assert env.get("CREDENCE_ENV") == "staging"
             port = free_port()
-            if spec.metrics_port_env:
-                env[spec.metrics_port_env] = str(port)
-            else:
+            if spec.name == "gateway":  # ready when its API port says so; its metrics port must be free too
                 env["GATEWAY_ADDRESS"] = f"127.0.0.1:{port}"
+                env[spec.metrics_port_env] = str(free_port())
+            else:
+                env[spec.metrics_port_env] = str(port)
             log = open(tmp_path / f"{spec.name}.log", "wb")
             started.append((spec, port, subprocess.Popen(command(spec.name), cwd=REPO_ROOT, env=env, stdout=log,
                                                         stderr=subprocess.STDOUT)))

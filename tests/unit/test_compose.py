@@ -196,6 +196,13 @@ def test_gateway_listens_on_all_interfaces_and_is_published(services):
     assert 8000 in published_container_ports(gateway)
 
 
+def test_every_process_serves_metrics_on_a_port_of_its_own(services):
+    # the gateway's API port is public: its metrics (every route's traffic and errors) stay off it
+    assert METRICS_PROCESSES == list(PROCESSES)
+    gateway = environment(services["gateway"])
+    assert int(gateway["GATEWAY_METRICS_PORT"]) != int(gateway["GATEWAY_ADDRESS"].rsplit(":", 1)[1])
+
+
 # --- start order ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
@@ -285,17 +292,10 @@ def scraped(config: dict) -> dict[str, set[tuple[str, str]]]:
 
 
 def expected_process_targets(services) -> dict[str, tuple[str, str]]:
-    """Each process's metrics endpoint, from the compose environment: a service's metrics port, the
-    gateway's HTTP address (it serves /metrics itself)."""
-    expected = {}
-    for spec in PROCESSES:
-        env = environment(services[spec.name])
-        if spec.metrics_port_env is not None:
-            port = env[spec.metrics_port_env]
-        else:
-            port = env["GATEWAY_ADDRESS"].rsplit(":", 1)[1]
-        expected[spec.name] = (f"{spec.name}:{port}", "/metrics")
-    return expected
+    """Each process's metrics endpoint, from the compose environment: its metrics port (the gateway's too: its
+    API port does not serve /metrics)."""
+    return {spec.name: (f"{spec.name}:{environment(services[spec.name])[spec.metrics_port_env]}", "/metrics")
+            for spec in PROCESSES}
 
 
 def published(service: dict) -> list[str]:

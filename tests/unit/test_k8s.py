@@ -511,7 +511,7 @@ def test_processes_kept_on_staging_are_still_refused_by_production(monkeypatch, 
 
 # --- ports, probes, Services ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec", SERVICE_PROCESSES, ids=ids)
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
 def test_metrics_port_is_set_exposed_and_scraped(rendering, spec):
     workload = deployment(rendering, spec)
     item = container(workload)
@@ -524,12 +524,14 @@ def test_metrics_port_is_set_exposed_and_scraped(rendering, spec):
     assert annotations.get("prometheus.io/path", "/metrics") == "/metrics"
 
 
-def test_gateway_listens_on_all_interfaces_and_is_scraped(rendering):
+def test_gateway_listens_on_all_interfaces_and_is_scraped_on_its_metrics_port(rendering):
     workload = deployment(rendering, GATEWAY)
     assert plain_value(env_sources(rendering, workload), "GATEWAY_ADDRESS") == f"0.0.0.0:{GATEWAY_PORT}"
     assert {"name": "http", "containerPort": GATEWAY_PORT} in container(workload)["ports"]
     annotations = workload["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == str(GATEWAY_PORT)
+    # the API port is public and does not serve /metrics
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(GATEWAY.default_metrics_port) != str(GATEWAY_PORT)
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)

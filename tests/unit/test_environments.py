@@ -140,3 +140,32 @@ def test_the_sandbox_payment_provider_is_refused_in_production(monkeypatch):
     with pytest.raises(ValueError, match="PAYMENT_PROVIDER=sandbox .*refused in production"):
         configured_payments({})
 
+
+# --- the gateway's development-only routes ------------------------------------------------------------
+
+def test_the_development_only_routes_are_the_sandbox_payer_and_the_dev_sms_inbox():
+    from gateway.api import ROUTES
+
+    assert {route.name for route in ROUTES if route.development_only} == {"sandbox_provider_payment",
+                                                                          "dev_sms_messages"}
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_outside_development_the_gateway_neither_mounts_nor_documents_them(env):
+    from gateway.api import ROUTES, mounted_routes
+    from gateway.openapi import build_openapi
+
+    mounted = mounted_routes(env)
+    assert {route.name for route in ROUTES} - {route.name for route in mounted} == {"sandbox_provider_payment",
+                                                                                      "dev_sms_messages"}
+    paths = build_openapi(routes=mounted)["paths"]
+    assert not [path for path in paths if "sandbox-provider" in path or "/dev/" in path]
+    assert "/api/v1/payments/notifications/{provider}" in paths  # the real provider's callback stays
+
+
+def test_in_development_the_gateway_mounts_and_documents_every_route():
+    from gateway.api import ROUTES, mounted_routes
+    from gateway.openapi import build_openapi
+
+    assert mounted_routes("development") == ROUTES
+    assert "/api/v1/sandbox-provider/orders/{order_number}/payment" in build_openapi(routes=ROUTES)["paths"]

@@ -108,7 +108,9 @@ what the caller has to present instead: a password (`login`, `authenticate_staff
 a refresh token (`refresh_session`, `logout`), a code texted to the mobile number (`register_candidate`, \
 `reset_password_with_code`, `lookup_ticket`) or the security answer (`reset_password_with_answer`). \
 `request_mobile_code` and `security_question` give the same answer whether or not an account exists, and \
-`dev_sms_messages` answers `404` unless identity runs with `SMS_ADAPTER=dev`.
+`dev_sms_messages` answers `404` unless identity runs with `SMS_ADAPTER=dev`, and payments' `sandbox_pay` \
+unless payments runs with `CREDENCE_ENV=development`; outside development the gateway does not mount the \
+`development` routes at all (an unknown path, absent from `/openapi.json`).
 
 Scoring, certificates and payments check the actor too: `record_results`, `publish_results`, `import_results`, \
 `import_report` and `result_history` need role `staff`; `results_for_candidate` and \

@@ -172,6 +172,9 @@ class Route:
     tag: str = "api"
     # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks)
     replayable: bool = True
+    # exists only with CREDENCE_ENV=development (the sandbox payer, the dev SMS inbox): elsewhere the gateway does
+    # not mount it, so it is an unknown path (404 route_not_found) and absent from /openapi.json
+    development_only: bool = False
 
 
 def _dump(model: BaseModel | None) -> dict | None:
@@ -675,7 +678,7 @@ ROUTES: tuple[Route, ...] = (
           lookup_ticket, TicketLookup, TicketLookupResult, rate_limited=True, tag="candidates"),
     Route("dev_sms_messages", "POST", "/api/v1/dev/sms-messages",
           "Development only: texts the dev SMS adapter kept for a number (404 elsewhere)", ("public",),
-          dev_sms_messages, DevSmsQuery, DevSmsMessages, tag="development"),
+          dev_sms_messages, DevSmsQuery, DevSmsMessages, tag="development", development_only=True),
     Route("my_profile", "GET", "/api/v1/me", "The signed-in candidate's registration (masked)",
           ("candidate",), my_profile, None, CandidateView, tag="candidates"),
     Route("confirm_my_identity", "POST", "/api/v1/me/identity-confirmation",
@@ -890,9 +893,9 @@ ROUTES: tuple[Route, ...] = (
                           "timestamp\\nnonce\\nbody\\n"),
                          ("Sandbox-Serial", False, "Which provider key signed"))),
     Route("sandbox_provider_payment", "POST", "/api/v1/sandbox-provider/orders/<order_number>/payment",
-          "Development and staging: pay an order at the sandbox provider (it then notifies us, signed)",
+          "Development only: pay an order at the sandbox provider (it then notifies us, signed; 404 elsewhere)",
           ("candidate", "institution", "staff"), sandbox_provider_payment, SandboxPayment, SandboxPaymentOutcome,
-          tag="development"),
+          tag="development", development_only=True),
     Route("request_refund", "POST", "/api/v1/refunds",
           "Refund part or all of a paid order to the original payment path (staff; never more than was paid)",
           ("staff",), request_refund, RequestRefund, RefundView, 201, tag="payments"),
@@ -945,3 +948,8 @@ ROUTES: tuple[Route, ...] = (
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification",
           replayable=False),
 )
+
+
+def mounted_routes(environment: str) -> tuple[Route, ...]:
+    """The routes a gateway in ``environment`` serves and documents: development-only ones only in development."""
+    return tuple(route for route in ROUTES if environment == "development" or not route.development_only)

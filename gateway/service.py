@@ -26,6 +26,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
 from credence_common import idempotency, logs
+from credence_common.config import environment, is_development
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -38,7 +39,7 @@ from credence_common.metrics import Metrics
 from credence_common.remote import call_with_deadline
 from credence_common.validation import parse
 from gateway import logged_paths, web
-from gateway.api import ROUTES, Call, Route
+from gateway.api import ROUTES, Call, Route, mounted_routes
 from gateway.auth import TokenService
 from gateway.batching import Batcher
 from gateway.openapi import build_openapi
@@ -117,9 +118,12 @@ class GatewayState(DependencyProvider):
         self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
-        self.openapi_json = json.dumps(build_openapi())
+        # what this environment mounts (DevelopmentOnlyHttp): the catch-all's 405 must not reveal the others
+        self.openapi_json = json.dumps(build_openapi(routes=mounted_routes(environment())))
+        development = is_development()
         routes = [entrypoint for entrypoint in self.container.entrypoints
-                  if isinstance(entrypoint, HttpRequestHandler)]
+                  if isinstance(entrypoint, HttpRequestHandler)
+                  and (development or not isinstance(entrypoint, DevelopmentOnlyHttp))]
         # every route the gateway answers, to tell a wrong method (405) from an unknown path (404)
         self.route_map = Map([Rule(e.url, methods=e.method.split(","), endpoint=e.method_name) for e in routes
                               if e.method != ANY_METHOD])
@@ -169,7 +173,27 @@ class TracedHttp(HttpRequestHandler):
 
 
 ANY_METHOD = "*"
+
+
+class DevelopmentOnlyHttp(TracedHttp):
+    """A route that exists only with CREDENCE_ENV=development (``Route.development_only``): elsewhere it never
+    registers with nameko's web server, so its path reaches the catch-all like any unknown path (404
+    ``route_not_found``) and a caller cannot tell it was ever there."""
+
+    mounted = False
+
+    def setup(self):
+        self.mounted = is_development()
+        if self.mounted:
+            super().setup()
+
+    def stop(self):
+        if self.mounted:  # the web server would fail to unregister a provider it never had
+            super().stop()
+
+
 http = TracedHttp.decorator
+development_only_http = DevelopmentOnlyHttp.decorator
 access_log = logging.getLogger("gateway.access")
 QUIET_ROUTES = frozenset({"/health", "/ready"})
 
@@ -358,7 +382,7 @@ def _bind(route: Route):
 
     entrypoint.__name__ = route.name
     entrypoint.__doc__ = route.summary
-    return http(route.method, route.path)(entrypoint)
+    return (development_only_http if route.development_only else http)(route.method, route.path)(entrypoint)
 
 
 for _route in ROUTES:

@@ -21,7 +21,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from credence_common.config import is_development
+from credence_common.config import adapter_refusal
 from credence_common.crypto import DecryptionError
 from credence_common.db import Database
 from credence_common.events import utcnow
@@ -87,9 +87,9 @@ class Sms(DependencyProvider):
         self.kind = config.get("SMS_ADAPTER", "dev")
         self._running = False
         if self.kind == "dev":
-            if not is_development():
-                raise ValueError("SMS_ADAPTER=dev keeps codes readable by anyone; it runs only with "
-                                 "CREDENCE_ENV=development. Set SMS_ADAPTER=webhook.")
+            refusal = adapter_refusal("SMS_ADAPTER", self.kind)
+            if refusal:
+                raise ValueError(refusal)
             self.adapter = DevSms()
         elif self.kind == "webhook":
             self.url = config["SMS_WEBHOOK_URL"]

@@ -49,6 +49,7 @@ def running_platform(backend: str, workdir: Path, **overrides: str):
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
     env.update(SECRETS)
     env.update({
+        "CREDENCE_ENV": "development",  # said, never assumed: an unset one refuses to start
         "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
         "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}",
         "OUTBOX_POLL_INTERVAL": "0.2",

@@ -145,8 +145,8 @@ def test_gateway_has_no_database(services):
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
 def test_process_runs_with_real_secrets_required(services, spec):
-    # staging: every secret must be real; the identity-verification and degree-registry sandboxes are
-    # still allowed because no real adapter exists yet (production refuses them)
+    # staging: every secret must be real; the degree-registry and payment sandboxes are still allowed because no
+    # real adapter exists yet (production refuses them), the identity-verification one is not
     assert environment(services[spec.name]).get("CREDENCE_ENV") == "staging"
 
 

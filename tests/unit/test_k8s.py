@@ -36,7 +36,15 @@ import pytest
 import yaml
 from nameko.rpc import RPC_QUEUE_TEMPLATE
 
-from credence_common.config import ENVIRONMENTS, SECRET_SUFFIXES
+from credence_common.config import (
+    ADAPTER_DEFAULTS,
+    ENVIRONMENTS,
+    SECRET_SUFFIXES,
+    ConfigurationRefused,
+    adapter_refusal,
+    assert_safe_for_environment,
+    load_config,
+)
 from credence_common.migrations import SERVICES as MIGRATED_SERVICES
 from deploy.processes import PROCESSES, ProcessSpec
 from tests.unit.process_config import config_text, env_names_read, secret_env_names
@@ -471,42 +479,58 @@ def test_config_map_settings(rendering):
         assert re.match(r"^https://[a-z0-9.-]+$", data["PUBLIC_BASE_URL"]) and ".invalid" not in data["PUBLIC_BASE_URL"]
 
 
-# Processes that production rules refuse to start today, so the production overlay runs them with staging rules
-# (overlays/production/sandboxes-stay-on-staging.yaml). Each maps to the check of the code that refuses it.
-def _identity_refused_in_production() -> None:
-    from services.identity.prior_education import DegreeRegistry
-
-    registry = DegreeRegistry()
-    registry.container = type("Container", (), {"config": {}})()  # the defaults: DEGREE_REGISTRY=sandbox
-    registry.setup()
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_credence_env(rendering, spec):
+    """Production runs every process as production: no process is kept on staging rules to get a sandbox."""
+    value = plain_value(env_sources(rendering, deployment(rendering, spec)), "CREDENCE_ENV")
+    assert value == ("production" if rendering == "overlays/production" else "staging")
 
 
-def _payments_refused_in_production() -> None:
-    from services.payments.configuration import configured_payments
-
-    configured_payments({})  # the default: PAYMENT_PROVIDER=sandbox
-
-
-KEPT_ON_STAGING = {"identity": _identity_refused_in_production, "payments": _payments_refused_in_production}
+def test_the_production_overlay_has_no_staging_override():
+    assert not (K8S_DIR / "overlays" / "production" / "sandboxes-stay-on-staging.yaml").exists()
+    assert "staging" not in json.dumps(render("overlays/production")).replace("credence-staging", "")
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
-def test_credence_env(rendering, spec):
-    sources = env_sources(rendering, deployment(rendering, spec))
-    value = plain_value(sources, "CREDENCE_ENV")
-    if rendering == "overlays/production" and spec.name not in KEPT_ON_STAGING:
-        assert value == "production"
-    else:
-        assert value == "staging"
+def test_production_configures_no_sandbox_adapter(spec):
+    """No process of the production overlay names a sandbox or development adapter (the adapters' own defaults
+    are sandboxes: the next test shows what production does with them)."""
+    sources = env_sources("overlays/production", deployment("overlays/production", spec))
+    for setting in ADAPTER_DEFAULTS:
+        if setting in sources:
+            value = plain_value(sources, setting)
+            assert adapter_refusal(setting, value, {"CREDENCE_ENV": "production"}) is None, f"{setting}={value}"
 
 
-@pytest.mark.parametrize("name", sorted(KEPT_ON_STAGING))
-def test_processes_kept_on_staging_are_still_refused_by_production(monkeypatch, name):
-    """If this fails, production rules accept the process now: remove it from sandboxes-stay-on-staging.yaml and
-    from KEPT_ON_STAGING."""
-    monkeypatch.setenv("CREDENCE_ENV", "production")
-    with pytest.raises(ValueError, match="refused in production"):
-        KEPT_ON_STAGING[name]()
+def production_environment(spec: ProcessSpec, monkeypatch) -> None:
+    """The environment the production overlay gives ``spec``'s container; each Secret key holds a real-looking
+    value, as an operator's Secret would (so only what the overlay configures can make the process refuse)."""
+    for name in env_names_read(spec) | set(READ_DIRECTLY):
+        monkeypatch.delenv(name, raising=False)
+    for name, source in env_sources("overlays/production", deployment("overlays/production", spec)).items():
+        monkeypatch.setenv(name, source[1] if source[0] != "secret" else f"k1=vault-{name.lower()}-Zq8")
+
+
+# Until their real adapters exist (another issue), these refuse to start in production; the setting named is the
+# sandbox that is the only adapter of its kind.
+REFUSED_IN_PRODUCTION = {"identity": "DEGREE_REGISTRY=sandbox", "payments": "PAYMENT_PROVIDER=sandbox"}
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_production_overlay_processes_start_or_refuse_as_the_runner_decides(spec, monkeypatch):
+    """The check credence_common.runner runs at start-up, on each process configured as the production overlay
+    configures it: identity and payments refuse (their only adapters are sandboxes), the others start. If identity
+    or payments start passing, a real adapter exists: update REFUSED_IN_PRODUCTION and deploy/k8s/README.md."""
+    production_environment(spec, monkeypatch)
+    config = load_config(REPO_ROOT / spec.config)
+    if spec.name not in REFUSED_IN_PRODUCTION:
+        assert assert_safe_for_environment(spec.name, config) is None
+        return
+    with pytest.raises(ConfigurationRefused) as refused:
+        assert_safe_for_environment(spec.name, config)
+    message = str(refused.value)
+    assert "CREDENCE_ENV=production" in message and REFUSED_IN_PRODUCTION[spec.name] in message
+    assert "development default" not in message, "only the sandbox, not a secret, should stop it"
 
 
 # --- ports, probes, Services ---------------------------------------------------------------------

@@ -101,18 +101,22 @@ class VerifiedEducationRecord(BaseModel):
 
 
 class ReportAnswer(BaseModel):
-    """The online page's answer for a report code: authoritative, and always today's status."""
+    """The online page's answer for a report code: authoritative, and always today's status. A report the
+    holder closed, or that expired, answers its state only: no subject, no signed document."""
 
     report_code: str
     kind: ReportKind = "certificate"
     state: ReportState
     message: str
-    certificate: VerifiedCertificate | None = Field(default=None, description="A certificate report")
-    education_record: VerifiedEducationRecord | None = Field(default=None, description="An education-record report")
+    certificate: VerifiedCertificate | None = Field(default=None, description="A certificate report (open only)")
+    education_record: VerifiedEducationRecord | None = Field(default=None, description="An education-record report "
+                                                                                       "(open only)")
     requested_at: datetime
     expires_at: datetime
-    signed_report: dict = Field(description="The document as signed, its Ed25519 signature and key id: "
-                                            "verifiable offline with the public key")
+    closed_at: datetime | None = Field(default=None, description="When the holder closed it")
+    signed_report: dict | None = Field(default=None, description="The document as signed, its Ed25519 signature "
+                                                                 "and key id: verifiable offline with the public "
+                                                                 "key (open reports only)")
 
 
 class ReportPublicKey(BaseModel):

@@ -71,10 +71,12 @@ class ReceivedEvent(Base):
 
 
 class CheckLogEntry(Base):
-    """Every public check, for audit and for the per-number limit. The name asked for is not kept."""
+    """Every public check, for audit and for the per-number limit. The name asked for is not kept; the
+    caller's address is cut to its network after 30 days and the row deleted later (usecases.apply_retention)."""
 
     __tablename__ = "check_log"
-    __table_args__ = (Index("ix_check_log_number_time", "certificate_number", "checked_at"),)
+    __table_args__ = (Index("ix_check_log_number_time", "certificate_number", "checked_at"),
+                      Index("ix_check_log_checked_at", "checked_at"))  # the retention job selects by age
 
     check_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

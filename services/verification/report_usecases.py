@@ -40,7 +40,7 @@ from credence_common.contracts.verification import (
 )
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
-from credence_common.masking import mask_name
+from credence_common.masking import mask_name, mask_resident_id_public
 from services.verification import reports
 from services.verification.models import (
     CheckLogEntry,
@@ -114,7 +114,8 @@ def achievements(record: dict) -> VerifiedEducationRecord | None:
     if not programs or not record.get("holder_name"):
         return None
     return VerifiedEducationRecord(holder_name_masked=mask_name(record["holder_name"]),
-                                   resident_id_number_masked=record.get("resident_id_number_masked") or "",
+                                   resident_id_number_masked=mask_resident_id_public(
+                                       record.get("resident_id_number_masked") or ""),
                                    programs=programs)
 
 
@@ -173,6 +174,10 @@ def close_report(session: Session, signer: ReportSigner, candidate_id: str, code
     report = _own_report(session, candidate_id, code, lock=True)
     if report.closed_at is None:
         report.closed_at = utcnow()
+    # Closing withdraws consent: the share codes not yet used die with the report (the holder sees them revoked).
+    session.execute(update(ShareCode).where(ShareCode.report_code == report.report_code, ShareCode.revoked_at.is_(None),
+                                            ShareCode.used_at.is_(None))
+                    .values(revoked_at=report.closed_at).execution_options(synchronize_session=False))
     return _view(report, _status_of(session, report), signer)
 
 
@@ -186,15 +191,23 @@ def extend_report(session: Session, signer: ReportSigner, candidate_id: str, cod
     return _view(report, _status_of(session, report), signer)
 
 
-def report_answer(session: Session, code: str) -> ReportAnswer:
-    """Anyone holding the code: today's authoritative answer. An unknown code says nothing more than that."""
+WITHDRAWN_STATES = ("closed", "expired")  # the holder's consent ended: the report answers its state and nothing more
+
+
+def report_answer(session: Session, signer: ReportSigner, code: str) -> ReportAnswer:
+    """Anyone holding the code: today's authoritative answer. An unknown code says nothing more than that; a
+    closed or expired report says only that (no name, ID number, subject or signed document)."""
     if not isinstance(code, str) or not code.isalnum() or len(code) != 32:
         raise InvalidInput("invalid_report_code", "A report code has 32 letters and digits.")
     report = session.get(VerificationReport, code.upper())
     if report is None:
         raise NotFound("report_not_found", "No report has this code.")
     state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
-    document = (signed := json.loads(report.signed_json))["document"]
+    if state in WITHDRAWN_STATES:
+        return ReportAnswer(report_code=report.report_code, kind=report.kind, state=state,
+                            message=reports.STATE_MESSAGES[state], requested_at=report.requested_at,
+                            expires_at=report.expires_at, closed_at=report.closed_at)
+    document = (signed := public_signed_report(signer, json.loads(report.signed_json)))["document"]
     if report.kind == "education_record":
         subject = {"education_record": VerifiedEducationRecord.model_validate(document["education_record"])}
         message = reports.RECORD_VALID_MESSAGE if state == "valid" else reports.STATE_MESSAGES[state]
@@ -206,9 +219,27 @@ def report_answer(session: Session, code: str) -> ReportAnswer:
                         requested_at=report.requested_at, expires_at=report.expires_at, signed_report=signed)
 
 
+def public_signed_report(signer: ReportSigner, signed: dict) -> dict:
+    """The signed report as anyone may read it: of the ID number only the last four. Reports signed before
+    that rule kept the region code; their document is masked again and signed again with today's key (the
+    holder's earlier download still verifies, the online answer no longer carries the longer form)."""
+    document = signed["document"]
+    subject_key = "education_record" if document.get("kind") == "education_record" else "certificate"
+    subject = document.get(subject_key) or {}
+    shown = subject.get("resident_id_number_masked")
+    if shown is None or shown == mask_resident_id_public(shown):
+        return signed
+    remasked = {**document, subject_key: {**subject, "resident_id_number_masked": mask_resident_id_public(shown)}}
+    return reports.sign_report(signer.private_key, remasked)
+
+
 def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> bytes:
+    """The PDF the holder hands to third parties: only while the report is open, and masked as public."""
     report = _own_report(session, candidate_id, code)
-    signed = json.loads(report.signed_json)
+    state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
+    if state in WITHDRAWN_STATES:
+        raise Conflict(f"report_{state}", reports.STATE_MESSAGES[state] + " Ask for a new report to download one.")
+    signed = public_signed_report(signer, json.loads(report.signed_json))
     document = signed["document"]
     buffer = io.BytesIO()
     width, height = A4
@@ -321,7 +352,7 @@ def revoke_share_code(session: Session, candidate_id: str, share_id: str) -> Non
         share.revoked_at = utcnow()
 
 
-def open_shared_report(session: Session, request: OpenSharedReport) -> FullReport:
+def open_shared_report(session: Session, signer: ReportSigner, request: OpenSharedReport) -> FullReport:
     """Once: the first verifier to present the code opens the full report, and the holder sees who and why."""
     share = session.scalars(select(ShareCode).where(ShareCode.code_digest == _digest(request.share_code))
                             .with_for_update()).first()
@@ -329,6 +360,11 @@ def open_shared_report(session: Session, request: OpenSharedReport) -> FullRepor
         raise NotFound("share_code_not_found", "No report is shared under this code.")
     now = utcnow()
     state = _share_state(share, now)
+    report = session.get(VerificationReport, share.report_code)
+    if state == "open" and (report is None or report.closed_at is not None):
+        state = "revoked"  # closed before closing revoked its codes: consent ended with the report all the same
+    elif state == "open" and now >= report.expires_at:
+        state = "expired"
     if state != "open":
         raise Conflict(f"share_code_{state}", {"used": "This share code was already used; ask the holder for a "
                                                        "new one.",
@@ -340,8 +376,7 @@ def open_shared_report(session: Session, request: OpenSharedReport) -> FullRepor
                              .values(used_at=now).execution_options(synchronize_session=False))
     if opened.rowcount != 1:  # another verifier presented it at the same moment and won
         raise Conflict("share_code_used", "This share code was already used; ask the holder for a new one.")
-    answer = report_answer(session, share.report_code)
-    report = session.get(VerificationReport, share.report_code)
+    answer = report_answer(session, signer, share.report_code)
     session.add(ReportAccess(candidate_id=share.candidate_id, report_code=share.report_code,
                              certificate_number=report.certificate_number, share_id=share.share_id,
                              verifier_name=request.verifier_name, organisation=request.organisation,

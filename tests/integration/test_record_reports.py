@@ -56,7 +56,7 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
         assert full["holder_name"] == "王小明" and full["report"]["kind"] == "education_record"
         [access] = verification.my_accesses(OWNER)["accesses"]
         assert (access["organisation"], access["certificate_number"], access["report_code"]) == (
-            "某律师事务所", None, view["report_code"])
+            "某律师事务所", None, view["report_id"])
 
         # a re-check corrects a result: scoring's result_corrected event marks the earlier report
         failed_id = query(scoring_config["DB_URI"],

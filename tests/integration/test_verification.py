@@ -243,7 +243,7 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
         try:
             with engine.begin() as connection:
                 connection.exec_driver_sql("UPDATE verification_reports SET expires_at = '2026-01-01 00:00:00+00:00' "
-                                           f"WHERE report_code = '{code}'")
+                                           f"WHERE report_code = '{report['report_id']}'")  # the code's digest
         finally:
             engine.dispose()
         expired = verification.report_answer(code)
@@ -432,3 +432,41 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
     with rpc_proxy("verification", config) as no_key:  # without a key nothing changes
         no_key.request_report(holder, {"certificate_number": NUMBER})
     assert query(db, "select count(*) from verification_reports") == [(3,)]
+
+
+def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
+    from credence_common import signing
+    from services.verification import reports
+
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    holder = {"subject": "cand-1", "role": "candidate"}
+    employer = {"verifier_name": "张经理", "organisation": "HR", "purpose": "hiring"}
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    with rpc_proxy("verification", config) as verification:
+        made = verification.request_report(holder, {"certificate_number": NUMBER})
+        code, report_id = made["report_code"], made["report_id"]
+        assert code and report_id != code and made["verify_url"].endswith("/r/" + code)
+        shared = verification.create_share_code(holder, code, {})["share_code"]
+        full = verification.open_shared_report({"share_code": shared, **employer})
+        public_key = signing.load_public_key(verification.report_public_key()["public_key_pem"])
+        # the share code carried the report code sealed: the verifier gets the signed document, and it verifies
+        assert reports.verify_report(full["report"]["signed_report"], public_key, utcnow(),
+                                     made["verify_url"]).verdict == "valid"
+        [listed] = verification.my_reports(holder)["reports"]
+        assert (listed["report_id"], listed["report_code"], listed["verify_url"]) == (report_id, None, None)
+        with pytest.raises(NotFound):  # the id names the report for its holder; it opens nothing for anyone
+            verification.report_answer(report_id)
+        with pytest.raises(Conflict) as no_code:  # the PDF's QR code needs the code itself
+            verification.report_pdf(holder, report_id)
+        assert no_code.value.code == "report_code_needed"
+        by_id = verification.create_share_code(holder, report_id, {})["share_code"]
+        opened = verification.open_shared_report({"share_code": by_id, **employer})
+        assert opened["holder_name"] == "王小明" and opened["report"]["signed_report"] is None
+        with pytest.raises(NotFound):  # another holder cannot name it either way
+            verification.close_report({"subject": "cand-2", "role": "candidate"}, report_id)
+        assert verification.close_report(holder, report_id)["state"] == "closed"  # no code needed to withdraw
+    for table in ("verification_reports", "share_codes", "report_accesses"):
+        stored = str(query(db, f"select * from {table}"))
+        assert code not in stored and shared not in stored and by_id not in stored, table

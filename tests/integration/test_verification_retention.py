@@ -81,3 +81,49 @@ def test_migration_0007_keeps_the_last_four_and_ends_share_codes_of_closed_repor
     states = {share_id: revoked is not None for share_id, revoked in
               query(db, "select share_id, revoked_at from share_codes")}
     assert states == {"s1": True, "s2": False, "s3": False}  # used stays used; the open report's code stays open
+
+
+def test_migration_0008_hashes_report_codes_in_place_and_the_old_code_still_opens_its_report(databases):
+    import json
+
+    from credence_common import signing
+    from services.verification import reports
+    from services.verification.report_usecases import ReportSigner, report_answer
+
+    db = databases.create("verification", revision="0007")
+    now = utcnow()
+    key = signing.load_private_key("migration-0008 test key")
+    signer = ReportSigner(key, "https://verify.example.org")
+    code = reports.new_report_code()
+    document = {"report_code": code, "kind": "certificate", "issuer": "Credence", "certificate": {
+        "certificate_number": NUMBER, "holder_name_masked": "王*明", "resident_id_number_masked": "**************002X",
+        "program_code": "P", "program_name": "Program", "issued_on": now.date().isoformat()},
+        "requested_at": now.isoformat(), "expires_at": (now + timedelta(days=30)).isoformat(),
+        "verify_url": signer.verify_url(code)}
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO verifiable_certificates (certificate_number, certificate_id, holder_name, "
+                "holder_name_key, resident_id_number_masked, program_code, program_name, issued_on, status, "
+                "updated_at, sequence) VALUES (:number, 'cert-1', '王小明', '王小明', '**************002X', 'P', "
+                "'Program', :today, 'valid', :now, 1)"), {"number": NUMBER, "today": now.date(), "now": now})
+            connection.execute(text(
+                "INSERT INTO verification_reports (report_code, kind, certificate_number, candidate_id, signed_json, "
+                "requested_at, expires_at) VALUES (:code, 'certificate', :number, 'cand-1', :signed, :now, :later)"),
+                {"code": code, "number": NUMBER, "now": now, "later": now + timedelta(days=30),
+                 "signed": json.dumps(reports.sign_report(key, document), ensure_ascii=False)})
+            connection.execute(text(
+                "INSERT INTO share_codes (share_id, code_digest, report_code, candidate_id, created_at, expires_at) "
+                "VALUES ('s1', 'd1', :code, 'cand-1', :now, :later)"),
+                {"code": code, "now": now, "later": now + timedelta(days=1)})
+        upgrade("verification", db, "head")
+        for table in ("verification_reports", "share_codes"):
+            assert code not in str(query(db, f"select * from {table}")), table
+        with Session(engine) as session:
+            answer = report_answer(session, signer, code.lower())
+        assert answer.state == "valid" and answer.certificate.holder_name_masked == "王*明"
+        verdict = reports.verify_report(answer.signed_report, key.public_key(), now, signer.verify_url(code))
+        assert verdict.verdict == "valid"  # the document as signed, its code put back
+    finally:
+        engine.dispose()

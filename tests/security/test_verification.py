@@ -100,7 +100,7 @@ def test_a_share_code_or_report_code_shows_nothing_once_the_holder_closed_the_re
     try:
         with engine.begin() as connection:  # thirty days on
             connection.execute(text("UPDATE verification_reports SET expires_at = :past WHERE report_code = :code"),
-                               {"past": utcnow() - timedelta(minutes=1), "code": lapsed.json()["report_code"]})
+                               {"past": utcnow() - timedelta(minutes=1), "code": lapsed.json()["report_id"]})
     finally:
         engine.dispose()
     state_only(lapsed.json()["report_code"], "expired")

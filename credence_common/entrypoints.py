@@ -25,6 +25,12 @@ class IdempotentRpc(Rpc):
 
     idempotent = True
 
+    def __init__(self, idempotent: bool = True, **kwargs):
+        # ``@rpc(idempotent=False)``: the answer is a credential (a token, a code) and must never be stored or
+        # replayed, whatever the caller sends; a retry runs again, as a fresh attempt
+        self.idempotent = idempotent
+        super().__init__(**kwargs)
+
     def handle_result(self, message, worker_ctx, result, exc_info):
         if exc_info is not None and isinstance(exc_info[1], StoredAnswer):
             result, error = replay(exc_info[1].answer)

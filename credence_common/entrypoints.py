@@ -11,12 +11,15 @@ import logging
 import eventlet
 from kombu.exceptions import OperationalError
 from nameko.rpc import Rpc
+from nameko.timer import timer
 
 from credence_common.errors import CredenceError
-from credence_common.idempotency import StoredAnswer, replay
+from credence_common.events import utcnow
+from credence_common.idempotency import StoredAnswer, prune, replay
 from credence_common.logs import CorrelationContext
 
 log = logging.getLogger(__name__)
+IDEMPOTENCY_PRUNE_INTERVAL_SECONDS = 600  # a record outlives its TTL by at most this (it is never replayed then)
 
 
 class IdempotentRpc(Rpc):
@@ -107,3 +110,12 @@ class HealthCheck:
     @rpc
     def health(self) -> dict:
         return {"service": self.name, "status": "ok"}
+
+    @timer(interval=IDEMPOTENCY_PRUNE_INTERVAL_SECONDS)
+    def prune_idempotency_records(self) -> None:
+        """Deletes ``Idempotency-Key`` records past ``IDEMPOTENCY_RECORD_TTL_HOURS`` (every service has ``db``).
+        Safe with several replicas: each deletes what is expired, and a row is deleted once between them."""
+        with self.db.transaction() as session:
+            pruned = prune(session, utcnow(), self.db.idempotency_ttl)
+        if pruned:
+            log.info("%s: pruned %d expired idempotency records", self.name, pruned)

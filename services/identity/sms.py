@@ -35,8 +35,12 @@ GIVE_UP_AFTER = timedelta(minutes=10)  # a code is worthless after five minutes 
 class DevSms:
     readable = True
 
+    def __init__(self, protection):
+        self.protection = protection
+
     def send(self, session, mobile: str, mobile_index: str, text: str) -> None:
-        session.add(DevSmsMessage(mobile_index=mobile_index, body=text, sent_at=utcnow()))
+        # encrypted like every copy of a code that must be read back (usecases.dev_sms_messages decrypts)
+        session.add(DevSmsMessage(mobile_index=mobile_index, body=self.protection.encrypt(text), sent_at=utcnow()))
         log.info("dev SMS to %s stored", mask_mobile(mobile))
 
 
@@ -86,23 +90,24 @@ class Sms(DependencyProvider):
         config = self.container.config
         self.kind = config.get("SMS_ADAPTER", "dev")
         self._running = False
+        self._protection_provider = next(d for d in self.container.dependencies if type(d).__name__ == "Protection")
         if self.kind == "dev":
             if not is_development():
                 raise ValueError("SMS_ADAPTER=dev keeps codes readable by anyone; it runs only with "
                                  "CREDENCE_ENV=development. Set SMS_ADAPTER=webhook.")
-            self.adapter = DevSms()
+            self.adapter = None  # built in start(), once the protection keys are set up
         elif self.kind == "webhook":
             self.url = config["SMS_WEBHOOK_URL"]
             self.secret = str(config["SMS_WEBHOOK_SECRET"])
             self.poll_interval = float(config.get("SMS_POLL_INTERVAL", 1.0))
-            protection = next(d for d in self.container.dependencies if type(d).__name__ == "Protection")
             self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
-            self._protection_provider = protection
             self.adapter = None  # built in start(), once the protection keys are set up
         else:
             raise ValueError(f"SMS_ADAPTER must be 'dev' or 'webhook', not {self.kind!r}")
 
     def start(self):
+        if self.kind == "dev":
+            self.adapter = DevSms(self._protection_provider.protection)
         if self.kind == "webhook":
             self.adapter = QueuedSms(self._protection_provider.protection)
             self._running = True
@@ -163,4 +168,5 @@ class Sms(DependencyProvider):
                     message.next_attempt_at = now + timedelta(seconds=min(2 ** message.attempts, 60))
                 else:
                     message.state = outcome
+                    message.text_encrypted = ""  # the code in it is needed no longer: nothing to read back
         return sum(1 for outcome in outcomes.values() if outcome == "sent")

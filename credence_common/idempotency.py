@@ -168,11 +168,13 @@ class IdempotentCall:
         self.attempted = True
         now = now or utcnow()
         where = (IDEMPOTENCY_RECORDS.c.record_key == self.record_key, IDEMPOTENCY_RECORDS.c.target == self.target)
-        # An expired record is forgotten, as if pruned already: the request runs as a new one. Deleting it in
-        # this transaction makes a concurrent retry wait for this one and then meet the new record.
-        session.execute(delete(IDEMPOTENCY_RECORDS).where(*where, IDEMPOTENCY_RECORDS.c.created_at <= now - self.ttl))
-        found = session.execute(select(IDEMPOTENCY_RECORDS.c.fingerprint, IDEMPOTENCY_RECORDS.c.answer_json)
-                                .where(*where)).first()
+        found = session.execute(select(IDEMPOTENCY_RECORDS.c.fingerprint, IDEMPOTENCY_RECORDS.c.answer_json,
+                                       IDEMPOTENCY_RECORDS.c.created_at).where(*where)).first()
+        if found is not None and found.created_at <= now - self.ttl:
+            # Expired: forgotten, as if pruned already, and the request runs as a new one. Of two concurrent
+            # retries, the second's insert below meets the first's new record: 409 concurrent_change, no effect.
+            session.execute(delete(IDEMPOTENCY_RECORDS).where(*where))
+            found = None
         if found is None:
             session.execute(insert(IDEMPOTENCY_RECORDS).values(
                 record_key=self.record_key, target=self.target, fingerprint=self.fingerprint, created_at=now))

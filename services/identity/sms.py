@@ -35,12 +35,13 @@ GIVE_UP_AFTER = timedelta(minutes=10)  # a code is worthless after five minutes 
 class DevSms:
     readable = True
 
-    def __init__(self, protection):
-        self.protection = protection
+    def __init__(self, keys):
+        self._keys = keys  # the Protection provider: its keys are set up by the time a text is sent
 
     def send(self, session, mobile: str, mobile_index: str, text: str) -> None:
         # encrypted like every copy of a code that must be read back (usecases.dev_sms_messages decrypts)
-        session.add(DevSmsMessage(mobile_index=mobile_index, body=self.protection.encrypt(text), sent_at=utcnow()))
+        session.add(DevSmsMessage(mobile_index=mobile_index, body=self._keys.protection.encrypt(text),
+                                  sent_at=utcnow()))
         log.info("dev SMS to %s stored", mask_mobile(mobile))
 
 
@@ -90,24 +91,24 @@ class Sms(DependencyProvider):
         config = self.container.config
         self.kind = config.get("SMS_ADAPTER", "dev")
         self._running = False
-        self._protection_provider = next(d for d in self.container.dependencies if type(d).__name__ == "Protection")
         if self.kind == "dev":
             if not is_development():
                 raise ValueError("SMS_ADAPTER=dev keeps codes readable by anyone; it runs only with "
                                  "CREDENCE_ENV=development. Set SMS_ADAPTER=webhook.")
-            self.adapter = None  # built in start(), once the protection keys are set up
+            self.adapter = DevSms(next((d for d in self.container.dependencies
+                                        if type(d).__name__ == "Protection"), None))
         elif self.kind == "webhook":
             self.url = config["SMS_WEBHOOK_URL"]
             self.secret = str(config["SMS_WEBHOOK_SECRET"])
             self.poll_interval = float(config.get("SMS_POLL_INTERVAL", 1.0))
+            protection = next(d for d in self.container.dependencies if type(d).__name__ == "Protection")
             self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+            self._protection_provider = protection
             self.adapter = None  # built in start(), once the protection keys are set up
         else:
             raise ValueError(f"SMS_ADAPTER must be 'dev' or 'webhook', not {self.kind!r}")
 
     def start(self):
-        if self.kind == "dev":
-            self.adapter = DevSms(self._protection_provider.protection)
         if self.kind == "webhook":
             self.adapter = QueuedSms(self._protection_provider.protection)
             self._running = True

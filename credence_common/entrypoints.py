@@ -11,12 +11,15 @@ import logging
 import eventlet
 from kombu.exceptions import OperationalError
 from nameko.rpc import Rpc
+from nameko.timer import timer
 
 from credence_common.errors import CredenceError
-from credence_common.idempotency import StoredAnswer, replay
+from credence_common.events import utcnow
+from credence_common.idempotency import StoredAnswer, prune, replay
 from credence_common.logs import CorrelationContext
 
 log = logging.getLogger(__name__)
+IDEMPOTENCY_PRUNE_INTERVAL_SECONDS = 600  # a record outlives its TTL by at most this (it is never replayed then)
 
 
 class IdempotentRpc(Rpc):
@@ -24,6 +27,12 @@ class IdempotentRpc(Rpc):
     answers what the first one answered, and a first call stores its answer before the reply leaves."""
 
     idempotent = True
+
+    def __init__(self, idempotent: bool = True, **kwargs):
+        # ``@rpc(idempotent=False)``: the answer is a credential (a token, a code) and must never be stored or
+        # replayed, whatever the caller sends; a retry runs again, as a fresh attempt
+        self.idempotent = idempotent
+        super().__init__(**kwargs)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         if exc_info is not None and isinstance(exc_info[1], StoredAnswer):
@@ -101,3 +110,12 @@ class HealthCheck:
     @rpc
     def health(self) -> dict:
         return {"service": self.name, "status": "ok"}
+
+    @timer(interval=IDEMPOTENCY_PRUNE_INTERVAL_SECONDS)
+    def prune_idempotency_records(self) -> None:
+        """Deletes ``Idempotency-Key`` records past ``IDEMPOTENCY_RECORD_TTL_HOURS`` (every service has ``db``).
+        Safe with several replicas: each deletes what is expired, and a row is deleted once between them."""
+        with self.db.transaction() as session:
+            pruned = prune(session, utcnow(), self.db.idempotency_ttl)
+        if pruned:
+            log.info("%s: pruned %d expired idempotency records", self.name, pruned)

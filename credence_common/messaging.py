@@ -24,8 +24,11 @@ from credence_common.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 
-def messaging_models(Base):
-    """Create the outbox and processed-event mapped classes on a service's own declarative base."""
+def messaging_models(Base, idempotency_created_at_index: bool = False):
+    """Create the outbox and processed-event mapped classes on a service's own declarative base.
+
+    ``idempotency_created_at_index``: the service's migrations index ``idempotency_records.created_at``, which
+    the prune timer deletes by (each service adds the migration in its own time, hence the choice)."""
 
     class OutboxEvent(Base):
         __tablename__ = "outbox"
@@ -47,9 +50,11 @@ def messaging_models(Base):
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
     # every service answers Idempotency-Key retries from its own database (credence_common/idempotency.py)
-    from credence_common.idempotency import IDEMPOTENCY_RECORDS
+    from credence_common.idempotency import CREATED_AT_INDEX, IDEMPOTENCY_RECORDS
 
-    IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
+    records = IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
+    if idempotency_created_at_index:
+        Index(CREATED_AT_INDEX, records.c.created_at)
     return OutboxEvent, ProcessedEvent
 
 

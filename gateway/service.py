@@ -115,6 +115,7 @@ class GatewayState(DependencyProvider):
     def setup(self):
         config = self.container.config
         self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 900)))
+        self.idempotency_key = idempotency.gateway_key(config["JWT_SECRET"])  # seals stored answers
         self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
@@ -234,7 +235,8 @@ class GatewayService:
             if key is not None and route.method != "GET" and route.replayable:
                 # travels in the RPC's context headers; the service keeps the first answer with its effect
                 self.call_context.data.update(idempotency.request_headers(
-                    key, f"{principal.role}:{principal.subject}", route.name, route.method, request.path, raw))
+                    key, f"{principal.role}:{principal.subject}", route.name, route.method, request.path, raw,
+                    self.state.idempotency_key))
             body = None
             if route.request_model is not None:
                 body = parse(route.request_model, self._decode_json(raw))

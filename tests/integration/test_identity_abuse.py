@@ -185,6 +185,7 @@ def test_the_webhook_adapter_sends_texts_after_commit_signed(start_service):
         wait_for(lambda: query(config["DB_URI"], "select state from sms_queue") == [("sent",)], what="marked sent")
         stored = repr(query(config["DB_URI"], "select * from sms_queue"))
         assert MOBILE not in stored and message["text"] not in stored
+        assert query(config["DB_URI"], "select text_encrypted from sms_queue") == [("",)]  # the code went with it
         assert len(_Gateway.received) == 1  # nothing was texted to the unregistered number
     finally:
         server.shutdown()

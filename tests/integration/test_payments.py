@@ -108,6 +108,7 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
         assert order["status"] == "created" and order["amount_fen"] == 6000 and order["currency"] == "CNY"
         assert order["pay_url"].endswith(f"/{order['order_number']}/payment")
         assert payments.create_order(candidate(), request, "key-1")["order_number"] == order["order_number"]
+        assert "key-1" not in repr(query(db, "select * from payment_orders"))  # only its digest is kept
         # a double click without a key: the due is in an open order, which is returned
         assert payments.create_order(candidate(), request, None)["order_number"] == order["order_number"]
         with pytest.raises(Conflict) as reused:

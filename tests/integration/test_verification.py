@@ -403,7 +403,7 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
 
     def proxy(key: str, request_body: bytes = body):
         headers = idempotency.request_headers(key, "candidate:cand-1", "request_report", "POST",
-                                              "/api/v1/me/verification-reports", request_body)
+                                              "/api/v1/me/verification-reports", request_body, b"k" * 32)
         return ServiceRpcProxy("verification", {"AMQP_URI": config["AMQP_URI"]}, timeout=30, context_data=headers)
 
     with proxy("key-1") as first, proxy("key-1") as retry:

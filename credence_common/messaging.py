@@ -24,11 +24,8 @@ from credence_common.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 
-def messaging_models(Base, idempotency_created_at_index: bool = False):
-    """Create the outbox and processed-event mapped classes on a service's own declarative base.
-
-    ``idempotency_created_at_index``: the service's migrations index ``idempotency_records.created_at``, which
-    the prune timer deletes by (each service adds the migration in its own time, hence the choice)."""
+def messaging_models(Base):
+    """Create the outbox and processed-event mapped classes on a service's own declarative base."""
 
     class OutboxEvent(Base):
         __tablename__ = "outbox"
@@ -53,8 +50,7 @@ def messaging_models(Base, idempotency_created_at_index: bool = False):
     from credence_common.idempotency import CREATED_AT_INDEX, IDEMPOTENCY_RECORDS
 
     records = IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
-    if idempotency_created_at_index:
-        Index(CREATED_AT_INDEX, records.c.created_at)
+    Index(CREATED_AT_INDEX, records.c.created_at)  # the prune timer deletes by age
     return OutboxEvent, ProcessedEvent
 
 

@@ -13,7 +13,7 @@ class Base(DeclarativeBase):
     pass
 
 
-OutboxEvent, ProcessedEvent = messaging_models(Base, idempotency_created_at_index=True)
+OutboxEvent, ProcessedEvent = messaging_models(Base)
 
 
 class Fee(Base):

@@ -106,7 +106,7 @@ class VerificationService(HealthCheck):
         with self.db.transaction() as session:
             return report_usecases.report_answer(session, self.report_signer, report_code).model_dump(mode="json")
 
-    @rpc
+    @rpc(idempotent=False)  # its answer is a credential (the share code): never kept to be replayed
     def create_share_code(self, actor: dict, report_code: str, request: dict | None = None) -> dict:
         candidate = require_role(actor, "candidate")
         wanted = parse(CreateShareCode, request or {})

@@ -38,7 +38,7 @@ from credence_common.errors import (
 from credence_common.metrics import Metrics
 from credence_common.remote import call_with_deadline
 from credence_common.validation import parse
-from gateway import web
+from gateway import http_server, web
 from gateway.api import ROUTES, Call, Route
 from gateway.auth import TokenService
 from gateway.batching import Batcher
@@ -117,19 +117,26 @@ class GatewayState(DependencyProvider):
 class TracedHttp(HttpRequestHandler):
     """nameko's ``@http``, plus the correlation id (credence_common/logs.py): the caller's ``X-Request-Id`` when
     it is a sane token, else a new one; the worker runs under it, every RPC carries it on, and the response
-    answers it in ``X-Request-Id`` so that a client can quote it to the operators."""
+    answers it in ``X-Request-Id`` so that a client can quote it to the operators. The server has read
+    deadlines, and the body is read before a worker is taken (gateway/http_server.py)."""
+
+    server = http_server.DeadlineWebServer()
 
     def handle_request(self, request):
         request.shallow = False
         started = time.perf_counter()
         correlation_id = logs.sane(request.headers.get(logs.HEADER)) or logs.new_correlation_id()
         try:
+            # a slow body must hold only its connection, not one of the workers
+            http_server.buffer_body(request, BODY_LIMITS.get(self.method_name, 0))
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
             self.container.spawn_worker(self, args, kwargs, context_data={logs.CONTEXT_KEY: correlation_id},
                                         handle_result=partial(self.handle_result, event))
             response = self.response_from_result(event.wait())
+        except http_server.BodyNotReceived as refusal:
+            response = refusal.response
         except Exception as exc:
             response = self.response_from_exception(exc)
         response.headers[logs.HEADER] = correlation_id
@@ -333,3 +340,6 @@ def _bind(route: Route):
 
 for _route in ROUTES:
     setattr(GatewayService, _route.name, _bind(_route))
+
+# the most each entrypoint reads of a body (read before its worker); one that reads none gets 0
+BODY_LIMITS = {route.name: route.max_body_bytes for route in ROUTES} | {"verify_submit": VERIFY_FORM_MAX_BYTES}

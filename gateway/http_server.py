@@ -261,15 +261,16 @@ class BodyNotReceived(Exception):
 
 
 def buffer_body(request, limit: int) -> None:
-    """Reads the body (at most ``limit`` + 1 bytes, so that a handler can still tell a body too large) into
-    memory before a worker is taken, within the body deadline; the handler then reads it from memory. A
-    body declared larger than ``limit`` is not read: the handler refuses it by its ``Content-Length``.
+    """Reads a body of at most ``limit`` bytes into memory before a worker is taken, within the body deadline;
+    the handler then reads it from memory. A body declared larger is left where it is: the handler refuses it
+    by its ``Content-Length``, or reads it itself (still within the deadline). So is a body without a
+    ``Content-Length`` (chunked), which werkzeug shows the handler as empty.
     Raises ``BodyNotReceived`` (408, or 400 for a body cut short) when the body did not arrive whole."""
     declared = request.content_length
-    if declared is not None and declared > limit:
+    if declared is None or declared > limit:
         return
     try:
-        body = request.stream.read(limit + 1)
+        body = request.stream.read(declared)
     except BodyDeadlinePassed:
         raise BodyNotReceived(Response(TIMEOUT_BODY, status=408, headers=JSON_HEADERS)) from None
     except ClientDisconnected:  # werkzeug: the stream ended before anything came

@@ -341,5 +341,8 @@ def _bind(route: Route):
 for _route in ROUTES:
     setattr(GatewayService, _route.name, _bind(_route))
 
-# the most each entrypoint reads of a body (read before its worker); one that reads none gets 0
-BODY_LIMITS = {route.name: route.max_body_bytes for route in ROUTES} | {"verify_submit": VERIFY_FORM_MAX_BYTES}
+# the most of a body each entrypoint has read before its worker is taken (one that reads none: 0). A larger body
+# (a result file, up to 16 MiB, staff only) is read by the worker after the sign-in check, still within the body
+# deadline: a client that has not signed in cannot make the gateway hold more than 2 MiB per connection
+BODY_LIMITS = ({route.name: min(route.max_body_bytes, MAX_BODY_BYTES) for route in ROUTES}
+               | {"verify_submit": VERIFY_FORM_MAX_BYTES})

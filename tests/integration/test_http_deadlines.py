@@ -123,3 +123,14 @@ def test_connections_beyond_the_pool_wait_for_a_free_slot(start_gateway):
     assert [read_until_closed(sock, timeout=MARGIN_SECONDS)[0] for sock in holders] == [b"", b""]
     for sock in holders + [waiting]:
         sock.close()
+
+
+def test_a_large_body_is_not_held_in_memory_for_a_caller_who_has_not_signed_in(start_gateway):
+    address = start_gateway(GATEWAY_BODY_DEADLINE_SECONDS=30)
+    sock = socket.create_connection(address, timeout=10)
+    # a result file may be 16 MiB, but only staff may send one: the refusal comes before any of it is read
+    sock.sendall(b"POST /api/v1/result-imports?format=csv HTTP/1.1\r\nHost: gateway\r\n"
+                 b"Content-Length: %d\r\n\r\n" % (10 * 1024 * 1024))
+    answer = sock.recv(65536)
+    assert status_of(answer) == 401 and b'"authentication_required"' in answer
+    sock.close()

@@ -68,10 +68,14 @@ def test_the_body_is_read_into_memory_and_the_handler_reads_it_whole():
     assert request.stream.read(101) == b'{"a": 1}'
 
 
-def test_a_body_declared_over_the_limit_is_left_unread_for_the_handler_to_refuse_by_its_length():
+@pytest.mark.parametrize("content_length", [50, None])
+def test_a_body_declared_over_the_limit_or_not_declared_is_left_to_the_handler(content_length):
     source = io.BytesIO(b"x" * 50)
-    request = request_with(b"", content_length=50)
+    request = request_with(b"", content_length=content_length)
     request.environ["wsgi.input"] = source
+    if content_length is None:
+        request.environ.pop("CONTENT_LENGTH", None)
+        request.environ["HTTP_TRANSFER_ENCODING"] = "chunked"
     buffer_body(request, limit=10)
     assert source.tell() == 0
 

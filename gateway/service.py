@@ -38,7 +38,7 @@ from credence_common.errors import (
 from credence_common.metrics import Metrics
 from credence_common.remote import call_with_deadline
 from credence_common.validation import parse
-from gateway import logged_paths, web
+from gateway import http_server, logged_paths, web
 from gateway.api import ROUTES, Call, Route, mounted_routes
 from gateway.auth import TokenService
 from gateway.batching import Batcher
@@ -143,10 +143,13 @@ class GatewayState(DependencyProvider):
 class TracedHttp(HttpRequestHandler):
     """nameko's ``@http``, plus the correlation id (credence_common/logs.py): the caller's ``X-Request-Id`` when
     it is a sane token, else a new one; the worker runs under it, every RPC carries it on, and the response
-    answers it in ``X-Request-Id`` so that a client can quote it to the operators.
+    answers it in ``X-Request-Id`` so that a client can quote it to the operators. The server has read
+    deadlines, and the body is read before a worker is taken (gateway/http_server.py).
 
     ``ANY_METHOD`` ("*") as the method: the route takes every method (the catch-all that answers 404 and 405 in
     JSON, where werkzeug would answer in HTML)."""
+
+    server = http_server.DeadlineWebServer()
 
     def get_url_rule(self):
         return Rule(self.url, methods=None) if self.method == ANY_METHOD else super().get_url_rule()
@@ -156,12 +159,16 @@ class TracedHttp(HttpRequestHandler):
         started = time.perf_counter()
         correlation_id = logs.sane(request.headers.get(logs.HEADER)) or logs.new_correlation_id()
         try:
+            # a slow body must hold only its connection, not one of the workers
+            http_server.buffer_body(request, BODY_LIMITS.get(self.method_name, 0))
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
             self.container.spawn_worker(self, args, kwargs, context_data={logs.CONTEXT_KEY: correlation_id},
                                         handle_result=partial(self.handle_result, event))
             response = self.response_from_result(event.wait())
+        except http_server.BodyNotReceived as refusal:
+            response = refusal.response
         except Exception as exc:
             response = self.response_from_exception(exc)
         response.headers[logs.HEADER] = correlation_id
@@ -389,3 +396,9 @@ def _bind(route: Route):
 
 for _route in ROUTES:
     setattr(GatewayService, _route.name, _bind(_route))
+
+# the most of a body each entrypoint has read before its worker is taken (one that reads none: 0). A larger body
+# (a result file, up to 16 MiB, staff only) is read by the worker after the sign-in check, still within the body
+# deadline: a client that has not signed in cannot make the gateway hold more than 2 MiB per connection
+BODY_LIMITS = ({route.name: min(route.max_body_bytes, MAX_BODY_BYTES) for route in ROUTES}
+               | {"verify_submit": VERIFY_FORM_MAX_BYTES})

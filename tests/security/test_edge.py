@@ -5,6 +5,7 @@ Each caller here sends from its own 127.0.6.x address, so that its limits touch 
 from __future__ import annotations
 
 import random
+import socket
 import time
 import uuid
 
@@ -43,6 +44,17 @@ def test_reading_the_gateways_metrics_on_the_public_port(secure_platform, journe
     assert 'kind="http",outcome="ok",service="gateway"' in internal.text
 
 
+def raw_exchange(url: str, data: bytes) -> bytes:
+    """Sends bytes on a connection of its own and reads the answer until the server closes it."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def test_finding_report_codes_and_order_numbers_in_the_logs(secure_platform, journey):
     candidate = bearer(journey["candidate_token"])
     made = requests.post(secure_platform.gateway_url + "/api/v1/me/verification-reports", headers=candidate,
@@ -61,6 +73,9 @@ def test_finding_report_codes_and_order_numbers_in_the_logs(secure_platform, jou
     order = caller.get(f"{secure_platform.gateway_url}/api/v1/payment-orders/{order_number}?order_number="
                        f"{order_number}", headers=candidate, timeout=TIMEOUT)
     assert order.status_code == 200, order.text
+    # malformed request lines holding the code: refused before any route, and their line is not logged either
+    for request_line in (f"GET /r/{code} HTTP/1.1 junk", f"/r/{code}", f"GET /r/{code} HTTP/9.9"):
+        assert raw_exchange(secure_platform.gateway_url, request_line.encode() + b"\r\n\r\n").startswith(b"HTTP/")
     marker = uuid.uuid4().hex
     assert caller.get(secure_platform.gateway_url + "/openapi.json", headers={"X-Request-Id": marker},
                       timeout=TIMEOUT).status_code == 200

@@ -186,6 +186,12 @@ class DeadlineProtocol(HttpOnlyProtocol):
     def _close_after_this_request(self):
         self.close_connection = 1
 
+    # a request that cannot be parsed is refused by Python's BaseHTTPRequestHandler itself: in JSON, like
+    # every other error, instead of its HTML page
+    error_content_type = "application/json"
+    error_message_format = ('{"error": {"code": "malformed_request", "message": "The request line or headers could '
+                            'not be read (%(code)d)."}}')
+
     def log_message(self, format, *args):
         # Python's BaseHTTPRequestHandler writes a malformed request's line, path and all, to stderr (the process
         # log), and a path may hold a report code: say only that one was refused, and with which status.

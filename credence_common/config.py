@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -60,6 +61,17 @@ def insecure_settings(config: dict) -> list[str]:
     )
 
 
+def uses_guest_broker_user(config: dict) -> bool:
+    """RabbitMQ's built-in ``guest`` may do anything on the broker: a service connecting as guest could consume
+    any queue and publish as the gateway. Outside development each process has its own broker user."""
+    uri = str(config.get("AMQP_URI") or "")
+    try:
+        username = urlsplit(uri).username
+    except ValueError:
+        return False
+    return unquote(username or "guest") == "guest"  # no user in the URI: the client library logs in as guest
+
+
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
     if is_development(environ):
         return
@@ -69,6 +81,11 @@ def assert_safe_for_environment(service_name: str, config: dict, environ=None) -
             f"{service_name}: refusing to start with CREDENCE_ENV={environment(environ)} because these settings "
             f"still hold a development default or are empty: {', '.join(problems)}. "
             "Set them in the environment."
+        )
+    if "AMQP_URI" in config and uses_guest_broker_user(config):
+        raise ConfigurationRefused(
+            f"{service_name}: refusing to start with CREDENCE_ENV={environment(environ)} because AMQP_URI logs in "
+            "as RabbitMQ's guest user. Give the service its own broker user (docs/operations.md)."
         )
 
 

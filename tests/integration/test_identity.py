@@ -235,7 +235,8 @@ def test_password_change_and_both_kinds_of_reset(start_service):
                                                  "new_password": "Grey-owl 55 river"})
         identity.reset_password_with_answer({"login": MOBILE, "security_answer": " mrs zhou ",
                                              "new_password": "Grey-owl 55 river"})
-        assert identity.login({"login": MOBILE, "password": "Grey-owl 55 river"})["subject"] == candidate["candidate_id"]
+        signed_in = identity.login({"login": MOBILE, "password": "Grey-owl 55 river"})
+        assert signed_in["subject"] == candidate["candidate_id"]
 
 
 def test_confirmation_online_rejected_then_retried_on_site_and_owner_only_ticket_lookup(start_service, event_spy):

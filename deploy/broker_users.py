@@ -2,13 +2,15 @@
 permissions, generated from the code's topology (nameko RPC, credence_common/contracts/topology.py, the
 reliable event handlers' dead-letter and retry queues).
 
-``docker-compose.yml`` loads the definitions this writes (deploy/rabbitmq/definitions.json) and Kubernetes the
-``User``/``Permission``/``TopicPermission`` resources in deploy/k8s/base/rabbitmq-users.yaml; tests/unit/
-test_compose.py and test_k8s.py check both against this module, tests/integration/test_broker_users.py proves
-the permissions on a real broker.
+``docker-compose.yml`` creates the users at each start with the one-shot job ``broker-users`` (``apply``, through
+the management API: the passwords come from the environment, so no file with them is committed), and Kubernetes
+with the ``User``/``Permission``/``TopicPermission`` resources in deploy/k8s/base/rabbitmq-users.yaml;
+tests/unit/test_compose.py and test_k8s.py check both against this module, tests/integration/
+test_broker_users.py applies them to a real broker and proves what they allow and refuse.
 
-    python -m deploy.broker_users definitions > deploy/rabbitmq/definitions.json
     python -m deploy.broker_users k8s > deploy/k8s/base/rabbitmq-users.yaml
+    RABBITMQ_MANAGEMENT_URI=http://admin:…@rabbitmq:15672 IDENTITY_RABBITMQ_PASSWORD=… … \
+        python -m deploy.broker_users apply
 
 What a user may do (RabbitMQ checks configure = declare, write = publish and bind a queue, read = consume and
 bind from an exchange):
@@ -28,9 +30,10 @@ commands (``credence ...``) run with an administrator's ``AMQP_URI`` (docs/opera
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import sys
+from urllib.parse import quote, unquote, urlsplit
 
 from credence_common.contracts.topology import SUBSCRIPTIONS
 from credence_common.events import exchange_name
@@ -95,16 +98,33 @@ def topic_permissions(principal: str) -> dict[str, str]:
     return {"exchange": RPC_EXCHANGE, "write": _any_of([UUID, *calls]), "read": _any_of([UUID, *own])}
 
 
-def definitions() -> dict:
-    """RabbitMQ definitions for docker-compose: the users (no password: set at start, see docker-compose.yml),
-    their permissions and topic permissions on the vhost "/"."""
-    return {
-        "users": [{"name": user_name(p), "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256",
-                   "tags": []} for p in PRINCIPALS],
-        "vhosts": [{"name": VHOST}],
-        "permissions": [{"user": user_name(p), "vhost": VHOST, **permissions(p)} for p in PRINCIPALS],
-        "topic_permissions": [{"user": user_name(p), "vhost": VHOST, **topic_permissions(p)} for p in PRINCIPALS],
-    }
+def password_variable(principal: str) -> str:
+    """The setting that holds a process's broker password (docker-compose.yml; the broker-users job reads all)."""
+    return f"{principal.upper()}_RABBITMQ_PASSWORD"
+
+
+def apply(management_uri: str, passwords: dict[str, str], vhost: str = VHOST, suffix: str = "") -> list[str]:
+    """Create or update every process's user with its password, permissions and topic permissions through the
+    management API (idempotent: docker-compose runs it at each start). Returns the user names."""
+    import requests
+
+    api = management_uri.rstrip("/")
+    parts = urlsplit(api)
+    auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
+    base = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    where = quote(vhost, safe="")
+    names = []
+    for principal in PRINCIPALS:
+        password = passwords.get(principal)
+        if not password:
+            raise ValueError(f"no broker password for {principal} ({password_variable(principal)})")
+        name = user_name(principal) + suffix
+        for path, body in ((f"/api/users/{quote(name, safe='')}", {"password": password, "tags": ""}),
+                           (f"/api/permissions/{where}/{quote(name, safe='')}", permissions(principal)),
+                           (f"/api/topic-permissions/{where}/{quote(name, safe='')}", topic_permissions(principal))):
+            requests.put(base + path, json=body, auth=auth, timeout=10).raise_for_status()
+        names.append(name)
+    return names
 
 
 def k8s_resources(cluster: str = "credence-rabbitmq") -> list[dict]:
@@ -145,18 +165,21 @@ def render_k8s() -> str:
     return HEADER + "---\n".join(yaml.safe_dump(resource, sort_keys=False, width=200) for resource in k8s_resources())
 
 
-def render_definitions() -> str:
-    return json.dumps(definitions(), indent=2) + "\n"
-
-
 def main(argv: list[str]) -> int:
-    if argv == ["definitions"]:
-        sys.stdout.write(render_definitions())
-        return 0
     if argv == ["k8s"]:
         sys.stdout.write(render_k8s())
         return 0
-    print("usage: python -m deploy.broker_users definitions|k8s", file=sys.stderr)
+    if argv == ["apply"]:
+        # the docker-compose job: RABBITMQ_MANAGEMENT_URI (an administrator's) and <PROCESS>_RABBITMQ_PASSWORD
+        passwords = {principal: os.environ.get(password_variable(principal), "") for principal in PRINCIPALS}
+        try:
+            names = apply(os.environ["RABBITMQ_MANAGEMENT_URI"], passwords)
+        except (KeyError, ValueError) as problem:
+            print(f"broker users: {problem}", file=sys.stderr)
+            return 2
+        print("broker users ready: " + ", ".join(names))
+        return 0
+    print("usage: python -m deploy.broker_users k8s|apply", file=sys.stderr)
     return 2
 
 

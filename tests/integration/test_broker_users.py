@@ -21,34 +21,27 @@ STAFF = signed_actor({"subject": "staff:clerk", "role": "staff"})
 
 
 class Broker:
-    """Users (unique per test: users are broker-wide) with the generated permissions on the test's vhost."""
+    """Every process's user, made by ``deploy.broker_users.apply`` (as docker-compose's broker-users job does) on
+    the test's vhost; the names get a suffix because users are broker-wide and other tests run alongside."""
 
     def __init__(self, api_uri: str, amqp_uri: str, vhost: str):
         self.api = api_uri.rstrip("/")
         self.host = urlsplit(amqp_uri).hostname
         self.port = urlsplit(amqp_uri).port or 5672
         self.vhost = vhost
-        self.suffix = uuid.uuid4().hex[:8]
-        self.users: dict[str, tuple[str, str]] = {}
+        self.suffix = "-" + uuid.uuid4().hex[:8]
+        self.passwords = {principal: uuid.uuid4().hex for principal in broker_users.PRINCIPALS}
+        self.names = broker_users.apply(self.api, self.passwords, vhost=vhost, suffix=self.suffix)
 
-    def _put(self, path: str, body: dict) -> None:
-        requests.put(self.api + path, json=body, timeout=10).raise_for_status()
-
-    def add(self, principal: str) -> str:
-        name, password = f"{broker_users.user_name(principal)}-{self.suffix}", uuid.uuid4().hex
-        vhost = quote(self.vhost, safe="")
-        self._put(f"/api/users/{name}", {"password": password, "tags": ""})
-        self._put(f"/api/permissions/{vhost}/{name}", broker_users.permissions(principal))
-        self._put(f"/api/topic-permissions/{vhost}/{name}", broker_users.topic_permissions(principal))
-        self.users[principal] = (name, password)
-        return self.amqp_uri(principal)
+    def user(self, principal: str) -> tuple[str, str]:
+        return broker_users.user_name(principal) + self.suffix, self.passwords[principal]
 
     def amqp_uri(self, principal: str) -> str:
-        name, password = self.users[principal]
+        name, password = self.user(principal)
         return f"pyamqp://{name}:{password}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
 
     def channel(self, principal: str):
-        name, password = self.users[principal]
+        name, password = self.user(principal)
         connection = pika.BlockingConnection(pika.ConnectionParameters(
             self.host, self.port, self.vhost, pika.PlainCredentials(name, password)))
         channel = connection.channel()
@@ -56,7 +49,7 @@ class Broker:
         return connection, channel
 
     def remove_all(self) -> None:
-        for name, _password in self.users.values():
+        for name in self.names:
             requests.delete(f"{self.api}/api/users/{name}", timeout=10)
 
 
@@ -100,9 +93,7 @@ def refused(broker: Broker, principal: str, action) -> None:
 
 
 def test_a_service_runs_under_its_own_user_and_no_other_user_gets_at_its_queues(broker, start_service):
-    broker.add("gateway")
-    broker.add("scoring")
-    start_service(CertificatesService, AMQP_URI=broker.add("certificates"))
+    start_service(CertificatesService, AMQP_URI=broker.amqp_uri("certificates"))
 
     # the service declared, bound and consumes everything it needs with its own permissions
     assert call_as(broker, "gateway", "certificates", "health")["result"]["status"] == "ok"

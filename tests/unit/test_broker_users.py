@@ -1,10 +1,9 @@
-"""deploy/broker_users.py: the per-process broker permissions follow the code's topology, and the generated
-definitions for docker-compose are up to date (the broker itself is in tests/integration/test_broker_users.py)."""
+"""deploy/broker_users.py: the per-process broker permissions follow the code's topology
+(the broker itself is in tests/integration/test_broker_users.py)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from nameko.rpc import RpcProxy
@@ -13,8 +12,6 @@ from credence_common.contracts.topology import SUBSCRIPTIONS
 from credence_common.runner import load_service_class
 from deploy import broker_users
 from deploy.processes import PROCESSES
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def matches(pattern: str, name: str) -> bool:
@@ -56,9 +53,3 @@ def test_only_the_gateway_may_publish_calls_to_every_service(principal):
 def test_only_services_may_write_to_the_default_exchange():
     for principal in broker_users.PRINCIPALS:
         assert matches(broker_users.permissions(principal)["write"], "amq.default") is (principal != "gateway")
-
-
-def test_the_compose_definitions_are_the_generated_ones():
-    path = ROOT / "deploy" / "rabbitmq" / "definitions.json"
-    assert path.read_text(encoding="utf-8") == broker_users.render_definitions(), \
-        "stale: python -m deploy.broker_users definitions > deploy/rabbitmq/definitions.json"

@@ -188,3 +188,27 @@ def test_a_process_without_keys_refuses_every_actor(old_pair):
 def test_a_signed_actor_with_an_unknown_role_is_refused(verifying_process):
     with pytest.raises(Unauthorized):
         actors.as_actor(verifying_process.sign("x", "root"))
+
+
+# --- the operator's CLI ----------------------------------------------------------------------------------------
+
+def test_the_cli_prints_a_key_pair_that_signs_and_verifies():
+    from typer.testing import CliRunner
+
+    from credence_cli.main import app
+
+    result = CliRunner().invoke(app, ["actor-keys", "a2"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) if ": " in line else line.split("=", 1) for line in result.output.splitlines())
+    signing, verifying = lines["ACTOR_SIGNING_KEY"], lines["ACTOR_VERIFY_KEYS entry"]
+    token = ActorSigner.from_spec(signing).sign("staff:a", "staff", now=NOW)
+    assert ActorVerifier.from_spec(verifying).verify(token, now=NOW)["subject"] == "staff:a"
+    assert signing.startswith("a2=") and verifying.startswith("a2=") and signing != verifying
+
+
+def test_the_cli_acts_as_staff_signed_with_its_configured_key(monkeypatch, old_pair):
+    from credence_cli import main
+
+    monkeypatch.setenv("ACTOR_SIGNING_KEY", old_pair[0])
+    monkeypatch.setenv("CREDENCE_OPERATOR", "wang")
+    assert ActorVerifier.from_spec(old_pair[1]).verify(main.staff_actor()) == {"subject": "cli:wang", "role": "staff"}

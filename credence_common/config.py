@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -106,6 +107,17 @@ def adapter_refusals(config: dict, environ=None) -> list[str]:
             for refusal in [adapter_refusal(setting, config[setting], environ)] if refusal]
 
 
+def uses_guest_broker_user(config: dict) -> bool:
+    """RabbitMQ's built-in ``guest`` may do anything on the broker: a service connecting as guest could consume
+    any queue and publish as the gateway. Outside development each process has its own broker user."""
+    uri = str(config.get("AMQP_URI") or "")
+    try:
+        username = urlsplit(uri).username
+    except ValueError:
+        return False
+    return unquote(username or "guest") == "guest"  # no user in the URI: the client library logs in as guest
+
+
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
     """The check every process runs at start-up (credence_common/runner.py), before it touches the broker."""
     try:
@@ -120,6 +132,9 @@ def assert_safe_for_environment(service_name: str, config: dict, environ=None) -
         problems.append("these settings still hold a development default or are empty: "
                         f"{', '.join(insecure)}. Set them in the environment")
     problems.extend(adapter_refusals(config, environ))
+    if "AMQP_URI" in config and uses_guest_broker_user(config):
+        problems.append("AMQP_URI logs in as RabbitMQ's guest user: give the service its own broker user "
+                        "(docs/operations.md)")
     if problems:
         raise ConfigurationRefused(f"{service_name}: refusing to start with CREDENCE_ENV={current} because "
                                    + "; and ".join(problems) + ".")

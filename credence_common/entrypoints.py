@@ -10,9 +10,12 @@ import logging
 
 import eventlet
 from kombu.exceptions import OperationalError
+from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.timer import timer
 
+from credence_common import actors
+from credence_common.actor_tokens import ActorVerifier, KeySpecError
 from credence_common.errors import CredenceError
 from credence_common.events import utcnow
 from credence_common.idempotency import StoredAnswer, prune, replay
@@ -100,12 +103,32 @@ def install_log_filters() -> None:
     logging.getLogger("nameko.containers").addFilter(ExpectedErrorFilter())
 
 
+class ActorKeys(DependencyProvider):
+    """Reads ``ACTOR_VERIFY_KEYS`` at container start and hands the public keys to ``actors.as_actor``, the
+    one place that checks a signed actor. Without usable keys the service still starts (its health and the
+    calls that take no actor work) but refuses every actor: fail closed, and said loudly in the log."""
+
+    def setup(self):
+        spec = self.container.config.get("ACTOR_VERIFY_KEYS")
+        try:
+            verifier = ActorVerifier.from_spec(spec or "")
+        except KeySpecError as problem:
+            log.error("%s: ACTOR_VERIFY_KEYS: %s; every call that acts for someone will be refused",
+                      self.container.service_name, problem)
+            verifier = None
+        else:
+            log.info("%s: accepting actors signed with key(s) %s", self.container.service_name,
+                     ", ".join(verifier.key_ids))
+        actors.configure_verifier(verifier)
+
+
 class HealthCheck:
     """Mixed into every service: ``health`` answers once the service consumes its RPC queue, which
     is what "started" means to a caller (the launcher and the gateway's /ready use it). It also gives
-    every worker its correlation id (credence_common/logs.py)."""
+    every worker its correlation id (credence_common/logs.py) and installs the keys that vouch for actors."""
 
     correlation = CorrelationContext()
+    actor_keys = ActorKeys()
 
     @rpc
     def health(self) -> dict:

@@ -145,11 +145,13 @@ class Call:
     headers: dict = field(default_factory=dict)
     client_address: str = ""
     query: dict = field(default_factory=dict)
+    actor_signer: Any = None  # credence_common.actor_tokens.ActorSigner
 
     @property
-    def actor(self) -> dict:
-        """Who asks, passed to services that check access themselves."""
-        return {"subject": self.principal.subject, "role": self.principal.role}
+    def actor(self) -> str:
+        """Who asks, passed to services that check access themselves: signed, because a service believes
+        only what the gateway vouches for (credence_common/actor_tokens.py)."""
+        return self.actor_signer.sign(self.principal.subject, self.principal.role)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
 from credence_common import idempotency, logs
+from credence_common.actor_tokens import ActorSigner
 from credence_common.config import environment, is_development
 from credence_common.errors import (
     BadRequest,
@@ -96,7 +97,7 @@ class ServiceCalls:
         return self._batched(self._gateway.state.check_batcher, {"request": request, "client": client},
                              "verification", "public_checks")
 
-    def candidate_results(self, actor: dict, candidate_id: str) -> dict:
+    def candidate_results(self, actor: str, candidate_id: str) -> dict:
         """A candidate's results, riding with the other reads of the moment in one ``results_for_candidates``
         round trip (release day: thousands of candidates reading at once)."""
         return self._batched(self._gateway.state.results_batcher, {"actor": actor, "candidate_id": candidate_id},
@@ -116,6 +117,8 @@ class GatewayState(DependencyProvider):
         config = self.container.config
         self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 900)))
         self.idempotency_key = idempotency.gateway_key(config["JWT_SECRET"])  # seals stored answers
+        self.actor_signer = ActorSigner.from_spec(config["ACTOR_SIGNING_KEY"],
+                                                  int(config.get("ACTOR_TOKEN_LIFETIME_SECONDS", 90)))
         self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
@@ -250,7 +253,7 @@ class GatewayService:
             call = Call(principal=principal, body=body, params=params,
                         rpc=ServiceCalls(self, self.state.rpc_timeout), tokens=self.state.tokens,
                         raw_body=raw, headers=dict(request.headers), client_address=request.remote_addr or "",
-                        query=dict(request.args))
+                        query=dict(request.args), actor_signer=self.state.actor_signer)
             answer = route.handler(call)
             if route.content_type != "application/json":
                 headers = {"Content-Type": route.content_type, "Cache-Control": "no-store",

@@ -62,15 +62,18 @@ class Payments(DependencyProvider):
         return self
 
 
-def payer_of(actor: dict) -> Actor:
+def payer_of(actor: str) -> Actor:
     return require_role(actor, "candidate", "institution")
 
 
-def require_staff_or_service(actor: dict) -> str:
-    """Staff, or another Credence service calling on the bus (``{"role": "service", "subject": name}``)."""
-    if isinstance(actor, dict) and actor.get("role") == "service" and actor.get("subject") in SERVICE_CALLERS:
-        return f"service:{actor['subject']}"
-    subject = require_role(actor, "staff").subject
+def require_staff_or_service(actor: str) -> str:
+    """Staff, or another Credence service (a signed ``{"role": "service", "subject": name}``)."""
+    verified = require_role(actor, "staff", "service")
+    if verified.role == "service":
+        if verified.subject not in SERVICE_CALLERS:
+            raise Forbidden("forbidden", "This service may not do this.")
+        return f"service:{verified.subject}"
+    subject = verified.subject
     return subject if subject.startswith("staff:") else f"staff:{subject}"
 
 

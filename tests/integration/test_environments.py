@@ -10,10 +10,10 @@ from credence_common.contracts.events import CertificateAwaitingPaymentV1
 from credence_common.errors import NotFound
 from credence_common.events import utcnow
 from services.payments.service import PaymentsService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
-CANDIDATE = {"subject": "cand-1", "role": "candidate"}
-STAFF = {"subject": "staff-1", "role": "staff"}
+CANDIDATE = signed_actor({"subject": "cand-1", "role": "candidate"})
+STAFF = signed_actor({"subject": "staff-1", "role": "staff"})
 
 
 def open_order(config) -> str:

@@ -13,7 +13,7 @@ from credence_common.events import utcnow
 from services.scoring.service import ScoringService
 from services.verification import reports
 from services.verification.service import VerificationService
-from tests.integration.conftest import query, rpc_proxy, wait_for
+from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_result_imports import STAFF, roster
 from tests.integration.test_score_reviews import OWNER, released_course_results
 
@@ -25,7 +25,8 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
     with (rpc_proxy("scoring", scoring_config) as scoring,
           rpc_proxy("verification", verification_config) as verification):
         with pytest.raises(Conflict) as nothing:  # cand-1 has no released result yet
-            verification.request_report({"subject": "cand-1", "role": "candidate"}, {"kind": "education_record"})
+            verification.request_report(signed_actor({"subject": "cand-1", "role": "candidate"}),
+                                        {"kind": "education_record"})
         assert nothing.value.code == "nothing_to_report"
         with pytest.raises(InvalidInput):
             verification.request_report(OWNER, {"kind": "education_record", "certificate_number": "1"})

@@ -12,7 +12,7 @@ from credence_common.db import make_engine
 from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited
 from credence_common.events import make_envelope, utcnow
 from services.verification.service import VerificationService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
 NUMBER = format_certificate_number(2026, "11", 42)
 
@@ -200,12 +200,13 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
 
     container, config = start_service(VerificationService, PUBLIC_BASE_URL="https://verify.example.org")
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     publish_event(config["AMQP_URI"], issued().model_copy(update={"sequence": 3, "level": "三级 Level 3"}))
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     with rpc_proxy("verification", config) as verification:
         with pytest.raises(NotFound):
-            verification.request_report({"subject": "cand-2", "role": "candidate"}, {"certificate_number": NUMBER})
+            verification.request_report(signed_actor({"subject": "cand-2", "role": "candidate"}),
+                                        {"certificate_number": NUMBER})
         report = verification.request_report(holder, {"certificate_number": NUMBER})
         code = report["report_code"]
         assert report["state"] == "valid" and len(code) == 32
@@ -221,7 +222,7 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
         pdf = base64.b64decode(verification.report_pdf(holder, code))
         assert pdf.startswith(b"%PDF")
         with pytest.raises(NotFound):
-            verification.report_pdf({"subject": "cand-2", "role": "candidate"}, code)
+            verification.report_pdf(signed_actor({"subject": "cand-2", "role": "candidate"}), code)
         for bad in ("x", code[:-1] + "!", "A" * 32):
             with pytest.raises((InvalidInput, NotFound)):
                 verification.report_answer(bad)
@@ -263,7 +264,7 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
 def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_and_why(start_service):
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     publish_event(config["AMQP_URI"], issued().model_copy(update={"sequence": 3}))
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     employer = {"verifier_name": "张经理", "organisation": "某某科技有限公司 HR", "purpose": "入职背景核查 hiring"}
@@ -271,7 +272,7 @@ def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_
         report = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
         verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.1.1.1")
         with pytest.raises(NotFound):
-            verification.create_share_code({"subject": "cand-2", "role": "candidate"}, report, {})
+            verification.create_share_code(signed_actor({"subject": "cand-2", "role": "candidate"}), report, {})
         with pytest.raises(InvalidInput):
             verification.create_share_code(holder, report, {"valid_hours": 0})
         shared = verification.create_share_code(holder, report, {"valid_hours": 48})
@@ -314,7 +315,7 @@ def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_
         assert [(a["verifier_name"], a["organisation"], a["purpose"]) for a in full_reports] == [
             (employer["verifier_name"], employer["organisation"], employer["purpose"])]
         assert [a["outcome"] for a in looked if a["kind"] == "public_check"] == ["valid"]
-        assert verification.my_accesses({"subject": "cand-2", "role": "candidate"})["accesses"] == []
+        assert verification.my_accesses(signed_actor({"subject": "cand-2", "role": "candidate"}))["accesses"] == []
         before_closing = verification.create_share_code(holder, report, {})
         verification.close_report(holder, report)
         with pytest.raises(Conflict) as died:  # closing the report withdrew the consent the code carried
@@ -335,7 +336,7 @@ def test_a_certificates_report_opens_on_its_day_while_public_checks_answer_at_on
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     opens_on = business_day(utcnow()) + timedelta(days=3)
     publish_event(config["AMQP_URI"], issued().model_copy(update={"report_available_on": opens_on}))
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
@@ -396,7 +397,7 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     publish_event(config["AMQP_URI"], issued())
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     body = b'{"certificate_number": "%s"}' % NUMBER.encode()
@@ -440,7 +441,7 @@ def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     employer = {"verifier_name": "张经理", "organisation": "HR", "purpose": "hiring"}
     publish_event(config["AMQP_URI"], issued())
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
@@ -465,7 +466,7 @@ def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
         opened = verification.open_shared_report({"share_code": by_id, **employer})
         assert opened["holder_name"] == "王小明" and opened["report"]["signed_report"] is None
         with pytest.raises(NotFound):  # another holder cannot name it either way
-            verification.close_report({"subject": "cand-2", "role": "candidate"}, report_id)
+            verification.close_report(signed_actor({"subject": "cand-2", "role": "candidate"}), report_id)
         assert verification.close_report(holder, report_id)["state"] == "closed"  # no code needed to withdraw
     for table in ("verification_reports", "share_codes", "report_accesses"):
         stored = str(query(db, f"select * from {table}"))

@@ -25,7 +25,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
-INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "prometheus", "grafana"}
+INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "broker-users", "prometheus", "grafana"}
 COMPOSE_ONLY_ENV = {"CREDENCE_ENV"}  # read by credence_common.config, not through a config file
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
 
@@ -489,3 +489,18 @@ def test_dockerignore_keeps_the_sources_in_the_build_context():
     assert ".venv" in ignored and ".git" in ignored
     assert not ignored & {"pyproject.toml", "credence_common", "credence_cli", "services", "gateway", "deploy", "."}
     assert "deploy/observability" in ignored, "Prometheus' and Grafana's files do not belong in the application image"
+
+
+# --- one broker user per process (deploy/broker_users.py) ---------------------------------------------------
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_each_process_connects_as_its_own_broker_user_made_before_it_starts(services, spec):
+    from deploy import broker_users
+
+    uri = environment(services[spec.name])["AMQP_URI"]
+    assert urlsplit(interpolate(uri)).username == broker_users.user_name(spec.name)
+    assert f"${{{broker_users.password_variable(spec.name)}:?" in uri
+    assert services[spec.name]["depends_on"]["broker-users"]["condition"] == "service_completed_successfully"
+    job = services["broker-users"]
+    assert job["command"] == ["python", "-m", "deploy.broker_users", "apply"]
+    assert broker_users.password_variable(spec.name) in environment(job)

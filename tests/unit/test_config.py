@@ -194,6 +194,7 @@ def test_production_with_secrets_from_the_environment_is_allowed(path, clean_env
             clean_env.setenv(variable, f"vault-{variable.lower()}-Zq8")
     clean_env.setenv("SMS_ADAPTER", "webhook")
     clean_env.setenv("IDENTITY_VERIFIER", "reject")
+    clean_env.setenv("AMQP_URI", f"pyamqp://{service_name(path)}:vault-Zq8@rabbitmq:5672/")
     config = load_config(path)
     if service_name(path) not in ONLY_A_SANDBOX:
         assert assert_safe_for_environment(service_name(path), config, environ=PRODUCTION) is None
@@ -240,3 +241,21 @@ def test_readiness_names_what_does_not_answer():
     assert statuses == ["503 Service Unavailable"] and json.loads(body)["broker"] == "unreachable: OSError"
     body = b"".join(app({"PATH_INFO": "/health"}, lambda status, headers: statuses.append(status)))
     assert statuses[-1] == "200 OK" and json.loads(body) == {"status": "ok"}
+
+
+# --- the broker user -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri", ["pyamqp://guest:guest@127.0.0.1:5672/", "amqp://guest:other@rabbit/", "pyamqp://",
+                                 "pyamqp://rabbit:5672/", "amqp://gu%65st:x@rabbit/"])
+@pytest.mark.parametrize("env_value", ["staging", "production"])
+def test_staging_and_production_refuse_the_guest_broker_user(uri, env_value):
+    with pytest.raises(ConfigurationRefused, match="guest") as info:
+        assert_safe_for_environment("scoring", {"AMQP_URI": uri}, environ={"CREDENCE_ENV": env_value})
+    assert "AMQP_URI" in str(info.value) and "x@" not in str(info.value)  # the URI (and password) is not echoed
+
+
+def test_a_service_with_its_own_broker_user_starts_and_development_keeps_guest():
+    assert assert_safe_for_environment("scoring", {"AMQP_URI": "pyamqp://scoring:s3cret@rabbit:5672/"},
+                                       environ=PRODUCTION) is None
+    assert assert_safe_for_environment("scoring", {"AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/"},
+                                       environ={}) is None

@@ -67,8 +67,9 @@ KUBERNETES_VERSION = "1.32"
 
 PER_PROCESS_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 EXPECTED_KINDS = {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job",
-                  "RabbitmqCluster"}
-CUSTOM_KINDS = {("rabbitmq.com/v1beta1", "RabbitmqCluster")}
+                  "RabbitmqCluster", "User", "Permission", "TopicPermission"}
+CUSTOM_KINDS = {("rabbitmq.com/v1beta1", "RabbitmqCluster"), ("rabbitmq.com/v1beta1", "User"),
+                ("rabbitmq.com/v1beta1", "Permission"), ("rabbitmq.com/v1beta1", "TopicPermission")}
 RABBITMQ = "credence-rabbitmq"
 MIGRATE_JOB = "credence-migrate"
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
@@ -959,3 +960,23 @@ def test_queue_job_is_the_one_the_shared_alerts_check():
         assert names, f"{alert} no longer checks up{{job=...}}: update this test"
         assert names <= jobs, f"{alert} checks up of {sorted(names)}; scrape-configs.yaml has {sorted(jobs)}"
     assert {QUEUES_JOB} == set().union(*checked.values())
+
+
+# --- one broker user per process (deploy/broker_users.py) ---------------------------------------------------
+
+def test_the_broker_users_are_the_ones_the_code_generates(rendering):
+    from deploy import broker_users
+
+    expected = {(r["kind"], r["metadata"]["name"]): r["spec"] for r in broker_users.k8s_resources()}
+    rendered = {(doc["kind"], doc["metadata"]["name"]): doc["spec"] for doc in render(rendering)
+                if doc["kind"] in ("User", "Permission", "TopicPermission")}
+    assert rendered == expected, "stale: python -m deploy.broker_users k8s > deploy/k8s/base/rabbitmq-users.yaml"
+    assert (K8S_DIR / "base" / "rabbitmq-users.yaml").read_text(encoding="utf-8") == broker_users.render_k8s()
+
+
+def test_each_process_connects_as_its_own_broker_user():
+    from deploy import broker_users
+
+    for principal in broker_users.PRINCIPALS:
+        example = (K8S_DIR / "secrets.example" / f"credence-{principal}.env").read_text(encoding="utf-8")
+        assert f"AMQP_URI=pyamqp://{broker_users.user_name(principal)}:" in example

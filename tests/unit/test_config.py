@@ -74,7 +74,7 @@ def test_a_development_marker_anywhere_in_the_value_counts():
 
 @pytest.mark.parametrize("env_value", ["production", "PRODUCTION", " Production "])
 def test_production_refuses_insecure_settings_and_names_them(env_value):
-    config = {"JWT_SECRET": "dev-insecure-jwt-secret", "DB_PASSWORD": "", "AMQP_URI": "pyamqp://"}
+    config = {"JWT_SECRET": "dev-insecure-jwt-secret", "DB_PASSWORD": "", "AMQP_URI": "pyamqp://gateway:pw@rabbit//"}
     with pytest.raises(ConfigurationRefused) as info:
         assert_safe_for_environment("gateway", config, environ={"CREDENCE_ENV": env_value})
     message = str(info.value)
@@ -258,4 +258,4 @@ def test_a_service_with_its_own_broker_user_starts_and_development_keeps_guest()
     assert assert_safe_for_environment("scoring", {"AMQP_URI": "pyamqp://scoring:s3cret@rabbit:5672/"},
                                        environ=PRODUCTION) is None
     assert assert_safe_for_environment("scoring", {"AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/"},
-                                       environ={}) is None
+                                       environ={"CREDENCE_ENV": "development"}) is None

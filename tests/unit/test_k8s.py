@@ -503,13 +503,18 @@ def test_production_configures_no_sandbox_adapter(spec):
             assert adapter_refusal(setting, value, {"CREDENCE_ENV": "production"}) is None, f"{setting}={value}"
 
 
+# a Secret value whose shape a start-up check reads (a broker URI names its user: guest is refused)
+SECRET_EXAMPLES = {"AMQP_URI": "pyamqp://credence-{process}:vault-Zq8@rabbitmq:5672/"}
+
+
 def production_environment(spec: ProcessSpec, monkeypatch) -> None:
     """The environment the production overlay gives ``spec``'s container; each Secret key holds a real-looking
     value, as an operator's Secret would (so only what the overlay configures can make the process refuse)."""
     for name in env_names_read(spec) | set(READ_DIRECTLY):
         monkeypatch.delenv(name, raising=False)
     for name, source in env_sources("overlays/production", deployment("overlays/production", spec)).items():
-        monkeypatch.setenv(name, source[1] if source[0] != "secret" else f"k1=vault-{name.lower()}-Zq8")
+        monkeypatch.setenv(name, source[1] if source[0] != "secret" else SECRET_EXAMPLES.get(
+            name, f"k1=vault-{name.lower()}-Zq8").format(process=spec.name))
 
 
 # Until their real adapters exist (another issue), these refuse to start in production; the setting named is the

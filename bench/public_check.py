@@ -175,7 +175,7 @@ def main() -> int:
 
     vhost = create_vhost()
     workdir = Path(tempfile.mkdtemp(prefix="credence-bench-"))
-    env = dict(os.environ, AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
+    env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
                CHECKS_PER_NUMBER_PER_MINUTE="0",
                OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING")

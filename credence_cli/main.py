@@ -14,8 +14,10 @@
     credence certificates key-status|rotate-keys    ... and those of certificates (names, addresses)
     credence scoring key-status|rotate-keys         ... and those of scoring (the roster's names)
     credence payments key-status|rotate-keys        ... and those of payments (invoice details)
+    credence actor-keys [KEY_ID]             a new key pair for signing actors (gateway, CLI) and checking them
 
-Settings come from the environment, as the services read them: ``AMQP_URI`` and ``<SERVICE>_DB_URI`` (each
+Settings come from the environment, as the services read them: ``AMQP_URI``, ``ACTOR_SIGNING_KEY`` (for the
+commands that act as staff through a service) and ``<SERVICE>_DB_URI`` (each
 command needs only what it touches; on Kubernetes run it in that service's pod, or in a toolbox pod with the
 Secrets mounted). Commands that change what a running service owns in memory (closing a batch, creating an
 account) go through the service by RPC; the others act on the service's database with its own code, inside one
@@ -40,6 +42,7 @@ from rich.table import Table
 import services
 from credence_cli.rpc import RemoteRefusal, RpcClient, Unanswered, pika_parameters
 from credence_common import dead_letters, logs, migrations, queues
+from credence_common.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, KeySpecError, new_key_pair
 from credence_common.config import load_config
 from deploy.processes import SERVICE_NAMES
 from services.certificates import cli as certificates_cli
@@ -92,10 +95,17 @@ def operator() -> str:
     return f"cli:{os.environ.get('CREDENCE_OPERATOR') or getpass.getuser()}"
 
 
-def staff_actor() -> dict:
-    # The services trust the bus: whoever can publish on it is inside the platform already. The subject
-    # names the operator, for the records that say who did it (e.g. a batch's closed_by).
-    return {"subject": operator(), "role": "staff"}
+def staff_actor() -> str:
+    # The services believe only a signed actor (credence_common/actor_tokens.py): the CLI signs with the key in
+    # ACTOR_SIGNING_KEY, as the gateway does (the development key by default, which staging and production
+    # refuse). The subject names the operator, for the records that say who did it (e.g. a batch's closed_by).
+    try:
+        signer = ActorSigner.from_spec(os.environ.get("ACTOR_SIGNING_KEY") or DEVELOPMENT_SIGNING_KEY,
+                                       int(os.environ.get("ACTOR_TOKEN_LIFETIME_SECONDS") or 90), issuer="cli")
+    except (KeySpecError, ValueError) as problem:
+        console.print(f"[red]ACTOR_SIGNING_KEY: {problem}[/red]")
+        raise typer.Exit(2) from None
+    return signer.sign(operator(), "staff")
 
 
 def call(service: str, method: str, *args, timeout: float = 30.0):
@@ -116,6 +126,20 @@ def call(service: str, method: str, *args, timeout: float = 30.0):
     finally:
         # on standard error, so that --json output stays parseable
         Console(stderr=True).print(f"[dim]correlation id {CORRELATION_ID}[/dim]", highlight=False)
+
+
+@app.command("actor-keys")
+def actor_keys(key_id: str = typer.Argument(None, help="the new key's id (default: today's date, a<YYYYMMDD>)")
+               ) -> None:
+    """Print a new Ed25519 pair: the private half for ACTOR_SIGNING_KEY (gateway, CLI), the public half to add
+    to every service's ACTOR_VERIFY_KEYS (before the gateway starts signing with it)."""
+    try:
+        signing, verifying = new_key_pair(key_id or datetime.now(UTC).strftime("a%Y%m%d"))
+    except KeySpecError as problem:
+        console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2) from None
+    print(f"ACTOR_SIGNING_KEY={signing}")
+    print(f"ACTOR_VERIFY_KEYS entry: {verifying}")
 
 
 def chosen_services(service: str | None) -> tuple[str, ...]:

@@ -1,5 +1,11 @@
 """Who is asking: passed by the gateway with every RPC that acts for someone, and checked again by the
-service itself, so a service never relies on the gateway alone for access control."""
+service itself, so a service never relies on the gateway alone for access control.
+
+On the bus an actor is a token the gateway signed (credence_common/actor_tokens.py), never a bare dict:
+whoever can publish to the broker could otherwise claim to be staff. ``as_actor`` is the one place that
+checks the signature, with the keys the service was started with (``ActorKeys``, in every service through
+``HealthCheck``); a process that was given no keys refuses every actor.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from credence_common.actor_tokens import REFUSED, ActorVerifier
 from credence_common.errors import Forbidden, Unauthorized
 
-Role = Literal["candidate", "institution", "staff", "public"]
+# "service": another Credence service asking payments for money (services/payments/service.py); the gateway
+# never signs it, only a holder of a signing key (the operator's CLI) can.
+Role = Literal["candidate", "institution", "staff", "public", "service"]
+
+# One service per process in every deployment; the container sets this at start (ActorKeys.setup).
+_verifier: ActorVerifier | None = None
+
+
+def configure_verifier(verifier: ActorVerifier | None) -> None:
+    global _verifier
+    _verifier = verifier
 
 
 class Actor(BaseModel):
@@ -19,25 +36,29 @@ class Actor(BaseModel):
     role: Role
 
 
-def as_actor(actor: dict | Actor | None) -> Actor:
-    if isinstance(actor, Actor):
+def as_actor(actor: str | Actor | None) -> Actor:
+    """The verified actor of a signed token. A bare dict, a forged or expired token, or any token in a process
+    without keys is refused with ``Unauthorized``."""
+    if isinstance(actor, Actor):  # already verified in this process
         return actor
     if not actor:
         raise Unauthorized("authentication_required", "Sign in first.")
+    if _verifier is None or not isinstance(actor, str):
+        raise Unauthorized(*REFUSED)
     try:
-        return Actor.model_validate(actor)
+        return Actor.model_validate(_verifier.verify(actor))
     except ValueError:
         raise Unauthorized("authentication_required", "Sign in first.") from None
 
 
-def require_role(actor: dict | Actor | None, *roles: str) -> Actor:
+def require_role(actor: str | Actor | None, *roles: str) -> Actor:
     actor = as_actor(actor)
     if actor.role not in roles:
         raise Forbidden("forbidden", f"A {actor.role} may not do this.")
     return actor
 
 
-def require_self(actor: dict | Actor | None, candidate_id: str) -> Actor:
+def require_self(actor: str | Actor | None, candidate_id: str) -> Actor:
     """Only the candidate themself (e.g. online identity confirmation with their own face)."""
     actor = require_role(actor, "candidate")
     if actor.subject != candidate_id:
@@ -45,7 +66,7 @@ def require_self(actor: dict | Actor | None, candidate_id: str) -> Actor:
     return actor
 
 
-def require_self_or_staff(actor: dict | Actor | None, candidate_id: str) -> Actor:
+def require_self_or_staff(actor: str | Actor | None, candidate_id: str) -> Actor:
     """A candidate acts only on their own record; authority staff on anyone's."""
     actor = require_role(actor, "candidate", "staff")
     if actor.role == "candidate" and actor.subject != candidate_id:

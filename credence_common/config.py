@@ -1,15 +1,18 @@
 """Service configuration: one nameko YAML file per service with ``${ENV:default}`` substitution.
 
 Development defaults are allowed so that ``make run`` works on a fresh machine. Every default secret
-starts with ``dev-insecure-``; with ``CREDENCE_ENV=production`` a service refuses to start while any
-``*_SECRET``, ``*_PASSWORD``, ``*_KEY`` or ``*_KEYS`` setting is empty or still holds such a value, and
-names the setting.
+starts with ``dev-insecure-``. Every process must be told where it runs (``CREDENCE_ENV``): without it, or
+with a name it does not know, it refuses to start. Outside development a service refuses to start while any
+``*_SECRET``, ``*_PASSWORD``, ``*_KEY`` or ``*_KEYS`` setting is empty or still holds such a value, or while
+it is configured with a sandbox or development adapter that its environment does not allow
+(``ADAPTER_ENVIRONMENTS``), and names the setting.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -34,12 +37,23 @@ ENVIRONMENTS = ("development", "staging", "production")
 
 
 def environment(environ=None) -> str:
-    """development: dev secrets, readable dev SMS, sandboxes. staging: real secrets, sandboxes allowed
-    (no real identity-verification or degree-registry adapter yet), no dev SMS. production: real secrets,
-    no sandbox and no dev SMS. Unset means development, so ``make run`` works on a fresh machine."""
+    """development: dev secrets, readable dev SMS, sandboxes, the sandbox routes. staging: real secrets, the
+    degree-registry and payment-provider sandboxes allowed (no real adapter exists yet) but nothing that
+    confirms an identity or pays for free, no dev SMS. production: real secrets, no sandbox and no dev SMS.
+
+    There is no default: unset, empty or an unknown name raises ``ConfigurationRefused``. A missing setting
+    used to mean development, so a forgotten variable on a server opened the sandboxes; development must now be
+    asked for (``make run``, the tests and the development compose file say it). Case and surrounding spaces
+    do not matter."""
     environ = os.environ if environ is None else environ
-    value = environ.get("CREDENCE_ENV", "").strip().lower() or "development"
-    return value if value in ENVIRONMENTS else "production"  # an unknown name gets the strictest rules
+    given = environ.get("CREDENCE_ENV")
+    value = (given or "").strip().lower()
+    if value not in ENVIRONMENTS:
+        told = "is not set" if given is None else f"is {given!r}, which is not an environment"
+        raise ConfigurationRefused(
+            f"CREDENCE_ENV {told}: set it to development, staging or production. Refusing to guess, because "
+            "development allows development secrets, readable text messages and the sandboxes.")
+    return value
 
 
 def is_production(environ=None) -> bool:
@@ -60,16 +74,70 @@ def insecure_settings(config: dict) -> list[str]:
     )
 
 
+# The sandbox and development adapters, by setting and value (the value each service uses when the setting is
+# absent is the sandbox one): the environments that may run each, and why the others may not. Staging keeps
+# the degree-registry and payment sandboxes because no real adapter exists yet; its payments cannot be made
+# for free because the route and RPC that pay at the sandbox exist only in development.
+ADAPTER_ENVIRONMENTS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
+    ("IDENTITY_VERIFIER", "sandbox"): (("development",), "approves any evidence, so anyone could confirm an "
+                                       "identity for free (use IDENTITY_VERIFIER=reject and confirm on site)"),
+    ("DEGREE_REGISTRY", "sandbox"): (("development", "staging"), "accepts made-up degrees"),
+    ("PAYMENT_PROVIDER", "sandbox"): (("development", "staging"), "is not a real payment provider"),
+    ("SMS_ADAPTER", "dev"): (("development",), "keeps codes readable by anyone (set SMS_ADAPTER=webhook)"),
+}
+ADAPTER_DEFAULTS = {"IDENTITY_VERIFIER": "sandbox", "DEGREE_REGISTRY": "sandbox", "PAYMENT_PROVIDER": "sandbox",
+                    "SMS_ADAPTER": "dev"}
+
+
+def adapter_refusal(setting: str, value, environ=None) -> str | None:
+    """Why ``setting=value`` may not run in this environment, or None when it may (a real adapter always may)."""
+    value = ADAPTER_DEFAULTS.get(setting) if value is None else value
+    rule = ADAPTER_ENVIRONMENTS.get((setting, str(value).strip().lower()))
+    current = environment(environ)
+    if rule is None or current in rule[0]:
+        return None
+    allowed, why = rule
+    return f"{setting}={value} {why}; it is refused in {current} (allowed only in {' and '.join(allowed)})"
+
+
+def adapter_refusals(config: dict, environ=None) -> list[str]:
+    """The refusals of the adapters a config file names (a setting it does not name is not checked here: that
+    service does not have the adapter)."""
+    return [refusal for setting in ADAPTER_DEFAULTS if setting in config
+            for refusal in [adapter_refusal(setting, config[setting], environ)] if refusal]
+
+
+def uses_guest_broker_user(config: dict) -> bool:
+    """RabbitMQ's built-in ``guest`` may do anything on the broker: a service connecting as guest could consume
+    any queue and publish as the gateway. Outside development each process has its own broker user."""
+    uri = str(config.get("AMQP_URI") or "")
+    try:
+        username = urlsplit(uri).username
+    except ValueError:
+        return False
+    return unquote(username or "guest") == "guest"  # no user in the URI: the client library logs in as guest
+
+
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
-    if is_development(environ):
+    """The check every process runs at start-up (credence_common/runner.py), before it touches the broker."""
+    try:
+        current = environment(environ)
+    except ConfigurationRefused as refusal:
+        raise ConfigurationRefused(f"{service_name}: refusing to start: {refusal}") from None
+    if current == "development":
         return
-    problems = insecure_settings(config)
+    problems = []
+    insecure = insecure_settings(config)
+    if insecure:
+        problems.append("these settings still hold a development default or are empty: "
+                        f"{', '.join(insecure)}. Set them in the environment")
+    problems.extend(adapter_refusals(config, environ))
+    if "AMQP_URI" in config and uses_guest_broker_user(config):
+        problems.append("AMQP_URI logs in as RabbitMQ's guest user: give the service its own broker user "
+                        "(docs/operations.md)")
     if problems:
-        raise ConfigurationRefused(
-            f"{service_name}: refusing to start with CREDENCE_ENV={environment(environ)} because these settings "
-            f"still hold a development default or are empty: {', '.join(problems)}. "
-            "Set them in the environment."
-        )
+        raise ConfigurationRefused(f"{service_name}: refusing to start with CREDENCE_ENV={current} because "
+                                   + "; and ".join(problems) + ".")
 
 
 def ensure_sqlite_directory(db_uri: str, base: Path | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from datetime import timedelta
 
 import eventlet
 from nameko.extensions import DependencyProvider
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
 from credence_common.errors import Conflict
-from credence_common.idempotency import IdempotentCall
+from credence_common.idempotency import IdempotentCall, record_ttl
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,13 @@ def transaction_scope(session: Session) -> dict:
 class UnitOfWork:
     """What a worker sees as ``self.db``."""
 
-    def __init__(self, engine: Engine, commit_signal: CommitSignal, idempotent_call: IdempotentCall | None = None):
+    def __init__(self, engine: Engine, commit_signal: CommitSignal, idempotent_call: IdempotentCall | None = None,
+                 idempotency_ttl: timedelta = timedelta(hours=24)):
         self.engine = engine
         self._commit_signal = commit_signal
         self._session: Session | None = None
         self.idempotent_call = idempotent_call
+        self.idempotency_ttl = idempotency_ttl  # how long an Idempotency-Key's answer may be replayed
 
     @property
     def session(self) -> Session:
@@ -162,6 +165,7 @@ class Database(DependencyProvider):
 
     def setup(self):
         self.engine = make_engine(self.container.config[self.config_key])
+        self.idempotency_ttl = record_ttl(self.container.config)
 
     def stop(self):
         if self.engine is not None:
@@ -172,9 +176,9 @@ class Database(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         # only an RPC entrypoint answers a caller who may retry with the same Idempotency-Key
-        idempotent = IdempotentCall.from_worker(worker_ctx) if getattr(worker_ctx.entrypoint, "idempotent", False) \
-            else None
-        return UnitOfWork(self.engine, self.commit_signal, idempotent)
+        idempotent = IdempotentCall.from_worker(worker_ctx, self.idempotency_ttl) \
+            if getattr(worker_ctx.entrypoint, "idempotent", False) else None
+        return UnitOfWork(self.engine, self.commit_signal, idempotent, self.idempotency_ttl)
 
     def worker_teardown(self, worker_ctx):
         dependency = worker_ctx.service.__dict__.get(self.attr_name)

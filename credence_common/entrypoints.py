@@ -10,13 +10,19 @@ import logging
 
 import eventlet
 from kombu.exceptions import OperationalError
+from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
+from nameko.timer import timer
 
+from credence_common import actors
+from credence_common.actor_tokens import ActorVerifier, KeySpecError
 from credence_common.errors import CredenceError
-from credence_common.idempotency import StoredAnswer, replay
+from credence_common.events import utcnow
+from credence_common.idempotency import StoredAnswer, prune, replay
 from credence_common.logs import CorrelationContext
 
 log = logging.getLogger(__name__)
+IDEMPOTENCY_PRUNE_INTERVAL_SECONDS = 600  # a record outlives its TTL by at most this (it is never replayed then)
 
 
 class IdempotentRpc(Rpc):
@@ -24,6 +30,12 @@ class IdempotentRpc(Rpc):
     answers what the first one answered, and a first call stores its answer before the reply leaves."""
 
     idempotent = True
+
+    def __init__(self, idempotent: bool = True, **kwargs):
+        # ``@rpc(idempotent=False)``: the answer is a credential (a token, a code) and must never be stored or
+        # replayed, whatever the caller sends; a retry runs again, as a fresh attempt
+        self.idempotent = idempotent
+        super().__init__(**kwargs)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         if exc_info is not None and isinstance(exc_info[1], StoredAnswer):
@@ -91,13 +103,42 @@ def install_log_filters() -> None:
     logging.getLogger("nameko.containers").addFilter(ExpectedErrorFilter())
 
 
+class ActorKeys(DependencyProvider):
+    """Reads ``ACTOR_VERIFY_KEYS`` at container start and hands the public keys to ``actors.as_actor``, the
+    one place that checks a signed actor. Without usable keys the service still starts (its health and the
+    calls that take no actor work) but refuses every actor: fail closed, and said loudly in the log."""
+
+    def setup(self):
+        spec = self.container.config.get("ACTOR_VERIFY_KEYS")
+        try:
+            verifier = ActorVerifier.from_spec(spec or "")
+        except KeySpecError as problem:
+            log.error("%s: ACTOR_VERIFY_KEYS: %s; every call that acts for someone will be refused",
+                      self.container.service_name, problem)
+            verifier = None
+        else:
+            log.info("%s: accepting actors signed with key(s) %s", self.container.service_name,
+                     ", ".join(verifier.key_ids))
+        actors.configure_verifier(verifier)
+
+
 class HealthCheck:
     """Mixed into every service: ``health`` answers once the service consumes its RPC queue, which
     is what "started" means to a caller (the launcher and the gateway's /ready use it). It also gives
-    every worker its correlation id (credence_common/logs.py)."""
+    every worker its correlation id (credence_common/logs.py) and installs the keys that vouch for actors."""
 
     correlation = CorrelationContext()
+    actor_keys = ActorKeys()
 
     @rpc
     def health(self) -> dict:
         return {"service": self.name, "status": "ok"}
+
+    @timer(interval=IDEMPOTENCY_PRUNE_INTERVAL_SECONDS)
+    def prune_idempotency_records(self) -> None:
+        """Deletes ``Idempotency-Key`` records past ``IDEMPOTENCY_RECORD_TTL_HOURS`` (every service has ``db``).
+        Safe with several replicas: each deletes what is expired, and a row is deleted once between them."""
+        with self.db.transaction() as session:
+            pruned = prune(session, utcnow(), self.db.idempotency_ttl)
+        if pruned:
+            log.info("%s: pruned %d expired idempotency records", self.name, pruned)

@@ -70,10 +70,32 @@ class InvalidInput(CredenceError):
     default_code = "invalid_input"
 
 
+RETRY_AFTER_FIELD = "retry_after_seconds"
+
+
 @deserialize_to_instance
 class RateLimited(CredenceError):
+    """A refusal to come back later: its details may name the wait, ``{"field": "retry_after_seconds",
+    "message": "<seconds>"}``; the gateway answers it in ``Retry-After``."""
+
     http_status = 429
     default_code = "rate_limited"
+    default_retry_after_seconds = 60  # the limits that name no wait of their own count per minute
+
+    @classmethod
+    def after(cls, seconds: int, code: str, message: str) -> RateLimited:
+        return cls(code, message, [{"field": RETRY_AFTER_FIELD, "message": str(max(1, int(seconds)))}])
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """The wait the refusal names (at least 1 s), else a minute."""
+        for detail in self.details:
+            if isinstance(detail, dict) and detail.get("field") == RETRY_AFTER_FIELD:
+                try:
+                    return max(1, int(detail.get("message")))
+                except (TypeError, ValueError):
+                    break
+        return self.default_retry_after_seconds
 
 
 @deserialize_to_instance

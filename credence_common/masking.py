@@ -12,6 +12,17 @@ def mask_resident_id(resident_id_number: str) -> str:
     return value[:6] + "*" * (len(value) - 10) + value[-4:]
 
 
+def mask_resident_id_public(resident_id_number: str) -> str:
+    """For answers anyone may read (public checks, reports opened by code or share code, their pages and PDF):
+    ``110105194912310021`` -> ``**************0021``. Only the last four stay: the region code and the last
+    four of the ``110105********0021`` form plus a known birthday give back the whole number. Already masked
+    input (either form) masks the same way, so stored masked values can be passed through it."""
+    value = (resident_id_number or "").strip()
+    if len(value) <= 8:  # too short for four to stay hidden behind the rest
+        return "*" * len(value)
+    return "*" * (len(value) - 4) + value[-4:]
+
+
 def mask_mobile(mobile: str) -> str:
     """``13812345678`` -> ``138****5678``."""
     value = (mobile or "").strip()

@@ -50,9 +50,10 @@ def messaging_models(Base, envelope_type=Text):
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
     # every service answers Idempotency-Key retries from its own database (credence_common/idempotency.py)
-    from credence_common.idempotency import IDEMPOTENCY_RECORDS
+    from credence_common.idempotency import CREATED_AT_INDEX, IDEMPOTENCY_RECORDS
 
-    IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
+    records = IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
+    Index(CREATED_AT_INDEX, records.c.created_at)  # the prune timer deletes by age
     return OutboxEvent, ProcessedEvent
 
 

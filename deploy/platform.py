@@ -165,6 +165,9 @@ def quiet_client_logging() -> None:
 def main() -> int:
     quiet_client_logging()
     env = dict(os.environ)
+    # make run is a developer's platform: it says development (the processes refuse to start unless told where
+    # they run); an environment given in the shell is kept, so `CREDENCE_ENV=staging make run` tries staging
+    env.setdefault("CREDENCE_ENV", "development")
     amqp_uri = env.setdefault("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
     # report QR codes lead to this gateway unless a public address is given
     env.setdefault("PUBLIC_BASE_URL", "http://" + env.get("GATEWAY_ADDRESS", "127.0.0.1:8000"))
@@ -190,7 +193,7 @@ def main() -> int:
         platform.migrate()
         print("Starting identity, scoring, certificates, payments, verification and the gateway ...", flush=True)
         platform.start()
-        print(f"\nCredence is running.\n  Gateway:      {platform.gateway_url}\n"
+        print(f"\nCredence is running (CREDENCE_ENV={env['CREDENCE_ENV']}).\n  Gateway:      {platform.gateway_url}\n"
               f"  API docs:     {platform.gateway_url}/openapi.json\n"
               f"  Verify page:  {platform.gateway_url}/verify\n"
               f"  Logs:         {platform.log_dir}/\n"

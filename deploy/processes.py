@@ -34,7 +34,8 @@ PROCESSES: tuple[ProcessSpec, ...] = tuple(
     for index, name in enumerate(SERVICE_NAMES)
 ) + (
     ProcessSpec(name="gateway", config="gateway/config.yml", service_class="gateway.service:GatewayService",
-                metrics_port_env=None, default_metrics_port=None, db_env=None),
+                # metrics on a port of their own, never on the public API port
+                metrics_port_env="GATEWAY_METRICS_PORT", default_metrics_port=9106, db_env=None),
 )
 
 BY_NAME = {spec.name: spec for spec in PROCESSES}

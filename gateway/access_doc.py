@@ -69,9 +69,10 @@ Served by the gateway itself, not listed in `ROUTES`; nobody needs a token.
 |---|---|---|---|
 | GET | `/health` | the gateway process is up | no |
 | GET | `/ready` | the broker answers; each service's health is reported alongside | no |
-| GET | `/metrics` | Prometheus metrics of the gateway | no |
 | GET | `/openapi.json` | the OpenAPI document generated from `ROUTES` | no |
 | GET, POST | `/verify` | the public certificate check page | POST: yes |
+
+The gateway's Prometheus metrics are on its metrics port (`GATEWAY_METRICS_PORT`, 9106), not here.
 """
 
 SERVICE_CHECKS = """## Checked again inside the services
@@ -107,7 +108,9 @@ what the caller has to present instead: a password (`login`, `authenticate_staff
 a refresh token (`refresh_session`, `logout`), a code texted to the mobile number (`register_candidate`, \
 `reset_password_with_code`, `lookup_ticket`) or the security answer (`reset_password_with_answer`). \
 `request_mobile_code` and `security_question` give the same answer whether or not an account exists, and \
-`dev_sms_messages` answers `404` unless identity runs with `SMS_ADAPTER=dev`.
+`dev_sms_messages` answers `404` unless identity runs with `SMS_ADAPTER=dev`, and payments' `sandbox_pay` \
+unless payments runs with `CREDENCE_ENV=development`; outside development the gateway does not mount the \
+`development` routes at all (an unknown path, absent from `/openapi.json`).
 
 Scoring, certificates and payments check the actor too: `record_results`, `publish_results`, `import_results`, \
 `import_report` and `result_history` need role `staff`; `results_for_candidate` and \

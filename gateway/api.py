@@ -145,11 +145,13 @@ class Call:
     headers: dict = field(default_factory=dict)
     client_address: str = ""
     query: dict = field(default_factory=dict)
+    actor_signer: Any = None  # credence_common.actor_tokens.ActorSigner
 
     @property
-    def actor(self) -> dict:
-        """Who asks, passed to services that check access themselves."""
-        return {"subject": self.principal.subject, "role": self.principal.role}
+    def actor(self) -> str:
+        """Who asks, passed to services that check access themselves: signed, because a service believes
+        only what the gateway vouches for (credence_common/actor_tokens.py)."""
+        return self.actor_signer.sign(self.principal.subject, self.principal.role)
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,13 @@ class Route:
     content_type: str = "application/json"  # anything else: the handler returns the body as text
     rate_limited: bool = False
     tag: str = "api"
-    # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks)
+    # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks) and
+    # wherever it is or holds a credential (NOT_REPLAYED): a stored token would outlive a logout, a password
+    # change or the code it was bought with, so a retry must be a fresh attempt (tests/security/test_credentials.py)
     replayable: bool = True
+    # exists only with CREDENCE_ENV=development (the sandbox payer, the dev SMS inbox): elsewhere the gateway does
+    # not mount it, so it is an unknown path (404 route_not_found) and absent from /openapi.json
+    development_only: bool = False
 
 
 def _dump(model: BaseModel | None) -> dict | None:
@@ -641,6 +648,7 @@ def public_certificate_check(call: Call):
 
 
 ANY_SIGNED_IN = ("candidate", "institution", "staff")
+NOT_REPLAYED = False  # replayable=NOT_REPLAYED: the answer is or holds a credential (see Route.replayable)
 
 ROUTES: tuple[Route, ...] = (
     Route("request_mobile_code", "POST", "/api/v1/mobile-codes",
@@ -651,16 +659,18 @@ ROUTES: tuple[Route, ...] = (
           ("public",), register_candidate, RegisterCandidate, CandidateView, 201, rate_limited=True,
           tag="candidates"),
     Route("login", "POST", "/api/v1/auth/login", "Sign in with email or mobile and password",
-          ("public",), login, Login, TokenResponse, rate_limited=True, tag="auth"),
+          ("public",), login, Login, TokenResponse, rate_limited=True, tag="auth", replayable=NOT_REPLAYED),
     Route("login_with_code", "POST", "/api/v1/auth/code-login",
           "本人查询: sign in with a code texted for 'sign_in' to your registered mobile", ("public",),
-          login_with_code, CodeLogin, TokenResponse, rate_limited=True, tag="auth"),
+          login_with_code, CodeLogin, TokenResponse, rate_limited=True, tag="auth", replayable=NOT_REPLAYED),
     Route("refresh_session", "POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens",
-          ("public",), refresh_session, RefreshTokenRequest, TokenResponse, rate_limited=True, tag="auth"),
+          ("public",), refresh_session, RefreshTokenRequest, TokenResponse, rate_limited=True, tag="auth",
+          replayable=NOT_REPLAYED),
     Route("logout", "POST", "/api/v1/auth/logout", "Revoke a refresh token",
           ("public",) + ANY_SIGNED_IN, logout, RefreshTokenRequest, Done, tag="auth"),
     Route("staff_token", "POST", "/api/v1/auth/staff-token", "Sign in as staff",
-          ("public",), staff_token, StaffCredentials, TokenResponse, rate_limited=True, tag="auth"),
+          ("public",), staff_token, StaffCredentials, TokenResponse, rate_limited=True, tag="auth",
+          replayable=NOT_REPLAYED),
     Route("reset_password_with_code", "POST", "/api/v1/password-resets/by-code",
           "Set a new password with a code texted for 'password_reset'", ("public",), reset_password_with_code,
           ResetPasswordWithCode, Done, rate_limited=True, tag="auth"),
@@ -675,7 +685,8 @@ ROUTES: tuple[Route, ...] = (
           lookup_ticket, TicketLookup, TicketLookupResult, rate_limited=True, tag="candidates"),
     Route("dev_sms_messages", "POST", "/api/v1/dev/sms-messages",
           "Development only: texts the dev SMS adapter kept for a number (404 elsewhere)", ("public",),
-          dev_sms_messages, DevSmsQuery, DevSmsMessages, tag="development"),
+          dev_sms_messages, DevSmsQuery, DevSmsMessages, tag="development", development_only=True,
+          replayable=NOT_REPLAYED),
     Route("my_profile", "GET", "/api/v1/me", "The signed-in candidate's registration (masked)",
           ("candidate",), my_profile, None, CandidateView, tag="candidates"),
     Route("confirm_my_identity", "POST", "/api/v1/me/identity-confirmation",
@@ -694,7 +705,8 @@ ROUTES: tuple[Route, ...] = (
           ("staff", "institution"), confirm_identity_on_site, ConfirmIdentityOnSite, CandidateView,
           tag="candidates"),
     Route("institution_token", "POST", "/api/v1/auth/institution-token", "Sign in as a training institution's staff",
-          ("public",), institution_token, InstitutionCredentials, TokenResponse, rate_limited=True, tag="auth"),
+          ("public",), institution_token, InstitutionCredentials, TokenResponse, rate_limited=True, tag="auth",
+          replayable=NOT_REPLAYED),
     Route("create_institution", "POST", "/api/v1/institutions",
           "Register a training institution and its first staff account (staff)", ("staff",), create_institution,
           CreateInstitution, InstitutionView, 201, tag="institutions"),
@@ -890,9 +902,9 @@ ROUTES: tuple[Route, ...] = (
                           "timestamp\\nnonce\\nbody\\n"),
                          ("Sandbox-Serial", False, "Which provider key signed"))),
     Route("sandbox_provider_payment", "POST", "/api/v1/sandbox-provider/orders/<order_number>/payment",
-          "Development and staging: pay an order at the sandbox provider (it then notifies us, signed)",
+          "Development only: pay an order at the sandbox provider (it then notifies us, signed; 404 elsewhere)",
           ("candidate", "institution", "staff"), sandbox_provider_payment, SandboxPayment, SandboxPaymentOutcome,
-          tag="development"),
+          tag="development", development_only=True),
     Route("request_refund", "POST", "/api/v1/refunds",
           "Refund part or all of a paid order to the original payment path (staff; never more than was paid)",
           ("staff",), request_refund, RequestRefund, RefundView, 201, tag="payments"),
@@ -927,7 +939,8 @@ ROUTES: tuple[Route, ...] = (
           report_public_key, None, ReportPublicKey, tag="verification"),
     Route("create_share_code", "POST", "/api/v1/me/verification-reports/<report_code>/share-codes",
           "A one-time code that opens the full report for an employer, for a limited time (shown once)",
-          ("candidate",), create_share_code, CreateShareCode, ShareCodeCreated, 201, tag="verification"),
+          ("candidate",), create_share_code, CreateShareCode, ShareCodeCreated, 201, tag="verification",
+          replayable=NOT_REPLAYED),
     Route("my_share_codes", "GET", "/api/v1/me/share-codes", "Your share codes and whether each is still open",
           ("candidate",), my_share_codes, None, ShareCodeList, tag="verification"),
     Route("revoke_share_code", "POST", "/api/v1/me/share-codes/<share_id>/revocation",
@@ -945,3 +958,8 @@ ROUTES: tuple[Route, ...] = (
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification",
           replayable=False),
 )
+
+
+def mounted_routes(environment: str) -> tuple[Route, ...]:
+    """The routes a gateway in ``environment`` serves and documents: development-only ones only in development."""
+    return tuple(route for route in ROUTES if environment == "development" or not route.development_only)

@@ -37,14 +37,15 @@ def _models(routes: tuple[Route, ...]):
     return sorted(models, key=lambda m: m.__name__)
 
 
-def build_openapi(version: str = "0.1.0") -> dict:
-    models = _models(ROUTES)
+def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) -> dict:
+    """The document of ``routes`` (the gateway passes the routes it mounts in its environment)."""
+    models = _models(routes)
     key_map, schema = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
     refs = {model: key_map[(model, "validation")]["$ref"] for model in models}
     paths: dict = {}
-    for route in ROUTES:
+    for route in routes:
         operation = {
             "operationId": route.name,
             "summary": route.summary,

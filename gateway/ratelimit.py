@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 
@@ -25,3 +26,12 @@ class TokenBucketLimiter:
             self._buckets.clear()  # bounded memory; a full reset only ever lets clients through
         self._buckets[client] = (tokens, now)
         return allowed
+
+    def retry_after(self, client: str, now: float | None = None) -> int:
+        """Whole seconds until ``client`` has a request again (at least 1): what a refusal's Retry-After says."""
+        if self.rate <= 0:
+            return 1
+        now = time.monotonic() if now is None else now
+        tokens, updated = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - updated) * self.rate)
+        return max(1, math.ceil((1.0 - tokens) / self.rate))

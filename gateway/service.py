@@ -20,13 +20,14 @@ from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import HttpRequestHandler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
 from credence_common import idempotency, logs
+from credence_common.actor_tokens import ActorSigner
+from credence_common.config import environment, is_development
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -38,8 +39,8 @@ from credence_common.errors import (
 from credence_common.metrics import Metrics
 from credence_common.remote import call_with_deadline
 from credence_common.validation import parse
-from gateway import web
-from gateway.api import ROUTES, Call, Route
+from gateway import http_server, logged_paths, web
+from gateway.api import ROUTES, Call, Route, mounted_routes
 from gateway.auth import TokenService
 from gateway.batching import Batcher
 from gateway.openapi import build_openapi
@@ -49,20 +50,35 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 VERIFY_FORM_MAX_BYTES = 4096
+# no-referrer everywhere: a page's URL may hold a report code (/r/<report_code>), which a followed link or a
+# loaded resource would otherwise carry to another site in its Referer
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff"}
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
+                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                           "frame-ancestors 'none'"}
 SERVICES = ("identity", "scoring", "certificates", "payments", "verification")
 
 
-def json_response(status: int, payload) -> tuple:
-    return status, JSON_HEADERS, json.dumps(payload, ensure_ascii=False)
+def json_response(status: int, payload, headers: dict | None = None) -> tuple:
+    return status, {**JSON_HEADERS, **(headers or {})}, json.dumps(payload, ensure_ascii=False)
+
+
+def refusal_headers(error: CredenceError) -> dict:
+    """A 429 says when to come back (RFC 9110 Retry-After, in seconds), whoever refused: the gateway's limiter
+    or a service (a login lockout, the SMS code limits, the per-number check limit)."""
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    return {}
 
 
 def error_response(error: CredenceError) -> tuple:
-    return json_response(error.http_status, error.to_body())
+    return json_response(error.http_status, error.to_body(), refusal_headers(error))
+
+
+def html_response(status: int, page: str, error: CredenceError | None = None) -> tuple:
+    return status, {**HTML_HEADERS, **(refusal_headers(error) if error else {})}, page
 
 
 class ServiceCalls:
@@ -81,7 +97,7 @@ class ServiceCalls:
         return self._batched(self._gateway.state.check_batcher, {"request": request, "client": client},
                              "verification", "public_checks")
 
-    def candidate_results(self, actor: dict, candidate_id: str) -> dict:
+    def candidate_results(self, actor: str, candidate_id: str) -> dict:
         """A candidate's results, riding with the other reads of the moment in one ``results_for_candidates``
         round trip (release day: thousands of candidates reading at once)."""
         return self._batched(self._gateway.state.results_batcher, {"actor": actor, "candidate_id": candidate_id},
@@ -100,11 +116,24 @@ class GatewayState(DependencyProvider):
     def setup(self):
         config = self.container.config
         self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 900)))
+        self.idempotency_key = idempotency.gateway_key(config["JWT_SECRET"])  # seals stored answers
+        self.actor_signer = ActorSigner.from_spec(config["ACTOR_SIGNING_KEY"],
+                                                  int(config.get("ACTOR_TOKEN_LIFETIME_SECONDS", 90)))
         self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
-        self.openapi_json = json.dumps(build_openapi())
-        self.route_map = Map([Rule(r.path, methods=[r.method], endpoint=r.name) for r in ROUTES])
+        # what this environment mounts (DevelopmentOnlyHttp): the catch-all's 405 must not reveal the others
+        self.openapi_json = json.dumps(build_openapi(routes=mounted_routes(environment())))
+        development = is_development()
+        routes = [entrypoint for entrypoint in self.container.entrypoints
+                  if isinstance(entrypoint, HttpRequestHandler)
+                  and (development or not isinstance(entrypoint, DevelopmentOnlyHttp))]
+        # every route the gateway answers, to tell a wrong method (405) from an unknown path (404)
+        self.route_map = Map([Rule(e.url, methods=e.method.split(","), endpoint=e.method_name) for e in routes
+                              if e.method != ANY_METHOD])
+        # eventlet's own log lines (nameko hands it this logger) would show paths, which may hold secrets
+        logged_paths.install(logging.getLogger("nameko.web.server"), logged_paths.PathRedactor(
+            [e.url for e in routes], catch_all=[e.url for e in routes if e.method == ANY_METHOD]))
         self.check_batcher = Batcher(max_batch=int(config.get("PUBLIC_CHECK_BATCH_MAX", 64)),
                                      max_in_flight=int(config.get("PUBLIC_CHECK_BATCHES_IN_FLIGHT", 2)))
         self.results_batcher = Batcher(max_batch=int(config.get("RESULT_READ_BATCH_MAX", 64)),
@@ -117,19 +146,32 @@ class GatewayState(DependencyProvider):
 class TracedHttp(HttpRequestHandler):
     """nameko's ``@http``, plus the correlation id (credence_common/logs.py): the caller's ``X-Request-Id`` when
     it is a sane token, else a new one; the worker runs under it, every RPC carries it on, and the response
-    answers it in ``X-Request-Id`` so that a client can quote it to the operators."""
+    answers it in ``X-Request-Id`` so that a client can quote it to the operators. The server has read
+    deadlines, and the body is read before a worker is taken (gateway/http_server.py).
+
+    ``ANY_METHOD`` ("*") as the method: the route takes every method (the catch-all that answers 404 and 405 in
+    JSON, where werkzeug would answer in HTML)."""
+
+    server = http_server.DeadlineWebServer()
+
+    def get_url_rule(self):
+        return Rule(self.url, methods=None) if self.method == ANY_METHOD else super().get_url_rule()
 
     def handle_request(self, request):
         request.shallow = False
         started = time.perf_counter()
         correlation_id = logs.sane(request.headers.get(logs.HEADER)) or logs.new_correlation_id()
         try:
+            # a slow body must hold only its connection, not one of the workers
+            http_server.buffer_body(request, BODY_LIMITS.get(self.method_name, 0))
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
             self.container.spawn_worker(self, args, kwargs, context_data={logs.CONTEXT_KEY: correlation_id},
                                         handle_result=partial(self.handle_result, event))
             response = self.response_from_result(event.wait())
+        except http_server.BodyNotReceived as refusal:
+            response = refusal.response
         except Exception as exc:
             response = self.response_from_exception(exc)
         response.headers[logs.HEADER] = correlation_id
@@ -141,9 +183,30 @@ class TracedHttp(HttpRequestHandler):
         return response
 
 
+ANY_METHOD = "*"
+
+
+class DevelopmentOnlyHttp(TracedHttp):
+    """A route that exists only with CREDENCE_ENV=development (``Route.development_only``): elsewhere it never
+    registers with nameko's web server, so its path reaches the catch-all like any unknown path (404
+    ``route_not_found``) and a caller cannot tell it was ever there."""
+
+    mounted = False
+
+    def setup(self):
+        self.mounted = is_development()
+        if self.mounted:
+            super().setup()
+
+    def stop(self):
+        if self.mounted:  # the web server would fail to unregister a provider it never had
+            super().stop()
+
+
 http = TracedHttp.decorator
+development_only_http = DevelopmentOnlyHttp.decorator
 access_log = logging.getLogger("gateway.access")
-QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+QUIET_ROUTES = frozenset({"/health", "/ready"})
 
 
 class CallContext(DependencyProvider):
@@ -175,25 +238,26 @@ class GatewayService:
                 if principal.is_public:
                     raise Unauthorized("authentication_required", "Sign in and send 'Authorization: Bearer <token>'.")
                 raise Forbidden("forbidden", f"A {principal.role} may not do this.")
-            if route.rate_limited and not self.state.limiter.allow(f"{route.name}:{request.remote_addr}"):
-                raise RateLimited("rate_limited", "Too many requests; wait a minute and try again.")
+            if route.rate_limited:
+                self._limit(f"{route.name}:{request.remote_addr}", "Too many requests")
             raw = self._read_body(request, route.max_body_bytes)
             key = request.headers.get("Idempotency-Key")
             if key is not None and route.method != "GET" and route.replayable:
                 # travels in the RPC's context headers; the service keeps the first answer with its effect
                 self.call_context.data.update(idempotency.request_headers(
-                    key, f"{principal.role}:{principal.subject}", route.name, route.method, request.path, raw))
+                    key, f"{principal.role}:{principal.subject}", route.name, route.method, request.path, raw,
+                    self.state.idempotency_key))
             body = None
             if route.request_model is not None:
                 body = parse(route.request_model, self._decode_json(raw))
             call = Call(principal=principal, body=body, params=params,
                         rpc=ServiceCalls(self, self.state.rpc_timeout), tokens=self.state.tokens,
                         raw_body=raw, headers=dict(request.headers), client_address=request.remote_addr or "",
-                        query=dict(request.args))
+                        query=dict(request.args), actor_signer=self.state.actor_signer)
             answer = route.handler(call)
             if route.content_type != "application/json":
                 headers = {"Content-Type": route.content_type, "Cache-Control": "no-store",
-                           "X-Content-Type-Options": "nosniff"}
+                           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
                 if isinstance(answer, bytes):  # nameko's @http takes only text payloads; a PDF is bytes
                     return Response(answer, status=route.success_status, headers=headers)
                 return route.success_status, headers, answer
@@ -207,6 +271,11 @@ class GatewayService:
         except Exception:
             log.exception("%s: unexpected failure", route.name)
             return json_response(500, {"error": {"code": "internal_error", "message": "Something went wrong."}})
+
+    def _limit(self, bucket: str, what: str) -> None:
+        if not self.state.limiter.allow(bucket):
+            wait = self.state.limiter.retry_after(bucket)
+            raise RateLimited.after(wait, "rate_limited", f"{what}; try again in {wait} s.")
 
     @staticmethod
     def _read_body(request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -227,13 +296,16 @@ class GatewayService:
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("malformed_json", "The request body is not valid JSON.") from None
 
-    @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
-    def unknown_api_route(self, request, rest):
+    @http(ANY_METHOD, "/")
+    @http(ANY_METHOD, "/<path:rest>")
+    def unknown_route(self, request, rest=""):
+        """Whatever no route takes, in JSON like every other error (werkzeug would answer in HTML)."""
         try:
             self.state.route_map.bind("gateway").match(request.path, method=request.method)
-        except MethodNotAllowed:
+        except MethodNotAllowed as wrong:
             return json_response(405, {"error": {"code": "method_not_allowed",
-                                                 "message": f"{request.method} is not allowed here."}})
+                                                 "message": f"{request.method} is not allowed here."}},
+                                 {"Allow": ", ".join(sorted(wrong.valid_methods or ()))})
         except RouteNotFound:
             pass
         return json_response(404, {"error": {"code": "route_not_found", "message": "No such endpoint."}})
@@ -267,10 +339,6 @@ class GatewayService:
         return json_response(200, {"status": "ready", "broker": "ok", "broker_check_ms": broker_ms,
                                    "services": services})
 
-    @http("GET", "/metrics")
-    def prometheus_metrics(self, request):
-        return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode("utf-8")
-
     @http("GET", "/openapi.json")
     def openapi(self, request):
         return 200, JSON_HEADERS, self.state.openapi_json
@@ -279,7 +347,7 @@ class GatewayService:
 
     @http("GET", "/verify")
     def verify_page(self, request):
-        return 200, HTML_HEADERS, web.render_page()
+        return html_response(200, web.render_page())
 
     @http("POST", "/verify")
     def verify_submit(self, request):
@@ -289,34 +357,32 @@ class GatewayService:
         form = {key: values[0] for key, values in parse_qs(raw).items()}
         holder_name = form.get("holder_name", "")
         certificate_number = form.get("certificate_number", "")
-        status = 200
+        status, refusal = 200, None
         try:
-            if not self.state.limiter.allow(f"verify_page:{request.remote_addr}"):
-                raise RateLimited("rate_limited", "Too many checks; wait a minute and try again.")
+            self._limit(f"verify_page:{request.remote_addr}", "Too many checks")
             answer = ServiceCalls(self, self.state.rpc_timeout).public_check(
                 {"holder_name": holder_name, "certificate_number": certificate_number}, request.remote_addr or "")
             result_html = web.render_valid(answer["certificate"], answer["result"])
         except CredenceError as error:
-            status = error.http_status
+            status, refusal = error.http_status, error
             result_html = web.render_refusal(error.message)
         except Exception:
             log.exception("verify page failed")
             status = 503
             result_html = web.render_refusal("The check could not be completed; please try again.")
-        return status, HTML_HEADERS, web.render_page(holder_name, certificate_number, result_html)
+        return html_response(status, web.render_page(holder_name, certificate_number, result_html), refusal)
 
 
 def _report_page(self, request, report_code):
-    if not self.state.limiter.allow(f"report_page:{request.remote_addr}"):
-        return 429, HTML_HEADERS, web.render_report(None, "Too many requests; wait a minute and try again.")
     try:
+        self._limit(f"report_page:{request.remote_addr}", "Too many requests")
         answer = ServiceCalls(self, self.state.rpc_timeout).call("verification", "report_answer", report_code)
-        return 200, HTML_HEADERS, web.render_report(answer)
+        return html_response(200, web.render_report(answer))
     except CredenceError as error:
-        return error.http_status, HTML_HEADERS, web.render_report(None, error.message)
+        return html_response(error.http_status, web.render_report(None, error.message), error)
     except Exception:
         log.exception("report page failed")
-        return 503, HTML_HEADERS, web.render_report(None, "The report could not be read; please try again.")
+        return html_response(503, web.render_report(None, "The report could not be read; please try again."))
 
 
 GatewayService.report_page = http("GET", "/r/<report_code>")(_report_page)
@@ -328,8 +394,14 @@ def _bind(route: Route):
 
     entrypoint.__name__ = route.name
     entrypoint.__doc__ = route.summary
-    return http(route.method, route.path)(entrypoint)
+    return (development_only_http if route.development_only else http)(route.method, route.path)(entrypoint)
 
 
 for _route in ROUTES:
     setattr(GatewayService, _route.name, _bind(_route))
+
+# the most of a body each entrypoint has read before its worker is taken (one that reads none: 0). A larger body
+# (a result file, up to 16 MiB, staff only) is read by the worker after the sign-in check, still within the body
+# deadline: a client that has not signed in cannot make the gateway hold more than 2 MiB per connection
+BODY_LIMITS = ({route.name: min(route.max_body_bytes, MAX_BODY_BYTES) for route in ROUTES}
+               | {"verify_submit": VERIFY_FORM_MAX_BYTES})

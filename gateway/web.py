@@ -62,7 +62,8 @@ def render_refusal(message: str) -> str:
             f"</strong><p>{escape(message)}</p></section>")
 
 
-REPORT_VERDICTS = {"valid": "有效 Valid", "expired": "报告已过期 Report expired", "closed": "报告已关闭 Report closed",
+REPORT_VERDICTS = {"valid": "有效 Valid", "expired": "报告已过期 Report expired",
+                   "closed": "报告已由持证人关闭 Report closed by the holder",
                    "revoked": "证书已撤销 Certificate revoked",
                    "superseded": "证书已被新证书取代 Certificate superseded",
                    "corrected": "考籍成绩已更正 Exam record corrected since"}
@@ -73,6 +74,14 @@ def render_report(answer: dict | None, refusal: str | None = None) -> str:
     """The page a report's QR code opens: today's answer, authoritative, readable on a phone, no script."""
     if answer is None:
         body = render_refusal(refusal or "No report has this code.")
+    elif not (answer.get("certificate") or answer.get("education_record")):
+        # closed by the holder or expired: the state and when, nothing about the holder
+        state = answer["state"]
+        when = (answer.get("closed_at") or "")[:10] if state == "closed" else answer["expires_at"][:10]
+        label = "关闭于 Closed on" if state == "closed" else "过期于 Expired on"
+        body = (f'<section class="result invalid" id="result" data-result="{escape(state)}">'
+                f"<strong>{escape(REPORT_VERDICTS.get(state, state))}</strong><p>{escape(answer['message'])}</p>"
+                f"<dl><dt>{label}</dt><dd>{escape(when)}</dd></dl></section>")
     else:
         rows = [("报告编号 Report code", answer["report_code"]), *_subject_rows(answer),
                 ("有效期至 Report valid until", answer["expires_at"][:10])]

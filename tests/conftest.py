@@ -5,6 +5,9 @@ import os
 # trio (which selenium brings along) registers a hypothesis plugin that cannot import on eventlet's green
 # sockets; hypothesis needs no plugins here.
 os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+# A process is never left to guess its environment (credence_common/config.py): the services the tests host, and
+# the processes they start with this environment, run as development unless a test says otherwise.
+os.environ["CREDENCE_ENV"] = "development"
 
 import eventlet  # noqa: E402
 

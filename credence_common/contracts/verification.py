@@ -58,16 +58,19 @@ ReportKind = Literal["certificate", "education_record"]
 
 
 class ReportView(BaseModel):
-    """One of the holder's reports."""
+    """One of the holder's reports. The report code opens it for anyone, so it is a credential: it is shown
+    once, when the report is made (and when the holder presents it), and only its digest is kept; the
+    holder's list names each report by ``report_id``, which the holder's routes accept as well as the code."""
 
-    report_code: str
+    report_id: str = Field(description="The report's id in your list (the digest of its code); it opens nothing")
+    report_code: str | None = Field(default=None, description="Shown when the report is made: keep it")
     kind: ReportKind = "certificate"
     certificate_number: str | None = None
     state: ReportState
     requested_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
-    verify_url: str
+    verify_url: str | None = Field(default=None, description="What the QR code opens; with the code only")
 
 
 class ReportList(BaseModel):
@@ -101,18 +104,22 @@ class VerifiedEducationRecord(BaseModel):
 
 
 class ReportAnswer(BaseModel):
-    """The online page's answer for a report code: authoritative, and always today's status."""
+    """The online page's answer for a report code: authoritative, and always today's status. A report the
+    holder closed, or that expired, answers its state only: no subject, no signed document."""
 
     report_code: str
     kind: ReportKind = "certificate"
     state: ReportState
     message: str
-    certificate: VerifiedCertificate | None = Field(default=None, description="A certificate report")
-    education_record: VerifiedEducationRecord | None = Field(default=None, description="An education-record report")
+    certificate: VerifiedCertificate | None = Field(default=None, description="A certificate report (open only)")
+    education_record: VerifiedEducationRecord | None = Field(default=None, description="An education-record report "
+                                                                                       "(open only)")
     requested_at: datetime
     expires_at: datetime
-    signed_report: dict = Field(description="The document as signed, its Ed25519 signature and key id: "
-                                            "verifiable offline with the public key")
+    closed_at: datetime | None = Field(default=None, description="When the holder closed it")
+    signed_report: dict | None = Field(default=None, description="The document as signed, its Ed25519 signature "
+                                                                 "and key id: verifiable offline with the public "
+                                                                 "key (open reports only)")
 
 
 class ReportPublicKey(BaseModel):
@@ -131,13 +138,13 @@ class CreateShareCode(BaseModel):
 class ShareCodeCreated(BaseModel):
     share_id: str
     share_code: str = Field(description="Shown once: hand it to the employer; only its digest is kept")
-    report_code: str
+    report_code: str = Field(description="The report's id (report_id), not its code")
     expires_at: datetime
 
 
 class ShareCodeView(BaseModel):
     share_id: str
-    report_code: str
+    report_code: str = Field(description="The report's id (report_id), not its code")
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
@@ -172,7 +179,7 @@ class AccessView(BaseModel):
     kind: Literal["full_report", "public_check"]
     at: datetime
     certificate_number: str | None = Field(default=None, description="Absent for an education-record report")
-    report_code: str | None = None
+    report_code: str | None = Field(default=None, description="The report's id (report_id), not its code")
     verifier_name: str | None = None
     organisation: str | None = None
     purpose: str | None = None

@@ -11,7 +11,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.config import is_production
+from credence_common.config import adapter_refusal
 from credence_common.contracts.identity import CandidateView, PriorEducationView
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
@@ -40,8 +40,9 @@ class DegreeRegistry(DependencyProvider):
         kind = self.container.config.get("DEGREE_REGISTRY", "sandbox")
         if kind != "sandbox":
             raise ValueError(f"DEGREE_REGISTRY must be 'sandbox' (the only adapter so far), not {kind!r}")
-        if is_production():
-            raise ValueError("DEGREE_REGISTRY=sandbox accepts made-up degrees; it is refused in production")
+        refusal = adapter_refusal("DEGREE_REGISTRY", kind)
+        if refusal:
+            raise ValueError(refusal)
         self.registry = SandboxDegreeRegistry()
 
     def get_dependency(self, worker_ctx):

@@ -93,7 +93,7 @@ class IdentityService(HealthCheck):
             outcome = usecases.register_candidate(session, self.protection, registration)
         return _dump(outcome)
 
-    @rpc
+    @rpc(idempotent=False)  # holds codes: never stored nor replayed
     def dev_sms_messages(self, request: dict) -> dict:
         """Development only: what the dev SMS adapter 'sent' to a number, newest first."""
         query = parse(DevSmsQuery, request)
@@ -104,7 +104,7 @@ class IdentityService(HealthCheck):
 
     # --- sessions -------------------------------------------------------------------------------------
 
-    @rpc
+    @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def login(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(Login, request)
         with self.db.transaction() as session:
@@ -112,14 +112,14 @@ class IdentityService(HealthCheck):
                                      client_address)
         return _dump(outcome)
 
-    @rpc
+    @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def login_with_code(self, request: dict) -> dict:
         credentials = parse(CodeLogin, request)
         with self.db.transaction() as session:
             outcome = usecases.login_with_code(session, self.protection, credentials.mobile, credentials.code)
         return _dump(outcome)
 
-    @rpc
+    @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def refresh_session(self, request: dict) -> dict:
         token = parse(RefreshTokenRequest, request)
         with self.db.transaction() as session:
@@ -133,7 +133,7 @@ class IdentityService(HealthCheck):
             usecases.logout(session, self.protection, token.refresh_token)
         return {"status": "done", "message": "Signed out."}
 
-    @rpc
+    @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def authenticate_staff(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(StaffCredentials, request)
         try:
@@ -196,7 +196,7 @@ class IdentityService(HealthCheck):
         with self.db.transaction() as session:
             return _dump(institutions.create_institution(session, institution))
 
-    @rpc
+    @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def authenticate_institution(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(InstitutionCredentials, request)
         with self.db.transaction() as session:

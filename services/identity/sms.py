@@ -21,7 +21,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from credence_common.config import is_development
+from credence_common.config import adapter_refusal
 from credence_common.crypto import DecryptionError
 from credence_common.db import Database
 from credence_common.events import utcnow
@@ -35,8 +35,13 @@ GIVE_UP_AFTER = timedelta(minutes=10)  # a code is worthless after five minutes 
 class DevSms:
     readable = True
 
+    def __init__(self, keys):
+        self._keys = keys  # the Protection provider: its keys are set up by the time a text is sent
+
     def send(self, session, mobile: str, mobile_index: str, text: str) -> None:
-        session.add(DevSmsMessage(mobile_index=mobile_index, body=text, sent_at=utcnow()))
+        # encrypted like every copy of a code that must be read back (usecases.dev_sms_messages decrypts)
+        session.add(DevSmsMessage(mobile_index=mobile_index, body=self._keys.protection.encrypt(text),
+                                  sent_at=utcnow()))
         log.info("dev SMS to %s stored", mask_mobile(mobile))
 
 
@@ -87,10 +92,11 @@ class Sms(DependencyProvider):
         self.kind = config.get("SMS_ADAPTER", "dev")
         self._running = False
         if self.kind == "dev":
-            if not is_development():
-                raise ValueError("SMS_ADAPTER=dev keeps codes readable by anyone; it runs only with "
-                                 "CREDENCE_ENV=development. Set SMS_ADAPTER=webhook.")
-            self.adapter = DevSms()
+            refusal = adapter_refusal("SMS_ADAPTER", self.kind)
+            if refusal:
+                raise ValueError(refusal)
+            self.adapter = DevSms(next((d for d in self.container.dependencies
+                                        if type(d).__name__ == "Protection"), None))
         elif self.kind == "webhook":
             self.url = config["SMS_WEBHOOK_URL"]
             self.secret = str(config["SMS_WEBHOOK_SECRET"])
@@ -163,4 +169,5 @@ class Sms(DependencyProvider):
                     message.next_attempt_at = now + timedelta(seconds=min(2 ** message.attempts, 60))
                 else:
                     message.state = outcome
+                    message.text_encrypted = ""  # the code in it is needed no longer: nothing to read back
         return sum(1 for outcome in outcomes.values() if outcome == "sent")

@@ -169,7 +169,7 @@ def dev_sms_messages(session: Session, protection: PersonalDataProtection, mobil
     index = protection.index(domain.normalise_mobile(mobile), "mobile")
     rows = session.scalars(select(DevSmsMessage.body).where(DevSmsMessage.mobile_index == index)
                            .order_by(DevSmsMessage.message_id.desc()).limit(20))
-    return list(rows)
+    return [protection.decrypt(body) for body in rows]
 
 
 # --- registration ---------------------------------------------------------------------------------

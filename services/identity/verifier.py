@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
-from credence_common.config import is_production
+from credence_common.config import adapter_refusal
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class IdentityVerifier(DependencyProvider):
         kind = self.container.config.get("IDENTITY_VERIFIER", "sandbox")
         if kind not in VERIFIERS:
             raise ValueError(f"IDENTITY_VERIFIER must be one of {sorted(VERIFIERS)}, not {kind!r}")
-        if kind == "sandbox" and is_production():
-            # the sandbox approves any evidence: in production it would confirm anyone as anyone
-            raise ValueError("IDENTITY_VERIFIER=sandbox approves every identity; it is refused in production")
+        refusal = adapter_refusal("IDENTITY_VERIFIER", kind)  # the sandbox would confirm anyone as anyone
+        if refusal:
+            raise ValueError(refusal)
         self.verifier = VERIFIERS[kind]()
 
     def get_dependency(self, worker_ctx):

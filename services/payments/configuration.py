@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from credence_common.config import is_production
+from credence_common.config import adapter_refusal
 from services.payments import domain
 from services.payments.providers import SandboxBank, SandboxProvider, sandbox_db_uri
 from services.payments.usecases import PaymentRules
@@ -25,9 +25,9 @@ def configured_payments(config: dict) -> ConfiguredPayments:
     kind = config.get("PAYMENT_PROVIDER", "sandbox")
     if kind != "sandbox":
         raise ValueError(f"PAYMENT_PROVIDER={kind!r}: only 'sandbox' exists so far")
-    if is_production():
-        # the sandbox pays whatever anyone asks it to: in production it would hand out free certificates
-        raise ValueError("PAYMENT_PROVIDER=sandbox is refused in production")
+    refusal = adapter_refusal("PAYMENT_PROVIDER", kind)  # in production it would hand out free certificates
+    if refusal:
+        raise ValueError(refusal)
     private_key = domain.load_private_key(str(config["PAYMENT_SANDBOX_SIGNING_KEY"]))
     public_pem = str(config.get("PAYMENT_PROVIDER_PUBLIC_PEM") or "") or domain.public_key_pem(private_key)
     bank = SandboxBank(sandbox_db_uri(config.get("PAYMENT_SANDBOX_DB_URI"), config["DB_URI"]), private_key)

@@ -11,6 +11,7 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 
 from credence_common.actors import Actor, require_role
+from credence_common.config import is_development
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateAwaitingPaymentV1, CertificateRefundRequestedV1
 from credence_common.contracts.payments import (
@@ -45,7 +46,8 @@ SERVICE_CALLERS = ("certificates", "scoring", "identity", "verification")
 
 
 class Payments(DependencyProvider):
-    """The configured provider, its sandbox bank (development and staging only) and the payment rules."""
+    """The configured provider, its sandbox bank (development and staging only; only development pays at it) and
+    the payment rules."""
 
     def setup(self):
         self.setup_ = configured_payments(self.container.config)
@@ -61,15 +63,18 @@ class Payments(DependencyProvider):
         return self
 
 
-def payer_of(actor: dict) -> Actor:
+def payer_of(actor: str) -> Actor:
     return require_role(actor, "candidate", "institution")
 
 
-def require_staff_or_service(actor: dict) -> str:
-    """Staff, or another Credence service calling on the bus (``{"role": "service", "subject": name}``)."""
-    if isinstance(actor, dict) and actor.get("role") == "service" and actor.get("subject") in SERVICE_CALLERS:
-        return f"service:{actor['subject']}"
-    subject = require_role(actor, "staff").subject
+def require_staff_or_service(actor: str) -> str:
+    """Staff, or another Credence service (a signed ``{"role": "service", "subject": name}``)."""
+    verified = require_role(actor, "staff", "service")
+    if verified.role == "service":
+        if verified.subject not in SERVICE_CALLERS:
+            raise Forbidden("forbidden", "This service may not do this.")
+        return f"service:{verified.subject}"
+    subject = verified.subject
     return subject if subject.startswith("staff:") else f"staff:{subject}"
 
 
@@ -232,8 +237,12 @@ class PaymentsService(HealthCheck):
 
     @rpc
     def sandbox_pay(self, actor: dict, order_number: str, request: dict | None = None) -> dict:
-        """Development and staging: be the payer at the sandbox provider. The bank then delivers its signed
+        """Development only: be the payer at the sandbox provider. The bank then delivers its signed
         notification to us, as the real provider would by HTTP."""
+        if not is_development():
+            # it marks an order paid without money: the gateway does not route it outside development either, and
+            # this refuses any other caller on the bus (the same answer as an unknown endpoint)
+            raise NotFound("route_not_found", "No such endpoint.")
         who = require_role(actor, "candidate", "institution", "staff")
         request = parse(SandboxPayment, request or {})
         with self.db.transaction() as session:

@@ -193,6 +193,12 @@ def _order_fields(order: PaymentOrder) -> dict:
         "expires_at", "paid_at", "ended_at")}
 
 
+def key_digest(idempotency_key: str) -> str:
+    """An order's Idempotency-Key is only compared, so only its digest is kept: the client's key also seals the
+    gateway's stored answers (credence_common/idempotency.py) and is not for a database reader to see."""
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
+
+
 def create_order(session: Session, provider: PaymentProvider, rules: PaymentRules, payer_kind: str, payer_id: str,
                  request: CreatePaymentOrder, idempotency_key: str | None) -> PaymentOrderView:
     """One order for the payer's chosen dues. The same idempotency key, or the same dues while their order
@@ -200,7 +206,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     if idempotency_key:
         earlier = session.scalars(select(PaymentOrder).where(
             PaymentOrder.payer_kind == payer_kind, PaymentOrder.payer_id == payer_id,
-            PaymentOrder.idempotency_key == idempotency_key)).first()
+            PaymentOrder.idempotency_key == key_digest(idempotency_key))).first()
         if earlier is not None:
             if _due_ids(session, earlier.order_number) != sorted(request.due_ids):
                 raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for an order of other "
@@ -248,7 +254,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     if claimed != len(request.due_ids):
         raise Conflict("concurrent_change", "Another request is opening an order for these dues; try again.")
     order = PaymentOrder(order_number=order_number, payer_kind=payer_kind, payer_id=payer_id,
-                         idempotency_key=idempotency_key or uuid.uuid4().hex, amount_fen=amount_fen,
+                         idempotency_key=key_digest(idempotency_key or uuid.uuid4().hex), amount_fen=amount_fen,
                          currency=domain.CURRENCY, status=domain.CREATED, provider=provider.name, pay_url=pay_url,
                          refunded_fen=0, refund_reserved_fen=0, created_at=now, expires_at=expires_at,
                          invoice_title=request.invoice.title if request.invoice else None,

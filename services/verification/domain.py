@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import unicodedata
 
 
@@ -10,3 +11,45 @@ def name_key(full_name: str) -> str:
     half-width forms of the same letter match, as do 'Ann  Lee' and 'ann lee'."""
     normalised = unicodedata.normalize("NFKC", full_name or "")
     return " ".join(normalised.split()).casefold()
+
+
+# --- the per-number limit -------------------------------------------------------------------------------
+
+# Checks that told the caller "not this name" (or were refused for guessing): what the per-number limit counts.
+FAILED_OUTCOMES = ("no_match", "rate_limited")
+
+
+def answers_truthfully(recent_failures: int, caller_failed_recently: bool, name_matches: bool, limit: int) -> bool:
+    """Whether a check of one number is answered (valid / revoked / not found) or refused as guessing.
+
+    Only failed checks count towards the per-number limit, so a verifier who knows the name is never crowded
+    out by somebody else's wrong guesses. Once a number has had ``limit`` failed checks in the window, a
+    wrong name is refused (429), and so is every check from a caller that has itself failed on this number in
+    the window, right name or not: the right name still answers, but each caller gets at most one guess at a
+    number under attack. Unknown numbers count the same way, so the answers do not tell them apart."""
+    if limit <= 0 or recent_failures < limit:
+        return True
+    return name_matches and not caller_failed_recently
+
+
+# --- retention of the check log -------------------------------------------------------------------------
+
+IPV4_KEPT_PREFIX = 24
+IPV6_KEPT_PREFIX = 48
+
+
+def truncated_client(client: str) -> str:
+    """What the check log keeps of a caller's address once it is old: its network, IPv4 ``/24`` and IPv6
+    ``/48`` (``203.0.113.77`` -> ``203.0.113.0/24``), enough to see where a wave of checks came from, not
+    who. Anything that is not an address is dropped (``""``). Truncating a truncated value changes nothing."""
+    value = (client or "").strip()
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return ""
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        network = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/32")
+    prefix = IPV4_KEPT_PREFIX if network.version == 4 else IPV6_KEPT_PREFIX
+    if network.prefixlen < prefix:  # already coarser: keep it as it is
+        return str(network)
+    return str(network.supernet(new_prefix=prefix))

@@ -41,11 +41,16 @@ class VerifiableCertificate(Base):
 
 
 class VerificationReport(Base):
-    """A signed report the holder asked for: the document as signed, and what has happened to it since."""
+    """A signed report the holder asked for: the document as signed, and what has happened to it since.
+
+    The report code opens the report, so it is a credential: it is shown once, when the report is made, and
+    only its digest is kept (``report_id``, looked up by hashing the code presented; the column kept its name
+    from before issue #17). The signed document is stored without its code and verify URL, which are put
+    back when someone presents the code (report_usecases.stored_without_code / with_code)."""
 
     __tablename__ = "verification_reports"
 
-    report_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    report_id: Mapped[str] = mapped_column("report_code", String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), nullable=False, default="certificate",
                                       server_default="certificate")
     certificate_number: Mapped[str | None] = mapped_column(String(15), nullable=True, index=True)  # certificate kind
@@ -71,10 +76,12 @@ class ReceivedEvent(Base):
 
 
 class CheckLogEntry(Base):
-    """Every public check, for audit and for the per-number limit. The name asked for is not kept."""
+    """Every public check, for audit and for the per-number limit. The name asked for is not kept; the
+    caller's address is cut to its network after 30 days and the row deleted later (usecases.apply_retention)."""
 
     __tablename__ = "check_log"
-    __table_args__ = (Index("ix_check_log_number_time", "certificate_number", "checked_at"),)
+    __table_args__ = (Index("ix_check_log_number_time", "certificate_number", "checked_at"),
+                      Index("ix_check_log_checked_at", "checked_at"))  # the retention job selects by age
 
     check_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
@@ -91,8 +98,11 @@ class ShareCode(Base):
 
     share_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     code_digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    report_code: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    report_id: Mapped[str] = mapped_column("report_code", String(32), nullable=False, index=True)  # the digest
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    # The report code, encrypted under a key derived from this share code: only the verifier presenting the
+    # share code can recover it (to put the code back into the signed document). Empty for codes made before.
+    sealed_report_code: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -106,7 +116,7 @@ class ReportAccess(Base):
 
     access_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
-    report_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    report_id: Mapped[str] = mapped_column("report_code", String(32), nullable=False)  # the code's digest
     certificate_number: Mapped[str | None] = mapped_column(String(15), nullable=True)
     share_id: Mapped[str] = mapped_column(String(36), nullable=False)
     verifier_name: Mapped[str] = mapped_column(String(60), nullable=False)

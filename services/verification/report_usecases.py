@@ -3,14 +3,17 @@ answer; the holder downloads it as PDF with its QR code."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 import segno
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
@@ -18,7 +21,7 @@ from reportlab.pdfgen import canvas
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from credence_common import signing
+from credence_common import crypto, signing
 from credence_common.calendar import business_day
 from credence_common.certificate_numbers import normalise_certificate_number
 from credence_common.contracts.verification import (
@@ -40,7 +43,7 @@ from credence_common.contracts.verification import (
 )
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
-from credence_common.masking import mask_name
+from credence_common.masking import mask_name, mask_resident_id_public
 from services.verification import reports
 from services.verification.models import (
     CheckLogEntry,
@@ -70,11 +73,55 @@ class ReportSigner:
                                public_key_pem=signing.public_key_pem(self.private_key))
 
 
-def _view(report: VerificationReport, subject_status: str, signer: ReportSigner) -> ReportView:
-    return ReportView(report_code=report.report_code, kind=report.kind, certificate_number=report.certificate_number,
+# --- report codes are credentials: only their digest is kept ---------------------------------------------
+
+def report_id(code: str) -> str:
+    """What is kept of a report code, and how the holder names a report without it: the first 160 bits of
+    its SHA-256, in base32 like the code (32 characters, so it fits where the code was). A code has 160
+    random bits, so a plain hash cannot be walked back and needs no key."""
+    digest = hashlib.sha256(str(code).strip().upper().encode("utf-8")).digest()[:20]
+    return base64.b32encode(digest).decode("ascii")
+
+
+def stored_without_code(signed: dict, code: str) -> str:
+    """The signed report as stored: its code and the code at the end of its verify URL left out."""
+    document = signed["document"]
+    return json.dumps({**signed, "document": {**document, "report_code": "",
+                                              "verify_url": document["verify_url"].removesuffix(code)}},
+                      ensure_ascii=False)
+
+
+def with_code(stored: str, code: str) -> dict:
+    """The signed report as signed, from what is stored and the code presented: the signature verifies again."""
+    signed = json.loads(stored)
+    document = signed["document"]
+    return {**signed, "document": {**document, "report_code": code, "verify_url": document["verify_url"] + code}}
+
+
+def _seal(share_code: str, code: str) -> str:
+    """The report code encrypted under a key only the share code gives (HKDF of its 160 random bits)."""
+    nonce = secrets.token_bytes(12)
+    return base64.b64encode(nonce + AESGCM(_share_key(share_code)).encrypt(nonce, code.encode("ascii"), None)).decode()
+
+
+def _unseal(share_code: str, sealed: str | None) -> str | None:
+    if not sealed:
+        return None
+    raw = base64.b64decode(sealed)
+    return AESGCM(_share_key(share_code)).decrypt(raw[:12], raw[12:], None).decode("ascii")
+
+
+def _share_key(share_code: str) -> bytes:
+    return crypto.derive_key(share_code.strip().upper(), b"credence-share-code-seal/v1")
+
+
+def _view(report: VerificationReport, subject_status: str, code: str | None = None) -> ReportView:
+    """``code`` only when the caller has it (the report was just made, or the holder presented it)."""
+    return ReportView(report_id=report.report_id, report_code=code, kind=report.kind,
+                      certificate_number=report.certificate_number,
                       state=reports.report_state(utcnow(), report.expires_at, report.closed_at, subject_status),
                       requested_at=report.requested_at, expires_at=report.expires_at, closed_at=report.closed_at,
-                      verify_url=signer.verify_url(report.report_code))
+                      verify_url=with_code(report.signed_json, code)["document"]["verify_url"] if code else None)
 
 
 def request_report(session: Session, signer: ReportSigner, candidate_id: str, certificate_number: str) -> ReportView:
@@ -91,10 +138,10 @@ def request_report(session: Session, signer: ReportSigner, candidate_id: str, ce
                        [{"field": "certificate_number", "message": f"opens on {row.report_available_on.isoformat()}"}])
     details = public_details(row).model_dump(mode="json")
     details["level"] = row.level
-    report = _signed_report(session, signer, candidate_id, "certificate", {"certificate": details,
-                                                                            "status_when_requested": row.status})
+    report, code = _signed_report(session, signer, candidate_id, "certificate", {"certificate": details,
+                                                                                  "status_when_requested": row.status})
     report.certificate_number = row.certificate_number
-    return _view(report, row.status, signer)
+    return _view(report, row.status, code)
 
 
 def achievements(record: dict) -> VerifiedEducationRecord | None:
@@ -114,7 +161,8 @@ def achievements(record: dict) -> VerifiedEducationRecord | None:
     if not programs or not record.get("holder_name"):
         return None
     return VerifiedEducationRecord(holder_name_masked=mask_name(record["holder_name"]),
-                                   resident_id_number_masked=record.get("resident_id_number_masked") or "",
+                                   resident_id_number_masked=mask_resident_id_public(
+                                       record.get("resident_id_number_masked") or ""),
                                    programs=programs)
 
 
@@ -126,32 +174,39 @@ def request_record_report(session: Session, signer: ReportSigner, candidate_id: 
     if stated is None:
         raise Conflict("nothing_to_report", "Your exam record has no passed course or program yet; a report can be "
                                             "made once a result is released.")
-    report = _signed_report(session, signer, candidate_id, "education_record",
-                            {"education_record": stated.model_dump(mode="json")})
+    report, code = _signed_report(session, signer, candidate_id, "education_record",
+                                  {"education_record": stated.model_dump(mode="json")})
     report.holder_name = record["holder_name"]
-    return _view(report, "valid", signer)
+    return _view(report, "valid", code)
 
 
 def _signed_report(session: Session, signer: ReportSigner, candidate_id: str, kind: str, subject: dict
-                   ) -> VerificationReport:
+                   ) -> tuple[VerificationReport, str]:
+    """The report and its code: the code is returned this once and kept only as its digest."""
     now = utcnow()
     code = reports.new_report_code()
     expires_at = now + reports.LIFETIME
     document = {"report_code": code, "kind": kind, "issuer": "Credence", **subject, "requested_at": now.isoformat(),
                 "expires_at": expires_at.isoformat(), "verify_url": signer.verify_url(code)}
     signed = reports.sign_report(signer.private_key, document)
-    report = VerificationReport(report_code=code, kind=kind, candidate_id=candidate_id,
-                                signed_json=json.dumps(signed, ensure_ascii=False), requested_at=now,
+    report = VerificationReport(report_id=report_id(code), kind=kind, candidate_id=candidate_id,
+                                signed_json=stored_without_code(signed, code), requested_at=now,
                                 expires_at=expires_at)
     session.add(report)
-    return report
+    return report, code
 
 
-def _own_report(session: Session, candidate_id: str, code: str, lock: bool = False) -> VerificationReport:
-    report = session.get(VerificationReport, str(code)[:32], with_for_update=lock)
+def _own_report(session: Session, candidate_id: str, handle: str, lock: bool = False
+                ) -> tuple[VerificationReport, str | None]:
+    """The holder names a report by its id (in their list) or by its code (if they kept it); the code comes
+    back too when that is what they gave. Someone else's report is not found either way."""
+    handle = str(handle).strip().upper()[:32]
+    report, code = session.get(VerificationReport, handle, with_for_update=lock), None
+    if report is None:
+        report, code = session.get(VerificationReport, report_id(handle), with_for_update=lock), handle
     if report is None or report.candidate_id != candidate_id:
-        raise NotFound("report_not_found", "You have no report with this code.")
-    return report
+        raise NotFound("report_not_found", "You have no report with this id or code.")
+    return report, code
 
 
 def _status_of(session: Session, report: VerificationReport) -> str:
@@ -166,35 +221,53 @@ def _status_of(session: Session, report: VerificationReport) -> str:
 def my_reports(session: Session, signer: ReportSigner, candidate_id: str) -> ReportList:
     rows = session.scalars(select(VerificationReport).where(VerificationReport.candidate_id == candidate_id)
                            .order_by(VerificationReport.requested_at.desc()))
-    return ReportList(reports=[_view(r, _status_of(session, r), signer) for r in rows])
+    return ReportList(reports=[_view(r, _status_of(session, r)) for r in rows])
 
 
-def close_report(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> ReportView:
-    report = _own_report(session, candidate_id, code, lock=True)
+def close_report(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> ReportView:
+    report, code = _own_report(session, candidate_id, handle, lock=True)
     if report.closed_at is None:
         report.closed_at = utcnow()
-    return _view(report, _status_of(session, report), signer)
+    # Closing withdraws consent: the share codes not yet used die with the report (the holder sees them revoked).
+    session.execute(update(ShareCode).where(ShareCode.report_id == report.report_id, ShareCode.revoked_at.is_(None),
+                                            ShareCode.used_at.is_(None))
+                    .values(revoked_at=report.closed_at).execution_options(synchronize_session=False))
+    return _view(report, _status_of(session, report), code)
 
 
-def extend_report(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> ReportView:
+def extend_report(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> ReportView:
     """Another 30 days from today. The signed document keeps its expiry: the online page is what counts, and
     a downloaded copy past its printed expiry should be fetched again."""
-    report = _own_report(session, candidate_id, code, lock=True)
+    report, code = _own_report(session, candidate_id, handle, lock=True)
     if report.closed_at is not None:
         raise Conflict("report_closed", "A closed report cannot be extended; ask for a new one.")
     report.expires_at = max(report.expires_at, utcnow()) + reports.LIFETIME
-    return _view(report, _status_of(session, report), signer)
+    return _view(report, _status_of(session, report), code)
 
 
-def report_answer(session: Session, code: str) -> ReportAnswer:
-    """Anyone holding the code: today's authoritative answer. An unknown code says nothing more than that."""
+WITHDRAWN_STATES = ("closed", "expired")  # the holder's consent ended: the report answers its state and nothing more
+
+
+def report_answer(session: Session, signer: ReportSigner, code: str) -> ReportAnswer:
+    """Anyone holding the code: today's authoritative answer. An unknown code says nothing more than that; a
+    closed or expired report says only that (no name, ID number, subject or signed document)."""
     if not isinstance(code, str) or not code.isalnum() or len(code) != 32:
         raise InvalidInput("invalid_report_code", "A report code has 32 letters and digits.")
-    report = session.get(VerificationReport, code.upper())
+    report = session.get(VerificationReport, report_id(code))  # by the code's digest: never by the id itself
     if report is None:
         raise NotFound("report_not_found", "No report has this code.")
+    return _answer(session, signer, report, code.upper())
+
+
+def _answer(session: Session, signer: ReportSigner, report: VerificationReport, code: str | None) -> ReportAnswer:
+    """``code`` None: a share code made before codes were sealed; the answer then has no signed document."""
     state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
-    document = (signed := json.loads(report.signed_json))["document"]
+    if state in WITHDRAWN_STATES:
+        return ReportAnswer(report_code=code or report.report_id, kind=report.kind, state=state,
+                            message=reports.STATE_MESSAGES[state], requested_at=report.requested_at,
+                            expires_at=report.expires_at, closed_at=report.closed_at)
+    signed = public_signed_report(signer, with_code(report.signed_json, code)) if code else None
+    document = signed["document"] if signed else _publicly_masked(json.loads(report.signed_json)["document"])
     if report.kind == "education_record":
         subject = {"education_record": VerifiedEducationRecord.model_validate(document["education_record"])}
         message = reports.RECORD_VALID_MESSAGE if state == "valid" else reports.STATE_MESSAGES[state]
@@ -202,18 +275,46 @@ def report_answer(session: Session, code: str) -> ReportAnswer:
         subject = {"certificate": VerifiedCertificate.model_validate(
             {k: v for k, v in document["certificate"].items() if k != "level"})}
         message = reports.STATE_MESSAGES[state]
-    return ReportAnswer(report_code=report.report_code, kind=report.kind, state=state, message=message, **subject,
-                        requested_at=report.requested_at, expires_at=report.expires_at, signed_report=signed)
+    return ReportAnswer(report_code=code or report.report_id, kind=report.kind, state=state, message=message,
+                        **subject, requested_at=report.requested_at, expires_at=report.expires_at,
+                        signed_report=signed)
 
 
-def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, code: str) -> bytes:
-    report = _own_report(session, candidate_id, code)
-    signed = json.loads(report.signed_json)
+def public_signed_report(signer: ReportSigner, signed: dict) -> dict:
+    """The signed report as anyone may read it: of the ID number only the last four. Reports signed before
+    that rule kept the region code; their document is masked again and signed again with today's key (the
+    holder's earlier download still verifies, the online answer no longer carries the longer form)."""
+    remasked = _publicly_masked(signed["document"])
+    return signed if remasked == signed["document"] else reports.sign_report(signer.private_key, remasked)
+
+
+def _publicly_masked(document: dict) -> dict:
+    """The document with its subject's ID number in the public form (the same document if it already was)."""
+    subject_key = "education_record" if document.get("kind") == "education_record" else "certificate"
+    subject = document.get(subject_key) or {}
+    shown = subject.get("resident_id_number_masked")
+    if shown is None or shown == mask_resident_id_public(shown):
+        return document
+    return {**document, subject_key: {**subject, "resident_id_number_masked": mask_resident_id_public(shown)}}
+
+
+def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> bytes:
+    """The PDF the holder hands to third parties: only while the report is open, masked as public, and only
+    with the report code (its QR code carries it, and only its digest is kept)."""
+    report, code = _own_report(session, candidate_id, handle)
+    state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
+    if state in WITHDRAWN_STATES:
+        raise Conflict(f"report_{state}", reports.STATE_MESSAGES[state] + " Ask for a new report to download one.")
+    if code is None:
+        raise Conflict("report_code_needed", "The PDF's QR code carries the report code, which is kept only as a "
+                                             "digest: download it with the code you were given when you asked "
+                                             "for the report, or ask for a new report.")
+    signed = public_signed_report(signer, with_code(report.signed_json, code))
     document = signed["document"]
     buffer = io.BytesIO()
     width, height = A4
     pdf = canvas.Canvas(buffer, pagesize=A4)
-    pdf.setTitle(f"Credence verification report {report.report_code}")
+    pdf.setTitle(f"Credence verification report {code}")
     title, lines = _pdf_lines(document)
     pdf.setFont(FONT, 16)
     pdf.drawString(60, height - 70, title)
@@ -279,17 +380,20 @@ def _digest(code: str) -> str:
     return hashlib.sha256(code.strip().upper().encode("utf-8")).hexdigest()
 
 
-def create_share_code(session: Session, candidate_id: str, report_code: str, valid_hours: int) -> ShareCodeCreated:
-    report = _own_report(session, candidate_id, report_code)
+def create_share_code(session: Session, candidate_id: str, handle: str, valid_hours: int) -> ShareCodeCreated:
+    """Made with the report code, the share code carries it sealed, and the verifier also gets the signed
+    document; made with the report id, the verifier gets the answer without it."""
+    report, report_code = _own_report(session, candidate_id, handle)
     now = utcnow()
     if report.closed_at is not None or now >= report.expires_at:
         raise Conflict("report_not_open", "This report is closed or expired; share a report that is open.")
     code = reports.new_report_code()
-    share = ShareCode(share_id=str(uuid.uuid4()), code_digest=_digest(code), report_code=report.report_code,
+    share = ShareCode(share_id=str(uuid.uuid4()), code_digest=_digest(code), report_id=report.report_id,
+                      sealed_report_code=_seal(code, report_code) if report_code else None,
                       candidate_id=candidate_id, created_at=now,
                       expires_at=min(now + timedelta(hours=valid_hours), report.expires_at))
     session.add(share)
-    return ShareCodeCreated(share_id=share.share_id, share_code=code, report_code=report.report_code,
+    return ShareCodeCreated(share_id=share.share_id, share_code=code, report_code=report.report_id,
                             expires_at=share.expires_at)
 
 
@@ -307,7 +411,7 @@ def share_codes(session: Session, candidate_id: str) -> ShareCodeList:
     now = utcnow()
     rows = session.scalars(select(ShareCode).where(ShareCode.candidate_id == candidate_id)
                            .order_by(ShareCode.created_at.desc()))
-    return ShareCodeList(share_codes=[ShareCodeView(share_id=s.share_id, report_code=s.report_code,
+    return ShareCodeList(share_codes=[ShareCodeView(share_id=s.share_id, report_code=s.report_id,
                                                     created_at=s.created_at, expires_at=s.expires_at,
                                                     revoked_at=s.revoked_at, used_at=s.used_at,
                                                     state=_share_state(s, now)) for s in rows])
@@ -321,7 +425,7 @@ def revoke_share_code(session: Session, candidate_id: str, share_id: str) -> Non
         share.revoked_at = utcnow()
 
 
-def open_shared_report(session: Session, request: OpenSharedReport) -> FullReport:
+def open_shared_report(session: Session, signer: ReportSigner, request: OpenSharedReport) -> FullReport:
     """Once: the first verifier to present the code opens the full report, and the holder sees who and why."""
     share = session.scalars(select(ShareCode).where(ShareCode.code_digest == _digest(request.share_code))
                             .with_for_update()).first()
@@ -329,6 +433,11 @@ def open_shared_report(session: Session, request: OpenSharedReport) -> FullRepor
         raise NotFound("share_code_not_found", "No report is shared under this code.")
     now = utcnow()
     state = _share_state(share, now)
+    report = session.get(VerificationReport, share.report_id)
+    if state == "open" and (report is None or report.closed_at is not None):
+        state = "revoked"  # closed before closing revoked its codes: consent ended with the report all the same
+    elif state == "open" and now >= report.expires_at:
+        state = "expired"
     if state != "open":
         raise Conflict(f"share_code_{state}", {"used": "This share code was already used; ask the holder for a "
                                                        "new one.",
@@ -340,9 +449,8 @@ def open_shared_report(session: Session, request: OpenSharedReport) -> FullRepor
                              .values(used_at=now).execution_options(synchronize_session=False))
     if opened.rowcount != 1:  # another verifier presented it at the same moment and won
         raise Conflict("share_code_used", "This share code was already used; ask the holder for a new one.")
-    answer = report_answer(session, share.report_code)
-    report = session.get(VerificationReport, share.report_code)
-    session.add(ReportAccess(candidate_id=share.candidate_id, report_code=share.report_code,
+    answer = _answer(session, signer, report, _unseal(request.share_code, share.sealed_report_code))
+    session.add(ReportAccess(candidate_id=share.candidate_id, report_id=share.report_id,
                              certificate_number=report.certificate_number, share_id=share.share_id,
                              verifier_name=request.verifier_name, organisation=request.organisation,
                              purpose=request.purpose, accessed_at=now))
@@ -357,7 +465,7 @@ def accesses(session: Session, candidate_id: str) -> AccessList:
     """Everyone who looked: verifiers who opened a full report (with what they said), and public checks of
     the holder's certificate numbers (when and with what answer; not who)."""
     full = [AccessView(kind="full_report", at=a.accessed_at, certificate_number=a.certificate_number,
-                       report_code=a.report_code, verifier_name=a.verifier_name, organisation=a.organisation,
+                       report_code=a.report_id, verifier_name=a.verifier_name, organisation=a.organisation,
                        purpose=a.purpose)
             for a in session.scalars(select(ReportAccess).where(ReportAccess.candidate_id == candidate_id))]
     numbers = list(session.scalars(select(VerifiableCertificate.certificate_number).where(

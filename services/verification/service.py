@@ -7,6 +7,7 @@ from functools import partial
 
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
+from nameko.timer import timer
 
 from credence_common import signing
 from credence_common.actors import require_role
@@ -31,6 +32,7 @@ from services.verification import report_usecases, usecases
 from services.verification.models import OutboxEvent, ProcessedEvent
 
 MAX_CHECKS_PER_BATCH = 256
+RETENTION_INTERVAL_SECONDS = 3600  # retention is in days: hourly is prompt enough, and cheap when nothing is due
 
 
 class ReportKeys(DependencyProvider):
@@ -102,9 +104,9 @@ class VerificationService(HealthCheck):
     @rpc
     def report_answer(self, report_code: str) -> dict:
         with self.db.transaction() as session:
-            return report_usecases.report_answer(session, report_code).model_dump(mode="json")
+            return report_usecases.report_answer(session, self.report_signer, report_code).model_dump(mode="json")
 
-    @rpc
+    @rpc(idempotent=False)  # its answer is a credential (the share code): never kept to be replayed
     def create_share_code(self, actor: dict, report_code: str, request: dict | None = None) -> dict:
         candidate = require_role(actor, "candidate")
         wanted = parse(CreateShareCode, request or {})
@@ -129,7 +131,7 @@ class VerificationService(HealthCheck):
     def open_shared_report(self, request: dict) -> dict:
         opening = parse(OpenSharedReport, request)
         with self.db.transaction() as session:
-            return report_usecases.open_shared_report(session, opening).model_dump(mode="json")
+            return report_usecases.open_shared_report(session, self.report_signer, opening).model_dump(mode="json")
 
     @rpc
     def my_accesses(self, actor: dict) -> dict:
@@ -177,6 +179,17 @@ class VerificationService(HealthCheck):
             outcomes[position] = ({"refusal": refusal_to_wire(answer)} if isinstance(answer, CredenceError)
                                   else {"answer": answer.model_dump(mode="json")})
         return outcomes
+
+    @timer(interval=RETENTION_INTERVAL_SECONDS)
+    def apply_retention(self) -> None:
+        """Old callers' addresses shrink to their network, old check-log and report-access rows go. Each
+        replica runs it; the statements are idempotent (usecases.apply_retention), so two at once are safe."""
+        retention = usecases.Retention(
+            address_days=int(self.settings.get("CHECK_LOG_ADDRESS_DAYS", 30)),
+            check_log_days=int(self.settings.get("CHECK_LOG_RETENTION_DAYS", 365)),
+            report_access_days=int(self.settings.get("REPORT_ACCESS_RETENTION_DAYS", 365)))
+        with self.db.transaction() as session:
+            usecases.apply_retention(session, retention)
 
     @reliable_event_handler("certificates", CertificateIssuedV1.event_type, batch_size=50)
     def handle_certificate_issued(self, messages: list) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from credence_common.certificate_numbers import normalise_certificate_number
@@ -14,9 +15,9 @@ from credence_common.contracts.events import CertificateIssuedV1, CertificateRev
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult, VerifiedCertificate
 from credence_common.errors import CredenceError, InvalidInput, NotFound, RateLimited
 from credence_common.events import EventEnvelope, utcnow
-from credence_common.masking import mask_name
+from credence_common.masking import mask_name, mask_resident_id_public
 from services.verification import domain
-from services.verification.models import CheckLogEntry, ReceivedEvent, VerifiableCertificate
+from services.verification.models import CheckLogEntry, ReceivedEvent, ReportAccess, VerifiableCertificate
 
 WITHDRAWN = {CertificateRevokedV1.event_type: "revoked", CertificateSupersededV1.event_type: "superseded"}
 PAYLOADS = {model.event_type: model for model in (CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1)}
@@ -41,7 +42,8 @@ def _apply_issued(session: Session, event: CertificateIssuedV1) -> None:
     row.certificate_id = event.certificate_id
     row.holder_name = event.holder_name
     row.holder_name_key = domain.name_key(event.holder_name)
-    row.resident_id_number_masked = event.resident_id_number_masked
+    # only the public form is kept: nothing verification answers needs more of the ID number
+    row.resident_id_number_masked = mask_resident_id_public(event.resident_id_number_masked)
     row.program_code = event.program_code
     row.program_name = event.program_name
     row.issued_on = event.issued_on
@@ -98,8 +100,9 @@ def read_model_snapshot(session: Session) -> list[tuple]:
 def public_check(session: Session, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
                  ) -> PublicCheckResult:
     """Valid, superseded or revoked with masked details, or no match. A wrong name and an unknown number are
-    one answer, reached by the same work; every check is logged, and one number checked too often from
-    anywhere is throttled (enumeration from one address is throttled by the gateway)."""
+    one answer, reached by the same work; every check is logged. Wrong guesses at one number from anywhere
+    are limited (``domain.answers_truthfully``) while the right name keeps its answer; enumeration from one
+    address is throttled by the gateway."""
     [outcome] = public_checks(session, [(check, client)], per_number_per_minute)
     if isinstance(outcome, CredenceError):
         raise outcome
@@ -109,24 +112,34 @@ def public_check(session: Session, check: PublicCheck, client: str = "", per_num
 def public_checks(session: Session, checks: list[tuple[PublicCheck, str]], per_number_per_minute: int = 20
                   ) -> list[PublicCheckResult | CredenceError]:
     """Each check answered as ``public_check`` answers it alone, in order; the work is shared: one query for
-    the certificates, one for the recent counts, one insert for the log."""
+    the certificates, two for the recent failures (per number, and per number of this batch's callers), one
+    insert for the log."""
     now = utcnow()
     numbers = [normalise_certificate_number(check.certificate_number) for check, _client in checks]
     wanted = {number for number in numbers if number}
     rows = {row.certificate_number: row for row in session.scalars(
         select(VerifiableCertificate).where(VerifiableCertificate.certificate_number.in_(wanted)))} if wanted else {}
-    recent: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    failed_callers: set[tuple[str, str]] = set()
     if per_number_per_minute > 0 and wanted:
-        recent = dict(session.execute(select(CheckLogEntry.certificate_number, func.count()).where(
-            CheckLogEntry.certificate_number.in_(wanted), CheckLogEntry.checked_at > now - timedelta(minutes=1))
-            .group_by(CheckLogEntry.certificate_number)).all())
+        recent_failure = (CheckLogEntry.certificate_number.in_(wanted),
+                          CheckLogEntry.checked_at > now - timedelta(minutes=1),
+                          CheckLogEntry.outcome.in_(domain.FAILED_OUTCOMES))
+        failures = dict(session.execute(select(CheckLogEntry.certificate_number, func.count())
+                                        .where(*recent_failure).group_by(CheckLogEntry.certificate_number)).all())
+        callers = {client[:64] for _check, client in checks}
+        failed_callers = {tuple(pair) for pair in session.execute(
+            select(CheckLogEntry.certificate_number, CheckLogEntry.client).where(
+                *recent_failure, CheckLogEntry.client.in_(callers)).distinct())}
     log_rows: list[dict] = []
     outcomes: list[PublicCheckResult | CredenceError] = []
 
     def log(number: str, outcome: str, client: str) -> None:
         log_rows.append({"checked_at": now, "certificate_number": number, "outcome": outcome,
                          "client": client[:64]})
-        recent[number] = recent.get(number, 0) + 1
+        if outcome in domain.FAILED_OUTCOMES:
+            failures[number] = failures.get(number, 0) + 1
+            failed_callers.add((number, client[:64]))
 
     for (check, client), number in zip(checks, numbers, strict=True):
         if number is None:
@@ -136,15 +149,16 @@ def public_checks(session: Session, checks: list[tuple[PublicCheck, str]], per_n
                 "digit; please check for a typing mistake.",
                 [{"field": "certificate_number", "message": "not a valid certificate number"}]))
             continue
-        if per_number_per_minute > 0 and recent.get(number, 0) >= per_number_per_minute:
-            log(number, "rate_limited", client)
-            outcomes.append(RateLimited("rate_limited", "This certificate number was checked too often; wait a "
-                                                        "minute."))
-            continue
         row = rows.get(number)
         # Compare against something even when there is no row, so both refusals cost the same.
         expected = row.holder_name_key if row is not None else domain.name_key("\u0000" + number)
         matches = hmac.compare_digest(expected.encode(), domain.name_key(check.holder_name).encode())
+        if not domain.answers_truthfully(failures.get(number, 0), (number, client[:64]) in failed_callers,
+                                         row is not None and matches, per_number_per_minute):
+            log(number, "rate_limited", client)
+            outcomes.append(RateLimited("rate_limited", "This certificate number was checked too often; wait a "
+                                                        "minute."))
+            continue
         if row is None or not matches:
             log(number, "no_match", client)
             outcomes.append(NotFound("certificate_not_found", NOT_FOUND_MESSAGE))
@@ -157,8 +171,55 @@ def public_checks(session: Session, checks: list[tuple[PublicCheck, str]], per_n
 
 
 def public_details(row: VerifiableCertificate) -> VerifiedCertificate:
-    """What anyone may see of a certificate: the name and ID number masked."""
+    """What anyone may see of a certificate: the name masked, of the ID number only the last four."""
     return VerifiedCertificate(certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
-                               resident_id_number_masked=row.resident_id_number_masked,
+                               resident_id_number_masked=mask_resident_id_public(row.resident_id_number_masked),
                                program_code=row.program_code, program_name=row.program_name, issued_on=row.issued_on)
 
+
+
+# --- retention of the check log -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the check log keeps what: callers' full addresses, then its rows; and the log of who opened
+    a full report (shown to the holder)."""
+
+    address_days: int = 30
+    check_log_days: int = 365
+    report_access_days: int = 365
+
+
+@dataclass(frozen=True)
+class RetentionDone:
+    addresses_truncated: int
+    checks_deleted: int
+    accesses_deleted: int
+
+
+TRUNCATE_BATCH = 500  # distinct addresses per statement round: keeps each round's transaction short
+
+
+def apply_retention(session: Session, retention: Retention, now=None) -> RetentionDone:
+    """Old rows go, and older-than-``address_days`` addresses shrink to their network (``domain.truncated_client``).
+    Every statement says what the end state is (delete older than, set to the truncated form), so two
+    replicas running it at once, or a run cut short and repeated, leave the same result."""
+    now = now or utcnow()
+    checks = session.execute(delete(CheckLogEntry).where(
+        CheckLogEntry.checked_at < now - timedelta(days=retention.check_log_days)))
+    accesses = session.execute(delete(ReportAccess).where(
+        ReportAccess.accessed_at < now - timedelta(days=retention.report_access_days)))
+    old = CheckLogEntry.checked_at < now - timedelta(days=retention.address_days)
+    truncated = 0
+    while True:
+        # A truncated address is a network ("a.b.c.0/24") or empty: only full addresses are still to do.
+        clients = list(session.scalars(select(CheckLogEntry.client).where(
+            old, CheckLogEntry.client != "", CheckLogEntry.client.not_like("%/%")).distinct().limit(TRUNCATE_BATCH)))
+        if not clients:
+            break
+        for client in clients:
+            truncated += session.execute(update(CheckLogEntry).where(old, CheckLogEntry.client == client)
+                                         .values(client=domain.truncated_client(client))
+                                         .execution_options(synchronize_session=False)).rowcount
+    return RetentionDone(addresses_truncated=truncated, checks_deleted=checks.rowcount,
+                         accesses_deleted=accesses.rowcount)

@@ -12,6 +12,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
+from credence_common.actor_tokens import new_key_pair
 from credence_common.db import normalise_db_uri
 from deploy.platform import REPO_ROOT, Platform, free_port, quiet_client_logging
 from deploy.processes import PROCESSES, SERVICE_NAMES
@@ -49,6 +50,7 @@ def running_platform(backend: str, workdir: Path, **overrides: str):
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
     env.update(SECRETS)
     env.update({
+        "CREDENCE_ENV": "development",  # said, never assumed: an unset one refuses to start
         "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
         "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}",
         "OUTBOX_POLL_INTERVAL": "0.2",
@@ -64,6 +66,17 @@ def running_platform(backend: str, workdir: Path, **overrides: str):
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
     env.update(overrides)
+    broker_user = None
+    if env.get("CREDENCE_ENV") != "development":
+        # staging and production refuse RabbitMQ's guest user and the development actor key (docs/security.md)
+        broker_user, password = f"credence-e2e-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+        _management("PUT", f"/api/users/{broker_user}", json={"password": password, "tags": ""})
+        _management("PUT", f"/api/permissions/{vhost}/{broker_user}",
+                    json={"configure": ".*", "write": ".*", "read": ".*"})
+        env["AMQP_URI"] = f"pyamqp://{broker_user}:{password}@127.0.0.1:5672/{vhost}"
+        signing, verifying = new_key_pair(f"e2e{uuid.uuid4().hex[:6]}")
+        env.setdefault("ACTOR_SIGNING_KEY", signing)
+        env.setdefault("ACTOR_VERIFY_KEYS", verifying)
     databases = []
     admin = None
     if backend == "postgresql":
@@ -92,6 +105,8 @@ def running_platform(backend: str, workdir: Path, **overrides: str):
                     connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
         _management("DELETE", f"/api/vhosts/{vhost}")
+        if broker_user is not None:
+            _management("DELETE", f"/api/users/{broker_user}")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

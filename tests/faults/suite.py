@@ -137,7 +137,7 @@ def rig(workdir: Path, backend: str):
     broker.start()
     proxy = FaultProxy(broker.port)
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
-    env.update({"AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/",
+    env.update({"CREDENCE_ENV": "development", "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/",
                 "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}", "OUTBOX_POLL_INTERVAL": "0.2",
                 "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000", "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
                 "REPORT_DELAY_WORKING_DAYS": "0", "EVENT_RETRY_BASE_SECONDS": "0.5", "RPC_TIMEOUT_SECONDS": "8",

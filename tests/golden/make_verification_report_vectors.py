@@ -19,7 +19,7 @@ OTHER_KEY = signing.load_private_key("golden-vectors: somebody else's key")
 DOCUMENT = {
     "report_code": "GOLDENVECTORGOLDENVECTORGOLDENVE", "kind": "certificate", "issuer": "Credence",
     "certificate": {"certificate_number": "202611000000018", "holder_name_masked": "王*明",
-                    "resident_id_number_masked": "110105********002X",
+                    "resident_id_number_masked": "**************002X",
                     "program_name": "Psychological Counsellor (Foundation)", "level": "三级 Level 3",
                     "issued_on": "2026-11-23"},
     "status_when_requested": "valid", "requested_at": "2026-11-23T02:00:00+00:00",

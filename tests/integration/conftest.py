@@ -13,6 +13,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 from sqlalchemy import create_engine, text
 
+from credence_common.actor_tokens import ActorSigner, new_key_pair
 from credence_common.db import make_engine, normalise_db_uri
 from credence_common.events import EventPayload, make_envelope
 from credence_common.migrations import upgrade
@@ -20,6 +21,16 @@ from credence_common.outbox_relay import event_exchange
 from deploy.journey import wait_until
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# The services under test accept actors signed with this key (service_config), as they accept the gateway's.
+TEST_ACTOR_SIGNING_KEY, TEST_ACTOR_VERIFY_KEYS = new_key_pair("tests")
+# a day: module constants (STAFF = signed_actor(...)) are signed once at import and used by many tests
+_TEST_ACTOR_SIGNER = ActorSigner.from_spec(TEST_ACTOR_SIGNING_KEY, lifetime_seconds=24 * 3600, issuer="tests")
+
+
+def signed_actor(actor: dict) -> str:
+    """``{"subject", "role"}`` as the gateway sends it: signed (credence_common/actor_tokens.py)."""
+    return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"])
 
 
 def pytest_collection_modifyitems(items):
@@ -90,6 +101,7 @@ def service_config(rabbit_config, databases):
             "IDENTITY_DATA_KEYS": "k1=test-identity-data-key",
             "IDENTITY_DATA_ACTIVE_KEY_ID": "k1",
             "IDENTITY_INDEX_KEY": "test-identity-index-key",
+            "ACTOR_VERIFY_KEYS": TEST_ACTOR_VERIFY_KEYS,
             "EVENT_RETRY_BASE_SECONDS": 0.1,  # a crossed or failing event is retried within a test's patience
         }
         config.update(overrides)

@@ -16,11 +16,12 @@ from credence_common.db import make_engine
 from services.certificates.cli import app, key_usage, rotate, sealed_tables
 from services.certificates.protection import DATA_KEYS
 from services.certificates.service import CertificatesService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_certificates import paid, qualified
 
-CANDIDATE = {"subject": "cand-1", "role": "candidate"}
-STAFF = {"subject": "staff-1", "role": "staff"}
+CANDIDATE = signed_actor({"subject": "cand-1", "role": "candidate"})
+STAFF = signed_actor({"subject": "staff-1", "role": "staff"})
+GATEWAY_KEY = idempotency.gateway_key("test-jwt-secret")
 ADDRESS = "北京市海淀区学院路1号 100083"
 OLD_KEYS = {"CERTIFICATES_DATA_KEYS": "k1=test-certificates-old-key", "CERTIFICATES_DATA_ACTIVE_KEY_ID": "k1"}
 ROTATED_KEYS = {"CERTIFICATES_DATA_KEYS": "k2=test-certificates-new-key,k1=test-certificates-old-key",
@@ -47,10 +48,11 @@ def issue_one(config: dict, result_id: str = "res-1", order: str = "P20261123000
     certificate_id = wait_for(lambda: query(db, "select certificate_id from certificates where result_id = :r",
                                             r=result_id), what="application")[0][0]
     request = {"photo_reference": f"photos/{result_id}.jpg", "delivery_address": ADDRESS}
-    # with an Idempotency-Key: the answer kept for a retry holds the name and the address too
+    # with an Idempotency-Key: the answer kept for a retry holds the name and the address too (encrypted with a
+    # key derived from the client's Idempotency-Key: credence_common/idempotency.py)
     headers = idempotency.request_headers(f"confirm-{result_id}", "candidate:cand-1", "confirm_certificate", "POST",
                                           f"/api/v1/me/certificates/{certificate_id}/confirmation",
-                                          json.dumps(request).encode())
+                                          json.dumps(request).encode(), GATEWAY_KEY)
     with ServiceRpcProxy("certificates", {"AMQP_URI": config["AMQP_URI"]}, timeout=30,
                          context_data=headers) as certificates:
         confirmed = certificates.confirm_certificate(CANDIDATE, certificate_id, request)
@@ -69,6 +71,9 @@ def test_names_addresses_and_events_are_stored_encrypted_and_read_in_clear(start
     certificate_id = issue_one(config)
 
     stored = every_stored_text(config["DB_URI"])
+    # the kept answer is there, encrypted by the idempotency records' own mechanism (not with the data keys)
+    assert query(config["DB_URI"], "select count(*) from idempotency_records where answer_json like 'v1:%'") \
+        == [(1,)]
     assert "王小明" not in stored and "学院路" not in stored and "photos/res-1" not in stored
     (holder, address, photo), = query(config["DB_URI"], "select holder_name_encrypted, delivery_address_encrypted, "
                                                         "photo_reference_encrypted from certificates")

@@ -12,7 +12,7 @@ from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.errors import Conflict
 from credence_common.events import utcnow
 from services.certificates.service import CertificatesService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_certificates import STAFF, paid, qualified
 
 STATUSES = ("pending_confirmation", "correction_requested", "awaiting_candidate_payment",
@@ -39,7 +39,7 @@ class Builder:
     def build(self, status: str) -> tuple[str, dict]:
         n = next(self.counter)
         candidate_id = f"cand-{n}"
-        actor = {"subject": candidate_id, "role": "candidate"}
+        actor = signed_actor({"subject": candidate_id, "role": "candidate"})
         if status == "awaiting_institution_payment":
             publish_event(self.config["AMQP_URI"], CandidateConfirmedV1(
                 candidate_id=candidate_id, ticket_number=f"1126{n:08d}", full_name="王小明",

@@ -14,7 +14,7 @@ from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.certificates.service import CertificatesService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
 
 def qualified(result_id="res-1", candidate_id="cand-1") -> CandidateQualifiedV1:
@@ -31,8 +31,8 @@ def paid(certificate_id: str, amount_fen: int = 6000, order="P202611230000000001
                               provider_transaction_id=f"SBX-{order}", paid_at=utcnow())
 
 
-CANDIDATE = {"subject": "cand-1", "role": "candidate"}
-STAFF = {"subject": "staff-1", "role": "staff"}
+CANDIDATE = signed_actor({"subject": "cand-1", "role": "candidate"})
+STAFF = signed_actor({"subject": "staff-1", "role": "staff"})
 PHOTO = {"photo_reference": "photos/cand-1.jpg", "delivery_address": "北京市海淀区学院路1号 100083"}
 
 
@@ -60,10 +60,11 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
         assert (mine["holder_name"], mine["resident_id_number_masked"]) == ("王小明", "110105********002X")
         assert mine["qualified_on"] is not None and mine["photo_reference"] is None
         with pytest.raises(Forbidden) as not_theirs:
-            certificates.confirm_certificate({"subject": "cand-2", "role": "candidate"}, certificate_id, PHOTO)
+            certificates.confirm_certificate(signed_actor({"subject": "cand-2", "role": "candidate"}),
+                                             certificate_id, PHOTO)
         assert not_theirs.value.code == "not_your_certificate"
         with pytest.raises(Forbidden):
-            certificates.certificate({"subject": "cand-2", "role": "candidate"}, certificate_id)
+            certificates.certificate(signed_actor({"subject": "cand-2", "role": "candidate"}), certificate_id)
         with pytest.raises(InvalidInput) as no_photo:
             certificates.confirm_certificate(CANDIDATE, certificate_id, {})
         assert no_photo.value.code == "photo_required"
@@ -218,7 +219,8 @@ def test_certificate_numbers_are_unique_and_sequential(start_service, event_spy)
     certificate_ids = [application(config["DB_URI"], f"res-{n}") for n in range(5)]
     with rpc_proxy("certificates", config) as certificates:
         for n, certificate_id in enumerate(certificate_ids):
-            certificates.confirm_certificate({"subject": f"cand-{n}", "role": "candidate"}, certificate_id, PHOTO)
+            certificates.confirm_certificate(signed_actor({"subject": f"cand-{n}", "role": "candidate"}),
+                                             certificate_id, PHOTO)
     issued_spy = event_spy("certificates", "credence.certificate.issued.v1")
     for n, certificate_id in enumerate(certificate_ids):
         publish_event(amqp, paid(certificate_id, order=f"P2026112300000000{n:02d}"))
@@ -253,7 +255,7 @@ def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissu
             certificates.apply_for_replacement(CANDIDATE, old_id, {"kind": "correction", "reason": "typo"})
         assert no_video.value.code == "identity_video_required"
         with pytest.raises(Forbidden):
-            certificates.apply_for_replacement({"subject": "cand-2", "role": "candidate"}, old_id,
+            certificates.apply_for_replacement(signed_actor({"subject": "cand-2", "role": "candidate"}), old_id,
                                                {"kind": "reissue", "reason": "lost"})
         reissue = certificates.apply_for_replacement(CANDIDATE, old_id, {"kind": "reissue", "reason": "Lost it"})
         assert reissue["status"] == "awaiting_payment" and reissue["fee_fen"] == 10000
@@ -346,7 +348,8 @@ def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_ser
     ids = [application(db, f"res-{n}") for n in range(2)]
     with rpc_proxy("certificates", config) as certificates:
         for n, certificate_id in enumerate(ids):
-            certificates.confirm_certificate({"subject": f"cand-{n}", "role": "candidate"}, certificate_id, {
+            certificates.confirm_certificate(signed_actor({"subject": f"cand-{n}", "role": "candidate"}),
+                                             certificate_id, {
                 "photo_reference": f"photos/{n}.jpg", "delivery_address": f"北京市海淀区{n}号"})
         with pytest.raises(Conflict) as unpaid:
             certificates.ship_certificate(STAFF, ids[0], {"courier": "EMS", "tracking_number": "EA123456789CN"})
@@ -387,14 +390,14 @@ def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_ser
             certificates.ship_certificate(STAFF, ids[1], {"courier": "EMS", "tracking_number": "EA000000000CN"})
         assert certificates.mark_delivered(STAFF, ids[0])["delivery_status"] == "delivered"
         timeline = [e["action"] for e in certificates.certificate_history(
-            {"subject": "cand-0", "role": "candidate"}, ids[0])["entries"]]
+            signed_actor({"subject": "cand-0", "role": "candidate"}), ids[0])["entries"]]
         assert timeline == ["created", "confirm", "pay", "queued", "printing", "shipped", "delivered"]
         assert certificates.overdue_shipments(STAFF)["certificates"] == []
 
         # a newly issued certificate opens the next batch
         publish_event(config["AMQP_URI"], qualified(result_id="res-9", candidate_id="cand-9"))
         late = application(db, "res-9")
-        certificates.confirm_certificate({"subject": "cand-9", "role": "candidate"}, late, PHOTO)
+        certificates.confirm_certificate(signed_actor({"subject": "cand-9", "role": "candidate"}), late, PHOTO)
         publish_event(config["AMQP_URI"], paid(late, order="P202611230000000199"))
         wait_for(lambda: len(certificates.production_batches(STAFF)["batches"]) == 2, what="a second batch")
         newest = certificates.production_batches(STAFF)["batches"][0]

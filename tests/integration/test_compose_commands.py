@@ -20,7 +20,9 @@ import requests
 import yaml
 from sqlalchemy import create_engine, text
 
+from credence_common.actor_tokens import new_key_pair
 from credence_common.db import normalise_db_uri
+from deploy import broker_users
 from deploy.platform import free_port
 from deploy.processes import PROCESSES
 from tests.integration.conftest import POSTGRES_ADMIN_URI
@@ -31,8 +33,14 @@ VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 LOCAL_PG = urlsplit(POSTGRES_ADMIN_URI)
 
 
+USER_SUFFIX = "-" + uuid.uuid4().hex[:8]
+ACTOR_KEYS = dict(zip(("ACTOR_SIGNING_KEY", "ACTOR_VERIFY_KEYS"), new_key_pair("a1"), strict=True))
+
+
 def host_value(name: str) -> str:
     """What an operator would export for a required variable: real-looking, URL-safe, never a dev default."""
+    if name in ACTOR_KEYS:  # the output of `credence actor-keys`
+        return ACTOR_KEYS[name]
     if name.endswith("_KEYS"):
         return "k1=" + secrets.token_hex(32)
     if name.endswith("_URL"):
@@ -54,13 +62,16 @@ def interpolate(value: str, host: dict[str, str]) -> str:
 
 def local(uri: str, databases: dict[str, str], amqp_uri: str) -> str:
     """A compose URI pointed at this machine: the postgres service's database -> a fresh one here; the
-    rabbitmq service -> the test's vhost (guest: compose's own user exists only in its container)."""
+    rabbitmq service -> the test's vhost, as the same broker user with the test's suffix (users are broker-wide;
+    see broker_users_on)."""
     parts = urlsplit(uri)
     if parts.hostname == "postgres":
         database = databases[parts.path.lstrip("/")]
         return urlunsplit((parts.scheme, LOCAL_PG.netloc, f"/{database}", "", ""))
     if parts.hostname == "rabbitmq":
-        return amqp_uri
+        test = urlsplit(amqp_uri)
+        netloc = f"{parts.username}{USER_SUFFIX}:{parts.password}@{test.hostname}:{test.port or 5672}"
+        return urlunsplit((test.scheme, netloc, test.path, "", ""))
     return uri
 
 
@@ -102,9 +113,16 @@ def required_from_host() -> set[str]:
 
 
 def test_the_migrate_job_and_every_process_start_with_the_environment_compose_gives_them(
-        compose_databases, rabbit_config, tmp_path):
+        compose_databases, rabbit_config, tmp_path, request):
     host = {name: host_value(name) for name in required_from_host()}
     amqp_uri = rabbit_config["AMQP_URI"]
+    # what the broker-users job does in compose, on the test's vhost
+    broker_users_made = broker_users.apply(
+        request.config.getoption("RABBIT_API_URI"),
+        {p: host[broker_users.password_variable(p)] for p in broker_users.PRINCIPALS},
+        vhost=rabbit_config["vhost"], suffix=USER_SUFFIX)
+    request.addfinalizer(lambda: [requests.delete(f"{request.config.getoption('RABBIT_API_URI').rstrip('/')}"
+                                                  f"/api/users/{name}", timeout=10) for name in broker_users_made])
 
     migrate = subprocess.run(command("migrate"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                              env=compose_environment("migrate", host, compose_databases, amqp_uri))
@@ -121,10 +139,11 @@ def test_the_migrate_job_and_every_process_start_with_the_environment_compose_gi
             env = compose_environment(spec.name, host, compose_databases, amqp_uri)
             assert env.get("CREDENCE_ENV") == "staging"
             port = free_port()
-            if spec.metrics_port_env:
-                env[spec.metrics_port_env] = str(port)
-            else:
+            if spec.name == "gateway":  # ready when its API port says so; its metrics port must be free too
                 env["GATEWAY_ADDRESS"] = f"127.0.0.1:{port}"
+                env[spec.metrics_port_env] = str(free_port())
+            else:
+                env[spec.metrics_port_env] = str(port)
             log = open(tmp_path / f"{spec.name}.log", "wb")
             started.append((spec, port, subprocess.Popen(command(spec.name), cwd=REPO_ROOT, env=env, stdout=log,
                                                         stderr=subprocess.STDOUT)))

@@ -18,7 +18,7 @@ from services.identity import usecases
 from services.identity.models import OneTimeCode
 from services.identity.protection import PersonalDataProtection
 from services.identity.service import IdentityService
-from tests.integration.conftest import query, rpc_proxy
+from tests.integration.conftest import query, rpc_proxy, signed_actor
 
 VALID_ID = "11010519491231002X"
 MOBILE = "13812345678"
@@ -211,7 +211,7 @@ def test_password_change_and_both_kinds_of_reset(start_service):
     with rpc_proxy("identity", config) as identity:
         candidate = register(identity, security_question="What was the name of your first teacher?",
                              security_answer="Mrs  Zhou")
-        actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+        actor = signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"]))
         session = identity.login({"login": EMAIL, "password": PASSWORD})["refresh_token"]
         with pytest.raises(Unauthorized):
             identity.change_password(actor, {"current_password": "wrong", "new_password": "Blue-heron 82 kayak"})
@@ -224,7 +224,7 @@ def test_password_change_and_both_kinds_of_reset(start_service):
 
         reset_code = texted_code(identity, purpose="password_reset", client="10.0.0.2")
         identity.reset_password_with_code({"mobile": MOBILE, "code": reset_code, "new_password": "Red-kite 19 sails"})
-        assert identity.login({"login": EMAIL, "password": "Red-kite 19 sails"})["subject"] == actor["subject"]
+        assert identity.login({"login": EMAIL, "password": "Red-kite 19 sails"})["subject"] == candidate["candidate_id"]
 
         assert identity.security_question({"login": EMAIL}) == {
             "security_question": "What was the name of your first teacher?"}
@@ -235,7 +235,8 @@ def test_password_change_and_both_kinds_of_reset(start_service):
                                                  "new_password": "Grey-owl 55 river"})
         identity.reset_password_with_answer({"login": MOBILE, "security_answer": " mrs zhou ",
                                              "new_password": "Grey-owl 55 river"})
-        assert identity.login({"login": MOBILE, "password": "Grey-owl 55 river"})["subject"] == actor["subject"]
+        signed_in = identity.login({"login": MOBILE, "password": "Grey-owl 55 river"})
+        assert signed_in["subject"] == candidate["candidate_id"]
 
 
 def test_confirmation_online_rejected_then_retried_on_site_and_owner_only_ticket_lookup(start_service, event_spy):
@@ -245,7 +246,7 @@ def test_confirmation_online_rejected_then_retried_on_site_and_owner_only_ticket
         candidate = register(identity)
         other = register(identity, mobile="13912345678", email="li.si@example.com",
                          resident_id_number="110105197001010011", full_name="李四")
-        actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+        actor = signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"]))
         with pytest.raises(Forbidden):
             identity.get_candidate(actor, other["candidate_id"])
         with pytest.raises(Forbidden):
@@ -259,7 +260,7 @@ def test_confirmation_online_rejected_then_retried_on_site_and_owner_only_ticket
             "id_card_image_ref": "upload/card.jpg", "liveness_ref": "liveness/ok.mp4"})
         assert confirmed["status"] == "confirmed" and re.fullmatch(r"1126\d{7}[\dX]", confirmed["ticket_number"])
 
-        staff = {"subject": "staff:admin", "role": "staff"}
+        staff = signed_actor({"subject": "staff:admin", "role": "staff"})
         with pytest.raises(InvalidInput):
             identity.confirm_identity_on_site(staff, other["candidate_id"], {"decision": "reject"})
         on_site = identity.confirm_identity_on_site(staff, other["candidate_id"], {"decision": "approve"})
@@ -297,7 +298,7 @@ def test_concurrent_confirmations_give_one_ticket_number(start_service, event_sp
     spy = event_spy("identity", "credence.identity.candidate_confirmed.v1")
     with rpc_proxy("identity", config) as identity:
         candidate = register(identity)
-    actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+    actor = signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"]))
     evidence = {"id_card_image_ref": "card", "liveness_ref": "live"}
 
     def confirm(_):
@@ -325,7 +326,7 @@ def test_keys_rotate_without_losing_anyone(container_factory, service_config):
         assert identity.login({"login": EMAIL, "password": PASSWORD})["subject"] == candidate["candidate_id"]
         later = register(identity, mobile="13912345678", email="li.si@example.com",
                          resident_id_number="110105197001010011", full_name="李四")
-        actor = {"subject": candidate["candidate_id"], "role": "candidate"}
+        actor = signed_actor({"subject": candidate["candidate_id"], "role": "candidate"})
         assert identity.get_candidate(actor, candidate["candidate_id"])["mobile_masked"] == "138****5678"
         identity.confirm_identity(actor, candidate["candidate_id"], {"id_card_image_ref": "c", "liveness_ref": "l"})
     key_ids = {row[0].split("$")[0] for row in query(config["DB_URI"], "select resident_id_encrypted from candidates")}
@@ -341,14 +342,14 @@ def test_control_characters_are_refused_before_they_reach_the_database(start_ser
     assert query(config["DB_URI"], "select count(*) from login_throttle") == [(0,)]
 
 
-STAFF = {"subject": "staff:admin", "role": "staff"}
+STAFF = signed_actor({"subject": "staff:admin", "role": "staff"})
 
 
 def test_institutions_confirm_their_own_students_only(start_service):
     container, config = start_service(IdentityService)
     with rpc_proxy("identity", config) as identity:
         with pytest.raises(Forbidden):
-            identity.create_institution({"subject": "x", "role": "candidate"},
+            identity.create_institution(signed_actor({"subject": "x", "role": "candidate"}),
                                         {"name": "Sunrise School", "admin_username": "sunrise",
                                          "admin_password": "Amber-fox 31 lantern"})
         school = identity.create_institution(STAFF, {"name": "Sunrise School", "admin_username": "sunrise",
@@ -363,11 +364,11 @@ def test_institutions_confirm_their_own_students_only(start_service):
             identity.register_candidate(dict(registration(code), institution_id=school["institution_id"]))
         principal = identity.authenticate_institution({"username": "sunrise", "password": "Amber-fox 31 lantern"})
         assert principal["role"] == "institution" and principal["refresh_token"]
-        sunrise = {"subject": principal["subject"], "role": "institution"}
-        moon = {"subject": "institution:moon", "role": "institution"}
+        sunrise = signed_actor({"subject": principal["subject"], "role": "institution"})
+        moon = signed_actor({"subject": "institution:moon", "role": "institution"})
         student_fields = {k: v for k, v in registration(code).items() if k != "password"}
         with pytest.raises(Forbidden):
-            identity.register_student({"subject": "cand", "role": "candidate"}, student_fields)
+            identity.register_student(signed_actor({"subject": "cand", "role": "candidate"}), student_fields)
         student = identity.register_student(sunrise, student_fields)  # the student handed over the code
         outsider = register(identity, mobile="13912345678", email="li.si@example.com",
                             resident_id_number="110105197001010011", full_name="李四")
@@ -401,7 +402,7 @@ def test_older_ticket_numbers_are_linked_chosen_and_merged(start_service, event_
                 {"ticket_number": "440912345678", "resident_id_number": VALID_ID, "exam_region": "44"},
                 {"ticket_number": "449999999999", "resident_id_number": VALID_ID, "exam_region": "44"}]})
         candidate = register(identity)
-        actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+        actor = signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"]))
         confirmed = identity.confirm_identity(actor, candidate["candidate_id"],
                                               {"id_card_image_ref": "c", "liveness_ref": "l"})
         mine = identity.my_tickets(actor)
@@ -430,7 +431,7 @@ def test_prior_education_is_checked_then_proof_decided_by_staff(start_service):
     with rpc_proxy("identity", config) as identity:
         candidate = register(identity, degree_upgrade=True)
         assert candidate["prior_education_status"] == "required"
-        actor = dict(CANDIDATE, subject=candidate["candidate_id"])
+        actor = signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"]))
         unknown = identity.submit_prior_education(actor, {"degree_certificate_number": "999991234567890123"})
         assert unknown["prior_education_status"] == "proof_required"
         with pytest.raises(Conflict):
@@ -451,7 +452,7 @@ def test_prior_education_is_checked_then_proof_decided_by_staff(start_service):
         age_codes(config["DB_URI"])
         other = register(identity, mobile="13912345678", email="li.si@example.com",
                          resident_id_number="110105197001010011", full_name="李四", degree_upgrade=True)
-        found = identity.submit_prior_education({"subject": other["candidate_id"], "role": "candidate"},
+        found = identity.submit_prior_education(signed_actor({"subject": other["candidate_id"], "role": "candidate"}),
                                                  {"degree_certificate_number": "100011202405000123"})
         assert found["prior_education_status"] == "verified"
     stored = repr(query(config["DB_URI"], "select * from prior_education_checks"))
@@ -464,7 +465,8 @@ def test_staff_transfer_a_candidate_to_another_region(start_service, event_spy):
     with rpc_proxy("identity", config) as identity:
         candidate = register(identity)
         with pytest.raises(Forbidden):
-            identity.transfer_region(dict(CANDIDATE, subject=candidate["candidate_id"]), candidate["candidate_id"],
+            identity.transfer_region(signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"])),
+                                     candidate["candidate_id"],
                                      {"to_region": "44", "reason": "moved"})
         moved = identity.transfer_region(STAFF, candidate["candidate_id"], {"to_region": "44", "reason": "moved"})
         assert moved["exam_region"] == "44"

@@ -13,7 +13,7 @@ import pytest
 from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
 from services.identity.service import IdentityService
 from services.identity.sms import sign
-from tests.integration.conftest import query, rpc_proxy, wait_for
+from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_identity import (
     EMAIL,
     MOBILE,
@@ -24,7 +24,7 @@ from tests.integration.test_identity import (
     texted_code,
 )
 
-STAFF = {"subject": "staff:admin", "role": "staff"}
+STAFF = signed_actor({"subject": "staff:admin", "role": "staff"})
 
 
 def test_a_guesser_is_locked_out_from_their_address_but_the_owner_is_not(start_service):
@@ -120,7 +120,7 @@ def test_an_institution_never_holds_its_students_password(start_service):
     with rpc_proxy("identity", config) as identity:
         identity.create_institution(STAFF, {"name": "Sunrise School", "admin_username": "sunrise",
                                             "admin_password": "Amber-fox 31 lantern"})
-        school = {"subject": "institution:sunrise", "role": "institution"}
+        school = signed_actor({"subject": "institution:sunrise", "role": "institution"})
         code = texted_code(identity)
         with pytest.raises(InvalidInput):  # a password field is refused outright
             identity.register_student(school, registration(code))
@@ -143,7 +143,7 @@ def test_new_ticket_numbers_skip_imported_ones(start_service):
         identity.import_legacy_tickets(STAFF, {"tickets": [
             {"ticket_number": first_new, "resident_id_number": "110105197001010011", "exam_region": "11"}]})
         candidate = register(identity)
-        confirmed = identity.confirm_identity({"subject": candidate["candidate_id"], "role": "candidate"},
+        confirmed = identity.confirm_identity(signed_actor({"subject": candidate["candidate_id"], "role": "candidate"}),
                                               candidate["candidate_id"],
                                               {"id_card_image_ref": "c", "liveness_ref": "l"})
     assert confirmed["ticket_number"] == domain.format_ticket_number("11", 2026, 2)
@@ -185,6 +185,7 @@ def test_the_webhook_adapter_sends_texts_after_commit_signed(start_service):
         wait_for(lambda: query(config["DB_URI"], "select state from sms_queue") == [("sent",)], what="marked sent")
         stored = repr(query(config["DB_URI"], "select * from sms_queue"))
         assert MOBILE not in stored and message["text"] not in stored
+        assert query(config["DB_URI"], "select text_encrypted from sms_queue") == [("",)]  # the code went with it
         assert len(_Gateway.received) == 1  # nothing was texted to the unregistered number
     finally:
         server.shutdown()

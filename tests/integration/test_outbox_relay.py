@@ -14,7 +14,7 @@ from credence_common.events import make_envelope, utcnow
 from services.certificates.models import OutboxEvent
 from services.certificates.service import CertificatesService
 from services.verification.service import VerificationService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
 
 def qualified(result_id: str) -> CandidateQualifiedV1:
@@ -40,7 +40,7 @@ def test_publisher_declares_consumer_queues_so_start_order_does_not_matter(
     db = certificates_config["DB_URI"]
     certificate_id = wait_for(lambda: query(db, "select certificate_id from certificates"), what="certificate")[0][0]
     with rpc_proxy("certificates", certificates_config) as proxy:
-        proxy.confirm_certificate({"subject": "cand-1", "role": "candidate"}, certificate_id,
+        proxy.confirm_certificate(signed_actor({"subject": "cand-1", "role": "candidate"}), certificate_id,
                                   {"photo_reference": "photos/cand-1.jpg", "delivery_address": "北京市海淀区1号"})
     publish_event(amqp, PaymentSucceededV1(order_number="P1", purpose="certificate_fee", reference_id=certificate_id,
                                            due_id="due-1", candidate_id="cand-1", order_amount_fen=6000,

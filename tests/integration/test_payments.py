@@ -16,20 +16,20 @@ from credence_common.events import make_envelope, utcnow
 from services.payments import domain, usecases
 from services.payments.providers import SandboxBank, SandboxProvider, business_day, sandbox_db_uri
 from services.payments.service import PaymentsService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
 MERCHANT = "1900000001"
 SIGNING_SEED = "test-sandbox-signing-key"
-STAFF = {"subject": "staff-1", "role": "staff"}
-CERTIFICATES = {"subject": "certificates", "role": "service"}
+STAFF = signed_actor({"subject": "staff-1", "role": "staff"})
+CERTIFICATES = signed_actor({"subject": "certificates", "role": "service"})
 
 
 def candidate(candidate_id="cand-1") -> dict:
-    return {"subject": candidate_id, "role": "candidate"}
+    return signed_actor({"subject": candidate_id, "role": "candidate"})
 
 
 def institution(institution_id="inst-1") -> dict:
-    return {"subject": institution_id, "role": "institution"}
+    return signed_actor({"subject": institution_id, "role": "institution"})
 
 
 def awaiting(certificate_id="cert-1", candidate_id="cand-1", payer_kind="candidate", payer_id=None):
@@ -108,6 +108,7 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
         assert order["status"] == "created" and order["amount_fen"] == 6000 and order["currency"] == "CNY"
         assert order["pay_url"].endswith(f"/{order['order_number']}/payment")
         assert payments.create_order(candidate(), request, "key-1")["order_number"] == order["order_number"]
+        assert "key-1" not in repr(query(db, "select * from payment_orders"))  # only its digest is kept
         # a double click without a key: the due is in an open order, which is returned
         assert payments.create_order(candidate(), request, None)["order_number"] == order["order_number"]
         with pytest.raises(Conflict) as reused:

@@ -13,7 +13,7 @@ from credence_common.events import utcnow
 from services.scoring.service import ScoringService
 from services.verification import reports
 from services.verification.service import VerificationService
-from tests.integration.conftest import query, rpc_proxy, wait_for
+from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_result_imports import STAFF, roster
 from tests.integration.test_score_reviews import OWNER, released_course_results
 
@@ -25,7 +25,8 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
     with (rpc_proxy("scoring", scoring_config) as scoring,
           rpc_proxy("verification", verification_config) as verification):
         with pytest.raises(Conflict) as nothing:  # cand-1 has no released result yet
-            verification.request_report({"subject": "cand-1", "role": "candidate"}, {"kind": "education_record"})
+            verification.request_report(signed_actor({"subject": "cand-1", "role": "candidate"}),
+                                        {"kind": "education_record"})
         assert nothing.value.code == "nothing_to_report"
         with pytest.raises(InvalidInput):
             verification.request_report(OWNER, {"kind": "education_record", "certificate_number": "1"})
@@ -37,7 +38,7 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
 
         answer = verification.report_answer(view["report_code"])
         record = answer["education_record"]
-        assert record["holder_name_masked"] == "王*明" and record["resident_id_number_masked"] == "110105********002X"
+        assert record["holder_name_masked"] == "王*明" and record["resident_id_number_masked"] == "**************002X"
         [law] = record["programs"]
         # achievements only: the failed 00015 and the untaken 00233 are not stated
         assert {c["course_code"]: (c["state"], c["score"]) for c in law["courses"]} == {
@@ -56,7 +57,7 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
         assert full["holder_name"] == "王小明" and full["report"]["kind"] == "education_record"
         [access] = verification.my_accesses(OWNER)["accesses"]
         assert (access["organisation"], access["certificate_number"], access["report_code"]) == (
-            "某律师事务所", None, view["report_code"])
+            "某律师事务所", None, view["report_id"])
 
         # a re-check corrects a result: scoring's result_corrected event marks the earlier report
         failed_id = query(scoring_config["DB_URI"],

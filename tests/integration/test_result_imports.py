@@ -14,10 +14,10 @@ from credence_common.errors import InvalidInput
 from credence_common.events import utcnow
 from services.scoring.cli import app
 from services.scoring.service import ScoringService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_scoring import sign_off
 
-STAFF = {"subject": "staff:clerk", "role": "staff"}
+STAFF = signed_actor({"subject": "staff:clerk", "role": "staff"})
 TICKETS = ["112600000011", "112600000012", "112600000013"]
 HEADER = "ticket_number,program_code,course_code,sitting,score\n"
 
@@ -124,7 +124,7 @@ def test_every_change_to_a_result_is_in_its_history(start_service):
     line = {"ticket_number": TICKETS[0], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11", "final_score": 58}
     with rpc_proxy("scoring", config) as scoring:
         scoring.record_results(STAFF, {"results": [line]})
-        scoring.record_results({"subject": "staff:second", "role": "staff"},
+        scoring.record_results(signed_actor({"subject": "staff:second", "role": "staff"}),
                                {"results": [dict(line, final_score=61)]})
         sign_off(scoring)
         scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})

@@ -9,11 +9,11 @@ import pytest
 from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import utcnow
 from services.scoring.service import ScoringService
-from tests.integration.conftest import query, rpc_proxy
+from tests.integration.conftest import query, rpc_proxy, signed_actor
 from tests.integration.test_result_imports import HEADER, STAFF, TICKETS, roster, upload
 from tests.integration.test_scoring import sign_off
 
-OWNER = {"subject": "cand-0", "role": "candidate"}
+OWNER = signed_actor({"subject": "cand-0", "role": "candidate"})
 
 
 def released_course_results(scoring) -> dict:
@@ -41,7 +41,8 @@ def test_a_recheck_that_corrects_a_fail_republishes_and_completes_the_program(st
                           "00249": "exempted"} and law["graduated"] is False
         failed_id = query(config["DB_URI"], "select result_id from exam_results where course_code = '00015'")[0][0]
         with pytest.raises(Forbidden):
-            scoring.request_score_review({"subject": "cand-1", "role": "candidate"}, failed_id, {"reason": "mine?"})
+            scoring.request_score_review(signed_actor({"subject": "cand-1", "role": "candidate"}), failed_id,
+                                         {"reason": "mine?"})
         review = scoring.request_score_review(OWNER, failed_id, {"reason": "I believe question 7 was misgraded"})
         assert review["state"] == "open" and review["old_score"] == 58
         with pytest.raises(Conflict):

@@ -9,12 +9,12 @@ from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
-STAFF = {"subject": "staff:clerk", "role": "staff"}
+STAFF = signed_actor({"subject": "staff:clerk", "role": "staff"})
 
 
-EXPERT = {"subject": "staff:expert2", "role": "staff"}
+EXPERT = signed_actor({"subject": "staff:expert2", "role": "staff"})
 
 
 def sign_off(scoring, program_code: str = "PSY-COUNSELLOR", sitting: str = "2026-11") -> None:
@@ -62,7 +62,8 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
         assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "failed"
 
         # the batched read the gateway uses: one query, each read checked and answered on its own
-        own, other = {"subject": "cand-1", "role": "candidate"}, {"subject": "cand-2", "role": "candidate"}
+        own = signed_actor({"subject": "cand-1", "role": "candidate"})
+        other = signed_actor({"subject": "cand-2", "role": "candidate"})
         outcomes = scoring.results_for_candidates([
             {"actor": own, "candidate_id": "cand-1"}, {"actor": other, "candidate_id": "cand-1"},
             {"actor": STAFF, "candidate_id": "cand-2"}, {"actor": own, "candidate_id": "nobody"},
@@ -165,7 +166,7 @@ def test_scoring_checks_who_asks_itself(start_service):
     from credence_common.errors import Forbidden
 
     container, config = start_service(ScoringService)
-    candidate = {"subject": "cand-1", "role": "candidate"}
+    candidate = signed_actor({"subject": "cand-1", "role": "candidate"})
     with rpc_proxy("scoring", config) as scoring:
         with pytest.raises(Forbidden):
             scoring.record_results(candidate, {"results": [line("112600000001", 99)]})
@@ -181,7 +182,7 @@ def test_two_different_experts_must_agree_and_a_disagreement_waits_for_a_decisio
     publish_event(config["AMQP_URI"], confirmed("112600000001", "cand-1"))
     publish_event(config["AMQP_URI"], confirmed("112600000002", "cand-2"))
     wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(2,)], what="roster")
-    third = {"subject": "staff:chief", "role": "staff"}
+    third = signed_actor({"subject": "staff:chief", "role": "staff"})
     with rpc_proxy("scoring", config) as scoring:
         scoring.record_results(STAFF, {"results": [line("112600000001", 75), line("112600000002", 62)]})
         items = {i["ticket_number"]: i for i in scoring.evaluation_queue(STAFF, "PSY-COUNSELLOR", "2026-11")["items"]}
@@ -227,7 +228,8 @@ def test_a_scheduled_release_keeps_results_sealed_until_its_time(start_service):
     config, scheduled = schedule_one_signed_result(start_service, timedelta(seconds=3))
     with rpc_proxy("scoring", config) as scoring:
         assert scheduled["state"] == "scheduled" and scheduled["published"] == 0
-        sealed = scoring.results_for_candidate({"subject": "cand-1", "role": "candidate"}, "cand-1")["results"]
+        sealed = scoring.results_for_candidate(signed_actor({"subject": "cand-1", "role": "candidate"}),
+                                               "cand-1")["results"]
         assert sealed[0]["status"] == "evaluating" and sealed[0]["final_score"] is None
         released = wait_for(lambda: scoring.results_for_candidate(STAFF, "cand-1")["results"][0]["status"]
                             != "evaluating", timeout=20, what="the timer published the release")
@@ -246,7 +248,7 @@ def test_a_scheduled_release_can_be_cancelled_before_its_time(start_service):
         with pytest.raises(Conflict):
             scoring.cancel_release(STAFF, scheduled["release_id"])
         with pytest.raises(Forbidden):
-            scoring.list_releases({"subject": "cand-1", "role": "candidate"})
+            scoring.list_releases(signed_actor({"subject": "cand-1", "role": "candidate"}))
 
 
 def test_reading_a_candidates_results_is_one_query_on_an_index(databases):

@@ -12,7 +12,7 @@ from credence_common.db import make_engine
 from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited
 from credence_common.events import make_envelope, utcnow
 from services.verification.service import VerificationService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
 NUMBER = format_certificate_number(2026, "11", 42)
 
@@ -37,7 +37,7 @@ def test_public_check_answers_from_the_read_model(start_service):
         answer = verification.public_check({"holder_name": " 王小明 ", "certificate_number": spaced})
         assert answer == {"result": "valid", "certificate": {
             "certificate_number": NUMBER, "holder_name_masked": "王*明",
-            "resident_id_number_masked": "110105********002X", "program_code": "PSY-COUNSELLOR",
+            "resident_id_number_masked": "**************002X", "program_code": "PSY-COUNSELLOR",
             "program_name": "Psychological Counsellor (Foundation)", "issued_on": "2026-11-23"}}
 
         with pytest.raises(NotFound) as wrong_name:
@@ -92,32 +92,51 @@ def superseded(number=NUMBER) -> CertificateSupersededV1:
                                    reason="reissue", superseded_at=utcnow(), sequence=6)
 
 
-def test_checks_are_logged_a_much_checked_number_is_throttled_and_the_answers_do_not_tell_names_apart(
+def test_checks_are_logged_guessing_at_a_number_is_throttled_and_the_answers_do_not_tell_names_apart(
         start_service):
-    container, config = start_service(VerificationService, CHECKS_PER_NUMBER_PER_MINUTE=5)
+    container, config = start_service(VerificationService, CHECKS_PER_NUMBER_PER_MINUTE=3)
     db = config["DB_URI"]
     publish_event(config["AMQP_URI"], issued())
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     unknown = format_certificate_number(2026, "11", 43)
+    right = {"holder_name": "王小明", "certificate_number": NUMBER}
     with rpc_proxy("verification", config) as verification:
-        assert verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.0.0.1")[
-            "result"] == "valid"
+        for _ in range(4):  # right answers count for nothing: the holder's verifiers are never crowded out
+            assert verification.public_check(right, "10.0.0.1")["result"] == "valid"
         answers = []
         for name, number in (("李四", NUMBER), ("王小明", unknown)):
             with pytest.raises(NotFound) as refused:
                 verification.public_check({"holder_name": name, "certificate_number": number}, "10.0.0.2")
             answers.append((refused.value.code, refused.value.message, refused.value.details))
         assert answers[0] == answers[1]  # wrong name and unknown number: one answer
-        for _ in range(3):
-            verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.0.0.3")
-        with pytest.raises(RateLimited):  # the sixth check of one number within a minute, from anywhere
-            verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.0.0.4")
+        verification.public_check(right, "10.0.0.2")  # a caller's own mistake, under the limit, costs nothing
+        for client in ("10.0.0.3", "10.0.0.4"):  # the third failure of NUMBER within a minute: the limit
+            with pytest.raises(NotFound):
+                verification.public_check({"holder_name": "张三", "certificate_number": NUMBER}, client)
+        refusals = []
+        for name, number, client in (("赵六", NUMBER, "10.0.0.5"), ("王小明", NUMBER, "10.0.0.4")):
+            with pytest.raises(RateLimited) as limited:  # a wrong name; the right name from a caller who guessed
+                verification.public_check({"holder_name": name, "certificate_number": number}, client)
+            refusals.append(limited.value.code)
+        assert refusals == ["rate_limited", "rate_limited"]
+        assert verification.public_check(right, "10.0.0.6")["result"] == "valid"  # a caller who did not guess
+        for name in ("赵六", "王小明"):  # an unknown number under the same guessing: the same answers
+            with pytest.raises(NotFound):
+                verification.public_check({"holder_name": name, "certificate_number": unknown}, "10.0.0.7")
+        unknown_refusals = []
+        for name in ("赵六", "王小明"):
+            with pytest.raises(RateLimited) as limited:
+                verification.public_check({"holder_name": name, "certificate_number": unknown}, "10.0.0.8")
+            unknown_refusals.append(limited.value.code)
+        assert unknown_refusals == ["rate_limited", "rate_limited"]
         with pytest.raises(InvalidInput):
-            verification.public_check({"holder_name": "王小明", "certificate_number": "123"}, "10.0.0.5")
+            verification.public_check({"holder_name": "王小明", "certificate_number": "123"}, "10.0.0.9")
     log = query(db, "select certificate_number, outcome, client from check_log order by check_id")
     assert [(outcome, client) for _, outcome, client in log] == [
-        ("valid", "10.0.0.1"), ("no_match", "10.0.0.2"), ("no_match", "10.0.0.2"), ("valid", "10.0.0.3"),
-        ("valid", "10.0.0.3"), ("valid", "10.0.0.3"), ("rate_limited", "10.0.0.4"), ("invalid", "10.0.0.5")]
+        *[("valid", "10.0.0.1")] * 4, ("no_match", "10.0.0.2"), ("no_match", "10.0.0.2"), ("valid", "10.0.0.2"),
+        ("no_match", "10.0.0.3"), ("no_match", "10.0.0.4"), ("rate_limited", "10.0.0.5"),
+        ("rate_limited", "10.0.0.4"), ("valid", "10.0.0.6"), ("no_match", "10.0.0.7"), ("no_match", "10.0.0.7"),
+        ("rate_limited", "10.0.0.8"), ("rate_limited", "10.0.0.8"), ("invalid", "10.0.0.9")]
     assert all("王" not in str(row) for row in log)  # the name asked for is not kept
 
 
@@ -181,12 +200,13 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
 
     container, config = start_service(VerificationService, PUBLIC_BASE_URL="https://verify.example.org")
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     publish_event(config["AMQP_URI"], issued().model_copy(update={"sequence": 3, "level": "三级 Level 3"}))
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     with rpc_proxy("verification", config) as verification:
         with pytest.raises(NotFound):
-            verification.request_report({"subject": "cand-2", "role": "candidate"}, {"certificate_number": NUMBER})
+            verification.request_report(signed_actor({"subject": "cand-2", "role": "candidate"}),
+                                        {"certificate_number": NUMBER})
         report = verification.request_report(holder, {"certificate_number": NUMBER})
         code = report["report_code"]
         assert report["state"] == "valid" and len(code) == 32
@@ -202,14 +222,20 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
         pdf = base64.b64decode(verification.report_pdf(holder, code))
         assert pdf.startswith(b"%PDF")
         with pytest.raises(NotFound):
-            verification.report_pdf({"subject": "cand-2", "role": "candidate"}, code)
+            verification.report_pdf(signed_actor({"subject": "cand-2", "role": "candidate"}), code)
         for bad in ("x", code[:-1] + "!", "A" * 32):
             with pytest.raises((InvalidInput, NotFound)):
                 verification.report_answer(bad)
 
         second = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
         assert verification.close_report(holder, second)["state"] == "closed"
-        assert verification.report_answer(second)["state"] == "closed"
+        closed = verification.report_answer(second)
+        assert closed["state"] == "closed" and closed["closed_at"] is not None
+        assert closed["certificate"] is None and closed["signed_report"] is None  # the state, nothing personal
+        assert "王" not in str(closed) and "002X" not in str(closed)
+        with pytest.raises(Conflict) as no_pdf:
+            verification.report_pdf(holder, second)
+        assert no_pdf.value.code == "report_closed"
         with pytest.raises(Conflict):
             verification.extend_report(holder, second)
         before = verification.report_answer(code)["expires_at"]
@@ -218,10 +244,14 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
         try:
             with engine.begin() as connection:
                 connection.exec_driver_sql("UPDATE verification_reports SET expires_at = '2026-01-01 00:00:00+00:00' "
-                                           f"WHERE report_code = '{code}'")
+                                           f"WHERE report_code = '{report['report_id']}'")  # the code's digest
         finally:
             engine.dispose()
-        assert verification.report_answer(code)["state"] == "expired"
+        expired = verification.report_answer(code)
+        assert expired["state"] == "expired" and expired["certificate"] is None and expired["signed_report"] is None
+        with pytest.raises(Conflict) as no_pdf:
+            verification.report_pdf(holder, code)
+        assert no_pdf.value.code == "report_expired"
         third = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
         publish_event(config["AMQP_URI"], revoked())
         wait_for(lambda: verification.report_answer(third)["state"] == "revoked", what="the report shows it")
@@ -234,7 +264,7 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
 def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_and_why(start_service):
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     publish_event(config["AMQP_URI"], issued().model_copy(update={"sequence": 3}))
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     employer = {"verifier_name": "张经理", "organisation": "某某科技有限公司 HR", "purpose": "入职背景核查 hiring"}
@@ -242,7 +272,7 @@ def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_
         report = verification.request_report(holder, {"certificate_number": NUMBER})["report_code"]
         verification.public_check({"holder_name": "王小明", "certificate_number": NUMBER}, "10.1.1.1")
         with pytest.raises(NotFound):
-            verification.create_share_code({"subject": "cand-2", "role": "candidate"}, report, {})
+            verification.create_share_code(signed_actor({"subject": "cand-2", "role": "candidate"}), report, {})
         with pytest.raises(InvalidInput):
             verification.create_share_code(holder, report, {"valid_hours": 0})
         shared = verification.create_share_code(holder, report, {"valid_hours": 48})
@@ -254,7 +284,7 @@ def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_
                                              "purpose": "x"})
         full = verification.open_shared_report({"share_code": code.lower(), **employer})
         assert full["holder_name"] == "王小明" and full["report"]["state"] == "valid"
-        assert full["report"]["certificate"]["resident_id_number_masked"] == "110105********002X"
+        assert full["report"]["certificate"]["resident_id_number_masked"] == "**************002X"
         with pytest.raises(Conflict) as twice:
             verification.open_shared_report({"share_code": code, **employer})
         assert twice.value.code == "share_code_used"
@@ -285,8 +315,14 @@ def test_a_share_code_opens_the_full_report_once_and_the_holder_sees_who_looked_
         assert [(a["verifier_name"], a["organisation"], a["purpose"]) for a in full_reports] == [
             (employer["verifier_name"], employer["organisation"], employer["purpose"])]
         assert [a["outcome"] for a in looked if a["kind"] == "public_check"] == ["valid"]
-        assert verification.my_accesses({"subject": "cand-2", "role": "candidate"})["accesses"] == []
+        assert verification.my_accesses(signed_actor({"subject": "cand-2", "role": "candidate"}))["accesses"] == []
+        before_closing = verification.create_share_code(holder, report, {})
         verification.close_report(holder, report)
+        with pytest.raises(Conflict) as died:  # closing the report withdrew the consent the code carried
+            verification.open_shared_report({"share_code": before_closing["share_code"], **employer})
+        assert died.value.code == "share_code_revoked" and "王" not in died.value.message
+        assert {c["share_id"]: c["state"] for c in verification.share_codes(holder)["share_codes"]}[
+            before_closing["share_id"]] == "revoked"
         with pytest.raises(Conflict):
             verification.create_share_code(holder, report, {})
 
@@ -300,7 +336,7 @@ def test_a_certificates_report_opens_on_its_day_while_public_checks_answer_at_on
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     opens_on = business_day(utcnow()) + timedelta(days=3)
     publish_event(config["AMQP_URI"], issued().model_copy(update={"report_available_on": opens_on}))
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
@@ -337,15 +373,20 @@ def test_a_batch_of_checks_answers_each_on_its_own_and_logs_and_limits_each(star
         assert outcomes[1]["refusal"] == outcomes[2]["refusal"]  # wrong name and unknown number: one answer
         assert outcomes[1]["refusal"]["code"] == "certificate_not_found"
         assert outcomes[3]["refusal"]["type"] == "InvalidInput" and outcomes[4]["refusal"]["code"] == "invalid_batch"
-        # right, wrong and right again are three checks of NUMBER in this minute: the limit of 3 is reached
         assert outcomes[5]["answer"]["result"] == "valid"
-        over = verification.public_checks([{"request": right, "client": "10.0.0.6"}])
-        assert over[0]["refusal"]["code"] == "rate_limited"
+        # one failure of NUMBER so far (the unknown number is another number); two more wrong names reach the
+        # limit of 3 failures: then a wrong name is refused, and the right name still answers
+        over = verification.public_checks([
+            {"request": wrong, "client": "10.0.0.6"}, {"request": wrong, "client": "10.0.0.7"},
+            {"request": wrong, "client": "10.0.0.8"}, {"request": right, "client": "10.0.0.9"}])
+        assert [o.get("refusal", {}).get("code") or o["answer"]["result"] for o in over] == [
+            "certificate_not_found", "certificate_not_found", "rate_limited", "valid"]
         with pytest.raises(InvalidInput):
             verification.public_checks([{"request": right}] * 257)
     logged = query(db, "select outcome, client from check_log order by check_id")
     assert logged == [("valid", "10.0.0.1"), ("no_match", "10.0.0.2"), ("no_match", "10.0.0.3"),
-                      ("valid", "10.0.0.5"), ("rate_limited", "10.0.0.6")]
+                      ("valid", "10.0.0.5"), ("no_match", "10.0.0.6"), ("no_match", "10.0.0.7"),
+                      ("rate_limited", "10.0.0.8"), ("valid", "10.0.0.9")]
 
 
 def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_nothing(start_service):
@@ -356,14 +397,14 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
-    holder = {"subject": "cand-1", "role": "candidate"}
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
     publish_event(config["AMQP_URI"], issued())
     wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
     body = b'{"certificate_number": "%s"}' % NUMBER.encode()
 
     def proxy(key: str, request_body: bytes = body):
         headers = idempotency.request_headers(key, "candidate:cand-1", "request_report", "POST",
-                                              "/api/v1/me/verification-reports", request_body)
+                                              "/api/v1/me/verification-reports", request_body, b"k" * 32)
         return ServiceRpcProxy("verification", {"AMQP_URI": config["AMQP_URI"]}, timeout=30, context_data=headers)
 
     with proxy("key-1") as first, proxy("key-1") as retry:
@@ -392,3 +433,41 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
     with rpc_proxy("verification", config) as no_key:  # without a key nothing changes
         no_key.request_report(holder, {"certificate_number": NUMBER})
     assert query(db, "select count(*) from verification_reports") == [(3,)]
+
+
+def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
+    from credence_common import signing
+    from services.verification import reports
+
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
+    employer = {"verifier_name": "张经理", "organisation": "HR", "purpose": "hiring"}
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    with rpc_proxy("verification", config) as verification:
+        made = verification.request_report(holder, {"certificate_number": NUMBER})
+        code, report_id = made["report_code"], made["report_id"]
+        assert code and report_id != code and made["verify_url"].endswith("/r/" + code)
+        shared = verification.create_share_code(holder, code, {})["share_code"]
+        full = verification.open_shared_report({"share_code": shared, **employer})
+        public_key = signing.load_public_key(verification.report_public_key()["public_key_pem"])
+        # the share code carried the report code sealed: the verifier gets the signed document, and it verifies
+        assert reports.verify_report(full["report"]["signed_report"], public_key, utcnow(),
+                                     made["verify_url"]).verdict == "valid"
+        [listed] = verification.my_reports(holder)["reports"]
+        assert (listed["report_id"], listed["report_code"], listed["verify_url"]) == (report_id, None, None)
+        with pytest.raises(NotFound):  # the id names the report for its holder; it opens nothing for anyone
+            verification.report_answer(report_id)
+        with pytest.raises(Conflict) as no_code:  # the PDF's QR code needs the code itself
+            verification.report_pdf(holder, report_id)
+        assert no_code.value.code == "report_code_needed"
+        by_id = verification.create_share_code(holder, report_id, {})["share_code"]
+        opened = verification.open_shared_report({"share_code": by_id, **employer})
+        assert opened["holder_name"] == "王小明" and opened["report"]["signed_report"] is None
+        with pytest.raises(NotFound):  # another holder cannot name it either way
+            verification.close_report(signed_actor({"subject": "cand-2", "role": "candidate"}), report_id)
+        assert verification.close_report(holder, report_id)["state"] == "closed"  # no code needed to withdraw
+    for table in ("verification_reports", "share_codes", "report_accesses"):
+        stored = str(query(db, f"select * from {table}"))
+        assert code not in stored and shared not in stored and by_id not in stored, table

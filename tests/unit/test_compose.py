@@ -25,7 +25,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
-INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "prometheus", "grafana"}
+INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "broker-users", "prometheus", "grafana"}
 COMPOSE_ONLY_ENV = {"CREDENCE_ENV"}  # read by credence_common.config, not through a config file
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
 
@@ -145,8 +145,8 @@ def test_gateway_has_no_database(services):
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
 def test_process_runs_with_real_secrets_required(services, spec):
-    # staging: every secret must be real; the identity-verification and degree-registry sandboxes are
-    # still allowed because no real adapter exists yet (production refuses them)
+    # staging: every secret must be real; the degree-registry and payment sandboxes are still allowed because no
+    # real adapter exists yet (production refuses them), the identity-verification one is not
     assert environment(services[spec.name]).get("CREDENCE_ENV") == "staging"
 
 
@@ -195,6 +195,13 @@ def test_gateway_listens_on_all_interfaces_and_is_published(services):
     gateway = services["gateway"]
     assert environment(gateway).get("GATEWAY_ADDRESS") == "0.0.0.0:8000"
     assert 8000 in published_container_ports(gateway)
+
+
+def test_every_process_serves_metrics_on_a_port_of_its_own(services):
+    # the gateway's API port is public: its metrics (every route's traffic and errors) stay off it
+    assert METRICS_PROCESSES == list(PROCESSES)
+    gateway = environment(services["gateway"])
+    assert int(gateway["GATEWAY_METRICS_PORT"]) != int(gateway["GATEWAY_ADDRESS"].rsplit(":", 1)[1])
 
 
 # --- start order ---------------------------------------------------------------------------------
@@ -294,17 +301,10 @@ def scraped(config: dict) -> dict[str, set[tuple[str, str]]]:
 
 
 def expected_process_targets(services) -> dict[str, tuple[str, str]]:
-    """Each process's metrics endpoint, from the compose environment: a service's metrics port, the
-    gateway's HTTP address (it serves /metrics itself)."""
-    expected = {}
-    for spec in PROCESSES:
-        env = environment(services[spec.name])
-        if spec.metrics_port_env is not None:
-            port = env[spec.metrics_port_env]
-        else:
-            port = env["GATEWAY_ADDRESS"].rsplit(":", 1)[1]
-        expected[spec.name] = (f"{spec.name}:{port}", "/metrics")
-    return expected
+    """Each process's metrics endpoint, from the compose environment: its metrics port (the gateway's too: its
+    API port does not serve /metrics)."""
+    return {spec.name: (f"{spec.name}:{environment(services[spec.name])[spec.metrics_port_env]}", "/metrics")
+            for spec in PROCESSES}
 
 
 def published(service: dict) -> list[str]:
@@ -498,3 +498,18 @@ def test_dockerignore_keeps_the_sources_in_the_build_context():
     assert ".venv" in ignored and ".git" in ignored
     assert not ignored & {"pyproject.toml", "credence_common", "credence_cli", "services", "gateway", "deploy", "."}
     assert "deploy/observability" in ignored, "Prometheus' and Grafana's files do not belong in the application image"
+
+
+# --- one broker user per process (deploy/broker_users.py) ---------------------------------------------------
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_each_process_connects_as_its_own_broker_user_made_before_it_starts(services, spec):
+    from deploy import broker_users
+
+    uri = environment(services[spec.name])["AMQP_URI"]
+    assert urlsplit(interpolate(uri)).username == broker_users.user_name(spec.name)
+    assert f"${{{broker_users.password_variable(spec.name)}:?" in uri
+    assert services[spec.name]["depends_on"]["broker-users"]["condition"] == "service_completed_successfully"
+    job = services["broker-users"]
+    assert job["command"] == ["python", "-m", "deploy.broker_users", "apply"]
+    assert broker_users.password_variable(spec.name) in environment(job)

@@ -74,7 +74,7 @@ def test_a_development_marker_anywhere_in_the_value_counts():
 
 @pytest.mark.parametrize("env_value", ["production", "PRODUCTION", " Production "])
 def test_production_refuses_insecure_settings_and_names_them(env_value):
-    config = {"JWT_SECRET": "dev-insecure-jwt-secret", "DB_PASSWORD": "", "AMQP_URI": "pyamqp://"}
+    config = {"JWT_SECRET": "dev-insecure-jwt-secret", "DB_PASSWORD": "", "AMQP_URI": "pyamqp://gateway:pw@rabbit//"}
     with pytest.raises(ConfigurationRefused) as info:
         assert_safe_for_environment("gateway", config, environ={"CREDENCE_ENV": env_value})
     message = str(info.value)
@@ -88,8 +88,7 @@ def test_configuration_refused_stops_the_process():
     assert issubclass(ConfigurationRefused, SystemExit)
 
 
-@pytest.mark.parametrize("environ", [{}, {"CREDENCE_ENV": "development"}, {"CREDENCE_ENV": ""},
-                                     {"OTHER": "production"}])
+@pytest.mark.parametrize("environ", [{"CREDENCE_ENV": "development"}, {"CREDENCE_ENV": " Development "}])
 def test_in_development_insecure_defaults_are_allowed(environ):
     assert is_production(environ) is False
     assert assert_safe_for_environment("gateway", {"JWT_SECRET": "dev-insecure-jwt-secret"}, environ=environ) is None
@@ -183,13 +182,27 @@ def test_production_without_overrides_refuses_every_service_holding_secrets(path
         assert key in str(info.value)
 
 
+# The only adapter of its kind is still a sandbox, which production refuses (credence_common.config
+# ADAPTER_ENVIRONMENTS): these services cannot start in production until a real one exists.
+ONLY_A_SANDBOX = {"identity": "DEGREE_REGISTRY=sandbox", "payments": "PAYMENT_PROVIDER=sandbox"}
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=service_name)
 def test_production_with_secrets_from_the_environment_is_allowed(path, clean_env):
     for key, variable in env_references(path).items():
         if is_secret(key):
             clean_env.setenv(variable, f"vault-{variable.lower()}-Zq8")
+    clean_env.setenv("SMS_ADAPTER", "webhook")
+    clean_env.setenv("IDENTITY_VERIFIER", "reject")
+    clean_env.setenv("AMQP_URI", f"pyamqp://{service_name(path)}:vault-Zq8@rabbitmq:5672/")
     config = load_config(path)
-    assert assert_safe_for_environment(service_name(path), config, environ=PRODUCTION) is None
+    if service_name(path) not in ONLY_A_SANDBOX:
+        assert assert_safe_for_environment(service_name(path), config, environ=PRODUCTION) is None
+        return
+    with pytest.raises(ConfigurationRefused) as refused:
+        assert_safe_for_environment(service_name(path), config, environ=PRODUCTION)
+    assert ONLY_A_SANDBOX[service_name(path)] in str(refused.value)
+    assert "development default" not in str(refused.value)
 
 
 def test_the_services_known_to_hold_secrets_are_refused_in_production(clean_env):
@@ -228,3 +241,21 @@ def test_readiness_names_what_does_not_answer():
     assert statuses == ["503 Service Unavailable"] and json.loads(body)["broker"] == "unreachable: OSError"
     body = b"".join(app({"PATH_INFO": "/health"}, lambda status, headers: statuses.append(status)))
     assert statuses[-1] == "200 OK" and json.loads(body) == {"status": "ok"}
+
+
+# --- the broker user -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri", ["pyamqp://guest:guest@127.0.0.1:5672/", "amqp://guest:other@rabbit/", "pyamqp://",
+                                 "pyamqp://rabbit:5672/", "amqp://gu%65st:x@rabbit/"])
+@pytest.mark.parametrize("env_value", ["staging", "production"])
+def test_staging_and_production_refuse_the_guest_broker_user(uri, env_value):
+    with pytest.raises(ConfigurationRefused, match="guest") as info:
+        assert_safe_for_environment("scoring", {"AMQP_URI": uri}, environ={"CREDENCE_ENV": env_value})
+    assert "AMQP_URI" in str(info.value) and "x@" not in str(info.value)  # the URI (and password) is not echoed
+
+
+def test_a_service_with_its_own_broker_user_starts_and_development_keeps_guest():
+    assert assert_safe_for_environment("scoring", {"AMQP_URI": "pyamqp://scoring:s3cret@rabbit:5672/"},
+                                       environ=PRODUCTION) is None
+    assert assert_safe_for_environment("scoring", {"AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/"},
+                                       environ={"CREDENCE_ENV": "development"}) is None

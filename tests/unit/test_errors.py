@@ -95,3 +95,29 @@ def test_an_unregistered_exception_becomes_a_remote_error():
     rebuilt = deserialize(serialize(ValueError("boom")))
     assert isinstance(rebuilt, RemoteError)
     assert not isinstance(rebuilt, CredenceError)
+
+
+# --- a 429 says when to come back (the gateway answers it in Retry-After) ------------------------------------
+
+def test_a_rate_limit_names_its_wait_in_its_details():
+    refusal = RateLimited.after(17, "too_many_attempts", "Too many failed attempts; try again in 17 s.")
+    assert refusal.retry_after_seconds == 17
+    assert refusal.to_body()["error"]["details"] == [{"field": "retry_after_seconds", "message": "17"}]
+
+
+@pytest.mark.parametrize("details, seconds", [
+    (None, 60),  # the per-minute limits name no wait: a minute
+    ([{"field": "certificate_number", "message": "x"}], 60),
+    ([{"field": "retry_after_seconds", "message": "not a number"}], 60),
+    ([{"field": "retry_after_seconds", "message": "0"}], 1),  # never "come back now"
+    ([{"field": "retry_after_seconds", "message": "86400"}], 86400),
+])
+def test_a_rate_limits_wait_defaults_to_a_minute_and_is_at_least_a_second(details, seconds):
+    assert RateLimited("rate_limited", "wait", details).retry_after_seconds == seconds
+
+
+def test_the_wait_survives_the_bus_and_a_batch_answer():
+    refusal = RateLimited.after(42, "too_many_attempts", "wait")
+    rebuilt = deserialize(json.loads(json.dumps(serialize(refusal))))
+    assert isinstance(rebuilt, RateLimited) and rebuilt.retry_after_seconds == 42
+    assert errors.refusal_from_wire(errors.refusal_to_wire(refusal)).retry_after_seconds == 42

@@ -36,7 +36,15 @@ import pytest
 import yaml
 from nameko.rpc import RPC_QUEUE_TEMPLATE
 
-from credence_common.config import ENVIRONMENTS, SECRET_SUFFIXES
+from credence_common.config import (
+    ADAPTER_DEFAULTS,
+    ENVIRONMENTS,
+    SECRET_SUFFIXES,
+    ConfigurationRefused,
+    adapter_refusal,
+    assert_safe_for_environment,
+    load_config,
+)
 from credence_common.migrations import SERVICES as MIGRATED_SERVICES
 from deploy.processes import PROCESSES, ProcessSpec
 from tests.unit.process_config import config_text, env_names_read, secret_env_names
@@ -59,8 +67,9 @@ KUBERNETES_VERSION = "1.32"
 
 PER_PROCESS_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 EXPECTED_KINDS = {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job",
-                  "RabbitmqCluster"}
-CUSTOM_KINDS = {("rabbitmq.com/v1beta1", "RabbitmqCluster")}
+                  "RabbitmqCluster", "User", "Permission", "TopicPermission"}
+CUSTOM_KINDS = {("rabbitmq.com/v1beta1", "RabbitmqCluster"), ("rabbitmq.com/v1beta1", "User"),
+                ("rabbitmq.com/v1beta1", "Permission"), ("rabbitmq.com/v1beta1", "TopicPermission")}
 RABBITMQ = "credence-rabbitmq"
 MIGRATE_JOB = "credence-migrate"
 MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
@@ -472,47 +481,68 @@ def test_config_map_settings(rendering):
         assert re.match(r"^https://[a-z0-9.-]+$", data["PUBLIC_BASE_URL"]) and ".invalid" not in data["PUBLIC_BASE_URL"]
 
 
-# Processes that production rules refuse to start today, so the production overlay runs them with staging rules
-# (overlays/production/sandboxes-stay-on-staging.yaml). Each maps to the check of the code that refuses it.
-def _identity_refused_in_production() -> None:
-    from services.identity.prior_education import DegreeRegistry
-
-    registry = DegreeRegistry()
-    registry.container = type("Container", (), {"config": {}})()  # the defaults: DEGREE_REGISTRY=sandbox
-    registry.setup()
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_credence_env(rendering, spec):
+    """Production runs every process as production: no process is kept on staging rules to get a sandbox."""
+    value = plain_value(env_sources(rendering, deployment(rendering, spec)), "CREDENCE_ENV")
+    assert value == ("production" if rendering == "overlays/production" else "staging")
 
 
-def _payments_refused_in_production() -> None:
-    from services.payments.configuration import configured_payments
-
-    configured_payments({})  # the default: PAYMENT_PROVIDER=sandbox
-
-
-KEPT_ON_STAGING = {"identity": _identity_refused_in_production, "payments": _payments_refused_in_production}
+def test_the_production_overlay_has_no_staging_override():
+    assert not (K8S_DIR / "overlays" / "production" / "sandboxes-stay-on-staging.yaml").exists()
+    assert "staging" not in json.dumps(render("overlays/production")).replace("credence-staging", "")
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
-def test_credence_env(rendering, spec):
-    sources = env_sources(rendering, deployment(rendering, spec))
-    value = plain_value(sources, "CREDENCE_ENV")
-    if rendering == "overlays/production" and spec.name not in KEPT_ON_STAGING:
-        assert value == "production"
-    else:
-        assert value == "staging"
+def test_production_configures_no_sandbox_adapter(spec):
+    """No process of the production overlay names a sandbox or development adapter (the adapters' own defaults
+    are sandboxes: the next test shows what production does with them)."""
+    sources = env_sources("overlays/production", deployment("overlays/production", spec))
+    for setting in ADAPTER_DEFAULTS:
+        if setting in sources:
+            value = plain_value(sources, setting)
+            assert adapter_refusal(setting, value, {"CREDENCE_ENV": "production"}) is None, f"{setting}={value}"
 
 
-@pytest.mark.parametrize("name", sorted(KEPT_ON_STAGING))
-def test_processes_kept_on_staging_are_still_refused_by_production(monkeypatch, name):
-    """If this fails, production rules accept the process now: remove it from sandboxes-stay-on-staging.yaml and
-    from KEPT_ON_STAGING."""
-    monkeypatch.setenv("CREDENCE_ENV", "production")
-    with pytest.raises(ValueError, match="refused in production"):
-        KEPT_ON_STAGING[name]()
+# a Secret value whose shape a start-up check reads (a broker URI names its user: guest is refused)
+SECRET_EXAMPLES = {"AMQP_URI": "pyamqp://credence-{process}:vault-Zq8@rabbitmq:5672/"}
+
+
+def production_environment(spec: ProcessSpec, monkeypatch) -> None:
+    """The environment the production overlay gives ``spec``'s container; each Secret key holds a real-looking
+    value, as an operator's Secret would (so only what the overlay configures can make the process refuse)."""
+    for name in env_names_read(spec) | set(READ_DIRECTLY):
+        monkeypatch.delenv(name, raising=False)
+    for name, source in env_sources("overlays/production", deployment("overlays/production", spec)).items():
+        monkeypatch.setenv(name, source[1] if source[0] != "secret" else SECRET_EXAMPLES.get(
+            name, f"k1=vault-{name.lower()}-Zq8").format(process=spec.name))
+
+
+# Until their real adapters exist (another issue), these refuse to start in production; the setting named is the
+# sandbox that is the only adapter of its kind.
+REFUSED_IN_PRODUCTION = {"identity": "DEGREE_REGISTRY=sandbox", "payments": "PAYMENT_PROVIDER=sandbox"}
+
+
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
+def test_production_overlay_processes_start_or_refuse_as_the_runner_decides(spec, monkeypatch):
+    """The check credence_common.runner runs at start-up, on each process configured as the production overlay
+    configures it: identity and payments refuse (their only adapters are sandboxes), the others start. If identity
+    or payments start passing, a real adapter exists: update REFUSED_IN_PRODUCTION and deploy/k8s/README.md."""
+    production_environment(spec, monkeypatch)
+    config = load_config(REPO_ROOT / spec.config)
+    if spec.name not in REFUSED_IN_PRODUCTION:
+        assert assert_safe_for_environment(spec.name, config) is None
+        return
+    with pytest.raises(ConfigurationRefused) as refused:
+        assert_safe_for_environment(spec.name, config)
+    message = str(refused.value)
+    assert "CREDENCE_ENV=production" in message and REFUSED_IN_PRODUCTION[spec.name] in message
+    assert "development default" not in message, "only the sandbox, not a secret, should stop it"
 
 
 # --- ports, probes, Services ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec", SERVICE_PROCESSES, ids=ids)
+@pytest.mark.parametrize("spec", PROCESSES, ids=ids)
 def test_metrics_port_is_set_exposed_and_scraped(rendering, spec):
     workload = deployment(rendering, spec)
     item = container(workload)
@@ -525,12 +555,14 @@ def test_metrics_port_is_set_exposed_and_scraped(rendering, spec):
     assert annotations.get("prometheus.io/path", "/metrics") == "/metrics"
 
 
-def test_gateway_listens_on_all_interfaces_and_is_scraped(rendering):
+def test_gateway_listens_on_all_interfaces_and_is_scraped_on_its_metrics_port(rendering):
     workload = deployment(rendering, GATEWAY)
     assert plain_value(env_sources(rendering, workload), "GATEWAY_ADDRESS") == f"0.0.0.0:{GATEWAY_PORT}"
     assert {"name": "http", "containerPort": GATEWAY_PORT} in container(workload)["ports"]
     annotations = workload["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == str(GATEWAY_PORT)
+    # the API port is public and does not serve /metrics
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(GATEWAY.default_metrics_port) != str(GATEWAY_PORT)
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
@@ -946,3 +978,23 @@ def test_queue_job_is_the_one_the_shared_alerts_check():
         assert names, f"{alert} no longer checks up{{job=...}}: update this test"
         assert names <= jobs, f"{alert} checks up of {sorted(names)}; scrape-configs.yaml has {sorted(jobs)}"
     assert {QUEUES_JOB} == set().union(*checked.values())
+
+
+# --- one broker user per process (deploy/broker_users.py) ---------------------------------------------------
+
+def test_the_broker_users_are_the_ones_the_code_generates(rendering):
+    from deploy import broker_users
+
+    expected = {(r["kind"], r["metadata"]["name"]): r["spec"] for r in broker_users.k8s_resources()}
+    rendered = {(doc["kind"], doc["metadata"]["name"]): doc["spec"] for doc in render(rendering)
+                if doc["kind"] in ("User", "Permission", "TopicPermission")}
+    assert rendered == expected, "stale: python -m deploy.broker_users k8s > deploy/k8s/base/rabbitmq-users.yaml"
+    assert (K8S_DIR / "base" / "rabbitmq-users.yaml").read_text(encoding="utf-8") == broker_users.render_k8s()
+
+
+def test_each_process_connects_as_its_own_broker_user():
+    from deploy import broker_users
+
+    for principal in broker_users.PRINCIPALS:
+        example = (K8S_DIR / "secrets.example" / f"credence-{principal}.env").read_text(encoding="utf-8")
+        assert f"AMQP_URI=pyamqp://{broker_users.user_name(principal)}:" in example

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from credence_common.masking import mask_mobile, mask_name, mask_resident_id
+from credence_common.masking import mask_mobile, mask_name, mask_resident_id, mask_resident_id_public
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,31 @@ def test_masked_resident_id_hides_the_birth_date_and_keeps_length():
     assert "19491231" not in masked
     assert len(masked) == len(value)
     assert masked.count("*") == 8
+
+
+@pytest.mark.parametrize(
+    "value, masked",
+    [
+        ("110105194912310021", "**************0021"),
+        ("11010519491231002X", "**************002X"),
+        (" 11010519491231002X ", "**************002X"),
+        ("110105********002X", "**************002X"),  # the holder's form, stored by verification, re-masked
+        ("**************002X", "**************002X"),
+        ("123456789", "*****6789"),
+        ("12345678", "********"),
+        ("123", "***"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_mask_resident_id_public(value, masked):
+    assert mask_resident_id_public(value) == masked
+
+
+def test_a_public_id_number_with_a_known_birthday_still_leaves_ten_digits_unknown():
+    masked = mask_resident_id_public("110105194912310021")
+    assert len(masked) == 18 and masked[:-4] == "*" * 14
+    assert "110105" not in masked and "19491231" not in masked
 
 
 @pytest.mark.parametrize(

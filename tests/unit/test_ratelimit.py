@@ -65,3 +65,21 @@ def test_memory_is_bounded_and_a_reset_only_lets_clients_through():
     assert limiter.allow("c", now=0.0) is True  # table full: reset
     assert len(limiter._buckets) <= 2
     assert limiter.allow("a", now=0.0) is True  # forgotten, so full again
+
+
+def test_retry_after_is_the_whole_seconds_until_the_next_token():
+    limiter = TokenBucketLimiter(per_minute=60, burst=2)  # one token a second
+    take(limiter, "a", 2, now=0.0)
+    assert limiter.retry_after("a", now=0.0) == 1
+    assert limiter.retry_after("a", now=0.25) == 1  # 0.75 s, rounded up
+    slow = TokenBucketLimiter(per_minute=6, burst=1)  # one token every 10 s
+    take(slow, "a", 1, now=0.0)
+    assert slow.retry_after("a", now=0.0) == 10
+    assert slow.retry_after("a", now=3.5) == 7
+    assert slow.allow("a", now=9.9) is False and slow.allow("a", now=10.0) is True
+
+
+def test_retry_after_is_at_least_a_second():
+    limiter = TokenBucketLimiter(per_minute=60, burst=2)
+    assert limiter.retry_after("fresh", now=0.0) == 1
+    assert TokenBucketLimiter(per_minute=0).retry_after("a") == 1

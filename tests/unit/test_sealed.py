@@ -32,7 +32,7 @@ def test_a_sealed_column_stores_a_token_and_reads_the_plaintext(keys):
 
 def test_without_an_installed_ring_the_config_files_keys_of_this_environment_are_used(keys, monkeypatch):
     monkeypatch.delenv("UNIT_DATA_KEYS", raising=False)
-    monkeypatch.delenv("CREDENCE_ENV", raising=False)
+    monkeypatch.setenv("CREDENCE_ENV", "development")
     assert keys.keyring.active_key_id == "k1"  # development: the development key
     keys.reset()
     monkeypatch.setenv("UNIT_DATA_KEYS", "k2=real-unit-material")
@@ -46,4 +46,10 @@ def test_the_development_key_is_refused_outside_development(keys, monkeypatch, e
     monkeypatch.delenv("UNIT_DATA_KEYS", raising=False)
     monkeypatch.setenv("CREDENCE_ENV", environment)
     with pytest.raises(ConfigurationRefused, match="UNIT_DATA_KEYS"):
+        keys.from_environment()
+
+
+def test_without_credence_env_the_keys_are_refused(keys, monkeypatch):
+    monkeypatch.delenv("CREDENCE_ENV", raising=False)
+    with pytest.raises(ConfigurationRefused, match="CREDENCE_ENV"):
         keys.from_environment()

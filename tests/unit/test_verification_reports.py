@@ -124,3 +124,38 @@ def test_the_report_page_of_an_exam_record_lists_programs_without_the_full_name(
     page = web.render_report(answer)
     assert "考籍在线验证报告" in page and 'data-result="corrected"' in page and "Company law 75 (2026-04)" in page
     assert "王小明" not in page and "English" not in page
+
+
+def test_an_education_record_report_shows_only_the_last_four_of_the_id_number():
+    from services.verification.report_usecases import achievements
+
+    assert achievements(RECORD).resident_id_number_masked == "**************002X"
+
+
+def test_a_report_signed_with_the_longer_mask_is_masked_and_signed_again_for_the_public():
+    from services.verification.report_usecases import ReportSigner, public_signed_report
+
+    signer = ReportSigner(golden.AUTHORITY_KEY, "https://verify.example.org")
+    old = reports.sign_report(golden.AUTHORITY_KEY, {**golden.DOCUMENT, "certificate": {
+        **golden.DOCUMENT["certificate"], "resident_id_number_masked": "110105********002X"}})
+    public = public_signed_report(signer, old)
+    assert public["document"]["certificate"]["resident_id_number_masked"] == "**************002X"
+    assert {k: v for k, v in public["document"].items() if k != "certificate"} == \
+        {k: v for k, v in old["document"].items() if k != "certificate"}
+    checked_at = datetime.fromisoformat(golden.CHECKED_AT)
+    assert reports.verify_report(public, public_key(), checked_at, golden.DOCUMENT["verify_url"]).verdict == "valid"
+    assert public_signed_report(signer, public) is public  # already public: left as signed
+
+
+@pytest.mark.parametrize("state, label, shown", [
+    ("closed", "Report closed by the holder", "2026-12-02"), ("expired", "Report expired", "2026-12-31")])
+def test_the_page_of_a_closed_or_expired_report_says_which_and_nothing_about_the_holder(state, label, shown):
+    from gateway import web
+
+    answer = {"report_code": "A" * 32, "kind": "certificate", "state": state, "message": reports.STATE_MESSAGES[state],
+              "certificate": None, "signed_report": None, "requested_at": "2026-12-01T00:00:00+00:00",
+              "expires_at": "2026-12-31T00:00:00+00:00",
+              "closed_at": "2026-12-02T08:00:00+00:00" if state == "closed" else None}
+    page = web.render_report(answer)
+    assert f'data-result="{state}"' in page and label in page and shown in page
+    assert "身份证号" not in page and "获证人" not in page

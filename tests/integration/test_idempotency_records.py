@@ -1,0 +1,142 @@
+"""Idempotency-Key records on a real database (SQLite and PostgreSQL): they expire, every service's timer prunes
+them, and no token, code or password is left in clear in identity's tables after the sign-in flows."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import re
+from datetime import timedelta
+
+import pytest
+from nameko.standalone.rpc import ServiceRpcProxy
+from nameko.testing.services import entrypoint_hook
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
+
+from credence_common import idempotency
+from credence_common.db import make_engine
+from credence_common.errors import Unauthorized
+from credence_common.events import utcnow
+from services.certificates.service import CertificatesService
+from services.identity.service import IdentityService
+from services.payments.service import PaymentsService
+from services.scoring.service import ScoringService
+from services.verification.service import VerificationService
+from tests.integration.conftest import query, rpc_proxy
+from tests.integration.test_identity import MOBILE, PASSWORD, registration, texted_code
+
+GATEWAY_KEY = idempotency.gateway_key("test-jwt-secret")
+
+
+def gateway_headers(key: str, route: str, body: bytes = b"{}", caller: str = "public:anonymous") -> dict:
+    return idempotency.request_headers(key, caller, route, "POST", f"/api/v1/{route}", body, GATEWAY_KEY)
+
+
+def call_for(headers: dict, target: str = "identity.register_candidate", hours: float = 24):
+    return idempotency.IdempotentCall(headers[idempotency.RECORD_HEADER], headers[idempotency.FINGERPRINT_HEADER],
+                                      target, base64.b64decode(headers[idempotency.ANSWER_KEY_HEADER]),
+                                      timedelta(hours=hours))
+
+
+def test_an_expired_record_is_never_replayed_and_the_request_runs_as_a_new_one(databases):
+    engine = make_engine(databases.create("identity"))
+    headers = gateway_headers("key-1", "register_candidate")
+    try:
+        with Session(engine) as session, session.begin():
+            first = call_for(headers)
+            first.claim(session)
+            first.store(session, {"candidate_id": "cand-first"})
+        with Session(engine) as session, session.begin(), pytest.raises(idempotency.StoredAnswer) as replayed:
+            call_for(headers).claim(session)
+        assert replayed.value.answer == {"result": {"candidate_id": "cand-first"}}
+        stored = query(str(engine.url.render_as_string(hide_password=False)), "select answer_json from "
+                       "idempotency_records")
+        assert stored[0][0].startswith("v1:") and "cand-first" not in stored[0][0]
+
+        with engine.begin() as connection:  # the record is now one second older than its 24 hours
+            connection.execute(text("UPDATE idempotency_records SET created_at = :then"),
+                               {"then": utcnow() - timedelta(hours=24, seconds=1)})
+        with Session(engine) as session, session.begin():
+            retry = call_for(headers)
+            retry.claim(session)  # not a StoredAnswer: the request runs again
+        assert retry.claimed
+        with engine.connect() as connection:
+            rows = connection.execute(text("select answer_json, created_at from idempotency_records")).all()
+        assert len(rows) == 1 and rows[0][0] is None  # the old answer went with the old record
+
+        # a service with a shorter TTL forgets sooner
+        with Session(engine) as session, session.begin():
+            short = call_for(headers, hours=0.5)
+            short.claim(session, now=utcnow() + timedelta(minutes=31))
+        assert short.claimed
+    finally:
+        engine.dispose()
+
+
+SERVICES = [IdentityService, ScoringService, CertificatesService, PaymentsService, VerificationService]
+
+
+@pytest.mark.parametrize("service_cls", SERVICES, ids=[s.name for s in SERVICES])
+def test_every_service_prunes_its_expired_records_on_a_timer(start_service, service_cls):
+    container, config = start_service(service_cls, IDEMPOTENCY_RECORD_TTL_HOURS="2")
+    now = utcnow()
+    engine = make_engine(config["DB_URI"])
+    try:
+        with engine.begin() as connection:
+            for name, age in (("expired", timedelta(hours=2, minutes=1)), ("recent", timedelta(hours=1, minutes=59)),
+                              ("new", timedelta(0))):
+                connection.execute(insert(idempotency.IDEMPOTENCY_RECORDS).values(
+                    record_key=name, target=f"{service_cls.name}.x", fingerprint="f", created_at=now - age,
+                    answer_json=None))
+    finally:
+        engine.dispose()
+    with entrypoint_hook(container, "prune_idempotency_records") as prune:  # what the timer runs
+        prune()
+    assert sorted(query(config["DB_URI"], "select record_key from idempotency_records")) == [("new",), ("recent",)]
+
+
+def _identity_proxy(config: dict, headers: dict) -> ServiceRpcProxy:
+    return ServiceRpcProxy("identity", {"AMQP_URI": config["AMQP_URI"]}, timeout=30, context_data=headers)
+
+
+def _every_row(db_uri: str) -> str:
+    models = importlib.import_module("services.identity.models")
+    return repr([query(db_uri, f"select * from {table.name}") for table in models.Base.metadata.sorted_tables])
+
+
+def test_after_sign_ins_with_idempotency_keys_no_token_code_or_password_is_kept_in_clear(start_service):
+    container, config = start_service(IdentityService)
+    db = config["DB_URI"]
+    secrets_seen = [PASSWORD]
+    with rpc_proxy("identity", config) as identity:
+        secrets_seen.append(texted_code(identity))
+    with _identity_proxy(config, gateway_headers("k-register", "register_candidate")) as identity:
+        identity.register_candidate(registration(secrets_seen[-1]))
+    login = {"login": MOBILE, "password": PASSWORD}
+    with _identity_proxy(config, gateway_headers("k-login", "login", repr(login).encode())) as identity:
+        signed_in = identity.login(login, "10.0.0.1")
+        again = identity.login(login, "10.0.0.1")  # a retry with the same key is a new sign-in
+    assert again["refresh_token"] != signed_in["refresh_token"]
+    refresh = {"refresh_token": signed_in["refresh_token"]}
+    with _identity_proxy(config, gateway_headers("k-refresh", "refresh_session")) as identity:
+        refreshed = identity.refresh_session(refresh)
+        with pytest.raises(Unauthorized):  # the retry presents a retired token: refused, not replayed
+            identity.refresh_session(refresh)
+    with rpc_proxy("identity", config) as identity:
+        code = texted_code(identity, purpose="sign_in")
+        messages = identity.dev_sms_messages({"mobile": MOBILE})["messages"]
+    with _identity_proxy(config, gateway_headers("k-code", "login_with_code")) as identity:
+        by_code = identity.login_with_code({"mobile": MOBILE, "code": code})
+    with _identity_proxy(config, gateway_headers("k-logout", "logout")) as identity:
+        identity.logout({"refresh_token": by_code["refresh_token"]})
+    secrets_seen += [code, signed_in["refresh_token"], again["refresh_token"], refreshed["refresh_token"],
+                     by_code["refresh_token"], *messages]
+    secrets_seen += [token.partition(".")[2] for token in secrets_seen if "." in token]  # the secret halves
+    rows = _every_row(db)
+    assert [secret for secret in secrets_seen if secret in rows] == []
+    assert all(re.search(r"\b\d{6}\b", message) for message in messages)  # the dev adapter still reads them back
+    # only the routes whose answer is no credential kept a record, and each answer is sealed
+    records = query(db, "select target, answer_json from idempotency_records order by target")
+    assert [target for target, _ in records] == ["identity.logout", "identity.register_candidate"]
+    assert all(answer.startswith("v1:") for _, answer in records)

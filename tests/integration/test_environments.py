@@ -29,7 +29,8 @@ def test_in_staging_the_sandbox_payer_refuses_and_the_order_stays_unpaid(start_s
     # staging is the one environment besides development where the payment sandbox runs at all (production
     # refuses to start payments on it)
     monkeypatch.setenv("CREDENCE_ENV", "staging")
-    _, config = start_service(PaymentsService)
+    _, config = start_service(PaymentsService, PAYMENTS_DATA_KEYS="k1=" + "5a" * 32,  # staging refuses the dev key
+                                PAYMENTS_DATA_ACTIVE_KEY_ID="k1")
     order_number = open_order(config)
     with rpc_proxy("payments", config) as payments:
         for actor in (CANDIDATE, STAFF):

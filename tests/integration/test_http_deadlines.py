@@ -12,6 +12,7 @@ import requests
 
 from deploy.platform import free_port
 from gateway.service import GatewayService
+from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY
 
 DEADLINE_SECONDS = 1.0
 MARGIN_SECONDS = 5.0  # scheduling on a loaded test machine
@@ -23,7 +24,8 @@ def start_gateway(container_factory, rabbit_config):
     def start(**settings) -> tuple[str, int]:
         port = free_port()
         config = {"AMQP_URI": rabbit_config["AMQP_URI"], "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
-                  "JWT_SECRET": "integration-jwt-secret", "RPC_TIMEOUT_SECONDS": 2,
+                  "JWT_SECRET": "integration-jwt-secret", "ACTOR_SIGNING_KEY": TEST_ACTOR_SIGNING_KEY,
+                  "RPC_TIMEOUT_SECONDS": 2,
                   "GATEWAY_HEADER_DEADLINE_SECONDS": DEADLINE_SECONDS,
                   "GATEWAY_BODY_DEADLINE_SECONDS": DEADLINE_SECONDS, **settings}
         container_factory(GatewayService, config).start()

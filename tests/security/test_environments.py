@@ -26,6 +26,9 @@ STAGING = {
     "IDENTITY_VERIFIER": "reject",
     "IDENTITY_DATA_KEYS": "k1=staging-identity-data-key",
     "IDENTITY_INDEX_KEY": "staging-identity-index-key",
+    "CERTIFICATES_DATA_KEYS": "k1=staging-certificates-data-key",
+    "SCORING_DATA_KEYS": "k1=staging-scoring-data-key",
+    "PAYMENTS_DATA_KEYS": "k1=staging-payments-data-key",
     **PRODUCTION_LIMITS,
 }
 SANDBOX_PAYMENT = "/api/v1/sandbox-provider/orders/{order}/payment"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -64,8 +65,30 @@ def wait_for_service(amqp_uri: str, service: str, timeout: float,
     return False
 
 
+def _ephemeral_ports() -> range:
+    """The range the kernel picks outgoing connections' source ports from (Linux; the usual default elsewhere)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port nobody listens on, for a process to bind a moment later. Taken below the ephemeral range: a port
+    the kernel hands out (bind to 0) can be given to an outgoing connection (a database or broker client of a
+    process starting meanwhile) before its listener binds it, which then fails with EADDRINUSE (seen once a
+    test had opened a thousand connections)."""
+    ephemeral = _ephemeral_ports()
+    candidates = [port for port in range(10000, 30000) if port not in ephemeral]
+    for port in random.sample(candidates, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a machine with almost no free low ports: fall back to the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

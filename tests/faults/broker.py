@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from deploy.platform import free_port
+
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
@@ -18,10 +20,6 @@ def _ctl() -> str:
     return found[-1] if found else "rabbitmqctl"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def rabbitmq_available() -> bool:

@@ -126,6 +126,17 @@ def rewrite(connection, table_name: str, key, pairs, change, batch: int = 1000) 
         last = tuple(found[-1][k] for k in keys)
 
 
+def key_status_table(usage: dict[str, int], keyring: KeyRing) -> Table:
+    """``credence <service> key-status``: how many stored values each key protects, and whether it is the active
+    one, another configured one, or MISSING (values no configured key can open)."""
+    listing = Table("key id", "values", "state")
+    for key_id in sorted(set(usage) | set(keyring.key_ids)):
+        state = "active" if key_id == keyring.active_key_id else ("configured" if key_id in keyring.key_ids
+                                                                  else "MISSING")
+        listing.add_row(key_id, str(usage.get(key_id, 0)), state)
+    return listing
+
+
 # --- rotation --------------------------------------------------------------------------------------------
 
 def sealed_tables(metadata, sealed: type[TypeDecorator]):
@@ -220,11 +231,6 @@ def key_commands(keys: DataKeys, tables_of, help_text: str) -> typer.Typer:
             usage = key_usage(engine, keyring, tables_of())
         finally:
             engine.dispose()
-        listing = Table("key id", "values", "state")
-        for key_id in sorted(set(usage) | set(keyring.key_ids)):
-            state = "active" if key_id == keyring.active_key_id else ("configured" if key_id in keyring.key_ids
-                                                                      else "MISSING")
-            listing.add_row(key_id, str(usage.get(key_id, 0)), state)
-        console.print(listing)
+        console.print(key_status_table(usage, keyring))
 
     return app

@@ -17,13 +17,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from credence_common.config import load_config
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
+from credence_common.sealed import key_status_table
 from services.identity.models import Candidate, PriorEducationCheck, SmsQueue
 
 app = typer.Typer(help="Identity service operations.", no_args_is_help=True, add_completion=False)
@@ -106,12 +106,7 @@ def key_status(config: Path = typer.Option(DEFAULT_CONFIG, help="The identity se
         usage = key_usage(engine, keyring)
     finally:
         engine.dispose()
-    table = Table("key id", "values", "state")
-    for key_id in sorted(set(usage) | set(keyring.key_ids)):
-        state = "active" if key_id == keyring.active_key_id else ("configured" if key_id in keyring.key_ids
-                                                                  else "MISSING")
-        table.add_row(key_id, str(usage.get(key_id, 0)), state)
-    console.print(table)
+    console.print(key_status_table(usage, keyring))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def test_paying_an_order_at_the_sandbox_on_staging_finds_no_such_route(staging_p
 
 def test_reading_texted_codes_from_the_dev_inbox_on_staging_finds_no_such_route(staging_platform):
     caller = client_from("127.0.0.42")
-    assert_no_such_route(caller, staging_platform, "POST", DEV_SMS)
+    for method in ("POST", "GET"):  # a GET must not answer 405 either, which would show the route exists
+        assert_no_such_route(caller, staging_platform, method, DEV_SMS)
     paths = caller.get(staging_platform.gateway_url + "/openapi.json", timeout=15).json()["paths"]
     assert DEV_SMS not in paths
 

@@ -5,6 +5,9 @@
     python -m bench.baselines echo AMQP_URI QUEUE    # a raw RabbitMQ RPC echo (pika): the bus's own round trip
     python -m bench.baselines results PORT DB_URI JWT_SECRET   # a candidate's results: the token checked as the
                                                      # gateway does, the same query as scoring, in one process
+    gunicorn -k gthread ... 'bench.baselines:honest_app()'   # the public check as a competent team would deploy
+                                                     # it: psycopg2, keep-alive, verification's work per check
+                                                     # (BENCH_DB_DSN, CHECKS_PER_NUMBER_PER_MINUTE from the env)
 """
 
 from __future__ import annotations
@@ -48,6 +51,90 @@ def wsgi_app(db_uri: str):
         payload = json.dumps({"result": row[1]} if found else {"error": {"code": "certificate_not_found"}}).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
         return [payload]
+
+    return app
+
+
+HONEST_QUERY = """
+SELECT v.holder_name_key, v.status, v.holder_name, v.resident_id_number_masked, v.program_code, v.program_name,
+       v.issued_on, f.failures, f.caller_failed
+FROM (SELECT count(*) AS failures, coalesce(bool_or(client = %(client)s), false) AS caller_failed
+      FROM check_log WHERE certificate_number = %(number)s AND checked_at > %(since)s
+      AND outcome IN ('no_match', 'rate_limited')) f
+LEFT JOIN verifiable_certificates v ON v.certificate_number = %(number)s
+"""
+HONEST_LOG = "INSERT INTO check_log (checked_at, certificate_number, outcome, client) VALUES (%s, %s, %s, %s)"
+
+
+def honest_app():
+    """What verification does for one public check (services/verification/usecases.public_checks), written as
+    a competent team would in a plain WSGI app: one psycopg2 connection per worker thread (autocommit), one
+    round trip for the certificate and the number's recent failures, one for the check_log row; the same
+    answers (200 valid/revoked/superseded with the masked details, 404 certificate_not_found, 429
+    rate_limited, 422 invalid_certificate_number / invalid_input)."""
+    import os
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg2
+
+    from credence_common.masking import mask_name, mask_resident_id_public
+    from services.verification.domain import answers_truthfully
+
+    dsn = os.environ["BENCH_DB_DSN"]
+    limit = int(os.environ.get("CHECKS_PER_NUMBER_PER_MINUTE", "20"))
+    local = threading.local()
+
+    def cursor():
+        if getattr(local, "connection", None) is None or local.connection.closed:
+            local.connection = psycopg2.connect(dsn)
+            local.connection.autocommit = True
+        return local.connection.cursor()
+
+    def answer(start_response, status: str, body: dict):
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    def refusal(start_response, status: str, code: str, message: str):
+        return answer(start_response, status, {"error": {"code": code, "message": message}})
+
+    def app(environ, start_response):
+        try:
+            body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+            name, raw_number = body["holder_name"].strip(), body["certificate_number"].strip()
+            if set(body) != {"holder_name", "certificate_number"} or not (0 < len(name) <= 40) or not (
+                    0 < len(raw_number) <= 40):
+                raise ValueError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return refusal(start_response, "422 Unprocessable Entity", "invalid_input", "Invalid input.")
+        client = (environ.get("REMOTE_ADDR") or "")[:64]
+        now = datetime.now(UTC)
+        number = normalise_certificate_number(raw_number)
+        with cursor() as cur:
+            if number is None:
+                cur.execute(HONEST_LOG, (now, raw_number[:40], "invalid", client))
+                return refusal(start_response, "422 Unprocessable Entity", "invalid_certificate_number",
+                               "A certificate number has 15 digits and its last digit is a check digit; please "
+                               "check for a typing mistake.")
+            cur.execute(HONEST_QUERY, {"client": client, "number": number, "since": now - timedelta(minutes=1)})
+            key, status, holder, resident, program_code, program_name, issued_on, failures, caller_failed = \
+                cur.fetchone()
+            expected = key if key is not None else name_key("\u0000" + number)
+            matches = hmac.compare_digest(expected.encode(), name_key(name).encode())
+            if not answers_truthfully(failures, caller_failed, key is not None and matches, limit):
+                cur.execute(HONEST_LOG, (now, number, "rate_limited", client))
+                return refusal(start_response, "429 Too Many Requests", "rate_limited",
+                               "This certificate number was checked too often; wait a minute.")
+            if key is None or not matches:
+                cur.execute(HONEST_LOG, (now, number, "no_match", client))
+                return refusal(start_response, "404 Not Found", "certificate_not_found",
+                               "No certificate matches this holder name and number.")
+            cur.execute(HONEST_LOG, (now, number, status, client))
+        return answer(start_response, "200 OK", {"result": status, "certificate": {
+            "certificate_number": number, "holder_name_masked": mask_name(holder),
+            "resident_id_number_masked": mask_resident_id_public(resident), "program_code": program_code,
+            "program_name": program_name, "issued_on": issued_on.isoformat()}})
 
     return app
 

@@ -8,7 +8,12 @@ ports), issues one certificate via the demo journey, then measures, in the same 
      database (bench/baselines.py), with the same concurrent clients;
   4. baseline: a raw RabbitMQ RPC round trip (pika, direct reply-to), sequential and concurrent;
   5. freshness: staff revoke the certificate, and the gateway is asked until it answers "revoked".
-Prints requests per second, latency percentiles and the ratios to the baselines.
+  6. (PostgreSQL) the honest baseline (bench/honest.py): 100,000 certificates seeded into verification's read
+     model, wrk with keep-alive posting a random mix of (name, number) pairs, Credence against gunicorn
+     (gthread) + psycopg2 doing verification's work per check, with one worker and with one per core; the old
+     wsgiref baseline as a labelled reference. One table, with the ratios.
+Prints requests per second, latency percentiles and the ratios to the baselines. The per-address limit is off
+(``PUBLIC_RATE_LIMIT_PER_MINUTE`` high), the per-number limit as in production (verification's default).
 
     make bench            # or: .venv/bin/python -m bench.public_check --seconds 5 --clients 32
 """
@@ -167,6 +172,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--certificates", type=int, default=100_000,
+                        help="certificates seeded into verification's read model for the honest baseline")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads per worker")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
                         help="the services' databases (and the WSGI baseline's): SQLite files or PostgreSQL "
                              "databases created for the run on CREDENCE_BENCH_POSTGRES (default the local server)")
@@ -176,8 +184,8 @@ def main() -> int:
     vhost = create_vhost()
     workdir = Path(tempfile.mkdtemp(prefix="credence-bench-"))
     env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
-               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
-               CHECKS_PER_NUMBER_PER_MINUTE="0",
+               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}",
+               PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
                OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING")
     for spec in PROCESSES:
         if spec.metrics_port_env:
@@ -216,12 +224,116 @@ def main() -> int:
               f" (aim >= 1.00)")
         print(f"ratio gateway / raw RabbitMQ round trip ({args.clients} clients): {parallel_rate / echo_rate:.2f}")
         print(f"gateway p99 at {args.clients} clients: {parallel_p99:.1f} ms (aim < 50 ms)")
+        honest_comparison(args, env, platform, workdir)
         freshness(platform, journey, check)
     finally:
         platform.stop()
         delete_vhost(vhost)
         drop_databases(databases)
     return 0
+
+
+PER_ADDRESS_LIMIT_OFF = 100_000_000  # checks a minute from one address: never reached by the load
+
+
+def production_per_number_limit() -> int:
+    """verification's own default for CHECKS_PER_NUMBER_PER_MINUTE (its config.yml), which the run keeps."""
+    import re
+
+    config = (Path(__file__).resolve().parent.parent / "services/verification/config.yml").read_text()
+    return int(re.search(r"CHECKS_PER_NUMBER_PER_MINUTE:\s*\$\{CHECKS_PER_NUMBER_PER_MINUTE:(\d+)\}", config)[1])
+
+
+def wait_for_http(url: str, body: dict, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            requests.post(url, json=body, timeout=2)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
+    """Item 1 of issue #18: Credence against gunicorn + psycopg2 doing the same work, on a random mix of checks
+    over ``args.certificates`` seeded certificates; prints one table with the ratios."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from bench import honest
+    from credence_common.db import make_engine
+
+    if args.backend != "postgresql":
+        print("\nhonest baseline: skipped (gunicorn + psycopg2 needs --backend postgresql)")
+        return
+    if not wrk_available():
+        print("\nhonest baseline: skipped (needs wrk: make bench-tools)")
+        return
+    db_uri = env["VERIFICATION_DB_URI"]
+    started = time.perf_counter()
+    honest.seed_certificates(db_uri, args.certificates, workdir)
+    engine = make_engine(db_uri)
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE verifiable_certificates"))
+    mix = honest.Mix()
+    checks = honest.check_mix(args.certificates, 100_000, mix=mix)
+    bodies = honest.write_bodies(checks, workdir / "checks.jsonl")
+    per_number = int(env.get("CHECKS_PER_NUMBER_PER_MINUTE") or production_per_number_limit())
+    print(f"\nHonest baseline: {args.certificates:,} certificates seeded in {time.perf_counter() - started:.1f} s; "
+          f"load: {mix.describe()} (100,000 bodies drawn, {checks.kinds}), each request a random one")
+
+    def measure(label: str, url: str) -> honest.SystemResult:
+        with engine.begin() as connection:  # every system starts from an empty check log
+            connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+            connection.execute(text("TRUNCATE check_log"))
+        honest.post_mix(url, bodies, 2, args.clients, workdir)  # warm-up: connections, caches
+        loaded = honest.post_mix(url, bodies, args.seconds, args.clients, workdir)
+        lone = honest.post_mix(url, bodies, args.seconds, 1, workdir)
+        result = honest.SystemResult(label, loaded, lone)
+        print(f"  {label:<70} {loaded.requests_per_second:>7.0f} req/s  p50 {loaded.p50_ms:6.1f}  "
+              f"p99 {loaded.p99_ms:6.1f}  lone p50 {lone.p50_ms:5.2f} ms  [{loaded.answers()}]", flush=True)
+        return result
+
+    credence = measure("Credence: gateway -> RPC -> verification", platform.gateway_url + "/api/v1/certificate-checks")
+    baselines = []
+    for workers in (1, os.cpu_count() or 2):
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads", str(args.threads),
+             "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "bench.baselines:honest_app()"],
+            env=dict(env, BENCH_DB_DSN=db_uri, CHECKS_PER_NUMBER_PER_MINUTE=str(per_number)))
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            wait_for_http(url, checks.bodies[0])
+            baselines.append(measure(f"gunicorn gthread {workers} worker{'s' if workers > 1 else ''} x "
+                                     f"{args.threads} threads + psycopg2", url))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    port = free_port()
+    wsgi = subprocess.Popen([sys.executable, "-m", "bench.baselines", "wsgi", str(port), db_uri],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert wsgi.stdout.readline().strip() == "ready"
+        reference = measure("reference (old): wsgiref threads + pg8000, HTTP/1.0, no log/limit",
+                            f"http://127.0.0.1:{port}/")
+    finally:
+        wsgi.terminate()
+        wsgi.wait(timeout=30)
+    engine.dispose()
+    print(f"\nPublic check against an honest baseline ({args.seconds:.0f} s per load, {args.clients} wrk connections "
+          f"with keep-alive and 1 for the lone request, {args.certificates:,} certificates, per-number limit "
+          f"{per_number}/min as in production, per-address limit off):\n")
+    print(honest.honest_table(credence, baselines, args.clients, [reference]))
+    print(f"\nratio Credence / gunicorn 1 worker ({args.clients} conns): "
+          f"{credence.loaded.requests_per_second / baselines[0].loaded.requests_per_second:.2f}   "
+          f"Credence / gunicorn {os.cpu_count() or 2} workers: "
+          f"{credence.loaded.requests_per_second / baselines[1].loaded.requests_per_second:.2f}   "
+          f"lone-request p50 Credence / gunicorn 1 worker: {credence.lone.p50_ms / baselines[0].lone.p50_ms:.2f}")
 
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_BENCH_POSTGRES",

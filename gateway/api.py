@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -147,10 +148,11 @@ class Call:
     query: dict = field(default_factory=dict)
     actor_signer: Any = None  # credence_common.actor_tokens.ActorSigner
 
-    @property
+    @cached_property
     def actor(self) -> str:
         """Who asks, passed to services that check access themselves: signed, because a service believes
-        only what the gateway vouches for (credence_common/actor_tokens.py)."""
+        only what the gateway vouches for (credence_common/actor_tokens.py); once per request, however many
+        calls the handler makes."""
         return self.actor_signer.sign(self.principal.subject, self.principal.role)
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 import uuid
 
 import requests
 
 from credence_common.certificate_numbers import format_certificate_number
+from deploy.journey import wait_until
 from deploy.processes import BY_NAME
 from tests.security.conftest import client_from, error_code
 
@@ -24,13 +24,11 @@ def bearer(token: str) -> dict:
 
 def wait_for_log_line(path, *needles: str, timeout: float = 15.0) -> str:
     """The log's text once a line holds every needle (a positive signal, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def text_with_line():
         text = path.read_text(errors="replace") if path.exists() else ""
-        if any(all(needle in line for needle in needles) for line in text.splitlines()):
-            return text
-        assert time.monotonic() < deadline, f"no line with {needles} in {path}"
-        time.sleep(0.1)
+        return text if any(all(needle in line for needle in needles) for line in text.splitlines()) else None
+
+    return wait_until(f"a line with {needles} in {path.name}", text_with_line, timeout=timeout, interval=0.1)
 
 
 def test_reading_the_gateways_metrics_on_the_public_port(secure_platform, journey):

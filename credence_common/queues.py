@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -61,23 +62,51 @@ def _type_refused(exc: Exception) -> bool:
     return isinstance(exc, amqp.exceptions.PreconditionFailed) and TYPE_ARGUMENT in str(exc)
 
 
-def declare_event_queue(connection: Connection, queue: Queue, preferred: str) -> str:
-    """Declare ``queue`` (durable, with its bindings) as ``preferred``, or as the type it already has.
+# A busy broker can answer a quorum queue's declaration with 404 while the queue's Raft members are still
+# starting ("home node ... is down or inaccessible", "... due to timeout"): seen on a loaded CI machine with a
+# single node. It passes; a service that crashed on it would restart into the same race.
+_PASSING_REFUSALS = ("is down or inaccessible", "due to timeout")
+DECLARE_PATIENCE_SECONDS = 30.0
 
-    Sets ``queue.queue_arguments`` to what was declared, so that whoever declares it again (nameko's consumer
-    on every reconnection) declares the same thing. Returns the type."""
-    base = dict(queue.queue_arguments or {})
-    for queue_type in (preferred, _other(preferred)):
-        queue.queue_arguments = queue_arguments(queue_type, base)
+
+def _passing(exc: Exception) -> bool:
+    return isinstance(exc, amqp.exceptions.NotFound) and any(text in str(exc) for text in _PASSING_REFUSALS)
+
+
+def _declare(connection: Connection, queue: Queue, patience: float) -> None:
+    deadline = time.monotonic() + patience
+    pause = 0.1
+    while True:
         channel = connection.channel()
         try:
             queue(channel).declare()
+            return
+        except amqp.exceptions.NotFound as exc:
+            if not _passing(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("queue %s not declared yet (%s); trying again in %.1f s", queue.name, exc, pause)
+        finally:
+            _close_quietly(channel)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+def declare_event_queue(connection: Connection, queue: Queue, preferred: str,
+                        patience: float = DECLARE_PATIENCE_SECONDS) -> str:
+    """Declare ``queue`` (durable, with its bindings) as ``preferred``, or as the type it already has.
+
+    Sets ``queue.queue_arguments`` to what was declared, so that whoever declares it again (nameko's consumer
+    on every reconnection) declares the same thing. Returns the type. A refusal that passes (a quorum queue's
+    members still starting) is tried again for up to ``patience`` seconds."""
+    base = dict(queue.queue_arguments or {})
+    for queue_type in (preferred, _other(preferred)):
+        queue.queue_arguments = queue_arguments(queue_type, base)
+        try:
+            _declare(connection, queue, patience)
         except amqp.exceptions.PreconditionFailed as exc:
             if not _type_refused(exc):
                 raise
             continue  # the broker closed the channel; try the type the queue already has
-        finally:
-            _close_quietly(channel)
         if queue_type != preferred:
             log.warning("queue %s is a %s queue, kept as it is; `python -m credence_common.queues migrate` makes "
                         "it a %s queue", queue.name, queue_type, preferred)

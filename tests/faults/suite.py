@@ -225,7 +225,7 @@ def duplicate_and_reorder(amqp_uri: str, subscriber: Subscriber) -> int:
     """Publish every certificate.issued event seen so far again, twice, newest first."""
     envelopes = list(subscriber.envelopes.values())[::-1]
     exchange: Exchange = event_exchange("certificates")
-    with Connection(amqp_uri) as connection:
+    with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
         producer = Producer(connection.channel(), exchange=exchange)
         for envelope in envelopes + envelopes:
             producer.publish(json.dumps(envelope), routing_key=ISSUED, content_type="application/json",

@@ -140,11 +140,16 @@ def wait_for(probe, timeout: float = 15.0, interval: float = 0.05, what: str = "
     return wait_until(what, probe, timeout=timeout, interval=interval)
 
 
+# Publishers in tests wait for the broker's confirm, as the outbox relay does: without confirms RabbitMQ
+# promises nothing about a message, and a test that lost one would wait for it in vain.
+CONFIRMED = {"confirm_publish": True}
+
+
 def publish_event(amqp_uri: str, payload: EventPayload, envelope=None) -> dict:
     """Publish an event as its publisher's relay would; returns the envelope as sent."""
     envelope = envelope or make_envelope(payload)
     body = envelope.model_dump_json()
-    with Connection(amqp_uri) as connection:
+    with Connection(amqp_uri, transport_options=CONFIRMED) as connection:
         producer = Producer(connection.channel(), exchange=event_exchange(payload.publisher))
         producer.publish(body, routing_key=payload.event_type, content_type="application/json",
                          content_encoding="utf-8", delivery_mode=2, declare=[event_exchange(payload.publisher)])

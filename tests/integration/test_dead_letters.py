@@ -14,12 +14,12 @@ from credence_common.events import make_envelope
 from credence_common.outbox_relay import event_exchange
 from credence_common.reliable_events import dead_letter_queue_name, retry_queue_name
 from services.verification.service import VerificationService
-from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.conftest import CONFIRMED, publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_verification import NUMBER, issued, revoked
 
 
 def publish_raw(amqp_uri: str, body: bytes, content_type: str = "application/json") -> None:
-    with Connection(amqp_uri) as connection:
+    with Connection(amqp_uri, transport_options=CONFIRMED) as connection:
         exchange = event_exchange("certificates")
         Producer(connection.channel(), exchange=exchange).publish(
             body, routing_key=CertificateIssuedV1.event_type, content_type=content_type, content_encoding="utf-8",

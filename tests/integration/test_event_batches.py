@@ -15,7 +15,7 @@ from credence_common.events import make_envelope
 from credence_common.outbox_relay import event_exchange
 from credence_common.reliable_events import ReliableEventHandler
 from services.verification.service import VerificationService
-from tests.integration.conftest import query, wait_for
+from tests.integration.conftest import CONFIRMED, query, wait_for
 from tests.integration.test_verification import issued
 
 
@@ -25,7 +25,7 @@ def handler(container, method: str) -> ReliableEventHandler:
 
 def publish_all(amqp_uri: str, bodies: list[bytes]) -> None:
     exchange = event_exchange("certificates")
-    with Connection(amqp_uri) as connection:
+    with Connection(amqp_uri, transport_options=CONFIRMED) as connection:
         producer = Producer(connection.channel(), exchange=exchange)
         for body in bodies:
             producer.publish(body, routing_key=CertificateIssuedV1.event_type, content_type="application/json",

@@ -17,7 +17,7 @@ from credence_common.outbox_relay import declare_topology, event_exchange
 from credence_common.queues import CLASSIC, QUORUM, EventQueue, QueueBusy, declare_event_queue, queue_state
 from credence_common.reliable_events import dead_letter_queue_name, retry_queue_name
 from services.verification.service import VerificationService
-from tests.integration.conftest import publish_event, query, wait_for
+from tests.integration.conftest import CONFIRMED, publish_event, query, wait_for
 from tests.integration.test_verification import issued, revoked
 
 ISSUED_QUEUE = next(s for s in SUBSCRIPTIONS if s.event is CertificateIssuedV1)
@@ -29,7 +29,7 @@ def event_queue(name: str = "test.events") -> EventQueue:
 
 def publish(amqp_uri: str, count: int) -> list[str]:
     ids = []
-    with Connection(amqp_uri) as connection:
+    with Connection(amqp_uri, transport_options=CONFIRMED) as connection:
         producer = Producer(connection.channel(), exchange=event_exchange("certificates"))
         for _ in range(count):
             envelope = make_envelope(issued())

@@ -39,7 +39,9 @@ promtool:
 	  else $(SUDO) service prometheus stop >/dev/null 2>&1; $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1; fi; \
 	  command -v promtool >/dev/null; }
 
+# RabbitMQ started when it is installed but down (deploy/local-services says what it did)
 run: $(STAMP)
+	@deploy/local-services rabbitmq
 	$(PY) -m deploy.platform
 
 demo: $(STAMP)
@@ -51,6 +53,7 @@ migrate: $(STAMP)
 
 # Every test: unit, integration (SQLite and PostgreSQL) and end-to-end (SQLite and PostgreSQL).
 test: $(STAMP) browser promtool
+	@deploy/local-services rabbitmq management postgresql
 	$(PY) -m deploy.preflight
 	$(PY) -m ruff check .
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
@@ -59,12 +62,15 @@ test-unit: $(STAMP) promtool
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP)
+	@deploy/local-services rabbitmq management postgresql
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 test-e2e: $(STAMP) browser
+	@deploy/local-services rabbitmq management postgresql
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-faults: $(STAMP)
+	@deploy/local-services rabbitmq management postgresql
 	$(PY) -m tests.faults.suite
 	$(PY) -m tests.faults.suite --backend postgresql
 

@@ -45,12 +45,13 @@ def certificate_id(n: int) -> str:
     return f"00000000-0000-4000-a000-{n:012d}"
 
 
-def seed_awaiting_payment(db_uri: str, count: int, workdir: Path) -> None:
+def seed_awaiting_payment(db_uri: str, count: int, workdir: Path, environ: dict | None = None) -> None:
     from bench.result_import import copy_lines
     from services.certificates.protection import keyring_from_environment
 
     now = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
-    keyring = keyring_from_environment()  # the names are stored encrypted, with the keys the platform runs with
+    # the names are stored encrypted, with the keys the platform runs with (its environment, not the bench's)
+    keyring = keyring_from_environment(environ)
     lines = (f"{certificate_id(n)},{uuid.uuid4()},{uuid.uuid4()},8827{n:08d},{keyring.encrypt(f'Holder {n}')},"
              f"110101********{n % 10000:04d},ZK-LAW,Law (self-study),2026-10,awaiting_candidate_payment,"
              f"candidate,{uuid.uuid4()},6000,{now},1,none\n" for n in range(count))
@@ -119,6 +120,7 @@ class IssuedCounter(threading.Thread):
 
 
 def measure(platform, amqp_uri: str, count: int, workdir: Path, timeout: float = 1800) -> IssuanceResult:
+    """``platform.env`` is the environment its processes run with."""
     from sqlalchemy import text
 
     from credence_common.db import make_engine
@@ -126,7 +128,7 @@ def measure(platform, amqp_uri: str, count: int, workdir: Path, timeout: float =
 
     db_uri = platform.db_uri("certificates")
     platform.kill("certificates")
-    seed_awaiting_payment(db_uri, count, workdir)
+    seed_awaiting_payment(db_uri, count, workdir, platform.env)
     counter = IssuedCounter(amqp_uri)
     counter.start()
     publish_seconds = publish_confirmed(amqp_uri, count)

@@ -2,14 +2,17 @@
 
 Runs as a green thread inside the service container; with several replicas of a service, one relays at a time
 (``relay_turn``, an advisory lock: no row is locked). A round reads pending events in a short read, publishes
-each (the broker confirms every message before the next), then stamps them published in a short write
-transaction. A crash between the publish and the stamp republishes the event on the next round: consumers are
-idempotent.
+them all on a channel in confirm mode, waits once for the broker's confirms (``PublisherConfirms``: a confirm
+per message, waited for one by one, cost a round trip each and capped bulk issuing), then stamps published, in a
+short write transaction, exactly the events the broker confirmed. An event refused or not confirmed in time stays
+pending and goes again in the next round; a crash between the publish and the stamp republishes it too:
+consumers are idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 
 import eventlet
@@ -62,7 +65,60 @@ def relay_turn(engine, service: str):
                                       {"key": f"credence.outbox_relay.{service}"}).scalar())
 
 
+class PublishNotConfirmed(Exception):
+    """The broker refused some events of a round, or did not confirm them in time."""
+
+
+class PublisherConfirms:
+    """The confirms of one channel in confirm mode (RabbitMQ's publisher confirms): delivery tags count the
+    channel's publishes from 1; the broker acks (or, when it could not take a message, nacks) each tag, or with
+    ``multiple`` every tag up to one, in any order. ``wait`` returns the tags of a round that were acked."""
+
+    def __init__(self, channel):
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._acked)
+        channel.events["basic_nack"].add(self._nacked)
+        self._published = 0
+        self._outstanding: set[int] = set()
+        self._acked_tags: set[int] = set()
+        self._nacked_tags: set[int] = set()
+
+    def next_tag(self) -> int:
+        """The tag the channel's next publish will get (call it before each publish)."""
+        self._published += 1
+        self._outstanding.add(self._published)
+        return self._published
+
+    def _settled(self, delivery_tag: int, multiple: bool) -> set[int]:
+        tags = {tag for tag in self._outstanding if tag <= delivery_tag} if multiple else {delivery_tag}
+        self._outstanding -= tags
+        return tags
+
+    def _acked(self, delivery_tag, multiple):
+        self._acked_tags |= self._settled(delivery_tag, multiple)
+
+    def _nacked(self, delivery_tag, multiple):
+        self._nacked_tags |= self._settled(delivery_tag, multiple)
+
+    def wait(self, connection: Connection, tags: set[int], timeout: float) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while tags & self._outstanding:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                connection.drain_events(timeout=min(remaining, 1.0))
+            except TimeoutError:  # nothing came within the second: look at the deadline again
+                continue
+        acked = tags & self._acked_tags
+        self._acked_tags -= tags
+        self._nacked_tags -= tags
+        return acked
+
+
 class OutboxRelay(DependencyProvider):
+    confirm_timeout = 30.0  # seconds a round waits for the broker's confirms before it counts as failed
+
     def __init__(self, outbox_model, batch_size: int = 200, poll_interval: float = 1.0):
         self.outbox_model = outbox_model
         self.batch_size = batch_size
@@ -70,6 +126,7 @@ class OutboxRelay(DependencyProvider):
         self._running = False
         self._connection: Connection | None = None
         self._producer: Producer | None = None
+        self._confirms: PublisherConfirms | None = None
 
     def setup(self):
         self.service_name = self.container.service_name
@@ -96,15 +153,16 @@ class OutboxRelay(DependencyProvider):
     def _connect(self):
         if self._producer is not None:
             return
-        connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+        connection = Connection(self.amqp_uri)
         connection.ensure_connection(max_retries=3)
         declare_topology(connection, self.service_name, self.queue_type)
         channel = connection.channel()
+        self._confirms = PublisherConfirms(channel)
         self._connection = connection
         self._producer = Producer(channel, exchange=self.exchange)
 
     def _disconnect(self):
-        connection, self._connection, self._producer = self._connection, None, None
+        connection, self._connection, self._producer, self._confirms = self._connection, None, None, None
         if connection is not None:
             try:
                 connection.release()
@@ -155,8 +213,10 @@ class OutboxRelay(DependencyProvider):
             return 0
         self._connect()
         published_seqs = []
+        tags: dict[int, int] = {}  # delivery tag -> outbox seq
         try:
             for row in rows:
+                tags[self._confirms.next_tag()] = row.seq
                 self._producer.publish(
                     row.envelope_json,
                     routing_key=row.event_type,
@@ -167,7 +227,11 @@ class OutboxRelay(DependencyProvider):
                     type=row.event_type,
                     retry=False,
                 )
-                published_seqs.append(row.seq)
+            confirmed = self._confirms.wait(self._connection, set(tags), self.confirm_timeout)
+            published_seqs = sorted(tags[tag] for tag in confirmed)
+            if len(confirmed) < len(tags):
+                raise PublishNotConfirmed(f"{len(tags) - len(confirmed)} of {len(tags)} events not confirmed by "
+                                          "the broker; they stay pending")
         finally:
             if published_seqs:
                 with Session(self.database.engine) as session, session.begin():

@@ -85,3 +85,50 @@ def test_events_left_in_the_outbox_by_a_crash_are_published_on_start(container_f
              what="stamped published")
     assert spy.drain() == []
     assert uuid.UUID(envelope.id)
+
+
+def _outbox_event(event_type: str):
+    envelope = make_envelope(qualified(f"res-{uuid.uuid4().hex[:6]}"))  # any payload: the relay sends what it holds
+    return envelope.id, OutboxEvent(event_id=envelope.id, event_type=event_type, created_at=envelope.time,
+                                    envelope_json=envelope.model_dump_json(), attempts=0)
+
+
+def test_an_event_the_broker_refuses_stays_pending_while_the_others_of_its_round_are_stamped(
+        container_factory, service_config, event_spy):
+    """The relay publishes a round and waits once for the broker's confirms: what the broker confirmed is
+    stamped published, what it refused (a nack) stays in the outbox and goes again until it is taken."""
+    from kombu import Connection, Queue
+
+    from credence_common.metrics import OUTBOX_PUBLISH_FAILURES
+    from credence_common.outbox_relay import event_exchange
+
+    config = service_config("certificates")
+    refused_type, taken_type = "credence.certificate.test_refused.v1", "credence.certificate.test_taken.v1"
+    # a queue that takes nothing: the broker nacks every message routed to it (x-overflow reject-publish)
+    blocker = Queue(f"blocker-{uuid.uuid4().hex[:6]}", exchange=event_exchange("certificates"),
+                    routing_key=refused_type, queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    with Connection(config["AMQP_URI"]) as connection:
+        blocker(connection.channel()).declare()
+    spy = event_spy("certificates")
+    failures = OUTBOX_PUBLISH_FAILURES.labels("certificates")
+    failed_before = failures._value.get()
+
+    engine = make_engine(config["DB_URI"])
+    events = [_outbox_event(taken_type), _outbox_event(refused_type), _outbox_event(taken_type)]
+    with Session(engine) as session, session.begin():
+        session.add_all([row for _id, row in events])
+    engine.dispose()
+    container = container_factory(CertificatesService, config)
+    container.start()
+
+    wait_for(lambda: failures._value.get() > failed_before, what="a round that the broker's nack failed")
+    pending = query(config["DB_URI"], "select event_id from outbox where published_at is null")
+    assert pending == [(events[1][0],)]  # the two the broker took are stamped; the refused one is not
+    assert query(config["DB_URI"], "select count(*) from outbox where published_at is not null") == [(2,)]
+
+    with Connection(config["AMQP_URI"]) as connection:
+        blocker(connection.channel()).delete()
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from outbox where published_at is null") == [(0,)],
+             timeout=60, what="the refused event published once the broker takes it")
+    received = {event["id"] for event in spy.collect(3)}
+    assert received == {event_id for event_id, _row in events}

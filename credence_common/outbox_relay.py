@@ -4,9 +4,9 @@ Runs as a green thread inside the service container; with several replicas of a 
 (``relay_turn``, an advisory lock: no row is locked). A round reads pending events in a short read, publishes
 them all on a channel in confirm mode, waits once for the broker's confirms (``PublisherConfirms``: a confirm
 per message, waited for one by one, cost a round trip each and capped bulk issuing), then stamps published, in a
-short write transaction, exactly the events the broker confirmed. An event refused or not confirmed in time stays
-pending and goes again in the next round; a crash between the publish and the stamp republishes it too:
-consumers are idempotent.
+short write transaction, the events the broker confirmed up to the first it refused or did not confirm in time.
+That one and those after it stay pending and go again in the next round, in order; a crash between the publish
+and the stamp republishes them too: consumers are idempotent.
 """
 
 from __future__ import annotations
@@ -228,7 +228,12 @@ class OutboxRelay(DependencyProvider):
                     retry=False,
                 )
             confirmed = self._confirms.wait(self._connection, set(tags), self.confirm_timeout)
-            published_seqs = sorted(tags[tag] for tag in confirmed)
+            # Stamped: the confirmed events up to the first that was not. Those after it go again with it, in
+            # order, even if confirmed (their consumers drop the copy), so events still leave in the order written.
+            for tag in sorted(tags):
+                if tag not in confirmed:
+                    break
+                published_seqs.append(tags[tag])
             if len(confirmed) < len(tags):
                 raise PublishNotConfirmed(f"{len(tags) - len(confirmed)} of {len(tags)} events not confirmed by "
                                           "the broker; they stay pending")

@@ -93,10 +93,11 @@ def _outbox_event(event_type: str):
                                     envelope_json=envelope.model_dump_json(), attempts=0)
 
 
-def test_an_event_the_broker_refuses_stays_pending_while_the_others_of_its_round_are_stamped(
+def test_an_event_the_broker_refuses_stays_pending_with_those_after_it_and_they_go_again_in_order(
         container_factory, service_config, event_spy):
-    """The relay publishes a round and waits once for the broker's confirms: what the broker confirmed is
-    stamped published, what it refused (a nack) stays in the outbox and goes again until it is taken."""
+    """The relay publishes a round and waits once for the broker's confirms: what the broker confirmed before
+    the event it refused (a nack) is stamped published; the refused one and those after it stay in the outbox
+    and go again, in order, until the broker takes them."""
     from kombu import Connection, Queue
 
     from credence_common.metrics import OUTBOX_PUBLISH_FAILURES
@@ -122,13 +123,12 @@ def test_an_event_the_broker_refuses_stays_pending_while_the_others_of_its_round
     container.start()
 
     wait_for(lambda: failures._value.get() > failed_before, what="a round that the broker's nack failed")
-    pending = query(config["DB_URI"], "select event_id from outbox where published_at is null")
-    assert pending == [(events[1][0],)]  # the two the broker took are stamped; the refused one is not
-    assert query(config["DB_URI"], "select count(*) from outbox where published_at is not null") == [(2,)]
+    pending = query(config["DB_URI"], "select event_id from outbox where published_at is null order by seq")
+    assert pending == [(events[1][0],), (events[2][0],)]  # the first is stamped; the refused one and the next wait
 
     with Connection(config["AMQP_URI"]) as connection:
         blocker(connection.channel()).delete()
     wait_for(lambda: query(config["DB_URI"], "select count(*) from outbox where published_at is null") == [(0,)],
              timeout=60, what="the refused event published once the broker takes it")
-    received = {event["id"] for event in spy.collect(3)}
-    assert received == {event_id for event_id, _row in events}
+    # every round publishes in the order written (the spy's queue takes all three each time)
+    assert [event["id"] for event in spy.collect(3)] == [event_id for event_id, _row in events]

@@ -1,0 +1,50 @@
+"""The honest baselines of bench/ do the same work as Credence and give the same answers (issue #18: a baseline
+that did less would flatter it). PostgreSQL only: the baselines use psycopg2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.orm import Session
+
+from bench import result_reading
+from bench.honest_reads import JWT_SECRET, honest_results_app
+from credence_common.db import make_engine
+from gateway.auth import TokenService
+from services.scoring import usecases
+
+
+def _get(app, token: str | None) -> tuple[str, dict]:
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    if token is not None:
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    answered = {}
+    body = b"".join(app(environ, lambda status, headers: answered.setdefault("status", status)))
+    return answered["status"], json.loads(body)
+
+
+def test_the_reading_baseline_answers_what_scoring_answers(databases, tmp_path, monkeypatch):
+    if databases.backend != "postgresql":
+        pytest.skip("the baselines run on PostgreSQL (psycopg2)")
+    db_uri = databases.create("scoring")
+    result_reading.seed_results(db_uri, 3, tmp_path)
+    monkeypatch.setenv("BENCH_DB_DSN", db_uri)
+    monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
+    app = honest_results_app()
+    tokens = TokenService(JWT_SECRET)
+    engine = make_engine(db_uri)
+    try:
+        for n in range(3):
+            candidate = result_reading.candidate_id(n)
+            status, answer = _get(app, tokens.issue(candidate, "candidate")["access_token"])
+            with Session(engine) as session:
+                expected = usecases.results_for_candidates(session, [candidate])[candidate].model_dump(mode="json")
+            assert status.startswith("200") and len(answer["results"]) == len(result_reading.COURSES)
+            # in the same order where the order is defined (sitting, program); ties may come either way in both
+            assert sorted(answer["results"], key=lambda r: r["result_id"]) == sorted(
+                expected["results"], key=lambda r: r["result_id"])
+    finally:
+        engine.dispose()
+    assert _get(app, None)[0].startswith("401")
+    assert _get(app, tokens.issue("staff-1", "staff")["access_token"])[0].startswith("403")

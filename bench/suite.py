@@ -68,6 +68,7 @@ class Row:
     target: str = ""
     met: bool | None = None
     note: str = ""
+    detail: str = ""  # a table of its own under the main one (the journey's steps)
 
     @property
     def ratio(self) -> float | None:
@@ -91,6 +92,7 @@ def table(rows: list[Row], memory: dict[str, float]) -> str:
                      f"{_fmt(row.ratio, 2)} | {row.target or '-'} | "
                      f"{'-' if row.met is None else ('yes' if row.met else 'NO')} |")
     notes = [f"- {row.scenario}: {row.note}" for row in rows if row.note]
+    notes += [line for row in rows if row.detail for line in ["", row.detail]]
     memory_line = ", ".join(f"{name} {mb:.0f}" for name, mb in memory.items())
     return "\n".join(lines + [""] + notes + ["", f"Peak memory (MB, VmHWM): {memory_line}"]) + "\n"
 
@@ -184,6 +186,7 @@ def journeys(platform: Platform, args) -> Row:
     """Whole journeys (register, confirm, results, certificate, pay, verify) by ``args.journey_clients`` at once."""
     durations: list[float] = []
     failures: list[str] = []
+    steps: dict[str, list[float]] = {}  # step -> its durations (seconds) in completed journeys
     stop = time.monotonic() + args.journey_seconds
 
     def loop(client: int) -> None:
@@ -191,10 +194,15 @@ def journeys(platform: Platform, args) -> Row:
         while time.monotonic() < stop:
             count += 1
             began = time.perf_counter()
+            marks: list[tuple[str, float]] = []
             try:
                 run_journey(platform.gateway_url, say=lambda _line: None,
-                            source_address=f"127.0.{client + 1}.{count % 250 + 1}")
-                durations.append(time.perf_counter() - began)
+                            source_address=f"127.0.{client + 1}.{count % 250 + 1}",
+                            mark=lambda step, into=marks: into.append((step, time.perf_counter())))
+                ended = time.perf_counter()
+                durations.append(ended - began)
+                for (step, start), (_next, end) in zip(marks, marks[1:] + [("", ended)], strict=True):
+                    steps.setdefault(step, []).append(end - start)
             except Exception as exc:  # reported, not raised: the figure counts completed journeys
                 failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
 
@@ -210,7 +218,18 @@ def journeys(platform: Platform, args) -> Row:
         note += f"; {len(failures)} failed, first: {failures[0]}"
     return Row("whole candidate journeys", len(durations) / elapsed, "journeys/s",
                percentile(durations, 0.5) if durations else None, percentile(durations, 0.99) if durations else None,
-               note=note)
+               note=note, detail=journey_steps_table(steps))
+
+
+def journey_steps_table(steps: dict[str, list[float]]) -> str:
+    """Each step of the completed journeys, in journey order: p50 and p99 in ms. "(event)" steps wait for an
+    event to travel (outbox, relay, broker, consumer) and be applied."""
+    if not steps:
+        return ""
+    lines = ["| journey step | p50 ms | p99 ms |", "|---|---:|---:|"]
+    for step, seconds in steps.items():
+        lines.append(f"| {step} | {percentile(seconds, 0.5):,.1f} | {percentile(seconds, 0.99):,.1f} |")
+    return "\n".join(lines)
 
 
 def bulk_issuance(platform: Platform, env: dict, args, workdir: Path) -> Row:

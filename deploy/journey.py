@@ -124,8 +124,11 @@ def wait_until(description: str, probe: Callable[[], object], timeout: float = 3
 
 
 def run_journey(base_url: str, say: Callable[[str], None] = print, staff_password: str | None = None,
-                seed: int | None = None, patience: float = 0.0, source_address: str | None = None) -> dict:
-    """``patience`` and ``source_address``: see ``Client``; event-driven waits last at least ``patience``."""
+                seed: int | None = None, patience: float = 0.0, source_address: str | None = None,
+                mark: Callable[[str], None] = lambda _step: None) -> dict:
+    """``patience`` and ``source_address``: see ``Client``; event-driven waits last at least ``patience``.
+    ``mark(step)`` is called as each step begins (a step ends where the next begins; the last, on return): the
+    benchmark times the steps with it."""
     staff_password = staff_password or os.environ.get("BOOTSTRAP_STAFF_PASSWORD", DEV_STAFF_PASSWORD)
     rng = random.Random(seed)
     client = Client(base_url, patience=patience, source_address=source_address)
@@ -137,24 +140,29 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     password = f"Journey-{uuid.uuid4().hex[:12]}"
 
     say(f"1. {full_name} asks for a registration code on {mask_mobile(mobile)}")
+    mark("registration code texted")
     client.request("POST", "/api/v1/mobile-codes", expect=202, json={"mobile": mobile, "purpose": "registration"})
     code = read_dev_code(client, mobile)
     say(f"   -> the (development) SMS adapter delivered code {code}")
     say(f"   Register {full_name} (ID {mask_resident_id(resident_id)}) with that code")
+    mark("register")
     candidate = client.request("POST", "/api/v1/candidates", expect=201, json={
         "full_name": full_name, "resident_id_number": resident_id, "mobile": mobile, "mobile_code": code,
         "email": email, "password": password, "exam_region": "11"})
     say(f"   -> candidate {candidate['candidate_id']} is {candidate['status']}")
 
+    mark("sign in")
     tokens = client.request("POST", "/api/v1/auth/login", json={"login": email, "password": password})
     token = tokens["access_token"]
     say("2. Signed in by email; confirm identity online (ID card image + liveness, sandbox verifier)")
+    mark("confirm identity online")
     confirmed = client.request("POST", "/api/v1/me/identity-confirmation", token=token, json={
         "method": "online", "id_card_image_ref": f"upload/{uuid.uuid4().hex}.jpg",
         "liveness_ref": f"liveness/{uuid.uuid4().hex}.mp4"})
     ticket_number = confirmed["ticket_number"]
     say(f"   -> {confirmed['status']}: admission ticket number {ticket_number}")
 
+    mark("staff sign in")
     staff_token = client.request("POST", "/api/v1/auth/staff-token",
                                  json={"username": "admin", "password": staff_password})["access_token"]
     sitting = time.strftime("%Y-%m")
@@ -178,11 +186,13 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
             raise JourneyFailed(f"recording results failed: {response.status_code} {response.text[:300]}")
         return response.json()
 
+    mark("record the score (once scoring has the ticket)")
     wait_until("scoring knows the ticket number", record, timeout=waiting)
     results = client.request("GET", "/api/v1/me/results", token=token)["results"]
     say(f"   -> before release the candidate sees: {results[0]['status']}")
 
     say("   Two experts sign the result off (the expert-panel rule for composite programs)")
+    mark("two experts sign off")
     client.request("POST", "/api/v1/staff-accounts", token=staff_token, expect=(201, 409), json={
         "username": "expert2", "display_name": "Second expert", "password": SECOND_EXPERT_PASSWORD})
     second_expert = client.request("POST", "/api/v1/auth/staff-token", json={
@@ -195,6 +205,7 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
                                 json={"decision": item["suggested_outcome"]})
     say(f"   -> {signed['state']}: {signed['evaluated_outcome']}")
 
+    mark("release the sitting")
     published = client.request("POST", "/api/v1/exam-results/publication", token=staff_token,
                                json={"program_code": PROGRAM_CODE, "sitting": sitting})
     say(f"4. Staff publish the sitting: {published['published']} published, {published['passed']} passed")
@@ -202,20 +213,24 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     say(f"   -> the candidate sees: {results[0]['status']} with {results[0]['final_score']}")
 
     say("5. Certificates reacts to the qualification: a certificate awaiting payment")
+    mark("certificate application appears (event)")
     certificate = wait_until("a certificate exists", lambda: (client.request(
         "GET", "/api/v1/me/certificates", token=token)["certificates"] or [None])[0], timeout=waiting)
     say(f"   -> application {certificate['certificate_id']} is {certificate['status']}: "
         f"{certificate['holder_name']}, {certificate['program_name']}, qualified {certificate['qualified_on']}")
+    mark("candidate confirms the certificate")
     certificate = client.request("POST", f"/api/v1/me/certificates/{certificate['certificate_id']}/confirmation",
                                  token=token, json={"photo_reference": f"photos/{uuid.uuid4().hex}.jpg",
                                                    "delivery_address": "北京市海淀区学院路1号 100083"})
     say(f"   The candidate confirms what will be printed -> {certificate['status']}")
 
+    mark("fee due appears (event)")
     due = wait_until("payments has the fee due", lambda: (client.request(
         "GET", "/api/v1/me/payment-dues", token=token)["dues"] or [None])[0], timeout=waiting)
     say(f"6. Payments holds a due of {due['amount_fen']} fen for {due['purpose']}; the candidate opens an order")
     order_request = {"due_ids": [due["due_id"]], "invoice": {"title": full_name}}
     idempotency_key = uuid.uuid4().hex
+    mark("open the order (and its keyed repeat)")
     order = client.request("POST", "/api/v1/payment-orders", token=token, expect=201, json=order_request,
                            headers={"Idempotency-Key": idempotency_key})
     again = client.request("POST", "/api/v1/payment-orders", token=token, expect=201, json=order_request,
@@ -224,11 +239,13 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
         raise JourneyFailed("a repeated order request opened a second order")
     say(f"   -> order {order['order_number']} for {order['amount_fen']} fen, pay at {order['pay_url']}")
 
+    mark("pay (sandbox notification)")
     paid = client.request("POST", f"/api/v1/sandbox-provider/orders/{order['order_number']}/payment", token=token,
                           json={})
     say(f"7. The candidate pays at the sandbox provider; its signed notification arrives: order "
         f"{paid['acknowledgement']['status']}")
 
+    mark("certificate issued (event)")
     issued = wait_until("the certificate is issued", lambda: next(
         (c for c in client.request("GET", "/api/v1/me/certificates", token=token)["certificates"]
          if c["status"] == "issued"), None), timeout=waiting)
@@ -244,6 +261,7 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
             raise
         return response.json() if response.status_code == 200 else None
 
+    mark("public check finds it (event)")
     verdict = wait_until("verification has the certificate", check, timeout=waiting)
     details = verdict["certificate"]
     say(f"9. Public check by name + number: {verdict['result']} — {details['holder_name_masked']}, "

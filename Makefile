@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-reads bench-tools bench-import clean
+.PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-reads bench-slow bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -92,6 +92,9 @@ bench-check: $(STAMP) bench-tools
 
 bench-reads: $(STAMP) bench-tools
 	$(PY) -m bench.honest_reads
+
+bench-slow: $(STAMP) bench-tools
+	$(PY) -m bench.slow_clients
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "Installing Debian's wrk (HTTP load generator)"; \

@@ -46,6 +46,16 @@ BODY_HEAD = (b"POST /api/v1/certificate-checks HTTP/1.1\r\nHost: gateway\r\nCont
              b"Content-Length: %d\r\n\r\n" % BODY_LENGTH)
 
 
+def half_request(kind: str) -> tuple[bytes, bytes]:
+    """What a slow connection of ``kind`` sends at once, and what it then trickles a byte at a time."""
+    if kind == "trickling-headers":
+        return HEAD_NEVER_ENDING[:1], HEAD_NEVER_ENDING[1:]
+    if kind == "half-body":
+        body = b'{"holder_name": "' + b"x" * BODY_LENGTH
+        return BODY_HEAD + body[:BODY_LENGTH // 2], body[BODY_LENGTH // 2:BODY_LENGTH]
+    return b"", b""
+
+
 @dataclass
 class _Slow:
     kind: str
@@ -74,15 +84,9 @@ class SlowCrowd:
         except OSError:
             self.failed_to_open += 1
             return
-        if kind == "trickling-headers":
-            sock.sendall(HEAD_NEVER_ENDING[:1])
-            rest = HEAD_NEVER_ENDING[1:]
-        elif kind == "half-body":
-            body = b'{"holder_name": "' + b"x" * BODY_LENGTH
-            sock.sendall(BODY_HEAD + body[:BODY_LENGTH // 2])
-            rest = body[BODY_LENGTH // 2:BODY_LENGTH]
-        else:
-            rest = b""
+        first, rest = half_request(kind)
+        if first:
+            sock.sendall(first)
         sock.setblocking(False)
         self._open[sock.fileno()] = _Slow(kind, sock, rest)
         self._selector.register(sock, selectors.EVENT_READ)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.slow_clients import KINDS, half_request
 from credence_common.certificate_numbers import format_certificate_number
 from tests.e2e.conftest import running_platform
 from tests.security.conftest import PRODUCTION_LIMITS, client_from, error_code
@@ -29,10 +30,6 @@ CONNECTIONS = 1000
 TRICKLE_EVERY_SECONDS = 0.5
 PROBE_TIMEOUT_SECONDS = 5
 
-HEAD_NEVER_ENDING = b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-Padding: " + b"a" * 4000  # no blank line: never ends
-BODY_LENGTH = 4000
-BODY_HEAD = (b"POST /api/v1/certificate-checks HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-             b"Content-Length: %d\r\n\r\n" % BODY_LENGTH)
 
 
 @dataclass
@@ -50,16 +47,10 @@ class SlowConnection:
 def open_slow_connection(address: tuple[str, int], index: int) -> SlowConnection:
     sock = socket.create_connection(address, timeout=10)
     opened_at = time.monotonic()
-    kind = ("idle", "trickling-headers", "half-body")[index % 3]
-    if kind == "trickling-headers":
-        sock.sendall(HEAD_NEVER_ENDING[:1])
-        rest = HEAD_NEVER_ENDING[1:]
-    elif kind == "half-body":
-        body = b'{"holder_name": "' + b"x" * BODY_LENGTH
-        sock.sendall(BODY_HEAD + body[:BODY_LENGTH // 2])
-        rest = body[BODY_LENGTH // 2:BODY_LENGTH]
-    else:
-        rest = b""
+    kind = KINDS[index % len(KINDS)]
+    first, rest = half_request(kind)  # the same attack as the bench's (bench/slow_clients.py)
+    if first:
+        sock.sendall(first)
     return SlowConnection(kind, sock, opened_at, to_trickle=rest)
 
 

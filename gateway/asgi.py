@@ -322,11 +322,20 @@ def starlette_path(rule: str) -> str:
     return rule.replace("<", "{").replace(">", "}")
 
 
+def precedence(rule: str) -> tuple[int, ...]:
+    """Starlette takes the first route that matches, werkzeug the most specific (a fixed segment before a
+    parameter, position by position: ``/verification-reports/public-key`` before
+    ``/verification-reports/<report_code>``); sorting by this key gives Starlette werkzeug's choice."""
+    return tuple(1 if "<" in segment else 0 for segment in rule.split("/"))
+
+
 def routes(edge: Edge) -> list[StarletteRoute]:
-    table = [StarletteRoute(starlette_path(route.path), observed(route.name, route.path)(api_endpoint(route)),
-                            methods=[route.method]) for route in edge.gateway.routes]
-    table += [StarletteRoute(starlette_path(rule), observed(name, rule)(OPERATION_ENDPOINTS[name]), methods=[method])
-              for name, method, rule in dispatch.OPERATIONS]
+    table = [(route.path, StarletteRoute(starlette_path(route.path),
+                                         observed(route.name, route.path)(api_endpoint(route)), methods=[route.method]))
+             for route in edge.gateway.routes]
+    table += [(rule, StarletteRoute(starlette_path(rule), observed(name, rule)(OPERATION_ENDPOINTS[name]),
+                                    methods=[method])) for name, method, rule in dispatch.OPERATIONS]
+    table = [route for _rule, route in sorted(table, key=lambda entry: precedence(entry[0]))]
     # whatever no route takes, any method: JSON 404 or 405 (Starlette would answer a wrong method in text). Given
     # a function, Starlette's Route takes only GET; given an ASGI app, every method, and a full match of any
     # method wins over another route's partial (wrong-method) match

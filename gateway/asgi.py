@@ -168,6 +168,10 @@ def incoming(request: Request) -> dispatch.Incoming:
                              content_length=int(length) if length and length.isdigit() else None)
 
 
+def has_body(request: dispatch.Incoming) -> bool:
+    return bool(request.content_length) or "transfer-encoding" in request.headers
+
+
 async def read_body(request: Request, limit: int, deadline_seconds: float) -> bytes:
     """At most ``limit`` + 1 bytes of the body (the caller refuses more), all within the body deadline."""
     chunks, size = [], 0
@@ -229,10 +233,14 @@ def api_endpoint(route: Route):
         gateway = edge.gateway
         request_in = incoming(request)
         context = {logs.CONTEXT_KEY: correlation_id}
+        received = None
         try:
+            if dispatch.read_before_admission(route, request_in):
+                received = await read_body(request, route.max_body_bytes, edge.deadlines.body_seconds)
             principal = dispatch.admit(gateway, route, request_in)
             dispatch.refuse_declared_size(request_in, route.max_body_bytes)
-            received = await read_body(request, route.max_body_bytes, edge.deadlines.body_seconds)
+            if received is None:
+                received = await read_body(request, route.max_body_bytes, edge.deadlines.body_seconds)
             raw = dispatch.read_body(request_in, lambda size: received[:size], route.max_body_bytes)
             native = NATIVE_HANDLERS.get(route.name) if edge.native else None
             calls = edge.calls(context)
@@ -253,7 +261,8 @@ def api_endpoint(route: Route):
             raise
         except Exception as failure:
             with logs.correlation_scope(correlation_id):
-                return dispatch.answer_for_failure(route.name, failure), False
+                # a refusal before the body was read: the rest of the body would be read as the next request
+                return dispatch.answer_for_failure(route.name, failure), received is None and has_body(request_in)
 
     return endpoint
 

@@ -170,6 +170,18 @@ def admit(gateway: Gateway, route: Route, request: Incoming) -> Principal:
     return principal
 
 
+def read_before_admission(route: Route, request: Incoming) -> bool:
+    """A body of at most 2 MiB (or the route's limit, if lower) with a Content-Length is read before anything
+    else, within the body deadline: a refusal then answers a whole request, and a slow body is cut off as a
+    slow body (408) whoever sends it. A larger or unannounced one is read only after ``admit``: a caller who
+    has not signed in cannot make the gateway hold more than 2 MiB."""
+    return request.content_length is not None and request.content_length <= buffered_body_limit(route.max_body_bytes)
+
+
+def buffered_body_limit(route_limit: int) -> int:
+    return min(route_limit, MAX_BODY_BYTES)
+
+
 def too_large(limit: int) -> BadRequest:
     return BadRequest("payload_too_large", f"The body may be at most {limit} bytes.")
 

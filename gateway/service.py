@@ -258,5 +258,5 @@ for _route in ROUTES:
 # the most of a body each entrypoint has read before its worker is taken (one that reads none: 0). A larger body
 # (a result file, up to 16 MiB, staff only) is read by the worker after the sign-in check, still within the body
 # deadline: a client that has not signed in cannot make the gateway hold more than 2 MiB per connection
-BODY_LIMITS = ({route.name: min(route.max_body_bytes, MAX_BODY_BYTES) for route in ROUTES}
+BODY_LIMITS = ({route.name: dispatch.buffered_body_limit(route.max_body_bytes) for route in ROUTES}
                | {"verify_submit": VERIFY_FORM_MAX_BYTES})

@@ -99,3 +99,15 @@ def test_every_path_reaches_the_route_werkzeug_would_choose(app):
             assert chosen.path == expected.replace("<", "{").replace(">", "}"), (method, path)
             checked += 1
     assert checked == len(list(gateway.route_map.iter_rules()))
+
+
+def test_gateway_server_chooses_the_gateways_command_and_nothing_else():
+    from deploy.processes import BY_NAME
+
+    gateway = BY_NAME["gateway"]
+    assert gateway.command(python="python") == ["python", "-m", "credence_common.runner", "gateway/config.yml",
+                                                "gateway.service:GatewayService"]  # the default stays nameko
+    assert gateway.command(python="python", server="asgi") == ["python", "-m", "gateway.asgi", "gateway/config.yml"]
+    assert BY_NAME["identity"].command(python="python", server="asgi")[:3] == ["python", "-m", "credence_common.runner"]
+    with pytest.raises(ValueError, match="GATEWAY_SERVER"):
+        gateway.command(server="twisted")

@@ -66,7 +66,7 @@ from gateway.http_server import (
     LISTEN_BACKLOG,
     TIMEOUT_BODY,
     ReadDeadlines,
-    _fit_connections_to_file_limit,
+    fit_connections_to_file_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -470,7 +470,7 @@ def serve(config: dict) -> int:
         app, host=host, port=int(port), loop="uvloop", http=DeadlineProtocol, lifespan="on",
         access_log=False, log_config=None, server_header=False, date_header=False,
         timeout_keep_alive=max(1, int(deadlines.header_seconds)), backlog=LISTEN_BACKLOG,
-        limit_concurrency=_fit_connections_to_file_limit(deadlines.max_connections),
+        limit_concurrency=fit_connections_to_file_limit(deadlines.max_connections),
         timeout_graceful_shutdown=int(float(config.get("SHUTDOWN_GRACE_SECONDS", 25)))))
     server.run()
     return 0

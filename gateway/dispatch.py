@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class Gateway:
         self.actor_signer = ActorSigner.from_spec(config["ACTOR_SIGNING_KEY"],
                                                   int(config.get("ACTOR_TOKEN_LIFETIME_SECONDS", 90)))
         self.limiter = TokenBucketLimiter(int(config.get("PUBLIC_RATE_LIMIT_PER_MINUTE", 600)))
+        self._limiter_lock = threading.Lock()
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
         self.check_batch_max = int(config.get("PUBLIC_CHECK_BATCH_MAX", 64))
@@ -110,8 +112,12 @@ class Gateway:
                                                        catch_all=CATCH_ALL)
 
     def limit(self, bucket: str, what: str) -> None:
-        if not self.limiter.allow(bucket):
-            wait = self.limiter.retry_after(bucket)
+        # the asgi binding counts on its event loop and, for the two pages, in its handler threads: one bucket's
+        # read-and-update must not interleave (under eventlet this lock is green and never contended)
+        with self._limiter_lock:
+            allowed = self.limiter.allow(bucket)
+            wait = 0 if allowed else self.limiter.retry_after(bucket)
+        if not allowed:
             raise RateLimited.after(wait, "rate_limited", f"{what}; try again in {wait} s.")
 
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-reads bench-slow bench-tools bench-import clean
+.PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -89,6 +89,10 @@ bench-quick: $(STAMP) bench-tools
 
 bench-check: $(STAMP) bench-tools
 	$(PY) -m bench.public_check --backend postgresql
+
+# the same, with the honest comparison measured for both gateways (GATEWAY_SERVER=nameko, then asgi)
+bench-check-asgi: $(STAMP) bench-tools
+	$(PY) -m bench.public_check --backend postgresql --gateway both
 
 bench-reads: $(STAMP) bench-tools
 	$(PY) -m bench.honest_reads

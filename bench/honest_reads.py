@@ -156,6 +156,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64, help="keep-alive connections for the loaded figures")
     parser.add_argument("--candidates", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads per worker")
+    parser.add_argument("--gateway", choices=["nameko", "asgi"], default="nameko",
+                        help="the gateway's HTTP layer (GATEWAY_SERVER)")
     args = parser.parse_args()
     if not wrk_available():
         print("wrk is missing: `make bench-tools` installs it")
@@ -165,7 +167,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="credence-bench-reads-"))
     env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING", JWT_SECRET=JWT_SECRET)
+               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING", GATEWAY_SERVER=args.gateway,
+               JWT_SECRET=JWT_SECRET)
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
@@ -192,7 +195,8 @@ def main() -> int:
                   f"p99 {loaded.p99_ms:6.1f}  lone p50 {lone.p50_ms:5.2f} ms  [{loaded.answers()}]", flush=True)
             return honest.SystemResult(label, loaded, lone)
 
-        credence = measure("Credence: gateway -> RPC -> scoring", platform.gateway_url + "/api/v1/me/results")
+        credence = measure(f"Credence: {args.gateway} gateway -> RPC -> scoring",
+                           platform.gateway_url + "/api/v1/me/results")
         baselines = []
         for workers in (1, os.cpu_count() or 2):
             port = free_port()

@@ -178,6 +178,9 @@ def main() -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
                         help="the services' databases (and the WSGI baseline's): SQLite files or PostgreSQL "
                              "databases created for the run on CREDENCE_BENCH_POSTGRES (default the local server)")
+    parser.add_argument("--gateway", choices=["nameko", "asgi", "both"], default="nameko",
+                        help="the gateway's HTTP layer (GATEWAY_SERVER); both: the honest comparison is measured with "
+                             "the nameko gateway, then again with the asgi one on the same platform and data")
     args = parser.parse_args()
     quiet_client_logging()
 
@@ -186,7 +189,8 @@ def main() -> int:
     env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}",
                PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING")
+               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING",
+               GATEWAY_SERVER="asgi" if args.gateway == "asgi" else "nameko")
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
@@ -199,7 +203,7 @@ def main() -> int:
         check = {"holder_name": journey["full_name"],
                  "certificate_number": journey["certificate"]["certificate_number"]}
         print(f"Public check benchmark ({args.seconds:.0f}s each, {args.backend}, loopback, "
-              f"{os.cpu_count()} cores)\n")
+              f"{os.cpu_count()} cores, gateway {env['GATEWAY_SERVER']})\n")
 
         from nameko.standalone.rpc import ServiceRpcProxy
 
@@ -298,7 +302,13 @@ def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
               f"p99 {loaded.p99_ms:6.1f}  lone p50 {lone.p50_ms:5.2f} ms  [{loaded.answers()}]", flush=True)
         return result
 
-    credence = measure("Credence: gateway -> RPC -> verification", platform.gateway_url + "/api/v1/certificate-checks")
+    credences = [measure(f"Credence: {platform.gateway_server} gateway -> RPC -> verification",
+                         platform.gateway_url + "/api/v1/certificate-checks")]
+    if args.gateway == "both":
+        switch_gateway(platform, "asgi")
+        credences.append(measure("Credence: asgi gateway -> RPC -> verification",
+                                 platform.gateway_url + "/api/v1/certificate-checks"))
+    credence = credences[0]
     baselines = []
     for workers in (1, os.cpu_count() or 2):
         port = free_port()
@@ -328,12 +338,27 @@ def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
     print(f"\nPublic check against an honest baseline ({args.seconds:.0f} s per load, {args.clients} wrk connections "
           f"with keep-alive and 1 for the lone request, {args.certificates:,} certificates, per-number limit "
           f"{per_number}/min as in production, per-address limit off):\n")
-    print(honest.honest_table(credence, baselines, args.clients, [reference]))
-    print(f"\nratio Credence / gunicorn 1 worker ({args.clients} conns): "
-          f"{credence.loaded.requests_per_second / baselines[0].loaded.requests_per_second:.2f}   "
-          f"Credence / gunicorn {os.cpu_count() or 2} workers: "
-          f"{credence.loaded.requests_per_second / baselines[1].loaded.requests_per_second:.2f}   "
-          f"lone-request p50 Credence / gunicorn 1 worker: {credence.lone.p50_ms / baselines[0].lone.p50_ms:.2f}")
+    for credence in credences:
+        print(honest.honest_table(credence, baselines, args.clients, [reference]))
+        print(f"\n{credence.label}: ratio to gunicorn 1 worker ({args.clients} conns): "
+              f"{credence.loaded.requests_per_second / baselines[0].loaded.requests_per_second:.2f}   "
+              f"to gunicorn {os.cpu_count() or 2} workers: "
+              f"{credence.loaded.requests_per_second / baselines[1].loaded.requests_per_second:.2f}   "
+              f"lone-request p50 Credence / gunicorn 1 worker: {credence.lone.p50_ms / baselines[0].lone.p50_ms:.2f}"
+              "\n")
+
+
+def switch_gateway(platform, server: str) -> None:
+    """Stops the running gateway (SIGTERM, as make run stops it) and starts the other HTTP layer on the same port,
+    against the same services and data."""
+    from deploy.processes import BY_NAME
+
+    process = platform.processes.pop("gateway")
+    process.terminate()
+    process.wait(timeout=30)
+    platform.env["GATEWAY_SERVER"] = server
+    platform.start_one(BY_NAME["gateway"])
+    platform.wait_until_ready(BY_NAME["gateway"])
 
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_BENCH_POSTGRES",

@@ -148,6 +148,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--slow", type=int, default=1000, help="slow connections held during the second load")
     parser.add_argument("--certificates", type=int, default=100_000)
+    parser.add_argument("--gateway", choices=["nameko", "asgi"], default="nameko",
+                        help="the gateway's HTTP layer (GATEWAY_SERVER)")
     args = parser.parse_args()
     if not wrk_available():
         print("wrk is missing: `make bench-tools` installs it")
@@ -157,7 +159,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="credence-bench-slow-"))
     env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING")
+               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING", GATEWAY_SERVER=args.gateway)
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
@@ -183,7 +185,8 @@ def main() -> int:
         finally:
             crowd.stop()
         ratio = with_crowd.p99_ms / without.p99_ms if without.p99_ms else float("inf")
-        print(f"\nPublic checks with {args.slow:,} slow connections held (production deadlines: 10 s headers, "
+        print(f"\nPublic checks through the {args.gateway} gateway with {args.slow:,} slow connections held "
+              f"(production deadlines: 10 s headers, "
               f"30 s body; each closed one reopened at once), {args.clients} wrk connections, {args.seconds:.0f} s "
               f"per load, {args.certificates:,} certificates:\n")
         print("| load | req/s | p50 ms | p99 ms | lone p50 ms | answers | socket errors |")

@@ -23,6 +23,7 @@ import sys  # noqa: E402
 
 from credence_common.config import ConfigurationRefused, assert_safe_for_environment, load_config  # noqa: E402
 from credence_common.entrypoints import install_log_filters  # noqa: E402
+from credence_common.gc_tuning import tune_garbage_collector  # noqa: E402
 from credence_common.logs import configure_logging, log_format  # noqa: E402
 
 
@@ -30,16 +31,6 @@ def load_service_class(path: str):
     module_name, _, class_name = path.partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
-
-
-def tune_garbage_collector() -> None:
-    """Everything imported so far lives as long as the process: move it out of the collector's sight
-    (gc.freeze) and collect the young generation less often. Full collections over the modules' objects
-    otherwise pause a busy process for tens of milliseconds and make the slowest 1% of requests (p99)
-    two to three times slower than the median (measured with bench/public_check.py)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from credence_common.migrations import db_uri_from_environment, upgrade
-from deploy.processes import PROCESSES, SERVICE_NAMES, ProcessSpec
+from deploy.processes import DEFAULT_GATEWAY_SERVER, PROCESSES, SERVICE_NAMES, ProcessSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,10 +145,15 @@ class Platform:
             raise RuntimeError(f"{spec.name} did not start; see {self.log_dir / (spec.name + '.log')}:\n"
                                + self.log_tail(spec.name))
 
+    @property
+    def gateway_server(self) -> str:
+        return self.env.get("GATEWAY_SERVER") or DEFAULT_GATEWAY_SERVER
+
     def start_one(self, spec: ProcessSpec) -> None:
+        command = spec.command(server=self.gateway_server)  # refuses an unknown GATEWAY_SERVER before any start
         log = open(self.log_dir / f"{spec.name}.log", "ab")
         self.processes[spec.name] = subprocess.Popen(
-            spec.command(), cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
 
@@ -216,7 +221,8 @@ def main() -> int:
         platform.migrate()
         print("Starting identity, scoring, certificates, payments, verification and the gateway ...", flush=True)
         platform.start()
-        print(f"\nCredence is running (CREDENCE_ENV={env['CREDENCE_ENV']}).\n  Gateway:      {platform.gateway_url}\n"
+        print(f"\nCredence is running (CREDENCE_ENV={env['CREDENCE_ENV']}).\n"
+              f"  Gateway:      {platform.gateway_url} ({platform.gateway_server})\n"
               f"  API docs:     {platform.gateway_url}/openapi.json\n"
               f"  Verify page:  {platform.gateway_url}/verify\n"
               f"  Logs:         {platform.log_dir}/\n"

@@ -15,9 +15,21 @@ class ProcessSpec:
     metrics_port_env: str | None
     default_metrics_port: int | None
     db_env: str | None
+    # the module that serves this process on asyncio instead of nameko (the gateway only; GATEWAY_SERVER=asgi)
+    asgi_module: str | None = None
 
-    def command(self, python: str = sys.executable) -> list[str]:
+    def command(self, python: str = sys.executable, server: str = "nameko") -> list[str]:
+        if server not in GATEWAY_SERVERS:
+            raise ValueError(f"GATEWAY_SERVER must be one of {', '.join(GATEWAY_SERVERS)}, not {server!r}")
+        if server == "asgi" and self.asgi_module is not None:
+            return [python, "-m", self.asgi_module, self.config]
         return [python, "-m", "credence_common.runner", self.config, self.service_class]
+
+
+# GATEWAY_SERVER: which HTTP layer serves the gateway. nameko (@http on eventlet) stays the default until the asgi
+# one (uvicorn + Starlette, gateway/asgi.py) has run the whole test suite and the benchmarks for a while.
+GATEWAY_SERVERS = ("nameko", "asgi")
+DEFAULT_GATEWAY_SERVER = "nameko"
 
 
 SERVICE_NAMES = ("identity", "scoring", "certificates", "payments", "verification")
@@ -35,7 +47,8 @@ PROCESSES: tuple[ProcessSpec, ...] = tuple(
 ) + (
     ProcessSpec(name="gateway", config="gateway/config.yml", service_class="gateway.service:GatewayService",
                 # metrics on a port of their own, never on the public API port
-                metrics_port_env="GATEWAY_METRICS_PORT", default_metrics_port=9106, db_env=None),
+                metrics_port_env="GATEWAY_METRICS_PORT", default_metrics_port=9106, db_env=None,
+                asgi_module="gateway.asgi"),
 )
 
 BY_NAME = {spec.name: spec for spec in PROCESSES}

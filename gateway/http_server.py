@@ -89,7 +89,7 @@ def connection_capacity(wanted: int, soft: int, hard: int, reserved: int = FILE_
     return new_soft, max(1, min(wanted, new_soft - reserved))
 
 
-def _fit_connections_to_file_limit(wanted: int) -> int:
+def fit_connections_to_file_limit(wanted: int) -> int:
     try:
         import resource
     except ImportError:  # not a POSIX system: nothing to adjust
@@ -221,7 +221,7 @@ class DeadlineWebServer(WebServer):
     def start(self):
         if not self._starting:
             self._starting = True
-            self._connection_slots = Semaphore(_fit_connections_to_file_limit(self.deadlines.max_connections))
+            self._connection_slots = Semaphore(fit_connections_to_file_limit(self.deadlines.max_connections))
             # a burst of connections waits in the kernel rather than being refused (Linux caps it at somaxconn)
             self._sock = eventlet.listen(self.bind_addr, backlog=LISTEN_BACKLOG)
             self._sock.settimeout(None)  # work around https://github.com/celery/kombu/issues/838, as nameko does

@@ -27,6 +27,32 @@ SECRETS = {
 }
 
 
+# Every platform runs on both backends with the default gateway (GATEWAY_SERVER unset: nameko). A test module that
+# sets ``ALSO_ON_THE_ASGI_GATEWAY = True`` runs a third time against the asyncio gateway (gateway/asgi.py), on one
+# backend only: the gateway does not touch the databases, and each variant costs a platform start and the module.
+BACKENDS = ("sqlite", "postgresql")
+ASGI_VARIANT = "sqlite/asgi"
+
+
+def platform_variants(module) -> list[str]:
+    return [*BACKENDS, *([ASGI_VARIANT] if getattr(module, "ALSO_ON_THE_ASGI_GATEWAY", False) else [])]
+
+
+def variant_settings(variant: str) -> tuple[str, dict[str, str]]:
+    """("sqlite", {}) or ("sqlite", {"GATEWAY_SERVER": "asgi"}): the backend, and what the variant sets."""
+    backend, _, server = variant.partition("/")
+    return backend, ({"GATEWAY_SERVER": server} if server else {})
+
+
+def parametrize_platform(metafunc, fixture: str, scope: str) -> None:
+    if fixture in metafunc.fixturenames:
+        metafunc.parametrize(fixture, platform_variants(metafunc.module), indirect=True, scope=scope)
+
+
+def pytest_generate_tests(metafunc):
+    parametrize_platform(metafunc, "platform", "module")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
@@ -109,9 +135,12 @@ def running_platform(backend: str, workdir: Path, **overrides: str):
             _management("DELETE", f"/api/users/{broker_user}")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def platform(request, tmp_path_factory):
-    with running_platform(request.param, tmp_path_factory.mktemp(f"platform-{request.param}")) as instance:
+    """parametrized by ``pytest_generate_tests``: the backends, and the asgi gateway where a module asks for it"""
+    backend, settings = variant_settings(request.param)
+    with running_platform(backend, tmp_path_factory.mktemp(f"platform-{request.param.replace('/', '-')}"),
+                          **settings) as instance:
         yield instance
 
 

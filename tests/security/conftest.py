@@ -8,11 +8,16 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.e2e.conftest import SECRETS, running_platform
+from tests.e2e.conftest import SECRETS, parametrize_platform, running_platform, variant_settings
 
 # The limits as in production (gateway/config.yml, services/verification/config.yml); a test that must tell
 # apart callers uses its own loopback source address (127.0.0.x) for each.
 PRODUCTION_LIMITS = {"PUBLIC_RATE_LIMIT_PER_MINUTE": "600", "CHECKS_PER_NUMBER_PER_MINUTE": "20"}
+
+
+def pytest_generate_tests(metafunc):
+    # both backends; a module with ALSO_ON_THE_ASGI_GATEWAY = True also against the asyncio gateway (on SQLite)
+    parametrize_platform(metafunc, "secure_platform", "package")
 
 
 def pytest_collection_modifyitems(items):
@@ -21,10 +26,11 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.security)
 
 
-@pytest.fixture(scope="package", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="package")
 def secure_platform(request, tmp_path_factory):
-    with running_platform(request.param, tmp_path_factory.mktemp(f"secure-{request.param}"),
-                          **PRODUCTION_LIMITS) as instance:
+    backend, settings = variant_settings(request.param)
+    with running_platform(backend, tmp_path_factory.mktemp(f"secure-{request.param.replace('/', '-')}"),
+                          **PRODUCTION_LIMITS, **settings) as instance:
         yield instance
 
 

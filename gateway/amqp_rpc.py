@@ -1,0 +1,153 @@
+"""An asyncio client of nameko's RPC protocol (nameko 2.14, ``nameko/rpc.py``), over aio-pika.
+
+The services stay nameko; only the caller changes. What goes on the wire is what nameko's ``RpcProxy`` sends:
+
+- a persistent JSON message ``{"args": [...], "kwargs": {}}`` to the ``nameko-rpc`` topic exchange with routing
+  key ``<service>.<method>``, ``mandatory`` and a publisher confirm, so that a service nobody consumes for comes
+  back as a returned message (nameko's ``UnknownService``) instead of a wait for a reply that never comes;
+- ``reply_to`` (this client's reply routing key) and a fresh ``correlation_id``;
+- the caller's context as ``nameko.<key>`` headers (nameko's ``HeaderEncoder``): the correlation id
+  (``nameko.correlation_id``, credence_common/logs.py), the idempotency headers (credence_common/idempotency.py)
+  and ``nameko.call_id_stack``, the list nameko's ``WorkerContext`` starts with the caller's call id.
+
+A nameko service answers by publishing ``{"result": ..., "error": ...}`` to the same exchange with routing key =
+``reply_to`` (RabbitMQ's direct reply-to is not what nameko does), so the client consumes from an exclusive queue
+of its own bound to ``nameko-rpc`` with its id as routing key. The connection is aio-pika's robust one: when the
+broker goes away it reconnects and declares the queue and its binding again; a call in flight at that moment
+ends at its deadline (``service_timeout``), a call made while the broker is unreachable at once
+(``broker_unavailable``), the same answers as the nameko gateway (credence_common/remote.py).
+
+Bodies are encoded and decoded with kombu's JSON, which is what the services use, so that an answer reads the
+same through either gateway; errors are rebuilt with nameko's own ``deserialize``: a registered
+``CredenceError`` comes back as that class, anything else as nameko's ``RemoteError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.exceptions import AMQPError, DeliveryError
+from kombu.utils import json as kombu_json
+from nameko.exceptions import deserialize
+
+from credence_common.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+RPC_EXCHANGE = "nameko-rpc"  # nameko's default (its RPC_EXCHANGE_CONFIG key is not set anywhere here)
+HEADER_PREFIX = "nameko"
+CALL_ID_STACK_KEY = "call_id_stack"
+CONTENT_TYPE = "application/json"
+
+
+def amqp_url(uri: str) -> str:
+    """kombu's ``pyamqp://`` / ``amqp://`` URI (what every config here holds) as aio-pika's ``amqp://`` URL. The
+    path is the vhost in both ("/" or empty: the default vhost)."""
+    parts = urlsplit(uri)
+    scheme = "amqps" if parts.scheme == "amqps" else "amqp"
+    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
+
+
+def context_headers(context: dict, call_id: str) -> dict:
+    """nameko's ``HeaderEncoder.get_message_headers`` of a worker context holding ``context``: every key as
+    ``nameko.<key>``, ``None`` values dropped, plus the call id stack this call starts."""
+    headers = {f"{HEADER_PREFIX}.{key}": value for key, value in context.items() if value is not None}
+    headers[f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"] = [call_id]
+    return headers
+
+
+class RpcClient:
+    """``await client.call(service, method, *args, context=..., timeout=...)``; one per process, shared by every
+    request (aio-pika's channel multiplexes the publishes; replies are matched by correlation id)."""
+
+    def __init__(self, amqp_uri: str, caller: str = "gateway", exchange: str = RPC_EXCHANGE):
+        self._url = amqp_url(amqp_uri)
+        self._caller = caller
+        self._exchange_name = exchange
+        self._reply_key = str(uuid.uuid4())
+        self._pending: dict[str, asyncio.Future] = {}
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    @property
+    def reply_queue_name(self) -> str:
+        return f"rpc.reply-{self._caller}-{self._reply_key}"  # nameko's RPC_REPLY_QUEUE_TEMPLATE
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self._url, client_properties={
+            "connection_name": f"{self._caller} rpc client"})
+        # publisher confirms plus on_return_raises: an unroutable call (no queue for that service) raises
+        # DeliveryError once the broker has returned it, as nameko's proxy raises UnknownService
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        # nameko's services declare the exchange too (durable topic); declaring it here lets the gateway start first
+        self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.TOPIC,
+                                                        durable=True)
+        # exclusive: the queue lives as long as this connection; the robust connection declares it again after a
+        # reconnect (same name, same binding), so replies find their way back
+        queue = await channel.declare_queue(self.reply_queue_name, exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange, routing_key=self._reply_key)
+        # nameko's reply listener acks every reply; no_ack does the same with one frame less
+        await queue.consume(self._on_reply, no_ack=True)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ServiceUnavailable("service_unavailable", "The gateway is stopping."))
+        self._pending.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and self._connection.connected.is_set()
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is None or future.done():  # a reply after its deadline: nobody waits for it any more
+            log.debug("a reply nobody waits for (its call timed out)")
+            return
+        try:
+            future.set_result(kombu_json.loads(message.body))
+        except ValueError as error:
+            future.set_exception(error)
+
+    async def call(self, service: str, method: str, *args, context: dict | None = None, timeout: float):
+        """The method's answer; raises what the service raised (a ``CredenceError``, else nameko's
+        ``RemoteError``), or ``ServiceUnavailable`` when the service is not running, does not answer within
+        ``timeout`` seconds or the broker cannot be reached."""
+        if self._exchange is None:
+            raise RuntimeError("RpcClient.start() was not awaited")
+        correlation_id = str(uuid.uuid4())
+        call_id = f"{self._caller}.{method}.{uuid.uuid4()}"
+        message = aio_pika.Message(
+            kombu_json.dumps({"args": list(args), "kwargs": {}}).encode("utf-8"),
+            content_type=CONTENT_TYPE, content_encoding="utf-8",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=context_headers(context or {}, call_id),
+            reply_to=self._reply_key, correlation_id=correlation_id)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    await self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
+                except DeliveryError:
+                    raise ServiceUnavailable("service_unavailable",
+                                             f"The {service} service is not running; try again shortly.") from None
+                except (AMQPError, ConnectionError, RuntimeError) as error:
+                    # the broker is restarting or unreachable (aio-pika raises RuntimeError for a closed channel)
+                    raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be "
+                                                                   "reached right now; try again shortly.") from error
+                reply = await future
+        except TimeoutError:
+            raise ServiceUnavailable("service_timeout",
+                                     f"The {service} service did not answer in time; try again shortly.") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+        if reply.get("error") is not None:
+            raise deserialize(reply["error"])
+        return reply.get("result")

@@ -18,8 +18,11 @@ import json
 import random
 import re
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,3 +217,29 @@ def honest_table(credence: SystemResult, baselines: list[SystemResult], clients:
                f"{_ratio(credence.loaded.requests_per_second, system.loaded.requests_per_second)} | "
                f"{_ratio(credence.lone.p50_ms, system.lone.p50_ms)} |"))
     return "\n".join(lines)
+
+
+# --- the baseline's server ------------------------------------------------------------------------------
+
+@contextmanager
+def gunicorn(app: str, env: dict, workers: int, threads: int = 8) -> Iterator[str]:
+    """The baseline served as a team would serve it: gunicorn, gthread workers (HTTP/1.1 keep-alive, which the
+    sync workers lack), ``workers`` processes of ``threads`` threads; ``app`` a ``module:factory()`` spec.
+    Yields its URL once it accepts connections."""
+    from deploy.platform import free_port, wait_for_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads",
+                               str(threads), "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--log-level",
+                               "warning", app], env=env)
+    try:
+        if not wait_for_port(port, 30, server):
+            raise RuntimeError(f"gunicorn {app} did not start")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def baseline_label(workers: int, threads: int = 8) -> str:
+    return f"gunicorn gthread {workers} worker{'s' if workers > 1 else ''} x {threads} threads + psycopg2"

@@ -199,17 +199,9 @@ def main() -> int:
                            platform.gateway_url + "/api/v1/me/results")
         baselines = []
         for workers in (1, os.cpu_count() or 2):
-            port = free_port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads",
-                 str(args.threads), "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                 "bench.honest_reads:honest_results_app()"], env=dict(env, BENCH_DB_DSN=db_uri))
-            try:
-                baselines.append(measure(f"gunicorn gthread {workers} worker{'s' if workers > 1 else ''} x "
-                                         f"{args.threads} threads + psycopg2", f"http://127.0.0.1:{port}/"))
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            with honest.gunicorn("bench.honest_reads:honest_results_app()", dict(env, BENCH_DB_DSN=db_uri), workers,
+                                 args.threads) as url:
+                baselines.append(measure(honest.baseline_label(workers, args.threads), url))
         print(f"\nResult reading against an honest baseline ({args.seconds:.0f} s per load, {args.clients} wrk "
               f"connections with keep-alive and 1 for the lone request, {args.candidates:,} candidates):\n")
         print(honest.honest_table(credence, baselines, args.clients))

@@ -311,19 +311,10 @@ def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
     credence = credences[0]
     baselines = []
     for workers in (1, os.cpu_count() or 2):
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads", str(args.threads),
-             "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "bench.baselines:honest_app()"],
-            env=dict(env, BENCH_DB_DSN=db_uri, CHECKS_PER_NUMBER_PER_MINUTE=str(per_number)))
-        try:
-            url = f"http://127.0.0.1:{port}/"
+        with honest.gunicorn("bench.baselines:honest_app()", dict(env, BENCH_DB_DSN=db_uri,
+                             CHECKS_PER_NUMBER_PER_MINUTE=str(per_number)), workers, args.threads) as url:
             wait_for_http(url, checks.bodies[0])
-            baselines.append(measure(f"gunicorn gthread {workers} worker{'s' if workers > 1 else ''} x "
-                                     f"{args.threads} threads + psycopg2", url))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            baselines.append(measure(honest.baseline_label(workers, args.threads), url))
     port = free_port()
     wsgi = subprocess.Popen([sys.executable, "-m", "bench.baselines", "wsgi", str(port), db_uri],
                             stdout=subprocess.PIPE, text=True)

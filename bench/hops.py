@@ -2,7 +2,7 @@
 
 Starts its own platform (a throw-away RabbitMQ vhost, fresh databases, free ports, the settings of
 ``bench/public_check.py``), issues one certificate through the demo journey, then measures one caller at a time,
-each hop for ``--seconds`` after a short warm-up:
+each hop for ``--seconds`` after a short warm-up, from an empty check log (``empty_check_log``):
 
   gateway GET /health                      the HTTP layer alone (no RPC)
   verification.health over the bus        a standalone nameko proxy -> RabbitMQ -> verification, no database
@@ -13,7 +13,9 @@ each hop for ``--seconds`` after a short warm-up:
   three statements + commit, Core          the certificate look-up, the failure count, the log insert and
                                            the commit as SQLAlchemy Core text, on the same engine
 
-The last two run in this process, which is not green (no eventlet), so they show the driver's own cost.
+The last two run in this process, which is not green (no eventlet), so they show the driver's own cost; then both
+again in a child process made green as a service process is (``eventlet.monkey_patch`` and, where the tree has it,
+``credence_common.green_postgres.patch_psycopg``): what verification's worker pays for its database, bus aside.
 Prints a table (p50, p90, p99 in ms, and the count); asserts nothing.
 
     .venv/bin/python -m bench.hops --backend postgresql [--seconds 5]
@@ -44,7 +46,22 @@ from deploy.processes import PROCESSES
 WARM_UP_SECONDS = 1.0
 
 
-def sample(seconds: float, call) -> list[float]:
+def empty_check_log(db_uri: str) -> None:
+    """Every hop repeats one certificate number, so the per-number count of recent checks reads more rows the
+    longer a run goes on: each hop starts from an empty check log, so that the order of the hops does not matter."""
+    from sqlalchemy import text
+
+    from credence_common.db import make_engine
+
+    engine = make_engine(db_uri)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM check_log"))
+    engine.dispose()
+
+
+def sample(seconds: float, call, db_uri: str | None = None) -> list[float]:
+    if db_uri:
+        empty_check_log(db_uri)
     deadline = time.perf_counter() + WARM_UP_SECONDS
     while time.perf_counter() < deadline:
         call()
@@ -96,11 +113,40 @@ def database_hops(db_uri: str, check: dict, seconds: float) -> list[tuple[str, l
 
     try:
         return [(f"verification's database work alone ({engine.dialect.driver}, this process)",
-                 sample(seconds, usecase)),
+                 sample(seconds, usecase, db_uri)),
                 (f"three statements + commit, SQLAlchemy Core ({engine.dialect.driver}, this process)",
-                 sample(seconds, core))]
+                 sample(seconds, core, db_uri))]
     finally:
         engine.dispose()
+
+
+GREEN_CHILD = """
+import eventlet
+eventlet.monkey_patch()
+try:  # as credence_common/runner.py does in every service process (a tree without it ran pg8000, green by itself)
+    from credence_common.green_postgres import patch_psycopg
+    patch_psycopg()
+except ImportError:
+    pass
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("hops", sys.argv[4])  # this file, wherever it was run from
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+hops = module.database_hops(sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]))
+print(json.dumps([[label.replace("this process", "green, as in a service"), latencies] for label, latencies in hops]))
+"""
+
+
+def green_database_hops(db_uri: str, check: dict, seconds: float) -> list[tuple[str, list[float]]]:
+    """``database_hops`` in a child process that is green as a service process is (eventlet's monkey-patching and
+    the driver's wait callback): what verification's worker pays, bus aside."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", GREEN_CHILD, db_uri, json.dumps(check), str(seconds), __file__],
+                         capture_output=True, text=True, check=True).stdout
+    return [(label, latencies) for label, latencies in json.loads(out.splitlines()[-1])]
 
 
 def main() -> int:
@@ -129,6 +175,7 @@ def main() -> int:
         session = requests.Session()
         health_url = platform.gateway_url + "/health"
         check_url = platform.gateway_url + "/api/v1/certificate-checks"
+        db_uri = env["VERIFICATION_DB_URI"]
 
         def whole_check():
             answer = session.post(check_url, json=check, timeout=10)
@@ -143,10 +190,11 @@ def main() -> int:
             batch = [{"request": check, "client": "bench-hops"}]
             assert "answer" in verification.public_checks(batch)[0]
             hops.append(("verification.public_checks over the bus (standalone proxy)",
-                         sample(args.seconds, lambda: verification.public_checks(batch))))
+                         sample(args.seconds, lambda: verification.public_checks(batch), db_uri)))
         hops.append(("whole check through the gateway (POST /api/v1/certificate-checks)",
-                     sample(args.seconds, whole_check)))
-        hops += database_hops(env["VERIFICATION_DB_URI"], check, args.seconds)
+                     sample(args.seconds, whole_check, db_uri)))
+        hops += database_hops(db_uri, check, args.seconds)
+        hops += green_database_hops(db_uri, check, args.seconds)
         print(f"\nA lone public check, hop by hop ({args.backend}, one caller, {args.seconds:g} s per hop after a "
               f"{WARM_UP_SECONDS:g} s warm-up, {os.cpu_count()} cores, loopback):\n")
         print("| hop | p50 ms | p90 ms | p99 ms | n |\n|---|---:|---:|---:|---:|")

@@ -320,7 +320,7 @@ def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
                             stdout=subprocess.PIPE, text=True)
     try:
         assert wsgi.stdout.readline().strip() == "ready"
-        reference = measure("reference (old): wsgiref threads + pg8000, HTTP/1.0, no log/limit",
+        reference = measure("reference (old): wsgiref threads + SQLAlchemy (psycopg2), HTTP/1.0, no log/limit",
                             f"http://127.0.0.1:{port}/")
     finally:
         wsgi.terminate()

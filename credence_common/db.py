@@ -1,23 +1,31 @@
 """Database access for a service: engine per container, a session per worker, a unit of work per
-transaction. The same code runs on SQLite (the embedded default) and PostgreSQL (through pg8000, a
-pure-Python driver, so that eventlet can switch green threads while a query waits)."""
+transaction. The same code runs on SQLite (the embedded default) and PostgreSQL, through psycopg2 (the C driver
+on libpq). In a service process psycopg2 is made green (``credence_common/green_postgres.py``, called right after
+``eventlet.monkey_patch()``), so eventlet switches green threads while a query waits; CLIs use it blocking.
+
+A ``postgresql://`` URI's query string goes to libpq as it is, so ``?sslmode=verify-full&sslrootcert=/path/ca.pem``
+(and any other libpq connection parameter) gives a service TLS to PostgreSQL
+(``tests/unit/test_db_uri.py::test_the_uris_libpq_parameters_reach_the_driver``)."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+from collections.abc import Iterable
 from datetime import timedelta
 
 import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
 from credence_common.errors import Conflict
+from credence_common.green_postgres import socket_timeout
 from credence_common.idempotency import IdempotentCall, record_ttl
 
 log = logging.getLogger(__name__)
@@ -26,9 +34,9 @@ OUTBOX_WRITTEN = "credence.outbox_written"  # session.info flag set by Outbox.ad
 
 
 def normalise_db_uri(db_uri: str) -> str:
-    """Accept ``postgresql://`` and pick the green-friendly driver for it."""
+    """Accept ``postgresql://`` (or ``postgres://``) and pick psycopg2 for it; the query string is kept."""
     if db_uri.startswith("postgresql://") or db_uri.startswith("postgres://"):
-        return "postgresql+pg8000://" + db_uri.split("://", 1)[1]
+        return "postgresql+psycopg2://" + db_uri.split("://", 1)[1]
     return db_uri
 
 
@@ -54,21 +62,67 @@ def make_engine(db_uri: str) -> Engine:
     # nameko runs 10 workers; the outbox relay and the readiness probe each hold one more: 12 stay open, so a
     # busy service does not open and close overflow connections (tens of milliseconds each) all the time
     return create_engine(db_uri, pool_size=12, max_overflow=8, pool_pre_ping=True, pool_recycle=1800,
-                         hide_parameters=True, connect_args=postgresql_connect_args())
+                         hide_parameters=True, connect_args=postgresql_connect_args(db_uri))
 
 
-def postgresql_connect_args() -> dict:
+def postgresql_connect_args(db_uri: str | URL | None = None) -> dict:
     """No worker may wait for ever on the database, nor hold its locks for ever.
 
     The fault suite found a worker that stopped half-way through a transaction (its link to the server had
     gone quiet without closing): it held a row lock that every later login queued behind, and the message it
-    was handling was neither done nor returned. The server now ends a transaction left idle for
-    ``DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`` (60; its locks go with it, and closing the connection wakes
-    the client), and the client gives up on a socket silent for ``DB_SOCKET_TIMEOUT_SECONDS`` (300: a bulk
-    import's single statement can run for a minute without a byte coming back)."""
+    was handling was neither done nor returned. Two defences, on every connection
+    (``tests/unit/test_db_uri.py::test_every_connection_carries_the_defences``):
+
+    - the server ends a transaction left idle for ``DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`` (60; its locks go
+      with it, and closing the connection wakes the client): libpq's
+      ``options=-c idle_in_transaction_session_timeout=...``, added to any ``options`` the URI sets
+      (``tests/integration/test_db_defences.py::test_the_server_ends_a_transaction_left_idle_and_its_locks_go_with_it``);
+    - the client gives up on a socket silent for ``DB_SOCKET_TIMEOUT_SECONDS`` (300: a bulk import's single
+      statement can run for a minute without a byte coming back). In a green process the wait callback stops
+      waiting after that long (``credence_common/green_postgres.py``, tested there). In every process, CLIs and
+      a COPY's blocking chunks (``copy_in``) included, the kernel drops the connection when data it sent stays
+      unacknowledged that long (libpq ``tcp_user_timeout``) or when the peer host stops answering TCP
+      keepalives (``keepalives_idle`` 60 s, then 6 probes 10 s apart: about two minutes); a live server that is
+      merely busy answers keepalives, so a long statement is not cut. These two kernel settings are passed
+      to libpq (tested as above); that the kernel acts on them is Linux's promise, not tested here."""
     idle_seconds = float(os.environ.get("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 60))
-    return {"timeout": float(os.environ.get("DB_SOCKET_TIMEOUT_SECONDS", 300)),
-            "startup_params": {"idle_in_transaction_session_timeout": str(int(idle_seconds * 1000))}}
+    options = f"-c idle_in_transaction_session_timeout={int(idle_seconds * 1000)}"
+    uri_options = make_url(db_uri).query.get("options") if db_uri else None
+    if uri_options:  # connect_args replace the URI's own parameter of the same name: keep both
+        options = " ".join([*([uri_options] if isinstance(uri_options, str) else uri_options), options])
+    return {"options": options,
+            "keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 6,
+            "tcp_user_timeout": int(socket_timeout() * 1000)}
+
+
+def copy_in(dbapi_connection, sql: str, chunks: Iterable[bytes]) -> None:
+    """``COPY ... FROM STDIN`` of ``chunks`` (each ending at a line end) through a psycopg2 connection, inside
+    the caller's transaction: one COPY statement per chunk.
+
+    psycopg2 refuses ``copy_expert`` while a wait callback is set ("copy_expert cannot be used with an
+    asynchronous callback"), that is, in every green process. There the callback is lifted for each chunk's
+    statement and set again before anything can yield: no other green thread runs in between, so none of them
+    ever sees it lifted, and ``eventlet.sleep(0)`` lets them run between chunks. While a chunk's COPY runs
+    the whole process waits in libpq: with chunks of 256 KiB (``fast_import.COPY_CHUNK``) a few milliseconds
+    each. A server that goes silent during a chunk is left by the kernel (``tcp_user_timeout``, keepalives:
+    ``postgresql_connect_args``), not by the wait callback, which is lifted then."""
+    from psycopg2 import extensions
+
+    callback = extensions.get_wait_callback()
+    cursor = dbapi_connection.cursor()
+    try:
+        for chunk in chunks:
+            if callback is None:
+                cursor.copy_expert(sql, io.BytesIO(chunk))
+                continue
+            extensions.set_wait_callback(None)
+            try:
+                cursor.copy_expert(sql, io.BytesIO(chunk))
+            finally:
+                extensions.set_wait_callback(callback)
+            eventlet.sleep(0)
+    finally:
+        cursor.close()
 
 
 class CommitSignal:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import eventlet
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
@@ -74,12 +75,15 @@ def check_database(db_uri: str | None) -> str:
     from credence_common.db import normalise_db_uri
 
     uri = normalise_db_uri(db_uri)
-    engine = create_engine(uri, poolclass=NullPool, connect_args={"timeout": 2})
+    # SQLite: a 2 s busy timeout; libpq: a 2 s connect timeout, which libpq applies only to a blocking connect,
+    # so a green process (where psycopg2 connects through the wait callback) is held to 3 s by eventlet
+    engine = create_engine(uri, poolclass=NullPool,
+                           connect_args={"timeout": 2} if uri.startswith("sqlite") else {"connect_timeout": 2})
     try:
-        with engine.connect() as connection:
+        with eventlet.Timeout(3), engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return "ok"
-    except Exception as exc:
+    except (Exception, eventlet.Timeout) as exc:
         return f"unreachable: {type(exc).__name__}"
     finally:
         engine.dispose()

@@ -16,6 +16,10 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
+from credence_common.green_postgres import patch_psycopg  # noqa: E402
+
+patch_psycopg()  # psycopg2 waits on eventlet's hub, not in C (credence_common/green_postgres.py)
+
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402

@@ -82,6 +82,6 @@ def _counter_engine(engine: Engine) -> Engine:
         from credence_common.db import postgresql_connect_args
 
         counters = create_engine(engine.url, pool_size=4, max_overflow=0, pool_timeout=30, hide_parameters=True,
-                                 connect_args=postgresql_connect_args())
+                                 connect_args=postgresql_connect_args(engine.url))
         _COUNTER_ENGINES[engine] = counters
     return counters

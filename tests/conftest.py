@@ -13,4 +13,8 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
+from credence_common.green_postgres import patch_psycopg  # noqa: E402
+
+patch_psycopg()  # as credence_common/runner.py does for every service process
+
 import credence_common  # noqa: E402,F401  (filters eventlet's import-time deprecation notice)

@@ -17,6 +17,7 @@ from typing import BinaryIO
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from credence_common.db import copy_in
 from credence_common.events import utcnow
 from services.scoring.importing import FIELDS, REQUIRED
 from services.scoring.imports import MAX_REPORTED_ERRORS, ImportReport
@@ -130,11 +131,10 @@ def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, rep
     columns = header_columns(stream, "utf-8-sig" if encoding == "utf-8-sig" else encoding)
     connection.execute(text("CREATE TEMP TABLE import_staging (line bigint PRIMARY KEY, "
                             + ", ".join(f"{name} text" for name in FIELDS) + ") ON COMMIT DROP"))
-    raw = connection.connection.driver_connection
-    cursor = raw.cursor()
-    try:
-        cursor.execute(f"COPY import_staging (line, {', '.join(columns)}) FROM STDIN "
-                       f"WITH (FORMAT csv, ENCODING '{PG_ENCODINGS[encoding]}')", stream=numbered_lines(stream))
+    try:  # one COPY per chunk of whole lines (credence_common.db.copy_in: how it stays green)
+        copy_in(connection.connection.driver_connection,
+                f"COPY import_staging (line, {', '.join(columns)}) FROM STDIN "
+                f"WITH (FORMAT csv, ENCODING '{PG_ENCODINGS[encoding]}')", numbered_lines(stream))
     except Exception as exc:  # a damaged line COPY cannot read: the row-by-row path explains it
         raise NotForFastPath(str(exc)) from None
     # A temporary table has no statistics: without them the planner picks nested loops over a million rows.

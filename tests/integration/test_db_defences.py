@@ -1,0 +1,81 @@
+"""The connection defences of credence_common/db.py on a real PostgreSQL, through psycopg2 made green as in a
+service process (tests/conftest.py): a statement the server leaves silent too long fails and its connection
+leaves the pool; the server ends a transaction left idle, with its locks; a URI's sslmode reaches libpq; a COPY
+lets the other green threads run between its chunks."""
+
+from __future__ import annotations
+
+import time
+
+import eventlet
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from credence_common.db import copy_in, make_engine
+from credence_common.green_postgres import SilentDatabase
+from tests.integration.conftest import POSTGRES_ADMIN_URI
+
+
+def test_a_statement_the_server_leaves_silent_fails_and_the_pool_recovers(monkeypatch):
+    monkeypatch.setenv("DB_SOCKET_TIMEOUT_SECONDS", "0.5")
+    engine = make_engine(POSTGRES_ADMIN_URI)
+    try:
+        with engine.connect() as connection:
+            before = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as raised, engine.connect() as connection:
+            connection.execute(text("SELECT pg_sleep(3)"))
+        assert isinstance(raised.value.orig, SilentDatabase) and raised.value.connection_invalidated
+        assert time.monotonic() - started < 2.5
+        with engine.connect() as connection:  # a new connection, not the one left mid-statement
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != before
+    finally:
+        engine.dispose()
+
+
+def test_the_server_ends_a_transaction_left_idle_and_its_locks_go_with_it(monkeypatch):
+    monkeypatch.setenv("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "1")
+    engine = make_engine(POSTGRES_ADMIN_URI)
+    try:
+        with engine.connect() as idle:
+            assert idle.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1s"
+            idle.execute(text("SELECT pg_advisory_xact_lock(771177)"))  # held until the transaction ends
+            eventlet.sleep(1.5)  # a worker that stopped half-way through
+            with engine.connect() as other:  # the lock went with the ended session: no wait
+                other.execute(text("SET lock_timeout = '2s'"))
+                other.execute(text("SELECT pg_advisory_xact_lock(771177)"))
+                other.rollback()
+            with pytest.raises(DBAPIError):
+                idle.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def test_the_uris_sslmode_reaches_libpq():
+    """The test server runs without TLS: libpq refuses it only because it read ``sslmode=require``."""
+    engine = make_engine(POSTGRES_ADMIN_URI + ("&" if "?" in POSTGRES_ADMIN_URI else "?") + "sslmode=require")
+    try:
+        with pytest.raises(OperationalError, match="server does not support SSL"), engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def test_a_copy_lets_other_green_threads_run_between_its_chunks():
+    engine = make_engine(POSTGRES_ADMIN_URI)
+    chunks = ["".join(f"{i},row {i}\n" for i in range(k * 5000, (k + 1) * 5000)).encode() for k in range(20)]
+    ticks = []
+    ticker = eventlet.spawn(lambda: [ticks.append(eventlet.sleep(0)) for _ in range(10_000)])
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TEMP TABLE copied (n int, label text) ON COMMIT DROP"))
+            copy_in(connection.connection.driver_connection, "COPY copied FROM STDIN WITH (FORMAT csv)", chunks)
+            assert connection.execute(text("SELECT count(*), count(DISTINCT n) FROM copied")).one() == (100_000,
+                                                                                                       100_000)
+            # and the connection is still green afterwards: a statement waits on the hub, not in libpq
+            connection.execute(text("SELECT 1"))
+        assert len(ticks) >= 19
+    finally:
+        ticker.kill()
+        engine.dispose()

@@ -1,0 +1,65 @@
+"""What a ``postgresql://`` URI becomes: psycopg2, with the URI's libpq parameters and the connection defences
+(credence_common/db.py). Nothing here connects: the engine's ``do_connect`` hook shows what would reach
+``psycopg2.connect``, and libpq's own parser (``parse_dsn``) reads it back."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from psycopg2.extensions import make_dsn, parse_dsn
+from sqlalchemy import event
+
+from credence_common.db import make_engine, normalise_db_uri
+
+
+class _Captured(Exception):
+    pass
+
+
+def _what_reaches_the_driver(uri: str) -> dict:
+    engine = make_engine(uri)
+    seen = {}
+
+    @event.listens_for(engine, "do_connect")
+    def _capture(dialect, conn_rec, cargs, cparams):
+        assert dialect.dbapi is psycopg2 and not cargs
+        seen.update(cparams)
+        raise _Captured
+
+    with pytest.raises(_Captured):
+        engine.connect()
+    engine.dispose()
+    return seen
+
+
+def test_postgresql_uris_are_driven_by_psycopg2_with_their_query_string_kept():
+    assert normalise_db_uri("postgresql://u:p@h:5432/d?sslmode=require") == \
+        "postgresql+psycopg2://u:p@h:5432/d?sslmode=require"
+    assert normalise_db_uri("postgres://u@h/d") == "postgresql+psycopg2://u@h/d"
+    assert normalise_db_uri("sqlite:///var/x.sqlite") == "sqlite:///var/x.sqlite"
+
+
+def test_the_uris_libpq_parameters_reach_the_driver():
+    """The sentence in docs/operations.md and deploy/k8s/README.md: TLS to PostgreSQL is set in the URI."""
+    params = _what_reaches_the_driver(
+        "postgresql://scoring:secret@db.example:6432/scoring?sslmode=verify-full"
+        "&sslrootcert=/etc/credence/pg-ca.pem&sslcert=/etc/credence/scoring.crt&sslkey=/etc/credence/scoring.key"
+        "&application_name=scoring&options=-c%20statement_timeout%3D5000")
+    libpq = parse_dsn(make_dsn(**params))  # libpq's parser refuses any name it does not know
+    assert {key: libpq[key] for key in ("host", "port", "dbname", "user", "password", "sslmode", "sslrootcert",
+                                       "sslcert", "sslkey", "application_name")} == {
+        "host": "db.example", "port": "6432", "dbname": "scoring", "user": "scoring", "password": "secret",
+        "sslmode": "verify-full", "sslrootcert": "/etc/credence/pg-ca.pem", "sslcert": "/etc/credence/scoring.crt",
+        "sslkey": "/etc/credence/scoring.key", "application_name": "scoring"}
+    # the URI's own options are kept beside the idle-in-transaction defence
+    assert libpq["options"] == "-c statement_timeout=5000 -c idle_in_transaction_session_timeout=60000"
+
+
+def test_every_connection_carries_the_defences(monkeypatch):
+    monkeypatch.setenv("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "45")
+    monkeypatch.setenv("DB_SOCKET_TIMEOUT_SECONDS", "120")
+    libpq = parse_dsn(make_dsn(**_what_reaches_the_driver("postgresql://app@db.example/identity")))
+    assert libpq["options"] == "-c idle_in_transaction_session_timeout=45000"
+    assert libpq["tcp_user_timeout"] == "120000"
+    assert (libpq["keepalives"], libpq["keepalives_idle"], libpq["keepalives_interval"],
+            libpq["keepalives_count"]) == ("1", "60", "10", "6")

@@ -140,14 +140,23 @@ def copy_lines(db_uri: str, sql: str, lines, path: Path) -> None:
 
 
 def copy_file(engine, sql: str, path: Path) -> float:
-    """COPY ... FROM STDIN streaming the file through psycopg2 (one statement, 1 MiB reads; this process is not
-    green, so ``copy_expert`` is allowed); returns the seconds taken, commit included."""
+    """COPY ... FROM STDIN streaming the file through psycopg2 (one statement, 1 MiB reads); returns the seconds
+    taken, commit included. The bench's processes are not green; a test that seeds with this runs green
+    (tests/conftest.py), where psycopg2 refuses ``copy_expert`` while the wait callback is set: it is lifted for
+    the statement, which then blocks that whole process (seeding, nothing else is waiting)."""
+    from psycopg2 import extensions
+
+    callback = extensions.get_wait_callback()
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
         with open(path, "rb") as stream:
             started = time.perf_counter()
-            cursor.copy_expert(sql, stream, size=1 << 20)
+            extensions.set_wait_callback(None)
+            try:
+                cursor.copy_expert(sql, stream, size=1 << 20)
+            finally:
+                extensions.set_wait_callback(callback)
             connection.commit()
             seconds = time.perf_counter() - started
         cursor.close()

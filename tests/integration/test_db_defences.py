@@ -41,7 +41,15 @@ def test_the_server_ends_a_transaction_left_idle_and_its_locks_go_with_it(monkey
         with engine.connect() as idle:
             assert idle.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1s"
             idle.execute(text("SELECT pg_advisory_xact_lock(771177)"))  # held until the transaction ends
-            eventlet.sleep(1.5)  # a worker that stopped half-way through
+            idle_pid = idle.execute(text("SELECT pg_backend_pid()")).scalar()
+            # a worker that stopped half-way through: wait until the server has ended its session
+            with engine.connect() as watcher:
+                deadline = time.monotonic() + 15
+                while watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                      {"pid": idle_pid}).scalar():
+                    assert time.monotonic() < deadline, "the idle transaction's session was not ended"
+                    watcher.rollback()
+                    eventlet.sleep(0.05)
             with engine.connect() as other:  # the lock went with the ended session: no wait
                 other.execute(text("SET lock_timeout = '2s'"))
                 other.execute(text("SELECT pg_advisory_xact_lock(771177)"))

@@ -8,6 +8,7 @@ import socket
 import time
 
 import eventlet
+import eventlet.hubs
 import psycopg2
 import pytest
 
@@ -58,7 +59,9 @@ def test_a_connection_on_a_recycled_descriptor_number_is_not_taken_for_a_second_
             outcome.append(type(error).__name__)
 
     waiter = eventlet.spawn(wait_for_ever)
-    eventlet.sleep(0.05)
+    hub = eventlet.hubs.get_hub()
+    while stale.fileno() not in hub.listeners[hub.READ]:  # until the waiter is listed on the descriptor
+        eventlet.sleep(0)
     descriptor = stale.detach()
     os.close(descriptor)  # closed silently: the hub still lists the waiter on this number
     connection_fd = []

@@ -66,23 +66,13 @@ LEFT JOIN verifiable_certificates v ON v.certificate_number = %(number)s
 HONEST_LOG = "INSERT INTO check_log (checked_at, certificate_number, outcome, client) VALUES (%s, %s, %s, %s)"
 
 
-def honest_app():
-    """What verification does for one public check (services/verification/usecases.public_checks), written as
-    a competent team would in a plain WSGI app: one psycopg2 connection per worker thread (autocommit), one
-    round trip for the certificate and the number's recent failures, one for the check_log row; the same
-    answers (200 valid/revoked/superseded with the masked details, 404 certificate_not_found, 429
-    rate_limited, 422 invalid_certificate_number / invalid_input)."""
-    import os
+def thread_cursor(dsn: str):
+    """A cursor on this thread's own psycopg2 connection (autocommit), connected on first use: a gthread
+    worker's threads each keep one, as a team would write it."""
     import threading
-    from datetime import UTC, datetime, timedelta
 
     import psycopg2
 
-    from credence_common.masking import mask_name, mask_resident_id_public
-    from services.verification.domain import answers_truthfully
-
-    dsn = os.environ["BENCH_DB_DSN"]
-    limit = int(os.environ.get("CHECKS_PER_NUMBER_PER_MINUTE", "20"))
     local = threading.local()
 
     def cursor():
@@ -91,10 +81,30 @@ def honest_app():
             local.connection.autocommit = True
         return local.connection.cursor()
 
-    def answer(start_response, status: str, body: dict):
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-        return [payload]
+    return cursor
+
+
+def json_answer(start_response, status: str, body: dict) -> list[bytes]:
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+def honest_app():
+    """What verification does for one public check (services/verification/usecases.public_checks), written as
+    a competent team would in a plain WSGI app: one psycopg2 connection per worker thread (autocommit), one
+    round trip for the certificate and the number's recent failures, one for the check_log row; the same
+    answers (200 valid/revoked/superseded with the masked details, 404 certificate_not_found, 429
+    rate_limited, 422 invalid_certificate_number / invalid_input)."""
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from credence_common.masking import mask_name, mask_resident_id_public
+    from services.verification.domain import answers_truthfully
+
+    cursor = thread_cursor(os.environ["BENCH_DB_DSN"])
+    limit = int(os.environ.get("CHECKS_PER_NUMBER_PER_MINUTE", "20"))
+    answer = json_answer
 
     def refusal(start_response, status: str, code: str, message: str):
         return answer(start_response, status, {"error": {"code": code, "message": message}})

@@ -121,9 +121,10 @@ def seed_certificates(db_uri: str, certificates: int, workdir: Path) -> None:
 
 # --- load -----------------------------------------------------------------------------------------------
 
+# each request built by %(request)s from a random line of the file (a check body, a token), answers counted by status
 LUA = """\
-local bodies = {}
-for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local lines = {}
+for line in io.lines("%(lines)s") do lines[#lines + 1] = line end
 local threads = {}
 function setup(thread)
   thread:set("id", #threads + 1)
@@ -134,7 +135,8 @@ function init(args)
   statuses = {}
 end
 function request()
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[math.random(#bodies)])
+  local line = lines[math.random(#lines)]
+  return %(request)s
 end
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
@@ -175,10 +177,21 @@ def write_bodies(checks: MixedChecks, path: Path) -> Path:
     return path
 
 
+POST_BODY = 'wrk.format("POST", nil, {["Content-Type"] = "application/json"}, line)'
+GET_WITH_TOKEN = 'wrk.format("GET", nil, {["Authorization"] = "Bearer " .. line})'
+
+
 def post_mix(url: str, bodies: Path, seconds: float, clients: int, workdir: Path, seed: int = 18) -> MixResult:
     """``clients`` keep-alive connections (one wrk thread per 16) for ``seconds``, each request a random body."""
-    script = workdir / "mix.lua"
-    script.write_text(LUA % {"bodies": bodies, "seed": seed}, encoding="utf-8")
+    return random_lines_load(url, bodies, POST_BODY, seconds, clients, workdir, seed)
+
+
+def random_lines_load(url: str, lines: Path, request: str, seconds: float, clients: int, workdir: Path,
+                      seed: int = 18) -> MixResult:
+    """``clients`` keep-alive connections (one wrk thread per 16) for ``seconds``, each request ``request`` (a Lua
+    expression of ``line``) from a random line of ``lines``."""
+    script = workdir / "load.lua"
+    script.write_text(LUA % {"lines": lines, "seed": seed, "request": request}, encoding="utf-8")
     threads = max(1, min(2, clients // 16))
     completed = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:.0f}s", "--latency",
                                 "--timeout", "10s", "-s", str(script), url],

@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench import honest, result_reading
 from bench.load import wrk_available
-from bench.public_check import create_databases, create_vhost, delete_vhost, drop_databases
-from deploy.platform import Platform, free_port, quiet_client_logging
-from deploy.processes import PROCESSES
+from bench.public_check import bench_platform
+from deploy.platform import quiet_client_logging
 
 JWT_SECRET = "bench-reads-secret-0123456789abcdef0123456789abcdef"
 
@@ -45,29 +42,14 @@ ORDER BY r.sitting, r.program_code
 def honest_results_app():
     """What the gateway and scoring do for one candidate's ``GET /api/v1/me/results``, as a plain WSGI app: one
     psycopg2 connection per worker thread (autocommit), one query."""
-    import json
-    import threading
-
-    import psycopg2
-
+    from bench.baselines import json_answer as answer
+    from bench.baselines import thread_cursor
     from credence_common.errors import CredenceError
     from gateway.auth import TokenService
     from services.scoring.domain import visible_status
 
-    dsn = os.environ["BENCH_DB_DSN"]
+    cursor = thread_cursor(os.environ["BENCH_DB_DSN"])
     tokens = TokenService(os.environ["JWT_SECRET"])
-    local = threading.local()
-
-    def cursor():
-        if getattr(local, "connection", None) is None or local.connection.closed:
-            local.connection = psycopg2.connect(dsn)
-            local.connection.autocommit = True
-        return local.connection.cursor()
-
-    def answer(start_response, status: str, body: dict):
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-        return [payload]
 
     def app(environ, start_response):
         try:
@@ -95,44 +77,10 @@ def honest_results_app():
     return app
 
 
-LUA = """\
-local tokens = {}
-for line in io.lines("%(tokens)s") do tokens[#tokens + 1] = line end
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads + 1)
-  table.insert(threads, thread)
-end
-function init(args)
-  math.randomseed(%(seed)d + 7919 * id)
-  statuses = {}
-end
-function request()
-  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]})
-end
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-function done(summary, latency, requests)
-  local total = {}
-  for _, t in ipairs(threads) do
-    for status, n in pairs(t:get("statuses")) do total[status] = (total[status] or 0) + n end
-  end
-  for status, n in pairs(total) do io.write(string.format("status %%d: %%d\\n", status, n)) end
-end
-"""
-
-
 def get_random_tokens(url: str, tokens: Path, seconds: float, clients: int, workdir: Path,
                       seed: int = 18) -> honest.MixResult:
     """``clients`` keep-alive connections for ``seconds``, each request with a random candidate's token."""
-    script = workdir / "reads.lua"
-    script.write_text(LUA % {"tokens": tokens, "seed": seed}, encoding="utf-8")
-    threads = max(1, min(2, clients // 16))
-    completed = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:.0f}s", "--latency",
-                                "--timeout", "10s", "-s", str(script), url],
-                               capture_output=True, text=True, check=True)
-    return honest.parse_mix(completed.stdout)
+    return honest.random_lines_load(url, tokens, honest.GET_WITH_TOKEN, seconds, clients, workdir, seed)
 
 
 def wait_for_answer(url: str, token: str, seconds: float = 30) -> None:
@@ -163,20 +111,8 @@ def main() -> int:
         print("wrk is missing: `make bench-tools` installs it")
         return 2
     quiet_client_logging()
-    vhost = create_vhost()
-    workdir = Path(tempfile.mkdtemp(prefix="credence-bench-reads-"))
-    env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
-               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE="0",
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING", GATEWAY_SERVER=args.gateway,
-               JWT_SECRET=JWT_SECRET)
-    for spec in PROCESSES:
-        if spec.metrics_port_env:
-            env[spec.metrics_port_env] = str(free_port())
-    databases = create_databases("postgresql", workdir, env)
-    platform = Platform(env, workdir / "log")
-    try:
-        platform.migrate()
-        platform.start()
+    with bench_platform(prefix="credence-bench-reads-", GATEWAY_SERVER=args.gateway, JWT_SECRET=JWT_SECRET) as (
+            platform, env, workdir):
         db_uri = env["SCORING_DB_URI"]
         started = time.perf_counter()
         result_reading.seed_results(db_uri, args.candidates, workdir)
@@ -208,10 +144,6 @@ def main() -> int:
         print(f"\nratio Credence / gunicorn 1 worker ({args.clients} conns): "
               f"{credence.loaded.requests_per_second / baselines[0].loaded.requests_per_second:.2f}   "
               f"lone-request p50 Credence / gunicorn 1 worker: {credence.lone.p50_ms / baselines[0].lone.p50_ms:.2f}")
-    finally:
-        platform.stop()
-        delete_vhost(vhost)
-        drop_databases(databases)
     return 0
 
 

@@ -25,23 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import requests
 
-from bench.public_check import (
-    PER_ADDRESS_LIMIT_OFF,
-    create_databases,
-    create_vhost,
-    delete_vhost,
-    drop_databases,
-    percentile,
-)
+from bench.public_check import bench_platform, percentile
 from deploy.journey import run_journey
-from deploy.platform import Platform, free_port, quiet_client_logging
-from deploy.processes import PROCESSES
+from deploy.platform import quiet_client_logging
 
 WARM_UP_SECONDS = 1.0
 
@@ -156,19 +146,7 @@ def main() -> int:
     args = parser.parse_args()
     quiet_client_logging()
 
-    vhost = create_vhost()
-    workdir = Path(tempfile.mkdtemp(prefix="credence-hops-"))
-    env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
-               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING")
-    for spec in PROCESSES:
-        if spec.metrics_port_env:
-            env[spec.metrics_port_env] = str(free_port())
-    databases = create_databases(args.backend, workdir, env)
-    platform = Platform(env, workdir / "log")
-    try:
-        platform.migrate()
-        platform.start()
+    with bench_platform(args.backend, prefix="credence-hops-") as (platform, env, workdir):
         journey = run_journey(platform.gateway_url, say=lambda _line: None)
         check = {"holder_name": journey["full_name"],
                  "certificate_number": journey["certificate"]["certificate_number"]}
@@ -200,10 +178,6 @@ def main() -> int:
         print("| hop | p50 ms | p90 ms | p99 ms | n |\n|---|---:|---:|---:|---:|")
         for label, latencies in hops:
             print(row(label, latencies))
-    finally:
-        platform.stop()
-        delete_vhost(vhost)
-        drop_databases(databases)
     return 0
 
 

@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -184,21 +186,8 @@ def main() -> int:
     args = parser.parse_args()
     quiet_client_logging()
 
-    vhost = create_vhost()
-    workdir = Path(tempfile.mkdtemp(prefix="credence-bench-"))
-    env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
-               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}",
-               PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING",
-               GATEWAY_SERVER="asgi" if args.gateway == "asgi" else "nameko")
-    for spec in PROCESSES:
-        if spec.metrics_port_env:
-            env[spec.metrics_port_env] = str(free_port())
-    databases = create_databases(args.backend, workdir, env)
-    platform = Platform(env, workdir / "log")
-    try:
-        platform.migrate()
-        platform.start()
+    with bench_platform(args.backend, GATEWAY_SERVER=args.gateway if args.gateway == "asgi" else "nameko") as (
+            platform, env, workdir):
         journey = run_journey(platform.gateway_url, say=lambda _line: None)
         check = {"holder_name": journey["full_name"],
                  "certificate_number": journey["certificate"]["certificate_number"]}
@@ -230,10 +219,6 @@ def main() -> int:
         print(f"gateway p99 at {args.clients} clients: {parallel_p99:.1f} ms (aim < 50 ms)")
         honest_comparison(args, env, platform, workdir)
         freshness(platform, journey, check)
-    finally:
-        platform.stop()
-        delete_vhost(vhost)
-        drop_databases(databases)
     return 0
 
 
@@ -377,6 +362,33 @@ def create_databases(backend: str, workdir: Path, env: dict) -> list[str]:
             env[f"{service.upper()}_DB_URI"] = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
     admin.dispose()
     return names
+
+
+@contextmanager
+def bench_platform(backend: str = "postgresql", prefix: str = "credence-bench-",
+                   **settings: str) -> Iterator[tuple[Platform, dict, Path]]:
+    """The whole platform as ``make run`` starts it, for one benchmark: a throw-away vhost, databases created for
+    the run and dropped after it, free ports, the per-address limit off (every request comes from 127.0.0.1),
+    ``LOG_LEVEL=WARNING``, ``OUTBOX_POLL_INTERVAL=0.2``; ``settings`` add to or override that environment.
+    Yields (platform, its environment, a work directory)."""
+    vhost = create_vhost()
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
+               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
+               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING", **settings)
+    for spec in PROCESSES:
+        if spec.metrics_port_env:
+            env[spec.metrics_port_env] = str(free_port())
+    databases = create_databases(backend, workdir, env)
+    platform = Platform(env, workdir / "log")
+    try:
+        platform.migrate()
+        platform.start()
+        yield platform, env, workdir
+    finally:
+        platform.stop()
+        delete_vhost(vhost)
+        drop_databases(databases)
 
 
 def drop_databases(names: list[str]) -> None:

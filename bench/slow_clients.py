@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import selectors
 import socket
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench import honest
 from bench.load import wrk_available
-from bench.public_check import (
-    PER_ADDRESS_LIMIT_OFF,
-    create_databases,
-    create_vhost,
-    delete_vhost,
-    drop_databases,
-)
-from deploy.platform import Platform, free_port, quiet_client_logging
-from deploy.processes import PROCESSES
+from bench.public_check import bench_platform
+from deploy.platform import quiet_client_logging
 
 KINDS = ("idle", "trickling-headers", "half-body")
 TRICKLE_EVERY_SECONDS = 0.5
@@ -155,19 +145,7 @@ def main() -> int:
         print("wrk is missing: `make bench-tools` installs it")
         return 2
     quiet_client_logging()
-    vhost = create_vhost()
-    workdir = Path(tempfile.mkdtemp(prefix="credence-bench-slow-"))
-    env = dict(os.environ, CREDENCE_ENV="development", AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
-               GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", PUBLIC_RATE_LIMIT_PER_MINUTE=str(PER_ADDRESS_LIMIT_OFF),
-               OUTBOX_POLL_INTERVAL="0.2", LOG_LEVEL="WARNING", GATEWAY_SERVER=args.gateway)
-    for spec in PROCESSES:
-        if spec.metrics_port_env:
-            env[spec.metrics_port_env] = str(free_port())
-    databases = create_databases("postgresql", workdir, env)
-    platform = Platform(env, workdir / "log")
-    try:
-        platform.migrate()
-        platform.start()
+    with bench_platform(prefix="credence-bench-slow-", GATEWAY_SERVER=args.gateway) as (platform, env, workdir):
         honest.seed_certificates(env["VERIFICATION_DB_URI"], args.certificates, workdir)
         checks = honest.check_mix(args.certificates, 100_000)
         bodies = honest.write_bodies(checks, workdir / "checks.jsonl")
@@ -199,10 +177,6 @@ def main() -> int:
               f"{crowd.opened:,} opened in all, {crowd.closed_by_server:,} closed by the gateway at their deadline, "
               f"{crowd.failed_to_open} could not be opened")
         print(f"p99 with / without: {ratio:.2f} (target <= 2.00: {'met' if ratio <= 2 else 'NOT met'})")
-    finally:
-        platform.stop()
-        delete_vhost(vhost)
-        drop_databases(databases)
     return 0
 
 

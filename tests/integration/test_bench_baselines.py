@@ -3,6 +3,7 @@ that did less would flatter it). PostgreSQL only: the baselines use psycopg2."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -48,3 +49,50 @@ def test_the_reading_baseline_answers_what_scoring_answers(databases, tmp_path, 
         engine.dispose()
     assert _get(app, None)[0].startswith("401")
     assert _get(app, tokens.issue("staff-1", "staff")["access_token"])[0].startswith("403")
+
+
+def _post(app, body: dict, client: str) -> tuple[str, dict]:
+    raw = json.dumps(body).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "CONTENT_LENGTH": str(len(raw)), "REMOTE_ADDR": client,
+               "wsgi.input": io.BytesIO(raw)}
+    answered = {}
+    payload = b"".join(app(environ, lambda status, headers: answered.setdefault("status", status)))
+    return answered["status"], json.loads(payload)
+
+
+def test_the_check_baseline_answers_what_verification_answers(databases, tmp_path, monkeypatch):
+    if databases.backend != "postgresql":
+        pytest.skip("the baselines run on PostgreSQL (psycopg2)")
+    from bench import honest
+    from bench.baselines import honest_app
+    from credence_common.certificate_numbers import format_certificate_number
+    from credence_common.contracts.verification import PublicCheck
+    from credence_common.errors import CredenceError
+    from services.verification import usecases as verification
+
+    db_uri = databases.create("verification")
+    honest.seed_certificates(db_uri, 60, tmp_path)
+    monkeypatch.setenv("BENCH_DB_DSN", db_uri)
+    app = honest_app()
+    bodies = [*honest.check_mix(60, 12, seed=7).bodies,  # the load's own mix
+              {"holder_name": honest.holder_name(3), "certificate_number": honest.certificate_number(3)},  # valid
+              {"holder_name": honest.wrong_name(3), "certificate_number": honest.certificate_number(3)},
+              {"holder_name": honest.holder_name(3), "certificate_number": format_certificate_number(
+                  honest.SEEDED_YEAR, honest.UNKNOWN_REGION, 12345)},  # a number nobody holds
+              {"holder_name": honest.holder_name(49), "certificate_number": honest.certificate_number(49)},  # revoked
+              {"holder_name": "王某", "certificate_number": "202531000000001"}]  # a wrong check digit
+    engine = make_engine(db_uri)
+    statuses = set()
+    try:
+        for body in bodies:
+            status, answer = _post(app, body, "127.0.0.9")
+            statuses.add(status[:3])
+            with Session(engine) as session, session.begin():
+                [expected] = verification.public_checks(session, [(PublicCheck(**body), "127.0.0.9")])
+            if isinstance(expected, CredenceError):
+                assert (int(status[:3]), answer["error"]["code"]) == (expected.http_status, expected.code), body
+            else:
+                assert status.startswith("200") and answer == expected.model_dump(mode="json"), body
+    finally:
+        engine.dispose()
+    assert statuses == {"200", "404", "422"}  # every kind of answer was compared

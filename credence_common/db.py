@@ -20,7 +20,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
@@ -61,8 +61,30 @@ def make_engine(db_uri: str) -> Engine:
         return engine
     # nameko runs 10 workers; the outbox relay and the readiness probe each hold one more: 12 stay open, so a
     # busy service does not open and close overflow connections (tens of milliseconds each) all the time
-    return create_engine(db_uri, pool_size=12, max_overflow=8, pool_pre_ping=True, pool_recycle=1800,
-                         hide_parameters=True, connect_args=postgresql_connect_args(db_uri))
+    engine = create_engine(db_uri, pool_size=12, max_overflow=8, pool_recycle=1800,
+                           hide_parameters=True, connect_args=postgresql_connect_args(db_uri))
+    event.listen(engine, "checkout", _refuse_a_connection_the_server_closed)
+    return engine
+
+
+_unpatched_select = eventlet.patcher.original("select")  # a zero-timeout poll never blocks: no need to be green
+
+
+def _refuse_a_connection_the_server_closed(dbapi_connection, _record, _proxy) -> None:
+    """Instead of SQLAlchemy's ``pool_pre_ping`` (a ``SELECT 1`` round trip before every transaction, a sixth
+    of a public check's database time): an idle connection has nothing to read unless the server closed it
+    (a restart, ``pg_terminate_backend``, its idle timeouts) or wrote to it, so a zero-timeout poll of its
+    socket tells. A connection with anything to read is refused and the pool opens another (SQLAlchemy's
+    "custom pessimistic ping": ``DisconnectionError`` in ``checkout``). A server that went silent without
+    closing is caught by the socket timeouts (``postgresql_connect_args``), as it was with the ping
+    (``tests/integration/test_db_defences.py::test_a_connection_the_server_closed_is_replaced_without_an_error``)."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection is closed")
+    poller = _unpatched_select.poll()
+    poller.register(dbapi_connection.fileno(), _unpatched_select.POLLIN | _unpatched_select.POLLERR
+                    | _unpatched_select.POLLHUP)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed (or wrote to) an idle connection")
 
 
 def postgresql_connect_args(db_uri: str | URL | None = None) -> dict:
@@ -200,6 +222,15 @@ class UnitOfWork:
             session.info.pop(TRANSACTION_SCOPE, None)
         if wrote_events:  # read-only and event-free transactions leave the relay asleep
             self._commit_signal.notify()
+
+    @contextlib.contextmanager
+    def autocommit(self):
+        """A connection whose every statement commits on its own, for a step that reads and then writes once,
+        where nothing else must commit with that write (a public check: the look-ups, then one insert into the
+        check log). It spares the ``BEGIN`` and ``COMMIT`` round trips of a transaction; nothing here may write
+        an outbox event, which needs a ``transaction``."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
 
     def close(self):
         if self._session is not None:

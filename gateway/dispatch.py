@@ -352,6 +352,8 @@ def correlation_id(headers: Mapping[str, str]) -> str:
 def log_access(method: str, rule: str, status: int, started: float, correlation: str) -> None:
     """The access log names the route's rule, not the path: a path may hold a report code. Probes come every
     few seconds and would drown the requests people make, so they log at DEBUG."""
+    level = logging.DEBUG if rule in QUIET_ROUTES else logging.INFO
+    if not access_log.isEnabledFor(level):  # the busiest routes pay nothing for a line nobody keeps
+        return
     with logs.correlation_scope(correlation):
-        access_log.log(logging.DEBUG if rule in QUIET_ROUTES else logging.INFO, "%s %s %d %.1fms",
-                       method, rule, status, (time.perf_counter() - started) * 1000)
+        access_log.log(level, "%s %s %d %.1fms", method, rule, status, (time.perf_counter() - started) * 1000)

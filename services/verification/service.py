@@ -147,18 +147,14 @@ class VerificationService(HealthCheck):
     def public_check(self, request: dict, client: str = "") -> dict:
         check = parse(PublicCheck, request)
         limit = int(self.settings.get("CHECKS_PER_NUMBER_PER_MINUTE", 20))
-        # committed even when the answer is a refusal: the log is the audit trail and the per-number limit
-        with self.db.transaction() as session:
-            try:
-                return usecases.public_check(session, check, str(client or ""), limit).model_dump(mode="json")
-            except CredenceError as refused:
-                pending = refused
-        raise pending
+        # the log row commits even when the answer is a refusal: it is the audit trail and the per-number limit
+        with self.db.autocommit() as connection:
+            return usecases.public_check(connection, check, str(client or ""), limit).model_dump(mode="json")
 
     @rpc
     def public_checks(self, checks: list) -> list:
-        """Many public checks in one round trip and one transaction: the gateway sends the checks that arrive
-        together (gateway/batching.py). Each item is checked, logged and limited exactly as ``public_check``
+        """Many public checks in one round trip and one insert into the log: the gateway sends the checks that
+        arrive together (gateway/batching.py). Each item is checked, logged and limited exactly as ``public_check``
         does it, and answers ``{"answer": ...}`` or ``{"refusal": ...}`` on its own."""
         if not isinstance(checks, list) or len(checks) > MAX_CHECKS_PER_BATCH:
             raise InvalidInput("invalid_batch", f"Send a list of at most {MAX_CHECKS_PER_BATCH} checks.")
@@ -173,8 +169,8 @@ class VerificationService(HealthCheck):
                                                str(item.get("client") or ""))))
             except CredenceError as refused:
                 outcomes[position] = {"refusal": refusal_to_wire(refused)}
-        with self.db.transaction() as session:
-            answers = usecases.public_checks(session, [check for _position, check in well_formed], limit)
+        with self.db.autocommit() as connection:
+            answers = usecases.public_checks(connection, [check for _position, check in well_formed], limit)
         for (position, _check), answer in zip(well_formed, answers, strict=True):
             outcomes[position] = ({"refusal": refusal_to_wire(answer)} if isinstance(answer, CredenceError)
                                   else {"answer": answer.model_dump(mode="json")})

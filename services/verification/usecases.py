@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, null, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from credence_common.certificate_numbers import normalise_certificate_number
@@ -97,40 +98,46 @@ def read_model_snapshot(session: Session) -> list[tuple]:
 
 # --- public checks --------------------------------------------------------------------------------------
 
-def public_check(session: Session, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
+CERTIFICATES = VerifiableCertificate.__table__
+CHECK_LOG = CheckLogEntry.__table__
+# what a public check reads of a certificate: its name key to compare, its status, what ``public_details`` shows
+PUBLIC_COLUMNS = [CERTIFICATES.c[name] for name in (
+    "certificate_number", "holder_name_key", "status", "holder_name", "resident_id_number_masked", "program_code",
+    "program_name", "issued_on")]
+
+
+def public_check(connection: Connection, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
                  ) -> PublicCheckResult:
     """Valid, superseded or revoked with masked details, or no match. A wrong name and an unknown number are
     one answer, reached by the same work; every check is logged. Wrong guesses at one number from anywhere
     are limited (``domain.answers_truthfully``) while the right name keeps its answer; enumeration from one
     address is throttled by the gateway."""
-    [outcome] = public_checks(session, [(check, client)], per_number_per_minute)
+    [outcome] = public_checks(connection, [(check, client)], per_number_per_minute)
     if isinstance(outcome, CredenceError):
         raise outcome
     return outcome
 
 
-def public_checks(session: Session, checks: list[tuple[PublicCheck, str]], per_number_per_minute: int = 20
+def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]], per_number_per_minute: int = 20
                   ) -> list[PublicCheckResult | CredenceError]:
     """Each check answered as ``public_check`` answers it alone, in order; the work is shared: one query for
-    the certificates, two for the recent failures (per number, and per number of this batch's callers), one
-    insert for the log."""
+    the certificates, one for the recent failures (per number, and which of this batch's callers failed), one
+    insert for the log.
+
+    This is the busiest path of the platform, so it speaks SQLAlchemy Core: rows as tuples, no ORM entities
+    or unit-of-work bookkeeping. The service runs it on an autocommit connection (``UnitOfWork.autocommit``):
+    the reads need no transaction of their own, and the log insert is one statement that commits by itself,
+    so the answer is given only once its log row is stored (issue #18, docs/performance.md "Public check")."""
     now = utcnow()
     numbers = [normalise_certificate_number(check.certificate_number) for check, _client in checks]
     wanted = {number for number in numbers if number}
-    rows = {row.certificate_number: row for row in session.scalars(
-        select(VerifiableCertificate).where(VerifiableCertificate.certificate_number.in_(wanted)))} if wanted else {}
+    rows = {row.certificate_number: row for row in connection.execute(
+        select(*PUBLIC_COLUMNS).where(CERTIFICATES.c.certificate_number.in_(wanted)))} if wanted else {}
     failures: dict[str, int] = {}
     failed_callers: set[tuple[str, str]] = set()
     if per_number_per_minute > 0 and wanted:
-        recent_failure = (CheckLogEntry.certificate_number.in_(wanted),
-                          CheckLogEntry.checked_at > now - timedelta(minutes=1),
-                          CheckLogEntry.outcome.in_(domain.FAILED_OUTCOMES))
-        failures = dict(session.execute(select(CheckLogEntry.certificate_number, func.count())
-                                        .where(*recent_failure).group_by(CheckLogEntry.certificate_number)).all())
-        callers = {client[:64] for _check, client in checks}
-        failed_callers = {tuple(pair) for pair in session.execute(
-            select(CheckLogEntry.certificate_number, CheckLogEntry.client).where(
-                *recent_failure, CheckLogEntry.client.in_(callers)).distinct())}
+        failures, failed_callers = recent_failures(connection, wanted, {client[:64] for _check, client in checks},
+                                                   now - timedelta(minutes=1))
     log_rows: list[dict] = []
     outcomes: list[PublicCheckResult | CredenceError] = []
 
@@ -166,12 +173,33 @@ def public_checks(session: Session, checks: list[tuple[PublicCheck, str]], per_n
         log(number, row.status, client)
         outcomes.append(PublicCheckResult(result=row.status, certificate=public_details(row)))
     if log_rows:
-        session.execute(insert(CheckLogEntry), log_rows)
+        connection.execute(insert(CHECK_LOG), log_rows)
     return outcomes
 
 
-def public_details(row: VerifiableCertificate) -> VerifiedCertificate:
-    """What anyone may see of a certificate: the name masked, of the ID number only the last four."""
+def recent_failures(connection, numbers: set[str], callers: set[str], since) -> tuple[dict[str, int],
+                                                                                        set[tuple[str, str]]]:
+    """The failed checks of each number since ``since``, and which (number, caller) pairs among ``callers``
+    failed, in one query: rows are grouped by number and by the caller if it is one of ``callers`` (NULL for
+    everybody else), so an attack from thousands of addresses still returns at most one row per number and
+    caller of this batch."""
+    caller = case((CHECK_LOG.c.client.in_(callers), CHECK_LOG.c.client), else_=null())
+    failures: dict[str, int] = {}
+    failed_callers: set[tuple[str, str]] = set()
+    for number, who, count in connection.execute(
+            select(CHECK_LOG.c.certificate_number, caller, func.count())
+            .where(CHECK_LOG.c.certificate_number.in_(numbers), CHECK_LOG.c.checked_at > since,
+                   CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
+            .group_by(CHECK_LOG.c.certificate_number, caller)):
+        failures[number] = failures.get(number, 0) + count
+        if who is not None:
+            failed_callers.add((number, who))
+    return failures, failed_callers
+
+
+def public_details(row) -> VerifiedCertificate:
+    """What anyone may see of a certificate (a ``VerifiableCertificate`` or a row of ``PUBLIC_COLUMNS``): the name
+    masked, of the ID number only the last four."""
     return VerifiedCertificate(certificate_number=row.certificate_number, holder_name_masked=mask_name(row.holder_name),
                                resident_id_number_masked=mask_resident_id_public(row.resident_id_number_masked),
                                program_code=row.program_code, program_name=row.program_name, issued_on=row.issued_on)

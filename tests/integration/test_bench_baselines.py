@@ -87,8 +87,8 @@ def test_the_check_baseline_answers_what_verification_answers(databases, tmp_pat
         for body in bodies:
             status, answer = _post(app, body, "127.0.0.9")
             statuses.add(status[:3])
-            with Session(engine) as session, session.begin():
-                [expected] = verification.public_checks(session, [(PublicCheck(**body), "127.0.0.9")])
+            with engine.begin() as connection:
+                [expected] = verification.public_checks(connection, [(PublicCheck(**body), "127.0.0.9")])
             if isinstance(expected, CredenceError):
                 assert (int(status[:3]), answer["error"]["code"]) == (expected.http_status, expected.code), body
             else:

@@ -87,3 +87,30 @@ def test_a_copy_lets_other_green_threads_run_between_its_chunks():
     finally:
         ticker.kill()
         engine.dispose()
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error():
+    """make_engine checks a pooled connection's socket instead of pinging (credence_common/db.py): a connection
+    the server ended while it sat in the pool is refused at checkout and the caller gets a fresh one, with no
+    error; a healthy one is reused as it is."""
+    engine, admin = make_engine(POSTGRES_ADMIN_URI), make_engine(POSTGRES_ADMIN_URI)
+    try:
+        with engine.connect() as connection:
+            first = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as connection:  # nothing happened to it: the same session serves again
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() == first
+        with admin.connect() as killer:
+            assert killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
+            killer.rollback()
+            # wait until the server has ended that session (its socket then reads end-of-file)
+            deadline = time.monotonic() + 15
+            while killer.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                 {"pid": first}).scalar():
+                assert time.monotonic() < deadline, "the terminated session did not end"
+                killer.rollback()
+                eventlet.sleep(0.05)
+        with engine.connect() as connection:  # no OperationalError: the dead one was refused at checkout
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != first
+    finally:
+        engine.dispose()
+        admin.dispose()

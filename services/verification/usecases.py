@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import case, delete, func, insert, null, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, null, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -104,6 +104,20 @@ CHECK_LOG = CheckLogEntry.__table__
 PUBLIC_COLUMNS = [CERTIFICATES.c[name] for name in (
     "certificate_number", "holder_name_key", "status", "holder_name", "resident_id_number_masked", "program_code",
     "program_name", "issued_on")]
+# The statements are built once, with expanding parameters for the lists: building a statement and its cache key
+# for every batch cost as much Python as running it (py-spy, docs/performance.md "Public check").
+CERTIFICATES_BY_NUMBER = select(*PUBLIC_COLUMNS).where(
+    CERTIFICATES.c.certificate_number.in_(bindparam("numbers", expanding=True)))
+_FAILED_CALLER = case((CHECK_LOG.c.client.in_(bindparam("callers", expanding=True)), CHECK_LOG.c.client),
+                      else_=null())
+# the failed checks per number since a moment, grouped by the caller if it is one of ``callers`` (NULL for anybody
+# else), so an attack from thousands of addresses still returns at most one row per number and caller of a batch
+RECENT_FAILURES = (select(CHECK_LOG.c.certificate_number, _FAILED_CALLER, func.count())
+                   .where(CHECK_LOG.c.certificate_number.in_(bindparam("numbers", expanding=True)),
+                          CHECK_LOG.c.checked_at > bindparam("since"),
+                          CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
+                   .group_by(CHECK_LOG.c.certificate_number, _FAILED_CALLER))
+LOG_CHECK = insert(CHECK_LOG)
 
 
 def public_check(connection: Connection, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
@@ -132,7 +146,7 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
     numbers = [normalise_certificate_number(check.certificate_number) for check, _client in checks]
     wanted = {number for number in numbers if number}
     rows = {row.certificate_number: row for row in connection.execute(
-        select(*PUBLIC_COLUMNS).where(CERTIFICATES.c.certificate_number.in_(wanted)))} if wanted else {}
+        CERTIFICATES_BY_NUMBER, {"numbers": list(wanted)})} if wanted else {}
     failures: dict[str, int] = {}
     failed_callers: set[tuple[str, str]] = set()
     if per_number_per_minute > 0 and wanted:
@@ -173,24 +187,18 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
         log(number, row.status, client)
         outcomes.append(PublicCheckResult(result=row.status, certificate=public_details(row)))
     if log_rows:
-        connection.execute(insert(CHECK_LOG), log_rows)
+        connection.execute(LOG_CHECK, log_rows)
     return outcomes
 
 
 def recent_failures(connection, numbers: set[str], callers: set[str], since) -> tuple[dict[str, int],
                                                                                         set[tuple[str, str]]]:
     """The failed checks of each number since ``since``, and which (number, caller) pairs among ``callers``
-    failed, in one query: rows are grouped by number and by the caller if it is one of ``callers`` (NULL for
-    everybody else), so an attack from thousands of addresses still returns at most one row per number and
-    caller of this batch."""
-    caller = case((CHECK_LOG.c.client.in_(callers), CHECK_LOG.c.client), else_=null())
+    failed, in one query (``RECENT_FAILURES``)."""
     failures: dict[str, int] = {}
     failed_callers: set[tuple[str, str]] = set()
-    for number, who, count in connection.execute(
-            select(CHECK_LOG.c.certificate_number, caller, func.count())
-            .where(CHECK_LOG.c.certificate_number.in_(numbers), CHECK_LOG.c.checked_at > since,
-                   CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
-            .group_by(CHECK_LOG.c.certificate_number, caller)):
+    for number, who, count in connection.execute(RECENT_FAILURES, {"numbers": list(numbers), "callers": list(callers),
+                                                                   "since": since}):
         failures[number] = failures.get(number, 0) + count
         if who is not None:
             failed_callers.add((number, who))

@@ -10,8 +10,16 @@ import logging
 
 import eventlet
 from kombu.exceptions import OperationalError
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc
+from nameko.rpc import Responder, Rpc, get_rpc_exchange
 from nameko.timer import timer
 
 from credence_common import actors
@@ -23,6 +31,19 @@ from credence_common.logs import CorrelationContext
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_PRUNE_INTERVAL_SECONDS = 600  # a record outlives its TTL by at most this (it is never replayed then)
+
+
+class _UnconfirmedPublisher(Publisher):
+    use_confirms = False
+
+
+class _Replier(Responder):
+    """nameko's ``Responder`` without a publisher confirm per reply. The reply goes to the caller's own
+    transient queue: the confirm guarded nothing a caller's timeout does not already cover, and waiting for it
+    held the worker (and cost a sixth of a public-check batch's CPU; docs/performance.md "Public check"). A
+    reply that cannot be written (the broker gone) still raises here, and the request stays unacknowledged."""
+
+    publisher_cls = _UnconfirmedPublisher
 
 
 class IdempotentRpc(Rpc):
@@ -44,7 +65,7 @@ class IdempotentRpc(Rpc):
         else:
             self._store_answer(worker_ctx, result, exc_info)
         try:
-            return super().handle_result(message, worker_ctx, result, exc_info)
+            return self._reply(message, result, exc_info)
         except (OperationalError, ConnectionError, OSError) as exc:
             # The broker went away while the reply was being sent. nameko would let this kill the whole
             # container (found by the fault suite: a broker restart took services down for good). The request
@@ -53,6 +74,16 @@ class IdempotentRpc(Rpc):
             log.warning("%s.%s: the reply could not be sent (%s); the request will be redelivered",
                         worker_ctx.container.service_name, worker_ctx.entrypoint.method_name, exc)
             return result, exc_info
+
+    def _reply(self, message, result, exc_info):
+        """What nameko's ``RpcConsumer.handle_result`` does, with ``_Replier``: answer, then acknowledge."""
+        config = self.container.config
+        responder = _Replier(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+                             config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
+                             ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        result, exc_info = responder.send_response(result, exc_info)
+        self.rpc_consumer.queue_consumer.ack_message(message)
+        return result, exc_info
 
     @staticmethod
     def _store_answer(worker_ctx, result, exc_info) -> None:

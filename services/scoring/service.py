@@ -215,8 +215,8 @@ class ScoringService(HealthCheck):
             except CredenceError as refused:
                 outcomes[position] = {"refusal": refusal_to_wire(refused)}
         if allowed:
-            with self.db.transaction() as session:
-                found = usecases.results_for_candidates(session, [candidate for _position, candidate in allowed])
+            with self.db.autocommit() as connection:  # one SELECT: no transaction of its own needed
+                found = usecases.results_for_candidates(connection, [candidate for _position, candidate in allowed])
             for position, candidate in allowed:
                 outcomes[position] = {"answer": found[candidate].model_dump(mode="json")}
         return outcomes

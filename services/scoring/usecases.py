@@ -7,7 +7,8 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import (
@@ -283,25 +284,30 @@ def results_for_candidate(session: Session, candidate_id: str) -> ResultList:
     return results_for_candidates(session, [candidate_id])[candidate_id]
 
 
-def results_for_candidates(session: Session, candidate_ids: list[str]) -> dict[str, ResultList]:
+# What a candidate's result list reads, built once (an expanding parameter for the candidates): the busiest read
+# on release day, so Core rows instead of ORM entities, as public checks do (docs/performance.md "Result reading").
+_RESULTS = ExamResult.__table__
+RESULTS_OF_CANDIDATES = (
+    select(_RESULTS.c.candidate_id, _RESULTS.c.result_id, _RESULTS.c.ticket_number, _RESULTS.c.program_code,
+           Program.__table__.c.program_name, _RESULTS.c.course_code, _RESULTS.c.sitting, _RESULTS.c.outcome,
+           _RESULTS.c.final_score, _RESULTS.c.published_at)
+    .join(Program.__table__, Program.__table__.c.program_code == _RESULTS.c.program_code)
+    .where(_RESULTS.c.candidate_id.in_(bindparam("candidates", expanding=True)))
+    .order_by(_RESULTS.c.candidate_id, _RESULTS.c.sitting, _RESULTS.c.program_code))
+
+
+def results_for_candidates(connection: Session | Connection, candidate_ids: list[str]) -> dict[str, ResultList]:
     """Each candidate's results, for many candidates in one query (the gateway batches the reads that arrive
-    together on release day)."""
+    together on release day). ``connection``: a session, or a connection (the service reads on an autocommit
+    one: a single statement needs no transaction)."""
     found: dict[str, list[ResultView]] = {candidate_id: [] for candidate_id in candidate_ids}
-    rows = session.execute(
-        select(ExamResult, Program.program_name)
-        .join(Program, Program.program_code == ExamResult.program_code)
-        .where(ExamResult.candidate_id.in_(sorted(found)))
-        .order_by(ExamResult.candidate_id, ExamResult.sitting, ExamResult.program_code)
-    ).all()
-    for result, program_name in rows:
-        published = result.published_at is not None
-        found[result.candidate_id].append(ResultView(
-            result_id=result.result_id, ticket_number=result.ticket_number,
-            program_code=result.program_code, program_name=program_name, course_code=result.course_code or None,
-            sitting=result.sitting,
-            status=domain.visible_status(published, result.outcome),
-            final_score=result.final_score if published else None,
-            published_at=result.published_at))
+    for (candidate_id, result_id, ticket_number, program_code, program_name, course_code, sitting, outcome,
+         final_score, published_at) in connection.execute(RESULTS_OF_CANDIDATES, {"candidates": sorted(found)}):
+        published = published_at is not None
+        found[candidate_id].append(ResultView(
+            result_id=result_id, ticket_number=ticket_number, program_code=program_code, program_name=program_name,
+            course_code=course_code or None, sitting=sitting, status=domain.visible_status(published, outcome),
+            final_score=final_score if published else None, published_at=published_at))
     return {candidate_id: ResultList(results=views) for candidate_id, views in found.items()}
 
 

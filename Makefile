@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# paired rounds (Credence, then the baseline, back to back) after the tables of bench-check-asgi and bench-reads
+BENCH_ROUNDS ?= 5
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
@@ -92,10 +94,10 @@ bench-check: $(STAMP) bench-tools
 
 # the same, with the honest comparison measured for both gateways (GATEWAY_SERVER=nameko, then asgi)
 bench-check-asgi: $(STAMP) bench-tools
-	$(PY) -m bench.public_check --backend postgresql --gateway both
+	$(PY) -m bench.public_check --backend postgresql --gateway both --rounds $(BENCH_ROUNDS)
 
 bench-reads: $(STAMP) bench-tools
-	$(PY) -m bench.honest_reads
+	$(PY) -m bench.honest_reads --rounds $(BENCH_ROUNDS)
 
 bench-slow: $(STAMP) bench-tools
 	$(PY) -m bench.slow_clients

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import random
 import re
+import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +231,31 @@ def honest_table(credence: SystemResult, baselines: list[SystemResult], clients:
                f"{_ratio(credence.loaded.requests_per_second, system.loaded.requests_per_second)} | "
                f"{_ratio(credence.lone.p50_ms, system.lone.p50_ms)} |"))
     return "\n".join(lines)
+
+
+# --- rounds: the ratio on a host whose speed drifts -----------------------------------------------------
+
+def paired_rounds(rounds: int, credence: Callable[[], SystemResult], baseline: Callable[[], SystemResult]
+                  ) -> str:
+    """Credence and one baseline measured back to back ``rounds`` times, each pair's ratios printed as they come,
+    then their medians. On a shared host the same system's throughput moves by a fifth to a third within
+    minutes (docs/performance.md); a ratio from two neighbouring measurements, repeated, says more than one
+    table. Returns the summary line."""
+    loaded, lone = [], []
+    for number in range(1, rounds + 1):
+        ours, theirs = credence(), baseline()
+        loaded.append(ours.loaded.requests_per_second / theirs.loaded.requests_per_second)
+        lone.append(ours.lone.p50_ms / theirs.lone.p50_ms)
+        print(f"  round {number}: Credence {ours.loaded.requests_per_second:,.0f} req/s (p99 {ours.loaded.p99_ms:.1f} "
+              f"ms, lone p50 {ours.lone.p50_ms:.2f} ms), baseline {theirs.loaded.requests_per_second:,.0f} req/s "
+              f"(p99 {theirs.loaded.p99_ms:.1f} ms, lone p50 {theirs.lone.p50_ms:.2f} ms): ratio req/s "
+              f"{loaded[-1]:.2f}, lone p50 {lone[-1]:.2f} x", flush=True)
+    each = ", ".join(f"{ratio:.2f}" for ratio in loaded)
+    each_lone = ", ".join(f"{ratio:.2f}" for ratio in lone)
+    summary = (f"median of {rounds} paired rounds: req/s ratio {statistics.median(loaded):.2f} (each: {each}), "
+               f"lone p50 {statistics.median(lone):.2f} x (each: {each_lone})")
+    print(summary, flush=True)
+    return summary
 
 
 # --- the baseline's server ------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads per worker")
     parser.add_argument("--gateway", choices=["nameko", "asgi"], default="nameko",
                         help="the gateway's HTTP layer (GATEWAY_SERVER)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="then this many more paired rounds (Credence, gunicorn 1 worker, back to back) and the "
+                             "median of their ratios: this host's speed drifts within minutes")
     args = parser.parse_args()
     if not wrk_available():
         print("wrk is missing: `make bench-tools` installs it")
@@ -144,6 +147,15 @@ def main() -> int:
         print(f"\nratio Credence / gunicorn 1 worker ({args.clients} conns): "
               f"{credence.loaded.requests_per_second / baselines[0].loaded.requests_per_second:.2f}   "
               f"lone-request p50 Credence / gunicorn 1 worker: {credence.lone.p50_ms / baselines[0].lone.p50_ms:.2f}")
+        if args.rounds:
+            def one_worker() -> honest.SystemResult:
+                with honest.gunicorn("bench.honest_reads:honest_results_app()", dict(env, BENCH_DB_DSN=db_uri), 1,
+                                     args.threads) as url:
+                    return measure(honest.baseline_label(1, args.threads), url)
+
+            print(f"\nPaired rounds, Credence ({args.gateway} gateway) then gunicorn 1 worker:")
+            honest.paired_rounds(args.rounds, lambda: measure(f"Credence: {args.gateway} gateway -> RPC -> scoring",
+                                                              platform.gateway_url + "/api/v1/me/results"), one_worker)
     return 0
 
 

@@ -180,6 +180,9 @@ def main() -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
                         help="the services' databases (and the WSGI baseline's): SQLite files or PostgreSQL "
                              "databases created for the run on CREDENCE_BENCH_POSTGRES (default the local server)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="after the table, this many paired rounds (Credence on the last gateway measured, then "
+                             "gunicorn 1 worker, back to back) and the median of their ratios")
     parser.add_argument("--gateway", choices=["nameko", "asgi", "both"], default="nameko",
                         help="the gateway's HTTP layer (GATEWAY_SERVER); both: the honest comparison is measured with "
                              "the nameko gateway, then again with the asgi one on the same platform and data")
@@ -322,6 +325,17 @@ def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
               f"{credence.loaded.requests_per_second / baselines[1].loaded.requests_per_second:.2f}   "
               f"lone-request p50 Credence / gunicorn 1 worker: {credence.lone.p50_ms / baselines[0].lone.p50_ms:.2f}"
               "\n")
+    if args.rounds:
+        def one_worker() -> honest.SystemResult:
+            with honest.gunicorn("bench.baselines:honest_app()", dict(env, BENCH_DB_DSN=db_uri,
+                                 CHECKS_PER_NUMBER_PER_MINUTE=str(per_number)), 1, args.threads) as url:
+                wait_for_http(url, checks.bodies[0])
+                return measure(honest.baseline_label(1, args.threads), url)
+
+        print(f"Paired rounds, Credence ({platform.gateway_server} gateway) then gunicorn 1 worker:")
+        honest.paired_rounds(args.rounds, lambda: measure(
+            f"Credence: {platform.gateway_server} gateway -> RPC -> verification",
+            platform.gateway_url + "/api/v1/certificate-checks"), one_worker)
 
 
 def switch_gateway(platform, server: str) -> None:

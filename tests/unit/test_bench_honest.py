@@ -11,6 +11,7 @@ from bench.honest import (
     check_mix,
     holder_name,
     honest_table,
+    paired_rounds,
     parse_mix,
     seed_lines,
     wrong_name,
@@ -89,3 +90,19 @@ def test_the_table_shows_ratios_against_each_baseline():
     assert lines[3] == "| gunicorn 1 | 800 | 35.0 | 60.0 | 1.00 | 200:9 404:1 | 0.50 | 4.00 |"
     assert lines[4].endswith("| 0.25 | 4.00 |")
     assert lines[5].startswith("| wsgiref | 200 |") and lines[5].endswith("| 2.00 | 2.00 |")
+
+
+def test_paired_rounds_report_each_pairs_ratios_and_their_median():
+    def system(label, rates, lone_ms):
+        figures = iter(zip(rates, lone_ms, strict=True))
+
+        def measure():
+            rate, lone = next(figures)
+            return SystemResult(label, MixResult(rate, 10.0, 20.0, 100, {200: 100}, 0),
+                                MixResult(100.0, lone, lone, 100, {200: 100}, 0))
+        return measure
+
+    summary = paired_rounds(3, system("Credence", [900, 1200, 500], [6.0, 4.0, 9.0]),
+                            system("baseline", [1000, 1000, 1000], [2.0, 2.0, 2.0]))
+    assert summary == ("median of 3 paired rounds: req/s ratio 0.90 (each: 0.90, 1.20, 0.50), "
+                       "lone p50 3.00 x (each: 3.00, 2.00, 4.50)")

@@ -50,8 +50,8 @@ RATIO_TARGET = 0.50
 PEAK_TARGET_MB = 300
 WRITE_BATCH = 10_000  # lines per write while generating files
 
-# Runs in the child: `python -c CHILD <db_uri> <csv_path> <rows>`; reports progress on stderr, then prints one JSON
-# line with its own figures on stdout.
+# Runs in the child: `python -c CHILD <db_uri> <file_path> <rows> <format>`; reports progress on stderr, then prints
+# one JSON line with its own figures on stdout.
 CHILD = """
 import json, resource, sys, time
 from credence_common.db import make_engine
@@ -71,7 +71,7 @@ def progress(count):
         print(f"  import: {count:,} rows read, {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
 with open(sys.argv[2], "rb") as stream:
     started = time.perf_counter()
-    report = run_import(engine, stream, "csv", "bench", on_rows=progress)
+    report = run_import(engine, stream, sys.argv[4], "bench", on_rows=progress)
     seconds = time.perf_counter() - started
 engine.dispose()
 print(json.dumps({"seconds": seconds, "report": report.as_dict(), "row_by_row": bool(row_by_row),
@@ -114,6 +114,50 @@ def result_lines(rows: int, seed: int):
     rng = random.Random(seed)
     for i in range(rows):
         yield f"{ticket(i // len(COURSES))},{PROGRAM},{COURSES[i % len(COURSES)]},{SITTING},{rng.randint(0, 100)}\n"
+
+
+COMPOSITE_PROGRAM = "PSY-COUNSELLOR"  # seeded by scoring's migrations: 70 % machine exam + 30 % drill, gates
+SHAPES = {
+    # shape: (file format, results per candidate, what the file holds)
+    "course-csv": ("csv", len(COURSES), f"course results of {PROGRAM}, CSV"),
+    "course-jsonl": ("jsonl", len(COURSES), f"the same course results of {PROGRAM}, JSON Lines"),
+    "composite-jsonl": ("jsonl", 1, f"composite results of {COMPOSITE_PROGRAM} (machine exam and drill), JSON Lines"),
+}
+
+
+def composite_marks(i: int, seed: int) -> tuple[int, int]:
+    rng = random.Random(seed * 1_000_003 + i)
+    return rng.randint(40, 100), rng.randint(40, 100)
+
+
+def shaped_lines(shape: str, rows: int, seed: int):
+    """The file the import reads, for ``shape``; the same rows as ``result_lines`` for the course shapes."""
+    if shape == "course-csv":
+        yield HEADER
+        yield from result_lines(rows, seed)
+    elif shape == "course-jsonl":
+        for line in result_lines(rows, seed):
+            ticket_number, program_code, course_code, sitting, score = line.rstrip("\n").split(",")
+            yield json.dumps({"ticket_number": ticket_number, "program_code": program_code, "course_code": course_code,
+                              "sitting": sitting, "score": int(score)}) + "\n"
+    else:
+        for i in range(rows):
+            machine, drill = composite_marks(i, seed)
+            yield json.dumps({"ticket_number": ticket(i), "program_code": COMPOSITE_PROGRAM, "sitting": SITTING,
+                              "machine_exam_score": machine, "drill_score": drill}) + "\n"
+
+
+def copy_lines_of(shape: str, rows: int, seed: int):
+    """The same rows as CSV for the raw COPY into a bare table (``COPY_COLUMNS``; a composite row's score column
+    holds its machine exam mark, the drill mark goes in course_code's place: the COPY ceiling only needs the same
+    number of rows and fields)."""
+    yield HEADER
+    if shape != "composite-jsonl":
+        yield from result_lines(rows, seed)
+        return
+    for i in range(rows):
+        machine, drill = composite_marks(i, seed)
+        yield f"{ticket(i)},{COMPOSITE_PROGRAM},{drill},{SITTING},{machine}\n"
 
 
 def reference_lines(results_csv: Path, batch_id: str, recorded_at: str):
@@ -172,10 +216,10 @@ def checkpoint(engine) -> None:
         connection.commit()
 
 
-def run_child(db_uri: str, csv_path: Path, rows: int) -> tuple[dict, float, float]:
+def run_child(db_uri: str, path: Path, rows: int, file_format: str = "csv") -> tuple[dict, float, float]:
     """(child's JSON figures, wall seconds of the whole child process, the child's peak RSS in MB)."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, db_uri, str(csv_path), str(rows)], cwd=REPO,
+    child = subprocess.Popen([sys.executable, "-c", CHILD, db_uri, str(path), str(rows), file_format], cwd=REPO,
                              stdout=subprocess.PIPE, text=True)
     try:
         out, _ = child.communicate()
@@ -205,12 +249,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="result rows in the file (default 1,000,000)")
     parser.add_argument("--seed", type=int, default=2026, help="seed for the scores")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="course-csv",
+                        help="what the file holds: course results as CSV (the COPY fast path), the same as JSON "
+                             "Lines, or composite results as JSON Lines (both read row by row)")
     args = parser.parse_args()
     if args.rows < 1:
         parser.error("--rows must be positive")
     rows = args.rows
     signal.signal(signal.SIGTERM, exit_on_sigterm)
-    tickets = -(-rows // len(COURSES))
+    file_format, per_candidate, what = SHAPES[args.shape]
+    tickets = -(-rows // per_candidate)
 
     name = f"credence_bench_{uuid.uuid4().hex[:10]}"
     db_uri = ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
@@ -221,7 +269,7 @@ def main() -> int:
     ref_problem = ""
     try:
         with tempfile.TemporaryDirectory(prefix="credence-bench-import-") as workdir:
-            print(f"Result import benchmark: {rows:,} course results for {tickets:,} candidates "
+            print(f"Result import benchmark: {rows:,} results for {tickets:,} candidates, {what} "
                   f"(PostgreSQL, database {name})")
             t0 = time.perf_counter()
             upgrade("scoring", db_uri)
@@ -230,8 +278,12 @@ def main() -> int:
             write_lines(roster_csv, None, roster_lines(tickets))
             copy_file(engine, "COPY roster (ticket_number, candidate_id, full_name_encrypted, "
                               "resident_id_number_masked, merged_into) FROM STDIN WITH (FORMAT csv)", roster_csv)
-            results_csv = Path(workdir) / "results.csv"
-            write_lines(results_csv, HEADER, result_lines(rows, args.seed))
+            results_csv = Path(workdir) / "results.csv"  # what the raw COPY reads
+            write_lines(results_csv, None, copy_lines_of(args.shape, rows, args.seed))
+            import_file = results_csv
+            if args.shape != "course-csv":
+                import_file = Path(workdir) / f"results.{file_format}"
+                write_lines(import_file, None, shaped_lines(args.shape, rows, args.seed))
             with engine.begin() as connection:
                 connection.execute(text("ANALYZE roster"))
                 connection.execute(text("CREATE TABLE exam_results_copy (ticket_number VARCHAR(12) NOT NULL, "
@@ -242,12 +294,12 @@ def main() -> int:
                         reference_lines(results_csv, str(uuid.uuid4()), "2026-04-30T00:00:00+00:00"))
             with engine.begin() as connection:
                 connection.execute(text("CREATE TABLE exam_results_ref (LIKE exam_results INCLUDING ALL)"))
-            size_mb = results_csv.stat().st_size / 1e6
-            print(f"setup (migrate, roster COPY, {size_mb:.1f} MB CSV): {time.perf_counter() - t0:.1f}s\n")
+            size_mb = import_file.stat().st_size / 1e6
+            print(f"setup (migrate, roster COPY, {size_mb:.1f} MB {file_format}): {time.perf_counter() - t0:.1f}s\n")
 
             checkpoint(engine)
             sys.stdout.flush()  # the child's progress lines (stderr) come after what was printed so far
-            figures, child_wall, peak_mb = run_child(db_uri, results_csv, rows)
+            figures, child_wall, peak_mb = run_child(db_uri, import_file, rows, file_format)
             import_seconds = figures["seconds"]
             report = figures["report"]
 

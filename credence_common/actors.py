@@ -51,6 +51,22 @@ def as_actor(actor: str | Actor | None) -> Actor:
         raise Unauthorized("authentication_required", "Sign in first.") from None
 
 
+def as_actors(batch_token: str | None, count: int) -> list[Actor]:
+    """The verified actors of a batch token (``ActorSigner.sign_batch``), one per item of a batched call of
+    ``count`` items; refused as ``as_actor`` refuses, and when the count differs."""
+    if not batch_token:
+        raise Unauthorized("authentication_required", "Sign in first.")
+    if _verifier is None or not isinstance(batch_token, str):
+        raise Unauthorized(*REFUSED)
+    actors = _verifier.verify_batch(batch_token)
+    if len(actors) != count:
+        raise Unauthorized(*REFUSED)
+    try:
+        return [Actor.model_validate(actor) for actor in actors]
+    except ValueError:
+        raise Unauthorized("authentication_required", "Sign in first.") from None
+
+
 def require_role(actor: str | Actor | None, *roles: str) -> Actor:
     actor = as_actor(actor)
     if actor.role not in roles:

@@ -413,7 +413,8 @@ def candidate_record(call: Call):
 
 
 def my_results(call: Call):
-    return call.rpc.candidate_results(call.actor, call.principal.subject)
+    # the principal, not a signed actor: the batch of reads it rides in is signed once (ActorSigner.sign_batch)
+    return call.rpc.candidate_results(call.principal, call.principal.subject)
 
 
 def my_certificates(call: Call):

@@ -99,11 +99,13 @@ class AsyncServiceCalls:
         return dispatch.batched_outcome(await self._edge.check_batcher.submit(
             {"request": request, "client": client}, lambda items: self.call("verification", "public_checks", items)))
 
-    async def candidate_results(self, actor: str, candidate_id: str) -> dict:
-        """Rides with the other reads of the moment in one ``results_for_candidates`` round trip."""
+    async def candidate_results(self, principal, candidate_id: str) -> dict:
+        """Rides with the other reads of the moment in one ``results_for_candidates`` round trip, its actor
+        signed with theirs in one token (``dispatch.results_batch``)."""
+        signer = self._edge.gateway.actor_signer
         return dispatch.batched_outcome(await self._edge.results_batcher.submit(
-            {"actor": actor, "candidate_id": candidate_id},
-            lambda items: self.call("scoring", "results_for_candidates", items)))
+            (principal, candidate_id),
+            lambda items: self.call("scoring", "results_for_candidates", *dispatch.results_batch(signer, items))))
 
 
 class ThreadServiceCalls:
@@ -123,8 +125,8 @@ class ThreadServiceCalls:
     def public_check(self, request: dict, client: str) -> dict:
         return self._wait(self._calls.public_check(request, client))
 
-    def candidate_results(self, actor: str, candidate_id: str) -> dict:
-        return self._wait(self._calls.candidate_results(actor, candidate_id))
+    def candidate_results(self, principal, candidate_id: str) -> dict:
+        return self._wait(self._calls.candidate_results(principal, candidate_id))
 
 
 async def _public_certificate_check(call: Call):
@@ -132,7 +134,7 @@ async def _public_certificate_check(call: Call):
 
 
 async def _my_results(call: Call):
-    return await call.rpc.candidate_results(call.actor, call.principal.subject)
+    return await call.rpc.candidate_results(call.principal, call.principal.subject)
 
 
 # the hot routes, awaited on the loop: the same forwarding as their handlers in gateway/api.py

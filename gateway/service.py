@@ -66,11 +66,14 @@ class ServiceCalls:
         return self._batched(self._gateway.state.check_batcher, {"request": request, "client": client},
                              "verification", "public_checks")
 
-    def candidate_results(self, actor: str, candidate_id: str) -> dict:
+    def candidate_results(self, principal, candidate_id: str) -> dict:
         """A candidate's results, riding with the other reads of the moment in one ``results_for_candidates``
-        round trip (release day: thousands of candidates reading at once)."""
-        return self._batched(self._gateway.state.results_batcher, {"actor": actor, "candidate_id": candidate_id},
-                             "scoring", "results_for_candidates")
+        round trip (release day: thousands of candidates reading at once), whose actors are signed once for
+        the whole batch (``dispatch.results_batch``)."""
+        signer = self._gateway.state.gateway.actor_signer
+        return dispatch.batched_outcome(self._gateway.state.results_batcher.submit(
+            (principal, candidate_id),
+            lambda items: self.call("scoring", "results_for_candidates", *dispatch.results_batch(signer, items))))
 
     def _batched(self, batcher, item: dict, service: str, method: str) -> dict:
         return dispatch.batched_outcome(batcher.submit(item, lambda items: self.call(service, method, items)))

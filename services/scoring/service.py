@@ -8,7 +8,7 @@ import json
 
 from nameko.timer import timer
 
-from credence_common.actors import require_role, require_self_or_staff
+from credence_common.actors import as_actors, require_role, require_self_or_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
@@ -197,20 +197,27 @@ class ScoringService(HealthCheck):
             return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")
 
     @rpc
-    def results_for_candidates(self, reads: list) -> list:
+    def results_for_candidates(self, reads: list, actors: str | None = None) -> list:
         """Many candidates' results in one round trip and one query (the gateway sends the reads that arrive
-        together, gateway/batching.py). Each item is ``{"actor": ..., "candidate_id": ...}`` and is checked on
-        its own, exactly as ``results_for_candidate`` checks it; each answers ``{"answer": ...}`` or
+        together, gateway/batching.py). Each item is ``{"candidate_id": ...}`` with its actor either in
+        ``actors``, one token the gateway signed for the whole batch (``ActorSigner.sign_batch``: its i-th actor
+        is the i-th read's), or in the item itself (``"actor"``: a token of its own). Each read is checked on its
+        own, exactly as ``results_for_candidate`` checks it; each answers ``{"answer": ...}`` or
         ``{"refusal": ...}``."""
         if not isinstance(reads, list) or len(reads) > MAX_READS_PER_BATCH:
             raise InvalidInput("invalid_batch", f"Send a list of at most {MAX_READS_PER_BATCH} reads.")
         outcomes: list = [None] * len(reads)
         allowed: list[tuple[int, str]] = []
+        try:
+            vouched = as_actors(actors, len(reads)) if actors is not None else None
+        except CredenceError as refused:  # the batch's signature is every item's: all are refused alike
+            return [{"refusal": refusal_to_wire(refused)} for _item in reads]
         for position, item in enumerate(reads):
             try:
                 if not isinstance(item, dict) or not isinstance(item.get("candidate_id"), str):
                     raise InvalidInput("invalid_batch", "Each read is an object with actor and candidate_id.")
-                require_self_or_staff(item.get("actor"), item["candidate_id"])
+                require_self_or_staff(vouched[position] if vouched is not None else item.get("actor"),
+                                      item["candidate_id"])
                 allowed.append((position, item["candidate_id"]))
             except CredenceError as refused:
                 outcomes[position] = {"refusal": refusal_to_wire(refused)}

@@ -33,6 +33,11 @@ def signed_actor(actor: dict) -> str:
     return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"])
 
 
+def signed_batch(actors: list[tuple[str, str]]) -> str:
+    """The actors of a batched call as the gateway sends them: one token for all (``ActorSigner.sign_batch``)."""
+    return _TEST_ACTOR_SIGNER.sign_batch(actors)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):

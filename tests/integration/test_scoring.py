@@ -9,7 +9,7 @@ from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
-from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
+from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, signed_batch, wait_for
 
 STAFF = signed_actor({"subject": "staff:clerk", "role": "staff"})
 
@@ -75,6 +75,16 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
         assert outcomes[4]["refusal"]["code"] == "invalid_batch"
         with pytest.raises(InvalidInput):
             scoring.results_for_candidates([{"actor": STAFF, "candidate_id": "cand-1"}] * 201)
+        # as the gateway sends it: the actors of the batch signed once, in the order of the reads
+        batch = signed_batch([("cand-1", "candidate"), ("cand-2", "candidate"), ("staff:clerk", "staff")])
+        outcomes = scoring.results_for_candidates(
+            [{"candidate_id": "cand-1"}, {"candidate_id": "cand-1"}, {"candidate_id": "cand-2"}], batch)
+        assert outcomes[0] == {"answer": {"results": after}} and outcomes[1]["refusal"]["code"] == "forbidden"
+        assert outcomes[2]["answer"]["results"][0]["final_score"] == 41
+        # a token for another number of reads, or a single actor's token, vouches for none of them
+        for wrong in (batch, own):
+            assert [o["refusal"]["code"] for o in scoring.results_for_candidates(
+                [{"candidate_id": "cand-1"}] * 2, wrong)] == ["actor_not_signed"] * 2
 
         with pytest.raises(Conflict) as already:
             scoring.record_results(STAFF, {"results": [line("112600000001", 90)]})

@@ -190,6 +190,48 @@ def test_a_signed_actor_with_an_unknown_role_is_refused(verifying_process):
         actors.as_actor(verifying_process.sign("x", "root"))
 
 
+# --- batch tokens: one signature for the actors of a batched call -------------------------------------------
+
+def test_a_batch_token_vouches_for_its_actors_in_order(old_pair):
+    signer, verifier = ActorSigner.from_spec(old_pair[0]), ActorVerifier.from_spec(old_pair[1])
+    token = signer.sign_batch([("cand-1", "candidate"), ("staff:a", "staff")], now=NOW)
+    assert verifier.verify_batch(token, now=NOW) == [{"subject": "cand-1", "role": "candidate"},
+                                                      {"subject": "staff:a", "role": "staff"}]
+    with pytest.raises(Unauthorized):
+        verifier.verify_batch(token, now=NOW + signer.lifetime_seconds + LEEWAY_SECONDS + 1)
+
+
+def test_neither_kind_of_token_is_taken_for_the_other(old_pair):
+    signer, verifier = ActorSigner.from_spec(old_pair[0]), ActorVerifier.from_spec(old_pair[1])
+    assert refused(verifier, signer.sign_batch([("staff:a", "staff")], now=NOW)) == "actor_not_signed"
+    with pytest.raises(Unauthorized):
+        verifier.verify_batch(signer.sign("staff:a", "staff", now=NOW), now=NOW)
+
+
+def test_a_batch_token_from_an_unknown_key_or_tampered_is_refused(old_pair, new_pair):
+    verifier = ActorVerifier.from_spec(old_pair[1])
+    with pytest.raises(Unauthorized):
+        verifier.verify_batch(ActorSigner.from_spec(new_pair[0]).sign_batch([("staff:a", "staff")], now=NOW), now=NOW)
+    header, payload, signature = ActorSigner.from_spec(old_pair[0]).sign_batch(
+        [("cand-1", "candidate")], now=NOW).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["actors"] = [["staff:a", "staff"]]
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(Unauthorized):
+        verifier.verify_batch(f"{header}.{forged}.{signature}", now=NOW)
+
+
+def test_as_actors_checks_the_batch_once_and_its_length(verifying_process):
+    token = verifying_process.sign_batch([("cand-1", "candidate"), ("cand-2", "candidate")])
+    first, second = actors.as_actors(token, 2)
+    assert actors.require_self(first, "cand-1") is first and second.subject == "cand-2"
+    with pytest.raises(Unauthorized):
+        actors.as_actors(token, 3)  # a batch of reads its token was not signed for
+    with pytest.raises(Unauthorized) as info:
+        actors.as_actors(None, 1)
+    assert info.value.code == "authentication_required"
+
+
 # --- the operator's CLI ----------------------------------------------------------------------------------------
 
 def test_the_cli_prints_a_key_pair_that_signs_and_verifies():

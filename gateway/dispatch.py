@@ -98,7 +98,7 @@ class Gateway:
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 10))
         self.amqp_uri = config["AMQP_URI"]
         self.check_batch_max = int(config.get("PUBLIC_CHECK_BATCH_MAX", 64))
-        self.check_batches_in_flight = int(config.get("PUBLIC_CHECK_BATCHES_IN_FLIGHT", 2))
+        self.check_batches_in_flight = int(config.get("PUBLIC_CHECK_BATCHES_IN_FLIGHT", 1))
         self.results_batch_max = int(config.get("RESULT_READ_BATCH_MAX", 64))
         self.results_batches_in_flight = int(config.get("RESULT_READ_BATCHES_IN_FLIGHT", 2))
         # what this environment mounts (development-only routes elsewhere are unknown paths): the catch-all's 405

@@ -34,6 +34,9 @@ from sqlalchemy import create_engine, text
 from credence_common.db import make_engine, normalise_db_uri
 from credence_common.migrations import upgrade
 
+# as every benchmark runs the platform (bench.public_check.bench_platform): scoring refuses to start without it, and
+# the roster's names are encrypted with its development data key
+os.environ.setdefault("CREDENCE_ENV", "development")
 ADMIN_URI = os.environ.get("CREDENCE_BENCH_POSTGRES",
                            os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +50,7 @@ COPY_COLUMNS = "ticket_number, program_code, course_code, sitting, score"
 REF_COLUMNS = ("result_id, ticket_number, candidate_id, program_code, course_code, sitting, final_score, batch_id, "
                "recorded_at")
 RATIO_TARGET = 0.50
+TWIN_RATIO_TARGET = 0.80
 PEAK_TARGET_MB = 300
 WRITE_BATCH = 10_000  # lines per write while generating files
 
@@ -333,8 +337,10 @@ def main() -> int:
         print(f"\nratio import/COPY: {ratio:.2f} (target >= {RATIO_TARGET:.2f})"
               f"{'' if ratio >= RATIO_TARGET else f'  -- below target: COPY is {1 / ratio:.0f}x faster'}")
         if ref_seconds is not None:
-            print(f"ratio import/COPY into the indexed twin: {ref_seconds / import_seconds:.2f} "
-                  f"(how close the import comes to the cost of writing exam_results' indexes)")
+            twin = ref_seconds / import_seconds
+            print(f"ratio import/COPY into the indexed twin: {twin:.2f} (target >= {TWIN_RATIO_TARGET:.2f}, issue #18: "
+                  f"how close the import comes to the cost of writing exam_results' indexes)"
+                  f"{'' if twin >= TWIN_RATIO_TARGET else '  -- below target'}")
         print(f"peak memory: {peak_mb:.0f} MB (target < {PEAK_TARGET_MB} MB)"
               f"{'' if peak_mb < PEAK_TARGET_MB else '  -- above target'}")
         exact = stored == rows and copied == rows

@@ -16,13 +16,18 @@ from gateway.auth import TokenService
 from services.scoring import usecases
 
 
+def _answer(app, environ: dict) -> tuple[str, dict]:
+    """A WSGI app's status line and JSON body for one request."""
+    answered = {}
+    body = b"".join(app(environ, lambda status, headers: answered.setdefault("status", status)))
+    return answered["status"], json.loads(body)
+
+
 def _get(app, token: str | None) -> tuple[str, dict]:
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
     if token is not None:
         environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    answered = {}
-    body = b"".join(app(environ, lambda status, headers: answered.setdefault("status", status)))
-    return answered["status"], json.loads(body)
+    return _answer(app, environ)
 
 
 def test_the_reading_baseline_answers_what_scoring_answers(databases, tmp_path, monkeypatch):
@@ -53,11 +58,8 @@ def test_the_reading_baseline_answers_what_scoring_answers(databases, tmp_path, 
 
 def _post(app, body: dict, client: str) -> tuple[str, dict]:
     raw = json.dumps(body).encode()
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "CONTENT_LENGTH": str(len(raw)), "REMOTE_ADDR": client,
-               "wsgi.input": io.BytesIO(raw)}
-    answered = {}
-    payload = b"".join(app(environ, lambda status, headers: answered.setdefault("status", status)))
-    return answered["status"], json.loads(payload)
+    return _answer(app, {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "CONTENT_LENGTH": str(len(raw)),
+                         "REMOTE_ADDR": client, "wsgi.input": io.BytesIO(raw)})
 
 
 def test_the_check_baseline_answers_what_verification_answers(databases, tmp_path, monkeypatch):

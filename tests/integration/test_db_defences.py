@@ -17,6 +17,15 @@ from credence_common.green_postgres import SilentDatabase
 from tests.integration.conftest import POSTGRES_ADMIN_URI
 
 
+def wait_until_session_ended(connection, pid: int, failure: str, seconds: float = 15) -> None:
+    """Until the server lists no session ``pid`` any more (the positive signal the tests wait for)."""
+    deadline = time.monotonic() + seconds
+    while connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
+        assert time.monotonic() < deadline, failure
+        connection.rollback()
+        eventlet.sleep(0.05)
+
+
 def test_a_statement_the_server_leaves_silent_fails_and_the_pool_recovers(monkeypatch):
     monkeypatch.setenv("DB_SOCKET_TIMEOUT_SECONDS", "0.5")
     engine = make_engine(POSTGRES_ADMIN_URI)
@@ -44,12 +53,7 @@ def test_the_server_ends_a_transaction_left_idle_and_its_locks_go_with_it(monkey
             idle_pid = idle.execute(text("SELECT pg_backend_pid()")).scalar()
             # a worker that stopped half-way through: wait until the server has ended its session
             with engine.connect() as watcher:
-                deadline = time.monotonic() + 15
-                while watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                                      {"pid": idle_pid}).scalar():
-                    assert time.monotonic() < deadline, "the idle transaction's session was not ended"
-                    watcher.rollback()
-                    eventlet.sleep(0.05)
+                wait_until_session_ended(watcher, idle_pid, "the idle transaction's session was not ended")
             with engine.connect() as other:  # the lock went with the ended session: no wait
                 other.execute(text("SET lock_timeout = '2s'"))
                 other.execute(text("SELECT pg_advisory_xact_lock(771177)"))
@@ -103,12 +107,7 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error():
             assert killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
             killer.rollback()
             # wait until the server has ended that session (its socket then reads end-of-file)
-            deadline = time.monotonic() + 15
-            while killer.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                                 {"pid": first}).scalar():
-                assert time.monotonic() < deadline, "the terminated session did not end"
-                killer.rollback()
-                eventlet.sleep(0.05)
+            wait_until_session_ended(killer, first, "the terminated session did not end")
         with engine.connect() as connection:  # no OperationalError: the dead one was refused at checkout
             assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != first
     finally:

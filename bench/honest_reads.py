@@ -27,6 +27,7 @@ from bench import honest, result_reading
 from bench.load import wrk_available
 from bench.public_check import bench_platform
 from deploy.platform import quiet_client_logging
+from deploy.processes import DEFAULT_GATEWAY_SERVER, GATEWAY_SERVERS
 
 JWT_SECRET = "bench-reads-secret-0123456789abcdef0123456789abcdef"
 
@@ -104,7 +105,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64, help="keep-alive connections for the loaded figures")
     parser.add_argument("--candidates", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads per worker")
-    parser.add_argument("--gateway", choices=["nameko", "asgi"], default="nameko",
+    parser.add_argument("--gateway", choices=GATEWAY_SERVERS, default=DEFAULT_GATEWAY_SERVER,
                         help="the gateway's HTTP layer (GATEWAY_SERVER)")
     parser.add_argument("--rounds", type=int, default=0,
                         help="then this many more paired rounds (Credence, gunicorn 1 worker, back to back) and the "

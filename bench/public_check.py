@@ -35,7 +35,7 @@ import requests
 from bench.load import post_json, wrk_available
 from deploy.journey import run_journey
 from deploy.platform import Platform, free_port, quiet_client_logging
-from deploy.processes import PROCESSES, SERVICE_NAMES
+from deploy.processes import DEFAULT_GATEWAY_SERVER, GATEWAY_SERVERS, PROCESSES, SERVICE_NAMES
 
 MANAGEMENT = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672").rstrip("/")
 
@@ -183,13 +183,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=0,
                         help="after the table, this many paired rounds (Credence on the last gateway measured, then "
                              "gunicorn 1 worker, back to back) and the median of their ratios")
-    parser.add_argument("--gateway", choices=["nameko", "asgi", "both"], default="nameko",
+    parser.add_argument("--gateway", choices=[*GATEWAY_SERVERS, "both"], default=DEFAULT_GATEWAY_SERVER,
                         help="the gateway's HTTP layer (GATEWAY_SERVER); both: the honest comparison is measured with "
                              "the nameko gateway, then again with the asgi one on the same platform and data")
     args = parser.parse_args()
     quiet_client_logging()
 
-    with bench_platform(args.backend, GATEWAY_SERVER=args.gateway if args.gateway == "asgi" else "nameko") as (
+    with bench_platform(args.backend, GATEWAY_SERVER="nameko" if args.gateway == "both" else args.gateway) as (
             platform, env, workdir):
         journey = run_journey(platform.gateway_url, say=lambda _line: None)
         check = {"holder_name": journey["full_name"],

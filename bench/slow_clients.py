@@ -27,6 +27,7 @@ from bench import honest
 from bench.load import wrk_available
 from bench.public_check import bench_platform
 from deploy.platform import quiet_client_logging
+from deploy.processes import DEFAULT_GATEWAY_SERVER, GATEWAY_SERVERS
 
 KINDS = ("idle", "trickling-headers", "half-body")
 TRICKLE_EVERY_SECONDS = 0.5
@@ -138,7 +139,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--slow", type=int, default=1000, help="slow connections held during the second load")
     parser.add_argument("--certificates", type=int, default=100_000)
-    parser.add_argument("--gateway", choices=["nameko", "asgi"], default="nameko",
+    parser.add_argument("--gateway", choices=GATEWAY_SERVERS, default=DEFAULT_GATEWAY_SERVER,
                         help="the gateway's HTTP layer (GATEWAY_SERVER)")
     args = parser.parse_args()
     if not wrk_available():

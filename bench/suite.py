@@ -53,7 +53,7 @@ from bench.public_check import (
 )
 from deploy.journey import run_journey
 from deploy.platform import Platform, free_port, quiet_client_logging
-from deploy.processes import PROCESSES
+from deploy.processes import DEFAULT_GATEWAY_SERVER, GATEWAY_SERVERS, PROCESSES
 
 JWT_SECRET = "bench-jwt-secret-" + "x" * 32
 
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=10_000)
     parser.add_argument("--checked-certificates", type=int, default=100_000,
                         help="certificates seeded into verification's read model for the public-check load")
-    parser.add_argument("--gateway", choices=["nameko", "asgi"], default="nameko",
+    parser.add_argument("--gateway", choices=GATEWAY_SERVERS, default=DEFAULT_GATEWAY_SERVER,
                         help="the gateway's HTTP layer (GATEWAY_SERVER)")
     # 100,000 (the size) takes about half an hour at today's rate; the rate does not depend on the count
     parser.add_argument("--certificates", type=int, default=20_000)

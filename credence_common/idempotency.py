@@ -16,7 +16,7 @@ record key and never stores it; the service encrypts the stored answer with it (
 keyed fingerprint of the request (a login's body holds a password). A record lives
 ``IDEMPOTENCY_RECORD_TTL_HOURS`` (24): an older one is never replayed (the request runs as a new one) and the
 ``prune_idempotency_records`` timer of every service deletes it. Routes whose answer is a credential (a
-token, a one-time code) are not replayable at all: a retried sign-in is a fresh sign-in (gateway/api.py).
+token, a one-time code) are not replayable at all: a retried sign-in is a fresh sign-in (gateway/routes/identity.py).
 """
 
 from __future__ import annotations

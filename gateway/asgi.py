@@ -6,12 +6,12 @@ aio-pika (gateway/amqp_rpc.py). ``python -m gateway.asgi [gateway/config.yml]``;
 Why: eventlet's WSGI server and a nameko worker per request cost about 1.5 ms before any work, and nameko's
 RPC proxy more per call than the bus needs (docs/performance.md, issue #18).
 
-How a request runs. The route table (gateway/api.py) has synchronous handlers, ``route.handler(call)`` calling
-``call.rpc.call(...)``: they run in a thread pool (``max_workers``, as nameko's worker pool) with a blocking facade
-onto the asyncio RPC client. The two hot routes, the public check and a candidate's results, are awaited on the
-event loop instead (``NATIVE_HANDLERS``): no thread hop, and their batching (gateway/batching.py
-``AsyncBatcher``) happens on the loop. Everything before the handler (who asks, limits, body, model) and after
-it (the answer, the error mapping) is dispatch.py's, on the loop.
+How a request runs. The route table (gateway/api.py, one module per service in gateway/routes/) has synchronous
+handlers, ``route.handler(call)`` calling ``call.rpc.call(...)``: they run in a thread pool (``max_workers``, as
+nameko's worker pool) with a blocking facade onto the asyncio RPC client. The two hot routes, the public check and a
+candidate's results, are awaited on the event loop instead (``NATIVE_HANDLERS``): no thread hop, and their batching
+(gateway/batching.py ``AsyncBatcher``) happens on the loop. Everything before the handler (who asks, limits, body,
+model) and after it (the answer, the error mapping) is dispatch.py's, on the loop.
 
 Slow clients: what gateway/http_server.py does for the nameko binding, and what does it here.
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -59,7 +60,7 @@ from credence_common.config import ConfigurationRefused, assert_safe_for_environ
 from credence_common.metrics import ENTRYPOINT_CALLS, ENTRYPOINT_LATENCY, check_broker, serve_metrics
 from gateway import dispatch, logged_paths
 from gateway.amqp_rpc import RpcClient
-from gateway.api import Call, Route, _dump
+from gateway.api import Call, Route, dump
 from gateway.batching import AsyncBatcher
 from gateway.http_server import (
     INCOMPLETE_BODY,
@@ -130,14 +131,14 @@ class ThreadServiceCalls:
 
 
 async def _public_certificate_check(call: Call):
-    return await call.rpc.public_check(_dump(call.body), call.client_address)
+    return await call.rpc.public_check(dump(call.body), call.client_address)
 
 
 async def _my_results(call: Call):
     return await call.rpc.candidate_results(call.principal, call.principal.subject)
 
 
-# the hot routes, awaited on the loop: the same forwarding as their handlers in gateway/api.py
+# the hot routes, awaited on the loop: the same forwarding as their handlers in gateway/routes/
 NATIVE_HANDLERS = {"public_certificate_check": _public_certificate_check, "my_results": _my_results}
 
 
@@ -391,9 +392,11 @@ def create_app(config: dict) -> Starlette:
 # --- uvicorn ---------------------------------------------------------------------------------------------
 
 async def _too_busy(scope, receive, send) -> None:
-    """uvicorn's answer when ``limit_concurrency`` is reached, in JSON like every other error."""
+    """uvicorn's answer when ``limit_concurrency`` is reached, in JSON like every other error, and when to come back
+    (a slot frees as soon as any connection ends)."""
     await send({"type": "http.response.start", "status": 503,
-                "headers": [*PROBLEM_HEADERS, (b"content-length", str(len(TOO_BUSY_BODY)).encode())]})
+                "headers": [*PROBLEM_HEADERS, (b"retry-after", b"1"),
+                            (b"content-length", str(len(TOO_BUSY_BODY)).encode())]})
     await send({"type": "http.response.body", "body": TOO_BUSY_BODY})
 
 
@@ -478,10 +481,21 @@ def serve(config: dict) -> int:
         app, host=host, port=int(port), loop="uvloop", http=DeadlineProtocol, lifespan="on",
         access_log=False, log_config=None, server_header=False, date_header=False,
         timeout_keep_alive=max(1, int(deadlines.header_seconds)), backlog=LISTEN_BACKLOG,
-        limit_concurrency=fit_connections_to_file_limit(deadlines.max_connections),
+        # uvicorn counts the asking connection among the open ones (503 once ``len(connections) >= limit``): + 1
+        # serves exactly GATEWAY_MAX_CONNECTIONS, as the nameko binding does
+        limit_concurrency=fit_connections_to_file_limit(deadlines.max_connections) + 1,
         timeout_graceful_shutdown=int(float(config.get("SHUTDOWN_GRACE_SECONDS", 25)))))
+    # uvicorn stops gracefully on SIGTERM or SIGINT and then raises the signal again under the handler it found, so
+    # that the process ends "killed by SIGTERM"; a graceful stop is a clean exit (status 0, as the nameko runner's),
+    # which is what the orchestrator and tests/integration/test_compose_commands.py expect
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     server.run()
     return 0
+
+
+def _exit_cleanly(_signum, _frame) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: list[str]) -> int:

@@ -248,7 +248,7 @@ def success_answer(route: Route, answer) -> Answer:
 
 def dispatch(gateway: Gateway, route: Route, request: Incoming, params: dict, read: Callable[[int], bytes],
              rpc: Any, context: dict) -> Answer:
-    """A route's whole request, synchronously (the handlers in gateway/api.py are synchronous)."""
+    """A route's whole request, synchronously (the handlers in gateway/routes/ are synchronous)."""
     try:
         principal = admit(gateway, route, request)
         raw = read_body(request, read, route.max_body_bytes)

@@ -27,19 +27,20 @@ SECRETS = {
 }
 
 
-# Every platform runs on both backends with the default gateway (GATEWAY_SERVER unset: nameko). A test module that
-# sets ``ALSO_ON_THE_ASGI_GATEWAY = True`` runs a third time against the asyncio gateway (gateway/asgi.py), on one
-# backend only: the gateway does not touch the databases, and each variant costs a platform start and the module.
+# Every platform runs on both backends with the default gateway (GATEWAY_SERVER unset: asgi, gateway/asgi.py). A
+# test module that sets ``ALSO_ON_THE_NAMEKO_GATEWAY = True`` runs a third time against the nameko gateway
+# (gateway/service.py, kept as the way back), on one backend only: the gateway does not touch the databases, and
+# each variant costs a platform start and the module.
 BACKENDS = ("sqlite", "postgresql")
-ASGI_VARIANT = "sqlite/asgi"
+NAMEKO_VARIANT = "sqlite/nameko"
 
 
 def platform_variants(module) -> list[str]:
-    return [*BACKENDS, *([ASGI_VARIANT] if getattr(module, "ALSO_ON_THE_ASGI_GATEWAY", False) else [])]
+    return [*BACKENDS, *([NAMEKO_VARIANT] if getattr(module, "ALSO_ON_THE_NAMEKO_GATEWAY", False) else [])]
 
 
 def variant_settings(variant: str) -> tuple[str, dict[str, str]]:
-    """("sqlite", {}) or ("sqlite", {"GATEWAY_SERVER": "asgi"}): the backend, and what the variant sets."""
+    """("sqlite", {}) or ("sqlite", {"GATEWAY_SERVER": "nameko"}): the backend, and what the variant sets."""
     backend, _, server = variant.partition("/")
     return backend, ({"GATEWAY_SERVER": server} if server else {})
 
@@ -137,7 +138,7 @@ def running_platform(backend: str, workdir: Path, **overrides: str):
 
 @pytest.fixture(scope="module")
 def platform(request, tmp_path_factory):
-    """parametrized by ``pytest_generate_tests``: the backends, and the asgi gateway where a module asks for it"""
+    """parametrized by ``pytest_generate_tests``: the backends, and the nameko gateway where a module asks for it"""
     backend, settings = variant_settings(request.param)
     with running_platform(backend, tmp_path_factory.mktemp(f"platform-{request.param.replace('/', '-')}"),
                           **settings) as instance:

@@ -20,8 +20,8 @@ import requests
 from gateway.api import ROUTES
 from tests.e2e.conftest import SECRETS
 
-# also against the asyncio gateway (GATEWAY_SERVER=asgi), on SQLite (tests/e2e/conftest.py)
-ALSO_ON_THE_ASGI_GATEWAY = True
+# also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
+ALSO_ON_THE_NAMEKO_GATEWAY = True
 ROLES = {"anonymous": "public", "candidate_a": "candidate", "candidate_b": "candidate",
          "institution": "institution", "staff": "staff"}
 

@@ -21,8 +21,8 @@ from deploy.journey import wait_until
 from deploy.processes import BY_NAME
 from services.payments.providers import business_day
 
-# also against the asyncio gateway (GATEWAY_SERVER=asgi), on SQLite (tests/e2e/conftest.py)
-ALSO_ON_THE_ASGI_GATEWAY = True
+# also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
+ALSO_ON_THE_NAMEKO_GATEWAY = True
 def credence(platform, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = dict(platform.env, COLUMNS="200", CREDENCE_OPERATOR="ops-e2e")
     return subprocess.run([sys.executable, "-m", "credence_cli.main", *args], env=env, input=stdin,

@@ -14,8 +14,8 @@ from deploy.journey import wait_until
 from services.payments import domain as payments_domain
 from services.payments.providers import business_day
 
-# also against the asyncio gateway (GATEWAY_SERVER=asgi), on SQLite (tests/e2e/conftest.py)
-ALSO_ON_THE_ASGI_GATEWAY = True
+# also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
+ALSO_ON_THE_NAMEKO_GATEWAY = True
 def post(platform, path, token=None, **kwargs):
     headers = kwargs.pop("headers", {})
     if token:

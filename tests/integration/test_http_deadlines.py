@@ -1,37 +1,86 @@
-"""The gateway's HTTP server (gateway/http_server.py) in a real nameko container, alone: read deadlines,
-the body read before a worker is taken, the bounded connection pool. Raw sockets, so that what is sent
-(and not sent) is exact. No service behind it: the routes used here answer without one."""
+"""The gateway's HTTP layer alone, on both bindings: the nameko one (gateway/http_server.py in a real nameko
+container) and the asyncio one (gateway/asgi.py, uvicorn, as its own process as make run starts it). Read
+deadlines, the body read before a worker is taken, keep-alive, the bounded connection pool. Raw sockets, so that
+what is sent (and not sent) is exact. No service behind it: the routes used here answer without one."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
-from deploy.platform import free_port
+from deploy.platform import REPO_ROOT, free_port
 from gateway.service import GatewayService
 from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY
 
 DEADLINE_SECONDS = 1.0
 MARGIN_SECONDS = 5.0  # scheduling on a loaded test machine
+STARTUP_SECONDS = 60.0
 HEALTH = b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n"
+# config keys the tests set, and the environment variable gateway/config.yml reads each from
+ENV_NAME = {"max_workers": "MAX_WORKERS", "WEB_SERVER_ADDRESS": "GATEWAY_ADDRESS"}
+
+
+def settings_for(amqp_uri: str, port: int, **settings) -> dict:
+    return {"AMQP_URI": amqp_uri, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
+            "JWT_SECRET": "integration-jwt-secret", "ACTOR_SIGNING_KEY": TEST_ACTOR_SIGNING_KEY,
+            "RPC_TIMEOUT_SECONDS": 2,
+            "GATEWAY_HEADER_DEADLINE_SECONDS": DEADLINE_SECONDS,
+            "GATEWAY_BODY_DEADLINE_SECONDS": DEADLINE_SECONDS, **settings}
+
+
+def wait_until_answering(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the asgi gateway exited while starting"
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)  # polling for the positive signal: the gateway answering
+    raise AssertionError(f"the asgi gateway did not answer within {STARTUP_SECONDS} s")
+
+
+@pytest.fixture(params=["nameko", "asgi"])
+def server(request) -> str:
+    return request.param
 
 
 @pytest.fixture
-def start_gateway(container_factory, rabbit_config):
+def start_gateway(server, container_factory, rabbit_config, tmp_path):
+    started: list[subprocess.Popen] = []
+
     def start(**settings) -> tuple[str, int]:
         port = free_port()
-        config = {"AMQP_URI": rabbit_config["AMQP_URI"], "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
-                  "JWT_SECRET": "integration-jwt-secret", "ACTOR_SIGNING_KEY": TEST_ACTOR_SIGNING_KEY,
-                  "RPC_TIMEOUT_SECONDS": 2,
-                  "GATEWAY_HEADER_DEADLINE_SECONDS": DEADLINE_SECONDS,
-                  "GATEWAY_BODY_DEADLINE_SECONDS": DEADLINE_SECONDS, **settings}
-        container_factory(GatewayService, config).start()
+        config = settings_for(rabbit_config["AMQP_URI"], port, **settings)
+        if server == "nameko":
+            container_factory(GatewayService, config).start()
+        else:
+            env = {**os.environ, "CREDENCE_ENV": "development", "GATEWAY_METRICS_PORT": "0",
+                   **{ENV_NAME.get(key, key): str(value) for key, value in config.items()}}
+            log = (tmp_path / "gateway.log").open("wb")
+            process = subprocess.Popen([sys.executable, "-m", "gateway.asgi", "gateway/config.yml"], cwd=REPO_ROOT,
+                                       env=env, stdout=log, stderr=subprocess.STDOUT)
+            started.append(process)
+            wait_until_answering(port, process)
         return "127.0.0.1", port
 
-    return start
+    yield start
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+        try:
+            status = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert status == 0, "a graceful stop is a clean exit"
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
@@ -53,16 +102,33 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer, head and body (a server may send them in separate writes)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_slow_body_does_not_hold_the_only_worker(start_gateway):
     address = start_gateway(max_workers=1, GATEWAY_BODY_DEADLINE_SECONDS=30)
     slow = socket.create_connection(address, timeout=10)
     slow.sendall(b"POST /api/v1/candidates HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 9\r\n\r\n{not")
-    # the body is still coming: nameko's one worker must be free for anyone else
+    # the body is still coming: the one worker (nameko's, or the asgi gateway's one handler thread) stays free
     health = requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5)
     assert health.status_code == 200
     slow.sendall(b" json")  # the rest arrives: the handler reads the whole body, from memory
-    answer = slow.recv(65536)
+    answer = read_answer(slow)
     assert status_of(answer) == 400 and b'"malformed_json"' in answer
     slow.close()
 
@@ -89,7 +155,8 @@ def test_headers_and_body_have_total_deadlines_that_trickling_does_not_push_back
     assert answers["idle"][0] == b""  # an idle connection is just closed: nothing was asked
     for name in ("headers", "body"):  # a half-sent request is told why
         answer = answers[name][0]
-        assert status_of(answer) == 408 and b'"request_timeout"' in answer and b"Connection: close" in answer, name
+        assert status_of(answer) == 408 and b'"request_timeout"' in answer, name
+        assert b"connection: close" in answer.lower(), name
     for sock in (idle, headers, body):
         sock.close()
 
@@ -110,12 +177,18 @@ def test_a_kept_alive_connection_serves_request_after_request_and_skips_unread_b
     sock.close()
 
 
-def test_connections_beyond_the_pool_wait_for_a_free_slot(start_gateway):
-    address = start_gateway(GATEWAY_MAX_CONNECTIONS=2)
-    holders = [socket.create_connection(address, timeout=10) for _ in range(2)]
-    for sock in holders:  # served, then kept alive and idle: each holds one of the two slots
+def hold_every_slot(address, slots: int) -> list[socket.socket]:
+    holders = [socket.create_connection(address, timeout=10) for _ in range(slots)]
+    for sock in holders:  # served, then kept alive and idle: each holds one of the slots
         sock.sendall(HEALTH)
         assert status_of(sock.recv(65536)) == 200
+    return holders
+
+
+@pytest.mark.parametrize("server", ["nameko"])  # the asgi gateway answers at once instead (the next test)
+def test_connections_beyond_the_pool_wait_for_a_free_slot_on_the_nameko_gateway(start_gateway):
+    address = start_gateway(GATEWAY_MAX_CONNECTIONS=2)
+    holders = hold_every_slot(address, 2)
     held_from = time.monotonic()
     waiting = socket.create_connection(address, timeout=10)  # waits in the listen backlog
     waiting.sendall(HEALTH)
@@ -127,12 +200,31 @@ def test_connections_beyond_the_pool_wait_for_a_free_slot(start_gateway):
         sock.close()
 
 
+@pytest.mark.parametrize("server", ["asgi"])  # the nameko gateway makes it wait instead (the previous test)
+def test_a_request_beyond_the_pool_is_told_at_once_to_come_back_on_the_asgi_gateway(start_gateway):
+    address = start_gateway(GATEWAY_MAX_CONNECTIONS=2, GATEWAY_HEADER_DEADLINE_SECONDS=30)
+    holders = hold_every_slot(address, 2)
+    extra = socket.create_connection(address, timeout=10)
+    asked_at = time.monotonic()
+    extra.sendall(HEALTH)
+    answer = read_answer(extra)
+    # at once (long before any holder's 30 s deadline), in JSON, with when to come back
+    assert time.monotonic() - asked_at < MARGIN_SECONDS
+    assert status_of(answer) == 503 and b'"service_unavailable"' in answer and b"retry-after: 1" in answer.lower()
+    holders[0].close()  # a slot is free again (and the refused connection gone): the next request is served,
+    extra.close()  # once the server has seen the close
+    served_by = time.monotonic() + MARGIN_SECONDS
+    while requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code != 200:
+        assert time.monotonic() < served_by, "still refused after a slot was freed"
+    holders[1].close()
+
+
 def test_a_large_body_is_not_held_in_memory_for_a_caller_who_has_not_signed_in(start_gateway):
     address = start_gateway(GATEWAY_BODY_DEADLINE_SECONDS=30)
     sock = socket.create_connection(address, timeout=10)
     # a result file may be 16 MiB, but only staff may send one: the refusal comes before any of it is read
     sock.sendall(b"POST /api/v1/result-imports?format=csv HTTP/1.1\r\nHost: gateway\r\n"
                  b"Content-Length: %d\r\n\r\n" % (10 * 1024 * 1024))
-    answer = sock.recv(65536)
+    answer = read_answer(sock)
     assert status_of(answer) == 401 and b'"authentication_required"' in answer
     sock.close()

@@ -16,7 +16,7 @@ PRODUCTION_LIMITS = {"PUBLIC_RATE_LIMIT_PER_MINUTE": "600", "CHECKS_PER_NUMBER_P
 
 
 def pytest_generate_tests(metafunc):
-    # both backends; a module with ALSO_ON_THE_ASGI_GATEWAY = True also against the asyncio gateway (on SQLite)
+    # both backends; a module with ALSO_ON_THE_NAMEKO_GATEWAY = True also against the nameko gateway (on SQLite)
     parametrize_platform(metafunc, "secure_platform", "package")
 
 

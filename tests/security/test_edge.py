@@ -15,8 +15,8 @@ from deploy.journey import wait_until
 from deploy.processes import BY_NAME
 from tests.security.conftest import client_from, error_code
 
-# also against the asyncio gateway (GATEWAY_SERVER=asgi), on SQLite (tests/e2e/conftest.py)
-ALSO_ON_THE_ASGI_GATEWAY = True
+# also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
+ALSO_ON_THE_NAMEKO_GATEWAY = True
 TIMEOUT = 15
 
 

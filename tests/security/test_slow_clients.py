@@ -19,7 +19,7 @@ import pytest
 
 from bench.slow_clients import KINDS, half_request
 from credence_common.certificate_numbers import format_certificate_number
-from tests.e2e.conftest import ASGI_VARIANT, BACKENDS, running_platform, variant_settings
+from tests.e2e.conftest import BACKENDS, NAMEKO_VARIANT, running_platform, variant_settings
 from tests.security.conftest import PRODUCTION_LIMITS, client_from, error_code
 
 HEADER_DEADLINE_SECONDS = 6
@@ -90,7 +90,7 @@ def trickle(connections: list[SlowConnection], give_up_at: float) -> None:
         time.sleep(TRICKLE_EVERY_SECONDS)
 
 
-@pytest.fixture(scope="module", params=[*BACKENDS, ASGI_VARIANT])
+@pytest.fixture(scope="module", params=[*BACKENDS, NAMEKO_VARIANT])
 def short_deadline_platform(request, tmp_path_factory):
     backend, settings = variant_settings(request.param)
     with running_platform(backend, tmp_path_factory.mktemp(f"slow-{request.param.replace('/', '-')}"),

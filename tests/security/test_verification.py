@@ -14,8 +14,8 @@ from credence_common.db import make_engine
 from credence_common.events import utcnow
 from tests.security.conftest import client_from, error_code
 
-# also against the asyncio gateway (GATEWAY_SERVER=asgi), on SQLite (tests/e2e/conftest.py)
-ALSO_ON_THE_ASGI_GATEWAY = True
+# also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
+ALSO_ON_THE_NAMEKO_GATEWAY = True
 CHECKS = "/api/v1/certificate-checks"
 
 

@@ -105,9 +105,9 @@ def test_gateway_server_chooses_the_gateways_command_and_nothing_else():
     from deploy.processes import BY_NAME
 
     gateway = BY_NAME["gateway"]
-    assert gateway.command(python="python") == ["python", "-m", "credence_common.runner", "gateway/config.yml",
-                                                "gateway.service:GatewayService"]  # the default stays nameko
-    assert gateway.command(python="python", server="asgi") == ["python", "-m", "gateway.asgi", "gateway/config.yml"]
+    assert gateway.command(python="python") == ["python", "-m", "gateway.asgi", "gateway/config.yml"]  # the default
+    assert gateway.command(python="python", server="nameko") == [
+        "python", "-m", "credence_common.runner", "gateway/config.yml", "gateway.service:GatewayService"]
     assert BY_NAME["identity"].command(python="python", server="asgi")[:3] == ["python", "-m", "credence_common.runner"]
     with pytest.raises(ValueError, match="GATEWAY_SERVER"):
         gateway.command(server="twisted")

@@ -8,6 +8,7 @@ metrics ports. The contents of the Prometheus and Grafana files are checked in t
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ import yaml
 
 from credence_common.migrations import SERVICES as MIGRATED_SERVICES
 from credence_common.migrations import db_uri_from_environment
-from deploy.processes import PROCESSES, SERVICE_NAMES, ProcessSpec
+from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES, ProcessSpec
 from tests.unit.process_config import env_names_read, secret_env_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,12 @@ def test_compose_runs_every_process_and_only_the_infrastructure_besides(services
 def test_command_is_the_process_table_command(services, spec):
     assert (REPO_ROOT / spec.config).is_file(), f"{spec.config} does not exist"
     assert services[spec.name]["command"] == spec.command(python="python")
+
+
+def test_the_images_default_command_is_the_gateways():
+    # an image run without a command (docker run credence) serves the gateway the process table names
+    cmd = [line for line in DOCKERFILE.read_text(encoding="utf-8").splitlines() if line.startswith("CMD ")]
+    assert len(cmd) == 1 and json.loads(cmd[0][len("CMD "):]) == BY_NAME["gateway"].command(python="python")
 
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)

@@ -1,0 +1,120 @@
+"""The routes that forward to verification: verification reports, share codes, who opened what, and the public
+certificate check. Each handler only forwards (gateway/api.py assembles every service's table)."""
+
+from __future__ import annotations
+
+from credence_common.contracts.verification import (
+    AccessList,
+    CreateShareCode,
+    FullReport,
+    OpenSharedReport,
+    PublicCheck,
+    PublicCheckResult,
+    ReportAnswer,
+    ReportList,
+    ReportPublicKey,
+    ReportView,
+    RequestReport,
+    ShareCodeCreated,
+    ShareCodeList,
+)
+from gateway.routing import ANY_SIGNED_IN, NOT_REPLAYED, Call, Route, dump
+
+
+def request_report(call: Call):
+    return call.rpc.call("verification", "request_report", call.actor, dump(call.body))
+
+
+def my_reports(call: Call):
+    return call.rpc.call("verification", "my_reports", call.actor)
+
+
+def close_report(call: Call):
+    return call.rpc.call("verification", "close_report", call.actor, call.params["report_code"])
+
+
+def extend_report(call: Call):
+    return call.rpc.call("verification", "extend_report", call.actor, call.params["report_code"])
+
+
+def report_pdf(call: Call):
+    import base64
+
+    return base64.b64decode(call.rpc.call("verification", "report_pdf", call.actor, call.params["report_code"]))
+
+
+def report_answer(call: Call):
+    return call.rpc.call("verification", "report_answer", call.params["report_code"])
+
+
+def report_public_key(call: Call):
+    return call.rpc.call("verification", "report_public_key")
+
+
+def create_share_code(call: Call):
+    return call.rpc.call("verification", "create_share_code", call.actor, call.params["report_code"],
+                         dump(call.body))
+
+
+def my_share_codes(call: Call):
+    return call.rpc.call("verification", "share_codes", call.actor)
+
+
+def revoke_share_code(call: Call):
+    return call.rpc.call("verification", "revoke_share_code", call.actor, call.params["share_id"])
+
+
+def open_shared_report(call: Call):
+    return call.rpc.call("verification", "open_shared_report", dump(call.body))
+
+
+def my_accesses(call: Call):
+    return call.rpc.call("verification", "my_accesses", call.actor)
+
+
+def public_certificate_check(call: Call):
+    return call.rpc.public_check(dump(call.body), call.client_address)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("request_report", "POST", "/api/v1/me/verification-reports",
+          "Ask for a signed verification report of one of your certificates or of your exam record (valid 30 days, "
+          "with a QR code)",
+          ("candidate",), request_report, RequestReport, ReportView, 201, tag="verification"),
+    Route("my_reports", "GET", "/api/v1/me/verification-reports", "Your verification reports, newest first",
+          ("candidate",), my_reports, None, ReportList, tag="verification"),
+    Route("close_report", "POST", "/api/v1/me/verification-reports/<report_code>/closure",
+          "Close a report before it expires", ("candidate",), close_report, None, ReportView, tag="verification"),
+    Route("extend_report", "POST", "/api/v1/me/verification-reports/<report_code>/extension",
+          "Keep a report open for 30 more days from today", ("candidate",), extend_report, None, ReportView,
+          tag="verification"),
+    Route("report_pdf", "GET", "/api/v1/me/verification-reports/<report_code>/report.pdf",
+          "The report as PDF, with its QR code", ("candidate",), report_pdf, None, None,
+          content_type="application/pdf", tag="verification"),
+    Route("report_answer", "GET", "/api/v1/verification-reports/<report_code>",
+          "Today's answer for a report code (what its QR code opens), with the signed document",
+          ("public",) + ANY_SIGNED_IN, report_answer, None, ReportAnswer, rate_limited=True, tag="verification"),
+    Route("report_public_key", "GET", "/api/v1/verification-reports/public-key",
+          "The Ed25519 public key that verifies downloaded reports offline", ("public",) + ANY_SIGNED_IN,
+          report_public_key, None, ReportPublicKey, tag="verification"),
+    Route("create_share_code", "POST", "/api/v1/me/verification-reports/<report_code>/share-codes",
+          "A one-time code that opens the full report for an employer, for a limited time (shown once)",
+          ("candidate",), create_share_code, CreateShareCode, ShareCodeCreated, 201, tag="verification",
+          replayable=NOT_REPLAYED),
+    Route("my_share_codes", "GET", "/api/v1/me/share-codes", "Your share codes and whether each is still open",
+          ("candidate",), my_share_codes, None, ShareCodeList, tag="verification"),
+    Route("revoke_share_code", "POST", "/api/v1/me/share-codes/<share_id>/revocation",
+          "Withdraw a share code before it is used", ("candidate",), revoke_share_code, None, ShareCodeList,
+          tag="verification"),
+    Route("my_accesses", "GET", "/api/v1/me/certificate-accesses",
+          "Who opened your full reports (with who they said they are and why) and when your certificates were "
+          "checked", ("candidate",), my_accesses, None, AccessList, tag="verification"),
+    Route("open_shared_report", "POST", "/api/v1/shared-reports",
+          "A verifier opens a full report with the holder's share code, stating who they are and why (once)",
+          ("public",) + ANY_SIGNED_IN, open_shared_report, OpenSharedReport, FullReport, rate_limited=True,
+          tag="verification"),
+    Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
+          "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
+          public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification",
+          replayable=False),
+)

@@ -183,3 +183,44 @@ def test_postgresql_csv_files_take_the_copy_fast_path(start_service, databases):
         session.rollback()
     engine.dispose()
     assert [(e["line"], e["field"]) for e in broken.errors] == [(2, "score"), (4, "score")]
+
+
+def fast_path(db_uri: str, body: str):
+    import io
+
+    from sqlalchemy.orm import Session
+
+    from credence_common.db import make_engine
+    from services.scoring import fast_import
+
+    report = fast_import.new_report()
+    engine = make_engine(db_uri)
+    try:
+        with Session(engine) as session, session.begin():
+            fast_import.stage_and_check(session.connection(), io.BytesIO(body.encode()), "utf-8", report)
+            if report.error_count:
+                session.rollback()
+    finally:
+        engine.dispose()
+    return report
+
+
+def test_the_fast_paths_repeats_and_conflicts_are_judged_as_the_row_by_row_paths(start_service, databases):
+    # every row passes its own checks, so the plain INSERT runs first; the unique key catches the repeat or the
+    # recorded result, and the full checks decide as before
+    if databases.backend != "postgresql":
+        pytest.skip("the COPY fast path exists only on PostgreSQL")
+    container, config = start_service(ScoringService)
+    roster(config)
+    db = config["DB_URI"]
+    first = fast_path(db, HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,70\n{TICKETS[1]},ZK-LAW,00015,2026-04,71\n")
+    assert (first.row_count, first.recorded, first.unchanged, first.error_count) == (2, 2, 0, 0)
+    repeated = fast_path(db, HEADER + f"{TICKETS[2]},ZK-LAW,00015,2026-04,72\n" * 2
+                         + f"{TICKETS[0]},ZK-LAW,00015,2026-04,70\n")  # a repeated row, a recorded one
+    assert (repeated.row_count, repeated.recorded, repeated.unchanged, repeated.error_count) == (3, 1, 2, 0)
+    conflicting = fast_path(db, HEADER + f"{TICKETS[1]},ZK-LAW,00227,2026-04,60\n"
+                            f"{TICKETS[1]},ZK-LAW,00015,2026-04,90\n")  # disagrees with the recorded 71
+    assert [(e["line"], e["field"]) for e in conflicting.errors] == [(3, "score")]
+    assert "recorded result" in conflicting.errors[0]["message"]
+    assert sorted(query(db, "select ticket_number, course_code, final_score from exam_results")) == [
+        (TICKETS[0], "00015", 70), (TICKETS[1], "00015", 71), (TICKETS[2], "00015", 72)]

@@ -63,3 +63,12 @@ def test_every_connection_carries_the_defences(monkeypatch):
     assert libpq["tcp_user_timeout"] == "120000"
     assert (libpq["keepalives"], libpq["keepalives_idle"], libpq["keepalives_interval"],
             libpq["keepalives_count"]) == ("1", "60", "10", "6")
+
+
+def test_a_flushs_many_updates_go_to_psycopg2_in_pages_not_row_by_row():
+    from sqlalchemy.dialects.postgresql.psycopg2 import EXECUTEMANY_VALUES_PLUS_BATCH
+
+    engine = make_engine("postgresql://u@h/d")
+    # INSERTs as multi-row VALUES (SQLAlchemy's default), UPDATEs and DELETEs through execute_batch
+    assert engine.dialect.executemany_mode is EXECUTEMANY_VALUES_PLUS_BATCH
+    engine.dispose()

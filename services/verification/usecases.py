@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, case, delete, func, insert, null, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal_column, null, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -110,13 +110,20 @@ CERTIFICATES_BY_NUMBER = select(*PUBLIC_COLUMNS).where(
     CERTIFICATES.c.certificate_number.in_(bindparam("numbers", expanding=True)))
 _FAILED_CALLER = case((CHECK_LOG.c.client.in_(bindparam("callers", expanding=True)), CHECK_LOG.c.client),
                       else_=null())
-# the failed checks per number since a moment, grouped by the caller if it is one of ``callers`` (NULL for anybody
-# else), so an attack from thousands of addresses still returns at most one row per number and caller of a batch
-RECENT_FAILURES = (select(CHECK_LOG.c.certificate_number, _FAILED_CALLER, func.count())
-                   .where(CHECK_LOG.c.certificate_number.in_(bindparam("numbers", expanding=True)),
-                          CHECK_LOG.c.checked_at > bindparam("since"),
-                          CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
-                   .group_by(CHECK_LOG.c.certificate_number, _FAILED_CALLER))
+# The look-up and the recent failures in one round trip (round trips are most of a lone check's database time):
+# the certificates asked for (kind 'c'), then (kind 'f') the failed checks per number since a moment, grouped by
+# the caller if it is one of ``callers`` (NULL for anybody else), so an attack from thousands of addresses still
+# returns at most one row per number and caller of a batch. Each kind leaves the other's columns NULL; the first
+# SELECT names and types the result's columns.
+CERTIFICATES_AND_FAILURES = union_all(
+    select(literal_column("'c'").label("kind"), *PUBLIC_COLUMNS, null().label("caller"), null().label("failures"))
+    .where(CERTIFICATES.c.certificate_number.in_(bindparam("numbers", expanding=True))),
+    select(literal_column("'f'"), CHECK_LOG.c.certificate_number, *[null()] * (len(PUBLIC_COLUMNS) - 1),
+           _FAILED_CALLER, func.count())
+    .where(CHECK_LOG.c.certificate_number.in_(bindparam("numbers", expanding=True)),
+           CHECK_LOG.c.checked_at > bindparam("since"),
+           CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
+    .group_by(CHECK_LOG.c.certificate_number, _FAILED_CALLER))
 LOG_CHECK = insert(CHECK_LOG)
 
 
@@ -135,8 +142,8 @@ def public_check(connection: Connection, check: PublicCheck, client: str = "", p
 def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]], per_number_per_minute: int = 20
                   ) -> list[PublicCheckResult | CredenceError]:
     """Each check answered as ``public_check`` answers it alone, in order; the work is shared: one query for
-    the certificates, one for the recent failures (per number, and which of this batch's callers failed), one
-    insert for the log.
+    the certificates and the recent failures (per number, and which of this batch's callers failed), one insert
+    for the log.
 
     This is the busiest path of the platform, so it speaks SQLAlchemy Core: rows as tuples, no ORM entities
     or unit-of-work bookkeeping. The service runs it on an autocommit connection (``UnitOfWork.autocommit``):
@@ -145,13 +152,22 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
     now = utcnow()
     numbers = [normalise_certificate_number(check.certificate_number) for check, _client in checks]
     wanted = {number for number in numbers if number}
-    rows = {row.certificate_number: row for row in connection.execute(
-        CERTIFICATES_BY_NUMBER, {"numbers": list(wanted)})} if wanted else {}
+    rows: dict = {}
     failures: dict[str, int] = {}
     failed_callers: set[tuple[str, str]] = set()
-    if per_number_per_minute > 0 and wanted:
-        failures, failed_callers = recent_failures(connection, wanted, {client[:64] for _check, client in checks},
-                                                   now - timedelta(minutes=1))
+    if wanted and per_number_per_minute > 0:
+        for row in connection.execute(CERTIFICATES_AND_FAILURES, {
+                "numbers": list(wanted), "callers": list({client[:64] for _check, client in checks}),
+                "since": now - timedelta(minutes=1)}):
+            if row.kind == "c":
+                rows[row.certificate_number] = row
+                continue
+            failures[row.certificate_number] = failures.get(row.certificate_number, 0) + row.failures
+            if row.caller is not None:
+                failed_callers.add((row.certificate_number, row.caller))
+    elif wanted:
+        rows = {row.certificate_number: row for row in connection.execute(
+            CERTIFICATES_BY_NUMBER, {"numbers": list(wanted)})}
     log_rows: list[dict] = []
     outcomes: list[PublicCheckResult | CredenceError] = []
 
@@ -189,20 +205,6 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
     if log_rows:
         connection.execute(LOG_CHECK, log_rows)
     return outcomes
-
-
-def recent_failures(connection, numbers: set[str], callers: set[str], since) -> tuple[dict[str, int],
-                                                                                        set[tuple[str, str]]]:
-    """The failed checks of each number since ``since``, and which (number, caller) pairs among ``callers``
-    failed, in one query (``RECENT_FAILURES``)."""
-    failures: dict[str, int] = {}
-    failed_callers: set[tuple[str, str]] = set()
-    for number, who, count in connection.execute(RECENT_FAILURES, {"numbers": list(numbers), "callers": list(callers),
-                                                                   "since": since}):
-        failures[number] = failures.get(number, 0) + count
-        if who is not None:
-            failed_callers.add((number, who))
-    return failures, failed_callers
 
 
 def public_details(row) -> VerifiedCertificate:

@@ -51,8 +51,8 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", category
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match, request_response
 from starlette.routing import Route as StarletteRoute
-from starlette.routing import request_response
 from uvicorn.protocols.http import httptools_impl
 
 from credence_common import logs
@@ -361,6 +361,36 @@ def routes(edge: Edge) -> list[StarletteRoute]:
     return table
 
 
+class StaticRoutesFirst:
+    """The router's entry: a request for a path without parameters (most of them: /api/v1/me/results, the public
+    check) goes straight to its route through a dict, instead of Starlette testing the routes' patterns one by
+    one (a tenth of the gateway's CPU under the result-reading load, py-spy). It is the route Starlette would
+    have chosen: in the sorted table a route without parameters comes before every route with one that has as
+    many segments (``precedence``), and one with another number of segments cannot match the path. Anything
+    else (a path with parameters, a wrong method, the catch-all) goes to Starlette's scan."""
+
+    def __init__(self, router):
+        self._router = router
+        self.table: dict[tuple[str, str], StarletteRoute] = {}
+        for route in router.routes:
+            if isinstance(route, StarletteRoute) and not route.param_convertors and route.methods:
+                for method in route.methods:
+                    self.table.setdefault((route.path, method), route)  # the first, as Starlette's scan
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            route = self.table.get((scope["path"], scope["method"]))
+            if route is not None:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.setdefault("router", self._router)
+                    scope["route"] = route
+                    scope.update(child_scope)
+                    await route.handle(scope, receive, send)
+                    return
+        await self._router.app(scope, receive, send)
+
+
 class AnyMethod:
     """An endpoint as a plain ASGI app, so that its Starlette route takes every method."""
 
@@ -385,6 +415,7 @@ def create_app(config: dict) -> Starlette:
 
     app = Starlette(routes=routes(edge), lifespan=lifespan)
     app.router.redirect_slashes = False  # /health/ is an unknown path, as in the nameko binding
+    app.router.middleware_stack = StaticRoutesFirst(app.router)
     app.state.edge = edge
     return app
 

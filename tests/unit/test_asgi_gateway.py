@@ -111,3 +111,15 @@ def test_gateway_server_chooses_the_gateways_command_and_nothing_else():
     assert BY_NAME["identity"].command(python="python", server="asgi")[:3] == ["python", "-m", "credence_common.runner"]
     with pytest.raises(ValueError, match="GATEWAY_SERVER"):
         gateway.command(server="twisted")
+
+
+def test_the_static_route_table_picks_what_starlettes_scan_picks(app):
+    from gateway.asgi import StaticRoutesFirst
+
+    fast = app.router.middleware_stack
+    assert isinstance(fast, StaticRoutesFirst) and ("/api/v1/me/results", "GET") in fast.table
+    for (path, method), route in fast.table.items():
+        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+        assert route is next(r for r in app.router.routes if r.matches(scope)[0] is Match.FULL), (method, path)
+    # a path with a parameter, or no route at all, is left to the scan
+    assert ("/api/v1/certificates/by-number/{certificate_number}", "GET") not in fast.table

@@ -62,8 +62,9 @@ def make_engine(db_uri: str) -> Engine:
     # nameko runs 10 workers; the outbox relay and the readiness probe each hold one more: 12 stay open, so a
     # busy service does not open and close overflow connections (tens of milliseconds each) all the time
     # psycopg2 runs an executemany as one round trip per row; the ORM flushes a batch's UPDATEs (fifty issued
-    # certificates, say) as one executemany, so they go in pages through psycopg2's execute_batch instead. Issuing
-    # 10,000 certificates: 601 and 555/s without, 640 and 712/s with, alternating runs (docs/performance.md)
+    # certificates, say) as one executemany, so they go in pages through psycopg2's execute_batch instead
+    # (docs/performance.md, "Evening, 2026-12-06"). The price: such a batch reports no per-row count, so the ORM
+    # cannot tell a stale UPDATE; no model here has a version_id_col, which is what relies on that count.
     batched = {"executemany_mode": "values_plus_batch"} if db_uri.startswith("postgresql+psycopg2") else {}
     engine = create_engine(db_uri, pool_size=12, max_overflow=8, pool_recycle=1800,
                            hide_parameters=True, connect_args=postgresql_connect_args(db_uri), **batched)

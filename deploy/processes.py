@@ -15,7 +15,8 @@ class ProcessSpec:
     metrics_port_env: str | None
     default_metrics_port: int | None
     db_env: str | None
-    # the module that serves this process on asyncio instead of nameko (the gateway only; GATEWAY_SERVER=asgi)
+    # the module that serves this process on asyncio instead of nameko (the gateway only; GATEWAY_SERVER=asgi,
+    # the default)
     asgi_module: str | None = None
 
     def command(self, python: str = sys.executable, server: str | None = None) -> list[str]:

@@ -1,6 +1,6 @@
 """The gateway on asyncio: Starlette on uvicorn (httptools, uvloop), speaking nameko's RPC to the services over
-aio-pika (gateway/amqp_rpc.py). ``python -m gateway.asgi [gateway/config.yml]``; ``make run`` starts it with
-``GATEWAY_SERVER=asgi`` (deploy/processes.py). Same config file, same answers as the nameko binding
+aio-pika (gateway/amqp_rpc.py). ``python -m gateway.asgi [gateway/config.yml]``; the default gateway: ``make run``
+starts it unless ``GATEWAY_SERVER=nameko`` (deploy/processes.py). Same config file, same answers as the nameko binding
 (gateway/service.py): both call gateway/dispatch.py for every rule.
 
 Why: eventlet's WSGI server and a nameko worker per request cost about 1.5 ms before any work, and nameko's
@@ -48,6 +48,7 @@ from contextlib import asynccontextmanager
 # its deprecation notice would only mislead
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", category=Warning)
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -72,6 +73,7 @@ from gateway.http_server import (
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = "gateway/config.yml"
+RPC_CLOSE_SECONDS = 5.0
 MALFORMED_BODY = (b'{"error": {"code": "malformed_request", "message": "The request line or headers could not be '
                   b'read (400)."}}')
 TOO_BUSY_BODY = json.dumps({"error": {"code": "service_unavailable", "message":
@@ -364,10 +366,12 @@ def routes(edge: Edge) -> list[StarletteRoute]:
 class StaticRoutesFirst:
     """The router's entry: a request for a path without parameters (most of them: /api/v1/me/results, the public
     check) goes straight to its route through a dict, instead of Starlette testing the routes' patterns one by
-    one (a tenth of the gateway's CPU under the result-reading load, py-spy). It is the route Starlette would
-    have chosen: in the sorted table a route without parameters comes before every route with one that has as
-    many segments (``precedence``), and one with another number of segments cannot match the path. Anything
-    else (a path with parameters, a wrong method, the catch-all) goes to Starlette's scan."""
+    one (about 7 % of the gateway's samples under the result-reading load: docs/performance.md). It is the route
+    Starlette would have chosen: in the sorted table a route without parameters comes before every route with
+    one that has as many segments (``precedence``), and one with another number of segments cannot match the
+    path. Anything else (a path with parameters, a wrong method, the catch-all) goes to Starlette's scan. It
+    replaces the router's ``middleware_stack`` (the app has no router-level middleware;
+    ``tests/unit/test_asgi_gateway.py`` checks that this front is in place)."""
 
     def __init__(self, router):
         self._router = router
@@ -410,7 +414,11 @@ def create_app(config: dict) -> Starlette:
         try:
             yield
         finally:
-            await edge.rpc.close()
+            try:  # a broker that does not answer the close must not hold the stop
+                async with asyncio.timeout(RPC_CLOSE_SECONDS):
+                    await edge.rpc.close()
+            except TimeoutError:
+                log.warning("the RPC connection did not close within %s s; stopping anyway", RPC_CLOSE_SECONDS)
             edge.executor.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(routes=routes(edge), lifespan=lifespan)
@@ -496,8 +504,6 @@ class DeadlineProtocol(httptools_impl.HttpToolsProtocol):
 
 
 def serve(config: dict) -> int:
-    import uvicorn
-
     deadlines = ReadDeadlines.from_config(config)
     DeadlineProtocol.header_seconds = deadlines.header_seconds
     httptools_impl.service_unavailable = _too_busy  # the module-level app uvicorn answers with when too busy
@@ -508,7 +514,7 @@ def serve(config: dict) -> int:
     logged_paths.install(logging.getLogger("uvicorn.error"), app.state.edge.gateway.path_redactor)
     serve_metrics(int(config.get("METRICS_PORT") or 0), config.get("METRICS_ADDRESS", "0.0.0.0"),
                   lambda: {"broker": check_broker(config.get("AMQP_URI"))})
-    server = uvicorn.Server(uvicorn.Config(
+    server = GatewayServer(uvicorn.Config(
         app, host=host, port=int(port), loop="uvloop", http=DeadlineProtocol, lifespan="on",
         access_log=False, log_config=None, server_header=False, date_header=False,
         timeout_keep_alive=max(1, int(deadlines.header_seconds)), backlog=LISTEN_BACKLOG,
@@ -516,22 +522,46 @@ def serve(config: dict) -> int:
         # serves exactly GATEWAY_MAX_CONNECTIONS, as the nameko binding does
         limit_concurrency=fit_connections_to_file_limit(deadlines.max_connections) + 1,
         timeout_graceful_shutdown=int(float(config.get("SHUTDOWN_GRACE_SECONDS", 25)))))
-    # uvicorn stops gracefully on SIGTERM or SIGINT and then raises the signal again under the handler it found, so
-    # that the process ends "killed by SIGTERM"; a graceful stop is a clean exit (status 0, as the nameko runner's),
-    # which is what the orchestrator and tests/integration/test_compose_commands.py expect
+    # uvicorn stops on SIGTERM or SIGINT and then raises the signal again under the handler it found (so that the
+    # process would end "killed by SIGTERM"); here that handler ends it as the nameko runner does: 0 after a
+    # graceful stop, 1 when the stop was forced (tests/integration/test_http_deadlines.py)
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _exit_cleanly)
+        signal.signal(stop_signal, lambda _signum, _frame: _exit(1 if server.forced else 0))
     server.run()
-    return 0
+    return 1 if server.forced else 0
 
 
-def _exit_cleanly(_signum, _frame) -> None:
-    raise SystemExit(0)
+def _exit(status: int) -> None:
+    raise SystemExit(status)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, stopping as credence_common/runner.py stops a service: the first SIGTERM (or Ctrl-C)
+    drains (no new connections, the requests in flight finish), a second one, or a drain longer than
+    ``SHUTDOWN_GRACE_SECONDS``, forces the stop, and a forced stop exits 1."""
+
+    forced = False
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.should_exit:  # a second signal, whichever: stop waiting (uvicorn would for SIGINT only)
+            self.force_exit = self.forced = True
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets=None) -> None:
+        began = time.monotonic()
+        await super().shutdown(sockets)
+        # uvicorn cancels what is still running once the grace has passed, and says so only in its log
+        if time.monotonic() - began >= self.config.timeout_graceful_shutdown:
+            self.forced = True
 
 
 def main(argv: list[str]) -> int:
     from credence_common.gc_tuning import tune_garbage_collector
     from credence_common.logs import configure_logging, log_format
+
+    # stopped while it starts (nothing served yet): a clean exit, not "killed by SIGTERM"
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda _signum, _frame: _exit(0))
 
     config = load_config(argv[0] if argv else DEFAULT_CONFIG)
     try:

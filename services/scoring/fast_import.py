@@ -54,26 +54,8 @@ def numbered_lines(stream: BinaryIO, first_line: int = 2) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-# One pass that tells whether any row of the file fails a check of its own (the per-row problems of CHECKS, which
-# are exactly the rows outside its ``valid``), and whether it holds composite results. Most files have no problem:
-# then the plain INSERT runs straight away, and exam_results' unique key finds the only problems left (a key
-# repeated in the file or already recorded), in which case CHECKS and KNOWN_ROWS decide as before.
-VALID_ROW = """
-    s.ticket_number ~ '^[0-9]{11}[0-9X]$' AND s.sitting ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
-    AND (CASE WHEN s.score ~ '^[0-9]{1,3}$' THEN s.score::int END) <= 100 AND r.candidate_id IS NOT NULL
-    AND p.kind = 'course_based' AND c.pass_mark IS NOT NULL
-"""
-VERDICT = f"""
-SELECT count(*), count(*) FILTER (WHERE NOT COALESCE({VALID_ROW}, false)),
-       COALESCE(bool_or(p.kind = 'composite'), false)
-FROM import_staging s
-LEFT JOIN programs p ON p.program_code = s.program_code
-LEFT JOIN courses c ON c.program_code = s.program_code AND c.course_code = COALESCE(s.course_code, '')
-LEFT JOIN roster r ON r.ticket_number = s.ticket_number
-"""
-
-CHECKS = """
-WITH staged AS MATERIALIZED (
+# Each staged row with what the checks need: its program's kind, its course's pass mark, its candidate.
+STAGED = """
     SELECT s.line, s.ticket_number, s.program_code, COALESCE(s.course_code, '') AS course_code, s.sitting,
            p.kind AS program_kind, c.pass_mark AS course_pass_mark, r.candidate_id,
            COALESCE(r.merged_into, s.ticket_number) AS primary_ticket,
@@ -83,12 +65,29 @@ WITH staged AS MATERIALIZED (
     LEFT JOIN programs p ON p.program_code = s.program_code
     LEFT JOIN courses c ON c.program_code = s.program_code AND c.course_code = COALESCE(s.course_code, '')
     LEFT JOIN roster r ON r.ticket_number = s.ticket_number
-), valid AS MATERIALIZED (
-    -- rows that pass every check of their own; only these can repeat or contradict each other
-    SELECT * FROM staged
-    WHERE ticket_number ~ '^[0-9]{11}[0-9X]$' AND sitting ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
+"""
+# A row that passes every check of its own (only such rows can repeat or contradict each other); a row outside it
+# has at least one of CHECKS' per-row problems, unless its program is composite (not for this path).
+VALID = """
+    ticket_number ~ '^[0-9]{11}[0-9X]$' AND sitting ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
       AND score_int <= 100 AND candidate_id IS NOT NULL
       AND program_kind = 'course_based' AND course_pass_mark IS NOT NULL
+"""
+# One pass that tells whether any row of the file fails a check of its own, and whether it holds composite results.
+# Most files have no problem: then the plain INSERT runs straight away, and exam_results' unique key finds the only
+# problems left (a key repeated in the file or already recorded), in which case CHECKS and KNOWN_ROWS decide as
+# before.
+VERDICT = """
+WITH staged AS (<STAGED>)
+SELECT count(*), count(*) FILTER (WHERE NOT COALESCE(<VALID>, false)),
+       COALESCE(bool_or(program_kind = 'composite'), false)
+FROM staged
+""".replace("<STAGED>", STAGED).replace("<VALID>", VALID)
+
+# (placeholders, not an f-string: the patterns' braces are SQL's)
+CHECKS = """
+WITH staged AS MATERIALIZED (<STAGED>), valid AS MATERIALIZED (
+    SELECT * FROM staged WHERE <VALID>
 ), repeated AS (
     -- hashing, not sorting, finds the few keys that occur with different scores
     SELECT primary_ticket, program_code, course_code, sitting, min(line) AS first_line
@@ -117,7 +116,7 @@ WITH staged AS MATERIALIZED (
         WHERE e.final_score <> k.score_int
 )
 SELECT line, field, message, count(*) OVER () AS total FROM problems ORDER BY line, field LIMIT :limit
-"""
+""".replace("<STAGED>", STAGED).replace("<VALID>", VALID)
 
 # Result ids are the batch id's first 24 characters plus the line number in hex: unique, a valid UUID,
 # and increasing within the batch, so the primary-key index is appended to rather than written at random.
@@ -130,7 +129,9 @@ FROM import_staging s JOIN roster r ON r.ticket_number = s.ticket_number
 """
 # Only when the file repeats a row, or repeats a recorded result (same score: the checks refused any other),
 # is the conflict handling paid for.
-INSERT_SKIPPING_KNOWN = INSERT + " ON CONFLICT ON CONSTRAINT uq_result_course_sitting DO NOTHING"
+RESULT_KEY = "uq_result_course_sitting"
+UNIQUE_VIOLATION = "23505"
+INSERT_SKIPPING_KNOWN = INSERT + f" ON CONFLICT ON CONSTRAINT {RESULT_KEY} DO NOTHING"
 KNOWN_ROWS = """
 SELECT (SELECT count(*) FROM import_staging)
        <> (SELECT count(*) FROM (SELECT DISTINCT COALESCE(r.merged_into, s.ticket_number), s.program_code,
@@ -169,8 +170,10 @@ def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, rep
                 report.recorded = connection.execute(text(INSERT), parameters).rowcount
             report.unchanged = 0
             return
-        except IntegrityError:
-            pass  # a key repeated in the file or already recorded: the checks below say whether that is an error
+        except IntegrityError as clash:
+            if not _repeats_a_result(clash):
+                raise
+            # a key repeated in the file or already recorded: the checks below say whether that is an error
     for line, field, message, total in connection.execute(text(CHECKS), {"limit": MAX_REPORTED_ERRORS}):
         report.errors.append({"line": line, "field": field, "message": message})
         report.error_count = total
@@ -180,6 +183,13 @@ def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, rep
     statement = INSERT_SKIPPING_KNOWN if known else INSERT
     report.recorded = connection.execute(text(statement), parameters).rowcount
     report.unchanged = report.row_count - report.recorded
+
+
+def _repeats_a_result(clash: IntegrityError) -> bool:
+    """Whether the INSERT failed on exam_results' one-result-per-course-and-sitting key (SQLSTATE 23505)."""
+    cause = clash.orig
+    return getattr(cause, "pgcode", None) == UNIQUE_VIOLATION and \
+        getattr(getattr(cause, "diag", None), "constraint_name", None) == RESULT_KEY
 
 
 def new_report() -> ImportReport:

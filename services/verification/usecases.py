@@ -118,8 +118,8 @@ _FAILED_CALLER = case((CHECK_LOG.c.client.in_(bindparam("callers", expanding=Tru
 CERTIFICATES_AND_FAILURES = union_all(
     select(literal_column("'c'").label("kind"), *PUBLIC_COLUMNS, null().label("caller"), null().label("failures"))
     .where(CERTIFICATES.c.certificate_number.in_(bindparam("numbers", expanding=True))),
-    select(literal_column("'f'"), CHECK_LOG.c.certificate_number, *[null()] * (len(PUBLIC_COLUMNS) - 1),
-           _FAILED_CALLER, func.count())
+    select(literal_column("'f'"), *[CHECK_LOG.c.certificate_number if column.name == "certificate_number" else null()
+                                    for column in PUBLIC_COLUMNS], _FAILED_CALLER, func.count())
     .where(CHECK_LOG.c.certificate_number.in_(bindparam("numbers", expanding=True)),
            CHECK_LOG.c.checked_at > bindparam("since"),
            CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))

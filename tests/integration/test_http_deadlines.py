@@ -53,24 +53,30 @@ def server(request) -> str:
     return request.param
 
 
+def start_asgi_gateway(amqp_uri: str, log_path, **settings) -> tuple[tuple[str, int], subprocess.Popen]:
+    """``python -m gateway.asgi`` as make run starts it, with ``settings`` in its environment, once it answers."""
+    port = free_port()
+    config = settings_for(amqp_uri, port, **settings)
+    env = {**os.environ, "CREDENCE_ENV": "development", "GATEWAY_METRICS_PORT": "0",
+           **{ENV_NAME.get(key, key): str(value) for key, value in config.items()}}
+    process = subprocess.Popen([sys.executable, "-m", "gateway.asgi", "gateway/config.yml"], cwd=REPO_ROOT,
+                               env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    wait_until_answering(port, process)
+    return ("127.0.0.1", port), process
+
+
 @pytest.fixture
 def start_gateway(server, container_factory, rabbit_config, tmp_path):
     started: list[subprocess.Popen] = []
 
     def start(**settings) -> tuple[str, int]:
-        port = free_port()
-        config = settings_for(rabbit_config["AMQP_URI"], port, **settings)
         if server == "nameko":
-            container_factory(GatewayService, config).start()
-        else:
-            env = {**os.environ, "CREDENCE_ENV": "development", "GATEWAY_METRICS_PORT": "0",
-                   **{ENV_NAME.get(key, key): str(value) for key, value in config.items()}}
-            log = (tmp_path / "gateway.log").open("wb")
-            process = subprocess.Popen([sys.executable, "-m", "gateway.asgi", "gateway/config.yml"], cwd=REPO_ROOT,
-                                       env=env, stdout=log, stderr=subprocess.STDOUT)
-            started.append(process)
-            wait_until_answering(port, process)
-        return "127.0.0.1", port
+            port = free_port()
+            container_factory(GatewayService, settings_for(rabbit_config["AMQP_URI"], port, **settings)).start()
+            return "127.0.0.1", port
+        address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "gateway.log", **settings)
+        started.append(process)
+        return address
 
     yield start
     for process in started:
@@ -228,3 +234,49 @@ def test_a_large_body_is_not_held_in_memory_for_a_caller_who_has_not_signed_in(s
     answer = read_answer(sock)
     assert status_of(answer) == 401 and b'"authentication_required"' in answer
     sock.close()
+
+
+def wait_for_line(log_path, text: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + MARGIN_SECONDS + 10
+    while text not in log_path.read_text(errors="replace"):
+        assert process.poll() is None, f"the gateway exited before saying {text!r}"
+        assert time.monotonic() < deadline, f"the gateway did not say {text!r}"
+        time.sleep(0.05)  # polling the log for the positive signal
+
+
+SLOW_POST = (b"POST /api/v1/candidates HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 9\r\n\r\n{not")
+
+
+def test_the_asgi_gateway_stops_as_a_service_does(rabbit_config, tmp_path):
+    # SIGTERM drains: the request in flight is answered, then the process exits 0
+    address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "drain.log",
+                                          GATEWAY_BODY_DEADLINE_SECONDS=30, SHUTDOWN_GRACE_SECONDS=30)
+    in_flight = socket.create_connection(address, timeout=10)
+    in_flight.sendall(SLOW_POST)
+    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200  # body read begun
+    process.send_signal(signal.SIGTERM)
+    in_flight.sendall(b" json")
+    assert status_of(read_answer(in_flight)) == 400
+    assert process.wait(timeout=30) == 0
+    # a second SIGTERM while a request is still in flight forces the stop: exit 1, at once
+    address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "forced.log",
+                                          GATEWAY_BODY_DEADLINE_SECONDS=30, SHUTDOWN_GRACE_SECONDS=30)
+    held = socket.create_connection(address, timeout=10)
+    held.sendall(SLOW_POST)
+    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200
+    process.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    wait_for_line(tmp_path / "forced.log", "Waiting for connections to close", process)  # draining, as it says
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=MARGIN_SECONDS + 10) == 1 and time.monotonic() - stopped_at < 25
+    held.close()
+    # a drain longer than SHUTDOWN_GRACE_SECONDS is forced too
+    address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "grace.log",
+                                          GATEWAY_BODY_DEADLINE_SECONDS=30, SHUTDOWN_GRACE_SECONDS=1)
+    held = socket.create_connection(address, timeout=10)
+    held.sendall(SLOW_POST)
+    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=MARGIN_SECONDS + 10) == 1
+    held.close()

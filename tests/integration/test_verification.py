@@ -471,3 +471,40 @@ def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
     for table in ("verification_reports", "share_codes", "report_accesses"):
         stored = str(query(db, f"select * from {table}"))
         assert code not in stored and shared not in stored and by_id not in stored, table
+
+
+def test_the_look_up_answers_alike_with_the_per_number_limit_on_or_off(databases):
+    # with the limit on, the look-up and the failure count share one statement; with it off only the look-up runs
+    import csv
+    from datetime import datetime
+
+    from bench import honest
+    from credence_common.contracts.verification import PublicCheck
+    from services.verification import usecases
+    from services.verification.models import VerifiableCertificate
+
+    engine = make_engine(databases.create("verification"))
+    columns = ("certificate_number", "certificate_id", "holder_name", "holder_name_key", "resident_id_number_masked",
+               "program_code", "program_name", "issued_on", "status", "updated_at", "sequence")
+    rows = [dict(zip(columns, values, strict=True))
+            for values in csv.reader(honest.seed_lines(2, "2026-12-06 12:00:00+00"))]
+    for row in rows:
+        row.update(issued_on=date.fromisoformat(row["issued_on"]), sequence=int(row["sequence"]),
+                   updated_at=datetime.fromisoformat(row["updated_at"] + ":00"))
+    wrong = PublicCheck(holder_name=honest.wrong_name(0), certificate_number=honest.certificate_number(0))
+    right = PublicCheck(holder_name=honest.holder_name(1), certificate_number=honest.certificate_number(1))
+    try:
+        with engine.begin() as connection:
+            connection.execute(VerifiableCertificate.__table__.insert(), rows)
+        answers = {}
+        for limit in (20, 0):
+            with engine.begin() as connection:
+                answers[limit] = [type(outcome).__name__ if isinstance(outcome, Exception) else outcome.result
+                                  for outcome in usecases.public_checks(connection, [(wrong, "a"), (right, "b")],
+                                                                        per_number_per_minute=limit)]
+        assert answers[20] == answers[0] == ["NotFound", "valid"]
+        with engine.begin() as connection:  # the two wrong guesses above count against that number at limit 1
+            outcomes = usecases.public_checks(connection, [(wrong, "c"), (right, "d")], per_number_per_minute=1)
+        assert [type(outcome).__name__ for outcome in outcomes] == ["RateLimited", "PublicCheckResult"]
+    finally:
+        engine.dispose()

@@ -1,5 +1,5 @@
 """Idempotency-Key records keep nothing a database reader could use (credence_common/idempotency.py), and no
-route or RPC that hands out a credential keeps or replays its answer (gateway/api.py, identity's service)."""
+route or RPC that hands out a credential keeps or replays its answer (gateway/routes/, identity's service)."""
 
 from __future__ import annotations
 

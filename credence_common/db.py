@@ -40,7 +40,11 @@ def normalise_db_uri(db_uri: str) -> str:
     return db_uri
 
 
-def make_engine(db_uri: str) -> Engine:
+def make_engine(db_uri: str, autocommit: bool = False) -> Engine:
+    """The engine of a service's database. ``autocommit``: a second, smaller pool of PostgreSQL connections that
+    stay in autocommit (``UnitOfWork.autocommit``); switching a pooled connection in and out of it per use costs
+    psycopg2 a round trip each way (about 40 us apiece on loopback, more from a green worker), a tenth of a
+    public check's database time (docs/performance.md, "Evening, 2026-12-06")."""
     db_uri = normalise_db_uri(db_uri)
     if db_uri.startswith("sqlite"):
         ensure_sqlite_directory(db_uri)
@@ -66,8 +70,11 @@ def make_engine(db_uri: str) -> Engine:
     # (docs/performance.md, "Evening, 2026-12-06"). The price: such a batch reports no per-row count, so the ORM
     # cannot tell a stale UPDATE; no model here has a version_id_col, which is what relies on that count.
     batched = {"executemany_mode": "values_plus_batch"} if db_uri.startswith("postgresql+psycopg2") else {}
-    engine = create_engine(db_uri, pool_size=12, max_overflow=8, pool_recycle=1800,
-                           hide_parameters=True, connect_args=postgresql_connect_args(db_uri), **batched)
+    # the autocommit pool serves single-statement reads and the check log's insert: a few connections suffice
+    sizes = {"pool_size": 4, "max_overflow": 8, "isolation_level": "AUTOCOMMIT"} if autocommit else \
+        {"pool_size": 12, "max_overflow": 8}
+    engine = create_engine(db_uri, pool_recycle=1800, hide_parameters=True,
+                           connect_args=postgresql_connect_args(db_uri), **sizes, **batched)
     event.listen(engine, "checkout", _refuse_a_connection_the_server_closed)
     return engine
 
@@ -182,8 +189,9 @@ class UnitOfWork:
     """What a worker sees as ``self.db``."""
 
     def __init__(self, engine: Engine, commit_signal: CommitSignal, idempotent_call: IdempotentCall | None = None,
-                 idempotency_ttl: timedelta = timedelta(hours=24)):
+                 idempotency_ttl: timedelta = timedelta(hours=24), autocommit_engine: Engine | None = None):
         self.engine = engine
+        self.autocommit_engine = autocommit_engine
         self._commit_signal = commit_signal
         self._session: Session | None = None
         self.idempotent_call = idempotent_call
@@ -234,6 +242,10 @@ class UnitOfWork:
         where nothing else must commit with that write (a public check: the look-ups, then one insert into the
         check log). It spares the ``BEGIN`` and ``COMMIT`` round trips of a transaction; nothing here may write
         an outbox event, which needs a ``transaction``."""
+        if self.autocommit_engine is not None:  # PostgreSQL: connections that are always in autocommit
+            with self.autocommit_engine.connect() as connection:
+                yield connection
+            return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
 
@@ -251,15 +263,19 @@ class Database(DependencyProvider):
     def __init__(self, config_key: str = "DB_URI"):
         self.config_key = config_key
         self.engine: Engine | None = None
+        self.autocommit_engine: Engine | None = None
         self.commit_signal = CommitSignal()
 
     def setup(self):
         self.engine = make_engine(self.container.config[self.config_key])
+        if self.engine.dialect.name == "postgresql":  # its pool opens connections only once it is used
+            self.autocommit_engine = make_engine(self.container.config[self.config_key], autocommit=True)
         self.idempotency_ttl = record_ttl(self.container.config)
 
     def stop(self):
-        if self.engine is not None:
-            self.engine.dispose()
+        for engine in (self.engine, self.autocommit_engine):
+            if engine is not None:
+                engine.dispose()
 
     def kill(self):
         self.stop()
@@ -268,7 +284,7 @@ class Database(DependencyProvider):
         # only an RPC entrypoint answers a caller who may retry with the same Idempotency-Key
         idempotent = IdempotentCall.from_worker(worker_ctx, self.idempotency_ttl) \
             if getattr(worker_ctx.entrypoint, "idempotent", False) else None
-        return UnitOfWork(self.engine, self.commit_signal, idempotent, self.idempotency_ttl)
+        return UnitOfWork(self.engine, self.commit_signal, idempotent, self.idempotency_ttl, self.autocommit_engine)
 
     def worker_teardown(self, worker_ctx):
         dependency = worker_ctx.service.__dict__.get(self.attr_name)

@@ -113,3 +113,28 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error():
     finally:
         engine.dispose()
         admin.dispose()
+
+
+
+def test_the_autocommit_pool_commits_each_statement_without_switching_modes_per_use():
+    import psycopg2.extensions
+
+    engine = make_engine(POSTGRES_ADMIN_URI, autocommit=True)
+    switches = []
+    set_isolation_level = engine.dialect.set_isolation_level
+    engine.dialect.set_isolation_level = lambda *args: (switches.append(args[1]), set_isolation_level(*args))[1]
+    try:
+        with engine.connect() as connection:  # the pool's first connection is put in autocommit once
+            connection.execute(text("CREATE TEMP TABLE autocommit_probe (n int)"))
+        assert switches == ["AUTOCOMMIT"]
+        for n in range(3):  # the same pooled connection, used again: no switching in and out per use
+            with engine.connect() as connection:
+                connection.execute(text("INSERT INTO autocommit_probe VALUES (:n)"), {"n": n})
+                # committed by the statement itself: nothing is left open on the connection
+                assert connection.connection.dbapi_connection.get_transaction_status() == \
+                    psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        assert switches == ["AUTOCOMMIT"]
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM autocommit_probe")).scalar() == 3
+    finally:
+        engine.dispose()

@@ -72,4 +72,3 @@ def test_a_flushs_many_updates_go_to_psycopg2_in_pages_not_row_by_row():
     # INSERTs as multi-row VALUES (SQLAlchemy's default), UPDATEs and DELETEs through execute_batch
     assert engine.dialect.executemany_mode is EXECUTEMANY_VALUES_PLUS_BATCH
     engine.dispose()
-

@@ -14,16 +14,17 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from credence_common.db import copy_in, make_engine
 from credence_common.green_postgres import SilentDatabase
-from tests.integration.conftest import POSTGRES_ADMIN_URI
+from tests.integration.conftest import POSTGRES_ADMIN_URI, wait_for
 
 
 def wait_until_session_ended(connection, pid: int, failure: str, seconds: float = 15) -> None:
     """Until the server lists no session ``pid`` any more (the positive signal the tests wait for)."""
-    deadline = time.monotonic() + seconds
-    while connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
-        assert time.monotonic() < deadline, failure
-        connection.rollback()
-        eventlet.sleep(0.05)
+    def ended() -> bool:
+        connection.rollback()  # a fresh snapshot of pg_stat_activity each time
+        return not connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                      {"pid": pid}).scalar()
+
+    wait_for(ended, timeout=seconds, what=failure)
 
 
 def test_a_statement_the_server_leaves_silent_fails_and_the_pool_recovers(monkeypatch):

@@ -15,9 +15,9 @@ import time
 import pytest
 import requests
 
-from deploy.platform import REPO_ROOT, free_port
+from deploy.platform import REPO_ROOT, free_port, wait_for_port
 from gateway.service import GatewayService
-from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY
+from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY, wait_for
 
 DEADLINE_SECONDS = 1.0
 MARGIN_SECONDS = 5.0  # scheduling on a loaded test machine
@@ -35,19 +35,6 @@ def settings_for(amqp_uri: str, port: int, **settings) -> dict:
             "GATEWAY_BODY_DEADLINE_SECONDS": DEADLINE_SECONDS, **settings}
 
 
-def wait_until_answering(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the asgi gateway exited while starting"
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)  # polling for the positive signal: the gateway answering
-    raise AssertionError(f"the asgi gateway did not answer within {STARTUP_SECONDS} s")
-
-
 @pytest.fixture(params=["nameko", "asgi"])
 def server(request) -> str:
     return request.param
@@ -61,7 +48,7 @@ def start_asgi_gateway(amqp_uri: str, log_path, **settings) -> tuple[tuple[str, 
            **{ENV_NAME.get(key, key): str(value) for key, value in config.items()}}
     process = subprocess.Popen([sys.executable, "-m", "gateway.asgi", "gateway/config.yml"], cwd=REPO_ROOT,
                                env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-    wait_until_answering(port, process)
+    assert wait_for_port(port, STARTUP_SECONDS, process), "the asgi gateway did not start"
     return ("127.0.0.1", port), process
 
 
@@ -236,47 +223,39 @@ def test_a_large_body_is_not_held_in_memory_for_a_caller_who_has_not_signed_in(s
     sock.close()
 
 
-def wait_for_line(log_path, text: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + MARGIN_SECONDS + 10
-    while text not in log_path.read_text(errors="replace"):
-        assert process.poll() is None, f"the gateway exited before saying {text!r}"
-        assert time.monotonic() < deadline, f"the gateway did not say {text!r}"
-        time.sleep(0.05)  # polling the log for the positive signal
-
-
 SLOW_POST = (b"POST /api/v1/candidates HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
              b"Content-Length: 9\r\n\r\n{not")
 
 
-def test_the_asgi_gateway_stops_as_a_service_does(rabbit_config, tmp_path):
-    # SIGTERM drains: the request in flight is answered, then the process exits 0
-    address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "drain.log",
-                                          GATEWAY_BODY_DEADLINE_SECONDS=30, SHUTDOWN_GRACE_SECONDS=30)
+def gateway_with_a_request_in_flight(amqp_uri: str, log_path, grace_seconds: int):
+    """The asgi gateway with a POST whose body has begun to arrive (it answered a request sent after it)."""
+    address, process = start_asgi_gateway(amqp_uri, log_path, GATEWAY_BODY_DEADLINE_SECONDS=30,
+                                          SHUTDOWN_GRACE_SECONDS=grace_seconds)
     in_flight = socket.create_connection(address, timeout=10)
     in_flight.sendall(SLOW_POST)
-    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200  # body read begun
+    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200
+    return process, in_flight
+
+
+def test_the_asgi_gateway_stops_as_a_service_does(rabbit_config, tmp_path):
+    amqp_uri = rabbit_config["AMQP_URI"]
+    # SIGTERM drains: the request in flight is answered, then the process exits 0
+    process, in_flight = gateway_with_a_request_in_flight(amqp_uri, tmp_path / "drain.log", 30)
     process.send_signal(signal.SIGTERM)
     in_flight.sendall(b" json")
     assert status_of(read_answer(in_flight)) == 400
     assert process.wait(timeout=30) == 0
     # a second SIGTERM while a request is still in flight forces the stop: exit 1, at once
-    address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "forced.log",
-                                          GATEWAY_BODY_DEADLINE_SECONDS=30, SHUTDOWN_GRACE_SECONDS=30)
-    held = socket.create_connection(address, timeout=10)
-    held.sendall(SLOW_POST)
-    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200
+    process, held = gateway_with_a_request_in_flight(amqp_uri, tmp_path / "forced.log", 30)
     process.send_signal(signal.SIGTERM)
     stopped_at = time.monotonic()
-    wait_for_line(tmp_path / "forced.log", "Waiting for connections to close", process)  # draining, as it says
+    wait_for(lambda: process.poll() is None and "Waiting for connections to close" in  # draining, as it says
+             (tmp_path / "forced.log").read_text(errors="replace"), timeout=MARGIN_SECONDS + 10, what="draining")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=MARGIN_SECONDS + 10) == 1 and time.monotonic() - stopped_at < 25
     held.close()
     # a drain longer than SHUTDOWN_GRACE_SECONDS is forced too
-    address, process = start_asgi_gateway(rabbit_config["AMQP_URI"], tmp_path / "grace.log",
-                                          GATEWAY_BODY_DEADLINE_SECONDS=30, SHUTDOWN_GRACE_SECONDS=1)
-    held = socket.create_connection(address, timeout=10)
-    held.sendall(SLOW_POST)
-    assert requests.get(f"http://{address[0]}:{address[1]}/health", timeout=5).status_code == 200
+    process, held = gateway_with_a_request_in_flight(amqp_uri, tmp_path / "grace.log", 1)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=MARGIN_SECONDS + 10) == 1
     held.close()

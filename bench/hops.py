@@ -13,6 +13,9 @@ each hop for ``--seconds`` after a short warm-up, from an empty check log (``emp
   three statements + commit, Core          the certificate look-up, the failure count, the log insert and
                                            the commit as SQLAlchemy Core text, on the same engine
 
+During the whole-check hop it also reads each process's CPU time (``/proc``): the platform's, RabbitMQ's and
+PostgreSQL's, per check, a second table.
+
 The last two run in this process, which is not green (no eventlet), so they show the driver's own cost; then both
 again in a child process made green as a service process is (``eventlet.monkey_patch`` and, where the tree has it,
 ``credence_common.green_postgres.patch_psycopg``): what verification's worker pays for its database, bus aside.
@@ -62,6 +65,33 @@ def sample(seconds: float, call, db_uri: str | None = None) -> list[float]:
         call()
         latencies.append(time.perf_counter() - started)
     return latencies
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes so far (``/proc/<pid>/stat``; a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_holders(platform) -> dict[str, list[int]]:
+    """The processes a check passes through: the platform's own, the broker's Erlang VM, PostgreSQL's
+    processes (its backends and the WAL writer alike)."""
+    import subprocess
+
+    def pgrep(name: str) -> list[int]:
+        found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
+        return [int(pid) for pid in found]
+
+    holders = {name: [process.pid] for name, process in platform.processes.items()}
+    holders["rabbitmq (beam.smp)"] = pgrep("beam.smp")
+    holders["postgresql (every process)"] = pgrep("postgres")
+    return holders
 
 
 def row(label: str, latencies: list[float]) -> str:
@@ -168,8 +198,11 @@ def main() -> int:
             assert "answer" in verification.public_checks(batch)[0]
             hops.append(("verification.public_checks over the bus (standalone proxy)",
                          sample(args.seconds, lambda: verification.public_checks(batch), db_uri)))
-        hops.append(("whole check through the gateway (POST /api/v1/certificate-checks)",
-                     sample(args.seconds, whole_check, db_uri)))
+        processes = cpu_holders(platform)
+        before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+        whole = sample(args.seconds, whole_check, db_uri)
+        cpu = {name: (cpu_seconds(pids) - before[name]) / len(whole) for name, pids in processes.items()}
+        hops.append(("whole check through the gateway (POST /api/v1/certificate-checks)", whole))
         hops += database_hops(db_uri, check, args.seconds)
         hops += green_database_hops(db_uri, check, args.seconds)
         print(f"\nA lone public check, hop by hop ({args.backend}, one caller, {args.seconds:g} s per hop after a "
@@ -177,6 +210,11 @@ def main() -> int:
         print("| hop | p50 ms | p90 ms | p99 ms | n |\n|---|---:|---:|---:|---:|")
         for label, latencies in hops:
             print(row(label, latencies))
+        print("\nCPU per whole check, by process (user + system time over the whole-check hop / its checks; a lone "
+              "check waits for each of them in turn, so their sum is about its latency):\n")
+        print("| process | CPU ms per check |\n|---|---:|")
+        for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+            print(f"| {name} | {seconds * 1000:.3f} |")
     return 0
 
 

@@ -6,20 +6,14 @@ so nameko logs it as a one-line warning instead of an error with a traceback.
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import eventlet
 from kombu.exceptions import OperationalError
-from nameko.amqp.publish import Publisher
-from nameko.constants import (
-    AMQP_SSL_CONFIG_KEY,
-    AMQP_URI_CONFIG_KEY,
-    DEFAULT_SERIALIZER,
-    LOGIN_METHOD_CONFIG_KEY,
-    SERIALIZER_CONFIG_KEY,
-)
+from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Responder, Rpc, get_rpc_exchange
+from nameko.rpc import Rpc
 from nameko.timer import timer
 
 from credence_common import actors
@@ -28,22 +22,10 @@ from credence_common.errors import CredenceError
 from credence_common.events import utcnow
 from credence_common.idempotency import StoredAnswer, prune, replay
 from credence_common.logs import CorrelationContext
+from credence_common.reply_channel import ReplyChannel
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_PRUNE_INTERVAL_SECONDS = 600  # a record outlives its TTL by at most this (it is never replayed then)
-
-
-class _UnconfirmedPublisher(Publisher):
-    use_confirms = False
-
-
-class _Replier(Responder):
-    """nameko's ``Responder`` without a publisher confirm per reply. The reply goes to the caller's own
-    transient queue: the confirm guarded nothing a caller's timeout does not already cover, and waiting for it
-    held the worker (and cost a sixth of a public-check batch's CPU; docs/performance.md "Public check"). A
-    reply that cannot be written (the broker gone) still raises here, and the request stays unacknowledged."""
-
-    publisher_cls = _UnconfirmedPublisher
 
 
 class IdempotentRpc(Rpc):
@@ -51,6 +33,7 @@ class IdempotentRpc(Rpc):
     answers what the first one answered, and a first call stores its answer before the reply leaves."""
 
     idempotent = True
+    reply_channel = ReplyChannel()
 
     def __init__(self, idempotent: bool = True, **kwargs):
         # ``@rpc(idempotent=False)``: the answer is a credential (a token, a code) and must never be stored or
@@ -76,14 +59,23 @@ class IdempotentRpc(Rpc):
             return result, exc_info
 
     def _reply(self, message, result, exc_info):
-        """What nameko's ``RpcConsumer.handle_result`` does, with ``_Replier``: answer, then acknowledge."""
-        config = self.container.config
-        responder = _Replier(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
-                             config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
-                             ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
-        result, exc_info = responder.send_response(result, exc_info)
+        """What nameko's ``RpcConsumer.handle_result`` does, on the container's kept-open ``ReplyChannel``
+        (no publisher confirm; credence_common/reply_channel.py says why): answer, then acknowledge."""
+        result, exc_info = self.reply_channel.send(message, result, exc_info)
         self.rpc_consumer.queue_consumer.ack_message(message)
         return result, exc_info
+
+    def check_signature(self, args, kwargs):
+        """nameko's check (a call that does not fit the method is refused as ``IncorrectSignature``), with the
+        method's signature read once instead of by ``inspect.getcallargs`` on every call."""
+        try:
+            signature = self._signature
+        except AttributeError:
+            signature = self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc)) from None
 
     @staticmethod
     def _store_answer(worker_ctx, result, exc_info) -> None:

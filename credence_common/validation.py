@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -9,6 +10,9 @@ from pydantic import BaseModel, ValidationError
 from credence_common.errors import InvalidInput
 
 Model = TypeVar("Model", bound=BaseModel)
+# C0 controls but tab, newline and carriage return, and DEL; one regex search instead of a Python test per
+# character (every RPC argument of every service passes here)
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def describe_validation_error(exc: ValidationError) -> list[dict]:
@@ -24,7 +28,7 @@ def control_character_fields(data, path: str = "") -> list[str]:
     PostgreSQL refuses NUL outright."""
     found = []
     if isinstance(data, str):
-        if any(ord(ch) < 32 and ch not in "\t\n\r" or ord(ch) == 127 for ch in data):
+        if CONTROL_CHARACTER.search(data):
             found.append(path or "(body)")
     elif isinstance(data, dict):
         for key, value in data.items():

@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, case, delete, func, insert, literal_column, null, select, union_all, update
+from sqlalchemy import any_, bindparam, case, delete, func, insert, literal_column, null, select, union_all, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from credence_common.contracts.verification import PublicCheck, PublicCheckResul
 from credence_common.errors import CredenceError, InvalidInput, NotFound, RateLimited
 from credence_common.events import EventEnvelope, utcnow
 from credence_common.masking import mask_name, mask_resident_id_public
+from credence_common.prepared import PreparedStatement
 from services.verification import domain
 from services.verification.models import CheckLogEntry, ReceivedEvent, ReportAccess, VerifiableCertificate
 
@@ -104,27 +106,47 @@ CHECK_LOG = CheckLogEntry.__table__
 PUBLIC_COLUMNS = [CERTIFICATES.c[name] for name in (
     "certificate_number", "holder_name_key", "status", "holder_name", "resident_id_number_masked", "program_code",
     "program_name", "issued_on")]
-# The statements are built once, with expanding parameters for the lists: building a statement and its cache key
-# for every batch cost as much Python as running it (py-spy, docs/performance.md "Public check").
-CERTIFICATES_BY_NUMBER = select(*PUBLIC_COLUMNS).where(
-    CERTIFICATES.c.certificate_number.in_(bindparam("numbers", expanding=True)))
-_FAILED_CALLER = case((CHECK_LOG.c.client.in_(bindparam("callers", expanding=True)), CHECK_LOG.c.client),
-                      else_=null())
+def _in(column, name):
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _any(column, name):
+    return column == any_(bindparam(name, type_=ARRAY(column.type)))
+
+
+# The statements are built once: building a statement and its cache key for every batch cost as much Python as
+# running it (py-spy, docs/performance.md "Public check"). Each is built twice from one definition: with expanding
+# IN lists for SQLite, and with arrays (``= ANY``) for PostgreSQL, which prepares them once per connection
+# (credence_common/prepared.py: the look-up's time through the driver nearly halves).
+def _certificates_by_number(one_of):
+    return select(*PUBLIC_COLUMNS).where(one_of(CERTIFICATES.c.certificate_number, "numbers"))
+
+
 # The look-up and the recent failures in one round trip (round trips are most of a lone check's database time):
 # the certificates asked for (kind 'c'), then (kind 'f') the failed checks per number since a moment, grouped by
 # the caller if it is one of ``callers`` (NULL for anybody else), so an attack from thousands of addresses still
 # returns at most one row per number and caller of a batch. Each kind leaves the other's columns NULL; the first
 # SELECT names and types the result's columns.
-CERTIFICATES_AND_FAILURES = union_all(
-    select(literal_column("'c'").label("kind"), *PUBLIC_COLUMNS, null().label("caller"), null().label("failures"))
-    .where(CERTIFICATES.c.certificate_number.in_(bindparam("numbers", expanding=True))),
-    select(literal_column("'f'"), *[CHECK_LOG.c.certificate_number if column.name == "certificate_number" else null()
-                                    for column in PUBLIC_COLUMNS], _FAILED_CALLER, func.count())
-    .where(CHECK_LOG.c.certificate_number.in_(bindparam("numbers", expanding=True)),
-           CHECK_LOG.c.checked_at > bindparam("since"),
-           CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
-    .group_by(CHECK_LOG.c.certificate_number, _FAILED_CALLER))
-LOG_CHECK = insert(CHECK_LOG)
+def _certificates_and_failures(one_of):
+    failed_caller = case((one_of(CHECK_LOG.c.client, "callers"), CHECK_LOG.c.client), else_=null())
+    return union_all(
+        select(literal_column("'c'").label("kind"), *PUBLIC_COLUMNS, null().label("caller"), null().label("failures"))
+        .where(one_of(CERTIFICATES.c.certificate_number, "numbers")),
+        select(literal_column("'f'"), *[CHECK_LOG.c.certificate_number if column.name == "certificate_number"
+                                        else null() for column in PUBLIC_COLUMNS], failed_caller, func.count())
+        .where(one_of(CHECK_LOG.c.certificate_number, "numbers"),
+               CHECK_LOG.c.checked_at > bindparam("since"),
+               CHECK_LOG.c.outcome.in_(domain.FAILED_OUTCOMES))
+        .group_by(CHECK_LOG.c.certificate_number, failed_caller))
+
+
+CERTIFICATES_BY_NUMBER = PreparedStatement("verification_certificates_by_number", _certificates_by_number(_in),
+                                           postgresql=_certificates_by_number(_any))
+CERTIFICATES_AND_FAILURES = PreparedStatement("verification_certificates_and_failures",
+                                              _certificates_and_failures(_in),
+                                              postgresql=_certificates_and_failures(_any))
+LOG_CHECK = PreparedStatement("verification_log_check", insert(CHECK_LOG).inline().values(
+    {name: bindparam(name) for name in ("checked_at", "certificate_number", "outcome", "client")}))
 
 
 def public_check(connection: Connection, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
@@ -156,7 +178,7 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
     failures: dict[str, int] = {}
     failed_callers: set[tuple[str, str]] = set()
     if wanted and per_number_per_minute > 0:
-        for row in connection.execute(CERTIFICATES_AND_FAILURES, {
+        for row in CERTIFICATES_AND_FAILURES.execute(connection, {
                 "numbers": list(wanted), "callers": list({client[:64] for _check, client in checks}),
                 "since": now - timedelta(minutes=1)}):
             if row.kind == "c":
@@ -166,8 +188,8 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
             if row.caller is not None:
                 failed_callers.add((row.certificate_number, row.caller))
     elif wanted:
-        rows = {row.certificate_number: row for row in connection.execute(
-            CERTIFICATES_BY_NUMBER, {"numbers": list(wanted)})}
+        rows = {row.certificate_number: row for row in CERTIFICATES_BY_NUMBER.execute(
+            connection, {"numbers": list(wanted)})}
     log_rows: list[dict] = []
     outcomes: list[PublicCheckResult | CredenceError] = []
 
@@ -203,7 +225,7 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
         log(number, row.status, client)
         outcomes.append(PublicCheckResult(result=row.status, certificate=public_details(row)))
     if log_rows:
-        connection.execute(LOG_CHECK, log_rows)
+        LOG_CHECK.execute(connection, log_rows)
     return outcomes
 
 

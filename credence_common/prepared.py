@@ -81,7 +81,8 @@ class PreparedStatement:
         placeholders = {name: None for name, bind in binds.items() if bind.value is None and bind.callable is None}
         expanded = compiled.construct_expanded_state(placeholders)
         names = list(dict.fromkeys(PARAMETER.findall(expanded.statement)))
-        body = PARAMETER.sub(lambda match: f"${names.index(match.group(1)) + 1}", expanded.statement).replace("%%", "%")
+        # a literal % stays doubled: exec_driver_sql always hands psycopg2 parameters, so it formats the text
+        body = PARAMETER.sub(lambda match: f"${names.index(match.group(1)) + 1}", expanded.statement)
         constants = {name: value for name, value in expanded.parameters.items()
                      if name in names and name not in placeholders}
         self._sql = (f"PREPARE {self.name} AS {body}",

@@ -8,7 +8,7 @@ import csv
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
 from bench import honest
@@ -85,6 +85,15 @@ def test_a_statement_the_server_forgot_or_a_migration_changed_is_prepared_again(
         assert look_up(connection, usecases.CERTIFICATES_AND_FAILURES) == first
         assert [name for (name,) in connection.exec_driver_sql("SELECT name FROM pg_prepared_statements")] == [
             "verification_certificates_and_failures"]
+
+
+def test_a_literal_percent_sign_survives_preparing(verification_db):
+    table = VerifiableCertificate.__table__
+    anything = PreparedStatement("statuses_like", select(table.c.status).where(
+        table.c.program_code.like(literal_column("'%'")), table.c.certificate_number == bindparam("number")))
+    with verification_db.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        assert [tuple(row) for row in anything.execute(connection, {"number": honest.certificate_number(1)})] == [
+            ("valid",)]
 
 
 def test_a_list_parameter_of_a_prepared_statement_is_an_array_not_an_expanding_in():

@@ -84,7 +84,10 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
         if path_names:
             operation.setdefault("parameters", []).extend(
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in path_names)
-        if route.method != "GET" and route.replayable:
+        own_headers = {name.lower() for name, _required, _text in route.header_params or ()}
+        # a route that documents Idempotency-Key itself (what a retry returns there) is not given the generic text
+        # too: OpenAPI allows a parameter (name and location) once per operation
+        if route.method != "GET" and route.replayable and "idempotency-key" not in own_headers:
             operation.setdefault("parameters", []).append(
                 {"name": "Idempotency-Key", "in": "header", "required": False,
                  "description": "Any unique string (a UUID): a retry with the same key and request gets the first "

@@ -24,6 +24,40 @@ ERROR_STATUSES = {
 }
 
 
+def _html(description: str) -> dict:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+# The public pages a person opens in a browser (gateway/dispatch.py OPERATIONS): HTML, not JSON, but part of the
+# gateway's surface, so an outside client finds them here too
+_CHECK_FORM = {"type": "object", "required": ["holder_name", "certificate_number"], "properties": {
+    "holder_name": {"type": "string", "maxLength": 40, "description": "The holder's name as on the certificate"},
+    "certificate_number": {"type": "string", "maxLength": 40, "description": "15 digits, the last a check digit"}}}
+PUBLIC_PAGES = {
+    "/verify": {
+        "get": {"operationId": "verify_page", "summary": "The public certificate check, as a web page (查询)",
+                "tags": ["public pages"], "responses": {"200": _html("The check form")}},
+        "post": {"operationId": "verify_submit", "summary": "Submit the check form; the page shows the answer",
+                 "tags": ["public pages"],
+                 "requestBody": {"required": True,
+                                 "content": {"application/x-www-form-urlencoded": {"schema": _CHECK_FORM}}},
+                 "responses": {"200": _html("The certificate, masked, and whether it is valid, revoked or "
+                                            "superseded"),
+                               "400": _html("The form is too large"),
+                               "404": _html("No certificate matches this name and number"),
+                               "422": _html("Not a valid certificate number"),
+                               "429": _html("Too many checks from this address or of this number")}}},
+    "/r/{report_code}": {
+        "get": {"operationId": "report_page", "summary": "A verification report by its code (the QR code's link)",
+                "tags": ["public pages"],
+                "parameters": [{"name": "report_code", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _html("The report's authoritative answer: valid, expired, closed, revoked or "
+                                           "superseded, with the masked details"),
+                              "404": _html("No such report"), "429": _html("Too many requests")}}},
+}
+
+
 def _openapi_path(path: str) -> str:
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", path)
 
@@ -100,6 +134,7 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
     for path, summary in (("/health", "Liveness"), ("/ready", "Readiness (the broker answers)")):
         paths[path] = {"get": {"operationId": path.strip("/"), "summary": summary, "tags": ["operations"],
                                "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}}}}
+    paths.update(PUBLIC_PAGES)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Credence API", "version": version,

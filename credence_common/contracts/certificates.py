@@ -49,7 +49,9 @@ class CertificateList(BaseModel):
 
 
 class ConfirmCertificate(BaseModel):
-    """The candidate confirms what will be printed; from then on it is locked."""
+    """The candidate confirms what will be printed; from then on it is locked. Both fields are optional here
+    because an application may already hold them (a replacement keeps the old photo and address); one that holds
+    neither is refused with 422 ``photo_required`` or ``delivery_address_required``."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -57,7 +59,8 @@ class ConfirmCertificate(BaseModel):
                                         description="The certificate photo (a stored file's reference); needed "
                                                     "when the application has none yet")
     delivery_address: str | None = Field(default=None, min_length=1, max_length=200,
-                                         description="Where the printed certificate is mailed")
+                                         description="Where the printed certificate is mailed; needed when the "
+                                                     "application has none yet")
 
 
 class RequestCorrection(BaseModel):

@@ -79,7 +79,7 @@ def test_request_and_response_models_are_referenced(document, route):
 def test_operation_ids_are_unique(document):
     ids = [op["operationId"] for methods in document["paths"].values() for op in methods.values()]
     assert len(ids) == len(set(ids))
-    assert len(ids) == len(ROUTES) + 2  # plus /health and /ready
+    assert len(ids) == len(ROUTES) + 2 + 3  # plus /health and /ready, and the three public pages (HTML)
 
 
 def test_route_count_matches(document):
@@ -102,7 +102,7 @@ def test_every_ref_resolves_to_a_component_schema(document):
 def test_errors_are_described_with_error_response(document):
     for methods in document["paths"].values():
         for op in methods.values():
-            if op["operationId"] in ("health", "ready"):
+            if op["operationId"] in ("health", "ready") or "public pages" in op["tags"]:  # HTML pages
                 continue
             for status in ("401", "422", "503"):
                 ref = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
@@ -146,3 +146,13 @@ def test_a_route_that_documents_idempotency_key_itself_declares_it_once(document
     keys = [parameter for parameter in parameters if parameter["name"].lower() == "idempotency-key"]
     assert len(keys) == 1 and keys[0]["in"] == "header"
     assert keys[0]["description"].startswith("Your key for this request")  # the route's own words
+
+
+def test_the_public_pages_are_documented_with_the_paths_the_gateway_serves(document):
+    from gateway.dispatch import OPERATIONS
+
+    documented = {(path, method) for path, methods in document["paths"].items() for method in methods}
+    for name, method, path in OPERATIONS:
+        if name != "openapi":  # the document itself
+            assert (_openapi_path(path), method.lower()) in documented, name
+    assert "text/html" in document["paths"]["/verify"]["post"]["responses"]["200"]["content"]

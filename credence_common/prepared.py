@@ -4,13 +4,13 @@ psycopg2 sends every statement as text, so the server parses and plans it on eve
 compiles parameters and builds an execution context for it in Python each time. For the busiest statement of the
 platform (a public check's look-up) that was most of the database time of a lone check: the look-up took 0.39-0.44
 ms through SQLAlchemy Core, 0.27-0.28 ms as plain psycopg2, and 0.15 ms as ``EXECUTE`` of a prepared statement
-(docs/performance.md "Prepared statements"). ``PreparedStatement`` runs a Core statement as ``PREPARE``/``EXECUTE``
+(docs/performance.md "Night, 2026-12-06"). ``PreparedStatement`` runs a Core statement as ``PREPARE``/``EXECUTE``
 on PostgreSQL, and as itself on SQLite (which caches its statements on its own).
 
-A prepared statement has a fixed number of parameters, so a list parameter is one array
-(``column == any_(bindparam("numbers", type_=ARRAY(String)))``) rather than an expanding ``IN``; a statement
-with an expanding parameter is refused when it is first prepared. Pass that form as ``postgresql=`` when the
-statement must also run on SQLite.
+A prepared statement has a fixed number of parameters, so a list parameter is one array (``any_of_array``)
+rather than an expanding ``IN`` (``in_list``, what SQLite runs); a statement with an expanding parameter is
+refused when it is first prepared. Build a statement with each (``postgresql=``) when it must also run on
+SQLite.
 
 A connection remembers what it has prepared (in the pool's record of it, which lives as long as the connection).
 If the server no longer knows the statement (``DEALLOCATE``, a pooler's ``DISCARD ALL``) or a migration changed
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
@@ -30,6 +32,16 @@ PREPARED = "credence.prepared_statements"  # key in the pool's per-connection in
 PARAMETER = re.compile(r"%\((\w+)\)s")  # psycopg2's pyformat placeholders, as SQLAlchemy renders them
 # sqlstates after which preparing again helps: the statement is unknown, or its result changed shape
 STALE = {"26000", "0A000"}
+
+
+def in_list(column, name: str):
+    """``column IN (:name...)``, the list expanded into one parameter per item (a statement for SQLite)."""
+    return column.in_(bindparam(name, expanding=True))
+
+
+def any_of_array(column, name: str):
+    """``column = ANY(:name)``, the list as one array parameter (a statement PostgreSQL prepares)."""
+    return column == any_(bindparam(name, type_=ARRAY(column.type)))
 
 
 class PreparedStatement:
@@ -51,22 +63,24 @@ class PreparedStatement:
                      else {**constants, **parameters})
         prepared = connection.connection.info.setdefault(PREPARED, set())
         if self.name not in prepared:
-            connection.exec_driver_sql(prepare)
-            prepared.add(self.name)
+            self._prepare(connection, prepared, prepare)
         try:
             return connection.exec_driver_sql(run, arguments)
         except DBAPIError as error:
             if getattr(error.orig, "pgcode", None) not in STALE:
                 raise
         # Stale: forget the old plan (if the server still has it) and prepare the statement again, once.
-        prepared.discard(self.name)
         try:
             connection.exec_driver_sql(f"DEALLOCATE {self.name}")
         except DBAPIError:
             pass  # already gone
+        self._prepare(connection, prepared, prepare)
+        return connection.exec_driver_sql(run, arguments)
+
+    def _prepare(self, connection: Connection, prepared: set, prepare: str) -> None:
+        prepared.discard(self.name)
         connection.exec_driver_sql(prepare)
         prepared.add(self.name)
-        return connection.exec_driver_sql(run, arguments)
 
     def _compile(self, dialect) -> tuple[str, str, dict]:
         """``PREPARE name AS <the statement with $1..$n>``, ``EXECUTE name(%(a)s, ...)`` and the values the

@@ -2,8 +2,8 @@
 
 nameko's ``Responder`` publishes every reply through a fresh ``kombu.Connection`` (its URI parsed again), a
 producer taken from kombu's pool and revived, and ``Connection.ensure``: about half of what a lone public check
-cost verification's worker, more than its database work (profiled with yappi, docs/performance.md "Replies on a
-kept-open channel"). Here one ``kombu.Producer`` on one channel serves every reply of the container; a lock keeps
+cost verification's worker, more than its database work (profiled with yappi, docs/performance.md "Night,
+2026-12-06"). Here one ``kombu.Producer`` on one channel serves every reply of the container; a lock keeps
 two workers' frames from interleaving when a send has to wait for the socket.
 
 What the pooled path did and this keeps:
@@ -48,6 +48,9 @@ class ReplyChannel(SharedExtension):
         self.login_method = config.get(LOGIN_METHOD_CONFIG_KEY)
         self.exchange = get_rpc_exchange(config)
         self._lock = Semaphore()
+        # what a broken channel or connection raises, from the transport (building a Connection connects nothing)
+        unconnected = kombu.Connection(self.amqp_uri)
+        self._errors = (*unconnected.connection_errors, *unconnected.channel_errors, OSError, OperationalError)
         self._connection: kombu.Connection | None = None
         self._producer: kombu.Producer | None = None
 
@@ -87,7 +90,7 @@ class ReplyChannel(SharedExtension):
                                      content_type=content_type, content_encoding=content_encoding,
                                      delivery_mode=PERSISTENT, retry=False)
                     return
-                except self._errors() as exc:
+                except self._errors as exc:
                     self._close()
                     if attempt == 2:
                         raise ReplyNotSent(f"the reply could not be sent: {exc!r}") from exc
@@ -99,10 +102,6 @@ class ReplyChannel(SharedExtension):
             self._connection = connection
             self._producer = kombu.Producer(connection.channel(), exchange=self.exchange, auto_declare=False)
         return self._producer
-
-    def _errors(self) -> tuple:
-        connection = self._connection or kombu.Connection(self.amqp_uri)
-        return (*connection.connection_errors, *connection.channel_errors, OSError, OperationalError)
 
     def _close(self) -> None:
         connection, self._connection, self._producer = self._connection, None, None

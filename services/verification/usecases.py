@@ -7,8 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import any_, bindparam, case, delete, func, insert, literal_column, null, select, union_all, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, case, delete, func, insert, literal_column, null, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -18,7 +17,7 @@ from credence_common.contracts.verification import PublicCheck, PublicCheckResul
 from credence_common.errors import CredenceError, InvalidInput, NotFound, RateLimited
 from credence_common.events import EventEnvelope, utcnow
 from credence_common.masking import mask_name, mask_resident_id_public
-from credence_common.prepared import PreparedStatement
+from credence_common.prepared import PreparedStatement, any_of_array, in_list
 from services.verification import domain
 from services.verification.models import CheckLogEntry, ReceivedEvent, ReportAccess, VerifiableCertificate
 
@@ -106,14 +105,6 @@ CHECK_LOG = CheckLogEntry.__table__
 PUBLIC_COLUMNS = [CERTIFICATES.c[name] for name in (
     "certificate_number", "holder_name_key", "status", "holder_name", "resident_id_number_masked", "program_code",
     "program_name", "issued_on")]
-def _in(column, name):
-    return column.in_(bindparam(name, expanding=True))
-
-
-def _any(column, name):
-    return column == any_(bindparam(name, type_=ARRAY(column.type)))
-
-
 # The statements are built once: building a statement and its cache key for every batch cost as much Python as
 # running it (py-spy, docs/performance.md "Public check"). Each is built twice from one definition: with expanding
 # IN lists for SQLite, and with arrays (``= ANY``) for PostgreSQL, which prepares them once per connection
@@ -140,11 +131,11 @@ def _certificates_and_failures(one_of):
         .group_by(CHECK_LOG.c.certificate_number, failed_caller))
 
 
-CERTIFICATES_BY_NUMBER = PreparedStatement("verification_certificates_by_number", _certificates_by_number(_in),
-                                           postgresql=_certificates_by_number(_any))
+CERTIFICATES_BY_NUMBER = PreparedStatement("verification_certificates_by_number", _certificates_by_number(in_list),
+                                           postgresql=_certificates_by_number(any_of_array))
 CERTIFICATES_AND_FAILURES = PreparedStatement("verification_certificates_and_failures",
-                                              _certificates_and_failures(_in),
-                                              postgresql=_certificates_and_failures(_any))
+                                              _certificates_and_failures(in_list),
+                                              postgresql=_certificates_and_failures(any_of_array))
 LOG_CHECK = PreparedStatement("verification_log_check", insert(CHECK_LOG).inline().values(
     {name: bindparam(name) for name in ("checked_at", "certificate_number", "outcome", "client")}))
 

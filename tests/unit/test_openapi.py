@@ -136,9 +136,10 @@ def test_every_path_parameter_is_declared():
 
 def test_an_outside_validator_accepts_the_document(document):
     # openapi-spec-validator, the validator most OpenAPI tooling runs: it refused a parameter declared twice
-    from openapi_spec_validator import validate
+    from openapi_spec_validator import OpenAPIV31SpecValidator
 
-    validate(document)
+    problems = [error.message for error in OpenAPIV31SpecValidator(document).iter_errors()]
+    assert problems == []
 
 
 def test_a_route_that_documents_idempotency_key_itself_declares_it_once(document):

@@ -5,7 +5,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from credence_common.contracts.identity import RegisterCandidate
 from credence_common.errors import InvalidInput
-from credence_common.validation import parse
+from credence_common.validation import control_character_fields, parse
 
 SENSITIVE = "11010519491231002X"
 
@@ -96,3 +96,8 @@ def test_control_characters_deep_in_a_batch_are_located():
     with pytest.raises(InvalidInput) as info:
         parse(RecordResults, batch)
     assert info.value.details[0]["field"] == "results.0.program_code"
+
+
+def test_exactly_the_c0_controls_but_tab_newline_and_return_and_del_count_as_control_characters():
+    flagged = [code for code in range(256) if control_character_fields(f"a{chr(code)}b")]
+    assert flagged == [code for code in range(32) if chr(code) not in "\t\n\r"] + [127]

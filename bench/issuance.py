@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
@@ -31,6 +31,9 @@ class IssuanceResult:
     issue_seconds: float  # service start to the last certificate.issued received
     issued_in_database: int
     events_received: int
+    # CPU milliseconds per certificate while issuing, by process (the certificates service from its start;
+    # the others, the broker and PostgreSQL over the same span): where the time goes, in every run
+    cpu_ms_per_certificate: dict[str, float] = field(default_factory=dict)
 
     @property
     def publish_rate(self) -> float:
@@ -123,6 +126,7 @@ def measure(platform, amqp_uri: str, count: int, workdir: Path, timeout: float =
     """``platform.env`` is the environment its processes run with."""
     from sqlalchemy import text
 
+    from bench.hops import cpu_holders, cpu_seconds
     from credence_common.db import make_engine
     from deploy.processes import BY_NAME
 
@@ -132,11 +136,16 @@ def measure(platform, amqp_uri: str, count: int, workdir: Path, timeout: float =
     counter = IssuedCounter(amqp_uri)
     counter.start()
     publish_seconds = publish_confirmed(amqp_uri, count)
+    holders = cpu_holders(platform)  # without the certificates service, which starts from nothing
+    cpu_before = {name: cpu_seconds(pids) for name, pids in holders.items()}
     started = time.perf_counter()
     platform.start_one(BY_NAME["certificates"])
+    holders["certificates"] = [platform.processes["certificates"].pid]
+    cpu_before["certificates"] = 0.0
     while len(counter.certificates) < count and time.perf_counter() - started < timeout:
         time.sleep(0.2)
     issue_seconds = time.perf_counter() - started
+    cpu = {name: round(1000 * (cpu_seconds(pids) - cpu_before[name]) / count, 2) for name, pids in holders.items()}
     counter.stopping = True
     counter.join(timeout=10)
     platform.wait_until_ready(BY_NAME["certificates"])
@@ -147,4 +156,5 @@ def measure(platform, amqp_uri: str, count: int, workdir: Path, timeout: float =
                                              "certificate_id LIKE '00000000-0000-4000-a000-%'")).scalar()
     finally:
         engine.dispose()
-    return IssuanceResult(count, publish_seconds, issue_seconds, issued, len(counter.certificates))
+    return IssuanceResult(count, publish_seconds, issue_seconds, issued, len(counter.certificates),
+                          dict(sorted(cpu.items(), key=lambda item: -item[1])))

@@ -279,7 +279,8 @@ def bulk_issuance(platform: Platform, env: dict, args, workdir: Path) -> Row:
                met=complete and result.issue_rate >= 0.5 * result.publish_rate,
                note=f"{result.issued_in_database:,} issued in the database, {result.events_received:,} events "
                     f"received in {result.issue_seconds:.1f} s; baseline published {result.count:,} in "
-                    f"{result.publish_seconds:.1f} s")
+                    f"{result.publish_seconds:.1f} s; CPU ms per certificate: "
+                    + ", ".join(f"{name} {ms:.2f}" for name, ms in result.cpu_ms_per_certificate.items() if ms))
 
 
 def result_import(args) -> Row:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from credence_common import appends
 from credence_common.events import EventPayload
 from credence_common.logs import correlation_id_of_event, correlation_scope, current_correlation_id
 from credence_common.messaging import Inbox, read_event
@@ -58,7 +59,8 @@ def consume_batch(service, messages: list[dict], payload_model: type[EventPayloa
             prepare(session, [event.data for _event_id, event, _message in fresh])
         applied = 0
         for event_id, event, message in fresh:
-            session.add(processed_model(event_id=event_id, event_type=event.envelope.type, processed_at=utcnow()))
+            appends.append(session, processed_model, event_id=event_id, event_type=event.envelope.type,
+                           processed_at=utcnow())
             # the events this one causes carry its correlation id, not the batch's first
             with correlation_scope(correlation_id_of_event(message) or current_correlation_id()):
                 if pass_message:

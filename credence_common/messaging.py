@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from credence_common import appends
 from credence_common.db import OUTBOX_WRITTEN
 from credence_common.events import EventEnvelope, EventPayload, ReceivedEvent, make_envelope, utcnow
 from credence_common.types import UTCDateTime
@@ -66,15 +67,8 @@ class Outbox:
     def add(self, session: Session, payload: EventPayload, subject: str | None = None) -> EventEnvelope:
         envelope = make_envelope(payload, subject)
         session.info[OUTBOX_WRITTEN] = True
-        session.add(
-            self.model(
-                event_id=envelope.id,
-                event_type=envelope.type,
-                envelope_json=envelope.model_dump_json(),
-                created_at=envelope.time,
-                attempts=0,
-            )
-        )
+        appends.append(session, self.model, event_id=envelope.id, event_type=envelope.type,
+                       envelope_json=envelope.model_dump_json(), created_at=envelope.time, attempts=0)
         return envelope
 
 
@@ -89,7 +83,7 @@ class Inbox:
             log.info("duplicate event %s (%s) ignored", envelope.id, envelope.type)
             return False
         # A concurrent duplicate fails on the primary key at commit and is redelivered, then skipped.
-        session.add(self.model(event_id=envelope.id, event_type=envelope.type, processed_at=utcnow()))
+        appends.append(session, self.model, event_id=envelope.id, event_type=envelope.type, processed_at=utcnow())
         return True
 
 

@@ -187,10 +187,12 @@ class VerificationService(HealthCheck):
         with self.db.transaction() as session:
             usecases.apply_retention(session, retention)
 
-    @reliable_event_handler("certificates", CertificateIssuedV1.event_type, batch_size=50)
+    @reliable_event_handler("certificates", CertificateIssuedV1.event_type, batch_size=200)
     def handle_certificate_issued(self, messages: list) -> None:
-        # batched: issuing comes in bursts (a paid class, a production batch), and each would be a transaction
-        consume_batch(self, messages, CertificateIssuedV1, ProcessedEvent, usecases.record_event, pass_message=True)
+        # batched: issuing comes in bursts (a paid class, a production batch), and each would be a transaction;
+        # as many as certificates issues together (its EVENT_BATCH_SIZE)
+        consume_batch(self, messages, CertificateIssuedV1, ProcessedEvent, usecases.record_event, pass_message=True,
+                      prepare=usecases.prepare_issued)
 
     @reliable_event_handler("certificates", CertificateRevokedV1.event_type)
     def handle_certificate_revoked(self, message: dict) -> None:

@@ -58,7 +58,8 @@ class Databases:
             self._admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
         return self._admin
 
-    def create(self, service: str, revision: str = "head") -> str:
+    def create(self, service: str, revision: str | None = "head") -> str:
+        """A new database for ``service``, migrated to ``revision`` (None: left empty)."""
         if self.backend == "sqlite":
             uri = f"sqlite:///{self.tmp_path / service}.sqlite"
         else:
@@ -67,7 +68,8 @@ class Databases:
                 connection.execute(text(f'CREATE DATABASE "{name}"'))
             self.created.append(name)
             uri = POSTGRES_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(service, uri, revision)
+        if revision is not None:
+            upgrade(service, uri, revision)
         return uri
 
     def drop_all(self):

@@ -41,11 +41,13 @@ def my_payment_dues(call: Call):
 
 
 def institution_payment_dues(call: Call):
-    return call.rpc.call("payments", "dues_for_payer", call.actor, "institution", call.principal.subject)
+    # the payer is the institution the token names, not the signed-in account (payments checks it again)
+    return call.rpc.call("payments", "dues_for_payer", call.actor, "institution", call.principal.institution_id or "")
 
 
 def institution_payment_orders(call: Call):
-    return call.rpc.call("payments", "orders_for_payer", call.actor, "institution", call.principal.subject)
+    return call.rpc.call("payments", "orders_for_payer", call.actor, "institution",
+                         call.principal.institution_id or "")
 
 
 def _header(call: Call, name: str) -> str | None:

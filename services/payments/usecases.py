@@ -140,10 +140,15 @@ def refund_for_certificates(session: Session, event: CertificateRefundRequestedV
     redelivered event finds the same refund). A refund that cannot be made (the order was refunded by hand
     meanwhile) is recorded and flagged for a person instead of blocking the queue for ever."""
     context = IncidentContext(order_number=event.order_number, detail={"refund_request_id": event.refund_request_id})
+    # what was paid for is one due of the order (an institution's order pays many): the refund names it, so it
+    # never takes more than that due's money
+    due_id = session.scalar(
+        select(PaymentOrderItem.due_id).join(PaymentDue, PaymentDue.due_id == PaymentOrderItem.due_id)
+        .where(PaymentOrderItem.order_number == event.order_number, PaymentDue.reference_id == event.reference_id))
     try:
         request_refund(session, rules, "service:certificates", RequestRefund(
             order_number=event.order_number, amount_fen=event.amount_fen, reason=event.reason[:200],
-            reference_id=event.reference_id, request_key=event.refund_request_id[:64]), context)
+            reference_id=event.reference_id, due_id=due_id, request_key=event.refund_request_id[:64]), context)
     except (Conflict, InvalidInput, NotFound) as refused:
         if refused.code == "concurrent_change":
             raise
@@ -490,7 +495,8 @@ def request_refund(session: Session, rules: PaymentRules, requested_by: str, req
         raise Conflict("order_not_paid", f"Order {order.order_number} is {order.status}; there is nothing to refund.")
     reference_id = request.reference_id
     if request.due_id is not None:
-        reference_id = reference_id or _check_due_refund(session, order, request, context)
+        due_reference = _check_due_refund(session, order, request, context)
+        reference_id = reference_id or due_reference
     reserved = session.execute(
         update(PaymentOrder).where(
             PaymentOrder.order_number == order.order_number, PaymentOrder.status.in_(domain.PAID_STATES),
@@ -521,8 +527,16 @@ def request_refund(session: Session, rules: PaymentRules, requested_by: str, req
 def _check_due_refund(session: Session, order: PaymentOrder, request: RequestRefund,
                       context: IncidentContext) -> str:
     """A refund of one due of the order (one student's fee out of an institution's order): the due must be one
-    the order paid, and its refunds (pending or done) never exceed its amount. The order's row is locked, so
-    two such requests are decided one after the other. Returns the due's reference (the certificate)."""
+    the order paid, and its refunds (pending or done) never exceed its amount; two such requests are decided one
+    after the other. Returns the due's reference (the certificate)."""
+    # PostgreSQL: the order's row lock (taken by the caller) serialises refunds of it. SQLite has no row locks, and
+    # pysqlite reads outside a transaction until its first write: this write that changes nothing takes the
+    # database's write lock, so the sum below sees every refund committed before it and none is added until this
+    # transaction ends, even with several payments processes on one file. Refusing after it is safe: it changed
+    # nothing, so a caller that records the refusal in this transaction keeps no stray reservation.
+    session.execute(update(PaymentOrder).where(PaymentOrder.order_number == order.order_number)
+                    .values(refund_reserved_fen=PaymentOrder.refund_reserved_fen)
+                    .execution_options(synchronize_session=False))
     item = session.get(PaymentOrderItem, (order.order_number, request.due_id))
     if item is None:
         context.detail = {"due_id": request.due_id}

@@ -289,6 +289,20 @@ def test_an_institution_pays_for_many_candidates_in_one_order_and_only_its_own(p
     refunded_event = spy.collect(1)[0]["data"]
     assert (refunded_event["reference_id"], refunded_event["amount_fen"]) == (mine[0]["reference_id"], 6000)
     assert query(config["DB_URI"], "select count(*) from refunds") == [(1,)]
+    # certificates asks back the other student's fee (its certificate, c-2): the refund names that due, and a
+    # second ask for more than that due is refused and flagged, not taken out of the first student's share
+    from credence_common.contracts.events import CertificateRefundRequestedV1
+
+    for request_id, amount in (("void:c-2", 6000), ("void:c-2:again", 6000)):
+        publish_event(config["AMQP_URI"], CertificateRefundRequestedV1(
+            refund_request_id=request_id, certificate_id="c-2", candidate_id="s-2", reference_id="c-2",
+            order_number=order["order_number"], amount_fen=amount, reason="paid for nothing", requested_at=utcnow()))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from processed_events where event_type = "
+                           "'credence.certificate.refund_requested.v1'") == [(2,)], what="both asks handled")
+    assert query(config["DB_URI"], "select due_id, amount_fen from refunds where requested_by = "
+                 "'service:certificates'") == [(mine[1]["due_id"], 6000)]
+    with rpc_proxy("payments", config) as payments:
+        assert [i["code"] for i in payments.incidents(STAFF, True)["incidents"]] == ["refund_exceeds_due"]
 
 
 def test_a_hundred_concurrent_duplicate_notifications_credit_once(payments_service):
@@ -307,6 +321,34 @@ def test_a_hundred_concurrent_duplicate_notifications_credit_once(payments_servi
     assert query(db, "select count(*) from provider_payments") == [(1,)]
     assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_succeeded.v1'") \
         == [(1,)]
+
+
+def test_concurrent_refunds_of_one_students_fee_never_take_more_than_that_fee(payments_service):
+    """Twenty requests at once to refund one student's whole fee out of a three-student order: the order could
+    pay them three times over, the due only once."""
+    config, _ = payments_service
+    for cert, cand in (("c-1", "s-1"), ("c-2", "s-2"), ("c-3", "s-3")):
+        publish_event(config["AMQP_URI"], awaiting(cert, cand, "institution", "inst-1"))
+    dues = dues_of(config, institution(), "institution", "inst-1", 3)
+    with rpc_proxy("payments", config) as payments:
+        order = payments.create_order(institution(), {"due_ids": [d["due_id"] for d in dues]}, "k")
+        assert payments.sandbox_pay(institution(), order["order_number"], {})["acknowledgement"]["status"] == "paid"
+        pending = [payments.request_refund.call_async(STAFF, {
+            "order_number": order["order_number"], "due_id": dues[0]["due_id"], "amount_fen": 6000,
+            "reason": "withdrew", "request_key": f"r-{n}"}) for n in range(20)]
+        outcomes = []
+        for reply in pending:
+            try:
+                outcomes.append(reply.result()["status"])
+            except InvalidInput as refused:
+                outcomes.append(refused.code)
+            except Conflict as lost:  # a lost race the caller may retry: nothing was kept
+                outcomes.append(lost.code)
+    assert outcomes.count("succeeded") == 1, outcomes
+    assert set(outcomes) <= {"succeeded", "refund_exceeds_due", "concurrent_change"}, outcomes
+    assert query(config["DB_URI"], "select due_id, amount_fen from refunds") == [(dues[0]["due_id"], 6000)]
+    assert query(config["DB_URI"], "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (6000, 0, "partially_refunded")]
 
 
 def paid_order(config, bank, certificate_id="cert-1") -> dict:

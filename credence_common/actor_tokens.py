@@ -35,6 +35,8 @@ AUDIENCE = "credence-services"
 # so that neither kind of token is ever taken for the other.
 BATCH_AUDIENCE = "credence-services-batch"
 DEFAULT_LIFETIME_SECONDS = 90
+# The claim naming an institution account's institution (credence_common/actors.py ``Actor.institution_id``).
+INSTITUTION_CLAIM = "institution_id"
 # clocks of the gateway's and the services' hosts may differ by a little; not by a token's lifetime
 LEEWAY_SECONDS = 5
 KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -123,10 +125,14 @@ class ActorSigner:
         key_id, material = entries[0]
         return cls(key_id, private_key(key_id, material), lifetime_seconds, issuer)
 
-    def sign(self, subject: str, role: str, now: float | None = None) -> str:
+    def sign(self, subject: str, role: str, now: float | None = None, institution_id: str | None = None) -> str:
+        """``institution_id``: an institution account's institution, vouched for with the rest (payments pays and
+        lists dues as that institution)."""
         issued_at = int(time.time() if now is None else now)
         claims = {"sub": subject, "role": role, "aud": AUDIENCE, "iss": self.issuer, "iat": issued_at,
                   "exp": issued_at + self.lifetime_seconds}
+        if institution_id is not None:
+            claims[INSTITUTION_CLAIM] = institution_id
         return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.key_id})
 
     def sign_batch(self, actors: list[tuple[str, str]], now: float | None = None) -> str:
@@ -161,10 +167,16 @@ class ActorVerifier:
         return sorted(self._keys)
 
     def verify(self, token: str, now: float | None = None) -> dict:
-        """``{"subject", "role"}`` of a token one of the keys signed and that has not expired; else
-        ``Unauthorized`` (the same answer for every failure: a prober learns nothing about the keys)."""
+        """``{"subject", "role"}`` (and ``institution_id`` when the token carries one) of a token one of the keys
+        signed and that has not expired; else ``Unauthorized`` (the same answer for every failure: a prober learns
+        nothing about the keys)."""
         claims = self._claims(token, AUDIENCE, ["sub", "role", "aud", "iat", "exp"], now)
-        return {"subject": claims["sub"], "role": claims["role"]}
+        actor = {"subject": claims["sub"], "role": claims["role"]}
+        if INSTITUTION_CLAIM in claims:
+            if not isinstance(claims[INSTITUTION_CLAIM], str):
+                raise Unauthorized(*REFUSED)
+            actor["institution_id"] = claims[INSTITUTION_CLAIM]
+        return actor
 
     def verify_batch(self, token: str, now: float | None = None) -> list[dict]:
         """The ``{"subject", "role"}`` of each actor of a batch token (``ActorSigner.sign_batch``), in order;

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from credence_common.actor_tokens import REFUSED, ActorVerifier
 from credence_common.errors import Forbidden, Unauthorized
@@ -34,6 +34,15 @@ class Actor(BaseModel):
 
     subject: str
     role: Role
+    # An institution account's institution (identity's ``institution_id``): who pays for that institution's
+    # students (payments' payer id). Only an ``institution`` actor carries it; identity put it in the sign-in.
+    institution_id: str | None = None
+
+    @model_validator(mode="after")
+    def _only_institutions_have_an_institution(self) -> Actor:
+        if self.institution_id is not None and (self.role != "institution" or not self.institution_id):
+            raise ValueError("only an institution actor names an institution")
+        return self
 
 
 def as_actor(actor: str | Actor | None) -> Actor:

@@ -50,7 +50,8 @@ Access is checked twice:
    another role. A token that is present but invalid or expired is refused with `401` even on a route that
    anyone may call.
 2. **Again inside the service**, for every identity RPC that acts for someone: the gateway passes the caller
-   as an `actor` (`{"subject", "role"}`, `credence_common/actors.py`) and the identity service decides
+   as an `actor` (`{"subject", "role"}`, and for an institution account the `institution_id` identity named at
+   sign-in; `credence_common/actors.py`) and the identity service decides
    itself whose record that actor may see or change (`services/identity/access.py` `authorize`): staff any
    candidate, a candidate only themself, an institution only candidates registered with its
    `institution_id`. The details are in [the last section](#checked-again-inside-the-services).
@@ -116,7 +117,10 @@ Scoring, certificates and payments check the actor too: `record_results`, `publi
 `import_report` and `result_history` need role `staff`; `results_for_candidate` and \
 `certificates_for_candidate` answer only for the candidate themself or staff; `dues_for_payer`, \
 `orders_for_payer`, `order` and `close_order` only for the payer themself or staff, and `create_order` only \
-for the payer a due names (an institution for its own candidates). `set_fee`, `incidents` and `reconcile` \
+for the payer a due names (an institution for its own candidates). An institution account pays as its \
+institution: the `institution_id` in its signed actor, which identity named at sign-in and refresh (a sign-in \
+from before tokens carried it: `403 institution_not_named`), never as the account itself \
+(`tests/e2e/test_institution_payment.py`). `set_fee`, `incidents` and `reconcile` \
 need staff; `open_due`, `request_refund` and `refunds` take staff or another Credence service on the bus \
 (`{"role": "service", "subject": "certificates"}`; the gateway never sends that role). `list_programs` and \
 `fee_schedule` are public. A payment notification carries no actor: payments checks the provider's signature \

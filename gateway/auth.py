@@ -12,12 +12,14 @@ from credence_common.errors import Unauthorized
 ROLES = ("candidate", "institution", "staff", "public")
 ISSUER = "credence-gateway"
 ALGORITHM = "HS256"
+INSTITUTION_CLAIM = "institution_id"
 
 
 @dataclass(frozen=True)
 class Principal:
     subject: str
     role: str
+    institution_id: str | None = None  # an institution account's institution (the token's claim)
 
     @property
     def is_public(self) -> bool:
@@ -34,12 +36,19 @@ class TokenService:
         self.secret = secret
         self.lifetime_seconds = lifetime_seconds
 
-    def issue(self, subject: str, role: str, now: float | None = None) -> dict:
+    def issue(self, subject: str, role: str, now: float | None = None, institution_id: str | None = None) -> dict:
+        """``institution_id``: for an institution account (and only for one), the institution identity said it
+        belongs to; it travels in the token and then in the signed actor, so payments knows which dues are its
+        (an identity that does not say it yet gives a token without it: payments then asks for a new sign-in)."""
         if role not in ROLES or role == "public":
             raise ValueError(f"cannot issue a token for role {role!r}")
+        if institution_id is not None and (role != "institution" or not institution_id):
+            raise ValueError("only an institution token names an institution")
         issued_at = int(now if now is not None else time.time())
         claims = {"sub": subject, "role": role, "iss": ISSUER, "iat": issued_at,
                   "exp": issued_at + self.lifetime_seconds}
+        if institution_id is not None:
+            claims[INSTITUTION_CLAIM] = institution_id
         return {"access_token": jwt.encode(claims, self.secret, algorithm=ALGORITHM),
                 "token_type": "bearer", "expires_in": self.lifetime_seconds}
 
@@ -58,4 +67,10 @@ class TokenService:
             raise Unauthorized("invalid_token", "The token is not valid.") from None
         if claims["role"] not in ROLES or claims["role"] == "public":
             raise Unauthorized("invalid_token", "The token carries an unknown role.")
-        return Principal(subject=str(claims["sub"]), role=claims["role"])
+        institution_id = claims.get(INSTITUTION_CLAIM)
+        if institution_id is not None and (claims["role"] != "institution" or not isinstance(institution_id, str)
+                                           or not institution_id):
+            raise Unauthorized("invalid_token", "The token is not valid.")
+        # an institution token issued before tokens named the institution still signs in; payments then asks
+        # for a fresh sign-in (403 institution_not_named) instead of guessing
+        return Principal(subject=str(claims["sub"]), role=claims["role"], institution_id=institution_id)

@@ -33,7 +33,8 @@ class Call:
         """Who asks, passed to services that check access themselves: signed, because a service believes
         only what the gateway vouches for (credence_common/actor_tokens.py); once per request, however many
         calls the handler makes."""
-        return self.actor_signer.sign(self.principal.subject, self.principal.role)
+        return self.actor_signer.sign(self.principal.subject, self.principal.role,
+                                      institution_id=self.principal.institution_id)
 
 
 @dataclass(frozen=True)

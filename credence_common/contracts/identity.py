@@ -192,6 +192,8 @@ class AuthenticatedPrincipal(BaseModel):
     role: Literal["candidate", "institution", "staff"]
     display_name: str
     refresh_token: str | None = None
+    # an institution account's institution: the gateway puts it in the token, and payments pays as it
+    institution_id: str | None = None
 
 
 class Done(BaseModel):

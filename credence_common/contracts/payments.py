@@ -55,6 +55,7 @@ class DueView(BaseModel):
     status: Literal["open", "paid", "cancelled"]
     open_order_number: str | None = None
     paid_order_number: str | None = None
+    refunded_fen: int = Field(default=0, description="Refunded of this due's amount (refunds that name it)")
     created_at: datetime
 
 
@@ -107,6 +108,19 @@ class OrderItemView(BaseModel):
     amount_fen: int
 
 
+class InvoiceRecord(BaseModel):
+    """The invoice (发票) of an order that asked for one: one per order, however many dues (students) it pays, for
+    the order's whole amount. Numbered and issued when the order is paid; a refund shows in ``refunded_fen``
+    (finance issues the red-letter invoice for it). Its payer and staff see it."""
+
+    invoice_number: str | None = Field(default=None, description="Set when the order is paid")
+    title: str
+    tax_number: str | None = None
+    amount_fen: int
+    refunded_fen: int
+    issued_at: datetime | None = None
+
+
 class PaymentOrderView(BaseModel):
     order_number: str
     payer_kind: PayerKind
@@ -120,15 +134,15 @@ class PaymentOrderView(BaseModel):
     expires_at: datetime
     paid_at: datetime | None = None
     ended_at: datetime | None = None
+    invoice: InvoiceRecord | None = None
 
 
 class StaffOrderView(PaymentOrderView):
-    """The order as staff see it: with the payer, the provider transaction and the invoice details."""
+    """The order as staff see it: with the payer and the provider transaction."""
 
     payer_id: str
     provider: str
     provider_transaction_id: str | None = None
-    invoice: InvoiceDetails | None = None
 
 
 class PaymentOrderList(BaseModel):
@@ -184,6 +198,9 @@ class RequestRefund(BaseModel):
     amount_fen: int = Field(gt=0, le=1_000_000_000, strict=True)
     reason: str = Field(min_length=1, max_length=200)
     reference_id: str | None = Field(default=None, max_length=64)
+    due_id: str | None = Field(default=None, min_length=1, max_length=36,
+                               description="Refund one due of the order (one student's fee out of an institution's "
+                                           "order): at most that due's amount, less what was refunded of it")
     request_key: str = Field(min_length=1, max_length=64,
                              description="The caller's own key for this request: asking again with it returns "
                                          "the same refund instead of a second one")
@@ -195,6 +212,7 @@ class RefundView(BaseModel):
     amount_fen: int
     reason: str
     reference_id: str | None = None
+    due_id: str | None = None
     requested_by: str
     status: Literal["pending", "succeeded", "failed"]
     attempts: int

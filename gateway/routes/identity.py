@@ -65,7 +65,8 @@ def register_candidate(call: Call):
 
 
 def _tokens(call: Call, principal: dict) -> dict:
-    tokens = call.tokens.issue(principal["subject"], principal["role"])
+    tokens = call.tokens.issue(principal["subject"], principal["role"],
+                               institution_id=principal.get("institution_id"))
     tokens["refresh_token"] = principal.get("refresh_token")
     return tokens
 

@@ -41,11 +41,13 @@ def my_payment_dues(call: Call):
 
 
 def institution_payment_dues(call: Call):
-    return call.rpc.call("payments", "dues_for_payer", call.actor, "institution", call.principal.subject)
+    # the payer is the institution the token names, not the signed-in account (payments checks it again)
+    return call.rpc.call("payments", "dues_for_payer", call.actor, "institution", call.principal.institution_id or "")
 
 
 def institution_payment_orders(call: Call):
-    return call.rpc.call("payments", "orders_for_payer", call.actor, "institution", call.principal.subject)
+    return call.rpc.call("payments", "orders_for_payer", call.actor, "institution",
+                         call.principal.institution_id or "")
 
 
 def _header(call: Call, name: str) -> str | None:
@@ -122,7 +124,8 @@ ROUTES: tuple[Route, ...] = (
           tag="payments", header_params=(("Idempotency-Key", False, "Your key for this request (1-64 ASCII); "
                                           "a retry with it never opens a second order"),)),
     Route("payment_order", "GET", "/api/v1/payment-orders/<order_number>",
-          "One order (its payer; staff also see the payer, the provider transaction and the invoice details)",
+          "One order, with its one invoice record (its payer; staff also see the payer and the provider "
+          "transaction)",
           ("candidate", "institution", "staff"), payment_order, None, PaymentOrderView, tag="payments"),
     Route("close_payment_order", "POST", "/api/v1/payment-orders/<order_number>/closure",
           "Close an unpaid order (its payer or staff); the provider is asked first, so a payment on its way counts",
@@ -141,7 +144,8 @@ ROUTES: tuple[Route, ...] = (
           ("candidate", "institution", "staff"), sandbox_provider_payment, SandboxPayment, SandboxPaymentOutcome,
           tag="development", development_only=True),
     Route("request_refund", "POST", "/api/v1/refunds",
-          "Refund part or all of a paid order to the original payment path (staff; never more than was paid)",
+          "Refund part or all of a paid order, or of one of its dues (due_id: one student's fee out of an "
+          "institution's order), to the original payment path (staff; never more than was paid)",
           ("staff",), request_refund, RequestRefund, RefundView, 201, tag="payments"),
     Route("list_refunds", "GET", "/api/v1/refunds",
           "Refunds with their 3-working-day promise (?overdue=true, ?order_number=; staff)", ("staff",),

@@ -16,11 +16,18 @@ def institution_subject(username: str) -> str:
     return f"{INSTITUTION_SUBJECT_PREFIX}{username}"
 
 
+def institution_account(session: Session, subject: str) -> InstitutionAccount | None:
+    """The institution account an ``institution:<username>`` subject names, if it (still) exists."""
+    if not subject.startswith(INSTITUTION_SUBJECT_PREFIX):
+        return None
+    return session.get(InstitutionAccount, subject[len(INSTITUTION_SUBJECT_PREFIX):])
+
+
 def institution_of(session: Session, actor: Actor) -> str:
     """The institution an institution account belongs to."""
     if actor.role != "institution" or not actor.subject.startswith(INSTITUTION_SUBJECT_PREFIX):
         raise Forbidden("forbidden", "Only a training institution's staff may do this.")
-    account = session.get(InstitutionAccount, actor.subject[len(INSTITUTION_SUBJECT_PREFIX):])
+    account = institution_account(session, actor.subject)
     if account is None:
         raise Forbidden("forbidden", "This institution account no longer exists.")
     return account.institution_id

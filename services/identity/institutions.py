@@ -51,6 +51,7 @@ def authenticate(session: Session, protection: PersonalDataProtection, username:
         return refusal
     subject = institution_subject(username)
     return AuthenticatedPrincipal(subject=subject, role="institution", display_name=account.display_name,
+                                  institution_id=account.institution_id,
                                   refresh_token=usecases.issue_refresh_token(session, protection, subject,
                                                                               "institution", now))
 

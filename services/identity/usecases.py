@@ -41,6 +41,7 @@ from credence_common.masking import mask_email, mask_mobile, mask_resident_id
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
 from services.identity import codes, domain, passwords
+from services.identity.access import institution_account
 from services.identity.models import (
     Candidate,
     DevSmsMessage,
@@ -372,9 +373,17 @@ def refresh(session: Session, protection: PersonalDataProtection, refresh_token:
     if row.expires_at <= now:
         return Unauthorized("refresh_token_expired", "The session has expired; sign in again.")
     row.revoked_at = now
+    institution_id = None
+    if row.role == "institution":
+        # the new tokens name the account's institution as sign-in did; an account removed since signs in no more
+        account = institution_account(session, row.subject)
+        if account is None:
+            return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+        institution_id = account.institution_id
     candidate = session.get(Candidate, row.subject)
     display_name = candidate.full_name if candidate else row.subject
     return AuthenticatedPrincipal(subject=row.subject, role=row.role, display_name=display_name,
+                                  institution_id=institution_id,
                                   refresh_token=issue_refresh_token(session, protection, row.subject, row.role, now))
 
 

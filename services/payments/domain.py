@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from credence_common import calendar, signing
+from credence_common.actors import Actor
+from credence_common.errors import Forbidden
 
 CURRENCY = "CNY"
 
@@ -28,9 +30,38 @@ ENDED_UNPAID = (CLOSED, EXPIRED)
 DUE_OPEN, DUE_PAID, DUE_CANCELLED = "open", "paid", "cancelled"
 
 
+@dataclass(frozen=True)
+class Payer:
+    """Who pays: a candidate for themself, or a training institution for its students (代缴)."""
+
+    kind: str  # candidate | institution
+    payer_id: str  # the candidate's id, or the institution's id (identity's institution_id)
+
+
+def payer_of(actor: Actor) -> Payer:
+    """The payer a signed actor acts as. An institution account pays as its institution, which identity named at
+    sign-in (the ``institution_id`` the gateway signed into the actor); its own subject is the account
+    (``institution:<username>``), never a payer. Dues name the institution: certificates learns it from identity's
+    ``candidate_confirmed.v1``."""
+    if actor.role == "candidate":
+        return Payer("candidate", actor.subject)
+    if actor.role == "institution":
+        if not actor.institution_id:
+            raise Forbidden("institution_not_named", "This institution sign-in does not name its institution "
+                            "(it was made before sign-ins did); sign in again.")
+        return Payer("institution", actor.institution_id)
+    raise Forbidden("forbidden", f"A {actor.role} pays nothing.")
+
+
 def new_order_number(now: datetime) -> str:
     """``P`` + date + 10 random digits: unguessable, sortable by day, short enough to read out."""
     return f"P{now:%Y%m%d}{secrets.randbelow(10**10):010d}"
+
+
+def invoice_number(order_number: str) -> str:
+    """An order's one invoice: ``F`` (发票) and the order number's date and digits, so it is unique as the order is
+    and finance finds the order from the invoice."""
+    return f"F{order_number[1:]}"
 
 
 def new_refund_number(now: datetime) -> str:

@@ -124,6 +124,8 @@ class Refund(Base):
     amount_fen: Mapped[int] = mapped_column(Integer, nullable=False)
     reason: Mapped[str] = mapped_column(String(200), nullable=False)
     reference_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the one due of the order this refund gives back (one student's fee of an institution's order), if any
+    due_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
     request_key: Mapped[str] = mapped_column(String(64), nullable=False)
     status: Mapped[str] = mapped_column(String(12), nullable=False)  # pending | succeeded | failed

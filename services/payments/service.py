@@ -30,7 +30,7 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
-from services.payments import usecases
+from services.payments import domain, usecases
 from services.payments.configuration import configured_payments
 from services.payments.models import OutboxEvent, ProcessedEvent
 from services.payments.protection import protection
@@ -63,8 +63,25 @@ class Payments(DependencyProvider):
         return self
 
 
-def payer_of(actor: str) -> Actor:
-    return require_role(actor, "candidate", "institution")
+def payer_of(actor: str) -> tuple[Actor, domain.Payer]:
+    """Who acts (for incident records) and whom they pay as (a candidate themself, an institution account its
+    institution)."""
+    who = require_role(actor, "candidate", "institution")
+    return who, domain.payer_of(who)
+
+
+def viewer_of(actor: str) -> tuple[Actor, str, str]:
+    """Who acts, and as whom they see orders: ``("staff", subject)`` or the payer's kind and id."""
+    who = require_role(actor, "candidate", "institution", "staff")
+    if who.role == "staff":
+        return who, "staff", who.subject
+    payer = domain.payer_of(who)
+    return who, payer.kind, payer.payer_id
+
+
+def acting(who: Actor) -> str:
+    """Who acted, for an incident record: the account (an institution's staff account, not the institution)."""
+    return who.subject if who.subject.startswith(f"{who.role}:") else f"{who.role}:{who.subject}"
 
 
 def require_staff_or_service(actor: str) -> str:
@@ -152,15 +169,15 @@ class PaymentsService(HealthCheck):
 
     @staticmethod
     def _check_payer_access(actor: dict, payer_kind: str, payer_id: str) -> None:
-        who = require_role(actor, "candidate", "institution", "staff")
+        _who, kind, viewer_id = viewer_of(actor)
         if payer_kind not in PAYER_KINDS:
             raise InvalidInput("invalid_payer_kind", f"payer_kind must be one of {', '.join(PAYER_KINDS)}.")
-        if who.role != "staff" and (who.role != payer_kind or who.subject != payer_id):
+        if kind != "staff" and (kind != payer_kind or viewer_id != payer_id):
             raise Forbidden("forbidden", "You may only see your own dues and payment orders.")
 
     @rpc
     def create_order(self, actor: dict, request: dict, idempotency_key: str | None = None) -> dict:
-        payer = payer_of(actor)
+        who, payer = payer_of(actor)
         request = parse(CreatePaymentOrder, request)
         if idempotency_key is not None and (not isinstance(idempotency_key, str)
                                             or not IDEMPOTENCY_KEY.match(idempotency_key)):
@@ -169,31 +186,31 @@ class PaymentsService(HealthCheck):
 
         def step():
             with self.db.transaction() as session:
-                return usecases.create_order(session, self.payments.provider, self.payments.rules, payer.role,
-                                             payer.subject, request, idempotency_key).model_dump(mode="json")
+                return usecases.create_order(session, self.payments.provider, self.payments.rules, payer.kind,
+                                             payer.payer_id, request, idempotency_key).model_dump(mode="json")
         try:
             return self._with_one_retry(step)
         except Forbidden as error:
-            self._refused(error, f"{payer.role}:{payer.subject}", context)
+            self._refused(error, acting(who), context)
             raise
 
     @rpc
     def order(self, actor: dict, order_number: str) -> dict:
-        who = require_role(actor, "candidate", "institution", "staff")
+        _who, kind, viewer_id = viewer_of(actor)
         with self.db.transaction() as session:
-            return usecases.order_for(session, who.role, who.subject, order_number)
+            return usecases.order_for(session, kind, viewer_id, order_number)
 
     @rpc
     def close_order(self, actor: dict, order_number: str) -> dict:
-        who = require_role(actor, "candidate", "institution", "staff")
+        who, kind, viewer_id = viewer_of(actor)
         context = usecases.IncidentContext(order_number=order_number)
         try:
             with self.db.transaction() as session:
-                return usecases.close_order(session, self.payments.provider, who.role, who.subject,
+                return usecases.close_order(session, self.payments.provider, kind, viewer_id,
                                             order_number).model_dump(mode="json")
         except CredenceError as error:
             if error.code in usecases.FLAGGED_CODES:
-                self._refused(error, f"{who.role}:{who.subject}", context)
+                self._refused(error, acting(who), context)
             raise
 
     @timer(interval=10)
@@ -243,15 +260,15 @@ class PaymentsService(HealthCheck):
             # it marks an order paid without money: the gateway does not route it outside development either, and
             # this refuses any other caller on the bus (the same answer as an unknown endpoint)
             raise NotFound("route_not_found", "No such endpoint.")
-        who = require_role(actor, "candidate", "institution", "staff")
+        who, kind, viewer_id = viewer_of(actor)
         request = parse(SandboxPayment, request or {})
         with self.db.transaction() as session:
-            usecases.order_for(session, who.role, who.subject, order_number)  # yours, or staff
+            usecases.order_for(session, kind, viewer_id, order_number)  # yours, or staff
         try:
             trade = self.payments.bank.pay(self.payments.provider.merchant_id, order_number, request.amount_fen)
         except ProviderError as error:
             refused = Conflict("payment_refused_by_provider", f"The provider refused the payment: {error}")
-            self._refused(refused, f"{who.role}:{who.subject}", usecases.IncidentContext(order_number=order_number))
+            self._refused(refused, acting(who), usecases.IncidentContext(order_number=order_number))
             raise refused from None
         body, headers = self.payments.bank.notification(trade)
         outcome = {"order_number": order_number, "provider_transaction_id": trade.transaction_id,

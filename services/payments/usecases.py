@@ -30,7 +30,7 @@ from credence_common.contracts.payments import (
     FeeView,
     IncidentList,
     IncidentView,
-    InvoiceDetails,
+    InvoiceRecord,
     MismatchView,
     NotificationAcknowledgement,
     OpenDue,
@@ -140,10 +140,15 @@ def refund_for_certificates(session: Session, event: CertificateRefundRequestedV
     redelivered event finds the same refund). A refund that cannot be made (the order was refunded by hand
     meanwhile) is recorded and flagged for a person instead of blocking the queue for ever."""
     context = IncidentContext(order_number=event.order_number, detail={"refund_request_id": event.refund_request_id})
+    # what was paid for is one due of the order (an institution's order pays many): the refund names it, so it
+    # never takes more than that due's money
+    due_id = session.scalar(
+        select(PaymentOrderItem.due_id).join(PaymentDue, PaymentDue.due_id == PaymentOrderItem.due_id)
+        .where(PaymentOrderItem.order_number == event.order_number, PaymentDue.reference_id == event.reference_id))
     try:
         request_refund(session, rules, "service:certificates", RequestRefund(
             order_number=event.order_number, amount_fen=event.amount_fen, reason=event.reason[:200],
-            reference_id=event.reference_id, request_key=event.refund_request_id[:64]), context)
+            reference_id=event.reference_id, due_id=due_id, request_key=event.refund_request_id[:64]), context)
     except (Conflict, InvalidInput, NotFound) as refused:
         if refused.code == "concurrent_change":
             raise
@@ -155,7 +160,13 @@ def dues_for_payer(session: Session, payer_kind: str, payer_id: str) -> DueList:
     dues = session.scalars(select(PaymentDue).where(PaymentDue.payer_kind == payer_kind,
                                                     PaymentDue.payer_id == payer_id)
                            .order_by(PaymentDue.created_at)).all()
-    return DueList(dues=[due_view(due) for due in dues])
+    refunded = dict(session.execute(
+        select(Refund.due_id, func.sum(Refund.amount_fen))
+        .join(PaymentDue, PaymentDue.due_id == Refund.due_id)
+        .where(PaymentDue.payer_kind == payer_kind, PaymentDue.payer_id == payer_id, Refund.status == "succeeded")
+        .group_by(Refund.due_id)).all())
+    return DueList(dues=[due_view(due).model_copy(update={"refunded_fen": int(refunded.get(due.due_id) or 0)})
+                         for due in dues])
 
 
 # --- orders -------------------------------------------------------------------------------------------
@@ -179,18 +190,26 @@ def order_view(session: Session, order: PaymentOrder) -> PaymentOrderView:
 
 
 def staff_order_view(session: Session, order: PaymentOrder) -> StaffOrderView:
-    invoice = (InvoiceDetails(title=order.invoice_title, tax_number=order.invoice_tax_number)
-               if order.invoice_title else None)
     return StaffOrderView.model_validate({**_order_fields(order), "items": order_items(session, order.order_number),
                                           "payer_id": order.payer_id, "provider": order.provider,
-                                          "provider_transaction_id": order.provider_transaction_id,
-                                          "invoice": invoice})
+                                          "provider_transaction_id": order.provider_transaction_id})
+
+
+def invoice_record(order: PaymentOrder) -> InvoiceRecord | None:
+    """The order's one invoice, when the payer asked for one: numbered and issued once the order is paid."""
+    if not order.invoice_title:
+        return None
+    paid = order.status in domain.PAID_STATES
+    return InvoiceRecord(invoice_number=domain.invoice_number(order.order_number) if paid else None,
+                         title=order.invoice_title, tax_number=order.invoice_tax_number, amount_fen=order.amount_fen,
+                         refunded_fen=order.refunded_fen, issued_at=order.paid_at if paid else None)
 
 
 def _order_fields(order: PaymentOrder) -> dict:
-    return {name: getattr(order, name) for name in (
+    fields = {name: getattr(order, name) for name in (
         "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "refunded_fen", "created_at",
         "expires_at", "paid_at", "ended_at")}
+    return {**fields, "invoice": invoice_record(order)}
 
 
 def key_digest(idempotency_key: str) -> str:
@@ -468,11 +487,16 @@ def request_refund(session: Session, rules: PaymentRules, requested_by: str, req
     earlier = session.scalars(select(Refund).where(Refund.requested_by == requested_by,
                                                    Refund.request_key == request.request_key)).first()
     if earlier is not None:
-        if earlier.order_number != request.order_number or earlier.amount_fen != request.amount_fen:
+        if (earlier.order_number, earlier.amount_fen, earlier.due_id) != (request.order_number, request.amount_fen,
+                                                                          request.due_id):
             raise Conflict("request_key_reused", "This request key was used for another refund.")
         return refund_view(earlier)
     if order.status not in domain.PAID_STATES:
         raise Conflict("order_not_paid", f"Order {order.order_number} is {order.status}; there is nothing to refund.")
+    reference_id = request.reference_id
+    if request.due_id is not None:
+        due_reference = _check_due_refund(session, order, request, context)
+        reference_id = reference_id or due_reference
     reserved = session.execute(
         update(PaymentOrder).where(
             PaymentOrder.order_number == order.order_number, PaymentOrder.status.in_(domain.PAID_STATES),
@@ -489,14 +513,42 @@ def request_refund(session: Session, rules: PaymentRules, requested_by: str, req
                            f"{order.refund_reserved_fen} being refunded).")
     now = utcnow()
     refund = Refund(refund_number=domain.new_refund_number(now), order_number=order.order_number,
-                    amount_fen=request.amount_fen, reason=request.reason, reference_id=request.reference_id,
-                    requested_by=requested_by, request_key=request.request_key, status="pending", attempts=0,
+                    amount_fen=request.amount_fen, reason=request.reason, reference_id=reference_id,
+                    due_id=request.due_id, requested_by=requested_by, request_key=request.request_key,
+                    status="pending", attempts=0,
                     requested_at=now, promised_by=domain.add_working_days(business_day(now),
                                                                          rules.refund_promise_working_days,
                                                                          rules.holidays))
     session.add(refund)
     session.flush()
     return refund_view(refund)
+
+
+def _check_due_refund(session: Session, order: PaymentOrder, request: RequestRefund,
+                      context: IncidentContext) -> str:
+    """A refund of one due of the order (one student's fee out of an institution's order): the due must be one
+    the order paid, and its refunds (pending or done) never exceed its amount; two such requests are decided one
+    after the other. Returns the due's reference (the certificate)."""
+    # PostgreSQL: the order's row lock (taken by the caller) serialises refunds of it. SQLite has no row locks, and
+    # pysqlite reads outside a transaction until its first write: this write that changes nothing takes the
+    # database's write lock, so the sum below sees every refund committed before it and none is added until this
+    # transaction ends, even with several payments processes on one file. Refusing after it is safe: it changed
+    # nothing, so a caller that records the refusal in this transaction keeps no stray reservation.
+    session.execute(update(PaymentOrder).where(PaymentOrder.order_number == order.order_number)
+                    .values(refund_reserved_fen=PaymentOrder.refund_reserved_fen)
+                    .execution_options(synchronize_session=False))
+    item = session.get(PaymentOrderItem, (order.order_number, request.due_id))
+    if item is None:
+        context.detail = {"due_id": request.due_id}
+        raise InvalidInput("due_not_in_order", f"Order {order.order_number} did not pay due {request.due_id}.")
+    taken = session.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+        Refund.order_number == order.order_number, Refund.due_id == request.due_id, Refund.status != "failed"))
+    refundable = domain.refundable_fen(item.amount_fen, int(taken))
+    if request.amount_fen > refundable:
+        context.detail = {"due_id": request.due_id, "requested_fen": request.amount_fen, "refundable_fen": refundable}
+        raise InvalidInput("refund_exceeds_due", f"At most {refundable} fen of due {request.due_id} can still be "
+                           f"refunded ({item.amount_fen} paid for it, {int(taken)} refunded or being refunded).")
+    return session.get(PaymentDue, request.due_id).reference_id
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ _TEST_ACTOR_SIGNER = ActorSigner.from_spec(TEST_ACTOR_SIGNING_KEY, lifetime_seco
 
 
 def signed_actor(actor: dict) -> str:
-    """``{"subject", "role"}`` as the gateway sends it: signed (credence_common/actor_tokens.py)."""
-    return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"])
+    """``{"subject", "role"}`` (an institution's with its ``institution_id``) as the gateway sends it: signed
+    (credence_common/actor_tokens.py)."""
+    return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"], institution_id=actor.get("institution_id"))
 
 
 def signed_batch(actors: list[tuple[str, str]]) -> str:

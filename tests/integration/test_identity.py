@@ -364,6 +364,10 @@ def test_institutions_confirm_their_own_students_only(start_service):
             identity.register_candidate(dict(registration(code), institution_id=school["institution_id"]))
         principal = identity.authenticate_institution({"username": "sunrise", "password": "Amber-fox 31 lantern"})
         assert principal["role"] == "institution" and principal["refresh_token"]
+        # sign-in and refresh name the account's institution (the gateway's token carries it to payments)
+        assert principal["institution_id"] == school["institution_id"]
+        refreshed = identity.refresh_session({"refresh_token": principal["refresh_token"]})
+        assert (refreshed["role"], refreshed["institution_id"]) == ("institution", school["institution_id"])
         sunrise = signed_actor({"subject": principal["subject"], "role": "institution"})
         moon = signed_actor({"subject": "institution:moon", "role": "institution"})
         student_fields = {k: v for k, v in registration(code).items() if k != "password"}

@@ -28,8 +28,10 @@ def candidate(candidate_id="cand-1") -> dict:
     return signed_actor({"subject": candidate_id, "role": "candidate"})
 
 
-def institution(institution_id="inst-1") -> dict:
-    return signed_actor({"subject": institution_id, "role": "institution"})
+def institution(institution_id="inst-1", username=None) -> dict:
+    """An institution's staff account as the gateway vouches for it: the account, and the institution it pays as."""
+    return signed_actor({"subject": f"institution:{username or 'clerk-of-' + institution_id}", "role": "institution",
+                         "institution_id": institution_id})
 
 
 def awaiting(certificate_id="cert-1", candidate_id="cand-1", payer_kind="candidate", payer_id=None):
@@ -152,9 +154,13 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
         assert paid_due.value.code == "due_already_paid"
 
         staff_view = payments.order(STAFF, order["order_number"])
-        assert staff_view["invoice"] == {"title": "王小明", "tax_number": None}
+        assert (staff_view["invoice"]["title"], staff_view["invoice"]["tax_number"]) == ("王小明", None)
         assert staff_view["provider_transaction_id"] == trade.transaction_id
-        assert "invoice" not in payments.order(candidate(), order["order_number"])
+        # the payer sees the invoice it asked for (one per order, numbered once paid), not the provider's side
+        payers_view = payments.order(candidate(), order["order_number"])
+        assert payers_view["invoice"] == {**staff_view["invoice"], "invoice_number": "F" + order["order_number"][1:],
+                                          "amount_fen": 6000, "refunded_fen": 0}
+        assert "provider_transaction_id" not in payers_view and "payer_id" not in payers_view
         codes = [i["code"] for i in payments.incidents(STAFF)["incidents"]]
         assert sorted(codes) == sorted(["invalid_signature", "invalid_signature", "invalid_signature",
                                         "stale_notification", "replayed_notification"])
@@ -228,17 +234,75 @@ def test_an_institution_pays_for_many_candidates_in_one_order_and_only_its_own(p
         assert order["amount_fen"] == 12000 and len(order["items"]) == 2
         assert {i["candidate_id"] for i in order["items"]} == {"s-1", "s-2"}
         assert payments.order(STAFF, order["order_number"])["invoice"]["tax_number"] == "91110000600037341L"
-        ack = payments.sandbox_pay(institution(), order["order_number"], {})["acknowledgement"]
+        # the institution pays as the institution, whichever of its accounts signs in; the account itself is no payer
+        colleague = institution(username="bursar")
+        assert payments.order(colleague, order["order_number"])["order_number"] == order["order_number"]
+        with pytest.raises(Forbidden):
+            payments.dues_for_payer(colleague, "institution", "institution:bursar")
+        with pytest.raises(NotFound):  # another institution's order is not there
+            payments.order(institution("inst-2"), order["order_number"])
+        unnamed = signed_actor({"subject": "institution:clerk-of-inst-1", "role": "institution"})
+        for refused_call in (lambda: payments.dues_for_payer(unnamed, "institution", "inst-1"),
+                             lambda: payments.create_order(unnamed, {"due_ids": [mine[0]["due_id"]]}, "u"),
+                             lambda: payments.order(unnamed, order["order_number"])):
+            with pytest.raises(Forbidden) as not_named:
+                refused_call()
+            assert not_named.value.code == "institution_not_named"
+        ack = payments.sandbox_pay(colleague, order["order_number"], {})["acknowledgement"]
         assert ack["status"] == "paid"
         assert [o["status"] for o in payments.orders_for_payer(institution(), "institution", "inst-1")["orders"]] \
             == ["paid"]
         refusals = payments.incidents(STAFF)["incidents"]
         assert [i["code"] for i in refusals].count("not_your_candidate") == 1
+        assert next(i for i in refusals if i["code"] == "not_your_candidate")["actor"] == "institution:clerk-of-inst-1"
     events = spy.collect(2)
     assert sorted(e["data"]["reference_id"] for e in events) == ["c-1", "c-2"]
     assert {e["data"]["payer_id"] for e in events} == {"inst-1"}
     assert {e["data"]["order_amount_fen"] for e in events} == {12000}
     assert spy.drain() == []
+    with rpc_proxy("payments", config) as payments:
+        # one invoice for the whole order, numbered when it was paid, seen by its payer
+        invoice = payments.order(institution(), order["order_number"])["invoice"]
+        assert invoice["invoice_number"] == "F" + order["order_number"][1:] and invoice["amount_fen"] == 12000
+        assert (invoice["title"], invoice["tax_number"]) == ("北京某职业培训学校", "91110000600037341L")
+        assert invoice["issued_at"] is not None and invoice["refunded_fen"] == 0
+        # one student's fee out of the order: never a due the order did not pay, never more than that due
+        refund = {"order_number": order["order_number"], "reason": "student withdrew", "request_key": "r-1"}
+        for due_id, amount, code in ((theirs[0]["due_id"], 6000, "due_not_in_order"),
+                                     (mine[0]["due_id"], 6001, "refund_exceeds_due")):
+            with pytest.raises(InvalidInput) as wrong:
+                payments.request_refund(STAFF, {**refund, "due_id": due_id, "amount_fen": amount})
+            assert wrong.value.code == code
+        done = payments.request_refund(STAFF, {**refund, "due_id": mine[0]["due_id"], "amount_fen": 6000})
+        assert (done["status"], done["due_id"], done["reference_id"]) == ("succeeded", mine[0]["due_id"],
+                                                                          mine[0]["reference_id"])
+        with pytest.raises(InvalidInput) as again:
+            payments.request_refund(STAFF, {**refund, "request_key": "r-2", "due_id": mine[0]["due_id"],
+                                            "amount_fen": 1})
+        assert again.value.code == "refund_exceeds_due"
+        after = payments.order(institution(), order["order_number"])
+        assert (after["status"], after["refunded_fen"], after["invoice"]["refunded_fen"]) == (
+            "partially_refunded", 6000, 6000)
+        refunded = {d["due_id"]: d["refunded_fen"] for d in payments.dues_for_payer(
+            institution(), "institution", "inst-1")["dues"]}
+        assert refunded == {mine[0]["due_id"]: 6000, mine[1]["due_id"]: 0}
+    refunded_event = spy.collect(1)[0]["data"]
+    assert (refunded_event["reference_id"], refunded_event["amount_fen"]) == (mine[0]["reference_id"], 6000)
+    assert query(config["DB_URI"], "select count(*) from refunds") == [(1,)]
+    # certificates asks back the other student's fee (its certificate, c-2): the refund names that due, and a
+    # second ask for more than that due is refused and flagged, not taken out of the first student's share
+    from credence_common.contracts.events import CertificateRefundRequestedV1
+
+    for request_id, amount in (("void:c-2", 6000), ("void:c-2:again", 6000)):
+        publish_event(config["AMQP_URI"], CertificateRefundRequestedV1(
+            refund_request_id=request_id, certificate_id="c-2", candidate_id="s-2", reference_id="c-2",
+            order_number=order["order_number"], amount_fen=amount, reason="paid for nothing", requested_at=utcnow()))
+    wait_for(lambda: query(config["DB_URI"], "select count(*) from processed_events where event_type = "
+                           "'credence.certificate.refund_requested.v1'") == [(2,)], what="both asks handled")
+    assert query(config["DB_URI"], "select due_id, amount_fen from refunds where requested_by = "
+                 "'service:certificates'") == [(mine[1]["due_id"], 6000)]
+    with rpc_proxy("payments", config) as payments:
+        assert [i["code"] for i in payments.incidents(STAFF, True)["incidents"]] == ["refund_exceeds_due"]
 
 
 def test_a_hundred_concurrent_duplicate_notifications_credit_once(payments_service):
@@ -257,6 +321,34 @@ def test_a_hundred_concurrent_duplicate_notifications_credit_once(payments_servi
     assert query(db, "select count(*) from provider_payments") == [(1,)]
     assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_succeeded.v1'") \
         == [(1,)]
+
+
+def test_concurrent_refunds_of_one_students_fee_never_take_more_than_that_fee(payments_service):
+    """Twenty requests at once to refund one student's whole fee out of a three-student order: the order could
+    pay them three times over, the due only once."""
+    config, _ = payments_service
+    for cert, cand in (("c-1", "s-1"), ("c-2", "s-2"), ("c-3", "s-3")):
+        publish_event(config["AMQP_URI"], awaiting(cert, cand, "institution", "inst-1"))
+    dues = dues_of(config, institution(), "institution", "inst-1", 3)
+    with rpc_proxy("payments", config) as payments:
+        order = payments.create_order(institution(), {"due_ids": [d["due_id"] for d in dues]}, "k")
+        assert payments.sandbox_pay(institution(), order["order_number"], {})["acknowledgement"]["status"] == "paid"
+        pending = [payments.request_refund.call_async(STAFF, {
+            "order_number": order["order_number"], "due_id": dues[0]["due_id"], "amount_fen": 6000,
+            "reason": "withdrew", "request_key": f"r-{n}"}) for n in range(20)]
+        outcomes = []
+        for reply in pending:
+            try:
+                outcomes.append(reply.result()["status"])
+            except InvalidInput as refused:
+                outcomes.append(refused.code)
+            except Conflict as lost:  # a lost race the caller may retry: nothing was kept
+                outcomes.append(lost.code)
+    assert outcomes.count("succeeded") == 1, outcomes
+    assert set(outcomes) <= {"succeeded", "refund_exceeds_due", "concurrent_change"}, outcomes
+    assert query(config["DB_URI"], "select due_id, amount_fen from refunds") == [(dues[0]["due_id"], 6000)]
+    assert query(config["DB_URI"], "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (6000, 0, "partially_refunded")]
 
 
 def paid_order(config, bank, certificate_id="cert-1") -> dict:

@@ -254,3 +254,24 @@ def test_the_cli_acts_as_staff_signed_with_its_configured_key(monkeypatch, old_p
     monkeypatch.setenv("ACTOR_SIGNING_KEY", old_pair[0])
     monkeypatch.setenv("CREDENCE_OPERATOR", "wang")
     assert ActorVerifier.from_spec(old_pair[1]).verify(main.staff_actor()) == {"subject": "cli:wang", "role": "staff"}
+
+
+def test_an_institution_actor_carries_its_institution_signed_and_no_other_role_may(old_pair, monkeypatch):
+    signing, verifying = old_pair
+    signer, verifier = ActorSigner.from_spec(signing, 90), ActorVerifier.from_spec(verifying)
+    token = signer.sign("institution:sunrise", "institution", now=NOW, institution_id="inst-7")
+    assert verifier.verify(token, now=NOW) == {"subject": "institution:sunrise", "role": "institution",
+                                               "institution_id": "inst-7"}
+    assert "institution_id" not in verifier.verify(signer.sign("cand-1", "candidate", now=NOW), now=NOW)
+    monkeypatch.setattr(actors, "_verifier", verifier)
+    assert actors.as_actor(signer.sign("institution:sunrise", "institution", institution_id="inst-7")) \
+        .institution_id == "inst-7"
+    for role, institution_id in (("candidate", "inst-7"), ("staff", "inst-7"), ("institution", "")):
+        with pytest.raises(Unauthorized):
+            actors.as_actor(signer.sign("someone", role, institution_id=institution_id))
+    # a token whose institution is not a string is refused like any other forgery
+    key = ActorSigner.from_spec(signing, 90).key
+    odd = jwt.encode({"sub": "institution:sunrise", "role": "institution", "institution_id": ["inst-7"],
+                      "aud": "credence-services", "iss": "gateway", "iat": NOW, "exp": NOW + 90}, key,
+                     algorithm="EdDSA", headers={"kid": "k1"})
+    assert refused(verifier, odd) == "actor_not_signed"

@@ -141,3 +141,23 @@ def test_refuses_to_issue_other_roles(tokens, role):
 def test_empty_secret_is_refused():
     with pytest.raises(ValueError, match="JWT_SECRET"):
         TokenService("")
+
+
+def test_an_institution_token_names_its_institution_and_no_other_token_may(tokens):
+    issued = tokens.issue("institution:sunrise", "institution", now=time.time(), institution_id="inst-7")
+    assert tokens.principal_from_header(bearer(issued["access_token"])) == Principal(
+        subject="institution:sunrise", role="institution", institution_id="inst-7")
+    for role in ("candidate", "staff"):
+        with pytest.raises(ValueError):
+            tokens.issue("someone", role, institution_id="inst-7")
+    with pytest.raises(ValueError):
+        tokens.issue("institution:sunrise", "institution", institution_id="")
+    now = int(time.time())
+    for claims in ({"role": "candidate", "institution_id": "inst-7"}, {"role": "institution", "institution_id": ""},
+                   {"role": "institution", "institution_id": ["inst-7"]}):
+        forged = jwt.encode({"sub": "someone", "iss": ISSUER, "iat": now, "exp": now + 60, **claims}, SECRET,
+                            algorithm=ALGORITHM)
+        assert unauthorized(tokens, bearer(forged)).code == "invalid_token"
+    # a token from before tokens named the institution still reads, without one (payments then asks to sign in)
+    older = tokens.issue("institution:sunrise", "institution")
+    assert tokens.principal_from_header(bearer(older["access_token"])).institution_id is None

@@ -46,6 +46,7 @@ from credence_common.contracts.payments import (
 )
 from credence_common.errors import Conflict, CredenceError, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
+from credence_common.masking import mask_name
 from credence_common.messaging import Outbox
 from services.payments import domain
 from services.payments.models import (
@@ -190,26 +191,29 @@ def order_view(session: Session, order: PaymentOrder) -> PaymentOrderView:
 
 
 def staff_order_view(session: Session, order: PaymentOrder) -> StaffOrderView:
-    return StaffOrderView.model_validate({**_order_fields(order), "items": order_items(session, order.order_number),
+    return StaffOrderView.model_validate({**_order_fields(order, staff=True), "items": order_items(session, order.order_number),
                                           "payer_id": order.payer_id, "provider": order.provider,
                                           "provider_transaction_id": order.provider_transaction_id})
 
 
-def invoice_record(order: PaymentOrder) -> InvoiceRecord | None:
-    """The order's one invoice, when the payer asked for one: numbered and issued once the order is paid."""
+def invoice_record(order: PaymentOrder, masked: bool = False) -> InvoiceRecord | None:
+    """The order's one invoice, when the payer asked for one: numbered and issued once the order is paid.
+    ``masked``: a candidate's invoice is made out to their own name, personal data that an answer shows masked
+    (an institution's is made out to the institution, which is not)."""
     if not order.invoice_title:
         return None
     paid = order.status in domain.PAID_STATES
+    title = mask_name(order.invoice_title) if masked else order.invoice_title
     return InvoiceRecord(invoice_number=domain.invoice_number(order.order_number) if paid else None,
-                         title=order.invoice_title, tax_number=order.invoice_tax_number, amount_fen=order.amount_fen,
+                         title=title, tax_number=order.invoice_tax_number, amount_fen=order.amount_fen,
                          refunded_fen=order.refunded_fen, issued_at=order.paid_at if paid else None)
 
 
-def _order_fields(order: PaymentOrder) -> dict:
+def _order_fields(order: PaymentOrder, staff: bool = False) -> dict:
     fields = {name: getattr(order, name) for name in (
         "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "refunded_fen", "created_at",
         "expires_at", "paid_at", "ended_at")}
-    return {**fields, "invoice": invoice_record(order)}
+    return {**fields, "invoice": invoice_record(order, masked=not staff and order.payer_kind == "candidate")}
 
 
 def key_digest(idempotency_key: str) -> str:

@@ -158,8 +158,9 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
         assert staff_view["provider_transaction_id"] == trade.transaction_id
         # the payer sees the invoice it asked for (one per order, numbered once paid), not the provider's side
         payers_view = payments.order(candidate(), order["order_number"])
+        # made out to the candidate's own name: personal data, shown masked (staff, who issue it, see it whole)
         assert payers_view["invoice"] == {**staff_view["invoice"], "invoice_number": "F" + order["order_number"][1:],
-                                          "amount_fen": 6000, "refunded_fen": 0}
+                                          "amount_fen": 6000, "refunded_fen": 0, "title": "王*明"}
         assert "provider_transaction_id" not in payers_view and "payer_id" not in payers_view
         codes = [i["code"] for i in payments.incidents(STAFF)["incidents"]]
         assert sorted(codes) == sorted(["invalid_signature", "invalid_signature", "invalid_signature",

@@ -191,7 +191,8 @@ def order_view(session: Session, order: PaymentOrder) -> PaymentOrderView:
 
 
 def staff_order_view(session: Session, order: PaymentOrder) -> StaffOrderView:
-    return StaffOrderView.model_validate({**_order_fields(order, staff=True), "items": order_items(session, order.order_number),
+    return StaffOrderView.model_validate({**_order_fields(order, staff=True),
+                                          "items": order_items(session, order.order_number),
                                           "payer_id": order.payer_id, "provider": order.provider,
                                           "provider_transaction_id": order.provider_transaction_id})
 

@@ -33,7 +33,7 @@ JWT_SECRET = "bench-reads-secret-0123456789abcdef0123456789abcdef"
 
 QUERY = """
 SELECT r.result_id, r.ticket_number, r.program_code, p.program_name, r.course_code, r.sitting, r.outcome,
-       r.final_score, r.published_at
+       r.final_score, r.published_at, p.review_window_days
 FROM exam_results r JOIN programs p ON p.program_code = r.program_code
 WHERE r.candidate_id = %s
 ORDER BY r.sitting, r.program_code
@@ -47,7 +47,7 @@ def honest_results_app():
     from bench.baselines import thread_cursor
     from credence_common.errors import CredenceError
     from gateway.auth import TokenService
-    from services.scoring.domain import visible_status
+    from services.scoring.domain import review_window_ends_at, visible_status
 
     cursor = thread_cursor(os.environ["BENCH_DB_DSN"])
     tokens = TokenService(os.environ["JWT_SECRET"])
@@ -67,12 +67,16 @@ def honest_results_app():
             cur.execute(QUERY, (principal.subject,))
             rows = cur.fetchall()
         results = []
-        for result_id, ticket, program_code, program_name, course_code, sitting, outcome, score, published_at in rows:
+        for (result_id, ticket, program_code, program_name, course_code, sitting, outcome, score, published_at,
+             window_days) in rows:
             published = published_at is not None
+            window_ends = review_window_ends_at(published_at, window_days)
             results.append({"result_id": result_id, "ticket_number": ticket, "program_code": program_code,
                             "program_name": program_name, "course_code": course_code or None, "sitting": sitting,
                             "status": visible_status(published, outcome), "final_score": score if published else None,
-                            "published_at": published_at.isoformat().replace("+00:00", "Z") if published else None})
+                            "published_at": published_at.isoformat().replace("+00:00", "Z") if published else None,
+                            "review_window_ends_at": window_ends.isoformat().replace("+00:00", "Z") if published
+                            else None})
         return answer(start_response, "200 OK", {"results": results})
 
     return app

@@ -89,6 +89,9 @@ class ResultView(BaseModel):
     status: Literal["evaluating", "passed", "failed"]
     final_score: int | None = Field(default=None, description="Withheld until the result is published")
     published_at: datetime | None = None
+    review_window_ends_at: datetime | None = Field(
+        default=None, description="Until when a re-check (复核) of this result may be asked for: the program's "
+                                  "review window from the release; null until the result is released")
 
 
 class ResultList(BaseModel):
@@ -126,6 +129,8 @@ class ProgramView(BaseModel):
     level: str | None = None
     pass_mark: int
     rules: str
+    review_window_days: int = Field(description="Days after a result's release in which a re-check (复核) may be "
+                                                "asked for")
     courses: list[CourseView] = []
 
 

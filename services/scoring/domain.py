@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 Outcome = Literal["passed", "failed"]
@@ -92,6 +93,12 @@ def evaluate(final_score: int, pass_mark: int) -> Outcome:
     if not 0 <= final_score <= 100:
         raise ValueError("final_score must be between 0 and 100")
     return "passed" if final_score >= pass_mark else "failed"
+
+
+def review_window_ends_at(published_at: datetime | None, review_window_days: int) -> datetime | None:
+    """Until when a released result may be re-checked (复核): the program's window, counted from the release.
+    None before the release (no window has opened)."""
+    return published_at + timedelta(days=review_window_days) if published_at is not None else None
 
 
 def visible_status(published: bool, outcome: str | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -45,7 +45,7 @@ def request_review(session: Session, candidate_id: str, result_id: str, reason: 
     if result.published_at is None:
         raise Conflict("not_published", "A result can be re-checked only after it is released.")
     program = session.get(Program, result.program_code)
-    if now > result.published_at + timedelta(days=program.review_window_days):
+    if now > domain.review_window_ends_at(result.published_at, program.review_window_days):
         raise Conflict("review_window_closed",
                        f"Re-checks must be asked for within {program.review_window_days} days of the release.")
     review = ScoreReview(review_id=str(uuid.uuid4()), result_id=result_id, candidate_id=candidate_id, reason=reason,

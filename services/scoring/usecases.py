@@ -290,7 +290,7 @@ _RESULTS = ExamResult.__table__
 RESULTS_OF_CANDIDATES = (
     select(_RESULTS.c.candidate_id, _RESULTS.c.result_id, _RESULTS.c.ticket_number, _RESULTS.c.program_code,
            Program.__table__.c.program_name, _RESULTS.c.course_code, _RESULTS.c.sitting, _RESULTS.c.outcome,
-           _RESULTS.c.final_score, _RESULTS.c.published_at)
+           _RESULTS.c.final_score, _RESULTS.c.published_at, Program.__table__.c.review_window_days)
     .join(Program.__table__, Program.__table__.c.program_code == _RESULTS.c.program_code)
     .where(_RESULTS.c.candidate_id.in_(bindparam("candidates", expanding=True)))
     .order_by(_RESULTS.c.candidate_id, _RESULTS.c.sitting, _RESULTS.c.program_code))
@@ -302,12 +302,14 @@ def results_for_candidates(connection: Session | Connection, candidate_ids: list
     one: a single statement needs no transaction)."""
     found: dict[str, list[ResultView]] = {candidate_id: [] for candidate_id in candidate_ids}
     for (candidate_id, result_id, ticket_number, program_code, program_name, course_code, sitting, outcome,
-         final_score, published_at) in connection.execute(RESULTS_OF_CANDIDATES, {"candidates": sorted(found)}):
+         final_score, published_at, review_window_days) in connection.execute(
+            RESULTS_OF_CANDIDATES, {"candidates": sorted(found)}):
         published = published_at is not None
         found[candidate_id].append(ResultView(
             result_id=result_id, ticket_number=ticket_number, program_code=program_code, program_name=program_name,
             course_code=course_code or None, sitting=sitting, status=domain.visible_status(published, outcome),
-            final_score=final_score if published else None, published_at=published_at))
+            final_score=final_score if published else None, published_at=published_at,
+            review_window_ends_at=domain.review_window_ends_at(published_at, review_window_days)))
     return {candidate_id: ResultList(results=views) for candidate_id, views in found.items()}
 
 
@@ -324,6 +326,7 @@ def list_programs(session: Session) -> dict:
                 f"passed at {program.pass_mark} or more."
         views.append(ProgramView(program_code=program.program_code, program_name=program.program_name,
                                  kind=program.kind, level=program.level, pass_mark=program.pass_mark, rules=rules,
+                                 review_window_days=program.review_window_days,
                                  courses=[CourseView.model_validate(c, from_attributes=True) for c in courses]))
     return ProgramList(programs=views).model_dump(mode="json")
 

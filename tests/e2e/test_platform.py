@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from datetime import datetime, timedelta
 
 import requests
 
@@ -231,7 +232,21 @@ def test_result_files_upload_through_the_gateway(platform, journey):
 
     assert get(platform, "/api/v1/me/record", journey["candidate_token"]).json()["programs"][0]["program_code"] \
         == "PSY-COUNSELLOR"  # the law results are still sealed
+
+    def law_results() -> list[dict]:
+        return [r for r in get(platform, "/api/v1/me/results", journey["candidate_token"]).json()["results"]
+                if r["program_code"] == "ZK-LAW"]
+    # sealed results have no re-check window yet; the programs list says how long it is (#19 item 5)
+    assert len(law_results()) == 2 and {r["review_window_ends_at"] for r in law_results()} == {None}
+    programs = {p["program_code"]: p for p in requests.get(platform.gateway_url + "/api/v1/programs",
+                                                           timeout=15).json()["programs"]}
+    window_days = programs["ZK-LAW"]["review_window_days"]
+    assert window_days == 15
     post(platform, "/api/v1/exam-results/publication", staff, json={"program_code": "ZK-LAW", "sitting": "2026-04"})
+    for released in law_results():  # each released result shows until when it may be re-checked
+        assert released["published_at"] is not None and released["review_window_ends_at"] is not None
+        assert (datetime.fromisoformat(released["review_window_ends_at"])
+                - datetime.fromisoformat(released["published_at"])) == timedelta(days=window_days)
     record = get(platform, "/api/v1/me/record", journey["candidate_token"]).json()
     law = next(p for p in record["programs"] if p["program_code"] == "ZK-LAW")
     assert {c["course_code"]: c["state"] for c in law["courses"]}["00015"] == "passed" and law["graduated"] is False

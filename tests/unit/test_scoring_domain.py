@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from services.scoring import domain
 from services.scoring.domain import evaluate, visible_status
 
 
@@ -42,3 +45,9 @@ def test_evaluate_refuses_score_out_of_range(score):
 )
 def test_visible_status_hides_outcome_until_published(published, outcome, shown):
     assert visible_status(published, outcome) == shown
+
+
+def test_the_review_window_runs_from_the_release_and_is_not_open_before_it():
+    released = datetime(2026, 4, 30, 16, 0, tzinfo=UTC)
+    assert domain.review_window_ends_at(released, 15) == datetime(2026, 5, 15, 16, 0, tzinfo=UTC)
+    assert domain.review_window_ends_at(None, 15) is None

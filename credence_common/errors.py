@@ -16,19 +16,24 @@ class CredenceError(Exception):
     http_status = 400
     default_code = "bad_request"
 
-    def __init__(self, code: str | None = None, message: str = "", details: list | None = None):
+    def __init__(self, code: str | None = None, message: str = "", details: list | None = None,
+                 fields: dict[str, str] | None = None):
+        """``fields``: what the caller needs to act on as fields of the error itself, not only words in the
+        message (a rejected import's ``batch_id``); each is declared on ``contracts.common.ErrorBody``."""
         code = code or self.default_code
         details = details or []
-        super().__init__(code, message, details)
+        # in ``args`` (what crosses the bus and rebuilds the error at the gateway) only when there are any
+        super().__init__(code, message, details, *([dict(fields)] if fields else []))
         self.code = code
         self.message = message
         self.details = details
+        self.fields = dict(fields or {})
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
     def to_body(self) -> dict:
-        body = {"code": self.code, "message": self.message}
+        body = {"code": self.code, "message": self.message, **self.fields}
         if self.details:
             body["details"] = self.details
         return {"error": body}

@@ -71,7 +71,8 @@ def _run_import(engine, stream: BinaryIO, file_format: str, actor: str,
                  for e in report.errors[:100]]
         raise InvalidInput("import_rejected",
                            f"{report.error_count} row error(s) in batch {report.batch_id}; nothing was imported. "
-                           f"The full report: GET /api/v1/result-imports/{report.batch_id}.", shown) from None
+                           f"The full report: GET /api/v1/result-imports/{report.batch_id}.", shown,
+                           fields={"batch_id": report.batch_id}) from None
 
 
 def _fast_import(engine, stream: BinaryIO, sha: str, encoding: str, actor: str,

@@ -218,7 +218,8 @@ def test_result_files_upload_through_the_gateway(platform, journey):
                data=b"ticket_number,program_code,course_code,sitting,score\n" + f"{ticket},ZK-LAW,00015,2026-04,99\n"
                .encode())
     assert bad.status_code == 422 and error_code(bad) == "import_rejected"
-    batch_id = bad.json()["error"]["message"].split("batch ")[1].split(";")[0]
+    batch_id = bad.json()["error"]["batch_id"]  # a field of the answer (#19 item 6)
+    assert batch_id in bad.json()["error"]["message"]
     report = get(platform, f"/api/v1/result-imports/{batch_id}", staff).json()
     assert report["status"] == "rejected" and report["errors"][0]["line"] == 2
     download = get(platform, f"/api/v1/result-imports/{batch_id}/errors.csv", staff)

@@ -121,3 +121,16 @@ def test_the_wait_survives_the_bus_and_a_batch_answer():
     rebuilt = deserialize(json.loads(json.dumps(serialize(refusal))))
     assert isinstance(rebuilt, RateLimited) and rebuilt.retry_after_seconds == 42
     assert errors.refusal_from_wire(errors.refusal_to_wire(refusal)).retry_after_seconds == 42
+
+
+def test_fields_of_an_error_cross_the_bus_and_sit_beside_its_code():
+    # a rejected import names its batch as a field of the answer, not only in words (#19 item 6)
+    refused = errors.InvalidInput("import_rejected", "2 row error(s) in batch b-1", [{"field": "line 2",
+                                                                                     "message": "bad"}],
+                                  fields={"batch_id": "b-1"})
+    rebuilt = deserialize(json.loads(json.dumps(serialize(refused))))
+    assert type(rebuilt) is errors.InvalidInput and rebuilt.fields == {"batch_id": "b-1"}
+    assert rebuilt.to_body() == {"error": {"code": "import_rejected", "message": "2 row error(s) in batch b-1",
+                                           "batch_id": "b-1", "details": [{"field": "line 2", "message": "bad"}]}}
+    # and an error without any keeps the arguments it always had on the bus
+    assert errors.InvalidInput("x", "y").args == ("x", "y", [])

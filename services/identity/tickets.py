@@ -28,6 +28,12 @@ def import_legacy(session: Session, protection: PersonalDataProtection, request:
         except InvalidInput:
             problems.append({"field": f"tickets.{position}.resident_id_number", "message": "not a valid ID number"})
             continue
+        if not domain.is_valid_ticket_number(line.ticket_number):
+            # the check character catches a typed ticket number's single typo; a typo imported would link an
+            # exam history to nobody, or to someone else
+            problems.append({"field": f"tickets.{position}.ticket_number",
+                             "message": "the check character does not match: a typo?"})
+            continue
         taken = (session.get(LegacyTicket, line.ticket_number) is not None
                  or session.execute(select(Candidate.candidate_id).where(
                      Candidate.ticket_number == line.ticket_number)).first() is not None)

@@ -397,37 +397,45 @@ def test_older_ticket_numbers_are_linked_chosen_and_merged(start_service, event_
     merged_spy = event_spy("identity", "credence.identity.tickets_merged.v1")
     with rpc_proxy("identity", config) as identity:
         imported = identity.import_legacy_tickets(STAFF, {"tickets": [
-            {"ticket_number": "440912345678", "resident_id_number": VALID_ID, "exam_region": "44"},
-            {"ticket_number": "441012345678", "resident_id_number": VALID_ID, "exam_region": "44"},
-            {"ticket_number": "310955555555", "resident_id_number": "110105197001010011", "exam_region": "31"}]})
+            {"ticket_number": "440912345677", "resident_id_number": VALID_ID, "exam_region": "44"},
+            {"ticket_number": "441012345676", "resident_id_number": VALID_ID, "exam_region": "44"},
+            {"ticket_number": "310955555556", "resident_id_number": "110105197001010011", "exam_region": "31"}]})
         assert imported == {"imported": 3, "linked_to_confirmed_candidates": 0}
-        with pytest.raises(InvalidInput):  # all or none: one known ticket rejects the batch
+        with pytest.raises(InvalidInput) as known:  # all or none: one known ticket rejects the batch
             identity.import_legacy_tickets(STAFF, {"tickets": [
-                {"ticket_number": "440912345678", "resident_id_number": VALID_ID, "exam_region": "44"},
+                {"ticket_number": "440912345677", "resident_id_number": VALID_ID, "exam_region": "44"},
                 {"ticket_number": "449999999999", "resident_id_number": VALID_ID, "exam_region": "44"}]})
+        assert [d["field"] for d in known.value.details] == ["tickets.0.ticket_number"]
+        with pytest.raises(InvalidInput) as typo:  # a wrong check character is a typo: refused, nothing imported
+            identity.import_legacy_tickets(STAFF, {"tickets": [
+                {"ticket_number": "449999999999", "resident_id_number": VALID_ID, "exam_region": "44"},
+                {"ticket_number": "441012345670", "resident_id_number": VALID_ID, "exam_region": "44"}]})
+        assert typo.value.code == "invalid_legacy_tickets"
+        assert typo.value.details == [{"field": "tickets.1.ticket_number",
+                                       "message": "the check character does not match: a typo?"}]
         candidate = register(identity)
         actor = signed_actor(dict(CANDIDATE, subject=candidate["candidate_id"]))
         confirmed = identity.confirm_identity(actor, candidate["candidate_id"],
                                               {"id_card_image_ref": "c", "liveness_ref": "l"})
         mine = identity.my_tickets(actor)
         assert mine["primary_ticket_number"] == confirmed["ticket_number"]
-        assert [t["ticket_number"] for t in mine["other_tickets"]] == ["440912345678", "441012345678"]
+        assert [t["ticket_number"] for t in mine["other_tickets"]] == ["440912345677", "441012345676"]
 
-        chosen = identity.choose_primary_ticket(actor, {"ticket_number": "440912345678"})
-        assert chosen["primary_ticket_number"] == "440912345678"
+        chosen = identity.choose_primary_ticket(actor, {"ticket_number": "440912345677"})
+        assert chosen["primary_ticket_number"] == "440912345677"
         assert confirmed["ticket_number"] in [t["ticket_number"] for t in chosen["other_tickets"]]
         with pytest.raises(InvalidInput):
-            identity.choose_primary_ticket(actor, {"ticket_number": "310955555555"})  # someone else's
+            identity.choose_primary_ticket(actor, {"ticket_number": "310955555556"})  # someone else's
         with pytest.raises(InvalidInput):
-            identity.merge_tickets(actor, {"ticket_numbers": ["310955555555"]})
-        merged = identity.merge_tickets(actor, {"ticket_numbers": ["441012345678", confirmed["ticket_number"]]})
+            identity.merge_tickets(actor, {"ticket_numbers": ["310955555556"]})
+        merged = identity.merge_tickets(actor, {"ticket_numbers": ["441012345676", confirmed["ticket_number"]]})
         assert {t["status"] for t in merged["other_tickets"]} == {"merged"}
-        assert {t["merged_into"] for t in merged["other_tickets"]} == {"440912345678"}
+        assert {t["merged_into"] for t in merged["other_tickets"]} == {"440912345677"}
     linked = linked_spy.collect(1)[0]["data"]
-    assert linked["ticket_numbers"] == ["440912345678", "441012345678"]
+    assert linked["ticket_numbers"] == ["440912345677", "441012345676"]
     merge_event = merged_spy.collect(1)[0]["data"]
-    assert merge_event["primary_ticket_number"] == "440912345678"
-    assert sorted(merge_event["merged_ticket_numbers"]) == sorted(["441012345678", confirmed["ticket_number"]])
+    assert merge_event["primary_ticket_number"] == "440912345677"
+    assert sorted(merge_event["merged_ticket_numbers"]) == sorted(["441012345676", confirmed["ticket_number"]])
 
 
 def test_prior_education_is_checked_then_proof_decided_by_staff(start_service):

@@ -11,6 +11,7 @@ course has been passed.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -93,6 +94,14 @@ def evaluate(final_score: int, pass_mark: int) -> Outcome:
     if not 0 <= final_score <= 100:
         raise ValueError("final_score must be between 0 and 100")
     return "passed" if final_score >= pass_mark else "failed"
+
+
+def same_name(written: str, registered: str) -> bool:
+    """Whether a name in an exam centre's file is the registered one: spaces and letter case aside (``张 三``,
+    ``ZHANG San``), and full-width forms read as the ordinary ones (NFKC), as clerks type them."""
+    def key(name: str) -> str:
+        return "".join(unicodedata.normalize("NFKC", name).split()).casefold()
+    return key(written) == key(registered)
 
 
 def review_window_ends_at(published_at: datetime | None, review_window_days: int) -> datetime | None:

@@ -26,9 +26,13 @@ FIELDS = (
     "qualification_review",
     "homework_completion",
     "drill_score",
+    "full_name",  # optional: checked against the roster's name for the ticket (imports._apply)
 )
+NAME_FIELD = "full_name"
 REQUIRED = ("ticket_number", "program_code", "sitting")
 _FIELD_SET = frozenset(FIELDS)
+# What exam centres' own files call a field: their exports carry the candidate's name as 姓名
+COLUMN_ALIASES = {"姓名": "full_name"}
 FORMATS = ("csv", "jsonl")
 
 # No real record comes near this; without a bound, a file with no line breaks (or an unterminated CSV quote) would be
@@ -44,6 +48,8 @@ _PATTERNS = {
     "program_code": (re.compile(r"[A-Z0-9-]{1,32}"), "not a valid program code"),
     "course_code": (re.compile(r"[A-Z0-9-]{1,32}"), "not a valid course code"),
     "sitting": (re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])"), "not a valid sitting (expected YYYY-MM)"),
+    # a name as on an ID card (what identity accepts at registration): no digits, no markup, at most 40
+    "full_name": (re.compile(r"[^\d\s<>\"'`;{}\\/][^\d<>\"'`;{}\\/\x00-\x1f\x7f]{0,39}"), "not a valid name"),
 }
 _CHOICES = {
     "violation": ("none", "deduction", "disqualification"),
@@ -87,6 +93,7 @@ class ResultRow:
     qualification_review: str | None = None
     homework_completion: str | None = None
     drill_score: int | None = None
+    full_name: str | None = None
 
 
 def detect_encoding(head: bytes) -> str:
@@ -256,7 +263,7 @@ def _csv_records(lines: _Lines) -> Iterator[ResultRow | RowError]:
         if not any(cells):
             continue
         if columns is None:
-            columns = cells
+            columns = [COLUMN_ALIASES.get(cell, cell) for cell in cells]
             problems = _header_problems(start, columns)
             if problems:
                 yield from problems
@@ -328,6 +335,7 @@ def _jsonl_records(lines: _Lines) -> Iterator[ResultRow | RowError]:
         errors = []
         values: dict[str, object] = {}
         for key, value in document:
+            key = COLUMN_ALIASES.get(key, key)
             if key not in _FIELD_SET:
                 errors.append(RowError(line, _shown_name(key), "unknown key"))
             elif key in values:

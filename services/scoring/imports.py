@@ -148,6 +148,10 @@ def _apply(session: Session, chunk: list[ResultRow], programs: dict, rules: dict
         if entry is None:
             report.error(row.line, "ticket_number", "unknown ticket number")
             continue
+        if row.full_name is not None and not domain.same_name(row.full_name, entry.full_name):
+            # a result under the wrong ticket is someone else's; the message names no one (it is logged)
+            report.error(row.line, "full_name", "does not match the name registered for this ticket number")
+            continue
         marks = _marks(row, program, rules, courses.get((row.program_code, row.course_code)), report)
         if marks is None:
             continue

@@ -11,6 +11,7 @@ import requests
 
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.events import utcnow
+from credence_common.masking import mask_name
 from deploy.journey import wait_until
 from services.payments import domain as payments_domain
 from services.payments.providers import business_day
@@ -226,6 +227,16 @@ def test_result_files_upload_through_the_gateway(platform, journey):
     assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
     rows = download.text.splitlines()
     assert rows[0] == "line,field,message" and rows[1].startswith("2,score,")
+    # an exam centre's own export names the candidate (姓名): checked against the roster (#19 item 6)
+    named = "ticket_number,姓名,program_code,course_code,sitting,score\n"
+    wrong_name = post(platform, "/api/v1/result-imports?format=csv", staff,
+                      data=(named + f"{ticket},{journey['full_name']}x,ZK-LAW,00230,2026-04,66\n").encode())
+    assert wrong_name.status_code == 422 and error_code(wrong_name) == "import_rejected"
+    assert wrong_name.json()["error"]["details"][0]["field"] == "line 2: full_name"
+    assert journey["full_name"] not in wrong_name.text
+    right_name = post(platform, "/api/v1/result-imports?format=csv", staff,
+                      data=(named + f"{ticket},{journey['full_name']},ZK-LAW,00230,2026-04,66\n").encode())
+    assert right_name.status_code == 200 and right_name.json()["recorded"] == 1
     latin1 = post(platform, "/api/v1/result-imports?format=csv", staff, data="caf\xe9,1\n".encode("latin-1"))
     assert latin1.status_code == 422 and error_code(latin1) == "unsupported_encoding"
     as_candidate = post(platform, "/api/v1/result-imports?format=csv", journey["candidate_token"], data=csv_file)
@@ -238,7 +249,7 @@ def test_result_files_upload_through_the_gateway(platform, journey):
         return [r for r in get(platform, "/api/v1/me/results", journey["candidate_token"]).json()["results"]
                 if r["program_code"] == "ZK-LAW"]
     # sealed results have no re-check window yet; the programs list says how long it is (#19 item 5)
-    assert len(law_results()) == 2 and {r["review_window_ends_at"] for r in law_results()} == {None}
+    assert len(law_results()) == 3 and {r["review_window_ends_at"] for r in law_results()} == {None}
     programs = {p["program_code"]: p for p in requests.get(platform.gateway_url + "/api/v1/programs",
                                                            timeout=15).json()["programs"]}
     window_days = programs["ZK-LAW"]["review_window_days"]
@@ -275,7 +286,9 @@ def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, jou
     again = post(platform, "/api/v1/payment-orders", candidate, json={"due_ids": [dues[0]["due_id"]]})
     assert again.status_code == 409 and error_code(again) == "due_already_paid"
     mine = get(platform, f"/api/v1/payment-orders/{order_number}", candidate).json()
-    assert mine["status"] in ("paid", "partially_refunded") and "invoice" not in mine
+    assert mine["status"] in ("paid", "partially_refunded")
+    # the payer's own invoice record: made out to their name, which an answer shows masked (staff see it whole)
+    assert mine["invoice"]["title"] == mask_name(journey["full_name"]) != journey["full_name"]
     assert get(platform, f"/api/v1/payment-orders/{order_number}", staff).json()["invoice"]["title"] == \
         journey["full_name"]
 

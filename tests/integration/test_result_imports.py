@@ -70,6 +70,34 @@ def test_course_results_import_all_or_nothing_and_idempotently(start_service):
                      "and course_code = '00015'") == [(70,)]
 
 
+def test_a_name_column_is_checked_against_the_roster_and_a_mismatch_rejects_the_file(start_service, databases):
+    # exam centres' files carry 姓名 (#19 item 6): the roster's names are sealed, so on PostgreSQL such a file
+    # takes the row-by-row path, which compares them
+    import io
+
+    from services.scoring import fast_import
+
+    container, config = start_service(ScoringService)
+    roster(config)  # every ticket's holder is 王小明
+    with pytest.raises(fast_import.NotForFastPath):
+        fast_import.header_columns(io.BytesIO(b"ticket_number,program_code,sitting,full_name\n"), "utf-8")
+    named = "ticket_number,姓名,program_code,course_code,sitting,score\n"
+    with rpc_proxy("scoring", config) as scoring:
+        wrong = named + f"{TICKETS[0]},王 小明,ZK-LAW,00015,2026-04,70\n{TICKETS[1]},李四,ZK-LAW,00015,2026-04,71\n"
+        with pytest.raises(InvalidInput) as rejected:
+            upload(scoring, wrong)
+        assert rejected.value.code == "import_rejected"
+        assert rejected.value.details == [{"field": "line 3: full_name",
+                                           "message": "does not match the name registered for this ticket number"}]
+        assert "李四" not in json.dumps(scoring.import_report(STAFF, rejected.value.fields["batch_id"]),
+                                      ensure_ascii=False)  # the report names the line, not the name it read
+        assert query(config["DB_URI"], "select count(*) from exam_results") == [(0,)]
+        right = named + f"{TICKETS[0]},王 小明,ZK-LAW,00015,2026-04,70\n{TICKETS[1]},王小明,ZK-LAW,00015,2026-04,71\n"
+        report = upload(scoring, right)
+        assert (report["status"], report["recorded"]) == ("imported", 2)
+    assert sorted(query(config["DB_URI"], "select final_score from exam_results")) == [(70,), (71,)]
+
+
 def test_composite_results_follow_the_programs_formula(start_service, event_spy):
     container, config = start_service(ScoringService)
     roster(config)

@@ -118,7 +118,7 @@ def test_csv_valid_rows():
 
 def test_csv_columns_in_any_order_and_all_fields():
     header = ",".join(reversed(FIELDS))
-    row = "97,incomplete,fail,disqualification,100,64,2025-06,AUD-2,CPA-1," + TICKET
+    row = "王小明,97,incomplete,fail,disqualification,100,64,2025-06,AUD-2,CPA-1," + TICKET
     assert parse(f"{header}\n{row}\n") == [
         ResultRow(
             2,
@@ -132,6 +132,7 @@ def test_csv_columns_in_any_order_and_all_fields():
             qualification_review="fail",
             homework_completion="incomplete",
             drill_score=97,
+            full_name="王小明",
         )
     ]
 
@@ -597,3 +598,17 @@ def test_file_format_and_chunk_size_are_checked_at_once():
         read_rows(io.BytesIO(b""), "CSV")
     with pytest.raises(ValueError, match="chunk_size"):
         read_rows(io.BytesIO(b""), "csv", chunk_size=0)
+
+
+def test_an_exam_centres_name_column_is_the_full_name_field_in_csv_and_jsonl():
+    # exam centres' exports call it 姓名 (#19 item 6); it may not appear twice under its two names
+    header = "ticket_number,姓名,program_code,sitting,score"
+    assert parse(f"{header}\n{TICKET},王小明,CPA-1,2025-06,82\n") == [
+        ResultRow(2, TICKET, "CPA-1", "2025-06", score=82, full_name="王小明")]
+    twice = parse(f"ticket_number,姓名,full_name,program_code,sitting\n{TICKET},王小明,王小明,CPA-1,2025-06\n")
+    assert [(e.field, e.message) for e in twice] == [("full_name", "duplicate column")]
+    record = {"ticket_number": TICKET, "姓名": "Ann Lee", "program_code": "CPA-1", "sitting": "2025-06"}
+    jsonl = parse(json.dumps(record, ensure_ascii=False) + "\n", "jsonl")
+    assert jsonl == [ResultRow(1, TICKET, "CPA-1", "2025-06", full_name="Ann Lee")]
+    digits = parse(f"{header}\n{TICKET},王小明2,CPA-1,2025-06,82\n")
+    assert [(e.line, e.field, e.message) for e in digits] == [(2, "full_name", "not a valid name")]

@@ -146,7 +146,8 @@ def test_code_expiry_and_daily_caps(start_service):
             self.sent.append(re.search(r"\b(\d{6})\b", text).group(1))
 
     sms = Outbox()
-    start = utcnow()
+    # mid-morning: the 14 minutes this test spans must not cross midnight, when the daily cap starts again
+    start = utcnow().replace(hour=10, minute=0, second=0, microsecond=0)
     with Session(engine) as session, session.begin():
         usecases.request_code(session, protection, sms, MOBILE, "registration", "10.0.0.9", now=start)
     with Session(engine) as session, session.begin():

@@ -80,17 +80,26 @@ def free_port() -> int:
     process starting meanwhile) before its listener binds it, which then fails with EADDRINUSE (seen once a
     test had opened a thousand connections)."""
     ephemeral = _ephemeral_ports()
-    candidates = [port for port in range(10000, 30000) if port not in ephemeral]
-    for port in random.sample(candidates, 200):
+    # Never the same port twice in one process: a platform takes seven at once and its processes bind them only
+    # later, so each call found the others' ports still free (two processes of a staging platform in a CI run
+    # were given one metrics port, and the gateway died with EADDRINUSE)
+    candidates = [port for port in range(10000, 30000) if port not in ephemeral and port not in _HANDED_OUT]
+    for port in random.sample(candidates, min(200, len(candidates))):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as sock:  # a machine with almost no free low ports: fall back to the kernel's pick
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port = sock.getsockname()[1]
+    _HANDED_OUT.add(port)
+    return port
+
+
+_HANDED_OUT: set[int] = set()  # the ports free_port returned in this process
 
 
 class Platform:

@@ -106,3 +106,10 @@ def test_make_run_and_make_test_use_it():
     assert "deploy/local-services rabbitmq" in run
     assert "deploy/local-services rabbitmq management postgresql" in test
     assert test.index("local-services") < test.index("deploy.preflight")  # started before it is checked
+
+
+def test_free_port_never_hands_out_the_same_port_twice_in_a_process():
+    # a platform takes seven ports before any of its processes binds one (a CI run lost a staging platform's
+    # gateway to two processes given one metrics port)
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)

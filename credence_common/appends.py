@@ -2,7 +2,7 @@
 
 As ORM objects each cost the unit of work's bookkeeping (an instance state, a place in the flush plan, its key
 fetched back), which was most of the ORM flush while issuing in bulk: a batch of 200 payments wrote 200 outbox
-and 200 inbox rows beside the certificates it changed (py-spy, docs/performance.md "Issuance"). ``append``
+and 200 inbox rows beside the certificates it changed (py-spy, docs/performance.md "Late night, 2026-12-06"). ``append``
 instead keeps the row's values on the session; they go to the database as one ``INSERT`` per table (Core, the
 column types applied as for any insert) when the session next flushes on its own account: before any query it
 runs (so a query in the same transaction sees them, as autoflush would have shown the objects) and at commit.

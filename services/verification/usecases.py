@@ -45,7 +45,7 @@ def prepare_issued(session: Session, events: list[CertificateIssuedV1]) -> None:
     """Before a batch of issued events: their rows (most do not exist yet) in one query. ``_apply_issued`` then
     asks the database nothing per event, and the batch's inserts go at commit together; without this each
     event's look-up flushed the previous ones' inserts first, two round trips per certificate (two thirds of
-    verification's CPU while issuing in bulk, py-spy, docs/performance.md "Issuance")."""
+    verification's CPU while issuing in bulk, py-spy, docs/performance.md "Late night, 2026-12-06")."""
     numbers = sorted({event.certificate_number for event in events})
     transaction_scope(session)[PREPARED_CERTIFICATES] = {row.certificate_number: row for row in session.scalars(
         select(VerifiableCertificate).where(VerifiableCertificate.certificate_number.in_(numbers)))}

@@ -204,7 +204,8 @@ class OutboxRelay(DependencyProvider):
     def _stamp_statement(self):
         # Core, built once: the ORM's bulk update of a round's 200 seqs, compiled afresh each round with an
         # expanding IN, was 9 % of the issuing process, over a quarter of its relay's time (py-spy,
-        # docs/performance.md "Late night, 2026-12-06"); on PostgreSQL the seqs are one array parameter, so the statement's text never changes.
+        # docs/performance.md "Late night, 2026-12-06"); on PostgreSQL the seqs are one array parameter, so the
+        # statement's text never changes.
         # (Built on first use: the database's engine exists only once every dependency is set up.)
         if self._stamp is None:
             table = self.outbox_model.__table__

@@ -2,7 +2,9 @@
 
     credence status                          every service: answering?, consumers, outbox backlog, dead letters
     credence migrate [SERVICE]               bring the databases to the code's schema (all by default)
-    credence staff create USERNAME           a staff account (password asked for, or --password-stdin)
+    credence staff create USERNAME           a staff account (password asked for, or --password-stdin; --role R ...)
+    credence staff list                      every staff account with its roles
+    credence staff roles USERNAME --role R --reason TEXT    set an account's roles (recorded; --none: take all)
     credence results import FILE             an exam centre's results file (CSV or JSON Lines), streamed
     credence batches list | close BATCH_ID   certificate production batches
     credence payments reconcile [DAY]        the provider's statement against our ledger (and refunds, incidents)
@@ -44,6 +46,7 @@ from credence_cli.rpc import RemoteRefusal, RpcClient, Unanswered, pika_paramete
 from credence_common import dead_letters, logs, migrations, queues
 from credence_common.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, KeySpecError, new_key_pair
 from credence_common.config import load_config
+from credence_common.staff_roles import DUTIES, STAFF_ROLES
 from deploy.processes import SERVICE_NAMES
 from services.certificates import cli as certificates_cli
 from services.identity import cli as identity_cli
@@ -95,17 +98,19 @@ def operator() -> str:
     return f"cli:{os.environ.get('CREDENCE_OPERATOR') or getpass.getuser()}"
 
 
-def staff_actor() -> str:
+def staff_actor(*staff_roles: str) -> str:
     # The services believe only a signed actor (credence_common/actor_tokens.py): the CLI signs with the key in
     # ACTOR_SIGNING_KEY, as the gateway does (the development key by default, which staging and production
     # refuse). The subject names the operator, for the records that say who did it (e.g. a batch's closed_by).
+    # ``staff_roles``: the staff roles the command needs (credence_common/staff_roles.py), and only those: the
+    # holder of the signing key could sign any, but each command acts in its one duty.
     try:
         signer = ActorSigner.from_spec(os.environ.get("ACTOR_SIGNING_KEY") or DEVELOPMENT_SIGNING_KEY,
                                        int(os.environ.get("ACTOR_TOKEN_LIFETIME_SECONDS") or 90), issuer="cli")
     except (KeySpecError, ValueError) as problem:
         console.print(f"[red]ACTOR_SIGNING_KEY: {problem}[/red]")
         raise typer.Exit(2) from None
-    return signer.sign(operator(), "staff")
+    return signer.sign(operator(), "staff", staff_roles=staff_roles)
 
 
 def call(service: str, method: str, *args, timeout: float = 30.0):
@@ -169,19 +174,72 @@ def migrate(service: str = typer.Argument(None, help="only this service's databa
 
 # --- staff ---------------------------------------------------------------------------------------------
 
+ROLE_HELP = "a staff role, repeat for several: " + "; ".join(f"{role} ({duty})" for role, duty in DUTIES.items())
+
+
+def _roles(roles: list[str] | None) -> list[str]:
+    unknown = sorted(set(roles or ()) - set(STAFF_ROLES))
+    if unknown:
+        console.print(f"[red]unknown staff role(s) {', '.join(unknown)}: the roles are {', '.join(STAFF_ROLES)}[/red]")
+        raise typer.Exit(2)
+    return list(roles or ())
+
+
+def _shown(roles: list[str]) -> str:
+    return ", ".join(roles) if roles else "none (it may sign in and do nothing)"
+
+
 @staff_app.command("create")
 def create_staff(username: str = typer.Argument(..., help="the login name"),
                  display_name: str = typer.Option(None, "--display-name", help="shown in records (default: username)"),
+                 roles: list[str] = typer.Option(None, "--role", help=ROLE_HELP),
                  password_stdin: bool = typer.Option(False, "--password-stdin",
                                                      help="read the password from standard input")) -> None:
-    """Create a staff account (identity checks the password's strength and that the name is free)."""
+    """Create a staff account with its roles (identity checks the password's strength and that the name is free).
+    Without --role the account holds none: it may sign in and do nothing until `credence staff roles`."""
+    wanted = _roles(roles)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    account = call("identity", "create_staff_account", staff_actor(),
-                   {"username": username, "display_name": display_name or username, "password": password})
-    console.print(f"staff account [bold]{account['username']}[/bold] ({account['display_name']}) created")
+    account = call("identity", "create_staff_account", staff_actor("admin"),
+                   {"username": username, "display_name": display_name or username, "password": password,
+                    "roles": wanted})
+    console.print(f"staff account [bold]{account['username']}[/bold] ({account['display_name']}) created; roles: "
+                  f"{_shown(account.get('roles', []))}")
+
+
+@staff_app.command("list")
+def list_staff(as_json: bool = typer.Option(False, "--json", help="print the accounts as JSON")) -> None:
+    """Every staff account with its roles."""
+    accounts = call("identity", "staff_accounts", staff_actor("admin"))["accounts"]
+    if as_json:
+        print(json.dumps(accounts, ensure_ascii=False, indent=2))
+        return
+    table = Table("username", "display name", "roles")
+    for account in accounts:
+        table.add_row(account["username"], account["display_name"], ", ".join(account["roles"]) or "-")
+    console.print(table)
+
+
+@staff_app.command("roles")
+def set_staff_roles(username: str = typer.Argument(..., help="the account's login name"),
+                    roles: list[str] = typer.Option(None, "--role", help=ROLE_HELP),
+                    none: bool = typer.Option(False, "--none", help="take every role away"),
+                    reason: str = typer.Option(..., "--reason", help="why, for the record of role changes")) -> None:
+    """Set an account's roles: exactly the --role options given (its whole set from now on). The change is recorded
+    with the operator and the reason, and counts from the account's next sign-in or refresh."""
+    wanted = _roles(roles)
+    if not wanted and not none:
+        console.print("[red]name the roles with --role, or take them all away with --none[/red]")
+        raise typer.Exit(2)
+    if wanted and none:
+        console.print("[red]--none and --role exclude each other[/red]")
+        raise typer.Exit(2)
+    account = call("identity", "set_staff_roles", staff_actor("admin"), username,
+                   {"roles": wanted, "reason": reason})
+    console.print(f"staff account [bold]{account['username']}[/bold] now holds: {_shown(account['roles'])} "
+                  "(from its next sign-in)")
 
 
 # --- production batches --------------------------------------------------------------------------------
@@ -189,7 +247,7 @@ def create_staff(username: str = typer.Argument(..., help="the login name"),
 @batches_app.command("list")
 def list_batches(as_json: bool = typer.Option(False, "--json", help="print the batches as JSON")) -> None:
     """Every production batch, newest first."""
-    answer = call("certificates", "production_batches", staff_actor())
+    answer = call("certificates", "production_batches", staff_actor("registrar"))
     if as_json:
         print(json.dumps(answer["batches"], ensure_ascii=False, indent=2))
         return
@@ -203,7 +261,7 @@ def list_batches(as_json: bool = typer.Option(False, "--json", help="print the b
 @batches_app.command("close")
 def close_batch(batch_id: str = typer.Argument(..., help="as `credence batches list` shows it")) -> None:
     """Close a batch for printing: no certificate joins it afterwards (new ones open the next batch)."""
-    batch = call("certificates", "close_batch", staff_actor(), batch_id)
+    batch = call("certificates", "close_batch", staff_actor("registrar"), batch_id)
     console.print(f"batch {batch['batch_number']} closed with {batch['certificate_count']} certificates "
                   f"by {batch.get('closed_by')}")
 

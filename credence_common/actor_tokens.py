@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
@@ -37,6 +38,8 @@ BATCH_AUDIENCE = "credence-services-batch"
 DEFAULT_LIFETIME_SECONDS = 90
 # The claim naming an institution account's institution (credence_common/actors.py ``Actor.institution_id``).
 INSTITUTION_CLAIM = "institution_id"
+# The claim naming a staff account's roles (credence_common/staff_roles.py; ``Actor.staff_roles``): a list.
+STAFF_ROLES_CLAIM = "staff_roles"
 # clocks of the gateway's and the services' hosts may differ by a little; not by a token's lifetime
 LEEWAY_SECONDS = 5
 KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -125,14 +128,18 @@ class ActorSigner:
         key_id, material = entries[0]
         return cls(key_id, private_key(key_id, material), lifetime_seconds, issuer)
 
-    def sign(self, subject: str, role: str, now: float | None = None, institution_id: str | None = None) -> str:
+    def sign(self, subject: str, role: str, now: float | None = None, institution_id: str | None = None,
+             staff_roles: Iterable[str] | None = None) -> str:
         """``institution_id``: an institution account's institution, vouched for with the rest (payments pays and
-        lists dues as that institution)."""
+        lists dues as that institution). ``staff_roles``: a staff account's roles, as identity named them at
+        sign-in (each service checks the one an action needs)."""
         issued_at = int(time.time() if now is None else now)
         claims = {"sub": subject, "role": role, "aud": AUDIENCE, "iss": self.issuer, "iat": issued_at,
                   "exp": issued_at + self.lifetime_seconds}
         if institution_id is not None:
             claims[INSTITUTION_CLAIM] = institution_id
+        if staff_roles is not None:
+            claims[STAFF_ROLES_CLAIM] = sorted(staff_roles)
         return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.key_id})
 
     def sign_batch(self, actors: list[tuple[str, str]], now: float | None = None) -> str:
@@ -167,15 +174,20 @@ class ActorVerifier:
         return sorted(self._keys)
 
     def verify(self, token: str, now: float | None = None) -> dict:
-        """``{"subject", "role"}`` (and ``institution_id`` when the token carries one) of a token one of the keys
-        signed and that has not expired; else ``Unauthorized`` (the same answer for every failure: a prober learns
-        nothing about the keys)."""
+        """``{"subject", "role"}`` (and ``institution_id``, ``staff_roles`` when the token carries them) of a token
+        one of the keys signed and that has not expired; else ``Unauthorized`` (the same answer for every failure:
+        a prober learns nothing about the keys)."""
         claims = self._claims(token, AUDIENCE, ["sub", "role", "aud", "iat", "exp"], now)
         actor = {"subject": claims["sub"], "role": claims["role"]}
         if INSTITUTION_CLAIM in claims:
             if not isinstance(claims[INSTITUTION_CLAIM], str):
                 raise Unauthorized(*REFUSED)
             actor["institution_id"] = claims[INSTITUTION_CLAIM]
+        if STAFF_ROLES_CLAIM in claims:
+            roles = claims[STAFF_ROLES_CLAIM]
+            if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+                raise Unauthorized(*REFUSED)
+            actor["staff_roles"] = roles
         return actor
 
     def verify_batch(self, token: str, now: float | None = None) -> list[dict]:

@@ -9,12 +9,14 @@ checks the signature, with the keys the service was started with (``ActorKeys``,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from credence_common.actor_tokens import REFUSED, ActorVerifier
 from credence_common.errors import Forbidden, Unauthorized
+from credence_common.staff_roles import StaffRole, staff_roles
 
 # "service": another Credence service asking payments for money (services/payments/service.py); the gateway
 # never signs it, only a holder of a signing key (the operator's CLI) can.
@@ -37,11 +39,17 @@ class Actor(BaseModel):
     # An institution account's institution (identity's ``institution_id``): who pays for that institution's
     # students (payments' payer id). Only an ``institution`` actor carries it; identity put it in the sign-in.
     institution_id: str | None = None
+    # A staff account's roles (credence_common/staff_roles.py), as identity named them at sign-in: what this
+    # member of staff may do. Only a ``staff`` actor carries any; none is no duty at all (a token from before
+    # tokens named roles carries none: a fresh sign-in or refresh brings the account's roles).
+    staff_roles: frozenset[StaffRole] = frozenset()
 
     @model_validator(mode="after")
     def _only_institutions_have_an_institution(self) -> Actor:
         if self.institution_id is not None and (self.role != "institution" or not self.institution_id):
             raise ValueError("only an institution actor names an institution")
+        if self.staff_roles and self.role != "staff":
+            raise ValueError("only a staff actor holds staff roles")
         return self
 
 
@@ -76,10 +84,33 @@ def as_actors(batch_token: str | None, count: int) -> list[Actor]:
         raise Unauthorized("authentication_required", "Sign in first.") from None
 
 
-def require_role(actor: str | Actor | None, *roles: str) -> Actor:
+def require_role(actor: str | Actor | None, *roles: str, staff_roles: Iterable[str] = ()) -> Actor:
+    """``roles``: who may ask at all. ``staff_roles``: when a staff actor asks, it must hold one of them (else
+    ``403 role_required``); without them any staff actor may (reads that several duties share)."""
     actor = as_actor(actor)
     if actor.role not in roles:
         raise Forbidden("forbidden", f"A {actor.role} may not do this.")
+    if actor.role == "staff" and staff_roles:
+        require_staff_role(actor, staff_roles)
+    return actor
+
+
+def require_staff(actor: str | Actor | None, *needed: str) -> Actor:
+    """A staff actor holding one of the staff roles ``needed`` (credence_common/staff_roles.py)."""
+    if not needed:
+        raise TypeError("name the staff role(s) this needs")
+    return require_role(actor, "staff", staff_roles=needed)
+
+
+def require_staff_role(actor, needed: Iterable[str]):
+    """``403 role_required`` unless the staff actor (an ``Actor``, or the gateway's ``Principal``) holds one of
+    ``needed``; the refusal names them."""
+    needed = staff_roles(needed)
+    if not actor.staff_roles & set(needed):
+        named = " or ".join(needed)
+        raise Forbidden("role_required", f"This needs the staff role {named}; an administrator assigns roles, and a "
+                        "role assigned counts from your next sign-in.",
+                        [{"field": "staff_role", "message": role} for role in needed])
     return actor
 
 
@@ -91,9 +122,10 @@ def require_self(actor: str | Actor | None, candidate_id: str) -> Actor:
     return actor
 
 
-def require_self_or_staff(actor: str | Actor | None, candidate_id: str) -> Actor:
-    """A candidate acts only on their own record; authority staff on anyone's."""
-    actor = require_role(actor, "candidate", "staff")
+def require_self_or_staff(actor: str | Actor | None, candidate_id: str, staff_roles: Iterable[str] = ()) -> Actor:
+    """A candidate acts only on their own record; authority staff (holding one of ``staff_roles``, when named) on
+    anyone's."""
+    actor = require_role(actor, "candidate", "staff", staff_roles=staff_roles)
     if actor.role == "candidate" and actor.subject != candidate_id:
         raise Forbidden("forbidden", "A candidate may only see and change their own record.")
     return actor

@@ -17,7 +17,10 @@ from credence_common.masking import mask_mobile, mask_resident_id
 
 DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
 PROGRAM_CODE = "PSY-COUNSELLOR"
-SECOND_EXPERT_PASSWORD = "Expert-panel 2026 review"  # development only
+EXPERT_PASSWORD = "Expert-panel 2026 review"  # development only
+# the expert panel: two staff accounts holding only the expert role (the admin who records the score may not sign it
+# off, credence_common/staff_roles.py and services/scoring/domain.py)
+EXPERTS = ("expert1", "expert2")
 
 
 class JourneyFailed(AssertionError):
@@ -191,16 +194,20 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     results = client.request("GET", "/api/v1/me/results", token=token)["results"]
     say(f"   -> before release the candidate sees: {results[0]['status']}")
 
-    say("   Two experts sign the result off (the expert-panel rule for composite programs)")
+    say("   Two experts, neither of them the one who recorded it, sign the result off (the expert-panel rule for "
+        "composite programs)")
     mark("two experts sign off")
-    client.request("POST", "/api/v1/staff-accounts", token=staff_token, expect=(201, 409), json={
-        "username": "expert2", "display_name": "Second expert", "password": SECOND_EXPERT_PASSWORD})
-    second_expert = client.request("POST", "/api/v1/auth/staff-token", json={
-        "username": "expert2", "password": SECOND_EXPERT_PASSWORD})["access_token"]
+    experts = []
+    for number, username in enumerate(EXPERTS, 1):
+        client.request("POST", "/api/v1/staff-accounts", token=staff_token, expect=(201, 409), json={
+            "username": username, "display_name": f"Expert {number}", "password": EXPERT_PASSWORD,
+            "roles": ["expert"]})
+        experts.append(client.request("POST", "/api/v1/auth/staff-token", json={
+            "username": username, "password": EXPERT_PASSWORD})["access_token"])
     queue = client.request("GET", f"/api/v1/evaluations?program_code={PROGRAM_CODE}&sitting={sitting}",
-                           token=staff_token)["items"]
+                           token=experts[0])["items"]
     item = next(i for i in queue if i["ticket_number"] == ticket_number)
-    for expert in (staff_token, second_expert):
+    for expert in experts:
         signed = client.request("POST", f"/api/v1/results/{item['result_id']}/evaluations", token=expert,
                                 json={"decision": item["suggested_outcome"]})
     say(f"   -> {signed['state']}: {signed['evaluated_outcome']}")

@@ -2,13 +2,15 @@
 
 Run ``python -m gateway.access_doc > docs/access.md``. A test regenerates the text and compares, so the
 route tables cannot drift from the code. The section on what the services check again is not derivable from
-``ROUTES``; it is kept here as text and must be updated together with ``services/identity/service.py``.
+``ROUTES``; it is kept here as text and must be updated together with each service's ``service.py``. The staff
+roles are listed from ``credence_common/staff_roles.py``.
 """
 
 from __future__ import annotations
 
 import sys
 
+from credence_common.staff_roles import DUTIES
 from gateway.api import ROUTES, Route
 
 # Tables come in this order; a tag not listed here follows, in the order of its first route.
@@ -45,22 +47,51 @@ A token is a short-lived JWT (`JWT_LIFETIME_SECONDS`, 900 s by default) sent as 
 
 Access is checked twice:
 
-1. **By the gateway**, per route, from the tables below (`gateway/service.py`). A route that does not
+1. **By the gateway**, per route, from the tables below (`gateway/dispatch.py` `admit`). A route that does not
    admit `public` answers `401 authentication_required` without a token and `403 forbidden` for a token of
-   another role. A token that is present but invalid or expired is refused with `401` even on a route that
-   anyone may call.
-2. **Again inside the service**, for every identity RPC that acts for someone: the gateway passes the caller
-   as an `actor` (`{"subject", "role"}`, and for an institution account the `institution_id` identity named at
-   sign-in; `credence_common/actors.py`) and the identity service decides
-   itself whose record that actor may see or change (`services/identity/access.py` `authorize`): staff any
-   candidate, a candidate only themself, an institution only candidates registered with its
-   `institution_id`. The details are in [the last section](#checked-again-inside-the-services).
+   another role, and a staff token without one of the route's staff roles `403 role_required`. A token that is
+   present but invalid or expired is refused with `401` even on a route that anyone may call.
+2. **Again inside the service**, for every RPC that acts for someone: the gateway passes the caller
+   as an `actor` (`{"subject", "role"}`, for an institution account the `institution_id` and for a staff account
+   the `staff_roles` identity named at sign-in; `credence_common/actors.py`) and the service decides
+   itself what that actor may do; identity whose record it may see or change (`services/identity/access.py`
+   `authorize`): staff holding `support` any candidate, a candidate only themself, an institution only candidates
+   registered with its `institution_id`. The details are in [the last section](#checked-again-inside-the-services).
 
 "Rate-limited" routes share a token bucket per gateway process, per route and per client address
 (`PUBLIC_RATE_LIMIT_PER_MINUTE`, default 600 a minute with bursts of a sixth of that); over the limit they
 answer `429 rate_limited`. Sign-in, codes and resets have their own, stricter limits inside identity
 (see [architecture](architecture.md#accounts-and-personal-data)).
 """
+
+STAFF_ROLES_INTRO = """## Staff roles
+
+A staff account holds any number of staff roles (`credence_common/staff_roles.py`); the column "staff role" below
+names the ones a route accepts (any one of them will do). Identity keeps each account's roles and names them at
+sign-in and refresh; the JWT and the signed actor carry them, so a role given or taken away counts from the
+account's next sign-in or refresh (a token already issued keeps its roles until it expires, at most
+`JWT_LIFETIME_SECONDS`). A staff token without the role a route needs is refused with `403 role_required`, by the
+gateway and again by the service, and nothing is changed. A staff account without roles signs in and may do
+nothing else; one created without `roles` has none, the bootstrap account (`BOOTSTRAP_STAFF_USERNAME`) holds
+every role, and the accounts that existed before roles did were given every role by identity's migration `0006`
+(their holders then narrow them).
+
+| staff role | what it is for |
+|---|---|
+"""
+
+SEPARATION_OF_DUTIES = """
+Whatever their roles, one person never takes two parts in one result's sign-off (`services/scoring/domain.py`):
+whoever recorded a result, imported the file it came in or changed its score cannot sign it off as an expert,
+settle its disagreement or close its re-check, and the third decider of a disagreement is neither of the two
+experts who signed. Each is refused with `403 same_person_cannot_sign` (`error.details` names what the person
+already did: `recorded` or `signed`), and nothing is changed
+(`tests/e2e/test_staff_roles.py::test_separation_of_duties_through_the_gateway`). Only an `admin` gives and takes
+roles (`PUT /api/v1/staff-accounts/<username>/roles`, or `credence staff roles`), never their own (`403
+own_roles`), and the last account holding `admin` keeps it (`409 last_admin`); every change is kept with who made it
+and why (`GET /api/v1/staff-accounts/<username>/role-changes`).
+"""
+
 
 OUTSIDE_API = """## Outside `/api/v1`
 
@@ -78,59 +109,102 @@ The gateway's Prometheus metrics are on its metrics port (`GATEWAY_METRICS_PORT`
 
 SERVICE_CHECKS = """## Checked again inside the services
 
-These identity RPCs take the caller as their first argument (`actor`) and enforce the following themselves
-(`services/identity/service.py`, `services/identity/access.py`, `credence_common/actors.py`). A missing or
-malformed actor is refused with `401 authentication_required`, a wrong role or someone else's record with
-`403 forbidden`.
+Every RPC that acts for someone takes the caller as its first argument (`actor`), a token the gateway signed, and
+enforces the following itself (`credence_common/actors.py` `require_role`, `require_staff`; each service's
+`service.py`). A missing or malformed actor is refused with `401 authentication_required`, a wrong role or someone
+else's record with `403 forbidden`, a staff actor without the staff role the RPC needs with `403 role_required`.
 
 | RPC | the service itself enforces |
 |---|---|
-| `get_candidate` | `visible_candidate`: staff see anyone; a candidate only their own record; an institution \
-only a candidate whose `institution_id` is the institution of its (still existing) account. An unknown \
-candidate id answers `403 forbidden` like someone else's record (`404` only to staff), so ids cannot be probed. |
-| `confirm_identity` | role `candidate`, and only for the candidate's own id. |
-| `confirm_identity_on_site` | role `staff` or `institution`, then `authorize` on the candidate: an \
-institution approves or rejects only its own students. |
-| `create_institution` | role `staff`. |
-| `institution_students` | role `institution`; lists only the candidates of that account's institution. |
-| `register_student` | role `institution`; the student is registered with that account's institution, with \
-the code texted to the student and no password (the student sets one by reset). |
-| `prior_education_of` | role `staff`. |
-| `import_legacy_tickets` | role `staff`. |
-| `my_tickets`, `choose_primary_ticket`, `merge_tickets` | role `candidate`; always the caller's own record, \
-and only ticket numbers the caller holds and has not merged. |
-| `submit_prior_education`, `submit_prior_education_proof` | role `candidate`; always the caller's own record. |
-| `decide_prior_education` | role `staff`. |
-| `change_password`, `set_security_question` | role `candidate`; always the caller's own record, and the \
+| `identity.get_candidate` | `visible_candidate`: staff holding `support` see anyone; a candidate only their own \
+record; an institution only a candidate whose `institution_id` is the institution of its (still existing) account. \
+An unknown candidate id answers `403 forbidden` like someone else's record (`404` only to staff), so ids cannot be \
+probed. |
+| `identity.confirm_identity` | role `candidate`, and only for the candidate's own id. |
+| `identity.confirm_identity_on_site` | role `staff` holding `support`, or `institution`, then `authorize` on the \
+candidate: an institution approves or rejects only its own students. |
+| `identity.create_institution` | staff holding `admin`. |
+| `identity.create_staff_account`, `staff_accounts`, `set_staff_roles`, `staff_role_changes` | staff holding \
+`admin`; `set_staff_roles` never on the caller's own account (`403 own_roles`) nor taking `admin` from the last \
+account holding it (`409 last_admin`), and every change is recorded (`staff_role_changes`). |
+| `identity.institution_students` | role `institution`; lists only the candidates of that account's institution. |
+| `identity.register_student` | role `institution`; the student is registered with that account's institution, \
+with the code texted to the student and no password (the student sets one by reset). |
+| `identity.prior_education_of`, `decide_prior_education`, `import_legacy_tickets`, `transfer_region` | staff \
+holding `support`. |
+| `identity.my_tickets`, `choose_primary_ticket`, `merge_tickets` | role `candidate`; always the caller's own \
+record, and only ticket numbers the caller holds and has not merged. |
+| `identity.submit_prior_education`, `submit_prior_education_proof` | role `candidate`; always the caller's own \
+record. |
+| `identity.change_password`, `set_security_question` | role `candidate`; always the caller's own record, and the \
 current password. |
+| `scoring.record_results`, `import_results`, `import_report`, `correct_result`, `grant_exemption` | staff holding \
+`recorder`. |
+| `scoring.evaluation_queue`, `evaluate_result`, `decide_held_result`, `open_score_reviews`, \
+`close_score_review` | staff holding `expert`; then separation of duties (`services/scoring/domain.py`): \
+`evaluate_result` never by one who recorded the result (`403 same_person_cannot_sign`), nor twice by one expert \
+(`409 already_signed`); `decide_held_result` neither by one of the two who signed nor by one who recorded it; \
+`close_score_review` never by one who recorded the result. |
+| `scoring.request_score_review` | role `candidate`; only the caller's own released result, within its window. |
+| `scoring.publish_results`, `list_releases`, `cancel_release` | staff holding `publisher`. |
+| `scoring.result_history` | staff holding `recorder`, `expert`, `publisher` or `support`. |
+| `scoring.candidate_record`, `score_reviews` | the candidate themself, or staff holding `support` (`score_reviews`: \
+or `expert`). |
+| `scoring.results_for_candidate`, `results_for_candidates` | the candidate themself, or any staff actor (no \
+route of the gateway asks it for staff). |
+| `certificates.certificates_for_candidate`, `certificate`, `certificate_history`, `replacement_applications` | \
+the candidate themself (their own certificates and applications), or staff holding `registrar` or `support`. |
+| `certificates.confirm_certificate`, `request_correction`, `apply_for_replacement` | role `candidate`; only the \
+caller's own certificate. |
+| `certificates.certificate_by_number` | staff holding `registrar` or `support`. |
+| `certificates.correction_requests`, `decide_correction`, `revoke_certificate`, `start_replacement`, \
+`complete_replacement`, `cancel_replacement`, `production_batches`, `close_batch`, `batch_csv`, `batch_proof_pdf`, \
+`ship_certificate`, `mark_delivered`, `overdue_shipments` | staff holding `registrar`. |
+| `payments.dues_for_payer`, `orders_for_payer`, `order` | the payer themself, or staff holding `finance` or \
+`support`. |
+| `payments.close_order` | the payer themself, or staff holding `finance`. |
+| `payments.create_order` | only the payer a due names (an institution for its own candidates). |
+| `payments.set_fee`, `incidents` | staff holding `finance`. |
+| `payments.open_due`, `request_refund`, `refunds`, `reconcile` | staff holding `finance`, or another Credence \
+service on the bus (`{"role": "service", "subject": "certificates"}`; the gateway never sends that role). |
+| `verification.request_report`, `my_reports`, `close_report`, `extend_report`, `report_pdf`, \
+`create_share_code`, `share_codes`, `revoke_share_code`, `my_accesses` | role `candidate`; only the caller's own \
+certificates, reports and share codes (an education-record report reads the caller's exam record from scoring \
+with the same actor). |
 
-The identity RPCs without an `actor` are the ones a caller reaches without being signed in. Each is guarded by \
-what the caller has to present instead: a password (`login`, `authenticate_staff`, `authenticate_institution`), \
-a refresh token (`refresh_session`, `logout`), a code texted to the mobile number (`register_candidate`, \
+An institution account pays as its institution: the `institution_id` in its signed actor, which identity named at \
+sign-in and refresh (a sign-in from before tokens carried it: `403 institution_not_named`), never as the account \
+itself (`tests/e2e/test_institution_payment.py`). A staff sign-in from before tokens carried staff roles holds none \
+(`403 role_required` everywhere) until the next sign-in or refresh.
+
+The RPCs without an `actor` are the ones a caller reaches without being signed in. Each is guarded by what the \
+caller has to present instead: a password (`login`, `authenticate_staff`, `authenticate_institution`), a refresh \
+token (`refresh_session`, `logout`), a code texted to the mobile number (`register_candidate`, \
 `reset_password_with_code`, `lookup_ticket`) or the security answer (`reset_password_with_answer`). \
 `request_mobile_code` and `security_question` give the same answer whether or not an account exists, and \
 `dev_sms_messages` answers `404` unless identity runs with `SMS_ADAPTER=dev`, and payments' `sandbox_pay` \
-unless payments runs with `CREDENCE_ENV=development`; outside development the gateway does not mount the \
-`development` routes at all (an unknown path, absent from `/openapi.json`).
-
-Scoring, certificates and payments check the actor too: `record_results`, `publish_results`, `import_results`, \
-`import_report` and `result_history` need role `staff`; `results_for_candidate` and \
-`certificates_for_candidate` answer only for the candidate themself or staff; `dues_for_payer`, \
-`orders_for_payer`, `order` and `close_order` only for the payer themself or staff, and `create_order` only \
-for the payer a due names (an institution for its own candidates). An institution account pays as its \
-institution: the `institution_id` in its signed actor, which identity named at sign-in and refresh (a sign-in \
-from before tokens carried it: `403 institution_not_named`), never as the account itself \
-(`tests/e2e/test_institution_payment.py`). `set_fee`, `incidents` and `reconcile` \
-need staff; `open_due`, `request_refund` and `refunds` take staff or another Credence service on the bus \
-(`{"role": "service", "subject": "certificates"}`; the gateway never sends that role). `list_programs` and \
-`fee_schedule` are public. A payment notification carries no actor: payments checks the provider's signature \
-on the raw body (with the provider's public key), its freshness and nonce, then merchant, currency, order \
-and exact amount.
+(the payer, or staff holding `finance`) unless payments runs with `CREDENCE_ENV=development`; outside development \
+the gateway does not mount the `development` routes at all (an unknown path, absent from `/openapi.json`). \
+`list_programs` and `fee_schedule` are public. A payment notification carries no actor: payments checks the \
+provider's signature on the raw body (with the provider's public key), its freshness and nonce, then merchant, \
+currency, order and exact amount.
 """
 
 
 def _who(route: Route) -> str:
     return "anyone" if "public" in route.roles else ", ".join(route.roles)
+
+
+def _staff_role(route: Route) -> str:
+    """The staff roles a staff caller needs (any one of them), for a route staff may call."""
+    if "staff" not in route.roles or "public" in route.roles:
+        return "—"
+    return " or ".join(f"`{role}`" for role in route.staff_roles) if route.staff_roles else "any"
+
+
+def staff_roles_section() -> str:
+    rows = "".join(f"| `{role}` | {_cell(duty)} |\n" for role, duty in DUTIES.items())
+    return STAFF_ROLES_INTRO + rows + SEPARATION_OF_DUTIES
 
 
 def _cell(text: str) -> str:
@@ -144,16 +218,17 @@ def _tags() -> list[str]:
 
 def _table(tag: str) -> str:
     lines = [f"### {TAG_TITLES.get(tag, tag)}", "", f"Tag `{tag}`.", "",
-             "| method | path | summary | who may call it | rate-limited |", "|---|---|---|---|---|"]
+             "| method | path | summary | who may call it | staff role | rate-limited |", "|---|---|---|---|---|---|"]
     for route in ROUTES:
         if route.tag == tag:
             lines.append(f"| {route.method} | `{route.path}` | {_cell(route.summary)} | {_who(route)} | "
-                         f"{'yes' if route.rate_limited else 'no'} |")
+                         f"{_staff_role(route)} | {'yes' if route.rate_limited else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
 def render() -> str:
-    sections = [HEADER, "## The API, by tag\n", *(_table(tag) for tag in _tags()), OUTSIDE_API, SERVICE_CHECKS]
+    sections = [HEADER, staff_roles_section(), "## The API, by tag\n", *(_table(tag) for tag in _tags()), OUTSIDE_API,
+                SERVICE_CHECKS]
     return "\n".join(sections)
 
 

@@ -25,6 +25,7 @@ from werkzeug.routing import Map, Rule
 
 from credence_common import idempotency, logs
 from credence_common.actor_tokens import ActorSigner
+from credence_common.actors import require_staff_role
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -178,6 +179,9 @@ def admit(gateway: Gateway, route: Route, request: Incoming) -> Principal:
         if principal.is_public:
             raise Unauthorized("authentication_required", "Sign in and send 'Authorization: Bearer <token>'.")
         raise Forbidden("forbidden", f"A {principal.role} may not do this.")
+    if principal.role == "staff" and route.staff_roles:
+        # the service refuses it too (credence_common/actors.py require_staff); refused here before any body is read
+        require_staff_role(principal, route.staff_roles)
     if route.rate_limited:
         gateway.limit(f"{route.name}:{request.remote_addr}", "Too many requests")
     return principal

@@ -12,7 +12,8 @@ from gateway.api import ROUTES, Route
 ERROR_STATUSES = {
     "400": "Malformed request (e.g. body is not JSON)",
     "401": "Missing, invalid or expired token, or bad credentials/signature",
-    "403": "The token's role may not do this",
+    "403": "The token's role may not do this, a staff token lacks the staff role it needs (role_required), or "
+           "one person would take two parts in one result's sign-off (same_person_cannot_sign)",
     "404": "Not found",
     "409": "Conflicts with the current state",
     "422": "Invalid input (fields named in error.details)",
@@ -100,6 +101,8 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
             },
             "x-roles": list(route.roles),
         }
+        if route.staff_roles:
+            operation["x-staff-roles"] = list(route.staff_roles)  # a staff caller holds one of them (docs/access.md)
         if "public" not in route.roles:
             operation["security"] = [{"bearerAuth": []}]
         body_model = route.request_model or route.documented_body

@@ -34,7 +34,9 @@ class Call:
         only what the gateway vouches for (credence_common/actor_tokens.py); once per request, however many
         calls the handler makes."""
         return self.actor_signer.sign(self.principal.subject, self.principal.role,
-                                      institution_id=self.principal.institution_id)
+                                      institution_id=self.principal.institution_id,
+                                      staff_roles=self.principal.staff_roles if self.principal.role == "staff"
+                                      else None)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class Route:
     # exists only with CREDENCE_ENV=development (the sandbox payer, the dev SMS inbox): elsewhere the gateway does
     # not mount it, so it is an unknown path (404 route_not_found) and absent from /openapi.json
     development_only: bool = False
+    # a staff caller must hold one of these staff roles (credence_common/staff_roles.py), else 403 role_required;
+    # the service checks the same again. Every route that admits staff names them (tests/unit/test_staff_roles.py)
+    staff_roles: tuple[str, ...] = ()
 
 
 def dump(model: BaseModel | None) -> dict | None:
@@ -70,3 +75,15 @@ def dump(model: BaseModel | None) -> dict | None:
 
 ANY_SIGNED_IN = ("candidate", "institution", "staff")
 NOT_REPLAYED = False  # replayable=NOT_REPLAYED: the answer is or holds a credential (see Route.replayable)
+
+# The staff roles a route needs (Route.staff_roles; credence_common/staff_roles.py says what each is for).
+RECORDER = ("recorder",)
+EXPERT = ("expert",)
+PUBLISHER = ("publisher",)
+REGISTRAR = ("registrar",)
+FINANCE = ("finance",)
+SUPPORT = ("support",)
+ADMIN = ("admin",)
+HISTORY = ("recorder", "expert", "publisher", "support")  # a result's history: every duty that handles results
+CERT_READ = ("registrar", "support")  # finding and reading certificates and applications
+PAYMENT_READ = ("finance", "support")  # reading an order

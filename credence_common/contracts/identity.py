@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from credence_common.staff_roles import STAFF_ROLES as STAFF_ROLE_NAMES
+from credence_common.staff_roles import StaffRole, staff_roles
 
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
 CodePurpose = Literal["registration", "password_reset", "ticket_lookup", "sign_in"]
@@ -194,6 +197,9 @@ class AuthenticatedPrincipal(BaseModel):
     refresh_token: str | None = None
     # an institution account's institution: the gateway puts it in the token, and payments pays as it
     institution_id: str | None = None
+    # a staff account's roles (credence_common/staff_roles.py): the gateway puts them in the token, and each
+    # service checks the one an action needs; None for everyone else
+    staff_roles: list[StaffRole] | None = None
 
 
 class Done(BaseModel):
@@ -308,17 +314,58 @@ class PriorEducationView(BaseModel):
     checked_at: datetime | None = None
 
 
+def _roles_once_in_order(roles: list[str]) -> list[str]:
+    return list(staff_roles(roles))
+
+
+StaffRoles = Field(default_factory=list, max_length=len(STAFF_ROLE_NAMES),
+                   description="The account's staff roles: " + ", ".join(STAFF_ROLE_NAMES))
+
+
 class CreateStaffAccount(BaseModel):
     model_config = Strict
 
     username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9._-]+$")
     display_name: str = Field(min_length=1, max_length=80)
     password: str = Password
+    # none by default: an account may sign in and do nothing until an admin gives it a duty
+    roles: list[StaffRole] = StaffRoles
+
+    _ordered = field_validator("roles")(_roles_once_in_order)
 
 
 class StaffAccountView(BaseModel):
     username: str
     display_name: str
+    roles: list[StaffRole] = Field(default_factory=list)
+
+
+class StaffAccountList(BaseModel):
+    accounts: list[StaffAccountView]
+
+
+class SetStaffRoles(BaseModel):
+    """The account's whole set of roles from now on (an empty list takes every duty away)."""
+
+    model_config = Strict
+
+    roles: list[StaffRole] = StaffRoles
+    reason: str = Field(min_length=3, max_length=200, description="Why, for the record of role changes")
+
+    _ordered = field_validator("roles")(_roles_once_in_order)
+
+
+class StaffRoleChangeView(BaseModel):
+    username: str
+    changed_by: str
+    roles_before: list[StaffRole]
+    roles_after: list[StaffRole]
+    reason: str
+    changed_at: datetime
+
+
+class StaffRoleChangeList(BaseModel):
+    changes: list[StaffRoleChangeView]
 
 
 class TransferRegion(BaseModel):

@@ -38,15 +38,18 @@ from credence_common.contracts.identity import (
     SecurityQuestionRequest,
     SecurityQuestionView,
     SetSecurityQuestion,
+    SetStaffRoles,
+    StaffAccountList,
     StaffAccountView,
     StaffCredentials,
+    StaffRoleChangeList,
     SubmitPriorEducation,
     SubmitPriorEducationProof,
     TicketLookup,
     TicketLookupResult,
     TransferRegion,
 )
-from gateway.routing import ANY_SIGNED_IN, NOT_REPLAYED, Call, Route, dump
+from gateway.routing import ADMIN, ANY_SIGNED_IN, NOT_REPLAYED, SUPPORT, Call, Route, dump
 
 
 class TokenResponse(BaseModel):
@@ -66,7 +69,8 @@ def register_candidate(call: Call):
 
 def _tokens(call: Call, principal: dict) -> dict:
     tokens = call.tokens.issue(principal["subject"], principal["role"],
-                               institution_id=principal.get("institution_id"))
+                               institution_id=principal.get("institution_id"),
+                               staff_roles=principal.get("staff_roles") if principal["role"] == "staff" else None)
     tokens["refresh_token"] = principal.get("refresh_token")
     return tokens
 
@@ -194,6 +198,18 @@ def create_staff_account(call: Call):
     return call.rpc.call("identity", "create_staff_account", call.actor, dump(call.body))
 
 
+def staff_accounts(call: Call):
+    return call.rpc.call("identity", "staff_accounts", call.actor)
+
+
+def set_staff_roles(call: Call):
+    return call.rpc.call("identity", "set_staff_roles", call.actor, call.params["username"], dump(call.body))
+
+
+def staff_role_changes(call: Call):
+    return call.rpc.call("identity", "staff_role_changes", call.actor, call.params["username"])
+
+
 ROUTES: tuple[Route, ...] = (
     Route("request_mobile_code", "POST", "/api/v1/mobile-codes",
           "Text a 6-digit code to a mobile number (registration, password reset, ticket look-up)",
@@ -243,17 +259,17 @@ ROUTES: tuple[Route, ...] = (
           SetSecurityQuestion, Done, tag="auth"),
     Route("candidate_profile", "GET", "/api/v1/candidates/<candidate_id>",
           "A candidate's registration (staff; an institution for its own students)", ("staff", "institution"),
-          candidate_profile, None, CandidateView, tag="candidates"),
+          candidate_profile, None, CandidateView, staff_roles=SUPPORT, tag="candidates"),
     Route("confirm_identity_on_site", "POST", "/api/v1/candidates/<candidate_id>/identity-confirmation",
           "Approve or reject a candidate's identity on site (staff; an institution for its own students)",
           ("staff", "institution"), confirm_identity_on_site, ConfirmIdentityOnSite, CandidateView,
-          tag="candidates"),
+          staff_roles=SUPPORT, tag="candidates"),
     Route("institution_token", "POST", "/api/v1/auth/institution-token", "Sign in as a training institution's staff",
           ("public",), institution_token, InstitutionCredentials, TokenResponse, rate_limited=True, tag="auth",
           replayable=NOT_REPLAYED),
     Route("create_institution", "POST", "/api/v1/institutions",
           "Register a training institution and its first staff account (staff)", ("staff",), create_institution,
-          CreateInstitution, InstitutionView, 201, tag="institutions"),
+          CreateInstitution, InstitutionView, 201, staff_roles=ADMIN, tag="institutions"),
     Route("institution_students", "GET", "/api/v1/institution/students", "The institution's own candidates",
           ("institution",), institution_students, None, CandidateList, tag="institutions"),
     Route("register_student", "POST", "/api/v1/institution/students",
@@ -261,10 +277,10 @@ ROUTES: tuple[Route, ...] = (
           ("institution",), register_student, RegisterStudent, CandidateView, 201, tag="institutions"),
     Route("prior_education_of", "GET", "/api/v1/candidates/<candidate_id>/prior-education",
           "The latest prior-degree check with its proof reference (staff)", ("staff",), prior_education_of, None,
-          PriorEducationView, tag="candidates"),
+          PriorEducationView, staff_roles=SUPPORT, tag="candidates"),
     Route("import_legacy_tickets", "POST", "/api/v1/legacy-tickets",
           "Import admission ticket numbers issued before this platform (all or none; staff)", ("staff",),
-          import_legacy_tickets, ImportLegacyTickets, ImportOutcome, tag="candidates"),
+          import_legacy_tickets, ImportLegacyTickets, ImportOutcome, staff_roles=SUPPORT, tag="candidates"),
     Route("my_tickets", "GET", "/api/v1/me/tickets", "The candidate's primary and other ticket numbers",
           ("candidate",), my_tickets, None, MyTickets, tag="candidates"),
     Route("choose_primary_ticket", "POST", "/api/v1/me/tickets/primary", "Choose which ticket number is primary",
@@ -280,10 +296,20 @@ ROUTES: tuple[Route, ...] = (
           submit_prior_education_proof, SubmitPriorEducationProof, CandidateView, tag="candidates"),
     Route("decide_prior_education", "POST", "/api/v1/candidates/<candidate_id>/prior-education/decision",
           "Approve or reject an uploaded prior-degree proof (staff)", ("staff",), decide_prior_education,
-          DecidePriorEducation, CandidateView, tag="candidates"),
+          DecidePriorEducation, CandidateView, staff_roles=SUPPORT, tag="candidates"),
     Route("transfer_region", "POST", "/api/v1/candidates/<candidate_id>/transfer",
           "Move a candidate's exam record to another exam region (转考; staff)", ("staff",), transfer_region,
-          TransferRegion, CandidateView, tag="candidates"),
-    Route("create_staff_account", "POST", "/api/v1/staff-accounts", "Create another staff account (staff)",
-          ("staff",), create_staff_account, CreateStaffAccount, StaffAccountView, 201, tag="auth"),
+          TransferRegion, CandidateView, staff_roles=SUPPORT, tag="candidates"),
+    Route("create_staff_account", "POST", "/api/v1/staff-accounts",
+          "Create another staff account with its roles (none by default: it may sign in and do nothing yet)",
+          ("staff",), create_staff_account, CreateStaffAccount, StaffAccountView, 201, staff_roles=ADMIN, tag="auth"),
+    Route("staff_accounts", "GET", "/api/v1/staff-accounts", "Every staff account with its roles",
+          ("staff",), staff_accounts, None, StaffAccountList, staff_roles=ADMIN, tag="auth"),
+    Route("set_staff_roles", "PUT", "/api/v1/staff-accounts/<username>/roles",
+          "Set an account's roles, with a reason (recorded; counts from its next sign-in or refresh; not your own, "
+          "and the last admin keeps admin)", ("staff",), set_staff_roles, SetStaffRoles, StaffAccountView,
+          staff_roles=ADMIN, tag="auth"),
+    Route("staff_role_changes", "GET", "/api/v1/staff-accounts/<username>/role-changes",
+          "Every change of an account's roles: who, when, before, after, why", ("staff",), staff_role_changes,
+          None, StaffRoleChangeList, staff_roles=ADMIN, tag="auth"),
 )

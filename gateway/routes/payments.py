@@ -21,7 +21,7 @@ from credence_common.contracts.payments import (
     SandboxPaymentOutcome,
     SetFee,
 )
-from gateway.routing import ANY_SIGNED_IN, Call, Route, dump
+from gateway.routing import ANY_SIGNED_IN, FINANCE, PAYMENT_READ, Call, Route, dump
 
 
 def my_payment_orders(call: Call):
@@ -108,7 +108,7 @@ ROUTES: tuple[Route, ...] = (
     Route("fee_schedule", "GET", "/api/v1/fees", "The fee schedule (amounts in fen)", ("public",) + ANY_SIGNED_IN,
           fee_schedule, None, FeeSchedule, tag="payments"),
     Route("set_fee", "PUT", "/api/v1/fees/<fee_code>", "Add a fee or change its amount (staff; open dues keep "
-          "their price)", ("staff",), set_fee, SetFee, FeeView, tag="payments"),
+          "their price)", ("staff",), set_fee, SetFee, FeeView, staff_roles=FINANCE, tag="payments"),
     Route("my_payment_dues", "GET", "/api/v1/me/payment-dues", "What the candidate has to pay, and what they paid",
           ("candidate",), my_payment_dues, None, DueList, tag="payments"),
     Route("institution_payment_dues", "GET", "/api/v1/institution/payment-dues",
@@ -126,10 +126,12 @@ ROUTES: tuple[Route, ...] = (
     Route("payment_order", "GET", "/api/v1/payment-orders/<order_number>",
           "One order, with its one invoice record (its payer; staff also see the payer and the provider "
           "transaction)",
-          ("candidate", "institution", "staff"), payment_order, None, PaymentOrderView, tag="payments"),
+          ("candidate", "institution", "staff"), payment_order, None, PaymentOrderView, staff_roles=PAYMENT_READ,
+          tag="payments"),
     Route("close_payment_order", "POST", "/api/v1/payment-orders/<order_number>/closure",
           "Close an unpaid order (its payer or staff); the provider is asked first, so a payment on its way counts",
-          ("candidate", "institution", "staff"), close_payment_order, None, PaymentOrderView, tag="payments"),
+          ("candidate", "institution", "staff"), close_payment_order, None, PaymentOrderView, staff_roles=FINANCE,
+          tag="payments"),
     Route("payment_notification", "POST", "/api/v1/payments/notifications/<provider>",
           "A payment provider's asynchronous notification, signed with its private key", ("public",),
           payment_notification, None, NotificationAcknowledgement, raw_body=True, max_body_bytes=64 * 1024,
@@ -142,18 +144,18 @@ ROUTES: tuple[Route, ...] = (
     Route("sandbox_provider_payment", "POST", "/api/v1/sandbox-provider/orders/<order_number>/payment",
           "Development only: pay an order at the sandbox provider (it then notifies us, signed; 404 elsewhere)",
           ("candidate", "institution", "staff"), sandbox_provider_payment, SandboxPayment, SandboxPaymentOutcome,
-          tag="development", development_only=True),
+          staff_roles=FINANCE, tag="development", development_only=True),
     Route("request_refund", "POST", "/api/v1/refunds",
           "Refund part or all of a paid order, or of one of its dues (due_id: one student's fee out of an "
           "institution's order), to the original payment path (staff; never more than was paid)",
-          ("staff",), request_refund, RequestRefund, RefundView, 201, tag="payments"),
+          ("staff",), request_refund, RequestRefund, RefundView, 201, staff_roles=FINANCE, tag="payments"),
     Route("list_refunds", "GET", "/api/v1/refunds",
           "Refunds with their 3-working-day promise (?overdue=true, ?order_number=; staff)", ("staff",),
-          list_refunds, None, RefundList, tag="payments"),
+          list_refunds, None, RefundList, staff_roles=FINANCE, tag="payments"),
     Route("payment_incidents", "GET", "/api/v1/payment-incidents",
           "Refused notifications and requests (?flagged=true: money may sit at the provider; staff)", ("staff",),
-          payment_incidents, None, IncidentList, tag="payments"),
+          payment_incidents, None, IncidentList, staff_roles=FINANCE, tag="payments"),
     Route("payment_reconciliation", "GET", "/api/v1/payment-reconciliations/<day>",
           "The provider's statement for a Beijing business day against our ledger, every mismatch listed (staff)",
-          ("staff",), payment_reconciliation, None, ReconciliationReport, tag="payments"),
+          ("staff",), payment_reconciliation, None, ReconciliationReport, staff_roles=FINANCE, tag="payments"),
 )

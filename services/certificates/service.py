@@ -8,7 +8,7 @@ from functools import partial
 from nameko.extensions import DependencyProvider
 
 from credence_common import calendar
-from credence_common.actors import require_role, require_self_or_staff
+from credence_common.actors import require_role, require_self_or_staff, require_staff
 from credence_common.consumers import consume, consume_batch
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
@@ -54,6 +54,9 @@ class Rules(DependencyProvider):
 # as many certificates; issuing ran 0.36 -> 0.53 of the raw confirmed publish in alternating runs
 # (docs/performance.md "Issuance"). The consumer prefetches twice as many.
 EVENT_BATCH_SIZE = 200
+# the staff roles that find and read certificates and applications (credence_common/staff_roles.py): the certificate
+# office, and support answering a candidate; only the registrar changes anything
+CERTIFICATE_READERS = ("registrar", "support")
 
 
 class CertificatesService(HealthCheck):
@@ -67,26 +70,26 @@ class CertificatesService(HealthCheck):
 
     @rpc
     def certificates_for_candidate(self, actor: dict, candidate_id: str) -> dict:
-        require_self_or_staff(actor, candidate_id)
+        require_self_or_staff(actor, candidate_id, staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             return usecases.certificates_for_candidate(session, candidate_id).model_dump(mode="json")
 
     @rpc
     def certificate(self, actor: dict, certificate_id: str) -> dict:
-        who = require_role(actor, "candidate", "staff")
+        who = require_role(actor, "candidate", "staff", staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             certificate = self._readable(session, who, certificate_id)
             return usecases.certificate_view(certificate).model_dump(mode="json")
 
     @rpc
     def certificate_by_number(self, actor: dict, certificate_number: str) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, *CERTIFICATE_READERS)
         with self.db.transaction() as session:
             return usecases.find_by_number(session, str(certificate_number)).model_dump(mode="json")
 
     @rpc
     def certificate_history(self, actor: dict, certificate_id: str) -> dict:
-        who = require_role(actor, "candidate", "staff")
+        who = require_role(actor, "candidate", "staff", staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             certificate = self._readable(session, who, certificate_id)
             return usecases.history(session, certificate).model_dump(mode="json")
@@ -116,13 +119,13 @@ class CertificatesService(HealthCheck):
 
     @rpc
     def correction_requests(self, actor: dict, open_only: bool = True) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.correction_requests(session, bool(open_only)).model_dump(mode="json")
 
     @rpc
     def decide_correction(self, actor: dict, request_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         decision = parse(DecideCorrection, request)
         with self.db.transaction() as session:
             return usecases.decide_correction(session, staff.subject, request_id, decision.decision,
@@ -130,7 +133,7 @@ class CertificatesService(HealthCheck):
 
     @rpc
     def revoke_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         revocation = parse(RevokeCertificate, request)
         with self.db.transaction() as session:
             return usecases.revoke(session, staff.subject, certificate_id, revocation.reason).model_dump(mode="json")
@@ -145,27 +148,27 @@ class CertificatesService(HealthCheck):
 
     @rpc
     def replacement_applications(self, actor: dict, status: str | None = None) -> dict:
-        who = require_role(actor, "candidate", "staff")
+        who = require_role(actor, "candidate", "staff", staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             candidate_id = who.subject if who.role == "candidate" else None
             return usecases.replacement_applications(session, candidate_id, status).model_dump(mode="json")
 
     @rpc
     def start_replacement(self, actor: dict, application_id: str) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.start_replacement(session, staff.subject, application_id).model_dump(mode="json")
 
     @rpc
     def complete_replacement(self, actor: dict, application_id: str) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.complete_replacement(session, staff.subject, application_id,
                                                  self.rules).model_dump(mode="json")
 
     @rpc
     def cancel_replacement(self, actor: dict, application_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         cancellation = parse(CancelReplacement, request)
         with self.db.transaction() as session:
             return usecases.cancel_replacement(session, staff.subject, application_id,
@@ -173,32 +176,32 @@ class CertificatesService(HealthCheck):
 
     @rpc
     def production_batches(self, actor: dict) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.batches(session).model_dump(mode="json")
 
     @rpc
     def close_batch(self, actor: dict, batch_id: str) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.close_batch(session, staff.subject, batch_id).model_dump(mode="json")
 
     @rpc
     def batch_csv(self, actor: dict, batch_id: str) -> str:
-        require_role(actor, "staff")
+        require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.batch_csv(session, batch_id)
 
     @rpc
     def batch_proof_pdf(self, actor: dict, batch_id: str) -> str:
         """Base64: the bus carries JSON."""
-        require_role(actor, "staff")
+        require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return base64.b64encode(usecases.batch_proof_pdf(session, batch_id)).decode("ascii")
 
     @rpc
     def ship_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         shipment = parse(ShipCertificate, request)
         with self.db.transaction() as session:
             return usecases.ship(session, staff.subject, certificate_id, shipment.courier,
@@ -206,13 +209,13 @@ class CertificatesService(HealthCheck):
 
     @rpc
     def mark_delivered(self, actor: dict, certificate_id: str) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.mark_delivered(session, staff.subject, certificate_id).model_dump(mode="json")
 
     @rpc
     def overdue_shipments(self, actor: dict) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.overdue_shipments(session).model_dump(mode="json")
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from credence_common.actors import Actor, as_actor
+from credence_common.actors import Actor, as_actor, require_staff_role
 from credence_common.errors import Forbidden, NotFound
-from services.identity.models import Candidate, InstitutionAccount
+from services.identity.models import Candidate, InstitutionAccount, StaffAccount
 
 INSTITUTION_SUBJECT_PREFIX = "institution:"
+STAFF_SUBJECT_PREFIX = "staff:"
+# the staff role that sees and handles candidates' records (credence_common/staff_roles.py)
+CANDIDATE_CASEWORK = ("support",)
+
+
+def staff_subject(username: str) -> str:
+    return f"{STAFF_SUBJECT_PREFIX}{username}"
+
+
+def staff_account(session: Session, subject: str) -> StaffAccount | None:
+    """The staff account a ``staff:<username>`` subject names, if it (still) exists."""
+    if not subject.startswith(STAFF_SUBJECT_PREFIX):
+        return None
+    return session.get(StaffAccount, subject[len(STAFF_SUBJECT_PREFIX):])
 
 
 def institution_subject(username: str) -> str:
@@ -35,8 +49,10 @@ def institution_of(session: Session, actor: Actor) -> str:
 
 def visible_candidate(session: Session, actor: dict | Actor, candidate_id: str) -> Candidate:
     """The candidate, if this actor may see them. An unknown id looks exactly like someone else's record
-    to everyone but staff, so ids cannot be probed."""
+    to everyone but staff, so ids cannot be probed. Staff need the ``support`` role."""
     actor = as_actor(actor)
+    if actor.role == "staff":
+        require_staff_role(actor, CANDIDATE_CASEWORK)
     candidate = session.get(Candidate, candidate_id)
     if candidate is None:
         if actor.role == "staff":
@@ -47,10 +63,10 @@ def visible_candidate(session: Session, actor: dict | Actor, candidate_id: str) 
 
 
 def authorize(session: Session, actor: dict | Actor, candidate: Candidate) -> Actor:
-    """Staff: anyone. A candidate: themselves. An institution: its own students."""
+    """Staff with the ``support`` role: anyone. A candidate: themselves. An institution: its own students."""
     actor = as_actor(actor)
     if actor.role == "staff":
-        return actor
+        return require_staff_role(actor, CANDIDATE_CASEWORK)
     if actor.role == "candidate" and actor.subject == candidate.candidate_id:
         return actor
     if actor.role == "institution" and candidate.institution_id == institution_of(session, actor):

@@ -196,3 +196,21 @@ class StaffAccount(Base):
     display_name: Mapped[str] = mapped_column(String(80), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # the account's staff roles, comma-separated in the order of credence_common/staff_roles.py ("" = none: it
+    # signs in and may do nothing); changed only by an admin, each change in staff_role_changes
+    roles: Mapped[str] = mapped_column(String(200), nullable=False, default="", server_default="")
+
+
+class StaffRoleChange(Base):
+    """Append-only: every assignment of staff roles (an account created with roles, an admin's change), who made
+    it, what the account held before and after, and why."""
+
+    __tablename__ = "staff_role_changes"
+
+    change_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(ForeignKey("staff_accounts.username"), nullable=False, index=True)
+    changed_by: Mapped[str] = mapped_column(String(80), nullable=False)
+    roles_before: Mapped[str] = mapped_column(String(200), nullable=False)
+    roles_after: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

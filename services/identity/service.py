@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 
-from credence_common.actors import require_role, require_self
+from credence_common.actors import require_role, require_self, require_staff
 from credence_common.contracts.identity import (
     ChangePassword,
     ChoosePrimaryTicket,
@@ -30,6 +30,7 @@ from credence_common.contracts.identity import (
     ResetPasswordWithCode,
     SecurityQuestionRequest,
     SetSecurityQuestion,
+    SetStaffRoles,
     StaffCredentials,
     SubmitPriorEducation,
     SubmitPriorEducationProof,
@@ -164,24 +165,48 @@ class IdentityService(HealthCheck):
 
     @rpc
     def confirm_identity_on_site(self, actor: dict, candidate_id: str, request: dict) -> dict:
-        """Authority staff for anyone; an institution's staff for its own students."""
-        checker = require_role(actor, "staff", "institution")
+        """Authority staff (role ``support``) for anyone; an institution's staff for its own students."""
+        checker = require_role(actor, "staff", "institution", staff_roles=("support",))
         decision = parse(ConfirmIdentityOnSite, request)
         with self.db.transaction() as session:
             visible_candidate(session, checker, candidate_id)
             return _dump(usecases.confirm_on_site(session, candidate_id, checker.subject,
                                                   decision.decision == "approve", decision.reason))
 
+    # --- staff accounts and their roles (admin) -------------------------------------------------------
+
     @rpc
     def create_staff_account(self, actor: dict, request: dict) -> dict:
-        require_role(actor, "staff")
+        admin = require_staff(actor, "admin")
         account = parse(CreateStaffAccount, request)
         with self.db.transaction() as session:
-            return usecases.create_staff_account(session, account.username, account.display_name, account.password)
+            return usecases.create_staff_account(session, account.username, account.display_name, account.password,
+                                                 account.roles, created_by=admin.subject)
+
+    @rpc
+    def staff_accounts(self, actor: dict) -> dict:
+        require_staff(actor, "admin")
+        with self.db.transaction() as session:
+            return _dump(usecases.staff_accounts(session))
+
+    @rpc
+    def set_staff_roles(self, actor: dict, username: str, request: dict) -> dict:
+        """The account's whole set of roles from now on; it counts from the account's next sign-in or refresh."""
+        admin = require_staff(actor, "admin")
+        change = parse(SetStaffRoles, request)
+        with self.db.transaction() as session:
+            return _dump(usecases.set_staff_roles(session, str(username), change.roles, change.reason,
+                                                  admin.subject))
+
+    @rpc
+    def staff_role_changes(self, actor: dict, username: str) -> dict:
+        require_staff(actor, "admin")
+        with self.db.transaction() as session:
+            return _dump(usecases.staff_role_changes(session, str(username)))
 
     @rpc
     def transfer_region(self, actor: dict, candidate_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "support")
         transfer = parse(TransferRegion, request)
         with self.db.transaction() as session:
             return _dump(usecases.transfer_region(session, candidate_id, transfer.to_region, transfer.reason,
@@ -191,7 +216,7 @@ class IdentityService(HealthCheck):
 
     @rpc
     def create_institution(self, actor: dict, request: dict) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "admin")
         institution = parse(CreateInstitution, request)
         with self.db.transaction() as session:
             return _dump(institutions.create_institution(session, institution))
@@ -226,7 +251,7 @@ class IdentityService(HealthCheck):
 
     @rpc
     def import_legacy_tickets(self, actor: dict, request: dict) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "support")
         batch = parse(ImportLegacyTickets, request)
         with self.db.transaction() as session:
             return _dump(tickets.import_legacy(session, self.protection, batch))
@@ -270,13 +295,13 @@ class IdentityService(HealthCheck):
 
     @rpc
     def prior_education_of(self, actor: dict, candidate_id: str) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "support")
         with self.db.transaction() as session:
             return _dump(prior_education.view(session, candidate_id))
 
     @rpc
     def decide_prior_education(self, actor: dict, candidate_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "support")
         decision = parse(DecidePriorEducation, request)
         with self.db.transaction() as session:
             return _dump(prior_education.decide(session, candidate_id, staff.subject,

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from credence_common import staff_roles
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateRegisteredV1,
@@ -26,11 +27,16 @@ from credence_common.contracts.identity import (
     AuthenticatedPrincipal,
     CandidateView,
     RegisterCandidate,
+    StaffAccountList,
+    StaffAccountView,
+    StaffRoleChangeList,
+    StaffRoleChangeView,
     TicketLookupResult,
 )
 from credence_common.errors import (
     Conflict,
     CredenceError,
+    Forbidden,
     InvalidInput,
     NotFound,
     RateLimited,
@@ -40,8 +46,9 @@ from credence_common.events import utcnow
 from credence_common.masking import mask_email, mask_mobile, mask_resident_id
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
+from credence_common.staff_roles import STAFF_ROLES
 from services.identity import codes, domain, passwords
-from services.identity.access import institution_account
+from services.identity.access import institution_account, staff_account, staff_subject
 from services.identity.models import (
     Candidate,
     DevSmsMessage,
@@ -53,6 +60,7 @@ from services.identity.models import (
     OutboxEvent,
     RefreshToken,
     StaffAccount,
+    StaffRoleChange,
 )
 from services.identity.protection import PersonalDataProtection
 from services.identity.throttling import guard, lock
@@ -373,17 +381,23 @@ def refresh(session: Session, protection: PersonalDataProtection, refresh_token:
     if row.expires_at <= now:
         return Unauthorized("refresh_token_expired", "The session has expired; sign in again.")
     row.revoked_at = now
-    institution_id = None
+    institution_id = roles = None
     if row.role == "institution":
         # the new tokens name the account's institution as sign-in did; an account removed since signs in no more
         account = institution_account(session, row.subject)
         if account is None:
             return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
         institution_id = account.institution_id
+    if row.role == "staff":
+        # the roles the account holds now: a role given or taken away since the sign-in counts from here
+        staff = staff_account(session, row.subject)
+        if staff is None:
+            return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+        roles = list(staff_roles.from_stored(staff.roles))
     candidate = session.get(Candidate, row.subject)
     display_name = candidate.full_name if candidate else row.subject
     return AuthenticatedPrincipal(subject=row.subject, role=row.role, display_name=display_name,
-                                  institution_id=institution_id,
+                                  institution_id=institution_id, staff_roles=roles,
                                   refresh_token=issue_refresh_token(session, protection, row.subject, row.role, now))
 
 
@@ -519,12 +533,18 @@ def login_with_code(session: Session, protection: PersonalDataProtection, mobile
 
 # --- staff ----------------------------------------------------------------------------------------
 
+BOOTSTRAP_REASON = "the first staff account (BOOTSTRAP_STAFF_USERNAME) holds every role"
+
+
 def ensure_bootstrap_staff(session: Session, username: str | None, password: str | None) -> None:
-    """The first staff account comes from the environment so that a new deployment can sign in."""
+    """The first staff account comes from the environment so that a new deployment can sign in. It holds every
+    role (it is the one that gives the others theirs); an administrator narrows it later."""
     if not username or not password or session.get(StaffAccount, username) is not None:
         return
-    session.add(StaffAccount(username=username, display_name=username,
+    session.add(StaffAccount(username=username, display_name=username, roles=staff_roles.stored(STAFF_ROLES),
                              password_hash=passwords.hash_password(password), created_at=utcnow()))
+    session.flush()
+    _record_role_change(session, username, "bootstrap", (), STAFF_ROLES, BOOTSTRAP_REASON)
 
 
 def authenticate_staff(session: Session, protection: PersonalDataProtection, username: str, password: str,
@@ -537,18 +557,80 @@ def authenticate_staff(session: Session, protection: PersonalDataProtection, use
                            "The username or password is wrong.")
     if refusal:
         return refusal
-    subject = f"staff:{account.username}"
+    subject = staff_subject(account.username)
     return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
+                                  staff_roles=list(staff_roles.from_stored(account.roles)),
                                   refresh_token=issue_refresh_token(session, protection, subject, "staff", now))
 
 
-def create_staff_account(session: Session, username: str, display_name: str, password: str) -> dict:
+def staff_view(account: StaffAccount) -> StaffAccountView:
+    return StaffAccountView(username=account.username, display_name=account.display_name,
+                            roles=list(staff_roles.from_stored(account.roles)))
+
+
+def create_staff_account(session: Session, username: str, display_name: str, password: str,
+                         roles: list[str] | tuple[str, ...] = (), created_by: str = "system") -> dict:
+    """With the roles it is given (none: it signs in and may do nothing yet); the creation is in the record of
+    role changes, with who created it."""
     passwords.check_password(password, personal_values=(username,))
     if session.get(StaffAccount, username) is not None:
         raise Conflict("username_taken", "This username is taken; choose another.")
-    session.add(StaffAccount(username=username, display_name=display_name,
-                             password_hash=passwords.hash_password(password), created_at=utcnow()))
-    return {"username": username, "display_name": display_name}
+    roles = staff_roles.staff_roles(roles)
+    account = StaffAccount(username=username, display_name=display_name, roles=staff_roles.stored(roles),
+                           password_hash=passwords.hash_password(password), created_at=utcnow())
+    session.add(account)
+    session.flush()
+    _record_role_change(session, username, created_by, (), roles, "account created")
+    return staff_view(account).model_dump(mode="json")
+
+
+def staff_accounts(session: Session) -> StaffAccountList:
+    return StaffAccountList(accounts=[staff_view(account) for account in
+                                      session.scalars(select(StaffAccount).order_by(StaffAccount.username))])
+
+
+def set_staff_roles(session: Session, username: str, roles: list[str] | tuple[str, ...], reason: str,
+                    changed_by: str, now: datetime | None = None) -> StaffAccountView:
+    """The account's whole set of roles from now on, recorded with who changed it and why. It counts from the
+    account's next sign-in or refresh (a token already issued keeps its roles until it expires). Nobody changes
+    their own roles, and the last account holding ``admin`` keeps it."""
+    if changed_by == staff_subject(username):
+        raise Forbidden("own_roles", "Nobody changes their own roles: another administrator does.")
+    account = session.get(StaffAccount, username, with_for_update=True)
+    if account is None:
+        raise NotFound("staff_account_not_found", f"No staff account {username!r}.")
+    before, after = staff_roles.from_stored(account.roles), staff_roles.staff_roles(roles)
+    if before == after:
+        return staff_view(account)
+    if "admin" in before and "admin" not in after:
+        other_admins = [other for other in session.scalars(
+            select(StaffAccount).where(StaffAccount.username != username, StaffAccount.roles.contains("admin"))
+            .with_for_update()) if "admin" in staff_roles.from_stored(other.roles)]
+        if not other_admins:
+            raise Conflict("last_admin", f"{username} is the last account holding admin; give admin to another "
+                                         "account first. Nothing was changed.")
+    account.roles = staff_roles.stored(after)
+    _record_role_change(session, username, changed_by, before, after, reason, now)
+    log.info("staff roles of %s changed by %s: %s -> %s", username, changed_by, ",".join(before) or "none",
+             ",".join(after) or "none")
+    return staff_view(account)
+
+
+def staff_role_changes(session: Session, username: str) -> StaffRoleChangeList:
+    if session.get(StaffAccount, username) is None:
+        raise NotFound("staff_account_not_found", f"No staff account {username!r}.")
+    rows = session.scalars(select(StaffRoleChange).where(StaffRoleChange.username == username)
+                           .order_by(StaffRoleChange.change_id)).all()
+    return StaffRoleChangeList(changes=[StaffRoleChangeView(
+        username=row.username, changed_by=row.changed_by, roles_before=list(staff_roles.from_stored(row.roles_before)),
+        roles_after=list(staff_roles.from_stored(row.roles_after)), reason=row.reason, changed_at=row.changed_at)
+        for row in rows])
+
+
+def _record_role_change(session: Session, username: str, changed_by: str, before, after, reason: str,
+                        now: datetime | None = None) -> None:
+    session.add(StaffRoleChange(username=username, changed_by=changed_by, roles_before=staff_roles.stored(before),
+                                roles_after=staff_roles.stored(after), reason=reason, changed_at=now or utcnow()))
 
 
 def transfer_region(session: Session, candidate_id: str, to_region: str, reason: str, staff: str,

@@ -10,7 +10,7 @@ from functools import partial
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 
-from credence_common.actors import Actor, require_role
+from credence_common.actors import Actor, require_role, require_staff
 from credence_common.config import is_development
 from credence_common.consumers import consume
 from credence_common.contracts.events import CertificateAwaitingPaymentV1, CertificateRefundRequestedV1
@@ -43,6 +43,10 @@ FEE_CODE = re.compile(r"^[a-z][a-z0-9_]{2,31}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 # Services that may ask for money or refunds on the bus (the gateway never passes this role).
 SERVICE_CALLERS = ("certificates", "scoring", "identity", "verification")
+# the staff roles (credence_common/staff_roles.py) that handle money, and those that may read what a payer owes and
+# their orders (support answers candidates' questions about them)
+MONEY_HANDLERS = ("finance",)
+MONEY_READERS = ("finance", "support")
 
 
 class Payments(DependencyProvider):
@@ -70,9 +74,10 @@ def payer_of(actor: str) -> tuple[Actor, domain.Payer]:
     return who, domain.payer_of(who)
 
 
-def viewer_of(actor: str) -> tuple[Actor, str, str]:
-    """Who acts, and as whom they see orders: ``("staff", subject)`` or the payer's kind and id."""
-    who = require_role(actor, "candidate", "institution", "staff")
+def viewer_of(actor: str, staff_roles: tuple[str, ...] = MONEY_READERS) -> tuple[Actor, str, str]:
+    """Who acts, and as whom they see orders: ``("staff", subject)`` (staff holding one of ``staff_roles``) or the
+    payer's kind and id."""
+    who = require_role(actor, "candidate", "institution", "staff", staff_roles=staff_roles)
     if who.role == "staff":
         return who, "staff", who.subject
     payer = domain.payer_of(who)
@@ -85,8 +90,9 @@ def acting(who: Actor) -> str:
 
 
 def require_staff_or_service(actor: str) -> str:
-    """Staff, or another Credence service (a signed ``{"role": "service", "subject": name}``)."""
-    verified = require_role(actor, "staff", "service")
+    """Staff with the ``finance`` role, or another Credence service (a signed ``{"role": "service", "subject":
+    name}``)."""
+    verified = require_role(actor, "staff", "service", staff_roles=MONEY_HANDLERS)
     if verified.role == "service":
         if verified.subject not in SERVICE_CALLERS:
             raise Forbidden("forbidden", "This service may not do this.")
@@ -128,7 +134,7 @@ class PaymentsService(HealthCheck):
 
     @rpc
     def set_fee(self, actor: dict, fee_code: str, change: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, *MONEY_HANDLERS)
         if not isinstance(fee_code, str) or not FEE_CODE.match(fee_code):
             raise InvalidInput("invalid_fee_code", "A fee code is 3-32 lower-case letters, digits or _, starting "
                                "with a letter (e.g. exam_fee_written).")
@@ -202,7 +208,7 @@ class PaymentsService(HealthCheck):
 
     @rpc
     def close_order(self, actor: dict, order_number: str) -> dict:
-        who, kind, viewer_id = viewer_of(actor)
+        who, kind, viewer_id = viewer_of(actor, MONEY_HANDLERS)
         context = usecases.IncidentContext(order_number=order_number)
         try:
             with self.db.transaction() as session:
@@ -260,7 +266,7 @@ class PaymentsService(HealthCheck):
             # it marks an order paid without money: the gateway does not route it outside development either, and
             # this refuses any other caller on the bus (the same answer as an unknown endpoint)
             raise NotFound("route_not_found", "No such endpoint.")
-        who, kind, viewer_id = viewer_of(actor)
+        who, kind, viewer_id = viewer_of(actor, MONEY_HANDLERS)
         request = parse(SandboxPayment, request or {})
         with self.db.transaction() as session:
             usecases.order_for(session, kind, viewer_id, order_number)  # yours, or staff
@@ -281,7 +287,7 @@ class PaymentsService(HealthCheck):
 
     @rpc
     def incidents(self, actor: dict, flagged_only: bool = False) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, *MONEY_HANDLERS)
         with self.db.transaction() as session:
             return usecases.incidents(session, bool(flagged_only)).model_dump(mode="json")
 

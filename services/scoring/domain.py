@@ -129,3 +129,56 @@ def evaluation_state(decisions: dict[str, str]) -> tuple[str, str | None]:
     if len(outcomes) == 1:
         return "agreed", outcomes.pop()
     return "held", None
+
+
+# --- separation of duties -----------------------------------------------------------------------------------
+# Roles (credence_common/staff_roles.py) say what a member of staff may do at all; these rules say who may not
+# take a part in one result's sign-off, whatever their roles: the recorder of a result never signs it off, and a
+# third decider is neither of the two who signed (nor its recorder). Everyone is named by their actor subject.
+
+SAME_PERSON_CANNOT_SIGN = "same_person_cannot_sign"
+# the audit actions that set a result's score: whoever took one is a recorder of that result
+SCORE_SETTING_ACTIONS = ("recorded", "corrected")
+
+
+@dataclass(frozen=True)
+class DutyConflict:
+    """Why this person may not take this part: ``duty`` is what they already did to the result."""
+
+    duty: Literal["recorded", "signed"]
+    message: str
+    code: str = SAME_PERSON_CANNOT_SIGN
+
+
+def recorders(score_changes: list[tuple[str, str]], importer: str | None = None) -> set[str]:
+    """Who recorded a result: each ``(action, actor)`` of its history that set its score (recorded, re-recorded or
+    corrected), and who imported the file it came in (``importer``: the import batch's ``created_by``)."""
+    found = {actor for action, actor in score_changes if action in SCORE_SETTING_ACTIONS}
+    return found | ({importer} if importer else set())
+
+
+def sign_off_conflict(expert: str, result_recorders: set[str]) -> DutyConflict | None:
+    """An expert signing a composite result off: never one who recorded it (or changed its score)."""
+    if expert in result_recorders:
+        return DutyConflict("recorded", "You recorded this result or changed its score, so you cannot sign it off: "
+                                        "two other experts must.")
+    return None
+
+
+def decision_conflict(decider: str, result_recorders: set[str], signers: set[str]) -> DutyConflict | None:
+    """The third decider of a disagreement: neither of the two who signed, nor one who recorded the result."""
+    if decider in signers:
+        return DutyConflict("signed", "You signed this result off, so you cannot settle the disagreement: a third "
+                                      "expert, neither of the two who signed, decides.")
+    if decider in result_recorders:
+        return DutyConflict("recorded", "You recorded this result or changed its score, so you cannot settle the "
+                                        "disagreement: a third expert who did not decides.")
+    return None
+
+
+def recheck_conflict(closer: str, result_recorders: set[str]) -> DutyConflict | None:
+    """Closing a re-check (复查) of a result: never by one who recorded it (or changed its score)."""
+    if closer in result_recorders:
+        return DutyConflict("recorded", "You recorded this result or changed its score, so you cannot close its "
+                                        "re-check: an expert who did not closes it.")
+    return None

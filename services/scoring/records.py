@@ -33,7 +33,7 @@ from services.scoring.models import (
     RosterEntry,
     ScoreReview,
 )
-from services.scoring.usecases import _graduated, _qualify_by_graduation, audit, outbox
+from services.scoring.usecases import _graduated, _qualify_by_graduation, audit, outbox, recorders_of, refuse_conflict
 
 
 def request_review(session: Session, candidate_id: str, result_id: str, reason: str,
@@ -66,13 +66,14 @@ def close_review(session: Session, review_id: str, staff: str, resolution: str, 
         raise NotFound("review_not_found", "No such score review.")
     if review.state != "open":
         raise Conflict("review_closed", "This score review is already closed.")
+    result = session.get(ExamResult, review.result_id, with_for_update=True)
+    refuse_conflict(domain.recheck_conflict(staff, recorders_of(session, result)))
     review.state, review.note, review.closed_by, review.closed_at = resolution, note, staff, now
     if resolution == "unchanged":
         return ScoreReviewView.model_validate(review, from_attributes=True)
     if new_score is None:
         raise InvalidInput("new_score_required", "A correction needs the corrected score.",
                            [{"field": "new_score", "message": "required when corrected"}])
-    result = session.get(ExamResult, review.result_id, with_for_update=True)
     program = session.get(Program, result.program_code)
     courses = {c.course_code: c for c in session.scalars(select(Course).where(
         Course.program_code == program.program_code))}

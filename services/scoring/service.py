@@ -8,7 +8,7 @@ import json
 
 from nameko.timer import timer
 
-from credence_common.actors import as_actors, require_role, require_self_or_staff
+from credence_common.actors import as_actors, require_role, require_self_or_staff, require_staff
 from credence_common.consumers import consume
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
@@ -40,6 +40,8 @@ from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
 from services.scoring.protection import protection
 
 RELEASE_POLL_SECONDS = 2.0
+# the staff roles that handle results and may read a result's history (credence_common/staff_roles.py)
+RESULT_HANDLERS = ("recorder", "expert", "publisher", "support")
 MAX_READS_PER_BATCH = 200
 
 
@@ -53,14 +55,14 @@ class ScoringService(HealthCheck):
 
     @rpc
     def record_results(self, actor: dict, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "recorder")
         batch = parse(RecordResults, request)
         with self.db.transaction() as session:
             return usecases.record_results(session, batch, staff.subject).model_dump(mode="json")
 
     @rpc
     def publish_results(self, actor: dict, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "publisher")
         publication = parse(PublishResults, request)
         with self.db.transaction() as session:
             return usecases.publish_results(session, publication, staff.subject).model_dump(mode="json")
@@ -68,7 +70,7 @@ class ScoringService(HealthCheck):
     @rpc
     def import_results(self, actor: dict, request: dict) -> dict:
         """An exam centre's file, all rows or none (large files: the import-results CLI)."""
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "recorder")
         upload = parse(ResultUpload, request)
         try:
             content = base64.b64decode(upload.content_base64, validate=True)
@@ -79,7 +81,7 @@ class ScoringService(HealthCheck):
 
     @rpc
     def import_report(self, actor: dict, batch_id: str) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "recorder")
         with self.db.transaction() as session:
             batch = session.get(ImportBatch, batch_id)
             if batch is None:
@@ -92,26 +94,26 @@ class ScoringService(HealthCheck):
 
     @rpc
     def result_history(self, actor: dict, result_id: str) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, *RESULT_HANDLERS)
         with self.db.transaction() as session:
             return {"result_id": result_id, "history": usecases.result_history(session, result_id)}
 
     @rpc
     def evaluation_queue(self, actor: dict, program_code: str, sitting: str) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "expert")
         with self.db.transaction() as session:
             return usecases.evaluation_queue(session, program_code, sitting).model_dump(mode="json")
 
     @rpc
     def evaluate_result(self, actor: dict, result_id: str, request: dict) -> dict:
-        expert = require_role(actor, "staff")
+        expert = require_staff(actor, "expert")
         evaluation = parse(EvaluateResult, request)
         with self.db.transaction() as session:
             return usecases.evaluate_result(session, result_id, expert.subject, evaluation.decision)
 
     @rpc
     def decide_held_result(self, actor: dict, result_id: str, request: dict) -> dict:
-        decider = require_role(actor, "staff")
+        decider = require_staff(actor, "expert")
         decision = parse(DecideHeldResult, request)
         with self.db.transaction() as session:
             return usecases.decide_held_result(session, result_id, decider.subject, decision.decision,
@@ -119,13 +121,13 @@ class ScoringService(HealthCheck):
 
     @rpc
     def list_releases(self, actor: dict) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "publisher")
         with self.db.transaction() as session:
             return usecases.list_releases(session).model_dump(mode="json")
 
     @rpc
     def cancel_release(self, actor: dict, release_id: str) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "publisher")
         with self.db.transaction() as session:
             return usecases.cancel_release(session, release_id, staff.subject).model_dump(mode="json")
 
@@ -144,7 +146,7 @@ class ScoringService(HealthCheck):
 
     @rpc
     def close_score_review(self, actor: dict, review_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "expert")
         closing = parse(CloseScoreReview, request)
         with self.db.transaction() as session:
             return records.close_review(session, review_id, staff.subject, closing.resolution, closing.new_score,
@@ -152,19 +154,19 @@ class ScoringService(HealthCheck):
 
     @rpc
     def score_reviews(self, actor: dict, candidate_id: str) -> dict:
-        require_self_or_staff(actor, candidate_id)
+        require_self_or_staff(actor, candidate_id, staff_roles=("expert", "support"))
         with self.db.transaction() as session:
             return records.reviews_of(session, candidate_id).model_dump(mode="json")
 
     @rpc
     def open_score_reviews(self, actor: dict) -> dict:
-        require_role(actor, "staff")
+        require_staff(actor, "expert")
         with self.db.transaction() as session:
             return records.open_reviews(session).model_dump(mode="json")
 
     @rpc
     def correct_result(self, actor: dict, result_id: str, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "recorder")
         correction = parse(CorrectResult, request)
         with self.db.transaction() as session:
             return records.correct_before_release(session, result_id, staff.subject, correction.new_score,
@@ -172,7 +174,7 @@ class ScoringService(HealthCheck):
 
     @rpc
     def grant_exemption(self, actor: dict, request: dict) -> dict:
-        staff = require_role(actor, "staff")
+        staff = require_staff(actor, "recorder")
         exemption = parse(GrantExemption, request)
         with self.db.transaction() as session:
             return records.grant_exemption(session, staff.subject, exemption.candidate_id, exemption.program_code,
@@ -180,7 +182,7 @@ class ScoringService(HealthCheck):
 
     @rpc
     def candidate_record(self, actor: dict, candidate_id: str) -> dict:
-        require_self_or_staff(actor, candidate_id)
+        require_self_or_staff(actor, candidate_id, staff_roles=("support",))
         with self.db.transaction() as session:
             return records.candidate_record(session, candidate_id).model_dump(mode="json")
 

@@ -34,7 +34,7 @@ from credence_common.contracts.scoring import (
     ResultList,
     ResultView,
 )
-from credence_common.errors import Conflict, InvalidInput, NotFound
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from services.scoring import domain
@@ -42,6 +42,7 @@ from services.scoring.models import (
     Course,
     CourseExemption,
     ExamResult,
+    ImportBatch,
     OutboxEvent,
     Program,
     RegionTransfer,
@@ -270,6 +271,21 @@ def audit(session: Session, result: ExamResult, actor: str, action: str, before:
                             after_json=json.dumps(after) if after is not None else None, reason=reason))
 
 
+def recorders_of(session: Session, result: ExamResult) -> set[str]:
+    """Who recorded the result (domain.recorders): the actors of its score-setting history, and the importer of the
+    file it came in."""
+    changes = session.execute(select(ResultAudit.action, ResultAudit.actor).where(
+        ResultAudit.result_id == result.result_id, ResultAudit.action.in_(domain.SCORE_SETTING_ACTIONS))).all()
+    batch = session.get(ImportBatch, result.batch_id) if result.batch_id else None
+    return domain.recorders([(action, actor) for action, actor in changes], batch.created_by if batch else None)
+
+
+def refuse_conflict(conflict: domain.DutyConflict | None) -> None:
+    """A separation-of-duties conflict is a 403 naming what the person already did (nothing is changed)."""
+    if conflict is not None:
+        raise Forbidden(conflict.code, conflict.message, [{"field": "duty", "message": conflict.duty}])
+
+
 def result_history(session: Session, result_id: str) -> list[dict]:
     rows = session.scalars(select(ResultAudit).where(ResultAudit.result_id == result_id)
                            .order_by(ResultAudit.audit_id)).all()
@@ -346,6 +362,7 @@ def _evaluable(session: Session, result_id: str) -> ExamResult:
 
 def evaluate_result(session: Session, result_id: str, reviewer: str, decision: str) -> dict:
     result = _evaluable(session, result_id)
+    refuse_conflict(domain.sign_off_conflict(reviewer, recorders_of(session, result)))
     if result.evaluation_state in ("agreed", "decided"):
         raise Conflict("already_evaluated", "Two experts have already settled this result.")
     decisions = {e.reviewer: e.decision for e in session.scalars(
@@ -368,8 +385,7 @@ def decide_held_result(session: Session, result_id: str, decider: str, decision:
     if result.evaluation_state != "held":
         raise Conflict("not_held", "Only a result the experts disagree on waits for a decision.")
     reviewers = set(session.scalars(select(ResultEvaluation.reviewer).where(ResultEvaluation.result_id == result_id)))
-    if decider in reviewers:
-        raise Conflict("reviewer_cannot_decide", "One of the two disagreeing experts cannot settle the disagreement.")
+    refuse_conflict(domain.decision_conflict(decider, recorders_of(session, result), reviewers))
     result.evaluation_state, result.evaluated_outcome = "decided", decision
     audit(session, result, decider, "decided", before={"evaluation_state": "held"},
           after={"evaluation_state": "decided", "outcome": decision}, reason=reason)

@@ -6,7 +6,9 @@ Two tables, both checked against the running platform:
 2. ownership: every route that names one of candidate A's things (certificate, order, result, report, share
    code, candidate id) refuses candidate B and the institution (403 or 404, never a 2xx), and A's things
    are unchanged afterwards. A test checks that each such route is in the second table, so a new route
-   cannot slip past it.
+   cannot slip past it;
+3. staff roles: every route staff may call refuses a staff account holding none of its staff roles (403
+   role_required), for an account of each single role and one without roles (credence_common/staff_roles.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 import pytest
 import requests
 
+from credence_common.staff_roles import STAFF_ROLES
 from gateway.api import ROUTES
 from tests.e2e.conftest import SECRETS
 
@@ -155,3 +158,51 @@ def test_the_owner_and_staff_do_reach_them(platform, people):
         == 200
     assert call(platform, "GET", fill("/api/v1/payment-orders/<order_number>", values),
                 tokens["staff"]).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def one_role_staff(platform, people) -> dict[str, str]:
+    """A signed-in staff account for each staff role holding only that role, and one holding none ("")."""
+    tokens, _values = people
+    signed_in = {}
+    for role in (*STAFF_ROLES, ""):
+        username, password = f"only.{role or 'none'}.{uuid.uuid4().hex[:6]}", f"Only-{uuid.uuid4().hex[:12]}"
+        made = call(platform, "POST", "/api/v1/staff-accounts", tokens["staff"],
+                    {"username": username, "display_name": username, "password": password,
+                     "roles": [role] if role else []})
+        assert made.status_code == 201, made.text
+        token = call(platform, "POST", "/api/v1/auth/staff-token", None, {"username": username, "password": password})
+        signed_in[role] = token.json()["access_token"]
+    return signed_in
+
+
+def test_every_staff_route_refuses_staff_without_its_role(platform, people, one_role_staff):
+    _tokens, values = people
+    wrong = []
+    checked = 0
+    for route in ROUTES:
+        if "staff" not in route.roles or "public" in route.roles:
+            continue
+        for role, token in one_role_staff.items():
+            if role in route.staff_roles:
+                continue
+            response = call(platform, route.method, fill(route.path, values), token, {})
+            checked += 1
+            code = response.json().get("error", {}).get("code") if response.content else None
+            if (response.status_code, code) != (403, "role_required"):
+                wrong.append(f"{route.method} {route.path} as staff with {role or 'no role'}: "
+                             f"{response.status_code} {code}")
+    assert not wrong, "\n".join(wrong)
+    assert checked > 300  # about fifty staff routes, each refused to six or seven of the eight accounts
+
+
+def test_each_single_role_account_does_reach_its_own_duty(platform, people, one_role_staff):
+    """The positive control: the refusals above are about the role, not a broken account."""
+    _tokens, values = people
+    own = {"recorder": "/api/v1/results/<result_id>/history", "expert": "/api/v1/score-reviews",
+           "publisher": "/api/v1/releases", "registrar": "/api/v1/production-batches", "finance": "/api/v1/refunds",
+           "support": "/api/v1/candidates/<candidate_id>", "admin": "/api/v1/staff-accounts"}
+    assert set(own) == set(STAFF_ROLES)
+    for role, path in own.items():
+        response = call(platform, "GET", fill(path, values), one_role_staff[role])
+        assert response.status_code == 200, (role, path, response.text[:300])

@@ -82,7 +82,8 @@ def enrol_student(gw: Gateway, school: str, rng: random.Random, full_name: str) 
 
 
 def pass_the_exam(gw: Gateway, staff: str, students: list[dict]) -> None:
-    """Staff record passing scores, two experts sign them off, staff release the sitting."""
+    """Staff record passing scores, two experts (neither of them the recorder) sign them off, staff release the
+    sitting."""
     sitting = time.strftime("%Y-%m")
     lines = [{"ticket_number": s["ticket_number"], "program_code": PROGRAM_CODE, "sitting": sitting,
               "final_score": 85} for s in students]
@@ -95,17 +96,20 @@ def pass_the_exam(gw: Gateway, staff: str, students: list[dict]) -> None:
         return response.json()
 
     wait_until("scoring knows the students' ticket numbers", recorded)
-    expert, expert_password = f"expert.{uuid.uuid4().hex[:6]}", f"Expert-{uuid.uuid4().hex[:12]}"
-    gw.post("/api/v1/staff-accounts", staff, expect=201,
-            json={"username": expert, "display_name": "Second expert", "password": expert_password})
-    second_expert = gw.post("/api/v1/auth/staff-token",
-                            json={"username": expert, "password": expert_password})["access_token"]
-    queue = gw.get(f"/api/v1/evaluations?program_code={PROGRAM_CODE}&sitting={sitting}", staff)["items"]
+    experts = []
+    for number in (1, 2):
+        expert, expert_password = f"expert.{uuid.uuid4().hex[:6]}", f"Expert-{uuid.uuid4().hex[:12]}"
+        gw.post("/api/v1/staff-accounts", staff, expect=201,
+                json={"username": expert, "display_name": f"Expert {number}", "password": expert_password,
+                      "roles": ["expert"]})
+        experts.append(gw.post("/api/v1/auth/staff-token",
+                               json={"username": expert, "password": expert_password})["access_token"])
+    queue = gw.get(f"/api/v1/evaluations?program_code={PROGRAM_CODE}&sitting={sitting}", experts[0])["items"]
     tickets = {s["ticket_number"] for s in students}
     items = [item for item in queue if item["ticket_number"] in tickets]
     assert len(items) == len(students)
     for item in items:
-        for signer in (staff, second_expert):
+        for signer in experts:
             gw.post(f"/api/v1/results/{item['result_id']}/evaluations", signer,
                     json={"decision": item["suggested_outcome"]})
     published = gw.post("/api/v1/exam-results/publication", staff,

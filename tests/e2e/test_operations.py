@@ -78,6 +78,34 @@ def test_staff_create_makes_an_account_that_can_sign_in(platform, journey):
     assert again.returncode == 1 and "username_taken" in again.stdout
     weak = credence(platform, "staff", "create", f"x{username}", "--password-stdin", stdin="password\n")
     assert weak.returncode == 1 and "refused" in weak.stdout
+    assert "roles: none" in created  # no role unless given: it signs in and may do nothing yet
+
+
+def test_staff_roles_are_given_with_the_account_and_changed_on_record(platform, journey):
+    username = f"ops{uuid.uuid4().hex[:8]}"
+    password = "Amber-Ledger-Calm-Field-17"
+    created = ok(credence(platform, "staff", "create", username, "--role", "expert", "--role", "recorder",
+                          "--password-stdin", stdin=password + "\n"))
+    assert "roles: recorder, expert" in created
+    unknown = credence(platform, "staff", "create", f"y{username}", "--role", "boss", "--password-stdin",
+                       stdin=password + "\n")
+    assert unknown.returncode == 2 and "unknown staff role" in unknown.stdout
+    assert credence(platform, "staff", "roles", username, "--reason", "nothing named").returncode == 2
+    changed = ok(credence(platform, "staff", "roles", username, "--role", "publisher", "--reason", "release desk"))
+    assert "now holds: publisher" in changed
+    listed = {a["username"]: a["roles"] for a in json.loads(ok(credence(platform, "staff", "list", "--json")))}
+    assert listed[username] == ["publisher"] and "admin" in listed["admin"]
+    signed_in = staff_token(platform, username, password).json()
+    publish = requests.post(platform.gateway_url + "/api/v1/exam-results/publication", timeout=15,
+                            json={"program_code": "ZK-LAW", "sitting": "1999-01"},
+                            headers={"Authorization": f"Bearer {signed_in['access_token']}"})
+    assert publish.status_code == 200, publish.text  # the role the CLI gave counts at the next sign-in
+    changes = requests.get(platform.gateway_url + f"/api/v1/staff-accounts/{username}/role-changes", timeout=15,
+                           headers={"Authorization": f"Bearer {journey['staff_token']}"}).json()["changes"]
+    assert [(c["changed_by"], c["roles_after"], c["reason"]) for c in changes] == [
+        ("cli:ops-e2e", ["recorder", "expert"], "account created"), ("cli:ops-e2e", ["publisher"], "release desk")]
+    none = ok(credence(platform, "staff", "roles", username, "--none", "--reason", "moved to another office"))
+    assert "now holds: none" in none
 
 
 def test_results_import_streams_a_file_the_candidate_then_sees(platform, journey, tmp_path):

@@ -18,6 +18,7 @@ from credence_common.db import make_engine, normalise_db_uri
 from credence_common.events import EventPayload, make_envelope
 from credence_common.migrations import upgrade
 from credence_common.outbox_relay import event_exchange
+from credence_common.staff_roles import STAFF_ROLES
 from deploy.journey import wait_until
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -30,8 +31,11 @@ _TEST_ACTOR_SIGNER = ActorSigner.from_spec(TEST_ACTOR_SIGNING_KEY, lifetime_seco
 
 def signed_actor(actor: dict) -> str:
     """``{"subject", "role"}`` (an institution's with its ``institution_id``) as the gateway sends it: signed
-    (credence_common/actor_tokens.py)."""
-    return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"], institution_id=actor.get("institution_id"))
+    (credence_common/actor_tokens.py). A staff actor holds every staff role unless it names its ``staff_roles``
+    (the separation-of-duties rules still tell its subject from others')."""
+    staff_roles = actor.get("staff_roles", STAFF_ROLES if actor["role"] == "staff" else None)
+    return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"], institution_id=actor.get("institution_id"),
+                                   staff_roles=staff_roles)
 
 
 def signed_batch(actors: list[tuple[str, str]]) -> str:

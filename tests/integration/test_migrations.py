@@ -270,3 +270,51 @@ def test_payments_0005_encrypts_invoice_details_and_its_downgrade_decrypts(datab
     _downgrade("payments", db_uri, "0004")
     assert query(db_uri, "select invoice_title, invoice_tax_number from payment_orders order by order_number") == [
         ("王小明", None), ("北京培训学校", "91110105MA01ABCD2X"), (None, None)]
+
+
+def test_identity_0006_gives_every_existing_staff_account_every_role_and_records_it(databases):
+    """Before staff roles every staff account could do everything: each keeps exactly that (an administrator then
+    narrows it), and the grant is in the record of role changes like any other; an account created afterwards
+    holds only what it is given."""
+    from credence_common.migrations import upgrade
+    from credence_common.staff_roles import STAFF_ROLES
+    from tests.integration.conftest import query
+
+    db_uri = databases.create("identity", revision="0005")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO staff_accounts (username, display_name, password_hash, created_at) VALUES "
+                "('admin', 'admin', 'x', '2026-11-20 10:00:00+00:00'), "
+                "('expert2', 'Second expert', 'y', '2026-11-21 10:00:00+00:00')")
+    finally:
+        engine.dispose()
+    upgrade("identity", db_uri)
+    every_role = ",".join(STAFF_ROLES)
+    assert query(db_uri, "select username, roles from staff_accounts order by username") == [
+        ("admin", every_role), ("expert2", every_role)]
+    assert query(db_uri, "select username, changed_by, roles_before, roles_after, reason from staff_role_changes "
+                         "order by username") == [
+        ("admin", "migration:0006", "", every_role, "held every duty before staff roles existed"),
+        ("expert2", "migration:0006", "", every_role, "held every duty before staff roles existed")]
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO staff_accounts (username, display_name, password_hash, created_at) VALUES "
+                "('later', 'Later', 'z', '2026-12-07 10:00:00+00:00')")
+    finally:
+        engine.dispose()
+    assert query(db_uri, "select roles from staff_accounts where username = 'later'") == [("",)]
+    _downgrade("identity", db_uri, "0005")
+    assert query(db_uri, "select username from staff_accounts order by username") == [
+        ("admin",), ("expert2",), ("later",)]
+    engine = make_engine(db_uri)
+    try:
+        from sqlalchemy import inspect
+
+        assert "staff_role_changes" not in inspect(engine).get_table_names()
+        assert "roles" not in {column["name"] for column in inspect(engine).get_columns("staff_accounts")}
+    finally:
+        engine.dispose()

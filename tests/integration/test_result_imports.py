@@ -159,8 +159,8 @@ def test_every_change_to_a_result_is_in_its_history(start_service):
         result_id = query(config["DB_URI"], "select result_id from exam_results")[0][0]
         history = scoring.result_history(STAFF, result_id)["history"]
     assert [(h["action"], h["actor"]) for h in history] == [
-        ("recorded", "staff:clerk"), ("corrected", "staff:second"), ("evaluated", "staff:clerk"),
-        ("evaluated", "staff:expert2"), ("published", "staff:clerk")]
+        ("recorded", "staff:clerk"), ("corrected", "staff:second"), ("evaluated", "staff:expert2"),
+        ("evaluated", "staff:expert3"), ("published", "staff:clerk")]
     assert history[1]["before"] == {"final_score": 58} and history[1]["after"] == {"final_score": 61}
 
 

@@ -11,7 +11,7 @@ from credence_common.events import utcnow
 from services.scoring.service import ScoringService
 from tests.integration.conftest import query, rpc_proxy, signed_actor
 from tests.integration.test_result_imports import HEADER, STAFF, TICKETS, roster, upload
-from tests.integration.test_scoring import sign_off
+from tests.integration.test_scoring import EXPERT, sign_off
 
 OWNER = signed_actor({"subject": "cand-0", "role": "candidate"})
 
@@ -48,12 +48,15 @@ def test_a_recheck_that_corrects_a_fail_republishes_and_completes_the_program(st
         with pytest.raises(Conflict):
             scoring.request_score_review(OWNER, failed_id, {"reason": "again please"})
         with pytest.raises(InvalidInput):
-            scoring.close_score_review(STAFF, review["review_id"], {"resolution": "corrected", "note": "re-marked"})
-        closed = scoring.close_score_review(STAFF, review["review_id"], {
+            scoring.close_score_review(EXPERT, review["review_id"], {"resolution": "corrected", "note": "re-marked"})
+        with pytest.raises(Forbidden) as recorder_closes:  # the clerk imported the file: not the re-checker
+            scoring.close_score_review(STAFF, review["review_id"], {"resolution": "unchanged", "note": "fine"})
+        assert recorder_closes.value.code == "same_person_cannot_sign"
+        closed = scoring.close_score_review(EXPERT, review["review_id"], {
             "resolution": "corrected", "new_score": 61, "note": "question 7 re-marked"})
         assert closed["state"] == "corrected" and closed["new_score"] == 61
         with pytest.raises(Conflict):
-            scoring.close_score_review(STAFF, review["review_id"], {"resolution": "unchanged", "note": "twice"})
+            scoring.close_score_review(EXPERT, review["review_id"], {"resolution": "unchanged", "note": "twice"})
         assert scoring.candidate_record(OWNER, "cand-0")["programs"][0]["graduated"] is True
         assert [r["state"] for r in scoring.score_reviews(OWNER, "cand-0")["reviews"]] == ["corrected"]
         history = scoring.result_history(STAFF, failed_id)["history"]

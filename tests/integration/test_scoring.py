@@ -11,16 +11,19 @@ from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, signed_batch, wait_for
 
+# the clerk records, imports and releases (every staff role, as an administrator might hold them); the two experts
+# sign off what the clerk recorded: the recorder of a result never signs it (services/scoring/domain.py)
 STAFF = signed_actor({"subject": "staff:clerk", "role": "staff"})
 
 
 EXPERT = signed_actor({"subject": "staff:expert2", "role": "staff"})
+OTHER_EXPERT = signed_actor({"subject": "staff:expert3", "role": "staff", "staff_roles": ["expert"]})
 
 
 def sign_off(scoring, program_code: str = "PSY-COUNSELLOR", sitting: str = "2026-11") -> None:
     """Both experts agree with the formula's suggestion for every result awaiting evaluation."""
-    for item in scoring.evaluation_queue(STAFF, program_code, sitting)["items"]:
-        for expert in (STAFF, EXPERT):
+    for item in scoring.evaluation_queue(EXPERT, program_code, sitting)["items"]:
+        for expert in (EXPERT, OTHER_EXPERT):
             scoring.evaluate_result(expert, item["result_id"], {"decision": item["suggested_outcome"]})
 
 
@@ -197,18 +200,27 @@ def test_two_different_experts_must_agree_and_a_disagreement_waits_for_a_decisio
         scoring.record_results(STAFF, {"results": [line("112600000001", 75), line("112600000002", 62)]})
         items = {i["ticket_number"]: i for i in scoring.evaluation_queue(STAFF, "PSY-COUNSELLOR", "2026-11")["items"]}
         first, second = items["112600000001"]["result_id"], items["112600000002"]["result_id"]
-        assert scoring.evaluate_result(STAFF, first, {"decision": "passed"})["state"] == "pending"
-        with pytest.raises(Conflict) as same_expert:
+        with pytest.raises(Forbidden) as recorder_signs:  # the clerk recorded it: never one of its signers
             scoring.evaluate_result(STAFF, first, {"decision": "passed"})
+        assert (recorder_signs.value.code, recorder_signs.value.details) == (
+            "same_person_cannot_sign", [{"field": "duty", "message": "recorded"}])
+        assert scoring.evaluate_result(OTHER_EXPERT, first, {"decision": "passed"})["state"] == "pending"
+        with pytest.raises(Conflict) as same_expert:
+            scoring.evaluate_result(OTHER_EXPERT, first, {"decision": "passed"})
         assert same_expert.value.code == "already_signed"
         assert scoring.evaluate_result(EXPERT, first, {"decision": "passed"}) == {
             "result_id": first, "state": "agreed", "evaluated_outcome": "passed"}
 
-        scoring.evaluate_result(STAFF, second, {"decision": "passed"})
+        scoring.evaluate_result(OTHER_EXPERT, second, {"decision": "passed"})
         assert scoring.evaluate_result(EXPERT, second, {"decision": "failed"})["state"] == "held"
-        with pytest.raises(Conflict) as reviewer_decides:
-            scoring.decide_held_result(EXPERT, second, {"decision": "failed", "reason": "drill video reviewed"})
-        assert reviewer_decides.value.code == "reviewer_cannot_decide"
+        for signer in (EXPERT, OTHER_EXPERT):
+            with pytest.raises(Forbidden) as reviewer_decides:
+                scoring.decide_held_result(signer, second, {"decision": "failed", "reason": "drill video reviewed"})
+            assert (reviewer_decides.value.code, reviewer_decides.value.details) == (
+                "same_person_cannot_sign", [{"field": "duty", "message": "signed"}])
+        with pytest.raises(Forbidden) as recorder_decides:
+            scoring.decide_held_result(STAFF, second, {"decision": "failed", "reason": "drill video reviewed"})
+        assert recorder_decides.value.details == [{"field": "duty", "message": "recorded"}]
         published = scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
         assert (published["published"], published["awaiting_evaluation"]) == (1, 1)  # the held one waits
         assert scoring.results_for_candidate(STAFF, "cand-2")["results"][0]["status"] == "evaluating"

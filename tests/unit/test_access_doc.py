@@ -4,6 +4,7 @@ from pathlib import Path
 
 from gateway.access_doc import render
 from gateway.api import ROUTES
+from gateway.routing import Route
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "access.md"
 
@@ -20,4 +21,18 @@ def test_every_route_is_documented_with_who_may_call_it():
         rate_limited = "yes" if route.rate_limited else "no"
         assert f"| {route.method} | `{route.path}` |" in text
         assert any(line.startswith(f"| {route.method} | `{route.path}` |") and line.endswith(
-            f"| {who} | {rate_limited} |") for line in text.splitlines()), route.name
+            f"| {who} | {staff_role(route)} | {rate_limited} |") for line in text.splitlines()), route.name
+
+
+def staff_role(route: Route) -> str:
+    if "staff" not in route.roles or "public" in route.roles:
+        return "—"
+    return " or ".join(f"`{role}`" for role in route.staff_roles)
+
+
+def test_every_staff_role_is_documented_with_what_it_is_for():
+    from credence_common.staff_roles import DUTIES
+
+    text = DOC.read_text(encoding="utf-8")
+    for role, duty in DUTIES.items():
+        assert f"| `{role}` | {duty} |" in text

@@ -253,7 +253,8 @@ def test_the_cli_acts_as_staff_signed_with_its_configured_key(monkeypatch, old_p
 
     monkeypatch.setenv("ACTOR_SIGNING_KEY", old_pair[0])
     monkeypatch.setenv("CREDENCE_OPERATOR", "wang")
-    assert ActorVerifier.from_spec(old_pair[1]).verify(main.staff_actor()) == {"subject": "cli:wang", "role": "staff"}
+    assert ActorVerifier.from_spec(old_pair[1]).verify(main.staff_actor("admin")) == {
+        "subject": "cli:wang", "role": "staff", "staff_roles": ["admin"]}  # only the role its command needs
 
 
 def test_an_institution_actor_carries_its_institution_signed_and_no_other_role_may(old_pair, monkeypatch):
@@ -274,4 +275,37 @@ def test_an_institution_actor_carries_its_institution_signed_and_no_other_role_m
     odd = jwt.encode({"sub": "institution:sunrise", "role": "institution", "institution_id": ["inst-7"],
                       "aud": "credence-services", "iss": "gateway", "iat": NOW, "exp": NOW + 90}, key,
                      algorithm="EdDSA", headers={"kid": "k1"})
+    assert refused(verifier, odd) == "actor_not_signed"
+
+
+def test_a_staff_actor_carries_its_staff_roles_signed_and_no_other_role_may(old_pair, monkeypatch):
+    signing, verifying = old_pair
+    signer, verifier = ActorSigner.from_spec(signing, 90), ActorVerifier.from_spec(verifying)
+    token = signer.sign("staff:li", "staff", now=NOW, staff_roles=["recorder", "expert"])
+    assert verifier.verify(token, now=NOW) == {"subject": "staff:li", "role": "staff",
+                                               "staff_roles": ["expert", "recorder"]}
+    monkeypatch.setattr(actors, "_verifier", verifier)
+    li = actors.as_actor(signer.sign("staff:li", "staff", staff_roles=["recorder", "expert"]))
+    assert li.staff_roles == {"recorder", "expert"}
+    assert actors.require_staff(li, "expert") is li and actors.require_staff(li, "publisher", "recorder") is li
+    with pytest.raises(Forbidden) as no_role:
+        actors.require_staff(li, "publisher")
+    assert no_role.value.code == "role_required" and "publisher" in no_role.value.message
+    assert no_role.value.details == [{"field": "staff_role", "message": "publisher"}]
+    # a staff token from before tokens named roles holds none
+    assert actors.as_actor(signer.sign("staff:old", "staff")).staff_roles == frozenset()
+    with pytest.raises(Forbidden):
+        actors.require_staff(signer.sign("staff:old", "staff"), "recorder")
+    # any staff still passes a check that names no staff role; a candidate never passes a staff one
+    assert actors.require_role(signer.sign("staff:old", "staff"), "candidate", "staff").role == "staff"
+    with pytest.raises(Forbidden) as candidate:
+        actors.require_staff(signer.sign("cand-1", "candidate"), "recorder")
+    assert candidate.value.code == "forbidden"
+    # only staff hold staff roles, and only known ones
+    for role, roles in (("candidate", ["expert"]), ("institution", ["admin"]), ("staff", ["boss"])):
+        with pytest.raises(Unauthorized):
+            actors.as_actor(signer.sign("someone", role, staff_roles=roles))
+    key = ActorSigner.from_spec(signing, 90).key
+    odd = jwt.encode({"sub": "staff:m", "role": "staff", "staff_roles": "admin", "aud": "credence-services",
+                      "iss": "gateway", "iat": NOW, "exp": NOW + 90}, key, algorithm="EdDSA", headers={"kid": "k1"})
     assert refused(verifier, odd) == "actor_not_signed"

@@ -161,3 +161,27 @@ def test_an_institution_token_names_its_institution_and_no_other_token_may(token
     # a token from before tokens named the institution still reads, without one (payments then asks to sign in)
     older = tokens.issue("institution:sunrise", "institution")
     assert tokens.principal_from_header(bearer(older["access_token"])).institution_id is None
+
+
+def test_a_staff_token_names_its_staff_roles_and_no_other_token_may(tokens):
+    issued = tokens.issue("staff:li", "staff", now=time.time(), staff_roles=["expert", "recorder"])
+    assert tokens.principal_from_header(bearer(issued["access_token"])) == Principal(
+        subject="staff:li", role="staff", staff_roles=frozenset({"recorder", "expert"}))
+    claims = jwt.decode(issued["access_token"], SECRET, algorithms=[ALGORITHM], issuer=ISSUER)
+    assert claims["staff_roles"] == ["recorder", "expert"]  # in the one order of credence_common/staff_roles.py
+    none = tokens.issue("staff:new", "staff", staff_roles=[])
+    assert tokens.principal_from_header(bearer(none["access_token"])).staff_roles == frozenset()
+    for role in ("candidate", "institution"):
+        with pytest.raises(ValueError):
+            tokens.issue("someone", role, staff_roles=["admin"])
+    with pytest.raises(ValueError, match="unknown staff role"):
+        tokens.issue("staff:li", "staff", staff_roles=["boss"])
+    now = int(time.time())
+    for forged_claims in ({"role": "candidate", "staff_roles": ["admin"]}, {"role": "staff", "staff_roles": "admin"},
+                          {"role": "staff", "staff_roles": ["boss"]}, {"role": "staff", "staff_roles": [1]}):
+        forged = jwt.encode({"sub": "someone", "iss": ISSUER, "iat": now, "exp": now + 60, **forged_claims}, SECRET,
+                            algorithm=ALGORITHM)
+        assert unauthorized(tokens, bearer(forged)).code == "invalid_token"
+    # a staff token from before tokens named roles still reads, holding none (every duty then answers role_required)
+    older = tokens.issue("staff:admin", "staff")
+    assert tokens.principal_from_header(bearer(older["access_token"])).staff_roles == frozenset()

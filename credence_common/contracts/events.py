@@ -146,10 +146,50 @@ class CertificateAwaitingPaymentV1(EventPayload):
     created_at: datetime
     sequence: int | None = Field(default=None, ge=1, description="This certificate's version: increases with "
                                  "every change, so a subscriber can order its events (gaps are normal)")
-    purpose: str = Field(default="certificate_fee", description="The fee code due: certificate_fee, or "
-                         "certificate_reissue / certificate_correction for a replacement application")
+    purpose: str = Field(default="certificate_fee", description="The fee code due: certificate_fee (events before "
+                         "2026-12-07 also carried a replacement application's certificate_reissue / "
+                         "certificate_correction here; certificate.replacement_awaiting_payment.v1 carries those now)")
     reference_id: str | None = Field(default=None, description="What the fee is for when it is not the certificate "
-                                     "itself: the replacement application's id")
+                                     "itself (only in events before 2026-12-07: the replacement application's id)")
+
+
+class ReplacementAwaitingPaymentV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.replacement_awaiting_payment.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = ("A candidate applied for a reissue (补办) or a correction-and-replacement (勘误更换) "
+                                  "of an issued certificate; the application waits for its fee. The certificate "
+                                  "itself stays issued (until 2026-12-07 this was sent as certificate.awaiting_payment "
+                                  "with a replacement purpose).")
+
+    application_id: str
+    certificate_id: str = Field(description="The issued certificate to be replaced")
+    certificate_number: str
+    candidate_id: str
+    kind: Literal["reissue", "correction"]
+    purpose: Literal["certificate_reissue", "certificate_correction"] = Field(description="The fee code due")
+    payer_kind: Literal["candidate"] = "candidate"
+    payer_id: str
+    fee_fen: int = Field(ge=0, description="The fee shown to the candidate in fen; payments prices the due from "
+                         "its fee schedule")
+    created_at: datetime
+
+
+class FeeNoLongerDueV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.fee_no_longer_due.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = ("Something certificates asked a fee for ended before it was paid: a replacement "
+                                  "application withdrawn by the candidate, cancelled by staff, or void because its "
+                                  "certificate was revoked. Payments cancels the due and closes any open order "
+                                  "holding it; a payment that still arrives is refunded "
+                                  "(certificate.refund_requested).")
+
+    certificate_id: str
+    candidate_id: str
+    purpose: str = Field(description="The fee code of the due, as in the event that asked for it")
+    reference_id: str = Field(description="The due's reference: the application id, or the certificate id for a "
+                              "certificate fee")
+    reason: Literal["withdrawn_by_candidate", "cancelled_by_staff", "certificate_revoked", "result_corrected"]
+    ended_at: datetime
 
 
 class PaymentSucceededV1(EventPayload):
@@ -275,6 +315,8 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     ResultCorrectedV1,
     CandidateQualifiedV1,
     CertificateAwaitingPaymentV1,
+    ReplacementAwaitingPaymentV1,
+    FeeNoLongerDueV1,
     PaymentSucceededV1,
     PaymentRefundedV1,
     CertificateIssuedV1,

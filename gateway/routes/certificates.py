@@ -83,6 +83,10 @@ def complete_replacement(call: Call):
     return call.rpc.call("certificates", "complete_replacement", call.actor, call.params["application_id"])
 
 
+def withdraw_replacement(call: Call):
+    return call.rpc.call("certificates", "withdraw_replacement", call.actor, call.params["application_id"])
+
+
 def cancel_replacement(call: Call):
     return call.rpc.call("certificates", "cancel_replacement", call.actor, call.params["application_id"],
                          dump(call.body))
@@ -151,8 +155,12 @@ ROUTES: tuple[Route, ...] = (
           ("staff",), revoke_certificate, RevokeCertificate, CertificateView, tag="certificates"),
     Route("apply_for_replacement", "POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications",
           "Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with the "
-          "identity video); it cannot be withdrawn", ("candidate",), apply_for_replacement, ApplyForReplacement,
-          ReplacementApplicationView, 201, tag="certificates"),
+          "identity video); it can be withdrawn until it is paid", ("candidate",), apply_for_replacement,
+          ApplyForReplacement, ReplacementApplicationView, 201, tag="certificates"),
+    Route("withdraw_replacement", "POST", "/api/v1/me/replacement-applications/<application_id>/withdrawal",
+          "Withdraw an unpaid reissue or correction application; its payment due is cancelled and an open order "
+          "for it closed (409 application_paid once paid: staff cancel it and refund)", ("candidate",),
+          withdraw_replacement, None, ReplacementApplicationView, tag="certificates"),
     Route("my_replacement_applications", "GET", "/api/v1/me/replacement-applications",
           "The candidate's reissue and correction applications, with any cancellation reason", ("candidate",),
           replacement_applications, None, ReplacementApplicationList, tag="certificates"),
@@ -166,7 +174,8 @@ ROUTES: tuple[Route, ...] = (
           "Issue the new certificate; the old one is superseded (staff)", ("staff",), complete_replacement, None,
           ReplacementApplicationView, tag="certificates"),
     Route("cancel_replacement", "POST", "/api/v1/replacement-applications/<application_id>/cancellation",
-          "Cancel a paid application with a reason the candidate reads; the fee is refunded (staff)", ("staff",),
+          "Cancel an application with a reason the candidate reads; a paid fee is refunded, an unpaid due is "
+          "cancelled (staff)", ("staff",),
           cancel_replacement, CancelReplacement, ReplacementApplicationView, tag="certificates"),
     Route("production_batches", "GET", "/api/v1/production-batches",
           "Production batches, newest first, with how many certificates each holds (staff)", ("staff",),

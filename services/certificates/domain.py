@@ -31,7 +31,8 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
 CORRECTABLE_FIELDS = ("holder_name", "photo_reference")
 
 # Replacement applications: reissue (补办, a lost or damaged certificate) and correction-and-replacement
-# (勘误更换, something printed was wrong). Submitted ones cannot be withdrawn by the candidate.
+# (勘误更换, something printed was wrong). The candidate may withdraw one until it is paid; staff may cancel one at
+# any point before it is completed (a paid one's fee goes back). Either way another application can follow.
 REPLACEMENT_KINDS = {"reissue": "certificate_reissue", "correction": "certificate_correction"}  # -> fee code
 REPLACEMENT_FEES_FEN = {"reissue": 10000, "correction": 20000}  # shown until payments prices the due
 APPLICATION_AWAITING_PAYMENT = "awaiting_payment"
@@ -45,7 +46,8 @@ APPLICATION_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "pay": ((APPLICATION_AWAITING_PAYMENT,), APPLICATION_PENDING),
     "start": ((APPLICATION_PENDING,), APPLICATION_PROCESSING),
     "complete": ((APPLICATION_PROCESSING,), APPLICATION_COMPLETED),
-    "cancel": ((APPLICATION_PENDING, APPLICATION_PROCESSING), APPLICATION_CANCELLED),
+    "withdraw": ((APPLICATION_AWAITING_PAYMENT,), APPLICATION_CANCELLED),  # the candidate, before paying
+    "cancel": (APPLICATION_ACTIVE, APPLICATION_CANCELLED),  # staff, with a reason the candidate reads
     "void": (APPLICATION_ACTIVE, APPLICATION_CANCELLED),  # the certificate was revoked: nothing left to replace
 }
 

@@ -164,6 +164,12 @@ class CertificatesService(HealthCheck):
                                                  self.rules).model_dump(mode="json")
 
     @rpc
+    def withdraw_replacement(self, actor: dict, application_id: str) -> dict:
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return usecases.withdraw_replacement(session, candidate.subject, application_id).model_dump(mode="json")
+
+    @rpc
     def cancel_replacement(self, actor: dict, application_id: str, request: dict) -> dict:
         staff = require_role(actor, "staff")
         cancellation = parse(CancelReplacement, request)

@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateRefundRequestedV1,
+    FeeNoLongerDueV1,
     PaymentRefundedV1,
     PaymentSucceededV1,
+    ReplacementAwaitingPaymentV1,
 )
 from credence_common.contracts.payments import (
     CreatePaymentOrder,
@@ -134,6 +136,40 @@ def open_certificate_fee_due(session: Session, event: CertificateAwaitingPayment
     """A certificate fee, or a reissue / correction fee (then the reference is the application)."""
     open_due(session, OpenDue(purpose=event.purpose, reference_id=event.reference_id or event.certificate_id,
                               candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
+
+
+def open_replacement_fee_due(session: Session, event: ReplacementAwaitingPaymentV1) -> None:
+    """A reissue or correction fee: the due's reference is the application."""
+    open_due(session, OpenDue(purpose=event.purpose, reference_id=event.application_id,
+                              candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
+
+
+def cancel_due(session: Session, event: FeeNoLongerDueV1, provider: PaymentProvider) -> None:
+    """What the due was for ended unpaid. An open order holding it is ended first, asking the provider (a payment
+    made meanwhile is applied: the due is then paid, stays paid, and certificates asks for the refund when the
+    payment reaches it). If the due has not arrived yet (events crossed), it is recorded cancelled, so the late
+    request to open it finds it cancelled."""
+    due = session.scalars(select(PaymentDue).where(PaymentDue.purpose == event.purpose,
+                                                   PaymentDue.reference_id == event.reference_id)
+                          .with_for_update()).first()
+    if due is None:
+        fee = session.get(Fee, event.purpose)
+        session.add(PaymentDue(due_id=str(uuid.uuid4()), purpose=event.purpose, reference_id=event.reference_id,
+                               candidate_id=event.candidate_id, payer_kind="candidate", payer_id=event.candidate_id,
+                               amount_fen=fee.amount_fen if fee else 0, status=domain.DUE_CANCELLED,
+                               created_at=utcnow()))
+        return
+    if due.status != domain.DUE_OPEN:
+        return
+    if due.open_order_number:
+        order = find_order(session, due.open_order_number, lock=True)
+        if order.status == domain.CREATED:
+            end_unpaid_order(session, provider, order, domain.CLOSED, utcnow(), "service:certificates")
+        session.refresh(due)
+        if due.status != domain.DUE_OPEN:  # the provider said it was paid
+            return
+    due.status = domain.DUE_CANCELLED
+    log.info("due %s (%s) cancelled: %s", due.due_id, due.purpose, event.reason)
 
 
 def refund_for_certificates(session: Session, event: CertificateRefundRequestedV1, rules: PaymentRules) -> None:

@@ -15,6 +15,7 @@ from credence_common.masking import mask_name
 from deploy.journey import wait_until
 from services.payments import domain as payments_domain
 from services.payments.providers import business_day
+from tests.e2e.conftest import SECRETS
 
 # also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
 ALSO_ON_THE_NAMEKO_GATEWAY = True
@@ -433,6 +434,63 @@ def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, jo
     page = requests.post(platform.gateway_url + "/verify", timeout=15,
                          data={"holder_name": journey["full_name"], "certificate_number": number})
     assert 'data-result="superseded"' in page.text
+
+
+def test_an_unpaid_replacement_is_withdrawn_or_cancelled_and_its_due_goes_with_it(platform):
+    """Issue #19 item 8, through the gateway: a candidate withdraws an unpaid reissue (its due is cancelled and
+    the order opened for it closed), staff cancel the next one, bad requests change nothing, and the certificate
+    stays issued and verifiable throughout."""
+    from deploy.journey import run_journey
+
+    mine = run_journey(platform.gateway_url, say=lambda _line: None,
+                       staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"])
+    candidate, staff = mine["candidate_token"], mine["staff_token"]
+    certificate_id = mine["certificate"]["certificate_id"]
+    applications = f"/api/v1/me/certificates/{certificate_id}/replacement-applications"
+
+    def due_for(application_id):
+        dues = get(platform, "/api/v1/me/payment-dues", candidate).json()["dues"]
+        return next((d for d in dues if d["reference_id"] == application_id), None)
+
+    first = post(platform, applications, candidate, json={"kind": "reissue", "reason": "Lost in a move"}).json()
+    due = wait_until("the reissue fee is due", lambda: due_for(first["application_id"]))
+    order = post(platform, "/api/v1/payment-orders", candidate, json={"due_ids": [due["due_id"]]},
+                 headers={"Idempotency-Key": f"withdraw-{first['application_id']}"}).json()
+    assert order["status"] == "created"
+    withdrawal = f"/api/v1/me/replacement-applications/{first['application_id']}/withdrawal"
+    assert post(platform, withdrawal, staff).status_code == 403  # the candidate's to withdraw; staff cancel
+    withdrawn = post(platform, withdrawal, candidate)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert (withdrawn.json()["status"], withdrawn.json()["cancel_reason"]) == ("cancelled",
+                                                                               "Withdrawn by the candidate.")
+    again = post(platform, withdrawal, candidate)
+    assert again.status_code == 409 and error_code(again) == "illegal_transition"
+    wait_until("the due is cancelled", lambda: due_for(first["application_id"])["status"] == "cancelled")
+    assert get(platform, f"/api/v1/payment-orders/{order['order_number']}", candidate).json()["status"] == "closed"
+    late = post(platform, f"/api/v1/sandbox-provider/orders/{order['order_number']}/payment", candidate, json={})
+    assert late.status_code == 409 and error_code(late) == "payment_refused_by_provider"  # closed there too
+    unknown = post(platform, "/api/v1/me/replacement-applications/no-such-application/withdrawal", candidate)
+    assert unknown.status_code == 404 and error_code(unknown) == "application_not_found"
+
+    # the withdrawn one no longer blocks: a second application, which staff cancel before it is paid
+    second = post(platform, applications, candidate, json={"kind": "reissue", "reason": "Still lost"})
+    assert second.status_code == 201, second.text
+    second_id = second.json()["application_id"]
+    wait_until("the second fee is due", lambda: due_for(second_id))
+    cancellation = f"/api/v1/replacement-applications/{second_id}/cancellation"
+    no_reason = post(platform, cancellation, staff, json={})
+    assert no_reason.status_code == 422
+    assert post(platform, cancellation, candidate, json={"reason": "mine"}).status_code == 403
+    cancelled = post(platform, cancellation, staff, json={"reason": "Please apply at the office"})
+    assert cancelled.status_code == 200 and cancelled.json()["cancel_reason"] == "Please apply at the office"
+    wait_until("the second due is cancelled", lambda: due_for(second_id)["status"] == "cancelled")
+    listed = get(platform, "/api/v1/me/replacement-applications", candidate).json()["applications"]
+    assert [(a["status"], a["cancel_reason"]) for a in listed] == [
+        ("cancelled", "Withdrawn by the candidate."), ("cancelled", "Please apply at the office")]
+    assert get(platform, f"/api/v1/me/certificates/{certificate_id}", candidate).json()["status"] == "issued"
+    check = post(platform, "/api/v1/certificate-checks", json={
+        "holder_name": mine["full_name"], "certificate_number": mine["certificate"]["certificate_number"]})
+    assert check.status_code == 200 and check.json()["result"] == "valid"
 
 
 def test_an_idempotency_key_makes_a_client_retry_safe(platform, journey):

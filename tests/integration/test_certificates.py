@@ -11,7 +11,7 @@ import pytest
 from credence_common.calendar import add_working_days
 from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
 from credence_common.db import make_engine
-from credence_common.errors import Conflict, Forbidden, InvalidInput
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import make_envelope, utcnow
 from services.certificates.service import CertificatesService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
@@ -245,6 +245,60 @@ def replacement_paid(application: dict, order="P202611230000000077", fee=10000) 
         update={"purpose": f"certificate_{application['kind']}"})
 
 
+def test_an_unpaid_replacement_is_withdrawn_by_its_candidate_or_cancelled_by_staff(start_service, event_spy):
+    """Issue #19 item 8: an unpaid application no longer blocks the certificate for ever. The candidate withdraws
+    it, or staff cancel it; payments is told the fee is no longer due (fee_no_longer_due.v1), another application
+    may follow, a paid one is only staff's to cancel (refunded), and a payment that arrives for a withdrawn one
+    is refunded rather than used."""
+    container, config = start_service(CertificatesService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    spy = event_spy("certificates", "credence.certificate.#")
+    certificate_id = issued_certificate(config)
+    assert [e["type"] for e in spy.collect(2)] == ["credence.certificate.awaiting_payment.v1",
+                                                   "credence.certificate.issued.v1"]
+    other = signed_actor({"subject": "cand-2", "role": "candidate"})
+    with rpc_proxy("certificates", config) as certificates:
+        first = certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "Lost"})
+        with pytest.raises(NotFound):  # somebody else's application does not exist for them
+            certificates.withdraw_replacement(other, first["application_id"])
+        with pytest.raises(Forbidden):
+            certificates.withdraw_replacement(STAFF, first["application_id"])
+        withdrawn = certificates.withdraw_replacement(CANDIDATE, first["application_id"])
+        assert (withdrawn["status"], withdrawn["cancel_reason"]) == ("cancelled", "Withdrawn by the candidate.")
+        with pytest.raises(Conflict) as twice:
+            certificates.withdraw_replacement(CANDIDATE, first["application_id"])
+        assert twice.value.code == "illegal_transition"
+
+        second = certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "Torn"})
+        cancelled = certificates.cancel_replacement(STAFF, second["application_id"], {"reason": "Apply in person"})
+        assert (cancelled["status"], cancelled["cancel_reason"]) == ("cancelled", "Apply in person")
+
+        third = certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "Wet"})
+        publish_event(amqp, replacement_paid(third, order="P202612070000000003"))
+        wait_for(lambda: query(db, "select status from replacement_applications where application_id = :a",
+                               a=third["application_id"]) == [("pending",)], what="the third is paid")
+        with pytest.raises(Conflict) as paid_already:
+            certificates.withdraw_replacement(CANDIDATE, third["application_id"])
+        assert paid_already.value.code == "application_paid"
+        certificates.cancel_replacement(STAFF, third["application_id"], {"reason": "Duplicate"})
+        # the candidate paid the withdrawn one at the provider before withdrawing: the money goes back
+        publish_event(amqp, replacement_paid(first, order="P202612070000000001"))
+        timeline = [e["action"] for e in certificates.certificate_history(CANDIDATE, certificate_id)["entries"]]
+        assert certificates.certificate(CANDIDATE, certificate_id)["status"] == "issued"
+    assert timeline[-6:] == ["reissue_requested", "reissue_withdrawn", "reissue_requested", "reissue_cancelled",
+                             "reissue_requested", "reissue_cancelled"]
+    events = [(e["type"].split(".")[2], e["data"].get("reason") or "", e["data"].get("reference_id") or
+               e["data"].get("application_id")) for e in spy.collect(7)]
+    ids = [first["application_id"], second["application_id"], third["application_id"]]
+    assert events == [
+        ("replacement_awaiting_payment", "", ids[0]), ("fee_no_longer_due", "withdrawn_by_candidate", ids[0]),
+        ("replacement_awaiting_payment", "", ids[1]), ("fee_no_longer_due", "cancelled_by_staff", ids[1]),
+        ("replacement_awaiting_payment", "", ids[2]), ("refund_requested", "reissue application cancelled: "
+                                                       "Duplicate", ids[2]),
+        ("refund_requested", "Paid for an application no longer awaiting payment", ids[0])]
+    assert spy.drain() == []
+
+
 def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissue_revoke(start_service, event_spy):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
@@ -265,8 +319,6 @@ def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissu
         application_id = reissue["application_id"]
         with pytest.raises(Conflict):
             certificates.start_replacement(STAFF, application_id)  # not paid yet
-        with pytest.raises(Conflict):
-            certificates.cancel_replacement(STAFF, application_id, {"reason": "unpaid"})  # nothing to cancel yet
         publish_event(amqp, replacement_paid(reissue))
         wait_for(lambda: query(db, "select status from replacement_applications") == [("pending",)], what="paid")
         with pytest.raises(Conflict):
@@ -291,7 +343,8 @@ def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissu
     assert old_timeline == ["created", "confirm", "pay", "queued", "reissue_requested", "supersede"]
     events = spy.collect(6)
     seen = [(e["type"].split(".")[2], e["data"]["certificate_id"] == old_id, e["data"].get("sequence")) for e in events]
-    assert seen == [("awaiting_payment", True, 2), ("issued", True, 3), ("awaiting_payment", True, 5),
+    # the application has its own event type: the certificate stays issued while it waits for its fee
+    assert seen == [("awaiting_payment", True, 2), ("issued", True, 3), ("replacement_awaiting_payment", True, None),
                     ("issued", False, 1), ("superseded", True, 6), ("revoked", False, 3)]
     assert spy.drain() == []
     superseded = next(e for e in events if e["type"].endswith("superseded.v1"))["data"]

@@ -95,6 +95,7 @@ def test_delivery_steps_follow_in_order_and_only_for_issued_certificates(deliver
 
 APPLICATION_LEGAL = {("awaiting_payment", "pay"): "pending", ("pending", "start"): "processing",
                      ("processing", "complete"): "completed", ("pending", "cancel"): "cancelled",
+                     ("awaiting_payment", "withdraw"): "cancelled", ("awaiting_payment", "cancel"): "cancelled",
                      ("processing", "cancel"): "cancelled", ("awaiting_payment", "void"): "cancelled",
                      ("pending", "void"): "cancelled", ("processing", "void"): "cancelled"}
 

@@ -71,6 +71,8 @@ Served by the gateway itself, not listed in `ROUTES`; nobody needs a token.
 | GET | `/health` | the gateway process is up | no |
 | GET | `/ready` | the broker answers; each service's health is reported alongside | no |
 | GET | `/openapi.json` | the OpenAPI document generated from `ROUTES` | no |
+| GET | `/asyncapi.json` | the AsyncAPI document of the event channels, generated from the event models \
+(`credence_common/contracts/asyncapi.py`) | no |
 | GET, POST | `/verify` | the public certificate check page | POST: yes |
 
 The gateway's Prometheus metrics are on its metrics port (`GATEWAY_METRICS_PORT`, 9106), not here.

@@ -25,6 +25,7 @@ from werkzeug.routing import Map, Rule
 
 from credence_common import idempotency, logs
 from credence_common.actor_tokens import ActorSigner
+from credence_common.contracts.asyncapi import build_asyncapi
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -58,8 +59,8 @@ QUIET_ROUTES = frozenset({"/health", "/ready"})
 
 # the gateway's own endpoints beside the API routes: (name, method, rule)
 OPERATIONS = (("health", "GET", "/health"), ("ready", "GET", "/ready"), ("openapi", "GET", "/openapi.json"),
-              ("verify_page", "GET", "/verify"), ("verify_submit", "POST", "/verify"),
-              ("report_page", "GET", "/r/<report_code>"))
+              ("asyncapi", "GET", "/asyncapi.json"), ("verify_page", "GET", "/verify"),
+              ("verify_submit", "POST", "/verify"), ("report_page", "GET", "/r/<report_code>"))
 # whatever no route takes: answered in JSON (404 or 405)
 CATCH_ALL = ("/", "/<path:rest>")
 
@@ -86,7 +87,7 @@ class Incoming:
 
 class Gateway:
     """What every request shares, built from the gateway's config (gateway/config.yml): token service, actor
-    signer, rate limiter, the OpenAPI document, the map of the routes this environment mounts."""
+    signer, rate limiter, the OpenAPI and AsyncAPI documents, the map of the routes this environment mounts."""
 
     def __init__(self, config: Mapping, environment: str):
         self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 900)))
@@ -105,6 +106,8 @@ class Gateway:
         # must not reveal the others, and neither may the OpenAPI document
         self.routes = mounted_routes(environment)
         self.openapi_json = json.dumps(build_openapi(routes=self.routes))
+        # the event channels (the same in every environment), from the event contract
+        self.asyncapi_json = json.dumps(build_asyncapi(), ensure_ascii=False)
         rules = [(route.method, route.path) for route in self.routes] + [(m, r) for _n, m, r in OPERATIONS]
         # every route the gateway answers, to tell a wrong method (405) from an unknown path (404)
         self.route_map = Map([Rule(rule, methods=[method], endpoint=rule) for method, rule in rules])
@@ -303,6 +306,10 @@ def ready(broker_ms: float, services: dict) -> Answer:
 
 def openapi(gateway: Gateway) -> Answer:
     return Answer(200, dict(JSON_HEADERS), gateway.openapi_json)
+
+
+def asyncapi(gateway: Gateway) -> Answer:
+    return Answer(200, dict(JSON_HEADERS), gateway.asyncapi_json)
 
 
 def verify_page() -> Answer:

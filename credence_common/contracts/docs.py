@@ -51,6 +51,28 @@ after), so order them by `certificate_id` and `sequence`, not by subject: keep t
 per certificate and skip anything not newer. `deploy/registry_subscriber.py` is a complete example subscriber
 (pika) that does exactly this.
 
+## Tools: the CloudEvents SDK and the AsyncAPI document
+
+The envelope is CloudEvents 1.0 in structured mode (the whole event is the JSON body), so the official
+CloudEvents SDKs read it as it is. `deploy/registry_subscriber.py` reads every message with the Python SDK
+(`cloudevents` 2.x, `cloudevents.core.bindings.rabbitmq.from_structured_event`), and every event type below
+parses through it with `id`, `type`, `source`, `subject`, `time`, `data` and the `correlationid` extension intact
+(`tests/unit/test_cloudevents_sdk.py::test_every_event_type_parses_through_the_sdk_with_its_attributes_data_and_correlationid`).
+The messages say `content_type: application/json`, not `application/cloudevents+json`: ask your SDK for
+structured mode instead of letting it guess the mode from the content type, which would take them for binary
+mode (`tests/unit/test_cloudevents_sdk.py::test_why_the_subscriber_asks_for_structured_mode`).
+
+The gateway serves this contract as an AsyncAPI 3.0 document at `/asyncapi.json`, beside the HTTP API's
+`/openapi.json`: one channel per event type with its exchange, routing key and AMQP bindings (topic exchange,
+durable, persistent delivery), the envelope and the JSON Schema of `data`, and the type's version. It is generated
+from the same models as this page (`credence_common/contracts/asyncapi.py`; `python -m
+credence_common.contracts.asyncapi` prints it). It passes the official AsyncAPI 3.0.0 JSON Schema
+(`tests/unit/test_asyncapi.py::test_the_official_asyncapi_schema_accepts_the_document`), a type added to the
+contract without its channel fails
+`tests/unit/test_asyncapi.py::test_every_event_model_of_the_contract_has_its_channel`, and through a running
+gateway a real event matches the channel and message the served document declares and reads through the SDK
+(`tests/e2e/test_platform.py::test_the_event_channels_are_served_beside_openapi_and_match_what_is_published`).
+
 ## Versioning
 
 A type's payload may gain optional fields within a version; consumers must ignore fields they do not

@@ -1,5 +1,5 @@
-"""The whole platform over HTTP: one candidate's journey, bad input, roles, operations, and public
-verification surviving the death of the certificates service."""
+"""The whole platform over HTTP: one candidate's journey, bad input, roles, operations, the event channels'
+document, and public verification surviving the death of the certificates service."""
 
 from __future__ import annotations
 
@@ -151,6 +151,80 @@ def test_operations_endpoints(platform, journey):
         ready = requests.get(probes + "/ready", timeout=10)
         assert ready.status_code == 200, ready.text
         assert ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+
+
+def test_the_event_channels_are_served_beside_openapi_and_match_what_is_published(platform):
+    """/asyncapi.json through the gateway: valid AsyncAPI 3.0 with a channel for every event type of the contract.
+    Then a real event, caused by a registration over HTTP, arrives as its channel says (exchange, routing key,
+    persistent, content type) and reads through the CloudEvents SDK as the example subscriber reads it, its body
+    valid against the message schema the document declares, its correlationid the request's X-Request-Id."""
+    import json
+    import random
+
+    import pika
+
+    from credence_common.contracts.events import EVENTS_BY_TYPE, CandidateRegisteredV1
+    from deploy import registry_subscriber
+    from deploy.journey import Client, random_mobile, random_resident_id, read_dev_code
+    from tests.unit.test_asyncapi import message_validator, official_problems
+
+    served = get(platform, "/asyncapi.json")
+    assert served.status_code == 200 and served.headers["Content-Type"].startswith("application/json")
+    document = served.json()
+    assert official_problems(document) == []
+    assert set(document["channels"]) == set(document["operations"]) == set(EVENTS_BY_TYPE)
+    assert "/asyncapi.json" in get(platform, "/openapi.json").json()["paths"]
+    wrong_method = post(platform, "/asyncapi.json", json={})
+    assert wrong_method.status_code == 405 and error_code(wrong_method) == "method_not_allowed"
+    assert "GET" in wrong_method.headers["Allow"]
+
+    channel = document["channels"][CandidateRegisteredV1.event_type]
+    exchange = channel["bindings"]["amqp"]["exchange"]
+    (message_name,) = channel["messages"]
+    message = document["components"]["messages"][message_name]
+    operation = document["operations"][CandidateRegisteredV1.event_type]
+    amqp_uri = platform.env["AMQP_URI"].replace("pyamqp://", "amqp://", 1)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        subscriber = connection.channel()
+        # declared as the document says: the broker refuses a declaration unlike the platform's own
+        subscriber.exchange_declare(exchange["name"], exchange_type=exchange["type"], durable=exchange["durable"],
+                                    auto_delete=exchange["autoDelete"])
+        queue = subscriber.queue_declare("", exclusive=True).method.queue
+        subscriber.queue_bind(queue, exchange["name"], routing_key=channel["address"])
+
+        rng = random.Random()
+        mobile = random_mobile(rng)
+        assert post(platform, "/api/v1/mobile-codes",
+                    json={"mobile": mobile, "purpose": "registration"}).status_code == 202
+        registered = post(platform, "/api/v1/candidates", json={
+            "full_name": "赵敏", "resident_id_number": random_resident_id(rng), "mobile": mobile,
+            "mobile_code": read_dev_code(Client(platform.gateway_url), mobile),
+            "email": f"events.{rng.getrandbits(40):x}@example.com", "password": "Events-e2e-Pass1",
+            "exam_region": "11"})
+        assert registered.status_code == 201, registered.text
+        candidate_id = registered.json()["candidate_id"]
+
+        def ours():
+            method, properties, body = subscriber.basic_get(queue, auto_ack=True)
+            if method is not None and json.loads(body)["data"]["candidate_id"] == candidate_id:
+                return method, properties, body
+            return None
+
+        method, properties, body = wait_until("the registration's event arrives", ours, 30)
+    finally:
+        connection.close()
+    assert (method.exchange, method.routing_key) == (exchange["name"], channel["address"])
+    assert properties.delivery_mode == operation["bindings"]["amqp"]["deliveryMode"] == 2
+    assert properties.content_type == message["contentType"]
+    assert properties.content_encoding == message["bindings"]["amqp"]["contentEncoding"]
+    assert properties.type == message["bindings"]["amqp"]["messageType"] == CandidateRegisteredV1.event_type
+    assert [error.message for error in message_validator(document, message_name).iter_errors(json.loads(body))] == []
+    event = registry_subscriber.read_event(body, properties.content_type)  # the CloudEvents SDK
+    assert event.get_type() == CandidateRegisteredV1.event_type and event.get_id() == properties.message_id
+    assert event.get_source() == "/credence/identity" and event.get_subject() == candidate_id
+    assert event.get_extension("correlationid") == registered.headers["X-Request-Id"]
+    assert CandidateRegisteredV1.model_validate(event.get_data()).candidate_id == candidate_id
 
 
 def test_public_verification_survives_the_certificates_service_dying(platform, journey):

@@ -567,6 +567,57 @@ def test_an_unpaid_replacement_is_withdrawn_or_cancelled_and_its_due_goes_with_i
     assert check.status_code == 200 and check.json()["result"] == "valid"
 
 
+def test_a_recheck_that_fails_an_issued_certificate_puts_it_on_the_revocation_queue(platform):
+    """Issue #19 item 2, through the gateway: a re-check corrects the pass to a fail; the issued certificate stays
+    valid until staff decide its revocation case (before its decide_by day), then answers revoked with reason
+    result_corrected. Wrong decisions get a 4xx and change nothing."""
+    from deploy.journey import run_journey
+
+    mine = run_journey(platform.gateway_url, say=lambda _line: None,
+                       staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"])
+    candidate, staff = mine["candidate_token"], mine["staff_token"]
+    certificate = mine["certificate"]
+    result_id = get(platform, "/api/v1/me/results", candidate).json()["results"][0]["result_id"]
+    review = post(platform, f"/api/v1/me/results/{result_id}/review", candidate,
+                  json={"reason": "Please re-count my drill marks"})
+    assert review.status_code == 201, review.text
+    closed = post(platform, f"/api/v1/score-reviews/{review.json()['review_id']}/closure", staff,
+                  json={"resolution": "corrected", "new_score": 41, "note": "drill marks were counted twice"})
+    assert closed.status_code == 200, closed.text
+
+    def open_case():
+        cases = get(platform, "/api/v1/revocation-cases?status=open", staff).json()["cases"]
+        return next((c for c in cases if c["certificate_id"] == certificate["certificate_id"]), None)
+
+    case = wait_until("the certificate is on the revocation queue", open_case)
+    assert case["reason_code"] == "result_corrected" and case["overdue"] is False and case["decide_by"]
+    assert get(platform, "/api/v1/revocation-cases", candidate).status_code == 403
+
+    def check():
+        return post(platform, "/api/v1/certificate-checks", json={
+            "holder_name": mine["full_name"], "certificate_number": certificate["certificate_number"]}).json()
+
+    assert check()["result"] == "valid"  # until staff decide
+    decision = f"/api/v1/revocation-cases/{case['case_id']}/decision"
+    for body in ({"decision": "maybe", "note": "x"}, {"decision": "revoke"}, {"decision": "revoke", "note": "x" * 201}):
+        refused = post(platform, decision, staff, json=body)
+        assert refused.status_code == 422 and error_code(refused), refused.text
+    unknown = post(platform, "/api/v1/revocation-cases/no-such-case/decision", staff,
+                   json={"decision": "revoke", "note": "x"})
+    assert unknown.status_code == 404 and error_code(unknown) == "case_not_found"
+    assert post(platform, decision, candidate, json={"decision": "keep", "note": "mine"}).status_code == 403
+    assert open_case() is not None and check()["result"] == "valid"  # nothing changed
+    decided = post(platform, decision, staff, json={"decision": "revoke",
+                                                    "note": "The re-check corrected the score to a fail."})
+    assert decided.status_code == 200 and decided.json()["status"] == "revoked"
+    twice = post(platform, decision, staff, json={"decision": "keep", "note": "changed my mind"})
+    assert twice.status_code == 409 and error_code(twice) == "case_decided"
+    wait_until("the public check answers revoked", lambda: check()["result"] == "revoked")
+    held = get(platform, f"/api/v1/me/certificates/{certificate['certificate_id']}", candidate).json()
+    assert (held["status"], held["revocation_code"], held["revocation_reason"]) == (
+        "revoked", "result_corrected", "The re-check corrected the score to a fail.")
+
+
 def test_an_idempotency_key_makes_a_client_retry_safe(platform, journey):
     import uuid
 

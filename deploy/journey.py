@@ -276,4 +276,4 @@ def run_journey(base_url: str, say: Callable[[str], None] = print, staff_passwor
     return {"full_name": full_name, "resident_id_number": resident_id, "ticket_number": ticket_number,
             "mobile": mobile, "email": email, "password": password, "refresh_token": tokens["refresh_token"],
             "certificate": issued, "order": order, "payment": paid, "verdict": verdict, "candidate_token": token,
-            "staff_token": staff_token}
+            "staff_token": staff_token, "expert_tokens": experts}

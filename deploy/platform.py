@@ -233,6 +233,7 @@ def main() -> int:
         print(f"\nCredence is running (CREDENCE_ENV={env['CREDENCE_ENV']}).\n"
               f"  Gateway:      {platform.gateway_url} ({platform.gateway_server})\n"
               f"  API docs:     {platform.gateway_url}/openapi.json\n"
+              f"  Event docs:   {platform.gateway_url}/asyncapi.json\n"
               f"  Verify page:  {platform.gateway_url}/verify\n"
               f"  Logs:         {platform.log_dir}/\n"
               "Run 'make demo' in another terminal for one candidate's whole journey. Ctrl-C stops everything.",

@@ -10,17 +10,24 @@ What it shows a registry's developers:
 - every certificate event carries ``certificate_id`` and ``sequence`` (the certificate's version, increasing
   with every change; gaps are normal): an event not newer than what the registry holds is skipped, so
   redeliveries and events that overtake each other end in the same state;
-- unknown event types and newer versions (``….v2``) are acknowledged and ignored, not fatal.
+- unknown event types and newer versions (``….v2``) are acknowledged and ignored, not fatal;
+- it reads each message with the official CloudEvents SDK (``cloudevents``), not by hand: Credence publishes
+  the envelope in structured mode (the whole event is the JSON body), so any CloudEvents SDK's structured-mode
+  JSON reader takes it as it is, the ``correlationid`` extension included. A message that is not a CloudEvent
+  is logged and acknowledged (it would fail the same way on every redelivery). The channels, the envelope and
+  every payload's schema are in the AsyncAPI document the gateway serves at ``/asyncapi.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sqlite3
 
 import pika
+from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_structured_event
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.v1.event import CloudEvent
 
 EXCHANGE = "certificates.events"
 ROUTING_KEY = "credence.certificate.#"
@@ -32,6 +39,19 @@ STATUS_BY_EVENT = {
 
 log = logging.getLogger("registry")
 
+# What the SDK raises for a body that is not a structured-mode CloudEvent 1.0: invalid JSON or UTF-8 (ValueError),
+# a missing or mistyped attribute (its validation error), a time that is not RFC 3339 (ValueError, TypeError),
+# JSON that is not an object (AttributeError)
+UNREADABLE = (BaseCloudEventException, ValueError, TypeError, AttributeError)
+
+
+def read_event(body: bytes, content_type: str | None = None) -> CloudEvent:
+    """One message as a CloudEvent, through the SDK's RabbitMQ binding. Credence's messages are structured mode
+    but say ``content_type: application/json`` (not ``application/cloudevents+json``), so the binding's
+    auto-detection (``from_rabbitmq``) would take them for binary mode: the structured reader is asked for
+    explicitly. Raises one of ``UNREADABLE`` when the body is not a CloudEvent 1.0."""
+    return from_structured_event(RabbitMQMessage(headers={}, content_type=content_type, body=body))
+
 
 def open_registry(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path)
@@ -42,10 +62,10 @@ def open_registry(path: str) -> sqlite3.Connection:
     return connection
 
 
-def apply(registry: sqlite3.Connection, envelope: dict) -> bool:
-    """Apply one CloudEvents envelope; True when it changed the registry."""
-    status = STATUS_BY_EVENT.get(envelope.get("type"))
-    data = envelope.get("data")
+def apply(registry: sqlite3.Connection, event: CloudEvent) -> bool:
+    """Apply one event (as the SDK read it); True when it changed the registry."""
+    status = STATUS_BY_EVENT.get(event.get_type())
+    data = event.get_data()
     if status is None or not isinstance(data, dict) or "certificate_id" not in data or not data.get("sequence"):
         return False  # not an event this registry keeps, or one from before sequences existed
     held = registry.execute("SELECT sequence FROM certificates WHERE certificate_id = ?",
@@ -63,12 +83,12 @@ def apply(registry: sqlite3.Connection, envelope: dict) -> bool:
     if held is None:
         registry.execute("INSERT INTO certificates (certificate_id, status, sequence, last_event_id) "
                          "VALUES (?, ?, ?, ?)", (data["certificate_id"], status, data["sequence"],
-                                                 str(envelope.get("id"))))
+                                                 event.get_id()))
     registry.execute("UPDATE certificates SET status = ?, sequence = ?, last_event_id = ?, "
                      "certificate_number = COALESCE(?, certificate_number), "
                      "holder_name = COALESCE(?, holder_name), program_name = COALESCE(?, program_name), "
                      "issued_on = COALESCE(?, issued_on) WHERE certificate_id = ?",
-                     (status, data["sequence"], str(envelope.get("id")), data.get("certificate_number"),
+                     (status, data["sequence"], event.get_id(), data.get("certificate_number"),
                       data.get("holder_name"), data.get("program_name"), data.get("issued_on"),
                       data["certificate_id"]))
     registry.commit()
@@ -92,20 +112,19 @@ def run(amqp_uri: str, db_path: str, queue: str, max_messages: int | None = None
         channel = connection.channel()
         declare(channel, queue)
         channel.basic_qos(prefetch_count=50)
-        for method, _properties, body in channel.consume(queue, inactivity_timeout=idle_timeout):
+        for method, properties, body in channel.consume(queue, inactivity_timeout=idle_timeout):
             if method is None:
                 break  # idle for idle_timeout seconds
             try:
-                envelope = json.loads(body)
-                if not isinstance(envelope, dict):
-                    raise ValueError("not an object")
-            except ValueError:
-                log.error("dropping a message that is not a JSON object")
+                event = read_event(body, properties.content_type)
+            except UNREADABLE as error:
+                log.error("dropping a message that is not a CloudEvent: %s", error)
                 channel.basic_ack(method.delivery_tag)
                 continue
-            if apply(registry, envelope):
-                log.info("%s %s -> sequence %s", envelope.get("type"), envelope["data"]["certificate_id"],
-                         envelope["data"]["sequence"])
+            if apply(registry, event):
+                data = event.get_data()
+                log.info("%s %s -> sequence %s (correlationid %s)", event.get_type(), data["certificate_id"],
+                         data["sequence"], event.get_extension("correlationid"))
             channel.basic_ack(method.delivery_tag)  # after the commit: a crash before it redelivers
             handled += 1
             if max_messages is not None and handled >= max_messages:

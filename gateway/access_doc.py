@@ -102,6 +102,8 @@ Served by the gateway itself, not listed in `ROUTES`; nobody needs a token.
 | GET | `/health` | the gateway process is up | no |
 | GET | `/ready` | the broker answers; each service's health is reported alongside | no |
 | GET | `/openapi.json` | the OpenAPI document generated from `ROUTES` | no |
+| GET | `/asyncapi.json` | the AsyncAPI document of the event channels, generated from the event models \
+(`credence_common/contracts/asyncapi.py`) | no |
 | GET, POST | `/verify` | the public certificate check page | POST: yes |
 
 The gateway's Prometheus metrics are on its metrics port (`GATEWAY_METRICS_PORT`, 9106), not here.
@@ -154,10 +156,11 @@ or `expert`). |
 route of the gateway asks it for staff). |
 | `certificates.certificates_for_candidate`, `certificate`, `certificate_history`, `replacement_applications` | \
 the candidate themself (their own certificates and applications), or staff holding `registrar` or `support`. |
-| `certificates.confirm_certificate`, `request_correction`, `apply_for_replacement` | role `candidate`; only the \
-caller's own certificate. |
+| `certificates.confirm_certificate`, `request_correction`, `apply_for_replacement`, `withdraw_replacement` | role \
+`candidate`; only the caller's own certificate or application. |
 | `certificates.certificate_by_number` | staff holding `registrar` or `support`. |
-| `certificates.correction_requests`, `decide_correction`, `revoke_certificate`, `start_replacement`, \
+| `certificates.correction_requests`, `decide_correction`, `revoke_certificate`, `revocation_cases`, \
+`decide_revocation_case`, `start_replacement`, \
 `complete_replacement`, `cancel_replacement`, `production_batches`, `close_batch`, `batch_csv`, `batch_proof_pdf`, \
 `ship_certificate`, `mark_delivered`, `overdue_shipments` | staff holding `registrar`. |
 | `payments.dues_for_payer`, `orders_for_payer`, `order` | the payer themself, or staff holding `finance` or \
@@ -168,9 +171,9 @@ caller's own certificate. |
 | `payments.open_due`, `request_refund`, `refunds`, `reconcile` | staff holding `finance`, or another Credence \
 service on the bus (`{"role": "service", "subject": "certificates"}`; the gateway never sends that role). |
 | `verification.request_report`, `my_reports`, `close_report`, `extend_report`, `report_pdf`, \
-`create_share_code`, `share_codes`, `revoke_share_code`, `my_accesses` | role `candidate`; only the caller's own \
-certificates, reports and share codes (an education-record report reads the caller's exam record from scoring \
-with the same actor). |
+`create_share_code`, `share_codes`, `revoke_share_code`, `my_accesses`, `my_accesses_csv` | role `candidate`; \
+only the caller's own certificates, reports and share codes (an education-record report reads the caller's \
+exam record from scoring with the same actor). |
 
 An institution account pays as its institution: the `institution_id` in its signed actor, which identity named at \
 sign-in and refresh (a sign-in from before tokens carried it: `403 institution_not_named`), never as the account \

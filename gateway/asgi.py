@@ -307,6 +307,10 @@ async def openapi(edge: Edge, request: Request, correlation_id: str):
     return dispatch.openapi(edge.gateway), False
 
 
+async def asyncapi(edge: Edge, request: Request, correlation_id: str):
+    return dispatch.asyncapi(edge.gateway), False
+
+
 async def verify_page(edge: Edge, request: Request, correlation_id: str):
     return dispatch.verify_page(), False
 
@@ -332,8 +336,8 @@ async def report_page(edge: Edge, request: Request, correlation_id: str):
         ThreadServiceCalls(calls, loop).call)), False
 
 
-OPERATION_ENDPOINTS = {"health": health, "ready": ready, "openapi": openapi, "verify_page": verify_page,
-                       "verify_submit": verify_submit, "report_page": report_page}
+OPERATION_ENDPOINTS = {"health": health, "ready": ready, "openapi": openapi, "asyncapi": asyncapi,
+                       "verify_page": verify_page, "verify_submit": verify_submit, "report_page": report_page}
 
 
 def starlette_path(rule: str) -> str:

@@ -26,6 +26,7 @@ from werkzeug.routing import Map, Rule
 from credence_common import idempotency, logs
 from credence_common.actor_tokens import ActorSigner
 from credence_common.actors import require_staff_role
+from credence_common.contracts.asyncapi import build_asyncapi
 from credence_common.errors import (
     BadRequest,
     CredenceError,
@@ -59,8 +60,8 @@ QUIET_ROUTES = frozenset({"/health", "/ready"})
 
 # the gateway's own endpoints beside the API routes: (name, method, rule)
 OPERATIONS = (("health", "GET", "/health"), ("ready", "GET", "/ready"), ("openapi", "GET", "/openapi.json"),
-              ("verify_page", "GET", "/verify"), ("verify_submit", "POST", "/verify"),
-              ("report_page", "GET", "/r/<report_code>"))
+              ("asyncapi", "GET", "/asyncapi.json"), ("verify_page", "GET", "/verify"),
+              ("verify_submit", "POST", "/verify"), ("report_page", "GET", "/r/<report_code>"))
 # whatever no route takes: answered in JSON (404 or 405)
 CATCH_ALL = ("/", "/<path:rest>")
 
@@ -87,7 +88,7 @@ class Incoming:
 
 class Gateway:
     """What every request shares, built from the gateway's config (gateway/config.yml): token service, actor
-    signer, rate limiter, the OpenAPI document, the map of the routes this environment mounts."""
+    signer, rate limiter, the OpenAPI and AsyncAPI documents, the map of the routes this environment mounts."""
 
     def __init__(self, config: Mapping, environment: str):
         self.tokens = TokenService(config["JWT_SECRET"], int(config.get("JWT_LIFETIME_SECONDS", 900)))
@@ -106,6 +107,8 @@ class Gateway:
         # must not reveal the others, and neither may the OpenAPI document
         self.routes = mounted_routes(environment)
         self.openapi_json = json.dumps(build_openapi(routes=self.routes))
+        # the event channels (the same in every environment), from the event contract
+        self.asyncapi_json = json.dumps(build_asyncapi(), ensure_ascii=False)
         rules = [(route.method, route.path) for route in self.routes] + [(m, r) for _n, m, r in OPERATIONS]
         # every route the gateway answers, to tell a wrong method (405) from an unknown path (404)
         self.route_map = Map([Rule(rule, methods=[method], endpoint=rule) for method, rule in rules])
@@ -244,9 +247,11 @@ def prepare_call(gateway: Gateway, route: Route, request: Incoming, principal: P
 
 def success_answer(route: Route, answer) -> Answer:
     if route.content_type != "application/json":
-        return Answer(route.success_status, {"Content-Type": route.content_type, "Cache-Control": "no-store",
-                                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
-                      answer)
+        headers = {"Content-Type": route.content_type, "Cache-Control": "no-store",
+                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+        if route.download_name:
+            headers["Content-Disposition"] = f'attachment; filename="{route.download_name}"'
+        return Answer(route.success_status, headers, answer)
     return json_answer(route.success_status, answer)
 
 
@@ -309,6 +314,10 @@ def openapi(gateway: Gateway) -> Answer:
     return Answer(200, dict(JSON_HEADERS), gateway.openapi_json)
 
 
+def asyncapi(gateway: Gateway) -> Answer:
+    return Answer(200, dict(JSON_HEADERS), gateway.asyncapi_json)
+
+
 def verify_page() -> Answer:
     return html_answer(200, web.render_page())
 
@@ -321,14 +330,17 @@ def verify_form_too_large(request: Incoming) -> Answer | None:
 
 
 def verify_submit(gateway: Gateway, request: Incoming, raw: bytes, public_check: Callable[[dict, str], dict]) -> Answer:
-    """The public check page's form; ``public_check(request, client)`` is the batched check."""
+    """The public check page's form; ``public_check(request, client)`` is the batched check. Who is checking
+    and why are optional: left empty, they are not sent; too long, verification refuses the check (422) and
+    logs nothing."""
     form = {key: values[0] for key, values in parse_qs(raw[:VERIFY_FORM_MAX_BYTES].decode("utf-8", "replace")).items()}
     holder_name = form.get("holder_name", "")
     certificate_number = form.get("certificate_number", "")
+    stated = {name: form[name] for name in ("organisation", "purpose") if form.get(name, "").strip()}
     status, refusal = 200, None
     try:
         gateway.limit(f"verify_page:{request.remote_addr}", "Too many checks")
-        answer = public_check({"holder_name": holder_name, "certificate_number": certificate_number},
+        answer = public_check({"holder_name": holder_name, "certificate_number": certificate_number, **stated},
                               request.remote_addr or "")
         result_html = web.render_valid(answer["certificate"], answer["result"])
     except CredenceError as error:
@@ -338,14 +350,22 @@ def verify_submit(gateway: Gateway, request: Incoming, raw: bytes, public_check:
         log.exception("verify page failed")
         status = 503
         result_html = web.render_refusal("The check could not be completed; please try again.")
-    return html_answer(status, web.render_page(holder_name, certificate_number, result_html), refusal)
+    return html_answer(status, web.render_page(holder_name, certificate_number, result_html,
+                                               form.get("organisation", ""), form.get("purpose", "")), refusal)
+
+
+# what a report's QR code adds to its page's URL (services/verification/reports.py ``QR_MARKER``): not personal data
+QR_MARKER = ("via", "qr")
 
 
 def report_page(gateway: Gateway, request: Incoming, report_code: str, call: Callable[..., Any]) -> Answer:
-    """A shared report by its code (the QR code's link); ``call(service, method, *args)`` is the RPC."""
+    """A shared report by its code (the QR code's link, ``?via=qr``, or the code's URL typed in); ``call(service,
+    method, *args)`` is the RPC. Verification records the opening for the holder, with its channel."""
+    channel = "report_qr" if request.query.get(QR_MARKER[0]) == QR_MARKER[1] else "report_code"
     try:
         gateway.limit(f"report_page:{request.remote_addr}", "Too many requests")
-        return html_answer(200, web.render_report(call("verification", "report_answer", report_code)))
+        return html_answer(200, web.render_report(call("verification", "report_answer", report_code,
+                                                       request.remote_addr or "", channel)))
     except CredenceError as error:
         return html_answer(error.http_status, web.render_report(None, error.message), error)
     except Exception:

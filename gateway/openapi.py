@@ -137,11 +137,18 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
     for path, summary in (("/health", "Liveness"), ("/ready", "Readiness (the broker answers)")):
         paths[path] = {"get": {"operationId": path.strip("/"), "summary": summary, "tags": ["operations"],
                                "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}}}}
+    # the other document the gateway serves: the event channels, for downstream subscribers
+    paths["/asyncapi.json"] = {"get": {
+        "operationId": "asyncapi", "summary": "The AsyncAPI 3.0 document of the event channels (exchange, routing "
+        "key, CloudEvents envelope and payload schema of every event type)", "tags": ["operations"],
+        "responses": {"200": {"description": "The AsyncAPI document",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}}}}
     paths.update(PUBLIC_PAGES)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Credence API", "version": version,
-                 "description": "Registration, scores, certificates, payments and public verification."},
+                 "description": "Registration, scores, certificates, payments and public verification. The events "
+                                "published for downstream systems are described in /asyncapi.json."},
         "paths": paths,
         "components": {
             "schemas": schema.get("$defs", {}),

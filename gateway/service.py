@@ -221,6 +221,10 @@ class GatewayService:
     def openapi(self, request):
         return response(dispatch.openapi(self.state.gateway))
 
+    @http("GET", "/asyncapi.json")
+    def asyncapi(self, request):
+        return response(dispatch.asyncapi(self.state.gateway))
+
     # --- the public verification page ---------------------------------------------------------------
 
     @http("GET", "/verify")

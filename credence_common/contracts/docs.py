@@ -51,6 +51,28 @@ after), so order them by `certificate_id` and `sequence`, not by subject: keep t
 per certificate and skip anything not newer. `deploy/registry_subscriber.py` is a complete example subscriber
 (pika) that does exactly this.
 
+## Tools: the CloudEvents SDK and the AsyncAPI document
+
+The envelope is CloudEvents 1.0 in structured mode (the whole event is the JSON body), so the official
+CloudEvents SDKs read it as it is. `deploy/registry_subscriber.py` reads every message with the Python SDK
+(`cloudevents` 2.x, `cloudevents.core.bindings.rabbitmq.from_structured_event`), and every event type below
+parses through it with `id`, `type`, `source`, `subject`, `time`, `data` and the `correlationid` extension intact
+(`tests/unit/test_cloudevents_sdk.py::test_every_event_type_parses_through_the_sdk_with_its_attributes_data_and_correlationid`).
+The messages say `content_type: application/json`, not `application/cloudevents+json`: ask your SDK for
+structured mode instead of letting it guess the mode from the content type, which would take them for binary
+mode (`tests/unit/test_cloudevents_sdk.py::test_why_the_subscriber_asks_for_structured_mode`).
+
+The gateway serves this contract as an AsyncAPI 3.0 document at `/asyncapi.json`, beside the HTTP API's
+`/openapi.json`: one channel per event type with its exchange, routing key and AMQP bindings (topic exchange,
+durable, persistent delivery), the envelope and the JSON Schema of `data`, and the type's version. It is generated
+from the same models as this page (`credence_common/contracts/asyncapi.py`; `python -m
+credence_common.contracts.asyncapi` prints it). It passes the official AsyncAPI 3.0.0 JSON Schema
+(`tests/unit/test_asyncapi.py::test_the_official_asyncapi_schema_accepts_the_document`), a type added to the
+contract without its channel fails
+`tests/unit/test_asyncapi.py::test_every_event_model_of_the_contract_has_its_channel`, and through a running
+gateway a real event matches the channel and message the served document declares and reads through the SDK
+(`tests/e2e/test_platform.py::test_the_event_channels_are_served_beside_openapi_and_match_what_is_published`).
+
 ## Versioning
 
 A type's payload may gain optional fields within a version; consumers must ignore fields they do not
@@ -98,6 +120,8 @@ EXAMPLE_VALUES = {
     "report_available_on": "2026-11-26", "replaces_certificate_id": None,
     "due_id": "d5b1e0c2-7a3f-4b8e-9c1d-2e4f6a8b0c13",
     "refund_request_id": "cancel:3e9a1f7c-5b2d-4c8e-a0f6-1d3b5c7e9a24",
+    "fully_refunded_dues": [{"purpose": "certificate_fee", "reference_id": "9b2e7d4a-1c3f-4e8b-a6d5-7f0c2e1b3a48"}],
+    "corrected_result_id": "res-3c1d9e7a", "review_id": "rev-8e2f4a6c",
 }
 EXAMPLE_TIME = "2026-11-23T02:15:00Z"
 

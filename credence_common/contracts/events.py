@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from credence_common.events import EventPayload
 
@@ -132,6 +132,24 @@ class CandidateQualifiedV1(EventPayload):
                               "when the program has one")
 
 
+class QualificationWithdrawnV1(EventPayload):
+    event_type: ClassVar[str] = "credence.scoring.qualification_withdrawn.v1"
+    publisher: ClassVar[str] = "scoring"
+    description: ClassVar[str] = ("A re-check (复查) corrected a result so that the candidate no longer qualifies for "
+                                  "a program they had qualified for (candidate_qualified.v1 with the same "
+                                  "result_id). Certificates withdraws an unissued certificate and puts an issued one "
+                                  "on staff's revocation queue.")
+
+    result_id: str = Field(description="The qualification's id, as in candidate_qualified.v1: the result for a "
+                           "composite program, the graduation's stable id for a course-based one")
+    candidate_id: str
+    program_code: str
+    corrected_result_id: str = Field(description="The result the re-check corrected")
+    review_id: str
+    reason: Literal["result_corrected"] = "result_corrected"
+    withdrawn_at: datetime
+
+
 class CertificateAwaitingPaymentV1(EventPayload):
     event_type: ClassVar[str] = "credence.certificate.awaiting_payment.v1"
     publisher: ClassVar[str] = "certificates"
@@ -146,10 +164,50 @@ class CertificateAwaitingPaymentV1(EventPayload):
     created_at: datetime
     sequence: int | None = Field(default=None, ge=1, description="This certificate's version: increases with "
                                  "every change, so a subscriber can order its events (gaps are normal)")
-    purpose: str = Field(default="certificate_fee", description="The fee code due: certificate_fee, or "
-                         "certificate_reissue / certificate_correction for a replacement application")
+    purpose: str = Field(default="certificate_fee", description="The fee code due: certificate_fee (events before "
+                         "2026-12-07 also carried a replacement application's certificate_reissue / "
+                         "certificate_correction here; certificate.replacement_awaiting_payment.v1 carries those now)")
     reference_id: str | None = Field(default=None, description="What the fee is for when it is not the certificate "
-                                     "itself: the replacement application's id")
+                                     "itself (only in events before 2026-12-07: the replacement application's id)")
+
+
+class ReplacementAwaitingPaymentV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.replacement_awaiting_payment.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = ("A candidate applied for a reissue (补办) or a correction-and-replacement (勘误更换) "
+                                  "of an issued certificate; the application waits for its fee. The certificate "
+                                  "itself stays issued (until 2026-12-07 this was sent as certificate.awaiting_payment "
+                                  "with a replacement purpose).")
+
+    application_id: str
+    certificate_id: str = Field(description="The issued certificate to be replaced")
+    certificate_number: str
+    candidate_id: str
+    kind: Literal["reissue", "correction"]
+    purpose: Literal["certificate_reissue", "certificate_correction"] = Field(description="The fee code due")
+    payer_kind: Literal["candidate"] = "candidate"
+    payer_id: str
+    fee_fen: int = Field(ge=0, description="The fee shown to the candidate in fen; payments prices the due from "
+                         "its fee schedule")
+    created_at: datetime
+
+
+class FeeNoLongerDueV1(EventPayload):
+    event_type: ClassVar[str] = "credence.certificate.fee_no_longer_due.v1"
+    publisher: ClassVar[str] = "certificates"
+    description: ClassVar[str] = ("Something certificates asked a fee for ended before it was paid: a replacement "
+                                  "application withdrawn by the candidate, cancelled by staff, or void because its "
+                                  "certificate was revoked. Payments cancels the due and closes any open order "
+                                  "holding it; a payment that still arrives is refunded "
+                                  "(certificate.refund_requested).")
+
+    certificate_id: str
+    candidate_id: str
+    purpose: str = Field(description="The fee code of the due, as in the event that asked for it")
+    reference_id: str = Field(description="The due's reference: the application id, or the certificate id for a "
+                              "certificate fee")
+    reason: Literal["withdrawn_by_candidate", "cancelled_by_staff", "certificate_revoked", "result_corrected"]
+    ended_at: datetime
 
 
 class PaymentSucceededV1(EventPayload):
@@ -174,6 +232,11 @@ class PaymentSucceededV1(EventPayload):
     paid_at: datetime
 
 
+class RefundedDue(BaseModel):
+    purpose: str = Field(description="The due's fee code, e.g. certificate_fee")
+    reference_id: str = Field(description="What the due was for: the certificate id for a certificate fee")
+
+
 class PaymentRefundedV1(EventPayload):
     event_type: ClassVar[str] = "credence.payments.payment_refunded.v1"
     publisher: ClassVar[str] = "payments"
@@ -190,6 +253,10 @@ class PaymentRefundedV1(EventPayload):
     reason: str
     provider: str
     refunded_at: datetime
+    fully_refunded_dues: list[RefundedDue] = Field(default_factory=list, description="The order's dues whose whole "
+                                                   "amount has now been refunded (one student's fee out of an "
+                                                   "institution's order, or every due of a fully refunded order); "
+                                                   "absent before 2026-12-07")
 
 
 class CertificateIssuedV1(EventPayload):
@@ -221,12 +288,16 @@ class CertificateIssuedV1(EventPayload):
 class CertificateRevokedV1(EventPayload):
     event_type: ClassVar[str] = "credence.certificate.revoked.v1"
     publisher: ClassVar[str] = "certificates"
-    description: ClassVar[str] = "Staff revoked an issued certificate; it no longer verifies as valid."
+    description: ClassVar[str] = ("An issued certificate was revoked (by staff, after a result correction, or because "
+                                  "its fee was refunded in full); it no longer verifies as valid.")
 
     certificate_id: str
     certificate_number: str
     candidate_id: str
     reason: str
+    reason_code: Literal["staff", "result_corrected", "fee_refunded"] = Field(
+        default="staff", description="Why, for machines: staff's decision (reason says why), a re-check that "
+        "removed the qualification, or the certificate fee refunded in full")
     revoked_at: datetime
     sequence: int = Field(ge=1, description="This certificate's version (see certificate.issued.v1)")
 
@@ -274,7 +345,10 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     ResultPublishedV1,
     ResultCorrectedV1,
     CandidateQualifiedV1,
+    QualificationWithdrawnV1,
     CertificateAwaitingPaymentV1,
+    ReplacementAwaitingPaymentV1,
+    FeeNoLongerDueV1,
     PaymentSucceededV1,
     PaymentRefundedV1,
     CertificateIssuedV1,

@@ -16,9 +16,12 @@ from credence_common.contracts.certificates import (
     CorrectionRequestList,
     CorrectionRequestView,
     DecideCorrection,
+    DecideRevocationCase,
     ReplacementApplicationList,
     ReplacementApplicationView,
     RequestCorrection,
+    RevocationCaseList,
+    RevocationCaseView,
     RevokeCertificate,
     ShipCertificate,
 )
@@ -66,6 +69,16 @@ def revoke_certificate(call: Call):
                          dump(call.body))
 
 
+def revocation_cases(call: Call):
+    return call.rpc.call("certificates", "revocation_cases", call.actor, call.query.get("status") or None,
+                         call.query.get("overdue") in ("1", "true", "yes"))
+
+
+def decide_revocation_case(call: Call):
+    return call.rpc.call("certificates", "decide_revocation_case", call.actor, call.params["case_id"],
+                         dump(call.body))
+
+
 def apply_for_replacement(call: Call):
     return call.rpc.call("certificates", "apply_for_replacement", call.actor, call.params["certificate_id"],
                          dump(call.body))
@@ -81,6 +94,10 @@ def start_replacement(call: Call):
 
 def complete_replacement(call: Call):
     return call.rpc.call("certificates", "complete_replacement", call.actor, call.params["application_id"])
+
+
+def withdraw_replacement(call: Call):
+    return call.rpc.call("certificates", "withdraw_replacement", call.actor, call.params["application_id"])
 
 
 def cancel_replacement(call: Call):
@@ -151,10 +168,22 @@ ROUTES: tuple[Route, ...] = (
           "Revoke an issued certificate with a reason (staff); public checks stop answering valid",
           ("staff",), revoke_certificate, RevokeCertificate, CertificateView, staff_roles=REGISTRAR,
           tag="certificates"),
+    Route("revocation_cases", "GET", "/api/v1/revocation-cases",
+          "Issued certificates whose qualification a re-check took away, each to be revoked or kept by its "
+          "decide_by day (?status=open|revoked|kept, ?overdue=true; staff)", ("staff",), revocation_cases, None,
+          RevocationCaseList, staff_roles=REGISTRAR, tag="certificates"),
+    Route("decide_revocation_case", "POST", "/api/v1/revocation-cases/<case_id>/decision",
+          "Revoke the certificate (reason result_corrected, the note shown as the reason) or keep it with a note "
+          "(staff; 409 case_decided when already decided)", ("staff",), decide_revocation_case,
+          DecideRevocationCase, RevocationCaseView, staff_roles=REGISTRAR, tag="certificates"),
     Route("apply_for_replacement", "POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications",
           "Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with the "
-          "identity video); it cannot be withdrawn", ("candidate",), apply_for_replacement, ApplyForReplacement,
-          ReplacementApplicationView, 201, tag="certificates"),
+          "identity video); it can be withdrawn until it is paid", ("candidate",), apply_for_replacement,
+          ApplyForReplacement, ReplacementApplicationView, 201, tag="certificates"),
+    Route("withdraw_replacement", "POST", "/api/v1/me/replacement-applications/<application_id>/withdrawal",
+          "Withdraw an unpaid reissue or correction application; its payment due is cancelled and an open order "
+          "for it closed (409 application_paid once paid: staff cancel it and refund)", ("candidate",),
+          withdraw_replacement, None, ReplacementApplicationView, tag="certificates"),
     Route("my_replacement_applications", "GET", "/api/v1/me/replacement-applications",
           "The candidate's reissue and correction applications, with any cancellation reason", ("candidate",),
           replacement_applications, None, ReplacementApplicationList, tag="certificates"),
@@ -168,8 +197,10 @@ ROUTES: tuple[Route, ...] = (
           "Issue the new certificate; the old one is superseded (staff)", ("staff",), complete_replacement, None,
           ReplacementApplicationView, staff_roles=REGISTRAR, tag="certificates"),
     Route("cancel_replacement", "POST", "/api/v1/replacement-applications/<application_id>/cancellation",
-          "Cancel a paid application with a reason the candidate reads; the fee is refunded (staff)", ("staff",),
-          cancel_replacement, CancelReplacement, ReplacementApplicationView, staff_roles=REGISTRAR, tag="certificates"),
+          "Cancel an application with a reason the candidate reads; a paid fee is refunded, an unpaid due is "
+          "cancelled (staff)", ("staff",),
+          cancel_replacement, CancelReplacement, ReplacementApplicationView, staff_roles=REGISTRAR,
+          tag="certificates"),
     Route("production_batches", "GET", "/api/v1/production-batches",
           "Production batches, newest first, with how many certificates each holds (staff)", ("staff",),
           production_batches, None, BatchList, staff_roles=REGISTRAR, tag="certificates"),

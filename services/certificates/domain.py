@@ -14,9 +14,10 @@ AWAITING_INSTITUTION_PAYMENT = "awaiting_institution_payment"  # 待机构代缴
 ISSUED = "issued"
 REVOKED = "revoked"
 SUPERSEDED = "superseded"
+WITHDRAWN = "withdrawn"  # a re-check took the qualification away before the certificate was issued
 
 AWAITING_PAYMENT = (AWAITING_CANDIDATE_PAYMENT, AWAITING_INSTITUTION_PAYMENT)
-STATUSES = (PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT, ISSUED, REVOKED, SUPERSEDED)
+STATUSES = (PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT, ISSUED, REVOKED, SUPERSEDED, WITHDRAWN)
 
 # action -> (the statuses it may start from, the status it leads to; None: decided by the action itself)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -26,12 +27,32 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "pay": (AWAITING_PAYMENT, ISSUED),
     "revoke": ((ISSUED,), REVOKED),
     "supersede": ((ISSUED,), SUPERSEDED),
+    "withdraw": ((PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT), WITHDRAWN),
 }
+
+# Why a certificate was revoked, for machines (certificate.revoked.v1 ``reason_code``); the reason text says more.
+REVOKED_BY_STAFF, REVOKED_RESULT_CORRECTED, REVOKED_FEE_REFUNDED = "staff", "result_corrected", "fee_refunded"
+
+# A re-check that takes away the qualification of an issued certificate opens a revocation case for staff, to be
+# decided within this many days (listed as overdue after); or, if the authority so configures, revokes at once.
+REVOCATION_REVIEW_DAYS = 10
+ON_RESULT_CORRECTION = ("review", "automatic")
+CASE_OPEN, CASE_REVOKED, CASE_KEPT = "open", "revoked", "kept"
+CASE_DECISIONS = {"revoke": CASE_REVOKED, "keep": CASE_KEPT}
+
+
+def decide_case(status: str, decision: str) -> str:
+    """An open case is decided once: revoke (the certificate goes, reason result_corrected) or keep (staff say why,
+    for example the qualification rests on another result too)."""
+    if status != CASE_OPEN:
+        raise IllegalTransition(f"decide ({decision})", status, "revocation case")
+    return CASE_DECISIONS[decision]
 
 CORRECTABLE_FIELDS = ("holder_name", "photo_reference")
 
 # Replacement applications: reissue (补办, a lost or damaged certificate) and correction-and-replacement
-# (勘误更换, something printed was wrong). Submitted ones cannot be withdrawn by the candidate.
+# (勘误更换, something printed was wrong). The candidate may withdraw one until it is paid; staff may cancel one at
+# any point before it is completed (a paid one's fee goes back). Either way another application can follow.
 REPLACEMENT_KINDS = {"reissue": "certificate_reissue", "correction": "certificate_correction"}  # -> fee code
 REPLACEMENT_FEES_FEN = {"reissue": 10000, "correction": 20000}  # shown until payments prices the due
 APPLICATION_AWAITING_PAYMENT = "awaiting_payment"
@@ -45,7 +66,8 @@ APPLICATION_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "pay": ((APPLICATION_AWAITING_PAYMENT,), APPLICATION_PENDING),
     "start": ((APPLICATION_PENDING,), APPLICATION_PROCESSING),
     "complete": ((APPLICATION_PROCESSING,), APPLICATION_COMPLETED),
-    "cancel": ((APPLICATION_PENDING, APPLICATION_PROCESSING), APPLICATION_CANCELLED),
+    "withdraw": ((APPLICATION_AWAITING_PAYMENT,), APPLICATION_CANCELLED),  # the candidate, before paying
+    "cancel": (APPLICATION_ACTIVE, APPLICATION_CANCELLED),  # staff, with a reason the candidate reads
     "void": (APPLICATION_ACTIVE, APPLICATION_CANCELLED),  # the certificate was revoked: nothing left to replace
 }
 

@@ -38,9 +38,10 @@ from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
     CertificateRefundRequestedV1,
-    CertificateRevokedV1,
     CertificateSupersededV1,
+    FeeNoLongerDueV1,
     PaymentSucceededV1,
+    ReplacementAwaitingPaymentV1,
 )
 from credence_common.db import transaction_scope
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -69,6 +70,8 @@ class CertificateRules:
     report_delay_working_days: int = 3
     holidays: tuple[date, ...] = ()
     shipping_promise_working_days: int = domain.SHIPPING_PROMISE_WORKING_DAYS
+    revocation_review_days: int = domain.REVOCATION_REVIEW_DAYS
+    on_result_correction: str = "review"  # or "automatic" (domain.ON_RESULT_CORRECTION)
 
 
 def certificate_view(certificate: Certificate) -> CertificateView:
@@ -309,29 +312,6 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
     outbox.add(session, issued, subject=certificate.certificate_number)
 
 
-def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) -> CertificateView:
-    certificate = find_certificate(session, certificate_id, lock=True)
-    _change(session, certificate, "revoke", f"staff:{staff_id}", {"reason": reason})
-    now = utcnow()
-    certificate.revoked_at, certificate.revocation_reason = now, reason
-    for application in session.scalars(select(ReplacementApplication).where(
-            ReplacementApplication.certificate_id == certificate_id,
-            ReplacementApplication.status.in_(domain.APPLICATION_ACTIVE)).with_for_update()):
-        paid = application.status != domain.APPLICATION_AWAITING_PAYMENT
-        _move(application, "void")
-        application.cancel_reason = "The certificate was revoked."
-        if paid:
-            _refund(session, certificate_id, application.candidate_id, application.application_id,
-                    application.payment_order_number, application.fee_fen,
-                    f"{application.kind} application void: the certificate was revoked",
-                    f"cancel:{application.application_id}")
-    outbox.add(session, CertificateRevokedV1(
-        certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
-        candidate_id=certificate.candidate_id, reason=reason, revoked_at=now, sequence=certificate.version),
-        subject=certificate.certificate_number)
-    return certificate_view(certificate)
-
-
 # --- reissue and correction-and-replacement -----------------------------------------------------------
 
 def application_view(application: ReplacementApplication, session: Session | None = None) -> ReplacementApplicationView:
@@ -384,11 +364,13 @@ def apply_for_replacement(session: Session, candidate_id: str, certificate_id: s
     session.add(application)
     _note(session, certificate, f"{request.kind}_requested", f"candidate:{candidate_id}",
           {"application_id": application.application_id, "reason": request.reason})
-    outbox.add(session, CertificateAwaitingPaymentV1(
-        certificate_id=certificate_id, candidate_id=candidate_id, payer_kind="candidate", payer_id=candidate_id,
-        certificate_fee_fen=application.fee_fen, program_code=certificate.program_code, created_at=now,
-        sequence=certificate.version, purpose=domain.REPLACEMENT_KINDS[request.kind],
-        reference_id=application.application_id), subject=certificate_id)
+    # its own event type: the certificate stays issued, and a subscriber that maps certificate.awaiting_payment to
+    # a status must not see it go back to awaiting payment
+    outbox.add(session, ReplacementAwaitingPaymentV1(
+        application_id=application.application_id, certificate_id=certificate_id,
+        certificate_number=certificate.certificate_number, candidate_id=candidate_id, kind=request.kind,
+        purpose=domain.REPLACEMENT_KINDS[request.kind], payer_id=candidate_id, fee_fen=application.fee_fen,
+        created_at=now), subject=certificate.certificate_number)
     session.flush()
     return application_view(application)
 
@@ -456,18 +438,52 @@ def complete_replacement(session: Session, staff_id: str, application_id: str,
     return application_view(application)
 
 
+def _end_application(session: Session, application: ReplacementApplication, action: str, reason: str,
+                     why: str, refund_reason: str) -> None:
+    """End an application before completion. A paid one's fee goes back through payments; for an unpaid one,
+    payments is told the fee is no longer due (it cancels the due and closes an open order; a payment that still
+    arrives finds the application ended and is refunded by ``replacement_paid``)."""
+    paid = application.status != domain.APPLICATION_AWAITING_PAYMENT
+    _move(application, action)
+    application.cancel_reason = reason
+    if paid:
+        _refund(session, application.certificate_id, application.candidate_id, application.application_id,
+                application.payment_order_number, application.fee_fen, refund_reason,
+                f"cancel:{application.application_id}")
+        return
+    outbox.add(session, FeeNoLongerDueV1(
+        certificate_id=application.certificate_id, candidate_id=application.candidate_id,
+        purpose=domain.REPLACEMENT_KINDS[application.kind], reference_id=application.application_id, reason=why,
+        ended_at=utcnow()), subject=application.application_id)
+
+
 def cancel_replacement(session: Session, staff_id: str, application_id: str,
                        reason: str) -> ReplacementApplicationView:
-    """Cancelled with a reason the candidate reads; the fee goes back through payments, automatically."""
+    """Cancelled with a reason the candidate reads; a paid fee goes back through payments, automatically."""
     application = find_application(session, application_id, lock=True)
-    _move(application, "cancel")
-    application.cancel_reason, application.handled_by = reason, f"staff:{staff_id}"
     certificate = find_certificate(session, application.certificate_id, lock=True)
+    _end_application(session, application, "cancel", reason, "cancelled_by_staff",
+                     f"{application.kind} application cancelled: {reason}")
+    application.handled_by = f"staff:{staff_id}"
     _note(session, certificate, f"{application.kind}_cancelled", f"staff:{staff_id}",
           {"application_id": application_id, "reason": reason})
-    _refund(session, application.certificate_id, application.candidate_id, application_id,
-            application.payment_order_number, application.fee_fen,
-            f"{application.kind} application cancelled: {reason}", f"cancel:{application_id}")
+    return application_view(application)
+
+
+def withdraw_replacement(session: Session, candidate_id: str, application_id: str) -> ReplacementApplicationView:
+    """The candidate changed their mind before paying (a paid application is in staff's hands: they cancel it)."""
+    application = find_application(session, application_id, lock=True)
+    if application.candidate_id != candidate_id:  # another candidate's application does not exist for them
+        raise NotFound("application_not_found", f"No replacement application {application_id}.")
+    if application.status != domain.APPLICATION_AWAITING_PAYMENT:
+        raise Conflict("application_paid" if application.status in domain.APPLICATION_ACTIVE else
+                       "illegal_transition",
+                       f"This application is {application.status.replace('_', ' ')}; only an unpaid one can be "
+                       "withdrawn (once paid, ask staff to cancel it: the fee is refunded).")
+    certificate = find_certificate(session, application.certificate_id, lock=True)
+    _end_application(session, application, "withdraw", "Withdrawn by the candidate.", "withdrawn_by_candidate", "")
+    _note(session, certificate, f"{application.kind}_withdrawn", f"candidate:{candidate_id}",
+          {"application_id": application_id})
     return application_view(application)
 
 

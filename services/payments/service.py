@@ -13,7 +13,12 @@ from nameko.timer import timer
 from credence_common.actors import Actor, require_role, require_staff
 from credence_common.config import is_development
 from credence_common.consumers import consume
-from credence_common.contracts.events import CertificateAwaitingPaymentV1, CertificateRefundRequestedV1
+from credence_common.contracts.events import (
+    CertificateAwaitingPaymentV1,
+    CertificateRefundRequestedV1,
+    FeeNoLongerDueV1,
+    ReplacementAwaitingPaymentV1,
+)
 from credence_common.contracts.payments import (
     CreatePaymentOrder,
     OpenDue,
@@ -154,6 +159,17 @@ class PaymentsService(HealthCheck):
     @reliable_event_handler("certificates", CertificateAwaitingPaymentV1.event_type)
     def handle_certificate_awaiting_payment(self, message: dict) -> None:
         consume(self, message, CertificateAwaitingPaymentV1, ProcessedEvent, usecases.open_certificate_fee_due)
+
+    @reliable_event_handler("certificates", ReplacementAwaitingPaymentV1.event_type)
+    def handle_replacement_awaiting_payment(self, message: dict) -> None:
+        consume(self, message, ReplacementAwaitingPaymentV1, ProcessedEvent, usecases.open_replacement_fee_due)
+
+    @reliable_event_handler("certificates", FeeNoLongerDueV1.event_type)
+    def handle_fee_no_longer_due(self, message: dict) -> None:
+        """The due is cancelled; an open order holding it is closed at the provider first (asked, so a payment
+        made meanwhile counts and certificates refunds it)."""
+        consume(self, message, FeeNoLongerDueV1, ProcessedEvent,
+                partial(usecases.cancel_due, provider=self.payments.provider))
 
     @reliable_event_handler("certificates", CertificateRefundRequestedV1.event_type)
     def handle_refund_requested(self, message: dict) -> None:

@@ -19,8 +19,11 @@ from sqlalchemy.orm import Session
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateRefundRequestedV1,
+    FeeNoLongerDueV1,
     PaymentRefundedV1,
     PaymentSucceededV1,
+    RefundedDue,
+    ReplacementAwaitingPaymentV1,
 )
 from credence_common.contracts.payments import (
     CreatePaymentOrder,
@@ -134,6 +137,40 @@ def open_certificate_fee_due(session: Session, event: CertificateAwaitingPayment
     """A certificate fee, or a reissue / correction fee (then the reference is the application)."""
     open_due(session, OpenDue(purpose=event.purpose, reference_id=event.reference_id or event.certificate_id,
                               candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
+
+
+def open_replacement_fee_due(session: Session, event: ReplacementAwaitingPaymentV1) -> None:
+    """A reissue or correction fee: the due's reference is the application."""
+    open_due(session, OpenDue(purpose=event.purpose, reference_id=event.application_id,
+                              candidate_id=event.candidate_id, payer_kind=event.payer_kind, payer_id=event.payer_id))
+
+
+def cancel_due(session: Session, event: FeeNoLongerDueV1, provider: PaymentProvider) -> None:
+    """What the due was for ended unpaid. An open order holding it is ended first, asking the provider (a payment
+    made meanwhile is applied: the due is then paid, stays paid, and certificates asks for the refund when the
+    payment reaches it). If the due has not arrived yet (events crossed), it is recorded cancelled, so the late
+    request to open it finds it cancelled."""
+    due = session.scalars(select(PaymentDue).where(PaymentDue.purpose == event.purpose,
+                                                   PaymentDue.reference_id == event.reference_id)
+                          .with_for_update()).first()
+    if due is None:
+        fee = session.get(Fee, event.purpose)
+        session.add(PaymentDue(due_id=str(uuid.uuid4()), purpose=event.purpose, reference_id=event.reference_id,
+                               candidate_id=event.candidate_id, payer_kind="candidate", payer_id=event.candidate_id,
+                               amount_fen=fee.amount_fen if fee else 0, status=domain.DUE_CANCELLED,
+                               created_at=utcnow()))
+        return
+    if due.status != domain.DUE_OPEN:
+        return
+    if due.open_order_number:
+        order = find_order(session, due.open_order_number, lock=True)
+        if order.status == domain.CREATED:
+            end_unpaid_order(session, provider, order, domain.CLOSED, utcnow(), "service:certificates")
+        session.refresh(due)
+        if due.status != domain.DUE_OPEN:  # the provider said it was paid
+            return
+    due.status = domain.DUE_CANCELLED
+    log.info("due %s (%s) cancelled: %s", due.due_id, due.purpose, event.reason)
 
 
 def refund_for_certificates(session: Session, event: CertificateRefundRequestedV1, rules: PaymentRules) -> None:
@@ -601,8 +638,27 @@ def complete_refund(session: Session, provider_name: str, refund_number: str, pr
         refund_number=refund.refund_number, order_number=order.order_number, reference_id=refund.reference_id,
         payer_kind=order.payer_kind, payer_id=order.payer_id, amount_fen=refund.amount_fen,
         order_refunded_fen=order.refunded_fen, fully_refunded=order.status == domain.REFUNDED,
-        reason=refund.reason, provider=provider_name, refunded_at=now), subject=refund.refund_number)
+        reason=refund.reason, provider=provider_name, refunded_at=now,
+        fully_refunded_dues=_fully_refunded_dues(session, order)), subject=refund.refund_number)
     return True
+
+
+def _fully_refunded_dues(session: Session, order: PaymentOrder) -> list[RefundedDue]:
+    """The order's dues whose whole amount has gone back: every due of a fully refunded order, else those whose
+    own refunds (naming the due) add up to what was paid for it. Certificates revokes a certificate whose fee is
+    among them (services/certificates/revocations.py)."""
+    whole = order.status == domain.REFUNDED
+    refunded = dict(session.execute(
+        select(Refund.due_id, func.sum(Refund.amount_fen)).where(
+            Refund.order_number == order.order_number, Refund.status == "succeeded", Refund.due_id.is_not(None))
+        .group_by(Refund.due_id)).all())
+    items = session.execute(select(PaymentOrderItem.due_id, PaymentOrderItem.amount_fen, PaymentDue.purpose,
+                                   PaymentDue.reference_id)
+                            .join(PaymentDue, PaymentDue.due_id == PaymentOrderItem.due_id)
+                            .where(PaymentOrderItem.order_number == order.order_number)
+                            .order_by(PaymentOrderItem.due_id)).all()
+    return [RefundedDue(purpose=purpose, reference_id=reference_id) for due_id, amount_fen, purpose, reference_id
+            in items if whole or int(refunded.get(due_id) or 0) >= amount_fen]
 
 
 def fail_refund(session: Session, refund_number: str, error: str, context: IncidentContext) -> bool:

@@ -38,6 +38,7 @@ OWNED_BY_A = {
     ("GET", "/api/v1/me/certificates/<certificate_id>/history"): {},
     ("POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications"): {"kind": "reissue",
                                                                                     "reason": "lost it"},
+    ("POST", "/api/v1/me/replacement-applications/<application_id>/withdrawal"): {},
     ("POST", "/api/v1/me/results/<result_id>/review"): {"reason": "please look again"},
     ("POST", "/api/v1/me/verification-reports/<report_code>/closure"): {},
     ("POST", "/api/v1/me/verification-reports/<report_code>/extension"): {},
@@ -88,7 +89,15 @@ def people(platform, journey):
     report_code = report.json()["report_code"]
     share = call(platform, "POST", f"/api/v1/me/verification-reports/{report_code}/share-codes", a, {})
     assert share.status_code == 201, share.text
-    values = {"certificate_id": certificate_id, "result_id": result_id, "report_code": report_code,
+    # an application of A's, withdrawn at once (so the journey's certificate stays free for other tests)
+    applied = call(platform, "POST", f"/api/v1/me/certificates/{certificate_id}/replacement-applications", a,
+                   {"kind": "reissue", "reason": "for the access matrix"})
+    assert applied.status_code == 201, applied.text
+    application_id = applied.json()["application_id"]
+    withdrawn = call(platform, "POST", f"/api/v1/me/replacement-applications/{application_id}/withdrawal", a)
+    assert withdrawn.status_code == 200, withdrawn.text
+    values = {"application_id": application_id, "certificate_id": certificate_id, "result_id": result_id,
+              "report_code": report_code,
               "share_id": share.json()["share_id"], "order_number": journey["order"]["order_number"],
               "candidate_id": call(platform, "GET", "/api/v1/me", a).json()["candidate_id"]}
     return tokens, values
@@ -116,7 +125,7 @@ def test_every_route_refuses_the_roles_it_does_not_serve(platform, people):
 def test_every_route_naming_someones_things_is_in_the_ownership_table():
     named = {(r.method, r.path) for r in ROUTES
              if "public" not in r.roles and re.search(r"<(candidate_id|certificate_id|result_id|report_code|"
-                                                       r"share_id|order_number)>", r.path)
+                                                       r"share_id|order_number|application_id)>", r.path)
              and ({"candidate", "institution"} & set(r.roles))}
     assert named == set(OWNED_BY_A), f"add to OWNED_BY_A: {sorted(named - set(OWNED_BY_A))}"
 

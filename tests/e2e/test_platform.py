@@ -1,5 +1,5 @@
-"""The whole platform over HTTP: one candidate's journey, bad input, roles, operations, and public
-verification surviving the death of the certificates service."""
+"""The whole platform over HTTP: one candidate's journey, bad input, roles, operations, the event channels'
+document, and public verification surviving the death of the certificates service."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from credence_common.masking import mask_name
 from deploy.journey import wait_until
 from services.payments import domain as payments_domain
 from services.payments.providers import business_day
+from tests.e2e.conftest import SECRETS
 
 # also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
 ALSO_ON_THE_NAMEKO_GATEWAY = True
@@ -150,6 +151,80 @@ def test_operations_endpoints(platform, journey):
         ready = requests.get(probes + "/ready", timeout=10)
         assert ready.status_code == 200, ready.text
         assert ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+
+
+def test_the_event_channels_are_served_beside_openapi_and_match_what_is_published(platform):
+    """/asyncapi.json through the gateway: valid AsyncAPI 3.0 with a channel for every event type of the contract.
+    Then a real event, caused by a registration over HTTP, arrives as its channel says (exchange, routing key,
+    persistent, content type) and reads through the CloudEvents SDK as the example subscriber reads it, its body
+    valid against the message schema the document declares, its correlationid the request's X-Request-Id."""
+    import json
+    import random
+
+    import pika
+
+    from credence_common.contracts.events import EVENTS_BY_TYPE, CandidateRegisteredV1
+    from deploy import registry_subscriber
+    from deploy.journey import Client, random_mobile, random_resident_id, read_dev_code
+    from tests.unit.test_asyncapi import message_validator, official_problems
+
+    served = get(platform, "/asyncapi.json")
+    assert served.status_code == 200 and served.headers["Content-Type"].startswith("application/json")
+    document = served.json()
+    assert official_problems(document) == []
+    assert set(document["channels"]) == set(document["operations"]) == set(EVENTS_BY_TYPE)
+    assert "/asyncapi.json" in get(platform, "/openapi.json").json()["paths"]
+    wrong_method = post(platform, "/asyncapi.json", json={})
+    assert wrong_method.status_code == 405 and error_code(wrong_method) == "method_not_allowed"
+    assert "GET" in wrong_method.headers["Allow"]
+
+    channel = document["channels"][CandidateRegisteredV1.event_type]
+    exchange = channel["bindings"]["amqp"]["exchange"]
+    (message_name,) = channel["messages"]
+    message = document["components"]["messages"][message_name]
+    operation = document["operations"][CandidateRegisteredV1.event_type]
+    amqp_uri = platform.env["AMQP_URI"].replace("pyamqp://", "amqp://", 1)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        subscriber = connection.channel()
+        # declared as the document says: the broker refuses a declaration unlike the platform's own
+        subscriber.exchange_declare(exchange["name"], exchange_type=exchange["type"], durable=exchange["durable"],
+                                    auto_delete=exchange["autoDelete"])
+        queue = subscriber.queue_declare("", exclusive=True).method.queue
+        subscriber.queue_bind(queue, exchange["name"], routing_key=channel["address"])
+
+        rng = random.Random()
+        mobile = random_mobile(rng)
+        assert post(platform, "/api/v1/mobile-codes",
+                    json={"mobile": mobile, "purpose": "registration"}).status_code == 202
+        registered = post(platform, "/api/v1/candidates", json={
+            "full_name": "赵敏", "resident_id_number": random_resident_id(rng), "mobile": mobile,
+            "mobile_code": read_dev_code(Client(platform.gateway_url), mobile),
+            "email": f"events.{rng.getrandbits(40):x}@example.com", "password": "Events-e2e-Pass1",
+            "exam_region": "11"})
+        assert registered.status_code == 201, registered.text
+        candidate_id = registered.json()["candidate_id"]
+
+        def ours():
+            method, properties, body = subscriber.basic_get(queue, auto_ack=True)
+            if method is not None and json.loads(body)["data"]["candidate_id"] == candidate_id:
+                return method, properties, body
+            return None
+
+        method, properties, body = wait_until("the registration's event arrives", ours, 30)
+    finally:
+        connection.close()
+    assert (method.exchange, method.routing_key) == (exchange["name"], channel["address"])
+    assert properties.delivery_mode == operation["bindings"]["amqp"]["deliveryMode"] == 2
+    assert properties.content_type == message["contentType"]
+    assert properties.content_encoding == message["bindings"]["amqp"]["contentEncoding"]
+    assert properties.type == message["bindings"]["amqp"]["messageType"] == CandidateRegisteredV1.event_type
+    assert [error.message for error in message_validator(document, message_name).iter_errors(json.loads(body))] == []
+    event = registry_subscriber.read_event(body, properties.content_type)  # the CloudEvents SDK
+    assert event.get_type() == CandidateRegisteredV1.event_type and event.get_id() == properties.message_id
+    assert event.get_source() == "/credence/identity" and event.get_subject() == candidate_id
+    assert event.get_extension("correlationid") == registered.headers["X-Request-Id"]
+    assert CandidateRegisteredV1.model_validate(event.get_data()).candidate_id == candidate_id
 
 
 def test_public_verification_survives_the_certificates_service_dying(platform, journey):
@@ -367,6 +442,107 @@ def test_verification_reports_over_http_and_their_qr_page(platform, journey):
     assert both.status_code == 422, both.text
 
 
+def test_the_holder_sees_who_looked_by_every_channel_and_downloads_the_log(platform, journey):
+    """issue #19 item 3, through the gateway: a public check (API and form) saying who checks and why, the report
+    opened by its code, by its QR code and by a share code; the holder's log shows each with its channel, the
+    masked address and what the verifier said, and the CSV download is the same log. Runs before the reissue
+    below, while the journey's certificate is valid. Bad input is a 422 that logs nothing."""
+    import csv
+    import io
+    import uuid
+
+    signed_in = post(platform, "/api/v1/auth/login", json={"login": journey["email"], "password": journey["password"]})
+    assert signed_in.status_code == 200, signed_in.text
+    candidate = signed_in.json()["access_token"]
+    number = journey["certificate"]["certificate_number"]
+    marker = f"wl-{uuid.uuid4().hex[:8]}-zq"  # not hex: nothing else in a log line can look like it
+    organisation, purpose = f"某某科技 HR {marker}", f"入职背景核查 <b>{marker}</b>"
+    form_organisation, form_purpose = f"Form Org {marker}", f"=form purpose {marker}"
+    made = post(platform, "/api/v1/me/verification-reports", candidate, json={"certificate_number": number})
+    assert made.status_code == 201, made.text
+    report = made.json()
+    code = report["report_code"]
+    assert report["qr_url"] == report["verify_url"] + "?via=qr"
+
+    def my_log() -> dict:
+        answer = get(platform, "/api/v1/me/certificate-accesses", candidate)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    checks_before = sum(a["channel"] == "public_check" for a in my_log()["accesses"])
+    # who checks and why: by the API, and by the public form (its fields travel through the gateway's batch)
+    checked = post(platform, "/api/v1/certificate-checks", json={
+        "holder_name": journey["full_name"], "certificate_number": number, "organisation": organisation,
+        "purpose": purpose})
+    assert checked.status_code == 200 and checked.json()["result"] == "valid", checked.text
+    form = urllib.parse.urlencode({"holder_name": journey["full_name"], "certificate_number": number,
+                                   "organisation": form_organisation, "purpose": form_purpose})
+    page = post(platform, "/verify", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert page.status_code == 200 and 'data-result="valid"' in page.text
+    # the report by its code (the API, and its page's URL typed in), by its QR code, and with a share code
+    assert get(platform, f"/api/v1/verification-reports/{code}").json()["state"] == "valid"
+    assert 'data-result="valid"' in requests.get(report["verify_url"], timeout=15).text
+    assert 'data-result="valid"' in requests.get(report["qr_url"], timeout=15).text
+    shared = post(platform, f"/api/v1/me/verification-reports/{code}/share-codes", candidate, json={})
+    assert shared.status_code == 201, shared.text
+    opened = post(platform, "/api/v1/shared-reports", json={
+        "share_code": shared.json()["share_code"], "verifier_name": "张经理", "organisation": organisation,
+        "purpose": purpose})
+    assert opened.status_code == 200, opened.text
+
+    # bad input: a clear 422 with a code and a message, and nothing logged
+    for too_long in ({"purpose": "p" * 201}, {"organisation": "o" * 101}):
+        refused = post(platform, "/api/v1/certificate-checks", json={
+            "holder_name": journey["full_name"], "certificate_number": number, **too_long})
+        assert refused.status_code == 422 and error_code(refused) == "invalid_input", refused.text
+        assert next(iter(too_long)) in refused.json()["error"]["message"]
+    over_long_form = urllib.parse.urlencode({"holder_name": journey["full_name"], "certificate_number": number,
+                                             "purpose": "p" * 201})
+    refused_page = post(platform, "/verify", data=over_long_form,
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused_page.status_code == 422 and 'data-result="not_valid"' in refused_page.text
+    assert "purpose" in refused_page.text.split('id="result"')[1]  # the page says which field to fix
+    assert requests.get(platform.gateway_url + "/r/" + "A" * 32 + "?via=qr", timeout=15).status_code == 404
+
+    log = my_log()
+    checks = [a for a in log["accesses"] if a["channel"] == "public_check"]
+    assert len(checks) == checks_before + 2  # the two answered; the refused ones logged nothing
+    ours = [a for a in log["accesses"]
+            if marker in (a["organisation"] or "") or a["report_code"] == report["report_id"]]
+    assert sorted((a["channel"], a["kind"], a["organisation"], a["purpose"]) for a in ours) == sorted([
+        ("public_check", "public_check", organisation, purpose),
+        ("public_check", "public_check", form_organisation, form_purpose),
+        ("report_code", "report", None, None), ("report_code", "report", None, None),
+        ("report_qr", "report", None, None),
+        ("share_code", "full_report", organisation, purpose)])
+    assert {a["certificate_number"] for a in ours} == {number}
+    # the holder sees the caller's network, never the address (the tests call from 127.0.0.1)
+    assert {a["address_masked"] for a in ours} == {"127.0.0.0/24"}
+    assert "127.0.0.1" not in str(log) and code not in str(log)
+    assert [a["verifier_name"] for a in ours if a["channel"] == "share_code"] == ["张经理"]
+
+    download = requests.get(platform.gateway_url + "/api/v1/me/certificate-accesses.csv", timeout=15,
+                            headers={"Authorization": f"Bearer {candidate}"})
+    assert download.status_code == 200, download.text
+    assert download.headers["Content-Type"].startswith("text/csv")
+    assert download.headers["Content-Disposition"] == 'attachment; filename="certificate-accesses.csv"'
+    text = download.content.decode("utf-8")
+    assert text.startswith("\ufeff") and "127.0.0.1" not in text and code not in text
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    assert len(rows) == len(log["accesses"])  # the same log: nobody looked in between
+    assert [(r["channel"], r["address_masked"], r["certificate_number"], r["organisation"]) for r in rows] == [
+        (a["channel"], a["address_masked"], a["certificate_number"] or "", a["organisation"] or "")
+        for a in log["accesses"]]
+    # what a verifier typed cannot start a spreadsheet formula in the holder's download
+    assert "'" + form_purpose in [r["purpose"] for r in rows] and form_purpose not in [r["purpose"] for r in rows]
+    assert get(platform, "/api/v1/me/certificate-accesses.csv").status_code == 401
+    staff = get(platform, "/api/v1/me/certificate-accesses.csv", journey["staff_token"])
+    assert staff.status_code in (401, 403)  # staff never reads a holder's log (401 if its token has expired)
+    # what a verifier typed about themselves stays out of every log line
+    for process_log in platform.log_dir.glob("*.log"):
+        assert marker not in process_log.read_text(errors="replace"), process_log.name
+
+
 def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, journey):
     staff, candidate = journey["staff_token"], journey["candidate_token"]
     certificate = journey["certificate"]
@@ -433,6 +609,118 @@ def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, jo
     page = requests.post(platform.gateway_url + "/verify", timeout=15,
                          data={"holder_name": journey["full_name"], "certificate_number": number})
     assert 'data-result="superseded"' in page.text
+
+
+def test_an_unpaid_replacement_is_withdrawn_or_cancelled_and_its_due_goes_with_it(platform):
+    """Issue #19 item 8, through the gateway: a candidate withdraws an unpaid reissue (its due is cancelled and
+    the order opened for it closed), staff cancel the next one, bad requests change nothing, and the certificate
+    stays issued and verifiable throughout."""
+    from deploy.journey import run_journey
+
+    mine = run_journey(platform.gateway_url, say=lambda _line: None,
+                       staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"])
+    candidate, staff = mine["candidate_token"], mine["staff_token"]
+    certificate_id = mine["certificate"]["certificate_id"]
+    applications = f"/api/v1/me/certificates/{certificate_id}/replacement-applications"
+
+    def due_for(application_id):
+        dues = get(platform, "/api/v1/me/payment-dues", candidate).json()["dues"]
+        return next((d for d in dues if d["reference_id"] == application_id), None)
+
+    first = post(platform, applications, candidate, json={"kind": "reissue", "reason": "Lost in a move"}).json()
+    due = wait_until("the reissue fee is due", lambda: due_for(first["application_id"]))
+    order = post(platform, "/api/v1/payment-orders", candidate, json={"due_ids": [due["due_id"]]},
+                 headers={"Idempotency-Key": f"withdraw-{first['application_id']}"}).json()
+    assert order["status"] == "created"
+    withdrawal = f"/api/v1/me/replacement-applications/{first['application_id']}/withdrawal"
+    assert post(platform, withdrawal, staff).status_code == 403  # the candidate's to withdraw; staff cancel
+    withdrawn = post(platform, withdrawal, candidate)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert (withdrawn.json()["status"], withdrawn.json()["cancel_reason"]) == ("cancelled",
+                                                                               "Withdrawn by the candidate.")
+    again = post(platform, withdrawal, candidate)
+    assert again.status_code == 409 and error_code(again) == "illegal_transition"
+    wait_until("the due is cancelled", lambda: due_for(first["application_id"])["status"] == "cancelled")
+    assert get(platform, f"/api/v1/payment-orders/{order['order_number']}", candidate).json()["status"] == "closed"
+    late = post(platform, f"/api/v1/sandbox-provider/orders/{order['order_number']}/payment", candidate, json={})
+    assert late.status_code == 409 and error_code(late) == "payment_refused_by_provider"  # closed there too
+    unknown = post(platform, "/api/v1/me/replacement-applications/no-such-application/withdrawal", candidate)
+    assert unknown.status_code == 404 and error_code(unknown) == "application_not_found"
+
+    # the withdrawn one no longer blocks: a second application, which staff cancel before it is paid
+    second = post(platform, applications, candidate, json={"kind": "reissue", "reason": "Still lost"})
+    assert second.status_code == 201, second.text
+    second_id = second.json()["application_id"]
+    wait_until("the second fee is due", lambda: due_for(second_id))
+    cancellation = f"/api/v1/replacement-applications/{second_id}/cancellation"
+    no_reason = post(platform, cancellation, staff, json={})
+    assert no_reason.status_code == 422
+    assert post(platform, cancellation, candidate, json={"reason": "mine"}).status_code == 403
+    cancelled = post(platform, cancellation, staff, json={"reason": "Please apply at the office"})
+    assert cancelled.status_code == 200 and cancelled.json()["cancel_reason"] == "Please apply at the office"
+    wait_until("the second due is cancelled", lambda: due_for(second_id)["status"] == "cancelled")
+    listed = get(platform, "/api/v1/me/replacement-applications", candidate).json()["applications"]
+    assert [(a["status"], a["cancel_reason"]) for a in listed] == [
+        ("cancelled", "Withdrawn by the candidate."), ("cancelled", "Please apply at the office")]
+    assert get(platform, f"/api/v1/me/certificates/{certificate_id}", candidate).json()["status"] == "issued"
+    check = post(platform, "/api/v1/certificate-checks", json={
+        "holder_name": mine["full_name"], "certificate_number": mine["certificate"]["certificate_number"]})
+    assert check.status_code == 200 and check.json()["result"] == "valid"
+
+
+def test_a_recheck_that_fails_an_issued_certificate_puts_it_on_the_revocation_queue(platform):
+    """Issue #19 item 2, through the gateway: a re-check corrects the pass to a fail; the issued certificate stays
+    valid until staff decide its revocation case (before its decide_by day), then answers revoked with reason
+    result_corrected. Wrong decisions get a 4xx and change nothing."""
+    from deploy.journey import run_journey
+
+    mine = run_journey(platform.gateway_url, say=lambda _line: None,
+                       staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"])
+    candidate, staff = mine["candidate_token"], mine["staff_token"]
+    certificate = mine["certificate"]
+    result_id = get(platform, "/api/v1/me/results", candidate).json()["results"][0]["result_id"]
+    review = post(platform, f"/api/v1/me/results/{result_id}/review", candidate,
+                  json={"reason": "Please re-count my drill marks"})
+    assert review.status_code == 201, review.text
+    # admin recorded the score: an expert who did not closes its re-check (separation of duties)
+    closure = f"/api/v1/score-reviews/{review.json()['review_id']}/closure"
+    correction = {"resolution": "corrected", "new_score": 41, "note": "drill marks were counted twice"}
+    refused = post(platform, closure, staff, json=correction)
+    assert (refused.status_code, error_code(refused)) == (403, "same_person_cannot_sign")
+    closed = post(platform, closure, mine["expert_tokens"][0], json=correction)
+    assert closed.status_code == 200, closed.text
+
+    def open_case():
+        cases = get(platform, "/api/v1/revocation-cases?status=open", staff).json()["cases"]
+        return next((c for c in cases if c["certificate_id"] == certificate["certificate_id"]), None)
+
+    case = wait_until("the certificate is on the revocation queue", open_case)
+    assert case["reason_code"] == "result_corrected" and case["overdue"] is False and case["decide_by"]
+    assert get(platform, "/api/v1/revocation-cases", candidate).status_code == 403
+
+    def check():
+        return post(platform, "/api/v1/certificate-checks", json={
+            "holder_name": mine["full_name"], "certificate_number": certificate["certificate_number"]}).json()
+
+    assert check()["result"] == "valid"  # until staff decide
+    decision = f"/api/v1/revocation-cases/{case['case_id']}/decision"
+    for body in ({"decision": "maybe", "note": "x"}, {"decision": "revoke"}, {"decision": "revoke", "note": "x" * 201}):
+        refused = post(platform, decision, staff, json=body)
+        assert refused.status_code == 422 and error_code(refused), refused.text
+    unknown = post(platform, "/api/v1/revocation-cases/no-such-case/decision", staff,
+                   json={"decision": "revoke", "note": "x"})
+    assert unknown.status_code == 404 and error_code(unknown) == "case_not_found"
+    assert post(platform, decision, candidate, json={"decision": "keep", "note": "mine"}).status_code == 403
+    assert open_case() is not None and check()["result"] == "valid"  # nothing changed
+    decided = post(platform, decision, staff, json={"decision": "revoke",
+                                                    "note": "The re-check corrected the score to a fail."})
+    assert decided.status_code == 200 and decided.json()["status"] == "revoked"
+    twice = post(platform, decision, staff, json={"decision": "keep", "note": "changed my mind"})
+    assert twice.status_code == 409 and error_code(twice) == "case_decided"
+    wait_until("the public check answers revoked", lambda: check()["result"] == "revoked")
+    held = get(platform, f"/api/v1/me/certificates/{certificate['certificate_id']}", candidate).json()
+    assert (held["status"], held["revocation_code"], held["revocation_reason"]) == (
+        "revoked", "result_corrected", "The re-check corrected the score to a fail.")
 
 
 def test_an_idempotency_key_makes_a_client_retry_safe(platform, journey):

@@ -9,7 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CertificateAwaitingPaymentV1
+from credence_common.contracts.events import (
+    CertificateAwaitingPaymentV1,
+    FeeNoLongerDueV1,
+    ReplacementAwaitingPaymentV1,
+)
 from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from credence_common.events import make_envelope, utcnow
@@ -476,6 +480,56 @@ def test_an_unpaid_order_expires_but_a_payment_whose_notification_was_lost_is_cr
         again = payments.create_order(candidate(), {"due_ids": [dues[2]["due_id"]]}, "s2")  # the due is free
         assert again["status"] == "created"
     assert query(config["DB_URI"], "select source from provider_payments") == [("query",)]
+
+
+def replacement(application_id: str, kind="reissue") -> ReplacementAwaitingPaymentV1:
+    return ReplacementAwaitingPaymentV1(application_id=application_id, certificate_id="cert-1",
+                                        certificate_number="110126000000013", candidate_id="cand-1", kind=kind,
+                                        purpose=f"certificate_{kind}", payer_id="cand-1", fee_fen=10000,
+                                        created_at=utcnow())
+
+
+def no_longer_due(application_id: str, kind="reissue", reason="withdrawn_by_candidate") -> FeeNoLongerDueV1:
+    return FeeNoLongerDueV1(certificate_id="cert-1", candidate_id="cand-1", purpose=f"certificate_{kind}",
+                            reference_id=application_id, reason=reason, ended_at=utcnow())
+
+
+def test_a_fee_no_longer_due_cancels_its_due_and_closes_the_open_order_but_never_a_paid_one(payments_service):
+    """Replacement applications have their own event; when one ends unpaid (certificates says the fee is no
+    longer due) the due is cancelled, an open order holding it is closed, and it cannot be paid any more. A
+    due already paid stays paid (certificates refunds it), and a cancellation that overtakes its due wins."""
+    config, bank = payments_service
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    for application_id in ("app-open-order", "app-no-order", "app-paid"):
+        publish_event(amqp, replacement(application_id))
+    dues = {d["reference_id"]: d for d in dues_of(config, candidate(), "candidate", "cand-1", 3)}
+    assert {d["purpose"] for d in dues.values()} == {"certificate_reissue"}
+    with rpc_proxy("payments", config) as payments:
+        waiting = payments.create_order(candidate(), {"due_ids": [dues["app-open-order"]["due_id"]]}, "w")
+        paid = payments.create_order(candidate(), {"due_ids": [dues["app-paid"]["due_id"]]}, "p")
+        assert payments.sandbox_pay(candidate(), paid["order_number"], {})["acknowledgement"]["status"] == "paid"
+    for application_id in ("app-open-order", "app-no-order", "app-paid"):
+        publish_event(amqp, no_longer_due(application_id))
+    publish_event(amqp, no_longer_due("app-early", "correction", "cancelled_by_staff"))  # before its due
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(7,)], what="all seven events")
+    publish_event(amqp, replacement("app-early", "correction"))  # the due's request arrives late
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(8,)], what="the late due")
+    statuses = dict(query(db, "select reference_id, status from payment_dues"))
+    assert statuses == {"app-open-order": "cancelled", "app-no-order": "cancelled", "app-paid": "paid",
+                        "app-early": "cancelled"}
+    with rpc_proxy("payments", config) as payments:
+        assert payments.order(candidate(), waiting["order_number"])["status"] == "closed"
+        assert payments.order(candidate(), paid["order_number"])["status"] == "paid"
+        with pytest.raises(Conflict) as closed:
+            payments.sandbox_pay(candidate(), waiting["order_number"], {})
+        assert closed.value.code == "payment_refused_by_provider"  # closed at the provider too
+        for reference in ("app-no-order", "app-early"):
+            due_id = next(d["due_id"] for d in payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
+                          if d["reference_id"] == reference)
+            with pytest.raises(Conflict) as cancelled:
+                payments.create_order(candidate(), {"due_ids": [due_id]}, f"again-{reference}")
+            assert cancelled.value.code == "due_cancelled"
+    assert query(db, "select count(*) from refunds") == [(0,)]
 
 
 def test_reconciliation_lists_every_mismatch_with_the_provider_statement(payments_service):

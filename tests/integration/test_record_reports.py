@@ -16,6 +16,7 @@ from services.verification.service import VerificationService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_result_imports import STAFF, roster
 from tests.integration.test_score_reviews import OWNER, released_course_results
+from tests.integration.test_scoring import EXPERT
 
 
 def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_correction(start_service):
@@ -55,16 +56,18 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
         full = verification.open_shared_report({"share_code": share["share_code"], "verifier_name": "李经理",
                                                 "organisation": "某律师事务所", "purpose": "hiring"})
         assert full["holder_name"] == "王小明" and full["report"]["kind"] == "education_record"
-        [access] = verification.my_accesses(OWNER)["accesses"]
-        assert (access["organisation"], access["certificate_number"], access["report_code"]) == (
-            "某律师事务所", None, view["report_id"])
+        # the holder sees both openings: by its code above, and with the share code
+        shared_access, by_code = verification.my_accesses(OWNER)["accesses"]
+        assert (shared_access["channel"], shared_access["organisation"], shared_access["certificate_number"],
+                shared_access["report_code"]) == ("share_code", "某律师事务所", None, view["report_id"])
+        assert (by_code["channel"], by_code["report_code"]) == ("report_code", view["report_id"])
 
         # a re-check corrects a result: scoring's result_corrected event marks the earlier report
         failed_id = query(scoring_config["DB_URI"],
                           "select result_id from exam_results where course_code = '00015'")[0][0]
         review = scoring.request_score_review(OWNER, failed_id, {"reason": "I believe question 7 was misgraded"})
-        scoring.close_score_review(STAFF, review["review_id"], {"resolution": "corrected", "new_score": 61,
-                                                                "note": "question 7 re-marked"})
+        scoring.close_score_review(EXPERT, review["review_id"], {"resolution": "corrected", "new_score": 61,
+                                                                 "note": "question 7 re-marked"})
         wait_for(lambda: verification.report_answer(view["report_code"])["state"] == "corrected",
                  what="the record report marked as corrected")
         assert "corrected" in verification.report_answer(view["report_code"])["message"]

@@ -136,6 +136,12 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
             },
             "x-roles": list(route.roles),
         }
+        if route.accepted_status:
+            operation["responses"]["202"] = {
+                "description": "Accepted: done in the background; follow the Location header",
+                "headers": {"Location": {"description": "Where the work's progress and outcome appear",
+                                         "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": {"$ref": refs[route.response_model]}}}}
         links = _links(route, route_names)
         if links:
             operation["responses"][str(route.success_status)]["links"] = links

@@ -38,6 +38,14 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """A handler's answer for work accepted but not done yet: 202, with where to follow it (``Location``)."""
+
+    body: Any
+    location: str
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     method: str
@@ -54,6 +62,7 @@ class Route:
     header_params: tuple[tuple[str, bool, str], ...] = ()  # (name, required, description), for OpenAPI
     content_type: str = "application/json"  # anything else: the handler returns the body as text
     download_name: str | None = None  # a file to save (Content-Disposition: attachment), not to show
+    accepted_status: bool = False  # may answer 202 (gateway.routing.Accepted) for work done in the background
     rate_limited: bool = False
     tag: str = "api"
     # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks) and

@@ -339,6 +339,35 @@ def test_result_files_upload_through_the_gateway(platform, journey):
     assert {c["course_code"]: c["state"] for c in law["courses"]}["00015"] == "passed" and law["graduated"] is False
 
 
+def test_a_result_file_too_large_for_the_request_is_accepted_and_followed_at_its_url(platform, journey):
+    """Issue #19 item 6: a file over IMPORT_INLINE_MAX_BYTES (256 KiB) is answered 202 with status queued and the
+    batch's URL in Location; the clerk follows it there until its report (here: every row refused, with the row
+    errors as a CSV file), and nothing was imported."""
+    staff = journey["staff_token"]
+    rows = "".join(f"99999999{n:04d},ZK-LAW,00015,2026-04,70\n" for n in range(8000))
+    big = ("ticket_number,program_code,course_code,sitting,score\n" + rows).encode()
+    assert len(big) > 256 * 1024
+    accepted = post(platform, "/api/v1/result-imports?format=csv", staff, data=big)
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert body["status"] == "queued" and accepted.headers["Location"] == f"/api/v1/result-imports/{body['batch_id']}"
+    again = post(platform, "/api/v1/result-imports?format=csv", staff, data=big)
+    assert again.status_code in (200, 202) and again.json()["batch_id"] == body["batch_id"]  # one upload
+    seen = set()
+
+    def finished():
+        report = get(platform, accepted.headers["Location"], staff).json()
+        seen.add(report["status"])
+        return report if report["status"] not in ("queued", "processing") else None
+
+    report = wait_until("the background import ends", finished, timeout=120)
+    assert report["status"] == "rejected" and report["error_count"] == 8000 and report["row_count"] == 8000
+    assert seen <= {"queued", "processing", "rejected"}
+    errors = get(platform, f"/api/v1/result-imports/{body['batch_id']}/errors.csv", staff)
+    assert errors.status_code == 200 and "unknown ticket" in errors.text.lower()
+    assert get(platform, accepted.headers["Location"], journey["candidate_token"]).status_code == 403
+
+
 def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, journey):
     staff, candidate = journey["staff_token"], journey["candidate_token"]
     order_number = journey["order"]["order_number"]

@@ -244,9 +244,9 @@ def prepare_call(gateway: Gateway, route: Route, request: Incoming, principal: P
 def success_answer(route: Route, answer) -> Answer:
     if route.content_type != "application/json":
         return Answer(route.success_status, {"Content-Type": route.content_type, "Cache-Control": "no-store",
-                                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
-                      answer)
-    return json_answer(route.success_status, answer)
+                                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                                             **dict(route.response_headers)}, answer)
+    return json_answer(route.success_status, answer, dict(route.response_headers) or None)
 
 
 def dispatch(gateway: Gateway, route: Route, request: Incoming, params: dict, read: Callable[[int], bytes],

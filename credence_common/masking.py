@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 
 def mask_resident_id(resident_id_number: str) -> str:
     """``110105194912310021`` -> ``110105********0021``: the six-digit region code and the last four
@@ -47,3 +49,25 @@ def mask_email(email: str) -> str:
     if not domain:
         return "*" * len(local)
     return (local[:1] + "*" * max(len(local) - 1, 1)) + "@" + domain
+
+
+IPV4_KEPT_PREFIX = 24
+IPV6_KEPT_PREFIX = 48
+
+
+def mask_ip_address(address: str) -> str:
+    """A caller's address as anyone but the operators may see it: its network, IPv4 ``/24`` and IPv6 ``/48``
+    (``203.0.113.77`` -> ``203.0.113.0/24``), enough to tell one place from another, not who. Anything that is
+    not an address is dropped (``""``). Masking a masked value changes nothing, so the check log's addresses
+    truncated after 30 days (verification's retention) show the same as they did while whole."""
+    value = (address or "").strip()
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return ""
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        network = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/32")
+    prefix = IPV4_KEPT_PREFIX if network.version == 4 else IPV6_KEPT_PREFIX
+    if network.prefixlen < prefix:  # already coarser: keep it as it is
+        return str(network)
+    return str(network.supernet(new_prefix=prefix))

@@ -243,9 +243,11 @@ def prepare_call(gateway: Gateway, route: Route, request: Incoming, principal: P
 
 def success_answer(route: Route, answer) -> Answer:
     if route.content_type != "application/json":
-        return Answer(route.success_status, {"Content-Type": route.content_type, "Cache-Control": "no-store",
-                                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                                             **dict(route.response_headers)}, answer)
+        headers = {"Content-Type": route.content_type, "Cache-Control": "no-store",
+                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+        if route.download_name:
+            headers["Content-Disposition"] = f'attachment; filename="{route.download_name}"'
+        return Answer(route.success_status, {**headers, **dict(route.response_headers)}, answer)
     return json_answer(route.success_status, answer, dict(route.response_headers) or None)
 
 
@@ -324,14 +326,17 @@ def verify_form_too_large(request: Incoming) -> Answer | None:
 
 
 def verify_submit(gateway: Gateway, request: Incoming, raw: bytes, public_check: Callable[[dict, str], dict]) -> Answer:
-    """The public check page's form; ``public_check(request, client)`` is the batched check."""
+    """The public check page's form; ``public_check(request, client)`` is the batched check. Who is checking
+    and why are optional: left empty, they are not sent; too long, verification refuses the check (422) and
+    logs nothing."""
     form = {key: values[0] for key, values in parse_qs(raw[:VERIFY_FORM_MAX_BYTES].decode("utf-8", "replace")).items()}
     holder_name = form.get("holder_name", "")
     certificate_number = form.get("certificate_number", "")
+    stated = {name: form[name] for name in ("organisation", "purpose") if form.get(name, "").strip()}
     status, refusal = 200, None
     try:
         gateway.limit(f"verify_page:{request.remote_addr}", "Too many checks")
-        answer = public_check({"holder_name": holder_name, "certificate_number": certificate_number},
+        answer = public_check({"holder_name": holder_name, "certificate_number": certificate_number, **stated},
                               request.remote_addr or "")
         result_html = web.render_valid(answer["certificate"], answer["result"])
     except CredenceError as error:
@@ -341,14 +346,22 @@ def verify_submit(gateway: Gateway, request: Incoming, raw: bytes, public_check:
         log.exception("verify page failed")
         status = 503
         result_html = web.render_refusal("The check could not be completed; please try again.")
-    return html_answer(status, web.render_page(holder_name, certificate_number, result_html), refusal)
+    return html_answer(status, web.render_page(holder_name, certificate_number, result_html,
+                                               form.get("organisation", ""), form.get("purpose", "")), refusal)
+
+
+# what a report's QR code adds to its page's URL (services/verification/reports.py ``QR_MARKER``): not personal data
+QR_MARKER = ("via", "qr")
 
 
 def report_page(gateway: Gateway, request: Incoming, report_code: str, call: Callable[..., Any]) -> Answer:
-    """A shared report by its code (the QR code's link); ``call(service, method, *args)`` is the RPC."""
+    """A shared report by its code (the QR code's link, ``?via=qr``, or the code's URL typed in); ``call(service,
+    method, *args)`` is the RPC. Verification records the opening for the holder, with its channel."""
+    channel = "report_qr" if request.query.get(QR_MARKER[0]) == QR_MARKER[1] else "report_code"
     try:
         gateway.limit(f"report_page:{request.remote_addr}", "Too many requests")
-        return html_answer(200, web.render_report(call("verification", "report_answer", report_code)))
+        return html_answer(200, web.render_report(call("verification", "report_answer", report_code,
+                                                       request.remote_addr or "", channel)))
     except CredenceError as error:
         return html_answer(error.http_status, web.render_report(None, error.message), error)
     except Exception:

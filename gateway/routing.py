@@ -53,6 +53,7 @@ class Route:
     max_body_bytes: int = 2 * 1024 * 1024
     header_params: tuple[tuple[str, bool, str], ...] = ()  # (name, required, description), for OpenAPI
     content_type: str = "application/json"  # anything else: the handler returns the body as text
+    download_name: str | None = None  # a file to save (Content-Disposition: attachment), not to show
     rate_limited: bool = False
     tag: str = "api"
     # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks) and

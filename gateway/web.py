@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from credence_common.contracts.verification import VERIFIER_ORGANISATION_MAX, VERIFIER_PURPOSE_MAX
+
 PAGE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -18,6 +20,8 @@ button{{margin-top:1.2rem;padding:.65rem 1.4rem;font-size:1rem;background:#1f5fa
 .invalid{{background:#fdecea;border:1px solid #d93025}} dt{{font-weight:600;margin-top:.4rem}}
 dd{{margin:0;overflow-wrap:anywhere}}
 small{{color:#5f6b7a}}
+fieldset{{margin:1.2rem 0 0;padding:.2rem .9rem .9rem;border:1px solid #c9d1da;border-radius:6px;min-width:0}}
+legend{{font-weight:600;padding:0 .3rem}} legend small{{display:block;font-weight:400}}
 </style></head><body><main>
 <h1>证书查询 <small>Certificate check</small></h1>
 <p><small>非本人查询：输入获证人姓名与证书编码。Enter the holder's name and the certificate number.</small></p>
@@ -27,6 +31,14 @@ small{{color:#5f6b7a}}
 <label for="certificate_number">证书编码 Certificate number</label>
 <input id="certificate_number" name="certificate_number" required maxlength="40" inputmode="numeric"
  value="{certificate_number}" autocomplete="off">
+<fieldset><legend>谁在查询、为何查询（选填）<small>Who is checking and why (optional)</small></legend>
+<p><small>持证人可以看到这些信息。The holder sees what you write here.</small></p>
+<label for="organisation">查询单位 Organisation</label>
+<input id="organisation" name="organisation" maxlength="{organisation_max}" value="{organisation}"
+ autocomplete="organization">
+<label for="purpose">查询目的 Purpose</label>
+<input id="purpose" name="purpose" maxlength="{purpose_max}" value="{purpose}" autocomplete="off">
+</fieldset>
 <button type="submit" id="check">查询 Check</button>
 </form>
 {result}
@@ -34,8 +46,12 @@ small{{color:#5f6b7a}}
 """
 
 
-def render_page(holder_name: str = "", certificate_number: str = "", result_html: str = "") -> str:
+def render_page(holder_name: str = "", certificate_number: str = "", result_html: str = "", organisation: str = "",
+                purpose: str = "") -> str:
+    """Every value typed comes back escaped: who is checking and why is free text from anyone."""
     return PAGE.format(holder_name=escape(holder_name), certificate_number=escape(certificate_number),
+                       organisation=escape(organisation), purpose=escape(purpose),
+                       organisation_max=VERIFIER_ORGANISATION_MAX, purpose_max=VERIFIER_PURPOSE_MAX,
                        result=result_html)
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 CertificateStatus = Literal["pending_confirmation", "correction_requested", "awaiting_candidate_payment",
-                            "awaiting_institution_payment", "issued", "revoked", "superseded"]
+                            "awaiting_institution_payment", "issued", "revoked", "superseded", "withdrawn"]
 
 
 class CertificateView(BaseModel):
@@ -32,6 +32,9 @@ class CertificateView(BaseModel):
     report_available_on: date | None = None
     revoked_at: datetime | None = None
     revocation_reason: str | None = None
+    revocation_code: Literal["staff", "result_corrected", "fee_refunded"] | None = Field(
+        default=None, description="Why it was revoked, for machines: staff, result_corrected (a re-check took the "
+        "qualification away) or fee_refunded (its fee was refunded in full)")
     version: int
     delivery_status: Literal["none", "queued", "printing", "shipped", "delivered"] = "none"
     delivery_address: str | None = None
@@ -175,3 +178,33 @@ class ShipCertificate(BaseModel):
 
     courier: str = Field(min_length=1, max_length=40, description="e.g. EMS, SF Express")
     tracking_number: str = Field(min_length=4, max_length=40, pattern=r"^[A-Za-z0-9-]+$")
+
+
+class RevocationCaseView(BaseModel):
+    """An issued certificate whose qualification a re-check took away: staff revoke it or keep it by ``decide_by``."""
+
+    case_id: str
+    certificate_id: str
+    certificate_number: str | None = None
+    reason_code: Literal["result_corrected"]
+    review_id: str
+    corrected_result_id: str
+    status: Literal["open", "revoked", "kept"]
+    opened_at: datetime
+    decide_by: date
+    overdue: bool = False
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+
+
+class RevocationCaseList(BaseModel):
+    cases: list[RevocationCaseView]
+
+
+class DecideRevocationCase(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: Literal["revoke", "keep"]
+    note: str = Field(min_length=1, max_length=200, description="Why: shown to the candidate as the revocation "
+                      "reason when revoked, kept in the case when kept")

@@ -120,6 +120,8 @@ EXAMPLE_VALUES = {
     "report_available_on": "2026-11-26", "replaces_certificate_id": None,
     "due_id": "d5b1e0c2-7a3f-4b8e-9c1d-2e4f6a8b0c13",
     "refund_request_id": "cancel:3e9a1f7c-5b2d-4c8e-a0f6-1d3b5c7e9a24",
+    "fully_refunded_dues": [{"purpose": "certificate_fee", "reference_id": "9b2e7d4a-1c3f-4e8b-a6d5-7f0c2e1b3a48"}],
+    "corrected_result_id": "res-3c1d9e7a", "review_id": "rev-8e2f4a6c",
 }
 EXAMPLE_TIME = "2026-11-23T02:15:00Z"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from credence_common.events import EventPayload
 
@@ -132,6 +132,24 @@ class CandidateQualifiedV1(EventPayload):
                               "when the program has one")
 
 
+class QualificationWithdrawnV1(EventPayload):
+    event_type: ClassVar[str] = "credence.scoring.qualification_withdrawn.v1"
+    publisher: ClassVar[str] = "scoring"
+    description: ClassVar[str] = ("A re-check (复查) corrected a result so that the candidate no longer qualifies for "
+                                  "a program they had qualified for (candidate_qualified.v1 with the same "
+                                  "result_id). Certificates withdraws an unissued certificate and puts an issued one "
+                                  "on staff's revocation queue.")
+
+    result_id: str = Field(description="The qualification's id, as in candidate_qualified.v1: the result for a "
+                           "composite program, the graduation's stable id for a course-based one")
+    candidate_id: str
+    program_code: str
+    corrected_result_id: str = Field(description="The result the re-check corrected")
+    review_id: str
+    reason: Literal["result_corrected"] = "result_corrected"
+    withdrawn_at: datetime
+
+
 class CertificateAwaitingPaymentV1(EventPayload):
     event_type: ClassVar[str] = "credence.certificate.awaiting_payment.v1"
     publisher: ClassVar[str] = "certificates"
@@ -214,6 +232,11 @@ class PaymentSucceededV1(EventPayload):
     paid_at: datetime
 
 
+class RefundedDue(BaseModel):
+    purpose: str = Field(description="The due's fee code, e.g. certificate_fee")
+    reference_id: str = Field(description="What the due was for: the certificate id for a certificate fee")
+
+
 class PaymentRefundedV1(EventPayload):
     event_type: ClassVar[str] = "credence.payments.payment_refunded.v1"
     publisher: ClassVar[str] = "payments"
@@ -230,6 +253,10 @@ class PaymentRefundedV1(EventPayload):
     reason: str
     provider: str
     refunded_at: datetime
+    fully_refunded_dues: list[RefundedDue] = Field(default_factory=list, description="The order's dues whose whole "
+                                                   "amount has now been refunded (one student's fee out of an "
+                                                   "institution's order, or every due of a fully refunded order); "
+                                                   "absent before 2026-12-07")
 
 
 class CertificateIssuedV1(EventPayload):
@@ -261,12 +288,16 @@ class CertificateIssuedV1(EventPayload):
 class CertificateRevokedV1(EventPayload):
     event_type: ClassVar[str] = "credence.certificate.revoked.v1"
     publisher: ClassVar[str] = "certificates"
-    description: ClassVar[str] = "Staff revoked an issued certificate; it no longer verifies as valid."
+    description: ClassVar[str] = ("An issued certificate was revoked (by staff, after a result correction, or because "
+                                  "its fee was refunded in full); it no longer verifies as valid.")
 
     certificate_id: str
     certificate_number: str
     candidate_id: str
     reason: str
+    reason_code: Literal["staff", "result_corrected", "fee_refunded"] = Field(
+        default="staff", description="Why, for machines: staff's decision (reason says why), a re-check that "
+        "removed the qualification, or the certificate fee refunded in full")
     revoked_at: datetime
     sequence: int = Field(ge=1, description="This certificate's version (see certificate.issued.v1)")
 
@@ -314,6 +345,7 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     ResultPublishedV1,
     ResultCorrectedV1,
     CandidateQualifiedV1,
+    QualificationWithdrawnV1,
     CertificateAwaitingPaymentV1,
     ReplacementAwaitingPaymentV1,
     FeeNoLongerDueV1,

@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+VERIFIER_ORGANISATION_MAX = 100
+VERIFIER_PURPOSE_MAX = 200
+
+
+def stated_text(value):
+    """What a verifier typed about themselves (name, organisation, purpose), as the holder will read it: every
+    run of white space one space, control and format characters gone (C0/C1 controls, bidi overrides,
+    zero-width characters: they could make one text look like another), trimmed; nothing left is nothing said.
+    The length limits apply to what is left. Anything but text is left for the model to refuse."""
+    if not isinstance(value, str):
+        return value
+    kept = "".join(" " if character.isspace() else character for character in value
+                   if character.isspace() or unicodedata.category(character) not in ("Cc", "Cf"))
+    return " ".join(kept.split())
+
+
+def _optional_stated_text(value):
+    value = stated_text(value)
+    return value or None
+
+
+StatedText = Annotated[str, BeforeValidator(stated_text)]
+OptionalStatedText = Annotated[str | None, BeforeValidator(_optional_stated_text)]
 
 
 class PublicCheck(BaseModel):
-    """A third-party check (非本人查询): holder name and certificate number, both sent in the body."""
+    """A third-party check (非本人查询): holder name and certificate number, both sent in the body; optionally
+    who is checking and why (the holder sees it in their access log, with the time and the masked address)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     holder_name: str = Field(min_length=1, max_length=40)
     certificate_number: str = Field(min_length=1, max_length=40)
+    organisation: OptionalStatedText = Field(
+        default=None, max_length=VERIFIER_ORGANISATION_MAX,
+        description="Optional: the organisation checking (shown to the holder; at most 100 characters)")
+    purpose: OptionalStatedText = Field(
+        default=None, max_length=VERIFIER_PURPOSE_MAX,
+        description="Optional: why it checks (shown to the holder; at most 200 characters)")
 
 
 class VerifiedCertificate(BaseModel):
@@ -70,7 +102,10 @@ class ReportView(BaseModel):
     requested_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
-    verify_url: str | None = Field(default=None, description="What the QR code opens; with the code only")
+    verify_url: str | None = Field(default=None, description="The report's page, as printed; with the code only")
+    qr_url: str | None = Field(default=None, description="What the QR code opens: the page, marked ?via=qr so "
+                                                         "that your access log tells a scan from a typed code; "
+                                                         "with the code only")
 
 
 class ReportList(BaseModel):
@@ -215,9 +250,9 @@ class OpenSharedReport(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     share_code: str = Field(min_length=1, max_length=64)
-    verifier_name: str = Field(min_length=1, max_length=60)
-    organisation: str = Field(min_length=1, max_length=100)
-    purpose: str = Field(min_length=1, max_length=200)
+    verifier_name: StatedText = Field(min_length=1, max_length=60)
+    organisation: StatedText = Field(min_length=1, max_length=VERIFIER_ORGANISATION_MAX)
+    purpose: StatedText = Field(min_length=1, max_length=VERIFIER_PURPOSE_MAX)
 
 
 class FullReport(BaseModel):
@@ -228,16 +263,30 @@ class FullReport(BaseModel):
     report: ReportAnswer
 
 
+AccessChannel = Literal["public_check", "report_code", "report_qr", "share_code"]
+
+
 class AccessView(BaseModel):
-    kind: Literal["full_report", "public_check"]
+    """One look at the holder's certificate or report: when, by which channel, from where (the masked address
+    only), and what the verifier said about themselves, if anything (free text they typed: untrusted)."""
+
+    kind: Literal["full_report", "report", "public_check"] = Field(
+        description="full_report: opened with a share code; report: opened by its code or QR code; "
+                    "public_check: a check by holder name and certificate number")
+    channel: AccessChannel = Field(description="public_check (API or /verify form), report_code (the code typed "
+                                               "or its URL), report_qr (the QR code's URL), share_code")
     at: datetime
     certificate_number: str | None = Field(default=None, description="Absent for an education-record report")
     report_code: str | None = Field(default=None, description="The report's id (report_id), not its code")
+    address_masked: str = Field(default="", description="The caller's network (IPv4 /24, IPv6 /48), never the "
+                                                        "full address; empty when unknown")
     verifier_name: str | None = None
     organisation: str | None = None
     purpose: str | None = None
-    outcome: str | None = None
+    outcome: str | None = Field(default=None, description="A check's answer (valid, no_match, rate_limited, ...) "
+                                                          "or the report's state when opened")
 
 
 class AccessList(BaseModel):
     accesses: list[AccessView]
+    truncated: bool = Field(default=False, description="Older entries exist beyond the newest shown")

@@ -16,9 +16,12 @@ from credence_common.contracts.certificates import (
     CorrectionRequestList,
     CorrectionRequestView,
     DecideCorrection,
+    DecideRevocationCase,
     ReplacementApplicationList,
     ReplacementApplicationView,
     RequestCorrection,
+    RevocationCaseList,
+    RevocationCaseView,
     RevokeCertificate,
     ShipCertificate,
 )
@@ -63,6 +66,16 @@ def decide_certificate_correction(call: Call):
 
 def revoke_certificate(call: Call):
     return call.rpc.call("certificates", "revoke_certificate", call.actor, call.params["certificate_id"],
+                         dump(call.body))
+
+
+def revocation_cases(call: Call):
+    return call.rpc.call("certificates", "revocation_cases", call.actor, call.query.get("status") or None,
+                         call.query.get("overdue") in ("1", "true", "yes"))
+
+
+def decide_revocation_case(call: Call):
+    return call.rpc.call("certificates", "decide_revocation_case", call.actor, call.params["case_id"],
                          dump(call.body))
 
 
@@ -153,6 +166,14 @@ ROUTES: tuple[Route, ...] = (
     Route("revoke_certificate", "POST", "/api/v1/certificates/<certificate_id>/revocation",
           "Revoke an issued certificate with a reason (staff); public checks stop answering valid",
           ("staff",), revoke_certificate, RevokeCertificate, CertificateView, tag="certificates"),
+    Route("revocation_cases", "GET", "/api/v1/revocation-cases",
+          "Issued certificates whose qualification a re-check took away, each to be revoked or kept by its "
+          "decide_by day (?status=open|revoked|kept, ?overdue=true; staff)", ("staff",), revocation_cases, None,
+          RevocationCaseList, tag="certificates"),
+    Route("decide_revocation_case", "POST", "/api/v1/revocation-cases/<case_id>/decision",
+          "Revoke the certificate (reason result_corrected, the note shown as the reason) or keep it with a note "
+          "(staff; 409 case_decided when already decided)", ("staff",), decide_revocation_case,
+          DecideRevocationCase, RevocationCaseView, tag="certificates"),
     Route("apply_for_replacement", "POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications",
           "Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with the "
           "identity video); it can be withdrawn until it is paid", ("candidate",), apply_for_replacement,

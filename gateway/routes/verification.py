@@ -47,7 +47,9 @@ def report_pdf(call: Call):
 
 
 def report_answer(call: Call):
-    return call.rpc.call("verification", "report_answer", call.params["report_code"])
+    # the opening is recorded for the holder: the code typed (the QR code leads to the page, /r/<code>?via=qr)
+    return call.rpc.call("verification", "report_answer", call.params["report_code"], call.client_address,
+                         "report_code")
 
 
 def report_public_key(call: Call):
@@ -82,11 +84,15 @@ def revoke_share_code(call: Call):
 
 
 def open_shared_report(call: Call):
-    return call.rpc.call("verification", "open_shared_report", dump(call.body))
+    return call.rpc.call("verification", "open_shared_report", dump(call.body), call.client_address)
 
 
 def my_accesses(call: Call):
     return call.rpc.call("verification", "my_accesses", call.actor)
+
+
+def my_accesses_csv(call: Call):
+    return call.rpc.call("verification", "my_accesses_csv", call.actor)
 
 
 def public_certificate_check(call: Call):
@@ -134,14 +140,19 @@ ROUTES: tuple[Route, ...] = (
           "Withdraw a share code before it is used", ("candidate",), revoke_share_code, None, ShareCodeList,
           tag="verification"),
     Route("my_accesses", "GET", "/api/v1/me/certificate-accesses",
-          "Who opened your full reports (with who they said they are and why) and when your certificates were "
-          "checked", ("candidate",), my_accesses, None, AccessList, tag="verification"),
+          "Who looked, newest first: every opening of your reports (by code, QR code or share code) and every "
+          "public check of your certificates, with time, channel, masked address and the organisation and "
+          "purpose the verifier stated", ("candidate",), my_accesses, None, AccessList, tag="verification"),
+    Route("my_accesses_csv", "GET", "/api/v1/me/certificate-accesses.csv",
+          "The same log to download, as CSV (UTF-8)", ("candidate",), my_accesses_csv, None, None,
+          content_type="text/csv; charset=utf-8", download_name="certificate-accesses.csv", tag="verification"),
     Route("open_shared_report", "POST", "/api/v1/shared-reports",
           "A verifier opens a full report with the holder's share code, stating who they are and why (once)",
           ("public",) + ANY_SIGNED_IN, open_shared_report, OpenSharedReport, FullReport, rate_limited=True,
           tag="verification"),
     Route("public_certificate_check", "POST", "/api/v1/certificate-checks",
-          "Check a certificate by holder name and certificate number", ("public",) + ANY_SIGNED_IN,
+          "Check a certificate by holder name and certificate number; optionally say who is checking and why "
+          "(the holder sees it)", ("public",) + ANY_SIGNED_IN,
           public_certificate_check, PublicCheck, PublicCheckResult, rate_limited=True, tag="verification",
           replayable=False),
 )

@@ -14,9 +14,10 @@ AWAITING_INSTITUTION_PAYMENT = "awaiting_institution_payment"  # 待机构代缴
 ISSUED = "issued"
 REVOKED = "revoked"
 SUPERSEDED = "superseded"
+WITHDRAWN = "withdrawn"  # a re-check took the qualification away before the certificate was issued
 
 AWAITING_PAYMENT = (AWAITING_CANDIDATE_PAYMENT, AWAITING_INSTITUTION_PAYMENT)
-STATUSES = (PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT, ISSUED, REVOKED, SUPERSEDED)
+STATUSES = (PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT, ISSUED, REVOKED, SUPERSEDED, WITHDRAWN)
 
 # action -> (the statuses it may start from, the status it leads to; None: decided by the action itself)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -26,7 +27,26 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "pay": (AWAITING_PAYMENT, ISSUED),
     "revoke": ((ISSUED,), REVOKED),
     "supersede": ((ISSUED,), SUPERSEDED),
+    "withdraw": ((PENDING_CONFIRMATION, CORRECTION_REQUESTED, *AWAITING_PAYMENT), WITHDRAWN),
 }
+
+# Why a certificate was revoked, for machines (certificate.revoked.v1 ``reason_code``); the reason text says more.
+REVOKED_BY_STAFF, REVOKED_RESULT_CORRECTED, REVOKED_FEE_REFUNDED = "staff", "result_corrected", "fee_refunded"
+
+# A re-check that takes away the qualification of an issued certificate opens a revocation case for staff, to be
+# decided within this many days (listed as overdue after); or, if the authority so configures, revokes at once.
+REVOCATION_REVIEW_DAYS = 10
+ON_RESULT_CORRECTION = ("review", "automatic")
+CASE_OPEN, CASE_REVOKED, CASE_KEPT = "open", "revoked", "kept"
+CASE_DECISIONS = {"revoke": CASE_REVOKED, "keep": CASE_KEPT}
+
+
+def decide_case(status: str, decision: str) -> str:
+    """An open case is decided once: revoke (the certificate goes, reason result_corrected) or keep (staff say why,
+    for example the qualification rests on another result too)."""
+    if status != CASE_OPEN:
+        raise IllegalTransition(f"decide ({decision})", status, "revocation case")
+    return CASE_DECISIONS[decision]
 
 CORRECTABLE_FIELDS = ("holder_name", "photo_reference")
 

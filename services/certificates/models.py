@@ -49,6 +49,7 @@ class Certificate(Base):
     report_available_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revocation_code: Mapped[str | None] = mapped_column(String(20), nullable=True)  # domain.REVOKED_*
     # Raised on every change; events carry it as ``sequence`` so a subscriber can put them in order.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     replaces_certificate_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
@@ -118,6 +119,27 @@ class CertificateHistory(Base):
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     actor: Mapped[str] = mapped_column(String(80), nullable=False)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RevocationCase(Base):
+    """An issued certificate whose qualification a re-check took away, waiting for staff to revoke or keep it."""
+
+    __tablename__ = "revocation_cases"
+
+    case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.certificate_id"), nullable=False,
+                                                index=True)
+    # one case per withdrawn qualification: a redelivered or repeated event finds it
+    qualification_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    reason_code: Mapped[str] = mapped_column(String(20), nullable=False)
+    review_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    corrected_result_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    status: Mapped[str] = mapped_column(String(12), nullable=False, index=True)  # open | revoked | kept
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    decide_by: Mapped[date] = mapped_column(Date(), nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    note: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class ReplacementApplication(Base):

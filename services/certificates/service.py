@@ -15,11 +15,18 @@ from credence_common.contracts.certificates import (
     CancelReplacement,
     ConfirmCertificate,
     DecideCorrection,
+    DecideRevocationCase,
     RequestCorrection,
     RevokeCertificate,
     ShipCertificate,
 )
-from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
+from credence_common.contracts.events import (
+    CandidateConfirmedV1,
+    CandidateQualifiedV1,
+    PaymentRefundedV1,
+    PaymentSucceededV1,
+    QualificationWithdrawnV1,
+)
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import Forbidden
@@ -27,7 +34,7 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
-from services.certificates import domain, usecases
+from services.certificates import domain, revocations, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
 from services.certificates.protection import protection
 
@@ -43,7 +50,13 @@ class Rules(DependencyProvider):
             report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", 3)),
             shipping_promise_working_days=int(config.get("SHIPPING_PROMISE_WORKING_DAYS",
                                                          domain.SHIPPING_PROMISE_WORKING_DAYS)),
-            holidays=calendar.parse_holidays(config.get("CERTIFICATE_HOLIDAYS", "")))
+            holidays=calendar.parse_holidays(config.get("CERTIFICATE_HOLIDAYS", "")),
+            revocation_review_days=int(config.get("REVOCATION_REVIEW_DAYS", domain.REVOCATION_REVIEW_DAYS)),
+            on_result_correction=str(config.get("REVOKE_ON_RESULT_CORRECTION", "review")))
+        if self.rules.on_result_correction not in domain.ON_RESULT_CORRECTION or \
+                self.rules.revocation_review_days < 1:
+            raise ValueError("REVOKE_ON_RESULT_CORRECTION is review or automatic, and REVOCATION_REVIEW_DAYS at "
+                             "least 1")
 
     def get_dependency(self, worker_ctx):
         return self.rules
@@ -133,7 +146,22 @@ class CertificatesService(HealthCheck):
         staff = require_role(actor, "staff")
         revocation = parse(RevokeCertificate, request)
         with self.db.transaction() as session:
-            return usecases.revoke(session, staff.subject, certificate_id, revocation.reason).model_dump(mode="json")
+            return revocations.revoke(session, staff.subject, certificate_id,
+                                      revocation.reason).model_dump(mode="json")
+
+    @rpc
+    def revocation_cases(self, actor: dict, status: str | None = None, overdue_only: bool = False) -> dict:
+        require_role(actor, "staff")
+        with self.db.transaction() as session:
+            return revocations.revocation_cases(session, status, bool(overdue_only)).model_dump(mode="json")
+
+    @rpc
+    def decide_revocation_case(self, actor: dict, case_id: str, request: dict) -> dict:
+        staff = require_role(actor, "staff")
+        decision = parse(DecideRevocationCase, request)
+        with self.db.transaction() as session:
+            return revocations.decide_revocation_case(session, staff.subject, case_id, decision.decision,
+                                                      decision.note).model_dump(mode="json")
 
     @rpc
     def apply_for_replacement(self, actor: dict, certificate_id: str, request: dict) -> dict:
@@ -230,6 +258,15 @@ class CertificatesService(HealthCheck):
     def handle_candidate_qualified(self, message: dict) -> None:
         consume(self, message, CandidateQualifiedV1, ProcessedEvent,
                 partial(usecases.create_for_qualified_candidate, rules=self.rules))
+
+    @reliable_event_handler("scoring", QualificationWithdrawnV1.event_type)
+    def handle_qualification_withdrawn(self, message: dict) -> None:
+        consume(self, message, QualificationWithdrawnV1, ProcessedEvent,
+                partial(revocations.withdraw_qualification, rules=self.rules))
+
+    @reliable_event_handler("payments", PaymentRefundedV1.event_type)
+    def handle_payment_refunded(self, message: dict) -> None:
+        consume(self, message, PaymentRefundedV1, ProcessedEvent, revocations.revoke_on_refund)
 
     @reliable_event_handler("payments", PaymentSucceededV1.event_type, batch_size=EVENT_BATCH_SIZE)
     def handle_payment_succeeded(self, messages: list) -> None:

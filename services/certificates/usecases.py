@@ -38,7 +38,6 @@ from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateIssuedV1,
     CertificateRefundRequestedV1,
-    CertificateRevokedV1,
     CertificateSupersededV1,
     FeeNoLongerDueV1,
     PaymentSucceededV1,
@@ -71,6 +70,8 @@ class CertificateRules:
     report_delay_working_days: int = 3
     holidays: tuple[date, ...] = ()
     shipping_promise_working_days: int = domain.SHIPPING_PROMISE_WORKING_DAYS
+    revocation_review_days: int = domain.REVOCATION_REVIEW_DAYS
+    on_result_correction: str = "review"  # or "automatic" (domain.ON_RESULT_CORRECTION)
 
 
 def certificate_view(certificate: Certificate) -> CertificateView:
@@ -309,23 +310,6 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
     issued = _issued_event(certificate, now)  # the version of the issue itself; joining a batch follows it
     join_open_batch(session, certificate, now, rules)
     outbox.add(session, issued, subject=certificate.certificate_number)
-
-
-def revoke(session: Session, staff_id: str, certificate_id: str, reason: str) -> CertificateView:
-    certificate = find_certificate(session, certificate_id, lock=True)
-    _change(session, certificate, "revoke", f"staff:{staff_id}", {"reason": reason})
-    now = utcnow()
-    certificate.revoked_at, certificate.revocation_reason = now, reason
-    for application in session.scalars(select(ReplacementApplication).where(
-            ReplacementApplication.certificate_id == certificate_id,
-            ReplacementApplication.status.in_(domain.APPLICATION_ACTIVE)).with_for_update()):
-        _end_application(session, application, "void", "The certificate was revoked.", "certificate_revoked",
-                         f"{application.kind} application void: the certificate was revoked")
-    outbox.add(session, CertificateRevokedV1(
-        certificate_id=certificate.certificate_id, certificate_number=certificate.certificate_number,
-        candidate_id=certificate.candidate_id, reason=reason, revoked_at=now, sequence=certificate.version),
-        subject=certificate.certificate_number)
-    return certificate_view(certificate)
 
 
 # --- reissue and correction-and-replacement -----------------------------------------------------------

@@ -22,6 +22,7 @@ from credence_common.contracts.events import (
     FeeNoLongerDueV1,
     PaymentRefundedV1,
     PaymentSucceededV1,
+    RefundedDue,
     ReplacementAwaitingPaymentV1,
 )
 from credence_common.contracts.payments import (
@@ -637,8 +638,27 @@ def complete_refund(session: Session, provider_name: str, refund_number: str, pr
         refund_number=refund.refund_number, order_number=order.order_number, reference_id=refund.reference_id,
         payer_kind=order.payer_kind, payer_id=order.payer_id, amount_fen=refund.amount_fen,
         order_refunded_fen=order.refunded_fen, fully_refunded=order.status == domain.REFUNDED,
-        reason=refund.reason, provider=provider_name, refunded_at=now), subject=refund.refund_number)
+        reason=refund.reason, provider=provider_name, refunded_at=now,
+        fully_refunded_dues=_fully_refunded_dues(session, order)), subject=refund.refund_number)
     return True
+
+
+def _fully_refunded_dues(session: Session, order: PaymentOrder) -> list[RefundedDue]:
+    """The order's dues whose whole amount has gone back: every due of a fully refunded order, else those whose
+    own refunds (naming the due) add up to what was paid for it. Certificates revokes a certificate whose fee is
+    among them (services/certificates/revocations.py)."""
+    whole = order.status == domain.REFUNDED
+    refunded = dict(session.execute(
+        select(Refund.due_id, func.sum(Refund.amount_fen)).where(
+            Refund.order_number == order.order_number, Refund.status == "succeeded", Refund.due_id.is_not(None))
+        .group_by(Refund.due_id)).all())
+    items = session.execute(select(PaymentOrderItem.due_id, PaymentOrderItem.amount_fen, PaymentDue.purpose,
+                                   PaymentDue.reference_id)
+                            .join(PaymentDue, PaymentDue.due_id == PaymentOrderItem.due_id)
+                            .where(PaymentOrderItem.order_number == order.order_number)
+                            .order_by(PaymentOrderItem.due_id)).all()
+    return [RefundedDue(purpose=purpose, reference_id=reference_id) for due_id, amount_fen, purpose, reference_id
+            in items if whole or int(refunded.get(due_id) or 0) >= amount_fen]
 
 
 def fail_refund(session: Session, refund_number: str, error: str, context: IncidentContext) -> bool:

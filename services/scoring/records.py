@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.contracts.events import CandidateQualifiedV1, ResultCorrectedV1
+from credence_common.contracts.events import CandidateQualifiedV1, QualificationWithdrawnV1, ResultCorrectedV1
 from credence_common.contracts.scoring import (
     CandidateRecord,
     CourseRecord,
@@ -33,7 +33,7 @@ from services.scoring.models import (
     RosterEntry,
     ScoreReview,
 )
-from services.scoring.usecases import _graduated, _qualify_by_graduation, audit, outbox
+from services.scoring.usecases import _graduated, _qualify_by_graduation, audit, graduation_id, outbox
 
 
 def request_review(session: Session, candidate_id: str, result_id: str, reason: str,
@@ -88,6 +88,8 @@ def close_review(session: Session, review_id: str, staff: str, resolution: str, 
         ticket_number=result.ticket_number, program_code=result.program_code, course_code=result.course_code,
         sitting=result.sitting, old_score=old_score, new_score=new_score, old_outcome=old_outcome,
         new_outcome=result.outcome, corrected_at=now), subject=result.candidate_id)
+    if old_outcome == "passed" and result.outcome == "failed":
+        _withdraw_qualification(session, result, program, courses, graduated_before, review_id, now)
     if old_outcome == "failed" and result.outcome == "passed":
         if program.kind == "course_based":
             session.flush()
@@ -101,6 +103,23 @@ def close_review(session: Session, review_id: str, staff: str, resolution: str, 
                 program_code=program.program_code, program_name=program.program_name, sitting=result.sitting,
                 final_score=new_score, qualified_at=now, level=program.level), subject=result.candidate_id)
     return ScoreReviewView.model_validate(review, from_attributes=True)
+
+
+def _withdraw_qualification(session: Session, result: ExamResult, program: Program, courses: dict,
+                            graduated_before: bool, review_id: str, now: datetime) -> None:
+    """A correction from pass to fail takes away the qualification it gave: a composite program's result is the
+    qualification itself; a course-based program's graduation goes only if the candidate no longer holds every
+    required course (another sitting's pass or an exemption may still cover it). Certificates reacts."""
+    if program.kind == "course_based":
+        session.flush()
+        if not graduated_before or _graduated(session, result.candidate_id, program, courses):
+            return
+        qualification_id = graduation_id(result.candidate_id, program.program_code)
+    else:
+        qualification_id = result.result_id
+    outbox.add(session, QualificationWithdrawnV1(
+        result_id=qualification_id, candidate_id=result.candidate_id, program_code=program.program_code,
+        corrected_result_id=result.result_id, review_id=review_id, withdrawn_at=now), subject=result.candidate_id)
 
 
 def _outcome_for(program: Program, result: ExamResult, courses: dict, score: int) -> str:

@@ -243,6 +243,11 @@ def _graduated(session: Session, candidate_id: str, program: Program, courses: d
     return domain.graduated({code for code, c in courses.items() if c.required}, passed)
 
 
+def graduation_id(candidate_id: str, program_code: str) -> str:
+    """The qualification id of a course-based program's completion: the same every time it is computed."""
+    return str(uuid.uuid5(GRADUATION_NAMESPACE, f"{candidate_id}:{program_code}"))
+
+
 def _qualify_by_graduation(session: Session, candidate_id: str, program: Program, now) -> None:
     last = session.scalars(select(ExamResult).where(
         ExamResult.candidate_id == candidate_id, ExamResult.program_code == program.program_code,
@@ -254,7 +259,7 @@ def _qualify_by_graduation(session: Session, candidate_id: str, program: Program
         return
     # a stable id: certificates issues one certificate per graduation, however often this is sent
     outbox.add(session, CandidateQualifiedV1(
-        result_id=str(uuid.uuid5(GRADUATION_NAMESPACE, f"{candidate_id}:{program.program_code}")),
+        result_id=graduation_id(candidate_id, program.program_code),
         candidate_id=candidate_id,
         ticket_number=holder.ticket_number, full_name=holder.full_name,
         resident_id_number_masked=holder.resident_id_number_masked, program_code=program.program_code,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import unicodedata
+
+from credence_common.masking import mask_ip_address
 
 
 def name_key(full_name: str) -> str:
@@ -34,22 +35,9 @@ def answers_truthfully(recent_failures: int, caller_failed_recently: bool, name_
 
 # --- retention of the check log -------------------------------------------------------------------------
 
-IPV4_KEPT_PREFIX = 24
-IPV6_KEPT_PREFIX = 48
-
-
 def truncated_client(client: str) -> str:
     """What the check log keeps of a caller's address once it is old: its network, IPv4 ``/24`` and IPv6
     ``/48`` (``203.0.113.77`` -> ``203.0.113.0/24``), enough to see where a wave of checks came from, not
-    who. Anything that is not an address is dropped (``""``). Truncating a truncated value changes nothing."""
-    value = (client or "").strip()
-    try:
-        network = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return ""
-    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
-        network = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/32")
-    prefix = IPV4_KEPT_PREFIX if network.version == 4 else IPV6_KEPT_PREFIX
-    if network.prefixlen < prefix:  # already coarser: keep it as it is
-        return str(network)
-    return str(network.supernet(new_prefix=prefix))
+    who. Anything that is not an address is dropped (``""``). Truncating a truncated value changes nothing.
+    The same rule masks the addresses the holder sees (``credence_common.masking.mask_ip_address``)."""
+    return mask_ip_address(client)

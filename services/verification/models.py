@@ -76,8 +76,9 @@ class ReceivedEvent(Base):
 
 
 class CheckLogEntry(Base):
-    """Every public check, for audit and for the per-number limit. The name asked for is not kept; the
-    caller's address is cut to its network after 30 days and the row deleted later (usecases.apply_retention)."""
+    """Every public check, for audit, for the per-number limit and for the holder's access log. The name asked
+    for is not kept; the caller's address is cut to its network after 30 days and the row deleted later
+    (usecases.apply_retention). Who checks and why: what the verifier chose to say, if anything."""
 
     __tablename__ = "check_log"
     __table_args__ = (Index("ix_check_log_number_time", "certificate_number", "checked_at"),
@@ -88,6 +89,8 @@ class CheckLogEntry(Base):
     certificate_number: Mapped[str] = mapped_column(String(40), nullable=False)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     client: Mapped[str] = mapped_column(String(64), nullable=False)
+    organisation: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    purpose: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class ShareCode(Base):
@@ -110,18 +113,24 @@ class ShareCode(Base):
 
 
 class ReportAccess(Base):
-    """Someone opened a holder's full report: who they said they are, why, and when. The holder sees it."""
+    """Someone opened a holder's report: by its code, by its QR code, or in full with a share code (then with
+    who they said they are and why), when, from where, and what it answered. The holder sees it (the address
+    masked); the address is cut to its network after 30 days and the row deleted later, as the check log's."""
 
     __tablename__ = "report_accesses"
+    __table_args__ = (Index("ix_report_accesses_accessed_at", "accessed_at"),)  # the retention job selects by age
 
     access_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     report_id: Mapped[str] = mapped_column("report_code", String(32), nullable=False)  # the code's digest
     certificate_number: Mapped[str | None] = mapped_column(String(15), nullable=True)
-    share_id: Mapped[str] = mapped_column(String(36), nullable=False)
-    verifier_name: Mapped[str] = mapped_column(String(60), nullable=False)
-    organisation: Mapped[str] = mapped_column(String(100), nullable=False)
-    purpose: Mapped[str] = mapped_column(String(200), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # report_code | report_qr | share_code
+    client: Mapped[str] = mapped_column(String(64), nullable=False)  # the caller's address ("" unknown)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # the report's state when opened
+    share_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # share_code only, as the three below
+    verifier_name: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    organisation: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    purpose: Mapped[str | None] = mapped_column(String(200), nullable=True)
     accessed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 

@@ -302,8 +302,9 @@ def render(signed: dict, keys_url: str, invariant: bool = False) -> bytes:
     draw(pdf, left_centre, top - 12, "Scan to check online", 8.5, align="center", color=GREY)
     draw(pdf, right_centre, top, "离线验证码（完整签名报告）", 10, bold=True, align="center")
     draw(pdf, right_centre, top - 12, "Signed report: verify offline", 8.5, align="center", color=GREY)
-    _qr(pdf, document["verify_url"], left_centre - link_size / 2, top - 18 - (payload_size - link_size) / 2,
-        link_size, "m")
+    # the link carries the QR marker, so that the holder's log tells a scan from a typed code (reports.qr_url)
+    _qr(pdf, reports.qr_url(document["verify_url"]), left_centre - link_size / 2,
+        top - 18 - (payload_size - link_size) / 2, link_size, "m")
     _qr(pdf, payload, right_centre - payload_size / 2, top - 18, payload_size, "m")
     below = top - 18 - payload_size - 12
     column = (WIDTH - 2 * MARGIN) / 2 - 10

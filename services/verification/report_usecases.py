@@ -4,7 +4,9 @@ answer; the holder downloads it as PDF with its QR code."""
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import secrets
 import uuid
@@ -38,7 +40,7 @@ from credence_common.contracts.verification import (
 )
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
-from credence_common.masking import mask_name, mask_resident_id_public
+from credence_common.masking import mask_ip_address, mask_name, mask_resident_id_public
 from services.verification import report_document, report_keys, reports
 from services.verification.models import (
     CheckLogEntry,
@@ -123,11 +125,12 @@ def _share_key(share_code: str) -> bytes:
 
 def _view(report: VerificationReport, subject_status: str, code: str | None = None) -> ReportView:
     """``code`` only when the caller has it (the report was just made, or the holder presented it)."""
+    verify_url = with_code(report.signed_json, code)["document"]["verify_url"] if code else None
     return ReportView(report_id=report.report_id, report_code=code, kind=report.kind,
                       certificate_number=report.certificate_number,
                       state=reports.report_state(utcnow(), report.expires_at, report.closed_at, subject_status),
                       requested_at=report.requested_at, expires_at=report.expires_at, closed_at=report.closed_at,
-                      verify_url=with_code(report.signed_json, code)["document"]["verify_url"] if code else None)
+                      verify_url=verify_url, qr_url=reports.qr_url(verify_url) if verify_url else None)
 
 
 def request_report(session: Session, signer: ReportSigner, candidate_id: str, certificate_number: str) -> ReportView:
@@ -254,15 +257,26 @@ def extend_report(session: Session, signer: ReportSigner, candidate_id: str, han
 WITHDRAWN_STATES = ("closed", "expired")  # the holder's consent ended: the report answers its state and nothing more
 
 
-def report_answer(session: Session, signer: ReportSigner, code: str) -> ReportAnswer:
+OPENED_BY_CODE = ("report_code", "report_qr")  # how a report is opened without a share code
+
+
+def report_answer(session: Session, signer: ReportSigner, code: str, client: str = "",
+                  channel: str = "report_code") -> ReportAnswer:
     """Anyone holding the code: today's authoritative answer. An unknown code says nothing more than that; a
-    closed or expired report says only that (no name, ID number, subject or signed document)."""
+    closed or expired report says only that (no name, ID number, subject or signed document). Every opening
+    of a report is recorded for its holder: when, ``channel`` (the code typed, or the QR code's URL), the
+    caller's address (``client``) and the state answered."""
     if not isinstance(code, str) or not code.isalnum() or len(code) != 32:
         raise InvalidInput("invalid_report_code", "A report code has 32 letters and digits.")
     report = session.get(VerificationReport, report_id(code))  # by the code's digest: never by the id itself
     if report is None:
         raise NotFound("report_not_found", "No report has this code.")
-    return _answer(session, signer, report, code.upper())
+    answer = _answer(session, signer, report, code.upper())
+    session.add(ReportAccess(candidate_id=report.candidate_id, report_id=report.report_id,
+                             certificate_number=report.certificate_number,
+                             channel=channel if channel in OPENED_BY_CODE else "report_code",
+                             client=str(client or "")[:64], outcome=answer.state, accessed_at=utcnow()))
+    return answer
 
 
 def _answer(session: Session, signer: ReportSigner, report: VerificationReport, code: str | None) -> ReportAnswer:
@@ -371,7 +385,8 @@ def revoke_share_code(session: Session, candidate_id: str, share_id: str) -> Non
         share.revoked_at = utcnow()
 
 
-def open_shared_report(session: Session, signer: ReportSigner, request: OpenSharedReport) -> FullReport:
+def open_shared_report(session: Session, signer: ReportSigner, request: OpenSharedReport, client: str = ""
+                       ) -> FullReport:
     """Once: the first verifier to present the code opens the full report, and the holder sees who and why."""
     share = session.scalars(select(ShareCode).where(ShareCode.code_digest == _digest(request.share_code))
                             .with_for_update()).first()
@@ -397,7 +412,8 @@ def open_shared_report(session: Session, signer: ReportSigner, request: OpenShar
         raise Conflict("share_code_used", "This share code was already used; ask the holder for a new one.")
     answer = _answer(session, signer, report, _unseal(request.share_code, share.sealed_report_code))
     session.add(ReportAccess(candidate_id=share.candidate_id, report_id=share.report_id,
-                             certificate_number=report.certificate_number, share_id=share.share_id,
+                             certificate_number=report.certificate_number, channel="share_code",
+                             client=str(client or "")[:64], outcome=answer.state, share_id=share.share_id,
                              verifier_name=request.verifier_name, organisation=request.organisation,
                              purpose=request.purpose, accessed_at=now))
     if report.kind == "education_record":
@@ -407,20 +423,60 @@ def open_shared_report(session: Session, signer: ReportSigner, request: OpenShar
                       level=row.level if row else None, report=answer)
 
 
-def accesses(session: Session, candidate_id: str) -> AccessList:
-    """Everyone who looked: verifiers who opened a full report (with what they said), and public checks of
-    the holder's certificate numbers (when and with what answer; not who)."""
-    full = [AccessView(kind="full_report", at=a.accessed_at, certificate_number=a.certificate_number,
-                       report_code=a.report_id, verifier_name=a.verifier_name, organisation=a.organisation,
-                       purpose=a.purpose)
-            for a in session.scalars(select(ReportAccess).where(ReportAccess.candidate_id == candidate_id))]
+ACCESSES_SHOWN = 1000  # the newest looks shown; older ones: ``AccessList.truncated`` (retention bounds the rest)
+
+
+def accesses(session: Session, candidate_id: str, limit: int = ACCESSES_SHOWN) -> AccessList:
+    """Everyone who looked, newest first: every opening of the holder's reports (by code, QR code or share
+    code; with a share code, who the verifier said they are and why) and every public check of their
+    certificate numbers (with who checks and why, when the verifier said). Each with the time, the channel and
+    the caller's address masked to its network (``mask_ip_address``): the holder never sees a full address."""
+    opened = session.scalars(select(ReportAccess).where(ReportAccess.candidate_id == candidate_id)
+                             .order_by(ReportAccess.accessed_at.desc(), ReportAccess.access_id.desc())
+                             .limit(limit + 1)).all()
+    views = [AccessView(kind="full_report" if a.channel == "share_code" else "report", channel=a.channel,
+                        at=a.accessed_at, certificate_number=a.certificate_number, report_code=a.report_id,
+                        address_masked=mask_ip_address(a.client), verifier_name=a.verifier_name,
+                        organisation=a.organisation, purpose=a.purpose, outcome=a.outcome)
+             for a in opened[:limit]]
     numbers = list(session.scalars(select(VerifiableCertificate.certificate_number).where(
         VerifiableCertificate.candidate_id == candidate_id)))
-    checks = [AccessView(kind="public_check", at=c.checked_at, certificate_number=c.certificate_number,
-                         outcome=c.outcome)
-              for c in session.scalars(select(CheckLogEntry).where(CheckLogEntry.certificate_number.in_(numbers))
-                                       .order_by(CheckLogEntry.checked_at.desc()).limit(500))] if numbers else []
-    return AccessList(accesses=sorted(full + checks, key=lambda a: a.at, reverse=True))
+    checks = session.scalars(select(CheckLogEntry).where(CheckLogEntry.certificate_number.in_(numbers))
+                             .order_by(CheckLogEntry.checked_at.desc(), CheckLogEntry.check_id.desc())
+                             .limit(limit + 1)).all() if numbers else []
+    views += [AccessView(kind="public_check", channel="public_check", at=c.checked_at,
+                         certificate_number=c.certificate_number, address_masked=mask_ip_address(c.client),
+                         organisation=c.organisation, purpose=c.purpose, outcome=c.outcome)
+              for c in checks[:limit]]
+    views.sort(key=lambda a: a.at, reverse=True)
+    return AccessList(accesses=views[:limit], truncated=len(opened) > limit or len(checks) > limit
+                      or len(views) > limit)
+
+
+CSV_COLUMNS = ("at", "channel", "certificate_number", "report_id", "address_masked", "verifier_name", "organisation",
+               "purpose", "outcome")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value) -> str:
+    """A cell as a spreadsheet will read it: what a verifier typed cannot start a formula (OWASP's CSV
+    injection advice: a leading quote makes it text)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def accesses_csv(session: Session, candidate_id: str) -> str:
+    """The holder's access log to download: the same entries as ``accesses``, as CSV (UTF-8 with a byte order
+    mark, so that a spreadsheet reads the Chinese right), one row per look, newest first."""
+    listed = accesses(session, candidate_id)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for a in listed.accesses:
+        writer.writerow([_csv_cell(value) for value in (
+            a.at.isoformat(), a.channel, a.certificate_number, a.report_code, a.address_masked, a.verifier_name,
+            a.organisation, a.purpose, a.outcome)])
+    return "\ufeff" + out.getvalue()
 
 
 def record_corrected(session: Session, event) -> None:

@@ -38,6 +38,14 @@ from credence_common import signing
 
 LIFETIME = timedelta(days=30)
 ALGORITHM = "Ed25519"
+# What a report's QR code adds to its page's URL, so that the holder's log tells a scanned QR code from a typed
+# code (issue #19). Not signed: the document's ``verify_url`` stays as printed, and an offline check takes it
+# with or without the marker.
+QR_MARKER = "?via=qr"
+
+
+def qr_url(verify_url: str) -> str:
+    return verify_url + QR_MARKER
 
 
 def new_report_code() -> str:
@@ -77,7 +85,7 @@ def verify_report(signed: dict, public_key, now: datetime, qr_payload: str | Non
                                                                             signature):
         return Verdict("invalid_signature", "The signature does not match: the report was changed or is not "
                                             "the authority's.")
-    if qr_payload is not None and qr_payload != verify_url:
+    if qr_payload is not None and qr_payload not in (verify_url, qr_url(verify_url)):
         return Verdict("qr_mismatch", "The QR code does not lead to this report's page: do not trust it.")
     if now >= expires_at:
         return Verdict("expired", f"The report expired at {expires_at.isoformat()}; ask the holder for a new one.")

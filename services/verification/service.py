@@ -117,9 +117,12 @@ class VerificationService(HealthCheck):
                                                                report_code)).decode("ascii")
 
     @rpc
-    def report_answer(self, report_code: str) -> dict:
+    def report_answer(self, report_code: str, client: str = "", channel: str = "report_code") -> dict:
+        """``client``: the caller's address; ``channel``: report_code (the code typed, or its URL) or report_qr
+        (the QR code's URL). Both are recorded for the holder (``report_usecases.accesses``)."""
         with self.db.transaction() as session:
-            return report_usecases.report_answer(session, self.report_signer, report_code).model_dump(mode="json")
+            return report_usecases.report_answer(session, self.report_signer, report_code, str(client or ""),
+                                                 str(channel or "")).model_dump(mode="json")
 
     @rpc(idempotent=False)  # its answer is a credential (the share code): never kept to be replayed
     def create_share_code(self, actor: dict, report_code: str, request: dict | None = None) -> dict:
@@ -143,16 +146,24 @@ class VerificationService(HealthCheck):
             return report_usecases.share_codes(session, candidate.subject).model_dump(mode="json")
 
     @rpc
-    def open_shared_report(self, request: dict) -> dict:
+    def open_shared_report(self, request: dict, client: str = "") -> dict:
         opening = parse(OpenSharedReport, request)
         with self.db.transaction() as session:
-            return report_usecases.open_shared_report(session, self.report_signer, opening).model_dump(mode="json")
+            return report_usecases.open_shared_report(session, self.report_signer, opening,
+                                                      str(client or "")).model_dump(mode="json")
 
     @rpc
     def my_accesses(self, actor: dict) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return report_usecases.accesses(session, candidate.subject).model_dump(mode="json")
+
+    @rpc
+    def my_accesses_csv(self, actor: dict) -> str:
+        """The same log as ``my_accesses``, as CSV text for the holder to download."""
+        candidate = require_role(actor, "candidate")
+        with self.db.transaction() as session:
+            return report_usecases.accesses_csv(session, candidate.subject)
 
     @rpc
     def report_public_key(self) -> dict:

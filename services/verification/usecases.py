@@ -155,8 +155,10 @@ CERTIFICATES_BY_NUMBER = PreparedStatement("verification_certificates_by_number"
 CERTIFICATES_AND_FAILURES = PreparedStatement("verification_certificates_and_failures",
                                               _certificates_and_failures(in_list),
                                               postgresql=_certificates_and_failures(any_of_array))
+# who checks and why (what the verifier chose to say, or NULL) are columns of the same one insert per batch
 LOG_CHECK = PreparedStatement("verification_log_check", insert(CHECK_LOG).inline().values(
-    {name: bindparam(name) for name in ("checked_at", "certificate_number", "outcome", "client")}))
+    {name: bindparam(name) for name in ("checked_at", "certificate_number", "outcome", "client", "organisation",
+                                        "purpose")}))
 
 
 def public_check(connection: Connection, check: PublicCheck, client: str = "", per_number_per_minute: int = 20
@@ -203,16 +205,16 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
     log_rows: list[dict] = []
     outcomes: list[PublicCheckResult | CredenceError] = []
 
-    def log(number: str, outcome: str, client: str) -> None:
+    def log(number: str, outcome: str, check: PublicCheck, client: str) -> None:
         log_rows.append({"checked_at": now, "certificate_number": number, "outcome": outcome,
-                         "client": client[:64]})
+                         "client": client[:64], "organisation": check.organisation, "purpose": check.purpose})
         if outcome in domain.FAILED_OUTCOMES:
             failures[number] = failures.get(number, 0) + 1
             failed_callers.add((number, client[:64]))
 
     for (check, client), number in zip(checks, numbers, strict=True):
         if number is None:
-            log(check.certificate_number[:40], "invalid", client)
+            log(check.certificate_number[:40], "invalid", check, client)
             outcomes.append(InvalidInput(
                 "invalid_certificate_number", "A certificate number has 15 digits and its last digit is a check "
                 "digit; please check for a typing mistake.",
@@ -224,15 +226,15 @@ def public_checks(connection: Connection, checks: list[tuple[PublicCheck, str]],
         matches = hmac.compare_digest(expected.encode(), domain.name_key(check.holder_name).encode())
         if not domain.answers_truthfully(failures.get(number, 0), (number, client[:64]) in failed_callers,
                                          row is not None and matches, per_number_per_minute):
-            log(number, "rate_limited", client)
+            log(number, "rate_limited", check, client)
             outcomes.append(RateLimited("rate_limited", "This certificate number was checked too often; wait a "
                                                         "minute."))
             continue
         if row is None or not matches:
-            log(number, "no_match", client)
+            log(number, "no_match", check, client)
             outcomes.append(NotFound("certificate_not_found", NOT_FOUND_MESSAGE))
             continue
-        log(number, row.status, client)
+        log(number, row.status, check, client)
         outcomes.append(PublicCheckResult(result=row.status, certificate=public_details(row)))
     if log_rows:
         LOG_CHECK.execute(connection, log_rows)
@@ -252,8 +254,8 @@ def public_details(row) -> VerifiedCertificate:
 
 @dataclass(frozen=True)
 class Retention:
-    """How long the check log keeps what: callers' full addresses, then its rows; and the log of who opened
-    a full report (shown to the holder)."""
+    """How long the logs keep what: callers' full addresses (in the check log and in the log of who opened a
+    report), then the check log's rows, and the rows of who opened a report (both shown to the holder)."""
 
     address_days: int = 30
     check_log_days: int = 365
@@ -279,17 +281,22 @@ def apply_retention(session: Session, retention: Retention, now=None) -> Retenti
         CheckLogEntry.checked_at < now - timedelta(days=retention.check_log_days)))
     accesses = session.execute(delete(ReportAccess).where(
         ReportAccess.accessed_at < now - timedelta(days=retention.report_access_days)))
-    old = CheckLogEntry.checked_at < now - timedelta(days=retention.address_days)
+    since = now - timedelta(days=retention.address_days)
+    truncated = (_truncate_addresses(session, CheckLogEntry, CheckLogEntry.checked_at < since)
+                 + _truncate_addresses(session, ReportAccess, ReportAccess.accessed_at < since))
+    return RetentionDone(addresses_truncated=truncated, checks_deleted=checks.rowcount,
+                         accesses_deleted=accesses.rowcount)
+
+
+def _truncate_addresses(session: Session, model, old) -> int:
     truncated = 0
     while True:
         # A truncated address is a network ("a.b.c.0/24") or empty: only full addresses are still to do.
-        clients = list(session.scalars(select(CheckLogEntry.client).where(
-            old, CheckLogEntry.client != "", CheckLogEntry.client.not_like("%/%")).distinct().limit(TRUNCATE_BATCH)))
+        clients = list(session.scalars(select(model.client).where(
+            old, model.client != "", model.client.not_like("%/%")).distinct().limit(TRUNCATE_BATCH)))
         if not clients:
-            break
+            return truncated
         for client in clients:
-            truncated += session.execute(update(CheckLogEntry).where(old, CheckLogEntry.client == client)
+            truncated += session.execute(update(model).where(old, model.client == client)
                                          .values(client=domain.truncated_client(client))
                                          .execution_options(synchronize_session=False)).rowcount
-    return RetentionDone(addresses_truncated=truncated, checks_deleted=checks.rowcount,
-                         accesses_deleted=accesses.rowcount)

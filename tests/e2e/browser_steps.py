@@ -1,7 +1,7 @@
 """What the browser test asks Chromium to do, run as its own process: selenium's driver plumbing (a child
 process and polling sockets) does not get along with the eventlet monkey-patching the test process needs.
 
-    python -m tests.e2e.browser_steps verify MODE BASE_URL HOLDER_NAME NUMBER SCREENSHOT.png
+    python -m tests.e2e.browser_steps verify MODE BASE_URL HOLDER_NAME NUMBER SCREENSHOT.png [ORGANISATION PURPOSE]
     python -m tests.e2e.browser_steps open MODE URL SCREENSHOT.png
 
 MODE ``nojs``: a desktop window with JavaScript switched off (the pages must not need it). MODE ``phone``: a
@@ -49,12 +49,17 @@ def describe(browser, screenshot: str) -> dict:
             "main_width": browser.find_element(By.TAG_NAME, "main").size["width"]}
 
 
-def verify(mode: str, base_url: str, holder_name: str, number: str, screenshot: str) -> dict:
+def verify(mode: str, base_url: str, holder_name: str, number: str, screenshot: str, organisation: str = "",
+           purpose: str = "") -> dict:
+    """``organisation`` and ``purpose``: who is checking and why, typed into the form's optional fields."""
     browser = driver(mode)
     try:
         browser.get(base_url + "/verify")
         browser.find_element(By.ID, "holder_name").send_keys(holder_name)
         browser.find_element(By.ID, "certificate_number").send_keys(number)
+        for field, value in (("organisation", organisation), ("purpose", purpose)):
+            if value:
+                browser.find_element(By.ID, field).send_keys(value)
         button_width = browser.find_element(By.ID, "check").size["width"]
         browser.find_element(By.ID, "check").click()
         return {**describe(browser, screenshot), "button_width": button_width}

@@ -223,3 +223,18 @@ def test_an_institution_pays_its_students_fees_in_one_order_and_one_fee_is_refun
     refunded = {d["candidate_id"]: d["refunded_fen"] for d in gw.get("/api/v1/institution/payment-dues", inst)["dues"]}
     assert refunded == {s["candidate_id"]: (6000 if s is student else 0) for s in students}
     assert len(gw.get(f"/api/v1/refunds?order_number={order['order_number']}", staff)["refunds"]) == 1
+
+    # issue #19 item 2: the student's whole fee went back, so their certificate is revoked (reason fee_refunded);
+    # the other students' certificates stay valid
+    numbers = {}
+    for each in students:
+        mine = gw.get(f"/api/v1/me/certificates/{certificates[each['candidate_id']]}", each["token"])
+        numbers[each["candidate_id"]] = mine["certificate_number"]
+    revoked = wait_until("the refunded student's certificate is revoked", lambda: (lambda c: c if c["status"] ==
+                         "revoked" else None)(gw.get(f"/api/v1/me/certificates/{certificates[student['candidate_id']]}",
+                                                     student["token"])))
+    assert revoked["revocation_code"] == "fee_refunded"
+    for each in students:
+        answer = gw.post("/api/v1/certificate-checks", json={
+            "holder_name": each["full_name"], "certificate_number": numbers[each["candidate_id"]]})
+        assert answer["result"] == ("revoked" if each is student else "valid"), each["full_name"]

@@ -521,6 +521,107 @@ def test_a_downloaded_report_verifies_offline_with_the_keys_the_gateway_publishe
     assert json.loads(published.text) == key_set
 
 
+def test_the_holder_sees_who_looked_by_every_channel_and_downloads_the_log(platform, journey):
+    """issue #19 item 3, through the gateway: a public check (API and form) saying who checks and why, the report
+    opened by its code, by its QR code and by a share code; the holder's log shows each with its channel, the
+    masked address and what the verifier said, and the CSV download is the same log. Runs before the reissue
+    below, while the journey's certificate is valid. Bad input is a 422 that logs nothing."""
+    import csv
+    import io
+    import uuid
+
+    signed_in = post(platform, "/api/v1/auth/login", json={"login": journey["email"], "password": journey["password"]})
+    assert signed_in.status_code == 200, signed_in.text
+    candidate = signed_in.json()["access_token"]
+    number = journey["certificate"]["certificate_number"]
+    marker = f"wl-{uuid.uuid4().hex[:8]}-zq"  # not hex: nothing else in a log line can look like it
+    organisation, purpose = f"某某科技 HR {marker}", f"入职背景核查 <b>{marker}</b>"
+    form_organisation, form_purpose = f"Form Org {marker}", f"=form purpose {marker}"
+    made = post(platform, "/api/v1/me/verification-reports", candidate, json={"certificate_number": number})
+    assert made.status_code == 201, made.text
+    report = made.json()
+    code = report["report_code"]
+    assert report["qr_url"] == report["verify_url"] + "?via=qr"
+
+    def my_log() -> dict:
+        answer = get(platform, "/api/v1/me/certificate-accesses", candidate)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    checks_before = sum(a["channel"] == "public_check" for a in my_log()["accesses"])
+    # who checks and why: by the API, and by the public form (its fields travel through the gateway's batch)
+    checked = post(platform, "/api/v1/certificate-checks", json={
+        "holder_name": journey["full_name"], "certificate_number": number, "organisation": organisation,
+        "purpose": purpose})
+    assert checked.status_code == 200 and checked.json()["result"] == "valid", checked.text
+    form = urllib.parse.urlencode({"holder_name": journey["full_name"], "certificate_number": number,
+                                   "organisation": form_organisation, "purpose": form_purpose})
+    page = post(platform, "/verify", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert page.status_code == 200 and 'data-result="valid"' in page.text
+    # the report by its code (the API, and its page's URL typed in), by its QR code, and with a share code
+    assert get(platform, f"/api/v1/verification-reports/{code}").json()["state"] == "valid"
+    assert 'data-result="valid"' in requests.get(report["verify_url"], timeout=15).text
+    assert 'data-result="valid"' in requests.get(report["qr_url"], timeout=15).text
+    shared = post(platform, f"/api/v1/me/verification-reports/{code}/share-codes", candidate, json={})
+    assert shared.status_code == 201, shared.text
+    opened = post(platform, "/api/v1/shared-reports", json={
+        "share_code": shared.json()["share_code"], "verifier_name": "张经理", "organisation": organisation,
+        "purpose": purpose})
+    assert opened.status_code == 200, opened.text
+
+    # bad input: a clear 422 with a code and a message, and nothing logged
+    for too_long in ({"purpose": "p" * 201}, {"organisation": "o" * 101}):
+        refused = post(platform, "/api/v1/certificate-checks", json={
+            "holder_name": journey["full_name"], "certificate_number": number, **too_long})
+        assert refused.status_code == 422 and error_code(refused) == "invalid_input", refused.text
+        assert next(iter(too_long)) in refused.json()["error"]["message"]
+    over_long_form = urllib.parse.urlencode({"holder_name": journey["full_name"], "certificate_number": number,
+                                             "purpose": "p" * 201})
+    refused_page = post(platform, "/verify", data=over_long_form,
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused_page.status_code == 422 and 'data-result="not_valid"' in refused_page.text
+    assert "purpose" in refused_page.text.split('id="result"')[1]  # the page says which field to fix
+    assert requests.get(platform.gateway_url + "/r/" + "A" * 32 + "?via=qr", timeout=15).status_code == 404
+
+    log = my_log()
+    checks = [a for a in log["accesses"] if a["channel"] == "public_check"]
+    assert len(checks) == checks_before + 2  # the two answered; the refused ones logged nothing
+    ours = [a for a in log["accesses"]
+            if marker in (a["organisation"] or "") or a["report_code"] == report["report_id"]]
+    assert sorted((a["channel"], a["kind"], a["organisation"], a["purpose"]) for a in ours) == sorted([
+        ("public_check", "public_check", organisation, purpose),
+        ("public_check", "public_check", form_organisation, form_purpose),
+        ("report_code", "report", None, None), ("report_code", "report", None, None),
+        ("report_qr", "report", None, None),
+        ("share_code", "full_report", organisation, purpose)])
+    assert {a["certificate_number"] for a in ours} == {number}
+    # the holder sees the caller's network, never the address (the tests call from 127.0.0.1)
+    assert {a["address_masked"] for a in ours} == {"127.0.0.0/24"}
+    assert "127.0.0.1" not in str(log) and code not in str(log)
+    assert [a["verifier_name"] for a in ours if a["channel"] == "share_code"] == ["张经理"]
+
+    download = requests.get(platform.gateway_url + "/api/v1/me/certificate-accesses.csv", timeout=15,
+                            headers={"Authorization": f"Bearer {candidate}"})
+    assert download.status_code == 200, download.text
+    assert download.headers["Content-Type"].startswith("text/csv")
+    assert download.headers["Content-Disposition"] == 'attachment; filename="certificate-accesses.csv"'
+    text = download.content.decode("utf-8")
+    assert text.startswith("\ufeff") and "127.0.0.1" not in text and code not in text
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    assert len(rows) == len(log["accesses"])  # the same log: nobody looked in between
+    assert [(r["channel"], r["address_masked"], r["certificate_number"], r["organisation"]) for r in rows] == [
+        (a["channel"], a["address_masked"], a["certificate_number"] or "", a["organisation"] or "")
+        for a in log["accesses"]]
+    # what a verifier typed cannot start a spreadsheet formula in the holder's download
+    assert "'" + form_purpose in [r["purpose"] for r in rows] and form_purpose not in [r["purpose"] for r in rows]
+    assert get(platform, "/api/v1/me/certificate-accesses.csv").status_code == 401
+    staff = get(platform, "/api/v1/me/certificate-accesses.csv", journey["staff_token"])
+    assert staff.status_code in (401, 403)  # staff never reads a holder's log (401 if its token has expired)
+    # what a verifier typed about themselves stays out of every log line
+    for process_log in platform.log_dir.glob("*.log"):
+        assert marker not in process_log.read_text(errors="replace"), process_log.name
+
+
 def test_certificates_over_http_batch_export_shipping_and_a_reissue(platform, journey):
     staff, candidate = journey["staff_token"], journey["candidate_token"]
     certificate = journey["certificate"]
@@ -644,6 +745,57 @@ def test_an_unpaid_replacement_is_withdrawn_or_cancelled_and_its_due_goes_with_i
     check = post(platform, "/api/v1/certificate-checks", json={
         "holder_name": mine["full_name"], "certificate_number": mine["certificate"]["certificate_number"]})
     assert check.status_code == 200 and check.json()["result"] == "valid"
+
+
+def test_a_recheck_that_fails_an_issued_certificate_puts_it_on_the_revocation_queue(platform):
+    """Issue #19 item 2, through the gateway: a re-check corrects the pass to a fail; the issued certificate stays
+    valid until staff decide its revocation case (before its decide_by day), then answers revoked with reason
+    result_corrected. Wrong decisions get a 4xx and change nothing."""
+    from deploy.journey import run_journey
+
+    mine = run_journey(platform.gateway_url, say=lambda _line: None,
+                       staff_password=SECRETS["BOOTSTRAP_STAFF_PASSWORD"])
+    candidate, staff = mine["candidate_token"], mine["staff_token"]
+    certificate = mine["certificate"]
+    result_id = get(platform, "/api/v1/me/results", candidate).json()["results"][0]["result_id"]
+    review = post(platform, f"/api/v1/me/results/{result_id}/review", candidate,
+                  json={"reason": "Please re-count my drill marks"})
+    assert review.status_code == 201, review.text
+    closed = post(platform, f"/api/v1/score-reviews/{review.json()['review_id']}/closure", staff,
+                  json={"resolution": "corrected", "new_score": 41, "note": "drill marks were counted twice"})
+    assert closed.status_code == 200, closed.text
+
+    def open_case():
+        cases = get(platform, "/api/v1/revocation-cases?status=open", staff).json()["cases"]
+        return next((c for c in cases if c["certificate_id"] == certificate["certificate_id"]), None)
+
+    case = wait_until("the certificate is on the revocation queue", open_case)
+    assert case["reason_code"] == "result_corrected" and case["overdue"] is False and case["decide_by"]
+    assert get(platform, "/api/v1/revocation-cases", candidate).status_code == 403
+
+    def check():
+        return post(platform, "/api/v1/certificate-checks", json={
+            "holder_name": mine["full_name"], "certificate_number": certificate["certificate_number"]}).json()
+
+    assert check()["result"] == "valid"  # until staff decide
+    decision = f"/api/v1/revocation-cases/{case['case_id']}/decision"
+    for body in ({"decision": "maybe", "note": "x"}, {"decision": "revoke"}, {"decision": "revoke", "note": "x" * 201}):
+        refused = post(platform, decision, staff, json=body)
+        assert refused.status_code == 422 and error_code(refused), refused.text
+    unknown = post(platform, "/api/v1/revocation-cases/no-such-case/decision", staff,
+                   json={"decision": "revoke", "note": "x"})
+    assert unknown.status_code == 404 and error_code(unknown) == "case_not_found"
+    assert post(platform, decision, candidate, json={"decision": "keep", "note": "mine"}).status_code == 403
+    assert open_case() is not None and check()["result"] == "valid"  # nothing changed
+    decided = post(platform, decision, staff, json={"decision": "revoke",
+                                                    "note": "The re-check corrected the score to a fail."})
+    assert decided.status_code == 200 and decided.json()["status"] == "revoked"
+    twice = post(platform, decision, staff, json={"decision": "keep", "note": "changed my mind"})
+    assert twice.status_code == 409 and error_code(twice) == "case_decided"
+    wait_until("the public check answers revoked", lambda: check()["result"] == "revoked")
+    held = get(platform, f"/api/v1/me/certificates/{certificate['certificate_id']}", candidate).json()
+    assert (held["status"], held["revocation_code"], held["revocation_reason"]) == (
+        "revoked", "result_corrected", "The re-check corrected the score to a fail.")
 
 
 def test_an_idempotency_key_makes_a_client_retry_safe(platform, journey):

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
 from credence_common.calendar import add_working_days
-from credence_common.contracts.events import CandidateConfirmedV1, CandidateQualifiedV1, PaymentSucceededV1
+from credence_common.contracts.events import (
+    CandidateConfirmedV1,
+    CandidateQualifiedV1,
+    PaymentRefundedV1,
+    PaymentSucceededV1,
+    QualificationWithdrawnV1,
+    RefundedDue,
+)
 from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import make_envelope, utcnow
@@ -494,3 +501,122 @@ def test_revoking_voids_open_replacements_and_money_that_arrives_later_goes_back
     assert again[0]["data"]["refund_request_id"] == next(
         e for e in asked if e["data"]["order_number"] == "P202611230000000555")["data"]["refund_request_id"]
     assert query(db, "select status from certificates") == [("revoked",)]
+
+
+def withdrawn_qualification(result_id="res-1", review_id="rev-1") -> QualificationWithdrawnV1:
+    return QualificationWithdrawnV1(result_id=result_id, candidate_id="cand-1", program_code="PSY-COUNSELLOR",
+                                    corrected_result_id=result_id, review_id=review_id, withdrawn_at=utcnow())
+
+
+def refunded(certificate_id: str, order="P202611230000000001", whole=True) -> PaymentRefundedV1:
+    return PaymentRefundedV1(refund_number=f"R-{order}-{whole}", order_number=order, reference_id=certificate_id,
+                             payer_kind="candidate", payer_id="cand-1", amount_fen=6000 if whole else 1000,
+                             order_refunded_fen=6000 if whole else 1000, fully_refunded=whole, reason="asked",
+                             provider="sandbox", refunded_at=utcnow(),
+                             fully_refunded_dues=[RefundedDue(purpose="certificate_fee", reference_id=certificate_id)]
+                             if whole else [])
+
+
+def test_a_recheck_that_removes_the_qualification_withdraws_an_application_and_queues_an_issued_certificate(
+        start_service, event_spy):
+    """Issue #19 item 2: before issue the application is withdrawn (and its fee no longer due); an issued
+    certificate goes on staff's revocation queue with a deadline; staff revoke it (reason result_corrected) or
+    keep it, once; a redelivered withdrawal opens no second case."""
+    container, config = start_service(CertificatesService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    spy = event_spy("certificates", "credence.certificate.#")
+    # an application waiting for its fee, and one still to be confirmed
+    publish_event(amqp, qualified("res-due"))
+    publish_event(amqp, qualified("res-new"))
+    due_id = application(db, "res-due")
+    application(db, "res-new")
+    with rpc_proxy("certificates", config) as certificates:
+        certificates.confirm_certificate(CANDIDATE, due_id, PHOTO)
+    spy.collect(1)  # its awaiting_payment
+    publish_event(amqp, withdrawn_qualification("res-due"))
+    publish_event(amqp, withdrawn_qualification("res-new"))
+    wait_for(lambda: query(db, "select count(*) from certificates where status = 'withdrawn'") == [(2,)],
+             what="both withdrawn")
+    no_longer_due = spy.collect(1)[0]
+    assert no_longer_due["type"] == "credence.certificate.fee_no_longer_due.v1"
+    assert (no_longer_due["data"]["reference_id"], no_longer_due["data"]["purpose"],
+            no_longer_due["data"]["reason"]) == (due_id, "certificate_fee", "result_corrected")
+    # the candidate had paid at the provider meanwhile: nothing is issued and the money goes back
+    publish_event(amqp, paid(due_id, order="P202612070000000009"))
+    refund = spy.collect(1)[0]
+    assert refund["type"] == "credence.certificate.refund_requested.v1" and refund["data"]["reference_id"] == due_id
+
+    # an issued certificate: a case for staff, not an instant revocation
+    publish_event(amqp, qualified("res-1"))
+    issued_id = application(db, "res-1")
+    with rpc_proxy("certificates", config) as certificates:
+        certificates.confirm_certificate(CANDIDATE, issued_id, PHOTO)
+    publish_event(amqp, paid(issued_id))
+    wait_for(lambda: query(db, "select status from certificates where certificate_id = :c", c=issued_id)
+             == [("issued",)], what="issued")
+    spy.collect(2)
+    envelope = make_envelope(withdrawn_qualification("res-1"))
+    publish_event(amqp, withdrawn_qualification("res-1"), envelope)
+    publish_event(amqp, withdrawn_qualification("res-1"), envelope)  # redelivered
+    publish_event(amqp, withdrawn_qualification("res-1"))  # told again under another id
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(9,)], what="every event handled")
+    with rpc_proxy("certificates", config) as certificates:
+        [case] = certificates.revocation_cases(STAFF, "open")["cases"]
+        assert (case["certificate_id"], case["reason_code"], case["review_id"], case["overdue"]) == (
+            issued_id, "result_corrected", "rev-1", False)
+        assert case["decide_by"] == (utcnow().date() + timedelta(days=10)).isoformat()
+        assert certificates.certificate(CANDIDATE, issued_id)["status"] == "issued"
+        assert certificates.revocation_cases(STAFF, None, True)["cases"] == []  # not overdue yet
+        with pytest.raises(Forbidden):
+            certificates.revocation_cases(CANDIDATE)
+        with pytest.raises(Forbidden):
+            certificates.decide_revocation_case(CANDIDATE, case["case_id"], {"decision": "revoke", "note": "x"})
+        with pytest.raises(InvalidInput):
+            certificates.decide_revocation_case(STAFF, case["case_id"], {"decision": "maybe", "note": "x"})
+        with pytest.raises(NotFound):
+            certificates.decide_revocation_case(STAFF, "no-such-case", {"decision": "revoke", "note": "x"})
+        decided = certificates.decide_revocation_case(STAFF, case["case_id"], {
+            "decision": "revoke", "note": "The drill score was corrected to a fail on re-check."})
+        assert (decided["status"], decided["decided_by"]) == ("revoked", "staff:staff-1")
+        with pytest.raises(Conflict) as twice:
+            certificates.decide_revocation_case(STAFF, case["case_id"], {"decision": "keep", "note": "changed"})
+        assert twice.value.code == "case_decided"
+        revoked = certificates.certificate(CANDIDATE, issued_id)
+        assert (revoked["status"], revoked["revocation_code"]) == ("revoked", "result_corrected")
+        assert revoked["revocation_reason"] == "The drill score was corrected to a fail on re-check."
+    event = spy.collect(1)[0]
+    assert event["type"] == "credence.certificate.revoked.v1" and event["data"]["reason_code"] == "result_corrected"
+    assert spy.drain() == []
+
+
+def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes(start_service, event_spy):
+    """``REVOKE_ON_RESULT_CORRECTION=automatic`` revokes at once (the case is recorded, decided); a certificate
+    fee refunded in full revokes the certificate it paid for, a partial refund or a refund of another order
+    does not."""
+    container, config = start_service(CertificatesService, REVOKE_ON_RESULT_CORRECTION="automatic")
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    spy = event_spy("certificates", "credence.certificate.revoked.v1")
+    corrected = issued_certificate(config)
+    publish_event(amqp, withdrawn_qualification("res-1"))
+    revoked = spy.collect(1)[0]["data"]
+    assert (revoked["certificate_id"], revoked["reason_code"]) == (corrected, "result_corrected")
+    with rpc_proxy("certificates", config) as certificates:
+        [case] = certificates.revocation_cases(STAFF)["cases"]
+        assert (case["status"], case["decided_by"]) == ("revoked", "automatic")
+
+    publish_event(amqp, qualified("res-2"))
+    refunded_id = application(db, "res-2")
+    with rpc_proxy("certificates", config) as certificates:
+        certificates.confirm_certificate(CANDIDATE, refunded_id, PHOTO)
+    publish_event(amqp, paid(refunded_id, order="P202612070000000002"))
+    wait_for(lambda: query(db, "select status from certificates where certificate_id = :c", c=refunded_id)
+             == [("issued",)], what="issued")
+    publish_event(amqp, refunded(refunded_id, order="P202612070000000002", whole=False))  # goodwill: stays
+    publish_event(amqp, refunded(refunded_id, order="P202611230000000099"))  # another order's money
+    publish_event(amqp, refunded(refunded_id, order="P202612070000000002"))  # the fee itself
+    revoked = spy.collect(1)[0]["data"]
+    assert (revoked["certificate_id"], revoked["reason_code"]) == (refunded_id, "fee_refunded")
+    with rpc_proxy("certificates", config) as certificates:
+        mine = certificates.certificate(CANDIDATE, refunded_id)
+    assert mine["status"] == "revoked" and mine["revocation_reason"].startswith("The certificate fee was refunded")
+    assert spy.drain() == []

@@ -49,8 +49,8 @@ def look_up(connection, statement: PreparedStatement) -> list[tuple]:
 def test_a_prepared_statement_answers_as_its_core_statement_and_is_prepared_once_per_connection(verification_db):
     now = utcnow()
     failures = [{"checked_at": now, "certificate_number": honest.certificate_number(0), "outcome": outcome,
-                 "client": client} for outcome, client in (("no_match", "a"), ("rate_limited", "z"),
-                                                           ("no_match", "z"), ("valid", "a"))]
+                 "client": client, "organisation": None, "purpose": None}
+                for outcome, client in (("no_match", "a"), ("rate_limited", "z"), ("no_match", "z"), ("valid", "a"))]
     with verification_db.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         usecases.LOG_CHECK.execute(connection, failures)  # a list: one row each
         prepared = look_up(connection, usecases.CERTIFICATES_AND_FAILURES)

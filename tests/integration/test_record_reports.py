@@ -55,9 +55,11 @@ def test_an_exam_record_report_states_achievements_is_signed_and_marked_after_a_
         full = verification.open_shared_report({"share_code": share["share_code"], "verifier_name": "李经理",
                                                 "organisation": "某律师事务所", "purpose": "hiring"})
         assert full["holder_name"] == "王小明" and full["report"]["kind"] == "education_record"
-        [access] = verification.my_accesses(OWNER)["accesses"]
-        assert (access["organisation"], access["certificate_number"], access["report_code"]) == (
-            "某律师事务所", None, view["report_id"])
+        # the holder sees both openings: by its code above, and with the share code
+        shared_access, by_code = verification.my_accesses(OWNER)["accesses"]
+        assert (shared_access["channel"], shared_access["organisation"], shared_access["certificate_number"],
+                shared_access["report_code"]) == ("share_code", "某律师事务所", None, view["report_id"])
+        assert (by_code["channel"], by_code["report_code"]) == ("report_code", view["report_id"])
 
         # a re-check corrects a result: scoring's result_corrected event marks the earlier report
         failed_id = query(scoring_config["DB_URI"],

@@ -63,6 +63,55 @@ def test_a_recheck_that_corrects_a_fail_republishes_and_completes_the_program(st
     assert [e["data"]["program_code"] for e in qualified_spy.collect(1)] == ["ZK-LAW"]
 
 
+def test_a_recheck_that_corrects_a_pass_to_a_fail_withdraws_the_qualification_it_gave(start_service, event_spy):
+    """Issue #19 item 2, scoring's half: a composite program's corrected result, and a course-based program's
+    graduation once a required course no longer counts, each withdraw the qualification under the id that
+    candidate_qualified.v1 gave it (certificates' half: tests/integration/test_certificates.py)."""
+    import json
+
+    container, config = start_service(ScoringService)
+    roster(config)
+    qualified_spy = event_spy("scoring", "credence.scoring.candidate_qualified.v1")
+    withdrawn_spy = event_spy("scoring", "credence.scoring.qualification_withdrawn.v1")
+    with rpc_proxy("scoring", config) as scoring:
+        upload(scoring, json.dumps({"ticket_number": TICKETS[0], "program_code": "PSY-COUNSELLOR", "sitting": "2026-11",
+                                    "machine_exam_score": 90, "drill_score": 90}) + "\n", "jsonl")
+        sign_off(scoring)
+        scoring.publish_results(STAFF, {"program_code": "PSY-COUNSELLOR", "sitting": "2026-11"})
+        composite = qualified_spy.collect(1)[0]["data"]
+        review = scoring.request_score_review(OWNER, composite["result_id"], {"reason": "check the drill"})
+        scoring.close_score_review(STAFF, review["review_id"], {"resolution": "corrected", "new_score": 40,
+                                                                "note": "drill marks were added twice"})
+        withdrawn = withdrawn_spy.collect(1)[0]["data"]
+        assert (withdrawn["result_id"], withdrawn["corrected_result_id"], withdrawn["review_id"]) == (
+            composite["result_id"], composite["result_id"], review["review_id"])
+        assert withdrawn["reason"] == "result_corrected" and withdrawn["program_code"] == "PSY-COUNSELLOR"
+
+        # course-based: graduate (every required course passed or exempted), then lose a course on re-check
+        ticket = TICKETS[0]
+        upload(scoring, HEADER + f"{ticket},ZK-LAW,00015,2026-04,70\n{ticket},ZK-LAW,00227,2026-04,75\n"
+                                 f"{ticket},ZK-LAW,00230,2026-04,80\n{ticket},ZK-LAW,00233,2026-04,66\n")
+        scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
+        scoring.grant_exemption(STAFF, {"candidate_id": "cand-0", "program_code": "ZK-LAW", "course_code": "00249",
+                                        "reason": "credited from an earlier diploma"})
+        graduation = qualified_spy.collect(1)[0]["data"]
+        assert graduation["program_code"] == "ZK-LAW"
+        law_id = query(config["DB_URI"], "select result_id from exam_results where course_code = '00227'")[0][0]
+        review = scoring.request_score_review(OWNER, law_id, {"reason": "essay"})
+        scoring.close_score_review(STAFF, review["review_id"], {"resolution": "corrected", "new_score": 50,
+                                                                "note": "essay over-marked"})
+        programs = {p["program_code"]: p for p in scoring.candidate_record(OWNER, "cand-0")["programs"]}
+        assert programs["ZK-LAW"]["graduated"] is False
+        lost = withdrawn_spy.collect(1)[0]["data"]
+        assert (lost["result_id"], lost["corrected_result_id"]) == (graduation["result_id"], law_id)
+        # a correction that leaves a pass a pass withdraws nothing
+        other_id = query(config["DB_URI"], "select result_id from exam_results where course_code = '00230'")[0][0]
+        review = scoring.request_score_review(OWNER, other_id, {"reason": "one more point?"})
+        scoring.close_score_review(STAFF, review["review_id"], {"resolution": "corrected", "new_score": 81,
+                                                                "note": "one point"})
+    assert withdrawn_spy.drain() == []
+
+
 def test_rechecks_only_within_the_window_and_only_after_release(start_service):
     container, config = start_service(ScoringService)
     roster(config)

@@ -9,7 +9,7 @@ import pytest
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.db import make_engine
-from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from credence_common.events import make_envelope, utcnow
 from services.verification.service import VerificationService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
@@ -506,5 +506,132 @@ def test_the_look_up_answers_alike_with_the_per_number_limit_on_or_off(databases
         with engine.begin() as connection:  # the two wrong guesses above count against that number at limit 1
             outcomes = usecases.public_checks(connection, [(wrong, "c"), (right, "d")], per_number_per_minute=1)
         assert [type(outcome).__name__ for outcome in outcomes] == ["RateLimited", "PublicCheckResult"]
+    finally:
+        engine.dispose()
+
+
+def test_the_holder_sees_every_look_with_its_channel_masked_address_and_what_the_verifier_said(start_service):
+    """issue #19 item 3: openings by code, by QR code and by share code, and public checks (alone and in a
+    batch, with or without who is checking and why); bad input is refused and logs nothing."""
+    import csv
+    import io
+
+    container, config = start_service(VerificationService)
+    db = config["DB_URI"]
+    holder = signed_actor({"subject": "cand-1", "role": "candidate"})
+    publish_event(config["AMQP_URI"], issued())
+    wait_for(lambda: query(db, "select count(*) from verifiable_certificates") == [(1,)], what="read model")
+    right = {"holder_name": "王小明", "certificate_number": NUMBER}
+    stated = {"organisation": "某某科技 HR <b>", "purpose": "入职核查 =cmd"}
+    with rpc_proxy("verification", config) as verification:
+        made = verification.request_report(holder, {"certificate_number": NUMBER})
+        code = made["report_code"]
+        assert made["qr_url"] == made["verify_url"] + "?via=qr"
+        assert verification.public_check({**right, **stated}, "203.0.113.77")["result"] == "valid"
+        outcomes = verification.public_checks([  # the fields travel in a batch item's request
+            {"request": {**right, "organisation": "Batch Org", "purpose": "batch purpose"}, "client": "203.0.113.78"},
+            {"request": right, "client": "2001:db8:abcd:12::9"},
+            {"request": {**right, "purpose": "p" * 201}, "client": "198.51.100.1"}])
+        assert outcomes[0]["answer"]["result"] == outcomes[1]["answer"]["result"] == "valid"
+        assert outcomes[2]["refusal"]["code"] == "invalid_input" and "p" * 201 not in str(outcomes[2])
+        for too_long in ({"organisation": "o" * 101}, {"purpose": "p" * 201}):
+            with pytest.raises(InvalidInput) as refused:
+                verification.public_check({**right, **too_long}, "198.51.100.2")
+            assert refused.value.code == "invalid_input"
+        assert verification.report_answer(code, "192.0.2.10", "report_code")["state"] == "valid"
+        assert verification.report_answer(code.lower(), "192.0.2.11", "report_qr")["state"] == "valid"
+        assert verification.report_answer(code, "192.0.2.12", "made-up")["state"] == "valid"  # a typed code
+        assert verification.report_answer(code)["state"] == "valid"  # a caller from before: no address
+        with pytest.raises(NotFound):  # no report, no holder: nothing to record
+            verification.report_answer("B" * 32, "192.0.2.13", "report_qr")
+        shared = verification.create_share_code(holder, code, {})["share_code"]
+        verification.open_shared_report({"share_code": shared, "verifier_name": "张经理", "organisation": "某某科技",
+                                         "purpose": "背景调查"}, "192.0.2.14")
+        looked = verification.my_accesses(holder)
+        download = verification.my_accesses_csv(holder)
+        others = verification.my_accesses(signed_actor({"subject": "cand-2", "role": "candidate"}))
+        with pytest.raises(Forbidden):  # a holder's log is theirs: not for staff or anyone else
+            verification.my_accesses_csv(signed_actor({"subject": "staff-1", "role": "staff"}))
+
+    assert others == {"accesses": [], "truncated": False}
+    assert looked["truncated"] is False
+    seen = sorted((a["channel"], a["kind"], a["address_masked"], a["organisation"], a["purpose"], a["outcome"],
+                   a["verifier_name"]) for a in looked["accesses"])
+    assert seen == sorted([
+        ("public_check", "public_check", "203.0.113.0/24", "某某科技 HR <b>", "入职核查 =cmd", "valid", None),
+        ("public_check", "public_check", "203.0.113.0/24", "Batch Org", "batch purpose", "valid", None),
+        ("public_check", "public_check", "2001:db8:abcd::/48", None, None, "valid", None),
+        ("report_code", "report", "192.0.2.0/24", None, None, "valid", None),
+        ("report_qr", "report", "192.0.2.0/24", None, None, "valid", None),
+        ("report_code", "report", "192.0.2.0/24", None, None, "valid", None),
+        ("report_code", "report", "", None, None, "valid", None),
+        ("share_code", "full_report", "192.0.2.0/24", "某某科技", "背景调查", "valid", "张经理")])
+    assert [a["at"] for a in looked["accesses"]] == sorted((a["at"] for a in looked["accesses"]), reverse=True)
+    assert {a["certificate_number"] for a in looked["accesses"]} == {NUMBER}
+    assert {a["report_code"] for a in looked["accesses"] if a["kind"] != "public_check"} == {made["report_id"]}
+    # the holder sees networks only, never a full address; the report code itself is never shown back
+    for full in ("203.0.113.77", "203.0.113.78", "192.0.2.10", "192.0.2.14", "2001:db8:abcd:12::9"):
+        assert full not in str(looked) and full not in download
+    assert code not in str(looked) and code not in download
+    # the download is the same log, as CSV; a cell a verifier typed cannot start a formula
+    assert download.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(download.lstrip("\ufeff"))))
+    assert [(r["at"], r["channel"], r["address_masked"], r["organisation"], r["purpose"]) for r in rows] == [
+        (a["at"].replace("Z", "+00:00"), a["channel"], a["address_masked"], a["organisation"] or "",
+         ("'" + a["purpose"]) if (a["purpose"] or "").startswith("=") else a["purpose"] or "")
+        for a in looked["accesses"]]
+    # refused input logged nothing: what was logged is the checks answered and the openings of a real report
+    assert query(db, "select count(*) from check_log") == [(3,)]
+    assert query(db, "select client, organisation, purpose from check_log where client like '198.51.100.%'") == []
+    assert query(db, "select count(*) from report_accesses") == [(5,)]
+    assert query(db, "select channel, client from report_accesses where channel = 'report_qr'") == [
+        ("report_qr", "192.0.2.11")]  # kept whole for 30 days, as the check log's (usecases.apply_retention)
+
+
+def test_who_checks_and_why_ride_in_the_batchs_one_insert_the_statements_do_not_grow(databases):
+    """The public check's hot path: one look-up and one insert per batch, whatever the verifiers said."""
+    import csv as csv_module
+    from datetime import datetime
+
+    from sqlalchemy import event, select
+
+    from bench import honest
+    from credence_common.contracts.verification import PublicCheck
+    from services.verification import usecases
+    from services.verification.models import CheckLogEntry, VerifiableCertificate
+
+    engine = make_engine(databases.create("verification"))
+    columns = ("certificate_number", "certificate_id", "holder_name", "holder_name_key", "resident_id_number_masked",
+               "program_code", "program_name", "issued_on", "status", "updated_at", "sequence")
+    rows = [dict(zip(columns, values, strict=True))
+            for values in csv_module.reader(honest.seed_lines(3, "2026-12-06 12:00:00+00"))]
+    for row in rows:
+        row.update(issued_on=date.fromisoformat(row["issued_on"]), sequence=int(row["sequence"]),
+                   updated_at=datetime.fromisoformat(row["updated_at"] + ":00"))
+    checks = [(PublicCheck(holder_name=honest.holder_name(i), certificate_number=honest.certificate_number(i),
+                           organisation=f"Org {i}" if i % 2 else None, purpose="hiring" if i else None),
+               f"10.0.0.{i}") for i in range(3)]
+    statements: list[str] = []
+    try:
+        with engine.begin() as connection:
+            connection.execute(VerifiableCertificate.__table__.insert(), rows)
+        for _ in range(2):  # the second batch on a connection that has prepared its statements (PostgreSQL)
+            statements.clear()
+            listener = lambda *args: statements.append(args[2])  # noqa: E731
+            event.listen(engine, "before_cursor_execute", listener)
+            try:
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    outcomes = usecases.public_checks(connection, checks)
+            finally:
+                event.remove(engine, "before_cursor_execute", listener)
+            assert [outcome.result for outcome in outcomes] == ["valid"] * 3
+        executed = [s for s in statements if not s.lstrip().upper().startswith(("PREPARE", "DEALLOCATE"))]
+        assert len(executed) == 2, statements  # the look-up with the failures, and the log's one insert
+        assert "organisation" in executed[1] or "verification_log_check" in executed[1]
+        with engine.connect() as connection:
+            logged = sorted(tuple(row) for row in connection.execute(select(
+                CheckLogEntry.client, CheckLogEntry.organisation, CheckLogEntry.purpose)))
+        assert logged == sorted([("10.0.0.0", None, None), ("10.0.0.1", "Org 1", "hiring"),
+                                 ("10.0.0.2", None, "hiring")] * 2)
     finally:
         engine.dispose()

@@ -36,10 +36,15 @@ def test_old_check_log_addresses_are_cut_to_their_network_and_old_rows_deleted(d
                     "verifier_name, organisation, purpose, accessed_at) VALUES ('cand-1', :code, :number, 's', "
                     "'张经理', 'HR', 'hiring', :at)"), {"code": f"R{days}", "number": NUMBER,
                                                           "at": now - timedelta(days=days)})
+            for days, client in ((12, "192.0.2.12"), (40, "192.0.2.40")):  # openings by code carry an address
+                connection.execute(text(
+                    "INSERT INTO report_accesses (candidate_id, report_code, certificate_number, channel, client, "
+                    "accessed_at) VALUES ('cand-1', :code, :number, 'report_qr', :client, :at)"),
+                    {"code": f"R{days}", "number": NUMBER, "client": client, "at": now - timedelta(days=days)})
         retention = usecases.Retention(address_days=30, check_log_days=365, report_access_days=365)
         with Session(engine) as session, session.begin():
             done = usecases.apply_retention(session, retention, now)
-        assert (done.addresses_truncated, done.checks_deleted, done.accesses_deleted) == (4, 2, 1)
+        assert (done.addresses_truncated, done.checks_deleted, done.accesses_deleted) == (5, 2, 1)
         with Session(engine) as session, session.begin():  # a second replica, or the next hour: nothing left
             again = usecases.apply_retention(session, retention, now)
         assert (again.addresses_truncated, again.checks_deleted, again.accesses_deleted) == (0, 0, 0)
@@ -48,7 +53,8 @@ def test_old_check_log_addresses_are_cut_to_their_network_and_old_rows_deleted(d
     assert [client for (client,) in query(db, "select client from check_log order by checked_at desc, check_id")] == [
         "203.0.113.77", "203.0.113.78",  # younger than 30 days: kept whole (the holder's and audit's view)
         "203.0.113.0/24", "2001:db8:abcd::/48", "", "198.51.100.0/24", "198.51.100.0/24"]
-    assert query(db, "select report_code from report_accesses") == [("R10",)]
+    assert query(db, "select report_code, client from report_accesses order by accessed_at desc") == [
+        ("R10", ""), ("R12", "192.0.2.12"), ("R40", "192.0.2.0/24")]  # the report openings' addresses alike
 
 
 def test_migration_0007_keeps_the_last_four_and_ends_share_codes_of_closed_reports(databases):
@@ -127,3 +133,35 @@ def test_migration_0008_hashes_report_codes_in_place_and_the_old_code_still_open
         assert verdict.verdict == "valid"  # the document as signed, its code put back
     finally:
         engine.dispose()
+
+
+def test_migration_0010_keeps_earlier_share_code_accesses_as_such_and_can_be_undone(databases):
+    from tests.integration.test_migrations import _downgrade
+
+    db = databases.create("verification", revision="0009")
+    now = utcnow()
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO report_accesses (candidate_id, report_code, certificate_number, share_id, verifier_name, "
+                "organisation, purpose, accessed_at) VALUES ('cand-1', 'R1', :number, 's1', '张经理', 'HR', 'hiring', "
+                ":at)"), {"number": NUMBER, "at": now})
+            connection.execute(text(
+                "INSERT INTO check_log (checked_at, certificate_number, outcome, client) VALUES (:at, :number, "
+                "'valid', '203.0.113.7')"), {"at": now, "number": NUMBER})
+        upgrade("verification", db, "0010")
+        # before 0010 only share codes were recorded, without an address; checks said nothing of who or why
+        assert query(db, "select channel, client, outcome, verifier_name from report_accesses") == [
+            ("share_code", "", None, "张经理")]
+        assert query(db, "select client, organisation, purpose from check_log") == [("203.0.113.7", None, None)]
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO report_accesses (candidate_id, report_code, certificate_number, channel, client, "
+                "outcome, accessed_at) VALUES ('cand-1', 'R1', :number, 'report_qr', '192.0.2.1', 'valid', :at)"),
+                {"number": NUMBER, "at": now})
+        _downgrade("verification", db, "0009")  # openings by code were not recorded before: they go
+        assert query(db, "select report_code, verifier_name from report_accesses") == [("R1", "张经理")]
+    finally:
+        engine.dispose()
+

@@ -112,7 +112,12 @@ def test_each_channel_says_exchange_routing_key_bindings_schema_and_version(docu
     assert narrowed["properties"]["source"] == {"const": f"/credence/{model.publisher}"}
     assert narrowed["properties"]["data"] == {"$ref": f"#/components/schemas/{model.__name__}"}
     # the payload schema is the model's own
-    assert document["components"]["schemas"][model.__name__] == model.model_json_schema()
+    # (nested models, such as RefundedDue, are components of their own that the payload refers to)
+    expected = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested = expected.pop("$defs", {})
+    assert document["components"]["schemas"][model.__name__] == expected
+    for name, schema in nested.items():
+        assert document["components"]["schemas"][name] == schema
 
 
 def test_the_bindings_are_how_the_relay_declares_and_publishes(document):

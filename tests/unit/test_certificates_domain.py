@@ -34,6 +34,11 @@ LEGAL = {
     ("awaiting_institution_payment", "pay"): "issued",
     ("issued", "revoke"): "revoked",
     ("issued", "supersede"): "superseded",
+    # a re-check took the qualification away before issue
+    ("pending_confirmation", "withdraw"): "withdrawn",
+    ("correction_requested", "withdraw"): "withdrawn",
+    ("awaiting_candidate_payment", "withdraw"): "withdrawn",
+    ("awaiting_institution_payment", "withdraw"): "withdrawn",
 }
 
 
@@ -117,3 +122,13 @@ def test_printer_csv_cells_never_run_as_spreadsheet_formulas(value, written):
     from services.certificates.usecases import _cell
 
     assert _cell(value) == written
+
+
+@pytest.mark.parametrize("status", ["open", "revoked", "kept"])
+@pytest.mark.parametrize("decision", ["revoke", "keep"])
+def test_a_revocation_case_is_decided_once(status, decision):
+    if status == "open":
+        assert domain.decide_case(status, decision) == {"revoke": "revoked", "keep": "kept"}[decision]
+    else:
+        with pytest.raises(domain.IllegalTransition):
+            domain.decide_case(status, decision)

@@ -87,3 +87,23 @@ def test_mask_mobile(value, masked):
 )
 def test_mask_name(value, masked):
     assert mask_name(value) == masked
+
+
+@pytest.mark.parametrize(
+    "address, masked",
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        (" 203.0.113.77 ", "203.0.113.0/24"),
+        ("2001:db8:abcd:12:1:2:3:4", "2001:db8:abcd::/48"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),  # an IPv4 caller seen through an IPv6 socket
+        ("203.0.113.0/24", "203.0.113.0/24"),  # the check log's address after 30 days: shown the same
+        ("10.0.0.0/8", "10.0.0.0/8"),
+        ("", ""),
+        (None, ""),
+        ("testclient", ""),  # not an address: nothing of it is shown
+    ],
+)
+def test_mask_ip_address_shows_the_network_never_the_address(address, masked):
+    from credence_common.masking import mask_ip_address
+
+    assert mask_ip_address(address) == masked

@@ -139,12 +139,21 @@ def test_a_pdf_whose_link_qr_code_leads_elsewhere_is_tampered(monkeypatch):
     signed = reports.sign_report(golden.AUTHORITY_KEY, golden.DOCUMENT)
 
     def phishing(pdf, text, *args):
-        return real_qr(pdf, "https://verify.example.org.evil.example/r/X" if text == golden.DOCUMENT["verify_url"]
+        return real_qr(pdf, "https://verify.example.org.evil.example/r/X" if text.startswith("https://verify.")
                        else text, *args)
 
     monkeypatch.setattr(report_document, "_qr", phishing)
     result = verifier.verify_pdf(report_document.render(signed, golden.KEYS_URL), keys(), CHECKED_AT, scan=True)
     assert result.verdict == "tampered" and "evil.example" in result.message
+
+
+def test_the_link_qr_code_may_carry_the_scan_marker_and_nothing_else():
+    from credence_report_verifier.pdf import leads_to_the_report
+
+    url = golden.DOCUMENT["verify_url"]
+    assert leads_to_the_report(url, url) and leads_to_the_report(reports.qr_url(url), url)
+    for other in (url + "?via=qr&x=1", url + "X?via=qr", url.replace("https://", "http://")):
+        assert not leads_to_the_report(other, url)
 
 
 def test_a_photo_of_the_printed_report_verifies_by_its_qr_code():

@@ -7,8 +7,8 @@ zxing-cpp, wheels without system libraries) the QR codes are read from the rende
 photo or scan of a printed report.
 
 Every carrier found must verify and carry the same document; the link QR code must lead to the document's
-``verify_url``; and the page's text must show the signed report code, holder, ID number, certificate number and
-expiry. Otherwise the PDF was changed: tampered.
+``verify_url`` (with or without the ``?via=qr`` marker); and the page's text must show the signed report code,
+holder, ID number, certificate number and expiry. Otherwise the PDF was changed: tampered.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from credence_report_verifier import core
 PAYLOAD_METADATA_KEY = "/CredenceReportPayload"
 ATTACHMENT_NAME = "credence-report.json"
 RENDER_SCALE = 3.0  # 216 dpi: the payload's modules are about 5 pixels wide
+# what the link QR code adds to the report's verify_url (the authority's log tells a scan from a typed code); not
+# signed: the link is the report's page with or without it
+QR_MARKER = "?via=qr"
 _SEVERITY = (core.TAMPERED, core.UNKNOWN_KEY, core.MALFORMED, core.EXPIRED, core.VALID)
 
 
@@ -83,6 +86,10 @@ def printed_facts(document: dict) -> dict[str, str]:
     return {name: str(value) for name, value in facts.items() if value}
 
 
+def leads_to_the_report(link: str, verify_url: str) -> bool:
+    return link in (verify_url, verify_url + QR_MARKER)
+
+
 def _worst(results: list[core.Result]) -> core.Result:
     return min(results, key=lambda result: _SEVERITY.index(result.verdict))
 
@@ -129,7 +136,7 @@ def verify_pdf(data: bytes, keys: Mapping[str, core.Key], now: datetime | None =
                                           "others.", checks=checks)
     document = worst.document
     for link in links:
-        if link != document["verify_url"]:
+        if not leads_to_the_report(link, document["verify_url"]):
             return core.Result(core.TAMPERED, f"The page's link QR code leads to {link}, not to this report's page "
                                               f"{document['verify_url']}: do not follow it.", document,
                                worst.key_id, checks)
@@ -157,7 +164,7 @@ def verify_image(data: bytes, keys: Mapping[str, core.Key], now: datetime | None
         return core.Result(core.MALFORMED, "No signed Credence QR code (CRV1:) was found in the image.")
     result = core.verify_payload(payloads[0], keys, now)
     links = [text for text in texts if not text.startswith(core.PAYLOAD_PREFIX)]
-    if result.document and any(link != result.document["verify_url"] for link in links):
+    if result.document and not all(leads_to_the_report(link, result.document["verify_url"]) for link in links):
         return core.Result(core.TAMPERED, "The link QR code does not lead to this report's page: do not follow it.",
                            result.document, result.key_id)
     return result

@@ -250,8 +250,8 @@ def success_answer(route: Route, answer) -> Answer:
                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
         if route.download_name:
             headers["Content-Disposition"] = f'attachment; filename="{route.download_name}"'
-        return Answer(route.success_status, headers, answer)
-    return json_answer(route.success_status, answer)
+        return Answer(route.success_status, {**headers, **dict(route.response_headers)}, answer)
+    return json_answer(route.success_status, answer, dict(route.response_headers) or None)
 
 
 def dispatch(gateway: Gateway, route: Route, request: Incoming, params: dict, read: Callable[[int], bytes],

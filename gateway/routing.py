@@ -72,6 +72,9 @@ class Route:
     # exists only with CREDENCE_ENV=development (the sandbox payer, the dev SMS inbox): elsewhere the gateway does
     # not mount it, so it is an unknown path (404 route_not_found) and absent from /openapi.json
     development_only: bool = False
+    # headers of a success beside the defaults, e.g. a public document that caches ({"Cache-Control": ...}
+    # replaces "no-store"); as (name, value) pairs so that a Route stays hashable
+    response_headers: tuple[tuple[str, str], ...] = ()
 
 
 def dump(model: BaseModel | None) -> dict | None:

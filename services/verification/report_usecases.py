@@ -245,8 +245,9 @@ def close_report(session: Session, signer: ReportSigner, candidate_id: str, hand
 
 
 def extend_report(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> ReportView:
-    """Another 30 days from today. The signed document keeps its expiry: the online page is what counts, and
-    a downloaded copy past its printed expiry should be fetched again."""
+    """Another 30 days from today. The stored document keeps its expiry; what is answered and downloaded from now
+    on is signed with the new one (``public_signed_report``), so a PDF taken after the extension verifies offline
+    until the new date."""
     report, code = _own_report(session, candidate_id, handle, lock=True)
     if report.closed_at is not None:
         raise Conflict("report_closed", "A closed report cannot be extended; ask for a new one.")
@@ -286,7 +287,7 @@ def _answer(session: Session, signer: ReportSigner, report: VerificationReport, 
         return ReportAnswer(report_code=code or report.report_id, kind=report.kind, state=state,
                             message=reports.STATE_MESSAGES[state], requested_at=report.requested_at,
                             expires_at=report.expires_at, closed_at=report.closed_at)
-    signed = public_signed_report(signer, with_code(report.signed_json, code)) if code else None
+    signed = public_signed_report(signer, with_code(report.signed_json, code), report.expires_at) if code else None
     document = signed["document"] if signed else _publicly_masked(json.loads(report.signed_json)["document"])
     if report.kind == "education_record":
         subject = {"education_record": VerifiedEducationRecord.model_validate(document["education_record"])}
@@ -300,12 +301,16 @@ def _answer(session: Session, signer: ReportSigner, report: VerificationReport, 
                         signed_report=signed)
 
 
-def public_signed_report(signer: ReportSigner, signed: dict) -> dict:
+def public_signed_report(signer: ReportSigner, signed: dict, expires_at=None) -> dict:
     """The signed report as anyone may read it: of the ID number only the last four. Reports signed before
     that rule kept the region code; their document is masked again and signed again with today's key (the
-    holder's earlier download still verifies, the online answer no longer carries the longer form)."""
-    remasked = _publicly_masked(signed["document"])
-    return signed if remasked == signed["document"] else reports.sign_report(signer.private_key, remasked)
+    holder's earlier download still verifies, the online answer no longer carries the longer form). An extended
+    report (``expires_at`` later than the document says) is signed again with its new expiry, so a copy taken
+    after the extension verifies offline until then; a copy taken before keeps its own, earlier expiry."""
+    document = _publicly_masked(signed["document"])
+    if expires_at is not None and document.get("expires_at") != expires_at.isoformat():
+        document = {**document, "expires_at": expires_at.isoformat()}
+    return signed if document == signed["document"] else reports.sign_report(signer.private_key, document)
 
 
 def _publicly_masked(document: dict) -> dict:
@@ -330,8 +335,8 @@ def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, handle
         raise Conflict("report_code_needed", "The PDF's QR code carries the report code, which is kept only as a "
                                              "digest: download it with the code you were given when you asked "
                                              "for the report, or ask for a new report.")
-    return report_document.render(public_signed_report(signer, with_code(report.signed_json, code)),
-                                  signer.keys_url())
+    return report_document.render(public_signed_report(signer, with_code(report.signed_json, code),
+                                                       report.expires_at), signer.keys_url())
 
 
 # --- consent: share codes and who looked ---------------------------------------------------------------

@@ -32,8 +32,12 @@ def load_public_key(text: str):
 
 
 def public_key_pem(key) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    """The PEM of a private key's public half."""
+    return public_key_pem_of(key.public_key())
+
+
+def public_key_pem_of(public_key) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def sign(private_key, message: bytes) -> str:
@@ -66,3 +70,33 @@ def key_id(public_key) -> str:
     """A short, stable name for a public key: which key signed, without sending the key."""
     raw = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def public_jwk(public_key) -> dict:
+    """An Ed25519 public key as a JSON Web Key (RFC 8037: kty OKP, crv Ed25519, x the raw 32 bytes in
+    base64url), with its ``key_id`` as kid: what /.well-known/credence-report-keys.json publishes."""
+    if not isinstance(public_key, ed25519.Ed25519PublicKey):
+        raise ValueError("only Ed25519 keys are published as JWK here")
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": key_id(public_key),
+            "x": _b64url(raw)}
+
+
+def load_public_jwk(jwk: dict):
+    """The Ed25519 public key of a JWK as ``public_jwk`` writes it (a kid, if given, must be the key's)."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" \
+            or not isinstance(jwk.get("x"), str):
+        raise ValueError("a report key is a JWK with kty OKP, crv Ed25519 and x")
+    text = jwk["x"]
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError) as bad:
+        raise ValueError("the JWK's x is not a base64url Ed25519 public key") from bad
+    if jwk.get("kid") not in (None, key_id(key)):
+        raise ValueError(f"the JWK's kid {jwk.get('kid')!r} is not its key's id {key_id(key)!r}")
+    return key

@@ -41,6 +41,7 @@ from gateway.api import Call, Route, mounted_routes
 from gateway.auth import Principal, TokenService
 from gateway.openapi import build_openapi
 from gateway.ratelimit import TokenBucketLimiter
+from gateway.routing import Accepted
 
 log = logging.getLogger("gateway.service")  # the name the nameko gateway has always logged under
 access_log = logging.getLogger("gateway.access")
@@ -246,13 +247,15 @@ def prepare_call(gateway: Gateway, route: Route, request: Incoming, principal: P
 
 
 def success_answer(route: Route, answer) -> Answer:
+    if isinstance(answer, Accepted):
+        return json_answer(202, answer.body, {"Location": answer.location})
     if route.content_type != "application/json":
         headers = {"Content-Type": route.content_type, "Cache-Control": "no-store",
                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
         if route.download_name:
             headers["Content-Disposition"] = f'attachment; filename="{route.download_name}"'
-        return Answer(route.success_status, headers, answer)
-    return json_answer(route.success_status, answer)
+        return Answer(route.success_status, {**headers, **dict(route.response_headers)}, answer)
+    return json_answer(route.success_status, answer, dict(route.response_headers) or None)
 
 
 def dispatch(gateway: Gateway, route: Route, request: Incoming, params: dict, read: Callable[[int], bytes],

@@ -52,11 +52,46 @@ PUBLIC_PAGES = {
         "get": {"operationId": "report_page", "summary": "A verification report by its code (the QR code's link)",
                 "tags": ["public pages"],
                 "parameters": [{"name": "report_code", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{32}$",
+                                           "description": "32 letters and digits (base32)"}},
+                               {"name": "via", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["qr"]},
+                                "description": "qr when the QR code was scanned (the holder's access log says so)"}],
                 "responses": {"200": _html("The report's authoritative answer: valid, expired, closed, revoked or "
                                            "superseded, with the masked details"),
-                              "404": _html("No such report"), "429": _html("Too many requests")}}},
+                              "404": _html("No such report"),
+                              "422": _html("Not a report code (32 letters and digits)"),
+                              "429": _html("Too many requests")}}},
 }
+
+
+# OpenAPI links: what one operation's answer lets a client call next, and with which of its fields. Clients and
+# tools follow them (schemathesis' stateful phase does, in tests/e2e/test_schemathesis.py), so later operations
+# run against things that exist. route name -> {target route name: {target parameter: field of the answer}}
+LINKS: dict[str, dict[str, dict[str, str]]] = {
+    "register_candidate": {"candidate_profile": {"candidate_id": "candidate_id"},
+                           "candidate_record": {"candidate_id": "candidate_id"}},
+    "register_student": {"candidate_profile": {"candidate_id": "candidate_id"}},
+    "request_score_review": {"close_score_review": {"review_id": "review_id"}},
+    "request_certificate_correction": {"decide_certificate_correction": {"request_id": "request_id"}},
+    "apply_for_replacement": {"withdraw_replacement": {"application_id": "application_id"},
+                              "start_replacement": {"application_id": "application_id"},
+                              "cancel_replacement": {"application_id": "application_id"}},
+    "create_payment_order": {"payment_order": {"order_number": "order_number"},
+                             "close_payment_order": {"order_number": "order_number"}},
+    "request_report": {"create_share_code": {"report_code": "report_code"},
+                       "report_pdf": {"report_code": "report_code"},
+                       "extend_report": {"report_code": "report_code"},
+                       "close_report": {"report_code": "report_code"}},
+    "create_share_code": {"revoke_share_code": {"share_id": "share_id"}},
+}
+
+
+def _links(route: Route, names: set[str]) -> dict:
+    return {f"{target}": {"operationId": target,
+                          "parameters": {parameter: f"$response.body#/{field}"
+                                         for parameter, field in parameters.items()}}
+            for target, parameters in LINKS.get(route.name, {}).items() if target in names}
 
 
 def _openapi_path(path: str) -> str:
@@ -80,6 +115,7 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
     )
     refs = {model: key_map[(model, "validation")]["$ref"] for model in models}
     paths: dict = {}
+    route_names = {route.name for route in routes}
     for route in routes:
         operation = {
             "operationId": route.name,
@@ -103,6 +139,15 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
         }
         if route.staff_roles:
             operation["x-staff-roles"] = list(route.staff_roles)  # a staff caller holds one of them (docs/access.md)
+        if route.accepted_status:
+            operation["responses"]["202"] = {
+                "description": "Accepted: done in the background; follow the Location header",
+                "headers": {"Location": {"description": "Where the work's progress and outcome appear",
+                                         "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": {"$ref": refs[route.response_model]}}}}
+        links = _links(route, route_names)
+        if links:
+            operation["responses"][str(route.success_status)]["links"] = links
         if "public" not in route.roles:
             operation["security"] = [{"bearerAuth": []}]
         body_model = route.request_model or route.documented_body

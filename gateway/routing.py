@@ -40,6 +40,14 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """A handler's answer for work accepted but not done yet: 202, with where to follow it (``Location``)."""
+
+    body: Any
+    location: str
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     method: str
@@ -56,6 +64,7 @@ class Route:
     header_params: tuple[tuple[str, bool, str], ...] = ()  # (name, required, description), for OpenAPI
     content_type: str = "application/json"  # anything else: the handler returns the body as text
     download_name: str | None = None  # a file to save (Content-Disposition: attachment), not to show
+    accepted_status: bool = False  # may answer 202 (gateway.routing.Accepted) for work done in the background
     rate_limited: bool = False
     tag: str = "api"
     # unsafe routes honour Idempotency-Key; off where the answer must not be replayed (batched public checks) and
@@ -65,6 +74,9 @@ class Route:
     # exists only with CREDENCE_ENV=development (the sandbox payer, the dev SMS inbox): elsewhere the gateway does
     # not mount it, so it is an unknown path (404 route_not_found) and absent from /openapi.json
     development_only: bool = False
+    # headers of a success beside the defaults, e.g. a public document that caches ({"Cache-Control": ...}
+    # replaces "no-store"); as (name, value) pairs so that a Route stays hashable
+    response_headers: tuple[tuple[str, str], ...] = ()
     # a staff caller must hold one of these staff roles (credence_common/staff_roles.py), else 403 role_required;
     # the service checks the same again. Every route that admits staff names them (tests/unit/test_staff_roles.py)
     staff_roles: tuple[str, ...] = ()

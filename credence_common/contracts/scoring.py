@@ -106,12 +106,16 @@ class ResultUpload(BaseModel):
 
 
 class ImportReportView(BaseModel):
+    """The import's outcome; a file too large for the request is answered 202 with status ``queued`` and followed
+    at ``GET /api/v1/result-imports/<batch_id>`` (``processing`` with ``rows_done``, then the outcome)."""
+
     batch_id: str
-    status: Literal["imported", "already_imported", "rejected"]
+    status: Literal["imported", "already_imported", "rejected", "queued", "processing"]
     row_count: int
     recorded: int
     unchanged: int
     error_count: int
+    rows_done: int | None = Field(default=None, description="Queued uploads: rows read so far")
 
 
 class CourseView(BaseModel):

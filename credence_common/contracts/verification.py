@@ -163,6 +163,59 @@ class ReportPublicKey(BaseModel):
     public_key_pem: str
 
 
+class ReportKey(BaseModel):
+    """One report key as a JSON Web Key (RFC 7517, RFC 8037 for Ed25519) with when it signs and verifies."""
+
+    kid: str = Field(description="The key id reports name (the first 16 hex digits of the SHA-256 of the key's "
+                                 "DER SubjectPublicKeyInfo)")
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+    x: str = Field(description="The raw public key, base64url without padding")
+    status: Literal["current", "previous"] = Field(description="current signs new reports; previous ones only "
+                                                               "verify, until retire_after")
+    not_before: datetime | None = Field(description="When the key started signing, if the authority stated it")
+    retire_after: datetime | None = Field(description="After this a report it signed is not to be trusted (null: "
+                                                      "the current key, not yet scheduled to retire)")
+    public_key_pem: str
+
+
+class ReportKeySet(BaseModel):
+    """What /.well-known/credence-report-keys.json publishes: every key that verifies reports today."""
+
+    issuer: str
+    algorithm: Literal["Ed25519"]
+    payload_format: Literal["CRV1"] = Field(description="The compact payload of the PDF's second QR code")
+    keys: list[ReportKey]
+
+
+class ReportCheck(BaseModel):
+    """A signed report to judge against the published keys: its compact payload (the PDF's second QR code) or
+    its JSON (the online answer's signed_report), one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: str | None = Field(default=None, min_length=1, max_length=8000,
+                                description="CRV1:... as read from the report's second QR code")
+    signed_report: dict | None = Field(default=None, description="The signed report as JSON")
+
+    @model_validator(mode="after")
+    def one_of_the_two(self):
+        if (self.payload is None) == (self.signed_report is None):
+            raise ValueError("send the payload or the signed_report, one of the two")
+        return self
+
+
+class ReportCheckResult(BaseModel):
+    """What the signature says on its own (the online answer at verify_url says what became of the subject)."""
+
+    verdict: Literal["valid", "tampered", "expired", "unknown_key"]
+    message: str
+    key_id: str | None = None
+    document: dict | None = Field(default=None, description="What was signed, when the signature is good")
+
+
 class CreateShareCode(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

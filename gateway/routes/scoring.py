@@ -25,15 +25,29 @@ from credence_common.contracts.scoring import (
     ScoreReviewList,
     ScoreReviewView,
 )
-from gateway.routing import ANY_SIGNED_IN, EXPERT, HISTORY, PUBLISHER, RECORDER, SUPPORT, Call, Route, dump
+from gateway.routing import (
+    ANY_SIGNED_IN,
+    EXPERT,
+    HISTORY,
+    PUBLISHER,
+    RECORDER,
+    SUPPORT,
+    Accepted,
+    Call,
+    Route,
+    dump,
+)
 
 
 def import_results(call: Call):
     import base64
 
     file_format = call.query.get("format", "csv")
-    return call.rpc.call("scoring", "import_results", call.actor, {
+    answer = call.rpc.call("scoring", "import_results", call.actor, {
         "file_format": file_format, "content_base64": base64.b64encode(call.raw_body).decode("ascii")})
+    if answer.get("status") in ("queued", "processing"):  # a large file: imported in the background
+        return Accepted(answer, f"/api/v1/result-imports/{answer['batch_id']}")
+    return answer
 
 
 def import_report(call: Call):
@@ -134,8 +148,10 @@ ROUTES: tuple[Route, ...] = (
           ("public",) + ANY_SIGNED_IN, list_programs, None, ProgramList, tag="scoring"),
     Route("import_results", "POST", "/api/v1/result-imports",
           "Import an exam centre's result file (body: the CSV or JSON Lines file; ?format=csv|jsonl); all rows "
-          "or none, idempotent", ("staff",), import_results, None, ImportReportView, raw_body=True,
-          max_body_bytes=16 * 1024 * 1024, staff_roles=RECORDER, tag="scoring"),
+          "or none, idempotent. A file over IMPORT_INLINE_MAX_BYTES (256 KiB) is answered 202 with status queued "
+          "and Location: the batch's URL, where its progress and then its report appear", ("staff",),
+          import_results, None, ImportReportView, raw_body=True, max_body_bytes=16 * 1024 * 1024,
+          accepted_status=True, staff_roles=RECORDER, tag="scoring"),
     Route("import_report", "GET", "/api/v1/result-imports/<batch_id>",
           "An import batch with its row-error report (staff)", ("staff",), import_report, None, None,
           staff_roles=RECORDER, tag="scoring"),

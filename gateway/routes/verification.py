@@ -11,6 +11,9 @@ from credence_common.contracts.verification import (
     PublicCheck,
     PublicCheckResult,
     ReportAnswer,
+    ReportCheck,
+    ReportCheckResult,
+    ReportKeySet,
     ReportList,
     ReportPublicKey,
     ReportView,
@@ -51,6 +54,20 @@ def report_answer(call: Call):
 
 def report_public_key(call: Call):
     return call.rpc.call("verification", "report_public_key")
+
+
+def report_keys(call: Call):
+    return call.rpc.call("verification", "report_keys")
+
+
+def check_report(call: Call):
+    return call.rpc.call("verification", "check_report", dump(call.body))
+
+
+# Public keys change only when the authority rotates them, and a new key is published from its first report on:
+# an hour's cache costs a verifier at most an hour's "unknown_key" for a report signed in the first hour of a new
+# key (credence-verify --keys-url fetches afresh). Any site may read them (a verifier in a browser).
+KEYS_CACHE_HEADERS = (("Cache-Control", "public, max-age=3600"), ("Access-Control-Allow-Origin", "*"))
 
 
 def create_share_code(call: Call):
@@ -95,7 +112,8 @@ ROUTES: tuple[Route, ...] = (
           "Keep a report open for 30 more days from today", ("candidate",), extend_report, None, ReportView,
           tag="verification"),
     Route("report_pdf", "GET", "/api/v1/me/verification-reports/<report_code>/report.pdf",
-          "The report as PDF, with its QR code", ("candidate",), report_pdf, None, None,
+          "The report as PDF: an official document with two QR codes, its online page and the whole signed "
+          "report for offline checks", ("candidate",), report_pdf, None, None,
           content_type="application/pdf", tag="verification"),
     Route("report_answer", "GET", "/api/v1/verification-reports/<report_code>",
           "Today's answer for a report code (what its QR code opens), with the signed document",
@@ -103,6 +121,15 @@ ROUTES: tuple[Route, ...] = (
     Route("report_public_key", "GET", "/api/v1/verification-reports/public-key",
           "The Ed25519 public key that verifies downloaded reports offline", ("public",) + ANY_SIGNED_IN,
           report_public_key, None, ReportPublicKey, tag="verification"),
+    Route("report_keys", "GET", "/.well-known/credence-report-keys.json",
+          "Every key that verifies reports today, as a JWK Set: the current key and previous ones until they "
+          "retire (key id, Ed25519 public key, not_before, retire_after, status)", ("public",) + ANY_SIGNED_IN,
+          report_keys, None, ReportKeySet, rate_limited=True, tag="verification",
+          response_headers=KEYS_CACHE_HEADERS),
+    Route("check_report", "POST", "/api/v1/verification-reports/signature-checks",
+          "What a report's signature says on its own (valid, tampered, expired, unknown_key): send the CRV1 "
+          "payload of its second QR code or its signed JSON", ("public",) + ANY_SIGNED_IN, check_report,
+          ReportCheck, ReportCheckResult, rate_limited=True, tag="verification", replayable=False),
     Route("create_share_code", "POST", "/api/v1/me/verification-reports/<report_code>/share-codes",
           "A one-time code that opens the full report for an employer, for a limited time (shown once)",
           ("candidate",), create_share_code, CreateShareCode, ShareCodeCreated, 201, tag="verification",

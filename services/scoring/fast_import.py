@@ -194,6 +194,6 @@ def _repeats_a_result(clash: IntegrityError) -> bool:
         getattr(getattr(cause, "diag", None), "constraint_name", None) == RESULT_KEY
 
 
-def new_report() -> ImportReport:
-    return ImportReport(batch_id=str(uuid.uuid4()), status="imported")
+def new_report(batch_id: str | None = None) -> ImportReport:
+    return ImportReport(batch_id=batch_id or str(uuid.uuid4()), status="imported")
 

@@ -28,16 +28,16 @@ def file_sha256(stream: BinaryIO) -> str:
 
 
 def run_import(engine, stream: BinaryIO, file_format: str, actor: str,
-               on_rows: Callable[[int], None] | None = None) -> imports.ImportReport:
+               on_rows: Callable[[int], None] | None = None, batch_id: str | None = None) -> imports.ImportReport:
     try:
-        return _run_import(engine, stream, file_format, actor, on_rows)
+        return _run_import(engine, stream, file_format, actor, on_rows, batch_id)
     except IntegrityError:
         raise Conflict("concurrent_change", "Another import wrote the same results at the same time; nothing of "
                                             "this one was kept. Import the file again.") from None
 
 
 def _run_import(engine, stream: BinaryIO, file_format: str, actor: str,
-                on_rows: Callable[[int], None] | None = None) -> imports.ImportReport:
+                on_rows: Callable[[int], None] | None = None, batch_id: str | None = None) -> imports.ImportReport:
     """All rows in one transaction, or none; a rejected batch is recorded with its row errors."""
     if file_format not in FORMATS:
         raise InvalidInput("unknown_format", "The file format must be csv or jsonl.")
@@ -56,12 +56,13 @@ def _run_import(engine, stream: BinaryIO, file_format: str, actor: str,
                                             row_count=done.row_count, unchanged=done.row_count)
         if file_format == "csv" and engine.dialect.name == "postgresql":
             try:
-                return _fast_import(engine, stream, sha, encoding, actor, on_rows)
+                return _fast_import(engine, stream, sha, encoding, actor, on_rows, batch_id)
             except fast_import.NotForFastPath:
                 stream.seek(0)  # the row-by-row path handles (and explains) what the fast path cannot
         with Session(engine) as session, session.begin():
             return imports.import_rows(session, read_rows(stream, file_format), file_sha256=sha,
-                                       file_format=file_format, encoding=encoding, actor=actor, on_rows=on_rows)
+                                       file_format=file_format, encoding=encoding, actor=actor, on_rows=on_rows,
+                                       batch_id=batch_id)
     except imports.ImportRejected as rejected:
         report = rejected.report
         with Session(engine) as session, session.begin():
@@ -76,8 +77,8 @@ def _run_import(engine, stream: BinaryIO, file_format: str, actor: str,
 
 
 def _fast_import(engine, stream: BinaryIO, sha: str, encoding: str, actor: str,
-                 on_rows: Callable[[int], None] | None) -> imports.ImportReport:
-    report = fast_import.new_report()
+                 on_rows: Callable[[int], None] | None, batch_id: str | None = None) -> imports.ImportReport:
+    report = fast_import.new_report(batch_id)
     with Session(engine) as session, session.begin():
         fast_import.stage_and_check(session.connection(), stream, encoding, report)
         if report.error_count:

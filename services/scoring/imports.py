@@ -61,10 +61,12 @@ def previous_import(session: Session, file_sha256: str) -> ImportBatch | None:
 
 
 def import_rows(session: Session, rows: Iterable[ResultRow | RowError], *, file_sha256: str, file_format: str,
-                encoding: str | None, actor: str, on_rows: Callable[[int], None] | None = None) -> ImportReport:
+                encoding: str | None, actor: str, on_rows: Callable[[int], None] | None = None,
+                batch_id: str | None = None) -> ImportReport:
     """Raises ImportRejected (after reading the whole file) when any row is wrong; the caller rolls back.
-    The caller has already answered a file imported before (import_runner.run_import)."""
-    report = ImportReport(batch_id=str(uuid.uuid4()), status="imported")
+    The caller has already answered a file imported before (import_runner.run_import). ``batch_id``: the id a
+    queued upload was given when it was accepted (a new one otherwise)."""
+    report = ImportReport(batch_id=batch_id or str(uuid.uuid4()), status="imported")
     programs = {p.program_code: p for p in session.scalars(select(Program))}
     rules = {code: domain.CompositeRules.from_json(p.rules_json) for code, p in programs.items() if p.rules_json}
     courses = {(c.program_code, c.course_code): c for c in session.scalars(select(Course))}

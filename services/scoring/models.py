@@ -62,6 +62,28 @@ class ImportBatch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+class QueuedImport(Base):
+    """An uploaded result file too large to import within the request (services/scoring/import_queue.py): kept
+    (encrypted: it holds names and ticket numbers) until the background import has run, then emptied. Its id is the
+    batch id the import will have, so the clerk follows one URL from upload to report."""
+
+    __tablename__ = "queued_imports"
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    file_format: Mapped[str] = mapped_column(String(8), nullable=False)
+    content: Mapped[str | None] = mapped_column("content_encrypted", Sealed(), nullable=True)  # base64, sealed
+    size_bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # queued|processing|done|failed
+    rows_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(80), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class ResultAudit(Base):
     """Append-only history of every change to a result: who, when, before, after, why."""
 

@@ -33,8 +33,9 @@ from credence_common.errors import CredenceError, InvalidInput, NotFound, refusa
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
+from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.scoring import records, usecases
+from services.scoring import import_queue, records, usecases
 from services.scoring.import_runner import run_import_bytes
 from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
 from services.scoring.protection import protection
@@ -52,6 +53,7 @@ class ScoringService(HealthCheck):
     data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
+    settings = Settings()
 
     @rpc
     def record_results(self, actor: dict, request: dict) -> dict:
@@ -76,8 +78,18 @@ class ScoringService(HealthCheck):
             content = base64.b64decode(upload.content_base64, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput("invalid_upload", "The file content is not valid base64.") from None
+        if len(content) > int(self.settings.get("IMPORT_INLINE_MAX_BYTES", import_queue.INLINE_MAX_BYTES)):
+            # too large to finish within the gateway's deadline: accepted now, imported by run_queued_imports
+            with self.db.transaction() as session:
+                return import_queue.accept(session, content, upload.file_format, staff.subject)
         report = run_import_bytes(self.db.engine, content, upload.file_format, staff.subject)
         return report.as_dict()
+
+    @timer(interval=1.0)
+    def run_queued_imports(self) -> None:
+        """Uploads accepted for the background, one after the other (import_queue.py)."""
+        while import_queue.run_one(self.db.engine) is not None:
+            pass
 
     @rpc
     def import_report(self, actor: dict, batch_id: str) -> dict:
@@ -85,6 +97,9 @@ class ScoringService(HealthCheck):
         with self.db.transaction() as session:
             batch = session.get(ImportBatch, batch_id)
             if batch is None:
+                waiting = import_queue.report(session, batch_id)  # accepted, not imported yet (or failed)
+                if waiting is not None:
+                    return waiting
                 raise NotFound("import_not_found", "No such import batch.")
             return {"batch_id": batch.batch_id, "status": batch.status, "file_format": batch.file_format,
                     "encoding": batch.encoding, "row_count": batch.row_count, "recorded": batch.recorded,

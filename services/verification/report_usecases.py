@@ -11,14 +11,9 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-import segno
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfgen import canvas
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -33,6 +28,7 @@ from credence_common.contracts.verification import (
     RecordCourse,
     RecordProgram,
     ReportAnswer,
+    ReportKeySet,
     ReportList,
     ReportPublicKey,
     ReportView,
@@ -45,7 +41,7 @@ from credence_common.contracts.verification import (
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.masking import mask_ip_address, mask_name, mask_resident_id_public
-from services.verification import reports
+from services.verification import report_document, report_keys, reports
 from services.verification.models import (
     CheckLogEntry,
     RecordCorrection,
@@ -56,22 +52,33 @@ from services.verification.models import (
 )
 from services.verification.usecases import public_details
 
-FONT = "STSong-Light"
-pdfmetrics.registerFont(UnicodeCIDFont(FONT))
-
 
 @dataclass(frozen=True)
 class ReportSigner:
-    private_key: object
+    private_key: object  # the current report key: it signs
     public_base_url: str  # where the QR code and verify_url lead: the gateway's public address
+    since: datetime | None = None  # when the current key started signing (VERIFICATION_REPORT_KEY_SINCE)
+    previous: tuple = ()  # reports.TrustedKey: earlier keys that still verify until they retire (report_keys.py)
 
     def verify_url(self, code: str) -> str:
         return f"{self.public_base_url.rstrip('/')}/r/{code}"
+
+    def keys_url(self) -> str:
+        return self.public_base_url.rstrip("/") + report_keys.WELL_KNOWN_PATH
 
     def public_key(self) -> ReportPublicKey:
         public = self.private_key.public_key()
         return ReportPublicKey(key_id=signing.key_id(public), algorithm="Ed25519",
                                public_key_pem=signing.public_key_pem(self.private_key))
+
+    def current_key(self) -> reports.TrustedKey:
+        return report_keys.current_key(self.private_key, self.since)
+
+    def trusted_keys(self, now: datetime) -> dict:
+        return report_keys.trusted_keys(self.current_key(), self.previous, now)
+
+    def key_set(self, now: datetime) -> ReportKeySet:
+        return ReportKeySet.model_validate(report_keys.key_set(self.current_key(), self.previous, now))
 
 
 # --- report codes are credentials: only their digest is kept ---------------------------------------------
@@ -238,8 +245,9 @@ def close_report(session: Session, signer: ReportSigner, candidate_id: str, hand
 
 
 def extend_report(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> ReportView:
-    """Another 30 days from today. The signed document keeps its expiry: the online page is what counts, and
-    a downloaded copy past its printed expiry should be fetched again."""
+    """Another 30 days from today. The stored document keeps its expiry; what is answered and downloaded from now
+    on is signed with the new one (``public_signed_report``), so a PDF taken after the extension verifies offline
+    until the new date."""
     report, code = _own_report(session, candidate_id, handle, lock=True)
     if report.closed_at is not None:
         raise Conflict("report_closed", "A closed report cannot be extended; ask for a new one.")
@@ -279,7 +287,7 @@ def _answer(session: Session, signer: ReportSigner, report: VerificationReport, 
         return ReportAnswer(report_code=code or report.report_id, kind=report.kind, state=state,
                             message=reports.STATE_MESSAGES[state], requested_at=report.requested_at,
                             expires_at=report.expires_at, closed_at=report.closed_at)
-    signed = public_signed_report(signer, with_code(report.signed_json, code)) if code else None
+    signed = public_signed_report(signer, with_code(report.signed_json, code), report.expires_at) if code else None
     document = signed["document"] if signed else _publicly_masked(json.loads(report.signed_json)["document"])
     if report.kind == "education_record":
         subject = {"education_record": VerifiedEducationRecord.model_validate(document["education_record"])}
@@ -293,12 +301,16 @@ def _answer(session: Session, signer: ReportSigner, report: VerificationReport, 
                         signed_report=signed)
 
 
-def public_signed_report(signer: ReportSigner, signed: dict) -> dict:
+def public_signed_report(signer: ReportSigner, signed: dict, expires_at=None) -> dict:
     """The signed report as anyone may read it: of the ID number only the last four. Reports signed before
     that rule kept the region code; their document is masked again and signed again with today's key (the
-    holder's earlier download still verifies, the online answer no longer carries the longer form)."""
-    remasked = _publicly_masked(signed["document"])
-    return signed if remasked == signed["document"] else reports.sign_report(signer.private_key, remasked)
+    holder's earlier download still verifies, the online answer no longer carries the longer form). An extended
+    report (``expires_at`` later than the document says) is signed again with its new expiry, so a copy taken
+    after the extension verifies offline until then; a copy taken before keeps its own, earlier expiry."""
+    document = _publicly_masked(signed["document"])
+    if expires_at is not None and document.get("expires_at") != expires_at.isoformat():
+        document = {**document, "expires_at": expires_at.isoformat()}
+    return signed if document == signed["document"] else reports.sign_report(signer.private_key, document)
 
 
 def _publicly_masked(document: dict) -> dict:
@@ -313,7 +325,8 @@ def _publicly_masked(document: dict) -> dict:
 
 def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> bytes:
     """The PDF the holder hands to third parties: only while the report is open, masked as public, and only
-    with the report code (its QR code carries it, and only its digest is kept)."""
+    with the report code (its QR code carries it, and only its digest is kept). The whole signed report goes
+    into it (report_document.py): a second QR code, its metadata and an attached file, for offline checks."""
     report, code = _own_report(session, candidate_id, handle)
     state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
     if state in WITHDRAWN_STATES:
@@ -322,69 +335,8 @@ def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, handle
         raise Conflict("report_code_needed", "The PDF's QR code carries the report code, which is kept only as a "
                                              "digest: download it with the code you were given when you asked "
                                              "for the report, or ask for a new report.")
-    signed = public_signed_report(signer, with_code(report.signed_json, code))
-    document = signed["document"]
-    buffer = io.BytesIO()
-    width, height = A4
-    pdf = canvas.Canvas(buffer, pagesize=A4)
-    pdf.setTitle(f"Credence verification report {code}")
-    title, lines = _pdf_lines(document)
-    pdf.setFont(FONT, 16)
-    pdf.drawString(60, height - 70, title)
-    pdf.setFont(FONT, 11)
-    y = height - 110
-    for label, value in lines:
-        if y < 60:  # a long exam record runs onto more pages
-            pdf.showPage()
-            pdf.setFont(FONT, 11)
-            y = height - 70
-        pdf.drawString(60, y, label)
-        pdf.drawString(250, y, str(value))
-        y -= 22
-    qr = segno.make(reports.qr_url(document["verify_url"]), error="m")  # a scan is told from a typed code
-    size = 4  # points per module
-    if y - 20 - len(qr.matrix) * size - 60 < 30:
-        pdf.showPage()
-        y = height - 70
-    top = y - 20
-    for row_index, row in enumerate(qr.matrix):
-        for column_index, dark in enumerate(row):
-            if dark:
-                pdf.rect(60 + column_index * size, top - row_index * size, size, size, stroke=0, fill=1)
-    y = top - len(qr.matrix) * size - 24
-    pdf.setFont(FONT, 9)
-    pdf.drawString(60, y, f"扫码或访问 Scan or open: {document['verify_url']}")
-    pdf.drawString(60, y - 16, "在线页面为准 The online page is the authoritative answer. Offline: python -m "
-                               "services.verification.reports verify")
-    pdf.drawString(60, y - 32, f"Ed25519 key {signed['key_id']}; signature {signed['signature'][:44]}...")
-    pdf.save()
-    return buffer.getvalue()
-
-
-def _pdf_lines(document: dict) -> tuple[str, list[tuple[str, str]]]:
-    dates = [("报告生成 Requested", document["requested_at"][:19].replace("T", " ") + " UTC"),
-             ("有效期至 Valid until", document["expires_at"][:19].replace("T", " ") + " UTC")]
-    if document.get("kind") == "education_record":
-        record = document["education_record"]
-        lines = [("报告编号 Report code", document["report_code"]), ("姓名 Holder", record["holder_name_masked"]),
-                 ("身份证号 ID number", record["resident_id_number_masked"])]
-        for program in record["programs"]:
-            standing = ("毕业 Graduated" if program.get("graduated") else "合格 Passed" if program.get("outcome")
-                        else "在读 In progress")
-            lines.append((f"专业 {program['program_code']}", f"{program['program_name']} · {standing}"))
-            for course in program["courses"]:
-                result = (f"{course['score']} ({course['sitting']})" if course["state"] == "passed"
-                          else "免考 Exempted")
-                lines.append((f"  {course['course_code']}", f"{course['course_name']} · {result}"))
-        return "考籍在线验证报告 Exam record verification report", lines + dates
-    certificate = document["certificate"]
-    return "证书在线验证报告 Certificate verification report", [
-        ("报告编号 Report code", document["report_code"]),
-        ("证书编号 Certificate number", certificate["certificate_number"]),
-        ("获证人 Holder", certificate["holder_name_masked"]),
-        ("身份证号 ID number", certificate["resident_id_number_masked"]),
-        ("项目 Program", certificate["program_name"]), ("等级 Level", certificate.get("level") or "—"),
-        ("发证日期 Issued on", certificate["issued_on"]), *dates]
+    return report_document.render(public_signed_report(signer, with_code(report.signed_json, code),
+                                                       report.expires_at), signer.keys_url())
 
 
 # --- consent: share codes and who looked ---------------------------------------------------------------

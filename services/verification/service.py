@@ -11,6 +11,7 @@ from nameko.timer import timer
 
 from credence_common import signing
 from credence_common.actors import require_role
+from credence_common.config import ConfigurationRefused
 from credence_common.consumers import consume, consume_batch
 from credence_common.contracts.events import (
     CertificateIssuedV1,
@@ -18,17 +19,25 @@ from credence_common.contracts.events import (
     CertificateSupersededV1,
     ResultCorrectedV1,
 )
-from credence_common.contracts.verification import CreateShareCode, OpenSharedReport, PublicCheck, RequestReport
+from credence_common.contracts.verification import (
+    CreateShareCode,
+    OpenSharedReport,
+    PublicCheck,
+    ReportCheck,
+    ReportCheckResult,
+    RequestReport,
+)
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
+from credence_common.events import utcnow
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.remote import call_with_deadline
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.verification import report_usecases, usecases
+from services.verification import report_keys, report_usecases, usecases
 from services.verification.models import OutboxEvent, ProcessedEvent
 
 MAX_CHECKS_PER_BATCH = 256
@@ -36,13 +45,19 @@ RETENTION_INTERVAL_SECONDS = 3600  # retention is in days: hourly is prompt enou
 
 
 class ReportKeys(DependencyProvider):
-    """The key that signs verification reports, and the public address their QR codes lead to."""
+    """The key that signs verification reports, the previous keys that still verify (rotation:
+    services/verification/report_keys.py), and the public address their QR codes lead to."""
 
     def setup(self):
         config = self.container.config
-        self.signer = report_usecases.ReportSigner(
-            signing.load_private_key(str(config["VERIFICATION_REPORT_SIGNING_KEY"])),
-            str(config.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")))
+        try:
+            self.signer = report_usecases.ReportSigner(
+                signing.load_private_key(str(config["VERIFICATION_REPORT_SIGNING_KEY"])),
+                str(config.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")),
+                report_keys.parse_time(config.get("VERIFICATION_REPORT_KEY_SINCE"), "VERIFICATION_REPORT_KEY_SINCE"),
+                report_keys.previous_keys(config.get("VERIFICATION_REPORT_PREVIOUS_KEYS_JSON")))
+        except ValueError as why:
+            raise ConfigurationRefused(f"verification report keys: {why}") from None
 
     def get_dependency(self, worker_ctx):
         return self.signer
@@ -153,6 +168,18 @@ class VerificationService(HealthCheck):
     @rpc
     def report_public_key(self) -> dict:
         return self.report_signer.public_key().model_dump(mode="json")
+
+    @rpc
+    def report_keys(self) -> dict:
+        """/.well-known/credence-report-keys.json: every key that verifies reports today."""
+        return self.report_signer.key_set(utcnow()).model_dump(mode="json")
+
+    @rpc
+    def check_report(self, request: dict) -> dict:
+        wanted = parse(ReportCheck, request)
+        now = utcnow()
+        return ReportCheckResult.model_validate(
+            report_keys.check(self.report_signer.trusted_keys(now), wanted, now)).model_dump(mode="json")
 
     @rpc
     def public_check(self, request: dict, client: str = "") -> dict:

@@ -339,6 +339,35 @@ def test_result_files_upload_through_the_gateway(platform, journey):
     assert {c["course_code"]: c["state"] for c in law["courses"]}["00015"] == "passed" and law["graduated"] is False
 
 
+def test_a_result_file_too_large_for_the_request_is_accepted_and_followed_at_its_url(platform, journey):
+    """Issue #19 item 6: a file over IMPORT_INLINE_MAX_BYTES (256 KiB) is answered 202 with status queued and the
+    batch's URL in Location; the clerk follows it there until its report (here: every row refused, with the row
+    errors as a CSV file), and nothing was imported."""
+    staff = journey["staff_token"]
+    rows = "".join(f"99999999{n:04d},ZK-LAW,00015,2026-04,70\n" for n in range(8000))
+    big = ("ticket_number,program_code,course_code,sitting,score\n" + rows).encode()
+    assert len(big) > 256 * 1024
+    accepted = post(platform, "/api/v1/result-imports?format=csv", staff, data=big)
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert body["status"] == "queued" and accepted.headers["Location"] == f"/api/v1/result-imports/{body['batch_id']}"
+    again = post(platform, "/api/v1/result-imports?format=csv", staff, data=big)
+    assert again.status_code in (200, 202) and again.json()["batch_id"] == body["batch_id"]  # one upload
+    seen = set()
+
+    def finished():
+        report = get(platform, accepted.headers["Location"], staff).json()
+        seen.add(report["status"])
+        return report if report["status"] not in ("queued", "processing") else None
+
+    report = wait_until("the background import ends", finished, timeout=120)
+    assert report["status"] == "rejected" and report["error_count"] == 8000 and report["row_count"] == 8000
+    assert seen <= {"queued", "processing", "rejected"}
+    errors = get(platform, f"/api/v1/result-imports/{body['batch_id']}/errors.csv", staff)
+    assert errors.status_code == 200 and "unknown ticket" in errors.text.lower()
+    assert get(platform, accepted.headers["Location"], journey["candidate_token"]).status_code == 403
+
+
 def test_payments_over_http_fees_orders_refunds_and_reconciliation(platform, journey):
     staff, candidate = journey["staff_token"], journey["candidate_token"]
     order_number = journey["order"]["order_number"]
@@ -440,6 +469,85 @@ def test_verification_reports_over_http_and_their_qr_page(platform, journey):
     both = post(platform, "/api/v1/me/verification-reports", candidate,
                 json={"kind": "education_record", "certificate_number": number})
     assert both.status_code == 422, both.text
+
+
+def test_a_downloaded_report_verifies_offline_with_the_keys_the_gateway_publishes(platform, journey):
+    """Issue #19 item 9: the PDF carries the whole signed report, the keys are at a well-known address, and the
+    standalone verifier (verifier/, imported from its own directory) says valid, and tampered for a changed copy."""
+    import io
+    import json
+    import sys
+    from pathlib import Path
+
+    from pypdf import PdfReader, PdfWriter
+
+    from services.verification import reports
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "verifier" / "src"))
+    import credence_report_verifier as verifier
+
+    signed_in = post(platform, "/api/v1/auth/login", json={"login": journey["mobile"], "password": journey["password"]})
+    assert signed_in.status_code == 200, signed_in.text
+    candidate = signed_in.json()["access_token"]
+    made = post(platform, "/api/v1/me/verification-reports", candidate,
+                json={"certificate_number": journey["certificate"]["certificate_number"]})
+    assert made.status_code == 201, made.text
+    code = made.json()["report_code"]
+    pdf = requests.get(platform.gateway_url + f"/api/v1/me/verification-reports/{code}/report.pdf",
+                       headers={"Authorization": f"Bearer {candidate}"}, timeout=15)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+
+    published = get(platform, "/.well-known/credence-report-keys.json")
+    assert published.status_code == 200, published.text
+    assert published.headers["Cache-Control"] == "public, max-age=3600"
+    assert published.headers["Access-Control-Allow-Origin"] == "*"
+    key_set = published.json()
+    [current] = key_set["keys"]
+    assert (current["status"], current["kty"], current["crv"], current["retire_after"]) == \
+        ("current", "OKP", "Ed25519", None)
+    old_route = get(platform, "/api/v1/verification-reports/public-key").json()  # still there, the same key
+    assert old_route["key_id"] == current["kid"] and old_route["public_key_pem"] == current["public_key_pem"]
+
+    keys = verifier.load_keys(published.text)
+    result = verifier.verify_pdf(pdf.content, keys, scan=True)
+    assert result.verdict == "valid", (result.message, result.checks)
+    assert result.key_id == current["kid"] and result.document["report_code"] == code
+    assert "the signed QR code on the page: valid" in result.checks
+    answer = get(platform, f"/api/v1/verification-reports/{code}").json()
+    assert verifier.verify_signed(answer, keys).verdict == "valid"  # the online answer's JSON, as saved
+
+    # a copy whose signed payload says another certificate number, under the original signature
+    payload = PdfReader(io.BytesIO(pdf.content)).metadata["/CredenceReportPayload"]
+    signed = reports.signed_from_payload(payload)
+    signed["document"]["certificate"]["certificate_number"] = "202611000000026"
+    forged = reports.compact_payload(signed)
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf.content)))
+    writer.add_metadata({"/CredenceReportPayload": forged})
+    tampered = io.BytesIO()
+    writer.write(tampered)
+    assert verifier.verify_pdf(tampered.getvalue(), keys, scan=False).verdict == "tampered"
+
+    # the same judgement through the gateway, and bad input answered 422 with a code and a message
+    checked = post(platform, "/api/v1/verification-reports/signature-checks", json={"payload": payload})
+    assert checked.status_code == 200 and checked.json()["verdict"] == "valid", checked.text
+    assert checked.json()["document"]["report_code"] == code and checked.headers["Cache-Control"] == "no-store"
+    checked = post(platform, "/api/v1/verification-reports/signature-checks", json={"payload": forged})
+    assert checked.status_code == 200 and checked.json()["verdict"] == "tampered", checked.text
+    checked = post(platform, "/api/v1/verification-reports/signature-checks",
+                   json={"signed_report": answer["signed_report"]})
+    assert checked.json()["verdict"] == "valid", checked.text
+    for bad, code_expected in (({"payload": "HC1:NCFOXN%TS3DH"}, "malformed_report"),
+                               ({"signed_report": {"document": {}}}, "malformed_report"),
+                               ({}, "invalid_input"), ({"payload": payload, "signed_report": {}}, "invalid_input"),
+                               ({"payload": 5}, "invalid_input"), ({"payload": "CRV1:" + "A" * 9000}, "invalid_input")):
+        refused = post(platform, "/api/v1/verification-reports/signature-checks", json=bad)
+        assert refused.status_code == 422 and error_code(refused) == code_expected, (bad, refused.text)
+    refused = post(platform, "/api/v1/verification-reports/signature-checks", data=b"{not json",
+                   headers={"Content-Type": "application/json"})
+    assert refused.status_code == 400 and error_code(refused) == "malformed_json"
+    wrong_method = post(platform, "/.well-known/credence-report-keys.json")
+    assert wrong_method.status_code == 405 and error_code(wrong_method) == "method_not_allowed"
+    assert json.loads(published.text) == key_set
 
 
 def test_the_holder_sees_who_looked_by_every_channel_and_downloads_the_log(platform, journey):

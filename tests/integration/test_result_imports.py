@@ -7,12 +7,14 @@ import json
 
 import pytest
 import yaml
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.errors import InvalidInput
 from credence_common.events import utcnow
 from services.scoring.cli import app
+from services.scoring.models import ImportBatch
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_scoring import sign_off
@@ -252,3 +254,58 @@ def test_the_fast_paths_repeats_and_conflicts_are_judged_as_the_row_by_row_paths
     assert "recorded result" in conflicting.errors[0]["message"]
     assert sorted(query(db, "select ticket_number, course_code, final_score from exam_results")) == [
         (TICKETS[0], "00015", 70), (TICKETS[1], "00015", 71), (TICKETS[2], "00015", 72)]
+
+
+def test_a_file_too_large_for_the_request_is_imported_in_the_background(start_service):
+    """Issue #19 item 6: above IMPORT_INLINE_MAX_BYTES the upload is accepted at once (status queued), kept in the
+    same transaction, imported by the timer and followed at its batch id: an imported file's report, a rejected
+    one's row errors, the same file twice is one upload, and a file imported before is answered at once. The
+    stored file is emptied once imported (it holds names and ticket numbers)."""
+    from sqlalchemy.orm import Session
+
+    from credence_common.db import make_engine
+    from services.scoring import import_queue
+
+    container, config = start_service(ScoringService, IMPORT_INLINE_MAX_BYTES=64)
+    roster(config)
+    db = config["DB_URI"]
+    good = HEADER + "".join(f"{ticket},ZK-LAW,00015,2026-04,{60 + n}\n" for n, ticket in enumerate(TICKETS))
+    bad = HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,101\n999999999999,ZK-LAW,00015,2026-04,70\n"
+    with rpc_proxy("scoring", config) as scoring:
+        accepted = upload(scoring, good)
+        assert accepted["status"] == "queued" and accepted["batch_id"]
+        done = wait_for(lambda: (lambda r: r if r["status"] == "imported" else None)(
+            scoring.import_report(STAFF, accepted["batch_id"])), what="the background import")
+        assert (done["batch_id"], done["row_count"], done["recorded"]) == (accepted["batch_id"], 3, 3)
+        assert upload(scoring, good)["status"] == "already_imported"  # answered at once, nothing queued
+        rejected = upload(scoring, bad)
+        report = wait_for(lambda: (lambda r: r if r["status"] == "rejected" else None)(
+            scoring.import_report(STAFF, rejected["batch_id"])), what="the background rejection")
+        assert report["error_count"] == 2 and {e["line"] for e in report["errors"]} == {2, 3}
+        with pytest.raises(InvalidInput):  # refused before anything is queued
+            scoring.import_results(STAFF, {"file_format": "xlsx", "content_base64": base64.b64encode(
+                good.encode() * 2).decode()})
+    assert query(db, "select count(*) from exam_results") == [(3,)]
+    assert query(db, "select status, content_encrypted from queued_imports order by created_at") == [
+        ("done", None), ("done", None)]
+
+    # the same file sent twice while it waits is one upload; a process that died while importing leaves it to
+    # be claimed again once stale, and the import (one transaction) starts from nothing
+    container.stop()
+    engine = make_engine(db)
+    try:
+        again = HEADER + f"{TICKETS[1]},ZK-LAW,00227,2026-04,77\n"
+        with Session(engine) as session, session.begin():
+            first = import_queue.accept(session, again.encode(), "csv", "staff:clerk")
+        with Session(engine) as session, session.begin():
+            assert import_queue.accept(session, again.encode(), "csv", "staff:clerk")["batch_id"] == first["batch_id"]
+        assert import_queue.claim(engine) == first["batch_id"]  # then the process dies
+        assert import_queue.claim(engine) is None  # not stale yet: nobody else takes it
+        with engine.begin() as connection:
+            connection.execute(text("update queued_imports set started_at = :t where batch_id = :b"),
+                               {"t": utcnow() - import_queue.STALE_AFTER * 2, "b": first["batch_id"]})
+        assert import_queue.run_one(engine) == first["batch_id"]
+        with Session(engine) as session:
+            assert session.get(ImportBatch, first["batch_id"]).status == "imported"
+    finally:
+        engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -239,7 +239,12 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
         with pytest.raises(Conflict):
             verification.extend_report(holder, second)
         before = verification.report_answer(code)["expires_at"]
-        assert verification.extend_report(holder, code)["expires_at"] >= before
+        extended = verification.extend_report(holder, code)["expires_at"]
+        assert extended >= before
+        # what is answered and downloaded after the extension is signed with the new expiry (offline checks agree)
+        answered = verification.report_answer(code)["signed_report"]
+        assert answered["document"]["expires_at"] == datetime.fromisoformat(extended).isoformat()
+        assert reports.verify_report(answered, public_key, utcnow()).verdict == "valid"
         engine = make_engine(db)
         try:
             with engine.begin() as connection:

@@ -159,3 +159,27 @@ def test_the_public_pages_are_documented_with_the_paths_the_gateway_serves(docum
         if name != "openapi":  # the document itself
             assert (_openapi_path(path), method.lower()) in documented, name
     assert "text/html" in document["paths"]["/verify"]["post"]["responses"]["200"]["content"]
+
+
+def test_every_link_names_a_real_operation_parameter_and_answer_field():
+    """Issue #19 item 7: the links between operations (gateway/openapi.py LINKS) point at operations that exist,
+    fill parameters those operations have, from fields the source operation's answer has."""
+    from gateway.api import ROUTES
+    from gateway.openapi import LINKS, build_openapi
+
+    document = build_openapi()
+    by_name = {route.name: route for route in ROUTES}
+    operations = {operation["operationId"]: operation for item in document["paths"].values()
+                  for operation in item.values()}
+    followed = 0
+    for source, targets in LINKS.items():
+        route = by_name[source]
+        links = operations[source]["responses"][str(route.success_status)]["links"]
+        for target, parameters in targets.items():
+            declared = {p["name"] for p in operations[target].get("parameters", [])}
+            assert set(parameters) <= declared, (source, target)
+            for field in parameters.values():
+                assert field in route.response_model.model_fields, (source, field)
+            assert links[target]["operationId"] == target
+            followed += 1
+    assert followed >= 15

@@ -159,3 +159,162 @@ def test_the_page_of_a_closed_or_expired_report_says_which_and_nothing_about_the
     page = web.render_report(answer)
     assert f'data-result="{state}"' in page and label in page and shown in page
     assert "身份证号" not in page and "获证人" not in page
+
+
+# --- the compact payload, the published keys and their rotation (issue #19 item 9) -------------------------
+
+def signed_vectors() -> list[dict]:
+    return json.loads((golden.HERE / "signed_vectors.json").read_text(encoding="utf-8"))
+
+
+def golden_keys() -> dict:
+    from services.verification import report_keys
+
+    return report_keys.trusted_from_key_set(json.loads((golden.HERE / "keys.json").read_text(encoding="utf-8")))
+
+
+def test_the_signed_vectors_cover_every_verdict_and_both_forms():
+    vectors = signed_vectors()
+    assert {v["expected"] for v in vectors} == {"valid", "tampered", "expired", "unknown_key", "malformed"}
+    for form in ("payload", "signed_report"):
+        assert {v["expected"] for v in vectors if form in v} == {"valid", "tampered", "expired", "unknown_key",
+                                                                  "malformed"}
+    assert {"payload_previous_key_still_valid", "payload_retired_key", "json_previous_key_still_valid"} <= \
+        {v["name"] for v in vectors}
+
+
+@pytest.mark.parametrize("vector", signed_vectors(), ids=lambda v: v["name"])
+def test_the_platform_gives_each_signed_vector_its_verdict(vector):
+    at = datetime.fromisoformat(vector["checked_at"])
+    if "payload" in vector:
+        verdict = reports.verify_payload(vector["payload"], golden_keys(), at)
+    else:
+        verdict = reports.verify_signed(vector["signed_report"], golden_keys(), at)
+    assert verdict.verdict == vector["expected"], verdict.message
+    assert (verdict.document is not None) == (vector["expected"] in ("valid", "expired"))
+
+
+def test_a_payload_carries_the_reports_own_signature_and_comes_back_whole():
+    valid = load("valid")["report"]
+    payload = reports.compact_payload(valid)
+    assert payload.startswith("CRV1:") and set(payload[5:]) <= set(reports.BASE45)
+    assert reports.signed_from_payload(payload) == valid  # the same signature as the JSON and the PDF carry
+
+
+def test_a_payload_fits_one_qr_code_at_error_correction_q():
+    import segno
+
+    record = {**golden.DOCUMENT, "kind": "education_record", "education_record": {
+        "holder_name_masked": "王*明", "resident_id_number_masked": "**************002X", "programs": [
+            {"program_code": f"ZK-{p}", "program_name": "汉语言文学 Chinese Language and Literature", "kind":
+             "course_based", "graduated": False, "outcome": None, "courses": [
+                 {"course_code": f"{p}{c:04d}", "course_name": "中国现代文学史 History of Modern Chinese Literature",
+                  "state": "passed", "score": 60 + c, "sitting": "2026-04"} for c in range(12)]} for p in range(2)]}}
+    del record["certificate"]
+    for document in (golden.DOCUMENT, record):
+        code = segno.make(reports.compact_payload(reports.sign_report(golden.AUTHORITY_KEY, document)), error="q",
+                          boost_error=False)
+        assert code.mode == "alphanumeric" and code.version <= 40
+    small = segno.make(reports.compact_payload(load("valid")["report"]), error="q", boost_error=False)
+    assert small.version <= 20  # a certificate report: about 100 modules, well inside a phone camera's reach
+
+
+def test_base45_agrees_with_rfc_9285():
+    for raw, text in ((b"AB", "BB8"), (b"Hello!!", "%69 VD92EX0"), (b"base-45", "UJCLQE7W581"), (b"ietf!", "QED8WEX0")):
+        assert reports.base45_encode(raw) == text and reports.base45_decode(text) == raw
+    for bad in ("GGW", "a", "ZZZZ", "8"):  # over 65535, outside the alphabet, a lone character
+        with pytest.raises(ValueError):
+            reports.base45_decode(bad)
+
+
+def test_a_payload_that_inflates_past_any_report_is_malformed_not_a_bomb():
+    import zlib
+
+    bomb = reports.PAYLOAD_PREFIX + reports.base45_encode(zlib.compress(b"\0" * (10 * 1024 * 1024), 9))
+    assert reports.verify_payload(bomb, golden_keys(), datetime.fromisoformat(golden.CHECKED_AT)).verdict == \
+        "malformed"
+
+
+def test_previous_keys_verify_until_they_retire_and_the_key_set_lists_them():
+    from services.verification import report_keys
+
+    current, previous = golden.current_key(), golden.previous_key()
+    before, after = datetime.fromisoformat(golden.CHECKED_AT), datetime(2027, 1, 2, tzinfo=UTC)
+    assert set(report_keys.trusted_keys(current, (previous,), before)) == {current.key_id, previous.key_id}
+    assert set(report_keys.trusted_keys(current, (previous,), after)) == {current.key_id}
+    published = report_keys.key_set(current, (previous,), before)
+    assert [(k["kid"], k["status"]) for k in published["keys"]] == [(current.key_id, "current"),
+                                                                     (previous.key_id, "previous")]
+    assert published["keys"][1]["retire_after"] == golden.PREVIOUS_RETIRES
+    assert [k["kid"] for k in report_keys.key_set(current, (previous,), after)["keys"]] == [current.key_id]
+    from credence_common.contracts.verification import ReportKeySet
+
+    ReportKeySet.model_validate(published)
+
+
+def test_a_previous_key_is_configured_as_the_jwk_that_was_published_for_it():
+    from services.verification import report_keys
+
+    entry = next(k for k in golden.key_set()["keys"] if k["status"] == "previous")
+    [key] = report_keys.previous_keys(json.dumps([{**entry, "status": "current"}]))  # status is not trusted
+    assert (key.key_id, key.status, key.retire_after) == (entry["kid"], "previous",
+                                                           datetime.fromisoformat(golden.PREVIOUS_RETIRES))
+    assert report_keys.previous_keys("") == () == report_keys.previous_keys("[]")
+
+
+@pytest.mark.parametrize("setting, why", [
+    ("{}", "JSON list"), ("not json", "is not JSON"), ('[{"kty": "RSA"}]', "[0]: a report key is a JWK"),
+    ('[{"kty": "OKP", "crv": "Ed25519", "x": "SeRXoZgLAqw4nkS4wtNM9wbF8aEaCWQdZo_dYfe82Qk"}]',
+     "needs its retire_after"),
+    ('[{"kty": "OKP", "crv": "Ed25519", "x": "SeRXoZgLAqw4nkS4wtNM9wbF8aEaCWQdZo_dYfe82Qk", "kid": "0000000000000000", '
+     '"retire_after": "2027-01-01"}]', "is not its key's id"),
+    ('[{"kty": "OKP", "crv": "Ed25519", "x": "SeRXoZgLAqw4nkS4wtNM9wbF8aEaCWQdZo_dYfe82Qk", '
+     '"retire_after": "2027-01-01T00:00:00"}]', "has no time zone"),
+])
+def test_a_previous_keys_setting_that_is_wrong_is_refused_and_named(setting, why):
+    from services.verification import report_keys
+
+    with pytest.raises(ValueError, match="VERIFICATION_REPORT_PREVIOUS_KEYS_JSON") as refused:
+        report_keys.previous_keys(setting)
+    assert why in str(refused.value)
+
+
+def test_the_service_refuses_to_start_with_a_wrong_rotation_setting():
+    from types import SimpleNamespace
+
+    from credence_common.config import ConfigurationRefused
+    from services.verification.service import ReportKeys
+
+    provider = ReportKeys()
+    provider.container = SimpleNamespace(config={"VERIFICATION_REPORT_SIGNING_KEY": "k",
+                                                 "VERIFICATION_REPORT_PREVIOUS_KEYS_JSON": "[{}]"})
+    with pytest.raises(ConfigurationRefused, match="PREVIOUS_KEYS_JSON"):
+        provider.setup()
+    provider.container.config.update(VERIFICATION_REPORT_PREVIOUS_KEYS_JSON="[]",
+                                     VERIFICATION_REPORT_KEY_SINCE="yesterday")
+    with pytest.raises(ConfigurationRefused, match="VERIFICATION_REPORT_KEY_SINCE"):
+        provider.setup()
+    provider.container.config.update(VERIFICATION_REPORT_KEY_SINCE="2026-11-20")
+    provider.setup()
+    assert provider.signer.current_key().not_before == datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def test_a_signature_check_answers_a_verdict_and_refuses_what_is_no_report():
+    from credence_common.contracts.verification import ReportCheck
+    from credence_common.errors import InvalidInput
+    from credence_common.validation import parse
+    from services.verification import report_keys
+
+    at = datetime.fromisoformat(golden.CHECKED_AT)
+    vectors = {v["name"]: v for v in signed_vectors()}
+    answer = report_keys.check(golden_keys(), parse(ReportCheck, {"payload": vectors["payload_tampered"]["payload"]}),
+                               at)
+    assert answer["verdict"] == "tampered" and answer["document"] is None
+    answer = report_keys.check(golden_keys(), parse(ReportCheck, {"signed_report": load("valid")["report"]}), at)
+    assert answer["verdict"] == "valid" and answer["document"] == golden.DOCUMENT
+    with pytest.raises(InvalidInput) as refused:
+        report_keys.check(golden_keys(), parse(ReportCheck, {"payload": "HC1:6BFOXN%TS3DH"}), at)
+    assert refused.value.code == "malformed_report" and "CRV1" in refused.value.message
+    for both_or_neither in ({}, {"payload": "CRV1:X", "signed_report": {}}):
+        with pytest.raises(InvalidInput):
+            parse(ReportCheck, both_or_neither)

@@ -1,0 +1,5 @@
+import sys
+
+from credence_report_verifier.cli import main
+
+sys.exit(main())

@@ -129,8 +129,9 @@ class RevocationCase(Base):
     case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.certificate_id"), nullable=False,
                                                 index=True)
-    # one case per withdrawn qualification: a redelivered or repeated event finds it
-    qualification_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    # one case per withdrawn qualification and certificate: a redelivered or repeated event finds it (a candidate
+    # who qualifies again gets a new certificate, which a later withdrawal puts in a case of its own)
+    qualification_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     reason_code: Mapped[str] = mapped_column(String(20), nullable=False)
     review_id: Mapped[str] = mapped_column(String(36), nullable=False)
     corrected_result_id: Mapped[str] = mapped_column(String(36), nullable=False)
@@ -140,6 +141,18 @@ class RevocationCase(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
     note: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class WithdrawnQualification(Base):
+    """The last withdrawal of a qualification (scoring's qualification_withdrawn.v1), kept so that events may
+    cross: a withdrawal that arrives before its qualification is not lost (the qualification, when it comes, is
+    not turned into a certificate), and a qualification gained again later is told apart from a late copy."""
+
+    __tablename__ = "withdrawn_qualifications"
+
+    qualification_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    withdrawn_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    review_id: Mapped[str] = mapped_column(String(36), nullable=False)
 
 
 class ReplacementApplication(Base):

@@ -23,10 +23,15 @@ from credence_common.contracts.events import (
     PaymentRefundedV1,
     QualificationWithdrawnV1,
 )
-from credence_common.errors import Conflict, NotFound
+from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
 from services.certificates import domain
-from services.certificates.models import Certificate, ReplacementApplication, RevocationCase
+from services.certificates.models import (
+    Certificate,
+    ReplacementApplication,
+    RevocationCase,
+    WithdrawnQualification,
+)
 from services.certificates.usecases import (
     CertificateRules,
     _change,
@@ -55,6 +60,9 @@ def _revoke(session: Session, certificate: Certificate, reason: str, code: str, 
     _change(session, certificate, "revoke", actor, {"reason": reason, "code": code})
     now = utcnow()
     certificate.revoked_at, certificate.revocation_reason, certificate.revocation_code = now, reason[:200], code
+    for case in session.scalars(select(RevocationCase).where(  # nothing is left to decide
+            RevocationCase.certificate_id == certificate.certificate_id, RevocationCase.status == domain.CASE_OPEN)):
+        case.status, case.decided_at, case.decided_by, case.note = domain.CASE_REVOKED, now, actor, reason[:200]
     for application in session.scalars(select(ReplacementApplication).where(
             ReplacementApplication.certificate_id == certificate.certificate_id,
             ReplacementApplication.status.in_(domain.APPLICATION_ACTIVE)).with_for_update()):
@@ -68,20 +76,31 @@ def _revoke(session: Session, certificate: Certificate, reason: str, code: str, 
 
 # --- a re-check took the qualification away -------------------------------------------------------------
 
-def withdraw_qualification(session: Session, event: QualificationWithdrawnV1, rules: CertificateRules) -> None:
-    certificate = session.scalars(select(Certificate).where(Certificate.result_id == event.result_id)
-                                  .with_for_update()).first()
-    if certificate is None:
-        # Events crossed (the qualification's own event is still on its way, or waits for a retry): refuse, so
-        # this one is retried after it.
-        raise RuntimeError(f"qualification {event.result_id} withdrawn before its certificate exists; retried later")
-    # a reissue or correction carries the qualification on to the new certificate
+def _current(session: Session, certificate: Certificate) -> Certificate:
+    """The certificate that carries this one's qualification today: a reissue or correction carries it on."""
     while certificate.status == domain.SUPERSEDED:
         successor = session.scalars(select(Certificate).where(
             Certificate.replaces_certificate_id == certificate.certificate_id).with_for_update()).first()
         if successor is None:
             break
         certificate = successor
+    return certificate
+
+
+def withdraw_qualification(session: Session, event: QualificationWithdrawnV1, rules: CertificateRules) -> None:
+    # on record first, whatever follows: a qualification event that crosses this one finds it
+    withdrawn = session.get(WithdrawnQualification, event.result_id, with_for_update=True)
+    if withdrawn is None:
+        session.add(WithdrawnQualification(qualification_id=event.result_id, withdrawn_at=event.withdrawn_at,
+                                           review_id=event.review_id))
+    elif event.withdrawn_at > withdrawn.withdrawn_at:
+        withdrawn.withdrawn_at, withdrawn.review_id = event.withdrawn_at, event.review_id
+    certificate = session.scalars(select(Certificate).where(Certificate.result_id == event.result_id)
+                                  .with_for_update()).first()
+    if certificate is None:  # the qualification is still on its way: it will not become a certificate
+        log.info("qualification %s withdrawn before its certificate exists", event.result_id)
+        return
+    certificate = _current(session, certificate)
     actor = f"scoring:review:{event.review_id}"
     detail = {"code": domain.REVOKED_RESULT_CORRECTED, "corrected_result_id": event.corrected_result_id}
     if certificate.status in (domain.REVOKED, domain.WITHDRAWN, domain.SUPERSEDED):
@@ -98,7 +117,8 @@ def withdraw_qualification(session: Session, event: QualificationWithdrawnV1, ru
                 ended_at=utcnow()), subject=certificate.certificate_id)
         return
     if session.scalars(select(RevocationCase.case_id).where(
-            RevocationCase.qualification_id == event.result_id)).first() is not None:
+            RevocationCase.qualification_id == event.result_id,
+            RevocationCase.certificate_id == certificate.certificate_id)).first() is not None:
         return  # the same withdrawal told twice (under another event id)
     now = utcnow()
     case = RevocationCase(case_id=str(uuid.uuid4()), certificate_id=certificate.certificate_id,
@@ -122,6 +142,9 @@ def case_view(case: RevocationCase, certificate_number: str | None, today) -> Re
 
 
 def revocation_cases(session: Session, status: str | None = None, overdue_only: bool = False) -> RevocationCaseList:
+    if status is not None and status not in (domain.CASE_OPEN, domain.CASE_REVOKED, domain.CASE_KEPT):
+        raise InvalidInput("invalid_status", "status is open, revoked or kept.",
+                           [{"field": "status", "message": "one of open, revoked, kept"}])
     query = (select(RevocationCase, Certificate.certificate_number)
              .join(Certificate, Certificate.certificate_id == RevocationCase.certificate_id)
              .order_by(RevocationCase.decide_by, RevocationCase.opened_at))
@@ -135,14 +158,16 @@ def revocation_cases(session: Session, status: str | None = None, overdue_only: 
 
 def decide_revocation_case(session: Session, staff_id: str, case_id: str, decision: str,
                            note: str) -> RevocationCaseView:
-    case = session.get(RevocationCase, case_id, with_for_update=True)
+    case = session.get(RevocationCase, case_id)
     if case is None:
         raise NotFound("case_not_found", f"No revocation case {case_id}.")
+    # the certificate first, then the case: a revocation (which closes the certificate's cases) locks that way too
+    certificate = _current(session, find_certificate(session, case.certificate_id, lock=True))
+    case = session.get(RevocationCase, case_id, with_for_update=True, populate_existing=True)
     try:
         outcome = domain.decide_case(case.status, decision)
     except domain.IllegalTransition:
         raise Conflict("case_decided", f"This case was already decided ({case.status}).") from None
-    certificate = find_certificate(session, case.certificate_id, lock=True)
     if decision == "revoke":
         if certificate.status != domain.ISSUED:
             raise Conflict("illegal_transition", f"The certificate is {certificate.status} now; keep the case to "

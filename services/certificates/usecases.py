@@ -58,6 +58,7 @@ from services.certificates.models import (
     OutboxEvent,
     ProductionBatch,
     ReplacementApplication,
+    WithdrawnQualification,
 )
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,23 @@ def payer_of(session: Session, candidate_id: str) -> domain.Payer:
 # --- the application ----------------------------------------------------------------------------------
 
 def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1, rules: CertificateRules) -> None:
-    """An application holding exactly what will be printed, for the candidate to check and confirm."""
-    if session.execute(select(Certificate.certificate_id).where(Certificate.result_id == event.result_id)).first():
-        return  # one certificate per qualifying result, however often the event comes
+    """An application holding exactly what will be printed, for the candidate to check and confirm. One per
+    qualification, however often the event comes; a qualification withdrawn by a re-check (a later withdrawal on
+    record) is not applied, and one gained again after its withdrawal (a course-based program passed again keeps
+    its id) gets a new certificate, the old one letting go of the id."""
+    withdrawn = session.get(WithdrawnQualification, event.result_id)
+    if withdrawn is not None and event.qualified_at <= withdrawn.withdrawn_at:
+        log.info("qualification %s was withdrawn after it was gained: no certificate", event.result_id)
+        return
+    existing = session.scalars(select(Certificate).where(Certificate.result_id == event.result_id)
+                               .with_for_update()).first()
+    if existing is not None:
+        lost = existing.status == domain.WITHDRAWN or (
+            existing.status == domain.REVOKED and existing.revocation_code == domain.REVOKED_RESULT_CORRECTED)
+        if not (lost and withdrawn is not None):
+            return
+        existing.result_id = existing.certificate_id  # unique, and never a qualification's id
+        session.flush()
     payer = payer_of(session, event.candidate_id)
     now = utcnow()
     certificate = Certificate(
@@ -329,6 +344,14 @@ def find_application(session: Session, application_id: str, lock: bool = False) 
     return application
 
 
+def _locked_with_its_certificate(session: Session, application_id: str) -> ReplacementApplication:
+    """The application locked after its certificate: every path that locks both (a revocation locks the
+    certificate, then its applications) takes them in this order, so two of them never deadlock."""
+    application = find_application(session, application_id)
+    find_certificate(session, application.certificate_id, lock=True)
+    return session.get(ReplacementApplication, application_id, with_for_update=True, populate_existing=True)
+
+
 def _move(application: ReplacementApplication, action: str) -> None:
     try:
         application.status = domain.next_application_status(application.status, action)
@@ -399,9 +422,9 @@ def start_replacement(session: Session, staff_id: str, application_id: str) -> R
 def complete_replacement(session: Session, staff_id: str, application_id: str,
                          rules: CertificateRules) -> ReplacementApplicationView:
     """The new certificate is issued under a new number; the old one is superseded."""
-    application = find_application(session, application_id, lock=True)
+    application = _locked_with_its_certificate(session, application_id)
     _move(application, "complete")
-    old = find_certificate(session, application.certificate_id, lock=True)
+    old = find_certificate(session, application.certificate_id)
     if old.status != domain.ISSUED:  # revoked while the application was processed
         raise Conflict("illegal_transition", f"The certificate is {old.status} now; cancel the application.")
     now = utcnow()
@@ -460,8 +483,8 @@ def _end_application(session: Session, application: ReplacementApplication, acti
 def cancel_replacement(session: Session, staff_id: str, application_id: str,
                        reason: str) -> ReplacementApplicationView:
     """Cancelled with a reason the candidate reads; a paid fee goes back through payments, automatically."""
-    application = find_application(session, application_id, lock=True)
-    certificate = find_certificate(session, application.certificate_id, lock=True)
+    application = _locked_with_its_certificate(session, application_id)
+    certificate = find_certificate(session, application.certificate_id)
     _end_application(session, application, "cancel", reason, "cancelled_by_staff",
                      f"{application.kind} application cancelled: {reason}")
     application.handled_by = f"staff:{staff_id}"
@@ -472,7 +495,7 @@ def cancel_replacement(session: Session, staff_id: str, application_id: str,
 
 def withdraw_replacement(session: Session, candidate_id: str, application_id: str) -> ReplacementApplicationView:
     """The candidate changed their mind before paying (a paid application is in staff's hands: they cancel it)."""
-    application = find_application(session, application_id, lock=True)
+    application = _locked_with_its_certificate(session, application_id)
     if application.candidate_id != candidate_id:  # another candidate's application does not exist for them
         raise NotFound("application_not_found", f"No replacement application {application_id}.")
     if application.status != domain.APPLICATION_AWAITING_PAYMENT:
@@ -480,7 +503,7 @@ def withdraw_replacement(session: Session, candidate_id: str, application_id: st
                        "illegal_transition",
                        f"This application is {application.status.replace('_', ' ')}; only an unpaid one can be "
                        "withdrawn (once paid, ask staff to cancel it: the fee is refunded).")
-    certificate = find_certificate(session, application.certificate_id, lock=True)
+    certificate = find_certificate(session, application.certificate_id)
     _end_application(session, application, "withdraw", "Withdrawn by the candidate.", "withdrawn_by_candidate", "")
     _note(session, certificate, f"{application.kind}_withdrawn", f"candidate:{candidate_id}",
           {"application_id": application_id})

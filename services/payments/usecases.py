@@ -146,13 +146,18 @@ def open_replacement_fee_due(session: Session, event: ReplacementAwaitingPayment
 
 
 def cancel_due(session: Session, event: FeeNoLongerDueV1, provider: PaymentProvider) -> None:
-    """What the due was for ended unpaid. An open order holding it is ended first, asking the provider (a payment
-    made meanwhile is applied: the due is then paid, stays paid, and certificates asks for the refund when the
-    payment reaches it). If the due has not arrived yet (events crossed), it is recorded cancelled, so the late
-    request to open it finds it cancelled."""
-    due = session.scalars(select(PaymentDue).where(PaymentDue.purpose == event.purpose,
-                                                   PaymentDue.reference_id == event.reference_id)
-                          .with_for_update()).first()
+    """What the due was for ended unpaid. An open order holding only this due is ended first, asking the provider
+    (a payment made meanwhile is applied: the due is then paid, stays paid, and certificates asks for the refund
+    when the payment reaches it). An open order holding other dues too (an institution paying for a class) stays
+    open for them: this due is marked cancelled, and if the order is paid all the same, certificates refunds this
+    student's share. If the due has not arrived yet (events crossed), it is recorded cancelled, so the late request
+    to open it finds it cancelled."""
+    query = select(PaymentDue).where(PaymentDue.purpose == event.purpose, PaymentDue.reference_id == event.reference_id)
+    due = session.scalars(query).first()
+    if due is not None and due.open_order_number:
+        # the order first, then the due: paying and closing an order lock them in that order too
+        find_order(session, due.open_order_number, lock=True)
+    due = session.scalars(query.with_for_update().execution_options(populate_existing=True)).first()
     if due is None:
         fee = session.get(Fee, event.purpose)
         session.add(PaymentDue(due_id=str(uuid.uuid4()), purpose=event.purpose, reference_id=event.reference_id,
@@ -164,9 +169,9 @@ def cancel_due(session: Session, event: FeeNoLongerDueV1, provider: PaymentProvi
         return
     if due.open_order_number:
         order = find_order(session, due.open_order_number, lock=True)
-        if order.status == domain.CREATED:
+        if order.status == domain.CREATED and len(_due_ids(session, order.order_number)) == 1:
             end_unpaid_order(session, provider, order, domain.CLOSED, utcnow(), "service:certificates")
-        session.refresh(due)
+            session.refresh(due)
         if due.status != domain.DUE_OPEN:  # the provider said it was paid
             return
     due.status = domain.DUE_CANCELLED

@@ -31,7 +31,9 @@ DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
 @app.command("import-results")
 def import_results(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV or JSON Lines file"),
                    file_format: str = typer.Option(None, "--format", help="csv or jsonl (default: by extension)"),
-                   actor: str = typer.Option("cli", help="Who imports, for the audit trail"),
+                   actor: str = typer.Option(..., "--actor", "--staff", help="The staff username importing: "
+                                             "recorded as staff:NAME, so that account may not sign these results "
+                                             "off (separation of duties)"),
                    config: Path = typer.Option(DEFAULT_CONFIG, help="The scoring service's config file")) -> None:
     """Import exam results from an exam centre's file."""
     file_format = file_format or ("jsonl" if file.suffix.lower() in (".jsonl", ".ndjson") else "csv")
@@ -41,7 +43,7 @@ def import_results(file: Path = typer.Argument(..., exists=True, dir_okay=False,
         with file.open("rb") as stream, Progress(*columns, console=console,
                                                   disable=not console.is_terminal) as progress:
             task = progress.add_task("import", total=None)
-            report = run_import(engine, stream, file_format, f"cli:{actor}",
+            report = run_import(engine, stream, file_format, f"staff:{actor}",
                                 on_rows=lambda n: progress.update(task, completed=n))
     except InvalidInput as refused:
         console.print(f"[red]{refused.message}[/red]")

@@ -3,7 +3,8 @@ gateway answers 202 with the batch's URL), kept encrypted in ``queued_imports`` 
 accepts it, and imported by the scoring service's timer; the clerk follows progress at the batch's URL.
 
 Nothing is lost: a process that dies while importing leaves the import's own transaction uncommitted (all rows or
-none), and the upload ``processing`` since longer than ``STALE_AFTER`` is claimed again by any scoring process.
+none), and an upload whose import has given no sign of life (on PostgreSQL its progress is a heartbeat) for
+``STALE_AFTER`` is claimed again by any scoring process, at most ``MAX_ATTEMPTS`` times.
 Progress (rows read so far) is written as the import goes on PostgreSQL; on SQLite, whose one writer is the import
 itself, it is kept in the importing process and shown by it."""
 
@@ -66,20 +67,21 @@ def progress_view(upload: QueuedImport) -> dict:
 
 
 def claim(engine) -> str | None:
-    """The oldest queued upload (or one left processing by a process that died), claimed for this process with a
-    conditional update, so two scoring processes never import the same file at once."""
+    """The oldest queued upload (or one left processing by a process that died: no heartbeat for ``STALE_AFTER``),
+    claimed for this process with a conditional update, so two scoring processes never import the same file at
+    once. An upload that has taken ``MAX_ATTEMPTS`` processes down with it is failed, not tried for ever."""
     now = utcnow()
+    stale = (QueuedImport.status == PROCESSING) & (QueuedImport.started_at < now - STALE_AFTER)
     with Session(engine) as session, session.begin():
-        candidate = session.scalars(select(QueuedImport.batch_id).where(or_(
-            QueuedImport.status == QUEUED,
-            (QueuedImport.status == PROCESSING) & (QueuedImport.started_at < now - STALE_AFTER)))
-            .order_by(QueuedImport.created_at).limit(1)).first()
+        session.execute(update(QueuedImport).where(stale, QueuedImport.attempts >= MAX_ATTEMPTS).values(
+            status=FAILED, error="internal_error: the import stopped its process every time it was tried",
+            content=None, finished_at=now).execution_options(synchronize_session=False))
+        candidate = session.scalars(select(QueuedImport.batch_id).where(or_(QueuedImport.status == QUEUED, stale))
+                                    .order_by(QueuedImport.created_at).limit(1)).first()
         if candidate is None:
             return None
         claimed = session.execute(update(QueuedImport).where(
-            QueuedImport.batch_id == candidate, or_(
-                QueuedImport.status == QUEUED,
-                (QueuedImport.status == PROCESSING) & (QueuedImport.started_at < now - STALE_AFTER)))
+            QueuedImport.batch_id == candidate, or_(QueuedImport.status == QUEUED, stale))
             .values(status=PROCESSING, started_at=now, attempts=QueuedImport.attempts + 1, rows_done=0)
             .execution_options(synchronize_session=False)).rowcount
         return candidate if claimed == 1 else None
@@ -95,13 +97,15 @@ def run_one(engine) -> str | None:
         content, file_format, actor, attempts = (base64.b64decode(upload.content or ""), upload.file_format,
                                                  upload.created_by, upload.attempts)
     writes_progress = engine.dialect.name == "postgresql"
+    # this claim, and no later one: a run that lost its claim (it went stale) writes nothing more
+    ours = (QueuedImport.batch_id == batch_id) & (QueuedImport.attempts == attempts) & \
+        (QueuedImport.status == PROCESSING)
 
     def on_rows(count: int) -> None:
         _progress[batch_id] = count
-        if writes_progress:  # another connection: the import's own transaction is not committed yet
+        if writes_progress:  # another connection (the import's own transaction is not committed yet); a heartbeat
             with engine.begin() as connection:
-                connection.execute(update(QueuedImport).where(QueuedImport.batch_id == batch_id)
-                                   .values(rows_done=count))
+                connection.execute(update(QueuedImport).where(ours).values(rows_done=count, started_at=utcnow()))
 
     outcome, error = DONE, None
     try:
@@ -115,22 +119,23 @@ def run_one(engine) -> str | None:
         log.exception("background import %s failed", batch_id)
         if attempts < MAX_ATTEMPTS:
             with engine.begin() as connection:
-                connection.execute(update(QueuedImport).where(QueuedImport.batch_id == batch_id)
-                                   .values(status=QUEUED))
+                connection.execute(update(QueuedImport).where(ours).values(status=QUEUED))
             return batch_id
         outcome, error = FAILED, f"internal_error: {type(exc).__name__}"
     finally:
         _progress.pop(batch_id, None)
     with engine.begin() as connection:  # the file is no longer needed: it holds personal data
-        connection.execute(update(QueuedImport).where(QueuedImport.batch_id == batch_id).values(
+        connection.execute(update(QueuedImport).where(ours).values(
             status=outcome, error=error, content=None, finished_at=utcnow()))
     log.info("background import %s: %s", batch_id, outcome)
     return batch_id
 
 
 def report(session: Session, batch_id: str) -> dict | None:
-    """A queued, running or failed upload (an imported or rejected one has its ``ImportBatch``)."""
-    if session.get(ImportBatch, batch_id) is not None:
-        return None
+    """A queued, running or failed upload; None for an unknown id and for one whose import is done (an imported or
+    rejected file has its ``ImportBatch``, which the caller reads again: it may have been committed since its
+    first look)."""
     upload = session.get(QueuedImport, batch_id)
-    return progress_view(upload) if upload is not None else None
+    if upload is None or (upload.status == DONE and session.get(ImportBatch, batch_id) is not None):
+        return None
+    return progress_view(upload)

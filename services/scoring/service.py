@@ -100,6 +100,8 @@ class ScoringService(HealthCheck):
                 waiting = import_queue.report(session, batch_id)  # accepted, not imported yet (or failed)
                 if waiting is not None:
                     return waiting
+                batch = session.get(ImportBatch, batch_id)  # its import may have committed since the first look
+            if batch is None:
                 raise NotFound("import_not_found", "No such import batch.")
             return {"batch_id": batch.batch_id, "status": batch.status, "file_format": batch.file_format,
                     "encoding": batch.encoding, "row_count": batch.row_count, "recorded": batch.recorded,

@@ -620,3 +620,56 @@ def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes
         mine = certificates.certificate(CANDIDATE, refunded_id)
     assert mine["status"] == "revoked" and mine["revocation_reason"].startswith("The certificate fee was refunded")
     assert spy.drain() == []
+
+
+def test_withdrawals_that_cross_their_qualification_and_qualifications_gained_again(start_service, event_spy):
+    """A withdrawal that arrives before its qualification is kept, and the qualification then makes no
+    certificate; a qualification gained again after its withdrawal (a course-based program keeps its id) makes a
+    new one; an open case follows its certificate to the reissue that replaced it, and a revocation by other means
+    closes it."""
+    container, config = start_service(CertificatesService)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    issued_id = issued_certificate(config)
+    earlier = utcnow() - timedelta(minutes=5)
+    publish_event(amqp, withdrawn_qualification("res-late"))  # crossed: the qualification is still on its way
+    wait_for(lambda: query(db, "select qualification_id from withdrawn_qualifications") == [("res-late",)],
+             what="the withdrawal kept")
+    publish_event(amqp, qualified("res-late").model_copy(update={"qualified_at": earlier}))
+    wait_for(lambda: query(db, "select count(*) from processed_events") == [(4,)], what="both handled")
+    assert query(db, "select count(*) from certificates where result_id = 'res-late'") == [(0,)]
+    # gained again later: a new certificate
+    publish_event(amqp, qualified("res-late"))
+    wait_for(lambda: query(db, "select count(*) from certificates where result_id = 'res-late'") == [(1,)],
+             what="a certificate for the qualification gained again")
+
+    # issued, withdrawn into a case, then reissued before staff decide: the decision revokes the reissue
+    with rpc_proxy("certificates", config) as certificates:
+        applied = certificates.apply_for_replacement(CANDIDATE, issued_id, {"kind": "reissue", "reason": "Lost"})
+        publish_event(amqp, replacement_paid(applied, order="P202612070000000004"))
+        wait_for(lambda: query(db, "select status from replacement_applications") == [("pending",)], what="paid")
+        publish_event(amqp, withdrawn_qualification("res-1", "rev-9"))
+        [case] = wait_for(lambda: certificates.revocation_cases(STAFF, "open")["cases"], what="the case")
+        certificates.start_replacement(STAFF, applied["application_id"])
+        done = certificates.complete_replacement(STAFF, applied["application_id"])
+        with pytest.raises(InvalidInput) as typo:
+            certificates.revocation_cases(STAFF, "opne")
+        assert typo.value.code == "invalid_status"
+        decided = certificates.decide_revocation_case(STAFF, case["case_id"], {"decision": "revoke",
+                                                                                "note": "Re-check: failed."})
+        assert decided["status"] == "revoked"
+        assert certificates.certificate(CANDIDATE, done["new_certificate_id"])["status"] == "revoked"
+        assert certificates.certificate(CANDIDATE, issued_id)["status"] == "superseded"
+
+        # a case closed by a revocation made otherwise (staff, or a refund)
+        publish_event(amqp, qualified("res-3"))
+        third = application(db, "res-3")
+        certificates.confirm_certificate(CANDIDATE, third, PHOTO)
+        publish_event(amqp, paid(third, order="P202612070000000005"))
+        wait_for(lambda: certificates.certificate(CANDIDATE, third)["status"] == "issued", what="issued")
+        publish_event(amqp, withdrawn_qualification("res-3", "rev-10"))
+        [case] = wait_for(lambda: certificates.revocation_cases(STAFF, "open")["cases"], what="the third's case")
+        certificates.revoke_certificate(STAFF, third, {"reason": "Obtained by fraud"})
+        assert certificates.revocation_cases(STAFF, "open")["cases"] == []
+        [closed] = [c for c in certificates.revocation_cases(STAFF, "revoked")["cases"]
+                    if c["case_id"] == case["case_id"]]
+        assert closed["note"] == "Obtained by fraud"

@@ -532,6 +532,27 @@ def test_a_fee_no_longer_due_cancels_its_due_and_closes_the_open_order_but_never
     assert query(db, "select count(*) from refunds") == [(0,)]
 
 
+def test_a_fee_no_longer_due_leaves_an_institutions_order_for_the_class_open(payments_service):
+    """One student's certificate is withdrawn (a re-check) while the institution's order for the class is open:
+    the order stays open and payable for everyone; the student's due is cancelled, and paying the order all the
+    same pays it (certificates then refunds that share: tests/integration/test_certificates.py)."""
+    config, bank = payments_service
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    for certificate_id, candidate_id in (("cert-a", "cand-a"), ("cert-b", "cand-b")):
+        publish_event(amqp, awaiting(certificate_id, candidate_id, "institution", "inst-1"))
+    dues = dues_of(config, institution(), "institution", "inst-1", 2)
+    with rpc_proxy("payments", config) as payments:
+        order = payments.create_order(institution(), {"due_ids": [d["due_id"] for d in dues]}, "class")
+    publish_event(amqp, FeeNoLongerDueV1(certificate_id="cert-a", candidate_id="cand-a", purpose="certificate_fee",
+                                         reference_id="cert-a", reason="result_corrected", ended_at=utcnow()))
+    wait_for(lambda: query(db, "select status from payment_dues where reference_id = 'cert-a'") == [("cancelled",)],
+             what="the withdrawn student's due is cancelled")
+    with rpc_proxy("payments", config) as payments:
+        assert payments.order(institution(), order["order_number"])["status"] == "created"
+        assert payments.sandbox_pay(institution(), order["order_number"], {})["acknowledgement"]["status"] == "paid"
+    assert dict(query(db, "select reference_id, status from payment_dues")) == {"cert-a": "paid", "cert-b": "paid"}
+
+
 def test_reconciliation_lists_every_mismatch_with_the_provider_statement(payments_service):
     config, bank = payments_service
     db = config["DB_URI"]

@@ -177,9 +177,13 @@ def test_the_cli_streams_a_file_into_the_database(databases, tmp_path, start_ser
     outcome = runner.invoke(app, ["import-results", str(results), "--config", str(settings), "--actor", "centre-11"])
     assert outcome.exit_code == 0, outcome.output
     assert "imported: 3 rows, 3 recorded" in outcome.output
+    # the importer is a staff account, so separation of duties knows it (it may not sign these results off)
+    assert query(config["DB_URI"], "select created_by from import_batches") == [("staff:centre-11",)]
+    nameless = runner.invoke(app, ["import-results", str(results), "--config", str(settings)])
+    assert nameless.exit_code == 2  # who imports is required
     broken = tmp_path / "broken.csv"
     broken.write_text(HEADER + f"{TICKETS[0]},ZK-LAW,00015,2026-04,abc\n")
-    refused = runner.invoke(app, ["import-results", str(broken), "--config", str(settings)])
+    refused = runner.invoke(app, ["import-results", str(broken), "--config", str(settings), "--staff", "clerk"])
     assert refused.exit_code == 1 and "line 2" in refused.output
     assert query(config["DB_URI"], "select count(*) from exam_results") == [(3,)]
 
@@ -307,5 +311,17 @@ def test_a_file_too_large_for_the_request_is_imported_in_the_background(start_se
         assert import_queue.run_one(engine) == first["batch_id"]
         with Session(engine) as session:
             assert session.get(ImportBatch, first["batch_id"]).status == "imported"
+        # a file that took its process down every time it was tried is failed, not tried for ever
+        poison = HEADER + f"{TICKETS[2]},ZK-LAW,00230,2026-04,91\n"
+        with Session(engine) as session, session.begin():
+            doomed = import_queue.accept(session, poison.encode(), "csv", "staff:clerk")
+        with engine.begin() as connection:
+            connection.execute(text("update queued_imports set status = 'processing', attempts = :n, started_at = :t "
+                                    "where batch_id = :b"), {"n": import_queue.MAX_ATTEMPTS,
+                                                             "t": utcnow() - import_queue.STALE_AFTER * 2,
+                                                             "b": doomed["batch_id"]})
+        assert import_queue.claim(engine) is None
+        assert query(db, "select status, content_encrypted from queued_imports where batch_id = :b",
+                     b=doomed["batch_id"]) == [("failed", None)]
     finally:
         engine.dispose()

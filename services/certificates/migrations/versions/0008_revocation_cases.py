@@ -1,4 +1,5 @@
-"""revocation cases (a re-check took an issued certificate's qualification away) and a machine revocation code
+"""revocation cases (a re-check took an issued certificate's qualification away), withdrawn qualifications and a
+machine revocation code
 
 Revision ID: 0008
 Revises: 0007
@@ -20,7 +21,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(length=36), primary_key=True),
         sa.Column("certificate_id", sa.String(length=36), sa.ForeignKey("certificates.certificate_id"),
                   nullable=False),
-        sa.Column("qualification_id", sa.String(length=36), nullable=False, unique=True),
+        sa.Column("qualification_id", sa.String(length=36), nullable=False),
         sa.Column("reason_code", sa.String(length=20), nullable=False),
         sa.Column("review_id", sa.String(length=36), nullable=False),
         sa.Column("corrected_result_id", sa.String(length=36), nullable=False),
@@ -32,10 +33,19 @@ def upgrade() -> None:
         sa.Column("note", sa.String(length=200), nullable=True),
     )
     op.create_index("ix_revocation_cases_certificate_id", "revocation_cases", ["certificate_id"])
+    op.create_index("ix_revocation_cases_qualification_id", "revocation_cases", ["qualification_id"])
+    op.create_table(
+        "withdrawn_qualifications",
+        sa.Column("qualification_id", sa.String(length=36), primary_key=True),
+        sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("review_id", sa.String(length=36), nullable=False),
+    )
     op.create_index("ix_revocation_cases_status", "revocation_cases", ["status"])
 
 
 def downgrade() -> None:
+    op.drop_table("withdrawn_qualifications")
+    op.drop_index("ix_revocation_cases_qualification_id", "revocation_cases")
     op.drop_index("ix_revocation_cases_status", "revocation_cases")
     op.drop_index("ix_revocation_cases_certificate_id", "revocation_cases")
     op.drop_table("revocation_cases")

@@ -118,8 +118,10 @@ def test_results_import_streams_a_file_the_candidate_then_sees(platform, journey
     broken = tmp_path / "broken.csv"
     broken.write_text("ticket_number,program_code,course_code,sitting,score\n"
                       f"{journey['ticket_number']},ZK-LAW,00015,{sitting},abc\n")
-    refused = credence(platform, "results", "import", str(broken))
+    refused = credence(platform, "results", "import", str(broken), "--actor", "centre-e2e")
     assert refused.returncode == 1 and "line 2" in refused.stdout
+    nameless = credence(platform, "results", "import", str(results))
+    assert nameless.returncode == 2  # the staff account importing is required (separation of duties)
 
 
 def test_batches_list_and_close_through_the_running_service(platform, journey):

@@ -11,7 +11,9 @@ a bill that disagrees with what happened; and notifications forged, stale, undec
 serial. Duplicates and out-of-order delivery are the test's to arrange: every call of ``notification`` signs
 afresh (a redelivery), and the same bytes and headers sent twice are a replay.
 
-Run it alone (``python -m services.payments.wechatpay_emulator --keys DIR``) for ``make run`` in staging mode.
+Run it alone (``python -m services.payments.wechatpay_emulator --keys DIR``) for ``make run`` in staging mode;
+``POST /emulator/trades/<out_trade_no>/payment`` (unsigned: it is the payer, not the API) then pays an order and
+delivers the notification to the order's notify_url, retrying as WeChat Pay does.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -51,6 +56,9 @@ from services.payments.wechatpay import (
     rsa_sign,
     rsa_verify,
 )
+
+# the payer's side, for staging: POST /emulator/trades/<out_trade_no>/payment pays and notifies
+PAYER_ROUTE = re.compile(r"^/emulator/trades/([^/]+)/payment$")
 
 
 def new_rsa_key() -> rsa.RSAPrivateKey:
@@ -275,6 +283,32 @@ class WeChatPayEmulator:
         body = self._envelope(f"REFUND.{refund.status}", "refund", content, undecryptable)
         return self._sign_notification(body, forged, stale_seconds, serial=None)
 
+    def deliver(self, signed, url: str, attempts: int = 3, backoff_seconds: float = 0.5) -> int:
+        """POST a notification (``signed()`` answers its body and headers, signed afresh for each attempt) to
+        ``url`` as WeChat Pay does, again after a failure (it keeps trying for a day; the emulator a few times).
+        Answers the last HTTP status (0: unreachable)."""
+        status = 0
+        for attempt in range(attempts):
+            body, headers = signed()
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (our own notify_url)
+                    status = answer.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError:
+                status = 0
+            if 200 <= status < 300:
+                return status
+            time.sleep(backoff_seconds * (attempt + 1))
+        return status
+
+    def pay_and_notify(self, out_trade_no: str) -> dict:
+        """Staging: the payer pays, and the notification goes to the order's notify_url."""
+        trade = self.pay(out_trade_no)
+        status = self.deliver(lambda: self.notification(out_trade_no), trade.notify_url)
+        return {"out_trade_no": out_trade_no, "transaction_id": trade.transaction_id, "notify_status": status}
+
     # --- the API ------------------------------------------------------------------------------------
 
     def _trade_json(self, trade: Trade) -> dict:
@@ -435,8 +469,18 @@ def _handler(emulator: WeChatPayEmulator):
                 faults.fail_requests = max(0, faults.fail_requests - 1)
             if delay:
                 time.sleep(delay)
-            refusal = emulator.check_authorization(self.command, self.path, self.headers.get("Authorization"), body)
-            if refusal:
+            payer = PAYER_ROUTE.match(urlsplit(self.path).path) if self.command == "POST" else None
+            refusal = None if payer else emulator.check_authorization(self.command, self.path,
+                                                                      self.headers.get("Authorization"), body)
+            if payer:  # the payer's side (staging): not WeChat Pay's API, so not signed
+                number = unquote(payer.group(1))
+                if number not in emulator.trades:
+                    status, answer = 404, {"code": "ORDER_NOT_EXIST", "message": "no such order"}
+                elif emulator.trades[number].trade_state == "CLOSED":
+                    status, answer = 409, {"code": "ORDER_CLOSED", "message": "the order is closed"}
+                else:
+                    status, answer = 200, emulator.pay_and_notify(number)
+            elif refusal:
                 status, answer = 401, {"code": "SIGN_ERROR", "message": refusal}
             elif failing:
                 status, answer = 500, {"code": "SYSTEM_ERROR", "message": "系统错误"}

@@ -5,7 +5,11 @@ their notification, failures of the provider, and reconciliation against its tra
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
+import requests
 
 from credence_common.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
 from credence_common.events import utcnow
@@ -248,3 +252,35 @@ def test_the_adapter_signs_what_the_emulator_verifies_and_refuses_what_it_cannot
     (tmp_path / "wechatpay" / "platform" / "PUB_KEY_ID_ROTATED.pem").write_bytes(pem_public(new_key))
     assert provider.query("P-JSAPI").trade_state == "NOTPAY"  # picked up without a restart
     assert old_serial in provider.keys.keys().platform_keys  # the old one still trusted until it is removed
+
+
+def test_in_staging_the_emulator_pays_and_delivers_the_notification_again_until_it_is_taken(emulator, tmp_path):
+    received: list[tuple[bytes, dict]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append((self.rfile.read(int(self.headers["Content-Length"])), dict(self.headers)))
+            self.send_response(500 if len(received) == 1 else 204)  # our side fails once: WeChat Pay sends again
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/api/v1/payments/notifications/wechatpay"
+        provider = WeChatPayProvider(KeyStore(tmp_path / "wechatpay", 0), MERCHANT, APPID, url, emulator.base_url)
+        provider.prepare("P-STAGING", 6000, "Credence fee", utcnow())
+        with pytest.raises(requests.HTTPError):  # the payer's route pays only open orders
+            requests.post(f"{emulator.base_url}/emulator/trades/P-NONE/payment", timeout=5).raise_for_status()
+        paid = requests.post(f"{emulator.base_url}/emulator/trades/P-STAGING/payment", timeout=10).json()
+        assert paid["notify_status"] == 204 and len(received) == 2
+        first, second = (provider.verify_notification(body, headers, utcnow()) for body, headers in received)
+        assert first.order_number == second.order_number == "P-STAGING" and first.amount_fen == 6000
+        assert first.nonce != second.nonce  # each delivery signed afresh: a duplicate, not a replay
+        assert first.transaction_id == paid["transaction_id"]
+    finally:
+        receiver.shutdown()
+        receiver.server_close()

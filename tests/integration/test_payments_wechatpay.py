@@ -133,6 +133,11 @@ def test_a_close_at_wechatpay_and_a_payment_that_won_the_race(wechat):
         closed = payments.close_order(candidate(), raced["order_number"])
         assert closed["status"] == "paid"  # WeChat Pay said ORDERPAID; the query found the payment
     assert ("POST", f"/v3/pay/transactions/out-trade-no/{raced['order_number']}/close", 400) in emulator.requests
+    # out of order: a payment taken after our close (WeChat Pay misbehaving) is refused and flagged for a refund
+    emulator.pay(unpaid["order_number"], even_if_closed=True)
+    with pytest.raises(Conflict) as closed_before:
+        deliver(config, *emulator.notification(unpaid["order_number"]))
+    assert closed_before.value.code == "order_closed" and incident_codes(config)["order_closed"] is True
 
 
 def test_a_provider_that_times_out_opens_no_order(wechat):
@@ -184,6 +189,10 @@ def test_a_refund_is_processing_until_its_notification_and_is_applied_once(wecha
             payments.refunds(STAFF, False, number)["refunds"][-1]), what="the retried refund")
     assert done["refund_number"] == retried["refund_number"]
     assert query(db, "select refunded_fen, status from payment_orders") == [(6000, "refunded")]
+    # out of order: the payment's notification redelivered after the refunds changes nothing
+    assert deliver(config, *emulator.notification(number)) == {"order_number": number, "status": "refunded",
+                                                               "duplicate": True}
+    assert query(db, "select count(*) from provider_payments") == [(1,)]
 
 
 def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):

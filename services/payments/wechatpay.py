@@ -61,6 +61,8 @@ HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SERIAL = (
 DEFAULT_API_BASE = "https://api.mch.weixin.qq.com"
 # Error codes after which asking again later may help (WeChat Pay's documented "retry" codes).
 RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANK_ERROR", "NOT_ENOUGH"})
+# Refusals that change what we do (an order taken as paid, closed or missing): believed only when signed.
+ACTED_ON_CODES = frozenset({"ORDERPAID", "ORDER_CLOSED", "ORDER_NOT_EXIST"})
 
 
 # --- the documented primitives ------------------------------------------------------------------------
@@ -294,12 +296,21 @@ class WeChatPayProvider:
         if answer.status_code >= 500:
             raise ProviderError(self._code(answer.content) or "SYSTEM_ERROR", f"WeChat Pay answered "
                                 f"{answer.status_code} to {method} {parts.path}.", retryable=True)
-        if signed_answer:
-            self._verify_answer(answer)
         if answer.status_code >= 400:
             code = self._code(answer.content) or f"HTTP_{answer.status_code}"
-            raise ProviderError(code, self._message(answer.content) or f"WeChat Pay refused {method} {parts.path}.",
-                                retryable=code in RETRYABLE_CODES)
+            message = self._message(answer.content) or f"WeChat Pay refused {method} {parts.path}."
+            try:
+                if signed_answer:
+                    self._verify_answer(answer)
+            except ProviderError:
+                # a refusal WeChat Pay did not sign (it may not sign a SIGN_ERROR) is reported but never acted on:
+                # the codes we act on are not believed, and nothing is given up for good on its word
+                if code in ACTED_ON_CODES:
+                    raise
+                raise ProviderError(code, f"{message} (an unsigned answer)", retryable=True) from None
+            raise ProviderError(code, message, retryable=code in RETRYABLE_CODES)
+        if signed_answer:
+            self._verify_answer(answer)
         return answer.status_code, answer.content
 
     def _verify_answer(self, answer: requests.Response) -> None:

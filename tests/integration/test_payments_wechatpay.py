@@ -244,6 +244,12 @@ def test_the_adapter_signs_what_the_emulator_verifies_and_refuses_what_it_cannot
     with pytest.raises(ProviderError) as forged:
         provider.query("P-JSAPI")
     assert forged.value.code == "INVALID_RESPONSE_SIGNATURE" and forged.value.retryable
+    with pytest.raises(ProviderError) as forged_missing:  # a forged "no such order" is not taken for one
+        provider.query("P-NONE")
+    assert forged_missing.value.code == "INVALID_RESPONSE_SIGNATURE"
+    with pytest.raises(ProviderError) as unsigned_refusal:  # reported, but nothing is given up on its word
+        provider.prepare_jsapi("P-JSAPI-3", 100, "Credence fee", utcnow(), "")
+    assert unsigned_refusal.value.code == "PARAM_ERROR" and unsigned_refusal.value.retryable
     emulator.faults.forge_answers = False
     emulator.faults.fail_requests = 1
     with pytest.raises(ProviderError) as failing:

@@ -200,3 +200,28 @@ def test_the_trade_bill_is_read_in_fen_exactly():
     with pytest.raises(ProviderError) as bad:
         parse_trade_bill(b"not,a,bill\r\n")
     assert bad.value.code == "INVALID_BILL"
+
+
+def test_the_provider_is_chosen_by_configuration_and_refuses_unsafe_settings(keys, tmp_path, monkeypatch):
+    from services.payments.configuration import PROVIDERS, wechatpay_provider
+
+    keys.write(tmp_path / "secrets")
+    config = {"PAYMENT_PROVIDER": "wechatpay", "WECHATPAY_SECRETS_DIR": str(tmp_path / "secrets"),
+              "WECHATPAY_APPID": "wxd678efh567hg6787", "PAYMENT_MERCHANT_ID": MCHID,
+              "WECHATPAY_NOTIFY_URL": "https://credence.example/api/v1/payments/notifications/wechatpay"}
+    assert PROVIDERS == ("sandbox", "wechatpay")
+    provider = wechatpay_provider(config)
+    assert (provider.name, provider.merchant_id, provider.api_base) == ("wechatpay", MCHID,
+                                                                         "https://api.mch.weixin.qq.com")
+    with pytest.raises(ValueError, match="WECHATPAY_SECRETS_DIR"):
+        wechatpay_provider({**config, "WECHATPAY_SECRETS_DIR": ""})
+    with pytest.raises(ValueError, match="WECHATPAY_APPID"):
+        wechatpay_provider({**config, "WECHATPAY_APPID": ""})
+    monkeypatch.setenv("CREDENCE_ENV", "production")
+    with pytest.raises(ValueError, match="WECHATPAY_NOTIFY_URL"):
+        wechatpay_provider({**config, "WECHATPAY_NOTIFY_URL": "http://credence.example/notify"})
+    with pytest.raises(ValueError, match="WECHATPAY_API_BASE"):
+        wechatpay_provider({**config, "WECHATPAY_API_BASE": "http://127.0.0.1:8765"})
+    monkeypatch.setenv("CREDENCE_ENV", "staging")
+    assert wechatpay_provider({**config, "WECHATPAY_API_BASE": "http://127.0.0.1:8765"}).api_base == (
+        "http://127.0.0.1:8765")  # the emulator, in staging

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from credence_common.config import adapter_refusal
+from credence_common.config import adapter_refusal, is_development, is_production
 from services.payments import domain
 from services.payments.providers import SandboxBank, SandboxProvider, sandbox_db_uri
 from services.payments.usecases import PaymentRules
+from services.payments.wechatpay import DEFAULT_API_BASE, KeyStore, WeChatPayProvider
 
 
 @dataclass
 class ConfiguredPayments:
-    provider: SandboxProvider
+    provider: SandboxProvider | WeChatPayProvider
     bank: SandboxBank | None
     rules: PaymentRules
 
@@ -21,10 +22,45 @@ class ConfiguredPayments:
             self.bank.close_engine()
 
 
+PROVIDERS = ("sandbox", "wechatpay")
+
+
+def payment_rules(config: dict) -> PaymentRules:
+    return PaymentRules(order_ttl_seconds=int(config.get("PAYMENT_ORDER_TTL_SECONDS", 1800)),
+                        refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS", 3)),
+                        holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")))
+
+
+def wechatpay_provider(config: dict) -> WeChatPayProvider:
+    """WeChat Pay API v3. Its keys are files in WECHATPAY_SECRETS_DIR (a mounted secret: docs/operations.md,
+    "WeChat Pay"), reread when they change, so a rotation needs no restart."""
+    secrets_dir = str(config.get("WECHATPAY_SECRETS_DIR") or "")
+    if not secrets_dir:
+        raise ValueError("PAYMENT_PROVIDER=wechatpay needs WECHATPAY_SECRETS_DIR (the merchant key, its serial, "
+                         "the APIv3 key and the platform keys)")
+    api_base = str(config.get("WECHATPAY_API_BASE") or DEFAULT_API_BASE)
+    notify_url = str(config.get("WECHATPAY_NOTIFY_URL") or "")
+    appid = str(config.get("WECHATPAY_APPID") or "")
+    if not notify_url.startswith("https://") and not is_development():
+        raise ValueError("WECHATPAY_NOTIFY_URL must be our https:// notification route "
+                         "(…/api/v1/payments/notifications/wechatpay)")
+    if not appid:
+        raise ValueError("PAYMENT_PROVIDER=wechatpay needs WECHATPAY_APPID (the 公众号 / 小程序 AppID)")
+    if not api_base.startswith("https://") and is_production():
+        raise ValueError("WECHATPAY_API_BASE must be https:// in production (an emulator is for tests and staging)")
+    keys = KeyStore(secrets_dir, float(config.get("WECHATPAY_KEY_CHECK_SECONDS", 5)))
+    return WeChatPayProvider(
+        keys, str(config.get("WECHATPAY_MCHID") or config.get("PAYMENT_MERCHANT_ID", "1900000001")), appid,
+        notify_url, api_base, float(config.get("WECHATPAY_TIMEOUT_SECONDS", 10)),
+        int(config.get("PAYMENT_NOTIFY_TOLERANCE_SECONDS", 300)))
+
+
 def configured_payments(config: dict) -> ConfiguredPayments:
     kind = config.get("PAYMENT_PROVIDER", "sandbox")
-    if kind != "sandbox":
-        raise ValueError(f"PAYMENT_PROVIDER={kind!r}: only 'sandbox' exists so far")
+    if kind not in PROVIDERS:
+        raise ValueError(f"PAYMENT_PROVIDER={kind!r}: one of {', '.join(PROVIDERS)}")
+    if kind == "wechatpay":
+        return ConfiguredPayments(wechatpay_provider(config), None, payment_rules(config))
     refusal = adapter_refusal("PAYMENT_PROVIDER", kind)  # in production it would hand out free certificates
     if refusal:
         raise ValueError(refusal)
@@ -35,7 +71,4 @@ def configured_payments(config: dict) -> ConfiguredPayments:
         bank, domain.load_public_key(public_pem), str(config.get("PAYMENT_MERCHANT_ID", "1900000001")),
         str(config.get("PAYMENT_SANDBOX_PAY_URL", "/api/v1/sandbox-provider/orders")),
         int(config.get("PAYMENT_NOTIFY_TOLERANCE_SECONDS", 300)))
-    rules = PaymentRules(order_ttl_seconds=int(config.get("PAYMENT_ORDER_TTL_SECONDS", 1800)),
-                         refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS", 3)),
-                         holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")))
-    return ConfiguredPayments(provider, bank, rules)
+    return ConfiguredPayments(provider, bank, payment_rules(config))

@@ -53,6 +53,10 @@ class Notification:
     amount_fen: int
     currency: str
     paid_at: datetime | None = None
+    # a refund notification (WeChat Pay's REFUND.*): our refund number, the provider's, and how it ended
+    refund_number: str | None = None
+    provider_refund_id: str | None = None
+    refund_status: str | None = None  # SUCCESS | ABNORMAL | CLOSED
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class ProviderTrade:
 class ProviderRefund:
     refund_number: str
     provider_refund_id: str
-    status: str  # SUCCESS
+    status: str  # SUCCESS, or (WeChat Pay) PROCESSING until its refund notification, or CLOSED | ABNORMAL
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,15 @@ from credence_common.contracts.payments import (
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import BadRequest, Conflict, CredenceError, Forbidden, InvalidInput, NotFound
+from credence_common.errors import (
+    BadRequest,
+    Conflict,
+    CredenceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from credence_common.events import utcnow
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
@@ -230,6 +238,9 @@ class PaymentsService(HealthCheck):
             with self.db.transaction() as session:
                 return usecases.close_order(session, self.payments.provider, kind, viewer_id,
                                             order_number).model_dump(mode="json")
+        except ProviderError as error:
+            raise ServiceUnavailable("payment_provider_unavailable", f"The payment provider could not close the "
+                                     f"order now ({error.code}); try again in a moment.") from None
         except CredenceError as error:
             if error.code in usecases.FLAGGED_CODES:
                 self._refused(error, acting(who), context)
@@ -281,6 +292,8 @@ class PaymentsService(HealthCheck):
         if not is_development():
             # it marks an order paid without money: the gateway does not route it outside development either, and
             # this refuses any other caller on the bus (the same answer as an unknown endpoint)
+            raise NotFound("route_not_found", "No such endpoint.")
+        if self.payments.bank is None:  # a real provider is configured: there is no sandbox to pay at
             raise NotFound("route_not_found", "No such endpoint.")
         who, kind, viewer_id = viewer_of(actor, MONEY_HANDLERS)
         request = parse(SandboxPayment, request or {})
@@ -347,7 +360,13 @@ class PaymentsService(HealthCheck):
                                          usecases.IncidentContext())
             return
         with self.db.transaction() as session:
-            usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
+            if done.status == "SUCCESS":
+                usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
+            elif done.status == "PROCESSING":  # the refund notification (or the next submission) ends it
+                usecases.note_refund_processing(session, refund_number, done.provider_refund_id)
+            else:
+                usecases.fail_refund(session, refund_number, f"{done.status}: the provider's refund answer",
+                                     usecases.IncidentContext())
 
     @timer(interval=5)
     def submit_pending_refunds(self) -> None:
@@ -372,5 +391,9 @@ class PaymentsService(HealthCheck):
             wanted = date.fromisoformat(str(day))
         except ValueError:
             raise InvalidInput("invalid_date", "day must be a date like 2026-11-23.") from None
-        with self.db.transaction() as session:
-            return usecases.reconcile(session, self.payments.provider, wanted).model_dump(mode="json")
+        try:
+            with self.db.transaction() as session:
+                return usecases.reconcile(session, self.payments.provider, wanted).model_dump(mode="json")
+        except ProviderError as error:
+            raise ServiceUnavailable("payment_provider_unavailable", f"The provider's statement for {wanted} could "
+                                     f"not be read ({error.code}: {error}); try again later.") from None

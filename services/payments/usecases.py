@@ -70,7 +70,10 @@ outbox = Outbox(OutboxEvent)
 
 # Refusals after which money may sit at the provider without a paid order here: a person must look.
 FLAGGED_CODES = frozenset({"order_not_found", "order_closed", "order_already_paid", "amount_mismatch",
-                           "transaction_already_used", "currency_mismatch", "merchant_mismatch", "refund_refused"})
+                           "transaction_already_used", "currency_mismatch", "merchant_mismatch", "refund_refused",
+                           # WeChat Pay: a notification signed by it that our APIv3 key cannot open (a key rotated on
+                           # one side only), or signed by a platform key we do not have yet
+                           "undecryptable_resource", "unknown_platform_serial"})
 MAX_ORDER_FEN = 1_000_000_000  # ten million yuan: far above any real order, far below a 32-bit column's end
 
 
@@ -430,6 +433,8 @@ def handle_notification(session: Session, provider: PaymentProvider, raw_body: b
                        "changes nothing.")
     if notification.merchant_id != provider.merchant_id:
         raise InvalidInput("merchant_mismatch", "The notification is for another merchant.")
+    if notification.refund_number is not None:
+        return handle_refund_notification(session, provider, notification, context)
     if notification.currency != domain.CURRENCY:
         raise InvalidInput("currency_mismatch", f"The notification is in {notification.currency}, not "
                            f"{domain.CURRENCY}.")
@@ -440,6 +445,31 @@ def handle_notification(session: Session, provider: PaymentProvider, raw_body: b
         return NotificationAcknowledgement(order_number=order.order_number, status=order.status)
     return apply_payment(session, order, provider, notification.transaction_id, notification.amount_fen,
                          "notification", now, context, notification.paid_at)
+
+
+def handle_refund_notification(session: Session, provider: PaymentProvider, notification,
+                               context: IncidentContext) -> NotificationAcknowledgement:
+    """The provider says how a refund we submitted ended (WeChat Pay's REFUND.SUCCESS / ABNORMAL / CLOSED). Applied
+    once: a refund already completed (by the submitting worker's answer, or an earlier copy of this notification)
+    changes nothing, so the notification and the answer may arrive in either order."""
+    context.detail = {"refund_number": notification.refund_number}
+    refund = session.get(Refund, notification.refund_number)
+    if refund is None or refund.order_number != notification.order_number:
+        raise NotFound("refund_not_found", f"No refund {notification.refund_number} of order "
+                       f"{notification.order_number}.")
+    if notification.refund_status == "SUCCESS" and notification.amount_fen != refund.amount_fen:
+        context.detail = {"refund_number": refund.refund_number, "refund_amount_fen": refund.amount_fen,
+                          "notified_amount_fen": notification.amount_fen}
+        raise InvalidInput("amount_mismatch", f"The provider reports {notification.amount_fen} fen refunded but "
+                           f"refund {refund.refund_number} is for {refund.amount_fen} fen.")
+    if notification.refund_status == "SUCCESS":
+        changed = complete_refund(session, provider.name, refund.refund_number, notification.provider_refund_id)
+    else:
+        changed = fail_refund(session, refund.refund_number, f"{notification.refund_status}: the provider's refund "
+                              "notification", context)
+    order = find_order(session, refund.order_number)
+    session.refresh(order)
+    return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=not changed)
 
 
 def remember_nonce(session: Session, provider_name: str, nonce: str, now: datetime) -> bool:
@@ -622,6 +652,13 @@ def pending_refund_numbers(session: Session, limit: int = 100) -> list[str]:
 def note_refund_attempt_failed(session: Session, refund_number: str, error: str) -> None:
     session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
                     .values(attempts=Refund.attempts + 1, last_error=error[:200]))
+
+
+def note_refund_processing(session: Session, refund_number: str, provider_refund_id: str) -> None:
+    """The provider accepted the refund and is making it (WeChat Pay's PROCESSING): it stays pending until the
+    refund notification, or a later submission of the same number, says how it ended."""
+    session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
+                    .values(provider_refund_id=provider_refund_id, last_error="PROCESSING at the provider"))
 
 
 def complete_refund(session: Session, provider_name: str, refund_number: str, provider_refund_id: str) -> bool:

@@ -1,0 +1,301 @@
+"""Payments configured with PAYMENT_PROVIDER=wechatpay, in a real container on SQLite and PostgreSQL, against the
+WeChat Pay API v3 emulator (services/payments/wechatpay_emulator.py) on a free port: prepay, notifications signed and
+encrypted as documented (credited once; forged, stale, undecryptable ones refused and recorded), close, refunds and
+their notification, failures of the provider, and reconciliation against its trade bill."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from credence_common.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
+from credence_common.events import utcnow
+from services.payments.providers import ProviderError, business_day
+from services.payments.service import PaymentsService
+from services.payments.wechatpay import KeyStore, WeChatPayProvider
+from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
+from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.test_payments import STAFF, awaiting, candidate
+
+MERCHANT = "1900000001"
+APPID = "wxd678efh567hg6787"
+NOTIFY_URL = "https://credence.test/api/v1/payments/notifications/wechatpay"
+
+
+@pytest.fixture(scope="module")
+def generated_keys():
+    return EmulatorKeys()
+
+
+@pytest.fixture
+def emulator(generated_keys, tmp_path):
+    keys = EmulatorKeys(generated_keys.merchant_key, generated_keys.merchant_serial, generated_keys.apiv3_key,
+                        generated_keys.platform_key, generated_keys.platform_serial)
+    keys.write(tmp_path / "wechatpay")
+    with WeChatPayEmulator(keys, MERCHANT) as running:
+        yield running
+
+
+@pytest.fixture
+def wechat(start_service, emulator, tmp_path):
+    _container, config = start_service(
+        PaymentsService, PAYMENT_PROVIDER="wechatpay", WECHATPAY_SECRETS_DIR=str(tmp_path / "wechatpay"),
+        WECHATPAY_API_BASE=emulator.base_url, WECHATPAY_APPID=APPID, WECHATPAY_NOTIFY_URL=NOTIFY_URL,
+        WECHATPAY_TIMEOUT_SECONDS=1, WECHATPAY_KEY_CHECK_SECONDS=0)
+    return config, emulator
+
+
+def adapter(emulator, tmp_path) -> WeChatPayProvider:
+    return WeChatPayProvider(KeyStore(tmp_path / "wechatpay", 0), MERCHANT, APPID, NOTIFY_URL, emulator.base_url,
+                             timeout_seconds=1)
+
+
+def open_order(config, certificate_id="cert-1") -> dict:
+    publish_event(config["AMQP_URI"], awaiting(certificate_id))
+    with rpc_proxy("payments", config) as payments:
+        due = wait_for(lambda: next((d for d in payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
+                                     if d["reference_id"] == certificate_id), None), what="due")
+        return payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, certificate_id)
+
+
+def deliver(config, body: bytes, headers: dict) -> dict:
+    with rpc_proxy("payments", config) as payments:
+        return payments.handle_notification("wechatpay", body.decode(), headers)
+
+
+def paid_order(config, emulator, certificate_id="cert-1") -> dict:
+    order = open_order(config, certificate_id)
+    emulator.pay(order["order_number"])
+    assert deliver(config, *emulator.notification(order["order_number"]))["status"] == "paid"
+    with rpc_proxy("payments", config) as payments:
+        return payments.order(STAFF, order["order_number"])
+
+
+def incident_codes(config) -> dict[str, bool]:
+    with rpc_proxy("payments", config) as payments:
+        return {i["code"]: i["flagged"] for i in payments.incidents(STAFF)["incidents"]}
+
+
+def test_an_order_is_prepaid_and_credited_once_by_a_signed_encrypted_notification(wechat):
+    config, emulator = wechat
+    db = config["DB_URI"]
+    order = open_order(config)
+    number = order["order_number"]
+    assert order["pay_url"].startswith("weixin://wxpay/bizpayurl?pr=") and order["amount_fen"] == 6000
+    trade = emulator.trades[number]
+    assert (trade.total, trade.trade_type, trade.notify_url, trade.appid) == (6000, "NATIVE", NOTIFY_URL, APPID)
+    emulator.pay(number)
+
+    for refused, error, code in ((emulator.notification(number, forged=True), Unauthorized, "invalid_signature"),
+                                 (emulator.notification(number, stale_seconds=600), Unauthorized,
+                                  "stale_notification"),
+                                 (emulator.notification(number, undecryptable=True), BadRequest,
+                                  "undecryptable_resource"),
+                                 (emulator.notification(number, serial="PUB_KEY_ID_NOBODY"), Unauthorized,
+                                  "unknown_platform_serial")):
+        with pytest.raises(error) as caught:
+            deliver(config, *refused)
+        assert caught.value.code == code
+    assert query(db, "select status from payment_orders") == [("created",)]
+
+    body, headers = emulator.notification(number)
+    assert deliver(config, body, headers) == {"order_number": number, "status": "paid", "duplicate": False}
+    redelivered = emulator.notification(number)  # WeChat Pay retries: signed afresh
+    assert deliver(config, *redelivered)["duplicate"] is True
+    with pytest.raises(Conflict) as replay:  # the very same bytes and headers again
+        deliver(config, body, headers)
+    assert replay.value.code == "replayed_notification"
+    assert query(db, "select provider, provider_transaction_id, amount_fen from provider_payments") == [
+        ("wechatpay", emulator.trades[number].transaction_id, 6000)]
+    assert query(db, "select status from payment_dues") == [("paid",)]
+    incidents = incident_codes(config)
+    assert {"invalid_signature", "stale_notification", "undecryptable_resource", "unknown_platform_serial",
+            "replayed_notification"} <= incidents.keys()
+    assert incidents["undecryptable_resource"] and incidents["unknown_platform_serial"]  # flagged: money waits
+
+
+def test_a_close_at_wechatpay_and_a_payment_that_won_the_race(wechat):
+    config, emulator = wechat
+    unpaid = open_order(config, "cert-1")
+    with rpc_proxy("payments", config) as payments:
+        emulator.faults.fail_requests = 1  # WeChat Pay answers 500 once: the order stays open, the payer may retry
+        with pytest.raises(ServiceUnavailable) as unavailable:
+            payments.close_order(candidate(), unpaid["order_number"])
+        assert unavailable.value.code == "payment_provider_unavailable"
+        assert payments.order(STAFF, unpaid["order_number"])["status"] == "created"
+        assert payments.close_order(candidate(), unpaid["order_number"])["status"] == "closed"
+        assert emulator.trades[unpaid["order_number"]].trade_state == "CLOSED"
+        raced = open_order(config, "cert-2")
+        emulator.pay(raced["order_number"])  # paid, its notification not arrived yet
+        closed = payments.close_order(candidate(), raced["order_number"])
+        assert closed["status"] == "paid"  # WeChat Pay said ORDERPAID; the query found the payment
+    assert ("POST", f"/v3/pay/transactions/out-trade-no/{raced['order_number']}/close", 400) in emulator.requests
+    # out of order: a payment taken after our close (WeChat Pay misbehaving) is refused and flagged for a refund
+    emulator.pay(unpaid["order_number"], even_if_closed=True)
+    with pytest.raises(Conflict) as closed_before:
+        deliver(config, *emulator.notification(unpaid["order_number"]))
+    assert closed_before.value.code == "order_closed" and incident_codes(config)["order_closed"] is True
+
+
+def test_a_provider_that_times_out_opens_no_order(wechat):
+    config, emulator = wechat
+    emulator.faults.delay_requests, emulator.faults.delay_seconds = 1, 2.5
+    with pytest.raises(ServiceUnavailable) as timed_out:
+        open_order(config)
+    assert timed_out.value.code == "payment_provider_unavailable"
+    assert query(config["DB_URI"], "select count(*) from payment_orders") == [(0,)]
+    assert query(config["DB_URI"], "select open_order_number from payment_dues") == [(None,)]
+
+
+def test_a_refund_is_processing_until_its_notification_and_is_applied_once(wechat):
+    config, emulator = wechat
+    db = config["DB_URI"]
+    order = paid_order(config, emulator)
+    number = order["order_number"]
+    with rpc_proxy("payments", config) as payments:
+        refund = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 2000, "reason": "partial",
+                                                 "request_key": "k1"})
+    assert refund["status"] == "pending"  # WeChat Pay answered PROCESSING
+    assert emulator.refunds[refund["refund_number"]].status == "PROCESSING"
+    # the refund notification arrives (perhaps before a resubmission sees SUCCESS): applied once either way
+    emulator.settle_refund(refund["refund_number"])
+    body, headers = emulator.refund_notification(refund["refund_number"])
+    deliver(config, body, headers)
+    assert deliver(config, *emulator.refund_notification(refund["refund_number"]))["duplicate"] is True
+    assert query(db, "select status, provider_refund_id from refunds") == [
+        ("succeeded", emulator.refunds[refund["refund_number"]].refund_id)]
+    assert query(db, "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (2000, 0, "partially_refunded")]
+    forged = emulator.refund_notification(refund["refund_number"], forged=True)
+    with pytest.raises(Unauthorized):
+        deliver(config, *forged)
+    # a refund WeChat Pay rejects is failed, flagged and frees its amount
+    emulator.faults.reject_refunds = "INVALID_REQUEST"
+    with rpc_proxy("payments", config) as payments:
+        rejected = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 1000, "reason": "again",
+                                                   "request_key": "k2"})
+    assert rejected["status"] == "failed" and rejected["last_error"].startswith("INVALID_REQUEST")
+    assert incident_codes(config)["refund_refused"] is True
+    # a 500 is retried with the same out_refund_no until WeChat Pay takes it
+    emulator.faults.reject_refunds, emulator.faults.fail_requests, emulator.faults.refund_status = None, 1, "SUCCESS"
+    with rpc_proxy("payments", config) as payments:
+        retried = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 4000, "reason": "rest",
+                                                  "request_key": "k3"})
+        assert retried["status"] == "pending" and retried["last_error"].startswith("SYSTEM_ERROR")
+        done = wait_for(lambda: (lambda r: r if r["status"] == "succeeded" else None)(
+            payments.refunds(STAFF, False, number)["refunds"][-1]), what="the retried refund")
+    assert done["refund_number"] == retried["refund_number"]
+    assert query(db, "select refunded_fen, status from payment_orders") == [(6000, "refunded")]
+    # out of order: the payment's notification redelivered after the refunds changes nothing
+    assert deliver(config, *emulator.notification(number)) == {"order_number": number, "status": "refunded",
+                                                               "duplicate": True}
+    assert query(db, "select count(*) from provider_payments") == [(1,)]
+
+
+def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):
+    config, emulator = wechat
+    matched = paid_order(config, emulator, "cert-1")
+    differs = paid_order(config, emulator, "cert-2")
+    emulator.faults.refund_status = "SUCCESS"
+    with rpc_proxy("payments", config) as payments:
+        assert payments.request_refund(STAFF, {"order_number": matched["order_number"], "amount_fen": 1000,
+                                               "reason": "partial", "request_key": "k"})["status"] == "succeeded"
+    emulator.faults.bill_amounts[differs["order_number"]] = 5999
+    emulator.faults.bill_extra.append({"transaction_id": "4200STRAY", "out_trade_no": "P-STRAY", "amount_fen": 5000})
+    today = business_day(utcnow()).isoformat()
+    with rpc_proxy("payments", config) as payments:
+        report = payments.reconcile(STAFF, today)
+        emulator.faults.forge_answers = True
+        with pytest.raises(ServiceUnavailable) as forged:
+            payments.reconcile(STAFF, today)
+        assert "INVALID_RESPONSE_SIGNATURE" in forged.value.message
+    assert report["provider"] == "wechatpay"
+    assert report["payments_matched"] == 1 and report["refunds_matched"] == 1
+    assert {(m["kind"], m["entry"], m["order_number"], m["provider_amount_fen"]) for m in report["mismatches"]} == {
+        ("missing_in_credence", "payment", "P-STRAY", 5000), ("amount_differs", "payment", differs["order_number"],
+                                                                5999)}
+    assert report["credence_total_fen"] == 6000 + 6000 - 1000
+    assert report["provider_total_fen"] == 6000 + 5999 + 5000 - 1000
+
+
+def test_the_adapter_signs_what_the_emulator_verifies_and_refuses_what_it_cannot_believe(emulator, tmp_path):
+    """The adapter alone (no service): JSAPI prepay, a merchant key the emulator does not know, forged answers,
+    5xx and timeouts, and a platform key rotation picked up from the secrets directory."""
+    provider = adapter(emulator, tmp_path)
+    jsapi = provider.prepare_jsapi("P-JSAPI", 100, "Credence fee", utcnow(), "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+    assert jsapi.prepay_id.startswith("wx") and jsapi.pay_params["package"] == f"prepay_id={jsapi.prepay_id}"
+    assert emulator.trades["P-JSAPI"].trade_type == "JSAPI"
+    with pytest.raises(ProviderError) as no_openid:
+        provider.prepare_jsapi("P-JSAPI-2", 100, "Credence fee", utcnow(), "")
+    assert no_openid.value.code == "PARAM_ERROR" and not no_openid.value.retryable
+    assert provider.query("P-NONE") is None
+    assert provider.query("P-JSAPI").trade_state == "NOTPAY"
+
+    emulator.merchant_keys.clear()  # WeChat Pay no longer knows our merchant certificate
+    with pytest.raises(ProviderError) as unsigned:
+        provider.query("P-JSAPI")
+    assert unsigned.value.code == "SIGN_ERROR"
+    emulator.merchant_keys[emulator.keys.merchant_serial] = emulator.keys.merchant_key.public_key()
+
+    emulator.faults.forge_answers = True
+    with pytest.raises(ProviderError) as forged:
+        provider.query("P-JSAPI")
+    assert forged.value.code == "INVALID_RESPONSE_SIGNATURE" and forged.value.retryable
+    with pytest.raises(ProviderError) as forged_missing:  # a forged "no such order" is not taken for one
+        provider.query("P-NONE")
+    assert forged_missing.value.code == "INVALID_RESPONSE_SIGNATURE"
+    with pytest.raises(ProviderError) as unsigned_refusal:  # reported, but nothing is given up on its word
+        provider.prepare_jsapi("P-JSAPI-3", 100, "Credence fee", utcnow(), "")
+    assert unsigned_refusal.value.code == "PARAM_ERROR" and unsigned_refusal.value.retryable
+    emulator.faults.forge_answers = False
+    emulator.faults.fail_requests = 1
+    with pytest.raises(ProviderError) as failing:
+        provider.query("P-JSAPI")
+    assert failing.value.code == "SYSTEM_ERROR" and failing.value.retryable
+    emulator.faults.delay_requests, emulator.faults.delay_seconds = 1, 2
+    with pytest.raises(ProviderError) as slow:
+        provider.query("P-JSAPI")
+    assert slow.value.code == "TIMEOUT" and slow.value.retryable
+
+    old_serial = emulator.keys.platform_serial
+    new_key = emulator.rotate_platform_key("PUB_KEY_ID_ROTATED")
+    with pytest.raises(ProviderError):  # answers signed with a key we have not been given yet
+        provider.query("P-JSAPI")
+    (tmp_path / "wechatpay" / "platform" / "PUB_KEY_ID_ROTATED.pem").write_bytes(pem_public(new_key))
+    assert provider.query("P-JSAPI").trade_state == "NOTPAY"  # picked up without a restart
+    assert old_serial in provider.keys.keys().platform_keys  # the old one still trusted until it is removed
+
+
+def test_in_staging_the_emulator_pays_and_delivers_the_notification_again_until_it_is_taken(emulator, tmp_path):
+    received: list[tuple[bytes, dict]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append((self.rfile.read(int(self.headers["Content-Length"])), dict(self.headers)))
+            self.send_response(500 if len(received) == 1 else 204)  # our side fails once: WeChat Pay sends again
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/api/v1/payments/notifications/wechatpay"
+        provider = WeChatPayProvider(KeyStore(tmp_path / "wechatpay", 0), MERCHANT, APPID, url, emulator.base_url)
+        provider.prepare("P-STAGING", 6000, "Credence fee", utcnow())
+        with pytest.raises(requests.HTTPError):  # the payer's route pays only open orders
+            requests.post(f"{emulator.base_url}/emulator/trades/P-NONE/payment", timeout=5).raise_for_status()
+        paid = requests.post(f"{emulator.base_url}/emulator/trades/P-STAGING/payment", timeout=10).json()
+        assert paid["notify_status"] == 204 and len(received) == 2
+        first, second = (provider.verify_notification(body, headers, utcnow()) for body, headers in received)
+        assert first.order_number == second.order_number == "P-STAGING" and first.amount_fen == 6000
+        assert first.nonce != second.nonce  # each delivery signed afresh: a duplicate, not a replay
+        assert first.transaction_id == paid["transaction_id"]
+    finally:
+        receiver.shutdown()
+        receiver.server_close()

@@ -19,6 +19,7 @@ from credence_common.contracts.asyncapi import build_asyncapi
 from credence_common.contracts.docs import example
 from credence_common.contracts.events import ALL_EVENTS
 from credence_common.events import EventPayload, make_envelope
+from tests.unit.test_openapi import iter_refs
 
 OFFICIAL_SCHEMA = Path(__file__).resolve().parents[1] / "vendor" / "asyncapi" / "3.0.0.json"
 DOCUMENT_URI = "urn:credence:events"
@@ -47,18 +48,6 @@ def contract_models() -> list[type[EventPayload]]:
 @pytest.fixture(scope="module")
 def document() -> dict:
     return build_asyncapi()
-
-
-def iter_refs(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref":
-                yield value
-            else:
-                yield from iter_refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from iter_refs(item)
 
 
 def test_the_official_asyncapi_schema_accepts_the_document(document):

@@ -65,13 +65,34 @@ def is_development(environ=None) -> bool:
 
 
 def insecure_settings(config: dict) -> list[str]:
-    """Names of secret settings that still hold a development default."""
+    """Names of secret settings that still hold a development default. A secret that only one adapter reads
+    (``ADAPTER_SECRETS``) counts only while that adapter is configured: production with WeChat Pay needs no
+    sandbox signing key, and staging with the webhook SMS adapter no Tencent Cloud key."""
     return sorted(
         key
         for key, value in config.items()
-        if key.upper().endswith(SECRET_SUFFIXES)
+        if key.upper().endswith(SECRET_SUFFIXES) and adapter_reads(config, key)
         and (value is None or str(value).strip() == "" or INSECURE_DEFAULT_PREFIX in str(value))
     )
+
+
+# Secret settings read by one adapter only: setting name -> (the adapter setting, the values that read it).
+# Each adapter module adds its own secrets here, beside its entry in ADAPTER_ENVIRONMENTS when it has one.
+ADAPTER_SECRETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "PAYMENT_SANDBOX_SIGNING_KEY": ("PAYMENT_PROVIDER", ("sandbox",)),
+    "SMS_WEBHOOK_SECRET": ("SMS_ADAPTER", ("webhook",)),
+}
+
+
+def configured_adapter(config: dict, setting: str) -> str:
+    """The adapter ``config`` chooses for ``setting`` (its default, a sandbox, when the file does not say)."""
+    return str(config.get(setting) or ADAPTER_DEFAULTS[setting]).strip().lower()
+
+
+def adapter_reads(config: dict, key: str) -> bool:
+    """Whether the configured adapters read the secret ``key`` (any secret not owned by one adapter: yes)."""
+    owner = ADAPTER_SECRETS.get(key)
+    return owner is None or configured_adapter(config, owner[0]) in owner[1]
 
 
 # The sandbox and development adapters, by setting and value (the value each service uses when the setting is

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from credence_common.config import (
+    ADAPTER_SECRETS,
     ConfigurationRefused,
+    adapter_reads,
     assert_safe_for_environment,
     insecure_settings,
     is_production,
@@ -68,6 +70,19 @@ def test_a_development_marker_anywhere_in_the_value_counts():
     # key specs such as "k1=dev-insecure-..." hold the marker after the key id
     assert insecure_settings({"IDENTITY_DATA_KEYS": "k1=dev-insecure-identity-data-key"}) == ["IDENTITY_DATA_KEYS"]
     assert insecure_settings({"IDENTITY_DATA_KEYS": "k1=9f2c4e-real-material"}) == []
+
+
+def test_a_secret_only_another_adapter_reads_is_not_required():
+    """credence_common.config.ADAPTER_SECRETS: the sandbox's signing key is needed only with the sandbox provider,
+    the webhook's secret only with the webhook adapter; the chosen adapter's secret still is."""
+    sandbox_key = {"PAYMENT_SANDBOX_SIGNING_KEY": "dev-insecure-payment-sandbox-signing-key"}
+    assert insecure_settings({**sandbox_key, "PAYMENT_PROVIDER": "wechatpay"}) == []
+    assert insecure_settings({**sandbox_key, "PAYMENT_PROVIDER": "sandbox"}) == ["PAYMENT_SANDBOX_SIGNING_KEY"]
+    assert insecure_settings(sandbox_key) == ["PAYMENT_SANDBOX_SIGNING_KEY"], "no PAYMENT_PROVIDER: the sandbox"
+    webhook = {"SMS_WEBHOOK_SECRET": "", "BOOTSTRAP_STAFF_PASSWORD": "dev-insecure-staff-password"}
+    assert insecure_settings({**webhook, "SMS_ADAPTER": "webhook"}) == ["BOOTSTRAP_STAFF_PASSWORD",
+                                                                        "SMS_WEBHOOK_SECRET"]
+    assert insecure_settings({**webhook, "SMS_ADAPTER": " Dev "}) == ["BOOTSTRAP_STAFF_PASSWORD"]
 
 
 # --- assert_safe_for_environment --------------------------------------------------------------------
@@ -165,14 +180,24 @@ def test_real_config_loads_with_an_amqp_uri(path, clean_env):
 def test_real_config_secrets_all_have_insecure_defaults(path, clean_env):
     """A secret default that does not look like one would slip through the production check."""
     config = load_config(path)
-    secrets = sorted(key for key in config if is_secret(key))
+    secrets = sorted(key for key in config if is_secret(key) and adapter_reads(config, key))
     assert insecure_settings(config) == secrets
+    for key in config:  # a secret of an adapter not configured by default: checked as if it were configured
+        if is_secret(key) and key in ADAPTER_SECRETS:
+            setting, values = ADAPTER_SECRETS[key]
+            assert insecure_settings({**config, setting: values[0]}) == sorted({*secrets, key}), key
+
+
+def test_every_adapter_secret_is_a_secret_setting_of_a_known_adapter():
+    from credence_common.config import ADAPTER_DEFAULTS
+    for key, (setting, values) in ADAPTER_SECRETS.items():
+        assert is_secret(key) and setting in ADAPTER_DEFAULTS and values, key
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=service_name)
 def test_production_without_overrides_refuses_every_service_holding_secrets(path, clean_env):
     config = load_config(path)
-    secrets = [key for key in config if is_secret(key)]
+    secrets = [key for key in config if is_secret(key) and adapter_reads(config, key)]
     if not secrets:
         assert assert_safe_for_environment(service_name(path), config, environ=PRODUCTION) is None
         return

@@ -48,7 +48,8 @@ def wechatpay_provider(config: dict) -> WeChatPayProvider:
         raise ValueError("PAYMENT_PROVIDER=wechatpay needs WECHATPAY_APPID (the 公众号 / 小程序 AppID)")
     if not api_base.startswith("https://") and is_production():
         raise ValueError("WECHATPAY_API_BASE must be https:// in production (an emulator is for tests and staging)")
-    keys = KeyStore(secrets_dir, float(config.get("WECHATPAY_KEY_CHECK_SECONDS", 5)))
+    keys = KeyStore(secrets_dir, float(config.get("WECHATPAY_KEY_CHECK_SECONDS", 5)),
+                    str(config.get("WECHATPAY_PLATFORM_KEYS_DIR") or "") or None)
     return WeChatPayProvider(
         keys, str(config.get("WECHATPAY_MCHID") or config.get("PAYMENT_MERCHANT_ID", "1900000001")), appid,
         notify_url, api_base, float(config.get("WECHATPAY_TIMEOUT_SECONDS", 10)),

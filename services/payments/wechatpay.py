@@ -167,11 +167,14 @@ class WeChatPayKeys:
     platform_keys: dict[str, object] = field(default_factory=dict)  # serial -> public key
 
 
-def load_keys(directory: str | os.PathLike) -> WeChatPayKeys:
+def load_keys(directory: str | os.PathLike, platform_directory: str | os.PathLike | None = None) -> WeChatPayKeys:
     """``apiclient_key.pem`` (the merchant's private key), ``merchant_serial_no`` (its certificate's serial),
     ``apiv3_key`` (32 bytes) and ``platform/*.pem`` (every platform certificate or WeChat Pay public key we trust
-    now: several at once while WeChat Pay rotates). Raises ``ValueError`` naming what is wrong."""
+    now: several at once while WeChat Pay rotates). The platform keys may live in a directory of their own
+    (``platform_directory``): a Kubernetes Secret volume holds files but no subdirectory, so the merchant's keys
+    and the platform keys are two Secrets mounted side by side. Raises ``ValueError`` naming what is wrong."""
     base = Path(directory)
+    platform_base = Path(platform_directory) if platform_directory else base / PLATFORM_DIR
     try:
         private_key = serialization.load_pem_private_key((base / MERCHANT_KEY_FILE).read_bytes(), password=None)
         serial = (base / MERCHANT_SERIAL_FILE).read_text("ascii").strip()
@@ -185,11 +188,11 @@ def load_keys(directory: str | os.PathLike) -> WeChatPayKeys:
     if not serial:
         raise ValueError(f"WeChat Pay keys in {base}: {MERCHANT_SERIAL_FILE} is empty")
     platform = {}
-    for path in sorted((base / PLATFORM_DIR).glob("*.pem")):
+    for path in sorted(platform_base.glob("*.pem")):
         platform_serial, key = load_platform_key(path.read_bytes(), path.stem)
         platform[platform_serial] = key
     if not platform:
-        raise ValueError(f"WeChat Pay keys in {base}: no platform key or certificate in {PLATFORM_DIR}/*.pem")
+        raise ValueError(f"WeChat Pay keys: no platform key or certificate in {platform_base}/*.pem")
     return WeChatPayKeys(serial, private_key, apiv3_key, platform)
 
 
@@ -198,17 +201,20 @@ class KeyStore:
     platform key dropped beside the old one): a rotation needs no restart. A broken update keeps the last good
     keys and is logged, so a half-written file never stops payments."""
 
-    def __init__(self, directory: str | os.PathLike, check_interval_seconds: float = 5.0):
+    def __init__(self, directory: str | os.PathLike, check_interval_seconds: float = 5.0,
+                 platform_directory: str | os.PathLike | None = None):
         self.directory = Path(directory)
+        self.platform_directory = Path(platform_directory) if platform_directory else self.directory / PLATFORM_DIR
         self.check_interval_seconds = check_interval_seconds
         self._lock = threading.Lock()
         self._stamp = self._fingerprint()
-        self._keys = load_keys(self.directory)  # a broken directory at start-up stops the start
+        # a broken directory at start-up stops the start
+        self._keys = load_keys(self.directory, self.platform_directory)
         self._checked = time.monotonic()
 
     def _fingerprint(self) -> tuple:
         paths = [self.directory / name for name in (MERCHANT_KEY_FILE, MERCHANT_SERIAL_FILE, APIV3_KEY_FILE)]
-        paths += sorted((self.directory / PLATFORM_DIR).glob("*.pem"))
+        paths += sorted(self.platform_directory.glob("*.pem"))
         stamp = []
         for path in paths:
             try:
@@ -227,7 +233,7 @@ class KeyStore:
             stamp = self._fingerprint()
             if stamp != self._stamp:
                 try:
-                    self._keys = load_keys(self.directory)
+                    self._keys = load_keys(self.directory, self.platform_directory)
                     log.info("WeChat Pay keys reloaded from %s: platform serials %s", self.directory,
                              ", ".join(self._keys.platform_keys))
                 except ValueError as error:

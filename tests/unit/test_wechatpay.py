@@ -173,6 +173,22 @@ def test_platform_keys_rotate_without_a_restart_and_a_broken_update_keeps_the_la
     assert provider.keys.keys(force=True).apiv3_key == keys.apiv3_key  # logged, not taken
 
 
+def test_platform_keys_may_be_a_directory_of_their_own(keys, tmp_path):
+    """WECHATPAY_PLATFORM_KEYS_DIR: on Kubernetes the platform keys are a second Secret volume (a Secret volume has
+    no subdirectories), and a key added to it is taken without a restart."""
+    keys.write(tmp_path / "secrets")
+    import shutil
+    platform = tmp_path / "platform-keys"
+    shutil.move(tmp_path / "secrets" / "platform", platform)
+    with pytest.raises(ValueError, match="no platform key"):
+        KeyStore(tmp_path / "secrets", 0)
+    store = KeyStore(tmp_path / "secrets", 0, platform)
+    assert set(store.keys().platform_keys) == {keys.platform_serial}
+    new_key = new_rsa_key()
+    (platform / "PUB_KEY_ID_NEXT.pem").write_bytes(pem_public(new_key))
+    assert store.platform_key("PUB_KEY_ID_NEXT") is not None and store.platform_key(keys.platform_serial) is not None
+
+
 def test_a_broken_secrets_directory_stops_the_start(tmp_path):
     with pytest.raises(ValueError, match="apiclient_key.pem"):
         KeyStore(tmp_path)

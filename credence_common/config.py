@@ -101,11 +101,14 @@ def adapter_reads(config: dict, key: str) -> bool:
 # for free because the route and RPC that pay at the sandbox exist only in development.
 ADAPTER_ENVIRONMENTS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("IDENTITY_VERIFIER", "sandbox"): (("development",), "approves any evidence, so anyone could confirm an "
-                                       "identity for free (use IDENTITY_VERIFIER=reject and confirm on site)"),
+                                       "identity for free (use IDENTITY_VERIFIER=tencent_faceid, or reject and "
+                                       "confirm on site)"),
     ("DEGREE_REGISTRY", "sandbox"): (("development", "staging"), "accepts made-up degrees"),
     ("PAYMENT_PROVIDER", "sandbox"): (("development", "staging"), "is not a real payment provider"),
     ("SMS_ADAPTER", "dev"): (("development",), "keeps codes readable by anyone (set SMS_ADAPTER=webhook)"),
 }
+# The real adapters (IDENTITY_VERIFIER=tencent_faceid and reject, PAYMENT_PROVIDER=wechatpay, SMS_ADAPTER=webhook) have
+# no rule: a real adapter may run anywhere, production included.
 ADAPTER_DEFAULTS = {"IDENTITY_VERIFIER": "sandbox", "DEGREE_REGISTRY": "sandbox", "PAYMENT_PROVIDER": "sandbox",
                     "SMS_ADAPTER": "dev"}
 

@@ -100,6 +100,24 @@ class ConfirmIdentityOnline(BaseModel):
     liveness_ref: str = Field(min_length=1, max_length=200, description="Reference of the liveness/face video")
 
 
+class IdentitySessionView(BaseModel):
+    """A liveness session opened at the online identity verifier: open ``url`` (the vendor's page); when it sends
+    the candidate back (to the configured page, with ``token=<biz_token>``), confirm with that token."""
+
+    session_id: str
+    url: str = Field(description="The vendor's liveness page to open; it returns to our page with ?token=…")
+    expires_at: datetime = Field(description="After this the session's result can no longer be fetched")
+    verifier: str
+
+
+class ConfirmIdentitySession(BaseModel):
+    model_config = Strict
+
+    biz_token: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$",
+                           description="The token the vendor's page returned with (it must be one of this "
+                                       "candidate's own sessions, not used before)")
+
+
 class ConfirmIdentityOnSite(BaseModel):
     model_config = Strict
 

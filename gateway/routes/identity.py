@@ -14,12 +14,14 @@ from credence_common.contracts.identity import (
     CodeLogin,
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
+    ConfirmIdentitySession,
     CreateInstitution,
     CreateStaffAccount,
     DecidePriorEducation,
     DevSmsMessages,
     DevSmsQuery,
     Done,
+    IdentitySessionView,
     ImportLegacyTickets,
     ImportOutcome,
     InstitutionCredentials,
@@ -125,6 +127,15 @@ def candidate_profile(call: Call):
 
 def confirm_my_identity(call: Call):
     return call.rpc.call("identity", "confirm_identity", call.actor, call.principal.subject, dump(call.body))
+
+
+def start_my_identity_session(call: Call):
+    return call.rpc.call("identity", "start_identity_session", call.actor, call.principal.subject)
+
+
+def confirm_my_identity_session(call: Call):
+    return call.rpc.call("identity", "confirm_identity_session", call.actor, call.principal.subject,
+                         dump(call.body))
 
 
 def confirm_identity_on_site(call: Call):
@@ -252,6 +263,17 @@ ROUTES: tuple[Route, ...] = (
     Route("confirm_my_identity", "POST", "/api/v1/me/identity-confirmation",
           "Confirm identity online (ID card image + liveness) and receive the admission ticket number",
           ("candidate",), confirm_my_identity, ConfirmIdentityOnline, CandidateView, tag="candidates"),
+    # IDENTITY_VERIFIER=tencent_faceid: a liveness session at the vendor, then its result. Starting one is rate
+    # limited (each is billed) and never replayed (its url holds the session's token); the token a confirmation
+    # names must be the caller's own, unused session (services/identity/liveness.py)
+    Route("start_my_identity_session", "POST", "/api/v1/me/identity-confirmation/sessions",
+          "Start a liveness session at the identity verifier; open its url, which returns with ?token=…",
+          ("candidate",), start_my_identity_session, None, IdentitySessionView, 201, rate_limited=True,
+          tag="candidates", replayable=NOT_REPLAYED),
+    Route("confirm_my_identity_session", "POST", "/api/v1/me/identity-confirmation/sessions/confirmation",
+          "Confirm identity with a finished liveness session's token and receive the admission ticket number",
+          ("candidate",), confirm_my_identity_session, ConfirmIdentitySession, CandidateView, rate_limited=True,
+          tag="candidates"),
     Route("change_my_password", "POST", "/api/v1/me/password", "Change the password (every session must sign in again)",
           ("candidate",), change_my_password, ChangePassword, Done, tag="auth"),
     Route("set_my_security_question", "PUT", "/api/v1/me/security-question",

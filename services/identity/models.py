@@ -125,6 +125,25 @@ class IdentityConfirmation(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+class IdentityLivenessSession(Base):
+    """A vendor's liveness session (Tencent Cloud FaceID's BizToken) opened for one candidate: its result is
+    believed only for that candidate, and gives at most one decision. The BizToken is stored encrypted (it reads the
+    candidate's result at the vendor) and found through a keyed index."""
+
+    __tablename__ = "identity_liveness_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("candidates.candidate_id"), nullable=False, index=True)
+    verifier: Mapped[str] = mapped_column(String(40), nullable=False)
+    biz_token_index: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    biz_token_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    # open | approved | rejected | inconclusive | expired
+    status: Mapped[str] = mapped_column(String(12), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class OneTimeCode(Base):
     __tablename__ = "one_time_codes"
 

@@ -14,6 +14,7 @@ from credence_common.contracts.identity import (
     CodeLogin,
     ConfirmIdentityOnline,
     ConfirmIdentityOnSite,
+    ConfirmIdentitySession,
     CreateInstitution,
     CreateStaffAccount,
     DecidePriorEducation,
@@ -44,8 +45,9 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.identity import institutions, prior_education, tickets, usecases
+from services.identity import institutions, liveness, prior_education, tickets, usecases
 from services.identity.access import institution_of, visible_candidate
+from services.identity.faceid import VerifierUnavailable
 from services.identity.models import OutboxEvent
 from services.identity.prior_education import DegreeRegistry
 from services.identity.protection import Protection
@@ -159,9 +161,62 @@ class IdentityService(HealthCheck):
     def confirm_identity(self, actor: dict, candidate_id: str, request: dict) -> dict:
         require_self(actor, candidate_id)
         evidence = parse(ConfirmIdentityOnline, request)
+        if getattr(self.verifier, "supports_sessions", False):
+            raise liveness.session_required()
         with self.db.transaction() as session:
             return _dump(usecases.confirm_online(session, self.protection, candidate_id, evidence.id_card_image_ref,
                                                  evidence.liveness_ref, self.verifier))
+
+    @rpc(idempotent=False)  # its url holds the session's token (a credential): never stored nor replayed
+    def start_identity_session(self, actor: dict, candidate_id: str) -> dict:
+        """Checks the name and ID number at the national registry, then opens a liveness session at the vendor
+        (services/identity/liveness.py). The vendor is called outside any transaction."""
+        require_self(actor, candidate_id)
+        verifier = self.verifier
+        if not getattr(verifier, "supports_sessions", False):
+            raise liveness.sessions_not_offered()
+        with self.db.transaction() as session:
+            subject = liveness.subject_for_new_session(session, self.protection, candidate_id,
+                                                       getattr(verifier, "max_sessions_per_day",
+                                                               liveness.MAX_SESSIONS_PER_DAY))
+        session_id = liveness.new_session_id()
+        try:
+            check = verifier.check_id_card(subject.full_name, subject.resident_id_number)
+            opened = verifier.start_session(subject.full_name, subject.resident_id_number, session_id) \
+                if check.matches else None
+        except VerifierUnavailable as error:
+            raise liveness.outage(error, self.db) from None
+        with self.db.transaction() as session:
+            if opened is None:
+                outcome = liveness.registry_refusal(session, candidate_id, check, verifier.name)
+            else:
+                outcome = liveness.record_session(session, self.protection, subject, session_id, verifier.name,
+                                                  opened.url, opened.biz_token)
+        return _dump(outcome)
+
+    @rpc
+    def confirm_identity_session(self, actor: dict, candidate_id: str, request: dict) -> dict:
+        """The liveness session's result as the candidate's decision: once per session, this candidate's only."""
+        require_self(actor, candidate_id)
+        confirmation = parse(ConfirmIdentitySession, request)
+        verifier = self.verifier
+        if not getattr(verifier, "supports_sessions", False):
+            raise liveness.sessions_not_offered()
+        with self.db.transaction() as session:
+            subject = liveness.subject_for_confirmation(session, self.protection, candidate_id,
+                                                        confirmation.biz_token)
+        if not isinstance(subject, liveness.Subject):
+            return _dump(subject)  # confirmed already: the same ticket number
+        try:
+            result = verifier.session_result(subject.biz_token, subject.full_name, subject.resident_id_number)
+        except VerifierUnavailable as error:
+            raise liveness.outage(error, self.db) from None
+        if result.kind == "pending":
+            liveness.forget_attempt(self.db)  # not an answer to replay: the candidate may finish the page
+            raise liveness.pending()
+        with self.db.transaction() as session:
+            outcome = liveness.decide(session, subject, result, verifier.name)
+        return _dump(outcome)
 
     @rpc
     def confirm_identity_on_site(self, actor: dict, candidate_id: str, request: dict) -> dict:

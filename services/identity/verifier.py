@@ -1,5 +1,9 @@
 """Online identity verification (ID card image + liveness/face match) behind an adapter.
 
+``tencent_faceid`` (services/identity/faceid.py) is the real one: it checks the name and ID number against the
+national registry and runs a liveness session at Tencent Cloud FaceID (services/identity/liveness.py), so it has
+no ``verify`` with evidence references but ``supports_sessions``.
+
 The sandbox is deterministic so tests and demos can ask for either verdict: evidence references that
 contain ``reject`` fail the face match, ``spoof`` fails the liveness check; anything else passes.
 """
@@ -10,7 +14,8 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
-from credence_common.config import adapter_refusal
+from credence_common.config import adapter_refusal, is_production
+from services.identity import faceid
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,13 @@ class RejectingIdentityVerifier:
         return Verdict(False, 0.0, "registry_mismatch", self.name)
 
 
-VERIFIERS = {"sandbox": SandboxIdentityVerifier, "reject": RejectingIdentityVerifier}
+def _tencent_faceid(config: dict):
+    return faceid.from_config(config, production=is_production())
+
+
+VERIFIERS = {"sandbox": lambda _config: SandboxIdentityVerifier(),
+             "reject": lambda _config: RejectingIdentityVerifier(),
+             "tencent_faceid": _tencent_faceid}
 
 
 class IdentityVerifier(DependencyProvider):
@@ -51,7 +62,7 @@ class IdentityVerifier(DependencyProvider):
         refusal = adapter_refusal("IDENTITY_VERIFIER", kind)  # the sandbox would confirm anyone as anyone
         if refusal:
             raise ValueError(refusal)
-        self.verifier = VERIFIERS[kind]()
+        self.verifier = VERIFIERS[kind](self.container.config)
 
     def get_dependency(self, worker_ctx):
         return self.verifier

@@ -1,0 +1,197 @@
+"""Online identity confirmation through a vendor's liveness session (IDENTITY_VERIFIER=tencent_faceid).
+
+1. ``start``: the candidate's name and ID number are checked against the national registry, then a liveness
+   session is opened for them at the vendor; its BizToken is kept here, encrypted, bound to the candidate, and the
+   candidate gets the vendor's page to open.
+2. ``confirm``: the vendor's page sends the candidate back with the BizToken; it is believed only if it is one of
+   this candidate's own sessions, not used before. The vendor's result becomes at most one decision per session;
+   a second click (or a concurrent one) answers the same candidate view, so the same ticket number.
+
+Nothing is decided while the vendor cannot answer: the vendor is called between transactions (no lock is held
+while it is slow), and an outage (``VerifierUnavailable``) is 503 ``identity_verifier_unavailable`` with nothing
+written; an Idempotency-Key's record of that attempt is dropped too, so a retry with the same key asks again instead
+of replaying "unavailable".
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from credence_common.contracts.identity import CandidateView, IdentitySessionView
+from credence_common.errors import Conflict, CredenceError, InvalidInput, NotFound, RateLimited, ServiceUnavailable
+from credence_common.events import utcnow
+from credence_common.idempotency import IDEMPOTENCY_RECORDS
+from services.identity.faceid import SESSION_RESULT_TTL_SECONDS, IdCardCheck, SessionResult, VerifierUnavailable
+from services.identity.models import IdentityLivenessSession
+from services.identity.protection import PersonalDataProtection
+from services.identity.usecases import _record_decision, candidate_view, get_candidate
+
+log = logging.getLogger(__name__)
+TOKEN_INDEX_PURPOSE = "liveness_biz_token"
+MAX_SESSIONS_PER_DAY = 5  # each session (and its registry check) is billed by the vendor
+
+
+def unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "identity_verifier_unavailable",
+        "Online identity confirmation is not available right now: the verification service does not answer. "
+        "Nothing was recorded. Try again later, or have your identity confirmed on site at an exam centre.")
+
+
+def sessions_not_offered() -> Conflict:
+    return Conflict("liveness_sessions_not_offered", "Online confirmation here takes the ID card image and liveness "
+                    "references (POST /api/v1/me/identity-confirmation), not a liveness session.")
+
+
+def session_required() -> Conflict:
+    return Conflict("liveness_session_required", "Online confirmation here goes through a liveness session: start "
+                    "one (POST /api/v1/me/identity-confirmation/sessions), open its url, then confirm with the "
+                    "token it returns.")
+
+
+def forget_attempt(db) -> None:
+    """Drop this attempt's Idempotency-Key record (claimed by the entrypoint's first, read-only transaction): an
+    outage or an unfinished page is no answer to replay, so a retry with the same key asks the vendor again."""
+    call = getattr(db, "idempotent_call", None)
+    if call is None or not call.claimed:
+        return
+    with db.transaction() as session:
+        session.execute(delete(IDEMPOTENCY_RECORDS).where(IDEMPOTENCY_RECORDS.c.record_key == call.record_key,
+                                                          IDEMPOTENCY_RECORDS.c.target == call.target))
+    call.claimed = False
+
+
+def outage(error: VerifierUnavailable, db) -> ServiceUnavailable:
+    # no personal data: the vendor's action and code only (the adapter logged its RequestId)
+    log.warning("online identity confirmation unavailable: %s answered %s; nothing recorded", error.action,
+                error.code)
+    forget_attempt(db)
+    return unavailable()
+
+
+@dataclass(frozen=True)
+class Subject:
+    candidate_id: str
+    full_name: str
+    resident_id_number: str
+    session_id: str | None = None
+    biz_token: str | None = None
+
+
+def subject_for_new_session(session: Session, protection: PersonalDataProtection, candidate_id: str,
+                            max_per_day: int = MAX_SESSIONS_PER_DAY, now: datetime | None = None) -> Subject:
+    now = now or utcnow()
+    candidate = get_candidate(session, candidate_id)
+    if candidate.status == "confirmed":
+        raise Conflict("already_confirmed", "This candidate's identity is already confirmed.")
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    opened_today = session.scalar(select(func.count()).select_from(IdentityLivenessSession).where(
+        IdentityLivenessSession.candidate_id == candidate_id, IdentityLivenessSession.created_at >= day_start))
+    if opened_today >= max_per_day:
+        seconds = int((day_start + timedelta(days=1) - now).total_seconds()) + 1
+        raise RateLimited.after(seconds, "identity_session_daily_limit", f"At most {max_per_day} liveness sessions "
+                                "a day; try again tomorrow, or have your identity confirmed on site.")
+    return Subject(candidate_id, candidate.full_name, protection.decrypt(candidate.resident_id_encrypted))
+
+
+def registry_refusal(session: Session, candidate_id: str, check: IdCardCheck, verifier: str,
+                     now: datetime | None = None) -> CredenceError | CandidateView:
+    """The registry does not know this name and number together: recorded as a rejection (the candidate may try
+    again after correcting it, or confirm on site) when the answer is a verdict; returned to be raised after the
+    commit."""
+    now = now or utcnow()
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if candidate.status == "confirmed":
+        return candidate_view(candidate)
+    if check.rejection is None:  # -2 / -3: the registry cannot check this name or number at all
+        return InvalidInput("online_check_not_possible", "Your name or ID number cannot be checked online; have "
+                            "your identity confirmed on site at an exam centre.")
+    _record_decision(session, candidate, "online", False, check.rejection, verifier, f"verifier:{verifier}", now)
+    return InvalidInput("identity_registry_mismatch", "The name and ID number you registered do not match the "
+                        "national registry. Have your identity confirmed on site at an exam centre.",
+                        [{"field": "reason", "message": check.rejection}])
+
+
+def record_session(session: Session, protection: PersonalDataProtection, subject: Subject, session_id: str,
+                   verifier: str, url: str, biz_token: str, now: datetime | None = None) -> IdentitySessionView:
+    now = now or utcnow()
+    expires_at = now + timedelta(seconds=SESSION_RESULT_TTL_SECONDS)
+    session.add(IdentityLivenessSession(
+        session_id=session_id, candidate_id=subject.candidate_id, verifier=verifier,
+        biz_token_index=protection.index(biz_token, TOKEN_INDEX_PURPOSE),
+        biz_token_encrypted=protection.encrypt(biz_token), status="open", created_at=now, expires_at=expires_at))
+    return IdentitySessionView(session_id=session_id, url=url, expires_at=expires_at, verifier=verifier)
+
+
+def new_session_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _not_found() -> NotFound:
+    # the same answer for a token that does not exist and for another candidate's: it reveals nothing
+    return NotFound("liveness_session_not_found", "No liveness session of yours has this token; start a new one.")
+
+
+def subject_for_confirmation(session: Session, protection: PersonalDataProtection, candidate_id: str,
+                             biz_token: str, now: datetime | None = None) -> Subject | CandidateView:
+    """The session the token names, if it is this candidate's and still open; the candidate view when they are
+    confirmed already (a second click shows the same ticket number)."""
+    now = now or utcnow()
+    row = session.execute(select(IdentityLivenessSession).where(
+        IdentityLivenessSession.biz_token_index == protection.index(biz_token, TOKEN_INDEX_PURPOSE))
+    ).scalar_one_or_none()
+    if row is None or row.candidate_id != candidate_id:
+        raise _not_found()
+    candidate = get_candidate(session, candidate_id)
+    if candidate.status == "confirmed":
+        return candidate_view(candidate)
+    _check_open(row, now)
+    return Subject(candidate_id, candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
+                   row.session_id, protection.decrypt(row.biz_token_encrypted))
+
+
+def _check_open(row: IdentityLivenessSession, now: datetime) -> None:
+    if row.status != "open":
+        raise Conflict("liveness_session_used", "This liveness session has already given its result; start a new "
+                       "one to try again.")
+    if row.expires_at <= now:
+        raise Conflict("liveness_session_expired", "This liveness session has expired; start a new one.")
+
+
+def pending() -> Conflict:
+    return Conflict("liveness_not_completed", "The liveness check is not finished: complete it in the page you "
+                    "opened, or start a new session. Nothing was recorded.")
+
+
+def decide(session: Session, subject: Subject, result: SessionResult, verifier: str,
+           now: datetime | None = None) -> CandidateView | CredenceError:
+    """At most one decision per session, under the candidate's lock (the same lock as every other decision)."""
+    now = now or utcnow()
+    candidate = get_candidate(session, subject.candidate_id, for_update=True)
+    row = session.get(IdentityLivenessSession, subject.session_id, with_for_update=True)
+    if candidate.status == "confirmed":
+        return candidate_view(candidate)  # a concurrent click confirmed it: the same ticket number
+    try:
+        _check_open(row, now)
+    except Conflict as refusal:
+        return refusal
+    if result.kind == "expired":
+        row.status, row.decided_at = "expired", now
+        return Conflict("liveness_session_expired", "This liveness session has expired at the verification "
+                        "service; start a new one.")
+    if result.kind not in ("approved", "rejected"):
+        row.status, row.decided_at = "inconclusive", now
+        return Conflict("liveness_inconclusive", "The verification service could not reach a result for this "
+                        "session (nothing was recorded against you); start a new session, or have your identity "
+                        "confirmed on site at an exam centre.")
+    approved = result.kind == "approved"
+    _record_decision(session, candidate, "online", approved, result.reason, verifier, f"verifier:{verifier}", now,
+                     liveness_ref=f"{verifier}:{row.session_id}", face_match_score=result.face_match_score)
+    row.status, row.decided_at = ("approved" if approved else "rejected"), now
+    return candidate_view(candidate)

@@ -6,11 +6,14 @@ API key rotated under the running service."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import requests
+from nameko.standalone.rpc import ServiceRpcProxy
 
+from credence_common import idempotency
 from credence_common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from services.identity import faceid
 from services.identity.faceid_emulator import FaceIdEmulator
@@ -174,6 +177,27 @@ def test_an_outage_is_503_nothing_is_recorded_and_on_site_confirmation_still_wor
         emulator.faults.internal_errors = 0
         again = identity.confirm_identity_session(actor, me["candidate_id"], {"biz_token": token})
         assert again["ticket_number"] == on_site["ticket_number"] and again["confirmation_method"] == "on_site"
+
+
+def test_an_outage_is_not_kept_as_the_answer_to_an_idempotency_key(identity_faceid):
+    """A retry with the same Idempotency-Key after an outage asks the vendor again: "unavailable" is no answer to
+    replay (services/identity/liveness.py forget_attempt), while a real decision is replayed as usual."""
+    config, emulator = identity_faceid
+    with rpc_proxy("identity", config) as identity:
+        me, actor = candidate(identity)
+        token = live(emulator, identity.start_identity_session(actor, me["candidate_id"])["url"], "pass")
+    request = {"biz_token": token}
+    headers = idempotency.request_headers("confirm-1", f"candidate:{me['candidate_id']}", "confirm_my_identity_session",
+                                          "POST", "/api/v1/me/identity-confirmation/sessions/confirmation",
+                                          json.dumps(request).encode(), idempotency.gateway_key("test-gateway"))
+    with ServiceRpcProxy("identity", {"AMQP_URI": config["AMQP_URI"]}, timeout=30, context_data=headers) as keyed:
+        emulator.faults.internal_errors = 2
+        with pytest.raises(ServiceUnavailable):
+            keyed.confirm_identity_session(actor, me["candidate_id"], request)
+        confirmed = keyed.confirm_identity_session(actor, me["candidate_id"], request)  # asked again, not replayed
+        assert confirmed["status"] == "confirmed"
+        assert keyed.confirm_identity_session(actor, me["candidate_id"], request) == confirmed
+    assert emulator.count("GetDetectInfoEnhanced") == 3  # the failed try, its retry, and the one that answered
 
 
 def test_the_breaker_opens_after_repeated_failures_fails_fast_and_closes_after_its_reset(identity_faceid):

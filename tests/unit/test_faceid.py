@@ -302,3 +302,77 @@ def test_tencent_faceid_may_run_in_production_and_the_sandbox_may_not():
     production = {"CREDENCE_ENV": "production"}
     assert adapter_refusal("IDENTITY_VERIFIER", "tencent_faceid", production) is None
     assert "refused in production" in adapter_refusal("IDENTITY_VERIFIER", "sandbox", production)
+
+
+# --- the gateway's routes ----------------------------------------------------------------------------------
+
+class IdentityRpc:
+    """identity as the gateway's handlers see it: records each call, answers or refuses as told."""
+
+    def __init__(self, answer=None, refusal=None):
+        self.calls, self.answer, self.refusal = [], answer, refusal
+
+    def call(self, service, method, *args):
+        self.calls.append((service, method, *args))
+        if self.refusal is not None:
+            raise self.refusal
+        return self.answer
+
+
+@pytest.fixture
+def gateway(monkeypatch):
+    from gateway.dispatch import Gateway
+    from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY
+
+    monkeypatch.setenv("CREDENCE_ENV", "development")
+    return Gateway({"JWT_SECRET": "unit-jwt-secret-of-enough-length-0123456789",
+                    "ACTOR_SIGNING_KEY": TEST_ACTOR_SIGNING_KEY, "AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/"},
+                   "development")
+
+
+def ask(gateway, name: str, role: str | None, body: bytes, rpc) -> tuple[int, dict]:
+    from gateway.api import ROUTES
+    from gateway.dispatch import Incoming, dispatch
+
+    route = next(r for r in ROUTES if r.name == name)
+    headers = {"Authorization": f"Bearer {gateway.tokens.issue('cand-1', role)['access_token']}"} if role else {}
+    request = Incoming(method=route.method, path=route.path, headers=headers, remote_addr="10.0.0.1",
+                       content_length=len(body))
+    answer = dispatch(gateway, route, request, {}, lambda _n: body, rpc=rpc, context={})
+    return answer.status, json.loads(answer.body)
+
+
+def test_the_gateway_starts_and_confirms_the_callers_own_session_and_answers_an_outage_503(gateway):
+    from credence_common.errors import ServiceUnavailable
+    from services.identity import liveness
+
+    session = {"session_id": "s-1", "url": "https://faceid.example/h5/T", "verifier": "tencent_faceid",
+               "expires_at": "2026-12-10T00:00:00Z"}
+    rpc = IdentityRpc(session)
+    assert ask(gateway, "start_my_identity_session", "candidate", b"", rpc) == (201, session)
+    assert rpc.calls[0][:2] == ("identity", "start_identity_session") and rpc.calls[0][3] == "cand-1"
+    rpc = IdentityRpc({"status": "confirmed"})
+    assert ask(gateway, "confirm_my_identity_session", "candidate", b'{"biz_token": "T-1"}', rpc)[0] == 200
+    assert rpc.calls[0][3:] == ("cand-1", {"biz_token": "T-1"})  # the subject is the token's, never the body's
+
+    down = IdentityRpc(refusal=liveness.unavailable())
+    status, body = ask(gateway, "start_my_identity_session", "candidate", b"", down)
+    assert status == 503 and body["error"]["code"] == "identity_verifier_unavailable"
+    assert "on site" in body["error"]["message"]
+    assert isinstance(liveness.unavailable(), ServiceUnavailable)
+
+    untouched = IdentityRpc()
+    assert ask(gateway, "confirm_my_identity_session", "candidate", b'{"biz_token": "../../x"}', untouched)[0] == 422
+    assert ask(gateway, "confirm_my_identity_session", "candidate", b'{"biz_token": "T", "candidate_id": "b"}',
+               untouched)[0] == 422  # nobody else's candidate id rides along
+    assert ask(gateway, "start_my_identity_session", "staff", b"", untouched)[0] == 403
+    assert ask(gateway, "start_my_identity_session", None, b"", untouched)[0] == 401
+    assert untouched.calls == []
+
+
+def test_the_session_routes_are_rate_limited_and_starting_one_is_never_replayed():
+    from gateway.api import ROUTES
+
+    routes = {r.name: r for r in ROUTES}
+    assert routes["start_my_identity_session"].rate_limited and routes["confirm_my_identity_session"].rate_limited
+    assert routes["start_my_identity_session"].replayable is False  # its url holds the session's token

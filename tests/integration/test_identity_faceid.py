@@ -14,7 +14,7 @@ import requests
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from credence_common import idempotency
-from credence_common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from services.identity import faceid
 from services.identity.faceid_emulator import FaceIdEmulator
 from services.identity.service import IdentityService
@@ -111,6 +111,12 @@ def test_registry_mismatch_spoof_and_face_mismatch_are_rejections_and_the_candid
             assert used.value.code == "liveness_session_used"
         assert rejections == ["liveness_failed", "face_mismatch"]
 
+        token = live(emulator, identity.start_identity_session(actor, me["candidate_id"])["url"], "engine_error")
+        with pytest.raises(Conflict) as inconclusive:  # the vendor's engine failed: no verdict, a new session
+            identity.confirm_identity_session(actor, me["candidate_id"], {"biz_token": token})
+        assert inconclusive.value.code == "liveness_inconclusive"
+        assert identity.get_candidate(actor, me["candidate_id"])["rejection_reason"] == "face_mismatch"  # unchanged
+
         session = identity.start_identity_session(actor, me["candidate_id"])
         token = live(emulator, session["url"], "abandoned")  # left the page: no verdict, the session stays open
         with pytest.raises(Conflict) as unfinished:
@@ -119,6 +125,7 @@ def test_registry_mismatch_spoof_and_face_mismatch_are_rejections_and_the_candid
         emulator.complete(token, "pass")  # came back and finished it
         assert identity.confirm_identity_session(actor, me["candidate_id"], {"biz_token": token})["status"] == \
             "confirmed"
+    assert ("inconclusive",) in query(db, "select status from identity_liveness_sessions")
     assert query(db, "select decision, reason from identity_confirmations order by decided_at") == [
         ("rejected", "registry_mismatch"), ("rejected", "liveness_failed"), ("rejected", "face_mismatch"),
         ("approved", None)]
@@ -252,3 +259,20 @@ def test_the_sandbox_offers_no_liveness_sessions(start_service):
             with pytest.raises(Conflict) as refused:
                 call(actor, me["candidate_id"], *args)
             assert refused.value.code == "liveness_sessions_not_offered"
+
+
+def test_a_candidate_opens_at_most_the_daily_number_of_sessions(start_service, emulator, tmp_path):
+    emulator.write_secrets(tmp_path / "faceid")
+    _container, config = start_service(
+        IdentityService, IDENTITY_VERIFIER="tencent_faceid", FACEID_SECRETS_DIR=str(tmp_path / "faceid"),
+        FACEID_ENDPOINT=emulator.base_url, FACEID_RULE_ID="7", FACEID_REDIRECT_URL=REDIRECT,
+        FACEID_MAX_SESSIONS_PER_DAY=2)
+    with rpc_proxy("identity", config) as identity:
+        me, actor = candidate(identity)
+        for _ in range(2):
+            identity.start_identity_session(actor, me["candidate_id"])
+        asked = emulator.count()
+        with pytest.raises(RateLimited) as limited:
+            identity.start_identity_session(actor, me["candidate_id"])
+        assert limited.value.code == "identity_session_daily_limit" and limited.value.retry_after_seconds > 0
+        assert emulator.count() == asked  # refused before the vendor is asked (each session is billed)

@@ -235,7 +235,8 @@ def test_the_breaker_opens_after_n_failures_fails_fast_then_closes(emulator, tmp
     assert faceid.VERIFIER_BREAKER_OPEN.labels(faceid.NAME)._value.get() == 0
 
 
-def test_a_vendor_refusal_does_not_count_against_the_breaker(emulator, tmp_path):
+def test_a_vendor_refusal_does_not_count_against_the_breaker(emulator, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     verifier = adapter(emulator, tmp_path / "faceid", retries=0, breaker_failures=1)
     for _ in range(3):  # an unknown BizToken is a refusal of the request, not an outage
         with pytest.raises(VerifierUnavailable) as refused:
@@ -245,6 +246,7 @@ def test_a_vendor_refusal_does_not_count_against_the_breaker(emulator, tmp_path)
     emulator.sessions["OLD"] = EmulatedSession("OLD", emulator.rule_id, ID_NUMBER, NAME, "https://x", "", 0,
                                                expired=True)
     assert verifier.session_result("OLD", NAME, ID_NUMBER).kind == "expired"
+    assert "BizTokenIllegal" in caplog.text and "NOT-A-TOKEN" not in caplog.text  # the code, never the token
 
 
 def test_a_rotated_key_is_read_without_a_restart_and_a_broken_update_keeps_the_last_good_one(emulator, tmp_path):

@@ -338,6 +338,14 @@ def parse_endpoint(value: str | None) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle requests would use (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), or None for certifi's. The SDK
+    hands requests certifi's bundle explicitly, which makes requests ignore those variables: we pass them on, so a
+    private CA (a TLS-inspecting proxy, the test CA of an emulator served over https) is trusted as it would be by
+    every other client of this process."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 class _Listener(pybreaker.CircuitBreakerListener):
     def state_change(self, cb, old_state, new_state):
         name = getattr(new_state, "name", str(new_state))
@@ -384,7 +392,8 @@ class TencentFaceIdVerifier:
         secrets = self.secrets.current(force=force_reload)
         with self._client_lock:
             if self._client is None or self._client[0] != secrets:
-                http = HttpProfile(protocol=self.scheme, endpoint=self.host, reqTimeout=self.timeout_seconds)
+                http = HttpProfile(protocol=self.scheme, endpoint=self.host, reqTimeout=self.timeout_seconds,
+                                   certification=ca_bundle())
                 profile = ClientProfile(httpProfile=http, language="en-US")
                 client = faceid_client.FaceidClient(credential.Credential(secrets.secret_id, secrets.secret_key),
                                                     self.region, profile)

@@ -105,11 +105,19 @@ class FaceIdEmulator:
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
         self.thread: threading.Thread | None = None
+        self.scheme = "http"
 
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
+
+    def serve_https(self, authority) -> FaceIdEmulator:
+        """Serve over TLS (before ``start``) with a test CA's certificate (tests/tls.py), as production wants
+        https://: the API and the liveness page's url are then https."""
+        authority.serve_https(self.server)
+        self.scheme = "https"
+        return self
 
     def start(self) -> FaceIdEmulator:
         self.thread = threading.Thread(target=self.server.serve_forever, name="faceid-emulator", daemon=True)

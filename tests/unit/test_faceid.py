@@ -155,6 +155,23 @@ def test_the_sdk_signs_what_the_emulator_verifies_through_a_whole_session(emulat
     assert [call.code for call in emulator.calls] == ["ok"] * 4
 
 
+def test_the_sdk_trusts_the_ca_bundle_requests_would_over_https(tmp_path, monkeypatch):
+    from tests.tls import issue_test_authority
+
+    authority = issue_test_authority(tmp_path / "ca")
+    with FaceIdEmulator().serve_https(authority) as emulator:
+        assert emulator.base_url.startswith("https://127.0.0.1:")
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        with pytest.raises(VerifierUnavailable) as untrusted:  # certifi's bundle does not know the test CA
+            adapter(emulator, tmp_path / "faceid", retries=0).check_id_card(NAME, ID_NUMBER)
+        assert untrusted.value.code == "ClientNetworkError"
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(authority.ca_file))
+        verifier = adapter(emulator, tmp_path / "faceid")
+        assert verifier.check_id_card(NAME, ID_NUMBER).matches
+        assert verifier.start_session(NAME, ID_NUMBER, "s").url.startswith("https://")
+
+
 def test_the_emulator_refuses_a_wrong_key_a_stale_timestamp_and_a_wrong_version(emulator, tmp_path):
     verifier = adapter(emulator, tmp_path / "faceid", retries=0)
     emulator.keys[emulator.secret_id] = "not-the-key-we-sign-with"

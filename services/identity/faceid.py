@@ -43,6 +43,8 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.faceid.v20180301 import faceid_client, models
 
 log = logging.getLogger(__name__)
+# The SDK logs every request and answer at DEBUG, names and ID numbers included: never, whatever LOG_LEVEL says.
+logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
 
 NAME = "tencent_faceid"
 SERVICE = "faceid"

@@ -27,6 +27,7 @@ from credence_common.contracts.identity import CandidateView, IdentitySessionVie
 from credence_common.errors import Conflict, CredenceError, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from credence_common.events import utcnow
 from credence_common.idempotency import IDEMPOTENCY_RECORDS
+from services.identity import codes
 from services.identity.faceid import SESSION_RESULT_TTL_SECONDS, IdCardCheck, SessionResult, VerifierUnavailable
 from services.identity.models import IdentityLivenessSession
 from services.identity.protection import PersonalDataProtection
@@ -90,7 +91,7 @@ def subject_for_new_session(session: Session, protection: PersonalDataProtection
     candidate = get_candidate(session, candidate_id)
     if candidate.status == "confirmed":
         raise Conflict("already_confirmed", "This candidate's identity is already confirmed.")
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    day_start = codes.start_of_day(now)  # the same day as the texted codes' daily limits
     opened_today = session.scalar(select(func.count()).select_from(IdentityLivenessSession).where(
         IdentityLivenessSession.candidate_id == candidate_id, IdentityLivenessSession.created_at >= day_start))
     if opened_today >= max_per_day:

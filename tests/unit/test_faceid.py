@@ -155,6 +155,12 @@ def test_the_sdk_signs_what_the_emulator_verifies_through_a_whole_session(emulat
     assert [call.code for call in emulator.calls] == ["ok"] * 4
 
 
+def test_the_sdks_debug_log_of_whole_requests_never_runs(emulator, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)  # LOG_LEVEL=DEBUG
+    adapter(emulator, tmp_path / "faceid").check_id_card(NAME, ID_NUMBER)
+    assert ID_NUMBER not in caplog.text and NAME not in caplog.text
+
+
 def test_the_sdk_trusts_the_ca_bundle_requests_would_over_https(tmp_path, monkeypatch):
     from tests.tls import issue_test_authority
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from credence_common.config import load_config
@@ -34,7 +34,7 @@ ENCRYPTED = (
     (Candidate, Candidate.candidate_id,
      (Candidate.resident_id_encrypted, Candidate.mobile_encrypted, Candidate.email_encrypted)),
     (PriorEducationCheck, PriorEducationCheck.check_id, (PriorEducationCheck.certificate_number_encrypted,)),
-    (SmsQueue, SmsQueue.message_id, (SmsQueue.mobile_encrypted, SmsQueue.text_encrypted)),
+    (SmsQueue, SmsQueue.message_id, (SmsQueue.mobile_encrypted, SmsQueue.text_encrypted, SmsQueue.params_encrypted)),
 )
 
 
@@ -46,7 +46,9 @@ def _keyring_and_engine(config_path: Path):
 
 def _stale(columns, active_key_id: str):
     prefix = f"{active_key_id}$"
-    return or_(*(func.substr(column, 1, len(prefix)) != prefix for column in columns))
+    # an emptied value (a sent text's, "" or NULL) holds nothing to re-encrypt: never stale, or it would be
+    # selected again in every batch
+    return or_(*(and_(column != "", func.substr(column, 1, len(prefix)) != prefix) for column in columns))
 
 
 def rotate(engine, keyring: KeyRing, batch_size: int = 500, progress: Progress | None = None) -> int:
@@ -64,7 +66,7 @@ def rotate(engine, keyring: KeyRing, batch_size: int = 500, progress: Progress |
                 for row in rows:
                     for column in columns:
                         token = getattr(row, column.key)
-                        if keyring.needs_rotation(token):
+                        if token and keyring.needs_rotation(token):
                             setattr(row, column.key, keyring.reencrypt(token))
             rewritten += len(rows)
             if progress is not None:
@@ -79,7 +81,7 @@ def key_usage(engine, keyring: KeyRing) -> Counter:
     with Session(engine) as session:
         for _model, _key, columns in ENCRYPTED:
             for column in columns:
-                for (token,) in session.execute(select(column)):
+                for (token,) in session.execute(select(column).where(column != "")):
                     usage[keyring.key_id_of(token)] += 1
     return usage
 

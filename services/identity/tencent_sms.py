@@ -168,13 +168,15 @@ def endpoint_from_config(value: str | None, production: bool) -> tuple[str, str]
 
 def load_secrets(directory: str | os.PathLike) -> tuple[str, str]:
     base = Path(directory)
-    try:
-        secret_id = (base / SECRET_ID_FILE).read_text("utf-8").strip()
-        secret_key = (base / SECRET_KEY_FILE).read_text("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"Tencent Cloud SMS secrets in {base}: {type(error).__name__}: "
-                         f"{getattr(error, 'strerror', None) or error}") from None
-    for name, value in ((SECRET_ID_FILE, secret_id), (SECRET_KEY_FILE, secret_key)):
+    values = []
+    for name in (SECRET_ID_FILE, SECRET_KEY_FILE):
+        try:
+            values.append((name, (base / name).read_text("utf-8").strip()))
+        except (OSError, UnicodeDecodeError) as error:  # the error names the file, never its content
+            raise ValueError(f"Tencent Cloud SMS secrets in {base}: {name} cannot be read "
+                             f"({type(error).__name__})") from None
+    (_, secret_id), (_, secret_key) = values
+    for name, value in values:
         if not value or any(c.isspace() for c in value) or "dev-insecure-" in value:
             raise ValueError(f"Tencent Cloud SMS secrets in {base}: {name} is empty, holds spaces or a "
                              "development default")

@@ -158,9 +158,10 @@ class TencentSmsEmulator:
         with self.lock:
             return [s for s in self.sent if s.phone == phone]
 
-    def count(self, action: str, code: str | None = None) -> int:
+    def count(self, action: str | None = None, code: str | None = None) -> int:
+        """Requests answered, of one action (None: any) and with one code (None: any)."""
         with self.lock:
-            return sum(1 for a, c in self.requests if a == action and (code is None or c == code))
+            return sum(1 for a, c in self.requests if action in (None, a) and code in (None, c))
 
     # --- verification -------------------------------------------------------------------------------
 

@@ -353,7 +353,10 @@ class TencentSmsDelivery:
         request.Limit = RECEIPT_PAGE
         try:
             answer = self.breaker.call(self._call, self.client.PullSmsSendStatus, request)
-        except (pybreaker.CircuitBreakerError, VendorUnavailable):
+        except pybreaker.CircuitBreakerError:
+            return []
+        except VendorUnavailable as error:
+            log.warning("Tencent Cloud SMS unavailable (%s) for delivery receipts; will pull again", error.code)
             return []
         if isinstance(answer, str):
             log.error("Tencent Cloud SMS refused to hand out delivery receipts: %s", answer)

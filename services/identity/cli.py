@@ -24,7 +24,7 @@ from credence_common.config import load_config
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
 from credence_common.sealed import key_status_table
-from services.identity.models import Candidate, PriorEducationCheck, SmsQueue
+from services.identity.models import Candidate, PriorEducationCheck, SmsQueue, SmsReceipt
 
 app = typer.Typer(help="Identity service operations.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -109,6 +109,31 @@ def key_status(config: Path = typer.Option(DEFAULT_CONFIG, help="The identity se
     finally:
         engine.dispose()
     console.print(key_status_table(usage, keyring))
+
+
+def sms_status(engine) -> dict:
+    """The SMS queue by state and last vendor code, and the receipts by status: counts only, nothing personal."""
+    with Session(engine) as session:
+        queue = session.execute(select(SmsQueue.state, SmsQueue.last_error, func.count())
+                                .group_by(SmsQueue.state, SmsQueue.last_error)).all()
+        receipts = session.execute(select(SmsReceipt.status, SmsReceipt.description, func.count())
+                                   .group_by(SmsReceipt.status, SmsReceipt.description)).all()
+    return {"queue": sorted((state, error or "", count) for state, error, count in queue),
+            "receipts": sorted((status, description, count) for status, description, count in receipts)}
+
+
+@app.command("sms-status")
+def sms_status_command(config: Path = typer.Option(DEFAULT_CONFIG, help="The identity service's config file")) -> None:
+    """Texts by state (pending, sent, failed, expired) and the vendor's last code, and delivery receipts."""
+    engine = make_engine(load_config(config)["DB_URI"])
+    try:
+        status = sms_status(engine)
+    finally:
+        engine.dispose()
+    for state, error, count in status["queue"]:
+        console.print(f"text  {state:<8} {count:>6}  {error}")
+    for receipt, description, count in status["receipts"]:
+        console.print(f"receipt  {receipt:<10} {count:>6}  {description}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.http.request import RequestInternal
 from tencentcloud.sms.v20210111 import models
 
-from services.identity import tencent_sms
+from services.identity import codes, tencent_sms
 from services.identity.sms import Sms
 from services.identity.sms_emulator import (
     TencentSmsEmulator,
@@ -190,7 +190,7 @@ def test_the_breaker_opens_on_outages_and_then_nothing_is_sent(secrets_dir):
 
 
 def test_every_purpose_needs_an_approved_template_at_start_up():
-    assert set(PURPOSES) == {"registration", "password_reset", "ticket_lookup", "sign_in"}
+    assert set(PURPOSES) == set(codes.PURPOSES) == {"registration", "password_reset", "ticket_lookup", "sign_in"}
     with pytest.raises(ValueError, match="no approved template for ticket_lookup, sign_in"):
         templates_from_config("registration=1,password_reset=2", "Credence")
     with pytest.raises(ValueError, match="names sign_on, which Credence never texts for"):

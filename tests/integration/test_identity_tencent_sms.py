@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy.orm import Session
 
+from credence_common.crypto import KeyRing
+from credence_common.db import make_engine
+from credence_common.events import utcnow
+from services.identity.models import SmsQueue
 from services.identity.service import IdentityService
+from services.identity.sms import GIVE_UP_AFTER
 from services.identity.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets
 from tests.integration.conftest import query, rpc_proxy, wait_for
 from tests.integration.test_identity import registration
@@ -169,3 +176,20 @@ def test_the_api_key_rotates_without_a_restart(tencent):
         write_secrets(secrets_dir, new_id, new_key)
         wait_for(lambda: len(emulator.sent) == 3, what="the waiting text sent after the fix")
     assert emulator.sent[-1].secret_id == new_id and emulator.sent[-1].phone == "+86" + MOBILES[2]
+
+
+def test_a_text_still_unsent_after_give_up_after_expires_instead_of_arriving_late(tencent):
+    config, emulator, _ = tencent
+    db = config["DB_URI"]
+    keys = KeyRing.from_spec(config["IDENTITY_DATA_KEYS"], config["IDENTITY_DATA_ACTIVE_KEY_ID"])
+    created = utcnow() - GIVE_UP_AFTER - timedelta(seconds=1)  # its code died five minutes ago
+    engine = make_engine(db)
+    with Session(engine) as session, session.begin():
+        session.add(SmsQueue(mobile_encrypted=keys.encrypt(MOBILES[0]), text_encrypted=keys.encrypt("code 123456"),
+                             purpose="registration", params_encrypted=keys.encrypt('["123456", "5"]'),
+                             created_at=created, next_attempt_at=utcnow(), attempts=3, state="pending"))
+    engine.dispose()
+    expired_before = texts("expired")
+    wait_for(lambda: [r[1] for r in queue(db)] == ["expired"], what="the stale text given up")
+    assert not emulator.sent and texts("expired") - expired_before == 1
+    assert query(db, "select text_encrypted, params_encrypted from sms_queue") == [("", None)]

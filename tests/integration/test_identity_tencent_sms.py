@@ -6,6 +6,8 @@ recorded, receipts are pulled and recorded, and the API key rotates under the ru
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
 from credence_common.events import utcnow
+from services.identity import tencent_sms
 from services.identity.models import SmsQueue
 from services.identity.service import IdentityService
 from services.identity.sms import GIVE_UP_AFTER
@@ -129,7 +132,7 @@ def test_an_outage_loses_no_code_and_each_is_sent_once_after_it(tencent):
 def test_a_permanent_refusal_is_recorded_failed_and_a_transient_one_is_retried(tencent):
     config, emulator, _ = tencent
     db = config["DB_URI"]
-    failed_before, retried_before = texts("failed"), texts("retried")
+    failed_before, retried_before, undelivered_before = texts("failed"), texts("retried"), texts("undelivered")
     emulator.faults.number_codes["+86" + MOBILES[0]] = ["InvalidParameterValue.IncorrectPhoneNumber"]
     emulator.faults.number_codes["+86" + MOBILES[1]] = ["LimitExceeded.PhoneNumberDailyLimit"]
     emulator.faults.receipt_status = "FAIL"  # the carrier could not deliver the one that is sent
@@ -146,11 +149,14 @@ def test_a_permanent_refusal_is_recorded_failed_and_a_transient_one_is_retried(t
         ("sent", 2, None),  # the rate limit passed: sent on the retry
         ("failed", 1, "FailedOperation.TemplateIncorrectOrUnapproved")]
     assert texts("failed") - failed_before == 2 and texts("retried") - retried_before == 1
+    # a number's rate limit or a refused text is no outage: the breaker never opened
+    assert REGISTRY.get_sample_value("credence_sms_breaker_open", {"adapter": "tencent_sms"}) == 0
     assert [s.phone for s in emulator.sent] == ["+86" + MOBILES[1]]
     assert query(db, "select distinct params_encrypted from sms_queue") == [(None,)]
     receipt = wait_for(lambda: query(db, "select q.state, r.status, r.description from sms_receipts r "
                                          "join sms_queue q on q.serial_no = r.serial_no"), what="the failed receipt")
     assert receipt == [("sent", "failed", "MK:0005")]
+    wait_for(lambda: texts("undelivered") - undelivered_before == 1, what="the undelivered text counted")
 
 
 def test_the_api_key_rotates_without_a_restart(tencent):
@@ -193,3 +199,19 @@ def test_a_text_still_unsent_after_give_up_after_expires_instead_of_arriving_lat
     wait_for(lambda: [r[1] for r in queue(db)] == ["expired"], what="the stale text given up")
     assert not emulator.sent and texts("expired") - expired_before == 1
     assert query(db, "select text_encrypted, params_encrypted from sms_queue") == [("", None)]
+
+
+def test_in_staging_the_emulator_runs_alone_and_prints_the_settings_that_send_through_it(tmp_path, monkeypatch):
+    process = subprocess.Popen([sys.executable, "-m", "services.identity.sms_emulator", "--secrets",
+                                str(tmp_path / "staging"), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        printed = process.stdout.readline()
+        settings = dict(item.split("=", 1) for item in printed.split("; ", 1)[1].split())
+        assert settings["SMS_ADAPTER"] == "tencent_sms"
+        monkeypatch.setenv("CREDENCE_ENV", "staging")
+        delivery = tencent_sms.from_config(settings)
+        assert delivery.deliver(1, MOBILES[0], None, "sign_in", ["123456", "5"]).outcome == "sent"
+        assert delivery.pull_receipts()[0].status == "delivered"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -98,7 +98,7 @@ def test_the_emulator_verifies_what_the_sdk_signs_and_refuses_what_it_should(sec
         emulator.server.server_close()
 
 
-# Tencent Cloud's documented SendSms answer (API Explorer example, 2021-01-11)
+# A SendSms answer as Tencent Cloud documents it (its example's SerialNo and RequestId), for our number
 RECORDED_SEND_SMS = {"Response": {"SendStatusSet": [{
     "SerialNo": "5000:1045710669157053657849499619", "PhoneNumber": "+8613812345678", "Fee": 1,
     "SessionContext": "test", "Code": "Ok", "Message": "send success", "IsoCode": "CN"}],

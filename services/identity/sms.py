@@ -238,7 +238,7 @@ class Sms(DependencyProvider):
                     message.next_attempt_at = now + timedelta(seconds=max(wait, self.poll_interval))
                     continue
                 message.attempts += 1
-                message.last_error = (delivery.error or None) and delivery.error[:80]
+                message.last_error = delivery.error[:80] if delivery.error else None  # a code, never a number
                 if delivery.outcome == "retry":
                     message.next_attempt_at = now + timedelta(seconds=min(2 ** message.attempts, 60))
                     SMS_TEXTS.labels(self.kind, "retried").inc()

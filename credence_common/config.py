@@ -105,10 +105,11 @@ ADAPTER_ENVIRONMENTS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
                                        "confirm on site)"),
     ("DEGREE_REGISTRY", "sandbox"): (("development", "staging"), "accepts made-up degrees"),
     ("PAYMENT_PROVIDER", "sandbox"): (("development", "staging"), "is not a real payment provider"),
-    ("SMS_ADAPTER", "dev"): (("development",), "keeps codes readable by anyone (set SMS_ADAPTER=webhook)"),
+    ("SMS_ADAPTER", "dev"): (("development",), "keeps codes readable by anyone (set SMS_ADAPTER=webhook or "
+                             "tencent_sms)"),
 }
-# The real adapters (IDENTITY_VERIFIER=tencent_faceid and reject, PAYMENT_PROVIDER=wechatpay, SMS_ADAPTER=webhook) have
-# no rule: a real adapter may run anywhere, production included.
+# The real adapters (IDENTITY_VERIFIER=tencent_faceid and reject, PAYMENT_PROVIDER=wechatpay, SMS_ADAPTER=webhook and
+# tencent_sms) have no rule: a real adapter may run anywhere, production included.
 ADAPTER_DEFAULTS = {"IDENTITY_VERIFIER": "sandbox", "DEGREE_REGISTRY": "sandbox", "PAYMENT_PROVIDER": "sandbox",
                     "SMS_ADAPTER": "dev"}
 

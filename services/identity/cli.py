@@ -17,14 +17,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from credence_common.config import load_config
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
 from credence_common.sealed import key_status_table
-from services.identity.models import Candidate, PriorEducationCheck, SmsQueue
+from services.identity.models import Candidate, PriorEducationCheck, SmsQueue, SmsReceipt
 
 app = typer.Typer(help="Identity service operations.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -34,7 +34,7 @@ ENCRYPTED = (
     (Candidate, Candidate.candidate_id,
      (Candidate.resident_id_encrypted, Candidate.mobile_encrypted, Candidate.email_encrypted)),
     (PriorEducationCheck, PriorEducationCheck.check_id, (PriorEducationCheck.certificate_number_encrypted,)),
-    (SmsQueue, SmsQueue.message_id, (SmsQueue.mobile_encrypted, SmsQueue.text_encrypted)),
+    (SmsQueue, SmsQueue.message_id, (SmsQueue.mobile_encrypted, SmsQueue.text_encrypted, SmsQueue.params_encrypted)),
 )
 
 
@@ -46,7 +46,9 @@ def _keyring_and_engine(config_path: Path):
 
 def _stale(columns, active_key_id: str):
     prefix = f"{active_key_id}$"
-    return or_(*(func.substr(column, 1, len(prefix)) != prefix for column in columns))
+    # an emptied value (a sent text's, "" or NULL) holds nothing to re-encrypt: never stale, or it would be
+    # selected again in every batch
+    return or_(*(and_(column != "", func.substr(column, 1, len(prefix)) != prefix) for column in columns))
 
 
 def rotate(engine, keyring: KeyRing, batch_size: int = 500, progress: Progress | None = None) -> int:
@@ -64,7 +66,7 @@ def rotate(engine, keyring: KeyRing, batch_size: int = 500, progress: Progress |
                 for row in rows:
                     for column in columns:
                         token = getattr(row, column.key)
-                        if keyring.needs_rotation(token):
+                        if token and keyring.needs_rotation(token):
                             setattr(row, column.key, keyring.reencrypt(token))
             rewritten += len(rows)
             if progress is not None:
@@ -79,7 +81,7 @@ def key_usage(engine, keyring: KeyRing) -> Counter:
     with Session(engine) as session:
         for _model, _key, columns in ENCRYPTED:
             for column in columns:
-                for (token,) in session.execute(select(column)):
+                for (token,) in session.execute(select(column).where(column != "")):
                     usage[keyring.key_id_of(token)] += 1
     return usage
 
@@ -107,6 +109,31 @@ def key_status(config: Path = typer.Option(DEFAULT_CONFIG, help="The identity se
     finally:
         engine.dispose()
     console.print(key_status_table(usage, keyring))
+
+
+def sms_status(engine) -> dict:
+    """The SMS queue by state and last vendor code, and the receipts by status: counts only, nothing personal."""
+    with Session(engine) as session:
+        queue = session.execute(select(SmsQueue.state, SmsQueue.last_error, func.count())
+                                .group_by(SmsQueue.state, SmsQueue.last_error)).all()
+        receipts = session.execute(select(SmsReceipt.status, SmsReceipt.description, func.count())
+                                   .group_by(SmsReceipt.status, SmsReceipt.description)).all()
+    return {"queue": sorted((state, error or "", count) for state, error, count in queue),
+            "receipts": sorted((status, description, count) for status, description, count in receipts)}
+
+
+@app.command("sms-status")
+def sms_status_command(config: Path = typer.Option(DEFAULT_CONFIG, help="The identity service's config file")) -> None:
+    """Texts by state (pending, sent, failed, expired) and the vendor's last code, and delivery receipts."""
+    engine = make_engine(load_config(config)["DB_URI"])
+    try:
+        status = sms_status(engine)
+    finally:
+        engine.dispose()
+    for state, error, count in status["queue"]:
+        console.print(f"text  {state:<8} {count:>6}  {error}")
+    for receipt, description, count in status["receipts"]:
+        console.print(f"receipt  {receipt:<10} {count:>6}  {description}")
 
 
 if __name__ == "__main__":

@@ -181,7 +181,27 @@ class SmsQueue(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    state: Mapped[str] = mapped_column(String(10), nullable=False, default="pending")  # pending|sent|expired
+    state: Mapped[str] = mapped_column(String(10), nullable=False, default="pending")  # pending|sent|expired|failed
+    # A vendor that sends only approved templates (SMS_ADAPTER=tencent_sms) needs what the text is for and the
+    # values of its template, not the rendered text: both kept, the values encrypted like the text (they hold the
+    # code) and emptied once the text is sent or given up. None on texts queued before revision 0007.
+    purpose: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    params_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    serial_no: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # the vendor's SerialNo
+    last_error: Mapped[str | None] = mapped_column(String(80), nullable=True)  # a vendor's code, never a number
+
+
+class SmsReceipt(Base):
+    """What the vendor says became of a sent text (its delivery receipt), by the SerialNo it gave at sending. A
+    table of its own because a receipt may be pulled before the sending replica has recorded the SerialNo."""
+
+    __tablename__ = "sms_receipts"
+
+    serial_no: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), nullable=False)  # delivered|failed
+    description: Mapped[str] = mapped_column(String(100), nullable=False, default="")  # the carrier's report
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # on the phone, per vendor
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class LoginThrottle(Base):

@@ -141,8 +141,12 @@ def request_code(session: Session, protection: PersonalDataProtection, sms, mobi
                             code_digest=codes.code_digest(protection.code_key, code_id, mobile_index, purpose, code),
                             created_at=now, expires_at=now + codes.CODE_TTL, wrong_tries=0))
     if purpose == "registration" or _candidate_by_mobile(session, protection, mobile) is not None:
+        minutes = str(int(codes.CODE_TTL.total_seconds()) // 60)
+        # the rendered text for free-text gateways; the purpose and the template's values ({1} the code, {2} its
+        # minutes) for vendors that send only approved templates (SMS_ADAPTER=tencent_sms)
         sms.send(session, mobile, mobile_index,
-                 f"[Credence] Your code is {code}. It is valid for 5 minutes. Never share it with anyone.")
+                 f"[Credence] Your code is {code}. It is valid for {minutes} minutes. Never share it with anyone.",
+                 purpose=purpose, params=[code, minutes])
     return {"status": "sent", "expires_in": int(codes.CODE_TTL.total_seconds()),
             "message": "If the number can receive it, a code has been sent."}
 

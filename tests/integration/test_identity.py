@@ -142,7 +142,7 @@ def test_code_expiry_and_daily_caps(start_service):
     class Outbox:
         sent: list[str] = []
 
-        def send(self, session, mobile, index, text):
+        def send(self, session, mobile, index, text, purpose=None, params=None):
             self.sent.append(re.search(r"\b(\d{6})\b", text).group(1))
 
     sms = Outbox()

@@ -12,7 +12,7 @@ from credence_common.db import make_engine
 from credence_common.events import utcnow
 from services.identity import codes, usecases
 from services.identity.cli import app
-from services.identity.models import OneTimeCode
+from services.identity.models import OneTimeCode, SmsQueue, SmsReceipt
 from services.identity.protection import PersonalDataProtection
 from tests.integration.conftest import query
 
@@ -65,3 +65,37 @@ def test_rotate_keys_reencrypts_everything_and_can_be_rerun(databases, tmp_path)
         candidate = usecases.get_candidate(session, principal.subject)
         assert new_only.decrypt(candidate.resident_id_encrypted) == IDS[1]
     engine.dispose()
+
+
+def test_rotate_keys_reencrypts_queued_texts_and_their_template_values_and_skips_emptied_ones(databases, tmp_path):
+    db_uri = databases.create("identity")
+    engine = make_engine(db_uri)
+    old = KeyRing.from_spec("k1=old-material", "k1")
+    now = utcnow()
+    with Session(engine) as session, session.begin():
+        session.add(SmsQueue(mobile_encrypted=old.encrypt("13812345678"), text_encrypted=old.encrypt("code 123456"),
+                             purpose="sign_in", params_encrypted=old.encrypt('["123456", "5"]'), created_at=now,
+                             next_attempt_at=now, attempts=0, state="pending"))
+        for n in range(3):  # sent: their text and values were emptied (webhook: "", tencent_sms: NULL too)
+            session.add(SmsQueue(mobile_encrypted=old.encrypt(f"1391234567{n}"), text_encrypted="", purpose=None,
+                                 params_encrypted=None, created_at=now, next_attempt_at=now, attempts=1,
+                                 state="sent", serial_no=f"2640:{n}"))
+        session.add(SmsReceipt(serial_no="2640:0", status="delivered", description="DELIVRD", recorded_at=now))
+    engine.dispose()
+    config = tmp_path / "identity.yml"
+    config.write_text(yaml.safe_dump({"DB_URI": db_uri, "IDENTITY_DATA_KEYS": "k2=new-material,k1=old-material",
+                                      "IDENTITY_DATA_ACTIVE_KEY_ID": "k2"}))
+    runner = CliRunner()
+    result = runner.invoke(app, ["rotate-keys", "--config", str(config), "--batch-size", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 4 row(s)" in result.output  # and it ended: an emptied value is never stale
+    rows = query(db_uri, "select mobile_encrypted, text_encrypted, params_encrypted from sms_queue "
+                         "order by message_id")
+    assert {v.split("$")[0] for v in rows[0]} == {"k2"} and {r[1:] for r in rows[1:]} == {("", None)}
+    assert "Re-encrypted 0 row(s)" in runner.invoke(app, ["rotate-keys", "--config", str(config)]).output
+    status = runner.invoke(app, ["key-status", "--config", str(config)])
+    assert status.exit_code == 0 and "k2" in status.output
+    shown = runner.invoke(app, ["sms-status", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert "pending" in shown.output and "sent" in shown.output and "DELIVRD" in shown.output
+    assert "1381234" not in shown.output and "1391234" not in shown.output

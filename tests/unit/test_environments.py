@@ -64,6 +64,7 @@ ADAPTERS = [
     ("PAYMENT_PROVIDER", "sandbox", {"development", "staging"}),  # staging cannot pay at it: no route, no RPC
     ("SMS_ADAPTER", "dev", {"development"}),
     ("SMS_ADAPTER", "webhook", {"development", "staging", "production"}),
+    ("SMS_ADAPTER", "tencent_sms", {"development", "staging", "production"}),  # a real vendor always may run
 ]
 
 

@@ -42,9 +42,9 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.faceid.v20180301 import faceid_client, models
 
+from services.identity.tencent_cloud import ca_bundle
+
 log = logging.getLogger(__name__)
-# The SDK logs every request and answer at DEBUG, names and ID numbers included: never, whatever LOG_LEVEL says.
-logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
 
 NAME = "tencent_faceid"
 SERVICE = "faceid"
@@ -338,14 +338,6 @@ def parse_endpoint(value: str | None) -> tuple[str, str]:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
         raise ValueError(f"FACEID_ENDPOINT must be a scheme and host such as {DEFAULT_ENDPOINT}, not {value!r}")
     return parts.scheme, parts.netloc
-
-
-def ca_bundle() -> str | None:
-    """The CA bundle requests would use (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), or None for certifi's. The SDK
-    hands requests certifi's bundle explicitly, which makes requests ignore those variables: we pass them on, so a
-    private CA (a TLS-inspecting proxy, the test CA of an emulator served over https) is trusted as it would be by
-    every other client of this process."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 class _Listener(pybreaker.CircuitBreakerListener):

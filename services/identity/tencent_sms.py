@@ -54,10 +54,9 @@ from credence_common.config import is_production
 from credence_common.contracts.identity import CodePurpose
 from credence_common.masking import mask_mobile
 from services.identity.sms import Delivery
+from services.identity.tencent_cloud import ca_bundle
 
 log = logging.getLogger(__name__)
-# The SDK logs each request and answer at DEBUG, bodies included: they hold the number and the code.
-logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
 
 DEFAULT_ENDPOINT = "sms.tencentcloudapi.com"
 DEFAULT_REGION = "ap-guangzhou"
@@ -277,7 +276,7 @@ class TencentSmsDelivery:
         self.sdk_app_id = sdk_app_id
         self.templates = templates
         profile = ClientProfile(httpProfile=HttpProfile(protocol=scheme, endpoint=endpoint,
-                                                        reqTimeout=timeout_seconds))
+                                                        reqTimeout=timeout_seconds, certification=ca_bundle()))
         # the SDK's own region breaker stays off (its default): ours decides, and it never switches endpoints
         self.client = SmsClient(secrets, region, profile)
         self.opened_at = 0.0

@@ -486,7 +486,8 @@ def test_config_map_settings(rendering):
     assert data["EVENT_QUEUE_TYPE"] == "quorum"
     assert data["LOG_FORMAT"] == "json"
     assert data["CREDENCE_ENV"] in ENVIRONMENTS and data["CREDENCE_ENV"] != "development"
-    assert data["SMS_ADAPTER"] == "webhook", "identity refuses the dev SMS adapter outside development"
+    # identity refuses the dev SMS adapter outside development; production texts through Tencent Cloud SMS
+    assert data["SMS_ADAPTER"] == ("tencent_sms" if rendering == "overlays/production" else "webhook")
     if rendering != "base":
         assert re.match(r"^https://[a-z0-9.-]+$", data["PUBLIC_BASE_URL"]) and ".invalid" not in data["PUBLIC_BASE_URL"]
 

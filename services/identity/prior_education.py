@@ -1,29 +1,28 @@
 """Prior-education check for degree-upgrade candidates, against a degree registry adapter modelled on
-CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof."""
+CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof.
+
+``DEGREE_REGISTRY``: ``sandbox`` (development and staging) or ``http``, an authority's registry speaking
+docs/degree-registry-contract.md (services/identity/degree_registry.py)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.config import adapter_refusal
+from credence_common.config import adapter_refusal, is_production
 from credence_common.contracts.identity import CandidateView, PriorEducationView
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
+from services.identity.degree_registry import RegistryAnswer, http_registry
 from services.identity.models import PriorEducationCheck
 from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import candidate_view, get_candidate
 
-
-@dataclass(frozen=True)
-class RegistryAnswer:
-    found: bool
-    registry: str
+REGISTRIES = ("sandbox", "http")
 
 
 class SandboxDegreeRegistry:
@@ -37,10 +36,14 @@ class SandboxDegreeRegistry:
 
 class DegreeRegistry(DependencyProvider):
     def setup(self):
-        kind = self.container.config.get("DEGREE_REGISTRY", "sandbox")
-        if kind != "sandbox":
-            raise ValueError(f"DEGREE_REGISTRY must be 'sandbox' (the only adapter so far), not {kind!r}")
-        refusal = adapter_refusal("DEGREE_REGISTRY", kind)
+        config = self.container.config
+        kind = config.get("DEGREE_REGISTRY", "sandbox")
+        if kind not in REGISTRIES:
+            raise ValueError(f"DEGREE_REGISTRY must be one of {', '.join(REGISTRIES)}, not {kind!r}")
+        if kind == "http":  # a real registry: allowed everywhere, but production insists on https
+            self.registry = http_registry(config, is_production())
+            return
+        refusal = adapter_refusal("DEGREE_REGISTRY", kind)  # the sandbox accepts made-up degrees
         if refusal:
             raise ValueError(refusal)
         self.registry = SandboxDegreeRegistry()
@@ -57,11 +60,15 @@ def _latest(session: Session, candidate_id: str) -> PriorEducationCheck | None:
 def submit(session: Session, protection: PersonalDataProtection, registry, candidate_id: str,
            certificate_number: str, now: datetime | None = None) -> CandidateView:
     now = now or utcnow()
-    candidate = get_candidate(session, candidate_id, for_update=True)
-    if candidate.prior_education_status in ("not_required", "verified"):
-        raise Conflict("prior_education_not_pending", "No prior-education check is pending for this candidate.")
+    candidate = get_candidate(session, candidate_id)
+    _require_pending(candidate)
+    # The registry is asked before the candidate's row is locked: a slow registry must not hold the lock. When it
+    # cannot answer (ServiceUnavailable: down, breaker open, an answer we cannot believe) nothing below runs, so
+    # nothing is recorded and the status stays as it was: an outage never reads as "not found".
     answer = registry.look_up(candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
                               certificate_number)
+    session.refresh(candidate, with_for_update=True)
+    _require_pending(candidate)  # a check that finished meanwhile (a double submit) wins
     session.add(PriorEducationCheck(check_id=str(uuid.uuid4()), candidate_id=candidate_id,
                                     certificate_number_encrypted=protection.encrypt(certificate_number),
                                     registry_name=answer.registry,
@@ -69,6 +76,11 @@ def submit(session: Session, protection: PersonalDataProtection, registry, candi
                                     created_at=now))
     candidate.prior_education_status = "verified" if answer.found else "proof_required"
     return candidate_view(candidate)
+
+
+def _require_pending(candidate) -> None:
+    if candidate.prior_education_status in ("not_required", "verified"):
+        raise Conflict("prior_education_not_pending", "No prior-education check is pending for this candidate.")
 
 
 def submit_proof(session: Session, candidate_id: str, proof_ref: str) -> CandidateView:

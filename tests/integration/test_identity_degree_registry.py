@@ -1,0 +1,200 @@
+"""Identity configured with DEGREE_REGISTRY=http, in a real container on SQLite and PostgreSQL, against the degree
+registry emulator (services/identity/degree_registry_emulator.py, speaking docs/degree-registry-contract.md) on a
+free port: found -> verified, not found -> proof_required, an outage or an answer that cannot be believed -> 503
+with the status unchanged and nothing recorded, the breaker, and both sides' keys rotated without a restart."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from credence_common.errors import ServiceUnavailable
+from services.identity import degree_registry
+from services.identity.degree_registry import LOOKUPS
+from services.identity.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
+from services.identity.service import IdentityService
+from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
+from tests.integration.test_identity import VALID_ID, age_codes, register
+
+HOLDER = "王小明"  # registration()'s full_name, with VALID_ID
+KNOWN, UNKNOWN = "100011202405000123", "100011202405000999"
+
+
+@pytest.fixture(scope="module")
+def credence_key():
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def emulator(credence_key, tmp_path):
+    with DegreeRegistryEmulator({"c1": credence_key.public_key()}) as running:
+        write_credence_keys(tmp_path / "degree-registry", {"c1": credence_key},
+                            {running.registry_key_id: running.registry_key})
+        running.add(KNOWN, HOLDER, VALID_ID, registry_reference="CHSI-2015-000123")
+        yield running
+
+
+@pytest.fixture
+def registry(start_service, emulator, tmp_path):
+    """Identity with the http registry: one attempt of 1 s per look-up, a breaker that opens after 3 failures."""
+
+    def start(**overrides):
+        settings = dict(DEGREE_REGISTRY="http", DEGREE_REGISTRY_URL=emulator.base_url,
+                        DEGREE_REGISTRY_SECRETS_DIR=str(tmp_path / "degree-registry"), DEGREE_REGISTRY_KEY_ID="c1",
+                        DEGREE_REGISTRY_TIMEOUT_SECONDS=1, DEGREE_REGISTRY_ATTEMPTS=2,
+                        DEGREE_REGISTRY_RETRY_BACKOFF_SECONDS=0, DEGREE_REGISTRY_KEY_CHECK_SECONDS=0,
+                        DEGREE_REGISTRY_BREAKER_FAILURES=100)
+        settings.update(overrides)
+        _container, config = start_service(IdentityService, **settings)
+        return config
+
+    return start
+
+
+def candidate(identity, config, **changes) -> tuple[dict, str]:
+    age_codes(config["DB_URI"])  # each registration texts a code; the resend interval is not what is tested
+    registered = register(identity, degree_upgrade=True, **changes)
+    return registered, signed_actor({"subject": registered["candidate_id"], "role": "candidate"})
+
+
+def submit(identity, actor, number: str) -> dict:
+    return identity.submit_prior_education(actor, {"degree_certificate_number": number})
+
+
+def counted() -> dict[str, float]:
+    return {outcome: LOOKUPS.labels(outcome)._value.get() for outcome in degree_registry.OUTCOMES}
+
+
+def test_a_registered_degree_is_verified_and_an_unknown_one_asks_for_a_proof(registry, emulator):
+    config = registry()
+    before = counted()
+    with rpc_proxy("identity", config) as identity:
+        holder, holder_actor = candidate(identity, config)
+        assert submit(identity, holder_actor, KNOWN)["prior_education_status"] == "verified"
+        other, other_actor = candidate(identity, config, mobile="13912345678", email="li.si@example.com",
+                                       resident_id_number="110105197001010011", full_name="李四")
+        # the number exists, but not as 李四's degree: not found, and nothing says the number exists
+        assert submit(identity, other_actor, KNOWN)["prior_education_status"] == "proof_required"
+        assert submit(identity, other_actor, UNKNOWN)["prior_education_status"] == "proof_required"
+        submitted = identity.submit_prior_education_proof(other_actor, {"proof_ref": "upload/diploma.pdf"})
+        assert submitted["prior_education_status"] == "proof_submitted"
+        assert identity.prior_education_of(signed_actor({"subject": "staff-1", "role": "staff"}),
+                                           holder["candidate_id"])["registry_result"] == "found"
+    after = counted()
+    assert (after["found"] - before["found"], after["not_found"] - before["not_found"]) == (1, 2)
+    stored = query(config["DB_URI"], "select registry_name, registry_result from prior_education_checks "
+                                     "order by created_at")
+    assert stored == [("http-degree-registry", "found"), ("http-degree-registry", "not_found"),
+                      ("http-degree-registry", "not_found")]
+    everything = repr(query(config["DB_URI"], "select * from prior_education_checks"))
+    assert KNOWN not in everything and UNKNOWN not in everything
+    # personal data crossed in the signed body only, never in the path or the headers the emulator recorded
+    assert all(r["path"] == "/v1/degree-lookups" and r["key_id"] == "c1" and r["status"] == 200
+               for r in emulator.requests)
+    assert HOLDER.encode() in emulator.received_bodies[0] and VALID_ID.encode() in emulator.received_bodies[0]
+
+
+def status_of(config, candidate_id: str) -> str:
+    return query(config["DB_URI"], "select prior_education_status from candidates where candidate_id = :c",
+                 c=candidate_id)[0][0]
+
+
+def test_an_outage_or_an_answer_that_cannot_be_believed_is_a_503_and_changes_nothing(registry, emulator, caplog):
+    config = registry()
+    faults = emulator.faults
+    with rpc_proxy("identity", config) as identity:
+        registered, actor = candidate(identity, config)
+        for outcome, fault in (("server_error", lambda: setattr(faults, "fail_requests", 2)),
+                               ("timeout", lambda: (setattr(faults, "delay_requests", 2),
+                                                    setattr(faults, "delay_seconds", 1.5))),
+                               ("unreachable", lambda: setattr(faults, "drop_requests", 2)),
+                               ("bad_signature", lambda: setattr(faults, "forge_answers", True)),
+                               ("bad_signature", lambda: setattr(faults, "unknown_key_id", True)),
+                               ("bad_signature", lambda: setattr(faults, "unsigned_answers", True)),
+                               ("bad_signature", lambda: setattr(faults, "stale_answers_seconds", 900))):
+            fault()
+            before = counted()
+            with caplog.at_level(logging.WARNING, logger="services.identity.degree_registry"):
+                with pytest.raises(ServiceUnavailable) as unavailable:
+                    submit(identity, actor, KNOWN)
+            assert unavailable.value.code == "degree_registry_unavailable", outcome
+            assert "try again" in unavailable.value.message
+            after = counted()
+            assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == {outcome: 1}
+            assert f"({outcome})" in caplog.text
+            faults.forge_answers = faults.unknown_key_id = faults.unsigned_answers = False
+            faults.stale_answers_seconds = 0
+            # the candidate is not pushed into proof_required by an outage, and nothing is recorded
+            assert status_of(config, registered["candidate_id"]) == "required"
+            assert query(config["DB_URI"], "select count(*) from prior_education_checks") == [(0,)]
+        assert not any(secret in caplog.text for secret in (HOLDER, VALID_ID, KNOWN))
+        # a transport error on the first attempt only is retried (the look-up only reads): the candidate sees none
+        faults.drop_requests = 1
+        assert submit(identity, actor, KNOWN)["prior_education_status"] == "verified"
+    retried = [r for r in emulator.requests if r["status"] in (0, 200)][-2:]
+    assert [r["status"] for r in retried] == [0, 200]
+
+
+def test_the_breaker_stops_asking_a_failing_registry_and_a_trial_reopens_the_way(registry, emulator):
+    config = registry(DEGREE_REGISTRY_BREAKER_FAILURES=2, DEGREE_REGISTRY_BREAKER_RESET_SECONDS=0.5,
+                      DEGREE_REGISTRY_ATTEMPTS=1)
+    with rpc_proxy("identity", config) as identity:
+        registered, actor = candidate(identity, config)
+        emulator.faults.fail_requests = 100
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailable):
+                submit(identity, actor, KNOWN)
+        asked = len(emulator.requests)
+        before = counted()
+        with pytest.raises(ServiceUnavailable) as open_breaker:
+            submit(identity, actor, KNOWN)
+        assert open_breaker.value.code == "degree_registry_unavailable"
+        assert len(emulator.requests) == asked  # refused by the breaker without asking the registry
+        assert counted()["circuit_open"] - before["circuit_open"] >= 1
+        emulator.faults.fail_requests = 0  # the registry is back: after the reset time a trial gets through
+
+        def verified():
+            try:
+                return submit(identity, actor, KNOWN)["prior_education_status"] == "verified"
+            except ServiceUnavailable:
+                return False
+
+        wait_for(verified, what="the breaker's trial look-up")
+        assert status_of(config, registered["candidate_id"]) == "verified"
+
+
+def test_both_sides_keys_rotate_without_a_restart_and_a_forged_answer_is_refused(registry, emulator, tmp_path):
+    config = registry()
+    secrets_dir = tmp_path / "degree-registry"
+    with rpc_proxy("identity", config) as identity:
+        _first, first = candidate(identity, config)
+        assert submit(identity, first, UNKNOWN)["prior_education_status"] == "proof_required"
+
+        # the registry signs with a new key before we hold it: refused, as a forgery would be
+        new_registry_key = emulator.rotate_registry_key("r2")
+        with pytest.raises(ServiceUnavailable):
+            submit(identity, first, UNKNOWN)
+        write_credence_keys(secrets_dir, {}, {"r2": new_registry_key})  # beside r1: picked up, no restart
+        assert submit(identity, first, UNKNOWN)["prior_education_status"] == "proof_required"
+        assert query(config["DB_URI"], "select count(*) from prior_education_checks") == [(2,)]
+
+        # ours: the registry accepts c1 and c2; we switch to c2 by writing the directory; then c1 is withdrawn
+        new_key = ed25519.Ed25519PrivateKey.generate()
+        emulator.credence_keys["c2"] = new_key.public_key()
+        write_credence_keys(secrets_dir, {"c2": new_key}, {}, active_key_id="c2")
+        assert submit(identity, first, UNKNOWN)["prior_education_status"] == "proof_required"
+        assert emulator.requests[-1]["key_id"] == "c2"
+        del emulator.credence_keys["c1"]
+        _second, second = candidate(identity, config, mobile="13912345678", email="li.si@example.com",
+                                    resident_id_number="110105197001010011", full_name="李四")
+        emulator.add("100011202405000777", "李四", "110105197001010011")
+        assert submit(identity, second, "100011202405000777")["prior_education_status"] == "verified"
+
+        # a registry that does not know our key (c1 withdrawn too early) refuses us: a 503, nothing recorded
+        (secrets_dir / "active_key_id").write_text("c1\n")
+        with pytest.raises(ServiceUnavailable):
+            submit(identity, first, UNKNOWN)
+        assert emulator.requests[-1]["status"] == 401
+    assert query(config["DB_URI"], "select count(*) from prior_education_checks") == [(4,)]

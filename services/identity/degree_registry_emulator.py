@@ -291,7 +291,7 @@ def _handler(emulator: DegreeRegistryEmulator):
 def main() -> None:
     parser = argparse.ArgumentParser(description="Degree registry emulator (tests and staging only)")
     parser.add_argument("--keys", required=True, help="writes Credence's side of the secrets directory here")
-    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--port", type=int, default=8766, help="0: any free port (the printed URL names it)")
     parser.add_argument("--record", action="append", default=[],
                         help="a degree it knows: CERTIFICATE_NUMBER,HOLDER_NAME,RESIDENT_ID_NUMBER (repeatable)")
     args = parser.parse_args()

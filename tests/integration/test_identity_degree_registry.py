@@ -6,18 +6,39 @@ with the status unchanged and nothing recorded, the breaker, and both sides' key
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from credence_common.errors import ServiceUnavailable
 from services.identity import degree_registry
-from services.identity.degree_registry import LOOKUPS
+from services.identity.degree_registry import (
+    HEADER_NONCE,
+    LOOKUP_PATH,
+    LOOKUPS,
+    REGISTRY_KEY_ID,
+    REGISTRY_SIGNATURE,
+    REGISTRY_TIMESTAMP,
+    HttpDegreeRegistry,
+    KeyStore,
+    encode_body,
+    response_message,
+    signed_request_headers,
+    verify,
+)
 from services.identity.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_identity import VALID_ID, age_codes, register
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HOLDER = "王小明"  # registration()'s full_name, with VALID_ID
 KNOWN, UNKNOWN = "100011202405000123", "100011202405000999"
 
@@ -198,3 +219,58 @@ def test_both_sides_keys_rotate_without_a_restart_and_a_forged_answer_is_refused
             submit(identity, first, UNKNOWN)
         assert emulator.requests[-1]["status"] == 401
     assert query(config["DB_URI"], "select count(*) from prior_education_checks") == [(4,)]
+
+
+def test_the_emulator_runs_alone_for_staging_with_the_records_it_is_given(tmp_path):
+    """``python -m services.identity.degree_registry_emulator``: writes our side's keys and serves the contract."""
+    command = [sys.executable, "-m", "services.identity.degree_registry_emulator", "--keys", str(tmp_path / "keys"),
+               "--port", "0", "--record", f"{KNOWN},{HOLDER},{VALID_ID}"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, CREDENCE_ENV="staging"))
+    try:
+        printed = process.stdout.readline()  # printed once it listens
+        url = re.search(r"DEGREE_REGISTRY_URL=(\S+)", printed).group(1)
+        client = HttpDegreeRegistry(url, KeyStore(tmp_path / "keys", "c1", 0), timeout_seconds=5)
+        assert client.look_up(HOLDER, VALID_ID, KNOWN).found is True
+        assert client.look_up(HOLDER, VALID_ID, UNKNOWN).found is False
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def test_the_emulator_refuses_what_the_contract_says_a_registry_refuses(emulator, credence_key):
+    """The registry's side of the contract, as a reference: unknown keys, bad signatures, stale timestamps and
+    replayed nonces are refused (signed answers too), and a retry of the same request_id gets the same answer."""
+    body = encode_body({"request_id": "3f2c8a4e-6b1d-4f0a-9c7e-2d5b8e1f4a6c", "certificate_number": KNOWN,
+                        "holder_name": HOLDER, "resident_id_number": VALID_ID})
+    url = emulator.base_url + LOOKUP_PATH
+
+    def post(headers, data=body):
+        answer = requests.post(url, data=data, headers=headers, timeout=5)
+        signed = response_message(answer.status_code, headers.get(HEADER_NONCE, ""),
+                                  answer.headers[REGISTRY_TIMESTAMP], answer.content)
+        assert answer.headers[REGISTRY_KEY_ID] == emulator.registry_key_id
+        assert verify(emulator.registry_key.public_key(), signed, answer.headers[REGISTRY_SIGNATURE])
+        return answer.status_code, answer.json()
+
+    def headers(key=credence_key, key_id="c1", timestamp=None, signed_body=body):
+        return signed_request_headers(key_id, key, "POST", LOOKUP_PATH, signed_body,
+                                      None if timestamp is None else str(timestamp))
+
+    fresh = headers()
+    status, found = post(fresh)
+    assert status == 200 and found["result"] == "found" and found["registry_reference"] == "CHSI-2015-000123"
+    assert post(fresh) == (409, {"error": {"code": "replayed_nonce", "message": "this nonce was already used"}})
+    assert post(headers())[1] == found  # the same request_id, signed afresh: the same answer
+    for refused, code in ((headers(timestamp=int(time.time()) - 600), "stale_timestamp"),
+                          (headers(key_id="c9"), "unknown_key"),
+                          (headers(key=ed25519.Ed25519PrivateKey.generate()), "invalid_signature"),
+                          (headers(signed_body=body.replace(KNOWN.encode(), UNKNOWN.encode())), "invalid_signature"),
+                          ({}, "signature_missing")):
+        status, answer = post(refused)
+        assert status == 401 and answer["error"]["code"] == code
+    other = encode_body({"request_id": "another", "certificate_number": KNOWN, "holder_name": "李四",
+                         "resident_id_number": VALID_ID})
+    assert post(headers(signed_body=other), other)[1] == {"request_id": "another", "result": "not_found"}
+    assert post(headers(signed_body=b"[]"), b"[]")[0] == 400

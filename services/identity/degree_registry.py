@@ -13,7 +13,7 @@ One signed ``POST /v1/degree-lookups`` per look-up, personal data in the JSON bo
   and a circuit breaker (pybreaker) stops asking a registry that keeps failing.
 
 A registry that cannot be reached, or whose answer cannot be believed, never means "not found": the candidate
-gets 503 ``degree_registry_unavailable`` and nothing is recorded (``prior_education.submit``).
+gets 503 ``degree_registry_unavailable`` and nothing is recorded (``prior_education.record``).
 
 Keys are PEM files in a secrets directory (``DEGREE_REGISTRY_SECRETS_DIR``), reread when they change, so a
 rotation needs no restart: ``signing/<key id>.pem`` (our Ed25519 private keys), ``registry/<key id>.pem`` (the

@@ -57,23 +57,26 @@ def _latest(session: Session, candidate_id: str) -> PriorEducationCheck | None:
                            .order_by(PriorEducationCheck.created_at.desc()).limit(1)).first()
 
 
-def submit(session: Session, protection: PersonalDataProtection, registry, candidate_id: str,
-           certificate_number: str, now: datetime | None = None) -> CandidateView:
-    now = now or utcnow()
+def holder(session: Session, protection: PersonalDataProtection, candidate_id: str) -> tuple[str, str]:
+    """The name and resident ID number the registry is asked about, for a candidate whose check is pending."""
     candidate = get_candidate(session, candidate_id)
     _require_pending(candidate)
-    # The registry is asked before the candidate's row is locked: a slow registry must not hold the lock. When it
-    # cannot answer (ServiceUnavailable: down, breaker open, an answer we cannot believe) nothing below runs, so
-    # nothing is recorded and the status stays as it was: an outage never reads as "not found".
-    answer = registry.look_up(candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
-                              certificate_number)
-    session.refresh(candidate, with_for_update=True)
+    return candidate.full_name, protection.decrypt(candidate.resident_id_encrypted)
+
+
+def record(session: Session, protection: PersonalDataProtection, candidate_id: str, certificate_number: str,
+           answer: RegistryAnswer, now: datetime | None = None) -> CandidateView:
+    """The registry's answer, found or not found. The service asks the registry between ``holder`` and this, in two
+    transactions, so that a slow registry holds no database connection or row lock. When the registry cannot
+    answer (ServiceUnavailable: down, breaker open, an answer we cannot believe) this does not run: nothing is
+    recorded and the status stays as it was, so an outage never reads as "not found"."""
+    candidate = get_candidate(session, candidate_id, for_update=True)
     _require_pending(candidate)  # a check that finished meanwhile (a double submit) wins
     session.add(PriorEducationCheck(check_id=str(uuid.uuid4()), candidate_id=candidate_id,
                                     certificate_number_encrypted=protection.encrypt(certificate_number),
                                     registry_name=answer.registry,
                                     registry_result="found" if answer.found else "not_found",
-                                    created_at=now))
+                                    created_at=now or utcnow()))
     candidate.prior_education_status = "verified" if answer.found else "proof_required"
     return candidate_view(candidate)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import time
 import uuid
@@ -256,7 +257,8 @@ def _handler(emulator: DegreeRegistryEmulator):
                 record["status"] = 0
                 emulator.requests.append(record)
                 self.close_connection = True
-                self.connection.shutdown(2)  # the socket closes with no answer: a transport error at the client
+                # the socket closes with no answer: a transport error at the client
+                self.connection.shutdown(socket.SHUT_RDWR)
                 return
             if delay:
                 time.sleep(delay)

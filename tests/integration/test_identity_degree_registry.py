@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from prometheus_client import REGISTRY
 
 from credence_common.errors import ServiceUnavailable
 from services.identity import degree_registry
 from services.identity.degree_registry import (
     HEADER_NONCE,
     LOOKUP_PATH,
-    LOOKUPS,
     REGISTRY_KEY_ID,
     REGISTRY_SIGNATURE,
     REGISTRY_TIMESTAMP,
@@ -85,7 +85,8 @@ def submit(identity, actor, number: str) -> dict:
 
 
 def counted() -> dict[str, float]:
-    return {outcome: LOOKUPS.labels(outcome)._value.get() for outcome in degree_registry.OUTCOMES}
+    return {outcome: REGISTRY.get_sample_value("credence_degree_registry_lookups_total", {"outcome": outcome}) or 0.0
+            for outcome in degree_registry.OUTCOMES}
 
 
 def test_a_registered_degree_is_verified_and_an_unknown_one_asks_for_a_proof(registry, emulator):

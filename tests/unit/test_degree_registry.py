@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from prometheus_client import REGISTRY
 from requests.structures import CaseInsensitiveDict
 
 from credence_common.errors import ServiceUnavailable
@@ -23,7 +24,6 @@ from services.identity import degree_registry
 from services.identity.degree_registry import (
     HEADER_KEY_ID,
     HEADER_NONCE,
-    LOOKUPS,
     REGISTRY_KEY_ID,
     REGISTRY_SIGNATURE,
     REGISTRY_TIMESTAMP,
@@ -244,7 +244,8 @@ class FakeRegistry:
 
 
 def counted() -> dict[str, float]:
-    return {outcome: LOOKUPS.labels(outcome)._value.get() for outcome in degree_registry.OUTCOMES}
+    return {outcome: REGISTRY.get_sample_value("credence_degree_registry_lookups_total", {"outcome": outcome}) or 0.0
+            for outcome in degree_registry.OUTCOMES}
 
 
 def adapter(secrets_dir, fake, **options) -> HttpDegreeRegistry:

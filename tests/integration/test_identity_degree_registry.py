@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -34,9 +35,11 @@ from services.identity.degree_registry import (
     verify,
 )
 from services.identity.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
+from services.identity.prior_education import DegreeRegistry
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_identity import VALID_ID, age_codes, register
+from tests.tls import issue_test_authority
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOLDER = "王小明"  # registration()'s full_name, with VALID_ID
@@ -275,3 +278,32 @@ def test_the_emulator_refuses_what_the_contract_says_a_registry_refuses(emulator
                          "resident_id_number": VALID_ID})
     assert post(headers(signed_body=other), other)[1] == {"request_id": "another", "result": "not_found"}
     assert post(headers(signed_body=b"[]"), b"[]")[0] == 400
+
+
+def test_in_production_the_registry_is_asked_over_https_only(credence_key, tmp_path, monkeypatch):
+    """Production refuses an http:// registry; over TLS (a certificate from a throwaway CA, handed to requests by
+    REQUESTS_CA_BUNDLE) the look-up works, and a certificate nobody vouches for is an outage, not an answer."""
+    authority = issue_test_authority(tmp_path / "tls")
+    emulator = DegreeRegistryEmulator({"c1": credence_key.public_key()})
+    url = authority.serve_https(emulator.server)
+    with emulator:
+        secrets_dir = write_credence_keys(tmp_path / "keys", {"c1": credence_key},
+                                          {emulator.registry_key_id: emulator.registry_key})
+        emulator.add(KNOWN, HOLDER, VALID_ID)
+        monkeypatch.setenv("CREDENCE_ENV", "production")
+        settings = {"DEGREE_REGISTRY": "http", "DEGREE_REGISTRY_SECRETS_DIR": str(secrets_dir),
+                    "DEGREE_REGISTRY_KEY_ID": "c1", "DEGREE_REGISTRY_ATTEMPTS": 1}
+        with pytest.raises(ValueError, match="https:// in production"):
+            configured(dict(settings, DEGREE_REGISTRY_URL=url.replace("https://", "http://")))
+        client = configured(dict(settings, DEGREE_REGISTRY_URL=url))
+        with pytest.raises(ServiceUnavailable):  # the system's CAs do not vouch for the test certificate
+            client.look_up(HOLDER, VALID_ID, KNOWN)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(authority.ca_file))
+        assert client.look_up(HOLDER, VALID_ID, KNOWN).found is True
+
+
+def configured(config: dict):
+    provider = DegreeRegistry()
+    provider.container = SimpleNamespace(config=config)
+    provider.setup()
+    return provider.registry

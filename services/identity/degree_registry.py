@@ -276,8 +276,8 @@ def parse_answer(content: bytes, request_id: str, registry_name: str) -> Registr
     if result == "not_found":
         return RegistryAnswer(False, registry_name)
     if result != "found":
-        raise RegistryFailure("invalid_response", f"the answer's result is {str(result)[:20]!r}, not found or "
-                              "not_found")
+        # the value itself is not quoted: this message is logged, and nothing the registry sends is echoed there
+        raise RegistryFailure("invalid_response", "the answer's result is neither found nor not_found")
     degree = document.get("degree") or {}
     if not isinstance(degree, dict):
         raise RegistryFailure("invalid_response", "the answer's degree is not an object")

@@ -108,8 +108,8 @@ def test_a_signature_covers_method_path_timestamp_nonce_and_body_and_an_answer_i
 @pytest.mark.parametrize("content, why", [
     (b"[]", "not a JSON object"), (b"not json", "not a JSON object"),
     (b'{"request_id":"other","result":"found"}', "another request_id"),
-    (b'{"request_id":"R","result":"maybe"}', "not found or not_found"),
-    (b'{"request_id":"R"}', "not found or not_found"),
+    (b'{"request_id":"R","result":"maybe"}', "neither found nor not_found"),
+    (b'{"request_id":"R"}', "neither found nor not_found"),
     (b'{"request_id":"R","result":"found","degree":"yes"}', "degree is not an object"),
     (b'{"request_id":"R","result":"found","degree":{"graduation_date":"July 2015"}}', "YYYY-MM-DD"),
     (b'{"request_id":"R","result":"found","degree":{"level":7}}', "level is not a string"),

@@ -97,19 +97,20 @@ def adapter_reads(config: dict, key: str) -> bool:
 
 # The sandbox and development adapters, by setting and value (the value each service uses when the setting is
 # absent is the sandbox one): the environments that may run each, and why the others may not. Staging keeps
-# the degree-registry and payment sandboxes because no real adapter exists yet; its payments cannot be made
-# for free because the route and RPC that pay at the sandbox exist only in development.
+# the degree-registry and payment sandboxes for platforms not yet connected to the real ones; its payments cannot
+# be made for free because the route and RPC that pay at the sandbox exist only in development.
 ADAPTER_ENVIRONMENTS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("IDENTITY_VERIFIER", "sandbox"): (("development",), "approves any evidence, so anyone could confirm an "
                                        "identity for free (use IDENTITY_VERIFIER=tencent_faceid, or reject and "
                                        "confirm on site)"),
-    ("DEGREE_REGISTRY", "sandbox"): (("development", "staging"), "accepts made-up degrees"),
+    ("DEGREE_REGISTRY", "sandbox"): (("development", "staging"), "accepts made-up degrees (set DEGREE_REGISTRY=http, "
+                                     "the authority's registry: docs/degree-registry-contract.md)"),
     ("PAYMENT_PROVIDER", "sandbox"): (("development", "staging"), "is not a real payment provider"),
     ("SMS_ADAPTER", "dev"): (("development",), "keeps codes readable by anyone (set SMS_ADAPTER=webhook or "
                              "tencent_sms)"),
 }
-# The real adapters (IDENTITY_VERIFIER=tencent_faceid and reject, PAYMENT_PROVIDER=wechatpay, SMS_ADAPTER=webhook and
-# tencent_sms) have no rule: a real adapter may run anywhere, production included.
+# The real adapters (IDENTITY_VERIFIER=tencent_faceid and reject, DEGREE_REGISTRY=http, PAYMENT_PROVIDER=wechatpay,
+# SMS_ADAPTER=webhook and tencent_sms) have no rule: a real adapter may run anywhere, production included.
 ADAPTER_DEFAULTS = {"IDENTITY_VERIFIER": "sandbox", "DEGREE_REGISTRY": "sandbox", "PAYMENT_PROVIDER": "sandbox",
                     "SMS_ADAPTER": "dev"}
 

@@ -1,29 +1,28 @@
 """Prior-education check for degree-upgrade candidates, against a degree registry adapter modelled on
-CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof."""
+CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof.
+
+``DEGREE_REGISTRY``: ``sandbox`` (development and staging) or ``http``, an authority's registry speaking
+docs/degree-registry-contract.md (services/identity/degree_registry.py)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.config import adapter_refusal
+from credence_common.config import adapter_refusal, is_production
 from credence_common.contracts.identity import CandidateView, PriorEducationView
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
+from services.identity.degree_registry import RegistryAnswer, http_registry
 from services.identity.models import PriorEducationCheck
 from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import candidate_view, get_candidate
 
-
-@dataclass(frozen=True)
-class RegistryAnswer:
-    found: bool
-    registry: str
+REGISTRIES = ("sandbox", "http")
 
 
 class SandboxDegreeRegistry:
@@ -37,10 +36,14 @@ class SandboxDegreeRegistry:
 
 class DegreeRegistry(DependencyProvider):
     def setup(self):
-        kind = self.container.config.get("DEGREE_REGISTRY", "sandbox")
-        if kind != "sandbox":
-            raise ValueError(f"DEGREE_REGISTRY must be 'sandbox' (the only adapter so far), not {kind!r}")
-        refusal = adapter_refusal("DEGREE_REGISTRY", kind)
+        config = self.container.config
+        kind = config.get("DEGREE_REGISTRY", "sandbox")
+        if kind not in REGISTRIES:
+            raise ValueError(f"DEGREE_REGISTRY must be one of {', '.join(REGISTRIES)}, not {kind!r}")
+        if kind == "http":  # a real registry: allowed everywhere, but production insists on https
+            self.registry = http_registry(config, is_production())
+            return
+        refusal = adapter_refusal("DEGREE_REGISTRY", kind)  # the sandbox accepts made-up degrees
         if refusal:
             raise ValueError(refusal)
         self.registry = SandboxDegreeRegistry()
@@ -54,21 +57,33 @@ def _latest(session: Session, candidate_id: str) -> PriorEducationCheck | None:
                            .order_by(PriorEducationCheck.created_at.desc()).limit(1)).first()
 
 
-def submit(session: Session, protection: PersonalDataProtection, registry, candidate_id: str,
-           certificate_number: str, now: datetime | None = None) -> CandidateView:
-    now = now or utcnow()
+def holder(session: Session, protection: PersonalDataProtection, candidate_id: str) -> tuple[str, str]:
+    """The name and resident ID number the registry is asked about, for a candidate whose check is pending."""
+    candidate = get_candidate(session, candidate_id)
+    _require_pending(candidate)
+    return candidate.full_name, protection.decrypt(candidate.resident_id_encrypted)
+
+
+def record(session: Session, protection: PersonalDataProtection, candidate_id: str, certificate_number: str,
+           answer: RegistryAnswer, now: datetime | None = None) -> CandidateView:
+    """The registry's answer, found or not found. The service asks the registry between ``holder`` and this, in two
+    transactions, so that a slow registry holds no database connection or row lock. When the registry cannot
+    answer (ServiceUnavailable: down, breaker open, an answer we cannot believe) this does not run: nothing is
+    recorded and the status stays as it was, so an outage never reads as "not found"."""
     candidate = get_candidate(session, candidate_id, for_update=True)
-    if candidate.prior_education_status in ("not_required", "verified"):
-        raise Conflict("prior_education_not_pending", "No prior-education check is pending for this candidate.")
-    answer = registry.look_up(candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
-                              certificate_number)
+    _require_pending(candidate)  # a check that finished meanwhile (a double submit) wins
     session.add(PriorEducationCheck(check_id=str(uuid.uuid4()), candidate_id=candidate_id,
                                     certificate_number_encrypted=protection.encrypt(certificate_number),
                                     registry_name=answer.registry,
                                     registry_result="found" if answer.found else "not_found",
-                                    created_at=now))
+                                    created_at=now or utcnow()))
     candidate.prior_education_status = "verified" if answer.found else "proof_required"
     return candidate_view(candidate)
+
+
+def _require_pending(candidate) -> None:
+    if candidate.prior_education_status in ("not_required", "verified"):
+        raise Conflict("prior_education_not_pending", "No prior-education check is pending for this candidate.")
 
 
 def submit_proof(session: Session, candidate_id: str, proof_ref: str) -> CandidateView:

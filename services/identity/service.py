@@ -337,9 +337,14 @@ class IdentityService(HealthCheck):
     def submit_prior_education(self, actor: dict, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         submission = parse(SubmitPriorEducation, request)
+        # the registry is asked between two transactions: a slow or failing registry (up to its timeout × attempts)
+        # holds no database connection and no lock, and its 503 leaves nothing written (prior_education.record)
         with self.db.transaction() as session:
-            return _dump(prior_education.submit(session, self.protection, self.degree_registry, candidate.subject,
-                                                submission.degree_certificate_number))
+            full_name, resident_id_number = prior_education.holder(session, self.protection, candidate.subject)
+        answer = self.degree_registry.look_up(full_name, resident_id_number, submission.degree_certificate_number)
+        with self.db.transaction() as session:
+            return _dump(prior_education.record(session, self.protection, candidate.subject,
+                                                submission.degree_certificate_number, answer))
 
     @rpc
     def submit_prior_education_proof(self, actor: dict, request: dict) -> dict:

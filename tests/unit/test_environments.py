@@ -61,6 +61,7 @@ ADAPTERS = [
     ("IDENTITY_VERIFIER", "sandbox", {"development"}),  # would confirm anyone: not even staging
     ("IDENTITY_VERIFIER", "reject", {"development", "staging", "production"}),
     ("DEGREE_REGISTRY", "sandbox", {"development", "staging"}),
+    ("DEGREE_REGISTRY", "http", {"development", "staging", "production"}),  # the authority's registry
     ("PAYMENT_PROVIDER", "sandbox", {"development", "staging"}),  # staging cannot pay at it: no route, no RPC
     ("SMS_ADAPTER", "dev", {"development"}),
     ("SMS_ADAPTER", "webhook", {"development", "staging", "production"}),

@@ -154,11 +154,18 @@ def _load(path: Path, private: bool):
     return key
 
 
+def active_key_file(base: Path) -> Path:
+    """``active_key_id`` beside ``signing/``, or inside it: on Kubernetes ``signing/`` and ``registry/`` are two
+    Secret volumes (a Secret volume has no subdirectories), and the signing Secret carries which of its keys signs."""
+    beside = base / ACTIVE_KEY_FILE
+    return beside if beside.exists() else base / SIGNING_DIR / ACTIVE_KEY_FILE
+
+
 def load_keys(directory: str | os.PathLike, default_key_id: str = "") -> RegistryKeys:
     """Raises ``ValueError`` naming what is wrong (never a key's material)."""
     base = Path(directory)
     try:
-        active_file = base / ACTIVE_KEY_FILE
+        active_file = active_key_file(base)
         key_id = active_file.read_text("ascii").strip() if active_file.exists() else default_key_id.strip()
         if not key_id:
             raise ValueError(f"no {ACTIVE_KEY_FILE} file and DEGREE_REGISTRY_KEY_ID is empty")
@@ -193,7 +200,7 @@ class KeyStore:
         self._checked = time.monotonic()
 
     def _fingerprint(self) -> tuple:
-        paths = [self.directory / ACTIVE_KEY_FILE]
+        paths = [self.directory / ACTIVE_KEY_FILE, self.directory / SIGNING_DIR / ACTIVE_KEY_FILE]
         paths += sorted((self.directory / SIGNING_DIR).glob("*.pem")) + sorted(
             (self.directory / REGISTRY_DIR).glob("*.pem"))
         stamp = []

@@ -154,11 +154,19 @@ class WeChatPayEmulator:
         self.server.daemon_threads = True
         self.thread: threading.Thread | None = None
         self.impostor_key = new_rsa_key()  # signs what is forged on purpose
+        self.scheme = "http"
 
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
+
+    def serve_https(self, authority) -> WeChatPayEmulator:
+        """Serve over TLS (before ``start``) with a test CA's certificate (tests/tls.py), as production wants
+        https://: the API and the bill's download_url are then https."""
+        authority.serve_https(self.server)
+        self.scheme = "https"
+        return self
 
     def start(self) -> WeChatPayEmulator:
         self.thread = threading.Thread(target=self.server.serve_forever, name="wechatpay-emulator", daemon=True)

@@ -158,6 +158,16 @@ def test_keys_rotate_without_a_restart_and_a_broken_update_keeps_the_last_good_k
     assert "not reloaded, the last good ones stay" in caplog.text and "PRIVATE" not in caplog.text
 
 
+def test_the_active_key_id_may_travel_with_the_signing_keys(secrets_dir):
+    """On Kubernetes signing/ and registry/ are two Secret volumes: the signing Secret names its active key."""
+    store = KeyStore(secrets_dir, "c1", check_interval_seconds=0)
+    write_credence_keys(secrets_dir, {"c2": ed25519.Ed25519PrivateKey.generate()}, {})
+    (secrets_dir / "signing" / "active_key_id").write_text("c2\n")
+    assert store.keys().signing_key_id == "c2"
+    (secrets_dir / "active_key_id").write_text("c1\n")  # one beside signing/ wins
+    assert store.keys().signing_key_id == "c1"
+
+
 @pytest.mark.parametrize("breakage, named", [
     (lambda d: (d / "signing" / "c1.pem").unlink(), "c1.pem"),
     (lambda d: [p.unlink() for p in (d / "registry").glob("*.pem")], "no registry public key"),

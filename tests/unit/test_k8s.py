@@ -40,7 +40,6 @@ from credence_common.config import (
     ADAPTER_DEFAULTS,
     ENVIRONMENTS,
     SECRET_SUFFIXES,
-    ConfigurationRefused,
     adapter_reads,
     adapter_refusal,
     assert_safe_for_environment,
@@ -529,26 +528,15 @@ def production_environment(spec: ProcessSpec, monkeypatch) -> None:
             name, f"k1=vault-{name.lower()}-Zq8").format(process=spec.name))
 
 
-# Until their real adapters exist (another issue), these refuse to start in production; the setting named is the
-# sandbox that is the only adapter of its kind.
-REFUSED_IN_PRODUCTION = {"identity": "DEGREE_REGISTRY=sandbox"}
-
-
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
-def test_production_overlay_processes_start_or_refuse_as_the_runner_decides(spec, monkeypatch):
+def test_production_overlay_processes_pass_the_runners_start_up_check(spec, monkeypatch):
     """The check credence_common.runner runs at start-up, on each process configured as the production overlay
-    configures it: identity and payments refuse (their only adapters are sandboxes), the others start. If identity
-    or payments start passing, a real adapter exists: update REFUSED_IN_PRODUCTION and deploy/k8s/README.md."""
+    configures it: every process starts (identity and payments with their real adapters; they used to refuse while
+    their only adapters were sandboxes). That they then run and reach only the real providers:
+    tests/security/test_production_overlay.py."""
     production_environment(spec, monkeypatch)
     config = load_config(REPO_ROOT / spec.config)
-    if spec.name not in REFUSED_IN_PRODUCTION:
-        assert assert_safe_for_environment(spec.name, config) is None
-        return
-    with pytest.raises(ConfigurationRefused) as refused:
-        assert_safe_for_environment(spec.name, config)
-    message = str(refused.value)
-    assert "CREDENCE_ENV=production" in message and REFUSED_IN_PRODUCTION[spec.name] in message
-    assert "development default" not in message, "only the sandbox, not a secret, should stop it"
+    assert assert_safe_for_environment(spec.name, config) is None
 
 
 # --- ports, probes, Services ---------------------------------------------------------------------

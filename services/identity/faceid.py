@@ -482,9 +482,10 @@ def from_config(config: dict, production: bool) -> TencentFaceIdVerifier:
     if not secrets_dir:
         raise ValueError("IDENTITY_VERIFIER=tencent_faceid needs FACEID_SECRETS_DIR (a directory holding secret_id "
                          "and secret_key)")
-    rule_id = str(config.get("FACEID_RULE_ID") or "")
-    if not rule_id:
-        raise ValueError("IDENTITY_VERIFIER=tencent_faceid needs FACEID_RULE_ID (the business flow's RuleId)")
+    rule_id = str(config.get("FACEID_RULE_ID") or "").strip()
+    if not rule_id.isdigit():  # the console's RuleIds are numbers: a placeholder left in is caught at start-up
+        raise ValueError("IDENTITY_VERIFIER=tencent_faceid needs FACEID_RULE_ID (the business flow's RuleId, "
+                         "a number from the FaceID console)")
     redirect_url = str(config.get("FACEID_REDIRECT_URL") or "")
     if not redirect_url.startswith("https://") and production:
         raise ValueError("FACEID_REDIRECT_URL must be the https:// page candidates come back to after the check")

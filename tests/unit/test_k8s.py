@@ -539,6 +539,22 @@ def test_production_overlay_processes_pass_the_runners_start_up_check(spec, monk
     assert assert_safe_for_environment(spec.name, config) is None
 
 
+def test_identity_refuses_to_start_until_the_overlays_placeholders_are_filled_in(monkeypatch):
+    """The operator's own accounts (the SMS application and its templates, the FaceID RuleId) are REPLACE_WITH_...
+    placeholders in the production overlay: identity's SMS and FaceID adapters refuse them at start-up, naming the
+    setting, rather than failing at the first text."""
+    from services.identity import faceid, tencent_sms
+
+    spec = next(spec for spec in PROCESSES if spec.name == "identity")
+    production_environment(spec, monkeypatch)
+    config = load_config(REPO_ROOT / spec.config)
+    assert "REPLACE_WITH" in config["SMS_TENCENT_TEMPLATES"] and "REPLACE_WITH" in config["FACEID_RULE_ID"]
+    with pytest.raises(ValueError, match="SMS_TENCENT_TEMPLATES|TemplateId"):
+        tencent_sms.from_config(config)
+    with pytest.raises(ValueError, match="FACEID_RULE_ID"):
+        faceid.from_config(config, production=True)
+
+
 # --- ports, probes, Services ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)

@@ -104,13 +104,17 @@ class ProviderPayment(Base):
 
 
 class NotificationNonce(Base):
-    """Nonces of verified notifications: the same signed notification presented twice is a replay."""
+    """Nonces of verified notifications: the same signed notification presented twice is a replay (answered as
+    done when what it says is already applied: usecases.handle_notification)."""
 
     __tablename__ = "notification_nonces"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # the SHA-256 of the body this nonce came with: an exact copy is a redelivery of what was applied (answered
+    # as done), the same nonce on another body is not (refused); empty for nonces kept before revision 0007
+    body_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Refund(Base):

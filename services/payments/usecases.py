@@ -428,9 +428,8 @@ def handle_notification(session: Session, provider: PaymentProvider, raw_body: b
     notification = provider.verify_notification(raw_body, headers, now)
     context.order_number = notification.order_number
     context.provider_transaction_id = notification.transaction_id
-    if not remember_nonce(session, provider.name, notification.nonce, now):
-        raise Conflict("replayed_notification", "This exact notification was received before; a copy of it "
-                       "changes nothing.")
+    if not remember_nonce(session, provider.name, notification.nonce, now, context.body_sha256):
+        return answer_replay(session, provider, notification, context)
     if notification.merchant_id != provider.merchant_id:
         raise InvalidInput("merchant_mismatch", "The notification is for another merchant.")
     if notification.refund_number is not None:
@@ -472,14 +471,64 @@ def handle_refund_notification(session: Session, provider: PaymentProvider, noti
     return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=not changed)
 
 
-def remember_nonce(session: Session, provider_name: str, nonce: str, now: datetime) -> bool:
+def remember_nonce(session: Session, provider_name: str, nonce: str, now: datetime,
+                   body_sha256: str | None = None) -> bool:
     """False when the nonce was seen before. An INSERT that skips a conflict, inside the transaction: a
-    savepoint would not do on SQLite, where pysqlite commits a released savepoint on its own."""
+    savepoint would not do on SQLite, where pysqlite commits a released savepoint on its own. The nonce is
+    remembered only if the notification's transaction commits (a refused one is rolled back with it), so a
+    remembered nonce is one whose notification was answered 200."""
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    inserted = session.execute(insert(NotificationNonce).values(provider=provider_name, nonce=nonce, received_at=now)
+    inserted = session.execute(insert(NotificationNonce).values(provider=provider_name, nonce=nonce, received_at=now,
+                                                                body_sha256=body_sha256)
                                .on_conflict_do_nothing())
     return inserted.rowcount == 1
+
+
+def answer_replay(session: Session, provider: PaymentProvider, notification,
+                  context: IncidentContext) -> NotificationAcknowledgement:
+    """An exact copy of a notification answered before. WeChat Pay sends a notification again until it is
+    answered 2xx (for up to a day), and an answer lost on the way back makes it send the very same bytes again:
+    refusing them would only keep it retrying. So a copy whose effect is already applied (the order paid by this
+    transaction, the refund ended as it says) is answered as done, ``duplicate: true``, and changes nothing: all
+    a captured notification replayed by someone else gets is that 200. The same nonce on another body, or a copy
+    whose effect is not there, stays refused (409 ``replayed_notification``, recorded)."""
+    seen = session.get(NotificationNonce, (provider.name, notification.nonce))
+    if seen is not None and seen.body_sha256 is not None and seen.body_sha256 != context.body_sha256:
+        raise Conflict("replayed_notification", "This notification's nonce came before with another body; it is "
+                       "not a copy of a notification received before and is refused.")
+    applied = _applied_notification(session, provider, notification)
+    if applied is None:
+        raise Conflict("replayed_notification", "This exact notification was received before and what it says "
+                       "is not what happened; a copy of it changes nothing.")
+    log.info("notification %s from %s for %s received again; already applied", notification.nonce[:16],
+             provider.name, notification.order_number)
+    return applied
+
+
+def _applied_notification(session: Session, provider: PaymentProvider,
+                          notification) -> NotificationAcknowledgement | None:
+    """The answer to a notification whose effect is already in our ledger, or None."""
+    order = session.get(PaymentOrder, notification.order_number)
+    if order is None:
+        return None
+    if notification.refund_number is not None:
+        refund = session.get(Refund, notification.refund_number)
+        if refund is None or refund.order_number != order.order_number:
+            return None
+        done = (refund.status == "succeeded" and refund.provider_refund_id == notification.provider_refund_id
+                if notification.refund_status == "SUCCESS" else refund.status == "failed")
+        return NotificationAcknowledgement(order_number=order.order_number, status=order.status,
+                                           duplicate=True) if done else None
+    if notification.trade_state != "SUCCESS":  # it was answered without changing anything: so is its copy
+        return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=True)
+    credited = session.scalars(select(ProviderPayment).where(
+        ProviderPayment.provider == provider.name,
+        ProviderPayment.provider_transaction_id == notification.transaction_id)).first()
+    if (credited is None or credited.order_number != order.order_number
+            or credited.amount_fen != notification.amount_fen):
+        return None
+    return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=True)
 
 
 def apply_payment(session: Session, order: PaymentOrder, provider: PaymentProvider, transaction_id: str,

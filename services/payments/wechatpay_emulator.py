@@ -191,9 +191,9 @@ class WeChatPayEmulator:
     # --- signing ------------------------------------------------------------------------------------
 
     def signed_headers(self, body: bytes, timestamp: int | None = None, key=None,
-                       serial: str | None = None) -> dict[str, str]:
+                       serial: str | None = None, nonce: str | None = None) -> dict[str, str]:
         timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
-        nonce = secrets.token_hex(16).upper()
+        nonce = nonce or secrets.token_hex(16).upper()
         signature = rsa_sign(key or self.keys.platform_key, response_message(timestamp_text, nonce, body))
         return {HEADER_TIMESTAMP: timestamp_text, HEADER_NONCE: nonce, HEADER_SIGNATURE: signature,
                 HEADER_SERIAL: serial or self.keys.platform_serial, "Request-ID": str(uuid.uuid4())}
@@ -252,17 +252,20 @@ class WeChatPayEmulator:
             "resource": {"original_type": resource_type, "algorithm": "AEAD_AES_256_GCM", "ciphertext": ciphertext,
                          "associated_data": associated, "nonce": nonce}}, ensure_ascii=False).encode()
 
-    def _sign_notification(self, body: bytes, forged: bool, stale_seconds: int, serial: str | None):
+    def _sign_notification(self, body: bytes, forged: bool, stale_seconds: int, serial: str | None,
+                           nonce: str | None = None):
         key = self.impostor_key if forged else None
         timestamp = int(time.time()) - stale_seconds
-        headers = self.signed_headers(body, timestamp, key, serial)
+        headers = self.signed_headers(body, timestamp, key, serial, nonce)
         headers.pop("Request-ID")
         headers["Content-Type"] = "application/json"
         return body, headers
 
     def notification(self, out_trade_no: str, forged: bool = False, stale_seconds: int = 0,
-                     undecryptable: bool = False, serial: str | None = None) -> tuple[bytes, dict[str, str]]:
-        """TRANSACTION.SUCCESS for a paid trade, signed afresh on every call (a redelivery)."""
+                     undecryptable: bool = False, serial: str | None = None,
+                     nonce: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """TRANSACTION.SUCCESS for a paid trade, signed afresh on every call (a redelivery). ``nonce``: sign with
+        this nonce instead of a new one (a notification reusing an earlier one's nonce over another body)."""
         with self.lock:
             trade = self.trades[out_trade_no]
             content = {"mchid": trade.mchid, "appid": trade.appid, "out_trade_no": trade.out_trade_no,
@@ -274,7 +277,7 @@ class WeChatPayEmulator:
                        "amount": {"total": trade.paid_total, "payer_total": trade.paid_total, "currency": "CNY",
                                   "payer_currency": "CNY"}}
         body = self._envelope("TRANSACTION.SUCCESS", "transaction", content, undecryptable)
-        return self._sign_notification(body, forged, stale_seconds, serial)
+        return self._sign_notification(body, forged, stale_seconds, serial, nonce)
 
     def refund_notification(self, out_refund_no: str, forged: bool = False, stale_seconds: int = 0,
                             undecryptable: bool = False) -> tuple[bytes, dict[str, str]]:

@@ -148,8 +148,16 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
 
         ack = payments.handle_notification("sandbox", body, headers)
         assert ack == {"order_number": order["order_number"], "status": "paid", "duplicate": False}
+        # the very same bytes again (the provider did not get our answer, or someone replays them): already
+        # applied, so answered as done (a provider retries anything else for a day) and nothing changes
+        assert payments.handle_notification("sandbox", body, headers) == {**ack, "duplicate": True}
+        # the same nonce on another body, signed all the same, is no copy of what was applied: refused
+        other_body = body.replace(json.loads(body)["id"], "another-notification-id")
+        other_headers = {**headers, "Sandbox-Signature": domain.sign(
+            domain.load_private_key(SIGNING_SEED),
+            domain.signing_message(headers["Sandbox-Timestamp"], headers["Sandbox-Nonce"], other_body.encode()))}
         with pytest.raises(Conflict) as replay:
-            payments.handle_notification("sandbox", body, headers)
+            payments.handle_notification("sandbox", other_body, other_headers)
         assert replay.value.code == "replayed_notification"
         retry_body, retry_headers = signed(bank, trade)  # the provider retries: signed afresh
         assert payments.handle_notification("sandbox", retry_body, retry_headers)["duplicate"] is True

@@ -13,11 +13,14 @@ import requests
 
 from credence_common.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
 from credence_common.events import utcnow
+from deploy.platform import free_port
+from gateway.service import GatewayService
 from services.payments.providers import ProviderError, business_day
 from services.payments.service import PaymentsService
 from services.payments.wechatpay import KeyStore, WeChatPayProvider
 from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.test_http_deadlines import settings_for
 from tests.integration.test_payments import STAFF, awaiting, candidate
 
 MERCHANT = "1900000001"
@@ -46,6 +49,15 @@ def wechat(start_service, emulator, tmp_path):
         WECHATPAY_API_BASE=emulator.base_url, WECHATPAY_APPID=APPID, WECHATPAY_NOTIFY_URL=NOTIFY_URL,
         WECHATPAY_TIMEOUT_SECONDS=1, WECHATPAY_KEY_CHECK_SECONDS=0)
     return config, emulator
+
+
+@pytest.fixture
+def gateway(container_factory, rabbit_config) -> str:
+    """The gateway (its nameko binding) on the same broker as the payments container: the route WeChat Pay posts
+    its notifications to."""
+    port = free_port()
+    container_factory(GatewayService, settings_for(rabbit_config["AMQP_URI"], port, RPC_TIMEOUT_SECONDS=10)).start()
+    return f"http://127.0.0.1:{port}"
 
 
 def adapter(emulator, tmp_path) -> WeChatPayProvider:
@@ -105,8 +117,13 @@ def test_an_order_is_prepaid_and_credited_once_by_a_signed_encrypted_notificatio
     assert deliver(config, body, headers) == {"order_number": number, "status": "paid", "duplicate": False}
     redelivered = emulator.notification(number)  # WeChat Pay retries: signed afresh
     assert deliver(config, *redelivered)["duplicate"] is True
-    with pytest.raises(Conflict) as replay:  # the very same bytes and headers again
-        deliver(config, body, headers)
+    # the very same bytes and headers again (WeChat Pay did not get our answer, or someone replays a captured
+    # one): already applied, so answered as done, or WeChat Pay would retry for a day; nothing changes
+    assert deliver(config, body, headers) == {"order_number": number, "status": "paid", "duplicate": True}
+    # the same nonce on another body (a new envelope id), signed by the platform key: not a copy, refused
+    reused_nonce = emulator.notification(number, nonce=headers["Wechatpay-Nonce"])
+    with pytest.raises(Conflict) as replay:
+        deliver(config, *reused_nonce)
     assert replay.value.code == "replayed_notification"
     assert query(db, "select provider, provider_transaction_id, amount_fen from provider_payments") == [
         ("wechatpay", emulator.trades[number].transaction_id, 6000)]
@@ -115,6 +132,48 @@ def test_an_order_is_prepaid_and_credited_once_by_a_signed_encrypted_notificatio
     assert {"invalid_signature", "stale_notification", "undecryptable_resource", "unknown_platform_serial",
             "replayed_notification"} <= incidents.keys()
     assert incidents["undecryptable_resource"] and incidents["unknown_platform_serial"]  # flagged: money waits
+
+
+def test_through_the_gateway_a_copy_of_an_applied_notification_is_answered_200_and_a_reused_nonce_409(
+        wechat, gateway):
+    """WeChat Pay sends a notification again until it gets a 2xx: through the public route, the exact copy of a
+    payment or refund notification already applied is answered 200 (WeChat Pay stops) and changes nothing; the
+    same nonce over another body is refused 409 and recorded."""
+    config, emulator = wechat
+    db = config["DB_URI"]
+    url = f"{gateway}/api/v1/payments/notifications/wechatpay"
+    order = open_order(config)
+    number = order["order_number"]
+    emulator.pay(number)
+    body, headers = emulator.notification(number)
+    first = requests.post(url, data=body, headers=headers, timeout=20)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"order_number": number, "status": "paid", "duplicate": False}
+    for _copy in range(2):
+        again = requests.post(url, data=body, headers=headers, timeout=20)
+        assert again.status_code == 200, again.text
+        assert again.json() == {"order_number": number, "status": "paid", "duplicate": True}
+    reused_body, reused_headers = emulator.notification(number, nonce=headers["Wechatpay-Nonce"])
+    reused = requests.post(url, data=reused_body, headers=reused_headers, timeout=20)
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "replayed_notification"
+    assert query(db, "select count(*) from provider_payments") == [(1,)]
+    # one payment_succeeded, not one per copy
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_succeeded.v1'") == [
+        (1,)]
+
+    with rpc_proxy("payments", config) as payments:
+        refund = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 6000, "reason": "all",
+                                                 "request_key": "k1"})
+    emulator.settle_refund(refund["refund_number"])
+    refund_body, refund_headers = emulator.refund_notification(refund["refund_number"])
+    for duplicate in (False, True):
+        answered = requests.post(url, data=refund_body, headers=refund_headers, timeout=20)
+        assert answered.status_code == 200, answered.text
+        assert answered.json() == {"order_number": number, "status": "refunded", "duplicate": duplicate}
+    assert query(db, "select refunded_fen, status from payment_orders") == [(6000, "refunded")]
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_refunded.v1'") == [
+        (1,)]
+    assert sorted(code for code in incident_codes(config)) == ["replayed_notification"]
 
 
 def test_a_close_at_wechatpay_and_a_payment_that_won_the_race(wechat):

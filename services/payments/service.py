@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from functools import partial
 
 from nameko.extensions import DependencyProvider
-from nameko.timer import timer
+from nameko.timer import Timer, timer
 
 from credence_common.actors import Actor, require_role, require_staff
 from credence_common.config import is_development
@@ -45,9 +45,10 @@ from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.payments import domain, usecases
 from services.payments.configuration import configured_payments
+from services.payments.metrics import record_reconciliation
 from services.payments.models import OutboxEvent, ProcessedEvent
 from services.payments.protection import protection
-from services.payments.providers import ProviderError
+from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,21 @@ MONEY_HANDLERS = ("finance",)
 MONEY_READERS = ("finance", "support")
 
 
+class ConfiguredTimer(Timer):
+    """A timer whose interval is a setting (``setting``, in seconds; ``default`` when absent), read when the
+    container starts: production runs it hourly, a test every fraction of a second."""
+
+    def __init__(self, setting: str, default: float, **kwargs):
+        self.setting, self.default = setting, default
+        super().__init__(interval=default, **kwargs)
+
+    def setup(self):
+        self.interval = float(self.container.config.get(self.setting, self.default))
+
+
+configured_timer = ConfiguredTimer.decorator
+
+
 class Payments(DependencyProvider):
     """The configured provider, its sandbox bank (development and staging only; only development pays at it) and
     the payment rules."""
@@ -69,6 +85,8 @@ class Payments(DependencyProvider):
     def setup(self):
         self.setup_ = configured_payments(self.container.config)
         self.provider, self.bank, self.rules = self.setup_.provider, self.setup_.bank, self.setup_.rules
+        # the previous Beijing day is reconciled once its statement is out (WeChat Pay: after 10:00 next day)
+        self.reconcile_after_hour = int(self.container.config.get("PAYMENT_RECONCILE_AFTER_HOUR", 10))
 
     def stop(self):
         self.setup_.close()
@@ -397,3 +415,25 @@ class PaymentsService(HealthCheck):
         except ProviderError as error:
             raise ServiceUnavailable("payment_provider_unavailable", f"The provider's statement for {wanted} could "
                                      f"not be read ({error.code}: {error}); try again later.") from None
+
+    @configured_timer("PAYMENT_RECONCILE_INTERVAL_SECONDS", 3600)
+    def reconcile_previous_day(self) -> None:
+        """The previous Beijing day against the provider's statement, every interval once the statement is out:
+        its disagreements become the metric ``credence_payments_reconciliation_mismatches`` (alerted on), and a
+        run that cannot read the statement leaves ``…_last_success_timestamp_seconds`` behind (alerted on when it
+        is a day old). Read-only, so every payments instance may run it."""
+        now = utcnow()
+        if now.astimezone(PROVIDER_ZONE).hour < self.payments.reconcile_after_hour:
+            return
+        day = business_day(now) - timedelta(days=1)
+        try:
+            with self.db.transaction() as session:
+                report = usecases.reconcile(session, self.payments.provider, day)
+        except ProviderError as error:
+            log.warning("reconciliation of %s not done: the provider's statement could not be read (%s)", day,
+                        error.code)
+            return
+        record_reconciliation(report)
+        if report.mismatches:
+            log.warning("reconciliation of %s: %d disagreement(s) with %s's statement; see credence payments "
+                        "reconcile %s", day, len(report.mismatches), report.provider, day)

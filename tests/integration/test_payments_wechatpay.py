@@ -5,17 +5,26 @@ their notification, failures of the provider, and reconciliation against its tra
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import threading
+import time
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
+from prometheus_client import REGISTRY
 
 from credence_common.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
 from credence_common.events import utcnow
 from deploy.platform import free_port
 from gateway.service import GatewayService
-from services.payments.providers import ProviderError, business_day
+from services.payments.metrics import ENTRIES, MISMATCH_KINDS
+from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 from services.payments.service import PaymentsService
 from services.payments.wechatpay import KeyStore, WeChatPayProvider
 from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
@@ -23,6 +32,7 @@ from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_http_deadlines import settings_for
 from tests.integration.test_payments import STAFF, awaiting, candidate
 
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "observability" / "prometheus" / "alerts.yml"
 MERCHANT = "1900000001"
 APPID = "wxd678efh567hg6787"
 NOTIFY_URL = "https://credence.test/api/v1/payments/notifications/wechatpay"
@@ -42,12 +52,15 @@ def emulator(generated_keys, tmp_path):
         yield running
 
 
+def wechat_settings(emulator, tmp_path) -> dict:
+    return {"PAYMENT_PROVIDER": "wechatpay", "WECHATPAY_SECRETS_DIR": str(tmp_path / "wechatpay"),
+            "WECHATPAY_API_BASE": emulator.base_url, "WECHATPAY_APPID": APPID, "WECHATPAY_NOTIFY_URL": NOTIFY_URL,
+            "WECHATPAY_TIMEOUT_SECONDS": 1, "WECHATPAY_KEY_CHECK_SECONDS": 0}
+
+
 @pytest.fixture
 def wechat(start_service, emulator, tmp_path):
-    _container, config = start_service(
-        PaymentsService, PAYMENT_PROVIDER="wechatpay", WECHATPAY_SECRETS_DIR=str(tmp_path / "wechatpay"),
-        WECHATPAY_API_BASE=emulator.base_url, WECHATPAY_APPID=APPID, WECHATPAY_NOTIFY_URL=NOTIFY_URL,
-        WECHATPAY_TIMEOUT_SECONDS=1, WECHATPAY_KEY_CHECK_SECONDS=0)
+    _container, config = start_service(PaymentsService, **wechat_settings(emulator, tmp_path))
     return config, emulator
 
 
@@ -278,6 +291,99 @@ def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):
                                                                 5999)}
     assert report["credence_total_fen"] == 6000 + 6000 - 1000
     assert report["provider_total_fen"] == 6000 + 5999 + 5000 - 1000
+
+
+def reconciliation_gauge(kind: str, entry: str = "payment") -> float | None:
+    return REGISTRY.get_sample_value("credence_payments_reconciliation_mismatches",
+                                     {"provider": "wechatpay", "kind": kind, "entry": entry})
+
+
+def last_reconciled() -> float:
+    return REGISTRY.get_sample_value("credence_payments_reconciliation_last_success_timestamp_seconds",
+                                     {"provider": "wechatpay"}) or 0.0
+
+
+def mismatch_annotations(kind: str, entry: str, count: int = 1) -> dict:
+    return {"summary": f"wechatpay: {count} {entry} disagreement(s) in reconciliation ({kind})",
+            "description": f"The last reconciliation of the previous Beijing day against the statement of wechatpay "
+                           f"found {count} {entry} disagreement(s) of kind {kind} (missing_at_provider, "
+                           "missing_in_credence or amount_differs): money may have moved without our ledger "
+                           "knowing, or the other way round. `credence payments reconcile` lists them.",
+            "runbook_url": "docs/operations.md#alert-credencepaymentsreconciliationmismatch"}
+
+
+def alerts_promtool_would_fire(tmp_path, alertname: str, expected: list[dict]) -> str:
+    """``promtool test rules`` over deploy/observability's alert rules, fed the reconciliation series this process
+    exports now (as Prometheus would scrape them from the payments instance): passes when ``alertname`` fires
+    with exactly ``expected`` labels."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: run `make promtool`"
+    series = []
+    for family in REGISTRY.collect():
+        if family.name.startswith("credence_payments_reconciliation"):
+            for sample in family.samples:
+                if sample.labels.get("provider") == "wechatpay":
+                    labels = ",".join(f'{k}="{v}"' for k, v in {"job": "payments", **sample.labels}.items())
+                    series.append({"series": f"{sample.name}{{{labels}}}", "values": f"{sample.value:g}x5"})
+    test = {"rule_files": [str(ALERT_RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "alert_rule_test": [{"eval_time": "2m", "alertname": alertname, "exp_alerts": [
+            {"exp_labels": {"severity": "critical", "provider": "wechatpay", **labels},
+             "exp_annotations": mismatch_annotations(**labels)} for labels in expected]}]}]}
+    path = tmp_path / "reconciliation.test.yml"
+    path.write_text(yaml.safe_dump(test), encoding="utf-8")
+    done = subprocess.run([promtool, "test", "rules", path.name], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    return done.stdout + done.stderr if done.returncode == 0 else f"FAILED {done.stdout}{done.stderr}"
+
+
+def test_a_bill_that_disagrees_moves_the_reconciliation_metric_fires_the_alert_and_the_cli_lists_it(
+        start_service, emulator, tmp_path, monkeypatch):
+    """The scheduled reconciliation of the previous Beijing day (every 0.2 s here, from 00:00) sets the gauge of
+    disagreements by kind: 0 while WeChat Pay's bill agrees, moved by a bill that does not (the emulator's fault
+    switches), and back to 0 once it agrees again; fed to promtool, the gauge makes the alert fire."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from services.payments import cli
+
+    settings = wechat_settings(emulator, tmp_path)
+    _container, config = start_service(PaymentsService, **settings, PAYMENT_RECONCILE_INTERVAL_SECONDS=0.2,
+                                       PAYMENT_RECONCILE_AFTER_HOUR=0)
+    yesterday = business_day(utcnow()) - timedelta(days=1)
+    order = open_order(config)
+    number = order["order_number"]
+    emulator.pay(number, when=datetime(yesterday.year, yesterday.month, yesterday.day, 12, tzinfo=PROVIDER_ZONE))
+    assert deliver(config, *emulator.notification(number))["status"] == "paid"
+    credited = time.time()
+
+    def every_gauge(expected: dict) -> bool:
+        return all(reconciliation_gauge(kind, entry) == expected.get((kind, entry), 0)
+                   for kind in MISMATCH_KINDS for entry in ENTRIES)
+
+    wait_for(lambda: last_reconciled() > credited and every_gauge({}), what="a reconciliation run that agrees")
+    assert "SUCCESS" in alerts_promtool_would_fire(tmp_path, "CredencePaymentsReconciliationMismatch", [])
+
+    emulator.faults.bill_amounts[number] = 5999
+    emulator.faults.bill_extra.append({"transaction_id": "4200STRAY", "out_trade_no": "P-STRAY", "amount_fen": 5000})
+    wait_for(lambda: every_gauge({("amount_differs", "payment"): 1, ("missing_in_credence", "payment"): 1}),
+             what="the disagreements in the gauge")
+    outcome = alerts_promtool_would_fire(tmp_path, "CredencePaymentsReconciliationMismatch", [
+        {"kind": "amount_differs", "entry": "payment"}, {"kind": "missing_in_credence", "entry": "payment"}])
+    assert "SUCCESS" in outcome, outcome
+
+    # the operator's report of the same day lists each disagreement (exit code 1)
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    config_file = tmp_path / "payments.yml"
+    config_file.write_text(yaml.safe_dump({"DB_URI": config["DB_URI"], **settings}), encoding="utf-8")
+    found = CliRunner().invoke(cli.app, ["reconcile", yesterday.isoformat(), "--config", str(config_file), "--json"])
+    assert found.exit_code == 1, found.output
+    assert {(m["kind"], m["order_number"]) for m in json.loads(found.output)["mismatches"]} == {
+        ("amount_differs", number), ("missing_in_credence", "P-STRAY")}
+
+    emulator.faults.bill_amounts.clear()
+    emulator.faults.bill_extra.clear()
+    wait_for(lambda: every_gauge({}), what="the gauge back to 0 once the bill agrees")
 
 
 def test_the_adapter_signs_what_the_emulator_verifies_and_refuses_what_it_cannot_believe(emulator, tmp_path):

@@ -64,7 +64,11 @@ class PaymentOrder(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     provider: Mapped[str] = mapped_column(String(32), nullable=False)
-    pay_url: Mapped[str] = mapped_column(String(300), nullable=False)
+    pay_url: Mapped[str] = mapped_column(String(300), nullable=False)  # native: the code_url; jsapi: empty
+    pay_method: Mapped[str] = mapped_column(String(8), nullable=False, default="native", server_default="native")
+    # jsapi: WeChat Pay's prepay_id, from which the wx.requestPayment parameters are signed (the payer's openid,
+    # which opened it, is not kept)
+    prepay_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     provider_transaction_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     refunded_fen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # Refunds asked for and not yet confirmed: reserved by a conditional update, so concurrent requests can

@@ -34,6 +34,7 @@ from credence_common.contracts.payments import (
     IncidentList,
     IncidentView,
     InvoiceRecord,
+    JsapiPayParams,
     MismatchView,
     NotificationAcknowledgement,
     OpenDue,
@@ -47,7 +48,14 @@ from credence_common.contracts.payments import (
     SetFee,
     StaffOrderView,
 )
-from credence_common.errors import Conflict, CredenceError, Forbidden, InvalidInput, NotFound
+from credence_common.errors import (
+    Conflict,
+    CredenceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from credence_common.events import utcnow
 from credence_common.masking import mask_name
 from credence_common.messaging import Outbox
@@ -63,7 +71,7 @@ from services.payments.models import (
     ProviderPayment,
     Refund,
 )
-from services.payments.providers import PROVIDER_ZONE, PaymentProvider, business_day
+from services.payments.providers import PROVIDER_ZONE, PaymentProvider, ProviderError, business_day
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
@@ -257,8 +265,8 @@ def invoice_record(order: PaymentOrder, masked: bool = False) -> InvoiceRecord |
 
 def _order_fields(order: PaymentOrder, staff: bool = False) -> dict:
     fields = {name: getattr(order, name) for name in (
-        "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "refunded_fen", "created_at",
-        "expires_at", "paid_at", "ended_at")}
+        "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "pay_method", "refunded_fen",
+        "created_at", "expires_at", "paid_at", "ended_at")}
     return {**fields, "invoice": invoice_record(order, masked=not staff and order.payer_kind == "candidate")}
 
 
@@ -271,7 +279,13 @@ def key_digest(idempotency_key: str) -> str:
 def create_order(session: Session, provider: PaymentProvider, rules: PaymentRules, payer_kind: str, payer_id: str,
                  request: CreatePaymentOrder, idempotency_key: str | None) -> PaymentOrderView:
     """One order for the payer's chosen dues. The same idempotency key, or the same dues while their order
-    is still open, returns that order: a double click or a retried request never opens a second one."""
+    is still open, returns that order: a double click or a retried request never opens a second one. A JSAPI
+    order (paying inside WeChat) is opened at WeChat Pay for the payer's openid, which is used for that call only:
+    never stored nor logged; its answer, and every later one returning it, carries the wx.requestPayment
+    parameters, signed afresh."""
+    if request.method == "jsapi" and not hasattr(provider, "prepare_jsapi"):
+        raise InvalidInput("payment_method_unavailable", f"The payment provider {provider.name!r} does not offer "
+                           "JSAPI payment (paying inside WeChat); use method native.")
     if idempotency_key:
         earlier = session.scalars(select(PaymentOrder).where(
             PaymentOrder.payer_kind == payer_kind, PaymentOrder.payer_id == payer_id,
@@ -280,7 +294,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
             if _due_ids(session, earlier.order_number) != sorted(request.due_ids):
                 raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for an order of other "
                                "dues; use a new key for a new order.")
-            return order_view(session, earlier)
+            return _opened_view(session, provider, earlier, request)
     dues = session.scalars(select(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids))
                            .with_for_update()).all()
     found = {due.due_id: due for due in dues}
@@ -301,7 +315,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
         if len(open_orders) == 1:
             current = session.get(PaymentOrder, open_orders.pop())
             if _due_ids(session, current.order_number) == sorted(request.due_ids):
-                return order_view(session, current)
+                return _opened_view(session, provider, current, request)
         raise Conflict("due_in_open_order", "Some of these dues are already in an open order; pay or close that "
                        "order first.")
     amount_fen = sum(due.amount_fen for due in dues)
@@ -315,7 +329,12 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     # Before our first write: the provider is another system, and this transaction should hold no lock while
     # we wait for it. A request that then loses the race below leaves an unpaid order at the provider, which
     # expires there.
-    pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
+    pay_url, prepay_id = "", None
+    if request.method == "jsapi":
+        prepay_id = _open_jsapi(provider, order_number, amount_fen, f"Credence {purposes}", expires_at,
+                                request.payer_openid)
+    else:
+        pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
     claimed = session.execute(
         update(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids), PaymentDue.open_order_number.is_(None),
                                  PaymentDue.status == domain.DUE_OPEN)
@@ -325,6 +344,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     order = PaymentOrder(order_number=order_number, payer_kind=payer_kind, payer_id=payer_id,
                          idempotency_key=key_digest(idempotency_key or uuid.uuid4().hex), amount_fen=amount_fen,
                          currency=domain.CURRENCY, status=domain.CREATED, provider=provider.name, pay_url=pay_url,
+                         pay_method=request.method, prepay_id=prepay_id,
                          refunded_fen=0, refund_reserved_fen=0, created_at=now, expires_at=expires_at,
                          invoice_title=request.invoice.title if request.invoice else None,
                          invoice_tax_number=request.invoice.tax_number if request.invoice else None)
@@ -333,7 +353,36 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     session.add_all(PaymentOrderItem(order_number=order_number, due_id=due.due_id, amount_fen=due.amount_fen)
                     for due in dues)
     session.flush()
-    return order_view(session, order)
+    return _opened_view(session, provider, order, request)
+
+
+def _open_jsapi(provider: PaymentProvider, order_number: str, amount_fen: int, description: str,
+                expires_at: datetime, openid: str) -> str:
+    """The prepay_id of a JSAPI order. Like a native order's, a provider that cannot be reached is the payer's "try
+    again in a moment" (503) and nothing is written; a refusal for good (WeChat Pay's PARAM_ERROR: an openid that is
+    not of our AppID) is the payer's 422. The openid is in neither message."""
+    try:
+        return provider.prepare_jsapi(order_number, amount_fen, description, expires_at, openid).prepay_id
+    except ProviderError as error:
+        if error.retryable:
+            raise ServiceUnavailable("payment_provider_unavailable", f"WeChat Pay could not open the order "
+                                     f"({error.code}); try again in a moment.") from None
+        raise InvalidInput("jsapi_order_refused", f"WeChat Pay refused to open the order ({error.code}); is "
+                           "payer_openid the payer's openid for our AppID?") from None
+
+
+def _opened_view(session: Session, provider: PaymentProvider, order: PaymentOrder,
+                 request: CreatePaymentOrder) -> PaymentOrderView:
+    """The answer to opening an order (or to asking again): a JSAPI order still open carries its wx.requestPayment
+    parameters. Asking for the open order of these dues with the other method is refused: WeChat Pay keeps one
+    trade type per order, so the payer closes it first (or pays it as opened)."""
+    if order.status == domain.CREATED and order.pay_method != request.method:
+        raise Conflict("order_open_with_other_method", f"Order {order.order_number} for these dues is open for "
+                       f"{order.pay_method} payment; pay it that way, or close it and open a {request.method} one.")
+    view = order_view(session, order)
+    if order.status == domain.CREATED and order.pay_method == "jsapi" and order.prepay_id:
+        view.jsapi_pay_params = JsapiPayParams(**provider.jsapi_pay_params(order.prepay_id))
+    return view
 
 
 def find_order(session: Session, order_number: str, lock: bool = False) -> PaymentOrder:

@@ -103,6 +103,7 @@ class Faults:
     delay_requests: int = 0  # the next n requests wait delay_seconds first (a client timeout)
     delay_seconds: float = 0.0
     forge_answers: bool = False  # answers signed with a key that is not the platform key
+    openid_mismatch: bool = False  # a JSAPI order is refused: the openid is not of the order's appid
     reject_refunds: str | None = None  # a refund request is refused with this code (e.g. NOT_ENOUGH, INVALID_REQUEST)
     refund_status: str = "PROCESSING"  # what a new refund is answered with (SUCCESS: settled at once)
     bill_amounts: dict[str, int] = field(default_factory=dict)  # out_trade_no -> the amount the bill shows
@@ -345,6 +346,8 @@ class WeChatPayEmulator:
                 openid = (document.get("payer") or {}).get("openid")
                 if trade_type == "JSAPI" and not openid:
                     return 400, {"code": "PARAM_ERROR", "message": "payer.openid is required"}
+                if trade_type == "JSAPI" and self.faults.openid_mismatch:
+                    return 400, {"code": "PARAM_ERROR", "message": "appid和openid不匹配"}
                 number = document["out_trade_no"]
                 if number not in self.trades:
                     self.trades[number] = Trade(number, document["appid"], document["mchid"],

@@ -188,6 +188,18 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
     assert query(db, "select count(*) from provider_payments") == [(1,)]
 
 
+def test_the_sandbox_provider_offers_no_jsapi_payment(payments_service):
+    config, _bank = payments_service
+    publish_event(config["AMQP_URI"], awaiting("cert-1"))
+    due = dues_of(config, STAFF, "candidate", "cand-1", 1)[0]
+    with rpc_proxy("payments", config) as payments:
+        with pytest.raises(InvalidInput) as refused:
+            payments.create_order(candidate(), {"due_ids": [due["due_id"]], "method": "jsapi",
+                                                "payer_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, None)
+        assert refused.value.code == "payment_method_unavailable"
+        assert payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, None)["pay_method"] == "native"
+
+
 def test_wrong_amounts_and_payments_for_closed_orders_are_refused_recorded_and_flagged(payments_service):
     config, bank = payments_service
     db = config["DB_URI"]

@@ -6,6 +6,7 @@ their notification, failures of the provider, and reconciliation against its tra
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import threading
@@ -19,14 +20,15 @@ import requests
 import yaml
 from prometheus_client import REGISTRY
 
-from credence_common.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
+from credence_common.errors import BadRequest, Conflict, InvalidInput, ServiceUnavailable, Unauthorized
 from credence_common.events import utcnow
 from deploy.platform import free_port
 from gateway.service import GatewayService
 from services.payments.metrics import ENTRIES, MISMATCH_KINDS
+from services.payments.models import Base
 from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 from services.payments.service import PaymentsService
-from services.payments.wechatpay import KeyStore, WeChatPayProvider
+from services.payments.wechatpay import KeyStore, WeChatPayProvider, rsa_verify
 from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_http_deadlines import settings_for
@@ -36,6 +38,7 @@ ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "observability" /
 MERCHANT = "1900000001"
 APPID = "wxd678efh567hg6787"
 NOTIFY_URL = "https://credence.test/api/v1/payments/notifications/wechatpay"
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +81,16 @@ def adapter(emulator, tmp_path) -> WeChatPayProvider:
                              timeout_seconds=1)
 
 
-def open_order(config, certificate_id="cert-1") -> dict:
+def open_due(config, certificate_id="cert-1") -> dict:
     publish_event(config["AMQP_URI"], awaiting(certificate_id))
     with rpc_proxy("payments", config) as payments:
-        due = wait_for(lambda: next((d for d in payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
-                                     if d["reference_id"] == certificate_id), None), what="due")
+        return wait_for(lambda: next((d for d in payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
+                                      if d["reference_id"] == certificate_id), None), what="due")
+
+
+def open_order(config, certificate_id="cert-1") -> dict:
+    due = open_due(config, certificate_id)
+    with rpc_proxy("payments", config) as payments:
         return payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, certificate_id)
 
 
@@ -187,6 +195,67 @@ def test_through_the_gateway_a_copy_of_an_applied_notification_is_answered_200_a
     assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_refunded.v1'") == [
         (1,)]
     assert sorted(code for code in incident_codes(config)) == ["replayed_notification"]
+
+
+def every_stored_value(db_uri: str) -> str:
+    """Every row of every payments table, as text: what a database reader sees."""
+    return "\n".join(str(query(db_uri, f"select * from {table}")) for table in Base.metadata.tables)
+
+
+def test_a_candidate_paying_inside_wechat_gets_a_jsapi_order_with_signed_requestpayment_parameters(wechat, caplog):
+    """method jsapi with the payer's openid: a JSAPI order at WeChat Pay and the wx.requestPayment parameters signed
+    with the merchant key; native stays the default; the openid is validated, sent to WeChat Pay and nowhere else
+    (not in our tables, not in our logs)."""
+    caplog.set_level(logging.DEBUG)
+    config, emulator = wechat
+    db = config["DB_URI"]
+    due = open_due(config)
+    jsapi = {"due_ids": [due["due_id"]], "method": "jsapi", "payer_openid": OPENID}
+    with rpc_proxy("payments", config) as payments:
+        for bad in ({"due_ids": [due["due_id"]], "method": "jsapi"},  # no openid
+                    {**jsapi, "payer_openid": "o' or 1=1 --"},  # not an openid
+                    {"due_ids": [due["due_id"]], "payer_openid": OPENID},  # an openid for a QR code order
+                    {**jsapi, "method": "h5"}):
+            with pytest.raises(InvalidInput) as refused:
+                payments.create_order(candidate(), bad, None)
+            assert refused.value.code == "invalid_input" and "o' or" not in refused.value.message
+        order = payments.create_order(candidate(), jsapi, "jsapi-1")
+        number = order["order_number"]
+        assert (order["pay_method"], order["pay_url"], order["status"]) == ("jsapi", "", "created")
+        trade = emulator.trades[number]
+        assert (trade.trade_type, trade.payer_openid, trade.total, trade.appid) == ("JSAPI", OPENID, 6000, APPID)
+        params = order["jsapi_pay_params"]
+        assert params["appId"] == APPID and params["signType"] == "RSA" and params["package"].startswith(
+            "prepay_id=wx")
+        message = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n".encode()
+        assert rsa_verify(emulator.keys.merchant_key.public_key(), message, params["paySign"])
+        # asked again (a reload of the page): the same order, its parameters signed afresh
+        again = payments.create_order(candidate(), jsapi, None)
+        assert again["order_number"] == number and again["jsapi_pay_params"]["package"] == params["package"]
+        with pytest.raises(Conflict) as other_method:  # the same dues as a QR code while the JSAPI order is open
+            payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, None)
+        assert other_method.value.code == "order_open_with_other_method"
+        # reading the order shows how it is paid, not the parameters: only opening it again signs them
+        assert payments.order(candidate(), number)["jsapi_pay_params"] is None
+    emulator.pay(number)
+    assert deliver(config, *emulator.notification(number))["status"] == "paid"
+    with rpc_proxy("payments", config) as payments:
+        paid = payments.create_order(candidate(), jsapi, "jsapi-1")  # the key's order, paid: nothing to sign
+        assert paid["status"] == "paid" and paid["jsapi_pay_params"] is None
+
+        # WeChat Pay refuses the openid (not of our AppID): 422; it cannot be reached: 503; nothing written
+        second = open_due(config, "cert-2")
+        emulator.faults.openid_mismatch = True
+        with pytest.raises(InvalidInput) as mismatch:
+            payments.create_order(candidate(), {**jsapi, "due_ids": [second["due_id"]]}, None)
+        assert mismatch.value.code == "jsapi_order_refused" and OPENID not in mismatch.value.message
+        emulator.faults.openid_mismatch, emulator.faults.fail_requests = False, 1
+        with pytest.raises(ServiceUnavailable) as down:
+            payments.create_order(candidate(), {**jsapi, "due_ids": [second["due_id"]]}, None)
+        assert down.value.code == "payment_provider_unavailable"
+    assert query(db, "select count(*) from payment_orders") == [(1,)]
+    assert OPENID not in every_stored_value(db)
+    assert OPENID not in caplog.text
 
 
 def test_a_close_at_wechatpay_and_a_payment_that_won_the_race(wechat):

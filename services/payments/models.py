@@ -124,7 +124,8 @@ class NotificationNonce(Base):
 class Refund(Base):
     __tablename__ = "refunds"
     __table_args__ = (UniqueConstraint("requested_by", "request_key", name="uq_refund_request"),
-                      Index("ix_refunds_status", "status", "promised_by"))
+                      Index("ix_refunds_status", "status", "promised_by"),
+                      Index("ix_refunds_next_check_at", "status", "next_check_at"))
 
     refund_number: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_number: Mapped[str] = mapped_column(ForeignKey("payment_orders.order_number"), nullable=False,
@@ -143,6 +144,10 @@ class Refund(Base):
     promised_by: Mapped[date] = mapped_column(Date(), nullable=False)
     provider_refund_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # accepted by the provider and still being made (WeChat Pay's PROCESSING): when to ask it next how the refund
+    # stands, and how often it was asked (the wait doubles each time, up to a bound)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    checks: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
 class PaymentIncident(Base):

@@ -46,7 +46,7 @@ from credence_common.validation import parse
 from services.payments import domain, usecases
 from services.payments.configuration import configured_payments
 from services.payments.metrics import record_reconciliation
-from services.payments.models import OutboxEvent, ProcessedEvent
+from services.payments.models import OutboxEvent, ProcessedEvent, Refund
 from services.payments.protection import protection
 from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 
@@ -380,8 +380,9 @@ class PaymentsService(HealthCheck):
         with self.db.transaction() as session:
             if done.status == "SUCCESS":
                 usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
-            elif done.status == "PROCESSING":  # the refund notification (or the next submission) ends it
-                usecases.note_refund_processing(session, refund_number, done.provider_refund_id)
+            elif done.status == "PROCESSING":  # the refund notification, or asking about it, ends it
+                usecases.note_refund_processing(session, refund_number, done.provider_refund_id,
+                                                utcnow() + self.payments.rules.refund_check_delay(0))
             else:
                 usecases.fail_refund(session, refund_number, f"{done.status}: the provider's refund answer",
                                      usecases.IncidentContext())
@@ -393,6 +394,55 @@ class PaymentsService(HealthCheck):
             numbers = usecases.pending_refund_numbers(session)
         for number in numbers:
             self._submit_refund(number)
+
+    @configured_timer("REFUND_CHECK_TICK_SECONDS", 1)
+    def check_processing_refunds(self) -> None:
+        """Refunds the provider accepted and is still making (WeChat Pay's PROCESSING) are asked about on their
+        backoff schedule, in case the refund notification never comes. Whichever of the answer and the notification
+        arrives first ends the refund; the other then changes nothing (complete_refund / fail_refund act on a pending
+        refund only, in one conditional update)."""
+        provider = self.payments.provider
+        if not hasattr(provider, "refund_status"):  # the sandbox refunds at once: nothing is ever processing
+            return
+        now = utcnow()
+        with self.db.transaction() as session:
+            numbers = usecases.refunds_to_check(session, now)
+        for number in numbers:
+            self._check_refund(number)
+
+    def _check_refund(self, refund_number: str) -> None:
+        provider, rules = self.payments.provider, self.payments.rules
+        try:
+            found = provider.refund_status(refund_number)
+        except ProviderError as error:
+            log.warning("refund %s: the provider could not say how it stands (%s); asking again later",
+                        refund_number, error.code)
+            with self.db.transaction() as session:
+                usecases.note_refund_checked(session, rules, refund_number, utcnow(), f"{error.code}: {error}")
+            return
+        with self.db.transaction() as session:
+            refund = session.get(Refund, refund_number)
+            if refund is None or refund.status != "pending":
+                return
+            if found is None or found.status == "PROCESSING":
+                usecases.note_refund_checked(session, rules, refund_number, utcnow(),
+                                             "PROCESSING at the provider" if found else
+                                             "the provider does not know this refund yet")
+            elif found.amount_fen is not None and found.amount_fen != refund.amount_fen:
+                # never completed on an amount we did not ask for: a person looks; asked again meanwhile
+                context = usecases.IncidentContext(order_number=refund.order_number, detail={
+                    "refund_number": refund_number, "refund_amount_fen": refund.amount_fen,
+                    "provider_amount_fen": found.amount_fen})
+                usecases.record_incident(session, "amount_mismatch", f"The provider reports refund {refund_number} "
+                                         f"as {found.amount_fen} fen; it is for {refund.amount_fen} fen.",
+                                         "timer:check_processing_refunds", context)
+                usecases.note_refund_checked(session, rules, refund_number, utcnow(), "amount differs at the "
+                                             "provider")
+            elif found.status == "SUCCESS":
+                usecases.complete_refund(session, provider.name, refund_number, found.provider_refund_id)
+            else:  # CLOSED or ABNORMAL: it will not be made
+                usecases.fail_refund(session, refund_number, f"{found.status}: the provider's refund query",
+                                     usecases.IncidentContext())
 
     @rpc
     def refunds(self, actor: dict, overdue_only: bool = False, order_number: str | None = None) -> dict:

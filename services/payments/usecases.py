@@ -90,6 +90,14 @@ class PaymentRules:
     order_ttl_seconds: int = 1800
     refund_promise_working_days: int = 3
     holidays: tuple[date, ...] = ()
+    # a refund the provider is still making is asked about this long after it was accepted, then after twice as
+    # long each time, never waiting longer than the bound (its notification may never come)
+    refund_check_first_seconds: float = 5.0
+    refund_check_max_seconds: float = 3600.0
+
+    def refund_check_delay(self, checks_done: int) -> timedelta:
+        return timedelta(seconds=min(self.refund_check_first_seconds * 2 ** min(checks_done, 30),
+                                     self.refund_check_max_seconds))
 
 
 @dataclass
@@ -743,8 +751,30 @@ def refund_to_submit(session: Session, refund_number: str) -> RefundToSubmit | N
 
 
 def pending_refund_numbers(session: Session, limit: int = 100) -> list[str]:
-    return list(session.scalars(select(Refund.refund_number).where(Refund.status == "pending")
+    """Refunds to submit (again): those the provider has not accepted yet. One it accepted and is still making
+    (WeChat Pay's PROCESSING) is asked about instead (refunds_to_check)."""
+    return list(session.scalars(select(Refund.refund_number).where(Refund.status == "pending",
+                                                                   Refund.provider_refund_id.is_(None))
                                 .order_by(Refund.requested_at).limit(limit)))
+
+
+def refunds_to_check(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    """Refunds the provider is still making whose next check is due."""
+    return list(session.scalars(select(Refund.refund_number).where(
+        Refund.status == "pending", Refund.next_check_at.is_not(None), Refund.next_check_at <= now)
+        .order_by(Refund.next_check_at).limit(limit)))
+
+
+def note_refund_checked(session: Session, rules: PaymentRules, refund_number: str, now: datetime,
+                        note: str) -> None:
+    """The provider was asked and the refund has not ended (or the provider could not say): ask again later, after
+    twice the last wait, up to the bound."""
+    refund = session.get(Refund, refund_number, with_for_update=True)
+    if refund is None or refund.status != "pending":
+        return
+    refund.checks += 1
+    refund.next_check_at = now + rules.refund_check_delay(refund.checks)
+    refund.last_error = note[:200]
 
 
 def note_refund_attempt_failed(session: Session, refund_number: str, error: str) -> None:
@@ -752,11 +782,15 @@ def note_refund_attempt_failed(session: Session, refund_number: str, error: str)
                     .values(attempts=Refund.attempts + 1, last_error=error[:200]))
 
 
-def note_refund_processing(session: Session, refund_number: str, provider_refund_id: str) -> None:
+def note_refund_processing(session: Session, refund_number: str, provider_refund_id: str,
+                           first_check_at: datetime | None = None) -> None:
     """The provider accepted the refund and is making it (WeChat Pay's PROCESSING): it stays pending until the
-    refund notification, or a later submission of the same number, says how it ended."""
+    refund notification, or asking the provider about it (from ``first_check_at`` on), says how it ended."""
+    values = {"provider_refund_id": provider_refund_id, "last_error": "PROCESSING at the provider"}
+    if first_check_at is not None:
+        values["next_check_at"] = func.coalesce(Refund.next_check_at, first_check_at)
     session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
-                    .values(provider_refund_id=provider_refund_id, last_error="PROCESSING at the provider"))
+                    .values(**values).execution_options(synchronize_session=False))
 
 
 def complete_refund(session: Session, provider_name: str, refund_number: str, provider_refund_id: str) -> bool:

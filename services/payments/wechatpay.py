@@ -451,6 +451,25 @@ class WeChatPayProvider:
                                 retryable=True)
         return ProviderRefund(refund_number, refund_id, status)
 
+    def refund_status(self, refund_number: str) -> ProviderRefund | None:
+        """How a refund stands at WeChat Pay (查询单笔退款, ``GET /v3/refund/domestic/refunds/{out_refund_no}``):
+        asked for a refund still PROCESSING whose notification has not come. None when WeChat Pay has no such refund
+        (a signed ``RESOURCE_NOT_EXISTS``)."""
+        try:
+            _status, content = self._call("GET", f"/v3/refund/domestic/refunds/{quote(refund_number, safe='')}")
+        except ProviderError as error:
+            if error.code == "RESOURCE_NOT_EXISTS" and not error.retryable:
+                return None
+            raise
+        document = self._json(content)
+        status, refund_id = document.get("status"), document.get("refund_id")
+        amount = document.get("amount") if isinstance(document.get("amount"), dict) else {}
+        if (status not in ("SUCCESS", "PROCESSING", "CLOSED", "ABNORMAL") or not isinstance(refund_id, str)
+                or document.get("out_refund_no") != refund_number or not domain.is_whole_fen(amount.get("refund"))):
+            raise ProviderError("INVALID_RESPONSE", "WeChat Pay's refund query answer has no status, refund_id, "
+                                "out_refund_no or amount.", retryable=True)
+        return ProviderRefund(refund_number, refund_id, status, amount["refund"])
+
     def statement(self, day: date) -> list[StatementLine]:
         """The trade bill (交易账单, bill_type ALL) of a Beijing day: its download is checked against the SHA1
         WeChat Pay announces for it, then each payment (交易状态 SUCCESS, by 微信订单号) and each refund (REFUND, by

@@ -149,6 +149,7 @@ class WeChatPayEmulator:
         self.trades: dict[str, Trade] = {}
         self.refunds: dict[str, EmulatedRefund] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) as answered
+        self.received: list[tuple[str, str]] = []  # (method, path) as they arrive, before any delay
         self.bills: dict[str, bytes] = {}
         self.lock = threading.RLock()
         self.server = ThreadingHTTPServer((host, port), _handler(self))
@@ -374,6 +375,11 @@ class WeChatPayEmulator:
                 return 204, None
             if method == "POST" and path == "/v3/refund/domestic/refunds":
                 return self._refund(document)
+            if method == "GET" and path.startswith("/v3/refund/domestic/refunds/"):
+                refund = self.refunds.get(unquote(path.rsplit("/", 1)[1]))
+                if refund is None:
+                    return 404, {"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"}
+                return 200, self._refund_json(refund)
             if method == "GET" and path == "/v3/bill/tradebill":
                 return self._bill(params.get("bill_date", ""))
             if method == "GET" and path == "/v3/billdownload/file":
@@ -408,12 +414,17 @@ class WeChatPayEmulator:
 
     @staticmethod
     def _refund_json(refund: EmulatedRefund) -> dict:
-        return {"refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
-                "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no, "channel": "ORIGINAL",
-                "user_received_account": "支付用户零钱", "status": refund.status,
-                "create_time": refund.created_at.astimezone(PROVIDER_ZONE).isoformat(timespec="seconds"),
-                "amount": {"total": refund.total, "refund": refund.refund, "payer_total": refund.total,
-                           "payer_refund": refund.refund, "currency": "CNY"}}
+        """A refund as the refund request and the refund query (查询单笔退款) answer it."""
+        document = {"refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
+                    "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no,
+                    "channel": "ORIGINAL", "user_received_account": "支付用户零钱", "status": refund.status,
+                    "funds_account": "AVAILABLE",
+                    "create_time": refund.created_at.astimezone(PROVIDER_ZONE).isoformat(timespec="seconds"),
+                    "amount": {"total": refund.total, "refund": refund.refund, "payer_total": refund.total,
+                               "payer_refund": refund.refund, "currency": "CNY"}}
+        if refund.success_time is not None:
+            document["success_time"] = refund.success_time.astimezone(PROVIDER_ZONE).isoformat(timespec="seconds")
+        return document
 
     def bill_csv(self, day: date) -> bytes:
         """The ALL trade bill of a Beijing day, with the planted disagreements."""
@@ -476,6 +487,7 @@ def _handler(emulator: WeChatPayEmulator):
         def _serve(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             faults = emulator.faults
+            emulator.received.append((self.command, urlsplit(self.path).path))
             with emulator.lock:
                 delay = faults.delay_seconds if faults.delay_requests > 0 else 0.0
                 faults.delay_requests = max(0, faults.delay_requests - 1)

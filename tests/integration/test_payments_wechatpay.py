@@ -336,6 +336,72 @@ def test_a_refund_is_processing_until_its_notification_and_is_applied_once(wecha
     assert query(db, "select count(*) from provider_payments") == [(1,)]
 
 
+def timer_runs(entrypoint: str) -> float:
+    """How many runs of a payments timer have finished (the entrypoint metric counts each once it is done)."""
+    return sum(REGISTRY.get_sample_value("credence_entrypoint_calls_total", {
+        "service": "payments", "entrypoint": entrypoint, "kind": "timer", "outcome": outcome}) or 0
+        for outcome in ("ok", "rejected", "error"))
+
+
+def test_a_processing_refund_whose_notification_never_comes_is_ended_by_asking_and_either_way_once(
+        start_service, emulator, tmp_path):
+    """A refund WeChat Pay answers PROCESSING is asked about (GET /v3/refund/domestic/refunds/{out_refund_no}) on a
+    backoff schedule (0.2 s, then twice as long each time, at most 0.8 s apart here; 5 s and an hour by default):
+    with its notification suppressed, the query completes it; a query answer that arrives after the notification
+    did changes nothing; a refund WeChat Pay closes is failed once."""
+    _container, config = start_service(PaymentsService, **wechat_settings(emulator, tmp_path),
+                                       REFUND_CHECK_FIRST_SECONDS=0.2, REFUND_CHECK_MAX_SECONDS=0.8,
+                                       REFUND_CHECK_TICK_SECONDS=0.05)
+    db = config["DB_URI"]
+    number = paid_order(config, emulator)["order_number"]
+
+    def refund(amount_fen: int, key: str) -> str:
+        with rpc_proxy("payments", config) as payments:
+            asked = payments.request_refund(STAFF, {"order_number": number, "amount_fen": amount_fen,
+                                                    "reason": "r", "request_key": key})
+        assert asked["status"] == "pending" and emulator.refunds[asked["refund_number"]].status == "PROCESSING"
+        return asked["refund_number"]
+
+    def status_of(refund_number: str) -> str:
+        return query(db, "select status from refunds where refund_number = :n", n=refund_number)[0][0]
+
+    def asked_about(refund_number: str) -> int:
+        return emulator.received.count(("GET", f"/v3/refund/domestic/refunds/{refund_number}"))
+
+    # the notification never comes: asked again and again (backing off) while PROCESSING, completed once settled
+    first = refund(2000, "k1")
+    wait_for(lambda: asked_about(first) >= 3, what="three refund queries")
+    checks, last_error = query(db, "select checks, last_error from refunds where refund_number = :n", n=first)[0]
+    assert status_of(first) == "pending" and checks >= 3 and last_error == "PROCESSING at the provider"
+    emulator.settle_refund(first)
+    wait_for(lambda: status_of(first) == "succeeded", what="the refund completed by its query")
+    assert deliver(config, *emulator.refund_notification(first))["duplicate"] is True  # late: changes nothing
+    asked = asked_about(first)
+
+    # both arrive: the query is in flight (WeChat Pay slow to answer it) when the notification is applied
+    second = refund(3000, "k2")
+    emulator.settle_refund(second)
+    emulator.faults.delay_requests, emulator.faults.delay_seconds = 1, 0.5
+    wait_for(lambda: asked_about(second) >= 1, what="the query of the second refund on its way")
+    assert deliver(config, *emulator.refund_notification(second))["duplicate"] is False
+    wait_for(lambda: ("GET", f"/v3/refund/domestic/refunds/{second}", 200) in emulator.requests,
+             what="the slow query answered SUCCESS")
+    runs = timer_runs("check_processing_refunds")  # the run holding that answer finishes, then one more
+    wait_for(lambda: timer_runs("check_processing_refunds") >= runs + 2, what="the timer run that got the answer")
+    assert status_of(second) == "succeeded"
+    assert asked_about(first) == asked  # an ended refund is not asked about again
+
+    # WeChat Pay closes a refund (its notification lost too): failed once, flagged, its amount free again
+    third = refund(1000, "k3")
+    emulator.settle_refund(third, "CLOSED")
+    wait_for(lambda: status_of(third) == "failed", what="the closed refund failed by its query")
+    assert query(db, "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (5000, 0, "partially_refunded")]
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_refunded.v1'") == [
+        (2,)]
+    assert incident_codes(config) == {"refund_refused": True}
+
+
 def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):
     config, emulator = wechat
     matched = paid_order(config, emulator, "cert-1")

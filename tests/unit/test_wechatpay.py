@@ -241,3 +241,12 @@ def test_the_provider_is_chosen_by_configuration_and_refuses_unsafe_settings(key
     monkeypatch.setenv("CREDENCE_ENV", "staging")
     assert wechatpay_provider({**config, "WECHATPAY_API_BASE": "http://127.0.0.1:8765"}).api_base == (
         "http://127.0.0.1:8765")  # the emulator, in staging
+
+
+def test_a_processing_refund_is_asked_about_after_doubling_waits_up_to_the_bound():
+    from services.payments.usecases import PaymentRules
+
+    rules = PaymentRules()  # the defaults: 5 s first, never more than an hour apart
+    waits = [rules.refund_check_delay(checks).total_seconds() for checks in range(12)]
+    assert waits == [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
+    assert rules.refund_check_delay(10**9).total_seconds() == 3600  # no overflow, still bounded

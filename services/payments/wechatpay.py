@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SERIAL = (
     "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial")
+# names the algorithm of the signature (absent: RSA); a notification signed otherwise (WeChat Pay's SM2 national
+# cryptography variant) is not one our keys can verify
+HEADER_SIGNATURE_TYPE = "Wechatpay-Signature-Type"
 DEFAULT_API_BASE = "https://api.mch.weixin.qq.com"
 # Error codes after which asking again later may help (WeChat Pay's documented "retry" codes).
 RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANK_ERROR", "NOT_ENOUGH"})
@@ -538,6 +541,10 @@ def verify_notification(provider: WeChatPayProvider, raw_body: bytes, headers: M
     if (not timestamp or not nonce or not signature or not serial or len(nonce) > 64 or not nonce.isascii()
             or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12 or len(serial) > 64):
         raise Unauthorized("invalid_signature", "The notification's Wechatpay-* signature headers are missing.")
+    signature_type = header(headers, HEADER_SIGNATURE_TYPE)
+    if signature_type is not None and signature_type != AUTH_SCHEMA:
+        raise Unauthorized("unsupported_signature_type", f"The notification is signed {signature_type[:40]!r}; "
+                           f"only {AUTH_SCHEMA} is accepted.")
     key = provider.keys.platform_key(serial)
     if key is None:
         raise Unauthorized("unknown_platform_serial", f"No WeChat Pay platform key with serial {serial[:64]!r} is "

@@ -40,10 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from services.payments.providers import PROVIDER_ZONE
 from services.payments.wechatpay import (
     APIV3_KEY_FILE,
+    AUTH_SCHEMA,
     BILL_COLUMNS,
     HEADER_NONCE,
     HEADER_SERIAL,
     HEADER_SIGNATURE,
+    HEADER_SIGNATURE_TYPE,
     HEADER_TIMESTAMP,
     MERCHANT_KEY_FILE,
     MERCHANT_SERIAL_FILE,
@@ -198,7 +200,8 @@ class WeChatPayEmulator:
         nonce = nonce or secrets.token_hex(16).upper()
         signature = rsa_sign(key or self.keys.platform_key, response_message(timestamp_text, nonce, body))
         return {HEADER_TIMESTAMP: timestamp_text, HEADER_NONCE: nonce, HEADER_SIGNATURE: signature,
-                HEADER_SERIAL: serial or self.keys.platform_serial, "Request-ID": str(uuid.uuid4())}
+                HEADER_SERIAL: serial or self.keys.platform_serial, HEADER_SIGNATURE_TYPE: AUTH_SCHEMA,
+                "Request-ID": str(uuid.uuid4())}
 
     def check_authorization(self, method: str, target: str, authorization: str | None, body: bytes) -> str | None:
         """Why a request's signature is refused, or None when it verifies."""

@@ -140,6 +140,11 @@ def test_forged_stale_undecryptable_and_unknown_serial_notifications_are_refused
     with pytest.raises(BadRequest) as amount:
         provider.verify_notification(not_whole, signed(keys, not_whole), now)
     assert amount.value.code == "malformed_amount"
+    with pytest.raises(Unauthorized) as sm2:  # signed with WeChat Pay's SM2 variant: not a key we verify with
+        provider.verify_notification(body, {**headers, "Wechatpay-Signature-Type": "WECHATPAY2-SM2-WITH-SM3"}, now)
+    assert sm2.value.code == "unsupported_signature_type"
+    assert provider.verify_notification(body, {**headers, "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"},
+                                        now).order_number == PAID["out_trade_no"]
     probe = b'{"event_type":"TRANSACTION.SUCCESS"}'  # WeChat Pay's signature probe: WECHATPAY/SIGNTEST/...
     with pytest.raises(Unauthorized):
         provider.verify_notification(probe, {**signed(keys, probe), "Wechatpay-Signature": "WECHATPAY/SIGNTEST/x"},

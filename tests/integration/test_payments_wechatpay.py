@@ -222,6 +222,7 @@ def test_a_candidate_paying_inside_wechat_gets_a_jsapi_order_with_signed_request
         order = payments.create_order(candidate(), jsapi, "jsapi-1")
         number = order["order_number"]
         assert (order["pay_method"], order["pay_url"], order["status"]) == ("jsapi", "", "created")
+        assert OPENID not in json.dumps(order)
         trade = emulator.trades[number]
         assert (trade.trade_type, trade.payer_openid, trade.total, trade.appid) == ("JSAPI", OPENID, 6000, APPID)
         params = order["jsapi_pay_params"]

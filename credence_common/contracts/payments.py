@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from stdnum.cn import uscc
 
 PayerKind = Literal["candidate", "institution"]
 OrderStatus = Literal["created", "paid", "partially_refunded", "refunded", "closed", "expired"]
+# native: a QR code (the pay_url, WeChat Pay's weixin:// code_url) the payer scans; jsapi: paying inside WeChat (a
+# 公众号 page or the 小程序) with the signed parameters for wx.requestPayment
+PayMethod = Literal["native", "jsapi"]
+# A WeChat openid: the payer's id for one AppID (28 characters in practice; letters, digits, - and _)
+OPENID_PATTERN = r"^[A-Za-z0-9_-]{6,128}$"
 FEE_CODE_PATTERN = r"^[a-z][a-z0-9_]{2,31}$"
 
 
@@ -89,6 +94,20 @@ class CreatePaymentOrder(BaseModel):
 
     due_ids: list[str] = Field(min_length=1, max_length=500)
     invoice: InvoiceDetails | None = None
+    method: PayMethod = Field("native", description="native (default): answer a QR code's pay_url; jsapi: paying "
+                              "inside WeChat, answer jsapi_pay_params for wx.requestPayment (needs payer_openid)")
+    # only handed to WeChat Pay for this order: never stored, never logged, never answered (repr=False keeps it out
+    # of any log line that prints the request)
+    payer_openid: str | None = Field(None, pattern=OPENID_PATTERN, repr=False,
+                                     description="method jsapi: the payer's openid for our 公众号 / 小程序 AppID")
+
+    @model_validator(mode="after")
+    def _openid_for_jsapi(self) -> CreatePaymentOrder:
+        if self.method == "jsapi" and not self.payer_openid:
+            raise ValueError("payer_openid is required for method jsapi")
+        if self.method == "native" and self.payer_openid:
+            raise ValueError("payer_openid is only for method jsapi")
+        return self
 
     @field_validator("due_ids")
     @classmethod
@@ -121,6 +140,18 @@ class InvoiceRecord(BaseModel):
     issued_at: datetime | None = None
 
 
+class JsapiPayParams(BaseModel):
+    """What a 公众号 page hands to ``WeixinJSBridge.invoke('getBrandWCPayRequest', …)`` or the 小程序 to
+    ``wx.requestPayment`` as they are (WeChat Pay's names), signed with the merchant key."""
+
+    appId: str  # noqa: N815 (WeChat Pay's field names)
+    timeStamp: str  # noqa: N815
+    nonceStr: str  # noqa: N815
+    package: str
+    signType: str  # noqa: N815
+    paySign: str  # noqa: N815
+
+
 class PaymentOrderView(BaseModel):
     order_number: str
     payer_kind: PayerKind
@@ -128,6 +159,9 @@ class PaymentOrderView(BaseModel):
     currency: str
     status: OrderStatus
     pay_url: str
+    pay_method: PayMethod = "native"
+    # jsapi, in the answer to opening the order (again): signed afresh each time, valid while the order is open
+    jsapi_pay_params: JsapiPayParams | None = None
     refunded_fen: int
     items: list[OrderItemView]
     created_at: datetime

@@ -133,14 +133,26 @@ ROUTES: tuple[Route, ...] = (
           ("candidate", "institution", "staff"), close_payment_order, None, PaymentOrderView, staff_roles=FINANCE,
           tag="payments"),
     Route("payment_notification", "POST", "/api/v1/payments/notifications/<provider>",
-          "A payment provider's asynchronous notification, signed with its private key", ("public",),
+          "A payment provider's asynchronous notification, signed with its private key (provider wechatpay: WeChat "
+          "Pay API v3's encrypted notification, its Wechatpay-* headers; sandbox: the Sandbox-* headers). A copy of "
+          "one already applied is answered 200 duplicate, so the provider stops sending it", ("public",),
           payment_notification, None, NotificationAcknowledgement, raw_body=True, max_body_bytes=64 * 1024,
           tag="payments", documented_body=SandboxNotification, replayable=False,  # nonce and transaction id
-          header_params=(("Sandbox-Timestamp", True, "Unix seconds; refused when more than 300 s off"),
-                         ("Sandbox-Nonce", True, "Random; a notification seen before is a replay"),
-                         ("Sandbox-Signature", True, "base64 Ed25519 or RSA-SHA256 signature of "
+          # each provider's headers are required for that provider only (the path names it), hence optional here
+          header_params=(("Wechatpay-Signature", False, "wechatpay: base64 RSA-SHA256 (SHA256-RSA2048) signature "
+                          "by WeChat Pay's platform key of timestamp\\nnonce\\nbody\\n"),
+                         ("Wechatpay-Timestamp", False, "wechatpay: Unix seconds; refused when more than "
+                          "PAYMENT_NOTIFY_TOLERANCE_SECONDS (300) off"),
+                         ("Wechatpay-Nonce", False, "wechatpay: random; the same nonce on another body is "
+                          "refused"),
+                         ("Wechatpay-Serial", False, "wechatpay: the serial of the platform certificate or WeChat "
+                          "Pay public key (PUB_KEY_ID_…) that signed"),
+                         ("Wechatpay-Signature-Type", False, "wechatpay: WECHATPAY2-SHA256-RSA2048"),
+                         ("Sandbox-Timestamp", False, "sandbox: Unix seconds; refused when more than 300 s off"),
+                         ("Sandbox-Nonce", False, "sandbox: random; the same nonce on another body is refused"),
+                         ("Sandbox-Signature", False, "sandbox: base64 Ed25519 or RSA-SHA256 signature of "
                           "timestamp\\nnonce\\nbody\\n"),
-                         ("Sandbox-Serial", False, "Which provider key signed"))),
+                         ("Sandbox-Serial", False, "sandbox: which provider key signed"))),
     Route("sandbox_provider_payment", "POST", "/api/v1/sandbox-provider/orders/<order_number>/payment",
           "Development only: pay an order at the sandbox provider (it then notifies us, signed; 404 elsewhere)",
           ("candidate", "institution", "staff"), sandbox_provider_payment, SandboxPayment, SandboxPaymentOutcome,

@@ -28,7 +28,9 @@ PROVIDERS = ("sandbox", "wechatpay")
 def payment_rules(config: dict) -> PaymentRules:
     return PaymentRules(order_ttl_seconds=int(config.get("PAYMENT_ORDER_TTL_SECONDS", 1800)),
                         refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS", 3)),
-                        holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")))
+                        holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")),
+                        refund_check_first_seconds=float(config.get("REFUND_CHECK_FIRST_SECONDS", 5)),
+                        refund_check_max_seconds=float(config.get("REFUND_CHECK_MAX_SECONDS", 3600)))
 
 
 def wechatpay_provider(config: dict) -> WeChatPayProvider:

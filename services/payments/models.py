@@ -64,7 +64,11 @@ class PaymentOrder(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     provider: Mapped[str] = mapped_column(String(32), nullable=False)
-    pay_url: Mapped[str] = mapped_column(String(300), nullable=False)
+    pay_url: Mapped[str] = mapped_column(String(300), nullable=False)  # native: the code_url; jsapi: empty
+    pay_method: Mapped[str] = mapped_column(String(8), nullable=False, default="native", server_default="native")
+    # jsapi: WeChat Pay's prepay_id, from which the wx.requestPayment parameters are signed (the payer's openid,
+    # which opened it, is not kept)
+    prepay_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     provider_transaction_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     refunded_fen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # Refunds asked for and not yet confirmed: reserved by a conditional update, so concurrent requests can
@@ -104,19 +108,24 @@ class ProviderPayment(Base):
 
 
 class NotificationNonce(Base):
-    """Nonces of verified notifications: the same signed notification presented twice is a replay."""
+    """Nonces of verified notifications: the same signed notification presented twice is a replay (answered as
+    done when what it says is already applied: usecases.handle_notification)."""
 
     __tablename__ = "notification_nonces"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # the SHA-256 of the body this nonce came with: an exact copy is a redelivery of what was applied (answered
+    # as done), the same nonce on another body is not (refused); empty for nonces kept before revision 0007
+    body_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Refund(Base):
     __tablename__ = "refunds"
     __table_args__ = (UniqueConstraint("requested_by", "request_key", name="uq_refund_request"),
-                      Index("ix_refunds_status", "status", "promised_by"))
+                      Index("ix_refunds_status", "status", "promised_by"),
+                      Index("ix_refunds_next_check_at", "status", "next_check_at"))
 
     refund_number: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_number: Mapped[str] = mapped_column(ForeignKey("payment_orders.order_number"), nullable=False,
@@ -135,6 +144,10 @@ class Refund(Base):
     promised_by: Mapped[date] = mapped_column(Date(), nullable=False)
     provider_refund_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # accepted by the provider and still being made (WeChat Pay's PROCESSING): when to ask it next how the refund
+    # stands, and how often it was asked (the wait doubles each time, up to a bound)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    checks: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
 class PaymentIncident(Base):

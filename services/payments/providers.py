@@ -78,6 +78,7 @@ class ProviderRefund:
     refund_number: str
     provider_refund_id: str
     status: str  # SUCCESS, or (WeChat Pay) PROCESSING until its refund notification, or CLOSED | ABNORMAL
+    amount_fen: int | None = None  # what the provider says it refunds (WeChat Pay's amount.refund), when it says
 
 
 @dataclass(frozen=True)

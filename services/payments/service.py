@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from functools import partial
 
 from nameko.extensions import DependencyProvider
-from nameko.timer import timer
+from nameko.timer import Timer, timer
 
 from credence_common.actors import Actor, require_role, require_staff
 from credence_common.config import is_development
@@ -45,9 +45,10 @@ from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
 from services.payments import domain, usecases
 from services.payments.configuration import configured_payments
-from services.payments.models import OutboxEvent, ProcessedEvent
+from services.payments.metrics import record_reconciliation
+from services.payments.models import OutboxEvent, ProcessedEvent, Refund
 from services.payments.protection import protection
-from services.payments.providers import ProviderError
+from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,21 @@ MONEY_HANDLERS = ("finance",)
 MONEY_READERS = ("finance", "support")
 
 
+class ConfiguredTimer(Timer):
+    """A timer whose interval is a setting (``setting``, in seconds; ``default`` when absent), read when the
+    container starts: production runs it hourly, a test every fraction of a second."""
+
+    def __init__(self, setting: str, default: float, **kwargs):
+        self.setting, self.default = setting, default
+        super().__init__(interval=default, **kwargs)
+
+    def setup(self):
+        self.interval = float(self.container.config.get(self.setting, self.default))
+
+
+configured_timer = ConfiguredTimer.decorator
+
+
 class Payments(DependencyProvider):
     """The configured provider, its sandbox bank (development and staging only; only development pays at it) and
     the payment rules."""
@@ -69,6 +85,8 @@ class Payments(DependencyProvider):
     def setup(self):
         self.setup_ = configured_payments(self.container.config)
         self.provider, self.bank, self.rules = self.setup_.provider, self.setup_.bank, self.setup_.rules
+        # the previous Beijing day is reconciled once its statement is out (WeChat Pay: after 10:00 next day)
+        self.reconcile_after_hour = int(self.container.config.get("PAYMENT_RECONCILE_AFTER_HOUR", 10))
 
     def stop(self):
         self.setup_.close()
@@ -362,8 +380,9 @@ class PaymentsService(HealthCheck):
         with self.db.transaction() as session:
             if done.status == "SUCCESS":
                 usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
-            elif done.status == "PROCESSING":  # the refund notification (or the next submission) ends it
-                usecases.note_refund_processing(session, refund_number, done.provider_refund_id)
+            elif done.status == "PROCESSING":  # the refund notification, or asking about it, ends it
+                usecases.note_refund_processing(session, refund_number, done.provider_refund_id,
+                                                utcnow() + self.payments.rules.refund_check_delay(0))
             else:
                 usecases.fail_refund(session, refund_number, f"{done.status}: the provider's refund answer",
                                      usecases.IncidentContext())
@@ -375,6 +394,55 @@ class PaymentsService(HealthCheck):
             numbers = usecases.pending_refund_numbers(session)
         for number in numbers:
             self._submit_refund(number)
+
+    @configured_timer("REFUND_CHECK_TICK_SECONDS", 1)
+    def check_processing_refunds(self) -> None:
+        """Refunds the provider accepted and is still making (WeChat Pay's PROCESSING) are asked about on their
+        backoff schedule, in case the refund notification never comes. Whichever of the answer and the notification
+        arrives first ends the refund; the other then changes nothing (complete_refund / fail_refund act on a pending
+        refund only, in one conditional update)."""
+        provider = self.payments.provider
+        if not hasattr(provider, "refund_status"):  # the sandbox refunds at once: nothing is ever processing
+            return
+        now = utcnow()
+        with self.db.transaction() as session:
+            numbers = usecases.refunds_to_check(session, now)
+        for number in numbers:
+            self._check_refund(number)
+
+    def _check_refund(self, refund_number: str) -> None:
+        provider, rules = self.payments.provider, self.payments.rules
+        try:
+            found = provider.refund_status(refund_number)
+        except ProviderError as error:
+            log.warning("refund %s: the provider could not say how it stands (%s); asking again later",
+                        refund_number, error.code)
+            with self.db.transaction() as session:
+                usecases.note_refund_checked(session, rules, refund_number, utcnow(), f"{error.code}: {error}")
+            return
+        with self.db.transaction() as session:
+            refund = session.get(Refund, refund_number)
+            if refund is None or refund.status != "pending":
+                return
+            if found is None or found.status == "PROCESSING":
+                usecases.note_refund_checked(session, rules, refund_number, utcnow(),
+                                             "PROCESSING at the provider" if found else
+                                             "the provider does not know this refund yet")
+            elif found.amount_fen is not None and found.amount_fen != refund.amount_fen:
+                # never completed on an amount we did not ask for: a person looks; asked again meanwhile
+                context = usecases.IncidentContext(order_number=refund.order_number, detail={
+                    "refund_number": refund_number, "refund_amount_fen": refund.amount_fen,
+                    "provider_amount_fen": found.amount_fen})
+                usecases.record_incident(session, "amount_mismatch", f"The provider reports refund {refund_number} "
+                                         f"as {found.amount_fen} fen; it is for {refund.amount_fen} fen.",
+                                         "timer:check_processing_refunds", context)
+                usecases.note_refund_checked(session, rules, refund_number, utcnow(), "amount differs at the "
+                                             "provider")
+            elif found.status == "SUCCESS":
+                usecases.complete_refund(session, provider.name, refund_number, found.provider_refund_id)
+            else:  # CLOSED or ABNORMAL: it will not be made
+                usecases.fail_refund(session, refund_number, f"{found.status}: the provider's refund query",
+                                     usecases.IncidentContext())
 
     @rpc
     def refunds(self, actor: dict, overdue_only: bool = False, order_number: str | None = None) -> dict:
@@ -397,3 +465,25 @@ class PaymentsService(HealthCheck):
         except ProviderError as error:
             raise ServiceUnavailable("payment_provider_unavailable", f"The provider's statement for {wanted} could "
                                      f"not be read ({error.code}: {error}); try again later.") from None
+
+    @configured_timer("PAYMENT_RECONCILE_INTERVAL_SECONDS", 3600)
+    def reconcile_previous_day(self) -> None:
+        """The previous Beijing day against the provider's statement, every interval once the statement is out:
+        its disagreements become the metric ``credence_payments_reconciliation_mismatches`` (alerted on), and a
+        run that cannot read the statement leaves ``…_last_success_timestamp_seconds`` behind (alerted on when it
+        is a day old). Read-only, so every payments instance may run it."""
+        now = utcnow()
+        if now.astimezone(PROVIDER_ZONE).hour < self.payments.reconcile_after_hour:
+            return
+        day = business_day(now) - timedelta(days=1)
+        try:
+            with self.db.transaction() as session:
+                report = usecases.reconcile(session, self.payments.provider, day)
+        except ProviderError as error:
+            log.warning("reconciliation of %s not done: the provider's statement could not be read (%s)", day,
+                        error.code)
+            return
+        record_reconciliation(report)
+        if report.mismatches:
+            log.warning("reconciliation of %s: %d disagreement(s) with %s's statement; see credence payments "
+                        "reconcile %s", day, len(report.mismatches), report.provider, day)

@@ -34,6 +34,7 @@ from credence_common.contracts.payments import (
     IncidentList,
     IncidentView,
     InvoiceRecord,
+    JsapiPayParams,
     MismatchView,
     NotificationAcknowledgement,
     OpenDue,
@@ -47,7 +48,14 @@ from credence_common.contracts.payments import (
     SetFee,
     StaffOrderView,
 )
-from credence_common.errors import Conflict, CredenceError, Forbidden, InvalidInput, NotFound
+from credence_common.errors import (
+    Conflict,
+    CredenceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from credence_common.events import utcnow
 from credence_common.masking import mask_name
 from credence_common.messaging import Outbox
@@ -63,7 +71,7 @@ from services.payments.models import (
     ProviderPayment,
     Refund,
 )
-from services.payments.providers import PROVIDER_ZONE, PaymentProvider, business_day
+from services.payments.providers import PROVIDER_ZONE, PaymentProvider, ProviderError, business_day
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
@@ -82,6 +90,14 @@ class PaymentRules:
     order_ttl_seconds: int = 1800
     refund_promise_working_days: int = 3
     holidays: tuple[date, ...] = ()
+    # a refund the provider is still making is asked about this long after it was accepted, then after twice as
+    # long each time, never waiting longer than the bound (its notification may never come)
+    refund_check_first_seconds: float = 5.0
+    refund_check_max_seconds: float = 3600.0
+
+    def refund_check_delay(self, checks_done: int) -> timedelta:
+        return timedelta(seconds=min(self.refund_check_first_seconds * 2 ** min(checks_done, 30),
+                                     self.refund_check_max_seconds))
 
 
 @dataclass
@@ -257,8 +273,8 @@ def invoice_record(order: PaymentOrder, masked: bool = False) -> InvoiceRecord |
 
 def _order_fields(order: PaymentOrder, staff: bool = False) -> dict:
     fields = {name: getattr(order, name) for name in (
-        "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "refunded_fen", "created_at",
-        "expires_at", "paid_at", "ended_at")}
+        "order_number", "payer_kind", "amount_fen", "currency", "status", "pay_url", "pay_method", "refunded_fen",
+        "created_at", "expires_at", "paid_at", "ended_at")}
     return {**fields, "invoice": invoice_record(order, masked=not staff and order.payer_kind == "candidate")}
 
 
@@ -271,7 +287,13 @@ def key_digest(idempotency_key: str) -> str:
 def create_order(session: Session, provider: PaymentProvider, rules: PaymentRules, payer_kind: str, payer_id: str,
                  request: CreatePaymentOrder, idempotency_key: str | None) -> PaymentOrderView:
     """One order for the payer's chosen dues. The same idempotency key, or the same dues while their order
-    is still open, returns that order: a double click or a retried request never opens a second one."""
+    is still open, returns that order: a double click or a retried request never opens a second one. A JSAPI
+    order (paying inside WeChat) is opened at WeChat Pay for the payer's openid, which is used for that call only:
+    never stored nor logged; its answer, and every later one returning it, carries the wx.requestPayment
+    parameters, signed afresh."""
+    if request.method == "jsapi" and not hasattr(provider, "prepare_jsapi"):
+        raise InvalidInput("payment_method_unavailable", f"The payment provider {provider.name!r} does not offer "
+                           "JSAPI payment (paying inside WeChat); use method native.")
     if idempotency_key:
         earlier = session.scalars(select(PaymentOrder).where(
             PaymentOrder.payer_kind == payer_kind, PaymentOrder.payer_id == payer_id,
@@ -280,7 +302,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
             if _due_ids(session, earlier.order_number) != sorted(request.due_ids):
                 raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for an order of other "
                                "dues; use a new key for a new order.")
-            return order_view(session, earlier)
+            return _opened_view(session, provider, earlier, request)
     dues = session.scalars(select(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids))
                            .with_for_update()).all()
     found = {due.due_id: due for due in dues}
@@ -301,7 +323,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
         if len(open_orders) == 1:
             current = session.get(PaymentOrder, open_orders.pop())
             if _due_ids(session, current.order_number) == sorted(request.due_ids):
-                return order_view(session, current)
+                return _opened_view(session, provider, current, request)
         raise Conflict("due_in_open_order", "Some of these dues are already in an open order; pay or close that "
                        "order first.")
     amount_fen = sum(due.amount_fen for due in dues)
@@ -315,7 +337,12 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     # Before our first write: the provider is another system, and this transaction should hold no lock while
     # we wait for it. A request that then loses the race below leaves an unpaid order at the provider, which
     # expires there.
-    pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
+    pay_url, prepay_id = "", None
+    if request.method == "jsapi":
+        prepay_id = _open_jsapi(provider, order_number, amount_fen, f"Credence {purposes}", expires_at,
+                                request.payer_openid)
+    else:
+        pay_url = provider.prepare(order_number, amount_fen, f"Credence {purposes}", expires_at)
     claimed = session.execute(
         update(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids), PaymentDue.open_order_number.is_(None),
                                  PaymentDue.status == domain.DUE_OPEN)
@@ -325,6 +352,7 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     order = PaymentOrder(order_number=order_number, payer_kind=payer_kind, payer_id=payer_id,
                          idempotency_key=key_digest(idempotency_key or uuid.uuid4().hex), amount_fen=amount_fen,
                          currency=domain.CURRENCY, status=domain.CREATED, provider=provider.name, pay_url=pay_url,
+                         pay_method=request.method, prepay_id=prepay_id,
                          refunded_fen=0, refund_reserved_fen=0, created_at=now, expires_at=expires_at,
                          invoice_title=request.invoice.title if request.invoice else None,
                          invoice_tax_number=request.invoice.tax_number if request.invoice else None)
@@ -333,7 +361,36 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     session.add_all(PaymentOrderItem(order_number=order_number, due_id=due.due_id, amount_fen=due.amount_fen)
                     for due in dues)
     session.flush()
-    return order_view(session, order)
+    return _opened_view(session, provider, order, request)
+
+
+def _open_jsapi(provider: PaymentProvider, order_number: str, amount_fen: int, description: str,
+                expires_at: datetime, openid: str) -> str:
+    """The prepay_id of a JSAPI order. Like a native order's, a provider that cannot be reached is the payer's "try
+    again in a moment" (503) and nothing is written; a refusal for good (WeChat Pay's PARAM_ERROR: an openid that is
+    not of our AppID) is the payer's 422. The openid is in neither message."""
+    try:
+        return provider.prepare_jsapi(order_number, amount_fen, description, expires_at, openid).prepay_id
+    except ProviderError as error:
+        if error.retryable:
+            raise ServiceUnavailable("payment_provider_unavailable", f"WeChat Pay could not open the order "
+                                     f"({error.code}); try again in a moment.") from None
+        raise InvalidInput("jsapi_order_refused", f"WeChat Pay refused to open the order ({error.code}); is "
+                           "payer_openid the payer's openid for our AppID?") from None
+
+
+def _opened_view(session: Session, provider: PaymentProvider, order: PaymentOrder,
+                 request: CreatePaymentOrder) -> PaymentOrderView:
+    """The answer to opening an order (or to asking again): a JSAPI order still open carries its wx.requestPayment
+    parameters. Asking for the open order of these dues with the other method is refused: WeChat Pay keeps one
+    trade type per order, so the payer closes it first (or pays it as opened)."""
+    if order.status == domain.CREATED and order.pay_method != request.method:
+        raise Conflict("order_open_with_other_method", f"Order {order.order_number} for these dues is open for "
+                       f"{order.pay_method} payment; pay it that way, or close it and open a {request.method} one.")
+    view = order_view(session, order)
+    if order.status == domain.CREATED and order.pay_method == "jsapi" and order.prepay_id:
+        view.jsapi_pay_params = JsapiPayParams(**provider.jsapi_pay_params(order.prepay_id))
+    return view
 
 
 def find_order(session: Session, order_number: str, lock: bool = False) -> PaymentOrder:
@@ -428,9 +485,8 @@ def handle_notification(session: Session, provider: PaymentProvider, raw_body: b
     notification = provider.verify_notification(raw_body, headers, now)
     context.order_number = notification.order_number
     context.provider_transaction_id = notification.transaction_id
-    if not remember_nonce(session, provider.name, notification.nonce, now):
-        raise Conflict("replayed_notification", "This exact notification was received before; a copy of it "
-                       "changes nothing.")
+    if not remember_nonce(session, provider.name, notification.nonce, now, context.body_sha256):
+        return answer_replay(session, provider, notification, context)
     if notification.merchant_id != provider.merchant_id:
         raise InvalidInput("merchant_mismatch", "The notification is for another merchant.")
     if notification.refund_number is not None:
@@ -472,14 +528,64 @@ def handle_refund_notification(session: Session, provider: PaymentProvider, noti
     return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=not changed)
 
 
-def remember_nonce(session: Session, provider_name: str, nonce: str, now: datetime) -> bool:
+def remember_nonce(session: Session, provider_name: str, nonce: str, now: datetime,
+                   body_sha256: str | None = None) -> bool:
     """False when the nonce was seen before. An INSERT that skips a conflict, inside the transaction: a
-    savepoint would not do on SQLite, where pysqlite commits a released savepoint on its own."""
+    savepoint would not do on SQLite, where pysqlite commits a released savepoint on its own. The nonce is
+    remembered only if the notification's transaction commits (a refused one is rolled back with it), so a
+    remembered nonce is one whose notification was answered 200."""
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    inserted = session.execute(insert(NotificationNonce).values(provider=provider_name, nonce=nonce, received_at=now)
+    inserted = session.execute(insert(NotificationNonce).values(provider=provider_name, nonce=nonce, received_at=now,
+                                                                body_sha256=body_sha256)
                                .on_conflict_do_nothing())
     return inserted.rowcount == 1
+
+
+def answer_replay(session: Session, provider: PaymentProvider, notification,
+                  context: IncidentContext) -> NotificationAcknowledgement:
+    """An exact copy of a notification answered before. WeChat Pay sends a notification again until it is
+    answered 2xx (for up to a day), and an answer lost on the way back makes it send the very same bytes again:
+    refusing them would only keep it retrying. So a copy whose effect is already applied (the order paid by this
+    transaction, the refund ended as it says) is answered as done, ``duplicate: true``, and changes nothing: all
+    a captured notification replayed by someone else gets is that 200. The same nonce on another body, or a copy
+    whose effect is not there, stays refused (409 ``replayed_notification``, recorded)."""
+    seen = session.get(NotificationNonce, (provider.name, notification.nonce))
+    if seen is not None and seen.body_sha256 is not None and seen.body_sha256 != context.body_sha256:
+        raise Conflict("replayed_notification", "This notification's nonce came before with another body; it is "
+                       "not a copy of a notification received before and is refused.")
+    applied = _applied_notification(session, provider, notification)
+    if applied is None:
+        raise Conflict("replayed_notification", "This exact notification was received before and what it says "
+                       "is not what happened; a copy of it changes nothing.")
+    log.info("notification %s from %s for %s received again; already applied", notification.nonce[:16],
+             provider.name, notification.order_number)
+    return applied
+
+
+def _applied_notification(session: Session, provider: PaymentProvider,
+                          notification) -> NotificationAcknowledgement | None:
+    """The answer to a notification whose effect is already in our ledger, or None."""
+    order = session.get(PaymentOrder, notification.order_number)
+    if order is None:
+        return None
+    if notification.refund_number is not None:
+        refund = session.get(Refund, notification.refund_number)
+        if refund is None or refund.order_number != order.order_number:
+            return None
+        done = (refund.status == "succeeded" and refund.provider_refund_id == notification.provider_refund_id
+                if notification.refund_status == "SUCCESS" else refund.status == "failed")
+        return NotificationAcknowledgement(order_number=order.order_number, status=order.status,
+                                           duplicate=True) if done else None
+    if notification.trade_state != "SUCCESS":  # it was answered without changing anything: so is its copy
+        return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=True)
+    credited = session.scalars(select(ProviderPayment).where(
+        ProviderPayment.provider == provider.name,
+        ProviderPayment.provider_transaction_id == notification.transaction_id)).first()
+    if (credited is None or credited.order_number != order.order_number
+            or credited.amount_fen != notification.amount_fen):
+        return None
+    return NotificationAcknowledgement(order_number=order.order_number, status=order.status, duplicate=True)
 
 
 def apply_payment(session: Session, order: PaymentOrder, provider: PaymentProvider, transaction_id: str,
@@ -645,8 +751,30 @@ def refund_to_submit(session: Session, refund_number: str) -> RefundToSubmit | N
 
 
 def pending_refund_numbers(session: Session, limit: int = 100) -> list[str]:
-    return list(session.scalars(select(Refund.refund_number).where(Refund.status == "pending")
+    """Refunds to submit (again): those the provider has not accepted yet. One it accepted and is still making
+    (WeChat Pay's PROCESSING) is asked about instead (refunds_to_check)."""
+    return list(session.scalars(select(Refund.refund_number).where(Refund.status == "pending",
+                                                                   Refund.provider_refund_id.is_(None))
                                 .order_by(Refund.requested_at).limit(limit)))
+
+
+def refunds_to_check(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    """Refunds the provider is still making whose next check is due."""
+    return list(session.scalars(select(Refund.refund_number).where(
+        Refund.status == "pending", Refund.next_check_at.is_not(None), Refund.next_check_at <= now)
+        .order_by(Refund.next_check_at).limit(limit)))
+
+
+def note_refund_checked(session: Session, rules: PaymentRules, refund_number: str, now: datetime,
+                        note: str) -> None:
+    """The provider was asked and the refund has not ended (or the provider could not say): ask again later, after
+    twice the last wait, up to the bound."""
+    refund = session.get(Refund, refund_number, with_for_update=True)
+    if refund is None or refund.status != "pending":
+        return
+    refund.checks += 1
+    refund.next_check_at = now + rules.refund_check_delay(refund.checks)
+    refund.last_error = note[:200]
 
 
 def note_refund_attempt_failed(session: Session, refund_number: str, error: str) -> None:
@@ -654,11 +782,15 @@ def note_refund_attempt_failed(session: Session, refund_number: str, error: str)
                     .values(attempts=Refund.attempts + 1, last_error=error[:200]))
 
 
-def note_refund_processing(session: Session, refund_number: str, provider_refund_id: str) -> None:
+def note_refund_processing(session: Session, refund_number: str, provider_refund_id: str,
+                           first_check_at: datetime | None = None) -> None:
     """The provider accepted the refund and is making it (WeChat Pay's PROCESSING): it stays pending until the
-    refund notification, or a later submission of the same number, says how it ended."""
+    refund notification, or asking the provider about it (from ``first_check_at`` on), says how it ended."""
+    values = {"provider_refund_id": provider_refund_id, "last_error": "PROCESSING at the provider"}
+    if first_check_at is not None:
+        values["next_check_at"] = func.coalesce(Refund.next_check_at, first_check_at)
     session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
-                    .values(provider_refund_id=provider_refund_id, last_error="PROCESSING at the provider"))
+                    .values(**values).execution_options(synchronize_session=False))
 
 
 def complete_refund(session: Session, provider_name: str, refund_number: str, provider_refund_id: str) -> bool:

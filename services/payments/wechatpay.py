@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SERIAL = (
     "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial")
+# names the algorithm of the signature (absent: RSA); a notification signed otherwise (WeChat Pay's SM2 national
+# cryptography variant) is not one our keys can verify
+HEADER_SIGNATURE_TYPE = "Wechatpay-Signature-Type"
 DEFAULT_API_BASE = "https://api.mch.weixin.qq.com"
 # Error codes after which asking again later may help (WeChat Pay's documented "retry" codes).
 RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANK_ERROR", "NOT_ENOUGH"})
@@ -451,6 +454,25 @@ class WeChatPayProvider:
                                 retryable=True)
         return ProviderRefund(refund_number, refund_id, status)
 
+    def refund_status(self, refund_number: str) -> ProviderRefund | None:
+        """How a refund stands at WeChat Pay (查询单笔退款, ``GET /v3/refund/domestic/refunds/{out_refund_no}``):
+        asked for a refund still PROCESSING whose notification has not come. None when WeChat Pay has no such refund
+        (a signed ``RESOURCE_NOT_EXISTS``)."""
+        try:
+            _status, content = self._call("GET", f"/v3/refund/domestic/refunds/{quote(refund_number, safe='')}")
+        except ProviderError as error:
+            if error.code == "RESOURCE_NOT_EXISTS" and not error.retryable:
+                return None
+            raise
+        document = self._json(content)
+        status, refund_id = document.get("status"), document.get("refund_id")
+        amount = document.get("amount") if isinstance(document.get("amount"), dict) else {}
+        if (status not in ("SUCCESS", "PROCESSING", "CLOSED", "ABNORMAL") or not isinstance(refund_id, str)
+                or document.get("out_refund_no") != refund_number or not domain.is_whole_fen(amount.get("refund"))):
+            raise ProviderError("INVALID_RESPONSE", "WeChat Pay's refund query answer has no status, refund_id, "
+                                "out_refund_no or amount.", retryable=True)
+        return ProviderRefund(refund_number, refund_id, status, amount["refund"])
+
     def statement(self, day: date) -> list[StatementLine]:
         """The trade bill (交易账单, bill_type ALL) of a Beijing day: its download is checked against the SHA1
         WeChat Pay announces for it, then each payment (交易状态 SUCCESS, by 微信订单号) and each refund (REFUND, by
@@ -519,6 +541,10 @@ def verify_notification(provider: WeChatPayProvider, raw_body: bytes, headers: M
     if (not timestamp or not nonce or not signature or not serial or len(nonce) > 64 or not nonce.isascii()
             or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12 or len(serial) > 64):
         raise Unauthorized("invalid_signature", "The notification's Wechatpay-* signature headers are missing.")
+    signature_type = header(headers, HEADER_SIGNATURE_TYPE)
+    if signature_type is not None and signature_type != AUTH_SCHEMA:
+        raise Unauthorized("unsupported_signature_type", f"The notification is signed {signature_type[:40]!r}; "
+                           f"only {AUTH_SCHEMA} is accepted.")
     key = provider.keys.platform_key(serial)
     if key is None:
         raise Unauthorized("unknown_platform_serial", f"No WeChat Pay platform key with serial {serial[:64]!r} is "

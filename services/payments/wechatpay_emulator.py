@@ -40,10 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from services.payments.providers import PROVIDER_ZONE
 from services.payments.wechatpay import (
     APIV3_KEY_FILE,
+    AUTH_SCHEMA,
     BILL_COLUMNS,
     HEADER_NONCE,
     HEADER_SERIAL,
     HEADER_SIGNATURE,
+    HEADER_SIGNATURE_TYPE,
     HEADER_TIMESTAMP,
     MERCHANT_KEY_FILE,
     MERCHANT_SERIAL_FILE,
@@ -103,6 +105,7 @@ class Faults:
     delay_requests: int = 0  # the next n requests wait delay_seconds first (a client timeout)
     delay_seconds: float = 0.0
     forge_answers: bool = False  # answers signed with a key that is not the platform key
+    openid_mismatch: bool = False  # a JSAPI order is refused: the openid is not of the order's appid
     reject_refunds: str | None = None  # a refund request is refused with this code (e.g. NOT_ENOUGH, INVALID_REQUEST)
     refund_status: str = "PROCESSING"  # what a new refund is answered with (SUCCESS: settled at once)
     bill_amounts: dict[str, int] = field(default_factory=dict)  # out_trade_no -> the amount the bill shows
@@ -148,6 +151,7 @@ class WeChatPayEmulator:
         self.trades: dict[str, Trade] = {}
         self.refunds: dict[str, EmulatedRefund] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) as answered
+        self.received: list[tuple[str, str]] = []  # (method, path) as they arrive, before any delay
         self.bills: dict[str, bytes] = {}
         self.lock = threading.RLock()
         self.server = ThreadingHTTPServer((host, port), _handler(self))
@@ -191,12 +195,13 @@ class WeChatPayEmulator:
     # --- signing ------------------------------------------------------------------------------------
 
     def signed_headers(self, body: bytes, timestamp: int | None = None, key=None,
-                       serial: str | None = None) -> dict[str, str]:
+                       serial: str | None = None, nonce: str | None = None) -> dict[str, str]:
         timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
-        nonce = secrets.token_hex(16).upper()
+        nonce = nonce or secrets.token_hex(16).upper()
         signature = rsa_sign(key or self.keys.platform_key, response_message(timestamp_text, nonce, body))
         return {HEADER_TIMESTAMP: timestamp_text, HEADER_NONCE: nonce, HEADER_SIGNATURE: signature,
-                HEADER_SERIAL: serial or self.keys.platform_serial, "Request-ID": str(uuid.uuid4())}
+                HEADER_SERIAL: serial or self.keys.platform_serial, HEADER_SIGNATURE_TYPE: AUTH_SCHEMA,
+                "Request-ID": str(uuid.uuid4())}
 
     def check_authorization(self, method: str, target: str, authorization: str | None, body: bytes) -> str | None:
         """Why a request's signature is refused, or None when it verifies."""
@@ -252,17 +257,20 @@ class WeChatPayEmulator:
             "resource": {"original_type": resource_type, "algorithm": "AEAD_AES_256_GCM", "ciphertext": ciphertext,
                          "associated_data": associated, "nonce": nonce}}, ensure_ascii=False).encode()
 
-    def _sign_notification(self, body: bytes, forged: bool, stale_seconds: int, serial: str | None):
+    def _sign_notification(self, body: bytes, forged: bool, stale_seconds: int, serial: str | None,
+                           nonce: str | None = None):
         key = self.impostor_key if forged else None
         timestamp = int(time.time()) - stale_seconds
-        headers = self.signed_headers(body, timestamp, key, serial)
+        headers = self.signed_headers(body, timestamp, key, serial, nonce)
         headers.pop("Request-ID")
         headers["Content-Type"] = "application/json"
         return body, headers
 
     def notification(self, out_trade_no: str, forged: bool = False, stale_seconds: int = 0,
-                     undecryptable: bool = False, serial: str | None = None) -> tuple[bytes, dict[str, str]]:
-        """TRANSACTION.SUCCESS for a paid trade, signed afresh on every call (a redelivery)."""
+                     undecryptable: bool = False, serial: str | None = None,
+                     nonce: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """TRANSACTION.SUCCESS for a paid trade, signed afresh on every call (a redelivery). ``nonce``: sign with
+        this nonce instead of a new one (a notification reusing an earlier one's nonce over another body)."""
         with self.lock:
             trade = self.trades[out_trade_no]
             content = {"mchid": trade.mchid, "appid": trade.appid, "out_trade_no": trade.out_trade_no,
@@ -274,7 +282,7 @@ class WeChatPayEmulator:
                        "amount": {"total": trade.paid_total, "payer_total": trade.paid_total, "currency": "CNY",
                                   "payer_currency": "CNY"}}
         body = self._envelope("TRANSACTION.SUCCESS", "transaction", content, undecryptable)
-        return self._sign_notification(body, forged, stale_seconds, serial)
+        return self._sign_notification(body, forged, stale_seconds, serial, nonce)
 
     def refund_notification(self, out_refund_no: str, forged: bool = False, stale_seconds: int = 0,
                             undecryptable: bool = False) -> tuple[bytes, dict[str, str]]:
@@ -342,6 +350,8 @@ class WeChatPayEmulator:
                 openid = (document.get("payer") or {}).get("openid")
                 if trade_type == "JSAPI" and not openid:
                     return 400, {"code": "PARAM_ERROR", "message": "payer.openid is required"}
+                if trade_type == "JSAPI" and self.faults.openid_mismatch:
+                    return 400, {"code": "PARAM_ERROR", "message": "appid和openid不匹配"}
                 number = document["out_trade_no"]
                 if number not in self.trades:
                     self.trades[number] = Trade(number, document["appid"], document["mchid"],
@@ -368,6 +378,11 @@ class WeChatPayEmulator:
                 return 204, None
             if method == "POST" and path == "/v3/refund/domestic/refunds":
                 return self._refund(document)
+            if method == "GET" and path.startswith("/v3/refund/domestic/refunds/"):
+                refund = self.refunds.get(unquote(path.rsplit("/", 1)[1]))
+                if refund is None:
+                    return 404, {"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"}
+                return 200, self._refund_json(refund)
             if method == "GET" and path == "/v3/bill/tradebill":
                 return self._bill(params.get("bill_date", ""))
             if method == "GET" and path == "/v3/billdownload/file":
@@ -402,12 +417,17 @@ class WeChatPayEmulator:
 
     @staticmethod
     def _refund_json(refund: EmulatedRefund) -> dict:
-        return {"refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
-                "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no, "channel": "ORIGINAL",
-                "user_received_account": "支付用户零钱", "status": refund.status,
-                "create_time": refund.created_at.astimezone(PROVIDER_ZONE).isoformat(timespec="seconds"),
-                "amount": {"total": refund.total, "refund": refund.refund, "payer_total": refund.total,
-                           "payer_refund": refund.refund, "currency": "CNY"}}
+        """A refund as the refund request and the refund query (查询单笔退款) answer it."""
+        document = {"refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
+                    "transaction_id": refund.transaction_id, "out_trade_no": refund.out_trade_no,
+                    "channel": "ORIGINAL", "user_received_account": "支付用户零钱", "status": refund.status,
+                    "funds_account": "AVAILABLE",
+                    "create_time": refund.created_at.astimezone(PROVIDER_ZONE).isoformat(timespec="seconds"),
+                    "amount": {"total": refund.total, "refund": refund.refund, "payer_total": refund.total,
+                               "payer_refund": refund.refund, "currency": "CNY"}}
+        if refund.success_time is not None:
+            document["success_time"] = refund.success_time.astimezone(PROVIDER_ZONE).isoformat(timespec="seconds")
+        return document
 
     def bill_csv(self, day: date) -> bytes:
         """The ALL trade bill of a Beijing day, with the planted disagreements."""
@@ -470,6 +490,7 @@ def _handler(emulator: WeChatPayEmulator):
         def _serve(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             faults = emulator.faults
+            emulator.received.append((self.command, urlsplit(self.path).path))
             with emulator.lock:
                 delay = faults.delay_seconds if faults.delay_requests > 0 else 0.0
                 faults.delay_requests = max(0, faults.delay_requests - 1)

@@ -148,8 +148,16 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
 
         ack = payments.handle_notification("sandbox", body, headers)
         assert ack == {"order_number": order["order_number"], "status": "paid", "duplicate": False}
+        # the very same bytes again (the provider did not get our answer, or someone replays them): already
+        # applied, so answered as done (a provider retries anything else for a day) and nothing changes
+        assert payments.handle_notification("sandbox", body, headers) == {**ack, "duplicate": True}
+        # the same nonce on another body, signed all the same, is no copy of what was applied: refused
+        other_body = body.replace(json.loads(body)["id"], "another-notification-id")
+        other_headers = {**headers, "Sandbox-Signature": domain.sign(
+            domain.load_private_key(SIGNING_SEED),
+            domain.signing_message(headers["Sandbox-Timestamp"], headers["Sandbox-Nonce"], other_body.encode()))}
         with pytest.raises(Conflict) as replay:
-            payments.handle_notification("sandbox", body, headers)
+            payments.handle_notification("sandbox", other_body, other_headers)
         assert replay.value.code == "replayed_notification"
         retry_body, retry_headers = signed(bank, trade)  # the provider retries: signed afresh
         assert payments.handle_notification("sandbox", retry_body, retry_headers)["duplicate"] is True
@@ -178,6 +186,18 @@ def test_a_candidate_pays_once_through_a_signed_notification(payments_service, e
         "cert-1", due["due_id"], 6000, 6000)
     assert spy.drain() == []
     assert query(db, "select count(*) from provider_payments") == [(1,)]
+
+
+def test_the_sandbox_provider_offers_no_jsapi_payment(payments_service):
+    config, _bank = payments_service
+    publish_event(config["AMQP_URI"], awaiting("cert-1"))
+    due = dues_of(config, STAFF, "candidate", "cand-1", 1)[0]
+    with rpc_proxy("payments", config) as payments:
+        with pytest.raises(InvalidInput) as refused:
+            payments.create_order(candidate(), {"due_ids": [due["due_id"]], "method": "jsapi",
+                                                "payer_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, None)
+        assert refused.value.code == "payment_method_unavailable"
+        assert payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, None)["pay_method"] == "native"
 
 
 def test_wrong_amounts_and_payments_for_closed_orders_are_refused_recorded_and_flagged(payments_service):

@@ -5,24 +5,40 @@ their notification, failures of the provider, and reconciliation against its tra
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+import subprocess
 import threading
+import time
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
+from prometheus_client import REGISTRY
 
-from credence_common.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
+from credence_common.errors import BadRequest, Conflict, InvalidInput, ServiceUnavailable, Unauthorized
 from credence_common.events import utcnow
-from services.payments.providers import ProviderError, business_day
+from deploy.platform import free_port
+from gateway.service import GatewayService
+from services.payments.metrics import ENTRIES, MISMATCH_KINDS
+from services.payments.models import Base
+from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 from services.payments.service import PaymentsService
-from services.payments.wechatpay import KeyStore, WeChatPayProvider
+from services.payments.wechatpay import KeyStore, WeChatPayProvider, rsa_verify
 from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
+from tests.integration.test_http_deadlines import settings_for
 from tests.integration.test_payments import STAFF, awaiting, candidate
 
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "observability" / "prometheus" / "alerts.yml"
 MERCHANT = "1900000001"
 APPID = "wxd678efh567hg6787"
 NOTIFY_URL = "https://credence.test/api/v1/payments/notifications/wechatpay"
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +55,25 @@ def emulator(generated_keys, tmp_path):
         yield running
 
 
+def wechat_settings(emulator, tmp_path) -> dict:
+    return {"PAYMENT_PROVIDER": "wechatpay", "WECHATPAY_SECRETS_DIR": str(tmp_path / "wechatpay"),
+            "WECHATPAY_API_BASE": emulator.base_url, "WECHATPAY_APPID": APPID, "WECHATPAY_NOTIFY_URL": NOTIFY_URL,
+            "WECHATPAY_TIMEOUT_SECONDS": 1, "WECHATPAY_KEY_CHECK_SECONDS": 0}
+
+
 @pytest.fixture
 def wechat(start_service, emulator, tmp_path):
-    _container, config = start_service(
-        PaymentsService, PAYMENT_PROVIDER="wechatpay", WECHATPAY_SECRETS_DIR=str(tmp_path / "wechatpay"),
-        WECHATPAY_API_BASE=emulator.base_url, WECHATPAY_APPID=APPID, WECHATPAY_NOTIFY_URL=NOTIFY_URL,
-        WECHATPAY_TIMEOUT_SECONDS=1, WECHATPAY_KEY_CHECK_SECONDS=0)
+    _container, config = start_service(PaymentsService, **wechat_settings(emulator, tmp_path))
     return config, emulator
+
+
+@pytest.fixture
+def gateway(container_factory, rabbit_config) -> str:
+    """The gateway (its nameko binding) on the same broker as the payments container: the route WeChat Pay posts
+    its notifications to."""
+    port = free_port()
+    container_factory(GatewayService, settings_for(rabbit_config["AMQP_URI"], port, RPC_TIMEOUT_SECONDS=10)).start()
+    return f"http://127.0.0.1:{port}"
 
 
 def adapter(emulator, tmp_path) -> WeChatPayProvider:
@@ -53,11 +81,16 @@ def adapter(emulator, tmp_path) -> WeChatPayProvider:
                              timeout_seconds=1)
 
 
-def open_order(config, certificate_id="cert-1") -> dict:
+def open_due(config, certificate_id="cert-1") -> dict:
     publish_event(config["AMQP_URI"], awaiting(certificate_id))
     with rpc_proxy("payments", config) as payments:
-        due = wait_for(lambda: next((d for d in payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
-                                     if d["reference_id"] == certificate_id), None), what="due")
+        return wait_for(lambda: next((d for d in payments.dues_for_payer(STAFF, "candidate", "cand-1")["dues"]
+                                      if d["reference_id"] == certificate_id), None), what="due")
+
+
+def open_order(config, certificate_id="cert-1") -> dict:
+    due = open_due(config, certificate_id)
+    with rpc_proxy("payments", config) as payments:
         return payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, certificate_id)
 
 
@@ -105,8 +138,13 @@ def test_an_order_is_prepaid_and_credited_once_by_a_signed_encrypted_notificatio
     assert deliver(config, body, headers) == {"order_number": number, "status": "paid", "duplicate": False}
     redelivered = emulator.notification(number)  # WeChat Pay retries: signed afresh
     assert deliver(config, *redelivered)["duplicate"] is True
-    with pytest.raises(Conflict) as replay:  # the very same bytes and headers again
-        deliver(config, body, headers)
+    # the very same bytes and headers again (WeChat Pay did not get our answer, or someone replays a captured
+    # one): already applied, so answered as done, or WeChat Pay would retry for a day; nothing changes
+    assert deliver(config, body, headers) == {"order_number": number, "status": "paid", "duplicate": True}
+    # the same nonce on another body (a new envelope id), signed by the platform key: not a copy, refused
+    reused_nonce = emulator.notification(number, nonce=headers["Wechatpay-Nonce"])
+    with pytest.raises(Conflict) as replay:
+        deliver(config, *reused_nonce)
     assert replay.value.code == "replayed_notification"
     assert query(db, "select provider, provider_transaction_id, amount_fen from provider_payments") == [
         ("wechatpay", emulator.trades[number].transaction_id, 6000)]
@@ -115,6 +153,110 @@ def test_an_order_is_prepaid_and_credited_once_by_a_signed_encrypted_notificatio
     assert {"invalid_signature", "stale_notification", "undecryptable_resource", "unknown_platform_serial",
             "replayed_notification"} <= incidents.keys()
     assert incidents["undecryptable_resource"] and incidents["unknown_platform_serial"]  # flagged: money waits
+
+
+def test_through_the_gateway_a_copy_of_an_applied_notification_is_answered_200_and_a_reused_nonce_409(
+        wechat, gateway):
+    """WeChat Pay sends a notification again until it gets a 2xx: through the public route, the exact copy of a
+    payment or refund notification already applied is answered 200 (WeChat Pay stops) and changes nothing; the
+    same nonce over another body is refused 409 and recorded."""
+    config, emulator = wechat
+    db = config["DB_URI"]
+    url = f"{gateway}/api/v1/payments/notifications/wechatpay"
+    order = open_order(config)
+    number = order["order_number"]
+    emulator.pay(number)
+    body, headers = emulator.notification(number)
+    first = requests.post(url, data=body, headers=headers, timeout=20)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"order_number": number, "status": "paid", "duplicate": False}
+    for _copy in range(2):
+        again = requests.post(url, data=body, headers=headers, timeout=20)
+        assert again.status_code == 200, again.text
+        assert again.json() == {"order_number": number, "status": "paid", "duplicate": True}
+    reused_body, reused_headers = emulator.notification(number, nonce=headers["Wechatpay-Nonce"])
+    reused = requests.post(url, data=reused_body, headers=reused_headers, timeout=20)
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "replayed_notification"
+    assert query(db, "select count(*) from provider_payments") == [(1,)]
+    # one payment_succeeded, not one per copy
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_succeeded.v1'") == [
+        (1,)]
+
+    with rpc_proxy("payments", config) as payments:
+        refund = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 6000, "reason": "all",
+                                                 "request_key": "k1"})
+    emulator.settle_refund(refund["refund_number"])
+    refund_body, refund_headers = emulator.refund_notification(refund["refund_number"])
+    for duplicate in (False, True):
+        answered = requests.post(url, data=refund_body, headers=refund_headers, timeout=20)
+        assert answered.status_code == 200, answered.text
+        assert answered.json() == {"order_number": number, "status": "refunded", "duplicate": duplicate}
+    assert query(db, "select refunded_fen, status from payment_orders") == [(6000, "refunded")]
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_refunded.v1'") == [
+        (1,)]
+    assert sorted(code for code in incident_codes(config)) == ["replayed_notification"]
+
+
+def every_stored_value(db_uri: str) -> str:
+    """Every row of every payments table, as text: what a database reader sees."""
+    return "\n".join(str(query(db_uri, f"select * from {table}")) for table in Base.metadata.tables)
+
+
+def test_a_candidate_paying_inside_wechat_gets_a_jsapi_order_with_signed_requestpayment_parameters(wechat, caplog):
+    """method jsapi with the payer's openid: a JSAPI order at WeChat Pay and the wx.requestPayment parameters signed
+    with the merchant key; native stays the default; the openid is validated, sent to WeChat Pay and nowhere else
+    (not in our tables, not in our logs)."""
+    caplog.set_level(logging.DEBUG)
+    config, emulator = wechat
+    db = config["DB_URI"]
+    due = open_due(config)
+    jsapi = {"due_ids": [due["due_id"]], "method": "jsapi", "payer_openid": OPENID}
+    with rpc_proxy("payments", config) as payments:
+        for bad in ({"due_ids": [due["due_id"]], "method": "jsapi"},  # no openid
+                    {**jsapi, "payer_openid": "o' or 1=1 --"},  # not an openid
+                    {"due_ids": [due["due_id"]], "payer_openid": OPENID},  # an openid for a QR code order
+                    {**jsapi, "method": "h5"}):
+            with pytest.raises(InvalidInput) as refused:
+                payments.create_order(candidate(), bad, None)
+            assert refused.value.code == "invalid_input" and "o' or" not in refused.value.message
+        order = payments.create_order(candidate(), jsapi, "jsapi-1")
+        number = order["order_number"]
+        assert (order["pay_method"], order["pay_url"], order["status"]) == ("jsapi", "", "created")
+        assert OPENID not in json.dumps(order)
+        trade = emulator.trades[number]
+        assert (trade.trade_type, trade.payer_openid, trade.total, trade.appid) == ("JSAPI", OPENID, 6000, APPID)
+        params = order["jsapi_pay_params"]
+        assert params["appId"] == APPID and params["signType"] == "RSA" and params["package"].startswith(
+            "prepay_id=wx")
+        message = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n".encode()
+        assert rsa_verify(emulator.keys.merchant_key.public_key(), message, params["paySign"])
+        # asked again (a reload of the page): the same order, its parameters signed afresh
+        again = payments.create_order(candidate(), jsapi, None)
+        assert again["order_number"] == number and again["jsapi_pay_params"]["package"] == params["package"]
+        with pytest.raises(Conflict) as other_method:  # the same dues as a QR code while the JSAPI order is open
+            payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, None)
+        assert other_method.value.code == "order_open_with_other_method"
+        # reading the order shows how it is paid, not the parameters: only opening it again signs them
+        assert payments.order(candidate(), number)["jsapi_pay_params"] is None
+    emulator.pay(number)
+    assert deliver(config, *emulator.notification(number))["status"] == "paid"
+    with rpc_proxy("payments", config) as payments:
+        paid = payments.create_order(candidate(), jsapi, "jsapi-1")  # the key's order, paid: nothing to sign
+        assert paid["status"] == "paid" and paid["jsapi_pay_params"] is None
+
+        # WeChat Pay refuses the openid (not of our AppID): 422; it cannot be reached: 503; nothing written
+        second = open_due(config, "cert-2")
+        emulator.faults.openid_mismatch = True
+        with pytest.raises(InvalidInput) as mismatch:
+            payments.create_order(candidate(), {**jsapi, "due_ids": [second["due_id"]]}, None)
+        assert mismatch.value.code == "jsapi_order_refused" and OPENID not in mismatch.value.message
+        emulator.faults.openid_mismatch, emulator.faults.fail_requests = False, 1
+        with pytest.raises(ServiceUnavailable) as down:
+            payments.create_order(candidate(), {**jsapi, "due_ids": [second["due_id"]]}, None)
+        assert down.value.code == "payment_provider_unavailable"
+    assert query(db, "select count(*) from payment_orders") == [(1,)]
+    assert OPENID not in every_stored_value(db)
+    assert OPENID not in caplog.text
 
 
 def test_a_close_at_wechatpay_and_a_payment_that_won_the_race(wechat):
@@ -195,6 +337,72 @@ def test_a_refund_is_processing_until_its_notification_and_is_applied_once(wecha
     assert query(db, "select count(*) from provider_payments") == [(1,)]
 
 
+def timer_runs(entrypoint: str) -> float:
+    """How many runs of a payments timer have finished (the entrypoint metric counts each once it is done)."""
+    return sum(REGISTRY.get_sample_value("credence_entrypoint_calls_total", {
+        "service": "payments", "entrypoint": entrypoint, "kind": "timer", "outcome": outcome}) or 0
+        for outcome in ("ok", "rejected", "error"))
+
+
+def test_a_processing_refund_whose_notification_never_comes_is_ended_by_asking_and_either_way_once(
+        start_service, emulator, tmp_path):
+    """A refund WeChat Pay answers PROCESSING is asked about (GET /v3/refund/domestic/refunds/{out_refund_no}) on a
+    backoff schedule (0.2 s, then twice as long each time, at most 0.8 s apart here; 5 s and an hour by default):
+    with its notification suppressed, the query completes it; a query answer that arrives after the notification
+    did changes nothing; a refund WeChat Pay closes is failed once."""
+    _container, config = start_service(PaymentsService, **wechat_settings(emulator, tmp_path),
+                                       REFUND_CHECK_FIRST_SECONDS=0.2, REFUND_CHECK_MAX_SECONDS=0.8,
+                                       REFUND_CHECK_TICK_SECONDS=0.05)
+    db = config["DB_URI"]
+    number = paid_order(config, emulator)["order_number"]
+
+    def refund(amount_fen: int, key: str) -> str:
+        with rpc_proxy("payments", config) as payments:
+            asked = payments.request_refund(STAFF, {"order_number": number, "amount_fen": amount_fen,
+                                                    "reason": "r", "request_key": key})
+        assert asked["status"] == "pending" and emulator.refunds[asked["refund_number"]].status == "PROCESSING"
+        return asked["refund_number"]
+
+    def status_of(refund_number: str) -> str:
+        return query(db, "select status from refunds where refund_number = :n", n=refund_number)[0][0]
+
+    def asked_about(refund_number: str) -> int:
+        return emulator.received.count(("GET", f"/v3/refund/domestic/refunds/{refund_number}"))
+
+    # the notification never comes: asked again and again (backing off) while PROCESSING, completed once settled
+    first = refund(2000, "k1")
+    wait_for(lambda: asked_about(first) >= 3, what="three refund queries")
+    checks, last_error = query(db, "select checks, last_error from refunds where refund_number = :n", n=first)[0]
+    assert status_of(first) == "pending" and checks >= 3 and last_error == "PROCESSING at the provider"
+    emulator.settle_refund(first)
+    wait_for(lambda: status_of(first) == "succeeded", what="the refund completed by its query")
+    assert deliver(config, *emulator.refund_notification(first))["duplicate"] is True  # late: changes nothing
+    asked = asked_about(first)
+
+    # both arrive: the query is in flight (WeChat Pay slow to answer it) when the notification is applied
+    second = refund(3000, "k2")
+    emulator.settle_refund(second)
+    emulator.faults.delay_requests, emulator.faults.delay_seconds = 1, 0.5
+    wait_for(lambda: asked_about(second) >= 1, what="the query of the second refund on its way")
+    assert deliver(config, *emulator.refund_notification(second))["duplicate"] is False
+    wait_for(lambda: ("GET", f"/v3/refund/domestic/refunds/{second}", 200) in emulator.requests,
+             what="the slow query answered SUCCESS")
+    runs = timer_runs("check_processing_refunds")  # the run holding that answer finishes, then one more
+    wait_for(lambda: timer_runs("check_processing_refunds") >= runs + 2, what="the timer run that got the answer")
+    assert status_of(second) == "succeeded"
+    assert asked_about(first) == asked  # an ended refund is not asked about again
+
+    # WeChat Pay closes a refund (its notification lost too): failed once, flagged, its amount free again
+    third = refund(1000, "k3")
+    emulator.settle_refund(third, "CLOSED")
+    wait_for(lambda: status_of(third) == "failed", what="the closed refund failed by its query")
+    assert query(db, "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (5000, 0, "partially_refunded")]
+    assert query(db, "select count(*) from outbox where event_type = 'credence.payments.payment_refunded.v1'") == [
+        (2,)]
+    assert incident_codes(config) == {"refund_refused": True}
+
+
 def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):
     config, emulator = wechat
     matched = paid_order(config, emulator, "cert-1")
@@ -219,6 +427,99 @@ def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):
                                                                 5999)}
     assert report["credence_total_fen"] == 6000 + 6000 - 1000
     assert report["provider_total_fen"] == 6000 + 5999 + 5000 - 1000
+
+
+def reconciliation_gauge(kind: str, entry: str = "payment") -> float | None:
+    return REGISTRY.get_sample_value("credence_payments_reconciliation_mismatches",
+                                     {"provider": "wechatpay", "kind": kind, "entry": entry})
+
+
+def last_reconciled() -> float:
+    return REGISTRY.get_sample_value("credence_payments_reconciliation_last_success_timestamp_seconds",
+                                     {"provider": "wechatpay"}) or 0.0
+
+
+def mismatch_annotations(kind: str, entry: str, count: int = 1) -> dict:
+    return {"summary": f"wechatpay: {count} {entry} disagreement(s) in reconciliation ({kind})",
+            "description": f"The last reconciliation of the previous Beijing day against the statement of wechatpay "
+                           f"found {count} {entry} disagreement(s) of kind {kind} (missing_at_provider, "
+                           "missing_in_credence or amount_differs): money may have moved without our ledger "
+                           "knowing, or the other way round. `credence payments reconcile` lists them.",
+            "runbook_url": "docs/operations.md#alert-credencepaymentsreconciliationmismatch"}
+
+
+def alerts_promtool_would_fire(tmp_path, alertname: str, expected: list[dict]) -> str:
+    """``promtool test rules`` over deploy/observability's alert rules, fed the reconciliation series this process
+    exports now (as Prometheus would scrape them from the payments instance): passes when ``alertname`` fires
+    with exactly ``expected`` labels."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: run `make promtool`"
+    series = []
+    for family in REGISTRY.collect():
+        if family.name.startswith("credence_payments_reconciliation"):
+            for sample in family.samples:
+                if sample.labels.get("provider") == "wechatpay":
+                    labels = ",".join(f'{k}="{v}"' for k, v in {"job": "payments", **sample.labels}.items())
+                    series.append({"series": f"{sample.name}{{{labels}}}", "values": f"{sample.value:g}x5"})
+    test = {"rule_files": [str(ALERT_RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "alert_rule_test": [{"eval_time": "2m", "alertname": alertname, "exp_alerts": [
+            {"exp_labels": {"severity": "critical", "provider": "wechatpay", **labels},
+             "exp_annotations": mismatch_annotations(**labels)} for labels in expected]}]}]}
+    path = tmp_path / "reconciliation.test.yml"
+    path.write_text(yaml.safe_dump(test), encoding="utf-8")
+    done = subprocess.run([promtool, "test", "rules", path.name], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    return done.stdout + done.stderr if done.returncode == 0 else f"FAILED {done.stdout}{done.stderr}"
+
+
+def test_a_bill_that_disagrees_moves_the_reconciliation_metric_fires_the_alert_and_the_cli_lists_it(
+        start_service, emulator, tmp_path, monkeypatch):
+    """The scheduled reconciliation of the previous Beijing day (every 0.2 s here, from 00:00) sets the gauge of
+    disagreements by kind: 0 while WeChat Pay's bill agrees, moved by a bill that does not (the emulator's fault
+    switches), and back to 0 once it agrees again; fed to promtool, the gauge makes the alert fire."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from services.payments import cli
+
+    settings = wechat_settings(emulator, tmp_path)
+    _container, config = start_service(PaymentsService, **settings, PAYMENT_RECONCILE_INTERVAL_SECONDS=0.2,
+                                       PAYMENT_RECONCILE_AFTER_HOUR=0)
+    yesterday = business_day(utcnow()) - timedelta(days=1)
+    order = open_order(config)
+    number = order["order_number"]
+    emulator.pay(number, when=datetime(yesterday.year, yesterday.month, yesterday.day, 12, tzinfo=PROVIDER_ZONE))
+    assert deliver(config, *emulator.notification(number))["status"] == "paid"
+    credited = time.time()
+
+    def every_gauge(expected: dict) -> bool:
+        return all(reconciliation_gauge(kind, entry) == expected.get((kind, entry), 0)
+                   for kind in MISMATCH_KINDS for entry in ENTRIES)
+
+    wait_for(lambda: last_reconciled() > credited and every_gauge({}), what="a reconciliation run that agrees")
+    assert "SUCCESS" in alerts_promtool_would_fire(tmp_path, "CredencePaymentsReconciliationMismatch", [])
+
+    emulator.faults.bill_amounts[number] = 5999
+    emulator.faults.bill_extra.append({"transaction_id": "4200STRAY", "out_trade_no": "P-STRAY", "amount_fen": 5000})
+    wait_for(lambda: every_gauge({("amount_differs", "payment"): 1, ("missing_in_credence", "payment"): 1}),
+             what="the disagreements in the gauge")
+    outcome = alerts_promtool_would_fire(tmp_path, "CredencePaymentsReconciliationMismatch", [
+        {"kind": "amount_differs", "entry": "payment"}, {"kind": "missing_in_credence", "entry": "payment"}])
+    assert "SUCCESS" in outcome, outcome
+
+    # the operator's report of the same day lists each disagreement (exit code 1)
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    config_file = tmp_path / "payments.yml"
+    config_file.write_text(yaml.safe_dump({"DB_URI": config["DB_URI"], **settings}), encoding="utf-8")
+    found = CliRunner().invoke(cli.app, ["reconcile", yesterday.isoformat(), "--config", str(config_file), "--json"])
+    assert found.exit_code == 1, found.output
+    assert {(m["kind"], m["order_number"]) for m in json.loads(found.output)["mismatches"]} == {
+        ("amount_differs", number), ("missing_in_credence", "P-STRAY")}
+
+    emulator.faults.bill_amounts.clear()
+    emulator.faults.bill_extra.clear()
+    wait_for(lambda: every_gauge({}), what="the gauge back to 0 once the bill agrees")
 
 
 def test_the_adapter_signs_what_the_emulator_verifies_and_refuses_what_it_cannot_believe(emulator, tmp_path):

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 import credence_common.metrics  # noqa: F401  (registers the credence_* metrics)
 import credence_common.reliable_events  # noqa: F401  (registers credence_dead_letters)
+import services.payments.metrics  # noqa: F401  (registers credence_payments_reconciliation_*)
 from deploy.processes import SERVICE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +180,7 @@ def test_every_dashboard_query_is_valid_promql(promtool, dashboard, tmp_path):
 EXPECTED_ALERTS = {
     "CredenceEntrypointErrorRateHigh", "CredenceEntrypointLatencyHigh", "CredenceOutboxBacklogGrowing",
     "CredenceOutboxPublishFailing", "CredenceDeadLetters", "CredenceRpcQueueWithoutConsumers",
-    "CredenceScrapeTargetDown",
+    "CredenceScrapeTargetDown", "CredencePaymentsReconciliationMismatch", "CredencePaymentsReconciliationStale",
 }
 
 

@@ -183,3 +183,29 @@ def test_every_link_names_a_real_operation_parameter_and_answer_field():
             assert links[target]["operationId"] == target
             followed += 1
     assert followed >= 15
+
+
+def test_opening_a_payment_order_documents_jsapi_with_the_payers_openid(document):
+    """native (a QR code) stays the default; jsapi takes the payer's openid, whose format is documented, and answers
+    the wx.requestPayment parameters."""
+    schemas = document["components"]["schemas"]
+    request = schemas["CreatePaymentOrder"]["properties"]
+    assert request["method"]["default"] == "native" and request["method"]["enum"] == ["native", "jsapi"]
+    openid = next(option for option in request["payer_openid"]["anyOf"] if option.get("type") == "string")
+    assert openid["pattern"] == "^[A-Za-z0-9_-]{6,128}$"
+    answer = schemas["PaymentOrderView"]["properties"]
+    assert answer["pay_method"]["default"] == "native"
+    assert {"$ref": "#/components/schemas/JsapiPayParams"} in answer["jsapi_pay_params"]["anyOf"]
+    assert set(schemas["JsapiPayParams"]["required"]) == {"appId", "timeStamp", "nonceStr", "package", "signType",
+                                                          "paySign"}
+
+
+def test_the_notification_route_documents_wechat_pays_headers(document):
+    """WeChat Pay posts its notifications with these headers (the sandbox with its own): each is documented, none
+    required by the route itself (each provider's are required for that provider: the path names it)."""
+    parameters = document["paths"]["/api/v1/payments/notifications/{provider}"]["post"]["parameters"]
+    headers = {p["name"]: p for p in parameters if p["in"] == "header"}
+    for name in ("Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Serial",
+                 "Wechatpay-Signature-Type", "Sandbox-Signature", "Sandbox-Timestamp", "Sandbox-Nonce"):
+        assert name in headers and headers[name]["required"] is False and headers[name]["description"], name
+    assert "timestamp\\nnonce\\nbody\\n" in headers["Wechatpay-Signature"]["description"]

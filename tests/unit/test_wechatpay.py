@@ -140,6 +140,11 @@ def test_forged_stale_undecryptable_and_unknown_serial_notifications_are_refused
     with pytest.raises(BadRequest) as amount:
         provider.verify_notification(not_whole, signed(keys, not_whole), now)
     assert amount.value.code == "malformed_amount"
+    with pytest.raises(Unauthorized) as sm2:  # signed with WeChat Pay's SM2 variant: not a key we verify with
+        provider.verify_notification(body, {**headers, "Wechatpay-Signature-Type": "WECHATPAY2-SM2-WITH-SM3"}, now)
+    assert sm2.value.code == "unsupported_signature_type"
+    assert provider.verify_notification(body, {**headers, "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"},
+                                        now).order_number == PAID["out_trade_no"]
     probe = b'{"event_type":"TRANSACTION.SUCCESS"}'  # WeChat Pay's signature probe: WECHATPAY/SIGNTEST/...
     with pytest.raises(Unauthorized):
         provider.verify_notification(probe, {**signed(keys, probe), "Wechatpay-Signature": "WECHATPAY/SIGNTEST/x"},
@@ -241,3 +246,12 @@ def test_the_provider_is_chosen_by_configuration_and_refuses_unsafe_settings(key
     monkeypatch.setenv("CREDENCE_ENV", "staging")
     assert wechatpay_provider({**config, "WECHATPAY_API_BASE": "http://127.0.0.1:8765"}).api_base == (
         "http://127.0.0.1:8765")  # the emulator, in staging
+
+
+def test_a_processing_refund_is_asked_about_after_doubling_waits_up_to_the_bound():
+    from services.payments.usecases import PaymentRules
+
+    rules = PaymentRules()  # the defaults: 5 s first, never more than an hour apart
+    waits = [rules.refund_check_delay(checks).total_seconds() for checks in range(12)]
+    assert waits == [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
+    assert rules.refund_check_delay(10**9).total_seconds() == 3600  # no overflow, still bounded

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BENCH_ROUNDS ?= 5
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser promtool run demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
+.PHONY: install browser promtool run run-emulated demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -45,6 +45,12 @@ promtool:
 run: $(STAMP)
 	@deploy/local-services rabbitmq
 	$(PY) -m deploy.platform
+
+# make run with the real provider adapters against local emulators of WeChat Pay, FaceID, Tencent SMS and the degree
+# registry (deploy/emulated.py; databases under var/emulated/)
+run-emulated: $(STAMP)
+	@deploy/local-services rabbitmq
+	$(PY) -m deploy.emulated
 
 demo: $(STAMP)
 	$(PY) -m deploy.demo

@@ -202,3 +202,17 @@ def replay(answer: dict):
     if "refusal" in answer:
         return None, refusal_from_wire(answer["refusal"])
     return answer.get("result"), None
+
+
+def forget_attempt(db) -> None:
+    """Drop this attempt's Idempotency-Key record, claimed by the entrypoint's first transaction, when the work is
+    done between transactions and ended in no answer worth replaying (a vendor's outage, a page not finished): a
+    retry with the same key then does the work again instead of getting the stored 503 for a day. ``db`` is the
+    service's Database provider; nothing happens outside an idempotent call or when this attempt did not claim."""
+    call = getattr(db, "idempotent_call", None)
+    if call is None or not call.claimed:
+        return
+    with db.transaction() as session:
+        session.execute(delete(IDEMPOTENCY_RECORDS).where(IDEMPOTENCY_RECORDS.c.record_key == call.record_key,
+                                                          IDEMPOTENCY_RECORDS.c.target == call.target))
+    call.claimed = False

@@ -405,6 +405,10 @@ class TencentFaceIdVerifier:
                 # our key may have been rotated (or the old one disabled) at Tencent Cloud a moment before the file
                 # here changed: reread the directory now (not in 5 s) and sign once more with what it holds
                 answer = getattr(self.client(force_reload=True), action)(request)
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            # not an answer of the API at all (an HTML error page of a proxy, a cut connection the SDK let through)
+            log.warning("Tencent Cloud FaceID %s: no usable answer (%s)", action, type(error).__name__)
+            raise VerifierUnavailable("InvalidAnswer", action) from None
         except TencentCloudSDKException as error:
             code = str(error.code or "ClientError")
             # the code and request id only: a vendor's message may echo what was sent
@@ -426,7 +430,10 @@ class TencentFaceIdVerifier:
                     self.sleep(self.backoff_seconds * (2 ** attempt))  # 0.2 s, 0.4 s, ...
 
         try:
-            answer = self.breaker.call(attempts)
+            # calling(), not call(): call() holds the breaker's lock through the whole exchange, so under eventlet
+            # every candidate's call would wait for the one before it; calling() locks only to decide and to count
+            with self.breaker.calling():
+                answer = attempts()
         except pybreaker.CircuitBreakerError:
             VERIFIER_CALLS.labels(NAME, action, "breaker_open").inc()
             raise VerifierUnavailable("BreakerOpen", action) from None
@@ -439,12 +446,24 @@ class TencentFaceIdVerifier:
         VERIFIER_CALLS.labels(NAME, action, "ok").inc()
         return answer
 
+    def _answer_or_unavailable(self, action: str, request, retry: bool) -> dict:
+        """For the calls made about the candidate's own registration (the registry check, opening a session), a
+        refusal is not about anything the candidate sent: it is our configuration (an unknown RuleId, a CAM key
+        not allowed FaceID) or the vendor's. The candidate is told what an outage tells them (503: later, or on
+        site); the operator finds the code in an error line."""
+        try:
+            return self._call(action, request, retry)
+        except VendorRefusal as refused:
+            log.error("Tencent Cloud FaceID refused %s with %s: check FACEID_RULE_ID and the CAM key's policy",
+                      action, refused.code)
+            raise VerifierUnavailable(refused.code, action) from None
+
     # --- the three actions --------------------------------------------------------------------------------
 
     def check_id_card(self, full_name: str, resident_id_number: str) -> IdCardCheck:
         request = models.IdCardVerificationRequest()
         request.IdCard, request.Name = resident_id_number, full_name
-        result = str(self._call("IdCardVerification", request, retry=True).get("Result"))
+        result = str(self._answer_or_unavailable("IdCardVerification", request, retry=True).get("Result"))
         if result not in ID_CARD_VERDICTS:
             # -4: the registry's own service failed; anything undocumented is no verdict either
             log.warning("Tencent Cloud FaceID IdCardVerification answered Result %s: no verdict", result[:8])
@@ -456,7 +475,7 @@ class TencentFaceIdVerifier:
         request = models.DetectAuthRequest()
         request.RuleId, request.IdCard, request.Name = self.rule_id, resident_id_number, full_name
         request.RedirectUrl, request.Extra = self.redirect_url, extra
-        answer = self._call("DetectAuth", request, retry=False)
+        answer = self._answer_or_unavailable("DetectAuth", request, retry=False)
         url, token = answer.get("Url"), answer.get("BizToken")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")) or not isinstance(token, str) \
                 or not 0 < len(token) <= 128:

@@ -20,13 +20,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.identity import CandidateView, IdentitySessionView
 from credence_common.errors import Conflict, CredenceError, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from credence_common.events import utcnow
-from credence_common.idempotency import IDEMPOTENCY_RECORDS
+from credence_common.idempotency import forget_attempt
 from services.identity import codes
 from services.identity.faceid import SESSION_RESULT_TTL_SECONDS, IdCardCheck, SessionResult, VerifierUnavailable
 from services.identity.models import IdentityLivenessSession
@@ -54,18 +54,6 @@ def session_required() -> Conflict:
     return Conflict("liveness_session_required", "Online confirmation here goes through a liveness session: start "
                     "one (POST /api/v1/me/identity-confirmation/sessions), open its url, then confirm with the "
                     "token it returns.")
-
-
-def forget_attempt(db) -> None:
-    """Drop this attempt's Idempotency-Key record (claimed by the entrypoint's first, read-only transaction): an
-    outage or an unfinished page is no answer to replay, so a retry with the same key asks the vendor again."""
-    call = getattr(db, "idempotent_call", None)
-    if call is None or not call.claimed:
-        return
-    with db.transaction() as session:
-        session.execute(delete(IDEMPOTENCY_RECORDS).where(IDEMPOTENCY_RECORDS.c.record_key == call.record_key,
-                                                          IDEMPOTENCY_RECORDS.c.target == call.target))
-    call.claimed = False
 
 
 def outage(error: VerifierUnavailable, db) -> ServiceUnavailable:

@@ -40,7 +40,8 @@ from credence_common.contracts.identity import (
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Conflict, CredenceError, NotFound
+from credence_common.errors import Conflict, CredenceError, NotFound, ServiceUnavailable
+from credence_common.idempotency import forget_attempt
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
@@ -212,7 +213,7 @@ class IdentityService(HealthCheck):
         except VerifierUnavailable as error:
             raise liveness.outage(error, self.db) from None
         if result.kind == "pending":
-            liveness.forget_attempt(self.db)  # not an answer to replay: the candidate may finish the page
+            forget_attempt(self.db)  # not an answer to replay: the candidate may finish the page
             raise liveness.pending()
         with self.db.transaction() as session:
             outcome = liveness.decide(session, subject, result, verifier.name)
@@ -341,7 +342,11 @@ class IdentityService(HealthCheck):
         # holds no database connection and no lock, and its 503 leaves nothing written (prior_education.record)
         with self.db.transaction() as session:
             full_name, resident_id_number = prior_education.holder(session, self.protection, candidate.subject)
-        answer = self.degree_registry.look_up(full_name, resident_id_number, submission.degree_certificate_number)
+        try:
+            answer = self.degree_registry.look_up(full_name, resident_id_number, submission.degree_certificate_number)
+        except ServiceUnavailable:
+            forget_attempt(self.db)  # an outage is no answer to replay for a day: a retry asks the registry again
+            raise
         with self.db.transaction() as session:
             return _dump(prior_education.record(session, self.protection, candidate.subject,
                                                 submission.degree_certificate_number, answer))

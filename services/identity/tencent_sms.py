@@ -318,7 +318,9 @@ class TencentSmsDelivery:
         request.PhoneNumberSet = [f"+86{mobile}"]
         request.SessionContext = f"credence-sms-{message_id}"  # echoed in receipts; nothing personal
         try:
-            answer = self.breaker.call(self._call, self.client.SendSms, request)
+            # calling() locks the breaker only to decide and to count, never through the HTTP exchange
+            with self.breaker.calling():
+                answer = self._call(self.client.SendSms, request)
         except pybreaker.CircuitBreakerError:
             return Delivery("wait")
         except VendorUnavailable as error:
@@ -351,7 +353,8 @@ class TencentSmsDelivery:
         request.SmsSdkAppId = self.sdk_app_id
         request.Limit = RECEIPT_PAGE
         try:
-            answer = self.breaker.call(self._call, self.client.PullSmsSendStatus, request)
+            with self.breaker.calling():
+                answer = self._call(self.client.PullSmsSendStatus, request)
         except pybreaker.CircuitBreakerError:
             return []
         except VendorUnavailable as error:

@@ -5,6 +5,7 @@ with the status unchanged and nothing recorded, the breaker, and both sides' key
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -17,8 +18,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client import REGISTRY
 
+from credence_common import idempotency
 from credence_common.errors import ServiceUnavailable
 from services.identity import degree_registry
 from services.identity.degree_registry import (
@@ -162,6 +165,27 @@ def test_an_outage_or_an_answer_that_cannot_be_believed_is_a_503_and_changes_not
         assert submit(identity, actor, KNOWN)["prior_education_status"] == "verified"
     retried = [r for r in emulator.requests if r["status"] in (0, 200)][-2:]
     assert [r["status"] for r in retried] == [0, 200]
+
+
+def test_an_outage_is_not_kept_as_the_answer_to_an_idempotency_key(registry, emulator):
+    """The look-up runs between two transactions, after the first claimed the Idempotency-Key: a 503 is no answer
+    to replay for a day (credence_common/idempotency.py forget_attempt), so a retry with the same key asks the
+    registry again, while a real answer is replayed as usual."""
+    config = registry()
+    with rpc_proxy("identity", config) as identity:
+        me, actor = candidate(identity, config)
+    request = {"degree_certificate_number": KNOWN}
+    headers = idempotency.request_headers("degree-1", f"candidate:{me['candidate_id']}", "submit_prior_education",
+                                          "POST", "/api/v1/me/prior-education", json.dumps(request).encode(),
+                                          idempotency.gateway_key("test-gateway"))
+    with ServiceRpcProxy("identity", {"AMQP_URI": config["AMQP_URI"]}, timeout=30, context_data=headers) as keyed:
+        emulator.faults.fail_requests = 2  # both attempts of the first look-up
+        with pytest.raises(ServiceUnavailable):
+            keyed.submit_prior_education(actor, request)
+        checked = keyed.submit_prior_education(actor, request)  # asked again, not the stored 503
+        assert checked["prior_education_status"] == "verified"
+        assert keyed.submit_prior_education(actor, request) == checked  # replayed: the registry not asked again
+    assert len([r for r in emulator.requests if r.get("status") == 200]) == 1
 
 
 def test_the_breaker_stops_asking_a_failing_registry_and_a_trial_reopens_the_way(registry, emulator):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 
 import pytest
@@ -256,6 +257,51 @@ def test_the_breaker_opens_after_n_failures_fails_fast_then_closes(emulator, tmp
             assert error.code == "BreakerOpen" and time.monotonic() < deadline
             time.sleep(0.02)
     assert faceid.VERIFIER_BREAKER_OPEN.labels(faceid.NAME)._value.get() == 0
+
+
+def test_a_refused_session_start_is_unavailable_to_the_candidate_and_an_error_to_the_operator(emulator, tmp_path,
+                                                                                               caplog):
+    """A refusal of DetectAuth (here an unknown RuleId: our configuration) is not about anything the candidate sent:
+    they get what an outage gives (503, later or on site), never a 502 with a traceback; the code is logged."""
+    emulator.write_secrets(tmp_path / "faceid")
+    verifier = TencentFaceIdVerifier(SecretStore(tmp_path / "faceid", 0), "999", "https://credence.test/back",
+                                     emulator.base_url, timeout_seconds=2, sleep=lambda _s: None)
+    caplog.set_level(logging.ERROR, logger="services.identity.faceid")
+    with pytest.raises(VerifierUnavailable) as refused:
+        verifier.start_session(NAME, ID_NUMBER, "session-1")
+    assert refused.value.code == "InvalidParameterValue.RuleIdNotExist"
+    assert "RuleIdNotExist" in caplog.text and NAME not in caplog.text and ID_NUMBER not in caplog.text
+
+
+def test_calls_of_different_candidates_are_not_queued_behind_one_another(emulator, tmp_path, monkeypatch):
+    """The breaker locks only to decide and to count (calling(), not call(), which would hold its lock through the
+    exchange): a second candidate's call reaches the vendor while the first is still waiting for its answer."""
+    verifier = adapter(emulator, tmp_path / "faceid", timeout_seconds=10, retries=0)
+    answer, lock, in_flight, most = emulator.answer, threading.Lock(), [0], [0]
+    both_arrived = threading.Event()
+
+    def held_until_the_other_arrives(headers, body):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            if in_flight[0] == 2:
+                both_arrived.set()
+        both_arrived.wait(5)  # serialised calls would each wait here alone, and time out
+        try:
+            return answer(headers, body)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(emulator, "answer", held_until_the_other_arrives)
+    results = []
+    callers = [threading.Thread(target=lambda: results.append(verifier.check_id_card(NAME, ID_NUMBER).matches))
+               for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert results == [True, True] and most[0] == 2
 
 
 def test_a_vendor_refusal_does_not_count_against_the_breaker(emulator, tmp_path, caplog):

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.identity import CandidateView, IdentitySessionView
@@ -73,10 +73,18 @@ class Subject:
     biz_token: str | None = None
 
 
+STARTING_INDEX_PREFIX = "starting:"  # a placeholder's token index: never a keyed index (those are hex)
+
+
 def subject_for_new_session(session: Session, protection: PersonalDataProtection, candidate_id: str,
-                            max_per_day: int = MAX_SESSIONS_PER_DAY, now: datetime | None = None) -> Subject:
+                            max_per_day: int = MAX_SESSIONS_PER_DAY, now: datetime | None = None,
+                            session_id: str | None = None) -> Subject:
+    """Counts today's attempts and, under the candidate's row lock, books this one as a ``starting`` row before
+    any vendor call: both billed calls (the registry check and the session) count against the daily limit, a
+    refused registry check too, and two concurrent starts cannot both pass the last free place. The row becomes
+    the session (record_session), a refusal (registry_refusal), or goes (an outage: forget_start)."""
     now = now or utcnow()
-    candidate = get_candidate(session, candidate_id)
+    candidate = get_candidate(session, candidate_id, for_update=True)
     if candidate.status == "confirmed":
         raise Conflict("already_confirmed", "This candidate's identity is already confirmed.")
     day_start = codes.start_of_day(now)  # the same day as the texted codes' daily limits
@@ -86,16 +94,31 @@ def subject_for_new_session(session: Session, protection: PersonalDataProtection
         seconds = int((day_start + timedelta(days=1) - now).total_seconds()) + 1
         raise RateLimited.after(seconds, "identity_session_daily_limit", f"At most {max_per_day} liveness sessions "
                                 "a day; try again tomorrow, or have your identity confirmed on site.")
-    return Subject(candidate_id, candidate.full_name, protection.decrypt(candidate.resident_id_encrypted))
+    session_id = session_id or new_session_id()
+    session.add(IdentityLivenessSession(
+        session_id=session_id, candidate_id=candidate_id, verifier="", status="starting",
+        biz_token_index=STARTING_INDEX_PREFIX + session_id, biz_token_encrypted="", created_at=now, expires_at=now))
+    return Subject(candidate_id, candidate.full_name, protection.decrypt(candidate.resident_id_encrypted),
+                   session_id)
+
+
+def forget_start(db, session_id: str) -> None:
+    """An outage asked nothing billable of the candidate's day: the booked attempt goes."""
+    with db.transaction() as session:
+        session.execute(delete(IdentityLivenessSession).where(IdentityLivenessSession.session_id == session_id,
+                                                              IdentityLivenessSession.status == "starting"))
 
 
 def registry_refusal(session: Session, candidate_id: str, check: IdCardCheck, verifier: str,
-                     now: datetime | None = None) -> CredenceError | CandidateView:
+                     now: datetime | None = None, session_id: str | None = None) -> CredenceError | CandidateView:
     """The registry does not know this name and number together: recorded as a rejection (the candidate may try
     again after correcting it, or confirm on site) when the answer is a verdict; returned to be raised after the
     commit."""
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
+    if session_id is not None:  # the booked attempt stays, counted: the registry check was made (and billed)
+        session.execute(update(IdentityLivenessSession).where(IdentityLivenessSession.session_id == session_id)
+                        .values(status="refused", verifier=verifier))
     if candidate.status == "confirmed":
         return candidate_view(candidate)
     if check.rejection is None:  # -2 / -3: the registry cannot check this name or number at all
@@ -111,10 +134,14 @@ def record_session(session: Session, protection: PersonalDataProtection, subject
                    verifier: str, url: str, biz_token: str, now: datetime | None = None) -> IdentitySessionView:
     now = now or utcnow()
     expires_at = now + timedelta(seconds=SESSION_RESULT_TTL_SECONDS)
-    session.add(IdentityLivenessSession(
-        session_id=session_id, candidate_id=subject.candidate_id, verifier=verifier,
-        biz_token_index=protection.index(biz_token, TOKEN_INDEX_PURPOSE),
-        biz_token_encrypted=protection.encrypt(biz_token), status="open", created_at=now, expires_at=expires_at))
+    values = dict(verifier=verifier, biz_token_index=protection.index(biz_token, TOKEN_INDEX_PURPOSE),
+                  biz_token_encrypted=protection.encrypt(biz_token), status="open", expires_at=expires_at)
+    booked = session.execute(update(IdentityLivenessSession).where(
+        IdentityLivenessSession.session_id == session_id, IdentityLivenessSession.status == "starting")
+        .values(**values))
+    if booked.rowcount == 0:  # not booked through subject_for_new_session (a caller of its own)
+        session.add(IdentityLivenessSession(session_id=session_id, candidate_id=subject.candidate_id, created_at=now,
+                                            **values))
     return IdentitySessionView(session_id=session_id, url=url, expires_at=expires_at, verifier=verifier)
 
 

@@ -180,16 +180,18 @@ class IdentityService(HealthCheck):
             subject = liveness.subject_for_new_session(session, self.protection, candidate_id,
                                                        getattr(verifier, "max_sessions_per_day",
                                                                liveness.MAX_SESSIONS_PER_DAY))
-        session_id = liveness.new_session_id()
+        session_id = subject.session_id
         try:
             check = verifier.check_id_card(subject.full_name, subject.resident_id_number)
             opened = verifier.start_session(subject.full_name, subject.resident_id_number, session_id) \
                 if check.matches else None
         except VerifierUnavailable as error:
+            liveness.forget_start(self.db, session_id)
             raise liveness.outage(error, self.db) from None
         with self.db.transaction() as session:
             if opened is None:
-                outcome = liveness.registry_refusal(session, candidate_id, check, verifier.name)
+                outcome = liveness.registry_refusal(session, candidate_id, check, verifier.name,
+                                                    session_id=session_id)
             else:
                 outcome = liveness.record_session(session, self.protection, subject, session_id, verifier.name,
                                                   opened.url, opened.biz_token)

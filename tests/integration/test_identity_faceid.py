@@ -38,7 +38,8 @@ def identity_faceid(start_service, emulator, tmp_path):
         IdentityService, IDENTITY_VERIFIER="tencent_faceid", FACEID_SECRETS_DIR=str(tmp_path / "faceid"),
         FACEID_ENDPOINT=emulator.base_url, FACEID_RULE_ID="7", FACEID_REDIRECT_URL=REDIRECT,
         FACEID_TIMEOUT_SECONDS=1, FACEID_RETRIES=1, FACEID_RETRY_BACKOFF_SECONDS=0.05, FACEID_BREAKER_FAILURES=4,
-        FACEID_BREAKER_RESET_SECONDS=1, FACEID_KEY_CHECK_SECONDS=0)
+        FACEID_BREAKER_RESET_SECONDS=1, FACEID_KEY_CHECK_SECONDS=0,
+        FACEID_MAX_SESSIONS_PER_DAY=50)  # the daily limit has its own test
     return config, emulator
 
 
@@ -266,9 +267,18 @@ def test_a_candidate_opens_at_most_the_daily_number_of_sessions(start_service, e
     _container, config = start_service(
         IdentityService, IDENTITY_VERIFIER="tencent_faceid", FACEID_SECRETS_DIR=str(tmp_path / "faceid"),
         FACEID_ENDPOINT=emulator.base_url, FACEID_RULE_ID="7", FACEID_REDIRECT_URL=REDIRECT,
-        FACEID_MAX_SESSIONS_PER_DAY=2)
+        FACEID_MAX_SESSIONS_PER_DAY=3)
     with rpc_proxy("identity", config) as identity:
         me, actor = candidate(identity)
+        # an outage books nothing; a refused registry check (billed) counts like a session
+        emulator.faults.internal_errors = 3  # the call and its two retries
+        with pytest.raises(ServiceUnavailable):
+            identity.start_identity_session(actor, me["candidate_id"])
+        emulator.faults.internal_errors, emulator.faults.id_card_result = 0, "-2"
+        with pytest.raises(InvalidInput) as not_checkable:
+            identity.start_identity_session(actor, me["candidate_id"])
+        assert not_checkable.value.code == "online_check_not_possible"
+        emulator.faults.id_card_result = None
         for _ in range(2):
             identity.start_identity_session(actor, me["candidate_id"])
         asked = emulator.count()
@@ -276,3 +286,5 @@ def test_a_candidate_opens_at_most_the_daily_number_of_sessions(start_service, e
             identity.start_identity_session(actor, me["candidate_id"])
         assert limited.value.code == "identity_session_daily_limit" and limited.value.retry_after_seconds > 0
         assert emulator.count() == asked  # refused before the vendor is asked (each session is billed)
+    assert sorted(query(config["DB_URI"], "select status from identity_liveness_sessions")) == [
+        ("open",), ("open",), ("refused",)]

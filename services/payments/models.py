@@ -148,6 +148,10 @@ class Refund(Base):
     # stands, and how often it was asked (the wait doubles each time, up to a bound)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     checks: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # when the provider reported the refund ABNORMAL (WeChat Pay: made, but the payer's card was cancelled or
+    # frozen, so the money waits at WeChat Pay): it stays pending with its amount reserved, is neither resubmitted
+    # nor asked about, and a person settles it at the merchant platform; never refunded a second time
+    abnormal_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class PaymentIncident(Base):

@@ -318,3 +318,55 @@ def test_identity_0006_gives_every_existing_staff_account_every_role_and_records
         assert "roles" not in {column["name"] for column in inspect(engine).get_columns("staff_accounts")}
     finally:
         engine.dispose()
+
+
+def test_payments_0009_makes_refunds_already_processing_due_for_a_check_and_its_downgrade_drops_the_columns(
+        databases):
+    """0009 came with the timer that asks WeChat Pay about refunds it is still making; the submit timer no longer
+    resubmits a refund WeChat Pay accepted. A refund already PROCESSING before it (pending, with WeChat Pay's refund
+    id) is due for its first check at once, so it is not forgotten; one never accepted stays the submit timer's."""
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from credence_common.events import utcnow
+    from credence_common.migrations import upgrade
+    from services.payments import usecases
+    from tests.integration.conftest import query
+
+    db_uri = databases.create("payments", revision="0008")
+    engine = make_engine(db_uri)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO payment_orders (order_number, payer_kind, payer_id, idempotency_key, amount_fen, "
+                "currency, status, provider, pay_url, refunded_fen, refund_reserved_fen, created_at, expires_at) "
+                "VALUES ('P1', 'candidate', 'cand-1', 'k1', 6000, 'CNY', 'partially_refunded', 'wechatpay', '', "
+                "1000, 3000, '2026-11-20 10:00:00+00:00', '2026-11-20 10:30:00+00:00')")
+            connection.exec_driver_sql(
+                "INSERT INTO refunds (refund_number, order_number, amount_fen, reason, requested_by, request_key, "
+                "status, attempts, requested_at, promised_by, provider_refund_id, completed_at) VALUES "
+                "('R1', 'P1', 2000, 'processing', 'staff:f', 'k1', 'pending', 1, '2026-11-21 10:00:00+00:00', "
+                "'2026-11-24', '50300000000001', NULL), "
+                "('R2', 'P1', 1000, 'not accepted yet', 'staff:f', 'k2', 'pending', 1, "
+                "'2026-11-21 10:00:00+00:00', '2026-11-24', NULL, NULL), "
+                "('R3', 'P1', 1000, 'done', 'staff:f', 'k3', 'succeeded', 1, '2026-11-21 10:00:00+00:00', "
+                "'2026-11-24', '50300000000003', '2026-11-21 10:01:00+00:00')")
+    finally:
+        engine.dispose()
+
+    upgrade("payments", db_uri)
+    assert query(db_uri, "select refund_number, next_check_at is not null, checks, abnormal_at from refunds "
+                         "order by refund_number") == [("R1", True, 0, None), ("R2", False, 0, None),
+                                                       ("R3", False, 0, None)]
+    engine = make_engine(db_uri)
+    try:
+        with Session(engine) as session:
+            assert usecases.refunds_to_check(session, utcnow() + timedelta(seconds=1)) == ["R1"]
+            assert usecases.pending_refund_numbers(session) == ["R2"]
+    finally:
+        engine.dispose()
+
+    _downgrade("payments", db_uri, "0008")
+    assert query(db_uri, "select refund_number, status from refunds order by refund_number") == [
+        ("R1", "pending"), ("R2", "pending"), ("R3", "succeeded")]

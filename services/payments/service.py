@@ -383,6 +383,10 @@ class PaymentsService(HealthCheck):
             elif done.status == "PROCESSING":  # the refund notification, or asking about it, ends it
                 usecases.note_refund_processing(session, refund_number, done.provider_refund_id,
                                                 utcnow() + self.payments.rules.refund_check_delay(0))
+            elif done.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
+                usecases.hold_abnormal_refund(session, refund_number, done.provider_refund_id,
+                                              "ABNORMAL: the provider's refund answer",
+                                              "timer:submit_pending_refunds", usecases.IncidentContext())
             else:
                 usecases.fail_refund(session, refund_number, f"{done.status}: the provider's refund answer",
                                      usecases.IncidentContext())
@@ -429,18 +433,16 @@ class PaymentsService(HealthCheck):
                                              "PROCESSING at the provider" if found else
                                              "the provider does not know this refund yet")
             elif found.amount_fen is not None and found.amount_fen != refund.amount_fen:
-                # never completed on an amount we did not ask for: a person looks; asked again meanwhile
-                context = usecases.IncidentContext(order_number=refund.order_number, detail={
-                    "refund_number": refund_number, "refund_amount_fen": refund.amount_fen,
-                    "provider_amount_fen": found.amount_fen})
-                usecases.record_incident(session, "amount_mismatch", f"The provider reports refund {refund_number} "
-                                         f"as {found.amount_fen} fen; it is for {refund.amount_fen} fen.",
-                                         "timer:check_processing_refunds", context)
-                usecases.note_refund_checked(session, rules, refund_number, utcnow(), "amount differs at the "
-                                             "provider")
+                # never completed on an amount we did not ask for: no longer asked about, flagged once
+                usecases.stop_checking_mismatched_refund(session, refund_number, found.amount_fen,
+                                                         "timer:check_processing_refunds")
             elif found.status == "SUCCESS":
                 usecases.complete_refund(session, provider.name, refund_number, found.provider_refund_id)
-            else:  # CLOSED or ABNORMAL: it will not be made
+            elif found.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
+                usecases.hold_abnormal_refund(session, refund_number, found.provider_refund_id,
+                                              "ABNORMAL: the provider's refund query",
+                                              "timer:check_processing_refunds", usecases.IncidentContext())
+            else:  # CLOSED: it will not be made (its amount may be refunded again)
                 usecases.fail_refund(session, refund_number, f"{found.status}: the provider's refund query",
                                      usecases.IncidentContext())
 

@@ -81,7 +81,10 @@ FLAGGED_CODES = frozenset({"order_not_found", "order_closed", "order_already_pai
                            "transaction_already_used", "currency_mismatch", "merchant_mismatch", "refund_refused",
                            # WeChat Pay: a notification signed by it that our APIv3 key cannot open (a key rotated on
                            # one side only), or signed by a platform key we do not have yet
-                           "undecryptable_resource", "unknown_platform_serial"})
+                           "undecryptable_resource", "unknown_platform_serial",
+                           # WeChat Pay's ABNORMAL refund: made, but it could not reach the payer (a cancelled or
+                           # frozen card); settled by hand at the merchant platform, never by refunding again
+                           "refund_abnormal"})
 MAX_ORDER_FEN = 1_000_000_000  # ten million yuan: far above any real order, far below a 32-bit column's end
 
 
@@ -507,7 +510,9 @@ def handle_refund_notification(session: Session, provider: PaymentProvider, noti
                                context: IncidentContext) -> NotificationAcknowledgement:
     """The provider says how a refund we submitted ended (WeChat Pay's REFUND.SUCCESS / ABNORMAL / CLOSED). Applied
     once: a refund already completed (by the submitting worker's answer, or an earlier copy of this notification)
-    changes nothing, so the notification and the answer may arrive in either order."""
+    changes nothing, so the notification and the answer may arrive in either order. ABNORMAL is not a failure: the
+    money left us and waits at WeChat Pay, so the refund is held for a person (hold_abnormal_refund), its amount
+    still reserved."""
     context.detail = {"refund_number": notification.refund_number}
     refund = session.get(Refund, notification.refund_number)
     if refund is None or refund.order_number != notification.order_number:
@@ -520,6 +525,10 @@ def handle_refund_notification(session: Session, provider: PaymentProvider, noti
                            f"refund {refund.refund_number} is for {refund.amount_fen} fen.")
     if notification.refund_status == "SUCCESS":
         changed = complete_refund(session, provider.name, refund.refund_number, notification.provider_refund_id)
+    elif notification.refund_status == "ABNORMAL":
+        changed = hold_abnormal_refund(session, refund.refund_number, notification.provider_refund_id,
+                                       "ABNORMAL: the provider's refund notification", f"provider:{provider.name}",
+                                       context)
     else:
         changed = fail_refund(session, refund.refund_number, f"{notification.refund_status}: the provider's refund "
                               "notification", context)
@@ -573,8 +582,12 @@ def _applied_notification(session: Session, provider: PaymentProvider,
         refund = session.get(Refund, notification.refund_number)
         if refund is None or refund.order_number != order.order_number:
             return None
-        done = (refund.status == "succeeded" and refund.provider_refund_id == notification.provider_refund_id
-                if notification.refund_status == "SUCCESS" else refund.status == "failed")
+        if notification.refund_status == "SUCCESS":
+            done = refund.status == "succeeded" and refund.provider_refund_id == notification.provider_refund_id
+        elif notification.refund_status == "ABNORMAL":  # held, or settled by hand since
+            done = refund.abnormal_at is not None
+        else:
+            done = refund.status == "failed"
         return NotificationAcknowledgement(order_number=order.order_number, status=order.status,
                                            duplicate=True) if done else None
     if notification.trade_state != "SUCCESS":  # it was answered without changing anything: so is its copy
@@ -770,7 +783,8 @@ def note_refund_checked(session: Session, rules: PaymentRules, refund_number: st
     """The provider was asked and the refund has not ended (or the provider could not say): ask again later, after
     twice the last wait, up to the bound."""
     refund = session.get(Refund, refund_number, with_for_update=True)
-    if refund is None or refund.status != "pending":
+    # one held (ABNORMAL) or stopped (amount mismatch) while this check was on its way stays so
+    if refund is None or refund.status != "pending" or refund.next_check_at is None or refund.abnormal_at is not None:
         return
     refund.checks += 1
     refund.next_check_at = now + rules.refund_check_delay(refund.checks)
@@ -789,8 +803,59 @@ def note_refund_processing(session: Session, refund_number: str, provider_refund
     values = {"provider_refund_id": provider_refund_id, "last_error": "PROCESSING at the provider"}
     if first_check_at is not None:
         values["next_check_at"] = func.coalesce(Refund.next_check_at, first_check_at)
-    session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending")
+    # a refund already held as ABNORMAL (its notification came first) is not asked about again
+    session.execute(update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending",
+                                         Refund.abnormal_at.is_(None))
                     .values(**values).execution_options(synchronize_session=False))
+
+
+def hold_abnormal_refund(session: Session, refund_number: str, provider_refund_id: str | None, error: str,
+                         actor: str, context: IncidentContext) -> bool:
+    """The provider made the refund but it could not reach the payer (WeChat Pay's ABNORMAL: their card was
+    cancelled or frozen; the money waits at WeChat Pay). It is not failed: releasing its amount would let a second
+    refund pay the same money twice. It stays pending with its amount reserved, is neither resubmitted (it has the
+    provider's refund id) nor asked about again, and is flagged once (``refund_abnormal``) for finance to settle at
+    the merchant platform (or by WeChat Pay's 发起异常退款). If that later reaches the payer, WeChat Pay's SUCCESS
+    for it completes the refund as usual. False when it was already held (a copy, or the other path's answer)."""
+    held = session.execute(
+        update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending",
+                             Refund.abnormal_at.is_(None))
+        .values(abnormal_at=utcnow(), next_check_at=None, last_error=error[:200],
+                provider_refund_id=func.coalesce(Refund.provider_refund_id, provider_refund_id))
+        .execution_options(synchronize_session=False))
+    if held.rowcount != 1:
+        return False
+    refund = session.get(Refund, refund_number)
+    session.refresh(refund)
+    context.order_number = refund.order_number
+    context.detail = {"refund_number": refund_number, "amount_fen": refund.amount_fen}
+    record_incident(session, "refund_abnormal", f"Refund {refund_number} was made but could not reach the payer "
+                    f"({error}); settle it at the WeChat Pay merchant platform, never by a second refund.", actor,
+                    context, flagged=True)
+    return True
+
+
+def stop_checking_mismatched_refund(session: Session, refund_number: str, provider_amount_fen: int,
+                                    actor: str) -> bool:
+    """The provider reports the refund with another amount than we asked for: it is never completed on it, and a
+    person must look. It is no longer asked about (the answer would not change by itself, and every replica asks),
+    and the flagged ``amount_mismatch`` is recorded once, by whichever check stopped it. Its refund notification
+    can still end it. False when it was already stopped."""
+    stopped = session.execute(
+        update(Refund).where(Refund.refund_number == refund_number, Refund.status == "pending",
+                             Refund.next_check_at.is_not(None))
+        .values(next_check_at=None, last_error="amount differs at the provider: a person must look")
+        .execution_options(synchronize_session=False))
+    if stopped.rowcount != 1:
+        return False
+    refund = session.get(Refund, refund_number)
+    session.refresh(refund)
+    context = IncidentContext(order_number=refund.order_number, detail={
+        "refund_number": refund_number, "refund_amount_fen": refund.amount_fen,
+        "provider_amount_fen": provider_amount_fen})
+    record_incident(session, "amount_mismatch", f"The provider reports refund {refund_number} as "
+                    f"{provider_amount_fen} fen; it is for {refund.amount_fen} fen.", actor, context)
+    return True
 
 
 def complete_refund(session: Session, provider_name: str, refund_number: str, provider_refund_id: str) -> bool:

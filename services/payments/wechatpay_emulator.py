@@ -403,7 +403,7 @@ class WeChatPayEmulator:
             return 404, {"code": "RESOURCE_NOT_EXISTS", "message": "订单不存在"}
         amount = document.get("amount") or {}
         taken = sum(r.refund for r in self.refunds.values() if r.transaction_id == trade.transaction_id
-                    and r.status != "ABNORMAL")
+                    and r.status != "CLOSED")  # an ABNORMAL refund's money left the merchant too
         if amount.get("total") != trade.paid_total or taken + amount.get("refund", 0) > trade.paid_total:
             return 400, {"code": "INVALID_REQUEST", "message": "退款金额或订单金额不正确"}
         refund = EmulatedRefund(number, f"50300{secrets.randbelow(10**24):024d}", trade.out_trade_no,

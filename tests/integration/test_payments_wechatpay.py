@@ -403,6 +403,108 @@ def test_a_processing_refund_whose_notification_never_comes_is_ended_by_asking_a
     assert incident_codes(config) == {"refund_refused": True}
 
 
+def incident_count(config, code: str) -> int:
+    with rpc_proxy("payments", config) as payments:
+        return sum(1 for i in payments.incidents(STAFF)["incidents"] if i["code"] == code)
+
+
+def test_an_abnormal_refund_keeps_its_amount_is_flagged_once_and_is_never_refunded_a_second_time(wechat):
+    """WeChat Pay's REFUND.ABNORMAL: the refund was made but could not reach the payer (their card was cancelled
+    or frozen); the money waits at WeChat Pay until the merchant settles it by hand. It is not a failure: the
+    refund stays pending with its amount reserved (a second refund of the same money is refused), it is flagged
+    once (refund_abnormal), and WeChat Pay's SUCCESS once it is settled completes it."""
+    config, emulator = wechat
+    db = config["DB_URI"]
+    number = paid_order(config, emulator)["order_number"]
+    with rpc_proxy("payments", config) as payments:
+        refund = payments.request_refund(STAFF, {"order_number": number, "amount_fen": 6000, "reason": "all",
+                                                 "request_key": "k1"})
+    refund_number = refund["refund_number"]
+    emulator.settle_refund(refund_number, "ABNORMAL")
+    notification = emulator.refund_notification(refund_number)
+    assert deliver(config, *notification)["duplicate"] is False
+    assert deliver(config, *notification)["duplicate"] is True  # WeChat Pay's copy: changes nothing
+    assert deliver(config, *emulator.refund_notification(refund_number))["duplicate"] is True  # sent again
+    (status, last_error, held, next_check, provider_refund_id), = query(
+        db, "select status, last_error, abnormal_at is not null, next_check_at, provider_refund_id from refunds")
+    assert (status, held, next_check) == ("pending", True, None) and last_error.startswith("ABNORMAL")
+    assert provider_refund_id == emulator.refunds[refund_number].refund_id  # so the submit timer leaves it be
+    assert query(db, "select refunded_fen, refund_reserved_fen, status from payment_orders") == [(0, 6000, "paid")]
+    assert incident_codes(config) == {"refund_abnormal": True} and incident_count(config, "refund_abnormal") == 1
+    with rpc_proxy("payments", config) as payments, pytest.raises(InvalidInput) as refused:
+        payments.request_refund(STAFF, {"order_number": number, "amount_fen": 6000, "reason": "again",
+                                        "request_key": "k2"})
+    assert refused.value.code == "refund_exceeds_payment" and len(emulator.refunds) == 1
+    # finance settles it at the merchant platform; WeChat Pay's SUCCESS for it completes the refund
+    emulator.settle_refund(refund_number, "SUCCESS")
+    assert deliver(config, *emulator.refund_notification(refund_number))["status"] == "refunded"
+    assert query(db, "select status from refunds") == [("succeeded",)]
+    assert query(db, "select refunded_fen, refund_reserved_fen, status from payment_orders") == [
+        (6000, 0, "refunded")]
+
+
+def test_an_abnormal_answer_to_a_query_or_a_refund_request_holds_the_refund_and_a_mismatched_amount_stops_asking(
+        start_service, emulator, tmp_path):
+    """ABNORMAL learnt by asking (its notification lost) or in the answer to the refund request itself holds the
+    refund as its notification does: pending, amount reserved, flagged once, no longer asked about. A refund WeChat
+    Pay reports with another amount than we asked for is never completed: it is no longer asked about, and the
+    flagged amount_mismatch is recorded once, however many checks run after."""
+    _container, config = start_service(PaymentsService, **wechat_settings(emulator, tmp_path),
+                                       REFUND_CHECK_FIRST_SECONDS=0.1, REFUND_CHECK_MAX_SECONDS=0.2,
+                                       REFUND_CHECK_TICK_SECONDS=0.05)
+    db = config["DB_URI"]
+    number = paid_order(config, emulator)["order_number"]
+
+    def refund(amount_fen: int, key: str) -> dict:
+        with rpc_proxy("payments", config) as payments:
+            return payments.request_refund(STAFF, {"order_number": number, "amount_fen": amount_fen,
+                                                   "reason": "r", "request_key": key})
+
+    def row(refund_number: str) -> tuple:
+        return query(db, "select status, abnormal_at is not null, next_check_at is null, last_error from refunds "
+                         "where refund_number = :n", n=refund_number)[0]
+
+    def asked_about(refund_number: str) -> int:
+        return emulator.received.count(("GET", f"/v3/refund/domestic/refunds/{refund_number}"))
+
+    def more_timer_runs(count: int) -> None:
+        runs = timer_runs("check_processing_refunds")
+        wait_for(lambda: timer_runs("check_processing_refunds") >= runs + count, what=f"{count} more checks")
+
+    # by asking: the notification never comes
+    first = refund(2000, "k1")["refund_number"]
+    wait_for(lambda: asked_about(first) >= 1, what="the first query")
+    emulator.settle_refund(first, "ABNORMAL")
+    wait_for(lambda: row(first)[1], what="the abnormal refund held by its query")
+    assert row(first)[:3] == ("pending", True, True) and row(first)[3].startswith("ABNORMAL")
+    asked = asked_about(first)
+    more_timer_runs(3)
+    assert asked_about(first) == asked  # no longer asked about
+    assert query(db, "select refunded_fen, refund_reserved_fen from payment_orders") == [(0, 2000)]
+
+    # WeChat Pay says done, for another amount: not completed, asked no more, flagged once
+    second = refund(1000, "k2")["refund_number"]
+    wait_for(lambda: asked_about(second) >= 1, what="the first query")
+    with emulator.lock:
+        emulator.refunds[second].refund = 999
+    emulator.settle_refund(second)  # SUCCESS, for 999 fen
+    wait_for(lambda: row(second)[2], what="the mismatched refund no longer asked about")
+    asked = asked_about(second)
+    more_timer_runs(3)
+    assert asked_about(second) == asked and row(second)[0] == "pending"
+    assert row(second)[3] == "amount differs at the provider: a person must look"
+    assert incident_count(config, "amount_mismatch") == 1
+
+    # in the answer to the refund request
+    emulator.faults.refund_status = "ABNORMAL"
+    third = refund(500, "k3")
+    assert third["status"] == "pending" and third["last_error"].startswith("ABNORMAL")
+    assert row(third["refund_number"])[:3] == ("pending", True, True)
+    assert incident_count(config, "refund_abnormal") == 2
+    assert incident_codes(config) == {"refund_abnormal": True, "amount_mismatch": True}
+    assert query(db, "select refunded_fen, refund_reserved_fen, status from payment_orders") == [(0, 3500, "paid")]
+
+
 def test_reconciliation_reports_where_the_trade_bill_disagrees(wechat):
     config, emulator = wechat
     matched = paid_order(config, emulator, "cert-1")

@@ -306,8 +306,9 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
                 raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for an order of other "
                                "dues; use a new key for a new order.")
             return _opened_view(session, provider, earlier, request)
-    dues = session.scalars(select(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids))
-                           .with_for_update()).all()
+    # read without a lock: none may be held while the provider is asked below. What is checked here is settled
+    # again by the conditional claim after it (open, and in no open order), which a racing request loses.
+    dues = session.scalars(select(PaymentDue).where(PaymentDue.due_id.in_(request.due_ids))).all()
     found = {due.due_id: due for due in dues}
     missing = [due_id for due_id in request.due_ids if due_id not in found]
     if missing:
@@ -337,8 +338,9 @@ def create_order(session: Session, provider: PaymentProvider, rules: PaymentRule
     order_number = domain.new_order_number(now)
     expires_at = now + timedelta(seconds=rules.order_ttl_seconds)
     purposes = ", ".join(sorted({due.purpose for due in dues}))
-    # Before our first write: the provider is another system, and this transaction should hold no lock while
-    # we wait for it. A request that then loses the race below leaves an unpaid order at the provider, which
+    # Before our first write or lock: the provider is another system (up to WECHATPAY_TIMEOUT_SECONDS), and this
+    # transaction holds no row lock while we wait for it (the dues were read without one; on SQLite nothing is
+    # written yet). A request that then loses the race below leaves an unpaid order at the provider, which
     # expires there.
     pay_url, prepay_id = "", None
     if request.method == "jsapi":

@@ -292,6 +292,43 @@ def test_a_provider_that_times_out_opens_no_order(wechat):
     assert query(config["DB_URI"], "select open_order_number from payment_dues") == [(None,)]
 
 
+def test_no_row_lock_is_held_while_wechatpay_opens_the_order(wechat):
+    """Opening an order asks WeChat Pay for its prepay (up to WECHATPAY_TIMEOUT_SECONDS) before anything is locked
+    or written: while it is slow to answer, the due's row can be locked by anyone else at once (PostgreSQL's
+    NOWAIT; SQLite takes no lock before the first write). The order is then opened as usual."""
+    from sqlalchemy import text
+
+    from credence_common.db import make_engine
+
+    config, emulator = wechat
+    due = open_due(config)
+    emulator.faults.delay_requests, emulator.faults.delay_seconds = 1, 0.6
+    opened: dict = {}
+
+    def create() -> None:
+        with rpc_proxy("payments", config) as payments:
+            opened.update(payments.create_order(candidate(), {"due_ids": [due["due_id"]]}, "slow"))
+
+    creating = threading.Thread(target=create)
+    creating.start()
+    try:
+        wait_for(lambda: ("POST", "/v3/pay/transactions/native") in emulator.received, what="the prepay on its way")
+        assert emulator.faults.delay_requests == 0  # it is the slow one: WeChat Pay has not answered yet
+        if config["DB_URI"].startswith("postgresql"):
+            engine = make_engine(config["DB_URI"])
+            try:
+                with engine.begin() as connection:
+                    assert connection.execute(text("select due_id from payment_dues where due_id = :d for update "
+                                                   "nowait"), {"d": due["due_id"]}).all() == [(due["due_id"],)]
+            finally:
+                engine.dispose()
+        assert not opened  # the probe ran while the order was still being opened
+    finally:
+        creating.join(timeout=30)
+    assert opened["status"] == "created"
+    assert query(config["DB_URI"], "select open_order_number from payment_dues") == [(opened["order_number"],)]
+
+
 def test_a_refund_is_processing_until_its_notification_and_is_applied_once(wechat):
     config, emulator = wechat
     db = config["DB_URI"]

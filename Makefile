@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BENCH_ROUNDS ?= 5
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser promtool run run-emulated demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
+.PHONY: install browser promtool kubectl run run-emulated demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -41,6 +41,25 @@ promtool:
 	  else $(SUDO) service prometheus stop >/dev/null 2>&1; $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1; fi; \
 	  command -v promtool >/dev/null; }
 
+# The Kubernetes tests (tests/unit/test_k8s.py) render deploy/k8s with `kubectl kustomize`, which needs kubectl 1.27
+# or newer (kustomize v5 inside). Installed here as the kubectl package when an apt repository offering it is
+# configured (the Kubernetes project's pkgs.k8s.io, or Google Cloud's); Debian itself has only kubernetes-client
+# 1.20, too old, and this Makefile downloads nothing outside apt: without such a repository it stops and says what
+# to install.
+KUBECTL ?= kubectl
+kubectl_ok = $(KUBECTL) version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([5-9]|[1-9][0-9])'
+kubectl:
+	@$(kubectl_ok) || { \
+	  echo "Installing the kubectl package (kubectl kustomize, for the Kubernetes tests)"; \
+	  $(SUDO) apt-get install -y -q kubectl >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q kubectl >/dev/null 2>&1; }; \
+	  $(kubectl_ok) || { \
+	    echo "make: kubectl 1.27 or newer is needed (tests/unit/test_k8s.py runs 'kubectl kustomize', kustomize v5)" \
+	         "and apt could not install it (does a configured repository offer kubectl? Debian's own kubernetes-client is 1.20, too old)." >&2; \
+	    echo "  Install kubectl from https://pkgs.k8s.io (the Kubernetes apt repository, package kubectl) or" \
+	         "the official binary (https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/), then re-run." >&2; \
+	    exit 1; }; }
+
 # RabbitMQ started when it is installed but down (deploy/local-services says what it did)
 run: $(STAMP)
 	@deploy/local-services rabbitmq
@@ -60,13 +79,13 @@ migrate: $(STAMP)
 	CREDENCE_ENV=$${CREDENCE_ENV:-development} $(PY) -m credence_common.migrations all
 
 # Every test: unit, integration (SQLite and PostgreSQL) and end-to-end (SQLite and PostgreSQL).
-test: $(STAMP) browser promtool
+test: $(STAMP) browser promtool kubectl
 	@deploy/local-services rabbitmq management postgresql
 	$(PY) -m deploy.preflight
 	$(PY) -m ruff check .
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-test-unit: $(STAMP) promtool
+test-unit: $(STAMP) promtool kubectl
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP)

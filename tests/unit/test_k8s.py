@@ -2,7 +2,8 @@
 and against the code.
 
 Each of the three is rendered with ``kubectl kustomize`` (kubectl must be installed: without it these tests fail,
-saying so, rather than pass by skipping). Then:
+saying so, rather than pass by skipping; ``make test`` and ``make test-unit`` install it first, the ``kubectl``
+target, tested at the end). Then:
 
 - every object of a built-in kind is validated against the Kubernetes 1.32 JSON schemas that the
   kubernetes-validate package bundles (strict: an unknown or misspelt field is an error; no network needed);
@@ -102,7 +103,8 @@ def render(rendering: str) -> tuple[dict, ...]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("kubectl is not installed: these tests render deploy/k8s with `kubectl kustomize` "
-                    "(kubectl 1.27 or newer, which includes kustomize v5); install it, e.g. the kubectl package")
+                    "(kubectl 1.27 or newer, which includes kustomize v5); `make kubectl` installs it or says what to "
+                    "install")
     result = subprocess.run([kubectl, "kustomize", str(K8S_DIR / rendering)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, f"kubectl kustomize {rendering} failed:\n{result.stderr}"
@@ -1029,3 +1031,47 @@ def test_each_process_connects_as_its_own_broker_user():
     for principal in broker_users.PRINCIPALS:
         example = (K8S_DIR / "secrets.example" / f"credence-{principal}.env").read_text(encoding="utf-8")
         assert f"AMQP_URI=pyamqp://{broker_users.user_name(principal)}:" in example
+
+
+# --- make kubectl: installed as make test installs its other tools, or named -----------------------------------
+
+def _make_kubectl(tmp_path, kubectl_body: str) -> tuple[subprocess.CompletedProcess, str]:
+    """`make kubectl` with a stand-in kubectl and a stand-in for sudo that logs what it was asked (apt-get) and
+    installs nothing, unless the stand-in kubectl is made new by it (``installs`` in the log)."""
+    kubectl, sudo, log = tmp_path / "kubectl", tmp_path / "sudo", tmp_path / "sudo.log"
+    kubectl.write_text("#!/usr/bin/env bash\n" + kubectl_body + "\n")
+    sudo.write_text(f"#!/usr/bin/env bash\necho \"$*\" >> {log}\n"
+                    f"[ -e {tmp_path / 'apt-offers-kubectl'} ] && [ \"$*\" = 'apt-get install -y -q kubectl' ] && "
+                    f"touch {tmp_path / 'installed'} && exit 0\nexit 100\n")
+    kubectl.chmod(0o755)
+    sudo.chmod(0o755)
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(REPO_ROOT), "kubectl", f"KUBECTL={kubectl}",
+                             f"SUDO={sudo}"], capture_output=True, text=True, timeout=60)
+    return result, log.read_text() if log.exists() else ""
+
+
+NEW_KUBECTL = 'echo "Client Version: v1.32.4"; echo "Kustomize Version: v5.5.0"'
+OLD_KUBECTL = 'echo "Client Version: version.Info{Major:\\"1\\", Minor:\\"20\\", GitVersion:\\"v1.20.2\\"}"'
+
+
+def test_make_kubectl_leaves_a_kubectl_with_kustomize_v5_alone(tmp_path):
+    result, asked = _make_kubectl(tmp_path, NEW_KUBECTL)
+    assert result.returncode == 0, result.stderr
+    assert asked == "" and result.stdout == ""
+
+
+def test_make_kubectl_installs_the_kubectl_package_when_kubectl_is_missing_or_too_old(tmp_path):
+    (tmp_path / "apt-offers-kubectl").touch()
+    result, asked = _make_kubectl(tmp_path, f'[ -e {tmp_path / "installed"} ] || exit 127\n{NEW_KUBECTL}')
+    assert result.returncode == 0, result.stderr
+    assert asked == "apt-get install -y -q kubectl\n"
+    assert "Installing the kubectl package" in result.stdout
+
+
+def test_make_kubectl_names_what_to_install_when_apt_cannot(tmp_path):
+    """Debian bookworm's own kubernetes-client (1.20) is too old: the target fails, naming kubectl 1.27 or newer and
+    where it comes from, instead of letting test_k8s.py fail later."""
+    result, asked = _make_kubectl(tmp_path, OLD_KUBECTL)
+    assert result.returncode != 0
+    assert asked.splitlines() == ["apt-get install -y -q kubectl", "apt-get update -q"]
+    assert "kubectl 1.27 or newer is needed" in result.stderr and "https://pkgs.k8s.io" in result.stderr

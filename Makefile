@@ -101,8 +101,10 @@ test-faults: $(STAMP)
 	$(PY) -m tests.faults.suite
 	$(PY) -m tests.faults.suite --backend postgresql
 
+# ruff, then the package boundaries of pyproject.toml's [tool.importlinter] (tests/unit/test_import_contracts.py)
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 docs: $(STAMP)
 	$(PY) -m credence_common.contracts.docs > docs/events.md

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from credence_common.errors import Conflict, Forbidden
+
 Outcome = Literal["passed", "failed"]
 VIOLATIONS = ("none", "deduction", "disqualification")
 
@@ -79,14 +81,27 @@ def composite_final_score(rules: CompositeRules, marks: CompositeMarks) -> int:
     return max(0, min(100, final))
 
 
-def composite_outcome(rules: CompositeRules, marks: CompositeMarks) -> Outcome:
+def failed_gate(rules: CompositeRules, marks: CompositeMarks) -> str | None:
+    """The first gate the marks fail, whatever the score: ``disqualification`` (a disqualifying violation),
+    ``qualification_review`` (not ``pass`` when the program requires it) or ``homework`` (not ``complete`` when
+    the program requires it); None when every gate is passed. Only exactly ``pass`` / ``complete`` passes a gate,
+    so a withheld or unknown mark fails it."""
     if marks.violation == "disqualification":
-        return "failed"
+        return "disqualification"
     if rules.requires_qualification_review and marks.qualification_review != "pass":
-        return "failed"
+        return "qualification_review"
     if rules.requires_homework and marks.homework_completion != "complete":
+        return "homework"
+    return None
+
+
+def composite_outcome(rules: CompositeRules, marks: CompositeMarks, final_score: int | None = None) -> Outcome:
+    """The one place a composite result's gates and pass mark decide it: failed if any gate fails, otherwise the
+    final score against the rules' pass mark. ``final_score``: a score set since the marks were imported (a
+    re-check's correction, records.py), judged instead of the one the marks compute."""
+    if failed_gate(rules, marks) is not None:
         return "failed"
-    return "passed" if composite_final_score(rules, marks) >= rules.pass_mark else "failed"
+    return evaluate(composite_final_score(rules, marks) if final_score is None else final_score, rules.pass_mark)
 
 
 def evaluate(final_score: int, pass_mark: int) -> Outcome:
@@ -118,6 +133,14 @@ def visible_status(published: bool, outcome: str | None) -> str:
 def graduated(required_courses: set[str], passed_courses: set[str]) -> bool:
     """Course-based programs: complete once every required course has been passed at some sitting."""
     return bool(required_courses) and required_courses <= passed_courses
+
+
+# --- expert sign-off (composite programs) ---------------------------------------------------------------------
+# A composite result's evaluation_state: None for a result no expert evaluates (course-based), otherwise
+#   pending --two different experts agree--> agreed (their outcome)
+#   pending --two different experts disagree--> held --a third expert decides--> decided (the decision)
+# and a score changed before release sends it back to pending (records.py, usecases.record_results).
+SETTLED = ("agreed", "decided")
 
 
 def evaluation_state(decisions: dict[str, str]) -> tuple[str, str | None]:
@@ -182,3 +205,49 @@ def recheck_conflict(closer: str, result_recorders: set[str]) -> DutyConflict | 
         return DutyConflict("recorded", "You recorded this result or changed its score, so you cannot close its "
                                         "re-check: an expert who did not closes it.")
     return None
+
+
+def sign_offs_lapse(state: str | None, old_score: int, new_score: int) -> bool:
+    """Whether changing an unreleased result's score voids its sign-offs (they are deleted and it is ``pending``
+    again): the experts signed a different score, whatever state they had brought it to."""
+    return state is not None and old_score != new_score
+
+
+def refuse_conflict(conflict: DutyConflict | None) -> None:
+    """A separation-of-duties conflict is a 403 naming what the person already did (nothing is changed)."""
+    if conflict is not None:
+        raise Forbidden(conflict.code, conflict.message, [{"field": "duty", "message": conflict.duty}])
+
+
+def refuse_unless_evaluable(state: str | None, published: bool) -> None:
+    """Only an unreleased composite result is signed off or decided."""
+    if state is None:
+        raise Conflict("no_evaluation_needed", "This program's results are not evaluated by experts.")
+    if published:
+        raise Conflict("result_already_published", "The result is already published.")
+
+
+def sign_off(state: str, decisions: dict[str, str], expert: str, decision: str,
+             result_recorders: set[str]) -> tuple[str, str | None]:
+    """One expert's sign-off of a result in ``state`` that ``decisions`` (expert -> decision) already signed:
+    the (state, outcome) it leads to, or the refusal (in this order: a recorder 403 same_person_cannot_sign, a
+    settled result 409 already_evaluated, a second signature 409 already_signed, a held one 409
+    held_for_decision)."""
+    refuse_conflict(sign_off_conflict(expert, result_recorders))
+    if state in SETTLED:
+        raise Conflict("already_evaluated", "Two experts have already settled this result.")
+    if expert in decisions:
+        raise Conflict("already_signed", "You have already signed this result; a second, different expert must.")
+    if state == "held":
+        raise Conflict("held_for_decision", "The two experts disagree; the result waits for a decision.")
+    return evaluation_state({**decisions, expert: decision})
+
+
+def decide_held(state: str, decider: str, decision: str, signers: set[str],
+                result_recorders: set[str]) -> tuple[str, str]:
+    """A third expert settles a disagreement: (decided, the decision), or the refusal (a result not held 409
+    not_held; one of the signers or a recorder 403 same_person_cannot_sign)."""
+    if state != "held":
+        raise Conflict("not_held", "Only a result the experts disagree on waits for a decision.")
+    refuse_conflict(decision_conflict(decider, result_recorders, signers))
+    return "decided", decision

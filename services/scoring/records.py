@@ -40,7 +40,6 @@ from services.scoring.usecases import (
     graduation_id,
     outbox,
     recorders_of,
-    refuse_conflict,
 )
 
 
@@ -75,7 +74,7 @@ def close_review(session: Session, review_id: str, staff: str, resolution: str, 
     if review.state != "open":
         raise Conflict("review_closed", "This score review is already closed.")
     result = session.get(ExamResult, review.result_id, with_for_update=True)
-    refuse_conflict(domain.recheck_conflict(staff, recorders_of(session, result)))
+    domain.refuse_conflict(domain.recheck_conflict(staff, recorders_of(session, result)))
     review.state, review.note, review.closed_by, review.closed_at = resolution, note, staff, now
     if resolution == "unchanged":
         return ScoreReviewView.model_validate(review, from_attributes=True)
@@ -135,16 +134,12 @@ def _outcome_for(program: Program, result: ExamResult, courses: dict, score: int
     if program.kind == "course_based":
         course = courses.get(result.course_code)
         return domain.evaluate(score, course.pass_mark if course else program.pass_mark)
-    gates_passed, pass_mark = True, program.pass_mark
-    if program.rules_json:
-        pass_mark = domain.CompositeRules.from_json(program.rules_json).pass_mark
-    if result.components_json and program.rules_json:
-        rules = domain.CompositeRules.from_json(program.rules_json)
+    # a composite result's gates and pass mark are domain.composite_outcome's, judging the corrected score
+    rules = domain.CompositeRules.from_json(program.rules_json) if program.rules_json else None
+    if rules is not None and result.components_json:
         marks = domain.CompositeMarks(**json.loads(result.components_json))
-        gates_passed = marks.violation != "disqualification" and \
-            (not rules.requires_qualification_review or marks.qualification_review == "pass") and \
-            (not rules.requires_homework or marks.homework_completion == "complete")
-    return domain.evaluate(score, pass_mark) if gates_passed else "failed"
+        return domain.composite_outcome(rules, marks, final_score=score)
+    return domain.evaluate(score, rules.pass_mark if rules is not None else program.pass_mark)
 
 
 def reviews_of(session: Session, candidate_id: str) -> ScoreReviewList:
@@ -239,10 +234,10 @@ def correct_before_release(session: Session, result_id: str, staff: str, new_sco
         raise Conflict("result_already_published", "After release a result changes only through a re-check.")
     old = result.final_score
     if old != new_score:
-        result.final_score = new_score
-        if result.evaluation_state is not None:
+        if domain.sign_offs_lapse(result.evaluation_state, old, new_score):
             session.execute(delete(ResultEvaluation).where(ResultEvaluation.result_id == result_id))
             result.evaluation_state, result.evaluated_outcome = "pending", None
+        result.final_score = new_score
         audit(session, result, staff, "corrected", before={"final_score": old}, after={"final_score": new_score},
               reason=reason)
     return {"result_id": result_id, "final_score": new_score}

@@ -34,7 +34,7 @@ from credence_common.contracts.scoring import (
     ResultList,
     ResultView,
 )
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from services.scoring import domain
@@ -132,7 +132,7 @@ def record_results(session: Session, request: RecordResults, actor: str = "syste
             if existing.final_score != line.final_score:
                 audit(session, existing, actor, "corrected", before={"final_score": existing.final_score},
                       after={"final_score": line.final_score}, reason="re-recorded before publication")
-            if existing.final_score != line.final_score and existing.evaluation_state is not None:
+            if domain.sign_offs_lapse(existing.evaluation_state, existing.final_score, line.final_score):
                 # the experts signed a different score: their sign-offs no longer apply
                 session.execute(delete(ResultEvaluation).where(ResultEvaluation.result_id == existing.result_id))
                 existing.evaluation_state, existing.evaluated_outcome = "pending", None
@@ -285,12 +285,6 @@ def recorders_of(session: Session, result: ExamResult) -> set[str]:
     return domain.recorders([(action, actor) for action, actor in changes], batch.created_by if batch else None)
 
 
-def refuse_conflict(conflict: domain.DutyConflict | None) -> None:
-    """A separation-of-duties conflict is a 403 naming what the person already did (nothing is changed)."""
-    if conflict is not None:
-        raise Forbidden(conflict.code, conflict.message, [{"field": "duty", "message": conflict.duty}])
-
-
 def result_history(session: Session, result_id: str) -> list[dict]:
     rows = session.scalars(select(ResultAudit).where(ResultAudit.result_id == result_id)
                            .order_by(ResultAudit.audit_id)).all()
@@ -358,40 +352,30 @@ def _evaluable(session: Session, result_id: str) -> ExamResult:
     result = session.get(ExamResult, result_id, with_for_update=True)
     if result is None:
         raise NotFound("result_not_found", "No such result.")
-    if result.evaluation_state is None:
-        raise Conflict("no_evaluation_needed", "This program's results are not evaluated by experts.")
-    if result.published_at is not None:
-        raise Conflict("result_already_published", "The result is already published.")
+    domain.refuse_unless_evaluable(result.evaluation_state, result.published_at is not None)
     return result
 
 
 def evaluate_result(session: Session, result_id: str, reviewer: str, decision: str) -> dict:
+    """One expert's sign-off; what it leads to and what is refused is domain.sign_off's."""
     result = _evaluable(session, result_id)
-    refuse_conflict(domain.sign_off_conflict(reviewer, recorders_of(session, result)))
-    if result.evaluation_state in ("agreed", "decided"):
-        raise Conflict("already_evaluated", "Two experts have already settled this result.")
     decisions = {e.reviewer: e.decision for e in session.scalars(
         select(ResultEvaluation).where(ResultEvaluation.result_id == result_id))}
-    if reviewer in decisions:
-        raise Conflict("already_signed", "You have already signed this result; a second, different expert must.")
-    if result.evaluation_state == "held":
-        raise Conflict("held_for_decision", "The two experts disagree; the result waits for a decision.")
-    session.add(ResultEvaluation(result_id=result_id, reviewer=reviewer, decision=decision, decided_at=utcnow()))
-    decisions[reviewer] = decision
     before = result.evaluation_state
-    result.evaluation_state, result.evaluated_outcome = domain.evaluation_state(decisions)
+    result.evaluation_state, result.evaluated_outcome = domain.sign_off(
+        before, decisions, reviewer, decision, recorders_of(session, result))
+    session.add(ResultEvaluation(result_id=result_id, reviewer=reviewer, decision=decision, decided_at=utcnow()))
     audit(session, result, reviewer, "evaluated", before={"evaluation_state": before},
           after={"evaluation_state": result.evaluation_state, "decision": decision})
     return {"result_id": result_id, "state": result.evaluation_state, "evaluated_outcome": result.evaluated_outcome}
 
 
 def decide_held_result(session: Session, result_id: str, decider: str, decision: str, reason: str) -> dict:
+    """A third expert's decision of a disagreement; the rules are domain.decide_held's."""
     result = _evaluable(session, result_id)
-    if result.evaluation_state != "held":
-        raise Conflict("not_held", "Only a result the experts disagree on waits for a decision.")
     reviewers = set(session.scalars(select(ResultEvaluation.reviewer).where(ResultEvaluation.result_id == result_id)))
-    refuse_conflict(domain.decision_conflict(decider, recorders_of(session, result), reviewers))
-    result.evaluation_state, result.evaluated_outcome = "decided", decision
+    result.evaluation_state, result.evaluated_outcome = domain.decide_held(
+        result.evaluation_state, decider, decision, reviewers, recorders_of(session, result))
     audit(session, result, decider, "decided", before={"evaluation_state": "held"},
           after={"evaluation_state": "decided", "outcome": decision}, reason=reason)
     return {"result_id": result_id, "state": "decided", "evaluated_outcome": decision}

@@ -82,26 +82,26 @@ class CertificatesService(HealthCheck):
     data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
 
     @rpc
-    def certificates_for_candidate(self, actor: dict, candidate_id: str) -> dict:
+    def certificates_for_candidate(self, actor: str | None, candidate_id: str) -> dict:
         require_self_or_staff(actor, candidate_id, staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             return usecases.certificates_for_candidate(session, candidate_id).model_dump(mode="json")
 
     @rpc
-    def certificate(self, actor: dict, certificate_id: str) -> dict:
+    def certificate(self, actor: str | None, certificate_id: str) -> dict:
         who = require_role(actor, "candidate", "staff", staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             certificate = self._readable(session, who, certificate_id)
             return usecases.certificate_view(certificate).model_dump(mode="json")
 
     @rpc
-    def certificate_by_number(self, actor: dict, certificate_number: str) -> dict:
+    def certificate_by_number(self, actor: str | None, certificate_number: str) -> dict:
         require_staff(actor, *CERTIFICATE_READERS)
         with self.db.transaction() as session:
             return usecases.find_by_number(session, str(certificate_number)).model_dump(mode="json")
 
     @rpc
-    def certificate_history(self, actor: dict, certificate_id: str) -> dict:
+    def certificate_history(self, actor: str | None, certificate_id: str) -> dict:
         who = require_role(actor, "candidate", "staff", staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             certificate = self._readable(session, who, certificate_id)
@@ -115,7 +115,7 @@ class CertificatesService(HealthCheck):
         return certificate
 
     @rpc
-    def confirm_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
+    def confirm_certificate(self, actor: str | None, certificate_id: str, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         confirmation = parse(ConfirmCertificate, request or {})
         with self.db.transaction() as session:
@@ -123,7 +123,7 @@ class CertificatesService(HealthCheck):
                                     confirmation.delivery_address).model_dump(mode="json")
 
     @rpc
-    def request_correction(self, actor: dict, certificate_id: str, request: dict) -> dict:
+    def request_correction(self, actor: str | None, certificate_id: str, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         correction = parse(RequestCorrection, request)
         with self.db.transaction() as session:
@@ -131,13 +131,13 @@ class CertificatesService(HealthCheck):
                                                correction).model_dump(mode="json")
 
     @rpc
-    def correction_requests(self, actor: dict, open_only: bool = True) -> dict:
+    def correction_requests(self, actor: str | None, open_only: bool = True) -> dict:
         require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.correction_requests(session, bool(open_only)).model_dump(mode="json")
 
     @rpc
-    def decide_correction(self, actor: dict, request_id: str, request: dict) -> dict:
+    def decide_correction(self, actor: str | None, request_id: str, request: dict) -> dict:
         staff = require_staff(actor, "registrar")
         decision = parse(DecideCorrection, request)
         with self.db.transaction() as session:
@@ -145,7 +145,7 @@ class CertificatesService(HealthCheck):
                                               decision.note).model_dump(mode="json")
 
     @rpc
-    def revoke_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
+    def revoke_certificate(self, actor: str | None, certificate_id: str, request: dict) -> dict:
         staff = require_staff(actor, "registrar")
         revocation = parse(RevokeCertificate, request)
         with self.db.transaction() as session:
@@ -153,13 +153,13 @@ class CertificatesService(HealthCheck):
                                       revocation.reason).model_dump(mode="json")
 
     @rpc
-    def revocation_cases(self, actor: dict, status: str | None = None, overdue_only: bool = False) -> dict:
+    def revocation_cases(self, actor: str | None, status: str | None = None, overdue_only: bool = False) -> dict:
         require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return revocations.revocation_cases(session, status, bool(overdue_only)).model_dump(mode="json")
 
     @rpc
-    def decide_revocation_case(self, actor: dict, case_id: str, request: dict) -> dict:
+    def decide_revocation_case(self, actor: str | None, case_id: str, request: dict) -> dict:
         staff = require_staff(actor, "registrar")
         decision = parse(DecideRevocationCase, request)
         with self.db.transaction() as session:
@@ -167,7 +167,7 @@ class CertificatesService(HealthCheck):
                                                       decision.note).model_dump(mode="json")
 
     @rpc
-    def apply_for_replacement(self, actor: dict, certificate_id: str, request: dict) -> dict:
+    def apply_for_replacement(self, actor: str | None, certificate_id: str, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         application = parse(ApplyForReplacement, request)
         with self.db.transaction() as session:
@@ -175,33 +175,33 @@ class CertificatesService(HealthCheck):
                                                   application).model_dump(mode="json")
 
     @rpc
-    def replacement_applications(self, actor: dict, status: str | None = None) -> dict:
+    def replacement_applications(self, actor: str | None, status: str | None = None) -> dict:
         who = require_role(actor, "candidate", "staff", staff_roles=CERTIFICATE_READERS)
         with self.db.transaction() as session:
             candidate_id = who.subject if who.role == "candidate" else None
             return usecases.replacement_applications(session, candidate_id, status).model_dump(mode="json")
 
     @rpc
-    def start_replacement(self, actor: dict, application_id: str) -> dict:
+    def start_replacement(self, actor: str | None, application_id: str) -> dict:
         staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.start_replacement(session, staff.subject, application_id).model_dump(mode="json")
 
     @rpc
-    def complete_replacement(self, actor: dict, application_id: str) -> dict:
+    def complete_replacement(self, actor: str | None, application_id: str) -> dict:
         staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.complete_replacement(session, staff.subject, application_id,
                                                  self.rules).model_dump(mode="json")
 
     @rpc
-    def withdraw_replacement(self, actor: dict, application_id: str) -> dict:
+    def withdraw_replacement(self, actor: str | None, application_id: str) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return usecases.withdraw_replacement(session, candidate.subject, application_id).model_dump(mode="json")
 
     @rpc
-    def cancel_replacement(self, actor: dict, application_id: str, request: dict) -> dict:
+    def cancel_replacement(self, actor: str | None, application_id: str, request: dict) -> dict:
         staff = require_staff(actor, "registrar")
         cancellation = parse(CancelReplacement, request)
         with self.db.transaction() as session:
@@ -209,32 +209,32 @@ class CertificatesService(HealthCheck):
                                                cancellation.reason).model_dump(mode="json")
 
     @rpc
-    def production_batches(self, actor: dict) -> dict:
+    def production_batches(self, actor: str | None) -> dict:
         require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.batches(session).model_dump(mode="json")
 
     @rpc
-    def close_batch(self, actor: dict, batch_id: str) -> dict:
+    def close_batch(self, actor: str | None, batch_id: str) -> dict:
         staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.close_batch(session, staff.subject, batch_id).model_dump(mode="json")
 
     @rpc
-    def batch_csv(self, actor: dict, batch_id: str) -> str:
+    def batch_csv(self, actor: str | None, batch_id: str) -> str:
         require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.batch_csv(session, batch_id)
 
     @rpc
-    def batch_proof_pdf(self, actor: dict, batch_id: str) -> str:
+    def batch_proof_pdf(self, actor: str | None, batch_id: str) -> str:
         """Base64: the bus carries JSON."""
         require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return base64.b64encode(usecases.batch_proof_pdf(session, batch_id)).decode("ascii")
 
     @rpc
-    def ship_certificate(self, actor: dict, certificate_id: str, request: dict) -> dict:
+    def ship_certificate(self, actor: str | None, certificate_id: str, request: dict) -> dict:
         staff = require_staff(actor, "registrar")
         shipment = parse(ShipCertificate, request)
         with self.db.transaction() as session:
@@ -242,13 +242,13 @@ class CertificatesService(HealthCheck):
                                  shipment.tracking_number).model_dump(mode="json")
 
     @rpc
-    def mark_delivered(self, actor: dict, certificate_id: str) -> dict:
+    def mark_delivered(self, actor: str | None, certificate_id: str) -> dict:
         staff = require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.mark_delivered(session, staff.subject, certificate_id).model_dump(mode="json")
 
     @rpc
-    def overdue_shipments(self, actor: dict) -> dict:
+    def overdue_shipments(self, actor: str | None) -> dict:
         require_staff(actor, "registrar")
         with self.db.transaction() as session:
             return usecases.overdue_shipments(session).model_dump(mode="json")

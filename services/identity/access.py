@@ -47,7 +47,7 @@ def institution_of(session: Session, actor: Actor) -> str:
     return account.institution_id
 
 
-def visible_candidate(session: Session, actor: dict | Actor, candidate_id: str) -> Candidate:
+def visible_candidate(session: Session, actor: str | Actor | None, candidate_id: str) -> Candidate:
     """The candidate, if this actor may see them. An unknown id looks exactly like someone else's record
     to everyone but staff, so ids cannot be probed. Staff need the ``support`` role."""
     actor = as_actor(actor)
@@ -62,7 +62,7 @@ def visible_candidate(session: Session, actor: dict | Actor, candidate_id: str) 
     return candidate
 
 
-def authorize(session: Session, actor: dict | Actor, candidate: Candidate) -> Actor:
+def authorize(session: Session, actor: str | Actor | None, candidate: Candidate) -> Actor:
     """Staff with the ``support`` role: anyone. A candidate: themselves. An institution: its own students."""
     actor = as_actor(actor)
     if actor.role == "staff":

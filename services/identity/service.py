@@ -154,12 +154,12 @@ class IdentityService(HealthCheck):
     # --- the candidate's record -----------------------------------------------------------------------
 
     @rpc
-    def get_candidate(self, actor: dict, candidate_id: str) -> dict:
+    def get_candidate(self, actor: str | None, candidate_id: str) -> dict:
         with self.db.transaction() as session:
             return _dump(usecases.candidate_view(visible_candidate(session, actor, candidate_id)))
 
     @rpc
-    def confirm_identity(self, actor: dict, candidate_id: str, request: dict) -> dict:
+    def confirm_identity(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         require_self(actor, candidate_id)
         evidence = parse(ConfirmIdentityOnline, request)
         if getattr(self.verifier, "supports_sessions", False):
@@ -169,7 +169,7 @@ class IdentityService(HealthCheck):
                                                  evidence.liveness_ref, self.verifier))
 
     @rpc(idempotent=False)  # its url holds the session's token (a credential): never stored nor replayed
-    def start_identity_session(self, actor: dict, candidate_id: str) -> dict:
+    def start_identity_session(self, actor: str | None, candidate_id: str) -> dict:
         """Checks the name and ID number at the national registry, then opens a liveness session at the vendor
         (services/identity/liveness.py). The vendor is called outside any transaction."""
         require_self(actor, candidate_id)
@@ -198,7 +198,7 @@ class IdentityService(HealthCheck):
         return _dump(outcome)
 
     @rpc
-    def confirm_identity_session(self, actor: dict, candidate_id: str, request: dict) -> dict:
+    def confirm_identity_session(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         """The liveness session's result as the candidate's decision: once per session, this candidate's only."""
         require_self(actor, candidate_id)
         confirmation = parse(ConfirmIdentitySession, request)
@@ -222,7 +222,7 @@ class IdentityService(HealthCheck):
         return _dump(outcome)
 
     @rpc
-    def confirm_identity_on_site(self, actor: dict, candidate_id: str, request: dict) -> dict:
+    def confirm_identity_on_site(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         """Authority staff (role ``support``) for anyone; an institution's staff for its own students."""
         checker = require_role(actor, "staff", "institution", staff_roles=("support",))
         decision = parse(ConfirmIdentityOnSite, request)
@@ -234,7 +234,7 @@ class IdentityService(HealthCheck):
     # --- staff accounts and their roles (admin) -------------------------------------------------------
 
     @rpc
-    def create_staff_account(self, actor: dict, request: dict) -> dict:
+    def create_staff_account(self, actor: str | None, request: dict) -> dict:
         admin = require_staff(actor, "admin")
         account = parse(CreateStaffAccount, request)
         with self.db.transaction() as session:
@@ -242,13 +242,13 @@ class IdentityService(HealthCheck):
                                                  account.roles, created_by=admin.subject)
 
     @rpc
-    def staff_accounts(self, actor: dict) -> dict:
+    def staff_accounts(self, actor: str | None) -> dict:
         require_staff(actor, "admin")
         with self.db.transaction() as session:
             return _dump(usecases.staff_accounts(session))
 
     @rpc
-    def set_staff_roles(self, actor: dict, username: str, request: dict) -> dict:
+    def set_staff_roles(self, actor: str | None, username: str, request: dict) -> dict:
         """The account's whole set of roles from now on; it counts from the account's next sign-in or refresh."""
         admin = require_staff(actor, "admin")
         change = parse(SetStaffRoles, request)
@@ -257,13 +257,13 @@ class IdentityService(HealthCheck):
                                                   admin.subject))
 
     @rpc
-    def staff_role_changes(self, actor: dict, username: str) -> dict:
+    def staff_role_changes(self, actor: str | None, username: str) -> dict:
         require_staff(actor, "admin")
         with self.db.transaction() as session:
             return _dump(usecases.staff_role_changes(session, str(username)))
 
     @rpc
-    def transfer_region(self, actor: dict, candidate_id: str, request: dict) -> dict:
+    def transfer_region(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         staff = require_staff(actor, "support")
         transfer = parse(TransferRegion, request)
         with self.db.transaction() as session:
@@ -273,7 +273,7 @@ class IdentityService(HealthCheck):
     # --- institutions ---------------------------------------------------------------------------------
 
     @rpc
-    def create_institution(self, actor: dict, request: dict) -> dict:
+    def create_institution(self, actor: str | None, request: dict) -> dict:
         require_staff(actor, "admin")
         institution = parse(CreateInstitution, request)
         with self.db.transaction() as session:
@@ -288,7 +288,7 @@ class IdentityService(HealthCheck):
         return _dump(outcome)
 
     @rpc
-    def register_student(self, actor: dict, request: dict) -> dict:
+    def register_student(self, actor: str | None, request: dict) -> dict:
         """An institution's staff register their own student, with the code texted to the student."""
         checker = require_role(actor, "institution")
         student = parse(RegisterStudent, request)
@@ -301,34 +301,34 @@ class IdentityService(HealthCheck):
         return _dump(outcome)
 
     @rpc
-    def institution_students(self, actor: dict) -> dict:
+    def institution_students(self, actor: str | None) -> dict:
         with self.db.transaction() as session:
             return _dump(institutions.students(session, require_role(actor, "institution")))
 
     # --- existing candidates' older ticket numbers --------------------------------------------------
 
     @rpc
-    def import_legacy_tickets(self, actor: dict, request: dict) -> dict:
+    def import_legacy_tickets(self, actor: str | None, request: dict) -> dict:
         require_staff(actor, "support")
         batch = parse(ImportLegacyTickets, request)
         with self.db.transaction() as session:
             return _dump(tickets.import_legacy(session, self.protection, batch))
 
     @rpc
-    def my_tickets(self, actor: dict) -> dict:
+    def my_tickets(self, actor: str | None) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return _dump(tickets.my_tickets(session, candidate.subject))
 
     @rpc
-    def choose_primary_ticket(self, actor: dict, request: dict) -> dict:
+    def choose_primary_ticket(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         choice = parse(ChoosePrimaryTicket, request)
         with self.db.transaction() as session:
             return _dump(tickets.choose_primary(session, candidate.subject, choice.ticket_number))
 
     @rpc
-    def merge_tickets(self, actor: dict, request: dict) -> dict:
+    def merge_tickets(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         merge = parse(MergeTickets, request)
         with self.db.transaction() as session:
@@ -337,7 +337,7 @@ class IdentityService(HealthCheck):
     # --- prior education (degree-upgrade candidates) ------------------------------------------------
 
     @rpc
-    def submit_prior_education(self, actor: dict, request: dict) -> dict:
+    def submit_prior_education(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         submission = parse(SubmitPriorEducation, request)
         # the registry is asked between two transactions: a slow or failing registry (up to its timeout × attempts)
@@ -354,20 +354,20 @@ class IdentityService(HealthCheck):
                                                 submission.degree_certificate_number, answer))
 
     @rpc
-    def submit_prior_education_proof(self, actor: dict, request: dict) -> dict:
+    def submit_prior_education_proof(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         proof = parse(SubmitPriorEducationProof, request)
         with self.db.transaction() as session:
             return _dump(prior_education.submit_proof(session, candidate.subject, proof.proof_ref))
 
     @rpc
-    def prior_education_of(self, actor: dict, candidate_id: str) -> dict:
+    def prior_education_of(self, actor: str | None, candidate_id: str) -> dict:
         require_staff(actor, "support")
         with self.db.transaction() as session:
             return _dump(prior_education.view(session, candidate_id))
 
     @rpc
-    def decide_prior_education(self, actor: dict, candidate_id: str, request: dict) -> dict:
+    def decide_prior_education(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         staff = require_staff(actor, "support")
         decision = parse(DecidePriorEducation, request)
         with self.db.transaction() as session:
@@ -375,7 +375,7 @@ class IdentityService(HealthCheck):
                                                 decision.decision == "approve", decision.reason))
 
     @rpc
-    def change_password(self, actor: dict, request: dict) -> dict:
+    def change_password(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         change = parse(ChangePassword, request)
         with self.db.transaction() as session:
@@ -384,7 +384,7 @@ class IdentityService(HealthCheck):
         return _done(outcome, "Password changed; every session (this one included) must sign in again.")
 
     @rpc
-    def set_security_question(self, actor: dict, request: dict) -> dict:
+    def set_security_question(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         change = parse(SetSecurityQuestion, request)
         with self.db.transaction() as session:

@@ -105,7 +105,7 @@ def payer_of(actor: str) -> tuple[Actor, domain.Payer]:
     return who, domain.payer_of(who)
 
 
-def viewer_of(actor: str, staff_roles: tuple[str, ...] = MONEY_READERS) -> tuple[Actor, str, str]:
+def viewer_of(actor: str | None, staff_roles: tuple[str, ...] = MONEY_READERS) -> tuple[Actor, str, str]:
     """Who acts, and as whom they see orders: ``("staff", subject)`` (staff holding one of ``staff_roles``) or the
     payer's kind and id."""
     who = require_role(actor, "candidate", "institution", "staff", staff_roles=staff_roles)
@@ -120,7 +120,7 @@ def acting(who: Actor) -> str:
     return who.subject if who.subject.startswith(f"{who.role}:") else f"{who.role}:{who.subject}"
 
 
-def require_staff_or_service(actor: str) -> str:
+def require_staff_or_service(actor: str | None) -> str:
     """Staff with the ``finance`` role, or another Credence service (a signed ``{"role": "service", "subject":
     name}``)."""
     verified = require_role(actor, "staff", "service", staff_roles=MONEY_HANDLERS)
@@ -164,7 +164,7 @@ class PaymentsService(HealthCheck):
             return usecases.fee_schedule(session).model_dump(mode="json")
 
     @rpc
-    def set_fee(self, actor: dict, fee_code: str, change: dict) -> dict:
+    def set_fee(self, actor: str | None, fee_code: str, change: dict) -> dict:
         staff = require_staff(actor, *MONEY_HANDLERS)
         if not isinstance(fee_code, str) or not FEE_CODE.match(fee_code):
             raise InvalidInput("invalid_fee_code", "A fee code is 3-32 lower-case letters, digits or _, starting "
@@ -176,7 +176,7 @@ class PaymentsService(HealthCheck):
     # --- dues and orders ------------------------------------------------------------------------------
 
     @rpc
-    def open_due(self, actor: dict, request: dict) -> dict:
+    def open_due(self, actor: str | None, request: dict) -> dict:
         require_staff_or_service(actor)
         request = parse(OpenDue, request)
         with self.db.transaction() as session:
@@ -204,19 +204,19 @@ class PaymentsService(HealthCheck):
                 partial(usecases.refund_for_certificates, rules=self.payments.rules))
 
     @rpc
-    def dues_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:
+    def dues_for_payer(self, actor: str | None, payer_kind: str, payer_id: str) -> dict:
         self._check_payer_access(actor, payer_kind, payer_id)
         with self.db.transaction() as session:
             return usecases.dues_for_payer(session, payer_kind, payer_id).model_dump(mode="json")
 
     @rpc
-    def orders_for_payer(self, actor: dict, payer_kind: str, payer_id: str) -> dict:
+    def orders_for_payer(self, actor: str | None, payer_kind: str, payer_id: str) -> dict:
         self._check_payer_access(actor, payer_kind, payer_id)
         with self.db.transaction() as session:
             return usecases.orders_for_payer(session, payer_kind, payer_id).model_dump(mode="json")
 
     @staticmethod
-    def _check_payer_access(actor: dict, payer_kind: str, payer_id: str) -> None:
+    def _check_payer_access(actor: str | None, payer_kind: str, payer_id: str) -> None:
         _who, kind, viewer_id = viewer_of(actor)
         if payer_kind not in PAYER_KINDS:
             raise InvalidInput("invalid_payer_kind", f"payer_kind must be one of {', '.join(PAYER_KINDS)}.")
@@ -224,7 +224,7 @@ class PaymentsService(HealthCheck):
             raise Forbidden("forbidden", "You may only see your own dues and payment orders.")
 
     @rpc
-    def create_order(self, actor: dict, request: dict, idempotency_key: str | None = None) -> dict:
+    def create_order(self, actor: str | None, request: dict, idempotency_key: str | None = None) -> dict:
         who, payer = payer_of(actor)
         request = parse(CreatePaymentOrder, request)
         if idempotency_key is not None and (not isinstance(idempotency_key, str)
@@ -243,13 +243,13 @@ class PaymentsService(HealthCheck):
             raise
 
     @rpc
-    def order(self, actor: dict, order_number: str) -> dict:
+    def order(self, actor: str | None, order_number: str) -> dict:
         _who, kind, viewer_id = viewer_of(actor)
         with self.db.transaction() as session:
             return usecases.order_for(session, kind, viewer_id, order_number)
 
     @rpc
-    def close_order(self, actor: dict, order_number: str) -> dict:
+    def close_order(self, actor: str | None, order_number: str) -> dict:
         who, kind, viewer_id = viewer_of(actor, MONEY_HANDLERS)
         context = usecases.IncidentContext(order_number=order_number)
         try:
@@ -304,7 +304,7 @@ class PaymentsService(HealthCheck):
             raise
 
     @rpc
-    def sandbox_pay(self, actor: dict, order_number: str, request: dict | None = None) -> dict:
+    def sandbox_pay(self, actor: str | None, order_number: str, request: dict | None = None) -> dict:
         """Development only: be the payer at the sandbox provider. The bank then delivers its signed
         notification to us, as the real provider would by HTTP."""
         if not is_development():
@@ -333,7 +333,7 @@ class PaymentsService(HealthCheck):
         return SandboxPaymentOutcome.model_validate(outcome).model_dump(mode="json")
 
     @rpc
-    def incidents(self, actor: dict, flagged_only: bool = False) -> dict:
+    def incidents(self, actor: str | None, flagged_only: bool = False) -> dict:
         require_staff(actor, *MONEY_HANDLERS)
         with self.db.transaction() as session:
             return usecases.incidents(session, bool(flagged_only)).model_dump(mode="json")
@@ -341,7 +341,7 @@ class PaymentsService(HealthCheck):
     # --- refunds --------------------------------------------------------------------------------------
 
     @rpc
-    def request_refund(self, actor: dict, request: dict) -> dict:
+    def request_refund(self, actor: str | None, request: dict) -> dict:
         requested_by = require_staff_or_service(actor)
         request = parse(RequestRefund, request)
         context = usecases.IncidentContext()
@@ -447,7 +447,7 @@ class PaymentsService(HealthCheck):
                                      usecases.IncidentContext())
 
     @rpc
-    def refunds(self, actor: dict, overdue_only: bool = False, order_number: str | None = None) -> dict:
+    def refunds(self, actor: str | None, overdue_only: bool = False, order_number: str | None = None) -> dict:
         require_staff_or_service(actor)
         with self.db.transaction() as session:
             return usecases.refunds(session, bool(overdue_only), order_number).model_dump(mode="json")
@@ -455,7 +455,7 @@ class PaymentsService(HealthCheck):
     # --- reconciliation -------------------------------------------------------------------------------
 
     @rpc
-    def reconcile(self, actor: dict, day: str) -> dict:
+    def reconcile(self, actor: str | None, day: str) -> dict:
         require_staff_or_service(actor)
         try:
             wanted = date.fromisoformat(str(day))

@@ -56,21 +56,21 @@ class ScoringService(HealthCheck):
     settings = Settings()
 
     @rpc
-    def record_results(self, actor: dict, request: dict) -> dict:
+    def record_results(self, actor: str | None, request: dict) -> dict:
         staff = require_staff(actor, "recorder")
         batch = parse(RecordResults, request)
         with self.db.transaction() as session:
             return usecases.record_results(session, batch, staff.subject).model_dump(mode="json")
 
     @rpc
-    def publish_results(self, actor: dict, request: dict) -> dict:
+    def publish_results(self, actor: str | None, request: dict) -> dict:
         staff = require_staff(actor, "publisher")
         publication = parse(PublishResults, request)
         with self.db.transaction() as session:
             return usecases.publish_results(session, publication, staff.subject).model_dump(mode="json")
 
     @rpc
-    def import_results(self, actor: dict, request: dict) -> dict:
+    def import_results(self, actor: str | None, request: dict) -> dict:
         """An exam centre's file, all rows or none (large files: the import-results CLI)."""
         staff = require_staff(actor, "recorder")
         upload = parse(ResultUpload, request)
@@ -92,7 +92,7 @@ class ScoringService(HealthCheck):
             pass
 
     @rpc
-    def import_report(self, actor: dict, batch_id: str) -> dict:
+    def import_report(self, actor: str | None, batch_id: str) -> dict:
         require_staff(actor, "recorder")
         with self.db.transaction() as session:
             batch = session.get(ImportBatch, batch_id)
@@ -110,26 +110,26 @@ class ScoringService(HealthCheck):
                     "created_by": batch.created_by, "created_at": batch.created_at.isoformat()}
 
     @rpc
-    def result_history(self, actor: dict, result_id: str) -> dict:
+    def result_history(self, actor: str | None, result_id: str) -> dict:
         require_staff(actor, *RESULT_HANDLERS)
         with self.db.transaction() as session:
             return {"result_id": result_id, "history": usecases.result_history(session, result_id)}
 
     @rpc
-    def evaluation_queue(self, actor: dict, program_code: str, sitting: str) -> dict:
+    def evaluation_queue(self, actor: str | None, program_code: str, sitting: str) -> dict:
         require_staff(actor, "expert")
         with self.db.transaction() as session:
             return usecases.evaluation_queue(session, program_code, sitting).model_dump(mode="json")
 
     @rpc
-    def evaluate_result(self, actor: dict, result_id: str, request: dict) -> dict:
+    def evaluate_result(self, actor: str | None, result_id: str, request: dict) -> dict:
         expert = require_staff(actor, "expert")
         evaluation = parse(EvaluateResult, request)
         with self.db.transaction() as session:
             return usecases.evaluate_result(session, result_id, expert.subject, evaluation.decision)
 
     @rpc
-    def decide_held_result(self, actor: dict, result_id: str, request: dict) -> dict:
+    def decide_held_result(self, actor: str | None, result_id: str, request: dict) -> dict:
         decider = require_staff(actor, "expert")
         decision = parse(DecideHeldResult, request)
         with self.db.transaction() as session:
@@ -137,13 +137,13 @@ class ScoringService(HealthCheck):
                                                decision.reason)
 
     @rpc
-    def list_releases(self, actor: dict) -> dict:
+    def list_releases(self, actor: str | None) -> dict:
         require_staff(actor, "publisher")
         with self.db.transaction() as session:
             return usecases.list_releases(session).model_dump(mode="json")
 
     @rpc
-    def cancel_release(self, actor: dict, release_id: str) -> dict:
+    def cancel_release(self, actor: str | None, release_id: str) -> dict:
         staff = require_staff(actor, "publisher")
         with self.db.transaction() as session:
             return usecases.cancel_release(session, release_id, staff.subject).model_dump(mode="json")
@@ -155,14 +155,14 @@ class ScoringService(HealthCheck):
             usecases.publish_due_releases(session)
 
     @rpc
-    def request_score_review(self, actor: dict, result_id: str, request: dict) -> dict:
+    def request_score_review(self, actor: str | None, result_id: str, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         review = parse(RequestScoreReview, request)
         with self.db.transaction() as session:
             return records.request_review(session, candidate.subject, result_id, review.reason).model_dump(mode="json")
 
     @rpc
-    def close_score_review(self, actor: dict, review_id: str, request: dict) -> dict:
+    def close_score_review(self, actor: str | None, review_id: str, request: dict) -> dict:
         staff = require_staff(actor, "expert")
         closing = parse(CloseScoreReview, request)
         with self.db.transaction() as session:
@@ -170,19 +170,19 @@ class ScoringService(HealthCheck):
                                         closing.note).model_dump(mode="json")
 
     @rpc
-    def score_reviews(self, actor: dict, candidate_id: str) -> dict:
+    def score_reviews(self, actor: str | None, candidate_id: str) -> dict:
         require_self_or_staff(actor, candidate_id, staff_roles=("expert", "support"))
         with self.db.transaction() as session:
             return records.reviews_of(session, candidate_id).model_dump(mode="json")
 
     @rpc
-    def open_score_reviews(self, actor: dict) -> dict:
+    def open_score_reviews(self, actor: str | None) -> dict:
         require_staff(actor, "expert")
         with self.db.transaction() as session:
             return records.open_reviews(session).model_dump(mode="json")
 
     @rpc
-    def correct_result(self, actor: dict, result_id: str, request: dict) -> dict:
+    def correct_result(self, actor: str | None, result_id: str, request: dict) -> dict:
         staff = require_staff(actor, "recorder")
         correction = parse(CorrectResult, request)
         with self.db.transaction() as session:
@@ -190,7 +190,7 @@ class ScoringService(HealthCheck):
                                                   correction.reason)
 
     @rpc
-    def grant_exemption(self, actor: dict, request: dict) -> dict:
+    def grant_exemption(self, actor: str | None, request: dict) -> dict:
         staff = require_staff(actor, "recorder")
         exemption = parse(GrantExemption, request)
         with self.db.transaction() as session:
@@ -198,7 +198,7 @@ class ScoringService(HealthCheck):
                                            exemption.course_code, exemption.reason).model_dump(mode="json")
 
     @rpc
-    def candidate_record(self, actor: dict, candidate_id: str) -> dict:
+    def candidate_record(self, actor: str | None, candidate_id: str) -> dict:
         require_self_or_staff(actor, candidate_id, staff_roles=("support",))
         with self.db.transaction() as session:
             return records.candidate_record(session, candidate_id).model_dump(mode="json")
@@ -210,7 +210,7 @@ class ScoringService(HealthCheck):
             return usecases.list_programs(session)
 
     @rpc
-    def results_for_candidate(self, actor: dict, candidate_id: str) -> dict:
+    def results_for_candidate(self, actor: str | None, candidate_id: str) -> dict:
         require_self_or_staff(actor, candidate_id)
         with self.db.transaction() as session:
             return usecases.results_for_candidate(session, candidate_id).model_dump(mode="json")

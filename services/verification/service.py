@@ -74,7 +74,7 @@ class VerificationService(HealthCheck):
     scoring_rpc = RpcProxy("scoring")  # only to read the exam record an education-record report states
 
     @rpc
-    def request_report(self, actor: dict, request: dict) -> dict:
+    def request_report(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         wanted = parse(RequestReport, request)
         if wanted.kind == "education_record":
@@ -89,27 +89,27 @@ class VerificationService(HealthCheck):
                                                   wanted.certificate_number).model_dump(mode="json")
 
     @rpc
-    def my_reports(self, actor: dict) -> dict:
+    def my_reports(self, actor: str | None) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return report_usecases.my_reports(session, self.report_signer, candidate.subject).model_dump(mode="json")
 
     @rpc
-    def close_report(self, actor: dict, report_code: str) -> dict:
+    def close_report(self, actor: str | None, report_code: str) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return report_usecases.close_report(session, self.report_signer, candidate.subject,
                                                 report_code).model_dump(mode="json")
 
     @rpc
-    def extend_report(self, actor: dict, report_code: str) -> dict:
+    def extend_report(self, actor: str | None, report_code: str) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return report_usecases.extend_report(session, self.report_signer, candidate.subject,
                                                  report_code).model_dump(mode="json")
 
     @rpc
-    def report_pdf(self, actor: dict, report_code: str) -> str:
+    def report_pdf(self, actor: str | None, report_code: str) -> str:
         """Base64: the bus carries JSON."""
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
@@ -125,7 +125,7 @@ class VerificationService(HealthCheck):
                                                  str(channel or "")).model_dump(mode="json")
 
     @rpc(idempotent=False)  # its answer is a credential (the share code): never kept to be replayed
-    def create_share_code(self, actor: dict, report_code: str, request: dict | None = None) -> dict:
+    def create_share_code(self, actor: str | None, report_code: str, request: dict | None = None) -> dict:
         candidate = require_role(actor, "candidate")
         wanted = parse(CreateShareCode, request or {})
         with self.db.transaction() as session:
@@ -133,13 +133,13 @@ class VerificationService(HealthCheck):
                                                      wanted.valid_hours).model_dump(mode="json")
 
     @rpc
-    def share_codes(self, actor: dict) -> dict:
+    def share_codes(self, actor: str | None) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return report_usecases.share_codes(session, candidate.subject).model_dump(mode="json")
 
     @rpc
-    def revoke_share_code(self, actor: dict, share_id: str) -> dict:
+    def revoke_share_code(self, actor: str | None, share_id: str) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             report_usecases.revoke_share_code(session, candidate.subject, share_id)
@@ -153,13 +153,13 @@ class VerificationService(HealthCheck):
                                                       str(client or "")).model_dump(mode="json")
 
     @rpc
-    def my_accesses(self, actor: dict) -> dict:
+    def my_accesses(self, actor: str | None) -> dict:
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:
             return report_usecases.accesses(session, candidate.subject).model_dump(mode="json")
 
     @rpc
-    def my_accesses_csv(self, actor: dict) -> str:
+    def my_accesses_csv(self, actor: str | None) -> str:
         """The same log as ``my_accesses``, as CSV text for the holder to download."""
         candidate = require_role(actor, "candidate")
         with self.db.transaction() as session:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
@@ -49,7 +50,7 @@ def event_version(model: type[EventPayload]) -> str:
     return model.event_type.rsplit(".", 1)[1]
 
 
-def envelope_schema() -> dict:
+def envelope_schema() -> dict[str, Any]:
     """The CloudEvents envelope every event shares, from ``EventEnvelope``; each message narrows it to its type."""
     schema = EventEnvelope.model_json_schema()
     properties = {name: {**value, "description": ENVELOPE_ATTRIBUTES[name]}
@@ -63,7 +64,7 @@ def envelope_schema() -> dict:
             "required": required}
 
 
-def _message(model: type[EventPayload], payload_ref: str) -> dict:
+def _message(model: type[EventPayload], payload_ref: str) -> dict[str, Any]:
     return {
         "name": model.event_type,
         "title": model.__name__,
@@ -92,14 +93,14 @@ def _message(model: type[EventPayload], payload_ref: str) -> dict:
     }
 
 
-def build_asyncapi(version: str = "0.1.0", events: tuple[type[EventPayload], ...] = ALL_EVENTS) -> dict:
+def build_asyncapi(version: str = "0.1.0", events: tuple[type[EventPayload], ...] = ALL_EVENTS) -> dict[str, Any]:
     """The document of ``events`` (the whole contract unless told otherwise)."""
     key_map, schemas = models_json_schema([(model, "validation") for model in events],
                                           ref_template=SCHEMAS + "{model}")
     components_schemas = {ENVELOPE_SCHEMA: envelope_schema(), **schemas.get("$defs", {})}
-    channels: dict = {}
-    operations: dict = {}
-    messages: dict = {}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
     for model in events:
         name = model.__name__
         messages[name] = _message(model, key_map[(model, "validation")]["$ref"])

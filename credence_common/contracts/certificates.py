@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,7 +111,7 @@ class HistoryEntry(BaseModel):
     action: str
     status: CertificateStatus
     actor: str
-    detail: dict | None = None
+    detail: dict[str, Any] | None = None
 
 
 class CertificateHistoryView(BaseModel):

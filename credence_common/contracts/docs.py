@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import sys
 from types import UnionType
-from typing import Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
 from credence_common.contracts.events import ALL_EVENTS
 from credence_common.contracts.topology import subscribers_of
-from credence_common.events import EventEnvelope, exchange_name
+from credence_common.events import EventEnvelope, EventPayload, exchange_name
 
 HEADER = """# Event contract
 
@@ -126,7 +126,7 @@ EXAMPLE_VALUES = {
 EXAMPLE_TIME = "2026-11-23T02:15:00Z"
 
 
-def _example_value(name: str, field: FieldInfo):
+def _example_value(name: str, field: FieldInfo) -> Any:
     annotation = field.annotation
     if get_origin(annotation) in (Union, UnionType):  # Optional[X]: an example of X
         annotation = next(a for a in get_args(annotation) if a is not type(None))
@@ -140,7 +140,7 @@ def _example_value(name: str, field: FieldInfo):
         getattr(annotation, "__name__", ""), "example")
 
 
-def example(model) -> dict:
+def example(model: type[EventPayload]) -> dict[str, Any]:
     """A complete envelope for ``model``; the generator checks that it parses, so examples cannot rot."""
     data = {name: _example_value(name, field) for name, field in model.model_fields.items()}
     model.model_validate(data)

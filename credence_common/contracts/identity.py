@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -336,7 +336,9 @@ def _roles_once_in_order(roles: list[str]) -> list[str]:
     return list(staff_roles(roles))
 
 
-StaffRoles = Field(default_factory=list, max_length=len(STAFF_ROLE_NAMES),
+# Any: a FieldInfo shared by two models; pydantic types Field() as the value of the field it is the default of,
+# which no single annotation here can be for both (list[StaffRole] is what each model declares)
+StaffRoles: Any = Field(default_factory=list, max_length=len(STAFF_ROLE_NAMES),
                    description="The account's staff roles: " + ", ".join(STAFF_ROLE_NAMES))
 
 

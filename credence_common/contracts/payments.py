@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from stdnum.cn import uscc
@@ -222,7 +222,7 @@ class SandboxPaymentOutcome(BaseModel):
     notification_body: str
     notification_headers: dict[str, str]
     acknowledgement: NotificationAcknowledgement | None = None
-    refused: dict | None = None
+    refused: dict[str, Any] | None = None
 
 
 class RequestRefund(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -12,7 +12,7 @@ VERIFIER_ORGANISATION_MAX = 100
 VERIFIER_PURPOSE_MAX = 200
 
 
-def stated_text(value):
+def stated_text(value: Any) -> Any:
     """What a verifier typed about themselves (name, organisation, purpose), as the holder will read it: every
     run of white space one space, control and format characters gone (C0/C1 controls, bidi overrides,
     zero-width characters: they could make one text look like another), trimmed; nothing left is nothing said.
@@ -24,7 +24,7 @@ def stated_text(value):
     return " ".join(kept.split())
 
 
-def _optional_stated_text(value):
+def _optional_stated_text(value: Any) -> Any:
     value = stated_text(value)
     return value or None
 
@@ -77,7 +77,7 @@ class RequestReport(BaseModel):
                                            description="Required for a certificate report; absent for a record")
 
     @model_validator(mode="after")
-    def _number_matches_kind(self):
+    def _number_matches_kind(self) -> Self:
         if self.kind == "certificate" and not self.certificate_number:
             raise ValueError("certificate_number is required for a certificate report")
         if self.kind == "education_record" and self.certificate_number:
@@ -152,9 +152,9 @@ class ReportAnswer(BaseModel):
     requested_at: datetime
     expires_at: datetime
     closed_at: datetime | None = Field(default=None, description="When the holder closed it")
-    signed_report: dict | None = Field(default=None, description="The document as signed, its Ed25519 signature "
-                                                                 "and key id: verifiable offline with the public "
-                                                                 "key (open reports only)")
+    signed_report: dict[str, Any] | None = Field(default=None, description="The document as signed, its Ed25519 "
+                                                           "signature and key id: verifiable offline with the "
+                                                           "public key (open reports only)")
 
 
 class ReportPublicKey(BaseModel):
@@ -198,10 +198,10 @@ class ReportCheck(BaseModel):
 
     payload: str | None = Field(default=None, min_length=1, max_length=8000,
                                 description="CRV1:... as read from the report's second QR code")
-    signed_report: dict | None = Field(default=None, description="The signed report as JSON")
+    signed_report: dict[str, Any] | None = Field(default=None, description="The signed report as JSON")
 
     @model_validator(mode="after")
-    def one_of_the_two(self):
+    def one_of_the_two(self) -> Self:
         if (self.payload is None) == (self.signed_report is None):
             raise ValueError("send the payload or the signed_report, one of the two")
         return self
@@ -213,7 +213,7 @@ class ReportCheckResult(BaseModel):
     verdict: Literal["valid", "tampered", "expired", "unknown_key"]
     message: str
     key_id: str | None = None
-    document: dict | None = Field(default=None, description="What was signed, when the signature is good")
+    document: dict[str, Any] | None = Field(default=None, description="What was signed, when the signature is good")
 
 
 class CreateShareCode(BaseModel):

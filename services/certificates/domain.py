@@ -90,7 +90,7 @@ def next_status(status: str, action: str, payer_kind: str | None = None) -> str:
     allowed_from, target = TRANSITIONS[action]
     if status not in allowed_from:
         raise IllegalTransition(action, status)
-    if action == "confirm":
+    if target is None:  # "confirm": who pays decides which awaiting status
         return awaiting_status(payer_kind or "candidate")
     return target
 
@@ -112,7 +112,7 @@ def payer_for(candidate_id: str, institution_id: str | None) -> Payer:
     return Payer("candidate", candidate_id)
 
 
-def parse_fee_fen(value) -> int:
+def parse_fee_fen(value: object) -> int:
     """The configured fee must be a whole, non-negative number of fen: 60.5 is a mistake, not 60."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"CERTIFICATE_FEE_FEN must be a whole number of fen (e.g. 6000), not {value!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from typing import NoReturn
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -27,7 +28,7 @@ def _refusal(code: str, field: str, message: str, detail: str) -> InvalidInput:
     return InvalidInput(code, message, [{"field": field, "message": detail}])
 
 
-def _refuse(code: str, field: str, message: str, detail: str):
+def _refuse(code: str, field: str, message: str, detail: str) -> NoReturn:
     raise _refusal(code, field, message, detail)
 
 

@@ -69,7 +69,7 @@ def new_refund_number(now: datetime) -> str:
     return f"R{now:%Y%m%d}{secrets.randbelow(10**10):010d}"
 
 
-def is_whole_fen(value) -> bool:
+def is_whole_fen(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -134,10 +134,10 @@ def reconcile(entry: str, ours: dict[str, tuple[str, int]], theirs: dict[str, tu
     for reference in sorted(ours.keys() | theirs.keys()):
         our = ours.get(reference)
         their = theirs.get(reference)
-        if their is None:
+        if our is not None and their is None:
             mismatches.append(Mismatch("missing_at_provider", entry, reference, our[0], our[1], None))
-        elif our is None:
+        elif their is not None and our is None:
             mismatches.append(Mismatch("missing_in_credence", entry, reference, their[0], None, their[1]))
-        elif our[1] != their[1]:
+        elif our is not None and their is not None and our[1] != their[1]:
             mismatches.append(Mismatch("amount_differs", entry, reference, our[0], our[1], their[1]))
     return mismatches

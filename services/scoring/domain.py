@@ -31,7 +31,7 @@ class CompositeRules:
     requires_qualification_review: bool = True
     requires_homework: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.machine_exam_weight_percent + self.drill_weight_percent != 100:
             raise ValueError("the weights of the machine exam and the drill must add up to 100")
         if not 0 <= self.pass_mark <= 100 or self.violation_deduction < 0:

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 FIELDS = (
     "ticket_number",
@@ -310,7 +310,7 @@ def _csv_row(line: int, columns: list[str], cells: list[str]) -> ResultRow | lis
     return _result(line, values, errors, scores_as_text=True)
 
 
-class _Pairs(list):
+class _Pairs(list[tuple[str, Any]]):
     """A JSON object as its key/value pairs, so that a repeated key is seen rather than silently overwritten."""
 
 
@@ -355,18 +355,20 @@ def _result(
     line: int, values: dict[str, object], errors: list[RowError], *, scores_as_text: bool
 ) -> ResultRow | list[RowError]:
     """Check the values present (in the order the record gives them), then the required ones."""
-    clean: dict[str, object] = {}
+    # Any: each value is checked against its field below before it is kept (a score an int, the rest strings)
+    clean: dict[str, Any] = {}
     for name, value in values.items():
         if value is None:
             continue
         if name in _SCORES:
+            score: int | None = None
             if scores_as_text:
-                valid = isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value) is not None and int(value) <= 100
-            else:
-                # bool is an int to Python but not a score; 82.0 is refused like "82.0" is in CSV.
-                valid = type(value) is int and 0 <= value <= 100
-            if valid:
-                clean[name] = int(value)
+                if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value) is not None:
+                    score = int(value)
+            elif type(value) is int:  # bool is an int to Python but not a score; 82.0 is refused like "82.0" in CSV.
+                score = value
+            if score is not None and 0 <= score <= 100:
+                clean[name] = score
             else:
                 errors.append(RowError(line, name, _SCORE_MESSAGE))
         elif not isinstance(value, str):

@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from credence_common import signing
 
@@ -53,11 +54,11 @@ def new_report_code() -> str:
     return base64.b32encode(secrets.token_bytes(20)).decode("ascii")
 
 
-def canonical(document: dict) -> bytes:
+def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def sign_report(private_key, document: dict) -> dict:
+def sign_report(private_key: signing.PrivateKey, document: dict[str, Any]) -> dict[str, Any]:
     return {"document": document, "algorithm": ALGORITHM, "key_id": signing.key_id(private_key.public_key()),
             "signature": signing.sign(private_key, canonical(document))}
 
@@ -68,11 +69,12 @@ class Verdict:
     # verify_signed, verify_payload: valid | tampered | expired | unknown_key | malformed
     verdict: str
     message: str
-    document: dict | None = None  # what was signed, once the signature is known to be good
+    document: dict[str, Any] | None = None  # what was signed, once the signature is known to be good
     key_id: str | None = None
 
 
-def verify_report(signed: dict, public_key, now: datetime, qr_payload: str | None = None) -> Verdict:
+def verify_report(signed: dict[str, Any], public_key: signing.PublicKey, now: datetime,
+                  qr_payload: str | None = None) -> Verdict:
     """What a downloaded report proves on its own. ``qr_payload``: the text read from its QR code."""
     try:
         document = signed["document"]
@@ -140,7 +142,7 @@ def base45_decode(text: str) -> bytes:
     return bytes(out)
 
 
-def compact_payload(signed: dict) -> str:
+def compact_payload(signed: dict[str, Any]) -> str:
     """The signed report as one QR code's text. The signature is the report's own: it covers the same
     canonical JSON, so the JSON, the PDF and the QR code carry one signature."""
     if signed.get("algorithm") != ALGORITHM:
@@ -172,7 +174,7 @@ def decode_payload(text: str) -> tuple[str, bytes, bytes]:
             raw[KEY_ID_BYTES + SIGNATURE_BYTES:])
 
 
-def signed_from_payload(text: str) -> dict:
+def signed_from_payload(text: str) -> dict[str, Any]:
     """The signed report (as ``sign_report`` returns it) that a CRV1 payload carries; not verified."""
     key, signature, message = decode_payload(text)
     try:
@@ -189,13 +191,13 @@ class TrustedKey:
     ``retire_after`` (the reports they signed have expired by then)."""
 
     key_id: str
-    public_key: object
+    public_key: signing.PublicKey
     status: str = "current"  # current | previous
     not_before: datetime | None = None
     retire_after: datetime | None = None
 
 
-def _document_facts(document) -> datetime:
+def _document_facts(document: Any) -> datetime:
     if not isinstance(document, dict) or not isinstance(document.get("verify_url"), str):
         raise ValueError("no verify_url")
     expires_at = datetime.fromisoformat(document["expires_at"])
@@ -204,7 +206,7 @@ def _document_facts(document) -> datetime:
     return expires_at
 
 
-def _judge(key_id: str, signature: bytes, message: bytes, document, keys: Mapping[str, TrustedKey],
+def _judge(key_id: str, signature: bytes, message: bytes, document: Any, keys: Mapping[str, TrustedKey],
            now: datetime) -> Verdict:
     try:
         expires_at = _document_facts(document)
@@ -231,7 +233,7 @@ def _judge(key_id: str, signature: bytes, message: bytes, document, keys: Mappin
                             f"online page {document['verify_url']} shows whether {subject} today.", document, key_id)
 
 
-def verify_signed(signed: dict, keys: Mapping[str, TrustedKey], now: datetime) -> Verdict:
+def verify_signed(signed: dict[str, Any], keys: Mapping[str, TrustedKey], now: datetime) -> Verdict:
     """A report in its JSON form, judged against the published keys (``keys`` by key id)."""
     try:
         document = signed["document"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from jwt.types import Options
 
 from credence_common.config import INSECURE_DEFAULT_PREFIX
 from credence_common.errors import Unauthorized
@@ -69,7 +70,7 @@ def _raw_key(key_id: str, material: str) -> bytes:
 
 def parse_key_spec(spec: str) -> list[tuple[str, str]]:
     """``"k2=...,k1=..."`` -> [(key id, material), ...] in the given order."""
-    entries = []
+    entries: list[tuple[str, str]] = []
     for part in (spec or "").split(","):
         part = part.strip()
         if not part:
@@ -208,9 +209,9 @@ class ActorVerifier:
             key = self._keys.get(header.get("kid")) if header.get("alg") == ALGORITHM else None
             if key is None:
                 raise Unauthorized(*REFUSED)
-            options = {"require": required}
+            options: Options = {"require": required}
             if now is not None:  # tests: judge the times at a given moment (PyJWT reads the clock itself)
-                options.update(verify_exp=False, verify_iat=False)
+                options["verify_exp"] = options["verify_iat"] = False
             claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=audience, leeway=LEEWAY_SECONDS,
                                 options=options)
         except jwt.PyJWTError:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from credence_common import appends
-from credence_common.events import EventPayload
+from credence_common.events import EventPayload, P
 from credence_common.logs import correlation_id_of_event, correlation_scope, current_correlation_id
 from credence_common.messaging import Inbox, read_event
 from credence_common.metrics import EVENTS_DUPLICATE
@@ -16,8 +16,8 @@ from credence_common.metrics import EVENTS_DUPLICATE
 log = logging.getLogger(__name__)
 
 
-def consume(service, message: dict, payload_model: type[EventPayload], processed_model,
-            effect: Callable[[Session, EventPayload], None]) -> bool:
+def consume(service, message: dict, payload_model: type[P], processed_model,
+            effect: Callable[[Session, P], None]) -> bool:
     """Apply ``effect`` once per event id. Returns False for a duplicate.
 
     A malformed message raises ``MalformedEvent`` (a ``PermanentFailure``): the reliable handler moves it to

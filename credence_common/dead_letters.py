@@ -53,7 +53,8 @@ def _parameters(amqp_uri: str) -> pika.URLParameters:
 def _describe(position: int, body: bytes, headers: dict) -> DeadLetter:
     try:
         envelope = json.loads(body)
-        event_id, event_type = str(envelope.get("id")), str(envelope.get("type"))
+        event_id: str | None = str(envelope.get("id"))
+        event_type: str | None = str(envelope.get("type"))
     except (ValueError, AttributeError, UnicodeDecodeError):
         event_id = event_type = None
     return DeadLetter(position=position, source_queue=str(headers.get(SOURCE_QUEUE_HEADER, "")),
@@ -66,7 +67,7 @@ def list_dead_letters(amqp_uri: str, service: str, limit: int = 1000) -> list[De
     connection = pika.BlockingConnection(_parameters(amqp_uri))
     try:
         channel = connection.channel()
-        letters = []
+        letters: list[DeadLetter] = []
         while len(letters) < limit:
             method, properties, body = channel.basic_get(dead_letter_queue_name(service), auto_ack=False)
             if method is None:

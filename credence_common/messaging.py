@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from credence_common import appends
 from credence_common.db import OUTBOX_WRITTEN
-from credence_common.events import EventEnvelope, EventPayload, ReceivedEvent, make_envelope, utcnow
+from credence_common.events import EventEnvelope, EventPayload, P, ReceivedEvent, make_envelope, utcnow
 from credence_common.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class MalformedEvent(PermanentFailure):
     """Not a valid envelope, or not the schema and version this handler reads."""
 
 
-def read_event(message: dict, payload_model: type[EventPayload]) -> ReceivedEvent:
+def read_event(message: dict, payload_model: type[P]) -> ReceivedEvent[P]:
     """Parse a delivered message into its envelope and typed payload."""
     try:
         envelope = EventEnvelope.model_validate(message)

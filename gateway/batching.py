@@ -62,7 +62,7 @@ class Batcher:
         batch = [leader]
         while self._queue and len(batch) < self.max_batch:
             batch.append(self._queue.popleft())
-        outcomes = [(False, RuntimeError("the batch was interrupted"))] * len(batch)
+        outcomes: list[tuple[bool, object]] = [(False, RuntimeError("the batch was interrupted"))] * len(batch)
         try:
             results = leader.send([w.item for w in batch])
             if len(results) != len(batch):

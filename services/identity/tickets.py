@@ -21,7 +21,8 @@ def import_legacy(session: Session, protection: PersonalDataProtection, request:
                   now: datetime | None = None) -> ImportOutcome:
     """All lines or none. A ticket whose holder is already a confirmed candidate is linked at once."""
     now = now or utcnow()
-    problems, rows = [], []
+    problems: list[dict[str, str]] = []
+    rows: list[LegacyTicket] = []
     for position, line in enumerate(request.tickets):
         try:
             resident_id_number = domain.normalise_resident_id(line.resident_id_number, today=now.date())

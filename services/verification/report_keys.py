@@ -17,7 +17,7 @@ the normal case, and secret settings must not be empty outside development).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from credence_common import signing
 from services.verification import reports
@@ -36,7 +36,7 @@ def parse_time(text, setting: str) -> datetime | None:
         raise ValueError(f"{setting}: {text!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         if len(str(text).strip()) == 10:  # a date: midnight UTC
-            return moment.replace(tzinfo=reports.UTC)
+            return moment.replace(tzinfo=UTC)
         raise ValueError(f"{setting}: {text!r} has no time zone")
     return moment
 

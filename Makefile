@@ -101,10 +101,12 @@ test-faults: $(STAMP)
 	$(PY) -m tests.faults.suite
 	$(PY) -m tests.faults.suite --backend postgresql
 
-# ruff, then the package boundaries of pyproject.toml's [tool.importlinter] (tests/unit/test_import_contracts.py)
+# ruff, then the package boundaries of pyproject.toml's [tool.importlinter] (tests/unit/test_import_contracts.py),
+# then the type checker, pyproject.toml's [tool.mypy] (tests/unit/test_type_check.py)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 docs: $(STAMP)
 	$(PY) -m credence_common.contracts.docs > docs/events.md

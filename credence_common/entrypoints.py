@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from typing import Any
 
 import eventlet
 from kombu.exceptions import OperationalError
@@ -152,6 +153,9 @@ class HealthCheck:
 
     correlation = CorrelationContext()
     actor_keys = ActorKeys()
+    # given by the service class it is mixed into (annotations only: nameko sees no attribute here)
+    name: str
+    db: Any
 
     @rpc
     def health(self) -> dict:

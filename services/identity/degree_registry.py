@@ -203,7 +203,7 @@ class KeyStore:
         paths = [self.directory / ACTIVE_KEY_FILE, self.directory / SIGNING_DIR / ACTIVE_KEY_FILE]
         paths += sorted((self.directory / SIGNING_DIR).glob("*.pem")) + sorted(
             (self.directory / REGISTRY_DIR).glob("*.pem"))
-        stamp = []
+        stamp: list[tuple[str, int | None, int | None]] = []
         for path in paths:
             try:
                 info = path.stat()

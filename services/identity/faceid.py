@@ -181,7 +181,7 @@ class SecretStore:
         self._checked = time.monotonic()
 
     def _fingerprint(self) -> tuple:
-        stamp = []
+        stamp: list[tuple[str, int | None, int | None, int | None]] = []
         for name in (SECRET_ID_FILE, SECRET_KEY_FILE):
             try:
                 # a Kubernetes Secret volume swaps a symlinked directory: resolve, so the swap is seen

@@ -198,7 +198,7 @@ class TencentSecrets:
         self._checked = time.monotonic()
 
     def _fingerprint(self) -> tuple:
-        stamp = []
+        stamp: list[tuple[str, int | None, int | None, int | None]] = []
         for name in (SECRET_ID_FILE, SECRET_KEY_FILE):
             try:
                 info = (self.directory / name).stat()

@@ -36,7 +36,7 @@ RECONCILED_DAY = Gauge(
 def record_reconciliation(report: ReconciliationReport, now: float | None = None) -> None:
     """Set the series from the scheduled run's report (service.reconcile_previous_day). A staff member checking
     some other day through the API does not set them: the alert is about the latest day, not a question asked."""
-    counts = Counter((mismatch.kind, mismatch.entry) for mismatch in report.mismatches)
+    counts: Counter[tuple[str, str]] = Counter((mismatch.kind, mismatch.entry) for mismatch in report.mismatches)
     for kind in MISMATCH_KINDS:
         for entry in ENTRIES:
             RECONCILIATION_MISMATCHES.labels(report.provider, kind, entry).set(counts.get((kind, entry), 0))

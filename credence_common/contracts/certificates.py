@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from credence_common.contracts.tickets import TicketNumber
+
 CertificateStatus = Literal["pending_confirmation", "correction_requested", "awaiting_candidate_payment",
                             "awaiting_institution_payment", "issued", "revoked", "superseded", "withdrawn"]
 
@@ -17,7 +19,7 @@ class CertificateView(BaseModel):
     status: CertificateStatus
     holder_name: str
     resident_id_number_masked: str
-    ticket_number: str
+    ticket_number: TicketNumber
     program_code: str
     program_name: str
     level: str | None = None

@@ -11,6 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
+from credence_common.contracts.tickets import TicketNumber
 from credence_common.events import EventPayload
 
 
@@ -30,7 +31,7 @@ class CandidateConfirmedV1(EventPayload):
     description: ClassVar[str] = "A candidate's identity was confirmed and an admission ticket number issued."
 
     candidate_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     full_name: str
     resident_id_number_masked: str
     exam_region: str
@@ -60,8 +61,8 @@ class TicketsLinkedV1(EventPayload):
                                   "results recorded under them are that candidate's.")
 
     candidate_id: str
-    primary_ticket_number: str
-    ticket_numbers: list[str]
+    primary_ticket_number: TicketNumber
+    ticket_numbers: list[TicketNumber]
     full_name: str
     resident_id_number_masked: str
     linked_at: datetime
@@ -74,8 +75,8 @@ class TicketsMergedV1(EventPayload):
                                   "move to the primary number.")
 
     candidate_id: str
-    primary_ticket_number: str
-    merged_ticket_numbers: list[str]
+    primary_ticket_number: TicketNumber
+    merged_ticket_numbers: list[TicketNumber]
     merged_at: datetime
 
 
@@ -86,7 +87,7 @@ class ResultPublishedV1(EventPayload):
 
     result_id: str
     candidate_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     program_code: str
     sitting: str = Field(description="Exam sitting, e.g. 2026-11")
     final_score: int = Field(ge=0, le=100)
@@ -102,7 +103,7 @@ class ResultCorrectedV1(EventPayload):
     result_id: str
     review_id: str
     candidate_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     program_code: str
     course_code: str = Field(description="Empty for composite programs")
     sitting: str
@@ -120,7 +121,7 @@ class CandidateQualifiedV1(EventPayload):
 
     result_id: str
     candidate_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     full_name: str
     resident_id_number_masked: str
     program_code: str
@@ -267,7 +268,7 @@ class CertificateIssuedV1(EventPayload):
     certificate_id: str
     certificate_number: str
     candidate_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     holder_name: str
     resident_id_number_masked: str
     program_code: str

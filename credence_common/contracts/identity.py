@@ -7,6 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from credence_common.contracts.tickets import TicketNumber
 from credence_common.staff_roles import STAFF_ROLES as STAFF_ROLE_NAMES
 from credence_common.staff_roles import StaffRole, staff_roles
 
@@ -82,7 +83,7 @@ class CandidateView(BaseModel):
     exam_region: str
     status: CandidateStatus
     rejection_reason: str | None = None
-    ticket_number: str | None = None
+    ticket_number: TicketNumber | None = None
     confirmation_method: Literal["online", "on_site"] | None = None
     institution_id: str | None = None
     prior_education_status: Literal["not_required", "required", "verified", "proof_required", "proof_submitted",
@@ -198,7 +199,7 @@ class CodeLogin(BaseModel):
 class TicketLookupResult(BaseModel):
     full_name: str
     status: CandidateStatus
-    ticket_number: str | None
+    ticket_number: TicketNumber | None
 
 
 class StaffCredentials(BaseModel):
@@ -263,7 +264,7 @@ class InstitutionCredentials(BaseModel):
 class LegacyTicketLine(BaseModel):
     model_config = Strict
 
-    ticket_number: str = Field(pattern=r"^[0-9]{11}[0-9X]$")
+    ticket_number: TicketNumber
     resident_id_number: str = Field(min_length=18, max_length=18)
     exam_region: str = Field(pattern=r"^[0-9]{2}$")
 
@@ -280,26 +281,26 @@ class ImportOutcome(BaseModel):
 
 
 class HeldTicket(BaseModel):
-    ticket_number: str
+    ticket_number: TicketNumber
     status: Literal["held", "merged"]
-    merged_into: str | None = None
+    merged_into: TicketNumber | None = None
 
 
 class MyTickets(BaseModel):
-    primary_ticket_number: str | None
+    primary_ticket_number: TicketNumber | None
     other_tickets: list[HeldTicket]
 
 
 class ChoosePrimaryTicket(BaseModel):
     model_config = Strict
 
-    ticket_number: str = Field(pattern=r"^[0-9]{11}[0-9X]$")
+    ticket_number: TicketNumber
 
 
 class MergeTickets(BaseModel):
     model_config = Strict
 
-    ticket_numbers: list[str] = Field(min_length=1, max_length=20)
+    ticket_numbers: list[TicketNumber] = Field(min_length=1, max_length=20)
 
 
 class SubmitPriorEducation(BaseModel):

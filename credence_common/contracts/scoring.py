@@ -7,14 +7,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from credence_common.contracts.tickets import TicketNumber
+
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class ResultLine(BaseModel):
     model_config = Strict
 
-    ticket_number: str = Field(pattern=r"^[0-9]{11}[0-9X]$",
-                               description="The candidate's 12-character admission ticket number")
+    ticket_number: TicketNumber = Field(description="The candidate's 12-character admission ticket number")
     program_code: str = Field(min_length=1, max_length=32)
     sitting: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="Exam sitting as YYYY-MM")
     final_score: int = Field(ge=0, le=100, strict=True)
@@ -66,7 +67,7 @@ class DecideHeldResult(BaseModel):
 
 class EvaluationItem(BaseModel):
     result_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     sitting: str
     final_score: int
     suggested_outcome: Literal["passed", "failed"]
@@ -81,7 +82,7 @@ class EvaluationQueue(BaseModel):
 
 class ResultView(BaseModel):
     result_id: str
-    ticket_number: str
+    ticket_number: TicketNumber
     program_code: str
     program_name: str
     course_code: str | None = Field(default=None, description="Course-based programs: which course")
@@ -219,7 +220,7 @@ class CandidateRecord(BaseModel):
     candidate_id: str
     holder_name: str | None = Field(default=None, description="As confirmed by identity; absent if not on the roster")
     resident_id_number_masked: str | None = None
-    ticket_numbers: list[str]
+    ticket_numbers: list[TicketNumber]
     programs: list[ProgramRecord]
     violations: list[ViolationRecord]
     transfers: list[TransferRecord] = Field(default_factory=list, description="Transfers between exam regions")

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from credence_common.contracts.tickets import sql_ticket_number_regex
 from credence_common.db import copy_in
 from credence_common.events import utcnow
 from services.scoring.importing import FIELDS, NAME_FIELD, REQUIRED
@@ -71,10 +72,10 @@ STAGED = """
 # A row that passes every check of its own (only such rows can repeat or contradict each other); a row outside it
 # has at least one of CHECKS' per-row problems, unless its program is composite (not for this path).
 VALID = """
-    ticket_number ~ '^[0-9]{11}[0-9X]$' AND sitting ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
+    ticket_number ~ <TICKET_NUMBER> AND sitting ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
       AND score_int <= 100 AND candidate_id IS NOT NULL
       AND program_kind = 'course_based' AND course_pass_mark IS NOT NULL
-"""
+""".replace("<TICKET_NUMBER>", sql_ticket_number_regex())  # the contracts' one pattern (issue #21 item 1)
 # One pass that tells whether any row of the file fails a check of its own, and whether it holds composite results.
 # Most files have no problem: then the plain INSERT runs straight away, and exam_results' unique key finds the only
 # problems left (a key repeated in the file or already recorded), in which case CHECKS and KNOWN_ROWS decide as
@@ -96,7 +97,7 @@ WITH staged AS MATERIALIZED (<STAGED>), valid AS MATERIALIZED (
     FROM valid GROUP BY primary_ticket, program_code, course_code, sitting HAVING count(DISTINCT score_int) > 1
 ), problems AS (
     SELECT line, 'ticket_number' AS field, 'not a valid ticket number' AS message FROM staged
-        WHERE ticket_number IS NULL OR ticket_number !~ '^[0-9]{11}[0-9X]$'
+        WHERE ticket_number IS NULL OR ticket_number !~ <TICKET_NUMBER>
     UNION ALL SELECT line, 'sitting', 'not a valid sitting (YYYY-MM)' FROM staged
         WHERE sitting IS NULL OR sitting !~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
     UNION ALL SELECT line, 'score', 'must be a whole number from 0 to 100' FROM staged
@@ -105,7 +106,7 @@ WITH staged AS MATERIALIZED (<STAGED>), valid AS MATERIALIZED (
     UNION ALL SELECT line, 'course_code', 'unknown course for this program' FROM staged
         WHERE program_kind = 'course_based' AND course_pass_mark IS NULL
     UNION ALL SELECT line, 'ticket_number', 'unknown ticket number' FROM staged
-        WHERE candidate_id IS NULL AND ticket_number ~ '^[0-9]{11}[0-9X]$'
+        WHERE candidate_id IS NULL AND ticket_number ~ <TICKET_NUMBER>
     UNION ALL SELECT v.line, 'score', 'conflicts with line ' || r.first_line
                                        || '; change a recorded result by correction'
         FROM repeated r
@@ -118,7 +119,7 @@ WITH staged AS MATERIALIZED (<STAGED>), valid AS MATERIALIZED (
         WHERE e.final_score <> k.score_int
 )
 SELECT line, field, message, count(*) OVER () AS total FROM problems ORDER BY line, field LIMIT :limit
-""".replace("<STAGED>", STAGED).replace("<VALID>", VALID)
+""".replace("<STAGED>", STAGED).replace("<VALID>", VALID).replace("<TICKET_NUMBER>", sql_ticket_number_regex())
 
 # Result ids are the batch id's first 24 characters plus the line number in hex: unique, a valid UUID,
 # and increasing within the batch, so the primary-key index is appended to rather than written at random.

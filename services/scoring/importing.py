@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from credence_common.contracts.tickets import TICKET_NUMBER_PATTERN
+
 FIELDS = (
     "ticket_number",
     "program_code",
@@ -44,7 +46,7 @@ MAX_RECORD_CHARS = 1 << 20
 _MAX_NAME_CHARS = 64
 
 _PATTERNS = {
-    "ticket_number": (re.compile(r"[0-9]{11}[0-9X]"), "not a valid ticket number"),
+    "ticket_number": (TICKET_NUMBER_PATTERN, "not a valid ticket number"),
     "program_code": (re.compile(r"[A-Z0-9-]{1,32}"), "not a valid program code"),
     "course_code": (re.compile(r"[A-Z0-9-]{1,32}"), "not a valid course code"),
     "sitting": (re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])"), "not a valid sitting (expected YYYY-MM)"),

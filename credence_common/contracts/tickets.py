@@ -51,7 +51,7 @@ def has_ticket_number_shape(value: str | None) -> bool:
 
 def is_valid_ticket_number(value: str | None) -> bool:
     """The shape and the check character."""
-    return has_ticket_number_shape(value) and mod_11_2.is_valid(value)
+    return value is not None and has_ticket_number_shape(value) and mod_11_2.is_valid(value)
 
 
 def sql_ticket_number_regex() -> str:

@@ -10,7 +10,7 @@ The layout, as identity issues it (``format_ticket_number``), 12 characters::
     |  '------------- year of registration, last two digits
     '---------------- exam region (2 digits), the province's code
 
-Tickets imported from the earlier system (``POST /api/v1/tickets/legacy``) follow the same shape; only the
+Tickets imported from the earlier system (``POST /api/v1/legacy-tickets``) follow the same shape; only the
 shape (``TICKET_NUMBER_REGEX``) is checked on them and on every schema, while identity also checks the check
 character where a candidate types a ticket in (``is_valid_ticket_number``). Migration files written before this
 module keep their own copies of the pattern as history.

@@ -41,7 +41,8 @@ class CertificateView(BaseModel):
     delivery_status: Literal["none", "queued", "printing", "shipped", "delivered"] = "none"
     delivery_address: str | None = None
     batch_id: str | None = None
-    ship_by: date | None = Field(default=None, description="Shipping is promised within 30 working days of issue")
+    ship_by: date | None = Field(default=None, description="Shipping is promised by this day: "
+                                                           "SHIPPING_PROMISE_WORKING_DAYS working days after issue")
     courier: str | None = None
     tracking_number: str | None = None
     shipped_at: datetime | None = None

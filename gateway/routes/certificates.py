@@ -220,6 +220,6 @@ ROUTES: tuple[Route, ...] = (
           "Record that a shipped certificate was delivered (staff)", ("staff",), mark_delivered, None,
           CertificateView, staff_roles=REGISTRAR, tag="certificates"),
     Route("overdue_shipments", "GET", "/api/v1/certificates/overdue-shipments",
-          "Issued certificates not shipped within their 30-working-day promise (staff)", ("staff",),
+          "Issued certificates not shipped by their ship_by day (SHIPPING_PROMISE_WORKING_DAYS; staff)", ("staff",),
           overdue_shipments, None, CertificateList, staff_roles=REGISTRAR, tag="certificates"),
 )

@@ -133,6 +133,10 @@ DELIVERY_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "ship": ((DELIVERY_PRINTING,), DELIVERY_SHIPPED),
     "deliver": ((DELIVERY_SHIPPED,), DELIVERY_DELIVERED),
 }
+# Working days (credence_common/calendar.py: weekends and PUBLIC_HOLIDAYS do not count). The online verification
+# report opens this many after payment (REPORT_DELAY_WORKING_DAYS overrides); a printed certificate is promised to
+# ship within this many of issue (SHIPPING_PROMISE_WORKING_DAYS overrides).
+REPORT_DELAY_WORKING_DAYS = 3
 SHIPPING_PROMISE_WORKING_DAYS = 30
 
 

@@ -45,7 +45,7 @@ class Certificate(Base):
     qualified_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
     photo_reference: Mapped[str | None] = mapped_column("photo_reference_encrypted", Sealed(), nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # The online verification report opens this many working days after payment (3 by default).
+    # The online verification report opens this many working days after payment (REPORT_DELAY_WORKING_DAYS).
     report_available_on: Mapped[date | None] = mapped_column(Date(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)

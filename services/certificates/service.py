@@ -47,10 +47,10 @@ class Rules(DependencyProvider):
         config = self.container.config
         self.rules = usecases.CertificateRules(
             fee_fen=domain.parse_fee_fen(config.get("CERTIFICATE_FEE_FEN", domain.CERTIFICATE_FEE_FEN)),
-            report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", 3)),
+            report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", domain.REPORT_DELAY_WORKING_DAYS)),
             shipping_promise_working_days=int(config.get("SHIPPING_PROMISE_WORKING_DAYS",
                                                          domain.SHIPPING_PROMISE_WORKING_DAYS)),
-            holidays=calendar.parse_holidays(config.get("CERTIFICATE_HOLIDAYS", "")),
+            holidays=calendar.configured_holidays(config, "certificates"),
             revocation_review_days=int(config.get("REVOCATION_REVIEW_DAYS", domain.REVOCATION_REVIEW_DAYS)),
             on_result_correction=str(config.get("REVOKE_ON_RESULT_CORRECTION", "review")))
         if self.rules.on_result_correction not in domain.ON_RESULT_CORRECTION or \

@@ -68,7 +68,7 @@ outbox = Outbox(OutboxEvent)
 @dataclass(frozen=True)
 class CertificateRules:
     fee_fen: int = domain.CERTIFICATE_FEE_FEN
-    report_delay_working_days: int = 3
+    report_delay_working_days: int = domain.REPORT_DELAY_WORKING_DAYS
     holidays: tuple[date, ...] = ()
     shipping_promise_working_days: int = domain.SHIPPING_PROMISE_WORKING_DAYS
     revocation_review_days: int = domain.REVOCATION_REVIEW_DAYS

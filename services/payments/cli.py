@@ -1,7 +1,7 @@
 """Operator commands for the payments service; they read the service's own database and ask its provider.
 
     python -m services.payments.cli reconcile 2026-11-23     # exit code 1 when anything does not match
-    python -m services.payments.cli refunds --overdue        # refunds past their 3-working-day promise
+    python -m services.payments.cli refunds --overdue        # refunds past their promised_by day
     python -m services.payments.cli incidents --flagged      # refused payments a person must look at
 """
 

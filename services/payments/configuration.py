@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from credence_common import calendar
 from credence_common.config import adapter_refusal, is_development, is_production
 from services.payments import domain
 from services.payments.providers import SandboxBank, SandboxProvider, sandbox_db_uri
@@ -27,8 +28,9 @@ PROVIDERS = ("sandbox", "wechatpay")
 
 def payment_rules(config: dict) -> PaymentRules:
     return PaymentRules(order_ttl_seconds=int(config.get("PAYMENT_ORDER_TTL_SECONDS", 1800)),
-                        refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS", 3)),
-                        holidays=domain.parse_holidays(config.get("PAYMENT_HOLIDAYS", "")),
+                        refund_promise_working_days=int(config.get("REFUND_PROMISE_WORKING_DAYS",
+                                                                   domain.REFUND_PROMISE_WORKING_DAYS)),
+                        holidays=calendar.configured_holidays(config, "payments"),
                         refund_check_first_seconds=float(config.get("REFUND_CHECK_FIRST_SECONDS", 5)),
                         refund_check_max_seconds=float(config.get("REFUND_CHECK_MAX_SECONDS", 3600)))
 

@@ -110,8 +110,10 @@ def timestamp_is_fresh(timestamp: str | None, now: datetime, tolerance_seconds: 
     return abs(int(timestamp) - now.timestamp()) <= tolerance_seconds
 
 
-# --- refund promise: working days are shared with certificates ----------------------------------------
+# --- refund promise: working days and the holiday list are credence_common/calendar.py's ---------------
 
+# A refund is promised within this many working days of its request (REFUND_PROMISE_WORKING_DAYS overrides).
+REFUND_PROMISE_WORKING_DAYS = 3
 add_working_days = calendar.add_working_days
 parse_holidays = calendar.parse_holidays
 

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.exc import IntegrityError
@@ -34,8 +33,8 @@ from credence_common.types import UTCDateTime
 from credence_common.validation import parse
 from services.payments import domain
 
-# Providers settle and issue statements by Beijing date.
-PROVIDER_ZONE = ZoneInfo("Asia/Shanghai")
+# Providers settle and issue statements by Beijing date: the authority's zone (credence_common/calendar.py).
+PROVIDER_ZONE = calendar.AUTHORITY_ZONE
 HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SERIAL = (
     "Sandbox-Timestamp", "Sandbox-Nonce", "Sandbox-Signature", "Sandbox-Serial")
 

@@ -91,7 +91,7 @@ MAX_ORDER_FEN = 1_000_000_000  # ten million yuan: far above any real order, far
 @dataclass(frozen=True)
 class PaymentRules:
     order_ttl_seconds: int = 1800
-    refund_promise_working_days: int = 3
+    refund_promise_working_days: int = domain.REFUND_PROMISE_WORKING_DAYS
     holidays: tuple[date, ...] = ()
     # a refund the provider is still making is asked about this long after it was accepted, then after twice as
     # long each time, never waiting longer than the bound (its notification may never come)

@@ -35,14 +35,16 @@ def consume(service, message: dict, payload_model: type[P], processed_model,
 
 def consume_batch(service, messages: list[dict], payload_model: type[EventPayload], processed_model,
                   effect: Callable[..., None], pass_message: bool = False,
-                  prepare: Callable[[Session, list], None] | None = None) -> int:
+                  prepare: Callable[[Session, list], object] | None = None) -> int:
     """``consume`` for many messages in one transaction (``@reliable_event_handler(batch_size=N)``): each event is
     applied once, in the order it arrived, and they commit together. Returns how many were applied.
 
     A malformed message, or any failure, fails the whole batch; the handler then tries each message on its
     own, so only the one at fault is retried or dead-lettered. ``pass_message``: the effect also gets the raw
     message (``effect(session, data, message=...)``). ``prepare(session, payloads)`` runs first, in the same
-    transaction, with the payloads about to be applied (to lock or load their rows in one query)."""
+    transaction, with the payloads about to be applied (to lock or load their rows in one query); what it returns
+    is handed to every effect of the batch as ``batch=`` (``effect(session, data, batch=...)``), so what an effect
+    depends on is in its signature, not kept in the session."""
     from sqlalchemy import select
 
     from credence_common.events import utcnow
@@ -55,8 +57,9 @@ def consume_batch(service, messages: list[dict], payload_model: type[EventPayloa
         seen = set(session.scalars(select(processed_model.event_id)
                                    .where(processed_model.event_id.in_(sorted(unique)))))
         fresh = [(event_id, event, message) for event_id, (event, message) in unique.items() if event_id not in seen]
+        extra: dict = {}
         if prepare is not None and fresh:
-            prepare(session, [event.data for _event_id, event, _message in fresh])
+            extra["batch"] = prepare(session, [event.data for _event_id, event, _message in fresh])
         applied = 0
         for event_id, event, message in fresh:
             appends.append(session, processed_model, event_id=event_id, event_type=event.envelope.type,
@@ -64,9 +67,9 @@ def consume_batch(service, messages: list[dict], payload_model: type[EventPayloa
             # the events this one causes carry its correlation id, not the batch's first
             with correlation_scope(correlation_id_of_event(message) or current_correlation_id()):
                 if pass_message:
-                    effect(session, event.data, message=message)
+                    effect(session, event.data, message=message, **extra)
                 else:
-                    effect(session, event.data)
+                    effect(session, event.data, **extra)
             applied += 1
     duplicates = len(events) - applied
     if duplicates:

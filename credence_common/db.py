@@ -176,15 +176,6 @@ class CommitSignal:
         self._event = eventlet.event.Event()
 
 
-TRANSACTION_SCOPE = "credence.transaction_scope"
-
-
-def transaction_scope(session: Session) -> dict:
-    """What a use case keeps for the rest of the current transaction only (rows it locked, say); emptied when
-    ``UnitOfWork.transaction`` begins and ends, so nothing leaks into the worker's next transaction."""
-    return session.info.setdefault(TRANSACTION_SCOPE, {})
-
-
 class UnitOfWork:
     """What a worker sees as ``self.db``."""
 
@@ -209,7 +200,6 @@ class UnitOfWork:
         session = self.session
         if session.in_transaction():
             session.rollback()
-        session.info.pop(TRANSACTION_SCOPE, None)
         try:
             with session.begin():
                 if self.idempotent_call is not None and not self.idempotent_call.attempted:
@@ -231,8 +221,6 @@ class UnitOfWork:
             # SQLite: another writer held the database past the busy timeout; nothing of this one was kept.
             raise Conflict("concurrent_change", "The database was busy with another change; nothing was saved. "
                            "Try again.") from None
-        finally:
-            session.info.pop(TRANSACTION_SCOPE, None)
         if wrote_events:  # read-only and event-free transactions leave the relay asleep
             self._commit_signal.notify()
 

@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import func, select
@@ -43,7 +43,6 @@ from credence_common.contracts.events import (
     PaymentSucceededV1,
     ReplacementAwaitingPaymentV1,
 )
-from credence_common.db import transaction_scope
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
@@ -252,10 +251,11 @@ def _serial_sequence(certificate: Certificate, now) -> tuple[int, str, str]:
     return year, region, domain.serial_sequence_name(year, region)
 
 
-def _new_number(session: Session, certificate: Certificate, now) -> str:
+def _new_number(session: Session, certificate: Certificate, now, payments: PaymentBatch | None = None) -> str:
     year, region, sequence = _serial_sequence(certificate, now)
-    reserved = transaction_scope(session).get(RESERVED_SERIALS, {}).get(sequence)
-    serial = reserved.popleft() if reserved else next_value_outside(session, NumberSequence, sequence)
+    serial = payments.reserved_serial(sequence) if payments is not None else None
+    if serial is None:
+        serial = next_value_outside(session, NumberSequence, sequence)
     return format_certificate_number(year, region, serial)
 
 
@@ -271,12 +271,25 @@ def _issued_event(certificate: Certificate, now) -> CertificateIssuedV1:
         replaces_certificate_id=certificate.replaces_certificate_id)
 
 
-LOCKED_FOR_PAYMENT = "certificates locked for payment"
-RESERVED_SERIALS = "serials reserved for a batch of payments"
-OPEN_BATCH = "open production batch"
+@dataclass
+class PaymentBatch:
+    """What a batch of payments shares within its one transaction: made by ``lock_for_payments`` and handed to
+    each ``issue_on_payment`` of the batch (``consume_batch``'s ``batch=``), so no payment queries on its own."""
+
+    # every certificate the batch pays for, locked (None: no such certificate)
+    certificates: dict[str, Certificate | None] = field(default_factory=dict)
+    # serials taken from the counters for the batch, per counter, handed out in order
+    serials: dict[str, deque[int]] = field(default_factory=dict)
+    # the open production batch, share-locked by the batch's first issue, which the rest join
+    production_batch: ProductionBatch | None = None
+
+    def reserved_serial(self, sequence: str) -> int | None:
+        """The next serial reserved for the batch on this counter; None when none is left."""
+        reserved = self.serials.get(sequence)
+        return reserved.popleft() if reserved else None
 
 
-def lock_for_payments(session: Session, events: list[PaymentSucceededV1]) -> None:
+def lock_for_payments(session: Session, events: list[PaymentSucceededV1]) -> PaymentBatch:
     """Before a batch of payments: every certificate they pay for, locked in one query (in one order, so two
     batches cannot deadlock), for ``issue_on_payment`` to find. With no query left per payment, what each one
     writes is flushed together at commit instead of statement by statement."""
@@ -284,24 +297,26 @@ def lock_for_payments(session: Session, events: list[PaymentSucceededV1]) -> Non
     found = {certificate.certificate_id: certificate for certificate in session.scalars(
         select(Certificate).where(Certificate.certificate_id.in_(ids)).order_by(Certificate.certificate_id)
         .with_for_update())} if ids else {}
-    transaction_scope(session)[LOCKED_FOR_PAYMENT] = {certificate: found.get(certificate) for certificate in ids}
     # One counter statement per year and region for the whole batch instead of one per certificate (it was a
     # quarter of the issuing process's time). A number reserved and not used (a payment that issues nothing)
     # is a gap, as these counters allow.
     wanted = Counter(_serial_sequence(certificate, utcnow())[2] for certificate in found.values()
                      if certificate.status in domain.AWAITING_PAYMENT)
-    transaction_scope(session)[RESERVED_SERIALS] = {
-        sequence: deque(next_values_outside(session, NumberSequence, sequence, count))
-        for sequence, count in sorted(wanted.items())}
+    return PaymentBatch(
+        certificates={certificate: found.get(certificate) for certificate in ids},
+        serials={sequence: deque(next_values_outside(session, NumberSequence, sequence, count))
+                 for sequence, count in sorted(wanted.items())})
 
 
-def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: CertificateRules) -> None:
+def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: CertificateRules,
+                     batch: PaymentBatch) -> None:
+    """One payment of a batch (``batch``: what ``lock_for_payments`` prepared for all of them)."""
     if event.purpose in domain.REPLACEMENT_KINDS.values():
         replacement_paid(session, event)
         return
     if event.purpose != "certificate_fee":
         return
-    locked = transaction_scope(session).get(LOCKED_FOR_PAYMENT, {})
+    locked = batch.certificates
     certificate = locked[event.reference_id] if event.reference_id in locked else \
         session.get(Certificate, event.reference_id, with_for_update=True)
     if certificate is None or certificate.status not in domain.AWAITING_PAYMENT:
@@ -314,7 +329,7 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
                 f"{event.due_id or event.reference_id}")
         return
     now = utcnow()
-    certificate.certificate_number = _new_number(session, certificate, now)
+    certificate.certificate_number = _new_number(session, certificate, now, batch)
     certificate.issued_at = now
     certificate.payment_order_number = event.order_number
     certificate.certificate_fee_fen = event.amount_fen  # what was paid, at the price payments' schedule set
@@ -323,7 +338,7 @@ def issue_on_payment(session: Session, event: PaymentSucceededV1, rules: Certifi
     _change(session, certificate, "pay", f"payments:{event.order_number}",
             {"certificate_number": certificate.certificate_number, "paid_fen": event.amount_fen})
     issued = _issued_event(certificate, now)  # the version of the issue itself; joining a batch follows it
-    join_open_batch(session, certificate, now, rules)
+    join_open_batch(session, certificate, now, rules, batch)
     outbox.add(session, issued, subject=certificate.certificate_number)
 
 
@@ -541,8 +556,11 @@ def _open_batch(session: Session) -> ProductionBatch | None:
                            .order_by(ProductionBatch.batch_number).limit(1).with_for_update(read=True)).first()
 
 
-def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules) -> None:
-    batch = transaction_scope(session).get(OPEN_BATCH)  # share-locked earlier in this transaction (a batch)
+def join_open_batch(session: Session, certificate: Certificate, now, rules: CertificateRules,
+                    payments: PaymentBatch | None = None) -> None:
+    """Queue the certificate in the open production batch (opening one if none is open). Within a batch of
+    ``payments``, the production batch found by the first is kept there for the rest (share-locked already)."""
+    batch = payments.production_batch if payments is not None else None
     if batch is None:
         batch = _open_batch(session)
     if batch is None:
@@ -560,7 +578,8 @@ def join_open_batch(session: Session, certificate: Certificate, now, rules: Cert
                                     batch_number=next_value(session, NumberSequence, "batch"))
             session.add(batch)
             session.flush()
-    transaction_scope(session)[OPEN_BATCH] = batch
+    if payments is not None:
+        payments.production_batch = batch
     certificate.batch_id = batch.batch_id
     certificate.ship_by = calendar.add_working_days(calendar.business_day(now), rules.shipping_promise_working_days,
                                                     rules.holidays)

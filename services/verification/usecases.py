@@ -15,7 +15,6 @@ from credence_common import appends
 from credence_common.certificate_numbers import normalise_certificate_number
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult, VerifiedCertificate
-from credence_common.db import transaction_scope
 from credence_common.errors import CredenceError, InvalidInput, NotFound, RateLimited
 from credence_common.events import EventEnvelope, utcnow
 from credence_common.masking import mask_name, mask_resident_id_public
@@ -30,29 +29,30 @@ NOT_FOUND_MESSAGE = "No certificate matches this holder name and number."
 
 # --- the read model -------------------------------------------------------------------------------------
 
-def apply_event(session: Session, event_type: str, event) -> None:
-    """One certificate event applied to the read model; the same code serves live events and rebuilds."""
+def apply_event(session: Session, event_type: str, event, batch: PreparedCertificates | None = None) -> None:
+    """One certificate event applied to the read model; the same code serves live events and rebuilds
+    (``batch``: the rows ``prepare_issued`` loaded for the batch of issued events this one came in)."""
     if event_type == CertificateIssuedV1.event_type:
-        _apply_issued(session, event)
+        _apply_issued(session, event, batch)
     else:
         _apply_withdrawn(session, event.certificate_number, WITHDRAWN[event_type], event.sequence)
 
 
-PREPARED_CERTIFICATES = "read-model rows of a batch of issued events"
+# the read-model rows of a batch of issued events, by certificate number (made by ``prepare_issued``)
+PreparedCertificates = dict[str, VerifiableCertificate]
 
 
-def prepare_issued(session: Session, events: list[CertificateIssuedV1]) -> None:
+def prepare_issued(session: Session, events: list[CertificateIssuedV1]) -> PreparedCertificates:
     """Before a batch of issued events: their rows (most do not exist yet) in one query. ``_apply_issued`` then
     asks the database nothing per event, and the batch's inserts go at commit together; without this each
     event's look-up flushed the previous ones' inserts first, two round trips per certificate (two thirds of
     verification's CPU while issuing in bulk, py-spy, docs/performance.md "Late night, 2026-12-06")."""
     numbers = sorted({event.certificate_number for event in events})
-    transaction_scope(session)[PREPARED_CERTIFICATES] = {row.certificate_number: row for row in session.scalars(
+    return {row.certificate_number: row for row in session.scalars(
         select(VerifiableCertificate).where(VerifiableCertificate.certificate_number.in_(numbers)))}
 
 
-def _apply_issued(session: Session, event: CertificateIssuedV1) -> None:
-    prepared = transaction_scope(session).get(PREPARED_CERTIFICATES)
+def _apply_issued(session: Session, event: CertificateIssuedV1, prepared: PreparedCertificates | None) -> None:
     row = prepared.get(event.certificate_number) if prepared is not None else \
         session.get(VerifiableCertificate, event.certificate_number)
     if row is None:
@@ -88,9 +88,10 @@ def _apply_withdrawn(session: Session, certificate_number: str, status: str, seq
     row.updated_at = utcnow()
 
 
-def record_event(session: Session, event, message: dict) -> None:
-    """Apply a live event and keep it in the log a rebuild replays, in the same transaction."""
-    apply_event(session, message["type"], event)
+def record_event(session: Session, event, message: dict, batch: PreparedCertificates | None = None) -> None:
+    """Apply a live event and keep it in the log a rebuild replays, in the same transaction (``batch``: see
+    ``apply_event``)."""
+    apply_event(session, message["type"], event, batch)
     appends.append(session, ReceivedEvent, event_id=message["id"], event_type=message["type"],
                    envelope_json=json.dumps(message, ensure_ascii=False), received_at=utcnow())
 

@@ -11,7 +11,6 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from credence_common.contracts.tickets import TicketNumber
 from credence_common.events import EventPayload
 
 
@@ -31,7 +30,9 @@ class CandidateConfirmedV1(EventPayload):
     description: ClassVar[str] = "A candidate's identity was confirmed and an admission ticket number issued."
 
     candidate_id: str
-    ticket_number: TicketNumber
+    # plain str, not contracts.tickets.TicketNumber: a stricter field on a published v1 event is a contract change
+    # (docs/events.md, "Versioning"); producers have always sent that shape
+    ticket_number: str
     full_name: str
     resident_id_number_masked: str
     exam_region: str
@@ -61,8 +62,8 @@ class TicketsLinkedV1(EventPayload):
                                   "results recorded under them are that candidate's.")
 
     candidate_id: str
-    primary_ticket_number: TicketNumber
-    ticket_numbers: list[TicketNumber]
+    primary_ticket_number: str
+    ticket_numbers: list[str]
     full_name: str
     resident_id_number_masked: str
     linked_at: datetime
@@ -75,8 +76,8 @@ class TicketsMergedV1(EventPayload):
                                   "move to the primary number.")
 
     candidate_id: str
-    primary_ticket_number: TicketNumber
-    merged_ticket_numbers: list[TicketNumber]
+    primary_ticket_number: str
+    merged_ticket_numbers: list[str]
     merged_at: datetime
 
 
@@ -87,7 +88,7 @@ class ResultPublishedV1(EventPayload):
 
     result_id: str
     candidate_id: str
-    ticket_number: TicketNumber
+    ticket_number: str
     program_code: str
     sitting: str = Field(description="Exam sitting, e.g. 2026-11")
     final_score: int = Field(ge=0, le=100)
@@ -103,7 +104,7 @@ class ResultCorrectedV1(EventPayload):
     result_id: str
     review_id: str
     candidate_id: str
-    ticket_number: TicketNumber
+    ticket_number: str
     program_code: str
     course_code: str = Field(description="Empty for composite programs")
     sitting: str
@@ -121,7 +122,7 @@ class CandidateQualifiedV1(EventPayload):
 
     result_id: str
     candidate_id: str
-    ticket_number: TicketNumber
+    ticket_number: str
     full_name: str
     resident_id_number_masked: str
     program_code: str
@@ -268,7 +269,7 @@ class CertificateIssuedV1(EventPayload):
     certificate_id: str
     certificate_number: str
     candidate_id: str
-    ticket_number: TicketNumber
+    ticket_number: str
     holder_name: str
     resident_id_number_masked: str
     program_code: str

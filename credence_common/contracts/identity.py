@@ -300,7 +300,8 @@ class ChoosePrimaryTicket(BaseModel):
 class MergeTickets(BaseModel):
     model_config = Strict
 
-    ticket_numbers: list[TicketNumber] = Field(min_length=1, max_length=20)
+    # plain str: a malformed number is answered like any number that is not yours (422 not_your_ticket), as before
+    ticket_numbers: list[str] = Field(min_length=1, max_length=20)
 
 
 class SubmitPriorEducation(BaseModel):

@@ -14,6 +14,7 @@ import time
 import pytest
 from tencentcloud.common.sign import Sign
 
+from deploy.journey import wait_until
 from services.identity import faceid
 from services.identity.faceid import (
     VERIFIER_CALLS,
@@ -248,14 +249,15 @@ def test_the_breaker_opens_after_n_failures_fails_fast_then_closes(emulator, tmp
     assert "circuit breaker opened" in caplog.text
     assert NAME not in caplog.text and ID_NUMBER not in caplog.text  # no personal data in the log
     emulator.faults.internal_errors = 0
-    deadline = time.monotonic() + 5
-    while True:  # after the reset timeout one trial call goes through, and closes it
+
+    def trial_call_answered() -> bool:  # after the reset timeout one trial call goes through, and closes it
         try:
-            assert verifier.check_id_card(NAME, ID_NUMBER).matches
-            break
+            return verifier.check_id_card(NAME, ID_NUMBER).matches
         except VerifierUnavailable as error:
-            assert error.code == "BreakerOpen" and time.monotonic() < deadline
-            time.sleep(0.02)
+            assert error.code == "BreakerOpen"
+            return False
+
+    assert wait_until("the breaker lets a trial call through", trial_call_answered, timeout=5, interval=0.02)
     assert faceid.VERIFIER_BREAKER_OPEN.labels(faceid.NAME)._value.get() == 0
 
 

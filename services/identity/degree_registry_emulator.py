@@ -23,12 +23,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from credence_common.emulation import EmulatedVendor
 from services.identity.degree_registry import (
     ACTIVE_KEY_FILE,
     HEADER_KEY_ID,
@@ -105,7 +106,9 @@ class Faults:
     stale_answers_seconds: int = 0  # answers signed with a timestamp this far in the past
 
 
-class DegreeRegistryEmulator:
+class DegreeRegistryEmulator(EmulatedVendor):
+    thread_name = "degree-registry-emulator"
+
     def __init__(self, credence_keys: dict[str, ed25519.Ed25519PublicKey] | None = None,
                  registry_key: ed25519.Ed25519PrivateKey | None = None, registry_key_id: str = "r1",
                  host: str = "127.0.0.1", port: int = 0, tolerance_seconds: int = TOLERANCE_SECONDS):
@@ -121,30 +124,7 @@ class DegreeRegistryEmulator:
         self.requests: list[dict] = []  # what arrived: path, key id, status, request_id (no personal data)
         self.received_bodies: list[bytes] = []  # for the test to check what crossed the wire
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
-        self.server.daemon_threads = True
-        self.thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> DegreeRegistryEmulator:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="degree-registry-emulator",
-                                       daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._listen(_handler(self), host, port)
 
     def add(self, certificate_number: str, holder_name: str, resident_id_number: str, **details) -> Degree:
         with self.lock:

@@ -31,10 +31,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from credence_common.emulation import EmulatedVendor
 from services.identity.faceid import (
     API_VERSION,
     SECRET_ID_FILE,
@@ -90,7 +91,9 @@ def error_body(code: str, message: str) -> dict:
     return {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": str(uuid.uuid4())}}
 
 
-class FaceIdEmulator:
+class FaceIdEmulator(EmulatedVendor):
+    thread_name = "faceid-emulator"
+
     def __init__(self, secret_id: str | None = None, secret_key: str | None = None, rule_id: str = "1",
                  host: str = "127.0.0.1", port: int = 0):
         self.secret_id = secret_id or "AKID" + secrets.token_hex(16)
@@ -102,37 +105,7 @@ class FaceIdEmulator:
         self.calls: list[Call] = []
         self.clock_offset = 0.0  # the emulator's clock ahead of ours, in seconds
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
-        self.server.daemon_threads = True
-        self.thread: threading.Thread | None = None
-        self.scheme = "http"
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
-
-    def serve_https(self, authority) -> FaceIdEmulator:
-        """Serve over TLS (before ``start``) with a test CA's certificate (tests/tls.py), as production wants
-        https://: the API and the liveness page's url are then https."""
-        authority.serve_https(self.server)
-        self.scheme = "https"
-        return self
-
-    def start(self) -> FaceIdEmulator:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="faceid-emulator", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._listen(_handler(self), host, port)
 
     def write_secrets(self, directory: str | Path, secret_id: str | None = None) -> Path:
         """Our side's secrets directory, as identity reads it (FACEID_SECRETS_DIR)."""

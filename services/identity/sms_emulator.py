@@ -32,8 +32,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from credence_common.emulation import EmulatedVendor
 
 ALGORITHM = "TC3-HMAC-SHA256"
 SERVICE = "sms"
@@ -115,7 +117,9 @@ class SentSms:
     at: float
 
 
-class TencentSmsEmulator:
+class TencentSmsEmulator(EmulatedVendor):
+    thread_name = "tencent-sms-emulator"
+
     def __init__(self, secrets: dict[str, str], sdk_app_id: str = "1400006666", sign_names=("Credence",),
                  templates: dict[str, int] | None = None, host: str = "127.0.0.1", port: int = 0):
         self.secrets = dict(secrets)  # SecretId -> SecretKey: every key Tencent accepts now (two while rotating)
@@ -127,29 +131,12 @@ class TencentSmsEmulator:
         self.receipts: list[dict] = []  # waiting to be pulled, each once
         self.requests: list[tuple[str, str]] = []  # (action, "Ok" or the error code / HTTP status) as answered
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
-        self.server.daemon_threads = True
-        self.thread: threading.Thread | None = None
+        self._listen(_handler(self), host, port)
 
     @property
     def endpoint(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> TencentSmsEmulator:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="tencent-sms-emulator", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        """What SMS_TENCENT_ENDPOINT is given."""
+        return self.base_url
 
     def approve_template(self, template_id: str, values: int = 2) -> None:
         self.templates[str(template_id)] = values

@@ -30,13 +30,14 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from credence_common.emulation import EmulatedVendor
 from services.payments.providers import PROVIDER_ZONE
 from services.payments.wechatpay import (
     APIV3_KEY_FILE,
@@ -142,7 +143,9 @@ class EmulatedRefund:
     success_time: datetime | None = None
 
 
-class WeChatPayEmulator:
+class WeChatPayEmulator(EmulatedVendor):
+    thread_name = "wechatpay-emulator"
+
     def __init__(self, keys: EmulatorKeys, mchid: str = "1900000001", host: str = "127.0.0.1", port: int = 0):
         self.keys = keys
         self.mchid = mchid
@@ -154,38 +157,8 @@ class WeChatPayEmulator:
         self.received: list[tuple[str, str]] = []  # (method, path) as they arrive, before any delay
         self.bills: dict[str, bytes] = {}
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
-        self.server.daemon_threads = True
-        self.thread: threading.Thread | None = None
+        self._listen(_handler(self), host, port)
         self.impostor_key = new_rsa_key()  # signs what is forged on purpose
-        self.scheme = "http"
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
-
-    def serve_https(self, authority) -> WeChatPayEmulator:
-        """Serve over TLS (before ``start``) with a test CA's certificate (tests/tls.py), as production wants
-        https://: the API and the bill's download_url are then https."""
-        authority.serve_https(self.server)
-        self.scheme = "https"
-        return self
-
-    def start(self) -> WeChatPayEmulator:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="wechatpay-emulator", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def rotate_platform_key(self, serial: str) -> rsa.RSAPrivateKey:
         """WeChat Pay starts signing with a new platform key (the merchant adds its public half beside the old)."""

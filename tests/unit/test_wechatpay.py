@@ -255,3 +255,16 @@ def test_a_processing_refund_is_asked_about_after_doubling_waits_up_to_the_bound
     waits = [rules.refund_check_delay(checks).total_seconds() for checks in range(12)]
     assert waits == [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
     assert rules.refund_check_delay(10**9).total_seconds() == 3600  # no overflow, still bounded
+
+
+def test_outside_development_the_notification_address_must_be_https(monkeypatch):
+    """WeChat Pay notifies only an https:// address, so staging and production refuse another at start-up (why
+    `make run-emulated`, whose local gateway has no TLS, runs under development rules: README)."""
+    from services.payments.configuration import wechatpay_provider
+
+    config = {"WECHATPAY_SECRETS_DIR": "/nowhere", "WECHATPAY_APPID": "wxd678efh567hg6787",
+              "WECHATPAY_NOTIFY_URL": "http://127.0.0.1:8000/api/v1/payments/notifications/wechatpay"}
+    for environment in ("staging", "production"):
+        monkeypatch.setenv("CREDENCE_ENV", environment)
+        with pytest.raises(ValueError, match="WECHATPAY_NOTIFY_URL must be our https://"):
+            wechatpay_provider(config)

@@ -47,6 +47,7 @@ def honest_results_app():
     from bench.baselines import thread_cursor
     from credence_common.errors import CredenceError
     from gateway.auth import TokenService
+    from gateway.statuses import http_status
     from services.scoring.domain import review_window_ends_at, visible_status
 
     cursor = thread_cursor(os.environ["BENCH_DB_DSN"])
@@ -56,7 +57,7 @@ def honest_results_app():
         try:
             principal = tokens.principal_from_header(environ.get("HTTP_AUTHORIZATION"))
         except CredenceError as refused:
-            return answer(start_response, f"{refused.http_status} Refused", refused.to_body())
+            return answer(start_response, f"{http_status(refused)} Refused", refused.to_body())
         if principal.is_public:
             return answer(start_response, "401 Unauthorized", {"error": {"code": "authentication_required",
                                                                          "message": "Sign in."}})

@@ -2,7 +2,8 @@
 
 nameko turns an exception raised in an RPC into a ``RemoteError`` on the caller's side unless the
 exception class is registered with ``deserialize_to_instance``; registered classes are rebuilt from
-their ``args``, so the gateway can catch the very same class and map it to an HTTP status.
+their ``args``, so the gateway can catch the very same class and map it to an HTTP status (gateway/statuses.py:
+HTTP belongs to the gateway, not to the errors).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from nameko.exceptions import deserialize_to_instance
 class CredenceError(Exception):
     """A refusal the caller can act on: never a bug, never a 500."""
 
-    http_status = 400
     default_code = "bad_request"
 
     def __init__(self, code: str | None = None, message: str = "", details: list | None = None,
@@ -41,37 +41,31 @@ class CredenceError(Exception):
 
 @deserialize_to_instance
 class BadRequest(CredenceError):
-    http_status = 400
     default_code = "bad_request"
 
 
 @deserialize_to_instance
 class Unauthorized(CredenceError):
-    http_status = 401
     default_code = "unauthorized"
 
 
 @deserialize_to_instance
 class Forbidden(CredenceError):
-    http_status = 403
     default_code = "forbidden"
 
 
 @deserialize_to_instance
 class NotFound(CredenceError):
-    http_status = 404
     default_code = "not_found"
 
 
 @deserialize_to_instance
 class Conflict(CredenceError):
-    http_status = 409
     default_code = "conflict"
 
 
 @deserialize_to_instance
 class InvalidInput(CredenceError):
-    http_status = 422
     default_code = "invalid_input"
 
 
@@ -83,7 +77,6 @@ class RateLimited(CredenceError):
     """A refusal to come back later: its details may name the wait, ``{"field": "retry_after_seconds",
     "message": "<seconds>"}``; the gateway answers it in ``Retry-After``."""
 
-    http_status = 429
     default_code = "rate_limited"
     default_retry_after_seconds = 60  # the limits that name no wait of their own count per minute
 
@@ -105,7 +98,6 @@ class RateLimited(CredenceError):
 
 @deserialize_to_instance
 class ServiceUnavailable(CredenceError):
-    http_status = 503
     default_code = "service_unavailable"
 
 

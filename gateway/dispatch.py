@@ -42,6 +42,7 @@ from gateway.auth import Principal, TokenService
 from gateway.openapi import build_openapi
 from gateway.ratelimit import TokenBucketLimiter
 from gateway.routing import Accepted
+from gateway.statuses import http_status
 
 log = logging.getLogger("gateway.service")  # the name the nameko gateway has always logged under
 access_log = logging.getLogger("gateway.access")
@@ -141,7 +142,7 @@ def refusal_headers(error: CredenceError) -> dict:
 
 
 def error_answer(error: CredenceError) -> Answer:
-    return json_answer(error.http_status, error.to_body(), refusal_headers(error))
+    return json_answer(http_status(error), error.to_body(), refusal_headers(error))
 
 
 def html_answer(status: int, page: str, error: CredenceError | None = None) -> Answer:
@@ -347,7 +348,7 @@ def verify_submit(gateway: Gateway, request: Incoming, raw: bytes, public_check:
                               request.remote_addr or "")
         result_html = web.render_valid(answer["certificate"], answer["result"])
     except CredenceError as error:
-        status, refusal = error.http_status, error
+        status, refusal = http_status(error), error
         result_html = web.render_refusal(error.message)
     except Exception:
         log.exception("verify page failed")
@@ -370,7 +371,7 @@ def report_page(gateway: Gateway, request: Incoming, report_code: str, call: Cal
         return html_answer(200, web.render_report(call("verification", "report_answer", report_code,
                                                        request.remote_addr or "", channel)))
     except CredenceError as error:
-        return html_answer(error.http_status, web.render_report(None, error.message), error)
+        return html_answer(http_status(error), web.render_report(None, error.message), error)
     except Exception:
         log.exception("report page failed")
         return html_answer(503, web.render_report(None, "The report could not be read; please try again."))

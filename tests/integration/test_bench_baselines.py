@@ -13,6 +13,7 @@ from bench import result_reading
 from bench.honest_reads import JWT_SECRET, honest_results_app
 from credence_common.db import make_engine
 from gateway.auth import TokenService
+from gateway.statuses import http_status
 from services.scoring import usecases
 
 
@@ -92,7 +93,7 @@ def test_the_check_baseline_answers_what_verification_answers(databases, tmp_pat
             with engine.begin() as connection:
                 [expected] = verification.public_checks(connection, [(PublicCheck(**body), "127.0.0.9")])
             if isinstance(expected, CredenceError):
-                assert (int(status[:3]), answer["error"]["code"]) == (expected.http_status, expected.code), body
+                assert (int(status[:3]), answer["error"]["code"]) == (http_status(expected), expected.code), body
             else:
                 assert status.startswith("200") and answer == expected.model_dump(mode="json"), body
     finally:

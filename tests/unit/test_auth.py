@@ -9,6 +9,7 @@ import pytest
 
 from credence_common.errors import Unauthorized
 from gateway.auth import ALGORITHM, ISSUER, PUBLIC, Principal, TokenService
+from gateway.statuses import http_status
 
 SECRET = "unit-test-jwt-secret-of-enough-length-0123456789"
 OTHER_SECRET = "another-jwt-secret-of-enough-length-9876543210"
@@ -27,7 +28,7 @@ def bearer(token: str) -> str:
 def unauthorized(tokens: TokenService, header: str) -> Unauthorized:
     with pytest.raises(Unauthorized) as info:
         tokens.principal_from_header(header)
-    assert info.value.http_status == 401
+    assert http_status(info.value) == 401
     return info.value
 
 

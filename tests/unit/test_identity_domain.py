@@ -4,6 +4,7 @@ import pytest
 from stdnum.cn import ric
 
 from credence_common.errors import InvalidInput
+from gateway.statuses import http_status
 from services.identity import domain
 
 VALID_ID = "11010519491231002X"
@@ -42,7 +43,7 @@ def test_wrong_check_digit_is_refused(wrong):
         domain.normalise_resident_id(value)
     err = info.value
     assert err.code == "invalid_resident_id_number"
-    assert err.http_status == 422
+    assert http_status(err) == 422
     assert err.details == [{"field": "resident_id_number", "message": "wrong check character"}]
     assert value not in str(err) and value not in err.message  # personal data is never echoed
 

@@ -6,6 +6,7 @@ import argon2
 import pytest
 
 from credence_common.errors import InvalidInput
+from gateway.statuses import http_status
 from services.identity import passwords
 from services.identity.passwords import (
     COMMON_PASSWORDS,
@@ -220,7 +221,7 @@ def test_check_password_raises_invalid_input_with_every_reason():
         check_password("1234567")
     error = caught.value
     assert error.code == "weak_password"
-    assert error.http_status == 422
+    assert http_status(error) == 422
     assert error.details == [{"field": "password", "message": "too_short"},
                              {"field": "password", "message": "common"},
                              {"field": "password", "message": "sequence"}]

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from credence_common.errors import Conflict, Forbidden
+from gateway.statuses import http_status
 from services.scoring import domain, records, usecases
 from services.scoring.domain import CompositeMarks, CompositeRules
 
@@ -291,7 +292,7 @@ RECORDERS = {"staff:clerk"}
 def refusal(call) -> tuple[int, str, list]:
     with pytest.raises((Forbidden, Conflict)) as caught:
         call()
-    return caught.value.http_status, caught.value.code, caught.value.details
+    return http_status(caught.value), caught.value.code, caught.value.details
 
 
 @pytest.mark.parametrize("state, decisions, expert, decision, after", [

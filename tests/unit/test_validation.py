@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from credence_common.contracts.identity import RegisterCandidate
 from credence_common.errors import InvalidInput
 from credence_common.validation import control_character_fields, parse
+from gateway.statuses import http_status
 
 SENSITIVE = "11010519491231002X"
 
@@ -42,7 +43,7 @@ def test_an_instance_passes_through_unchanged():
 def test_invalid_data_raises_invalid_input_naming_the_fields():
     err = parse_error(Batch, {"items": [{"code": "abc", "score": 101}], "unexpected": 1})
     assert err.code == "invalid_input"
-    assert err.http_status == 422
+    assert http_status(err) == 422
     fields = {d["field"] for d in err.details}
     assert fields == {"sitting", "items.0.code", "items.0.score", "unexpected"}
     for field in fields:

@@ -43,7 +43,7 @@ from rich.table import Table
 
 import services
 from credence_cli.rpc import RemoteRefusal, RpcClient, Unanswered, pika_parameters
-from credence_common import dead_letters, logs, migrations, queues
+from credence_common import dead_letters, logs, migrations, queue_admin
 from credence_common.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, KeySpecError, new_key_pair
 from credence_common.config import load_config
 from credence_common.staff_roles import DUTIES, STAFF_ROLES
@@ -73,7 +73,7 @@ app.add_typer(batches_app, name="batches")
 app.add_typer(payments_cli.app, name="payments", help="Payments: reconciliation, refunds, incidents.")
 app.add_typer(dead_letters.app, name="dead-letters", help="Messages the event handlers gave up on.")
 app.add_typer(verification_cli.app, name="verification", help="The public verification read model.")
-app.add_typer(queues.build_app(), name="queues", help="The event queues: type, depth, consumers.")
+app.add_typer(queue_admin.build_app(), name="queues", help="The event queues: type, depth, consumers.")
 app.add_typer(identity_cli.app, name="identity", help="The keys that protect personal data.")
 app.add_typer(certificates_cli.app, name="certificates", help="The keys that protect personal data in certificates.")
 app.add_typer(scoring_keys_cli.app, name="scoring", help="The keys that protect personal data in scoring.")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from credence_common.logs import ENVELOPE_ATTRIBUTE, current_correlation_id, new_correlation_id
+from credence_common.contracts.correlation import ENVELOPE_ATTRIBUTE, current_correlation_id, new_correlation_id
 
 SPEC_VERSION = "1.0"
 

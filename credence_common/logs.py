@@ -17,62 +17,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
-import threading
 import time
-import uuid
 
 from nameko.extensions import DependencyProvider
 
-HEADER = "X-Request-Id"
-CONTEXT_KEY = "correlation_id"  # in nameko's context data, hence the AMQP header "nameko.correlation_id"
-ENVELOPE_ATTRIBUTE = "correlationid"  # CloudEvents extension attributes are lower-case alphanumerics
-
-# What a caller may choose: enough for a UUID, a trace id or a load balancer's request id, and nothing that
-# could break a log line or smuggle personal data in at length.
-_SANE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-# Green-thread local once eventlet has monkey-patched threading: each nameko worker has its own.
-_current = threading.local()
-
-
-def new_correlation_id() -> str:
-    return uuid.uuid4().hex
-
-
-def sane(value) -> str | None:
-    return value if isinstance(value, str) and _SANE.fullmatch(value) else None
-
-
-def current_correlation_id() -> str | None:
-    return getattr(_current, "value", None)
-
-
-def set_correlation_id(value: str | None) -> None:
-    _current.value = value
-
-
-class correlation_scope:  # noqa: N801 - used like a function: ``with correlation_scope(id):``
-    """Within the block, log lines and new events carry ``correlation_id`` (a new one when None)."""
-
-    def __init__(self, correlation_id: str | None = None):
-        self.correlation_id = sane(correlation_id) or new_correlation_id()
-
-    def __enter__(self) -> str:
-        self._previous = current_correlation_id()
-        set_correlation_id(self.correlation_id)
-        return self.correlation_id
-
-    def __exit__(self, *exc) -> None:
-        set_correlation_id(self._previous)
-
-
-def correlation_id_of_event(body) -> str | None:
-    """The id an event (or the first of a batch of events) carries in its envelope."""
-    if isinstance(body, list):
-        body = body[0] if body else None
-    return sane(body.get(ENVELOPE_ATTRIBUTE)) if isinstance(body, dict) else None
+# the correlation id lives with the contracts (it crosses the bus); re-exported here, where the logs print it
+from credence_common.contracts.correlation import (  # noqa: E402,F401
+    CONTEXT_KEY,
+    ENVELOPE_ATTRIBUTE,
+    HEADER,
+    correlation_id_of_event,
+    correlation_scope,
+    current_correlation_id,
+    new_correlation_id,
+    sane,
+    set_correlation_id,
+)
 
 
 class CorrelationContext(DependencyProvider):

@@ -1,5 +1,5 @@
 """Event queues are quorum queues on a real broker; a platform upgraded from classic queues keeps running on
-them, and `python -m credence_common.queues migrate` converts them without losing a message."""
+them, and `python -m credence_common.queue_admin migrate` converts them without losing a message."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import logging
 import pytest
 from kombu import Connection, Producer, Queue
 
-from credence_common import queues
+from credence_common import queue_admin, queues
 from credence_common.contracts.events import CertificateIssuedV1
 from credence_common.contracts.topology import SUBSCRIPTIONS
 from credence_common.events import make_envelope
 from credence_common.outbox_relay import declare_topology, event_exchange
-from credence_common.queues import CLASSIC, QUORUM, EventQueue, QueueBusy, declare_event_queue, queue_state
+from credence_common.queue_admin import EventQueue, QueueBusy, queue_state
+from credence_common.queues import CLASSIC, QUORUM, declare_event_queue
 from credence_common.reliable_events import dead_letter_queue_name, retry_queue_name
 from services.verification.service import VerificationService
 from tests.integration.conftest import CONFIRMED, publish_event, query, wait_for
@@ -70,7 +71,7 @@ def test_an_existing_classic_queue_is_kept_and_named_in_the_log(rabbit_config, c
         queue = event_queue().queue(QUORUM)
         with caplog.at_level(logging.WARNING, logger="credence_common.queues"):
             assert declare_event_queue(connection, queue, QUORUM) == CLASSIC
-        assert "credence_common.queues migrate" in caplog.text
+        assert "credence_common.queue_admin migrate" in caplog.text
         assert queue.queue_arguments["x-queue-type"] == CLASSIC  # what nameko's consumer will declare too
 
 
@@ -81,11 +82,11 @@ def test_migrate_keeps_every_message_its_headers_and_its_binding(rabbit_config):
               durable=True)(connection.channel()).declare()
     waiting = publish(amqp, 5)
     with Connection(amqp) as connection:
-        assert queues.migrate_queue(connection, event_queue(), QUORUM) == 5
+        assert queue_admin.migrate_queue(connection, event_queue(), QUORUM) == 5
         state = queue_state(connection, event_queue())
         assert (state.queue_type, state.messages) == (QUORUM, 5)
         assert queue_state(connection, event_queue("test.events.migrating")).queue_type is None  # cleaned up
-        assert queues.migrate_queue(connection, event_queue(), QUORUM) == 0  # already done: nothing to do
+        assert queue_admin.migrate_queue(connection, event_queue(), QUORUM) == 0  # already done: nothing to do
     later = publish(amqp, 1)  # still bound after the conversion
     taken = drain(amqp, "test.events")
     assert [event_id for event_id, _headers in taken] == waiting + later  # in order, none lost, none doubled
@@ -100,18 +101,18 @@ def test_migrate_refuses_a_queue_with_consumers_or_with_retries_on_their_way(rab
         channel.basic_consume("test.events", callback=lambda message: None)
         with Connection(amqp) as other:
             with pytest.raises(QueueBusy, match="consumer"):
-                queues.migrate_queue(other, event_queue(), QUORUM)
+                queue_admin.migrate_queue(other, event_queue(), QUORUM)
         channel.close()
-        pending = queues.QueueState("credence.retry.verification.100ms", "verification", QUORUM, 1, 0)
+        pending = queue_admin.QueueState("credence.retry.verification.100ms", "verification", QUORUM, 1, 0)
         with pytest.raises(QueueBusy, match="retr"):
-            queues.migrate_queue(connection, event_queue(), QUORUM, [pending])
+            queue_admin.migrate_queue(connection, event_queue(), QUORUM, [pending])
         assert queue_state(connection, event_queue()).queue_type == CLASSIC  # refused: nothing changed
 
 
 def test_a_service_declares_quorum_queues_and_retries_through_them(start_service):
     container, config = start_service(VerificationService, EVENT_MAX_ATTEMPTS=3, EVENT_RETRY_BASE_SECONDS=0.05)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
-    declared = {q.name: q for q in queues.platform_queues(0.05, 3)}
+    declared = {q.name: q for q in queue_admin.platform_queues(0.05, 3)}
     with Connection(amqp) as connection:
         for name in (ISSUED_QUEUE.queue_name, dead_letter_queue_name("verification"),
                      retry_queue_name("verification", 0.05), retry_queue_name("verification", 0.2)):
@@ -138,7 +139,7 @@ def test_a_service_started_on_classic_queues_keeps_them_and_migrate_converts_the
     with Connection(amqp) as connection:
         assert queue_state(connection, issued_queue).queue_type == CLASSIC
         publish(amqp, 1)  # arrives while the service is down
-        assert queues.migrate_queue(connection, issued_queue, QUORUM) == 1
+        assert queue_admin.migrate_queue(connection, issued_queue, QUORUM) == 1
     container, config = start_service(VerificationService, EVENT_RETRY_BASE_SECONDS=0.05)  # on a fresh database
     wait_for(lambda: query(config["DB_URI"], "select count(*) from verifiable_certificates") == [(1,)],
              what="the event that waited through the conversion applied")
@@ -158,17 +159,17 @@ def test_the_command_line_shows_and_migrates_a_services_queues(rabbit_config, mo
               routing_key=CertificateIssuedV1.event_type, durable=True)(channel).declare()
         Queue(dead_letter_queue_name("verification"), durable=True)(channel).declare()
     publish(amqp, 3)
-    assert queues.main(["status", "verification"]) == 0
+    assert queue_admin.main(["status", "verification"]) == 0
     shown = capsys.readouterr().out
     assert ISSUED_QUEUE.queue_name[:30] in shown and "classic" in shown and "not declared" in shown
-    assert queues.main(["migrate", "verification"]) == 0
+    assert queue_admin.main(["migrate", "verification"]) == 0
     out = capsys.readouterr().out
     assert "3 moved" in out
     with Connection(amqp) as connection:
         for name in (ISSUED_QUEUE.queue_name, dead_letter_queue_name("verification")):
             assert queue_state(connection, EventQueue(name, "verification")).queue_type == QUORUM
         assert queue_state(connection, EventQueue(ISSUED_QUEUE.queue_name, "verification")).messages == 3
-    assert queues.main(["migrate", "nobody"]) == 2
+    assert queue_admin.main(["migrate", "nobody"]) == 2
 
 
 def test_an_unknown_queue_type_setting_is_refused():

@@ -8,6 +8,8 @@ HTTP belongs to the gateway, not to the errors).
 
 from __future__ import annotations
 
+from typing import Any
+
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -16,7 +18,7 @@ class CredenceError(Exception):
 
     default_code = "bad_request"
 
-    def __init__(self, code: str | None = None, message: str = "", details: list | None = None,
+    def __init__(self, code: str | None = None, message: str = "", details: list[Any] | None = None,
                  fields: dict[str, str] | None = None):
         """``fields``: what the caller needs to act on as fields of the error itself, not only words in the
         message (a rejected import's ``batch_id``); each is declared on ``contracts.common.ErrorBody``."""
@@ -32,7 +34,7 @@ class CredenceError(Exception):
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
-    def to_body(self) -> dict:
+    def to_body(self) -> dict[str, Any]:
         body = {"code": self.code, "message": self.message, **self.fields}
         if self.details:
             body["details"] = self.details
@@ -105,11 +107,11 @@ ERROR_CLASSES = (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Invali
                  ServiceUnavailable)
 
 
-def refusal_to_wire(error: CredenceError) -> dict:
+def refusal_to_wire(error: CredenceError) -> dict[str, Any]:
     """A refusal as data, for answers that carry many outcomes (a batch) instead of raising one."""
     return {"type": type(error).__name__, "code": error.code, "message": error.message, "details": error.details}
 
 
-def refusal_from_wire(wire: dict) -> CredenceError:
+def refusal_from_wire(wire: dict[str, Any]) -> CredenceError:
     by_name = {cls.__name__: cls for cls in ERROR_CLASSES}
     return by_name.get(wire.get("type"), BadRequest)(wire.get("code"), wire.get("message", ""), wire.get("details"))

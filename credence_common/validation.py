@@ -15,7 +15,7 @@ Model = TypeVar("Model", bound=BaseModel)
 CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def describe_validation_error(exc: ValidationError) -> list[dict]:
+def describe_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     details = []
     for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in err.get("loc", ())) or "(body)"
@@ -23,7 +23,7 @@ def describe_validation_error(exc: ValidationError) -> list[dict]:
     return details
 
 
-def control_character_fields(data, path: str = "") -> list[str]:
+def control_character_fields(data: object, path: str = "") -> list[str]:
     """Fields holding control characters (NUL, escape, ...): never legitimate in this domain, and
     PostgreSQL refuses NUL outright."""
     found = []
@@ -39,7 +39,7 @@ def control_character_fields(data, path: str = "") -> list[str]:
     return found
 
 
-def parse(model: type[Model], data) -> Model:
+def parse(model: type[Model], data: object) -> Model:
     """Validate ``data`` (a dict from the wire) into ``model`` or raise ``InvalidInput``.
 
     The message names the fields so that a clerk reading a 422 knows what to fix; the input values

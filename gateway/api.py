@@ -1,7 +1,7 @@
 """The HTTP API as data: one ``Route`` per endpoint (gateway/routing.py), its roles, its request and response
-models and a handler that only forwards to a service, in one table per service (gateway/routes/). Both HTTP
-bindings (``asgi.py``, ``service.py``), the OpenAPI document (``openapi.py``) and docs/access.md are generated
-from ``ROUTES``, so they cannot disagree."""
+models and its handler, mostly a declared forward to a service (``Rpc``), in one table per service
+(gateway/routes/). Both HTTP bindings (``asgi.py``, ``service.py``), the OpenAPI document (``openapi.py``) and
+docs/access.md are generated from ``ROUTES``, so they cannot disagree."""
 
 from __future__ import annotations
 

@@ -140,7 +140,8 @@ async def _my_results(call: Call):
     return await call.rpc.candidate_results(call.principal, call.principal.subject)
 
 
-# the hot routes, awaited on the loop: the same forwarding as their handlers in gateway/routes/
+# the hot routes, awaited on the loop: the same forwarding as their handlers in gateway/routes/ (verification.py
+# public_certificate_check, scoring.py my_results)
 NATIVE_HANDLERS = {"public_certificate_check": _public_certificate_check, "my_results": _my_results}
 
 

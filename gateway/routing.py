@@ -1,5 +1,6 @@
-"""What a route is (``Route``) and what its handler gets (``Call``): the vocabulary of the route tables in
-gateway/routes/, one per service."""
+"""What a route is (``Route``), what its handler gets (``Call``) and the handler of most routes, a declared
+forward to one service (``Rpc`` with its argument sources ``ACTOR``, ``Param``, ``BODY``...): the vocabulary of the
+route tables in gateway/routes/, one per service."""
 
 from __future__ import annotations
 
@@ -47,8 +48,13 @@ class Accepted:
     location: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Route:
+    """One endpoint, a row of a table in gateway/routes/: written with keywords only (``name=``, ``path=``,
+    ``handler=``...), so that each value says what it is and the row is where a grep for its name or path lands.
+    gateway/service.py and gateway/asgi.py mount each row under its name; the OpenAPI document and docs/access.md
+    are generated from the rows."""
+
     name: str
     method: str
     path: str  # werkzeug syntax, e.g. /api/v1/things/<thing_id>
@@ -84,6 +90,117 @@ class Route:
 
 def dump(model: BaseModel | None) -> dict | None:
     return model.model_dump(mode="json") if model is not None else None
+
+
+# --- the declared forward: a handler that only asks one service ---------------------------------------------------
+
+class Source:
+    """Where one argument of a forwarded call comes from: ``source(call)`` is its value (see ``Rpc``)."""
+
+    def __call__(self, call: Call) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _CallPart(Source):
+    label: str
+    read: Callable[[Call], Any] = field(compare=False)
+
+    def __call__(self, call: Call) -> Any:
+        return self.read(call)
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+ACTOR = _CallPart("ACTOR", lambda call: call.actor)  # who asks, signed (Call.actor)
+SUBJECT = _CallPart("SUBJECT", lambda call: call.principal.subject)  # the signed-in account's own id
+INSTITUTION = _CallPart("INSTITUTION", lambda call: call.principal.institution_id or "")  # the token's institution
+BODY = _CallPart("BODY", lambda call: dump(call.body))  # the validated request body (Route.request_model), as JSON
+CLIENT = _CallPart("CLIENT", lambda call: call.client_address)  # the client's address
+
+
+@dataclass(frozen=True)
+class Param(Source):
+    """A path parameter: ``Param("batch_id")`` of ``/api/v1/result-imports/<batch_id>``."""
+
+    name: str
+
+    def __call__(self, call: Call) -> Any:
+        return call.params[self.name]
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Query(Source):
+    """A query parameter, ``default`` when it is absent or empty: ``Query("status")`` of ``?status=open``."""
+
+    name: str
+    default: str | None = None
+
+    def __call__(self, call: Call) -> Any:
+        return call.query.get(self.name) or self.default
+
+    def __repr__(self) -> str:
+        return f"Query({self.name!r})" if self.default is None else f"Query({self.name!r}, {self.default!r})"
+
+
+YES = ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class Flag(Source):
+    """A yes-or-no query parameter: True for ``?name=1|true|yes``, False otherwise (absent too); ``negated``: the
+    other way round."""
+
+    name: str
+    negated: bool = False
+
+    def __call__(self, call: Call) -> bool:
+        return (call.query.get(self.name) in YES) != self.negated
+
+    def __repr__(self) -> str:
+        return f"Flag({self.name!r}, negated=True)" if self.negated else f"Flag({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Header(Source):
+    """A request header, whatever its case; None when absent."""
+
+    name: str
+
+    def __call__(self, call: Call) -> Any:
+        wanted = self.name.lower()
+        return next((value for key, value in call.headers.items() if key.lower() == wanted), None)
+
+    def __repr__(self) -> str:
+        return f"Header({self.name!r})"
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class Rpc:
+    """The handler of a route that only forwards: ``Rpc("scoring", "import_report", ACTOR, Param("batch_id"))``
+    answers what ``call.rpc.call("scoring", "import_report", call.actor, call.params["batch_id"])`` answers. Each
+    argument is a ``Source`` read from the call, in order, or a plain value passed as it is. A route that does more
+    (encodes, renders, batches, issues tokens) keeps a hand-written handler beside its table."""
+
+    service: str
+    method: str
+    args: tuple[Any, ...]
+
+    def __init__(self, service: str, method: str, *args: Any) -> None:
+        object.__setattr__(self, "service", service)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "args", args)
+
+    def __call__(self, call: Call) -> Any:
+        return call.rpc.call(self.service, self.method,
+                             *(arg(call) if isinstance(arg, Source) else arg for arg in self.args))
+
+    def __repr__(self) -> str:
+        return f"Rpc({', '.join(map(repr, (self.service, self.method, *self.args)))})"
 
 
 ANY_SIGNED_IN = ("candidate", "institution", "staff")

@@ -182,7 +182,7 @@ class GatewayService:
     call_context = CallContext()
     correlation = logs.CorrelationContext()
 
-    # --- the API, generated from ROUTES (bound below the class) ------------------------------------
+    # --- the API, generated from ROUTES (bound below the class; the rows: gateway/routes/*.py) --------
 
     def _dispatch(self, route: Route, request, params: dict):
         return response(dispatch.dispatch(
@@ -259,6 +259,9 @@ def _bind(route: Route):
     return (development_only_http if route.development_only else http)(route.method, route.path)(entrypoint)
 
 
+# One entrypoint per route, named after it. The routes are rows of the tables in gateway/routes/{identity,scoring,
+# certificates,payments,verification}.py (assembled in gateway/api.py): grep a route's name or path there to find its
+# row, which holds its roles, models and handler (mostly a declared forward, gateway/routing.py ``Rpc``).
 for _route in ROUTES:
     setattr(GatewayService, _route.name, _bind(_route))
 

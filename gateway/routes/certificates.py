@@ -1,6 +1,6 @@
 """The routes that forward to certificates: a holder's certificates, confirmation and corrections, revocation,
-replacement, production batches and delivery. Each handler only forwards (gateway/api.py assembles every service's
-table)."""
+replacement, production batches and delivery. Each route forwards (``Rpc``, gateway/routing.py) but the proof
+sheet, decoded above the table (gateway/api.py assembles every service's table)."""
 
 from __future__ import annotations
 
@@ -25,96 +25,19 @@ from credence_common.contracts.certificates import (
     RevokeCertificate,
     ShipCertificate,
 )
-from gateway.routing import CERT_READ, REGISTRAR, Call, Route, dump
-
-
-def my_certificates(call: Call):
-    return call.rpc.call("certificates", "certificates_for_candidate", call.actor, call.principal.subject)
-
-
-def my_certificate(call: Call):
-    return call.rpc.call("certificates", "certificate", call.actor, call.params["certificate_id"])
-
-
-def certificate_by_number(call: Call):
-    return call.rpc.call("certificates", "certificate_by_number", call.actor, call.params["certificate_number"])
-
-
-def certificate_history(call: Call):
-    return call.rpc.call("certificates", "certificate_history", call.actor, call.params["certificate_id"])
-
-
-def confirm_certificate(call: Call):
-    return call.rpc.call("certificates", "confirm_certificate", call.actor, call.params["certificate_id"],
-                         dump(call.body))
-
-
-def request_certificate_correction(call: Call):
-    return call.rpc.call("certificates", "request_correction", call.actor, call.params["certificate_id"],
-                         dump(call.body))
-
-
-def certificate_correction_requests(call: Call):
-    return call.rpc.call("certificates", "correction_requests", call.actor, call.query.get("all") not in
-                         ("1", "true", "yes"))
-
-
-def decide_certificate_correction(call: Call):
-    return call.rpc.call("certificates", "decide_correction", call.actor, call.params["request_id"],
-                         dump(call.body))
-
-
-def revoke_certificate(call: Call):
-    return call.rpc.call("certificates", "revoke_certificate", call.actor, call.params["certificate_id"],
-                         dump(call.body))
-
-
-def revocation_cases(call: Call):
-    return call.rpc.call("certificates", "revocation_cases", call.actor, call.query.get("status") or None,
-                         call.query.get("overdue") in ("1", "true", "yes"))
-
-
-def decide_revocation_case(call: Call):
-    return call.rpc.call("certificates", "decide_revocation_case", call.actor, call.params["case_id"],
-                         dump(call.body))
-
-
-def apply_for_replacement(call: Call):
-    return call.rpc.call("certificates", "apply_for_replacement", call.actor, call.params["certificate_id"],
-                         dump(call.body))
-
-
-def replacement_applications(call: Call):
-    return call.rpc.call("certificates", "replacement_applications", call.actor, call.query.get("status") or None)
-
-
-def start_replacement(call: Call):
-    return call.rpc.call("certificates", "start_replacement", call.actor, call.params["application_id"])
-
-
-def complete_replacement(call: Call):
-    return call.rpc.call("certificates", "complete_replacement", call.actor, call.params["application_id"])
-
-
-def withdraw_replacement(call: Call):
-    return call.rpc.call("certificates", "withdraw_replacement", call.actor, call.params["application_id"])
-
-
-def cancel_replacement(call: Call):
-    return call.rpc.call("certificates", "cancel_replacement", call.actor, call.params["application_id"],
-                         dump(call.body))
-
-
-def production_batches(call: Call):
-    return call.rpc.call("certificates", "production_batches", call.actor)
-
-
-def close_batch(call: Call):
-    return call.rpc.call("certificates", "close_batch", call.actor, call.params["batch_id"])
-
-
-def batch_csv(call: Call):
-    return call.rpc.call("certificates", "batch_csv", call.actor, call.params["batch_id"])
+from gateway.routing import (
+    ACTOR,
+    BODY,
+    CERT_READ,
+    REGISTRAR,
+    SUBJECT,
+    Call,
+    Flag,
+    Param,
+    Query,
+    Route,
+    Rpc,
+)
 
 
 def batch_proof_pdf(call: Call):
@@ -123,103 +46,127 @@ def batch_proof_pdf(call: Call):
     return base64.b64decode(call.rpc.call("certificates", "batch_proof_pdf", call.actor, call.params["batch_id"]))
 
 
-def ship_certificate(call: Call):
-    return call.rpc.call("certificates", "ship_certificate", call.actor, call.params["certificate_id"],
-                         dump(call.body))
-
-
-def mark_delivered(call: Call):
-    return call.rpc.call("certificates", "mark_delivered", call.actor, call.params["certificate_id"])
-
-
-def overdue_shipments(call: Call):
-    return call.rpc.call("certificates", "overdue_shipments", call.actor)
-
-
 ROUTES: tuple[Route, ...] = (
-    Route("my_certificates", "GET", "/api/v1/me/certificates", "The candidate's certificates",
-          ("candidate",), my_certificates, None, CertificateList, tag="certificates"),
-    Route("my_certificate", "GET", "/api/v1/me/certificates/<certificate_id>", "One of the candidate's "
-          "certificates (or applications)", ("candidate",), my_certificate, None, CertificateView,
-          tag="certificates"),
-    Route("confirm_certificate", "POST", "/api/v1/me/certificates/<certificate_id>/confirmation",
-          "Confirm what will be printed (locks it; the fee falls due to you or your institution)", ("candidate",),
-          confirm_certificate, ConfirmCertificate, CertificateView, tag="certificates"),
-    Route("request_certificate_correction", "POST", "/api/v1/me/certificates/<certificate_id>/correction-requests",
-          "Before confirming: ask staff to correct the name or photo to be printed", ("candidate",),
-          request_certificate_correction, RequestCorrection, CorrectionRequestView, 201, tag="certificates"),
-    Route("my_certificate_history", "GET", "/api/v1/me/certificates/<certificate_id>/history",
-          "Every step of the certificate, in order", ("candidate",), certificate_history, None,
-          CertificateHistoryView, tag="certificates"),
-    Route("certificate_by_number", "GET", "/api/v1/certificates/by-number/<certificate_number>",
-          "A certificate found by its number, with its id, status and delivery (staff)", ("staff",),
-          certificate_by_number, None, CertificateView, staff_roles=CERT_READ, tag="certificates"),
-    Route("certificate_history", "GET", "/api/v1/certificates/<certificate_id>/history",
-          "Every step of a certificate, in order (staff)", ("staff",), certificate_history, None,
-          CertificateHistoryView, staff_roles=CERT_READ, tag="certificates"),
-    Route("certificate_correction_requests", "GET", "/api/v1/certificate-correction-requests",
-          "Open correction requests, oldest first (?all=true: decided ones too; staff)", ("staff",),
-          certificate_correction_requests, None, CorrectionRequestList, staff_roles=REGISTRAR, tag="certificates"),
-    Route("decide_certificate_correction", "POST", "/api/v1/certificate-correction-requests/<request_id>/decision",
-          "Accept (the printed detail changes) or reject a correction request, with a note (staff)", ("staff",),
-          decide_certificate_correction, DecideCorrection, CorrectionRequestView, staff_roles=REGISTRAR,
-          tag="certificates"),
-    Route("revoke_certificate", "POST", "/api/v1/certificates/<certificate_id>/revocation",
-          "Revoke an issued certificate with a reason (staff); public checks stop answering valid",
-          ("staff",), revoke_certificate, RevokeCertificate, CertificateView, staff_roles=REGISTRAR,
-          tag="certificates"),
-    Route("revocation_cases", "GET", "/api/v1/revocation-cases",
-          "Issued certificates whose qualification a re-check took away, each to be revoked or kept by its "
-          "decide_by day (?status=open|revoked|kept, ?overdue=true; staff)", ("staff",), revocation_cases, None,
-          RevocationCaseList, staff_roles=REGISTRAR, tag="certificates"),
-    Route("decide_revocation_case", "POST", "/api/v1/revocation-cases/<case_id>/decision",
-          "Revoke the certificate (reason result_corrected, the note shown as the reason) or keep it with a note "
-          "(staff; 409 case_decided when already decided)", ("staff",), decide_revocation_case,
-          DecideRevocationCase, RevocationCaseView, staff_roles=REGISTRAR, tag="certificates"),
-    Route("apply_for_replacement", "POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications",
-          "Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with the "
-          "identity video); it can be withdrawn until it is paid", ("candidate",), apply_for_replacement,
-          ApplyForReplacement, ReplacementApplicationView, 201, tag="certificates"),
-    Route("withdraw_replacement", "POST", "/api/v1/me/replacement-applications/<application_id>/withdrawal",
-          "Withdraw an unpaid reissue or correction application; its payment due is cancelled and an open order "
-          "for it closed (409 application_paid once paid: staff cancel it and refund)", ("candidate",),
-          withdraw_replacement, None, ReplacementApplicationView, tag="certificates"),
-    Route("my_replacement_applications", "GET", "/api/v1/me/replacement-applications",
-          "The candidate's reissue and correction applications, with any cancellation reason", ("candidate",),
-          replacement_applications, None, ReplacementApplicationList, tag="certificates"),
-    Route("replacement_applications", "GET", "/api/v1/replacement-applications",
-          "Reissue and correction applications (?status=pending|processing|...; staff)", ("staff",),
-          replacement_applications, None, ReplacementApplicationList, staff_roles=CERT_READ, tag="certificates"),
-    Route("start_replacement", "POST", "/api/v1/replacement-applications/<application_id>/start",
-          "Take a paid application into processing (办理中; staff)", ("staff",), start_replacement, None,
-          ReplacementApplicationView, staff_roles=REGISTRAR, tag="certificates"),
-    Route("complete_replacement", "POST", "/api/v1/replacement-applications/<application_id>/completion",
-          "Issue the new certificate; the old one is superseded (staff)", ("staff",), complete_replacement, None,
-          ReplacementApplicationView, staff_roles=REGISTRAR, tag="certificates"),
-    Route("cancel_replacement", "POST", "/api/v1/replacement-applications/<application_id>/cancellation",
-          "Cancel an application with a reason the candidate reads; a paid fee is refunded, an unpaid due is "
-          "cancelled (staff)", ("staff",),
-          cancel_replacement, CancelReplacement, ReplacementApplicationView, staff_roles=REGISTRAR,
-          tag="certificates"),
-    Route("production_batches", "GET", "/api/v1/production-batches",
-          "Production batches, newest first, with how many certificates each holds (staff)", ("staff",),
-          production_batches, None, BatchList, staff_roles=REGISTRAR, tag="certificates"),
-    Route("close_batch", "POST", "/api/v1/production-batches/<batch_id>/closure",
-          "Close a batch for the printer; certificates issued from now on join the next one (staff)", ("staff",),
-          close_batch, None, BatchView, staff_roles=REGISTRAR, tag="certificates"),
-    Route("batch_csv", "GET", "/api/v1/production-batches/<batch_id>/export.csv",
-          "The batch for the printer, as CSV (UTF-8 with BOM; staff)", ("staff",), batch_csv, None, None,
-          content_type="text/csv; charset=utf-8", staff_roles=REGISTRAR, tag="certificates"),
-    Route("batch_proof_pdf", "GET", "/api/v1/production-batches/<batch_id>/proof.pdf",
-          "The batch's proof sheet, as PDF (staff)", ("staff",), batch_proof_pdf, None, None,
-          content_type="application/pdf", staff_roles=REGISTRAR, tag="certificates"),
-    Route("ship_certificate", "POST", "/api/v1/certificates/<certificate_id>/shipment",
-          "Record the courier and tracking number of a printed certificate (staff)", ("staff",), ship_certificate,
-          ShipCertificate, CertificateView, staff_roles=REGISTRAR, tag="certificates"),
-    Route("mark_delivered", "POST", "/api/v1/certificates/<certificate_id>/delivery",
-          "Record that a shipped certificate was delivered (staff)", ("staff",), mark_delivered, None,
-          CertificateView, staff_roles=REGISTRAR, tag="certificates"),
-    Route("overdue_shipments", "GET", "/api/v1/certificates/overdue-shipments",
-          "Issued certificates not shipped by their ship_by day (SHIPPING_PROMISE_WORKING_DAYS; staff)", ("staff",),
-          overdue_shipments, None, CertificateList, staff_roles=REGISTRAR, tag="certificates"),
+    Route(name="my_certificates", method="GET", path="/api/v1/me/certificates",
+          summary="The candidate's certificates",
+          roles=("candidate",), response_model=CertificateList, tag="certificates",
+          handler=Rpc("certificates", "certificates_for_candidate", ACTOR, SUBJECT)),
+    Route(name="my_certificate", method="GET", path="/api/v1/me/certificates/<certificate_id>",
+          summary="One of the candidate's certificates (or applications)",
+          roles=("candidate",), response_model=CertificateView, tag="certificates",
+          handler=Rpc("certificates", "certificate", ACTOR, Param("certificate_id"))),
+    Route(name="confirm_certificate", method="POST", path="/api/v1/me/certificates/<certificate_id>/confirmation",
+          summary="Confirm what will be printed (locks it; the fee falls due to you or your institution)",
+          roles=("candidate",), request_model=ConfirmCertificate, response_model=CertificateView, tag="certificates",
+          handler=Rpc("certificates", "confirm_certificate", ACTOR, Param("certificate_id"), BODY)),
+    Route(name="request_certificate_correction", method="POST",
+          path="/api/v1/me/certificates/<certificate_id>/correction-requests",
+          summary="Before confirming: ask staff to correct the name or photo to be printed",
+          roles=("candidate",), request_model=RequestCorrection, response_model=CorrectionRequestView,
+          success_status=201, tag="certificates",
+          handler=Rpc("certificates", "request_correction", ACTOR, Param("certificate_id"), BODY)),
+    Route(name="my_certificate_history", method="GET", path="/api/v1/me/certificates/<certificate_id>/history",
+          summary="Every step of the certificate, in order",
+          roles=("candidate",), response_model=CertificateHistoryView, tag="certificates",
+          handler=Rpc("certificates", "certificate_history", ACTOR, Param("certificate_id"))),
+    Route(name="certificate_by_number", method="GET", path="/api/v1/certificates/by-number/<certificate_number>",
+          summary="A certificate found by its number, with its id, status and delivery (staff)",
+          roles=("staff",), staff_roles=CERT_READ, response_model=CertificateView, tag="certificates",
+          handler=Rpc("certificates", "certificate_by_number", ACTOR, Param("certificate_number"))),
+    Route(name="certificate_history", method="GET", path="/api/v1/certificates/<certificate_id>/history",
+          summary="Every step of a certificate, in order (staff)",
+          roles=("staff",), staff_roles=CERT_READ, response_model=CertificateHistoryView, tag="certificates",
+          handler=Rpc("certificates", "certificate_history", ACTOR, Param("certificate_id"))),
+    Route(name="certificate_correction_requests", method="GET", path="/api/v1/certificate-correction-requests",
+          summary="Open correction requests, oldest first (?all=true: decided ones too; staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=CorrectionRequestList, tag="certificates",
+          handler=Rpc("certificates", "correction_requests", ACTOR, Flag("all", negated=True))),
+    Route(name="decide_certificate_correction", method="POST",
+          path="/api/v1/certificate-correction-requests/<request_id>/decision",
+          summary="Accept (the printed detail changes) or reject a correction request, with a note (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, request_model=DecideCorrection, response_model=CorrectionRequestView,
+          tag="certificates",
+          handler=Rpc("certificates", "decide_correction", ACTOR, Param("request_id"), BODY)),
+    Route(name="revoke_certificate", method="POST", path="/api/v1/certificates/<certificate_id>/revocation",
+          summary="Revoke an issued certificate with a reason (staff); public checks stop answering valid",
+          roles=("staff",), staff_roles=REGISTRAR, request_model=RevokeCertificate, response_model=CertificateView,
+          tag="certificates",
+          handler=Rpc("certificates", "revoke_certificate", ACTOR, Param("certificate_id"), BODY)),
+    Route(name="revocation_cases", method="GET", path="/api/v1/revocation-cases",
+          summary="Issued certificates whose qualification a re-check took away, each to be revoked or kept by its "
+                  "decide_by day (?status=open|revoked|kept, ?overdue=true; staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=RevocationCaseList, tag="certificates",
+          handler=Rpc("certificates", "revocation_cases", ACTOR, Query("status"), Flag("overdue"))),
+    Route(name="decide_revocation_case", method="POST", path="/api/v1/revocation-cases/<case_id>/decision",
+          summary="Revoke the certificate (reason result_corrected, the note shown as the reason) or keep it with a "
+                  "note (staff; 409 case_decided when already decided)",
+          roles=("staff",), staff_roles=REGISTRAR, request_model=DecideRevocationCase,
+          response_model=RevocationCaseView, tag="certificates",
+          handler=Rpc("certificates", "decide_revocation_case", ACTOR, Param("case_id"), BODY)),
+    Route(name="apply_for_replacement", method="POST",
+          path="/api/v1/me/certificates/<certificate_id>/replacement-applications",
+          summary="Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with "
+                  "the identity video); it can be withdrawn until it is paid",
+          roles=("candidate",), request_model=ApplyForReplacement, response_model=ReplacementApplicationView,
+          success_status=201, tag="certificates",
+          handler=Rpc("certificates", "apply_for_replacement", ACTOR, Param("certificate_id"), BODY)),
+    Route(name="withdraw_replacement", method="POST",
+          path="/api/v1/me/replacement-applications/<application_id>/withdrawal",
+          summary="Withdraw an unpaid reissue or correction application; its payment due is cancelled and an open "
+                  "order for it closed (409 application_paid once paid: staff cancel it and refund)",
+          roles=("candidate",), response_model=ReplacementApplicationView, tag="certificates",
+          handler=Rpc("certificates", "withdraw_replacement", ACTOR, Param("application_id"))),
+    Route(name="my_replacement_applications", method="GET", path="/api/v1/me/replacement-applications",
+          summary="The candidate's reissue and correction applications, with any cancellation reason",
+          roles=("candidate",), response_model=ReplacementApplicationList, tag="certificates",
+          handler=Rpc("certificates", "replacement_applications", ACTOR, Query("status"))),
+    Route(name="replacement_applications", method="GET", path="/api/v1/replacement-applications",
+          summary="Reissue and correction applications (?status=pending|processing|...; staff)",
+          roles=("staff",), staff_roles=CERT_READ, response_model=ReplacementApplicationList, tag="certificates",
+          handler=Rpc("certificates", "replacement_applications", ACTOR, Query("status"))),
+    Route(name="start_replacement", method="POST", path="/api/v1/replacement-applications/<application_id>/start",
+          summary="Take a paid application into processing (办理中; staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=ReplacementApplicationView, tag="certificates",
+          handler=Rpc("certificates", "start_replacement", ACTOR, Param("application_id"))),
+    Route(name="complete_replacement", method="POST",
+          path="/api/v1/replacement-applications/<application_id>/completion",
+          summary="Issue the new certificate; the old one is superseded (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=ReplacementApplicationView, tag="certificates",
+          handler=Rpc("certificates", "complete_replacement", ACTOR, Param("application_id"))),
+    Route(name="cancel_replacement", method="POST",
+          path="/api/v1/replacement-applications/<application_id>/cancellation",
+          summary="Cancel an application with a reason the candidate reads; a paid fee is refunded, an unpaid due is "
+                  "cancelled (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, request_model=CancelReplacement,
+          response_model=ReplacementApplicationView, tag="certificates",
+          handler=Rpc("certificates", "cancel_replacement", ACTOR, Param("application_id"), BODY)),
+    Route(name="production_batches", method="GET", path="/api/v1/production-batches",
+          summary="Production batches, newest first, with how many certificates each holds (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=BatchList, tag="certificates",
+          handler=Rpc("certificates", "production_batches", ACTOR)),
+    Route(name="close_batch", method="POST", path="/api/v1/production-batches/<batch_id>/closure",
+          summary="Close a batch for the printer; certificates issued from now on join the next one (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=BatchView, tag="certificates",
+          handler=Rpc("certificates", "close_batch", ACTOR, Param("batch_id"))),
+    Route(name="batch_csv", method="GET", path="/api/v1/production-batches/<batch_id>/export.csv",
+          summary="The batch for the printer, as CSV (UTF-8 with BOM; staff)",
+          roles=("staff",), staff_roles=REGISTRAR, content_type="text/csv; charset=utf-8", tag="certificates",
+          handler=Rpc("certificates", "batch_csv", ACTOR, Param("batch_id"))),
+    Route(name="batch_proof_pdf", method="GET", path="/api/v1/production-batches/<batch_id>/proof.pdf",
+          summary="The batch's proof sheet, as PDF (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, content_type="application/pdf", tag="certificates",
+          handler=batch_proof_pdf),
+    Route(name="ship_certificate", method="POST", path="/api/v1/certificates/<certificate_id>/shipment",
+          summary="Record the courier and tracking number of a printed certificate (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, request_model=ShipCertificate, response_model=CertificateView,
+          tag="certificates",
+          handler=Rpc("certificates", "ship_certificate", ACTOR, Param("certificate_id"), BODY)),
+    Route(name="mark_delivered", method="POST", path="/api/v1/certificates/<certificate_id>/delivery",
+          summary="Record that a shipped certificate was delivered (staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=CertificateView, tag="certificates",
+          handler=Rpc("certificates", "mark_delivered", ACTOR, Param("certificate_id"))),
+    Route(name="overdue_shipments", method="GET", path="/api/v1/certificates/overdue-shipments",
+          summary="Issued certificates not shipped by their ship_by day (SHIPPING_PROMISE_WORKING_DAYS; staff)",
+          roles=("staff",), staff_roles=REGISTRAR, response_model=CertificateList, tag="certificates",
+          handler=Rpc("certificates", "overdue_shipments", ACTOR)),
 )

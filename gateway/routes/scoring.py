@@ -1,6 +1,6 @@
 """The routes that forward to scoring: result files and releases, programs, evaluation, re-checks, corrections,
-exemptions and the exam record, a candidate's results. Each handler only forwards (gateway/api.py assembles every
-service's table)."""
+exemptions and the exam record, a candidate's results. Most routes only forward (``Rpc``, gateway/routing.py); the
+handlers above the table do more (gateway/api.py assembles every service's table)."""
 
 from __future__ import annotations
 
@@ -26,16 +26,21 @@ from credence_common.contracts.scoring import (
     ScoreReviewView,
 )
 from gateway.routing import (
+    ACTOR,
     ANY_SIGNED_IN,
+    BODY,
     EXPERT,
     HISTORY,
     PUBLISHER,
     RECORDER,
+    SUBJECT,
     SUPPORT,
     Accepted,
     Call,
+    Param,
+    Query,
     Route,
-    dump,
+    Rpc,
 )
 
 
@@ -48,18 +53,6 @@ def import_results(call: Call):
     if answer.get("status") in ("queued", "processing"):  # a large file: imported in the background
         return Accepted(answer, f"/api/v1/result-imports/{answer['batch_id']}")
     return answer
-
-
-def import_report(call: Call):
-    return call.rpc.call("scoring", "import_report", call.actor, call.params["batch_id"])
-
-
-def list_releases(call: Call):
-    return call.rpc.call("scoring", "list_releases", call.actor)
-
-
-def cancel_release(call: Call):
-    return call.rpc.call("scoring", "cancel_release", call.actor, call.params["release_id"])
 
 
 def import_errors_csv(call: Call) -> str:
@@ -75,131 +68,107 @@ def import_errors_csv(call: Call) -> str:
     return out.getvalue()
 
 
-def result_history(call: Call):
-    return call.rpc.call("scoring", "result_history", call.actor, call.params["result_id"])
-
-
-def list_programs(call: Call):
-    return call.rpc.call("scoring", "list_programs")
-
-
-def evaluation_queue(call: Call):
-    return call.rpc.call("scoring", "evaluation_queue", call.actor, call.query.get("program_code", ""),
-                         call.query.get("sitting", ""))
-
-
-def evaluate_result(call: Call):
-    return call.rpc.call("scoring", "evaluate_result", call.actor, call.params["result_id"], dump(call.body))
-
-
-def decide_held_result(call: Call):
-    return call.rpc.call("scoring", "decide_held_result", call.actor, call.params["result_id"], dump(call.body))
-
-
-def request_score_review(call: Call):
-    return call.rpc.call("scoring", "request_score_review", call.actor, call.params["result_id"], dump(call.body))
-
-
-def my_score_reviews(call: Call):
-    return call.rpc.call("scoring", "score_reviews", call.actor, call.principal.subject)
-
-
-def close_score_review(call: Call):
-    return call.rpc.call("scoring", "close_score_review", call.actor, call.params["review_id"], dump(call.body))
-
-
-def open_score_reviews(call: Call):
-    return call.rpc.call("scoring", "open_score_reviews", call.actor)
-
-
-def correct_result(call: Call):
-    return call.rpc.call("scoring", "correct_result", call.actor, call.params["result_id"], dump(call.body))
-
-
-def grant_exemption(call: Call):
-    return call.rpc.call("scoring", "grant_exemption", call.actor, dump(call.body))
-
-
-def my_record(call: Call):
-    return call.rpc.call("scoring", "candidate_record", call.actor, call.principal.subject)
-
-
-def candidate_record(call: Call):
-    return call.rpc.call("scoring", "candidate_record", call.actor, call.params["candidate_id"])
-
-
 def my_results(call: Call):
-    # the principal, not a signed actor: the batch of reads it rides in is signed once (ActorSigner.sign_batch)
+    # batched: rides with the other reads of the moment in one results_for_candidates round trip (the asgi binding
+    # awaits the same on its loop, gateway/asgi.py NATIVE_HANDLERS). The principal, not a signed actor: the batch
+    # of reads it rides in is signed once (ActorSigner.sign_batch)
     return call.rpc.candidate_results(call.principal, call.principal.subject)
 
 
-def record_results(call: Call):
-    return call.rpc.call("scoring", "record_results", call.actor, dump(call.body))
-
-
-def publish_results(call: Call):
-    return call.rpc.call("scoring", "publish_results", call.actor, dump(call.body))
-
-
 ROUTES: tuple[Route, ...] = (
-    Route("my_results", "GET", "/api/v1/me/results", "The candidate's exam results (scores hidden until release)",
-          ("candidate",), my_results, None, ResultList, tag="scoring"),
-    Route("list_programs", "GET", "/api/v1/programs", "Exam programs with their rules and courses",
-          ("public",) + ANY_SIGNED_IN, list_programs, None, ProgramList, tag="scoring"),
-    Route("import_results", "POST", "/api/v1/result-imports",
-          "Import an exam centre's result file (body: the CSV or JSON Lines file; ?format=csv|jsonl); all rows "
-          "or none, idempotent. A file over IMPORT_INLINE_MAX_BYTES (256 KiB) is answered 202 with status queued "
-          "and Location: the batch's URL, where its progress and then its report appear", ("staff",),
-          import_results, None, ImportReportView, raw_body=True, max_body_bytes=16 * 1024 * 1024,
-          accepted_status=True, staff_roles=RECORDER, tag="scoring"),
-    Route("import_report", "GET", "/api/v1/result-imports/<batch_id>",
-          "An import batch with its row-error report (staff)", ("staff",), import_report, None, None,
-          staff_roles=RECORDER, tag="scoring"),
-    Route("list_releases", "GET", "/api/v1/releases", "Releases, newest first: scheduled, published, cancelled "
-          "(staff)", ("staff",), list_releases, None, ReleaseList, staff_roles=PUBLISHER, tag="scoring"),
-    Route("cancel_release", "POST", "/api/v1/releases/<release_id>/cancellation",
-          "Cancel a scheduled release before its time (staff)", ("staff",), cancel_release, None, ReleaseView,
-          staff_roles=PUBLISHER, tag="scoring"),
-    Route("import_errors_csv", "GET", "/api/v1/result-imports/<batch_id>/errors.csv",
-          "The row-error report of an import as a CSV file, to open next to the uploaded file (staff)", ("staff",),
-          import_errors_csv, None, None, content_type="text/csv; charset=utf-8", staff_roles=RECORDER, tag="scoring"),
-    Route("result_history", "GET", "/api/v1/results/<result_id>/history",
-          "Every change to a result: who, when, before, after, why (staff)", ("staff",), result_history, None,
-          None, staff_roles=HISTORY, tag="scoring"),
-    Route("evaluation_queue", "GET", "/api/v1/evaluations",
-          "Composite results awaiting the experts (?program_code=&sitting=), with the formula's suggestion",
-          ("staff",), evaluation_queue, None, EvaluationQueue, staff_roles=EXPERT, tag="scoring"),
-    Route("evaluate_result", "POST", "/api/v1/results/<result_id>/evaluations",
-          "An expert signs a composite result passed or failed; two different experts must agree, neither of them "
-          "one who recorded it", ("staff",), evaluate_result, EvaluateResult, None, staff_roles=EXPERT, tag="scoring"),
-    Route("decide_held_result", "POST", "/api/v1/results/<result_id>/decision",
-          "Settle a result the two experts disagree on (a third expert: neither of the two who signed, nor one who "
-          "recorded it)", ("staff",), decide_held_result,
-          DecideHeldResult, None, staff_roles=EXPERT, tag="scoring"),
-    Route("request_score_review", "POST", "/api/v1/me/results/<result_id>/review",
-          "Ask for a re-check (复查) of one released result, within the program's window", ("candidate",),
-          request_score_review, RequestScoreReview, ScoreReviewView, 201, tag="scoring"),
-    Route("my_score_reviews", "GET", "/api/v1/me/score-reviews", "The candidate's re-check requests",
-          ("candidate",), my_score_reviews, None, ScoreReviewList, tag="scoring"),
-    Route("close_score_review", "POST", "/api/v1/score-reviews/<review_id>/closure",
-          "Close a re-check as unchanged or corrected (a correction emits result_corrected; an expert who did not "
-          "record the result)", ("staff",),
-          close_score_review, CloseScoreReview, ScoreReviewView, staff_roles=EXPERT, tag="scoring"),
-    Route("open_score_reviews", "GET", "/api/v1/score-reviews", "Open re-check requests, oldest first (staff)",
-          ("staff",), open_score_reviews, None, ScoreReviewList, staff_roles=EXPERT, tag="scoring"),
-    Route("correct_result", "POST", "/api/v1/results/<result_id>/correction",
-          "Correct a result before its release, with a reason (staff; experts sign again)", ("staff",),
-          correct_result, CorrectResult, None, staff_roles=RECORDER, tag="scoring"),
-    Route("grant_exemption", "POST", "/api/v1/exemptions", "Exempt a candidate from a course (免考; staff)",
-          ("staff",), grant_exemption, GrantExemption, CandidateRecord, 201, staff_roles=RECORDER, tag="scoring"),
-    Route("my_record", "GET", "/api/v1/me/record",
-          "The exam record (考籍): tickets, passed and exempted courses, violations, graduation", ("candidate",),
-          my_record, None, CandidateRecord, tag="scoring"),
-    Route("candidate_record", "GET", "/api/v1/candidates/<candidate_id>/record", "A candidate's exam record (staff)",
-          ("staff",), candidate_record, None, CandidateRecord, staff_roles=SUPPORT, tag="scoring"),
-    Route("record_results", "POST", "/api/v1/exam-results", "Record a batch of exam results (all or none)",
-          ("staff",), record_results, RecordResults, RecordResultsOutcome, staff_roles=RECORDER, tag="scoring"),
-    Route("publish_results", "POST", "/api/v1/exam-results/publication",
-          "Release a sitting's results to candidates", ("staff",), publish_results, PublishResults,
-          PublishResultsOutcome, staff_roles=PUBLISHER, tag="scoring"),
+    Route(name="my_results", method="GET", path="/api/v1/me/results",
+          summary="The candidate's exam results (scores hidden until release)",
+          roles=("candidate",), response_model=ResultList, tag="scoring",
+          handler=my_results),
+    Route(name="list_programs", method="GET", path="/api/v1/programs",
+          summary="Exam programs with their rules and courses",
+          roles=("public",) + ANY_SIGNED_IN, response_model=ProgramList, tag="scoring",
+          handler=Rpc("scoring", "list_programs")),
+    Route(name="import_results", method="POST", path="/api/v1/result-imports",
+          summary="Import an exam centre's result file (body: the CSV or JSON Lines file; ?format=csv|jsonl); all "
+                  "rows or none, idempotent. A file over IMPORT_INLINE_MAX_BYTES (256 KiB) is answered 202 with "
+                  "status queued and Location: the batch's URL, where its progress and then its report appear",
+          roles=("staff",), staff_roles=RECORDER, response_model=ImportReportView, raw_body=True,
+          max_body_bytes=16 * 1024 * 1024, accepted_status=True, tag="scoring",
+          handler=import_results),
+    Route(name="import_report", method="GET", path="/api/v1/result-imports/<batch_id>",
+          summary="An import batch with its row-error report (staff)",
+          roles=("staff",), staff_roles=RECORDER, tag="scoring",
+          handler=Rpc("scoring", "import_report", ACTOR, Param("batch_id"))),
+    Route(name="list_releases", method="GET", path="/api/v1/releases",
+          summary="Releases, newest first: scheduled, published, cancelled (staff)",
+          roles=("staff",), staff_roles=PUBLISHER, response_model=ReleaseList, tag="scoring",
+          handler=Rpc("scoring", "list_releases", ACTOR)),
+    Route(name="cancel_release", method="POST", path="/api/v1/releases/<release_id>/cancellation",
+          summary="Cancel a scheduled release before its time (staff)",
+          roles=("staff",), staff_roles=PUBLISHER, response_model=ReleaseView, tag="scoring",
+          handler=Rpc("scoring", "cancel_release", ACTOR, Param("release_id"))),
+    Route(name="import_errors_csv", method="GET", path="/api/v1/result-imports/<batch_id>/errors.csv",
+          summary="The row-error report of an import as a CSV file, to open next to the uploaded file (staff)",
+          roles=("staff",), staff_roles=RECORDER, content_type="text/csv; charset=utf-8", tag="scoring",
+          handler=import_errors_csv),
+    Route(name="result_history", method="GET", path="/api/v1/results/<result_id>/history",
+          summary="Every change to a result: who, when, before, after, why (staff)",
+          roles=("staff",), staff_roles=HISTORY, tag="scoring",
+          handler=Rpc("scoring", "result_history", ACTOR, Param("result_id"))),
+    Route(name="evaluation_queue", method="GET", path="/api/v1/evaluations",
+          summary="Composite results awaiting the experts (?program_code=&sitting=), with the formula's suggestion",
+          roles=("staff",), staff_roles=EXPERT, response_model=EvaluationQueue, tag="scoring",
+          handler=Rpc("scoring", "evaluation_queue", ACTOR, Query("program_code", ""), Query("sitting", ""))),
+    Route(name="evaluate_result", method="POST", path="/api/v1/results/<result_id>/evaluations",
+          summary="An expert signs a composite result passed or failed; two different experts must agree, neither of "
+                  "them one who recorded it",
+          roles=("staff",), staff_roles=EXPERT, request_model=EvaluateResult, tag="scoring",
+          handler=Rpc("scoring", "evaluate_result", ACTOR, Param("result_id"), BODY)),
+    Route(name="decide_held_result", method="POST", path="/api/v1/results/<result_id>/decision",
+          summary="Settle a result the two experts disagree on (a third expert: neither of the two who signed, nor "
+                  "one who recorded it)",
+          roles=("staff",), staff_roles=EXPERT, request_model=DecideHeldResult, tag="scoring",
+          handler=Rpc("scoring", "decide_held_result", ACTOR, Param("result_id"), BODY)),
+    Route(name="request_score_review", method="POST", path="/api/v1/me/results/<result_id>/review",
+          summary="Ask for a re-check (复查) of one released result, within the program's window",
+          roles=("candidate",), request_model=RequestScoreReview, response_model=ScoreReviewView, success_status=201,
+          tag="scoring",
+          handler=Rpc("scoring", "request_score_review", ACTOR, Param("result_id"), BODY)),
+    Route(name="my_score_reviews", method="GET", path="/api/v1/me/score-reviews",
+          summary="The candidate's re-check requests",
+          roles=("candidate",), response_model=ScoreReviewList, tag="scoring",
+          handler=Rpc("scoring", "score_reviews", ACTOR, SUBJECT)),
+    Route(name="close_score_review", method="POST", path="/api/v1/score-reviews/<review_id>/closure",
+          summary="Close a re-check as unchanged or corrected (a correction emits result_corrected; an expert who did "
+                  "not record the result)",
+          roles=("staff",), staff_roles=EXPERT, request_model=CloseScoreReview, response_model=ScoreReviewView,
+          tag="scoring",
+          handler=Rpc("scoring", "close_score_review", ACTOR, Param("review_id"), BODY)),
+    Route(name="open_score_reviews", method="GET", path="/api/v1/score-reviews",
+          summary="Open re-check requests, oldest first (staff)",
+          roles=("staff",), staff_roles=EXPERT, response_model=ScoreReviewList, tag="scoring",
+          handler=Rpc("scoring", "open_score_reviews", ACTOR)),
+    Route(name="correct_result", method="POST", path="/api/v1/results/<result_id>/correction",
+          summary="Correct a result before its release, with a reason (staff; experts sign again)",
+          roles=("staff",), staff_roles=RECORDER, request_model=CorrectResult, tag="scoring",
+          handler=Rpc("scoring", "correct_result", ACTOR, Param("result_id"), BODY)),
+    Route(name="grant_exemption", method="POST", path="/api/v1/exemptions",
+          summary="Exempt a candidate from a course (免考; staff)",
+          roles=("staff",), staff_roles=RECORDER, request_model=GrantExemption, response_model=CandidateRecord,
+          success_status=201, tag="scoring",
+          handler=Rpc("scoring", "grant_exemption", ACTOR, BODY)),
+    Route(name="my_record", method="GET", path="/api/v1/me/record",
+          summary="The exam record (考籍): tickets, passed and exempted courses, violations, graduation",
+          roles=("candidate",), response_model=CandidateRecord, tag="scoring",
+          handler=Rpc("scoring", "candidate_record", ACTOR, SUBJECT)),
+    Route(name="candidate_record", method="GET", path="/api/v1/candidates/<candidate_id>/record",
+          summary="A candidate's exam record (staff)",
+          roles=("staff",), staff_roles=SUPPORT, response_model=CandidateRecord, tag="scoring",
+          handler=Rpc("scoring", "candidate_record", ACTOR, Param("candidate_id"))),
+    Route(name="record_results", method="POST", path="/api/v1/exam-results",
+          summary="Record a batch of exam results (all or none)",
+          roles=("staff",), staff_roles=RECORDER, request_model=RecordResults, response_model=RecordResultsOutcome,
+          tag="scoring",
+          handler=Rpc("scoring", "record_results", ACTOR, BODY)),
+    Route(name="publish_results", method="POST", path="/api/v1/exam-results/publication",
+          summary="Release a sitting's results to candidates",
+          roles=("staff",), staff_roles=PUBLISHER, request_model=PublishResults, response_model=PublishResultsOutcome,
+          tag="scoring",
+          handler=Rpc("scoring", "publish_results", ACTOR, BODY)),
 )

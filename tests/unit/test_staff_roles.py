@@ -66,8 +66,8 @@ def ask(gateway: Gateway, route: Route, token: str | None):
 
 def test_a_staff_token_without_the_routes_role_is_refused_before_the_handler(gateway):
     handler = Handler()
-    route = Route("record", "POST", "/api/v1/exam-results", "x", ("staff", "candidate"), handler,
-                  staff_roles=("recorder", "admin"))
+    route = Route(name="record", method="POST", path="/api/v1/exam-results", summary="x", roles=("staff", "candidate"),
+                  staff_roles=("recorder", "admin"), handler=handler)
     expert = gateway.tokens.issue("staff:li", "staff", staff_roles=["expert"])["access_token"]
     status, body = ask(gateway, route, expert)
     assert status == 403 and body["error"]["code"] == "role_required"

@@ -83,10 +83,10 @@ test: $(STAMP) browser promtool kubectl
 	@deploy/local-services rabbitmq management postgresql
 	$(PY) -m deploy.preflight
 	$(PY) -m ruff check .
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	KUBECTL=$(KUBECTL) $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: $(STAMP) promtool kubectl
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	KUBECTL=$(KUBECTL) $(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP)
 	@deploy/local-services rabbitmq management postgresql

@@ -26,6 +26,7 @@ import copy
 import functools
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,7 +101,8 @@ def ids(spec: ProcessSpec) -> str:
 
 @functools.cache
 def render(rendering: str) -> tuple[dict, ...]:
-    kubectl = shutil.which("kubectl")
+    # the one Makefile's `make kubectl` checked: KUBECTL when given (make test KUBECTL=/opt/bin/kubectl), else PATH's
+    kubectl = shutil.which(os.environ.get("KUBECTL") or "kubectl")
     if kubectl is None:
         pytest.fail("kubectl is not installed: these tests render deploy/k8s with `kubectl kustomize` "
                     "(kubectl 1.27 or newer, which includes kustomize v5); `make kubectl` installs it or says what to "

@@ -66,7 +66,7 @@ QUEUED, PROCESSING, DONE, FAILED = "queued", "processing", "done", "failed"
 _progress: dict[str, int] = {}  # rows read, by batch, in this process (SQLite)
 
 
-# --- one import ------------------------------------------------------------------------------------------
+# --- one import ----------------------------------------------------------------------------------------------------
 
 def file_sha256(stream: BinaryIO) -> str:
     digest = hashlib.sha256()
@@ -145,7 +145,7 @@ def run_import_bytes(engine, content: bytes, file_format: str, actor: str) -> Im
     return run_import(engine, io.BytesIO(content), file_format, actor)
 
 
-# --- row by row --------------------------------------------------------------------------------------------
+# --- row by row ----------------------------------------------------------------------------------------------------
 
 def previous_import(session: Session, file_sha256: str) -> ImportBatch | None:
     return session.scalars(select(ImportBatch).where(ImportBatch.file_sha256 == file_sha256,
@@ -273,7 +273,7 @@ def _apply(session: Session, chunk: list[ResultRow], programs: dict, rules: dict
     session.flush()
 
 
-# --- in the background ---------------------------------------------------------------------------------------
+# --- in the background ---------------------------------------------------------------------------------------------
 
 def accept(session: Session, content: bytes, file_format: str, actor: str) -> dict:
     """Queue the file; the answer says where to follow it. The same file queued twice is one upload, and a file

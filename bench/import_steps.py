@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from bench import result_import
 from credence_common.db import make_engine, normalise_db_uri
 from credence_common.migrations import upgrade
-from services.scoring import fast_import
+from services.scoring.adapters import fast_import
 
 
 class TimedConnection:

@@ -3,7 +3,7 @@
 Creates a throw-away PostgreSQL database (credence_bench_<random>), migrates the scoring schema into it, loads a
 roster of confirmed candidates with COPY, writes a CSV file of N course results for the course-based program ZK-LAW
 and then measures, in the same database and the same run:
-  1. the real import path (services.scoring.import_runner.run_import), in a child process of its own so that its
+  1. the real import path (services.scoring.usecases.imports.run_import), in a child process of its own so that its
      peak memory is measured alone;
   2. a raw COPY of the same file into a scratch table with the same columns (the ceiling for this driver and server);
   3. for reference, a raw COPY of the same rows into exam_results_ref, a twin of exam_results with its primary key,
@@ -59,8 +59,8 @@ WRITE_BATCH = 10_000  # lines per write while generating files
 CHILD = """
 import json, resource, sys, time
 from credence_common.db import make_engine
-from services.scoring import imports
-from services.scoring.import_runner import run_import
+from services.scoring.usecases import imports
+from services.scoring.usecases.imports import run_import
 engine = make_engine(sys.argv[1])
 row_by_row = []
 def import_rows(*args, _real=imports.import_rows, **kwargs):
@@ -106,7 +106,7 @@ def roster_candidate(n: int) -> str:
 
 
 def roster_lines(tickets: int):
-    from services.scoring.protection import DATA_KEYS
+    from services.scoring.adapters.protection import DATA_KEYS
 
     keyring = DATA_KEYS.from_environment()  # the roster's names are stored encrypted, as scoring stores them
     for n in range(tickets):

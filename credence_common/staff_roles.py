@@ -6,7 +6,7 @@ credence_common/actors.py), and every service checks the one a staff action need
 account without roles can sign in and do nothing else; the account that manages roles needs ``admin``.
 
 The rules that no role can lift (the recorder of a result never signs it off, a third decider is neither of the
-two signers) are scoring's own (services/scoring/domain.py).
+two signers) are scoring's own (services/scoring/domain/__init__.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
 PROGRAM_CODE = "PSY-COUNSELLOR"
 EXPERT_PASSWORD = "Expert-panel 2026 review"  # development only
 # the expert panel: two staff accounts holding only the expert role (the admin who records the score may not sign it
-# off, credence_common/staff_roles.py and services/scoring/domain.py)
+# off, credence_common/staff_roles.py and services/scoring/domain/__init__.py)
 EXPERTS = ("expert1", "expert2")
 
 

@@ -81,7 +81,7 @@ every role, and the accounts that existed before roles did were given every role
 """
 
 SEPARATION_OF_DUTIES = """
-Whatever their roles, one person never takes two parts in one result's sign-off (`services/scoring/domain.py`):
+Whatever their roles, one person never takes two parts in one result's sign-off (`services/scoring/domain/__init__.py`):
 whoever recorded a result, imported the file it came in or changed its score cannot sign it off as an expert,
 settle its disagreement or close its re-check, and the third decider of a disagreement is neither of the two
 experts who signed. Each is refused with `403 same_person_cannot_sign` (`error.details` names what the person
@@ -143,7 +143,7 @@ current password. |
 | `scoring.record_results`, `import_results`, `import_report`, `correct_result`, `grant_exemption` | staff holding \
 `recorder`. |
 | `scoring.evaluation_queue`, `evaluate_result`, `decide_held_result`, `open_score_reviews`, \
-`close_score_review` | staff holding `expert`; then separation of duties (`services/scoring/domain.py`): \
+`close_score_review` | staff holding `expert`; then separation of duties (`services/scoring/domain/__init__.py`): \
 `evaluate_result` never by one who recorded the result (`403 same_person_cannot_sign`), nor twice by one expert \
 (`409 already_signed`); `decide_held_result` neither by one of the two who signed nor by one who recorded it; \
 `close_score_review` never by one who recorded the result. |

@@ -7,7 +7,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
 from credence_common.types import UTCDateTime
-from services.scoring.protection import Sealed
+from services.scoring.adapters.protection import Sealed
 
 
 class Base(DeclarativeBase):
@@ -19,7 +19,7 @@ OutboxEvent, ProcessedEvent = messaging_models(Base, envelope_type=Sealed)
 
 
 class Program(Base):
-    """An exam program, as data: its kind and its rules (see domain.py)."""
+    """An exam program, as data: its kind and its rules (see domain/)."""
 
     __tablename__ = "programs"
 
@@ -63,7 +63,7 @@ class ImportBatch(Base):
 
 
 class QueuedImport(Base):
-    """An uploaded result file too large to import within the request (services/scoring/import_queue.py): kept
+    """An uploaded result file too large to import within the request (services/scoring/usecases/imports.py): kept
     (encrypted: it holds names and ticket numbers) until the background import has run, then emptied. Its id is the
     batch id the import will have, so the clerk follows one URL from upload to report."""
 
@@ -106,7 +106,7 @@ class RosterEntry(Base):
 
     ticket_number: Mapped[str] = mapped_column(String(12), primary_key=True)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
-    # encrypted at rest (services/scoring/protection.py)
+    # encrypted at rest (services/scoring/adapters/protection.py)
     full_name: Mapped[str] = mapped_column("full_name_encrypted", Sealed(), nullable=False)
     resident_id_number_masked: Mapped[str] = mapped_column(String(18), nullable=False)
     merged_into: Mapped[str | None] = mapped_column(String(12), nullable=True)

@@ -1,10 +1,10 @@
-"""Scoring service entrypoints."""
+"""Scoring service entrypoints: thin nameko handlers that check the caller, parse the input and call one use case
+(``usecases/``); the providers they are given are in ``dependencies.py``."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 from nameko.timer import timer
 
@@ -29,16 +29,14 @@ from credence_common.contracts.scoring import (
 )
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import CredenceError, InvalidInput, NotFound, refusal_to_wire
+from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.metrics import Metrics
-from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.scoring import import_queue, records, usecases
-from services.scoring.import_runner import run_import_bytes
-from services.scoring.models import ImportBatch, OutboxEvent, ProcessedEvent
-from services.scoring.protection import protection
+from services.scoring import dependencies, usecases
+from services.scoring.models import ProcessedEvent
+from services.scoring.usecases import imports, records
 
 RELEASE_POLL_SECONDS = 2.0
 # the staff roles that handle results and may read a result's history (credence_common/staff_roles.py)
@@ -50,8 +48,8 @@ class ScoringService(HealthCheck):
     name = "scoring"
 
     db = Database()
-    data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
-    outbox_relay = OutboxRelay(OutboxEvent)
+    data_keys = dependencies.protection()  # installs the keys of the Sealed columns before the first worker runs
+    outbox_relay = dependencies.outbox_relay()
     metrics = Metrics()
     settings = Settings()
 
@@ -78,36 +76,23 @@ class ScoringService(HealthCheck):
             content = base64.b64decode(upload.content_base64, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput("invalid_upload", "The file content is not valid base64.") from None
-        if len(content) > int(self.settings.get("IMPORT_INLINE_MAX_BYTES", import_queue.INLINE_MAX_BYTES)):
+        if len(content) > int(self.settings.get("IMPORT_INLINE_MAX_BYTES", imports.INLINE_MAX_BYTES)):
             # too large to finish within the gateway's deadline: accepted now, imported by run_queued_imports
             with self.db.transaction() as session:
-                return import_queue.accept(session, content, upload.file_format, staff.subject)
-        report = run_import_bytes(self.db.engine, content, upload.file_format, staff.subject)
-        return report.as_dict()
+                return imports.accept(session, content, upload.file_format, staff.subject)
+        return imports.run_import_bytes(self.db.engine, content, upload.file_format, staff.subject).as_dict()
 
     @timer(interval=1.0)
     def run_queued_imports(self) -> None:
-        """Uploads accepted for the background, one after the other (import_queue.py)."""
-        while import_queue.run_one(self.db.engine) is not None:
+        """Uploads accepted for the background, one after the other (usecases/imports.py)."""
+        while imports.run_one(self.db.engine) is not None:
             pass
 
     @rpc
     def import_report(self, actor: str | None, batch_id: str) -> dict:
         require_staff(actor, "recorder")
         with self.db.transaction() as session:
-            batch = session.get(ImportBatch, batch_id)
-            if batch is None:
-                waiting = import_queue.report(session, batch_id)  # accepted, not imported yet (or failed)
-                if waiting is not None:
-                    return waiting
-                batch = session.get(ImportBatch, batch_id)  # its import may have committed since the first look
-            if batch is None:
-                raise NotFound("import_not_found", "No such import batch.")
-            return {"batch_id": batch.batch_id, "status": batch.status, "file_format": batch.file_format,
-                    "encoding": batch.encoding, "row_count": batch.row_count, "recorded": batch.recorded,
-                    "unchanged": batch.unchanged, "error_count": batch.error_count,
-                    "errors": json.loads(batch.errors_json) if batch.errors_json else [],
-                    "created_by": batch.created_by, "created_at": batch.created_at.isoformat()}
+            return imports.import_report(session, batch_id)
 
     @rpc
     def result_history(self, actor: str | None, result_id: str) -> dict:

@@ -46,7 +46,7 @@ class VerificationReport(Base):
     The report code opens the report, so it is a credential: it is shown once, when the report is made, and
     only its digest is kept (``report_id``, looked up by hashing the code presented; the column kept its name
     from before issue #17). The signed document is stored without its code and verify URL, which are put
-    back when someone presents the code (report_usecases.stored_without_code / with_code)."""
+    back when someone presents the code (usecases/reports.py: stored_without_code / with_code)."""
 
     __tablename__ = "verification_reports"
 

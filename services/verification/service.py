@@ -1,17 +1,15 @@
-"""Verification service entrypoints."""
+"""Verification service entrypoints: thin nameko handlers that check the caller, parse the input and call one use
+case (``usecases/``); the providers they are given are in ``dependencies.py``."""
 
 from __future__ import annotations
 
 import base64
 from functools import partial
 
-from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
-from credence_common import signing
 from credence_common.actors import require_role
-from credence_common.config import ConfigurationRefused
 from credence_common.consumers import consume, consume_batch
 from credence_common.contracts.events import (
     CertificateIssuedV1,
@@ -24,7 +22,6 @@ from credence_common.contracts.verification import (
     OpenSharedReport,
     PublicCheck,
     ReportCheck,
-    ReportCheckResult,
     RequestReport,
 )
 from credence_common.db import Database
@@ -32,45 +29,26 @@ from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.events import utcnow
 from credence_common.metrics import Metrics
-from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.remote import call_with_deadline
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.verification import report_keys, report_usecases, usecases
-from services.verification.models import OutboxEvent, ProcessedEvent
+from services.verification import dependencies, usecases
+from services.verification.models import ProcessedEvent
+from services.verification.usecases import reports as report_usecases
 
 MAX_CHECKS_PER_BATCH = 256
 RETENTION_INTERVAL_SECONDS = 3600  # retention is in days: hourly is prompt enough, and cheap when nothing is due
-
-
-class ReportKeys(DependencyProvider):
-    """The key that signs verification reports, the previous keys that still verify (rotation:
-    services/verification/report_keys.py), and the public address their QR codes lead to."""
-
-    def setup(self):
-        config = self.container.config
-        try:
-            self.signer = report_usecases.ReportSigner(
-                signing.load_private_key(str(config["VERIFICATION_REPORT_SIGNING_KEY"])),
-                str(config.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")),
-                report_keys.parse_time(config.get("VERIFICATION_REPORT_KEY_SINCE"), "VERIFICATION_REPORT_KEY_SINCE"),
-                report_keys.previous_keys(config.get("VERIFICATION_REPORT_PREVIOUS_KEYS_JSON")))
-        except ValueError as why:
-            raise ConfigurationRefused(f"verification report keys: {why}") from None
-
-    def get_dependency(self, worker_ctx):
-        return self.signer
 
 
 class VerificationService(HealthCheck):
     name = "verification"
 
     db = Database()
-    outbox_relay = OutboxRelay(OutboxEvent)
+    outbox_relay = dependencies.outbox_relay()
     metrics = Metrics()
     settings = Settings()
-    report_signer = ReportKeys()
+    report_signer = dependencies.ReportKeys()
     scoring_rpc = RpcProxy("scoring")  # only to read the exam record an education-record report states
 
     @rpc
@@ -177,9 +155,7 @@ class VerificationService(HealthCheck):
     @rpc
     def check_report(self, request: dict) -> dict:
         wanted = parse(ReportCheck, request)
-        now = utcnow()
-        return ReportCheckResult.model_validate(
-            report_keys.check(self.report_signer.trusted_keys(now), wanted, now)).model_dump(mode="json")
+        return report_usecases.check_report(self.report_signer, wanted, utcnow()).model_dump(mode="json")
 
     @rpc
     def public_check(self, request: dict, client: str = "") -> dict:

@@ -448,7 +448,7 @@ def test_verification_reports_over_http_and_their_qr_page(platform, journey):
     assert key["algorithm"] == "Ed25519" and "BEGIN PUBLIC KEY" in key["public_key_pem"]
     answer = get(platform, f"/api/v1/verification-reports/{report['report_code']}").json()
     from credence_common import signing
-    from services.verification import reports
+    from services.verification.domain import reports
 
     verdict = reports.verify_report(answer["signed_report"], signing.load_public_key(key["public_key_pem"]),
                                     utcnow(), report["verify_url"])
@@ -483,7 +483,7 @@ def test_a_downloaded_report_verifies_offline_with_the_keys_the_gateway_publishe
 
     from pypdf import PdfReader, PdfWriter
 
-    from services.verification import reports
+    from services.verification.domain import reports
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "verifier" / "src"))
     import credence_report_verifier as verifier

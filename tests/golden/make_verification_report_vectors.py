@@ -9,7 +9,7 @@ the authority's key set (``keys.json``, as /.well-known/credence-report-keys.jso
 and a previous one that retires on 2026-12-31), ``signed_vectors.json`` (payloads and JSON reports judged with
 that key set: valid, a previous key still valid, tampered, expired, unknown key, retired key, malformed), and
 two PDFs: ``valid.pdf`` and ``tampered.pdf`` (a fact changed under the original signature). The platform's
-verifier (services/verification/reports.py) and the standalone one (verifier/) must both give each verdict.
+verifier (services/verification/domain/reports.py) and the standalone one (verifier/) must both give each verdict.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from credence_common import signing
-from services.verification import report_document, report_keys, reports
+from services.verification.adapters import report_pdf
+from services.verification.domain import report_keys, reports
 
 HERE = Path(__file__).resolve().parent / "verification_reports"
 AUTHORITY_KEY = signing.load_private_key("golden-vectors: the authority's report key")
@@ -129,8 +130,8 @@ def pdfs() -> dict[str, bytes]:
     valid = reports.sign_report(AUTHORITY_KEY, DOCUMENT)
     changed = copy.deepcopy(valid)
     changed["document"]["certificate"]["certificate_number"] = "202611000000026"  # under the original signature
-    return {"valid.pdf": report_document.render(valid, KEYS_URL, invariant=True),
-            "tampered.pdf": report_document.render(changed, KEYS_URL, invariant=True)}
+    return {"valid.pdf": report_pdf.render(valid, KEYS_URL, invariant=True),
+            "tampered.pdf": report_pdf.render(changed, KEYS_URL, invariant=True)}
 
 
 def _json(value) -> str:

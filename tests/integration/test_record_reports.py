@@ -11,7 +11,7 @@ from credence_common import signing
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
 from services.scoring.service import ScoringService
-from services.verification import reports
+from services.verification.domain import reports
 from services.verification.service import VerificationService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_result_imports import STAFF, roster

@@ -77,7 +77,7 @@ def test_a_name_column_is_checked_against_the_roster_and_a_mismatch_rejects_the_
     # takes the row-by-row path, which compares them
     import io
 
-    from services.scoring import fast_import
+    from services.scoring.adapters import fast_import
 
     container, config = start_service(ScoringService)
     roster(config)  # every ticket's holder is 王小明
@@ -194,7 +194,7 @@ def test_postgresql_csv_files_take_the_copy_fast_path(start_service, databases):
     from sqlalchemy.orm import Session
 
     from credence_common.db import make_engine
-    from services.scoring import fast_import
+    from services.scoring.adapters import fast_import
 
     if databases.backend != "postgresql":
         pytest.skip("the COPY fast path exists only on PostgreSQL")
@@ -225,7 +225,7 @@ def fast_path(db_uri: str, body: str):
     from sqlalchemy.orm import Session
 
     from credence_common.db import make_engine
-    from services.scoring import fast_import
+    from services.scoring.adapters import fast_import
 
     report = fast_import.new_report()
     engine = make_engine(db_uri)
@@ -268,7 +268,7 @@ def test_a_file_too_large_for_the_request_is_imported_in_the_background(start_se
     from sqlalchemy.orm import Session
 
     from credence_common.db import make_engine
-    from services.scoring import import_queue
+    from services.scoring.usecases import imports
 
     container, config = start_service(ScoringService, IMPORT_INLINE_MAX_BYTES=64)
     roster(config)
@@ -300,27 +300,27 @@ def test_a_file_too_large_for_the_request_is_imported_in_the_background(start_se
     try:
         again = HEADER + f"{TICKETS[1]},ZK-LAW,00227,2026-04,77\n"
         with Session(engine) as session, session.begin():
-            first = import_queue.accept(session, again.encode(), "csv", "staff:clerk")
+            first = imports.accept(session, again.encode(), "csv", "staff:clerk")
         with Session(engine) as session, session.begin():
-            assert import_queue.accept(session, again.encode(), "csv", "staff:clerk")["batch_id"] == first["batch_id"]
-        assert import_queue.claim(engine) == first["batch_id"]  # then the process dies
-        assert import_queue.claim(engine) is None  # not stale yet: nobody else takes it
+            assert imports.accept(session, again.encode(), "csv", "staff:clerk")["batch_id"] == first["batch_id"]
+        assert imports.claim(engine) == first["batch_id"]  # then the process dies
+        assert imports.claim(engine) is None  # not stale yet: nobody else takes it
         with engine.begin() as connection:
             connection.execute(text("update queued_imports set started_at = :t where batch_id = :b"),
-                               {"t": utcnow() - import_queue.STALE_AFTER * 2, "b": first["batch_id"]})
-        assert import_queue.run_one(engine) == first["batch_id"]
+                               {"t": utcnow() - imports.STALE_AFTER * 2, "b": first["batch_id"]})
+        assert imports.run_one(engine) == first["batch_id"]
         with Session(engine) as session:
             assert session.get(ImportBatch, first["batch_id"]).status == "imported"
         # a file that took its process down every time it was tried is failed, not tried for ever
         poison = HEADER + f"{TICKETS[2]},ZK-LAW,00230,2026-04,91\n"
         with Session(engine) as session, session.begin():
-            doomed = import_queue.accept(session, poison.encode(), "csv", "staff:clerk")
+            doomed = imports.accept(session, poison.encode(), "csv", "staff:clerk")
         with engine.begin() as connection:
             connection.execute(text("update queued_imports set status = 'processing', attempts = :n, started_at = :t "
-                                    "where batch_id = :b"), {"n": import_queue.MAX_ATTEMPTS,
-                                                             "t": utcnow() - import_queue.STALE_AFTER * 2,
+                                    "where batch_id = :b"), {"n": imports.MAX_ATTEMPTS,
+                                                             "t": utcnow() - imports.STALE_AFTER * 2,
                                                              "b": doomed["batch_id"]})
-        assert import_queue.claim(engine) is None
+        assert imports.claim(engine) is None
         assert query(db, "select status, content_encrypted from queued_imports where batch_id = :b",
                      b=doomed["batch_id"]) == [("failed", None)]
     finally:

@@ -129,7 +129,7 @@ def test_rechecks_only_within_the_window_and_only_after_release(start_service):
     from sqlalchemy.orm import Session
 
     from credence_common.db import make_engine
-    from services.scoring import records
+    from services.scoring.usecases import records
 
     engine = make_engine(config["DB_URI"])
     with Session(engine) as session, session.begin():

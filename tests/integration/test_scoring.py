@@ -12,7 +12,7 @@ from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, signed_batch, wait_for
 
 # the clerk records, imports and releases (every staff role, as an administrator might hold them); the two experts
-# sign off what the clerk recorded: the recorder of a result never signs it (services/scoring/domain.py)
+# sign off what the clerk recorded: the recorder of a result never signs it (services/scoring/domain/)
 STAFF = signed_actor({"subject": "staff:clerk", "role": "staff"})
 
 

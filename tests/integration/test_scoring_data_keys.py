@@ -1,5 +1,5 @@
-"""Scoring's personal data at rest (services/scoring/protection.py) in a real container, on SQLite and PostgreSQL:
-the roster's names and the outbox stored encrypted, the qualification event still carrying the name, keys
+"""Scoring's personal data at rest (services/scoring/adapters/protection.py) in a real container, on SQLite and
+PostgreSQL: the roster's names and the outbox stored encrypted, the qualification event still carrying the name, keys
 rotated by ``credence scoring rotate-keys``."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from credence_common.crypto import KeyRing
+from services.scoring.adapters.protection import DATA_KEYS
 from services.scoring.keys_cli import app
-from services.scoring.protection import DATA_KEYS
 from services.scoring.service import ScoringService
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_scoring import STAFF, confirmed, line, sign_off

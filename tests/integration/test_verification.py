@@ -196,7 +196,7 @@ def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(
     import base64
 
     from credence_common import signing
-    from services.verification import reports
+    from services.verification.domain import reports
 
     container, config = start_service(VerificationService, PUBLIC_BASE_URL="https://verify.example.org")
     db = config["DB_URI"]
@@ -442,7 +442,7 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
 
 def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
     from credence_common import signing
-    from services.verification import reports
+    from services.verification.domain import reports
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]

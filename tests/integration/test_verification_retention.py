@@ -93,8 +93,8 @@ def test_migration_0008_hashes_report_codes_in_place_and_the_old_code_still_open
     import json
 
     from credence_common import signing
-    from services.verification import reports
-    from services.verification.report_usecases import ReportSigner, report_answer
+    from services.verification.domain import reports
+    from services.verification.usecases.reports import ReportSigner, report_answer
 
     db = databases.create("verification", revision="0007")
     now = utcnow()

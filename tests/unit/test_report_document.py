@@ -13,7 +13,8 @@ import pytest
 import zxingcpp
 from pypdf import PdfReader
 
-from services.verification import report_document, report_keys, reports
+from services.verification.adapters import report_pdf
+from services.verification.domain import report_keys, reports
 from tests.golden import make_verification_report_vectors as golden
 
 SCALE = 4  # 288 dpi
@@ -63,7 +64,7 @@ def widest_gap_in_word(image, textpage, page_height: float, word: str) -> float:
 
 def test_both_qr_codes_read_back_from_the_rendered_page_and_the_payload_verifies():
     report = signed()
-    image, _text, _height = rendered(report_document.render(report, golden.KEYS_URL))
+    image, _text, _height = rendered(report_pdf.render(report, golden.KEYS_URL))
     found = qr_texts(image)
     assert sorted(found) == sorted([reports.qr_url(golden.DOCUMENT["verify_url"]), reports.compact_payload(report)])
     payload = next(text for text in found if text.startswith(reports.PAYLOAD_PREFIX))
@@ -72,7 +73,7 @@ def test_both_qr_codes_read_back_from_the_rendered_page_and_the_payload_verifies
 
 
 def test_the_qr_codes_still_read_at_150_dpi_as_a_plain_office_scan():
-    document = pypdfium2.PdfDocument(report_document.render(signed(), golden.KEYS_URL))
+    document = pypdfium2.PdfDocument(report_pdf.render(signed(), golden.KEYS_URL))
     image = document[0].render(scale=150 / 72).to_pil()
     assert len(qr_texts(image)) == 2
 
@@ -83,7 +84,7 @@ LETTER_GAP_EM = 0.25  # Vera's widest gap between two letters of a word is about
 @pytest.mark.parametrize("word, size", [("Psychological", 10.5), ("Counsellor", 10.5), ("Certificate", 13),
                                         ("Examination", 10), ("Valid", 11.5)])
 def test_latin_text_is_not_letter_spaced_on_the_rendered_page(word, size):
-    image, textpage, height = rendered(report_document.render(signed(), golden.KEYS_URL))
+    image, textpage, height = rendered(report_pdf.render(signed(), golden.KEYS_URL))
     assert widest_gap_in_word(image, textpage, height, word) / size < LETTER_GAP_EM
 
 
@@ -95,7 +96,7 @@ def test_the_measure_sees_letter_spacing_when_there_is_some():
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer)
     text = pdf.beginText(72, 700)
-    text.setFont(report_document.LATIN_FONT, 10.5)
+    text.setFont(report_pdf.LATIN_FONT, 10.5)
     text.setCharSpace(10.5 / 3)
     text.textLine("Psychological")
     pdf.drawText(text)
@@ -105,9 +106,9 @@ def test_the_measure_sees_letter_spacing_when_there_is_some():
 
 
 def test_latin_text_is_set_in_an_embedded_latin_font_and_chinese_in_the_cjk_font():
-    assert report_document.runs("证书编号 Certificate number") == [
-        (report_document.CJK_FONT, "证书编号"), (report_document.LATIN_FONT, " Certificate number")]
-    pdf = PdfReader(io.BytesIO(report_document.render(signed(), golden.KEYS_URL)))
+    assert report_pdf.runs("证书编号 Certificate number") == [
+        (report_pdf.CJK_FONT, "证书编号"), (report_pdf.LATIN_FONT, " Certificate number")]
+    pdf = PdfReader(io.BytesIO(report_pdf.render(signed(), golden.KEYS_URL)))
     fonts = {font["/BaseFont"]: font for font in
              (ref.get_object() for ref in pdf.pages[0]["/Resources"]["/Font"].values())}
     latin = [font for name, font in fonts.items() if "BitstreamVeraSans" in name]
@@ -116,8 +117,8 @@ def test_latin_text_is_set_in_an_embedded_latin_font_and_chinese_in_the_cjk_font
 
 
 def test_the_page_reads_as_an_official_document():
-    text = rendered(report_document.render(signed(), golden.KEYS_URL))[1].get_text_range()
-    in_order = [report_document.AUTHORITY_EN, "Issuing authority", "Certificate Verification Report",
+    text = rendered(report_pdf.render(signed(), golden.KEYS_URL))[1].get_text_range()
+    in_order = [report_pdf.AUTHORITY_EN, "Issuing authority", "Certificate Verification Report",
                 "Certificate number", "202611000000018", "Holder", "Valid until 2026-12-23 02:00 UTC",
                 "Scan to check online", "Signed report: verify offline", golden.KEYS_URL[:40], "Digital signature",
                 reports.sign_report(golden.AUTHORITY_KEY, golden.DOCUMENT)["signature"][:40]]
@@ -128,11 +129,11 @@ def test_the_page_reads_as_an_official_document():
 
 def test_the_pdf_keeps_the_payload_in_its_metadata_and_the_signed_json_attached():
     report = signed()
-    pdf = PdfReader(io.BytesIO(report_document.render(report, golden.KEYS_URL)))
-    assert pdf.metadata[report_document.PAYLOAD_METADATA_KEY] == reports.compact_payload(report)
-    [attached] = pdf.attachments[report_document.ATTACHMENT_NAME]
+    pdf = PdfReader(io.BytesIO(report_pdf.render(report, golden.KEYS_URL)))
+    assert pdf.metadata[report_pdf.PAYLOAD_METADATA_KEY] == reports.compact_payload(report)
+    [attached] = pdf.attachments[report_pdf.ATTACHMENT_NAME]
     assert json.loads(attached) == report
-    assert pdf.metadata["/Author"] == report_document.AUTHORITY_EN
+    assert pdf.metadata["/Author"] == report_pdf.AUTHORITY_EN
 
 
 def test_a_long_exam_record_runs_onto_a_second_page_with_its_qr_codes_readable():
@@ -146,7 +147,7 @@ def test_a_long_exam_record_runs_onto_a_second_page_with_its_qr_codes_readable()
                   "state": "passed" if c % 5 else "exempted", "score": 60 + c if c % 5 else None,
                   "sitting": "2026-04" if c % 5 else None} for c in range(1, 31)]}]})
     report = reports.sign_report(golden.AUTHORITY_KEY, record)
-    pdf = report_document.render(report, golden.KEYS_URL)
+    pdf = report_pdf.render(report, golden.KEYS_URL)
     pages = len(pypdfium2.PdfDocument(pdf))
     assert pages >= 2
     image, textpage, _height = rendered(pdf, pages - 1)

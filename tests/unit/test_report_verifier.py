@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from credence_common import signing
-from services.verification import report_document, reports
+from services.verification.adapters import report_pdf
+from services.verification.domain import reports
 from tests.golden import make_verification_report_vectors as golden
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,25 +110,25 @@ def test_the_golden_pdf_expired_and_signed_by_a_key_nobody_publishes():
 
 def test_a_pdf_whose_page_was_edited_under_an_intact_signature_is_tampered(monkeypatch):
     signed = reports.sign_report(golden.AUTHORITY_KEY, golden.DOCUMENT)
-    real_facts = report_document.facts
+    real_facts = report_pdf.facts
 
     def edited(document):
         title_zh, title_en, rows = real_facts(document)
         return title_zh, title_en, [(label, "202611000000026" if value == "202611000000018" else value)
                                     for label, value in rows]
 
-    monkeypatch.setattr(report_document, "facts", edited)
-    result = verifier.verify_pdf(report_document.render(signed, golden.KEYS_URL), keys(), CHECKED_AT)
+    monkeypatch.setattr(report_pdf, "facts", edited)
+    result = verifier.verify_pdf(report_pdf.render(signed, golden.KEYS_URL), keys(), CHECKED_AT)
     assert result.verdict == "tampered" and "certificate number" in result.message
 
 
 def test_a_pdf_put_together_from_two_reports_is_tampered():
     from pypdf import PdfReader, PdfWriter
 
-    first = report_document.render(reports.sign_report(golden.AUTHORITY_KEY, golden.DOCUMENT), golden.KEYS_URL)
+    first = report_pdf.render(reports.sign_report(golden.AUTHORITY_KEY, golden.DOCUMENT), golden.KEYS_URL)
     other = reports.sign_report(golden.AUTHORITY_KEY, {**golden.DOCUMENT, "report_code": "B" * 32})
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(first)))
-    writer.add_metadata({report_document.PAYLOAD_METADATA_KEY: reports.compact_payload(other)})
+    writer.add_metadata({report_pdf.PAYLOAD_METADATA_KEY: reports.compact_payload(other)})
     mixed = io.BytesIO()
     writer.write(mixed)
     result = verifier.verify_pdf(mixed.getvalue(), keys(), CHECKED_AT, scan=False)
@@ -135,15 +136,15 @@ def test_a_pdf_put_together_from_two_reports_is_tampered():
 
 
 def test_a_pdf_whose_link_qr_code_leads_elsewhere_is_tampered(monkeypatch):
-    real_qr = report_document._qr
+    real_qr = report_pdf._qr
     signed = reports.sign_report(golden.AUTHORITY_KEY, golden.DOCUMENT)
 
     def phishing(pdf, text, *args):
         return real_qr(pdf, "https://verify.example.org.evil.example/r/X" if text.startswith("https://verify.")
                        else text, *args)
 
-    monkeypatch.setattr(report_document, "_qr", phishing)
-    result = verifier.verify_pdf(report_document.render(signed, golden.KEYS_URL), keys(), CHECKED_AT, scan=True)
+    monkeypatch.setattr(report_pdf, "_qr", phishing)
+    result = verifier.verify_pdf(report_pdf.render(signed, golden.KEYS_URL), keys(), CHECKED_AT, scan=True)
     assert result.verdict == "tampered" and "evil.example" in result.message
 
 

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from services.scoring.importing import (
+from services.scoring.domain.result_files import (
     FIELDS,
     MAX_RECORD_CHARS,
     ResultRow,

@@ -1,7 +1,8 @@
-"""Composite programs' rules and the expert sign-off, without a database (services/scoring/domain.py).
+"""Composite programs' rules and the expert sign-off, without a database (services/scoring/domain/).
 
 The final score, the outcome gates and the sign-off state machine are plain functions; the use cases that read
-and write the database (usecases.py, records.py) only call them, so a rule changed here is checked in a second.
+and write the database (usecases/__init__.py, usecases/records.py) only call them, so a rule changed here is
+checked in a second.
 The integration tests (tests/integration/test_scoring.py, test_result_imports.py, test_score_reviews.py) check
 the same rules through the service on SQLite and PostgreSQL.
 """
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 
 from credence_common.errors import Conflict, Forbidden
 from gateway.statuses import http_status
-from services.scoring import domain, records, usecases
+from services.scoring import domain, usecases
 from services.scoring.domain import CompositeMarks, CompositeRules
+from services.scoring.usecases import records
 
 DEFAULT = CompositeRules()  # the seeded PSY-COUNSELLOR rules: 70 % + 30 %, minus 10, pass at 60, both gates
 

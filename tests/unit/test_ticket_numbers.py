@@ -17,7 +17,8 @@ from credence_common.contracts.tickets import (
     sql_ticket_number_regex,
 )
 from services.identity import domain as identity_domain
-from services.scoring import fast_import, importing
+from services.scoring.adapters import fast_import
+from services.scoring.domain import result_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def test_the_schemas_and_the_sql_render_the_same_pattern():
     assert sql_ticket_number_regex() == f"'^{TICKET_NUMBER_REGEX}$'"
     sql = fast_import.VERDICT + fast_import.CHECKS
     assert sql.count(sql_ticket_number_regex()) == 4 and "<TICKET_NUMBER>" not in sql
-    assert importing._PATTERNS["ticket_number"][0] is TICKET_NUMBER_PATTERN
+    assert result_files._PATTERNS["ticket_number"][0] is TICKET_NUMBER_PATTERN
     assert identity_domain.format_ticket_number is format_ticket_number
     assert identity_domain.is_valid_ticket_number is is_valid_ticket_number
 

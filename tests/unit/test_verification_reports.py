@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from credence_common import signing
-from services.verification import reports
+from services.verification.domain import reports
 from tests.golden import make_verification_report_vectors as golden
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_the_offline_command_verifies_a_downloaded_report(tmp_path, name, exit_c
     if name == "valid":
         document = dict(vector["report"]["document"], expires_at="2999-01-01T00:00:00+00:00")
         report.write_text(json.dumps(reports.sign_report(golden.AUTHORITY_KEY, document)), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "services.verification.reports", "verify", str(report),
+    result = subprocess.run([sys.executable, "-m", "services.verification.domain.reports", "verify", str(report),
                              "--public-key", str(golden.HERE / "authority_public_key.pem"),
                              "--qr", vector["qr_payload"]], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == exit_code, result.stdout + result.stderr
@@ -92,7 +92,7 @@ RECORD = {"candidate_id": "cand-0", "holder_name": "王小明", "resident_id_num
 
 
 def test_an_education_record_report_states_achievements_only():
-    from services.verification.report_usecases import achievements
+    from services.verification.usecases.reports import achievements
 
     stated = achievements(RECORD)
     assert stated.holder_name_masked == "王*明"
@@ -117,7 +117,7 @@ def test_a_report_request_names_a_certificate_or_the_record_not_both():
 
 def test_the_report_page_of_an_exam_record_lists_programs_without_the_full_name():
     from gateway import web
-    from services.verification.report_usecases import achievements
+    from services.verification.usecases.reports import achievements
 
     answer = {"report_code": "A" * 32, "kind": "education_record", "state": "corrected", "message": "corrected",
               "education_record": achievements(RECORD).model_dump(mode="json"), "expires_at": "2026-12-31T00:00:00"}
@@ -127,13 +127,13 @@ def test_the_report_page_of_an_exam_record_lists_programs_without_the_full_name(
 
 
 def test_an_education_record_report_shows_only_the_last_four_of_the_id_number():
-    from services.verification.report_usecases import achievements
+    from services.verification.usecases.reports import achievements
 
     assert achievements(RECORD).resident_id_number_masked == "**************002X"
 
 
 def test_a_report_signed_with_the_longer_mask_is_masked_and_signed_again_for_the_public():
-    from services.verification.report_usecases import ReportSigner, public_signed_report
+    from services.verification.usecases.reports import ReportSigner, public_signed_report
 
     signer = ReportSigner(golden.AUTHORITY_KEY, "https://verify.example.org")
     old = reports.sign_report(golden.AUTHORITY_KEY, {**golden.DOCUMENT, "certificate": {
@@ -168,7 +168,7 @@ def signed_vectors() -> list[dict]:
 
 
 def golden_keys() -> dict:
-    from services.verification import report_keys
+    from services.verification.domain import report_keys
 
     return report_keys.trusted_from_key_set(json.loads((golden.HERE / "keys.json").read_text(encoding="utf-8")))
 
@@ -236,7 +236,7 @@ def test_a_payload_that_inflates_past_any_report_is_malformed_not_a_bomb():
 
 
 def test_previous_keys_verify_until_they_retire_and_the_key_set_lists_them():
-    from services.verification import report_keys
+    from services.verification.domain import report_keys
 
     current, previous = golden.current_key(), golden.previous_key()
     before, after = datetime.fromisoformat(golden.CHECKED_AT), datetime(2027, 1, 2, tzinfo=UTC)
@@ -253,7 +253,7 @@ def test_previous_keys_verify_until_they_retire_and_the_key_set_lists_them():
 
 
 def test_a_previous_key_is_configured_as_the_jwk_that_was_published_for_it():
-    from services.verification import report_keys
+    from services.verification.domain import report_keys
 
     entry = next(k for k in golden.key_set()["keys"] if k["status"] == "previous")
     [key] = report_keys.previous_keys(json.dumps([{**entry, "status": "current"}]))  # status is not trusted
@@ -272,7 +272,7 @@ def test_a_previous_key_is_configured_as_the_jwk_that_was_published_for_it():
      '"retire_after": "2027-01-01T00:00:00"}]', "has no time zone"),
 ])
 def test_a_previous_keys_setting_that_is_wrong_is_refused_and_named(setting, why):
-    from services.verification import report_keys
+    from services.verification.domain import report_keys
 
     with pytest.raises(ValueError, match="VERIFICATION_REPORT_PREVIOUS_KEYS_JSON") as refused:
         report_keys.previous_keys(setting)
@@ -283,7 +283,7 @@ def test_the_service_refuses_to_start_with_a_wrong_rotation_setting():
     from types import SimpleNamespace
 
     from credence_common.config import ConfigurationRefused
-    from services.verification.service import ReportKeys
+    from services.verification.dependencies import ReportKeys
 
     provider = ReportKeys()
     provider.container = SimpleNamespace(config={"VERIFICATION_REPORT_SIGNING_KEY": "k",
@@ -303,7 +303,7 @@ def test_a_signature_check_answers_a_verdict_and_refuses_what_is_no_report():
     from credence_common.contracts.verification import ReportCheck
     from credence_common.errors import InvalidInput
     from credence_common.validation import parse
-    from services.verification import report_keys
+    from services.verification.domain import report_keys
 
     at = datetime.fromisoformat(golden.CHECKED_AT)
     vectors = {v["name"]: v for v in signed_vectors()}

@@ -11,7 +11,7 @@ from credence_common.contracts.verification import OpenSharedReport, PublicCheck
 from credence_common.errors import InvalidInput
 from credence_common.validation import parse
 from gateway import dispatch, web
-from services.verification import reports
+from services.verification.domain import reports
 
 CHECK = {"holder_name": "王小明", "certificate_number": "202611000000423"}
 
@@ -110,7 +110,7 @@ def test_a_reports_qr_code_leads_to_its_page_marked_and_still_verifies_offline()
 
 
 def test_a_csv_cell_a_verifier_typed_cannot_start_a_formula():
-    from services.verification.report_usecases import _csv_cell
+    from services.verification.adapters.access_csv import _csv_cell
 
     assert [_csv_cell(v) for v in ("=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "HR", None, "2026-12-01")] == [
         "'=HYPERLINK(\"x\")", "'+1", "'-1", "'@SUM(A1)", "HR", "", "2026-12-01"]

@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 
-def _digest(code: str) -> str:  # as services.verification.report_usecases.report_id, frozen here
+def _digest(code: str) -> str:  # as services.verification.usecases.reports.report_id, frozen here
     return base64.b32encode(hashlib.sha256(code.strip().upper().encode("utf-8")).digest()[:20]).decode("ascii")
 
 

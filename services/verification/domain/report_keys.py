@@ -1,4 +1,5 @@
-"""The report keys the authority publishes, and their rotation.
+"""The report keys the authority publishes, and their rotation (rules in plain Python: the settings are read by
+``dependencies.ReportKeys``).
 
 The current key (``VERIFICATION_REPORT_SIGNING_KEY``) signs every new report. When it is replaced, the old one
 goes on verifying the reports it signed until they have expired: ``VERIFICATION_REPORT_PREVIOUS_KEYS_JSON``
@@ -17,16 +18,19 @@ the normal case, and secret settings must not be empty outside development).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from credence_common import signing
-from services.verification import reports
+from credence_common.contracts.verification import ReportCheck
+from services.verification.domain import reports
 
 ISSUER = "Credence"
 WELL_KNOWN_PATH = "/.well-known/credence-report-keys.json"
 
 
-def parse_time(text, setting: str) -> datetime | None:
+def parse_time(text: object, setting: str) -> datetime | None:
     """An ISO 8601 time with its zone (a date alone means midnight UTC); empty means not stated."""
     if text is None or str(text).strip() == "":
         return None
@@ -41,12 +45,13 @@ def parse_time(text, setting: str) -> datetime | None:
     return moment
 
 
-def current_key(private_key, since: datetime | None) -> reports.TrustedKey:
+def current_key(private_key: signing.PrivateKey, since: datetime | None) -> reports.TrustedKey:
     public = private_key.public_key()
     return reports.TrustedKey(signing.key_id(public), public, "current", since, None)
 
 
-def previous_keys(text, setting: str = "VERIFICATION_REPORT_PREVIOUS_KEYS_JSON") -> tuple[reports.TrustedKey, ...]:
+def previous_keys(text: object, setting: str = "VERIFICATION_REPORT_PREVIOUS_KEYS_JSON"
+                  ) -> tuple[reports.TrustedKey, ...]:
     """The previous keys a setting lists (a JSON list of JWKs with ``retire_after``); ValueError, naming the
     setting and the entry, for anything else: a service refuses to start rather than trust a key by mistake."""
     if text is None or str(text).strip() == "":
@@ -71,21 +76,22 @@ def previous_keys(text, setting: str = "VERIFICATION_REPORT_PREVIOUS_KEYS_JSON")
     return tuple(keys)
 
 
-def trusted_keys(current: reports.TrustedKey, previous, now: datetime) -> dict[str, reports.TrustedKey]:
+def trusted_keys(current: reports.TrustedKey, previous: Iterable[reports.TrustedKey], now: datetime
+                 ) -> dict[str, reports.TrustedKey]:
     """The keys that verify at ``now``, by key id: the current one and the previous ones not yet retired."""
     keys = {key.key_id: key for key in previous if key.retire_after is None or now <= key.retire_after}
     keys[current.key_id] = current
     return keys
 
 
-def key_entry(key: reports.TrustedKey) -> dict:
+def key_entry(key: reports.TrustedKey) -> dict[str, Any]:
     return {**signing.public_jwk(key.public_key), "status": key.status,
             "not_before": key.not_before.isoformat() if key.not_before else None,
             "retire_after": key.retire_after.isoformat() if key.retire_after else None,
             "public_key_pem": signing.public_key_pem_of(key.public_key)}
 
 
-def key_set(current: reports.TrustedKey, previous, now: datetime) -> dict:
+def key_set(current: reports.TrustedKey, previous: Iterable[reports.TrustedKey], now: datetime) -> dict[str, Any]:
     """The well-known document: every key that verifies today, the current one first."""
     keys = trusted_keys(current, previous, now)
     ordered = [current] + sorted((k for k in keys.values() if k is not current),
@@ -94,7 +100,7 @@ def key_set(current: reports.TrustedKey, previous, now: datetime) -> dict:
             "keys": [key_entry(key) for key in ordered]}
 
 
-def trusted_from_key_set(document: dict) -> dict[str, reports.TrustedKey]:
+def trusted_from_key_set(document: dict[str, Any]) -> dict[str, reports.TrustedKey]:
     """The keys of a well-known document, as ``verify_signed`` and ``verify_payload`` take them."""
     keys = {}
     for entry in document.get("keys", []):
@@ -105,7 +111,7 @@ def trusted_from_key_set(document: dict) -> dict[str, reports.TrustedKey]:
     return keys
 
 
-def check(trusted: dict[str, reports.TrustedKey], request, now: datetime) -> dict:
+def check(trusted: dict[str, reports.TrustedKey], request: ReportCheck, now: datetime) -> dict[str, Any]:
     """The verdict on a signed report a caller sends (``ReportCheck``: its payload or its JSON), as the
     standalone verifier would give it with today's published keys. What is not a report at all is bad input
     (422 ``malformed_report``); a report that does not verify is an answer (tampered, expired, unknown_key)."""
@@ -114,7 +120,7 @@ def check(trusted: dict[str, reports.TrustedKey], request, now: datetime) -> dic
     if request.payload is not None:
         verdict = reports.verify_payload(request.payload, trusted, now)
     else:
-        verdict = reports.verify_signed(request.signed_report, trusted, now)
+        verdict = reports.verify_signed(request.signed_report or {}, trusted, now)
     if verdict.verdict == "malformed":
         raise InvalidInput("malformed_report", verdict.message + " Send the CRV1:... text of the report's second "
                                                                  "QR code, or its signed JSON.",

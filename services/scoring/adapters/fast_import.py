@@ -1,10 +1,11 @@
-"""The PostgreSQL fast path for course-result CSV files: COPY into a staging table, check every row with set-based
-SQL (one pass when nothing is wrong, ``VERDICT``), then one INSERT ... SELECT. Python only numbers the lines and
-streams bytes, so a million rows import at a rate comparable to a raw COPY, in flat memory.
+"""The PostgreSQL fast path for course-result CSV files (a persistence adapter of the import use case,
+``usecases/imports.py``): COPY into a staging table, check every row with set-based SQL (one pass when nothing is
+wrong, ``VERDICT``), then one INSERT ... SELECT. Python only numbers the lines and streams bytes, so a million rows
+import at a rate comparable to a raw COPY, in flat memory.
 
-Same rules as the row-by-row path (imports.py): all rows or none, idempotent, conflicts reported with line
-numbers. Files it does not handle (JSON Lines, composite programs, structural CSV damage it cannot number) go to
-the row-by-row path, which reports them in full.
+Same rules as the row-by-row path (``usecases/imports.py`` ``import_rows``): all rows or none, idempotent, conflicts
+reported with line numbers. Files it does not handle (JSON Lines, composite programs, structural CSV damage it cannot
+number) go to the row-by-row path, which reports them in full.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from credence_common.contracts.tickets import sql_ticket_number_regex
 from credence_common.db import copy_in
 from credence_common.events import utcnow
-from services.scoring.importing import FIELDS, NAME_FIELD, REQUIRED
-from services.scoring.imports import MAX_REPORTED_ERRORS, ImportReport
+from services.scoring.domain.result_files import FIELDS, MAX_REPORTED_ERRORS, NAME_FIELD, REQUIRED, ImportReport
 
 COPY_CHUNK = 256 * 1024
 PG_ENCODINGS = {"utf-8": "UTF8", "utf-8-sig": "UTF8", "gb18030": "GB18030"}
@@ -38,7 +38,7 @@ def header_columns(stream: BinaryIO, encoding: str) -> list[str]:
     if not columns or any(c not in FIELDS for c in columns) or not set(REQUIRED) <= set(columns) or \
             len(set(columns)) != len(columns):
         raise NotForFastPath("header")
-    if NAME_FIELD in columns:  # the roster's names are sealed: only Python can compare them (imports._apply)
+    if NAME_FIELD in columns:  # the roster's names are sealed: only Python compares them (usecases/imports.py)
         raise NotForFastPath("names are checked row by row")
     return columns
 

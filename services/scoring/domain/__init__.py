@@ -98,7 +98,7 @@ def failed_gate(rules: CompositeRules, marks: CompositeMarks) -> str | None:
 def composite_outcome(rules: CompositeRules, marks: CompositeMarks, final_score: int | None = None) -> Outcome:
     """The one place a composite result's gates and pass mark decide it: failed if any gate fails, otherwise the
     final score against the rules' pass mark. ``final_score``: a score set since the marks were imported (a
-    re-check's correction, records.py), judged instead of the one the marks compute."""
+    re-check's correction, usecases/records.py), judged instead of the one the marks compute."""
     if failed_gate(rules, marks) is not None:
         return "failed"
     return evaluate(composite_final_score(rules, marks) if final_score is None else final_score, rules.pass_mark)
@@ -139,7 +139,7 @@ def graduated(required_courses: set[str], passed_courses: set[str]) -> bool:
 # A composite result's evaluation_state: None for a result no expert evaluates (course-based), otherwise
 #   pending --two different experts agree--> agreed (their outcome)
 #   pending --two different experts disagree--> held --a third expert decides--> decided (the decision)
-# and a score changed before release sends it back to pending (records.py, usecases.record_results).
+# and a score changed before release sends it back to pending (usecases/records.py, usecases.record_results).
 SETTLED = ("agreed", "decided")
 
 

@@ -1,4 +1,5 @@
-"""The verification report as a PDF: an official document a third party can check without the platform.
+"""The verification report rendered as a PDF (an adapter: reportlab, segno and pypdf draw what the rules in
+``domain/reports.py`` signed): an official document a third party can check without the platform.
 
 Layout (A4): the issuing authority's header, the title, a table of the signed facts, the validity, and two QR
 codes side by side: the link to the online page (the authoritative answer today) and the whole signed report
@@ -30,7 +31,7 @@ from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
-from services.verification import reports
+from services.verification.domain import reports
 
 CJK_FONT = "STSong-Light"
 LATIN_FONT, LATIN_BOLD, MONO_FONT = "CredenceVera", "CredenceVeraBold", "Courier"

@@ -1,8 +1,10 @@
-"""Streaming parser for the exam result files that exam centres upload (CSV or JSON Lines).
+"""Result files in plain Python: the streaming parser for the exam result files that exam centres upload (CSV or
+JSON Lines), and the report of one file's import (its row errors, by line).
 
-The bulk import hands this module an open file and consumes rows one at a time: nothing here holds more than the
-current chunk and the current record, so a file of a million rows costs as much memory as a file of ten. Only syntax is
-checked here; whether a ticket exists, or a course belongs to a program, is the service's business.
+The bulk import (``usecases/imports.py``) hands this module an open file and consumes rows one at a time: nothing here
+holds more than the current chunk and the current record, so a file of a million rows costs as much memory as a file
+of ten. Only syntax is checked here; whether a ticket exists, or a course belongs to a program, is the use case's
+business.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from credence_common.contracts.tickets import TICKET_NUMBER_PATTERN
@@ -28,7 +30,7 @@ FIELDS = (
     "qualification_review",
     "homework_completion",
     "drill_score",
-    "full_name",  # optional: checked against the roster's name for the ticket (imports._apply)
+    "full_name",  # optional: checked against the roster's name for the ticket (usecases/imports.py _apply)
 )
 NAME_FIELD = "full_name"
 REQUIRED = ("ticket_number", "program_code", "sitting")
@@ -390,3 +392,39 @@ def _result(
         if values.get(name) is None:
             errors.append(RowError(line, name, "required"))
     return errors or ResultRow(line=line, **clean)
+
+
+# --- the report of one import ---------------------------------------------------------------------------------
+
+MAX_REPORTED_ERRORS = 10_000
+
+
+@dataclass
+class ImportReport:
+    """What one file's import did, or why it was rejected: row errors by line (at most ``MAX_REPORTED_ERRORS``
+    kept, all counted)."""
+
+    batch_id: str
+    status: str  # imported | already_imported | rejected
+    row_count: int = 0
+    recorded: int = 0
+    unchanged: int = 0
+    error_count: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def error(self, line: int, column: str | None, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"line": line, "field": column, "message": message})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "status": self.status, "row_count": self.row_count,
+                "recorded": self.recorded, "unchanged": self.unchanged, "error_count": self.error_count}
+
+
+class ImportRejected(Exception):
+    """A file with at least one wrong row: nothing of it is kept (the caller rolls back and records the report)."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__(f"{report.error_count} row error(s)")
+        self.report = report

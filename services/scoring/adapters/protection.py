@@ -5,19 +5,16 @@ Idempotency-Key (``credence_common/idempotency.py``), not with these keys.
 
 Sealed with ``SCORING_DATA_KEYS`` (active: ``SCORING_DATA_ACTIVE_KEY_ID``) as ``credence_common/sealed.py``
 describes; ``credence scoring rotate-keys`` moves old values to the active key. Nothing in scoring looks a
-candidate up by name (the ticket number is the key), so no blind index is kept.
+candidate up by name (the ticket number is the key), so no blind index is kept. The service installs these keys
+at start-up through ``dependencies.protection``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from credence_common.sealed import DataKeys, Protection, sealed_type
+from credence_common.sealed import DataKeys, sealed_type
 
-CONFIG_FILE = Path(__file__).with_name("config.yml")
+CONFIG_FILE = Path(__file__).parents[1] / "config.yml"  # the service's config file
 DATA_KEYS = DataKeys("scoring", CONFIG_FILE)
 Sealed = sealed_type(DATA_KEYS)
-
-
-def protection() -> Protection:
-    return Protection(DATA_KEYS)

@@ -1,12 +1,12 @@
-"""Verification reports: the holder asks for one, closes or extends it; anyone with the code reads today's
-answer; the holder downloads it as PDF with its QR code."""
+"""Verification reports (use cases): the holder asks for one, closes or extends it; anyone with the code reads
+today's answer; the holder downloads it as PDF with its QR code (drawn by ``adapters/report_pdf.py``), shares it with
+share codes and sees who looked (the CSV: ``adapters/access_csv.py``). The rules (signing, the CRV1 payload, a
+report's state) are in ``domain/reports.py``; the published keys and their rotation in ``domain/report_keys.py``."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import secrets
 import uuid
@@ -28,6 +28,8 @@ from credence_common.contracts.verification import (
     RecordCourse,
     RecordProgram,
     ReportAnswer,
+    ReportCheck,
+    ReportCheckResult,
     ReportKeySet,
     ReportList,
     ReportPublicKey,
@@ -41,7 +43,9 @@ from credence_common.contracts.verification import (
 from credence_common.errors import Conflict, InvalidInput, NotFound
 from credence_common.events import utcnow
 from credence_common.masking import mask_ip_address, mask_name, mask_resident_id_public
-from services.verification import report_document, report_keys, reports
+from services.verification.adapters import access_csv
+from services.verification.adapters.report_pdf import render as render_pdf
+from services.verification.domain import report_keys, reports
 from services.verification.models import (
     CheckLogEntry,
     RecordCorrection,
@@ -58,7 +62,7 @@ class ReportSigner:
     private_key: object  # the current report key: it signs
     public_base_url: str  # where the QR code and verify_url lead: the gateway's public address
     since: datetime | None = None  # when the current key started signing (VERIFICATION_REPORT_KEY_SINCE)
-    previous: tuple = ()  # reports.TrustedKey: earlier keys that still verify until they retire (report_keys.py)
+    previous: tuple = ()  # reports.TrustedKey: earlier keys that verify until they retire (domain/report_keys.py)
 
     def verify_url(self, code: str) -> str:
         return f"{self.public_base_url.rstrip('/')}/r/{code}"
@@ -79,6 +83,11 @@ class ReportSigner:
 
     def key_set(self, now: datetime) -> ReportKeySet:
         return ReportKeySet.model_validate(report_keys.key_set(self.current_key(), self.previous, now))
+
+
+def check_report(signer: ReportSigner, request: ReportCheck, now: datetime) -> ReportCheckResult:
+    """The verdict on a signed report a caller sends, against the keys that verify today (domain/report_keys.py)."""
+    return ReportCheckResult.model_validate(report_keys.check(signer.trusted_keys(now), request, now))
 
 
 # --- report codes are credentials: only their digest is kept ---------------------------------------------
@@ -331,7 +340,7 @@ def _publicly_masked(document: dict) -> dict:
 def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, handle: str) -> bytes:
     """The PDF the holder hands to third parties: only while the report is open, masked as public, and only
     with the report code (its QR code carries it, and only its digest is kept). The whole signed report goes
-    into it (report_document.py): a second QR code, its metadata and an attached file, for offline checks."""
+    into it (adapters/report_pdf.py): a second QR code, its metadata and an attached file, for offline checks."""
     report, code = _own_report(session, candidate_id, handle)
     state = reports.report_state(utcnow(), report.expires_at, report.closed_at, _status_of(session, report))
     if state in WITHDRAWN_STATES:
@@ -340,8 +349,8 @@ def report_pdf(session: Session, signer: ReportSigner, candidate_id: str, handle
         raise Conflict("report_code_needed", "The PDF's QR code carries the report code, which is kept only as a "
                                              "digest: download it with the code you were given when you asked "
                                              "for the report, or ask for a new report.")
-    return report_document.render(public_signed_report(signer, with_code(report.signed_json, code),
-                                                       report.expires_at), signer.keys_url())
+    return render_pdf(public_signed_report(signer, with_code(report.signed_json, code), report.expires_at),
+                      signer.keys_url())
 
 
 # --- consent: share codes and who looked ---------------------------------------------------------------
@@ -463,30 +472,10 @@ def accesses(session: Session, candidate_id: str, limit: int = ACCESSES_SHOWN) -
                       or len(views) > limit)
 
 
-CSV_COLUMNS = ("at", "channel", "certificate_number", "report_id", "address_masked", "verifier_name", "organisation",
-               "purpose", "outcome")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value) -> str:
-    """A cell as a spreadsheet will read it: what a verifier typed cannot start a formula (OWASP's CSV
-    injection advice: a leading quote makes it text)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def accesses_csv(session: Session, candidate_id: str) -> str:
     """The holder's access log to download: the same entries as ``accesses``, as CSV (UTF-8 with a byte order
     mark, so that a spreadsheet reads the Chinese right), one row per look, newest first."""
-    listed = accesses(session, candidate_id)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for a in listed.accesses:
-        writer.writerow([_csv_cell(value) for value in (
-            a.at.isoformat(), a.channel, a.certificate_number, a.report_code, a.address_masked, a.verifier_name,
-            a.organisation, a.purpose, a.outcome)])
-    return "\ufeff" + out.getvalue()
+    return access_csv.render(accesses(session, candidate_id))
 
 
 def record_corrected(session: Session, event) -> None:

@@ -1,4 +1,5 @@
-"""Verification rules in plain Python."""
+"""Verification rules in plain Python: names, the per-number limit and the check log's retention here; the signed
+reports in ``domain/reports.py``, the published report keys in ``domain/report_keys.py``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Scoring service layer."""
+"""Scoring use cases: the roster (from identity's events), recording and releasing results, the expert sign-off, a
+result's history and the candidate's results. Importing a result file: ``usecases/imports.py``; after release
+(re-checks, exemptions, the exam record): ``usecases/records.py``."""
 
 from __future__ import annotations
 

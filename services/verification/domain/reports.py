@@ -3,7 +3,7 @@ with a random report code, a 30-day expiry and a QR code that opens the online p
 
 Plain Python with ``cryptography`` only, so that anyone can verify a downloaded report offline:
 
-    python -m services.verification.reports verify report.json --public-key credence-reports.pem [--qr TEXT]
+    python -m services.verification.domain.reports verify report.json --public-key credence-reports.pem [--qr TEXT]
 
 The signature covers the canonical JSON of ``document`` (keys sorted, no spaces, UTF-8). Offline
 verification proves the document is the authority's and not expired; the online page (``verify_url``) is the
@@ -290,7 +290,7 @@ def report_state(now: datetime, expires_at: datetime, closed_at: datetime | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.verification.reports",
+    parser = argparse.ArgumentParser(prog="python -m services.verification.domain.reports",
                                      description="Verify a downloaded Credence verification report offline.")
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="check the signature, the expiry and (optionally) the QR code")

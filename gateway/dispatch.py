@@ -358,7 +358,8 @@ def verify_submit(gateway: Gateway, request: Incoming, raw: bytes, public_check:
                                                form.get("organisation", ""), form.get("purpose", "")), refusal)
 
 
-# what a report's QR code adds to its page's URL (services/verification/domain/reports.py ``QR_MARKER``): not personal data
+# what a report's QR code adds to its page's URL (``QR_MARKER`` in services/verification/domain/reports.py): not
+# personal data
 QR_MARKER = ("via", "qr")
 
 

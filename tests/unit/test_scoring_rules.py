@@ -272,18 +272,21 @@ def test_a_recheck_correction_judges_the_new_score_by_the_domain_rules(program, 
     assert records._outcome_for(program, result, {}, score) == outcome
 
 
-@pytest.mark.parametrize("program, result, outcome", [
-    # imported marks: their computed score and the gates (the stored final score is not read)
-    (COMPOSITE, stored(CompositeMarks(100, 100), final_score=0), "passed"),
-    (COMPOSITE, stored(CompositeMarks(60, 60), final_score=100), "failed"),  # 60 < the rules' 70
-    (COMPOSITE, stored(CompositeMarks(100, 100, qualification_review="fail"), final_score=100), "failed"),
-    # recorded without marks: the final score against the program row's pass mark
-    (COMPOSITE, stored(None, final_score=60), "passed"),
-    (COMPOSITE, stored(None, final_score=59), "failed"),
-])
-def test_publication_judges_a_composite_result_by_the_domain_rules(program, result, outcome):
-    rules_ = CompositeRules.from_json(program.rules_json)
-    assert usecases._outcome(result, program, rules_, {}) == outcome
+RULELESS = SimpleNamespace(kind="composite", pass_mark=60, rules_json=None)
+
+
+@pytest.mark.parametrize("program, marks", [(COMPOSITE, CompositeMarks(60, 60)), (COMPOSITE, None),
+                                            (COMPOSITE, CompositeMarks(100, 100, qualification_review="fail")),
+                                            (RULELESS, CompositeMarks(0, 0)), (RULELESS, None)])
+@pytest.mark.parametrize("score", [0, 59, 60, 69, 70, 100])
+def test_release_and_a_recheck_judge_a_result_by_the_one_rule(program, marks, score):
+    """Publication (usecases._outcome) and a re-check's correction (records._outcome_for) both go through
+    domain.result_outcome: the score on record, the rules' gates and pass mark (70 here; the program row says 60),
+    the program's pass mark only without rules. They used to differ for a result recorded without marks."""
+    rules_ = CompositeRules.from_json(program.rules_json) if program.rules_json else None
+    at_release = usecases._outcome(stored(marks, final_score=score), program, rules_, {})
+    assert at_release == records._outcome_for(program, stored(marks), {}, score)
+    assert at_release == domain.result_outcome(program.kind, score, program.pass_mark, rules_, marks)
 
 
 # --- expert sign-off --------------------------------------------------------------------------------------------

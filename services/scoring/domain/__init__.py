@@ -104,6 +104,20 @@ def composite_outcome(rules: CompositeRules, marks: CompositeMarks, final_score:
     return evaluate(composite_final_score(rules, marks) if final_score is None else final_score, rules.pass_mark)
 
 
+def result_outcome(kind: str, final_score: int, pass_mark: int, rules: CompositeRules | None = None,
+                   marks: CompositeMarks | None = None) -> Outcome:
+    """The one judgement of a result, at its release (usecases/__init__.py) and after a re-check's correction
+    (usecases/records.py), so the two can never disagree. ``pass_mark``: a course's own, else the program's. A
+    composite program's rules govern its results: their gates when the component marks are known, and their pass
+    mark either way; the program's pass mark only for a program without rules. The final score is the one on
+    record (computed from the marks at import, or corrected since)."""
+    if kind == "course_based" or rules is None:
+        return evaluate(final_score, pass_mark)
+    if marks is None:
+        return evaluate(final_score, rules.pass_mark)
+    return composite_outcome(rules, marks, final_score=final_score)
+
+
 def evaluate(final_score: int, pass_mark: int) -> Outcome:
     """A course (or a plain final score) against its pass mark."""
     if not 0 <= final_score <= 100:

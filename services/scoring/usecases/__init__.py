@@ -228,12 +228,16 @@ def _publish(session: Session, program: Program, release: Release, actor: str,
 
 
 def _outcome(result: ExamResult, program: Program, rules, courses: dict) -> str:
-    if program.kind == "course_based":
-        course = courses.get(result.course_code)
-        return domain.evaluate(result.final_score, course.pass_mark if course else program.pass_mark)
-    if result.components_json and rules is not None:
-        return domain.composite_outcome(rules, domain.CompositeMarks(**json.loads(result.components_json)))
-    return domain.evaluate(result.final_score, program.pass_mark)
+    return outcome_of(result, program, rules, courses, result.final_score)
+
+
+def outcome_of(result: ExamResult, program: Program, rules: domain.CompositeRules | None, courses: dict,
+               final_score: int) -> str:
+    """``result`` judged at ``final_score`` by domain.result_outcome (the one rule, also used by a re-check)."""
+    course = courses.get(result.course_code) if program.kind == "course_based" else None
+    marks = domain.CompositeMarks(**json.loads(result.components_json)) if result.components_json else None
+    return domain.result_outcome(program.kind, final_score, course.pass_mark if course else program.pass_mark,
+                                 rules, marks)
 
 
 def _graduated(session: Session, candidate_id: str, program: Program, courses: dict) -> bool:

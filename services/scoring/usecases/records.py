@@ -39,6 +39,7 @@ from services.scoring.usecases import (
     audit,
     graduation_id,
     outbox,
+    outcome_of,
     recorders_of,
 )
 
@@ -131,15 +132,9 @@ def _withdraw_qualification(session: Session, result: ExamResult, program: Progr
 
 
 def _outcome_for(program: Program, result: ExamResult, courses: dict, score: int) -> str:
-    if program.kind == "course_based":
-        course = courses.get(result.course_code)
-        return domain.evaluate(score, course.pass_mark if course else program.pass_mark)
-    # a composite result's gates and pass mark are domain.composite_outcome's, judging the corrected score
+    # the corrected score judged by the same rule as at release (domain.result_outcome)
     rules = domain.CompositeRules.from_json(program.rules_json) if program.rules_json else None
-    if rules is not None and result.components_json:
-        marks = domain.CompositeMarks(**json.loads(result.components_json))
-        return domain.composite_outcome(rules, marks, final_score=score)
-    return domain.evaluate(score, rules.pass_mark if rules is not None else program.pass_mark)
+    return outcome_of(result, program, rules, courses, score)
 
 
 def reviews_of(session: Session, candidate_id: str) -> ScoreReviewList:

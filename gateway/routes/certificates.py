@@ -177,8 +177,8 @@ ROUTES: tuple[Route, ...] = (
           "(staff; 409 case_decided when already decided)", ("staff",), decide_revocation_case,
           DecideRevocationCase, RevocationCaseView, staff_roles=REGISTRAR, tag="certificates"),
     Route("apply_for_replacement", "POST", "/api/v1/me/certificates/<certificate_id>/replacement-applications",
-          "Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with the "
-          "identity video); it can be withdrawn until it is paid", ("candidate",), apply_for_replacement,
+          "Apply for a reissue (补办) or a correction-and-replacement (勘误更换, with the identity video) at the fee "
+          "in payments' schedule (GET /api/v1/fees); withdrawable until paid", ("candidate",), apply_for_replacement,
           ApplyForReplacement, ReplacementApplicationView, 201, tag="certificates"),
     Route("withdraw_replacement", "POST", "/api/v1/me/replacement-applications/<application_id>/withdrawal",
           "Withdraw an unpaid reissue or correction application; its payment due is cancelled and an open order "

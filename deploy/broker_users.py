@@ -16,8 +16,9 @@ What a user may do (RabbitMQ checks configure = declare, write = publish and bin
 bind from an exchange):
 - its own RPC queue ``rpc-<service>`` and its reply queues ``rpc.reply-<service>-<uuid>``, and on the
   ``nameko-rpc`` topic exchange only the routing keys it answers (reply ids) or calls: the gateway calls
-  every service, verification calls scoring, the other services call no one. No service can bind another's
-  RPC routing key (and read its calls) or publish a call as the gateway does.
+  every service, verification calls scoring, certificates calls payments (its fee schedule), the other services
+  call no one. No service can bind another's RPC routing key (and read its calls) or publish a call as the
+  gateway does.
 - its own event exchange ``<service>.events`` and the queues of its subscribers (a publisher declares them,
   so that no event is dropped before the consumer starts; it may bind them, never read them);
 - the event queues it consumes, the exchanges they are bound to, its dead-letter queue and retry queues.
@@ -46,6 +47,7 @@ PRINCIPALS = (*SERVICE_NAMES, "gateway")
 RPC_CALLEES: dict[str, tuple[str, ...]] = {
     "gateway": SERVICE_NAMES,
     "verification": ("scoring",),
+    "certificates": ("payments",),  # payments' fee schedule: the one owner of the fees
 }
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 VHOST = "/"

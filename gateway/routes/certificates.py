@@ -105,8 +105,8 @@ ROUTES: tuple[Route, ...] = (
           handler=Rpc("certificates", "decide_revocation_case", ACTOR, Param("case_id"), BODY)),
     Route(name="apply_for_replacement", method="POST",
           path="/api/v1/me/certificates/<certificate_id>/replacement-applications",
-          summary="Apply for a reissue (补办, 10000 fen) or a correction-and-replacement (勘误更换, 20000 fen, with "
-                  "the identity video); it can be withdrawn until it is paid",
+          summary="Apply for a reissue (补办) or a correction-and-replacement (勘误更换, with the identity video) at "
+                  "the fee in payments' schedule (GET /api/v1/fees); withdrawable until paid",
           roles=("candidate",), request_model=ApplyForReplacement, response_model=ReplacementApplicationView,
           success_status=201, tag="certificates",
           handler=Rpc("certificates", "apply_for_replacement", ACTOR, Param("certificate_id"), BODY)),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CERTIFICATE_FEE_FEN = 6000  # 60 yuan: shown until payments' fee schedule prices the due
+# The fee codes certificates asks for. Their amounts are payments' (its fee schedule, GET /api/v1/fees): certificates
+# asks payments for the schedule when it creates a certificate or an application and keeps no price of its own.
+CERTIFICATE_FEE_CODE = "certificate_fee"
 
 # The application, then the certificate. Every change goes through ``next_status``.
 PENDING_CONFIRMATION = "pending_confirmation"  # the candidate checks what will be printed
@@ -54,7 +56,6 @@ CORRECTABLE_FIELDS = ("holder_name", "photo_reference")
 # (勘误更换, something printed was wrong). The candidate may withdraw one until it is paid; staff may cancel one at
 # any point before it is completed (a paid one's fee goes back). Either way another application can follow.
 REPLACEMENT_KINDS = {"reissue": "certificate_reissue", "correction": "certificate_correction"}  # -> fee code
-REPLACEMENT_FEES_FEN = {"reissue": 10000, "correction": 20000}  # shown until payments prices the due
 APPLICATION_AWAITING_PAYMENT = "awaiting_payment"
 APPLICATION_PENDING = "pending"  # 待办理: paid, waiting for staff
 APPLICATION_PROCESSING = "processing"  # 办理中
@@ -110,13 +111,6 @@ def payer_for(candidate_id: str, institution_id: str | None) -> Payer:
     if institution_id:
         return Payer("institution", institution_id)
     return Payer("candidate", candidate_id)
-
-
-def parse_fee_fen(value: object) -> int:
-    """The configured fee must be a whole, non-negative number of fen: 60.5 is a mistake, not 60."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"CERTIFICATE_FEE_FEN must be a whole number of fen (e.g. 6000), not {value!r}")
-    return value
 
 
 def serial_sequence_name(year: int, exam_region: str) -> str:

@@ -6,6 +6,7 @@ import base64
 from functools import partial
 
 from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
 
 from credence_common import calendar
 from credence_common.actors import require_role, require_self_or_staff, require_staff
@@ -27,12 +28,15 @@ from credence_common.contracts.events import (
     PaymentSucceededV1,
     QualificationWithdrawnV1,
 )
+from credence_common.contracts.payments import FeeSchedule
 from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import Forbidden
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
+from credence_common.remote import call_with_deadline
+from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.certificates import domain, revocations, usecases
 from services.certificates.models import OutboxEvent, ProcessedEvent
@@ -40,13 +44,12 @@ from services.certificates.protection import protection
 
 
 class Rules(DependencyProvider):
-    """The certificate fee shown before payments prices it, and the report's working-day delay, checked when
-    the service starts rather than when a candidate pays."""
+    """The report's working-day delay, the shipping promise and the revocation rules, checked when the service
+    starts rather than when a candidate pays. (No fee: the amounts are payments', asked per use: ``_fees``.)"""
 
     def setup(self):
         config = self.container.config
         self.rules = usecases.CertificateRules(
-            fee_fen=domain.parse_fee_fen(config.get("CERTIFICATE_FEE_FEN", domain.CERTIFICATE_FEE_FEN)),
             report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", domain.REPORT_DELAY_WORKING_DAYS)),
             shipping_promise_working_days=int(config.get("SHIPPING_PROMISE_WORKING_DAYS",
                                                          domain.SHIPPING_PROMISE_WORKING_DAYS)),
@@ -80,6 +83,17 @@ class CertificatesService(HealthCheck):
     metrics = Metrics()
     rules = Rules()
     data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
+    settings = Settings()
+    payments_rpc = RpcProxy("payments")  # only to read payments' fee schedule, the one owner of the fees
+
+    def _fees(self) -> FeeSchedule:
+        """Payments' fee schedule, asked once per use that creates a certificate or an application, before its
+        transaction opens (no lock waits on another service). Payments down or slow raises ``ServiceUnavailable``:
+        an RPC answers 503, an event handler fails with nothing written and the event is retried later
+        (credence_common/reliable_events.py)."""
+        answer = call_with_deadline(self.payments_rpc, "payments", "fee_schedule",
+                                    timeout=float(self.settings.get("RPC_TIMEOUT_SECONDS", 10)))
+        return FeeSchedule.model_validate(answer)
 
     @rpc
     def certificates_for_candidate(self, actor: str | None, candidate_id: str) -> dict:
@@ -170,9 +184,10 @@ class CertificatesService(HealthCheck):
     def apply_for_replacement(self, actor: str | None, certificate_id: str, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         application = parse(ApplyForReplacement, request)
+        fees = self._fees()
         with self.db.transaction() as session:
-            return usecases.apply_for_replacement(session, candidate.subject, certificate_id,
-                                                  application).model_dump(mode="json")
+            return usecases.apply_for_replacement(session, candidate.subject, certificate_id, application,
+                                                  fees).model_dump(mode="json")
 
     @rpc
     def replacement_applications(self, actor: str | None, status: str | None = None) -> dict:
@@ -259,8 +274,9 @@ class CertificatesService(HealthCheck):
 
     @reliable_event_handler("scoring", CandidateQualifiedV1.event_type)
     def handle_candidate_qualified(self, message: dict) -> None:
+        fees = self._fees()  # payments does not answer: nothing is written and the event is retried later
         consume(self, message, CandidateQualifiedV1, ProcessedEvent,
-                partial(usecases.create_for_qualified_candidate, rules=self.rules))
+                partial(usecases.create_for_qualified_candidate, fees=fees))
 
     @reliable_event_handler("scoring", QualificationWithdrawnV1.event_type)
     def handle_qualification_withdrawn(self, message: dict) -> None:

@@ -43,7 +43,8 @@ from credence_common.contracts.events import (
     PaymentSucceededV1,
     ReplacementAwaitingPaymentV1,
 )
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credence_common.contracts.payments import FeeSchedule
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value, next_value_outside, next_values_outside
@@ -66,7 +67,6 @@ outbox = Outbox(OutboxEvent)
 
 @dataclass(frozen=True)
 class CertificateRules:
-    fee_fen: int = domain.CERTIFICATE_FEE_FEN
     report_delay_working_days: int = domain.REPORT_DELAY_WORKING_DAYS
     holidays: tuple[date, ...] = ()
     shipping_promise_working_days: int = domain.SHIPPING_PROMISE_WORKING_DAYS
@@ -122,6 +122,20 @@ def _refund(session: Session, certificate_id: str, candidate_id: str, reference_
         requested_at=utcnow()), subject=refund_request_id)
 
 
+# --- what it costs: payments' fee schedule -----------------------------------------------------------------
+
+def price_of(schedule: FeeSchedule, fee_code: str) -> int:
+    """The amount payments' fee schedule (its ``fee_schedule`` RPC, asked by the service before the transaction
+    opens) gives ``fee_code``: the one price, which payments also charges when it opens the due. A schedule without
+    the fee is refused like payments being away (503, and an event handled later): payments would not open the
+    due either until staff add it (``PUT /api/v1/fees/<fee_code>``)."""
+    for fee in schedule.fees:
+        if fee.fee_code == fee_code:
+            return fee.amount_fen
+    raise ServiceUnavailable("fee_not_in_schedule", f"Payments' fee schedule has no {fee_code!r} yet; try again "
+                             "once staff have set it.")
+
+
 # --- who pays ------------------------------------------------------------------------------------------
 
 def record_candidate_payer(session: Session, event: CandidateConfirmedV1) -> None:
@@ -140,8 +154,10 @@ def payer_of(session: Session, candidate_id: str) -> domain.Payer:
 
 # --- the application ----------------------------------------------------------------------------------
 
-def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1, rules: CertificateRules) -> None:
-    """An application holding exactly what will be printed, for the candidate to check and confirm. One per
+def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1, fees: FeeSchedule) -> None:
+    """An application holding exactly what will be printed, for the candidate to check and confirm, showing the
+    certificate fee of payments' schedule ``fees`` (asked when the event is handled; the amount paid replaces it,
+    and payments prices the due from its schedule when the candidate confirms). One per
     qualification, however often the event comes; a qualification withdrawn by a re-check (a later withdrawal on
     record) is not applied, and one gained again after its withdrawal (a course-based program passed again keeps
     its id) gets a new certificate, the old one letting go of the id."""
@@ -166,7 +182,8 @@ def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1
         resident_id_number_masked=event.resident_id_number_masked, program_code=event.program_code,
         program_name=event.program_name, level=event.level, qualified_on=calendar.business_day(event.qualified_at),
         sitting=event.sitting, status=domain.PENDING_CONFIRMATION, payer_kind=payer.kind, payer_id=payer.payer_id,
-        certificate_fee_fen=rules.fee_fen, created_at=now, version=1, delivery_status=domain.DELIVERY_NONE)
+        certificate_fee_fen=price_of(fees, domain.CERTIFICATE_FEE_CODE), created_at=now, version=1,
+        delivery_status=domain.DELIVERY_NONE)
     session.add(certificate)
     session.flush()
     session.add(CertificateHistory(certificate_id=certificate.certificate_id, version=1, at=now, action="created",
@@ -375,8 +392,10 @@ def _move(application: ReplacementApplication, action: str) -> None:
     application.updated_at = utcnow()
 
 
-def apply_for_replacement(session: Session, candidate_id: str, certificate_id: str,
-                          request: ApplyForReplacement) -> ReplacementApplicationView:
+def apply_for_replacement(session: Session, candidate_id: str, certificate_id: str, request: ApplyForReplacement,
+                          fees: FeeSchedule) -> ReplacementApplicationView:
+    """The application's fee is the kind's (``domain.REPLACEMENT_KINDS``) in payments' schedule ``fees``, asked when
+    the candidate applies; the amount paid replaces it."""
     certificate = owned_certificate(session, candidate_id, certificate_id, lock=True)
     if certificate.status != domain.ISSUED:
         raise Conflict("illegal_transition", f"Only an issued certificate can be reissued or corrected; this one "
@@ -397,8 +416,8 @@ def apply_for_replacement(session: Session, candidate_id: str, certificate_id: s
         application_id=str(uuid.uuid4()), certificate_id=certificate_id, candidate_id=candidate_id,
         kind=request.kind, status=domain.APPLICATION_AWAITING_PAYMENT, reason=request.reason,
         identity_video_reference=request.identity_video_reference,
-        corrected_holder_name=request.corrected_holder_name, fee_fen=domain.REPLACEMENT_FEES_FEN[request.kind],
-        created_at=now, updated_at=now)
+        corrected_holder_name=request.corrected_holder_name,
+        fee_fen=price_of(fees, domain.REPLACEMENT_KINDS[request.kind]), created_at=now, updated_at=now)
     session.add(application)
     _note(session, certificate, f"{request.kind}_requested", f"candidate:{candidate_id}",
           {"application_id": application.application_id, "reason": request.reason})

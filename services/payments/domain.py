@@ -12,12 +12,8 @@ from credence_common.errors import Forbidden
 
 CURRENCY = "CNY"
 
-# The fees the authority started with; the live schedule is data (table ``fees``), changed by staff.
-STARTING_FEES = {
-    "certificate_fee": (6000, "Certificate fee (证书费)"),
-    "certificate_reissue": (10000, "Certificate reissue (证书补发)"),
-    "certificate_correction": (20000, "Certificate correction and replacement (证书更正换发)"),
-}
+# The fee schedule is data (table ``fees``, seeded by migrations/versions/0002_fees_dues_orders_refunds.py and
+# changed by staff with ``set_fee``); every other service shows payments' amounts (its ``fee_schedule`` RPC).
 
 # Order states. created -> paid -> partially_refunded -> refunded; created -> closed (by the payer or staff)
 # or expired (nobody paid in time).

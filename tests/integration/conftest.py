@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
+from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 from sqlalchemy import create_engine, text
 
@@ -20,6 +21,7 @@ from credence_common.migrations import upgrade
 from credence_common.outbox_relay import event_exchange
 from credence_common.staff_roles import STAFF_ROLES
 from deploy.journey import wait_until
+from tests.fee_seed import seeded_fees
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -107,7 +109,6 @@ def service_config(rabbit_config, databases):
             "VERIFICATION_REPORT_SIGNING_KEY": "test-verification-report-key",
             "BOOTSTRAP_STAFF_USERNAME": "admin",
             "BOOTSTRAP_STAFF_PASSWORD": "test-staff-password",
-            "CERTIFICATE_FEE_FEN": 6000,
             "IDENTITY_VERIFIER": "sandbox",
             "SMS_ADAPTER": "dev",
             "IDENTITY_DATA_KEYS": "k1=test-identity-data-key",
@@ -214,3 +215,23 @@ def event_spy(rabbit_config):
     yield make
     for spy in spies:
         spy.close()
+
+
+@pytest.fixture
+def payments_fees(rabbit_config, container_factory):
+    """A stand-in for payments answering its ``fee_schedule`` RPC, on the test's broker, for tests that run
+    certificates without payments (certificates asks payments' schedule for every certificate or application it
+    creates). Yields the amounts it answers (fee code -> fen, as payments' migration seeds them): change them to
+    change its answer. A test that runs the real PaymentsService does not use it (both would answer)."""
+    fees = seeded_fees()
+
+    class PaymentsFeeSchedule:
+        name = "payments"
+
+        @rpc
+        def fee_schedule(self) -> dict:
+            return {"fees": [{"fee_code": code, "description": code, "amount_fen": fen,
+                              "updated_at": "2026-12-07T00:00:00+00:00"} for code, fen in sorted(fees.items())]}
+
+    container_factory(PaymentsFeeSchedule, {"AMQP_URI": rabbit_config["AMQP_URI"]}).start()
+    yield fees

@@ -65,7 +65,7 @@ def issue_one(config: dict, result_id: str = "res-1", order: str = "P20261123000
     return certificate_id
 
 
-def test_names_addresses_and_events_are_stored_encrypted_and_read_in_clear(start_service, event_spy):
+def test_names_addresses_and_events_are_stored_encrypted_and_read_in_clear(start_service, event_spy, payments_fees):
     container, config = start_service(CertificatesService, **OLD_KEYS)
     spy = event_spy("certificates", "credence.certificate.issued.v1")
     certificate_id = issue_one(config)
@@ -90,7 +90,7 @@ def test_names_addresses_and_events_are_stored_encrypted_and_read_in_clear(start
         assert "王小明" in export and ADDRESS in export and "photos/res-1.jpg" in export
 
 
-def test_keys_rotate_and_the_old_key_can_then_be_removed(start_service, container_factory, tmp_path):
+def test_keys_rotate_and_the_old_key_can_then_be_removed(start_service, container_factory, tmp_path, payments_fees):
     first, config = start_service(CertificatesService, **OLD_KEYS)
     db = config["DB_URI"]
     before = issue_one(config)
@@ -128,7 +128,7 @@ def test_keys_rotate_and_the_old_key_can_then_be_removed(start_service, containe
             query(db, "select holder_name_encrypted from certificates")[0][0])
 
 
-def test_the_rotate_keys_command_reports_and_reencrypts(start_service, tmp_path):
+def test_the_rotate_keys_command_reports_and_reencrypts(start_service, tmp_path, payments_fees):
     container, config = start_service(CertificatesService, **OLD_KEYS)
     issue_one(config)
     container.stop()

@@ -96,7 +96,7 @@ class Builder:
         raise AssertionError(action)
 
 
-def test_every_status_and_action_on_a_real_database(start_service):
+def test_every_status_and_action_on_a_real_database(start_service, payments_fees):
     container, config = start_service(CertificatesService)
     with rpc_proxy("certificates", config) as certificates:
         builder = Builder(config, certificates)

@@ -7,6 +7,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
+from nameko.rpc import rpc
 
 from credence_common.calendar import add_working_days
 from credence_common.contracts.events import (
@@ -18,9 +19,10 @@ from credence_common.contracts.events import (
     RefundedDue,
 )
 from credence_common.db import make_engine
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from credence_common.events import make_envelope, utcnow
 from services.certificates.service import CertificatesService
+from tests.fee_seed import seeded_fees
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
 
@@ -48,7 +50,8 @@ def application(db: str, result_id: str = "res-1") -> str:
                     what="application")[0][0]
 
 
-def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_once(start_service, event_spy):
+def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_once(start_service, event_spy,
+        payments_fees):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     spy = event_spy("certificates")
@@ -130,7 +133,7 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
     assert query(db, "select count(*) from outbox where event_type = 'credence.certificate.issued.v1'") == [(1,)]
 
 
-def test_corrections_are_asked_before_confirming_and_decided_by_staff(start_service):
+def test_corrections_are_asked_before_confirming_and_decided_by_staff(start_service, payments_fees):
     container, config = start_service(CertificatesService)
     publish_event(config["AMQP_URI"], qualified())
     certificate_id = application(config["DB_URI"])
@@ -173,7 +176,7 @@ def test_corrections_are_asked_before_confirming_and_decided_by_staff(start_serv
                        "decide_correction", "confirm"]
 
 
-def test_an_institutions_candidate_awaits_the_institutions_payment(start_service, event_spy):
+def test_an_institutions_candidate_awaits_the_institutions_payment(start_service, event_spy, payments_fees):
     container, config = start_service(CertificatesService)
     spy = event_spy("certificates", "credence.certificate.awaiting_payment.v1")
     publish_event(config["AMQP_URI"], CandidateConfirmedV1(
@@ -191,7 +194,8 @@ def test_an_institutions_candidate_awaits_the_institutions_payment(start_service
     assert (event["payer_kind"], event["payer_id"], event["candidate_id"]) == ("institution", "inst-7", "cand-1")
 
 
-def test_staff_revoke_an_issued_certificate_and_subscribers_see_issue_then_revoke(start_service, event_spy):
+def test_staff_revoke_an_issued_certificate_and_subscribers_see_issue_then_revoke(start_service, event_spy,
+        payments_fees):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     spy = event_spy("certificates", "credence.certificate.#")
@@ -218,7 +222,7 @@ def test_staff_revoke_an_issued_certificate_and_subscribers_see_issue_then_revok
     assert events[2]["data"]["reason"] == "Obtained by fraud"
 
 
-def test_certificate_numbers_are_unique_and_sequential(start_service, event_spy):
+def test_certificate_numbers_are_unique_and_sequential(start_service, event_spy, payments_fees):
     container, config = start_service(CertificatesService)
     amqp = config["AMQP_URI"]
     for n in range(5):
@@ -252,7 +256,8 @@ def replacement_paid(application: dict, order="P202611230000000077", fee=10000) 
         update={"purpose": f"certificate_{application['kind']}"})
 
 
-def test_an_unpaid_replacement_is_withdrawn_by_its_candidate_or_cancelled_by_staff(start_service, event_spy):
+def test_an_unpaid_replacement_is_withdrawn_by_its_candidate_or_cancelled_by_staff(start_service, event_spy,
+        payments_fees):
     """Issue #19 item 8: an unpaid application no longer blocks the certificate for ever. The candidate withdraws
     it, or staff cancel it; payments is told the fee is no longer due (fee_no_longer_due.v1), another application
     may follow, a paid one is only staff's to cancel (refunded), and a payment that arrives for a withdrawn one
@@ -306,7 +311,8 @@ def test_an_unpaid_replacement_is_withdrawn_by_its_candidate_or_cancelled_by_sta
     assert spy.drain() == []
 
 
-def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissue_revoke(start_service, event_spy):
+def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissue_revoke(start_service, event_spy,
+        payments_fees):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     spy = event_spy("certificates", "credence.certificate.#")
@@ -400,7 +406,90 @@ def test_a_cancelled_correction_is_refunded_through_payments(start_service, even
     assert query(payments_config["DB_URI"], "select status, refunded_fen from payment_orders") == [("refunded", 20000)]
 
 
-def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_service):
+def test_a_fee_changed_in_payments_is_what_a_new_certificate_and_application_show_and_their_events_carry(
+        start_service, event_spy):
+    """Issue #21 item 1: payments owns the fees. Certificates keeps no price of its own: it asks payments' fee
+    schedule when it creates a certificate or a replacement application, so a fee staff change with set_fee is
+    the amount the new certificate shows, its awaiting_payment.v1 carries and payments' due charges."""
+    from services.payments.service import PaymentsService
+    from tests.integration.test_payments import candidate as payer
+    from tests.integration.test_payments import dues_of
+
+    container, config = start_service(CertificatesService)
+    _payments, payments_config = start_service(PaymentsService, AMQP_URI=config["AMQP_URI"])
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    spy = event_spy("certificates", "credence.certificate.#")
+    with rpc_proxy("payments", payments_config) as payments:
+        for code, fen in (("certificate_fee", 7300), ("certificate_reissue", 12100)):
+            assert payments.set_fee(STAFF, code, {"description": code, "amount_fen": fen})["amount_fen"] == fen
+
+    publish_event(amqp, qualified())
+    certificate_id = application(db)
+    with rpc_proxy("certificates", config) as certificates:
+        assert certificates.certificate(CANDIDATE, certificate_id)["certificate_fee_fen"] == 7300
+        certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+    [awaiting] = spy.collect(1)
+    assert (awaiting["type"], awaiting["data"]["certificate_fee_fen"]) == (
+        "credence.certificate.awaiting_payment.v1", 7300)
+    [due] = dues_of(payments_config, payer(), "candidate", "cand-1", 1)
+    assert (due["purpose"], due["amount_fen"]) == ("certificate_fee", 7300)
+
+    publish_event(amqp, paid(certificate_id, amount_fen=7300))
+    wait_for(lambda: query(db, "select status from certificates") == [("issued",)], what="issued")
+    with rpc_proxy("certificates", config) as certificates:
+        reissue = certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "Lost"})
+    assert reissue["fee_fen"] == 12100
+    replacement = [e for e in spy.collect(3) if e["type"].endswith("replacement_awaiting_payment.v1")]
+    assert [e["data"]["fee_fen"] for e in replacement] == [12100]
+    dues = dues_of(payments_config, payer(), "candidate", "cand-1", 2)
+    assert {d["purpose"]: d["amount_fen"] for d in dues}["certificate_reissue"] == 12100
+
+
+def test_a_qualification_waits_for_payments_fee_schedule_and_is_not_lost(start_service, container_factory):
+    """Payments not answering: certificates writes nothing for the qualification, the reliable handler retries it
+    and, the tries used up, keeps it in the dead-letter queue; replayed once payments answers, it is applied at
+    payments' price. A candidate's replacement application meanwhile gets 503."""
+    from credence_common import dead_letters
+
+    container, config = start_service(CertificatesService, EVENT_MAX_ATTEMPTS=3, EVENT_RETRY_BASE_SECONDS=0.05,
+                                      RPC_TIMEOUT_SECONDS=1)
+    amqp, db = config["AMQP_URI"], config["DB_URI"]
+    publish_event(amqp, qualified())
+    wait_for(lambda: len(dead_letters.list_dead_letters(amqp, "certificates")) == 1, what="tries used up")
+    [letter] = dead_letters.list_dead_letters(amqp, "certificates")
+    assert letter.attempts == 3 and "payments" in letter.reason and letter.event_type == CandidateQualifiedV1.event_type
+    assert query(db, "select count(*) from certificates") == [(0,)]
+    assert query(db, "select count(*) from processed_events") == [(0,)]  # nothing half-written
+
+    fees = dict(seeded_fees(), certificate_fee=6400)
+
+    class Payments:  # payments is back, answering its schedule
+        name = "payments"
+
+        @rpc
+        def fee_schedule(self) -> dict:
+            return {"fees": [{"fee_code": code, "description": code, "amount_fen": fen,
+                              "updated_at": utcnow().isoformat()} for code, fen in fees.items()]}
+
+    payments = container_factory(Payments, {"AMQP_URI": amqp})
+    payments.start()
+    assert dead_letters.replay(amqp, "certificates") == 1
+    certificate_id = application(db)
+    assert query(db, "select certificate_fee_fen from certificates") == [(6400,)]
+
+    with rpc_proxy("certificates", config) as certificates:
+        certificates.confirm_certificate(CANDIDATE, certificate_id, PHOTO)
+    publish_event(amqp, paid(certificate_id, amount_fen=6400))
+    wait_for(lambda: query(db, "select status from certificates") == [("issued",)], what="issued")
+    payments.stop()  # payments away again: nobody answers within RPC_TIMEOUT_SECONDS
+    with rpc_proxy("certificates", config) as certificates:
+        with pytest.raises(ServiceUnavailable) as away:
+            certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "Lost"})
+        assert away.value.code in ("service_timeout", "service_unavailable")
+        assert certificates.replacement_applications(CANDIDATE)["applications"] == []
+
+
+def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_service, payments_fees):
     container, config = start_service(CertificatesService)
     db = config["DB_URI"]
     for n in range(2):
@@ -475,7 +564,8 @@ def test_issued_certificates_are_batched_printed_shipped_and_delivered(start_ser
     assert [c["certificate_id"] for c in overdue] == [late]
 
 
-def test_revoking_voids_open_replacements_and_money_that_arrives_later_goes_back(start_service, event_spy):
+def test_revoking_voids_open_replacements_and_money_that_arrives_later_goes_back(start_service, event_spy,
+        payments_fees):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     refunds = event_spy("certificates", "credence.certificate.refund_requested.v1")
@@ -518,7 +608,7 @@ def refunded(certificate_id: str, order="P202611230000000001", whole=True) -> Pa
 
 
 def test_a_recheck_that_removes_the_qualification_withdraws_an_application_and_queues_an_issued_certificate(
-        start_service, event_spy):
+        start_service, event_spy, payments_fees):
     """Issue #19 item 2: before issue the application is withdrawn (and its fee no longer due); an issued
     certificate goes on staff's revocation queue with a deadline; staff revoke it (reason result_corrected) or
     keep it, once; a redelivered withdrawal opens no second case."""
@@ -589,7 +679,8 @@ def test_a_recheck_that_removes_the_qualification_withdraws_an_application_and_q
     assert spy.drain() == []
 
 
-def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes(start_service, event_spy):
+def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes(start_service, event_spy,
+        payments_fees):
     """``REVOKE_ON_RESULT_CORRECTION=automatic`` revokes at once (the case is recorded, decided); a certificate
     fee refunded in full revokes the certificate it paid for, a partial refund or a refund of another order
     does not."""
@@ -622,7 +713,8 @@ def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes
     assert spy.drain() == []
 
 
-def test_withdrawals_that_cross_their_qualification_and_qualifications_gained_again(start_service, event_spy):
+def test_withdrawals_that_cross_their_qualification_and_qualifications_gained_again(start_service, event_spy,
+        payments_fees):
     """A withdrawal that arrives before its qualification is kept, and the qualification then makes no
     certificate; a qualification gained again after its withdrawal (a course-based program keeps its id) makes a
     new one; an open case follows its certificate to the reissue that replaced it, and a revocation by other means

@@ -25,7 +25,7 @@ def qualified(result_id: str) -> CandidateQualifiedV1:
 
 
 def test_publisher_declares_consumer_queues_so_start_order_does_not_matter(
-        container_factory, service_config, rabbit_manager, rabbit_config):
+        container_factory, service_config, rabbit_manager, rabbit_config, payments_fees):
     """certificates issues a certificate while verification has never run; verification, started later,
     still receives the certificate.issued event (nameko alone would have dropped it)."""
     certificates_config = service_config("certificates")

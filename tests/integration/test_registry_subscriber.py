@@ -16,7 +16,7 @@ from tests.integration.test_certificates import CANDIDATE, PHOTO, STAFF, applica
 
 
 def test_a_registry_keeps_in_step_with_issue_and_revoke_whatever_the_delivery_order(start_service, event_spy,
-                                                                                    tmp_path):
+                                                                                    tmp_path, payments_fees):
     container, config = start_service(CertificatesService)
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     pika_uri = amqp.replace("pyamqp://", "amqp://", 1)

@@ -61,24 +61,9 @@ def test_nothing_leaves_a_revoked_or_superseded_certificate():
                 domain.next_status(status, action)
 
 
-def test_certificate_fee_is_sixty_yuan_in_fen():
-    assert domain.CERTIFICATE_FEE_FEN == 6000
-    assert isinstance(domain.CERTIFICATE_FEE_FEN, int)
-
-
 def test_serial_sequence_is_per_year_and_region():
     assert domain.serial_sequence_name(2026, "11") == "certificate:2026:11"
     assert domain.serial_sequence_name(2026, "11") != domain.serial_sequence_name(2027, "11")
-
-
-@pytest.mark.parametrize("value", [60.5, "6000", True, -1, None])
-def test_a_fee_that_is_not_whole_fen_is_refused(value):
-    with pytest.raises(ValueError):
-        domain.parse_fee_fen(value)
-
-
-def test_a_whole_fee_is_accepted():
-    assert domain.parse_fee_fen(6000) == 6000 and domain.parse_fee_fen(0) == 0
 
 
 DELIVERY_LEGAL = {("none", "queue"): "queued", ("queued", "print"): "printing", ("printing", "ship"): "shipped",

@@ -12,8 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pydantic import ValidationError
 
 from credence_common.contracts.payments import CreatePaymentOrder, InvoiceDetails
+from services.certificates import domain as certificates_domain
 from services.payments import domain
 from services.payments.providers import sandbox_db_uri
+from tests.fee_seed import seeded_fees
 
 BODY = b'{"out_trade_no":"P202611230000000001","amount":{"total":6000,"currency":"CNY"}}'
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -140,7 +142,8 @@ def test_the_sandbox_bank_keeps_its_sqlite_ledger_in_a_file_of_its_own():
         sandbox_db_uri(None, "sqlite:///:memory:")
 
 
-def test_the_starting_fees_are_integer_fen():
-    assert {code: fen for code, (fen, _) in domain.STARTING_FEES.items()} == {
-        "certificate_fee": 6000, "certificate_reissue": 10000, "certificate_correction": 20000}
-    assert all(isinstance(fen, int) for fen, _ in domain.STARTING_FEES.values())
+def test_the_seeded_fee_schedule_is_integer_fen_and_prices_every_fee_certificates_asks_for():
+    """The one seed of the schedule is payments' migration (the live schedule is the table it fills)."""
+    seeded = seeded_fees()
+    assert all(isinstance(fen, int) and not isinstance(fen, bool) and fen >= 0 for fen in seeded.values())
+    assert {certificates_domain.CERTIFICATE_FEE_CODE, *certificates_domain.REPLACEMENT_KINDS.values()} <= set(seeded)

@@ -35,7 +35,7 @@ class CredenceError(Exception):
         return f"{self.code}: {self.message}"
 
     def to_body(self) -> dict[str, Any]:
-        body = {"code": self.code, "message": self.message, **self.fields}
+        body: dict[str, Any] = {"code": self.code, "message": self.message, **self.fields}
         if self.details:
             body["details"] = self.details
         return {"error": body}
@@ -92,7 +92,7 @@ class RateLimited(CredenceError):
         for detail in self.details:
             if isinstance(detail, dict) and detail.get("field") == RETRY_AFTER_FIELD:
                 try:
-                    return max(1, int(detail.get("message")))
+                    return max(1, int(str(detail.get("message"))))
                 except (TypeError, ValueError):
                     break
         return self.default_retry_after_seconds
@@ -114,4 +114,5 @@ def refusal_to_wire(error: CredenceError) -> dict[str, Any]:
 
 def refusal_from_wire(wire: dict[str, Any]) -> CredenceError:
     by_name = {cls.__name__: cls for cls in ERROR_CLASSES}
-    return by_name.get(wire.get("type"), BadRequest)(wire.get("code"), wire.get("message", ""), wire.get("details"))
+    refusal = by_name.get(str(wire.get("type")), BadRequest)
+    return refusal(wire.get("code"), wire.get("message", ""), wire.get("details"))

@@ -60,13 +60,15 @@ def source_for(service_name: str) -> str:
 
 
 def make_envelope(payload: EventPayload, subject: str | None = None) -> EventEnvelope:
+    # the request (or timer run) that caused the event, so its consumers' log lines can be found with it: an
+    # extension attribute, allowed by the envelope's extra="allow"
+    extensions: dict[str, Any] = {ENVELOPE_ATTRIBUTE: current_correlation_id() or new_correlation_id()}
     return EventEnvelope(
         source=source_for(payload.publisher),
         type=payload.event_type,
         subject=subject,
         data=payload.model_dump(mode="json"),
-        # the request (or timer run) that caused the event, so its consumers' log lines can be found with it
-        **{ENVELOPE_ATTRIBUTE: current_correlation_id() or new_correlation_id()},
+        **extensions,
     )
 
 

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.types import Options
 
-from credence_common.config import INSECURE_DEFAULT_PREFIX
 from credence_common.errors import Unauthorized
+from credence_common.secret_names import INSECURE_DEFAULT_PREFIX
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "credence-services"

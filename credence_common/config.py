@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-INSECURE_DEFAULT_PREFIX = "dev-insecure-"
-SECRET_SUFFIXES = ("_SECRET", "_PASSWORD", "_KEY", "_KEYS")
+# what a secret setting and a development default look like (secret_names.py: also read by actor_tokens.py)
+from credence_common.secret_names import INSECURE_DEFAULT_PREFIX, SECRET_SUFFIXES
 
 
 class ConfigurationRefused(SystemExit):

@@ -17,6 +17,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.timer import timer
 
+import credence_common.error_registry  # noqa: F401  (refusals come back as their own class)
 from credence_common import actors
 from credence_common.actor_tokens import ActorVerifier, KeySpecError
 from credence_common.errors import CredenceError

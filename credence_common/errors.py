@@ -3,14 +3,13 @@
 nameko turns an exception raised in an RPC into a ``RemoteError`` on the caller's side unless the
 exception class is registered with ``deserialize_to_instance``; registered classes are rebuilt from
 their ``args``, so the gateway can catch the very same class and map it to an HTTP status (gateway/statuses.py:
-HTTP belongs to the gateway, not to the errors).
+HTTP belongs to the gateway, not to the errors). The registration is credence_common/error_registry.py's, done
+where nameko is set up, so that a pure rule raising a refusal never loads nameko.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from nameko.exceptions import deserialize_to_instance
 
 
 class CredenceError(Exception):
@@ -41,32 +40,26 @@ class CredenceError(Exception):
         return {"error": body}
 
 
-@deserialize_to_instance
 class BadRequest(CredenceError):
     default_code = "bad_request"
 
 
-@deserialize_to_instance
 class Unauthorized(CredenceError):
     default_code = "unauthorized"
 
 
-@deserialize_to_instance
 class Forbidden(CredenceError):
     default_code = "forbidden"
 
 
-@deserialize_to_instance
 class NotFound(CredenceError):
     default_code = "not_found"
 
 
-@deserialize_to_instance
 class Conflict(CredenceError):
     default_code = "conflict"
 
 
-@deserialize_to_instance
 class InvalidInput(CredenceError):
     default_code = "invalid_input"
 
@@ -74,7 +67,6 @@ class InvalidInput(CredenceError):
 RETRY_AFTER_FIELD = "retry_after_seconds"
 
 
-@deserialize_to_instance
 class RateLimited(CredenceError):
     """A refusal to come back later: its details may name the wait, ``{"field": "retry_after_seconds",
     "message": "<seconds>"}``; the gateway answers it in ``Retry-After``."""
@@ -98,7 +90,6 @@ class RateLimited(CredenceError):
         return self.default_retry_after_seconds
 
 
-@deserialize_to_instance
 class ServiceUnavailable(CredenceError):
     default_code = "service_unavailable"
 

@@ -6,6 +6,7 @@ import eventlet
 from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 
+import credence_common.error_registry  # noqa: F401  (refusals come back as their own class)
 from credence_common.errors import ServiceUnavailable
 
 

@@ -34,6 +34,7 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 from kombu.utils import json as kombu_json
 from nameko.exceptions import deserialize
 
+import credence_common.error_registry  # noqa: F401  (refusals come back as their own class)
 from credence_common.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)

@@ -18,3 +18,4 @@ from credence_common.green_postgres import patch_psycopg  # noqa: E402
 patch_psycopg()  # as credence_common/runner.py does for every service process
 
 import credence_common  # noqa: E402,F401  (filters eventlet's import-time deprecation notice)
+import credence_common.error_registry  # noqa: E402,F401  (RPC refusals come back as their own class, as in every process)

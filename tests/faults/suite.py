@@ -31,7 +31,7 @@ from credence_common.outbox_relay import event_exchange
 from deploy.journey import DEV_STAFF_PASSWORD, run_journey
 from deploy.platform import Platform, free_port
 from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES
-from tests.faults.broker import TestBroker, rabbitmq_available
+from tests.faults.broker import TestBroker, rabbitmq_available, where_looked
 from tests.faults.proxy import FaultProxy
 
 JOURNEY_THREADS = 3
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # reconnecting clients chatter while the broker is away
     if not rabbitmq_available():
-        print("fault suite: no rabbitmq-server on this machine")
+        print(f"fault suite: no rabbitmq-server on this machine (looked at {where_looked()})")
         return 2
     workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
     platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend)

@@ -3,24 +3,28 @@ real database per service, on SQLite and again on PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import time
 import uuid
+from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
+from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from credence_common.actor_tokens import ActorSigner, new_key_pair
 from credence_common.db import make_engine, normalise_db_uri
-from credence_common.events import EventPayload, make_envelope
+from credence_common.events import EventPayload, make_envelope, utcnow
 from credence_common.migrations import upgrade
 from credence_common.outbox_relay import event_exchange
 from credence_common.staff_roles import STAFF_ROLES
-from deploy.journey import wait_until
+from deploy.journey import JourneyFailed, wait_until
 from tests.fee_seed import seeded_fees
 
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -169,38 +173,136 @@ def publish_event(amqp_uri: str, payload: EventPayload, envelope=None) -> dict:
     return json.loads(body)
 
 
+# The routing keys of drain's markers (EventSpy.drain): no subscriber binds them, every spy ignores them.
+SPY_MARKER_PREFIX = "credence-test.spy-marker."
+
+
 class EventSpy:
-    """A queue bound to a publisher's exchange that collects what the relay publishes."""
+    """A queue bound to a publisher's exchange that collects what the relay publishes.
+
+    ``collect(n)`` waits until n events arrived. ``drain(outbox_db)`` proves a negative, "nothing (more) was
+    published", by a positive signal instead of a pause (see its docstring)."""
 
     def __init__(self, amqp_uri: str, publisher: str, event_type: str = "#"):
+        self.publisher = publisher
         self.connection = Connection(amqp_uri)
         self.channel = self.connection.channel()
         exchange: Exchange = event_exchange(publisher)
         exchange(self.channel).declare()
-        self.queue = Queue(f"spy-{publisher}-{uuid.uuid4().hex[:8]}", exchange=exchange, routing_key=event_type,
-                           exclusive=True, auto_delete=True)(self.channel)
+        name = f"spy-{publisher}-{uuid.uuid4().hex[:8]}"
+        self.queue = Queue(name, exchange=exchange, routing_key=event_type, exclusive=True,
+                           auto_delete=True)(self.channel)
         self.queue.declare()
+        self.marker_key = SPY_MARKER_PREFIX + name  # this spy's markers reach it whatever event_type it watches
+        self.queue.bind_to(exchange=exchange, routing_key=self.marker_key)
+
+    def _next(self):
+        """The next message in the queue, decoded, with markers passed over; None when the queue is empty."""
+        while (message := self.queue.get(no_ack=True)) is not None:
+            if not message.delivery_info["routing_key"].startswith(SPY_MARKER_PREFIX):
+                return json.loads(message.body)
+        return None
 
     def collect(self, count: int, timeout: float = 15.0) -> list[dict]:
-        received = []
-        deadline = time.monotonic() + timeout
-        while len(received) < count and time.monotonic() < deadline:
-            message = self.queue.get(no_ack=True)
-            if message is None:
-                time.sleep(0.05)
-                continue
-            received.append(json.loads(message.body))
+        """The next ``count`` events, in the order they arrived; fails if they do not all arrive in time."""
+        received: list[dict] = []
+
+        def arrived() -> bool:
+            while len(received) < count and (event := self._next()) is not None:
+                received.append(event)
+            return len(received) >= count
+
+        try:
+            wait_for(arrived, timeout=timeout, what=f"{count} events from {self.publisher}")
+        except JourneyFailed:
+            raise AssertionError(f"{len(received)} of the {count} events expected from {self.publisher} arrived "
+                                 f"within {timeout:.0f} s: {[e.get('type') for e in received]}") from None
         return received
 
-    def drain(self, settle: float = 0.5) -> list[dict]:
-        time.sleep(settle)
+    def drain(self, outbox_db: str, timeout: float = 30.0) -> list[dict]:
+        """Every event the publisher published before this call and the spy has not collected yet: a check that
+        nothing more was published is ``spy.drain(db) == []``. ``outbox_db`` is the publisher's database.
+
+        The signal is a marker, not a pause. Called once the action under test has committed (an RPC that
+        returned; an event handler proven done: its event collected downstream, its inbox row, or ``handled``),
+        drain writes a marker row into the publisher's own outbox and waits until the relay has stamped that row
+        published, then reads the queue empty. That is sound because of how credence_common/outbox_relay.py
+        publishes: a round reads the pending rows ``ORDER BY seq`` (the marker's seq is above every row that had
+        committed when it was written, and those are visible to any read that sees the marker), publishes them in
+        that order on one channel, and stamps only the confirmed rows up to the first one the broker did not
+        confirm; one relay publishes a service's outbox at a time (the advisory lock of ``relay_turn`` on
+        PostgreSQL; one process per SQLite file). So once the marker is stamped, every earlier row was published
+        and confirmed, each time it was published (a round that failed goes again in order, marker included),
+        and a confirm means the broker has put the message in every queue it routes to: this spy's queue holds
+        all of them. Reading it until it is empty therefore sees every event, duplicates included, however slow
+        the relay. If the marker is never stamped or never arrives, drain fails (it never passes by timing out).
+        The marker's row is deleted afterwards, so the outbox holds what the service wrote and nothing more."""
+        model = importlib.import_module(f"services.{self.publisher}.models").OutboxEvent
+        marker_id = str(uuid.uuid4())
+        engine = make_engine(outbox_db)
+        try:
+            with Session(engine) as session, session.begin():  # the model's own column types (Sealed envelopes)
+                session.add(model(event_id=marker_id, event_type=self.marker_key, created_at=utcnow(), attempts=0,
+                                  envelope_json=json.dumps({"id": marker_id, "type": self.marker_key})))
+            stamped = text("SELECT 1 FROM outbox WHERE event_id = :id AND published_at IS NOT NULL")
+            try:
+                wait_for(lambda: _scalar(engine, stamped, id=marker_id), timeout=timeout,
+                         what=f"{self.publisher}'s relay to publish the spy's marker")
+            except JourneyFailed:
+                raise AssertionError(f"{self.publisher}'s relay did not publish the spy's marker within "
+                                     f"{timeout:.0f} s (is {self.publisher} running on {outbox_db}?)") from None
+            received, markers = [], 0
+            while (message := self.queue.get(no_ack=True)) is not None:
+                if message.delivery_info["routing_key"] == self.marker_key:
+                    markers += 1
+                elif not message.delivery_info["routing_key"].startswith(SPY_MARKER_PREFIX):
+                    received.append(json.loads(message.body))
+            assert markers, f"the marker {self.publisher}'s relay stamped published never reached the spy"
+            with engine.begin() as connection:
+                connection.execute(text("DELETE FROM outbox WHERE event_id = :id"), {"id": marker_id})
+            return received
+        finally:
+            engine.dispose()
+
+    def received_by_now(self) -> list[dict]:
+        """What the queue holds now, without waiting for anything. Only for a publisher that is stopped (its
+        container's ``stop()`` returned, so its relay thread has ended): nothing can publish any more, and the
+        queue already holds all it ever will of that past."""
         received = []
-        while (message := self.queue.get(no_ack=True)) is not None:
-            received.append(json.loads(message.body))
+        while (event := self._next()) is not None:
+            received.append(event)
         return received
 
     def close(self):
         self.connection.release()
+
+
+def _scalar(engine, statement, **params):
+    with engine.connect() as connection:
+        return connection.execute(statement, params).scalar()
+
+
+@contextmanager
+def handled(container, method_name: str, *event_ids: str, timeout: float = 30.0):
+    """Ends the block only once the event handler ``method_name`` of ``container`` has handled each of
+    ``event_ids`` (an id listed twice: two deliveries of it, e.g. a redelivered copy) and returned, so its
+    transaction has committed. The positive signal that a handler which must do nothing (a duplicate, an event
+    for something else) has run, before a check such as ``spy.drain(db) == []``; an inbox row cannot show a
+    duplicate was handled, its first copy wrote it. Uses nameko's ``entrypoint_waiter`` (enter it before the
+    events are published); a delivery whose handler raised does not count (it is retried later), a batch
+    counts each of its messages."""
+    remaining = Counter(event_ids)
+
+    def done(worker_ctx, result, exc_info) -> bool:
+        if exc_info is None:
+            bodies = worker_ctx.args[0] if worker_ctx.args else None
+            for body in bodies if isinstance(bodies, list) else [bodies]:
+                if isinstance(body, dict) and remaining[body.get("id")] > 0:
+                    remaining[body["id"]] -= 1
+        return not +remaining
+
+    with entrypoint_waiter(container, method_name, timeout=timeout, callback=done):
+        yield
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, 
 from credence_common.events import make_envelope, utcnow
 from services.certificates.service import CertificatesService
 from tests.fee_seed import seeded_fees
-from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
+from tests.integration.conftest import handled, publish_event, query, rpc_proxy, signed_actor, wait_for
 
 
 def qualified(result_id="res-1", candidate_id="cand-1") -> CandidateQualifiedV1:
@@ -56,14 +56,15 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
     amqp, db = config["AMQP_URI"], config["DB_URI"]
     spy = event_spy("certificates")
 
-    first = make_envelope(qualified())
-    publish_event(amqp, qualified(), first)
-    publish_event(amqp, qualified(), first)  # the same event redelivered
-    publish_event(amqp, qualified())  # the same qualification under a new event id
+    first, again = make_envelope(qualified()), make_envelope(qualified())
+    with handled(container, "handle_candidate_qualified", first.id, first.id, again.id):
+        publish_event(amqp, qualified(), first)
+        publish_event(amqp, qualified(), first)  # the same event redelivered
+        publish_event(amqp, qualified(), again)  # the same qualification under a new event id
     certificate_id = application(db)
     wait_for(lambda: query(db, "select count(*) from processed_events") == [(2,)], what="both event ids handled")
     assert query(db, "select status, payer_kind from certificates") == [("pending_confirmation", "candidate")]
-    assert spy.drain() == []  # nothing is due before the candidate confirms
+    assert spy.drain(db) == []  # nothing is due before the candidate confirms
 
     with rpc_proxy("certificates", config) as certificates:
         mine = certificates.certificate(CANDIDATE, certificate_id)
@@ -101,9 +102,11 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
 
     # payments' fee schedule set the price (here 7000): its word that the due is paid issues the certificate
     payment = make_envelope(paid(certificate_id, amount_fen=7000))
-    publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
-    publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
-    publish_event(amqp, paid(certificate_id, order="P202611230000000007"))  # a second due paid: no second issue
+    second_due = make_envelope(paid(certificate_id, order="P202611230000000007"))
+    with handled(container, "handle_payment_succeeded", payment.id, payment.id, second_due.id):
+        publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
+        publish_event(amqp, paid(certificate_id, amount_fen=7000), payment)
+        publish_event(amqp, paid(certificate_id, order="P202611230000000007"), second_due)  # no second issue
     events = spy.collect(4)
     issued = [e for e in events if e["type"] == "credence.certificate.issued.v1"]
     assert len(issued) == 1
@@ -118,7 +121,7 @@ def test_an_application_is_confirmed_by_its_candidate_and_one_payment_issues_it_
     paid_day = date.fromisoformat(data["issued_on"])
     assert data["report_available_on"] == add_working_days(paid_day, 3).isoformat()
     wait_for(lambda: query(db, "select count(*) from processed_events") == [(6,)], what="second payment handled")
-    assert spy.drain() == []  # no second awaiting_payment, no second issued
+    assert spy.drain(db) == []  # no second awaiting_payment, no second issued
 
     with rpc_proxy("certificates", config) as certificates:
         mine = certificates.certificates_for_candidate(CANDIDATE, "cand-1")["certificates"]
@@ -308,7 +311,7 @@ def test_an_unpaid_replacement_is_withdrawn_by_its_candidate_or_cancelled_by_sta
         ("replacement_awaiting_payment", "", ids[2]), ("refund_requested", "reissue application cancelled: "
                                                        "Duplicate", ids[2]),
         ("refund_requested", "Paid for an application no longer awaiting payment", ids[0])]
-    assert spy.drain() == []
+    assert spy.drain(db) == []
 
 
 def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissue_revoke(start_service, event_spy,
@@ -359,7 +362,7 @@ def test_reissue_supersedes_the_old_certificate_and_subscribers_see_issue_reissu
     # the application has its own event type: the certificate stays issued while it waits for its fee
     assert seen == [("awaiting_payment", True, 2), ("issued", True, 3), ("replacement_awaiting_payment", True, None),
                     ("issued", False, 1), ("superseded", True, 6), ("revoked", False, 3)]
-    assert spy.drain() == []
+    assert spy.drain(db) == []
     superseded = next(e for e in events if e["type"].endswith("superseded.v1"))["data"]
     new_issued = [e for e in events if e["type"].endswith("issued.v1")][1]["data"]
     assert superseded["superseded_by_certificate_number"] == new_issued["certificate_number"]
@@ -402,7 +405,7 @@ def test_a_cancelled_correction_is_refunded_through_payments(start_service, even
     refunded = refunds_spy.collect(1, timeout=30)
     assert [(e["data"]["order_number"], e["data"]["amount_fen"], e["data"]["fully_refunded"]) for e in refunded] == [
         (order["order_number"], 20000, True)]
-    assert refunds_spy.drain() == []
+    assert refunds_spy.drain(payments_config["DB_URI"]) == []
     assert query(payments_config["DB_URI"], "select status, refunded_fen from payment_orders") == [("refunded", 20000)]
 
 
@@ -579,7 +582,7 @@ def test_revoking_voids_open_replacements_and_money_that_arrives_later_goes_back
         certificates.revoke_certificate(STAFF, certificate_id, {"reason": "Obtained by fraud"})
         void = certificates.replacement_applications(CANDIDATE)["applications"][0]
         assert (void["status"], void["cancel_reason"]) == ("cancelled", "The certificate was revoked.")
-    assert refunds.drain() == []  # it was not paid: nothing to give back
+    assert refunds.drain(db) == []  # it was not paid: nothing to give back
     late = replacement_paid(reissue, order="P202611230000000555")
     publish_event(amqp, late)
     publish_event(amqp, paid(certificate_id, order="P202611230000000556"))  # the fee paid twice, say
@@ -646,9 +649,11 @@ def test_a_recheck_that_removes_the_qualification_withdraws_an_application_and_q
              == [("issued",)], what="issued")
     spy.collect(2)
     envelope = make_envelope(withdrawn_qualification("res-1"))
-    publish_event(amqp, withdrawn_qualification("res-1"), envelope)
-    publish_event(amqp, withdrawn_qualification("res-1"), envelope)  # redelivered
-    publish_event(amqp, withdrawn_qualification("res-1"))  # told again under another id
+    told_again = make_envelope(withdrawn_qualification("res-1"))
+    with handled(container, "handle_qualification_withdrawn", envelope.id, envelope.id, told_again.id):
+        publish_event(amqp, withdrawn_qualification("res-1"), envelope)
+        publish_event(amqp, withdrawn_qualification("res-1"), envelope)  # redelivered
+        publish_event(amqp, withdrawn_qualification("res-1"), told_again)  # told again under another id
     wait_for(lambda: query(db, "select count(*) from processed_events") == [(9,)], what="every event handled")
     with rpc_proxy("certificates", config) as certificates:
         [case] = certificates.revocation_cases(STAFF, "open")["cases"]
@@ -676,7 +681,7 @@ def test_a_recheck_that_removes_the_qualification_withdraws_an_application_and_q
         assert revoked["revocation_reason"] == "The drill score was corrected to a fail on re-check."
     event = spy.collect(1)[0]
     assert event["type"] == "credence.certificate.revoked.v1" and event["data"]["reason_code"] == "result_corrected"
-    assert spy.drain() == []
+    assert spy.drain(db) == []
 
 
 def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes(start_service, event_spy,
@@ -702,15 +707,19 @@ def test_automatic_revocation_on_correction_and_a_full_refund_of_the_fee_revokes
     publish_event(amqp, paid(refunded_id, order="P202612070000000002"))
     wait_for(lambda: query(db, "select status from certificates where certificate_id = :c", c=refunded_id)
              == [("issued",)], what="issued")
-    publish_event(amqp, refunded(refunded_id, order="P202612070000000002", whole=False))  # goodwill: stays
-    publish_event(amqp, refunded(refunded_id, order="P202611230000000099"))  # another order's money
-    publish_event(amqp, refunded(refunded_id, order="P202612070000000002"))  # the fee itself
+    refunds = [refunded(refunded_id, order="P202612070000000002", whole=False),  # goodwill: stays
+               refunded(refunded_id, order="P202611230000000099"),  # another order's money
+               refunded(refunded_id, order="P202612070000000002")]  # the fee itself
+    envelopes = [make_envelope(refund) for refund in refunds]
+    with handled(container, "handle_payment_refunded", *(envelope.id for envelope in envelopes)):
+        for refund, envelope in zip(refunds, envelopes, strict=True):
+            publish_event(amqp, refund, envelope)
     revoked = spy.collect(1)[0]["data"]
     assert (revoked["certificate_id"], revoked["reason_code"]) == (refunded_id, "fee_refunded")
     with rpc_proxy("certificates", config) as certificates:
         mine = certificates.certificate(CANDIDATE, refunded_id)
     assert mine["status"] == "revoked" and mine["revocation_reason"].startswith("The certificate fee was refunded")
-    assert spy.drain() == []
+    assert spy.drain(db) == []
 
 
 def test_withdrawals_that_cross_their_qualification_and_qualifications_gained_again(start_service, event_spy,

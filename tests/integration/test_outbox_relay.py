@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.events import CandidateQualifiedV1, CertificateIssuedV1, PaymentSucceededV1
@@ -83,7 +84,7 @@ def test_events_left_in_the_outbox_by_a_crash_are_published_on_start(container_f
     assert [e["id"] for e in received] == [envelope.id]
     wait_for(lambda: query(config["DB_URI"], "select count(*) from outbox where published_at is not null") == [(1,)],
              what="stamped published")
-    assert spy.drain() == []
+    assert spy.drain(config["DB_URI"]) == []  # published once
     assert uuid.UUID(envelope.id)
 
 
@@ -132,3 +133,58 @@ def test_an_event_the_broker_refuses_stays_pending_with_those_after_it_and_they_
              timeout=60, what="the refused event published once the broker takes it")
     # every round publishes in the order written (the spy's queue takes all three each time)
     assert [event["id"] for event in spy.collect(3)] == [event_id for event_id, _row in events]
+
+
+def test_drain_waits_for_its_marker_so_a_duplicate_published_late_is_still_caught(
+        container_factory, service_config, event_spy, monkeypatch):
+    """The spy's ``drain`` (tests/integration/conftest.py) proves "nothing more was published" by a marker the
+    relay publishes after everything written before it, not by a pause. Here the relay is slow (each publish
+    waits 1.5 s, as on a loaded machine) and republishes an event whose stamp was lost (the crash between publish
+    and stamp): the copy leaves well after the 0.5 s the old drain waited, and drain still returns it."""
+    import time
+
+    import eventlet
+
+    from credence_common.outbox_relay import PublisherConfirms
+
+    published_at: list[float] = []  # when each publish left, in order
+    next_tag = PublisherConfirms.next_tag
+
+    def slow_next_tag(self):  # called right before each publish
+        eventlet.sleep(1.5)  # the relay under load: not a wait of the test's, the slowness it must survive
+        published_at.append(time.monotonic())
+        return next_tag(self)
+
+    monkeypatch.setattr(PublisherConfirms, "next_tag", slow_next_tag)
+    config = service_config("certificates")
+    db = config["DB_URI"]
+    event_id, row = _outbox_event("credence.certificate.awaiting_payment.v1")
+    engine = make_engine(db)
+    with Session(engine) as session, session.begin():
+        session.add(row)
+    engine.dispose()
+    spy = event_spy("certificates", "credence.certificate.awaiting_payment.v1")
+    container_factory(CertificatesService, config).start()
+    assert [e["id"] for e in spy.collect(1)] == [event_id]
+    wait_for(lambda: query(db, "select count(*) from outbox where published_at is null") == [(0,)], what="stamped")
+
+    engine = make_engine(db)
+    try:
+        with engine.begin() as connection:  # the stamp lost: the relay publishes the event again
+            connection.exec_driver_sql("UPDATE outbox SET published_at = NULL")
+    finally:
+        engine.dispose()
+    drain_began = time.monotonic()
+    assert [e["id"] for e in spy.drain(db)] == [event_id]  # the duplicate, caught
+    assert len(published_at) == 3  # the event, its copy, the marker
+    assert published_at[1] - drain_began > 0.5  # later than the old fixed pause would have looked
+    assert query(db, "select event_id from outbox") == [(event_id,)]  # the marker's row is gone again
+    assert spy.drain(db) == []
+
+
+def test_drain_fails_when_the_publisher_never_publishes_its_marker(service_config, event_spy):
+    """No relay runs on this database: drain fails instead of reporting that nothing was published."""
+    config = service_config("certificates")
+    spy = event_spy("certificates")
+    with pytest.raises(AssertionError, match="did not publish the spy's marker"):
+        spy.drain(config["DB_URI"], timeout=2)

@@ -127,7 +127,7 @@ def test_composite_results_follow_the_programs_formula(start_service, event_spy)
         psy = next(p for p in programs if p["program_code"] == "PSY-COUNSELLOR")
         assert "70% × machine exam" in psy["rules"] and "homework" in psy["rules"]
     qualified = spy.collect(1)
-    assert [e["data"]["candidate_id"] for e in qualified] == ["cand-0"] and spy.drain() == []
+    assert [e["data"]["candidate_id"] for e in qualified] == ["cand-0"] and spy.drain(config["DB_URI"]) == []
 
 
 def test_passing_every_required_course_qualifies_once(start_service, event_spy):
@@ -141,11 +141,11 @@ def test_passing_every_required_course_qualifies_once(start_service, event_spy):
     with rpc_proxy("scoring", config) as scoring:
         upload(scoring, april)
         scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
-        assert spy.drain() == []  # 00230 failed: not yet complete
+        assert spy.drain(config["DB_URI"]) == []  # 00230 failed: not yet complete
         upload(scoring, october)  # the retake passes; the optional 00233 fails and does not matter
         scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-10"})
     graduation = spy.collect(1)
-    assert graduation[0]["data"]["program_code"] == "ZK-LAW" and spy.drain() == []
+    assert graduation[0]["data"]["program_code"] == "ZK-LAW" and spy.drain(config["DB_URI"]) == []
 
 
 def test_every_change_to_a_result_is_in_its_history(start_service):

@@ -112,7 +112,7 @@ def test_a_recheck_that_corrects_a_pass_to_a_fail_withdraws_the_qualification_it
         review = scoring.request_score_review(OWNER, other_id, {"reason": "one more point?"})
         scoring.close_score_review(EXPERT, review["review_id"], {"resolution": "corrected", "new_score": 81,
                                                                  "note": "one point"})
-    assert withdrawn_spy.drain() == []
+    assert withdrawn_spy.drain(config["DB_URI"]) == []
 
 
 def test_rechecks_only_within_the_window_and_only_after_release(start_service):

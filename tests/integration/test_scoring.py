@@ -9,7 +9,7 @@ from credence_common.contracts.events import CandidateConfirmedV1
 from credence_common.errors import Conflict, Forbidden, InvalidInput
 from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
-from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, signed_batch, wait_for
+from tests.integration.conftest import handled, publish_event, query, rpc_proxy, signed_actor, signed_batch, wait_for
 
 # the clerk records, imports and releases (every staff role, as an administrator might hold them); the two experts
 # sign off what the clerk recorded: the recorder of a result never signs it (services/scoring/domain/)
@@ -42,9 +42,11 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
     amqp = config["AMQP_URI"]
     spy = event_spy("scoring")
     roster_event = make_envelope(confirmed("112600000001", "cand-1"))
-    publish_event(amqp, confirmed("112600000001", "cand-1"), roster_event)
-    publish_event(amqp, confirmed("112600000001", "cand-1"), roster_event)  # redelivered: no effect
-    publish_event(amqp, confirmed("112600000002", "cand-2", "李四"))
+    other = make_envelope(confirmed("112600000002", "cand-2", "李四"))
+    with handled(container, "handle_candidate_confirmed", roster_event.id, roster_event.id, other.id):
+        publish_event(amqp, confirmed("112600000001", "cand-1"), roster_event)
+        publish_event(amqp, confirmed("112600000001", "cand-1"), roster_event)  # redelivered: no effect
+        publish_event(amqp, confirmed("112600000002", "cand-2", "李四"), other)
     wait_for(lambda: query(config["DB_URI"], "select count(*) from roster") == [(2,)], what="roster")
     assert query(config["DB_URI"], "select count(*) from processed_events") == [(2,)]
 
@@ -102,7 +104,7 @@ def test_results_are_embargoed_until_published_and_passing_candidates_qualify(st
     qualified = next(e for e in events if e["type"] == "credence.scoring.candidate_qualified.v1")
     assert qualified["data"]["candidate_id"] == "cand-1" and qualified["data"]["full_name"] == "王小明"
     assert qualified["data"]["program_name"] == "Psychological Counsellor (Foundation)"
-    assert spy.drain() == []
+    assert spy.drain(config["DB_URI"]) == []
 
 
 def test_a_batch_with_one_bad_line_records_nothing(start_service):
@@ -145,7 +147,7 @@ def test_concurrent_publications_publish_each_result_once(start_service, event_s
                 return 0
 
     assert sum(eventlet.GreenPool(4).imap(publish, range(4))) == 6
-    assert len(spy.collect(6)) == 6 and spy.drain() == []
+    assert len(spy.collect(6)) == 6 and spy.drain(config["DB_URI"]) == []
 
 
 def test_merged_tickets_move_results_to_the_primary_number(start_service):

@@ -442,8 +442,10 @@ def test_a_fee_changed_in_payments_is_what_a_new_certificate_and_application_sho
     with rpc_proxy("certificates", config) as certificates:
         reissue = certificates.apply_for_replacement(CANDIDATE, certificate_id, {"kind": "reissue", "reason": "Lost"})
     assert reissue["fee_fen"] == 12100
-    replacement = [e for e in spy.collect(3) if e["type"].endswith("replacement_awaiting_payment.v1")]
-    assert [e["data"]["fee_fen"] for e in replacement] == [12100]
+    issued, replacement = spy.collect(2)  # the paid certificate issued, then the reissue awaiting its fee
+    assert (issued["type"], replacement["type"]) == ("credence.certificate.issued.v1",
+                                                     "credence.certificate.replacement_awaiting_payment.v1")
+    assert replacement["data"]["fee_fen"] == 12100
     dues = dues_of(payments_config, payer(), "candidate", "cand-1", 2)
     assert {d["purpose"]: d["amount_fen"] for d in dues}["certificate_reissue"] == 12100
 

@@ -24,14 +24,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.identity import CandidateView, IdentitySessionView
-from credence_common.errors import Conflict, CredenceError, InvalidInput, NotFound, RateLimited, ServiceUnavailable
+from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from credence_common.events import utcnow
 from credence_common.idempotency import forget_attempt
 from services.identity import codes
 from services.identity.faceid import SESSION_RESULT_TTL_SECONDS, IdCardCheck, SessionResult, VerifierUnavailable
 from services.identity.models import IdentityLivenessSession
 from services.identity.protection import PersonalDataProtection
-from services.identity.usecases import _record_decision, candidate_view, get_candidate
+from services.identity.usecases import CommitThenRefuse, _record_decision, candidate_view, get_candidate
 
 log = logging.getLogger(__name__)
 TOKEN_INDEX_PURPOSE = "liveness_biz_token"
@@ -110,10 +110,10 @@ def forget_start(db, session_id: str) -> None:
 
 
 def registry_refusal(session: Session, candidate_id: str, check: IdCardCheck, verifier: str,
-                     now: datetime | None = None, session_id: str | None = None) -> CredenceError | CandidateView:
+                     now: datetime | None = None, session_id: str | None = None) -> CandidateView:
     """The registry does not know this name and number together: recorded as a rejection (the candidate may try
-    again after correcting it, or confirm on site) when the answer is a verdict; returned to be raised after the
-    commit."""
+    again after correcting it, or confirm on site) when the answer is a verdict. The refusal commits what it
+    recorded (``CommitThenRefuse``): the booked attempt, counted against the daily limit, and the rejection."""
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
     if session_id is not None:  # the booked attempt stays, counted: the registry check was made (and billed)
@@ -122,12 +122,12 @@ def registry_refusal(session: Session, candidate_id: str, check: IdCardCheck, ve
     if candidate.status == "confirmed":
         return candidate_view(candidate)
     if check.rejection is None:  # -2 / -3: the registry cannot check this name or number at all
-        return InvalidInput("online_check_not_possible", "Your name or ID number cannot be checked online; have "
-                            "your identity confirmed on site at an exam centre.")
+        raise CommitThenRefuse(InvalidInput("online_check_not_possible", "Your name or ID number cannot be checked "
+                                            "online; have your identity confirmed on site at an exam centre."))
     _record_decision(session, candidate, "online", False, check.rejection, verifier, f"verifier:{verifier}", now)
-    return InvalidInput("identity_registry_mismatch", "The name and ID number you registered do not match the "
-                        "national registry. Have your identity confirmed on site at an exam centre.",
-                        [{"field": "reason", "message": check.rejection}])
+    raise CommitThenRefuse(InvalidInput(
+        "identity_registry_mismatch", "The name and ID number you registered do not match the national registry. "
+        "Have your identity confirmed on site at an exam centre.", [{"field": "reason", "message": check.rejection}]))
 
 
 def record_session(session: Session, protection: PersonalDataProtection, subject: Subject, session_id: str,
@@ -186,26 +186,26 @@ def pending() -> Conflict:
 
 
 def decide(session: Session, subject: Subject, result: SessionResult, verifier: str,
-           now: datetime | None = None) -> CandidateView | CredenceError:
-    """At most one decision per session, under the candidate's lock (the same lock as every other decision)."""
+           now: datetime | None = None) -> CandidateView:
+    """At most one decision per session, under the candidate's lock (the same lock as every other decision). A
+    session the vendor calls expired or inconclusive is closed as such, and that refusal commits the closing
+    (``CommitThenRefuse``)."""
     now = now or utcnow()
     candidate = get_candidate(session, subject.candidate_id, for_update=True)
     row = session.get(IdentityLivenessSession, subject.session_id, with_for_update=True)
     if candidate.status == "confirmed":
         return candidate_view(candidate)  # a concurrent click confirmed it: the same ticket number
-    try:
-        _check_open(row, now)
-    except Conflict as refusal:
-        return refusal
+    _check_open(row, now)
     if result.kind == "expired":
         row.status, row.decided_at = "expired", now
-        return Conflict("liveness_session_expired", "This liveness session has expired at the verification "
-                        "service; start a new one.")
+        raise CommitThenRefuse(Conflict("liveness_session_expired", "This liveness session has expired at the "
+                                        "verification service; start a new one."))
     if result.kind not in ("approved", "rejected"):
         row.status, row.decided_at = "inconclusive", now
-        return Conflict("liveness_inconclusive", "The verification service could not reach a result for this "
-                        "session (nothing was recorded against you); start a new session, or have your identity "
-                        "confirmed on site at an exam centre.")
+        raise CommitThenRefuse(Conflict(
+            "liveness_inconclusive", "The verification service could not reach a result for this session (nothing "
+            "was recorded against you); start a new session, or have your identity confirmed on site at an exam "
+            "centre."))
     approved = result.kind == "approved"
     _record_decision(session, candidate, "online", approved, result.reason, verifier, f"verifier:{verifier}", now,
                      liveness_ref=f"{verifier}:{row.session_id}", face_match_score=result.face_match_score)

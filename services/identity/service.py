@@ -1,7 +1,8 @@
 """Identity service entrypoints: thin, validated, one transaction each.
 
-Use cases that must keep a failure counter (wrong code, failed sign-in) return their refusal; it is
-raised here, after the counter has been committed."""
+Use cases refuse by raising. Those that must keep a failure counter (wrong code, failed sign-in) raise
+``CommitThenRefuse``; the unit of work (``self.db``, ``dependencies.IdentityDatabase``) commits the counter, then
+raises the refusal."""
 
 from __future__ import annotations
 
@@ -38,9 +39,8 @@ from credence_common.contracts.identity import (
     TicketLookup,
     TransferRegion,
 )
-from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Conflict, CredenceError, NotFound, ServiceUnavailable
+from credence_common.errors import Conflict, NotFound, ServiceUnavailable
 from credence_common.idempotency import forget_attempt
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
@@ -48,6 +48,7 @@ from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.identity import institutions, liveness, prior_education, tickets, usecases
 from services.identity.access import institution_of, visible_candidate
+from services.identity.dependencies import IdentityDatabase
 from services.identity.faceid import VerifierUnavailable
 from services.identity.models import OutboxEvent
 from services.identity.prior_education import DegreeRegistry
@@ -57,21 +58,17 @@ from services.identity.verifier import IdentityVerifier
 
 
 def _dump(outcome):
-    if isinstance(outcome, CredenceError):
-        raise outcome
     return outcome.model_dump(mode="json") if hasattr(outcome, "model_dump") else outcome
 
 
-def _done(outcome, message: str) -> dict:
-    if isinstance(outcome, CredenceError):
-        raise outcome
+def _done(message: str) -> dict:
     return {"status": "done", "message": message}
 
 
 class IdentityService(HealthCheck):
     name = "identity"
 
-    db = Database()
+    db = IdentityDatabase()
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     verifier = IdentityVerifier()
@@ -379,19 +376,18 @@ class IdentityService(HealthCheck):
         candidate = require_role(actor, "candidate")
         change = parse(ChangePassword, request)
         with self.db.transaction() as session:
-            outcome = usecases.change_password(session, self.protection, candidate.subject, change.current_password,
-                                               change.new_password)
-        return _done(outcome, "Password changed; every session (this one included) must sign in again.")
+            usecases.change_password(session, self.protection, candidate.subject, change.current_password,
+                                     change.new_password)
+        return _done("Password changed; every session (this one included) must sign in again.")
 
     @rpc
     def set_security_question(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         change = parse(SetSecurityQuestion, request)
         with self.db.transaction() as session:
-            outcome = usecases.set_security_question(session, self.protection, candidate.subject,
-                                                     change.current_password, change.security_question,
-                                                     change.security_answer)
-        return _done(outcome, "Security question saved.")
+            usecases.set_security_question(session, self.protection, candidate.subject, change.current_password,
+                                           change.security_question, change.security_answer)
+        return _done("Security question saved.")
 
     # --- recovery -------------------------------------------------------------------------------------
 
@@ -399,9 +395,8 @@ class IdentityService(HealthCheck):
     def reset_password_with_code(self, request: dict) -> dict:
         reset = parse(ResetPasswordWithCode, request)
         with self.db.transaction() as session:
-            outcome = usecases.reset_password_with_code(session, self.protection, reset.mobile, reset.code,
-                                                        reset.new_password)
-        return _done(outcome, "Password changed; sign in with the new password.")
+            usecases.reset_password_with_code(session, self.protection, reset.mobile, reset.code, reset.new_password)
+        return _done("Password changed; sign in with the new password.")
 
     @rpc
     def security_question(self, request: dict) -> dict:
@@ -413,10 +408,9 @@ class IdentityService(HealthCheck):
     def reset_password_with_answer(self, request: dict, client_address: str | None = None) -> dict:
         reset = parse(ResetPasswordWithAnswer, request)
         with self.db.transaction() as session:
-            outcome = usecases.reset_password_with_answer(session, self.protection, reset.login,
-                                                          reset.security_answer, reset.new_password,
-                                                          client_address)
-        return _done(outcome, "Password changed; sign in with the new password.")
+            usecases.reset_password_with_answer(session, self.protection, reset.login, reset.security_answer,
+                                                reset.new_password, client_address)
+        return _done("Password changed; sign in with the new password.")
 
     @rpc
     def lookup_ticket(self, request: dict) -> dict:

@@ -265,7 +265,7 @@ ROUTES: tuple[Route, ...] = (
           ("candidate",), confirm_my_identity, ConfirmIdentityOnline, CandidateView, tag="candidates"),
     # IDENTITY_VERIFIER=tencent_faceid: a liveness session at the vendor, then its result. Starting one is rate
     # limited (each is billed) and never replayed (its url holds the session's token); the token a confirmation
-    # names must be the caller's own, unused session (services/identity/liveness.py)
+    # names must be the caller's own, unused session (services/identity/usecases/liveness.py)
     Route("start_my_identity_session", "POST", "/api/v1/me/identity-confirmation/sessions",
           "Start a liveness session at the identity verifier; open its url, which returns with ?token=…",
           ("candidate",), start_my_identity_session, None, IdentitySessionView, 201, rate_limited=True,

@@ -1,11 +1,24 @@
-"""The identity service's nameko DependencyProviders: configuration in, rules, adapters and sessions out."""
+"""The identity service's nameko DependencyProviders: configuration in, adapters and sessions out.
+
+``IdentityDatabase`` (the unit of work, which knows ``CommitThenRefuse``), ``Protection`` (the data keys),
+``IdentityVerifier`` (``IDENTITY_VERIFIER``) and ``DegreeRegistry`` (``DEGREE_REGISTRY``)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
+from nameko.extensions import DependencyProvider
+
+from credence_common.config import adapter_refusal, is_production
+from credence_common.crypto import KeyRing
 from credence_common.db import Database, UnitOfWork
+from services.identity.adapters.degree_registry import REGISTRIES, SandboxDegreeRegistry, http_registry
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.adapters.verifier import VERIFIERS
 from services.identity.usecases import CommitThenRefuse
+
+log = logging.getLogger(__name__)
 
 
 class IdentityUnitOfWork(UnitOfWork):
@@ -36,3 +49,45 @@ class IdentityDatabase(Database):
         unit = super().get_dependency(worker_ctx)  # the platform's choices: the Idempotency-Key, the pools
         return IdentityUnitOfWork(self.engine, self.commit_signal, unit.idempotent_call, self.idempotency_ttl,
                                   self.autocommit_engine)
+
+
+class Protection(DependencyProvider):
+    def setup(self):
+        config = self.container.config
+        keyring = KeyRing.from_spec(str(config["IDENTITY_DATA_KEYS"]), str(config["IDENTITY_DATA_ACTIVE_KEY_ID"]))
+        self.protection = PersonalDataProtection(keyring, str(config["IDENTITY_INDEX_KEY"]))
+
+    def get_dependency(self, worker_ctx):
+        return self.protection
+
+
+class IdentityVerifier(DependencyProvider):
+    def setup(self):
+        kind = self.container.config.get("IDENTITY_VERIFIER", "sandbox")
+        if kind not in VERIFIERS:
+            raise ValueError(f"IDENTITY_VERIFIER must be one of {sorted(VERIFIERS)}, not {kind!r}")
+        refusal = adapter_refusal("IDENTITY_VERIFIER", kind)  # the sandbox would confirm anyone as anyone
+        if refusal:
+            raise ValueError(refusal)
+        self.verifier = VERIFIERS[kind](self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.verifier
+
+
+class DegreeRegistry(DependencyProvider):
+    def setup(self):
+        config = self.container.config
+        kind = config.get("DEGREE_REGISTRY", "sandbox")
+        if kind not in REGISTRIES:
+            raise ValueError(f"DEGREE_REGISTRY must be one of {', '.join(REGISTRIES)}, not {kind!r}")
+        if kind == "http":  # a real registry: allowed everywhere, but production insists on https
+            self.registry = http_registry(config, is_production())
+            return
+        refusal = adapter_refusal("DEGREE_REGISTRY", kind)  # the sandbox accepts made-up degrees
+        if refusal:
+            raise ValueError(refusal)
+        self.registry = SandboxDegreeRegistry()
+
+    def get_dependency(self, worker_ctx):
+        return self.registry

@@ -46,15 +46,13 @@ from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.identity import institutions, liveness, prior_education, tickets, usecases
-from services.identity.access import institution_of, visible_candidate
-from services.identity.dependencies import IdentityDatabase
-from services.identity.faceid import VerifierUnavailable
+from services.identity import usecases
+from services.identity.adapters.faceid import VerifierUnavailable
+from services.identity.adapters.sms import Sms
+from services.identity.dependencies import DegreeRegistry, IdentityDatabase, IdentityVerifier, Protection
 from services.identity.models import OutboxEvent
-from services.identity.prior_education import DegreeRegistry
-from services.identity.protection import Protection
-from services.identity.sms import Sms
-from services.identity.verifier import IdentityVerifier
+from services.identity.usecases import institutions, liveness, prior_education, tickets
+from services.identity.usecases.access import institution_of, visible_candidate
 
 
 def _dump(outcome):
@@ -168,7 +166,7 @@ class IdentityService(HealthCheck):
     @rpc(idempotent=False)  # its url holds the session's token (a credential): never stored nor replayed
     def start_identity_session(self, actor: str | None, candidate_id: str) -> dict:
         """Checks the name and ID number at the national registry, then opens a liveness session at the vendor
-        (services/identity/liveness.py). The vendor is called outside any transaction."""
+        (services/identity/usecases/liveness.py). The vendor is called outside any transaction."""
         require_self(actor, candidate_id)
         verifier = self.verifier
         if not getattr(verifier, "supports_sessions", False):

@@ -15,8 +15,8 @@ from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from credence_common.events import utcnow
 from services.identity import usecases
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import OneTimeCode
-from services.identity.protection import PersonalDataProtection
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor
 

@@ -14,10 +14,11 @@ from credence_common.crypto import KeyRing
 from credence_common.db import CommitSignal, UnitOfWork, make_engine
 from credence_common.errors import InvalidInput, RateLimited, Unauthorized
 from credence_common.events import utcnow
-from services.identity import codes, usecases
+from services.identity import usecases
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.dependencies import IdentityUnitOfWork
+from services.identity.domain import codes
 from services.identity.models import LoginThrottle, OneTimeCode
-from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import CommitThenRefuse
 
 UNREGISTERED = "13700000001"

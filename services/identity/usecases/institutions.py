@@ -16,10 +16,11 @@ from credence_common.contracts.identity import (
 )
 from credence_common.errors import Conflict
 from credence_common.events import utcnow
-from services.identity import passwords, usecases
-from services.identity.access import institution_of, institution_subject
+from services.identity import usecases
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.domain import passwords
 from services.identity.models import Candidate, Institution, InstitutionAccount
-from services.identity.protection import PersonalDataProtection
+from services.identity.usecases.access import institution_of, institution_subject
 
 
 def create_institution(session: Session, request: CreateInstitution, now: datetime | None = None) -> InstitutionView:

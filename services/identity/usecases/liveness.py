@@ -27,10 +27,15 @@ from credence_common.contracts.identity import CandidateView, IdentitySessionVie
 from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from credence_common.events import utcnow
 from credence_common.idempotency import forget_attempt
-from services.identity import codes
-from services.identity.faceid import SESSION_RESULT_TTL_SECONDS, IdCardCheck, SessionResult, VerifierUnavailable
+from services.identity.adapters.faceid import (
+    SESSION_RESULT_TTL_SECONDS,
+    IdCardCheck,
+    SessionResult,
+    VerifierUnavailable,
+)
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.domain import codes
 from services.identity.models import IdentityLivenessSession
-from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import CommitThenRefuse, _record_decision, candidate_view, get_candidate
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
 ``webhook`` and ``tencent_sms`` queue them in the same transaction as the code, and a dispatcher in the service
 claims due texts and hands each to the adapter's one step that differs, delivering one text: ``webhook`` posts it,
 signed, to the operator's SMS gateway; ``tencent_sms`` sends its approved template through Tencent Cloud SMS
-(services/identity/tencent_sms.py). The request path never waits on the network, so a request for a registered
+(services/identity/adapters/tencent_sms.py). The request path never waits on the network, so a request for a registered
 number looks exactly like one for an unknown number, and a gateway outage delays texts instead of failing
 requests.
 """
@@ -156,7 +156,7 @@ class Sms(DependencyProvider):
                 self.secret = str(config["SMS_WEBHOOK_SECRET"])
                 self.delivery = WebhookDelivery(self.url, self.secret)
             else:
-                from services.identity import tencent_sms  # the SDK is loaded only where it is used
+                from services.identity.adapters import tencent_sms  # the SDK is loaded only where it is used
 
                 # every template, the sign name, the app id and the key are checked here: a purpose without an
                 # approved template refuses the start instead of failing the candidate's text later

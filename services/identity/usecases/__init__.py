@@ -50,8 +50,9 @@ from credence_common.masking import mask_email, mask_mobile, mask_resident_id
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
 from credence_common.staff_roles import STAFF_ROLES
-from services.identity import codes, domain, passwords
-from services.identity.access import institution_account, staff_account, staff_subject
+from services.identity import domain
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.domain import codes, passwords
 from services.identity.models import (
     Candidate,
     DevSmsMessage,
@@ -65,8 +66,8 @@ from services.identity.models import (
     StaffAccount,
     StaffRoleChange,
 )
-from services.identity.protection import PersonalDataProtection
-from services.identity.throttling import guard, lock
+from services.identity.usecases.access import institution_account, staff_account, staff_subject
+from services.identity.usecases.throttling import guard, lock
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)

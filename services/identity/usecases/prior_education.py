@@ -2,54 +2,23 @@
 CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof.
 
 ``DEGREE_REGISTRY``: ``sandbox`` (development and staging) or ``http``, an authority's registry speaking
-docs/degree-registry-contract.md (services/identity/degree_registry.py)."""
+docs/degree-registry-contract.md (services/identity/adapters/degree_registry.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.config import adapter_refusal, is_production
 from credence_common.contracts.identity import CandidateView, PriorEducationView
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
-from services.identity.degree_registry import RegistryAnswer, http_registry
+from services.identity.adapters.degree_registry import RegistryAnswer
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import PriorEducationCheck
-from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import candidate_view, get_candidate
-
-REGISTRIES = ("sandbox", "http")
-
-
-class SandboxDegreeRegistry:
-    """Deterministic: numbers starting with 99999 are unknown to the registry, all others are found."""
-
-    name = "sandbox-degree-registry"
-
-    def look_up(self, full_name: str, resident_id_number: str, certificate_number: str) -> RegistryAnswer:
-        return RegistryAnswer(found=not certificate_number.startswith("99999"), registry=self.name)
-
-
-class DegreeRegistry(DependencyProvider):
-    def setup(self):
-        config = self.container.config
-        kind = config.get("DEGREE_REGISTRY", "sandbox")
-        if kind not in REGISTRIES:
-            raise ValueError(f"DEGREE_REGISTRY must be one of {', '.join(REGISTRIES)}, not {kind!r}")
-        if kind == "http":  # a real registry: allowed everywhere, but production insists on https
-            self.registry = http_registry(config, is_production())
-            return
-        refusal = adapter_refusal("DEGREE_REGISTRY", kind)  # the sandbox accepts made-up degrees
-        if refusal:
-            raise ValueError(refusal)
-        self.registry = SandboxDegreeRegistry()
-
-    def get_dependency(self, worker_ctx):
-        return self.registry
 
 
 def _latest(session: Session, candidate_id: str) -> PriorEducationCheck | None:

@@ -48,8 +48,7 @@ from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.identity import usecases
 from services.identity.adapters.faceid import VerifierUnavailable
-from services.identity.adapters.sms import Sms
-from services.identity.dependencies import DegreeRegistry, IdentityDatabase, IdentityVerifier, Protection
+from services.identity.dependencies import DegreeRegistry, IdentityDatabase, IdentityVerifier, Protection, Sms
 from services.identity.models import OutboxEvent
 from services.identity.usecases import institutions, liveness, prior_education, tickets
 from services.identity.usecases.access import institution_of, visible_candidate

@@ -12,8 +12,7 @@ from credence_common.config import (
     environment,
     is_development,
 )
-from services.identity.adapters.sms import Sms
-from services.identity.dependencies import DegreeRegistry, IdentityVerifier
+from services.identity.dependencies import DegreeRegistry, IdentityVerifier, Sms
 from services.payments.configuration import configured_payments
 
 

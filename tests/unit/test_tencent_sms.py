@@ -18,7 +18,6 @@ from tencentcloud.common.http.request import RequestInternal
 from tencentcloud.sms.v20210111 import models
 
 from services.identity.adapters import tencent_sms
-from services.identity.adapters.sms import Sms
 from services.identity.adapters.sms_emulator import (
     TencentSmsEmulator,
     canonical_request,
@@ -29,6 +28,7 @@ from services.identity.adapters.sms_emulator import (
     write_secrets,
 )
 from services.identity.adapters.tencent_sms import PURPOSES, TencentSecrets, classify, templates_from_config
+from services.identity.dependencies import Sms
 from services.identity.domain import codes
 
 TEMPLATES = "registration=100001,password_reset=100002,ticket_lookup=100003,sign_in=100004"

@@ -40,14 +40,12 @@ from credence_common.contracts.identity import (
     TransferRegion,
 )
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Conflict, NotFound, ServiceUnavailable
-from credence_common.idempotency import forget_attempt
+from credence_common.errors import NotFound
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
 from services.identity import usecases
-from services.identity.adapters.faceid import VerifierUnavailable
 from services.identity.dependencies import DegreeRegistry, IdentityDatabase, IdentityVerifier, Protection, Sms
 from services.identity.models import OutboxEvent
 from services.identity.usecases import institutions, liveness, prior_education, tickets
@@ -134,16 +132,9 @@ class IdentityService(HealthCheck):
     @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def authenticate_staff(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(StaffCredentials, request)
-        try:
-            with self.db.transaction() as session:
-                usecases.ensure_bootstrap_staff(session, self.settings.get("BOOTSTRAP_STAFF_USERNAME"),
-                                                self.settings.get("BOOTSTRAP_STAFF_PASSWORD"))
-        except Conflict:
-            pass  # a concurrent first sign-in created the account
-        with self.db.transaction() as session:
-            outcome = usecases.authenticate_staff(session, self.protection, credentials.username,
-                                                  credentials.password, client_address)
-        return _dump(outcome)
+        return _dump(usecases.sign_in_staff(self.db, self.protection, self.settings.get("BOOTSTRAP_STAFF_USERNAME"),
+                                            self.settings.get("BOOTSTRAP_STAFF_PASSWORD"), credentials.username,
+                                            credentials.password, client_address))
 
     # --- the candidate's record -----------------------------------------------------------------------
 
@@ -167,53 +158,14 @@ class IdentityService(HealthCheck):
         """Checks the name and ID number at the national registry, then opens a liveness session at the vendor
         (services/identity/usecases/liveness.py). The vendor is called outside any transaction."""
         require_self(actor, candidate_id)
-        verifier = self.verifier
-        if not getattr(verifier, "supports_sessions", False):
-            raise liveness.sessions_not_offered()
-        with self.db.transaction() as session:
-            subject = liveness.subject_for_new_session(session, self.protection, candidate_id,
-                                                       getattr(verifier, "max_sessions_per_day",
-                                                               liveness.MAX_SESSIONS_PER_DAY))
-        session_id = subject.session_id
-        try:
-            check = verifier.check_id_card(subject.full_name, subject.resident_id_number)
-            opened = verifier.start_session(subject.full_name, subject.resident_id_number, session_id) \
-                if check.matches else None
-        except VerifierUnavailable as error:
-            liveness.forget_start(self.db, session_id)
-            raise liveness.outage(error, self.db) from None
-        with self.db.transaction() as session:
-            if opened is None:
-                outcome = liveness.registry_refusal(session, candidate_id, check, verifier.name,
-                                                    session_id=session_id)
-            else:
-                outcome = liveness.record_session(session, self.protection, subject, session_id, verifier.name,
-                                                  opened.url, opened.biz_token)
-        return _dump(outcome)
+        return _dump(liveness.start(self.db, self.protection, self.verifier, candidate_id))
 
     @rpc
     def confirm_identity_session(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         """The liveness session's result as the candidate's decision: once per session, this candidate's only."""
         require_self(actor, candidate_id)
         confirmation = parse(ConfirmIdentitySession, request)
-        verifier = self.verifier
-        if not getattr(verifier, "supports_sessions", False):
-            raise liveness.sessions_not_offered()
-        with self.db.transaction() as session:
-            subject = liveness.subject_for_confirmation(session, self.protection, candidate_id,
-                                                        confirmation.biz_token)
-        if not isinstance(subject, liveness.Subject):
-            return _dump(subject)  # confirmed already: the same ticket number
-        try:
-            result = verifier.session_result(subject.biz_token, subject.full_name, subject.resident_id_number)
-        except VerifierUnavailable as error:
-            raise liveness.outage(error, self.db) from None
-        if result.kind == "pending":
-            forget_attempt(self.db)  # not an answer to replay: the candidate may finish the page
-            raise liveness.pending()
-        with self.db.transaction() as session:
-            outcome = liveness.decide(session, subject, result, verifier.name)
-        return _dump(outcome)
+        return _dump(liveness.confirm(self.db, self.protection, self.verifier, candidate_id, confirmation.biz_token))
 
     @rpc
     def confirm_identity_on_site(self, actor: str | None, candidate_id: str, request: dict) -> dict:
@@ -332,20 +284,11 @@ class IdentityService(HealthCheck):
 
     @rpc
     def submit_prior_education(self, actor: str | None, request: dict) -> dict:
+        """The registry is asked between two transactions (services/identity/usecases/prior_education.py)."""
         candidate = require_role(actor, "candidate")
         submission = parse(SubmitPriorEducation, request)
-        # the registry is asked between two transactions: a slow or failing registry (up to its timeout × attempts)
-        # holds no database connection and no lock, and its 503 leaves nothing written (prior_education.record)
-        with self.db.transaction() as session:
-            full_name, resident_id_number = prior_education.holder(session, self.protection, candidate.subject)
-        try:
-            answer = self.degree_registry.look_up(full_name, resident_id_number, submission.degree_certificate_number)
-        except ServiceUnavailable:
-            forget_attempt(self.db)  # an outage is no answer to replay for a day: a retry asks the registry again
-            raise
-        with self.db.transaction() as session:
-            return _dump(prior_education.record(session, self.protection, candidate.subject,
-                                                submission.degree_certificate_number, answer))
+        return _dump(prior_education.submit(self.db, self.protection, self.degree_registry, candidate.subject,
+                                            submission.degree_certificate_number))
 
     @rpc
     def submit_prior_education_proof(self, actor: str | None, request: dict) -> dict:

@@ -562,6 +562,21 @@ def authenticate_staff(session: Session, protection: PersonalDataProtection, use
                                   refresh_token=issue_refresh_token(session, protection, subject, "staff", now))
 
 
+def sign_in_staff(db, protection: PersonalDataProtection, bootstrap_username: str | None,
+                  bootstrap_password: str | None, username: str, password: str,
+                  client_address: str | None = None) -> AuthenticatedPrincipal:
+    """A staff sign-in, the first one creating the bootstrap account. Takes the unit of work (``db``), not a
+    session: the bootstrap account is created in a transaction of its own, so that a concurrent first sign-in that
+    created it too (``409 concurrent_change``) does not refuse this one."""
+    try:
+        with db.transaction() as session:
+            ensure_bootstrap_staff(session, bootstrap_username, bootstrap_password)
+    except Conflict:
+        pass  # a concurrent first sign-in created the account
+    with db.transaction() as session:
+        return authenticate_staff(session, protection, username, password, client_address)
+
+
 def staff_view(account: StaffAccount) -> StaffAccountView:
     return StaffAccountView(username=account.username, display_name=account.display_name,
                             roles=list(staff_roles.from_stored(account.roles)))

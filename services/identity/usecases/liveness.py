@@ -216,3 +216,50 @@ def decide(session: Session, subject: Subject, result: SessionResult, verifier: 
                      liveness_ref=f"{verifier}:{row.session_id}", face_match_score=result.face_match_score)
     row.status, row.decided_at = ("approved" if approved else "rejected"), now
     return candidate_view(candidate)
+
+
+# --- the two steps, each around its vendor call -----------------------------------------------------------
+# Unlike the functions above, these two take the unit of work (``db``) rather than a session: the vendor is called
+# between two transactions, so that a slow vendor holds no database connection and no lock.
+
+def start(db, protection: PersonalDataProtection, verifier, candidate_id: str) -> IdentitySessionView | CandidateView:
+    """Checks the name and ID number at the national registry, then opens a liveness session at the vendor. The
+    attempt is booked before the vendor is asked (``subject_for_new_session``), forgotten on an outage, and kept,
+    refused, when the registry does not know the name and number together (``registry_refusal``)."""
+    if not getattr(verifier, "supports_sessions", False):
+        raise sessions_not_offered()
+    with db.transaction() as session:
+        subject = subject_for_new_session(session, protection, candidate_id,
+                                          getattr(verifier, "max_sessions_per_day", MAX_SESSIONS_PER_DAY))
+    session_id = subject.session_id
+    try:
+        check = verifier.check_id_card(subject.full_name, subject.resident_id_number)
+        opened = verifier.start_session(subject.full_name, subject.resident_id_number, session_id) \
+            if check.matches else None
+    except VerifierUnavailable as error:
+        forget_start(db, session_id)
+        raise outage(error, db) from None
+    with db.transaction() as session:
+        if opened is None:
+            return registry_refusal(session, candidate_id, check, verifier.name, session_id=session_id)
+        return record_session(session, protection, subject, session_id, verifier.name, opened.url,
+                              opened.biz_token)
+
+
+def confirm(db, protection: PersonalDataProtection, verifier, candidate_id: str, biz_token: str) -> CandidateView:
+    """The liveness session's result as the candidate's decision: once per session, this candidate's only."""
+    if not getattr(verifier, "supports_sessions", False):
+        raise sessions_not_offered()
+    with db.transaction() as session:
+        subject = subject_for_confirmation(session, protection, candidate_id, biz_token)
+    if not isinstance(subject, Subject):
+        return subject  # confirmed already: the same ticket number
+    try:
+        result = verifier.session_result(subject.biz_token, subject.full_name, subject.resident_id_number)
+    except VerifierUnavailable as error:
+        raise outage(error, db) from None
+    if result.kind == "pending":
+        forget_attempt(db)  # not an answer to replay: the candidate may finish the page
+        raise pending()
+    with db.transaction() as session:
+        return decide(session, subject, result, verifier.name)

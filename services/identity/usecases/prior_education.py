@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.identity import CandidateView, PriorEducationView
-from credence_common.errors import Conflict, InvalidInput
+from credence_common.errors import Conflict, InvalidInput, ServiceUnavailable
 from credence_common.events import utcnow
+from credence_common.idempotency import forget_attempt
 from services.identity.adapters.degree_registry import RegistryAnswer
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import PriorEducationCheck
@@ -88,3 +89,19 @@ def view(session: Session, candidate_id: str) -> PriorEducationView:
                               registry_result=check.registry_result if check else None,
                               proof_ref=check.proof_ref if check else None, decision=check.decision if check else None,
                               reason=check.reason if check else None, checked_at=check.created_at if check else None)
+
+
+def submit(db, protection: PersonalDataProtection, registry, candidate_id: str,
+           certificate_number: str) -> CandidateView:
+    """The candidate's degree certificate number, checked at the registry. Takes the unit of work (``db``), not a
+    session: the registry is asked between two transactions, so a slow or failing registry (up to its timeout ×
+    attempts) holds no database connection and no lock, and its 503 leaves nothing written (``record``)."""
+    with db.transaction() as session:
+        full_name, resident_id_number = holder(session, protection, candidate_id)
+    try:
+        answer = registry.look_up(full_name, resident_id_number, certificate_number)
+    except ServiceUnavailable:
+        forget_attempt(db)  # an outage is no answer to replay for a day: a retry asks the registry again
+        raise
+    with db.transaction() as session:
+        return record(session, protection, candidate_id, certificate_number, answer)

@@ -1,6 +1,11 @@
 """Identity's use cases refuse by raising; the refusals that must keep what the call wrote (a failed sign-in
 counted, a wrong code's try burnt, a code used up) raise ``CommitThenRefuse``, which identity's unit of work
-commits before it raises the refusal. On SQLite and PostgreSQL, without a broker."""
+commits before it raises the refusal. On SQLite and PostgreSQL, without a broker.
+
+Proved elsewhere through the service: candidate sign-in lockouts (test_identity.py, test_identity_abuse.py), a wrong
+code's tries (test_identity.py::test_code_rules_single_use_five_tries_resend_interval), a registration conflict using
+up its code (test_identity_abuse.py), a replayed refresh token ending every session (test_identity.py), a refused
+registry check booked against the day (test_identity_faceid.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from credence_common.contracts.identity import SECURITY_QUESTIONS, CreateInstitution, RegisterCandidate
 from credence_common.crypto import KeyRing
 from credence_common.db import CommitSignal, UnitOfWork, make_engine
 from credence_common.errors import InvalidInput, RateLimited, Unauthorized
@@ -19,9 +25,11 @@ from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.dependencies import IdentityUnitOfWork
 from services.identity.domain import codes
 from services.identity.models import LoginThrottle, OneTimeCode
-from services.identity.usecases import CommitThenRefuse
+from services.identity.usecases import CommitThenRefuse, institutions, throttling
 
 UNREGISTERED = "13700000001"
+MOBILE = "13812345678"
+PASSWORD = "Tiger-lily 47 canoe"
 
 
 @pytest.fixture
@@ -70,19 +78,80 @@ def test_a_unit_of_work_that_does_not_know_it_fails_loudly_instead_of_losing_the
     assert throttle_rows(identity_db) == []
 
 
+def refused_until_locked(unit, attempt, right, wrong) -> int:
+    """How many wrong secrets were refused as wrong (each one committed, counted) before the name locked; the
+    right secret is then refused too."""
+    refused = 0
+    while True:
+        try:
+            with unit.transaction() as session:
+                attempt(session, wrong)
+        except Unauthorized:
+            refused += 1
+            assert refused <= 50, "the wrong guesses were never counted"
+            continue
+        except RateLimited as locked:
+            assert locked.code == "too_many_attempts"
+            break
+    with pytest.raises(RateLimited), unit.transaction() as session:
+        attempt(session, right)
+    return refused
+
+
 def test_every_refused_staff_password_is_counted_until_the_name_is_locked(identity_db, protection):
     unit = IdentityUnitOfWork(identity_db, CommitSignal())
+    now = utcnow()  # one instant for every call: the first lock lasts a second only
     with unit.transaction() as session:
         usecases.ensure_bootstrap_staff(session, "admin", "Staff-password-2026")
-    for _ in range(5):
-        with pytest.raises(Unauthorized), unit.transaction() as session:
-            usecases.authenticate_staff(session, protection, "admin", "Wrong-guess-77", "203.0.113.9")
-    with pytest.raises(RateLimited) as locked, unit.transaction() as session:
-        usecases.authenticate_staff(session, protection, "admin", "Staff-password-2026", "203.0.113.9")
-    assert locked.value.code == "too_many_attempts"
+    assert refused_until_locked(unit, lambda session, password: usecases.authenticate_staff(
+        session, protection, "admin", password, "203.0.113.9", now=now), "Staff-password-2026",
+        "Wrong-guess-77") == throttling.FREE_PER_CLIENT + 1
     with unit.transaction() as session:  # the owner, from elsewhere, is not locked out
         assert usecases.authenticate_staff(session, protection, "admin", "Staff-password-2026",
-                                           "198.51.100.7").role == "staff"
+                                           "198.51.100.7", now=now).role == "staff"
+    unit.close()
+
+
+def register_candidate(unit, protection, now) -> str:
+    class Texts:
+        sent: list[str] = []
+
+        def send(self, session, mobile, index, text, purpose=None, params=None):
+            self.sent.append(params[0])
+
+    texts = Texts()
+    with unit.transaction() as session:
+        usecases.request_code(session, protection, texts, MOBILE, "registration", "10.0.0.9", now=now)
+    with unit.transaction() as session:
+        return usecases.register_candidate(session, protection, RegisterCandidate(
+            full_name="王小明", resident_id_number="11010519491231002X", mobile=MOBILE, mobile_code=texts.sent[-1],
+            email="wang.xiaoming@example.com", password=PASSWORD, exam_region="11",
+            security_question=SECURITY_QUESTIONS[0], security_answer="Mrs Zhou"), now=now).candidate_id
+
+
+def test_every_refused_current_password_and_security_answer_is_counted(identity_db, protection):
+    unit = IdentityUnitOfWork(identity_db, CommitSignal())
+    now = utcnow()
+    candidate_id = register_candidate(unit, protection, now)
+    # the current password is asked of a signed-in candidate: one budget per account, with no address
+    assert refused_until_locked(unit, lambda session, password: usecases.change_password(
+        session, protection, candidate_id, password, "Blue-heron 82 kayak", now=now), PASSWORD,
+        "Wrong-guess-77") == throttling.FREE_PER_NAME + 1
+    assert refused_until_locked(unit, lambda session, answer: usecases.reset_password_with_answer(
+        session, protection, MOBILE, answer, "Blue-heron 82 kayak", "203.0.113.9", now=now), "mrs zhou",
+        "Mr Li") == throttling.FREE_PER_CLIENT + 1
+    unit.close()
+
+
+def test_every_refused_institution_password_is_counted(identity_db, protection):
+    unit = IdentityUnitOfWork(identity_db, CommitSignal())
+    now = utcnow()
+    with unit.transaction() as session:
+        institutions.create_institution(session, CreateInstitution(
+            name="Haidian Training School", admin_username="haidian.admin", admin_password="Institution-pass 2026"))
+    assert refused_until_locked(unit, lambda session, password: institutions.authenticate(
+        session, protection, "haidian.admin", password, "203.0.113.9", now=now), "Institution-pass 2026",
+        "Wrong-guess-77") == throttling.FREE_PER_CLIENT + 1
     unit.close()
 
 

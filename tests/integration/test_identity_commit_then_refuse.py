@@ -18,14 +18,15 @@ from sqlalchemy import select
 from credence_common.contracts.identity import SECURITY_QUESTIONS, CreateInstitution, RegisterCandidate
 from credence_common.crypto import KeyRing
 from credence_common.db import CommitSignal, UnitOfWork, make_engine
-from credence_common.errors import InvalidInput, RateLimited, Unauthorized
+from credence_common.errors import Conflict, InvalidInput, RateLimited, Unauthorized
 from credence_common.events import utcnow
 from services.identity import usecases
+from services.identity.adapters.faceid import SessionResult
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.dependencies import IdentityUnitOfWork
 from services.identity.domain import codes
-from services.identity.models import LoginThrottle, OneTimeCode
-from services.identity.usecases import CommitThenRefuse, institutions, throttling
+from services.identity.models import IdentityLivenessSession, LoginThrottle, OneTimeCode
+from services.identity.usecases import CommitThenRefuse, institutions, liveness, throttling
 
 UNREGISTERED = "13700000001"
 MOBILE = "13812345678"
@@ -175,4 +176,28 @@ def test_a_right_code_for_a_number_nobody_registered_is_refused_and_stays_used_u
     assert refused.value.code == "invalid_code"
     with unit.transaction() as session:
         assert session.get(OneTimeCode, code_id).consumed_at is not None
+    unit.close()
+
+
+@pytest.mark.parametrize("kind, code", [("expired", "liveness_session_expired"),
+                                        ("inconclusive", "liveness_inconclusive")])
+def test_a_session_the_vendor_calls_expired_or_inconclusive_is_closed_and_refused(identity_db, protection, kind,
+                                                                                  code):
+    unit = IdentityUnitOfWork(identity_db, CommitSignal())
+    now = utcnow()
+    candidate_id = register_candidate(unit, protection, now)
+    with unit.transaction() as session:
+        subject = liveness.subject_for_new_session(session, protection, candidate_id, now=now)
+        liveness.record_session(session, protection, subject, subject.session_id, "tencent_faceid",
+                                "https://faceid.example/h5", "BIZ-TOKEN", now=now)
+    with unit.transaction() as session:
+        subject = liveness.subject_for_confirmation(session, protection, candidate_id, "BIZ-TOKEN", now=now)
+    with pytest.raises(Conflict) as refused, unit.transaction() as session:
+        liveness.decide(session, subject, SessionResult(kind), "tencent_faceid", now=now)
+    assert refused.value.code == code
+    with unit.transaction() as session:  # closed for good: its token cannot be used again
+        assert session.get(IdentityLivenessSession, subject.session_id).status == kind
+        with pytest.raises(Conflict) as used:
+            liveness.subject_for_confirmation(session, protection, candidate_id, "BIZ-TOKEN", now=now)
+    assert used.value.code == "liveness_session_used"
     unit.close()

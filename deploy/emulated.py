@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from credence_common.masking import mask_mobile
 from deploy import platform
-from services.identity.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
-from services.identity.faceid_emulator import FaceIdEmulator
-from services.identity.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets
+from services.identity.adapters.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
+from services.identity.adapters.faceid_emulator import FaceIdEmulator
+from services.identity.adapters.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets
 from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

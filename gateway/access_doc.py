@@ -54,7 +54,7 @@ Access is checked twice:
 2. **Again inside the service**, for every RPC that acts for someone: the gateway passes the caller
    as an `actor` (`{"subject", "role"}`, for an institution account the `institution_id` and for a staff account
    the `staff_roles` identity named at sign-in; `credence_common/actors.py`) and the service decides
-   itself what that actor may do; identity whose record it may see or change (`services/identity/access.py`
+   itself what that actor may do; identity whose record it may see or change (`services/identity/usecases/access.py`
    `authorize`): staff holding `support` any candidate, a candidate only themself, an institution only candidates
    registered with its `institution_id`. The details are in [the last section](#checked-again-inside-the-services).
 

@@ -164,7 +164,7 @@ ROUTES: tuple[Route, ...] = (
           handler=Rpc("identity", "confirm_identity", ACTOR, SUBJECT, BODY)),
     # IDENTITY_VERIFIER=tencent_faceid: a liveness session at the vendor, then its result. Starting one is rate
     # limited (each is billed) and never replayed (its url holds the session's token); the token a confirmation
-    # names must be the caller's own, unused session (services/identity/liveness.py)
+    # names must be the caller's own, unused session (services/identity/usecases/liveness.py)
     Route(name="start_my_identity_session", method="POST", path="/api/v1/me/identity-confirmation/sessions",
           summary="Start a liveness session at the identity verifier; open its url, which returns with ?token=…",
           roles=("candidate",), response_model=IdentitySessionView, success_status=201, rate_limited=True,

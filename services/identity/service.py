@@ -1,7 +1,8 @@
 """Identity service entrypoints: thin, validated, one transaction each.
 
-Use cases that must keep a failure counter (wrong code, failed sign-in) return their refusal; it is
-raised here, after the counter has been committed."""
+Use cases refuse by raising. Those that must keep a failure counter (wrong code, failed sign-in) raise
+``CommitThenRefuse``; the unit of work (``self.db``, ``dependencies.IdentityDatabase``) commits the counter, then
+raises the refusal."""
 
 from __future__ import annotations
 
@@ -38,40 +39,31 @@ from credence_common.contracts.identity import (
     TicketLookup,
     TransferRegion,
 )
-from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Conflict, CredenceError, NotFound, ServiceUnavailable
-from credence_common.idempotency import forget_attempt
+from credence_common.errors import NotFound
 from credence_common.metrics import Metrics
 from credence_common.outbox_relay import OutboxRelay
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.identity import institutions, liveness, prior_education, tickets, usecases
-from services.identity.access import institution_of, visible_candidate
-from services.identity.faceid import VerifierUnavailable
+from services.identity import usecases
+from services.identity.dependencies import DegreeRegistry, IdentityDatabase, IdentityVerifier, Protection, Sms
 from services.identity.models import OutboxEvent
-from services.identity.prior_education import DegreeRegistry
-from services.identity.protection import Protection
-from services.identity.sms import Sms
-from services.identity.verifier import IdentityVerifier
+from services.identity.usecases import institutions, liveness, prior_education, tickets
+from services.identity.usecases.access import institution_of, visible_candidate
 
 
 def _dump(outcome):
-    if isinstance(outcome, CredenceError):
-        raise outcome
     return outcome.model_dump(mode="json") if hasattr(outcome, "model_dump") else outcome
 
 
-def _done(outcome, message: str) -> dict:
-    if isinstance(outcome, CredenceError):
-        raise outcome
+def _done(message: str) -> dict:
     return {"status": "done", "message": message}
 
 
 class IdentityService(HealthCheck):
     name = "identity"
 
-    db = Database()
+    db = IdentityDatabase()
     outbox_relay = OutboxRelay(OutboxEvent)
     metrics = Metrics()
     verifier = IdentityVerifier()
@@ -140,16 +132,9 @@ class IdentityService(HealthCheck):
     @rpc(idempotent=False)  # issues a credential: never stored nor replayed
     def authenticate_staff(self, request: dict, client_address: str | None = None) -> dict:
         credentials = parse(StaffCredentials, request)
-        try:
-            with self.db.transaction() as session:
-                usecases.ensure_bootstrap_staff(session, self.settings.get("BOOTSTRAP_STAFF_USERNAME"),
-                                                self.settings.get("BOOTSTRAP_STAFF_PASSWORD"))
-        except Conflict:
-            pass  # a concurrent first sign-in created the account
-        with self.db.transaction() as session:
-            outcome = usecases.authenticate_staff(session, self.protection, credentials.username,
-                                                  credentials.password, client_address)
-        return _dump(outcome)
+        return _dump(usecases.sign_in_staff(self.db, self.protection, self.settings.get("BOOTSTRAP_STAFF_USERNAME"),
+                                            self.settings.get("BOOTSTRAP_STAFF_PASSWORD"), credentials.username,
+                                            credentials.password, client_address))
 
     # --- the candidate's record -----------------------------------------------------------------------
 
@@ -171,55 +156,16 @@ class IdentityService(HealthCheck):
     @rpc(idempotent=False)  # its url holds the session's token (a credential): never stored nor replayed
     def start_identity_session(self, actor: str | None, candidate_id: str) -> dict:
         """Checks the name and ID number at the national registry, then opens a liveness session at the vendor
-        (services/identity/liveness.py). The vendor is called outside any transaction."""
+        (services/identity/usecases/liveness.py). The vendor is called outside any transaction."""
         require_self(actor, candidate_id)
-        verifier = self.verifier
-        if not getattr(verifier, "supports_sessions", False):
-            raise liveness.sessions_not_offered()
-        with self.db.transaction() as session:
-            subject = liveness.subject_for_new_session(session, self.protection, candidate_id,
-                                                       getattr(verifier, "max_sessions_per_day",
-                                                               liveness.MAX_SESSIONS_PER_DAY))
-        session_id = subject.session_id
-        try:
-            check = verifier.check_id_card(subject.full_name, subject.resident_id_number)
-            opened = verifier.start_session(subject.full_name, subject.resident_id_number, session_id) \
-                if check.matches else None
-        except VerifierUnavailable as error:
-            liveness.forget_start(self.db, session_id)
-            raise liveness.outage(error, self.db) from None
-        with self.db.transaction() as session:
-            if opened is None:
-                outcome = liveness.registry_refusal(session, candidate_id, check, verifier.name,
-                                                    session_id=session_id)
-            else:
-                outcome = liveness.record_session(session, self.protection, subject, session_id, verifier.name,
-                                                  opened.url, opened.biz_token)
-        return _dump(outcome)
+        return _dump(liveness.start(self.db, self.protection, self.verifier, candidate_id))
 
     @rpc
     def confirm_identity_session(self, actor: str | None, candidate_id: str, request: dict) -> dict:
         """The liveness session's result as the candidate's decision: once per session, this candidate's only."""
         require_self(actor, candidate_id)
         confirmation = parse(ConfirmIdentitySession, request)
-        verifier = self.verifier
-        if not getattr(verifier, "supports_sessions", False):
-            raise liveness.sessions_not_offered()
-        with self.db.transaction() as session:
-            subject = liveness.subject_for_confirmation(session, self.protection, candidate_id,
-                                                        confirmation.biz_token)
-        if not isinstance(subject, liveness.Subject):
-            return _dump(subject)  # confirmed already: the same ticket number
-        try:
-            result = verifier.session_result(subject.biz_token, subject.full_name, subject.resident_id_number)
-        except VerifierUnavailable as error:
-            raise liveness.outage(error, self.db) from None
-        if result.kind == "pending":
-            forget_attempt(self.db)  # not an answer to replay: the candidate may finish the page
-            raise liveness.pending()
-        with self.db.transaction() as session:
-            outcome = liveness.decide(session, subject, result, verifier.name)
-        return _dump(outcome)
+        return _dump(liveness.confirm(self.db, self.protection, self.verifier, candidate_id, confirmation.biz_token))
 
     @rpc
     def confirm_identity_on_site(self, actor: str | None, candidate_id: str, request: dict) -> dict:
@@ -338,20 +284,11 @@ class IdentityService(HealthCheck):
 
     @rpc
     def submit_prior_education(self, actor: str | None, request: dict) -> dict:
+        """The registry is asked between two transactions (services/identity/usecases/prior_education.py)."""
         candidate = require_role(actor, "candidate")
         submission = parse(SubmitPriorEducation, request)
-        # the registry is asked between two transactions: a slow or failing registry (up to its timeout × attempts)
-        # holds no database connection and no lock, and its 503 leaves nothing written (prior_education.record)
-        with self.db.transaction() as session:
-            full_name, resident_id_number = prior_education.holder(session, self.protection, candidate.subject)
-        try:
-            answer = self.degree_registry.look_up(full_name, resident_id_number, submission.degree_certificate_number)
-        except ServiceUnavailable:
-            forget_attempt(self.db)  # an outage is no answer to replay for a day: a retry asks the registry again
-            raise
-        with self.db.transaction() as session:
-            return _dump(prior_education.record(session, self.protection, candidate.subject,
-                                                submission.degree_certificate_number, answer))
+        return _dump(prior_education.submit(self.db, self.protection, self.degree_registry, candidate.subject,
+                                            submission.degree_certificate_number))
 
     @rpc
     def submit_prior_education_proof(self, actor: str | None, request: dict) -> dict:
@@ -379,19 +316,18 @@ class IdentityService(HealthCheck):
         candidate = require_role(actor, "candidate")
         change = parse(ChangePassword, request)
         with self.db.transaction() as session:
-            outcome = usecases.change_password(session, self.protection, candidate.subject, change.current_password,
-                                               change.new_password)
-        return _done(outcome, "Password changed; every session (this one included) must sign in again.")
+            usecases.change_password(session, self.protection, candidate.subject, change.current_password,
+                                     change.new_password)
+        return _done("Password changed; every session (this one included) must sign in again.")
 
     @rpc
     def set_security_question(self, actor: str | None, request: dict) -> dict:
         candidate = require_role(actor, "candidate")
         change = parse(SetSecurityQuestion, request)
         with self.db.transaction() as session:
-            outcome = usecases.set_security_question(session, self.protection, candidate.subject,
-                                                     change.current_password, change.security_question,
-                                                     change.security_answer)
-        return _done(outcome, "Security question saved.")
+            usecases.set_security_question(session, self.protection, candidate.subject, change.current_password,
+                                           change.security_question, change.security_answer)
+        return _done("Security question saved.")
 
     # --- recovery -------------------------------------------------------------------------------------
 
@@ -399,9 +335,8 @@ class IdentityService(HealthCheck):
     def reset_password_with_code(self, request: dict) -> dict:
         reset = parse(ResetPasswordWithCode, request)
         with self.db.transaction() as session:
-            outcome = usecases.reset_password_with_code(session, self.protection, reset.mobile, reset.code,
-                                                        reset.new_password)
-        return _done(outcome, "Password changed; sign in with the new password.")
+            usecases.reset_password_with_code(session, self.protection, reset.mobile, reset.code, reset.new_password)
+        return _done("Password changed; sign in with the new password.")
 
     @rpc
     def security_question(self, request: dict) -> dict:
@@ -413,10 +348,9 @@ class IdentityService(HealthCheck):
     def reset_password_with_answer(self, request: dict, client_address: str | None = None) -> dict:
         reset = parse(ResetPasswordWithAnswer, request)
         with self.db.transaction() as session:
-            outcome = usecases.reset_password_with_answer(session, self.protection, reset.login,
-                                                          reset.security_answer, reset.new_password,
-                                                          client_address)
-        return _done(outcome, "Password changed; sign in with the new password.")
+            usecases.reset_password_with_answer(session, self.protection, reset.login, reset.security_answer,
+                                                reset.new_password, client_address)
+        return _done("Password changed; sign in with the new password.")
 
     @rpc
     def lookup_ticket(self, request: dict) -> dict:

@@ -15,8 +15,8 @@ from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from credence_common.events import utcnow
 from services.identity import usecases
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import OneTimeCode
-from services.identity.protection import PersonalDataProtection
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor
 
@@ -150,16 +150,17 @@ def test_code_expiry_and_daily_caps(start_service):
     start = utcnow().replace(hour=10, minute=0, second=0, microsecond=0)
     with Session(engine) as session, session.begin():
         usecases.request_code(session, protection, sms, MOBILE, "registration", "10.0.0.9", now=start)
-    with Session(engine) as session, session.begin():
+    with Session(engine) as session, session.begin(), pytest.raises(InvalidInput):
         late = start + timedelta(minutes=5, seconds=1)
-        assert isinstance(usecases.consume_code(session, protection, MOBILE, "registration", sms.sent[-1], late),
-                          InvalidInput)
-    outcomes = []
+        usecases.consume_code(session, protection, MOBILE, "registration", sms.sent[-1], late)
+    refused = []
     for minute in range(2, 14):
         with Session(engine) as session, session.begin():
-            outcomes.append(usecases.request_code(session, protection, sms, MOBILE, "registration", "10.0.0.9",
-                                                  now=start + timedelta(minutes=minute)))
-    refused = [o for o in outcomes if isinstance(o, RateLimited)]
+            try:
+                usecases.request_code(session, protection, sms, MOBILE, "registration", "10.0.0.9",
+                                      now=start + timedelta(minutes=minute))
+            except RateLimited as refusal:
+                refused.append(refusal)
     assert len(sms.sent) == 10 and refused and refused[0].code == "code_daily_limit"
     engine.dispose()
 

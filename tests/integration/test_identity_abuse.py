@@ -11,8 +11,8 @@ import eventlet
 import pytest
 
 from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
+from services.identity.adapters.sms import sign
 from services.identity.service import IdentityService
-from services.identity.sms import sign
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_identity import (
     EMAIL,

@@ -10,10 +10,11 @@ from credence_common.contracts.identity import RegisterCandidate
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
 from credence_common.events import utcnow
-from services.identity import codes, usecases
+from services.identity import usecases
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.cli import app
+from services.identity.domain import codes
 from services.identity.models import OneTimeCode, SmsQueue, SmsReceipt
-from services.identity.protection import PersonalDataProtection
 from tests.integration.conftest import query
 
 IDS = ["11010519491231002X", "110105197001010011", "110105198503120127"]

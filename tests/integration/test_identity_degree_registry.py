@@ -1,6 +1,6 @@
 """Identity configured with DEGREE_REGISTRY=http, in a real container on SQLite and PostgreSQL, against the degree
-registry emulator (services/identity/degree_registry_emulator.py, speaking docs/degree-registry-contract.md) on a
-free port: found -> verified, not found -> proof_required, an outage or an answer that cannot be believed -> 503
+registry emulator (services/identity/adapters/degree_registry_emulator.py, speaking docs/degree-registry-contract.md)
+on a free port: found -> verified, not found -> proof_required, an outage or an answer that cannot be believed -> 503
 with the status unchanged and nothing recorded, the breaker, and both sides' keys rotated without a restart."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from prometheus_client import REGISTRY
 
 from credence_common import idempotency
 from credence_common.errors import ServiceUnavailable
-from services.identity import degree_registry
-from services.identity.degree_registry import (
+from services.identity.adapters import degree_registry
+from services.identity.adapters.degree_registry import (
     HEADER_NONCE,
     LOOKUP_PATH,
     REGISTRY_KEY_ID,
@@ -37,8 +37,8 @@ from services.identity.degree_registry import (
     signed_request_headers,
     verify,
 )
-from services.identity.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
-from services.identity.prior_education import DegreeRegistry
+from services.identity.adapters.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
+from services.identity.dependencies import DegreeRegistry
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_identity import VALID_ID, age_codes, register
@@ -144,7 +144,7 @@ def test_an_outage_or_an_answer_that_cannot_be_believed_is_a_503_and_changes_not
                                ("bad_signature", lambda: setattr(faults, "stale_answers_seconds", 900))):
             fault()
             before = counted()
-            with caplog.at_level(logging.WARNING, logger="services.identity.degree_registry"):
+            with caplog.at_level(logging.WARNING, logger="services.identity.adapters.degree_registry"):
                 with pytest.raises(ServiceUnavailable) as unavailable:
                     submit(identity, actor, KNOWN)
             assert unavailable.value.code == "degree_registry_unavailable", outcome
@@ -252,9 +252,10 @@ def test_both_sides_keys_rotate_without_a_restart_and_a_forged_answer_is_refused
 
 
 def test_the_emulator_runs_alone_for_staging_with_the_records_it_is_given(tmp_path):
-    """``python -m services.identity.degree_registry_emulator``: writes our side's keys and serves the contract."""
-    command = [sys.executable, "-m", "services.identity.degree_registry_emulator", "--keys", str(tmp_path / "keys"),
-               "--port", "0", "--record", f"{KNOWN},{HOLDER},{VALID_ID}"]
+    """``python -m services.identity.adapters.degree_registry_emulator``: writes our side's keys and serves the
+    contract."""
+    command = [sys.executable, "-m", "services.identity.adapters.degree_registry_emulator",
+               "--keys", str(tmp_path / "keys"), "--port", "0", "--record", f"{KNOWN},{HOLDER},{VALID_ID}"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=dict(os.environ, CREDENCE_ENV="staging"))
     try:

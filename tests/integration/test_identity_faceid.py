@@ -1,6 +1,6 @@
 """Identity configured with IDENTITY_VERIFIER=tencent_faceid, in a real container on SQLite and PostgreSQL, against
-the Tencent Cloud FaceID emulator (services/identity/faceid_emulator.py) on a free port: the registry check and the
-liveness session to a ticket number, mismatches and spoofs recorded as rejections, tokens that are someone else's
+the Tencent Cloud FaceID emulator (services/identity/adapters/faceid_emulator.py) on a free port: the registry check and
+the liveness session to a ticket number, mismatches and spoofs recorded as rejections, tokens that are someone else's
 or used up refused, an outage answered 503 with nothing recorded, the circuit breaker opening and closing, and the
 API key rotated under the running service."""
 
@@ -15,8 +15,8 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from credence_common import idempotency
 from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
-from services.identity import faceid
-from services.identity.faceid_emulator import FaceIdEmulator
+from services.identity.adapters import faceid
+from services.identity.adapters.faceid_emulator import FaceIdEmulator
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_identity import CANDIDATE, VALID_ID, register

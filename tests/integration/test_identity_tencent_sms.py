@@ -1,5 +1,5 @@
 """Identity configured with SMS_ADAPTER=tencent_sms, in a real container on SQLite and PostgreSQL, against the
-Tencent Cloud SMS emulator (services/identity/sms_emulator.py) on a free port: codes reach Tencent as their
+Tencent Cloud SMS emulator (services/identity/adapters/sms_emulator.py) on a free port: codes reach Tencent as their
 purpose's approved template, an outage loses no code and sends each once after it, permanent refusals are
 recorded, receipts are pulled and recorded, and the API key rotates under the running service."""
 
@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from credence_common.crypto import KeyRing
 from credence_common.db import make_engine
 from credence_common.events import utcnow
-from services.identity import tencent_sms
+from services.identity.adapters import tencent_sms
+from services.identity.adapters.sms import GIVE_UP_AFTER
+from services.identity.adapters.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets
 from services.identity.models import SmsQueue
 from services.identity.service import IdentityService
-from services.identity.sms import GIVE_UP_AFTER
-from services.identity.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets
 from tests.integration.conftest import query, rpc_proxy, wait_for
 from tests.integration.test_identity import registration
 
@@ -202,7 +202,7 @@ def test_a_text_still_unsent_after_give_up_after_expires_instead_of_arriving_lat
 
 
 def test_in_staging_the_emulator_runs_alone_and_prints_the_settings_that_send_through_it(tmp_path, monkeypatch):
-    process = subprocess.Popen([sys.executable, "-m", "services.identity.sms_emulator", "--secrets",
+    process = subprocess.Popen([sys.executable, "-m", "services.identity.adapters.sms_emulator", "--secrets",
                                 str(tmp_path / "staging"), "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         printed = process.stdout.readline()

@@ -1,5 +1,5 @@
 """Several identity replicas share one SMS queue: each due text is claimed by exactly one of them
-(services/identity/sms.py, ``claim_due_texts``), on SQLite and PostgreSQL."""
+(services/identity/adapters/sms.py, ``claim_due_texts``), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from credence_common.db import make_engine
 from credence_common.events import utcnow
+from services.identity.adapters.sms import CLAIM_LEASE, claim_due_texts
 from services.identity.models import SmsQueue
-from services.identity.sms import CLAIM_LEASE, claim_due_texts
 
 
 def queue_texts(engine, count: int, now) -> None:

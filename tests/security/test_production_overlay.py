@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from credence_common.events import utcnow
 from deploy.journey import random_mobile, random_resident_id
 from deploy.processes import PROCESSES
-from services.identity.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
-from services.identity.faceid_emulator import FaceIdEmulator
-from services.identity.sms_emulator import TencentSmsEmulator
-from services.identity.tencent_sms import SECRET_ID_FILE, SECRET_KEY_FILE
+from services.identity.adapters.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
+from services.identity.adapters.faceid_emulator import FaceIdEmulator
+from services.identity.adapters.sms_emulator import TencentSmsEmulator
+from services.identity.adapters.tencent_sms import SECRET_ID_FILE, SECRET_KEY_FILE
 from services.payments.providers import business_day
 from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator
 from tests.e2e.conftest import running_platform

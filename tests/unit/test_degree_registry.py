@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from requests.structures import CaseInsensitiveDict
 
 from credence_common.errors import ServiceUnavailable
-from services.identity import degree_registry
-from services.identity.degree_registry import (
+from services.identity.adapters import degree_registry
+from services.identity.adapters.degree_registry import (
     HEADER_KEY_ID,
     HEADER_NONCE,
     REGISTRY_KEY_ID,
@@ -30,6 +30,7 @@ from services.identity.degree_registry import (
     HttpDegreeRegistry,
     KeyStore,
     RegistryFailure,
+    SandboxDegreeRegistry,
     body_digest,
     load_keys,
     parse_answer,
@@ -39,8 +40,8 @@ from services.identity.degree_registry import (
     signed_request_headers,
     verify,
 )
-from services.identity.degree_registry_emulator import pem_public, write_credence_keys
-from services.identity.prior_education import DegreeRegistry, SandboxDegreeRegistry
+from services.identity.adapters.degree_registry_emulator import pem_public, write_credence_keys
+from services.identity.dependencies import DegreeRegistry
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "degree-registry-contract.md"
 NAME, RESIDENT_ID, NUMBER = "李四", "110105197001010011", "100011202405000123"
@@ -153,7 +154,7 @@ def test_keys_rotate_without_a_restart_and_a_broken_update_keeps_the_last_good_k
     # a half-written key: logged, and the last good keys stay
     (secrets_dir / "signing" / "c2.pem").write_text("-----BEGIN PRIVATE KEY-----\ntrunc")
     os.utime(secrets_dir / "signing" / "c2.pem", ns=(time.time_ns() + 10**9,) * 2)
-    with caplog.at_level(logging.ERROR, logger="services.identity.degree_registry"):
+    with caplog.at_level(logging.ERROR, logger="services.identity.adapters.degree_registry"):
         assert store.keys().signing_key_id == "c2"
     assert "not reloaded, the last good ones stay" in caplog.text and "PRIVATE" not in caplog.text
 
@@ -290,7 +291,7 @@ def test_a_signed_answer_is_believed_and_the_request_carries_personal_data_in_it
 
 def unanswered(registry, outcome: str, caplog) -> None:
     before = counted()
-    with caplog.at_level(logging.WARNING, logger="services.identity.degree_registry"):
+    with caplog.at_level(logging.WARNING, logger="services.identity.adapters.degree_registry"):
         with pytest.raises(ServiceUnavailable) as refused:
             look_up(registry)
     assert refused.value.code == "degree_registry_unavailable" and "try again" in refused.value.message

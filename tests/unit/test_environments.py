@@ -12,9 +12,7 @@ from credence_common.config import (
     environment,
     is_development,
 )
-from services.identity.prior_education import DegreeRegistry
-from services.identity.sms import Sms
-from services.identity.verifier import IdentityVerifier
+from services.identity.dependencies import DegreeRegistry, IdentityVerifier, Sms
 from services.payments.configuration import configured_payments
 
 

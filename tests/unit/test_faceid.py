@@ -15,8 +15,8 @@ import pytest
 from tencentcloud.common.sign import Sign
 
 from deploy.journey import wait_until
-from services.identity import faceid
-from services.identity.faceid import (
+from services.identity.adapters import faceid
+from services.identity.adapters.faceid import (
     VERIFIER_CALLS,
     IdCardCheck,
     SecretStore,
@@ -29,7 +29,7 @@ from services.identity.faceid import (
     parse_endpoint,
     string_to_sign,
 )
-from services.identity.faceid_emulator import EmulatedSession, FaceIdEmulator
+from services.identity.adapters.faceid_emulator import EmulatedSession, FaceIdEmulator
 
 NAME, ID_NUMBER = "王小明", "11010519491231002X"
 
@@ -236,7 +236,7 @@ def test_the_breaker_opens_after_n_failures_fails_fast_then_closes(emulator, tmp
     verifier = adapter(emulator, tmp_path / "faceid", retries=0, breaker_failures=2, breaker_reset_seconds=0.2)
     before_open = calls("IdCardVerification", "breaker_open")
     emulator.faults.internal_errors = 10
-    caplog.set_level(logging.WARNING, logger="services.identity.faceid")
+    caplog.set_level(logging.WARNING, logger="services.identity.adapters.faceid")
     for _ in range(2):
         with pytest.raises(VerifierUnavailable):
             verifier.check_id_card(NAME, ID_NUMBER)
@@ -268,7 +268,7 @@ def test_a_refused_session_start_is_unavailable_to_the_candidate_and_an_error_to
     emulator.write_secrets(tmp_path / "faceid")
     verifier = TencentFaceIdVerifier(SecretStore(tmp_path / "faceid", 0), "999", "https://credence.test/back",
                                      emulator.base_url, timeout_seconds=2, sleep=lambda _s: None)
-    caplog.set_level(logging.ERROR, logger="services.identity.faceid")
+    caplog.set_level(logging.ERROR, logger="services.identity.adapters.faceid")
     with pytest.raises(VerifierUnavailable) as refused:
         verifier.start_session(NAME, ID_NUMBER, "session-1")
     assert refused.value.code == "InvalidParameterValue.RuleIdNotExist"
@@ -417,7 +417,7 @@ def ask(gateway, name: str, role: str | None, body: bytes, rpc) -> tuple[int, di
 
 def test_the_gateway_starts_and_confirms_the_callers_own_session_and_answers_an_outage_503(gateway):
     from credence_common.errors import ServiceUnavailable
-    from services.identity import liveness
+    from services.identity.usecases import liveness
 
     session = {"session_id": "s-1", "url": "https://faceid.example/h5/T", "verifier": "tencent_faceid",
                "expires_at": "2026-12-10T00:00:00Z"}

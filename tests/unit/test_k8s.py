@@ -547,7 +547,7 @@ def test_identity_refuses_to_start_until_the_overlays_placeholders_are_filled_in
     """The operator's own accounts (the SMS application and its templates, the FaceID RuleId) are REPLACE_WITH_...
     placeholders in the production overlay: identity's SMS and FaceID adapters refuse them at start-up, naming the
     setting, rather than failing at the first text."""
-    from services.identity import faceid, tencent_sms
+    from services.identity.adapters import faceid, tencent_sms
 
     spec = next(spec for spec in PROCESSES if spec.name == "identity")
     production_environment(spec, monkeypatch)

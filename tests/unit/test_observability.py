@@ -19,10 +19,10 @@ from prometheus_client import REGISTRY
 
 import credence_common.metrics  # noqa: F401  (registers the credence_* metrics)
 import credence_common.reliable_events  # noqa: F401  (registers credence_dead_letters)
-import services.identity.degree_registry  # noqa: F401  (registers credence_degree_registry_lookups_total)
-import services.identity.faceid  # noqa: F401  (registers credence_identity_verifier_*)
-import services.identity.sms  # noqa: F401  (registers credence_sms_texts_total)
-import services.identity.tencent_sms  # noqa: F401  (registers credence_sms_breaker_open)
+import services.identity.adapters.degree_registry  # noqa: F401  (registers credence_degree_registry_lookups_total)
+import services.identity.adapters.faceid  # noqa: F401  (registers credence_identity_verifier_*)
+import services.identity.adapters.sms  # noqa: F401  (registers credence_sms_texts_total)
+import services.identity.adapters.tencent_sms  # noqa: F401  (registers credence_sms_breaker_open)
 import services.payments.metrics  # noqa: F401  (registers credence_payments_reconciliation_*)
 from deploy.processes import SERVICE_NAMES
 

@@ -7,8 +7,8 @@ import pytest
 
 from credence_common.errors import InvalidInput
 from gateway.statuses import http_status
-from services.identity import passwords
-from services.identity.passwords import (
+from services.identity.domain import passwords
+from services.identity.domain.passwords import (
     COMMON_PASSWORDS,
     COMMON_PASSWORDS_FILE,
     MAX_LENGTH,

@@ -1,6 +1,6 @@
-"""Tencent Cloud SMS (services/identity/tencent_sms.py) and its emulator's signature check
-(services/identity/sms_emulator.py) against Tencent's documented TC3-HMAC-SHA256 example, requests the SDK signs
-(generated vectors), Tencent's documented SendSms answer (recorded), the code table, start-up refusals, key
+"""Tencent Cloud SMS (services/identity/adapters/tencent_sms.py) and its emulator's signature check
+(services/identity/adapters/sms_emulator.py) against Tencent's documented TC3-HMAC-SHA256 example, requests the SDK
+signs (generated vectors), Tencent's documented SendSms answer (recorded), the code table, start-up refusals, key
 rotation and the circuit breaker, without a network: the HTTP side runs against the emulator in
 tests/integration/test_identity_tencent_sms.py."""
 
@@ -17,9 +17,8 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.http.request import RequestInternal
 from tencentcloud.sms.v20210111 import models
 
-from services.identity import codes, tencent_sms
-from services.identity.sms import Sms
-from services.identity.sms_emulator import (
+from services.identity.adapters import tencent_sms
+from services.identity.adapters.sms_emulator import (
     TencentSmsEmulator,
     canonical_request,
     new_secret_pair,
@@ -28,7 +27,9 @@ from services.identity.sms_emulator import (
     tc3_signature,
     write_secrets,
 )
-from services.identity.tencent_sms import PURPOSES, TencentSecrets, classify, templates_from_config
+from services.identity.adapters.tencent_sms import PURPOSES, TencentSecrets, classify, templates_from_config
+from services.identity.dependencies import Sms
+from services.identity.domain import codes
 
 TEMPLATES = "registration=100001,password_reset=100002,ticket_lookup=100003,sign_in=100004"
 MOBILE = "13812345678"

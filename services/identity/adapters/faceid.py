@@ -8,8 +8,8 @@ vendor's SDK (``tencentcloud-sdk-python-faceid``'s ``FaceidClient``):
   result, liveness and the face compared with the registry's photo.
 
 Every request is signed TC3-HMAC-SHA256 by the SDK; the primitives below are the documented scheme, written out
-so that the emulator (services/identity/faceid_emulator.py) verifies exactly what Tencent Cloud does and the unit
-tests check both against the documented example.
+so that the emulator (services/identity/adapters/faceid_emulator.py) verifies exactly what Tencent Cloud does and
+the unit tests check both against the documented example.
 
 Outages never become verdicts: a timeout, a transport error, a 5xx, ``InternalError``, ``RequestLimitExceeded``
 or an authentication failure raises ``VerifierUnavailable``. The reads (``IdCardVerification``,
@@ -42,7 +42,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.faceid.v20180301 import faceid_client, models
 
-from services.identity.tencent_cloud import ca_bundle
+from services.identity.adapters.tencent_cloud import ca_bundle
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
-"""Identity service layer: each function is one transaction's worth of work on a given session.
+"""Identity service layer: each function is one transaction's worth of work on a given session (the unit of
+work: the caller commits), and refuses by raising a ``credence_common.errors`` class, as every service does.
 
-Functions that must *persist* a failure (a wrong code's try counter, a failed sign-in) return the
-refusal instead of raising it, so the service commits the counter and raises afterwards.
+A refusal rolls the unit of work back, except where the refusal itself must be recorded (a failed sign-in
+counted, a wrong code's try burnt, a used-up code kept used up, a replayed refresh token's sessions ended): there
+the use case raises ``CommitThenRefuse(refusal)``, which identity's unit of work
+(``services.identity.dependencies.IdentityDatabase``) commits before it raises the refusal.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ from credence_common.masking import mask_email, mask_mobile, mask_resident_id
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value
 from credence_common.staff_roles import STAFF_ROLES
-from services.identity import codes, domain, passwords
-from services.identity.access import institution_account, staff_account, staff_subject
+from services.identity import domain
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.domain import codes, passwords
 from services.identity.models import (
     Candidate,
     DevSmsMessage,
@@ -62,11 +66,26 @@ from services.identity.models import (
     StaffAccount,
     StaffRoleChange,
 )
-from services.identity.protection import PersonalDataProtection
-from services.identity.throttling import guard, lock
+from services.identity.usecases.access import institution_account, staff_account, staff_subject
+from services.identity.usecases.throttling import guard, lock
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
+
+
+class CommitThenRefuse(Exception):
+    """Raised by a use case whose refusal must keep what the call wrote: the guessing limits count a failed
+    sign-in (and lock the account at the limit), a wrong code burns one of its tries, a code used up stays used
+    up, a replayed refresh token has ended every session. A plain raise would roll all that back, and a guesser
+    would get unlimited tries; returning the refusal instead gave identity two error styles.
+
+    Only identity's unit of work knows it (``IdentityDatabase``: it commits, then raises ``refusal``). It is
+    deliberately not a ``CredenceError``: a transaction that does not know it fails loudly (a 500 and a test
+    failing) instead of answering the refusal and silently losing the count."""
+
+    def __init__(self, refusal: CredenceError):
+        super().__init__(refusal)
+        self.refusal = refusal
 REFRESH_TOKEN_TTL = timedelta(days=30)
 # Verifying against this when the account does not exist keeps the response time the same, so
 # timing does not reveal which login names are registered.
@@ -111,7 +130,7 @@ def _candidate_by_login(session: Session, protection: PersonalDataProtection, lo
 # --- mobile codes ----------------------------------------------------------------------------------
 
 def request_code(session: Session, protection: PersonalDataProtection, sms, mobile: str, purpose: str,
-                 client_address: str, now: datetime | None = None) -> dict | CredenceError:
+                 client_address: str, now: datetime | None = None) -> dict:
     """The same answer whether or not the number is registered; only registered numbers (or any number,
     for registration) actually receive a text."""
     now = now or utcnow()
@@ -123,7 +142,7 @@ def request_code(session: Session, protection: PersonalDataProtection, sms, mobi
     lock(session, protection, f"codes|{mobile_index}", now)
     if _wrong_tries_today(session, mobile_index, purpose, now) >= codes.MAX_WRONG_TRIES_PER_DAY:
         until_midnight = int((day + timedelta(days=1) - now).total_seconds()) + 1
-        return RateLimited("code_daily_limit", "Too many wrong codes today; try again tomorrow.",
+        raise RateLimited("code_daily_limit", "Too many wrong codes today; try again tomorrow.",
                            [{"field": "retry_after_seconds", "message": str(until_midnight)}])
     last_sent = session.scalar(select(func.max(OneTimeCode.created_at)).where(
         OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose))
@@ -133,7 +152,7 @@ def request_code(session: Session, protection: PersonalDataProtection, sms, mobi
         OneTimeCode.client_index == client_index, OneTimeCode.created_at >= day))
     refusal = codes.send_refusal(now, last_sent, to_mobile, from_client)
     if refusal is not None:
-        return RateLimited(refusal.code, refusal.message, [{"field": "retry_after_seconds",
+        raise RateLimited(refusal.code, refusal.message, [{"field": "retry_after_seconds",
                                                              "message": str(refusal.retry_after_seconds)}])
     code = codes.new_code()
     code_id = str(uuid.uuid4())
@@ -152,24 +171,24 @@ def request_code(session: Session, protection: PersonalDataProtection, sms, mobi
 
 
 def consume_code(session: Session, protection: PersonalDataProtection, mobile: str, purpose: str, code: str,
-                 now: datetime | None = None) -> InvalidInput | None:
-    """None when the code is right (and it is now used up); otherwise the refusal to raise after commit."""
+                 now: datetime | None = None) -> None:
+    """Uses the code up when it is right; refuses ``invalid_code`` otherwise. A wrong code burns one of its tries,
+    so that refusal commits the count (``CommitThenRefuse``); the others wrote nothing."""
     now = now or utcnow()
     mobile_index = protection.index(mobile, "mobile")
     if _wrong_tries_today(session, mobile_index, purpose, now) >= codes.MAX_WRONG_TRIES_PER_DAY:
-        return InvalidInput(*INVALID_CODE)  # new codes do not buy new guesses
+        raise InvalidInput(*INVALID_CODE)  # new codes do not buy new guesses
     row = session.execute(
         select(OneTimeCode).where(OneTimeCode.mobile_index == mobile_index, OneTimeCode.purpose == purpose)
         .order_by(OneTimeCode.created_at.desc()).limit(1).with_for_update()
     ).scalar_one_or_none()
     if row is None or not codes.code_is_usable(now, row.expires_at, row.wrong_tries, row.consumed_at):
-        return InvalidInput(*INVALID_CODE)
+        raise InvalidInput(*INVALID_CODE)
     expected = codes.code_digest(protection.code_key, row.code_id, mobile_index, purpose, code)
     if not secrets.compare_digest(expected, row.code_digest):
         row.wrong_tries += 1
-        return InvalidInput(*INVALID_CODE)
+        raise CommitThenRefuse(InvalidInput(*INVALID_CODE))
     row.consumed_at = now
-    return None
 
 
 def _wrong_tries_today(session: Session, mobile_index: str, purpose: str, now: datetime) -> int:
@@ -188,7 +207,7 @@ def dev_sms_messages(session: Session, protection: PersonalDataProtection, mobil
 # --- registration ---------------------------------------------------------------------------------
 
 def register_candidate(session: Session, protection: PersonalDataProtection, request: RegisterCandidate,
-                       now: datetime | None = None, institution_id: str | None = None) -> CandidateView | CredenceError:
+                       now: datetime | None = None, institution_id: str | None = None) -> CandidateView:
     """``institution_id`` is set only when an institution's staff register their own student (the texted
     code, which the student hands over, is the student's consent)."""
     now = now or utcnow()
@@ -203,9 +222,7 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
         raise InvalidInput("invalid_security_question", "Give both a security question and its answer, or neither.")
     if institution_id is not None and session.get(Institution, institution_id) is None:
         raise InvalidInput("unknown_institution", "No training institution has this id.")
-    refusal = consume_code(session, protection, mobile, "registration", request.mobile_code, now)
-    if refusal is not None:
-        return refusal
+    consume_code(session, protection, mobile, "registration", request.mobile_code, now)
     indexes = {"resident_id_index": protection.index(resident_id_number, "resident_id"),
                "mobile_index": protection.index(mobile, "mobile"), "email_index": protection.index(email, "email")}
     taken = session.execute(select(Candidate.candidate_id).where(
@@ -213,7 +230,7 @@ def register_candidate(session: Session, protection: PersonalDataProtection, req
         | (Candidate.mobile_index == indexes["mobile_index"])
         | (Candidate.email_index == indexes["email_index"]))).first()
     if taken:
-        return _already_registered()  # returned, not raised: the used-up code stays used up
+        raise CommitThenRefuse(_already_registered())  # the used-up code stays used up
     candidate = Candidate(
         candidate_id=str(uuid.uuid4()), full_name=full_name,
         resident_id_encrypted=protection.encrypt(resident_id_number),
@@ -333,15 +350,12 @@ def issue_refresh_token(session: Session, protection: PersonalDataProtection, su
 
 
 def login(session: Session, protection: PersonalDataProtection, login_name: str, password: str,
-          client_address: str | None = None, now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+          client_address: str | None = None, now: datetime | None = None) -> AuthenticatedPrincipal:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
     candidate = _candidate_by_login(session, protection, login_name)
-    refusal = check_secret(session, protection, "login", f"{kind}:{value}", client_address or "unknown",
-                           candidate.password_hash if candidate else None, password, now,
-                           "The login name or password is wrong.")
-    if refusal:
-        return refusal
+    check_secret(session, protection, "login", f"{kind}:{value}", client_address or "unknown",
+                 candidate.password_hash if candidate else None, password, now, "The login name or password is wrong.")
     if passwords.needs_rehash(candidate.password_hash):
         candidate.password_hash = passwords.hash_password(password)
     return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
@@ -351,18 +365,18 @@ def login(session: Session, protection: PersonalDataProtection, login_name: str,
 
 def check_secret(session: Session, protection: PersonalDataProtection, scope: str, name: str,
                  client_address: str | None, stored_hash: str | None, secret: str, now: datetime,
-                 refusal: str) -> CredenceError | None:
+                 refusal: str) -> None:
     """Every password or security-answer check: slowed by the guessing limits, and equally slow (dummy hash)
-    whether or not an account exists. None when the secret is right."""
+    whether or not an account exists. Returns when the secret is right; a wrong one is counted (and locks the
+    name at the limit), so that refusal commits the count (``CommitThenRefuse``)."""
     attempts = guard(session, protection, scope, name, client_address, now)
     locked = attempts.refusal(now)
     if locked:
-        return locked
+        raise locked  # nothing counted: a locked name's guesses are not even checked
     if not password_matches(stored_hash, secret):
         attempts.failed(now)
-        return Unauthorized("invalid_credentials", refusal)
+        raise CommitThenRefuse(Unauthorized("invalid_credentials", refusal))
     attempts.succeeded()
-    return None
 
 
 def password_matches(password_hash: str | None, password: str) -> bool:
@@ -371,32 +385,32 @@ def password_matches(password_hash: str | None, password: str) -> bool:
 
 
 def refresh(session: Session, protection: PersonalDataProtection, refresh_token: str,
-            now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+            now: datetime | None = None) -> AuthenticatedPrincipal:
     """Rotates the token. Presenting a token that was already rotated away means it leaked: every
     session of that subject is revoked."""
     now = now or utcnow()
     token_id, _, secret = refresh_token.partition(".")
     row = session.get(RefreshToken, token_id, with_for_update=True) if token_id else None
     if row is None or not secrets.compare_digest(row.token_digest, protection.token_digest(secret)):
-        return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+        raise Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
     if row.revoked_at is not None:
-        revoke_all(session, row.subject, now)
-        return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+        revoke_all(session, row.subject, now)  # kept: the refusal must not undo ending the stolen sessions
+        raise CommitThenRefuse(Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again."))
     if row.expires_at <= now:
-        return Unauthorized("refresh_token_expired", "The session has expired; sign in again.")
+        raise Unauthorized("refresh_token_expired", "The session has expired; sign in again.")
     row.revoked_at = now
     institution_id = roles = None
     if row.role == "institution":
         # the new tokens name the account's institution as sign-in did; an account removed since signs in no more
         account = institution_account(session, row.subject)
         if account is None:
-            return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+            raise Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
         institution_id = account.institution_id
     if row.role == "staff":
         # the roles the account holds now: a role given or taken away since the sign-in counts from here
         staff = staff_account(session, row.subject)
         if staff is None:
-            return Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+            raise Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
         roles = list(staff_roles.from_stored(staff.roles))
     candidate = session.get(Candidate, row.subject)
     display_name = candidate.full_name if candidate else row.subject
@@ -432,48 +446,39 @@ def _set_password(session: Session, protection: PersonalDataProtection, candidat
 
 
 def _with_current_password(session: Session, protection: PersonalDataProtection, candidate_id: str,
-                           current_password: str, now: datetime) -> tuple[Candidate | None, CredenceError | None]:
+                           current_password: str, now: datetime) -> Candidate:
     """Changes to an account's secrets ask for the current password, under the guessing limits."""
     candidate = get_candidate(session, candidate_id, for_update=True)
-    refusal = check_secret(session, protection, "current-password", candidate_id, None, candidate.password_hash,
-                           current_password, now, "The current password is wrong.")
-    return (None, refusal) if refusal else (candidate, None)
+    check_secret(session, protection, "current-password", candidate_id, None, candidate.password_hash,
+                 current_password, now, "The current password is wrong.")
+    return candidate
 
 
 def change_password(session: Session, protection: PersonalDataProtection, candidate_id: str, current_password: str,
-                    new_password: str, now: datetime | None = None) -> CredenceError | None:
+                    new_password: str, now: datetime | None = None) -> None:
     now = now or utcnow()
-    candidate, refusal = _with_current_password(session, protection, candidate_id, current_password, now)
-    if refusal:
-        return refusal
+    candidate = _with_current_password(session, protection, candidate_id, current_password, now)
     _set_password(session, protection, candidate, new_password, now)
-    return None
 
 
 def set_security_question(session: Session, protection: PersonalDataProtection, candidate_id: str,
                           current_password: str, question: str, answer: str,
-                          now: datetime | None = None) -> CredenceError | None:
+                          now: datetime | None = None) -> None:
     now = now or utcnow()
-    candidate, refusal = _with_current_password(session, protection, candidate_id, current_password, now)
-    if refusal:
-        return refusal
+    candidate = _with_current_password(session, protection, candidate_id, current_password, now)
     candidate.security_question = question
     candidate.security_answer_hash = passwords.hash_password(_answer_key(answer))
-    return None
 
 
 def reset_password_with_code(session: Session, protection: PersonalDataProtection, mobile: str, code: str,
-                             new_password: str, now: datetime | None = None) -> CredenceError | None:
+                             new_password: str, now: datetime | None = None) -> None:
     now = now or utcnow()
     mobile = domain.normalise_mobile(mobile)
-    refusal = consume_code(session, protection, mobile, "password_reset", code, now)
-    if refusal is not None:
-        return refusal
+    consume_code(session, protection, mobile, "password_reset", code, now)
     candidate = _candidate_by_mobile(session, protection, mobile)
-    if candidate is None:  # nobody could have received the code; answer as for a wrong one
-        return InvalidInput(*INVALID_CODE)
+    if candidate is None:  # nobody could have received the code; answer as for a wrong one (it stays used up)
+        raise CommitThenRefuse(InvalidInput(*INVALID_CODE))
     _set_password(session, protection, candidate, new_password, now)
-    return None
 
 
 def security_question_for(session: Session, protection: PersonalDataProtection, login_name: str) -> str:
@@ -487,49 +492,42 @@ def security_question_for(session: Session, protection: PersonalDataProtection, 
 
 def reset_password_with_answer(session: Session, protection: PersonalDataProtection, login_name: str, answer: str,
                                new_password: str, client_address: str | None = None,
-                               now: datetime | None = None) -> CredenceError | None:
+                               now: datetime | None = None) -> None:
     now = now or utcnow()
     kind, value = domain.classify_login(login_name)
     candidate = _candidate_by_login(session, protection, login_name)
     # one guessing budget per account, however many of its login names are tried
     name = candidate.candidate_id if candidate else f"{kind}:{value}"
-    refusal = check_secret(session, protection, "security-answer", name, client_address or "unknown",
-                           candidate.security_answer_hash if candidate else None, _answer_key(answer), now,
-                           "The login name or answer is wrong.")
-    if refusal:
-        return refusal
+    check_secret(session, protection, "security-answer", name, client_address or "unknown",
+                 candidate.security_answer_hash if candidate else None, _answer_key(answer), now,
+                 "The login name or answer is wrong.")
     _set_password(session, protection, candidate, new_password, now)
-    return None
 
 
 # --- owner-only look-ups --------------------------------------------------------------------------
 
 def lookup_ticket(session: Session, protection: PersonalDataProtection, mobile: str, code: str,
-                  now: datetime | None = None) -> TicketLookupResult | CredenceError:
+                  now: datetime | None = None) -> TicketLookupResult:
     """A forgotten ticket number, for the owner of the registered mobile only (never by ID number + name)."""
     mobile = domain.normalise_mobile(mobile)
-    refusal = consume_code(session, protection, mobile, "ticket_lookup", code, now)
-    if refusal is not None:
-        return refusal
+    consume_code(session, protection, mobile, "ticket_lookup", code, now)
     candidate = _candidate_by_mobile(session, protection, mobile)
-    if candidate is None:
-        return InvalidInput(*INVALID_CODE)
+    if candidate is None:  # the code stays used up
+        raise CommitThenRefuse(InvalidInput(*INVALID_CODE))
     return TicketLookupResult(full_name=candidate.full_name, status=candidate.status,
                               ticket_number=candidate.ticket_number)
 
 
 def login_with_code(session: Session, protection: PersonalDataProtection, mobile: str, code: str,
-                    now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+                    now: datetime | None = None) -> AuthenticatedPrincipal:
     """Sign in with a code texted to the registered mobile (purpose ``sign_in``): single use, five minutes,
     the same wrong-try limits as every code. An unregistered number never received one."""
     now = now or utcnow()
     mobile = domain.normalise_mobile(mobile)
-    refusal = consume_code(session, protection, mobile, "sign_in", code, now)
-    if refusal is not None:
-        return refusal
+    consume_code(session, protection, mobile, "sign_in", code, now)
     candidate = _candidate_by_mobile(session, protection, mobile)
-    if candidate is None:
-        return InvalidInput(*INVALID_CODE)
+    if candidate is None:  # the code stays used up
+        raise CommitThenRefuse(InvalidInput(*INVALID_CODE))
     return AuthenticatedPrincipal(subject=candidate.candidate_id, role="candidate", display_name=candidate.full_name,
                                   refresh_token=issue_refresh_token(session, protection, candidate.candidate_id,
                                                                      "candidate", now))
@@ -553,18 +551,30 @@ def ensure_bootstrap_staff(session: Session, username: str | None, password: str
 
 def authenticate_staff(session: Session, protection: PersonalDataProtection, username: str, password: str,
                        client_address: str | None = None,
-                       now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+                       now: datetime | None = None) -> AuthenticatedPrincipal:
     now = now or utcnow()
     account = session.get(StaffAccount, username)
-    refusal = check_secret(session, protection, "staff-login", username, client_address or "unknown",
-                           account.password_hash if account else None, password, now,
-                           "The username or password is wrong.")
-    if refusal:
-        return refusal
+    check_secret(session, protection, "staff-login", username, client_address or "unknown",
+                 account.password_hash if account else None, password, now, "The username or password is wrong.")
     subject = staff_subject(account.username)
     return AuthenticatedPrincipal(subject=subject, role="staff", display_name=account.display_name,
                                   staff_roles=list(staff_roles.from_stored(account.roles)),
                                   refresh_token=issue_refresh_token(session, protection, subject, "staff", now))
+
+
+def sign_in_staff(db, protection: PersonalDataProtection, bootstrap_username: str | None,
+                  bootstrap_password: str | None, username: str, password: str,
+                  client_address: str | None = None) -> AuthenticatedPrincipal:
+    """A staff sign-in, the first one creating the bootstrap account. Takes the unit of work (``db``), not a
+    session: the bootstrap account is created in a transaction of its own, so that a concurrent first sign-in that
+    created it too (``409 concurrent_change``) does not refuse this one."""
+    try:
+        with db.transaction() as session:
+            ensure_bootstrap_staff(session, bootstrap_username, bootstrap_password)
+    except Conflict:
+        pass  # a concurrent first sign-in created the account
+    with db.transaction() as session:
+        return authenticate_staff(session, protection, username, password, client_address)
 
 
 def staff_view(account: StaffAccount) -> StaffAccountView:

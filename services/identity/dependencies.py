@@ -1,141 +1,115 @@
-"""Sending text messages.
+"""The identity service's nameko DependencyProviders: configuration in, adapters and sessions out.
 
-``dev`` keeps them in the identity database where tests and ``make demo`` read them (development only).
-``webhook`` and ``tencent_sms`` queue them in the same transaction as the code, and a dispatcher in the service
-claims due texts and hands each to the adapter's one step that differs, delivering one text: ``webhook`` posts it,
-signed, to the operator's SMS gateway; ``tencent_sms`` sends its approved template through Tencent Cloud SMS
-(services/identity/tencent_sms.py). The request path never waits on the network, so a request for a registered
-number looks exactly like one for an unknown number, and a gateway outage delays texts instead of failing
-requests.
-"""
+``IdentityDatabase`` (the unit of work, which knows ``CommitThenRefuse``), ``Protection`` (the data keys),
+``IdentityVerifier`` (``IDENTITY_VERIFIER``), ``DegreeRegistry`` (``DEGREE_REGISTRY``) and ``Sms`` (``SMS_ADAPTER``,
+with the dispatcher of queued texts and the puller of the vendor's receipts)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 import eventlet
-import requests
 from nameko.extensions import DependencyProvider
-from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.config import adapter_refusal
-from credence_common.crypto import DecryptionError
-from credence_common.db import Database
+from credence_common.config import adapter_refusal, is_production
+from credence_common.crypto import DecryptionError, KeyRing
+from credence_common.db import Database, UnitOfWork
 from credence_common.events import utcnow
-from credence_common.masking import mask_mobile
-from services.identity.models import DevSmsMessage, SmsQueue, SmsReceipt
+from services.identity.adapters.degree_registry import REGISTRIES, SandboxDegreeRegistry, http_registry
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.adapters.sms import (
+    CLAIM_SIZE,
+    GIVE_UP_AFTER,
+    QUEUED_ADAPTERS,
+    SMS_TEXTS,
+    Delivery,
+    DevSms,
+    QueuedSms,
+    WebhookDelivery,
+    claim_due_texts,
+)
+from services.identity.adapters.verifier import VERIFIERS
+from services.identity.models import SmsQueue, SmsReceipt
+from services.identity.usecases import CommitThenRefuse
 
 log = logging.getLogger(__name__)
-GIVE_UP_AFTER = timedelta(minutes=10)  # a code is worthless after five minutes anyway
-QUEUED_ADAPTERS = ("webhook", "tencent_sms")
-SMS_TEXTS = Counter(
-    "credence_sms_texts_total",
-    "Queued texts by outcome: sent (the vendor took it), retried (a failed attempt, tried again later), failed "
-    "(refused for good), expired (given up after GIVE_UP_AFTER), delivered / undelivered (the vendor's receipt).",
-    ["adapter", "outcome"])
 
 
-class DevSms:
-    readable = True
+class IdentityUnitOfWork(UnitOfWork):
+    """The platform's unit of work, plus identity's one exception to "a refusal rolls everything back".
 
-    def __init__(self, keys):
-        self._keys = keys  # the Protection provider: its keys are set up by the time a text is sent
+    Some refusals must keep what the call wrote, or the guessing limits would count nothing: a failed sign-in
+    is counted (and locks the name at the limit), a wrong one-time code burns a try, a used-up code stays used
+    up, a replayed refresh token has ended every session, a refused registry check stays booked against the
+    day's limit. The use case raises ``CommitThenRefuse(refusal)``; here the transaction commits as if the call
+    had succeeded, and then the refusal is raised, as any other refusal is."""
 
-    def send(self, session, mobile: str, mobile_index: str, text: str, purpose: str | None = None,
-             params: list[str] | None = None) -> None:
-        # encrypted like every copy of a code that must be read back (usecases.dev_sms_messages decrypts)
-        session.add(DevSmsMessage(mobile_index=mobile_index, body=self._keys.protection.encrypt(text),
-                                  sent_at=utcnow()))
-        log.info("dev SMS to %s stored", mask_mobile(mobile))
-
-
-class QueuedSms:
-    readable = False
-
-    def __init__(self, protection):
-        self.protection = protection
-
-    def send(self, session, mobile: str, mobile_index: str, text: str, purpose: str | None = None,
-             params: list[str] | None = None) -> None:
-        """``text`` as rendered for gateways that send free text; ``purpose`` and the template ``params`` (the code
-        among them, hence encrypted) for vendors that send only approved templates."""
-        now = utcnow()
-        session.add(SmsQueue(mobile_encrypted=self.protection.encrypt(mobile),
-                             text_encrypted=self.protection.encrypt(text), created_at=now, next_attempt_at=now,
-                             attempts=0, state="pending", purpose=purpose,
-                             params_encrypted=None if params is None else self.protection.encrypt(json.dumps(params))))
+    @contextlib.contextmanager
+    def transaction(self):
+        refusal = None
+        with super().transaction() as session:
+            try:
+                yield session
+            except CommitThenRefuse as kept:
+                refusal = kept.refusal
+        if refusal is not None:
+            raise refusal
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """What became of one attempt: ``sent``, ``retry`` (later, with backoff), ``failed`` (for good) or ``wait``
-    (not attempted: the vendor's circuit breaker is open; not counted as an attempt)."""
+class IdentityDatabase(Database):
+    """``Database`` whose unit of work knows ``CommitThenRefuse``."""
 
-    outcome: str
-    serial_no: str | None = None
-    error: str | None = None
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    def get_dependency(self, worker_ctx):
+        unit = super().get_dependency(worker_ctx)  # the platform's choices: the Idempotency-Key, the pools
+        return IdentityUnitOfWork(self.engine, self.commit_signal, unit.idempotent_call, self.idempotency_ttl,
+                                  self.autocommit_engine)
 
 
-class WebhookDelivery:
-    """Posts the rendered text, signed, to the operator's SMS gateway; any failure is retried."""
+class Protection(DependencyProvider):
+    def setup(self):
+        config = self.container.config
+        keyring = KeyRing.from_spec(str(config["IDENTITY_DATA_KEYS"]), str(config["IDENTITY_DATA_ACTIVE_KEY_ID"]))
+        self.protection = PersonalDataProtection(keyring, str(config["IDENTITY_INDEX_KEY"]))
 
-    name = "webhook"
-
-    def __init__(self, url: str, secret: str):
-        self.url = url
-        self.secret = secret
-
-    def paused(self) -> bool:
-        return False
-
-    def wait_seconds(self) -> float:
-        return 0.0
-
-    def deliver(self, message_id: int, mobile: str, text: str, purpose: str | None, params) -> Delivery:
-        body = json.dumps({"to": f"+86{mobile}", "text": text}, ensure_ascii=False).encode()
-        try:
-            response = requests.post(self.url, data=body, timeout=5, headers={
-                "Content-Type": "application/json", "X-Credence-Signature": sign(self.secret, body)})
-            response.raise_for_status()
-            return Delivery("sent")
-        except requests.RequestException as error:
-            log.warning("SMS gateway refused a text to %s; will retry", mask_mobile(mobile))
-            return Delivery("retry", error=type(error).__name__)
+    def get_dependency(self, worker_ctx):
+        return self.protection
 
 
-# Texts are claimed a few at a time: each claim pushes their next attempt a lease into the future, so another
-# identity replica polling meanwhile skips them and no text is sent twice. A replica that dies mid-round only
-# delays its claimed texts by the lease. CLAIM_SIZE texts at the gateway's 5 s timeout fit well inside it.
-CLAIM_SIZE = 10
-CLAIM_LEASE = timedelta(seconds=60)
+class IdentityVerifier(DependencyProvider):
+    def setup(self):
+        kind = self.container.config.get("IDENTITY_VERIFIER", "sandbox")
+        if kind not in VERIFIERS:
+            raise ValueError(f"IDENTITY_VERIFIER must be one of {sorted(VERIFIERS)}, not {kind!r}")
+        refusal = adapter_refusal("IDENTITY_VERIFIER", kind)  # the sandbox would confirm anyone as anyone
+        if refusal:
+            raise ValueError(refusal)
+        self.verifier = VERIFIERS[kind](self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.verifier
 
 
-def claim_due_texts(engine, now, limit: int = CLAIM_SIZE) -> list[int]:
-    """Message ids of up to ``limit`` due texts, now this process's to send. The conditional UPDATE is the
-    claim: of two replicas that read the same due rows, only one's update still matches each row."""
-    with Session(engine) as session, session.begin():
-        due = session.scalars(select(SmsQueue.message_id)
-                              .where(SmsQueue.state == "pending", SmsQueue.next_attempt_at <= now)
-                              .order_by(SmsQueue.message_id).limit(limit)).all()
-        if not due:
-            return []
-        claimed = session.scalars(update(SmsQueue)
-                                  .where(SmsQueue.message_id.in_(due), SmsQueue.state == "pending",
-                                         SmsQueue.next_attempt_at <= now)
-                                  .values(next_attempt_at=now + CLAIM_LEASE)
-                                  .returning(SmsQueue.message_id)).all()
-    return sorted(claimed)
+class DegreeRegistry(DependencyProvider):
+    def setup(self):
+        config = self.container.config
+        kind = config.get("DEGREE_REGISTRY", "sandbox")
+        if kind not in REGISTRIES:
+            raise ValueError(f"DEGREE_REGISTRY must be one of {', '.join(REGISTRIES)}, not {kind!r}")
+        if kind == "http":  # a real registry: allowed everywhere, but production insists on https
+            self.registry = http_registry(config, is_production())
+            return
+        refusal = adapter_refusal("DEGREE_REGISTRY", kind)  # the sandbox accepts made-up degrees
+        if refusal:
+            raise ValueError(refusal)
+        self.registry = SandboxDegreeRegistry()
+
+    def get_dependency(self, worker_ctx):
+        return self.registry
 
 
 class Sms(DependencyProvider):
@@ -156,7 +130,7 @@ class Sms(DependencyProvider):
                 self.secret = str(config["SMS_WEBHOOK_SECRET"])
                 self.delivery = WebhookDelivery(self.url, self.secret)
             else:
-                from services.identity import tencent_sms  # the SDK is loaded only where it is used
+                from services.identity.adapters import tencent_sms  # the SDK is loaded only where it is used
 
                 # every template, the sign name, the app id and the key are checked here: a purpose without an
                 # approved template refuses the start instead of failing the candidate's text later

@@ -14,12 +14,13 @@ from credence_common.contracts.identity import (
     CreateInstitution,
     InstitutionView,
 )
-from credence_common.errors import Conflict, CredenceError
+from credence_common.errors import Conflict
 from credence_common.events import utcnow
-from services.identity import passwords, usecases
-from services.identity.access import institution_of, institution_subject
+from services.identity import usecases
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.domain import passwords
 from services.identity.models import Candidate, Institution, InstitutionAccount
-from services.identity.protection import PersonalDataProtection
+from services.identity.usecases.access import institution_of, institution_subject
 
 
 def create_institution(session: Session, request: CreateInstitution, now: datetime | None = None) -> InstitutionView:
@@ -41,14 +42,12 @@ def create_institution(session: Session, request: CreateInstitution, now: dateti
 
 def authenticate(session: Session, protection: PersonalDataProtection, username: str, password: str,
                  client_address: str | None = None,
-                 now: datetime | None = None) -> AuthenticatedPrincipal | CredenceError:
+                 now: datetime | None = None) -> AuthenticatedPrincipal:
     now = now or utcnow()
     account = session.get(InstitutionAccount, username)
-    refusal = usecases.check_secret(session, protection, "institution-login", username, client_address or "unknown",
-                                    account.password_hash if account else None, password, now,
-                                    "The username or password is wrong.")
-    if refusal:
-        return refusal
+    usecases.check_secret(session, protection, "institution-login", username, client_address or "unknown",
+                          account.password_hash if account else None, password, now,
+                          "The username or password is wrong.")
     subject = institution_subject(username)
     return AuthenticatedPrincipal(subject=subject, role="institution", display_name=account.display_name,
                                   institution_id=account.institution_id,

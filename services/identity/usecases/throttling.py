@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from credence_common.errors import RateLimited
 from services.identity import domain
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import LoginThrottle
-from services.identity.protection import PersonalDataProtection
 
 FORGET_AFTER = timedelta(hours=24)
 FREE_PER_CLIENT = 4

@@ -24,14 +24,19 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.identity import CandidateView, IdentitySessionView
-from credence_common.errors import Conflict, CredenceError, InvalidInput, NotFound, RateLimited, ServiceUnavailable
+from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from credence_common.events import utcnow
 from credence_common.idempotency import forget_attempt
-from services.identity import codes
-from services.identity.faceid import SESSION_RESULT_TTL_SECONDS, IdCardCheck, SessionResult, VerifierUnavailable
+from services.identity.adapters.faceid import (
+    SESSION_RESULT_TTL_SECONDS,
+    IdCardCheck,
+    SessionResult,
+    VerifierUnavailable,
+)
+from services.identity.adapters.protection import PersonalDataProtection
+from services.identity.domain import codes
 from services.identity.models import IdentityLivenessSession
-from services.identity.protection import PersonalDataProtection
-from services.identity.usecases import _record_decision, candidate_view, get_candidate
+from services.identity.usecases import CommitThenRefuse, _record_decision, candidate_view, get_candidate
 
 log = logging.getLogger(__name__)
 TOKEN_INDEX_PURPOSE = "liveness_biz_token"
@@ -110,10 +115,10 @@ def forget_start(db, session_id: str) -> None:
 
 
 def registry_refusal(session: Session, candidate_id: str, check: IdCardCheck, verifier: str,
-                     now: datetime | None = None, session_id: str | None = None) -> CredenceError | CandidateView:
+                     now: datetime | None = None, session_id: str | None = None) -> CandidateView:
     """The registry does not know this name and number together: recorded as a rejection (the candidate may try
-    again after correcting it, or confirm on site) when the answer is a verdict; returned to be raised after the
-    commit."""
+    again after correcting it, or confirm on site) when the answer is a verdict. The refusal commits what it
+    recorded (``CommitThenRefuse``): the booked attempt, counted against the daily limit, and the rejection."""
     now = now or utcnow()
     candidate = get_candidate(session, candidate_id, for_update=True)
     if session_id is not None:  # the booked attempt stays, counted: the registry check was made (and billed)
@@ -122,12 +127,12 @@ def registry_refusal(session: Session, candidate_id: str, check: IdCardCheck, ve
     if candidate.status == "confirmed":
         return candidate_view(candidate)
     if check.rejection is None:  # -2 / -3: the registry cannot check this name or number at all
-        return InvalidInput("online_check_not_possible", "Your name or ID number cannot be checked online; have "
-                            "your identity confirmed on site at an exam centre.")
+        raise CommitThenRefuse(InvalidInput("online_check_not_possible", "Your name or ID number cannot be checked "
+                                            "online; have your identity confirmed on site at an exam centre."))
     _record_decision(session, candidate, "online", False, check.rejection, verifier, f"verifier:{verifier}", now)
-    return InvalidInput("identity_registry_mismatch", "The name and ID number you registered do not match the "
-                        "national registry. Have your identity confirmed on site at an exam centre.",
-                        [{"field": "reason", "message": check.rejection}])
+    raise CommitThenRefuse(InvalidInput(
+        "identity_registry_mismatch", "The name and ID number you registered do not match the national registry. "
+        "Have your identity confirmed on site at an exam centre.", [{"field": "reason", "message": check.rejection}]))
 
 
 def record_session(session: Session, protection: PersonalDataProtection, subject: Subject, session_id: str,
@@ -186,28 +191,75 @@ def pending() -> Conflict:
 
 
 def decide(session: Session, subject: Subject, result: SessionResult, verifier: str,
-           now: datetime | None = None) -> CandidateView | CredenceError:
-    """At most one decision per session, under the candidate's lock (the same lock as every other decision)."""
+           now: datetime | None = None) -> CandidateView:
+    """At most one decision per session, under the candidate's lock (the same lock as every other decision). A
+    session the vendor calls expired or inconclusive is closed as such, and that refusal commits the closing
+    (``CommitThenRefuse``)."""
     now = now or utcnow()
     candidate = get_candidate(session, subject.candidate_id, for_update=True)
     row = session.get(IdentityLivenessSession, subject.session_id, with_for_update=True)
     if candidate.status == "confirmed":
         return candidate_view(candidate)  # a concurrent click confirmed it: the same ticket number
-    try:
-        _check_open(row, now)
-    except Conflict as refusal:
-        return refusal
+    _check_open(row, now)
     if result.kind == "expired":
         row.status, row.decided_at = "expired", now
-        return Conflict("liveness_session_expired", "This liveness session has expired at the verification "
-                        "service; start a new one.")
+        raise CommitThenRefuse(Conflict("liveness_session_expired", "This liveness session has expired at the "
+                                        "verification service; start a new one."))
     if result.kind not in ("approved", "rejected"):
         row.status, row.decided_at = "inconclusive", now
-        return Conflict("liveness_inconclusive", "The verification service could not reach a result for this "
-                        "session (nothing was recorded against you); start a new session, or have your identity "
-                        "confirmed on site at an exam centre.")
+        raise CommitThenRefuse(Conflict(
+            "liveness_inconclusive", "The verification service could not reach a result for this session (nothing "
+            "was recorded against you); start a new session, or have your identity confirmed on site at an exam "
+            "centre."))
     approved = result.kind == "approved"
     _record_decision(session, candidate, "online", approved, result.reason, verifier, f"verifier:{verifier}", now,
                      liveness_ref=f"{verifier}:{row.session_id}", face_match_score=result.face_match_score)
     row.status, row.decided_at = ("approved" if approved else "rejected"), now
     return candidate_view(candidate)
+
+
+# --- the two steps, each around its vendor call -----------------------------------------------------------
+# Unlike the functions above, these two take the unit of work (``db``) rather than a session: the vendor is called
+# between two transactions, so that a slow vendor holds no database connection and no lock.
+
+def start(db, protection: PersonalDataProtection, verifier, candidate_id: str) -> IdentitySessionView | CandidateView:
+    """Checks the name and ID number at the national registry, then opens a liveness session at the vendor. The
+    attempt is booked before the vendor is asked (``subject_for_new_session``), forgotten on an outage, and kept,
+    refused, when the registry does not know the name and number together (``registry_refusal``)."""
+    if not getattr(verifier, "supports_sessions", False):
+        raise sessions_not_offered()
+    with db.transaction() as session:
+        subject = subject_for_new_session(session, protection, candidate_id,
+                                          getattr(verifier, "max_sessions_per_day", MAX_SESSIONS_PER_DAY))
+    session_id = subject.session_id
+    try:
+        check = verifier.check_id_card(subject.full_name, subject.resident_id_number)
+        opened = verifier.start_session(subject.full_name, subject.resident_id_number, session_id) \
+            if check.matches else None
+    except VerifierUnavailable as error:
+        forget_start(db, session_id)
+        raise outage(error, db) from None
+    with db.transaction() as session:
+        if opened is None:
+            return registry_refusal(session, candidate_id, check, verifier.name, session_id=session_id)
+        return record_session(session, protection, subject, session_id, verifier.name, opened.url,
+                              opened.biz_token)
+
+
+def confirm(db, protection: PersonalDataProtection, verifier, candidate_id: str, biz_token: str) -> CandidateView:
+    """The liveness session's result as the candidate's decision: once per session, this candidate's only."""
+    if not getattr(verifier, "supports_sessions", False):
+        raise sessions_not_offered()
+    with db.transaction() as session:
+        subject = subject_for_confirmation(session, protection, candidate_id, biz_token)
+    if not isinstance(subject, Subject):
+        return subject  # confirmed already: the same ticket number
+    try:
+        result = verifier.session_result(subject.biz_token, subject.full_name, subject.resident_id_number)
+    except VerifierUnavailable as error:
+        raise outage(error, db) from None
+    if result.kind == "pending":
+        forget_attempt(db)  # not an answer to replay: the candidate may finish the page
+        raise pending()
+    with db.transaction() as session:
+        return decide(session, subject, result, verifier.name)

@@ -15,8 +15,8 @@ timestamp stale, requests left unanswered (a timeout; the text is not taken), 5x
 ``RequestLimitExceeded`` for the whole request, per-number codes (``LimitExceeded.PhoneNumberDailyLimit``,
 ``InvalidParameterValue.IncorrectPhoneNumber``, ...), and receipts that say delivered, failed or nothing.
 
-Run it alone for staging: ``python -m services.identity.sms_emulator --secrets DIR --port 8766`` writes a secrets
-directory with a generated key pair and prints the settings to point identity at it.
+Run it alone for staging: ``python -m services.identity.adapters.sms_emulator --secrets DIR --port 8766`` writes a
+secrets directory with a generated key pair and prints the settings to point identity at it.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from credence_common.contracts.identity import HeldTicket, ImportLegacyTickets, 
 from credence_common.errors import Conflict, InvalidInput
 from credence_common.events import utcnow
 from services.identity import domain
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import Candidate, LegacyTicket
-from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import get_candidate, link_legacy_tickets, outbox
 
 

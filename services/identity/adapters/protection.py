@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from nameko.extensions import DependencyProvider
-
 from credence_common.crypto import KeyRing, blind_index, derive_key
 
 
@@ -29,13 +27,3 @@ class PersonalDataProtection:
 
     def token_digest(self, secret: str) -> str:
         return hmac.new(self.token_key, secret.encode(), hashlib.sha256).hexdigest()
-
-
-class Protection(DependencyProvider):
-    def setup(self):
-        config = self.container.config
-        keyring = KeyRing.from_spec(str(config["IDENTITY_DATA_KEYS"]), str(config["IDENTITY_DATA_ACTIVE_KEY_ID"]))
-        self.protection = PersonalDataProtection(keyring, str(config["IDENTITY_INDEX_KEY"]))
-
-    def get_dependency(self, worker_ctx):
-        return self.protection

@@ -2,54 +2,24 @@
 CHSI's record look-up; when the registry has no record, staff decide from an uploaded proof.
 
 ``DEGREE_REGISTRY``: ``sandbox`` (development and staging) or ``http``, an authority's registry speaking
-docs/degree-registry-contract.md (services/identity/degree_registry.py)."""
+docs/degree-registry-contract.md (services/identity/adapters/degree_registry.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.config import adapter_refusal, is_production
 from credence_common.contracts.identity import CandidateView, PriorEducationView
-from credence_common.errors import Conflict, InvalidInput
+from credence_common.errors import Conflict, InvalidInput, ServiceUnavailable
 from credence_common.events import utcnow
-from services.identity.degree_registry import RegistryAnswer, http_registry
+from credence_common.idempotency import forget_attempt
+from services.identity.adapters.degree_registry import RegistryAnswer
+from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import PriorEducationCheck
-from services.identity.protection import PersonalDataProtection
 from services.identity.usecases import candidate_view, get_candidate
-
-REGISTRIES = ("sandbox", "http")
-
-
-class SandboxDegreeRegistry:
-    """Deterministic: numbers starting with 99999 are unknown to the registry, all others are found."""
-
-    name = "sandbox-degree-registry"
-
-    def look_up(self, full_name: str, resident_id_number: str, certificate_number: str) -> RegistryAnswer:
-        return RegistryAnswer(found=not certificate_number.startswith("99999"), registry=self.name)
-
-
-class DegreeRegistry(DependencyProvider):
-    def setup(self):
-        config = self.container.config
-        kind = config.get("DEGREE_REGISTRY", "sandbox")
-        if kind not in REGISTRIES:
-            raise ValueError(f"DEGREE_REGISTRY must be one of {', '.join(REGISTRIES)}, not {kind!r}")
-        if kind == "http":  # a real registry: allowed everywhere, but production insists on https
-            self.registry = http_registry(config, is_production())
-            return
-        refusal = adapter_refusal("DEGREE_REGISTRY", kind)  # the sandbox accepts made-up degrees
-        if refusal:
-            raise ValueError(refusal)
-        self.registry = SandboxDegreeRegistry()
-
-    def get_dependency(self, worker_ctx):
-        return self.registry
 
 
 def _latest(session: Session, candidate_id: str) -> PriorEducationCheck | None:
@@ -119,3 +89,19 @@ def view(session: Session, candidate_id: str) -> PriorEducationView:
                               registry_result=check.registry_result if check else None,
                               proof_ref=check.proof_ref if check else None, decision=check.decision if check else None,
                               reason=check.reason if check else None, checked_at=check.created_at if check else None)
+
+
+def submit(db, protection: PersonalDataProtection, registry, candidate_id: str,
+           certificate_number: str) -> CandidateView:
+    """The candidate's degree certificate number, checked at the registry. Takes the unit of work (``db``), not a
+    session: the registry is asked between two transactions, so a slow or failing registry (up to its timeout ×
+    attempts) holds no database connection and no lock, and its 503 leaves nothing written (``record``)."""
+    with db.transaction() as session:
+        full_name, resident_id_number = holder(session, protection, candidate_id)
+    try:
+        answer = registry.look_up(full_name, resident_id_number, certificate_number)
+    except ServiceUnavailable:
+        forget_attempt(db)  # an outage is no answer to replay for a day: a retry asks the registry again
+        raise
+    with db.transaction() as session:
+        return record(session, protection, candidate_id, certificate_number, answer)

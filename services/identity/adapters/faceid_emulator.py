@@ -2,9 +2,10 @@
 reachable from here).
 
 It speaks what the SDK speaks: ``POST /`` with ``X-TC-Action`` / ``X-TC-Version`` / ``X-TC-Timestamp`` and a
-``TC3-HMAC-SHA256`` ``Authorization`` it verifies exactly as Tencent Cloud documents it (services/identity/faceid.py
-holds the primitives): an unknown SecretId is ``AuthFailure.SecretIdNotFound``, a wrong signature
-``AuthFailure.SignatureFailure``, a timestamp more than 300 s from its clock ``AuthFailure.SignatureExpire``.
+``TC3-HMAC-SHA256`` ``Authorization`` it verifies exactly as Tencent Cloud documents it
+(services/identity/adapters/faceid.py holds the primitives): an unknown SecretId is
+``AuthFailure.SecretIdNotFound``, a wrong signature ``AuthFailure.SignatureFailure``, a timestamp more than 300 s
+from its clock ``AuthFailure.SignatureExpire``.
 Answers are ``{"Response": {..., "RequestId": ...}}``; errors ``{"Response": {"Error": {"Code", "Message"},
 "RequestId"}}`` with HTTP 200, as Tencent Cloud answers them.
 
@@ -17,7 +18,7 @@ Faults (``faults``): the next n requests time out (a delay), answer HTTP 502, an
 ``RequestLimitExceeded``, fail the signature or its timestamp; ``IdCardVerification`` may answer any Result
 (``-1`` a mismatch, ``-4`` the registry's service failed).
 
-Run it alone for staging: ``python -m services.identity.faceid_emulator --secrets DIR --port 8766`` writes
+Run it alone for staging: ``python -m services.identity.adapters.faceid_emulator --secrets DIR --port 8766`` writes
 ``DIR/secret_id`` and ``DIR/secret_key`` and prints the settings to use.
 """
 
@@ -36,7 +37,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from credence_common.emulation import EmulatedVendor
-from services.identity.faceid import (
+from services.identity.adapters.faceid import (
     API_VERSION,
     SECRET_ID_FILE,
     SECRET_KEY_FILE,

@@ -1,8 +1,8 @@
 """Online identity verification (ID card image + liveness/face match) behind an adapter.
 
-``tencent_faceid`` (services/identity/faceid.py) is the real one: it checks the name and ID number against the
-national registry and runs a liveness session at Tencent Cloud FaceID (services/identity/liveness.py), so it has
-no ``verify`` with evidence references but ``supports_sessions``.
+``tencent_faceid`` (services/identity/adapters/faceid.py) is the real one: it checks the name and ID number against
+the national registry and runs a liveness session at Tencent Cloud FaceID (services/identity/usecases/liveness.py), so
+it has no ``verify`` with evidence references but ``supports_sessions``.
 
 The sandbox is deterministic so tests and demos can ask for either verdict: evidence references that
 contain ``reject`` fail the face match, ``spoof`` fails the liveness check; anything else passes.
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nameko.extensions import DependencyProvider
-
-from credence_common.config import adapter_refusal, is_production
-from services.identity import faceid
+from credence_common.config import is_production
+from services.identity.adapters import faceid
 
 
 @dataclass(frozen=True)
@@ -52,17 +50,3 @@ def _tencent_faceid(config: dict):
 VERIFIERS = {"sandbox": lambda _config: SandboxIdentityVerifier(),
              "reject": lambda _config: RejectingIdentityVerifier(),
              "tencent_faceid": _tencent_faceid}
-
-
-class IdentityVerifier(DependencyProvider):
-    def setup(self):
-        kind = self.container.config.get("IDENTITY_VERIFIER", "sandbox")
-        if kind not in VERIFIERS:
-            raise ValueError(f"IDENTITY_VERIFIER must be one of {sorted(VERIFIERS)}, not {kind!r}")
-        refusal = adapter_refusal("IDENTITY_VERIFIER", kind)  # the sandbox would confirm anyone as anyone
-        if refusal:
-            raise ValueError(refusal)
-        self.verifier = VERIFIERS[kind](self.container.config)
-
-    def get_dependency(self, worker_ctx):
-        return self.verifier

@@ -9,7 +9,7 @@ nonce. Its records are the test's: ``add(certificate_number, holder_name, reside
 It can be told to fail (``faults``): 5xx answers, slow answers (a client timeout), answers signed by an impostor
 key or by a key id we do not trust, unsigned answers, and a connection closed without an answer.
 
-Run it alone (``python -m services.identity.degree_registry_emulator --keys DIR``) for staging: it writes
+Run it alone (``python -m services.identity.adapters.degree_registry_emulator --keys DIR``) for staging: it writes
 Credence's side of the secrets directory (a generated signing key and the emulator's public key) and prints the
 settings to use.
 """
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from credence_common.emulation import EmulatedVendor
-from services.identity.degree_registry import (
+from services.identity.adapters.degree_registry import (
     ACTIVE_KEY_FILE,
     HEADER_KEY_ID,
     HEADER_NONCE,

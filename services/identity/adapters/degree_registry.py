@@ -440,3 +440,17 @@ def http_registry(config: dict, production: bool) -> HttpDegreeRegistry:
                               float(config.get("DEGREE_REGISTRY_RETRY_BACKOFF_SECONDS", 0.2)),
                               int(config.get("DEGREE_REGISTRY_BREAKER_FAILURES", 5)),
                               float(config.get("DEGREE_REGISTRY_BREAKER_RESET_SECONDS", 30)))
+
+
+# --- the sandbox (DEGREE_REGISTRY=sandbox: development and staging) ----------------------------------------
+
+REGISTRIES = ("sandbox", "http")
+
+
+class SandboxDegreeRegistry:
+    """Deterministic: numbers starting with 99999 are unknown to the registry, all others are found."""
+
+    name = "sandbox-degree-registry"
+
+    def look_up(self, full_name: str, resident_id_number: str, certificate_number: str) -> RegistryAnswer:
+        return RegistryAnswer(found=not certificate_number.startswith("99999"), registry=self.name)

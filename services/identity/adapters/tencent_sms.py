@@ -1,5 +1,5 @@
 """Tencent Cloud SMS (腾讯云短信, API 3.0, version 2021-01-11) as the step of the SMS queue that delivers one text
-(``SMS_ADAPTER=tencent_sms``; the queue, its claims and retries are services/identity/sms.py's, shared with the
+(``SMS_ADAPTER=tencent_sms``; the queue, its claims and retries are services/identity/adapters/sms.py's, shared with the
 webhook adapter).
 
 Tencent sends only templates it has approved, each under an approved signature (签名): no free text. So every
@@ -53,8 +53,8 @@ from tencentcloud.sms.v20210111.sms_client import SmsClient
 from credence_common.config import is_production
 from credence_common.contracts.identity import CodePurpose
 from credence_common.masking import mask_mobile
-from services.identity.sms import Delivery
-from services.identity.tencent_cloud import ca_bundle
+from services.identity.adapters.sms import Delivery
+from services.identity.adapters.tencent_cloud import ca_bundle
 
 log = logging.getLogger(__name__)
 

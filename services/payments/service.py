@@ -1,4 +1,5 @@
-"""Payments service entrypoints: thin; the rules are in ``usecases`` and ``domain``."""
+"""Payments service entrypoints: thin nameko handlers that check the caller, parse the input and call the use cases
+(``usecases.py``; the rules are in ``domain/``); the providers they are given are in ``dependencies.py``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import re
 from datetime import date, timedelta
 from functools import partial
 
-from nameko.extensions import DependencyProvider
 from nameko.timer import Timer, timer
 
 from credence_common.actors import Actor, require_role, require_staff
+from credence_common.calendar import business_day
 from credence_common.config import is_development
 from credence_common.consumers import consume
 from credence_common.contracts.events import (
@@ -40,15 +41,12 @@ from credence_common.errors import (
 )
 from credence_common.events import utcnow
 from credence_common.metrics import Metrics
-from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
-from services.payments import domain, usecases
-from services.payments.configuration import configured_payments
-from services.payments.metrics import record_reconciliation
-from services.payments.models import OutboxEvent, ProcessedEvent, Refund
-from services.payments.protection import protection
-from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
+from services.payments import dependencies, domain, usecases
+from services.payments.adapters.metrics import record_reconciliation
+from services.payments.domain.providers import PROVIDER_ZONE, ProviderError
+from services.payments.models import ProcessedEvent, Refund
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +74,6 @@ class ConfiguredTimer(Timer):
 
 
 configured_timer = ConfiguredTimer.decorator
-
-
-class Payments(DependencyProvider):
-    """The configured provider, its sandbox bank (development and staging only; only development pays at it) and
-    the payment rules."""
-
-    def setup(self):
-        self.setup_ = configured_payments(self.container.config)
-        self.provider, self.bank, self.rules = self.setup_.provider, self.setup_.bank, self.setup_.rules
-        # the previous Beijing day is reconciled once its statement is out (WeChat Pay: after 10:00 next day)
-        self.reconcile_after_hour = int(self.container.config.get("PAYMENT_RECONCILE_AFTER_HOUR", 10))
-
-    def stop(self):
-        self.setup_.close()
-
-    def kill(self):
-        self.stop()
-
-    def get_dependency(self, worker_ctx):
-        return self
 
 
 def payer_of(actor: str) -> tuple[Actor, domain.Payer]:
@@ -136,10 +114,10 @@ class PaymentsService(HealthCheck):
     name = "payments"
 
     db = Database()
-    data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
-    outbox_relay = OutboxRelay(OutboxEvent)
+    data_keys = dependencies.protection()  # installs the keys of the Sealed columns before the first worker runs
+    outbox_relay = dependencies.outbox_relay()
     metrics = Metrics()
-    payments = Payments()
+    payments = dependencies.Payments()
 
     def _refused(self, error: CredenceError, actor: str, context: usecases.IncidentContext) -> None:
         """Every refusal is kept, in its own transaction (the refused one was rolled back)."""

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from credence_common.calendar import business_day
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateRefundRequestedV1,
@@ -60,6 +61,7 @@ from credence_common.events import utcnow
 from credence_common.masking import mask_name
 from credence_common.messaging import Outbox
 from services.payments import domain
+from services.payments.domain.providers import PROVIDER_ZONE, PaymentProvider, ProviderError
 from services.payments.models import (
     Fee,
     NotificationNonce,
@@ -71,7 +73,6 @@ from services.payments.models import (
     ProviderPayment,
     Refund,
 )
-from services.payments.providers import PROVIDER_ZONE, PaymentProvider, ProviderError, business_day
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)

@@ -15,7 +15,7 @@ from credence_common.config import (
 from services.identity.prior_education import DegreeRegistry
 from services.identity.sms import Sms
 from services.identity.verifier import IdentityVerifier
-from services.payments.configuration import configured_payments
+from services.payments.adapters.configuration import configured_payments
 
 
 @pytest.mark.parametrize("value, expected", [("development", "development"), ("staging", "staging"),

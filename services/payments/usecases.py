@@ -888,7 +888,7 @@ def complete_refund(session: Session, provider_name: str, refund_number: str, pr
 def _fully_refunded_dues(session: Session, order: PaymentOrder) -> list[RefundedDue]:
     """The order's dues whose whole amount has gone back: every due of a fully refunded order, else those whose
     own refunds (naming the due) add up to what was paid for it. Certificates revokes a certificate whose fee is
-    among them (services/certificates/revocations.py)."""
+    among them (services/certificates/usecases/revocations.py)."""
     whole = order.status == domain.REFUNDED
     refunded = dict(session.execute(
         select(Refund.due_id, func.sum(Refund.amount_fen)).where(

@@ -257,7 +257,7 @@ def test_events_carry_the_correlation_id_of_the_request_that_caused_them(platfor
         finally:
             engine.dispose()
         if service == "certificates":  # sealed at rest, with the keys the platform's environment gives
-            from services.certificates.protection import keyring_from_environment
+            from services.certificates.adapters.protection import keyring_from_environment
 
             return [json.loads(keyring_from_environment().decrypt(row[0])) for row in rows]
         return [json.loads(row[0]) for row in rows]

@@ -46,7 +46,7 @@ from credence_common.validation import parse
 from services.payments import dependencies, domain, usecases
 from services.payments.adapters.metrics import record_reconciliation
 from services.payments.domain.providers import PROVIDER_ZONE, ProviderError
-from services.payments.models import ProcessedEvent, Refund
+from services.payments.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -349,25 +349,10 @@ class PaymentsService(HealthCheck):
             log.warning("refund %s not done: %s (%s)", refund_number, error.code,
                         "will retry" if error.retryable else "refused for good, flagged")
             with self.db.transaction() as session:
-                if error.retryable:
-                    usecases.note_refund_attempt_failed(session, refund_number, f"{error.code}: {error}")
-                else:
-                    usecases.fail_refund(session, refund_number, f"{error.code}: {error}",
-                                         usecases.IncidentContext())
+                usecases.refund_not_submitted(session, refund_number, error)
             return
         with self.db.transaction() as session:
-            if done.status == "SUCCESS":
-                usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
-            elif done.status == "PROCESSING":  # the refund notification, or asking about it, ends it
-                usecases.note_refund_processing(session, refund_number, done.provider_refund_id,
-                                                utcnow() + self.payments.rules.refund_check_delay(0))
-            elif done.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
-                usecases.hold_abnormal_refund(session, refund_number, done.provider_refund_id,
-                                              "ABNORMAL: the provider's refund answer",
-                                              "timer:submit_pending_refunds", usecases.IncidentContext())
-            else:
-                usecases.fail_refund(session, refund_number, f"{done.status}: the provider's refund answer",
-                                     usecases.IncidentContext())
+            usecases.settle_refund_answer(session, provider.name, self.payments.rules, refund_number, done, utcnow())
 
     @timer(interval=5)
     def submit_pending_refunds(self) -> None:
@@ -403,26 +388,7 @@ class PaymentsService(HealthCheck):
                 usecases.note_refund_checked(session, rules, refund_number, utcnow(), f"{error.code}: {error}")
             return
         with self.db.transaction() as session:
-            refund = session.get(Refund, refund_number)
-            if refund is None or refund.status != "pending":
-                return
-            if found is None or found.status == "PROCESSING":
-                usecases.note_refund_checked(session, rules, refund_number, utcnow(),
-                                             "PROCESSING at the provider" if found else
-                                             "the provider does not know this refund yet")
-            elif found.amount_fen is not None and found.amount_fen != refund.amount_fen:
-                # never completed on an amount we did not ask for: no longer asked about, flagged once
-                usecases.stop_checking_mismatched_refund(session, refund_number, found.amount_fen,
-                                                         "timer:check_processing_refunds")
-            elif found.status == "SUCCESS":
-                usecases.complete_refund(session, provider.name, refund_number, found.provider_refund_id)
-            elif found.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
-                usecases.hold_abnormal_refund(session, refund_number, found.provider_refund_id,
-                                              "ABNORMAL: the provider's refund query",
-                                              "timer:check_processing_refunds", usecases.IncidentContext())
-            else:  # CLOSED: it will not be made (its amount may be refunded again)
-                usecases.fail_refund(session, refund_number, f"{found.status}: the provider's refund query",
-                                     usecases.IncidentContext())
+            usecases.settle_refund_status(session, provider.name, rules, refund_number, found, utcnow())
 
     @rpc
     def refunds(self, actor: str | None, overdue_only: bool = False, order_number: str | None = None) -> dict:

@@ -50,7 +50,7 @@ def certificate_id(n: int) -> str:
 
 def seed_awaiting_payment(db_uri: str, count: int, workdir: Path, environ: dict | None = None) -> None:
     from bench.result_import import copy_lines
-    from services.certificates.protection import keyring_from_environment
+    from services.certificates.adapters.protection import keyring_from_environment
 
     now = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
     # the names are stored encrypted, with the keys the platform runs with (its environment, not the bench's)

@@ -6,7 +6,7 @@ developer can click through what a candidate meets in production: a code texted 
 emulator plays the candidate's phone and prints what arrives), a FaceID liveness page, a WeChat Pay order paid
 from the emulator's payer route, a degree looked up over the signed contract. Development rules because two
 things cannot be had on a laptop: WeChat Pay notifies only an https:// address, and a local gateway has no
-certificate; staging would refuse it (services/payments/configuration.py). The same adapters under production
+certificate; staging would refuse it (services/payments/adapters/configuration.py). The same adapters under production
 rules, against the same emulators over HTTPS, are what tests/security/test_production_overlay.py runs.
 
 Its databases are var/emulated/*.sqlite, apart from ``make run``'s."""
@@ -24,7 +24,7 @@ from deploy import platform
 from services.identity.adapters.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
 from services.identity.adapters.faceid_emulator import FaceIdEmulator
 from services.identity.adapters.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets
-from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator
+from services.payments.adapters.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / "var" / "emulated"

@@ -14,8 +14,8 @@ from __future__ import annotations
 from functools import partial
 
 from credence_common import sealed
+from services.certificates.adapters.protection import DATA_KEYS, Sealed
 from services.certificates.models import Base
-from services.certificates.protection import DATA_KEYS, Sealed
 
 sealed_tables = partial(sealed.sealed_tables, Base.metadata, Sealed)
 

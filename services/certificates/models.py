@@ -8,7 +8,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from credence_common.messaging import messaging_models
 from credence_common.sequences import sequence_model
 from credence_common.types import UTCDateTime
-from services.certificates.protection import Sealed
+from services.certificates.adapters.protection import Sealed
 
 
 class Base(DeclarativeBase):
@@ -27,7 +27,8 @@ class Certificate(Base):
     result_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
     candidate_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     ticket_number: Mapped[str] = mapped_column(String(12), nullable=False)
-    # Personal data is Sealed (encrypted at rest, services/certificates/protection.py); the column names say so.
+    # Personal data is Sealed (encrypted at rest, services/certificates/adapters/protection.py); the column names
+    # say so.
     holder_name: Mapped[str] = mapped_column("holder_name_encrypted", Sealed(), nullable=False)
     resident_id_number_masked: Mapped[str] = mapped_column(String(18), nullable=False)
     program_code: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -1,14 +1,13 @@
-"""Certificates service entrypoints: thin; the rules are in ``usecases`` and ``domain``."""
+"""Certificates service entrypoints: thin nameko handlers that check the caller, parse the input and call one use
+case (``usecases/``; the rules are in ``domain.py``); the providers they are given are in ``dependencies.py``."""
 
 from __future__ import annotations
 
 import base64
 from functools import partial
 
-from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 
-from credence_common import calendar
 from credence_common.actors import require_role, require_self_or_staff, require_staff
 from credence_common.consumers import consume, consume_batch
 from credence_common.contracts.certificates import (
@@ -33,37 +32,13 @@ from credence_common.db import Database
 from credence_common.entrypoints import HealthCheck, rpc
 from credence_common.errors import Forbidden
 from credence_common.metrics import Metrics
-from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.remote import call_with_deadline
 from credence_common.settings import Settings
 from credence_common.validation import parse
-from services.certificates import domain, revocations, usecases
-from services.certificates.models import OutboxEvent, ProcessedEvent
-from services.certificates.protection import protection
-
-
-class Rules(DependencyProvider):
-    """The report's working-day delay, the shipping promise and the revocation rules, checked when the service
-    starts rather than when a candidate pays. (No fee: the amounts are payments', asked per use: ``_fees``.)"""
-
-    def setup(self):
-        config = self.container.config
-        self.rules = usecases.CertificateRules(
-            report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", domain.REPORT_DELAY_WORKING_DAYS)),
-            shipping_promise_working_days=int(config.get("SHIPPING_PROMISE_WORKING_DAYS",
-                                                         domain.SHIPPING_PROMISE_WORKING_DAYS)),
-            holidays=calendar.configured_holidays(config, "certificates"),
-            revocation_review_days=int(config.get("REVOCATION_REVIEW_DAYS", domain.REVOCATION_REVIEW_DAYS)),
-            on_result_correction=str(config.get("REVOKE_ON_RESULT_CORRECTION", "review")))
-        if self.rules.on_result_correction not in domain.ON_RESULT_CORRECTION or \
-                self.rules.revocation_review_days < 1:
-            raise ValueError("REVOKE_ON_RESULT_CORRECTION is review or automatic, and REVOCATION_REVIEW_DAYS at "
-                             "least 1")
-
-    def get_dependency(self, worker_ctx):
-        return self.rules
-
+from services.certificates import dependencies, usecases
+from services.certificates.models import ProcessedEvent
+from services.certificates.usecases import revocations
 
 # Payments applied per transaction when they arrive together: 200 rather than 50 spreads each batch's fixed
 # work (the inbox look-up, the lock, the serial reservation, the commit) and the relay's round over four times
@@ -79,10 +54,10 @@ class CertificatesService(HealthCheck):
     name = "certificates"
 
     db = Database()
-    outbox_relay = OutboxRelay(OutboxEvent)
+    outbox_relay = dependencies.outbox_relay()
     metrics = Metrics()
-    rules = Rules()
-    data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
+    rules = dependencies.Rules()
+    data_keys = dependencies.protection()  # installs the keys of the Sealed columns before the first worker runs
     settings = Settings()
     payments_rpc = RpcProxy("payments")  # only to read payments' fee schedule, the one owner of the fees
 

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from credence_common.calendar import business_day
 from credence_common.config import load_config
 from credence_common.db import make_engine
 from credence_common.events import utcnow
 from services.payments import usecases
-from services.payments.configuration import configured_payments
-from services.payments.providers import business_day
+from services.payments.adapters.configuration import configured_payments
 
 app = typer.Typer(help="Payments service operations.", no_args_is_help=True, add_completion=False)
 console = Console()

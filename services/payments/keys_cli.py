@@ -6,8 +6,8 @@ from __future__ import annotations
 from functools import partial
 
 from credence_common import sealed
+from services.payments.adapters.protection import DATA_KEYS, Sealed
 from services.payments.models import Base
-from services.payments.protection import DATA_KEYS, Sealed
 
 sealed_tables = partial(sealed.sealed_tables, Base.metadata, Sealed)
 app = sealed.key_commands(DATA_KEYS, sealed_tables, "The keys that protect personal data in payments.")

@@ -7,7 +7,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from credence_common.messaging import messaging_models
 from credence_common.types import UTCDateTime
-from services.payments.protection import Sealed
+from services.payments.adapters.protection import Sealed
 
 
 class Base(DeclarativeBase):
@@ -74,7 +74,7 @@ class PaymentOrder(Base):
     # Refunds asked for and not yet confirmed: reserved by a conditional update, so concurrent requests can
     # never together ask for more than was paid.
     refund_reserved_fen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    # encrypted at rest (services/payments/protection.py): a personal invoice's title is the payer's name
+    # encrypted at rest (services/payments/adapters/protection.py): a personal invoice's title is the payer's name
     invoice_title: Mapped[str | None] = mapped_column("invoice_title_encrypted", Sealed(), nullable=True)
     invoice_tax_number: Mapped[str | None] = mapped_column("invoice_tax_number_encrypted", Sealed(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

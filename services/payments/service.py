@@ -1,4 +1,5 @@
-"""Payments service entrypoints: thin; the rules are in ``usecases`` and ``domain``."""
+"""Payments service entrypoints: thin nameko handlers that check the caller, parse the input and call the use cases
+(``usecases.py``; the rules are in ``domain/``); the providers they are given are in ``dependencies.py``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import re
 from datetime import date, timedelta
 from functools import partial
 
-from nameko.extensions import DependencyProvider
 from nameko.timer import Timer, timer
 
 from credence_common.actors import Actor, require_role, require_staff
+from credence_common.calendar import business_day
 from credence_common.config import is_development
 from credence_common.consumers import consume
 from credence_common.contracts.events import (
@@ -40,15 +41,12 @@ from credence_common.errors import (
 )
 from credence_common.events import utcnow
 from credence_common.metrics import Metrics
-from credence_common.outbox_relay import OutboxRelay
 from credence_common.reliable_events import reliable_event_handler
 from credence_common.validation import parse
-from services.payments import domain, usecases
-from services.payments.configuration import configured_payments
-from services.payments.metrics import record_reconciliation
-from services.payments.models import OutboxEvent, ProcessedEvent, Refund
-from services.payments.protection import protection
-from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
+from services.payments import dependencies, domain, usecases
+from services.payments.adapters.metrics import record_reconciliation
+from services.payments.domain.providers import PROVIDER_ZONE, ProviderError
+from services.payments.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +74,6 @@ class ConfiguredTimer(Timer):
 
 
 configured_timer = ConfiguredTimer.decorator
-
-
-class Payments(DependencyProvider):
-    """The configured provider, its sandbox bank (development and staging only; only development pays at it) and
-    the payment rules."""
-
-    def setup(self):
-        self.setup_ = configured_payments(self.container.config)
-        self.provider, self.bank, self.rules = self.setup_.provider, self.setup_.bank, self.setup_.rules
-        # the previous Beijing day is reconciled once its statement is out (WeChat Pay: after 10:00 next day)
-        self.reconcile_after_hour = int(self.container.config.get("PAYMENT_RECONCILE_AFTER_HOUR", 10))
-
-    def stop(self):
-        self.setup_.close()
-
-    def kill(self):
-        self.stop()
-
-    def get_dependency(self, worker_ctx):
-        return self
 
 
 def payer_of(actor: str) -> tuple[Actor, domain.Payer]:
@@ -136,10 +114,10 @@ class PaymentsService(HealthCheck):
     name = "payments"
 
     db = Database()
-    data_keys = protection()  # installs the keys of the Sealed columns before the first worker runs
-    outbox_relay = OutboxRelay(OutboxEvent)
+    data_keys = dependencies.protection()  # installs the keys of the Sealed columns before the first worker runs
+    outbox_relay = dependencies.outbox_relay()
     metrics = Metrics()
-    payments = Payments()
+    payments = dependencies.Payments()
 
     def _refused(self, error: CredenceError, actor: str, context: usecases.IncidentContext) -> None:
         """Every refusal is kept, in its own transaction (the refused one was rolled back)."""
@@ -371,25 +349,10 @@ class PaymentsService(HealthCheck):
             log.warning("refund %s not done: %s (%s)", refund_number, error.code,
                         "will retry" if error.retryable else "refused for good, flagged")
             with self.db.transaction() as session:
-                if error.retryable:
-                    usecases.note_refund_attempt_failed(session, refund_number, f"{error.code}: {error}")
-                else:
-                    usecases.fail_refund(session, refund_number, f"{error.code}: {error}",
-                                         usecases.IncidentContext())
+                usecases.refund_not_submitted(session, refund_number, error)
             return
         with self.db.transaction() as session:
-            if done.status == "SUCCESS":
-                usecases.complete_refund(session, provider.name, refund_number, done.provider_refund_id)
-            elif done.status == "PROCESSING":  # the refund notification, or asking about it, ends it
-                usecases.note_refund_processing(session, refund_number, done.provider_refund_id,
-                                                utcnow() + self.payments.rules.refund_check_delay(0))
-            elif done.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
-                usecases.hold_abnormal_refund(session, refund_number, done.provider_refund_id,
-                                              "ABNORMAL: the provider's refund answer",
-                                              "timer:submit_pending_refunds", usecases.IncidentContext())
-            else:
-                usecases.fail_refund(session, refund_number, f"{done.status}: the provider's refund answer",
-                                     usecases.IncidentContext())
+            usecases.settle_refund_answer(session, provider.name, self.payments.rules, refund_number, done, utcnow())
 
     @timer(interval=5)
     def submit_pending_refunds(self) -> None:
@@ -425,26 +388,7 @@ class PaymentsService(HealthCheck):
                 usecases.note_refund_checked(session, rules, refund_number, utcnow(), f"{error.code}: {error}")
             return
         with self.db.transaction() as session:
-            refund = session.get(Refund, refund_number)
-            if refund is None or refund.status != "pending":
-                return
-            if found is None or found.status == "PROCESSING":
-                usecases.note_refund_checked(session, rules, refund_number, utcnow(),
-                                             "PROCESSING at the provider" if found else
-                                             "the provider does not know this refund yet")
-            elif found.amount_fen is not None and found.amount_fen != refund.amount_fen:
-                # never completed on an amount we did not ask for: no longer asked about, flagged once
-                usecases.stop_checking_mismatched_refund(session, refund_number, found.amount_fen,
-                                                         "timer:check_processing_refunds")
-            elif found.status == "SUCCESS":
-                usecases.complete_refund(session, provider.name, refund_number, found.provider_refund_id)
-            elif found.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
-                usecases.hold_abnormal_refund(session, refund_number, found.provider_refund_id,
-                                              "ABNORMAL: the provider's refund query",
-                                              "timer:check_processing_refunds", usecases.IncidentContext())
-            else:  # CLOSED: it will not be made (its amount may be refunded again)
-                usecases.fail_refund(session, refund_number, f"{found.status}: the provider's refund query",
-                                     usecases.IncidentContext())
+            usecases.settle_refund_status(session, provider.name, rules, refund_number, found, utcnow())
 
     @rpc
     def refunds(self, actor: str | None, overdue_only: bool = False, order_number: str | None = None) -> dict:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from credence_common.calendar import business_day
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateRefundRequestedV1,
@@ -60,6 +61,7 @@ from credence_common.events import utcnow
 from credence_common.masking import mask_name
 from credence_common.messaging import Outbox
 from services.payments import domain
+from services.payments.domain.providers import PROVIDER_ZONE, PaymentProvider, ProviderError, ProviderRefund
 from services.payments.models import (
     Fee,
     NotificationNonce,
@@ -71,7 +73,6 @@ from services.payments.models import (
     ProviderPayment,
     Refund,
 )
-from services.payments.providers import PROVIDER_ZONE, PaymentProvider, ProviderError, business_day
 
 log = logging.getLogger(__name__)
 outbox = Outbox(OutboxEvent)
@@ -887,7 +888,7 @@ def complete_refund(session: Session, provider_name: str, refund_number: str, pr
 def _fully_refunded_dues(session: Session, order: PaymentOrder) -> list[RefundedDue]:
     """The order's dues whose whole amount has gone back: every due of a fully refunded order, else those whose
     own refunds (naming the due) add up to what was paid for it. Certificates revokes a certificate whose fee is
-    among them (services/certificates/revocations.py)."""
+    among them (services/certificates/usecases/revocations.py)."""
     whole = order.status == domain.REFUNDED
     refunded = dict(session.execute(
         select(Refund.due_id, func.sum(Refund.amount_fen)).where(
@@ -918,6 +919,56 @@ def fail_refund(session: Session, refund_number: str, error: str, context: Incid
     record_incident(session, "refund_refused", f"The provider refused refund {refund_number}: {error}",
                     "timer:submit_pending_refunds", context)
     return True
+
+
+def refund_not_submitted(session: Session, refund_number: str, error: ProviderError) -> None:
+    """The provider could not take the refund: asked again by the timer if asking again may help (the same refund
+    number), else failed for good and flagged."""
+    if error.retryable:
+        note_refund_attempt_failed(session, refund_number, f"{error.code}: {error}")
+    else:
+        fail_refund(session, refund_number, f"{error.code}: {error}", IncidentContext())
+
+
+def settle_refund_answer(session: Session, provider_name: str, rules: PaymentRules, refund_number: str,
+                         answer: ProviderRefund, now: datetime) -> None:
+    """What the provider answered when the refund was submitted: done, being made (asked about from
+    ``REFUND_CHECK_FIRST_SECONDS`` on, until its notification or an answer ends it), made but not reaching the
+    payer (held for a person, not failed) or refused."""
+    if answer.status == "SUCCESS":
+        complete_refund(session, provider_name, refund_number, answer.provider_refund_id)
+    elif answer.status == "PROCESSING":  # the refund notification, or asking about it, ends it
+        note_refund_processing(session, refund_number, answer.provider_refund_id, now + rules.refund_check_delay(0))
+    elif answer.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
+        hold_abnormal_refund(session, refund_number, answer.provider_refund_id,
+                             "ABNORMAL: the provider's refund answer", "timer:submit_pending_refunds",
+                             IncidentContext())
+    else:
+        fail_refund(session, refund_number, f"{answer.status}: the provider's refund answer", IncidentContext())
+
+
+def settle_refund_status(session: Session, provider_name: str, rules: PaymentRules, refund_number: str,
+                         found: ProviderRefund | None, now: datetime) -> None:
+    """What the provider said when asked how a refund it is making stands (``found``: None when it does not know
+    it yet). Whichever of this answer and the refund notification comes first ends the refund; the other then
+    changes nothing (a refund no longer pending is left alone, and complete_refund / fail_refund act on a pending
+    refund only, in one conditional update)."""
+    refund = session.get(Refund, refund_number)
+    if refund is None or refund.status != "pending":
+        return
+    if found is None or found.status == "PROCESSING":
+        note_refund_checked(session, rules, refund_number, now,
+                            "PROCESSING at the provider" if found else "the provider does not know this refund yet")
+    elif found.amount_fen is not None and found.amount_fen != refund.amount_fen:
+        # never completed on an amount we did not ask for: no longer asked about, flagged once
+        stop_checking_mismatched_refund(session, refund_number, found.amount_fen, "timer:check_processing_refunds")
+    elif found.status == "SUCCESS":
+        complete_refund(session, provider_name, refund_number, found.provider_refund_id)
+    elif found.status == "ABNORMAL":  # made, but not reaching the payer: held for a person, not failed
+        hold_abnormal_refund(session, refund_number, found.provider_refund_id, "ABNORMAL: the provider's refund query",
+                             "timer:check_processing_refunds", IncidentContext())
+    else:  # CLOSED: it will not be made (its amount may be refunded again)
+        fail_refund(session, refund_number, f"{found.status}: the provider's refund query", IncidentContext())
 
 
 def refunds(session: Session, overdue_only: bool, order_number: str | None = None) -> RefundList:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pika
 import requests
 
+from credence_common.calendar import business_day
 from credence_common.contracts.events import CertificateIssuedV1, PaymentSucceededV1
 from credence_common.events import utcnow
 from credence_common.logs import read_json_log
 from deploy.journey import wait_until
 from deploy.processes import BY_NAME
-from services.payments.providers import business_day
 
 # also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)
 ALSO_ON_THE_NAMEKO_GATEWAY = True
@@ -257,7 +257,7 @@ def test_events_carry_the_correlation_id_of_the_request_that_caused_them(platfor
         finally:
             engine.dispose()
         if service == "certificates":  # sealed at rest, with the keys the platform's environment gives
-            from services.certificates.protection import keyring_from_environment
+            from services.certificates.adapters.protection import keyring_from_environment
 
             return [json.loads(keyring_from_environment().decrypt(row[0])) for row in rows]
         return [json.loads(row[0]) for row in rows]

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 
 import requests
 
+from credence_common.calendar import business_day
 from credence_common.certificate_numbers import format_certificate_number
 from credence_common.events import utcnow
 from credence_common.masking import mask_name
 from deploy.journey import wait_until
 from services.payments import domain as payments_domain
-from services.payments.providers import business_day
 from tests.e2e.conftest import SECRETS
 
 # also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)

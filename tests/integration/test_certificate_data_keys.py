@@ -1,5 +1,5 @@
-"""Certificates' personal data at rest (services/certificates/protection.py) in a real container, on SQLite and
-PostgreSQL: stored encrypted, read back in clear by staff and the printer's export, and the keys rotate."""
+"""Certificates' personal data at rest (services/certificates/adapters/protection.py) in a real container, on SQLite
+and PostgreSQL: stored encrypted, read back in clear by staff and the printer's export, and the keys rotate."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from credence_common import idempotency
 from credence_common.crypto import DecryptionError, KeyRing
 from credence_common.db import make_engine
+from services.certificates.adapters.protection import DATA_KEYS
 from services.certificates.cli import app, key_usage, rotate, sealed_tables
-from services.certificates.protection import DATA_KEYS
 from services.certificates.service import CertificatesService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_certificates import paid, qualified

@@ -28,15 +28,10 @@ from credence_common.db import make_engine
 from credence_common.errors import CredenceError
 from credence_common.events import utcnow
 from services.payments import domain, usecases
+from services.payments.adapters.sandbox import SandboxProvider
+from services.payments.adapters.sandbox_bank import SandboxBank, SandboxRefund, SandboxTrade, sandbox_db_uri
+from services.payments.domain.providers import ProviderError
 from services.payments.models import OutboxEvent, PaymentDue, PaymentOrder, PaymentOrderItem, ProviderPayment, Refund
-from services.payments.providers import (
-    ProviderError,
-    SandboxBank,
-    SandboxProvider,
-    SandboxRefund,
-    SandboxTrade,
-    sandbox_db_uri,
-)
 
 MERCHANT = "1900000001"
 PAYERS = [("candidate", "cand-a"), ("candidate", "cand-b"), ("institution", "inst-a")]

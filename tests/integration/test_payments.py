@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
+from credence_common.calendar import business_day
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     FeeNoLongerDueV1,
@@ -18,7 +19,8 @@ from credence_common.db import make_engine
 from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from credence_common.events import make_envelope, utcnow
 from services.payments import domain, usecases
-from services.payments.providers import SandboxBank, SandboxProvider, business_day, sandbox_db_uri
+from services.payments.adapters.sandbox import SandboxProvider
+from services.payments.adapters.sandbox_bank import SandboxBank, sandbox_db_uri
 from services.payments.service import PaymentsService
 from tests.integration.conftest import handled, publish_event, query, rpc_proxy, signed_actor, wait_for
 

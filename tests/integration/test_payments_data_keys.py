@@ -1,4 +1,4 @@
-"""Payments' personal data at rest (services/payments/protection.py) in a real container, on SQLite and
+"""Payments' personal data at rest (services/payments/adapters/protection.py) in a real container, on SQLite and
 PostgreSQL: an order's invoice details stored encrypted, read in clear by staff; ``credence payments
 rotate-keys`` moves them to the active key."""
 
@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from credence_common.crypto import KeyRing
+from services.payments.adapters.protection import DATA_KEYS
 from services.payments.keys_cli import app
-from services.payments.protection import DATA_KEYS
 from services.payments.service import PaymentsService
 from tests.integration.conftest import publish_event, query, rpc_proxy
 from tests.integration.test_payments import STAFF, awaiting, dues_of, institution

@@ -1,7 +1,7 @@
 """Payments configured with PAYMENT_PROVIDER=wechatpay, in a real container on SQLite and PostgreSQL, against the
-WeChat Pay API v3 emulator (services/payments/wechatpay_emulator.py) on a free port: prepay, notifications signed and
-encrypted as documented (credited once; forged, stale, undecryptable ones refused and recorded), close, refunds and
-their notification, failures of the provider, and reconciliation against its trade bill."""
+WeChat Pay API v3 emulator (services/payments/adapters/wechatpay_emulator.py) on a free port: prepay, notifications
+signed and encrypted as documented (credited once; forged, stale, undecryptable ones refused and recorded), close,
+refunds and their notification, failures of the provider, and reconciliation against its trade bill."""
 
 from __future__ import annotations
 
@@ -20,16 +20,17 @@ import requests
 import yaml
 from prometheus_client import REGISTRY
 
+from credence_common.calendar import business_day
 from credence_common.errors import BadRequest, Conflict, InvalidInput, ServiceUnavailable, Unauthorized
 from credence_common.events import utcnow
 from deploy.platform import free_port
 from gateway.service import GatewayService
-from services.payments.metrics import ENTRIES, MISMATCH_KINDS
+from services.payments.adapters.metrics import ENTRIES, MISMATCH_KINDS
+from services.payments.adapters.wechatpay import KeyStore, WeChatPayProvider, rsa_verify
+from services.payments.adapters.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
+from services.payments.domain.providers import PROVIDER_ZONE, ProviderError
 from services.payments.models import Base
-from services.payments.providers import PROVIDER_ZONE, ProviderError, business_day
 from services.payments.service import PaymentsService
-from services.payments.wechatpay import KeyStore, WeChatPayProvider, rsa_verify
-from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator, pem_public
 from tests.integration.conftest import publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_http_deadlines import settings_for
 from tests.integration.test_payments import STAFF, awaiting, candidate

@@ -24,6 +24,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from credence_common.calendar import business_day
 from credence_common.events import utcnow
 from deploy.journey import random_mobile, random_resident_id
 from deploy.processes import PROCESSES
@@ -31,8 +32,7 @@ from services.identity.adapters.degree_registry_emulator import DegreeRegistryEm
 from services.identity.adapters.faceid_emulator import FaceIdEmulator
 from services.identity.adapters.sms_emulator import TencentSmsEmulator
 from services.identity.adapters.tencent_sms import SECRET_ID_FILE, SECRET_KEY_FILE
-from services.payments.providers import business_day
-from services.payments.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator
+from services.payments.adapters.wechatpay_emulator import EmulatorKeys, WeChatPayEmulator
 from tests.e2e.conftest import running_platform
 from tests.integration.conftest import wait_for
 from tests.security.conftest import PRODUCTION_LIMITS, client_from

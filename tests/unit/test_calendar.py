@@ -14,8 +14,8 @@ from credence_common import calendar
 from services.certificates import domain as certificates_domain
 from services.certificates.usecases import CertificateRules
 from services.payments import domain as payments_domain
-from services.payments import providers
-from services.payments.configuration import payment_rules
+from services.payments.adapters.configuration import payment_rules
+from services.payments.domain import providers
 from services.payments.usecases import PaymentRules
 
 ROOT = Path(__file__).resolve().parents[2]

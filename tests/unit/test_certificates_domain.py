@@ -104,7 +104,7 @@ def test_replacement_applications_move_only_forward(status, action):
 @pytest.mark.parametrize("value, written", [("=HYPERLINK(1)", "'=HYPERLINK(1)"), ("+86", "'+86"), ("-1", "'-1"),
                                             ("@x", "'@x"), ("王小明", "王小明"), ("", "")])
 def test_printer_csv_cells_never_run_as_spreadsheet_formulas(value, written):
-    from services.certificates.usecases import _cell
+    from services.certificates.adapters.printer_csv import _cell
 
     assert _cell(value) == written
 

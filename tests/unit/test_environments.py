@@ -13,7 +13,7 @@ from credence_common.config import (
     is_development,
 )
 from services.identity.dependencies import DegreeRegistry, IdentityVerifier, Sms
-from services.payments.configuration import configured_payments
+from services.payments.adapters.configuration import configured_payments
 
 
 @pytest.mark.parametrize("value, expected", [("development", "development"), ("staging", "staging"),

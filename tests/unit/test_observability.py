@@ -23,7 +23,7 @@ import services.identity.adapters.degree_registry  # noqa: F401  (registers cred
 import services.identity.adapters.faceid  # noqa: F401  (registers credence_identity_verifier_*)
 import services.identity.adapters.sms  # noqa: F401  (registers credence_sms_texts_total)
 import services.identity.adapters.tencent_sms  # noqa: F401  (registers credence_sms_breaker_open)
-import services.payments.metrics  # noqa: F401  (registers credence_payments_reconciliation_*)
+import services.payments.adapters.metrics  # noqa: F401  (registers credence_payments_reconciliation_*)
 from deploy.processes import SERVICE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

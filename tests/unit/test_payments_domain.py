@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from credence_common.contracts.payments import CreatePaymentOrder, InvoiceDetails
 from services.certificates import domain as certificates_domain
 from services.payments import domain
-from services.payments.providers import sandbox_db_uri
+from services.payments.adapters.sandbox_bank import sandbox_db_uri
 from tests.fee_seed import seeded_fees
 
 BODY = b'{"out_trade_no":"P202611230000000001","amount":{"total":6000,"currency":"CNY"}}'

@@ -14,9 +14,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from credence_common.errors import BadRequest, Unauthorized
-from services.payments import wechatpay
-from services.payments.providers import ProviderError
-from services.payments.wechatpay import (
+from services.payments.adapters import wechatpay
+from services.payments.adapters.wechatpay import (
     KeyStore,
     WeChatPayProvider,
     authorization,
@@ -30,7 +29,8 @@ from services.payments.wechatpay import (
     rsa_verify,
     yuan_to_fen,
 )
-from services.payments.wechatpay_emulator import EmulatorKeys, new_rsa_key, pem_public
+from services.payments.adapters.wechatpay_emulator import EmulatorKeys, new_rsa_key, pem_public
+from services.payments.domain.providers import ProviderError
 
 MCHID = "1900000001"
 
@@ -224,7 +224,7 @@ def test_the_trade_bill_is_read_in_fen_exactly():
 
 
 def test_the_provider_is_chosen_by_configuration_and_refuses_unsafe_settings(keys, tmp_path, monkeypatch):
-    from services.payments.configuration import PROVIDERS, wechatpay_provider
+    from services.payments.adapters.configuration import PROVIDERS, wechatpay_provider
 
     keys.write(tmp_path / "secrets")
     config = {"PAYMENT_PROVIDER": "wechatpay", "WECHATPAY_SECRETS_DIR": str(tmp_path / "secrets"),
@@ -260,7 +260,7 @@ def test_a_processing_refund_is_asked_about_after_doubling_waits_up_to_the_bound
 def test_outside_development_the_notification_address_must_be_https(monkeypatch):
     """WeChat Pay notifies only an https:// address, so staging and production refuse another at start-up (why
     `make run-emulated`, whose local gateway has no TLS, runs under development rules: README)."""
-    from services.payments.configuration import wechatpay_provider
+    from services.payments.adapters.configuration import wechatpay_provider
 
     config = {"WECHATPAY_SECRETS_DIR": "/nowhere", "WECHATPAY_APPID": "wxd678efh567hg6787",
               "WECHATPAY_NOTIFY_URL": "http://127.0.0.1:8000/api/v1/payments/notifications/wechatpay"}

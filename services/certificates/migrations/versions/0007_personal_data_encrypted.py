@@ -39,7 +39,7 @@ class _Keys:
 
     def __call__(self):
         if self.ring is None:
-            from services.certificates.protection import keyring_from_environment
+            from services.certificates.adapters.protection import keyring_from_environment
 
             self.ring = keyring_from_environment()
         return self.ring

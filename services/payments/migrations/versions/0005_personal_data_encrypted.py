@@ -29,7 +29,7 @@ class _Keys:
 
     def __call__(self):
         if self.ring is None:
-            from services.payments.protection import DATA_KEYS
+            from services.payments.adapters.protection import DATA_KEYS
 
             self.ring = DATA_KEYS.from_environment()
         return self.ring

@@ -1,14 +1,7 @@
-"""Payment providers behind one interface, and a sandbox provider that behaves like Alipay / WeChat Pay.
-
-Every provider does the same five things for us: prepare a payment and give the payer a pay URL, send
-an asynchronous notification signed with its private key when the payer has paid, answer a query about
-an order, refund (once per refund number, however often we ask), and hand out a daily statement.
-
-The sandbox is two parts, kept apart as they would be in real life:
-- ``SandboxBank`` is the provider's side: its own tables and transactions, its own private key. Only
-  development and staging have it; it is what a payer "pays" in a demo or a test.
-- ``SandboxProvider`` is our adapter to it: it knows the bank's public key, never the private one, and
-  verifies each notification before anything in it is believed.
+"""The sandbox bank: a payment provider in a box, the provider's side of the sandbox (our adapter to it is
+``adapters/sandbox.py``). It has its own ledger (tables ``sandbox_provider_*``, its own ORM base and its own
+transactions: not our persistence, so not in ``models.py`` nor in our migrations) and its own private key. Only
+development and staging have it; it is what a payer "pays" in a demo or a test.
 """
 
 from __future__ import annotations
@@ -16,166 +9,26 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal, Protocol
 
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from credence_common import calendar
-from credence_common.contracts.payments import SandboxNotification
 from credence_common.db import make_engine
-from credence_common.errors import BadRequest, Unauthorized
 from credence_common.types import UTCDateTime
-from credence_common.validation import parse
 from services.payments import domain
+from services.payments.domain.providers import (
+    PROVIDER_ZONE,
+    ProviderError,
+    ProviderRefund,
+    ProviderTrade,
+    StatementLine,
+)
 
-# Providers settle and issue statements by Beijing date: the authority's zone (credence_common/calendar.py).
-PROVIDER_ZONE = calendar.AUTHORITY_ZONE
 HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SERIAL = (
     "Sandbox-Timestamp", "Sandbox-Nonce", "Sandbox-Signature", "Sandbox-Serial")
 
-
-@dataclass(frozen=True)
-class Notification:
-    """A notification whose signature, freshness and shape have been checked."""
-
-    provider: str
-    nonce: str
-    merchant_id: str
-    order_number: str
-    transaction_id: str
-    trade_state: str
-    amount_fen: int
-    currency: str
-    paid_at: datetime | None = None
-    # a refund notification (WeChat Pay's REFUND.*): our refund number, the provider's, and how it ended
-    refund_number: str | None = None
-    provider_refund_id: str | None = None
-    refund_status: str | None = None  # SUCCESS | ABNORMAL | CLOSED
-
-
-@dataclass(frozen=True)
-class ProviderTrade:
-    order_number: str
-    trade_state: str  # NOTPAY | SUCCESS | CLOSED | REFUND
-    transaction_id: str | None
-    amount_fen: int
-    currency: str
-    paid_at: datetime | None = None
-
-    @property
-    def paid(self) -> bool:
-        return self.trade_state in ("SUCCESS", "REFUND") and bool(self.transaction_id)
-
-
-@dataclass(frozen=True)
-class ProviderRefund:
-    refund_number: str
-    provider_refund_id: str
-    status: str  # SUCCESS, or (WeChat Pay) PROCESSING until its refund notification, or CLOSED | ABNORMAL
-    amount_fen: int | None = None  # what the provider says it refunds (WeChat Pay's amount.refund), when it says
-
-
-@dataclass(frozen=True)
-class StatementLine:
-    entry: Literal["payment", "refund"]
-    reference: str  # transaction id for a payment, our refund number for a refund
-    order_number: str
-    amount_fen: int
-
-
-class ProviderError(Exception):
-    """The provider refused or could not be reached. ``retryable`` says whether asking again may help."""
-
-    def __init__(self, code: str, message: str, retryable: bool):
-        super().__init__(message)
-        self.code = code
-        self.retryable = retryable
-
-
-class PaymentProvider(Protocol):
-    name: str
-    merchant_id: str
-
-    def prepare(self, order_number: str, amount_fen: int, description: str, expires_at: datetime) -> str: ...
-    def verify_notification(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> Notification: ...
-    def query(self, order_number: str) -> ProviderTrade | None: ...
-    def close(self, order_number: str) -> ProviderTrade | None:
-        """Close an unpaid order; answers the trade as it stands afterwards, so a payment that won the race
-        is seen (WeChat Pay answers ORDERPAID)."""
-        ...
-    def refund(self, refund_number: str, order_number: str, transaction_id: str, amount_fen: int) -> ProviderRefund: ...
-    def statement(self, day: date) -> list[StatementLine]: ...
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
-class SandboxProvider:
-    """Our adapter to the sandbox bank. Holds only the bank's public key."""
-
-    name = "sandbox"
-
-    def __init__(self, bank: SandboxBank, public_key, merchant_id: str, pay_url_base: str,
-                 tolerance_seconds: int = 300):
-        self.bank = bank
-        self.public_key = public_key
-        self.merchant_id = merchant_id
-        self.pay_url_base = pay_url_base.rstrip("/")
-        self.tolerance_seconds = tolerance_seconds
-
-    def prepare(self, order_number, amount_fen, description, expires_at) -> str:
-        self.bank.prepay(self.merchant_id, order_number, amount_fen, description, expires_at)
-        return f"{self.pay_url_base}/{order_number}/payment"
-
-    def verify_notification(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> Notification:
-        timestamp, nonce = header(headers, HEADER_TIMESTAMP), header(headers, HEADER_NONCE)
-        signature = header(headers, HEADER_SIGNATURE)
-        if (not timestamp or not nonce or not signature or len(nonce) > 64 or not nonce.isascii()
-                or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12):
-            raise Unauthorized("invalid_signature", "The notification's signature headers are missing.")
-        if not domain.signature_is_valid(self.public_key, domain.signing_message(timestamp, nonce, raw_body),
-                                         signature):
-            raise Unauthorized("invalid_signature", "The notification's signature does not verify with the "
-                               "provider's public key.")
-        if not domain.timestamp_is_fresh(timestamp, now, self.tolerance_seconds):
-            raise Unauthorized("stale_notification", f"The notification was signed more than "
-                               f"{self.tolerance_seconds} s from now; it may be a replay.")
-        try:
-            document = json.loads(raw_body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise BadRequest("malformed_json", "The notification body is not valid JSON.") from None
-        body = parse(SandboxNotification, document)
-        total, currency = body.amount.get("total"), body.amount.get("currency")
-        if not domain.is_whole_fen(total) or not isinstance(currency, str):
-            raise BadRequest("malformed_amount", "The notification's amount must be a whole number of fen with "
-                             "a currency.")
-        return Notification(self.name, nonce, body.mchid, body.out_trade_no, body.transaction_id,
-                            body.trade_state, total, currency, body.success_time)
-
-    def query(self, order_number):
-        return self.bank.query(self.merchant_id, order_number)
-
-    def close(self, order_number):
-        return self.bank.close(self.merchant_id, order_number)
-
-    def refund(self, refund_number, order_number, transaction_id, amount_fen):
-        return self.bank.refund(self.merchant_id, refund_number, transaction_id, amount_fen)
-
-    def statement(self, day):
-        return self.bank.statement(self.merchant_id, day)
-
-
-# --- the provider's own side ---------------------------------------------------------------------------
 
 class BankBase(DeclarativeBase):
     pass
@@ -221,10 +74,6 @@ def sandbox_db_uri(configured: str | None, service_db_uri: str) -> str:
             return f"{stem}-sandbox-provider.{suffix}"
         return service_db_uri + "-sandbox-provider"
     return service_db_uri
-
-
-def business_day(moment: datetime) -> date:
-    return calendar.business_day(moment)
 
 
 class SandboxBank:

@@ -4,18 +4,15 @@ payer's name), sealed with ``PAYMENTS_DATA_KEYS`` (active: ``PAYMENTS_DATA_ACTIV
 Nothing looks an order up by its invoice details, so no blind index is kept. Payments' events carry no names:
 its outbox stays as it is. The answers kept for Idempotency-Key retries (an order's answer holds the invoice
 details) are encrypted with a key derived from the client's Idempotency-Key (``credence_common/idempotency.py``).
+The service installs these keys at start-up through ``dependencies.protection``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from credence_common.sealed import DataKeys, Protection, sealed_type
+from credence_common.sealed import DataKeys, sealed_type
 
-CONFIG_FILE = Path(__file__).with_name("config.yml")
+CONFIG_FILE = Path(__file__).parents[1] / "config.yml"  # the service's config file
 DATA_KEYS = DataKeys("payments", CONFIG_FILE)
 Sealed = sealed_type(DATA_KEYS)
-
-
-def protection() -> Protection:
-    return Protection(DATA_KEYS)

@@ -11,7 +11,7 @@ a bill that disagrees with what happened; and notifications forged, stale, undec
 serial. Duplicates and out-of-order delivery are the test's to arrange: every call of ``notification`` signs
 afresh (a redelivery), and the same bytes and headers sent twice are a replay.
 
-Run it alone (``python -m services.payments.wechatpay_emulator --keys DIR``) for ``make run`` in staging mode;
+Run it alone (``python -m services.payments.adapters.wechatpay_emulator --keys DIR``) for ``make run`` in staging mode;
 ``POST /emulator/trades/<out_trade_no>/payment`` (unsigned: it is the payer, not the API) then pays an order and
 delivers the notification to the order's notify_url, retrying as WeChat Pay does.
 """
@@ -38,8 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from credence_common.emulation import EmulatedVendor
-from services.payments.providers import PROVIDER_ZONE
-from services.payments.wechatpay import (
+from services.payments.adapters.wechatpay import (
     APIV3_KEY_FILE,
     AUTH_SCHEMA,
     BILL_COLUMNS,
@@ -59,6 +58,7 @@ from services.payments.wechatpay import (
     rsa_sign,
     rsa_verify,
 )
+from services.payments.domain.providers import PROVIDER_ZONE
 
 # the payer's side, for staging: POST /emulator/trades/<out_trade_no>/payment pays and notifies
 PAYER_ROUTE = re.compile(r"^/emulator/trades/([^/]+)/payment$")

@@ -3,8 +3,6 @@ every change to a certificate goes through ``_change`` (the state machine, the v
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import uuid
@@ -48,7 +46,8 @@ from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, 
 from credence_common.events import utcnow
 from credence_common.messaging import Outbox
 from credence_common.sequences import next_value, next_value_outside, next_values_outside
-from services.certificates import domain, proof_sheet
+from services.certificates import domain
+from services.certificates.adapters import printer_csv, proof_sheet
 from services.certificates.models import (
     CandidatePayer,
     Certificate,
@@ -637,10 +636,6 @@ def close_batch(session: Session, staff_id: str, batch_id: str) -> BatchView:
     return batch_view(session, batch)
 
 
-PRINTER_COLUMNS = ("certificate_id", "certificate_number", "holder_name", "resident_id_number_masked",
-                   "program_name", "level", "qualified_on", "issued_on", "photo_reference", "delivery_address")
-
-
 def printable(session: Session, batch_id: str) -> list[dict]:
     """What the printer prints: issued certificates of the batch (one revoked meanwhile is left out)."""
     rows = session.scalars(select(Certificate).where(Certificate.batch_id == batch_id,
@@ -656,17 +651,9 @@ def printable(session: Session, batch_id: str) -> list[dict]:
 
 
 def batch_csv(session: Session, batch_id: str) -> str:
+    """The printer's CSV of a batch (``adapters/printer_csv.py``)."""
     find_batch(session, batch_id)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=PRINTER_COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows({key: _cell(value) for key, value in row.items()} for row in printable(session, batch_id))
-    return "\ufeff" + out.getvalue()  # a BOM, so spreadsheet programs read the Chinese names as UTF-8
-
-
-def _cell(value: str) -> str:
-    """A value a spreadsheet would run as a formula is written as text."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return printer_csv.render(printable(session, batch_id))
 
 
 def batch_proof_pdf(session: Session, batch_id: str) -> bytes:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from credence_common import calendar
 from credence_common.config import adapter_refusal, is_development, is_production
 from services.payments import domain
-from services.payments.providers import SandboxBank, SandboxProvider, sandbox_db_uri
+from services.payments.adapters.sandbox import SandboxProvider
+from services.payments.adapters.sandbox_bank import SandboxBank, sandbox_db_uri
+from services.payments.adapters.wechatpay import DEFAULT_API_BASE, KeyStore, WeChatPayProvider
 from services.payments.usecases import PaymentRules
-from services.payments.wechatpay import DEFAULT_API_BASE, KeyStore, WeChatPayProvider
 
 
 @dataclass

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from credence_common.errors import BadRequest, ServiceUnavailable, Unauthorized
 from services.payments import domain
-from services.payments.providers import (
+from services.payments.domain.providers import (
     PROVIDER_ZONE,
     Notification,
     ProviderError,

@@ -76,7 +76,7 @@ demo: $(STAMP)
 
 # the data-key migrations read the keys the environment allows: development unless the shell says otherwise
 migrate: $(STAMP)
-	CREDENCE_ENV=$${CREDENCE_ENV:-development} $(PY) -m credence_common.migrations all
+	CREDENCE_ENV=$${CREDENCE_ENV:-development} $(PY) -m credence_common.persistence.migrations all
 
 # Every test: unit, integration (SQLite and PostgreSQL) and end-to-end (SQLite and PostgreSQL).
 test: $(STAMP) browser promtool kubectl

@@ -21,8 +21,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pika
 from sqlalchemy import text
 
-from credence_common.certificate_numbers import normalise_certificate_number
-from credence_common.db import make_engine
+from credence_common.contracts.certificate_numbers import normalise_certificate_number
+from credence_common.persistence.db import make_engine
 from services.verification.domain import name_key
 
 
@@ -99,7 +99,7 @@ def honest_app():
     import os
     from datetime import UTC, datetime, timedelta
 
-    from credence_common.masking import mask_name, mask_resident_id_public
+    from credence_common.security.masking import mask_name, mask_resident_id_public
     from services.verification.domain import answers_truthfully
 
     cursor = thread_cursor(os.environ["BENCH_DB_DSN"])

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import parse_wrk
-from credence_common.certificate_numbers import format_certificate_number
+from credence_common.contracts.certificate_numbers import format_certificate_number
 from services.verification.domain import name_key
 
 SEEDED_YEAR, SEEDED_REGION, UNKNOWN_REGION = 2025, "31", "32"  # no seeded number is in region 32

@@ -45,7 +45,7 @@ def honest_results_app():
     psycopg2 connection per worker thread (autocommit), one query."""
     from bench.baselines import json_answer as answer
     from bench.baselines import thread_cursor
-    from credence_common.errors import CredenceError
+    from credence_common.contracts.errors import CredenceError
     from gateway.auth import TokenService
     from gateway.statuses import http_status
     from services.scoring.domain import review_window_ends_at, visible_status

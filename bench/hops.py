@@ -18,7 +18,8 @@ PostgreSQL's, per check, a second table.
 
 The last two run in this process, which is not green (no eventlet), so they show the driver's own cost; then both
 again in a child process made green as a service process is (``eventlet.monkey_patch`` and, where the tree has it,
-``credence_common.green_postgres.patch_psycopg``): what verification's worker pays for its database, bus aside.
+``credence_common.persistence.green_postgres.patch_psycopg``): what verification's worker pays for its database, bus
+aside.
 Prints a table (p50, p90, p99 in ms, and the count); asserts nothing.
 
     .venv/bin/python -m bench.hops --backend postgresql [--seconds 5]
@@ -44,7 +45,7 @@ def empty_check_log(db_uri: str) -> None:
     longer a run goes on: each hop starts from an empty check log, so that the order of the hops does not matter."""
     from sqlalchemy import text
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     engine = make_engine(db_uri)
     with engine.begin() as connection:
@@ -102,10 +103,10 @@ def row(label: str, latencies: list[float]) -> str:
 def database_hops(db_uri: str, check: dict, seconds: float) -> list[tuple[str, list[float]]]:
     from sqlalchemy import text
 
-    from credence_common.certificate_numbers import normalise_certificate_number
+    from credence_common.contracts.certificate_numbers import normalise_certificate_number
+    from credence_common.contracts.envelope import utcnow
     from credence_common.contracts.verification import PublicCheck
-    from credence_common.db import make_engine
-    from credence_common.events import utcnow
+    from credence_common.persistence.db import make_engine
     from services.verification import usecases
 
     engine = make_engine(db_uri)
@@ -142,8 +143,9 @@ def database_hops(db_uri: str, check: dict, seconds: float) -> list[tuple[str, l
 GREEN_CHILD = """
 import eventlet
 eventlet.monkey_patch()
-try:  # as credence_common/runner.py does in every service process (a tree without it ran pg8000, green by itself)
-    from credence_common.green_postgres import patch_psycopg
+try:  # as credence_common/runtime/runner.py does in every service process (a tree without it ran pg8000, green by
+itself)
+    from credence_common.persistence.green_postgres import patch_psycopg
     patch_psycopg()
 except ImportError:
     pass

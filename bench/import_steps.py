@@ -18,8 +18,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench import result_import
-from credence_common.db import make_engine, normalise_db_uri
-from credence_common.migrations import upgrade
+from credence_common.persistence.db import make_engine, normalise_db_uri
+from credence_common.persistence.migrations import upgrade
 from services.scoring.adapters import fast_import
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pika
 
+from credence_common.bus.outbox_relay import event_exchange
+from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CertificateIssuedV1, PaymentSucceededV1
-from credence_common.events import make_envelope
-from credence_common.outbox_relay import event_exchange
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def measure(platform, amqp_uri: str, count: int, workdir: Path, timeout: float =
     from sqlalchemy import text
 
     from bench.hops import cpu_holders, cpu_seconds
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
     from deploy.processes import BY_NAME
 
     db_uri = platform.db_uri("certificates")

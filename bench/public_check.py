@@ -257,7 +257,7 @@ def honest_comparison(args, env: dict, platform, workdir: Path) -> None:
     from sqlalchemy import text
 
     from bench import honest
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     if args.backend != "postgresql":
         print("\nhonest baseline: skipped (gunicorn + psycopg2 needs --backend postgresql)")
@@ -364,7 +364,7 @@ def create_databases(backend: str, workdir: Path, env: dict) -> list[str]:
         return []
     from sqlalchemy import create_engine, text
 
-    from credence_common.db import normalise_db_uri
+    from credence_common.persistence.db import normalise_db_uri
 
     admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
     names = []
@@ -410,7 +410,7 @@ def drop_databases(names: list[str]) -> None:
         return
     from sqlalchemy import create_engine, text
 
-    from credence_common.db import normalise_db_uri
+    from credence_common.persistence.db import normalise_db_uri
 
     admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from credence_common.db import make_engine, normalise_db_uri
-from credence_common.migrations import upgrade
+from credence_common.persistence.db import make_engine, normalise_db_uri
+from credence_common.persistence.migrations import upgrade
 
 # as every benchmark runs the platform (bench.public_check.bench_platform): scoring refuses to start without it, and
 # the roster's names are encrypted with its development data key
@@ -58,7 +58,7 @@ WRITE_BATCH = 10_000  # lines per write while generating files
 # one JSON line with its own figures on stdout.
 CHILD = """
 import json, resource, sys, time
-from credence_common.db import make_engine
+from credence_common.persistence.db import make_engine
 from services.scoring.usecases import imports
 from services.scoring.usecases.imports import run_import
 engine = make_engine(sys.argv[1])
@@ -177,7 +177,7 @@ def reference_lines(results_csv: Path, batch_id: str, recorded_at: str):
 
 def copy_lines(db_uri: str, sql: str, lines, path: Path) -> None:
     """Write ``lines`` (CSV) to ``path`` and COPY them into ``db_uri`` with ``sql``: seeding for the benchmarks."""
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     write_lines(path, None, lines)
     engine = make_engine(db_uri)

@@ -175,7 +175,7 @@ def public_check(platform: Platform, env: dict, args, workdir: Path, echo: float
     against gunicorn + psycopg2 doing the same work; each system starts from an empty check log."""
     from sqlalchemy import text
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     db_uri = env["VERIFICATION_DB_URI"]
     honest.seed_certificates(db_uri, args.checked_certificates, workdir)

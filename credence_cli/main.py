@@ -43,10 +43,12 @@ from rich.table import Table
 
 import services
 from credence_cli.rpc import RemoteRefusal, RpcClient, Unanswered, pika_parameters
-from credence_common import dead_letters, logs, migrations, queue_admin
-from credence_common.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, KeySpecError, new_key_pair
+from credence_common.bus import dead_letters, queue_admin
 from credence_common.config import load_config
-from credence_common.staff_roles import DUTIES, STAFF_ROLES
+from credence_common.contracts.staff_roles import DUTIES, STAFF_ROLES
+from credence_common.observability import logs
+from credence_common.persistence import migrations
+from credence_common.security.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, KeySpecError, new_key_pair
 from deploy.processes import SERVICE_NAMES
 from services.certificates import cli as certificates_cli
 from services.identity import cli as identity_cli
@@ -99,10 +101,10 @@ def operator() -> str:
 
 
 def staff_actor(*staff_roles: str) -> str:
-    # The services believe only a signed actor (credence_common/actor_tokens.py): the CLI signs with the key in
+    # The services believe only a signed actor (credence_common/security/actor_tokens.py): the CLI signs with the key in
     # ACTOR_SIGNING_KEY, as the gateway does (the development key by default, which staging and production
     # refuse). The subject names the operator, for the records that say who did it (e.g. a batch's closed_by).
-    # ``staff_roles``: the staff roles the command needs (credence_common/staff_roles.py), and only those: the
+    # ``staff_roles``: the staff roles the command needs (credence_common/contracts/staff_roles.py), and only those: the
     # holder of the signing key could sign any, but each command acts in its one duty.
     try:
         signer = ActorSigner.from_spec(os.environ.get("ACTOR_SIGNING_KEY") or DEVELOPMENT_SIGNING_KEY,
@@ -269,11 +271,12 @@ def close_batch(batch_id: str = typer.Argument(..., help="as `credence batches l
 # --- outbox ----------------------------------------------------------------------------------------------
 
 def _outbox_table():
-    # the columns the CLI touches, typed as every service's outbox is (credence_common/messaging.py), so that
+    # the columns the CLI touches, typed as every service's outbox is (credence_common/persistence/messaging.py), so
+    # that
     # times compare and read back the same way on SQLite and PostgreSQL
     from sqlalchemy import Column, Integer, MetaData, String, Table
 
-    from credence_common.types import UTCDateTime
+    from credence_common.persistence.types import UTCDateTime
 
     return Table("outbox", MetaData(), Column("seq", Integer, primary_key=True), Column("event_type", String),
                  Column("created_at", UTCDateTime()), Column("published_at", UTCDateTime()),
@@ -288,7 +291,7 @@ def outbox_state(service: str) -> dict:
     own database (one short read)."""
     from sqlalchemy import func, select
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     engine = make_engine(service_settings(service)["DB_URI"])
     try:
@@ -348,7 +351,7 @@ def outbox_republish(service: str = typer.Argument(..., help="the service whose 
     earlier point, it gets back what it lost. Consumers that already had an event ignore it (by its id)."""
     from sqlalchemy import update
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     (name,) = chosen_services(service)
     if not yes:

@@ -14,7 +14,7 @@ import uuid
 
 import pika
 
-from credence_common.logs import CONTEXT_KEY
+from credence_common.observability.logs import CONTEXT_KEY
 
 RPC_EXCHANGE = "nameko-rpc"
 

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 # what a secret setting and a development default look like (secret_names.py: also read by actor_tokens.py)
-from credence_common.secret_names import INSECURE_DEFAULT_PREFIX, SECRET_SUFFIXES
+from credence_common.security.secret_names import INSECURE_DEFAULT_PREFIX, SECRET_SUFFIXES
 
 
 class ConfigurationRefused(SystemExit):
@@ -145,7 +145,7 @@ def uses_guest_broker_user(config: dict) -> bool:
 
 
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
-    """The check every process runs at start-up (credence_common/runner.py), before it touches the broker."""
+    """The check every process runs at start-up (credence_common/runtime/runner.py), before it touches the broker."""
     try:
         current = environment(environ)
     except ConfigurationRefused as refusal:

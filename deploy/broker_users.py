@@ -25,7 +25,7 @@ bind from an exchange):
 A service's user may write to the default exchange (``amq.default``): its retry queues dead-letter through it
 back to the handler queue, and RabbitMQ asks the declaring user for that right. It lets the user publish into
 any queue by name (a message straight into ``rpc-identity``); what such a message claims is refused by the
-signed-actor check (credence_common/actor_tokens.py). The gateway's user has no such right. The operator's
+signed-actor check (credence_common/security/actor_tokens.py). The gateway's user has no such right. The operator's
 commands (``credence ...``) run with an administrator's ``AMQP_URI`` (docs/operations.md).
 """
 
@@ -36,9 +36,9 @@ import re
 import sys
 from urllib.parse import quote, unquote, urlsplit
 
+from credence_common.bus.reliable_events import dead_letter_queue_name
+from credence_common.contracts.envelope import exchange_name
 from credence_common.contracts.topology import SUBSCRIPTIONS
-from credence_common.events import exchange_name
-from credence_common.reliable_events import dead_letter_queue_name
 from deploy.processes import SERVICE_NAMES
 
 RPC_EXCHANGE = "nameko-rpc"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from credence_common.masking import mask_mobile
+from credence_common.security.masking import mask_mobile
 from deploy import platform
 from services.identity.adapters.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys
 from services.identity.adapters.faceid_emulator import FaceIdEmulator

@@ -13,13 +13,13 @@ from collections.abc import Callable
 import requests
 from stdnum.cn import ric
 
-from credence_common.masking import mask_mobile, mask_resident_id
+from credence_common.security.masking import mask_mobile, mask_resident_id
 
 DEV_STAFF_PASSWORD = "dev-insecure-staff-password"
 PROGRAM_CODE = "PSY-COUNSELLOR"
 EXPERT_PASSWORD = "Expert-panel 2026 review"  # development only
 # the expert panel: two staff accounts holding only the expert role (the admin who records the score may not sign it
-# off, credence_common/staff_roles.py and services/scoring/domain/__init__.py)
+# off, credence_common/contracts/staff_roles.py and services/scoring/domain/__init__.py)
 EXPERTS = ("expert1", "expert2")
 
 

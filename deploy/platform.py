@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from credence_common.migrations import db_uri_from_environment, upgrade
+from credence_common.persistence.migrations import db_uri_from_environment, upgrade
 from deploy.processes import DEFAULT_GATEWAY_SERVER, PROCESSES, SERVICE_NAMES, ProcessSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

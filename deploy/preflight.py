@@ -18,7 +18,7 @@ POSTGRES_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@1
 def postgres_problem(uri: str) -> str | None:
     from sqlalchemy import create_engine, text
 
-    from credence_common.db import normalise_db_uri
+    from credence_common.persistence.db import normalise_db_uri
 
     try:
         engine = create_engine(normalise_db_uri(uri))

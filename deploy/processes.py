@@ -25,7 +25,7 @@ class ProcessSpec:
             raise ValueError(f"GATEWAY_SERVER must be one of {', '.join(GATEWAY_SERVERS)}, not {server!r}")
         if server == "asgi" and self.asgi_module is not None:
             return [python, "-m", self.asgi_module, self.config]
-        return [python, "-m", "credence_common.runner", self.config, self.service_class]
+        return [python, "-m", "credence_common.runtime.runner", self.config, self.service_class]
 
 
 # GATEWAY_SERVER: which HTTP layer serves the gateway. asgi (uvicorn + Starlette, gateway/asgi.py) by default: of

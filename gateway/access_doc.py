@@ -3,14 +3,14 @@
 Run ``python -m gateway.access_doc > docs/access.md``. A test regenerates the text and compares, so the
 route tables cannot drift from the code. The section on what the services check again is not derivable from
 ``ROUTES``; it is kept here as text and must be updated together with each service's ``service.py``. The staff
-roles are listed from ``credence_common/staff_roles.py``.
+roles are listed from ``credence_common/contracts/staff_roles.py``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from credence_common.staff_roles import DUTIES
+from credence_common.contracts.staff_roles import DUTIES
 from gateway.api import ROUTES, Route
 
 # Tables come in this order; a tag not listed here follows, in the order of its first route.
@@ -53,7 +53,7 @@ Access is checked twice:
    present but invalid or expired is refused with `401` even on a route that anyone may call.
 2. **Again inside the service**, for every RPC that acts for someone: the gateway passes the caller
    as an `actor` (`{"subject", "role"}`, for an institution account the `institution_id` and for a staff account
-   the `staff_roles` identity named at sign-in; `credence_common/actors.py`) and the service decides
+   the `staff_roles` identity named at sign-in; `credence_common/security/actors.py`) and the service decides
    itself what that actor may do; identity whose record it may see or change (`services/identity/usecases/access.py`
    `authorize`): staff holding `support` any candidate, a candidate only themself, an institution only candidates
    registered with its `institution_id`. The details are in [the last section](#checked-again-inside-the-services).
@@ -66,7 +66,8 @@ answer `429 rate_limited`. Sign-in, codes and resets have their own, stricter li
 
 STAFF_ROLES_INTRO = """## Staff roles
 
-A staff account holds any number of staff roles (`credence_common/staff_roles.py`); the column "staff role" below
+A staff account holds any number of staff roles (`credence_common/contracts/staff_roles.py`); the column "staff role"
+below
 names the ones a route accepts (any one of them will do). Identity keeps each account's roles and names them at
 sign-in and refresh; the JWT and the signed actor carry them, so a role given or taken away counts from the
 account's next sign-in or refresh (a token already issued keeps its roles until it expires, at most
@@ -112,7 +113,7 @@ The gateway's Prometheus metrics are on its metrics port (`GATEWAY_METRICS_PORT`
 SERVICE_CHECKS = """## Checked again inside the services
 
 Every RPC that acts for someone takes the caller as its first argument (`actor`), a token the gateway signed, and
-enforces the following itself (`credence_common/actors.py` `require_role`, `require_staff`; each service's
+enforces the following itself (`credence_common/security/actors.py` `require_role`, `require_staff`; each service's
 `service.py`). A missing or malformed actor is refused with `401 authentication_required`, a wrong role or someone
 else's record with `403 forbidden`, a staff actor without the staff role the RPC needs with `403 role_required`.
 

@@ -7,7 +7,8 @@ The services stay nameko; only the caller changes. What goes on the wire is what
   back as a returned message (nameko's ``UnknownService``) instead of a wait for a reply that never comes;
 - ``reply_to`` (this client's reply routing key) and a fresh ``correlation_id``;
 - the caller's context as ``nameko.<key>`` headers (nameko's ``HeaderEncoder``): the correlation id
-  (``nameko.correlation_id``, credence_common/logs.py), the idempotency headers (credence_common/idempotency.py)
+  (``nameko.correlation_id``, credence_common/observability/logs.py), the idempotency headers
+  (credence_common/persistence/idempotency.py)
   and ``nameko.call_id_stack``, the list nameko's ``WorkerContext`` starts with the caller's call id.
 
 A nameko service answers by publishing ``{"result": ..., "error": ...}`` to the same exchange with routing key =
@@ -15,7 +16,7 @@ A nameko service answers by publishing ``{"result": ..., "error": ...}`` to the 
 of its own bound to ``nameko-rpc`` with its id as routing key. The connection is aio-pika's robust one: when the
 broker goes away it reconnects and declares the queue and its binding again; a call in flight at that moment
 ends at its deadline (``service_timeout``), a call made while the broker is unreachable at once
-(``broker_unavailable``), the same answers as the nameko gateway (credence_common/remote.py).
+(``broker_unavailable``), the same answers as the nameko gateway (credence_common/bus/remote.py).
 
 Bodies are encoded and decoded with kombu's JSON, which is what the services use, so that an answer reads the
 same through either gateway; errors are rebuilt with nameko's own ``deserialize``: a registered
@@ -34,8 +35,8 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 from kombu.utils import json as kombu_json
 from nameko.exceptions import deserialize
 
-import credence_common.error_registry  # noqa: F401  (refusals come back as their own class)
-from credence_common.errors import ServiceUnavailable
+import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
+from credence_common.contracts.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

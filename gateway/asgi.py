@@ -56,9 +56,9 @@ from starlette.routing import Match, request_response
 from starlette.routing import Route as StarletteRoute
 from uvicorn.protocols.http import httptools_impl
 
-from credence_common import logs
 from credence_common.config import ConfigurationRefused, assert_safe_for_environment, environment, load_config
-from credence_common.metrics import ENTRYPOINT_CALLS, ENTRYPOINT_LATENCY, check_broker, serve_metrics
+from credence_common.observability import logs
+from credence_common.observability.metrics import ENTRYPOINT_CALLS, ENTRYPOINT_LATENCY, check_broker, serve_metrics
 from gateway import dispatch, logged_paths
 from gateway.amqp_rpc import RpcClient
 from gateway.api import Call, Route, dump
@@ -541,7 +541,7 @@ def _exit(status: int) -> None:
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn's server, stopping as credence_common/runner.py stops a service: the first SIGTERM (or Ctrl-C)
+    """uvicorn's server, stopping as credence_common/runtime/runner.py stops a service: the first SIGTERM (or Ctrl-C)
     drains (no new connections, the requests in flight finish), a second one, or a drain longer than
     ``SHUTDOWN_GRACE_SECONDS``, forces the stop, and a forced stop exits 1."""
 
@@ -561,8 +561,8 @@ class GatewayServer(uvicorn.Server):
 
 
 def main(argv: list[str]) -> int:
-    from credence_common.gc_tuning import tune_garbage_collector
-    from credence_common.logs import configure_logging, log_format
+    from credence_common.observability.gc_tuning import tune_garbage_collector
+    from credence_common.observability.logs import configure_logging, log_format
 
     # stopped while it starts (nothing served yet): a clean exit, not "killed by SIGTERM"
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import jwt
 
-from credence_common.errors import Unauthorized
-from credence_common.staff_roles import STAFF_ROLES
-from credence_common.staff_roles import staff_roles as ordered_staff_roles
+from credence_common.contracts.errors import Unauthorized
+from credence_common.contracts.staff_roles import STAFF_ROLES
+from credence_common.contracts.staff_roles import staff_roles as ordered_staff_roles
 
 ROLES = ("candidate", "institution", "staff", "public")
 ISSUER = "credence-gateway"
@@ -24,7 +24,7 @@ class Principal:
     subject: str
     role: str
     institution_id: str | None = None  # an institution account's institution (the token's claim)
-    # a staff account's roles (credence_common/staff_roles.py), as identity named them at sign-in or refresh
+    # a staff account's roles (credence_common/contracts/staff_roles.py), as identity named them at sign-in or refresh
     staff_roles: frozenset[str] = frozenset()
 
     @property

@@ -23,11 +23,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
-from credence_common import idempotency, logs
-from credence_common.actor_tokens import ActorSigner
-from credence_common.actors import require_staff_role
 from credence_common.contracts.asyncapi import build_asyncapi
-from credence_common.errors import (
+from credence_common.contracts.errors import (
     BadRequest,
     CredenceError,
     Forbidden,
@@ -35,7 +32,11 @@ from credence_common.errors import (
     Unauthorized,
     refusal_from_wire,
 )
-from credence_common.validation import parse
+from credence_common.contracts.validation import parse
+from credence_common.observability import logs
+from credence_common.persistence import idempotency
+from credence_common.security.actor_tokens import ActorSigner
+from credence_common.security.actors import require_staff_role
 from gateway import logged_paths, web
 from gateway.api import Call, Route, mounted_routes
 from gateway.auth import Principal, TokenService
@@ -185,7 +186,8 @@ def admit(gateway: Gateway, route: Route, request: Incoming) -> Principal:
             raise Unauthorized("authentication_required", "Sign in and send 'Authorization: Bearer <token>'.")
         raise Forbidden("forbidden", f"A {principal.role} may not do this.")
     if principal.role == "staff" and route.staff_roles:
-        # the service refuses it too (credence_common/actors.py require_staff); refused here before any body is read
+        # the service refuses it too (credence_common/security/actors.py require_staff); refused here before any body
+        # is read
         require_staff_role(principal, route.staff_roles)
     if route.rate_limited:
         gateway.limit(f"{route.name}:{request.remote_addr}", "Too many requests")
@@ -381,7 +383,7 @@ def report_page(gateway: Gateway, request: Incoming, report_code: str, call: Cal
 # --- correlation and the access log ---------------------------------------------------------------------
 
 def correlation_id(headers: Mapping[str, str]) -> str:
-    """The caller's ``X-Request-Id`` when it is a sane token, else a new one (credence_common/logs.py)."""
+    """The caller's ``X-Request-Id`` when it is a sane token, else a new one (credence_common/observability/logs.py)."""
     return logs.sane(headers.get(logs.HEADER)) or logs.new_correlation_id()
 
 

@@ -27,12 +27,12 @@ class Call:
     headers: dict = field(default_factory=dict)
     client_address: str = ""
     query: dict = field(default_factory=dict)
-    actor_signer: Any = None  # credence_common.actor_tokens.ActorSigner
+    actor_signer: Any = None  # credence_common.security.actor_tokens.ActorSigner
 
     @cached_property
     def actor(self) -> str:
         """Who asks, passed to services that check access themselves: signed, because a service believes
-        only what the gateway vouches for (credence_common/actor_tokens.py); once per request, however many
+        only what the gateway vouches for (credence_common/security/actor_tokens.py); once per request, however many
         calls the handler makes."""
         return self.actor_signer.sign(self.principal.subject, self.principal.role,
                                       institution_id=self.principal.institution_id,
@@ -83,7 +83,8 @@ class Route:
     # headers of a success beside the defaults, e.g. a public document that caches ({"Cache-Control": ...}
     # replaces "no-store"); as (name, value) pairs so that a Route stays hashable
     response_headers: tuple[tuple[str, str], ...] = ()
-    # a staff caller must hold one of these staff roles (credence_common/staff_roles.py), else 403 role_required;
+    # a staff caller must hold one of these staff roles (credence_common/contracts/staff_roles.py), else 403
+    # role_required;
     # the service checks the same again. Every route that admits staff names them (tests/unit/test_staff_roles.py)
     staff_roles: tuple[str, ...] = ()
 
@@ -206,7 +207,7 @@ class Rpc:
 ANY_SIGNED_IN = ("candidate", "institution", "staff")
 NOT_REPLAYED = False  # replayable=NOT_REPLAYED: the answer is or holds a credential (see Route.replayable)
 
-# The staff roles a route needs (Route.staff_roles; credence_common/staff_roles.py says what each is for).
+# The staff roles a route needs (Route.staff_roles; credence_common/contracts/staff_roles.py says what each is for).
 RECORDER = ("recorder",)
 EXPERT = ("expert",)
 PUBLISHER = ("publisher",)

@@ -19,10 +19,10 @@ from nameko.web.handlers import HttpRequestHandler
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from credence_common import logs
+from credence_common.bus.remote import call_with_deadline
 from credence_common.config import environment, is_development
-from credence_common.metrics import Metrics
-from credence_common.remote import call_with_deadline
+from credence_common.observability import logs
+from credence_common.observability.metrics import Metrics
 from gateway import dispatch, http_server, logged_paths
 from gateway.api import ROUTES, Route
 from gateway.batching import Batcher
@@ -103,7 +103,8 @@ class GatewayState(DependencyProvider):
 
 
 class TracedHttp(HttpRequestHandler):
-    """nameko's ``@http``, plus the correlation id (credence_common/logs.py): the caller's ``X-Request-Id`` when
+    """nameko's ``@http``, plus the correlation id (credence_common/observability/logs.py): the caller's
+    ``X-Request-Id`` when
     it is a sane token, else a new one; the worker runs under it, every RPC carries it on, and the response
     answers it in ``X-Request-Id`` so that a client can quote it to the operators. The server has read
     deadlines, and the body is read before a worker is taken (gateway/http_server.py).

@@ -1,9 +1,9 @@
 """The HTTP status of each refusal: HTTP is the gateway's business, so the mapping lives here and not on the errors
-(credence_common/errors.py), which services raise and the bus carries without knowing about HTTP."""
+(credence_common/contracts/errors.py), which services raise and the bus carries without knowing about HTTP."""
 
 from __future__ import annotations
 
-from credence_common.errors import (
+from credence_common.contracts.errors import (
     BadRequest,
     Conflict,
     CredenceError,

@@ -13,9 +13,9 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-from credence_common.green_postgres import patch_psycopg  # noqa: E402
+from credence_common.persistence.green_postgres import patch_psycopg  # noqa: E402
 
-patch_psycopg()  # as credence_common/runner.py does for every service process
+patch_psycopg()  # as credence_common/runtime/runner.py does for every service process
 
 import credence_common  # noqa: E402,F401  (filters eventlet's import-time deprecation notice)
-import credence_common.error_registry  # noqa: E402,F401  (RPC refusals come back as their own class, as in every process)
+import credence_common.bus.error_registry  # noqa: E402,F401  (RPC refusals come back as their own class, as in every process)

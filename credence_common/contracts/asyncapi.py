@@ -19,8 +19,8 @@ from pydantic.json_schema import models_json_schema
 
 from credence_common.contracts.correlation import ENVELOPE_ATTRIBUTE
 from credence_common.contracts.docs import example
+from credence_common.contracts.envelope import SPEC_VERSION, EventEnvelope, EventPayload, exchange_name, source_for
 from credence_common.contracts.events import ALL_EVENTS
-from credence_common.events import SPEC_VERSION, EventEnvelope, EventPayload, exchange_name, source_for
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING_VERSION = "0.3.0"

@@ -1,7 +1,7 @@
 """The correlation id: one id for all the work one request or event causes, across services, in every log line
 and every event envelope it leads to. Part of the contracts: it crosses the bus in the AMQP header
 ``nameko.correlation_id`` and the CloudEvents attribute ``correlationid`` (docs/events.md); the structured logs
-(credence_common/logs.py) print it."""
+(credence_common/observability/logs.py) print it."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
+from credence_common.contracts.envelope import EventEnvelope, EventPayload, exchange_name
 from credence_common.contracts.events import ALL_EVENTS
 from credence_common.contracts.topology import subscribers_of
-from credence_common.events import EventEnvelope, EventPayload, exchange_name
 
 HEADER = """# Event contract
 

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from credence_common.events import EventPayload
+from credence_common.contracts.envelope import EventPayload
 
 
 class CandidateRegisteredV1(EventPayload):

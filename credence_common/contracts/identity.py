@@ -7,9 +7,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from credence_common.contracts.staff_roles import STAFF_ROLES as STAFF_ROLE_NAMES
+from credence_common.contracts.staff_roles import StaffRole, staff_roles
 from credence_common.contracts.tickets import TicketNumber
-from credence_common.staff_roles import STAFF_ROLES as STAFF_ROLE_NAMES
-from credence_common.staff_roles import StaffRole, staff_roles
 
 Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
 CodePurpose = Literal["registration", "password_reset", "ticket_lookup", "sign_in"]
@@ -216,7 +216,7 @@ class AuthenticatedPrincipal(BaseModel):
     refresh_token: str | None = None
     # an institution account's institution: the gateway puts it in the token, and payments pays as it
     institution_id: str | None = None
-    # a staff account's roles (credence_common/staff_roles.py): the gateway puts them in the token, and each
+    # a staff account's roles (credence_common/contracts/staff_roles.py): the gateway puts them in the token, and each
     # service checks the one an action needs; None for everyone else
     staff_roles: list[StaffRole] | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from credence_common.contracts.envelope import EventPayload
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
@@ -28,7 +29,6 @@ from credence_common.contracts.events import (
     TicketsLinkedV1,
     TicketsMergedV1,
 )
-from credence_common.events import EventPayload
 
 
 @dataclass(frozen=True)

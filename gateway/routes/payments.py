@@ -43,7 +43,7 @@ NOT_FORWARDED_TO_PROVIDER_HANDLING = ("authorization", "cookie")
 
 
 def payment_notification(call: Call):
-    from credence_common.errors import BadRequest
+    from credence_common.contracts.errors import BadRequest
 
     try:
         text = call.raw_body.decode("utf-8")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from credence_common import sealed
+from credence_common.persistence import sealed
 from services.certificates.adapters.protection import DATA_KEYS, Sealed
 from services.certificates.models import Base
 

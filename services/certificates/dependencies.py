@@ -1,6 +1,7 @@
 """The certificates service's nameko DependencyProviders: what its workers are given (config -> rules, adapters).
 
-``Database`` (``credence_common/db.py``) gives each worker its unit of work, ``OutboxRelay`` publishes what the use
+``Database`` (``credence_common/persistence/db.py``) gives each worker its unit of work, ``OutboxRelay`` publishes what
+the use
 cases wrote to the outbox, ``Settings`` reads the service's configuration and ``Metrics`` exposes its counters;
 the ones below are certificates' own."""
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 from nameko.extensions import DependencyProvider
 
 from credence_common import calendar
-from credence_common.outbox_relay import OutboxRelay
-from credence_common.sealed import Protection
+from credence_common.bus.outbox_relay import OutboxRelay
+from credence_common.persistence.sealed import Protection
 from services.certificates import domain
 from services.certificates.adapters.protection import DATA_KEYS
 from services.certificates.models import OutboxEvent

@@ -5,9 +5,9 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from credence_common.messaging import messaging_models
-from credence_common.sequences import sequence_model
-from credence_common.types import UTCDateTime
+from credence_common.persistence.messaging import messaging_models
+from credence_common.persistence.sequences import sequence_model
+from credence_common.persistence.types import UTCDateTime
 from services.certificates.adapters.protection import Sealed
 
 

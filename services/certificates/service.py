@@ -8,8 +8,10 @@ from functools import partial
 
 from nameko.rpc import RpcProxy
 
-from credence_common.actors import require_role, require_self_or_staff, require_staff
-from credence_common.consumers import consume, consume_batch
+from credence_common.bus.consumers import consume, consume_batch
+from credence_common.bus.entrypoints import HealthCheck, rpc
+from credence_common.bus.reliable_events import reliable_event_handler
+from credence_common.bus.remote import call_with_deadline
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
     CancelReplacement,
@@ -20,6 +22,7 @@ from credence_common.contracts.certificates import (
     RevokeCertificate,
     ShipCertificate,
 )
+from credence_common.contracts.errors import Forbidden
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
@@ -28,14 +31,11 @@ from credence_common.contracts.events import (
     QualificationWithdrawnV1,
 )
 from credence_common.contracts.payments import FeeSchedule
-from credence_common.db import Database
-from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import Forbidden
-from credence_common.metrics import Metrics
-from credence_common.reliable_events import reliable_event_handler
-from credence_common.remote import call_with_deadline
-from credence_common.settings import Settings
-from credence_common.validation import parse
+from credence_common.contracts.validation import parse
+from credence_common.observability.metrics import Metrics
+from credence_common.persistence.db import Database
+from credence_common.runtime.settings import Settings
+from credence_common.security.actors import require_role, require_self_or_staff, require_staff
 from services.certificates import dependencies, usecases
 from services.certificates.models import ProcessedEvent
 from services.certificates.usecases import revocations
@@ -45,7 +45,8 @@ from services.certificates.usecases import revocations
 # as many certificates; issuing ran 0.36 -> 0.53 of the raw confirmed publish in alternating runs
 # (docs/performance.md "Issuance"). The consumer prefetches twice as many.
 EVENT_BATCH_SIZE = 200
-# the staff roles that find and read certificates and applications (credence_common/staff_roles.py): the certificate
+# the staff roles that find and read certificates and applications (credence_common/contracts/staff_roles.py): the
+# certificate
 # office, and support answering a candidate; only the registrar changes anything
 CERTIFICATE_READERS = ("registrar", "support")
 
@@ -65,7 +66,7 @@ class CertificatesService(HealthCheck):
         """Payments' fee schedule, asked once per use that creates a certificate or an application, before its
         transaction opens (no lock waits on another service). Payments down or slow raises ``ServiceUnavailable``:
         an RPC answers 503, an event handler fails with nothing written and the event is retried later
-        (credence_common/reliable_events.py)."""
+        (credence_common/bus/reliable_events.py)."""
         answer = call_with_deadline(self.payments_rpc, "payments", "fee_schedule",
                                     timeout=float(self.settings.get("RPC_TIMEOUT_SECONDS", 10)))
         return FeeSchedule.model_validate(answer)

@@ -21,9 +21,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from credence_common.config import load_config
-from credence_common.crypto import KeyRing
-from credence_common.db import make_engine
-from credence_common.sealed import key_status_table
+from credence_common.persistence.db import make_engine
+from credence_common.persistence.sealed import key_status_table
+from credence_common.security.crypto import KeyRing
 from services.identity.models import Candidate, PriorEducationCheck, SmsQueue, SmsReceipt
 
 app = typer.Typer(help="Identity service operations.", no_args_is_help=True, add_completion=False)

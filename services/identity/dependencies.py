@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credence_common.config import adapter_refusal, is_production
-from credence_common.crypto import DecryptionError, KeyRing
-from credence_common.db import Database, UnitOfWork
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import Database, UnitOfWork
+from credence_common.security.crypto import DecryptionError, KeyRing
 from services.identity.adapters.degree_registry import REGISTRIES, SandboxDegreeRegistry, http_registry
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.adapters.sms import (

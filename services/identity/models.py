@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from credence_common.messaging import messaging_models
-from credence_common.sequences import sequence_model
-from credence_common.types import UTCDateTime
+from credence_common.persistence.messaging import messaging_models
+from credence_common.persistence.sequences import sequence_model
+from credence_common.persistence.types import UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -235,7 +235,7 @@ class StaffAccount(Base):
     display_name: Mapped[str] = mapped_column(String(80), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
-    # the account's staff roles, comma-separated in the order of credence_common/staff_roles.py ("" = none: it
+    # the account's staff roles, comma-separated in the order of credence_common/contracts/staff_roles.py ("" = none: it
     # signs in and may do nothing); changed only by an admin, each change in staff_role_changes
     roles: Mapped[str] = mapped_column(String(200), nullable=False, default="", server_default="")
 

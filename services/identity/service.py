@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import secrets
 
-from credence_common.actors import require_role, require_self, require_staff
+from credence_common.bus.entrypoints import HealthCheck, rpc
+from credence_common.bus.outbox_relay import OutboxRelay
+from credence_common.contracts.errors import NotFound
 from credence_common.contracts.identity import (
     ChangePassword,
     ChoosePrimaryTicket,
@@ -39,12 +41,10 @@ from credence_common.contracts.identity import (
     TicketLookup,
     TransferRegion,
 )
-from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import NotFound
-from credence_common.metrics import Metrics
-from credence_common.outbox_relay import OutboxRelay
-from credence_common.settings import Settings
-from credence_common.validation import parse
+from credence_common.contracts.validation import parse
+from credence_common.observability.metrics import Metrics
+from credence_common.runtime.settings import Settings
+from credence_common.security.actors import require_role, require_self, require_staff
 from services.identity import usecases
 from services.identity.dependencies import DegreeRegistry, IdentityDatabase, IdentityVerifier, Protection, Sms
 from services.identity.models import OutboxEvent

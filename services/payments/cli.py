@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from credence_common.calendar import business_day
 from credence_common.config import load_config
-from credence_common.db import make_engine
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import make_engine
 from services.payments import usecases
 from services.payments.adapters.configuration import configured_payments
 

@@ -1,14 +1,15 @@
 """The payments service's nameko DependencyProviders: what its workers are given (config -> rules, adapters).
 
-``Database`` (``credence_common/db.py``) gives each worker its unit of work, ``OutboxRelay`` publishes what the use
+``Database`` (``credence_common/persistence/db.py``) gives each worker its unit of work, ``OutboxRelay`` publishes what
+the use
 cases wrote to the outbox and ``Metrics`` exposes its counters; the ones below are payments' own."""
 
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
 
-from credence_common.outbox_relay import OutboxRelay
-from credence_common.sealed import Protection
+from credence_common.bus.outbox_relay import OutboxRelay
+from credence_common.persistence.sealed import Protection
 from services.payments.adapters.configuration import configured_payments
 from services.payments.adapters.protection import DATA_KEYS
 from services.payments.models import OutboxEvent

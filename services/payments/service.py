@@ -10,10 +10,21 @@ from functools import partial
 
 from nameko.timer import Timer, timer
 
-from credence_common.actors import Actor, require_role, require_staff
+from credence_common.bus.consumers import consume
+from credence_common.bus.entrypoints import HealthCheck, rpc
+from credence_common.bus.reliable_events import reliable_event_handler
 from credence_common.calendar import business_day
 from credence_common.config import is_development
-from credence_common.consumers import consume
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import (
+    BadRequest,
+    Conflict,
+    CredenceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateRefundRequestedV1,
@@ -28,21 +39,10 @@ from credence_common.contracts.payments import (
     SandboxPaymentOutcome,
     SetFee,
 )
-from credence_common.db import Database
-from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import (
-    BadRequest,
-    Conflict,
-    CredenceError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    ServiceUnavailable,
-)
-from credence_common.events import utcnow
-from credence_common.metrics import Metrics
-from credence_common.reliable_events import reliable_event_handler
-from credence_common.validation import parse
+from credence_common.contracts.validation import parse
+from credence_common.observability.metrics import Metrics
+from credence_common.persistence.db import Database
+from credence_common.security.actors import Actor, require_role, require_staff
 from services.payments import dependencies, domain, usecases
 from services.payments.adapters.metrics import record_reconciliation
 from services.payments.domain.providers import PROVIDER_ZONE, ProviderError
@@ -55,7 +55,8 @@ FEE_CODE = re.compile(r"^[a-z][a-z0-9_]{2,31}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 # Services that may ask for money or refunds on the bus (the gateway never passes this role).
 SERVICE_CALLERS = ("certificates", "scoring", "identity", "verification")
-# the staff roles (credence_common/staff_roles.py) that handle money, and those that may read what a payer owes and
+# the staff roles (credence_common/contracts/staff_roles.py) that handle money, and those that may read what a payer
+# owes and
 # their orders (support answers candidates' questions about them)
 MONEY_HANDLERS = ("finance",)
 MONEY_READERS = ("finance", "support")

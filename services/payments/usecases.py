@@ -17,6 +17,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from credence_common.calendar import business_day
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import (
+    Conflict,
+    CredenceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     CertificateRefundRequestedV1,
@@ -49,17 +58,8 @@ from credence_common.contracts.payments import (
     SetFee,
     StaffOrderView,
 )
-from credence_common.errors import (
-    Conflict,
-    CredenceError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    ServiceUnavailable,
-)
-from credence_common.events import utcnow
-from credence_common.masking import mask_name
-from credence_common.messaging import Outbox
+from credence_common.persistence.messaging import Outbox
+from credence_common.security.masking import mask_name
 from services.payments import domain
 from services.payments.domain.providers import PROVIDER_ZONE, PaymentProvider, ProviderError, ProviderRefund
 from services.payments.models import (
@@ -284,7 +284,7 @@ def _order_fields(order: PaymentOrder, staff: bool = False) -> dict:
 
 def key_digest(idempotency_key: str) -> str:
     """An order's Idempotency-Key is only compared, so only its digest is kept: the client's key also seals the
-    gateway's stored answers (credence_common/idempotency.py) and is not for a database reader to see."""
+    gateway's stored answers (credence_common/persistence/idempotency.py) and is not for a database reader to see."""
     return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
 
 

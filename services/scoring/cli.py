@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from credence_common.config import load_config
-from credence_common.db import make_engine
-from credence_common.errors import InvalidInput
+from credence_common.contracts.errors import InvalidInput
+from credence_common.persistence.db import make_engine
 from services.scoring.usecases.imports import run_import
 
 app = typer.Typer(help="Scoring service operations.", no_args_is_help=True, add_completion=False)

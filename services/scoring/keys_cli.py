@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from credence_common import sealed
+from credence_common.persistence import sealed
 from services.scoring.adapters.protection import DATA_KEYS, Sealed
 from services.scoring.models import Base
 

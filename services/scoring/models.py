@@ -5,8 +5,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from credence_common.messaging import messaging_models
-from credence_common.types import UTCDateTime
+from credence_common.persistence.messaging import messaging_models
+from credence_common.persistence.types import UTCDateTime
 from services.scoring.adapters.protection import Sealed
 
 

@@ -8,8 +8,10 @@ import binascii
 
 from nameko.timer import timer
 
-from credence_common.actors import as_actors, require_role, require_self_or_staff, require_staff
-from credence_common.consumers import consume
+from credence_common.bus.consumers import consume
+from credence_common.bus.entrypoints import HealthCheck, rpc
+from credence_common.bus.reliable_events import reliable_event_handler
+from credence_common.contracts.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateTransferredV1,
@@ -27,19 +29,17 @@ from credence_common.contracts.scoring import (
     RequestScoreReview,
     ResultUpload,
 )
-from credence_common.db import Database
-from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
-from credence_common.metrics import Metrics
-from credence_common.reliable_events import reliable_event_handler
-from credence_common.settings import Settings
-from credence_common.validation import parse
+from credence_common.contracts.validation import parse
+from credence_common.observability.metrics import Metrics
+from credence_common.persistence.db import Database
+from credence_common.runtime.settings import Settings
+from credence_common.security.actors import as_actors, require_role, require_self_or_staff, require_staff
 from services.scoring import dependencies, usecases
 from services.scoring.models import ProcessedEvent
 from services.scoring.usecases import imports, records
 
 RELEASE_POLL_SECONDS = 2.0
-# the staff roles that handle results and may read a result's history (credence_common/staff_roles.py)
+# the staff roles that handle results and may read a result's history (credence_common/contracts/staff_roles.py)
 RESULT_HANDLERS = ("recorder", "expert", "publisher", "support")
 MAX_READS_PER_BATCH = 200
 

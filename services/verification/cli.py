@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlalchemy.orm import Session
 
 from credence_common.config import load_config
-from credence_common.db import make_engine
+from credence_common.persistence.db import make_engine
 from services.verification import usecases
 
 app = typer.Typer(help="Verification service operations.", no_args_is_help=True, add_completion=False)

@@ -1,6 +1,7 @@
 """The verification service's nameko DependencyProviders: what its workers are given (config -> rules, adapters).
 
-``Database`` (``credence_common/db.py``) gives each worker its unit of work, ``OutboxRelay`` publishes what the use
+``Database`` (``credence_common/persistence/db.py``) gives each worker its unit of work, ``OutboxRelay`` publishes what
+the use
 cases wrote to the outbox, ``Settings`` reads the service's configuration and ``Metrics`` exposes its counters;
 the ones below are verification's own."""
 
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
 
-from credence_common import signing
+from credence_common.bus.outbox_relay import OutboxRelay
 from credence_common.config import ConfigurationRefused
-from credence_common.outbox_relay import OutboxRelay
+from credence_common.security import signing
 from services.verification.domain import report_keys
 from services.verification.models import OutboxEvent
 from services.verification.usecases.reports import ReportSigner

@@ -5,8 +5,8 @@ from datetime import date, datetime
 from sqlalchemy import Date, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from credence_common.messaging import messaging_models
-from credence_common.types import UTCDateTime
+from credence_common.persistence.messaging import messaging_models
+from credence_common.persistence.types import UTCDateTime
 
 
 class Base(DeclarativeBase):

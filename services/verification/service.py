@@ -9,14 +9,19 @@ from functools import partial
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
-from credence_common.actors import require_role
-from credence_common.consumers import consume, consume_batch
+from credence_common.bus.consumers import consume, consume_batch
+from credence_common.bus.entrypoints import HealthCheck, rpc
+from credence_common.bus.reliable_events import reliable_event_handler
+from credence_common.bus.remote import call_with_deadline
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.contracts.events import (
     CertificateIssuedV1,
     CertificateRevokedV1,
     CertificateSupersededV1,
     ResultCorrectedV1,
 )
+from credence_common.contracts.validation import parse
 from credence_common.contracts.verification import (
     CreateShareCode,
     OpenSharedReport,
@@ -24,15 +29,10 @@ from credence_common.contracts.verification import (
     ReportCheck,
     RequestReport,
 )
-from credence_common.db import Database
-from credence_common.entrypoints import HealthCheck, rpc
-from credence_common.errors import CredenceError, InvalidInput, refusal_to_wire
-from credence_common.events import utcnow
-from credence_common.metrics import Metrics
-from credence_common.reliable_events import reliable_event_handler
-from credence_common.remote import call_with_deadline
-from credence_common.settings import Settings
-from credence_common.validation import parse
+from credence_common.observability.metrics import Metrics
+from credence_common.persistence.db import Database
+from credence_common.runtime.settings import Settings
+from credence_common.security.actors import require_role
 from services.verification import dependencies, usecases
 from services.verification.models import ProcessedEvent
 from services.verification.usecases import reports as report_usecases

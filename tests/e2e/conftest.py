@@ -12,8 +12,8 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from credence_common.actor_tokens import new_key_pair
-from credence_common.db import normalise_db_uri
+from credence_common.persistence.db import normalise_db_uri
+from credence_common.security.actor_tokens import new_key_pair
 from deploy.platform import REPO_ROOT, Platform, free_port, quiet_client_logging
 from deploy.processes import PROCESSES, SERVICE_NAMES
 

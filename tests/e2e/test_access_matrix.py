@@ -8,7 +8,7 @@ Two tables, both checked against the running platform:
    are unchanged afterwards. A test checks that each such route is in the second table, so a new route
    cannot slip past it;
 3. staff roles: every route staff may call refuses a staff account holding none of its staff roles (403
-   role_required), for an account of each single role and one without roles (credence_common/staff_roles.py).
+   role_required), for an account of each single role and one without roles (credence_common/contracts/staff_roles.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 import pytest
 import requests
 
-from credence_common.staff_roles import STAFF_ROLES
+from credence_common.contracts.staff_roles import STAFF_ROLES
 from gateway.api import ROUTES
 from tests.e2e.conftest import SECRETS
 

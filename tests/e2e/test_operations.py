@@ -15,9 +15,9 @@ import pika
 import requests
 
 from credence_common.calendar import business_day
+from credence_common.contracts.envelope import utcnow
 from credence_common.contracts.events import CertificateIssuedV1, PaymentSucceededV1
-from credence_common.events import utcnow
-from credence_common.logs import read_json_log
+from credence_common.observability.logs import read_json_log
 from deploy.journey import wait_until
 from deploy.processes import BY_NAME
 
@@ -247,7 +247,7 @@ def test_events_carry_the_correlation_id_of_the_request_that_caused_them(platfor
     def envelopes(service: str, event_type: str) -> list[dict]:
         from sqlalchemy import create_engine, text
 
-        from credence_common.db import normalise_db_uri
+        from credence_common.persistence.db import normalise_db_uri
 
         engine = create_engine(normalise_db_uri(platform.db_uri(service)))
         try:

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 import requests
 
 from credence_common.calendar import business_day
-from credence_common.certificate_numbers import format_certificate_number
-from credence_common.events import utcnow
-from credence_common.masking import mask_name
+from credence_common.contracts.certificate_numbers import format_certificate_number
+from credence_common.contracts.envelope import utcnow
+from credence_common.security.masking import mask_name
 from deploy.journey import wait_until
 from services.payments import domain as payments_domain
 from tests.e2e.conftest import SECRETS
@@ -447,7 +447,7 @@ def test_verification_reports_over_http_and_their_qr_page(platform, journey):
     key = get(platform, "/api/v1/verification-reports/public-key").json()
     assert key["algorithm"] == "Ed25519" and "BEGIN PUBLIC KEY" in key["public_key_pem"]
     answer = get(platform, f"/api/v1/verification-reports/{report['report_code']}").json()
-    from credence_common import signing
+    from credence_common.security import signing
     from services.verification.domain import reports
 
     verdict = reports.verify_report(answer["signed_report"], signing.load_public_key(key["public_key_pem"]),

@@ -1,5 +1,6 @@
 """Separation of duties through the gateway, on SQLite and PostgreSQL (#19 item 4): staff accounts hold roles
-(credence_common/staff_roles.py) that an admin assigns, and whatever their roles one person never takes two parts in
+(credence_common/contracts/staff_roles.py) that an admin assigns, and whatever their roles one person never takes two
+parts in
 one result's sign-off (services/scoring/domain/). A clerk who records a result is refused as its expert signer,
 two other experts sign (and disagree), a signer is refused as the third decider and so is the clerk, a third expert
 decides; staff without the publisher role cannot release, and the publisher role an admin assigns counts from the

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from credence_common.outbox_relay import event_exchange
+from credence_common.bus.outbox_relay import event_exchange
 from deploy.journey import DEV_STAFF_PASSWORD, run_journey
 from deploy.platform import Platform, free_port
 from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES
@@ -117,7 +117,7 @@ def rows(db: str, sql: str) -> list[tuple]:
     if db.startswith("postgresql"):
         from sqlalchemy import create_engine, text
 
-        from credence_common.db import normalise_db_uri
+        from credence_common.persistence.db import normalise_db_uri
 
         engine = create_engine(normalise_db_uri(db))
         try:
@@ -151,7 +151,7 @@ def rig(workdir: Path, backend: str):
     if backend == "postgresql":
         from sqlalchemy import create_engine, text
 
-        from credence_common.db import normalise_db_uri
+        from credence_common.persistence.db import normalise_db_uri
 
         host, port = POSTGRES_ADMIN_URI.split("@", 1)[1].split("/", 1)[0].split(":")
         database_proxy = FaultProxy(int(port))
@@ -174,7 +174,7 @@ def rig(workdir: Path, backend: str):
 def drop_databases(databases: dict[str, str]) -> None:
     from sqlalchemy import create_engine, text
 
-    from credence_common.db import normalise_db_uri
+    from credence_common.persistence.db import normalise_db_uri
 
     admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -19,7 +19,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from credence_common import signing
+from credence_common.security import signing
 from services.verification.adapters import report_pdf
 from services.verification.domain import report_keys, reports
 

@@ -18,12 +18,12 @@ from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from credence_common.actor_tokens import ActorSigner, new_key_pair
-from credence_common.db import make_engine, normalise_db_uri
-from credence_common.events import EventPayload, make_envelope, utcnow
-from credence_common.migrations import upgrade
-from credence_common.outbox_relay import event_exchange
-from credence_common.staff_roles import STAFF_ROLES
+from credence_common.bus.outbox_relay import event_exchange
+from credence_common.contracts.envelope import EventPayload, make_envelope, utcnow
+from credence_common.contracts.staff_roles import STAFF_ROLES
+from credence_common.persistence.db import make_engine, normalise_db_uri
+from credence_common.persistence.migrations import upgrade
+from credence_common.security.actor_tokens import ActorSigner, new_key_pair
 from deploy.journey import JourneyFailed, wait_until
 from tests.fee_seed import seeded_fees
 
@@ -37,7 +37,7 @@ _TEST_ACTOR_SIGNER = ActorSigner.from_spec(TEST_ACTOR_SIGNING_KEY, lifetime_seco
 
 def signed_actor(actor: dict) -> str:
     """``{"subject", "role"}`` (an institution's with its ``institution_id``) as the gateway sends it: signed
-    (credence_common/actor_tokens.py). A staff actor holds every staff role unless it names its ``staff_roles``
+    (credence_common/security/actor_tokens.py). A staff actor holds every staff role unless it names its ``staff_roles``
     (the separation-of-duties rules still tell its subject from others')."""
     staff_roles = actor.get("staff_roles", STAFF_ROLES if actor["role"] == "staff" else None)
     return _TEST_ACTOR_SIGNER.sign(actor["subject"], actor["role"], institution_id=actor.get("institution_id"),
@@ -226,7 +226,7 @@ class EventSpy:
         The signal is a marker, not a pause. Called once the action under test has committed (an RPC that
         returned; an event handler proven done: its event collected downstream, its inbox row, or ``handled``),
         drain writes a marker row into the publisher's own outbox and waits until the relay has stamped that row
-        published, then reads the queue empty. That is sound because of how credence_common/outbox_relay.py
+        published, then reads the queue empty. That is sound because of how credence_common/bus/outbox_relay.py
         publishes: a round reads the pending rows ``ORDER BY seq`` (the marker's seq is above every row that had
         committed when it was written, and those are visible to any read that sees the marker), publishes them in
         that order on one channel, and stamps only the confirmed rows up to the first one the broker did not

@@ -1,4 +1,4 @@
-"""A service whose only work is to take a while, for the shutdown tests: run by credence_common.runner like
+"""A service whose only work is to take a while, for the shutdown tests: run by credence_common.runtime.runner like
 every Credence service, so what is tested is the runner's shutdown, which all of them share."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
-from credence_common.errors import Conflict, ServiceUnavailable
+from credence_common.contracts.errors import Conflict, ServiceUnavailable
 from gateway.amqp_rpc import RpcClient, amqp_url
 
 MANAGEMENT = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672").rstrip("/")

@@ -1,4 +1,5 @@
-"""Rows appended with Core instead of added as ORM objects (credence_common/appends.py: the outbox, the inbox,
+"""Rows appended with Core instead of added as ORM objects (credence_common/persistence/appends.py: the outbox, the
+inbox,
 verification's event log), on SQLite and PostgreSQL: written at commit in the order appended, seen by a query
 in the same transaction, after the ORM rows they name, and gone with a rollback."""
 
@@ -9,8 +10,8 @@ from sqlalchemy import ForeignKey, Integer, String, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from credence_common import appends
-from credence_common.db import make_engine
+from credence_common.persistence import appends
+from credence_common.persistence.db import make_engine
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from bench import result_reading
 from bench.honest_reads import JWT_SECRET, honest_results_app
-from credence_common.db import make_engine
+from credence_common.persistence.db import make_engine
 from gateway.auth import TokenService
 from gateway.statuses import http_status
 from services.scoring import usecases
@@ -68,9 +68,9 @@ def test_the_check_baseline_answers_what_verification_answers(databases, tmp_pat
         pytest.skip("the baselines run on PostgreSQL (psycopg2)")
     from bench import honest
     from bench.baselines import honest_app
-    from credence_common.certificate_numbers import format_certificate_number
+    from credence_common.contracts.certificate_numbers import format_certificate_number
+    from credence_common.contracts.errors import CredenceError
     from credence_common.contracts.verification import PublicCheck
-    from credence_common.errors import CredenceError
     from services.verification import usecases as verification
 
     db_uri = databases.create("verification")

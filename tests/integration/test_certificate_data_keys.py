@@ -10,9 +10,9 @@ import yaml
 from nameko.standalone.rpc import ServiceRpcProxy
 from typer.testing import CliRunner
 
-from credence_common import idempotency
-from credence_common.crypto import DecryptionError, KeyRing
-from credence_common.db import make_engine
+from credence_common.persistence import idempotency
+from credence_common.persistence.db import make_engine
+from credence_common.security.crypto import DecryptionError, KeyRing
 from services.certificates.adapters.protection import DATA_KEYS
 from services.certificates.cli import app, key_usage, rotate, sealed_tables
 from services.certificates.service import CertificatesService
@@ -49,7 +49,7 @@ def issue_one(config: dict, result_id: str = "res-1", order: str = "P20261123000
                                             r=result_id), what="application")[0][0]
     request = {"photo_reference": f"photos/{result_id}.jpg", "delivery_address": ADDRESS}
     # with an Idempotency-Key: the answer kept for a retry holds the name and the address too (encrypted with a
-    # key derived from the client's Idempotency-Key: credence_common/idempotency.py)
+    # key derived from the client's Idempotency-Key: credence_common/persistence/idempotency.py)
     headers = idempotency.request_headers(f"confirm-{result_id}", "candidate:cand-1", "confirm_certificate", "POST",
                                           f"/api/v1/me/certificates/{certificate_id}/confirmation",
                                           json.dumps(request).encode(), GATEWAY_KEY)

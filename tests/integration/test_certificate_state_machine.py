@@ -8,9 +8,9 @@ import itertools
 
 import pytest
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict
 from credence_common.contracts.events import CandidateConfirmedV1
-from credence_common.errors import Conflict
-from credence_common.events import utcnow
 from services.certificates.service import CertificatesService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_certificates import STAFF, paid, qualified

@@ -10,6 +10,8 @@ import pytest
 from nameko.rpc import rpc
 
 from credence_common.calendar import add_working_days
+from credence_common.contracts.envelope import make_envelope, utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
@@ -18,9 +20,7 @@ from credence_common.contracts.events import (
     QualificationWithdrawnV1,
     RefundedDue,
 )
-from credence_common.db import make_engine
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from credence_common.events import make_envelope, utcnow
+from credence_common.persistence.db import make_engine
 from services.certificates.service import CertificatesService
 from tests.fee_seed import seeded_fees
 from tests.integration.conftest import handled, publish_event, query, rpc_proxy, signed_actor, wait_for
@@ -454,7 +454,7 @@ def test_a_qualification_waits_for_payments_fee_schedule_and_is_not_lost(start_s
     """Payments not answering: certificates writes nothing for the qualification, the reliable handler retries it
     and, the tries used up, keeps it in the dead-letter queue; replayed once payments answers, it is applied at
     payments' price. A candidate's replacement application meanwhile gets 503."""
-    from credence_common import dead_letters
+    from credence_common.bus import dead_letters
 
     container, config = start_service(CertificatesService, EVENT_MAX_ATTEMPTS=3, EVENT_RETRY_BASE_SECONDS=0.05,
                                       RPC_TIMEOUT_SECONDS=1)

@@ -20,8 +20,8 @@ import requests
 import yaml
 from sqlalchemy import create_engine, text
 
-from credence_common.actor_tokens import new_key_pair
-from credence_common.db import normalise_db_uri
+from credence_common.persistence.db import normalise_db_uri
+from credence_common.security.actor_tokens import new_key_pair
 from deploy import broker_users
 from deploy.platform import free_port
 from deploy.processes import PROCESSES

@@ -1,4 +1,5 @@
-"""The connection defences of credence_common/db.py on a real PostgreSQL, through psycopg2 made green as in a
+"""The connection defences of credence_common/persistence/db.py on a real PostgreSQL, through psycopg2 made green as in
+a
 service process (tests/conftest.py): a statement the server leaves silent too long fails and its connection
 leaves the pool; the server ends a transaction left idle, with its locks; a URI's sslmode reaches libpq; a COPY
 lets the other green threads run between its chunks."""
@@ -12,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from credence_common.db import copy_in, make_engine
-from credence_common.green_postgres import SilentDatabase
+from credence_common.persistence.db import copy_in, make_engine
+from credence_common.persistence.green_postgres import SilentDatabase
 from tests.integration.conftest import POSTGRES_ADMIN_URI, wait_for
 
 
@@ -95,7 +96,8 @@ def test_a_copy_lets_other_green_threads_run_between_its_chunks():
 
 
 def test_a_connection_the_server_closed_is_replaced_without_an_error():
-    """make_engine checks a pooled connection's socket instead of pinging (credence_common/db.py): a connection
+    """make_engine checks a pooled connection's socket instead of pinging (credence_common/persistence/db.py): a
+    connection
     the server ended while it sat in the pool is refused at checkout and the caller gets a fresh one, with no
     error; a healthy one is reused as it is."""
     engine, admin = make_engine(POSTGRES_ADMIN_URI), make_engine(POSTGRES_ADMIN_URI)

@@ -8,11 +8,11 @@ import json
 
 from kombu import Connection, Producer
 
-from credence_common import dead_letters
+from credence_common.bus import dead_letters
+from credence_common.bus.outbox_relay import event_exchange
+from credence_common.bus.reliable_events import dead_letter_queue_name, retry_queue_name
+from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1
-from credence_common.events import make_envelope
-from credence_common.outbox_relay import event_exchange
-from credence_common.reliable_events import dead_letter_queue_name, retry_queue_name
 from services.verification.service import VerificationService
 from tests.integration.conftest import CONFIRMED, publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_verification import NUMBER, issued, revoked

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import NotFound
 from credence_common.contracts.events import CertificateAwaitingPaymentV1
-from credence_common.errors import NotFound
-from credence_common.events import utcnow
 from services.payments.service import PaymentsService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 

@@ -8,12 +8,12 @@ import json
 
 from kombu import Connection, Producer
 
-from credence_common import dead_letters
-from credence_common.certificate_numbers import format_certificate_number
+from credence_common.bus import dead_letters
+from credence_common.bus.outbox_relay import event_exchange
+from credence_common.bus.reliable_events import ReliableEventHandler
+from credence_common.contracts.certificate_numbers import format_certificate_number
+from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CertificateIssuedV1
-from credence_common.events import make_envelope
-from credence_common.outbox_relay import event_exchange
-from credence_common.reliable_events import ReliableEventHandler
 from services.verification.service import VerificationService
 from tests.integration.conftest import CONFIRMED, query, wait_for
 from tests.integration.test_verification import issued

@@ -14,10 +14,10 @@ from nameko.testing.services import entrypoint_hook
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from credence_common import idempotency
-from credence_common.db import make_engine
-from credence_common.errors import Unauthorized
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Unauthorized
+from credence_common.persistence import idempotency
+from credence_common.persistence.db import make_engine
 from services.certificates.service import CertificatesService
 from services.identity.service import IdentityService
 from services.payments.service import PaymentsService

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credence_common.crypto import KeyRing
-from credence_common.db import make_engine
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
+from credence_common.persistence.db import make_engine
+from credence_common.security.crypto import KeyRing
 from services.identity import usecases
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import OneTimeCode

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import eventlet
 import pytest
 
-from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
+from credence_common.contracts.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
 from services.identity.adapters.sms import sign
 from services.identity.service import IdentityService
 from tests.integration.conftest import query, rpc_proxy, signed_actor, wait_for
@@ -43,7 +43,7 @@ def test_a_guesser_is_locked_out_from_their_address_but_the_owner_is_not(start_s
 def test_many_failures_never_overflow_the_lockout(start_service):
     from datetime import timedelta
 
-    from credence_common.events import utcnow
+    from credence_common.contracts.envelope import utcnow
     from services.identity import domain
 
     now = utcnow()

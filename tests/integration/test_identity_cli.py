@@ -6,10 +6,10 @@ import yaml
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from credence_common.contracts.envelope import utcnow
 from credence_common.contracts.identity import RegisterCandidate
-from credence_common.crypto import KeyRing
-from credence_common.db import make_engine
-from credence_common.events import utcnow
+from credence_common.persistence.db import make_engine
+from credence_common.security.crypto import KeyRing
 from services.identity import usecases
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.cli import app

@@ -15,11 +15,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput, RateLimited, Unauthorized
 from credence_common.contracts.identity import SECURITY_QUESTIONS, CreateInstitution, RegisterCandidate
-from credence_common.crypto import KeyRing
-from credence_common.db import CommitSignal, UnitOfWork, make_engine
-from credence_common.errors import Conflict, InvalidInput, RateLimited, Unauthorized
-from credence_common.events import utcnow
+from credence_common.persistence.db import CommitSignal, UnitOfWork, make_engine
+from credence_common.security.crypto import KeyRing
 from services.identity import usecases
 from services.identity.adapters.faceid import SessionResult
 from services.identity.adapters.protection import PersonalDataProtection

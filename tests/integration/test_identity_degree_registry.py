@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client import REGISTRY
 
-from credence_common import idempotency
-from credence_common.errors import ServiceUnavailable
+from credence_common.contracts.errors import ServiceUnavailable
+from credence_common.persistence import idempotency
 from services.identity.adapters import degree_registry
 from services.identity.adapters.degree_registry import (
     HEADER_NONCE,
@@ -169,7 +169,8 @@ def test_an_outage_or_an_answer_that_cannot_be_believed_is_a_503_and_changes_not
 
 def test_an_outage_is_not_kept_as_the_answer_to_an_idempotency_key(registry, emulator):
     """The look-up runs between two transactions, after the first claimed the Idempotency-Key: a 503 is no answer
-    to replay for a day (credence_common/idempotency.py forget_attempt), so a retry with the same key asks the
+    to replay for a day (credence_common/persistence/idempotency.py forget_attempt), so a retry with the same key asks
+    the
     registry again, while a real answer is replayed as usual."""
     config = registry()
     with rpc_proxy("identity", config) as identity:

@@ -13,8 +13,8 @@ import pytest
 import requests
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from credence_common import idempotency
-from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
+from credence_common.contracts.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
+from credence_common.persistence import idempotency
 from services.identity.adapters import faceid
 from services.identity.adapters.faceid_emulator import FaceIdEmulator
 from services.identity.service import IdentityService
@@ -189,7 +189,7 @@ def test_an_outage_is_503_nothing_is_recorded_and_on_site_confirmation_still_wor
 
 def test_an_outage_is_not_kept_as_the_answer_to_an_idempotency_key(identity_faceid):
     """A retry with the same Idempotency-Key after an outage asks the vendor again: "unavailable" is no answer to
-    replay (credence_common/idempotency.py forget_attempt), while a real decision is replayed as usual."""
+    replay (credence_common/persistence/idempotency.py forget_attempt), while a real decision is replayed as usual."""
     config, emulator = identity_faceid
     with rpc_proxy("identity", config) as identity:
         me, actor = candidate(identity)

@@ -15,9 +15,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
-from credence_common.crypto import KeyRing
-from credence_common.db import make_engine
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import make_engine
+from credence_common.security.crypto import KeyRing
 from services.identity.adapters import tencent_sms
 from services.identity.adapters.sms import GIVE_UP_AFTER
 from services.identity.adapters.sms_emulator import TencentSmsEmulator, new_secret_pair, write_secrets

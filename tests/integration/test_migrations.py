@@ -8,8 +8,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from credence_common.db import make_engine
-from credence_common.migrations import SERVICES
+from credence_common.persistence.db import make_engine
+from credence_common.persistence.migrations import SERVICES
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -29,7 +29,7 @@ def test_migrations_match_the_models(databases, service):
 
 
 def test_payments_0002_turns_each_old_order_into_a_due_and_an_order_item(databases):
-    from credence_common.migrations import upgrade
+    from credence_common.persistence.migrations import upgrade
     from tests.integration.conftest import query
 
     db_uri = databases.create("payments", revision="0001")
@@ -60,7 +60,7 @@ def test_payments_0002_turns_each_old_order_into_a_due_and_an_order_item(databas
 
 
 def test_certificates_migrations_keep_existing_certificates_and_queue_issued_ones_for_printing(databases):
-    from credence_common.migrations import upgrade
+    from credence_common.persistence.migrations import upgrade
     from tests.integration.conftest import query
 
     db_uri = databases.create("certificates", revision="0001")
@@ -92,13 +92,13 @@ def test_certificates_migrations_keep_existing_certificates_and_queue_issued_one
 def _downgrade(service: str, db_uri: str, revision: str) -> None:
     from alembic import command
 
-    from credence_common.migrations import alembic_config
+    from credence_common.persistence.migrations import alembic_config
 
     config = alembic_config(service)
     engine = make_engine(db_uri)
     try:
         with engine.connect() as connection:
-            if connection.dialect.name == "sqlite":  # as credence_common.migrations.upgrade does
+            if connection.dialect.name == "sqlite":  # as credence_common.persistence.migrations.upgrade does
                 connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 connection.commit()
             with connection.begin():
@@ -110,8 +110,8 @@ def _downgrade(service: str, db_uri: str, revision: str) -> None:
 
 def test_certificates_0007_encrypts_names_addresses_references_and_envelopes_and_its_downgrade_decrypts(
         databases, monkeypatch):
-    from credence_common.crypto import KeyRing
-    from credence_common.migrations import upgrade
+    from credence_common.persistence.migrations import upgrade
+    from credence_common.security.crypto import KeyRing
     from tests.integration.conftest import query
 
     # the keys the environment gives, as the migrate job runs with the service's CERTIFICATES_DATA_KEYS
@@ -177,7 +177,7 @@ def test_certificates_0007_encrypts_names_addresses_references_and_envelopes_and
 
 def test_certificates_0007_refuses_the_development_key_outside_development(databases, monkeypatch):
     from credence_common.config import ConfigurationRefused
-    from credence_common.migrations import upgrade
+    from credence_common.persistence.migrations import upgrade
     from tests.integration.conftest import query
 
     db_uri = databases.create("certificates", revision="0006")
@@ -200,8 +200,8 @@ def test_certificates_0007_refuses_the_development_key_outside_development(datab
 
 def test_scoring_0012_encrypts_the_rosters_names_and_envelopes_and_its_downgrade_decrypts(
         databases, monkeypatch):
-    from credence_common.crypto import KeyRing
-    from credence_common.migrations import upgrade
+    from credence_common.persistence.migrations import upgrade
+    from credence_common.security.crypto import KeyRing
     from tests.integration.conftest import query
 
     monkeypatch.setenv("SCORING_DATA_KEYS", "s1=test-migration-scoring-key")
@@ -236,8 +236,8 @@ def test_scoring_0012_encrypts_the_rosters_names_and_envelopes_and_its_downgrade
 
 
 def test_payments_0005_encrypts_invoice_details_and_its_downgrade_decrypts(databases, monkeypatch):
-    from credence_common.crypto import KeyRing
-    from credence_common.migrations import upgrade
+    from credence_common.persistence.migrations import upgrade
+    from credence_common.security.crypto import KeyRing
     from tests.integration.conftest import query
 
     monkeypatch.setenv("PAYMENTS_DATA_KEYS", "p1=test-migration-payments-key")
@@ -276,8 +276,8 @@ def test_identity_0006_gives_every_existing_staff_account_every_role_and_records
     """Before staff roles every staff account could do everything: each keeps exactly that (an administrator then
     narrows it), and the grant is in the record of role changes like any other; an account created afterwards
     holds only what it is given."""
-    from credence_common.migrations import upgrade
-    from credence_common.staff_roles import STAFF_ROLES
+    from credence_common.contracts.staff_roles import STAFF_ROLES
+    from credence_common.persistence.migrations import upgrade
     from tests.integration.conftest import query
 
     db_uri = databases.create("identity", revision="0005")
@@ -329,8 +329,8 @@ def test_payments_0009_makes_refunds_already_processing_due_for_a_check_and_its_
 
     from sqlalchemy.orm import Session
 
-    from credence_common.events import utcnow
-    from credence_common.migrations import upgrade
+    from credence_common.contracts.envelope import utcnow
+    from credence_common.persistence.migrations import upgrade
     from services.payments import usecases
     from tests.integration.conftest import query
 

@@ -8,10 +8,10 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import make_envelope, utcnow
 from credence_common.contracts.events import CandidateQualifiedV1, CertificateIssuedV1, PaymentSucceededV1
 from credence_common.contracts.topology import subscribers_of
-from credence_common.db import make_engine
-from credence_common.events import make_envelope, utcnow
+from credence_common.persistence.db import make_engine
 from services.certificates.models import OutboxEvent
 from services.certificates.service import CertificatesService
 from services.verification.service import VerificationService
@@ -101,8 +101,8 @@ def test_an_event_the_broker_refuses_stays_pending_with_those_after_it_and_they_
     and go again, in order, until the broker takes them."""
     from kombu import Connection, Queue
 
-    from credence_common.metrics import OUTBOX_PUBLISH_FAILURES
-    from credence_common.outbox_relay import event_exchange
+    from credence_common.bus.outbox_relay import event_exchange
+    from credence_common.observability.metrics import OUTBOX_PUBLISH_FAILURES
 
     config = service_config("certificates")
     refused_type, taken_type = "credence.certificate.test_refused.v1", "credence.certificate.test_taken.v1"
@@ -145,7 +145,7 @@ def test_drain_waits_for_its_marker_so_a_duplicate_published_late_is_still_caugh
 
     import eventlet
 
-    from credence_common.outbox_relay import PublisherConfirms
+    from credence_common.bus.outbox_relay import PublisherConfirms
 
     published_at: list[float] = []  # when each publish left, in order
     next_tag = PublisherConfirms.next_tag

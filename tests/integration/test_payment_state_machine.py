@@ -23,10 +23,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import CredenceError
 from credence_common.contracts.payments import CreatePaymentOrder, OpenDue, RequestRefund
-from credence_common.db import make_engine
-from credence_common.errors import CredenceError
-from credence_common.events import utcnow
+from credence_common.persistence.db import make_engine
 from services.payments import domain, usecases
 from services.payments.adapters.sandbox import SandboxProvider
 from services.payments.adapters.sandbox_bank import SandboxBank, SandboxRefund, SandboxTrade, sandbox_db_uri

@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from credence_common.calendar import business_day
+from credence_common.contracts.envelope import make_envelope, utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from credence_common.contracts.events import (
     CertificateAwaitingPaymentV1,
     FeeNoLongerDueV1,
     ReplacementAwaitingPaymentV1,
 )
-from credence_common.db import make_engine
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from credence_common.events import make_envelope, utcnow
+from credence_common.persistence.db import make_engine
 from services.payments import domain, usecases
 from services.payments.adapters.sandbox import SandboxProvider
 from services.payments.adapters.sandbox_bank import SandboxBank, sandbox_db_uri

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from credence_common.crypto import KeyRing
+from credence_common.security.crypto import KeyRing
 from services.payments.adapters.protection import DATA_KEYS
 from services.payments.keys_cli import app
 from services.payments.service import PaymentsService

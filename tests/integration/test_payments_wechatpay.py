@@ -21,8 +21,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 from credence_common.calendar import business_day
-from credence_common.errors import BadRequest, Conflict, InvalidInput, ServiceUnavailable, Unauthorized
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import BadRequest, Conflict, InvalidInput, ServiceUnavailable, Unauthorized
 from deploy.platform import free_port
 from gateway.service import GatewayService
 from services.payments.adapters.metrics import ENTRIES, MISMATCH_KINDS
@@ -299,7 +299,7 @@ def test_no_row_lock_is_held_while_wechatpay_opens_the_order(wechat):
     NOWAIT; SQLite takes no lock before the first write). The order is then opened as usual."""
     from sqlalchemy import text
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     config, emulator = wechat
     due = open_due(config)

@@ -1,4 +1,5 @@
-"""Statements PostgreSQL prepares once per connection (credence_common/prepared.py), on the public check's own
+"""Statements PostgreSQL prepares once per connection (credence_common/persistence/prepared.py), on the public check's
+own
 statements: the same rows as the Core statement, prepared once, and prepared again when the server forgot them
 or a migration changed what they return. On SQLite they are the Core statements."""
 
@@ -12,9 +13,9 @@ from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
 from bench import honest
-from credence_common.db import make_engine
-from credence_common.events import utcnow
-from credence_common.prepared import PREPARED, PreparedStatement
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import make_engine
+from credence_common.persistence.prepared import PREPARED, PreparedStatement
 from services.verification import usecases
 from services.verification.models import VerifiableCertificate
 

@@ -1,5 +1,5 @@
 """Event queues are quorum queues on a real broker; a platform upgraded from classic queues keeps running on
-them, and `python -m credence_common.queue_admin migrate` converts them without losing a message."""
+them, and `python -m credence_common.bus.queue_admin migrate` converts them without losing a message."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import logging
 import pytest
 from kombu import Connection, Producer, Queue
 
-from credence_common import queue_admin, queues
+from credence_common.bus import queue_admin, queues
+from credence_common.bus.outbox_relay import declare_topology, event_exchange
+from credence_common.bus.queue_admin import EventQueue, QueueBusy, queue_state
+from credence_common.bus.queues import CLASSIC, QUORUM, declare_event_queue
+from credence_common.bus.reliable_events import dead_letter_queue_name, retry_queue_name
+from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CertificateIssuedV1
 from credence_common.contracts.topology import SUBSCRIPTIONS
-from credence_common.events import make_envelope
-from credence_common.outbox_relay import declare_topology, event_exchange
-from credence_common.queue_admin import EventQueue, QueueBusy, queue_state
-from credence_common.queues import CLASSIC, QUORUM, declare_event_queue
-from credence_common.reliable_events import dead_letter_queue_name, retry_queue_name
 from services.verification.service import VerificationService
 from tests.integration.conftest import CONFIRMED, publish_event, query, wait_for
 from tests.integration.test_verification import issued, revoked
@@ -69,9 +69,9 @@ def test_an_existing_classic_queue_is_kept_and_named_in_the_log(rabbit_config, c
         Queue("test.events", exchange=event_exchange("certificates"), routing_key=CertificateIssuedV1.event_type,
               durable=True)(connection.channel()).declare()  # as an earlier release declared it
         queue = event_queue().queue(QUORUM)
-        with caplog.at_level(logging.WARNING, logger="credence_common.queues"):
+        with caplog.at_level(logging.WARNING, logger="credence_common.bus.queues"):
             assert declare_event_queue(connection, queue, QUORUM) == CLASSIC
-        assert "credence_common.queue_admin migrate" in caplog.text
+        assert "credence_common.bus.queue_admin migrate" in caplog.text
         assert queue.queue_arguments["x-queue-type"] == CLASSIC  # what nameko's consumer will declare too
 
 

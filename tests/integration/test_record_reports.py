@@ -7,9 +7,9 @@ import base64
 
 import pytest
 
-from credence_common import signing
-from credence_common.errors import Conflict, InvalidInput
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput
+from credence_common.security import signing
 from services.scoring.service import ScoringService
 from services.verification.domain import reports
 from services.verification.service import VerificationService

@@ -3,8 +3,8 @@ for the round), so an event is not published twice by two replicas and events le
 
 from __future__ import annotations
 
-from credence_common.db import make_engine
-from credence_common.outbox_relay import relay_turn
+from credence_common.bus.outbox_relay import relay_turn
+from credence_common.persistence.db import make_engine
 
 
 def test_one_replica_of_a_service_relays_at_a_time(databases):

@@ -1,4 +1,4 @@
-"""RPC replies go out on one channel kept open per service process (credence_common/reply_channel.py): a
+"""RPC replies go out on one channel kept open per service process (credence_common/bus/reply_channel.py): a
 channel or connection the broker closed is found before the next reply, which goes out on a fresh one."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from kombu import Exchange
 from nameko.exceptions import IncorrectSignature, RemoteError
 
-from credence_common.entrypoints import rpc
-from credence_common.reply_channel import ReplyChannel
+from credence_common.bus.entrypoints import rpc
+from credence_common.bus.reply_channel import ReplyChannel
 from tests.integration.conftest import rpc_proxy, wait_for
 
 

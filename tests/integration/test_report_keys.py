@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from credence_common.errors import InvalidInput
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import InvalidInput
 from services.verification.service import VerificationService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 from tests.integration.test_verification import NUMBER, issued

@@ -10,9 +10,9 @@ import yaml
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import InvalidInput
 from credence_common.contracts.events import CandidateConfirmedV1
-from credence_common.errors import InvalidInput
-from credence_common.events import utcnow
 from services.scoring.cli import app
 from services.scoring.models import ImportBatch
 from services.scoring.service import ScoringService
@@ -193,7 +193,7 @@ def test_postgresql_csv_files_take_the_copy_fast_path(start_service, databases):
 
     from sqlalchemy.orm import Session
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
     from services.scoring.adapters import fast_import
 
     if databases.backend != "postgresql":
@@ -224,7 +224,7 @@ def fast_path(db_uri: str, body: str):
 
     from sqlalchemy.orm import Session
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
     from services.scoring.adapters import fast_import
 
     report = fast_import.new_report()
@@ -267,7 +267,7 @@ def test_a_file_too_large_for_the_request_is_imported_in_the_background(start_se
     stored file is emptied once imported (it holds names and ticket numbers)."""
     from sqlalchemy.orm import Session
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
     from services.scoring.usecases import imports
 
     container, config = start_service(ScoringService, IMPORT_INLINE_MAX_BYTES=64)

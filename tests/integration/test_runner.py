@@ -23,7 +23,7 @@ def run_runner(config: str, service: str, **env) -> subprocess.CompletedProcess:
     environment.update(env)
     # An unreachable broker: if the guard did not refuse, start-up would fail differently (and slowly).
     environment["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:1/"
-    return subprocess.run([sys.executable, "-m", "credence_common.runner", config, service], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "credence_common.runtime.runner", config, service], cwd=ROOT,
                           env=environment, capture_output=True, text=True, timeout=60)
 
 

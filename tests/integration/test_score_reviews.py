@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from credence_common.errors import Conflict, Forbidden, InvalidInput
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput
 from services.scoring.service import ScoringService
 from tests.integration.conftest import query, rpc_proxy, signed_actor
 from tests.integration.test_result_imports import HEADER, STAFF, TICKETS, roster, upload
@@ -128,7 +128,7 @@ def test_rechecks_only_within_the_window_and_only_after_release(start_service):
         scoring.publish_results(STAFF, {"program_code": "ZK-LAW", "sitting": "2026-04"})
     from sqlalchemy.orm import Session
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
     from services.scoring.usecases import records
 
     engine = make_engine(config["DB_URI"])

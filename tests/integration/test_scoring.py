@@ -5,9 +5,9 @@ from __future__ import annotations
 import eventlet
 import pytest
 
+from credence_common.contracts.envelope import make_envelope, utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput
 from credence_common.contracts.events import CandidateConfirmedV1
-from credence_common.errors import Conflict, Forbidden, InvalidInput
-from credence_common.events import make_envelope, utcnow
 from services.scoring.service import ScoringService
 from tests.integration.conftest import handled, publish_event, query, rpc_proxy, signed_actor, signed_batch, wait_for
 
@@ -178,7 +178,7 @@ def test_merged_tickets_move_results_to_the_primary_number(start_service):
 
 
 def test_scoring_checks_who_asks_itself(start_service):
-    from credence_common.errors import Forbidden
+    from credence_common.contracts.errors import Forbidden
 
     container, config = start_service(ScoringService)
     candidate = signed_actor({"subject": "cand-1", "role": "candidate"})
@@ -279,7 +279,7 @@ def test_reading_a_candidates_results_is_one_query_on_an_index(databases):
     from sqlalchemy import event, inspect
     from sqlalchemy.orm import Session
 
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
     from services.scoring import usecases
 
     engine = make_engine(databases.create("scoring"))

@@ -8,8 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from credence_common.db import make_engine
-from credence_common.sequences import next_value, next_value_outside, next_values_outside
+from credence_common.persistence.db import make_engine
+from credence_common.persistence.sequences import next_value, next_value_outside, next_values_outside
 from services.certificates.models import NumberSequence
 
 

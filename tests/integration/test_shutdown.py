@@ -1,4 +1,4 @@
-"""Graceful shutdown of a service process (credence_common.runner, which every service and the gateway run
+"""Graceful shutdown of a service process (credence_common.runtime.runner, which every service and the gateway run
 under): SIGTERM lets running work finish and answer, takes no new work, and exits 0; a service that cannot
 drain (its broker is gone) is killed after SHUTDOWN_GRACE_SECONDS instead of hanging."""
 
@@ -15,7 +15,7 @@ import eventlet
 from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from credence_common.logs import read_json_log
+from credence_common.observability.logs import read_json_log
 from tests.faults.proxy import FaultProxy
 from tests.integration.conftest import wait_for
 
@@ -39,7 +39,7 @@ def start_probe(tmp_path: Path, amqp_uri: str, log_name: str = "probe.log", **en
     config.write_text(CONFIG)
     environment = dict(os.environ, AMQP_URI=amqp_uri, PYTHONPATH=str(ROOT), **env)
     log = open(tmp_path / log_name, "wb")
-    return subprocess.Popen([sys.executable, "-m", "credence_common.runner", str(config),
+    return subprocess.Popen([sys.executable, "-m", "credence_common.runtime.runner", str(config),
                              "tests.integration.shutdown_probe:ShutdownProbe"], cwd=ROOT, env=environment,
                             stdout=log, stderr=subprocess.STDOUT)
 

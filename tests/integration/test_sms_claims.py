@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from credence_common.db import make_engine
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import make_engine
 from services.identity.adapters.sms import CLAIM_LEASE, claim_due_texts
 from services.identity.models import SmsQueue
 

@@ -1,13 +1,14 @@
 """Staff roles in the services themselves, on a real broker and database (SQLite and PostgreSQL): identity keeps each
 account's roles, names them at sign-in and refresh and records every change; scoring refuses a staff actor without
-the role an action needs, whatever the gateway did (credence_common/staff_roles.py, credence_common/actors.py)."""
+the role an action needs, whatever the gateway did (credence_common/contracts/staff_roles.py,
+credence_common/security/actors.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from credence_common.staff_roles import STAFF_ROLES
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credence_common.contracts.staff_roles import STAFF_ROLES
 from services.certificates.service import CertificatesService
 from services.identity.service import IdentityService
 from services.payments.service import PaymentsService

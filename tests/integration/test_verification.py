@@ -6,11 +6,11 @@ from datetime import date, datetime
 
 import pytest
 
-from credence_common.certificate_numbers import format_certificate_number
+from credence_common.contracts.certificate_numbers import format_certificate_number
+from credence_common.contracts.envelope import make_envelope, utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
-from credence_common.db import make_engine
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
-from credence_common.events import make_envelope, utcnow
+from credence_common.persistence.db import make_engine
 from services.verification.service import VerificationService
 from tests.integration.conftest import publish_event, query, rpc_proxy, signed_actor, wait_for
 
@@ -195,7 +195,7 @@ def test_a_revocation_is_the_answer_as_soon_as_verification_has_applied_it(start
 def test_holders_get_signed_reports_whose_online_answer_follows_the_certificate(start_service):
     import base64
 
-    from credence_common import signing
+    from credence_common.security import signing
     from services.verification.domain import reports
 
     container, config = start_service(VerificationService, PUBLIC_BASE_URL="https://verify.example.org")
@@ -398,7 +398,7 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
     from nameko.standalone.rpc import ServiceRpcProxy
     from sqlalchemy import text
 
-    from credence_common import idempotency
+    from credence_common.persistence import idempotency
 
     container, config = start_service(VerificationService)
     db = config["DB_URI"]
@@ -441,7 +441,7 @@ def test_an_idempotency_key_makes_a_retry_answer_the_first_answer_and_change_not
 
 
 def test_a_report_code_is_shown_once_and_kept_only_as_its_digest(start_service):
-    from credence_common import signing
+    from credence_common.security import signing
     from services.verification.domain import reports
 
     container, config = start_service(VerificationService)

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from credence_common.db import make_engine
-from credence_common.events import utcnow
-from credence_common.migrations import upgrade
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import make_engine
+from credence_common.persistence.migrations import upgrade
 from services.verification import usecases
 from tests.integration.conftest import query
 
@@ -92,7 +92,7 @@ def test_migration_0007_keeps_the_last_four_and_ends_share_codes_of_closed_repor
 def test_migration_0008_hashes_report_codes_in_place_and_the_old_code_still_opens_its_report(databases):
     import json
 
-    from credence_common import signing
+    from credence_common.security import signing
     from services.verification.domain import reports
     from services.verification.usecases.reports import ReportSigner, report_answer
 

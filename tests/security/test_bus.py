@@ -16,8 +16,8 @@ import uuid
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from credence_common.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, new_key_pair
-from credence_common.errors import Unauthorized
+from credence_common.contracts.errors import Unauthorized
+from credence_common.security.actor_tokens import DEVELOPMENT_SIGNING_KEY, ActorSigner, new_key_pair
 
 PASSWORD = "Bus-rider 73 lantern"
 

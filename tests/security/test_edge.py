@@ -10,7 +10,7 @@ import uuid
 
 import requests
 
-from credence_common.certificate_numbers import format_certificate_number
+from credence_common.contracts.certificate_numbers import format_certificate_number
 from deploy.journey import wait_until
 from deploy.processes import BY_NAME
 from tests.security.conftest import client_from, error_code

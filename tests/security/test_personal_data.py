@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
-from credence_common.db import make_engine
+from credence_common.persistence.db import make_engine
 from deploy.journey import run_journey
 from tests.e2e.conftest import SECRETS
 from tests.security.conftest import client_from

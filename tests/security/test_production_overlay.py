@@ -25,7 +25,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from credence_common.calendar import business_day
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
 from deploy.journey import random_mobile, random_resident_id
 from deploy.processes import PROCESSES
 from services.identity.adapters.degree_registry_emulator import DegreeRegistryEmulator, write_credence_keys

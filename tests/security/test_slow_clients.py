@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from bench.slow_clients import KINDS, half_request
-from credence_common.certificate_numbers import format_certificate_number
+from credence_common.contracts.certificate_numbers import format_certificate_number
 from tests.e2e.conftest import BACKENDS, NAMEKO_VARIANT, running_platform, variant_settings
 from tests.security.conftest import PRODUCTION_LIMITS, client_from, error_code
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 import requests
 from sqlalchemy import text
 
-from credence_common.certificate_numbers import format_certificate_number
-from credence_common.db import make_engine
-from credence_common.events import utcnow
+from credence_common.contracts.certificate_numbers import format_certificate_number
+from credence_common.contracts.envelope import utcnow
+from credence_common.persistence.db import make_engine
 from tests.security.conftest import client_from, error_code
 
 # also against the nameko gateway (GATEWAY_SERVER=nameko), on SQLite (tests/e2e/conftest.py)

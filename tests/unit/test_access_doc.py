@@ -31,7 +31,7 @@ def staff_role(route: Route) -> str:
 
 
 def test_every_staff_role_is_documented_with_what_it_is_for():
-    from credence_common.staff_roles import DUTIES
+    from credence_common.contracts.staff_roles import DUTIES
 
     text = DOC.read_text(encoding="utf-8")
     for role, duty in DUTIES.items():

@@ -1,4 +1,4 @@
-"""Signed actors (credence_common/actor_tokens.py) and the one check every service makes (actors.as_actor)."""
+"""Signed actors (credence_common/security/actor_tokens.py) and the one check every service makes (actors.as_actor)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import json
 import jwt
 import pytest
 
-from credence_common import actors
-from credence_common.actor_tokens import (
+from credence_common.config import ConfigurationRefused, assert_safe_for_environment
+from credence_common.contracts.errors import Forbidden, Unauthorized
+from credence_common.security import actors
+from credence_common.security.actor_tokens import (
     DEVELOPMENT_SIGNING_KEY,
     DEVELOPMENT_VERIFY_KEYS,
     LEEWAY_SECONDS,
@@ -19,8 +21,6 @@ from credence_common.actor_tokens import (
     new_key_pair,
     parse_key_spec,
 )
-from credence_common.config import ConfigurationRefused, assert_safe_for_environment
-from credence_common.errors import Forbidden, Unauthorized
 
 NOW = 1_800_000_000
 

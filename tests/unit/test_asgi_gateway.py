@@ -107,8 +107,9 @@ def test_gateway_server_chooses_the_gateways_command_and_nothing_else():
     gateway = BY_NAME["gateway"]
     assert gateway.command(python="python") == ["python", "-m", "gateway.asgi", "gateway/config.yml"]  # the default
     assert gateway.command(python="python", server="nameko") == [
-        "python", "-m", "credence_common.runner", "gateway/config.yml", "gateway.service:GatewayService"]
-    assert BY_NAME["identity"].command(python="python", server="asgi")[:3] == ["python", "-m", "credence_common.runner"]
+        "python", "-m", "credence_common.runtime.runner", "gateway/config.yml", "gateway.service:GatewayService"]
+    identity = BY_NAME["identity"]
+    assert identity.command(python="python", server="asgi")[:3] == ["python", "-m", "credence_common.runtime.runner"]
     with pytest.raises(ValueError, match="GATEWAY_SERVER"):
         gateway.command(server="twisted")
 

@@ -17,8 +17,8 @@ from referencing.jsonschema import DRAFT7
 from credence_common.contracts import events as contract
 from credence_common.contracts.asyncapi import build_asyncapi
 from credence_common.contracts.docs import example
+from credence_common.contracts.envelope import EventPayload, make_envelope
 from credence_common.contracts.events import ALL_EVENTS
-from credence_common.events import EventPayload, make_envelope
 from tests.unit.test_openapi import iter_refs
 
 OFFICIAL_SCHEMA = Path(__file__).resolve().parents[1] / "vendor" / "asyncapi" / "3.0.0.json"
@@ -110,7 +110,7 @@ def test_each_channel_says_exchange_routing_key_bindings_schema_and_version(docu
 
 
 def test_the_bindings_are_how_the_relay_declares_and_publishes(document):
-    from credence_common.outbox_relay import event_exchange
+    from credence_common.bus.outbox_relay import event_exchange
 
     for model in ALL_EVENTS:
         exchange = event_exchange(model.publisher)  # the relay's (and nameko's) declaration

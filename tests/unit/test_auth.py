@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from credence_common.errors import Unauthorized
+from credence_common.contracts.errors import Unauthorized
 from gateway.auth import ALGORITHM, ISSUER, PUBLIC, Principal, TokenService
 from gateway.statuses import http_status
 
@@ -169,7 +169,8 @@ def test_a_staff_token_names_its_staff_roles_and_no_other_token_may(tokens):
     assert tokens.principal_from_header(bearer(issued["access_token"])) == Principal(
         subject="staff:li", role="staff", staff_roles=frozenset({"recorder", "expert"}))
     claims = jwt.decode(issued["access_token"], SECRET, algorithms=[ALGORITHM], issuer=ISSUER)
-    assert claims["staff_roles"] == ["recorder", "expert"]  # in the one order of credence_common/staff_roles.py
+    # in the one order of credence_common/contracts/staff_roles.py
+    assert claims["staff_roles"] == ["recorder", "expert"]
     none = tokens.issue("staff:new", "staff", staff_roles=[])
     assert tokens.principal_from_header(bearer(none["access_token"])).staff_roles == frozenset()
     for role in ("candidate", "institution"):

@@ -16,7 +16,7 @@ from bench.honest import (
     seed_lines,
     wrong_name,
 )
-from credence_common.certificate_numbers import normalise_certificate_number
+from credence_common.contracts.certificate_numbers import normalise_certificate_number
 from services.verification.domain import name_key
 from tests.unit.test_bench_load import WRK_OUTPUT
 

@@ -9,7 +9,7 @@ import pytest
 from nameko.rpc import RpcProxy
 
 from credence_common.contracts.topology import SUBSCRIPTIONS
-from credence_common.runner import load_service_class
+from credence_common.runtime.runner import load_service_class
 from deploy import broker_users
 from deploy.processes import PROCESSES
 

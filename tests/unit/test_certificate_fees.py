@@ -10,8 +10,8 @@ import pytest
 from nameko.exceptions import UnknownService
 from nameko.testing.services import worker_factory
 
+from credence_common.contracts.errors import ServiceUnavailable
 from credence_common.contracts.payments import FeeSchedule
-from credence_common.errors import ServiceUnavailable
 from services.certificates import domain, usecases
 from services.certificates.service import CertificatesService
 from tests.fee_seed import seeded_fees

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from stdnum import luhn
 
-from credence_common.certificate_numbers import format_certificate_number, normalise_certificate_number
+from credence_common.contracts.certificate_numbers import format_certificate_number, normalise_certificate_number
 
 SAMPLES = [(2026, "11", 1), (2026, "44", 12345678), (1999, "65", 99999999), (2031, "09", 4711)]
 

@@ -11,10 +11,10 @@ import pytest
 from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_rabbitmq_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
-from credence_common import logs
 from credence_common.contracts.docs import example
+from credence_common.contracts.envelope import EventPayload, make_envelope
 from credence_common.contracts.events import ALL_EVENTS, EVENTS_BY_TYPE
-from credence_common.events import EventPayload, make_envelope
+from credence_common.observability import logs
 from deploy import registry_subscriber
 
 

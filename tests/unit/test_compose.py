@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from credence_common.migrations import SERVICES as MIGRATED_SERVICES
-from credence_common.migrations import db_uri_from_environment
+from credence_common.persistence.migrations import SERVICES as MIGRATED_SERVICES
+from credence_common.persistence.migrations import db_uri_from_environment
 from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES, ProcessSpec
 from tests.unit.process_config import env_names_read, secret_env_names
 
@@ -28,7 +28,7 @@ DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
 INFRASTRUCTURE = {"rabbitmq", "postgres", "migrate", "broker-users", "prometheus", "grafana"}
 COMPOSE_ONLY_ENV = {"CREDENCE_ENV"}  # read by credence_common.config, not through a config file
-MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
+MIGRATE_COMMAND = ["python", "-m", "credence_common.persistence.migrations", "all"]
 
 REQUIRED_FROM_HOST = re.compile(r"^\$\{([A-Z0-9_]+):\?[^}]+\}$")
 COMPOSE_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")

@@ -256,7 +256,7 @@ def test_a_whitespace_secret_counts_as_empty():
 def test_readiness_names_what_does_not_answer():
     import json
 
-    from credence_common.metrics import check_broker, check_database, probe_app
+    from credence_common.observability.metrics import check_broker, check_database, probe_app
 
     assert check_database("postgresql://postgres@127.0.0.1:1/nothing").startswith("unreachable")
     assert check_broker("pyamqp://guest:guest@127.0.0.1:1/").startswith("unreachable")

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from credence_common.crypto import (
+from credence_common.security.crypto import (
     BLIND_INDEX_INFO,
     FIELD_ENCRYPTION_INFO,
     DecryptionError,

@@ -1,5 +1,5 @@
 """What a ``postgresql://`` URI becomes: psycopg2, with the URI's libpq parameters and the connection defences
-(credence_common/db.py). Nothing here connects: the engine's ``do_connect`` hook shows what would reach
+(credence_common/persistence/db.py). Nothing here connects: the engine's ``do_connect`` hook shows what would reach
 ``psycopg2.connect``, and libpq's own parser (``parse_dsn``) reads it back."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 from sqlalchemy import event
 
-from credence_common.db import make_engine, normalise_db_uri
+from credence_common.persistence.db import make_engine, normalise_db_uri
 
 
 class _Captured(Exception):

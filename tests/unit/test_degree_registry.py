@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import REGISTRY
 from requests.structures import CaseInsensitiveDict
 
-from credence_common.errors import ServiceUnavailable
+from credence_common.contracts.errors import ServiceUnavailable
 from services.identity.adapters import degree_registry
 from services.identity.adapters.degree_registry import (
     HEADER_KEY_ID,

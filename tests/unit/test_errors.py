@@ -5,8 +5,8 @@ import json
 import pytest
 from nameko.exceptions import RemoteError, deserialize, serialize
 
-from credence_common import errors
-from credence_common.errors import (
+from credence_common.contracts import errors
+from credence_common.contracts.errors import (
     ERROR_CLASSES,
     BadRequest,
     Conflict,

@@ -22,7 +22,7 @@ def test_every_event_type_and_field_is_documented():
 
 def test_every_event_has_an_example_envelope_that_parses():
     from credence_common.contracts.docs import example
-    from credence_common.events import EventEnvelope
+    from credence_common.contracts.envelope import EventEnvelope
 
     text = DOC.read_text(encoding="utf-8")
     for model in ALL_EVENTS:

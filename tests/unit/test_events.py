@@ -9,8 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from credence_common.contracts import events as contract
-from credence_common.contracts.events import ALL_EVENTS, EVENTS_BY_TYPE, CandidateRegisteredV1, CertificateIssuedV1
-from credence_common.events import (
+from credence_common.contracts.envelope import (
     SPEC_VERSION,
     EventEnvelope,
     EventPayload,
@@ -18,6 +17,7 @@ from credence_common.events import (
     make_envelope,
     source_for,
 )
+from credence_common.contracts.events import ALL_EVENTS, EVENTS_BY_TYPE, CandidateRegisteredV1, CertificateIssuedV1
 
 EVENT_TYPE = re.compile(r"^credence\.[a-z_]+\.[a-z_]+\.v\d+$")
 SERVICES = {"identity", "scoring", "certificates", "payments", "verification"}

@@ -416,7 +416,7 @@ def ask(gateway, name: str, role: str | None, body: bytes, rpc) -> tuple[int, di
 
 
 def test_the_gateway_starts_and_confirms_the_callers_own_session_and_answers_an_outage_503(gateway):
-    from credence_common.errors import ServiceUnavailable
+    from credence_common.contracts.errors import ServiceUnavailable
     from services.identity.usecases import liveness
 
     session = {"session_id": "s-1", "url": "https://faceid.example/h5/T", "verifier": "tencent_faceid",

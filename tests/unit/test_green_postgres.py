@@ -1,4 +1,5 @@
-"""psycopg2 on eventlet (credence_common/green_postgres.py): the test process is green as every service process
+"""psycopg2 on eventlet (credence_common/persistence/green_postgres.py): the test process is green as every service
+process
 is (tests/conftest.py calls ``patch_psycopg`` right after ``eventlet.monkey_patch``)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import eventlet.hubs
 import psycopg2
 import pytest
 
-from credence_common.green_postgres import SilentDatabase, is_green
+from credence_common.persistence.green_postgres import SilentDatabase, is_green
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_a_connection_on_a_recycled_descriptor_number_is_not_taken_for_a_second_
     descriptor = stale.detach()
     os.close(descriptor)  # closed silently: the hub still lists the waiter on this number
     connection_fd = []
-    monkeypatch.setattr("credence_common.green_postgres.trampoline", _recording_trampoline(connection_fd))
+    monkeypatch.setattr("credence_common.persistence.green_postgres.trampoline", _recording_trampoline(connection_fd))
     with pytest.raises(SilentDatabase):
         psycopg2.connect(host="127.0.0.1", port=silent_server, user="x", dbname="x", sslmode="disable")
     assert connection_fd and connection_fd[0] == descriptor  # the number was indeed recycled

@@ -1,4 +1,4 @@
-"""Idempotency-Key records keep nothing a database reader could use (credence_common/idempotency.py), and no
+"""Idempotency-Key records keep nothing a database reader could use (credence_common/persistence/idempotency.py), and no
 route or RPC that hands out a credential keeps or replays its answer (gateway/routes/, identity's service)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from pydantic import BaseModel
 
-from credence_common import idempotency
-from credence_common.entrypoints import IdempotentRpc
+from credence_common.bus.entrypoints import IdempotentRpc
+from credence_common.persistence import idempotency
 from gateway.api import ROUTES
 
 SECRET = idempotency.gateway_key("test-jwt-secret")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from stdnum.cn import ric
 
-from credence_common.errors import InvalidInput
+from credence_common.contracts.errors import InvalidInput
 from gateway.statuses import http_status
 from services.identity import domain
 

@@ -47,7 +47,7 @@ from credence_common.config import (
     assert_safe_for_environment,
     load_config,
 )
-from credence_common.migrations import SERVICES as MIGRATED_SERVICES
+from credence_common.persistence.migrations import SERVICES as MIGRATED_SERVICES
 from deploy.processes import PROCESSES, ProcessSpec
 from tests.unit.process_config import config_text, env_names_read, secret_env_names
 
@@ -74,7 +74,7 @@ CUSTOM_KINDS = {("rabbitmq.com/v1beta1", "RabbitmqCluster"), ("rabbitmq.com/v1be
                 ("rabbitmq.com/v1beta1", "Permission"), ("rabbitmq.com/v1beta1", "TopicPermission")}
 RABBITMQ = "credence-rabbitmq"
 MIGRATE_JOB = "credence-migrate"
-MIGRATE_COMMAND = ["python", "-m", "credence_common.migrations", "all"]
+MIGRATE_COMMAND = ["python", "-m", "credence_common.persistence.migrations", "all"]
 CONTAINER = "credence"
 GATEWAY_PORT = 8000
 QUEUE_METRIC = "credence_rabbitmq_queue_messages_ready"
@@ -425,7 +425,7 @@ def test_deployment_leaves_the_replica_count_to_its_autoscaler(rendering, spec):
 # --- environment ---------------------------------------------------------------------------------
 
 def test_direct_names_are_read_by_credence_common():
-    source = "\n".join(path.read_text(encoding="utf-8") for path in (REPO_ROOT / "credence_common").glob("*.py"))
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (REPO_ROOT / "credence_common").rglob("*.py"))
     for name in READ_DIRECTLY:
         assert re.search(rf"environ\.get\(\s*[\"']{name}[\"']", source), f"credence_common no longer reads {name}"
 
@@ -534,7 +534,7 @@ def production_environment(spec: ProcessSpec, monkeypatch) -> None:
 
 @pytest.mark.parametrize("spec", PROCESSES, ids=ids)
 def test_production_overlay_processes_pass_the_runners_start_up_check(spec, monkeypatch):
-    """The check credence_common.runner runs at start-up, on each process configured as the production overlay
+    """The check credence_common.runtime.runner runs at start-up, on each process configured as the production overlay
     configures it: every process starts (identity and payments with their real adapters; they used to refuse while
     their only adapters were sandboxes). That they then run and reach only the real providers:
     tests/security/test_production_overlay.py."""

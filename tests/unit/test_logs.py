@@ -1,4 +1,4 @@
-"""Structured logs and correlation ids (credence_common/logs.py), without a broker or a database."""
+"""Structured logs and correlation ids (credence_common/observability/logs.py), without a broker or a database."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from credence_common import logs
+from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CertificateIssuedV1 as CertificateIssued
-from credence_common.events import make_envelope
+from credence_common.observability import logs
 
 
 @pytest.fixture(autouse=True)

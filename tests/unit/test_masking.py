@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from credence_common.masking import mask_mobile, mask_name, mask_resident_id, mask_resident_id_public
+from credence_common.security.masking import mask_mobile, mask_name, mask_resident_id, mask_resident_id_public
 
 
 @pytest.mark.parametrize(
@@ -104,6 +104,6 @@ def test_mask_name(value, masked):
     ],
 )
 def test_mask_ip_address_shows_the_network_never_the_address(address, masked):
-    from credence_common.masking import mask_ip_address
+    from credence_common.security.masking import mask_ip_address
 
     assert mask_ip_address(address) == masked

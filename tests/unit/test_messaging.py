@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CandidateRegisteredV1, CertificateAwaitingPaymentV1
-from credence_common.events import make_envelope
-from credence_common.messaging import MalformedEvent, read_event
+from credence_common.persistence.messaging import MalformedEvent, read_event
 
 REGISTERED = CandidateRegisteredV1(candidate_id="c-1", exam_region="11",
                                    registered_at=datetime(2026, 1, 15, 8, 30, tzinfo=UTC))

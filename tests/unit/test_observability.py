@@ -17,8 +17,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import credence_common.metrics  # noqa: F401  (registers the credence_* metrics)
-import credence_common.reliable_events  # noqa: F401  (registers credence_dead_letters)
+import credence_common.bus.reliable_events  # noqa: F401  (registers credence_dead_letters)
+import credence_common.observability.metrics  # noqa: F401  (registers the credence_* metrics)
 import services.identity.adapters.degree_registry  # noqa: F401  (registers credence_degree_registry_lookups_total)
 import services.identity.adapters.faceid  # noqa: F401  (registers credence_identity_verifier_*)
 import services.identity.adapters.sms  # noqa: F401  (registers credence_sms_texts_total)

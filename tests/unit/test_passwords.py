@@ -5,7 +5,7 @@ import datetime
 import argon2
 import pytest
 
-from credence_common.errors import InvalidInput
+from credence_common.contracts.errors import InvalidInput
 from gateway.statuses import http_status
 from services.identity.domain import passwords
 from services.identity.domain.passwords import (

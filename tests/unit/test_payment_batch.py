@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
-from credence_common.certificate_numbers import format_certificate_number
-from credence_common.consumers import consume_batch
-from credence_common.events import EventPayload, make_envelope
+from credence_common.bus.consumers import consume_batch
+from credence_common.contracts.certificate_numbers import format_certificate_number
+from credence_common.contracts.envelope import EventPayload, make_envelope
 from services.certificates import domain, usecases
 from services.certificates.models import CertificateHistory, NumberSequence, ProcessedEvent, ProductionBatch
 

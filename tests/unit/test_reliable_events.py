@@ -1,7 +1,7 @@
 """Retry schedule and queue names of the reliable event handlers (the broker behaviour is in
 tests/integration/test_dead_letters.py)."""
 
-from credence_common.reliable_events import dead_letter_queue_name, retry_delays, retry_queue_name
+from credence_common.bus.reliable_events import dead_letter_queue_name, retry_delays, retry_queue_name
 
 
 def test_retries_back_off_four_times_longer_each_time_and_stop_before_the_last_attempt():
@@ -46,7 +46,7 @@ class _Connection:
 
 
 def test_a_quorum_queue_whose_members_are_still_starting_is_declared_once_they_are():
-    from credence_common.queues import declare_event_queue
+    from credence_common.bus.queues import declare_event_queue
 
     queue = _FlakyQueue(2, "Queue.declare: (404) NOT_FOUND - home node 'rabbit@localhost' of durable queue "
                            "'credence.retry.certificates.100ms' in vhost 'v' is down or inaccessible")
@@ -58,7 +58,7 @@ def test_a_refusal_that_does_not_pass_is_not_waited_on():
     import amqp.exceptions
     import pytest
 
-    from credence_common.queues import declare_event_queue
+    from credence_common.bus.queues import declare_event_queue
 
     queue = _FlakyQueue(1, "Queue.bind: (404) NOT_FOUND - no exchange 'x' in vhost 'v'")
     with pytest.raises(amqp.exceptions.NotFound):

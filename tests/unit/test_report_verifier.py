@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from credence_common import signing
+from credence_common.security import signing
 from services.verification.adapters import report_pdf
 from services.verification.domain import reports
 from tests.golden import make_verification_report_vectors as golden

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from credence_common.errors import Conflict, Forbidden
+from credence_common.contracts.errors import Conflict, Forbidden
 from gateway.statuses import http_status
 from services.scoring import domain, usecases
 from services.scoring.domain import CompositeMarks, CompositeRules

@@ -1,4 +1,4 @@
-"""credence_common/sealed.py: a service's sealed columns, its data keys per environment."""
+"""credence_common/persistence/sealed.py: a service's sealed columns, its data keys per environment."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select, text
 
 from credence_common.config import ConfigurationRefused
-from credence_common.crypto import KeyRing
-from credence_common.sealed import DataKeys, sealed_type
+from credence_common.persistence.sealed import DataKeys, sealed_type
+from credence_common.security.crypto import KeyRing
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Staff roles at the gateway: every route staff may call names the staff roles it needs, and a staff token without
 one of them is refused (403 role_required) before the body is read or any service is asked; the signed actor the
-gateway sends carries the token's roles (credence_common/staff_roles.py)."""
+gateway sends carries the token's roles (credence_common/contracts/staff_roles.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from credence_common.actor_tokens import ActorVerifier
-from credence_common.staff_roles import DUTIES, STAFF_ROLES, from_stored, staff_roles, stored
+from credence_common.contracts.staff_roles import DUTIES, STAFF_ROLES, from_stored, staff_roles, stored
+from credence_common.security.actor_tokens import ActorVerifier
 from gateway.api import ROUTES
 from gateway.dispatch import Gateway, Incoming, dispatch
 from gateway.routing import Route

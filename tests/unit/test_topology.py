@@ -11,9 +11,9 @@ from nameko.containers import ServiceContainer
 from nameko.events import SERVICE_POOL, EventHandler
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
+from credence_common.bus.reliable_events import ReliableEventHandler
 from credence_common.contracts.events import ALL_EVENTS
 from credence_common.contracts.topology import SUBSCRIPTIONS, subscribers_of, subscriptions_published_by
-from credence_common.reliable_events import ReliableEventHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_NAMES = sorted(p.parent.name for p in ROOT.glob("services/*/service.py"))
@@ -56,7 +56,7 @@ def test_each_subscription_has_its_event_handler(sub):
     handler = handlers[0]
     assert (handler.source_service, handler.event_type) == (sub.publisher, sub.event.event_type)
     assert handler.handler_type == SERVICE_POOL
-    # retried with backoff, then dead-lettered: never dropped, never looping (credence_common/reliable_events.py)
+    # retried with backoff, then dead-lettered: never dropped, never looping (credence_common/bus/reliable_events.py)
     assert isinstance(handler, ReliableEventHandler)
 
 

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from credence_common.types import UTCDateTime
+from credence_common.persistence.types import UTCDateTime
 
 
 def test_naive_values_from_sqlite_come_back_as_utc():

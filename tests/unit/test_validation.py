@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from credence_common.contracts.errors import InvalidInput
 from credence_common.contracts.identity import RegisterCandidate
-from credence_common.errors import InvalidInput
-from credence_common.validation import control_character_fields, parse
+from credence_common.contracts.validation import control_character_fields, parse
 from gateway.statuses import http_status
 
 SENSITIVE = "11010519491231002X"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from credence_common import signing
+from credence_common.security import signing
 from services.verification.domain import reports
 from tests.golden import make_verification_report_vectors as golden
 
@@ -300,9 +300,9 @@ def test_the_service_refuses_to_start_with_a_wrong_rotation_setting():
 
 
 def test_a_signature_check_answers_a_verdict_and_refuses_what_is_no_report():
+    from credence_common.contracts.errors import InvalidInput
+    from credence_common.contracts.validation import parse
     from credence_common.contracts.verification import ReportCheck
-    from credence_common.errors import InvalidInput
-    from credence_common.validation import parse
     from services.verification.domain import report_keys
 
     at = datetime.fromisoformat(golden.CHECKED_AT)

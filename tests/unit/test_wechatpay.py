@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from credence_common.errors import BadRequest, Unauthorized
+from credence_common.contracts.errors import BadRequest, Unauthorized
 from services.payments.adapters import wechatpay
 from services.payments.adapters.wechatpay import (
     KeyStore,

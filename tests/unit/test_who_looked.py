@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from credence_common.contracts.errors import InvalidInput
+from credence_common.contracts.validation import parse
 from credence_common.contracts.verification import OpenSharedReport, PublicCheck
-from credence_common.errors import InvalidInput
-from credence_common.validation import parse
 from gateway import dispatch, web
 from services.verification.domain import reports
 

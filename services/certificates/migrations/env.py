@@ -1,4 +1,4 @@
-from credence_common.migrations import run_env
+from credence_common.persistence.migrations import run_env
 from services.certificates.models import Base
 
 run_env(Base.metadata)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from credence_common import calendar
-from credence_common.certificate_numbers import format_certificate_number
+from credence_common.contracts.certificate_numbers import format_certificate_number
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
     BatchList,
@@ -30,6 +30,8 @@ from credence_common.contracts.certificates import (
     ReplacementApplicationView,
     RequestCorrection,
 )
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
@@ -42,10 +44,8 @@ from credence_common.contracts.events import (
     ReplacementAwaitingPaymentV1,
 )
 from credence_common.contracts.payments import FeeSchedule
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from credence_common.events import utcnow
-from credence_common.messaging import Outbox
-from credence_common.sequences import next_value, next_value_outside, next_values_outside
+from credence_common.persistence.messaging import Outbox
+from credence_common.persistence.sequences import next_value, next_value_outside, next_values_outside
 from services.certificates import domain
 from services.certificates.adapters import printer_csv, proof_sheet
 from services.certificates.models import (

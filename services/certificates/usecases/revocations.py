@@ -17,14 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credence_common.contracts.certificates import CertificateView, RevocationCaseList, RevocationCaseView
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput, NotFound
 from credence_common.contracts.events import (
     CertificateRevokedV1,
     FeeNoLongerDueV1,
     PaymentRefundedV1,
     QualificationWithdrawnV1,
 )
-from credence_common.errors import Conflict, InvalidInput, NotFound
-from credence_common.events import utcnow
 from services.certificates import domain
 from services.certificates.models import (
     Certificate,

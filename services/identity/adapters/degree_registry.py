@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import Counter
 
-from credence_common.errors import ServiceUnavailable
+from credence_common.contracts.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

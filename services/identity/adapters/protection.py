@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from credence_common.crypto import KeyRing, blind_index, derive_key
+from credence_common.security.crypto import KeyRing, blind_index, derive_key
 
 
 class PersonalDataProtection:

@@ -23,8 +23,8 @@ from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from credence_common.events import utcnow
-from credence_common.masking import mask_mobile
+from credence_common.contracts.envelope import utcnow
+from credence_common.security.masking import mask_mobile
 from services.identity.models import DevSmsMessage, SmsQueue
 
 log = logging.getLogger(__name__)

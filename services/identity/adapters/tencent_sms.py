@@ -52,7 +52,7 @@ from tencentcloud.sms.v20210111.sms_client import SmsClient
 
 from credence_common.config import is_production
 from credence_common.contracts.identity import CodePurpose
-from credence_common.masking import mask_mobile
+from credence_common.security.masking import mask_mobile
 from services.identity.adapters.sms import Delivery
 from services.identity.adapters.tencent_cloud import ca_bundle
 

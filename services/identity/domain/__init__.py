@@ -13,11 +13,12 @@ from stdnum.cn import ric
 from stdnum.exceptions import InvalidChecksum, InvalidComponent
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
+from credence_common.contracts.errors import InvalidInput
+
 # The ticket number's layout, format and check are the contracts' (one owner, issue #21 item 1); identity issues
 # and checks tickets through these names.
 from credence_common.contracts.tickets import format_ticket_number as format_ticket_number
 from credence_common.contracts.tickets import is_valid_ticket_number as is_valid_ticket_number
-from credence_common.errors import InvalidInput
 
 NAME_PATTERN = re.compile(r"^[^\d\s<>\"'`;{}\\/][^\d<>\"'`;{}\\/]*$")
 EXAM_REGION_PATTERN = re.compile(r"^[0-9]{2}$")

@@ -14,7 +14,7 @@ from pathlib import Path
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from credence_common.errors import InvalidInput
+from credence_common.contracts.errors import InvalidInput
 
 # argon2id, 19 MiB, 2 iterations, 1 lane: the OWASP Password Storage Cheat Sheet minimum for argon2id.
 PASSWORD_HASHER = argon2.PasswordHasher(

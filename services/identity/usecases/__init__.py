@@ -1,5 +1,5 @@
 """Identity service layer: each function is one transaction's worth of work on a given session (the unit of
-work: the caller commits), and refuses by raising a ``credence_common.errors`` class, as every service does.
+work: the caller commits), and refuses by raising a ``credence_common.contracts.errors`` class, as every service does.
 
 A refusal rolls the unit of work back, except where the refusal itself must be recorded (a failed sign-in
 counted, a wrong code's try burnt, a used-up code kept used up, a replayed refresh token's sessions ended): there
@@ -18,7 +18,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common import staff_roles
+from credence_common.contracts import staff_roles
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import (
+    Conflict,
+    CredenceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateRegisteredV1,
@@ -36,20 +46,10 @@ from credence_common.contracts.identity import (
     StaffRoleChangeView,
     TicketLookupResult,
 )
-from credence_common.errors import (
-    Conflict,
-    CredenceError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    RateLimited,
-    Unauthorized,
-)
-from credence_common.events import utcnow
-from credence_common.masking import mask_email, mask_mobile, mask_resident_id
-from credence_common.messaging import Outbox
-from credence_common.sequences import next_value
-from credence_common.staff_roles import STAFF_ROLES
+from credence_common.contracts.staff_roles import STAFF_ROLES
+from credence_common.persistence.messaging import Outbox
+from credence_common.persistence.sequences import next_value
+from credence_common.security.masking import mask_email, mask_mobile, mask_resident_id
 from services.identity import domain
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.domain import codes, passwords

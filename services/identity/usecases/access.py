@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from credence_common.actors import Actor, as_actor, require_staff_role
-from credence_common.errors import Forbidden, NotFound
+from credence_common.contracts.errors import Forbidden, NotFound
+from credence_common.security.actors import Actor, as_actor, require_staff_role
 from services.identity.models import Candidate, InstitutionAccount, StaffAccount
 
 INSTITUTION_SUBJECT_PREFIX = "institution:"
 STAFF_SUBJECT_PREFIX = "staff:"
-# the staff role that sees and handles candidates' records (credence_common/staff_roles.py)
+# the staff role that sees and handles candidates' records (credence_common/contracts/staff_roles.py)
 CANDIDATE_CASEWORK = ("support",)
 
 

@@ -8,14 +8,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict
 from credence_common.contracts.identity import (
     AuthenticatedPrincipal,
     CandidateList,
     CreateInstitution,
     InstitutionView,
 )
-from credence_common.errors import Conflict
-from credence_common.events import utcnow
 from services.identity import usecases
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.domain import passwords

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
 from credence_common.contracts.identity import CandidateView, IdentitySessionView
-from credence_common.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceUnavailable
-from credence_common.events import utcnow
-from credence_common.idempotency import forget_attempt
+from credence_common.persistence.idempotency import forget_attempt
 from services.identity.adapters.faceid import (
     SESSION_RESULT_TTL_SECONDS,
     IdCardCheck,

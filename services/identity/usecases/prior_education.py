@@ -12,10 +12,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput, ServiceUnavailable
 from credence_common.contracts.identity import CandidateView, PriorEducationView
-from credence_common.errors import Conflict, InvalidInput, ServiceUnavailable
-from credence_common.events import utcnow
-from credence_common.idempotency import forget_attempt
+from credence_common.persistence.idempotency import forget_attempt
 from services.identity.adapters.degree_registry import RegistryAnswer
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import PriorEducationCheck

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from credence_common.errors import RateLimited
+from credence_common.contracts.errors import RateLimited
 from services.identity import domain
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import LoginThrottle

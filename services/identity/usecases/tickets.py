@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput
 from credence_common.contracts.events import TicketsMergedV1
 from credence_common.contracts.identity import HeldTicket, ImportLegacyTickets, ImportOutcome, MyTickets
-from credence_common.errors import Conflict, InvalidInput
-from credence_common.events import utcnow
 from services.identity import domain
 from services.identity.adapters.protection import PersonalDataProtection
 from services.identity.models import Candidate, LegacyTicket

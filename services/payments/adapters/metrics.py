@@ -1,5 +1,6 @@
 """Reconciliation's outcome as Prometheus series, served on the payments process's metrics port beside every other
-``credence_*`` metric (credence_common/metrics.py): how many disagreements the last reconciliation run found, by
+``credence_*`` metric (credence_common/observability/metrics.py): how many disagreements the last reconciliation run
+found, by
 kind and entry, and when a run last succeeded. The alerts on them are in deploy/observability/prometheus/alerts.yml
 (CredencePaymentsReconciliationMismatch, CredencePaymentsReconciliationStale)."""
 

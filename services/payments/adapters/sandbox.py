@@ -14,9 +14,9 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 
+from credence_common.contracts.errors import BadRequest, Unauthorized
 from credence_common.contracts.payments import SandboxNotification
-from credence_common.errors import BadRequest, Unauthorized
-from credence_common.validation import parse
+from credence_common.contracts.validation import parse
 from services.payments import domain
 from services.payments.adapters.sandbox_bank import (
     HEADER_NONCE,

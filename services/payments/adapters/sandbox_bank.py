@@ -15,8 +15,8 @@ from sqlalchemy import Integer, String, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from credence_common.db import make_engine
-from credence_common.types import UTCDateTime
+from credence_common.persistence.db import make_engine
+from credence_common.persistence.types import UTCDateTime
 from services.payments import domain
 from services.payments.domain.providers import (
     PROVIDER_ZONE,

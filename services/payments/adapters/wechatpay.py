@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from credence_common.errors import BadRequest, ServiceUnavailable, Unauthorized
+from credence_common.contracts.errors import BadRequest, ServiceUnavailable, Unauthorized
 from services.payments import domain
 from services.payments.domain.providers import (
     PROVIDER_ZONE,

@@ -6,9 +6,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from credence_common import calendar, signing
-from credence_common.actors import Actor
-from credence_common.errors import Forbidden
+from credence_common import calendar
+from credence_common.contracts.errors import Forbidden
+from credence_common.security import signing
+from credence_common.security.actors import Actor
 
 CURRENCY = "CNY"
 
@@ -91,7 +92,7 @@ def signing_message(timestamp: str, nonce: str, raw_body: bytes) -> bytes:
     return timestamp.encode("ascii") + b"\n" + nonce.encode("ascii") + b"\n" + raw_body + b"\n"
 
 
-# The key handling is shared with verification's signed reports (credence_common/signing.py).
+# The key handling is shared with verification's signed reports (credence_common/security/signing.py).
 load_private_key = signing.load_private_key
 load_public_key = signing.load_public_key
 public_key_pem = signing.public_key_pem

@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from credence_common.contracts.envelope import utcnow
 from credence_common.contracts.tickets import sql_ticket_number_regex
-from credence_common.db import copy_in
-from credence_common.events import utcnow
+from credence_common.persistence.db import copy_in
 from services.scoring.domain.result_files import FIELDS, MAX_REPORTED_ERRORS, NAME_FIELD, REQUIRED, ImportReport
 
 COPY_CHUNK = 256 * 1024
@@ -154,7 +154,7 @@ def stage_and_check(connection: Connection, stream: BinaryIO, encoding: str, rep
     columns = header_columns(stream, "utf-8-sig" if encoding == "utf-8-sig" else encoding)
     connection.execute(text("CREATE TEMP TABLE import_staging (line bigint PRIMARY KEY, "
                             + ", ".join(f"{name} text" for name in FIELDS) + ") ON COMMIT DROP"))
-    try:  # one COPY per chunk of whole lines (credence_common.db.copy_in: how it stays green)
+    try:  # one COPY per chunk of whole lines (credence_common.persistence.db.copy_in: how it stays green)
         copy_in(connection.connection.driver_connection,
                 f"COPY import_staging (line, {', '.join(columns)}) FROM STDIN "
                 f"WITH (FORMAT csv, ENCODING '{PG_ENCODINGS[encoding]}')", numbered_lines(stream))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from credence_common.errors import Conflict, Forbidden
+from credence_common.contracts.errors import Conflict, Forbidden
 
 Outcome = Literal["passed", "failed"]
 VIOLATIONS = ("none", "deduction", "disqualification")
@@ -169,7 +169,7 @@ def evaluation_state(decisions: dict[str, str]) -> tuple[str, str | None]:
 
 
 # --- separation of duties -----------------------------------------------------------------------------------
-# Roles (credence_common/staff_roles.py) say what a member of staff may do at all; these rules say who may not
+# Roles (credence_common/contracts/staff_roles.py) say what a member of staff may do at all; these rules say who may not
 # take a part in one result's sign-off, whatever their roles: the recorder of a result never signs it off, and a
 # third decider is neither of the two who signed (nor its recorder). Everyone is named by their actor subject.
 

@@ -13,6 +13,8 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput, NotFound
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
     CandidateQualifiedV1,
@@ -36,9 +38,7 @@ from credence_common.contracts.scoring import (
     ResultList,
     ResultView,
 )
-from credence_common.errors import Conflict, InvalidInput, NotFound
-from credence_common.events import utcnow
-from credence_common.messaging import Outbox
+from credence_common.persistence.messaging import Outbox
 from services.scoring import domain
 from services.scoring.models import (
     Course,

@@ -37,8 +37,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credence_common.errors import Conflict, CredenceError, InvalidInput, NotFound
-from credence_common.events import utcnow
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, CredenceError, InvalidInput, NotFound
 from services.scoring import domain
 from services.scoring.adapters import fast_import
 from services.scoring.domain.result_files import (

@@ -10,6 +10,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound
 from credence_common.contracts.events import CandidateQualifiedV1, QualificationWithdrawnV1, ResultCorrectedV1
 from credence_common.contracts.scoring import (
     CandidateRecord,
@@ -20,8 +22,6 @@ from credence_common.contracts.scoring import (
     TransferRecord,
     ViolationRecord,
 )
-from credence_common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from credence_common.events import utcnow
 from services.scoring import domain
 from services.scoring.models import (
     Course,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from credence_common.masking import mask_ip_address
+from credence_common.security.masking import mask_ip_address
 
 
 def name_key(full_name: str) -> str:
@@ -40,5 +40,5 @@ def truncated_client(client: str) -> str:
     """What the check log keeps of a caller's address once it is old: its network, IPv4 ``/24`` and IPv6
     ``/48`` (``203.0.113.77`` -> ``203.0.113.0/24``), enough to see where a wave of checks came from, not
     who. Anything that is not an address is dropped (``""``). Truncating a truncated value changes nothing.
-    The same rule masks the addresses the holder sees (``credence_common.masking.mask_ip_address``)."""
+    The same rule masks the addresses the holder sees (``credence_common.security.masking.mask_ip_address``)."""
     return mask_ip_address(client)

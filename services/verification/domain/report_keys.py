@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from credence_common import signing
 from credence_common.contracts.verification import ReportCheck
+from credence_common.security import signing
 from services.verification.domain import reports
 
 ISSUER = "Credence"
@@ -115,7 +115,7 @@ def check(trusted: dict[str, reports.TrustedKey], request: ReportCheck, now: dat
     """The verdict on a signed report a caller sends (``ReportCheck``: its payload or its JSON), as the
     standalone verifier would give it with today's published keys. What is not a report at all is bad input
     (422 ``malformed_report``); a report that does not verify is an answer (tampered, expired, unknown_key)."""
-    from credence_common.errors import InvalidInput
+    from credence_common.contracts.errors import InvalidInput
 
     if request.payload is not None:
         verdict = reports.verify_payload(request.payload, trusted, now)

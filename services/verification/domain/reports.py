@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from credence_common import signing
+from credence_common.security import signing
 
 LIFETIME = timedelta(days=30)
 ALGORITHM = "Ed25519"

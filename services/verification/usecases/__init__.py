@@ -11,14 +11,14 @@ from sqlalchemy import bindparam, case, delete, func, insert, literal_column, nu
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from credence_common import appends
-from credence_common.certificate_numbers import normalise_certificate_number
+from credence_common.contracts.certificate_numbers import normalise_certificate_number
+from credence_common.contracts.envelope import EventEnvelope, utcnow
+from credence_common.contracts.errors import CredenceError, InvalidInput, NotFound, RateLimited
 from credence_common.contracts.events import CertificateIssuedV1, CertificateRevokedV1, CertificateSupersededV1
 from credence_common.contracts.verification import PublicCheck, PublicCheckResult, VerifiedCertificate
-from credence_common.errors import CredenceError, InvalidInput, NotFound, RateLimited
-from credence_common.events import EventEnvelope, utcnow
-from credence_common.masking import mask_name, mask_resident_id_public
-from credence_common.prepared import PreparedStatement, any_of_array, in_list
+from credence_common.persistence import appends
+from credence_common.persistence.prepared import PreparedStatement, any_of_array, in_list
+from credence_common.security.masking import mask_name, mask_resident_id_public
 from services.verification import domain
 from services.verification.models import CheckLogEntry, ReceivedEvent, ReportAccess, VerifiableCertificate
 
@@ -128,7 +128,7 @@ PUBLIC_COLUMNS = [CERTIFICATES.c[name] for name in (
 # The statements are built once: building a statement and its cache key for every batch cost as much Python as
 # running it (py-spy, docs/performance.md "Public check"). Each is built twice from one definition: with expanding
 # IN lists for SQLite, and with arrays (``= ANY``) for PostgreSQL, which prepares them once per connection
-# (credence_common/prepared.py: the look-up's time through the driver nearly halves).
+# (credence_common/persistence/prepared.py: the look-up's time through the driver nearly halves).
 def _certificates_by_number(one_of):
     return select(*PUBLIC_COLUMNS).where(one_of(CERTIFICATES.c.certificate_number, "numbers"))
 

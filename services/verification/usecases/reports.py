@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from credence_common import crypto, signing
 from credence_common.calendar import business_day
-from credence_common.certificate_numbers import normalise_certificate_number
+from credence_common.contracts.certificate_numbers import normalise_certificate_number
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, InvalidInput, NotFound
 from credence_common.contracts.verification import (
     AccessList,
     AccessView,
@@ -40,9 +41,8 @@ from credence_common.contracts.verification import (
     VerifiedCertificate,
     VerifiedEducationRecord,
 )
-from credence_common.errors import Conflict, InvalidInput, NotFound
-from credence_common.events import utcnow
-from credence_common.masking import mask_ip_address, mask_name, mask_resident_id_public
+from credence_common.security import crypto, signing
+from credence_common.security.masking import mask_ip_address, mask_name, mask_resident_id_public
 from services.verification.adapters import access_csv
 from services.verification.adapters.report_pdf import render as render_pdf
 from services.verification.domain import report_keys, reports

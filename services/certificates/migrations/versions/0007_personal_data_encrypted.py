@@ -1,6 +1,6 @@
 """personal data encrypted at rest: names, addresses, photo and video references, correction values, envelopes
 
-Each column moves to ``<name>_encrypted`` (Text, a ``credence_common.crypto`` token under the active
+Each column moves to ``<name>_encrypted`` (Text, a ``credence_common.security.crypto`` token under the active
 ``CERTIFICATES_DATA_KEYS`` key); the outbox's envelopes are encrypted in place. Existing rows are encrypted in
 this transaction with the keys the environment gives (refused outside development while they are the
 development key), so run it with the service's ``CERTIFICATES_DATA_KEYS``. The old code cannot read the new

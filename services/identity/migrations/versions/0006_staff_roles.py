@@ -16,7 +16,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# every role of credence_common/staff_roles.py at this revision, in its order
+# every role of credence_common/contracts/staff_roles.py at this revision, in its order
 EVERY_ROLE_AT_0006 = "recorder,expert,publisher,registrar,finance,support,admin"
 
 

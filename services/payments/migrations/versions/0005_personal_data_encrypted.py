@@ -1,7 +1,7 @@
 """personal data encrypted at rest: orders' invoice details
 
 ``payment_orders.invoice_title`` and ``invoice_tax_number`` move to ``*_encrypted`` (Text, a
-``credence_common.crypto`` token under the active ``PAYMENTS_DATA_KEYS`` key). Existing rows are encrypted in
+``credence_common.security.crypto`` token under the active ``PAYMENTS_DATA_KEYS`` key). Existing rows are encrypted in
 this transaction with the keys the environment gives (refused outside development while they are the
 development key), so run it with the service's ``PAYMENTS_DATA_KEYS``. The old code cannot read the new
 columns: stop payments for the migration.
@@ -12,7 +12,7 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
-from credence_common.sealed import rewrite
+from credence_common.persistence.sealed import rewrite
 
 revision = "0005"
 down_revision = "0004"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from credence_common.types import UTCDateTime
+from credence_common.persistence.types import UTCDateTime
 
 revision = "0009"
 down_revision = "0008"

@@ -1,6 +1,6 @@
 """personal data encrypted at rest: the roster's full names, event envelopes
 
-``roster.full_name`` moves to ``full_name_encrypted`` (Text, a ``credence_common.crypto`` token under the
+``roster.full_name`` moves to ``full_name_encrypted`` (Text, a ``credence_common.security.crypto`` token under the
 active ``SCORING_DATA_KEYS`` key); the outbox's envelopes (candidate_qualified carries the name) are encrypted
 in place. Existing rows are encrypted in this transaction with the keys the environment gives (refused outside
 development while they are the development key), so run it with the service's ``SCORING_DATA_KEYS``. The old
@@ -12,7 +12,7 @@ Revises: 0011
 import sqlalchemy as sa
 from alembic import op
 
-from credence_common.sealed import rewrite
+from credence_common.persistence.sealed import rewrite
 
 revision = "0012"
 down_revision = "0011"

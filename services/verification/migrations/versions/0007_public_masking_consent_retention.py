@@ -10,7 +10,7 @@ Revises: 0006
 import sqlalchemy as sa
 from alembic import op
 
-from credence_common.masking import mask_resident_id_public
+from credence_common.security.masking import mask_resident_id_public
 
 revision = "0007"
 down_revision = "0006"

@@ -12,7 +12,7 @@ message. ``@reliable_event_handler`` instead:
   ``EVENT_RETRY_BASE_SECONDS`` = 1), or at once when retrying cannot help (undecodable body, wrong schema,
   unknown event type or version: ``PermanentFailure``), moves it to the service's dead-letter queue
   ``credence.dead-letters.<service>`` with the reason, the source queue and the number of attempts in its
-  headers; ``python -m credence_common.dead_letters`` lists, shows, replays and purges them;
+  headers; ``python -m credence_common.bus.dead_letters`` lists, shows, replays and purges them;
 * acks the original only after the copy was confirmed by the broker; if that publish fails, the original
   goes back to its queue instead. A crash at any point leaves the message in one of the queues (possibly
   in two, which the consumers' inbox deduplicates): never in none.
@@ -34,8 +34,8 @@ from nameko.extensions import SharedExtension
 from nameko.messaging import QueueConsumer
 from prometheus_client import Gauge
 
-from credence_common.messaging import PermanentFailure, wait_for_broker
-from credence_common.queues import QUORUM, declare_event_queue, preferred_queue_type
+from credence_common.bus.queues import QUORUM, declare_event_queue, preferred_queue_type
+from credence_common.persistence.messaging import PermanentFailure, wait_for_broker
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class ReliableEventHandler(EventHandler):
 
     def __init__(self, source_service, event_type, batch_size: int = 1, **kwargs):
         """``batch_size`` > 1: the method gets a list of messages (those that arrived together, up to that many)
-        and applies them in one transaction (``credence_common.consumers.consume_batch``); if the batch fails,
+        and applies them in one transaction (``credence_common.bus.consumers.consume_batch``); if the batch fails,
         each message is tried again on its own, and only a message that fails alone is retried later or
         dead-lettered. Bulk issuing and release day are where one transaction per event costs too much."""
         kwargs.pop("requeue_on_error", None)

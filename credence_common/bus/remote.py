@@ -6,8 +6,8 @@ import eventlet
 from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 
-import credence_common.error_registry  # noqa: F401  (refusals come back as their own class)
-from credence_common.errors import ServiceUnavailable
+import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
+from credence_common.contracts.errors import ServiceUnavailable
 
 
 def call_with_deadline(proxy, service: str, method: str, *args, timeout: float):

@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Column, MetaData, String, Table, Text, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from credence_common.crypto import derive_key
-from credence_common.errors import Conflict, CredenceError, InvalidInput, refusal_from_wire, refusal_to_wire
-from credence_common.events import utcnow
-from credence_common.types import UTCDateTime
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import Conflict, CredenceError, InvalidInput, refusal_from_wire, refusal_to_wire
+from credence_common.persistence.types import UTCDateTime
+from credence_common.security.crypto import derive_key
 
 RECORD_HEADER = "idempotency_record"
 FINGERPRINT_HEADER = "idempotency_fingerprint"

@@ -3,7 +3,7 @@
 nameko turns an exception raised in an RPC into a ``RemoteError`` on the caller's side unless the
 exception class is registered with ``deserialize_to_instance``; registered classes are rebuilt from
 their ``args``, so the gateway can catch the very same class and map it to an HTTP status (gateway/statuses.py:
-HTTP belongs to the gateway, not to the errors). The registration is credence_common/error_registry.py's, done
+HTTP belongs to the gateway, not to the errors). The registration is credence_common/bus/error_registry.py's, done
 where nameko is set up, so that a pure rule raising a refusal never loads nameko.
 """
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from credence_common import appends
-from credence_common.events import EventPayload, P
-from credence_common.logs import correlation_id_of_event, correlation_scope, current_correlation_id
-from credence_common.messaging import Inbox, read_event
-from credence_common.metrics import EVENTS_DUPLICATE
+from credence_common.contracts.envelope import EventPayload, P
+from credence_common.observability.logs import correlation_id_of_event, correlation_scope, current_correlation_id
+from credence_common.observability.metrics import EVENTS_DUPLICATE
+from credence_common.persistence import appends
+from credence_common.persistence.messaging import Inbox, read_event
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def consume_batch(service, messages: list[dict], payload_model: type[EventPayloa
     depends on is in its signature, not kept in the session."""
     from sqlalchemy import select
 
-    from credence_common.events import utcnow
+    from credence_common.contracts.envelope import utcnow
 
     events = [(read_event(message, payload_model), message) for message in messages]
     unique: dict[str, tuple] = {}

@@ -1,7 +1,7 @@
 """Who is asking: passed by the gateway with every RPC that acts for someone, and checked again by the
 service itself, so a service never relies on the gateway alone for access control.
 
-On the bus an actor is a token the gateway signed (credence_common/actor_tokens.py), never a bare dict:
+On the bus an actor is a token the gateway signed (credence_common/security/actor_tokens.py), never a bare dict:
 whoever can publish to the broker could otherwise claim to be staff. ``as_actor`` is the one place that
 checks the signature, with the keys the service was started with (``ActorKeys``, in every service through
 ``HealthCheck``); a process that was given no keys refuses every actor.
@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from credence_common.actor_tokens import REFUSED, ActorVerifier
-from credence_common.errors import Forbidden, Unauthorized
-from credence_common.staff_roles import StaffRole, staff_roles
+from credence_common.contracts.errors import Forbidden, Unauthorized
+from credence_common.contracts.staff_roles import StaffRole, staff_roles
+from credence_common.security.actor_tokens import REFUSED, ActorVerifier
 
 # "service": another Credence service asking payments for money (services/payments/service.py); the gateway
 # never signs it, only a holder of a signing key (the operator's CLI) can.
@@ -39,7 +39,7 @@ class Actor(BaseModel):
     # An institution account's institution (identity's ``institution_id``): who pays for that institution's
     # students (payments' payer id). Only an ``institution`` actor carries it; identity put it in the sign-in.
     institution_id: str | None = None
-    # A staff account's roles (credence_common/staff_roles.py), as identity named them at sign-in: what this
+    # A staff account's roles (credence_common/contracts/staff_roles.py), as identity named them at sign-in: what this
     # member of staff may do. Only a ``staff`` actor carries any; none is no duty at all (a token from before
     # tokens named roles carries none: a fresh sign-in or refresh brings the account's roles).
     staff_roles: frozenset[StaffRole] = frozenset()
@@ -96,7 +96,7 @@ def require_role(actor: str | Actor | None, *roles: str, staff_roles: Iterable[s
 
 
 def require_staff(actor: str | Actor | None, *needed: str) -> Actor:
-    """A staff actor holding one of the staff roles ``needed`` (credence_common/staff_roles.py)."""
+    """A staff actor holding one of the staff roles ``needed`` (credence_common/contracts/staff_roles.py)."""
     if not needed:
         raise TypeError("name the staff role(s) this needs")
     return require_role(actor, "staff", staff_roles=needed)

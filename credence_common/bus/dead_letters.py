@@ -1,9 +1,9 @@
 """Look at, replay and purge a service's dead letters: the messages its event handlers gave up on.
 
-    python -m credence_common.dead_letters list SERVICE         # position, event, source queue, attempts, reason
-    python -m credence_common.dead_letters show SERVICE N       # one message: headers and body
-    python -m credence_common.dead_letters replay SERVICE N...  # back to their queues (or --all), attempts reset
-    python -m credence_common.dead_letters purge SERVICE --yes
+    python -m credence_common.bus.dead_letters list SERVICE         # position, event, source queue, attempts, reason
+    python -m credence_common.bus.dead_letters show SERVICE N       # one message: headers and body
+    python -m credence_common.bus.dead_letters replay SERVICE N...  # back to their queues (or --all), attempts reset
+    python -m credence_common.bus.dead_letters purge SERVICE --yes
 
 The broker is ``AMQP_URI`` (default the local one), as the services read it. Listing takes the messages and
 puts them back unacknowledged, so the queue is unchanged; replaying publishes a copy (confirmed) to the
@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from credence_common.reliable_events import (
+from credence_common.bus.reliable_events import (
     ATTEMPT_HEADER,
     FAILED_AT_HEADER,
     REASON_HEADER,

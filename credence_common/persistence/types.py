@@ -22,7 +22,7 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime: use credence_common.events.utcnow()")
+            raise ValueError("naive datetime: use credence_common.contracts.envelope.utcnow()")
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect):

@@ -3,7 +3,7 @@
 libpq blocks in C, where eventlet cannot switch green threads. psycopg2 lets a *wait callback* do every wait
 instead: it sends and receives with libpq's non-blocking calls and asks the callback to wait until the socket is
 ready, which on eventlet's hub (``trampoline``) lets the other green threads run meanwhile. Call
-``patch_psycopg()`` once per process, right after ``eventlet.monkey_patch()`` (``credence_common/runner.py``,
+``patch_psycopg()`` once per process, right after ``eventlet.monkey_patch()`` (``credence_common/runtime/runner.py``,
 ``tests/conftest.py``). Processes without eventlet (migrations, the ``credence`` CLI, the benchmarks) do not call
 it and use psycopg2 as it is, blocking.
 

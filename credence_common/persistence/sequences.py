@@ -79,7 +79,7 @@ def _counter_engine(engine: Engine) -> Engine:
     connection that died makes that one caller's transaction fail and be retried, and the pool then reconnects."""
     counters = _COUNTER_ENGINES.get(engine)
     if counters is None:
-        from credence_common.db import postgresql_connect_args
+        from credence_common.persistence.db import postgresql_connect_args
 
         counters = create_engine(engine.url, pool_size=4, max_overflow=0, pool_timeout=30, hide_parameters=True,
                                  connect_args=postgresql_connect_args(engine.url))

@@ -7,7 +7,7 @@ classic queues (a broker older than 3.10, where quorum queues have no message TT
 
 A queue's type cannot change once declared, and declaring it as the other type is refused by the broker. A
 platform upgraded from classic queues therefore keeps using them (with a warning in the log naming the
-command that converts them, ``credence queues migrate``: credence_common/queue_admin.py) rather than failing
+command that converts them, ``credence queues migrate``: credence_common/bus/queue_admin.py) rather than failing
 to start.
 
 This module only declares queues; the platform's list of queues, their state and their conversion are in
@@ -102,7 +102,7 @@ def declare_event_queue(connection: Connection, queue: Queue, preferred: str,
                 raise
             continue  # the broker closed the channel; try the type the queue already has
         if queue_type != preferred:
-            log.warning("queue %s is a %s queue, kept as it is; `python -m credence_common.queue_admin migrate` "
+            log.warning("queue %s is a %s queue, kept as it is; `python -m credence_common.bus.queue_admin migrate` "
                         "makes it a %s queue", queue.name, queue_type, preferred)
         return queue_type
     raise RuntimeError(f"queue {queue.name} could not be declared as either type")  # pragma: no cover

@@ -1,6 +1,7 @@
 """Database access for a service: engine per container, a session per worker, a unit of work per
 transaction. The same code runs on SQLite (the embedded default) and PostgreSQL, through psycopg2 (the C driver
-on libpq). In a service process psycopg2 is made green (``credence_common/green_postgres.py``, called right after
+on libpq). In a service process psycopg2 is made green (``credence_common/persistence/green_postgres.py``, called right
+after
 ``eventlet.monkey_patch()``), so eventlet switches green threads while a query waits; CLIs use it blocking.
 
 A ``postgresql://`` URI's query string goes to libpq as it is, so ``?sslmode=verify-full&sslrootcert=/path/ca.pem``
@@ -24,9 +25,9 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
-from credence_common.errors import Conflict
-from credence_common.green_postgres import socket_timeout
-from credence_common.idempotency import IdempotentCall, record_ttl
+from credence_common.contracts.errors import Conflict
+from credence_common.persistence.green_postgres import socket_timeout
+from credence_common.persistence.idempotency import IdempotentCall, record_ttl
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ def postgresql_connect_args(db_uri: str | URL | None = None) -> dict:
       (``tests/integration/test_db_defences.py::test_the_server_ends_a_transaction_left_idle_and_its_locks_go_with_it``);
     - the client gives up on a socket silent for ``DB_SOCKET_TIMEOUT_SECONDS`` (300: a bulk import's single
       statement can run for a minute without a byte coming back). In a green process the wait callback stops
-      waiting after that long (``credence_common/green_postgres.py``, tested there). In every process, CLIs and
+      waiting after that long (``credence_common/persistence/green_postgres.py``, tested there). In every process, CLIs
+      and
       a COPY's blocking chunks (``copy_in``) included, the kernel drops the connection when data it sent stays
       unacknowledged that long (libpq ``tcp_user_timeout``) or when the peer host stops answering TCP
       keepalives (``keepalives_idle`` 60 s, then 6 probes 10 s apart: about two minutes); a live server that is

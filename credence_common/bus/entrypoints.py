@@ -17,21 +17,21 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.timer import timer
 
-import credence_common.error_registry  # noqa: F401  (refusals come back as their own class)
-from credence_common import actors
-from credence_common.actor_tokens import ActorVerifier, KeySpecError
-from credence_common.errors import CredenceError
-from credence_common.events import utcnow
-from credence_common.idempotency import StoredAnswer, prune, replay
-from credence_common.logs import CorrelationContext
-from credence_common.reply_channel import ReplyChannel
+import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
+from credence_common.bus.reply_channel import ReplyChannel
+from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.errors import CredenceError
+from credence_common.observability.logs import CorrelationContext
+from credence_common.persistence.idempotency import StoredAnswer, prune, replay
+from credence_common.security import actors
+from credence_common.security.actor_tokens import ActorVerifier, KeySpecError
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_PRUNE_INTERVAL_SECONDS = 600  # a record outlives its TTL by at most this (it is never replayed then)
 
 
 class IdempotentRpc(Rpc):
-    """nameko's RPC entrypoint, plus ``Idempotency-Key`` (credence_common/idempotency.py): a replayed call
+    """nameko's RPC entrypoint, plus ``Idempotency-Key`` (credence_common/persistence/idempotency.py): a replayed call
     answers what the first one answered, and a first call stores its answer before the reply leaves."""
 
     idempotent = True
@@ -62,7 +62,7 @@ class IdempotentRpc(Rpc):
 
     def _reply(self, message, result, exc_info):
         """What nameko's ``RpcConsumer.handle_result`` does, on the container's kept-open ``ReplyChannel``
-        (no publisher confirm; credence_common/reply_channel.py says why): answer, then acknowledge."""
+        (no publisher confirm; credence_common/bus/reply_channel.py says why): answer, then acknowledge."""
         result, exc_info = self.reply_channel.send(message, result, exc_info)
         self.rpc_consumer.queue_consumer.ack_message(message)
         return result, exc_info
@@ -81,7 +81,7 @@ class IdempotentRpc(Rpc):
 
     @staticmethod
     def _store_answer(worker_ctx, result, exc_info) -> None:
-        from credence_common.db import UnitOfWork
+        from credence_common.persistence.db import UnitOfWork
 
         for dependency in vars(worker_ctx.service).values():
             call = getattr(dependency, "idempotent_call", None) if isinstance(dependency, UnitOfWork) else None
@@ -150,7 +150,8 @@ class ActorKeys(DependencyProvider):
 class HealthCheck:
     """Mixed into every service: ``health`` answers once the service consumes its RPC queue, which
     is what "started" means to a caller (the launcher and the gateway's /ready use it). It also gives
-    every worker its correlation id (credence_common/logs.py) and installs the keys that vouch for actors."""
+    every worker its correlation id (credence_common/observability/logs.py) and installs the keys that vouch for
+    actors."""
 
     correlation = CorrelationContext()
     actor_keys = ActorKeys()

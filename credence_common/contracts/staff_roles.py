@@ -2,7 +2,7 @@
 
 A staff account holds any number of these; identity keeps them (``staff_accounts.roles``), puts them in the
 sign-in, the gateway's JWT carries them and the signed actor too (``Actor.staff_roles``,
-credence_common/actors.py), and every service checks the one a staff action needs (``require_staff``). A staff
+credence_common/security/actors.py), and every service checks the one a staff action needs (``require_staff``). A staff
 account without roles can sign in and do nothing else; the account that manages roles needs ``admin``.
 
 The rules that no role can lift (the recorder of a result never signs it off, a third decider is neither of the

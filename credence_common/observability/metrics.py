@@ -19,7 +19,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
-from credence_common.errors import CredenceError
+from credence_common.contracts.errors import CredenceError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def check_database(db_uri: str | None) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    from credence_common.db import normalise_db_uri
+    from credence_common.persistence.db import normalise_db_uri
 
     uri = normalise_db_uri(db_uri)
     # SQLite: a 2 s busy timeout; libpq: a 2 s connect timeout, which libpq applies only to a blocking connect,

@@ -1,6 +1,6 @@
 """Alembic migrations, one history per service, each applied to that service's own database.
 
-    python -m credence_common.migrations identity sqlite:///var/identity.sqlite
+    python -m credence_common.persistence.migrations identity sqlite:///var/identity.sqlite
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from credence_common.db import make_engine
+from credence_common.persistence.db import make_engine
 
 SERVICES = ("identity", "scoring", "certificates", "payments", "verification")
 
@@ -58,7 +58,7 @@ def run_env(target_metadata) -> None:
 
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through credence_common.migrations.upgrade")
+        raise RuntimeError("run migrations through credence_common.persistence.migrations.upgrade")
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
             print(f"{service}: migrated")
         return 0
     if len(argv) != 2 or argv[0] not in SERVICES:
-        print(f"usage: python -m credence_common.migrations all | {{{','.join(SERVICES)}}} DB_URI",
+        print(f"usage: python -m credence_common.persistence.migrations all | {{{','.join(SERVICES)}}} DB_URI",
               file=sys.stderr)
         return 2
     upgrade(argv[0], argv[1])

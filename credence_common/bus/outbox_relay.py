@@ -21,13 +21,13 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from credence_common.bus.queues import QUORUM, declare_event_queue, preferred_queue_type
+from credence_common.contracts.envelope import exchange_name, utcnow
 from credence_common.contracts.topology import subscriptions_published_by
-from credence_common.db import Database
-from credence_common.events import exchange_name, utcnow
-from credence_common.messaging import wait_for_broker
-from credence_common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
-from credence_common.prepared import any_of_array, in_list
-from credence_common.queues import QUORUM, declare_event_queue, preferred_queue_type
+from credence_common.observability.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from credence_common.persistence.db import Database
+from credence_common.persistence.messaging import wait_for_broker
+from credence_common.persistence.prepared import any_of_array, in_list
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def declare_topology(connection: Connection, publisher: str, queue_type: str = Q
     finally:
         channel.close()
     for subscription in subscriptions_published_by(publisher):
-        # the same declaration as the consumer's (credence_common.reliable_events), or the broker refuses one
+        # the same declaration as the consumer's (credence_common.bus.reliable_events), or the broker refuses one
         declare_event_queue(connection, Queue(subscription.queue_name, exchange=exchange,
                                               routing_key=subscription.event.event_type, durable=True),
                             queue_type)

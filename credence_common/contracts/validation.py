@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from credence_common.errors import InvalidInput
+from credence_common.contracts.errors import InvalidInput
 
 Model = TypeVar("Model", bound=BaseModel)
 # C0 controls but tab, newline and carriage return, and DEL; one regex search instead of a Python test per

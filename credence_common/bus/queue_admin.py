@@ -1,15 +1,15 @@
 """The platform's event queues as a whole: which queues the services declare, their state (type, messages,
 consumers), and their conversion between classic and quorum queues, with its command line:
 
-    python -m credence_common.queue_admin status              # every event queue: type, messages, consumers
-    python -m credence_common.queue_admin migrate SERVICE     # its classic queues become quorum queues
+    python -m credence_common.bus.queue_admin status              # every event queue: type, messages, consumers
+    python -m credence_common.bus.queue_admin migrate SERVICE     # its classic queues become quorum queues
 
 (also ``credence queues status|migrate``). ``migrate`` moves the messages through a temporary quorum queue and
 keeps the bindings, so no event is lost; an event published during the move may be delivered twice (consumers
 deduplicate by event id). It refuses a queue that has consumers: stop the service's consumers first (scale it to
 0), then start them again.
 
-Declaring one queue is credence_common/queues.py's job; this module sits above the outbox relay and the event
+Declaring one queue is credence_common/bus/queues.py's job; this module sits above the outbox relay and the event
 handlers, which both build on that one.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import amqp.exceptions
 from kombu import Connection, Exchange, Queue
 
-from credence_common.queues import (
+from credence_common.bus.queues import (
     CLASSIC,
     QUEUE_TYPE_CONFIG,
     QUORUM,
@@ -52,14 +52,14 @@ class EventQueue:
 
 def platform_queues(retry_base_seconds: float, max_attempts: int) -> list[EventQueue]:
     """Every event queue the services declare with these retry settings."""
-    from credence_common.contracts.topology import SUBSCRIPTIONS
-    from credence_common.outbox_relay import event_exchange
-    from credence_common.reliable_events import (
+    from credence_common.bus.outbox_relay import event_exchange
+    from credence_common.bus.reliable_events import (
         dead_letter_queue_name,
         retry_delays,
         retry_queue_arguments,
         retry_queue_name,
     )
+    from credence_common.contracts.topology import SUBSCRIPTIONS
 
     queues = [EventQueue(s.queue_name, s.consumer, [(event_exchange(s.publisher), s.event.event_type)])
               for s in SUBSCRIPTIONS]

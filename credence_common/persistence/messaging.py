@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from sqlalchemy import Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from credence_common import appends
-from credence_common.db import OUTBOX_WRITTEN
-from credence_common.events import EventEnvelope, EventPayload, P, ReceivedEvent, make_envelope, utcnow
-from credence_common.types import UTCDateTime
+from credence_common.contracts.envelope import EventEnvelope, EventPayload, P, ReceivedEvent, make_envelope, utcnow
+from credence_common.persistence import appends
+from credence_common.persistence.db import OUTBOX_WRITTEN
+from credence_common.persistence.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def messaging_models(Base, envelope_type=Text):
         event_type: Mapped[str] = mapped_column(String(120), nullable=False)
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
-    # every service answers Idempotency-Key retries from its own database (credence_common/idempotency.py)
-    from credence_common.idempotency import CREATED_AT_INDEX, IDEMPOTENCY_RECORDS
+    # every service answers Idempotency-Key retries from its own database (credence_common/persistence/idempotency.py)
+    from credence_common.persistence.idempotency import CREATED_AT_INDEX, IDEMPOTENCY_RECORDS
 
     records = IDEMPOTENCY_RECORDS.to_metadata(Base.metadata)
     Index(CREATED_AT_INDEX, records.c.created_at)  # the prune timer deletes by age
@@ -88,7 +88,7 @@ class Inbox:
 
 
 class PermanentFailure(Exception):
-    """Retrying cannot help: the message goes to the dead-letter queue at once (credence_common.reliable_events)."""
+    """Retrying cannot help: the message goes to the dead-letter queue at once (credence_common.bus.reliable_events)."""
 
 
 class MalformedEvent(PermanentFailure):

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.types import Options
 
-from credence_common.errors import Unauthorized
-from credence_common.secret_names import INSECURE_DEFAULT_PREFIX
+from credence_common.contracts.errors import Unauthorized
+from credence_common.security.secret_names import INSECURE_DEFAULT_PREFIX
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "credence-services"
@@ -37,9 +37,9 @@ AUDIENCE = "credence-services"
 # so that neither kind of token is ever taken for the other.
 BATCH_AUDIENCE = "credence-services-batch"
 DEFAULT_LIFETIME_SECONDS = 90
-# The claim naming an institution account's institution (credence_common/actors.py ``Actor.institution_id``).
+# The claim naming an institution account's institution (credence_common/security/actors.py ``Actor.institution_id``).
 INSTITUTION_CLAIM = "institution_id"
-# The claim naming a staff account's roles (credence_common/staff_roles.py; ``Actor.staff_roles``): a list.
+# The claim naming a staff account's roles (credence_common/contracts/staff_roles.py; ``Actor.staff_roles``): a list.
 STAFF_ROLES_CLAIM = "staff_roles"
 # clocks of the gateway's and the services' hosts may differ by a little; not by a token's lifetime
 LEEWAY_SECONDS = 5

@@ -1,4 +1,4 @@
-"""Start one service process: ``python -m credence_common.runner CONFIG module:Class``.
+"""Start one service process: ``python -m credence_common.runtime.runner CONFIG module:Class``.
 
 Used by ``make run``, docker-compose and Kubernetes alike. It silences eventlet's deprecation
 notice, monkey-patches before anything else imports sockets, loads the YAML config with
@@ -16,19 +16,19 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-from credence_common.green_postgres import patch_psycopg  # noqa: E402
+from credence_common.persistence.green_postgres import patch_psycopg  # noqa: E402
 
-patch_psycopg()  # psycopg2 waits on eventlet's hub, not in C (credence_common/green_postgres.py)
+patch_psycopg()  # psycopg2 waits on eventlet's hub, not in C (credence_common/persistence/green_postgres.py)
 
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
+from credence_common.bus.entrypoints import install_log_filters  # noqa: E402
 from credence_common.config import ConfigurationRefused, assert_safe_for_environment, load_config  # noqa: E402
-from credence_common.entrypoints import install_log_filters  # noqa: E402
-from credence_common.gc_tuning import tune_garbage_collector  # noqa: E402
-from credence_common.logs import configure_logging, log_format  # noqa: E402
+from credence_common.observability.gc_tuning import tune_garbage_collector  # noqa: E402
+from credence_common.observability.logs import configure_logging, log_format  # noqa: E402
 
 
 def load_service_class(path: str):
@@ -39,7 +39,7 @@ def load_service_class(path: str):
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m credence_common.runner CONFIG_YAML module:ServiceClass", file=sys.stderr)
+        print("usage: python -m credence_common.runtime.runner CONFIG_YAML module:ServiceClass", file=sys.stderr)
         return 2
     config_path, service_path = argv
     config = load_config(config_path)

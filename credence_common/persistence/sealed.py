@@ -1,13 +1,13 @@
 """Personal data at rest in a service other than identity: columns sealed with the service's own data keys.
 
 A ``Sealed`` column (``sealed_type(keys)``) reads and writes plaintext in the code and holds a
-``credence_common.crypto`` token in the database (AES-256-GCM, ``<key_id>$...``), as identity stores its data.
+``credence_common.security.crypto`` token in the database (AES-256-GCM, ``<key_id>$...``), as identity stores its data.
 The keys are two settings of the service, ``<SERVICE>_DATA_KEYS`` (``"k2=<new>,k1=<old>"``, every listed key
 decrypts) and ``<SERVICE>_DATA_ACTIVE_KEY_ID`` (the one that encrypts). ``key_commands`` gives the service the
 operator's ``key-status`` and ``rotate-keys``.
 
 A sealed column cannot be searched or compared in SQL (each encryption has a fresh nonce); keep a blind index
-(``credence_common.crypto.blind_index``) beside a value that must be looked up.
+(``credence_common.security.crypto.blind_index``) beside a value that must be looked up.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy import Text, column, func, or_, select, table, update
 from sqlalchemy.types import TypeDecorator
 
 from credence_common.config import assert_safe_for_environment, load_config
-from credence_common.crypto import KeyRing
+from credence_common.security.crypto import KeyRing
 
 
 class DataKeys:
@@ -143,7 +143,7 @@ def sealed_tables(metadata, sealed: type[TypeDecorator]):
     """(table, primary key columns, sealed columns) for every table with a column of type ``sealed``, read from
     the models so that a column sealed later is rotated too. (The answers kept for Idempotency-Key retries are
     not among them: they are encrypted with a key derived from the client's Idempotency-Key, see
-    ``credence_common/idempotency.py``.)"""
+    ``credence_common/persistence/idempotency.py``.)"""
     found = []
     for model_table in metadata.sorted_tables:
         columns = tuple(c.name for c in model_table.columns if isinstance(c.type, sealed))
@@ -200,7 +200,7 @@ def key_usage(engine, keyring: KeyRing, tables) -> Counter:
 
 def key_commands(keys: DataKeys, tables_of, help_text: str) -> typer.Typer:
     """``key-status`` and ``rotate-keys`` for one service; ``tables_of()`` gives its sealed tables."""
-    from credence_common.db import make_engine
+    from credence_common.persistence.db import make_engine
 
     app = typer.Typer(help=help_text, no_args_is_help=True, add_completion=False)
     console = Console()

@@ -1,0 +1,1 @@
+"""Starting a service process and reading its configuration from a worker."""

@@ -7,6 +7,9 @@ the ones below are certificates' own."""
 
 from __future__ import annotations
 
+import logging
+import os
+
 from nameko.extensions import DependencyProvider
 
 from credence_common import calendar
@@ -17,6 +20,11 @@ from services.certificates.adapters.protection import DATA_KEYS
 from services.certificates.models import OutboxEvent
 from services.certificates.usecases import CertificateRules
 
+log = logging.getLogger(__name__)
+
+# read until the release of 2026-12-07; the fees are payments' now (docs/operations.md, "The layout release")
+OBSOLETE_SETTINGS = ("CERTIFICATE_FEE_FEN",)
+
 
 class Rules(DependencyProvider):
     """The report's working-day delay, the shipping promise and the revocation rules, checked when the service
@@ -24,6 +32,10 @@ class Rules(DependencyProvider):
 
     def setup(self):
         config = self.container.config
+        for name in OBSOLETE_SETTINGS:
+            if name in config or name in os.environ:
+                log.warning("%s is no longer read: certificates show the fee of payments' schedule "
+                            "(GET /api/v1/fees, changed by staff in payments)", name)
         self.rules = CertificateRules(
             report_delay_working_days=int(config.get("REPORT_DELAY_WORKING_DAYS", domain.REPORT_DELAY_WORKING_DAYS)),
             shipping_promise_working_days=int(config.get("SHIPPING_PROMISE_WORKING_DAYS",

@@ -34,6 +34,7 @@ from credence_common.contracts.payments import FeeSchedule
 from credence_common.contracts.validation import parse
 from credence_common.observability.metrics import Metrics
 from credence_common.persistence.db import Database
+from credence_common.persistence.messaging import read_event
 from credence_common.runtime.settings import Settings
 from credence_common.security.actors import require_role, require_self_or_staff, require_staff
 from services.certificates import dependencies, usecases
@@ -250,7 +251,11 @@ class CertificatesService(HealthCheck):
 
     @reliable_event_handler("scoring", CandidateQualifiedV1.event_type)
     def handle_candidate_qualified(self, message: dict) -> None:
-        fees = self._fees()  # payments does not answer: nothing is written and the event is retried later
+        # payments is asked only when a certificate is to be created, before the transaction (payments not answering:
+        # nothing is written and the event is retried later); a malformed event is dead-lettered at once
+        with self.db.transaction() as session:
+            needed = usecases.needs_fee_schedule(session, read_event(message, CandidateQualifiedV1), ProcessedEvent)
+        fees = self._fees() if needed else None
         consume(self, message, CandidateQualifiedV1, ProcessedEvent,
                 partial(usecases.create_for_qualified_candidate, fees=fees))
 

@@ -137,7 +137,9 @@ class PaymentsService(HealthCheck):
 
     # --- fee schedule ---------------------------------------------------------------------------------
 
-    @rpc
+    # a read, asked by certificates inside a candidate's request: the caller's Idempotency-Key (which nameko carries
+    # along) must not claim a record here and replay a stale schedule on the candidate's retry
+    @rpc(idempotent=False)
     def fee_schedule(self) -> dict:
         with self.db.transaction() as session:
             return usecases.fee_schedule(session).model_dump(mode="json")

@@ -201,3 +201,25 @@ def test_a_session_the_vendor_calls_expired_or_inconclusive_is_closed_and_refuse
             liveness.subject_for_confirmation(session, protection, candidate_id, "BIZ-TOKEN", now=now)
     assert used.value.code == "liveness_session_used"
     unit.close()
+
+
+def test_a_refresh_token_of_a_removed_staff_account_stays_revoked_for_whoever_takes_the_name(identity_db, protection):
+    """The refusal keeps the token revoked: an account created under the same name later is not signed in by a
+    token of the one that is gone (here a token whose account no longer exists, as after a removal in the
+    database: there is no API for one)."""
+    from services.identity.models import RefreshToken
+
+    unit = IdentityUnitOfWork(identity_db, CommitSignal())
+    now = utcnow()
+    with unit.transaction() as session:
+        token = usecases.issue_refresh_token(session, protection, "staff:gone", "staff", now)
+    with pytest.raises(Unauthorized) as refused, unit.transaction() as session:
+        usecases.refresh(session, protection, token, now=now)
+    assert refused.value.code == "invalid_refresh_token"
+    with unit.transaction() as session:
+        assert session.get(RefreshToken, token.partition(".")[0]).revoked_at is not None
+        usecases.ensure_bootstrap_staff(session, "gone", "Another-password-2026")
+    with pytest.raises(Unauthorized) as again, unit.transaction() as session:
+        usecases.refresh(session, protection, token, now=now)
+    assert again.value.code == "invalid_refresh_token"
+    unit.close()

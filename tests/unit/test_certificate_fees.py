@@ -37,12 +37,49 @@ def test_a_fee_missing_from_the_schedule_is_refused_as_payments_not_ready():
 
 
 def test_a_qualification_fails_with_nothing_written_when_payments_does_not_answer():
-    """The handler raises before its transaction opens, so the reliable handler retries the event later."""
+    """Payments is asked after a read (is there a certificate to create?) and before the transaction that writes,
+    so the reliable handler retries the event later with nothing written."""
     service = worker_factory(CertificatesService, settings={"RPC_TIMEOUT_SECONDS": 1})
     service.payments_rpc.fee_schedule.side_effect = UnknownService("payments")
-    with mock.patch("services.certificates.service.consume") as consume:
+    with mock.patch("services.certificates.service.consume") as consume, \
+            mock.patch("services.certificates.service.read_event"), \
+            mock.patch.object(usecases, "needs_fee_schedule", return_value=True):
         with pytest.raises(ServiceUnavailable) as away:
             service.handle_candidate_qualified({"any": "message"})
     assert away.value.code == "service_unavailable"
     consume.assert_not_called()
-    service.db.transaction.assert_not_called()
+    assert service.db.transaction.call_count == 1  # the read; nothing that writes
+
+
+def test_a_duplicate_or_applied_qualification_does_not_ask_payments():
+    """A qualification with nothing to create (a duplicate, one whose certificate exists) is applied without a
+    price: it neither costs payments a call nor waits for payments while it is down."""
+    service = worker_factory(CertificatesService, settings={"RPC_TIMEOUT_SECONDS": 1})
+    service.payments_rpc.fee_schedule.side_effect = UnknownService("payments")
+    with mock.patch("services.certificates.service.consume") as consume, \
+            mock.patch("services.certificates.service.read_event"), \
+            mock.patch.object(usecases, "needs_fee_schedule", return_value=False):
+        service.handle_candidate_qualified({"any": "message"})
+    service.payments_rpc.fee_schedule.assert_not_called()
+    assert consume.call_args.args[4].keywords == {"fees": None}
+
+
+def test_creating_a_certificate_without_a_price_is_retried_not_guessed():
+    """The read said nothing was to be created and something changed before the write: the event is retried (and
+    then asks payments) rather than creating a certificate without payments' price."""
+    session = mock.Mock()
+    with mock.patch.object(usecases, "_qualification_to_apply", return_value=(True, None)):
+        with pytest.raises(ServiceUnavailable) as retried:
+            usecases.create_for_qualified_candidate(session, mock.Mock(), fees=None)
+    assert retried.value.code == "fee_schedule_needed"
+    session.add.assert_not_called()
+
+
+def test_the_certificate_fee_setting_of_the_previous_release_is_reported_as_ignored(caplog):
+    from services.certificates.dependencies import Rules
+
+    rules = Rules()
+    rules.container = mock.Mock(config={"CERTIFICATE_FEE_FEN": "6000"})
+    with caplog.at_level("WARNING", logger="services.certificates.dependencies"):
+        rules.setup()
+    assert "CERTIFICATE_FEE_FEN is no longer read" in caplog.text

@@ -143,3 +143,13 @@ def test_a_subclass_takes_the_status_of_its_nearest_listed_parent():
 
     assert http_status(NoSuchTicket()) == 404
     assert http_status(CredenceError()) == 400
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES)
+def test_a_refusal_named_by_the_previous_release_is_rebuilt_as_its_class(cls):
+    """Before credence_common was split (2026-12-07) the classes lived in credence_common.errors; during a rolling
+    deploy a process of that release names its refusals so (docs/operations.md, "The layout release")."""
+    wire = serialize(cls("some_code", "A refusal from the previous release."))
+    wire["exc_path"] = f"credence_common.errors.{cls.__name__}"
+    rebuilt = deserialize(wire)
+    assert type(rebuilt) is cls and rebuilt.code == "some_code"

@@ -30,7 +30,7 @@ from credence_common.contracts.certificates import (
     ReplacementApplicationView,
     RequestCorrection,
 )
-from credence_common.contracts.envelope import utcnow
+from credence_common.contracts.envelope import ReceivedEvent, utcnow
 from credence_common.contracts.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from credence_common.contracts.events import (
     CandidateConfirmedV1,
@@ -153,24 +153,46 @@ def payer_of(session: Session, candidate_id: str) -> domain.Payer:
 
 # --- the application ----------------------------------------------------------------------------------
 
-def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1, fees: FeeSchedule) -> None:
+def _qualification_to_apply(session: Session, event: CandidateQualifiedV1,
+                            lock: bool) -> tuple[bool, Certificate | None]:
+    """Whether ``event`` is to create a certificate, and the certificate already holding its qualification (to let
+    go of it) if any: not when the qualification was withdrawn after it was gained, nor when its certificate exists
+    and was not lost to that withdrawal."""
+    withdrawn = session.get(WithdrawnQualification, event.result_id)
+    if withdrawn is not None and event.qualified_at <= withdrawn.withdrawn_at:
+        return False, None
+    query = select(Certificate).where(Certificate.result_id == event.result_id)
+    existing = session.scalars(query.with_for_update() if lock else query).first()
+    if existing is not None:
+        lost = existing.status == domain.WITHDRAWN or (
+            existing.status == domain.REVOKED and existing.revocation_code == domain.REVOKED_RESULT_CORRECTED)
+        if not (lost and withdrawn is not None):
+            return False, None
+    return True, existing
+
+
+def needs_fee_schedule(session: Session, event: ReceivedEvent[CandidateQualifiedV1], processed_model) -> bool:
+    """A read before the qualified event is applied: payments is asked for its price only when a certificate is to
+    be created, so a duplicate or an already applied event neither costs a call nor waits while payments is down."""
+    if session.get(processed_model, event.envelope.id) is not None:
+        return False
+    return _qualification_to_apply(session, event.data, lock=False)[0]
+
+
+def create_for_qualified_candidate(session: Session, event: CandidateQualifiedV1, fees: FeeSchedule | None) -> None:
     """An application holding exactly what will be printed, for the candidate to check and confirm, showing the
     certificate fee of payments' schedule ``fees`` (asked when the event is handled; the amount paid replaces it,
     and payments prices the due from its schedule when the candidate confirms). One per
     qualification, however often the event comes; a qualification withdrawn by a re-check (a later withdrawal on
     record) is not applied, and one gained again after its withdrawal (a course-based program passed again keeps
     its id) gets a new certificate, the old one letting go of the id."""
-    withdrawn = session.get(WithdrawnQualification, event.result_id)
-    if withdrawn is not None and event.qualified_at <= withdrawn.withdrawn_at:
-        log.info("qualification %s was withdrawn after it was gained: no certificate", event.result_id)
+    to_apply, existing = _qualification_to_apply(session, event, lock=True)
+    if not to_apply:
+        log.info("qualification %s: no new certificate (withdrawn since, or it has one)", event.result_id)
         return
-    existing = session.scalars(select(Certificate).where(Certificate.result_id == event.result_id)
-                               .with_for_update()).first()
+    if fees is None:  # the read before said there was nothing to create, and something changed since: ask again
+        raise ServiceUnavailable("fee_schedule_needed", "Payments' fee schedule is needed for this qualification.")
     if existing is not None:
-        lost = existing.status == domain.WITHDRAWN or (
-            existing.status == domain.REVOKED and existing.revocation_code == domain.REVOKED_RESULT_CORRECTED)
-        if not (lost and withdrawn is not None):
-            return
         existing.result_id = existing.certificate_id  # unique, and never a qualification's id
         session.flush()
     payer = payer_of(session, event.candidate_id)

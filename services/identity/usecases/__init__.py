@@ -403,14 +403,16 @@ def refresh(session: Session, protection: PersonalDataProtection, refresh_token:
     if row.role == "institution":
         # the new tokens name the account's institution as sign-in did; an account removed since signs in no more
         account = institution_account(session, row.subject)
-        if account is None:
-            raise Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+        if account is None:  # kept: the token stays revoked, whatever account takes the name later
+            raise CommitThenRefuse(Unauthorized("invalid_refresh_token",
+                                                "The refresh token is not valid; sign in again."))
         institution_id = account.institution_id
     if row.role == "staff":
         # the roles the account holds now: a role given or taken away since the sign-in counts from here
         staff = staff_account(session, row.subject)
-        if staff is None:
-            raise Unauthorized("invalid_refresh_token", "The refresh token is not valid; sign in again.")
+        if staff is None:  # kept: the token stays revoked, whatever account takes the name later
+            raise CommitThenRefuse(Unauthorized("invalid_refresh_token",
+                                                "The refresh token is not valid; sign in again."))
         roles = list(staff_roles.from_stored(staff.roles))
     candidate = session.get(Candidate, row.subject)
     display_name = candidate.full_name if candidate else row.subject

@@ -2,7 +2,8 @@
 a
 service process (tests/conftest.py): a statement the server leaves silent too long fails and its connection
 leaves the pool; the server ends a transaction left idle, with its locks; a URI's sslmode reaches libpq; a COPY
-lets the other green threads run between its chunks."""
+lets the other green threads run between its chunks. The last three tests do it through a service: a nameko
+container with the ``Database`` dependency every service has, its connections, its unit of work."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import time
 
 import eventlet
 import pytest
+from eventlet.event import Event
+from nameko.exceptions import RemoteError
+from nameko.rpc import rpc
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from credence_common.persistence.db import copy_in, make_engine
+from credence_common.persistence.db import Database, copy_in, make_engine
 from credence_common.persistence.green_postgres import SilentDatabase
-from tests.integration.conftest import POSTGRES_ADMIN_URI, wait_for
+from tests.integration.conftest import POSTGRES_ADMIN_URI, Databases, query, rpc_proxy, wait_for
 
 
 def wait_until_session_ended(connection, pid: int, failure: str, seconds: float = 15) -> None:
@@ -141,3 +145,148 @@ def test_the_autocommit_pool_commits_each_statement_without_switching_modes_per_
             assert connection.execute(text("SELECT count(*) FROM autocommit_probe")).scalar() == 3
     finally:
         engine.dispose()
+
+
+# --- the same defences on a service's own connections --------------------------------------------------------
+
+_socket = eventlet.patcher.original("socket")  # a plain copy of the connection's descriptor, unknown to the hub
+MARGIN_SECONDS = 5.0  # scheduling on a loaded test machine
+
+
+def defences_of(connection) -> dict:
+    """What the server and the kernel apply to this connection: the server's idle-in-transaction timeout for
+    its session, and the TCP options libpq set on its socket (``postgresql_connect_args``)."""
+    dbapi_connection = connection.connection.dbapi_connection
+    sock = _socket.fromfd(dbapi_connection.fileno(), _socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        return {
+            "idle_in_transaction_session_timeout":
+                connection.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar(),
+            "keepalive": sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE),
+            "keepidle": sock.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_KEEPIDLE),
+            "keepintvl": sock.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_KEEPINTVL),
+            "keepcnt": sock.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_KEEPCNT),
+            "user_timeout": sock.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_USER_TIMEOUT),
+        }
+    finally:
+        sock.close()
+
+
+class DatabaseProbe:
+    """A service with the database dependency of every service (credence_common/persistence/db.py ``Database``)."""
+
+    name = "db_probe"
+    db = Database()
+    resume = Event()  # the stalled worker goes on once the test sends this (a fresh one per test: the fixture)
+    stalled: dict = {}  # marker -> the backend pid of the transaction a worker left idle
+
+    @rpc
+    def connection_defences(self) -> dict:
+        with self.db.transaction() as session:
+            connection = session.connection()
+            in_transaction = defences_of(connection)
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with self.db.autocommit() as connection:  # the second pool, of connections always in autocommit
+            in_autocommit = defences_of(connection)
+        return {"transaction": in_transaction, "autocommit": in_autocommit, "pid": pid}
+
+    @rpc
+    def stall(self, marker: str) -> None:
+        """A worker that stops half-way through its transaction (it waits on something that is not the database),
+        holding the row it wrote, then goes on."""
+        with self.db.transaction() as session:
+            session.execute(text("INSERT INTO probe_rows (marker) VALUES (:marker)"), {"marker": marker})
+            DatabaseProbe.stalled[marker] = session.execute(text("SELECT pg_backend_pid()")).scalar()
+            DatabaseProbe.resume.wait()
+            session.execute(text("SELECT 1"))
+
+    @rpc
+    def slow_statement(self, seconds: float) -> None:
+        with self.db.transaction() as session:
+            session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+
+
+@pytest.fixture
+def probe(container_factory, rabbit_config, tmp_path):
+    """``probe()``: the probe service started on a new PostgreSQL database (the environment the test set is
+    what its engines read, as a service process reads its own); returns its config."""
+    postgres = Databases("postgresql", tmp_path)
+    DatabaseProbe.resume, DatabaseProbe.stalled = Event(), {}
+
+    def start() -> dict:
+        db_uri = postgres.create("db_probe", revision=None)
+        engine = make_engine(db_uri)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text("CREATE TABLE probe_rows (marker text PRIMARY KEY)"))
+        finally:
+            engine.dispose()
+        config = {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URI": db_uri}
+        container_factory(DatabaseProbe, config).start()
+        return config
+
+    yield start
+    if not DatabaseProbe.resume.ready():
+        DatabaseProbe.resume.send()
+    postgres.drop_all()
+
+
+def test_every_connection_a_service_opens_carries_the_defences(monkeypatch, probe):
+    monkeypatch.setenv("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "7")
+    monkeypatch.setenv("DB_SOCKET_TIMEOUT_SECONDS", "45")
+    config = probe()
+    with rpc_proxy("db_probe", config) as service:
+        seen = service.connection_defences()
+    expected = {"idle_in_transaction_session_timeout": "7s", "keepalive": 1, "keepidle": 60, "keepintvl": 10,
+                "keepcnt": 6, "user_timeout": 45_000}
+    assert seen["transaction"] == expected and seen["autocommit"] == expected
+
+
+def test_a_transaction_a_service_leaves_idle_is_ended_with_its_locks_and_its_call_fails_at_once(monkeypatch, probe):
+    monkeypatch.setenv("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "1")
+    config = probe()
+
+    def stall() -> None:
+        with rpc_proxy("db_probe", config) as service:
+            service.stall("left-idle")
+
+    call = eventlet.spawn(stall)
+    wait_for(lambda: "left-idle" in DatabaseProbe.stalled, what="the worker to stop half-way through")
+    engine = make_engine(config["DB_URI"])
+    try:
+        with engine.connect() as watcher:
+            wait_until_session_ended(watcher, DatabaseProbe.stalled["left-idle"],
+                                     "the server did not end the session of the transaction left idle")
+        with engine.connect() as other:  # the row it wrote was locked; the lock went with the session
+            other.execute(text("SET lock_timeout = '2s'"))
+            other.execute(text("INSERT INTO probe_rows (marker) VALUES ('left-idle')"))
+            other.rollback()
+    finally:
+        engine.dispose()
+    DatabaseProbe.resume.send()  # the worker goes on: its next statement fails at once, and so does its call
+    resumed = time.monotonic()
+    with pytest.raises(RemoteError) as failed, eventlet.Timeout(MARGIN_SECONDS):
+        call.wait()
+    assert time.monotonic() - resumed < MARGIN_SECONDS
+    assert failed.value.exc_type == "OperationalError", failed.value
+    assert query(config["DB_URI"], "SELECT count(*) FROM probe_rows") == [(0,)]  # nothing of it was kept
+    with rpc_proxy("db_probe", config) as service:  # the service answers its next call, on a live connection
+        answer = service.connection_defences()
+    assert answer["pid"] != DatabaseProbe.stalled["left-idle"]
+    assert answer["transaction"]["idle_in_transaction_session_timeout"] == "1s"
+
+
+def test_a_statement_the_server_leaves_silent_fails_a_services_call_in_time_and_the_next_is_served(monkeypatch,
+                                                                                                   probe):
+    monkeypatch.setenv("DB_SOCKET_TIMEOUT_SECONDS", "0.5")
+    config = probe()
+    with rpc_proxy("db_probe", config) as service:
+        before = service.connection_defences()
+        assert before["transaction"]["user_timeout"] == 500
+        asked = time.monotonic()
+        with pytest.raises(RemoteError) as failed:
+            service.slow_statement(3)
+        assert time.monotonic() - asked < 2.5
+        assert failed.value.exc_type == "OperationalError" and "sent nothing for 0.5 s" in str(failed.value)
+        after = service.connection_defences()  # served, by a new connection: the silent one left the pool
+    assert after["pid"] != before["pid"]

@@ -1,7 +1,9 @@
-"""The gateway's HTTP layer alone, on both bindings: the nameko one (gateway/http_server.py in a real nameko
+"""The gateway's HTTP layer, on both bindings: the nameko one (gateway/http_server.py in a real nameko
 container) and the asyncio one (gateway/asgi.py, uvicorn, as its own process as make run starts it). Read
 deadlines, the body read before a worker is taken, keep-alive, the bounded connection pool. Raw sockets, so that
-what is sent (and not sent) is exact. No service behind it: the routes used here answer without one."""
+what is sent (and not sent) is exact. No service behind it (the routes used here answer without one), except in
+the RPC deadline tests at the end: a stand-in service that takes a call and never answers, behind the gateway and
+behind another service (docs/reliability.md, "No request hangs")."""
 
 from __future__ import annotations
 
@@ -12,12 +14,17 @@ import subprocess
 import sys
 import time
 
+import eventlet
 import pytest
 import requests
+from eventlet.event import Event
+from nameko.rpc import rpc
 
+from credence_common.contracts.errors import ServiceUnavailable
 from deploy.platform import REPO_ROOT, free_port, wait_for_port
 from gateway.service import GatewayService
-from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY, wait_for
+from services.verification.service import VerificationService
+from tests.integration.conftest import TEST_ACTOR_SIGNING_KEY, query, rpc_proxy, signed_actor, wait_for
 
 DEADLINE_SECONDS = 1.0
 MARGIN_SECONDS = 5.0  # scheduling on a loaded test machine
@@ -259,3 +266,59 @@ def test_the_asgi_gateway_stops_as_a_service_does(rabbit_config, tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=MARGIN_SECONDS + 10) == 1
     held.close()
+
+
+# --- RPC deadlines: a service that takes the call and never answers -----------------------------------------
+
+RPC_DEADLINE_SECONDS = 1.0
+SILENT_SECONDS = 3600  # far beyond any deadline here; the test's end kills the container (container_factory)
+
+
+def unanswering(service: str, method: str) -> tuple[type, Event]:
+    """A stand-in for ``service`` whose ``method`` takes the call (its message consumed from the service's RPC
+    queue) and then does not answer; and the event it sends once it has taken one."""
+    taken = Event()
+
+    def silent(self, *args):
+        if not taken.ready():
+            taken.send(args)
+        eventlet.sleep(SILENT_SECONDS)
+
+    return type(f"Unanswering{service.title()}", (), {"name": service, method: rpc(silent)}), taken
+
+
+def test_a_service_that_takes_the_call_and_never_answers_is_a_503_service_timeout_at_the_deadline(
+        start_gateway, container_factory, rabbit_config):
+    """gateway/service.py ``ServiceCalls`` (nameko: credence_common/bus/remote.py ``call_with_deadline``) and
+    gateway/amqp_rpc.py (asgi) end the call at ``RPC_TIMEOUT_SECONDS``: a clear 503, not a hanging request."""
+    scoring, taken = unanswering("scoring", "list_programs")  # GET /api/v1/programs asks it, for anyone
+    container_factory(scoring, {"AMQP_URI": rabbit_config["AMQP_URI"]}).start()
+    host, port = start_gateway(RPC_TIMEOUT_SECONDS=RPC_DEADLINE_SECONDS)
+    asked = time.monotonic()
+    answer = requests.get(f"http://{host}:{port}/api/v1/programs", timeout=RPC_DEADLINE_SECONDS + 60)
+    waited = time.monotonic() - asked
+    assert taken.ready(), "the stand-in never had the call: this would prove an absent service, not a silent one"
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "service_timeout" and "scoring" in answer.json()["error"]["message"]
+    assert RPC_DEADLINE_SECONDS * 0.95 <= waited <= RPC_DEADLINE_SECONDS + MARGIN_SECONDS, waited
+
+
+def test_a_call_to_another_service_that_takes_it_and_never_answers_fails_with_service_timeout_at_the_deadline(
+        start_service, container_factory):
+    """A service's own call to another (verification asks scoring for the record an education-record report
+    states) has the same deadline: the caller gets 503 ``service_timeout``, nothing is written, and the service
+    answers its next call (its worker was not left waiting). On SQLite and on PostgreSQL."""
+    container, config = start_service(VerificationService, RPC_TIMEOUT_SECONDS=RPC_DEADLINE_SECONDS)
+    scoring, taken = unanswering("scoring", "candidate_record")
+    container_factory(scoring, {"AMQP_URI": config["AMQP_URI"]}).start()
+    candidate = signed_actor({"subject": "cand-1", "role": "candidate"})
+    with rpc_proxy("verification", config) as verification:
+        asked = time.monotonic()
+        with pytest.raises(ServiceUnavailable) as timed_out:
+            verification.request_report(candidate, {"kind": "education_record"})
+        waited = time.monotonic() - asked
+        assert taken.ready() and taken.wait()[1] == "cand-1"  # scoring had the call, for this candidate
+        assert timed_out.value.code == "service_timeout" and "scoring" in timed_out.value.message
+        assert RPC_DEADLINE_SECONDS * 0.95 <= waited <= RPC_DEADLINE_SECONDS + MARGIN_SECONDS, waited
+        assert query(config["DB_URI"], "select count(*) from verification_reports") == [(0,)]
+        assert verification.my_reports(candidate)["reports"] == []

@@ -1,7 +1,10 @@
 """Gap-tolerant counters for human-facing numbers (ticket numbers, certificate serials).
 
 The UPDATE takes the row's write lock first, so concurrent workers (or processes, on PostgreSQL)
-never hand out the same value; the counter commits with the record that uses it.
+never hand out the same value. ``next_value`` commits the counter with the record that uses it (ticket
+numbers); ``next_value_outside`` and ``next_values_outside`` take it, on PostgreSQL, in a one-statement
+transaction of their own (certificate serials), so a record that then fails leaves a gap
+(tests/integration/test_sequences.py).
 """
 
 from __future__ import annotations

@@ -74,6 +74,51 @@ def test_an_expired_record_is_never_replayed_and_the_request_runs_as_a_new_one(d
         engine.dispose()
 
 
+def test_the_key_is_taken_in_the_effects_transaction_and_the_answer_is_stored_after_its_commit(databases):
+    """docs/reliability.md, "A retry never doubles an effect": the record of an Idempotency-Key is inserted in the
+    effect's own transaction (a rolled-back effect leaves no record, so a retry runs it), a committed effect leaves
+    a record without an answer (a retry then is told 409 pending, never run twice), and the answer is stored in a
+    transaction after that commit (what ``IdempotentRpc`` does, credence_common/bus/entrypoints.py)."""
+    from credence_common.contracts.errors import Conflict
+    from credence_common.persistence.db import CommitSignal, UnitOfWork
+    from credence_common.persistence.sequences import next_value
+    from services.identity.models import NumberSequence
+
+    engine = make_engine(databases.create("identity"))
+    headers = gateway_headers("key-tx", "register_candidate")
+    try:
+        failed = UnitOfWork(engine, CommitSignal(), call_for(headers))
+        with pytest.raises(RuntimeError), failed.transaction() as session:
+            next_value(session, NumberSequence, "effect")  # the effect
+            raise RuntimeError("the effect fails before its commit")
+        assert query_records(engine) == []  # the key went with the effect's rollback
+
+        first = UnitOfWork(engine, CommitSignal(), call_for(headers))  # the retry runs: nothing was kept
+        with first.transaction() as session:
+            assert next_value(session, NumberSequence, "effect") == 1
+        assert first.idempotent_call.claimed
+        assert query_records(engine) == [None]  # effect committed with its key, no answer yet
+        with pytest.raises(Conflict) as pending, \
+                UnitOfWork(engine, CommitSignal(), call_for(headers)).transaction() as session:
+            next_value(session, NumberSequence, "effect")
+        assert pending.value.code == "idempotent_request_pending"
+        with first.transaction() as session:  # what IdempotentRpc does after the entrypoint returned
+            first.idempotent_call.store(session, {"value": 1})
+        with pytest.raises(idempotency.StoredAnswer) as replayed, \
+                UnitOfWork(engine, CommitSignal(), call_for(headers)).transaction() as session:
+            next_value(session, NumberSequence, "effect")
+        assert replayed.value.answer == {"result": {"value": 1}}
+        with Session(engine) as session, session.begin():
+            assert next_value(session, NumberSequence, "effect") == 2  # the effect happened once
+    finally:
+        engine.dispose()
+
+
+def query_records(engine) -> list:
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(text("select answer_json from idempotency_records"))]
+
+
 SERVICES = [IdentityService, ScoringService, CertificatesService, PaymentsService, VerificationService]
 
 

@@ -55,3 +55,31 @@ def test_a_batch_takes_a_block_of_consecutive_values_in_one_statement(certificat
         assert next_values_outside(session, NumberSequence, "other-region", 2) == [1, 2]  # counters are separate
     with Session(certificates_db) as session, session.begin():
         assert next_value(session, NumberSequence, "serial-block") == 55
+
+
+def test_concurrent_callers_never_get_the_same_value(certificates_db):
+    """Eight threads, each with its own connection, take 20 values each from one counter, half in the caller's
+    transaction (``next_value``, as ticket numbers are taken) and half in one of their own
+    (``next_value_outside``, as certificate serials are on PostgreSQL): no value is handed out twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy.exc import OperationalError
+
+    def take(worker: int) -> list[int]:
+        values = []
+        while len(values) < 20:
+            try:
+                with Session(certificates_db) as session, session.begin():
+                    take_one = next_value_outside if len(values) % 2 else next_value
+                    value = take_one(session, NumberSequence, "serial-race")
+            except OperationalError as busy:  # SQLite: the single writer lock was not free in time; try again
+                assert "locked" in str(busy), busy
+                continue
+            values.append(value)  # committed: it is this caller's
+        return values
+
+    with Session(certificates_db) as session, session.begin():
+        next_value(session, NumberSequence, "serial-race")  # the counter exists before the race
+    with ThreadPoolExecutor(8) as pool:
+        taken = [value for values in pool.map(take, range(8)) for value in values]
+    assert len(taken) == 160 and len(set(taken)) == 160, sorted(taken)

@@ -23,8 +23,8 @@ SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 # examples and coverage phases add their own, whatever the number (tests/e2e takes most of `make test`'s time)
 NO_SERVER_ERROR_EXAMPLES = 10
 AGREEMENT_EXAMPLES = 10
-# the stateful phase: scenarios (its own max-examples) of up to so many linked calls each; at the default (the
-# fuzzing's count of scenarios, 6 steps) five scenarios followed none of the links
+# the stateful phase: scenarios (its own max-examples) of up to so many linked calls each; at the defaults (as many
+# scenarios as the fuzzing's --max-examples, 6 calls) its 5 scenarios covered no link as staff, 2 as a candidate
 STATEFUL_SCENARIOS = 100
 STATEFUL_STEPS = 10
 # floors below the counts measured (docs/reliability.md), so that a run that silently did little fails

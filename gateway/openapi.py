@@ -65,33 +65,17 @@ PUBLIC_PAGES = {
 }
 
 
-# OpenAPI links: what one operation's answer lets a client call next, and with which of its fields. Clients and
-# tools follow them (schemathesis' stateful phase does, in tests/e2e/test_schemathesis.py), so later operations
-# run against things that exist. route name -> {target route name: {target parameter: field of the answer}}
-LINKS: dict[str, dict[str, dict[str, str]]] = {
-    "register_candidate": {"candidate_profile": {"candidate_id": "candidate_id"},
-                           "candidate_record": {"candidate_id": "candidate_id"}},
-    "register_student": {"candidate_profile": {"candidate_id": "candidate_id"}},
-    "request_score_review": {"close_score_review": {"review_id": "review_id"}},
-    "request_certificate_correction": {"decide_certificate_correction": {"request_id": "request_id"}},
-    "apply_for_replacement": {"withdraw_replacement": {"application_id": "application_id"},
-                              "start_replacement": {"application_id": "application_id"},
-                              "cancel_replacement": {"application_id": "application_id"}},
-    "create_payment_order": {"payment_order": {"order_number": "order_number"},
-                             "close_payment_order": {"order_number": "order_number"}},
-    "request_report": {"create_share_code": {"report_code": "report_code"},
-                       "report_pdf": {"report_code": "report_code"},
-                       "extend_report": {"report_code": "report_code"},
-                       "close_report": {"report_code": "report_code"}},
-    "create_share_code": {"revoke_share_code": {"share_id": "share_id"}},
-}
-
-
 def _links(route: Route, names: set[str]) -> dict:
-    return {f"{target}": {"operationId": target,
-                          "parameters": {parameter: f"$response.body#/{field}"
-                                         for parameter, field in parameters.items()}}
-            for target, parameters in LINKS.get(route.name, {}).items() if target in names}
+    """The OpenAPI links of ``route``'s answer (``Route.links``: what it lets a client call next, with which of its
+    fields), to the operations the document has (``names``: a development-only target is absent elsewhere). Clients
+    and tools follow them (schemathesis' stateful phase does, in tests/e2e/test_schemathesis.py), so later
+    operations run against things that exist."""
+    links: dict[str, dict] = {}
+    for target, parameter, pointer in route.links:
+        if target in names:
+            link = links.setdefault(target, {"operationId": target, "parameters": {}})
+            link["parameters"][parameter] = f"$response.body#{pointer}"
+    return links
 
 
 def _openapi_path(path: str) -> str:
@@ -148,6 +132,8 @@ def build_openapi(version: str = "0.1.0", routes: tuple[Route, ...] = ROUTES) ->
         links = _links(route, route_names)
         if links:
             operation["responses"][str(route.success_status)]["links"] = links
+            if route.accepted_status:  # the batch queued has the same identity as the batch done
+                operation["responses"]["202"]["links"] = links
         if "public" not in route.roles:
             operation["security"] = [{"bearerAuth": []}]
         body_model = route.request_model or route.documented_body

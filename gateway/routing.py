@@ -87,6 +87,12 @@ class Route:
     # role_required;
     # the service checks the same again. Every route that admits staff names them (tests/unit/test_staff_roles.py)
     staff_roles: tuple[str, ...] = ()
+    # OpenAPI links (gateway/openapi.py puts them on the success answer): what this answer lets a client call next,
+    # as (target route name, target path parameter, JSON pointer into this answer's body), e.g.
+    # ("payment_order", "order_number", "/order_number") or ("my_certificate", "certificate_id",
+    # "/certificates/0/certificate_id"); schemathesis' stateful phase follows them (tests/e2e/test_schemathesis.py)
+    # and tests/unit/test_openapi.py checks each names an operation, its parameter and a field of the answer
+    links: tuple[tuple[str, str, str], ...] = ()
 
 
 def dump(model: BaseModel | None) -> dict | None:

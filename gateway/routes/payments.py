@@ -57,10 +57,14 @@ ROUTES: tuple[Route, ...] = (
     Route(name="my_payment_orders", method="GET", path="/api/v1/me/payment-orders",
           summary="Payment orders the candidate has to pay",
           roles=("candidate",), response_model=PaymentOrderList, tag="payments",
+          links=(("payment_order", "order_number", "/orders/0/order_number"),
+                 ("close_payment_order", "order_number", "/orders/0/order_number"),
+                 ("sandbox_provider_payment", "order_number", "/orders/0/order_number")),
           handler=Rpc("payments", "orders_for_payer", ACTOR, "candidate", SUBJECT)),
     Route(name="fee_schedule", method="GET", path="/api/v1/fees",
           summary="The fee schedule (amounts in fen)",
           roles=("public",) + ANY_SIGNED_IN, response_model=FeeSchedule, tag="payments",
+          links=(("set_fee", "fee_code", "/fees/0/fee_code"),),
           handler=Rpc("payments", "fee_schedule")),
     Route(name="set_fee", method="PUT", path="/api/v1/fees/<fee_code>",
           summary="Add a fee or change its amount (staff; open dues keep their price)",
@@ -78,6 +82,8 @@ ROUTES: tuple[Route, ...] = (
     Route(name="institution_payment_orders", method="GET", path="/api/v1/institution/payment-orders",
           summary="The institution's payment orders",
           roles=("institution",), response_model=PaymentOrderList, tag="payments",
+          links=(("payment_order", "order_number", "/orders/0/order_number"),
+                 ("close_payment_order", "order_number", "/orders/0/order_number")),
           handler=Rpc("payments", "orders_for_payer", ACTOR, "institution", INSTITUTION)),
     Route(name="create_payment_order", method="POST", path="/api/v1/payment-orders",
           summary="Open an order for one or more of your dues (an institution: many candidates at once); the same "
@@ -87,6 +93,9 @@ ROUTES: tuple[Route, ...] = (
           header_params=(("Idempotency-Key", False, "Your key for this request (1-64 ASCII); "
                           "a retry with it never opens a second order"),),
           tag="payments",
+          links=(("payment_order", "order_number", "/order_number"),
+                 ("close_payment_order", "order_number", "/order_number"),
+                 ("sandbox_provider_payment", "order_number", "/order_number")),
           handler=Rpc("payments", "create_order", ACTOR, BODY, Header("Idempotency-Key"))),
     Route(name="payment_order", method="GET", path="/api/v1/payment-orders/<order_number>",
           summary="One order, with its one invoice record (its payer; staff also see the payer and the provider "
@@ -138,6 +147,7 @@ ROUTES: tuple[Route, ...] = (
           summary="Refunds with their promised_by day (REFUND_PROMISE_WORKING_DAYS; ?overdue=true, ?order_number=; "
                   "staff)",
           roles=("staff",), staff_roles=FINANCE, response_model=RefundList, tag="payments",
+          links=(("payment_order", "order_number", "/refunds/0/order_number"),),
           handler=Rpc("payments", "refunds", ACTOR, Flag("overdue"), Query("order_number"))),
     Route(name="payment_incidents", method="GET", path="/api/v1/payment-incidents",
           summary="Refused notifications and requests (?flagged=true: money may sit at the provider; staff)",

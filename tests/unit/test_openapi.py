@@ -161,28 +161,84 @@ def test_the_public_pages_are_documented_with_the_paths_the_gateway_serves(docum
     assert "text/html" in document["paths"]["/verify"]["post"]["responses"]["200"]["content"]
 
 
-def test_every_link_names_a_real_operation_parameter_and_answer_field():
-    """Issue #19 item 7: the links between operations (gateway/openapi.py LINKS) point at operations that exist,
-    fill parameters those operations have, from fields the source operation's answer has."""
-    from gateway.api import ROUTES
-    from gateway.openapi import LINKS, build_openapi
+def _schema_at(document: dict, schema: dict, pointer: str) -> dict | None:
+    """The JSON schema of the value ``pointer`` (e.g. /certificates/0/certificate_id) picks out of an answer whose
+    schema is ``schema``; None when no answer can have it."""
+    for segment in pointer.split("/")[1:]:
+        while True:
+            if "$ref" in schema:
+                schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+            elif "anyOf" in schema:  # Optional[X]: the X
+                schema = next(option for option in schema["anyOf"] if option.get("type") != "null")
+            else:
+                break
+        if segment.isdigit() and schema.get("type") == "array":
+            schema = schema["items"]
+        elif segment in schema.get("properties", {}):
+            schema = schema["properties"][segment]
+        else:
+            return None
+    return schema
 
+
+def test_every_link_names_a_real_operation_parameter_and_answer_field():
+    """Issue #19 item 7 and #22 item 6: the links between operations (``Route.links``, rendered by gateway/openapi.py
+    into the success answer's ``links``) name an operation of the document by its operationId, fill a parameter
+    that operation has, from a field the source operation's answer has (a JSON pointer into its schema, through
+    lists by index)."""
     document = build_openapi()
     by_name = {route.name: route for route in ROUTES}
     operations = {operation["operationId"]: operation for item in document["paths"].values()
                   for operation in item.values()}
     followed = 0
-    for source, targets in LINKS.items():
-        route = by_name[source]
-        links = operations[source]["responses"][str(route.success_status)]["links"]
-        for target, parameters in targets.items():
-            declared = {p["name"] for p in operations[target].get("parameters", [])}
-            assert set(parameters) <= declared, (source, target)
-            for field in parameters.values():
-                assert field in route.response_model.model_fields, (source, field)
+    for route in ROUTES:
+        answers = operation(document, route)["responses"]
+        if not route.links:
+            assert not any("links" in answer for answer in answers.values()), route.name
+            continue
+        success = str(route.success_status)
+        body = answers[success]["content"]["application/json"]["schema"]
+        links = answers[success]["links"]
+        assert route.accepted_status == ("links" in answers.get("202", {})), route.name
+        for target, parameter, pointer in route.links:
+            assert target in operations and target in by_name, (route.name, target)
+            declared = {p["name"] for p in operations[target].get("parameters", []) if p["in"] == "path"}
+            assert parameter in declared, (route.name, target, parameter)
+            field = _schema_at(document, body, pointer)
+            assert field is not None, (route.name, pointer)
             assert links[target]["operationId"] == target
+            assert links[target]["parameters"][parameter] == f"$response.body#{pointer}"
             followed += 1
-    assert followed >= 15
+        assert len(links) == len({target for target, _parameter, _pointer in route.links}), route.name
+    assert followed >= 60
+
+
+def test_the_main_resource_chains_are_linked():
+    """Issue #22 item 6: the chains a client follows, from where an id appears to where it is used, are links, so
+    schemathesis' stateful phase (tests/e2e/test_schemathesis.py) calls the later operations with real ids."""
+    linked = {(route.name, target) for route in ROUTES for target, _parameter, _pointer in route.links}
+    for chain in [("my_certificates", "my_certificate"), ("my_certificates", "confirm_certificate"),
+                  ("my_certificates", "apply_for_replacement"), ("apply_for_replacement", "withdraw_replacement"),
+                  ("import_results", "import_report"), ("create_payment_order", "payment_order"),
+                  ("create_payment_order", "close_payment_order"), ("my_payment_orders", "payment_order"),
+                  ("request_report", "report_answer"), ("request_report", "close_report"),
+                  ("my_reports", "create_share_code"), ("create_share_code", "revoke_share_code"),
+                  ("my_results", "request_score_review"), ("evaluation_queue", "evaluate_result"),
+                  ("production_batches", "close_batch"), ("replacement_applications", "start_replacement")]:
+        assert chain in linked, chain
+
+
+def test_a_link_to_an_operation_the_document_lacks_is_left_out():
+    """Outside development the sandbox payer is not mounted (Route.development_only): no link may point at it."""
+    mounted = tuple(route for route in ROUTES if not route.development_only)
+    document = build_openapi(routes=mounted)
+    names = {operation["operationId"] for item in document["paths"].values() for operation in item.values()}
+    assert "sandbox_provider_payment" not in names
+    targets = {link["operationId"] for item in document["paths"].values() for operation in item.values()
+               for answer in operation.get("responses", {}).values() for link in answer.get("links", {}).values()}
+    assert targets <= names and "payment_order" in targets
+    development = build_openapi()["paths"]["/api/v1/payment-orders"]["post"]["responses"]["201"]["links"]
+    assert development["sandbox_provider_payment"]["parameters"] == {"order_number": "$response.body#/order_number"}
 
 
 def test_opening_a_payment_order_documents_jsapi_with_the_payers_openid(document):

@@ -221,6 +221,18 @@ def start_while_broker_unreachable(platform: Platform, proxy: FaultProxy, name: 
     platform.wait_until_ready(BY_NAME[name], timeout=90)
 
 
+def kill_during_broker_outage(platform: Platform, broker: TestBroker, name: str) -> None:
+    """Two faults at once: the broker goes down, and while it is down a service dies mid-work (SIGKILL, so
+    whatever it held unacknowledged or uncommitted is cut off). The broker comes back first, then the service;
+    what the dead process was doing must be redone exactly once."""
+    broker.stop()
+    try:
+        platform.kill(name)
+    finally:
+        broker.start()
+    restart(platform, name)
+
+
 def duplicate_and_reorder(amqp_uri: str, subscriber: Subscriber) -> int:
     """Publish every certificate.issued event seen so far again, twice, newest first."""
     envelopes = list(subscriber.envelopes.values())[::-1]
@@ -279,13 +291,15 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
     plan: list[tuple[str, object]] = []
     for service in (*SERVICE_NAMES, "gateway"):
         plan.append((f"SIGKILL {service}, restart", lambda s=service: (platform.kill(s), restart(platform, s))))
-    for service in ("verification", "scoring"):
+    for service in SERVICE_NAMES:  # every service scaled out under load, its second instance then stopped
         plan.append((f"second {service} instance for 8 s", lambda s=service: second_instance(platform, s, 8)))
     plan += [("broker restart", broker.restart),
              ("broker link dropped", proxy.drop),
              ("broker link stalled 5 s", lambda: proxy.stall(5)),
              ("payments restarted while the broker is unreachable",
-              lambda: start_while_broker_unreachable(platform, proxy, "payments"))]
+              lambda: start_while_broker_unreachable(platform, proxy, "payments")),
+             ("certificates SIGKILLed during a broker outage",
+              lambda: kill_during_broker_outage(platform, broker, "certificates"))]
     if database_proxy is not None:
         plan.append(("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5)))
     plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))

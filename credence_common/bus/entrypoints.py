@@ -16,11 +16,14 @@ from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.timer import timer
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import OperationalError as DatabaseOperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
 from credence_common.bus.reply_channel import ReplyChannel
 from credence_common.contracts.envelope import utcnow
-from credence_common.contracts.errors import CredenceError
+from credence_common.contracts.errors import CredenceError, ServiceUnavailable
 from credence_common.observability.logs import CorrelationContext
 from credence_common.persistence.idempotency import StoredAnswer, prune, replay
 from credence_common.security import actors
@@ -49,6 +52,7 @@ class IdempotentRpc(Rpc):
             exc_info = None if error is None else (type(error), error, None)
         else:
             self._store_answer(worker_ctx, result, exc_info)
+            exc_info = database_fault_as_refusal(worker_ctx, exc_info)
         try:
             return self._reply(message, result, exc_info)
         except (OperationalError, ConnectionError, OSError) as exc:
@@ -103,6 +107,29 @@ class IdempotentRpc(Rpc):
                         return
                     eventlet.sleep(delay)
             return
+
+
+DATABASE_FAULTS = (DatabaseOperationalError, DisconnectionError, PoolTimeout)
+
+
+def database_fault_as_refusal(worker_ctx, exc_info):
+    """A database that dropped the connection, ended an idle transaction, timed out or refused connections
+    (a restart, a failover to the standby) is a "try again", not a crash: the caller gets ``503
+    database_unavailable`` instead of ``502 upstream_error``. Nothing of the failed transaction was kept unless the
+    connection died during its COMMIT; either way a retry with the same Idempotency-Key makes the change at most
+    once (the key is claimed in the effect's transaction). nameko has already logged the fault with its
+    traceback for the operator; the caller gets no SQL or driver text."""
+    if exc_info is None:
+        return None
+    error = exc_info[1]
+    if not (isinstance(error, DATABASE_FAULTS) or (isinstance(error, DBAPIError) and error.connection_invalidated)):
+        return exc_info
+    refusal = ServiceUnavailable("database_unavailable", "The service could not reach its database just now; try "
+                                                         "again (with the same Idempotency-Key, a change is made "
+                                                         "at most once).")
+    log.warning("%s.%s: answered database_unavailable (%s)", worker_ctx.container.service_name,
+                worker_ctx.entrypoint.method_name, type(error).__name__)
+    return (ServiceUnavailable, refusal, None)
 
 
 def rpc(fn=None, **kwargs):

@@ -248,7 +248,7 @@ def test_the_api_key_rotates_without_a_restart_and_a_broken_update_keeps_the_las
     (directory / "SMS_TENCENT_SECRET_KEY").write_text("", "utf-8")  # half written
     with caplog.at_level(logging.ERROR):
         assert store.get_credential_info() == (new_id, new_key, None)
-    assert "last good one stays" in caplog.text and new_key not in caplog.text
+    assert "not reloaded, the last good ones stay" in caplog.text and new_key not in caplog.text
     os.remove(directory / "SMS_TENCENT_SECRET_ID")
     assert store.get_credential_info() == (new_id, new_key, None)
 

@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import Counter
 
 from credence_common.contracts.errors import ServiceUnavailable
+from credence_common.security.secret_files import ReloadingSecrets
 
 log = logging.getLogger(__name__)
 
@@ -193,41 +193,21 @@ class KeyStore:
     def __init__(self, directory: str | os.PathLike, default_key_id: str = "", check_interval_seconds: float = 5.0):
         self.directory = Path(directory)
         self.default_key_id = default_key_id
-        self.check_interval_seconds = check_interval_seconds
-        self._lock = threading.Lock()
-        self._stamp = self._fingerprint()
-        self._keys = load_keys(self.directory, default_key_id)
-        self._checked = time.monotonic()
+        self._files = ReloadingSecrets(f"Degree registry keys from {self.directory}", self._key_files,
+                                       lambda: load_keys(self.directory, default_key_id), self._describe,
+                                       check_interval_seconds)
 
-    def _fingerprint(self) -> tuple:
+    def _key_files(self) -> list[Path]:
         paths = [self.directory / ACTIVE_KEY_FILE, self.directory / SIGNING_DIR / ACTIVE_KEY_FILE]
-        paths += sorted((self.directory / SIGNING_DIR).glob("*.pem")) + sorted(
+        return paths + sorted((self.directory / SIGNING_DIR).glob("*.pem")) + sorted(
             (self.directory / REGISTRY_DIR).glob("*.pem"))
-        stamp: list[tuple[str, int | None, int | None]] = []
-        for path in paths:
-            try:
-                info = path.stat()
-                stamp.append((str(path), info.st_mtime_ns, info.st_size))
-            except OSError:
-                stamp.append((str(path), None, None))
-        return tuple(stamp)
+
+    @staticmethod
+    def _describe(keys: RegistryKeys) -> str:
+        return f"signing with {keys.signing_key_id}, trusting registry keys {', '.join(keys.registry_keys)}"
 
     def keys(self, force: bool = False) -> RegistryKeys:
-        now = time.monotonic()
-        if not force and now - self._checked < self.check_interval_seconds:
-            return self._keys
-        with self._lock:
-            self._checked = now
-            stamp = self._fingerprint()
-            if stamp != self._stamp:
-                try:
-                    self._keys = load_keys(self.directory, self.default_key_id)
-                    log.info("Degree registry keys reloaded from %s: signing with %s, trusting registry keys %s",
-                             self.directory, self._keys.signing_key_id, ", ".join(self._keys.registry_keys))
-                except ValueError as error:
-                    log.error("Degree registry keys not reloaded, the last good ones stay: %s", error)
-                self._stamp = stamp
-            return self._keys
+        return self._files.current(force)
 
     def registry_key(self, key_id: str):
         """The registry's public key of this id; an unknown id rereads the directory once (a rotation just done)."""

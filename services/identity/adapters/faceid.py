@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.faceid.v20180301 import faceid_client, models
 
+from credence_common.security.secret_files import ReloadingSecrets
 from services.identity.adapters.tencent_cloud import ca_bundle
 
 log = logging.getLogger(__name__)
@@ -174,39 +174,14 @@ class SecretStore:
 
     def __init__(self, directory: str | os.PathLike, check_interval_seconds: float = 5.0):
         self.directory = Path(directory)
-        self.check_interval_seconds = check_interval_seconds
-        self._lock = threading.Lock()
-        self._stamp = self._fingerprint()
-        self._secrets = load_secrets(self.directory)
-        self._checked = time.monotonic()
-
-    def _fingerprint(self) -> tuple:
-        stamp: list[tuple[str, int | None, int | None, int | None]] = []
-        for name in (SECRET_ID_FILE, SECRET_KEY_FILE):
-            try:
-                # a Kubernetes Secret volume swaps a symlinked directory: resolve, so the swap is seen
-                info = (self.directory / name).resolve().stat()
-                stamp.append((name, info.st_ino, info.st_mtime_ns, info.st_size))
-            except OSError:
-                stamp.append((name, None, None, None))
-        return tuple(stamp)
+        self._files = ReloadingSecrets(
+            f"Tencent Cloud FaceID API key from {self.directory}",
+            lambda: [self.directory / SECRET_ID_FILE, self.directory / SECRET_KEY_FILE],
+            lambda: load_secrets(self.directory), lambda secrets: f"SecretId ending {secrets.secret_id[-4:]}",
+            check_interval_seconds)
 
     def current(self, force: bool = False) -> FaceIdSecrets:
-        now = time.monotonic()
-        if not force and now - self._checked < self.check_interval_seconds:
-            return self._secrets
-        with self._lock:
-            self._checked = now
-            stamp = self._fingerprint()
-            if stamp != self._stamp:
-                try:
-                    self._secrets = load_secrets(self.directory)
-                    log.info("Tencent Cloud FaceID API key reloaded from %s (SecretId ending %s)", self.directory,
-                             self._secrets.secret_id[-4:])
-                except ValueError as error:
-                    log.error("Tencent Cloud FaceID API key not reloaded, the last good one stays: %s", error)
-                self._stamp = stamp
-            return self._secrets
+        return self._files.current(force)
 
 
 # --- outcomes -------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +52,7 @@ from tencentcloud.sms.v20210111.sms_client import SmsClient
 from credence_common.config import is_production
 from credence_common.contracts.identity import CodePurpose
 from credence_common.security.masking import mask_mobile
+from credence_common.security.secret_files import ReloadingSecrets
 from services.identity.adapters.sms import Delivery
 from services.identity.adapters.tencent_cloud import ca_bundle
 
@@ -185,44 +185,20 @@ def load_secrets(directory: str | os.PathLike) -> tuple[str, str]:
 class TencentSecrets:
     """The SDK's credential (``get_credential_info``), read from ``SMS_TENCENT_SECRET_ID`` and
     ``SMS_TENCENT_SECRET_KEY`` in a directory (a mounted Secret) and reread when either file changes: a key
-    rotated in the Secret is used from the next request, with no restart. (Like payments' WeChat Pay KeyStore, which
-    reads other files; the two are not shared because identity must not import payments.) A broken update keeps
+    rotated in the Secret is used from the next request, with no restart. (The rereading is
+    credence_common/security/secret_files.py, shared with every other key store.) A broken update keeps
     the last good pair and is logged, so a half-written file never stops texts."""
 
     def __init__(self, directory: str | os.PathLike, check_interval_seconds: float = 5.0):
         self.directory = Path(directory)
-        self.check_interval_seconds = check_interval_seconds
-        self._lock = threading.Lock()
-        self._stamp = self._fingerprint()
-        self._pair = load_secrets(self.directory)  # a broken directory at start-up stops the start
-        self._checked = time.monotonic()
-
-    def _fingerprint(self) -> tuple:
-        stamp: list[tuple[str, int | None, int | None, int | None]] = []
-        for name in (SECRET_ID_FILE, SECRET_KEY_FILE):
-            try:
-                info = (self.directory / name).stat()
-                stamp.append((name, info.st_mtime_ns, info.st_size, info.st_ino))
-            except OSError:
-                stamp.append((name, None, None, None))
-        return tuple(stamp)
+        self._files = ReloadingSecrets(
+            f"Tencent Cloud SMS API key from {self.directory}",
+            lambda: [self.directory / SECRET_ID_FILE, self.directory / SECRET_KEY_FILE],
+            lambda: load_secrets(self.directory), lambda pair: f"SecretId ending {pair[0][-4:]}",
+            check_interval_seconds)
 
     def pair(self) -> tuple[str, str]:
-        now = time.monotonic()
-        if now - self._checked < self.check_interval_seconds:
-            return self._pair
-        with self._lock:
-            self._checked = now
-            stamp = self._fingerprint()
-            if stamp != self._stamp:
-                try:
-                    self._pair = load_secrets(self.directory)
-                    log.info("Tencent Cloud SMS API key reloaded from %s: SecretId ending %s", self.directory,
-                             self._pair[0][-4:])
-                except ValueError as error:
-                    log.error("Tencent Cloud SMS API key not reloaded, the last good one stays: %s", error)
-                self._stamp = stamp
-            return self._pair
+        return self._files.current()
 
     def get_credential_info(self):  # the SDK's credential interface: (secret id, secret key, token)
         secret_id, secret_key = self.pair()

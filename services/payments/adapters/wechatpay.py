@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from credence_common.contracts.errors import BadRequest, ServiceUnavailable, Unauthorized
+from credence_common.security.secret_files import ReloadingSecrets
 from services.payments import domain
 from services.payments.domain.providers import (
     PROVIDER_ZONE,
@@ -208,41 +208,17 @@ class KeyStore:
                  platform_directory: str | os.PathLike | None = None):
         self.directory = Path(directory)
         self.platform_directory = Path(platform_directory) if platform_directory else self.directory / PLATFORM_DIR
-        self.check_interval_seconds = check_interval_seconds
-        self._lock = threading.Lock()
-        self._stamp = self._fingerprint()
-        # a broken directory at start-up stops the start
-        self._keys = load_keys(self.directory, self.platform_directory)
-        self._checked = time.monotonic()
+        self._files = ReloadingSecrets(f"WeChat Pay keys from {self.directory}", self._key_files,
+                                       lambda: load_keys(self.directory, self.platform_directory),
+                                       lambda keys: f"platform serials {', '.join(keys.platform_keys)}",
+                                       check_interval_seconds)
 
-    def _fingerprint(self) -> tuple:
+    def _key_files(self) -> list[Path]:
         paths = [self.directory / name for name in (MERCHANT_KEY_FILE, MERCHANT_SERIAL_FILE, APIV3_KEY_FILE)]
-        paths += sorted(self.platform_directory.glob("*.pem"))
-        stamp = []
-        for path in paths:
-            try:
-                info = path.stat()
-                stamp.append((str(path), info.st_mtime_ns, info.st_size))
-            except OSError:
-                stamp.append((str(path), None, None))
-        return tuple(stamp)
+        return paths + sorted(self.platform_directory.glob("*.pem"))
 
     def keys(self, force: bool = False) -> WeChatPayKeys:
-        now = time.monotonic()
-        if not force and now - self._checked < self.check_interval_seconds:
-            return self._keys
-        with self._lock:
-            self._checked = now
-            stamp = self._fingerprint()
-            if stamp != self._stamp:
-                try:
-                    self._keys = load_keys(self.directory, self.platform_directory)
-                    log.info("WeChat Pay keys reloaded from %s: platform serials %s", self.directory,
-                             ", ".join(self._keys.platform_keys))
-                except ValueError as error:
-                    log.error("WeChat Pay keys not reloaded, the last good ones stay: %s", error)
-                self._stamp = stamp
-            return self._keys
+        return self._files.current(force)
 
     def platform_key(self, serial: str):
         """The platform key of this serial; an unknown serial rereads the directory once (a rotation just done)."""

@@ -17,5 +17,9 @@ from credence_common.persistence.green_postgres import patch_psycopg  # noqa: E4
 
 patch_psycopg()  # as credence_common/runtime/runner.py does for every service process
 
+from credence_common.runtime.nameko_fixes import patch_nameko  # noqa: E402
+
+patch_nameko()  # the same
+
 import credence_common  # noqa: E402,F401  (filters eventlet's import-time deprecation notice)
 import credence_common.bus.error_registry  # noqa: E402,F401  (RPC refusals come back as their own class, as in every process)

@@ -20,6 +20,10 @@ from credence_common.persistence.green_postgres import patch_psycopg  # noqa: E4
 
 patch_psycopg()  # psycopg2 waits on eventlet's hub, not in C (credence_common/persistence/green_postgres.py)
 
+from credence_common.runtime.nameko_fixes import patch_nameko  # noqa: E402
+
+patch_nameko()  # a service stopped while it is still connecting stops at once (nameko_fixes.py says why)
+
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402

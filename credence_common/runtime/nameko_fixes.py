@@ -29,4 +29,4 @@ def patch_nameko() -> None:
         return original(self, provider)
 
     unregister_provider.credence_fixed = True  # type: ignore[attr-defined]
-    QueueConsumer.unregister_provider = unregister_provider  # type: ignore[method-assign]
+    QueueConsumer.unregister_provider = unregister_provider

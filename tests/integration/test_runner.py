@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import eventlet
+import eventlet.event
 import pytest
 from nameko.containers import ServiceContainer
 from nameko.events import event_handler
 from nameko.messaging import QueueConsumer
 from nameko.rpc import rpc
+from nameko.timer import timer
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = [
@@ -76,3 +78,48 @@ def test_a_service_stopped_while_its_consumer_is_still_starting_stops_at_once():
         container.stop()  # raised AssertionError before the fix
         starting.wait()
     assert time.monotonic() - began < 5
+
+
+class SlowStopProbe(StopProbe):
+    """With a timer worker that holds the stop (the container waits for its workers before its queue consumer)."""
+
+    name = "slow_stop_probe"
+    started = eventlet.event.Event()
+    finish = eventlet.event.Event()
+
+    @timer(interval=3600, eager=True)
+    def busy(self) -> None:
+        SlowStopProbe.started.send()
+        SlowStopProbe.finish.wait()
+
+
+def test_a_broker_that_answers_while_a_starting_service_stops_does_not_hold_the_stop(rabbit_config):
+    from tests.faults.proxy import FaultProxy
+
+    broker_port = int(rabbit_config["AMQP_URI"].rsplit(":", 1)[1].split("/")[0])
+    proxy = FaultProxy(broker_port)
+    proxy.start_refusing()
+    try:
+        config = dict(rabbit_config, AMQP_URI=rabbit_config["AMQP_URI"].replace(f":{broker_port}/", f":{proxy.port}/"))
+        container = ServiceContainer(SlowStopProbe, config)
+        starting = eventlet.spawn(container.start)
+        consumer = next(extension for extension in container.subextensions
+                        if isinstance(extension, QueueConsumer))
+        with eventlet.Timeout(30):
+            SlowStopProbe.started.wait()
+        stopping = eventlet.spawn(container.stop)
+        with eventlet.Timeout(30):
+            while not consumer._last_provider_unregistered.ready():  # the entrypoints have left
+                eventlet.sleep(0.01)
+        proxy.stop_refusing()  # the broker answers while the container waits for its timer worker
+        with eventlet.Timeout(60):
+            consumer._consumers_ready.wait()
+        assert not consumer._consumers  # nothing is consumed for the providers that left
+        SlowStopProbe.finish.send()
+        began = time.monotonic()
+        with eventlet.Timeout(15):
+            stopping.wait()
+            starting.wait()
+        assert time.monotonic() - began < 10
+    finally:
+        proxy.close()

@@ -21,7 +21,7 @@ ERROR_STATUSES = {
     "429": "Too many requests",
     "500": "Unexpected failure in the gateway (no details are given)",
     "502": "A service failed unexpectedly",
-    "503": "A service is not running or did not answer in time",
+    "503": "A service is not running, did not answer in time, or could not reach its database: try again",
 }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
 from credence_common.bus.reply_channel import ReplyChannel
 from credence_common.contracts.envelope import utcnow
-from credence_common.contracts.errors import CredenceError, ServiceUnavailable
+from credence_common.contracts.errors import DATABASE_UNAVAILABLE, CredenceError, ServiceUnavailable
 from credence_common.observability.logs import CorrelationContext
 from credence_common.persistence.idempotency import StoredAnswer, prune, replay
 from credence_common.security import actors
@@ -109,26 +109,52 @@ class IdempotentRpc(Rpc):
             return
 
 
-DATABASE_FAULTS = (DatabaseOperationalError, DisconnectionError, PoolTimeout)
+# SQLSTATE classes of a database that cannot serve now: connection exception, insufficient resources (too many
+# connections, disk full), operator intervention (shutdown, statement timeout), system error; and two codes: a
+# lock not granted in time, a transaction ended for idling. Not class 40 (a conflict: db.py answers it 409) nor
+# the deterministic ones (54: a statement too complex, 42: a bug) that no retry cures.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+UNAVAILABLE_SQLSTATES = ("55P03", "25P03")
+# SQLite's words for a database that is busy or cannot be read now (its syntax errors and missing tables are
+# OperationalErrors too, and stay faults)
+UNAVAILABLE_SQLITE = ("database is locked", "database table is locked", "disk i/o error",
+                      "unable to open database file")
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot serve now (lost, restarting, failing over, overloaded), as
+    opposed to a bug or a refusal of this request."""
+    if isinstance(error, (DisconnectionError, PoolTimeout)):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, DatabaseOperationalError):
+        return False
+    original = error.orig
+    sqlstate = getattr(original, "pgcode", None)
+    if type(original).__module__.startswith("sqlite3"):
+        return str(original).lower().startswith(UNAVAILABLE_SQLITE)
+    if sqlstate is None:  # libpq's own failures (no connection, a silent server) carry no SQLSTATE
+        return True
+    return sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in UNAVAILABLE_SQLSTATES
 
 
 def database_fault_as_refusal(worker_ctx, exc_info):
     """A database that dropped the connection, ended an idle transaction, timed out or refused connections
     (a restart, a failover to the standby) is a "try again", not a crash: the caller gets ``503
     database_unavailable`` instead of ``502 upstream_error``. Nothing of the failed transaction was kept unless the
-    connection died during its COMMIT; either way a retry with the same Idempotency-Key makes the change at most
-    once (the key is claimed in the effect's transaction). nameko has already logged the fault with its
-    traceback for the operator; the caller gets no SQL or driver text."""
-    if exc_info is None:
-        return None
-    error = exc_info[1]
-    if not (isinstance(error, DATABASE_FAULTS) or (isinstance(error, DBAPIError) and error.connection_invalidated)):
+    connection died during its COMMIT: then an idempotent call retried with its Idempotency-Key is told the first
+    attempt's outcome is pending (409), never run twice. nameko has already logged the fault with its traceback for
+    the operator, and the metrics count it as an error (``contracts.errors.is_fault``); the caller gets no SQL or
+    driver text."""
+    if exc_info is None or not is_database_unavailable(exc_info[1]):
         return exc_info
-    refusal = ServiceUnavailable("database_unavailable", "The service could not reach its database just now; try "
-                                                         "again (with the same Idempotency-Key, a change is made "
-                                                         "at most once).")
-    log.warning("%s.%s: answered database_unavailable (%s)", worker_ctx.container.service_name,
-                worker_ctx.entrypoint.method_name, type(error).__name__)
+    refusal = ServiceUnavailable(DATABASE_UNAVAILABLE, "The service could not reach its database just now; try "
+                                                       "again.")
+    log.warning("%s.%s: answered %s (%s)", worker_ctx.container.service_name, worker_ctx.entrypoint.method_name,
+                DATABASE_UNAVAILABLE, type(exc_info[1]).__name__)
     return (ServiceUnavailable, refusal, None)
 
 

@@ -94,6 +94,18 @@ class ServiceUnavailable(CredenceError):
     default_code = "service_unavailable"
 
 
+# A service's own database failed it (credence_common/bus/entrypoints.py ``database_fault_as_refusal``): a "try again"
+# for the caller, but a fault of the service for its operator, counted as an error, not a refusal
+# (credence_common/observability/metrics.py), so the error-rate alert sees a database outage.
+DATABASE_UNAVAILABLE = "database_unavailable"
+
+
+def is_fault(error: BaseException) -> bool:
+    """Whether a failed call is the service's own fault (an error), not a refusal of the request."""
+    return not isinstance(error, CredenceError) or (isinstance(error, ServiceUnavailable)
+                                                    and error.code == DATABASE_UNAVAILABLE)
+
+
 ERROR_CLASSES = (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, InvalidInput, RateLimited,
                  ServiceUnavailable)
 

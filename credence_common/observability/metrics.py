@@ -19,7 +19,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
-from credence_common.contracts.errors import CredenceError
+from credence_common.contracts.errors import is_fault
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,10 @@ class Metrics(DependencyProvider):
         labels = (self.container.service_name, entrypoint.method_name, kind)
         if exc_info is None:
             outcome = "ok"
-        elif isinstance(exc_info[1], CredenceError):
-            outcome = "rejected"
-        else:
+        elif is_fault(exc_info[1]):  # a database outage answered as a 503 is still the service's fault
             outcome = "error"
+        else:
+            outcome = "rejected"
         ENTRYPOINT_CALLS.labels(*labels, outcome).inc()
         if started is not None:
             ENTRYPOINT_LATENCY.labels(*labels).observe(time.perf_counter() - started)

@@ -218,6 +218,13 @@ class UnitOfWork:
                            "Try again.") from None
         except OperationalError as error:
             session.info.pop(OUTBOX_WRITTEN, None)
+            if str(getattr(error.orig, "pgcode", None) or "").startswith("40"):
+                # PostgreSQL chose this transaction as a deadlock's victim or a serialization's loser: nothing
+                # of it was kept, as with a lost uniqueness race
+                if self.idempotent_call is not None:
+                    self.idempotent_call.claimed = False
+                raise Conflict("concurrent_change", "Another request changed the same records at the same time; "
+                                                    "nothing was saved. Try again.") from None
             if "database is locked" not in str(error):
                 raise
             # SQLite: another writer held the database past the busy timeout; nothing of this one was kept.

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from credence_common.bus.entrypoints import rpc  # what every service uses: its database faults are 503s
-from credence_common.contracts.errors import ServiceUnavailable
+from credence_common.contracts.errors import Conflict, ServiceUnavailable
 from credence_common.persistence.db import Database, copy_in, make_engine
 from credence_common.persistence.green_postgres import SilentDatabase
 from tests.integration.conftest import POSTGRES_ADMIN_URI, Databases, query, rpc_proxy, wait_for
@@ -179,6 +179,7 @@ class DatabaseProbe:
     db = Database()
     resume = Event()  # the stalled worker goes on once the test sends this (a fresh one per test: the fixture)
     stalled: dict = {}  # marker -> the backend pid of the transaction a worker left idle
+    holding: dict = {}  # row -> sent once a worker holds its lock
 
     @rpc
     def connection_defences(self) -> dict:
@@ -201,6 +202,15 @@ class DatabaseProbe:
             session.execute(text("SELECT 1"))
 
     @rpc
+    def lock_two(self, first: str, second: str) -> None:
+        """Writes ``first``, waits until the other caller has written its first row too, then writes ``second``."""
+        with self.db.transaction() as session:
+            session.execute(text("UPDATE probe_rows SET marker = marker WHERE marker = :m"), {"m": first})
+            DatabaseProbe.holding[first].send()
+            DatabaseProbe.holding[second].wait()
+            session.execute(text("UPDATE probe_rows SET marker = marker WHERE marker = :m"), {"m": second})
+
+    @rpc
     def slow_statement(self, seconds: float) -> None:
         with self.db.transaction() as session:
             session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
@@ -212,6 +222,7 @@ def probe(container_factory, rabbit_config, tmp_path):
     what its engines read, as a service process reads its own); returns its config."""
     postgres = Databases("postgresql", tmp_path)
     DatabaseProbe.resume, DatabaseProbe.stalled = Event(), {}
+    DatabaseProbe.holding = {"a": Event(), "b": Event()}
 
     def start() -> dict:
         db_uri = postgres.create("db_probe", revision=None)
@@ -291,3 +302,30 @@ def test_a_statement_the_server_leaves_silent_fails_a_services_call_in_time_and_
         assert failed.value.code == "database_unavailable"  # the driver's words stay in the service's log
         after = service.connection_defences()  # served, by a new connection: the silent one left the pool
     assert after["pid"] != before["pid"]
+
+
+def test_a_deadlock_victim_is_told_concurrent_change_and_the_other_call_goes_through(probe):
+    """PostgreSQL ends one of two transactions that wait on each other (SQLSTATE 40P01): its caller is told 409
+    concurrent_change, as for a lost uniqueness race (credence_common/persistence/db.py), not 503 or 502."""
+    config = probe()
+    engine = make_engine(config["DB_URI"])
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO probe_rows (marker) VALUES ('a'), ('b')"))
+    finally:
+        engine.dispose()
+    outcomes = []
+
+    def lock(first: str, second: str) -> None:
+        with rpc_proxy("db_probe", config) as service:
+            try:
+                service.lock_two(first, second)
+                outcomes.append("done")
+            except Conflict as refused:
+                outcomes.append(refused.code)
+
+    with eventlet.Timeout(30):
+        calls = [eventlet.spawn(lock, "a", "b"), eventlet.spawn(lock, "b", "a")]
+        for call in calls:
+            call.wait()
+    assert sorted(outcomes) == ["concurrent_change", "done"]

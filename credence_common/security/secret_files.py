@@ -6,8 +6,8 @@ The rules, written once:
 - a change is seen by a file's identity, time and size, after resolving symlinks: a Kubernetes Secret volume
   swaps a symlinked directory, so a file's path stays while the file behind it is another one;
 - the files are looked at no more often than every ``check_interval_seconds`` (a request path calls ``current``);
-- a broken update (a half-written file, a key that does not parse: the loader raises ``ValueError``) keeps the
-  last good secrets and is logged; a broken directory at start-up raises, so the start stops;
+- a broken update (a half-written file, a key that does not parse: the loader raises ``ValueError``; a file
+  gone in the middle of a swap: ``OSError``) keeps the last good secrets and is logged; a broken directory at start-up raises, so the start stops;
 - a reload is logged with what it loaded, described by the caller (never the secret itself).
 """
 
@@ -67,7 +67,7 @@ class ReloadingSecrets(Generic[Secrets]):
                 try:
                     self._secrets = self.load()
                     log.info("%s reloaded: %s", self.what, self.describe(self._secrets))
-                except ValueError as error:
+                except (ValueError, OSError) as error:  # OSError: a file gone in the middle of a swap
                     log.error("%s not reloaded, the last good ones stay: %s", self.what, error)
                 self._stamp = stamp
             return self._secrets

@@ -32,6 +32,8 @@ def test_a_change_is_seen_a_broken_one_keeps_the_last_good_and_a_new_file_counts
     (tmp_path / "key").write_text("")
     assert secrets.current() == "second!"
     assert "not reloaded, the last good ones stay: the key file is empty" in caplog.text
+    (tmp_path / "key").unlink()  # gone in the middle of a swap
+    assert secrets.current() == "second!"
     (tmp_path / "key").write_text("third")
     (tmp_path / "new.pem").write_text("x")  # a file dropped beside the others is a change too
     assert secrets.current() == "third"

@@ -188,17 +188,32 @@ def restart(platform: Platform, name: str) -> None:
     platform.wait_until_ready(BY_NAME[name], timeout=90)
 
 
+def rpc_consumers(amqp_uri: str, service: str) -> int:
+    """How many instances of ``service`` consume its RPC queue (nameko's ``rpc-<service>``), as the broker says."""
+    with Connection(amqp_uri, connect_timeout=10) as connection:
+        return connection.default_channel.queue_declare(f"rpc-{service}", passive=True).consumer_count
+
+
 def second_instance(platform: Platform, name: str, seconds: float) -> None:
-    """Scale a service to two instances for a while, then stop the second one gracefully (SIGTERM)."""
+    """Scale a service to two instances for ``seconds`` of load once the second one consumes, then stop it
+    gracefully (SIGTERM): it must exit 0."""
     log = open(platform.log_dir / f"{name}-2.log", "ab")
     spec = BY_NAME[name]
     # no metrics server: a port picked here can be taken by a client connection before the process binds it,
     # and the instance would not start (seen once); the suite reads nothing from its metrics
     env = dict(platform.env, **{spec.metrics_port_env: "0"})
+    before = rpc_consumers(platform.env["AMQP_URI"], name)
     extra = subprocess.Popen(spec.command(), cwd=platform.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
     log.close()
     try:
+        # on a loaded 2-core machine a process can take over 8 s to import and connect: the load starts when
+        # the broker counts its consumer, not when it was spawned
+        deadline = time.monotonic() + 120
+        while rpc_consumers(platform.env["AMQP_URI"], name) <= before:
+            if extra.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the second {name} instance never consumed (exit {extra.poll()}); see its log")
+            time.sleep(0.2)
         time.sleep(seconds)
         if extra.poll() is not None:
             raise RuntimeError(f"the second {name} instance exited with {extra.returncode}; see its log")

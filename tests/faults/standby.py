@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from deploy.journey import TRANSIENT_CONFLICTS
 from deploy.platform import free_port
 
 BIN_SETTING = "POSTGRES_BIN"
@@ -348,9 +349,10 @@ def failover_plan(postgres: ReplicatedPostgres) -> list[tuple[str, object]]:
 
 
 class CallerView:
-    """What the journeys' callers saw: every answer of 500 and above, and every request that got no answer
-    (connection refused or reset, timed out), with the time, recorded in the suite's process by wrapping
-    ``requests.Session.request`` (the journeys' only HTTP client; the suite's other clients are AMQP and SQL)."""
+    """What the journeys' callers saw: every answer of 500 and above, every 409 a journey retries (with its
+    code), and every request that got no answer (connection refused or reset, timed out), with the time;
+    recorded in the suite's process by wrapping ``requests.Session.request`` (the journeys' only HTTP client;
+    the suite's other clients are AMQP and SQL)."""
 
     def __init__(self):
         self.failures: list[tuple[float, str]] = []
@@ -369,6 +371,13 @@ class CallerView:
                 raise
             if response.status_code >= 500:
                 failures.append((time.time(), str(response.status_code)))
+            elif response.status_code == 409:  # a concurrent change, or a retry whose first attempt took effect
+                try:
+                    code = response.json()["error"]["code"]
+                except (ValueError, KeyError, TypeError):
+                    code = None
+                if code in TRANSIENT_CONFLICTS:  # not the refusals a journey expects (a username taken)
+                    failures.append((time.time(), f"409 {code}"))
             return response
 
         requests.Session.request = request

@@ -281,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
     standby = ReplicatedPostgres() if args.standby else None
     outcome = 1
-    if standby is not None:
-        standby.start()
     try:
+        if standby is not None:
+            standby.start()
         platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend, standby)
     except BaseException:
         if standby is not None:

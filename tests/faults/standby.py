@@ -19,12 +19,14 @@ OS user, their directory owned by it.
   primary, with no proxy nor DNS change (``service_uri``). The suite reads its counts through the same kind of
   URI, so it reads whichever server is the primary.
 
-The fault (``fail_over``): every process of the primary is SIGKILLed (its postmaster and its backends: the server
-crashes; its clients' connections are reset), the standby is promoted (``pg_promote()``), and the suite measures
-how long until the new primary accepts writes. Then (``rebuild_standby``, still under load) a new standby is made
-from the new primary, on the crashed primary's port (the old data directory is thrown away: a crashed primary
-may hold WAL its standby never confirmed, and would need ``pg_rewind`` to follow), and synchronous replication is
-switched on again, so the next failover goes the other way.
+The fault (``fail_over``): timed for a service's COMMIT waiting for the standby's confirmation, every process of
+the primary is SIGKILLed (its postmaster and its backends, all stopped first: the server crashes, no client is
+told anything, their connections are reset), the standby is promoted (``pg_promote()``), and the suite measures
+how long until the new primary accepts writes; ``CallerView`` records what the journeys' callers saw. Then
+(``rebuild_standby``, still under load) a new standby is made from the new primary, on the crashed primary's port
+(the old data directory is thrown away: a crashed primary may hold WAL its standby never confirmed, and would need
+``pg_rewind`` to follow), and synchronous replication is switched on again, so the next failover goes the other
+way.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
 from credence_common.contracts.errors import Conflict
-from credence_common.persistence.green_postgres import socket_timeout
+from credence_common.persistence.green_postgres import connect_host_by_host, is_green, socket_timeout
 from credence_common.persistence.idempotency import IdempotentCall, record_ttl
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,16 @@ def make_engine(db_uri: str, autocommit: bool = False) -> Engine:
     engine = create_engine(db_uri, pool_recycle=1800, hide_parameters=True,
                            connect_args=postgresql_connect_args(db_uri), **sizes, **batched)
     event.listen(engine, "checkout", _refuse_a_connection_the_server_closed)
+    event.listen(engine, "do_connect", _one_host_at_a_time_when_green)
     return engine
+
+
+def _one_host_at_a_time_when_green(dialect, _record, cargs, cparams):
+    """A URI naming several hosts (a primary and its standby), in a green process: each host is given its
+    ``connect_timeout`` (``green_postgres.connect_host_by_host``); otherwise libpq's own connect (None)."""
+    if cargs or not is_green() or "," not in str(cparams.get("host", "")) or "hostaddr" in cparams:
+        return None
+    return connect_host_by_host(dialect.loaded_dbapi, cparams)
 
 
 _unpatched_select = eventlet.patcher.original("select")  # a zero-timeout poll never blocks: no need to be green

@@ -16,6 +16,7 @@ The fault suite does the same under the journeys (tests/faults/test_faults.py, `
 
 from __future__ import annotations
 
+import socket
 import time
 
 import eventlet
@@ -78,3 +79,35 @@ def test_a_service_engine_reaches_the_promoted_standby_and_keeps_what_was_acknow
         assert marks == [1, *range(3, 13)]  # the acknowledged row survived; the uncommitted one did not
     finally:
         engine.dispose()
+
+
+def test_a_host_that_takes_connections_and_never_answers_is_passed_over(replicated):
+    """The first host of the URI takes the TCP connection and never answers (a frozen server; a host gone behind
+    something that still completes handshakes): the service's engine reaches the second within the first's
+    ``connect_timeout``. libpq alone, under the green wait callback, waited DB_SOCKET_TIMEOUT_SECONDS on the
+    first host and then failed without trying the second (``green_postgres.connect_host_by_host``)."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # the kernel completes the handshakes; nobody ever answers
+    uri = (f"postgresql://postgres@/failover?host=127.0.0.1:{hole.getsockname()[1]}"
+           f"&host=127.0.0.1:{replicated.primary.port}&target_session_attrs=read-write&connect_timeout=2")
+    engine = make_engine(uri)
+    try:
+        started = time.monotonic()
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT inet_server_port()")).scalar() == replicated.primary.port
+        assert time.monotonic() - started < 10
+        # the standby, read-only, is passed over the same way (target_session_attrs), and nothing left: an error
+        standby_first = make_engine(f"postgresql://postgres@/failover?host=127.0.0.1:{replicated.standby.port}"
+                                    f"&host=127.0.0.1:{hole.getsockname()[1]}&target_session_attrs=read-write"
+                                    "&connect_timeout=2")
+        try:
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="no answer within connect_timeout"):
+                standby_first.connect()
+            assert time.monotonic() - started < 10
+        finally:
+            standby_first.dispose()
+    finally:
+        engine.dispose()
+        hole.close()

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from credence_common.config import ensure_sqlite_directory
 from credence_common.contracts.errors import Conflict
-from credence_common.persistence.green_postgres import socket_timeout
+from credence_common.persistence.green_postgres import connect_host_by_host, is_green, socket_timeout
 from credence_common.persistence.idempotency import IdempotentCall, record_ttl
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,16 @@ def make_engine(db_uri: str, autocommit: bool = False) -> Engine:
     engine = create_engine(db_uri, pool_recycle=1800, hide_parameters=True,
                            connect_args=postgresql_connect_args(db_uri), **sizes, **batched)
     event.listen(engine, "checkout", _refuse_a_connection_the_server_closed)
+    event.listen(engine, "do_connect", _one_host_at_a_time_when_green)
     return engine
+
+
+def _one_host_at_a_time_when_green(dialect, _record, cargs, cparams):
+    """A URI naming several hosts (a primary and its standby), in a green process: each host is given its
+    ``connect_timeout`` (``green_postgres.connect_host_by_host``); otherwise libpq's own connect (None)."""
+    if cargs or not is_green() or "," not in str(cparams.get("host", "")) or "hostaddr" in cparams:
+        return None
+    return connect_host_by_host(dialect.loaded_dbapi, cparams)
 
 
 _unpatched_select = eventlet.patcher.original("select")  # a zero-timeout poll never blocks: no need to be green
@@ -202,12 +211,16 @@ class UnitOfWork:
         session = self.session
         if session.in_transaction():
             session.rollback()
+        call = self.idempotent_call
+        claiming = call is not None and not call.attempted
+        committing = False
         try:
             with session.begin():
-                if self.idempotent_call is not None and not self.idempotent_call.attempted:
-                    self.idempotent_call.claim(session)  # in the same transaction as the effect
+                if claiming:
+                    call.claim(session)  # in the same transaction as the effect
                 yield session
                 wrote_events = session.info.pop(OUTBOX_WRITTEN, False)
+                committing = True  # what fails from here on is the COMMIT
         except IntegrityError:
             # A concurrent request won a uniqueness race; nothing of this one was kept.
             session.info.pop(OUTBOX_WRITTEN, None)
@@ -225,13 +238,34 @@ class UnitOfWork:
                     self.idempotent_call.claimed = False
                 raise Conflict("concurrent_change", "Another request changed the same records at the same time; "
                                                     "nothing was saved. Try again.") from None
-            if "database is locked" not in str(error):
+            if "database is locked" in str(error):
+                # SQLite: another writer held the database past the busy timeout; nothing of this one was kept.
+                raise Conflict("concurrent_change", "The database was busy with another change; nothing was "
+                               "saved. Try again.") from None
+            if not (committing and claiming and call is not None and call.claimed and error.connection_invalidated
+                    and self._claim_was_committed(call)):
                 raise
-            # SQLite: another writer held the database past the busy timeout; nothing of this one was kept.
-            raise Conflict("concurrent_change", "The database was busy with another change; nothing was saved. "
-                           "Try again.") from None
+            # The connection broke while the COMMIT was in flight (the server crashed, a failover): it may or may
+            # not have happened. This attempt's Idempotency-Key record, committed with the effect or not at all,
+            # is on the database: it happened, and the entrypoint goes on as after any commit (its answer is then
+            # stored, and a retry gets it instead of "pending" for good).
+            log.warning("%s: a COMMIT whose answer was lost had happened (its Idempotency-Key record is there)",
+                        call.target)
         if wrote_events:  # read-only and event-free transactions leave the relay asleep
             self._commit_signal.notify()
+
+    def _claim_was_committed(self, call: IdempotentCall) -> bool:
+        """Asked on a new connection, for up to about 15 s while the database cannot be reached (the primary
+        gone, its standby not promoted yet); False if it cannot be told by then."""
+        for delay in (0.2, 0.5, 1, 2, 4, 8, None):
+            try:
+                with self.engine.connect() as connection:
+                    return call.claim_is_on(connection)
+            except OperationalError:
+                if delay is None:
+                    return False
+                eventlet.sleep(delay)
+        return False
 
     @contextlib.contextmanager
     def autocommit(self):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 
+import eventlet
 import psycopg2
 from eventlet import hubs
 from eventlet.hubs import trampoline
@@ -77,3 +78,38 @@ def patch_psycopg() -> None:
 
 def is_green() -> bool:
     return extensions.get_wait_callback() is not None
+
+
+def connect_host_by_host(dbapi, cparams: dict):
+    """Connect to the first of several hosts (``host=a,b port=p,q``, a URI naming a primary and its standby)
+    that takes the connection, each given ``connect_timeout`` seconds, in a green process.
+
+    libpq applies ``connect_timeout`` only to a blocking connect; under the wait callback a host that takes the
+    TCP connection and then says nothing (a frozen server, a host gone behind a device that still answers) is
+    waited on for ``DB_SOCKET_TIMEOUT_SECONDS`` (300), and then the whole connection fails: libpq never reaches
+    the next host, so a service could not reach a promoted standby listed second. Here each host is tried on its
+    own, with the same parameters (``target_session_attrs`` included: a read-only server is refused and the next
+    one tried), for at most ``connect_timeout`` each; the last error is raised when none takes it
+    (``tests/integration/test_db_failover.py::test_a_host_that_takes_connections_and_never_answers_is_passed_over``).
+    """
+    hosts = str(cparams["host"]).split(",")
+    ports = str(cparams.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    seconds = float(cparams["connect_timeout"]) if cparams.get("connect_timeout") else None
+    failure: Exception | None = None
+    for host, port in zip(hosts, ports, strict=True):
+        params = dict(cparams, host=host)
+        if port:
+            params["port"] = port
+        else:
+            params.pop("port", None)
+        silent = psycopg2.OperationalError(f'connection to server at "{host}", port {port or "default"} failed: '
+                                           f"no answer within connect_timeout ({seconds} s)")
+        try:
+            with eventlet.Timeout(seconds, silent):
+                return dbapi.connect(**params)
+        except psycopg2.OperationalError as error:
+            failure = error
+    assert failure is not None
+    raise failure

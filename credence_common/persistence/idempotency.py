@@ -145,6 +145,7 @@ class IdempotentCall:
     ttl: timedelta = timedelta(hours=DEFAULT_RECORD_TTL_HOURS)
     attempted: bool = False  # the entrypoint opened its first transaction
     claimed: bool = False  # ... and this attempt took the key, so it stores the answer
+    claimed_at: datetime | None = None  # the record's created_at as this attempt inserted it: which attempt's it is
 
     @classmethod
     def from_worker(cls, worker_ctx, ttl: timedelta | None = None) -> IdempotentCall | None:
@@ -179,6 +180,7 @@ class IdempotentCall:
             session.execute(insert(IDEMPOTENCY_RECORDS).values(
                 record_key=self.record_key, target=self.target, fingerprint=self.fingerprint, created_at=now))
             self.claimed = True  # if this transaction rolls back, so does the record, and nothing is stored
+            self.claimed_at = now
             return
         if not hmac.compare_digest(found.fingerprint, self.fingerprint):
             raise InvalidInput("idempotency_key_reused", "This Idempotency-Key was used for a different request; "
@@ -189,6 +191,14 @@ class IdempotentCall:
             raise Conflict("idempotent_request_pending", "A request with this Idempotency-Key took effect but its "
                                                          "answer is not known yet; look the result up instead.")
         raise StoredAnswer(answer)
+
+    def claim_is_on(self, connection) -> bool:
+        """Whether the record this attempt inserted is on the database (not a later attempt's: its created_at
+        differs). It was inserted in the attempt's first transaction, so it is there exactly when that
+        transaction committed: the way to learn the outcome of a ``COMMIT`` whose answer was lost."""
+        return connection.execute(select(IDEMPOTENCY_RECORDS.c.target).where(
+            IDEMPOTENCY_RECORDS.c.record_key == self.record_key, IDEMPOTENCY_RECORDS.c.target == self.target,
+            IDEMPOTENCY_RECORDS.c.created_at == self.claimed_at)).first() is not None
 
     def store(self, session: Session, result=None, error: CredenceError | None = None) -> None:
         answer = {"refusal": refusal_to_wire(error)} if error is not None else {"result": result}

@@ -7,7 +7,8 @@ The rules, written once:
   swaps a symlinked directory, so a file's path stays while the file behind it is another one;
 - the files are looked at no more often than every ``check_interval_seconds`` (a request path calls ``current``);
 - a broken update (a half-written file, a key that does not parse: the loader raises ``ValueError``; a file
-  gone in the middle of a swap: ``OSError``) keeps the last good secrets and is logged; a broken directory at start-up raises, so the start stops;
+  gone in the middle of a swap: ``OSError``) keeps the last good secrets and is logged; a broken directory at
+  start-up raises, so the start stops;
 - a reload is logged with what it loaded, described by the caller (never the secret itself).
 """
 

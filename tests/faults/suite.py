@@ -33,6 +33,7 @@ from deploy.platform import Platform, free_port
 from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES
 from tests.faults.broker import TestBroker, rabbitmq_available, where_looked
 from tests.faults.proxy import FaultProxy
+from tests.faults.standby import CallerView, ReplicatedPostgres, failover_plan
 
 JOURNEY_THREADS = 3
 PATIENCE = 150.0  # seconds a journey keeps retrying what a fault broke
@@ -132,7 +133,7 @@ def rows(db: str, sql: str) -> list[tuple]:
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def rig(workdir: Path, backend: str):
+def rig(workdir: Path, backend: str, standby: ReplicatedPostgres | None = None):
     broker = TestBroker(workdir / "broker")
     broker.start()
     proxy = FaultProxy(broker.port)
@@ -148,7 +149,18 @@ def rig(workdir: Path, backend: str):
             env[spec.metrics_port_env] = str(free_port())
     databases: dict[str, str] = {}  # service -> where the suite reads it (not through the proxy)
     database_proxy = None
-    if backend == "postgresql":
+    if standby is not None:  # the suite's own primary and standby; every URI names both (tests/faults/standby.py)
+        from sqlalchemy import create_engine, text
+
+        from credence_common.persistence.db import normalise_db_uri
+
+        admin = create_engine(normalise_db_uri(standby.admin_uri), isolation_level="AUTOCOMMIT")
+        for service in SERVICE_NAMES:
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "credence_faults_{service}"'))
+            databases[service] = env[f"{service.upper()}_DB_URI"] = standby.service_uri(f"credence_faults_{service}")
+        admin.dispose()
+    elif backend == "postgresql":
         from sqlalchemy import create_engine, text
 
         from credence_common.persistence.db import normalise_db_uri
@@ -275,25 +287,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The fault suite (see the module's docstring).")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--only", metavar="TEXT", help="strike only the faults whose name contains TEXT")
-    parser.add_argument("--rounds", type=int, default=1, help="strike the faults this many times (default 1)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="strike the faults this many times (default 1; 3 with --standby)")
+    parser.add_argument("--standby", action="store_true",
+                        help="PostgreSQL: a primary and a synchronous standby of the suite's own, failed over "
+                             "during the journeys (tests/faults/standby.py) instead of the other faults")
     args = parser.parse_args(argv)
+    if args.standby and args.backend != "postgresql":
+        parser.error("--standby needs --backend postgresql")
+    rounds = args.rounds or (3 if args.standby else 1)
     logging.basicConfig(level=logging.ERROR)  # reconnecting clients chatter while the broker is away
     if not rabbitmq_available():
         print(f"fault suite: no rabbitmq-server on this machine (looked at {where_looked()})")
         return 2
     workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
-    platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend)
+    standby = ReplicatedPostgres() if args.standby else None
     outcome = 1
+    try:
+        if standby is not None:
+            standby.start()
+        platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend, standby)
+    except BaseException:
+        if standby is not None:
+            standby.close(keep=True)
+        raise
     try:
         platform.migrate()
         platform.start()
-        outcome = run_faults(platform, broker, proxy, database_proxy, databases, args.backend, args.only,
-                             args.rounds)
+        outcome = run_faults(platform, broker, proxy, database_proxy, databases,
+                             args.backend + ("-standby" if standby else ""), args.only, rounds, standby)
         return outcome
     finally:
         platform.stop()
         proxy.close()
         broker.stop()
+        if standby is not None:
+            standby.close(keep=outcome != 0)
+            if outcome != 0:
+                print(f"kept for inspection: {workdir} and {standby.root}")
         if database_proxy is not None:
             database_proxy.close()
             if outcome == 0:
@@ -303,9 +334,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, database_proxy: FaultProxy | None,
-               dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1) -> int:
+               dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1,
+               standby: ReplicatedPostgres | None = None) -> int:
     subscriber = Subscriber(broker.amqp_uri)
     subscriber.start()
+    callers = CallerView()
+    if standby is not None:
+        callers.install()  # what the journeys saw at each failover
     journeys = Journeys(platform.gateway_url)
     journeys.start()
     faults: list[tuple[str, float]] = []
@@ -325,6 +360,8 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
     if database_proxy is not None:
         plan.append(("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5)))
     plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))
+    if standby is not None:
+        plan = failover_plan(standby)
     plan = [(name, action) for name, action in plan if not only or only in name]
     if not plan:
         raise SystemExit(f"no fault's name contains {only!r}")
@@ -405,6 +442,8 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
         report += [f"  paid, not issued: {c}" for c in sorted(paid - set(done))[:5]]
         report += ["  queues (name, type, ready, unacknowledged, consumers):"]
         report += [f"    {line}" for line in broker.queues()]
+    if standby is not None:
+        report += callers.report(standby)
     enough = len(journeys.completed) >= 5  # the faults did not simply stop all work
     report.append("PASSED" if not sum(lost.values()) and not sum(duplicated.values()) and enough
                   and not internal_errors else

@@ -185,3 +185,92 @@ def test_after_sign_ins_with_idempotency_keys_no_token_code_or_password_is_kept_
     records = query(db, "select target, answer_json from idempotency_records order by target")
     assert [target for target, _ in records] == ["identity.logout", "identity.register_candidate"]
     assert all(answer.startswith("v1:") for _, answer in records)
+
+
+def _commit_whose_answer_is_lost(engine, monkeypatch, commits: bool, then=None) -> None:
+    """The next COMMITs on ``engine`` reach the server (``commits``) or not, and the answer never comes back: the
+    connection breaks, as when the primary crashes with the COMMIT in flight (the fault suite's failover)."""
+    dialect = engine.dialect
+    real_commit = dialect.do_commit
+
+    def commit(dbapi_connection):
+        if commits:
+            real_commit(dbapi_connection)
+        else:
+            dbapi_connection.rollback()
+        if then is not None:
+            then()
+        raise dialect.loaded_dbapi.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dialect, "do_commit", commit)
+    monkeypatch.setattr(dialect, "is_disconnect", lambda error, *_args: "server closed" in str(error))
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not-committed"])
+def test_a_commit_whose_answer_was_lost_is_told_by_its_idempotency_record(databases, monkeypatch, committed):
+    """docs/operations.md, "Running on PostgreSQL with a streaming standby": the connection breaks while the
+    COMMIT of an idempotent call's first transaction is in flight. If it happened, this attempt's record is there
+    and the call goes on as after any commit (its answer is stored later; a retry is not told "pending" for
+    good); if not, the error stands and a retry runs the call again. The fault suite found the first case: a
+    payment whose claiming commit reached the promoted standby, retried for 150 s with 409 pending."""
+    from sqlalchemy.exc import OperationalError
+
+    from credence_common.persistence.db import CommitSignal, UnitOfWork
+    from credence_common.persistence.sequences import next_value
+    from services.identity.models import NumberSequence
+
+    engine = make_engine(databases.create("identity"))
+    headers = gateway_headers(f"key-lost-{committed}", "register_candidate")
+    try:
+        attempt = UnitOfWork(engine, CommitSignal(), call_for(headers))
+        with monkeypatch.context() as patched:
+            _commit_whose_answer_is_lost(engine, patched, commits=committed)
+            if committed:
+                with attempt.transaction() as session:  # no error: the record says the COMMIT happened
+                    next_value(session, NumberSequence, "effect")
+            else:
+                with pytest.raises(OperationalError), attempt.transaction() as session:
+                    next_value(session, NumberSequence, "effect")
+        if committed:
+            with attempt.transaction() as session:  # what IdempotentRpc then does
+                attempt.idempotent_call.store(session, {"value": 1})
+            with pytest.raises(idempotency.StoredAnswer), \
+                    UnitOfWork(engine, CommitSignal(), call_for(headers)).transaction() as session:
+                next_value(session, NumberSequence, "effect")
+        else:
+            assert query_records(engine) == []
+            with UnitOfWork(engine, CommitSignal(), call_for(headers)).transaction() as session:  # the retry runs
+                next_value(session, NumberSequence, "effect")
+        with Session(engine) as session, session.begin():
+            assert next_value(session, NumberSequence, "effect") == 2  # the effect happened once either way
+    finally:
+        engine.dispose()
+
+
+def test_a_later_attempts_record_is_not_taken_for_the_lost_commits(databases, monkeypatch):
+    """The COMMIT did not happen, and meanwhile a retry of the same request claimed the key: its record is not
+    this attempt's (another created_at), so the error stands and nothing is taken for done."""
+    from sqlalchemy.exc import OperationalError
+
+    from credence_common.persistence.db import CommitSignal, UnitOfWork
+    from credence_common.persistence.sequences import next_value
+    from services.identity.models import NumberSequence
+
+    engine = make_engine(databases.create("identity"))
+    headers = gateway_headers("key-lost-retried", "register_candidate")
+    other = make_engine(str(engine.url.render_as_string(hide_password=False)))
+
+    def a_retry_claims_the_key():
+        with Session(other) as session, session.begin():
+            call_for(headers).claim(session, now=utcnow() + timedelta(seconds=1))
+
+    try:
+        with monkeypatch.context() as patched:
+            _commit_whose_answer_is_lost(engine, patched, commits=False, then=a_retry_claims_the_key)
+            with pytest.raises(OperationalError), \
+                    UnitOfWork(engine, CommitSignal(), call_for(headers)).transaction() as session:
+                next_value(session, NumberSequence, "effect")
+        assert query_records(engine) == [None]  # the retry's record, whose answer the retry will store
+    finally:
+        other.dispose()
+        engine.dispose()

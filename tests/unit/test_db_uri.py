@@ -72,3 +72,18 @@ def test_a_flushs_many_updates_go_to_psycopg2_in_pages_not_row_by_row():
     # INSERTs as multi-row VALUES (SQLAlchemy's default), UPDATEs and DELETEs through execute_batch
     assert engine.dialect.executemany_mode is EXECUTEMANY_VALUES_PLUS_BATCH
     engine.dispose()
+
+
+def test_a_uri_naming_a_primary_and_its_standby_reaches_libpq_as_a_host_list(monkeypatch):
+    """docs/operations.md, "Running on PostgreSQL with a streaming standby": both servers in one URI, and libpq keeps
+    the one that accepts writes (the fault suite's failover uses it: tests/faults/standby.py). (As a blocking
+    process sees it: a green one tries the hosts one at a time, tests/integration/test_db_failover.py.)"""
+    monkeypatch.setattr("credence_common.persistence.db.is_green", lambda: False)
+    params = _what_reaches_the_driver(
+        "postgresql://scoring:secret@/scoring?host=pg-a.example:5432&host=pg-b.example:5433"
+        "&target_session_attrs=read-write&connect_timeout=5")
+    libpq = parse_dsn(make_dsn(**params))
+    assert {key: libpq[key] for key in ("host", "port", "dbname", "target_session_attrs", "connect_timeout")} == {
+        "host": "pg-a.example,pg-b.example", "port": "5432,5433", "dbname": "scoring",
+        "target_session_attrs": "read-write", "connect_timeout": "5"}
+    assert libpq["options"] == "-c idle_in_transaction_session_timeout=60000"  # the defences too

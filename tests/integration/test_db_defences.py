@@ -7,6 +7,7 @@ container with the ``Database`` dependency every service has, its connections, i
 
 from __future__ import annotations
 
+import os
 import time
 
 import eventlet
@@ -216,6 +217,9 @@ class DatabaseProbe:
             session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
 
 
+DEFENCE_SETTINGS = ("DB_SOCKET_TIMEOUT_SECONDS", "DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS")
+
+
 @pytest.fixture
 def probe(container_factory, rabbit_config, tmp_path):
     """``probe()``: the probe service started on a new PostgreSQL database (the environment the test set is
@@ -225,13 +229,19 @@ def probe(container_factory, rabbit_config, tmp_path):
     DatabaseProbe.holding = {"a": Event(), "b": Event()}
 
     def start() -> dict:
-        db_uri = postgres.create("db_probe", revision=None)
-        engine = make_engine(db_uri)
+        # the database is made with the default defences: a test's short socket timeout is for the service under
+        # test, and a CREATE DATABASE on a loaded machine can take longer (seen: 0.5 s, in a full run)
+        chosen = {name: os.environ.pop(name) for name in DEFENCE_SETTINGS if name in os.environ}
         try:
-            with engine.begin() as connection:
-                connection.execute(text("CREATE TABLE probe_rows (marker text PRIMARY KEY)"))
+            db_uri = postgres.create("db_probe", revision=None)
+            engine = make_engine(db_uri)
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text("CREATE TABLE probe_rows (marker text PRIMARY KEY)"))
+            finally:
+                engine.dispose()
         finally:
-            engine.dispose()
+            os.environ.update(chosen)
         config = {"AMQP_URI": rabbit_config["AMQP_URI"], "DB_URI": db_uri}
         container_factory(DatabaseProbe, config).start()
         return config

@@ -181,12 +181,16 @@ def series(samples: list[Sample], kind: str) -> dict[str, list[tuple[float, floa
     return out
 
 
-def memory_rows(outcome: Outcome) -> list[tuple[str, float, float, float | None, int]]:
-    """(process, first MiB, last MiB, slope MiB/h after the warm-up over the load, samples in the slope)."""
+def memory_rows(outcome: Outcome) -> list[tuple[str, float, float, float | None, int, float | None]]:
+    """(process, first MiB, last MiB, slope MiB/h after the warm-up over the load, samples in the slope, slope over
+    the second half of that window alone). The last is reported, not judged: a curve that levels off (caches
+    filling) has a much smaller second-half slope than a steady leak, which keeps its slope."""
     rows = []
     for name, points in series(outcome.samples, "rss_mib").items():
         window = [(t, v) for t, v in points if outcome.warmup_seconds <= t <= outcome.load_seconds]
-        rows.append((name, points[0][1], points[-1][1], slope_per_hour(window), len(window)))
+        middle = (outcome.warmup_seconds + outcome.load_seconds) / 2
+        rows.append((name, points[0][1], points[-1][1], slope_per_hour(window), len(window),
+                     slope_per_hour([(t, v) for t, v in window if t >= middle])))
     return rows
 
 
@@ -233,7 +237,7 @@ def judge(outcome: Outcome) -> list[Check]:
     checks: list[Check] = []
     window_minutes = (outcome.load_seconds - outcome.warmup_seconds) / 60
     limit = THRESHOLDS["rss_slope_mib_per_hour"]
-    for name, _first, _last, slope, count in memory_rows(outcome):
+    for name, _first, _last, slope, count, _later in memory_rows(outcome):
         if name.startswith("rabbitmq"):
             continue  # reported, not judged: the broker is not the platform's code
         if window_minutes < THRESHOLDS["min_slope_window_minutes"] or slope is None:
@@ -282,10 +286,12 @@ def render(outcome: Outcome, checks: list[Check], commit: str = "", when: str = 
              + (f", commit {commit}" if commit else "") + (f", {when}" if when else ""),
              f"RSS slope: least squares over the samples from {outcome.warmup_seconds / 60:g} min (warm-up left out) "
              f"to the end of the load; samples every {sample_interval(outcome):.0f} s", ""]
-    lines.append(f"{'process':<22} {'start MiB':>10} {'end MiB':>9} {'slope MiB/h':>12} {'samples':>8}")
-    for name, first, last, slope, count in memory_rows(outcome):
+    lines.append(f"{'process':<22} {'start MiB':>10} {'end MiB':>9} {'slope MiB/h':>12} {'samples':>8} "
+                 f"{'2nd half MiB/h':>15}")
+    for name, first, last, slope, count, later in memory_rows(outcome):
         shown = "-" if slope is None else f"{slope:+.1f}"
-        lines.append(f"{name:<22} {first:>10.1f} {last:>9.1f} {shown:>12} {count:>8}")
+        second = "-" if later is None else f"{later:+.1f}"
+        lines.append(f"{name:<22} {first:>10.1f} {last:>9.1f} {shown:>12} {count:>8} {second:>15}")
     lines += ["", f"{'queue':<56} {'max depth':>9} {'end':>5}"]
     lines += [f"{name:<56} {high:>9} {end:>5}" for name, high, end in queue_rows(outcome)]
     lines += ["", f"{'table':<44} {'start':>7} {'max':>7} {'end':>7} {'rows/h':>8}  expected"]

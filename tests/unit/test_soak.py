@@ -78,7 +78,7 @@ def test_a_flat_run_passes_and_says_so():
     result = outcome()
     assert all(ok is not False for ok in verdicts(result).values())
     assert render(result, judge(result), "abc1234", "2026-12-07").rstrip().endswith("PASSED")
-    rows = {name: slope for name, _first, _last, slope, _count in memory_rows(result)}
+    rows = {name: slope for name, _first, _last, slope, _count, _later in memory_rows(result)}
     assert abs(rows["identity"]) < 1
     assert "rabbitmq (soak node)" not in verdicts(result)  # reported, not judged
     assert throughput(result)[0] == ("journeys", pytest.approx(40.0), pytest.approx(40.0))
@@ -91,6 +91,8 @@ def test_memory_growing_past_the_threshold_fails_the_process():
     assert verdicts(result)["identity"] is False and verdicts(result)["gateway"] is False
     assert render(result, judge(result)).rstrip().endswith("FAILED")
     assert verdicts(outcome(rss_growth_per_hour=limit / 2))["identity"] is True
+    steady = {name: later for name, *_rest, later in memory_rows(result)}
+    assert steady["identity"] == pytest.approx(limit * 2, rel=0.1)  # a steady leak keeps its slope
 
 
 def test_a_short_run_does_not_judge_slopes_nor_pruning():

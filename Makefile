@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BENCH_ROUNDS ?= 5
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser promtool kubectl run run-emulated demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import clean
+.PHONY: install browser promtool kubectl run run-emulated demo migrate test test-unit test-integration test-e2e test-faults lint docs bench bench-quick bench-check bench-check-asgi bench-reads bench-slow bench-tools bench-import soak clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -139,6 +139,13 @@ bench-tools:
 
 bench-import: $(STAMP)
 	$(PY) -m bench.result_import
+
+# issue #22 item 7: 30 minutes of mixed load against the whole platform on a RabbitMQ node of its own, every process's
+# memory slope, every queue's depth and every table's rows (bench/soak.py; docs/reliability.md "Soak").
+# SOAK_ARGS="--backend postgresql" for throw-away PostgreSQL databases, "--minutes 60" for longer.
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

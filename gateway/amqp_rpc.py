@@ -18,6 +18,11 @@ broker goes away it reconnects and declares the queue and its binding again; a c
 ends at its deadline (``service_timeout``), a call made while the broker is unreachable at once
 (``broker_unavailable``), the same answers as the nameko gateway (credence_common/bus/remote.py).
 
+``AMQP_URI`` may name every node of a RabbitMQ cluster (kombu's failover syntax, ``uri-a;uri-b;uri-c``:
+credence_common/broker_addresses.py). aio-pika's robust connection reconnects to one URL only; ``FailoverConnection``
+moves to the next node after a lost connection or a failed attempt, so the gateway follows the cluster round the
+nodes as kombu does for the services (docs/operations.md "Running on a RabbitMQ cluster").
+
 Bodies are encoded and decoded with kombu's JSON, which is what the services use, so that an answer reads the
 same through either gateway; errors are rebuilt with nameko's own ``deserialize``: a registered
 ``CredenceError`` comes back as that class, anything else as nameko's ``RemoteError``.
@@ -34,8 +39,10 @@ import aio_pika
 from aio_pika.exceptions import AMQPError, DeliveryError
 from kombu.utils import json as kombu_json
 from nameko.exceptions import deserialize
+from yarl import URL
 
 import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
+from credence_common.broker_addresses import broker_uris
 from credence_common.contracts.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,74 @@ def amqp_url(uri: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
+def amqp_urls(uri: str) -> list[str]:
+    """Every node's aio-pika URL, from an ``AMQP_URI`` naming one node or several (``;``-separated)."""
+    return [amqp_url(one) for one in broker_uris(uri)] or [amqp_url(uri)]
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection over several nodes: each new attempt after a lost connection or a failed
+    attempt goes to the next node, round the list (kombu's round-robin failover).
+
+    aio-pika reads ``self.url`` once per attempt (``Connection.connect``); the two hooks that move it on are the
+    connection's close callback and its private attempt (``_RobustConnection__connect_transport``, aio-pika 10;
+    tests/unit/test_broker_addresses.py fails if an upgrade renames it)."""
+
+    def __init__(self, urls: list[str], first: int = 0, **kwargs):
+        self._urls = [URL(url) for url in urls]
+        self._current = first % len(self._urls)
+        super().__init__(self._urls[self._current], **kwargs)
+
+    @property  # type: ignore[override]
+    def url(self) -> URL:
+        return self._urls[self._current]
+
+    @url.setter
+    def url(self, value) -> None:  # aio-pika sets it in __init__ (and update_secret): keep the list in step
+        value = URL(value)
+        hosts = [(u.host, u.port) for u in self._urls]
+        if (value.host, value.port) in hosts:
+            self._current = hosts.index((value.host, value.port))
+            self._urls[self._current] = value
+        else:
+            self._urls[self._current] = value
+
+    def _next_node(self) -> None:
+        if len(self._urls) > 1:
+            self._current = (self._current + 1) % len(self._urls)
+            log.info("broker connection: next attempt on %s", self)
+
+    async def _on_connection_close(self, closing: asyncio.Future) -> None:
+        if not (self._close_called or self.is_closed):
+            self._next_node()
+        await super()._on_connection_close(closing)
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        attempted = self._current
+        try:
+            await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+        except Exception:
+            if self._current == attempted:  # not moved on already by the close callback
+                self._next_node()
+            raise
+
+
+async def connect_failover(urls: list[str], **kwargs) -> FailoverConnection:
+    """A connected ``FailoverConnection``: the first node that accepts, trying each once (aio-pika's first
+    connection fails fast: a failed one is not reused)."""
+    failure: Exception | None = None
+    for first in range(len(urls)):
+        connection = FailoverConnection(urls, first=first, **kwargs)
+        try:
+            await connection.connect()
+            return connection
+        except Exception as exc:
+            failure = exc
+            await asyncio.gather(connection.close(), return_exceptions=True)
+    assert failure is not None
+    raise failure
+
+
 def context_headers(context: dict, call_id: str) -> dict:
     """nameko's ``HeaderEncoder.get_message_headers`` of a worker context holding ``context``: every key as
     ``nameko.<key>``, ``None`` values dropped, plus the call id stack this call starts."""
@@ -67,7 +142,7 @@ class RpcClient:
     request (aio-pika's channel multiplexes the publishes; replies are matched by correlation id)."""
 
     def __init__(self, amqp_uri: str, caller: str = "gateway", exchange: str = RPC_EXCHANGE):
-        self._url = amqp_url(amqp_uri)
+        self._urls = amqp_urls(amqp_uri)
         self._caller = caller
         self._exchange_name = exchange
         self._reply_key = str(uuid.uuid4())
@@ -80,7 +155,7 @@ class RpcClient:
         return f"rpc.reply-{self._caller}-{self._reply_key}"  # nameko's RPC_REPLY_QUEUE_TEMPLATE
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self._url, client_properties={
+        self._connection = await connect_failover(self._urls, client_properties={
             "connection_name": f"{self._caller} rpc client"})
         # publisher confirms plus on_return_raises: an unroutable call (no queue for that service) raises
         # DeliveryError once the broker has returned it, as nameko's proxy raises UnknownService

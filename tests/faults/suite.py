@@ -32,6 +32,7 @@ from deploy.journey import DEV_STAFF_PASSWORD, run_journey
 from deploy.platform import Platform, free_port
 from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES
 from tests.faults.broker import TestBroker, rabbitmq_available, where_looked
+from tests.faults.cluster import TestCluster, cluster_plan, replicated_everywhere, start_cluster
 from tests.faults.proxy import FaultProxy
 
 JOURNEY_THREADS = 3
@@ -43,14 +44,14 @@ class Subscriber(threading.Thread):
     """A downstream system: its own durable queue on the certificate events, straight on the broker (not
     through the proxy), reconnecting whenever the broker goes away. Records every delivery."""
 
-    def __init__(self, amqp_uri: str):
+    def __init__(self, amqp_uri: str, queue_arguments: dict | None = None):
         super().__init__(daemon=True)
         self.amqp_uri = amqp_uri
         self.deliveries: list[tuple[str, str]] = []  # (event id, certificate id)
         self.envelopes: dict[str, dict] = {}
         self.stopping = False
         self.queue = Queue("faults.downstream-registry", exchange=event_exchange("certificates"), routing_key=ISSUED,
-                           durable=True)
+                           durable=True, queue_arguments=queue_arguments)
         with Connection(amqp_uri) as connection:
             self.queue(connection.channel()).declare()  # before any event: none is published into the void
 
@@ -132,12 +133,17 @@ def rows(db: str, sql: str) -> list[tuple]:
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def rig(workdir: Path, backend: str):
-    broker = TestBroker(workdir / "broker")
-    broker.start()
-    proxy = FaultProxy(broker.port)
+def rig(workdir: Path, backend: str, cluster: bool = False):
+    if cluster:  # three nodes, a proxy in front of each; the services get every proxy (tests/faults/cluster.py)
+        broker, proxy = start_cluster(workdir / "cluster")
+        amqp_uri = proxy.amqp_uri
+    else:
+        broker = TestBroker(workdir / "broker")
+        broker.start()
+        proxy = FaultProxy(broker.port)
+        amqp_uri = f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/"
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
-    env.update({"CREDENCE_ENV": "development", "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/",
+    env.update({"CREDENCE_ENV": "development", "AMQP_URI": amqp_uri,
                 "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}", "OUTBOX_POLL_INTERVAL": "0.2",
                 "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000", "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
                 "REPORT_DELAY_WORKING_DAYS": "0", "EVENT_RETRY_BASE_SECONDS": "0.5", "RPC_TIMEOUT_SECONDS": "8",
@@ -254,19 +260,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--only", metavar="TEXT", help="strike only the faults whose name contains TEXT")
     parser.add_argument("--rounds", type=int, default=1, help="strike the faults this many times (default 1)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="a three-node RabbitMQ cluster and its faults instead (tests/faults/cluster.py)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # reconnecting clients chatter while the broker is away
     if not rabbitmq_available():
         print(f"fault suite: no rabbitmq-server on this machine (looked at {where_looked()})")
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
-    platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend)
+    label = args.backend + ("-cluster" if args.cluster else "")
+    workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{label}-"))
+    platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend, args.cluster)
     outcome = 1
     try:
         platform.migrate()
         platform.start()
-        outcome = run_faults(platform, broker, proxy, database_proxy, databases, args.backend, args.only,
-                             args.rounds)
+        outcome = run_faults(platform, broker, proxy, database_proxy, databases, label, args.only,
+                             args.rounds, cluster=broker if args.cluster else None)
         return outcome
     finally:
         platform.stop()
@@ -280,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"kept for inspection: {workdir} and databases {sorted(databases.values())}")
 
 
-def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, database_proxy: FaultProxy | None,
-               dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1) -> int:
-    subscriber = Subscriber(broker.amqp_uri)
+def run_faults(platform: Platform, broker, proxy, database_proxy: FaultProxy | None,
+               dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1,
+               cluster: TestCluster | None = None) -> int:
+    # in a cluster the downstream queue is a quorum queue too, or it would live (and die) on one node
+    subscriber = Subscriber(broker.amqp_uri, {"x-queue-type": "quorum"} if cluster else None)
     subscriber.start()
     journeys = Journeys(platform.gateway_url)
     journeys.start()
@@ -293,15 +304,20 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
         plan.append((f"SIGKILL {service}, restart", lambda s=service: (platform.kill(s), restart(platform, s))))
     for service in SERVICE_NAMES:  # every service scaled out under load, its second instance then stopped
         plan.append((f"second {service} instance for 8 s", lambda s=service: second_instance(platform, s, 8)))
-    plan += [("broker restart", broker.restart),
-             ("broker link dropped", proxy.drop),
-             ("broker link stalled 5 s", lambda: proxy.stall(5)),
-             ("payments restarted while the broker is unreachable",
-              lambda: start_while_broker_unreachable(platform, proxy, "payments")),
-             ("certificates SIGKILLed during a broker outage",
-              lambda: kill_during_broker_outage(platform, broker, "certificates"))]
+    if cluster is None:
+        plan += [("broker restart", broker.restart),
+                 ("broker link dropped", proxy.drop),
+                 ("broker link stalled 5 s", lambda: proxy.stall(5)),
+                 ("payments restarted while the broker is unreachable",
+                  lambda: start_while_broker_unreachable(platform, proxy, "payments")),
+                 ("certificates SIGKILLed during a broker outage",
+                  lambda: kill_during_broker_outage(platform, broker, "certificates"))]
     if database_proxy is not None:
         plan.append(("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5)))
+    notes: list[str] = []
+    if cluster is not None:  # the cluster's faults instead of the single broker's (the service faults run there)
+        notes.append(replicated_everywhere(cluster))
+        plan = cluster_plan(cluster, proxy)
     plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))
     plan = [(name, action) for name, action in plan if not only or only in name]
     if not plan:
@@ -370,7 +386,7 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
                           for log in platform.log_dir.glob("gateway*.log"))
     report = [f"fault suite on {backend}", f"{'fault':<52} seconds"]
     report += [f"{name:<52} {seconds:6.1f}" for name, seconds in faults]
-    report += ["", f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
+    report += ["", *notes, f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
                    f"failed {len(journeys.failed)}",
                f"payments credited {len(credits_per_order)}, certificates issued {len(done)}, "
                f"issued events received {len(subscriber.deliveries)} ({len(received)} certificates)",

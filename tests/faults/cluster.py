@@ -1,0 +1,284 @@
+"""A three-node RabbitMQ cluster of the fault suite's own, on this machine: three nodes with their own names,
+AMQP and distribution ports, and directories (under one temporary directory), sharing one Erlang cookie, joined
+into one cluster. Like tests/faults/broker.py's single node, it never touches the shared broker on 5672.
+
+The suite (``--cluster``) puts a FaultProxy in front of each node and gives the services every proxy's address;
+the faults here act on the nodes themselves: SIGKILL one (its beam process, found through the pid file), start
+it again and wait until it runs in the cluster again, stop and start each in turn (a rolling restart).
+
+Quorum queues get a member on every node: RabbitMQ 3.10's default initial group size (the ``rabbit`` application's
+``quorum_cluster_size``, 3) is the node count here, as long as the queues are declared after the cluster is
+formed (a queue declared on a lone node keeps one member); ``TestCluster.quorum_members`` checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.faults.broker import TestBroker, _ctl, _server
+from tests.faults.proxy import FaultProxy
+
+NODES = 3
+
+
+def _queues_script() -> str:
+    beside = Path(_ctl()).parent / "rabbitmq-queues"
+    return str(beside) if beside.is_file() else "rabbitmq-queues"
+
+
+class ClusterNode(TestBroker):
+    """One node: TestBroker's layout (ports, directories, ERL_EPMD_ADDRESS=127.0.0.1) with a name of the
+    cluster's, and the cluster's cookie in its HOME."""
+
+    __test__ = False
+
+    def __init__(self, workdir: Path, name: str, cookie: str):
+        super().__init__(workdir)
+        self.name = name
+        self.node = f"credence-cluster-{os.getpid()}-{name}@localhost"
+        self.env["RABBITMQ_NODENAME"] = self.node
+        cookie_file = workdir / ".erlang.cookie"
+        cookie_file.write_text(cookie)
+        cookie_file.chmod(0o400)
+
+    def ctl(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([_ctl(), "-n", self.node, *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+    def start_detached(self) -> None:
+        subprocess.run([str(_server()), "-detached"], env=self.env, check=True, capture_output=True, timeout=60)
+
+    def os_pid(self) -> int | None:
+        try:
+            return int((self.workdir / "pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        pid = self.os_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def sigkill(self) -> int:
+        pid = self.os_pid()
+        if pid is None:
+            raise RuntimeError(f"{self.node}: no pid file")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return pid
+
+
+class TestCluster:
+    __test__ = False
+
+    def __init__(self, workdir: Path, nodes: int = NODES):
+        cookie = secrets.token_hex(16).upper()
+        self.nodes = [ClusterNode(workdir / f"node-{chr(ord('a') + n)}", chr(ord("a") + n), cookie)
+                      for n in range(nodes)]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def amqp_uri(self) -> str:
+        """Every node, in kombu's failover syntax (straight to the nodes, not through any proxy)."""
+        return ";".join(node.amqp_uri for node in self.nodes)
+
+    def node(self, name: str) -> ClusterNode:
+        return next(node for node in self.nodes if node.name == name or node.node == name)
+
+    def start(self) -> None:
+        """Start every node, join the second and third to the first, and wait until all three run."""
+        for node in self.nodes:
+            node.start_detached()
+        for node in self.nodes:
+            self._wait_booted(node)
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.node)
+            node.ctl("start_app")
+        self.await_online(len(self.nodes))
+
+    @staticmethod
+    def _wait_booted(node: ClusterNode, timeout: float = 180.0) -> None:
+        node.ctl("wait", str(node.workdir / "pid"), "--timeout", str(int(timeout)), timeout=timeout + 30)
+        if not _port_open(node.port, timeout):
+            raise RuntimeError(f"{node.node} did not open port {node.port}")
+
+    def await_online(self, count: int, via: ClusterNode | None = None, timeout: float = 180.0) -> None:
+        via = via or next(node for node in self.nodes if node.alive())
+        via.ctl("await_online_nodes", str(count), "--timeout", str(int(timeout * 1000)), timeout=timeout + 30)
+
+    def running_nodes(self, via: ClusterNode | None = None) -> list[str]:
+        via = via or next(node for node in self.nodes if node.alive())
+        status = via.ctl("cluster_status", "--formatter", "json", timeout=60)
+        return sorted(json.loads(status.stdout).get("running_nodes", []))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.ctl("stop", check=False, timeout=120)
+            if node.alive():
+                node.sigkill()
+
+    # -- what the suite reads ------------------------------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        """Every queue as a line (name, type, leader, messages, members), for the suite's post-mortem."""
+        return [f"{q.get('name')}\t{q.get('type')}\t{q.get('leader')}\t{q.get('messages')}\t"
+                f"{len(q.get('members') or [])} members" for q in self.queue_table()]
+
+    def queue_table(self, via: ClusterNode | None = None) -> list[dict]:
+        """Every queue: name, type, leader and members (quorum queues), messages."""
+        via = via or next(node for node in self.nodes if node.alive())
+        listed = via.ctl("list_queues", "-q", "--formatter", "json", "name", "type", "leader", "messages",
+                         "members", timeout=120, check=False)
+        try:
+            queues = json.loads(listed.stdout or "[]")
+        except ValueError:
+            return []
+        return queues
+
+    def busiest_leader(self) -> ClusterNode:
+        """The node leading the quorum queues with the most messages (ties: the most quorum queues)."""
+        weight: dict[str, tuple[int, int]] = {node.node: (0, 0) for node in self.nodes}
+        for queue in self.queue_table():
+            if queue.get("type") == "quorum" and queue.get("leader") in weight:
+                messages, count = weight[queue["leader"]]
+                weight[queue["leader"]] = (messages + int(queue.get("messages") or 0), count + 1)
+        return self.node(max(weight, key=lambda name: weight[name]))
+
+    def quorum_members(self) -> dict[str, int]:
+        """How many members each quorum queue has."""
+        return {q["name"]: len(q.get("members") or []) for q in self.queue_table() if q.get("type") == "quorum"}
+
+    # -- faults --------------------------------------------------------------------------------------------
+
+    def kill_and_restart(self, node: ClusterNode) -> None:
+        """SIGKILL the node's beam process, start it again, wait until every node runs in the cluster."""
+        node.sigkill()
+        others = [other for other in self.nodes if other is not node]
+        self.await_online(len(self.nodes) - 1, via=others[0])
+        node.start_detached()
+        self._wait_booted(node)
+        self.await_online(len(self.nodes), via=node)
+
+    def wait_not_quorum_critical(self, node: ClusterNode, timeout: float = 180.0) -> None:
+        """Until stopping ``node`` would leave every quorum queue with a majority (its restarted peers caught up)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            check = subprocess.run([_queues_script(), "-n", node.node, "check_if_node_is_quorum_critical"],
+                                   env=node.env, capture_output=True, text=True, timeout=120)
+            if check.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{node.node} stayed quorum-critical: {check.stdout}{check.stderr}")
+            time.sleep(1)
+
+    def rolling_restart(self) -> None:
+        """Each node stopped and started in turn; the next one only once the last is back in the cluster."""
+        for node in self.nodes:
+            self.wait_not_quorum_critical(node)
+            node.ctl("stop", timeout=180)
+            others = [other for other in self.nodes if other is not node]
+            self.await_online(len(self.nodes) - 1, via=others[0])
+            node.start_detached()
+            self._wait_booted(node)
+            self.await_online(len(self.nodes), via=node)
+
+
+class FaultProxies(list):
+    """A FaultProxy in front of each node, in the nodes' order."""
+
+    def close(self) -> None:
+        for proxy in self:
+            proxy.close()
+
+    @staticmethod
+    def live_links(proxy: FaultProxy) -> int:
+        """Connections open through ``proxy`` (its list keeps closed ones until the next drop; a closed socket's
+        fileno is -1)."""
+        with proxy._lock:
+            return sum(client.fileno() != -1 for client, _upstream in proxy._links)
+
+    def busiest(self) -> FaultProxy:
+        """The proxy most clients are connected through (kombu tries the nodes in the order given, so most
+        clients sit on the first node that answered them)."""
+        return max(self, key=self.live_links)
+
+    @property
+    def amqp_uri(self) -> str:
+        return ";".join(f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/" for proxy in self)
+
+
+def start_cluster(workdir: Path) -> tuple[TestCluster, FaultProxies]:
+    """The cluster, started and joined, with a fault proxy in front of each node (what the services reach)."""
+    cluster = TestCluster(workdir)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster, FaultProxies(FaultProxy(node.port) for node in cluster.nodes)
+
+
+def replicated_everywhere(cluster: TestCluster) -> str:
+    """A line for the report: how many quorum queues have a member on every node; raises if one has fewer (a
+    run whose queues are not replicated would prove nothing about a node's loss)."""
+    table = cluster.queue_table()
+    members = {q["name"]: len(q.get("members") or []) for q in table if q.get("type") == "quorum"}
+    short = {name: count for name, count in members.items() if count < len(cluster.nodes)}
+    if not members or short:
+        raise RuntimeError(f"quorum queues not on all {len(cluster.nodes)} nodes: {short or 'none declared'}")
+    rpc = {q["name"]: q.get("type") for q in table if q["name"].startswith("rpc-")}
+    if not rpc or set(rpc.values()) != {"quorum"}:  # credence_common/bus/rpc_queue.py
+        raise RuntimeError(f"RPC queues not all quorum queues: {rpc}")
+    return (f"quorum queues with a member on each of the {len(cluster.nodes)} nodes: {len(members)} of "
+            f"{len(members)}, the {len(rpc)} RPC queues among them")
+
+
+def cluster_plan(cluster: TestCluster, proxies: FaultProxies) -> list[tuple[str, Callable[[], object]]]:
+    """The faults of ``--cluster``, one at a time under journeys (tests/faults/suite.py strikes them)."""
+    def kill_busiest() -> None:
+        node = cluster.busiest_leader()
+        led = [q["name"] for q in cluster.queue_table() if q.get("leader") == node.node]
+        print(f"  SIGKILL {node.node}, leader of {len(led)} quorum queues", flush=True)
+        cluster.kill_and_restart(node)
+
+    def cut_off() -> None:
+        proxy = proxies.busiest()
+        print(f"  cutting off {cluster.nodes[proxies.index(proxy)].node}: {proxies.live_links(proxy)} client links "
+              f"(the others: {[proxies.live_links(other) for other in proxies if other is not proxy]})", flush=True)
+        proxy.refuse(10)
+
+    return [("SIGKILL the node leading the busiest queues, restart", kill_busiest),
+            ("one node cut off from every client for 10 s", cut_off),
+            ("rolling restart of the three nodes", cluster.rolling_restart)]
+
+
+def _port_open(port: int, timeout: float) -> bool:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False

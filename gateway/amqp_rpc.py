@@ -79,7 +79,7 @@ class FailoverConnection(aio_pika.RobustConnection):
         self._current = first % len(self._urls)
         super().__init__(self._urls[self._current], **kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def url(self) -> URL:
         return self._urls[self._current]
 

@@ -3,6 +3,7 @@ then the databases and a downstream subscriber are counted: nothing lost, nothin
 
     make test-faults                          # alone (`make test` runs it too, via tests/faults/test_faults.py)
     .venv/bin/python -m tests.faults.suite    # the same, printing the table
+    .venv/bin/python -m tests.faults.suite --cluster   # on a three-node RabbitMQ cluster (tests/faults/cluster.py)
 
 It runs as a plain process: the test process is monkey-patched by eventlet for nameko's fixtures, and
 threads, pipes and sockets of this driver do not mix with that.

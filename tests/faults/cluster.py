@@ -190,16 +190,21 @@ class TestCluster:
                 raise RuntimeError(f"{node.node} stayed quorum-critical: {check.stdout}{check.stderr}")
             time.sleep(1)
 
-    def rolling_restart(self) -> None:
-        """Each node stopped and started in turn; the next one only once the last is back in the cluster."""
+    def rolling_restart(self) -> dict[str, float]:
+        """Each node stopped and started in turn; the next one only once the last is back in the cluster.
+        Returns the seconds each node was down (from its stop to the cluster's three nodes running)."""
+        down: dict[str, float] = {}
         for node in self.nodes:
             self.wait_not_quorum_critical(node)
+            began = time.monotonic()
             node.ctl("stop", timeout=180)
             others = [other for other in self.nodes if other is not node]
             self.await_online(len(self.nodes) - 1, via=others[0])
             node.start_detached()
             self._wait_booted(node)
             self.await_online(len(self.nodes), via=node)
+            down[node.name] = time.monotonic() - began
+        return down
 
 
 class FaultProxies(list):
@@ -252,23 +257,34 @@ def replicated_everywhere(cluster: TestCluster) -> str:
             f"{len(members)}, the {len(rpc)} RPC queues among them")
 
 
-def cluster_plan(cluster: TestCluster, proxies: FaultProxies) -> list[tuple[str, Callable[[], object]]]:
-    """The faults of ``--cluster``, one at a time under journeys (tests/faults/suite.py strikes them)."""
+def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str]
+                 ) -> list[tuple[str, Callable[[], object]]]:
+    """The faults of ``--cluster``, one at a time under journeys (tests/faults/suite.py strikes them); what each
+    struck is added to ``notes``, for the report."""
+
+    def note(line: str) -> None:
+        print(f"  {line}", flush=True)
+        notes.append(line)
     def kill_busiest() -> None:
         node = cluster.busiest_leader()
         led = [q["name"] for q in cluster.queue_table() if q.get("leader") == node.node]
-        print(f"  SIGKILL {node.node}, leader of {len(led)} quorum queues", flush=True)
+        note(f"SIGKILLed node {node.name}, leader of {len(led)} of the quorum queues")
         cluster.kill_and_restart(node)
 
     def cut_off() -> None:
         proxy = proxies.busiest()
-        print(f"  cutting off {cluster.nodes[proxies.index(proxy)].node}: {proxies.live_links(proxy)} client links "
-              f"(the others: {[proxies.live_links(other) for other in proxies if other is not proxy]})", flush=True)
+        note(f"cut off node {cluster.nodes[proxies.index(proxy)].name}: {proxies.live_links(proxy)} client connections "
+             f"(the other nodes: {', '.join(str(proxies.live_links(o)) for o in proxies if o is not proxy)})")
         proxy.refuse(10)
+
+    def rolling_restart() -> None:
+        down = cluster.rolling_restart()
+        note("rolling restart, seconds each node was down: "
+             + ", ".join(f"{name} {seconds:.1f}" for name, seconds in down.items()))
 
     return [("SIGKILL the node leading the busiest queues, restart", kill_busiest),
             ("one node cut off from every client for 10 s", cut_off),
-            ("rolling restart of the three nodes", cluster.rolling_restart)]
+            ("rolling restart of the three nodes", rolling_restart)]
 
 
 def _port_open(port: int, timeout: float) -> bool:

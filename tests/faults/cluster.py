@@ -169,11 +169,13 @@ class TestCluster:
 
     # -- faults --------------------------------------------------------------------------------------------
 
-    def kill_and_restart(self, node: ClusterNode) -> None:
-        """SIGKILL the node's beam process, start it again, wait until every node runs in the cluster."""
+    def kill_and_restart(self, node: ClusterNode, while_down: Callable[[], None] = lambda: None) -> None:
+        """SIGKILL the node's beam process, wait until the others see it gone, call ``while_down``, start it
+        again and wait until every node runs in the cluster."""
         node.sigkill()
         others = [other for other in self.nodes if other is not node]
         self.await_online(len(self.nodes) - 1, via=others[0])
+        while_down()
         node.start_detached()
         self._wait_booted(node)
         self.await_online(len(self.nodes), via=node)
@@ -257,10 +259,13 @@ def replicated_everywhere(cluster: TestCluster) -> str:
             f"{len(members)}, the {len(rpc)} RPC queues among them")
 
 
-def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str]
+JOURNEYS_WHILE_DOWN = 3
+
+
+def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], completed: Callable[[], int]
                  ) -> list[tuple[str, Callable[[], object]]]:
     """The faults of ``--cluster``, one at a time under journeys (tests/faults/suite.py strikes them); what each
-    struck is added to ``notes``, for the report."""
+    struck is added to ``notes``, for the report. ``completed``: how many journeys have completed so far."""
 
     def note(line: str) -> None:
         print(f"  {line}", flush=True)
@@ -269,7 +274,19 @@ def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str]
         node = cluster.busiest_leader()
         led = [q["name"] for q in cluster.queue_table() if q.get("leader") == node.node]
         note(f"SIGKILLed node {node.name}, leader of {len(led)} of the quorum queues")
-        cluster.kill_and_restart(node)
+        cluster.kill_and_restart(node, while_down=lambda: journeys_on_two_nodes(node.name))
+
+    def journeys_on_two_nodes(down: str, timeout: float = 150.0) -> None:
+        """The platform works on the two nodes left: wait until a few whole journeys complete before the
+        killed node comes back (a positive signal; a platform stuck on the dead node fails the run here)."""
+        began, first = time.monotonic(), completed()
+        while completed() < first + JOURNEYS_WHILE_DOWN:
+            if time.monotonic() - began > timeout:
+                raise RuntimeError(f"only {completed() - first} journeys completed in {timeout:.0f} s while node "
+                                   f"{down} was down")
+            time.sleep(0.2)
+        note(f"while node {down} was down: {completed() - first} journeys completed in "
+             f"{time.monotonic() - began:.1f} s")
 
     def cut_off() -> None:
         proxy = proxies.busiest()

@@ -318,7 +318,7 @@ def run_faults(platform: Platform, broker, proxy, database_proxy: FaultProxy | N
     notes: list[str] = []
     if cluster is not None:  # the cluster's faults instead of the single broker's (the service faults run there)
         notes.append(replicated_everywhere(cluster))
-        plan = cluster_plan(cluster, proxy, notes)
+        plan = cluster_plan(cluster, proxy, notes, lambda: len(journeys.completed))
     plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))
     plan = [(name, action) for name, action in plan if not only or only in name]
     if not plan:

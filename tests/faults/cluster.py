@@ -140,14 +140,15 @@ class TestCluster:
 
     def queues(self) -> list[str]:
         """Every queue as a line (name, type, leader, messages, members), for the suite's post-mortem."""
-        return [f"{q.get('name')}\t{q.get('type')}\t{q.get('leader')}\t{q.get('messages')}\t"
+        return [f"{q.get('name')}\t{q.get('type')}\tleader {q.get('leader')}\t{q.get('messages')} messages, "
+                f"{q.get('messages_unacknowledged')} unacknowledged\t{q.get('consumers')} consumers\t"
                 f"{len(q.get('members') or [])} members" for q in self.queue_table()]
 
     def queue_table(self, via: ClusterNode | None = None) -> list[dict]:
         """Every queue: name, type, leader and members (quorum queues), messages."""
         via = via or next(node for node in self.nodes if node.alive())
         listed = via.ctl("list_queues", "-q", "--formatter", "json", "name", "type", "leader", "messages",
-                         "members", timeout=120, check=False)
+                         "messages_unacknowledged", "consumers", "members", timeout=120, check=False)
         try:
             queues = json.loads(listed.stdout or "[]")
         except ValueError:
@@ -282,8 +283,9 @@ def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], 
         began, first = time.monotonic(), completed()
         while completed() < first + JOURNEYS_WHILE_DOWN:
             if time.monotonic() - began > timeout:
+                queues = "\n".join(cluster.queues())  # as the nodes left see them
                 raise RuntimeError(f"only {completed() - first} journeys completed in {timeout:.0f} s while node "
-                                   f"{down} was down")
+                                   f"{down} was down; the queues:\n{queues}")
             time.sleep(0.2)
         note(f"while node {down} was down: {completed() - first} journeys completed in "
              f"{time.monotonic() - began:.1f} s")

@@ -113,14 +113,18 @@ class FailoverConnection(aio_pika.RobustConnection):
             raise
 
 
-async def connect_failover(urls: list[str], **kwargs) -> FailoverConnection:
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+async def connect_failover(urls: list[str], timeout: float = CONNECT_TIMEOUT_SECONDS, **kwargs) -> FailoverConnection:
     """A connected ``FailoverConnection``: the first node that accepts, trying each once (aio-pika's first
-    connection fails fast: a failed one is not reused)."""
+    connection fails fast: a failed one is not reused). ``timeout`` bounds every attempt, the reconnections'
+    too (aio-pika keeps it): an attempt that hangs on a node goes on to the next instead of waiting for ever."""
     failure: Exception | None = None
     for first in range(len(urls)):
         connection = FailoverConnection(urls, first=first, **kwargs)
         try:
-            await connection.connect()
+            await connection.connect(timeout)
             return connection
         except Exception as exc:
             failure = exc

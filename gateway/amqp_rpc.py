@@ -14,9 +14,9 @@ The services stay nameko; only the caller changes. What goes on the wire is what
 A nameko service answers by publishing ``{"result": ..., "error": ...}`` to the same exchange with routing key =
 ``reply_to`` (RabbitMQ's direct reply-to is not what nameko does), so the client consumes from an exclusive queue
 of its own bound to ``nameko-rpc`` with its id as routing key. The connection is aio-pika's robust one: when the
-broker goes away it reconnects and declares the queue and its binding again; a call in flight at that moment
-ends at its deadline (``service_timeout``), a call made while the broker is unreachable at once
-(``broker_unavailable``), the same answers as the nameko gateway (credence_common/bus/remote.py).
+broker goes away it reconnects and declares a reply queue again, under a fresh name (``RpcClient._listen``); a call
+in flight at that moment ends at its deadline (``service_timeout``), a call made while the broker is unreachable at
+once (``broker_unavailable``), the same answers as the nameko gateway (credence_common/bus/remote.py).
 
 ``AMQP_URI`` may name every node of a RabbitMQ cluster (kombu's failover syntax, ``uri-a;uri-b;uri-c``:
 credence_common/broker_addresses.py). aio-pika's robust connection reconnects to one URL only; ``FailoverConnection``
@@ -174,6 +174,7 @@ class RpcClient:
         self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.TOPIC,
                                                         durable=True)
         await self._listen()
+        self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnect)
 
     async def _listen(self) -> None:
@@ -195,6 +196,9 @@ class RpcClient:
             await queue.consume(self._on_reply, no_ack=True, robust=False)
             self._reply_key = key
             log.info("replies come back through %s", queue.name)
+
+    async def _on_connection_lost(self, *_args) -> None:
+        self._reply_key = None  # the reply queue goes with the connection: no call may name it any more
 
     async def _on_reconnect(self, *_args) -> None:
         self._reply_key = None  # the old queue went with the old connection

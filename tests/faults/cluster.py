@@ -266,10 +266,11 @@ def replicated_everywhere(cluster: TestCluster) -> str:
 JOURNEYS_WHILE_DOWN = 3
 
 
-def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], completed: Callable[[], int]
-                 ) -> list[tuple[str, Callable[[], object]]]:
+def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], completed: Callable[[], int],
+                 on_stall: Callable[[str], None] = lambda _report: None) -> list[tuple[str, Callable[[], object]]]:
     """The faults of ``--cluster``, one at a time under journeys (tests/faults/suite.py strikes them); what each
-    struck is added to ``notes``, for the report. ``completed``: how many journeys have completed so far."""
+    struck is added to ``notes``, for the report. ``completed``: how many journeys have completed so far;
+    ``on_stall(report)``: called when they stop completing while a node is down, before the run fails."""
 
     def note(line: str) -> None:
         print(f"  {line}", flush=True)
@@ -286,9 +287,14 @@ def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], 
         began, first = time.monotonic(), completed()
         while completed() < first + JOURNEYS_WHILE_DOWN:
             if time.monotonic() - began > timeout:
-                queues = "\n".join(cluster.queues())  # as the nodes left see them
-                raise RuntimeError(f"only {completed() - first} journeys completed in {timeout:.0f} s while node "
-                                   f"{down} was down; the queues:\n{queues}")
+                survivor = next(n for n in cluster.nodes if n.alive())
+                consumers = survivor.ctl("list_consumers", "-q", "queue_name", "channel_pid", "ack_required",
+                                         "prefetch_count", timeout=120, check=False).stdout
+                report = (f"only {completed() - first} journeys completed in {timeout:.0f} s while node {down} was "
+                          f"down; the queues (as the nodes left see them):\n" + "\n".join(cluster.queues())
+                          + f"\nconsumers:\n{consumers}")
+                on_stall(report)
+                raise RuntimeError(report)
             time.sleep(0.2)
         note(f"while node {down} was down: {completed() - first} journeys completed in "
              f"{time.monotonic() - began:.1f} s")

@@ -148,7 +148,8 @@ def rig(workdir: Path, backend: str, cluster: bool = False):
                 "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}", "OUTBOX_POLL_INTERVAL": "0.2",
                 "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000", "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
                 "REPORT_DELAY_WORKING_DAYS": "0", "EVENT_RETRY_BASE_SECONDS": "0.5", "RPC_TIMEOUT_SECONDS": "8",
-                "LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                "LOG_LEVEL": os.environ.get("FAULT_SUITE_LOG_LEVEL", "WARNING"),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     env["PUBLIC_BASE_URL"] = "http://" + env["GATEWAY_ADDRESS"]
     for spec in PROCESSES:
         if spec.metrics_port_env:
@@ -290,6 +291,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"kept for inspection: {workdir} and databases {sorted(databases.values())}")
 
 
+def stall_report(platform: Platform, journeys: Journeys, report: str) -> None:
+    """For the post-mortem of a stall: every process logs its green threads' stacks (SIGUSR1,
+    credence_common/runtime/runner.py), and the report and the journeys' failures so far go to the log directory."""
+    import signal
+
+    for process in platform.processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
+    failures = "\n".join(journeys.failed)
+    (platform.log_dir / "stall.txt").write_text(f"{report}\n\njourneys failed so far:\n{failures}\n")
+    print(f"stall: see {platform.log_dir}/stall.txt and the processes' logs (their stacks)", flush=True)
+    time.sleep(3)  # lets the processes write their stacks before the platform is stopped
+
+
 def run_faults(platform: Platform, broker, proxy, database_proxy: FaultProxy | None,
                dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1,
                cluster: TestCluster | None = None) -> int:
@@ -318,7 +333,8 @@ def run_faults(platform: Platform, broker, proxy, database_proxy: FaultProxy | N
     notes: list[str] = []
     if cluster is not None:  # the cluster's faults instead of the single broker's (the service faults run there)
         notes.append(replicated_everywhere(cluster))
-        plan = cluster_plan(cluster, proxy, notes, lambda: len(journeys.completed))
+        plan = cluster_plan(cluster, proxy, notes, lambda: len(journeys.completed),
+                            on_stall=lambda report: stall_report(platform, journeys, report))
     plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))
     plan = [(name, action) for name, action in plan if not only or only in name]
     if not plan:

@@ -290,9 +290,14 @@ def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], 
                 survivor = next(n for n in cluster.nodes if n.alive())
                 consumers = survivor.ctl("list_consumers", "-q", "queue_name", "channel_pid", "ack_required",
                                          "prefetch_count", timeout=120, check=False).stdout
+                bindings = survivor.ctl("list_bindings", "-q", "source_name", "destination_name", "routing_key",
+                                        timeout=120, check=False).stdout
+                rpc_bindings = "\n".join(line for line in bindings.splitlines() if line.startswith("nameko-rpc"))
                 report = (f"only {completed() - first} journeys completed in {timeout:.0f} s while node {down} was "
                           f"down; the queues (as the nodes left see them):\n" + "\n".join(cluster.queues())
-                          + f"\nconsumers:\n{consumers}")
+                          + f"\nconsumers:\n{consumers}\nbindings of nameko-rpc:\n{rpc_bindings}\n"
+                          + "probes (a fresh connection to each node left, mandatory publish with confirm):\n"
+                          + "\n".join(probe_rpc_routes(cluster)))
                 on_stall(report)
                 raise RuntimeError(report)
             time.sleep(0.2)
@@ -313,6 +318,32 @@ def cluster_plan(cluster: TestCluster, proxies: FaultProxies, notes: list[str], 
     return [("SIGKILL the node leading the busiest queues, restart", kill_busiest),
             ("one node cut off from every client for 10 s", cut_off),
             ("rolling restart of the three nodes", rolling_restart)]
+
+
+def probe_rpc_routes(cluster: TestCluster) -> list[str]:
+    """For a stall's post-mortem: on each running node, publish a health call to every service's RPC route,
+    mandatory and confirmed, and say whether the broker routed it (no reply is awaited)."""
+    from kombu import Connection, Exchange, Producer
+
+    lines = []
+    for node in cluster.nodes:
+        if not node.alive():
+            continue
+        for service in ("identity", "scoring", "certificates", "payments", "verification"):
+            returned: list[str] = []
+            try:
+                with Connection(node.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+                    channel = connection.channel()
+                    # a returned message arrives before the confirm the publish waits for
+                    channel.events["basic_return"].add(lambda *args, seen=returned: seen.append(str(args[0])))
+                    Producer(channel, exchange=Exchange("nameko-rpc", type="topic", durable=True)).publish(
+                        {"args": [], "kwargs": {}}, routing_key=f"{service}.health", mandatory=True,
+                        serializer="json", retry=False, reply_to="faults-probe", correlation_id="faults-probe")
+            except Exception as exc:  # what failed is the finding
+                lines.append(f"{node.name} {service}: {type(exc).__name__}: {exc}")
+                continue
+            lines.append(f"{node.name} {service}: {'returned ' + returned[0] if returned else 'routed, confirmed'}")
+    return lines
 
 
 def _port_open(port: int, timeout: float) -> bool:

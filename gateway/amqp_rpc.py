@@ -39,6 +39,7 @@ import aio_pika
 from aio_pika.exceptions import AMQPError, DeliveryError
 from kombu.utils import json as kombu_json
 from nameko.exceptions import deserialize
+from pamqp.commands import Basic
 from yarl import URL
 
 import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
@@ -197,6 +198,25 @@ class RpcClient:
             self._reply_key = key
             log.info("replies come back through %s", queue.name)
 
+    async def _replace_channel(self, refused_on, service: str) -> None:
+        """A fresh channel (and reply queue) after the broker refused (nacked) a call on this one. Seen in the
+        cluster fault suite (tests/faults/cluster.py), RabbitMQ 3.10: after the node leading a quorum queue was
+        SIGKILLed, the channel the gateway opened on another node during the election had every call to that one
+        service refused for minutes, while a fresh connection's publishes to it were routed and confirmed."""
+        async with self._listening:
+            if self._channel is not refused_on or self._connection is None:  # replaced already
+                return
+            log.warning("the broker refused a call to %s on this channel; opening a fresh one", service)
+            old, self._reply_key = self._channel, None
+            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
+            self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.TOPIC,
+                                                            durable=True)
+            self._channel = channel
+        if old is not None:
+            await asyncio.gather(old.close(), return_exceptions=True)
+        await self._listen()
+
     async def _on_connection_lost(self, *_args) -> None:
         self._reply_key = None  # the reply queue goes with the connection: no call may name it any more
 
@@ -253,9 +273,14 @@ class RpcClient:
         self._pending[correlation_id] = future
         try:
             async with asyncio.timeout(timeout):
+                channel = self._channel
                 try:
                     await self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
-                except DeliveryError:
+                except DeliveryError as error:
+                    if isinstance(error.frame, Basic.Nack):  # refused by the queue, not unroutable
+                        await self._replace_channel(channel, service)
+                        raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be "
+                                                 "reached right now; try again shortly.") from None
                     raise ServiceUnavailable("service_unavailable",
                                              f"The {service} service is not running; try again shortly.") from None
                 except (AMQPError, ConnectionError, RuntimeError) as error:

@@ -101,6 +101,7 @@ test-faults: $(STAMP)
 	$(PY) -m tests.faults.suite
 	$(PY) -m tests.faults.suite --backend postgresql
 	$(PY) -m tests.faults.suite --backend postgresql --standby
+	$(PY) -m tests.faults.suite --cluster
 
 # ruff, then the package boundaries of pyproject.toml's [tool.importlinter] (tests/unit/test_import_contracts.py),
 # then the type checker, pyproject.toml's [tool.mypy] (tests/unit/test_type_check.py)

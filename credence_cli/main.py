@@ -128,7 +128,8 @@ def call(service: str, method: str, *args, timeout: float = 30.0):
         console.print(f"[red]{silence}[/red]")
         raise typer.Exit(3) from None
     except OSError as exc:  # pika's AMQPConnectionError is one
-        console.print(f"[red]the broker at {pika_parameters(amqp_uri()).host} cannot be reached: {exc}[/red]")
+        hosts = ", ".join(str(node.host) for node in pika_parameters(amqp_uri()))
+        console.print(f"[red]the broker at {hosts} cannot be reached: {exc}[/red]")
         raise typer.Exit(3) from None
     finally:
         # on standard error, so that --json output stays parseable

@@ -14,6 +14,7 @@ import uuid
 
 import pika
 
+from credence_common import broker_addresses
 from credence_common.observability.logs import CONTEXT_KEY
 
 RPC_EXCHANGE = "nameko-rpc"
@@ -35,8 +36,10 @@ class Unanswered(Exception):
     """No answer in time: the service is down, busy or not there."""
 
 
-def pika_parameters(amqp_uri: str) -> pika.URLParameters:
-    return pika.URLParameters(amqp_uri.replace("pyamqp://", "amqp://", 1))
+def pika_parameters(amqp_uri: str) -> list[pika.URLParameters]:
+    """Every node ``AMQP_URI`` names (one, or a cluster's, ``;``-separated): pika connects to the first that
+    answers (credence_common/broker_addresses.py)."""
+    return broker_addresses.pika_parameters(amqp_uri)
 
 
 class RpcClient:

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 # what a secret setting and a development default look like (secret_names.py: also read by actor_tokens.py)
+from credence_common.broker_addresses import broker_uris
 from credence_common.security.secret_names import INSECURE_DEFAULT_PREFIX, SECRET_SUFFIXES
 
 
@@ -136,12 +137,14 @@ def adapter_refusals(config: dict, environ=None) -> list[str]:
 def uses_guest_broker_user(config: dict) -> bool:
     """RabbitMQ's built-in ``guest`` may do anything on the broker: a service connecting as guest could consume
     any queue and publish as the gateway. Outside development each process has its own broker user."""
-    uri = str(config.get("AMQP_URI") or "")
-    try:
-        username = urlsplit(uri).username
-    except ValueError:
-        return False
-    return unquote(username or "guest") == "guest"  # no user in the URI: the client library logs in as guest
+    for uri in broker_uris(str(config.get("AMQP_URI") or "")) or [""]:  # every node of a cluster
+        try:
+            username = urlsplit(uri).username
+        except ValueError:
+            continue
+        if unquote(username or "guest") == "guest":  # no user in the URI: the client library logs in as guest
+            return True
+    return False
 
 
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:

@@ -29,6 +29,8 @@ from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_structured_
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.v1.event import CloudEvent
 
+from credence_common.broker_addresses import pika_parameters
+
 EXCHANGE = "certificates.events"
 ROUTING_KEY = "credence.certificate.#"
 STATUS_BY_EVENT = {
@@ -106,7 +108,7 @@ def run(amqp_uri: str, db_path: str, queue: str, max_messages: int | None = None
     """Consume until stopped (or until ``max_messages`` / ``idle_timeout``, for tests); returns how many
     messages were handled."""
     registry = open_registry(db_path)
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    connection = pika.BlockingConnection(pika_parameters(amqp_uri))  # every node of a cluster
     handled = 0
     try:
         channel = connection.channel()

@@ -14,12 +14,12 @@ from functools import partial
 import eventlet
 from eventlet.event import Event
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from credence_common.bus.remote import call_with_deadline
+from credence_common.bus.rpc_queue import RpcProxy
 from credence_common.config import environment, is_development
 from credence_common.observability import logs
 from credence_common.observability.metrics import Metrics

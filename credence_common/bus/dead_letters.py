@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from credence_common.broker_addresses import pika_parameters
 from credence_common.bus.reliable_events import (
     ATTEMPT_HEADER,
     FAILED_AT_HEADER,
@@ -46,8 +47,9 @@ class DeadLetter:
     headers: dict
 
 
-def _parameters(amqp_uri: str) -> pika.URLParameters:
-    return pika.URLParameters(amqp_uri.replace("pyamqp://", "amqp://", 1))
+def _parameters(amqp_uri: str) -> list[pika.URLParameters]:
+    """Every node ``AMQP_URI`` names (a cluster's, ``;``-separated): pika connects to the first that answers."""
+    return pika_parameters(amqp_uri)
 
 
 def _describe(position: int, body: bytes, headers: dict) -> DeadLetter:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import credence_common.bus.error_registry  # noqa: F401  (refusals come back as their own class)
 from credence_common.bus.reply_channel import ReplyChannel
+from credence_common.bus.rpc_queue import ReplicatedRpcConsumer
 from credence_common.contracts.envelope import utcnow
 from credence_common.contracts.errors import DATABASE_UNAVAILABLE, CredenceError, ServiceUnavailable
 from credence_common.observability.logs import CorrelationContext
@@ -39,6 +40,8 @@ class IdempotentRpc(Rpc):
 
     idempotent = True
     reply_channel = ReplyChannel()
+    # rpc-<service> as a quorum queue, replicated over a cluster's nodes (credence_common/bus/rpc_queue.py)
+    rpc_consumer = ReplicatedRpcConsumer()
 
     def __init__(self, idempotent: bool = True, **kwargs):
         # ``@rpc(idempotent=False)``: the answer is a credential (a token, a code) and must never be stored or

@@ -10,6 +10,9 @@ platform upgraded from classic queues therefore keeps using them (with a warning
 command that converts them, ``credence queues migrate``: credence_common/bus/queue_admin.py) rather than failing
 to start.
 
+The RPC request queues (``rpc-<service>``) go through the same declaration (credence_common/bus/rpc_queue.py):
+in a cluster a classic queue lives on one node and is gone while that node is down.
+
 This module only declares queues; the platform's list of queues, their state and their conversion are in
 queue_admin.py, which builds on the outbox relay and the event handlers that build on this one (no import cycle).
 """
@@ -85,8 +88,11 @@ def _declare(connection: Connection, queue: Queue, patience: float) -> None:
         pause = min(pause * 2, 2.0)
 
 
+MIGRATE_HINT = "`python -m credence_common.bus.queue_admin migrate` makes it a {preferred} queue"
+
+
 def declare_event_queue(connection: Connection, queue: Queue, preferred: str,
-                        patience: float = DECLARE_PATIENCE_SECONDS) -> str:
+                        patience: float = DECLARE_PATIENCE_SECONDS, hint: str = MIGRATE_HINT) -> str:
     """Declare ``queue`` (durable, with its bindings) as ``preferred``, or as the type it already has.
 
     Sets ``queue.queue_arguments`` to what was declared, so that whoever declares it again (nameko's consumer
@@ -102,8 +108,8 @@ def declare_event_queue(connection: Connection, queue: Queue, preferred: str,
                 raise
             continue  # the broker closed the channel; try the type the queue already has
         if queue_type != preferred:
-            log.warning("queue %s is a %s queue, kept as it is; `python -m credence_common.bus.queue_admin migrate` "
-                        "makes it a %s queue", queue.name, queue_type, preferred)
+            log.warning("queue %s is a %s queue, kept as it is; %s", queue.name, queue_type,
+                        hint.format(preferred=preferred))
         return queue_type
     raise RuntimeError(f"queue {queue.name} could not be declared as either type")  # pragma: no cover
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import base64
 from functools import partial
 
-from nameko.rpc import RpcProxy
-
 from credence_common.bus.consumers import consume, consume_batch
 from credence_common.bus.entrypoints import HealthCheck, rpc
 from credence_common.bus.reliable_events import reliable_event_handler
 from credence_common.bus.remote import call_with_deadline
+from credence_common.bus.rpc_queue import RpcProxy
 from credence_common.contracts.certificates import (
     ApplyForReplacement,
     CancelReplacement,

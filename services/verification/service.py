@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 from functools import partial
 
-from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from credence_common.bus.consumers import consume, consume_batch
 from credence_common.bus.entrypoints import HealthCheck, rpc
 from credence_common.bus.reliable_events import reliable_event_handler
 from credence_common.bus.remote import call_with_deadline
+from credence_common.bus.rpc_queue import RpcProxy
 from credence_common.contracts.envelope import utcnow
 from credence_common.contracts.errors import CredenceError, InvalidInput, refusal_to_wire
 from credence_common.contracts.events import (

@@ -3,6 +3,7 @@ then the databases and a downstream subscriber are counted: nothing lost, nothin
 
     make test-faults                          # alone (`make test` runs it too, via tests/faults/test_faults.py)
     .venv/bin/python -m tests.faults.suite    # the same, printing the table
+    .venv/bin/python -m tests.faults.suite --cluster   # on a three-node RabbitMQ cluster (tests/faults/cluster.py)
 
 It runs as a plain process: the test process is monkey-patched by eventlet for nameko's fixtures, and
 threads, pipes and sockets of this driver do not mix with that.
@@ -32,6 +33,7 @@ from deploy.journey import DEV_STAFF_PASSWORD, run_journey
 from deploy.platform import Platform, free_port
 from deploy.processes import BY_NAME, PROCESSES, SERVICE_NAMES
 from tests.faults.broker import TestBroker, rabbitmq_available, where_looked
+from tests.faults.cluster import TestCluster, cluster_plan, replicated_everywhere, start_cluster
 from tests.faults.proxy import FaultProxy
 from tests.faults.standby import CallerView, ReplicatedPostgres, failover_plan
 
@@ -44,14 +46,14 @@ class Subscriber(threading.Thread):
     """A downstream system: its own durable queue on the certificate events, straight on the broker (not
     through the proxy), reconnecting whenever the broker goes away. Records every delivery."""
 
-    def __init__(self, amqp_uri: str):
+    def __init__(self, amqp_uri: str, queue_arguments: dict | None = None):
         super().__init__(daemon=True)
         self.amqp_uri = amqp_uri
         self.deliveries: list[tuple[str, str]] = []  # (event id, certificate id)
         self.envelopes: dict[str, dict] = {}
         self.stopping = False
         self.queue = Queue("faults.downstream-registry", exchange=event_exchange("certificates"), routing_key=ISSUED,
-                           durable=True)
+                           durable=True, queue_arguments=queue_arguments)
         with Connection(amqp_uri) as connection:
             self.queue(connection.channel()).declare()  # before any event: none is published into the void
 
@@ -133,17 +135,25 @@ def rows(db: str, sql: str) -> list[tuple]:
 POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def rig(workdir: Path, backend: str, standby: ReplicatedPostgres | None = None):
-    broker = TestBroker(workdir / "broker")
-    broker.start()
-    proxy = FaultProxy(broker.port)
+def rig(workdir: Path, backend: str, standby: ReplicatedPostgres | None = None, cluster: bool = False):
+    if cluster:  # three nodes, a proxy in front of each; the services get every proxy (tests/faults/cluster.py)
+        broker, proxy = start_cluster(workdir / "cluster")
+        amqp_uri = proxy.amqp_uri
+    else:
+        broker = TestBroker(workdir / "broker")
+        broker.start()
+        proxy = FaultProxy(broker.port)
+        amqp_uri = f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/"
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
-    env.update({"CREDENCE_ENV": "development", "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:{proxy.port}/",
+    env.update({"CREDENCE_ENV": "development", "AMQP_URI": amqp_uri,
                 "GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}", "OUTBOX_POLL_INTERVAL": "0.2",
                 "PUBLIC_RATE_LIMIT_PER_MINUTE": "100000", "CHECKS_PER_NUMBER_PER_MINUTE": "100000",
                 "REPORT_DELAY_WORKING_DAYS": "0", "EVENT_RETRY_BASE_SECONDS": "0.5", "RPC_TIMEOUT_SECONDS": "8",
-                "LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                "LOG_LEVEL": os.environ.get("FAULT_SUITE_LOG_LEVEL", "WARNING"),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     env["PUBLIC_BASE_URL"] = "http://" + env["GATEWAY_ADDRESS"]
+    if cluster:  # rpc-<service> replicated over the nodes, as a cluster is configured (docs/operations.md)
+        env["RPC_QUEUE_TYPE"] = "quorum"
     for spec in PROCESSES:
         if spec.metrics_port_env:
             env[spec.metrics_port_env] = str(free_port())
@@ -292,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standby", action="store_true",
                         help="PostgreSQL: a primary and a synchronous standby of the suite's own, failed over "
                              "during the journeys (tests/faults/standby.py) instead of the other faults")
+    parser.add_argument("--cluster", action="store_true",
+                        help="a three-node RabbitMQ cluster and its faults instead (tests/faults/cluster.py)")
     args = parser.parse_args(argv)
     if args.standby and args.backend != "postgresql":
         parser.error("--standby needs --backend postgresql")
@@ -300,13 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     if not rabbitmq_available():
         print(f"fault suite: no rabbitmq-server on this machine (looked at {where_looked()})")
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{args.backend}-"))
+    label = args.backend + ("-standby" if args.standby else "") + ("-cluster" if args.cluster else "")
+    workdir = Path(tempfile.mkdtemp(prefix=f"credence-faults-{label}-"))
     standby = ReplicatedPostgres() if args.standby else None
     outcome = 1
     try:
         if standby is not None:
             standby.start()
-        platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend, standby)
+        platform, broker, proxy, database_proxy, databases = rig(workdir, args.backend, standby, args.cluster)
     except BaseException:
         if standby is not None:
             standby.close(keep=True)
@@ -314,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         platform.migrate()
         platform.start()
-        outcome = run_faults(platform, broker, proxy, database_proxy, databases,
-                             args.backend + ("-standby" if standby else ""), args.only, rounds, standby)
+        outcome = run_faults(platform, broker, proxy, database_proxy, databases, label, args.only, rounds, standby,
+                             cluster=broker if args.cluster else None)
         return outcome
     finally:
         platform.stop()
@@ -333,10 +346,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"kept for inspection: {workdir} and databases {sorted(databases.values())}")
 
 
-def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, database_proxy: FaultProxy | None,
+def stall_report(platform: Platform, journeys: Journeys, report: str) -> None:
+    """For the post-mortem of a stall: every process logs its green threads' stacks (SIGUSR1,
+    credence_common/runtime/runner.py), and the report and the journeys' failures so far go to the log directory."""
+    import signal
+
+    for process in platform.processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
+    failures = "\n".join(journeys.failed)
+    (platform.log_dir / "stall.txt").write_text(f"{report}\n\njourneys failed so far:\n{failures}\n")
+    print(f"stall: see {platform.log_dir}/stall.txt and the processes' logs (their stacks)", flush=True)
+    time.sleep(3)  # lets the processes write their stacks before the platform is stopped
+
+
+def run_faults(platform: Platform, broker, proxy, database_proxy: FaultProxy | None,
                dbs: dict[str, str], backend: str, only: str | None = None, rounds: int = 1,
-               standby: ReplicatedPostgres | None = None) -> int:
-    subscriber = Subscriber(broker.amqp_uri)
+               standby: ReplicatedPostgres | None = None, cluster: TestCluster | None = None) -> int:
+    # in a cluster the downstream queue is a quorum queue too, or it would live (and die) on one node
+    subscriber = Subscriber(broker.amqp_uri, {"x-queue-type": "quorum"} if cluster else None)
     subscriber.start()
     callers = CallerView()
     if standby is not None:
@@ -350,15 +378,21 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
         plan.append((f"SIGKILL {service}, restart", lambda s=service: (platform.kill(s), restart(platform, s))))
     for service in SERVICE_NAMES:  # every service scaled out under load, its second instance then stopped
         plan.append((f"second {service} instance for 8 s", lambda s=service: second_instance(platform, s, 8)))
-    plan += [("broker restart", broker.restart),
-             ("broker link dropped", proxy.drop),
-             ("broker link stalled 5 s", lambda: proxy.stall(5)),
-             ("payments restarted while the broker is unreachable",
-              lambda: start_while_broker_unreachable(platform, proxy, "payments")),
-             ("certificates SIGKILLed during a broker outage",
-              lambda: kill_during_broker_outage(platform, broker, "certificates"))]
+    if cluster is None:
+        plan += [("broker restart", broker.restart),
+                 ("broker link dropped", proxy.drop),
+                 ("broker link stalled 5 s", lambda: proxy.stall(5)),
+                 ("payments restarted while the broker is unreachable",
+                  lambda: start_while_broker_unreachable(platform, proxy, "payments")),
+                 ("certificates SIGKILLed during a broker outage",
+                  lambda: kill_during_broker_outage(platform, broker, "certificates"))]
     if database_proxy is not None:
         plan.append(("PostgreSQL refuses connections for 5 s", lambda: database_proxy.refuse(5)))
+    notes: list[str] = []
+    if cluster is not None:  # the cluster's faults instead of the single broker's (the service faults run there)
+        notes.append(replicated_everywhere(cluster))
+        plan = cluster_plan(cluster, proxy, notes, lambda: len(journeys.completed),
+                            on_stall=lambda report: stall_report(platform, journeys, report))
     plan.append(("certificate events twice, out of order", lambda: duplicate_and_reorder(broker.amqp_uri, subscriber)))
     if standby is not None:
         plan = failover_plan(standby)
@@ -429,7 +463,7 @@ def run_faults(platform: Platform, broker: TestBroker, proxy: FaultProxy, databa
                           for log in platform.log_dir.glob("gateway*.log"))
     report = [f"fault suite on {backend}", f"{'fault':<52} seconds"]
     report += [f"{name:<52} {seconds:6.1f}" for name, seconds in faults]
-    report += ["", f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
+    report += ["", *notes, f"journeys started {journeys.started}, completed {len(journeys.completed)}, "
                    f"failed {len(journeys.failed)}",
                f"payments credited {len(credits_per_order)}, certificates issued {len(done)}, "
                f"issued events received {len(subscriber.deliveries)} ({len(received)} certificates)",

@@ -153,3 +153,13 @@ def test_calls_go_on_after_the_broker_drops_the_connection(amqp_uri):
 
     first, after = run(across_a_drop, amqp_uri)
     assert first["args"] == ["before"] and after["args"] == ["after"]
+
+
+def test_a_cluster_uri_whose_first_node_is_down_connects_to_the_next(amqp_uri):
+    # AMQP_URI naming several nodes (docs/operations.md "Running on a RabbitMQ cluster"): nothing listens on port
+    # 1, so the client goes on to the next node, the real broker
+    parts = urlsplit(amqp_uri)
+    dead = parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:1").geturl()
+    answer = run(lambda client: client.call("recording", "context_seen", "via the second node", timeout=10),
+                 f"{dead};{amqp_uri}")
+    assert answer["args"] == ["via the second node"]

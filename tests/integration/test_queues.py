@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from kombu import Connection, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue
 
 from credence_common.bus import queue_admin, queues
 from credence_common.bus.outbox_relay import declare_topology, event_exchange
@@ -18,7 +18,7 @@ from credence_common.contracts.envelope import make_envelope
 from credence_common.contracts.events import CertificateIssuedV1
 from credence_common.contracts.topology import SUBSCRIPTIONS
 from services.verification.service import VerificationService
-from tests.integration.conftest import CONFIRMED, publish_event, query, wait_for
+from tests.integration.conftest import CONFIRMED, publish_event, query, rpc_proxy, wait_for
 from tests.integration.test_verification import issued, revoked
 
 ISSUED_QUEUE = next(s for s in SUBSCRIPTIONS if s.event is CertificateIssuedV1)
@@ -179,3 +179,38 @@ def test_an_unknown_queue_type_setting_is_refused():
     assert queues.queue_arguments(QUORUM, {"x-message-ttl": 5, "x-dead-letter-exchange": ""}) == {
         "x-message-ttl": 5, "x-dead-letter-exchange": "", "x-queue-type": "quorum",
         "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
+def rpc_queue_type(amqp: str, service: str) -> str | None:
+    rpc = EventQueue(f"rpc-{service}", service, [(Exchange("nameko-rpc", type="topic", durable=True), f"{service}.*")])
+    with Connection(amqp) as connection:
+        return queue_state(connection, rpc).queue_type
+
+
+def test_a_services_rpc_queue_is_a_quorum_queue_on_a_cluster_and_answers(start_service):
+    # credence_common/bus/rpc_queue.py: in a cluster a classic rpc-<service> would live and die with one node
+    container, config = start_service(VerificationService, RPC_QUEUE_TYPE="quorum")
+    assert rpc_queue_type(config["AMQP_URI"], "verification") == QUORUM
+    with rpc_proxy("verification", config) as verification:
+        assert verification.health()["status"] == "ok"
+
+
+def test_a_services_rpc_queue_is_classic_by_default_and_answers(start_service):
+    container, config = start_service(VerificationService)
+    assert rpc_queue_type(config["AMQP_URI"], "verification") == CLASSIC
+    with rpc_proxy("verification", config) as verification:
+        assert verification.health()["status"] == "ok"
+
+
+def test_a_classic_rpc_queue_of_an_earlier_release_is_kept_and_named_in_the_log(rabbit_config, start_service,
+                                                                                 caplog):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:  # as nameko declared it before
+        Queue("rpc-verification", exchange=Exchange("nameko-rpc", type="topic", durable=True),
+              routing_key="verification.*", durable=True)(connection.channel()).declare()
+    with caplog.at_level(logging.WARNING, logger="credence_common.bus.queues"):
+        container, config = start_service(VerificationService, RPC_QUEUE_TYPE="quorum")
+    assert "rabbitmqctl delete_queue rpc-verification" in caplog.text
+    assert rpc_queue_type(amqp, "verification") == CLASSIC
+    with rpc_proxy("verification", config) as verification:  # it starts and answers on the queue it has
+        assert verification.health()["status"] == "ok"

@@ -61,9 +61,9 @@ from credence_common.contracts.certificate_numbers import format_certificate_num
 from deploy.journey import DEV_STAFF_PASSWORD, run_journey
 from deploy.platform import Platform, free_port
 from deploy.processes import PROCESSES, SERVICE_NAMES
+from tests.faults.suite import POSTGRES_ADMIN_URI, drop_databases  # the fault suite's throw-away databases, as here
 
 REPO = Path(__file__).resolve().parents[1]
-POSTGRES_ADMIN_URI = os.environ.get("CREDENCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # the load: moderate on purpose (a 2-core machine; the point is growth over time, not throughput)
 JOURNEY_THREADS = 3
@@ -571,18 +571,6 @@ def rig(workdir: Path, backend: str):
             databases[service] = str(workdir / f"{service}.sqlite")
             env[f"{service.upper()}_DB_URI"] = f"sqlite:///{databases[service]}"
     return Platform(env, workdir / "log"), broker, databases
-
-
-def drop_databases(databases: dict[str, str]) -> None:
-    from sqlalchemy import create_engine, text
-
-    from credence_common.persistence.db import normalise_db_uri
-
-    admin = create_engine(normalise_db_uri(POSTGRES_ADMIN_URI), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for uri in databases.values():
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{uri.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def other_load() -> str:

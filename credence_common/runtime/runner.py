@@ -33,6 +33,7 @@ from credence_common.bus.entrypoints import install_log_filters  # noqa: E402
 from credence_common.config import ConfigurationRefused, assert_safe_for_environment, load_config  # noqa: E402
 from credence_common.observability.gc_tuning import tune_garbage_collector  # noqa: E402
 from credence_common.observability.logs import configure_logging, log_format  # noqa: E402
+from credence_common.runtime.malloc_tuning import fix_mmap_threshold  # noqa: E402
 
 
 def load_service_class(path: str):
@@ -64,6 +65,7 @@ def main(argv: list[str]) -> int:
         return 3
     logging.getLogger(__name__).info("starting %s", service_cls.name)
     tune_garbage_collector()
+    fix_mmap_threshold()  # large transient C blocks (argon2id's 19 MiB) go back on free (malloc_tuning.py)
     return run(service_cls, config, grace_seconds=float(config.get("SHUTDOWN_GRACE_SECONDS", 25)))
 
 

@@ -12,20 +12,27 @@ deployment upgraded from classic RPC queues therefore
 keeps them (a warning says how to convert); nothing fails to start.
 
 A reply queue belongs to one caller and lives on the node it declared it on. nameko's (``rpc.reply-<service>-<uuid>``,
-of a service that calls another through ``RpcProxy``) is durable: after its node died, the caller reconnecting to
-another node could not declare it again (404), and nameko's consumer would stop the whole service.
-``RpcProxy`` here declares it transient instead: a node that goes down takes its transient queues with it, so the
-caller declares it afresh on the node it reconnects to (a link that merely drops keeps it, with the replies in it).
-The gateway's reply queue (gateway/amqp_rpc.py) is exclusive: it dies with the connection and is declared again
-on the next one. A reply in flight when its queue goes is lost; that call ends at its deadline, and the caller
+of a service that calls another through ``RpcProxy``) is durable, and has one name for the life of the process:
+after its node died, the caller reconnecting to another node could not declare it again (404), and nameko's
+consumer would stop the whole service. ``RpcProxy`` here declares it transient, and under a fresh name on every
+(re)connection (``ReplyQueueConsumer``), as the gateway does (gateway/amqp_rpc.py ``RpcClient._listen``): with the
+same name, the caller that reconnected at once declared the queue again on another node while the cluster still
+held the record of the one on the dead node; the node's clean-up then deleted the queue with its binding, and
+every reply to that service was dropped for good (certificates' calls to payments, seen in the cluster fault
+suite, tests/faults/cluster.py, 2026-12-07). The queue left behind, if its node lives, expires unused after
+nameko's ``RPC_REPLY_QUEUE_TTL`` (5 minutes). The gateway's reply queue is exclusive: it dies with the connection.
+A reply in flight when its queue goes is lost; that call ends at its deadline, and the caller
 retries with its ``Idempotency-Key``. docs/operations.md "Running on a RabbitMQ cluster".
 """
 
 from __future__ import annotations
 
-from kombu import Connection
+import uuid
+
+from kombu import Connection, Queue
 from nameko.constants import AMQP_URI_CONFIG_KEY
-from nameko.rpc import ReplyListener, RpcConsumer
+from nameko.messaging import QueueConsumer
+from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, ReplyListener, RpcConsumer
 from nameko.rpc import RpcProxy as NamekoRpcProxy
 
 from credence_common.bus.queues import CLASSIC, QUORUM, declare_event_queue
@@ -66,12 +73,33 @@ class ReplicatedRpcConsumer(RpcConsumer):
                                                   hint=RPC_HINT.format(queue=self.queue.name))
 
 
+class ReplyQueueConsumer(QueueConsumer):
+    """The consumer of a service's reply queue, on a connection of its own (the service's other consumers keep
+    nameko's): each (re)connection consumes from a reply queue of a fresh name (see the module's docstring)."""
+
+    def get_consumers(self, consumer_cls, channel):  # kombu calls it after every (re)connection
+        for provider in self._providers:
+            provider.renew_queue()
+        return super().get_consumers(consumer_cls, channel)
+
+
 class TransientReplyListener(ReplyListener):
-    """nameko's reply listener with a transient (non-durable) reply queue: see the module's docstring."""
+    """nameko's reply listener with a transient (non-durable) reply queue, renamed on every connection."""
+
+    queue_consumer = ReplyQueueConsumer()
 
     def setup(self):
         super().setup()
         self.queue.durable = False
+
+    def renew_queue(self) -> None:
+        """A new reply queue (declared by the consumer that asks for it) and routing key: the calls made from now
+        on name it in ``reply_to``; a call waiting on the old one ends at its deadline."""
+        key = str(uuid.uuid4())
+        self.queue = Queue(RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, key),
+                           exchange=self.queue.exchange, routing_key=key, durable=False,
+                           queue_arguments=dict(self.queue.queue_arguments or {}))
+        self.routing_key = key
 
 
 class RpcProxy(NamekoRpcProxy):

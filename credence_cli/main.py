@@ -11,7 +11,7 @@
     credence outbox status | republish       events not yet published, per service; publish again after a restore
     credence dead-letters list|show|replay|purge SERVICE
     credence verification rebuild            the public read model, replayed from its event log
-    credence queues status|migrate           the event queues and their type
+    credence queues status|migrate           the event and RPC queues and their type
     credence identity key-status|rotate-keys the keys that protect personal data
     credence certificates key-status|rotate-keys    ... and those of certificates (names, addresses)
     credence scoring key-status|rotate-keys         ... and those of scoring (the roster's names)
@@ -75,7 +75,7 @@ app.add_typer(batches_app, name="batches")
 app.add_typer(payments_cli.app, name="payments", help="Payments: reconciliation, refunds, incidents.")
 app.add_typer(dead_letters.app, name="dead-letters", help="Messages the event handlers gave up on.")
 app.add_typer(verification_cli.app, name="verification", help="The public verification read model.")
-app.add_typer(queue_admin.build_app(), name="queues", help="The event queues: type, depth, consumers.")
+app.add_typer(queue_admin.build_app(), name="queues", help="The event and RPC queues: type, depth, consumers.")
 app.add_typer(identity_cli.app, name="identity", help="The keys that protect personal data.")
 app.add_typer(certificates_cli.app, name="certificates", help="The keys that protect personal data in certificates.")
 app.add_typer(scoring_keys_cli.app, name="scoring", help="The keys that protect personal data in scoring.")

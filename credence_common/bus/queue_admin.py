@@ -1,13 +1,18 @@
-"""The platform's event queues as a whole: which queues the services declare, their state (type, messages,
-consumers), and their conversion between classic and quorum queues, with its command line:
+"""The platform's queues as a whole: which queues the services declare (their event queues and their RPC request
+queue ``rpc-<service>``), their state (type, messages, consumers), and their conversion between classic and quorum
+queues, with its command line:
 
-    python -m credence_common.bus.queue_admin status              # every event queue: type, messages, consumers
-    python -m credence_common.bus.queue_admin migrate SERVICE     # its classic queues become quorum queues
+    python -m credence_common.bus.queue_admin status              # every queue: type, messages, consumers
+    python -m credence_common.bus.queue_admin migrate SERVICE     # its classic event queues become quorum queues
+    python -m credence_common.bus.queue_admin migrate SERVICE --rpc-to quorum   # and rpc-SERVICE too
 
-(also ``credence queues status|migrate``). ``migrate`` moves the messages through a temporary quorum queue and
-keeps the bindings, so no event is lost; an event published during the move may be delivered twice (consumers
-deduplicate by event id). It refuses a queue that has consumers: stop the service's consumers first (scale it to
-0), then start them again.
+(also ``credence queues status|migrate``). ``migrate`` moves an event queue's messages through a temporary quorum
+queue and keeps the bindings, so no event is lost; an event published during the move may be delivered twice
+(consumers deduplicate by event id). It converts ``rpc-<service>`` to the type ``--rpc-to`` names (without it,
+the one ``RPC_QUEUE_TYPE`` names if set, as for the services; unset, the queue is left as it is: a shell without
+the services' setting must not make a cluster's quorum queue classic again) keeping its binding but not the calls
+waiting in it (``migrate_rpc_queue`` says why). It refuses a queue that has consumers: stop the service first
+(every instance: scale it to 0), then start it again.
 
 Declaring one queue is credence_common/bus/queues.py's job; this module sits above the outbox relay and the event
 handlers, which both build on that one.
@@ -70,6 +75,29 @@ def platform_queues(retry_base_seconds: float, max_attempts: int) -> list[EventQ
             queues.append(EventQueue(name, service, [(Exchange(name, type="fanout", durable=True), "")],
                                      retry_queue_arguments(delay)))
     return queues
+
+
+# The services that answer RPC, each on its queue rpc-<service> (deploy/processes.py SERVICE_NAMES, which this
+# package may not import; tests/unit/test_queue_admin.py checks it against the services' @rpc entrypoints).
+RPC_SERVICES = ("identity", "scoring", "certificates", "payments", "verification")
+
+
+class RpcQueue(EventQueue):
+    """A service's RPC request queue: what it holds are calls, not events (``migrate_rpc_queue``)."""
+
+
+def rpc_queue(service: str) -> RpcQueue:
+    """``rpc-<service>`` as nameko's ``RpcConsumer`` declares it (durable, bound to the ``nameko-rpc`` topic exchange
+    with ``<service>.*``) with credence_common/bus/rpc_queue.py ``ReplicatedRpcConsumer``'s arguments: none but its
+    type."""
+    from nameko.rpc import RPC_QUEUE_TEMPLATE, get_rpc_exchange
+
+    return RpcQueue(RPC_QUEUE_TEMPLATE.format(service), service, [(get_rpc_exchange({}), f"{service}.*")])
+
+
+def all_queues(retry_base_seconds: float, max_attempts: int) -> list[EventQueue]:
+    """Every queue the services declare: their event queues, then their RPC request queues."""
+    return platform_queues(retry_base_seconds, max_attempts) + [rpc_queue(service) for service in RPC_SERVICES]
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,41 @@ def migrate_queue(connection: Connection, event_queue: EventQueue, to_type: str 
     return moved
 
 
+def migrate_rpc_queue(connection: Connection, rpc: EventQueue, to_type: str = QUORUM) -> int:
+    """Convert a service's RPC request queue to ``to_type`` keeping its binding; the calls waiting in it are
+    dropped. Returns the calls dropped. Refused while the queue has consumers: the service is stopped."""
+    # Dropped, not moved as migrate_queue moves events. With the service stopped, what waits in rpc-<service> are
+    # calls whose callers have given up or will before it is back: each waits at most its deadline (the gateway's
+    # RPC_TIMEOUT_SECONDS, 10 s; a service's call_with_deadline) and the gateway then answers 503 service_timeout,
+    # the client retrying under its Idempotency-Key. Moved, a call would not wait harmlessly: the calls carry no
+    # expiration, so the service would carry each out when it starts again, with nobody reading the answer (a
+    # write its client was told had timed out, done minutes later). Dropping them is what the procedure this
+    # replaces did (`rabbitmqctl delete_queue`), and needs no holding queue: between the deletion and the new
+    # declaration (milliseconds) a call finds no route, and its caller, publishing with `mandatory`, is answered
+    # 503 at once.
+    state = queue_state(connection, rpc)
+    if state.queue_type in (None, to_type):
+        return 0
+    if state.consumers:
+        raise QueueBusy(f"{rpc.name} has {state.consumers} consumer(s): stop every instance of {rpc.service} first")
+    channel = connection.channel()
+    try:
+        # a classic queue is deleted only if still unused (a quorum queue refuses if-unused)
+        dropped = channel.queue_delete(rpc.name, if_unused=state.queue_type == CLASSIC)
+    except amqp.exceptions.PreconditionFailed:
+        raise QueueBusy(f"{rpc.name} has a consumer now: stop every instance of {rpc.service} first") from None
+    finally:
+        close_quietly(channel)
+    # a fresh channel, as in migrate_queue
+    channel = connection.channel()
+    try:
+        rpc.queue(to_type)(channel).declare()
+    finally:
+        close_quietly(channel)
+    log.info("queue %s is now a %s queue (%d call(s) dropped)", rpc.name, to_type, dropped)
+    return dropped
+
+
 # --- the command line -------------------------------------------------------------------------------------
 
 
@@ -191,18 +254,19 @@ def build_app():
     from rich.console import Console
     from rich.table import Table
 
-    app = typer.Typer(add_completion=False, help="The platform's event queues: their type, and conversion to "
-                                                 "quorum queues. The broker is AMQP_URI; retry queues follow "
-                                                 "EVENT_RETRY_BASE_SECONDS and EVENT_MAX_ATTEMPTS.")
+    app = typer.Typer(add_completion=False, help="The platform's queues (event queues and RPC request queues): "
+                                                 "their type, and conversion to quorum queues. The broker is "
+                                                 "AMQP_URI; retry queues follow EVENT_RETRY_BASE_SECONDS and "
+                                                 "EVENT_MAX_ATTEMPTS.")
     console = Console()
 
     @app.command()
     def status(service: str = typer.Argument(None, help="only this service's queues")) -> None:
-        """Every event queue: type, messages waiting, consumers."""
+        """Every queue: type, messages waiting, consumers."""
         amqp_uri, base, attempts = _settings()
         table = Table("queue", "service", "type", "messages", "consumers")
         with Connection(amqp_uri) as connection:
-            for event_queue in _selected(platform_queues(base, attempts), service):
+            for event_queue in _selected(all_queues(base, attempts), service):
                 state = queue_state(connection, event_queue)
                 table.add_row(state.name, state.service, state.queue_type or "[dim]not declared[/dim]",
                               str(state.messages), str(state.consumers))
@@ -210,19 +274,38 @@ def build_app():
 
     @app.command()
     def migrate(service: str = typer.Argument(..., help="the service whose queues to convert ('all' for every one)"),
-                to: str = typer.Option(QUORUM, help="quorum or classic")) -> None:
-        """Convert a service's event queues to quorum queues (stop its consumers first)."""
+                to: str = typer.Option(QUORUM, help="the event queues' type: quorum or classic"),
+                rpc_to: str = typer.Option(None, "--rpc-to",
+                                           help="the RPC queue's type: quorum or classic (without it, RPC_QUEUE_TYPE's "
+                                                "if set, else the queue is left as it is)")) -> None:
+        """Convert a service's event queues to quorum queues, and its RPC queue to --rpc-to's type (stop every
+        instance of it first). The calls waiting in its RPC queue are dropped: their callers have given up."""
+        from credence_common.bus.rpc_queue import RPC_QUEUE_TYPE_CONFIG, rpc_queue_type
+
         amqp_uri, base, attempts = _settings()
         to_type = preferred_queue_type({QUEUE_TYPE_CONFIG: to})
-        queues = _selected(platform_queues(base, attempts), None if service == "all" else service)
+        # the services' own setting, not --to: a quorum rpc-<service> costs every call on a single node (classic
+        # by default), and only a cluster needs one. Neither given: left as it is.
+        rpc_setting = rpc_to or os.environ.get(RPC_QUEUE_TYPE_CONFIG)
+        rpc_type = rpc_queue_type({RPC_QUEUE_TYPE_CONFIG: rpc_setting}) if rpc_setting else None
+        queues = _selected(all_queues(base, attempts), None if service == "all" else service)
         if not queues:
-            console.print(f"[red]no event queues for {service!r}[/red]")
+            console.print(f"[red]no queues for {service!r}[/red]")
             raise typer.Exit(2)
         everything = platform_queues(base, attempts)
         with Connection(amqp_uri) as connection:
             for event_queue in queues:
                 retry_queues = [q for q in everything if q.service == event_queue.service and ".retry." in q.name]
                 try:
+                    if isinstance(event_queue, RpcQueue):
+                        if rpc_type is None:
+                            kept = queue_state(connection, event_queue).queue_type or "not declared"
+                            console.print(f"{event_queue.name}: {kept}, left as it is (--rpc-to converts it)")
+                            continue
+                        dropped = migrate_rpc_queue(connection, event_queue, rpc_type)
+                        console.print(f"{event_queue.name}: {rpc_type}"
+                                      + (f" ({dropped} waiting call(s) dropped)" if dropped else ""))
+                        continue
                     waiting = ([queue_state(connection, q) for q in retry_queues]
                                if event_queue.name.startswith("evt-") else [])
                     moved = migrate_queue(connection, event_queue, to_type, waiting)

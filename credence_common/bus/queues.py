@@ -11,7 +11,8 @@ command that converts them, ``credence queues migrate``: credence_common/bus/que
 to start.
 
 The RPC request queues (``rpc-<service>``) go through the same declaration (credence_common/bus/rpc_queue.py):
-in a cluster a classic queue lives on one node and is gone while that node is down.
+in a cluster a classic queue lives on one node and is gone while that node is down. ``migrate`` converts them too
+(``--rpc-to``).
 
 This module only declares queues; the platform's list of queues, their state and their conversion are in
 queue_admin.py, which builds on the outbox relay and the event handlers that build on this one (no import cycle).

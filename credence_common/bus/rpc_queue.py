@@ -9,7 +9,8 @@ A quorum queue has a member on every node and elects a new leader within seconds
 queue is declared before nameko's consumer starts, through credence_common/bus/queues.py: as ``RPC_QUEUE_TYPE``
 says (classic by default, quorum on a cluster: ``rpc_queue_type`` says why), or as the type it already has. A
 deployment upgraded from classic RPC queues therefore
-keeps them (a warning says how to convert); nothing fails to start.
+keeps them (a warning names the command that converts them, credence_common/bus/queue_admin.py ``migrate``);
+nothing fails to start.
 
 A reply queue belongs to one caller and lives on the node it declared it on. nameko's (``rpc.reply-<service>-<uuid>``,
 of a service that calls another through ``RpcProxy``) is durable, and has one name for the life of the process:
@@ -53,8 +54,9 @@ def rpc_queue_type(config) -> str:
     return queue_type
 
 
-RPC_HINT = ("stop every instance of the service, delete the queue (`rabbitmqctl delete_queue {queue}`) and start them "
-            "again to make it a {{preferred}} queue")
+RPC_HINT = ("stop every instance of the service, run `python -m credence_common.bus.queue_admin migrate {service} "
+            "--rpc-to {{preferred}}` (also `credence queues migrate`) and start them again to make it a {{preferred}} "
+            "queue (the calls waiting in it are dropped)")
 
 
 class ReplicatedRpcConsumer(RpcConsumer):
@@ -70,7 +72,7 @@ class ReplicatedRpcConsumer(RpcConsumer):
         with Connection(amqp_uri) as connection:
             # fixes the queue's arguments before nameko's consumer declares it (again on every reconnection)
             self.queue_type = declare_event_queue(connection, self.queue, rpc_queue_type(config),
-                                                  hint=RPC_HINT.format(queue=self.queue.name))
+                                                  hint=RPC_HINT.format(service=self.container.service_name))
 
 
 class ReplyQueueConsumer(QueueConsumer):

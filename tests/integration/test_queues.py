@@ -1,17 +1,19 @@
 """Event queues are quorum queues on a real broker; a platform upgraded from classic queues keeps running on
-them, and `python -m credence_common.bus.queue_admin migrate` converts them without losing a message."""
+them, and `python -m credence_common.bus.queue_admin migrate` converts them without losing a message, and a
+service's RPC queue rpc-<service> with its binding (dropping the calls waiting in it)."""
 
 from __future__ import annotations
 
 import json
 import logging
 
+import amqp as pyamqp
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
 
 from credence_common.bus import queue_admin, queues
 from credence_common.bus.outbox_relay import declare_topology, event_exchange
-from credence_common.bus.queue_admin import EventQueue, QueueBusy, queue_state
+from credence_common.bus.queue_admin import EventQueue, QueueBusy, queue_state, rpc_queue
 from credence_common.bus.queues import CLASSIC, QUORUM, declare_event_queue
 from credence_common.bus.reliable_events import dead_letter_queue_name, retry_queue_name
 from credence_common.contracts.envelope import make_envelope
@@ -153,22 +155,37 @@ def test_the_command_line_shows_and_migrates_a_services_queues(rabbit_config, mo
     monkeypatch.setenv("EVENT_RETRY_BASE_SECONDS", "0.05")
     monkeypatch.setenv("EVENT_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("COLUMNS", "200")  # the table in full, as on a wide terminal
+    monkeypatch.delenv("RPC_QUEUE_TYPE", raising=False)  # an operator's shell without the services' setting
     with Connection(amqp) as connection:
         channel = connection.channel()
         Queue(ISSUED_QUEUE.queue_name, exchange=event_exchange("certificates"),
               routing_key=CertificateIssuedV1.event_type, durable=True)(channel).declare()
         Queue(dead_letter_queue_name("verification"), durable=True)(channel).declare()
+        declare_classic_rpc_queue(connection, "verification")
     publish(amqp, 3)
+    call(amqp, "verification.health")
     assert queue_admin.main(["status", "verification"]) == 0
     shown = capsys.readouterr().out
     assert ISSUED_QUEUE.queue_name[:30] in shown and "classic" in shown and "not declared" in shown
+    assert "rpc-verification" in shown and "rpc-identity" not in shown
     assert queue_admin.main(["migrate", "verification"]) == 0
     out = capsys.readouterr().out
     assert "3 moved" in out
+    assert "rpc-verification: classic, left as it is" in out  # neither --rpc-to nor RPC_QUEUE_TYPE: untouched
     with Connection(amqp) as connection:
         for name in (ISSUED_QUEUE.queue_name, dead_letter_queue_name("verification")):
             assert queue_state(connection, EventQueue(name, "verification")).queue_type == QUORUM
         assert queue_state(connection, EventQueue(ISSUED_QUEUE.queue_name, "verification")).messages == 3
+        assert queue_state(connection, rpc_queue("verification")).queue_type == CLASSIC
+    assert queue_admin.main(["migrate", "verification", "--rpc-to", "quorum"]) == 0
+    assert "rpc-verification: quorum (1 waiting call(s) dropped)" in capsys.readouterr().out
+    with Connection(amqp) as connection:
+        assert queue_state(connection, rpc_queue("verification")).queue_type == QUORUM
+    monkeypatch.setenv("RPC_QUEUE_TYPE", "classic")  # the services' setting, when the shell has it
+    assert queue_admin.main(["migrate", "verification"]) == 0
+    assert "rpc-verification: classic" in capsys.readouterr().out
+    with Connection(amqp) as connection:
+        assert queue_state(connection, rpc_queue("verification")).queue_type == CLASSIC
     assert queue_admin.main(["migrate", "nobody"]) == 2
 
 
@@ -182,9 +199,26 @@ def test_an_unknown_queue_type_setting_is_refused():
 
 
 def rpc_queue_type(amqp: str, service: str) -> str | None:
-    rpc = EventQueue(f"rpc-{service}", service, [(Exchange("nameko-rpc", type="topic", durable=True), f"{service}.*")])
     with Connection(amqp) as connection:
-        return queue_state(connection, rpc).queue_type
+        return queue_state(connection, rpc_queue(service)).queue_type
+
+
+RPC_EXCHANGE = Exchange("nameko-rpc", type="topic", durable=True)
+
+
+def declare_classic_rpc_queue(connection: Connection, service: str) -> None:
+    """rpc-<service> as nameko declared it before (nameko.rpc.RpcConsumer): durable, classic, bound with <service>.*"""
+    Queue(f"rpc-{service}", exchange=RPC_EXCHANGE, routing_key=f"{service}.*", durable=True)(
+        connection.channel()).declare()
+
+
+def call(amqp: str, routing_key: str) -> None:
+    """A call as a caller publishes it: mandatory and confirmed, so one that finds no queue raises here (py-amqp
+    raises a returned message when the channel has no handler for it)."""
+    with Connection(amqp) as connection:
+        connection.channel().basic_publish_confirm(
+            pyamqp.Message(b'{"args": [], "kwargs": {}}', delivery_mode=2, reply_to="test-reply", correlation_id="1"),
+            exchange=RPC_EXCHANGE.name, routing_key=routing_key, mandatory=True)
 
 
 def test_a_services_rpc_queue_is_a_quorum_queue_on_a_cluster_and_answers(start_service):
@@ -210,7 +244,68 @@ def test_a_classic_rpc_queue_of_an_earlier_release_is_kept_and_named_in_the_log(
               routing_key="verification.*", durable=True)(connection.channel()).declare()
     with caplog.at_level(logging.WARNING, logger="credence_common.bus.queues"):
         container, config = start_service(VerificationService, RPC_QUEUE_TYPE="quorum")
-    assert "rabbitmqctl delete_queue rpc-verification" in caplog.text
+    assert "queue_admin migrate verification --rpc-to quorum" in caplog.text  # the command, no longer rabbitmqctl
     assert rpc_queue_type(amqp, "verification") == CLASSIC
     with rpc_proxy("verification", config) as verification:  # it starts and answers on the queue it has
+        assert verification.health()["status"] == "ok"
+
+
+def test_migrate_makes_a_classic_rpc_queue_quorum_keeping_its_binding_and_dropping_the_waiting_calls(rabbit_config):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:
+        declare_classic_rpc_queue(connection, "verification")
+    call(amqp, "verification.health")  # calls waiting while the service is stopped: their callers give up
+    call(amqp, "verification.check")
+    with Connection(amqp) as connection:
+        assert queue_state(connection, rpc_queue("verification")).messages == 2
+        assert queue_admin.migrate_rpc_queue(connection, rpc_queue("verification"), QUORUM) == 2
+        state = queue_state(connection, rpc_queue("verification"))
+        assert (state.queue_type, state.messages) == (QUORUM, 0)
+        assert queue_admin.migrate_rpc_queue(connection, rpc_queue("verification"), QUORUM) == 0  # already done
+    with pytest.raises(pyamqp.exceptions.AMQPError):  # call() notices a call that found no queue
+        call(amqp, "identity.health")
+    call(amqp, "verification.x")  # still bound: a call routed to verification.x lands in it
+    with Connection(amqp) as connection:
+        message = connection.channel().basic_get("rpc-verification", no_ack=True)
+        assert message is not None and message.delivery_info["routing_key"] == "verification.x"
+        # and back (a quorum queue is deleted without if-unused, which it refuses)
+        call(amqp, "verification.y")
+        assert queue_admin.migrate_rpc_queue(connection, rpc_queue("verification"), CLASSIC) == 1
+        assert queue_state(connection, rpc_queue("verification")).queue_type == CLASSIC
+    call(amqp, "verification.z")
+    with Connection(amqp) as connection:
+        assert queue_state(connection, rpc_queue("verification")).messages == 1
+
+
+def test_migrate_refuses_an_rpc_queue_with_a_consumer(rabbit_config):
+    amqp = rabbit_config["AMQP_URI"]
+    with Connection(amqp) as connection:
+        declare_classic_rpc_queue(connection, "verification")
+        channel = connection.channel()
+        channel.basic_consume("rpc-verification", callback=lambda message: None)
+        with Connection(amqp) as other:
+            with pytest.raises(QueueBusy, match="consumer"):
+                queue_admin.migrate_rpc_queue(other, rpc_queue("verification"), QUORUM)
+            assert queue_state(other, rpc_queue("verification")).queue_type == CLASSIC  # refused: nothing changed
+    call(amqp, "verification.health")  # still bound
+
+
+def test_a_services_classic_rpc_queue_is_converted_while_it_is_stopped_and_it_answers_on_quorum(
+        rabbit_config, start_service, monkeypatch, caplog):
+    amqp = rabbit_config["AMQP_URI"]
+    monkeypatch.setenv("AMQP_URI", amqp)
+    with Connection(amqp) as connection:  # as nameko declared it before
+        declare_classic_rpc_queue(connection, "verification")
+    container, config = start_service(VerificationService, RPC_QUEUE_TYPE="quorum")
+    with Connection(amqp) as connection:  # the running service's consumer: refused
+        with pytest.raises(QueueBusy, match="stop every instance of verification"):
+            queue_admin.migrate_rpc_queue(connection, rpc_queue("verification"), QUORUM)
+    container.stop()
+    assert queue_admin.main(["migrate", "verification", "--rpc-to", "quorum"]) == 0
+    assert rpc_queue_type(amqp, "verification") == QUORUM
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="credence_common.bus.queues"):
+        container, config = start_service(VerificationService, RPC_QUEUE_TYPE="quorum")
+    assert "rpc-verification" not in caplog.text  # declared as it wants it: no warning
+    with rpc_proxy("verification", config) as verification:  # nameko's consumer agrees with the queue
         assert verification.health()["status"] == "ok"

@@ -29,6 +29,7 @@ retries with its ``Idempotency-Key``. docs/operations.md "Running on a RabbitMQ 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from kombu import Connection, Queue
 from nameko.constants import AMQP_URI_CONFIG_KEY
@@ -89,6 +90,7 @@ class TransientReplyListener(ReplyListener):
     """nameko's reply listener with a transient (non-durable) reply queue, renamed on every connection."""
 
     queue_consumer = ReplyQueueConsumer()
+    queue: Any  # kombu's Queue: nameko's setup sets it, renew_queue replaces it
 
     def setup(self):
         super().setup()

@@ -220,7 +220,7 @@ def migrate_rpc_queue(connection: Connection, rpc: EventQueue, to_type: str = QU
         raise QueueBusy(f"{rpc.name} has {state.consumers} consumer(s): stop every instance of {rpc.service} first")
     channel = connection.channel()
     try:
-        # a classic queue is deleted only if still unused (a quorum queue refuses if-unused)
+        # a classic queue is deleted only if still unused; a quorum queue plainly (as in _delete_drained)
         dropped = channel.queue_delete(rpc.name, if_unused=state.queue_type == CLASSIC)
     except amqp.exceptions.PreconditionFailed:
         raise QueueBusy(f"{rpc.name} has a consumer now: stop every instance of {rpc.service} first") from None

@@ -15,15 +15,17 @@ nothing fails to start.
 A reply queue belongs to one caller and lives on the node it declared it on. nameko's (``rpc.reply-<service>-<uuid>``,
 of a service that calls another through ``RpcProxy``) is durable, and has one name for the life of the process:
 after its node died, the caller reconnecting to another node could not declare it again (404), and nameko's
-consumer would stop the whole service. ``RpcProxy`` here declares it transient, and under a fresh name on every
-(re)connection (``ReplyQueueConsumer``), as the gateway does (gateway/amqp_rpc.py ``RpcClient._listen``): with the
-same name, the caller that reconnected at once declared the queue again on another node while the cluster still
-held the record of the one on the dead node; the node's clean-up then deleted the queue with its binding, and
-every reply to that service was dropped for good (certificates' calls to payments, seen in the cluster fault
-suite, tests/faults/cluster.py, 2026-12-07). The queue left behind, if its node lives, expires unused after
-nameko's ``RPC_REPLY_QUEUE_TTL`` (5 minutes). The gateway's reply queue is exclusive: it dies with the connection.
-A reply in flight when its queue goes is lost; that call ends at its deadline, and the caller
-retries with its ``Idempotency-Key``. docs/operations.md "Running on a RabbitMQ cluster".
+consumer would stop the whole service. ``RpcProxy`` here declares it exclusive to the connection that consumes
+it, under a fresh name on every (re)connection (``ReplyQueueConsumer``), as the gateway does (gateway/amqp_rpc.py
+``RpcClient._listen``). A fresh name, because with the same one a caller that reconnected at once declared the
+queue again on another node while the cluster still held the record of the one on the dead node; the node's
+clean-up then deleted the queue with its binding, and every reply to that service was dropped for good
+(certificates' calls to payments, seen in the cluster fault suite, tests/faults/cluster.py, 2026-12-07, when
+the queue was transient under one name). Exclusive, because the queue is then of no use once its connection has
+gone (the broker deletes it with the connection, leaving nothing behind), and because RabbitMQ deprecates
+transient queues that are not exclusive (4.3 refuses them). A reply in flight when its queue goes is lost; that
+call ends at its deadline, and the caller retries with its ``Idempotency-Key``. docs/operations.md "Running on a
+RabbitMQ cluster".
 """
 
 from __future__ import annotations
@@ -86,27 +88,27 @@ class ReplyQueueConsumer(QueueConsumer):
         return super().get_consumers(consumer_cls, channel)
 
 
-class TransientReplyListener(ReplyListener):
-    """nameko's reply listener with a transient (non-durable) reply queue, renamed on every connection."""
+class ExclusiveReplyListener(ReplyListener):
+    """nameko's reply listener with an exclusive reply queue, renamed on every connection (module docstring)."""
 
     queue_consumer = ReplyQueueConsumer()
     queue: Any  # kombu's Queue: nameko's setup sets it, renew_queue replaces it
 
     def setup(self):
         super().setup()
-        self.queue.durable = False
+        self.queue.durable, self.queue.exclusive = False, True
 
     def renew_queue(self) -> None:
         """A new reply queue (declared by the consumer that asks for it) and routing key: the calls made from now
         on name it in ``reply_to``; a call waiting on the old one ends at its deadline."""
         key = str(uuid.uuid4())
         self.queue = Queue(RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, key),
-                           exchange=self.queue.exchange, routing_key=key, durable=False,
+                           exchange=self.queue.exchange, routing_key=key, durable=False, exclusive=True,
                            queue_arguments=dict(self.queue.queue_arguments or {}))
         self.routing_key = key
 
 
 class RpcProxy(NamekoRpcProxy):
-    """nameko's ``RpcProxy`` whose replies come back through a transient queue (``TransientReplyListener``)."""
+    """nameko's ``RpcProxy`` whose replies come back through an exclusive queue (``ExclusiveReplyListener``)."""
 
-    rpc_reply_listener = TransientReplyListener()
+    rpc_reply_listener = ExclusiveReplyListener()

@@ -6,6 +6,8 @@ The services stay nameko; only the caller changes. What goes on the wire is what
   key ``<service>.<method>``, ``mandatory`` and a publisher confirm, so that a service nobody consumes for comes
   back as a returned message (nameko's ``UnknownService``) instead of a wait for a reply that never comes;
 - ``reply_to`` (this client's reply routing key) and a fresh ``correlation_id``;
+- an ``expiration`` of the call's deadline, so that a call still waiting in the service's queue when the caller
+  has given up is dropped by the broker instead of run late (nameko's proxy sets none);
 - the caller's context as ``nameko.<key>`` headers (nameko's ``HeaderEncoder``): the correlation id
   (``nameko.correlation_id``, credence_common/observability/logs.py), the idempotency headers
   (credence_common/persistence/idempotency.py)
@@ -268,7 +270,10 @@ class RpcClient:
             content_type=CONTENT_TYPE, content_encoding="utf-8",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers=context_headers(context or {}, call_id),
-            reply_to=self._reply_key, correlation_id=correlation_id)
+            reply_to=self._reply_key, correlation_id=correlation_id,
+            # a call still queued at its deadline has been answered 503 service_timeout already: the broker drops
+            # it, rather than have a service that was down or swamped work through calls nobody waits for
+            expiration=timeout)
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:

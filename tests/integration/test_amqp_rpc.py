@@ -17,6 +17,7 @@ from nameko.rpc import rpc
 
 from credence_common.contracts.errors import Conflict, ServiceUnavailable
 from gateway.amqp_rpc import RpcClient, amqp_url
+from tests.integration.conftest import wait_for
 
 MANAGEMENT = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672").rstrip("/")
 
@@ -119,6 +120,29 @@ def test_a_service_nobody_runs_is_service_unavailable_at_once(amqp_uri):
         return refused.value.code
 
     assert run(absent, amqp_uri) == "service_unavailable"
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])  # RPC_QUEUE_TYPE's two (rpc_queue.py)
+def test_a_call_nobody_takes_before_its_deadline_is_dropped_by_the_broker(amqp_uri, queue_type):
+    """A service whose queue exists but which consumes nothing (stopped, or swamped): the call is answered
+    ``service_timeout`` at its deadline, and the broker then drops it (its ``expiration``) instead of keeping it
+    for the service to run when it comes back, with nobody waiting for the answer."""
+    from kombu import Connection, Exchange, Queue
+
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        queue = Queue("rpc-stopped", Exchange("nameko-rpc", type="topic", durable=True), routing_key="stopped.*",
+                      durable=True, queue_arguments={"x-queue-type": queue_type})
+        queue(channel).declare()
+
+        async def unanswered(client):
+            with pytest.raises(ServiceUnavailable) as timed_out:
+                await client.call("stopped", "record", timeout=0.5)
+            return timed_out.value.code
+
+        assert run(unanswered, amqp_uri) == "service_timeout"
+        wait_for(lambda: channel.queue_declare("rpc-stopped", passive=True).message_count == 0,
+                 what="the expired call dropped from the stopped service's queue")
 
 
 def vhost_of(amqp_uri: str) -> str:

@@ -207,12 +207,12 @@ def migrate_rpc_queue(connection: Connection, rpc: EventQueue, to_type: str = QU
     # Dropped, not moved as migrate_queue moves events. With the service stopped, what waits in rpc-<service> are
     # calls whose callers have given up or will before it is back: each waits at most its deadline (the gateway's
     # RPC_TIMEOUT_SECONDS, 10 s; a service's call_with_deadline) and the gateway then answers 503 service_timeout,
-    # the client retrying under its Idempotency-Key. Moved, a call would not wait harmlessly: the calls carry no
-    # expiration, so the service would carry each out when it starts again, with nobody reading the answer (a
-    # write its client was told had timed out, done minutes later). Dropping them is what the procedure this
-    # replaces did (`rabbitmqctl delete_queue`), and needs no holding queue: between the deletion and the new
-    # declaration (milliseconds) a call finds no route, and its caller, publishing with `mandatory`, is answered
-    # 503 at once.
+    # the client retrying under its Idempotency-Key. Moved, a call would not wait harmlessly: the gateway's calls
+    # expire at their deadline (gateway/amqp_rpc.py) but a service's calls to another carry no expiration, so the
+    # service would carry each out when it starts again, with nobody reading the answer. Dropping them is what the
+    # procedure this replaces did (`rabbitmqctl delete_queue`), and needs no holding queue: between the deletion
+    # and the new declaration (milliseconds) a call finds no route, and its caller, publishing with `mandatory`,
+    # is answered 503 at once.
     state = queue_state(connection, rpc)
     if state.queue_type in (None, to_type):
         return 0
@@ -220,8 +220,8 @@ def migrate_rpc_queue(connection: Connection, rpc: EventQueue, to_type: str = QU
         raise QueueBusy(f"{rpc.name} has {state.consumers} consumer(s): stop every instance of {rpc.service} first")
     channel = connection.channel()
     try:
-        # a classic queue is deleted only if still unused; a quorum queue plainly (as in _delete_drained)
-        dropped = channel.queue_delete(rpc.name, if_unused=state.queue_type == CLASSIC)
+        # deleted only if still unused, except a quorum queue, which refuses if-unused (as in _delete_drained)
+        dropped = channel.queue_delete(rpc.name, if_unused=state.queue_type != QUORUM)
     except amqp.exceptions.PreconditionFailed:
         raise QueueBusy(f"{rpc.name} has a consumer now: stop every instance of {rpc.service} first") from None
     finally:
@@ -230,6 +230,9 @@ def migrate_rpc_queue(connection: Connection, rpc: EventQueue, to_type: str = QU
     channel = connection.channel()
     try:
         rpc.queue(to_type)(channel).declare()
+    except amqp.exceptions.PreconditionFailed:  # an instance started meanwhile and declared it as it wants
+        raise QueueBusy(f"{rpc.name} was declared again by a starting {rpc.service} meanwhile: stop every instance "
+                        "of it and run migrate again") from None
     finally:
         close_quietly(channel)
     log.info("queue %s is now a %s queue (%d call(s) dropped)", rpc.name, to_type, dropped)
@@ -274,16 +277,20 @@ def build_app():
 
     @app.command()
     def migrate(service: str = typer.Argument(..., help="the service whose queues to convert ('all' for every one)"),
-                to: str = typer.Option(QUORUM, help="the event queues' type: quorum or classic"),
+                to: str = typer.Option(None, help="the event queues' type: quorum or classic (without it, "
+                                                  "EVENT_QUEUE_TYPE's if set, else quorum)"),
                 rpc_to: str = typer.Option(None, "--rpc-to",
                                            help="the RPC queue's type: quorum or classic (without it, RPC_QUEUE_TYPE's "
                                                 "if set, else the queue is left as it is)")) -> None:
-        """Convert a service's event queues to quorum queues, and its RPC queue to --rpc-to's type (stop every
-        instance of it first). The calls waiting in its RPC queue are dropped: their callers have given up."""
+        """Convert a service's event queues to --to's type (quorum by default), and its RPC queue to --rpc-to's
+        (stop every instance of it first). The calls waiting in its RPC queue are dropped: their callers have given
+        up."""
         from credence_common.bus.rpc_queue import RPC_QUEUE_TYPE_CONFIG, rpc_queue_type
 
         amqp_uri, base, attempts = _settings()
-        to_type = preferred_queue_type({QUEUE_TYPE_CONFIG: to})
+        # the services' own setting when --to is not given: the command a service's warning names then converts
+        # its event queues to what the services declare, never away from it
+        to_type = preferred_queue_type({QUEUE_TYPE_CONFIG: to or os.environ.get(QUEUE_TYPE_CONFIG) or QUORUM})
         # the services' own setting, not --to: a quorum rpc-<service> costs every call on a single node (classic
         # by default), and only a cluster needs one. Neither given: left as it is.
         rpc_setting = rpc_to or os.environ.get(RPC_QUEUE_TYPE_CONFIG)

@@ -80,32 +80,42 @@ class ReplicatedRpcConsumer(RpcConsumer):
 
 class ReplyQueueConsumer(QueueConsumer):
     """The consumer of a service's reply queue, on a connection of its own (the service's other consumers keep
-    nameko's): each (re)connection consumes from a reply queue of a fresh name (see the module's docstring)."""
+    nameko's): each reconnection consumes from a reply queue of a fresh name (see the module's docstring)."""
 
     def get_consumers(self, consumer_cls, channel):  # kombu calls it after every (re)connection
         for provider in self._providers:
-            provider.renew_queue()
-        return super().get_consumers(consumer_cls, channel)
+            provider.prepare_queue()
+        consumers = super().get_consumers(consumer_cls, channel)  # kombu's Consumer declares and binds here
+        for provider in self._providers:
+            provider.queue_declared()
+        return consumers
 
 
 class ExclusiveReplyListener(ReplyListener):
-    """nameko's reply listener with an exclusive reply queue, renamed on every connection (module docstring)."""
+    """nameko's reply listener with an exclusive reply queue, renamed on every reconnection (module docstring)."""
 
     queue_consumer = ReplyQueueConsumer()
-    queue: Any  # kombu's Queue: nameko's setup sets it, renew_queue replaces it
+    queue: Any  # kombu's Queue: nameko's setup sets it, prepare_queue replaces it
+    _connected_before = False
 
     def setup(self):
-        super().setup()
+        super().setup()  # the first connection declares this name: calls made while it connects already name it
         self.queue.durable, self.queue.exclusive = False, True
 
-    def renew_queue(self) -> None:
-        """A new reply queue (declared by the consumer that asks for it) and routing key: the calls made from now
-        on name it in ``reply_to``; a call waiting on the old one ends at its deadline."""
+    def prepare_queue(self) -> None:
+        """On a reconnection, a reply queue of a new name for the consumer to declare. Calls go on naming the old
+        key in ``reply_to`` until ``queue_declared``: a call waiting on the old queue ends at its deadline."""
+        if not self._connected_before:
+            self._connected_before = True
+            return
         key = str(uuid.uuid4())
         self.queue = Queue(RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, key),
                            exchange=self.queue.exchange, routing_key=key, durable=False, exclusive=True,
                            queue_arguments=dict(self.queue.queue_arguments or {}))
-        self.routing_key = key
+
+    def queue_declared(self) -> None:
+        """The queue is declared and bound: calls from now on name it (a reply is never routed to nowhere)."""
+        self.routing_key = self.queue.routing_key
 
 
 class RpcProxy(NamekoRpcProxy):

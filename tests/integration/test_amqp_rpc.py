@@ -124,25 +124,30 @@ def test_a_service_nobody_runs_is_service_unavailable_at_once(amqp_uri):
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])  # RPC_QUEUE_TYPE's two (rpc_queue.py)
 def test_a_call_nobody_takes_before_its_deadline_is_dropped_by_the_broker(amqp_uri, queue_type):
-    """A service whose queue exists but which consumes nothing (stopped, or swamped): the call is answered
-    ``service_timeout`` at its deadline, and the broker then drops it (its ``expiration``) instead of keeping it
-    for the service to run when it comes back, with nobody waiting for the answer."""
+    """A service whose queue exists but which consumes nothing (stopped, or swamped): the call waits in its queue
+    while its caller waits, is answered ``service_timeout`` at its deadline, and the broker then drops it (its
+    ``expiration``) instead of keeping it for the service to run when it comes back, with nobody waiting."""
     from kombu import Connection, Exchange, Queue
 
+    def depth() -> int:
+        with Connection(amqp_uri) as connection:
+            return connection.channel().queue_declare("rpc-stopped", passive=True).message_count
+
     with Connection(amqp_uri) as connection:
-        channel = connection.channel()
-        queue = Queue("rpc-stopped", Exchange("nameko-rpc", type="topic", durable=True), routing_key="stopped.*",
-                      durable=True, queue_arguments={"x-queue-type": queue_type})
-        queue(channel).declare()
+        Queue("rpc-stopped", Exchange("nameko-rpc", type="topic", durable=True), routing_key="stopped.*",
+              durable=True, queue_arguments={"x-queue-type": queue_type})(connection.channel()).declare()
 
-        async def unanswered(client):
-            with pytest.raises(ServiceUnavailable) as timed_out:
-                await client.call("stopped", "record", timeout=0.5)
-            return timed_out.value.code
+    async def unanswered(client):
+        call = asyncio.ensure_future(client.call("stopped", "record", timeout=2.0))
+        while await asyncio.to_thread(depth) != 1:  # held while its caller waits (not dropped at once)
+            assert not call.done(), "the call ended before it was seen waiting in the queue"
+            await asyncio.sleep(0.02)
+        with pytest.raises(ServiceUnavailable) as timed_out:
+            await call
+        return timed_out.value.code
 
-        assert run(unanswered, amqp_uri) == "service_timeout"
-        wait_for(lambda: channel.queue_declare("rpc-stopped", passive=True).message_count == 0,
-                 what="the expired call dropped from the stopped service's queue")
+    assert run(unanswered, amqp_uri) == "service_timeout"
+    wait_for(lambda: depth() == 0, what="the expired call dropped from the stopped service's queue")
 
 
 def vhost_of(amqp_uri: str) -> str:

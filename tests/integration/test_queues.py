@@ -156,6 +156,7 @@ def test_the_command_line_shows_and_migrates_a_services_queues(rabbit_config, mo
     monkeypatch.setenv("EVENT_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("COLUMNS", "200")  # the table in full, as on a wide terminal
     monkeypatch.delenv("RPC_QUEUE_TYPE", raising=False)  # an operator's shell without the services' setting
+    monkeypatch.delenv("EVENT_QUEUE_TYPE", raising=False)
     with Connection(amqp) as connection:
         channel = connection.channel()
         Queue(ISSUED_QUEUE.queue_name, exchange=event_exchange("certificates"),
@@ -186,6 +187,11 @@ def test_the_command_line_shows_and_migrates_a_services_queues(rabbit_config, mo
     assert "rpc-verification: classic" in capsys.readouterr().out
     with Connection(amqp) as connection:
         assert queue_state(connection, rpc_queue("verification")).queue_type == CLASSIC
+    monkeypatch.setenv("EVENT_QUEUE_TYPE", "classic")  # without --to, the event queues follow the services' setting
+    assert queue_admin.main(["migrate", "verification"]) == 0
+    assert f"{ISSUED_QUEUE.queue_name}: classic (3 moved)" in capsys.readouterr().out
+    with Connection(amqp) as connection:
+        assert queue_state(connection, EventQueue(ISSUED_QUEUE.queue_name, "verification")).queue_type == CLASSIC
     assert queue_admin.main(["migrate", "nobody"]) == 2
 
 

@@ -147,12 +147,34 @@ def uses_guest_broker_user(config: dict) -> bool:
     return False
 
 
+RPC_TIMEOUT_MAX_SECONDS = 3600.0  # far above any sensible deadline, far below what a message expiration can hold
+
+
+def setting_refusals(config: dict) -> list[str]:
+    """Settings whose value no environment can run with. RPC_TIMEOUT_SECONDS is every call's deadline and the
+    gateway's calls' message expiration (gateway/amqp_rpc.py): the broker closes the channel of a publish whose
+    expiration is negative or too large, which would fail every call after it."""
+    problems = []
+    if "RPC_TIMEOUT_SECONDS" in config:
+        try:
+            seconds = float(config["RPC_TIMEOUT_SECONDS"])
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if not 0 < seconds <= RPC_TIMEOUT_MAX_SECONDS:  # NaN fails both comparisons
+            problems.append(f"RPC_TIMEOUT_SECONDS must be a number of seconds above 0 and at most "
+                            f"{RPC_TIMEOUT_MAX_SECONDS:.0f}, not {config['RPC_TIMEOUT_SECONDS']!r}")
+    return problems
+
+
 def assert_safe_for_environment(service_name: str, config: dict, environ=None) -> None:
     """The check every process runs at start-up (credence_common/runtime/runner.py), before it touches the broker."""
     try:
         current = environment(environ)
     except ConfigurationRefused as refusal:
         raise ConfigurationRefused(f"{service_name}: refusing to start: {refusal}") from None
+    unusable = setting_refusals(config)
+    if unusable:
+        raise ConfigurationRefused(f"{service_name}: refusing to start: " + "; and ".join(unusable) + ".")
     if current == "development":
         return
     problems = []

@@ -41,6 +41,20 @@ def test_the_start_up_check_refuses_without_an_environment_and_names_the_service
     assert str(refused.value).startswith("scoring: refusing to start: CREDENCE_ENV ")
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "ten", "86400"])
+@pytest.mark.parametrize("env", ["development", "production"])
+def test_an_rpc_deadline_no_call_can_carry_is_refused_at_start_in_every_environment(timeout, env):
+    with pytest.raises(ConfigurationRefused) as refused:
+        assert_safe_for_environment("gateway", {"RPC_TIMEOUT_SECONDS": timeout}, environ={"CREDENCE_ENV": env})
+    assert str(refused.value).startswith("gateway: refusing to start: RPC_TIMEOUT_SECONDS must be")
+
+
+@pytest.mark.parametrize("timeout", ["10", 0.5, 3600])
+def test_an_rpc_deadline_in_range_starts(timeout):
+    assert assert_safe_for_environment("certificates", {"RPC_TIMEOUT_SECONDS": timeout},
+                                       environ={"CREDENCE_ENV": "development"}) is None
+
+
 def test_development_must_be_said_and_then_allows_the_development_defaults():
     config = {"JWT_SECRET": "dev-insecure-jwt-secret", "IDENTITY_VERIFIER": "sandbox", "SMS_ADAPTER": "dev",
               "DEGREE_REGISTRY": "sandbox", "PAYMENT_PROVIDER": "sandbox"}

@@ -16,7 +16,7 @@ A reply queue belongs to one caller and lives on the node it declared it on. nam
 of a service that calls another through ``RpcProxy``) is durable, and has one name for the life of the process:
 after its node died, the caller reconnecting to another node could not declare it again (404), and nameko's
 consumer would stop the whole service. ``RpcProxy`` here declares it exclusive to the connection that consumes
-it, under a fresh name on every (re)connection (``ReplyQueueConsumer``), as the gateway does (gateway/amqp_rpc.py
+it, under a fresh name on every reconnection (``ReplyQueueConsumer``), as the gateway does (gateway/amqp_rpc.py
 ``RpcClient._listen``). A fresh name, because with the same one a caller that reconnected at once declared the
 queue again on another node while the cluster still held the record of the one on the dead node; the node's
 clean-up then deleted the queue with its binding, and every reply to that service was dropped for good

@@ -143,7 +143,7 @@ bench-import: $(STAMP)
 
 # issue #22 item 7: 30 minutes of mixed load against the whole platform on a RabbitMQ node of its own, every process's
 # memory slope, every queue's depth and every table's rows (bench/soak.py; docs/reliability.md "Soak").
-# SOAK_ARGS="--backend postgresql" for throw-away PostgreSQL databases, "--minutes 60" for longer.
+# An hour by default; SOAK_ARGS="--backend postgresql" for throw-away PostgreSQL databases, "--minutes 30" shorter.
 SOAK_ARGS ?=
 soak: $(STAMP)
 	$(PY) -m bench.soak $(SOAK_ARGS)

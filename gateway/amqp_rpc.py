@@ -144,13 +144,6 @@ def context_headers(context: dict, call_id: str) -> dict:
     return headers
 
 
-def _outcome_read(publishing: asyncio.Future) -> None:
-    """Reads the outcome of a publish that nobody may await any more (its reply came first), so that asyncio does
-    not log it as an exception never retrieved."""
-    if not publishing.cancelled():
-        publishing.exception()
-
-
 class RpcClient:
     """``await client.call(service, method, *args, context=..., timeout=...)``; one per process, shared by every
     request (aio-pika's channel multiplexes the publishes; replies are matched by correlation id)."""
@@ -258,24 +251,6 @@ class RpcClient:
         except ValueError as error:
             future.set_exception(error)
 
-    async def _publish(self, message: aio_pika.Message, service: str, method: str) -> None:
-        """Publishes a call and waits for the broker's confirm; a refusal is ``ServiceUnavailable``."""
-        assert self._exchange is not None
-        channel = self._channel
-        try:
-            await self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
-        except DeliveryError as error:
-            if isinstance(error.frame, Basic.Nack):  # refused by the queue, not unroutable
-                await self._replace_channel(channel, service)
-                raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be "
-                                         "reached right now; try again shortly.") from None
-            raise ServiceUnavailable("service_unavailable",
-                                     f"The {service} service is not running; try again shortly.") from None
-        except (AMQPError, ConnectionError, RuntimeError) as error:
-            # the broker is restarting or unreachable (aio-pika raises RuntimeError for a closed channel)
-            raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be "
-                                                           "reached right now; try again shortly.") from error
-
     async def call(self, service: str, method: str, *args, context: dict | None = None, timeout: float):
         """The method's answer; raises what the service raised (a ``CredenceError``, else nameko's
         ``RemoteError``), or ``ServiceUnavailable`` when the service is not running, does not answer within
@@ -301,28 +276,28 @@ class RpcClient:
             expiration=timeout)
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
-        publishing: asyncio.Future | None = None
         try:
             async with asyncio.timeout(timeout):
-                publishing = asyncio.ensure_future(self._publish(message, service, method))
-                publishing.add_done_callback(_outcome_read)  # a confirm that comes after the reply is no error
-                # The reply, not the publisher confirm, is what the caller waits for. RabbitMQ confirms a
-                # persistent message in a durable queue once it is on disk, written in batches or when the queue
-                # is idle (its guide, "Ack Latency for Persistent Messages": up to a few hundred milliseconds
-                # under constant load), so the reply can come first. Waiting for the confirm before the reply put
-                # that wait on every call's path; now the confirm decides a call only when it brings a refusal (a
-                # nack, or the call returned because no service consumes for it), and then no reply comes.
-                await asyncio.wait((publishing, future), return_when=asyncio.FIRST_COMPLETED)
-                if not future.done():
-                    publishing.result()  # raises ServiceUnavailable when the broker refused or returned the call
+                channel = self._channel
+                try:
+                    await self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
+                except DeliveryError as error:
+                    if isinstance(error.frame, Basic.Nack):  # refused by the queue, not unroutable
+                        await self._replace_channel(channel, service)
+                        raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be "
+                                                 "reached right now; try again shortly.") from None
+                    raise ServiceUnavailable("service_unavailable",
+                                             f"The {service} service is not running; try again shortly.") from None
+                except (AMQPError, ConnectionError, RuntimeError) as error:
+                    # the broker is restarting or unreachable (aio-pika raises RuntimeError for a closed channel)
+                    raise ServiceUnavailable("broker_unavailable", "The platform's message broker cannot be "
+                                                                   "reached right now; try again shortly.") from error
                 reply = await future
         except TimeoutError:
             raise ServiceUnavailable("service_timeout",
                                      f"The {service} service did not answer in time; try again shortly.") from None
         finally:
             self._pending.pop(correlation_id, None)
-            if publishing is not None and not future.done():
-                publishing.cancel()  # the call has failed or timed out: nobody needs its confirm any more
         if reply.get("error") is not None:
             raise deserialize(reply["error"])
         return reply.get("result")

@@ -141,9 +141,9 @@ bench-tools:
 bench-import: $(STAMP)
 	$(PY) -m bench.result_import
 
-# issue #22 item 7: 30 minutes of mixed load against the whole platform on a RabbitMQ node of its own, every process's
+# issue #22 item 7: an hour of mixed load against the whole platform on a RabbitMQ node of its own, every process's
 # memory slope, every queue's depth and every table's rows (bench/soak.py; docs/reliability.md "Soak").
-# An hour by default; SOAK_ARGS="--backend postgresql" for throw-away PostgreSQL databases, "--minutes 30" shorter.
+# SOAK_ARGS="--backend postgresql" for throw-away PostgreSQL databases, "--minutes 30" shorter.
 SOAK_ARGS ?=
 soak: $(STAMP)
 	$(PY) -m bench.soak $(SOAK_ARGS)
